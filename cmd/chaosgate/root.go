@@ -1,0 +1,20 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newRootCmd builds the chaosgate command tree. Every sub-command lives in
+// its own file and is added here with a plain constructor call.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "chaosgate",
+		Short:         "Chaos engineering and canary verification with signed evidence",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newVersionCmd(),
+	)
+	return root
+}

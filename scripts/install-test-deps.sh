@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs or builds every server the test suite starts. Idempotent: packages
+# already present and cached builds are reused.
+#   - Debian packages (only when root): prometheus, etcd-server, nats-server,
+#     chromium, chromium-driver.
+#   - Consul 1.22.0, built once from the Go module proxy (scripts/build-consul.sh).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+pkgs=()
+command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
+command -v nats-server >/dev/null 2>&1 || pkgs+=(nats-server)
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium chromium-driver)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps: apt-get install ${pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    echo "install-test-deps: not root or no apt-get; missing packages: ${pkgs[*]} (tests that need them skip outside CI and fail in CI)" >&2
+  fi
+fi
+
+bash "$here/build-consul.sh" >/dev/null
