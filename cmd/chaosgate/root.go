@@ -19,3 +19,9 @@ func newRootCmd() *cobra.Command {
 	)
 	return root
 }
+
+// withSubcommands attaches sub-commands that live in other files to parent.
+func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	parent.AddCommand(subs...)
+	return parent
+}
