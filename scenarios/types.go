@@ -1,0 +1,238 @@
+// Package scenarios defines experiment and game-day files (apiVersion
+// chaosgate.io/v1, kinds Experiment and GameDay), loads them strictly from
+// YAML with file:line:col errors and hints, validates them against the
+// budget and shape rules, and ships the built-in scenario library.
+package scenarios
+
+// APIVersion is the only accepted apiVersion of a scenario file.
+const APIVersion = "chaosgate.io/v1"
+
+// Kinds of scenario documents.
+const (
+	KindExperiment = "Experiment"
+	KindGameDay    = "GameDay"
+)
+
+// DefaultSteps are the canary weights (percent) used when a file names none.
+var DefaultSteps = []int{5, 10, 25, 50, 100}
+
+// Document is one scenario file: an Experiment or a GameDay.
+type Document struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+
+	// Source names where the document came from (a file path or
+	// "library:NAME"); it is not part of the file.
+	Source string `yaml:"-" json:"-"`
+	// RunAt is the set of canary weights at which a resolved game-day
+	// experiment runs (empty: every step).
+	RunAt []int `yaml:"-" json:"-"`
+
+	pos map[string]position
+}
+
+// Metadata names and describes a document.
+type Metadata struct {
+	Name        string            `yaml:"name" json:"name"`
+	Description string            `yaml:"description,omitempty" json:"description,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// Spec is the body of an Experiment or a GameDay. Faults belong to an
+// Experiment; Experiments (references) belong to a GameDay.
+type Spec struct {
+	Target      Target           `yaml:"target" json:"target"`
+	Faults      []Fault          `yaml:"faults,omitempty" json:"faults,omitempty"`
+	Experiments []ExperimentRef  `yaml:"experiments,omitempty" json:"experiments,omitempty"`
+	SteadyState Duration         `yaml:"steadyState,omitempty" json:"steadyState,omitempty"`
+	Probes      Probes           `yaml:"probes,omitempty" json:"probes,omitempty"`
+	Abort       []AbortCondition `yaml:"abort,omitempty" json:"abort,omitempty"`
+	Canary      Canary           `yaml:"canary,omitempty" json:"canary,omitempty"`
+	Decision    Decision         `yaml:"decision,omitempty" json:"decision,omitempty"`
+	BlastRadius BlastRadius      `yaml:"blastRadius,omitempty" json:"blastRadius,omitempty"`
+}
+
+// Target says where the system under test lives: local clusters started by
+// chaosgate, or Kubernetes pods chosen by label selectors. Exactly one is set.
+type Target struct {
+	Local      *LocalTarget      `yaml:"local,omitempty" json:"local,omitempty"`
+	Kubernetes *KubernetesTarget `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty"`
+	// Arms lists the arms that receive the faults (default: canary and control).
+	Arms []string `yaml:"arms,omitempty" json:"arms,omitempty"`
+}
+
+// LocalTarget is a pair of local clusters (canary and control) of the
+// reference aggregator.
+type LocalTarget struct {
+	// Nodes is the number of replicas per arm (named n1..nN).
+	Nodes int `yaml:"nodes" json:"nodes"`
+	// Partitions is the number of partitions of the aggregator (default 8).
+	Partitions int `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+}
+
+// KubernetesTarget selects the pods of each arm by namespace and labels.
+type KubernetesTarget struct {
+	Namespace string   `yaml:"namespace" json:"namespace"`
+	Canary    Selector `yaml:"canary" json:"canary"`
+	Control   Selector `yaml:"control" json:"control"`
+	// Replicas is the expected number of pods per arm; it sizes the
+	// blast-radius budget and the partition shapes before pods are listed.
+	Replicas int `yaml:"replicas" json:"replicas"`
+}
+
+// Selector picks pods by labels.
+type Selector struct {
+	MatchLabels map[string]string `yaml:"matchLabels" json:"matchLabels"`
+}
+
+// Fault is one fault of an Experiment: exactly one of the kind fields is set.
+type Fault struct {
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Duration is how long the fault stays in effect, counted from when it
+	// took effect; for podKill, how long to observe after the kill.
+	Duration     Duration         `yaml:"duration" json:"duration"`
+	PodKill      *NodeFault       `yaml:"podKill,omitempty" json:"podKill,omitempty"`
+	PodPause     *NodeFault       `yaml:"podPause,omitempty" json:"podPause,omitempty"`
+	NetworkDelay *NetworkDelay    `yaml:"networkDelay,omitempty" json:"networkDelay,omitempty"`
+	Partition    *PartitionFault  `yaml:"partition,omitempty" json:"partition,omitempty"`
+	SplitBrain   *SplitBrainFault `yaml:"splitBrain,omitempty" json:"splitBrain,omitempty"`
+}
+
+// Node selection modes of a node fault.
+const (
+	ModeOne    = "one"    // one node, chosen by the engine
+	ModeLeader = "leader" // the node that leads the most partitions
+	ModeFixed  = "fixed"  // the nodes listed in nodes
+)
+
+// NodeFault chooses the nodes a podKill or podPause acts on.
+type NodeFault struct {
+	Mode  string   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+}
+
+// NetworkDelay adds latency and jitter on chosen edges.
+type NetworkDelay struct {
+	Latency     Duration `yaml:"latency" json:"latency"`
+	Jitter      Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	Correlation Percent  `yaml:"correlation,omitempty" json:"correlation,omitempty"`
+	Edges       Edges    `yaml:"edges" json:"edges"`
+}
+
+// Edges chooses directed edges: into a node, out of a node, or between two
+// named nodes (both directions). Clients adds the client→node edges of the
+// chosen node to the node→node ones.
+type Edges struct {
+	Into    string   `yaml:"into,omitempty" json:"into,omitempty"`
+	OutOf   string   `yaml:"outOf,omitempty" json:"outOf,omitempty"`
+	Between []string `yaml:"between,omitempty" json:"between,omitempty"`
+	Clients bool     `yaml:"clients,omitempty" json:"clients,omitempty"`
+}
+
+// Partition shapes (Jepsen's nemeses).
+const (
+	ShapeIsolateOne     = "isolate-one"
+	ShapeHalves         = "halves"
+	ShapeMajoritiesRing = "majorities-ring"
+	ShapeBridge         = "bridge"
+)
+
+// PartitionFault cuts the node→node edges that cross a shape's cut.
+type PartitionFault struct {
+	Shape string `yaml:"shape" json:"shape"`
+}
+
+// SplitBrainFault isolates the current leader(s) from the majority on
+// node→node edges while client→node edges stay open.
+type SplitBrainFault struct {
+	// Partition restricts the fault to the leader of one partition
+	// (default: the node that leads the most partitions).
+	Partition *int `yaml:"partition,omitempty" json:"partition,omitempty"`
+}
+
+// ExperimentRef is one entry of a GameDay: a library name or a file path
+// relative to the game-day file, with an optional duration override.
+type ExperimentRef struct {
+	Ref      string   `yaml:"ref" json:"ref"`
+	Duration Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Steps lists the canary weights at which the experiment runs
+	// (default: every step).
+	Steps []int `yaml:"steps,omitempty" json:"steps,omitempty"`
+}
+
+// Probes configures the three probes.
+type Probes struct {
+	Availability *AvailabilityProbe `yaml:"availability,omitempty" json:"availability,omitempty"`
+	Consistency  *ConsistencyProbe  `yaml:"consistency,omitempty" json:"consistency,omitempty"`
+	Metrics      *MetricsProbe      `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	Logs         *LogsProbe         `yaml:"logs,omitempty" json:"logs,omitempty"`
+}
+
+// AvailabilityProbe drives load as many sources.
+type AvailabilityProbe struct {
+	Sources int `yaml:"sources,omitempty" json:"sources,omitempty"`
+	// Rate is the total offered load in messages per second.
+	Rate int `yaml:"rate,omitempty" json:"rate,omitempty"`
+}
+
+// ConsistencyProbe checks the recorded history.
+type ConsistencyProbe struct {
+	Linearizability bool `yaml:"linearizability,omitempty" json:"linearizability,omitempty"`
+}
+
+// MetricsProbe scrapes the nodes' metrics.
+type MetricsProbe struct {
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+}
+
+// LogsProbe guards node logs with regular expressions.
+type LogsProbe struct {
+	Patterns []string `yaml:"patterns" json:"patterns"`
+}
+
+// Probe names usable in abort conditions.
+const (
+	ProbeAvailability = "availability"
+	ProbeConsistency  = "consistency"
+	ProbeMetrics      = "metrics"
+	ProbeLogs         = "logs"
+)
+
+// AbortCondition stops the experiment early (and recovers every fault) when
+// a probe value crosses a threshold for at least For.
+type AbortCondition struct {
+	Probe  string `yaml:"probe" json:"probe"`
+	Metric string `yaml:"metric" json:"metric"`
+	// Arm is canary, control or any (default any).
+	Arm   string   `yaml:"arm,omitempty" json:"arm,omitempty"`
+	Below *Number  `yaml:"below,omitempty" json:"below,omitempty"`
+	Above *Number  `yaml:"above,omitempty" json:"above,omitempty"`
+	For   Duration `yaml:"for,omitempty" json:"for,omitempty"`
+}
+
+// Canary lists the traffic weights (percent) of the canary steps.
+type Canary struct {
+	Steps []int `yaml:"steps,omitempty" json:"steps,omitempty"`
+}
+
+// Decision references the judge policy: "default" or a decision config file.
+type Decision struct {
+	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
+}
+
+// BlastRadius bounds how many replicas of an arm a fault may impair. By
+// default a fault never impairs a quorum; AllowQuorum opts in explicitly.
+type BlastRadius struct {
+	MaxReplicas int     `yaml:"maxReplicas,omitempty" json:"maxReplicas,omitempty"`
+	MaxShare    Percent `yaml:"maxShare,omitempty" json:"maxShare,omitempty"`
+	AllowQuorum bool    `yaml:"allowQuorum,omitempty" json:"allowQuorum,omitempty"`
+}
+
+// Arm names.
+const (
+	ArmCanary  = "canary"
+	ArmControl = "control"
+	ArmAny     = "any"
+)

@@ -1,0 +1,550 @@
+package scenarios
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits of the values a scenario may hold.
+const (
+	MaxNodes          = 15
+	MaxPartitions     = 1024
+	MaxDuration       = time.Hour
+	MaxLatency        = time.Minute
+	DefaultPartitions = 8
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+// abortMetrics lists the metrics each probe offers to abort conditions.
+var abortMetrics = map[string][]string{
+	ProbeAvailability: {"success_ratio", "p99_ms", "throughput"},
+	ProbeConsistency:  {"violations"},
+	ProbeMetrics:      {"error_rate", "gc_pause_max_ms", "goroutines", "rss_bytes"},
+	ProbeLogs:         {"matches"},
+}
+
+var probeNames = []string{ProbeAvailability, ProbeConsistency, ProbeMetrics, ProbeLogs}
+
+// validator checks a decoded document and reports errors at the recorded
+// positions of the offending fields.
+type validator struct {
+	file string
+	pos  map[string]position
+	errs Errors
+}
+
+func (v *validator) at(path, msg, hint string) {
+	p := path
+	for {
+		if pp, ok := v.pos[p]; ok {
+			v.errs = append(v.errs, &Error{File: v.file, Line: pp.line, Column: pp.col, Path: path, Msg: msg, Hint: hint})
+			return
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			v.errs = append(v.errs, &Error{File: v.file, Line: 1, Column: 1, Path: path, Msg: msg, Hint: hint})
+			return
+		}
+		p = p[:i]
+	}
+}
+
+// NodeCount is the number of replicas per arm the target declares.
+func (t Target) NodeCount() int {
+	switch {
+	case t.Local != nil:
+		return t.Local.Nodes
+	case t.Kubernetes != nil:
+		return t.Kubernetes.Replicas
+	}
+	return 0
+}
+
+// NodeNames returns the replica names of one arm of a local target (n1..nN).
+func NodeNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("n%d", i+1)
+	}
+	return out
+}
+
+// ArmNames returns the arms that receive the faults (default both).
+func (t Target) ArmNames() []string {
+	if len(t.Arms) == 0 {
+		return []string{ArmCanary, ArmControl}
+	}
+	return t.Arms
+}
+
+// Kind returns the fault's kind name (podKill, podPause, networkDelay,
+// partition, splitBrain) or "" when none is set.
+func (f Fault) Kind() string {
+	k := f.kinds()
+	if len(k) != 1 {
+		return ""
+	}
+	return k[0]
+}
+
+func (f Fault) kinds() []string {
+	var k []string
+	if f.PodKill != nil {
+		k = append(k, "podKill")
+	}
+	if f.PodPause != nil {
+		k = append(k, "podPause")
+	}
+	if f.NetworkDelay != nil {
+		k = append(k, "networkDelay")
+	}
+	if f.Partition != nil {
+		k = append(k, "partition")
+	}
+	if f.SplitBrain != nil {
+		k = append(k, "splitBrain")
+	}
+	return k
+}
+
+// FaultKinds lists the fault kind names.
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain"}
+
+// Shapes lists the partition shapes.
+var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
+
+// ShapeMinNodes is the fewest replicas each partition shape can cut.
+var ShapeMinNodes = map[string]int{ShapeIsolateOne: 2, ShapeHalves: 2, ShapeMajoritiesRing: 5, ShapeBridge: 3}
+
+// Quorum is the majority of n replicas.
+func Quorum(n int) int { return n/2 + 1 }
+
+// ShapeImpact is the number of replicas a partition shape cuts off from a
+// majority (or, for majorities-ring, the most peers any replica loses).
+func ShapeImpact(shape string, n int) int {
+	switch shape {
+	case ShapeIsolateOne:
+		return 1
+	case ShapeHalves:
+		return n / 2
+	case ShapeMajoritiesRing:
+		return n - Quorum(n)
+	case ShapeBridge:
+		return (n - 1) / 2
+	}
+	return n
+}
+
+// Impact is the number of an arm's n replicas the fault impairs: the
+// quantity the blast-radius budget bounds.
+func (f Fault) Impact(n int) int {
+	switch {
+	case f.PodKill != nil:
+		return f.PodKill.count()
+	case f.PodPause != nil:
+		return f.PodPause.count()
+	case f.NetworkDelay != nil:
+		return 1
+	case f.Partition != nil:
+		return ShapeImpact(f.Partition.Shape, n)
+	case f.SplitBrain != nil:
+		return 1
+	}
+	return 0
+}
+
+func (nf NodeFault) count() int {
+	if nf.Mode == ModeFixed {
+		return len(nf.Nodes)
+	}
+	return 1
+}
+
+// Allows reports whether impairing impaired of n replicas fits the budget,
+// and why not when it does not.
+func (b BlastRadius) Allows(impaired, n int) (bool, string) {
+	if !b.AllowQuorum && impaired >= Quorum(n) {
+		return false, fmt.Sprintf("impairs %d of %d replicas, a quorum (%d)", impaired, n, Quorum(n))
+	}
+	if b.MaxReplicas > 0 && impaired > b.MaxReplicas {
+		return false, fmt.Sprintf("impairs %d replicas, more than maxReplicas %d", impaired, b.MaxReplicas)
+	}
+	if b.MaxShare.Value > 0 && float64(impaired) > b.MaxShare.Value*float64(n)+1e-9 {
+		return false, fmt.Sprintf("impairs %d of %d replicas, more than maxShare %.0f%%", impaired, n, b.MaxShare.Value*100)
+	}
+	return true, ""
+}
+
+// Steps returns the canary weights, the defaults when none are set.
+func (c Canary) StepsOrDefault() []int {
+	if len(c.Steps) == 0 {
+		return append([]int(nil), DefaultSteps...)
+	}
+	return c.Steps
+}
+
+func (v *validator) document(doc *Document) {
+	if doc.APIVersion != APIVersion {
+		v.at("apiVersion", fmt.Sprintf("unsupported apiVersion %q", doc.APIVersion), "write apiVersion: "+APIVersion)
+	}
+	kinds := []string{KindExperiment, KindGameDay}
+	if doc.Kind != KindExperiment && doc.Kind != KindGameDay {
+		v.at("kind", fmt.Sprintf("unknown kind %q", doc.Kind), oneOfHint(doc.Kind, kinds))
+	}
+	if !nameRE.MatchString(doc.Metadata.Name) {
+		v.at("metadata.name", fmt.Sprintf("bad name %q", doc.Metadata.Name), "use lower-case letters, digits and '-', at most 63 characters")
+	}
+	for k, val := range doc.Metadata.Labels {
+		v.label("metadata.labels."+k, k, val)
+	}
+	s := doc.Spec
+	n := v.target(s.Target)
+	switch doc.Kind {
+	case KindExperiment:
+		if len(s.Experiments) > 0 {
+			v.at("spec.experiments", "an Experiment has no experiments list", "use kind: GameDay to run several experiments, or list faults")
+		}
+		if len(s.Faults) == 0 {
+			v.at("spec.faults", "an Experiment needs at least one fault", "add a fault such as podKill: {}")
+		}
+	case KindGameDay:
+		if len(s.Faults) > 0 {
+			v.at("spec.faults", "a GameDay lists experiments, not faults", "move the faults into an Experiment and reference it under experiments")
+		}
+		if len(s.Experiments) == 0 {
+			v.at("spec.experiments", "a GameDay needs at least one experiment", "reference library experiments, e.g. - ref: pod-kill")
+		}
+	}
+	for i, f := range s.Faults {
+		v.fault(fmt.Sprintf("spec.faults[%d]", i), f, s, n)
+	}
+	for i, e := range s.Experiments {
+		p := fmt.Sprintf("spec.experiments[%d]", i)
+		if strings.TrimSpace(e.Ref) == "" {
+			v.at(p+".ref", "empty reference", "name a library experiment (chaosgate scenarios list) or a file")
+		}
+		if e.Duration.Duration > MaxDuration {
+			v.at(p+".duration", "duration is longer than 1h", "")
+		}
+		steps := s.Canary.StepsOrDefault()
+		for j, w := range e.Steps {
+			if !containsInt(steps, w) {
+				v.at(fmt.Sprintf("%s.steps[%d]", p, j), fmt.Sprintf("weight %d is not a canary step", w), fmt.Sprintf("canary steps are %v", steps))
+			}
+		}
+	}
+	if s.SteadyState.Duration > 10*time.Minute {
+		v.at("spec.steadyState", "steady-state window is longer than 10m", "use a window of a few seconds to a few minutes")
+	}
+	v.probes(s.Probes)
+	for i, a := range s.Abort {
+		v.abort(fmt.Sprintf("spec.abort[%d]", i), a)
+	}
+	v.canary(s.Canary)
+	if p := s.Decision.Policy; p != "" && p != "default" && !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yml") && !strings.HasSuffix(p, ".json") {
+		v.at("spec.decision.policy", fmt.Sprintf("unknown policy %q", p), `write "default" or the path of a decision config file (.yaml, .yml or .json)`)
+	}
+	if s.BlastRadius.MaxReplicas < 0 {
+		v.at("spec.blastRadius.maxReplicas", "maxReplicas is negative", "")
+	}
+	if n > 0 && s.BlastRadius.MaxReplicas >= Quorum(n) && !s.BlastRadius.AllowQuorum {
+		v.at("spec.blastRadius.maxReplicas", fmt.Sprintf("maxReplicas %d reaches a quorum of %d replicas", s.BlastRadius.MaxReplicas, n), "set allowQuorum: true to opt in explicitly")
+	}
+}
+
+func (v *validator) label(path, k, val string) {
+	if !labelKeyRE.MatchString(k) {
+		v.at(path, fmt.Sprintf("bad label key %q", k), "use [prefix/]name with letters, digits, '-', '_' and '.'")
+	}
+	if !labelValRE.MatchString(val) {
+		v.at(path, fmt.Sprintf("bad label value %q", val), "at most 63 letters, digits, '-', '_' and '.', starting and ending alphanumeric")
+	}
+}
+
+func (v *validator) target(t Target) int {
+	switch {
+	case t.Local != nil && t.Kubernetes != nil:
+		v.at("spec.target", "both local and kubernetes targets are set", "choose one target")
+	case t.Local == nil && t.Kubernetes == nil:
+		v.at("spec.target", "no target", "set target.local: {nodes: 3} or target.kubernetes")
+	}
+	seen := map[string]bool{}
+	for i, a := range t.Arms {
+		p := fmt.Sprintf("spec.target.arms[%d]", i)
+		if a != ArmCanary && a != ArmControl {
+			v.at(p, fmt.Sprintf("unknown arm %q", a), oneOfHint(a, []string{ArmCanary, ArmControl}))
+		}
+		if seen[a] {
+			v.at(p, fmt.Sprintf("arm %q is listed twice", a), "")
+		}
+		seen[a] = true
+	}
+	n := 0
+	if l := t.Local; l != nil {
+		n = l.Nodes
+		if l.Nodes < 1 || l.Nodes > MaxNodes {
+			v.at("spec.target.local.nodes", fmt.Sprintf("nodes %d is outside 1..%d", l.Nodes, MaxNodes), "3 or 5 replicas per arm are typical")
+		}
+		if l.Partitions < 0 || l.Partitions > MaxPartitions {
+			v.at("spec.target.local.partitions", fmt.Sprintf("partitions %d is outside 1..%d", l.Partitions, MaxPartitions), "")
+		}
+	}
+	if k := t.Kubernetes; k != nil {
+		n = k.Replicas
+		if !nameRE.MatchString(k.Namespace) {
+			v.at("spec.target.kubernetes.namespace", fmt.Sprintf("bad namespace %q", k.Namespace), "a DNS label: lower-case letters, digits and '-'")
+		}
+		if k.Replicas < 1 || k.Replicas > 1000 {
+			v.at("spec.target.kubernetes.replicas", fmt.Sprintf("replicas %d is outside 1..1000", k.Replicas), "")
+		}
+		for _, arm := range []struct {
+			name string
+			sel  Selector
+		}{{"canary", k.Canary}, {"control", k.Control}} {
+			p := "spec.target.kubernetes." + arm.name + ".matchLabels"
+			if len(arm.sel.MatchLabels) == 0 {
+				v.at(p, "empty selector", "an empty selector would match every pod; name at least one label")
+			}
+			for key, val := range arm.sel.MatchLabels {
+				v.label(p+"."+key, key, val)
+			}
+		}
+		if len(k.Canary.MatchLabels) > 0 && equalLabels(k.Canary.MatchLabels, k.Control.MatchLabels) {
+			v.at("spec.target.kubernetes.control.matchLabels", "canary and control select the same pods", "tell the arms apart with a label such as track: canary / track: stable")
+		}
+	}
+	if n < 1 || n > 1000 {
+		return 0
+	}
+	return n
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) node(path, name string, n int, local bool) {
+	if name == "" {
+		v.at(path, "empty node name", "")
+		return
+	}
+	if !local || n == 0 {
+		return
+	}
+	names := NodeNames(n)
+	for _, x := range names {
+		if x == name {
+			return
+		}
+	}
+	v.at(path, fmt.Sprintf("no node %q in a %d-node cluster", name, n), oneOfHint(name, names))
+}
+
+func (v *validator) fault(p string, f Fault, s Spec, n int) {
+	local := s.Target.Local != nil
+	kinds := f.kinds()
+	switch {
+	case len(kinds) == 0:
+		v.at(p, "the fault names no kind", "set one of "+strings.Join(FaultKinds, ", "))
+		return
+	case len(kinds) > 1:
+		v.at(p, "the fault sets several kinds: "+strings.Join(kinds, ", "), "one kind per fault; list several faults instead")
+		return
+	}
+	if f.Name != "" && !nameRE.MatchString(f.Name) {
+		v.at(p+".name", fmt.Sprintf("bad fault name %q", f.Name), "use lower-case letters, digits and '-'")
+	}
+	if f.Duration.Duration <= 0 {
+		v.at(p+".duration", "duration must be positive", `e.g. duration: 10s`)
+	} else if f.Duration.Duration > MaxDuration {
+		v.at(p+".duration", "duration is longer than 1h", "split long faults into several experiments")
+	}
+	nodeFault := func(q string, nf *NodeFault) {
+		switch nf.Mode {
+		case "", ModeOne, ModeLeader:
+			if len(nf.Nodes) > 0 {
+				v.at(q+".nodes", "nodes are only used with mode: fixed", "set mode: fixed or remove nodes")
+			}
+		case ModeFixed:
+			if len(nf.Nodes) == 0 {
+				v.at(q+".nodes", "mode fixed needs nodes", "list the nodes, e.g. nodes: [n2]")
+			}
+			seen := map[string]bool{}
+			for i, x := range nf.Nodes {
+				v.node(fmt.Sprintf("%s.nodes[%d]", q, i), x, n, local)
+				if seen[x] {
+					v.at(fmt.Sprintf("%s.nodes[%d]", q, i), fmt.Sprintf("node %q is listed twice", x), "")
+				}
+				seen[x] = true
+			}
+		default:
+			v.at(q+".mode", fmt.Sprintf("unknown mode %q", nf.Mode), oneOfHint(nf.Mode, []string{ModeOne, ModeLeader, ModeFixed}))
+		}
+	}
+	switch kinds[0] {
+	case "podKill":
+		nodeFault(p+".podKill", f.PodKill)
+	case "podPause":
+		nodeFault(p+".podPause", f.PodPause)
+	case "networkDelay":
+		q := p + ".networkDelay"
+		d := f.NetworkDelay
+		if d.Latency.Duration <= 0 {
+			v.at(q+".latency", "latency must be positive", "e.g. latency: 100ms")
+		} else if d.Latency.Duration > MaxLatency {
+			v.at(q+".latency", "latency is longer than 1m", "a delay that long is a partition; use partition instead")
+		}
+		if d.Jitter.Duration > d.Latency.Duration {
+			v.at(q+".jitter", fmt.Sprintf("jitter %s is larger than latency %s", d.Jitter, d.Latency), "jitter is ± around latency; keep it at most the latency")
+		}
+		if d.Correlation.Value > 0 && d.Jitter.Duration == 0 {
+			v.at(q+".correlation", "correlation without jitter has no effect", "set jitter, or remove correlation")
+		}
+		e := d.Edges
+		set := 0
+		if e.Into != "" {
+			set++
+			v.node(q+".edges.into", e.Into, n, local)
+		}
+		if e.OutOf != "" {
+			set++
+			v.node(q+".edges.outOf", e.OutOf, n, local)
+		}
+		if len(e.Between) > 0 {
+			set++
+			if len(e.Between) != 2 {
+				v.at(q+".edges.between", fmt.Sprintf("between names %d nodes", len(e.Between)), "name exactly two nodes, e.g. between: [n1, n2]")
+			} else if e.Between[0] == e.Between[1] {
+				v.at(q+".edges.between", "between names the same node twice", "name two different nodes")
+			}
+			for i, x := range e.Between {
+				v.node(fmt.Sprintf("%s.edges.between[%d]", q, i), x, n, local)
+			}
+		}
+		if set != 1 {
+			v.at(q+".edges", "edges must set exactly one of into, outOf, between", "e.g. edges: {into: n2}")
+		}
+		if e.Clients && len(e.Between) > 0 {
+			v.at(q+".edges.clients", "clients applies to into or outOf, not between", "")
+		}
+	case "partition":
+		q := p + ".partition.shape"
+		shape := f.Partition.Shape
+		min, ok := ShapeMinNodes[shape]
+		if !ok {
+			v.at(q, fmt.Sprintf("unknown partition shape %q", shape), oneOfHint(shape, Shapes))
+			return
+		}
+		if n > 0 && n < min {
+			v.at(q, fmt.Sprintf("shape %s needs at least %d nodes, the target has %d", shape, min, n), "choose another shape or more nodes")
+		}
+	case "splitBrain":
+		if n > 0 && n < 3 {
+			v.at(p+".splitBrain", fmt.Sprintf("splitBrain needs at least 3 nodes, the target has %d", n), "a leader can only be cut from a majority of 3 or more")
+		}
+		if pi := f.SplitBrain.Partition; pi != nil {
+			parts := DefaultPartitions
+			if s.Target.Local != nil && s.Target.Local.Partitions > 0 {
+				parts = s.Target.Local.Partitions
+			}
+			if *pi < 0 || (local && *pi >= parts) {
+				v.at(p+".splitBrain.partition", fmt.Sprintf("partition %d is outside 0..%d", *pi, parts-1), "")
+			}
+		}
+	}
+	if n > 0 {
+		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {
+			v.at(p+"."+kinds[0], "blast radius exceeded: the fault "+why, "impair fewer replicas, or opt in with blastRadius: {allowQuorum: true}")
+		}
+	}
+}
+
+func (v *validator) probes(pr Probes) {
+	if a := pr.Availability; a != nil {
+		if a.Sources < 0 || a.Sources > 10000 {
+			v.at("spec.probes.availability.sources", "sources is outside 1..10000", "")
+		}
+		if a.Rate < 0 || a.Rate > 1000000 {
+			v.at("spec.probes.availability.rate", "rate is outside 1..1000000 messages per second", "")
+		}
+	}
+	if m := pr.Metrics; m != nil && m.Interval.Duration > 0 && m.Interval.Duration < 100*time.Millisecond {
+		v.at("spec.probes.metrics.interval", "scrape interval is shorter than 100ms", "use 1s or more")
+	}
+	if l := pr.Logs; l != nil {
+		if len(l.Patterns) == 0 {
+			v.at("spec.probes.logs.patterns", "no patterns", "list regular expressions, e.g. [\"dropped\"]")
+		}
+		for i, pat := range l.Patterns {
+			if _, err := regexp.Compile(pat); err != nil {
+				v.at(fmt.Sprintf("spec.probes.logs.patterns[%d]", i), fmt.Sprintf("bad regular expression: %v", err), "use Go RE2 syntax")
+			}
+		}
+	}
+}
+
+func (v *validator) abort(p string, a AbortCondition) {
+	metrics, ok := abortMetrics[a.Probe]
+	if !ok {
+		v.at(p+".probe", fmt.Sprintf("unknown probe %q", a.Probe), oneOfHint(a.Probe, probeNames))
+	} else if !contains(metrics, a.Metric) {
+		v.at(p+".metric", fmt.Sprintf("probe %s has no metric %q", a.Probe, a.Metric), oneOfHint(a.Metric, metrics))
+	}
+	if a.Arm != "" && a.Arm != ArmCanary && a.Arm != ArmControl && a.Arm != ArmAny {
+		v.at(p+".arm", fmt.Sprintf("unknown arm %q", a.Arm), oneOfHint(a.Arm, []string{ArmCanary, ArmControl, ArmAny}))
+	}
+	if (a.Below == nil) == (a.Above == nil) {
+		v.at(p, "set exactly one of below and above", `e.g. below: "95%"`)
+	}
+	if a.For.Duration > MaxDuration {
+		v.at(p+".for", "for is longer than 1h", "")
+	}
+}
+
+func (v *validator) canary(c Canary) {
+	prev := 0
+	for i, w := range c.Steps {
+		q := fmt.Sprintf("spec.canary.steps[%d]", i)
+		if w < 1 || w > 100 {
+			v.at(q, fmt.Sprintf("step weight %d is outside 1..100", w), "weights are percent of traffic, e.g. [5, 10, 25, 50, 100]")
+			continue
+		}
+		if w <= prev {
+			v.at(q, fmt.Sprintf("step weight %d does not increase (previous %d)", w, prev), "list weights in increasing order, e.g. [5, 10, 25, 50, 100]")
+		}
+		prev = w
+	}
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
