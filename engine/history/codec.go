@@ -299,9 +299,6 @@ func fromWire(line int, w *wire) (Event, error) {
 			return Event{}, perr(line, "event", "node and event must be non-empty", "empty node or event")
 		}
 	}
-	if op == OpSend && (w.Partition != nil) != (w.Epoch != nil) {
-		return Event{}, perr(line, "epoch", "a send carries partition and epoch together or neither", "partition without epoch or epoch without partition")
-	}
 	return ev, nil
 }
 
@@ -346,8 +343,9 @@ func toWire(ev *Event) wire {
 		w.Source, w.Seq, w.MsgID, w.Key = sp(ev.Source), up(ev.Seq), sp(ev.MsgID), sp(ev.Key)
 		w.Fingerprint, w.Node, w.Result, w.HLC = opt(ev.Fingerprint), opt(ev.Node), sp(ev.Result.String()), hlc()
 		if ev.HasPartition {
-			w.Partition, w.Epoch = &part, up(ev.Epoch)
+			w.Partition = &part
 		}
+		w.Epoch = optu(ev.Epoch)
 	case OpRecv:
 		w.Partition, w.Offset, w.Key, w.Source, w.Seq, w.MsgID = &part, &off, sp(ev.Key), sp(ev.Source), up(ev.Seq), sp(ev.MsgID)
 		w.Fingerprint, w.Epoch, w.HLC, w.Node = opt(ev.Fingerprint), up(ev.Epoch), hlc(), opt(ev.Node)

@@ -152,7 +152,7 @@ type Event struct {
 	HLC         HLC
 
 	Partition    int
-	HasPartition bool // send only: Partition and Epoch are set
+	HasPartition bool // send only: Partition is set (the client computed or was told it)
 	Offset       int64
 	Epoch        uint64
 

@@ -1,0 +1,526 @@
+// Package consistency is the consistency probe's checker: a deterministic,
+// pure function from a parsed history/v1 to a report on the invariants
+// I1–I9 of the aggregator contract.
+//
+// What each invariant checks over the history:
+//
+//   - I1 lost: a message with an "ok" send whose msg_id never appears in an
+//     output stream and whose (source, partition, seq) no declared gap covers.
+//     Timeouts are unknown outcomes: a message whose sends all timed out is
+//     never counted lost.
+//   - I2 duplicated: an output record whose (source, partition, seq) or whose
+//     msg_id already appeared at a lower offset.
+//   - I3 unexpected: an output record whose msg_id was never sent, that
+//     disagrees with its send on source or seq, or whose every send was
+//     "rejected" or "fail" (explicitly not stored).
+//   - I4 order: for each partition, key and source, seq strictly increasing
+//     along offsets; and every reader sees the same record at one
+//     (partition, offset). Both count as order_violations.
+//   - I5 HLC: along a partition's offsets, the HLC of records committed by
+//     one node never decreases (also across its restarts), and never falls
+//     more than MaxOffset behind an earlier record of another node.
+//   - I6 caps: in "stats" node events, every gauge NAME with a NAME_cap in
+//     the same detail stays within its cap.
+//   - I7 crash safety: a lost message acknowledged before a "kill" node
+//     event, or a duplicate whose sends straddle a kill (dedup did not catch
+//     the retry after restart).
+//   - I8 split brain: two nodes committing for one (partition, epoch), in
+//     the stream or in acknowledgements; a record whose epoch is lower than
+//     an earlier offset's; an acknowledged-then-lost send from an epoch older
+//     than one already acknowledged on that partition. The per-key digests
+//     after the heal agree exactly when every reader sees one record per
+//     offset (I4), so that disagreement is reported under I4.
+//   - I9: per-key register linearizability of ok reads and writes, checked
+//     with porcupine, partitioned by key. A timed-out write may have taken
+//     effect at any later time (its return time is infinite); timed-out or
+//     failed reads and failed writes carry no information and are dropped.
+package consistency
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+)
+
+// Config tunes the checker. The zero value uses the defaults.
+type Config struct {
+	// MaxOffset is the clock uncertainty tolerated between nodes (I5).
+	// A "config" node event with detail "max_offset=DURATION" overrides it.
+	MaxOffset time.Duration
+	// LinearizabilityTimeout bounds the porcupine search per key (I9); when
+	// it runs out the result is "unknown".
+	LinearizabilityTimeout time.Duration
+	// MaxExamples bounds the examples listed per violation.
+	MaxExamples int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxOffset <= 0 {
+		c.MaxOffset = 500 * time.Millisecond
+	}
+	if c.LinearizabilityTimeout <= 0 {
+		c.LinearizabilityTimeout = 10 * time.Second
+	}
+	if c.MaxExamples <= 0 {
+		c.MaxExamples = 5
+	}
+	return c
+}
+
+// Linearizability outcomes as printed in the report.
+const (
+	LinOK      = "ok"
+	LinIllegal = "illegal"
+	LinUnknown = "unknown"
+)
+
+// Counts are the report's counters (SPEC §9.1).
+type Counts struct {
+	SentOK          int    `json:"sent_ok"`
+	Received        int    `json:"received"`
+	Lost            int    `json:"lost"`
+	Duplicated      int    `json:"duplicated"`
+	Unexpected      int    `json:"unexpected"`
+	OrderViolations int    `json:"order_violations"`
+	HLCViolations   int    `json:"hlc_violations"`
+	SplitBrain      int    `json:"split_brain"`
+	Linearizability string `json:"linearizability"`
+}
+
+// Violation is one violated invariant with a few examples.
+type Violation struct {
+	Invariant string   `json:"invariant"`
+	Detail    string   `json:"detail"`
+	Examples  []string `json:"examples"`
+}
+
+// Report is the checker's output, printed by `chaosgate check -o json`.
+type Report struct {
+	OK         bool        `json:"ok"`
+	Counts     Counts      `json:"counts"`
+	Violations []Violation `json:"violations"`
+}
+
+type psk struct { // (partition, source, seq) or (partition, source) with seq 0
+	partition int
+	source    string
+	seq       uint64
+}
+
+type msgInfo struct {
+	source      string
+	seq         uint64
+	key         string
+	partition   int
+	hasPart     bool
+	ok          bool
+	okLine      int
+	okEpoch     uint64
+	okNode      string
+	unknown     bool // a send timed out
+	definiteNo  bool // a send was rejected or failed
+	sendLines   []int
+	firstSendAt int
+}
+
+type record struct {
+	line      int
+	partition int
+	offset    int64
+	gap       bool
+	key       string
+	source    string
+	seq       uint64
+	fromSeq   uint64
+	toSeq     uint64
+	msgID     string
+	epoch     uint64
+	hlc       history.HLC
+	node      string
+}
+
+func (r *record) payload() string {
+	if r.gap {
+		return fmt.Sprintf("gap %s %d..%d", r.source, r.fromSeq, r.toSeq)
+	}
+	return "msg " + r.msgID
+}
+
+type collector struct {
+	cfg  Config
+	viol map[string]*Violation
+	ord  []string
+}
+
+func (c *collector) add(inv, detail, example string) {
+	k := inv + "\x00" + detail
+	v, ok := c.viol[k]
+	if !ok {
+		v = &Violation{Invariant: inv, Detail: detail, Examples: []string{}}
+		c.viol[k] = v
+		c.ord = append(c.ord, k)
+	}
+	if len(v.Examples) < c.cfg.MaxExamples {
+		v.Examples = append(v.Examples, example)
+	}
+}
+
+// Check runs every invariant over evs (in the order observed) and returns
+// the report. It reads no clock and its result depends only on its input,
+// except that I9 may report "unknown" when its search budget runs out.
+func Check(evs []history.Event, cfg Config) Report {
+	cfg = cfg.withDefaults()
+	for _, ev := range evs {
+		if ev.Op == history.OpNode && ev.NodeEvent == history.NodeConfig {
+			for _, tok := range strings.Fields(ev.Detail) {
+				if v, ok := strings.CutPrefix(tok, "max_offset="); ok {
+					if d, err := time.ParseDuration(v); err == nil && d > 0 {
+						cfg.MaxOffset = d
+					}
+				}
+			}
+		}
+	}
+	col := &collector{cfg: cfg, viol: map[string]*Violation{}}
+	var counts Counts
+
+	msgs := make(map[string]*msgInfo, len(evs)/2)
+	var msgOrder []string
+	byPart := map[int][]*record{}
+	var kills []int // lines of kill events
+	var ackEpochs []ackRef
+	var states []history.Event
+
+	for i := range evs {
+		ev := &evs[i]
+		line := ev.Line
+		if line == 0 {
+			line = i + 1
+		}
+		switch ev.Op {
+		case history.OpSend:
+			m := msgs[ev.MsgID]
+			if m == nil {
+				m = &msgInfo{source: ev.Source, seq: ev.Seq, key: ev.Key, firstSendAt: line}
+				msgs[ev.MsgID] = m
+				msgOrder = append(msgOrder, ev.MsgID)
+			} else if m.source != ev.Source || m.seq != ev.Seq {
+				col.add("I2", "msg_id reused for a different (source, seq)", fmt.Sprintf("line %d: msg_id %s sent as %s/%d and %s/%d", line, ev.MsgID, m.source, m.seq, ev.Source, ev.Seq))
+			}
+			if ev.HasPartition && !m.hasPart {
+				m.partition, m.hasPart = ev.Partition, true
+			}
+			m.sendLines = append(m.sendLines, line)
+			switch ev.Result {
+			case history.ResultOK:
+				if !m.ok {
+					m.ok, m.okLine, m.okEpoch, m.okNode = true, line, ev.Epoch, ev.Node
+				}
+				if ev.HasPartition && ev.Epoch != 0 && ev.Node != "" {
+					ackEpochs = append(ackEpochs, ackRef{partition: ev.Partition, epoch: ev.Epoch, node: ev.Node, line: line, msgID: ev.MsgID})
+				}
+			case history.ResultTimeout:
+				m.unknown = true
+			case history.ResultRejected, history.ResultFail:
+				m.definiteNo = true
+			}
+		case history.OpRecv, history.OpGap:
+			r := &record{line: line, partition: ev.Partition, offset: ev.Offset, gap: ev.Op == history.OpGap, key: ev.Key,
+				source: ev.Source, seq: ev.Seq, fromSeq: ev.FromSeq, toSeq: ev.ToSeq, msgID: ev.MsgID, epoch: ev.Epoch, hlc: ev.HLC, node: ev.Node}
+			byPart[ev.Partition] = append(byPart[ev.Partition], r)
+		case history.OpRead, history.OpWrite:
+			states = append(states, *ev)
+		case history.OpNode:
+			switch ev.NodeEvent {
+			case history.NodeKill:
+				kills = append(kills, line)
+			case history.NodeStats:
+				checkCaps(col, line, ev)
+			}
+		}
+	}
+	for _, m := range msgs {
+		if m.ok {
+			counts.SentOK++
+		}
+	}
+
+	// One record per (partition, offset) across readers; then sort.
+	parts := make([]int, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	sort.Ints(parts)
+	seenID := make(map[string]*record, len(msgs))
+	seenSeq := make(map[psk]*record, len(msgs))
+	gaps := map[psk][][2]uint64{}
+	for _, p := range parts {
+		recs := byPart[p]
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].offset < recs[j].offset })
+		uniq := recs[:0:0]
+		for _, r := range recs {
+			if n := len(uniq); n > 0 && uniq[n-1].offset == r.offset {
+				if prev := uniq[n-1]; prev.payload() != r.payload() {
+					counts.OrderViolations++
+					col.add("I4", "readers disagree on the record at one (partition, offset)", fmt.Sprintf("partition %d offset %d: %s (line %d) vs %s (line %d)", p, r.offset, prev.payload(), prev.line, r.payload(), r.line))
+				}
+				continue
+			}
+			uniq = append(uniq, r)
+		}
+		byPart[p] = uniq
+		for _, r := range uniq {
+			if r.gap {
+				k := psk{p, r.source, 0}
+				gaps[k] = append(gaps[k], [2]uint64{r.fromSeq, r.toSeq})
+			}
+		}
+	}
+
+	for _, p := range parts {
+		uniq := byPart[p]
+		lastSeq := map[[2]string]uint64{}
+		lastHLCNode := map[string]*record{}
+		var lastHLC *record
+		epochNode := map[uint64]string{}
+		var maxEpoch uint64
+		var maxEpochRec *record
+		for _, r := range uniq {
+			// I8 in the stream.
+			if r.node != "" && r.epoch != 0 {
+				if n, ok := epochNode[r.epoch]; !ok {
+					epochNode[r.epoch] = r.node
+				} else if n != r.node && n != "\x00" {
+					counts.SplitBrain++
+					epochNode[r.epoch] = "\x00"
+					col.add("I8", "two nodes committed records for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: nodes %s and %s (offset %d, line %d)", p, r.epoch, n, r.node, r.offset, r.line))
+				}
+			}
+			if r.epoch != 0 {
+				if r.epoch < maxEpoch {
+					counts.SplitBrain++
+					col.add("I8", "a record carries an epoch older than an earlier offset's (stale leader accepted a write)", fmt.Sprintf("partition %d offset %d epoch %d (node %s) after offset %d epoch %d (node %s)", p, r.offset, r.epoch, r.node, maxEpochRec.offset, maxEpoch, maxEpochRec.node))
+				} else if r.epoch > maxEpoch {
+					maxEpoch, maxEpochRec = r.epoch, r
+				}
+			}
+			// I5.
+			if !r.hlc.IsZero() {
+				var prevSame *record
+				if r.node != "" {
+					prevSame = lastHLCNode[r.node]
+				}
+				switch {
+				case prevSame != nil && r.hlc.Less(prevSame.hlc):
+					counts.HLCViolations++
+					col.add("I5", "HLC went backwards on one node along a partition's offsets", fmt.Sprintf("partition %d node %s: offset %d hlc %s after offset %d hlc %s", p, r.node, r.offset, r.hlc, prevSame.offset, prevSame.hlc))
+				case lastHLC != nil && lastHLC.node != r.node && tooFarBehind(r.hlc, lastHLC.hlc, cfg.MaxOffset):
+					counts.HLCViolations++
+					col.add("I5", fmt.Sprintf("HLC fell more than max offset %s behind an earlier record of another node", cfg.MaxOffset), fmt.Sprintf("partition %d: offset %d hlc %s (node %s) after offset %d hlc %s (node %s)", p, r.offset, r.hlc, r.node, lastHLC.offset, lastHLC.hlc, lastHLC.node))
+				}
+				if r.node != "" && (prevSame == nil || !r.hlc.Less(prevSame.hlc)) {
+					lastHLCNode[r.node] = r
+				}
+				if lastHLC == nil || lastHLC.hlc.Less(r.hlc) {
+					lastHLC = r
+				}
+			}
+			if r.gap {
+				continue
+			}
+			counts.Received++
+			// I2.
+			k := psk{p, r.source, r.seq}
+			if first, dup := seenSeq[k]; dup {
+				counts.Duplicated++
+				col.add("I2", "duplicate (source, partition, seq) in the output", fmt.Sprintf("partition %d source %s seq %d at offsets %d and %d", p, r.source, r.seq, first.offset, r.offset))
+				checkI7Dup(col, msgs[r.msgID], kills, r)
+				continue
+			}
+			if first, dup := seenID[r.msgID]; dup {
+				counts.Duplicated++
+				col.add("I2", "duplicate msg_id in the output", fmt.Sprintf("msg_id %s at partition %d offset %d and partition %d offset %d", r.msgID, first.partition, first.offset, p, r.offset))
+				checkI7Dup(col, msgs[r.msgID], kills, r)
+				continue
+			}
+			seenSeq[k] = r
+			seenID[r.msgID] = r
+			// I3.
+			m := msgs[r.msgID]
+			switch {
+			case m == nil:
+				counts.Unexpected++
+				col.add("I3", "record never sent", fmt.Sprintf("partition %d offset %d: msg_id %s (source %s seq %d)", p, r.offset, r.msgID, r.source, r.seq))
+			case m.source != r.source || m.seq != r.seq:
+				counts.Unexpected++
+				col.add("I3", "record disagrees with its send on source or seq", fmt.Sprintf("partition %d offset %d: msg_id %s is %s/%d, sent as %s/%d", p, r.offset, r.msgID, r.source, r.seq, m.source, m.seq))
+			case !m.ok && !m.unknown && m.definiteNo:
+				counts.Unexpected++
+				col.add("I3", "record whose every send was rejected or failed (must not be stored)", fmt.Sprintf("partition %d offset %d: msg_id %s first sent at line %d", p, r.offset, r.msgID, m.firstSendAt))
+			}
+			// I4 order per (key, source).
+			ks := [2]string{r.key, r.source}
+			if last, ok := lastSeq[ks]; ok && r.seq <= last {
+				counts.OrderViolations++
+				col.add("I4", "seq not strictly increasing along offsets for one key and source", fmt.Sprintf("partition %d key %s source %s: seq %d at offset %d after seq %d", p, r.key, r.source, r.seq, r.offset, last))
+			}
+			if last := lastSeq[ks]; r.seq > last {
+				lastSeq[ks] = r.seq
+			}
+		}
+	}
+
+	// I1 and I7 over acknowledged messages, in send order.
+	lostSet := map[string]bool{}
+	for _, id := range msgOrder {
+		m := msgs[id]
+		if !m.ok || seenID[id] != nil {
+			continue
+		}
+		if m.hasPart {
+			if seenSeq[psk{m.partition, m.source, m.seq}] != nil || covered(gaps[psk{m.partition, m.source, 0}], m.seq) {
+				continue
+			}
+		} else if coveredAny(gaps, m.source, m.seq) {
+			continue
+		}
+		counts.Lost++
+		lostSet[id] = true
+		where := ""
+		if m.hasPart {
+			where = fmt.Sprintf(" partition %d", m.partition)
+		}
+		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d by %s epoch %d", id, m.source, m.seq, m.key, where, m.okLine, m.okNode, m.okEpoch)
+		col.add("I1", "acknowledged message missing from the output and not covered by a gap", ex)
+		if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
+			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
+		}
+	}
+
+	counts.SplitBrain += checkAckEpochs(col, ackEpochs, lostSet)
+	counts.Linearizability = checkLinearizability(col, states, cfg)
+
+	rep := Report{Counts: counts, Violations: make([]Violation, 0, len(col.ord))}
+	sort.SliceStable(col.ord, func(i, j int) bool {
+		a, b := col.viol[col.ord[i]], col.viol[col.ord[j]]
+		if a.Invariant != b.Invariant {
+			return invRank(a.Invariant) < invRank(b.Invariant)
+		}
+		return a.Detail < b.Detail
+	})
+	for _, k := range col.ord {
+		rep.Violations = append(rep.Violations, *col.viol[k])
+	}
+	rep.OK = len(rep.Violations) == 0
+	return rep
+}
+
+func invRank(s string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(s, "I"))
+	return n
+}
+
+func tooFarBehind(h, prev history.HLC, maxOffset time.Duration) bool {
+	return prev.Wall-h.Wall > int64(maxOffset)
+}
+
+func covered(rs [][2]uint64, seq uint64) bool {
+	for _, r := range rs {
+		if seq >= r[0] && seq <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+func coveredAny(gaps map[psk][][2]uint64, source string, seq uint64) bool {
+	keys := make([]psk, 0)
+	for k := range gaps {
+		if k.source == source {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if covered(gaps[k], seq) {
+			return true
+		}
+	}
+	return false
+}
+
+func checkI7Dup(col *collector, m *msgInfo, kills []int, r *record) {
+	if m == nil || len(m.sendLines) < 2 {
+		return
+	}
+	first, last := m.sendLines[0], m.sendLines[len(m.sendLines)-1]
+	for _, k := range kills {
+		if k > first && k < last {
+			col.add("I7", "dedup did not catch a retry sent after a kill -9", fmt.Sprintf("msg_id %s (source %s seq %d) sent at lines %d and %d around the kill at line %d, stored again at partition %d offset %d", r.msgID, m.source, m.seq, first, last, k, r.partition, r.offset))
+			return
+		}
+	}
+}
+
+type ackRef struct {
+	partition int
+	epoch     uint64
+	node      string
+	line      int
+	msgID     string
+}
+
+// checkAckEpochs finds split brain in acknowledgements: two nodes acking
+// for one (partition, epoch), and lost acks from an epoch older than one
+// already acknowledged on that partition.
+func checkAckEpochs(col *collector, acks []ackRef, lost map[string]bool) int {
+	n := 0
+	type pe struct {
+		p int
+		e uint64
+	}
+	nodeOf := map[pe]string{}
+	maxEpoch := map[int]ackRef{}
+	for _, a := range acks {
+		k := pe{a.partition, a.epoch}
+		if prev, ok := nodeOf[k]; !ok {
+			nodeOf[k] = a.node
+		} else if prev != a.node && prev != "\x00" {
+			n++
+			nodeOf[k] = "\x00"
+			col.add("I8", "two nodes acknowledged writes for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: %s and %s (line %d)", a.partition, a.epoch, prev, a.node, a.line))
+		}
+		if top, ok := maxEpoch[a.partition]; ok && a.epoch < top.epoch && lost[a.msgID] {
+			n++
+			col.add("I8", "a stale leader acknowledged a write after a newer epoch had (the write was lost)", fmt.Sprintf("partition %d: msg_id %s acked by %s epoch %d at line %d after %s epoch %d at line %d", a.partition, a.msgID, a.node, a.epoch, a.line, top.node, top.epoch, top.line))
+		}
+		if top, ok := maxEpoch[a.partition]; !ok || a.epoch > top.epoch {
+			maxEpoch[a.partition] = a
+		}
+	}
+	return n
+}
+
+func checkCaps(col *collector, line int, ev *history.Event) {
+	stats, err := history.SortedNodeStats(ev.Detail)
+	if err != nil {
+		col.add("I6", "stats event is not a list of name=number gauges", fmt.Sprintf("line %d node %s: %v", line, ev.Node, err))
+		return
+	}
+	val := map[string]float64{}
+	for _, s := range stats {
+		val[s.Name] = s.Value
+	}
+	for _, s := range stats {
+		name, ok := strings.CutSuffix(s.Name, "_cap")
+		if !ok {
+			continue
+		}
+		if v, ok := val[name]; ok && v > s.Value {
+			col.add("I6", fmt.Sprintf("%s above its cap under load", name), fmt.Sprintf("line %d node %s: %s=%g > %s=%g", line, ev.Node, name, v, s.Name, s.Value))
+		}
+	}
+}
