@@ -27,22 +27,30 @@ var expect = map[string]func(r Report) string{
 	"clean": func(r Report) string {
 		return want(r.OK && r.Counts.SentOK == 8 && r.Counts.Received == 7 && r.Counts.Linearizability == LinOK, "clean history must pass")
 	},
-	"lost":            func(r Report) string { return want(r.Counts.Lost == 1 && has(r, "I1"), "one lost") },
-	"duplicate":       func(r Report) string { return want(r.Counts.Duplicated == 1 && has(r, "I2"), "one duplicate") },
-	"duplicate_msgid": func(r Report) string { return want(r.Counts.Duplicated == 1 && has(r, "I2"), "one duplicate by msg_id") },
-	"unexpected":      func(r Report) string { return want(r.Counts.Unexpected == 2 && has(r, "I3"), "two unexpected") },
-	"reorder":         func(r Report) string { return want(r.Counts.OrderViolations == 1 && has(r, "I4"), "one reorder") },
+	"lost":      func(r Report) string { return want(r.Counts.Lost == 1 && has(r, "I1"), "one lost") },
+	"duplicate": func(r Report) string { return want(r.Counts.Duplicated == 1 && has(r, "I2"), "one duplicate") },
+	"duplicate_msgid": func(r Report) string {
+		return want(r.Counts.Duplicated == 1 && has(r, "I2"), "one duplicate by msg_id")
+	},
+	"unexpected": func(r Report) string { return want(r.Counts.Unexpected == 2 && has(r, "I3"), "two unexpected") },
+	"reorder":    func(r Report) string { return want(r.Counts.OrderViolations == 1 && has(r, "I4"), "one reorder") },
 	"readers_disagree": func(r Report) string {
 		return want(r.Counts.OrderViolations == 1 && has(r, "I4"), "readers disagree on one offset")
 	},
 	"hlc_regression": func(r Report) string { return want(r.Counts.HLCViolations == 1 && has(r, "I5"), "one HLC regression") },
-	"hlc_cross_node": func(r Report) string { return want(r.Counts.HLCViolations == 1 && has(r, "I5"), "cross-node regression beyond max offset") },
+	"hlc_cross_node": func(r Report) string {
+		return want(r.Counts.HLCViolations == 1 && has(r, "I5"), "cross-node regression beyond max offset")
+	},
 	"split_brain": func(r Report) string {
 		return want(r.Counts.SplitBrain >= 2 && r.Counts.Lost == 1 && has(r, "I8"), "two epochs writing at once")
 	},
-	"stale_epoch":     func(r Report) string { return want(r.Counts.SplitBrain == 1 && has(r, "I8"), "stale epoch committed") },
-	"nonlinearizable": func(r Report) string { return want(r.Counts.Linearizability == LinIllegal && has(r, "I9"), "stale read") },
-	"caps":            func(r Report) string { return want(!r.OK && has(r, "I6") && len(r.Violations) == 1, "rss above cap only") },
+	"stale_epoch": func(r Report) string { return want(r.Counts.SplitBrain == 1 && has(r, "I8"), "stale epoch committed") },
+	"nonlinearizable": func(r Report) string {
+		return want(r.Counts.Linearizability == LinIllegal && has(r, "I9"), "stale read")
+	},
+	"caps": func(r Report) string {
+		return want(!r.OK && has(r, "I6") && len(r.Violations) == 1, "rss above cap only")
+	},
 	"kill_lost": func(r Report) string {
 		return want(r.Counts.Lost == 1 && r.Counts.Duplicated == 1 && has(r, "I7") && has(r, "I1") && has(r, "I2"), "lost and re-stored across a kill")
 	},
