@@ -1,0 +1,227 @@
+package decision
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind names a built-in dimension: what is measured and how it is tested.
+type Kind string
+
+// The built-in dimensions.
+const (
+	ErrorRate           Kind = "error_rate"
+	LatencyP99          Kind = "latency_p99"
+	GCPause             Kind = "gc_pause"
+	SessionInterruption Kind = "session_interruption"
+	DependencySLA       Kind = "dependency_sla"
+	Consistency         Kind = "consistency"
+	MemoryGrowth        Kind = "memory_growth"
+)
+
+// Kinds lists every built-in dimension in evaluation order.
+var Kinds = []Kind{ErrorRate, LatencyP99, GCPause, SessionInterruption, DependencySLA, Consistency, MemoryGrowth}
+
+// Config is the decision matrix: dimensions, score lines, pair rules and the
+// baseline and hold policies. Load it with decision/config; Default returns
+// the defaults of SPEC §5.
+type Config struct {
+	Score      ScoreConfig       `json:"score"`
+	Alpha      float64           `json:"alpha"`
+	Freshness  time.Duration     `json:"freshness"`
+	Baseline   BaselineConfig    `json:"baseline"`
+	Dimensions []DimensionConfig `json:"dimensions"`
+	Rules      []Rule            `json:"rules"`
+	Hold       HoldPolicy        `json:"hold"`
+	// Hash identifies the configuration; every verdict carries it.
+	Hash string `json:"-"`
+}
+
+// ScoreConfig holds the score and coverage lines.
+type ScoreConfig struct {
+	Promote               float64 `json:"promote"`                 // S at or above this (with coverage) promotes
+	Block                 float64 `json:"block"`                   // S below this blocks
+	MinCoverage           float64 `json:"min_coverage"`            // C needed to promote
+	CriticalMinConfidence float64 `json:"critical_min_confidence"` // a critical failure blocks at this confidence
+}
+
+// BaselineConfig says how baseline history is used for adaptive limits.
+type BaselineConfig struct {
+	Window time.Duration `json:"window"` // how far back history counts (7 days)
+	Bucket time.Duration `json:"bucket"` // width of the time-of-day bucket
+	// Shrink is the pseudo-count of the global σ when the bucket is thin.
+	Shrink float64 `json:"shrink"`
+	// MinWindows is the history size for full confidence in σ̂.
+	MinWindows int `json:"min_windows"`
+}
+
+// DimensionConfig configures one dimension.
+type DimensionConfig struct {
+	Kind      Kind      `json:"kind"`
+	Enabled   bool      `json:"enabled"`
+	Direction Direction `json:"direction"`
+	Weight    float64   `json:"weight"`
+	Critical  bool      `json:"critical"`
+	// K is the z threshold of the adaptive limit.
+	K float64 `json:"k"`
+	// MinEffect is the practical effect floor: an absolute rate difference
+	// for rates, a relative change for latency, an absolute difference in
+	// the dimension's unit otherwise.
+	MinEffect float64 `json:"min_effect"`
+	// HardLimit is the SLO: the largest acceptable rate (error, session
+	// interruption, dependency failure). Zero means none.
+	HardLimit float64 `json:"hard_limit"`
+	// MaxPauseMS and LongPauseMS/MaxLongPerMinute are the GC pause limits.
+	MaxPauseMS       float64 `json:"max_pause_ms,omitempty"`
+	LongPauseMS      float64 `json:"long_pause_ms,omitempty"`
+	MaxLongPerMinute float64 `json:"max_long_per_minute,omitempty"`
+	// SigmaPrior is σ when there is no history; SigmaFloor bounds σ̂ below.
+	SigmaPrior float64 `json:"sigma_prior"`
+	SigmaFloor float64 `json:"sigma_floor"`
+	// MinSamples is the sample count for full confidence.
+	MinSamples float64 `json:"min_samples"`
+}
+
+// Rule is a declarative pair rule: when every condition holds, the action
+// applies and the diagnosis is shown in the explanation.
+type Rule struct {
+	Name      string      `json:"name"`
+	When      []Condition `json:"when"`
+	Action    RuleAction  `json:"action"`
+	Diagnosis string      `json:"diagnosis"`
+}
+
+// Condition is one clause of a rule: a dimension's outcome or trend, or a
+// named signal below a value.
+type Condition struct {
+	Dimension Kind    `json:"dimension,omitempty"`
+	Outcome   Outcome `json:"outcome,omitempty"`
+	Trend     Trend   `json:"trend,omitempty"`
+	Signal    Signal  `json:"signal,omitempty"`
+	Below     float64 `json:"below,omitempty"`
+}
+
+// Trend is the sign of a dimension's movement, canary against control.
+type Trend int
+
+// Trends.
+const (
+	Worse Trend = 1 + iota
+	Better
+)
+
+// String names the trend.
+func (t Trend) String() string {
+	switch t {
+	case Worse:
+		return "worse"
+	case Better:
+		return "better"
+	}
+	return ""
+}
+
+// MarshalText encodes the trend by name.
+func (t Trend) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// Signal names a derived signal a rule can test.
+type Signal string
+
+// TrafficRatio is the canary's share of traffic relative to its share in the
+// baseline history (1 = normal, 0 = collapsed).
+const TrafficRatio Signal = "traffic_ratio"
+
+// RuleAction is what a rule does when it fires.
+type RuleAction int
+
+// Rule actions, ranked by severity.
+const (
+	Annotate   RuleAction = 1 + iota // explain only; the outcomes stand
+	ForceHold                        // never promote; hold unless something blocks
+	ForceBlock                       // block
+)
+
+// String names the action.
+func (a RuleAction) String() string {
+	switch a {
+	case Annotate:
+		return "annotate"
+	case ForceHold:
+		return "hold"
+	case ForceBlock:
+		return "block"
+	}
+	return "invalid"
+}
+
+// MarshalText encodes the action by name.
+func (a RuleAction) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// HoldPolicy says what the gate does with a HOLD: extend the window up to
+// MaxExtensions times, then escalate.
+type HoldPolicy struct {
+	MaxExtensions int `json:"max_extensions"`
+	// EscalateTo is Block or Hold. Holds caused by missing data are never
+	// escalated to Block.
+	EscalateTo Decision `json:"escalate_to"`
+}
+
+// Default returns the defaults of SPEC §5.
+func Default() *Config {
+	c := &Config{
+		Score:     ScoreConfig{Promote: 0.97, Block: 0.9, MinCoverage: 0.8, CriticalMinConfidence: 0.5},
+		Alpha:     0.01,
+		Freshness: 2 * time.Minute,
+		Baseline:  BaselineConfig{Window: 7 * 24 * time.Hour, Bucket: 2 * time.Hour, Shrink: 8, MinWindows: 12},
+		Dimensions: []DimensionConfig{
+			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, MinSamples: 500},
+			{Kind: LatencyP99, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.1, SigmaPrior: 0.15, SigmaFloor: 0.02, MinSamples: 200},
+			{Kind: GCPause, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, MaxPauseMS: 120, LongPauseMS: 10, MaxLongPerMinute: 3, SigmaPrior: 1, SigmaFloor: 0.5, MinSamples: 1},
+			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, MinSamples: 200},
+			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, MinSamples: 500},
+			{Kind: Consistency, Enabled: true, Direction: HigherIsWorse, Weight: 5, Critical: true, K: 0, MinEffect: 1, MinSamples: 1},
+			{Kind: MemoryGrowth, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, SigmaPrior: 0.5, SigmaFloor: 0.1, MinSamples: 1},
+		},
+		Rules: []Rule{
+			{
+				Name:      "retries-suspected",
+				When:      []Condition{{Dimension: LatencyP99, Outcome: Fail}, {Dimension: ErrorRate, Trend: Better}},
+				Action:    Annotate,
+				Diagnosis: "p99 up while errors fall: the canary is probably retrying failed calls; the latency failure stands",
+			},
+			{
+				Name:      "canary-traffic-collapse",
+				When:      []Condition{{Signal: TrafficRatio, Below: 0.5}},
+				Action:    ForceHold,
+				Diagnosis: "traffic to the canary collapsed: its metrics do not represent the release; hold",
+			},
+		},
+		Hold: HoldPolicy{MaxExtensions: 2, EscalateTo: Block},
+	}
+	c.Hash = c.ComputeHash()
+	return c
+}
+
+// Dimension returns the configuration of kind and whether it is present.
+func (c *Config) Dimension(k Kind) (DimensionConfig, bool) {
+	for _, d := range c.Dimensions {
+		if d.Kind == k {
+			return d, true
+		}
+	}
+	return DimensionConfig{}, false
+}
+
+// ComputeHash returns "sha256:<hex>" over the canonical JSON of the config.
+func (c *Config) ComputeHash() string {
+	b, err := json.Marshal(c)
+	if err != nil {
+		// Every field is a plain number, string or slice: Marshal cannot fail.
+		panic(fmt.Sprintf("decision: hashing config: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

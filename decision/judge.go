@@ -1,0 +1,725 @@
+package decision
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Judge evaluates a canary against its control. The zero value is ready.
+type Judge struct{}
+
+// Judge returns the verdict for in under cfg. It is pure: the same config and
+// input always give the same verdict.
+func (Judge) Judge(cfg *Config, in Input) Verdict { return Evaluate(cfg, in) }
+
+// Evaluate is Judge as a function. A nil cfg means Default().
+func Evaluate(cfg *Config, in Input) Verdict {
+	if cfg == nil {
+		cfg = Default()
+	}
+	hash := cfg.Hash
+	if hash == "" {
+		hash = cfg.ComputeHash()
+	}
+	e := evaluator{cfg: cfg, in: in, hist: selectHistory(cfg, in)}
+	v := Verdict{ConfigHash: hash, At: in.At}
+	for _, dc := range cfg.Dimensions {
+		if !dc.Enabled {
+			continue
+		}
+		r := e.dimension(dc)
+		r.Weight = dc.Weight
+		r.Critical = dc.Critical
+		r.K = finite(r.K)
+		r.Z = finite(r.Z)
+		r.Sigma = finite(r.Sigma)
+		r.Effect = finite(r.Effect)
+		r.Canary = finite(r.Canary)
+		r.Control = finite(r.Control)
+		r.PValue = finite(r.PValue)
+		if r.Breach == "system" {
+			v.SystemBreaches = append(v.SystemBreaches, r.Name)
+		}
+		v.Dimensions = append(v.Dimensions, r)
+	}
+	tr := e.trafficRatio()
+	decide(cfg, &v, tr)
+	if !math.IsNaN(tr) {
+		v.TrafficRatio = &tr
+	}
+	return v
+}
+
+// decide computes S, C, fires the pair rules and sets the decision.
+func decide(cfg *Config, v *Verdict, traffic float64) {
+	var sumW, sumWC, sumWCS float64
+	incomplete := []string{}
+	var failed []string
+	var critical []string
+	for i := range v.Dimensions {
+		d := &v.Dimensions[i]
+		switch d.Outcome {
+		case Pass:
+			d.Score = 1
+		default:
+			d.Score = 0
+		}
+		sumW += d.Weight
+		sumWC += d.Weight * d.Confidence
+		sumWCS += d.Weight * d.Confidence * d.Score
+		if d.Data != "ok" {
+			incomplete = append(incomplete, fmt.Sprintf("%s (%s)", d.Name, d.Data))
+		}
+		if d.Outcome == Fail {
+			failed = append(failed, string(d.Name))
+			if d.Critical && d.Confidence >= cfg.Score.CriticalMinConfidence {
+				critical = append(critical, string(d.Name))
+			}
+		}
+	}
+	if sumWC > 0 {
+		v.Score = sumWCS / sumWC
+		for i := range v.Dimensions {
+			d := &v.Dimensions[i]
+			d.Contribution = d.Weight * d.Confidence * d.Score / sumWC
+		}
+	}
+	if sumW > 0 {
+		v.Coverage = sumWC / sumW
+	}
+	// Pair rules.
+	ruleAction := RuleAction(0)
+	for _, r := range cfg.Rules {
+		if !ruleHolds(r, v, traffic) {
+			continue
+		}
+		v.Rules = append(v.Rules, FiredRule{Name: r.Name, Action: r.Action, Diagnosis: r.Diagnosis})
+		if r.Action > ruleAction {
+			ruleAction = r.Action
+		}
+		for _, c := range r.When {
+			for i := range v.Dimensions {
+				if c.Dimension != "" && v.Dimensions[i].Name == c.Dimension {
+					v.Dimensions[i].Diagnosis = append(v.Dimensions[i].Diagnosis, r.Name+": "+r.Diagnosis)
+				}
+			}
+		}
+	}
+	firedNames := func(a RuleAction) string {
+		var n []string
+		for _, f := range v.Rules {
+			if f.Action == a {
+				n = append(n, f.Name)
+			}
+		}
+		return strings.Join(n, ", ")
+	}
+	switch {
+	case len(critical) > 0:
+		v.Decision, v.Reason = Block, "critical dimension failed: "+strings.Join(critical, ", ")
+	case ruleAction == ForceBlock:
+		v.Decision, v.Reason = Block, "rule forced block: "+firedNames(ForceBlock)
+	case sumWC == 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "no usable data in any dimension"
+	case v.Score < cfg.Score.Block:
+		v.Decision, v.Reason = Block, fmt.Sprintf("score %.3f below the block line %.3f (failed: %s)", v.Score, cfg.Score.Block, strings.Join(failed, ", "))
+	case ruleAction == ForceHold:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseRule, "rule forced hold: "+firedNames(ForceHold)
+	case len(incomplete) > 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "data incomplete, never promote on missing data: "+strings.Join(incomplete, ", ")
+	case v.Coverage < cfg.Score.MinCoverage:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, fmt.Sprintf("coverage %.3f below %.3f: not enough samples yet", v.Coverage, cfg.Score.MinCoverage)
+	case len(failed) > 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f between the lines; failed: %s", v.Score, strings.Join(failed, ", "))
+	case v.Score < cfg.Score.Promote:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f below the promote line %.3f", v.Score, cfg.Score.Promote)
+	default:
+		v.Decision, v.Reason = Promote, fmt.Sprintf("score %.3f and coverage %.3f clear their lines", v.Score, v.Coverage)
+	}
+	if len(v.SystemBreaches) > 0 {
+		v.Reason += fmt.Sprintf("; system breach (both arms over the SLO, not held against the canary): %s", kindsString(v.SystemBreaches))
+	}
+}
+
+func kindsString(ks []Kind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ruleHolds reports whether every condition of r holds on v.
+func ruleHolds(r Rule, v *Verdict, traffic float64) bool {
+	if len(r.When) == 0 {
+		return false
+	}
+	for _, c := range r.When {
+		switch {
+		case c.Signal == TrafficRatio:
+			if math.IsNaN(traffic) || !(traffic < c.Below) {
+				return false
+			}
+		case c.Dimension != "":
+			d, ok := v.Dimension(c.Dimension)
+			if !ok {
+				return false
+			}
+			if c.Outcome != 0 && d.Outcome != c.Outcome {
+				return false
+			}
+			if c.Trend != 0 && d.trend != c.Trend {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// evaluator holds one judgement's state.
+type evaluator struct {
+	cfg  *Config
+	in   Input
+	hist []HistoryWindow // history inside the baseline window, before At
+}
+
+func selectHistory(cfg *Config, in Input) []HistoryWindow {
+	var out []HistoryWindow
+	for _, h := range in.History {
+		if h.At.After(in.At) {
+			continue
+		}
+		if cfg.Baseline.Window > 0 && in.At.Sub(h.At) > cfg.Baseline.Window {
+			continue
+		}
+		out = append(out, h)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// stale reports whether an arm's data is older than the freshness limit.
+func (e *evaluator) stale(a Arm) bool {
+	if a.CollectedAt.IsZero() || e.cfg.Freshness <= 0 {
+		return false
+	}
+	return e.in.At.Sub(a.CollectedAt) > e.cfg.Freshness
+}
+
+// dataState returns "ok" or the worst problem among the values of both arms,
+// naming the arm and field.
+type field struct {
+	name string
+	v    Value
+}
+
+func (e *evaluator) check(canary, control []field, cs, ks *Samples, sname string) (state, detail string) {
+	worst := func(arm string, fs []field, s *Samples) (string, string) {
+		rank := map[State]int{QueryError: 4, NaN: 3, Missing: 2}
+		best, bd := "", ""
+		r0 := 0
+		consider := func(name string, st State, err string) {
+			if st == Present {
+				return
+			}
+			if rank[st] > r0 {
+				r0 = rank[st]
+				best = st.String()
+				bd = arm + "." + name + " " + st.String()
+				if err != "" {
+					bd += ": " + err
+				}
+			}
+		}
+		for _, f := range fs {
+			consider(f.name, f.v.State, f.v.Err)
+		}
+		if s != nil {
+			consider(sname, s.State, s.Err)
+		}
+		return best, bd
+	}
+	if s, d := worst("canary", canary, cs); s != "" {
+		return s, d
+	}
+	if s, d := worst("control", control, ks); s != "" {
+		return s, d
+	}
+	if e.stale(e.in.Canary) {
+		return "stale", fmt.Sprintf("canary data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Canary.CollectedAt), e.cfg.Freshness)
+	}
+	if e.stale(e.in.Control) {
+		return "stale", fmt.Sprintf("control data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Control.CollectedAt), e.cfg.Freshness)
+	}
+	return "ok", ""
+}
+
+// inconclusive fills r for a dimension that could not be judged.
+func inconclusive(r DimensionResult, data, reason string) DimensionResult {
+	r.Outcome = Inconclusive
+	r.Data = data
+	r.Confidence = 0
+	r.Rule = "no-data"
+	r.Reason = reason + ": confidence 0, never a silent pass or fail"
+	return r
+}
+
+func (e *evaluator) dimension(dc DimensionConfig) DimensionResult {
+	r := DimensionResult{Name: dc.Kind, MinEffect: dc.MinEffect, HardLimit: dc.HardLimit}
+	switch dc.Kind {
+	case ErrorRate:
+		return e.countDim(dc, r, "errors", "requests", func(a Arm) (Value, Value) { return a.Errors, a.Requests })
+	case SessionInterruption:
+		return e.countDim(dc, r, "session_interruptions", "sessions", func(a Arm) (Value, Value) { return a.SessionInterruptions, a.Sessions })
+	case DependencySLA:
+		return e.countDim(dc, r, "dependency_failures", "dependency_calls", func(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls })
+	case LatencyP99:
+		return e.latencyDim(dc, r)
+	case GCPause:
+		return e.gcDim(dc, r)
+	case MemoryGrowth:
+		return e.memoryDim(dc, r)
+	case Consistency:
+		return e.consistencyDim(dc, r)
+	}
+	return inconclusive(r, "invalid", "unknown dimension kind")
+}
+
+// freshness returns the freshness confidence factor.
+func (e *evaluator) freshness() float64 {
+	if e.stale(e.in.Canary) || e.stale(e.in.Control) {
+		return 0
+	}
+	return 1
+}
+
+func setConfidence(r *DimensionResult, samples, history float64) {
+	r.ConfidenceParts = Confidence{Samples: clamp01(samples), Completeness: 1, Freshness: 1, History: clamp01(history)}
+	r.Confidence = r.ConfidenceParts.Samples * r.ConfidenceParts.Completeness * r.ConfidenceParts.Freshness * r.ConfidenceParts.History
+	r.Data = "ok"
+}
+
+// sigmaFromHistory estimates σ̂ of f(canary) − f(control) over the A/A
+// history: 1.4826·MAD in the time-of-day bucket of At, shrunk toward the
+// global σ when the bucket is thin, floored. It also returns the history
+// confidence factor.
+func (e *evaluator) sigmaFromHistory(prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64) {
+	var all, bucket []float64
+	for _, h := range e.hist {
+		d, ok := f(h)
+		if !ok || math.IsNaN(d) || math.IsInf(d, 0) {
+			continue
+		}
+		all = append(all, d)
+		if e.cfg.Baseline.Bucket > 0 && todDistance(h.At, e.in.At) <= e.cfg.Baseline.Bucket/2 {
+			bucket = append(bucket, d)
+		}
+	}
+	shrink := e.cfg.Baseline.Shrink
+	global, gsrc := prior, "prior"
+	if len(all) >= 3 {
+		sa := robustSigma(all)
+		global = (float64(len(all))*sa + shrink*prior) / (float64(len(all)) + shrink)
+		gsrc = fmt.Sprintf("global n=%d", len(all))
+	}
+	sigma, source = global, gsrc
+	if len(bucket) >= 3 {
+		sb := robustSigma(bucket)
+		nb := float64(len(bucket))
+		sigma = (nb*sb + shrink*global) / (nb + shrink)
+		source = fmt.Sprintf("bucket n=%d shrunk toward %s", len(bucket), gsrc)
+	}
+	if sigma < floor || math.IsNaN(sigma) {
+		sigma = floor
+		source += ", floored"
+	}
+	mw := float64(e.cfg.Baseline.MinWindows)
+	histConf = 1
+	if mw > 0 {
+		histConf = 0.5 + 0.5*clamp01(float64(len(all))/mw)
+	}
+	return sigma, source, histConf
+}
+
+// todDistance is the circular time-of-day distance between a and b.
+func todDistance(a, b time.Time) time.Duration {
+	day := 24 * time.Hour
+	ta := time.Duration(a.UTC().Hour())*time.Hour + time.Duration(a.UTC().Minute())*time.Minute + time.Duration(a.UTC().Second())*time.Second
+	tb := time.Duration(b.UTC().Hour())*time.Hour + time.Duration(b.UTC().Minute())*time.Minute + time.Duration(b.UTC().Second())*time.Second
+	d := ta - tb
+	if d < 0 {
+		d = -d
+	}
+	if d > day/2 {
+		d = day - d
+	}
+	return d
+}
+
+func trendOf(effect float64) Trend {
+	switch {
+	case effect > 0:
+		return Worse
+	case effect < 0:
+		return Better
+	}
+	return 0
+}
+
+func pct(x float64) string { return fmt.Sprintf("%.4g%%", 100*x) }
+
+// countDim judges a rate x/n: hard limit with a Wilson lower bound, then a
+// mixture SPRT on the counts, with an effect floor.
+func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName string, get func(Arm) (Value, Value)) DimensionResult {
+	xc, nc := get(e.in.Canary)
+	xk, nk := get(e.in.Control)
+	r.Unit = "ratio"
+	r.Test = "sequential"
+	r.Query = fmt.Sprintf("%s/%s: canary %s/%s, control %s/%s", xName, nName, fmtV(xc), fmtV(nc), fmtV(xk), fmtV(nk))
+	if st, d := e.check([]field{{xName, xc}, {nName, nc}}, []field{{xName, xk}, {nName, nk}}, nil, nil, ""); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	for _, p := range [][2]Value{{xc, nc}, {xk, nk}} {
+		if p[0].V < 0 || p[1].V < 0 || p[0].V > p[1].V {
+			return inconclusive(r, "invalid", fmt.Sprintf("inconsistent counts %s=%g > %s=%g or negative", xName, p[0].V, nName, p[1].V))
+		}
+	}
+	r.SamplesCanary, r.SamplesControl = nc.V, nk.V
+	if nc.V == 0 {
+		return inconclusive(r, "empty", "canary has no "+nName)
+	}
+	if nk.V == 0 {
+		return inconclusive(r, "empty", "control has no "+nName)
+	}
+	rc, rk := xc.V/nc.V, xk.V/nk.V
+	r.Canary, r.Control = rc, rk
+	sign := dc.Direction.sign()
+	r.Effect = sign * (rc - rk)
+	r.trend = trendOf(r.Effect)
+	// Overdispersion of the A/A difference relative to the binomial.
+	sigmaU, src, hc := e.sigmaFromHistory(1, 1, func(h HistoryWindow) (float64, bool) {
+		hxc, hnc := get(h.Canary)
+		hxk, hnk := get(h.Control)
+		if !hxc.OK() || !hnc.OK() || !hxk.OK() || !hnk.OK() || hnc.V <= 0 || hnk.V <= 0 {
+			return 0, false
+		}
+		pbar := (hxc.V + hxk.V) / (hnc.V + hnk.V)
+		v := pbar * (1 - pbar) * (1/hnc.V + 1/hnk.V)
+		if v <= 0 {
+			return 0, false
+		}
+		return (hxc.V/hnc.V - hxk.V/hnk.V) / math.Sqrt(v), true
+	})
+	phi := sigmaU * sigmaU
+	hc = 1 // the binomial model needs no history; history only widens it
+	pbar := (xc.V + xk.V) / (nc.V + nk.V)
+	se := math.Sqrt(phi * pbar * (1 - pbar) * (1/nc.V + 1/nk.V))
+	r.Sigma = se
+	r.SigmaSource = fmt.Sprintf("binomial × overdispersion φ=%.2f (%s)", phi, src)
+	var logLR float64
+	if sign > 0 {
+		logLR, r.PValue = mixtureSPRT(xc.V, nc.V, xk.V, nk.V, phi)
+	} else {
+		logLR, r.PValue = mixtureSPRT(nc.V-xc.V, nc.V, nk.V-xk.V, nk.V, phi)
+	}
+	r.K = math.Sqrt(2 * math.Log(1/e.cfg.Alpha))
+	if logLR > 0 {
+		r.Z = math.Sqrt(2 * logLR)
+	} else if se > 0 {
+		r.Z = math.Min(0, r.Effect/se)
+	}
+	setConfidence(&r, nc.V/math.Max(dc.MinSamples, 1), hc)
+	// Static hard limit (SLO), for rates where higher is worse.
+	if dc.HardLimit > 0 && sign > 0 {
+		lb := wilsonLower(xc.V, nc.V, e.cfg.Alpha)
+		canaryBreach := lb > dc.HardLimit
+		controlBreach := rk > dc.HardLimit
+		switch {
+		case canaryBreach && !controlBreach:
+			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+			r.Reason = fmt.Sprintf("canary %s (lower %d%% bound %s) is clearly above the SLO %s while control is %s", pct(rc), int(math.Round(100*(1-e.cfg.Alpha))), pct(lb), pct(dc.HardLimit), pct(rk))
+			return r
+		case canaryBreach && controlBreach:
+			r.Breach = "system"
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms above the SLO %s (canary %s, control %s), judged relative to control", pct(dc.HardLimit), pct(rc), pct(rk)))
+		}
+	}
+	switch {
+	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect:
+		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g and effect %s ≥ floor %s", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), pct(dc.MinEffect))
+	case r.PValue < e.cfg.Alpha:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: significant (p=%.2g) but effect %s below floor %s", pct(rc), pct(rk), r.PValue, pct(r.Effect), pct(dc.MinEffect))
+	default:
+		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: no evidence of a worse rate (always-valid p=%.2g)", pct(rc), pct(rk), r.PValue)
+	}
+	return r
+}
+
+func fmtV(v Value) string {
+	if v.State == Present {
+		return fmt.Sprintf("%g", v.V)
+	}
+	return v.State.String()
+}
+
+// p99Of returns an arm's p99 and its sample count.
+func p99Of(a Arm) (p99, n float64, ok bool) {
+	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
+		return quantile(a.LatencyMS.V, 0.99), float64(len(a.LatencyMS.V)), true
+	}
+	if a.LatencyP99.OK() {
+		n := 0.0
+		if a.Requests.OK() {
+			n = a.Requests.V
+		}
+		return a.LatencyP99.V, n, true
+	}
+	return 0, 0, false
+}
+
+// latencyField picks the latency source of an arm for data checks.
+func latencyField(a Arm) (Samples, []field) {
+	if a.LatencyMS.State != Missing {
+		return a.LatencyMS, nil
+	}
+	return Samples{State: Present}, []field{{"latency_quantiles.p99", a.LatencyP99}}
+}
+
+func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionResult {
+	r.Unit = "ms"
+	r.Test = "sigma"
+	cs, cf := latencyField(e.in.Canary)
+	ks, kf := latencyField(e.in.Control)
+	if st, d := e.check(cf, nil, &cs, nil, "latency_ms"); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	if st, d := e.check(nil, kf, nil, &ks, "latency_ms"); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	pc, nc, okc := p99Of(e.in.Canary)
+	pk, nk, okk := p99Of(e.in.Control)
+	r.Query = fmt.Sprintf("p99(latency_ms): canary %.4g ms over %g samples, control %.4g ms over %g samples", pc, nc, pk, nk)
+	if !okc || !okk {
+		return inconclusive(r, "empty", "no latency samples")
+	}
+	if pc <= 0 || pk <= 0 {
+		return inconclusive(r, "invalid", "non-positive p99 latency cannot be compared on a log scale")
+	}
+	r.Canary, r.Control = pc, pk
+	r.SamplesCanary, r.SamplesControl = nc, nk
+	sign := dc.Direction.sign()
+	sigma, src, hc := e.sigmaFromHistory(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+		a, _, ok1 := p99Of(h.Canary)
+		b, _, ok2 := p99Of(h.Control)
+		if !ok1 || !ok2 || a <= 0 || b <= 0 {
+			return 0, false
+		}
+		return math.Log(a) - math.Log(b), true
+	})
+	r.Sigma, r.SigmaSource, r.K = sigma, src+" (log scale)", dc.K
+	d := math.Log(pc) - math.Log(pk)
+	r.Z = sign * d / sigma
+	r.Effect = math.Exp(sign*d) - 1
+	r.trend = trendOf(r.Effect)
+	setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), hc)
+	return sigmaOutcome(r, dc, fmt.Sprintf("p99 canary %.4g ms vs control %.4g ms (%+.1f%%)", pc, pk, 100*r.Effect), fmt.Sprintf("%.1f%%", 100*dc.MinEffect))
+}
+
+// sigmaOutcome applies z > k and the effect floor.
+func sigmaOutcome(r DimensionResult, dc DimensionConfig, what, floor string) DimensionResult {
+	switch {
+	case r.Z > r.K && r.Effect >= dc.MinEffect:
+		r.Outcome, r.Rule = Fail, "adaptive-sigma"
+		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f and effect above floor %s", what, r.Z, r.K, floor)
+	case r.Z > r.K:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f but effect below floor %s", what, r.Z, r.K, floor)
+	default:
+		r.Outcome, r.Rule = Pass, "within-sigma"
+		r.Reason = fmt.Sprintf("%s: z=%.2f ≤ k=%.2f", what, r.Z, r.K)
+	}
+	return r
+}
+
+func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionResult {
+	r.Unit = "MB/min"
+	r.Test = "sigma"
+	mc, mk := e.in.Canary.MemoryGrowthMBPerMin, e.in.Control.MemoryGrowthMBPerMin
+	r.Query = fmt.Sprintf("memory_growth_mb_per_min: canary %s, control %s", fmtV(mc), fmtV(mk))
+	if st, d := e.check([]field{{"memory_growth_mb_per_min", mc}}, []field{{"memory_growth_mb_per_min", mk}}, nil, nil, ""); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	r.Canary, r.Control = mc.V, mk.V
+	r.SamplesCanary, r.SamplesControl = 1, 1
+	sign := dc.Direction.sign()
+	sigma, src, hc := e.sigmaFromHistory(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+		a, b := h.Canary.MemoryGrowthMBPerMin, h.Control.MemoryGrowthMBPerMin
+		if !a.OK() || !b.OK() {
+			return 0, false
+		}
+		return a.V - b.V, true
+	})
+	r.Sigma, r.SigmaSource, r.K = sigma, src, dc.K
+	r.Effect = sign * (mc.V - mk.V)
+	r.Z = r.Effect / sigma
+	r.trend = trendOf(r.Effect)
+	setConfidence(&r, 1, hc)
+	return sigmaOutcome(r, dc, fmt.Sprintf("memory growth canary %.3g vs control %.3g MB/min", mc.V, mk.V), fmt.Sprintf("%g MB/min", dc.MinEffect))
+}
+
+func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult {
+	r.Unit = "long pauses/min"
+	r.Test = "sequential"
+	c, k := e.in.Canary, e.in.Control
+	if st, d := e.check([]field{{"window_s", c.WindowS}}, []field{{"window_s", k.WindowS}}, &c.GCPausesMS, &k.GCPausesMS, "gc_pauses_ms"); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	if c.WindowS.V <= 0 || k.WindowS.V <= 0 {
+		return inconclusive(r, "invalid", "window_s must be positive")
+	}
+	stats := func(a Arm) (maxP, long, minutes float64) {
+		for _, p := range a.GCPausesMS.V {
+			maxP = math.Max(maxP, p)
+			if p > dc.LongPauseMS {
+				long++
+			}
+		}
+		return maxP, long, a.WindowS.V / 60
+	}
+	maxC, longC, minC := stats(c)
+	maxK, longK, minK := stats(k)
+	r.Query = fmt.Sprintf("gc_pauses_ms over window_s: canary %d pauses, %g > %g ms, max %.4g ms in %.3g min; control %d pauses, %g > %g ms, max %.4g ms in %.3g min",
+		len(c.GCPausesMS.V), longC, dc.LongPauseMS, maxC, minC, len(k.GCPausesMS.V), longK, dc.LongPauseMS, maxK, minK)
+	r.Canary, r.Control = longC/minC, longK/minK
+	r.SamplesCanary, r.SamplesControl = minC, minK
+	r.Effect = r.Canary - r.Control
+	r.trend = trendOf(r.Effect)
+	r.HardLimit = dc.MaxLongPerMinute
+	sigmaU, src, _ := e.sigmaFromHistory(1, 1, func(h HistoryWindow) (float64, bool) {
+		if !h.Canary.GCPausesMS.OK() || !h.Control.GCPausesMS.OK() || !h.Canary.WindowS.OK() || !h.Control.WindowS.OK() || h.Canary.WindowS.V <= 0 || h.Control.WindowS.V <= 0 {
+			return 0, false
+		}
+		_, lc, mc := stats(h.Canary)
+		_, lk, mk := stats(h.Control)
+		lam := (lc + lk) / (mc + mk)
+		v := lam * (1/mc + 1/mk)
+		if v <= 0 {
+			return 0, false
+		}
+		return (lc/mc - lk/mk) / math.Sqrt(v), true
+	})
+	phi := sigmaU * sigmaU
+	lam := (longC + longK) / (minC + minK)
+	r.Sigma = math.Sqrt(phi * lam * (1/minC + 1/minK))
+	r.SigmaSource = fmt.Sprintf("poisson × overdispersion φ=%.2f (%s)", phi, src)
+	logLR, p := mixtureSPRT(longC, minC, longK, minK, phi)
+	r.PValue = p
+	r.K = math.Sqrt(2 * math.Log(1/e.cfg.Alpha))
+	if logLR > 0 {
+		r.Z = math.Sqrt(2 * logLR)
+	} else if r.Sigma > 0 {
+		r.Z = math.Min(0, r.Effect/r.Sigma)
+	}
+	setConfidence(&r, minC/math.Max(dc.MinSamples, 1e-9), 1)
+	longLB := poissonLower(longC, e.cfg.Alpha) / minC
+	canaryBreach := (dc.MaxPauseMS > 0 && maxC > dc.MaxPauseMS) || (dc.MaxLongPerMinute > 0 && longLB > dc.MaxLongPerMinute)
+	controlBreach := (dc.MaxPauseMS > 0 && maxK > dc.MaxPauseMS) || (dc.MaxLongPerMinute > 0 && longK/minK > dc.MaxLongPerMinute)
+	switch {
+	case canaryBreach && !controlBreach:
+		r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+		r.Reason = fmt.Sprintf("canary GC: max pause %.4g ms (limit %g ms), %.3g long pauses/min (lower bound %.3g, limit %g/min) while control is within limits", maxC, dc.MaxPauseMS, r.Canary, longLB, dc.MaxLongPerMinute)
+		return r
+	case canaryBreach && controlBreach:
+		r.Breach = "system"
+		r.Diagnosis = append(r.Diagnosis, "system breach: both arms over the GC pause limits, judged relative to control")
+	}
+	switch {
+	case p < e.cfg.Alpha && r.Effect >= dc.MinEffect:
+		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: always-valid p=%.2g < α=%g, effect ≥ %g/min", r.Canary, r.Control, p, e.cfg.Alpha, dc.MinEffect)
+	default:
+		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (p=%.2g)", r.Canary, r.Control, maxC, maxK, p)
+	}
+	return r
+}
+
+func (e *evaluator) consistencyDim(dc DimensionConfig, r DimensionResult) DimensionResult {
+	r.Unit = "violations"
+	r.Test = "critical"
+	vc, vk := e.in.Canary.ConsistencyViolations, e.in.Control.ConsistencyViolations
+	r.Query = fmt.Sprintf("consistency_violations: canary %s, control %s", fmtV(vc), fmtV(vk))
+	if st, d := e.check([]field{{"consistency_violations", vc}}, nil, nil, nil, ""); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	r.Canary = vc.V
+	r.SamplesCanary = 1
+	if vk.OK() {
+		r.Control = vk.V
+		r.SamplesControl = 1
+	}
+	r.Effect = vc.V - r.Control
+	r.trend = trendOf(r.Effect)
+	setConfidence(&r, 1, 1)
+	if vc.V > 0 {
+		r.Outcome, r.Rule = Fail, "critical-violation"
+		r.Reason = fmt.Sprintf("canary has %g consistency violation(s): any violation blocks", vc.V)
+		if vk.OK() && vk.V > 0 {
+			r.Breach = "system"
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("control also has %g violation(s): the system breaks under this fault too", vk.V))
+		}
+		return r
+	}
+	r.Outcome, r.Rule = Pass, "no-violation"
+	r.Reason = "canary has no consistency violations"
+	if vk.OK() && vk.V > 0 {
+		r.Breach = "system"
+		r.Reason += fmt.Sprintf("; control has %g (system breach, not held against the canary)", vk.V)
+	} else if !vk.OK() {
+		r.Reason += "; control consistency not reported"
+	}
+	return r
+}
+
+// trafficRatio is the canary's share of traffic now relative to its median
+// share in the history (NaN when unknown).
+func (e *evaluator) trafficRatio() float64 {
+	share := func(a, b Arm) (float64, bool) {
+		if !a.Requests.OK() || !b.Requests.OK() {
+			return 0, false
+		}
+		ra, rb := a.Requests.V, b.Requests.V
+		if a.WindowS.OK() && a.WindowS.V > 0 && b.WindowS.OK() && b.WindowS.V > 0 {
+			ra, rb = ra/a.WindowS.V, rb/b.WindowS.V
+		}
+		if ra+rb <= 0 {
+			return 0, false
+		}
+		return ra / (ra + rb), true
+	}
+	now, ok := share(e.in.Canary, e.in.Control)
+	if !ok {
+		return math.NaN()
+	}
+	var past []float64
+	for _, h := range e.hist {
+		if s, ok := share(h.Canary, h.Control); ok && s > 0 {
+			past = append(past, s)
+		}
+	}
+	if len(past) == 0 {
+		if now == 0 {
+			return 0
+		}
+		return 1
+	}
+	return now / median(past)
+}

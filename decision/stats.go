@@ -1,0 +1,172 @@
+package decision
+
+import (
+	"math"
+	"sort"
+)
+
+// normalQuantile returns Φ⁻¹(p) (Acklam's rational approximation, |ε| < 1.2e-9
+// after one Newton step is not needed at the precision the judge uses).
+func normalQuantile(p float64) float64 {
+	if p <= 0 {
+		return math.Inf(-1)
+	}
+	if p >= 1 {
+		return math.Inf(1)
+	}
+	a := [6]float64{-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00}
+	b := [5]float64{-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01}
+	c := [6]float64{-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00}
+	d := [4]float64{7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00}
+	const lo = 0.02425
+	switch {
+	case p < lo:
+		q := math.Sqrt(-2 * math.Log(p))
+		return (((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q + c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q + 1)
+	case p > 1-lo:
+		q := math.Sqrt(-2 * math.Log(1-p))
+		return -(((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q + c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q + 1)
+	}
+	q := p - 0.5
+	r := q * q
+	return (((((a[0]*r+a[1])*r+a[2])*r+a[3])*r+a[4])*r + a[5]) * q / (((((b[0]*r+b[1])*r+b[2])*r+b[3])*r+b[4])*r + 1)
+}
+
+// wilsonLower is the lower Wilson score bound of x successes in n trials at
+// one-sided level alpha.
+func wilsonLower(x, n, alpha float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	z := normalQuantile(1 - alpha)
+	p := x / n
+	z2 := z * z
+	centre := p + z2/(2*n)
+	margin := z * math.Sqrt(p*(1-p)/n+z2/(4*n*n))
+	lb := (centre - margin) / (1 + z2/n)
+	if lb < 0 {
+		return 0
+	}
+	return lb
+}
+
+// poissonLower is a lower confidence bound for the mean of a Poisson count k
+// at one-sided level alpha (Wilson–Hilferty approximation of the exact
+// chi-square bound).
+func poissonLower(k, alpha float64) float64 {
+	if k <= 0 {
+		return 0
+	}
+	z := normalQuantile(1 - alpha)
+	v := 1 - 1/(9*k) - z/(3*math.Sqrt(k))
+	if v <= 0 {
+		return 0
+	}
+	return k * v * v * v
+}
+
+// lbeta is ln B(a, b).
+func lbeta(a, b float64) float64 {
+	la, _ := math.Lgamma(a)
+	lb, _ := math.Lgamma(b)
+	lab, _ := math.Lgamma(a + b)
+	return la + lb - lab
+}
+
+// mixtureSPRT is an always-valid test that the canary's event rate is higher
+// than the control's. Conditional on the total count n = xc + xk, the canary's
+// share xc is Binomial(n, ρ) with ρ0 = ec/(ec+ek) under the null (equal rates
+// per unit of exposure). The Beta-mixture likelihood ratio is a martingale
+// under the null, so P(sup Λ ≥ 1/α) ≤ α however often it is checked (Ville's
+// inequality). phi ≥ 1 deflates the log-likelihood ratio for overdispersion
+// measured in the baseline history. It returns ln Λ (0 when the canary is not
+// worse) and the always-valid p-value min(1, 1/Λ).
+func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
+	if ec <= 0 || ek <= 0 {
+		return 0, 1
+	}
+	n := xc + xk
+	if n <= 0 {
+		return 0, 1
+	}
+	rho0 := ec / (ec + ek)
+	if xc/n <= rho0 {
+		return 0, 1
+	}
+	// Prior centred on a doubling of the canary's rate, with a = 1.
+	rho1 := 2 * rho0 / (2*rho0 + 1 - rho0)
+	a := 1.0
+	b := (1 - rho1) / rho1
+	l := lbeta(xc+a, xk+b) - lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
+	if phi > 1 {
+		l /= phi
+	}
+	if l <= 0 {
+		return 0, 1
+	}
+	return l, math.Min(1, math.Exp(-l))
+}
+
+// median returns the median of v (v is not modified).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+// robustSigma is 1.4826·MAD of v: a consistent estimator of σ for normal data
+// that ignores outliers.
+func robustSigma(v []float64) float64 {
+	if len(v) < 2 {
+		return math.NaN()
+	}
+	m := median(v)
+	dev := make([]float64, len(v))
+	for i, x := range v {
+		dev[i] = math.Abs(x - m)
+	}
+	return 1.4826 * median(dev)
+}
+
+// quantile returns the q-quantile of v (nearest rank on a sorted copy).
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+// clamp01 bounds x to [0, 1].
+func clamp01(x float64) float64 {
+	if x < 0 || math.IsNaN(x) {
+		return 0
+	}
+	if x > 1 {
+		return 1
+	}
+	return x
+}
+
+// finite returns x, or 0 when x is NaN or infinite (JSON cannot carry them).
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}

@@ -1,0 +1,211 @@
+// Package decision is the canary judge: it compares a canary with its
+// concurrent control across weighted dimensions, adapts its thresholds to the
+// spread seen in baseline (A/A) history, and returns a verdict with a full
+// explanation. It is pure and deterministic: no clock reads, no I/O.
+package decision
+
+import (
+	"math"
+	"time"
+)
+
+// Decision is the verdict of one judgement. Ranked: a higher value is worse.
+type Decision int
+
+// Decisions, ranked from best to worst.
+const (
+	Promote Decision = 1 + iota
+	Hold
+	Block
+)
+
+// String returns the lower-case name used in JSON and tables.
+func (d Decision) String() string {
+	switch d {
+	case Promote:
+		return "promote"
+	case Hold:
+		return "hold"
+	case Block:
+		return "block"
+	}
+	return "invalid"
+}
+
+// ParseDecision parses "promote", "hold" or "block".
+func ParseDecision(s string) (Decision, bool) {
+	switch s {
+	case "promote":
+		return Promote, true
+	case "hold":
+		return Hold, true
+	case "block":
+		return Block, true
+	}
+	return 0, false
+}
+
+// MarshalText encodes the decision by name.
+func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Outcome is the result of one dimension. Ranked: a higher value is worse.
+type Outcome int
+
+// Dimension outcomes.
+const (
+	Pass Outcome = 1 + iota
+	Inconclusive
+	Fail
+)
+
+// String returns the lower-case name used in JSON and tables.
+func (o Outcome) String() string {
+	switch o {
+	case Pass:
+		return "pass"
+	case Inconclusive:
+		return "inconclusive"
+	case Fail:
+		return "fail"
+	}
+	return "invalid"
+}
+
+// MarshalText encodes the outcome by name.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Direction says which way a dimension gets worse.
+type Direction int
+
+// Directions.
+const (
+	HigherIsWorse Direction = 1 + iota
+	LowerIsWorse
+)
+
+// String returns the configuration name of the direction.
+func (d Direction) String() string {
+	switch d {
+	case HigherIsWorse:
+		return "higher_is_worse"
+	case LowerIsWorse:
+		return "lower_is_worse"
+	}
+	return "invalid"
+}
+
+// MarshalText encodes the direction by name.
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// sign is +1 when higher is worse, -1 otherwise.
+func (d Direction) sign() float64 {
+	if d == LowerIsWorse {
+		return -1
+	}
+	return 1
+}
+
+// State tells whether a value was observed. The zero value means the field
+// was never set, which is missing data — never zero.
+type State int
+
+// Value states. Missing is the zero value on purpose.
+const (
+	Missing State = iota
+	Present
+	NaN
+	QueryError
+)
+
+// String names the state.
+func (s State) String() string {
+	switch s {
+	case Missing:
+		return "missing"
+	case Present:
+		return "ok"
+	case NaN:
+		return "nan"
+	case QueryError:
+		return "query_error"
+	}
+	return "invalid"
+}
+
+// Value is one scalar observation with its data state.
+type Value struct {
+	V     float64
+	State State
+	Err   string // the query error when State is QueryError
+}
+
+// Num returns a present value; a NaN or infinite float becomes a NaN state.
+func Num(v float64) Value {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return Value{State: NaN}
+	}
+	return Value{V: v, State: Present}
+}
+
+// OK reports whether the value is present and finite.
+func (v Value) OK() bool { return v.State == Present && !math.IsNaN(v.V) && !math.IsInf(v.V, 0) }
+
+// Samples is a series of observations with its data state.
+type Samples struct {
+	V     []float64
+	State State
+	Err   string
+}
+
+// Series returns present samples; any NaN inside makes the series NaN.
+func Series(v []float64) Samples {
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return Samples{State: NaN}
+		}
+	}
+	return Samples{V: v, State: Present}
+}
+
+// OK reports whether the series is present.
+func (s Samples) OK() bool { return s.State == Present }
+
+// Arm is what one arm (canary or control) reported for a window. Counts are
+// cumulative over the evaluation window so the sequential tests can be
+// checked at every interval.
+type Arm struct {
+	Requests Value
+	Errors   Value
+	// LatencyMS holds raw latency samples; LatencyP50/LatencyP99 are used
+	// when samples are absent.
+	LatencyMS             Samples
+	LatencyP50            Value
+	LatencyP99            Value
+	GCPausesMS            Samples
+	WindowS               Value
+	Sessions              Value
+	SessionInterruptions  Value
+	DependencyCalls       Value
+	DependencyFailures    Value
+	ConsistencyViolations Value
+	// MemoryGrowthMBPerMin is the resident-memory slope over the window.
+	MemoryGrowthMBPerMin Value
+	// CollectedAt is when the data was collected; zero means "at the
+	// judgement time". Data older than the configured freshness is stale.
+	CollectedAt time.Time
+}
+
+// HistoryWindow is one A/A baseline window: two arms running the same build.
+type HistoryWindow struct {
+	At      time.Time
+	Canary  Arm
+	Control Arm
+}
+
+// Input is everything one judgement sees.
+type Input struct {
+	At      time.Time
+	Canary  Arm
+	Control Arm
+	History []HistoryWindow
+}

@@ -1,0 +1,133 @@
+package decision
+
+import "time"
+
+// HoldCause says why a verdict is HOLD, so the gate knows whether it may
+// escalate: holds caused by data are never escalated to BLOCK.
+type HoldCause int
+
+// Hold causes.
+const (
+	CauseData  HoldCause = 1 + iota // missing, NaN, stale, query errors or low coverage
+	CauseScore                      // the score is between the block and promote lines, or a dimension failed
+	CauseRule                       // a pair rule forced the hold
+)
+
+// String names the cause.
+func (c HoldCause) String() string {
+	switch c {
+	case CauseData:
+		return "data"
+	case CauseScore:
+		return "score"
+	case CauseRule:
+		return "rule"
+	}
+	return ""
+}
+
+// MarshalText encodes the cause by name.
+func (c HoldCause) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// Confidence breaks a dimension's confidence into its factors; the
+// confidence is their product.
+type Confidence struct {
+	Samples      float64 `json:"samples"`
+	Completeness float64 `json:"completeness"`
+	Freshness    float64 `json:"freshness"`
+	History      float64 `json:"history"`
+}
+
+// DimensionResult is the full explanation of one dimension.
+type DimensionResult struct {
+	Name     Kind    `json:"name"`
+	Outcome  Outcome `json:"outcome"`
+	Critical bool    `json:"critical"`
+	// Query is the resolved query: the inputs the dimension was computed from.
+	Query          string  `json:"query"`
+	Canary         float64 `json:"canary"`
+	Control        float64 `json:"control"`
+	Unit           string  `json:"unit"`
+	SamplesCanary  float64 `json:"samples_canary"`
+	SamplesControl float64 `json:"samples_control"`
+	// Test names the statistical test: "sequential" (mixture SPRT on
+	// counts), "sigma" (adaptive z against history) or "critical".
+	Test        string  `json:"test"`
+	Sigma       float64 `json:"sigma"`
+	SigmaSource string  `json:"sigma_source"`
+	Z           float64 `json:"z"`
+	K           float64 `json:"k"`
+	PValue      float64 `json:"p_value"`
+	Effect      float64 `json:"effect"`
+	MinEffect   float64 `json:"min_effect"`
+	HardLimit   float64 `json:"hard_limit,omitempty"`
+	// Breach is "canary" when the canary alone clearly breached the hard
+	// limit, "system" when both arms did (not held against the canary).
+	Breach          string     `json:"breach,omitempty"`
+	Data            string     `json:"data"`
+	Confidence      float64    `json:"confidence"`
+	ConfidenceParts Confidence `json:"confidence_parts"`
+	Weight          float64    `json:"weight"`
+	Score           float64    `json:"score"`
+	Contribution    float64    `json:"contribution"`
+	Rule            string     `json:"rule"`
+	Reason          string     `json:"reason"`
+	Diagnosis       []string   `json:"diagnosis,omitempty"`
+
+	trend Trend
+}
+
+// Trend is the direction the canary moved relative to the control (0 when
+// unknown or unchanged).
+func (d DimensionResult) Trend() Trend { return d.trend }
+
+// FiredRule records a pair rule that fired.
+type FiredRule struct {
+	Name      string     `json:"name"`
+	Action    RuleAction `json:"action"`
+	Diagnosis string     `json:"diagnosis"`
+}
+
+// Verdict is the result of one judgement with its full explanation.
+type Verdict struct {
+	Decision   Decision  `json:"verdict"`
+	Score      float64   `json:"score"`
+	Coverage   float64   `json:"coverage"`
+	ConfigHash string    `json:"config_hash"`
+	At         time.Time `json:"at"`
+	Reason     string    `json:"reason"`
+	// HoldCause is set when Decision is Hold.
+	HoldCause HoldCause `json:"hold_cause,omitempty"`
+	// TrafficRatio is the canary's traffic share relative to its share in
+	// the history; nil when requests are missing.
+	TrafficRatio   *float64          `json:"traffic_ratio,omitempty"`
+	SystemBreaches []Kind            `json:"system_breaches,omitempty"`
+	Rules          []FiredRule       `json:"rules,omitempty"`
+	Dimensions     []DimensionResult `json:"dimensions"`
+}
+
+// Dimension returns the result of kind, if it was evaluated.
+func (v Verdict) Dimension(k Kind) (DimensionResult, bool) {
+	for _, d := range v.Dimensions {
+		if d.Name == k {
+			return d, true
+		}
+	}
+	return DimensionResult{}, false
+}
+
+// Escalate applies the hold policy to a verdict seen after extensions
+// window extensions. It returns the decision to act on and whether it is
+// final (false: extend the window and judge again).
+func (p HoldPolicy) Escalate(v Verdict, extensions int) (Decision, bool) {
+	if v.Decision != Hold {
+		return v.Decision, true
+	}
+	if extensions < p.MaxExtensions {
+		return Hold, false
+	}
+	if p.EscalateTo == Block && v.HoldCause != CauseData {
+		return Block, true
+	}
+	return Hold, true
+}

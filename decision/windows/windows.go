@@ -1,0 +1,436 @@
+// Package windows decodes the judge input contract windows/v1 (SPEC §9.2)
+// strictly: unknown fields and wrong types are errors naming the JSON path,
+// and a field that is absent is missing data, never zero.
+//
+// Additive extensions of windows/v1, all optional: per arm
+// "memory_growth_mb_per_min" (number), "collected_at" (RFC 3339; data older
+// than the configured freshness is stale) and "query_errors" (an object
+// mapping a field name to the error the source returned for it). A number
+// may be given as the string "NaN", "+Inf" or "-Inf", as Prometheus encodes
+// them; such a value is NaN data, never a pass.
+package windows
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+// Schema is the contract name this package decodes.
+const Schema = "windows/v1"
+
+// Error is a decoding error at a JSON path (or a line:col for syntax errors).
+type Error struct {
+	Path string // JSON path such as $.canary.latency_ms[3]
+	Msg  string
+	Hint string
+}
+
+func (e *Error) Error() string {
+	s := e.Path + ": " + e.Msg
+	if e.Hint != "" {
+		s += " (hint: " + e.Hint + ")"
+	}
+	return s
+}
+
+// Decode parses a windows/v1 document into a judge input.
+func Decode(data []byte) (decision.Input, error) {
+	var in decision.Input
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var root any
+	if err := dec.Decode(&root); err != nil {
+		return in, syntaxError(data, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		line, col := lineCol(data, int(dec.InputOffset()))
+		return in, &Error{Path: fmt.Sprintf("%d:%d", line, col), Msg: "unexpected data after the top-level object", Hint: "one JSON object per file"}
+	}
+	obj, err := asObject("$", root)
+	if err != nil {
+		return in, err
+	}
+	if err := onlyKeys("$", obj, "schema", "at", "canary", "control", "history"); err != nil {
+		return in, err
+	}
+	if s, ok := obj["schema"]; ok {
+		str, err := asString("$.schema", s)
+		if err != nil {
+			return in, err
+		}
+		if str != Schema {
+			return in, &Error{Path: "$.schema", Msg: fmt.Sprintf("unsupported schema %q", str), Hint: "this version reads " + Schema}
+		}
+	}
+	at, ok := obj["at"]
+	if !ok {
+		return in, &Error{Path: "$.at", Msg: "required field is missing", Hint: `the judgement time, e.g. "2026-11-22T10:00:00Z"`}
+	}
+	if in.At, err = asTime("$.at", at); err != nil {
+		return in, err
+	}
+	for _, side := range []struct {
+		name string
+		dst  *decision.Arm
+	}{{"canary", &in.Canary}, {"control", &in.Control}} {
+		v, ok := obj[side.name]
+		if !ok {
+			return in, &Error{Path: "$." + side.name, Msg: "required field is missing", Hint: "an object with the arm's counts; absent fields inside it are missing data"}
+		}
+		if *side.dst, err = decodeArm("$."+side.name, v); err != nil {
+			return in, err
+		}
+	}
+	if h, ok := obj["history"]; ok {
+		arr, err := asArray("$.history", h)
+		if err != nil {
+			return in, err
+		}
+		for i, e := range arr {
+			p := fmt.Sprintf("$.history[%d]", i)
+			ho, err := asObject(p, e)
+			if err != nil {
+				return in, err
+			}
+			if err := onlyKeys(p, ho, "at", "canary", "control"); err != nil {
+				return in, err
+			}
+			var w decision.HistoryWindow
+			a, ok := ho["at"]
+			if !ok {
+				return in, &Error{Path: p + ".at", Msg: "required field is missing", Hint: "every history window needs its time"}
+			}
+			if w.At, err = asTime(p+".at", a); err != nil {
+				return in, err
+			}
+			for _, side := range []struct {
+				name string
+				dst  *decision.Arm
+			}{{"canary", &w.Canary}, {"control", &w.Control}} {
+				v, ok := ho[side.name]
+				if !ok {
+					return in, &Error{Path: p + "." + side.name, Msg: "required field is missing"}
+				}
+				if *side.dst, err = decodeArm(p+"."+side.name, v); err != nil {
+					return in, err
+				}
+			}
+			in.History = append(in.History, w)
+		}
+	}
+	return in, nil
+}
+
+var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", "gc_pauses_ms", "window_s", "sessions",
+	"session_interruptions", "dependency_calls", "dependency_failures", "consistency_violations",
+	"memory_growth_mb_per_min", "collected_at", "query_errors"}
+
+func decodeArm(path string, v any) (decision.Arm, error) {
+	var a decision.Arm
+	obj, err := asObject(path, v)
+	if err != nil {
+		return a, err
+	}
+	if err := onlyKeys(path, obj, armKeys...); err != nil {
+		return a, err
+	}
+	scalars := []struct {
+		key string
+		dst *decision.Value
+		cnt bool
+	}{
+		{"requests", &a.Requests, true}, {"errors", &a.Errors, true}, {"window_s", &a.WindowS, false},
+		{"sessions", &a.Sessions, true}, {"session_interruptions", &a.SessionInterruptions, true},
+		{"dependency_calls", &a.DependencyCalls, true}, {"dependency_failures", &a.DependencyFailures, true},
+		{"consistency_violations", &a.ConsistencyViolations, true}, {"memory_growth_mb_per_min", &a.MemoryGrowthMBPerMin, false},
+	}
+	for _, s := range scalars {
+		x, ok := obj[s.key]
+		if !ok {
+			continue
+		}
+		p := path + "." + s.key
+		val, err := asNumber(p, x)
+		if err != nil {
+			return a, err
+		}
+		if s.cnt && val.OK() && (val.V < 0 || val.V != math.Trunc(val.V)) {
+			return a, &Error{Path: p, Msg: fmt.Sprintf("want a non-negative whole count, got %v", val.V)}
+		}
+		*s.dst = val
+	}
+	for _, s := range []struct {
+		key string
+		dst *decision.Samples
+	}{{"latency_ms", &a.LatencyMS}, {"gc_pauses_ms", &a.GCPausesMS}} {
+		x, ok := obj[s.key]
+		if !ok {
+			continue
+		}
+		p := path + "." + s.key
+		arr, err := asArray(p, x)
+		if err != nil {
+			return a, err
+		}
+		vals := make([]float64, 0, len(arr))
+		nan := false
+		for i, e := range arr {
+			ep := fmt.Sprintf("%s[%d]", p, i)
+			val, err := asNumber(ep, e)
+			if err != nil {
+				return a, err
+			}
+			if !val.OK() {
+				nan = true
+				continue
+			}
+			if val.V < 0 {
+				return a, &Error{Path: ep, Msg: fmt.Sprintf("want a non-negative duration in ms, got %v", val.V)}
+			}
+			vals = append(vals, val.V)
+		}
+		if nan {
+			*s.dst = decision.Samples{State: decision.NaN}
+		} else {
+			*s.dst = decision.Samples{V: vals, State: decision.Present}
+		}
+	}
+	if x, ok := obj["latency_quantiles"]; ok {
+		p := path + ".latency_quantiles"
+		q, err := asObject(p, x)
+		if err != nil {
+			return a, err
+		}
+		if err := onlyKeys(p, q, "p50", "p99"); err != nil {
+			return a, err
+		}
+		for _, s := range []struct {
+			key string
+			dst *decision.Value
+		}{{"p50", &a.LatencyP50}, {"p99", &a.LatencyP99}} {
+			if y, ok := q[s.key]; ok {
+				if *s.dst, err = asNumber(p+"."+s.key, y); err != nil {
+					return a, err
+				}
+			}
+		}
+	}
+	if x, ok := obj["collected_at"]; ok {
+		if a.CollectedAt, err = asTime(path+".collected_at", x); err != nil {
+			return a, err
+		}
+	}
+	if x, ok := obj["query_errors"]; ok {
+		p := path + ".query_errors"
+		q, err := asObject(p, x)
+		if err != nil {
+			return a, err
+		}
+		for _, k := range sortedKeys(q) {
+			msg, err := asString(p+"."+k, q[k])
+			if err != nil {
+				return a, err
+			}
+			qe := decision.Value{State: decision.QueryError, Err: msg}
+			switch k {
+			case "latency_ms":
+				a.LatencyMS = decision.Samples{State: decision.QueryError, Err: msg}
+			case "gc_pauses_ms":
+				a.GCPausesMS = decision.Samples{State: decision.QueryError, Err: msg}
+			case "latency_quantiles":
+				a.LatencyP50, a.LatencyP99 = qe, qe
+			default:
+				found := false
+				for _, s := range scalars {
+					if s.key == k {
+						*s.dst = qe
+						found = true
+					}
+				}
+				if !found {
+					return a, &Error{Path: p + "." + k, Msg: "unknown field in query_errors", Hint: "name one of the arm's data fields"}
+				}
+			}
+		}
+	}
+	return a, nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case json.Number:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func want(path, w string, v any) error {
+	return &Error{Path: path, Msg: fmt.Sprintf("want %s, got %s", w, kindOf(v))}
+}
+
+func asObject(path string, v any) (map[string]any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, want(path, "object", v)
+	}
+	return m, nil
+}
+
+func asArray(path string, v any) ([]any, error) {
+	a, ok := v.([]any)
+	if !ok {
+		return nil, want(path, "array", v)
+	}
+	return a, nil
+}
+
+func asString(path string, v any) (string, error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", want(path, "string", v)
+	}
+	return s, nil
+}
+
+func asTime(path string, v any) (time.Time, error) {
+	s, err := asString(path, v)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, &Error{Path: path, Msg: fmt.Sprintf("bad time %q", s), Hint: `RFC 3339, e.g. "2026-11-22T10:00:00Z"`}
+	}
+	return t, nil
+}
+
+// asNumber accepts a JSON number, or "NaN"/"+Inf"/"-Inf" as NaN data.
+func asNumber(path string, v any) (decision.Value, error) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return decision.Value{}, &Error{Path: path, Msg: fmt.Sprintf("number %s out of range", x)}
+		}
+		return decision.Num(f), nil
+	case string:
+		switch x {
+		case "NaN", "+Inf", "-Inf", "Inf":
+			return decision.Value{State: decision.NaN}, nil
+		}
+	}
+	return decision.Value{}, &Error{Path: path, Msg: fmt.Sprintf("want number, got %s", kindOf(v)), Hint: `a JSON number; "NaN" marks a NaN from the source; omit the field when there is no data`}
+}
+
+func onlyKeys(path string, obj map[string]any, allowed ...string) error {
+	for _, k := range sortedKeys(obj) {
+		ok := false
+		for _, a := range allowed {
+			if k == a {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			hint := "allowed: " + strings.Join(allowed, ", ")
+			if s := closest(k, allowed); s != "" {
+				hint = "did you mean " + strconv.Quote(s) + "?"
+			}
+			return &Error{Path: path + "." + k, Msg: "unknown field", Hint: hint}
+		}
+	}
+	return nil
+}
+
+// closest returns the allowed name within edit distance 2 of s, if any.
+func closest(s string, allowed []string) string {
+	best, bd := "", 3
+	for _, a := range allowed {
+		if d := editDistance(s, a); d < bd {
+			best, bd = a, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func syntaxError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line, col := lineCol(data, int(se.Offset))
+		return &Error{Path: fmt.Sprintf("%d:%d", line, col), Msg: "malformed JSON: " + se.Error()}
+	}
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		line, col := lineCol(data, int(ute.Offset))
+		return &Error{Path: fmt.Sprintf("%d:%d", line, col), Msg: "malformed JSON: " + ute.Error()}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF") {
+		return &Error{Path: "$", Msg: "empty or truncated JSON document", Hint: "a windows/v1 object: {\"at\":...,\"canary\":{...},\"control\":{...}}"}
+	}
+	return &Error{Path: "$", Msg: "malformed JSON: " + err.Error()}
+}
+
+func lineCol(data []byte, off int) (int, int) {
+	if off > len(data) {
+		off = len(data)
+	}
+	line, col := 1, 1
+	for _, b := range data[:off] {
+		if b == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
