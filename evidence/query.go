@@ -1,0 +1,305 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+func (l *Ledger) view(fn func(tx *bolt.Tx) error) error {
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return errorf(KindUnavailable, "ledger", "closed")
+	}
+	return l.db.View(fn)
+}
+
+// Checkpoint returns the latest signed checkpoint.
+func (l *Ledger) Checkpoint(ctx context.Context) (SignedCheckpoint, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cp, nil
+}
+
+// CheckpointAt returns the signed checkpoint of tree size n. Every append
+// batch signs one; sizes between batches have none.
+func (l *Ledger) CheckpointAt(ctx context.Context, n uint64) (SignedCheckpoint, error) {
+	var msg []byte
+	err := l.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bCheckpoints).Get(u64(n))
+		if v == nil {
+			c := tx.Bucket(bCheckpoints).Cursor()
+			k, _ := c.Seek(u64(n))
+			hint := "sizes with checkpoints are the ends of append batches; see `chaosgate ledger show --block H`"
+			if k != nil {
+				hint = fmt.Sprintf("the next checkpointed size is %d", binary.BigEndian.Uint64(k))
+			}
+			return &Error{Kind: KindNotFound, Op: "checkpoint", Err: fmt.Errorf("no signed checkpoint of tree size %d", n), Hint: hint}
+		}
+		msg = append([]byte(nil), v...)
+		return nil
+	})
+	if err != nil {
+		return SignedCheckpoint{}, err
+	}
+	return OpenCheckpoint(msg, l.pub.Checkpoint)
+}
+
+// Entry returns entry i.
+func (l *Ledger) Entry(ctx context.Context, i uint64) (Entry, error) {
+	var e Entry
+	err := l.view(func(tx *bolt.Tx) error {
+		var err error
+		e, err = readEntry(tx, i)
+		return err
+	})
+	return e, err
+}
+
+func readEntry(tx *bolt.Tx, i uint64) (Entry, error) {
+	leaf := tx.Bucket(bEntries).Get(u64(i))
+	if leaf == nil {
+		size := binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(kSize))
+		return Entry{}, &Error{Kind: KindNotFound, Op: fmt.Sprintf("entry %d", i), Err: fmt.Errorf("not in the ledger (tree size %d)", size)}
+	}
+	e := Entry{Index: i, Leaf: append([]byte(nil), leaf...), LeafHash: tlog.RecordHash(leaf)}
+	if err := json.Unmarshal(leaf, &e.Record); err != nil {
+		return e, wrap(KindTampered, fmt.Sprintf("entry %d", i), err)
+	}
+	e.Envelope = append([]byte(nil), tx.Bucket(bEnvelopes).Get(u64(i))...)
+	return e, nil
+}
+
+// InclusionProof proves entry i in the tree of size size.
+func (l *Ledger) InclusionProof(ctx context.Context, i, size uint64) ([][]byte, error) {
+	cur := l.Size()
+	if size == 0 || size > cur || i >= size {
+		return nil, errorf(KindInvalid, "inclusion proof", "entry %d in a tree of size %d: need index < size ≤ %d", i, size, cur)
+	}
+	var p tlog.RecordProof
+	err := l.view(func(tx *bolt.Tx) error {
+		var err error
+		p, err = tlog.ProveRecord(int64(size), int64(i), bucketHashReader(tx.Bucket(bHashes)))
+		return err
+	})
+	if err != nil {
+		return nil, wrap(KindTampered, "inclusion proof", err)
+	}
+	return hashesToBytes(p), nil
+}
+
+// ConsistencyProof proves the tree of size from is a prefix of the tree of
+// size to.
+func (l *Ledger) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	cur := l.Size()
+	if from == 0 || from > to || to > cur {
+		return nil, errorf(KindInvalid, "consistency proof", "from %d to %d: need 0 < from ≤ to ≤ %d", from, to, cur)
+	}
+	var p tlog.TreeProof
+	err := l.view(func(tx *bolt.Tx) error {
+		var err error
+		p, err = tlog.ProveTree(int64(to), int64(from), bucketHashReader(tx.Bucket(bHashes)))
+		return err
+	})
+	if err != nil {
+		return nil, wrap(KindTampered, "consistency proof", err)
+	}
+	return hashesToBytes(p), nil
+}
+
+// TreeRoot returns the root of the tree of size n, computed from stored hashes.
+func (l *Ledger) TreeRoot(ctx context.Context, n uint64) (tlog.Hash, error) {
+	if n > l.Size() {
+		return tlog.Hash{}, errorf(KindInvalid, "tree root", "size %d is beyond the tree size %d", n, l.Size())
+	}
+	var h tlog.Hash
+	err := l.view(func(tx *bolt.Tx) error {
+		var err error
+		h, err = treeRoot(n, bucketHashReader(tx.Bucket(bHashes)))
+		return err
+	})
+	return h, err
+}
+
+// TlogProof builds the c2sp.org/tlog-proof@v1 of entry i against the signed
+// checkpoint of tree size size (0: the latest).
+func (l *Ledger) TlogProof(ctx context.Context, i, size uint64) (*TlogProof, error) {
+	var cp SignedCheckpoint
+	var err error
+	if size == 0 {
+		cp, err = l.Checkpoint(ctx)
+	} else {
+		cp, err = l.CheckpointAt(ctx, size)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := l.InclusionProof(ctx, i, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := BytesToHashes(p)
+	if err != nil {
+		return nil, err
+	}
+	return &TlogProof{Index: i, Hashes: hs, Checkpoint: cp.Note}, nil
+}
+
+// Block returns block h.
+func (l *Ledger) Block(ctx context.Context, h uint64) (Block, error) {
+	var b Block
+	err := l.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bBlocks).Get(u64(h))
+		if v == nil {
+			return errorf(KindNotFound, fmt.Sprintf("block %d", h), "not in the ledger (%d blocks)", binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(kBlocks)))
+		}
+		var err error
+		b, err = blockFromNote(append([]byte(nil), v...), l.pub.Checkpoint, l.pub.Origin)
+		if err != nil {
+			return wrap(KindTampered, fmt.Sprintf("block %d", h), err)
+		}
+		return nil
+	})
+	return b, err
+}
+
+// Blocks returns up to limit blocks, newest first, starting below height
+// before (0: from the newest).
+func (l *Ledger) Blocks(ctx context.Context, before uint64, limit int) ([]Block, error) {
+	if limit <= 0 {
+		limit = 20
+	}
+	var out []Block
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bBlocks).Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(u64(before))
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			b, err := blockFromNote(append([]byte(nil), v...), l.pub.Checkpoint, l.pub.Origin)
+			if err != nil {
+				return wrap(KindTampered, fmt.Sprintf("block %d", binary.BigEndian.Uint64(k)), err)
+			}
+			out = append(out, b)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Query selects entries. Empty fields do not constrain.
+type Query struct {
+	Revision   string
+	Experiment string
+	TraceID    string
+	Since      time.Time
+	Until      time.Time // exclusive
+	Limit      int       // default 100
+}
+
+// Search returns the entries matching q, oldest first.
+func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	var out []Entry
+	err := l.view(func(tx *bolt.Tx) error {
+		var cands []uint64
+		switch {
+		case q.Revision != "":
+			cands = scanIndex(tx.Bucket(bIxRevision), q.Revision)
+		case q.Experiment != "":
+			cands = scanIndex(tx.Bucket(bIxExp), q.Experiment)
+		case q.TraceID != "":
+			cands = scanIndex(tx.Bucket(bIxTrace), q.TraceID)
+		default:
+			c := tx.Bucket(bIxTime).Cursor()
+			var k []byte
+			if q.Since.IsZero() {
+				k, _ = c.First()
+			} else {
+				k, _ = c.Seek(u64(uint64(q.Since.UnixNano())))
+			}
+			for ; k != nil && len(k) == 16; k, _ = c.Next() {
+				if !q.Until.IsZero() && int64(binary.BigEndian.Uint64(k[:8])) >= q.Until.UnixNano() {
+					break
+				}
+				cands = append(cands, binary.BigEndian.Uint64(k[8:]))
+				if len(cands) >= q.Limit {
+					break
+				}
+			}
+		}
+		sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
+		for _, i := range cands {
+			e, err := readEntry(tx, i)
+			if err != nil {
+				return err
+			}
+			if !matches(e.Record, q) {
+				continue
+			}
+			out = append(out, e)
+			if len(out) >= q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func scanIndex(b *bolt.Bucket, v string) []uint64 {
+	prefix := append([]byte(v), 0)
+	var out []uint64
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+		out = append(out, binary.BigEndian.Uint64(k[len(prefix):]))
+	}
+	return out
+}
+
+func matches(r EntryRecord, q Query) bool {
+	if q.Revision != "" && r.Revision != q.Revision && !contains(r.Subjects, q.Revision) {
+		return false
+	}
+	if q.Experiment != "" && r.Experiment != q.Experiment {
+		return false
+	}
+	if q.TraceID != "" && !contains(r.TraceIDs, q.TraceID) {
+		return false
+	}
+	if !q.Since.IsZero() && r.Time.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && !r.Time.Before(q.Until) {
+		return false
+	}
+	return true
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

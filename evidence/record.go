@@ -1,0 +1,289 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	ita1 "github.com/in-toto/attestation/go/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Envelope is a DSSE envelope (payloadType, base64 payload, signatures).
+type Envelope = dsse.Envelope
+
+var (
+	reSHA256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reGitCommit = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
+
+// SubjectFor turns a deployment revision into an in-toto subject: an image
+// digest ("sha256:<hex>" or "name@sha256:<hex>") becomes a sha256 digest, a
+// 40-hex git commit a gitCommit digest; any other label is kept as the
+// subject name with the SHA-256 of the label as its digest.
+func SubjectFor(revision string) (*ita1.ResourceDescriptor, error) {
+	if revision == "" || strings.ContainsAny(revision, "\x00\n\r") {
+		return nil, &Error{Kind: KindInvalid, Op: "revision", Err: fmt.Errorf("%q is not a revision", revision), Hint: "pass an image digest (sha256:...), a git commit or a release label"}
+	}
+	name, dig, hasAt := strings.Cut(revision, "@")
+	if !hasAt {
+		dig, name = revision, revision
+	}
+	if h, ok := strings.CutPrefix(dig, "sha256:"); ok && reSHA256Hex.MatchString(h) {
+		return &ita1.ResourceDescriptor{Name: name, Digest: map[string]string{"sha256": h}}, nil
+	}
+	if reGitCommit.MatchString(revision) {
+		return &ita1.ResourceDescriptor{Name: revision, Digest: map[string]string{"gitCommit": revision}}, nil
+	}
+	sum := sha256.Sum256([]byte(revision))
+	return &ita1.ResourceDescriptor{Name: revision, Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}}, nil
+}
+
+// BuildStatement returns the in-toto Statement v1 JSON for a run of revision.
+func BuildStatement(revision string, p *Predicate) ([]byte, error) {
+	subj, err := SubjectFor(revision)
+	if err != nil {
+		return nil, err
+	}
+	pj, err := json.Marshal(p)
+	if err != nil {
+		return nil, wrap(KindInvalid, "predicate", err)
+	}
+	var ps structpb.Struct
+	if err := protojson.Unmarshal(pj, &ps); err != nil {
+		return nil, wrap(KindInvalid, "predicate", err)
+	}
+	st := &ita1.Statement{Type: ita1.StatementTypeUri, Subject: []*ita1.ResourceDescriptor{subj}, PredicateType: PredicateType, Predicate: &ps}
+	if err := st.Validate(); err != nil {
+		return nil, wrap(KindInvalid, "statement", err)
+	}
+	out, err := protojson.Marshal(st)
+	if err != nil {
+		return nil, wrap(KindInternal, "statement", err)
+	}
+	// protojson output is deliberately unstable in whitespace; compact it so
+	// equal statements have equal bytes.
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, out); err != nil {
+		return nil, wrap(KindInternal, "statement", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// StatementInfo is what the ledger indexes from a statement.
+type StatementInfo struct {
+	Statement     *ita1.Statement
+	PredicateType string
+	Subjects      []string // subject names
+	Experiment    string
+	RunID         string
+	TraceIDs      []string
+	Blobs         []Digest
+	Predicate     *Predicate // nil unless PredicateType is ours
+}
+
+// ParseStatement parses and validates an in-toto Statement v1. Errors name the
+// line and column of malformed JSON.
+func ParseStatement(data []byte) (*StatementInfo, error) {
+	if err := checkJSON(data); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "the file must be one in-toto Statement v1 JSON object"}
+	}
+	var st ita1.Statement
+	if err := protojson.Unmarshal(data, &st); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "see https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md"}
+	}
+	if err := st.Validate(); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "_type must be " + ita1.StatementTypeUri + ", with subject digests, predicateType and predicate"}
+	}
+	info := &StatementInfo{Statement: &st, PredicateType: st.GetPredicateType()}
+	for _, s := range st.GetSubject() {
+		info.Subjects = append(info.Subjects, s.GetName())
+	}
+	if st.GetPredicateType() == PredicateType {
+		pj, err := protojson.Marshal(st.GetPredicate())
+		if err != nil {
+			return nil, wrap(KindInvalid, "statement predicate", err)
+		}
+		var p Predicate
+		dec := json.NewDecoder(bytes.NewReader(pj))
+		if err := dec.Decode(&p); err != nil {
+			return nil, &Error{Kind: KindInvalid, Op: "statement predicate", Err: jsonPathError(err), Hint: "predicate of type " + PredicateType + " must match the chaosgate evidence schema"}
+		}
+		for i, b := range p.allBlobs() {
+			if _, err := ParseDigest(string(b)); err != nil {
+				return nil, &Error{Kind: KindInvalid, Op: fmt.Sprintf("statement predicate: blob reference %d", i), Err: err}
+			}
+		}
+		info.Predicate = &p
+		info.Experiment = p.Experiment.Name
+		info.RunID = p.RunID
+		info.TraceIDs = p.TraceIDs
+		info.Blobs = p.allBlobs()
+	}
+	return info, nil
+}
+
+// checkJSON reports a JSON syntax error with its line and column.
+func checkJSON(data []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			l, c := lineCol(data, se.Offset)
+			return fmt.Errorf("line %d:%d: %v", l, c, se)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			l, c := lineCol(data, te.Offset)
+			return fmt.Errorf("line %d:%d: %v", l, c, te)
+		}
+		return err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return errors.New("line 1:1: not a JSON object")
+	}
+	if dec.More() {
+		l, c := lineCol(data, dec.InputOffset())
+		return fmt.Errorf("line %d:%d: trailing data after the JSON object", l, c)
+	}
+	return nil
+}
+
+func jsonPathError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("at $.%s: %s is not a valid %s", te.Field, te.Value, te.Type)
+	}
+	return err
+}
+
+func lineCol(data []byte, off int64) (int, int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	line, col := 1, 1
+	for _, b := range data[:off] {
+		if b == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+// ed25519Signer adapts an Ed25519 key to dsse.Signer / dsse.Verifier.
+type ed25519Signer struct {
+	priv  ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	keyID string
+}
+
+func (s *ed25519Signer) Sign(_ context.Context, data []byte) ([]byte, error) {
+	if s.priv == nil {
+		return nil, errors.New("no private key")
+	}
+	return ed25519.Sign(s.priv, data), nil
+}
+func (s *ed25519Signer) KeyID() (string, error) { return s.keyID, nil }
+func (s *ed25519Signer) Public() crypto.PublicKey {
+	return s.pub
+}
+func (s *ed25519Signer) Verify(_ context.Context, data, sig []byte) error {
+	if !ed25519.Verify(s.pub, data, sig) {
+		return errors.New("ed25519: invalid signature")
+	}
+	return nil
+}
+
+// SignStatement wraps a statement in a DSSE envelope signed with the evidence
+// key. The statement is validated first.
+func (k *Keys) SignStatement(ctx context.Context, statement []byte) (*Envelope, error) {
+	if _, err := ParseStatement(statement); err != nil {
+		return nil, err
+	}
+	es, err := dsse.NewEnvelopeSigner(&ed25519Signer{priv: k.evidence, pub: k.EvidencePublic(), keyID: k.Info.EvidenceKeyID})
+	if err != nil {
+		return nil, wrap(KindInternal, "sign statement", err)
+	}
+	env, err := es.SignPayload(ctx, PayloadType, statement)
+	if err != nil {
+		return nil, wrap(KindInternal, "sign statement", err)
+	}
+	return env, nil
+}
+
+// ParseEnvelope decodes a DSSE envelope from JSON, checking its shape (not
+// its signature): payload type, base64 payload and at least one signature.
+func ParseEnvelope(data []byte) (*Envelope, error) {
+	if err := checkJSON(data); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "envelope", Err: err, Hint: "a DSSE envelope is {\"payloadType\",\"payload\",\"signatures\"}"}
+	}
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "envelope", Err: jsonPathError(err), Hint: "a DSSE envelope is {\"payloadType\",\"payload\",\"signatures\"}"}
+	}
+	if env.PayloadType != PayloadType {
+		return nil, errorf(KindInvalid, "envelope", "$.payloadType is %q, want %q", env.PayloadType, PayloadType)
+	}
+	if len(env.Signatures) == 0 {
+		return nil, errorf(KindInvalid, "envelope", "$.signatures is empty")
+	}
+	if _, err := env.DecodeB64Payload(); err != nil {
+		return nil, errorf(KindInvalid, "envelope", "$.payload: %v", err)
+	}
+	return &env, nil
+}
+
+// VerifyEnvelope checks the envelope's signature with the evidence public key
+// and returns the parsed statement it carries.
+func (p *PublicKeys) VerifyEnvelope(ctx context.Context, env *Envelope) (*StatementInfo, error) {
+	if env == nil {
+		return nil, errorf(KindInvalid, "envelope", "missing")
+	}
+	if env.PayloadType != PayloadType {
+		return nil, errorf(KindInvalid, "envelope", "payloadType is %q, want %q", env.PayloadType, PayloadType)
+	}
+	ev, err := dsse.NewEnvelopeVerifier(&ed25519Signer{pub: p.Evidence, keyID: p.EvidenceKeyID})
+	if err != nil {
+		return nil, wrap(KindInternal, "verify envelope", err)
+	}
+	_, body, err := ev.VerifyAndDecode(ctx, env)
+	if err != nil {
+		return nil, &Error{Kind: KindTampered, Op: "verify envelope", Err: err, Hint: "the envelope was not signed by evidence key " + short(p.EvidenceKeyID) + " or was modified"}
+	}
+	return ParseStatement(body)
+}
+
+// EnvelopeBytes is the canonical JSON encoding of env stored in the ledger.
+func EnvelopeBytes(env *Envelope) ([]byte, error) {
+	e := *env
+	e.Signatures = slices.Clone(env.Signatures)
+	b, err := json.Marshal(&e)
+	if err != nil {
+		return nil, wrap(KindInternal, "envelope", err)
+	}
+	return b, nil
+}
+
+func short(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
+	return s
+}

@@ -1,0 +1,69 @@
+package evidence
+
+import (
+	"context"
+	"path/filepath"
+)
+
+// Data-dir layout of the embedded default.
+const (
+	KeysSubdir   = "keys"
+	LedgerSubdir = "ledger"
+)
+
+// OpenDataDir opens the ledger of the embedded default under dataDir
+// (dataDir/ledger, signed with the keys in dataDir/keys), creating the keys
+// and the ledger on first use so a fresh machine works without setup.
+func OpenDataDir(ctx context.Context, dataDir string, clock Clock) (*Ledger, error) {
+	keys, _, err := LoadOrGenerateKeys(filepath.Join(dataDir, KeysSubdir), DefaultOrigin)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, filepath.Join(dataDir, LedgerSubdir), Options{Keys: keys, Clock: clock, Create: true})
+}
+
+// PutBlob stores raw evidence (samples, trace ids, log fragments) and returns
+// the reference to put in a Predicate.
+func (l *Ledger) PutBlob(name, mediaType string, data []byte) (BlobRef, error) {
+	d, err := l.blobs.Put(data)
+	if err != nil {
+		return BlobRef{}, err
+	}
+	return BlobRef{Name: name, MediaType: mediaType, Digest: d, Size: int64(len(data))}, nil
+}
+
+// Record builds the in-toto statement of a run of revision with predicate p,
+// signs it into a DSSE envelope with the evidence key and appends it. The
+// receipt gives the ledger index, the tree size and the envelope SHA-256.
+func (l *Ledger) Record(ctx context.Context, revision string, p *Predicate) (Receipt, error) {
+	if l.keys == nil {
+		return Receipt{}, errorf(KindInvalid, "record", "the ledger has no signing keys")
+	}
+	st, err := BuildStatement(revision, p)
+	if err != nil {
+		return Receipt{}, err
+	}
+	env, err := l.keys.SignStatement(ctx, st)
+	if err != nil {
+		return Receipt{}, err
+	}
+	return l.AppendRevision(ctx, env, revision)
+}
+
+// SignAndAppend signs an externally produced in-toto statement with the
+// evidence key and appends it under revision.
+func (l *Ledger) SignAndAppend(ctx context.Context, statement []byte, revision string) (Receipt, error) {
+	if l.keys == nil {
+		return Receipt{}, errorf(KindInvalid, "append", "the ledger has no signing keys")
+	}
+	if revision != "" {
+		if _, err := SubjectFor(revision); err != nil {
+			return Receipt{}, err
+		}
+	}
+	env, err := l.keys.SignStatement(ctx, statement)
+	if err != nil {
+		return Receipt{}, err
+	}
+	return l.AppendRevision(ctx, env, revision)
+}

@@ -1,0 +1,349 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// VerifyReport summarises a successful verification.
+type VerifyReport struct {
+	OK          bool          `json:"ok"`
+	FromScratch bool          `json:"from_scratch"`
+	Origin      string        `json:"origin"`
+	TreeSize    uint64        `json:"tree_size"`
+	Root        tlog.Hash     `json:"root"`
+	Entries     uint64        `json:"entries"`
+	Envelopes   uint64        `json:"envelopes_signature_checked"`
+	Blobs       uint64        `json:"blobs"`
+	Blocks      uint64        `json:"blocks"`
+	Checkpoints uint64        `json:"checkpoints"`
+	Keys        string        `json:"keys"`
+	Duration    time.Duration `json:"duration_ns"`
+	Failure     string        `json:"failure,omitempty"`
+}
+
+// Verify checks the whole ledger and returns a *Error of KindTampered whose
+// Op names the first entry, envelope, blob, block or checkpoint that does not
+// verify.
+//
+// Every run checks: each entry's index, leaf hash against the stored tree,
+// the SHA-256 of its envelope, that the envelope carries the statement the
+// entry indexes, every referenced blob's digest, every block header's
+// signature, chain link, data hash, size and root, and every checkpoint's
+// signature and root against the recomputed tree. With fromScratch it also
+// recomputes every interior tree hash from the leaves alone (ignoring the
+// stored hashes) and re-verifies every DSSE envelope signature (verified
+// once already at append time and bound since by its SHA-256 in the signed
+// tree).
+func (l *Ledger) Verify(ctx context.Context, fromScratch bool) (VerifyReport, error) {
+	start := time.Now()
+	rep := VerifyReport{FromScratch: fromScratch, Origin: l.pub.Origin, Keys: l.keysSource}
+	err := l.view(func(tx *bolt.Tx) error { return l.verifyTx(ctx, tx, fromScratch, &rep) })
+	rep.Duration = time.Since(start)
+	if err != nil {
+		rep.Failure = err.Error()
+		return rep, err
+	}
+	rep.OK = true
+	return rep, nil
+}
+
+type verifyItem struct {
+	i    uint64
+	leaf []byte
+	env  []byte
+}
+
+type firstFailure struct {
+	mu  sync.Mutex
+	idx uint64
+	err error
+}
+
+func (f *firstFailure) set(i uint64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil || i < f.idx {
+		f.idx, f.err = i, err
+	}
+}
+
+func (f *firstFailure) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func tampered(op, format string, args ...any) error { return errorf(KindTampered, op, format, args...) }
+
+func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, rep *VerifyReport) error {
+	m := tx.Bucket(bMeta)
+	size := binary.BigEndian.Uint64(m.Get(kSize))
+	nblocks := binary.BigEndian.Uint64(m.Get(kBlocks))
+	rep.TreeSize = size
+	latest, err := OpenCheckpoint(append([]byte(nil), m.Get(kCheckpoint)...), l.pub.Checkpoint)
+	if err != nil {
+		return &Error{Kind: KindTampered, Op: "latest checkpoint", Err: err}
+	}
+	if latest.Size != size {
+		return tampered("latest checkpoint", "size %d, the ledger records %d", latest.Size, size)
+	}
+
+	// Pass 1: entries and envelopes, hashed and checked in parallel.
+	leafHashes := make([]tlog.Hash, size)
+	var fail firstFailure
+	var envChecked, blobCount uint64
+	var cmu sync.Mutex
+	work := make(chan []verifyItem, 4)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	seenBlobs := sync.Map{}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ne, nb uint64
+			for chunk := range work {
+				for _, it := range chunk {
+					if err := l.checkEntry(ctx, it, fromScratch, leafHashes, &seenBlobs, &nb); err != nil {
+						fail.set(it.i, err)
+					}
+					if fromScratch {
+						ne++
+					}
+				}
+			}
+			cmu.Lock()
+			envChecked += ne
+			blobCount += nb
+			cmu.Unlock()
+		}()
+	}
+	entries := tx.Bucket(bEntries).Cursor()
+	envs := tx.Bucket(bEnvelopes)
+	var next uint64
+	chunk := make([]verifyItem, 0, 256)
+	var readErr error
+	for k, v := entries.First(); k != nil; k, v = entries.Next() {
+		if ctx.Err() != nil {
+			readErr = wrap(KindUnavailable, "verify", ctx.Err())
+			break
+		}
+		if len(k) != 8 {
+			readErr = tampered("entries", "malformed key %x", k)
+			break
+		}
+		i := binary.BigEndian.Uint64(k)
+		if i != next {
+			readErr = tampered(fmt.Sprintf("entry %d", next), "missing (the next stored entry is %d)", i)
+			break
+		}
+		if i >= size {
+			readErr = tampered(fmt.Sprintf("entry %d", i), "beyond the signed tree size %d", size)
+			break
+		}
+		ev := envs.Get(k)
+		if ev == nil {
+			readErr = tampered(fmt.Sprintf("envelope %d", i), "missing")
+			break
+		}
+		chunk = append(chunk, verifyItem{i: i, leaf: append([]byte(nil), v...), env: append([]byte(nil), ev...)})
+		if len(chunk) == cap(chunk) {
+			work <- chunk
+			chunk = make([]verifyItem, 0, 256)
+		}
+		next++
+	}
+	if len(chunk) > 0 {
+		work <- chunk
+	}
+	close(work)
+	wg.Wait()
+	if err := fail.get(); err != nil && (readErr == nil || fail.idx < next) {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if next != size {
+		return tampered(fmt.Sprintf("entry %d", next), "missing (the signed tree has %d entries)", size)
+	}
+	rep.Entries = size
+	rep.Envelopes = envChecked
+	rep.Blobs = blobCount
+
+	// Pass 2: the tree.
+	var hr tlog.HashReader
+	stored := tx.Bucket(bHashes)
+	if fromScratch {
+		mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(size)))
+		memReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(idx))
+			for j, x := range idx {
+				if x >= int64(len(mem)) {
+					return nil, fmt.Errorf("hash %d not computed yet", x)
+				}
+				out[j] = mem[x]
+			}
+			return out, nil
+		})
+		for i := uint64(0); i < size; i++ {
+			hs, err := tlog.StoredHashesForRecordHash(int64(i), leafHashes[i], memReader)
+			if err != nil {
+				return wrap(KindInternal, "verify", err)
+			}
+			mem = append(mem, hs...)
+		}
+		c := stored.Cursor()
+		var n int64
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n >= int64(len(mem)) {
+				return tampered("tree hashes", "%d stored hashes, the tree of size %d has %d", n+1, size, len(mem))
+			}
+			if binary.BigEndian.Uint64(k) != uint64(n) || !bytes.Equal(v, mem[n][:]) {
+				level, idx := tlog.SplitStoredHashIndex(n)
+				return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
+			}
+			n++
+		}
+		if n != int64(len(mem)) {
+			return tampered("tree hashes", "%d stored, want %d", n, len(mem))
+		}
+		hr = memReader
+	} else {
+		for i := uint64(0); i < size; i++ {
+			v := stored.Get(u64(uint64(tlog.StoredHashIndex(0, int64(i)))))
+			if !bytes.Equal(v, leafHashes[i][:]) {
+				return tampered(fmt.Sprintf("entry %d", i), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", leafHashes[i])
+			}
+		}
+		hr = bucketHashReader(stored)
+	}
+	root, err := treeRoot(size, hr)
+	if err != nil {
+		return wrap(KindTampered, "tree", err)
+	}
+	rep.Root = root
+
+	// Pass 3: blocks.
+	var prev tlog.Hash
+	var first uint64
+	bc := tx.Bucket(bBlocks).Cursor()
+	var h uint64
+	for k, v := bc.First(); k != nil; k, v = bc.Next() {
+		op := fmt.Sprintf("block %d", h)
+		if binary.BigEndian.Uint64(k) != h {
+			return tampered(op, "missing (the next stored block is %d)", binary.BigEndian.Uint64(k))
+		}
+		b, err := blockFromNote(append([]byte(nil), v...), l.pub.Checkpoint, l.pub.Origin)
+		if err != nil {
+			return wrap(KindTampered, op, err)
+		}
+		switch {
+		case b.Height != h:
+			return tampered(op, "header says height %d", b.Height)
+		case b.Prev != prev:
+			return tampered(op, "previous block hash %s, block %d hashes to %s", b.Prev, h-1, prev)
+		case b.First != first || b.Count == 0 || b.Size != b.First+b.Count || b.Size > size:
+			return tampered(op, "covers entries [%d, %d) with tree size %d, want to start at %d", b.First, b.First+b.Count, b.Size, first)
+		case b.DataHash != blockDataHash(leafHashes[b.First:b.Size]):
+			return tampered(op, "data hash does not match the leaf hashes of entries [%d, %d)", b.First, b.Size)
+		}
+		r, err := treeRoot(b.Size, hr)
+		if err != nil {
+			return wrap(KindTampered, op, err)
+		}
+		if r != b.Root {
+			return tampered(op, "root %s, the recomputed tree of size %d has root %s", b.Root, b.Size, r)
+		}
+		prev, first = b.Hash, b.Size
+		h++
+	}
+	if h != nblocks {
+		return tampered(fmt.Sprintf("block %d", h), "missing (the ledger records %d blocks)", nblocks)
+	}
+	if first != size {
+		return tampered(fmt.Sprintf("block %d", h), "missing: blocks cover %d entries, the tree has %d", first, size)
+	}
+	if lb := m.Get(kLastBlock); !bytes.Equal(lb, prev[:]) {
+		return tampered("ledger metadata", "last block hash does not match block %d", h-1)
+	}
+	rep.Blocks = h
+
+	// Pass 4: checkpoints.
+	cc := tx.Bucket(bCheckpoints).Cursor()
+	for k, v := cc.First(); k != nil; k, v = cc.Next() {
+		n := binary.BigEndian.Uint64(k)
+		op := fmt.Sprintf("checkpoint at size %d", n)
+		cp, err := OpenCheckpoint(append([]byte(nil), v...), l.pub.Checkpoint)
+		if err != nil {
+			return wrap(KindTampered, op, err)
+		}
+		if cp.Size != n || n > size {
+			return tampered(op, "note says size %d (tree size %d)", cp.Size, size)
+		}
+		r, err := treeRoot(n, hr)
+		if err != nil {
+			return wrap(KindTampered, op, err)
+		}
+		if r != cp.Root {
+			return tampered(op, "root %s, the recomputed tree has root %s", cp.Root, r)
+		}
+		rep.Checkpoints++
+	}
+	if latest.Root != root {
+		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
+	}
+	return nil
+}
+
+func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) error {
+	op := fmt.Sprintf("entry %d", it.i)
+	leafHashes[it.i] = tlog.RecordHash(it.leaf)
+	var rec EntryRecord
+	if err := json.Unmarshal(it.leaf, &rec); err != nil {
+		return tampered(op, "leaf is not a valid entry record: %v", err)
+	}
+	if rec.Index != it.i {
+		return tampered(op, "record says index %d (entries reordered or replaced)", rec.Index)
+	}
+	sum := sha256.Sum256(it.env)
+	if hex.EncodeToString(sum[:]) != rec.EnvelopeSHA256 {
+		return tampered(fmt.Sprintf("envelope %d", it.i), "SHA-256 %x does not match %s recorded in entry %d", sum, rec.EnvelopeSHA256, it.i)
+	}
+	var info *StatementInfo
+	if fromScratch {
+		env, err := ParseEnvelope(it.env)
+		if err != nil {
+			return wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
+		}
+		if info, err = l.pub.VerifyEnvelope(ctx, env); err != nil {
+			return wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
+		}
+		if info.Experiment != rec.Experiment || !slices.Equal(info.Subjects, rec.Subjects) || !slices.Equal(info.TraceIDs, rec.TraceIDs) || info.PredicateType != rec.PredicateType {
+			return tampered(op, "indexed fields do not match the signed statement")
+		}
+	}
+	for _, d := range rec.Blobs {
+		if _, ok := seen.LoadOrStore(d, true); ok {
+			continue
+		}
+		*nblobs++
+		if _, err := l.blobs.Get(d); err != nil {
+			return &Error{Kind: KindTampered, Op: fmt.Sprintf("blob %s (entry %d)", d, it.i), Err: err}
+		}
+	}
+	return nil
+}
