@@ -657,7 +657,9 @@ func (e *evaluator) consistencyDim(dc DimensionConfig, r DimensionResult) Dimens
 	r.Test = "critical"
 	vc, vk := e.in.Canary.ConsistencyViolations, e.in.Control.ConsistencyViolations
 	r.Query = fmt.Sprintf("consistency_violations: canary %s, control %s", fmtV(vc), fmtV(vk))
-	if st, d := e.check([]field{{"consistency_violations", vc}}, nil, nil, nil, ""); st != "ok" {
+	// A reported violation is evidence whenever it was collected: it blocks
+	// even when the rest of the data is stale.
+	if st, d := e.check([]field{{"consistency_violations", vc}}, nil, nil, nil, ""); st != "ok" && !(vc.OK() && vc.V > 0) {
 		return inconclusive(r, st, d)
 	}
 	r.Canary = vc.V

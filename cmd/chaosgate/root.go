@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newBenchCmd(),
 		newCheckCmd(),
+		newDecideCmd(),
 	)
 	return root
 }

@@ -1,0 +1,379 @@
+package decision_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var at = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// healthyArm returns a complete arm for n requests at error rate p and p99.
+func healthyArm(n, p, p99 float64) decision.Arm {
+	return decision.Arm{
+		Requests:              decision.Num(n),
+		Errors:                decision.Num(math.Round(n * p)),
+		LatencyP50:            decision.Num(p99 / 8),
+		LatencyP99:            decision.Num(p99),
+		GCPausesMS:            decision.Series([]float64{0.4, 0.6, 1.1}),
+		WindowS:               decision.Num(60),
+		Sessions:              decision.Num(math.Round(n / 10)),
+		SessionInterruptions:  decision.Num(0),
+		DependencyCalls:       decision.Num(n),
+		DependencyFailures:    decision.Num(0),
+		ConsistencyViolations: decision.Num(0),
+		MemoryGrowthMBPerMin:  decision.Num(0.1),
+	}
+}
+
+// history returns n hourly A/A windows before at with small noise.
+func history(r *rand.Rand, n int) []decision.HistoryWindow {
+	var h []decision.HistoryWindow
+	for i := 1; i <= n; i++ {
+		c := healthyArm(5000, 0.001, 100*math.Exp(0.05*r.NormFloat64()))
+		k := healthyArm(50000, 0.001, 100*math.Exp(0.05*r.NormFloat64()))
+		c.MemoryGrowthMBPerMin = decision.Num(0.2 * r.NormFloat64())
+		h = append(h, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: c, Control: k})
+	}
+	return h
+}
+
+// randomInput draws an arbitrary, sometimes incomplete, sometimes bad input.
+func randomInput(r *rand.Rand) decision.Input {
+	arm := func() decision.Arm {
+		n := math.Floor(r.Float64() * 20000)
+		a := healthyArm(n, r.Float64()*0.02, 20+r.Float64()*400)
+		if r.IntN(4) == 0 {
+			a.GCPausesMS = decision.Series([]float64{r.Float64() * 200, r.Float64() * 30})
+		}
+		if r.IntN(6) == 0 {
+			a.ConsistencyViolations = decision.Num(float64(r.IntN(3)))
+		}
+		a.MemoryGrowthMBPerMin = decision.Num(r.NormFloat64() * 2)
+		a.SessionInterruptions = decision.Num(math.Floor(r.Float64() * a.Sessions.V * 0.01))
+		a.DependencyFailures = decision.Num(math.Floor(r.Float64() * n * 0.005))
+		return a
+	}
+	in := decision.Input{At: at, Canary: arm(), Control: arm()}
+	if r.IntN(2) == 0 {
+		in.History = history(r, r.IntN(60))
+	}
+	if r.IntN(5) == 0 {
+		dropRandomField(r, &in)
+	}
+	return in
+}
+
+// fields lists setters that make one field of an arm missing, NaN, a query
+// error, or stale.
+func dropRandomField(r *rand.Rand, in *decision.Input) {
+	a := &in.Canary
+	if r.IntN(2) == 0 {
+		a = &in.Control
+	}
+	bad := []decision.Value{{}, {State: decision.NaN}, {State: decision.QueryError, Err: "timeout"}}[r.IntN(3)]
+	switch r.IntN(9) {
+	case 0:
+		a.Requests = bad
+	case 1:
+		a.Errors = bad
+	case 2:
+		a.LatencyP99 = bad
+	case 3:
+		a.GCPausesMS = decision.Samples{State: bad.State, Err: bad.Err}
+	case 4:
+		a.Sessions = bad
+	case 5:
+		a.DependencyFailures = bad
+	case 6:
+		a.MemoryGrowthMBPerMin = bad
+	case 7:
+		a.WindowS = bad
+	case 8:
+		a.CollectedAt = in.At.Add(-time.Hour) // stale
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	cfg := decision.Default()
+	for i := 0; i < 500; i++ {
+		in := randomInput(r)
+		a := decision.Evaluate(cfg, in)
+		b := decision.Judge{}.Judge(cfg, in)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("case %d: two judgements of the same input differ:\n%+v\n%+v", i, a, b)
+		}
+		if a.ConfigHash != cfg.Hash || a.Decision < decision.Promote || a.Decision > decision.Block {
+			t.Fatalf("case %d: bad verdict %+v", i, a)
+		}
+	}
+}
+
+func TestFailingCriticalNeverImproves(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	cfg := decision.Default()
+	for i := 0; i < 500; i++ {
+		in := randomInput(r)
+		before := decision.Evaluate(cfg, in)
+		in.Canary.ConsistencyViolations = decision.Num(float64(1 + r.IntN(5)))
+		after := decision.Evaluate(cfg, in)
+		if after.Decision < before.Decision {
+			t.Fatalf("case %d: adding a consistency violation improved %s to %s", i, before.Decision, after.Decision)
+		}
+		if after.Decision != decision.Block {
+			t.Fatalf("case %d: a consistency violation gave %s, want block: %s", i, after.Decision, after.Reason)
+		}
+	}
+}
+
+func TestMissingDataNeverPromotes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	cfg := decision.Default()
+	for i := 0; i < 2000; i++ {
+		in := randomInput(r)
+		dropRandomField(r, &in)
+		v := decision.Evaluate(cfg, in)
+		if v.Decision == decision.Promote {
+			t.Fatalf("case %d: promoted with missing data: %s", i, v.Reason)
+		}
+	}
+	// The empty input: everything missing.
+	v := decision.Evaluate(cfg, decision.Input{At: at})
+	if v.Decision != decision.Hold || v.HoldCause != decision.CauseData {
+		t.Fatalf("empty input: %s (%s), want hold for data", v.Decision, v.Reason)
+	}
+}
+
+func TestImprovementNeverBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	cfg := decision.Default()
+	for i := 0; i < 1000; i++ {
+		in := randomInput(r)
+		// The canary is the control made better in every dimension.
+		k := in.Control
+		c := k
+		f := r.Float64() // fraction of the control's bad events the canary keeps
+		n := math.Floor(k.Requests.V * (0.05 + r.Float64()))
+		scale := func(x decision.Value, ratio float64) decision.Value {
+			if !x.OK() {
+				return x
+			}
+			return decision.Num(math.Floor(x.V * ratio))
+		}
+		ratio := 1.0
+		if k.Requests.OK() && k.Requests.V > 0 {
+			ratio = n / k.Requests.V
+		}
+		c.Requests = decision.Num(n)
+		c.Errors = scale(k.Errors, ratio*f)
+		c.Sessions = scale(k.Sessions, ratio)
+		c.SessionInterruptions = scale(k.SessionInterruptions, ratio*f)
+		c.DependencyCalls = scale(k.DependencyCalls, ratio)
+		c.DependencyFailures = scale(k.DependencyFailures, ratio*f)
+		c.ConsistencyViolations = decision.Num(0)
+		if k.LatencyP99.OK() {
+			c.LatencyP99 = decision.Num(k.LatencyP99.V * (0.5 + 0.5*f))
+		}
+		if k.GCPausesMS.OK() {
+			p := make([]float64, len(k.GCPausesMS.V))
+			for j, x := range k.GCPausesMS.V {
+				p[j] = x * f
+			}
+			c.GCPausesMS = decision.Series(p)
+		}
+		if k.MemoryGrowthMBPerMin.OK() {
+			c.MemoryGrowthMBPerMin = decision.Num(k.MemoryGrowthMBPerMin.V - math.Abs(r.NormFloat64()))
+		}
+		in.Canary = c
+		v := decision.Evaluate(cfg, in)
+		if v.Decision == decision.Block {
+			t.Fatalf("case %d: a canary better than its control was blocked: %s", i, v.Reason)
+		}
+	}
+}
+
+func TestRaisingAWeightKeepsAnAgreedVerdict(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < 300; i++ {
+		h := history(r, 48)
+		good := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100), History: h}
+		bad := decision.Input{At: at, Canary: healthyArm(5000, 0.05, 400), Control: healthyArm(50000, 0.001, 100), History: h}
+		bad.Canary.GCPausesMS = decision.Series([]float64{300, 50, 40, 30, 20, 15, 12, 11})
+		bad.Canary.SessionInterruptions = decision.Num(100)
+		bad.Canary.DependencyFailures = decision.Num(200)
+		bad.Canary.ConsistencyViolations = decision.Num(2)
+		bad.Canary.MemoryGrowthMBPerMin = decision.Num(20)
+		for _, in := range []decision.Input{good, bad} {
+			base := decision.Default()
+			v0 := decision.Evaluate(base, in)
+			agreed := true
+			for _, d := range v0.Dimensions {
+				if d.Outcome != v0.Dimensions[0].Outcome {
+					agreed = false
+				}
+			}
+			if !agreed {
+				t.Fatalf("case %d: test input does not agree: %+v", i, v0.Dimensions)
+			}
+			cfg := decision.Default()
+			j := r.IntN(len(cfg.Dimensions))
+			cfg.Dimensions[j].Weight *= 1 + 10*r.Float64()
+			cfg.Hash = cfg.ComputeHash()
+			v1 := decision.Evaluate(cfg, in)
+			if v1.Decision != v0.Decision {
+				t.Fatalf("case %d: raising %s's weight changed %s to %s", i, cfg.Dimensions[j].Kind, v0.Decision, v1.Decision)
+			}
+		}
+	}
+}
+
+// TestSequentialTestKeepsFalseAlarmRate checks the always-valid property:
+// A/A error counts checked at every one of 20 intervals reject no more often
+// than alpha overall.
+func TestSequentialTestKeepsFalseAlarmRate(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	cfg := decision.Default()
+	cfg.Dimensions = cfg.Dimensions[:1] // error rate only
+	cfg.Dimensions[0].HardLimit = 0
+	cfg.Hash = cfg.ComputeHash()
+	const runs, looks = 1000, 20
+	alarms := 0
+	for run := 0; run < runs; run++ {
+		var nc, xc, nk, xk float64
+		for look := 0; look < looks; look++ {
+			c, k := 300.0, 3000.0
+			nc += c
+			nk += k
+			xc += binomial(r, c, 0.01)
+			xk += binomial(r, k, 0.01)
+			in := decision.Input{At: at,
+				Canary:  decision.Arm{Requests: decision.Num(nc), Errors: decision.Num(xc)},
+				Control: decision.Arm{Requests: decision.Num(nk), Errors: decision.Num(xk)}}
+			if d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate); d.Outcome == decision.Fail {
+				alarms++
+				break
+			}
+		}
+	}
+	if rate := float64(alarms) / runs; rate > 2*cfg.Alpha {
+		t.Fatalf("false-alarm rate over %d looks = %.3f, want ≤ %.3f", looks, rate, 2*cfg.Alpha)
+	}
+}
+
+func TestSequentialTestDetects(t *testing.T) {
+	cfg := decision.Default()
+	in := decision.Input{At: at,
+		Canary:  decision.Arm{Requests: decision.Num(6000), Errors: decision.Num(6 + 30)},
+		Control: decision.Arm{Requests: decision.Num(60000), Errors: decision.Num(60)}}
+	d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate)
+	if d.Outcome != decision.Fail {
+		t.Fatalf("+0.5pp over 6000 requests not detected: %s", d.Reason)
+	}
+}
+
+func binomial(r *rand.Rand, n, p float64) float64 {
+	if n*p > 30 {
+		return math.Max(0, math.Round(n*p+math.Sqrt(n*p*(1-p))*r.NormFloat64()))
+	}
+	// Poisson approximation by inversion.
+	l := math.Exp(-n * p)
+	k, prod := 0.0, r.Float64()
+	for prod > l {
+		k++
+		prod *= r.Float64()
+	}
+	return k
+}
+
+func TestHardLimitNeedsClearBreach(t *testing.T) {
+	cfg := decision.Default()
+	// Two errors in 900 requests (0.22% > 0.15%) is not a clear breach.
+	in := decision.Input{At: at, Canary: healthyArm(900, 0, 100), Control: healthyArm(9000, 0.001, 100)}
+	in.Canary.Errors = decision.Num(2)
+	d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate)
+	if d.Outcome == decision.Fail {
+		t.Fatalf("2/900 failed the error SLO: %s", d.Reason)
+	}
+	// Both arms over the SLO: a system breach, not held against the canary.
+	in = decision.Input{At: at, Canary: healthyArm(10000, 0.01, 100), Control: healthyArm(100000, 0.01, 100)}
+	v := decision.Evaluate(cfg, in)
+	d, _ = v.Dimension(decision.ErrorRate)
+	if d.Outcome != decision.Pass || d.Breach != "system" || len(v.SystemBreaches) != 1 {
+		t.Fatalf("system breach: outcome %s breach %q: %s", d.Outcome, d.Breach, d.Reason)
+	}
+	// The canary alone clearly over the SLO fails.
+	in.Control = healthyArm(100000, 0.0005, 100)
+	d, _ = decision.Evaluate(cfg, in).Dimension(decision.ErrorRate)
+	if d.Outcome != decision.Fail || d.Rule != "hard-limit" {
+		t.Fatalf("canary breach: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+}
+
+func TestDataProblemsAreKeptApart(t *testing.T) {
+	cfg := decision.Default()
+	base := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100)}
+	cases := map[string]func(*decision.Input){
+		"missing":     func(in *decision.Input) { in.Canary.Errors = decision.Value{} },
+		"nan":         func(in *decision.Input) { in.Canary.Errors = decision.Num(math.NaN()) },
+		"query_error": func(in *decision.Input) { in.Canary.Errors = decision.Value{State: decision.QueryError, Err: "timeout"} },
+		"stale":       func(in *decision.Input) { in.Canary.CollectedAt = at.Add(-10 * time.Minute) },
+	}
+	for want, mut := range cases {
+		in := base
+		mut(&in)
+		v := decision.Evaluate(cfg, in)
+		d, _ := v.Dimension(decision.ErrorRate)
+		if d.Data != want || d.Outcome != decision.Inconclusive || d.Confidence != 0 {
+			t.Errorf("%s: data %q outcome %s confidence %g", want, d.Data, d.Outcome, d.Confidence)
+		}
+		if v.Decision != decision.Hold || v.HoldCause != decision.CauseData {
+			t.Errorf("%s: verdict %s cause %s, want hold for data", want, v.Decision, v.HoldCause)
+		}
+	}
+}
+
+func TestPairRules(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	cfg := decision.Default()
+	// p99 up 60% while the canary's errors fall: the latency failure stands.
+	in := decision.Input{At: at, Canary: healthyArm(5000, 0.0002, 160), Control: healthyArm(50000, 0.001, 100), History: history(r, 48)}
+	v := decision.Evaluate(cfg, in)
+	if len(v.Rules) != 1 || v.Rules[0].Name != "retries-suspected" {
+		t.Fatalf("rules fired: %+v", v.Rules)
+	}
+	if d, _ := v.Dimension(decision.LatencyP99); d.Outcome != decision.Fail || len(d.Diagnosis) == 0 {
+		t.Fatalf("latency: %s %v", d.Outcome, d.Diagnosis)
+	}
+	if v.Decision != decision.Block {
+		t.Fatalf("verdict %s, want block: %s", v.Decision, v.Reason)
+	}
+	// Canary traffic collapses: hold.
+	in = decision.Input{At: at, Canary: healthyArm(500, 0.001, 100), Control: healthyArm(50000, 0.001, 100), History: history(r, 48)}
+	v = decision.Evaluate(cfg, in)
+	if v.Decision != decision.Hold || v.HoldCause != decision.CauseRule {
+		t.Fatalf("traffic collapse: %s (%s) ratio %v", v.Decision, v.Reason, *v.TrafficRatio)
+	}
+}
+
+func TestHoldPolicy(t *testing.T) {
+	p := decision.HoldPolicy{MaxExtensions: 2, EscalateTo: decision.Block}
+	score := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseScore}
+	data := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseData}
+	if d, final := p.Escalate(score, 1); d != decision.Hold || final {
+		t.Fatalf("extension 1: %s %v", d, final)
+	}
+	if d, final := p.Escalate(score, 2); d != decision.Block || !final {
+		t.Fatalf("escalation: %s %v", d, final)
+	}
+	if d, final := p.Escalate(data, 2); d != decision.Hold || !final {
+		t.Fatalf("data hold must not escalate to block: %s %v", d, final)
+	}
+}
