@@ -1,0 +1,796 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// Topology tells the runner the replicas of each arm and who leads.
+type Topology interface {
+	// Nodes lists the replicas of an arm (e.g. n1..n5).
+	Nodes(arm Arm) []string
+	// Leader returns the node that leads the given aggregator partition
+	// (nil: the node that leads the most partitions).
+	Leader(ctx context.Context, arm Arm, partition *int) (string, error)
+}
+
+// JudgeInput is what the judge sees at the end of a canary step.
+type JudgeInput struct {
+	RunID        string        `json:"run_id"`
+	Name         string        `json:"name"`
+	Weight       int           `json:"weight"`
+	StepStart    time.Time     `json:"step_start"`
+	StepEnd      time.Time     `json:"step_end"`
+	Observations []Observation `json:"observations"`
+	ProbeErrors  []ProbeError  `json:"probe_errors,omitempty"`
+	Faults       []FaultRecord `json:"faults"`
+}
+
+// Verdict is the judge's answer for one step. Detail carries the judge's
+// own explanation (dimensions) and is recorded as is.
+type Verdict struct {
+	Outcome  Outcome `json:"verdict"`
+	Score    float64 `json:"score"`
+	Coverage float64 `json:"coverage"`
+	Reason   string  `json:"reason,omitempty"`
+	Detail   any     `json:"detail,omitempty"`
+}
+
+// Judge decides one canary step. An error means the platform could not
+// judge (the run ends with an infrastructure error, exit code 2).
+type Judge func(ctx context.Context, in JudgeInput) (Verdict, error)
+
+// EvidenceRef is where a run's evidence landed.
+type EvidenceRef struct {
+	LedgerIndex    uint64 `json:"ledger_index"`
+	TreeSize       uint64 `json:"tree_size"`
+	EnvelopeSHA256 string `json:"envelope_sha256"`
+}
+
+// Recorder writes a run's evidence (signed record, ledger append).
+type Recorder func(ctx context.Context, res *Result) (EvidenceRef, error)
+
+// Event is a progress event for live views (terminal, dashboard SSE).
+type Event struct {
+	T          time.Time `json:"t"`
+	Phase      Phase     `json:"phase"`
+	Weight     int       `json:"weight"`
+	Experiment string    `json:"experiment,omitempty"`
+	Fault      string    `json:"fault,omitempty"`
+	Msg        string    `json:"msg"`
+}
+
+// ProbeError records a probe that could not run.
+type ProbeError struct {
+	Probe  string `json:"probe"`
+	Window Window `json:"window"`
+	Error  string `json:"error"`
+}
+
+// FaultRecord is one fault application as reported (report/v1 "faults").
+type FaultRecord struct {
+	ID           string        `json:"id"`
+	Name         string        `json:"name,omitempty"`
+	Experiment   string        `json:"experiment,omitempty"`
+	Weight       int           `json:"weight"`
+	Kind         FaultKind     `json:"kind"`
+	Arm          Arm           `json:"arm"`
+	Target       string        `json:"target"`
+	AppliedAt    time.Time     `json:"applied_at,omitzero"`
+	RecoveredAt  time.Time     `json:"recovered_at,omitzero"`
+	Confirmed    Confirmation  `json:"confirmed,omitempty"`
+	Measurement  string        `json:"measurement,omitempty"`
+	Detail       string        `json:"detail,omitempty"`
+	Effective    time.Duration `json:"effective_ns,omitempty"`
+	Skipped      string        `json:"skipped,omitempty"`
+	Error        string        `json:"error,omitempty"`
+	RecoverError string        `json:"recover_error,omitempty"`
+}
+
+// PhaseSpan is one phase of the run as it happened.
+type PhaseSpan struct {
+	Phase      Phase     `json:"phase"`
+	Weight     int       `json:"weight,omitempty"`
+	Experiment string    `json:"experiment,omitempty"`
+	Fault      string    `json:"fault,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+}
+
+// StepResult is one canary step.
+type StepResult struct {
+	Weight       int           `json:"weight"`
+	Verdict      Verdict       `json:"verdict"`
+	Observations []Observation `json:"observations"`
+	ProbeErrors  []ProbeError  `json:"probe_errors,omitempty"`
+}
+
+// Result is everything a run did; the report and the evidence are built
+// from it.
+type Result struct {
+	RunID   string        `json:"run_id"`
+	Name    string        `json:"name"`
+	Started time.Time     `json:"started"`
+	Ended   time.Time     `json:"ended"`
+	Steps   []StepResult  `json:"steps"`
+	Faults  []FaultRecord `json:"faults"`
+	Phases  []PhaseSpan   `json:"phases"`
+	// Verdict is the run's final verdict (zero when none was reached).
+	Verdict     Verdict      `json:"verdict"`
+	Evidence    *EvidenceRef `json:"evidence,omitempty"`
+	Interrupted bool         `json:"interrupted,omitempty"`
+	Aborted     string       `json:"aborted,omitempty"`
+	Error       string       `json:"error,omitempty"`
+	// Journal is the path of the run's journal.
+	Journal string `json:"journal"`
+}
+
+// Options configure a Runner. Injectors and Topology are required.
+type Options struct {
+	// DataDir holds the journal and control files (DATA/journal).
+	DataDir   string
+	Injectors map[FaultKind]Injector
+	Topology  Topology
+	// Probes are observed at steady state before and after each fault, at
+	// verify, and during observe for the abort conditions naming them.
+	Probes []Probe
+	Judge  Judge
+	Record Recorder
+	// SetWeight routes the canary's share of traffic before each step.
+	SetWeight func(ctx context.Context, weight int) error
+	OnEvent   func(Event)
+	Clock     Clock
+	Log       *slog.Logger
+	// RunID is the run's id (default: random).
+	RunID string
+	// Tick is how often abort conditions are evaluated (default 500ms).
+	Tick time.Duration
+	// RecoverTimeout bounds the recovery of every fault on an exit path
+	// (default 10s).
+	RecoverTimeout time.Duration
+}
+
+// Runner runs one plan. Abort, Pause and Resume may be called from other
+// goroutines while Run runs.
+type Runner struct {
+	opt Options
+
+	mu     sync.Mutex
+	abort  string
+	paused bool
+
+	active []*activeFault
+	since  map[abortKey]time.Time
+	seq    int
+	j      *Journal
+	res    *Result
+}
+
+type activeFault struct {
+	applied Applied
+	rec     int // index in Result.Faults
+}
+
+// Errors returned (wrapped, kind KindCanceled) when a run stops early.
+var (
+	ErrInterrupted = errors.New("run interrupted")
+	ErrAborted     = errors.New("run aborted")
+)
+
+// NewRunner checks the options and returns a runner.
+func NewRunner(opt Options) (*Runner, error) {
+	if opt.DataDir == "" {
+		return nil, E(KindInvalid, "new runner", errors.New("no data dir"))
+	}
+	if opt.Topology == nil || len(opt.Injectors) == 0 {
+		return nil, E(KindInvalid, "new runner", errors.New("a topology and at least one injector are required"))
+	}
+	if opt.Clock == nil {
+		opt.Clock = SystemClock{}
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Tick <= 0 {
+		opt.Tick = 500 * time.Millisecond
+	}
+	if opt.RecoverTimeout <= 0 {
+		opt.RecoverTimeout = 10 * time.Second
+	}
+	if opt.RunID == "" {
+		var b [6]byte
+		rand.Read(b[:])
+		opt.RunID = opt.Clock.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+	}
+	return &Runner{opt: opt, since: map[abortKey]time.Time{}}, nil
+}
+
+// RunID is the id of the run.
+func (r *Runner) RunID() string { return r.opt.RunID }
+
+// Abort stops the run: every applied fault is recovered and the run ends
+// with an aborted result. It is what the dashboard kill switch calls.
+func (r *Runner) Abort(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.abort == "" {
+		if reason == "" {
+			reason = "aborted"
+		}
+		r.abort = reason
+	}
+}
+
+// Pause stops the fault-duration clock (faults stay applied).
+func (r *Runner) Pause() { r.mu.Lock(); r.paused = true; r.mu.Unlock() }
+
+// Resume restarts the fault-duration clock.
+func (r *Runner) Resume() { r.mu.Lock(); r.paused = false; r.mu.Unlock() }
+
+func (r *Runner) isPaused() bool {
+	r.mu.Lock()
+	p := r.paused
+	r.mu.Unlock()
+	if _, err := os.Stat(pauseFile(r.opt.DataDir, r.opt.RunID)); err == nil {
+		return true
+	}
+	return p
+}
+
+// stop returns a kinded error when the run must stop: context canceled
+// (SIGINT/SIGTERM) or abort requested (method or control file).
+func (r *Runner) stop(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return E(KindCanceled, "run", fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx)))
+	}
+	if b, err := os.ReadFile(abortFile(r.opt.DataDir, r.opt.RunID)); err == nil {
+		reason := string(trimNL(b))
+		if reason == "" {
+			reason = "chaosgate abort"
+		}
+		r.Abort(reason)
+	}
+	r.mu.Lock()
+	reason := r.abort
+	r.mu.Unlock()
+	if reason != "" {
+		return E(KindCanceled, "run", fmt.Errorf("%w: %s", ErrAborted, reason))
+	}
+	return nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (r *Runner) event(p Phase, w int, exp, fault, msg string) {
+	r.opt.Log.Info(msg, "phase", p, "weight", w, "experiment", exp, "fault", fault)
+	if r.opt.OnEvent != nil {
+		r.opt.OnEvent(Event{T: r.opt.Clock.Now(), Phase: p, Weight: w, Experiment: exp, Fault: fault, Msg: msg})
+	}
+}
+
+func (r *Runner) phase(p Phase, w int, exp, fault string, start time.Time) {
+	r.res.Phases = append(r.res.Phases, PhaseSpan{Phase: p, Weight: w, Experiment: exp, Fault: fault, Start: start, End: r.opt.Clock.Now()})
+}
+
+// Run executes the plan. Whatever happens — an error, an abort, the context
+// canceled by SIGINT/SIGTERM, a panic in a probe or the judge — every fault
+// it applied is recovered before Run returns (a panic is re-raised after
+// recovery). The result is returned even with an error; an interrupted or
+// aborted run returns an error of kind KindCanceled wrapping ErrInterrupted
+// or ErrAborted, with Result.Interrupted or Result.Aborted set.
+func (r *Runner) Run(ctx context.Context, plan Plan) (res *Result, err error) {
+	if len(plan.Weights) == 0 || len(plan.Arms) == 0 {
+		return nil, E(KindInvalid, "run", errors.New("the plan has no weights or no arms"))
+	}
+	for _, e := range plan.Experiments {
+		for _, f := range e.Faults {
+			if r.opt.Injectors[f.Kind] == nil {
+				return nil, E(KindInvalid, "run", fmt.Errorf("no injector for %s (experiment %s)", f.Kind, e.Name))
+			}
+		}
+	}
+	planStart := r.opt.Clock.Now()
+	j, err := OpenJournal(r.opt.DataDir, r.opt.RunID, plan.Name, r.opt.Clock)
+	if err != nil {
+		return nil, err
+	}
+	r.j = j
+	r.res = &Result{RunID: r.opt.RunID, Name: plan.Name, Started: planStart, Journal: j.Path()}
+	res = r.res
+	r.phase(PhasePlan, 0, "", "", planStart)
+	defer func() {
+		if p := recover(); p != nil {
+			r.opt.Log.Error("panic during the run; recovering every fault", "panic", p)
+			r.recoverAll(ctx)
+			r.finish(fmt.Errorf("panic: %v", p))
+			panic(p)
+		}
+	}()
+	runErr := r.steps(ctx, plan)
+	r.recoverAll(ctx)
+	if runErr != nil && errors.Is(runErr, ErrInterrupted) {
+		res.Interrupted = true
+	}
+	if runErr != nil && errors.Is(runErr, ErrAborted) {
+		r.mu.Lock()
+		res.Aborted = r.abort
+		r.mu.Unlock()
+	}
+	// An abort still produces a verdict on what was seen, never a promotion.
+	if res.Aborted != "" && len(res.Steps) > 0 && res.Verdict.Outcome == Promote {
+		res.Verdict.Outcome = Hold
+		res.Verdict.Reason = "aborted: " + res.Aborted
+	}
+	if r.opt.Record != nil && !res.Interrupted && (runErr == nil || res.Aborted != "") {
+		start := r.opt.Clock.Now()
+		r.event(PhaseRecord, 0, "", "", "recording evidence")
+		res.Ended = start
+		ref, err := r.opt.Record(context.WithoutCancel(ctx), res)
+		if err != nil {
+			runErr = errors.Join(runErr, E(KindUnavailable, "record evidence", err))
+		} else {
+			res.Evidence = &ref
+		}
+		r.phase(PhaseRecord, 0, "", "", start)
+	}
+	r.finish(runErr)
+	if runErr != nil && res.Aborted != "" && errors.Is(runErr, ErrAborted) && len(res.Steps) > 0 {
+		// An abort with a verdict is a result, not an infrastructure error.
+		return res, nil
+	}
+	return res, runErr
+}
+
+func (r *Runner) finish(runErr error) {
+	r.res.Ended = r.opt.Clock.Now()
+	if runErr != nil {
+		r.res.Error = runErr.Error()
+	}
+	clean := true
+	for _, a := range r.active {
+		clean = clean && a == nil
+	}
+	r.j.Close(clean && len(r.active) == 0)
+	os.Remove(abortFile(r.opt.DataDir, r.opt.RunID))
+	os.Remove(pauseFile(r.opt.DataDir, r.opt.RunID))
+}
+
+func (r *Runner) steps(ctx context.Context, plan Plan) error {
+	for _, w := range plan.Weights {
+		if err := r.stop(ctx); err != nil {
+			return err
+		}
+		stepStart := r.opt.Clock.Now()
+		if r.opt.SetWeight != nil {
+			if err := r.opt.SetWeight(ctx, w); err != nil {
+				return E(KindUnavailable, fmt.Sprintf("set canary weight %d", w), err)
+			}
+		}
+		r.event(PhasePlan, w, "", "", fmt.Sprintf("canary step %d%%", w))
+		step := StepResult{Weight: w}
+		var runErr error
+	exps:
+		for _, e := range plan.Experiments {
+			if !e.runsAt(w) {
+				continue
+			}
+			for _, f := range e.Faults {
+				if err := r.runFault(ctx, plan, e, f, w, &step); err != nil {
+					runErr = err
+					break exps
+				}
+			}
+		}
+		if runErr != nil && !errors.Is(runErr, ErrAborted) {
+			return runErr
+		}
+		// verify: every fault of the step recovered, probes over the step.
+		vStart := r.opt.Clock.Now()
+		r.event(PhaseVerify, w, "", "", "verifying")
+		r.recoverAll(ctx)
+		r.observe(ctx, Window{Phase: PhaseVerify, Weight: w, Start: stepStart, End: r.opt.Clock.Now()}, &step, nil)
+		r.phase(PhaseVerify, w, "", "", vStart)
+		if ctx.Err() != nil {
+			return r.stop(ctx)
+		}
+		jStart := r.opt.Clock.Now()
+		r.event(PhaseJudge, w, "", "", "judging")
+		v := Verdict{Outcome: Hold, Reason: "no judge configured"}
+		if r.opt.Judge != nil {
+			in := JudgeInput{RunID: r.opt.RunID, Name: plan.Name, Weight: w, StepStart: stepStart, StepEnd: r.opt.Clock.Now(),
+				Observations: step.Observations, ProbeErrors: step.ProbeErrors}
+			for _, fr := range r.res.Faults {
+				if fr.Weight == w {
+					in.Faults = append(in.Faults, fr)
+				}
+			}
+			var err error
+			v, err = r.opt.Judge(ctx, in)
+			if err != nil {
+				return E(KindUnavailable, "judge", err)
+			}
+		}
+		r.phase(PhaseJudge, w, "", "", jStart)
+		step.Verdict = v
+		r.res.Steps = append(r.res.Steps, step)
+		r.res.Verdict = v
+		r.event(PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Outcome))
+		if runErr != nil {
+			return runErr
+		}
+		if v.Outcome != Promote {
+			break
+		}
+	}
+	return nil
+}
+
+// observe runs the probes (those in only, when only is non-nil) over w and
+// files the observations and errors in step.
+func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only map[string]bool) []Observation {
+	var out []Observation
+	for _, p := range r.opt.Probes {
+		if only != nil && !only[p.Name()] {
+			continue
+		}
+		o, err := p.Observe(ctx, w)
+		if err != nil {
+			if step != nil {
+				step.ProbeErrors = append(step.ProbeErrors, ProbeError{Probe: p.Name(), Window: w, Error: err.Error()})
+			}
+			r.opt.Log.Warn("probe could not run", "probe", p.Name(), "phase", w.Phase, "err", err)
+			continue
+		}
+		if o.Probe == "" {
+			o.Probe = p.Name()
+		}
+		o.Window = w
+		out = append(out, o)
+		if step != nil {
+			step.Observations = append(step.Observations, o)
+		}
+	}
+	return out
+}
+
+// wait sleeps d (abort-aware). With pausable, paused time does not count.
+func (r *Runner) wait(ctx context.Context, d time.Duration, pausable bool, each func(now time.Time) error) error {
+	const poll = 100 * time.Millisecond
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var elapsed time.Duration
+	last := time.Now()
+	nextEach := last.Add(r.opt.Tick)
+	for elapsed < d {
+		if err := r.stop(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return r.stop(ctx)
+		case <-t.C:
+		}
+		now := time.Now()
+		if !pausable || !r.isPaused() {
+			elapsed += now.Sub(last)
+		}
+		last = now
+		if each != nil && !now.Before(nextEach) {
+			nextEach = now.Add(r.opt.Tick)
+			if err := each(now); err != nil {
+				return err
+			}
+		}
+	}
+	return r.stop(ctx)
+}
+
+func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault, w int, step *StepResult) error {
+	name := f.Name
+	if name == "" {
+		name = f.Kind.String()
+	}
+	// steady state before
+	start := r.opt.Clock.Now()
+	r.event(PhaseSteadyBefore, w, e.Name, name, "steady state before")
+	if err := r.wait(ctx, e.SteadyState, false, nil); err != nil {
+		return err
+	}
+	r.observe(ctx, Window{Phase: PhaseSteadyBefore, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, step, nil)
+	r.phase(PhaseSteadyBefore, w, e.Name, name, start)
+	if err := r.stop(ctx); err != nil {
+		return err
+	}
+
+	// inject on every arm
+	start = r.opt.Clock.Now()
+	r.event(PhaseInject, w, e.Name, name, "injecting "+f.Kind.String())
+	var effect time.Time
+	var firstErr error
+	for _, arm := range plan.Arms {
+		targets, err := r.targets(ctx, arm, f)
+		if err != nil {
+			firstErr = E(KindOf(err), "select targets", err)
+			break
+		}
+		for _, t := range targets {
+			at, err := r.inject(ctx, plan, e, f, t, w)
+			if err != nil {
+				firstErr = err
+				break
+			}
+			if at.After(effect) {
+				effect = at
+			}
+		}
+		if firstErr != nil {
+			break
+		}
+	}
+	r.phase(PhaseInject, w, e.Name, name, start)
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := r.stop(ctx); err != nil {
+		return err
+	}
+
+	// observe: the duration counts from when the fault took effect.
+	start = r.opt.Clock.Now()
+	if effect.IsZero() {
+		effect = start
+	}
+	r.event(PhaseObserve, w, e.Name, name, fmt.Sprintf("observing for %s", f.Duration))
+	remaining := f.Duration - time.Since(effect)
+	if remaining < 0 {
+		remaining = 0
+	}
+	obsErr := r.wait(ctx, remaining, true, func(now time.Time) error {
+		return r.checkAbort(ctx, e, Window{Phase: PhaseObserve, Weight: w, Experiment: e.Name, Fault: name, Start: effect, End: r.opt.Clock.Now()})
+	})
+	r.phase(PhaseObserve, w, e.Name, name, start)
+	if obsErr == nil {
+		r.observe(ctx, Window{Phase: PhaseObserve, Weight: w, Experiment: e.Name, Fault: name, Start: effect, End: r.opt.Clock.Now()}, step, nil)
+	}
+
+	// recover
+	start = r.opt.Clock.Now()
+	r.event(PhaseRecover, w, e.Name, name, "recovering")
+	r.recoverAll(ctx)
+	r.phase(PhaseRecover, w, e.Name, name, start)
+	if obsErr != nil {
+		return obsErr
+	}
+
+	// steady state after
+	start = r.opt.Clock.Now()
+	r.event(PhaseSteadyAfter, w, e.Name, name, "steady state after")
+	if err := r.wait(ctx, e.SteadyState, false, nil); err != nil {
+		return err
+	}
+	r.observe(ctx, Window{Phase: PhaseSteadyAfter, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, step, nil)
+	r.phase(PhaseSteadyAfter, w, e.Name, name, start)
+	return nil
+}
+
+// abortKey names one abort rule of one experiment.
+type abortKey struct {
+	exp  string
+	rule int
+}
+
+func (r *Runner) checkAbort(ctx context.Context, e Experiment, w Window) error {
+	if len(e.Abort) == 0 {
+		return nil
+	}
+	only := map[string]bool{}
+	for _, rule := range e.Abort {
+		only[rule.Probe] = true
+	}
+	obs := r.observe(ctx, w, nil, only)
+	now := r.opt.Clock.Now()
+	for i, rule := range e.Abort {
+		key := abortKey{e.Name, i}
+		hit, val, arm := ruleHolds(rule, obs)
+		if !hit {
+			delete(r.since, key)
+			continue
+		}
+		since, ok := r.since[key]
+		if !ok {
+			since = now
+			r.since[key] = now
+		}
+		if now.Sub(since) >= rule.For {
+			reason := fmt.Sprintf("abort condition %s: %s was %g", rule, arm, val)
+			r.Abort(reason)
+			delete(r.since, key)
+			return r.stop(ctx)
+		}
+	}
+	return nil
+}
+
+func ruleHolds(rule AbortRule, obs []Observation) (bool, float64, Arm) {
+	for _, o := range obs {
+		if o.Probe != rule.Probe {
+			continue
+		}
+		for arm, m := range o.Arms {
+			if rule.Arm != 0 && arm != rule.Arm {
+				continue
+			}
+			v, ok := m[rule.Metric]
+			if !ok {
+				continue
+			}
+			if rule.Below != nil && v < *rule.Below {
+				return true, v, arm
+			}
+			if rule.Above != nil && v > *rule.Above {
+				return true, v, arm
+			}
+		}
+	}
+	return false, 0, 0
+}
+
+// targets resolves a fault's node selection on one arm.
+func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error) {
+	nodes := r.opt.Topology.Nodes(arm)
+	if len(nodes) == 0 {
+		return nil, E(KindUnavailable, "targets", fmt.Errorf("arm %s has no replicas", arm))
+	}
+	base := Target{Arm: arm, Nodes: nodes}
+	switch f.Kind {
+	case PodKill, PodPause:
+		switch f.Mode {
+		case "fixed":
+			var out []Target
+			for _, n := range f.Nodes {
+				t := base
+				t.Node = n
+				out = append(out, t)
+			}
+			return out, nil
+		case "leader":
+			l, err := r.opt.Topology.Leader(ctx, arm, nil)
+			if err != nil {
+				return nil, E(KindUnavailable, "find leader", err)
+			}
+			base.Node = l
+			return []Target{base}, nil
+		default:
+			h := fnv.New32a()
+			h.Write([]byte(r.opt.RunID + "/" + f.Name))
+			base.Node = nodes[int(h.Sum32()%uint32(len(nodes)))]
+			return []Target{base}, nil
+		}
+	}
+	return []Target{base}, nil
+}
+
+// inject applies one fault to one target: budget check, intent journaled
+// before acting, applied journaled after, then confirmation.
+func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t Target, w int) (time.Time, error) {
+	r.seq++
+	f.ID = fmt.Sprintf("%s-%03d-%s", shortID(r.opt.RunID), r.seq, t.Arm)
+	if t.Node != "" {
+		f.ID += "-" + t.Node
+	}
+	rec := FaultRecord{ID: f.ID, Name: f.Name, Experiment: e.Name, Weight: w, Kind: f.Kind, Arm: t.Arm, Target: targetLabel(t)}
+	// Blast radius: what is already impaired on this arm plus this fault.
+	impaired := Impact(f, t)
+	for _, a := range r.active {
+		if a.applied.Target.Arm == t.Arm {
+			impaired += Impact(a.applied.Fault, a.applied.Target)
+		}
+	}
+	if ok, why := plan.Budget.Allows(impaired, len(t.Nodes)); !ok {
+		rec.Skipped = "blast radius: " + why
+		r.res.Faults = append(r.res.Faults, rec)
+		r.opt.Log.Warn("fault skipped by the blast-radius budget", "fault", f.ID, "why", why)
+		return time.Time{}, nil
+	}
+	inj := r.opt.Injectors[f.Kind]
+	intent := Applied{ID: f.ID, Kind: f.Kind, Target: t, Fault: f}
+	if p, ok := inj.(Preparer); ok {
+		a, err := p.Prepare(ctx, t, f)
+		if err != nil {
+			rec.Error = err.Error()
+			r.res.Faults = append(r.res.Faults, rec)
+			return time.Time{}, E(KindOf(err), "prepare "+f.ID, err)
+		}
+		intent = a
+	}
+	if err := r.j.Append(Record{Type: RecIntent, ID: f.ID, Applied: &intent}); err != nil {
+		rec.Error = err.Error()
+		r.res.Faults = append(r.res.Faults, rec)
+		return time.Time{}, err
+	}
+	// From here the fault may be (partly) applied: it is tracked as active
+	// so every exit path recovers it.
+	act := &activeFault{applied: intent, rec: len(r.res.Faults)}
+	r.res.Faults = append(r.res.Faults, rec)
+	r.active = append(r.active, act)
+	a, err := inj.Inject(ctx, t, f)
+	if err != nil {
+		r.res.Faults[act.rec].Error = err.Error()
+		return time.Time{}, E(KindOf(err), "inject "+f.ID, err)
+	}
+	if a.ID == "" {
+		a.ID = f.ID
+	}
+	if a.At.IsZero() {
+		a.At = r.opt.Clock.Now()
+	}
+	act.applied = a
+	if err := r.j.Append(Record{Type: RecApplied, ID: f.ID, Applied: &a}); err != nil {
+		return a.At, err
+	}
+	fr := &r.res.Faults[act.rec]
+	fr.AppliedAt, fr.Detail = a.At, a.Detail
+	fr.Confirmed = Inconclusive
+	fr.Measurement = "the backend cannot confirm this fault"
+	if c, ok := inj.(Confirmer); ok {
+		cr := c.Confirm(ctx, a)
+		fr.Confirmed, fr.Measurement = cr.Outcome, cr.Measurement
+	}
+	r.event(PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s)", f.Kind, targetLabel(t), fr.Confirmed))
+	return a.At, nil
+}
+
+func targetLabel(t Target) string {
+	if t.Node != "" {
+		return t.Node
+	}
+	return t.Arm.String()
+}
+
+func shortID(run string) string {
+	h := fnv.New32a()
+	h.Write([]byte(run))
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// recoverAll undoes every active fault, newest first, with a context that
+// survives the run's cancellation (bounded by RecoverTimeout).
+func (r *Runner) recoverAll(ctx context.Context) {
+	if len(r.active) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.RecoverTimeout)
+	defer cancel()
+	var failed []*activeFault
+	for i := len(r.active) - 1; i >= 0; i-- {
+		a := r.active[i]
+		err := r.opt.Injectors[a.applied.Kind].Recover(rctx, a.applied)
+		fr := &r.res.Faults[a.rec]
+		if err != nil {
+			fr.RecoverError = err.Error()
+			r.j.Append(Record{Type: RecRecoverFailed, ID: a.applied.ID, Applied: &a.applied, Error: err.Error()})
+			r.opt.Log.Error("recover failed; the next run's reaper retries", "fault", a.applied.ID, "err", err)
+			failed = append(failed, a)
+			continue
+		}
+		fr.RecoveredAt = r.opt.Clock.Now()
+		if !fr.AppliedAt.IsZero() {
+			fr.Effective = fr.RecoveredAt.Sub(fr.AppliedAt)
+		}
+		r.j.Append(Record{Type: RecRecovered, ID: a.applied.ID})
+	}
+	r.active = failed
+}

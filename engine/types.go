@@ -1,0 +1,286 @@
+// Package engine runs chaos experiments: plan → steady state before →
+// inject → observe → recover → steady state after → verify → judge →
+// record evidence. It owns the domain types (Target, Fault, Applied, Phase),
+// the crash-safe journal, the reaper of faults left by a crashed run, the
+// abort and pause controls and the blast-radius budget. Fault backends
+// (Injector), probes, the judge and the evidence writer plug in through
+// small interfaces and functions.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Arm is one side of a canary comparison.
+type Arm int
+
+// Arms.
+const (
+	ArmCanary Arm = 1 + iota
+	ArmControl
+)
+
+var armNames = map[Arm]string{ArmCanary: "canary", ArmControl: "control"}
+
+func (a Arm) String() string { return enumString(armNames, a) }
+
+// MarshalText writes the arm's name.
+func (a Arm) MarshalText() ([]byte, error) { return enumMarshal(armNames, a) }
+
+// UnmarshalText reads an arm's name.
+func (a *Arm) UnmarshalText(b []byte) error { return enumUnmarshal(armNames, a, b, "arm") }
+
+// ParseArm reads an arm's name.
+func ParseArm(s string) (Arm, error) {
+	var a Arm
+	err := a.UnmarshalText([]byte(s))
+	return a, err
+}
+
+// FaultKind names a kind of fault.
+type FaultKind int
+
+// Fault kinds.
+const (
+	PodKill FaultKind = 1 + iota
+	PodPause
+	NetworkDelay
+	Partition
+	SplitBrain
+)
+
+var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain"}
+
+func (k FaultKind) String() string { return enumString(kindNames, k) }
+
+// MarshalText writes the kind's name (podKill, ...).
+func (k FaultKind) MarshalText() ([]byte, error) { return enumMarshal(kindNames, k) }
+
+// UnmarshalText reads a kind's name.
+func (k *FaultKind) UnmarshalText(b []byte) error { return enumUnmarshal(kindNames, k, b, "fault kind") }
+
+// Phase is a step of the run lifecycle.
+type Phase int
+
+// Phases, in lifecycle order.
+const (
+	PhasePlan Phase = 1 + iota
+	PhaseSteadyBefore
+	PhaseInject
+	PhaseObserve
+	PhaseRecover
+	PhaseSteadyAfter
+	PhaseVerify
+	PhaseJudge
+	PhaseRecord
+)
+
+var phaseNames = map[Phase]string{PhasePlan: "plan", PhaseSteadyBefore: "steady-before", PhaseInject: "inject", PhaseObserve: "observe",
+	PhaseRecover: "recover", PhaseSteadyAfter: "steady-after", PhaseVerify: "verify", PhaseJudge: "judge", PhaseRecord: "record"}
+
+func (p Phase) String() string { return enumString(phaseNames, p) }
+
+// MarshalText writes the phase's name.
+func (p Phase) MarshalText() ([]byte, error) { return enumMarshal(phaseNames, p) }
+
+// UnmarshalText reads a phase's name.
+func (p *Phase) UnmarshalText(b []byte) error { return enumUnmarshal(phaseNames, p, b, "phase") }
+
+// Confirmation says whether a fault was checked to have taken effect.
+type Confirmation int
+
+// Confirmation outcomes.
+const (
+	Confirmed Confirmation = 1 + iota
+	Mismatch
+	Inconclusive
+)
+
+var confNames = map[Confirmation]string{Confirmed: "confirmed", Mismatch: "mismatch", Inconclusive: "inconclusive"}
+
+func (c Confirmation) String() string { return enumString(confNames, c) }
+
+// MarshalText writes the outcome's name.
+func (c Confirmation) MarshalText() ([]byte, error) { return enumMarshal(confNames, c) }
+
+// UnmarshalText reads an outcome's name.
+func (c *Confirmation) UnmarshalText(b []byte) error {
+	return enumUnmarshal(confNames, c, b, "confirmation")
+}
+
+// Outcome is a verdict: promote, hold or block (ranked: higher is worse).
+type Outcome int
+
+// Verdict outcomes.
+const (
+	Promote Outcome = 1 + iota
+	Hold
+	Block
+)
+
+var outcomeNames = map[Outcome]string{Promote: "promote", Hold: "hold", Block: "block"}
+
+func (o Outcome) String() string { return enumString(outcomeNames, o) }
+
+// MarshalText writes the outcome's name.
+func (o Outcome) MarshalText() ([]byte, error) { return enumMarshal(outcomeNames, o) }
+
+// UnmarshalText reads an outcome's name.
+func (o *Outcome) UnmarshalText(b []byte) error { return enumUnmarshal(outcomeNames, o, b, "verdict") }
+
+func enumString[T comparable](names map[T]string, v T) string {
+	if s, ok := names[v]; ok {
+		return s
+	}
+	return fmt.Sprintf("invalid(%v)", any(v))
+}
+
+func enumMarshal[T comparable](names map[T]string, v T) ([]byte, error) {
+	if s, ok := names[v]; ok {
+		return []byte(s), nil
+	}
+	return nil, E(KindInternal, "marshal", fmt.Errorf("invalid value %v", any(v)))
+}
+
+func enumUnmarshal[T comparable](names map[T]string, v *T, b []byte, what string) error {
+	for k, s := range names {
+		if s == string(b) {
+			*v = k
+			return nil
+		}
+	}
+	return E(KindInvalid, "parse "+what, fmt.Errorf("unknown %s %q", what, b))
+}
+
+// Target is the one thing an Injector acts on: an arm's cluster, and for
+// node faults one node of it.
+type Target struct {
+	Arm Arm `json:"arm"`
+	// Nodes are all the replicas of the arm.
+	Nodes []string `json:"nodes"`
+	// Node is the replica a node fault acts on; empty for faults on the
+	// arm's network as a whole.
+	Node string `json:"node,omitempty"`
+}
+
+// Name is "arm/node" or "arm".
+func (t Target) Name() string {
+	if t.Node == "" {
+		return t.Arm.String()
+	}
+	return t.Arm.String() + "/" + t.Node
+}
+
+// Edges chooses directed edges of an arm's network.
+type Edges struct {
+	Into    string   `json:"into,omitempty"`
+	OutOf   string   `json:"out_of,omitempty"`
+	Between []string `json:"between,omitempty"`
+	// Clients adds the client→node edges of the chosen node.
+	Clients bool `json:"clients,omitempty"`
+}
+
+// Fault is one fault to apply to one target.
+type Fault struct {
+	// ID identifies one application of a fault; the runner sets it and
+	// backends derive the names of what they create from it.
+	ID       string        `json:"id"`
+	Name     string        `json:"name,omitempty"`
+	Kind     FaultKind     `json:"kind"`
+	Duration time.Duration `json:"duration"`
+	// Mode and Nodes select nodes of node faults (one, leader, fixed).
+	Mode  string   `json:"mode,omitempty"`
+	Nodes []string `json:"nodes,omitempty"`
+	// Network delay.
+	Latency     time.Duration `json:"latency,omitempty"`
+	Jitter      time.Duration `json:"jitter,omitempty"`
+	Correlation float64       `json:"correlation,omitempty"`
+	Edges       Edges         `json:"edges,omitzero"`
+	// Shape is the partition shape.
+	Shape string `json:"shape,omitempty"`
+	// Partition restricts a split brain to one aggregator partition's leader.
+	Partition *int `json:"partition,omitempty"`
+}
+
+// Applied is what an Injector did: enough to report it and to undo it from
+// the journal alone after a crash.
+type Applied struct {
+	ID      string    `json:"id"`
+	Kind    FaultKind `json:"kind"`
+	Target  Target    `json:"target"`
+	Fault   Fault     `json:"fault"`
+	Backend string    `json:"backend"`
+	// At is when the fault took effect (zero in an intent record).
+	At time.Time `json:"at,omitzero"`
+	// Undo is the backend's serialised undo information.
+	Undo json.RawMessage `json:"undo,omitempty"`
+	// Detail describes what was done, for people.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Injector applies and recovers faults of one backend on one target per
+// call. Both methods are idempotent; Recover is safe after a crash (it
+// works from Applied alone).
+type Injector interface {
+	Inject(ctx context.Context, t Target, f Fault) (Applied, error)
+	Recover(ctx context.Context, a Applied) error
+}
+
+// Preparer is implemented by injectors that can say what they will do (and
+// how to undo it) before acting; the runner journals that intent before it
+// calls Inject, so a crash between the two can still be undone.
+type Preparer interface {
+	Prepare(ctx context.Context, t Target, f Fault) (Applied, error)
+}
+
+// ConfirmResult is a fault-confirmation outcome with its measurement.
+type ConfirmResult struct {
+	Outcome     Confirmation `json:"outcome"`
+	Measurement string       `json:"measurement"`
+}
+
+// Confirmer is implemented by injectors that can check a fault took effect.
+type Confirmer interface {
+	Confirm(ctx context.Context, a Applied) ConfirmResult
+}
+
+// Window is the time span and phase a probe observes.
+type Window struct {
+	Phase      Phase     `json:"phase"`
+	Weight     int       `json:"weight"`
+	Experiment string    `json:"experiment,omitempty"`
+	Fault      string    `json:"fault,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+}
+
+// Metrics are one arm's named probe values.
+type Metrics map[string]float64
+
+// Observation is what a probe saw in a window, per arm.
+type Observation struct {
+	Probe  string          `json:"probe"`
+	Window Window          `json:"window"`
+	Arms   map[Arm]Metrics `json:"arms"`
+	// Detail is the probe's own payload (e.g. a consistency check report).
+	Detail any `json:"detail,omitempty"`
+}
+
+// Probe observes the system under test. A probe that could not run
+// returns an error: never a pass and never a system failure.
+type Probe interface {
+	Name() string
+	Observe(ctx context.Context, w Window) (Observation, error)
+}
+
+// Clock tells the time; tests inject their own.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns the current time.
+func (SystemClock) Now() time.Time { return time.Now() }
