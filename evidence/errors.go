@@ -100,3 +100,5 @@ func errorf(kind Kind, op, format string, args ...any) *Error {
 func wrap(kind Kind, op string, err error) *Error {
 	return &Error{Kind: kind, Op: op, Err: err}
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

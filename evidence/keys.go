@@ -294,4 +294,6 @@ func notePrivateKey(skey string) (ed25519.PrivateKey, error) {
 }
 
 // signEvidence signs msg with the evidence key (Ed25519).
-func (k *Keys) signEvidence(_ context.Context, msg []byte) []byte { return ed25519.Sign(k.evidence, msg) }
+func (k *Keys) signEvidence(_ context.Context, msg []byte) []byte {
+	return ed25519.Sign(k.evidence, msg)
+}

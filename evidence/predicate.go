@@ -17,18 +17,18 @@ const PayloadType = "application/vnd.in-toto+json"
 // id lists, log fragments) lives in the blob store and is referenced by
 // digest in Blobs.
 type Predicate struct {
-	RunID        string            `json:"run_id"`
-	Experiment   Experiment        `json:"experiment"`
-	Targets      []Target          `json:"targets,omitempty"`
-	Injections   []Injection       `json:"injections,omitempty"`
-	Probes       []ProbeSummary    `json:"probes,omitempty"`
-	Decision     *Decision         `json:"decision,omitempty"`
-	ConfigHash   string            `json:"config_hash,omitempty"`
-	Versions     map[string]string `json:"versions,omitempty"`
-	TraceIDs     []string          `json:"trace_ids,omitempty"`
-	Blobs        []BlobRef         `json:"blobs,omitempty"`
-	StartedAt    time.Time         `json:"started_at,omitzero"`
-	FinishedAt   time.Time         `json:"finished_at,omitzero"`
+	RunID      string            `json:"run_id"`
+	Experiment Experiment        `json:"experiment"`
+	Targets    []Target          `json:"targets,omitempty"`
+	Injections []Injection       `json:"injections,omitempty"`
+	Probes     []ProbeSummary    `json:"probes,omitempty"`
+	Decision   *Decision         `json:"decision,omitempty"`
+	ConfigHash string            `json:"config_hash,omitempty"`
+	Versions   map[string]string `json:"versions,omitempty"`
+	TraceIDs   []string          `json:"trace_ids,omitempty"`
+	Blobs      []BlobRef         `json:"blobs,omitempty"`
+	StartedAt  time.Time         `json:"started_at,omitzero"`
+	FinishedAt time.Time         `json:"finished_at,omitzero"`
 }
 
 // Experiment names the experiment or game day and pins its definition.

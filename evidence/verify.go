@@ -214,6 +214,9 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 			}
 			if binary.BigEndian.Uint64(k) != uint64(n) || !bytes.Equal(v, mem[n][:]) {
 				level, idx := tlog.SplitStoredHashIndex(n)
+				if level == 0 {
+					return tampered(fmt.Sprintf("entry %d", idx), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", mem[n])
+				}
 				return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
 			}
 			n++
