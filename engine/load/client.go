@@ -1,0 +1,203 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Message is one message of the aggregator's message contract (API.md).
+type Message struct {
+	SourceID    string `json:"source_id"`
+	Seq         uint64 `json:"seq"`
+	MsgID       string `json:"msg_id"`
+	GroupKey    string `json:"group_key"`
+	Fingerprint string `json:"fingerprint"`
+	EventTime   string `json:"event_time,omitempty"`
+	TraceID     string `json:"trace_id,omitempty"`
+	Payload     string `json:"payload,omitempty"`
+
+	partition int
+	dup       bool // a deliberate re-send of an acknowledged message
+}
+
+// Result is the aggregator's outcome for one message.
+type Result struct {
+	MsgID        string `json:"msg_id"`
+	Status       string `json:"status"`
+	Partition    int    `json:"partition"`
+	Epoch        uint64 `json:"epoch"`
+	HLC          string `json:"hlc"`
+	Node         string `json:"node"`
+	Error        string `json:"error"`
+	ErrorKind    string `json:"error_kind"`
+	RetryAfterMs int64  `json:"retry_after_ms"`
+}
+
+// StreamRecord is one record of GET /v1/stream/{p}.
+type StreamRecord struct {
+	Offset      int64  `json:"offset"`
+	Type        string `json:"type"`
+	SourceID    string `json:"source_id"`
+	Seq         uint64 `json:"seq"`
+	MsgID       string `json:"msg_id"`
+	GroupKey    string `json:"group_key"`
+	Fingerprint string `json:"fingerprint"`
+	FromSeq     uint64 `json:"from_seq"`
+	ToSeq       uint64 `json:"to_seq"`
+	Epoch       uint64 `json:"epoch"`
+	HLC         string `json:"hlc"`
+	Node        string `json:"node"`
+}
+
+// StreamPage is the body of GET /v1/stream/{p}.
+type StreamPage struct {
+	Partition     int            `json:"partition"`
+	Leader        string         `json:"leader"`
+	Epoch         uint64         `json:"epoch"`
+	Next          int64          `json:"next"`
+	HighWatermark int64          `json:"high_watermark"`
+	Records       []StreamRecord `json:"records"`
+}
+
+// ClusterInfo is the body of GET /v1/cluster.
+type ClusterInfo struct {
+	Node           string `json:"node"`
+	Partitioner    string `json:"partitioner"`
+	PartitionCount int    `json:"partition_count"`
+	Nodes          []struct {
+		ID   string `json:"id"`
+		HTTP string `json:"http"`
+	} `json:"nodes"`
+	Partitions []struct {
+		ID      int      `json:"id"`
+		Leader  string   `json:"leader"`
+		Epoch   uint64   `json:"epoch"`
+		Members []string `json:"members"`
+	} `json:"partitions"`
+}
+
+// StateView is the body of GET/PUT /v1/state/{key}.
+type StateView struct {
+	Key     string `json:"key"`
+	State   string `json:"state"`
+	Version uint64 `json:"version"`
+	Value   string `json:"value"`
+}
+
+// Targets returns the HTTP addresses (host:port) to send to. It is called
+// for every request, so the set may change while load runs.
+type Targets func() []string
+
+// StaticTargets returns a fixed target list.
+func StaticTargets(addrs ...string) Targets {
+	return func() []string { return addrs }
+}
+
+// client talks HTTP to the aggregator nodes, round-robin over the targets.
+type client struct {
+	hc      *http.Client
+	targets Targets
+	rr      atomic.Uint64
+	timeout time.Duration
+}
+
+func newClient(targets Targets, timeout time.Duration, conns int) *client {
+	tr := &http.Transport{MaxIdleConns: conns * 4, MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second}
+	return &client{hc: &http.Client{Transport: tr}, targets: targets, timeout: timeout}
+}
+
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+func (c *client) pick() (string, error) {
+	ts := c.targets()
+	if len(ts) == 0 {
+		return "", errors.New("no targets")
+	}
+	return ts[int(c.rr.Add(1)%uint64(len(ts)))], nil
+}
+
+type httpOutcome struct {
+	status     int
+	body       []byte
+	retryAfter time.Duration
+	err        error // transport error or timeout: unknown outcome
+}
+
+func (c *client) do(ctx context.Context, method, addr, path string, body []byte) httpOutcome {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	if err != nil {
+		return httpOutcome{err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return httpOutcome{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return httpOutcome{err: err}
+	}
+	out := httpOutcome{status: resp.StatusCode, body: b}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			out.retryAfter = time.Duration(n) * time.Second
+		}
+	}
+	return out
+}
+
+// FetchCluster asks one of the targets for GET /v1/cluster.
+func FetchCluster(ctx context.Context, targets Targets) (ClusterInfo, error) {
+	c := newClient(targets, 5*time.Second, 1)
+	defer c.close()
+	var lastErr error
+	for _, addr := range targets() {
+		o := c.do(ctx, http.MethodGet, addr, "/v1/cluster", nil)
+		if o.err != nil {
+			lastErr = o.err
+			continue
+		}
+		if o.status != http.StatusOK {
+			lastErr = fmt.Errorf("%s: GET /v1/cluster: HTTP %d: %s", addr, o.status, truncate(o.body))
+			continue
+		}
+		var ci ClusterInfo
+		if err := json.Unmarshal(o.body, &ci); err != nil {
+			lastErr = fmt.Errorf("%s: GET /v1/cluster: %w", addr, err)
+			continue
+		}
+		if ci.PartitionCount < 1 {
+			lastErr = fmt.Errorf("%s: GET /v1/cluster: partition_count %d", addr, ci.PartitionCount)
+			continue
+		}
+		return ci, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no targets")
+	}
+	return ClusterInfo{}, lastErr
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}

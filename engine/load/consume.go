@@ -1,0 +1,199 @@
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+)
+
+// DrainOptions bound the consumer.
+type DrainOptions struct {
+	// Quiet: once every partition is read up to its high watermark, stop
+	// when no new record arrived for this long, even if some acknowledged
+	// messages were not seen (they are the checker's business). Default 3s.
+	Quiet time.Duration
+	// Max bounds the whole drain (default 2 minutes).
+	Max time.Duration
+	// PageSize is the limit per stream request (default 1000).
+	PageSize int
+	// Client names the reader in the history (default "<name>-consumer").
+	Client string
+}
+
+// DrainStats says what the consumer read.
+type DrainStats struct {
+	Records  int64         `json:"records"`
+	Gaps     int64         `json:"gaps"`
+	Unseen   int64         `json:"unseen"` // acknowledged messages not seen when the drain stopped
+	Duration time.Duration `json:"duration"`
+	Complete bool          `json:"complete"` // every acknowledged message was seen
+}
+
+// Drain tails every partition's output stream, recording each record as a
+// recv (or gap) history event, until every partition is read up to its high
+// watermark and either every acknowledged message was seen or the stream
+// stayed quiet. Each call resumes where the previous one stopped.
+func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, error) {
+	if opt.Quiet <= 0 {
+		opt.Quiet = 3 * time.Second
+	}
+	if opt.Max <= 0 {
+		opt.Max = 2 * time.Minute
+	}
+	if opt.PageSize <= 0 {
+		opt.PageSize = 1000
+	}
+	if opt.Client == "" {
+		opt.Client = g.cfg.Name + "-consumer"
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, opt.Max)
+	defer cancel()
+	g.mu.Lock()
+	if g.next == nil {
+		g.next = make([]int64, g.parts)
+	}
+	g.mu.Unlock()
+
+	var (
+		mu       sync.Mutex
+		st       DrainStats
+		caught   = make([]bool, g.parts)
+		lastNews = time.Now()
+	)
+	done := make(chan struct{})
+	var once sync.Once
+	finish := func() { once.Do(func() { close(done) }) }
+	var wg sync.WaitGroup
+	for p := 0; p < g.parts; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				page, err := g.fetch(ctx, p, opt.PageSize)
+				if err != nil {
+					g.log.Debug("stream read", "partition", p, "err", err)
+					sleep(ctx, 100*time.Millisecond)
+					continue
+				}
+				for _, r := range page.Records {
+					g.recordStream(opt.Client, p, r)
+				}
+				mu.Lock()
+				if n := len(page.Records); n > 0 {
+					lastNews = time.Now()
+					for _, r := range page.Records {
+						if r.Type == "gap" {
+							st.Gaps++
+						} else {
+							st.Records++
+						}
+					}
+					g.mu.Lock()
+					g.next[p] = page.Next
+					g.mu.Unlock()
+				}
+				caught[p] = page.Next >= page.HighWatermark
+				all := true
+				for _, c := range caught {
+					all = all && c
+				}
+				quiet := time.Since(lastNews) >= opt.Quiet
+				mu.Unlock()
+				if all && (g.unseen() == 0 || quiet) {
+					finish()
+					return
+				}
+				if len(page.Records) == 0 {
+					sleep(ctx, 100*time.Millisecond)
+				}
+			}
+		}(p)
+	}
+	wg.Wait()
+	st.Unseen = int64(g.unseen())
+	st.Complete = st.Unseen == 0
+	st.Duration = time.Since(start)
+	select {
+	case <-done:
+		return st, nil
+	default:
+	}
+	return st, fmt.Errorf("load: drain stopped before the streams were read to their high watermarks: %w", ctx.Err())
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (g *Generator) fetch(ctx context.Context, p, limit int) (StreamPage, error) {
+	var page StreamPage
+	addr, err := g.cl.pick()
+	if err != nil {
+		return page, err
+	}
+	g.mu.Lock()
+	from := g.next[p]
+	g.mu.Unlock()
+	o := g.cl.do(ctx, http.MethodGet, addr, fmt.Sprintf("/v1/stream/%d?from=%d&limit=%d", p, from, limit), nil)
+	if o.err != nil {
+		return page, o.err
+	}
+	if o.status != http.StatusOK {
+		return page, fmt.Errorf("%s: HTTP %d: %s", addr, o.status, truncate(o.body))
+	}
+	if err := json.Unmarshal(o.body, &page); err != nil {
+		return page, fmt.Errorf("%s: stream page: %w", addr, err)
+	}
+	if len(page.Records) > 0 && page.Records[0].Offset != from {
+		return StreamPage{}, fmt.Errorf("%s: asked from offset %d, got %d", addr, from, page.Records[0].Offset)
+	}
+	if page.Next < from {
+		page.Next = from
+	}
+	return page, nil
+}
+
+func (g *Generator) recordStream(client string, p int, r StreamRecord) {
+	ev := history.Event{Op: history.OpRecv, T: time.Now(), Client: client, Partition: p, Offset: r.Offset, Key: r.GroupKey,
+		Source: r.SourceID, Seq: r.Seq, MsgID: r.MsgID, Epoch: r.Epoch, Node: r.Node, Fingerprint: r.Fingerprint}
+	if h, err := history.ParseHLC(r.HLC); err == nil {
+		ev.HLC = h
+	}
+	if r.Type == "gap" {
+		ev = history.Event{Op: history.OpGap, T: ev.T, Client: client, Partition: p, Offset: r.Offset, Source: r.SourceID,
+			FromSeq: r.FromSeq, ToSeq: r.ToSeq, Epoch: r.Epoch, HLC: ev.HLC, Node: r.Node}
+	} else {
+		g.ackedMu.Lock()
+		delete(g.acked[p], r.MsgID)
+		g.ackedMu.Unlock()
+	}
+	g.record(ev)
+}
+
+func (g *Generator) unseen() int {
+	g.ackedMu.Lock()
+	defer g.ackedMu.Unlock()
+	n := 0
+	for _, set := range g.acked {
+		n += len(set)
+	}
+	return n
+}

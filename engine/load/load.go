@@ -1,0 +1,628 @@
+// Package load is the load generator of the availability and consistency
+// probes: many sources sending to the aggregator's HTTP API with
+// per-(source, partition) contiguous seq, snowflake msg_ids, deliberate
+// duplicates and reordering, retries that reuse the msg_id, per-key state
+// reads and writes, HDR latency histograms per phase and arm, and a consumer
+// that tails every partition's stream until drained. Every operation is
+// recorded in a history/v1 file for the consistency checker.
+//
+// A Generator is driven phase by phase (Run), so the engine can label each
+// phase and arm and change the target list between phases or during one.
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+)
+
+// Config is what a Generator sends and where.
+type Config struct {
+	// Targets are the node HTTP addresses (required).
+	Targets Targets
+	// Partitions is P; 0 asks GET /v1/cluster.
+	Partitions int
+	// Sources is the number of sources (default 8); Keys the number of group
+	// keys (default 64).
+	Sources, Keys int
+	// Batch is the number of messages per request (default 1).
+	Batch int
+	// PayloadSize is the payload length in bytes (default 128).
+	PayloadSize int
+	// Dup is the fraction of acknowledged messages re-sent later with the
+	// same msg_id, seq and fingerprint; Reorder the fraction of messages sent
+	// after their successor.
+	Dup, Reorder float64
+	// Timeout bounds one HTTP request (default 5s); MaxRetries bounds the
+	// re-sends of one message after a timeout, 5xx or 429 (default 20).
+	Timeout    time.Duration
+	MaxRetries int
+	// StateClients run per-key state reads and writes (GET/PUT /v1/state)
+	// concurrently with the messages, for I9; StateKeys is the key pool.
+	StateClients, StateKeys int
+	// History receives every operation; nil records nothing.
+	History *history.Writer
+	// Name prefixes sources, keys and history clients (default "load").
+	Name string
+	// IDNode is the snowflake node number (0..1023).
+	IDNode int64
+	// Seed seeds the random choices (0: time-based).
+	Seed int64
+	// Logger receives progress logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Phase is one stretch of load with its labels.
+type Phase struct {
+	Name string // e.g. "steady", "fault"
+	Arm  string // e.g. "canary", "control"
+	// Duration of the phase.
+	Duration time.Duration
+	// Rate > 0 is open loop: messages per second in total, issued on
+	// schedule whatever the latency (latency is measured from the scheduled
+	// time). Rate 0 is closed loop with Concurrency requests in flight
+	// (default: one per source).
+	Rate        float64
+	Concurrency int
+}
+
+// Summary is the outcome of a phase (or of all phases together).
+type Summary struct {
+	Phase      string        `json:"phase"`
+	Arm        string        `json:"arm"`
+	Requests   int64         `json:"requests"`   // HTTP requests, retries included
+	Messages   int64         `json:"messages"`   // distinct messages offered
+	OK         int64         `json:"ok"`         // new messages acknowledged (ok or duplicate)
+	Rejected   int64         `json:"rejected"`   // message attempts rejected by backpressure
+	Failed     int64         `json:"failed"`     // messages definitely not stored after retries
+	Timeouts   int64         `json:"timeouts"`   // message attempts with unknown outcome
+	Retries    int64         `json:"retries"`    // message re-sends after a failed attempt
+	Duplicates int64         `json:"duplicates"` // deliberate re-sends of acknowledged messages
+	DupAcked   int64         `json:"dup_acked"`  // deliberate re-sends acknowledged (as duplicate)
+	Reordered  int64         `json:"reordered"`  // messages sent after their successor
+	StateOps   int64         `json:"state_ops"`
+	P50        time.Duration `json:"p50"`
+	P95        time.Duration `json:"p95"`
+	P99        time.Duration `json:"p99"`
+	P999       time.Duration `json:"p999"`
+	Max        time.Duration `json:"max"`
+	Duration   time.Duration `json:"duration"`
+	Throughput float64       `json:"throughput"` // new messages acknowledged per second
+}
+
+// SuccessRatio is OK over the messages that got a final outcome.
+func (s Summary) SuccessRatio() float64 {
+	if s.Messages == 0 {
+		return 0
+	}
+	return float64(s.OK) / float64(s.Messages)
+}
+
+type source struct {
+	mu   sync.Mutex
+	name string
+	seqs []uint64 // per partition
+	held *Message // reordered message waiting for its successor
+	dups []Message
+}
+
+// Generator sends load and records it. It is safe to call Run for one phase
+// at a time; Drain after the last phase.
+type Generator struct {
+	cfg     Config
+	parts   int
+	cl      *client
+	ids     *IDGen
+	sources []*source
+	keys    []string
+	payload string
+	log     *slog.Logger
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	mu       sync.Mutex
+	phases   []Summary
+	hists    map[string]*hdrhistogram.Histogram // "phase/arm" → latency in µs
+	allHist  *hdrhistogram.Histogram
+	ackedMu  sync.Mutex
+	acked    map[int]map[string]bool // partition → acked msg ids not yet seen in the stream
+	stateSeq atomic.Int64
+	next     []int64 // per partition: the consumer's next offset
+}
+
+// New prepares a generator; it asks GET /v1/cluster for P when
+// cfg.Partitions is 0.
+func New(ctx context.Context, cfg Config) (*Generator, error) {
+	if cfg.Targets == nil || len(cfg.Targets()) == 0 {
+		return nil, errors.New("load: no targets")
+	}
+	if cfg.Sources <= 0 {
+		cfg.Sources = 8
+	}
+	if cfg.Keys <= 0 {
+		cfg.Keys = 64
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1
+	}
+	if cfg.Batch > 1000 {
+		return nil, errors.New("load: batch above the aggregator's limit of 1000 messages")
+	}
+	if cfg.PayloadSize <= 0 {
+		cfg.PayloadSize = 128
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 20
+	}
+	if cfg.StateKeys <= 0 {
+		cfg.StateKeys = 8
+	}
+	if cfg.Name == "" {
+		cfg.Name = "load"
+	}
+	if cfg.Dup < 0 || cfg.Dup > 1 || cfg.Reorder < 0 || cfg.Reorder > 1 {
+		return nil, errors.New("load: dup and reorder are fractions in [0, 1]")
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = time.Now().UnixNano()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Partitions <= 0 {
+		ci, err := FetchCluster(ctx, cfg.Targets)
+		if err != nil {
+			return nil, fmt.Errorf("load: partition count: %w", err)
+		}
+		cfg.Partitions = ci.PartitionCount
+	}
+	ids, err := NewIDGen(cfg.IDNode)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	g := &Generator{cfg: cfg, parts: cfg.Partitions, ids: ids, log: cfg.Logger,
+		cl: newClient(cfg.Targets, cfg.Timeout, 64), rng: rand.New(rand.NewSource(cfg.Seed)),
+		hists: map[string]*hdrhistogram.Histogram{}, allHist: newHist(), acked: map[int]map[string]bool{}}
+	for i := 0; i < cfg.Sources; i++ {
+		g.sources = append(g.sources, &source{name: fmt.Sprintf("%s-s%d", cfg.Name, i+1), seqs: make([]uint64, cfg.Partitions)})
+	}
+	for i := 0; i < cfg.Keys; i++ {
+		g.keys = append(g.keys, fmt.Sprintf("%s-k%d", cfg.Name, i+1))
+	}
+	g.payload = strings.Repeat("x", cfg.PayloadSize)
+	return g, nil
+}
+
+// Partitions reports P.
+func (g *Generator) Partitions() int { return g.parts }
+
+// Close releases idle connections.
+func (g *Generator) Close() { g.cl.close() }
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 3) }
+
+func (g *Generator) float() float64 {
+	g.rngMu.Lock()
+	defer g.rngMu.Unlock()
+	return g.rng.Float64()
+}
+
+func (g *Generator) intn(n int) int {
+	g.rngMu.Lock()
+	defer g.rngMu.Unlock()
+	return g.rng.Intn(n)
+}
+
+// nextBatch builds the next request of source s: new messages in seq
+// order, with a reordered message held back past its successor and
+// deliberate duplicates of acknowledged messages mixed in.
+func (g *Generator) nextBatch(s *source, n int, ps *phaseStats) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Message, 0, n+2)
+	for len(out) < n {
+		key := g.keys[g.intn(len(g.keys))]
+		p := Partition(key, g.parts)
+		s.seqs[p]++
+		id := g.ids.Next()
+		m := Message{SourceID: s.name, Seq: s.seqs[p], MsgID: id, GroupKey: key, Fingerprint: "fp-" + id,
+			EventTime: time.Now().UTC().Format(time.RFC3339Nano), TraceID: fmt.Sprintf("%032s", id), Payload: g.payload, partition: p}
+		ps.messages.Add(1)
+		if s.held == nil && g.cfg.Reorder > 0 && g.float() < g.cfg.Reorder {
+			s.held = &m // sent after the next message
+			continue
+		}
+		out = append(out, m)
+		if s.held != nil {
+			out = append(out, *s.held)
+			s.held = nil
+			ps.reordered.Add(1)
+		}
+	}
+	if len(s.dups) > 0 {
+		d := s.dups[0]
+		d.dup = true
+		out = append(out, d)
+		s.dups = s.dups[1:]
+		ps.duplicates.Add(1)
+	}
+	return out
+}
+
+// flushHeld sends nothing but returns a held message, so a phase never ends
+// with a message that was never offered.
+func (s *source) flushHeld() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		return nil
+	}
+	m := *s.held
+	s.held = nil
+	return []Message{m}
+}
+
+type phaseStats struct {
+	requests, messages, ok, dupAcked, rejected, failed, timeouts, retries, duplicates, reordered, stateOps atomic.Int64
+	histMu                                                                                                 sync.Mutex
+	hist                                                                                                   *hdrhistogram.Histogram
+}
+
+func (ps *phaseStats) observe(d time.Duration) {
+	ps.histMu.Lock()
+	defer ps.histMu.Unlock()
+	_ = ps.hist.RecordValue(max(1, d.Microseconds()))
+}
+
+// Run drives one phase and returns its summary.
+func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
+	if ph.Duration <= 0 {
+		return Summary{}, errors.New("load: phase duration must be positive")
+	}
+	ps := &phaseStats{hist: newHist()}
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, ph.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < g.cfg.StateClients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			g.stateLoop(pctx, fmt.Sprintf("%s-state%d", g.cfg.Name, i+1), ps)
+		}(i)
+	}
+	if ph.Rate > 0 {
+		g.openLoop(ctx, pctx, ph.Rate, ps)
+	} else {
+		conc := ph.Concurrency
+		if conc <= 0 {
+			conc = len(g.sources)
+		}
+		for w := 0; w < conc; w++ {
+			wg.Add(1)
+			go func(s *source) {
+				defer wg.Done()
+				for pctx.Err() == nil {
+					t0 := time.Now()
+					g.send(ctx, g.nextBatch(s, g.cfg.Batch, ps), ps, t0)
+				}
+			}(g.sources[w%len(g.sources)])
+		}
+	}
+	wg.Wait()
+	for _, s := range g.sources {
+		if held := s.flushHeld(); held != nil && ctx.Err() == nil {
+			g.send(ctx, held, ps, time.Now())
+		}
+	}
+	sum := ps.summary(ph, time.Since(start))
+	g.mu.Lock()
+	g.phases = append(g.phases, sum)
+	k := ph.Name + "/" + ph.Arm
+	if g.hists[k] == nil {
+		g.hists[k] = newHist()
+	}
+	ps.histMu.Lock()
+	g.hists[k].Merge(ps.hist)
+	g.allHist.Merge(ps.hist)
+	ps.histMu.Unlock()
+	g.mu.Unlock()
+	return sum, ctx.Err()
+}
+
+// openLoop issues batches on a fixed schedule; each batch runs in its own
+// goroutine (bounded), and latency counts from the scheduled time.
+func (g *Generator) openLoop(ctx, pctx context.Context, rate float64, ps *phaseStats) {
+	interval := time.Duration(float64(time.Second) * float64(g.cfg.Batch) / rate)
+	if interval <= 0 {
+		interval = time.Microsecond
+	}
+	sem := make(chan struct{}, 4096)
+	var wg sync.WaitGroup
+	next := time.Now()
+	for i := 0; ; i++ {
+		if d := time.Until(next); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-pctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+		}
+		if pctx.Err() != nil {
+			break
+		}
+		sched := next
+		next = next.Add(interval)
+		s := g.sources[i%len(g.sources)]
+		batch := g.nextBatch(s, g.cfg.Batch, ps)
+		select {
+		case sem <- struct{}{}:
+		case <-pctx.Done():
+		}
+		if pctx.Err() != nil {
+			// offered but never sent: make it a definite client-side failure
+			g.send(ctx, batch, ps, sched)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			g.send(ctx, batch, ps, sched)
+		}()
+	}
+	wg.Wait()
+}
+
+// send delivers one batch with retries and records every attempt.
+func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, sched time.Time) {
+	pending := batch
+	src := g.sourceOf(batch)
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > 0 {
+			ps.retries.Add(int64(len(pending)))
+		}
+		addr, err := g.cl.pick()
+		if err != nil {
+			g.finalFail(pending, ps)
+			return
+		}
+		body, _ := json.Marshal(struct {
+			Messages []Message `json:"messages"`
+		}{pending})
+		ps.requests.Add(1)
+		o := g.cl.do(ctx, http.MethodPost, addr, "/v1/messages", body)
+		now := time.Now()
+		var results []Result
+		if o.err == nil {
+			var resp struct {
+				Results []Result `json:"results"`
+			}
+			if json.Unmarshal(o.body, &resp) == nil && len(resp.Results) == len(pending) {
+				results = resp.Results
+			}
+		}
+		var retry []Message
+		var wait time.Duration
+		allOK := true
+		for i, m := range pending {
+			ev := history.Event{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
+				Fingerprint: m.Fingerprint, Partition: m.partition, HasPartition: true}
+			if results == nil {
+				ev.Result = history.ResultTimeout
+				ps.timeouts.Add(1)
+				retry = append(retry, m)
+				allOK = false
+				g.record(ev)
+				continue
+			}
+			r := results[i]
+			ev.Node, ev.Epoch = r.Node, r.Epoch
+			if h, err := history.ParseHLC(r.HLC); err == nil {
+				ev.HLC = h
+			}
+			switch outcome(r) {
+			case history.ResultOK:
+				ev.Result = history.ResultOK
+				if m.dup {
+					ps.dupAcked.Add(1)
+					break
+				}
+				ps.ok.Add(1)
+				g.noteAcked(m)
+				if g.cfg.Dup > 0 && g.float() < g.cfg.Dup {
+					g.queueDup(m)
+				}
+			case history.ResultRejected:
+				ev.Result = history.ResultRejected
+				ps.rejected.Add(1)
+				retry = append(retry, m)
+				wait = max(wait, time.Duration(r.RetryAfterMs)*time.Millisecond)
+				allOK = false
+			case history.ResultFail:
+				ev.Result = history.ResultFail
+				allOK = false
+				if r.ErrorKind == "no_leader" || r.ErrorKind == "not_leader" {
+					retry = append(retry, m) // definitely not stored; try again
+				} else if !m.dup {
+					ps.failed.Add(1)
+				}
+			default:
+				ev.Result = history.ResultTimeout
+				ps.timeouts.Add(1)
+				retry = append(retry, m)
+				allOK = false
+			}
+			g.record(ev)
+		}
+		if allOK {
+			ps.observe(now.Sub(sched))
+		}
+		if len(retry) == 0 {
+			return
+		}
+		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil {
+			ps.failed.Add(int64(len(retry)))
+			return
+		}
+		pending = retry
+		if wait == 0 {
+			wait = o.retryAfter
+		}
+		if wait == 0 {
+			wait = min(time.Duration(1<<min(attempt, 6))*20*time.Millisecond, time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Generator) finalFail(ms []Message, ps *phaseStats) {
+	ps.failed.Add(int64(len(ms)))
+}
+
+func (g *Generator) sourceOf(batch []Message) string {
+	if len(batch) == 0 {
+		return ""
+	}
+	return batch[0].SourceID
+}
+
+// outcome maps an aggregator result to a history result: acknowledgements
+// are ok; explicit backpressure is rejected; refusals that the aggregator
+// guarantees were not stored are fail; everything else is an unknown outcome.
+func outcome(r Result) history.Result {
+	switch r.Status {
+	case "ok", "duplicate":
+		return history.ResultOK
+	case "rejected":
+		return history.ResultRejected
+	case "stale_epoch":
+		return history.ResultFail
+	case "error":
+		switch r.ErrorKind {
+		case "no_leader", "not_leader", "late", "invalid", "overload":
+			return history.ResultFail
+		}
+	}
+	return history.ResultTimeout
+}
+
+func (g *Generator) record(ev history.Event) {
+	if g.cfg.History == nil {
+		return
+	}
+	if err := g.cfg.History.Write(ev); err != nil {
+		g.log.Error("history write", "err", err)
+	}
+}
+
+// Record writes an event (for example a nemesis node event) to the history.
+func (g *Generator) Record(ev history.Event) { g.record(ev) }
+
+func (g *Generator) noteAcked(m Message) {
+	g.ackedMu.Lock()
+	defer g.ackedMu.Unlock()
+	set := g.acked[m.partition]
+	if set == nil {
+		set = map[string]bool{}
+		g.acked[m.partition] = set
+	}
+	set[m.MsgID] = true
+}
+
+func (g *Generator) queueDup(m Message) {
+	for _, s := range g.sources {
+		if s.name == m.SourceID {
+			s.mu.Lock()
+			if len(s.dups) < 1024 {
+				s.dups = append(s.dups, m)
+			}
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (ps *phaseStats) summary(ph Phase, d time.Duration) Summary {
+	ps.histMu.Lock()
+	defer ps.histMu.Unlock()
+	s := Summary{Phase: ph.Name, Arm: ph.Arm, Requests: ps.requests.Load(), Messages: ps.messages.Load(), OK: ps.ok.Load(),
+		Rejected: ps.rejected.Load(), Failed: ps.failed.Load(), Timeouts: ps.timeouts.Load(), Retries: ps.retries.Load(),
+		Duplicates: ps.duplicates.Load(), DupAcked: ps.dupAcked.Load(), Reordered: ps.reordered.Load(), StateOps: ps.stateOps.Load(), Duration: d}
+	fillQuantiles(&s, ps.hist)
+	s.Throughput = float64(s.OK) / d.Seconds()
+	return s
+}
+
+func fillQuantiles(s *Summary, h *hdrhistogram.Histogram) {
+	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	s.P50, s.P95, s.P99, s.P999, s.Max = us(h.ValueAtQuantile(50)), us(h.ValueAtQuantile(95)), us(h.ValueAtQuantile(99)), us(h.ValueAtQuantile(99.9)), us(h.Max())
+}
+
+// Summaries returns every phase's summary so far, in order.
+func (g *Generator) Summaries() []Summary {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Summary(nil), g.phases...)
+}
+
+// Total sums every phase; its latency quantiles come from the merged
+// histogram.
+func (g *Generator) Total() Summary {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := Summary{Phase: "total"}
+	for _, p := range g.phases {
+		t.Requests += p.Requests
+		t.Messages += p.Messages
+		t.OK += p.OK
+		t.Rejected += p.Rejected
+		t.Failed += p.Failed
+		t.Timeouts += p.Timeouts
+		t.Retries += p.Retries
+		t.Duplicates += p.Duplicates
+		t.DupAcked += p.DupAcked
+		t.Reordered += p.Reordered
+		t.StateOps += p.StateOps
+		t.Duration += p.Duration
+	}
+	fillQuantiles(&t, g.allHist)
+	if t.Duration > 0 {
+		t.Throughput = float64(t.OK) / t.Duration.Seconds()
+	}
+	return t
+}
+
+// Histogram returns a copy of the latency histogram (µs) of one phase and
+// arm, or nil.
+func (g *Generator) Histogram(phase, arm string) *hdrhistogram.Histogram {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.hists[phase+"/"+arm]
+	if h == nil {
+		return nil
+	}
+	return hdrhistogram.Import(h.Export())
+}

@@ -1,0 +1,110 @@
+package load
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestJumpHashRangeAndConsistency(t *testing.T) {
+	moved := 0
+	for k := uint64(0); k < 10000; k++ {
+		key := k * 0x9E3779B97F4A7C15
+		a, b := JumpHash(key, 16), JumpHash(key, 17)
+		if a < 0 || a >= 16 || b < 0 || b >= 17 {
+			t.Fatalf("out of range: %d %d", a, b)
+		}
+		if a != b {
+			if b != 16 {
+				t.Fatalf("key moved between old buckets %d→%d", a, b)
+			}
+			moved++
+		}
+	}
+	// about 1/17 of the keys move to the new bucket
+	if moved < 400 || moved > 800 {
+		t.Fatalf("%d of 10000 keys moved", moved)
+	}
+	if JumpHash(0, 1) != 0 {
+		t.Fatal("one bucket must be bucket 0")
+	}
+}
+
+func TestPartitionIsStable(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if p := Partition(k, 16); p != Partition(k, 16) || p < 0 || p >= 16 {
+			t.Fatalf("partition of %s: %d", k, p)
+		}
+	}
+}
+
+func TestIDGenStrictlyIncreasingUnderConcurrency(t *testing.T) {
+	g, err := NewIDGen(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := int64(0)
+			for i := 0; i < 5000; i++ {
+				id := g.Next()
+				n, err := strconv.ParseInt(id, 10, 64)
+				if err != nil || n <= last {
+					t.Errorf("id %s not increasing after %d", id, last)
+					return
+				}
+				last = n
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("id %s twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// a clock stepped back must not repeat ids
+	g.last = 1 << 62
+	if n, _ := strconv.ParseInt(g.Next(), 10, 64); n != 1<<62+1 {
+		t.Fatalf("id after a clock step back: %d", n)
+	}
+}
+
+func TestOutcomeMapping(t *testing.T) {
+	cases := map[Result]history.Result{
+		{Status: "ok"}:                                  history.ResultOK,
+		{Status: "duplicate"}:                           history.ResultOK,
+		{Status: "rejected"}:                            history.ResultRejected,
+		{Status: "stale_epoch"}:                         history.ResultFail,
+		{Status: "error", ErrorKind: "no_leader"}:       history.ResultFail,
+		{Status: "error", ErrorKind: "late"}:            history.ResultFail,
+		{Status: "error", ErrorKind: "unknown_outcome"}: history.ResultTimeout,
+		{Status: "error", ErrorKind: "internal"}:        history.ResultTimeout,
+		{Status: "something new"}:                       history.ResultTimeout,
+	}
+	for r, want := range cases {
+		if got := outcome(r); got != want {
+			t.Errorf("%+v: %s, want %s", r, got, want)
+		}
+	}
+}
+
+func TestStateDigest(t *testing.T) {
+	if stateDigest("INIT", 0, "") != "" || stateDigest("DONE", 2, "v") != "DONE/2/v" {
+		t.Fatal("digest format changed")
+	}
+}
