@@ -17,7 +17,9 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newBenchCmd(),
 		newCheckCmd(),
+		newLoadCmd(),
 		newDecideCmd(),
+		withSubcommands(newAggregatorCmd(), newAggregatorClusterCmd()),
 	)
 	return root
 }

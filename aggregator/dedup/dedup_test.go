@@ -1,0 +1,84 @@
+package dedup
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestTTLAndBound(t *testing.T) {
+	s := New(100, 3)
+	s.Add("1", "a", 0)
+	if !s.Contains("1", "a", 50) || s.Contains("1", "b", 50) {
+		t.Fatal("pair identity")
+	}
+	if s.Contains("1", "a", 100) {
+		t.Fatal("expired entry still present")
+	}
+	for i := range 10 {
+		s.Add(fmt.Sprint(i+2), "x", 10)
+	}
+	if s.Len() != 3 {
+		t.Fatalf("len %d > bound", s.Len())
+	}
+	if !s.Contains("11", "x", 10) || s.Contains("2", "x", 10) {
+		t.Fatal("must evict oldest first")
+	}
+}
+
+// Property against a naive model (a list scanned linearly).
+func TestPropertyAgainstModel(t *testing.T) {
+	for trial := range 200 {
+		r := rand.New(rand.NewPCG(uint64(trial), 1))
+		ttl, max := int64(1+r.IntN(50)), 1+r.IntN(20)
+		s := New(ttl, max)
+		type ent struct {
+			k  string
+			at int64
+		}
+		var model []ent
+		var now int64
+		for range 300 {
+			now += int64(r.IntN(4))
+			k := fmt.Sprint(r.IntN(40))
+			present := false
+			for _, e := range model {
+				if e.k == k && e.at > now-ttl {
+					present = true
+				}
+			}
+			if got := s.Contains(k, "f", now); got != present {
+				t.Fatalf("trial %d: contains(%s)=%v model %v", trial, k, got, present)
+			}
+			if !present {
+				// model: drop the stale entry of k, append, evict
+				kept := model[:0]
+				for _, e := range model {
+					if e.k != k {
+						kept = append(kept, e)
+					}
+				}
+				model = append(kept, ent{k, now})
+			}
+			s.Add(k, "f", now)
+			for len(model) > 0 && (len(model) > max || model[0].at <= now-ttl) {
+				model = model[1:]
+			}
+			if s.Len() > max {
+				t.Fatalf("trial %d: len %d > %d", trial, s.Len(), max)
+			}
+		}
+		c := New(ttl, max)
+		c.Restore(s.Entries())
+		for i := range 40 {
+			k := fmt.Sprint(i)
+			if c.Contains(k, "f", now) != s.Contains(k, "f", now) {
+				t.Fatalf("trial %d: restore differs on %s", trial, k)
+			}
+		}
+	}
+}

@@ -1,0 +1,270 @@
+// Package node is one reference-aggregator node: its partitions (raft
+// groups with deterministic state machines), its HTTP and gRPC APIs,
+// forwarding to partition leaders, admission control, metrics, health and
+// the defect zoo.
+package node
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Defect names (--defect NAME). Each turns on one known-bad behaviour.
+const (
+	DefectAckBeforeCommit = "ack-before-commit"
+	DefectNoDedup         = "no-dedup"
+	DefectStaleRead       = "stale-read"
+	DefectUnboundedQueue  = "unbounded-queue"
+	DefectSlowPath        = "slow-path"
+	DefectErrorRate       = "error-rate"
+	DefectHLCNoUpdate     = "hlc-no-update"
+	DefectGCChurn         = "gc-churn"
+	DefectLeak            = "leak"
+)
+
+// DefectHelp describes every defect.
+var DefectHelp = map[string]string{
+	DefectAckBeforeCommit: "acknowledge writes before a majority commits them (acked writes are lost when a leader is cut off)",
+	DefectNoDedup:         "disable both dedup levels (retries and duplicates reach the output stream)",
+	DefectStaleRead:       "serve stream and state reads locally without a quorum check (split-brain reads)",
+	DefectUnboundedQueue:  "no queue bound, no adaptive limit, no memory admission (memory grows under overload)",
+	DefectSlowPath:        "add latency to every request (--slow-path-delay)",
+	DefectErrorRate:       "fail a fraction of requests before storing them (--error-rate)",
+	DefectHLCNoUpdate:     "the hybrid logical clock ignores received timestamps (HLC regressions after failover)",
+	DefectGCChurn:         "allocate heavily on every request (GC pauses)",
+	DefectLeak:            "retain a copy of every request (memory grows)",
+}
+
+// Defects is the set of defects turned on.
+type Defects map[string]bool
+
+// ParseDefects validates names; an unknown name is an error listing the
+// known ones.
+func ParseDefects(names []string) (Defects, error) {
+	d := Defects{}
+	for _, raw := range names {
+		for _, n := range strings.Split(raw, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if _, ok := DefectHelp[n]; !ok {
+				return nil, fmt.Errorf("unknown defect %q: known defects are %s", n, strings.Join(KnownDefects(), ", "))
+			}
+			d[n] = true
+		}
+	}
+	return d, nil
+}
+
+// KnownDefects lists every defect name, sorted.
+func KnownDefects() []string {
+	out := make([]string, 0, len(DefectHelp))
+	for k := range DefectHelp {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Has reports whether defect name is on.
+func (d Defects) Has(name string) bool { return d[name] }
+
+// List returns the defects turned on, sorted.
+func (d Defects) List() []string {
+	out := make([]string, 0, len(d))
+	for k, on := range d {
+		if on {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Config configures a node. Zero values take the defaults of Defaults.
+type Config struct {
+	ID         string
+	HTTPListen string
+	GRPCListen string
+	RaftListen string
+	// Listeners, when set, are used instead of listening on the addresses.
+	HTTPListener net.Listener
+	GRPCListener net.Listener
+	RaftListener net.Listener
+	// Peers are the raft addresses this node dials, by node id (every node,
+	// itself included). PeerHTTP and PeerGRPC are the API addresses used to
+	// forward to leaders and reported by GET /v1/cluster.
+	Peers    map[string]string
+	PeerHTTP map[string]string
+	PeerGRPC map[string]string
+	DataDir  string
+
+	Partitions int
+	Defects    Defects
+	// RSSCap bounds memory: admission refuses new work above 80% of it.
+	RSSCap int64
+
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	ApplyTimeout      time.Duration
+	RequestTimeout    time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	BalanceInterval   time.Duration
+
+	ReorderTimeout     time.Duration
+	ReorderMaxCount    int
+	ReorderMaxDistance int
+	TickInterval       time.Duration
+	DedupTTL           time.Duration
+	DedupMax           int
+	MaxClockOffset     time.Duration
+
+	SourceRate      float64
+	ConnRate        float64
+	MaxRequests     int
+	QueueDepth      int
+	MaxBatch        int
+	InflightInitial int
+	InflightMax     int
+	LatencyTarget   time.Duration
+
+	SlowPathDelay time.Duration
+	ErrorRate     float64
+
+	// Physical is the physical clock in Unix ns (default time.Now).
+	Physical func() int64
+	// Logger receives the node's logs (default slog.Default()).
+	Logger *slog.Logger
+	// LogOutput receives raft's own logs (default os.Stderr).
+	LogOutput io.Writer
+	// RaftLogLevel is raft's log level (default "warn").
+	RaftLogLevel string
+}
+
+// Defaults fills zero fields.
+func (c *Config) Defaults() {
+	def := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defi := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 16
+	}
+	if c.RSSCap == 0 {
+		c.RSSCap = 256 << 20
+	}
+	def(&c.HeartbeatTimeout, time.Second)
+	def(&c.ElectionTimeout, time.Second)
+	def(&c.ApplyTimeout, 5*time.Second)
+	def(&c.RequestTimeout, 10*time.Second)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 4096
+	}
+	def(&c.SnapshotInterval, 30*time.Second)
+	def(&c.BalanceInterval, 2*time.Second)
+	def(&c.ReorderTimeout, 2*time.Second)
+	defi(&c.ReorderMaxCount, 1024)
+	defi(&c.ReorderMaxDistance, 4096)
+	def(&c.TickInterval, c.ReorderTimeout/4)
+	def(&c.DedupTTL, 10*time.Minute)
+	defi(&c.DedupMax, 100000)
+	def(&c.MaxClockOffset, 500*time.Millisecond)
+	if c.SourceRate == 0 {
+		c.SourceRate = 50000
+	}
+	if c.ConnRate == 0 {
+		c.ConnRate = 100000
+	}
+	defi(&c.MaxRequests, 1024)
+	defi(&c.QueueDepth, 1024)
+	defi(&c.MaxBatch, 512)
+	defi(&c.InflightInitial, 4096)
+	defi(&c.InflightMax, 32768)
+	def(&c.LatencyTarget, 250*time.Millisecond)
+	def(&c.SlowPathDelay, 50*time.Millisecond)
+	if c.ErrorRate == 0 {
+		c.ErrorRate = 0.1
+	}
+	if c.Defects == nil {
+		c.Defects = Defects{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LogOutput == nil {
+		c.LogOutput = os.Stderr
+	}
+	if c.RaftLogLevel == "" {
+		c.RaftLogLevel = "warn"
+	}
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("--id is required")
+	case c.DataDir == "":
+		return fmt.Errorf("--data-dir is required")
+	case c.Partitions < 1 || c.Partitions > 4096:
+		return fmt.Errorf("--partitions %d: want 1..4096", c.Partitions)
+	case len(c.Peers) == 0:
+		return fmt.Errorf("--peers is required (n1=ADDR,n2=ADDR,...; include this node)")
+	case c.Peers[c.ID] == "":
+		return fmt.Errorf("--peers has no address for this node %q", c.ID)
+	case c.ErrorRate < 0 || c.ErrorRate > 1:
+		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
+	}
+	for id := range c.Peers {
+		if id != c.ID && c.PeerHTTP[id] == "" {
+			return fmt.Errorf("--peer-http has no address for node %q (needed to forward to it)", id)
+		}
+	}
+	return nil
+}
+
+// ParseAddrMap reads "n1=ADDR,n2=ADDR".
+func ParseAddrMap(flag, s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--%s: %q is not ID=HOST:PORT (e.g. n1=127.0.0.1:7201)", flag, part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--%s: %s: %v", flag, part, err)
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("--%s: node %q given twice", flag, id)
+		}
+		out[id] = addr
+	}
+	return out, nil
+}
+
+func sortedIDs(m map[string]string) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

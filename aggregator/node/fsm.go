@@ -1,0 +1,437 @@
+package node
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/chaosgate/chaosgate/aggregator/dedup"
+	"github.com/chaosgate/chaosgate/aggregator/hlc"
+	"github.com/chaosgate/chaosgate/aggregator/reorder"
+	"github.com/chaosgate/chaosgate/aggregator/state"
+)
+
+// Command kinds in the replicated log.
+const (
+	cmdBatch = 1 + iota // a batch of stamped messages
+	cmdTick             // the leader's clock: expire reorder holes
+	cmdPut              // a per-key state compare-and-set
+)
+
+// command is one replicated log entry. Everything the state machine needs
+// to decide is inside it (the leader's clock reading included), so every
+// replica applies it identically.
+type command struct {
+	K int       `json:"k"`
+	N string    `json:"n"`           // proposing leader
+	T int64     `json:"t"`           // leader HLC wall (ns): the FSM's clock
+	H string    `json:"h,omitempty"` // HLC of a tick or put
+	M []stamped `json:"m,omitempty"`
+	P *putCmd   `json:"p,omitempty"`
+}
+
+type stamped struct {
+	Message
+	H string `json:"h"`
+}
+
+type putCmd struct {
+	Key      string `json:"key"`
+	State    string `json:"state"`
+	Expected uint64 `json:"expected"`
+	Value    string `json:"value"`
+}
+
+// putResult is the FSM's answer to a cmdPut.
+type putResult struct {
+	Outcome state.Outcome
+	Value   state.Value
+}
+
+// fsmConfig is the state machine's behaviour, identical on every replica.
+type fsmConfig struct {
+	Partition int
+	Reorder   reorder.Config
+	DedupTTL  int64
+	DedupMax  int
+	NoDedup   bool
+}
+
+// fsmHooks observe the state machine (metrics, clock merging).
+type fsmHooks struct {
+	observeHLC func(hlc.Timestamp)
+	dedupHit   func(level string)
+	gap        func(n uint64)
+	late       func()
+}
+
+// fsm is the deterministic replicated state machine of one partition.
+type fsm struct {
+	cfg   fsmConfig
+	hooks fsmHooks
+	db    *bolt.DB // the output stream (rebuilt from snapshot + log after a crash)
+
+	mu        sync.RWMutex
+	buf       *reorder.Buffer[stamped]
+	dd        *dedup.Set
+	kv        map[string]state.Value
+	next      uint64 // next stream offset
+	gaps      uint64 // gap records emitted
+	lastIndex uint64
+	lastTerm  uint64
+
+	hwm     atomic.Uint64 // readable high watermark (records < hwm are durable in db)
+	changed chan struct{} // closed and replaced when hwm moves
+	chMu    sync.Mutex
+}
+
+var bucketRecords = []byte("records")
+
+func newFSM(cfg fsmConfig, db *bolt.DB, hooks fsmHooks) (*fsm, error) {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketRecords)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return &fsm{
+		cfg: cfg, hooks: hooks, db: db,
+		buf:     reorder.New[stamped](cfg.Reorder),
+		dd:      dedup.New(cfg.DedupTTL, cfg.DedupMax),
+		kv:      map[string]state.Value{},
+		changed: make(chan struct{}),
+	}, nil
+}
+
+func offKey(o uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], o)
+	return b[:]
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: one stream write per batch.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var recs []Record
+	f.mu.Lock()
+	for i, l := range logs {
+		f.lastIndex, f.lastTerm = l.Index, l.Term
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		var c command
+		if err := json.Unmarshal(l.Data, &c); err != nil {
+			out[i] = fmt.Errorf("partition %d: undecodable log entry %d: %w", f.cfg.Partition, l.Index, err)
+			continue
+		}
+		out[i], recs = f.applyCommand(l, &c, recs)
+	}
+	f.mu.Unlock()
+	if len(recs) > 0 {
+		if err := f.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketRecords)
+			for i := range recs {
+				v, _ := json.Marshal(&recs[i])
+				if err := b.Put(offKey(recs[i].Offset), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			// The stream store is derived state; failing to write it is fatal
+			// for this replica's correctness, so stop serving it.
+			panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
+		}
+		f.publish(recs[len(recs)-1].Offset + 1)
+	}
+	return out
+}
+
+func (f *fsm) publish(hwm uint64) {
+	f.hwm.Store(hwm)
+	f.chMu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.chMu.Unlock()
+}
+
+// waitChan returns a channel closed when the high watermark next moves.
+func (f *fsm) waitChan() <-chan struct{} {
+	f.chMu.Lock()
+	defer f.chMu.Unlock()
+	return f.changed
+}
+
+func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Record) {
+	emit := func(ev reorder.Event[stamped], h string) {
+		r := Record{Offset: f.next, SourceID: ev.Source, Epoch: l.Term, HLC: h, Node: c.N}
+		if ev.Kind == reorder.EventGap {
+			r.Type, r.FromSeq, r.ToSeq = RecordGap, ev.FromSeq, ev.ToSeq
+			f.gaps++
+			if f.hooks.gap != nil {
+				f.hooks.gap(ev.ToSeq - ev.FromSeq + 1)
+			}
+		} else {
+			m := ev.Value
+			r.Type, r.Seq, r.MsgID, r.GroupKey, r.Fingerprint = RecordMessage, m.Seq, m.MsgID, m.GroupKey, m.Fingerprint
+			r.EventTime, r.TraceID, r.Payload = m.EventTime, m.TraceID, m.Payload
+		}
+		recs = append(recs, r)
+		f.next++
+	}
+	if c.H != "" {
+		f.observe(c.H)
+	}
+	switch c.K {
+	case cmdTick:
+		for _, ev := range f.buf.Expire(c.T) {
+			emit(ev, c.H)
+		}
+		return nil, recs
+	case cmdPut:
+		p := c.P
+		to, _ := state.ParsePhase(p.State)
+		out, v := state.Put(f.kv[p.Key], to, p.Value, p.Expected, l.Term, c.H)
+		if out == state.Applied {
+			f.kv[p.Key] = v
+		}
+		return putResult{Outcome: out, Value: v}, recs
+	case cmdBatch:
+		res := make([]Result, len(c.M))
+		for i := range c.M {
+			m := &c.M[i]
+			f.observe(m.H)
+			r := Result{MsgID: m.MsgID, Partition: f.cfg.Partition, Epoch: l.Term, HLC: m.H, Node: c.N}
+			switch {
+			case m.Epoch > 0 && m.Epoch < l.Term:
+				r.Status, r.Error = StatusStaleEpoch, fmt.Sprintf("epoch %d is stale: partition %d is at epoch %d", m.Epoch, f.cfg.Partition, l.Term)
+			case !f.cfg.NoDedup && f.dd.Contains(m.MsgID, m.Fingerprint, c.T):
+				r.Status = StatusDuplicate
+				if f.hooks.dedupHit != nil {
+					f.hooks.dedupHit("msg_id")
+				}
+			default:
+				outcome, evs := f.buf.Offer(m.SourceID, m.Seq, c.T, *m)
+				switch {
+				case outcome == reorder.Accepted || f.cfg.NoDedup:
+					r.Status = StatusOK
+					if outcome != reorder.Accepted { // no-dedup: emit the copy anyway
+						evs = []reorder.Event[stamped]{{Kind: reorder.EventMessage, Source: m.SourceID, Seq: m.Seq, Value: *m}}
+					}
+					if !f.cfg.NoDedup {
+						f.dd.Add(m.MsgID, m.Fingerprint, c.T)
+					}
+					for _, ev := range evs {
+						if ev.Kind == reorder.EventMessage && ev.Value.MsgID == m.MsgID && ev.Seq == m.Seq {
+							off := int64(f.next)
+							r.Offset = &off
+						}
+						emit(ev, m.H)
+					}
+				case outcome == reorder.Duplicate:
+					r.Status = StatusDuplicate
+					if f.hooks.dedupHit != nil {
+						f.hooks.dedupHit("seq")
+					}
+				default:
+					r.Status, r.ErrorKind = StatusError, "late"
+					r.Error = fmt.Sprintf("late: seq %d of source %s in partition %d was already declared a gap", m.Seq, m.SourceID, f.cfg.Partition)
+					if f.hooks.late != nil {
+						f.hooks.late()
+					}
+				}
+			}
+			res[i] = r
+		}
+		return res, recs
+	}
+	return fmt.Errorf("unknown command kind %d", c.K), recs
+}
+
+func (f *fsm) observe(h string) {
+	if f.hooks.observeHLC == nil {
+		return
+	}
+	if ts, err := hlc.Parse(h); err == nil {
+		f.hooks.observeHLC(ts)
+	}
+}
+
+// get returns the state of key.
+func (f *fsm) get(key string) state.Value {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	v := f.kv[key]
+	if v.Phase == 0 {
+		v.Phase = state.Init
+	}
+	return v
+}
+
+// depth and dedupLen are gauges.
+func (f *fsm) stats() (depth, dedupLen int, gaps uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.buf.Depth(), f.dd.Len(), f.gaps
+}
+
+// read returns up to limit records from offset from (only records below
+// the high watermark, i.e. committed and applied).
+func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
+	hwm := f.hwm.Load()
+	recs := make([]Record, 0, min(limit, 256))
+	if from >= hwm {
+		return recs, hwm, nil
+	}
+	err := f.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		for k, v := c.Seek(offKey(from)); k != nil && len(recs) < limit; k, v = c.Next() {
+			if binary.BigEndian.Uint64(k) >= hwm {
+				break
+			}
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			recs = append(recs, r)
+		}
+		return nil
+	})
+	return recs, hwm, err
+}
+
+// snapshotState is the in-memory part of a snapshot.
+type snapshotState struct {
+	Partition int                                     `json:"partition"`
+	Next      uint64                                  `json:"next"`
+	Gaps      uint64                                  `json:"gaps"`
+	Reorder   map[string]reorder.SourceState[stamped] `json:"reorder"`
+	Dedup     []dedup.Entry                           `json:"dedup"`
+	KV        map[string]state.Value                  `json:"kv"`
+}
+
+// Snapshot implements raft.FSM: it captures the in-memory state; Persist
+// streams it and the output stream records below the captured offset.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	kv := make(map[string]state.Value, len(f.kv))
+	for k, v := range f.kv {
+		kv[k] = v
+	}
+	return &fsmSnapshot{f: f, st: snapshotState{Partition: f.cfg.Partition, Next: f.next, Gaps: f.gaps,
+		Reorder: f.buf.State(), Dedup: f.dd.Entries(), KV: kv}}, nil
+}
+
+type fsmSnapshot struct {
+	f  *fsm
+	st snapshotState
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriterSize(sink, 1<<16)
+	err := func() error {
+		enc := json.NewEncoder(w)
+		if err := enc.Encode(&s.st); err != nil {
+			return err
+		}
+		return s.f.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketRecords).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if binary.BigEndian.Uint64(k) >= s.st.Next {
+					break
+				}
+				if _, err := w.Write(v); err != nil {
+					return err
+				}
+				if err := w.WriteByte('\n'); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}()
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// Restore implements raft.FSM: it replaces the state and rewrites the
+// output stream from the snapshot.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(rc, 1<<16))
+	var st snapshotState
+	if err := dec.Decode(&st); err != nil {
+		return fmt.Errorf("partition %d: snapshot header: %w", f.cfg.Partition, err)
+	}
+	if err := f.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketRecords); err != nil && !strings.Contains(err.Error(), "not found") {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketRecords)
+		return err
+	}); err != nil {
+		return err
+	}
+	var n uint64
+	for {
+		batch := make([]json.RawMessage, 0, 4096)
+		for len(batch) < 4096 {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err == io.EOF {
+				break
+			} else if err != nil {
+				return fmt.Errorf("partition %d: snapshot record %d: %w", f.cfg.Partition, n, err)
+			}
+			batch = append(batch, raw)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		if err := f.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketRecords)
+			for _, raw := range batch {
+				if err := b.Put(offKey(n), raw); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if n != st.Next {
+		return fmt.Errorf("partition %d: snapshot holds %d records, header says %d", f.cfg.Partition, n, st.Next)
+	}
+	f.mu.Lock()
+	f.buf.Restore(st.Reorder)
+	f.dd.Restore(st.Dedup)
+	f.kv = st.KV
+	if f.kv == nil {
+		f.kv = map[string]state.Value{}
+	}
+	f.next, f.gaps = st.Next, st.Gaps
+	f.mu.Unlock()
+	f.publish(st.Next)
+	return nil
+}
