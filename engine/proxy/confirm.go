@@ -141,4 +141,3 @@ func shortErr(s string) string {
 	}
 	return s
 }
-

@@ -242,3 +242,14 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", addr)
 }
+
+// AddResponseLatency delays the data flowing back from the upstream (the
+// response path) by latency ± jitter.
+func (s *Set) AddResponseLatency(proxyName, toxic string, latency, jitter time.Duration) error {
+	p, err := s.get(proxyName)
+	if err != nil {
+		return err
+	}
+	return s.addToxic(p, toxicJSON{Name: toxic, Type: "latency", Stream: "downstream", Toxicity: 1,
+		Attributes: map[string]any{"latency": latency.Milliseconds(), "jitter": jitter.Milliseconds()}})
+}

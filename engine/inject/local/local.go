@@ -1,0 +1,602 @@
+// Package local injects faults into local clusters: signals to node
+// processes (podKill, podPause) and toxics on the user-space fault proxies
+// in front of every client→node and node→node edge (networkDelay,
+// partition, splitBrain). Every call acts on one target, is idempotent, and
+// records in Applied.Undo what Recover needs, so recovery works from the
+// journal alone after a crash.
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/proxy"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// Backend is the Applied.Backend of this package.
+const Backend = "local"
+
+// Nodes is what the injector needs from the local cluster supervisor.
+type Nodes interface {
+	// Pid returns the current pid of a node's process.
+	Pid(arm engine.Arm, node string) (int, error)
+	// WaitReady blocks until the node is serving again (after a restart).
+	WaitReady(ctx context.Context, arm engine.Arm, node string) error
+}
+
+// Leaders returns partition → leader node of an arm (from the
+// aggregator's GET /v1/cluster).
+type Leaders func(ctx context.Context, arm engine.Arm) (map[int]string, error)
+
+// Config wires the injector. Nodes is needed for podKill/podPause, Proxies
+// for the network faults, Leaders for splitBrain.
+type Config struct {
+	Nodes   Nodes
+	Proxies *proxy.Set
+	Leaders Leaders
+	// Cluster names an arm's proxies (default: the arm's name), so edges are
+	// proxy.EdgeName(Cluster(arm), from, to) with from "client" for client
+	// edges.
+	Cluster func(engine.Arm) string
+	// RoundTripFor returns how to measure a round trip through a proxy (nil:
+	// that edge cannot be measured). Default: HTTP GET /livez on client
+	// edges, nothing on node→node edges.
+	RoundTripFor func(proxyName string) proxy.RoundTrip
+	// KillTimeout bounds the wait for a killed or paused process to change
+	// state (default 5s).
+	KillTimeout time.Duration
+}
+
+// Injector is the local fault backend. It implements engine.Injector,
+// engine.Preparer and engine.Confirmer.
+type Injector struct {
+	cfg Config
+
+	mu     sync.Mutex
+	before map[string]proxy.Sample // RTT measured before a delay, by fault ID
+}
+
+// New returns a local injector.
+func New(cfg Config) *Injector {
+	if cfg.Cluster == nil {
+		cfg.Cluster = func(a engine.Arm) string { return a.String() }
+	}
+	if cfg.RoundTripFor == nil {
+		cfg.RoundTripFor = func(name string) proxy.RoundTrip {
+			if strings.Contains(name, "/client->") {
+				return proxy.HTTPRoundTrip("/livez")
+			}
+			return nil
+		}
+	}
+	if cfg.KillTimeout <= 0 {
+		cfg.KillTimeout = 5 * time.Second
+	}
+	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}}
+}
+
+// Undo is the serialised undo information of a local fault.
+type Undo struct {
+	Arm engine.Arm `json:"arm"`
+	// Node and Proc: the process a podKill or podPause acted on.
+	Node string       `json:"node,omitempty"`
+	Proc *engine.Proc `json:"proc,omitempty"`
+	// Toxics: the toxics to remove (a black hole is its name's pair).
+	Toxics []ToxicRef `json:"toxics,omitempty"`
+	// Isolated: the nodes a partition or split brain cut off, for reports.
+	Isolated []string `json:"isolated,omitempty"`
+}
+
+// ToxicRef names one toxic on one proxy.
+type ToxicRef struct {
+	Proxy string `json:"proxy"`
+	Toxic string `json:"toxic"`
+	// Kind is "latency", "response-latency" or "blackhole".
+	Kind string `json:"kind"`
+}
+
+// Prepare computes what Inject will do and how to undo it, without acting.
+func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault) (engine.Applied, error) {
+	a := engine.Applied{ID: f.ID, Kind: f.Kind, Target: t, Fault: f, Backend: Backend}
+	if f.ID == "" {
+		return a, engine.E(engine.KindInvalid, "prepare", errors.New("fault has no ID"))
+	}
+	u := Undo{Arm: t.Arm}
+	cl := in.cfg.Cluster(t.Arm)
+	switch f.Kind {
+	case engine.PodKill, engine.PodPause:
+		if in.cfg.Nodes == nil {
+			return a, engine.E(engine.KindInvalid, "prepare", errors.New("no node supervisor configured"))
+		}
+		if t.Node == "" {
+			return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("%s needs a node", f.Kind))
+		}
+		pid, err := in.cfg.Nodes.Pid(t.Arm, t.Node)
+		if err != nil {
+			return a, engine.E(engine.KindUnavailable, "pid of "+t.Name(), err)
+		}
+		p, err := engine.ProcOf(pid)
+		if err != nil {
+			return a, err
+		}
+		u.Node, u.Proc = t.Node, &p
+		a.Detail = fmt.Sprintf("%s pid %d of %s", map[engine.FaultKind]string{engine.PodKill: "SIGKILL", engine.PodPause: "SIGSTOP"}[f.Kind], pid, t.Name())
+	case engine.NetworkDelay:
+		refs, err := delayEdges(cl, t.Nodes, f)
+		if err != nil {
+			return a, err
+		}
+		u.Toxics = refs
+		a.Detail = fmt.Sprintf("latency %s ± %s on %d edges", f.Latency, f.Jitter, len(refs))
+		if f.Correlation > 0 {
+			a.Detail += fmt.Sprintf(" (correlation %.0f%% is not modelled by the local proxies)", f.Correlation*100)
+		}
+	case engine.Partition:
+		sides, err := Cut(f.Shape, t.Nodes, pick(f.ID, len(t.Nodes)))
+		if err != nil {
+			return a, err
+		}
+		for _, e := range sides.Edges {
+			u.Toxics = append(u.Toxics, ToxicRef{Proxy: proxy.EdgeName(cl, e[0], e[1]), Toxic: f.ID, Kind: "blackhole"})
+		}
+		u.Isolated = sides.Minority
+		a.Detail = fmt.Sprintf("%s: cut %d node→node edges; %s", f.Shape, len(sides.Edges), sides.Describe)
+	case engine.SplitBrain:
+		if in.cfg.Leaders == nil {
+			return a, engine.E(engine.KindInvalid, "prepare", errors.New("no leader source configured"))
+		}
+		leaders, err := in.cfg.Leaders(ctx, t.Arm)
+		if err != nil {
+			return a, engine.E(engine.KindUnavailable, "leaders of "+t.Arm.String(), err)
+		}
+		iso, led, err := ChooseSplitBrain(leaders, f.Partition)
+		if err != nil {
+			return a, err
+		}
+		for _, e := range isolateEdges(iso, t.Nodes) {
+			u.Toxics = append(u.Toxics, ToxicRef{Proxy: proxy.EdgeName(cl, e[0], e[1]), Toxic: f.ID, Kind: "blackhole"})
+		}
+		u.Isolated = []string{iso}
+		a.Detail = fmt.Sprintf("isolated leader %s (partitions %v) from its peers; client edges stay open", iso, led)
+	default:
+		return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("unsupported fault kind %v", f.Kind))
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return a, engine.E(engine.KindInternal, "prepare", err)
+	}
+	a.Undo = b
+	return a, nil
+}
+
+// Inject applies the fault to the target. Applying a fault whose ID is
+// already applied does not apply it twice.
+func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault) (engine.Applied, error) {
+	a, err := in.Prepare(ctx, t, f)
+	if err != nil {
+		return a, err
+	}
+	var u Undo
+	json.Unmarshal(a.Undo, &u)
+	switch f.Kind {
+	case engine.PodKill:
+		if err := u.Proc.Signal(syscall.SIGKILL); err != nil && engine.KindOf(err) != engine.KindNotFound {
+			return a, err
+		}
+		if err := waitFor(ctx, in.cfg.KillTimeout, func() bool { return !u.Proc.Alive() }); err != nil {
+			return a, engine.E(engine.KindUnavailable, "kill "+t.Name(), fmt.Errorf("pid %d still alive: %w", u.Proc.Pid, err))
+		}
+	case engine.PodPause:
+		if err := u.Proc.Signal(syscall.SIGSTOP); err != nil {
+			return a, err
+		}
+		if err := waitFor(ctx, in.cfg.KillTimeout, func() bool { s, _, err := engine.ProcStat(u.Proc.Pid); return err == nil && s == 'T' }); err != nil {
+			return a, engine.E(engine.KindUnavailable, "pause "+t.Name(), fmt.Errorf("pid %d not stopped: %w", u.Proc.Pid, err))
+		}
+	case engine.NetworkDelay:
+		if p := in.measurable(u.Toxics); p != "" {
+			in.mu.Lock()
+			_, done := in.before[f.ID]
+			in.mu.Unlock()
+			if !done {
+				s := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second)
+				in.mu.Lock()
+				in.before[f.ID] = s
+				in.mu.Unlock()
+			}
+		}
+		for _, r := range u.Toxics {
+			var err error
+			if r.Kind == "response-latency" {
+				err = in.proxies().AddResponseLatency(r.Proxy, r.Toxic, f.Latency, f.Jitter)
+			} else {
+				err = in.proxies().AddLatency(r.Proxy, r.Toxic, f.Latency, f.Jitter)
+			}
+			if err != nil {
+				return a, err
+			}
+		}
+	case engine.Partition, engine.SplitBrain:
+		for _, r := range u.Toxics {
+			if err := in.proxies().BlackHole(r.Proxy, r.Toxic); err != nil {
+				return a, err
+			}
+		}
+	}
+	a.At = time.Now()
+	return a, nil
+}
+
+func (in *Injector) proxies() *proxy.Set {
+	if in.cfg.Proxies == nil {
+		return proxy.NewSet() // empty: every proxy is "not found"
+	}
+	return in.cfg.Proxies
+}
+
+func (in *Injector) addr(name string) string {
+	a, _ := in.proxies().Addr(name)
+	return a
+}
+
+// measurable returns the first toxic's proxy that can be measured.
+func (in *Injector) measurable(refs []ToxicRef) string {
+	for _, r := range refs {
+		if in.cfg.RoundTripFor(r.Proxy) != nil && in.addr(r.Proxy) != "" {
+			return r.Proxy
+		}
+	}
+	return ""
+}
+
+// Recover undoes an applied fault from Applied alone: SIGCONT for a pause
+// (only if the pid is still the same process), a wait until a killed node
+// is back, removal of every toxic. It is idempotent and safe after a crash:
+// a proxy that no longer exists (it died with a crashed run) is healed.
+func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
+	var u Undo
+	if len(a.Undo) > 0 {
+		if err := json.Unmarshal(a.Undo, &u); err != nil {
+			return engine.E(engine.KindInvalid, "recover "+a.ID, err)
+		}
+	}
+	switch a.Kind {
+	case engine.PodPause:
+		if u.Proc == nil {
+			return nil
+		}
+		if err := u.Proc.Signal(syscall.SIGCONT); err != nil && engine.KindOf(err) != engine.KindNotFound {
+			return err
+		}
+	case engine.PodKill:
+		if in.cfg.Nodes != nil && u.Node != "" {
+			if err := in.cfg.Nodes.WaitReady(ctx, u.Arm, u.Node); err != nil {
+				return engine.E(engine.KindUnavailable, "wait for "+a.Target.Name()+" to restart", err)
+			}
+		}
+	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
+		var errs []error
+		for _, r := range u.Toxics {
+			errs = append(errs, in.proxies().Heal(ctx, r.Proxy, r.Toxic))
+		}
+		in.mu.Lock()
+		delete(in.before, a.ID)
+		in.mu.Unlock()
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// Confirm checks that an applied fault took effect: a killed pid is gone,
+// a paused pid is in state T, a delay shifted the measured round trip, a
+// cut edge no longer carries round trips (and a split brain's isolated
+// leader still answers its clients).
+func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.ConfirmResult {
+	var u Undo
+	json.Unmarshal(a.Undo, &u)
+	switch a.Kind {
+	case engine.PodKill:
+		if u.Proc == nil {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "no process recorded"}
+		}
+		if u.Proc.Alive() {
+			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("pid %d is still running", u.Proc.Pid)}
+		}
+		m := fmt.Sprintf("pid %d is gone", u.Proc.Pid)
+		if in.cfg.Nodes != nil {
+			if pid, err := in.cfg.Nodes.Pid(u.Arm, u.Node); err == nil && pid != u.Proc.Pid && pid > 0 {
+				m += fmt.Sprintf("; restarted as pid %d", pid)
+			}
+		}
+		return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: m}
+	case engine.PodPause:
+		if u.Proc == nil {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "no process recorded"}
+		}
+		s, _, err := engine.ProcStat(u.Proc.Pid)
+		if err != nil {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
+		}
+		m := fmt.Sprintf("/proc/%d/stat state %c", u.Proc.Pid, s)
+		if s == 'T' {
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: m}
+		}
+		return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
+	case engine.NetworkDelay:
+		p := in.measurable(u.Toxics)
+		in.mu.Lock()
+		before, ok := in.before[a.ID]
+		in.mu.Unlock()
+		if p == "" || !ok {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("toxics on %d edges; none can be measured", len(u.Toxics))}
+		}
+		after := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second+2*a.Fault.Latency)
+		c := proxy.ConfirmDelay(before, after, a.Fault.Latency, a.Fault.Jitter)
+		c.Measurement = p + ": " + c.Measurement
+		return c
+	case engine.Partition, engine.SplitBrain:
+		present := 0
+		toxics := in.proxies().Toxics()
+		for _, r := range u.Toxics {
+			for _, t := range toxics {
+				if t.Proxy == r.Proxy && strings.HasPrefix(t.Name, r.Toxic) {
+					present++
+					break
+				}
+			}
+		}
+		if present < len(u.Toxics) {
+			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("black holes on %d of %d cut edges", present, len(u.Toxics))}
+		}
+		m := fmt.Sprintf("black holes on all %d cut edges", len(u.Toxics))
+		outcome := engine.Inconclusive
+		if p := in.measurable(u.Toxics); p != "" {
+			c := proxy.ConfirmCut(ctx, in.cfg.RoundTripFor(p), in.addr(p), 2, 300*time.Millisecond)
+			m += "; " + p + ": " + c.Measurement
+			outcome = c.Outcome
+		} else {
+			m += "; no cut edge can be probed"
+		}
+		if a.Kind == engine.SplitBrain && len(u.Isolated) == 1 {
+			ce := proxy.EdgeName(in.cfg.Cluster(u.Arm), "client", u.Isolated[0])
+			if rt := in.cfg.RoundTripFor(ce); rt != nil && in.addr(ce) != "" {
+				s := proxy.Measure(ctx, rt, in.addr(ce), 2, time.Second)
+				if s.Failed == 0 {
+					m += fmt.Sprintf("; clients still reach %s (rtt %s)", u.Isolated[0], s.Median.Round(10*time.Microsecond))
+					if outcome == engine.Inconclusive {
+						outcome = engine.Confirmed
+					}
+				} else {
+					m += fmt.Sprintf("; clients cannot reach %s", u.Isolated[0])
+					outcome = engine.Mismatch
+				}
+			}
+		}
+		return engine.ConfirmResult{Outcome: outcome, Measurement: m}
+	}
+	return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "unknown fault kind"}
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// pick chooses an index in [0,n) deterministically from a fault ID.
+func pick(id string, n int) int {
+	if n == 0 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
+
+func delayEdges(cluster string, nodes []string, f engine.Fault) ([]ToxicRef, error) {
+	has := func(x string) bool {
+		for _, n := range nodes {
+			if n == x {
+				return true
+			}
+		}
+		return false
+	}
+	var refs []ToxicRef
+	add := func(from, to, kind string) {
+		refs = append(refs, ToxicRef{Proxy: proxy.EdgeName(cluster, from, to), Toxic: f.ID, Kind: kind})
+	}
+	e := f.Edges
+	switch {
+	case e.Into != "":
+		if !has(e.Into) {
+			return nil, engine.E(engine.KindNotFound, "delay", fmt.Errorf("no node %q", e.Into))
+		}
+		for _, n := range nodes {
+			if n != e.Into {
+				add(n, e.Into, "latency")
+			}
+		}
+		if e.Clients {
+			add("client", e.Into, "latency")
+		}
+	case e.OutOf != "":
+		if !has(e.OutOf) {
+			return nil, engine.E(engine.KindNotFound, "delay", fmt.Errorf("no node %q", e.OutOf))
+		}
+		for _, n := range nodes {
+			if n != e.OutOf {
+				add(e.OutOf, n, "latency")
+			}
+		}
+		if e.Clients {
+			add("client", e.OutOf, "response-latency")
+		}
+	case len(e.Between) == 2:
+		if !has(e.Between[0]) || !has(e.Between[1]) {
+			return nil, engine.E(engine.KindNotFound, "delay", fmt.Errorf("no nodes %v", e.Between))
+		}
+		add(e.Between[0], e.Between[1], "latency")
+		add(e.Between[1], e.Between[0], "latency")
+	default:
+		return nil, engine.E(engine.KindInvalid, "delay", errors.New("no edges chosen"))
+	}
+	return refs, nil
+}
+
+// Sides is a partition's cut: the directed node→node edges to black-hole.
+type Sides struct {
+	Edges    [][2]string
+	Minority []string
+	Describe string
+}
+
+// Cut computes the cut of a partition shape over nodes (in order). start
+// rotates which nodes land where (e.g. which node isolate-one isolates).
+func Cut(shape string, nodes []string, start int) (Sides, error) {
+	n := len(nodes)
+	if min, ok := scenarios.ShapeMinNodes[shape]; !ok {
+		return Sides{}, engine.E(engine.KindInvalid, "partition", fmt.Errorf("unknown shape %q", shape))
+	} else if n < min {
+		return Sides{}, engine.E(engine.KindInvalid, "partition", fmt.Errorf("shape %s needs %d nodes, have %d", shape, min, n))
+	}
+	ring := make([]string, n)
+	for i := range ring {
+		ring[i] = nodes[(start+i)%n]
+	}
+	var s Sides
+	group := map[string]int{}
+	switch shape {
+	case scenarios.ShapeIsolateOne:
+		group[ring[0]] = 1
+		s.Minority = []string{ring[0]}
+		s.Describe = fmt.Sprintf("%s alone | %v", ring[0], sorted(ring[1:]))
+	case scenarios.ShapeHalves:
+		for _, x := range ring[:n/2] {
+			group[x] = 1
+		}
+		s.Minority = sorted(ring[:n/2])
+		s.Describe = fmt.Sprintf("%v | %v", s.Minority, sorted(ring[n/2:]))
+	case scenarios.ShapeBridge:
+		a := (n - 1) / 2
+		for _, x := range ring[:a] {
+			group[x] = 1
+		}
+		bridge := ring[a]
+		group[bridge] = -1
+		s.Minority = sorted(ring[:a])
+		s.Describe = fmt.Sprintf("%v | bridge %s | %v", s.Minority, bridge, sorted(ring[a+1:]))
+	case scenarios.ShapeMajoritiesRing:
+		k := (scenarios.Quorum(n) - 1 + 1) / 2
+		for i := range n {
+			for j := range n {
+				if i == j {
+					continue
+				}
+				d := (j - i + n) % n
+				if d > n-d {
+					d = n - d
+				}
+				if d > k {
+					s.Edges = append(s.Edges, [2]string{ring[i], ring[j]})
+				}
+			}
+		}
+		s.Describe = fmt.Sprintf("ring %v: each node keeps its %d nearest neighbours each side", ring, k)
+		return s, nil
+	}
+	for _, x := range ring {
+		for _, y := range ring {
+			if x == y {
+				continue
+			}
+			gx, gy := group[x], group[y]
+			if gx == -1 || gy == -1 || gx == gy {
+				continue
+			}
+			s.Edges = append(s.Edges, [2]string{x, y})
+		}
+	}
+	return s, nil
+}
+
+func sorted(xs []string) []string {
+	out := append([]string(nil), xs...)
+	sort.Strings(out)
+	return out
+}
+
+// ChooseSplitBrain picks the leader to isolate: the leader of partition
+// (when given), else the node that leads the most partitions (ties: the
+// lowest name). It returns the node and the partitions it leads.
+func ChooseSplitBrain(leaders map[int]string, partition *int) (string, []int, error) {
+	if len(leaders) == 0 {
+		return "", nil, engine.E(engine.KindUnavailable, "split brain", errors.New("no partition has a leader"))
+	}
+	count := map[string]int{}
+	for _, l := range leaders {
+		if l != "" {
+			count[l]++
+		}
+	}
+	var node string
+	if partition != nil {
+		l, ok := leaders[*partition]
+		if !ok || l == "" {
+			return "", nil, engine.E(engine.KindUnavailable, "split brain", fmt.Errorf("partition %d has no leader", *partition))
+		}
+		node = l
+	} else {
+		for l, c := range count {
+			if c > count[node] || (c == count[node] && l < node) {
+				node = l
+			}
+		}
+	}
+	if node == "" {
+		return "", nil, engine.E(engine.KindUnavailable, "split brain", errors.New("no partition has a leader"))
+	}
+	var led []int
+	for p, l := range leaders {
+		if l == node {
+			led = append(led, p)
+		}
+	}
+	sort.Ints(led)
+	return node, led, nil
+}
+
+func isolateEdges(iso string, nodes []string) [][2]string {
+	var out [][2]string
+	for _, n := range nodes {
+		if n != iso {
+			out = append(out, [2]string{iso, n}, [2]string{n, iso})
+		}
+	}
+	return out
+}
+
+var (
+	_ engine.Injector  = (*Injector)(nil)
+	_ engine.Preparer  = (*Injector)(nil)
+	_ engine.Confirmer = (*Injector)(nil)
+)
