@@ -4,6 +4,8 @@
 #   - Debian packages (only when root): prometheus, etcd-server, nats-server,
 #     chromium, chromium-driver.
 #   - Consul 1.22.0, built once from the Go module proxy (scripts/build-consul.sh).
+#   - kube-apiserver v1.34.2, built once from the Go module proxy
+#     (scripts/build-kube-apiserver.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -23,3 +25,4 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 fi
 
 bash "$here/build-consul.sh" >/dev/null
+bash "$here/build-kube-apiserver.sh" >/dev/null
