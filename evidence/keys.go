@@ -297,3 +297,12 @@ func notePrivateKey(skey string) (ed25519.PrivateKey, error) {
 func (k *Keys) signEvidence(_ context.Context, msg []byte) []byte {
 	return ed25519.Sign(k.evidence, msg)
 }
+
+// EvidencePEM returns the evidence public key as PKIX PEM.
+func (p *PublicKeys) EvidencePEM() []byte {
+	der, err := x509.MarshalPKIXPublicKey(p.Evidence)
+	if err != nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}

@@ -18,7 +18,10 @@ func newRootCmd() *cobra.Command {
 		newBenchCmd(),
 		newCheckCmd(),
 		newLoadCmd(),
+		newDemoCmd(),
 		newDecideCmd(),
+		newKeygenCmd(),
+		newLedgerCmd(),
 		withSubcommands(newAggregatorCmd(), newAggregatorClusterCmd()),
 	)
 	return root
