@@ -201,3 +201,37 @@ func truncate(b []byte) string {
 	}
 	return string(b)
 }
+
+// Leaders counts, per node id, the partitions it leads according to
+// GET /v1/cluster on the first target that answers.
+func Leaders(ctx context.Context, targets Targets) (map[string]int, error) {
+	ci, err := FetchCluster(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, p := range ci.Partitions {
+		if p.Leader != "" {
+			out[p.Leader]++
+		}
+	}
+	return out, nil
+}
+
+// BusiestLeader is the node leading the most partitions (ties: lowest id).
+func BusiestLeader(ctx context.Context, targets Targets) (string, int, error) {
+	ls, err := Leaders(ctx, targets)
+	if err != nil {
+		return "", 0, err
+	}
+	best, n := "", -1
+	for id, c := range ls {
+		if c > n || (c == n && id < best) {
+			best, n = id, c
+		}
+	}
+	if best == "" {
+		return "", 0, errors.New("no partition has a leader")
+	}
+	return best, n, nil
+}

@@ -54,11 +54,6 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, opt.Max)
 	defer cancel()
-	g.mu.Lock()
-	if g.next == nil {
-		g.next = make([]int64, g.parts)
-	}
-	g.mu.Unlock()
 
 	var (
 		mu       sync.Mutex
@@ -196,4 +191,27 @@ func (g *Generator) unseen() int {
 		n += len(set)
 	}
 	return n
+}
+
+// startAtHighWatermarks sets the consumer's start to each partition's
+// current high watermark, retrying while partitions elect leaders.
+func (g *Generator) startAtHighWatermarks(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for p := 0; p < g.parts; p++ {
+		for {
+			page, err := g.fetch(ctx, p, 1)
+			if err == nil {
+				g.mu.Lock()
+				g.next[p] = page.HighWatermark
+				g.mu.Unlock()
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("load: high watermark of partition %d: %w", p, err)
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ package load
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,10 +55,16 @@ type Config struct {
 	StateClients, StateKeys int
 	// History receives every operation; nil records nothing.
 	History *history.Writer
-	// Name prefixes sources, keys and history clients (default "load").
+	// Name prefixes sources, keys and history clients; it must be unique
+	// per cluster (default "load-<random>").
 	Name string
 	// IDNode is the snowflake node number (0..1023).
 	IDNode int64
+	// FromStart makes the consumer read every partition from offset 0;
+	// by default it starts at the high watermarks found by New, so that
+	// records of earlier runs on the same cluster are not in this history.
+	// Run one generator per cluster at a time (or merge their histories).
+	FromStart bool
 	// Seed seeds the random choices (0: time-based).
 	Seed int64
 	// Logger receives progress logs; nil discards them.
@@ -174,7 +181,9 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 		cfg.StateKeys = 8
 	}
 	if cfg.Name == "" {
-		cfg.Name = "load"
+		// Sources and keys must be new to the cluster: a source that starts
+		// its seq at 1 again would be deduplicated against an earlier run.
+		cfg.Name = "load-" + runID()
 	}
 	if cfg.Dup < 0 || cfg.Dup > 1 || cfg.Reorder < 0 || cfg.Reorder > 1 {
 		return nil, errors.New("load: dup and reorder are fractions in [0, 1]")
@@ -206,6 +215,13 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 		g.keys = append(g.keys, fmt.Sprintf("%s-k%d", cfg.Name, i+1))
 	}
 	g.payload = strings.Repeat("x", cfg.PayloadSize)
+	g.next = make([]int64, g.parts)
+	if !cfg.FromStart {
+		if err := g.startAtHighWatermarks(ctx); err != nil {
+			g.Close()
+			return nil, err
+		}
+	}
 	return g, nil
 }
 
@@ -625,4 +641,11 @@ func (g *Generator) Histogram(phase, arm string) *hdrhistogram.Histogram {
 		return nil
 	}
 	return hdrhistogram.Import(h.Export())
+}
+
+// runID is a short id that differs between runs.
+func runID() string {
+	var b [4]byte
+	_, _ = crand.Read(b[:])
+	return fmt.Sprintf("%x", b)
 }

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/probe/consistency"
+	"github.com/chaosgate/chaosgate/engine/target/local"
+)
+
+// newDemoCmd is `chaosgate demo`: a local 3-node aggregator cluster under
+// load with duplicates and reordering, its busiest leader SIGKILLed once
+// mid-stream, then drained and checked.
+func newDemoCmd() *cobra.Command {
+	sc := scenario{nodes: 3, partitions: 16, sources: 8, keys: 64, concurrency: 32, batch: 4, dup: 0.05, reorder: 0.1}
+	var dataDir, output string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a local aggregator cluster under load, kill its busiest leader, and check consistency",
+		Long: `demo starts a local 3-node aggregator cluster under --data-dir, drives load
+with duplicates and reordering, SIGKILLs the busiest leader once mid-stream
+(the supervisor restarts it), drains every partition's output stream and runs
+the consistency checker (I1-I9) over the recorded history.
+
+Exit codes: 0 every invariant holds, 1 an invariant is violated, 2 the demo
+could not run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
+			dir, err := filepath.Abs(dataDir)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			sc.dir = filepath.Join(dir, "demo")
+			if err := os.RemoveAll(sc.dir); err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			sc.progress = cmd.ErrOrStderr()
+			sc.fault, sc.waitRestart = killBusiestLeader, true
+			res, err := runScenario(cmd.Context(), sc)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			out := cmd.OutOrStdout()
+			if output == "table" {
+				fmt.Fprintf(out, "load: %d messages acknowledged of %d, %d rejected, %d timeouts, p50 %s p99 %s p99.9 %s, %.0f msgs/s\n",
+					res.load.OK, res.load.Messages, res.load.Rejected, res.load.Timeouts, res.load.P50, res.load.P99, res.load.P999, res.load.Throughput)
+				fmt.Fprintf(out, "fault: %s\nhistory: %s\n\n", res.fault, res.historyPath)
+			}
+			if err := printCheckReport(out, res.report, output); err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			if !res.report.OK {
+				return withExitCode(exitBlock, nil)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", ".chaosgate", "directory for the cluster, its logs and the history")
+	f.DurationVar(&sc.duration, "duration", 20*time.Second, "how long to drive load")
+	f.StringVar(&sc.binary, "binary", "", "chaosgate binary for the nodes (default: this executable)")
+	f.StringVarP(&output, "output", "o", "table", "report format: table or json")
+	return cmd
+}
+
+// scenario is one run: a supervised cluster, load, one mid-stream fault,
+// drain and check.
+type scenario struct {
+	binary, dir                       string
+	nodes, partitions                 int
+	defects                           []string
+	duration                          time.Duration
+	sources, keys, concurrency, batch int
+	dup, reorder                      float64
+	stateClients                      int
+	// edges, if set, rewrites the node specs before start (e.g. to put
+	// fault proxies on node→node edges).
+	edges func(specs []local.NodeSpec) []local.NodeSpec
+	// fault runs once mid-stream and describes what it did.
+	fault    func(ctx context.Context, sup *local.Supervisor, g *load.Generator, targets load.Targets) (string, error)
+	progress io.Writer
+	// waitRestart waits for a killed node to be back before draining.
+	waitRestart bool
+}
+
+type scenarioResult struct {
+	load        load.Summary
+	drain       load.DrainStats
+	report      consistency.Report
+	fault       string
+	historyPath string
+}
+
+func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
+	var res scenarioResult
+	if sc.progress == nil {
+		sc.progress = io.Discard
+	}
+	if err := os.MkdirAll(sc.dir, 0o755); err != nil {
+		return res, err
+	}
+	res.historyPath = filepath.Join(sc.dir, "history.jsonl")
+	hw, err := history.Create(res.historyPath)
+	if err != nil {
+		return res, err
+	}
+	defer hw.Close()
+	specs, err := local.Plan(sc.nodes, 0)
+	if err != nil {
+		return res, err
+	}
+	for i := range specs {
+		specs[i].Defects = sc.defects
+	}
+	if sc.edges != nil {
+		specs = sc.edges(specs)
+	}
+	fmt.Fprintf(sc.progress, "starting %d aggregator nodes under %s\n", sc.nodes, sc.dir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	restarted := make(chan string, 16)
+	sup, err := local.Start(ctx, local.Config{Binary: sc.binary, Dir: filepath.Join(sc.dir, "cluster"), Nodes: specs, Partitions: sc.partitions,
+		Logger: newLogger(slog.LevelWarn),
+		OnEvent: func(ev local.Event) {
+			switch ev.Kind {
+			case local.NodeStarted:
+				if ev.Restarts > 0 {
+					_ = hw.Write(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
+				}
+			case local.NodeRestarted:
+				fmt.Fprintf(sc.progress, "node %s restarted (pid %d) and ready\n", ev.Node, ev.PID)
+				select {
+				case restarted <- ev.Node:
+				default:
+				}
+			}
+		}})
+	if err != nil {
+		return res, err
+	}
+	defer func() { cancel(); sup.Wait() }()
+	var addrs []string
+	for _, s := range specs {
+		addrs = append(addrs, s.HTTP)
+	}
+	targets := load.StaticTargets(addrs...)
+	g, err := load.New(ctx, load.Config{Targets: targets, Partitions: sc.partitions, Sources: sc.sources, Keys: sc.keys, Batch: sc.batch,
+		Dup: sc.dup, Reorder: sc.reorder, StateClients: sc.stateClients, History: hw, Timeout: 3 * time.Second, MaxRetries: 40})
+	if err != nil {
+		return res, err
+	}
+	defer g.Close()
+	fmt.Fprintf(sc.progress, "cluster ready (%s); driving load for %s\n", sup.ClusterFilePath(), sc.duration)
+
+	faultDone := make(chan error, 1)
+	go func() {
+		t := time.NewTimer(sc.duration / 2)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			faultDone <- ctx.Err()
+			return
+		case <-t.C:
+		}
+		if sc.fault == nil {
+			faultDone <- nil
+			return
+		}
+		what, err := sc.fault(ctx, sup, g, targets)
+		res.fault = what
+		if err == nil {
+			fmt.Fprintf(sc.progress, "fault: %s\n", what)
+		}
+		faultDone <- err
+	}()
+	sum, err := g.Run(ctx, load.Phase{Name: "demo", Duration: sc.duration, Concurrency: sc.concurrency})
+	if err != nil {
+		return res, err
+	}
+	if err := <-faultDone; err != nil {
+		return res, fmt.Errorf("fault: %w", err)
+	}
+	res.load = sum
+	if sc.waitRestart {
+		select {
+		case <-restarted:
+		case <-time.After(60 * time.Second):
+			return res, fmt.Errorf("the killed node was not restarted and ready within 60s (see %s)", filepath.Join(sc.dir, "cluster"))
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	fmt.Fprintf(sc.progress, "load done: %d acknowledged, %.0f msgs/s; draining\n", sum.OK, sum.Throughput)
+	ds, err := g.Drain(ctx, load.DrainOptions{Quiet: 5 * time.Second})
+	res.drain = ds
+	if err != nil {
+		return res, err
+	}
+	if err := hw.Close(); err != nil {
+		return res, err
+	}
+	evs, err := history.ReadFile(res.historyPath)
+	if err != nil {
+		return res, err
+	}
+	res.report = consistency.Check(evs, consistency.Config{})
+	return res, nil
+}
+
+// killBusiestLeader SIGKILLs the node that leads the most partitions,
+// records the kill in the history and waits for the supervisor to restart it.
+func killBusiestLeader(ctx context.Context, sup *local.Supervisor, g *load.Generator, targets load.Targets) (string, error) {
+	id, n, err := load.BusiestLeader(ctx, targets)
+	if err != nil {
+		return "", err
+	}
+	g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeKill, Detail: fmt.Sprintf("SIGKILL, leader of %d partitions", n)})
+	pid, err := sup.Signal(id, syscall.SIGKILL)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("SIGKILL %s (pid %d), leader of %d partitions", id, pid, n), nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/target/local"
+)
+
+// newLoadCmd is `chaosgate load`: drive an aggregator cluster and record a
+// history/v1 file.
+func newLoadCmd() *cobra.Command {
+	var (
+		clusterFile  string
+		duration     time.Duration
+		rate         float64
+		concurrency  int
+		sources      int
+		keys         int
+		batch        int
+		payload      int
+		dup, reorder float64
+		stateClients int
+		histPath     string
+		output       string
+		noDrain      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "load --cluster DIR/cluster.json --history FILE",
+		Short: "Drive an aggregator cluster with many sources and record the history/v1 file",
+		Long: `load sends messages from many sources (per-(source, partition) contiguous seq,
+snowflake msg_ids) to every node of the cluster, with deliberate duplicates,
+reordering, retries that reuse the msg_id, and per-key state reads and writes;
+then tails every partition's output stream until drained. Every operation goes
+to the history file for chaosgate check. --rate > 0 is open loop (messages per
+second); --rate 0 is closed loop with --concurrency requests in flight.
+
+Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clusterFile == "" {
+				return withExitCode(exitUsage, errors.New("--cluster FILE is required"))
+			}
+			if output != "table" && output != "json" {
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
+			cf, err := local.ReadClusterFile(clusterFile)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			var addrs []string
+			for _, n := range cf.Nodes {
+				addrs = append(addrs, n.HTTP)
+			}
+			var hw *history.Writer
+			if histPath != "" {
+				if hw, err = history.Create(histPath); err != nil {
+					return withExitCode(exitUsage, err)
+				}
+			}
+			ctx := cmd.Context()
+			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Sources: sources, Keys: keys, Batch: batch,
+				PayloadSize: payload, Dup: dup, Reorder: reorder, StateClients: stateClients, History: hw, Logger: newLogger(slog.LevelWarn)})
+			if err != nil {
+				if hw != nil {
+					_ = hw.Close()
+				}
+				return withExitCode(exitUsage, err)
+			}
+			defer g.Close()
+			sum, runErr := g.Run(ctx, load.Phase{Name: "load", Duration: duration, Rate: rate, Concurrency: concurrency})
+			var ds load.DrainStats
+			var drainErr error
+			if !noDrain && runErr == nil {
+				ds, drainErr = g.Drain(ctx, load.DrainOptions{})
+			}
+			if hw != nil {
+				if err := hw.Close(); err != nil {
+					return withExitCode(exitUsage, err)
+				}
+			}
+			if err := printLoadSummary(cmd.OutOrStdout(), output, sum, ds, !noDrain); err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			if runErr != nil {
+				return withExitCode(exitUsage, runErr)
+			}
+			if drainErr != nil {
+				return withExitCode(exitUsage, drainErr)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&clusterFile, "cluster", "", "cluster.json written by chaosgate aggregator cluster")
+	f.DurationVar(&duration, "duration", 10*time.Second, "how long to send")
+	f.Float64Var(&rate, "rate", 0, "open loop: messages per second in total (0: closed loop)")
+	f.IntVar(&concurrency, "concurrency", 0, "closed loop: requests in flight (default: one per source)")
+	f.IntVar(&sources, "sources", 8, "number of sources")
+	f.IntVar(&keys, "keys", 64, "number of group keys")
+	f.IntVar(&batch, "batch", 1, "messages per request (at most 1000)")
+	f.IntVar(&payload, "payload", 128, "payload size in bytes")
+	f.Float64Var(&dup, "dup", 0.05, "fraction of acknowledged messages re-sent with the same msg_id")
+	f.Float64Var(&reorder, "reorder", 0.1, "fraction of messages sent after their successor")
+	f.IntVar(&stateClients, "state-clients", 2, "clients doing per-key state reads and CAS writes")
+	f.StringVar(&histPath, "history", "", "history/v1 file to write")
+	f.StringVarP(&output, "output", "o", "table", "summary format: table or json")
+	f.BoolVar(&noDrain, "no-drain", false, "do not read the output streams after sending")
+	return cmd
+}
+
+func printLoadSummary(w io.Writer, output string, s load.Summary, ds load.DrainStats, drained bool) error {
+	if output == "json" {
+		b, err := json.Marshal(struct {
+			load.Summary
+			Drain *load.DrainStats `json:"drain,omitempty"`
+		}{s, drainPtr(ds, drained)})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "requests\t%d\nmessages\t%d\nok\t%d\nrejected\t%d\nfailed\t%d\ntimeouts\t%d\nretries\t%d\nduplicates sent\t%d\nreordered\t%d\nstate ops\t%d\n",
+		s.Requests, s.Messages, s.OK, s.Rejected, s.Failed, s.Timeouts, s.Retries, s.Duplicates, s.Reordered, s.StateOps)
+	fmt.Fprintf(tw, "latency p50/p95/p99/p99.9\t%s / %s / %s / %s\nthroughput\t%.0f msgs/s over %s\n", s.P50, s.P95, s.P99, s.P999, s.Throughput, s.Duration.Round(time.Millisecond))
+	if drained {
+		fmt.Fprintf(tw, "drained\t%d records, %d gaps, %d acknowledged unseen, %s\n", ds.Records, ds.Gaps, ds.Unseen, ds.Duration.Round(time.Millisecond))
+	}
+	return tw.Flush()
+}
+
+func drainPtr(ds load.DrainStats, drained bool) *load.DrainStats {
+	if !drained {
+		return nil
+	}
+	return &ds
+}
