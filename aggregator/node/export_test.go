@@ -1,5 +1,11 @@
 package node
 
-import "github.com/chaosgate/chaosgate/aggregator/partition"
+import (
+	"errors"
+
+	"github.com/chaosgate/chaosgate/aggregator/partition"
+)
 
 func partitionOf(key string, n int) int { return partition.Of(key, n) }
+
+func asInput(err error, target **InputError) bool { return errors.As(err, target) }

@@ -104,6 +104,7 @@ type testCluster struct {
 	ids     []string
 	dirs    map[string]string
 	http    map[string]string
+	grpc    map[string]string
 	raft    map[string]string
 	proxies map[[2]string]*edgeProxy
 	nodes   map[string]*Node
@@ -113,7 +114,7 @@ type testCluster struct {
 
 func startCluster(t *testing.T, size int, tweak func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, dirs: map[string]string{}, http: map[string]string{}, raft: map[string]string{},
+	c := &testCluster{t: t, dirs: map[string]string{}, http: map[string]string{}, grpc: map[string]string{}, raft: map[string]string{},
 		proxies: map[[2]string]*edgeProxy{}, nodes: map[string]*Node{}, tweak: tweak}
 	for i := range size {
 		id := fmt.Sprintf("n%d", i+1)
@@ -121,6 +122,7 @@ func startCluster(t *testing.T, size int, tweak func(*Config)) *testCluster {
 		c.dirs[id] = filepath.Join(t.TempDir(), id)
 		c.http[id] = freeAddr(t)
 		c.raft[id] = freeAddr(t)
+		c.grpc[id] = freeAddr(t)
 	}
 	for _, a := range c.ids {
 		for _, b := range c.ids {
@@ -155,7 +157,7 @@ func (c *testCluster) config(id string) Config {
 			peers[o] = c.proxies[[2]string{id, o}].ln.Addr().String()
 		}
 	}
-	cfg := Config{ID: id, HTTPListen: c.http[id], RaftListen: c.raft[id], Peers: peers, PeerHTTP: c.http, DataDir: c.dirs[id],
+	cfg := Config{ID: id, HTTPListen: c.http[id], RaftListen: c.raft[id], Peers: peers, PeerHTTP: c.http, GRPCListen: c.grpc[id], PeerGRPC: c.grpc, DataDir: c.dirs[id],
 		Partitions: 4, HeartbeatTimeout: 400 * time.Millisecond, ElectionTimeout: 400 * time.Millisecond,
 		BalanceInterval: 500 * time.Millisecond, ReorderTimeout: 300 * time.Millisecond, RequestTimeout: 5 * time.Second,
 		ApplyTimeout: 2 * time.Second, RaftLogLevel: "error", LogOutput: io.Discard,
