@@ -70,7 +70,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		sumW += d.Weight
 		sumWC += d.Weight * d.Confidence
 		sumWCS += d.Weight * d.Confidence * d.Score
-		if d.Data != "ok" {
+		if d.Data != "ok" && d.Data != "empty" {
 			incomplete = append(incomplete, fmt.Sprintf("%s (%s)", d.Name, d.Data))
 		}
 		if d.Outcome == Fail {
@@ -128,12 +128,12 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		v.Decision, v.Reason = Block, fmt.Sprintf("score %.3f below the block line %.3f (failed: %s)", v.Score, cfg.Score.Block, strings.Join(failed, ", "))
 	case ruleAction == ForceHold:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseRule, "rule forced hold: "+firedNames(ForceHold)
+	case len(failed) > 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f between the lines; failed: %s", v.Score, strings.Join(failed, ", "))
 	case len(incomplete) > 0:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "data incomplete, never promote on missing data: "+strings.Join(incomplete, ", ")
 	case v.Coverage < cfg.Score.MinCoverage:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, fmt.Sprintf("coverage %.3f below %.3f: not enough samples yet", v.Coverage, cfg.Score.MinCoverage)
-	case len(failed) > 0:
-		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f between the lines; failed: %s", v.Score, strings.Join(failed, ", "))
 	case v.Score < cfg.Score.Promote:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f below the promote line %.3f", v.Score, cfg.Score.Promote)
 	default:
@@ -309,7 +309,30 @@ func setConfidence(r *DimensionResult, samples, history float64) {
 // global σ when the bucket is thin, floored. It also returns the history
 // confidence factor.
 func (e *evaluator) sigmaFromHistory(prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64) {
-	var all, bucket []float64
+	sigma, source, histConf, _ = e.sigmaAndDiffs(prior, floor, f)
+	return sigma, source, histConf
+}
+
+// calibratedK raises k to the (1−alpha) quantile of the A/A history's own
+// z-scores, so that heavy-tailed differences (which the robust σ̂ ignores on
+// purpose) do not fail more than alpha of normal windows.
+func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64) (float64, string) {
+	if len(diffs) < 20 || sigma <= 0 {
+		return k, ""
+	}
+	z := make([]float64, len(diffs))
+	for i, d := range diffs {
+		z[i] = sign * d / sigma
+	}
+	q := quantile(z, 1-e.cfg.Alpha)
+	if q > k {
+		return q, fmt.Sprintf("; k raised from %.2f to the A/A history's %.1f%% z quantile %.2f", k, 100*(1-e.cfg.Alpha), q)
+	}
+	return k, ""
+}
+
+func (e *evaluator) sigmaAndDiffs(prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64, all []float64) {
+	var bucket []float64
 	for _, h := range e.hist {
 		d, ok := f(h)
 		if !ok || math.IsNaN(d) || math.IsInf(d, 0) {
@@ -343,7 +366,7 @@ func (e *evaluator) sigmaFromHistory(prior, floor float64, f func(HistoryWindow)
 	if mw > 0 {
 		histConf = 0.5 + 0.5*clamp01(float64(len(all))/mw)
 	}
-	return sigma, source, histConf
+	return sigma, source, histConf, all
 }
 
 // todDistance is the circular time-of-day distance between a and b.
@@ -438,7 +461,9 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	if dc.HardLimit > 0 && sign > 0 {
 		lb := wilsonLower(xc.V, nc.V, e.cfg.Alpha)
 		canaryBreach := lb > dc.HardLimit
-		controlBreach := rk > dc.HardLimit
+		// The control must be clearly within the SLO for the breach to be
+		// the canary's alone; otherwise both arms are over it together.
+		controlBreach := wilsonUpper(xk.V, nk.V, e.cfg.Alpha) > dc.HardLimit
 		switch {
 		case canaryBreach && !controlBreach:
 			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
@@ -516,7 +541,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	r.Canary, r.Control = pc, pk
 	r.SamplesCanary, r.SamplesControl = nc, nk
 	sign := dc.Direction.sign()
-	sigma, src, hc := e.sigmaFromHistory(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+	sigma, src, hc, diffs := e.sigmaAndDiffs(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, _, ok1 := p99Of(h.Canary)
 		b, _, ok2 := p99Of(h.Control)
 		if !ok1 || !ok2 || a <= 0 || b <= 0 {
@@ -524,7 +549,8 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		}
 		return math.Log(a) - math.Log(b), true
 	})
-	r.Sigma, r.SigmaSource, r.K = sigma, src+" (log scale)", dc.K
+	k, note := e.calibratedK(dc.K, sign, sigma, diffs)
+	r.Sigma, r.SigmaSource, r.K = sigma, src+" (log scale)"+note, k
 	d := math.Log(pc) - math.Log(pk)
 	r.Z = sign * d / sigma
 	r.Effect = math.Exp(sign*d) - 1
@@ -560,14 +586,15 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 	r.Canary, r.Control = mc.V, mk.V
 	r.SamplesCanary, r.SamplesControl = 1, 1
 	sign := dc.Direction.sign()
-	sigma, src, hc := e.sigmaFromHistory(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+	sigma, src, hc, diffs := e.sigmaAndDiffs(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, b := h.Canary.MemoryGrowthMBPerMin, h.Control.MemoryGrowthMBPerMin
 		if !a.OK() || !b.OK() {
 			return 0, false
 		}
 		return a.V - b.V, true
 	})
-	r.Sigma, r.SigmaSource, r.K = sigma, src, dc.K
+	k, note := e.calibratedK(dc.K, sign, sigma, diffs)
+	r.Sigma, r.SigmaSource, r.K = sigma, src+note, k
 	r.Effect = sign * (mc.V - mk.V)
 	r.Z = r.Effect / sigma
 	r.trend = trendOf(r.Effect)
@@ -691,6 +718,10 @@ func (e *evaluator) consistencyDim(dc DimensionConfig, r DimensionResult) Dimens
 	return r
 }
 
+// minTrafficEvidence is the expected canary request count below which the
+// traffic ratio is unknown rather than a collapse.
+const minTrafficEvidence = 30
+
 // trafficRatio is the canary's share of traffic now relative to its median
 // share in the history (NaN when unknown).
 func (e *evaluator) trafficRatio() float64 {
@@ -717,11 +748,16 @@ func (e *evaluator) trafficRatio() float64 {
 			past = append(past, s)
 		}
 	}
+	total := e.in.Canary.Requests.V + e.in.Control.Requests.V
 	if len(past) == 0 {
-		if now == 0 {
+		if now == 0 && total >= minTrafficEvidence {
 			return 0
 		}
 		return 1
 	}
-	return now / median(past)
+	med := median(past)
+	if med*total < minTrafficEvidence {
+		return math.NaN() // too few expected canary requests to tell a collapse from noise
+	}
+	return now / med
 }

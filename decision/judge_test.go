@@ -321,10 +321,12 @@ func TestDataProblemsAreKeptApart(t *testing.T) {
 	cfg := decision.Default()
 	base := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100)}
 	cases := map[string]func(*decision.Input){
-		"missing":     func(in *decision.Input) { in.Canary.Errors = decision.Value{} },
-		"nan":         func(in *decision.Input) { in.Canary.Errors = decision.Num(math.NaN()) },
-		"query_error": func(in *decision.Input) { in.Canary.Errors = decision.Value{State: decision.QueryError, Err: "timeout"} },
-		"stale":       func(in *decision.Input) { in.Canary.CollectedAt = at.Add(-10 * time.Minute) },
+		"missing": func(in *decision.Input) { in.Canary.Errors = decision.Value{} },
+		"nan":     func(in *decision.Input) { in.Canary.Errors = decision.Num(math.NaN()) },
+		"query_error": func(in *decision.Input) {
+			in.Canary.Errors = decision.Value{State: decision.QueryError, Err: "timeout"}
+		},
+		"stale": func(in *decision.Input) { in.Canary.CollectedAt = at.Add(-10 * time.Minute) },
 	}
 	for want, mut := range cases {
 		in := base

@@ -50,6 +50,20 @@ func wilsonLower(x, n, alpha float64) float64 {
 	return lb
 }
 
+// wilsonUpper is the upper Wilson score bound of x successes in n trials at
+// one-sided level alpha.
+func wilsonUpper(x, n, alpha float64) float64 {
+	if n <= 0 {
+		return 1
+	}
+	z := normalQuantile(1 - alpha)
+	p := x / n
+	z2 := z * z
+	centre := p + z2/(2*n)
+	margin := z * math.Sqrt(p*(1-p)/n+z2/(4*n*n))
+	return math.Min(1, (centre+margin)/(1+z2/n))
+}
+
 // poissonLower is a lower confidence bound for the mean of a Poisson count k
 // at one-sided level alpha (Wilson–Hilferty approximation of the exact
 // chi-square bound).
@@ -93,10 +107,10 @@ func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
 	if xc/n <= rho0 {
 		return 0, 1
 	}
-	// Prior centred on a doubling of the canary's rate, with a = 1.
+	// Beta prior centred on a doubling of the canary's rate, a = 2.
 	rho1 := 2 * rho0 / (2*rho0 + 1 - rho0)
-	a := 1.0
-	b := (1 - rho1) / rho1
+	a := 2.0
+	b := a * (1 - rho1) / rho1
 	l := lbeta(xc+a, xk+b) - lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
 	if phi > 1 {
 		l /= phi

@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+func TestDiag(t *testing.T) {
+	want := os.Getenv("DIAG")
+	if want == "" {
+		t.Skip("set DIAG=good or DIAG=<label substring>")
+	}
+	c := Generate(CorpusOptions{Seed: 42, Services: 40, Good: 400, BadPerKind: 40, Faults: 0})
+	j := NewChaosgate(decision.Default(), c)
+	counts := map[string]int{}
+	for _, rel := range c.Releases {
+		if !strings.Contains(rel.Label, want) {
+			continue
+		}
+		res := j.Run(rel)
+		if (res.Outcome == decision.Promote) == !rel.Bad && res.Outcome != decision.Hold {
+			continue
+		}
+		v := decision.Evaluate(j.Config, j.Input(rel, res.Look))
+		key := fmt.Sprintf("%s %s %s", bucket(rel.CanaryRPS), res.Outcome, v.HoldCause)
+		for _, d := range v.Dimensions {
+			if d.Outcome != decision.Pass || d.Name == decision.ErrorRate || d.Name == decision.LatencyP99 {
+				key += fmt.Sprintf(" %s:%s:%s(z=%.1f,k=%.1f,c=%.2f)", d.Name, d.Outcome, d.Rule, d.Z, d.K, d.Confidence)
+			}
+		}
+		counts[key]++
+	}
+	var ks []string
+	for k := range counts {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(a, b int) bool { return ks[a] < ks[b] })
+	for _, k := range ks {
+		fmt.Println(counts[k], k)
+	}
+}

@@ -1,0 +1,313 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+// NAB-style costs: a false positive (good release blocked) costs 0.11, a
+// false negative (bad release promoted) costs 1.0; a true detection earns up
+// to 1.0, less the later it comes; a hold costs half of the error it avoids.
+const (
+	costFP = 0.11
+	costFN = 1.0
+)
+
+// Cell is a detection rate over a slice of the bad releases.
+type Cell struct {
+	Slice    string  `json:"slice"`
+	N        int     `json:"n"`
+	Blocked  int     `json:"blocked"`
+	Within3  int     `json:"blocked_within_3"`
+	Held     int     `json:"held"`
+	Promoted int     `json:"promoted"`
+	Rate     float64 `json:"detection_rate"`
+}
+
+// JudgeReport is one judge's figures on the corpus.
+type JudgeReport struct {
+	Name string `json:"name"`
+	// FPR is the share of good releases (no data fault) that were blocked.
+	FPR       float64 `json:"false_positive_rate"`
+	GoodN     int     `json:"good"`
+	GoodBlock int     `json:"good_blocked"`
+	// FaultBlocked counts good releases with a data fault that were blocked.
+	FaultN        int     `json:"data_fault_releases"`
+	FaultBlocked  int     `json:"data_fault_blocked"`
+	FaultPromoted int     `json:"data_fault_promoted"`
+	HoldRateGood  float64 `json:"hold_rate_good"`
+	HoldRateBad   float64 `json:"hold_rate_bad"`
+	ByEffect      []Cell  `json:"detection_by_effect"`
+	ByTraffic     []Cell  `json:"detection_by_canary_rps"`
+	ByTotal       []Cell  `json:"detection_by_total_rps"`
+	// MeanLooks is the mean number of intervals to a correct verdict
+	// (good promoted, bad blocked).
+	MeanLooks float64 `json:"mean_intervals_to_correct_verdict"`
+	NAB       float64 `json:"nab_score"`
+	// Goal is detection of errors ≥ +0.5pp or p99 ≥ x1.25 at ≥ 100 canary
+	// rps within 3 intervals; GoalTotal the same at ≥ 100 total rps.
+	Goal              Cell `json:"goal_detection_canary_100rps"`
+	GoalTotal         Cell `json:"goal_detection_total_100rps"`
+	ConsistencyN      int  `json:"consistency_releases"`
+	ConsistencyBlocks int  `json:"consistency_blocked"`
+}
+
+// Report is the bench result.
+type Report struct {
+	Seed     uint64        `json:"seed"`
+	Releases int           `json:"releases"`
+	Good     int           `json:"good"`
+	Bad      int           `json:"bad"`
+	Faults   int           `json:"data_faults"`
+	Judges   []JudgeReport `json:"judges"`
+}
+
+// Run judges every release of c with every judge.
+func Run(c *Corpus, judges []Judge) Report {
+	rep := Report{Seed: c.Seed, Releases: len(c.Releases)}
+	for _, r := range c.Releases {
+		switch {
+		case r.Bad:
+			rep.Bad++
+		case r.Fault != "":
+			rep.Faults++
+		default:
+			rep.Good++
+		}
+	}
+	for _, j := range judges {
+		rep.Judges = append(rep.Judges, evaluate(c, j))
+	}
+	return rep
+}
+
+func bucket(rps float64) string {
+	switch {
+	case rps < 10:
+		return "<10 rps"
+	case rps < 100:
+		return "10-100 rps"
+	}
+	return ">=100 rps"
+}
+
+func evaluate(c *Corpus, j Judge) JudgeReport {
+	jr := JudgeReport{Name: j.Name()}
+	effect := map[string]*Cell{}
+	traffic := map[string]*Cell{}
+	total := map[string]*Cell{}
+	var order []string
+	var raw, null, perfect float64
+	var looks, correct float64
+	var goodHold, bad, badHold int
+	jr.Goal.Slice = "errors >= +0.5pp or p99 >= x1.25, canary >= 100 rps, within 3 intervals"
+	jr.GoalTotal.Slice = "errors >= +0.5pp or p99 >= x1.25, total >= 100 rps, within 3 intervals"
+	for _, rel := range c.Releases {
+		res := j.Run(rel)
+		if !rel.Bad {
+			if rel.Fault != "" {
+				jr.FaultN++
+				switch res.Outcome {
+				case decision.Block:
+					jr.FaultBlocked++
+				case decision.Promote:
+					jr.FaultPromoted++
+				}
+			} else {
+				jr.GoodN++
+				if res.Outcome == decision.Block {
+					jr.GoodBlock++
+				}
+			}
+			switch res.Outcome {
+			case decision.Block:
+				raw -= costFP
+			case decision.Hold:
+				goodHold++
+				raw -= costFP / 2
+			case decision.Promote:
+				looks += float64(res.Look)
+				correct++
+			}
+			continue
+		}
+		bad++
+		null -= costFN
+		perfect++
+		switch res.Outcome {
+		case decision.Block:
+			raw += 1 - 0.1*float64(res.Look-1)
+			looks += float64(res.Look)
+			correct++
+		case decision.Hold:
+			badHold++
+			raw -= costFN / 2
+		case decision.Promote:
+			raw -= costFN
+		}
+		add := func(m map[string]*Cell, key string, ordered bool) {
+			cell, ok := m[key]
+			if !ok {
+				cell = &Cell{Slice: key}
+				m[key] = cell
+				if ordered {
+					order = append(order, key)
+				}
+			}
+			count(cell, res)
+		}
+		add(effect, rel.Label, true)
+		add(traffic, bucket(rel.CanaryRPS), false)
+		add(total, bucket(rel.TotalRPS), false)
+		strong := (rel.Defect == "errors" && !strings.Contains(rel.Label, "0.1pp")) || (rel.Defect == "p99" && !strings.Contains(rel.Label, "1.1"))
+		if strong && rel.CanaryRPS >= 100 {
+			count(&jr.Goal, res)
+		}
+		if strong && rel.TotalRPS >= 100 {
+			count(&jr.GoalTotal, res)
+		}
+		if rel.Defect == "consistency" {
+			jr.ConsistencyN++
+			if res.Outcome == decision.Block {
+				jr.ConsistencyBlocks++
+			}
+		}
+	}
+	if jr.GoodN > 0 {
+		jr.FPR = float64(jr.GoodBlock) / float64(jr.GoodN)
+	}
+	if n := jr.GoodN + jr.FaultN; n > 0 {
+		jr.HoldRateGood = float64(goodHold) / float64(n)
+	}
+	if bad > 0 {
+		jr.HoldRateBad = float64(badHold) / float64(bad)
+	}
+	if correct > 0 {
+		jr.MeanLooks = looks / correct
+	}
+	if perfect != null {
+		jr.NAB = 100 * (raw - null) / (perfect - null)
+	}
+	for _, k := range order {
+		jr.ByEffect = append(jr.ByEffect, finish(effect[k]))
+	}
+	for _, k := range []string{"<10 rps", "10-100 rps", ">=100 rps"} {
+		if c, ok := traffic[k]; ok {
+			jr.ByTraffic = append(jr.ByTraffic, finish(c))
+		}
+		if c, ok := total[k]; ok {
+			jr.ByTotal = append(jr.ByTotal, finish(c))
+		}
+	}
+	finishIn3(&jr.Goal)
+	finishIn3(&jr.GoalTotal)
+	return jr
+}
+
+func count(c *Cell, res Result) {
+	c.N++
+	switch res.Outcome {
+	case decision.Block:
+		c.Blocked++
+		if res.Look <= 3 {
+			c.Within3++
+		}
+	case decision.Hold:
+		c.Held++
+	case decision.Promote:
+		c.Promoted++
+	}
+}
+
+func finish(c *Cell) Cell {
+	if c.N > 0 {
+		c.Rate = float64(c.Blocked) / float64(c.N)
+	}
+	return *c
+}
+
+func finishIn3(c *Cell) {
+	if c.N > 0 {
+		c.Rate = float64(c.Within3) / float64(c.N)
+	}
+}
+
+// WriteTable prints the report side by side for a terminal.
+func WriteTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "chaosgate bench judge — seed %d: %d releases (%d good, %d bad, %d good with data faults); %d intervals of %s max, step window %d\n\n",
+		rep.Seed, rep.Releases, rep.Good, rep.Bad, rep.Faults, MaxLooks, Interval, StepLooks)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "metric\t"
+	for _, j := range rep.Judges {
+		head += j.Name + "\t"
+	}
+	fmt.Fprintln(tw, head)
+	row := func(name string, f func(JudgeReport) string) {
+		s := name + "\t"
+		for _, j := range rep.Judges {
+			s += f(j) + "\t"
+		}
+		fmt.Fprintln(tw, s)
+	}
+	pc := func(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
+	row("false-positive rate (good blocked)", func(j JudgeReport) string { return fmt.Sprintf("%s (%d/%d)", pc(j.FPR), j.GoodBlock, j.GoodN) })
+	row("good w/ data fault blocked", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultBlocked, j.FaultN) })
+	row("good w/ data fault promoted", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultPromoted, j.FaultN) })
+	row("hold rate, good", func(j JudgeReport) string { return pc(j.HoldRateGood) })
+	row("hold rate, bad", func(j JudgeReport) string { return pc(j.HoldRateBad) })
+	row("mean intervals to correct verdict", func(j JudgeReport) string { return fmt.Sprintf("%.2f", j.MeanLooks) })
+	row("NAB-style score (FP 0.11, FN 1.0)", func(j JudgeReport) string { return fmt.Sprintf("%.1f", j.NAB) })
+	row("consistency violations blocked", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.ConsistencyBlocks, j.ConsistencyN) })
+	row("goal: >=+0.5pp err | >=x1.25 p99, canary>=100rps, <=3 iv", func(j JudgeReport) string {
+		return fmt.Sprintf("%s (%d/%d)", pc(j.Goal.Rate), j.Goal.Within3, j.Goal.N)
+	})
+	row("same, total>=100rps", func(j JudgeReport) string {
+		return fmt.Sprintf("%s (%d/%d)", pc(j.GoalTotal.Rate), j.GoalTotal.Within3, j.GoalTotal.N)
+	})
+	fmt.Fprintln(tw, "\t")
+	fmt.Fprintln(tw, "detection rate by effect (blocked/n)\t")
+	if len(rep.Judges) > 0 {
+		for i := range rep.Judges[0].ByEffect {
+			name := rep.Judges[0].ByEffect[i].Slice
+			row("  "+name, func(j JudgeReport) string {
+				c := j.ByEffect[i]
+				return fmt.Sprintf("%s (%d/%d)", pc(c.Rate), c.Blocked, c.N)
+			})
+		}
+		fmt.Fprintln(tw, "detection rate by canary traffic\t")
+		for i := range rep.Judges[0].ByTraffic {
+			name := rep.Judges[0].ByTraffic[i].Slice
+			row("  canary "+name, func(j JudgeReport) string {
+				c := j.ByTraffic[i]
+				return fmt.Sprintf("%s (%d/%d)", pc(c.Rate), c.Blocked, c.N)
+			})
+		}
+		fmt.Fprintln(tw, "detection rate by total traffic\t")
+		for i := range rep.Judges[0].ByTotal {
+			name := rep.Judges[0].ByTotal[i].Slice
+			row("  total "+name, func(j JudgeReport) string {
+				c := j.ByTotal[i]
+				return fmt.Sprintf("%s (%d/%d)", pc(c.Rate), c.Blocked, c.N)
+			})
+		}
+	}
+	tw.Flush()
+	best := ""
+	bestNAB := -1e9
+	for _, j := range rep.Judges {
+		if j.NAB > bestNAB {
+			best, bestNAB = j.Name, j.NAB
+		}
+	}
+	fmt.Fprintf(w, "\nbest NAB-style score: %s (%.1f)\n", best, bestNAB)
+	names := make([]string, len(rep.Judges))
+	for i, j := range rep.Judges {
+		names[i] = j.Name
+	}
+	sort.Strings(names)
+}
