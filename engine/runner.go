@@ -37,7 +37,7 @@ type JudgeInput struct {
 // Verdict is the judge's answer for one step. Detail carries the judge's
 // own explanation (dimensions) and is recorded as is.
 type Verdict struct {
-	Outcome  Outcome `json:"verdict"`
+	Outcome  Outcome `json:"verdict,omitempty"`
 	Score    float64 `json:"score"`
 	Coverage float64 `json:"coverage"`
 	Reason   string  `json:"reason,omitempty"`

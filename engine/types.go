@@ -60,7 +60,9 @@ func (k FaultKind) String() string { return enumString(kindNames, k) }
 func (k FaultKind) MarshalText() ([]byte, error) { return enumMarshal(kindNames, k) }
 
 // UnmarshalText reads a kind's name.
-func (k *FaultKind) UnmarshalText(b []byte) error { return enumUnmarshal(kindNames, k, b, "fault kind") }
+func (k *FaultKind) UnmarshalText(b []byte) error {
+	return enumUnmarshal(kindNames, k, b, "fault kind")
+}
 
 // Phase is a step of the run lifecycle.
 type Phase int
@@ -131,21 +133,21 @@ func (o Outcome) MarshalText() ([]byte, error) { return enumMarshal(outcomeNames
 // UnmarshalText reads an outcome's name.
 func (o *Outcome) UnmarshalText(b []byte) error { return enumUnmarshal(outcomeNames, o, b, "verdict") }
 
-func enumString[T comparable](names map[T]string, v T) string {
+func enumString[T ~int](names map[T]string, v T) string {
 	if s, ok := names[v]; ok {
 		return s
 	}
-	return fmt.Sprintf("invalid(%v)", any(v))
+	return fmt.Sprintf("invalid(%d)", v)
 }
 
-func enumMarshal[T comparable](names map[T]string, v T) ([]byte, error) {
+func enumMarshal[T ~int](names map[T]string, v T) ([]byte, error) {
 	if s, ok := names[v]; ok {
 		return []byte(s), nil
 	}
-	return nil, E(KindInternal, "marshal", fmt.Errorf("invalid value %v", any(v)))
+	return nil, E(KindInternal, "marshal", fmt.Errorf("invalid value %d", v))
 }
 
-func enumUnmarshal[T comparable](names map[T]string, v *T, b []byte, what string) error {
+func enumUnmarshal[T ~int](names map[T]string, v *T, b []byte, what string) error {
 	for k, s := range names {
 		if s == string(b) {
 			*v = k

@@ -1,0 +1,597 @@
+package engine_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/proxy"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("CHAOSGATE_ENGINE_HELPER") == "1" {
+		os.Exit(helperRun())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+var nodes = []string{"n1", "n2", "n3"}
+
+// rig is a real local system: per arm, one `sleep` process per node (the
+// process faults act on) and one HTTP server per node behind a proxy for
+// every client→node and node→node edge.
+type rig struct {
+	mu    sync.Mutex
+	pids  map[string]*exec.Cmd // "arm/node"
+	set   *proxy.Set
+	close []func()
+}
+
+func newRig(t testing.TB) *rig {
+	r := &rig{pids: map[string]*exec.Cmd{}, set: proxy.NewSet()}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		for _, n := range nodes {
+			c := exec.Command("sleep", "300")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r.pids[arm.String()+"/"+n] = c
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
+			go srv.Serve(ln)
+			r.close = append(r.close, func() { srv.Close() })
+			r.set.Add(proxy.EdgeName(arm.String(), "client", n), ln.Addr().String())
+			for _, from := range nodes {
+				if from != n {
+					r.set.Add(proxy.EdgeName(arm.String(), from, n), ln.Addr().String())
+				}
+			}
+		}
+	}
+	t.Cleanup(func() {
+		r.set.Close()
+		for _, f := range r.close {
+			f()
+		}
+		for _, c := range r.pids {
+			c.Process.Signal(syscall.SIGCONT)
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	return r
+}
+
+func (r *rig) Nodes(engine.Arm) []string { return nodes }
+func (r *rig) Leader(context.Context, engine.Arm, *int) (string, error) {
+	return "n3", nil
+}
+func (r *rig) Pid(arm engine.Arm, node string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.pids[arm.String()+"/"+node]
+	if !ok {
+		return 0, fmt.Errorf("no node %s", node)
+	}
+	return c.Process.Pid, nil
+}
+func (r *rig) WaitReady(context.Context, engine.Arm, string) error { return nil }
+
+func (r *rig) injectors() map[engine.FaultKind]engine.Injector {
+	in := local.New(local.Config{Nodes: r, Proxies: r.set, Leaders: func(context.Context, engine.Arm) (map[int]string, error) {
+		return map[int]string{0: "n3", 1: "n3"}, nil
+	}})
+	return map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.PodKill: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in}
+}
+
+func (r *rig) state(t testing.TB, arm engine.Arm, node string) byte {
+	pid, _ := r.Pid(arm, node)
+	s, _, err := engine.ProcStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// assertClean checks that nothing is left applied: no toxic, no paused node.
+func (r *rig) assertClean(t testing.TB) {
+	t.Helper()
+	if tx := r.set.Toxics(); len(tx) != 0 {
+		t.Errorf("toxics left: %+v", tx)
+	}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		for _, n := range nodes {
+			if s := r.state(t, arm, n); s == 'T' {
+				t.Errorf("%s/%s left paused", arm, n)
+			}
+		}
+	}
+}
+
+// httpProbe measures availability through the client proxies.
+type httpProbe struct {
+	r     *rig
+	panic bool
+	fixed *float64
+}
+
+func (p *httpProbe) Name() string { return "availability" }
+func (p *httpProbe) Observe(ctx context.Context, w engine.Window) (engine.Observation, error) {
+	if p.panic && w.Phase == engine.PhaseObserve {
+		panic("probe exploded")
+	}
+	o := engine.Observation{Arms: map[engine.Arm]engine.Metrics{}}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		ok := 0
+		for _, n := range nodes {
+			addr, _ := p.r.set.Addr(proxy.EdgeName(arm.String(), "client", n))
+			if s := proxy.Measure(ctx, proxy.HTTPRoundTrip("/"), addr, 1, 300*time.Millisecond); s.Failed == 0 {
+				ok++
+			}
+		}
+		v := float64(ok) / float64(len(nodes))
+		if p.fixed != nil {
+			v = *p.fixed
+		}
+		o.Arms[arm] = engine.Metrics{"success_ratio": v}
+	}
+	return o, nil
+}
+
+func plan(faults ...engine.Fault) engine.Plan {
+	return engine.Plan{Name: "test", Weights: []int{50, 100}, Arms: []engine.Arm{engine.ArmCanary, engine.ArmControl},
+		Experiments: []engine.Experiment{{Name: "exp", SteadyState: 100 * time.Millisecond, Faults: faults}}}
+}
+
+func promote(context.Context, engine.JudgeInput) (engine.Verdict, error) {
+	return engine.Verdict{Outcome: engine.Promote, Score: 1, Coverage: 1}, nil
+}
+
+func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	var judged []engine.JudgeInput
+	var recorded *engine.Result
+	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r,
+		Probes: []engine.Probe{&httpProbe{r: r}},
+		Judge: func(ctx context.Context, in engine.JudgeInput) (engine.Verdict, error) {
+			judged = append(judged, in)
+			return promote(ctx, in)
+		},
+		Record: func(_ context.Context, res *engine.Result) (engine.EvidenceRef, error) {
+			recorded = res
+			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := run.Run(context.Background(), plan(
+		engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: 300 * time.Millisecond},
+		engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "isolate-one", Duration: 300 * time.Millisecond},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.assertClean(t)
+	if res.Verdict.Outcome != engine.Promote || len(res.Steps) != 2 || len(judged) != 2 || recorded == nil || res.Evidence.LedgerIndex != 7 {
+		t.Fatalf("verdict %v, %d steps, %d judged, evidence %+v", res.Verdict.Outcome, len(res.Steps), len(judged), res.Evidence)
+	}
+	if len(res.Faults) != 8 { // 2 faults × 2 arms × 2 steps
+		t.Fatalf("%d fault records, want 8", len(res.Faults))
+	}
+	for _, f := range res.Faults {
+		if f.AppliedAt.IsZero() || f.RecoveredAt.IsZero() || f.Confirmed == 0 || f.Error != "" {
+			t.Errorf("fault %+v not applied, recovered and confirmed", f)
+		}
+		if f.Kind == engine.PodPause && f.Confirmed != engine.Confirmed {
+			t.Errorf("pause not confirmed: %+v", f)
+		}
+		if f.Effective < 300*time.Millisecond {
+			t.Errorf("fault %s was in effect %s, less than its duration", f.ID, f.Effective)
+		}
+	}
+	// The partition cut client-facing availability of nothing: the probe's
+	// during-fault window is recorded per arm.
+	var phases []string
+	for _, p := range res.Phases[:7] {
+		phases = append(phases, p.Phase.String())
+	}
+	if got := strings.Join(phases, ","); got != "plan,steady-before,inject,observe,recover,steady-after,steady-before" {
+		t.Fatalf("phases = %s", got)
+	}
+	// The journal is closed and archived; nothing to reap.
+	if _, err := os.Stat(filepath.Join(dir, "journal", "done", res.RunID+".journal")); err != nil {
+		t.Fatalf("journal not archived: %v", err)
+	}
+	reaped, err := engine.Reap(context.Background(), dir, r.injectors(), nil)
+	if err != nil || len(reaped) != 0 {
+		t.Fatalf("reap after a clean run: %v %v", reaped, err)
+	}
+	recs, err := engine.ReadJournal(filepath.Join(dir, "journal", "done", res.RunID+".journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every intent comes before its applied record, every fault recovered.
+	seen := map[string]string{}
+	for _, rec := range recs {
+		switch rec.Type {
+		case engine.RecIntent:
+			seen[rec.ID] = "intent"
+		case engine.RecApplied:
+			if seen[rec.ID] != "intent" {
+				t.Fatalf("applied record for %s without a prior intent", rec.ID)
+			}
+			seen[rec.ID] = "applied"
+		case engine.RecRecovered:
+			seen[rec.ID] = "recovered"
+		}
+	}
+	for id, s := range seen {
+		if s != "recovered" {
+			t.Errorf("fault %s ended as %s", id, s)
+		}
+	}
+}
+
+func TestInterruptDuringInjectRecoversEverything(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	var cancelledAt time.Time
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote,
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseObserve {
+				once.Do(func() {
+					go func() {
+						// As SIGINT does through signal.NotifyContext in cmd.
+						time.Sleep(150 * time.Millisecond)
+						cancelledAt = time.Now()
+						cancel()
+					}()
+				})
+			}
+		}})
+	res, err := run.Run(ctx, plan(
+		engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n2"}, Duration: time.Minute},
+		engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 50 * time.Millisecond, Edges: engine.Edges{Into: "n1"}, Duration: time.Minute},
+	))
+	took := time.Since(cancelledAt)
+	if !errors.Is(err, engine.ErrInterrupted) || engine.KindOf(err) != engine.KindCanceled {
+		t.Fatalf("err = %v (kind %v), want interrupted", err, engine.KindOf(err))
+	}
+	if !res.Interrupted {
+		t.Fatal("result does not say interrupted")
+	}
+	if took > 2*time.Second {
+		t.Fatalf("recovery took %s after the interrupt", took)
+	}
+	r.assertClean(t)
+	for _, f := range res.Faults {
+		if f.RecoveredAt.IsZero() {
+			t.Errorf("fault %s not recovered", f.ID)
+		}
+	}
+}
+
+func TestPanicDuringObserveRecoversThenRepanics(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote, Tick: 100 * time.Millisecond,
+		Probes: []engine.Probe{&httpProbe{r: r, panic: true}}})
+	p := plan(engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n3"}, Duration: time.Minute})
+	p.Experiments[0].Abort = []engine.AbortRule{{Probe: "availability", Metric: "success_ratio", Below: ptr(0.5)}}
+	func() {
+		defer func() {
+			if v := recover(); v != "probe exploded" {
+				t.Fatalf("recovered %v, want the probe's panic re-raised", v)
+			}
+		}()
+		run.Run(context.Background(), p)
+	}()
+	r.assertClean(t)
+	// The journal shows every fault recovered: nothing for a reaper.
+	reaped, err := engine.Reap(context.Background(), dir, r.injectors(), nil)
+	if err != nil || len(reaped) != 0 {
+		t.Fatalf("reaped %v %v after a recovered panic", reaped, err)
+	}
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func TestAbortFileStopsTheRun(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseObserve {
+				go func() {
+					runs, err := engine.RequestAbort(dir, "", "operator pressed the kill switch")
+					if err != nil || len(runs) != 1 {
+						t.Errorf("RequestAbort = %v, %v", runs, err)
+					}
+				}()
+			}
+		}})
+	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}))
+	if err != nil {
+		t.Fatalf("an abort with a verdict is a result: %v", err)
+	}
+	if res.Aborted != "operator pressed the kill switch" || res.Verdict.Outcome != engine.Hold || len(res.Steps) != 1 {
+		t.Fatalf("aborted %q verdict %v steps %d", res.Aborted, res.Verdict.Outcome, len(res.Steps))
+	}
+	r.assertClean(t)
+	if runs, _ := engine.ActiveRuns(dir); len(runs) != 0 {
+		t.Fatalf("active runs after the end: %v", runs)
+	}
+}
+
+func TestAbortConditionStopsTheRun(t *testing.T) {
+	r := newRig(t)
+	low := 0.2
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote, Tick: 100 * time.Millisecond,
+		Probes: []engine.Probe{&httpProbe{r: r, fixed: &low}}})
+	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 20 * time.Millisecond, Edges: engine.Edges{Between: []string{"n1", "n2"}}, Duration: time.Minute})
+	p.Experiments[0].Abort = []engine.AbortRule{{Probe: "availability", Metric: "success_ratio", Arm: engine.ArmControl, Below: ptr(0.5), For: 200 * time.Millisecond}}
+	start := time.Now()
+	res, err := run.Run(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Aborted, "success_ratio below 0.5") || time.Since(start) > 10*time.Second {
+		t.Fatalf("aborted = %q after %s", res.Aborted, time.Since(start))
+	}
+	r.assertClean(t)
+}
+
+func TestBlastRadiusSkipsAQuorum(t *testing.T) {
+	r := newRig(t)
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote})
+	p := plan(engine.Fault{Name: "pause-two", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1", "n2"}, Duration: 200 * time.Millisecond})
+	p.Weights = []int{100}
+	res, err := run.Run(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := 0
+	for _, f := range res.Faults {
+		if f.Skipped != "" {
+			skipped++
+		}
+	}
+	if skipped != 2 { // the second node of each arm would make a quorum
+		t.Fatalf("%d faults skipped, want 2: %+v", skipped, res.Faults)
+	}
+	p.Budget = scenarios.BlastRadius{AllowQuorum: true}
+	run2, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote})
+	res, _ = run2.Run(context.Background(), p)
+	for _, f := range res.Faults {
+		if f.Skipped != "" {
+			t.Fatalf("allowQuorum still skipped %+v", f)
+		}
+	}
+	r.assertClean(t)
+}
+
+func TestPlanFromLibrary(t *testing.T) {
+	doc, err := scenarios.Library("default-gameday")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := engine.PlanFromDocument(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 2 {
+		t.Fatalf("plan: %d experiments, weights %v, arms %v, abort %v", len(p.Experiments), p.Weights, p.Arms, p.Experiments[0].Abort)
+	}
+	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {
+		t.Fatalf("network-delay fault = %+v", f)
+	}
+}
+
+// helperRun is the child of TestCrashedRunIsReaped: it pauses a process the
+// parent started (pid in CHAOSGATE_PAUSE_PID), black-holes an edge, says
+// READY and waits to be SIGKILLed.
+func helperRun() int {
+	pid, _ := strconv.Atoi(os.Getenv("CHAOSGATE_PAUSE_PID"))
+	dir := os.Getenv("CHAOSGATE_DATA")
+	set := proxy.NewSet()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	for _, n := range nodes {
+		for _, from := range nodes {
+			if from != n {
+				set.Add(proxy.EdgeName("canary", from, n), ln.Addr().String())
+			}
+		}
+	}
+	top := helperTop{pid: pid}
+	in := local.New(local.Config{Nodes: top, Proxies: set})
+	run, err := engine.NewRunner(engine.Options{DataDir: dir, Topology: top, Injectors: map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in},
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseObserve {
+				fmt.Println("READY")
+			}
+		}})
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 2
+	}
+	p := engine.Plan{Name: "crash", Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
+		Experiments: []engine.Experiment{{Name: "crash", Faults: []engine.Fault{
+			{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: time.Hour}}}}}
+	p.Experiments[0].Faults[0].Duration = time.Hour
+	run.Run(context.Background(), p)
+	return 0
+}
+
+type helperTop struct{ pid int }
+
+func (h helperTop) Nodes(engine.Arm) []string                                { return nodes }
+func (h helperTop) Leader(context.Context, engine.Arm, *int) (string, error) { return "n1", nil }
+func (h helperTop) Pid(engine.Arm, string) (int, error)                      { return h.pid, nil }
+func (h helperTop) WaitReady(context.Context, engine.Arm, string) error      { return nil }
+
+func TestCrashedRunIsReaped(t *testing.T) {
+	victim := exec.Command("sleep", "300")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { victim.Process.Signal(syscall.SIGCONT); victim.Process.Kill(); victim.Wait() }()
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER=1", "CHAOSGATE_DATA="+dir, fmt.Sprintf("CHAOSGATE_PAUSE_PID=%d", victim.Process.Pid))
+	out, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	ready := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if lines.Text() == "READY" || strings.HasPrefix(lines.Text(), "ERR") {
+				ready <- lines.Text()
+				break
+			}
+		}
+		for lines.Scan() {
+		}
+	}()
+	select {
+	case l := <-ready:
+		if l != "READY" {
+			t.Fatal(l)
+		}
+	case <-time.After(20 * time.Second):
+		child.Process.Kill()
+		child.Wait()
+		t.Fatal("child never applied its fault")
+	}
+	// While the child lives, its run is active and the reaper leaves it alone.
+	if runs, _ := engine.ActiveRuns(dir); len(runs) != 1 || runs[0].Owner.Pid != child.Process.Pid {
+		t.Fatalf("active runs = %+v", runs)
+	}
+	if r, _ := engine.Reap(context.Background(), dir, nil, nil); len(r) != 0 {
+		t.Fatalf("reaped a live run: %v", r)
+	}
+	child.Process.Kill() // SIGKILL: no deferred recovery runs
+	child.Wait()
+	if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
+		t.Fatalf("victim state %c after the crash, want T (left paused)", s)
+	}
+	in := local.New(local.Config{})
+	reaped, err := engine.Reap(context.Background(), dir, map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reaped) != 1 || reaped[0].Result != "recovered" || reaped[0].Kind != "podPause" {
+		t.Fatalf("reaped = %v", reaped)
+	}
+	t.Log(reaped[0])
+	if s, _, _ := engine.ProcStat(victim.Process.Pid); s == 'T' {
+		t.Fatal("the reaper did not resume the paused process")
+	}
+	// Reaping is done once: the journal is archived.
+	if again, _ := engine.Reap(context.Background(), dir, nil, nil); len(again) != 0 {
+		t.Fatalf("reaped twice: %v", again)
+	}
+}
+
+func TestReaperKillsOrphanedProcesses(t *testing.T) {
+	dir := t.TempDir()
+	orphan := exec.Command("sleep", "300")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { orphan.Wait(); close(done) }()
+	j, err := engine.OpenJournal(dir, "crashed", "orphans", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := engine.ProcOf(orphan.Process.Pid)
+	j.Spawned(p, "canary/n1")
+	exited, _ := engine.ProcOf(os.Getpid())
+	j.Spawned(exited, "an exited child")
+	j.Exited(exited)
+	j.Close(false) // the lock goes as it would with the process
+	reaped, err := engine.Reap(context.Background(), dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reaped) != 1 || reaped[0].Result != "killed" {
+		t.Fatalf("reaped = %v", reaped)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("orphan still running")
+	}
+}
+
+func TestJournalTornLastLineIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	j, err := engine.OpenJournal(dir, "torn", "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := engine.Applied{ID: "f1", Kind: engine.PodPause, Target: engine.Target{Arm: engine.ArmCanary}, Fault: engine.Fault{ID: "f1", Kind: engine.PodPause}}
+	j.Append(engine.Record{Type: engine.RecIntent, ID: "f1", Applied: &a})
+	j.Close(false)
+	f, _ := os.OpenFile(j.Path(), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"v":1,"type":"appl`)
+	f.Close()
+	recs, err := engine.ReadJournal(j.Path())
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("records %d, err %v", len(recs), err)
+	}
+	if o := engine.Summarize(recs); len(o.Faults) != 1 || o.Faults[0].ID != "f1" {
+		t.Fatalf("outstanding = %+v", o)
+	}
+	// A malformed line in the middle is an error with its line number.
+	os.WriteFile(j.Path(), []byte("{\"v\":1,\"type\":\"open\"}\nnot json\n{\"v\":1,\"type\":\"close\"}\n"), 0o644)
+	if _, err := engine.ReadJournal(j.Path()); err == nil || !strings.Contains(err.Error(), ":2:") {
+		t.Fatalf("malformed journal: %v", err)
+	}
+}
+
+func FuzzReadJournal(f *testing.F) {
+	f.Add([]byte("{\"v\":1,\"type\":\"open\",\"run\":\"r\",\"owner\":{\"pid\":1,\"start_time\":2}}\n{\"v\":1,\"type\":\"intent\",\"id\":\"a\",\"applied\":{\"id\":\"a\",\"kind\":\"podPause\",\"target\":{\"arm\":\"canary\",\"nodes\":[\"n1\"]},\"fault\":{\"id\":\"a\",\"kind\":\"podPause\",\"duration\":1},\"backend\":\"local\",\"undo\":{\"proc\":{\"pid\":5}}}}\n"))
+	f.Add([]byte("{\"v\":1,\"type\":\"recovered\",\"id\":\"a\"}\n{\"v\":1,\"ty"))
+	f.Add([]byte("\n\n{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "j.journal")
+		os.WriteFile(p, data, 0o644)
+		recs, err := engine.ReadJournal(p)
+		if err != nil && engine.KindOf(err) != engine.KindInvalid {
+			t.Fatalf("error of kind %v: %v", engine.KindOf(err), err)
+		}
+		o := engine.Summarize(recs)
+		for _, a := range o.Faults {
+			if a.ID == "" && len(recs) == 0 {
+				t.Fatal("fault from no records")
+			}
+		}
+	})
+}
