@@ -117,6 +117,7 @@ type Config struct {
 	ApplyTimeout      time.Duration
 	RequestTimeout    time.Duration
 	SnapshotThreshold uint64
+	TrailingLogs      uint64
 	SnapshotInterval  time.Duration
 	BalanceInterval   time.Duration
 
@@ -174,6 +175,9 @@ func (c *Config) Defaults() {
 	def(&c.RequestTimeout, 10*time.Second)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 4096
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = c.SnapshotThreshold
 	}
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.BalanceInterval, 2*time.Second)

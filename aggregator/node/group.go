@@ -110,7 +110,7 @@ func openGroup(n *Node, id int) (*group, error) {
 	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
-	rc.TrailingLogs = n.cfg.SnapshotThreshold
+	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.NoLegacyTelemetry = true
 	rc.Logger = hl
 	if has, err := raft.HasExistingState(g.logs, g.logs, snaps); err != nil {

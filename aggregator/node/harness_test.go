@@ -17,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv("AGGREGATOR_TEST_CHILD"); cfg != "" {
+		os.Exit(runChild(cfg))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // edgeProxy is a TCP proxy on one directed raft edge (node A dialling node
 // B) that a test can cut, as a network partition would.
@@ -341,6 +346,21 @@ func doJSON(t *testing.T, method, url string, body any) (int, []byte, http.Heade
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out, resp.Header
+}
+
+// trySend posts msgs to node id; transport errors return a nil result.
+func (c *testCluster) trySend(id string, msgs ...Message) (int, []Result) {
+	b, _ := json.Marshal(map[string]any{"messages": msgs})
+	resp, err := testClient.Post("http://"+c.http[id]+"/v1/messages", "application/json", bytes.NewReader(b))
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var ir IngestResponse
+	if json.NewDecoder(resp.Body).Decode(&ir) != nil || len(ir.Results) != len(msgs) {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, ir.Results
 }
 
 func (c *testCluster) send(t *testing.T, id string, msgs ...Message) (int, []Result) {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/chaosgate/chaosgate/aggregator/backpressure"
@@ -439,6 +440,9 @@ func (n *Node) ingestPartition(ctx context.Context, p int, msgs []Message, o Ing
 		for _, m := range msgs {
 			n.log.Warn("forward failed", "partition", p, "leader", leader, "trace_id", m.TraceID, "msg_id", m.MsgID, "err", err)
 			break
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) { // nothing was delivered
+			return g.fill(msgs, Result{Status: StatusError, ErrorKind: "unavailable", Error: fmt.Sprintf("forward to leader %s of partition %d: %v (not stored)", leader, p, err)})
 		}
 		return g.fill(msgs, Result{Status: StatusError, ErrorKind: "unknown_outcome", Error: fmt.Sprintf("forward to leader %s of partition %d: %v (outcome unknown)", leader, p, err)})
 	}
