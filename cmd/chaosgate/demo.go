@@ -94,6 +94,9 @@ type scenario struct {
 	progress io.Writer
 	// waitRestart waits for a killed node to be back before draining.
 	waitRestart bool
+	// minMessages keeps the load running (in further 5 s phases, at most
+	// 90 s more) until this many messages were acknowledged.
+	minMessages int64
 }
 
 type scenarioResult struct {
@@ -192,6 +195,14 @@ func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
 	}
 	if err := <-faultDone; err != nil {
 		return res, fmt.Errorf("fault: %w", err)
+	}
+	for extra := 0; g.Total().OK < sc.minMessages && extra < 18; extra++ {
+		if _, err := g.Run(ctx, load.Phase{Name: "demo", Duration: 5 * time.Second, Concurrency: sc.concurrency}); err != nil {
+			return res, err
+		}
+	}
+	if sc.minMessages > 0 {
+		sum = g.Total()
 	}
 	res.load = sum
 	if sc.waitRestart {

@@ -26,8 +26,10 @@
 //     the retry after restart).
 //   - I8 split brain: two nodes committing for one (partition, epoch), in
 //     the stream or in acknowledgements; a record whose epoch is lower than
-//     an earlier offset's; an acknowledged-then-lost send from an epoch older
-//     than one already acknowledged on that partition. The per-key digests
+//     an earlier offset's; an acknowledgement from a deposed leader
+//     whose write a newer epoch overwrote (acknowledged, missing from the
+//     output even if a gap covers it, while the partition's output goes on in
+//     a higher epoch). The per-key digests
 //     after the heal agree exactly when every reader sees one record per
 //     offset (I4), so that disagreement is reported under I4.
 //   - I9: per-key register linearizability of ok reads and writes, checked
@@ -375,7 +377,6 @@ func Check(evs []history.Event, cfg Config) Report {
 	}
 
 	// I1 and I7 over acknowledged messages, in send order.
-	lostSet := map[string]bool{}
 	for _, id := range msgOrder {
 		m := msgs[id]
 		if !m.ok || seenID[id] != nil {
@@ -389,7 +390,6 @@ func Check(evs []history.Event, cfg Config) Report {
 			continue
 		}
 		counts.Lost++
-		lostSet[id] = true
 		where := ""
 		if m.hasPart {
 			where = fmt.Sprintf(" partition %d", m.partition)
@@ -401,7 +401,13 @@ func Check(evs []history.Event, cfg Config) Report {
 		}
 	}
 
-	counts.SplitBrain += checkAckEpochs(col, ackEpochs, lostSet)
+	maxStreamEpoch := map[int]uint64{}
+	for _, p := range parts {
+		for _, r := range byPart[p] {
+			maxStreamEpoch[p] = max(maxStreamEpoch[p], r.epoch)
+		}
+	}
+	counts.SplitBrain += checkAckEpochs(col, ackEpochs, func(id string) bool { return seenID[id] == nil }, maxStreamEpoch)
 	counts.Linearizability = checkLinearizability(col, states, cfg)
 
 	rep := Report{Counts: counts, Violations: make([]Violation, 0, len(col.ord))}
@@ -474,16 +480,19 @@ type ackRef struct {
 }
 
 // checkAckEpochs finds split brain in acknowledgements: two nodes acking
-// for one (partition, epoch), and lost acks from an epoch older than one
-// already acknowledged on that partition.
-func checkAckEpochs(col *collector, acks []ackRef, lost map[string]bool) int {
+// for one (partition, epoch); and writes acknowledged in an epoch that a
+// newer epoch then overwrote — acknowledged, missing from the output (lost,
+// or declared a gap afterwards), while the partition's output goes on under
+// a higher epoch. A committed write survives every later leader, so only a
+// deposed leader that accepted writes it could not commit produces that.
+func checkAckEpochs(col *collector, acks []ackRef, missing func(msgID string) bool, maxStreamEpoch map[int]uint64) int {
 	n := 0
 	type pe struct {
 		p int
 		e uint64
 	}
 	nodeOf := map[pe]string{}
-	maxEpoch := map[int]ackRef{}
+	superseded := map[pe]bool{}
 	for _, a := range acks {
 		k := pe{a.partition, a.epoch}
 		if prev, ok := nodeOf[k]; !ok {
@@ -493,12 +502,12 @@ func checkAckEpochs(col *collector, acks []ackRef, lost map[string]bool) int {
 			nodeOf[k] = "\x00"
 			col.add("I8", "two nodes acknowledged writes for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: %s and %s (line %d)", a.partition, a.epoch, prev, a.node, a.line))
 		}
-		if top, ok := maxEpoch[a.partition]; ok && a.epoch < top.epoch && lost[a.msgID] {
-			n++
-			col.add("I8", "a stale leader acknowledged a write after a newer epoch had (the write was lost)", fmt.Sprintf("partition %d: msg_id %s acked by %s epoch %d at line %d after %s epoch %d at line %d", a.partition, a.msgID, a.node, a.epoch, a.line, top.node, top.epoch, top.line))
-		}
-		if top, ok := maxEpoch[a.partition]; !ok || a.epoch > top.epoch {
-			maxEpoch[a.partition] = a
+		if top := maxStreamEpoch[a.partition]; top > a.epoch && missing(a.msgID) {
+			if !superseded[k] {
+				superseded[k] = true
+				n++
+			}
+			col.add("I8", "a write acknowledged in a stale epoch was overwritten by a newer epoch (missing from the output)", fmt.Sprintf("partition %d: msg_id %s acked by %s in epoch %d at line %d; the output continues in epoch %d", a.partition, a.msgID, a.node, a.epoch, a.line, top))
 		}
 	}
 	return n

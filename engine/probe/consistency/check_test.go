@@ -44,6 +44,9 @@ var expect = map[string]func(r Report) string{
 	"split_brain": func(r Report) string {
 		return want(r.Counts.SplitBrain >= 2 && r.Counts.Lost == 1 && has(r, "I8"), "two epochs writing at once")
 	},
+	"gap_superseded": func(r Report) string {
+		return want(r.Counts.Lost == 0 && r.Counts.SplitBrain == 1 && has(r, "I8"), "acked write of a deposed leader declared a gap")
+	},
 	"stale_epoch": func(r Report) string { return want(r.Counts.SplitBrain == 1 && has(r, "I8"), "stale epoch committed") },
 	"nonlinearizable": func(r Report) string {
 		return want(r.Counts.Linearizability == LinIllegal && has(r, "I9"), "stale read")
