@@ -402,7 +402,7 @@ func TestPlanFromLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 2 {
+	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
 		t.Fatalf("plan: %d experiments, weights %v, arms %v, abort %v", len(p.Experiments), p.Weights, p.Arms, p.Experiments[0].Abort)
 	}
 	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {

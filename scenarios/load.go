@@ -132,8 +132,8 @@ func (d *Document) applyDefaults() {
 
 // Resolve returns the experiments a document runs: the document itself for
 // an Experiment; for a GameDay, each referenced experiment with the game
-// day's target, canary steps, decision, blast radius and probes applied,
-// its abort conditions added, and its duration override applied. Every
+// day's target, canary steps, decision, blast radius, probes and abort
+// conditions (when set) applied, and its duration override applied. Every
 // resolved experiment is validated again against the game day's target.
 func Resolve(doc *Document) ([]*Document, error) {
 	if doc.Kind == KindExperiment {
@@ -173,7 +173,9 @@ func Resolve(doc *Document) ([]*Document, error) {
 		if doc.Spec.Probes != (Probes{}) {
 			m.Spec.Probes = doc.Spec.Probes
 		}
-		m.Spec.Abort = append(append([]AbortCondition(nil), exp.Spec.Abort...), doc.Spec.Abort...)
+		if len(doc.Spec.Abort) > 0 {
+			m.Spec.Abort = append([]AbortCondition(nil), doc.Spec.Abort...)
+		}
 		m.Spec.Faults = append([]Fault(nil), exp.Spec.Faults...)
 		m.RunAt = append([]int(nil), ref.Steps...)
 		if ref.Duration.Duration > 0 {

@@ -22,6 +22,8 @@ func newRootCmd() *cobra.Command {
 		newDecideCmd(),
 		newKeygenCmd(),
 		newLedgerCmd(),
+		newScenariosCmd(),
+		newAbortCmd(),
 		withSubcommands(newAggregatorCmd(), newAggregatorClusterCmd()),
 	)
 	return root
