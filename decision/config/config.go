@@ -235,8 +235,9 @@ func (l *loader) syntax(err error) error {
 		if m[2] != "" {
 			col, _ = strconv.Atoi(m[2])
 		}
+		msg = strings.TrimPrefix(strings.Replace(msg, m[0]+": ", "", 1), "unmarshal errors:\n  ")
 	}
-	return Errors{{Kind: KindSyntax, File: l.name, Line: line, Col: col, Msg: msg, Hint: "check indentation and quoting; percentages and durations are quoted-free scalars like 0.15% and 120ms"}}
+	return Errors{{Kind: KindSyntax, File: l.name, Line: line, Col: col, Msg: msg, Hint: "check indentation and quoting; percentages and durations are plain scalars like 0.15% and 120ms"}}
 }
 
 // normalise turns YAML's map[string]any tree into plain JSON values.
@@ -382,6 +383,10 @@ func hintFor(path []string) string {
 		return "a non-negative number"
 	case "promote", "block", "min_coverage", "critical_min_confidence":
 		return "a number between 0 and 1"
+	case "hard_limit", "min_success":
+		return `a percentage with a % sign, e.g. "0.15%"`
+	case "max_pause", "long_pause", "freshness", "window", "bucket":
+		return `a duration with a unit (ms, s, m, h), e.g. "120ms" or "2m"`
 	}
 	return ""
 }
@@ -541,19 +546,19 @@ func (l *loader) build(f *file) *decision.Config {
 		}
 		if fd.HardLimit != nil {
 			if !isRate(d.Kind) {
-				l.add(KindSemantic, append(p, "hard_limit"), n+".hard_limit", "hard_limit applies to rate dimensions only", "rate dimensions: error_rate, session_interruption, dependency_sla")
+				l.add(KindSemantic, append(p, "hard_limit"), "dimensions."+n+".hard_limit", "hard_limit applies to rate dimensions only", "rate dimensions: error_rate, session_interruption, dependency_sla")
 			}
 			d.HardLimit = l.percent(append(p, "hard_limit"), *fd.HardLimit)
 		}
 		if fd.MinSuccess != nil {
 			if d.Kind != decision.DependencySLA {
-				l.add(KindSemantic, append(p, "min_success"), n+".min_success", "min_success applies to dependency_sla only", "use hard_limit for other rates")
+				l.add(KindSemantic, append(p, "min_success"), "dimensions."+n+".min_success", "min_success applies to dependency_sla only", "use hard_limit for other rates")
 			}
 			d.HardLimit = math.Round((1-l.percent(append(p, "min_success"), *fd.MinSuccess))*1e12) / 1e12
 		}
 		if fd.MaxPause != nil || fd.LongPause != nil || fd.MaxLongPerMinute != nil {
 			if d.Kind != decision.GCPause {
-				l.add(KindSemantic, p, n, "max_pause, long_pause and max_long_per_minute apply to gc_pause only", "move them under dimensions.gc_pause")
+				l.add(KindSemantic, p, "dimensions."+n, "max_pause, long_pause and max_long_per_minute apply to gc_pause only", "move them under dimensions.gc_pause")
 			}
 		}
 		if fd.MaxPause != nil {
@@ -567,7 +572,7 @@ func (l *loader) build(f *file) *decision.Config {
 		set(&d.SigmaFloor, fd.SigmaFloor)
 		set(&d.MinSamples, fd.MinSamples)
 		if d.Kind == decision.Consistency && !d.Critical && d.Enabled {
-			l.add(KindSemantic, append(p, "critical"), n+".critical", "consistency must stay critical: any violation blocks", "remove critical: false, or disable the dimension explicitly")
+			l.add(KindSemantic, append(p, "critical"), "dimensions."+n+".critical", "consistency must stay critical: any violation blocks", "remove critical: false, or disable the dimension explicitly")
 		}
 	}
 	total := 0.0
