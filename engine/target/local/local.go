@@ -49,10 +49,10 @@ type EventKind uint8
 
 // Node lifecycle events.
 const (
-	NodeStarted EventKind = 1 + iota // the process was spawned
-	NodeReady                        // /readyz answered 200
-	NodeExited                       // the process exited (crash, kill or stop)
-	NodeRestarted                    // a restarted node is ready again
+	NodeStarted   EventKind = 1 + iota // the process was spawned
+	NodeReady                          // /readyz answered 200
+	NodeExited                         // the process exited (crash, kill or stop)
+	NodeRestarted                      // a restarted node is ready again
 )
 
 func (k EventKind) String() string {
