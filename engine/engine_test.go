@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,8 +27,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("CHAOSGATE_ENGINE_HELPER") == "1" {
-		os.Exit(helperRun())
+	if mode := os.Getenv("CHAOSGATE_ENGINE_HELPER"); mode != "" {
+		os.Exit(helperRun(mode))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -210,8 +211,21 @@ func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 			t.Errorf("fault %s was in effect %s, less than its duration", f.ID, f.Effective)
 		}
 	}
-	// The partition cut client-facing availability of nothing: the probe's
-	// during-fault window is recorded per arm.
+	// Both arms receive the same fault: the same node is isolated on each.
+	cuts := map[int]map[string]bool{}
+	for _, f := range res.Faults {
+		if f.Kind == engine.Partition {
+			if cuts[f.Weight] == nil {
+				cuts[f.Weight] = map[string]bool{}
+			}
+			cuts[f.Weight][f.Detail] = true
+		}
+	}
+	for w, d := range cuts {
+		if len(d) != 1 {
+			t.Errorf("step %d: the arms were cut differently: %v", w, d)
+		}
+	}
 	var phases []string
 	for _, p := range res.Phases[:7] {
 		phases = append(phases, p.Phase.String())
@@ -410,10 +424,12 @@ func TestPlanFromLibrary(t *testing.T) {
 	}
 }
 
-// helperRun is the child of TestCrashedRunIsReaped: it pauses a process the
-// parent started (pid in CHAOSGATE_PAUSE_PID), black-holes an edge, says
-// READY and waits to be SIGKILLed.
-func helperRun() int {
+// helperRun is the child process of the crash and signal tests: it pauses a
+// process the parent started (pid in CHAOSGATE_PAUSE_PID) and black-holes
+// the edges of a partition, says READY, and then either waits to be
+// SIGKILLed (mode "crash") or runs under signal.NotifyContext like the CLI
+// and reports how the run ended when SIGINT/SIGTERM arrives (mode "signal").
+func helperRun(mode string) int {
 	pid, _ := strconv.Atoi(os.Getenv("CHAOSGATE_PAUSE_PID"))
 	dir := os.Getenv("CHAOSGATE_DATA")
 	set := proxy.NewSet()
@@ -437,11 +453,28 @@ func helperRun() int {
 		fmt.Println("ERR", err)
 		return 2
 	}
-	p := engine.Plan{Name: "crash", Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
-		Experiments: []engine.Experiment{{Name: "crash", Faults: []engine.Fault{
+	p := engine.Plan{Name: mode, Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
+		Experiments: []engine.Experiment{{Name: mode, Faults: []engine.Fault{
 			{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: time.Hour}}}}}
-	p.Experiments[0].Faults[0].Duration = time.Hour
-	run.Run(context.Background(), p)
+	ctx := context.Background()
+	if mode == "signal" {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	res, err := run.Run(ctx, p)
+	if res != nil {
+		recovered := 0
+		for _, f := range res.Faults {
+			if !f.RecoveredAt.IsZero() {
+				recovered++
+			}
+		}
+		fmt.Printf("DONE interrupted=%v recovered=%d/%d toxics=%d\n", res.Interrupted, recovered, len(res.Faults), len(set.Toxics()))
+	}
+	if engine.KindOf(err) == engine.KindCanceled {
+		return 2
+	}
 	return 0
 }
 
@@ -452,15 +485,13 @@ func (h helperTop) Leader(context.Context, engine.Arm, *int) (string, error) { r
 func (h helperTop) Pid(engine.Arm, string) (int, error)                      { return h.pid, nil }
 func (h helperTop) WaitReady(context.Context, engine.Arm, string) error      { return nil }
 
-func TestCrashedRunIsReaped(t *testing.T) {
-	victim := exec.Command("sleep", "300")
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { victim.Process.Signal(syscall.SIGCONT); victim.Process.Kill(); victim.Wait() }()
-	dir := t.TempDir()
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER=1", "CHAOSGATE_DATA="+dir, fmt.Sprintf("CHAOSGATE_PAUSE_PID=%d", victim.Process.Pid))
+// helper starts the test binary as a child in the given mode, pausing
+// victim, and waits until its fault is applied. done receives the child's
+// final DONE line (or "" when it printed none).
+func helper(t *testing.T, mode, dir string, victim *exec.Cmd) (child *exec.Cmd, done chan string) {
+	t.Helper()
+	child = exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER="+mode, "CHAOSGATE_DATA="+dir, fmt.Sprintf("CHAOSGATE_PAUSE_PID=%d", victim.Process.Pid))
 	out, _ := child.StdoutPipe()
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
@@ -468,6 +499,7 @@ func TestCrashedRunIsReaped(t *testing.T) {
 	}
 	lines := bufio.NewScanner(out)
 	ready := make(chan string, 1)
+	done = make(chan string, 1)
 	go func() {
 		for lines.Scan() {
 			if lines.Text() == "READY" || strings.HasPrefix(lines.Text(), "ERR") {
@@ -475,8 +507,13 @@ func TestCrashedRunIsReaped(t *testing.T) {
 				break
 			}
 		}
+		last := ""
 		for lines.Scan() {
+			if strings.HasPrefix(lines.Text(), "DONE") {
+				last = lines.Text()
+			}
 		}
+		done <- last
 	}()
 	select {
 	case l := <-ready:
@@ -488,6 +525,56 @@ func TestCrashedRunIsReaped(t *testing.T) {
 		child.Wait()
 		t.Fatal("child never applied its fault")
 	}
+	return child, done
+}
+
+func startVictim(t *testing.T) *exec.Cmd {
+	victim := exec.Command("sleep", "300")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { victim.Process.Signal(syscall.SIGCONT); victim.Process.Kill(); victim.Wait() })
+	return victim
+}
+
+func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			victim := startVictim(t)
+			dir := t.TempDir()
+			child, done := helper(t, "signal", dir, victim)
+			if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
+				t.Fatalf("victim state %c, want T while the fault is applied", s)
+			}
+			sent := time.Now()
+			child.Process.Signal(sig)
+			err := child.Wait()
+			took := time.Since(sent)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("child exit: %v, want code 2", err)
+			}
+			if took > 2*time.Second {
+				t.Fatalf("recovery and exit took %s after %s", took, sig)
+			}
+			if line := <-done; line != "DONE interrupted=true recovered=1/1 toxics=0" {
+				t.Fatalf("child reported %q", line)
+			}
+			if s, _, _ := engine.ProcStat(victim.Process.Pid); s == 'T' {
+				t.Fatal("victim left paused")
+			}
+			// The run closed its journal: nothing for a reaper.
+			if r, err := engine.Reap(context.Background(), dir, nil, nil); err != nil || len(r) != 0 {
+				t.Fatalf("reaped %v %v", r, err)
+			}
+		})
+	}
+}
+
+func TestCrashedRunIsReaped(t *testing.T) {
+	victim := startVictim(t)
+	dir := t.TempDir()
+	child, done := helper(t, "crash", dir, victim)
 	// While the child lives, its run is active and the reaper leaves it alone.
 	if runs, _ := engine.ActiveRuns(dir); len(runs) != 1 || runs[0].Owner.Pid != child.Process.Pid {
 		t.Fatalf("active runs = %+v", runs)
@@ -497,6 +584,9 @@ func TestCrashedRunIsReaped(t *testing.T) {
 	}
 	child.Process.Kill() // SIGKILL: no deferred recovery runs
 	child.Wait()
+	if line := <-done; line != "" {
+		t.Fatalf("a SIGKILLed child reported %q", line)
+	}
 	if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
 		t.Fatalf("victim state %c after the crash, want T (left paused)", s)
 	}
@@ -594,4 +684,37 @@ func FuzzReadJournal(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPauseStopsTheFaultClock(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	var run *engine.Runner
+	const pause = 800 * time.Millisecond
+	run, _ = engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseObserve {
+				go func() {
+					if err := engine.RequestPause(dir, run.RunID(), true); err != nil {
+						t.Error(err)
+					}
+					time.Sleep(pause)
+					if err := engine.RequestPause(dir, run.RunID(), false); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+		}})
+	p := plan(engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n2"}, Duration: 400 * time.Millisecond})
+	p.Weights = []int{100}
+	res, err := run.Run(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Faults {
+		if f.Effective < 400*time.Millisecond+pause-200*time.Millisecond {
+			t.Errorf("fault %s was in effect %s: the pause did not stop the clock", f.ID, f.Effective)
+		}
+	}
+	r.assertClean(t)
 }

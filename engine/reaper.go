@@ -223,3 +223,29 @@ func writeSynced(p string, data []byte) error {
 	}
 	return os.Rename(tmp, p)
 }
+
+// RequestPause pauses (or resumes) the fault-duration clock of a live run
+// through the control file DATA/journal/RUN.pause: while it exists the
+// observe phase does not count down (faults stay applied).
+func RequestPause(dataDir, runID string, pause bool) error {
+	runs, err := ActiveRuns(dataDir)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.Run != runID {
+			continue
+		}
+		if !pause {
+			if err := os.Remove(pauseFile(dataDir, runID)); err != nil && !os.IsNotExist(err) {
+				return E(KindUnavailable, "resume", err)
+			}
+			return nil
+		}
+		if err := writeSynced(pauseFile(dataDir, runID), []byte("paused\n")); err != nil {
+			return E(KindUnavailable, "pause", err)
+		}
+		return nil
+	}
+	return E(KindNotFound, "pause", fmt.Errorf("no live run %q in %s", runID, dataDir))
+}

@@ -359,11 +359,9 @@ func (r *Runner) finish(runErr error) {
 	if runErr != nil {
 		r.res.Error = runErr.Error()
 	}
-	clean := true
-	for _, a := range r.active {
-		clean = clean && a == nil
-	}
-	r.j.Close(clean && len(r.active) == 0)
+	// The journal is closed (and archived) only when nothing is left
+	// applied; otherwise the next run's reaper retries the recovery.
+	r.j.Close(len(r.active) == 0)
 	os.Remove(abortFile(r.opt.DataDir, r.opt.RunID))
 	os.Remove(pauseFile(r.opt.DataDir, r.opt.RunID))
 }
@@ -520,6 +518,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	r.event(PhaseInject, w, e.Name, name, "injecting "+f.Kind.String())
 	var effect time.Time
 	var firstErr error
+	f.Seed = fmt.Sprintf("%s/%s/%s/%d", r.opt.RunID, e.Name, name, w)
 	for _, arm := range plan.Arms {
 		targets, err := r.targets(ctx, arm, f)
 		if err != nil {
@@ -675,7 +674,7 @@ func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error
 			return []Target{base}, nil
 		default:
 			h := fnv.New32a()
-			h.Write([]byte(r.opt.RunID + "/" + f.Name))
+			h.Write([]byte(f.Seed))
 			base.Node = nodes[int(h.Sum32()%uint32(len(nodes)))]
 			return []Target{base}, nil
 		}

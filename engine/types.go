@@ -189,8 +189,12 @@ type Edges struct {
 type Fault struct {
 	// ID identifies one application of a fault; the runner sets it and
 	// backends derive the names of what they create from it.
-	ID       string        `json:"id"`
-	Name     string        `json:"name,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Seed is the same for every arm's application of one fault at one
+	// canary step, so that choices made from it (which node to isolate)
+	// are the same on the canary and the control.
+	Seed     string        `json:"seed,omitempty"`
 	Kind     FaultKind     `json:"kind"`
 	Duration time.Duration `json:"duration"`
 	// Mode and Nodes select nodes of node faults (one, leader, fixed).

@@ -142,7 +142,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			a.Detail += fmt.Sprintf(" (correlation %.0f%% is not modelled by the local proxies)", f.Correlation*100)
 		}
 	case engine.Partition:
-		sides, err := Cut(f.Shape, t.Nodes, pick(f.ID, len(t.Nodes)))
+		sides, err := Cut(f.Shape, t.Nodes, pick(seed(f), len(t.Nodes)))
 		if err != nil {
 			return a, err
 		}
@@ -400,6 +400,14 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		}
 	}
 	return nil
+}
+
+// seed is what per-fault choices derive from: the same on every arm.
+func seed(f engine.Fault) string {
+	if f.Seed != "" {
+		return f.Seed
+	}
+	return f.ID
 }
 
 // pick chooses an index in [0,n) deterministically from a fault ID.
