@@ -405,7 +405,8 @@ func editDistance(a, b string) int {
 func syntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := lineCol(data, int(se.Offset))
+		// Offset counts the offending byte itself.
+		line, col := lineCol(data, max(int(se.Offset)-1, 0))
 		return &Error{Path: fmt.Sprintf("%d:%d", line, col), Msg: "malformed JSON: " + se.Error()}
 	}
 	var ute *json.UnmarshalTypeError

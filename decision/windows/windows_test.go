@@ -1,0 +1,95 @@
+package windows
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const good = `{"at":"2026-11-22T10:00:00Z",
+ "canary":{"requests":3000,"errors":3,"latency_ms":[1,2,3.5],"gc_pauses_ms":[],"window_s":60,
+           "consistency_violations":0,"collected_at":"2026-11-22T09:59:30Z","query_errors":{"sessions":"timeout"}},
+ "control":{"requests":57000,"latency_quantiles":{"p50":3,"p99":"NaN"}},
+ "history":[{"at":"2026-11-21T10:00:00Z","canary":{"requests":10},"control":{"requests":100}}]}`
+
+func TestDecode(t *testing.T) {
+	in, err := Decode([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k := in.Canary, in.Control
+	switch {
+	case !c.Requests.OK() || c.Requests.V != 3000 || c.Errors.V != 3:
+		t.Fatalf("counts: %+v", c)
+	case len(c.LatencyMS.V) != 3 || c.GCPausesMS.State != decision.Present || len(c.GCPausesMS.V) != 0:
+		t.Fatalf("series: %+v %+v", c.LatencyMS, c.GCPausesMS)
+	case c.Sessions.State != decision.QueryError || c.Sessions.Err != "timeout":
+		t.Fatalf("query error: %+v", c.Sessions)
+	case c.SessionInterruptions.State != decision.Missing:
+		t.Fatal("an absent field must be missing, not zero")
+	case k.Errors.State != decision.Missing || k.LatencyP99.State != decision.NaN || k.LatencyP50.V != 3:
+		t.Fatalf("control: %+v", k)
+	case c.CollectedAt.IsZero() || len(in.History) != 1 || in.History[0].Control.Requests.V != 100:
+		t.Fatalf("times/history: %+v", in)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	cases := map[string]string{
+		`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1,2,3,"x"]},"control":{}}`:    `$.canary.latency_ms[3]: want number, got string`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"requets":1},"control":{}}`:                  `$.canary.requets: unknown field (hint: did you mean "requests"?)`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":-1},"control":{}}`:                  `$.canary.errors: want a non-negative whole count, got -1`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":1.5},"control":{}}`:                 `$.canary.errors: want a non-negative whole count, got 1.5`,
+		`{"at":"yesterday","canary":{},"control":{}}`:                                        `$.at: bad time "yesterday"`,
+		`{"canary":{},"control":{}}`:                                                         `$.at: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{}}`:                                          `$.control: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":[],"control":{}}`:                             `$.canary: want object, got array`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{},"control":{},"history":[{"canary":{}}]}`:   `$.history[0].at: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"latency_quantiles":{"p95":1}},"control":{}}`: `$.canary.latency_quantiles.p95: unknown field`,
+		`{"at":"2026-11-22T10:00:00Z",` + "\n" + `"canary":{,"control":{}}`:                   `2:11: malformed JSON`,
+		``:   `$: empty or truncated JSON document`,
+		`{}{}`: `unexpected data after the top-level object`,
+		`{"schema":"windows/v2","at":"2026-11-22T10:00:00Z","canary":{},"control":{}}`: `$.schema: unsupported schema "windows/v2"`,
+	}
+	for in, want := range cases {
+		_, err := Decode([]byte(in))
+		var e *Error
+		if err == nil || !errors.As(err, &e) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Decode(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(good))
+	files, _ := filepath.Glob("../testdata/judge/*.json")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1e400]},"control":{}}`))
+	f.Add([]byte(`[1,2]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := Decode(data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Path == "" || e.Msg == "" {
+				t.Fatalf("error without a path: %T %v", err, err)
+			}
+			return
+		}
+		// Every decoded input must be judged without panicking, to a verdict.
+		v := decision.Evaluate(nil, in)
+		if v.Decision < decision.Promote || v.Decision > decision.Block {
+			t.Fatalf("no verdict: %+v", v)
+		}
+	})
+}
