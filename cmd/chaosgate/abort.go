@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/inject/local"
 )
 
 // newAbortCmd builds `chaosgate abort`: it asks the live runs in a data
@@ -36,4 +40,34 @@ func newAbortCmd() *cobra.Command {
 	cmd.Flags().StringVar(&runID, "run", "", "abort only this run id (default: every live run)")
 	cmd.Flags().StringVar(&reason, "reason", "aborted with chaosgate abort", "reason recorded in the run's result")
 	return cmd
+}
+
+// localReapers are the injectors the reaper uses for faults a crashed local
+// run left behind: they work from the journal alone (SIGCONT to a paused
+// pid that is still the same process; toxics on proxies that died with the
+// crashed run need nothing).
+func localReapers() map[engine.FaultKind]engine.Injector {
+	in := local.New(local.Config{})
+	return map[engine.FaultKind]engine.Injector{
+		engine.PodKill: in, engine.PodPause: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in,
+	}
+}
+
+// reapLeftovers recovers what crashed runs left in dataDir (faults and
+// orphaned child processes) and prints one line per reaped item on w.
+// `run`, `gate`, `demo` and `serve` call it before they start; injectors
+// nil means localReapers. A failed recovery is an infrastructure error
+// (exit code 2): the journal stays for the next attempt.
+func reapLeftovers(ctx context.Context, w io.Writer, dataDir string, injectors map[engine.FaultKind]engine.Injector, log *slog.Logger) error {
+	if injectors == nil {
+		injectors = localReapers()
+	}
+	reaped, err := engine.Reap(ctx, dataDir, injectors, log)
+	for _, r := range reaped {
+		fmt.Fprintln(w, "reaped:", r)
+	}
+	if err != nil {
+		return withExitCode(exitUsage, fmt.Errorf("reaping what a crashed run left behind: %w", err))
+	}
+	return nil
 }
