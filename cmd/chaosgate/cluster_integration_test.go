@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaosgate/chaosgate/engine/history"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/target/local"
 )
@@ -71,37 +72,56 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	}
 }
 
-// TestAckBeforeCommitIsCaught: the ack-before-commit defect plus a network
-// partition that cuts the busiest leader off its peers must be caught as
-// lost acknowledged writes or split brain.
-func TestAckBeforeCommitIsCaught(t *testing.T) {
+// TestPartitionedLeader cuts the busiest leader off its peers for 4 s
+// (every node→node edge of it black-holed) under load. The correct build
+// must come through clean; with the ack-before-commit defect the checker
+// must catch lost acknowledged writes or split brain.
+func TestPartitionedLeader(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
+		t.Skip("starts 3-node clusters")
 	}
-	sc := integrationScenario(t)
-	sc.defects = []string{"ack-before-commit"}
-	mesh := newEdgeMesh(t)
-	defer mesh.close()
-	sc.edges = mesh.wire
-	sc.fault = func(ctx context.Context, sup *local.Supervisor, g *load.Generator, targets load.Targets) (string, error) {
-		id, n, err := load.BusiestLeader(ctx, targets)
-		if err != nil {
-			return "", err
-		}
-		mesh.isolate(id, true)
-		t.Logf("partitioned %s (leader of %d partitions) from its peers", id, n)
-		time.Sleep(4 * time.Second)
-		mesh.isolate(id, false)
-		return fmt.Sprintf("isolated %s for 4s", id), nil
-	}
-	res, err := runScenario(context.Background(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := res.report.Counts
-	t.Logf("load %+v\ncounts %+v\nviolations %+v", res.load, c, res.report.Violations)
-	if c.Lost == 0 && c.SplitBrain == 0 {
-		t.Fatalf("ack-before-commit under a partition was not caught: %+v", c)
+	for _, tc := range []struct {
+		name   string
+		defect string
+	}{{"correct build", ""}, {"ack-before-commit", "ack-before-commit"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := integrationScenario(t)
+			if tc.defect != "" {
+				sc.defects = []string{tc.defect}
+			}
+			mesh := newEdgeMesh(t)
+			defer mesh.close()
+			sc.edges = mesh.wire
+			sc.fault = func(ctx context.Context, sup *local.Supervisor, g *load.Generator, targets load.Targets) (string, error) {
+				id, n, err := load.BusiestLeader(ctx, targets)
+				if err != nil {
+					return "", err
+				}
+				g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodePartition, Detail: "all node-to-node edges black-holed"})
+				mesh.isolate(id, true)
+				t.Logf("partitioned %s (leader of %d partitions) from its peers", id, n)
+				time.Sleep(4 * time.Second)
+				mesh.isolate(id, false)
+				g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeHeal})
+				return fmt.Sprintf("isolated %s for 4s", id), nil
+			}
+			res, err := runScenario(context.Background(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.report.Counts
+			t.Logf("load %+v\ncounts %+v\nviolations %+v", res.load, c, res.report.Violations)
+			caught := c.Lost > 0 || c.SplitBrain > 0
+			switch {
+			case tc.defect == "" && (!res.report.OK || caught):
+				t.Fatalf("correct build flagged under a partition: %+v\n%+v", c, res.report.Violations)
+			case tc.defect != "" && !caught:
+				t.Fatalf("%s under a partition was not caught: %+v", tc.defect, c)
+			}
+			if c.SentOK < 5000 {
+				t.Fatalf("too little load to judge: %d acknowledged", c.SentOK)
+			}
+		})
 	}
 }
 
