@@ -43,18 +43,18 @@ func TestDecode(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	cases := map[string]string{
-		`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1,2,3,"x"]},"control":{}}`:    `$.canary.latency_ms[3]: want number, got string`,
-		`{"at":"2026-11-22T10:00:00Z","canary":{"requets":1},"control":{}}`:                  `$.canary.requets: unknown field (hint: did you mean "requests"?)`,
-		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":-1},"control":{}}`:                  `$.canary.errors: want a non-negative whole count, got -1`,
-		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":1.5},"control":{}}`:                 `$.canary.errors: want a non-negative whole count, got 1.5`,
-		`{"at":"yesterday","canary":{},"control":{}}`:                                        `$.at: bad time "yesterday"`,
-		`{"canary":{},"control":{}}`:                                                         `$.at: required field is missing`,
-		`{"at":"2026-11-22T10:00:00Z","canary":{}}`:                                          `$.control: required field is missing`,
-		`{"at":"2026-11-22T10:00:00Z","canary":[],"control":{}}`:                             `$.canary: want object, got array`,
-		`{"at":"2026-11-22T10:00:00Z","canary":{},"control":{},"history":[{"canary":{}}]}`:   `$.history[0].at: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1,2,3,"x"]},"control":{}}`:      `$.canary.latency_ms[3]: want number, got string`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"requets":1},"control":{}}`:                   `$.canary.requets: unknown field (hint: did you mean "requests"?)`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":-1},"control":{}}`:                   `$.canary.errors: want a non-negative whole count, got -1`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":1.5},"control":{}}`:                  `$.canary.errors: want a non-negative whole count, got 1.5`,
+		`{"at":"yesterday","canary":{},"control":{}}`:                                         `$.at: bad time "yesterday"`,
+		`{"canary":{},"control":{}}`:                                                          `$.at: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{}}`:                                           `$.control: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","canary":[],"control":{}}`:                              `$.canary: want object, got array`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{},"control":{},"history":[{"canary":{}}]}`:    `$.history[0].at: required field is missing`,
 		`{"at":"2026-11-22T10:00:00Z","canary":{"latency_quantiles":{"p95":1}},"control":{}}`: `$.canary.latency_quantiles.p95: unknown field`,
 		`{"at":"2026-11-22T10:00:00Z",` + "\n" + `"canary":{,"control":{}}`:                   `2:11: malformed JSON`,
-		``:   `$: empty or truncated JSON document`,
+		``:     `$: empty or truncated JSON document`,
 		`{}{}`: `unexpected data after the top-level object`,
 		`{"schema":"windows/v2","at":"2026-11-22T10:00:00Z","canary":{},"control":{}}`: `$.schema: unsupported schema "windows/v2"`,
 	}
