@@ -191,7 +191,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Ledger, error) {
 	if !opts.ReadOnly && opts.Keys == nil {
 		return nil, &Error{Kind: KindInvalid, Op: "open ledger", Err: errors.New("signing keys are required to append"), Hint: "pass --keys DIR, or open read-only"}
 	}
-	bo := &bolt.Options{Timeout: 3 * time.Second, ReadOnly: opts.ReadOnly}
+	// The freelist is rebuilt on open instead of being written on every
+	// commit: less I/O per durable commit, same durability.
+	bo := &bolt.Options{Timeout: 3 * time.Second, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
 	db, err := bolt.Open(dbPath, 0o600, bo)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -93,31 +94,54 @@ type StatementInfo struct {
 	Predicate     *Predicate // nil unless PredicateType is ours
 }
 
-// ParseStatement parses and validates an in-toto Statement v1. Errors name the
-// line and column of malformed JSON.
+// statementJSON mirrors the in-toto Statement v1 JSON (and its
+// ResourceDescriptor) so parsing needs one pass of encoding/json.
+type statementJSON struct {
+	Type          string           `json:"_type"`
+	Subject       []descriptorJSON `json:"subject"`
+	PredicateType string           `json:"predicateType"`
+	Predicate     json.RawMessage  `json:"predicate"`
+}
+
+type descriptorJSON struct {
+	Name             string            `json:"name"`
+	URI              string            `json:"uri"`
+	Digest           map[string]string `json:"digest"`
+	Content          []byte            `json:"content"`
+	DownloadLocation string            `json:"downloadLocation"`
+	MediaType        string            `json:"mediaType"`
+	Annotations      json.RawMessage   `json:"annotations"`
+}
+
+// ParseStatement parses and validates an in-toto Statement v1 with the
+// rules of github.com/in-toto/attestation (type, subjects with valid
+// digests, predicate type, predicate object). Errors name the line and
+// column of malformed JSON, or the JSON path of a wrong field.
 func ParseStatement(data []byte) (*StatementInfo, error) {
-	if err := checkJSON(data); err != nil {
-		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "the file must be one in-toto Statement v1 JSON object"}
+	var sj statementJSON
+	if err := decodeStrict(data, &sj, true); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "the file must be one in-toto Statement v1 JSON object; see https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md"}
 	}
-	var st ita1.Statement
-	if err := protojson.Unmarshal(data, &st); err != nil {
-		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "see https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md"}
+	st := &ita1.Statement{Type: sj.Type, PredicateType: sj.PredicateType}
+	if p := bytes.TrimSpace(sj.Predicate); len(p) > 0 && p[0] == '{' {
+		st.Predicate = &structpb.Struct{}
+	} else if len(p) > 0 && string(p) != "null" {
+		return nil, errorf(KindInvalid, "statement", "$.predicate must be a JSON object")
+	}
+	info := &StatementInfo{Statement: st, PredicateType: sj.PredicateType}
+	for i, d := range sj.Subject {
+		if len(d.Annotations) > 0 && bytes.TrimSpace(d.Annotations)[0] != '{' && string(bytes.TrimSpace(d.Annotations)) != "null" {
+			return nil, errorf(KindInvalid, "statement", "$.subject[%d].annotations must be a JSON object", i)
+		}
+		st.Subject = append(st.Subject, &ita1.ResourceDescriptor{Name: d.Name, Uri: d.URI, Digest: d.Digest, Content: d.Content, DownloadLocation: d.DownloadLocation, MediaType: d.MediaType})
+		info.Subjects = append(info.Subjects, d.Name)
 	}
 	if err := st.Validate(); err != nil {
 		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "_type must be " + ita1.StatementTypeUri + ", with subject digests, predicateType and predicate"}
 	}
-	info := &StatementInfo{Statement: &st, PredicateType: st.GetPredicateType()}
-	for _, s := range st.GetSubject() {
-		info.Subjects = append(info.Subjects, s.GetName())
-	}
-	if st.GetPredicateType() == PredicateType {
-		pj, err := protojson.Marshal(st.GetPredicate())
-		if err != nil {
-			return nil, wrap(KindInvalid, "statement predicate", err)
-		}
+	if sj.PredicateType == PredicateType {
 		var p Predicate
-		dec := json.NewDecoder(bytes.NewReader(pj))
-		if err := dec.Decode(&p); err != nil {
+		if err := json.Unmarshal(sj.Predicate, &p); err != nil {
 			return nil, &Error{Kind: KindInvalid, Op: "statement predicate", Err: jsonPathError(err), Hint: "predicate of type " + PredicateType + " must match the chaosgate evidence schema"}
 		}
 		for i, b := range p.allBlobs() {
@@ -134,11 +158,17 @@ func ParseStatement(data []byte) (*StatementInfo, error) {
 	return info, nil
 }
 
-// checkJSON reports a JSON syntax error with its line and column.
-func checkJSON(data []byte) error {
-	var v any
+// decodeStrict decodes exactly one JSON object from data into v, reporting
+// syntax errors with line:column and type errors with their JSON path.
+func decodeStrict(data []byte, v any, disallowUnknown bool) error {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return errors.New("line 1:1: not a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&v); err != nil {
+	if disallowUnknown {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			l, c := lineCol(data, se.Offset)
@@ -147,14 +177,19 @@ func checkJSON(data []byte) error {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			l, c := lineCol(data, te.Offset)
-			return fmt.Errorf("line %d:%d: %v", l, c, te)
+			return fmt.Errorf("line %d:%d: at $.%s: %s is not a valid %s", l, c, te.Field, te.Value, te.Type)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			l, c := lineCol(data, int64(len(data)))
+			return fmt.Errorf("line %d:%d: unexpected end of JSON", l, c)
 		}
 		return err
 	}
-	if _, ok := v.(map[string]any); !ok {
-		return errors.New("line 1:1: not a JSON object")
-	}
 	if dec.More() {
+		l, c := lineCol(data, dec.InputOffset())
+		return fmt.Errorf("line %d:%d: trailing data after the JSON object", l, c)
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		l, c := lineCol(data, dec.InputOffset())
 		return fmt.Errorf("line %d:%d: trailing data after the JSON object", l, c)
 	}
@@ -229,14 +264,9 @@ func (k *Keys) SignStatement(ctx context.Context, statement []byte) (*Envelope, 
 // ParseEnvelope decodes a DSSE envelope from JSON, checking its shape (not
 // its signature): payload type, base64 payload and at least one signature.
 func ParseEnvelope(data []byte) (*Envelope, error) {
-	if err := checkJSON(data); err != nil {
-		return nil, &Error{Kind: KindInvalid, Op: "envelope", Err: err, Hint: "a DSSE envelope is {\"payloadType\",\"payload\",\"signatures\"}"}
-	}
 	var env Envelope
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
-		return nil, &Error{Kind: KindInvalid, Op: "envelope", Err: jsonPathError(err), Hint: "a DSSE envelope is {\"payloadType\",\"payload\",\"signatures\"}"}
+	if err := decodeStrict(data, &env, true); err != nil {
+		return nil, &Error{Kind: KindInvalid, Op: "envelope", Err: err, Hint: "a DSSE envelope is {\"payloadType\",\"payload\",\"signatures\"}"}
 	}
 	if env.PayloadType != PayloadType {
 		return nil, errorf(KindInvalid, "envelope", "$.payloadType is %q, want %q", env.PayloadType, PayloadType)
