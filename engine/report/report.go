@@ -1,0 +1,208 @@
+// Package report writes the run report (report/v1, SPEC §9.4) as JSON and as
+// JUnit XML, and maps verdicts to process exit codes.
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+// Schema is the contract version written in every report.
+const Schema = "report/v1"
+
+// Exit codes shared by run, gate and decide.
+const (
+	ExitPromote = 0
+	ExitBlock   = 1
+	ExitError   = 2 // the platform could not judge
+	ExitHold    = 3
+)
+
+// ExitCode maps a decision to the process exit code; an invalid decision
+// (no verdict) is ExitError.
+func ExitCode(d decision.Decision) int {
+	switch d {
+	case decision.Promote:
+		return ExitPromote
+	case decision.Block:
+		return ExitBlock
+	case decision.Hold:
+		return ExitHold
+	}
+	return ExitError
+}
+
+// Report is one run's report.
+type Report struct {
+	Schema    string    `json:"schema"`
+	RunID     string    `json:"run_id"`
+	Revision  string    `json:"revision"`
+	Verdict   string    `json:"verdict"`
+	ExitCode  int       `json:"exit_code"`
+	Steps     []Step    `json:"steps"`
+	Faults    []Fault   `json:"faults"`
+	Probes    Probes    `json:"probes"`
+	Evidence  *Evidence `json:"evidence,omitempty"`
+	DurationS float64   `json:"duration_s"`
+}
+
+// Step is the judgement at one canary weight.
+type Step struct {
+	Weight     int                        `json:"weight"`
+	Verdict    string                     `json:"verdict"`
+	Score      float64                    `json:"score"`
+	Coverage   float64                    `json:"coverage"`
+	ConfigHash string                     `json:"config_hash,omitempty"`
+	Reason     string                     `json:"reason,omitempty"`
+	Windows    int                        `json:"windows,omitempty"` // windows judged, extensions included
+	Dimensions []decision.DimensionResult `json:"dimensions"`
+}
+
+// Fault is one injected fault.
+type Fault struct {
+	Kind        string     `json:"kind"` // podKill|podPause|networkDelay|partition|splitBrain
+	Arm         string     `json:"arm"`  // canary|control
+	Target      string     `json:"target"`
+	AppliedAt   time.Time  `json:"applied_at"`
+	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
+	Confirmed   string     `json:"confirmed"` // confirmed|mismatch|inconclusive
+}
+
+// Arms holds one value per arm.
+type Arms[T any] struct {
+	Canary  T `json:"canary"`
+	Control T `json:"control"`
+}
+
+// Availability is the availability probe's summary of one arm.
+type Availability struct {
+	Requests     int64   `json:"requests"`
+	SuccessRatio float64 `json:"success_ratio"`
+	P99MS        float64 `json:"p99_ms"`
+}
+
+// Probes holds the probe summaries per arm. Consistency carries the
+// consistency checker's output (SPEC §9.1) verbatim.
+type Probes struct {
+	Availability *Arms[Availability]       `json:"availability,omitempty"`
+	Consistency  *Arms[json.RawMessage]    `json:"consistency,omitempty"`
+	Metrics      *Arms[map[string]float64] `json:"metrics,omitempty"`
+}
+
+// Evidence points at the run's evidence record in the ledger.
+type Evidence struct {
+	LedgerIndex    uint64 `json:"ledger_index"`
+	TreeSize       uint64 `json:"tree_size"`
+	EnvelopeSHA256 string `json:"envelope_sha256"`
+}
+
+// StepFromVerdict builds a report step from the verdict that decided it.
+// d is the decision acted on (after hold escalation).
+func StepFromVerdict(weight int, d decision.Decision, v decision.Verdict, windows int) Step {
+	return Step{Weight: weight, Verdict: d.String(), Score: v.Score, Coverage: v.Coverage, ConfigHash: v.ConfigHash,
+		Reason: v.Reason, Windows: windows, Dimensions: v.Dimensions}
+}
+
+// New returns a report with its schema, verdict and exit code set.
+func New(runID, revision string, d decision.Decision) Report {
+	return Report{Schema: Schema, RunID: runID, Revision: revision, Verdict: d.String(), ExitCode: ExitCode(d),
+		Steps: []Step{}, Faults: []Fault{}}
+}
+
+// WriteJSON writes r as indented JSON.
+func WriteJSON(w io.Writer, r Report) error {
+	if r.Schema == "" {
+		r.Schema = Schema
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("report: writing JSON: %w", err)
+	}
+	return nil
+}
+
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     float64      `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr,omitempty"`
+	Text    string `xml:",chardata"`
+}
+
+// WriteJUnit writes r as JUnit XML: one test suite per canary step and one
+// test case per dimension; a failed dimension is a failure carrying its
+// reason, an inconclusive one is skipped with its reason.
+func WriteJUnit(w io.Writer, r Report) error {
+	out := junitSuites{Name: "chaosgate " + r.RunID, Time: r.DurationS}
+	for _, s := range r.Steps {
+		suite := junitSuite{Name: fmt.Sprintf("canary step %d%%", s.Weight), Properties: []junitProperty{
+			{"verdict", s.Verdict}, {"score", fmt.Sprintf("%.4f", s.Score)}, {"coverage", fmt.Sprintf("%.4f", s.Coverage)},
+			{"config_hash", s.ConfigHash}, {"revision", r.Revision},
+		}}
+		for _, d := range s.Dimensions {
+			c := junitCase{Name: string(d.Name), Classname: fmt.Sprintf("chaosgate.canary.step%d", s.Weight),
+				SystemOut: fmt.Sprintf("inputs: %s\nz=%.3f k=%.3f sigma=%.4g effect=%.4g confidence=%.3f weight=%g contribution=%.4f rule=%s",
+					d.Query, d.Z, d.K, d.Sigma, d.Effect, d.Confidence, d.Weight, d.Contribution, d.Rule)}
+			switch d.Outcome {
+			case decision.Fail:
+				c.Failure = &junitMessage{Message: d.Reason, Type: d.Rule, Text: d.Reason}
+				suite.Failures++
+			case decision.Inconclusive:
+				c.Skipped = &junitMessage{Message: d.Reason}
+				suite.Skipped++
+			}
+			suite.Cases = append(suite.Cases, c)
+			suite.Tests++
+		}
+		out.Tests += suite.Tests
+		out.Failures += suite.Failures
+		out.Skipped += suite.Skipped
+		out.Suites = append(out.Suites, suite)
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return fmt.Errorf("report: writing JUnit: %w", err)
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return fmt.Errorf("report: writing JUnit: %w", err)
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
