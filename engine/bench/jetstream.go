@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/target/local"
+)
+
+// JetStreamTier describes JetStream's durability in this benchmark.
+const JetStreamTier = "R3, acked by a majority (nats-server 2.9 flushes to disk in the background)"
+
+// FindNATSServer returns the nats-server binary, installing the Debian
+// package with apt-get when it is missing and the process runs as root.
+func FindNATSServer(ctx context.Context) (string, error) {
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/nats-server", "/usr/bin/nats-server"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if os.Geteuid() != 0 {
+		return "", errors.New("nats-server not found (hint: apt-get install -y nats-server, as root)")
+	}
+	for _, args := range [][]string{{"update"}, {"install", "-y", "nats-server"}} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("apt-get %s: %v: %s", strings.Join(args, " "), err, lastLines(out))
+		}
+	}
+	if _, err := os.Stat("/usr/sbin/nats-server"); err == nil {
+		return "/usr/sbin/nats-server", nil
+	}
+	return exec.LookPath("nats-server")
+}
+
+func lastLines(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndex(s, "\n"); i > 0 && len(s)-i < 300 {
+		return s[i+1:]
+	}
+	if len(s) > 300 {
+		return s[len(s)-300:]
+	}
+	return s
+}
+
+// JetStreamCluster is a local 3-server JetStream cluster.
+type JetStreamCluster struct {
+	URLs  []string
+	procs []*exec.Cmd
+	done  []chan struct{}
+}
+
+// StartJetStream starts n nats-server processes with JetStream, clustered
+// over 127.0.0.1 routes, with stores and logs under dir.
+func StartJetStream(ctx context.Context, bin, dir string, n int) (*JetStreamCluster, error) {
+	ports, err := local.FreePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	var routes []string
+	for i := 0; i < n; i++ {
+		routes = append(routes, "nats-route://"+ports[n+i])
+	}
+	c := &JetStreamCluster{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("js%d", i+1)
+		nd := filepath.Join(dir, name)
+		if err := os.MkdirAll(nd, 0o755); err != nil {
+			return nil, err
+		}
+		host, port, _ := strings.Cut(ports[i], ":")
+		chost, cport, _ := strings.Cut(ports[n+i], ":")
+		conf := fmt.Sprintf(`server_name: %s
+host: %s
+port: %s
+jetstream { store_dir: %q }
+cluster {
+  name: chaosgate-bench
+  host: %s
+  port: %s
+  routes: [%s]
+}
+`, name, host, port, filepath.Join(nd, "store"), chost, cport, strings.Join(routes, ", "))
+		cf := filepath.Join(nd, "nats.conf")
+		if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		logf, err := os.Create(filepath.Join(nd, "server.log"))
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(bin, "-c", cf)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			c.Stop()
+			return nil, fmt.Errorf("start %s: %w", bin, err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+		c.procs = append(c.procs, cmd)
+		c.done = append(c.done, done)
+		c.URLs = append(c.URLs, "nats://"+ports[i])
+	}
+	return c, nil
+}
+
+// Stop terminates the servers (SIGTERM, then SIGKILL after 5 s).
+func (c *JetStreamCluster) Stop() {
+	for _, p := range c.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for i, p := range c.procs {
+		select {
+		case <-c.done[i]:
+		case <-time.After(5 * time.Second):
+			_ = p.Process.Kill()
+			<-c.done[i]
+		}
+	}
+}
+
+// jetStreamSender connects, creates an R3 stream with a duplicate window
+// and returns a send function publishing with Nats-Msg-Id.
+func jetStreamSender(ctx context.Context, urls []string, stream string, w Workload) (sendFunc, func(), error) {
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats connect: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(65536))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = js.CreateStream(cctx, jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}, Replicas: 3,
+			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("create JetStream stream: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	ids, err := load.NewIDGen(513)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	payload := []byte(strings.Repeat("x", w.Payload))
+	keys := make([]string, w.Keys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s.k%d", stream, i+1)
+	}
+	var rr atomic.Uint64
+	send := func(ctx context.Context, n int) (int, error) {
+		futs := make([]jetstream.PubAckFuture, 0, n)
+		for i := 0; i < n; i++ {
+			k := rr.Add(1)
+			f, err := js.PublishAsync(keys[k%uint64(len(keys))], payload, jetstream.WithMsgID(ids.Next()))
+			if err != nil {
+				break
+			}
+			futs = append(futs, f)
+		}
+		acked := 0
+		var firstErr error
+		t := time.NewTimer(10 * time.Second)
+		defer t.Stop()
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+				acked++
+			case err := <-f.Err():
+				if firstErr == nil {
+					firstErr = err
+				}
+			case <-t.C:
+				return acked, errors.New("publish ack timeout")
+			}
+		}
+		return acked, firstErr
+	}
+	return send, nc.Close, nil
+}
