@@ -28,6 +28,7 @@ test-deps:
 ## test: install what the tests need, then run every test with the race detector.
 test: test-deps build
 	CHAOSGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd deploy/fabric/chaincode && $(GO) test -race -count=1 ./...
 
 ## bench: Go micro-benchmarks (no tests).
 bench: build
