@@ -46,7 +46,7 @@ func (s *fakeStub) GetTxTimestamp() (*timestamppb.Timestamp, error) {
 
 type fakeCtx struct{ stub *fakeStub }
 
-func (c *fakeCtx) GetStub() shim.ChaincodeStubInterface { return c.stub }
+func (c *fakeCtx) GetStub() shim.ChaincodeStubInterface  { return c.stub }
 func (c *fakeCtx) GetClientIdentity() cid.ClientIdentity { return nil }
 
 func newCtx() *fakeCtx {
