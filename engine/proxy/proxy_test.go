@@ -255,3 +255,39 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+func TestMeshCreatesEveryEdge(t *testing.T) {
+	echo := startEcho(t)
+	s := newSet(t)
+	addr := echo.ln.Addr().String()
+	nodes := []MeshNode{{ID: "n1", HTTP: addr, Raft: addr}, {ID: "n2", HTTP: addr, Raft: addr}, {ID: "n3", HTTP: addr, Raft: addr}}
+	m, err := s.Mesh("canary", nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(s.Names()); got != 3+3*2*2 {
+		t.Fatalf("%d proxies, want 15", got)
+	}
+	if m.Raft["n1"]["n1"] != addr || m.Raft["n1"]["n2"] == addr || m.HTTP["n2"]["n3"] == "" || m.Client["n3"] == "" {
+		t.Fatalf("mesh = %+v", m)
+	}
+	if a, _ := s.Addr(HTTPEdgeName("canary", "n2", "n3")); a != m.HTTP["n2"]["n3"] {
+		t.Fatalf("http edge address mismatch")
+	}
+	// Every edge carries data.
+	c, err := net.Dial("tcp", m.Raft["n3"]["n1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := s.Mesh("canary", nodes)
+	if err != nil || m2.Client["n1"] != m.Client["n1"] || len(s.Names()) != 15 {
+		t.Fatalf("mesh is not idempotent: %v", err)
+	}
+	if _, err := s.Mesh("bad", []MeshNode{{ID: "x"}}); err == nil {
+		t.Fatal("mesh accepted a node without addresses")
+	}
+}

@@ -50,7 +50,8 @@ type Config struct {
 	Cluster func(engine.Arm) string
 	// RoundTripFor returns how to measure a round trip through a proxy (nil:
 	// that edge cannot be measured). Default: HTTP GET /livez on client
-	// edges, nothing on node→node edges.
+	// edges and on the HTTP-forwarding twins of node→node edges
+	// (proxy.HTTPEdgeName); raft edges are not measured.
 	RoundTripFor func(proxyName string) proxy.RoundTrip
 	// KillTimeout bounds the wait for a killed or paused process to change
 	// state (default 5s).
@@ -73,7 +74,7 @@ func New(cfg Config) *Injector {
 	}
 	if cfg.RoundTripFor == nil {
 		cfg.RoundTripFor = func(name string) proxy.RoundTrip {
-			if strings.Contains(name, "/client->") {
+			if strings.Contains(name, "/client->") || strings.HasSuffix(name, "/http") {
 				return proxy.HTTPRoundTrip("/livez")
 			}
 			return nil
@@ -103,6 +104,9 @@ type ToxicRef struct {
 	Toxic string `json:"toxic"`
 	// Kind is "latency", "response-latency" or "blackhole".
 	Kind string `json:"kind"`
+	// Optional marks the HTTP-forwarding twin of a node→node edge: it is
+	// skipped when the cluster has no such proxy.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Prepare computes what Inject will do and how to undo it, without acting.
@@ -137,7 +141,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		u.Toxics = refs
-		a.Detail = fmt.Sprintf("latency %s ± %s on %d edges", f.Latency, f.Jitter, len(refs))
+		a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
 		if f.Correlation > 0 {
 			a.Detail += fmt.Sprintf(" (correlation %.0f%% is not modelled by the local proxies)", f.Correlation*100)
 		}
@@ -147,10 +151,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		for _, e := range sides.Edges {
-			u.Toxics = append(u.Toxics, ToxicRef{Proxy: proxy.EdgeName(cl, e[0], e[1]), Toxic: f.ID, Kind: "blackhole"})
+			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
 		}
 		u.Isolated = sides.Minority
-		a.Detail = fmt.Sprintf("%s: cut %d node→node edges; %s", f.Shape, len(sides.Edges), sides.Describe)
+		a.Detail = fmt.Sprintf("%s: black-holed %d node→node edges; %s", f.Shape, len(sides.Edges), sides.Describe)
 	case engine.SplitBrain:
 		if in.cfg.Leaders == nil {
 			return a, engine.E(engine.KindInvalid, "prepare", errors.New("no leader source configured"))
@@ -164,7 +168,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		for _, e := range isolateEdges(iso, t.Nodes) {
-			u.Toxics = append(u.Toxics, ToxicRef{Proxy: proxy.EdgeName(cl, e[0], e[1]), Toxic: f.ID, Kind: "blackhole"})
+			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
 		}
 		u.Isolated = []string{iso}
 		a.Detail = fmt.Sprintf("isolated leader %s (partitions %v) from its peers; client edges stay open", iso, led)
@@ -222,13 +226,13 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			} else {
 				err = in.proxies().AddLatency(r.Proxy, r.Toxic, f.Latency, f.Jitter)
 			}
-			if err != nil {
+			if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
 				return a, err
 			}
 		}
 	case engine.Partition, engine.SplitBrain:
 		for _, r := range u.Toxics {
-			if err := in.proxies().BlackHole(r.Proxy, r.Toxic); err != nil {
+			if err := in.proxies().BlackHole(r.Proxy, r.Toxic); err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
 				return a, err
 			}
 		}
@@ -345,9 +349,13 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		c.Measurement = p + ": " + c.Measurement
 		return c
 	case engine.Partition, engine.SplitBrain:
-		present := 0
+		present, want := 0, 0
 		toxics := in.proxies().Toxics()
 		for _, r := range u.Toxics {
+			if r.Optional && in.addr(r.Proxy) == "" {
+				continue
+			}
+			want++
 			for _, t := range toxics {
 				if t.Proxy == r.Proxy && strings.HasPrefix(t.Name, r.Toxic) {
 					present++
@@ -355,10 +363,10 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 				}
 			}
 		}
-		if present < len(u.Toxics) {
-			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("black holes on %d of %d cut edges", present, len(u.Toxics))}
+		if present < want {
+			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("black holes on %d of %d cut proxies", present, want)}
 		}
-		m := fmt.Sprintf("black holes on all %d cut edges", len(u.Toxics))
+		m := fmt.Sprintf("black holes on all %d cut proxies", want)
 		outcome := engine.Inconclusive
 		if p := in.measurable(u.Toxics); p != "" {
 			c := proxy.ConfirmCut(ctx, in.cfg.RoundTripFor(p), in.addr(p), 2, 300*time.Millisecond)
@@ -420,6 +428,15 @@ func pick(id string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
+// nodeEdgeRefs are the toxics of one node→node edge: the raft proxy and
+// its optional HTTP-forwarding twin (proxy.Mesh makes both).
+func nodeEdgeRefs(cluster, from, to, toxic, kind string) []ToxicRef {
+	return []ToxicRef{
+		{Proxy: proxy.EdgeName(cluster, from, to), Toxic: toxic, Kind: kind},
+		{Proxy: proxy.HTTPEdgeName(cluster, from, to), Toxic: toxic, Kind: kind, Optional: true},
+	}
+}
+
 func delayEdges(cluster string, nodes []string, f engine.Fault) ([]ToxicRef, error) {
 	has := func(x string) bool {
 		for _, n := range nodes {
@@ -431,7 +448,11 @@ func delayEdges(cluster string, nodes []string, f engine.Fault) ([]ToxicRef, err
 	}
 	var refs []ToxicRef
 	add := func(from, to, kind string) {
-		refs = append(refs, ToxicRef{Proxy: proxy.EdgeName(cluster, from, to), Toxic: f.ID, Kind: kind})
+		if from == "client" {
+			refs = append(refs, ToxicRef{Proxy: proxy.EdgeName(cluster, from, to), Toxic: f.ID, Kind: kind})
+			return
+		}
+		refs = append(refs, nodeEdgeRefs(cluster, from, to, f.ID, kind)...)
 	}
 	e := f.Edges
 	switch {
@@ -608,3 +629,19 @@ var (
 	_ engine.Preparer  = (*Injector)(nil)
 	_ engine.Confirmer = (*Injector)(nil)
 )
+
+func describeEdges(e engine.Edges) string {
+	var s string
+	switch {
+	case e.Into != "":
+		s = "every edge into " + e.Into
+	case e.OutOf != "":
+		s = "every edge out of " + e.OutOf
+	default:
+		s = "the edges between " + strings.Join(e.Between, " and ")
+	}
+	if e.Clients {
+		s += ", clients included"
+	}
+	return s
+}

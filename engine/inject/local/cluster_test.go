@@ -1,0 +1,274 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/proxy"
+	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
+)
+
+// aggregatorBinary is the chaosgate binary the cluster nodes run:
+// $CHAOSGATE_BIN (exported by make test) or a fresh build.
+func aggregatorBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("CHAOSGATE_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("CHAOSGATE_BIN: %v", err)
+		}
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "chaosgate")
+	out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/chaosgate").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// realCluster is a 3-node reference-aggregator cluster under the local
+// supervisor with every edge behind a fault proxy.
+type realCluster struct {
+	sup   *supervisor.Supervisor
+	set   *proxy.Set
+	mesh  proxy.Mesh
+	specs map[string]supervisor.NodeSpec
+	ids   []string
+}
+
+func startRealCluster(t *testing.T) *realCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a 3-node aggregator cluster")
+	}
+	bin := aggregatorBinary(t)
+	specs, err := supervisor.Plan(3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := proxy.NewSet()
+	var mn []proxy.MeshNode
+	for _, s := range specs {
+		mn = append(mn, proxy.MeshNode{ID: s.ID, HTTP: s.HTTP, Raft: s.Raft})
+	}
+	mesh, err := set.Mesh("canary", mn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &realCluster{set: set, mesh: mesh, specs: map[string]supervisor.NodeSpec{}}
+	for i := range specs {
+		specs[i].Peers = mesh.Raft[specs[i].ID]
+		specs[i].PeerHTTP = mesh.HTTP[specs[i].ID]
+		c.specs[specs[i].ID] = specs[i]
+		c.ids = append(c.ids, specs[i].ID)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sup, err := supervisor.Start(ctx, supervisor.Config{Binary: bin, Dir: clusterDir(t), Nodes: specs, Partitions: 4, ReadyTimeout: 60 * time.Second})
+	if err != nil {
+		cancel()
+		set.Close()
+		t.Fatal(err)
+	}
+	c.sup = sup
+	t.Cleanup(func() {
+		for id := range c.specs {
+			sup.Signal(id, 18) // SIGCONT, in case a test failed while paused
+		}
+		cancel()
+		sup.Wait()
+		set.Close()
+	})
+	return c
+}
+
+func (c *realCluster) Pid(_ engine.Arm, node string) (int, error) {
+	pid, ok := c.sup.PIDs()[node]
+	if !ok {
+		return 0, fmt.Errorf("node %s is not running", node)
+	}
+	return pid, nil
+}
+
+func (c *realCluster) WaitReady(ctx context.Context, _ engine.Arm, node string) error {
+	for {
+		resp, err := http.Get("http://" + c.specs[node].HTTP + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w", node, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// leadersSeenBy asks one node (directly, not through a proxy) who leads
+// each partition.
+func (c *realCluster) leadersSeenBy(ctx context.Context, node string) (map[int]string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.specs[node].HTTP+"/v1/cluster", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Partitions []struct {
+			ID     int    `json:"id"`
+			Leader string `json:"leader"`
+		} `json:"partitions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, p := range body.Partitions {
+		out[p.ID] = p.Leader
+	}
+	return out, nil
+}
+
+func (c *realCluster) write(t *testing.T, node string, seq int) int {
+	msg := fmt.Sprintf(`{"source_id":"t","seq":%d,"msg_id":"%d","group_key":"k%d","fingerprint":"f%d","event_time":"2026-11-22T10:00:00Z","payload":"x"}`, seq, 1000+seq, seq, seq)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.mesh.Client[node]+"/v1/messages", bytes.NewBufferString(msg))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
+	c := startRealCluster(t)
+	ctx := context.Background()
+	in := New(Config{Nodes: c, Proxies: c.set, Leaders: func(ctx context.Context, _ engine.Arm) (map[int]string, error) {
+		return c.leadersSeenBy(ctx, "n1")
+	}})
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: c.ids}
+
+	// Split brain: the busiest leader is cut from its peers (raft and
+	// forwarding) while clients still reach it; the majority elects new
+	// leaders for its partitions.
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "sb", Kind: engine.SplitBrain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u Undo
+	json.Unmarshal(a.Undo, &u)
+	iso := u.Isolated[0]
+	conf := in.Confirm(ctx, a)
+	t.Logf("split brain on %s: %s; %s", iso, a.Detail, conf.Measurement)
+	if conf.Outcome != engine.Confirmed {
+		t.Fatalf("split brain not confirmed: %+v", conf)
+	}
+	var other string
+	for _, id := range c.ids {
+		if id != iso {
+			other = id
+			break
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		l, err := c.leadersSeenBy(ctx, other)
+		settled := err == nil && len(l) > 0
+		for _, x := range l {
+			if x == iso || x == "" {
+				settled = false
+			}
+		}
+		if settled {
+			t.Logf("majority side leaders after the cut: %v", l)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the majority still sees %s as a leader after the cut: %v %v", iso, l, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, id := range c.ids {
+		if err := c.WaitReady(rctx, engine.ArmCanary, id); err != nil {
+			t.Fatalf("after heal: %v", err)
+		}
+	}
+	if code := c.write(t, iso, 1); code != 200 {
+		t.Fatalf("write through %s after heal: HTTP %d", iso, code)
+	}
+
+	// Partition halves (3 nodes: one alone): confirmed by a failed edge probe.
+	a, err = in.Inject(ctx, tg, engine.Fault{ID: "cut", Kind: engine.Partition, Shape: "halves"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf := in.Confirm(ctx, a); conf.Outcome != engine.Confirmed || !strings.Contains(conf.Measurement, "failed") {
+		t.Fatalf("partition not confirmed: %+v", conf)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.set.Toxics()); n != 0 {
+		t.Fatalf("%d toxics left after heal", n)
+	}
+
+	// Network delay into n2, measured through its forwarding edge.
+	a, err = in.Inject(ctx, tg, engine.Fault{ID: "slow", Kind: engine.NetworkDelay, Latency: 100 * time.Millisecond, Edges: engine.Edges{Into: "n2", Clients: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = in.Confirm(ctx, a)
+	t.Logf("delay: %s", conf.Measurement)
+	if conf.Outcome != engine.Confirmed {
+		t.Fatalf("delay not confirmed: %+v", conf)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+
+	// Pod kill: the supervisor restarts the node; Recover waits until it
+	// serves again.
+	old, _ := c.Pid(engine.ArmCanary, "n3")
+	a, err = in.Inject(ctx, engine.Target{Arm: engine.ArmCanary, Nodes: c.ids, Node: "n3"}, engine.Fault{ID: "kill", Kind: engine.PodKill})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf := in.Confirm(ctx, a); conf.Outcome != engine.Confirmed {
+		t.Fatalf("kill not confirmed: %+v", conf)
+	}
+	kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer kcancel()
+	if err := in.Recover(kctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := c.Pid(engine.ArmCanary, "n3"); now == old {
+		t.Fatalf("n3 still has pid %d after a kill and restart", old)
+	}
+}
+
+func clusterDir(t *testing.T) string {
+	if d := os.Getenv("CHAOSGATE_TEST_CLUSTER_DIR"); d != "" {
+		return d
+	}
+	return t.TempDir()
+}
