@@ -91,54 +91,14 @@ func startRealCluster(t *testing.T) *realCluster {
 	return c
 }
 
-func (c *realCluster) Pid(_ engine.Arm, node string) (int, error) {
-	pid, ok := c.sup.PIDs()[node]
-	if !ok {
-		return 0, fmt.Errorf("node %s is not running", node)
-	}
-	return pid, nil
-}
-
-func (c *realCluster) WaitReady(ctx context.Context, _ engine.Arm, node string) error {
-	for {
-		resp, err := http.Get("http://" + c.specs[node].HTTP + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w", node, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+func (c *realCluster) clusters() Clusters {
+	return Clusters{Arms: map[engine.Arm]*supervisor.Supervisor{engine.ArmCanary: c.sup}}
 }
 
 // leadersSeenBy asks one node (directly, not through a proxy) who leads
 // each partition.
 func (c *realCluster) leadersSeenBy(ctx context.Context, node string) (map[int]string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.specs[node].HTTP+"/v1/cluster", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Partitions []struct {
-			ID     int    `json:"id"`
-			Leader string `json:"leader"`
-		} `json:"partitions"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, err
-	}
-	out := map[int]string{}
-	for _, p := range body.Partitions {
-		out[p.ID] = p.Leader
-	}
-	return out, nil
+	return c.clusters().leadersFrom(ctx, c.specs[node].HTTP)
 }
 
 func (c *realCluster) write(t *testing.T, node string, seq int) int {
@@ -158,10 +118,12 @@ func (c *realCluster) write(t *testing.T, node string, seq int) int {
 func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
 	c := startRealCluster(t)
 	ctx := context.Background()
-	in := New(Config{Nodes: c, Proxies: c.set, Leaders: func(ctx context.Context, _ engine.Arm) (map[int]string, error) {
-		return c.leadersSeenBy(ctx, "n1")
-	}})
-	tg := engine.Target{Arm: engine.ArmCanary, Nodes: c.ids}
+	cl := c.clusters()
+	in := New(Config{Nodes: cl, Proxies: c.set, Leaders: cl.Leaders})
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: cl.Nodes(engine.ArmCanary)}
+	if l, err := cl.Leader(ctx, engine.ArmCanary, nil); err != nil || l == "" {
+		t.Fatalf("Leader = %q, %v", l, err)
+	}
 
 	// Split brain: the busiest leader is cut from its peers (raft and
 	// forwarding) while clients still reach it; the majority elects new
@@ -209,7 +171,7 @@ func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, id := range c.ids {
-		if err := c.WaitReady(rctx, engine.ArmCanary, id); err != nil {
+		if err := cl.WaitReady(rctx, engine.ArmCanary, id); err != nil {
 			t.Fatalf("after heal: %v", err)
 		}
 	}
@@ -248,7 +210,7 @@ func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
 
 	// Pod kill: the supervisor restarts the node; Recover waits until it
 	// serves again.
-	old, _ := c.Pid(engine.ArmCanary, "n3")
+	old, _ := cl.Pid(engine.ArmCanary, "n3")
 	a, err = in.Inject(ctx, engine.Target{Arm: engine.ArmCanary, Nodes: c.ids, Node: "n3"}, engine.Fault{ID: "kill", Kind: engine.PodKill})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +223,7 @@ func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
 	if err := in.Recover(kctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if now, _ := c.Pid(engine.ArmCanary, "n3"); now == old {
+	if now, _ := cl.Pid(engine.ArmCanary, "n3"); now == old {
 		t.Fatalf("n3 still has pid %d after a kill and restart", old)
 	}
 }
