@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/chaosgate/chaosgate/engine/history"
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
 )
 
@@ -42,11 +41,10 @@ malformed (the error names the line, the field and a hint) or unreadable.`,
 			if output != "json" && output != "table" {
 				return withExitCode(exitUsage, fmt.Errorf("-o %q: want json or table", output))
 			}
-			evs, err := history.ReadFile(path)
+			rep, err := consistency.CheckFile(path, consistency.Config{MaxOffset: maxOffset, LinearizabilityTimeout: linBudget})
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
-			rep := consistency.Check(evs, consistency.Config{MaxOffset: maxOffset, LinearizabilityTimeout: linBudget})
 			if err := printCheckReport(cmd.OutOrStdout(), rep, output); err != nil {
 				return withExitCode(exitUsage, err)
 			}

@@ -223,11 +223,9 @@ func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
 	if err := hw.Close(); err != nil {
 		return res, err
 	}
-	evs, err := history.ReadFile(res.historyPath)
-	if err != nil {
+	if res.report, err = consistency.CheckFile(res.historyPath, consistency.Config{}); err != nil {
 		return res, err
 	}
-	res.report = consistency.Check(evs, consistency.Config{})
 	return res, nil
 }
 

@@ -40,6 +40,8 @@ package consistency
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -171,80 +173,106 @@ func (c *collector) add(inv, detail, example string) {
 	}
 }
 
+// Checker accumulates a history event by event (so a large file need not
+// be held in memory) and reports on it. Use NewChecker, Add each event in
+// the order observed, then Report once.
+type Checker struct {
+	cfg       Config
+	col       *collector
+	n         int
+	msgs      map[string]*msgInfo
+	msgOrder  []string
+	byPart    map[int][]*record
+	kills     []int // lines of kill events
+	ackEpochs []ackRef
+	states    []history.Event
+}
+
+// NewChecker returns an empty checker.
+func NewChecker(cfg Config) *Checker {
+	cfg = cfg.withDefaults()
+	return &Checker{cfg: cfg, col: &collector{cfg: cfg, viol: map[string]*Violation{}}, msgs: map[string]*msgInfo{}, byPart: map[int][]*record{}}
+}
+
 // Check runs every invariant over evs (in the order observed) and returns
 // the report. It reads no clock and its result depends only on its input,
 // except that I9 may report "unknown" when its search budget runs out.
 func Check(evs []history.Event, cfg Config) Report {
-	cfg = cfg.withDefaults()
-	for _, ev := range evs {
-		if ev.Op == history.OpNode && ev.NodeEvent == history.NodeConfig {
-			for _, tok := range strings.Fields(ev.Detail) {
-				if v, ok := strings.CutPrefix(tok, "max_offset="); ok {
-					if d, err := time.ParseDuration(v); err == nil && d > 0 {
-						cfg.MaxOffset = d
-					}
-				}
-			}
-		}
-	}
-	col := &collector{cfg: cfg, viol: map[string]*Violation{}}
-	var counts Counts
-
-	msgs := make(map[string]*msgInfo, len(evs)/2)
-	var msgOrder []string
-	byPart := map[int][]*record{}
-	var kills []int // lines of kill events
-	var ackEpochs []ackRef
-	var states []history.Event
-
+	c := NewChecker(cfg)
 	for i := range evs {
-		ev := &evs[i]
-		line := ev.Line
-		if line == 0 {
-			line = i + 1
-		}
-		switch ev.Op {
-		case history.OpSend:
-			m := msgs[ev.MsgID]
-			if m == nil {
-				m = &msgInfo{source: ev.Source, seq: ev.Seq, key: ev.Key, firstSendAt: line}
-				msgs[ev.MsgID] = m
-				msgOrder = append(msgOrder, ev.MsgID)
-			} else if m.source != ev.Source || m.seq != ev.Seq {
-				col.add("I2", "msg_id reused for a different (source, seq)", fmt.Sprintf("line %d: msg_id %s sent as %s/%d and %s/%d", line, ev.MsgID, m.source, m.seq, ev.Source, ev.Seq))
-			}
-			if ev.HasPartition && !m.hasPart {
-				m.partition, m.hasPart = ev.Partition, true
-			}
-			m.sendLines = append(m.sendLines, line)
-			switch ev.Result {
-			case history.ResultOK:
-				if !m.ok {
-					m.ok, m.okLine, m.okEpoch, m.okNode = true, line, ev.Epoch, ev.Node
-				}
-				if ev.HasPartition && ev.Epoch != 0 && ev.Node != "" {
-					ackEpochs = append(ackEpochs, ackRef{partition: ev.Partition, epoch: ev.Epoch, node: ev.Node, line: line, msgID: ev.MsgID})
-				}
-			case history.ResultTimeout:
-				m.unknown = true
-			case history.ResultRejected, history.ResultFail:
-				m.definiteNo = true
-			}
-		case history.OpRecv, history.OpGap:
-			r := &record{line: line, partition: ev.Partition, offset: ev.Offset, gap: ev.Op == history.OpGap, key: ev.Key,
-				source: ev.Source, seq: ev.Seq, fromSeq: ev.FromSeq, toSeq: ev.ToSeq, msgID: ev.MsgID, epoch: ev.Epoch, hlc: ev.HLC, node: ev.Node}
-			byPart[ev.Partition] = append(byPart[ev.Partition], r)
-		case history.OpRead, history.OpWrite:
-			states = append(states, *ev)
-		case history.OpNode:
-			switch ev.NodeEvent {
-			case history.NodeKill:
-				kills = append(kills, line)
-			case history.NodeStats:
-				checkCaps(col, line, ev)
+		c.Add(&evs[i])
+	}
+	return c.Report()
+}
+
+func (c *Checker) configure(detail string) {
+	for _, tok := range strings.Fields(detail) {
+		if v, ok := strings.CutPrefix(tok, "max_offset="); ok {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				c.cfg.MaxOffset = d
 			}
 		}
 	}
+}
+
+// Add takes the next event of the history. Its Line (or, when zero, its
+// position) names it in examples.
+func (c *Checker) Add(ev *history.Event) {
+	c.n++
+	line := ev.Line
+	if line == 0 {
+		line = c.n
+	}
+	switch ev.Op {
+	case history.OpSend:
+		m := c.msgs[ev.MsgID]
+		if m == nil {
+			m = &msgInfo{source: ev.Source, seq: ev.Seq, key: ev.Key, firstSendAt: line}
+			c.msgs[ev.MsgID] = m
+			c.msgOrder = append(c.msgOrder, ev.MsgID)
+		} else if m.source != ev.Source || m.seq != ev.Seq {
+			c.col.add("I2", "msg_id reused for a different (source, seq)", fmt.Sprintf("line %d: msg_id %s sent as %s/%d and %s/%d", line, ev.MsgID, m.source, m.seq, ev.Source, ev.Seq))
+		}
+		if ev.HasPartition && !m.hasPart {
+			m.partition, m.hasPart = ev.Partition, true
+		}
+		m.sendLines = append(m.sendLines, line)
+		switch ev.Result {
+		case history.ResultOK:
+			if !m.ok {
+				m.ok, m.okLine, m.okEpoch, m.okNode = true, line, ev.Epoch, ev.Node
+			}
+			if ev.HasPartition && ev.Epoch != 0 && ev.Node != "" {
+				c.ackEpochs = append(c.ackEpochs, ackRef{partition: ev.Partition, epoch: ev.Epoch, node: ev.Node, line: line, msgID: ev.MsgID})
+			}
+		case history.ResultTimeout:
+			m.unknown = true
+		case history.ResultRejected, history.ResultFail:
+			m.definiteNo = true
+		}
+	case history.OpRecv, history.OpGap:
+		r := &record{line: line, partition: ev.Partition, offset: ev.Offset, gap: ev.Op == history.OpGap, key: ev.Key,
+			source: ev.Source, seq: ev.Seq, fromSeq: ev.FromSeq, toSeq: ev.ToSeq, msgID: ev.MsgID, epoch: ev.Epoch, hlc: ev.HLC, node: ev.Node}
+		c.byPart[ev.Partition] = append(c.byPart[ev.Partition], r)
+	case history.OpRead, history.OpWrite:
+		c.states = append(c.states, *ev)
+	case history.OpNode:
+		switch ev.NodeEvent {
+		case history.NodeKill:
+			c.kills = append(c.kills, line)
+		case history.NodeConfig:
+			c.configure(ev.Detail)
+		case history.NodeStats:
+			checkCaps(c.col, line, ev)
+		}
+	}
+}
+
+// Report computes the invariants over everything added.
+func (c *Checker) Report() Report {
+	cfg, col := c.cfg, c.col
+	var counts Counts
+	msgs, msgOrder, byPart, kills, ackEpochs, states := c.msgs, c.msgOrder, c.byPart, c.kills, c.ackEpochs, c.states
 	for _, m := range msgs {
 		if m.ok {
 			counts.SentOK++
@@ -532,4 +560,35 @@ func checkCaps(col *collector, line int, ev *history.Event) {
 			col.add("I6", fmt.Sprintf("%s above its cap under load", name), fmt.Sprintf("line %d node %s: %s=%g > %s=%g", line, ev.Node, name, v, s.Name, s.Value))
 		}
 	}
+}
+
+// CheckReader streams a history/v1 document through a Checker. A malformed
+// line stops it with the reader's *history.ParseError.
+func CheckReader(r io.Reader, cfg Config) (Report, error) {
+	c := NewChecker(cfg)
+	hr := history.NewReader(r)
+	for {
+		ev, err := hr.Next()
+		if err == io.EOF {
+			return c.Report(), nil
+		}
+		if err != nil {
+			return Report{}, err
+		}
+		c.Add(&ev)
+	}
+}
+
+// CheckFile checks the history file at path; errors name the file.
+func CheckFile(path string, cfg Config) (Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Report{}, fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+	rep, err := CheckReader(f, cfg)
+	if err != nil {
+		return Report{}, fmt.Errorf("%s:%w", path, err)
+	}
+	return rep, nil
 }

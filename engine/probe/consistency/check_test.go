@@ -126,6 +126,21 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+func TestCheckFileNamesFileAndLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.jsonl")
+	if err := os.WriteFile(path, []byte("{\"op\":\"node\",\"node\":\"n1\",\"event\":\"kill\"}\n{\"op\":\"recv\",\"hlc\":\"x\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := CheckFile(path, Config{})
+	if err == nil || !strings.Contains(err.Error(), "h.jsonl:line 2") {
+		t.Fatalf("got %v", err)
+	}
+	rep, err := CheckFile(filepath.Join("testdata", "lost.jsonl"), Config{})
+	if err != nil || rep.Counts.Lost != 1 {
+		t.Fatalf("streamed check: %+v %v", rep.Counts, err)
+	}
+}
+
 func TestReportShapeMatchesContract(t *testing.T) {
 	b, err := json.Marshal(Check(nil, Config{}))
 	if err != nil {
@@ -352,11 +367,11 @@ func BenchmarkReadAndCheck1M(b *testing.B) {
 	b.SetBytes(int64(buf.Len()))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		evs, err := history.ReadAll(bytes.NewReader(buf.Bytes()))
+		r, err := CheckReader(bytes.NewReader(buf.Bytes()), Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r := Check(evs, Config{}); !r.OK {
+		if !r.OK {
 			b.Fatal("clean history failed")
 		}
 	}
