@@ -47,3 +47,49 @@ func BenchmarkAppendParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/float64(l.BlockCount()), "appends/commit")
 }
+
+// BenchmarkVerify20k measures Verify over a ledger of 20,000 entries.
+func BenchmarkVerify20k(b *testing.B) {
+	for _, fromScratch := range []bool{false, true} {
+		b.Run(map[bool]string{false: "default", true: "from-scratch"}[fromScratch], func(b *testing.B) {
+			k := newKeys(b, "example.test/bench")
+			l := openLedger(b, b.TempDir(), k)
+			defer l.Close()
+			st, _ := BuildStatement("v1", samplePredicate(1))
+			env, _ := k.SignStatement(context.Background(), st)
+			_, _, err := runParallel(20000, 512, func() error { _, err := l.Append(context.Background(), env); return err })
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := l.Verify(context.Background(), fromScratch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func runParallel(n, workers int, fn func() error) (int, int, error) {
+	errc := make(chan error, workers)
+	per := n / workers
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < per; i++ {
+				if err := fn(); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	var first error
+	for w := 0; w < workers; w++ {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return n, workers, first
+}

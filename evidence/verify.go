@@ -159,7 +159,9 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 			readErr = tampered(fmt.Sprintf("envelope %d", i), "missing")
 			break
 		}
-		chunk = append(chunk, verifyItem{i: i, leaf: append([]byte(nil), v...), env: append([]byte(nil), ev...)})
+		// Slices point into the read transaction's memory map, valid until
+		// the workers are done (before this transaction ends).
+		chunk = append(chunk, verifyItem{i: i, leaf: v, env: ev})
 		if len(chunk) == cap(chunk) {
 			work <- chunk
 			chunk = make([]verifyItem, 0, 256)
@@ -226,11 +228,26 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		}
 		hr = memReader
 	} else {
-		for i := uint64(0); i < size; i++ {
-			v := stored.Get(u64(uint64(tlog.StoredHashIndex(0, int64(i)))))
-			if !bytes.Equal(v, leafHashes[i][:]) {
-				return tampered(fmt.Sprintf("entry %d", i), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", leafHashes[i])
+		c := stored.Cursor()
+		var leaves uint64
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			level, n := tlog.SplitStoredHashIndex(int64(binary.BigEndian.Uint64(k)))
+			if level != 0 {
+				continue
 			}
+			if uint64(n) != leaves {
+				return tampered(fmt.Sprintf("entry %d", leaves), "no stored tree hash")
+			}
+			if uint64(n) >= size {
+				return tampered("tree hashes", "a leaf hash is stored for index %d, beyond the tree size %d", n, size)
+			}
+			if !bytes.Equal(v, leafHashes[n][:]) {
+				return tampered(fmt.Sprintf("entry %d", n), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", leafHashes[n])
+			}
+			leaves++
+		}
+		if leaves != size {
+			return tampered(fmt.Sprintf("entry %d", leaves), "no stored tree hash")
 		}
 		hr = bucketHashReader(stored)
 	}
@@ -315,7 +332,17 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) error {
 	op := fmt.Sprintf("entry %d", it.i)
 	leafHashes[it.i] = tlog.RecordHash(it.leaf)
-	var rec EntryRecord
+	// Only the fields checked here are decoded; the rest of the record is
+	// bound by the leaf hash.
+	var rec struct {
+		Index          uint64   `json:"index"`
+		EnvelopeSHA256 string   `json:"envelope_sha256"`
+		Blobs          []Digest `json:"blobs"`
+		Experiment     string   `json:"experiment"`
+		Subjects       []string `json:"subjects"`
+		TraceIDs       []string `json:"trace_ids"`
+		PredicateType  string   `json:"predicate_type"`
+	}
 	if err := json.Unmarshal(it.leaf, &rec); err != nil {
 		return tampered(op, "leaf is not a valid entry record: %v", err)
 	}
