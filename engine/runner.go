@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -742,6 +743,9 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 	}
 	fr := &r.res.Faults[act.rec]
 	fr.AppliedAt, fr.Detail = a.At, a.Detail
+	if len(a.Affected) > 0 {
+		fr.Target = strings.Join(a.Affected, ",")
+	}
 	fr.Confirmed = Inconclusive
 	fr.Measurement = "the backend cannot confirm this fault"
 	if c, ok := inj.(Confirmer); ok {

@@ -223,6 +223,9 @@ type Applied struct {
 	At time.Time `json:"at,omitzero"`
 	// Undo is the backend's serialised undo information.
 	Undo json.RawMessage `json:"undo,omitempty"`
+	// Affected are the nodes the fault impaired (the isolated side of a
+	// partition, the delayed node), for reports.
+	Affected []string `json:"affected,omitempty"`
 	// Detail describes what was done, for people.
 	Detail string `json:"detail,omitempty"`
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
+	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 // aggregatorBinary is the chaosgate binary the cluster nodes run:
@@ -47,6 +48,10 @@ type realCluster struct {
 }
 
 func startRealCluster(t *testing.T) *realCluster {
+	return startNamedCluster(t, "canary", proxy.NewSet())
+}
+
+func startNamedCluster(t *testing.T, name string, set *proxy.Set) *realCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a 3-node aggregator cluster")
@@ -56,12 +61,11 @@ func startRealCluster(t *testing.T) *realCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := proxy.NewSet()
 	var mn []proxy.MeshNode
 	for _, s := range specs {
 		mn = append(mn, proxy.MeshNode{ID: s.ID, HTTP: s.HTTP, Raft: s.Raft})
 	}
-	mesh, err := set.Mesh("canary", mn)
+	mesh, err := set.Mesh(name, mn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,4 +237,72 @@ func clusterDir(t *testing.T) string {
 		return d
 	}
 	return t.TempDir()
+}
+
+// TestRealClustersRunQuickGameDay runs the quick game day of the library
+// with the engine's runner on two real 3-node clusters (canary and control)
+// behind one proxy set: every fault of the four kinds is applied to both
+// arms, confirmed and recovered, and nothing is left behind.
+func TestRealClustersRunQuickGameDay(t *testing.T) {
+	set := proxy.NewSet()
+	canary := startNamedCluster(t, "canary", set)
+	control := startNamedCluster(t, "control", set)
+	cl := Clusters{Arms: map[engine.Arm]*supervisor.Supervisor{engine.ArmCanary: canary.sup, engine.ArmControl: control.sup}}
+	in := New(Config{Nodes: cl, Proxies: set, Leaders: cl.Leaders})
+	doc, err := scenarios.Library("default-gameday-quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.PlanFromDocument(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plan.Experiments {
+		plan.Experiments[i].Abort = nil // no availability probe in this test
+	}
+	injectors := map[engine.FaultKind]engine.Injector{engine.PodKill: in, engine.PodPause: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in}
+	dir := t.TempDir()
+	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second,
+		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
+			return engine.Verdict{Outcome: engine.Promote}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := run.Run(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("quick game day: %s, %d faults", time.Since(start).Round(time.Millisecond), len(res.Faults))
+	kinds := map[engine.FaultKind]int{}
+	for _, f := range res.Faults {
+		t.Logf("%-12s %-7s %-4s %-12s %s", f.Kind, f.Arm, f.Target, f.Confirmed, f.Measurement)
+		if f.RecoveredAt.IsZero() || f.Error != "" || f.Skipped != "" {
+			t.Errorf("fault %s: recovered %v, error %q, skipped %q", f.ID, f.RecoveredAt, f.Error, f.Skipped)
+		}
+		if f.Confirmed != engine.Confirmed {
+			t.Errorf("fault %s (%s on %s/%s) not confirmed: %s %s", f.ID, f.Kind, f.Arm, f.Target, f.Confirmed, f.Measurement)
+		}
+		kinds[f.Kind]++
+	}
+	for _, k := range []engine.FaultKind{engine.PodKill, engine.NetworkDelay, engine.Partition, engine.SplitBrain} {
+		if kinds[k] != 2 {
+			t.Errorf("%s applied %d times, want once per arm", k, kinds[k])
+		}
+	}
+	if n := len(set.Toxics()); n != 0 {
+		t.Fatalf("%d toxics left", n)
+	}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		for _, n := range cl.Nodes(arm) {
+			pid, err := cl.Pid(arm, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, _, _ := engine.ProcStat(pid); s == 'T' {
+				t.Fatalf("%s/%s left paused", arm, n)
+			}
+		}
+	}
 }

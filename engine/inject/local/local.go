@@ -134,6 +134,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		u.Node, u.Proc = t.Node, &p
+		a.Affected = []string{t.Node}
 		a.Detail = fmt.Sprintf("%s pid %d of %s", map[engine.FaultKind]string{engine.PodKill: "SIGKILL", engine.PodPause: "SIGSTOP"}[f.Kind], pid, t.Name())
 	case engine.NetworkDelay:
 		refs, err := delayEdges(cl, t.Nodes, f)
@@ -141,6 +142,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		u.Toxics = refs
+		a.Affected = delayedNodes(f.Edges)
 		a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
 		if f.Correlation > 0 {
 			a.Detail += fmt.Sprintf(" (correlation %.0f%% is not modelled by the local proxies)", f.Correlation*100)
@@ -154,6 +156,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
 		}
 		u.Isolated = sides.Minority
+		a.Affected = sides.Minority
+		if len(a.Affected) == 0 {
+			a.Affected = append([]string(nil), t.Nodes...) // a ring impairs every node a little
+		}
 		a.Detail = fmt.Sprintf("%s: black-holed %d node→node edges; %s", f.Shape, len(sides.Edges), sides.Describe)
 	case engine.SplitBrain:
 		if in.cfg.Leaders == nil {
@@ -171,6 +177,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
 		}
 		u.Isolated = []string{iso}
+		a.Affected = []string{iso}
 		a.Detail = fmt.Sprintf("isolated leader %s (partitions %v) from its peers; client edges stay open", iso, led)
 	default:
 		return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("unsupported fault kind %v", f.Kind))
@@ -644,4 +651,14 @@ func describeEdges(e engine.Edges) string {
 		s += ", clients included"
 	}
 	return s
+}
+
+func delayedNodes(e engine.Edges) []string {
+	switch {
+	case e.Into != "":
+		return []string{e.Into}
+	case e.OutOf != "":
+		return []string{e.OutOf}
+	}
+	return append([]string(nil), e.Between...)
 }
