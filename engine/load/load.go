@@ -53,6 +53,12 @@ type Config struct {
 	// StateClients run per-key state reads and writes (GET/PUT /v1/state)
 	// concurrently with the messages, for I9; StateKeys is the key pool.
 	StateClients, StateKeys int
+	// StatsInterval > 0 scrapes every target's /metrics that often while a
+	// phase runs and records a "stats" node event (memory, reorder depth,
+	// dedup entries, in-flight work) for the I6 caps check; StatsCaps adds
+	// caps the metrics do not carry, e.g. {"dedup_entries_cap": 100000}.
+	StatsInterval time.Duration
+	StatsCaps     map[string]float64
 	// History receives every operation; nil records nothing.
 	History *history.Writer
 	// Name prefixes sources, keys and history clients; it must be unique
@@ -322,6 +328,13 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 			defer wg.Done()
 			g.stateLoop(pctx, fmt.Sprintf("%s-state%d", g.cfg.Name, i+1), ps)
 		}(i)
+	}
+	if g.cfg.StatsInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.statsLoop(pctx)
+		}()
 	}
 	if ph.Rate > 0 {
 		g.openLoop(ctx, pctx, ph.Rate, ps)

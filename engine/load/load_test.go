@@ -1,8 +1,12 @@
 package load
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -106,5 +110,33 @@ func TestOutcomeMapping(t *testing.T) {
 func TestStateDigest(t *testing.T) {
 	if stateDigest("INIT", 0, "") != "" || stateDigest("DONE", 2, "v") != "DONE/2/v" {
 		t.Fatal("digest format changed")
+	}
+}
+
+func TestStatsDetailFromPrometheusText(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `# TYPE chaosgate_aggregator_memory_bytes gauge
+chaosgate_aggregator_memory_bytes 1.2e+07
+# TYPE chaosgate_aggregator_rss_cap_bytes gauge
+chaosgate_aggregator_rss_cap_bytes 2.68435456e+08
+# TYPE chaosgate_aggregator_reorder_depth gauge
+chaosgate_aggregator_reorder_depth{partition="0"} 3
+chaosgate_aggregator_reorder_depth{partition="1"} 7
+# TYPE go_goroutines gauge
+go_goroutines 12
+`)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	d, err := StatsDetail(context.Background(), srv.Client(), addr, map[string]float64{"reorder_depth_cap": 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != "memory_bytes=1.2e+07 memory_bytes_cap=2.68435456e+08 reorder_depth=7 reorder_depth_cap=64" {
+		t.Fatalf("detail %q", d)
+	}
+	st, err := history.SortedNodeStats(d)
+	if err != nil || len(st) != 4 {
+		t.Fatalf("checker cannot read the detail: %v %v", st, err)
 	}
 }

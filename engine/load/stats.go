@@ -1,0 +1,127 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/chaosgate/chaosgate/engine/history"
+)
+
+// statGauges maps aggregator metrics to the names of the history's stats
+// events (I6); per-partition gauges are reduced to their maximum.
+var statGauges = map[string]string{
+	"chaosgate_aggregator_memory_bytes":      "memory_bytes",
+	"chaosgate_aggregator_rss_cap_bytes":     "memory_bytes_cap",
+	"chaosgate_aggregator_reorder_depth":     "reorder_depth",
+	"chaosgate_aggregator_dedup_entries":     "dedup_entries",
+	"chaosgate_aggregator_inflight_requests": "inflight_requests",
+	"chaosgate_aggregator_inflight_messages": "inflight_messages",
+}
+
+// StatsDetail scrapes GET /metrics of one node and returns its stats
+// detail ("name=value ..." with the caps of caps appended), for a
+// {"op":"node","event":"stats"} history line.
+func StatsDetail(ctx context.Context, hc *http.Client, addr string, caps map[string]float64) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: GET /metrics: HTTP %d", addr, resp.StatusCode)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return "", err
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(&buf)
+	if err != nil {
+		return "", fmt.Errorf("%s: /metrics: %w", addr, err)
+	}
+	vals := map[string]float64{}
+	for metric, name := range statGauges {
+		f := fams[metric]
+		if f == nil {
+			continue
+		}
+		for i, m := range f.GetMetric() {
+			v := gaugeValue(m)
+			if cur, ok := vals[name]; i == 0 || !ok || v > cur {
+				vals[name] = v
+			}
+		}
+	}
+	for name, c := range caps {
+		vals[name] = c
+	}
+	names := make([]string, 0, len(vals))
+	for n := range vals {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%g", n, vals[n])
+	}
+	return b.String(), nil
+}
+
+func gaugeValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
+
+// statsLoop records every target's stats every interval until ctx ends.
+func (g *Generator) statsLoop(ctx context.Context) {
+	names := map[string]string{}
+	t := time.NewTicker(g.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, addr := range g.cfg.Targets() {
+			id := names[addr]
+			if id == "" {
+				if ci, err := FetchCluster(ctx, StaticTargets(addr)); err == nil && ci.Node != "" {
+					id, names[addr] = ci.Node, ci.Node
+				} else {
+					id = addr
+				}
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			detail, err := StatsDetail(sctx, g.cl.hc, addr, g.cfg.StatsCaps)
+			cancel()
+			if err != nil || detail == "" {
+				continue // a node that is down has no stats
+			}
+			g.record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeStats, Detail: detail})
+		}
+	}
+}
