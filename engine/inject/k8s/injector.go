@@ -1,0 +1,729 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	cm "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/chaosgate/chaosgate/engine"
+)
+
+// Backend is the engine.Applied backend name of this injector.
+const Backend = "k8s"
+
+// Options configure an Injector.
+type Options struct {
+	PlanOptions
+	// PodSelectors is each arm's workload pod selector (label selector
+	// string); a pod kill's replacement is looked for among these pods.
+	PodSelectors map[engine.Arm]string
+	// InjectTimeout bounds the wait for AllInjected (default 30s).
+	InjectTimeout time.Duration
+	// RecoverTimeout bounds the wait for AllRecovered, or for a killed
+	// pod's replacement (default 60s).
+	RecoverTimeout time.Duration
+	// Poll is the status polling interval (default 200ms).
+	Poll  time.Duration
+	Clock engine.Clock
+	// DetectChaosMesh asks the API server whether the Chaos Mesh CRDs are
+	// served (default); when false, PlanOptions.ChaosMesh is used as is.
+	DetectChaosMesh bool
+}
+
+// Injector implements engine.Injector, engine.Preparer and
+// engine.Confirmer for Kubernetes.
+type Injector struct {
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	opts Options
+
+	mu       sync.Mutex
+	detected bool
+}
+
+// New returns an injector for the cluster at cfg.
+func New(cfg *rest.Config, opts Options) (*Injector, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, engine.E(engine.KindInvalid, "kubernetes client", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, engine.E(engine.KindInvalid, "kubernetes client", err)
+	}
+	return NewWithClients(kube, dyn, opts), nil
+}
+
+// NewWithClients returns an injector using the given clients.
+func NewWithClients(kube kubernetes.Interface, dyn dynamic.Interface, opts Options) *Injector {
+	if opts.InjectTimeout <= 0 {
+		opts.InjectTimeout = 30 * time.Second
+	}
+	if opts.RecoverTimeout <= 0 {
+		opts.RecoverTimeout = 60 * time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 200 * time.Millisecond
+	}
+	if opts.Clock == nil {
+		opts.Clock = engine.SystemClock{}
+	}
+	return &Injector{kube: kube, dyn: dyn, opts: opts}
+}
+
+// HasChaosMesh reports whether the API server serves the PodChaos and
+// NetworkChaos resources (asked once, then cached).
+func (in *Injector) HasChaosMesh(ctx context.Context) (bool, error) {
+	if !in.opts.DetectChaosMesh {
+		return in.opts.ChaosMesh, nil
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.detected {
+		return in.opts.ChaosMesh, nil
+	}
+	ok, err := DetectChaosMesh(in.kube)
+	if err != nil {
+		return false, err
+	}
+	in.opts.ChaosMesh, in.detected = ok, true
+	return ok, nil
+}
+
+// DetectChaosMesh asks the API server's discovery whether chaos-mesh.org/v1alpha1
+// serves podchaos and networkchaos.
+func DetectChaosMesh(kube kubernetes.Interface) (bool, error) {
+	rl, err := kube.Discovery().ServerResourcesForGroupVersion("chaos-mesh.org/v1alpha1")
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, engine.E(engine.KindUnavailable, "discover Chaos Mesh", err)
+	}
+	have := map[string]bool{}
+	for _, r := range rl.APIResources {
+		have[r.Name] = true
+	}
+	return have["podchaos"] && have["networkchaos"], nil
+}
+
+// Undo is the serialised undo information of an Applied (engine.Applied.Undo).
+type Undo struct {
+	Method    string      `json:"method"`
+	Namespace string      `json:"namespace"`
+	Objects   []ObjectRef `json:"objects,omitempty"`
+	// Pods are the pods the fault acts on, with the UIDs they had before
+	// (for a pod kill: the pods whose replacement recovery waits for).
+	Pods        []PodRef `json:"pods,omitempty"`
+	OneShot     bool     `json:"one_shot,omitempty"`
+	PodSelector string   `json:"pod_selector,omitempty"`
+	// LiveBefore is how many live pods PodSelector matched before a kill.
+	LiveBefore int `json:"live_before,omitempty"`
+	// Records are Chaos Mesh's per-pod records when the fault took effect.
+	Records []Record `json:"records,omitempty"`
+}
+
+// PodRef is a pod and the UID it had.
+type PodRef struct {
+	Name string `json:"name"`
+	UID  string `json:"uid,omitempty"`
+}
+
+// Record is one Chaos Mesh per-pod record of an object, for the evidence.
+type Record struct {
+	Object         string `json:"object"`
+	ID             string `json:"id"`
+	Phase          string `json:"phase"`
+	InjectedCount  int    `json:"injected_count"`
+	RecoveredCount int    `json:"recovered_count"`
+	Events         []struct {
+		Type      string    `json:"type"`
+		Operation string    `json:"operation"`
+		Message   string    `json:"message,omitempty"`
+		Time      time.Time `json:"time"`
+	} `json:"events,omitempty"`
+}
+
+// UndoOf decodes an Applied's undo information.
+func UndoOf(a engine.Applied) (Undo, error) {
+	var u Undo
+	if len(a.Undo) == 0 {
+		return u, engine.E(engine.KindInvalid, "undo "+a.ID, errors.New("no undo information"))
+	}
+	if err := json.Unmarshal(a.Undo, &u); err != nil {
+		return u, engine.E(engine.KindInvalid, "undo "+a.ID, fmt.Errorf("undo information: %w", err))
+	}
+	return u, nil
+}
+
+// Plan builds the objects for one fault on one target without sending them.
+func (in *Injector) Plan(ctx context.Context, t engine.Target, f engine.Fault) (Plan, error) {
+	ok, err := in.HasChaosMesh(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	po := in.opts.PlanOptions
+	po.ChaosMesh = ok
+	return BuildPlan(ctx, po, t, f)
+}
+
+// Prepare says what Inject will create and how to undo it, before acting:
+// the object names derive from the fault id, so the intent alone is enough
+// to recover after a crash.
+func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault) (engine.Applied, error) {
+	p, err := in.Plan(ctx, t, f)
+	if err != nil {
+		return engine.Applied{}, err
+	}
+	u := Undo{Method: p.Method, Namespace: p.Namespace, Objects: p.Refs(), OneShot: p.OneShot, PodSelector: in.opts.PodSelectors[t.Arm]}
+	for _, name := range p.Pods {
+		u.Pods = append(u.Pods, PodRef{Name: name})
+	}
+	return in.applied(t, f, u, ""), nil
+}
+
+func (in *Injector) applied(t engine.Target, f engine.Fault, u Undo, detail string) engine.Applied {
+	b, _ := json.Marshal(u)
+	return engine.Applied{ID: f.ID, Kind: f.Kind, Target: t, Fault: f, Backend: Backend, Undo: b, Detail: detail}
+}
+
+// Inject creates the fault's objects (or deletes the pod directly when
+// Chaos Mesh is absent), waits until Chaos Mesh reports AllInjected and
+// returns when the fault took effect (Applied.At) with the per-pod records.
+// Calling it again with the same fault id reuses the existing objects.
+func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault) (engine.Applied, error) {
+	op := fmt.Sprintf("inject %s %s on %s", f.ID, f.Kind, t.Name())
+	p, err := in.Plan(ctx, t, f)
+	if err != nil {
+		return engine.Applied{}, err
+	}
+	u := Undo{Method: p.Method, Namespace: p.Namespace, Objects: p.Refs(), OneShot: p.OneShot, PodSelector: in.opts.PodSelectors[t.Arm]}
+	if p.OneShot || p.Method == MethodPodDelete {
+		for _, name := range p.Pods {
+			pod, err := in.kube.CoreV1().Pods(p.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return engine.Applied{}, kubeErr(op+": get pod "+p.Namespace+"/"+name, err)
+			}
+			u.Pods = append(u.Pods, PodRef{Name: name, UID: string(pod.UID)})
+		}
+		if u.PodSelector != "" {
+			l, err := in.kube.CoreV1().Pods(p.Namespace).List(ctx, metav1.ListOptions{LabelSelector: u.PodSelector})
+			if err != nil {
+				return engine.Applied{}, kubeErr(op+": list pods", err)
+			}
+			for i := range l.Items {
+				if l.Items[i].DeletionTimestamp == nil {
+					u.LiveBefore++
+				}
+			}
+		}
+	} else {
+		for _, name := range p.Pods {
+			u.Pods = append(u.Pods, PodRef{Name: name})
+		}
+	}
+	if p.Method == MethodPodDelete {
+		for _, pr := range u.Pods {
+			grace := int64(0)
+			pre := metav1.Preconditions{UID: (*types.UID)(&pr.UID)}
+			err := in.kube.CoreV1().Pods(p.Namespace).Delete(ctx, pr.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace, Preconditions: &pre})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return engine.Applied{}, kubeErr(op+": delete pod "+p.Namespace+"/"+pr.Name, err)
+			}
+		}
+		a := in.applied(t, f, u, fmt.Sprintf("deleted pod %s directly (Chaos Mesh is not installed)", podList(p.Namespace, u.Pods)))
+		a.At = in.opts.Clock.Now()
+		return a, nil
+	}
+	for i, o := range p.Objects {
+		if err := in.create(ctx, o); err != nil {
+			in.cleanup(p.Refs()[:i+1])
+			return engine.Applied{}, engine.E(engine.KindOf(err), op, err)
+		}
+	}
+	recs, err := in.waitInjected(ctx, p.Refs())
+	if err != nil {
+		in.cleanup(p.Refs())
+		return engine.Applied{}, engine.E(engine.KindOf(err), op, err)
+	}
+	u.Records = recs
+	refs := make([]string, len(p.Refs()))
+	for i, r := range p.Refs() {
+		refs[i] = r.String()
+	}
+	a := in.applied(t, f, u, fmt.Sprintf("%s injected on %s: %s", f.Kind, podList(p.Namespace, u.Pods), strings.Join(refs, ", ")))
+	a.At = in.opts.Clock.Now()
+	return a, nil
+}
+
+func podList(ns string, pods []PodRef) string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = ns + "/" + p.Name
+	}
+	return strings.Join(names, ",")
+}
+
+// create sends one object; an existing object of the same fault is reused.
+func (in *Injector) create(ctx context.Context, o runtime.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return engine.E(engine.KindInternal, "encode", err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	ref := ObjectRef{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
+	_, err = in.dyn.Resource(ref.gvr()).Namespace(ref.Namespace).Create(ctx, u, metav1.CreateOptions{FieldManager: "chaosgate"})
+	if apierrors.IsAlreadyExists(err) {
+		got, gerr := in.dyn.Resource(ref.gvr()).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return kubeErr("get "+ref.String(), gerr)
+		}
+		if got.GetLabels()[LabelFault] != u.GetLabels()[LabelFault] || got.GetLabels()[LabelManagedBy] != ManagedBy {
+			return engine.E(engine.KindInvalid, "create "+ref.String(), errors.New("an object of that name exists and is not this fault's"))
+		}
+		if got.GetDeletionTimestamp() != nil {
+			return engine.E(engine.KindUnavailable, "create "+ref.String(), errors.New("the object of that name is still being deleted"))
+		}
+		return nil
+	}
+	if err != nil {
+		return kubeErr("create "+ref.String(), err)
+	}
+	return nil
+}
+
+// cleanup deletes objects after a failed inject, best effort.
+func (in *Injector) cleanup(refs []ObjectRef) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range refs {
+		_ = in.dyn.Resource(r.gvr()).Namespace(r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{})
+	}
+}
+
+// status reads an object's Chaos Mesh status; nil when it is gone.
+func (in *Injector) status(ctx context.Context, r ObjectRef) (*objStatus, error) {
+	u, err := in.dyn.Resource(r.gvr()).Namespace(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, kubeErr("get "+r.String(), err)
+	}
+	var st struct {
+		Status cm.ChaosStatus `json:"status"`
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
+		return nil, engine.E(engine.KindInternal, "decode status of "+r.String(), err)
+	}
+	return &objStatus{ref: r, st: st.Status, deleting: u.GetDeletionTimestamp() != nil, finalizers: u.GetFinalizers()}, nil
+}
+
+type objStatus struct {
+	ref        ObjectRef
+	st         cm.ChaosStatus
+	deleting   bool
+	finalizers []string
+}
+
+func (s *objStatus) cond(t cm.ChaosConditionType) bool {
+	for _, c := range s.st.Conditions {
+		if c.Type == t {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (s *objStatus) describe() string {
+	var parts []string
+	for _, c := range s.st.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s", c.Type, c.Status))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no conditions")
+	}
+	n, inj := 0, 0
+	for _, r := range s.st.Experiment.Records {
+		n++
+		if r.Phase == cm.Injected {
+			inj++
+		}
+	}
+	out := fmt.Sprintf("conditions [%s], %d/%d records injected", strings.Join(parts, " "), inj, n)
+	if s.deleting {
+		out += fmt.Sprintf(", being deleted, finalizers %v", s.finalizers)
+	}
+	return out
+}
+
+func (s *objStatus) records() []Record {
+	var out []Record
+	for _, r := range s.st.Experiment.Records {
+		rec := Record{Object: s.ref.String(), ID: r.Id, Phase: string(r.Phase), InjectedCount: r.InjectedCount, RecoveredCount: r.RecoveredCount}
+		for _, e := range r.Events {
+			ev := struct {
+				Type      string    `json:"type"`
+				Operation string    `json:"operation"`
+				Message   string    `json:"message,omitempty"`
+				Time      time.Time `json:"time"`
+			}{Type: string(e.Type), Operation: string(e.Operation), Message: e.Message}
+			if e.Timestamp != nil {
+				ev.Time = e.Timestamp.Time
+			}
+			rec.Events = append(rec.Events, ev)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// poll calls check every Poll until it returns true, the timeout passes or
+// ctx ends.
+func (in *Injector) poll(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(in.opts.Poll)
+	defer tick.Stop()
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-tctx.Done():
+			if ctx.Err() != nil {
+				return engine.E(engine.KindCanceled, "wait", ctx.Err())
+			}
+			return errTimeout
+		case <-tick.C:
+		}
+	}
+}
+
+var errTimeout = errors.New("timed out")
+
+// waitInjected waits until every object reports AllInjected.
+func (in *Injector) waitInjected(ctx context.Context, refs []ObjectRef) ([]Record, error) {
+	var recs []Record
+	for _, r := range refs {
+		var last *objStatus
+		err := in.poll(ctx, in.opts.InjectTimeout, func() (bool, error) {
+			s, err := in.status(ctx, r)
+			if err != nil {
+				return false, err
+			}
+			if s == nil {
+				return false, engine.E(engine.KindUnavailable, "wait for AllInjected", fmt.Errorf("%s disappeared before it was injected", r))
+			}
+			last = s
+			return s.cond(cm.ConditionAllInjected), nil
+		})
+		if errors.Is(err, errTimeout) {
+			desc := "never observed"
+			if last != nil {
+				desc = last.describe()
+			}
+			return nil, engine.E(engine.KindUnavailable, "wait for AllInjected", fmt.Errorf(
+				"%s not injected after %s (%s); hint: is chaos-controller-manager running and do its selectors match the pods?", r, in.opts.InjectTimeout, desc))
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, last.records()...)
+	}
+	return recs, nil
+}
+
+// Recover undoes a fault from its Applied alone (safe after a crash, and
+// idempotent): it deletes the fault's objects and waits until Chaos Mesh
+// reports AllRecovered (the object's finalizer is released); for a pod kill
+// it waits for the killed pods' replacements instead.
+func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
+	op := fmt.Sprintf("recover %s %s on %s", a.ID, a.Kind, a.Target.Name())
+	u, err := UndoOf(a)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range u.Objects {
+		err := in.dyn.Resource(r.gvr()).Namespace(r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, kubeErr("delete "+r.String(), err))
+		}
+	}
+	if len(errs) > 0 {
+		return engine.E(engine.KindOf(errs[0]), op, errors.Join(errs...))
+	}
+	if !u.OneShot {
+		for _, r := range u.Objects {
+			if err := in.waitRecovered(ctx, r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else if err := in.waitReplaced(ctx, u); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return engine.E(engine.KindOf(errs[0]), op, errors.Join(errs...))
+	}
+	return nil
+}
+
+// waitRecovered waits until the object is gone or reports AllRecovered.
+func (in *Injector) waitRecovered(ctx context.Context, r ObjectRef) error {
+	var last *objStatus
+	err := in.poll(ctx, in.opts.RecoverTimeout, func() (bool, error) {
+		s, err := in.status(ctx, r)
+		if err != nil {
+			return false, err
+		}
+		if s == nil {
+			return true, nil
+		}
+		last = s
+		return s.cond(cm.ConditionAllRecovered) && !s.deleting, nil
+	})
+	if errors.Is(err, errTimeout) || (err != nil && engine.KindOf(err) == engine.KindCanceled) {
+		desc := "never observed"
+		if last != nil {
+			desc = last.describe()
+		}
+		return engine.E(engine.KindUnavailable, "wait for AllRecovered", fmt.Errorf(
+			"%s was deleted but Chaos Mesh has not reported AllRecovered (%s); the fault may still be in effect; hint: check chaos-controller-manager; the object's spec.duration ends it on its own", r, desc))
+	}
+	return err
+}
+
+// waitReplaced waits until every killed pod is gone and replaced: a pod of
+// the same name with a new UID (StatefulSet), or, with a pod selector, as
+// many live pods as before none of which is a killed one.
+func (in *Injector) waitReplaced(ctx context.Context, u Undo) error {
+	var last string
+	err := in.poll(ctx, in.opts.RecoverTimeout, func() (bool, error) {
+		ok, desc, err := in.replaced(ctx, u)
+		last = desc
+		return ok, err
+	})
+	if errors.Is(err, errTimeout) || (err != nil && engine.KindOf(err) == engine.KindCanceled) {
+		return engine.E(engine.KindUnavailable, "wait for replacement", fmt.Errorf(
+			"killed pod %s not replaced (%s); hint: is the workload's controller running?", podList(u.Namespace, u.Pods), last))
+	}
+	return err
+}
+
+// replaced reports whether the killed pods were replaced, and how.
+func (in *Injector) replaced(ctx context.Context, u Undo) (bool, string, error) {
+	killed := map[string]bool{}
+	for _, p := range u.Pods {
+		killed[p.UID] = true
+	}
+	var live []corev1.Pod
+	if u.PodSelector != "" {
+		l, err := in.kube.CoreV1().Pods(u.Namespace).List(ctx, metav1.ListOptions{LabelSelector: u.PodSelector})
+		if err != nil {
+			return false, "", kubeErr("list pods", err)
+		}
+		live = l.Items
+	} else {
+		for _, p := range u.Pods {
+			pod, err := in.kube.CoreV1().Pods(u.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return false, "", kubeErr("get pod", err)
+			}
+			live = append(live, *pod)
+		}
+	}
+	var fresh, ready []string
+	for i := range live {
+		p := &live[i]
+		if killed[string(p.UID)] && p.DeletionTimestamp == nil {
+			return false, fmt.Sprintf("pod %s/%s still runs with its old UID", p.Namespace, p.Name), nil
+		}
+		if killed[string(p.UID)] || p.DeletionTimestamp != nil {
+			continue
+		}
+		fresh = append(fresh, p.Name)
+		if podReady(p) {
+			ready = append(ready, p.Name)
+		}
+	}
+	want := len(u.Pods)
+	if u.PodSelector != "" {
+		want = u.LiveBefore
+	}
+	if len(fresh) < want {
+		return false, fmt.Sprintf("%d of %d pods back", len(fresh), want), nil
+	}
+	return true, fmt.Sprintf("%d pods back, %d ready", len(fresh), len(ready)), nil
+}
+
+// Confirm checks that the fault took effect. A pod kill is confirmed when
+// the killed pod is gone and replaced (ready, or — with no kubelet — at
+// least recreated: the measurement says which); a Chaos Mesh fault when
+// every per-pod record is Injected.
+func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.ConfirmResult {
+	u, err := UndoOf(a)
+	if err != nil {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
+	}
+	if u.OneShot {
+		return in.confirmKill(ctx, u)
+	}
+	total, injected := 0, 0
+	for _, r := range u.Objects {
+		s, err := in.status(ctx, r)
+		if err != nil || s == nil {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("cannot read %s: %v", r, err)}
+		}
+		for _, rec := range s.st.Experiment.Records {
+			total++
+			if rec.Phase == cm.Injected {
+				injected++
+			}
+		}
+	}
+	m := fmt.Sprintf("Chaos Mesh records: %d/%d injected on %d object(s)", injected, total, len(u.Objects))
+	switch {
+	case total == 0:
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m + " (no records)"}
+	case injected == total:
+		return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: m}
+	default:
+		return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
+	}
+}
+
+func (in *Injector) confirmKill(ctx context.Context, u Undo) engine.ConfirmResult {
+	deadline := in.opts.Clock.Now().Add(in.opts.RecoverTimeout)
+	for {
+		var gone, recreated, ready []string
+		stillOld := ""
+		for _, p := range u.Pods {
+			pod, err := in.kube.CoreV1().Pods(u.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				gone = append(gone, p.Name)
+			case err != nil:
+				return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("cannot read pod %s: %v", p.Name, err)}
+			case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
+				stillOld = p.Name
+			case string(pod.UID) != p.UID:
+				recreated = append(recreated, p.Name)
+				if podReady(pod) {
+					ready = append(ready, p.Name)
+				}
+			default:
+				gone = append(gone, p.Name) // terminating
+			}
+		}
+		if stillOld == "" {
+			switch {
+			case len(ready) == len(u.Pods):
+				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; replacement ready", podList(u.Namespace, u.Pods))}
+			case len(recreated) == len(u.Pods):
+				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; recreated with a new UID, not ready yet (no kubelet has started it)", podList(u.Namespace, u.Pods))}
+			case in.opts.Clock.Now().After(deadline) || ctx.Err() != nil:
+				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted, no replacement seen yet", podList(u.Namespace, u.Pods))}
+			}
+			if len(gone) > 0 && u.PodSelector != "" {
+				// Deployment pods come back under new names: deleted is the
+				// effect, the replacement is recovery's business.
+				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted (a Deployment's replacement has a new name)", podList(u.Namespace, u.Pods))}
+			}
+		} else if in.opts.Clock.Now().After(deadline) || ctx.Err() != nil {
+			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("pod %s/%s still runs with its old UID", u.Namespace, stillOld)}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(in.opts.Poll):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Pause sets (or clears) Chaos Mesh's experiment.chaos-mesh.org/pause
+// annotation on every object of the fault and waits until the controller
+// reports the Paused condition accordingly. A pod kill cannot be paused.
+func (in *Injector) Pause(ctx context.Context, a engine.Applied, paused bool) error {
+	op := fmt.Sprintf("pause %s", a.ID)
+	if !paused {
+		op = fmt.Sprintf("resume %s", a.ID)
+	}
+	u, err := UndoOf(a)
+	if err != nil {
+		return err
+	}
+	if u.OneShot || u.Method != MethodChaosMesh {
+		return engine.E(engine.KindInvalid, op, fmt.Errorf("a %s cannot be paused: it is one-shot", a.Kind))
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{cm.PauseAnnotationKey: fmt.Sprint(paused)}}})
+	for _, r := range u.Objects {
+		if _, err := in.dyn.Resource(r.gvr()).Namespace(r.Namespace).Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "chaosgate"}); err != nil {
+			return engine.E(engine.KindOf(kubeErr("", err)), op, kubeErr("annotate "+r.String(), err))
+		}
+	}
+	for _, r := range u.Objects {
+		var last *objStatus
+		err := in.poll(ctx, in.opts.InjectTimeout, func() (bool, error) {
+			s, err := in.status(ctx, r)
+			if err != nil || s == nil {
+				return false, err
+			}
+			last = s
+			return s.cond(cm.ConditionPaused) == paused, nil
+		})
+		if errors.Is(err, errTimeout) {
+			desc := "never observed"
+			if last != nil {
+				desc = last.describe()
+			}
+			return engine.E(engine.KindUnavailable, op, fmt.Errorf("%s: Chaos Mesh did not report Paused=%v after %s (%s)", r, paused, in.opts.InjectTimeout, desc))
+		}
+		if err != nil {
+			return engine.E(engine.KindOf(err), op, err)
+		}
+	}
+	return nil
+}
+
+func kubeErr(op string, err error) error {
+	switch {
+	case apierrors.IsForbidden(err):
+		return engine.E(engine.KindInvalid, op, fmt.Errorf("%w; hint: grant the ServiceAccount the verbs in deploy/serve/rbac.yaml", err))
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return engine.E(engine.KindInvalid, op, err)
+	case apierrors.IsNotFound(err):
+		return engine.E(engine.KindNotFound, op, err)
+	default:
+		return engine.E(engine.KindUnavailable, op, err)
+	}
+}

@@ -1,0 +1,570 @@
+// Package k8s injects faults into pods on Kubernetes through Chaos Mesh
+// (PodChaos, NetworkChaos), or, for podKill when Chaos Mesh is absent, by
+// deleting the pod directly.
+//
+// Every object carries owner labels (run id, experiment, chaosgate version)
+// and a spec.duration so it expires on its own even if chaosgate dies; the
+// duration is a safety net sized past the fault's own duration, because
+// chaosgate counts the fault's time from when Chaos Mesh reports it injected
+// (not from creation) and recovers it itself. Objects are checked with the
+// Chaos Mesh api module's webhook rules (Default, ValidateCreate) before they
+// are sent.
+package k8s
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cm "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chaosgate/chaosgate/engine"
+)
+
+// Owner labels and annotations on every object chaosgate creates.
+const (
+	LabelManagedBy  = "app.kubernetes.io/managed-by"
+	ManagedBy       = "chaosgate"
+	LabelRun        = "chaosgate.io/run-id"
+	LabelExperiment = "chaosgate.io/experiment"
+	LabelVersion    = "chaosgate.io/version"
+	LabelArm        = "chaosgate.io/arm"
+	LabelFault      = "chaosgate.io/fault-id"
+	LabelKind       = "chaosgate.io/fault-kind"
+	// AnnotationFaultID holds the full fault id (label values are capped at 63).
+	AnnotationFaultID = "chaosgate.io/fault-id"
+	// AnnotationDuration is the fault's own duration; spec.duration is the
+	// safety-net expiry.
+	AnnotationDuration = "chaosgate.io/fault-duration"
+)
+
+// OwnedSelector selects every object chaosgate created.
+const OwnedSelector = LabelManagedBy + "=" + ManagedBy
+
+// Chaos Mesh resources.
+var (
+	PodChaosGVR     = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "podchaos"}
+	NetworkChaosGVR = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
+)
+
+// Methods of injection recorded in the undo information.
+const (
+	MethodChaosMesh = "chaos-mesh"
+	MethodPodDelete = "pod-delete"
+)
+
+// Owner identifies the run that owns the objects.
+type Owner struct {
+	RunID      string `json:"run_id"`
+	Experiment string `json:"experiment"`
+	Version    string `json:"version"`
+}
+
+// PlanOptions are what object building needs besides the fault.
+type PlanOptions struct {
+	Owner Owner
+	// Namespace of the pods of each arm (and of the objects).
+	Namespaces map[engine.Arm]string
+	// ChaosMesh says whether the PodChaos and NetworkChaos CRDs exist.
+	ChaosMesh bool
+	// Expiry is added to the fault's duration to get spec.duration: the
+	// safety net that ends the fault if chaosgate dies. Default 2m.
+	Expiry time.Duration
+	// Leaders returns aggregator partition → leader pod of an arm (from the
+	// aggregator's GET /v1/cluster), for splitBrain when the fault names no
+	// pods.
+	Leaders func(ctx context.Context, arm engine.Arm) (map[int]string, error)
+}
+
+// Plan is what one fault on one target creates.
+type Plan struct {
+	Method string `json:"method"`
+	// Objects are typed *v1alpha1.PodChaos / *v1alpha1.NetworkChaos,
+	// defaulted and validated.
+	Objects []runtime.Object `json:"-"`
+	// Pods are the pods a direct delete (or a pod-kill) acts on.
+	Pods []string `json:"pods,omitempty"`
+	// Namespace of the pods and objects.
+	Namespace string `json:"namespace"`
+	// OneShot is true for pod kills: applied means done.
+	OneShot bool `json:"one_shot,omitempty"`
+}
+
+// Refs returns the object references of the plan.
+func (p Plan) Refs() []ObjectRef {
+	out := make([]ObjectRef, 0, len(p.Objects))
+	for _, o := range p.Objects {
+		m := o.(metav1.Object)
+		out = append(out, ObjectRef{Kind: o.GetObjectKind().GroupVersionKind().Kind, Namespace: m.GetNamespace(), Name: m.GetName()})
+	}
+	return out
+}
+
+// ObjectRef names one Chaos Mesh object.
+type ObjectRef struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (r ObjectRef) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
+
+func (r ObjectRef) gvr() schema.GroupVersionResource {
+	if r.Kind == "NetworkChaos" {
+		return NetworkChaosGVR
+	}
+	return PodChaosGVR
+}
+
+// BuildPlan builds (without sending) the objects one fault on one target
+// creates. It is pure except for opts.Leader.
+func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.Fault) (Plan, error) {
+	op := fmt.Sprintf("plan %s on %s", f.Kind, t.Name())
+	ns := opts.Namespaces[t.Arm]
+	if ns == "" {
+		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("no namespace for arm %s", t.Arm))
+	}
+	if f.ID == "" {
+		return Plan{}, engine.E(engine.KindInvalid, op, errors.New("fault has no id"))
+	}
+	if f.Duration <= 0 {
+		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("duration %s must be positive", f.Duration))
+	}
+	b := builder{opts: opts, t: t, f: f, ns: ns}
+	p := Plan{Namespace: ns, Method: MethodChaosMesh}
+	var err error
+	switch f.Kind {
+	case engine.PodKill, engine.PodPause:
+		p.Pods, err = nodePods(t, f)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		p.OneShot = f.Kind == engine.PodKill
+		if !opts.ChaosMesh {
+			if f.Kind == engine.PodPause {
+				return Plan{}, missingChaosMesh(op, "PodChaos (pod-failure)")
+			}
+			p.Method = MethodPodDelete
+			return p, nil
+		}
+		action := cm.PodKillAction
+		if f.Kind == engine.PodPause {
+			action = cm.PodFailureAction
+		}
+		p.Objects = append(p.Objects, b.podChaos(0, action, p.Pods))
+	case engine.NetworkDelay:
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "NetworkChaos (delay)")
+		}
+		if f.Latency <= 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("latency %s must be positive", f.Latency))
+		}
+		from, to, dir, err := delayEdges(t, f)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		p.Pods = from
+		p.Objects = append(p.Objects, b.delay(from, to, dir))
+	case engine.Partition:
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "NetworkChaos (partition)")
+		}
+		sides, err := Cut(f.Shape, t.Nodes, t.Node)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		for i, s := range sides {
+			p.Objects = append(p.Objects, b.partition(i, s.From, s.To, cm.To))
+		}
+		p.Pods = sortedCopy(t.Nodes)
+	case engine.SplitBrain:
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "NetworkChaos (partition)")
+		}
+		leaders := append([]string(nil), f.Nodes...)
+		if len(leaders) == 0 && t.Node != "" {
+			leaders = []string{t.Node}
+		}
+		if len(leaders) == 0 && opts.Leaders != nil {
+			m, err := opts.Leaders(ctx, t.Arm)
+			if err != nil {
+				return Plan{}, engine.E(engine.KindUnavailable, op+": find leader", err)
+			}
+			l, err := ChooseLeader(m, f.Partition)
+			if err != nil {
+				return Plan{}, engine.E(engine.KindUnavailable, op, err)
+			}
+			leaders = []string{l}
+		}
+		if len(leaders) == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, errors.New("no leader pod: name it in the fault's nodes or configure a leader lookup"))
+		}
+		rest := minus(t.Nodes, leaders)
+		if len(rest) == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("the leaders %v are every pod of the arm: nothing to cut them from", leaders))
+		}
+		p.Pods = sortedCopy(leaders)
+		p.Objects = append(p.Objects, b.partition(0, sortedCopy(leaders), rest, cm.Both))
+	default:
+		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("unknown fault kind %d", int(f.Kind)))
+	}
+	for _, o := range p.Objects {
+		if err := Validate(ctx, o); err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		// The webhook defaults partitionBehavior to "drop", which is what
+		// every Chaos Mesh release does with a partition; released CRDs do
+		// not know the field (the API server would prune it with a
+		// warning), so it is left out.
+		if nc, ok := o.(*cm.NetworkChaos); ok && nc.Spec.PartitionBehavior == cm.DropPartitionBehavior {
+			nc.Spec.PartitionBehavior = ""
+		}
+	}
+	return p, nil
+}
+
+func missingChaosMesh(op, what string) error {
+	return engine.E(engine.KindUnavailable, op, fmt.Errorf(
+		"Chaos Mesh is not installed: the API server serves no chaos-mesh.org/v1alpha1 %s; this fault needs Chaos Mesh's CRDs and controller (helm install chaos-mesh chaos-mesh/chaos-mesh -n chaos-mesh)", what))
+}
+
+func nodePods(t engine.Target, f engine.Fault) ([]string, error) {
+	if t.Node != "" {
+		return []string{t.Node}, nil
+	}
+	if len(f.Nodes) > 0 {
+		return sortedCopy(f.Nodes), nil
+	}
+	return nil, errors.New("no pod chosen: the target names no node and the fault lists none")
+}
+
+// delayEdges maps the engine's edges onto a NetworkChaos selector (from),
+// target (to) and direction.
+func delayEdges(t engine.Target, f engine.Fault) (from, to []string, dir cm.Direction, err error) {
+	e := f.Edges
+	switch {
+	case len(e.Between) > 0:
+		if len(e.Between) != 2 {
+			return nil, nil, "", fmt.Errorf("edges.between names %d pods, want 2", len(e.Between))
+		}
+		return []string{e.Between[0]}, []string{e.Between[1]}, cm.Both, nil
+	case e.Into != "":
+		if e.Clients {
+			// Every packet the pod sends, responses to clients included.
+			return []string{e.Into}, nil, cm.To, nil
+		}
+		return minus(t.Nodes, []string{e.Into}), []string{e.Into}, cm.To, nil
+	case e.OutOf != "":
+		if e.Clients {
+			return []string{e.OutOf}, nil, cm.To, nil
+		}
+		return []string{e.OutOf}, minus(t.Nodes, []string{e.OutOf}), cm.To, nil
+	case t.Node != "":
+		return []string{t.Node}, nil, cm.To, nil
+	}
+	return sortedCopy(t.Nodes), nil, cm.To, nil
+}
+
+// Side is one side of a partition: the pods in From cannot send to To.
+type Side struct {
+	From []string `json:"from"`
+	To   []string `json:"to"`
+}
+
+// Cut computes the sides of a partition shape over nodes (sorted by name).
+// isolate-one cuts isolate (or the first node) from the rest; halves cuts
+// the first ⌊n/2⌋ from the rest; bridge cuts two halves but leaves the
+// middle node connected to both; majorities-ring lets each node reach only
+// its two ring neighbours (each sees a majority, no two the same one).
+// Every side becomes one NetworkChaos with direction "to", so each side's
+// object blocks what that side sends across the cut.
+func Cut(shape string, nodes []string, isolate string) ([]Side, error) {
+	ns := sortedCopy(nodes)
+	n := len(ns)
+	min := map[string]int{"isolate-one": 2, "halves": 2, "bridge": 3, "majorities-ring": 5}
+	m, ok := min[shape]
+	if !ok {
+		return nil, fmt.Errorf("unknown partition shape %q; hint: one of isolate-one, halves, majorities-ring, bridge", shape)
+	}
+	if n < m {
+		return nil, fmt.Errorf("shape %s needs at least %d pods, the arm has %d", shape, m, n)
+	}
+	two := func(a, b []string) []Side { return []Side{{From: a, To: b}, {From: b, To: a}} }
+	switch shape {
+	case "isolate-one":
+		x := ns[0]
+		if isolate != "" {
+			if !contains(ns, isolate) {
+				return nil, fmt.Errorf("pod %q is not one of the arm's pods %v", isolate, ns)
+			}
+			x = isolate
+		}
+		return two([]string{x}, minus(ns, []string{x})), nil
+	case "halves":
+		return two(ns[:n/2], ns[n/2:]), nil
+	case "bridge":
+		h := (n - 1) / 2
+		a, b := ns[:h], ns[h+1:]
+		return two(a, b), nil
+	default: // majorities-ring
+		var out []Side
+		for i := range ns {
+			near := []string{ns[i], ns[(i+1)%n], ns[(i+n-1)%n]}
+			out = append(out, Side{From: []string{ns[i]}, To: minus(ns, near)})
+		}
+		return out, nil
+	}
+}
+
+// ChooseLeader picks the pod to cut off in a split brain: the leader of
+// partition when given, else the pod that leads the most partitions (ties:
+// the lowest name).
+func ChooseLeader(leaders map[int]string, partition *int) (string, error) {
+	if partition != nil {
+		l := leaders[*partition]
+		if l == "" {
+			return "", fmt.Errorf("aggregator partition %d has no leader", *partition)
+		}
+		return l, nil
+	}
+	count := map[string]int{}
+	for _, l := range leaders {
+		if l != "" {
+			count[l]++
+		}
+	}
+	best := ""
+	for l, c := range count {
+		if best == "" || c > count[best] || (c == count[best] && l < best) {
+			best = l
+		}
+	}
+	if best == "" {
+		return "", errors.New("no aggregator partition has a leader")
+	}
+	return best, nil
+}
+
+type builder struct {
+	opts PlanOptions
+	t    engine.Target
+	f    engine.Fault
+	ns   string
+}
+
+var nameUnsafe = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// ObjectName is the deterministic name of the i-th object of a fault: the
+// same fault id always yields the same names, which makes Inject idempotent
+// and lets Recover work from an intent record alone.
+func ObjectName(faultID string, kind engine.FaultKind, i int) string {
+	h := sha256.Sum256([]byte(faultID))
+	base := strings.Trim(nameUnsafe.ReplaceAllString(strings.ToLower(faultID), "-"), "-")
+	if len(base) > 40 {
+		base = strings.Trim(base[:40], "-")
+	}
+	return fmt.Sprintf("cg-%s-%s-%d-%s", strings.ToLower(kind.String()), base, i, hex.EncodeToString(h[:3]))
+}
+
+var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// LabelValue makes s a valid label value (at most 63 characters of
+// [A-Za-z0-9._-], alphanumeric at both ends).
+func LabelValue(s string) string {
+	v := labelUnsafe.ReplaceAllString(s, "-")
+	if len(v) > 63 {
+		v = v[:63]
+	}
+	return strings.Trim(v, "-_.")
+}
+
+func (b builder) meta(i int) metav1.ObjectMeta {
+	o := b.opts.Owner
+	return metav1.ObjectMeta{
+		Name:      ObjectName(b.f.ID, b.f.Kind, i),
+		Namespace: b.ns,
+		Labels: map[string]string{
+			LabelManagedBy:  ManagedBy,
+			LabelRun:        LabelValue(o.RunID),
+			LabelExperiment: LabelValue(o.Experiment),
+			LabelVersion:    LabelValue(o.Version),
+			LabelArm:        b.t.Arm.String(),
+			LabelFault:      LabelValue(b.f.ID),
+			LabelKind:       b.f.Kind.String(),
+		},
+		Annotations: map[string]string{
+			AnnotationFaultID:  b.f.ID,
+			AnnotationDuration: b.f.Duration.String(),
+		},
+	}
+}
+
+// expiry is the safety-net spec.duration.
+func (b builder) expiry() *string {
+	e := b.opts.Expiry
+	if e <= 0 {
+		e = 2 * time.Minute
+	}
+	s := (b.f.Duration + e).Round(time.Second).String()
+	return &s
+}
+
+func (b builder) selector(pods []string) cm.PodSelector {
+	return cm.PodSelector{
+		Mode:     cm.AllMode,
+		Selector: cm.PodSelectorSpec{Pods: map[string][]string{b.ns: sortedCopy(pods)}},
+	}
+}
+
+func (b builder) podChaos(i int, action cm.PodChaosAction, pods []string) *cm.PodChaos {
+	return &cm.PodChaos{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "PodChaos"},
+		ObjectMeta: b.meta(i),
+		Spec: cm.PodChaosSpec{
+			ContainerSelector: cm.ContainerSelector{PodSelector: b.selector(pods)},
+			Action:            action,
+			Duration:          b.expiry(),
+		},
+	}
+}
+
+func (b builder) delay(from, to []string, dir cm.Direction) *cm.NetworkChaos {
+	nc := &cm.NetworkChaos{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "NetworkChaos"},
+		ObjectMeta: b.meta(0),
+		Spec: cm.NetworkChaosSpec{
+			PodSelector: b.selector(from),
+			Action:      cm.DelayAction,
+			Duration:    b.expiry(),
+			Direction:   dir,
+			TcParameter: cm.TcParameter{Delay: &cm.DelaySpec{
+				Latency:     durationString(b.f.Latency),
+				Jitter:      durationString(b.f.Jitter),
+				Correlation: percentString(b.f.Correlation),
+			}},
+		},
+	}
+	if len(to) > 0 {
+		sel := b.selector(to)
+		nc.Spec.Target = &sel
+	}
+	return nc
+}
+
+func (b builder) partition(i int, from, to []string, dir cm.Direction) *cm.NetworkChaos {
+	sel := b.selector(to)
+	return &cm.NetworkChaos{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "NetworkChaos"},
+		ObjectMeta: b.meta(i),
+		Spec: cm.NetworkChaosSpec{
+			PodSelector: b.selector(from),
+			Action:      cm.PartitionAction,
+			Duration:    b.expiry(),
+			Direction:   dir,
+			Target:      &sel,
+		},
+	}
+}
+
+// durationString renders a duration the way tc (and Chaos Mesh) reads it.
+func durationString(d time.Duration) string {
+	if d <= 0 {
+		return "0ms"
+	}
+	if d%time.Millisecond == 0 {
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+	return fmt.Sprintf("%dus", d/time.Microsecond)
+}
+
+// percentString renders a correlation given as a fraction (0.25) or a
+// percentage (25) as Chaos Mesh's percentage string ("25").
+func percentString(v float64) string {
+	if v > 0 && v <= 1 {
+		v *= 100
+	}
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", v), "0"), ".")
+}
+
+var quietWebhookLog sync.Once
+
+// Validate applies the Chaos Mesh admission webhook's defaulting and
+// validation (the api module's Default and ValidateCreate) to obj, as the
+// real webhook would, and names the object and field when it fails.
+func Validate(ctx context.Context, obj runtime.Object) error {
+	quietWebhookLog.Do(func() { ctrllog.SetLogger(logr.Discard()) })
+	name := obj.(metav1.Object).GetName()
+	var err error
+	switch o := obj.(type) {
+	case *cm.PodChaos:
+		if err = o.Default(ctx, o); err == nil {
+			_, err = o.ValidateCreate(ctx, o)
+		}
+	case *cm.NetworkChaos:
+		if err = o.Default(ctx, o); err == nil {
+			_, err = o.ValidateCreate(ctx, o)
+		}
+	default:
+		return fmt.Errorf("cannot validate %T", obj)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s rejected by the Chaos Mesh webhook rules: %w", obj.GetObjectKind().GroupVersionKind().Kind, name, err)
+	}
+	return nil
+}
+
+// WriteYAML writes objects as a YAML stream (documents separated by ---).
+func WriteYAML(w io.Writer, objs []runtime.Object) error {
+	for _, o := range objs {
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, "---\n"); err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func minus(all, drop []string) []string {
+	var out []string
+	for _, v := range sortedCopy(all) {
+		if !contains(drop, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
