@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,7 +121,36 @@ cluster {
 		c.done = append(c.done, done)
 		c.URLs = append(c.URLs, "nats://"+ports[i])
 	}
+	for i, addr := range ports[:n] {
+		if err := waitListening(ctx, addr, c.done[i]); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("nats-server js%d: %w (see %s)", i+1, err, filepath.Join(dir, fmt.Sprintf("js%d", i+1), "server.log"))
+		}
+	}
 	return c, nil
+}
+
+// waitListening waits until addr accepts TCP connections, the process
+// exits, or 30 s pass.
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("exited at start")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not listening on %s after 30s", addr)
+		}
+	}
 }
 
 // Stop terminates the servers (SIGTERM, then SIGKILL after 5 s).
