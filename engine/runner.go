@@ -154,9 +154,11 @@ type Options struct {
 	RunID string
 	// Tick is how often abort conditions are evaluated (default 500ms).
 	Tick time.Duration
-	// RecoverTimeout bounds the recovery of every fault on an exit path
-	// (default 10s).
-	RecoverTimeout time.Duration
+	// RecoverTimeout bounds the recovery of the faults after each fault's
+	// observe phase (default 10s); ShutdownRecoverTimeout bounds it when the
+	// run is interrupted (default 2s).
+	RecoverTimeout         time.Duration
+	ShutdownRecoverTimeout time.Duration
 }
 
 // Runner runs one plan. Abort, Pause and Resume may be called from other
@@ -205,6 +207,9 @@ func NewRunner(opt Options) (*Runner, error) {
 	}
 	if opt.RecoverTimeout <= 0 {
 		opt.RecoverTimeout = 10 * time.Second
+	}
+	if opt.ShutdownRecoverTimeout <= 0 {
+		opt.ShutdownRecoverTimeout = 2 * time.Second
 	}
 	if opt.RunID == "" {
 		var b [6]byte
@@ -775,7 +780,11 @@ func (r *Runner) recoverAll(ctx context.Context) {
 	if len(r.active) == 0 {
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.RecoverTimeout)
+	timeout := r.opt.RecoverTimeout
+	if ctx.Err() != nil && r.opt.ShutdownRecoverTimeout < timeout {
+		timeout = r.opt.ShutdownRecoverTimeout
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var failed []*activeFault
 	for i := len(r.active) - 1; i >= 0; i-- {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -304,5 +305,52 @@ func TestRealClustersRunQuickGameDay(t *testing.T) {
 				t.Fatalf("%s/%s left paused", arm, n)
 			}
 		}
+	}
+}
+
+// TestRealClusterInterruptDuringKillRecoversWithinTwoSeconds cancels the
+// run (as SIGINT does) right after a leader was SIGKILLed and a partition
+// applied: the run returns interrupted within 2 s with everything
+// recovered.
+func TestRealClusterInterruptDuringKillRecoversWithinTwoSeconds(t *testing.T) {
+	c := startRealCluster(t)
+	cl := c.clusters()
+	in := New(Config{Nodes: cl, Proxies: c.set, Leaders: cl.Leaders})
+	injectors := map[engine.FaultKind]engine.Injector{engine.PodKill: in, engine.Partition: in}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cancelled time.Time
+	injected := 0
+	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl,
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseInject && strings.Contains(e.Msg, "applied") {
+				injected++
+				if injected == 1 {
+					cancelled = time.Now()
+					cancel()
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := engine.Plan{Name: "interrupt", Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
+		Experiments: []engine.Experiment{{Name: "kill", Faults: []engine.Fault{{Name: "kill-leader", Kind: engine.PodKill, Mode: "leader", Duration: time.Minute}}}}}
+	res, err := run.Run(ctx, plan)
+	took := time.Since(cancelled)
+	if !errors.Is(err, engine.ErrInterrupted) || !res.Interrupted {
+		t.Fatalf("err %v, interrupted %v", err, res.Interrupted)
+	}
+	t.Logf("interrupted after the kill; run returned %s later", took.Round(time.Millisecond))
+	if took > 2500*time.Millisecond {
+		t.Fatalf("recovery took %s", took)
+	}
+	for _, f := range res.Faults {
+		if f.RecoveredAt.IsZero() || f.RecoverError != "" {
+			t.Fatalf("fault %+v not recovered", f)
+		}
+	}
+	if _, err := cl.Pid(engine.ArmCanary, res.Faults[0].Target); err != nil {
+		t.Fatalf("killed node not restarted: %v", err)
 	}
 }

@@ -290,10 +290,22 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 			return err
 		}
 	case engine.PodKill:
-		if in.cfg.Nodes != nil && u.Node != "" {
-			if err := in.cfg.Nodes.WaitReady(ctx, u.Arm, u.Node); err != nil {
-				return engine.E(engine.KindUnavailable, "wait for "+a.Target.Name()+" to restart", err)
-			}
+		// The supervisor restores a killed node, as Kubernetes restarts a
+		// pod: recovery is a new process, then readiness. When ctx ends
+		// after the new process started (a run shutting down), readiness
+		// is left to the steady-state probes.
+		if in.cfg.Nodes == nil || u.Node == "" {
+			return nil
+		}
+		restarted := func() bool {
+			pid, err := in.cfg.Nodes.Pid(u.Arm, u.Node)
+			return err == nil && pid > 0 && (u.Proc == nil || pid != u.Proc.Pid) && (engine.Proc{Pid: pid}).Alive()
+		}
+		if err := waitFor(ctx, time.Hour, restarted); err != nil {
+			return engine.E(engine.KindUnavailable, "wait for "+a.Target.Name()+" to restart", err)
+		}
+		if err := in.cfg.Nodes.WaitReady(ctx, u.Arm, u.Node); err != nil && ctx.Err() == nil {
+			return engine.E(engine.KindUnavailable, "wait for "+a.Target.Name()+" to be ready", err)
 		}
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
 		var errs []error
