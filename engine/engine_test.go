@@ -430,7 +430,11 @@ func TestPlanFromLibrary(t *testing.T) {
 // SIGKILLed (mode "crash") or runs under signal.NotifyContext like the CLI
 // and reports how the run ended when SIGINT/SIGTERM arrives (mode "signal").
 func helperRun(mode string) int {
-	pid, _ := strconv.Atoi(os.Getenv("CHAOSGATE_PAUSE_PID"))
+	var pids []int
+	for _, f := range strings.Split(os.Getenv("CHAOSGATE_PAUSE_PIDS"), ",") {
+		p, _ := strconv.Atoi(f)
+		pids = append(pids, p)
+	}
 	dir := os.Getenv("CHAOSGATE_DATA")
 	set := proxy.NewSet()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -441,19 +445,19 @@ func helperRun(mode string) int {
 			}
 		}
 	}
-	top := helperTop{pid: pid}
+	top := helperTop{pids: map[engine.Arm]int{engine.ArmCanary: pids[0], engine.ArmControl: pids[len(pids)-1]}}
 	in := local.New(local.Config{Nodes: top, Proxies: set})
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Topology: top, Injectors: map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in},
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseObserve {
-				fmt.Println("READY")
+				fmt.Println("READY") // both arms' faults are applied
 			}
 		}})
 	if err != nil {
 		fmt.Println("ERR", err)
 		return 2
 	}
-	p := engine.Plan{Name: mode, Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
+	p := engine.Plan{Name: mode, Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary, engine.ArmControl},
 		Experiments: []engine.Experiment{{Name: mode, Faults: []engine.Fault{
 			{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: time.Hour}}}}}
 	ctx := context.Background()
@@ -478,20 +482,24 @@ func helperRun(mode string) int {
 	return 0
 }
 
-type helperTop struct{ pid int }
+type helperTop struct{ pids map[engine.Arm]int }
 
 func (h helperTop) Nodes(engine.Arm) []string                                { return nodes }
 func (h helperTop) Leader(context.Context, engine.Arm, *int) (string, error) { return "n1", nil }
-func (h helperTop) Pid(engine.Arm, string) (int, error)                      { return h.pid, nil }
+func (h helperTop) Pid(arm engine.Arm, _ string) (int, error)                { return h.pids[arm], nil }
 func (h helperTop) WaitReady(context.Context, engine.Arm, string) error      { return nil }
 
 // helper starts the test binary as a child in the given mode, pausing
 // victim, and waits until its fault is applied. done receives the child's
 // final DONE line (or "" when it printed none).
-func helper(t *testing.T, mode, dir string, victim *exec.Cmd) (child *exec.Cmd, done chan string) {
+func helper(t *testing.T, mode, dir string, victims ...*exec.Cmd) (child *exec.Cmd, done chan string) {
 	t.Helper()
 	child = exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER="+mode, "CHAOSGATE_DATA="+dir, fmt.Sprintf("CHAOSGATE_PAUSE_PID=%d", victim.Process.Pid))
+	var pids []string
+	for _, v := range victims {
+		pids = append(pids, strconv.Itoa(v.Process.Pid))
+	}
+	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER="+mode, "CHAOSGATE_DATA="+dir, "CHAOSGATE_PAUSE_PIDS="+strings.Join(pids, ","))
 	out, _ := child.StdoutPipe()
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
@@ -540,9 +548,9 @@ func startVictim(t *testing.T) *exec.Cmd {
 func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			victim := startVictim(t)
+			victim, other := startVictim(t), startVictim(t)
 			dir := t.TempDir()
-			child, done := helper(t, "signal", dir, victim)
+			child, done := helper(t, "signal", dir, victim, other)
 			if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
 				t.Fatalf("victim state %c, want T while the fault is applied", s)
 			}
@@ -557,7 +565,7 @@ func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
 			if took > 2*time.Second {
 				t.Fatalf("recovery and exit took %s after %s", took, sig)
 			}
-			if line := <-done; line != "DONE interrupted=true recovered=1/1 toxics=0" {
+			if line := <-done; line != "DONE interrupted=true recovered=2/2 toxics=0" {
 				t.Fatalf("child reported %q", line)
 			}
 			if s, _, _ := engine.ProcStat(victim.Process.Pid); s == 'T' {
@@ -572,9 +580,9 @@ func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
 }
 
 func TestCrashedRunIsReaped(t *testing.T) {
-	victim := startVictim(t)
+	v1, v2 := startVictim(t), startVictim(t)
 	dir := t.TempDir()
-	child, done := helper(t, "crash", dir, victim)
+	child, done := helper(t, "crash", dir, v1, v2)
 	// While the child lives, its run is active and the reaper leaves it alone.
 	if runs, _ := engine.ActiveRuns(dir); len(runs) != 1 || runs[0].Owner.Pid != child.Process.Pid {
 		t.Fatalf("active runs = %+v", runs)
@@ -587,20 +595,29 @@ func TestCrashedRunIsReaped(t *testing.T) {
 	if line := <-done; line != "" {
 		t.Fatalf("a SIGKILLed child reported %q", line)
 	}
-	if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
-		t.Fatalf("victim state %c after the crash, want T (left paused)", s)
+	for _, v := range []*exec.Cmd{v1, v2} {
+		if s, _, _ := engine.ProcStat(v.Process.Pid); s != 'T' {
+			t.Fatalf("victim %d state %c after the crash, want T (left paused)", v.Process.Pid, s)
+		}
 	}
 	in := local.New(local.Config{})
 	reaped, err := engine.Reap(context.Background(), dir, map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reaped) != 1 || reaped[0].Result != "recovered" || reaped[0].Kind != "podPause" {
+	if len(reaped) != 2 {
 		t.Fatalf("reaped = %v", reaped)
 	}
-	t.Log(reaped[0])
-	if s, _, _ := engine.ProcStat(victim.Process.Pid); s == 'T' {
-		t.Fatal("the reaper did not resume the paused process")
+	for _, r := range reaped {
+		if r.Result != "recovered" || r.Kind != "podPause" {
+			t.Fatalf("reaped = %v", reaped)
+		}
+		t.Log(r)
+	}
+	for _, v := range []*exec.Cmd{v1, v2} {
+		if s, _, _ := engine.ProcStat(v.Process.Pid); s == 'T' {
+			t.Fatalf("the reaper did not resume the paused process %d", v.Process.Pid)
+		}
 	}
 	// Reaping is done once: the journal is archived.
 	if again, _ := engine.Reap(context.Background(), dir, nil, nil); len(again) != 0 {
@@ -717,4 +734,41 @@ func TestPauseStopsTheFaultClock(t *testing.T) {
 		}
 	}
 	r.assertClean(t)
+}
+
+// brokenTopology gives the control arm a node that has no proxies, so the
+// partition's injection fails on the control after it succeeded on the
+// canary: the error path must recover the canary's cut.
+type brokenTopology struct{ *rig }
+
+func (b brokenTopology) Nodes(arm engine.Arm) []string {
+	if arm == engine.ArmControl {
+		return []string{"n1", "n2", "x9"}
+	}
+	return nodes
+}
+
+func TestInjectErrorRecoversWhatWasApplied(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: brokenTopology{r}, Judge: promote})
+	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}))
+	if err == nil || engine.KindOf(err) != engine.KindNotFound {
+		t.Fatalf("err = %v (kind %v), want the control's missing proxy", err, engine.KindOf(err))
+	}
+	if len(res.Faults) != 2 || res.Faults[0].AppliedAt.IsZero() || res.Faults[0].RecoveredAt.IsZero() || res.Faults[1].Error == "" {
+		t.Fatalf("faults = %+v", res.Faults)
+	}
+	r.assertClean(t)
+	if reaped, err := engine.Reap(context.Background(), dir, r.injectors(), nil); err != nil || len(reaped) != 0 {
+		t.Fatalf("reaped %v %v", reaped, err)
+	}
+}
+
+func TestOutcomeExitCodes(t *testing.T) {
+	for o, want := range map[engine.Outcome]int{engine.Promote: 0, engine.Block: 1, engine.Hold: 3, 0: 2} {
+		if got := o.ExitCode(); got != want {
+			t.Errorf("%v.ExitCode() = %d, want %d", o, got, want)
+		}
+	}
 }

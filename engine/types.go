@@ -130,6 +130,20 @@ func (o Outcome) String() string { return enumString(outcomeNames, o) }
 // MarshalText writes the outcome's name.
 func (o Outcome) MarshalText() ([]byte, error) { return enumMarshal(outcomeNames, o) }
 
+// ExitCode is the process exit code of a verdict for run, gate and demo:
+// 0 promote, 1 block, 3 hold (2 is reserved for "could not judge").
+func (o Outcome) ExitCode() int {
+	switch o {
+	case Promote:
+		return 0
+	case Block:
+		return 1
+	case Hold:
+		return 3
+	}
+	return 2
+}
+
 // UnmarshalText reads an outcome's name.
 func (o *Outcome) UnmarshalText(b []byte) error { return enumUnmarshal(outcomeNames, o, b, "verdict") }
 
