@@ -406,7 +406,8 @@ func (g *Generator) openLoop(ctx, pctx context.Context, rate float64, ps *phaseS
 		case <-pctx.Done():
 		}
 		if pctx.Err() != nil {
-			// offered but never sent: make it a definite client-side failure
+			// its seqs are assigned: send it anyway, so the phase leaves no
+			// hole in any source's sequence
 			g.send(ctx, batch, ps, sched)
 			break
 		}

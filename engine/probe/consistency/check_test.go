@@ -396,3 +396,28 @@ func bigHistory(lines int) []history.Event {
 	}
 	return append(evs, recv...)
 }
+
+// FuzzCheck feeds arbitrary histories (whatever the strict reader accepts)
+// to the checker: it must never panic and must stay deterministic.
+func FuzzCheck(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.jsonl")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evs, err := history.ReadAll(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		cfg := Config{LinearizabilityTimeout: time.Second}
+		a, _ := json.Marshal(Check(evs, cfg))
+		b, _ := json.Marshal(Check(evs, cfg))
+		if !bytes.Equal(a, b) && !bytes.Contains(a, []byte(`"unknown"`)) {
+			t.Fatalf("two checks differ:\n%s\n%s", a, b)
+		}
+	})
+}
