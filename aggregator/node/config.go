@@ -111,6 +111,9 @@ type Config struct {
 	Defects    Defects
 	// RSSCap bounds memory: admission refuses new work above 80% of it.
 	RSSCap int64
+	// GoMemoryLimit sets the Go runtime's soft memory limit to 70% of
+	// RSSCap (process-wide: only for a node that owns its process).
+	GoMemoryLimit bool
 
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration

@@ -35,7 +35,7 @@ type edgeProxy struct {
 	wg      sync.WaitGroup
 }
 
-func newEdgeProxy(t *testing.T, target string) *edgeProxy {
+func newEdgeProxy(t testing.TB, target string) *edgeProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func (p *edgeProxy) close() {
 }
 
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	ids     []string
 	dirs    map[string]string
 	http    map[string]string
@@ -117,7 +117,7 @@ type testCluster struct {
 	mu      sync.Mutex
 }
 
-func startCluster(t *testing.T, size int, tweak func(*Config)) *testCluster {
+func startCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, dirs: map[string]string{}, http: map[string]string{}, grpc: map[string]string{}, raft: map[string]string{},
 		proxies: map[[2]string]*edgeProxy{}, nodes: map[string]*Node{}, tweak: tweak}
@@ -144,7 +144,7 @@ func startCluster(t *testing.T, size int, tweak func(*Config)) *testCluster {
 	return c
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -305,6 +305,12 @@ func (c *testCluster) sendRetry(t *testing.T, id string, msgs ...Message) []Resu
 	return final
 }
 
+// startClusterB is a 3-node cluster for benchmarks.
+func startClusterB(b *testing.B) *testCluster { return startCluster(b, 3, nil) }
+
+// leaderID returns the current leader of partition p.
+func (c *testCluster) leaderID(p int) string { return c.leaderOf(p) }
+
 // leaderOf returns the id of the node leading partition p (waiting for one).
 func (c *testCluster) leaderOf(p int) string {
 	c.t.Helper()
@@ -325,7 +331,7 @@ func (c *testCluster) leaderOf(p int) string {
 
 var testClient = &http.Client{Timeout: 20 * time.Second}
 
-func doJSON(t *testing.T, method, url string, body any) (int, []byte, http.Header) {
+func doJSON(t testing.TB, method, url string, body any) (int, []byte, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {

@@ -73,6 +73,24 @@ func (n *Node) guard(route string, h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (n *Node) handleMessages(w http.ResponseWriter, r *http.Request) {
+	if !n.cfg.Defects.Has(DefectUnboundedQueue) {
+		if n.overMemory() {
+			n.metrics.rejects.WithLabelValues("memory").Inc()
+			writeErr(w, errorf(KindOverload, "overloaded: memory %d MiB is above 80%% of the %d MiB cap", n.memBytes.Load()>>20, n.cfg.RSSCap>>20))
+			return
+		}
+		size := r.ContentLength
+		if size < 0 || size > MaxBodyBytes {
+			size = MaxBodyBytes
+		}
+		size = max(size, 4096)
+		if !n.bodyBudget.TryAcquire(size) {
+			n.metrics.rejects.WithLabelValues("body_bytes").Inc()
+			writeErr(w, errorf(KindOverload, "overloaded: too many request bytes in flight"))
+			return
+		}
+		defer n.bodyBudget.Release(size)
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 	if err != nil {
 		writeErr(w, errorf(KindInvalid, "reading body: %v", err))

@@ -12,12 +12,15 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/chaosgate/chaosgate/aggregator/backpressure"
 	"github.com/chaosgate/chaosgate/aggregator/hlc"
@@ -83,6 +86,8 @@ type Node struct {
 	sources *backpressure.Keyed
 	conns   *backpressure.Keyed
 	reqSem  chan struct{}
+	// bodyBudget bounds the bytes of request bodies held at once.
+	bodyBudget *semaphore.Weighted
 	client  *http.Client
 
 	httpSrv  *http.Server
@@ -129,6 +134,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	if cfg.GoMemoryLimit {
+		debug.SetMemoryLimit(cfg.RSSCap * 7 / 10)
+	}
+	n.bodyBudget = semaphore.NewWeighted(cfg.RSSCap / 4)
 	ok := false
 	defer func() {
 		if !ok {

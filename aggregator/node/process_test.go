@@ -37,7 +37,7 @@ func runChild(raw string) int {
 		return 2
 	}
 	n, err := Start(Config{ID: cc.ID, HTTPListen: cc.HTTP, RaftListen: cc.Raft, Peers: cc.Peers, PeerHTTP: cc.PeerHTTP, DataDir: cc.DataDir,
-		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, SourceRate: cc.SourceRate, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, GoMemoryLimit: true, SourceRate: cc.SourceRate, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		BalanceInterval: 500 * time.Millisecond, LogOutput: io.Discard, RaftLogLevel: "error", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

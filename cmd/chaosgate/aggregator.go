@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +69,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 			cfg.Logger = newLogger(lvl)
 			// The Go runtime works to stay under the cap; admission control
 			// refuses new work above 80% of it.
-			debug.SetMemoryLimit(cfg.RSSCap * 7 / 10)
+			cfg.GoMemoryLimit = true
 			n, err := node.Start(cfg)
 			if err != nil {
 				if node.KindOf(err) == node.KindInvalid {
