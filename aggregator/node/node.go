@@ -88,7 +88,7 @@ type Node struct {
 	reqSem  chan struct{}
 	// bodyBudget bounds the bytes of request bodies held at once.
 	bodyBudget *semaphore.Weighted
-	client  *http.Client
+	client     *http.Client
 
 	httpSrv  *http.Server
 	httpLn   net.Listener
