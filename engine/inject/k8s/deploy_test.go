@@ -1,0 +1,341 @@
+package k8s
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/k8senv"
+	tk8s "github.com/chaosgate/chaosgate/engine/target/k8s"
+)
+
+// Modules whose CRDs the deploy/ examples need (only their files are read:
+// nothing of them is compiled in).
+const (
+	argoRolloutsModule = "github.com/argoproj/argo-rollouts@v1.9.0"
+	flaggerModule      = "github.com/fluxcd/flagger@v1.36.1"
+)
+
+var deployDir = filepath.Join("..", "..", "..", "deploy")
+
+// apply creates objs on the API server: Namespaces for real (dry-run
+// objects need their namespace to exist), everything else with server-side
+// dry-run unless real is set.
+func apply(t *testing.T, ctx context.Context, e *k8senv.Env, mapper meta.RESTMapper, file string, objs []*unstructured.Unstructured, real bool) {
+	t.Helper()
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %s %s: no such resource on the API server: %v", file, gvk, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = e.Dynamic.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ns := o.GetNamespace()
+			if ns == "" {
+				t.Fatalf("%s: %s %s has no namespace", file, gvk.Kind, o.GetName())
+			}
+			ri = e.Dynamic.Resource(m.Resource).Namespace(ns)
+		}
+		opts := metav1.CreateOptions{FieldValidation: "Strict"}
+		if !real && gvk.Kind != "Namespace" {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		if _, err := ri.Create(ctx, o, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%s: the API server refused %s %s: %v", file, gvk.Kind, o.GetName(), err)
+		}
+	}
+}
+
+// kustomizeResources checks that a kustomization lists every manifest of
+// its directory and returns them.
+func kustomizeResources(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields); err != nil {
+		// images and other kustomize fields are fine; only resources matter.
+		if err := yaml.Unmarshal(b, &k); err != nil {
+			t.Fatalf("%s/kustomization.yaml: %v", dir, err)
+		}
+	}
+	listed := map[string]bool{}
+	for _, r := range k.Resources {
+		listed[r] = true
+		if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
+			t.Fatalf("%s/kustomization.yaml lists %s: %v", dir, r, err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	for _, f := range files {
+		if base := filepath.Base(f); base != "kustomization.yaml" && !listed[base] {
+			t.Fatalf("%s is not listed in %s/kustomization.yaml", base, dir)
+		}
+	}
+	return k.Resources
+}
+
+func TestDeployManifestsServerSideDryRun(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Client.Discovery()))
+	total := 0
+	for _, base := range []string{"serve", "aggregator"} {
+		dir := filepath.Join(deployDir, base)
+		for _, r := range kustomizeResources(t, dir) {
+			objs, err := k8senv.ReadObjects(filepath.Join(dir, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, ctx, e, mapper, base+"/"+r, objs, false)
+			total += len(objs)
+		}
+		// When kubectl is at hand, the kustomization must also render.
+		if kubectl, err := exec.LookPath("kubectl"); err == nil {
+			out, err := exec.CommandContext(ctx, kubectl, "kustomize", dir).CombinedOutput()
+			if err != nil {
+				t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, out)
+			}
+			objs, err := k8senv.DecodeObjects(strings.NewReader(string(out)), "kustomize "+base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, ctx, e, mapper, "kustomize "+base, objs, false)
+		}
+	}
+	// The check can fail: a misspelt field is refused (strict validation).
+	bad, err := k8senv.DecodeObjects(strings.NewReader("apiVersion: v1\nkind: Service\nmetadata: {name: typo, namespace: chaosgate}\nspec: {portz: [{port: 1}]}\n"), "typo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := mapper.RESTMapping(bad[0].GroupVersionKind().GroupKind(), "v1")
+	_, err = e.Dynamic.Resource(m.Resource).Namespace("chaosgate").Create(ctx, bad[0], metav1.CreateOptions{FieldValidation: "Strict", DryRun: []string{metav1.DryRunAll}})
+	if err == nil || !strings.Contains(err.Error(), "portz") {
+		t.Fatalf("a misspelt field was not refused: %v", err)
+	}
+	if total < 15 {
+		t.Fatalf("applied only %d objects from deploy/serve and deploy/aggregator", total)
+	}
+
+	// Examples that need other projects' CRDs: installed from their Go
+	// modules when the module proxy serves them, skipped otherwise.
+	for _, ex := range []struct{ name, module, crd, file string }{
+		{"argo-rollouts", argoRolloutsModule, "manifests/crds/analysis-template-crd.yaml", "examples/argo-rollouts/analysistemplate.yaml"},
+		{"flagger", flaggerModule, "artifacts/flagger/crd.yaml", "examples/flagger/canary.yaml"},
+	} {
+		t.Run(ex.name, func(t *testing.T) {
+			dir, err := k8senv.ModuleDir(ctx, ex.module)
+			if err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("%s CRDs: %v", ex.name, err)
+				}
+				t.Skipf("%s is not applied: its CRDs come from %s, which does not resolve here: %v", ex.file, ex.module, err)
+			}
+			if err := e.ApplyCRDFile(ctx, filepath.Join(dir, ex.crd)); err != nil {
+				t.Fatal(err)
+			}
+			mapper.Reset()
+			objs, err := k8senv.ReadObjects(filepath.Join(deployDir, ex.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.EnsureNamespace(ctx, "chaosgate-demo"); err != nil {
+				t.Fatal(err)
+			}
+			apply(t, ctx, e, mapper, ex.file, objs, false)
+		})
+	}
+}
+
+func TestDeployCIExamplesRunTheGate(t *testing.T) {
+	for _, f := range []string{"examples/ci/github-actions.yaml", "examples/ci/gitlab-ci.yml"} {
+		b, err := os.ReadFile(filepath.Join(deployDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		s := string(b)
+		for _, want := range []string{"chaosgate gate", "--target k8s", "--kubeconfig", "--namespace", "--revision", "--junit"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("%s does not contain %q", f, want)
+			}
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		out, err := exec.Command(promtool, "check", "rules", filepath.Join(deployDir, "prometheus", "rules.yaml")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool check rules: %v\n%s", err, out)
+		}
+	}
+}
+
+// TestServeRBACForReal applies deploy/serve's ServiceAccount and RBAC for
+// real, takes a real token of that ServiceAccount from the TokenRequest API
+// and checks that what chaosgate needs succeeds and everything else is
+// refused with 403.
+func TestServeRBACForReal(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Client.Discovery()))
+	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
+		objs, err := k8senv.ReadObjects(filepath.Join(deployDir, "serve", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, ctx, e, mapper, "serve/"+f, objs, true)
+	}
+	const ns = "rbac-target"
+	mkPods(t, ctx, e, ns, "agg-0", "agg-1", "agg-2")
+	tok, err := e.ServiceAccountToken(ctx, "chaosgate", "chaosgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.ConfigForToken(tok)
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grace := int64(0)
+	pc := func() *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "PodChaos",
+			"metadata": map[string]any{"name": "rbac-probe"},
+			"spec":     map[string]any{"action": "pod-kill", "mode": "one", "selector": map[string]any{"namespaces": []any{ns}}},
+		}}
+	}
+	allowed := map[string]func() error{
+		"list pods in all namespaces": func() error {
+			_, err := kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"get a pod": func() error { _, err := kube.CoreV1().Pods(ns).Get(ctx, "agg-0", metav1.GetOptions{}); return err },
+		"watch pods": func() error {
+			w, err := kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		},
+		"delete a pod": func() error {
+			return kube.CoreV1().Pods(ns).Delete(ctx, "agg-2", metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		},
+		"list deployments":  func() error { _, err := kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}); return err },
+		"list statefulsets": func() error { _, err := kube.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"create, patch and delete a PodChaos": func() error {
+			if _, err := dyn.Resource(PodChaosGVR).Namespace(ns).Create(ctx, pc(), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			if _, err := dyn.Resource(PodChaosGVR).Namespace(ns).Patch(ctx, "rbac-probe", "application/merge-patch+json",
+				[]byte(`{"metadata":{"annotations":{"experiment.chaos-mesh.org/pause":"true"}}}`), metav1.PatchOptions{}); err != nil {
+				return err
+			}
+			return dyn.Resource(PodChaosGVR).Namespace(ns).Delete(ctx, "rbac-probe", metav1.DeleteOptions{})
+		},
+		"list NetworkChaos in all namespaces": func() error {
+			_, err := dyn.Resource(NetworkChaosGVR).List(ctx, metav1.ListOptions{})
+			return err
+		},
+	}
+	denied := map[string]func() error{
+		"list secrets":    func() error { _, err := kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"read configmaps": func() error { _, err := kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return err },
+		"create a pod": func() error {
+			_, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "evil"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}}}, metav1.CreateOptions{})
+			return err
+		},
+		"exec into a pod": func() error {
+			return kube.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").Name("agg-0").SubResource("exec").Do(ctx).Error()
+		},
+		"delete a deployment": func() error {
+			return kube.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{})
+		},
+		"scale a statefulset": func() error {
+			_, err := kube.AppsV1().StatefulSets(ns).Patch(ctx, "agg", "application/merge-patch+json", []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
+			return err
+		},
+		"list nodes": func() error { _, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err },
+		"create a namespace": func() error {
+			_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "evil"}}, metav1.CreateOptions{})
+			return err
+		},
+		"list replicasets": func() error { _, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"edit its own role": func() error {
+			_, err := kube.RbacV1().ClusterRoles().Patch(ctx, "chaosgate", "application/merge-patch+json", []byte(`{"rules":[]}`), metav1.PatchOptions{})
+			return err
+		},
+	}
+	names := func(m map[string]func() error) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, n := range names(allowed) {
+		if err := allowed[n](); err != nil {
+			t.Errorf("chaosgate ServiceAccount: %s: %v", n, err)
+		}
+	}
+	for _, n := range names(denied) {
+		if err := denied[n](); !apierrors.IsForbidden(err) {
+			t.Errorf("chaosgate ServiceAccount: %s: err = %v, want 403 Forbidden", n, err)
+		}
+	}
+
+	// The injector, the target resolver and the reaper work with exactly
+	// these permissions.
+	startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	opts := testOptions(ns, "rbac-run")
+	opts.DetectChaosMesh = true
+	in := NewWithClients(kube, dyn, opts)
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: []string{"agg-0", "agg-1"}}
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "rbac-001", Kind: engine.NetworkDelay, Duration: time.Minute, Latency: 10 * time.Millisecond, Edges: engine.Edges{Into: "agg-0"}})
+	if err != nil {
+		t.Fatalf("inject as the ServiceAccount: %v", err)
+	}
+	if err := in.Pause(ctx, a, true); err != nil {
+		t.Fatalf("pause as the ServiceAccount: %v", err)
+	}
+	if _, err := in.ReapOrphans(ctx, func(run string) bool { return run != "rbac-run" }); err != nil {
+		t.Fatalf("reap as the ServiceAccount: %v", err)
+	}
+	if left := ownedBy(t, ctx, in, "rbac-run"); len(left) != 0 {
+		t.Fatalf("left after reaping: %v", left)
+	}
+	if _, err := tk8s.NewResolver(kube).Resolve(ctx, engine.ArmCanary, tk8s.Selector{Namespace: ns, MatchLabels: map[string]string{"app": "agg"}}); engine.KindOf(err) != engine.KindNotFound {
+		t.Fatalf("resolve as the ServiceAccount (no workloads there): %v", err)
+	}
+}
