@@ -20,6 +20,7 @@ const (
 
 var kindErrNames = map[Kind]string{KindInvalid: "invalid", KindNotFound: "not found", KindUnavailable: "unavailable", KindInternal: "internal", KindCanceled: "canceled"}
 
+// String names the kind.
 func (k Kind) String() string { return enumString(kindErrNames, k) }
 
 // Error is an error with a kind and the operation that failed.
@@ -29,6 +30,7 @@ type Error struct {
 	Err  error
 }
 
+// Error formats the operation and the cause.
 func (e *Error) Error() string {
 	if e.Op == "" {
 		return e.Err.Error()
@@ -36,6 +38,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", e.Op, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // E wraps err with a kind and an operation.

@@ -51,6 +51,7 @@ type AbortRule struct {
 	For    time.Duration `json:"for,omitempty"`
 }
 
+// String describes the rule for people.
 func (r AbortRule) String() string {
 	arm := "any arm"
 	if r.Arm != 0 {

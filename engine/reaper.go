@@ -24,6 +24,7 @@ type Reaped struct {
 	Result string `json:"result"`
 }
 
+// String is one line for the terminal: run, what, target, result.
 func (r Reaped) String() string {
 	s := fmt.Sprintf("run %s: %s", r.Run, r.What)
 	if r.Kind != "" {

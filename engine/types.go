@@ -25,6 +25,7 @@ const (
 
 var armNames = map[Arm]string{ArmCanary: "canary", ArmControl: "control"}
 
+// String names the arm (canary, control).
 func (a Arm) String() string { return enumString(armNames, a) }
 
 // MarshalText writes the arm's name.
@@ -54,6 +55,7 @@ const (
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain"}
 
+// String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
 
 // MarshalText writes the kind's name (podKill, ...).
@@ -83,6 +85,7 @@ const (
 var phaseNames = map[Phase]string{PhasePlan: "plan", PhaseSteadyBefore: "steady-before", PhaseInject: "inject", PhaseObserve: "observe",
 	PhaseRecover: "recover", PhaseSteadyAfter: "steady-after", PhaseVerify: "verify", PhaseJudge: "judge", PhaseRecord: "record"}
 
+// String names the phase (plan, steady-before, ...).
 func (p Phase) String() string { return enumString(phaseNames, p) }
 
 // MarshalText writes the phase's name.
@@ -103,6 +106,7 @@ const (
 
 var confNames = map[Confirmation]string{Confirmed: "confirmed", Mismatch: "mismatch", Inconclusive: "inconclusive"}
 
+// String names the outcome (confirmed, mismatch, inconclusive).
 func (c Confirmation) String() string { return enumString(confNames, c) }
 
 // MarshalText writes the outcome's name.
@@ -125,6 +129,7 @@ const (
 
 var outcomeNames = map[Outcome]string{Promote: "promote", Hold: "hold", Block: "block"}
 
+// String names the verdict (promote, hold, block).
 func (o Outcome) String() string { return enumString(outcomeNames, o) }
 
 // MarshalText writes the outcome's name.
