@@ -27,8 +27,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv("CHAOSGATE_ENGINE_HELPER"); mode != "" {
-		os.Exit(helperRun(mode))
+	if mode := os.Getenv("CHAOSGATE_ENGINE_CHILD"); mode != "" {
+		os.Exit(childRun(mode))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -424,12 +424,12 @@ func TestPlanFromLibrary(t *testing.T) {
 	}
 }
 
-// helperRun is the child process of the crash and signal tests: it pauses a
+// childRun is the child process of the crash and signal tests: it pauses a
 // process the parent started (pid in CHAOSGATE_PAUSE_PID) and black-holes
 // the edges of a partition, says READY, and then either waits to be
 // SIGKILLed (mode "crash") or runs under signal.NotifyContext like the CLI
 // and reports how the run ended when SIGINT/SIGTERM arrives (mode "signal").
-func helperRun(mode string) int {
+func childRun(mode string) int {
 	var pids []int
 	for _, f := range strings.Split(os.Getenv("CHAOSGATE_PAUSE_PIDS"), ",") {
 		p, _ := strconv.Atoi(f)
@@ -445,7 +445,7 @@ func helperRun(mode string) int {
 			}
 		}
 	}
-	top := helperTop{pids: map[engine.Arm]int{engine.ArmCanary: pids[0], engine.ArmControl: pids[len(pids)-1]}}
+	top := childTopology{pids: map[engine.Arm]int{engine.ArmCanary: pids[0], engine.ArmControl: pids[len(pids)-1]}}
 	in := local.New(local.Config{Nodes: top, Proxies: set})
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Topology: top, Injectors: map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in},
 		OnEvent: func(e engine.Event) {
@@ -482,24 +482,24 @@ func helperRun(mode string) int {
 	return 0
 }
 
-type helperTop struct{ pids map[engine.Arm]int }
+type childTopology struct{ pids map[engine.Arm]int }
 
-func (h helperTop) Nodes(engine.Arm) []string                                { return nodes }
-func (h helperTop) Leader(context.Context, engine.Arm, *int) (string, error) { return "n1", nil }
-func (h helperTop) Pid(arm engine.Arm, _ string) (int, error)                { return h.pids[arm], nil }
-func (h helperTop) WaitReady(context.Context, engine.Arm, string) error      { return nil }
+func (h childTopology) Nodes(engine.Arm) []string                                { return nodes }
+func (h childTopology) Leader(context.Context, engine.Arm, *int) (string, error) { return "n1", nil }
+func (h childTopology) Pid(arm engine.Arm, _ string) (int, error)                { return h.pids[arm], nil }
+func (h childTopology) WaitReady(context.Context, engine.Arm, string) error      { return nil }
 
-// helper starts the test binary as a child in the given mode, pausing
+// startChild starts the test binary as a child in the given mode, pausing
 // victim, and waits until its fault is applied. done receives the child's
 // final DONE line (or "" when it printed none).
-func helper(t *testing.T, mode, dir string, victims ...*exec.Cmd) (child *exec.Cmd, done chan string) {
+func startChild(t *testing.T, mode, dir string, victims ...*exec.Cmd) (child *exec.Cmd, done chan string) {
 	t.Helper()
 	child = exec.Command(os.Args[0], "-test.run=^$")
 	var pids []string
 	for _, v := range victims {
 		pids = append(pids, strconv.Itoa(v.Process.Pid))
 	}
-	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_HELPER="+mode, "CHAOSGATE_DATA="+dir, "CHAOSGATE_PAUSE_PIDS="+strings.Join(pids, ","))
+	child.Env = append(os.Environ(), "CHAOSGATE_ENGINE_CHILD="+mode, "CHAOSGATE_DATA="+dir, "CHAOSGATE_PAUSE_PIDS="+strings.Join(pids, ","))
 	out, _ := child.StdoutPipe()
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
@@ -550,7 +550,7 @@ func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			victim, other := startVictim(t), startVictim(t)
 			dir := t.TempDir()
-			child, done := helper(t, "signal", dir, victim, other)
+			child, done := startChild(t, "signal", dir, victim, other)
 			if s, _, _ := engine.ProcStat(victim.Process.Pid); s != 'T' {
 				t.Fatalf("victim state %c, want T while the fault is applied", s)
 			}
@@ -582,7 +582,7 @@ func TestSignalDuringInjectRecoversAndReportsInterrupted(t *testing.T) {
 func TestCrashedRunIsReaped(t *testing.T) {
 	v1, v2 := startVictim(t), startVictim(t)
 	dir := t.TempDir()
-	child, done := helper(t, "crash", dir, v1, v2)
+	child, done := startChild(t, "crash", dir, v1, v2)
 	// While the child lives, its run is active and the reaper leaves it alone.
 	if runs, _ := engine.ActiveRuns(dir); len(runs) != 1 || runs[0].Owner.Pid != child.Process.Pid {
 		t.Fatalf("active runs = %+v", runs)

@@ -237,7 +237,7 @@ func (s *Set) Close() error {
 	return nil
 }
 
-// Dial is a helper that dials addr with a timeout honouring ctx.
+// Dial dials addr over TCP, honouring ctx.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", addr)
