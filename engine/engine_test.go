@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -194,6 +195,9 @@ func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.assertClean(t)
+	if b, err := json.Marshal(res); err != nil || !strings.Contains(string(b), `"confirmed":"confirmed"`) || !strings.Contains(string(b), `"canary":{"success_ratio":1}`) {
+		t.Fatalf("result JSON: %v\n%.600s", err, b)
+	}
 	if res.Verdict.Outcome != engine.Promote || len(res.Steps) != 2 || len(judged) != 2 || recorded == nil || res.Evidence.LedgerIndex != 7 {
 		t.Fatalf("verdict %v, %d steps, %d judged, evidence %+v", res.Verdict.Outcome, len(res.Steps), len(judged), res.Evidence)
 	}

@@ -48,6 +48,24 @@ type Record struct {
 // Journal is a run's crash-safe log under DATA/journal/RUN.journal. The run
 // holds an exclusive flock on it while it lives, so a reaper can tell a
 // crashed run (lock free) from a live one.
+//
+// Format (version 1): one JSON object a line, each fsynced before the call
+// that wrote it returns:
+//
+//	{"v":1,"t":"...","type":"open","run":"R","name":"default-gameday","owner":{"pid":41233,"start_time":98127}}
+//	{"v":1,"t":"...","type":"intent","run":"R","id":"F","applied":{...Applied from Prepare, with undo...}}
+//	{"v":1,"t":"...","type":"applied","run":"R","id":"F","applied":{...Applied from Inject...}}
+//	{"v":1,"t":"...","type":"recovered","run":"R","id":"F"}
+//	{"v":1,"t":"...","type":"recover_failed","run":"R","id":"F","applied":{...},"error":"..."}
+//	{"v":1,"t":"...","type":"process","run":"R","proc":{"pid":41240,"start_time":98130},"note":"canary/n1"}
+//	{"v":1,"t":"...","type":"process_exit","run":"R","proc":{"pid":41240,"start_time":98130}}
+//	{"v":1,"t":"...","type":"close","run":"R"}
+//
+// A fault is outstanding from its intent until its recovered record. A
+// clean close archives the file under DATA/journal/done; a reaper appends
+// {"type":"reaped"} and archives it. Control files next to the journal:
+// RUN.abort (abort with the reason inside) and RUN.pause (pause the
+// fault-duration clock while it exists).
 type Journal struct {
 	mu    sync.Mutex
 	f     *os.File
