@@ -70,7 +70,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		sumW += d.Weight
 		sumWC += d.Weight * d.Confidence
 		sumWCS += d.Weight * d.Confidence * d.Score
-		if d.Data != "ok" && d.Data != "empty" {
+		if d.Data != "ok" && d.Data != "empty" && d.Data != "few" {
 			incomplete = append(incomplete, fmt.Sprintf("%s (%s)", d.Name, d.Data))
 		}
 		if d.Outcome == Fail {
@@ -309,31 +309,75 @@ func setConfidence(r *DimensionResult, samples, history float64) {
 // global σ when the bucket is thin, floored. It also returns the history
 // confidence factor.
 func (e *evaluator) sigmaFromHistory(prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64) {
-	sigma, source, histConf, _ = e.sigmaAndDiffs(prior, floor, f)
+	sigma, source, histConf, _ = e.sigmaAndDiffs(e.hist, prior, floor, f)
 	return sigma, source, histConf
 }
 
-// calibratedK raises k to the (1−alpha) quantile of the A/A history's own
-// z-scores, so that heavy-tailed differences (which the robust σ̂ ignores on
-// purpose) do not fail more than alpha of normal windows.
-func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64) (float64, string) {
+// intervals is how many baseline-length windows the current window spans:
+// callers that judge at every interval pass cumulative windows, and their
+// statistic is less noisy than one history window.
+func (e *evaluator) intervals() int {
+	cur := e.in.Control.WindowS
+	if !cur.OK() || cur.V <= 0 {
+		return 1
+	}
+	var hw []float64
+	for _, h := range e.hist {
+		if h.Control.WindowS.OK() && h.Control.WindowS.V > 0 {
+			hw = append(hw, h.Control.WindowS.V)
+		}
+	}
+	if len(hw) == 0 {
+		return 1
+	}
+	l := int(math.Floor(cur.V/median(hw) + 1e-9))
+	return max(1, min(l, 32))
+}
+
+// calibratedK returns the threshold for z. With enough history it is the
+// upper quantile of the A/A history's own z for a window of l intervals
+// (the mean of l history differences, drawn by a fixed-seed bootstrap, so
+// the judgement stays deterministic), never below k. Heavy-tailed
+// differences, which the robust σ̂ ignores on purpose, so raise the
+// threshold instead of causing false alarms. The level is spent over the
+// looks: α/(l(l+1)) at look l sums to α over any number of looks.
+func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, l, look int) (float64, string) {
 	if len(diffs) < 20 || sigma <= 0 {
 		return k, ""
 	}
-	z := make([]float64, len(diffs))
-	for i, d := range diffs {
-		z[i] = sign * d / sigma
+	level := e.cfg.Alpha / float64(look*(look+1))
+	z := make([]float64, 0, bootstrapDraws)
+	if l == 1 {
+		for _, d := range diffs {
+			z = append(z, sign*d/sigma)
+		}
+	} else {
+		rng := uint64(0x9e3779b97f4a7c15)
+		sl := sigma / math.Sqrt(float64(l))
+		for b := 0; b < bootstrapDraws; b++ {
+			sum := 0.0
+			for i := 0; i < l; i++ {
+				rng ^= rng << 13
+				rng ^= rng >> 7
+				rng ^= rng << 17
+				sum += diffs[rng%uint64(len(diffs))]
+			}
+			z = append(z, sign*sum/float64(l)/sl)
+		}
 	}
-	q := quantile(z, 1-e.cfg.Alpha)
+	q := quantile(z, 1-level)
 	if q > k {
-		return q, fmt.Sprintf("; k raised from %.2f to the A/A history's %.1f%% z quantile %.2f", k, 100*(1-e.cfg.Alpha), q)
+		return q, fmt.Sprintf("; k raised from %.2f to the A/A history's %.3g%% z quantile %.2f (look %d)", k, 100*(1-level), q, look)
 	}
 	return k, ""
 }
 
-func (e *evaluator) sigmaAndDiffs(prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64, all []float64) {
+// bootstrapDraws is the size of the bootstrap for merged intervals.
+const bootstrapDraws = 4000
+
+func (e *evaluator) sigmaAndDiffs(hist []HistoryWindow, prior, floor float64, f func(HistoryWindow) (float64, bool)) (sigma float64, source string, histConf float64, all []float64) {
 	var bucket []float64
-	for _, h := range e.hist {
+	for _, h := range hist {
 		d, ok := f(h)
 		if !ok || math.IsNaN(d) || math.IsInf(d, 0) {
 			continue
@@ -367,6 +411,13 @@ func (e *evaluator) sigmaAndDiffs(prior, floor float64, f func(HistoryWindow) (f
 		histConf = 0.5 + 0.5*clamp01(float64(len(all))/mw)
 	}
 	return sigma, source, histConf, all
+}
+
+func spanNote(l int) string {
+	if l <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("; window spans %d history intervals: σ̂/√%d", l, l)
 }
 
 // todDistance is the circular time-of-day distance between a and b.
@@ -540,8 +591,12 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	}
 	r.Canary, r.Control = pc, pk
 	r.SamplesCanary, r.SamplesControl = nc, nk
+	if math.Min(nc, nk) < minP99Samples {
+		r = inconclusive(r, "few", fmt.Sprintf("p99 needs at least %d samples per arm (canary %g, control %g): below that it is only the maximum", minP99Samples, nc, nk))
+		return r
+	}
 	sign := dc.Direction.sign()
-	sigma, src, hc, diffs := e.sigmaAndDiffs(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+	sigma, src, hc, diffs := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, _, ok1 := p99Of(h.Canary)
 		b, _, ok2 := p99Of(h.Control)
 		if !ok1 || !ok2 || a <= 0 || b <= 0 {
@@ -549,14 +604,81 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		}
 		return math.Log(a) - math.Log(b), true
 	})
-	k, note := e.calibratedK(dc.K, sign, sigma, diffs)
-	r.Sigma, r.SigmaSource, r.K = sigma, src+" (log scale)"+note, k
+	// The tail-calibrated threshold, spent over the looks (one history
+	// window per look: a merged window's p99 is not an average of p99s).
+	l := e.intervals()
+	kTail, note := e.calibratedK(dc.K, sign, sigma, diffs, 1, l)
+	r.Sigma, r.SigmaSource, r.K = sigma, src+" (log scale)"+note, kTail
 	d := math.Log(pc) - math.Log(pk)
 	r.Z = sign * d / sigma
 	r.Effect = math.Exp(sign*d) - 1
 	r.trend = trendOf(r.Effect)
 	setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), hc)
-	return sigmaOutcome(r, dc, fmt.Sprintf("p99 canary %.4g ms vs control %.4g ms (%+.1f%%)", pc, pk, 100*r.Effect), fmt.Sprintf("%.1f%%", 100*dc.MinEffect))
+	what := fmt.Sprintf("p99 canary %.4g ms vs control %.4g ms (%+.1f%%)", pc, pk, 100*r.Effect)
+	floor := fmt.Sprintf("%.1f%%", 100*dc.MinEffect)
+	if r.Z > kTail && r.Effect >= dc.MinEffect {
+		r.Outcome, r.Rule = Fail, "adaptive-sigma"
+		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f (calibrated on the A/A history's tail) and effect above floor %s", what, r.Z, kTail, floor)
+		return r
+	}
+	// Body corroboration: under faults each arm's tail moves on its own, so
+	// a p99 rise that clears only the nominal k must be matched by the body
+	// (p50) of the canary moving up too — a slower release moves both.
+	// A window spanning l history intervals is judged with σ̂/√l here: the
+	// body corroboration guards this nominal test against tail noise.
+	zBody, bodyNote := e.bodyShift(dc, sign, l)
+	zl := r.Z * math.Sqrt(float64(l))
+	switch {
+	case zl > dc.K && r.Effect >= dc.MinEffect && zBody > dc.K:
+		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "adaptive-sigma+body", dc.K, zl, sigma/math.Sqrt(float64(l))
+		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f%s, effect above floor %s, and the body moved too (%s)", what, zl, dc.K, spanNote(l), floor, bodyNote)
+		r.SigmaSource += spanNote(l)
+	case zl > dc.K && r.Effect >= dc.MinEffect:
+		r.Outcome, r.Rule = Pass, "tail-only"
+		r.Reason = fmt.Sprintf("%s: z=%.2f > nominal k=%.2f%s but z=%.2f ≤ tail-calibrated k=%.2f, and the body did not move (%s): tail noise under faults", what, zl, dc.K, spanNote(l), r.Z, kTail, bodyNote)
+	case r.Z > dc.K:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f but effect below floor %s", what, r.Z, dc.K, floor)
+	default:
+		r.Outcome, r.Rule = Pass, "within-sigma"
+		r.Reason = fmt.Sprintf("%s: z=%.2f ≤ k=%.2f", what, r.Z, dc.K)
+	}
+	return r
+}
+
+// minP99Samples is the fewest samples a p99 is judged on.
+const minP99Samples = 100
+
+// p50Of returns an arm's median latency.
+func p50Of(a Arm) (float64, bool) {
+	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
+		return quantile(a.LatencyMS.V, 0.5), true
+	}
+	if a.LatencyP50.OK() {
+		return a.LatencyP50.V, true
+	}
+	return 0, false
+}
+
+// bodyShift is the z of the canary's median against the control's, with σ̂
+// from the A/A history of the same difference.
+func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (float64, string) {
+	mc, ok1 := p50Of(e.in.Canary)
+	mk, ok2 := p50Of(e.in.Control)
+	if !ok1 || !ok2 || mc <= 0 || mk <= 0 {
+		return 0, "no p50"
+	}
+	sigma, _, _, _ := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor/2, func(h HistoryWindow) (float64, bool) {
+		a, ok1 := p50Of(h.Canary)
+		b, ok2 := p50Of(h.Control)
+		if !ok1 || !ok2 || a <= 0 || b <= 0 {
+			return 0, false
+		}
+		return math.Log(a) - math.Log(b), true
+	})
+	sigma /= math.Sqrt(float64(l))
+	z := sign * (math.Log(mc) - math.Log(mk)) / sigma
+	return z, fmt.Sprintf("p50 %.4g vs %.4g ms, z=%.2f, σ̂=%.3g", mc, mk, z, sigma)
 }
 
 // sigmaOutcome applies z > k and the effect floor.
@@ -586,15 +708,17 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 	r.Canary, r.Control = mc.V, mk.V
 	r.SamplesCanary, r.SamplesControl = 1, 1
 	sign := dc.Direction.sign()
-	sigma, src, hc, diffs := e.sigmaAndDiffs(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+	sigma, src, hc, diffs := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, b := h.Canary.MemoryGrowthMBPerMin, h.Control.MemoryGrowthMBPerMin
 		if !a.OK() || !b.OK() {
 			return 0, false
 		}
 		return a.V - b.V, true
 	})
-	k, note := e.calibratedK(dc.K, sign, sigma, diffs)
-	r.Sigma, r.SigmaSource, r.K = sigma, src+note, k
+	l := e.intervals()
+	k, note := e.calibratedK(dc.K, sign, sigma, diffs, l, l)
+	sigma /= math.Sqrt(float64(l))
+	r.Sigma, r.SigmaSource, r.K = sigma, src+spanNote(l)+note, k
 	r.Effect = sign * (mc.V - mk.V)
 	r.Z = r.Effect / sigma
 	r.trend = trendOf(r.Effect)

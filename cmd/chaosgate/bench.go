@@ -9,6 +9,6 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Reproducible benchmarks, each side by side with a real peer",
 	}
-	cmd.AddCommand(newBenchProxyCmd(), newBenchLedgerCmd())
+	cmd.AddCommand(newBenchProxyCmd(), newBenchLedgerCmd(), newBenchJudgeCmd(), newBenchAggregatorCmd())
 	return cmd
 }

@@ -15,7 +15,7 @@ func TestDiag(t *testing.T) {
 	if want == "" {
 		t.Skip("set DIAG=good or DIAG=<label substring>")
 	}
-	c := Generate(CorpusOptions{Seed: 42, Services: 40, Good: 400, BadPerKind: 40, Faults: 0})
+	c := Generate(CorpusOptions{Seed: 42, Services: 40, Good: 400, BadPerKind: 40, Faults: 320})
 	j := NewChaosgate(decision.Default(), c)
 	counts := map[string]int{}
 	for _, rel := range c.Releases {
@@ -31,6 +31,9 @@ func TestDiag(t *testing.T) {
 		for _, d := range v.Dimensions {
 			if d.Outcome != decision.Pass || d.Name == decision.ErrorRate || d.Name == decision.LatencyP99 {
 				key += fmt.Sprintf(" %s:%s:%s(z=%.1f,k=%.1f,c=%.2f)", d.Name, d.Outcome, d.Rule, d.Z, d.K, d.Confidence)
+				if os.Getenv("DIAGV") != "" && d.Name == decision.LatencyP99 {
+					key += fmt.Sprintf("\n     %s | %s | sigma=%.3f", d.Query, d.SigmaSource, d.Sigma)
+				}
 			}
 		}
 		counts[key]++

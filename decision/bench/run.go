@@ -37,8 +37,11 @@ type JudgeReport struct {
 	GoodN     int     `json:"good"`
 	GoodBlock int     `json:"good_blocked"`
 	// FaultBlocked counts good releases with a data fault that were blocked.
-	FaultN        int     `json:"data_fault_releases"`
-	FaultBlocked  int     `json:"data_fault_blocked"`
+	FaultN       int `json:"data_fault_releases"`
+	FaultBlocked int `json:"data_fault_blocked"`
+	// FaultCaused counts those blocked only because of the data fault (the
+	// same release without the fault is not blocked).
+	FaultCaused   int     `json:"data_fault_caused_block"`
 	FaultPromoted int     `json:"data_fault_promoted"`
 	HoldRateGood  float64 `json:"hold_rate_good"`
 	HoldRateBad   float64 `json:"hold_rate_bad"`
@@ -115,6 +118,13 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 				switch res.Outcome {
 				case decision.Block:
 					jr.FaultBlocked++
+					// Blocked because of the fault only if the same release
+					// without the fault is not blocked.
+					clean := *rel
+					clean.fault = nil
+					if j.Run(&clean).Outcome != decision.Block {
+						jr.FaultCaused++
+					}
 				case decision.Promote:
 					jr.FaultPromoted++
 				}
@@ -256,7 +266,8 @@ func WriteTable(w io.Writer, rep Report) {
 	}
 	pc := func(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 	row("false-positive rate (good blocked)", func(j JudgeReport) string { return fmt.Sprintf("%s (%d/%d)", pc(j.FPR), j.GoodBlock, j.GoodN) })
-	row("good w/ data fault blocked", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultBlocked, j.FaultN) })
+	row("good w/ data fault blocked (any cause)", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultBlocked, j.FaultN) })
+	row("good blocked because of missing data", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultCaused, j.FaultN) })
 	row("good w/ data fault promoted", func(j JudgeReport) string { return fmt.Sprintf("%d/%d", j.FaultPromoted, j.FaultN) })
 	row("hold rate, good", func(j JudgeReport) string { return pc(j.HoldRateGood) })
 	row("hold rate, bad", func(j JudgeReport) string { return pc(j.HoldRateBad) })
@@ -310,4 +321,47 @@ func WriteTable(w io.Writer, rep Report) {
 		names[i] = j.Name
 	}
 	sort.Strings(names)
+}
+
+// Goal is one target the chaosgate judge must meet on the corpus.
+type Goal struct {
+	Name string `json:"name"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// Goals checks the targets for the judge named "chaosgate" in rep.
+func Goals(rep Report) []Goal {
+	var cg *JudgeReport
+	bestOther := -1e9
+	for i := range rep.Judges {
+		if rep.Judges[i].Name == "chaosgate" {
+			cg = &rep.Judges[i]
+		} else if rep.Judges[i].NAB > bestOther {
+			bestOther = rep.Judges[i].NAB
+		}
+	}
+	if cg == nil {
+		return nil
+	}
+	return []Goal{
+		{"false-positive rate <= 1% per good release", fmt.Sprintf("%.2f%% (%d/%d)", 100*cg.FPR, cg.GoodBlock, cg.GoodN), cg.FPR <= 0.01},
+		{"detection >= 95% for >= +0.5pp errors or >= +25% p99 at >= 100 canary rps within 3 intervals",
+			fmt.Sprintf("%.1f%% (%d/%d)", 100*cg.Goal.Rate, cg.Goal.Within3, cg.Goal.N), cg.Goal.N > 0 && cg.Goal.Rate >= 0.95},
+		{"best NAB-style score of the four judges", fmt.Sprintf("%.1f vs best other %.1f", cg.NAB, bestOther), cg.NAB > bestOther},
+		{"no good release blocked for missing data", fmt.Sprintf("%d/%d blocked because of the data fault (%d blocked for other reasons)", cg.FaultCaused, cg.FaultN, cg.FaultBlocked-cg.FaultCaused), cg.FaultCaused == 0},
+		{"every consistency violation blocked", fmt.Sprintf("%d/%d", cg.ConsistencyBlocks, cg.ConsistencyN), cg.ConsistencyN > 0 && cg.ConsistencyBlocks == cg.ConsistencyN},
+	}
+}
+
+// WriteGoals prints the goal checks.
+func WriteGoals(w io.Writer, goals []Goal) {
+	fmt.Fprintln(w, "\ngoals (chaosgate judge):")
+	for _, g := range goals {
+		mark := "MET   "
+		if !g.Met {
+			mark = "NOT MET"
+		}
+		fmt.Fprintf(w, "  %s %s: %s\n", mark, g.Name, g.Got)
+	}
 }
