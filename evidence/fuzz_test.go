@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,30 @@ func FuzzParseDigest(f *testing.F) {
 		d, err := ParseDigest(s)
 		if err == nil && string(d) != s {
 			t.Fatal("digest changed")
+		}
+	})
+}
+
+// FuzzLeafFieldsFast checks the verifier's fast field extraction against
+// encoding/json on records as the ledger writes them.
+func FuzzLeafFieldsFast(f *testing.F) {
+	f.Add(uint64(7), "v1", "exp", "run", "trace", "https://chaosgate.io/evidence/v1", "ab")
+	f.Add(uint64(0), `",\"index\":9,`, `\\",`, "", "", "", "")
+	f.Fuzz(func(t *testing.T, idx uint64, rev, exp, run, trace, ptype, env string) {
+		rec := EntryRecord{V: 1, Index: idx, Revision: rev, Subjects: []string{rev}, Experiment: exp, RunID: run, TraceIDs: []string{trace}, PredicateType: ptype, EnvelopeSHA256: string(DigestOf([]byte(env)).Hex())}
+		leaf, err := json.Marshal(&rec)
+		if err != nil {
+			t.Skip()
+		}
+		var fast, slow leafFields
+		if !fast.fast(leaf) {
+			t.Fatalf("fast path rejected a record the ledger writes: %s", leaf)
+		}
+		if err := json.Unmarshal(leaf, &slow); err != nil {
+			t.Fatal(err)
+		}
+		if fast.Index != slow.Index || fast.EnvelopeSHA256 != slow.EnvelopeSHA256 {
+			t.Fatalf("fast %+v, json %+v for %s", fast, slow, leaf)
 		}
 	})
 }

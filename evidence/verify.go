@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -257,17 +258,19 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	}
 	rep.Root = root
 
-	// Pass 3: blocks.
+	// Pass 3: blocks. Signatures are checked in parallel first.
+	blockKeys, blocks, blockErrs := openNotes(tx.Bucket(bBlocks), func(v []byte) (Block, error) {
+		return blockFromNote(v, l.pub.Checkpoint, l.pub.Origin)
+	})
 	var prev tlog.Hash
 	var first uint64
-	bc := tx.Bucket(bBlocks).Cursor()
 	var h uint64
-	for k, v := bc.First(); k != nil; k, v = bc.Next() {
+	for j, key := range blockKeys {
 		op := fmt.Sprintf("block %d", h)
-		if binary.BigEndian.Uint64(k) != h {
-			return tampered(op, "missing (the next stored block is %d)", binary.BigEndian.Uint64(k))
+		if key != h {
+			return tampered(op, "missing (the next stored block is %d)", key)
 		}
-		b, err := blockFromNote(append([]byte(nil), v...), l.pub.Checkpoint, l.pub.Origin)
+		b, err := blocks[j], blockErrs[j]
 		if err != nil {
 			return wrap(KindTampered, op, err)
 		}
@@ -303,11 +306,12 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	rep.Blocks = h
 
 	// Pass 4: checkpoints.
-	cc := tx.Bucket(bCheckpoints).Cursor()
-	for k, v := cc.First(); k != nil; k, v = cc.Next() {
-		n := binary.BigEndian.Uint64(k)
+	cpKeys, cps, cpErrs := openNotes(tx.Bucket(bCheckpoints), func(v []byte) (SignedCheckpoint, error) {
+		return OpenCheckpoint(v, l.pub.Checkpoint)
+	})
+	for j, n := range cpKeys {
 		op := fmt.Sprintf("checkpoint at size %d", n)
-		cp, err := OpenCheckpoint(append([]byte(nil), v...), l.pub.Checkpoint)
+		cp, err := cps[j], cpErrs[j]
 		if err != nil {
 			return wrap(KindTampered, op, err)
 		}
@@ -333,18 +337,15 @@ func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool
 	op := fmt.Sprintf("entry %d", it.i)
 	leafHashes[it.i] = tlog.RecordHash(it.leaf)
 	// Only the fields checked here are decoded; the rest of the record is
-	// bound by the leaf hash.
-	var rec struct {
-		Index          uint64   `json:"index"`
-		EnvelopeSHA256 string   `json:"envelope_sha256"`
-		Blobs          []Digest `json:"blobs"`
-		Experiment     string   `json:"experiment"`
-		Subjects       []string `json:"subjects"`
-		TraceIDs       []string `json:"trace_ids"`
-		PredicateType  string   `json:"predicate_type"`
-	}
-	if err := json.Unmarshal(it.leaf, &rec); err != nil {
-		return tampered(op, "leaf is not a valid entry record: %v", err)
+	// bound by the leaf hash. Records are written by json.Marshal, so the
+	// first unescaped `"index":` and `"envelope_sha256":"` are the top-level
+	// fields; the full decoder runs when blobs are referenced, in
+	// from-scratch mode, or when the fast path does not match.
+	var rec leafFields
+	if fromScratch || !rec.fast(it.leaf) {
+		if err := json.Unmarshal(it.leaf, &rec); err != nil {
+			return tampered(op, "leaf is not a valid entry record: %v", err)
+		}
 	}
 	if rec.Index != it.i {
 		return tampered(op, "record says index %d (entries reordered or replaced)", rec.Index)
@@ -376,4 +377,82 @@ func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool
 		}
 	}
 	return nil
+}
+
+// leafFields are the entry record fields Verify checks.
+type leafFields struct {
+	Index          uint64   `json:"index"`
+	EnvelopeSHA256 string   `json:"envelope_sha256"`
+	Blobs          []Digest `json:"blobs"`
+	Experiment     string   `json:"experiment"`
+	Subjects       []string `json:"subjects"`
+	TraceIDs       []string `json:"trace_ids"`
+	PredicateType  string   `json:"predicate_type"`
+}
+
+var (
+	keyIndex  = []byte(`,"index":`)
+	keyEnvSum = []byte(`,"envelope_sha256":"`)
+	keyBlobs  = []byte(`"blobs":`)
+)
+
+// fast extracts index and envelope_sha256 without a JSON decoder; it reports
+// false when the record references blobs or does not have the expected shape.
+func (f *leafFields) fast(leaf []byte) bool {
+	if !bytes.HasPrefix(leaf, []byte(`{"v":1`)) || !bytes.HasSuffix(leaf, []byte("}")) || bytes.Contains(leaf, keyBlobs) {
+		return false
+	}
+	i := bytes.Index(leaf, keyIndex)
+	if i < 0 {
+		return false
+	}
+	rest := leaf[i+len(keyIndex):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 20 || n >= len(rest) || rest[n] != ',' || (n > 1 && rest[0] == '0') {
+		return false
+	}
+	idx, err := strconv.ParseUint(string(rest[:n]), 10, 64)
+	if err != nil {
+		return false
+	}
+	j := bytes.Index(leaf, keyEnvSum)
+	if j < 0 || j+len(keyEnvSum)+65 > len(leaf) || leaf[j+len(keyEnvSum)+64] != '"' {
+		return false
+	}
+	f.Index = idx
+	f.EnvelopeSHA256 = string(leaf[j+len(keyEnvSum) : j+len(keyEnvSum)+64])
+	return true
+}
+
+// openNotes reads every value of b (keys are big-endian uint64) and opens it
+// with open on all CPUs, returning keys, results and errors in key order.
+func openNotes[T any](b *bolt.Bucket, open func([]byte) (T, error)) ([]uint64, []T, []error) {
+	var keys []uint64
+	var vals [][]byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 8 {
+			continue
+		}
+		keys = append(keys, binary.BigEndian.Uint64(k))
+		vals = append(vals, v)
+	}
+	out := make([]T, len(vals))
+	errs := make([]error, len(vals))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := w; j < len(vals); j += workers {
+				out[j], errs[j] = open(append([]byte(nil), vals[j]...))
+			}
+		}()
+	}
+	wg.Wait()
+	return keys, out, errs
 }
