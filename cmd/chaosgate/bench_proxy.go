@@ -82,14 +82,40 @@ func benchProxy(n, size int) ([]proxyBenchRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rows []proxyBenchRow
-	for _, p := range []struct{ name, addr string }{{"direct", ln.Addr().String()}, {"toxiproxy (no toxic)", paddr}} {
-		r, err := roundTrips(p.addr, n, size)
+	// Both paths run interleaved in chunks so that noise from other work
+	// on the machine hits them alike.
+	paths := []struct{ name, addr string }{{"direct", ln.Addr().String()}, {"toxiproxy (no toxic)", paddr}}
+	conns := make([]net.Conn, len(paths))
+	for i, p := range paths {
+		c, err := net.Dial("tcp", p.addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}
-		r.Path = p.name
-		rows = append(rows, r)
+		defer c.Close()
+		conns[i] = c
+	}
+	samples := make([][]time.Duration, len(paths))
+	totals := make([]time.Duration, len(paths))
+	const chunk = 250
+	for done := 0; done < n; done += chunk {
+		k := min(chunk, n-done)
+		for i := range paths {
+			start := time.Now()
+			ds, err := roundTrips(conns[i], k, size)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", paths[i].name, err)
+			}
+			totals[i] += time.Since(start)
+			samples[i] = append(samples[i], ds...)
+		}
+	}
+	var rows []proxyBenchRow
+	for i, p := range paths {
+		ds := samples[i]
+		sort.Slice(ds, func(a, b int) bool { return ds[a] < ds[b] })
+		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+		rows = append(rows, proxyBenchRow{Path: p.name, N: len(ds), MeanMs: ms(totals[i]) / float64(len(ds)),
+			P50Ms: ms(ds[len(ds)/2]), P99Ms: ms(ds[len(ds)*99/100]), RTPerS: float64(len(ds)) / totals[i].Seconds()})
 	}
 	ln.Close()
 	set.Close()
@@ -97,29 +123,20 @@ func benchProxy(n, size int) ([]proxyBenchRow, error) {
 	return rows, nil
 }
 
-func roundTrips(addr string, n, size int) (proxyBenchRow, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return proxyBenchRow{}, err
-	}
-	defer c.Close()
+func roundTrips(c net.Conn, n, size int) ([]time.Duration, error) {
 	msg := make([]byte, size)
 	buf := make([]byte, size)
 	ds := make([]time.Duration, 0, n)
-	start := time.Now()
 	for range n {
 		t := time.Now()
 		c.SetDeadline(t.Add(5 * time.Second))
 		if _, err := c.Write(msg); err != nil {
-			return proxyBenchRow{}, err
+			return nil, err
 		}
 		if _, err := io.ReadFull(c, buf); err != nil {
-			return proxyBenchRow{}, err
+			return nil, err
 		}
 		ds = append(ds, time.Since(t))
 	}
-	total := time.Since(start)
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	return proxyBenchRow{N: n, MeanMs: ms(total) / float64(n), P50Ms: ms(ds[n/2]), P99Ms: ms(ds[n*99/100]), RTPerS: float64(n) / total.Seconds()}, nil
+	return ds, nil
 }
