@@ -776,3 +776,28 @@ func TestOutcomeExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
+	r := newRig(t)
+	var weights []int
+	steps := 0
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r,
+		SetWeight: func(_ context.Context, w int) error { weights = append(weights, w); return nil },
+		Judge: func(_ context.Context, in engine.JudgeInput) (engine.Verdict, error) {
+			steps++
+			if len(in.Faults) != 2 {
+				t.Errorf("step %d judged with %d faults, want both arms' faults", in.Weight, len(in.Faults))
+			}
+			return engine.Verdict{Outcome: engine.Block, Reason: "consistency violated"}, nil
+		}})
+	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 10 * time.Millisecond, Edges: engine.Edges{OutOf: "n3"}, Duration: 200 * time.Millisecond})
+	p.Weights = []int{5, 25, 100}
+	res, err := run.Run(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Outcome != engine.Block || steps != 1 || fmt.Sprint(weights) != "[5 0]" {
+		t.Fatalf("verdict %v after %d steps, weights %v", res.Verdict.Outcome, steps, weights)
+	}
+	r.assertClean(t)
+}

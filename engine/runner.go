@@ -145,7 +145,8 @@ type Options struct {
 	Probes []Probe
 	Judge  Judge
 	Record Recorder
-	// SetWeight routes the canary's share of traffic before each step.
+	// SetWeight routes the canary's share of traffic (percent) before each
+	// step, and back to 0 when a step blocks (rollback).
 	SetWeight func(ctx context.Context, weight int) error
 	OnEvent   func(Event)
 	Clock     Clock
@@ -434,6 +435,13 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		r.event(PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Outcome))
 		if runErr != nil {
 			return runErr
+		}
+		if v.Outcome == Block && r.opt.SetWeight != nil {
+			// Roll back: every request goes to the control again.
+			if err := r.opt.SetWeight(ctx, 0); err != nil {
+				return E(KindUnavailable, "roll back the canary weight", err)
+			}
+			r.event(PhaseJudge, w, "", "", "rolled back: canary weight 0%")
 		}
 		if v.Outcome != Promote {
 			break
