@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -298,4 +299,33 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDocumentsRoundTripThroughJSON writes every library document as JSON
+// (what `scenarios explain -o json` prints), checks the JSON against the
+// schema, and parses it back (JSON is YAML) to the same document.
+func TestDocumentsRoundTripThroughJSON(t *testing.T) {
+	for _, n := range LibraryNames() {
+		doc, err := Library(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ValidateSchema(b); err != nil {
+			t.Errorf("%s as JSON does not validate: %v\n%s", n, err, b)
+			continue
+		}
+		back, err := Parse(n+".json", b)
+		if err != nil {
+			t.Errorf("%s: JSON does not parse back: %v\n%s", n, err, b)
+			continue
+		}
+		back.Source, back.pos, doc.pos = doc.Source, nil, nil
+		if !reflect.DeepEqual(back, doc) {
+			t.Errorf("%s: round trip differs\n got %+v\nwant %+v", n, back.Spec, doc.Spec)
+		}
+	}
 }
