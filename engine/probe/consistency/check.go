@@ -5,7 +5,10 @@
 // What each invariant checks over the history:
 //
 //   - I1 lost: a message with an "ok" send whose msg_id never appears in an
-//     output stream and whose (source, partition, seq) no declared gap covers.
+//     output stream and whose (source, partition, seq) no declared gap covers;
+//     also one acknowledged after its seq had been declared a gap (a gap
+//     declared in an earlier epoch, or earlier in HLC order in the same
+//     epoch, cannot excuse an acknowledgement given later).
 //     Timeouts are unknown outcomes: a message whose sends all timed out is
 //     never counted lost.
 //   - I2 duplicated: an output record whose (source, partition, seq) or whose
@@ -124,6 +127,7 @@ type msgInfo struct {
 	ok          bool
 	okLine      int
 	okEpoch     uint64
+	okHLC       history.HLC
 	okNode      string
 	unknown     bool // a send timed out
 	definiteNo  bool // a send was rejected or failed
@@ -240,7 +244,7 @@ func (c *Checker) Add(ev *history.Event) {
 		switch ev.Result {
 		case history.ResultOK:
 			if !m.ok {
-				m.ok, m.okLine, m.okEpoch, m.okNode = true, line, ev.Epoch, ev.Node
+				m.ok, m.okLine, m.okEpoch, m.okNode, m.okHLC = true, line, ev.Epoch, ev.Node, ev.HLC
 			}
 			if ev.HasPartition && ev.Epoch != 0 && ev.Node != "" {
 				c.ackEpochs = append(c.ackEpochs, ackRef{partition: ev.Partition, epoch: ev.Epoch, node: ev.Node, line: line, msgID: ev.MsgID})
@@ -287,7 +291,7 @@ func (c *Checker) Report() Report {
 	sort.Ints(parts)
 	seenID := make(map[string]*record, len(msgs))
 	seenSeq := make(map[psk]*record, len(msgs))
-	gaps := map[psk][][2]uint64{}
+	gaps := map[psk][]gapRange{}
 	for _, p := range parts {
 		recs := byPart[p]
 		sort.SliceStable(recs, func(i, j int) bool { return recs[i].offset < recs[j].offset })
@@ -306,7 +310,7 @@ func (c *Checker) Report() Report {
 		for _, r := range uniq {
 			if r.gap {
 				k := psk{p, r.source, 0}
-				gaps[k] = append(gaps[k], [2]uint64{r.fromSeq, r.toSeq})
+				gaps[k] = append(gaps[k], gapRange{from: r.fromSeq, to: r.toSeq, epoch: r.epoch, hlc: r.hlc, offset: r.offset})
 			}
 		}
 	}
@@ -405,24 +409,37 @@ func (c *Checker) Report() Report {
 	}
 
 	// I1 and I7 over acknowledged messages, in send order.
+	falseAck := map[string]bool{}
 	for _, id := range msgOrder {
 		m := msgs[id]
 		if !m.ok || seenID[id] != nil {
 			continue
 		}
+		where := ""
 		if m.hasPart {
-			if seenSeq[psk{m.partition, m.source, m.seq}] != nil || covered(gaps[psk{m.partition, m.source, 0}], m.seq) {
+			where = fmt.Sprintf(" partition %d", m.partition)
+		}
+		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d by %s epoch %d", id, m.source, m.seq, m.key, where, m.okLine, m.okNode, m.okEpoch)
+		if m.hasPart {
+			if seenSeq[psk{m.partition, m.source, m.seq}] != nil {
+				continue
+			}
+			if g := covering(gaps[psk{m.partition, m.source, 0}], m.seq); g != nil {
+				if !ackedAfter(m, g) {
+					continue // the gap declares what the acknowledgement could not keep
+				}
+				// The seq was declared a gap before the acknowledgement was
+				// given: the acknowledgement is false, the message is lost.
+				counts.Lost++
+				falseAck[id] = true
+				col.add("I1", "acknowledged after its seq had been declared a gap (a false acknowledgement: the message is not in the output)",
+					fmt.Sprintf("%s; gap %d..%d at offset %d epoch %d hlc %s", ex, g.from, g.to, g.offset, g.epoch, g.hlc))
 				continue
 			}
 		} else if coveredAny(gaps, m.source, m.seq) {
 			continue
 		}
 		counts.Lost++
-		where := ""
-		if m.hasPart {
-			where = fmt.Sprintf(" partition %d", m.partition)
-		}
-		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d by %s epoch %d", id, m.source, m.seq, m.key, where, m.okLine, m.okNode, m.okEpoch)
 		col.add("I1", "acknowledged message missing from the output and not covered by a gap", ex)
 		if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
 			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
@@ -435,7 +452,7 @@ func (c *Checker) Report() Report {
 			maxStreamEpoch[p] = max(maxStreamEpoch[p], r.epoch)
 		}
 	}
-	counts.SplitBrain += checkAckEpochs(col, ackEpochs, func(id string) bool { return seenID[id] == nil }, maxStreamEpoch)
+	counts.SplitBrain += checkAckEpochs(col, ackEpochs, func(id string) bool { return seenID[id] == nil && !falseAck[id] }, maxStreamEpoch)
 	counts.Linearizability = checkLinearizability(col, states, cfg)
 
 	rep := Report{Counts: counts, Violations: make([]Violation, 0, len(col.ord))}
@@ -462,24 +479,37 @@ func tooFarBehind(h, prev history.HLC, maxOffset time.Duration) bool {
 	return prev.Wall-h.Wall > int64(maxOffset)
 }
 
-func covered(rs [][2]uint64, seq uint64) bool {
-	for _, r := range rs {
-		if seq >= r[0] && seq <= r[1] {
-			return true
-		}
-	}
-	return false
+type gapRange struct {
+	from, to uint64
+	epoch    uint64
+	hlc      history.HLC
+	offset   int64
 }
 
-func coveredAny(gaps map[psk][][2]uint64, source string, seq uint64) bool {
-	keys := make([]psk, 0)
-	for k := range gaps {
-		if k.source == source {
-			keys = append(keys, k)
+func covering(rs []gapRange, seq uint64) *gapRange {
+	for i := range rs {
+		if seq >= rs[i].from && seq <= rs[i].to {
+			return &rs[i]
 		}
 	}
-	for _, k := range keys {
-		if covered(gaps[k], seq) {
+	return nil
+}
+
+// ackedAfter reports whether m's first acknowledgement was given after gap
+// g was declared: in a later epoch, or in the same epoch with a later HLC.
+func ackedAfter(m *msgInfo, g *gapRange) bool {
+	if m.okEpoch == 0 || g.epoch == 0 {
+		return false
+	}
+	if m.okEpoch != g.epoch {
+		return m.okEpoch > g.epoch
+	}
+	return !m.okHLC.IsZero() && !g.hlc.IsZero() && g.hlc.Less(m.okHLC)
+}
+
+func coveredAny(gaps map[psk][]gapRange, source string, seq uint64) bool {
+	for k, rs := range gaps {
+		if k.source == source && covering(rs, seq) != nil {
 			return true
 		}
 	}

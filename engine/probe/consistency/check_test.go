@@ -44,6 +44,9 @@ var expect = map[string]func(r Report) string{
 	"split_brain": func(r Report) string {
 		return want(r.Counts.SplitBrain >= 2 && r.Counts.Lost == 1 && has(r, "I8"), "two epochs writing at once")
 	},
+	"ack_after_gap": func(r Report) string {
+		return want(r.Counts.Lost == 1 && r.Counts.SplitBrain == 0 && has(r, "I1"), "retry acknowledged after its seq was declared a gap")
+	},
 	"gap_superseded": func(r Report) string {
 		return want(r.Counts.Lost == 0 && r.Counts.SplitBrain == 1 && has(r, "I8"), "acked write of a deposed leader declared a gap")
 	},
