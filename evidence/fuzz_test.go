@@ -198,3 +198,32 @@ func FuzzLeafFieldsFast(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParsePublicKeys(f *testing.F) {
+	k := keysForFuzz(f)
+	f.Add(k.EvidencePublicPEM(), k.Info.CheckpointVerify)
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), "a+00000000+AQ==")
+	f.Fuzz(func(t *testing.T, pemBytes []byte, vkey string) {
+		p, err := ParsePublicKeys(pemBytes, vkey)
+		if err != nil {
+			if KindOf(err) != KindInvalid {
+				t.Fatalf("kind %v", KindOf(err))
+			}
+			return
+		}
+		if len(p.Evidence) != 32 || p.Origin == "" {
+			t.Fatalf("accepted %+v", p)
+		}
+	})
+}
+
+func FuzzNotePrivateKey(f *testing.F) {
+	f.Add("PRIVATE+KEY+o+01234567+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("PRIVATE+KEY")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := notePrivateKey(s)
+		if err == nil && len(k) != 64 {
+			t.Fatalf("key of %d bytes", len(k))
+		}
+	})
+}

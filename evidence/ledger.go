@@ -751,3 +751,15 @@ func BytesToHashes(p [][]byte) ([]tlog.Hash, error) {
 	}
 	return out, nil
 }
+
+// EvidenceRef is the evidence object of a run report (report/v1).
+type EvidenceRef struct {
+	LedgerIndex    uint64 `json:"ledger_index"`
+	TreeSize       uint64 `json:"tree_size"`
+	EnvelopeSHA256 string `json:"envelope_sha256"`
+}
+
+// Ref returns the report/v1 evidence object of the receipt.
+func (r Receipt) Ref() EvidenceRef {
+	return EvidenceRef{LedgerIndex: r.Index, TreeSize: r.TreeSize, EnvelopeSHA256: r.EnvelopeSHA256}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // buildTamperLedger creates a closed ledger of 20 entries in 20 blocks, the
@@ -196,4 +197,29 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+func TestOpenRecomputesRootAgainstCheckpoint(t *testing.T) {
+	cases := map[string]func(tx *bolt.Tx) error{
+		"subtree hash": func(tx *bolt.Tx) error {
+			b := tx.Bucket(bHashes)
+			k := u64(uint64(tlog.StoredHashIndex(4, 0))) // the 16-entry subtree under the root
+			return b.Put(k, flipAt(b.Get(k), 0))
+		},
+		"latest checkpoint signature": func(tx *bolt.Tx) error {
+			m := tx.Bucket(bMeta)
+			v := m.Get(kCheckpoint)
+			return m.Put(kCheckpoint, flipAt(v, len(v)-12))
+		},
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir, k, _ := buildTamperLedger(t)
+			mutateDB(t, dir, mutate)
+			_, err := Open(context.Background(), dir, Options{Keys: k})
+			if KindOf(err) != KindTampered || !strings.Contains(err.Error(), "open ledger") {
+				t.Fatalf("open after %s: %v", name, err)
+			}
+		})
+	}
 }

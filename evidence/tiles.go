@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -21,9 +22,11 @@ func (l *Ledger) TileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		return nil, errorf(KindInvalid, "tile", "unsupported tile %+v", t)
 	}
 	size := l.Size()
-	// The tile's last hash at level L*H covers entries up to (N*256+W) << (L*H).
-	need := (uint64(t.N)<<TileHeight + uint64(t.W)) << (uint(t.L) * TileHeight)
-	if need > size || t.N < 0 {
+	// The tile's last hash at level L*H covers entries up to
+	// (N*256+W) << (L*H); computed without overflow.
+	shift := uint(t.L) * TileHeight
+	if t.N < 0 || shift >= 64 || uint64(t.N) > (math.MaxUint64>>TileHeight)-1 ||
+		uint64(t.N)<<TileHeight+uint64(t.W) > size>>shift {
 		return nil, errorf(KindNotFound, "tile", "tile %s reaches beyond the tree size %d", t.Path(), size)
 	}
 	var data []byte
@@ -43,6 +46,9 @@ func (l *Ledger) TileData(ctx context.Context, t tlog.Tile) ([]byte, error) {
 func (l *Ledger) EntryBundle(ctx context.Context, n int64, w int) ([]byte, error) {
 	if n < 0 || w < 1 || w > 1<<TileHeight {
 		return nil, errorf(KindInvalid, "entry bundle", "index %d width %d", n, w)
+	}
+	if uint64(n) > (math.MaxUint64>>TileHeight)-1 {
+		return nil, errorf(KindNotFound, "entry bundle", "index %d is beyond the tree", n)
 	}
 	first := uint64(n) << TileHeight
 	if first+uint64(w) > l.Size() {

@@ -200,3 +200,39 @@ func TestJSONEndpoints(t *testing.T) {
 		t.Fatal("level-0 tile is not the leaf hashes")
 	}
 }
+
+func FuzzHandlerPaths(f *testing.F) {
+	dir := f.TempDir()
+	k, err := evidence.GenerateKeys(filepath.Join(dir, "keys"), "example.test/fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	l, err := evidence.Open(context.Background(), filepath.Join(dir, "ledger"), evidence.Options{Keys: k, Create: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := l.Record(context.Background(), "v1", &evidence.Predicate{RunID: fmt.Sprint(i)}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	h := New(l)
+	for _, s := range []string{"/tile/0/000.p/3", "/tile/entries/000.p/2", "/tile/1/x001/002", "/entries/1/proof?size=2", "/consistency?from=1&to=3", "/search?since=2026-01-01T00:00:00Z", "/blocks?before=2&limit=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n#") {
+			return
+		}
+		if _, err := url.ParseRequestURI(path); err != nil {
+			return
+		}
+		req := httptest.NewRequest(http.MethodGet, "http://x"+path, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body.String())
+		}
+	})
+}
