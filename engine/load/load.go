@@ -50,6 +50,11 @@ type Config struct {
 	// re-sends of one message after a timeout, 5xx or 429 (default 20).
 	Timeout    time.Duration
 	MaxRetries int
+	// RetryGrace bounds how long after a phase's end its messages are
+	// still retried (default 10s), so a phase against an overloaded or
+	// broken cluster ends in bounded time; what is still unacknowledged
+	// then counts as failed (its outcome stays unknown in the history).
+	RetryGrace time.Duration
 	// StateClients run per-key state reads and writes (GET/PUT /v1/state)
 	// concurrently with the messages, for I9; StateKeys is the key pool.
 	StateClients, StateKeys int
@@ -183,6 +188,9 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 20
 	}
+	if cfg.RetryGrace <= 0 {
+		cfg.RetryGrace = 10 * time.Second
+	}
 	if cfg.StateKeys <= 0 {
 		cfg.StateKeys = 8
 	}
@@ -304,6 +312,7 @@ type phaseStats struct {
 	requests, messages, ok, dupAcked, rejected, failed, timeouts, retries, duplicates, reordered, stateOps atomic.Int64
 	histMu                                                                                                 sync.Mutex
 	hist                                                                                                   *hdrhistogram.Histogram
+	retryUntil                                                                                             time.Time // no retries after this
 }
 
 func (ps *phaseStats) observe(d time.Duration) {
@@ -317,8 +326,8 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 	if ph.Duration <= 0 {
 		return Summary{}, errors.New("load: phase duration must be positive")
 	}
-	ps := &phaseStats{hist: newHist()}
 	start := time.Now()
+	ps := &phaseStats{hist: newHist(), retryUntil: start.Add(ph.Duration + g.cfg.RetryGrace)}
 	pctx, cancel := context.WithTimeout(ctx, ph.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -508,7 +517,7 @@ func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, s
 		if len(retry) == 0 {
 			return
 		}
-		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil {
+		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) {
 			ps.failed.Add(int64(len(retry)))
 			return
 		}
