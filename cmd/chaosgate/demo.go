@@ -7,72 +7,70 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/engine/history"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
 	"github.com/chaosgate/chaosgate/engine/target/local"
 )
 
-// newDemoCmd is `chaosgate demo`: a local 3-node aggregator cluster under
-// load with duplicates and reordering, its busiest leader SIGKILLed once
-// mid-stream, then drained and checked.
+// newDemoCmd is `chaosgate demo`: the main job on the embedded default. It
+// runs the built-in default game day (pod kill, network delay, partition and
+// split brain at every canary step, on a control and a canary cluster) and
+// ends with the verdict, the evidence index and a ledger verification.
 func newDemoCmd() *cobra.Command {
-	sc := scenario{nodes: 3, partitions: 16, sources: 8, keys: 64, concurrency: 32, batch: 4, dup: 0.05, reorder: 0.1}
-	var dataDir, output string
+	var o gamedayOpts
+	var quick, ui bool
+	var defect string
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run a local aggregator cluster under load, kill its busiest leader, and check consistency",
-		Long: `demo starts a local 3-node aggregator cluster under --data-dir, drives load
-with duplicates and reordering, SIGKILLs the busiest leader once mid-stream
-(the supervisor restarts it), drains every partition's output stream and runs
-the consistency checker (I1-I9) over the recorded history.
+		Use:   "demo [--quick] [--canary-defect NAME] [-o json]",
+		Short: "Run the default game day on local control and canary clusters: faults, probes, judge, evidence",
+		Long: `demo starts a local control (stable) cluster and a canary cluster of the
+reference aggregator, every edge behind a fault proxy, drives load split by
+the canary weight, runs the default game day (pod kill, network delay,
+partition and split brain on both arms) at the canary steps, judges the
+canary against the control at every step, promotes or blocks, appends a
+signed evidence record to the ledger under --data-dir and verifies the
+ledger. --quick runs the short game day (two steps, under a minute).
+--canary-defect NAME makes the canary a known-bad build (see chaosgate
+aggregator --help for the defect zoo): the gate must block it.
 
-Exit codes: 0 every invariant holds, 1 an invariant is violated, 2 the demo
-could not run.`,
+A terminal gets a live view redrawn in place (phase, active faults, per-arm
+success ratio and p99, step verdicts); other outputs get plain lines. The
+report goes to stdout (report/v1 JSON with -o json). Leftovers of a crashed
+run are reaped first.
+
+Exit codes: 0 promote, 1 block, 3 hold, 2 error or interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			if ui {
+				fmt.Fprintln(cmd.ErrOrStderr(), "--ui: this build has no dashboard package; the dashboard is served by chaosgate serve")
 			}
-			dir, err := filepath.Abs(dataDir)
+			doc, err := gameday.Quick(quick)
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
-			sc.dir = filepath.Join(dir, "demo")
-			if err := os.RemoveAll(sc.dir); err != nil {
-				return withExitCode(exitUsage, err)
+			o.doc = doc
+			if defect != "" {
+				o.defects = strings.Split(defect, ",")
 			}
-			sc.progress = cmd.ErrOrStderr()
-			sc.fault, sc.waitRestart = killBusiestLeader, true
-			res, err := runScenario(cmd.Context(), sc)
-			if err != nil {
-				return withExitCode(exitUsage, err)
-			}
-			out := cmd.OutOrStdout()
-			if output == "table" {
-				fmt.Fprintf(out, "load: %d messages acknowledged of %d, %d rejected, %d timeouts, p50 %s p99 %s p99.9 %s, %.0f msgs/s\n",
-					res.load.OK, res.load.Messages, res.load.Rejected, res.load.Timeouts, res.load.P50, res.load.P99, res.load.P999, res.load.Throughput)
-				fmt.Fprintf(out, "fault: %s\nhistory: %s\n\n", res.fault, res.historyPath)
-			}
-			if err := printCheckReport(out, res.report, output); err != nil {
-				return withExitCode(exitUsage, err)
-			}
-			if !res.report.OK {
-				return withExitCode(exitBlock, nil)
-			}
-			return nil
+			o.verifyLedger = true
+			_, err = runGameday(cmd, o)
+			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data-dir", ".chaosgate", "directory for the cluster, its logs and the history")
-	f.DurationVar(&sc.duration, "duration", 20*time.Second, "how long to drive load")
-	f.StringVar(&sc.binary, "binary", "", "chaosgate binary for the nodes (default: this executable)")
-	f.StringVarP(&output, "output", "o", "table", "report format: table or json")
+	f.BoolVar(&quick, "quick", false, "run the short game day (two canary steps, under a minute)")
+	f.StringVar(&defect, "canary-defect", "", "make the canary a known-bad build: ack-before-commit, no-dedup, stale-read, slow-path, error-rate, gc-churn, ...")
+	f.BoolVar(&ui, "ui", false, "also serve the dashboard (served by chaosgate serve in this build)")
+	f.StringVar(&o.revision, "revision", "", "revision recorded as the evidence subject (default local:good or local:defect-NAME)")
+	o.flags(cmd)
 	return cmd
 }
 

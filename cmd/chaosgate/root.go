@@ -19,6 +19,8 @@ func newRootCmd() *cobra.Command {
 		newCheckCmd(),
 		newLoadCmd(),
 		newDemoCmd(),
+		newRunCmd(),
+		newGateCmd(),
 		newDecideCmd(),
 		newKeygenCmd(),
 		newLedgerCmd(),

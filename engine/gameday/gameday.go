@@ -1,0 +1,1013 @@
+// Package gameday runs an experiment or game-day file end to end on the
+// local target: a control and a canary cluster of the reference aggregator
+// behind fault proxies, load split between them by the canary weight, the
+// fault suite at every canary step (engine.Runner), the triple probes
+// (availability, consistency, metrics and log guards), the judge's windows
+// built from them, the step controller (engine/canary) promoting, holding
+// or rolling back, and a signed evidence record appended to the ledger.
+//
+// What the judge compares at a step: consistency over everything both arms
+// acknowledged so far (any violation blocks); request outcomes, latency,
+// session interruptions and dependency calls over the step's steady-state
+// windows (before and after every fault, when the arms run fault-free, so
+// a fault that hits a leader on one arm and a follower on the other does not
+// pass for a regression); GC pauses and memory growth over the whole step.
+// The control arm's chunks, split into two pseudo-arms with the step's
+// traffic shares, are the A/A windows that feed the baseline history.
+package gameday
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/decision/baseline"
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/canary"
+	"github.com/chaosgate/chaosgate/engine/history"
+	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/probe/availability"
+	"github.com/chaosgate/chaosgate/engine/probe/consistency"
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
+	"github.com/chaosgate/chaosgate/engine/probe/metrics"
+	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/engine/target/local"
+	"github.com/chaosgate/chaosgate/engine/target/local/arms"
+	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// Config describes one run.
+type Config struct {
+	Doc *scenarios.Document
+	// DataDir holds the journal, the ledger and its keys, the baseline
+	// history and one directory per run (DATA/runs/RUN).
+	DataDir string
+	// Binary is the chaosgate executable the nodes run (empty: this one).
+	Binary string
+	// CanaryDefects turn the canary into a known-bad build.
+	CanaryDefects []string
+	// Revision is the evidence subject (default "local:<defects or good>").
+	Revision string
+	// Decision returns the judge's configuration (default decision.Default);
+	// it is read at every judgement (hot reload).
+	Decision func() *decision.Config
+	// OnEvent receives progress events (serially).
+	OnEvent func(Event)
+	Log     *slog.Logger
+	// RunID overrides the generated run id.
+	RunID string
+	// Versions are recorded in the evidence (e.g. {"chaosgate": "v1"}).
+	Versions map[string]string
+}
+
+// EventKind says what an Event is about.
+type EventKind int
+
+// Event kinds.
+const (
+	EventInfo EventKind = 1 + iota
+	EventPhase
+	EventFault
+	EventVerdict
+)
+
+// Event is one progress line.
+type Event struct {
+	T      time.Time
+	Kind   EventKind
+	Phase  string
+	Weight int
+	Msg    string
+}
+
+// ArmLive is one arm's recent availability for live views.
+type ArmLive struct {
+	SuccessRatio float64
+	P99MS        float64
+	Requests     int64
+}
+
+// Snapshot is the live state of a run.
+type Snapshot struct {
+	RunID        string
+	Phase        string
+	Weight       int
+	ActiveFaults []string
+	Arms         map[engine.Arm]ArmLive
+	Steps        []string
+	Elapsed      time.Duration
+}
+
+// Outcome is what a run produced.
+type Outcome struct {
+	RunID    string
+	Report   report.Report
+	Decision decision.Decision
+	Reason   string
+	// Interrupted: SIGINT/SIGTERM; Aborted: an abort condition or `chaosgate
+	// abort`; Error: the platform could not judge.
+	Interrupted bool
+	Aborted     string
+	Error       string
+	RunDir      string
+	Faults      []engine.FaultRecord
+	Failing     []string // dimensions that failed at the deciding step
+}
+
+// Run is one game day in progress.
+type Run struct {
+	cfg   Config
+	runID string
+	dir   string
+	start time.Time
+
+	arms   *arms.Arms
+	gens   map[engine.Arm]*load.Generator
+	hists  map[engine.Arm]*history.Writer
+	hpaths map[engine.Arm]string
+	avail  *availability.Probe
+	mets   *metrics.Probe
+	logsp  *logs.Probe
+	inj    *injlocal.Injector
+	base   *baseline.Store
+	plan   engine.Plan
+	rate   float64
+
+	evMu   sync.Mutex
+	mu     sync.Mutex
+	phase  string
+	weight int
+	active map[string]string
+	steps  []string
+
+	faults      []engine.FaultRecord
+	phases      []engine.PhaseSpan
+	stepStart   time.Time
+	stepSpans   []availability.Span
+	consistency map[engine.Arm]consistency.Report
+	lastVerdict decision.Verdict
+	aborted     string
+}
+
+// Quick returns the default game day ("default-gameday", or
+// "default-gameday-quick" with quick) from the built-in library.
+func Quick(quick bool) (*scenarios.Document, error) {
+	name := "default-gameday"
+	if quick {
+		name = "default-gameday-quick"
+	}
+	return scenarios.Library(name)
+}
+
+func (r *Run) emit(kind EventKind, phase string, weight int, msg string) {
+	r.mu.Lock()
+	if phase != "" {
+		r.phase = phase
+	}
+	if weight > 0 {
+		r.weight = weight
+	}
+	r.mu.Unlock()
+	r.cfg.Log.Info(msg, "phase", phase, "weight", weight)
+	if r.cfg.OnEvent != nil {
+		r.evMu.Lock()
+		r.cfg.OnEvent(Event{T: time.Now(), Kind: kind, Phase: phase, Weight: weight, Msg: msg})
+		r.evMu.Unlock()
+	}
+}
+
+// Snapshot returns the live state (safe from any goroutine).
+func (r *Run) Snapshot() Snapshot {
+	r.mu.Lock()
+	s := Snapshot{RunID: r.runID, Phase: r.phase, Weight: r.weight, Steps: append([]string(nil), r.steps...), Elapsed: time.Since(r.start)}
+	for id, what := range r.active {
+		s.ActiveFaults = append(s.ActiveFaults, what+" ("+id+")")
+	}
+	r.mu.Unlock()
+	sort.Strings(s.ActiveFaults)
+	if r.avail != nil {
+		s.Arms = map[engine.Arm]ArmLive{}
+		now := time.Now()
+		for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+			st := r.avail.Summarize(arm, availability.Span{Start: now.Add(-6 * time.Second), End: now})
+			s.Arms[arm] = ArmLive{SuccessRatio: st.SuccessRatio(), P99MS: st.P99, Requests: st.Requests}
+		}
+	}
+	return s
+}
+
+// New prepares a run (nothing starts until Execute).
+func New(cfg Config) (*Run, error) {
+	if cfg.Doc == nil {
+		return nil, engine.E(engine.KindInvalid, "game day", errors.New("no scenario document"))
+	}
+	if cfg.Doc.Spec.Target.Local == nil {
+		return nil, engine.E(engine.KindInvalid, "game day", fmt.Errorf("%s: spec.target has no local target (hint: --target local needs spec.target.local: {nodes: 3})", cfg.Doc.Source))
+	}
+	if cfg.DataDir == "" {
+		return nil, engine.E(engine.KindInvalid, "game day", errors.New("no data dir"))
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Decision == nil {
+		def := decision.Default()
+		cfg.Decision = func() *decision.Config { return def }
+	}
+	if cfg.Revision == "" {
+		cfg.Revision = "local:good"
+		if len(cfg.CanaryDefects) > 0 {
+			cfg.Revision = "local:defect-" + strings.Join(cfg.CanaryDefects, "+")
+		}
+	}
+	id := cfg.RunID
+	if id == "" {
+		var b [3]byte
+		if f, err := os.Open("/dev/urandom"); err == nil {
+			f.Read(b[:])
+			f.Close()
+		}
+		id = time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+	}
+	plan, err := engine.PlanFromDocument(cfg.Doc)
+	if err != nil {
+		return nil, err
+	}
+	return &Run{cfg: cfg, runID: id, plan: plan, active: map[string]string{}, start: time.Now(),
+		consistency: map[engine.Arm]consistency.Report{}}, nil
+}
+
+// RunID is the run's id.
+func (r *Run) RunID() string { return r.runID }
+
+// Execute runs the game day. The outcome is returned even with an error;
+// an interrupted run returns an error of kind engine.KindCanceled. Every
+// fault is recovered and both clusters are stopped before it returns.
+func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
+	out := &Outcome{RunID: r.runID}
+	r.dir = filepath.Join(r.cfg.DataDir, "runs", r.runID)
+	out.RunDir = r.dir
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return out, engine.E(engine.KindUnavailable, "run dir", err)
+	}
+	err := r.setup(ctx)
+	defer r.teardown()
+	if err != nil {
+		out.Error = err.Error()
+		r.finishReport(ctx, out, nil, false)
+		return out, err
+	}
+	ctrl := &canary.Controller{
+		Steps:     r.plan.Weights,
+		Config:    r.cfg.Decision,
+		Observe:   r.observe,
+		SetWeight: r.avail.SetWeight,
+		Rollback: func(ctx context.Context) error {
+			r.emit(EventInfo, "rollback", 0, "rollback: all traffic back to the control")
+			return r.avail.SetWeight(ctx, 0)
+		},
+		OnJudged: func(w canary.Window, v decision.Verdict) {
+			r.mu.Lock()
+			r.lastVerdict = v
+			line := fmt.Sprintf("%d%%: %s (score %.3f, coverage %.3f)", w.Weight, v.Decision, v.Score, v.Coverage)
+			if w.Extension > 0 {
+				line = fmt.Sprintf("%d%% window %d: %s (score %.3f, coverage %.3f)", w.Weight, w.Extension+1, v.Decision, v.Score, v.Coverage)
+			}
+			if f := failing(v); len(f) > 0 {
+				line += " failed: " + strings.Join(f, ", ")
+			}
+			r.steps = append(r.steps, line)
+			r.mu.Unlock()
+			r.emit(EventVerdict, "judge", w.Weight, "step "+line+" — "+v.Reason)
+		},
+	}
+	res, runErr := ctrl.Run(ctx)
+	interrupted := ctx.Err() != nil || engine.KindOf(runErr) == engine.KindCanceled && errors.Is(runErr, engine.ErrInterrupted)
+	if runErr != nil {
+		out.Error = runErr.Error()
+		if interrupted {
+			out.Interrupted = true
+		}
+		if r.aborted != "" {
+			out.Aborted = r.aborted
+		}
+	}
+	out.Decision = res.Decision
+	out.Reason = res.Reason
+	if len(res.Steps) > 0 {
+		out.Failing = failing(res.Steps[len(res.Steps)-1].Verdict)
+	}
+	recordEvidence := !out.Interrupted && (runErr == nil || out.Aborted != "")
+	r.finishReport(ctx, out, &res, recordEvidence)
+	if runErr != nil {
+		if out.Interrupted {
+			return out, engine.E(engine.KindCanceled, "game day", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
+		}
+		return out, runErr
+	}
+	if out.Error != "" {
+		return out, errors.New(out.Error)
+	}
+	return out, nil
+}
+
+func failing(v decision.Verdict) []string {
+	var f []string
+	for _, d := range v.Dimensions {
+		if d.Outcome == decision.Fail {
+			f = append(f, string(d.Name))
+		}
+	}
+	return f
+}
+
+func (r *Run) setup(ctx context.Context) error {
+	lt := r.cfg.Doc.Spec.Target.Local
+	parts := lt.Partitions
+	if parts <= 0 {
+		parts = 8
+	}
+	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control and the canary cluster (%d nodes each, %d partitions%s) under %s",
+		lt.Nodes, parts, defectNote(r.cfg.CanaryDefects), r.dir))
+	var gensMu sync.Mutex
+	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
+		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log,
+		OnEvent: func(arm engine.Arm, ev local.Event) {
+			gensMu.Lock()
+			g := r.gens[arm]
+			gensMu.Unlock()
+			if g == nil {
+				return
+			}
+			switch {
+			case ev.Kind == local.NodeExited:
+				g.Record(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeKill, Detail: "exited: " + ev.Exit})
+			case ev.Kind == local.NodeStarted && ev.Restarts > 0:
+				g.Record(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	r.arms = a
+	pr := r.cfg.Doc.Spec.Probes
+	sources, rate := 8, 200.0
+	if pr.Availability != nil {
+		if pr.Availability.Sources > 0 {
+			sources = pr.Availability.Sources
+		}
+		if pr.Availability.Rate > 0 {
+			rate = float64(pr.Availability.Rate)
+		}
+	}
+	gens := map[engine.Arm]*load.Generator{}
+	r.hists, r.hpaths = map[engine.Arm]*history.Writer{}, map[engine.Arm]string{}
+	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		p := filepath.Join(r.dir, "history-"+arm.String()+".jsonl")
+		hw, err := history.Create(p)
+		if err != nil {
+			return engine.E(engine.KindUnavailable, "history", err)
+		}
+		r.hists[arm], r.hpaths[arm] = hw, p
+		g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(a.ClientAddrs(arm)...), Partitions: parts, Sources: sources, Keys: 64,
+			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60,
+			Name: arm.String() + "-" + shortHash(r.runID), IDNode: int64(i + 1), Logger: r.cfg.Log})
+		if err != nil {
+			return engine.E(engine.KindUnavailable, "load generator for "+arm.String(), err)
+		}
+		gens[arm] = g
+	}
+	gensMu.Lock()
+	r.gens = gens
+	gensMu.Unlock()
+	r.rate = rate
+	if r.avail, err = availability.New(availability.Config{Generators: gens, Rate: rate}); err != nil {
+		return err
+	}
+	interval := time.Second
+	if pr.Metrics != nil && pr.Metrics.Interval.Duration > 0 {
+		interval = pr.Metrics.Interval.Duration
+	}
+	armList := []engine.Arm{engine.ArmCanary, engine.ArmControl}
+	if r.mets, err = metrics.New(metrics.Config{Arms: armList, Targets: a.DirectAddrs, Interval: interval}); err != nil {
+		return err
+	}
+	var patterns []string
+	if pr.Logs != nil {
+		patterns = pr.Logs.Patterns
+	}
+	if r.logsp, err = logs.New(logs.Config{Arms: armList, Patterns: patterns, Files: func(arm engine.Arm) map[string]string {
+		m := map[string]string{}
+		for _, n := range a.Nodes(arm) {
+			m[n] = a.LogPath(arm, n)
+		}
+		return m
+	}}); err != nil {
+		return err
+	}
+	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders})
+	if r.base, err = baseline.Open(filepath.Join(r.cfg.DataDir, "baseline.db"), baseline.Options{}); err != nil {
+		return engine.E(engine.KindUnavailable, "baseline history", err)
+	}
+	r.mets.Start(context.WithoutCancel(ctx))
+	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s in all, split by the canary weight", sources, rate))
+	return nil
+}
+
+func defectNote(d []string) string {
+	if len(d) == 0 {
+		return ""
+	}
+	return "; canary defects: " + strings.Join(d, ", ")
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:3])
+}
+
+func (r *Run) teardown() {
+	if r.avail != nil {
+		r.avail.Stop()
+	}
+	if r.mets != nil {
+		r.mets.Stop()
+	}
+	for _, g := range r.gens {
+		g.Close()
+	}
+	if r.arms != nil {
+		r.arms.Close()
+	}
+	for _, h := range r.hists {
+		h.Close()
+	}
+	if r.base != nil {
+		r.base.Close()
+	}
+}
+
+func (r *Run) injectors() map[engine.FaultKind]engine.Injector {
+	return map[engine.FaultKind]engine.Injector{engine.PodKill: r.inj, engine.PodPause: r.inj, engine.NetworkDelay: r.inj, engine.Partition: r.inj, engine.SplitBrain: r.inj}
+}
+
+// observe runs one canary window: the first window of a step runs the
+// step's fault suite under load; an extension (after a HOLD) observes more
+// steady load. Then the load stops, both output streams are drained and
+// checked, and the judge's input is built.
+func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, error) {
+	if w.Extension == 0 {
+		r.stepStart = time.Now()
+		r.stepSpans = nil
+	}
+	r.avail.Start(context.WithoutCancel(ctx))
+	if w.Extension == 0 {
+		if err := r.runFaults(ctx, w.Weight); err != nil {
+			r.avail.Stop()
+			return decision.Input{}, err
+		}
+	}
+	// The judge's steady window: once both arms are healthy again, a
+	// stretch of fault-free load long enough for the canary's samples.
+	if err := r.settle(ctx, w.Weight); err != nil {
+		r.avail.Stop()
+		return decision.Input{}, err
+	}
+	v := r.verifyLen(w.Weight)
+	what := "steady window"
+	if w.Extension > 0 {
+		what = fmt.Sprintf("hold: extension %d", w.Extension)
+	}
+	r.emit(EventPhase, "steady", w.Weight, fmt.Sprintf("%s: observing %s of fault-free load at %d%%", what, v, w.Weight))
+	s := time.Now()
+	// One chunk more, so the window holds v of whole chunks.
+	if err := sleep(ctx, v+r.avail.Chunk()); err != nil {
+		r.avail.Stop()
+		return decision.Input{}, engine.E(engine.KindCanceled, "observe", fmt.Errorf("%w: %v", engine.ErrInterrupted, err))
+	}
+	r.stepSpans = append(r.stepSpans, availability.Span{Start: s, End: time.Now()})
+	r.emit(EventPhase, "verify", w.Weight, "stopping load, draining both output streams and checking consistency")
+	r.avail.Stop()
+	if err := r.checkConsistency(ctx); err != nil {
+		return decision.Input{}, err
+	}
+	if ctx.Err() != nil {
+		return decision.Input{}, engine.E(engine.KindCanceled, "observe", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
+	}
+	in, err := r.buildInput(w.Weight)
+	if err != nil {
+		return decision.Input{}, err
+	}
+	r.emit(EventPhase, "judge", w.Weight, fmt.Sprintf("judging the %d%% step", w.Weight))
+	return in, nil
+}
+
+// settle waits (at most 20s) until every node of both arms is ready and
+// every partition has a leader again.
+func (r *Run) settle(ctx context.Context, weight int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	parts := r.cfg.Doc.Spec.Target.Local.Partitions
+	for {
+		err := r.arms.Healthy(ctx, parts)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return engine.E(engine.KindCanceled, "settle", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
+		}
+		if time.Now().After(deadline) {
+			r.emit(EventInfo, "steady", weight, "the arms are not all healthy after 20s; judging anyway: "+err.Error())
+			return nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return engine.E(engine.KindCanceled, "settle", fmt.Errorf("%w: %v", engine.ErrInterrupted, err))
+		}
+	}
+}
+
+// verifyLen is the length of the judge's steady window at weight: three
+// steady states, at least 4s, and long enough for about 300 canary
+// messages, at most 15s.
+func (r *Run) verifyLen(weight int) time.Duration {
+	d := max(3*r.steady(), 4*time.Second)
+	if rate := r.rate * r.avail.Share(weight); rate > 0 {
+		need := time.Duration(300 / rate * float64(time.Second))
+		d = max(d, min(need, 15*time.Second))
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func (r *Run) steady() time.Duration {
+	d := r.cfg.Doc.Spec.SteadyState.Duration
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	return d
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// runFaults runs the experiments of one weight with the engine runner.
+func (r *Run) runFaults(ctx context.Context, weight int) error {
+	plan := r.plan
+	plan.Weights = []int{weight}
+	n := 0
+	for _, e := range plan.Experiments {
+		if runsAt(e, weight) {
+			n += len(e.Faults)
+		}
+	}
+	if n == 0 {
+		r.emit(EventPhase, "steady", weight, fmt.Sprintf("no fault at %d%%", weight))
+		return nil
+	}
+	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.injectors(), Topology: r.arms,
+		Probes: []engine.Probe{r.avail, r.mets, r.logsp}, SetWeight: r.avail.SetWeight, Log: r.cfg.Log,
+		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: 10 * time.Second,
+		OnEvent: r.onRunnerEvent})
+	if err != nil {
+		return err
+	}
+	res, err := runner.Run(ctx, plan)
+	if res != nil {
+		r.mu.Lock()
+		r.faults = append(r.faults, res.Faults...)
+		r.phases = append(r.phases, res.Phases...)
+		r.active = map[string]string{}
+		r.mu.Unlock()
+		// The steady state before the step's first fault is fault-free;
+		// later ones follow a recovery and are not.
+		for _, ph := range res.Phases {
+			if ph.Phase == engine.PhaseSteadyBefore {
+				r.stepSpans = append(r.stepSpans, availability.Span{Start: ph.Start, End: ph.End})
+				break
+			}
+		}
+		if res.Aborted != "" {
+			r.aborted = res.Aborted
+			return engine.E(engine.KindCanceled, "game day", fmt.Errorf("%w: %s", engine.ErrAborted, res.Aborted))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func runsAt(e engine.Experiment, w int) bool {
+	if len(e.RunAt) == 0 {
+		return true
+	}
+	for _, x := range e.RunAt {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Run) onRunnerEvent(ev engine.Event) {
+	r.mu.Lock()
+	switch ev.Phase {
+	case engine.PhaseInject:
+		if strings.Contains(ev.Msg, " applied") {
+			r.active[ev.Fault] = strings.SplitN(ev.Msg, " applied", 2)[0]
+		}
+	case engine.PhaseRecover, engine.PhaseSteadyAfter, engine.PhaseVerify:
+		r.active = map[string]string{}
+	}
+	r.mu.Unlock()
+	kind := EventPhase
+	if ev.Phase == engine.PhaseInject && ev.Fault != "" && strings.Contains(ev.Msg, "applied") {
+		kind = EventFault
+	}
+	msg := ev.Msg
+	if ev.Experiment != "" && kind == EventPhase {
+		msg = ev.Experiment + ": " + msg
+	}
+	r.emit(kind, ev.Phase.String(), ev.Weight, msg)
+}
+
+// checkConsistency drains both arms' output streams (the load is stopped)
+// and checks everything each arm acknowledged so far.
+func (r *Run) checkConsistency(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			defer cancel()
+			if _, err := r.gens[arm].Drain(dctx, load.DrainOptions{Quiet: 1500 * time.Millisecond, Max: 40 * time.Second}); err != nil && ctx.Err() == nil {
+				errs[i] = engine.E(engine.KindUnavailable, "drain "+arm.String(), err)
+				return
+			}
+			if err := r.hists[arm].Flush(); err != nil {
+				errs[i] = engine.E(engine.KindUnavailable, "history "+arm.String(), err)
+				return
+			}
+			evs, err := history.ReadFile(r.hpaths[arm])
+			if err != nil {
+				errs[i] = engine.E(engine.KindInternal, "history "+arm.String(), err)
+				return
+			}
+			rep := consistency.Check(evs, consistency.Config{LinearizabilityTimeout: 5 * time.Second})
+			r.mu.Lock()
+			r.consistency[arm] = rep
+			r.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		rep := r.consistency[arm]
+		msg := fmt.Sprintf("consistency %s: %d acknowledged, %d received, ", arm, rep.Counts.SentOK, rep.Counts.Received)
+		if rep.OK {
+			msg += "every invariant holds"
+		} else {
+			var inv []string
+			for _, v := range rep.Violations {
+				inv = append(inv, v.Invariant)
+			}
+			msg += "VIOLATED: " + strings.Join(inv, ", ")
+		}
+		r.emit(EventInfo, "verify", 0, msg)
+	}
+	return nil
+}
+
+// Violations counts a checker report's violations.
+func Violations(rep consistency.Report) float64 {
+	c := rep.Counts
+	n := c.Lost + c.Duplicated + c.Unexpected + c.OrderViolations + c.HLCViolations + c.SplitBrain
+	if c.Linearizability == consistency.LinIllegal {
+		n++
+	}
+	if n == 0 && !rep.OK {
+		n = len(rep.Violations)
+	}
+	return float64(n)
+}
+
+// armInput builds one arm's judge input for the step.
+func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
+	st := r.avail.Summarize(arm, steady...)
+	a := decision.Arm{CollectedAt: time.Now()}
+	if st.Chunks == 0 {
+		return a, st, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no load chunk of %s in the steady windows", arm))
+	}
+	a.Requests, a.Errors = decision.Num(float64(st.Requests)), decision.Num(float64(st.Errors))
+	if st.Hist != nil {
+		a.LatencyP50, a.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
+	}
+	a.Sessions, a.SessionInterruptions = decision.Num(float64(st.Offered)), decision.Num(float64(st.Timeouts))
+	mw, err := r.mets.Window(arm, spansM(steady)...)
+	if err != nil {
+		a.DependencyCalls = decision.Value{State: decision.QueryError, Err: err.Error()}
+		a.DependencyFailures = a.DependencyCalls
+	} else {
+		a.DependencyCalls, a.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
+	}
+	whole, err := r.mets.Window(arm, metrics.Span{Start: step.Start, End: step.End})
+	if err != nil {
+		a.GCPausesMS = decision.Samples{State: decision.QueryError, Err: err.Error()}
+		a.WindowS = decision.Value{State: decision.QueryError, Err: err.Error()}
+		a.MemoryGrowthMBPerMin = decision.Value{State: decision.QueryError, Err: err.Error()}
+	} else {
+		a.GCPausesMS = decision.Series(append([]float64{}, whole.GCPausesMS...))
+		a.WindowS = decision.Num(whole.WindowS)
+		if whole.HasMemoryGrowth {
+			a.MemoryGrowthMBPerMin = decision.Num(whole.MemoryGrowthMBPerMin)
+		}
+	}
+	if rep, ok := r.consistency[arm]; ok {
+		a.ConsistencyViolations = decision.Num(Violations(rep))
+	}
+	return a, st, nil
+}
+
+func spansM(s []availability.Span) []metrics.Span {
+	out := make([]metrics.Span, len(s))
+	for i, x := range s {
+		out[i] = metrics.Span{Start: x.Start, End: x.End}
+	}
+	return out
+}
+
+func (r *Run) service(weight int) string {
+	return fmt.Sprintf("local/%s/w%d", r.cfg.Doc.Metadata.Name, weight)
+}
+
+func (r *Run) buildInput(weight int) (decision.Input, error) {
+	now := time.Now()
+	step := availability.Span{Start: r.stepStart, End: now}
+	steady := r.stepSpans
+	if len(steady) == 0 {
+		steady = []availability.Span{step}
+	}
+	in := decision.Input{At: now}
+	var err error
+	if in.Canary, _, err = r.armInput(engine.ArmCanary, steady, step); err != nil {
+		return in, err
+	}
+	if in.Control, _, err = r.armInput(engine.ArmControl, steady, step); err != nil {
+		return in, err
+	}
+	// A/A windows: the control's chunks and nodes, paired into two
+	// pseudo-arms with this step's traffic shares.
+	for _, aa := range r.aaWindows(weight, steady, step, now) {
+		if err := r.base.Record(r.service(weight), aa); err != nil {
+			r.cfg.Log.Warn("baseline record", "err", err)
+		}
+	}
+	hist, err := r.base.History(r.service(weight), now.Add(time.Second), r.cfg.Decision().Baseline.Window)
+	if err != nil {
+		return in, engine.E(engine.KindUnavailable, "baseline history", err)
+	}
+	in.History = hist
+	return in, nil
+}
+
+// aaWindows builds A/A windows from the control arm alone: its load chunks
+// in the judge's steady spans split into two pseudo-arms with the step's
+// traffic shares (availability, sessions), and pairs of its nodes
+// (dependency calls, GC pauses, memory growth). Both sides run the same
+// build at the same time under the same faults: their difference is the
+// normal spread the judge's σ̂ needs.
+func (r *Run) aaWindows(weight int, steady []availability.Span, step availability.Span, at time.Time) []decision.HistoryWindow {
+	share := r.avail.Share(weight)
+	var chunks []availability.Span
+	for _, s := range steady {
+		chunks = append(chunks, r.avail.ChunkSpans(engine.ArmControl, s.Start, s.End)...)
+	}
+	if len(chunks) < 4 || share <= 0 || share >= 1 {
+		return nil
+	}
+	nodes := r.arms.Nodes(engine.ArmControl)
+	var pairs [][2]string
+	for i := 0; i < len(nodes); i++ {
+		for j := i + 1; j < len(nodes); j++ {
+			pairs = append(pairs, [2]string{nodes[i], nodes[j]})
+		}
+	}
+	if len(pairs) > 4 {
+		pairs = pairs[:4]
+	}
+	pseudo := func(spans []availability.Span, node string) decision.Arm {
+		st := r.avail.Summarize(engine.ArmControl, spans...)
+		x := decision.Arm{Requests: decision.Num(float64(st.Requests)), Errors: decision.Num(float64(st.Errors)),
+			Sessions: decision.Num(float64(st.Offered)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
+		if st.Hist != nil {
+			x.LatencyP50, x.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
+		}
+		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, spansM(steady)...); err == nil {
+			x.DependencyCalls, x.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
+		}
+		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: step.Start, End: step.End}); err == nil {
+			x.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))
+			x.WindowS = decision.Num(mw.WindowS)
+			if mw.HasMemoryGrowth {
+				x.MemoryGrowthMBPerMin = decision.Num(mw.MemoryGrowthMBPerMin)
+			}
+		} else {
+			x.WindowS = decision.Num(step.End.Sub(step.Start).Seconds())
+		}
+		return x
+	}
+	var out []decision.HistoryWindow
+	for k, pair := range pairs {
+		var a, b []availability.Span
+		for i, c := range chunks {
+			j := float64(i + k)
+			if math.Floor((j+1)*share) > math.Floor(j*share) {
+				a = append(a, c)
+			} else {
+				b = append(b, c)
+			}
+		}
+		if len(a) == 0 || len(b) == 0 {
+			continue
+		}
+		out = append(out, decision.HistoryWindow{At: at.Add(-time.Duration(len(pairs)-k) * time.Millisecond),
+			Canary: pseudo(a, pair[0]), Control: pseudo(b, pair[1])})
+	}
+	return out
+}
+
+// finishReport builds the report/v1 and, when asked, the evidence record.
+func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result, record bool) {
+	d := out.Decision
+	if out.Interrupted || (out.Error != "" && out.Aborted == "") {
+		d = 0
+	}
+	rep := report.New(r.runID, r.cfg.Revision, d)
+	if res != nil {
+		rep.Steps = res.ReportSteps()
+	}
+	r.mu.Lock()
+	out.Faults = append([]engine.FaultRecord(nil), r.faults...)
+	r.mu.Unlock()
+	for _, f := range out.Faults {
+		rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: confName(f)}
+		if !f.RecoveredAt.IsZero() {
+			t := f.RecoveredAt
+			rf.RecoveredAt = &t
+		}
+		rep.Faults = append(rep.Faults, rf)
+	}
+	if r.avail != nil {
+		whole := availability.Span{Start: r.start, End: time.Now()}
+		c, k := r.avail.Summarize(engine.ArmCanary, whole), r.avail.Summarize(engine.ArmControl, whole)
+		rep.Probes.Availability = &report.Arms[report.Availability]{Canary: availSummary(c), Control: availSummary(k)}
+	}
+	if len(r.consistency) == 2 {
+		cj, _ := json.Marshal(r.consistency[engine.ArmCanary])
+		kj, _ := json.Marshal(r.consistency[engine.ArmControl])
+		rep.Probes.Consistency = &report.Arms[json.RawMessage]{Canary: cj, Control: kj}
+	}
+	if r.mets != nil {
+		m := report.Arms[map[string]float64]{Canary: map[string]float64{}, Control: map[string]float64{}}
+		for arm, dst := range map[engine.Arm]map[string]float64{engine.ArmCanary: m.Canary, engine.ArmControl: m.Control} {
+			if w, err := r.mets.Window(arm, metrics.Span{Start: r.start, End: time.Now()}); err == nil {
+				for k, v := range w.Metrics() {
+					dst[k] = v
+				}
+			}
+			if r.logsp != nil {
+				r.logsp.Scan()
+				dst["log_guard_matches"] = float64(len(r.logsp.Matches(arm, r.start, time.Now())))
+			}
+		}
+		rep.Probes.Metrics = &m
+	}
+	rep.DurationS = math.Round(time.Since(r.start).Seconds()*10) / 10
+	if record {
+		ev, err := r.record(ctx, out, rep, res)
+		if err != nil {
+			out.Error = strings.TrimPrefix(out.Error+"; ", "; ") + "recording evidence: " + err.Error()
+			rep.Verdict, rep.ExitCode = "", report.ExitError
+		} else {
+			rep.Evidence = ev
+			r.emit(EventInfo, "record", 0, fmt.Sprintf("evidence recorded: ledger index %d (tree size %d)", ev.LedgerIndex, ev.TreeSize))
+		}
+	}
+	rep.DurationS = math.Round(time.Since(r.start).Seconds()*10) / 10
+	out.Report = rep
+}
+
+func confName(f engine.FaultRecord) string {
+	if f.Skipped != "" {
+		return "inconclusive"
+	}
+	if f.Confirmed == 0 {
+		return "inconclusive"
+	}
+	return f.Confirmed.String()
+}
+
+func availSummary(s availability.Stats) report.Availability {
+	a := report.Availability{Requests: s.Requests, P99MS: s.P99}
+	if s.Requests > 0 {
+		a.SuccessRatio = s.SuccessRatio()
+	}
+	return a
+}
+
+// record appends the signed evidence of the run to the embedded ledger.
+func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *canary.Result) (*report.Evidence, error) {
+	ctx = context.WithoutCancel(ctx)
+	l, err := evidence.OpenDataDir(ctx, r.cfg.DataDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	doc := r.cfg.Doc
+	scen, _ := json.Marshal(doc)
+	sh := sha256.Sum256(scen)
+	p := &evidence.Predicate{RunID: r.runID, Experiment: evidence.Experiment{Name: doc.Metadata.Name, ScenarioHash: "sha256:" + hex.EncodeToString(sh[:]), Kind: strings.ToLower(doc.Kind)},
+		Versions: r.cfg.Versions, StartedAt: r.start, FinishedAt: time.Now()}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		for node, addr := range r.arms.DirectAddrs(arm) {
+			p.Targets = append(p.Targets, evidence.Target{Arm: arm.String(), Name: node, Address: addr})
+		}
+	}
+	sort.Slice(p.Targets, func(i, j int) bool {
+		return p.Targets[i].Arm+p.Targets[i].Name < p.Targets[j].Arm+p.Targets[j].Name
+	})
+	for _, f := range out.Faults {
+		detail, _ := json.Marshal(map[string]any{"id": f.ID, "experiment": f.Experiment, "weight": f.Weight, "measurement": f.Measurement, "detail": f.Detail, "skipped": f.Skipped, "error": f.Error})
+		p.Injections = append(p.Injections, evidence.Injection{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt,
+			RecoveredAt: f.RecoveredAt, Confirmed: confName(f), Detail: detail})
+	}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		if rep.Probes.Availability != nil {
+			v := rep.Probes.Availability.Canary
+			if arm == engine.ArmControl {
+				v = rep.Probes.Availability.Control
+			}
+			b, _ := json.Marshal(v)
+			p.Probes = append(p.Probes, evidence.ProbeSummary{Probe: "availability", Arm: arm.String(), Summary: b})
+		}
+		if c, ok := r.consistency[arm]; ok {
+			b, _ := json.Marshal(c)
+			ps := evidence.ProbeSummary{Probe: "consistency", Arm: arm.String(), Summary: b}
+			if raw, err := os.ReadFile(r.hpaths[arm]); err == nil {
+				if ref, err := l.PutBlob("history-"+arm.String()+".jsonl", "application/jsonl", raw); err == nil {
+					ps.Blobs = append(ps.Blobs, ref)
+				}
+			}
+			p.Probes = append(p.Probes, ps)
+		}
+		if rep.Probes.Metrics != nil {
+			v := rep.Probes.Metrics.Canary
+			if arm == engine.ArmControl {
+				v = rep.Probes.Metrics.Control
+			}
+			b, _ := json.Marshal(v)
+			p.Probes = append(p.Probes, evidence.ProbeSummary{Probe: "metrics", Arm: arm.String(), Summary: b})
+		}
+	}
+	if res != nil && len(res.Steps) > 0 {
+		last := res.Steps[len(res.Steps)-1]
+		dims, _ := json.Marshal(last.Verdict.Dimensions)
+		steps, _ := json.Marshal(rep.Steps)
+		verdict := res.Decision.String()
+		if out.Aborted != "" && res.Decision == decision.Promote {
+			verdict = decision.Hold.String()
+		}
+		p.Decision = &evidence.Decision{Verdict: verdict, Score: last.Verdict.Score, Coverage: last.Verdict.Coverage,
+			ConfigHash: last.Verdict.ConfigHash, Dimensions: dims, Inputs: steps}
+		p.ConfigHash = last.Verdict.ConfigHash
+	}
+	rc, err := l.Record(ctx, r.cfg.Revision, p)
+	if err != nil {
+		return nil, err
+	}
+	return &report.Evidence{LedgerIndex: rc.Index, TreeSize: rc.TreeSize, EnvelopeSHA256: rc.EnvelopeSHA256}, nil
+}

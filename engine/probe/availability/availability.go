@@ -1,0 +1,359 @@
+// Package availability is the availability probe: a load generator per arm
+// (engine/load) acting as many sources, with the offered traffic split
+// between the arms by the current canary weight, and HDR latency histograms
+// per phase and arm. Each source belongs to one arm for the whole run (its
+// sequence numbers and output stream are that cluster's), so the split is
+// keyed: the weight moves rate between the arms' sources, never a source
+// between arms.
+//
+// Load is issued in short overlapping chunks; every chunk keeps its own
+// counts and histogram, so any window of the run (a steady state, a fault's
+// observation, a whole canary step) can be summarised afterwards.
+package availability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/load"
+)
+
+// Name is the probe's name in plans, abort conditions and reports.
+const Name = "availability"
+
+// Config wires the probe.
+type Config struct {
+	// Generators are the load generators of each arm (one per cluster).
+	Generators map[engine.Arm]*load.Generator
+	// Rate is the total offered rate in messages per second (default 200).
+	Rate float64
+	// Chunk is the length of one load chunk (default 1s).
+	Chunk time.Duration
+	// MaxCanaryShare caps the canary's share of the traffic (default 0.5):
+	// until the gate promotes it, the canary never carries more load than
+	// the control it is compared with, so per-arm resource signals (GC,
+	// memory) compare like with like and the control stays a baseline at
+	// the 100% step.
+	MaxCanaryShare float64
+}
+
+// chunk is one stretch of load on one arm.
+type chunk struct {
+	arm        engine.Arm
+	start, end time.Time // scheduled span
+	done       bool
+	sum        load.Summary
+	// bars are the chunk's latency histogram (µs) in sparse form: the
+	// generator keeps the full one.
+	bars []bar
+	err  error
+}
+
+type bar struct{ v, n int64 }
+
+func sparse(h *hdrhistogram.Histogram) []bar {
+	if h == nil {
+		return nil
+	}
+	var out []bar
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			out = append(out, bar{b.To, b.Count})
+		}
+	}
+	return out
+}
+
+// Probe drives the load and summarises it per window and arm.
+type Probe struct {
+	cfg Config
+
+	mu     sync.Mutex
+	weight int
+	chunks []*chunk
+	seq    int
+
+	runMu       sync.Mutex
+	cancel      context.CancelFunc // cancels the chunks
+	cancelSched context.CancelFunc // stops scheduling new chunks
+	running     sync.WaitGroup
+	loopWG      sync.WaitGroup
+}
+
+// New returns a probe; Start begins the load.
+func New(cfg Config) (*Probe, error) {
+	if len(cfg.Generators) == 0 {
+		return nil, engine.E(engine.KindInvalid, "availability", errors.New("no load generators"))
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 200
+	}
+	if cfg.Chunk <= 0 {
+		cfg.Chunk = time.Second
+	}
+	if cfg.MaxCanaryShare <= 0 || cfg.MaxCanaryShare > 1 {
+		cfg.MaxCanaryShare = 0.5
+	}
+	return &Probe{cfg: cfg, weight: 50}, nil
+}
+
+// Name is the probe's name.
+func (p *Probe) Name() string { return Name }
+
+// Share is the canary's share of the offered traffic at weight (percent),
+// capped so the control keeps a comparison share.
+func (p *Probe) Share(weight int) float64 {
+	s := float64(weight) / 100
+	if s > p.cfg.MaxCanaryShare {
+		s = p.cfg.MaxCanaryShare
+	}
+	if s < 0 {
+		s = 0
+	}
+	return s
+}
+
+// SetWeight routes the canary's share of traffic; it takes effect at the
+// next chunk (engine Options.SetWeight).
+func (p *Probe) SetWeight(_ context.Context, weight int) error {
+	if weight < 0 || weight > 100 {
+		return engine.E(engine.KindInvalid, "set weight", fmt.Errorf("weight %d%% is not within 0..100", weight))
+	}
+	p.mu.Lock()
+	p.weight = weight
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Probe) rate(arm engine.Arm) float64 {
+	p.mu.Lock()
+	w := p.weight
+	p.mu.Unlock()
+	if len(p.cfg.Generators) == 1 {
+		return p.cfg.Rate
+	}
+	s := p.Share(w)
+	if arm == engine.ArmCanary {
+		return p.cfg.Rate * s
+	}
+	return p.cfg.Rate * (1 - s)
+}
+
+// Start begins issuing load on every arm until Stop. Starting a running
+// probe is a no-op.
+func (p *Probe) Start(ctx context.Context) {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.cancel != nil {
+		return
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	schedCtx, cancelSched := context.WithCancel(runCtx)
+	p.cancel, p.cancelSched = cancel, cancelSched
+	for arm, g := range p.cfg.Generators {
+		p.loopWG.Add(1)
+		go p.loop(schedCtx, runCtx, arm, g)
+	}
+}
+
+// loop starts one chunk per Chunk interval; chunks overlap while the
+// stragglers of the previous one (retries under a fault) finish.
+func (p *Probe) loop(ctx, runCtx context.Context, arm engine.Arm, g *load.Generator) {
+	defer p.loopWG.Done()
+	next := time.Now()
+	for ctx.Err() == nil {
+		rate := p.rate(arm)
+		c := &chunk{arm: arm, start: next, end: next.Add(p.cfg.Chunk)}
+		p.mu.Lock()
+		p.seq++
+		name := "c" + strconv.Itoa(p.seq)
+		p.chunks = append(p.chunks, c)
+		p.mu.Unlock()
+		if rate > 0 {
+			p.running.Add(1)
+			go func() {
+				defer p.running.Done()
+				sum, err := g.Run(runCtx, load.Phase{Name: name, Arm: arm.String(), Duration: p.cfg.Chunk, Rate: rate})
+				bars := sparse(g.Histogram(name, arm.String()))
+				p.mu.Lock()
+				c.sum, c.bars, c.done = sum, bars, true
+				if err != nil && !errors.Is(err, context.Canceled) {
+					c.err = err
+				}
+				p.mu.Unlock()
+			}()
+		} else {
+			p.mu.Lock()
+			c.done = true
+			p.mu.Unlock()
+		}
+		next = next.Add(p.cfg.Chunk)
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends the load and waits for every chunk to finish (its in-flight
+// messages answered or given up). The probe may be started again.
+func (p *Probe) Stop() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.cancel == nil {
+		return
+	}
+	// Stop scheduling, then let the chunks in flight finish their phase:
+	// cancelling their context would turn in-flight messages into failures.
+	p.cancelSched()
+	p.loopWG.Wait()
+	p.running.Wait()
+	p.cancel()
+	p.cancel, p.cancelSched = nil, nil
+}
+
+// Stats is the availability of one arm over a set of spans.
+type Stats struct {
+	// Requests are messages with a final outcome (acknowledged or failed);
+	// Errors the messages definitely not stored after the retries.
+	Requests, Errors    int64
+	OK                  int64
+	Rejected            int64 // attempts refused by explicit backpressure
+	Timeouts            int64 // attempts with an unknown outcome
+	Retries             int64
+	Offered             int64
+	WindowS             float64
+	P50, P95, P99, P999 float64 // milliseconds
+	Throughput          float64 // acknowledged messages per second
+	// Hist is the merged latency histogram (µs); nil when empty.
+	Hist    *hdrhistogram.Histogram
+	Chunks  int
+	Pending int // chunks of the spans that had not finished
+}
+
+// SuccessRatio is OK over the messages with a final outcome (NaN if none).
+func (s Stats) SuccessRatio() float64 {
+	if s.Requests == 0 {
+		return math.NaN()
+	}
+	return float64(s.OK) / float64(s.Requests)
+}
+
+// Span is a time interval.
+type Span struct{ Start, End time.Time }
+
+// Summarize merges the chunks of arm whose scheduled span lies wholly
+// within one of spans. Chunks that have not finished are counted in
+// Pending.
+func (p *Probe) Summarize(arm engine.Arm, spans ...Span) Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var st Stats
+	var h *hdrhistogram.Histogram
+	for _, c := range p.chunks {
+		if c.arm != arm || !inSpans(c.start, c.end, spans) {
+			continue
+		}
+		if !c.done {
+			st.Pending++
+			continue
+		}
+		st.Chunks++
+		st.WindowS += c.end.Sub(c.start).Seconds()
+		s := c.sum
+		st.Requests += s.OK + s.Failed
+		st.OK += s.OK
+		st.Errors += s.Failed
+		st.Rejected += s.Rejected
+		st.Timeouts += s.Timeouts
+		st.Retries += s.Retries
+		st.Offered += s.Messages
+		if len(c.bars) > 0 && h == nil {
+			h = hdrhistogram.New(1, 60_000_000, 3)
+		}
+		for _, b := range c.bars {
+			_ = h.RecordValues(b.v, b.n)
+		}
+	}
+	if h != nil && h.TotalCount() > 0 {
+		ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+		st.P50, st.P95, st.P99, st.P999 = ms(50), ms(95), ms(99), ms(99.9)
+		st.Hist = h
+	}
+	if st.WindowS > 0 {
+		st.Throughput = float64(st.OK) / st.WindowS
+	}
+	return st
+}
+
+func inSpans(start, end time.Time, spans []Span) bool {
+	for _, s := range spans {
+		if !start.Before(s.Start) && !end.After(s.End) {
+			return true
+		}
+	}
+	return false
+}
+
+// ChunkSpans returns the scheduled spans of arm's chunks wholly within
+// [start, end], in time order (for building A/A windows from one arm).
+func (p *Probe) ChunkSpans(arm engine.Arm, start, end time.Time) []Span {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Span
+	for _, c := range p.chunks {
+		if c.arm == arm && inSpans(c.start, c.end, []Span{{start, end}}) {
+			out = append(out, Span{c.start, c.end})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+// Metrics turns stats into the probe's named values.
+func (s Stats) Metrics() engine.Metrics {
+	m := engine.Metrics{"requests": float64(s.Requests), "errors": float64(s.Errors), "ok": float64(s.OK),
+		"rejected": float64(s.Rejected), "timeouts": float64(s.Timeouts), "retries": float64(s.Retries),
+		"throughput": s.Throughput, "window_s": s.WindowS}
+	if s.Requests > 0 {
+		m["success_ratio"] = s.SuccessRatio()
+	}
+	if s.Hist != nil {
+		m["p50_ms"], m["p95_ms"], m["p99_ms"], m["p999_ms"] = s.P50, s.P95, s.P99, s.P999
+	}
+	return m
+}
+
+// Chunk is the length of one load chunk.
+func (p *Probe) Chunk() time.Duration { return p.cfg.Chunk }
+
+// Observe summarises the finished chunks of every arm within w. It does not
+// wait for chunks still in flight; a window with no finished chunk on any
+// arm is an error (the probe could not observe it).
+func (p *Probe) Observe(_ context.Context, w engine.Window) (engine.Observation, error) {
+	o := engine.Observation{Probe: Name, Window: w, Arms: map[engine.Arm]engine.Metrics{}}
+	any := false
+	for arm := range p.cfg.Generators {
+		st := p.Summarize(arm, Span{w.Start, w.End})
+		if st.Chunks == 0 {
+			continue
+		}
+		any = true
+		o.Arms[arm] = st.Metrics()
+	}
+	if !any {
+		return o, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no finished load chunk in the %s window %s–%s", w.Phase, w.Start.Format(time.TimeOnly), w.End.Format(time.TimeOnly)))
+	}
+	return o, nil
+}

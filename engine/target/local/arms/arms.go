@@ -1,0 +1,366 @@
+// Package arms runs the two arms of a local canary comparison: a control
+// (stable) cluster and a canary cluster of the reference aggregator, each
+// started by the local supervisor, with every client→node and node→node edge
+// of both behind a user-space fault proxy created before the nodes dial.
+//
+// Arms implements engine.Topology (the replicas of each arm and who leads,
+// from GET /v1/cluster) and the Nodes interface of the local injectors
+// (current pids, wait until a node serves again), and hands out the proxy set
+// the network faults act on.
+package arms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/proxy"
+	"github.com/chaosgate/chaosgate/engine/target/local"
+)
+
+// Config describes both arms.
+type Config struct {
+	// Binary is the chaosgate executable the nodes run (empty: this one).
+	Binary string
+	// Dir holds one directory per arm (DIR/canary, DIR/control), each with
+	// cluster.json and nX/node.log.
+	Dir string
+	// Nodes is the number of replicas per arm; Partitions the aggregator's P.
+	Nodes, Partitions int
+	// CanaryDefects are the --defect flags of the canary's nodes (the
+	// control never runs a defect).
+	CanaryDefects []string
+	// CanaryArgs and ControlArgs are extra node arguments per arm.
+	CanaryArgs, ControlArgs []string
+	// ReadyTimeout bounds the start of each arm (default 60s).
+	ReadyTimeout time.Duration
+	// OnEvent receives node lifecycle events of both arms.
+	OnEvent func(engine.Arm, local.Event)
+	Logger  *slog.Logger
+}
+
+// Arm is one running cluster.
+type Arm struct {
+	Arm   engine.Arm
+	Dir   string
+	Specs []local.NodeSpec
+	Mesh  proxy.Mesh
+	sup   *local.Supervisor
+}
+
+// Arms is the running pair of clusters with their fault proxies.
+type Arms struct {
+	cfg    Config
+	set    *proxy.Set
+	arms   map[engine.Arm]*Arm
+	cancel context.CancelFunc
+	hc     *http.Client
+
+	closeOnce sync.Once
+}
+
+// Start creates the proxies of both arms, then starts the control and the
+// canary clusters with every peer address pointing at a proxy, and waits
+// until every node is ready. Cancelling ctx or calling Close stops them.
+func Start(ctx context.Context, cfg Config) (*Arms, error) {
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	if cfg.Dir == "" {
+		return nil, engine.E(engine.KindInvalid, "start arms", errors.New("no directory"))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	a := &Arms{cfg: cfg, set: proxy.NewSet(), arms: map[engine.Arm]*Arm{}, cancel: cancel, hc: &http.Client{Timeout: 2 * time.Second}}
+	for _, arm := range []engine.Arm{engine.ArmControl, engine.ArmCanary} {
+		if err := a.startArm(cctx, arm); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
+	specs, err := local.Plan(a.cfg.Nodes, 0)
+	if err != nil {
+		return engine.E(engine.KindUnavailable, "plan "+arm.String(), err)
+	}
+	var mn []proxy.MeshNode
+	for _, s := range specs {
+		mn = append(mn, proxy.MeshNode{ID: s.ID, HTTP: s.HTTP, Raft: s.Raft})
+	}
+	mesh, err := a.set.Mesh(arm.String(), mn)
+	if err != nil {
+		return engine.E(engine.KindUnavailable, "proxies of "+arm.String(), err)
+	}
+	for i := range specs {
+		specs[i].Peers = mesh.Raft[specs[i].ID]
+		specs[i].PeerHTTP = mesh.HTTP[specs[i].ID]
+		if arm == engine.ArmCanary {
+			specs[i].Defects = append([]string(nil), a.cfg.CanaryDefects...)
+			specs[i].Args = append([]string(nil), a.cfg.CanaryArgs...)
+		} else {
+			specs[i].Args = append([]string(nil), a.cfg.ControlArgs...)
+		}
+	}
+	dir := filepath.Join(a.cfg.Dir, arm.String())
+	var onEvent func(local.Event)
+	if a.cfg.OnEvent != nil {
+		onEvent = func(ev local.Event) { a.cfg.OnEvent(arm, ev) }
+	}
+	logger := a.cfg.Logger
+	if logger != nil {
+		logger = logger.With("arm", arm.String())
+	}
+	sup, err := local.Start(ctx, local.Config{Binary: a.cfg.Binary, Dir: dir, Nodes: specs, Partitions: a.cfg.Partitions,
+		ReadyTimeout: a.cfg.ReadyTimeout, OnEvent: onEvent, Logger: logger,
+		BackoffInitial: 100 * time.Millisecond, BackoffMax: 2 * time.Second})
+	if err != nil {
+		return engine.E(engine.KindUnavailable, "start the "+arm.String()+" cluster", err)
+	}
+	a.arms[arm] = &Arm{Arm: arm, Dir: dir, Specs: specs, Mesh: mesh, sup: sup}
+	return nil
+}
+
+// Close stops both clusters (SIGTERM, then SIGKILL after the grace period),
+// waits for every node to exit and closes the proxies.
+func (a *Arms) Close() {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		for _, x := range a.arms {
+			x.sup.Stop()
+		}
+		for _, x := range a.arms {
+			x.sup.Wait()
+		}
+		a.set.Close()
+	})
+}
+
+// Proxies is the proxy set of both arms (proxy names "arm/from->to").
+func (a *Arms) Proxies() *proxy.Set { return a.set }
+
+// Get returns one arm.
+func (a *Arms) Get(arm engine.Arm) *Arm { return a.arms[arm] }
+
+// Nodes lists the replicas of an arm (engine.Topology).
+func (a *Arms) Nodes(arm engine.Arm) []string {
+	x := a.arms[arm]
+	if x == nil {
+		return nil
+	}
+	out := make([]string, 0, len(x.Specs))
+	for _, s := range x.Specs {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+// ClientAddrs are the addresses clients dial to reach an arm's nodes: the
+// client→node proxies, in node order.
+func (a *Arms) ClientAddrs(arm engine.Arm) []string {
+	x := a.arms[arm]
+	if x == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range x.Specs {
+		out = append(out, x.Mesh.Client[s.ID])
+	}
+	return out
+}
+
+// DirectAddrs maps an arm's node ids to their own HTTP listen addresses
+// (for the observers: metrics scraping and leader queries bypass the
+// fault proxies, as a monitoring system would).
+func (a *Arms) DirectAddrs(arm engine.Arm) map[string]string {
+	x := a.arms[arm]
+	out := map[string]string{}
+	if x == nil {
+		return out
+	}
+	for _, s := range x.Specs {
+		out[s.ID] = s.HTTP
+	}
+	return out
+}
+
+// LogPath is the log file of a node.
+func (a *Arms) LogPath(arm engine.Arm, node string) string {
+	x := a.arms[arm]
+	if x == nil {
+		return ""
+	}
+	return filepath.Join(x.Dir, node, "node.log")
+}
+
+// Pid returns the current pid of a node (local injectors).
+func (a *Arms) Pid(arm engine.Arm, node string) (int, error) {
+	x := a.arms[arm]
+	if x == nil {
+		return 0, engine.E(engine.KindNotFound, "pid", fmt.Errorf("no arm %s", arm))
+	}
+	pid, ok := x.sup.PIDs()[node]
+	if !ok || pid <= 0 {
+		return 0, engine.E(engine.KindUnavailable, "pid", fmt.Errorf("node %s of %s is not running", node, arm))
+	}
+	return pid, nil
+}
+
+// PIDs returns the current pid of every node of an arm.
+func (a *Arms) PIDs(arm engine.Arm) map[string]int {
+	x := a.arms[arm]
+	if x == nil {
+		return nil
+	}
+	return x.sup.PIDs()
+}
+
+// WaitReady blocks until the node answers /readyz with 200 on its own
+// address (local injectors, after a restart).
+func (a *Arms) WaitReady(ctx context.Context, arm engine.Arm, node string) error {
+	addr, ok := a.DirectAddrs(arm)[node]
+	if !ok {
+		return engine.E(engine.KindNotFound, "wait ready", fmt.Errorf("no node %s in %s", node, arm))
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+		resp, err := a.hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return engine.E(engine.KindUnavailable, "wait ready", fmt.Errorf("%s/%s not ready: %w", arm, node, ctx.Err()))
+		case <-t.C:
+		}
+	}
+}
+
+// clusterView is the part of GET /v1/cluster the topology reads.
+type clusterView struct {
+	Node       string `json:"node"`
+	Partitions []struct {
+		ID     int    `json:"id"`
+		Leader string `json:"leader"`
+		Epoch  uint64 `json:"epoch"`
+	} `json:"partitions"`
+}
+
+// Leaders returns partition → leader of an arm. Each node reports the
+// partitions it knows; the answer with the highest epoch wins per partition,
+// so a deposed leader's stale view does not mask the majority's.
+func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	type lead struct {
+		node  string
+		epoch uint64
+	}
+	best := map[int]lead{}
+	var errs []error
+	for id, addr := range a.DirectAddrs(arm) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster", nil)
+		resp, err := a.hc.Do(req)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+			continue
+		}
+		var v clusterView
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: decode /v1/cluster: %w", id, err))
+			continue
+		}
+		for _, p := range v.Partitions {
+			if p.Leader == "" {
+				continue
+			}
+			if b, ok := best[p.ID]; !ok || p.Epoch > b.epoch {
+				best[p.ID] = lead{p.Leader, p.Epoch}
+			}
+		}
+	}
+	if len(best) == 0 {
+		return nil, engine.E(engine.KindUnavailable, "leaders of "+arm.String(), fmt.Errorf("no node reported a leader: %w", errors.Join(errs...)))
+	}
+	out := make(map[int]string, len(best))
+	for p, l := range best {
+		out[p] = l.node
+	}
+	return out, nil
+}
+
+// Leader returns the leader of one aggregator partition, or (partition
+// nil) the node that leads the most partitions, ties to the lowest id
+// (engine.Topology).
+func (a *Arms) Leader(ctx context.Context, arm engine.Arm, partition *int) (string, error) {
+	ls, err := a.Leaders(ctx, arm)
+	if err != nil {
+		return "", err
+	}
+	if partition != nil {
+		l, ok := ls[*partition]
+		if !ok {
+			return "", engine.E(engine.KindNotFound, "leader", fmt.Errorf("partition %d of %s has no known leader", *partition, arm))
+		}
+		return l, nil
+	}
+	count := map[string]int{}
+	for _, n := range ls {
+		count[n]++
+	}
+	ids := make([]string, 0, len(count))
+	for n := range count {
+		ids = append(ids, n)
+	}
+	sort.Strings(ids)
+	best := ""
+	for _, n := range ids {
+		if best == "" || count[n] > count[best] {
+			best = n
+		}
+	}
+	return best, nil
+}
+
+// Healthy reports whether every node of every arm answers /readyz with 200
+// and every arm has a known leader for each of its partitions (partitions
+// 0 skips that check).
+func (a *Arms) Healthy(ctx context.Context, partitions int) error {
+	for arm := range a.arms {
+		for _, n := range a.Nodes(arm) {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := a.WaitReady(rctx, arm, n)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		if partitions > 0 {
+			ls, err := a.Leaders(ctx, arm)
+			if err != nil {
+				return err
+			}
+			if len(ls) < partitions {
+				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: %d of %d partitions have a known leader", arm, len(ls), partitions))
+			}
+		}
+	}
+	return nil
+}
