@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,8 +162,16 @@ func TestRoundTripThousandEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := VerifyTlogProof(parsed, e.Leaf, k.CheckpointVerifier()); err != nil {
+		if !bytes.Equal(parsed.Checkpoint, cp.Note) {
+			t.Fatalf("proof %d is not against the latest checkpoint", i)
+		}
+		if err := tlog.CheckRecord(parsed.Hashes, int64(cp.Size), cp.Root, int64(i), tlog.RecordHash(e.Leaf)); err != nil {
 			t.Fatalf("tlog: entry %d: %v", i, err)
+		}
+		if i%100 == 0 { // the whole offline check, signature included, on a sample
+			if _, err := VerifyTlogProof(parsed, e.Leaf, k.CheckpointVerifier()); err != nil {
+				t.Fatalf("tlog-proof: entry %d: %v", i, err)
+			}
 		}
 		lh := rfc6962.DefaultHasher.HashLeaf(e.Leaf)
 		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, cp.Size, lh, hashesToBytes(parsed.Hashes), cp.Root[:]); err != nil {
