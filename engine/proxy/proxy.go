@@ -32,6 +32,7 @@ type Set struct {
 
 // NewSet returns an empty proxy set.
 func NewSet() *Set {
+	registerToxics()
 	m := toxiproxy.NewMetricsContainer(prometheus.NewRegistry())
 	return &Set{srv: toxiproxy.NewServer(m, zerolog.Nop()), proxies: map[string]*toxiproxy.Proxy{}}
 }
@@ -121,16 +122,43 @@ func (s *Set) addToxic(p *toxiproxy.Proxy, t toxicJSON) error {
 	return nil
 }
 
-// AddLatency delays the data flowing to the upstream (the request path)
-// by latency ± jitter. The toxic is named toxic; adding it twice is a
-// no-op.
-func (s *Set) AddLatency(proxyName, toxic string, latency, jitter time.Duration) error {
+// Delay is a latency toxic's settings.
+type Delay struct {
+	Latency time.Duration
+	Jitter  time.Duration
+	// Correlation (0..1) ties each jitter sample to the previous one, as
+	// netem does.
+	Correlation float64
+	// Response delays the data flowing back from the upstream instead of
+	// the data flowing to it.
+	Response bool
+}
+
+// AddDelay adds a latency toxic named toxic; adding it twice is a no-op.
+// Without correlation it is Toxiproxy's latency toxic, with correlation
+// the CorrelatedLatency toxic.
+func (s *Set) AddDelay(proxyName, toxic string, d Delay) error {
 	p, err := s.get(proxyName)
 	if err != nil {
 		return err
 	}
-	return s.addToxic(p, toxicJSON{Name: toxic, Type: "latency", Stream: "upstream", Toxicity: 1,
-		Attributes: map[string]any{"latency": latency.Milliseconds(), "jitter": jitter.Milliseconds()}})
+	stream := "upstream"
+	if d.Response {
+		stream = "downstream"
+	}
+	t := toxicJSON{Name: toxic, Type: "latency", Stream: stream, Toxicity: 1,
+		Attributes: map[string]any{"latency": d.Latency.Milliseconds(), "jitter": d.Jitter.Milliseconds()}}
+	if d.Correlation > 0 {
+		t.Type = correlatedLatencyType
+		t.Attributes["correlation"] = d.Correlation
+	}
+	return s.addToxic(p, t)
+}
+
+// AddLatency delays the data flowing to the upstream (the request path)
+// by latency ± jitter.
+func (s *Set) AddLatency(proxyName, toxic string, latency, jitter time.Duration) error {
+	return s.AddDelay(proxyName, toxic, Delay{Latency: latency, Jitter: jitter})
 }
 
 // BlackHole cuts the edge both ways: a "timeout" toxic with timeout 0 on
@@ -246,10 +274,5 @@ func Dial(ctx context.Context, addr string) (net.Conn, error) {
 // AddResponseLatency delays the data flowing back from the upstream (the
 // response path) by latency ± jitter.
 func (s *Set) AddResponseLatency(proxyName, toxic string, latency, jitter time.Duration) error {
-	p, err := s.get(proxyName)
-	if err != nil {
-		return err
-	}
-	return s.addToxic(p, toxicJSON{Name: toxic, Type: "latency", Stream: "downstream", Toxicity: 1,
-		Attributes: map[string]any{"latency": latency.Milliseconds(), "jitter": jitter.Milliseconds()}})
+	return s.AddDelay(proxyName, toxic, Delay{Latency: latency, Jitter: jitter, Response: true})
 }

@@ -291,3 +291,56 @@ func TestMeshCreatesEveryEdge(t *testing.T) {
 		t.Fatal("mesh accepted a node without addresses")
 	}
 }
+
+func TestCorrelatedLatencySequence(t *testing.T) {
+	meanStep := func(rho float64) (float64, time.Duration, time.Duration) {
+		tx := &CorrelatedLatency{Latency: 100, Jitter: 40, Correlation: rho}
+		st := tx.NewState().(*correlationState)
+		lo, hi := time.Hour, time.Duration(0)
+		var prev time.Duration
+		var sum float64
+		for i := range 5000 {
+			d := tx.next(st)
+			lo, hi = min(lo, d), max(hi, d)
+			if i > 0 {
+				sum += float64((d - prev).Abs())
+			}
+			prev = d
+		}
+		return sum / 4999 / float64(time.Millisecond), lo, hi
+	}
+	free, lo, hi := meanStep(0)
+	tied, _, _ := meanStep(0.9)
+	if lo < 60*time.Millisecond || hi > 140*time.Millisecond {
+		t.Fatalf("delays outside latency ± jitter: [%s, %s]", lo, hi)
+	}
+	if hi-lo < 60*time.Millisecond {
+		t.Fatalf("uncorrelated jitter spans only [%s, %s]", lo, hi)
+	}
+	if tied > free/3 {
+		t.Fatalf("mean step %.2fms with ρ=0.9 vs %.2fms with ρ=0: correlation has no effect", tied, free)
+	}
+	t.Logf("mean step between successive delays: %.2fms (ρ=0), %.2fms (ρ=0.9)", free, tied)
+}
+
+func TestCorrelatedDelayOnRealSockets(t *testing.T) {
+	echo := startEcho(t)
+	s := newSet(t)
+	addr, _ := s.Add("e", echo.ln.Addr().String())
+	if err := s.AddDelay("e", "d", Delay{Latency: 50 * time.Millisecond, Jitter: 10 * time.Millisecond, Correlation: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Toxics(); len(got) != 1 || got[0].Type != "chaosgate_latency" || got[0].Attributes["correlation"] != 0.5 {
+		t.Fatalf("toxics = %+v", got)
+	}
+	m := Measure(context.Background(), EchoRoundTrip(), addr, 5, 2*time.Second)
+	if m.Failed != 0 || m.Min < 40*time.Millisecond {
+		t.Fatalf("round trips with a 50±10ms correlated delay: %+v", m)
+	}
+	if err := s.Heal(context.Background(), "e", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if m := Measure(context.Background(), EchoRoundTrip(), addr, 5, time.Second); m.Median > 30*time.Millisecond {
+		t.Fatalf("after heal: %+v", m)
+	}
+}

@@ -145,7 +145,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		a.Affected = delayedNodes(f.Edges)
 		a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
 		if f.Correlation > 0 {
-			a.Detail += fmt.Sprintf(" (correlation %.0f%% is not modelled by the local proxies)", f.Correlation*100)
+			a.Detail += fmt.Sprintf(", jitter correlation %.0f%%", f.Correlation*100)
 		}
 	case engine.Partition:
 		sides, err := Cut(f.Shape, t.Nodes, pick(seed(f), len(t.Nodes)))
@@ -227,12 +227,8 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			}
 		}
 		for _, r := range u.Toxics {
-			var err error
-			if r.Kind == "response-latency" {
-				err = in.proxies().AddResponseLatency(r.Proxy, r.Toxic, f.Latency, f.Jitter)
-			} else {
-				err = in.proxies().AddLatency(r.Proxy, r.Toxic, f.Latency, f.Jitter)
-			}
+			err := in.proxies().AddDelay(r.Proxy, r.Toxic, proxy.Delay{Latency: f.Latency, Jitter: f.Jitter,
+				Correlation: f.Correlation, Response: r.Kind == "response-latency"})
 			if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
 				return a, err
 			}

@@ -89,13 +89,13 @@ func TestNetworkDelayConfirmedByRTT(t *testing.T) {
 	set := httpNodes(t, "canary", nodes3...)
 	in := New(Config{Proxies: set})
 	ctx := context.Background()
-	f := engine.Fault{ID: "d1", Kind: engine.NetworkDelay, Latency: 80 * time.Millisecond, Jitter: 5 * time.Millisecond, Edges: engine.Edges{Into: "n2", Clients: true}}
+	f := engine.Fault{ID: "d1", Kind: engine.NetworkDelay, Latency: 80 * time.Millisecond, Jitter: 5 * time.Millisecond, Correlation: 0.25, Edges: engine.Edges{Into: "n2", Clients: true}}
 	a, err := in.Inject(ctx, target(""), f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(set.Toxics()); got != 3 { // n1->n2, n3->n2, client->n2
-		t.Fatalf("toxics = %d, want 3: %+v", got, set.Toxics())
+	if got := set.Toxics(); len(got) != 3 || got[0].Type != "chaosgate_latency" { // n1->n2, n3->n2, client->n2
+		t.Fatalf("toxics = %+v, want 3 correlated latency toxics", got)
 	}
 	c := in.Confirm(ctx, a)
 	if c.Outcome != engine.Confirmed {
