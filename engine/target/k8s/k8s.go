@@ -160,13 +160,15 @@ func (w *Workload) Subject() Subject {
 	return Subject{Name: name, Digest: map[string]string{"sha256": hex.EncodeToString(h.Sum(nil))}}
 }
 
-// RevisionString is the workload's revision for reports: the single image
-// digest when known ("sha256:..."), else "<kind>/<name>@<revision>".
+// RevisionString is the workload's revision as the evidence revision:
+// "<Kind>/<namespace>/<name>@sha256:<digest>" when the pods run a single
+// image digest (the evidence subject is then that digest), else
+// "<Kind>/<namespace>/<name>@<revision>".
 func (w *Workload) RevisionString() string {
 	if len(w.Digests) == 1 {
-		return "sha256:" + w.Digests[0]
+		return w.Ref() + "@sha256:" + w.Digests[0]
 	}
-	return fmt.Sprintf("%s/%s@%s", strings.ToLower(w.Kind.String()), w.Name, w.Revision)
+	return w.Ref() + "@" + w.Revision
 }
 
 // Budget reports whether impairing impaired pods fits the blast-radius

@@ -120,7 +120,7 @@ func TestResolvePairAgainstAPIServer(t *testing.T) {
 	if got := c.Subject(); got.Digest["sha256"] != digestA || got.Name != "Deployment/resolve/agg-canary@7" {
 		t.Fatalf("canary subject = %+v", got)
 	}
-	if got := s.RevisionString(); got != "sha256:"+strings.Repeat("b", 64) {
+	if got := s.RevisionString(); got != "StatefulSet/resolve/agg-stable@sha256:"+strings.Repeat("b", 64) {
 		t.Fatalf("stable revision = %q", got)
 	}
 	if c.Pods[0].Revision != "abc" || s.Pods[2].Revision != "agg-stable-5d8f" {

@@ -1,0 +1,521 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/chaosgate/chaosgate/engine"
+	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
+	"github.com/chaosgate/chaosgate/engine/report"
+	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
+	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// Default arm selectors: the labels of deploy/aggregator.
+const (
+	defaultCanarySelector  = "app.kubernetes.io/name=aggregator,track=canary"
+	defaultControlSelector = "app.kubernetes.io/name=aggregator,track=stable"
+)
+
+// k8sOpts are the flags of `run|gate|demo --target k8s`.
+type k8sOpts struct {
+	kubeconfig, namespace         string
+	canarySelector, controlSel    string
+	podsFile                      string
+	dryRun                        bool
+	injectTimeout, recoverTimeout time.Duration
+	aggregatorPort                int
+}
+
+// flags registers the Kubernetes flags on cmd.
+func (k *k8sOpts) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for --target k8s (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	f.StringVar(&k.namespace, "namespace", "", "namespace of the canary and control workloads (overrides the file's spec.target.kubernetes.namespace)")
+	f.StringVar(&k.canarySelector, "canary-selector", "", "label selector of the canary pods (default: the file's, else "+defaultCanarySelector+")")
+	f.StringVar(&k.controlSel, "control-selector", "", "label selector of the control pods (default: the file's, else "+defaultControlSelector+")")
+	f.StringVar(&k.podsFile, "pods", "", "with --dry-run: read the target pods from this file instead of the cluster (works offline)")
+	f.BoolVar(&k.dryRun, "dry-run", false, "print every object the run would create (YAML stream with -o yaml) and create nothing")
+	f.DurationVar(&k.injectTimeout, "inject-timeout", 30*time.Second, "how long to wait for Chaos Mesh to report AllInjected")
+	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
+	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods (leader lookup for splitBrain)")
+}
+
+// restConfig loads the kubeconfig (explicit file, $KUBECONFIG, ~/.kube/config)
+// or the in-cluster configuration.
+func (k *k8sOpts) restConfig() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k.kubeconfig != "" {
+		rules.ExplicitPath = k.kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, engine.E(engine.KindInvalid, "kubeconfig", fmt.Errorf("%w; hint: pass --kubeconfig FILE", err))
+	}
+	return cfg, nil
+}
+
+// selectors returns each arm's workload selector: flags, else the file's
+// spec.target.kubernetes, else the deploy/aggregator labels.
+func (k *k8sOpts) selectors(doc *scenarios.Document) (canary, control k8starget.Selector, err error) {
+	var kt *scenarios.KubernetesTarget
+	if doc != nil && doc.Spec.Target.Kubernetes != nil {
+		kt = doc.Spec.Target.Kubernetes
+	}
+	ns := k.namespace
+	if ns == "" && kt != nil {
+		ns = kt.Namespace
+	}
+	if ns == "" {
+		return canary, control, engine.E(engine.KindInvalid, "--target k8s", errors.New("no namespace; hint: pass --namespace NS or set spec.target.kubernetes.namespace"))
+	}
+	pick := func(flag, def string, fromFile map[string]string) (map[string]string, error) {
+		if flag != "" {
+			return labelMap(flag)
+		}
+		if len(fromFile) > 0 {
+			return fromFile, nil
+		}
+		return labelMap(def)
+	}
+	var cf, sf map[string]string
+	if kt != nil {
+		cf, sf = kt.Canary.MatchLabels, kt.Control.MatchLabels
+	}
+	cl, err := pick(k.canarySelector, defaultCanarySelector, cf)
+	if err != nil {
+		return canary, control, engine.E(engine.KindInvalid, "--canary-selector", err)
+	}
+	sl, err := pick(k.controlSel, defaultControlSelector, sf)
+	if err != nil {
+		return canary, control, engine.E(engine.KindInvalid, "--control-selector", err)
+	}
+	return k8starget.Selector{Namespace: ns, MatchLabels: cl}, k8starget.Selector{Namespace: ns, MatchLabels: sl}, nil
+}
+
+// labelMap parses "a=b,c=d" (equality only: a workload's template labels
+// are matched exactly).
+func labelMap(s string) (map[string]string, error) {
+	sel, err := labels.ConvertSelectorToLabelsMap(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w; hint: key=value,key=value", s, err)
+	}
+	return sel, nil
+}
+
+// k8sBackend is everything a Kubernetes run needs, resolved from the
+// cluster: the canary and control workloads, the injector and the topology.
+type k8sBackend struct {
+	pair     k8starget.Pair
+	injector *k8sinject.Injector
+	kube     kubernetes.Interface
+	port     int
+	hc       *http.Client
+}
+
+// newK8sBackend connects, resolves both arms and builds the injector owned
+// by runID.
+func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, runID string) (*k8sBackend, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, engine.E(engine.KindInvalid, "kubernetes client", err)
+	}
+	cs, ss, err := k.selectors(doc)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := k8starget.NewResolver(kube).ResolvePair(ctx, cs, ss)
+	if err != nil {
+		return nil, err
+	}
+	b := &k8sBackend{pair: pair, kube: kube, port: k.aggregatorPort, hc: &http.Client{Timeout: 3 * time.Second}}
+	opts := k8sinject.Options{
+		PlanOptions: k8sinject.PlanOptions{
+			Owner:      k8sinject.Owner{RunID: runID, Experiment: doc.Metadata.Name, Version: version},
+			Namespaces: map[engine.Arm]string{engine.ArmCanary: pair.Canary.Namespace, engine.ArmControl: pair.Control.Namespace},
+			Leaders:    b.leaders,
+		},
+		PodSelectors:    map[engine.Arm]string{engine.ArmCanary: pair.Canary.PodSelector, engine.ArmControl: pair.Control.PodSelector},
+		InjectTimeout:   k.injectTimeout,
+		RecoverTimeout:  k.recoverTimeout,
+		DetectChaosMesh: true,
+	}
+	in, err := k8sinject.New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.injector = in
+	return b, nil
+}
+
+// Injectors maps every fault kind to the Kubernetes injector.
+func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
+	return map[engine.FaultKind]engine.Injector{engine.PodKill: b.injector, engine.PodPause: b.injector,
+		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector}
+}
+
+// Nodes implements engine.Topology: the arm's pods by name.
+func (b *k8sBackend) Nodes(arm engine.Arm) []string { return b.pair.Target(arm).Nodes }
+
+// Leader implements engine.Topology from the aggregator's GET /v1/cluster.
+func (b *k8sBackend) Leader(ctx context.Context, arm engine.Arm, partition *int) (string, error) {
+	m, err := b.leaders(ctx, arm)
+	if err != nil {
+		return "", err
+	}
+	return k8sinject.ChooseLeader(m, partition)
+}
+
+// leaders asks the arm's pods (by pod IP) for partition → leader.
+func (b *k8sBackend) leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	w := b.pair.Arm(arm)
+	var errs []error
+	for _, p := range w.Pods {
+		if p.IP == "" {
+			continue
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/v1/cluster", p.IP, b.port), nil)
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var c struct {
+			Partitions []struct {
+				ID     int    `json:"id"`
+				Leader string `json:"leader"`
+			} `json:"partitions"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&c)
+		resp.Body.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+			continue
+		}
+		out := map[int]string{}
+		for _, x := range c.Partitions {
+			out[x.ID] = x.Leader
+		}
+		return out, nil
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("no pod of %s has an IP (not scheduled or not started)", w.Ref())
+	}
+	return nil, fmt.Errorf("no pod of %s answered GET /v1/cluster: %w", w.Ref(), errors.Join(errs...))
+}
+
+// k8sDryRun prints every object a run of doc would create, creating
+// nothing. With --pods it needs no cluster at all.
+func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, runID, output string) error {
+	if output != "yaml" {
+		return withExitCode(exitUsage, fmt.Errorf("--dry-run prints a YAML stream: pass -o yaml (got -o %s)", output))
+	}
+	plan, err := engine.PlanFromDocument(doc)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	po := k8sinject.PlanOptions{Owner: k8sinject.Owner{RunID: runID, Experiment: doc.Metadata.Name, Version: version}}
+	arms := map[engine.Arm][]string{}
+	var header []string
+	if k.podsFile != "" {
+		pf, err := k8sinject.ReadPodsFile(k.podsFile)
+		if err != nil {
+			return withExitCode(exitUsage, err)
+		}
+		po.Namespaces = map[engine.Arm]string{engine.ArmCanary: pf.Canary.Namespace, engine.ArmControl: pf.Control.Namespace}
+		arms[engine.ArmCanary], arms[engine.ArmControl] = pf.Canary.Pods, pf.Control.Pods
+		// Offline: assume Chaos Mesh is installed (what a cluster run would use).
+		po.ChaosMesh = true
+		header = append(header, "# target pods from "+k.podsFile+"; Chaos Mesh assumed installed")
+	} else {
+		b, err := newK8sBackend(ctx, k, doc, runID)
+		if err != nil {
+			return withExitCode(exitUsage, err)
+		}
+		ok, err := b.injector.HasChaosMesh(ctx)
+		if err != nil {
+			return withExitCode(exitUsage, err)
+		}
+		po.ChaosMesh = ok
+		po.Namespaces = map[engine.Arm]string{engine.ArmCanary: b.pair.Canary.Namespace, engine.ArmControl: b.pair.Control.Namespace}
+		arms[engine.ArmCanary], arms[engine.ArmControl] = b.pair.Canary.PodNames(), b.pair.Control.PodNames()
+		header = append(header,
+			fmt.Sprintf("# canary: %s revision %s", b.pair.Canary.Ref(), b.pair.Canary.RevisionString()),
+			fmt.Sprintf("# control: %s revision %s", b.pair.Control.Ref(), b.pair.Control.RevisionString()),
+			fmt.Sprintf("# Chaos Mesh installed: %v", ok))
+	}
+	rs, err := k8sinject.RenderRun(ctx, plan, runID, po, arms)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	fmt.Fprintf(w, "# chaosgate %s dry run of %s (run id %s): %d objects, nothing created\n", version, doc.Metadata.Name, runID, countObjects(rs))
+	for _, h := range header {
+		fmt.Fprintln(w, h)
+	}
+	if err := k8sinject.WriteRendered(w, rs); err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	return nil
+}
+
+func countObjects(rs []k8sinject.Rendered) int {
+	n := 0
+	for _, r := range rs {
+		if r.Object != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// k8sRunResult is report/v1 plus what a Kubernetes run has to say.
+type k8sRunResult struct {
+	report.Report
+	ControlRevision string              `json:"control_revision"`
+	Subject         k8starget.Subject   `json:"subject"`
+	Targets         map[string][]string `json:"targets"`
+	Reaped          []engine.Reaped     `json:"reaped,omitempty"`
+	Reason          string              `json:"reason,omitempty"`
+	Error           string              `json:"error,omitempty"`
+	faults          []engine.FaultRecord
+}
+
+// runK8s runs doc against the Kubernetes target: it reaps what crashed
+// runs left (journal and cluster), resolves the arms, runs the plan with
+// the Chaos Mesh injector, and records evidence whose subject is the
+// canary workload's revision. judge may be nil (every step holds: no
+// probes judged it). The error carries the exit code.
+func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, dataDir, output string, judge engine.Judge, probes []engine.Probe, log *slog.Logger) error {
+	if output != "table" && output != "json" {
+		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (or yaml with --dry-run)", output))
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
+	}
+	plan, err := engine.PlanFromDocument(doc)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	runID := newK8sRunID()
+	b, err := newK8sBackend(ctx, k, doc, runID)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	res := k8sRunResult{Report: report.Report{Schema: report.Schema, RunID: runID, Revision: b.pair.Canary.RevisionString(), Steps: []report.Step{}, Faults: []report.Fault{}},
+		ControlRevision: b.pair.Control.RevisionString(), Subject: b.pair.Canary.Subject(),
+		Targets: map[string][]string{"canary": b.pair.Canary.PodNames(), "control": b.pair.Control.PodNames()}}
+	// Reap first: faults in crashed runs' journals, then chaosgate-owned
+	// Chaos Mesh objects that no live run owns.
+	reaped, err := engine.Reap(ctx, dir, b.Injectors(), log)
+	res.Reaped = append(res.Reaped, reaped...)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	live, err := k8sinject.LiveRuns(dir, runID)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	orphans, err := b.injector.ReapOrphans(ctx, live)
+	res.Reaped = append(res.Reaped, orphans...)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	started := time.Now()
+	var recordedFaults []engine.FaultRecord
+	record := func(ctx context.Context, r *engine.Result) (engine.EvidenceRef, error) {
+		recordedFaults = r.Faults
+		return recordK8sEvidence(ctx, dir, doc, b, r, started)
+	}
+	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: probes, Judge: judge,
+		Record: record, Log: log, RunID: runID, RecoverTimeout: k.recoverTimeout + 5*time.Second})
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	out, runErr := runner.Run(ctx, plan)
+	res.Verdict = engine.Hold.String()
+	if out != nil {
+		res.faults = out.Faults
+		if len(res.faults) == 0 {
+			res.faults = recordedFaults
+		}
+		for _, f := range res.faults {
+			if f.AppliedAt.IsZero() {
+				continue
+			}
+			rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: engine.Inconclusive.String()}
+			if f.Confirmed != 0 {
+				rf.Confirmed = f.Confirmed.String()
+			}
+			if !f.RecoveredAt.IsZero() {
+				t := f.RecoveredAt
+				rf.RecoveredAt = &t
+			}
+			res.Faults = append(res.Faults, rf)
+		}
+		for _, st := range out.Steps {
+			o := st.Verdict.Outcome
+			if o == 0 {
+				o = engine.Hold
+			}
+			res.Steps = append(res.Steps, report.Step{Weight: st.Weight, Verdict: o.String(), Score: st.Verdict.Score, Coverage: st.Verdict.Coverage, Reason: st.Verdict.Reason})
+		}
+		if out.Evidence != nil {
+			res.Evidence = &report.Evidence{LedgerIndex: out.Evidence.LedgerIndex, TreeSize: out.Evidence.TreeSize, EnvelopeSHA256: out.Evidence.EnvelopeSHA256}
+		}
+		if !out.Ended.IsZero() {
+			res.DurationS = out.Ended.Sub(out.Started).Seconds()
+		}
+		if out.Verdict.Outcome != 0 {
+			res.Verdict = out.Verdict.Outcome.String()
+		}
+		res.Reason = out.Verdict.Reason
+	}
+	code := exitHold
+	switch res.Verdict {
+	case "promote":
+		code = exitPromote
+	case "block":
+		code = exitBlock
+	}
+	if runErr != nil {
+		res.Error = runErr.Error()
+		code = exitUsage
+	}
+	res.ExitCode = code
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return withExitCode(exitUsage, err)
+		}
+	} else {
+		printK8sRun(w, res)
+	}
+	if runErr != nil {
+		return withExitCode(exitUsage, runErr)
+	}
+	if code != exitPromote {
+		return withExitCode(code, nil)
+	}
+	return nil
+}
+
+func newK8sRunID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// recordK8sEvidence appends the signed evidence record of a Kubernetes run
+// to the ledger under dataDir. Its subject is the canary workload's revision
+// (image digest when the pods run one, else the workload revision).
+func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.Result, started time.Time) (engine.EvidenceRef, error) {
+	ctx = context.WithoutCancel(ctx)
+	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
+	if err != nil {
+		return engine.EvidenceRef{}, err
+	}
+	defer l.Close()
+	scen, _ := json.Marshal(doc)
+	sh := sha256.Sum256(scen)
+	p := &evidence.Predicate{RunID: r.RunID, Experiment: evidence.Experiment{Name: doc.Metadata.Name, ScenarioHash: "sha256:" + hex.EncodeToString(sh[:]), Kind: strings.ToLower(doc.Kind)},
+		Versions: map[string]string{"chaosgate": version, "target": "k8s"}, StartedAt: started, FinishedAt: time.Now()}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		wl := b.pair.Arm(arm)
+		p.Targets = append(p.Targets, evidence.Target{Arm: arm.String(), Name: wl.Ref() + "@" + wl.Revision})
+		for _, pod := range wl.Pods {
+			p.Targets = append(p.Targets, evidence.Target{Arm: arm.String(), Name: pod.Namespace + "/" + pod.Name, Address: pod.IP})
+		}
+	}
+	for _, f := range r.Faults {
+		detail, _ := json.Marshal(map[string]any{"id": f.ID, "experiment": f.Experiment, "weight": f.Weight, "measurement": f.Measurement,
+			"detail": f.Detail, "skipped": f.Skipped, "error": f.Error, "recover_error": f.RecoverError})
+		conf := "inconclusive"
+		if f.Confirmed != 0 {
+			conf = f.Confirmed.String()
+		}
+		p.Injections = append(p.Injections, evidence.Injection{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target,
+			AppliedAt: f.AppliedAt, RecoveredAt: f.RecoveredAt, Confirmed: conf, Detail: detail})
+	}
+	sort.SliceStable(p.Targets, func(i, j int) bool { return p.Targets[i].Arm < p.Targets[j].Arm })
+	if len(r.Steps) > 0 {
+		last := r.Steps[len(r.Steps)-1].Verdict
+		v := last.Outcome
+		if v == 0 {
+			v = engine.Hold
+		}
+		p.Decision = &evidence.Decision{Verdict: v.String(), Score: last.Score, Coverage: last.Coverage}
+	}
+	rc, err := l.Record(ctx, b.pair.Canary.RevisionString(), p)
+	if err != nil {
+		return engine.EvidenceRef{}, err
+	}
+	return engine.EvidenceRef{LedgerIndex: rc.Index, TreeSize: rc.TreeSize, EnvelopeSHA256: rc.EnvelopeSHA256}, nil
+}
+
+func printK8sRun(w io.Writer, r k8sRunResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "run\t%s\n", r.RunID)
+	fmt.Fprintf(tw, "canary revision\t%s\n", r.Revision)
+	fmt.Fprintf(tw, "control revision\t%s\n", r.ControlRevision)
+	for _, x := range r.Reaped {
+		fmt.Fprintf(tw, "reaped\t%s\n", x)
+	}
+	fmt.Fprintln(tw, "")
+	fmt.Fprintln(tw, "FAULT\tARM\tTARGET\tCONFIRMED\tMEASUREMENT")
+	for _, f := range r.faults {
+		c := "inconclusive"
+		if f.Confirmed != 0 {
+			c = f.Confirmed.String()
+		}
+		m := f.Measurement
+		if f.Skipped != "" {
+			c, m = "skipped", f.Skipped
+		}
+		if f.Error != "" {
+			c, m = "error", f.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.Arm, f.Target, c, m)
+	}
+	fmt.Fprintln(tw, "")
+	fmt.Fprintf(tw, "verdict\t%s\t%s\n", r.Verdict, r.Reason)
+	if r.Evidence != nil {
+		fmt.Fprintf(tw, "evidence\tledger index %d, tree size %d, envelope sha256:%s\n", r.Evidence.LedgerIndex, r.Evidence.TreeSize, r.Evidence.EnvelopeSHA256)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(tw, "error\t%s\n", r.Error)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+func TestK8sDryRunOfflineWithPodsFile(t *testing.T) {
+	dir := t.TempDir()
+	pods := filepath.Join(dir, "pods.yaml")
+	if err := os.WriteFile(pods, []byte("canary: {namespace: shop, pods: [web-canary-0, web-canary-1, web-canary-2]}\ncontrol: {namespace: shop, pods: [web-0, web-1, web-2, web-3, web-4]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := scenarios.Open("partition-halves")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	k := &k8sOpts{podsFile: pods}
+	if err := k8sDryRun(context.Background(), &out, k, doc, "dry-1", "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := k8senv.DecodeObjects(bytes.NewReader(out.Bytes()), "dry run")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	// halves on both arms at every canary step: 2 NetworkChaos per arm per step.
+	steps := len(doc.Spec.Canary.StepsOrDefault())
+	if len(objs) != 2*2*steps {
+		t.Fatalf("%d objects, want %d\n%s", len(objs), 4*steps, out.String())
+	}
+	for _, o := range objs {
+		l := o.GetLabels()
+		if o.GetKind() != "NetworkChaos" || o.GetNamespace() != "shop" || l["app.kubernetes.io/managed-by"] != "chaosgate" || l["chaosgate.io/run-id"] != "dry-1" {
+			t.Fatalf("object %s/%s labels %v", o.GetKind(), o.GetName(), l)
+		}
+	}
+	if !strings.Contains(out.String(), "nothing created") || !strings.Contains(out.String(), "# step 5%") {
+		t.Fatalf("no header or notes:\n%s", out.String())
+	}
+
+	// A pod-kill in mode one shows which pod and says it is chosen at run time.
+	doc, _ = scenarios.Open("pod-kill")
+	out.Reset()
+	if err := k8sDryRun(context.Background(), &out, k, doc, "dry-2", "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "one pod is chosen at run time") || !strings.Contains(out.String(), "kind: PodChaos") {
+		t.Fatalf("pod-kill dry run:\n%s", out.String())
+	}
+
+	// Bad input: the file and the field are named; -o must be yaml.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("canary: {namespace: shop, pods: []}\ncontrol: {namespace: shop, pods: [a]}\n"), 0o600)
+	err = k8sDryRun(context.Background(), &out, &k8sOpts{podsFile: bad}, doc, "x", "yaml")
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "canary.pods is empty") {
+		t.Fatalf("bad pods file: %v", err)
+	}
+	os.WriteFile(bad, []byte("canary: {namespace: shop, podz: [a]}\n"), 0o600)
+	if err := k8sDryRun(context.Background(), &out, &k8sOpts{podsFile: bad}, doc, "x", "yaml"); err == nil || !strings.Contains(err.Error(), "podz") {
+		t.Fatalf("unknown field: %v", err)
+	}
+	var ee *exitError
+	if err := k8sDryRun(context.Background(), &out, k, doc, "x", "json"); !errors.As(err, &ee) || ee.code != exitUsage {
+		t.Fatalf("-o json: %v", err)
+	}
+}
+
+func int32p(v int32) *int32 { return &v }
+
+// seedAggregators creates the deploy/aggregator shapes with a kubelet's
+// and controller-manager's status written by hand: a canary Deployment
+// pinned by digest and a stable StatefulSet; their pods stay Pending.
+func seedAggregators(t *testing.T, ctx context.Context, c kubernetes.Interface, ns string) {
+	t.Helper()
+	lbl := func(track string) map[string]string {
+		return map[string]string{"app.kubernetes.io/name": "aggregator", "track": track}
+	}
+	tmpl := func(track, image string) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl(track)},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "aggregator", Image: image}}}}
+	}
+	digest := strings.Repeat("d", 64)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "aggregator-canary", Namespace: ns, Annotations: map[string]string{"deployment.kubernetes.io/revision": "4"}},
+		Spec: appsv1.DeploymentSpec{Replicas: int32p(3), Selector: &metav1.LabelSelector{MatchLabels: lbl("canary")},
+			Template: tmpl("canary", "ghcr.io/chaosgate/chaosgate@sha256:"+digest)}}
+	if _, err := c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "aggregator-stable", Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{Replicas: int32p(3), ServiceName: "aggregator-stable-peers", Selector: &metav1.LabelSelector{MatchLabels: lbl("stable")},
+			Template: tmpl("stable", "ghcr.io/chaosgate/chaosgate:v0.0.9")}}
+	got, err := c.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Status = appsv1.StatefulSetStatus{Replicas: 3, CurrentRevision: "aggregator-stable-6c9", UpdateRevision: "aggregator-stable-6c9"}
+	if _, err := c.AppsV1().StatefulSets(ns).UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"aggregator-canary-0", "aggregator-canary-1", "aggregator-canary-2"} {
+		mkAggPod(t, ctx, c, ns, n, lbl("canary"))
+	}
+	for _, n := range []string{"aggregator-stable-0", "aggregator-stable-1", "aggregator-stable-2"} {
+		mkAggPod(t, ctx, c, ns, n, lbl("stable"))
+	}
+}
+
+func mkAggPod(t *testing.T, ctx context.Context, c kubernetes.Interface, ns, name string, lbl map[string]string) {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbl},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "aggregator", Image: "ghcr.io/chaosgate/chaosgate:v0.0.9"}}}}
+	if _, err := c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// replacePods plays the workload controllers: a deleted pod comes back
+// under the same name (StatefulSet-style) with a new UID.
+func replacePods(ctx context.Context, c kubernetes.Interface, ns string, want map[string]map[string]string, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		for name, lbl := range want {
+			if _, err := c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbl},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "aggregator", Image: "x"}}}}
+				_, _ = c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+			}
+		}
+	}
+}
+
+// TestK8sRunPodKillEndToEnd runs the built-in pod-kill experiment against a
+// real API server without Chaos Mesh (pod-kill falls back to a direct
+// delete; no kubelet: pods stay Pending) and checks the evidence subject is
+// the canary workload's revision.
+func TestK8sRunPodKillEndToEnd(t *testing.T) {
+	if _, _, err := k8senv.Binaries(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e, err := k8senv.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	const ns = "shop"
+	if err := e.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	seedAggregators(t, ctx, e.Client, ns)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	want := map[string]map[string]string{}
+	for _, n := range []string{"aggregator-canary-0", "aggregator-canary-1", "aggregator-canary-2"} {
+		want[n] = map[string]string{"app.kubernetes.io/name": "aggregator", "track": "canary"}
+	}
+	for _, n := range []string{"aggregator-stable-0", "aggregator-stable-1", "aggregator-stable-2"} {
+		want[n] = map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"}
+	}
+	go func() { defer wg.Done(); replacePods(ctx, e.Client, ns, want, stop) }()
+	defer func() { close(stop); wg.Wait() }()
+
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := e.Kubeconfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := scenarios.Open("pod-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	dataDir := filepath.Join(dir, "data")
+	err = runK8s(ctx, &out, k, doc, dataDir, "json", nil, nil, nil)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
+		t.Fatalf("run: %v (want exit 3: no probes judged it)\n%s", err, out.String())
+	}
+	var res struct {
+		Schema          string `json:"schema"`
+		Revision        string `json:"revision"`
+		ControlRevision string `json:"control_revision"`
+		Verdict         string `json:"verdict"`
+		ExitCode        int    `json:"exit_code"`
+		Faults          []struct {
+			Kind, Arm, Target, Confirmed string
+		} `json:"faults"`
+		Evidence *struct {
+			LedgerIndex uint64 `json:"ledger_index"`
+		} `json:"evidence"`
+		Subject struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	digest := strings.Repeat("d", 64)
+	if res.Schema != "report/v1" || res.Revision != "Deployment/shop/aggregator-canary@sha256:"+digest || res.ControlRevision != "StatefulSet/shop/aggregator-stable@aggregator-stable-6c9" ||
+		res.Verdict != "hold" || res.ExitCode != exitHold || res.Evidence == nil {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	if len(res.Faults) != 2 {
+		t.Fatalf("want one podKill per arm:\n%s", out.String())
+	}
+	for _, f := range res.Faults {
+		if f.Kind != "podKill" || f.Confirmed != "confirmed" || !strings.HasPrefix(f.Target, "aggregator-") {
+			t.Fatalf("fault %+v\n%s", f, out.String())
+		}
+	}
+	// The evidence record's subject is the canary's image digest.
+	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	en, err := l.Entry(ctx, res.Evidence.LedgerIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Payload string }
+	if err := json.Unmarshal(en.Envelope, &env); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Subject []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		Predicate struct {
+			Injections []struct{ Kind, Target, Confirmed string } `json:"injections"`
+		} `json:"predicate"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Subject) != 1 || st.Subject[0].Digest["sha256"] != digest || st.Subject[0].Name != "Deployment/shop/aggregator-canary" {
+		t.Fatalf("evidence subject %+v", st.Subject)
+	}
+	if len(st.Predicate.Injections) != 2 || st.Predicate.Injections[0].Kind != "podKill" {
+		t.Fatalf("evidence injections %+v", st.Predicate.Injections)
+	}
+	// Every pod is back (no chaosgate object, nothing left behind).
+	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 6 {
+		t.Fatalf("%d pods after the run: %v", len(pods.Items), err)
+	}
+}
