@@ -338,13 +338,16 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 			g.stateLoop(pctx, fmt.Sprintf("%s-state%d", g.cfg.Name, i+1), ps)
 		}(i)
 	}
-	if g.cfg.StatsInterval > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.statsLoop(pctx)
-		}()
-	}
+	// Stats are sampled until every send of the phase is done: overload
+	// shows most in the tail.
+	sctx, stopStats := context.WithCancel(ctx)
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		if g.cfg.StatsInterval > 0 {
+			g.statsLoop(sctx)
+		}
+	}()
 	if ph.Rate > 0 {
 		g.openLoop(ctx, pctx, ph.Rate, ps)
 	} else {
@@ -369,6 +372,8 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 			g.send(ctx, held, ps, time.Now())
 		}
 	}
+	stopStats()
+	<-statsDone
 	sum := ps.summary(ph, time.Since(start))
 	g.mu.Lock()
 	g.phases = append(g.phases, sum)

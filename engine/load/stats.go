@@ -98,6 +98,9 @@ func gaugeValue(m *dto.Metric) float64 {
 // statsLoop records every target's stats every interval until ctx ends.
 func (g *Generator) statsLoop(ctx context.Context) {
 	names := map[string]string{}
+	// its own connections: the load's may all be busy
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer hc.CloseIdleConnections()
 	t := time.NewTicker(g.cfg.StatsInterval)
 	defer t.Stop()
 	for {
@@ -109,14 +112,17 @@ func (g *Generator) statsLoop(ctx context.Context) {
 		for _, addr := range g.cfg.Targets() {
 			id := names[addr]
 			if id == "" {
-				if ci, err := FetchCluster(ctx, StaticTargets(addr)); err == nil && ci.Node != "" {
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				ci, err := FetchCluster(cctx, StaticTargets(addr))
+				cancel()
+				if err == nil && ci.Node != "" {
 					id, names[addr] = ci.Node, ci.Node
 				} else {
 					id = addr
 				}
 			}
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			detail, err := StatsDetail(sctx, g.cl.hc, addr, g.cfg.StatsCaps)
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			detail, err := StatsDetail(sctx, hc, addr, g.cfg.StatsCaps)
 			cancel()
 			if err != nil || detail == "" {
 				continue // a node that is down has no stats
