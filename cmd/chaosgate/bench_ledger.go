@@ -29,6 +29,7 @@ import (
 	"github.com/transparency-dev/tessera/fsck"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
+	"k8s.io/klog/v2"
 
 	"github.com/chaosgate/chaosgate/evidence"
 )
@@ -96,6 +97,9 @@ Timings are of this machine under its current load; nothing is asserted.`,
 			if cfg.single < 1 || cfg.concurrent < 1 || cfg.writers < 1 || cfg.proofs < 1 {
 				return withExitCode(exitUsage, errors.New("--single, --concurrent, --writers and --proofs must be positive"))
 			}
+			// tessera's fsck logs every check through klog; keep the bench output readable.
+			klog.LogToStderr(false)
+			klog.SetOutput(io.Discard)
 			rep, err := runBenchLedger(cmd.Context(), cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return withExitCode(exitUsage, err)
