@@ -392,7 +392,7 @@ func newLedgerSearchCmd(f *ledgerFlags) *cobra.Command {
 			fmt.Fprintln(tw, "INDEX\tTIME\tREVISION\tEXPERIMENT\tRUN\tENVELOPE SHA256")
 			for _, e := range es {
 				r := e.Record
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Index, r.Time.Format(time.RFC3339), r.Revision, r.Experiment, r.RunID, r.EnvelopeSHA256[:16])
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Index, r.Time.Format(time.RFC3339), r.Revision, r.Experiment, r.RunID, prefix(r.EnvelopeSHA256, 16))
 			}
 			return tw.Flush()
 		},
@@ -502,4 +502,12 @@ func newLedgerPubkeyCmd(f *ledgerFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&evidencePEM, "evidence", false, "print the evidence (DSSE) public key as PEM instead")
 	return cmd
+}
+
+// prefix returns the first n bytes of s, or s when shorter.
+func prefix(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
