@@ -435,6 +435,14 @@ func (l *Ledger) AppendRevision(ctx context.Context, env *Envelope, revision str
 	select {
 	case r := <-req.resp:
 		return r.r, r.err
+	case <-l.stopped:
+		// The writer has exited; it answers every request it took before.
+		select {
+		case r := <-req.resp:
+			return r.r, r.err
+		default:
+			return Receipt{}, errorf(KindUnavailable, "append", "the ledger is closed")
+		}
 	case <-ctx.Done():
 		return Receipt{}, &Error{Kind: KindUnavailable, Op: "append", Err: ctx.Err(), Hint: "the outcome is unknown: the entry may have been appended"}
 	}

@@ -405,3 +405,45 @@ func TestErrorKinds(t *testing.T) {
 		t.Fatal("KindOf")
 	}
 }
+
+func TestAppendsRacingCloseAlwaysReturn(t *testing.T) {
+	k := newKeys(t, "example.test/log")
+	l := openLedger(t, t.TempDir(), k)
+	st, _ := BuildStatement("v1", samplePredicate(1))
+	env, _ := k.SignStatement(context.Background(), st)
+	var wg sync.WaitGroup
+	var ok, closed sync.Map
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				r, err := l.Append(context.Background(), env)
+				if err != nil {
+					if KindOf(err) != KindUnavailable {
+						t.Errorf("append during close: %v", err)
+					}
+					closed.Store(w, true)
+					return
+				}
+				ok.Store(r.Index, true)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait() // every caller returned: none is left waiting for an answer
+	l2, err := Open(context.Background(), l.Dir(), Options{Keys: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	ok.Range(func(key, _ any) bool {
+		if _, err := l2.Entry(context.Background(), key.(uint64)); err != nil {
+			t.Errorf("acknowledged entry %d missing after close: %v", key, err)
+		}
+		return true
+	})
+}
