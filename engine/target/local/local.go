@@ -55,6 +55,7 @@ const (
 	NodeRestarted                      // a restarted node is ready again
 )
 
+// String names the event kind.
 func (k EventKind) String() string {
 	switch k {
 	case NodeStarted:
