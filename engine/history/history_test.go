@@ -271,3 +271,17 @@ func FuzzDecodeLine(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeLine(b *testing.B) {
+	line, err := Marshal(sampleEvents()[2])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeLine(1, line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
