@@ -305,33 +305,82 @@ type k8sRunResult struct {
 	faults          []engine.FaultRecord
 }
 
+// k8sRunConfig is what runK8s needs besides the Kubernetes flags.
+type k8sRunConfig struct {
+	DataDir string
+	// Output is table or json (report/v1 plus the Kubernetes fields).
+	Output string
+	// JSONFile and JUnitFile, when set, receive the report (gate).
+	JSONFile, JUnitFile string
+	// Judge decides each canary step; nil: every step holds (exit 3).
+	Judge  engine.Judge
+	Probes []engine.Probe
+	Log    *slog.Logger
+}
+
 // runK8s runs doc against the Kubernetes target: it reaps what crashed
 // runs left (journal and cluster), resolves the arms, runs the plan with
 // the Chaos Mesh injector, and records evidence whose subject is the
-// canary workload's revision. judge may be nil (every step holds: no
-// probes judged it). The error carries the exit code.
-func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, dataDir, output string, judge engine.Judge, probes []engine.Probe, log *slog.Logger) error {
+// canary workload's revision. The error carries the exit code (0 promote,
+// 1 block, 3 hold, 2 could not judge).
+func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, rc k8sRunConfig) (*k8sRunResult, error) {
+	res, err := runK8sInner(ctx, w, k, doc, rc)
+	if res != nil {
+		if rc.JSONFile != "" {
+			if werr := writeK8sFile(rc.JSONFile, func(f io.Writer) error { return writeK8sJSON(f, res) }); werr != nil && err == nil {
+				err = withExitCode(exitUsage, werr)
+			}
+		}
+		if rc.JUnitFile != "" {
+			if werr := writeK8sFile(rc.JUnitFile, func(f io.Writer) error { return report.WriteJUnit(f, res.Report) }); werr != nil && err == nil {
+				err = withExitCode(exitUsage, werr)
+			}
+		}
+	}
+	return res, err
+}
+
+func writeK8sJSON(w io.Writer, res *k8sRunResult) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
+}
+
+func writeK8sFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, rc k8sRunConfig) (*k8sRunResult, error) {
+	output, log := rc.Output, rc.Log
 	if output != "table" && output != "json" {
-		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (or yaml with --dry-run)", output))
+		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (or yaml with --dry-run)", output))
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir, err := filepath.Abs(dataDir)
+	dir, err := filepath.Abs(rc.DataDir)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return nil, withExitCode(exitUsage, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
+		return nil, withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
 	}
 	plan, err := engine.PlanFromDocument(doc)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return nil, withExitCode(exitUsage, err)
 	}
 	runID := newK8sRunID()
 	b, err := newK8sBackend(ctx, k, doc, runID)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return nil, withExitCode(exitUsage, err)
 	}
 	res := k8sRunResult{Report: report.Report{Schema: report.Schema, RunID: runID, Revision: b.pair.Canary.RevisionString(), Steps: []report.Step{}, Faults: []report.Fault{}},
 		ControlRevision: b.pair.Control.RevisionString(), Subject: b.pair.Canary.Subject(),
@@ -341,16 +390,16 @@ func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Documen
 	reaped, err := engine.Reap(ctx, dir, b.Injectors(), log)
 	res.Reaped = append(res.Reaped, reaped...)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return &res, withExitCode(exitUsage, err)
 	}
 	live, err := k8sinject.LiveRuns(dir, runID)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return &res, withExitCode(exitUsage, err)
 	}
 	orphans, err := b.injector.ReapOrphans(ctx, live)
 	res.Reaped = append(res.Reaped, orphans...)
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return &res, withExitCode(exitUsage, err)
 	}
 	started := time.Now()
 	var recordedFaults []engine.FaultRecord
@@ -358,10 +407,10 @@ func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Documen
 		recordedFaults = r.Faults
 		return recordK8sEvidence(ctx, dir, doc, b, r, started)
 	}
-	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: probes, Judge: judge,
+	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: rc.Probes, Judge: rc.Judge,
 		Record: record, Log: log, RunID: runID, RecoverTimeout: k.recoverTimeout + 5*time.Second})
 	if err != nil {
-		return withExitCode(exitUsage, err)
+		return &res, withExitCode(exitUsage, err)
 	}
 	out, runErr := runner.Run(ctx, plan)
 	res.Verdict = engine.Hold.String()
@@ -415,21 +464,19 @@ func runK8s(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Documen
 	}
 	res.ExitCode = code
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return withExitCode(exitUsage, err)
+		if err := writeK8sJSON(w, &res); err != nil {
+			return &res, withExitCode(exitUsage, err)
 		}
 	} else {
 		printK8sRun(w, res)
 	}
 	if runErr != nil {
-		return withExitCode(exitUsage, runErr)
+		return &res, withExitCode(exitUsage, runErr)
 	}
 	if code != exitPromote {
-		return withExitCode(code, nil)
+		return &res, withExitCode(code, nil)
 	}
-	return nil
+	return &res, nil
 }
 
 func newK8sRunID() string {
@@ -461,7 +508,8 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 	}
 	for _, f := range r.Faults {
 		detail, _ := json.Marshal(map[string]any{"id": f.ID, "experiment": f.Experiment, "weight": f.Weight, "measurement": f.Measurement,
-			"detail": f.Detail, "skipped": f.Skipped, "error": f.Error, "recover_error": f.RecoverError})
+			"detail": f.Detail, "skipped": f.Skipped, "error": f.Error, "recover_error": f.RecoverError,
+			"chaos_mesh_records": b.injector.Records(f.ID)})
 		conf := "inconclusive"
 		if f.Confirmed != 0 {
 			conf = f.Confirmed.String()

@@ -201,7 +201,8 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	var out bytes.Buffer
 	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
 	dataDir := filepath.Join(dir, "data")
-	err = runK8s(ctx, &out, k, doc, dataDir, "json", nil, nil, nil)
+	junit := filepath.Join(dir, "report.xml")
+	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json", JUnitFile: junit})
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
 		t.Fatalf("run: %v (want exit 3: no probes judged it)\n%s", err, out.String())
@@ -237,6 +238,9 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 		if f.Kind != "podKill" || f.Confirmed != "confirmed" || !strings.HasPrefix(f.Target, "aggregator-") {
 			t.Fatalf("fault %+v\n%s", f, out.String())
 		}
+	}
+	if x, err := os.ReadFile(junit); err != nil || !strings.Contains(string(x), "<testsuites") {
+		t.Fatalf("junit report: %v\n%s", err, x)
 	}
 	// The evidence record's subject is the canary's image digest.
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)

@@ -54,6 +54,27 @@ type Injector struct {
 
 	mu       sync.Mutex
 	detected bool
+	// records are the Chaos Mesh per-pod records of each fault id, as
+	// observed when the fault took effect and when it was recovered.
+	records map[string][]Record
+}
+
+// Records returns the Chaos Mesh per-pod records this injector observed
+// for a fault id (when it took effect, then when it recovered), for the
+// evidence record.
+func (in *Injector) Records(faultID string) []Record {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]Record(nil), in.records[faultID]...)
+}
+
+func (in *Injector) addRecords(faultID string, rs []Record) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.records == nil {
+		in.records = map[string][]Record{}
+	}
+	in.records[faultID] = append(in.records[faultID], rs...)
 }
 
 // New returns an injector for the cluster at cfg.
@@ -262,6 +283,7 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		return engine.Applied{}, engine.E(engine.KindOf(err), op, err)
 	}
 	u.Records = recs
+	in.addRecords(f.ID, recs)
 	refs := make([]string, len(p.Refs()))
 	for i, r := range p.Refs() {
 		refs[i] = r.String()
@@ -474,7 +496,11 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 	}
 	if !u.OneShot {
 		for _, r := range u.Objects {
-			if err := in.waitRecovered(ctx, r); err != nil {
+			last, err := in.waitRecovered(ctx, r)
+			if last != nil && last.cond(cm.ConditionAllRecovered) {
+				in.addRecords(a.ID, last.records())
+			}
+			if err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -487,8 +513,9 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 	return nil
 }
 
-// waitRecovered waits until the object is gone or reports AllRecovered.
-func (in *Injector) waitRecovered(ctx context.Context, r ObjectRef) error {
+// waitRecovered waits until the object is gone or reports AllRecovered; it
+// returns the last status it saw.
+func (in *Injector) waitRecovered(ctx context.Context, r ObjectRef) (*objStatus, error) {
 	var last *objStatus
 	err := in.poll(ctx, in.opts.RecoverTimeout, func() (bool, error) {
 		s, err := in.status(ctx, r)
@@ -506,10 +533,10 @@ func (in *Injector) waitRecovered(ctx context.Context, r ObjectRef) error {
 		if last != nil {
 			desc = last.describe()
 		}
-		return engine.E(engine.KindUnavailable, "wait for AllRecovered", fmt.Errorf(
+		return last, engine.E(engine.KindUnavailable, "wait for AllRecovered", fmt.Errorf(
 			"%s was deleted but Chaos Mesh has not reported AllRecovered (%s); the fault may still be in effect; hint: check chaos-controller-manager; the object's spec.duration ends it on its own", r, desc))
 	}
-	return err
+	return last, err
 }
 
 // waitReplaced waits until every killed pod is gone and replaced: a pod of

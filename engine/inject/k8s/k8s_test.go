@@ -321,6 +321,9 @@ func TestNetworkFaultLifecycle(t *testing.T) {
 	if err := in.Recover(ctx, a); err != nil {
 		t.Fatal(err)
 	}
+	if rs := in.Records(f.ID); len(rs) < 5 || rs[0].Phase != string(cm.Injected) || !strings.HasPrefix(rs[0].Object, "NetworkChaos lifecycle/") {
+		t.Fatalf("records kept for the evidence: %+v", rs)
+	}
 	for _, r := range u.Objects {
 		if _, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, r.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("%s still exists after recover: %v", r, err)

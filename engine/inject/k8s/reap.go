@@ -75,7 +75,7 @@ func (in *Injector) ReapOrphans(ctx context.Context, live func(runID string) boo
 		out = append(out, r)
 	}
 	for i, ref := range pending {
-		if err := in.waitRecovered(ctx, ref); err != nil {
+		if _, err := in.waitRecovered(ctx, ref); err != nil {
 			out[idx[i]].Result = "failed: " + err.Error()
 			errs = append(errs, err)
 			continue
