@@ -722,17 +722,20 @@ func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availabi
 	if st.Chunks == 0 {
 		return a, st, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no load chunk of %s in the steady windows", arm))
 	}
-	a.Requests, a.Errors = decision.Num(float64(st.Requests)), decision.Num(float64(st.Errors))
 	if st.Hist != nil {
 		a.LatencyP50, a.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
 	}
 	a.Sessions, a.SessionInterruptions = decision.Num(float64(st.Offered)), decision.Num(float64(st.Timeouts))
+	// Error rate is the servers' own: HTTP 5xx over HTTP requests, as a
+	// Prometheus query would give it (the load generator retries errors,
+	// so its final outcomes hide them).
 	mw, err := r.mets.Window(arm, spansM(steady)...)
 	if err != nil {
-		a.DependencyCalls = decision.Value{State: decision.QueryError, Err: err.Error()}
-		a.DependencyFailures = a.DependencyCalls
+		qe := decision.Value{State: decision.QueryError, Err: err.Error()}
+		a.DependencyCalls, a.DependencyFailures, a.Requests, a.Errors = qe, qe, qe, qe
 	} else {
 		a.DependencyCalls, a.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
+		a.Requests, a.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx)
 	}
 	whole, err := r.mets.Window(arm, metrics.Span{Start: step.Start, End: step.End})
 	if err != nil {
@@ -821,13 +824,13 @@ func (r *Run) aaWindows(weight int, steady []availability.Span, step availabilit
 	}
 	pseudo := func(spans []availability.Span, node string) decision.Arm {
 		st := r.avail.Summarize(engine.ArmControl, spans...)
-		x := decision.Arm{Requests: decision.Num(float64(st.Requests)), Errors: decision.Num(float64(st.Errors)),
-			Sessions: decision.Num(float64(st.Offered)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
+		x := decision.Arm{Sessions: decision.Num(float64(st.Offered)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
 		if st.Hist != nil {
 			x.LatencyP50, x.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
 		}
-		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, spansM(steady)...); err == nil {
+		if mw, err := r.mets.Window(engine.ArmControl, spansM(spans)...); err == nil {
 			x.DependencyCalls, x.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
+			x.Requests, x.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx)
 		}
 		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: step.Start, End: step.End}); err == nil {
 			x.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))

@@ -343,6 +343,11 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 			if !inSpans(b.At, spans) {
 				continue
 			}
+			if b.At.Sub(a.At) > 2*p.cfg.Interval+p.cfg.Timeout {
+				// A gap (failed scrapes): its deltas would smear what
+				// happened outside the window into it.
+				continue
+			}
 			used = true
 			w.Scrapes++
 			same := sameProcess(a, b)
