@@ -167,7 +167,7 @@ const (
 // opts.Keys' origin when dir holds none. A ledger created for another origin
 // or key is refused. The tree root is recomputed from the stored hashes and
 // checked against the last signed checkpoint.
-func Open(ctx context.Context, dir string, opts Options) (*Ledger, error) {
+func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	if opts.Clock == nil {
 		opts.Clock = SystemClock{}
 	}
@@ -224,14 +224,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Ledger, error) {
 		l.stopped = make(chan struct{})
 		go l.writer()
 	}
-	_ = ctx
 	return l, nil
 }
 
 func (l *Ledger) init(opts Options, create bool) error {
 	if create {
 		k := opts.Keys
-		now := opts.Clock.Now().UTC()
 		err := l.db.Update(func(tx *bolt.Tx) error {
 			for _, b := range allBuckets {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -243,7 +241,6 @@ func (l *Ledger) init(opts Options, create bool) error {
 			if err != nil {
 				return err
 			}
-			_ = now
 			for _, kv := range [][2][]byte{
 				{kVersion, []byte("1")}, {kOrigin, []byte(k.Info.Origin)}, {kVKey, []byte(k.Info.CheckpointVerify)},
 				{kEvPub, k.EvidencePublicPEM()}, {kSize, u64(0)}, {kBlocks, u64(0)}, {kCheckpoint, cp.Note}, {kLastBlock, make([]byte, 32)},
