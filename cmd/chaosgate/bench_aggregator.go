@@ -67,7 +67,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.IntVar(&w.Keys, "keys", 64, "group keys (JetStream: subjects)")
 	f.IntVar(&w.Batch, "batch", 8, "messages per request (JetStream: async publishes awaited together)")
 	f.IntVar(&w.Concurrency, "concurrency", 32, "closed loop: requests in flight")
-	f.Float64Var(&rate, "rate", 2000, "open loop: messages per second")
+	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&natsServer, "nats-server", "", "nats-server binary (default: from PATH, installed with apt-get when root)")
