@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/chaosgate/chaosgate/decision"
@@ -10,12 +13,43 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// TestBenchSmoke runs the four judges on a small corpus (the full one with
+// CHAOSGATE_BENCH_FULL=1, seed 42: the tuning seed) and checks what must
+// hold on any corpus.
 func TestBenchSmoke(t *testing.T) {
-	opt := CorpusOptions{Seed: 42, Services: 40, Good: 1000, BadPerKind: 80, Faults: 320}
-	if testing.Short() {
-		opt = CorpusOptions{Seed: 42, Services: 8, Good: 60, BadPerKind: 6, Faults: 24}
+	opt := CorpusOptions{Seed: 42, Services: 3, Good: 40, BadPerKind: 4, Faults: 16}
+	if os.Getenv("CHAOSGATE_BENCH_FULL") != "" {
+		opt = CorpusOptions{Seed: 42, Services: 40, Good: 1000, BadPerKind: 80, Faults: 320}
 	}
 	c := Generate(opt)
 	rep := Run(c, []Judge{NewChaosgate(decision.Default(), c), NewFlagger(), NewArgo(), NewKayenta()})
-	WriteTable(os.Stdout, rep)
+	var out bytes.Buffer
+	WriteTable(&out, rep)
+	WriteGoals(&out, Goals(rep))
+	t.Log("\n" + out.String())
+	if len(rep.Judges) != 4 || rep.Bad != 14*opt.BadPerKind || rep.Good != opt.Good || rep.Faults != opt.Faults {
+		t.Fatalf("corpus: %+v", rep)
+	}
+	cg := rep.Judges[0]
+	if cg.ConsistencyBlocks != cg.ConsistencyN || cg.ConsistencyN != opt.BadPerKind {
+		t.Errorf("consistency violations blocked %d/%d", cg.ConsistencyBlocks, cg.ConsistencyN)
+	}
+	if cg.FaultCaused != 0 {
+		t.Errorf("%d good releases blocked because of a data fault", cg.FaultCaused)
+	}
+	if !strings.Contains(out.String(), "NAB-style score") {
+		t.Error("table lacks the NAB score")
+	}
+}
+
+func TestCorpusIsSeeded(t *testing.T) {
+	opt := CorpusOptions{Seed: 7, Services: 2, Good: 5, BadPerKind: 1, Faults: 4}
+	a, b := Generate(opt), Generate(opt)
+	if !reflect.DeepEqual(a.Releases[3].looks, b.Releases[3].looks) {
+		t.Fatal("the same seed generated different corpora")
+	}
+	opt.Seed = 8
+	if reflect.DeepEqual(a.Releases[3].looks, Generate(opt).Releases[3].looks) {
+		t.Fatal("different seeds generated the same corpus")
+	}
 }
