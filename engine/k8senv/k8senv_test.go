@@ -88,3 +88,24 @@ func TestDecodeObjectsReportsDocument(t *testing.T) {
 		t.Fatalf("err = %v, want it to name x.yaml document 2", err)
 	}
 }
+
+func FuzzDecodeObjects(f *testing.F) {
+	f.Add("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: X\n")
+	f.Add("{\"kind\":\"X\"}")
+	f.Add("---\n---\n")
+	f.Add("a: [\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		objs, err := DecodeObjects(strings.NewReader(s), "fuzz")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz: document ") {
+				t.Fatalf("error does not name the document: %v", err)
+			}
+			return
+		}
+		for _, o := range objs {
+			if len(o.Object) == 0 {
+				t.Fatal("empty object returned")
+			}
+		}
+	})
+}

@@ -571,3 +571,39 @@ func FuzzCut(f *testing.F) {
 		}
 	})
 }
+
+func TestParsePodsFile(t *testing.T) {
+	pf, err := ParsePodsFile("p.yaml", []byte("canary: {namespace: a, pods: [x2, x1]}\ncontrol: {namespace: b, pods: [y]}\n"))
+	if err != nil || pf.Canary.Pods[0] != "x1" || pf.Control.Namespace != "b" {
+		t.Fatalf("%+v %v", pf, err)
+	}
+	for in, want := range map[string]string{
+		"canary: {namespace: a, pods: [x]}\n":                                         "control.namespace is empty",
+		"canary: {namespace: a, pods: [x, x]}\ncontrol: {namespace: b, pods: [y]}\n":  "canary.pods[1]",
+		"canary: {namespace: a, pods: [x]}\ncontrol: {namespace: b, pods: [y]}\nz: 1": "unknown field",
+		"canary: [\n": "p.yaml",
+	} {
+		_, err := ParsePodsFile("p.yaml", []byte(in))
+		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want it to mention %q", in, err, want)
+		}
+	}
+}
+
+func FuzzParsePodsFile(f *testing.F) {
+	f.Add([]byte("canary: {namespace: a, pods: [x]}\ncontrol: {namespace: b, pods: [y]}\n"))
+	f.Add([]byte("{\"canary\":{\"namespace\":\"a\",\"pods\":[\"\"]}}"))
+	f.Add([]byte(":"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pf, err := ParsePodsFile("f", b)
+		if err != nil {
+			if engine.KindOf(err) != engine.KindInvalid {
+				t.Fatalf("kind %v: %v", engine.KindOf(err), err)
+			}
+			return
+		}
+		if pf.Canary.Namespace == "" || pf.Control.Namespace == "" || len(pf.Canary.Pods) == 0 || len(pf.Control.Pods) == 0 {
+			t.Fatalf("accepted an incomplete file: %+v", pf)
+		}
+	})
+}
