@@ -89,6 +89,7 @@ type proc struct {
 // Unavailable is returned by Start when a required binary is missing.
 type Unavailable struct{ Reason string }
 
+// Error says why the control plane is unavailable.
 func (u *Unavailable) Error() string { return "k8senv: control plane unavailable: " + u.Reason }
 
 // CacheDir returns the directory where scripts/ cache built servers.
@@ -643,6 +644,7 @@ func LeakOptions() []goleak.Option {
 //	func TestMain(m *testing.M) { goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...) }
 func Main(m Runner) Runner { return mainRunner{m: m} }
 
+// Run runs the tests, then stops the shared control plane.
 func (r mainRunner) Run() int {
 	code := r.m.Run()
 	mu.Lock()

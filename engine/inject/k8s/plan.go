@@ -121,6 +121,7 @@ type ObjectRef struct {
 	Name      string `json:"name"`
 }
 
+// String is "Kind namespace/name".
 func (r ObjectRef) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
 func (r ObjectRef) gvr() schema.GroupVersionResource {

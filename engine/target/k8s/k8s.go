@@ -39,6 +39,7 @@ const (
 	StatefulSet
 )
 
+// String is "Deployment" or "StatefulSet".
 func (k WorkloadKind) String() string {
 	switch k {
 	case Deployment:
@@ -61,6 +62,7 @@ type Selector struct {
 	Name        string            `json:"name,omitempty"`
 }
 
+// String describes the selector for error messages.
 func (s Selector) String() string {
 	keys := make([]string, 0, len(s.MatchLabels))
 	for k := range s.MatchLabels {
