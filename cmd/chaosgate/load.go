@@ -34,6 +34,7 @@ func newLoadCmd() *cobra.Command {
 		output       string
 		noDrain      bool
 		statsEvery   time.Duration
+		toLeader     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "load --cluster DIR/cluster.json --history FILE",
@@ -71,7 +72,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 			ctx := cmd.Context()
 			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Sources: sources, Keys: keys, Batch: batch,
 				PayloadSize: payload, Dup: dup, Reorder: reorder, StateClients: stateClients, History: hw, Logger: newLogger(slog.LevelWarn),
-				StatsInterval: statsEvery})
+				StatsInterval: statsEvery, RouteToLeader: toLeader})
 			if err != nil {
 				if hw != nil {
 					_ = hw.Close()
@@ -117,6 +118,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 	f.StringVar(&histPath, "history", "", "history/v1 file to write")
 	f.StringVarP(&output, "output", "o", "table", "summary format: table or json")
 	f.BoolVar(&noDrain, "no-drain", false, "do not read the output streams after sending")
+	f.BoolVar(&toLeader, "route-to-leader", false, "send each message straight to its partition's leader instead of any node")
 	f.DurationVar(&statsEvery, "stats-interval", 2*time.Second, "record every node's /metrics gauges (memory, reorder depth, dedup entries) this often for the I6 caps check; 0 turns it off")
 	return cmd
 }

@@ -24,6 +24,9 @@ type Workload struct {
 	Concurrency int           // closed loop: requests in flight; 0 with Rate > 0
 	Rate        float64       // open loop: messages per second (0: closed loop)
 	Duration    time.Duration // how long the cell runs
+	// RouteToLeader sends aggregator messages straight to their partition
+	// leaders (JetStream clients always publish through any server).
+	RouteToLeader bool
 }
 
 // Mode names the loop.

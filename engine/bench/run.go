@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config) ([]Pair, error) {
 
 func runAggregator(ctx context.Context, addrs []string, partitions int, w Workload) (Result, error) {
 	g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Partitions: partitions, Sources: w.Sources, Keys: w.Keys,
-		Batch: w.Batch, PayloadSize: w.Payload})
+		Batch: w.Batch, PayloadSize: w.Payload, RouteToLeader: w.RouteToLeader})
 	if err != nil {
 		return Result{}, err
 	}

@@ -58,6 +58,10 @@ type Config struct {
 	// StateClients run per-key state reads and writes (GET/PUT /v1/state)
 	// concurrently with the messages, for I9; StateKeys is the key pool.
 	StateClients, StateKeys int
+	// RouteToLeader sends each message straight to its partition's leader
+	// (from GET /v1/cluster, refreshed every second) instead of to any node,
+	// which forwards it; it saves the forwarding hop.
+	RouteToLeader bool
 	// StatsInterval > 0 scrapes every target's /metrics that often while a
 	// phase runs and records a "stats" node event (memory, reorder depth,
 	// dedup entries, in-flight work) for the I6 caps check; StatsCaps adds
@@ -159,6 +163,7 @@ type Generator struct {
 	acked    map[int]map[string]bool // partition → acked msg ids not yet seen in the stream
 	stateSeq atomic.Int64
 	next     []int64 // per partition: the consumer's next offset
+	leaders  atomic.Pointer[map[int]string]
 }
 
 // New prepares a generator; it asks GET /v1/cluster for P when
@@ -338,6 +343,13 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 			g.stateLoop(pctx, fmt.Sprintf("%s-state%d", g.cfg.Name, i+1), ps)
 		}(i)
 	}
+	if g.cfg.RouteToLeader {
+		lctx, stopLeaders := context.WithCancel(ctx)
+		defer stopLeaders()
+		leadersDone := make(chan struct{})
+		defer func() { stopLeaders(); <-leadersDone }()
+		go func() { defer close(leadersDone); g.refreshLeaders(lctx) }()
+	}
 	// Stats are sampled until every send of the phase is done: overload
 	// shows most in the tail.
 	sctx, stopStats := context.WithCancel(ctx)
@@ -443,93 +455,39 @@ func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, s
 		if attempt > 0 {
 			ps.retries.Add(int64(len(pending)))
 		}
-		addr, err := g.cl.pick()
-		if err != nil {
-			g.finalFail(pending, ps)
-			return
-		}
-		body, _ := json.Marshal(struct {
-			Messages []Message `json:"messages"`
-		}{pending})
-		ps.requests.Add(1)
-		o := g.cl.do(ctx, http.MethodPost, addr, "/v1/messages", body)
-		now := time.Now()
-		var results []Result
-		if o.err == nil {
-			var resp struct {
-				Results []Result `json:"results"`
-			}
-			if json.Unmarshal(o.body, &resp) == nil && len(resp.Results) == len(pending) {
-				results = resp.Results
-			}
-		}
 		var retry []Message
 		var wait time.Duration
-		allOK := true
-		for i, m := range pending {
-			ev := history.Event{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
-				Fingerprint: m.Fingerprint, Partition: m.partition, HasPartition: true}
-			if results == nil {
-				ev.Result = history.ResultTimeout
-				ps.timeouts.Add(1)
-				retry = append(retry, m)
-				allOK = false
-				g.record(ev)
-				continue
+		if routes := g.route(pending); routes != nil {
+			// one request per partition leader, in parallel
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, rt := range routes {
+				wg.Add(1)
+				go func(addr string, msgs []Message) {
+					defer wg.Done()
+					r, w := g.attempt(ctx, addr, msgs, ps, sched, src)
+					mu.Lock()
+					retry, wait = append(retry, r...), max(wait, w)
+					mu.Unlock()
+				}(rt.addr, rt.msgs)
 			}
-			r := results[i]
-			ev.Node, ev.Epoch = r.Node, r.Epoch
-			if h, err := history.ParseHLC(r.HLC); err == nil {
-				ev.HLC = h
+			wg.Wait()
+		} else {
+			addr, err := g.cl.pick()
+			if err != nil {
+				g.finalFail(pending, ps)
+				return
 			}
-			switch outcome(r) {
-			case history.ResultOK:
-				ev.Result = history.ResultOK
-				if m.dup {
-					ps.dupAcked.Add(1)
-					break
-				}
-				ps.ok.Add(1)
-				g.noteAcked(m)
-				if g.cfg.Dup > 0 && g.float() < g.cfg.Dup {
-					g.queueDup(m)
-				}
-			case history.ResultRejected:
-				ev.Result = history.ResultRejected
-				ps.rejected.Add(1)
-				retry = append(retry, m)
-				wait = max(wait, time.Duration(r.RetryAfterMs)*time.Millisecond)
-				allOK = false
-			case history.ResultFail:
-				ev.Result = history.ResultFail
-				allOK = false
-				if r.ErrorKind == "no_leader" || r.ErrorKind == "not_leader" {
-					retry = append(retry, m) // definitely not stored; try again
-				} else if !m.dup {
-					ps.failed.Add(1)
-				}
-			default:
-				ev.Result = history.ResultTimeout
-				ps.timeouts.Add(1)
-				retry = append(retry, m)
-				allOK = false
-			}
-			g.record(ev)
-		}
-		if allOK {
-			ps.observe(now.Sub(sched))
+			retry, wait = g.attempt(ctx, addr, pending, ps, sched, src)
 		}
 		if len(retry) == 0 {
 			return
 		}
 		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) {
-			ps.failed.Add(int64(len(retry)))
+			g.finalFail(retry, ps)
 			return
 		}
 		pending = retry
-		if wait == 0 {
-			wait = o.retryAfter
-		}
 		if wait == 0 {
 			wait = min(time.Duration(1<<min(attempt, 6))*20*time.Millisecond, time.Second)
 		}
@@ -537,6 +495,150 @@ func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, s
 		select {
 		case <-ctx.Done():
 			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// attempt sends msgs to addr once, records every outcome and returns the
+// messages to retry and how long to wait first (retry-after, if any).
+func (g *Generator) attempt(ctx context.Context, addr string, pending []Message, ps *phaseStats, sched time.Time, src string) ([]Message, time.Duration) {
+	body, _ := json.Marshal(struct {
+		Messages []Message `json:"messages"`
+	}{pending})
+	ps.requests.Add(1)
+	o := g.cl.do(ctx, http.MethodPost, addr, "/v1/messages", body)
+	now := time.Now()
+	var results []Result
+	if o.err == nil {
+		var resp struct {
+			Results []Result `json:"results"`
+		}
+		if json.Unmarshal(o.body, &resp) == nil && len(resp.Results) == len(pending) {
+			results = resp.Results
+		}
+	}
+	var retry []Message
+	var wait time.Duration
+	allOK := true
+	for i, m := range pending {
+		ev := history.Event{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
+			Fingerprint: m.Fingerprint, Partition: m.partition, HasPartition: true}
+		if results == nil {
+			ev.Result = history.ResultTimeout
+			ps.timeouts.Add(1)
+			retry = append(retry, m)
+			allOK = false
+			g.record(ev)
+			continue
+		}
+		r := results[i]
+		ev.Node, ev.Epoch = r.Node, r.Epoch
+		if h, err := history.ParseHLC(r.HLC); err == nil {
+			ev.HLC = h
+		}
+		switch outcome(r) {
+		case history.ResultOK:
+			ev.Result = history.ResultOK
+			if m.dup {
+				ps.dupAcked.Add(1)
+				break
+			}
+			ps.ok.Add(1)
+			g.noteAcked(m)
+			if g.cfg.Dup > 0 && g.float() < g.cfg.Dup {
+				g.queueDup(m)
+			}
+		case history.ResultRejected:
+			ev.Result = history.ResultRejected
+			ps.rejected.Add(1)
+			retry = append(retry, m)
+			wait = max(wait, time.Duration(r.RetryAfterMs)*time.Millisecond)
+			allOK = false
+		case history.ResultFail:
+			ev.Result = history.ResultFail
+			allOK = false
+			if r.ErrorKind == "no_leader" || r.ErrorKind == "not_leader" {
+				retry = append(retry, m) // definitely not stored; try again
+			} else if !m.dup {
+				ps.failed.Add(1)
+			}
+		default:
+			ev.Result = history.ResultTimeout
+			ps.timeouts.Add(1)
+			retry = append(retry, m)
+			allOK = false
+		}
+		g.record(ev)
+	}
+	if allOK {
+		ps.observe(now.Sub(sched))
+	}
+	if wait == 0 && len(retry) > 0 {
+		wait = o.retryAfter
+	}
+	return retry, wait
+}
+
+type route struct {
+	addr string
+	msgs []Message
+}
+
+// route groups msgs by the HTTP address of their partition's leader when
+// RouteToLeader is on and the leaders are known; nil means "any node".
+func (g *Generator) route(msgs []Message) []route {
+	if !g.cfg.RouteToLeader {
+		return nil
+	}
+	lm := g.leaders.Load()
+	if lm == nil {
+		return nil
+	}
+	var out []route
+	idx := map[string]int{}
+	for _, m := range msgs {
+		addr := (*lm)[m.partition]
+		if addr == "" {
+			if a, err := g.cl.pick(); err == nil {
+				addr = a
+			}
+		}
+		i, ok := idx[addr]
+		if !ok {
+			i = len(out)
+			idx[addr] = i
+			out = append(out, route{addr: addr})
+		}
+		out[i].msgs = append(out[i].msgs, m)
+	}
+	return out
+}
+
+// refreshLeaders keeps the partition → leader HTTP address map fresh.
+func (g *Generator) refreshLeaders(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ci, err := FetchCluster(cctx, g.cfg.Targets)
+		cancel()
+		if err == nil {
+			httpOf := map[string]string{}
+			for _, n := range ci.Nodes {
+				httpOf[n.ID] = n.HTTP
+			}
+			lm := map[int]string{}
+			for _, p := range ci.Partitions {
+				if a := httpOf[p.Leader]; a != "" {
+					lm[p.ID] = a
+				}
+			}
+			g.leaders.Store(&lm)
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-t.C:
 		}
 	}
