@@ -6,8 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +24,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/k8senv"
+	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
@@ -200,6 +207,22 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	}
 	var out bytes.Buffer
 	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+
+	// Dry run against the cluster: reads the targets, creates nothing.
+	if err := k8sDryRun(ctx, &out, k, doc, "dry", "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# canary: Deployment/shop/aggregator-canary revision Deployment/shop/aggregator-canary@sha256:", "# Chaos Mesh installed: false",
+		"# would delete pods aggregator-"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("dry run output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if pods, _ := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); len(pods.Items) != 6 {
+		t.Fatalf("the dry run changed the pods: %d", len(pods.Items))
+	}
+	out.Reset()
+
 	dataDir := filepath.Join(dir, "data")
 	junit := filepath.Join(dir, "report.xml")
 	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json", JUnitFile: junit})
@@ -282,5 +305,34 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil || len(pods.Items) != 6 {
 		t.Fatalf("%d pods after the run: %v", len(pods.Items), err)
+	}
+}
+
+func TestK8sLeaderLookupFromAggregatorAPI(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/cluster" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"node":"agg-1","partitions":[{"id":0,"leader":"agg-2"},{"id":1,"leader":"agg-2"},{"id":2,"leader":"agg-0"}]}`)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	w := &k8starget.Workload{Kind: k8starget.StatefulSet, Namespace: "ns", Name: "agg",
+		Pods: []k8starget.Pod{{Name: "agg-0"}, {Name: "agg-1", IP: host}, {Name: "agg-2", IP: host}}}
+	b := &k8sBackend{pair: k8starget.Pair{Canary: w, Control: w}, port: p, hc: srv.Client()}
+	ctx := context.Background()
+	if l, err := b.Leader(ctx, engine.ArmCanary, nil); err != nil || l != "agg-2" {
+		t.Fatalf("leader = %q, %v; want agg-2 (leads 2 of 3 partitions)", l, err)
+	}
+	two := 2
+	if l, err := b.Leader(ctx, engine.ArmCanary, &two); err != nil || l != "agg-0" {
+		t.Fatalf("leader of partition 2 = %q, %v", l, err)
+	}
+	w2 := &k8starget.Workload{Kind: k8starget.StatefulSet, Namespace: "ns", Name: "cold", Pods: []k8starget.Pod{{Name: "cold-0"}}}
+	b.pair = k8starget.Pair{Canary: w2, Control: w2}
+	if _, err := b.Leader(ctx, engine.ArmControl, nil); err == nil || !strings.Contains(err.Error(), "StatefulSet/ns/cold has an IP") && !strings.Contains(err.Error(), "no pod of StatefulSet/ns/cold has an IP") {
+		t.Fatalf("no IPs: %v", err)
 	}
 }
