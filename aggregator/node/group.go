@@ -27,7 +27,9 @@ type group struct {
 	n      *Node
 	raft   *raft.Raft
 	fsm    *fsm
-	logs   *replica.BoltStore
+	stable *replica.BoltStore
+	wal    *replica.WAL
+	logs   raft.LogStore
 	stream *bolt.DB
 	trans  *raft.NetworkTransport
 	propCh chan *proposal
@@ -71,7 +73,13 @@ func openGroup(n *Node, id int) (*group, error) {
 		}
 	}()
 	var err error
-	if g.logs, err = replica.OpenBoltStore(filepath.Join(dir, "raft.db")); err != nil {
+	if g.stable, err = replica.OpenBoltStore(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, err
+	}
+	if g.wal, err = replica.OpenWAL(filepath.Join(dir, "wal"), 0); err != nil {
+		return nil, err
+	}
+	if g.logs, err = raft.NewLogCache(1024, g.wal); err != nil {
 		return nil, err
 	}
 	// The stream store is derived from the raft log and snapshots, so it is
@@ -113,18 +121,18 @@ func openGroup(n *Node, id int) (*group, error) {
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.NoLegacyTelemetry = true
 	rc.Logger = hl
-	if has, err := raft.HasExistingState(g.logs, g.logs, snaps); err != nil {
+	if has, err := raft.HasExistingState(g.logs, g.stable, snaps); err != nil {
 		return nil, err
 	} else if !has {
 		var cfg raft.Configuration
 		for _, id := range n.ids {
 			cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(id)})
 		}
-		if err := raft.BootstrapCluster(rc, g.logs, g.logs, snaps, g.trans, cfg); err != nil {
+		if err := raft.BootstrapCluster(rc, g.logs, g.stable, snaps, g.trans, cfg); err != nil {
 			return nil, fmt.Errorf("bootstrap partition %d: %w", id, err)
 		}
 	}
-	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logs, snaps, g.trans); err != nil {
+	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.stable, snaps, g.trans); err != nil {
 		return nil, fmt.Errorf("start raft for partition %d: %w", id, err)
 	}
 	ok = true
@@ -138,8 +146,11 @@ func (g *group) closeStores() {
 	if g.trans != nil {
 		g.trans.Close()
 	}
-	if g.logs != nil {
-		g.logs.Close()
+	if g.wal != nil {
+		g.wal.Close()
+	}
+	if g.stable != nil {
+		g.stable.Close()
 	}
 	if g.stream != nil {
 		g.stream.Close()
@@ -373,7 +384,8 @@ func (g *group) putState(p putCmd) (putResult, error) {
 }
 
 // balance hands leadership to the partition's preferred node once it is
-// reachable, so leaders spread over the nodes.
+// up and ready, so leaders spread over the nodes. A node that is down is not
+// tried (a transfer to it would stall writes until it times out).
 func (g *group) balance(preferred string) {
 	if !g.isLeader() || preferred == g.n.cfg.ID {
 		return
@@ -385,7 +397,13 @@ func (g *group) balance(preferred string) {
 	}
 	g.lastTransfer = time.Now()
 	g.mu.Unlock()
+	if !g.n.peerReady(preferred) {
+		return
+	}
 	if err := g.raft.LeadershipTransferToServer(raft.ServerID(preferred), raft.ServerAddress(preferred)).Error(); err != nil {
+		g.mu.Lock()
+		g.lastTransfer = time.Now().Add(g.n.cfg.BalanceInterval * 10) // back off
+		g.mu.Unlock()
 		if !strings.Contains(err.Error(), "not leader") {
 			g.n.log.Debug("leadership transfer", "partition", g.id, "to", preferred, "err", err)
 		}

@@ -263,6 +263,26 @@ func (n *Node) observeHLC(ts hlc.Timestamp) {
 // preferred is the node that should lead partition p.
 func (n *Node) preferred(p int) string { return n.ids[p%len(n.ids)] }
 
+// peerReady asks a peer's /readyz (through its --peer-http address).
+func (n *Node) peerReady(id string) bool {
+	addr := n.cfg.PeerHTTP[id]
+	if addr == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func (n *Node) balancer() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.BalanceInterval)

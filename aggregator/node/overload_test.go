@@ -33,8 +33,10 @@ func vmHWM(t *testing.T, pid int) int64 {
 // (429 with Retry-After and retry_after_ms), every acknowledged message is
 // in the streams, and each node's peak RSS stays under its cap.
 func TestOverloadRejectsExplicitlyBoundedMemoryNoAckedLoss(t *testing.T) {
-	const capBytes = 160 << 20
-	pc := startProcCluster(t, 3, func(cc *childConfig) { cc.RSSCap = capBytes })
+	const capBytes = 256 << 20 // the default --rss-cap
+	// 48 sources at 10 msgs/s each: the sustainable rate is 480 msgs/s; the
+	// flood offers several thousand per second (about 10x and more).
+	pc := startProcCluster(t, 3, func(cc *childConfig) { cc.RSSCap, cc.SourceRate = capBytes, 10 })
 	payload := strings.Repeat("p", 1024)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 	defer client.CloseIdleConnections()

@@ -1,6 +1,7 @@
-// Package replica holds the consensus plumbing of the aggregator: a raft
-// log/stable store on bbolt and a TCP stream layer that multiplexes every
-// raft group of a node over one listener.
+// Package replica holds the consensus plumbing of the aggregator: the raft
+// log store (an append-only WAL with one fsync per batch), a raft stable
+// store on bbolt, and a TCP stream layer that multiplexes every raft group of
+// a node over one listener.
 package replica
 
 import (

@@ -1,0 +1,339 @@
+package replica
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// WAL is a raft.LogStore on append-only segment files: a batch of entries
+// is one write and one fsync (group commit), where a B+tree store needs two.
+// Each record is [u32 length][u32 crc32c][entry]; a torn tail after a crash
+// is detected by the checksum and cut off on open.
+type WAL struct {
+	dir     string
+	maxSize int64
+
+	mu   sync.Mutex
+	segs []*segment // ordered by first index; each holds contiguous indexes
+}
+
+type segment struct {
+	base    uint64 // index of offs[0]
+	first   uint64 // logical first index (>= base after a prefix trim)
+	offs    []int64
+	size    int64
+	path    string
+	f       *os.File
+	retired bool
+}
+
+func (s *segment) last() uint64 {
+	if len(s.offs) == 0 {
+		return 0
+	}
+	return s.base + uint64(len(s.offs)) - 1
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// OpenWAL opens or creates the log in dir. Segments rotate at maxSize bytes.
+func OpenWAL(dir string, maxSize int64) (*WAL, error) {
+	if maxSize <= 0 {
+		maxSize = 64 << 20
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	w := &WAL{dir: dir, maxSize: maxSize}
+	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	trim := w.readTrim()
+	for _, name := range names {
+		base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".wal"), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("raft wal: unexpected file %s", name)
+		}
+		s, err := openSegment(name, base)
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		if len(s.offs) == 0 || s.last() < trim {
+			s.f.Close()
+			_ = os.Remove(name)
+			continue
+		}
+		s.first = max(s.base, trim)
+		w.segs = append(w.segs, s)
+	}
+	return w, nil
+}
+
+func openSegment(path string, base uint64) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	s := &segment{base: base, first: base, path: path, f: f}
+	var hdr [8]byte
+	var off int64
+	for {
+		if _, err := f.ReadAt(hdr[:], off); err != nil {
+			break
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[:4]))
+		body := make([]byte, n)
+		if _, err := f.ReadAt(body, off+8); err != nil {
+			break
+		}
+		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
+			break
+		}
+		if idx := binary.BigEndian.Uint64(body); idx != base+uint64(len(s.offs)) {
+			break
+		}
+		s.offs = append(s.offs, off)
+		off += 8 + n
+	}
+	if st, err := f.Stat(); err == nil && st.Size() != off { // torn tail
+		if err := f.Truncate(off); err != nil {
+			f.Close()
+			return nil, err
+		}
+		_ = f.Sync()
+	}
+	s.size = off
+	return s, nil
+}
+
+func (w *WAL) trimPath() string { return filepath.Join(w.dir, "first-index") }
+
+func (w *WAL) readTrim() uint64 {
+	b, err := os.ReadFile(w.trimPath())
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v
+}
+
+// Close closes every segment.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.segs {
+		s.f.Close()
+	}
+	w.segs = nil
+	return nil
+}
+
+// FirstIndex returns the first index held, 0 when empty.
+func (w *WAL) FirstIndex() (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.segs) == 0 {
+		return 0, nil
+	}
+	return w.segs[0].first, nil
+}
+
+// LastIndex returns the last index held, 0 when empty.
+func (w *WAL) LastIndex() (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.segs) == 0 {
+		return 0, nil
+	}
+	return w.segs[len(w.segs)-1].last(), nil
+}
+
+// GetLog reads entry index.
+func (w *WAL) GetLog(index uint64, l *raft.Log) error {
+	w.mu.Lock()
+	var s *segment
+	for i := len(w.segs) - 1; i >= 0; i-- {
+		if c := w.segs[i]; index >= c.first && index <= c.last() {
+			s = c
+			break
+		}
+	}
+	if s == nil {
+		w.mu.Unlock()
+		return raft.ErrLogNotFound
+	}
+	off := s.offs[index-s.base]
+	end := s.size
+	if k := index - s.base + 1; k < uint64(len(s.offs)) {
+		end = s.offs[k]
+	}
+	f := s.f
+	w.mu.Unlock()
+	buf := make([]byte, end-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return fmt.Errorf("raft wal: read entry %d: %w", index, err)
+	}
+	return decodeLog(buf[8:], l)
+}
+
+// StoreLog appends one entry.
+func (w *WAL) StoreLog(l *raft.Log) error { return w.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs appends entries with one write and one fsync.
+func (w *WAL) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := 1; i < len(logs); i++ {
+		if logs[i].Index != logs[i-1].Index+1 {
+			return fmt.Errorf("raft wal: entries %d and %d are not contiguous", logs[i-1].Index, logs[i].Index)
+		}
+	}
+	var s *segment
+	if n := len(w.segs); n > 0 {
+		s = w.segs[n-1]
+		switch last := s.last(); {
+		case logs[0].Index <= last:
+			return fmt.Errorf("raft wal: entry %d already stored (last %d); delete the suffix first", logs[0].Index, last)
+		case logs[0].Index != last+1 || s.size >= w.maxSize:
+			s = nil // a jump (after a snapshot install) or a full segment
+		}
+	}
+	if s == nil {
+		var err error
+		if s, err = w.newSegment(logs[0].Index); err != nil {
+			return err
+		}
+	}
+	var buf []byte
+	offs := make([]int64, 0, len(logs))
+	for _, l := range logs {
+		body := encodeLog(l)
+		offs = append(offs, s.size+int64(len(buf)))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(body)))
+		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(body, castagnoli))
+		buf = append(buf, body...)
+	}
+	if _, err := s.f.WriteAt(buf, s.size); err != nil {
+		return fmt.Errorf("raft wal: append: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("raft wal: fsync: %w", err)
+	}
+	s.offs = append(s.offs, offs...)
+	s.size += int64(len(buf))
+	return nil
+}
+
+func (w *WAL) newSegment(base uint64) (*segment, error) {
+	path := filepath.Join(w.dir, fmt.Sprintf("%020d.wal", base))
+	_ = os.Remove(path) // a stale file of a suffix deleted earlier
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	syncDir(w.dir)
+	s := &segment{base: base, first: base, path: path, f: f}
+	w.segs = append(w.segs, s)
+	return s, nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// DeleteRange deletes min..max inclusive: raft only deletes a prefix
+// (compaction after a snapshot) or a suffix (a conflicting tail).
+func (w *WAL) DeleteRange(min, max uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.segs) == 0 || max < min {
+		return nil
+	}
+	first, last := w.segs[0].first, w.segs[len(w.segs)-1].last()
+	switch {
+	case min <= first: // prefix
+		keep := w.segs[:0]
+		for _, s := range w.segs {
+			if s.last() <= max {
+				s.f.Close()
+				_ = os.Remove(s.path)
+				continue
+			}
+			if s.first <= max {
+				s.first = max + 1
+			}
+			keep = append(keep, s)
+		}
+		w.segs = keep
+		if err := writeFileSync(w.trimPath(), []byte(strconv.FormatUint(max+1, 10)+"\n")); err != nil {
+			return err
+		}
+		syncDir(w.dir)
+		return nil
+	case max >= last: // suffix
+		for len(w.segs) > 0 {
+			s := w.segs[len(w.segs)-1]
+			if s.first >= min {
+				s.f.Close()
+				_ = os.Remove(s.path)
+				w.segs = w.segs[:len(w.segs)-1]
+				continue
+			}
+			if s.last() >= min {
+				k := min - s.base
+				s.size = s.offs[k]
+				s.offs = s.offs[:k]
+				if err := s.f.Truncate(s.size); err != nil {
+					return err
+				}
+				if err := s.f.Sync(); err != nil {
+					return err
+				}
+			}
+			break
+		}
+		syncDir(w.dir)
+		return nil
+	}
+	return fmt.Errorf("raft wal: cannot delete %d..%d from the middle of %d..%d", min, max, first, last)
+}
+
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var _ raft.LogStore = (*WAL)(nil)
