@@ -208,7 +208,7 @@ func startRun(t *testing.T, bin, dir, name, fault string) (*exec.Cmd, *bytes.Buf
 			cmd.Wait()
 		}
 	})
-	if !lw.waitFor("on control applied", 90*time.Second) {
+	if !lw.waitForCount(" applied (", 2, 90*time.Second) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("the fault was never applied on both arms:\n%s", lw.text())
@@ -241,6 +241,22 @@ func (lw *lineWatch) text() string {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	return strings.Join(lw.lines, "\n")
+}
+
+// waitForCount waits until s occurs n times in the output.
+func (lw *lineWatch) waitForCount(s string, n int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if strings.Count(lw.text(), s) >= n {
+			return true
+		}
+		select {
+		case <-lw.done:
+			return strings.Count(lw.text(), s) >= n
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 func (lw *lineWatch) waitFor(s string, d time.Duration) bool {

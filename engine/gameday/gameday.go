@@ -11,7 +11,8 @@
 // session interruptions and dependency calls over the step's steady-state
 // windows (before and after every fault, when the arms run fault-free, so
 // a fault that hits a leader on one arm and a follower on the other does not
-// pass for a regression); GC pauses and memory growth over the whole step.
+// pass for a regression); GC pauses over the whole step; memory growth over
+// the whole run. Error rate is the servers' HTTP 5xx share.
 // The control arm's chunks, split into two pseudo-arms with the step's
 // traffic shares, are the A/A windows that feed the baseline history.
 package gameday
@@ -745,9 +746,12 @@ func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availabi
 	} else {
 		a.GCPausesMS = decision.Series(append([]float64{}, whole.GCPausesMS...))
 		a.WindowS = decision.Num(whole.WindowS)
-		if whole.HasMemoryGrowth {
-			a.MemoryGrowthMBPerMin = decision.Num(whole.MemoryGrowthMBPerMin)
-		}
+	}
+	// Memory growth needs a long baseline: the slope over the whole run.
+	if run, err := r.mets.Window(arm, metrics.Span{Start: r.start, End: step.End}); err == nil && run.HasMemoryGrowth {
+		a.MemoryGrowthMBPerMin = decision.Num(run.MemoryGrowthMBPerMin)
+	} else if err != nil {
+		a.MemoryGrowthMBPerMin = decision.Value{State: decision.QueryError, Err: err.Error()}
 	}
 	if rep, ok := r.consistency[arm]; ok {
 		a.ConsistencyViolations = decision.Num(Violations(rep))
@@ -835,11 +839,11 @@ func (r *Run) aaWindows(weight int, steady []availability.Span, step availabilit
 		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: step.Start, End: step.End}); err == nil {
 			x.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))
 			x.WindowS = decision.Num(mw.WindowS)
-			if mw.HasMemoryGrowth {
-				x.MemoryGrowthMBPerMin = decision.Num(mw.MemoryGrowthMBPerMin)
-			}
 		} else {
 			x.WindowS = decision.Num(step.End.Sub(step.Start).Seconds())
+		}
+		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: r.start, End: step.End}); err == nil && mw.HasMemoryGrowth {
+			x.MemoryGrowthMBPerMin = decision.Num(mw.MemoryGrowthMBPerMin)
 		}
 		return x
 	}
