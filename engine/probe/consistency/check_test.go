@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -423,4 +424,96 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("two checks differ:\n%s\n%s", a, b)
 		}
 	})
+}
+
+type linOp struct {
+	write     bool
+	value     string
+	call, ret int64
+	okTimeout bool
+}
+
+// bruteLinearizable tries every order of ops that respects real time (a
+// before b when a returns before b is called) on a register starting at "".
+func bruteLinearizable(ops []linOp) bool {
+	n := len(ops)
+	used := make([]bool, n)
+	var rec func(done int, state string) bool
+	rec = func(done int, state string) bool {
+		if done == n {
+			return true
+		}
+		for i := 0; i < n; i++ {
+			if used[i] {
+				continue
+			}
+			// i may go next only if no unused op returned before i was called
+			ok := true
+			for j := 0; j < n; j++ {
+				if j != i && !used[j] && ops[j].ret < ops[i].call {
+					ok = false
+					break
+				}
+			}
+			if !ok {
+				continue
+			}
+			next := state
+			if ops[i].write {
+				next = ops[i].value
+			} else if ops[i].value != state {
+				continue
+			}
+			used[i] = true
+			if rec(done+1, next) {
+				used[i] = false
+				return true
+			}
+			used[i] = false
+		}
+		return false
+	}
+	return rec(0, "")
+}
+
+func TestLinearizabilityAgainstBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	illegal := 0
+	for c := 0; c < 3000; c++ {
+		n := 2 + rng.Intn(5)
+		var ops []linOp
+		var evs []history.Event
+		for i := 0; i < n; i++ {
+			call := int64(rng.Intn(20))
+			ret := call + int64(rng.Intn(6))
+			op := linOp{write: rng.Intn(2) == 0, call: call, ret: ret}
+			op.value = []string{"", "a", "b"}[rng.Intn(3)]
+			ev := history.Event{Op: history.OpRead, Client: fmt.Sprint("c", i), Key: "k", Value: op.value, Result: history.ResultOK,
+				Start: t0.Add(time.Duration(call)), End: t0.Add(time.Duration(ret))}
+			if op.write {
+				if op.value == "" {
+					op.value = "a"
+				}
+				ev.Op, ev.Value = history.OpWrite, op.value
+				if rng.Intn(4) == 0 { // timed out: may apply any time after its call
+					ev.Result = history.ResultTimeout
+					op.ret = math.MaxInt64
+				}
+			}
+			ops = append(ops, op)
+			evs = append(evs, ev)
+		}
+		want := bruteLinearizable(ops)
+		got := Check(evs, Config{}).Counts.Linearizability
+		if (got == LinOK) != want || got == LinUnknown {
+			t.Fatalf("case %d: porcupine %s, brute force linearizable=%v: %+v", c, got, want, ops)
+		}
+		if !want {
+			illegal++
+		}
+	}
+	if illegal < 300 {
+		t.Fatalf("only %d of 3000 random histories were non-linearizable", illegal)
+	}
 }
