@@ -1,0 +1,106 @@
+package availability
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/target/local/arms"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func binary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("CHAOSGATE_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("CHAOSGATE_BIN: %v", err)
+		}
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "chaosgate")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/chaosgate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestShareIsCappedAndWeightsValidated(t *testing.T) {
+	p, err := New(Config{Generators: map[engine.Arm]*load.Generator{engine.ArmCanary: nil, engine.ArmControl: nil}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w, want := range map[int]float64{0: 0, 5: 0.05, 50: 0.5, 100: 0.5} {
+		if got := p.Share(w); math.Abs(got-want) > 1e-9 {
+			t.Errorf("share(%d) = %g, want %g", w, got, want)
+		}
+	}
+	if err := p.SetWeight(context.Background(), 101); err == nil || engine.KindOf(err) != engine.KindInvalid {
+		t.Fatalf("weight 101: %v", err)
+	}
+	if _, err := p.Observe(context.Background(), engine.Window{Start: time.Now(), End: time.Now()}); err == nil {
+		t.Fatal("observing a window without load must be an error")
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("no generators must be an error")
+	}
+}
+
+func TestLoadSplitsByWeightPerArm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two aggregator clusters")
+	}
+	ctx := context.Background()
+	a, err := arms.Start(ctx, arms.Config{Binary: binary(t), Dir: t.TempDir(), Nodes: 1, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	gens := map[engine.Arm]*load.Generator{}
+	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(a.ClientAddrs(arm)...), Partitions: 2, Sources: 2, Name: arm.String(), IDNode: int64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		gens[arm] = g
+	}
+	p, err := New(Config{Generators: gens, Rate: 100, Chunk: 250 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetWeight(ctx, 25); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	p.Start(ctx)
+	time.Sleep(2 * time.Second)
+	p.Stop()
+	t1 := time.Now()
+	c, k := p.Summarize(engine.ArmCanary, Span{t0, t1}), p.Summarize(engine.ArmControl, Span{t0, t1})
+	if c.Pending != 0 || k.Pending != 0 {
+		t.Fatalf("chunks still pending after Stop: %d %d", c.Pending, k.Pending)
+	}
+	if c.Requests == 0 || k.Requests == 0 || c.SuccessRatio() != 1 || k.SuccessRatio() != 1 {
+		t.Fatalf("canary %+v control %+v", c, k)
+	}
+	share := float64(c.Offered) / float64(c.Offered+k.Offered)
+	if share < 0.15 || share > 0.35 {
+		t.Fatalf("canary share %.2f at weight 25 (canary %d, control %d offered)", share, c.Offered, k.Offered)
+	}
+	if c.Hist == nil || c.P99 <= 0 || c.P50 > c.P99 {
+		t.Fatalf("latency quantiles %+v", c)
+	}
+	o, err := p.Observe(ctx, engine.Window{Start: t0, End: t1})
+	if err != nil || o.Arms[engine.ArmControl]["success_ratio"] != 1 || o.Arms[engine.ArmCanary]["p99_ms"] <= 0 {
+		t.Fatalf("observe %+v %v", o, err)
+	}
+}
