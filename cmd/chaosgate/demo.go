@@ -160,7 +160,8 @@ func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
 	targets := load.StaticTargets(addrs...)
 	g, err := load.New(ctx, load.Config{Targets: targets, Partitions: sc.partitions, Sources: sc.sources, Keys: sc.keys, Batch: sc.batch,
 		Dup: sc.dup, Reorder: sc.reorder, StateClients: sc.stateClients, History: hw, Timeout: 3 * time.Second, MaxRetries: 40,
-		StatsInterval: 2 * time.Second, StatsCaps: map[string]float64{"dedup_entries_cap": 100000}})
+		// the nodes run with the default --dedup-max (per node)
+		StatsInterval: 2 * time.Second, StatsCaps: map[string]float64{"dedup_entries_cap": 200000}})
 	if err != nil {
 		return res, err
 	}

@@ -122,6 +122,9 @@ chaosgate_aggregator_rss_cap_bytes 2.68435456e+08
 # TYPE chaosgate_aggregator_reorder_depth gauge
 chaosgate_aggregator_reorder_depth{partition="0"} 3
 chaosgate_aggregator_reorder_depth{partition="1"} 7
+# TYPE chaosgate_aggregator_dedup_entries gauge
+chaosgate_aggregator_dedup_entries{partition="0"} 10
+chaosgate_aggregator_dedup_entries{partition="1"} 15
 # TYPE go_goroutines gauge
 go_goroutines 12
 `)
@@ -132,11 +135,11 @@ go_goroutines 12
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d != "memory_bytes=1.2e+07 memory_bytes_cap=2.68435456e+08 reorder_depth=7 reorder_depth_cap=64" {
+	if d != "dedup_entries=25 memory_bytes=1.2e+07 memory_bytes_cap=2.68435456e+08 reorder_depth=7 reorder_depth_cap=64" {
 		t.Fatalf("detail %q", d)
 	}
 	st, err := history.SortedNodeStats(d)
-	if err != nil || len(st) != 4 {
+	if err != nil || len(st) != 5 {
 		t.Fatalf("checker cannot read the detail: %v %v", st, err)
 	}
 }

@@ -17,7 +17,9 @@ import (
 )
 
 // statGauges maps aggregator metrics to the names of the history's stats
-// events (I6); per-partition gauges are reduced to their maximum.
+// events (I6). Per-partition gauges are summed into the node's total when
+// their cap is per node (dedup entries, in-flight messages) and reduced to
+// their maximum otherwise (reorder depth).
 var statGauges = map[string]string{
 	"chaosgate_aggregator_memory_bytes":      "memory_bytes",
 	"chaosgate_aggregator_rss_cap_bytes":     "memory_bytes_cap",
@@ -52,6 +54,7 @@ func StatsDetail(ctx context.Context, hc *http.Client, addr string, caps map[str
 	if err != nil {
 		return "", fmt.Errorf("%s: /metrics: %w", addr, err)
 	}
+	summed := map[string]bool{"dedup_entries": true, "inflight_messages": true}
 	vals := map[string]float64{}
 	for metric, name := range statGauges {
 		f := fams[metric]
@@ -60,7 +63,10 @@ func StatsDetail(ctx context.Context, hc *http.Client, addr string, caps map[str
 		}
 		for i, m := range f.GetMetric() {
 			v := gaugeValue(m)
-			if cur, ok := vals[name]; i == 0 || !ok || v > cur {
+			switch cur, ok := vals[name]; {
+			case summed[name]:
+				vals[name] = cur + v
+			case i == 0 || !ok || v > cur:
 				vals[name] = v
 			}
 		}
