@@ -309,6 +309,13 @@ func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
 	}
 	out.Decision = res.Decision
 	out.Reason = res.Reason
+	if out.Aborted != "" {
+		// An abort still yields a verdict on what was seen: never a
+		// promotion.
+		out.Decision, out.Reason = decision.Hold, "aborted: "+out.Aborted
+		out.Error = ""
+		runErr = nil
+	}
 	if len(res.Steps) > 0 {
 		out.Failing = failing(res.Steps[len(res.Steps)-1].Verdict)
 	}

@@ -1,0 +1,89 @@
+package gameday
+
+import (
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/probe/consistency"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDefaultGameDaysRunEveryFaultKind(t *testing.T) {
+	for _, quick := range []bool{false, true} {
+		doc, err := Quick(quick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := New(Config{Doc: doc, DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := map[engine.FaultKind]bool{}
+		for _, e := range r.plan.Experiments {
+			for _, f := range e.Faults {
+				kinds[f.Kind] = true
+			}
+		}
+		for _, k := range []engine.FaultKind{engine.PodKill, engine.NetworkDelay, engine.Partition, engine.SplitBrain} {
+			if !kinds[k] {
+				t.Errorf("quick=%v: the default game day has no %s", quick, k)
+			}
+		}
+		if r.cfg.Revision != "local:good" {
+			t.Errorf("default revision %q", r.cfg.Revision)
+		}
+	}
+}
+
+func TestNewRejectsWhatItCannotRun(t *testing.T) {
+	if _, err := New(Config{DataDir: t.TempDir()}); err == nil || engine.KindOf(err) != engine.KindInvalid {
+		t.Fatalf("no document: %v", err)
+	}
+	doc, err := scenarios.Parse("k8s.yaml", []byte(`apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata: {name: k}
+spec:
+  target:
+    kubernetes:
+      namespace: shop
+      replicas: 3
+      canary: {matchLabels: {track: canary}}
+      control: {matchLabels: {track: stable}}
+  faults:
+    - {duration: 5s, podKill: {}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Doc: doc, DataDir: t.TempDir()})
+	if err == nil || engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), "hint") {
+		t.Fatalf("a Kubernetes target must be refused with a hint, got %v", err)
+	}
+	good, _ := Quick(true)
+	if _, err := New(Config{Doc: good}); err == nil {
+		t.Fatal("no data dir must be refused")
+	}
+	r, err := New(Config{Doc: good, DataDir: t.TempDir(), CanaryDefects: []string{"no-dedup", "slow-path"}})
+	if err != nil || r.cfg.Revision != "local:defect-no-dedup+slow-path" {
+		t.Fatalf("defect revision: %v %q", err, r.cfg.Revision)
+	}
+}
+
+func TestViolationsCountsEveryInvariant(t *testing.T) {
+	rep := consistency.Report{OK: false, Counts: consistency.Counts{Lost: 2, Duplicated: 1, SplitBrain: 1, Linearizability: consistency.LinIllegal}}
+	if got := Violations(rep); got != 5 {
+		t.Fatalf("violations %v, want 5", got)
+	}
+	if got := Violations(consistency.Report{OK: true, Counts: consistency.Counts{Linearizability: consistency.LinOK}}); got != 0 {
+		t.Fatalf("a clean report has %v violations", got)
+	}
+	// A failed report whose counters say nothing still counts its violations.
+	if got := Violations(consistency.Report{OK: false, Violations: []consistency.Violation{{Invariant: "I6"}}}); got != 1 {
+		t.Fatalf("violations %v, want 1", got)
+	}
+}
