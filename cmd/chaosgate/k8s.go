@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -130,8 +131,12 @@ type k8sBackend struct {
 	pair     k8starget.Pair
 	injector *k8sinject.Injector
 	kube     kubernetes.Interface
+	resolver *k8starget.Resolver
 	port     int
 	hc       *http.Client
+	log      *slog.Logger
+
+	mu sync.Mutex // guards the pods of pair
 }
 
 // newK8sBackend connects, resolves both arms and builds the injector owned
@@ -153,7 +158,8 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 	if err != nil {
 		return nil, err
 	}
-	b := &k8sBackend{pair: pair, kube: kube, port: k.aggregatorPort, hc: &http.Client{Timeout: 3 * time.Second}}
+	b := &k8sBackend{pair: pair, kube: kube, resolver: k8starget.NewResolver(kube), port: k.aggregatorPort,
+		hc: &http.Client{Timeout: 3 * time.Second}, log: slog.New(slog.DiscardHandler)}
 	opts := k8sinject.Options{
 		PlanOptions: k8sinject.PlanOptions{
 			Owner:      k8sinject.Owner{RunID: runID, Experiment: doc.Metadata.Name, Version: version},
@@ -179,8 +185,21 @@ func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
 		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector}
 }
 
-// Nodes implements engine.Topology: the arm's pods by name.
-func (b *k8sBackend) Nodes(arm engine.Arm) []string { return b.pair.Target(arm).Nodes }
+// Nodes implements engine.Topology: the arm's pods by name, listed afresh
+// (a killed Deployment pod comes back under a new name); on a listing
+// error, the pods seen last.
+func (b *k8sBackend) Nodes(arm engine.Arm) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.pair.Arm(arm); w != nil && b.resolver != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.resolver.RefreshPods(ctx, w); err != nil {
+			b.log.Warn("listing pods failed; using the pods seen last", "workload", w.Ref(), "err", err)
+		}
+	}
+	return b.pair.Target(arm).Nodes
+}
 
 // Leader implements engine.Topology from the aggregator's GET /v1/cluster.
 func (b *k8sBackend) Leader(ctx context.Context, arm engine.Arm, partition *int) (string, error) {
@@ -193,9 +212,12 @@ func (b *k8sBackend) Leader(ctx context.Context, arm engine.Arm, partition *int)
 
 // leaders asks the arm's pods (by pod IP) for partition → leader.
 func (b *k8sBackend) leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	b.mu.Lock()
 	w := b.pair.Arm(arm)
+	pods := append([]k8starget.Pod(nil), w.Pods...)
+	b.mu.Unlock()
 	var errs []error
-	for _, p := range w.Pods {
+	for _, p := range pods {
 		if p.IP == "" {
 			continue
 		}
@@ -382,6 +404,7 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
+	b.log = log
 	res := k8sRunResult{Report: report.Report{Schema: report.Schema, RunID: runID, Revision: b.pair.Canary.RevisionString(), Steps: []report.Step{}, Faults: []report.Fault{}},
 		ControlRevision: b.pair.Control.RevisionString(), Subject: b.pair.Canary.Subject(),
 		Targets: map[string][]string{"canary": b.pair.Canary.PodNames(), "control": b.pair.Control.PodNames()}}

@@ -183,6 +183,9 @@ type Record struct {
 // UndoOf decodes an Applied's undo information.
 func UndoOf(a engine.Applied) (Undo, error) {
 	var u Undo
+	if a.Backend != "" && a.Backend != Backend {
+		return u, engine.E(engine.KindInvalid, "undo "+a.ID, fmt.Errorf("the fault was applied by the %q backend, not %q; hint: recover it with that backend (keep local and Kubernetes runs in separate --data-dir)", a.Backend, Backend))
+	}
 	if len(a.Undo) == 0 {
 		return u, engine.E(engine.KindInvalid, "undo "+a.ID, errors.New("no undo information"))
 	}

@@ -607,3 +607,11 @@ func FuzzParsePodsFile(f *testing.F) {
 		}
 	})
 }
+
+func TestRecoverRefusesAnotherBackendsFault(t *testing.T) {
+	in := NewWithClients(nil, nil, testOptions("ns", "r"))
+	err := in.Recover(context.Background(), engine.Applied{ID: "x", Backend: "local", Undo: json.RawMessage(`{"toxics":[]}`)})
+	if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), `"local" backend`) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -321,6 +321,17 @@ func (r *Resolver) Resolve(ctx context.Context, arm engine.Arm, sel Selector) (*
 	return w, nil
 }
 
+// RefreshPods re-lists the workload's pods (a Deployment's replacement
+// pods have new names) and the digests they run.
+func (r *Resolver) RefreshPods(ctx context.Context, w *Workload) error {
+	pods, err := r.client.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: w.PodSelector})
+	if err != nil {
+		return apiErr("list pods of "+w.Ref(), err)
+	}
+	w.Pods, w.Digests = podsOf(pods.Items, w.Kind, w.Images)
+	return nil
+}
+
 func fromDeployment(arm engine.Arm, d *appsv1.Deployment) *Workload {
 	w := &Workload{Arm: arm, Kind: Deployment, Namespace: d.Namespace, Name: d.Name,
 		Replicas: 1, ReadyReplicas: d.Status.ReadyReplicas, Revision: d.Annotations[RevisionAnnotation]}
