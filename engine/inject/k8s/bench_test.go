@@ -37,8 +37,7 @@ func BenchmarkInjectRecoverAPIServer(b *testing.B) {
 	if err := e.EnsureNamespace(ctx, ns); err != nil {
 		b.Fatal(err)
 	}
-	fc := &fakeChaosMesh{dyn: e.Dynamic, kube: e.Client, ns: ns, stop: make(chan struct{}), done: make(chan struct{})}
-	go fc.loop()
+	fc := k8senv.StartChaosController(nil, e.Dynamic, e.Client, ns)
 	defer fc.Stop()
 	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "bench-run"))
 	t := engine.Target{Arm: engine.ArmCanary, Nodes: pods5}

@@ -137,7 +137,7 @@ func TestCrashSafetySIGKILLThenReap(t *testing.T) {
 	defer cancel()
 	const ns = "crash"
 	mkPods(t, ctx, e, ns, pods5...)
-	startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
 	kc := t.TempDir() + "/kubeconfig"
 	if err := e.Kubeconfig(kc); err != nil {
 		t.Fatal(err)

@@ -317,7 +317,7 @@ func TestServeRBACForReal(t *testing.T) {
 
 	// The injector, the target resolver and the reaper work with exactly
 	// these permissions.
-	startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
 	opts := testOptions(ns, "rbac-run")
 	opts.DetectChaosMesh = true
 	in := NewWithClients(kube, dyn, opts)

@@ -263,7 +263,7 @@ func TestNetworkFaultLifecycle(t *testing.T) {
 	defer cancel()
 	const ns = "lifecycle"
 	mkPods(t, ctx, e, ns, pods5...)
-	startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
 	opts := testOptions(ns, "run-life")
 	opts.DetectChaosMesh = true
 	in := NewWithClients(e.Client, e.Dynamic, opts)
@@ -341,8 +341,8 @@ func TestInjectTimesOutAndCleansUp(t *testing.T) {
 	defer cancel()
 	const ns = "noinject"
 	mkPods(t, ctx, e, ns, pods5[:3]...)
-	fc := startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
-	fc.set(func(f *fakeChaosMesh) { f.neverInject = true })
+	fc := k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	fc.Set(true, false, false)
 	opts := testOptions(ns, "run-timeout")
 	opts.InjectTimeout = time.Second
 	in := NewWithClients(e.Client, e.Dynamic, opts)
@@ -357,7 +357,7 @@ func TestInjectTimesOutAndCleansUp(t *testing.T) {
 	}
 	// The failed inject deleted what it created; the controller then
 	// releases the finalizer.
-	fc.set(func(f *fakeChaosMesh) { f.neverInject = false })
+	fc.Set(false, false, false)
 	waitGone(t, ctx, e, ns)
 }
 
@@ -389,7 +389,7 @@ func TestRecoverNeverReportedIsAClearError(t *testing.T) {
 	defer cancel()
 	const ns = "norecover"
 	mkPods(t, ctx, e, ns, pods5[:3]...)
-	fc := startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	fc := k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
 	opts := testOptions(ns, "run-norecover")
 	opts.RecoverTimeout = time.Second
 	in := NewWithClients(e.Client, e.Dynamic, opts)
@@ -398,7 +398,7 @@ func TestRecoverNeverReportedIsAClearError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc.set(func(f *fakeChaosMesh) { f.neverRecover = true })
+	fc.Set(false, true, false)
 	start := time.Now()
 	err = in.Recover(ctx, a)
 	if engine.KindOf(err) != engine.KindUnavailable || !strings.Contains(err.Error(), "NetworkChaos norecover/cg-networkdelay-nr-001") ||
@@ -408,7 +408,7 @@ func TestRecoverNeverReportedIsAClearError(t *testing.T) {
 	if el := time.Since(start); el > 10*time.Second {
 		t.Fatalf("recover took %s with a 1s timeout", el)
 	}
-	fc.set(func(f *fakeChaosMesh) { f.neverRecover = false })
+	fc.Set(false, false, false)
 	if err := in.Recover(ctx, a); err != nil {
 		t.Fatalf("recover once the controller works again: %v", err)
 	}
@@ -421,7 +421,7 @@ func TestPodKillWithChaosMeshWaitsForReplacement(t *testing.T) {
 	defer cancel()
 	const ns = "podkill"
 	mkPods(t, ctx, e, ns, pods5[:3]...)
-	startFakeChaosMesh(t, e.Dynamic, e.Client, ns)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
 	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-kill"))
 	old, _ := e.Client.CoreV1().Pods(ns).Get(ctx, "agg-2", metav1.GetOptions{})
 	tg := engine.Target{Arm: engine.ArmControl, Nodes: pods5[:3], Node: "agg-2"}

@@ -1,9 +1,8 @@
-package k8s
+package k8senv
 
 import (
 	"context"
 	"sync"
-	"testing"
 	"time"
 
 	cm "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
@@ -17,18 +16,24 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+var (
+	podChaosGVR     = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "podchaos"}
+	networkChaosGVR = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
+)
+
 // chaosFinalizer is the finalizer Chaos Mesh puts on every chaos object so
 // that deleting it waits for recovery.
 const chaosFinalizer = "chaos-mesh/records"
 
-// fakeChaosMesh plays chaos-controller-manager on one namespace of the real
+// ChaosController is a small test controller that plays Chaos Mesh's
+// chaos-controller-manager on one namespace of the real
 // API server: it adds the records finalizer, selects the pods named in
 // selector.pods, writes per-pod records and the AllInjected / Paused /
 // AllRecovered conditions with a plain update (these CRDs have no status
 // subresource), kills pods for pod-kill, and on deletion recovers and
 // releases the finalizer. It also plays the StatefulSet controller: a
 // killed pod is recreated under the same name with a new UID.
-type fakeChaosMesh struct {
+type ChaosController struct {
 	dyn  dynamic.Interface
 	kube kubernetes.Interface
 	ns   string
@@ -45,21 +50,26 @@ type fakeChaosMesh struct {
 	done chan struct{}
 }
 
-func startFakeChaosMesh(t *testing.T, dyn dynamic.Interface, kube kubernetes.Interface, ns string) *fakeChaosMesh {
-	f := &fakeChaosMesh{dyn: dyn, kube: kube, ns: ns, stop: make(chan struct{}), done: make(chan struct{})}
+// StartChaosController starts the test controller on namespace ns; call Stop
+// (or pass a Cleanup-capable t) to end it.
+func StartChaosController(t interface{ Cleanup(func()) }, dyn dynamic.Interface, kube kubernetes.Interface, ns string) *ChaosController {
+	f := &ChaosController{dyn: dyn, kube: kube, ns: ns, stop: make(chan struct{}), done: make(chan struct{})}
 	go f.loop()
-	t.Cleanup(f.Stop)
+	if t != nil {
+		t.Cleanup(f.Stop)
+	}
 	return f
 }
 
-func (f *fakeChaosMesh) set(fn func(f *fakeChaosMesh)) {
+// Set changes the controller's behaviour under its lock.
+func (f *ChaosController) Set(neverInject, neverRecover, noReplace bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fn(f)
+	f.neverInject, f.neverRecover, f.noReplace = neverInject, neverRecover, noReplace
 }
 
 // Stop ends the controller loop and waits for it.
-func (f *fakeChaosMesh) Stop() {
+func (f *ChaosController) Stop() {
 	select {
 	case <-f.stop:
 	default:
@@ -68,7 +78,7 @@ func (f *fakeChaosMesh) Stop() {
 	<-f.done
 }
 
-func (f *fakeChaosMesh) loop() {
+func (f *ChaosController) loop() {
 	defer close(f.done)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -79,7 +89,7 @@ func (f *fakeChaosMesh) loop() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		for _, gvr := range []schema.GroupVersionResource{PodChaosGVR, NetworkChaosGVR} {
+		for _, gvr := range []schema.GroupVersionResource{podChaosGVR, networkChaosGVR} {
 			l, err := f.dyn.Resource(gvr).Namespace(f.ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				continue
@@ -92,17 +102,7 @@ func (f *fakeChaosMesh) loop() {
 	}
 }
 
-type chaosObj struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Action   string         `json:"action"`
-		Selector cm.PodSelector `json:",inline"`
-	} `json:"spec"`
-	Status cm.ChaosStatus `json:"status"`
-}
-
-func (f *fakeChaosMesh) reconcile(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) {
+func (f *ChaosController) reconcile(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) {
 	f.mu.Lock()
 	neverInject, neverRecover, noReplace := f.neverInject, f.neverRecover, f.noReplace
 	f.mu.Unlock()
@@ -232,7 +232,7 @@ func hasFinalizer(u *unstructured.Unstructured) bool {
 // killAndReplace deletes a pod as pod-kill does and recreates it under the
 // same name, as a StatefulSet controller would (no kubelet: it stays
 // Pending).
-func (f *fakeChaosMesh) killAndReplace(ctx context.Context, name string, noReplace bool) {
+func (f *ChaosController) killAndReplace(ctx context.Context, name string, noReplace bool) {
 	old, err := f.kube.CoreV1().Pods(f.ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return
