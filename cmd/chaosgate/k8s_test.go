@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,9 +24,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaosgate/chaosgate/engine"
+	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
 	"github.com/chaosgate/chaosgate/engine/k8senv"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/evidence"
@@ -334,5 +338,162 @@ func TestK8sLeaderLookupFromAggregatorAPI(t *testing.T) {
 	b.pair = k8starget.Pair{Canary: w2, Control: w2}
 	if _, err := b.Leader(ctx, engine.ArmControl, nil); err == nil || !strings.Contains(err.Error(), "StatefulSet/ns/cold has an IP") && !strings.Contains(err.Error(), "no pod of StatefulSet/ns/cold has an IP") {
 		t.Fatalf("no IPs: %v", err)
+	}
+}
+
+const crashHelperEnv = "CHAOSGATE_K8S_CRASH_HELPER"
+
+// TestK8sCrashHelperProcess is not a test: it is the chaosgate run that
+// TestK8sRunSIGKILLThenNextRunReaps starts and SIGKILLs mid-experiment.
+func TestK8sCrashHelperProcess(t *testing.T) {
+	if os.Getenv(crashHelperEnv) != "1" {
+		t.Skip("helper process of TestK8sRunSIGKILLThenNextRunReaps")
+	}
+	doc, err := scenarios.LoadFile(os.Getenv("SCENARIO"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &k8sOpts{kubeconfig: os.Getenv("KUBECONFIG_FILE"), injectTimeout: 10 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	_, err = runK8s(context.Background(), os.Stdout, k, doc, k8sRunConfig{DataDir: os.Getenv("DATA_DIR"), Output: "json"})
+	t.Fatalf("the helper run ended instead of being killed: %v", err)
+}
+
+// TestK8sRunSIGKILLThenNextRunReaps SIGKILLs a Kubernetes run while its
+// partition is in effect, then checks that the next run's reaper removes
+// every object the dead run owned.
+func TestK8sRunSIGKILLThenNextRunReaps(t *testing.T) {
+	if _, _, err := k8senv.Binaries(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e, err := k8senv.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	if err := e.InstallChaosMeshCRDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const ns = "crashns"
+	if err := e.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	seedAggregators(t, ctx, e.Client, ns)
+	cc := k8senv.StartChaosController(nil, e.Dynamic, e.Client, ns)
+	defer cc.Stop()
+
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := e.Kubeconfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	scen := filepath.Join(dir, "long-partition.yaml")
+	if err := os.WriteFile(scen, []byte(`apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata: {name: long-partition}
+spec:
+  target:
+    kubernetes:
+      namespace: crashns
+      replicas: 3
+      canary: {matchLabels: {app.kubernetes.io/name: aggregator, track: canary}}
+      control: {matchLabels: {app.kubernetes.io/name: aggregator, track: stable}}
+  faults:
+    - name: cut
+      duration: 5m
+      partition: {shape: halves}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "data")
+	child := exec.Command(os.Args[0], "-test.run=^TestK8sCrashHelperProcess$")
+	child.Env = append(os.Environ(), crashHelperEnv+"=1", "KUBECONFIG_FILE="+kc, "DATA_DIR="+dataDir, "SCENARIO="+scen)
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var childOut bytes.Buffer
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = child.Wait(); close(exited) }()
+
+	// Wait until both arms' partitions are in effect (2 sides each).
+	owned := func() (run string, injected int, total int) {
+		l, err := e.Dynamic.Resource(k8sinject.NetworkChaosGVR).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: k8sinject.OwnedSelector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range l.Items {
+			run = o.GetLabels()[k8sinject.LabelRun]
+			conds, _, _ := unstructured.NestedSlice(o.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, _ := c.(map[string]any); m["type"] == "AllInjected" && m["status"] == "True" {
+					injected++
+				}
+			}
+		}
+		return run, injected, len(l.Items)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var deadRun string
+	for {
+		run, inj, _ := owned()
+		if inj == 4 {
+			deadRun = run
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the run ended before it was killed:\n%s", childOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = child.Process.Kill()
+			<-exited
+			t.Fatalf("the partitions were not in effect after 90s:\n%s", childOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := syscall.Kill(child.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if _, _, total := owned(); total != 4 {
+		t.Fatalf("after SIGKILL %d objects remain, want the 4 the dead run owned", total)
+	}
+
+	// The next run reaps them before it starts.
+	doc, err := scenarios.Open("pod-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json"})
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitHold {
+		t.Fatalf("next run: %v\n%s", err, out.String())
+	}
+	var res struct {
+		Reaped []struct{ Run, What, Result string } `json:"reaped"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	recovered := 0
+	for _, r := range res.Reaped {
+		if r.Run == deadRun && r.What == "fault" && r.Result == "recovered" {
+			recovered++
+		}
+	}
+	if recovered != 2 {
+		t.Fatalf("reaped %+v, want the dead run's 2 partitions (canary, control) recovered", res.Reaped)
+	}
+	if _, _, total := owned(); total != 0 {
+		t.Fatalf("%d NetworkChaos left after the next run's reaper", total)
 	}
 }
