@@ -756,10 +756,11 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 		return a.V - b.V, true
 	})
 	l := e.intervals()
-	// One history window per look: within a run the faults are shared by
-	// the windows, so a merged window is not an average of independent ones.
-	k, note := e.calibratedK(dc.K, sign, sigma, diffs, 1, l)
-	r.Sigma, r.SigmaSource, r.K = sigma, src+note, k
+	// The growth of a window spanning l intervals is the mean of their
+	// growths: σ̂/√l, with k from a bootstrap of l-interval means.
+	k, note := e.calibratedK(dc.K, sign, sigma, diffs, l, l)
+	sigma /= math.Sqrt(float64(l))
+	r.Sigma, r.SigmaSource, r.K = sigma, src+spanNote(l)+note, k
 	r.Effect = sign * (mc.V - mk.V)
 	r.Z = r.Effect / sigma
 	r.trend = trendOf(r.Effect)

@@ -92,8 +92,8 @@ func lbeta(a, b float64) float64 {
 // share xc is Binomial(n, ρ) with ρ0 = ec/(ec+ek) under the null (equal rates
 // per unit of exposure). The Beta-mixture likelihood ratio is a martingale
 // under the null, so P(sup Λ ≥ 1/α) ≤ α however often it is checked (Ville's
-// inequality). phi ≥ 1 deflates the log-likelihood ratio for overdispersion
-// measured in the baseline history. It returns ln Λ (0 when the canary is not
+// inequality). phi ≥ 1 is the overdispersion measured in the baseline
+// history: the log-likelihood ratio is deflated by it (quasi-likelihood). It returns ln Λ (0 when the canary is not
 // worse) and the always-valid p-value min(1, 1/Λ).
 func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
 	if ec <= 0 || ek <= 0 {
@@ -113,7 +113,7 @@ func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
 	b := a * (1 - rho1) / rho1
 	l := lbeta(xc+a, xk+b) - lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
 	if phi > 1 {
-		l /= phi
+		l /= phi // quasi-likelihood deflation for overdispersion
 	}
 	if l <= 0 {
 		return 0, 1

@@ -15,7 +15,11 @@ func TestDiag(t *testing.T) {
 	if want == "" {
 		t.Skip("set DIAG=good or DIAG=<label substring>")
 	}
-	c := Generate(CorpusOptions{Seed: 42, Services: 40, Good: 400, BadPerKind: 40, Faults: 320})
+	opt := CorpusOptions{Seed: 42, Services: 40, Good: 400, BadPerKind: 40, Faults: 320}
+	if os.Getenv("DIAGFULL") != "" {
+		opt = CorpusOptions{Seed: 42, Services: 40, Good: 1000, BadPerKind: 80, Faults: 320}
+	}
+	c := Generate(opt)
 	j := NewChaosgate(decision.Default(), c)
 	counts := map[string]int{}
 	for _, rel := range c.Releases {
@@ -26,11 +30,11 @@ func TestDiag(t *testing.T) {
 			continue
 		}
 		res := j.Run(rel)
-		if (res.Outcome == decision.Promote) == !rel.Bad && res.Outcome != decision.Hold {
+		if (res.Outcome == decision.Promote) == !rel.Bad && res.Outcome != decision.Hold && (res.Look <= 3 || !rel.Bad) {
 			continue
 		}
 		v := decision.Evaluate(j.Config, j.Input(rel, res.Look))
-		key := fmt.Sprintf("%s %s %s", bucket(rel.CanaryRPS), res.Outcome, v.HoldCause)
+		key := fmt.Sprintf("%s %s@%d %s", bucket(rel.CanaryRPS), res.Outcome, res.Look, v.HoldCause)
 		for _, d := range v.Dimensions {
 			if d.Outcome != decision.Pass || d.Name == decision.ErrorRate || d.Name == decision.LatencyP99 {
 				key += fmt.Sprintf(" %s:%s:%s(z=%.1f,k=%.1f,c=%.2f)", d.Name, d.Outcome, d.Rule, d.Z, d.K, d.Confidence)
