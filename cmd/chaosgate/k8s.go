@@ -46,6 +46,7 @@ type k8sOpts struct {
 	podsFile                      string
 	dryRun                        bool
 	injectTimeout, recoverTimeout time.Duration
+	confirmTimeout                time.Duration
 	aggregatorPort                int
 }
 
@@ -60,6 +61,7 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.BoolVar(&k.dryRun, "dry-run", false, "print every object the run would create (YAML stream with -o yaml) and create nothing")
 	f.DurationVar(&k.injectTimeout, "inject-timeout", 30*time.Second, "how long to wait for Chaos Mesh to report AllInjected")
 	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
+	f.DurationVar(&k.confirmTimeout, "confirm-timeout", 10*time.Second, "how long a podKill's confirmation watches the replacement pod become ready")
 	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods (leader lookup for splitBrain)")
 }
 
@@ -169,6 +171,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 		PodSelectors:    map[engine.Arm]string{engine.ArmCanary: pair.Canary.PodSelector, engine.ArmControl: pair.Control.PodSelector},
 		InjectTimeout:   k.injectTimeout,
 		RecoverTimeout:  k.recoverTimeout,
+		ConfirmTimeout:  k.confirmTimeout,
 		DetectChaosMesh: true,
 	}
 	in, err := k8sinject.New(cfg, opts)

@@ -210,7 +210,7 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, confirmTimeout: time.Second, aggregatorPort: 7001}
 
 	// Dry run against the cluster: reads the targets, creates nothing.
 	if err := k8sDryRun(ctx, &out, k, doc, "dry", "yaml"); err != nil {
@@ -353,7 +353,7 @@ func TestK8sCrashHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &k8sOpts{kubeconfig: os.Getenv("KUBECONFIG_FILE"), injectTimeout: 10 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	k := &k8sOpts{kubeconfig: os.Getenv("KUBECONFIG_FILE"), injectTimeout: 10 * time.Second, recoverTimeout: 10 * time.Second, confirmTimeout: time.Second, aggregatorPort: 7001}
 	_, err = runK8s(context.Background(), os.Stdout, k, doc, k8sRunConfig{DataDir: os.Getenv("DATA_DIR"), Output: "json"})
 	t.Fatalf("the helper run ended instead of being killed: %v", err)
 }
@@ -472,7 +472,7 @@ spec:
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, aggregatorPort: 7001}
+	k := &k8sOpts{kubeconfig: kc, namespace: ns, injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, confirmTimeout: time.Second, aggregatorPort: 7001}
 	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json"})
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold {

@@ -37,6 +37,9 @@ type Options struct {
 	// RecoverTimeout bounds the wait for AllRecovered, or for a killed
 	// pod's replacement (default 60s).
 	RecoverTimeout time.Duration
+	// ConfirmTimeout bounds how long Confirm watches a killed pod's
+	// replacement come back and become ready (default 10s).
+	ConfirmTimeout time.Duration
 	// Poll is the status polling interval (default 200ms).
 	Poll  time.Duration
 	Clock engine.Clock
@@ -100,6 +103,9 @@ func NewWithClients(kube kubernetes.Interface, dyn dynamic.Interface, opts Optio
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = 200 * time.Millisecond
+	}
+	if opts.ConfirmTimeout <= 0 {
+		opts.ConfirmTimeout = 10 * time.Second
 	}
 	if opts.Clock == nil {
 		opts.Clock = engine.SystemClock{}
@@ -559,8 +565,34 @@ func (in *Injector) waitReplaced(ctx context.Context, u Undo) error {
 	return err
 }
 
+// replacement is what became of killed pods.
+type replacement struct {
+	// oldAlive names a killed pod still running with its old UID.
+	oldAlive string
+	// back counts live pods that are not killed ones; want is how many
+	// there must be; ready counts the ready ones among them.
+	back, want, ready int
+}
+
+func (r replacement) done() bool { return r.oldAlive == "" && r.back >= r.want }
+
+func (r replacement) String() string {
+	if r.oldAlive != "" {
+		return fmt.Sprintf("pod %s still runs with its old UID", r.oldAlive)
+	}
+	return fmt.Sprintf("%d of %d pods back, %d ready", r.back, r.want, r.ready)
+}
+
 // replaced reports whether the killed pods were replaced, and how.
 func (in *Injector) replaced(ctx context.Context, u Undo) (bool, string, error) {
+	r, err := in.replacementOf(ctx, u)
+	if err != nil {
+		return false, "", err
+	}
+	return r.done(), r.String(), nil
+}
+
+func (in *Injector) replacementOf(ctx context.Context, u Undo) (replacement, error) {
 	killed := map[string]bool{}
 	for _, p := range u.Pods {
 		killed[p.UID] = true
@@ -569,7 +601,7 @@ func (in *Injector) replaced(ctx context.Context, u Undo) (bool, string, error) 
 	if u.PodSelector != "" {
 		l, err := in.kube.CoreV1().Pods(u.Namespace).List(ctx, metav1.ListOptions{LabelSelector: u.PodSelector})
 		if err != nil {
-			return false, "", kubeErr("list pods", err)
+			return replacement{}, kubeErr("list pods", err)
 		}
 		live = l.Items
 	} else {
@@ -579,33 +611,30 @@ func (in *Injector) replaced(ctx context.Context, u Undo) (bool, string, error) 
 				continue
 			}
 			if err != nil {
-				return false, "", kubeErr("get pod", err)
+				return replacement{}, kubeErr("get pod", err)
 			}
 			live = append(live, *pod)
 		}
 	}
-	var fresh, ready []string
+	r := replacement{want: len(u.Pods)}
+	if u.PodSelector != "" {
+		r.want = u.LiveBefore
+	}
 	for i := range live {
 		p := &live[i]
 		if killed[string(p.UID)] && p.DeletionTimestamp == nil {
-			return false, fmt.Sprintf("pod %s/%s still runs with its old UID", p.Namespace, p.Name), nil
+			r.oldAlive = p.Namespace + "/" + p.Name
+			continue
 		}
 		if killed[string(p.UID)] || p.DeletionTimestamp != nil {
 			continue
 		}
-		fresh = append(fresh, p.Name)
+		r.back++
 		if podReady(p) {
-			ready = append(ready, p.Name)
+			r.ready++
 		}
 	}
-	want := len(u.Pods)
-	if u.PodSelector != "" {
-		want = u.LiveBefore
-	}
-	if len(fresh) < want {
-		return false, fmt.Sprintf("%d of %d pods back", len(fresh), want), nil
-	}
-	return true, fmt.Sprintf("%d pods back, %d ready", len(fresh), len(ready)), nil
+	return r, nil
 }
 
 // Confirm checks that the fault took effect. A pod kill is confirmed when
@@ -645,44 +674,23 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 }
 
 func (in *Injector) confirmKill(ctx context.Context, u Undo) engine.ConfirmResult {
-	deadline := in.opts.Clock.Now().Add(in.opts.RecoverTimeout)
+	pods := podList(u.Namespace, u.Pods)
+	deadline := in.opts.Clock.Now().Add(in.opts.ConfirmTimeout)
 	for {
-		var gone, recreated, ready []string
-		stillOld := ""
-		for _, p := range u.Pods {
-			pod, err := in.kube.CoreV1().Pods(u.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				gone = append(gone, p.Name)
-			case err != nil:
-				return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("cannot read pod %s: %v", p.Name, err)}
-			case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
-				stillOld = p.Name
-			case string(pod.UID) != p.UID:
-				recreated = append(recreated, p.Name)
-				if podReady(pod) {
-					ready = append(ready, p.Name)
-				}
-			default:
-				gone = append(gone, p.Name) // terminating
-			}
+		r, err := in.replacementOf(ctx, u)
+		if err != nil {
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("cannot read the pods: %v", err)}
 		}
-		if stillOld == "" {
-			switch {
-			case len(ready) == len(u.Pods):
-				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; replacement ready", podList(u.Namespace, u.Pods))}
-			case len(recreated) == len(u.Pods):
-				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; recreated with a new UID, not ready yet (no kubelet has started it)", podList(u.Namespace, u.Pods))}
-			case in.opts.Clock.Now().After(deadline) || ctx.Err() != nil:
-				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted, no replacement seen yet", podList(u.Namespace, u.Pods))}
-			}
-			if len(gone) > 0 && u.PodSelector != "" {
-				// Deployment pods come back under new names: deleted is the
-				// effect, the replacement is recovery's business.
-				return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted (a Deployment's replacement has a new name)", podList(u.Namespace, u.Pods))}
-			}
-		} else if in.opts.Clock.Now().After(deadline) || ctx.Err() != nil {
-			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: fmt.Sprintf("pod %s/%s still runs with its old UID", u.Namespace, stillOld)}
+		late := in.opts.Clock.Now().After(deadline) || ctx.Err() != nil
+		switch {
+		case r.done() && r.ready >= r.want:
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; replaced, %d of %d pods ready", pods, r.ready, r.want)}
+		case r.done() && late:
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; recreated with a new UID, %d of %d pods ready (no kubelet has started the replacement)", pods, r.ready, r.want)}
+		case r.oldAlive == "" && late:
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted, no replacement within %s (%s)", pods, in.opts.ConfirmTimeout, r)}
+		case late:
+			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: r.String()}
 		}
 		select {
 		case <-ctx.Done():

@@ -41,6 +41,7 @@ func testOptions(ns, run string) Options {
 		},
 		InjectTimeout:  5 * time.Second,
 		RecoverTimeout: 5 * time.Second,
+		ConfirmTimeout: time.Second,
 		Poll:           50 * time.Millisecond,
 	}
 }
@@ -430,7 +431,7 @@ func TestPodKillWithChaosMeshWaitsForReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := in.Confirm(ctx, a)
-	if c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "recreated with a new UID, not ready") {
+	if c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "recreated with a new UID, 0 of 1 pods ready (no kubelet") {
 		t.Fatalf("confirm %+v", c)
 	}
 	if err := in.Recover(ctx, a); err != nil {
@@ -465,7 +466,7 @@ func TestPodKillFallbackDeletesPod(t *testing.T) {
 	if _, err := e.Client.CoreV1().Pods(ns).Get(ctx, "agg-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("agg-0 still exists: %v", err)
 	}
-	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "deleted") {
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "deleted, no replacement within 1s (2 of 3 pods back") {
 		t.Fatalf("confirm %+v", c)
 	}
 	// No controller recreates it here: recovery says so, clearly, in time.
@@ -476,6 +477,21 @@ func TestPodKillFallbackDeletesPod(t *testing.T) {
 	// Once the workload's controller replaces it (a new name, as for a
 	// Deployment), recovery succeeds.
 	mkPods(t, ctx, e, ns, "agg-7")
+	// With a kubelet the replacement becomes ready: the confirmation says so.
+	for _, n := range []string{"agg-1", "agg-2", "agg-7"} {
+		p, err := e.Client.CoreV1().Pods(ns).Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		if _, err := e.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "replaced, 3 of 3 pods ready") {
+		t.Fatalf("confirm with a ready replacement %+v", c)
+	}
 	if err := in.Recover(ctx, a); err != nil {
 		t.Fatal(err)
 	}
