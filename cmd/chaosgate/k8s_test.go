@@ -305,6 +305,15 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	if len(st.Predicate.Injections) != 2 || st.Predicate.Injections[0].Kind != "podKill" {
 		t.Fatalf("evidence injections %+v", st.Predicate.Injections)
 	}
+	// Without Chaos Mesh the network faults fail, naming what is missing.
+	b, err := newK8sBackend(ctx, k, doc, "no-cm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.injector.Inject(ctx, b.pair.Target(engine.ArmCanary), engine.Fault{ID: "nd", Kind: engine.NetworkDelay, Duration: time.Second, Latency: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "Chaos Mesh is not installed") || !strings.Contains(err.Error(), "NetworkChaos (delay)") {
+		t.Fatalf("network delay without Chaos Mesh: %v", err)
+	}
 	// Every pod is back (no chaosgate object, nothing left behind).
 	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil || len(pods.Items) != 6 {
