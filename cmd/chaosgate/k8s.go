@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -213,6 +215,23 @@ func (b *k8sBackend) Leader(ctx context.Context, arm engine.Arm, partition *int)
 	return k8sinject.ChooseLeader(m, partition)
 }
 
+// Addrs returns the HTTP address (pod IP and --aggregator-port) of each
+// pod of an arm that has an IP: what probes dial when chaosgate runs in the
+// cluster (outside it, point them at a Service or a port-forward).
+func (b *k8sBackend) Addrs(arm engine.Arm) map[string]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]string{}
+	if w := b.pair.Arm(arm); w != nil {
+		for _, p := range w.Pods {
+			if p.IP != "" {
+				out[p.Name] = net.JoinHostPort(p.IP, strconv.Itoa(b.port))
+			}
+		}
+	}
+	return out
+}
+
 // leaders asks the arm's pods (by pod IP) for partition → leader.
 func (b *k8sBackend) leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
 	b.mu.Lock()
@@ -224,7 +243,7 @@ func (b *k8sBackend) leaders(ctx context.Context, arm engine.Arm) (map[int]strin
 		if p.IP == "" {
 			continue
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/v1/cluster", p.IP, b.port), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(p.IP, strconv.Itoa(b.port))+"/v1/cluster", nil)
 		resp, err := b.hc.Do(req)
 		if err != nil {
 			errs = append(errs, err)

@@ -339,6 +339,9 @@ func TestK8sLeaderLookupFromAggregatorAPI(t *testing.T) {
 	if l, err := b.Leader(ctx, engine.ArmCanary, nil); err != nil || l != "agg-2" {
 		t.Fatalf("leader = %q, %v; want agg-2 (leads 2 of 3 partitions)", l, err)
 	}
+	if a := b.Addrs(engine.ArmCanary); len(a) != 2 || a["agg-1"] != srv.Listener.Addr().String() {
+		t.Fatalf("addrs %v", a)
+	}
 	two := 2
 	if l, err := b.Leader(ctx, engine.ArmCanary, &two); err != nil || l != "agg-0" {
 		t.Fatalf("leader of partition 2 = %q, %v", l, err)
