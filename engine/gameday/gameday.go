@@ -734,16 +734,19 @@ func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availabi
 		a.LatencyP50, a.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
 	}
 	a.Sessions, a.SessionInterruptions = decision.Num(float64(st.Offered)), decision.Num(float64(st.Timeouts))
-	// Error rate is the servers' own: HTTP 5xx over HTTP requests, as a
-	// Prometheus query would give it (the load generator retries errors,
-	// so its final outcomes hide them).
+	// Error rate is the servers' own: HTTP 5xx other than 503 over HTTP
+	// requests, as a Prometheus query would give it (the load generator
+	// retries errors, so its final outcomes hide them). A 503 is the
+	// explicit "no leader right now" of an election, which every client
+	// retries; it counts as a session interruption only when a client's
+	// attempt ends without an answer.
 	mw, err := r.mets.Window(arm, spansM(steady)...)
 	if err != nil {
 		qe := decision.Value{State: decision.QueryError, Err: err.Error()}
 		a.DependencyCalls, a.DependencyFailures, a.Requests, a.Errors = qe, qe, qe, qe
 	} else {
 		a.DependencyCalls, a.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
-		a.Requests, a.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx)
+		a.Requests, a.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx-mw.HTTP503)
 	}
 	whole, err := r.mets.Window(arm, metrics.Span{Start: step.Start, End: step.End})
 	if err != nil {
@@ -793,6 +796,17 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 	if in.Control, _, err = r.armInput(engine.ArmControl, steady, step); err != nil {
 		return in, err
 	}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		if mw, err := r.mets.Window(arm, spansM(steady)...); err == nil {
+			var parts []string
+			for route, n := range mw.RouteRequests {
+				parts = append(parts, fmt.Sprintf("%s %.0f/%.0f", route, mw.Route5xx[route], n))
+			}
+			sort.Strings(parts)
+			parts = append(parts, fmt.Sprintf("of which 503 %.0f", mw.HTTP503))
+			r.cfg.Log.Info("judge window", "arm", arm.String(), "http_5xx_by_route", strings.Join(parts, ", "), "forward_failures", mw.DependencyFailures, "forwards", mw.DependencyCalls)
+		}
+	}
 	// A/A windows: the control's chunks and nodes, paired into two
 	// pseudo-arms with this step's traffic shares.
 	for _, aa := range r.aaWindows(weight, steady, step, now) {
@@ -841,7 +855,7 @@ func (r *Run) aaWindows(weight int, steady []availability.Span, step availabilit
 		}
 		if mw, err := r.mets.Window(engine.ArmControl, spansM(spans)...); err == nil {
 			x.DependencyCalls, x.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
-			x.Requests, x.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx)
+			x.Requests, x.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx-mw.HTTP503)
 		}
 		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: step.Start, End: step.End}); err == nil {
 			x.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))

@@ -61,6 +61,11 @@ type Sample struct {
 	ForwardErrs  float64
 	HTTPTotal    float64
 	HTTP5xx      float64
+	// HTTP503 counts the explicit "unavailable" answers (no leader during
+	// an election) among HTTP5xx.
+	HTTP503 float64
+	// Route5xx and RouteTotal break the HTTP counters down by route.
+	Route5xx, RouteTotal map[string]float64
 }
 
 type series struct {
@@ -216,7 +221,33 @@ func Parse(r io.Reader) (Sample, error) {
 	s.RSS = first("process_resident_memory_bytes")
 	s.Forwards = first("chaosgate_aggregator_forwards_total")
 	s.ForwardErrs = first("chaosgate_aggregator_forward_errors_total")
+	s.Route5xx, s.RouteTotal = map[string]float64{}, map[string]float64{}
+	if f := fams["chaosgate_aggregator_http_requests_total"]; f != nil {
+		for _, m := range f.Metric {
+			var route, code string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "route":
+					route = l.GetValue()
+				case "code":
+					code = l.GetValue()
+				}
+			}
+			s.RouteTotal[route] += value(m)
+			if strings.HasPrefix(code, "5") {
+				s.Route5xx[route] += value(m)
+			}
+		}
+	}
 	s.HTTPTotal = sum("chaosgate_aggregator_http_requests_total", nil)
+	s.HTTP503 = sum("chaosgate_aggregator_http_requests_total", func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "code" && l.GetValue() == "503" {
+				return true
+			}
+		}
+		return false
+	})
 	s.HTTP5xx = sum("chaosgate_aggregator_http_requests_total", func(m *dto.Metric) bool {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "code" && strings.HasPrefix(l.GetValue(), "5") {
@@ -273,6 +304,9 @@ type ArmWindow struct {
 	DependencyFailures float64
 	HTTPRequests       float64
 	HTTP5xx            float64
+	HTTP503            float64
+	// Route5xx and RouteRequests break the HTTP counts down by route.
+	Route5xx, RouteRequests map[string]float64
 	// Goroutines and RSSBytes are the largest per-node values seen, summed
 	// over nodes (MaxGoroutines, MaxRSSBytes).
 	MaxGoroutines float64
@@ -314,7 +348,7 @@ func (p *Probe) Window(arm engine.Arm, spans ...Span) (ArmWindow, error) {
 func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmWindow, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var w ArmWindow
+	w := ArmWindow{Route5xx: map[string]float64{}, RouteRequests: map[string]float64{}}
 	keep := func(n string) bool {
 		if nodes == nil {
 			return true
@@ -355,6 +389,13 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 			w.DependencyFailures += delta(a.ForwardErrs, b.ForwardErrs, same)
 			w.HTTPRequests += delta(a.HTTPTotal, b.HTTPTotal, same)
 			w.HTTP5xx += delta(a.HTTP5xx, b.HTTP5xx, same)
+			w.HTTP503 += delta(a.HTTP503, b.HTTP503, same)
+			for r, v := range b.RouteTotal {
+				w.RouteRequests[r] += delta(a.RouteTotal[r], v, same)
+			}
+			for r, v := range b.Route5xx {
+				w.Route5xx[r] += delta(a.Route5xx[r], v, same)
+			}
 			w.GCPausesMS = append(w.GCPausesMS, pauses(a, b, same)...)
 			maxG, maxR = math.Max(maxG, b.Goroutines), math.Max(maxR, b.RSS)
 			if !same {
@@ -447,8 +488,12 @@ func slope(xs, ys []float64) float64 {
 // Metrics names the window's values for observations and reports.
 func (w ArmWindow) Metrics() engine.Metrics {
 	m := engine.Metrics{"gc_pauses": float64(len(w.GCPausesMS)), "dependency_calls": w.DependencyCalls, "dependency_failures": w.DependencyFailures,
-		"http_requests": w.HTTPRequests, "http_5xx": w.HTTP5xx, "goroutines_max": w.MaxGoroutines, "rss_bytes_max": w.MaxRSSBytes,
+		"http_requests": w.HTTPRequests, "http_5xx": w.HTTP5xx, "http_503": w.HTTP503, "goroutines_max": w.MaxGoroutines, "rss_bytes_max": w.MaxRSSBytes,
 		"scrape_errors": float64(w.ScrapeErrors), "window_s": w.WindowS}
+	for r, v := range w.RouteRequests {
+		m["http_requests_"+r] = v
+		m["http_5xx_"+r] = w.Route5xx[r]
+	}
 	var mx float64
 	for _, p := range w.GCPausesMS {
 		mx = math.Max(mx, p)

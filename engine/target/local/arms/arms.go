@@ -267,11 +267,20 @@ type clusterView struct {
 // partitions it knows; the answer with the highest epoch wins per partition,
 // so a deposed leader's stale view does not mask the majority's.
 func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	best, _, err := a.views(ctx, arm)
+	return best, err
+}
+
+// views asks every node of arm for its view of the partition leaders. It
+// returns the highest-epoch leader per partition and whether every node
+// that answered agrees with it on every partition.
+func (a *Arms) views(ctx context.Context, arm engine.Arm) (map[int]string, bool, error) {
 	type lead struct {
 		node  string
 		epoch uint64
 	}
 	best := map[int]lead{}
+	var seen []map[int]string
 	var errs []error
 	for id, addr := range a.DirectAddrs(arm) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster", nil)
@@ -287,7 +296,9 @@ func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, err
 			errs = append(errs, fmt.Errorf("%s: decode /v1/cluster: %w", id, err))
 			continue
 		}
+		view := map[int]string{}
 		for _, p := range v.Partitions {
+			view[p.ID] = p.Leader
 			if p.Leader == "" {
 				continue
 			}
@@ -295,15 +306,24 @@ func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, err
 				best[p.ID] = lead{p.Leader, p.Epoch}
 			}
 		}
+		seen = append(seen, view)
 	}
 	if len(best) == 0 {
-		return nil, engine.E(engine.KindUnavailable, "leaders of "+arm.String(), fmt.Errorf("no node reported a leader: %w", errors.Join(errs...)))
+		return nil, false, engine.E(engine.KindUnavailable, "leaders of "+arm.String(), fmt.Errorf("no node reported a leader: %w", errors.Join(errs...)))
 	}
 	out := make(map[int]string, len(best))
 	for p, l := range best {
 		out[p] = l.node
 	}
-	return out, nil
+	agree := len(errs) == 0
+	for _, view := range seen {
+		for p, l := range view {
+			if l != out[p] {
+				agree = false
+			}
+		}
+	}
+	return out, agree, nil
 }
 
 // Leader returns the leader of one aggregator partition, or (partition
@@ -339,9 +359,10 @@ func (a *Arms) Leader(ctx context.Context, arm engine.Arm, partition *int) (stri
 	return best, nil
 }
 
-// Healthy reports whether every node of every arm answers /readyz with 200
-// and every arm has a known leader for each of its partitions (partitions
-// 0 skips that check).
+// Healthy reports whether every node of every arm answers /readyz with 200,
+// every arm has a known leader for each of its partitions (partitions 0
+// skips that count) and every node agrees on who leads each partition (a
+// deposed leader has learned of the new term).
 func (a *Arms) Healthy(ctx context.Context, partitions int) error {
 	for arm := range a.arms {
 		for _, n := range a.Nodes(arm) {
@@ -352,14 +373,15 @@ func (a *Arms) Healthy(ctx context.Context, partitions int) error {
 				return err
 			}
 		}
-		if partitions > 0 {
-			ls, err := a.Leaders(ctx, arm)
-			if err != nil {
-				return err
-			}
-			if len(ls) < partitions {
-				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: %d of %d partitions have a known leader", arm, len(ls), partitions))
-			}
+		ls, agree, err := a.views(ctx, arm)
+		if err != nil {
+			return err
+		}
+		if partitions > 0 && len(ls) < partitions {
+			return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: %d of %d partitions have a known leader", arm, len(ls), partitions))
+		}
+		if !agree {
+			return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: the nodes do not agree yet on who leads every partition", arm))
 		}
 	}
 	return nil
