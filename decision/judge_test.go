@@ -379,3 +379,15 @@ func TestHoldPolicy(t *testing.T) {
 		t.Fatalf("data hold must not escalate to block: %s %v", d, final)
 	}
 }
+
+// BenchmarkEvaluate measures one judgement with a week of hourly history.
+func BenchmarkEvaluate(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	in := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100), History: history(r, 168)}
+	cfg := decision.Default()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = decision.Evaluate(cfg, in)
+	}
+}
