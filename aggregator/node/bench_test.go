@@ -27,7 +27,8 @@ func BenchmarkIngestCommit(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 			defer client.CloseIdleConnections()
 			var ctr atomic.Uint64
-			var sent atomic.Int64
+			var sent, failed atomic.Int64
+			var lastErr atomic.Value
 			b.SetParallelism(max(1, bc.clients/2))
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -55,11 +56,17 @@ func BenchmarkIngestCommit(b *testing.B) {
 					for _, r := range ir.Results {
 						if r.Status == StatusOK {
 							sent.Add(1)
+						} else {
+							failed.Add(1)
+							lastErr.Store(r.Status + " " + r.Error)
 						}
 					}
 				}
 			})
 			b.ReportMetric(float64(sent.Load())/b.Elapsed().Seconds(), "msgs/s")
+			if n := failed.Load(); n > 0 {
+				b.Logf("%d messages not acknowledged, e.g. %v", n, lastErr.Load())
+			}
 		})
 	}
 }

@@ -129,8 +129,10 @@ type Config struct {
 	ReorderMaxDistance int
 	TickInterval       time.Duration
 	DedupTTL           time.Duration
-	DedupMax           int
-	MaxClockOffset     time.Duration
+	// DedupMax bounds the (msg_id, fingerprint) pairs remembered by the
+	// whole node; each partition holds an equal share.
+	DedupMax       int
+	MaxClockOffset time.Duration
 
 	SourceRate      float64
 	ConnRate        float64
@@ -189,7 +191,7 @@ func (c *Config) Defaults() {
 	defi(&c.ReorderMaxDistance, 4096)
 	def(&c.TickInterval, c.ReorderTimeout/4)
 	def(&c.DedupTTL, 10*time.Minute)
-	defi(&c.DedupMax, 100000)
+	defi(&c.DedupMax, 200000)
 	def(&c.MaxClockOffset, 500*time.Millisecond)
 	if c.SourceRate == 0 {
 		c.SourceRate = 50000

@@ -100,13 +100,17 @@ func openGroup(n *Node, id int) (*group, error) {
 	}
 	g.fsm, err = newFSM(fsmConfig{Partition: id, NoDedup: n.cfg.Defects.Has(DefectNoDedup),
 		Reorder:  reorder.Config{MaxCount: n.cfg.ReorderMaxCount, MaxDistance: uint64(n.cfg.ReorderMaxDistance), Timeout: int64(n.cfg.ReorderTimeout)},
-		DedupTTL: int64(n.cfg.DedupTTL), DedupMax: n.cfg.DedupMax}, g.stream, hooks)
+		DedupTTL: int64(n.cfg.DedupTTL), DedupMax: max(1000, n.cfg.DedupMax/n.cfg.Partitions)}, g.stream, hooks)
 	if err != nil {
 		return nil, err
 	}
 	layer := n.mux.Layer(uint32(id), n.cfg.ID)
 	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		ServerAddressProvider: addrProvider(n.cfg.Peers), Stream: layer, MaxPool: 3, Timeout: 5 * time.Second, Logger: hl})
+		ServerAddressProvider: addrProvider(n.cfg.Peers), Stream: layer, MaxPool: 3, Timeout: 5 * time.Second, Logger: hl,
+		// Synchronous AppendEntries: every RPC has a deadline. (Pipelining
+		// gains little with batched appends, and a pipeline whose peer stops
+		// answering has no deadline and can hang shutdown.)
+		MaxRPCsInFlight: 1})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
@@ -161,8 +165,19 @@ func (g *group) close() {
 	close(g.stop)
 	g.wg.Wait()
 	if g.raft != nil {
-		if err := g.raft.Shutdown().Error(); err != nil {
-			g.n.log.Warn("raft shutdown", "partition", g.id, "err", err)
+		done := make(chan error, 1)
+		go func() { done <- g.raft.Shutdown().Error() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				g.n.log.Warn("raft shutdown", "partition", g.id, "err", err)
+			}
+		case <-time.After(5 * time.Second):
+			// A replication stream stuck on a peer: closing the transport
+			// unblocks it.
+			g.n.log.Warn("raft shutdown slow; closing its transport", "partition", g.id)
+			g.trans.Close()
+			<-done
 		}
 	}
 	g.closeStores()

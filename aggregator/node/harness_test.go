@@ -306,7 +306,9 @@ func (c *testCluster) sendRetry(t *testing.T, id string, msgs ...Message) []Resu
 }
 
 // startClusterB is a 3-node cluster for benchmarks.
-func startClusterB(b *testing.B) *testCluster { return startCluster(b, 3, nil) }
+func startClusterB(b *testing.B) *testCluster {
+	return startCluster(b, 3, func(c *Config) { c.HeartbeatTimeout, c.ElectionTimeout = time.Second, time.Second })
+}
 
 // leaderID returns the current leader of partition p.
 func (c *testCluster) leaderID(p int) string { return c.leaderOf(p) }
@@ -387,8 +389,13 @@ func (c *testCluster) readAll(t *testing.T, id string, p int) []Record {
 	t.Helper()
 	var out []Record
 	from := uint64(0)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, body, _ := doJSON(t, "GET", fmt.Sprintf("http://%s/v1/stream/%d?from=%d&limit=500", c.http[id], p, from), nil)
+		if code == 503 && time.Now().Before(deadline) { // a leader change: retry as a consumer does
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		if code != 200 {
 			t.Fatalf("stream %d: HTTP %d %s", p, code, body)
 		}

@@ -394,7 +394,7 @@ func (n *Node) Ingest(ctx context.Context, msgs []Message, o IngestOptions) []Re
 			out[i] = r
 			out[i].MsgID, out[i].Partition, out[i].Node = msg, p, n.cfg.ID
 		}
-		return n.count(out)
+		return n.count(msgs, out)
 	}
 	if err := n.applyRequestDefects(ctx, msgs); err != nil {
 		return fillAll(Result{Status: StatusError, Error: err.Error(), ErrorKind: "internal"})
@@ -438,14 +438,16 @@ func (n *Node) Ingest(ctx context.Context, msgs []Message, o IngestOptions) []Re
 		}()
 	}
 	wg.Wait()
-	return n.count(out)
+	return n.count(msgs, out)
 }
 
-func (n *Node) count(out []Result) []Result {
-	for _, r := range out {
+func (n *Node) count(msgs []Message, out []Result) []Result {
+	debug := n.log.Enabled(context.Background(), slog.LevelDebug)
+	for i, r := range out {
 		n.metrics.ingest.WithLabelValues(r.Status).Inc()
-		if r.Status == StatusError || r.Status == StatusRejected {
-			n.log.Debug("message not stored", "msg_id", r.MsgID, "status", r.Status, "err", r.Error)
+		if debug {
+			n.log.Debug("ingest", "trace_id", msgs[i].TraceID, "msg_id", r.MsgID, "source_id", msgs[i].SourceID, "seq", msgs[i].Seq,
+				"partition", r.Partition, "status", r.Status, "epoch", r.Epoch, "hlc", r.HLC, "err", r.Error)
 		}
 	}
 	return out
