@@ -638,6 +638,11 @@ func runsAt(e engine.Experiment, w int) bool {
 }
 
 func (r *Run) onRunnerEvent(ev engine.Event) {
+	if ev.Phase == engine.PhaseJudge || ev.Phase == engine.PhaseVerify {
+		// The runner only runs the faults of a step here; verification
+		// and judgement are this package's (and reported by it).
+		return
+	}
 	r.mu.Lock()
 	switch ev.Phase {
 	case engine.PhaseInject:
