@@ -265,6 +265,8 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	var prev tlog.Hash
 	var first uint64
 	var h uint64
+	roots := make(map[uint64]tlog.Hash, len(blockKeys)+1) // recomputed roots by tree size
+	roots[0] = emptyRoot()
 	for j, key := range blockKeys {
 		op := fmt.Sprintf("block %d", h)
 		if key != h {
@@ -291,6 +293,7 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		if r != b.Root {
 			return tampered(op, "root %s, the recomputed tree of size %d has root %s", b.Root, b.Size, r)
 		}
+		roots[b.Size] = r
 		prev, first = b.Hash, b.Size
 		h++
 	}
@@ -318,9 +321,11 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		if cp.Size != n || n > size {
 			return tampered(op, "note says size %d (tree size %d)", cp.Size, size)
 		}
-		r, err := treeRoot(n, hr)
-		if err != nil {
-			return wrap(KindTampered, op, err)
+		r, ok := roots[n]
+		if !ok {
+			if r, err = treeRoot(n, hr); err != nil {
+				return wrap(KindTampered, op, err)
+			}
 		}
 		if r != cp.Root {
 			return tampered(op, "root %s, the recomputed tree has root %s", cp.Root, r)
