@@ -122,7 +122,6 @@ type Ledger struct {
 }
 
 type appendReq struct {
-	ctx      context.Context
 	envBytes []byte
 	info     *StatementInfo
 	revision string
@@ -421,7 +420,7 @@ func (l *Ledger) AppendRevision(ctx context.Context, env *Envelope, revision str
 	if err != nil {
 		return Receipt{}, err
 	}
-	req := &appendReq{ctx: ctx, envBytes: eb, info: info, revision: revision, resp: make(chan appendResp, 1)}
+	req := &appendReq{envBytes: eb, info: info, revision: revision, resp: make(chan appendResp, 1)}
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
