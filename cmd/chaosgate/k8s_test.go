@@ -79,6 +79,16 @@ func TestK8sDryRunOfflineWithPodsFile(t *testing.T) {
 		t.Fatalf("pod-kill dry run:\n%s", out.String())
 	}
 
+	// The library's network-delay names n2: the second pod of each arm.
+	doc, _ = scenarios.Open("network-delay")
+	out.Reset()
+	if err := k8sDryRun(context.Background(), &out, k, doc, "dry-3", "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "- web-canary-1\n") || !strings.Contains(out.String(), "- web-1\n") || !strings.Contains(out.String(), "latency: 80ms") {
+		t.Fatalf("network-delay dry run:\n%s", out.String())
+	}
+
 	// Bad input: the file and the field are named; -o must be yaml.
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("canary: {namespace: shop, pods: []}\ncontrol: {namespace: shop, pods: [a]}\n"), 0o600)

@@ -631,3 +631,42 @@ func TestRecoverRefusesAnotherBackendsFault(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestLocalNodeNamesMapToPods(t *testing.T) {
+	ctx := context.Background()
+	po := testOptions("ns", "run1").PlanOptions
+	base := engine.Target{Arm: engine.ArmCanary, Nodes: []string{"agg-2", "agg-0", "agg-1"}}
+	// network-delay.yaml: edges {into: n2, clients: true} → every packet agg-1 sends.
+	p, err := BuildPlan(ctx, po, base, engine.Fault{ID: "d", Kind: engine.NetworkDelay, Duration: time.Second, Latency: 80 * time.Millisecond,
+		Edges: engine.Edges{Into: "n2", Clients: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc := p.Objects[0].(*cm.NetworkChaos); strings.Join(nc.Spec.Selector.Pods["ns"], ",") != "agg-1" || nc.Spec.Target != nil {
+		t.Fatalf("into n2: %+v", nc.Spec)
+	}
+	node := base
+	node.Node = "n3"
+	p, err = BuildPlan(ctx, po, node, engine.Fault{ID: "k", Kind: engine.PodKill, Duration: time.Second, Mode: "fixed"})
+	if err != nil || p.Pods[0] != "agg-2" {
+		t.Fatalf("n3: %+v %v", p.Pods, err)
+	}
+	p, err = BuildPlan(ctx, po, base, engine.Fault{ID: "b", Kind: engine.NetworkDelay, Duration: time.Second, Latency: time.Millisecond,
+		Edges: engine.Edges{Between: []string{"n1", "agg-2"}}})
+	if nc := p.Objects[0].(*cm.NetworkChaos); err != nil || nc.Spec.Selector.Pods["ns"][0] != "agg-0" || nc.Spec.Target.Selector.Pods["ns"][0] != "agg-2" {
+		t.Fatalf("between n1 and agg-2: %v", err)
+	}
+	for name, want := range map[string]string{"n4": "only 3 pods", "web-0": "not a pod of the arm (agg-0, agg-1, agg-2)", "n0": "not a pod"} {
+		node.Node = name
+		_, err := BuildPlan(ctx, po, node, engine.Fault{ID: "k", Kind: engine.PodKill, Duration: time.Second})
+		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), want) {
+			t.Errorf("node %q: err = %v, want %q", name, err, want)
+		}
+	}
+	// A delay into the only pod has nobody sending to it.
+	_, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: []string{"solo"}}, engine.Fault{ID: "s", Kind: engine.NetworkDelay,
+		Duration: time.Second, Latency: time.Millisecond, Edges: engine.Edges{Into: "solo"}})
+	if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), "no pod sends") {
+		t.Fatalf("delay into the only pod: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -145,9 +146,12 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 	if f.Duration <= 0 {
 		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("duration %s must be positive", f.Duration))
 	}
+	t, f, err := mapNodeNames(t, f)
+	if err != nil {
+		return Plan{}, engine.E(engine.KindInvalid, op, err)
+	}
 	b := builder{opts: opts, t: t, f: f, ns: ns}
 	p := Plan{Namespace: ns, Method: MethodChaosMesh}
-	var err error
 	switch f.Kind {
 	case engine.PodKill, engine.PodPause:
 		p.Pods, err = nodePods(t, f)
@@ -177,6 +181,9 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		from, to, dir, err := delayEdges(t, f)
 		if err != nil {
 			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		if len(from) == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("no pod sends on the chosen edges (the arm has %d pods)", len(t.Nodes)))
 		}
 		p.Pods = from
 		p.Objects = append(p.Objects, b.delay(from, to, dir))
@@ -236,6 +243,59 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 	}
 	return p, nil
+}
+
+var localName = regexp.MustCompile(`^n([1-9][0-9]*)$`)
+
+// mapNodeNames lets the same experiment files name nodes as on the local
+// target: "nI" is the I-th pod of the arm in name order, unless a pod is
+// really called that. Any other name must be a pod of the arm.
+func mapNodeNames(t engine.Target, f engine.Fault) (engine.Target, engine.Fault, error) {
+	pods := sortedCopy(t.Nodes)
+	one := func(name string) (string, error) {
+		if name == "" || contains(pods, name) {
+			return name, nil
+		}
+		if m := localName.FindStringSubmatch(name); m != nil {
+			i, _ := strconv.Atoi(m[1])
+			if i <= len(pods) {
+				return pods[i-1], nil
+			}
+			return "", fmt.Errorf("node %q: the arm has only %d pods", name, len(pods))
+		}
+		return "", fmt.Errorf("node %q is not a pod of the arm (%s); hint: name a pod, or n1..n%d for the pods in name order", name, strings.Join(pods, ", "), len(pods))
+	}
+	many := func(names []string) ([]string, error) {
+		if names == nil {
+			return nil, nil
+		}
+		out := make([]string, len(names))
+		for i, n := range names {
+			v, err := one(n)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	var err error
+	if t.Node, err = one(t.Node); err != nil {
+		return t, f, err
+	}
+	if f.Nodes, err = many(f.Nodes); err != nil {
+		return t, f, err
+	}
+	if f.Edges.Into, err = one(f.Edges.Into); err != nil {
+		return t, f, err
+	}
+	if f.Edges.OutOf, err = one(f.Edges.OutOf); err != nil {
+		return t, f, err
+	}
+	if f.Edges.Between, err = many(f.Edges.Between); err != nil {
+		return t, f, err
+	}
+	return t, f, nil
 }
 
 func missingChaosMesh(op, what string) error {
