@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // CHAOSGATE_BENCH_FULL=1, seed 42: the tuning seed) and checks what must
 // hold on any corpus.
 func TestBenchSmoke(t *testing.T) {
-	opt := CorpusOptions{Seed: 42, Services: 3, Good: 40, BadPerKind: 4, Faults: 16}
+	opt := CorpusOptions{Seed: 42, Services: 2, Good: 20, BadPerKind: 2, Faults: 8}
 	if os.Getenv("CHAOSGATE_BENCH_FULL") != "" {
 		opt = CorpusOptions{Seed: 42, Services: 40, Good: 1000, BadPerKind: 80, Faults: 320}
 	}
