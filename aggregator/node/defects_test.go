@@ -82,7 +82,7 @@ func TestDefectAckBeforeCommitLosesAckedWrites(t *testing.T) {
 					acked[r.MsgID] = batch[i]
 				}
 			}
-			time.Sleep(1500 * time.Millisecond) // the majority elects a new leader
+			time.Sleep(3 * time.Second) // the majority elects a new leader
 			c.isolate(victim, false)
 			c.waitReady()
 			lost := c.lost(t, c.ids[0], acked)

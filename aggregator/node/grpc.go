@@ -193,7 +193,11 @@ func (s *grpcServer) Stream(req *pb.StreamRequest, stream pb.Aggregator_StreamSe
 	for {
 		page, err := s.n.readStreamRouted(ctx, p, from, limit)
 		if err != nil {
-			return grpcErr(ctx, err)
+			if !req.GetFollow() || KindOf(err) != KindUnavailable {
+				return grpcErr(ctx, err)
+			}
+			// following through a leader change: wait for the next leader
+			page = StreamPage{Next: from}
 		}
 		for _, r := range page.Records {
 			if err := stream.Send(toProtoRecord(p, r)); err != nil {
@@ -313,8 +317,8 @@ func (n *Node) getStateRouted(ctx context.Context, key string) (KeyState, error)
 }
 
 func (n *Node) putStateRouted(ctx context.Context, key string, req PutStateRequest) (KeyState, error) {
-	if key == "" {
-		return KeyState{}, errorf(KindInvalid, "key: missing")
+	if err := validatePut(key, req); err != nil {
+		return KeyState{}, err
 	}
 	g, _ := n.group(partition.Of(key, n.cfg.Partitions))
 	if g.isLeader() {

@@ -163,7 +163,7 @@ func (c *testCluster) config(id string) Config {
 		}
 	}
 	cfg := Config{ID: id, HTTPListen: c.http[id], RaftListen: c.raft[id], Peers: peers, PeerHTTP: c.http, GRPCListen: c.grpc[id], PeerGRPC: c.grpc, DataDir: c.dirs[id],
-		Partitions: 4, HeartbeatTimeout: 400 * time.Millisecond, ElectionTimeout: 400 * time.Millisecond,
+		Partitions: 4, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		BalanceInterval: 500 * time.Millisecond, ReorderTimeout: 300 * time.Millisecond, RequestTimeout: 5 * time.Second,
 		ApplyTimeout: 2 * time.Second, RaftLogLevel: "error", LogOutput: io.Discard,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -221,6 +221,10 @@ func (n *Node) handlePutState(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, jsonError(body, "$", err))
 		return
 	}
+	if err := validatePut(key, req); err != nil {
+		writeErr(w, err)
+		return
+	}
 	g, err := n.group(partition.Of(key, n.cfg.Partitions))
 	if err != nil {
 		writeErr(w, err)

@@ -605,19 +605,8 @@ func keyState(key string, v state.Value) KeyState {
 
 // PutState applies a versioned compare-and-set on the key's leader.
 func (n *Node) PutState(ctx context.Context, key string, req PutStateRequest) (KeyState, error) {
-	if key == "" || len(key) > MaxFieldBytes {
-		return KeyState{}, errorf(KindInvalid, "key: want 1..%d bytes", MaxFieldBytes)
-	}
-	to, ok := state.ParsePhase(req.State)
-	if !ok {
-		return KeyState{}, errorf(KindInvalid, "$.state: %q is not a state (hint: INIT, PROCESSING, DONE or FAILED)", req.State)
-	}
-	_ = to
-	if req.ExpectedVersion == nil {
-		return KeyState{}, errorf(KindInvalid, "$.expected_version: missing (hint: the version you read; 0 for a new key)")
-	}
-	if len(req.Value) > MaxPayloadSize {
-		return KeyState{}, errorf(KindInvalid, "$.value: more than %d bytes", MaxPayloadSize)
+	if err := validatePut(key, req); err != nil {
+		return KeyState{}, err
 	}
 	g, _ := n.group(partition.Of(key, n.cfg.Partitions))
 	if !g.isLeader() {
@@ -635,6 +624,23 @@ func (n *Node) PutState(ctx context.Context, key string, req PutStateRequest) (K
 		return ks, errorf(KindIllegal, "illegal transition %s → %s (allowed: INIT→PROCESSING, PROCESSING→PROCESSING|DONE|FAILED, DONE|FAILED→INIT)", res.Value.Phase, req.State)
 	}
 	return ks, nil
+}
+
+// validatePut checks a state write before it is routed anywhere.
+func validatePut(key string, req PutStateRequest) error {
+	if key == "" || len(key) > MaxFieldBytes {
+		return errorf(KindInvalid, "key: want 1..%d bytes", MaxFieldBytes)
+	}
+	if _, ok := state.ParsePhase(req.State); !ok {
+		return errorf(KindInvalid, "$.state: %q is not a state (hint: INIT, PROCESSING, DONE or FAILED)", req.State)
+	}
+	if req.ExpectedVersion == nil {
+		return errorf(KindInvalid, "$.expected_version: missing (hint: the version you read; 0 for a new key)")
+	}
+	if len(req.Value) > MaxPayloadSize {
+		return errorf(KindInvalid, "$.value: more than %d bytes", MaxPayloadSize)
+	}
+	return nil
 }
 
 // Cluster describes the cluster as this node sees it.
