@@ -524,13 +524,19 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 	return in, nil
 }
 
-// settle waits (at most 20s) until every node of both arms is ready and
-// every partition has a leader again.
+// settle waits (at most 20s) until every node of both arms is ready,
+// every node agrees on who leads each partition, and no message offered
+// before the settling began is still being retried (its retries would
+// land in the steady window).
 func (r *Run) settle(ctx context.Context, weight int) error {
-	deadline := time.Now().Add(20 * time.Second)
+	began := time.Now()
+	deadline := began.Add(20 * time.Second)
 	parts := r.cfg.Doc.Spec.Target.Local.Partitions
 	for {
 		err := r.arms.Healthy(ctx, parts)
+		if err == nil && !r.avail.Settled(began) {
+			err = engine.E(engine.KindUnavailable, "settle", errors.New("messages offered during the faults are still being retried"))
+		}
 		if err == nil {
 			return nil
 		}

@@ -335,6 +335,19 @@ func (s Stats) Metrics() engine.Metrics {
 	return m
 }
 
+// Settled reports whether every chunk that started before t has finished:
+// no message offered before t is still being retried.
+func (p *Probe) Settled(t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.chunks {
+		if c.start.Before(t) && !c.done {
+			return false
+		}
+	}
+	return true
+}
+
 // Chunk is the length of one load chunk.
 func (p *Probe) Chunk() time.Duration { return p.cfg.Chunk }
 
