@@ -140,11 +140,22 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 		t.Fatalf("ledger verify: exit %d\n%s", c, e)
 	}
 
-	// A known-bad canary is blocked, naming the dimension.
-	stdout, stderr, code = runBinary(t, bin, "demo", "--quick", "-o", "json", "--data-dir", dir, "--canary-defect", "no-dedup")
-	r = decodeReport(t, stdout, stderr)
-	if code != 1 || r.Verdict != "block" {
+	// A known-bad canary is blocked by the CI gate, naming the dimension,
+	// with the report/v1 JSON and the JUnit XML written.
+	jsonFile, junitFile := filepath.Join(t.TempDir(), "report.json"), filepath.Join(t.TempDir(), "report.xml")
+	_, stderr, code = runBinary(t, bin, "gate", "-f", "default-gameday-quick", "--revision", "sha256:"+strings.Repeat("ab", 32),
+		"--json", jsonFile, "--junit", junitFile, "--data-dir", dir, "--canary-defect", "no-dedup")
+	raw, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatalf("gate wrote no JSON report (exit %d): %v\n%s", code, err, tail(stderr, 4000))
+	}
+	r = decodeReport(t, string(raw), stderr)
+	if code != 1 || r.Verdict != "block" || r.ExitCode != 1 {
 		t.Fatalf("no-dedup canary: exit %d, verdict %q\n%s", code, r.Verdict, tail(stderr, 4000))
+	}
+	junit, err := os.ReadFile(junitFile)
+	if err != nil || !bytes.Contains(junit, []byte("<testsuites")) || !bytes.Contains(junit, []byte("consistency")) || !bytes.Contains(junit, []byte("<failure")) {
+		t.Fatalf("JUnit report: %v\n%s", err, junit)
 	}
 	if !contains(r.Failing, "consistency") {
 		t.Fatalf("no-dedup canary blocked without a consistency failure: %v", r.Failing)
