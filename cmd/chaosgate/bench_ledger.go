@@ -305,7 +305,7 @@ func runBenchLedger(ctx context.Context, cfg benchLedgerConfig, progress io.Writ
 			if err != nil {
 				theirs = "error: " + err.Error()
 			} else {
-				theirs = fmt.Sprintf("%s, %d hashes (%d B)", d, h, h*32)
+				theirs = fmt.Sprintf("%s, %.1f hashes (%.0f B)", d, h, h*32)
 			}
 		}
 		row(fmt.Sprintf("inclusion proof at %d entries (avg of %d)", n, cfg.proofs),
@@ -528,7 +528,7 @@ func tesseraFsck(ctx context.Context, dir string, _ *evidence.Keys) (time.Durati
 	return time.Since(t0), nil
 }
 
-func tesseraProofs(ctx context.Context, dir string, size uint64, n int) (time.Duration, int, error) {
+func tesseraProofs(ctx context.Context, dir string, size uint64, n int) (time.Duration, float64, error) {
 	f := client.FileFetcher{Root: dir}
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	var total time.Duration
@@ -549,7 +549,7 @@ func tesseraProofs(ctx context.Context, dir string, size uint64, n int) (time.Du
 		total += time.Since(t0)
 		hashes += len(p)
 	}
-	return (total / time.Duration(n)).Round(time.Microsecond), hashes / n, nil
+	return (total / time.Duration(n)).Round(time.Microsecond), float64(hashes) / float64(n), nil
 }
 
 func dirSize(dir string) string {
