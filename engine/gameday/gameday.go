@@ -893,8 +893,13 @@ func (r *Run) aaWindows(weight int, steady []availability.Span, step availabilit
 		if len(a) == 0 || len(b) == 0 {
 			continue
 		}
-		out = append(out, decision.HistoryWindow{At: at.Add(-time.Duration(len(pairs)-k) * time.Millisecond),
-			Canary: pseudo(a, pair[0]), Control: pseudo(b, pair[1])})
+		// Each node pair in both orders: an A/A difference has no
+		// direction, and the symmetric set keeps σ̂ (a MAD) from
+		// collapsing when a few differences happen to agree. The chunk
+		// split keeps its traffic shares in both.
+		out = append(out,
+			decision.HistoryWindow{At: at.Add(-time.Duration(2*(len(pairs)-k)) * time.Millisecond), Canary: pseudo(a, pair[0]), Control: pseudo(b, pair[1])},
+			decision.HistoryWindow{At: at.Add(-time.Duration(2*(len(pairs)-k)-1) * time.Millisecond), Canary: pseudo(a, pair[1]), Control: pseudo(b, pair[0])})
 	}
 	return out
 }
