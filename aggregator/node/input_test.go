@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -93,6 +94,18 @@ func FuzzDecodeMessages(f *testing.F) {
 				t.Fatalf("error without kind: %v", err)
 			}
 			return
+		}
+		if fast, ok := decodeFast(bytes.TrimSpace(b)); ok {
+			// (the precise path is stricter about field-name case)
+			slow, err := decodeSlow(bytes.TrimSpace(b))
+			if err == nil && len(slow) != len(fast) {
+				t.Fatalf("paths disagree on the count: %d vs %d", len(fast), len(slow))
+			}
+			for i := range slow {
+				if fast[i] != slow[i] {
+					t.Fatalf("paths disagree: %+v vs %+v", fast[i], slow[i])
+				}
+			}
 		}
 		if len(msgs) == 0 || len(msgs) > MaxBatch {
 			t.Fatalf("%d messages accepted", len(msgs))

@@ -175,6 +175,14 @@ func DecodeMessages(body []byte) ([]Message, error) {
 	if len(trimmed) == 0 {
 		return nil, &InputError{Path: "$", Msg: "empty body", Hint: `send one message object or {"messages":[...]}`}
 	}
+	if msgs, ok := decodeFast(trimmed); ok {
+		return msgs, nil
+	}
+	return decodeSlow(trimmed)
+}
+
+// decodeSlow decodes field by field, to find and name a fault precisely.
+func decodeSlow(trimmed []byte) ([]Message, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &top); err != nil {
 		return nil, jsonError(trimmed, "$", err)
@@ -204,6 +212,35 @@ func DecodeMessages(body []byte) ([]Message, error) {
 		return nil, err
 	}
 	return []Message{m}, nil
+}
+
+// envelope accepts either form in one pass.
+type envelope struct {
+	Message
+	Messages []Message `json:"messages"`
+}
+
+// decodeFast decodes well-formed input in one pass; ok=false sends the
+// caller to the precise (slower) path, which also reports the error.
+func decodeFast(b []byte) ([]Message, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var env envelope
+	if err := dec.Decode(&env); err != nil || dec.More() {
+		return nil, false
+	}
+	msgs := env.Messages
+	if msgs == nil {
+		msgs = []Message{env.Message}
+	} else if env.Message != (Message{}) || len(msgs) == 0 || len(msgs) > MaxBatch {
+		return nil, false
+	}
+	for i := range msgs {
+		if Validate(&msgs[i], "$") != nil {
+			return nil, false
+		}
+	}
+	return msgs, true
 }
 
 var knownFields = map[string]bool{"source_id": true, "seq": true, "msg_id": true, "group_key": true, "fingerprint": true,
