@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 		newLedgerCmd(),
 		newScenariosCmd(),
 		newAbortCmd(),
+		newServeCmd(),
 		withSubcommands(newAggregatorCmd(), newAggregatorClusterCmd()),
 	)
 	return root

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/decision/config"
+	"github.com/chaosgate/chaosgate/web"
+)
+
+// newServeCmd builds `chaosgate serve -c chaosgate.yaml`: the API, the
+// dashboard, the block explorer, the cron game days and the gate endpoints
+// for Argo Rollouts and Flagger.
+func newServeCmd() *cobra.Command {
+	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, binary string
+	var k k8sOpts
+	cmd := &cobra.Command{
+		Use:   "serve [-c chaosgate.yaml]",
+		Short: "Serve the API, dashboard, block explorer, schedules and gate endpoints",
+		Long: `serve runs chaosgate's HTTP side: the REST API under /api/v1 with live run
+events (server-sent events), the kill switch, cron game days, the gate
+endpoints for Argo Rollouts (GET /api/v1/gate/{revision}) and Flagger
+(POST /api/v1/gate/flagger/{confirm-promotion,pre-rollout,rollback}), the
+on-call dashboard and the block explorer. /livez, /readyz and /metrics need
+no token; everything else takes "Authorization: Bearer <token>" with the
+roles viewer, operator (starts and aborts runs, manages schedules) and
+auditor (ledger and explorer). Without a tokens file, serve creates
+DATA/tokens.yaml (mode 0600) with one fresh token per role.
+
+Flags override the config file. Exit codes: 0 after a clean shutdown
+(SIGINT/SIGTERM), 2 for a configuration or startup error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := &web.Config{Listen: ":8080", DataDir: ".chaosgate", Target: "local"}
+			if cfgFile != "" {
+				var err error
+				if cfg, err = web.LoadConfigFile(cfgFile); err != nil {
+					return withExitCode(exitUsage, err)
+				}
+			}
+			f := cmd.Flags()
+			for name, dst := range map[string]*string{"http": &cfg.Listen, "data-dir": &cfg.DataDir, "target": &cfg.Target,
+				"experiments": &cfg.Experiments, "tokens": &cfg.TokensFile, "decision": &cfg.Decision} {
+				if f.Changed(name) {
+					v, _ := f.GetString(name)
+					*dst = v
+				}
+			}
+			if cfg.Target != "local" && cfg.Target != "k8s" {
+				return withExitCode(exitUsage, fmt.Errorf("--target %q: want local or k8s", cfg.Target))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cmd.ErrOrStderr(), cfg, serveExtras{binary: binary, k8s: &k, ready: nil})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules)")
+	f.StringVar(&httpAddr, "http", ":8080", "HTTP listen address")
+	f.StringVar(&dataDir, "data-dir", ".chaosgate", "data directory: journal, ledger, keys, run records, schedules")
+	f.StringVar(&target, "target", "local", "where runs execute: local or k8s")
+	f.StringVar(&experiments, "experiments", "", "directory of experiment files runs and schedules may name")
+	f.StringVar(&tokens, "tokens", "", "bearer tokens file (default DATA/tokens.yaml, created on first start)")
+	f.StringVar(&decisionFile, "decision", "", "decision matrix file, hot-reloaded (default: the built-in defaults)")
+	f.StringVar(&binary, "binary", "", "chaosgate binary the local aggregator nodes run (default: this executable)")
+	k.flags(cmd)
+	return cmd
+}
+
+// serveExtras are serve's settings that are not in chaosgate.yaml.
+type serveExtras struct {
+	binary string
+	k8s    *k8sOpts
+	// ready, when set, receives the bound address once serving (tests).
+	ready chan<- string
+}
+
+func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras) error {
+	log := newLogger(slog.LevelInfo)
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
+	}
+	if cfg.Target == "local" {
+		if err := reapLeftovers(ctx, stderr, dir, nil, log); err != nil {
+			return err
+		}
+	}
+	tokPath, create := cfg.TokensFile, false
+	if tokPath == "" {
+		tokPath, create = filepath.Join(dir, "tokens.yaml"), true
+	}
+	tokens, created, err := web.LoadOrCreateTokens(tokPath, create)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	if created {
+		fmt.Fprintf(stderr, "created %s with a viewer, an operator and an auditor token (mode 0600)\n", tokPath)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var initial *decision.Config
+	source := "built-in defaults"
+	if cfg.Decision != "" {
+		if initial, err = config.LoadFile(cfg.Decision); err != nil {
+			return withExitCode(exitUsage, err)
+		}
+		source = cfg.Decision
+	}
+	store, err := config.NewStore(initial, source, reg, config.SystemClock{}, log)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	if cfg.Decision != "" {
+		go func() {
+			defer close(watchDone)
+			if err := config.WatchFile(wctx, cfg.Decision, store, 200*time.Millisecond); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("decision config watch stopped", "err", err)
+			}
+		}()
+	} else {
+		close(watchDone)
+	}
+	defer func() { stopWatch(); <-watchDone }()
+
+	var run web.RunFunc
+	if cfg.Target == "k8s" {
+		run = k8sServeRunner(dir, x.k8s, log)
+	} else {
+		run = web.LocalRunner(dir, x.binary, store.Current, map[string]string{"chaosgate": version}, log)
+	}
+	srv, err := web.New(web.Options{DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
+		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log})
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		srv.Close(context.Background())
+		return withExitCode(exitUsage, fmt.Errorf("--http %s: %w", cfg.Listen, err))
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stderr, "chaosgate serve: listening on http://%s (data dir %s, target %s)\n", ln.Addr(), dir, cfg.Target)
+	if x.ready != nil {
+		x.ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stderr, "chaosgate serve: shutting down (a run in progress recovers its faults)")
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cerr := srv.Close(sctx)
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	hs.Shutdown(hctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return withExitCode(exitUsage, err)
+	}
+	if cerr != nil {
+		return withExitCode(exitUsage, cerr)
+	}
+	return nil
+}
+
+// k8sServeRunner runs documents against the Kubernetes target.
+func k8sServeRunner(dataDir string, k *k8sOpts, log *slog.Logger) web.RunFunc {
+	return func(ctx context.Context, req web.RunRequest, live *web.Live) (*web.RunResult, error) {
+		live.Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
+		res, err := runK8s(ctx, io.Discard, k, req.Doc, k8sRunConfig{DataDir: dataDir, Output: "json", Log: log})
+		if res == nil {
+			return nil, err
+		}
+		out := &web.RunResult{Report: res.Report, Reason: res.Reason, Error: res.Error}
+		if err != nil && out.Error == "" && res.Verdict == "" {
+			out.Error = err.Error()
+		}
+		return out, nil
+	}
+}

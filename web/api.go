@@ -1,0 +1,324 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/evidence/ledgerhttp"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// APIError is the JSON body of every error answer.
+type APIError struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail"`
+	Hint   string `json:"hint,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, kind, detail, hint string) {
+	writeJSON(w, code, APIError{Error: kind, Detail: detail, Hint: hint})
+}
+
+func urlEscape(s string) string { return url.QueryEscape(s) }
+
+// maxBody bounds request bodies (uploaded scenarios, webhooks).
+const maxBody = 1 << 20
+
+func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.runs.list()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	if rev := r.URL.Query().Get("revision"); rev != "" {
+		var f []*RunRecord
+		for _, x := range recs {
+			if x.Revision == rev || x.Report != nil && x.Report.Revision == rev {
+				f = append(f, x)
+			}
+		}
+		recs = f
+	}
+	if recs == nil {
+		recs = []*RunRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": recs})
+}
+
+func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.runs.get(r.PathValue("id"))
+	if errors.Is(err, errNotFound) {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no run %q", r.PathValue("id")), "GET /api/v1/runs lists the runs")
+		return
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	if cur := s.current(); cur != nil && cur.rec.ID == rec.ID {
+		st := cur.live.State()
+		writeJSON(w, http.StatusOK, struct {
+			*RunRecord
+			Live *LiveState `json:"live"`
+		}{rec, &st})
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// StartRequest is the JSON body of POST /api/v1/runs. Send either a
+// scenario name (built-in, or a file in the experiments directory) or a
+// whole document; a YAML body (Content-Type application/yaml) is an
+// uploaded document too.
+type StartRequest struct {
+	Scenario string `json:"scenario,omitempty"`
+	Document string `json:"document,omitempty"`
+	Revision string `json:"revision,omitempty"`
+}
+
+func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeErr(w, http.StatusRequestEntityTooLarge, "invalid", "request body: "+err.Error(), "at most 1 MiB")
+		return
+	}
+	var req StartRequest
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/yaml", "application/x-yaml", "text/yaml":
+		req.Document = string(body)
+		req.Revision = r.URL.Query().Get("revision")
+	default:
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, "invalid", "request body: "+err.Error(), `{"scenario":"default-gameday-quick","revision":"..."} or a YAML document with Content-Type application/yaml`)
+			return
+		}
+	}
+	var doc *scenarios.Document
+	name := req.Scenario
+	switch {
+	case req.Document != "" && req.Scenario != "":
+		writeErr(w, http.StatusBadRequest, "invalid", "send scenario or document, not both", "")
+		return
+	case req.Document != "":
+		doc, err = scenarios.Parse("upload.yaml", []byte(req.Document))
+		if err == nil {
+			name = "upload:" + doc.Metadata.Name
+		}
+	case req.Scenario != "":
+		doc, err = s.resolveScenario(req.Scenario)
+	default:
+		writeErr(w, http.StatusBadRequest, "invalid", "no scenario", "GET /api/v1/scenarios lists the built-in ones")
+		return
+	}
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid_scenario", err.Error(), "chaosgate scenarios validate FILE checks a file")
+		return
+	}
+	t, _ := caller(r.Context())
+	rec, err := s.start(RunRequest{Scenario: name, Doc: doc, Revision: req.Revision, Trigger: "api:" + t.Name})
+	if errors.Is(err, ErrBusy) {
+		writeErr(w, http.StatusConflict, "busy", err.Error(), "wait for it to end or POST /api/v1/abort")
+		return
+	}
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	w.Header().Set("Location", "/api/v1/runs/"+rec.ID)
+	writeJSON(w, http.StatusAccepted, rec)
+}
+
+// apiEvents streams a run's events as server-sent events: the backlog
+// (after Last-Event-ID when given), then live events until the run ends
+// with an "end" event. A finished run replays its recorded events.
+func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	after, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
+	var back []Event
+	var ch chan Event
+	var live *Live
+	if cur := s.current(); cur != nil && cur.rec.ID == id {
+		live = cur.live
+		back, ch = live.subscribe(after)
+		defer live.unsubscribe(ch)
+	} else {
+		rec, err := s.runs.get(id)
+		if errors.Is(err, errNotFound) {
+			writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no run %q", id), "")
+			return
+		}
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+			return
+		}
+		for _, e := range rec.Events {
+			if e.Seq > after {
+				back = append(back, e)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	send := func(e Event) bool {
+		data, _ := json.Marshal(e)
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, data); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	for _, e := range back {
+		if !send(e) {
+			return
+		}
+	}
+	if ch == nil {
+		return
+	}
+	keep := time.NewTicker(15 * time.Second)
+	defer keep.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.base.Done():
+			return
+		case <-keep.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		case e, ok := <-ch:
+			if !ok || !send(e) {
+				return
+			}
+		}
+	}
+}
+
+// AbortAnswer is the JSON answer of the kill switch.
+type AbortAnswer struct {
+	Signalled []engine.ActiveRun `json:"signalled"`
+	Reason    string             `json:"reason"`
+}
+
+// apiAbort is the kill switch: it asks every live run in the data dir
+// (serve's own and any `chaosgate run` sharing it) to abort; each recovers
+// its faults.
+func (s *Server) apiAbort(w http.ResponseWriter, r *http.Request) {
+	runs, reason, err := s.abortAll(r)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	if runs == nil {
+		runs = []engine.ActiveRun{}
+	}
+	writeJSON(w, http.StatusOK, AbortAnswer{Signalled: runs, Reason: reason})
+}
+
+func (s *Server) abortAll(r *http.Request) ([]engine.ActiveRun, string, error) {
+	t, _ := caller(r.Context())
+	reason := "kill switch by " + t.Name
+	if q := strings.TrimSpace(r.URL.Query().Get("reason")); q != "" {
+		reason += ": " + q
+	}
+	runs, err := engine.RequestAbort(s.opt.DataDir, "", reason)
+	s.log.Warn("kill switch", "by", t.Name, "signalled", len(runs), "err", err)
+	if cur := s.current(); cur != nil {
+		cur.live.Emit(Event{Kind: "info", Msg: "abort requested: " + reason})
+	}
+	return runs, reason, err
+}
+
+// DecisionInfo is the decision config in use.
+type DecisionInfo struct {
+	Hash       string    `json:"hash"`
+	Source     string    `json:"source"`
+	LoadedAt   time.Time `json:"loaded_at,omitzero"`
+	LastReload string    `json:"last_reload"` // ok | rejected
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+func (s *Server) decisionInfo() *DecisionInfo {
+	st := s.opt.Decision
+	if st == nil {
+		return nil
+	}
+	snap := st.Snapshot()
+	d := &DecisionInfo{Source: snap.Source, LoadedAt: snap.LoadedAt, LastReload: "ok"}
+	if snap.Config != nil {
+		d.Hash = snap.Config.Hash
+	}
+	if err := st.LastError(); err != nil {
+		d.LastReload, d.LastError = "rejected", err.Error()
+	}
+	return d
+}
+
+func (s *Server) apiDecision(w http.ResponseWriter, _ *http.Request) {
+	d := s.decisionInfo()
+	if d == nil {
+		writeErr(w, http.StatusNotFound, "not_found", "no decision config store", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) apiScenarios(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"builtin": scenarios.LibraryNames(), "experiments_dir": s.opt.Experiments})
+}
+
+// ledgerAPI serves the read-only ledger endpoints (C2SP tlog-tiles,
+// entries, proofs, blocks, search) under /api/v1/ledger/. The ledger is
+// opened read-only for the request only, so runs can append in between.
+func (s *Server) ledgerAPI(w http.ResponseWriter, r *http.Request) {
+	l, err := s.openLedger(r.Context())
+	if err != nil {
+		writeLedgerErr(w, err)
+		return
+	}
+	defer l.Close()
+	http.StripPrefix("/api/v1/ledger", ledgerhttp.New(l)).ServeHTTP(w, r)
+}
+
+func (s *Server) openLedger(ctx context.Context) (*evidence.Ledger, error) {
+	return evidence.Open(ctx, s.ledgerDir(), evidence.Options{ReadOnly: true})
+}
+
+func (s *Server) ledgerDir() string { return s.opt.DataDir + "/" + evidence.LedgerSubdir }
+
+func writeLedgerErr(w http.ResponseWriter, err error) {
+	switch evidence.KindOf(err) {
+	case evidence.KindNotFound:
+		writeErr(w, http.StatusNotFound, "not_found", "ledger: "+err.Error(), "the ledger is created by the first run")
+	case evidence.KindUnavailable:
+		writeErr(w, http.StatusServiceUnavailable, "unavailable", "ledger: "+err.Error(), "a run may be appending; retry")
+	default:
+		writeErr(w, http.StatusInternalServerError, "internal", "ledger: "+err.Error(), "")
+	}
+}

@@ -1,0 +1,245 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	cron "github.com/netresearch/go-cron"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is chaosgate.yaml: how `chaosgate serve` listens, where it keeps
+// its state and what it runs on a schedule.
+type Config struct {
+	// Listen is the HTTP listen address (default ":8080").
+	Listen string
+	// DataDir holds the journal, ledger, keys, run records and schedules.
+	DataDir string
+	// TokensFile lists the bearer tokens and their roles (default
+	// DATA/tokens.yaml, created with fresh tokens on first start).
+	TokensFile string
+	// Decision is the decision matrix file, hot-reloaded (empty: defaults).
+	Decision string
+	// Target is where runs execute: local or k8s.
+	Target string
+	// Experiments is a directory of experiment files runs may name.
+	Experiments string
+	// Schedules are cron game days defined in the file (read-only through
+	// the API; schedules created through the API are kept in the data dir).
+	Schedules []Schedule
+}
+
+// Schedule is one cron game day.
+type Schedule struct {
+	Name     string    `json:"name"`
+	Cron     string    `json:"cron"`
+	Scenario string    `json:"scenario"`
+	Revision string    `json:"revision,omitempty"`
+	Source   string    `json:"source"` // config | api
+	Created  time.Time `json:"created,omitzero"`
+}
+
+// ConfigError is one problem in a configuration or tokens file, at
+// file:line:col, with a hint.
+type ConfigError struct {
+	File      string
+	Line, Col int
+	Path      string
+	Msg       string
+	Hint      string
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d:%d", e.File, e.Line, e.Col)
+	if e.Path != "" {
+		fmt.Fprintf(&b, ": %s", e.Path)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " (hint: %s)", e.Hint)
+	}
+	return b.String()
+}
+
+func nodeErr(file string, n *yaml.Node, path, msg, hint string) error {
+	e := &ConfigError{File: file, Path: path, Msg: msg, Hint: hint, Line: 1, Col: 1}
+	if n != nil && n.Line > 0 {
+		e.Line, e.Col = n.Line, n.Column
+	}
+	return e
+}
+
+// parseDoc decodes data into a YAML node tree and returns its top mapping
+// (nil for an empty document).
+func parseDoc(data []byte, file string) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		e := &ConfigError{File: file, Line: 1, Col: 1, Msg: "not valid YAML: " + err.Error(), Hint: "check indentation and quoting"}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			// yaml errors read "yaml: line N: ..."; keep the line.
+			var l int
+			if _, serr := fmt.Sscanf(strings.TrimPrefix(err.Error(), "yaml: "), "line %d:", &l); serr == nil && l > 0 {
+				e.Line = l
+			}
+		}
+		return nil, e
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return nil, nodeErr(file, top, "", "the document must be a mapping", "write key: value pairs at the top level")
+	}
+	return top, nil
+}
+
+// fields walks a mapping node, calling f for every key, and rejects
+// duplicate and unknown keys.
+func fields(file, path string, m *yaml.Node, known []string, f func(key string, v *yaml.Node) error) error {
+	if m.Kind != yaml.MappingNode {
+		return nodeErr(file, m, path, "want a mapping", "")
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		p := k.Value
+		if path != "" {
+			p = path + "." + k.Value
+		}
+		if k.Kind != yaml.ScalarNode {
+			return nodeErr(file, k, path, "keys must be plain strings", "")
+		}
+		ok := false
+		for _, n := range known {
+			ok = ok || n == k.Value
+		}
+		if !ok {
+			return nodeErr(file, k, p, "unknown field", "known fields: "+strings.Join(known, ", "))
+		}
+		if seen[k.Value] {
+			return nodeErr(file, k, p, "duplicate field", "")
+		}
+		seen[k.Value] = true
+		if err := f(k.Value, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func str(file, path string, v *yaml.Node, dst *string) error {
+	if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float") {
+		return nodeErr(file, v, path, "want a string", "quote the value")
+	}
+	*dst = v.Value
+	return nil
+}
+
+var configFields = []string{"listen", "data_dir", "tokens_file", "decision", "target", "experiments", "schedules"}
+
+// LoadConfig parses chaosgate.yaml strictly: unknown or duplicate fields,
+// wrong types, bad cron specs and bad targets are errors at file:line:col.
+// An empty document is the defaults.
+func LoadConfig(data []byte, file string) (*Config, error) {
+	c := &Config{Listen: ":8080", DataDir: ".chaosgate", Target: "local"}
+	top, err := parseDoc(data, file)
+	if err != nil || top == nil {
+		return c, err
+	}
+	seen := map[string]bool{}
+	err = fields(file, "", top, configFields, func(k string, v *yaml.Node) error {
+		switch k {
+		case "listen":
+			return str(file, k, v, &c.Listen)
+		case "data_dir":
+			return str(file, k, v, &c.DataDir)
+		case "tokens_file":
+			return str(file, k, v, &c.TokensFile)
+		case "decision":
+			return str(file, k, v, &c.Decision)
+		case "experiments":
+			return str(file, k, v, &c.Experiments)
+		case "target":
+			if err := str(file, k, v, &c.Target); err != nil {
+				return err
+			}
+			if c.Target != "local" && c.Target != "k8s" {
+				return nodeErr(file, v, k, fmt.Sprintf("unknown target %q", c.Target), "local or k8s")
+			}
+		case "schedules":
+			if v.Kind != yaml.SequenceNode {
+				return nodeErr(file, v, k, "want a list of schedules", "- {name: nightly, cron: \"0 3 * * *\", scenario: default-gameday}")
+			}
+			for i, item := range v.Content {
+				p := fmt.Sprintf("schedules[%d]", i)
+				s := Schedule{Source: "config"}
+				if err := fields(file, p, item, []string{"name", "cron", "scenario", "revision"}, func(k string, v *yaml.Node) error {
+					switch k {
+					case "name":
+						return str(file, p+".name", v, &s.Name)
+					case "cron":
+						if err := str(file, p+".cron", v, &s.Cron); err != nil {
+							return err
+						}
+						if _, err := cron.ParseStandard(s.Cron); err != nil {
+							return nodeErr(file, v, p+".cron", "bad cron spec: "+err.Error(), `five fields "m h dom mon dow", or @daily, @every 1h`)
+						}
+					case "scenario":
+						return str(file, p+".scenario", v, &s.Scenario)
+					case "revision":
+						return str(file, p+".revision", v, &s.Revision)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				if err := s.check(); err != nil {
+					return nodeErr(file, item, p, err.Error(), "every schedule needs name, cron and scenario")
+				}
+				if seen[s.Name] {
+					return nodeErr(file, item, p+".name", fmt.Sprintf("duplicate schedule name %q", s.Name), "names must be unique")
+				}
+				seen[s.Name] = true
+				c.Schedules = append(c.Schedules, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c.Listen == "" || c.DataDir == "" {
+		return nil, nodeErr(file, top, "", "listen and data_dir must not be empty", "omit them for the defaults")
+	}
+	return c, nil
+}
+
+// LoadConfigFile reads and parses a chaosgate.yaml file.
+func LoadConfigFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w (hint: pass -c chaosgate.yaml or omit -c for the defaults)", err)
+	}
+	return LoadConfig(data, path)
+}
+
+// check validates a schedule's fields.
+func (s Schedule) check() error {
+	switch {
+	case s.Name == "" || s.Cron == "" || s.Scenario == "":
+		return errors.New("name, cron and scenario are required")
+	case strings.ContainsAny(s.Name, "/\\ \t\n"):
+		return fmt.Errorf("name %q must not contain slashes or spaces", s.Name)
+	}
+	if _, err := cron.ParseStandard(s.Cron); err != nil {
+		return fmt.Errorf("bad cron spec %q: %v", s.Cron, err)
+	}
+	return nil
+}

@@ -1,0 +1,472 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// Run statuses.
+const (
+	StatusRunning     = "running"
+	StatusFinished    = "finished" // judged: the report carries a verdict
+	StatusAborted     = "aborted"
+	StatusInterrupted = "interrupted"
+	StatusError       = "error"
+)
+
+// RunRecord is one run started by serve, as listed by the API and kept in
+// DATA/serve/runs/ID.json.
+type RunRecord struct {
+	ID       string         `json:"id"`
+	Scenario string         `json:"scenario"`
+	Revision string         `json:"revision,omitempty"`
+	Trigger  string         `json:"trigger"` // api:<token name> | schedule:<name>
+	Status   string         `json:"status"`
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished,omitzero"`
+	Report   *report.Report `json:"report,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Error    string         `json:"error,omitempty"`
+	Aborted  string         `json:"aborted,omitempty"`
+	Failing  []string       `json:"failing_dimensions,omitempty"`
+	Events   []Event        `json:"events,omitempty"`
+}
+
+// Verdict is the run's verdict, or "" when it was not judged.
+func (r *RunRecord) Verdict() string {
+	if r.Report == nil {
+		return ""
+	}
+	return r.Report.Verdict
+}
+
+// RunRequest asks for one run.
+type RunRequest struct {
+	// ID is the run id chosen by serve.
+	ID string
+	// Scenario names the document (built-in name, file in the experiments
+	// directory, or "upload:NAME").
+	Scenario string
+	Doc      *scenarios.Document
+	// Revision is the evidence subject (empty: the runner's default).
+	Revision string
+	Trigger  string
+}
+
+// RunResult is what a finished run reports back.
+type RunResult struct {
+	Report      report.Report
+	Reason      string
+	Error       string
+	Aborted     string
+	Interrupted bool
+	Failing     []string
+}
+
+// RunFunc executes one run to its end, publishing progress on live. It
+// returns the result even with an error when it has one. serve wires the
+// local game-day runner (LocalRunner) or the Kubernetes one.
+type RunFunc func(ctx context.Context, req RunRequest, live *Live) (*RunResult, error)
+
+// LiveState is the live view of a running run.
+type LiveState struct {
+	Phase        string             `json:"phase"`
+	Weight       int                `json:"weight"`
+	ActiveFaults []string           `json:"active_faults"`
+	Arms         map[string]ArmLive `json:"arms,omitempty"`
+	Steps        []string           `json:"steps,omitempty"`
+	ElapsedS     float64            `json:"elapsed_s"`
+}
+
+// ArmLive is one arm's recent availability.
+type ArmLive struct {
+	SuccessRatio float64 `json:"success_ratio"`
+	P99MS        float64 `json:"p99_ms"`
+	Requests     int64   `json:"requests"`
+}
+
+// Event is one live event of a run, sent over server-sent events.
+type Event struct {
+	Seq        int        `json:"seq"`
+	T          time.Time  `json:"t"`
+	Kind       string     `json:"kind"` // info | phase | fault | verdict | state | end
+	Phase      string     `json:"phase,omitempty"`
+	Weight     int        `json:"weight,omitempty"`
+	Experiment string     `json:"experiment,omitempty"`
+	Fault      string     `json:"fault,omitempty"`
+	Msg        string     `json:"msg,omitempty"`
+	State      *LiveState `json:"state,omitempty"`
+}
+
+// maxEvents bounds the events kept per run (live backlog and record).
+const maxEvents = 1000
+
+// Live is the event stream and live state of one run. Safe for concurrent
+// use.
+type Live struct {
+	mu      sync.Mutex
+	events  []Event
+	seq     int
+	subs    map[chan Event]struct{}
+	state   func() LiveState
+	last    LiveState
+	done    bool
+	doneCh  chan struct{}
+	nowFunc func() time.Time
+}
+
+func newLive(now func() time.Time) *Live {
+	return &Live{subs: map[chan Event]struct{}{}, doneCh: make(chan struct{}), nowFunc: now}
+}
+
+// Emit publishes ev (its Seq and, when zero, T are set here).
+func (l *Live) Emit(ev Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return
+	}
+	l.seq++
+	ev.Seq = l.seq
+	if ev.T.IsZero() {
+		ev.T = l.nowFunc()
+	}
+	if ev.State != nil {
+		l.last = *ev.State
+	}
+	l.events = append(l.events, ev)
+	if len(l.events) > maxEvents {
+		l.events = append(l.events[:0:0], l.events[len(l.events)-maxEvents:]...)
+	}
+	for ch := range l.subs {
+		select {
+		case ch <- ev:
+		default: // a slow reader loses events rather than stalling the run
+		}
+	}
+}
+
+// SetState registers the function polled (every second) for the live
+// state; a changed state is published as a "state" event.
+func (l *Live) SetState(f func() LiveState) {
+	l.mu.Lock()
+	l.state = f
+	l.mu.Unlock()
+}
+
+func (l *Live) poll() {
+	l.mu.Lock()
+	f, last := l.state, l.last
+	l.mu.Unlock()
+	if f == nil {
+		return
+	}
+	st := f()
+	cmp := st
+	cmp.ElapsedS, last.ElapsedS = 0, 0
+	if !reflect.DeepEqual(cmp, last) {
+		l.Emit(Event{Kind: "state", Phase: st.Phase, Weight: st.Weight, State: &st})
+	}
+}
+
+// State returns the last published live state.
+func (l *Live) State() LiveState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// subscribe returns the backlog after seq and a channel of later events;
+// the channel is closed when the run ends.
+func (l *Live) subscribe(after int) ([]Event, chan Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var back []Event
+	for _, e := range l.events {
+		if e.Seq > after {
+			back = append(back, e)
+		}
+	}
+	ch := make(chan Event, 256)
+	if l.done {
+		close(ch)
+		return back, ch
+	}
+	l.subs[ch] = struct{}{}
+	return back, ch
+}
+
+func (l *Live) unsubscribe(ch chan Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.subs[ch]; ok {
+		delete(l.subs, ch)
+		close(ch)
+	}
+}
+
+// finish publishes the end event and closes every subscription.
+func (l *Live) finish(msg string) []Event {
+	l.Emit(Event{Kind: "end", Msg: msg})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+	for ch := range l.subs {
+		close(ch)
+		delete(l.subs, ch)
+	}
+	close(l.doneCh)
+	return append([]Event(nil), l.events...)
+}
+
+// ErrBusy is returned when a run is already in progress.
+var ErrBusy = errors.New("a run is already in progress")
+
+// runStore keeps run records as JSON files.
+type runStore struct {
+	dir string
+	mu  sync.Mutex
+}
+
+func (s *runStore) path(id string) string { return filepath.Join(s.dir, id+".json") }
+
+func (s *runStore) put(r *RunRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.path(r.ID), data, 0o644)
+}
+
+func (s *runStore) get(id string) (*RunRecord, error) {
+	if !validID(id) {
+		return nil, errNotFound
+	}
+	data, err := os.ReadFile(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r RunRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("run record %s: %w", s.path(id), err)
+	}
+	return &r, nil
+}
+
+// list returns every record, newest first (without events).
+func (s *runStore) list() ([]*RunRecord, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*RunRecord
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		r, err := s.get(id)
+		if err != nil {
+			continue // a half-written or foreign file is not a run
+		}
+		r.Events = nil
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.After(out[j].Started)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+var errNotFound = errors.New("not found")
+
+func validID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return id[0] != '.'
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func newRunID(now time.Time) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return "serve-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// active is the run in progress.
+type active struct {
+	rec    *RunRecord
+	live   *Live
+	cancel context.CancelFunc
+}
+
+// start begins req in the background; only one run at a time.
+func (s *Server) start(req RunRequest) (*RunRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("server is shutting down")
+	}
+	if s.cur != nil {
+		return nil, fmt.Errorf("%w: %s", ErrBusy, s.cur.rec.ID)
+	}
+	now := s.now()
+	req.ID = newRunID(now)
+	rec := &RunRecord{ID: req.ID, Scenario: req.Scenario, Revision: req.Revision, Trigger: req.Trigger, Status: StatusRunning, Started: now}
+	if err := s.runs.put(rec); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	live := newLive(s.now)
+	s.cur = &active{rec: rec, live: live, cancel: cancel}
+	s.metrics.runsStarted.Inc()
+	s.wg.Add(2)
+	stop := make(chan struct{})
+	go func() { // live-state poller
+		defer s.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				live.poll()
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		live.Emit(Event{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", req.ID, req.Scenario, req.Trigger)})
+		res, err := s.opt.Run(ctx, req, live)
+		close(stop)
+		done := *rec
+		done.Finished = s.now()
+		done.Status = StatusFinished
+		if res != nil {
+			r := res.Report
+			done.Report, done.Reason, done.Error, done.Aborted, done.Failing = &r, res.Reason, res.Error, res.Aborted, res.Failing
+			switch {
+			case res.Interrupted:
+				done.Status = StatusInterrupted
+			case res.Aborted != "":
+				done.Status = StatusAborted
+			case res.Error != "":
+				done.Status = StatusError
+			}
+		}
+		if err != nil && done.Status == StatusFinished {
+			done.Status = StatusError
+		}
+		if err != nil && done.Error == "" {
+			done.Error = err.Error()
+		}
+		if done.Status == StatusFinished && !validVerdict(done.Verdict()) {
+			done.Status = StatusError
+			if done.Error == "" {
+				done.Error = "the run ended without a verdict"
+			}
+		}
+		done.Events = live.finish(fmt.Sprintf("run %s %s %s", done.ID, done.Status, done.Verdict()))
+		if perr := s.runs.put(&done); perr != nil {
+			s.log.Error("saving run record", "run", done.ID, "err", perr)
+		}
+		s.metrics.runsFinished.WithLabelValues(done.Status, done.Verdict()).Inc()
+		s.log.Info("run ended", "run", done.ID, "status", done.Status, "verdict", done.Verdict(), "err", done.Error)
+		s.mu.Lock()
+		s.cur = nil
+		s.mu.Unlock()
+	}()
+	return rec, nil
+}
+
+func validVerdict(v string) bool { return v == "promote" || v == "hold" || v == "block" }
+
+// current returns the run in progress, if any.
+func (s *Server) current() *active {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// markStale closes records left "running" by a serve process that died:
+// they can never finish.
+func (s *Server) markStale() error {
+	recs, err := s.runs.list()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Status != StatusRunning {
+			continue
+		}
+		full, err := s.runs.get(r.ID)
+		if err != nil {
+			continue
+		}
+		full.Status = StatusInterrupted
+		full.Error = "serve stopped while the run was in progress; its faults were reaped at the next start"
+		full.Finished = s.now()
+		if err := s.runs.put(full); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+// Package web is chaosgate serve's HTTP side: the REST JSON API under
+// /api/v1 (runs, live events over server-sent events, the kill switch,
+// cron schedules, the decision config in use), the gate endpoints for Argo
+// Rollouts (web metric provider) and Flagger (webhooks), the server-rendered
+// on-call dashboard and block explorer, bearer-token auth with roles, and
+// the unauthenticated /livez, /readyz and /metrics.
+//
+// The package runs nothing itself: a RunFunc (LocalRunner for the local
+// target) executes runs; the evidence ledger is opened read-only per
+// request so runs can append to it between requests.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/chaosgate/chaosgate/decision/config"
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/scenarios"
+)
+
+// Clock tells the time.
+type Clock interface{ Now() time.Time }
+
+// Options configure a Server.
+type Options struct {
+	// DataDir is the shared data directory (journal, ledger, keys); serve
+	// keeps its run records and schedules under DATA/serve.
+	DataDir string
+	// Tokens are the accepted bearer tokens (required).
+	Tokens *Tokens
+	// Run executes runs (required).
+	Run RunFunc
+	// Decision is the decision config in force (nil: not shown).
+	Decision *config.Store
+	// DecisionSource names where the decision config comes from.
+	DecisionSource string
+	// Experiments is a directory of experiment files runs may name.
+	Experiments string
+	// Target names where runs execute (shown on the dashboard).
+	Target string
+	// Schedules are the schedules of the config file.
+	Schedules []Schedule
+	// Registry receives the server's metrics (nil: a new registry).
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+	Clock    Clock
+}
+
+// Server is chaosgate serve's HTTP handler and run manager.
+type Server struct {
+	opt     Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	runs    *runStore
+	sched   *scheduler
+	metrics *metrics
+	reg     *prometheus.Registry
+
+	base     context.Context
+	stopBase context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	cur    *active
+	closed bool
+}
+
+type metrics struct {
+	runsStarted  prometheus.Counter
+	runsFinished *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	gate         *prometheus.CounterVec
+}
+
+// New builds a server and starts its scheduler. Close stops it.
+func New(opt Options) (*Server, error) {
+	if opt.Tokens == nil || opt.Tokens.Len() == 0 {
+		return nil, errors.New("web: no bearer tokens configured")
+	}
+	if opt.Run == nil {
+		return nil, errors.New("web: no run function")
+	}
+	if opt.DataDir == "" {
+		return nil, errors.New("web: no data dir")
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Clock == nil {
+		opt.Clock = engine.SystemClock{}
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opt: opt, log: opt.Log, mux: http.NewServeMux(), reg: opt.Registry,
+		runs: &runStore{dir: filepath.Join(opt.DataDir, "serve", "runs")}}
+	if err := os.MkdirAll(s.runs.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("web: data dir: %w", err)
+	}
+	s.metrics = &metrics{
+		runsStarted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_serve_runs_started_total", Help: "Runs started by serve."}),
+		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_runs_finished_total", Help: "Runs ended, by status and verdict."}, []string{"status", "verdict"}),
+		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
+		gate:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_gate_answers_total", Help: "Gate answers by endpoint and verdict."}, []string{"endpoint", "verdict"}),
+	}
+	for _, c := range []prometheus.Collector{s.metrics.runsStarted, s.metrics.runsFinished, s.metrics.requests, s.metrics.gate} {
+		if err := s.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("web: metrics: %w", err)
+		}
+	}
+	s.base, s.stopBase = context.WithCancel(context.Background())
+	if err := s.markStale(); err != nil {
+		return nil, fmt.Errorf("web: run records: %w", err)
+	}
+	sc, err := newScheduler(s, filepath.Join(opt.DataDir, "serve", "schedules.json"), opt.Schedules)
+	if err != nil {
+		s.stopBase()
+		return nil, err
+	}
+	s.sched = sc
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Close stops the scheduler, cancels the run in progress (its faults are
+// recovered by the runner) and waits for it to end or ctx to expire.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.sched.stop()
+	s.stopBase()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("web: run still stopping: %w", ctx.Err())
+	}
+}
+
+func (s *Server) now() time.Time { return s.opt.Clock.Now() }
+
+// handle registers pattern with the request counter.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	route := pattern
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		h(sw, r)
+		s.metrics.requests.WithLabelValues(route, fmt.Sprint(sw.code)).Inc()
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(c int) { w.code = c; w.ResponseWriter.WriteHeader(c) }
+
+// Flush lets server-sent events through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap exposes the underlying writer to http.ResponseController.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(staticFS())))
+
+	// API.
+	s.handle("GET /api/v1/runs", s.require(RoleViewer, s.apiListRuns))
+	s.handle("POST /api/v1/runs", s.require(RoleOperator, s.apiStartRun))
+	s.handle("GET /api/v1/runs/{id}", s.require(RoleViewer, s.apiGetRun))
+	s.handle("GET /api/v1/runs/{id}/events", s.require(RoleViewer, s.apiEvents))
+	s.handle("POST /api/v1/abort", s.require(RoleOperator, s.apiAbort))
+	s.handle("GET /api/v1/schedules", s.require(RoleViewer, s.apiListSchedules))
+	s.handle("POST /api/v1/schedules", s.require(RoleOperator, s.apiCreateSchedule))
+	s.handle("DELETE /api/v1/schedules/{name}", s.require(RoleOperator, s.apiDeleteSchedule))
+	s.handle("GET /api/v1/decision", s.require(RoleViewer, s.apiDecision))
+	s.handle("GET /api/v1/scenarios", s.require(RoleViewer, s.apiScenarios))
+	s.handle("GET /api/v1/gate/{revision...}", s.require(RoleViewer, s.apiGate))
+	for _, step := range []string{"confirm-promotion", "pre-rollout", "rollback"} {
+		s.handle("POST /api/v1/gate/flagger/"+step, s.flagger(step))
+	}
+	s.handle("GET /api/v1/ledger/", s.require(RoleAuditor, s.ledgerAPI))
+
+	// Pages.
+	s.handle("GET /login", s.pageLogin)
+	s.handle("POST /login", s.postLogin)
+	s.handle("POST /logout", s.postLogout)
+	s.handle("GET /{$}", s.require(RoleViewer, s.pageDashboard))
+	s.handle("GET /runs/{id}", s.require(RoleViewer, s.pageRun))
+	s.handle("POST /ui/abort", s.require(RoleOperator, s.uiAbort))
+	s.handle("GET /explorer", s.require(RoleAuditor, s.pageExplorer))
+	s.handle("GET /explorer/entries/{index}", s.require(RoleAuditor, s.pageEntry))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if _, err := os.Stat(s.runs.dir); err != nil {
+		http.Error(w, "run records: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// resolveScenario finds a scenario by name: a file in the experiments
+// directory (NAME, NAME.yaml or NAME.yml), else the built-in library.
+func (s *Server) resolveScenario(name string) (*scenarios.Document, error) {
+	if name == "" {
+		return nil, errors.New("no scenario named")
+	}
+	if s.opt.Experiments != "" && validID(name) {
+		for _, f := range []string{name, name + ".yaml", name + ".yml"} {
+			p := filepath.Join(s.opt.Experiments, f)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return scenarios.LoadFile(p)
+			}
+		}
+	}
+	return scenarios.Library(name)
+}
