@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sort"
 
 	"github.com/chaosgate/chaosgate/decision"
@@ -53,9 +54,18 @@ func stateOf(s gameday.Snapshot) LiveState {
 		Steps: append([]string(nil), s.Steps...), ElapsedS: s.Elapsed.Seconds(), Arms: map[string]ArmLive{}}
 	sort.Strings(st.ActiveFaults)
 	for arm, a := range s.Arms {
-		st.Arms[arm.String()] = ArmLive{SuccessRatio: a.SuccessRatio, P99MS: a.P99MS, Requests: a.Requests}
+		st.Arms[arm.String()] = ArmLive{SuccessRatio: finite(a.SuccessRatio), P99MS: finite(a.P99MS), Requests: a.Requests}
 	}
 	return st
+}
+
+// finite maps NaN and ±Inf (no samples yet) to 0 so the state encodes as
+// JSON.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
 }
 
 // EngineEvent converts an engine progress event (the runner's live view)

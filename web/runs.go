@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/report"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
@@ -248,6 +249,13 @@ func (s *runStore) put(r *RunRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil && len(r.Events) > 0 {
+		// Keep the record (and its verdict) even when an event cannot be
+		// encoded; say so in the record.
+		c := *r
+		c.Events = []Event{{Kind: "info", Msg: "events not kept: " + err.Error()}}
+		data, err = json.MarshalIndent(&c, "", "  ")
+	}
 	if err != nil {
 		return err
 	}
@@ -265,9 +273,51 @@ func (s *runStore) get(id string) (*RunRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r RunRecord
-	if err := json.Unmarshal(data, &r); err != nil {
+	r, err := decodeRecord(data)
+	if err != nil {
 		return nil, fmt.Errorf("run record %s: %w", s.path(id), err)
+	}
+	return r, nil
+}
+
+// decodeRecord decodes a stored run record. A dimension outcome is written
+// by name ("pass"); when decision.Outcome cannot read its own name back,
+// the names are turned into their ranks before decoding.
+func decodeRecord(data []byte) (*RunRecord, error) {
+	var r RunRecord
+	err := json.Unmarshal(data, &r)
+	if err == nil {
+		return &r, nil
+	}
+	var m map[string]any
+	if json.Unmarshal(data, &m) != nil {
+		return nil, err
+	}
+	rep, _ := m["report"].(map[string]any)
+	steps, _ := rep["steps"].([]any)
+	for _, st := range steps {
+		dims, _ := st.(map[string]any)["dimensions"].([]any)
+		for _, d := range dims {
+			dm, ok := d.(map[string]any)
+			if !ok {
+				continue
+			}
+			if name, ok := dm["outcome"].(string); ok {
+				for _, o := range []decision.Outcome{decision.Pass, decision.Inconclusive, decision.Fail} {
+					if o.String() == name {
+						dm["outcome"] = int(o)
+					}
+				}
+			}
+		}
+	}
+	fixed, merr := json.Marshal(m)
+	if merr != nil {
+		return nil, err
+	}
+	r = RunRecord{}
+	if err2 := json.Unmarshal(fixed, &r); err2 != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -1,0 +1,584 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/decision/config"
+	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/evidence"
+)
+
+var roleTokens = map[Role]string{
+	RoleViewer:   "viewer-token-0123456789",
+	RoleOperator: "operator-token-0123456789",
+	RoleAuditor:  "auditor-token-0123456789",
+}
+
+type harness struct {
+	t    *testing.T
+	dir  string
+	srv  *Server
+	hs   *httptest.Server
+	shut bool
+}
+
+func testTokens(t *testing.T) *Tokens {
+	var b strings.Builder
+	b.WriteString("tokens:\n")
+	for r, s := range roleTokens {
+		fmt.Fprintf(&b, "  - {name: %s, role: %s, token: %q}\n", r, r, s)
+	}
+	ts, err := ParseTokens([]byte(b.String()), "tokens.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func newHarness(t *testing.T, dir string, run RunFunc, sched []Schedule) *harness {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	store, err := config.NewStore(nil, "defaults", nil, config.SystemClock{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{DataDir: dir, Tokens: testTokens(t), Run: run, Decision: store, Target: "local", Schedules: sched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, dir: dir, srv: srv, hs: httptest.NewServer(srv.Handler())}
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) close() {
+	if h.shut {
+		return
+	}
+	h.shut = true
+	h.hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Close(ctx); err != nil {
+		h.t.Error(err)
+	}
+}
+
+// do sends a request with role's token (0: none) and returns the status
+// and body.
+func (h *harness) do(role Role, method, path, body string) (int, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.hs.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if role != 0 {
+		req.Header.Set("Authorization", "Bearer "+roleTokens[role])
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// scripted is a RunFunc that judges by the revision's prefix
+// ("promote-…", "hold-…", "block-…"), emitting a few events; when gate is
+// set it waits for it before finishing.
+func scripted(gate chan struct{}) RunFunc {
+	return func(ctx context.Context, req RunRequest, live *Live) (*RunResult, error) {
+		live.Emit(Event{Kind: "phase", Phase: "steady-before", Weight: 10, Msg: "steady state before"})
+		live.SetState(func() LiveState {
+			return LiveState{Phase: "inject", Weight: 10, ActiveFaults: []string{"podKill canary/n2"},
+				Arms: map[string]ArmLive{"canary": {SuccessRatio: 0.99, P99MS: 12, Requests: 100}}}
+		})
+		live.Emit(Event{Kind: "fault", Phase: "inject", Weight: 10, Fault: "podKill", Msg: "podKill canary/n2"})
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return &RunResult{Interrupted: true, Error: ctx.Err().Error()}, ctx.Err()
+			}
+		}
+		verdict, _, _ := strings.Cut(req.Revision, "-")
+		d := decision.Decision(0)
+		for _, x := range []decision.Decision{decision.Promote, decision.Hold, decision.Block} {
+			if x.String() == verdict {
+				d = x
+			}
+		}
+		rep := report.New(req.ID, req.Revision, d)
+		rep.Steps = []report.Step{{Weight: 10, Verdict: verdict, Score: 0.9, Coverage: 0.8, Reason: "judged " + verdict,
+			Dimensions: []decision.DimensionResult{{Name: "error_rate", Outcome: decision.Pass, Reason: "error rate within sigma"}}}}
+		rep.Evidence = &report.Evidence{LedgerIndex: 7, TreeSize: 8}
+		live.Emit(Event{Kind: "verdict", Weight: 10, Msg: "step 10%: " + verdict})
+		return &RunResult{Report: rep}, nil
+	}
+}
+
+func (h *harness) waitRun(id string) *RunRecord {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := h.do(RoleViewer, "GET", "/api/v1/runs/"+id, "")
+		if code != 200 {
+			h.t.Fatalf("GET run %s: %d %s", id, code, body)
+		}
+		r, err := decodeRecord(body)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if r.Status != StatusRunning && h.srv.current() == nil {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("run %s did not finish", id)
+	return nil
+}
+
+func (h *harness) startRun(body string) string {
+	h.t.Helper()
+	code, data := h.do(RoleOperator, "POST", "/api/v1/runs", body)
+	if code != http.StatusAccepted {
+		h.t.Fatalf("start: %d %s", code, data)
+	}
+	var r RunRecord
+	json.Unmarshal(data, &r)
+	return r.ID
+}
+
+// recordEvidence appends a real, signed evidence record to the ledger in
+// dir (created on first use) and returns its index.
+func recordEvidence(t *testing.T, dir, revision, experiment, verdict, trace string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	l, err := evidence.OpenDataDir(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rc, err := l.Record(ctx, revision, &evidence.Predicate{RunID: "cli-" + verdict, Experiment: evidence.Experiment{Name: experiment, Kind: "gameday"},
+		Decision: &evidence.Decision{Verdict: verdict, Score: 0.5, Coverage: 0.75}, TraceIDs: []string{trace},
+		Injections: []evidence.Injection{{Kind: "podKill", Arm: "canary", Target: "n2", AppliedAt: time.Now(), Confirmed: "confirmed"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc.Index
+}
+
+func TestAuthMatrix(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	recordEvidence(t, h.dir, "sha256:"+strings.Repeat("ab", 32), "pod-kill", "promote", "trace-1")
+	const (
+		ok   = 1
+		no   = 401
+		deny = 403
+	)
+	type exp struct{ none, viewer, operator, auditor int }
+	for _, tc := range []struct {
+		method, path, body string
+		want               exp
+	}{
+		{"GET", "/api/v1/runs", "", exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/runs", `{"bogus":1}`, exp{no, deny, ok, deny}},
+		{"GET", "/api/v1/runs/none", "", exp{no, ok, ok, ok}},
+		{"GET", "/api/v1/runs/none/events", "", exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/abort", "", exp{no, deny, ok, deny}},
+		{"GET", "/api/v1/schedules", "", exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/schedules", `{}`, exp{no, deny, ok, deny}},
+		{"DELETE", "/api/v1/schedules/none", "", exp{no, deny, ok, deny}},
+		{"GET", "/api/v1/decision", "", exp{no, ok, ok, ok}},
+		{"GET", "/api/v1/scenarios", "", exp{no, ok, ok, ok}},
+		{"GET", "/api/v1/gate/rev", "", exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/gate/flagger/confirm-promotion", `{"name":"web"}`, exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/gate/flagger/pre-rollout", `{"name":"web"}`, exp{no, ok, ok, ok}},
+		{"POST", "/api/v1/gate/flagger/rollback", `{"name":"web"}`, exp{no, ok, ok, ok}},
+		{"GET", "/api/v1/ledger/checkpoint", "", exp{no, deny, deny, ok}},
+		{"GET", "/api/v1/ledger/entries/0", "", exp{no, deny, deny, ok}},
+		{"GET", "/", "", exp{no, ok, ok, ok}},
+		{"GET", "/runs/none", "", exp{no, ok, ok, ok}},
+		{"POST", "/ui/abort", "", exp{no, deny, 303, deny}},
+		{"GET", "/explorer", "", exp{no, deny, deny, ok}},
+		{"GET", "/explorer/entries/0", "", exp{no, deny, deny, ok}},
+	} {
+		for i, role := range []Role{0, RoleViewer, RoleOperator, RoleAuditor} {
+			want := []int{tc.want.none, tc.want.viewer, tc.want.operator, tc.want.auditor}[i]
+			code, body := h.do(role, tc.method, tc.path, tc.body)
+			switch {
+			case want == ok && (code == 401 || code == 403 || code >= 500):
+				t.Errorf("%s %s as %v: %d, want allowed: %s", tc.method, tc.path, role, code, body)
+			case want != ok && want != 303 && code != want:
+				t.Errorf("%s %s as %v: %d, want %d: %s", tc.method, tc.path, role, code, want, body)
+			}
+			if code == 401 || code == 403 {
+				var e APIError
+				if json.Unmarshal(body, &e) != nil || e.Error == "" || e.Detail == "" {
+					t.Errorf("%s %s: error body is not the JSON error: %s", tc.method, tc.path, body)
+				}
+			}
+		}
+	}
+	// A wrong token is 401, as is a token given without "Bearer".
+	req, _ := http.NewRequest("GET", h.hs.URL+"/api/v1/runs", nil)
+	req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer]+"x")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("wrong token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	req.Header.Set("Authorization", roleTokens[RoleViewer])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("token without Bearer: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Health and metrics need no token.
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		if code, body := h.do(0, "GET", p, ""); code != 200 {
+			t.Errorf("%s: %d %s", p, code, body)
+		}
+	}
+	if _, body := h.do(0, "GET", "/metrics", ""); !strings.Contains(string(body), `chaosgate_serve_http_requests_total{code="403",route="GET /explorer"}`) {
+		t.Errorf("metrics lack the request counter:\n%s", body)
+	}
+}
+
+func TestGateSemantics(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	// No run yet: 404 with a JSON reason; Flagger refuses every step.
+	code, body := h.do(RoleViewer, "GET", "/api/v1/gate/promote-r1", "")
+	var e APIError
+	if code != 404 || json.Unmarshal(body, &e) != nil || e.Error != "no_verdict" || !strings.Contains(e.Detail, "promote-r1") {
+		t.Fatalf("no run: %d %s", code, body)
+	}
+	for _, step := range []string{"confirm-promotion", "rollback"} {
+		if code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/"+step, `{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":"promote-r1"}}`); code != 412 {
+			t.Fatalf("%s without a run: %d %s", step, code, body)
+		}
+	}
+	for _, verdict := range []string{"promote", "hold", "block"} {
+		rev := verdict + "-r1"
+		id := h.startRun(fmt.Sprintf(`{"scenario":"default-gameday-quick","revision":%q}`, rev))
+		if r := h.waitRun(id); r.Status != StatusFinished || r.Verdict() != verdict {
+			t.Fatalf("run %s: %+v", id, r)
+		}
+		code, body := h.do(RoleViewer, "GET", "/api/v1/gate/"+rev, "")
+		var a GateAnswer
+		if code != 200 || json.Unmarshal(body, &a) != nil {
+			t.Fatalf("gate %s: %d %s", rev, code, body)
+		}
+		if a.Verdict != verdict || a.RunID != id || a.Revision != rev || a.Score != 0.9 || a.Coverage != 0.8 || a.LedgerIndex == nil || *a.LedgerIndex != 7 || a.Reason == "" {
+			t.Fatalf("gate %s: %+v", rev, a)
+		}
+		// The raw JSON has the fields Argo Rollouts' jsonPath reads.
+		var raw map[string]any
+		json.Unmarshal(body, &raw)
+		for _, k := range []string{"revision", "verdict", "run_id", "score", "coverage", "ledger_index", "reason"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("gate answer lacks %q: %s", k, body)
+			}
+		}
+		payload := fmt.Sprintf(`{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":%q}}`, rev)
+		want := map[string]int{"confirm-promotion": 412, "pre-rollout": 200, "rollback": 412}
+		switch verdict {
+		case "promote":
+			want["confirm-promotion"] = 200
+		case "block":
+			want["pre-rollout"], want["rollback"] = 412, 200
+		}
+		for step, wc := range want {
+			code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/"+step, payload)
+			var fa FlaggerAnswer
+			if code != wc || json.Unmarshal(body, &fa) != nil || fa.Reason == "" || fa.Allowed != (wc == 200) || fa.Gate == nil || fa.Gate.Verdict != verdict {
+				t.Errorf("%s with %s: %d %s, want %d", step, verdict, code, body, wc)
+			}
+		}
+	}
+	// The latest finished run wins: a later block for the same revision.
+	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"promote-r1"}`)
+	h.waitRun(id)
+	if _, body := h.do(RoleViewer, "GET", "/api/v1/gate/promote-r1", ""); !strings.Contains(string(body), id) {
+		t.Fatalf("gate does not answer from the latest run %s: %s", id, body)
+	}
+	// Flagger without a header: the token in metadata; revision from
+	// namespace/name when metadata has none.
+	ctxRev := "block-x"
+	id = h.startRun(fmt.Sprintf(`{"scenario":"default-gameday-quick","revision":%q}`, ctxRev))
+	h.waitRun(id)
+	code, body = h.do(0, "POST", "/api/v1/gate/flagger/rollback", fmt.Sprintf(`{"name":"x","namespace":"block","metadata":{"token":%q,"revision":%q}}`, roleTokens[RoleViewer], ctxRev))
+	if code != 200 {
+		t.Fatalf("rollback with the token in metadata: %d %s", code, body)
+	}
+	if code, body := h.do(0, "POST", "/api/v1/gate/flagger/rollback", `{"name":"x","metadata":{"token":"not-a-token-at-all"}}`); code != 401 {
+		t.Fatalf("rollback with a bad metadata token: %d %s", code, body)
+	}
+	if code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/rollback", `{"name":`); code != 400 {
+		t.Fatalf("malformed payload: %d %s", code, body)
+	}
+	// Revisions with slashes (k8s workload revisions) are one path value.
+	k8sRev := "block-Deployment/ns/web@sha256:" + strings.Repeat("cd", 32)
+	id = h.startRun(fmt.Sprintf(`{"scenario":"default-gameday-quick","revision":%q}`, k8sRev))
+	h.waitRun(id)
+	if code, body := h.do(RoleViewer, "GET", "/api/v1/gate/"+k8sRev, ""); code != 200 || !strings.Contains(string(body), `"verdict": "block"`) {
+		t.Fatalf("slashed revision: %d %s", code, body)
+	}
+}
+
+func TestGateFallsBackToLedgerEvidence(t *testing.T) {
+	dir := t.TempDir()
+	rev := "sha256:" + strings.Repeat("ef", 32)
+	recordEvidence(t, dir, rev, "pod-kill", "promote", "t-0")
+	idx := recordEvidence(t, dir, rev, "pod-kill", "block", "t-1")
+	h := newHarness(t, dir, scripted(nil), nil)
+	code, body := h.do(RoleViewer, "GET", "/api/v1/gate/"+rev, "")
+	var a GateAnswer
+	if code != 200 || json.Unmarshal(body, &a) != nil || a.Verdict != "block" || a.Source != "ledger" || a.LedgerIndex == nil || *a.LedgerIndex != idx || a.RunID != "cli-block" {
+		t.Fatalf("gate from the ledger: %d %s", code, body)
+	}
+}
+
+func TestRunsAPIAndSSE(t *testing.T) {
+	gate := make(chan struct{})
+	h := newHarness(t, "", scripted(gate), nil)
+	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"promote-sse"}`)
+	// A second run while one is in progress is refused.
+	if code, body := h.do(RoleOperator, "POST", "/api/v1/runs", `{"scenario":"default-gameday-quick"}`); code != 409 {
+		t.Fatalf("second run: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", h.hs.URL+"/api/v1/runs/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := make(chan Event, 64)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var e Event
+				if json.Unmarshal([]byte(d), &e) == nil {
+					events <- e
+				}
+			}
+		}
+	}()
+	next := func(kind string) Event {
+		t.Helper()
+		timeout := time.After(15 * time.Second)
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					t.Fatalf("stream ended before a %q event", kind)
+				}
+				if e.Kind == kind {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no %q event", kind)
+			}
+		}
+	}
+	if e := next("fault"); e.Fault != "podKill" || e.Seq == 0 {
+		t.Fatalf("fault event: %+v", e)
+	}
+	// The live state is polled and published while the run is going.
+	if e := next("state"); e.State == nil || len(e.State.ActiveFaults) != 1 || e.State.Arms["canary"].P99MS != 12 {
+		t.Fatalf("state event: %+v", e)
+	}
+	code, body := h.do(RoleViewer, "GET", "/api/v1/runs/"+id, "")
+	if code != 200 || !strings.Contains(string(body), `"live"`) || !strings.Contains(string(body), `"status": "running"`) {
+		t.Fatalf("running run: %d %s", code, body)
+	}
+	close(gate)
+	if e := next("verdict"); !strings.Contains(e.Msg, "promote") {
+		t.Fatalf("verdict event: %+v", e)
+	}
+	next("end")
+	if _, ok := <-events; ok {
+		t.Fatal("stream continues after the end event")
+	}
+	r := h.waitRun(id)
+	if r.Report == nil || r.Report.Schema != report.Schema || r.Report.Verdict != "promote" || len(r.Events) < 4 {
+		t.Fatalf("finished run: %+v", r)
+	}
+	// A finished run replays its events, after Last-Event-ID when given.
+	req, _ = http.NewRequest("GET", h.hs.URL+"/api/v1/runs/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer])
+	req.Header.Set("Last-Event-ID", "2")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if strings.Contains(string(replay), "id: 2\n") || !strings.Contains(string(replay), "id: 3\n") || !strings.Contains(string(replay), "event: end") {
+		t.Fatalf("replay after 2:\n%s", replay)
+	}
+	// The list shows it without events; the run page renders.
+	code, body = h.do(RoleViewer, "GET", "/api/v1/runs", "")
+	if code != 200 || !strings.Contains(string(body), id) || strings.Contains(string(body), `"events"`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if code, body := h.do(RoleViewer, "GET", "/runs/"+id, ""); code != 200 || !strings.Contains(string(body), "error rate within sigma") {
+		t.Fatalf("run page: %d %s", code, body)
+	}
+	// Bad starts: unknown scenario, both, none, bad YAML upload.
+	for _, b := range []string{`{"scenario":"no-such-scenario"}`, `{}`, `{"scenario":"a","document":"b"}`, `{"document":"kind: [\n"}`, `not json`} {
+		if code, body := h.do(RoleOperator, "POST", "/api/v1/runs", b); code != 400 || !strings.Contains(string(body), `"detail"`) {
+			t.Errorf("start %s: %d %s", b, code, body)
+		}
+	}
+}
+
+func TestUploadedScenarioRuns(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	doc, err := os.ReadFile(filepath.Join("..", "scenarios", "library", "pod-kill.yaml"))
+	if err != nil {
+		t.Skip("no pod-kill.yaml in the built-in library:", err)
+	}
+	req, _ := http.NewRequest("POST", h.hs.URL+"/api/v1/runs?revision=hold-upload", strings.NewReader(string(doc)))
+	req.Header.Set("Authorization", "Bearer "+roleTokens[RoleOperator])
+	req.Header.Set("Content-Type", "application/yaml")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var r RunRecord
+	if resp.StatusCode != 202 || json.Unmarshal(body, &r) != nil || !strings.HasPrefix(r.Scenario, "upload:") {
+		t.Fatalf("upload: %d %s", resp.StatusCode, body)
+	}
+	if f := h.waitRun(r.ID); f.Verdict() != "hold" {
+		t.Fatalf("uploaded run: %+v", f)
+	}
+}
+
+func TestAbortWithNoLiveRun(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	code, body := h.do(RoleOperator, "POST", "/api/v1/abort?reason=drill", "")
+	var a AbortAnswer
+	if code != 200 || json.Unmarshal(body, &a) != nil || len(a.Signalled) != 0 || !strings.Contains(a.Reason, "operator: drill") {
+		t.Fatalf("abort: %d %s", code, body)
+	}
+}
+
+func TestSchedulesFireAndPersist(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, scripted(nil), []Schedule{{Name: "nightly", Cron: "0 3 * * *", Scenario: "default-gameday-quick"}})
+	code, body := h.do(RoleOperator, "POST", "/api/v1/schedules", `{"name":"often","cron":"@every 1s","scenario":"default-gameday-quick","revision":"promote-sched"}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	for _, bad := range []string{`{"name":"x","cron":"every day","scenario":"default-gameday-quick"}`, `{"name":"x","cron":"@daily","scenario":"nope"}`,
+		`{"name":"often","cron":"@daily","scenario":"default-gameday-quick"}`, `{"name":"a b","cron":"@daily","scenario":"default-gameday-quick"}`} {
+		if code, body := h.do(RoleOperator, "POST", "/api/v1/schedules", bad); code != 400 && code != 409 {
+			t.Errorf("bad schedule %s: %d %s", bad, code, body)
+		}
+	}
+	// It fires: a run triggered by the schedule finishes with its revision.
+	deadline := time.Now().Add(15 * time.Second)
+	var found *RunRecord
+	for found == nil && time.Now().Before(deadline) {
+		recs, _ := h.srv.runs.list()
+		for _, r := range recs {
+			if r.Trigger == "schedule:often" && r.Status == StatusFinished {
+				found = r
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if found == nil || found.Verdict() != "promote" {
+		t.Fatalf("the schedule did not run: %+v", found)
+	}
+	code, body = h.do(RoleViewer, "GET", "/api/v1/schedules", "")
+	if code != 200 || !strings.Contains(string(body), `"name": "nightly"`) || !strings.Contains(string(body), `"source": "config"`) || !strings.Contains(string(body), `"last_run"`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if code, body := h.do(RoleOperator, "DELETE", "/api/v1/schedules/nightly", ""); code != 409 {
+		t.Fatalf("deleting a config schedule: %d %s", code, body)
+	}
+	// Persisted: a new server on the same data dir has it.
+	h.close()
+	h2 := newHarness(t, dir, scripted(nil), nil)
+	if _, body := h2.do(RoleViewer, "GET", "/api/v1/schedules", ""); !strings.Contains(string(body), `"often"`) {
+		t.Fatalf("schedule not persisted: %s", body)
+	}
+	if code, body := h2.do(RoleOperator, "DELETE", "/api/v1/schedules/often", ""); code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if code, _ := h2.do(RoleOperator, "DELETE", "/api/v1/schedules/often", ""); code != 404 {
+		t.Fatalf("second delete: %d", code)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "serve", "schedules.json"))
+	if strings.Contains(string(data), "often") {
+		t.Fatalf("deleted schedule still saved: %s", data)
+	}
+}
+
+func TestExplorerAndLedgerAPI(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, scripted(nil), nil)
+	if code, body := h.do(RoleAuditor, "GET", "/explorer", ""); code != 200 || !strings.Contains(string(body), "ledger is empty") {
+		t.Fatalf("empty explorer: %d %s", code, body)
+	}
+	revA, revB := "sha256:"+strings.Repeat("1a", 32), "sha256:"+strings.Repeat("2b", 32)
+	recordEvidence(t, dir, revA, "pod-kill", "promote", "trace-aaa")
+	i := recordEvidence(t, dir, revB, "partition", "block", "trace-bbb")
+	code, body := h.do(RoleAuditor, "GET", "/explorer?revision="+revB, "")
+	if code != 200 || !strings.Contains(string(body), revB) || strings.Contains(string(body), revA) || !strings.Contains(string(body), "verified") {
+		t.Fatalf("search by revision: %d %s", code, body)
+	}
+	if _, body := h.do(RoleAuditor, "GET", "/explorer?trace=trace-aaa", ""); !strings.Contains(string(body), revA) || strings.Contains(string(body), ">"+revB+"<") {
+		t.Fatalf("search by trace: %s", body)
+	}
+	if _, body := h.do(RoleAuditor, "GET", "/explorer?experiment=nothing", ""); !strings.Contains(string(body), "No entries match") {
+		t.Fatalf("empty search: %s", body)
+	}
+	code, body = h.do(RoleAuditor, "GET", fmt.Sprintf("/explorer/entries/%d", i), "")
+	if code != 200 || !strings.Contains(string(body), `id="sig-status">verified`) || !strings.Contains(string(body), `id="proof-status">verified`) {
+		t.Fatalf("entry page: %d %s", code, body)
+	}
+	code, env := h.do(RoleAuditor, "GET", fmt.Sprintf("/explorer/entries/%d?download=envelope", i), "")
+	if e, err := evidence.ParseEnvelope(env); code != 200 || err != nil || e.PayloadType != evidence.PayloadType {
+		t.Fatalf("envelope download: %d %v %s", code, err, env)
+	}
+	if code, body := h.do(RoleAuditor, "GET", fmt.Sprintf("/api/v1/ledger/entries/%d/proof", i), ""); code != 200 || !strings.HasPrefix(string(body), evidence.ProofHeader) {
+		t.Fatalf("proof download: %d %s", code, body)
+	}
+	if code, body := h.do(RoleAuditor, "GET", "/api/v1/ledger/checkpoint", ""); code != 200 || !strings.Contains(string(body), "\n2\n") {
+		t.Fatalf("checkpoint: %d %s", code, body)
+	}
+	if code, _ := h.do(RoleAuditor, "GET", "/explorer/entries/99", ""); code != 404 {
+		t.Fatalf("missing entry: %d", code)
+	}
+	// The ledger is not held open between requests: a run can append.
+	recordEvidence(t, dir, revA, "pod-kill", "hold", "trace-ccc")
+}
