@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,9 @@ func BenchmarkIngestCommit(b *testing.B) {
 		name    string
 		batch   int
 		clients int
-	}{{"sync-1msg-1client", 1, 1}, {"sync-1msg-16clients", 1, 16}, {"batch100-8clients", 100, 8}} {
+		spread  bool // keys over all partitions, sent to any node (forwarded)
+	}{{"sync-1msg-1client", 1, 1, false}, {"sync-1msg-16clients", 1, 16, false}, {"batch100-8clients", 100, 8, false},
+		{"batch8-32clients-anynode-64keys", 8, 32, true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			c := startClusterB(b)
 			defer c.stopAll()
@@ -41,14 +44,25 @@ func BenchmarkIngestCommit(b *testing.B) {
 				key := src + "-k"
 				p := partitionOf(key, 4)
 				leader := c.leaderID(p)
+				if bc.spread {
+					leader = c.ids[int(ctr.Load())%3]
+				}
+				gen := newGen(4)
+				gen.id += ctr.Add(1) << 32
 				var seq uint64
 				msgs := make([]Message, bc.batch)
 				for pb.Next() {
 					for i := range msgs {
+						if bc.spread {
+							msgs[i] = gen.next(src, fmt.Sprint("key", (int(seq)+i*7)%64))
+							msgs[i].Payload = payload
+							continue
+						}
 						seq++
 						id := ctr.Add(1) + 1<<40
 						msgs[i] = Message{SourceID: src, Seq: seq, MsgID: fmt.Sprint(id), GroupKey: key, Fingerprint: fmt.Sprint(id), Payload: payload}
 					}
+					seq++
 					body, _ := json.Marshal(map[string]any{"messages": msgs})
 					resp, err := client.Post("http://"+c.http[leader]+"/v1/messages", "application/json", bytes.NewReader(body))
 					if err != nil {
@@ -69,6 +83,15 @@ func BenchmarkIngestCommit(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(sent.Load())/b.Elapsed().Seconds(), "msgs/s")
+			for _, id := range c.ids {
+				resp, err := client.Get("http://" + c.http[id] + "/metrics")
+				if err == nil {
+					var sb strings.Builder
+					_, _ = io.Copy(&sb, resp.Body)
+					resp.Body.Close()
+					b.Logf("%s: %s", id, grepLines(sb.String(), "apply_seconds_sum")+" "+grepLines(sb.String(), "apply_seconds_count")+" "+grepLines(sb.String(), "forwards_total"))
+				}
+			}
 			if n := failed.Load(); n > 0 {
 				b.Logf("%d messages not acknowledged, e.g. %v", n, lastErr.Load())
 			}

@@ -42,6 +42,12 @@ var DefectHelp = map[string]string{
 	DefectLeak:            "retain a copy of every request (memory grows)",
 }
 
+// Raft log layouts (--raft-log).
+const (
+	RaftLogShared    = "shared"
+	RaftLogPartition = "partition"
+)
+
 // Defects is the set of defects turned on.
 type Defects map[string]bool
 
@@ -108,13 +114,21 @@ type Config struct {
 	DataDir  string
 
 	Partitions int
-	Defects    Defects
+	// RaftLog is where raft logs live: RaftLogPartition (default: one log
+	// per partition; their fsyncs run in parallel) or RaftLogShared (one log
+	// per node: one fsync covers the appends of every partition, which
+	// wins on devices where fsyncs do not overlap).
+	RaftLog string
+	Defects Defects
 	// RSSCap bounds memory: admission refuses new work above 80% of it.
 	RSSCap int64
 	// GoMemoryLimit sets the Go runtime's soft memory limit to 70% of
 	// RSSCap (process-wide: only for a node that owns its process).
 	GoMemoryLimit bool
 
+	// RaftInflight is how many AppendEntries RPCs may be in flight per
+	// follower (1: synchronous, every RPC with a deadline).
+	RaftInflight      int
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
 	ApplyTimeout      time.Duration
@@ -171,9 +185,13 @@ func (c *Config) Defaults() {
 	if c.Partitions == 0 {
 		c.Partitions = 16
 	}
+	if c.RaftLog == "" {
+		c.RaftLog = RaftLogPartition
+	}
 	if c.RSSCap == 0 {
 		c.RSSCap = 256 << 20
 	}
+	defi(&c.RaftInflight, 1)
 	def(&c.HeartbeatTimeout, time.Second)
 	def(&c.ElectionTimeout, time.Second)
 	def(&c.ApplyTimeout, 5*time.Second)
@@ -236,6 +254,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--peers is required (n1=ADDR,n2=ADDR,...; include this node)")
 	case c.Peers[c.ID] == "":
 		return fmt.Errorf("--peers has no address for this node %q", c.ID)
+	case c.RaftLog != RaftLogShared && c.RaftLog != RaftLogPartition:
+		return fmt.Errorf("--raft-log %q: want %s or %s", c.RaftLog, RaftLogShared, RaftLogPartition)
 	case c.ErrorRate < 0 || c.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
 	}

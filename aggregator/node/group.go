@@ -76,10 +76,16 @@ func openGroup(n *Node, id int) (*group, error) {
 	if g.stable, err = replica.OpenBoltStore(filepath.Join(dir, "raft.db")); err != nil {
 		return nil, err
 	}
-	if g.wal, err = replica.OpenWAL(filepath.Join(dir, "wal"), 0); err != nil {
-		return nil, err
+	var store raft.LogStore
+	if n.shared != nil {
+		store = n.shared.Group(uint32(id))
+	} else {
+		if g.wal, err = replica.OpenWAL(filepath.Join(dir, "wal"), 0); err != nil {
+			return nil, err
+		}
+		store = g.wal
 	}
-	if g.logs, err = raft.NewLogCache(1024, g.wal); err != nil {
+	if g.logs, err = raft.NewLogCache(1024, store); err != nil {
 		return nil, err
 	}
 	// The stream store is derived from the raft log and snapshots, so it is
@@ -110,7 +116,7 @@ func openGroup(n *Node, id int) (*group, error) {
 		// Synchronous AppendEntries: every RPC has a deadline. (Pipelining
 		// gains little with batched appends, and a pipeline whose peer stops
 		// answering has no deadline and can hang shutdown.)
-		MaxRPCsInFlight: 1})
+		MaxRPCsInFlight: n.cfg.RaftInflight})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)

@@ -170,6 +170,12 @@ func (c *testCluster) config(id string) Config {
 	if os.Getenv("AGG_TEST_LOG") != "" {
 		cfg.Logger, cfg.LogOutput, cfg.RaftLogLevel = slog.Default(), os.Stderr, "warn"
 	}
+	if v := os.Getenv("AGG_TEST_RAFT_LOG"); v != "" {
+		cfg.RaftLog = v
+	}
+	if v := os.Getenv("AGG_TEST_RAFT_INFLIGHT"); v != "" {
+		fmt.Sscan(v, &cfg.RaftInflight)
+	}
 	if c.tweak != nil {
 		c.tweak(&cfg)
 	}

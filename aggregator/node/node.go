@@ -78,6 +78,7 @@ type Node struct {
 	ids     []string
 	clock   *hlc.Clock
 	mux     *replica.Mux
+	shared  *replica.SharedWAL
 	metrics *metrics
 
 	groupsMu sync.RWMutex
@@ -151,6 +152,11 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.mux = replica.NewMux(rl, n.log)
+	if cfg.RaftLog == RaftLogShared {
+		if n.shared, err = replica.OpenSharedWAL(filepath.Join(cfg.DataDir, "wal"), 0); err != nil {
+			return nil, fmt.Errorf("open raft log: %w", err)
+		}
+	}
 	for p := 0; p < cfg.Partitions; p++ {
 		g, err := openGroup(n, p)
 		if err != nil {
@@ -220,6 +226,9 @@ func (n *Node) Close() error {
 	}
 	for _, g := range n.groupsSnapshot() {
 		g.close()
+	}
+	if n.shared != nil {
+		n.shared.Close()
 	}
 	if n.mux != nil {
 		n.mux.Close()
