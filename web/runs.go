@@ -220,18 +220,33 @@ func (l *Live) unsubscribe(ch chan Event) {
 	}
 }
 
-// finish publishes the end event and closes every subscription.
-func (l *Live) finish(msg string) []Event {
-	l.Emit(Event{Kind: "end", Msg: msg})
+// end records the end event without publishing it yet, and returns every
+// event kept; close publishes it. In between the run's record is saved, so
+// a client that sees the end event finds the finished record.
+func (l *Live) end(msg string) []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.seq++
+	ev := Event{Seq: l.seq, T: l.nowFunc(), Kind: "end", Msg: msg}
+	l.events = append(l.events, ev)
 	l.done = true
+	return append([]Event(nil), l.events...)
+}
+
+// close publishes the end event and closes every subscription.
+func (l *Live) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ev := l.events[len(l.events)-1]
 	for ch := range l.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
 		close(ch)
 		delete(l.subs, ch)
 	}
 	close(l.doneCh)
-	return append([]Event(nil), l.events...)
 }
 
 // ErrBusy is returned when a run is already in progress.
@@ -474,7 +489,7 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 				done.Error = "the run ended without a verdict"
 			}
 		}
-		done.Events = live.finish(fmt.Sprintf("run %s %s %s", done.ID, done.Status, done.Verdict()))
+		done.Events = live.end(fmt.Sprintf("run %s %s %s", done.ID, done.Status, done.Verdict()))
 		if perr := s.runs.put(&done); perr != nil {
 			s.log.Error("saving run record", "run", done.ID, "err", perr)
 		}
@@ -483,6 +498,7 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
+		live.close()
 	}()
 	return rec, nil
 }

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+)
+
+func TestServeBadConfigIsUsageError(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "chaosgate.yaml")
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nschedules:\n  - {name: n, cron: \"99 * * * *\", scenario: default-gameday}\n"), 0o644)
+	_, errs, code := cli(t, "serve", "-c", cfg)
+	if code != exitUsage || !strings.Contains(errs, cfg+":3:21: schedules[0].cron: bad cron spec") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	_, errs, code = cli(t, "serve", "--target", "mars", "--data-dir", dir)
+	if code != exitUsage || !strings.Contains(errs, `--target "mars"`) {
+		t.Fatalf("bad target: exit %d: %s", code, errs)
+	}
+}
+
+// serveProc is a running `chaosgate serve`.
+type serveProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	tokens map[string]string
+	mu     sync.Mutex
+	log    strings.Builder
+	done   chan struct{}
+}
+
+func startServe(t *testing.T, bin string, args ...string) *serveProc {
+	t.Helper()
+	p := &serveProc{t: t, cmd: exec.Command(bin, append([]string{"serve"}, args...)...), done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
+	addr := make(chan string, 1)
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case p.url = <-addr:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start:\n%s", p.logs())
+	}
+	return p
+}
+
+func (p *serveProc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return tail(p.log.String(), 4000)
+}
+
+func (p *serveProc) do(token, method, path, body string) (int, []byte) {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// follow reads a run's server-sent events until the "end" event (or
+// until stop returns true for an event) and returns the event kinds seen.
+func (p *serveProc) follow(token, id string, stop func(kind string, data map[string]any) bool) []string {
+	p.t.Helper()
+	req, _ := http.NewRequest("GET", p.url+"/api/v1/runs/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var kinds []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		d, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev map[string]any
+		json.Unmarshal([]byte(d), &ev)
+		k, _ := ev["kind"].(string)
+		kinds = append(kinds, k)
+		if k == "end" || stop != nil && stop(k, ev) {
+			return kinds
+		}
+	}
+	p.t.Fatalf("event stream of %s ended without an end event (%v)\n%s", id, kinds, p.logs())
+	return nil
+}
+
+func TestServeRealRunGateAndKillSwitch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real game day takes about a minute")
+	}
+	bin := chaosgateBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "chaosgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:0\ndata_dir: %s\nschedules:\n  - {name: weekly, cron: \"0 4 * * 1\", scenario: default-gameday}\n", filepath.Join(dir, "data"))), 0o644)
+	p := startServe(t, bin, "-c", cfg, "--binary", bin)
+	data, err := os.ReadFile(filepath.Join(dir, "data", "tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := map[string]string{}
+	for _, m := range regexp.MustCompile(`role: (\w+), token: "([0-9a-f]+)"`).FindAllStringSubmatch(string(data), -1) {
+		tok[m[1]] = m[2]
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "data", "tokens.yaml")); st.Mode().Perm() != 0o600 || len(tok) != 3 {
+		t.Fatalf("tokens file: %v %v", st.Mode(), tok)
+	}
+	rev := "sha256:" + strings.Repeat("5e", 32)
+	code, body := p.do(tok["operator"], "POST", "/api/v1/runs", fmt.Sprintf(`{"scenario":"default-gameday-quick","revision":%q}`, rev))
+	if code != 202 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var run struct{ ID string }
+	json.Unmarshal(body, &run)
+	kinds := p.follow(tok["viewer"], run.ID, nil)
+	for _, k := range []string{"phase", "fault", "state", "verdict", "end"} {
+		if !strings.Contains(strings.Join(kinds, " "), k) {
+			t.Errorf("no %q event in %v", k, kinds)
+		}
+	}
+	var rec struct {
+		Status string
+		Report struct {
+			Verdict  string
+			Revision string
+			Evidence struct {
+				LedgerIndex uint64 `json:"ledger_index"`
+			}
+		}
+	}
+	_, body = p.do(tok["viewer"], "GET", "/api/v1/runs/"+run.ID, "")
+	if json.Unmarshal(body, &rec) != nil || rec.Status != "finished" || rec.Report.Verdict != "promote" || rec.Report.Revision != rev {
+		t.Fatalf("run: %s\n%s", tail(string(body), 2000), p.logs())
+	}
+	code, body = p.do(tok["viewer"], "GET", "/api/v1/gate/"+rev, "")
+	var g struct {
+		Verdict     string
+		RunID       string  `json:"run_id"`
+		LedgerIndex *uint64 `json:"ledger_index"`
+	}
+	if code != 200 || json.Unmarshal(body, &g) != nil || g.Verdict != "promote" || g.RunID != run.ID || g.LedgerIndex == nil || *g.LedgerIndex != rec.Report.Evidence.LedgerIndex {
+		t.Fatalf("gate: %d %s", code, body)
+	}
+	payload := fmt.Sprintf(`{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":%q}}`, rev)
+	if code, body := p.do(tok["viewer"], "POST", "/api/v1/gate/flagger/confirm-promotion", payload); code != 200 {
+		t.Fatalf("confirm-promotion: %d %s", code, body)
+	}
+	if code, body := p.do(tok["viewer"], "POST", "/api/v1/gate/flagger/rollback", payload); code != 412 {
+		t.Fatalf("rollback: %d %s", code, body)
+	}
+	if code, body := p.do(tok["auditor"], "GET", "/explorer?revision="+rev, ""); code != 200 || !strings.Contains(string(body), run.ID) || !strings.Contains(string(body), "verified") {
+		t.Fatalf("explorer: %d %s", code, tail(string(body), 2000))
+	}
+
+	// The kill switch aborts a run mid-fault; the run recovers its faults.
+	code, body = p.do(tok["operator"], "POST", "/api/v1/runs", `{"scenario":"pod-kill","revision":"abort-me"}`)
+	if code != 202 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	json.Unmarshal(body, &run)
+	p.follow(tok["viewer"], run.ID, func(kind string, _ map[string]any) bool { return kind == "fault" })
+	code, body = p.do(tok["operator"], "POST", "/api/v1/abort?reason=drill", "")
+	if code != 200 || !strings.Contains(string(body), run.ID) {
+		t.Fatalf("abort: %d %s", code, body)
+	}
+	p.follow(tok["viewer"], run.ID, nil)
+	_, body = p.do(tok["viewer"], "GET", "/api/v1/runs/"+run.ID, "")
+	var ab struct{ Status, Aborted string }
+	if json.Unmarshal(body, &ab) != nil || ab.Status != "aborted" || !strings.Contains(ab.Aborted, "drill") {
+		t.Fatalf("aborted run: %s\n%s", tail(string(body), 1500), p.logs())
+	}
+	if live, err := engine.ActiveRuns(filepath.Join(dir, "data")); err != nil || len(live) != 0 {
+		t.Fatalf("live runs after the abort: %v %v", live, err)
+	}
+	// The gate ignores the aborted run: no verdict for its revision.
+	if code, _ := p.do(tok["viewer"], "GET", "/api/v1/gate/abort-me", ""); code != 404 {
+		t.Fatalf("gate for an aborted run: %d", code)
+	}
+	// SIGTERM: a clean shutdown, exit 0.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("serve exit: %v\n%s", err, p.logs())
+	}
+}
