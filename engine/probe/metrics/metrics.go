@@ -311,8 +311,9 @@ type ArmWindow struct {
 	// over nodes (MaxGoroutines, MaxRSSBytes).
 	MaxGoroutines float64
 	MaxRSSBytes   float64
-	// MemoryGrowthMBPerMin is the median over nodes of each node's resident
-	// memory slope (least squares over its current process's samples).
+	// MemoryGrowthMBPerMin is the mean over nodes of each node's resident
+	// memory slope (least squares over its current process's samples):
+	// the arm's growth per node.
 	MemoryGrowthMBPerMin float64
 	HasMemoryGrowth      bool
 	// Scrapes counts the sample pairs used; ScrapeErrors the failed scrapes.
@@ -417,8 +418,11 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 		return w, engine.E(engine.KindUnavailable, "metrics", fmt.Errorf("no two successive scrapes of any %s node in the window (%d scrape errors)", arm, w.ScrapeErrors))
 	}
 	if len(slopes) > 0 {
-		sort.Float64s(slopes)
-		w.MemoryGrowthMBPerMin = slopes[len(slopes)/2]
+		var sum float64
+		for _, x := range slopes {
+			sum += x
+		}
+		w.MemoryGrowthMBPerMin = sum / float64(len(slopes))
 		w.HasMemoryGrowth = true
 	}
 	return w, nil
@@ -427,7 +431,7 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 // pauses returns the GC pauses between two scrapes of one node, in ms:
 // from the pause histogram when exposed (each pause at its bucket's upper
 // bound), else from go_gc_duration_seconds (the count and sum delta, with
-// the largest recent pause bounded by the sum delta).
+// the largest recent pause, when it changed, bounded by the sum delta).
 func pauses(a, b Sample, same bool) []float64 {
 	if b.PauseBuckets != nil {
 		bounds := make([]float64, 0, len(b.PauseBuckets))
@@ -459,7 +463,13 @@ func pauses(a, b Sample, same bool) []float64 {
 	if n == 1 {
 		return []float64{total * 1000}
 	}
-	top := math.Min(b.GCMax, total)
+	// go_gc_duration_seconds' quantile 1 is the largest of the recent
+	// pauses, not of this interval: it is this interval's only when it
+	// changed (or the process is new); otherwise the pauses share the sum.
+	top := total / float64(n)
+	if !same || b.GCMax != a.GCMax {
+		top = math.Min(b.GCMax, total)
+	}
 	rest := (total - top) / float64(n-1)
 	out := make([]float64, 0, n)
 	out = append(out, top*1000)
