@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -83,15 +82,6 @@ func BenchmarkIngestCommit(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(sent.Load())/b.Elapsed().Seconds(), "msgs/s")
-			for _, id := range c.ids {
-				resp, err := client.Get("http://" + c.http[id] + "/metrics")
-				if err == nil {
-					var sb strings.Builder
-					_, _ = io.Copy(&sb, resp.Body)
-					resp.Body.Close()
-					b.Logf("%s: %s", id, grepLines(sb.String(), "apply_seconds_sum")+" "+grepLines(sb.String(), "apply_seconds_count")+" "+grepLines(sb.String(), "forwards_total"))
-				}
-			}
 			if n := failed.Load(); n > 0 {
 				b.Logf("%d messages not acknowledged, e.g. %v", n, lastErr.Load())
 			}
