@@ -252,10 +252,13 @@ func (l *Live) close() {
 // ErrBusy is returned when a run is already in progress.
 var ErrBusy = errors.New("a run is already in progress")
 
-// runStore keeps run records as JSON files.
+// runStore keeps run records as JSON files, with an in-memory index of
+// every record without its events (loaded once, updated on every put) so
+// listing and gate answers read no file.
 type runStore struct {
 	dir string
 	mu  sync.Mutex
+	idx map[string]*RunRecord // nil until loaded
 }
 
 func (s *runStore) path(id string) string { return filepath.Join(s.dir, id+".json") }
@@ -274,7 +277,15 @@ func (s *runStore) put(r *RunRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.path(r.ID), data, 0o644)
+	if err := writeAtomic(s.path(r.ID), data, 0o644); err != nil {
+		return err
+	}
+	if s.idx != nil {
+		c := *r
+		c.Events = nil
+		s.idx[r.ID] = &c
+	}
+	return nil
 }
 
 func (s *runStore) get(id string) (*RunRecord, error) {
@@ -337,23 +348,18 @@ func decodeRecord(data []byte) (*RunRecord, error) {
 	return &r, nil
 }
 
-// list returns every record, newest first (without events).
+// list returns every record, newest first, without events. The records
+// are shared: callers must not modify them.
 func (s *runStore) list() ([]*RunRecord, error) {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		return nil, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idx == nil {
+		if err := s.loadLocked(); err != nil {
+			return nil, err
+		}
 	}
-	var out []*RunRecord
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
-			continue
-		}
-		r, err := s.get(id)
-		if err != nil {
-			continue // a half-written or foreign file is not a run
-		}
-		r.Events = nil
+	out := make([]*RunRecord, 0, len(s.idx))
+	for _, r := range s.idx {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -363,6 +369,32 @@ func (s *runStore) list() ([]*RunRecord, error) {
 		return out[i].ID > out[j].ID
 	})
 	return out, nil
+}
+
+func (s *runStore) loadLocked() error {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	idx := map[string]*RunRecord{}
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() || !validID(id) {
+			continue
+		}
+		data, err := os.ReadFile(s.path(id))
+		if err != nil {
+			continue
+		}
+		r, err := decodeRecord(data)
+		if err != nil || r.ID != id {
+			continue // a half-written or foreign file is not a run
+		}
+		r.Events = nil
+		idx[id] = r
+	}
+	s.idx = idx
+	return nil
 }
 
 var errNotFound = errors.New("not found")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/engine/report"
 	"github.com/chaosgate/chaosgate/evidence"
 )
@@ -581,4 +584,74 @@ func TestExplorerAndLedgerAPI(t *testing.T) {
 	}
 	// The ledger is not held open between requests: a run can append.
 	recordEvidence(t, dir, revA, "pod-kill", "hold", "trace-ccc")
+}
+
+func TestLiveStateIsFiniteAndDecisionReloadShown(t *testing.T) {
+	st := stateOf(gameday.Snapshot{Phase: "inject", Arms: map[engine.Arm]gameday.ArmLive{engine.ArmCanary: {SuccessRatio: math.NaN(), P99MS: math.Inf(1)}}})
+	if st.Arms["canary"].SuccessRatio != 0 || st.Arms["canary"].P99MS != 0 {
+		t.Fatalf("state: %+v", st)
+	}
+	if _, err := json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "", scripted(nil), nil)
+	_, body := h.do(RoleViewer, "GET", "/api/v1/decision", "")
+	var d DecisionInfo
+	if json.Unmarshal(body, &d) != nil || d.LastReload != "ok" || !strings.HasPrefix(d.Hash, "sha256:") {
+		t.Fatalf("decision: %s", body)
+	}
+	if err := h.srv.opt.Decision.Apply([]byte("dimensions: [\n"), "decision.yaml"); err == nil {
+		t.Fatal("a bad decision document was accepted")
+	}
+	_, body = h.do(RoleViewer, "GET", "/api/v1/decision", "")
+	var d2 DecisionInfo
+	if json.Unmarshal(body, &d2) != nil || d2.LastReload != "rejected" || d2.LastError == "" || d2.Hash != d.Hash {
+		t.Fatalf("after a rejected reload: %s", body)
+	}
+	if _, body := h.do(RoleViewer, "GET", "/", ""); !strings.Contains(string(body), "reload-rejected") {
+		t.Fatalf("dashboard does not show the rejected reload")
+	}
+}
+
+// BenchmarkGate measures GET /api/v1/gate/{revision} over 200 stored runs.
+func BenchmarkGate(b *testing.B) {
+	dir := b.TempDir()
+	store := &runStore{dir: filepath.Join(dir, "serve", "runs")}
+	for i := range 200 {
+		rep := report.New(fmt.Sprintf("r%03d", i), fmt.Sprintf("promote-%d", i%20), decision.Promote)
+		rep.Steps = []report.Step{{Weight: 100, Verdict: "promote", Score: 1, Coverage: 0.9,
+			Dimensions: []decision.DimensionResult{{Name: "error_rate", Outcome: decision.Pass}}}}
+		evs := make([]Event, 300)
+		for j := range evs {
+			evs[j] = Event{Seq: j + 1, Kind: "info", Msg: "event line of a game day"}
+		}
+		if err := store.put(&RunRecord{ID: rep.RunID, Revision: rep.Revision, Status: StatusFinished, Report: &rep,
+			Started: time.Unix(int64(i), 0), Events: evs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv, err := New(Options{DataDir: dir, Tokens: benchTokens(b), Run: scripted(nil)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	h := srv.Handler()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", "/api/v1/gate/promote-7", nil)
+		req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer])
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+}
+
+func benchTokens(b *testing.B) *Tokens {
+	ts, err := ParseTokens([]byte(fmt.Sprintf("tokens:\n  - {name: v, role: viewer, token: %q}\n", roleTokens[RoleViewer])), "t.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ts
 }
