@@ -2,6 +2,8 @@ package web
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/report"
@@ -186,7 +191,7 @@ type explorer struct {
 	Origin     string
 	Checkpoint evidence.SignedCheckpoint
 	CPVerified string
-	Blocks     []evidence.Block
+	Blocks     []blockRow
 	Entries    []evidence.Entry
 	Query      evidence.Query
 	Searched   bool
@@ -221,10 +226,12 @@ func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ex.CPVerified = "unavailable: " + err.Error()
 	}
-	if ex.Blocks, err = l.Blocks(ctx, l.BlockCount(), 20); err != nil {
+	blocks, err := l.Blocks(ctx, l.BlockCount(), 20)
+	if err != nil {
 		writeLedgerErr(w, err)
 		return
 	}
+	ex.Blocks = blockRows(ctx, l, blocks)
 	if ex.Searched {
 		ex.Entries, err = l.Search(ctx, ex.Query)
 	} else {
@@ -247,6 +254,42 @@ func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, "explorer.html", "Block explorer", ex)
+}
+
+// blockRow is a block with what the explorer checked about it.
+type blockRow struct {
+	evidence.Block
+	Status string
+}
+
+// blockRows checks each block's signed header against the checkpoint key,
+// its root against the tree, and its link to the block before it.
+func blockRows(ctx context.Context, l *evidence.Ledger, blocks []evidence.Block) []blockRow {
+	pk := l.PublicKeys()
+	out := make([]blockRow, len(blocks))
+	for i, b := range blocks {
+		st := "verified"
+		switch {
+		case pk == nil || pk.Checkpoint == nil:
+			st = "no verifier key"
+		default:
+			n, err := note.Open(b.Note, note.VerifierList(pk.Checkpoint))
+			if err != nil {
+				st = "FAILED: signature: " + err.Error()
+			} else if tlog.Hash(sha256.Sum256([]byte(n.Text))) != b.Hash {
+				st = "FAILED: header hash"
+			} else if root, err := l.TreeRoot(ctx, b.Size); err != nil || root != b.Root {
+				st = "FAILED: root does not match the tree"
+			}
+		}
+		for _, p := range blocks {
+			if p.Height+1 == b.Height && p.Hash != b.Prev && strings.HasPrefix(st, "verified") {
+				st = "FAILED: previous-block link"
+			}
+		}
+		out[i] = blockRow{Block: b, Status: st}
+	}
+	return out
 }
 
 type entryPage struct {

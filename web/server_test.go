@@ -559,6 +559,9 @@ func TestExplorerAndLedgerAPI(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), revB) || strings.Contains(string(body), revA) || !strings.Contains(string(body), "verified") {
 		t.Fatalf("search by revision: %d %s", code, body)
 	}
+	if strings.Contains(string(body), "FAILED") || strings.Contains(string(body), "No blocks yet") || !strings.Contains(string(body), "<td>verified</td>") {
+		t.Fatalf("blocks not shown as verified: %s", body)
+	}
 	if _, body := h.do(RoleAuditor, "GET", "/explorer?trace=trace-aaa", ""); !strings.Contains(string(body), revA) || strings.Contains(string(body), ">"+revB+"<") {
 		t.Fatalf("search by trace: %s", body)
 	}
