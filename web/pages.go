@@ -20,6 +20,7 @@ import (
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/report"
 	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 //go:embed templates/*.html
@@ -133,12 +134,15 @@ type dashboard struct {
 	Operator  bool
 	Auditor   bool
 	Aborted   string
+	Msg       string
+	Scenarios []string
 }
 
 func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 	t, _ := caller(r.Context())
 	d := dashboard{Target: s.opt.Target, Schedules: s.sched.list(), Decision: s.decisionInfo(),
-		Operator: t.Role == RoleOperator, Auditor: t.Role == RoleAuditor, Aborted: r.URL.Query().Get("aborted")}
+		Operator: t.Role == RoleOperator, Auditor: t.Role == RoleAuditor, Aborted: r.URL.Query().Get("aborted"),
+		Msg: r.URL.Query().Get("msg"), Scenarios: scenarios.LibraryNames()}
 	if cur := s.current(); cur != nil {
 		rec := *cur.rec
 		d.Current, d.Live = &rec, cur.live.State()
@@ -184,6 +188,60 @@ func (s *Server) uiAbort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/?aborted="+strconv.Itoa(len(runs)), http.StatusSeeOther)
+}
+
+// uiStartRun starts a run from the dashboard form.
+func (s *Server) uiStartRun(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8192)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	name := strings.TrimSpace(r.PostForm.Get("scenario"))
+	doc, err := s.resolveScenario(name)
+	if err != nil {
+		http.Redirect(w, r, "/?msg="+urlEscape("scenario "+name+": "+err.Error()), http.StatusSeeOther)
+		return
+	}
+	t, _ := caller(r.Context())
+	rec, err := s.start(RunRequest{Scenario: name, Doc: doc, Revision: strings.TrimSpace(r.PostForm.Get("revision")), Trigger: "ui:" + t.Name})
+	if err != nil {
+		http.Redirect(w, r, "/?msg="+urlEscape(err.Error()), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/?msg="+urlEscape("started "+rec.ID), http.StatusSeeOther)
+}
+
+// uiCreateSchedule adds a schedule from the dashboard form.
+func (s *Server) uiCreateSchedule(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8192)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f := r.PostForm
+	d := Schedule{Name: strings.TrimSpace(f.Get("name")), Cron: strings.TrimSpace(f.Get("cron")), Scenario: strings.TrimSpace(f.Get("scenario")),
+		Revision: strings.TrimSpace(f.Get("revision")), Source: "api", Created: s.now().UTC()}
+	msg := "schedule " + d.Name + " created"
+	if err := s.sched.add(d); err != nil {
+		msg = "schedule not created: " + err.Error()
+	} else {
+		s.sched.mu.Lock()
+		err = s.sched.saveLocked()
+		s.sched.mu.Unlock()
+		if err != nil {
+			msg = "saving schedules: " + err.Error()
+		}
+	}
+	http.Redirect(w, r, "/?msg="+urlEscape(msg)+"#schedules", http.StatusSeeOther)
+}
+
+func (s *Server) uiDeleteSchedule(w http.ResponseWriter, r *http.Request) {
+	msg := "schedule " + r.PathValue("name") + " deleted"
+	if err := s.sched.remove(r.PathValue("name")); err != nil {
+		msg = "schedule not deleted: " + err.Error()
+	}
+	http.Redirect(w, r, "/?msg="+urlEscape(msg)+"#schedules", http.StatusSeeOther)
 }
 
 type explorer struct {

@@ -213,6 +213,9 @@ func (s *Server) routes() {
 	s.handle("GET /{$}", s.require(RoleViewer, s.pageDashboard))
 	s.handle("GET /runs/{id}", s.require(RoleViewer, s.pageRun))
 	s.handle("POST /ui/abort", s.require(RoleOperator, s.uiAbort))
+	s.handle("POST /ui/runs", s.require(RoleOperator, s.uiStartRun))
+	s.handle("POST /ui/schedules", s.require(RoleOperator, s.uiCreateSchedule))
+	s.handle("POST /ui/schedules/{name}/delete", s.require(RoleOperator, s.uiDeleteSchedule))
 	s.handle("GET /explorer", s.require(RoleAuditor, s.pageExplorer))
 	s.handle("GET /explorer/entries/{index}", s.require(RoleAuditor, s.pageEntry))
 }

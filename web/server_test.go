@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,6 +222,9 @@ func TestAuthMatrix(t *testing.T) {
 		{"GET", "/", "", exp{no, ok, ok, ok}},
 		{"GET", "/runs/none", "", exp{no, ok, ok, ok}},
 		{"POST", "/ui/abort", "", exp{no, deny, 303, deny}},
+		{"POST", "/ui/runs", "", exp{no, deny, 303, deny}},
+		{"POST", "/ui/schedules", "", exp{no, deny, 303, deny}},
+		{"POST", "/ui/schedules/x/delete", "", exp{no, deny, 303, deny}},
 		{"GET", "/explorer", "", exp{no, deny, deny, ok}},
 		{"GET", "/explorer/entries/0", "", exp{no, deny, deny, ok}},
 	} {
@@ -657,4 +661,63 @@ func benchTokens(b *testing.B) *Tokens {
 		b.Fatal(err)
 	}
 	return ts
+}
+
+func TestDashboardForms(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, form url.Values) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", h.hs.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: tokenCookie, Value: roleTokens[RoleOperator]})
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+		u, _ := url.Parse(resp.Header.Get("Location"))
+		return u.Query().Get("msg")
+	}
+	if msg := post("/ui/runs", url.Values{"scenario": {"pod-kill"}, "revision": {"block-form"}}); !strings.HasPrefix(msg, "started serve-") {
+		t.Fatalf("start from the form: %q", msg)
+	}
+	id := strings.TrimPrefix(post("/ui/runs", url.Values{"scenario": {"nope"}}), "")
+	if !strings.Contains(id, "nope") {
+		t.Fatalf("unknown scenario: %q", id)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.current() != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := h.do(RoleViewer, "GET", "/api/v1/gate/block-form", ""); code != 200 || !strings.Contains(string(body), `"block"`) {
+		t.Fatalf("gate after a form run: %d %s", code, body)
+	}
+	if msg := post("/ui/schedules", url.Values{"name": {"weekly"}, "cron": {"0 4 * * 1"}, "scenario": {"pod-kill"}}); msg != "schedule weekly created" {
+		t.Fatalf("create schedule: %q", msg)
+	}
+	if msg := post("/ui/schedules", url.Values{"name": {"bad"}, "cron": {"often"}, "scenario": {"pod-kill"}}); !strings.HasPrefix(msg, "schedule not created: bad cron spec") {
+		t.Fatalf("bad schedule: %q", msg)
+	}
+	if _, body := h.do(RoleOperator, "GET", "/", ""); !strings.Contains(string(body), "/ui/schedules/weekly/delete") {
+		t.Fatal("dashboard lacks the delete button of an API schedule")
+	}
+	if msg := post("/ui/schedules/weekly/delete", nil); msg != "schedule weekly deleted" {
+		t.Fatalf("delete schedule: %q", msg)
+	}
+	// The login cookie is refused for a viewer on operator forms.
+	req, _ := http.NewRequest("POST", h.hs.URL+"/ui/runs", strings.NewReader("scenario=pod-kill"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: tokenCookie, Value: roleTokens[RoleViewer]})
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("viewer start: %d", resp.StatusCode)
+	}
 }
