@@ -126,12 +126,11 @@ type Live struct {
 	state   func() LiveState
 	last    LiveState
 	done    bool
-	doneCh  chan struct{}
 	nowFunc func() time.Time
 }
 
 func newLive(now func() time.Time) *Live {
-	return &Live{subs: map[chan Event]struct{}{}, doneCh: make(chan struct{}), nowFunc: now}
+	return &Live{subs: map[chan Event]struct{}{}, nowFunc: now}
 }
 
 // Emit publishes ev (its Seq and, when zero, T are set here).
@@ -246,7 +245,6 @@ func (l *Live) close() {
 		close(ch)
 		delete(l.subs, ch)
 	}
-	close(l.doneCh)
 }
 
 // ErrBusy is returned when a run is already in progress.

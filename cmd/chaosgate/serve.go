@@ -195,8 +195,16 @@ func k8sServeRunner(dataDir string, k *k8sOpts, log *slog.Logger) web.RunFunc {
 			return nil, err
 		}
 		out := &web.RunResult{Report: res.Report, Reason: res.Reason, Error: res.Error}
-		if err != nil && out.Error == "" && res.Verdict == "" {
-			out.Error = err.Error()
+		// The error carries the verdict's exit code; only exit code 2 (or
+		// none) means the platform could not judge.
+		var ee *exitError
+		if err != nil && (!errors.As(err, &ee) || ee.code == exitUsage) {
+			if out.Error == "" {
+				out.Error = err.Error()
+			}
+			if errors.Is(err, context.Canceled) {
+				out.Interrupted = true
+			}
 		}
 		return out, nil
 	}
