@@ -13,8 +13,10 @@
 // a fault that hits a leader on one arm and a follower on the other does not
 // pass for a regression); GC pauses over the whole step; memory growth over
 // the whole run. Error rate is the servers' HTTP 5xx share.
-// The control arm's chunks, split into two pseudo-arms with the step's
-// traffic shares, are the A/A windows that feed the baseline history.
+// The control arm's chunks and nodes, split into two pseudo-arms with the
+// step's traffic shares, are the A/A windows that feed the baseline history;
+// when the canary runs the control's own build (no defect), its judged
+// windows are recorded as A/A windows too.
 package gameday
 
 import (
@@ -161,6 +163,7 @@ type Run struct {
 	stepSpans   []availability.Span
 	consistency map[engine.Arm]consistency.Report
 	lastVerdict decision.Verdict
+	lastInput   decision.Input
 	aborted     string
 }
 
@@ -282,6 +285,7 @@ func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
 			return r.avail.SetWeight(ctx, 0)
 		},
 		OnJudged: func(w canary.Window, v decision.Verdict) {
+			r.recordSameBuild(w.Weight)
 			r.mu.Lock()
 			r.lastVerdict = v
 			line := fmt.Sprintf("%d%%: %s (score %.3f, coverage %.3f)", w.Weight, v.Decision, v.Score, v.Coverage)
@@ -517,6 +521,7 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 		return decision.Input{}, engine.E(engine.KindCanceled, "observe", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
 	}
 	in, err := r.buildInput(w.Weight)
+	r.lastInput = in
 	if err != nil {
 		return decision.Input{}, err
 	}
@@ -786,6 +791,21 @@ func spansM(s []availability.Span) []metrics.Span {
 		out[i] = metrics.Span{Start: x.Start, End: x.End}
 	}
 	return out
+}
+
+// recordSameBuild adds the window just judged to the baseline history when
+// the canary runs exactly the control's build (no defect): two separate
+// clusters of one build under the same faults are the A/A windows that show
+// how far two healthy clusters drift apart, which the control alone cannot.
+// It is recorded after the judgement, so a window never judges itself.
+func (r *Run) recordSameBuild(weight int) {
+	if len(r.cfg.CanaryDefects) > 0 || r.lastInput.At.IsZero() {
+		return
+	}
+	in := r.lastInput
+	if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: in.At, Canary: in.Canary, Control: in.Control}); err != nil {
+		r.cfg.Log.Warn("baseline record", "err", err)
+	}
 }
 
 func (r *Run) service(weight int) string {
