@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/web"
 )
 
 func TestServeBadConfigIsUsageError(t *testing.T) {
@@ -233,4 +235,85 @@ func TestServeRealRunGateAndKillSwitch(t *testing.T) {
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("serve exit: %v\n%s", err, p.logs())
 	}
+}
+
+func TestServeDecisionHotReload(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join("..", "..", "decision", "decision.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dfile := filepath.Join(dir, "decision.yaml")
+	os.WriteFile(dfile, good, 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var stderr strings.Builder
+	go func() {
+		done <- serve(ctx, &lockedWriter{w: &stderr}, &web.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Target: "local", Decision: dfile},
+			serveExtras{ready: ready})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "data", "tokens.yaml"))
+	m := regexp.MustCompile(`role: viewer, token: "([0-9a-f]+)"`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("no viewer token in %s", data)
+	}
+	get := func() map[string]any {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/decision", nil)
+		req.Header.Set("Authorization", "Bearer "+m[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var d map[string]any
+		json.NewDecoder(resp.Body).Decode(&d)
+		return d
+	}
+	first := get()
+	if first["last_reload"] != "ok" || first["source"] != dfile {
+		t.Fatalf("decision: %v", first)
+	}
+	wait := func(want string) map[string]any {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if d := get(); d["last_reload"] == want {
+				return d
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("last_reload never became %q: %v", want, get())
+		return nil
+	}
+	os.WriteFile(dfile, []byte("apiVersion: chaosgate.io/v1\nkind: DecisionConfig\nalpha: lots\n"), 0o644)
+	bad := wait("rejected")
+	if bad["hash"] != first["hash"] || !strings.Contains(fmt.Sprint(bad["last_error"]), "decision.yaml:3") {
+		t.Fatalf("after a bad edit: %v", bad)
+	}
+	os.WriteFile(dfile, []byte(strings.Replace(string(good), "alpha: 0.01", "alpha: 0.02", 1)), 0o644)
+	if d := wait("ok"); d["hash"] == first["hash"] {
+		t.Fatalf("the changed config kept its hash: %v", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
+
+// lockedWriter serializes writes from serve's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
