@@ -174,7 +174,8 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		Run     *RunRecord
 		Running bool
 		Live    LiveState
-	}{Run: rec}
+		Charts  []chart
+	}{Run: rec, Charts: armCharts(rec.Events)}
 	if cur := s.current(); cur != nil && cur.rec.ID == rec.ID {
 		data.Running, data.Live = true, cur.live.State()
 	}

@@ -453,7 +453,8 @@ func TestRunsAPIAndSSE(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), id) || strings.Contains(string(body), `"events"`) {
 		t.Fatalf("list: %d %s", code, body)
 	}
-	if code, body := h.do(RoleViewer, "GET", "/runs/"+id, ""); code != 200 || !strings.Contains(string(body), "error rate within sigma") {
+	if code, body := h.do(RoleViewer, "GET", "/runs/"+id, ""); code != 200 || !strings.Contains(string(body), "error rate within sigma") ||
+		!strings.Contains(string(body), `<polyline class="s-canary" points="`) {
 		t.Fatalf("run page: %d %s", code, body)
 	}
 	// Bad starts: unknown scenario, both, none, bad YAML upload.
@@ -719,5 +720,26 @@ func TestDashboardForms(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Fatalf("viewer start: %d", resp.StatusCode)
+	}
+}
+
+func TestArmCharts(t *testing.T) {
+	ev := func(el, sr, p99 float64) Event {
+		return Event{Kind: "state", T: time.Unix(100+int64(el), 0), State: &LiveState{ElapsedS: el, Arms: map[string]ArmLive{
+			"canary": {SuccessRatio: sr, P99MS: p99, Requests: 10}, "control": {SuccessRatio: 1, P99MS: 10, Requests: 10}}}}
+	}
+	cs := armCharts([]Event{{Kind: "info"}, ev(0, 1, 10), ev(2, 0.5, 40)})
+	if len(cs) != 2 || cs[0].Title != "success ratio" || cs[1].Max != "40 ms" {
+		t.Fatalf("charts: %+v", cs)
+	}
+	// x spans the run; y is scaled to the maximum (0 at the bottom, 120).
+	if got := cs[0].Series[0].Points; got != "0.0,0.0 600.0,60.0" {
+		t.Fatalf("canary success points %q", got)
+	}
+	if got := cs[1].Series[1].Points; got != "0.0,90.0 600.0,90.0" {
+		t.Fatalf("control p99 points %q", got)
+	}
+	if armCharts([]Event{{Kind: "state", State: &LiveState{}}}) != nil {
+		t.Fatal("a chart without samples")
 	}
 }
