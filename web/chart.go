@@ -12,6 +12,7 @@ import (
 type chart struct {
 	Title  string
 	Max    string
+	Min    string
 	Series []series
 }
 
@@ -53,23 +54,27 @@ func armCharts(events []Event) []chart {
 	}
 	var out []chart
 	for _, m := range []struct{ key, title, unit string }{{"success", "success ratio", ""}, {"p99", "p99 latency", " ms"}} {
-		maxY := 0.0
+		maxY, minY := 0.0, math.Inf(1)
 		for _, ps := range pts[m.key] {
 			for _, p := range ps {
-				maxY = math.Max(maxY, p.y)
+				maxY, minY = math.Max(maxY, p.y), math.Min(minY, p.y)
 			}
 		}
 		if m.key == "success" {
+			// Success ratios live near 1: zoom on the range they span.
 			maxY = 1
+			minY = math.Min(minY, 0.99)
+		} else {
+			minY = 0
 		}
-		if maxY == 0 {
+		if maxY <= minY {
 			continue
 		}
-		c := chart{Title: m.title, Max: fmt.Sprintf("%.4g%s", maxY, m.unit)}
+		c := chart{Title: m.title, Max: fmt.Sprintf("%.4g%s", maxY, m.unit), Min: fmt.Sprintf("%.4g%s", minY, m.unit)}
 		for _, arm := range []string{"canary", "control"} {
 			var b strings.Builder
 			for _, p := range pts[m.key][arm] {
-				fmt.Fprintf(&b, "%.1f,%.1f ", p.x/maxX*chartW, chartH-p.y/maxY*chartH)
+				fmt.Fprintf(&b, "%.1f,%.1f ", p.x/maxX*chartW, chartH-(p.y-minY)/(maxY-minY)*chartH)
 			}
 			c.Series = append(c.Series, series{Name: arm, Class: "s-" + arm, Points: strings.TrimSpace(b.String())})
 		}

@@ -733,7 +733,7 @@ func TestArmCharts(t *testing.T) {
 		t.Fatalf("charts: %+v", cs)
 	}
 	// x spans the run; y is scaled to the maximum (0 at the bottom, 120).
-	if got := cs[0].Series[0].Points; got != "0.0,0.0 600.0,60.0" {
+	if got := cs[0].Series[0].Points; got != "0.0,0.0 600.0,120.0" || cs[0].Min != "0.5" {
 		t.Fatalf("canary success points %q", got)
 	}
 	if got := cs[1].Series[1].Points; got != "0.0,90.0 600.0,90.0" {
