@@ -249,7 +249,24 @@ func (s *Server) abortAll(r *http.Request) ([]engine.ActiveRun, string, error) {
 	}
 	runs, err := engine.RequestAbort(s.opt.DataDir, "", reason)
 	s.log.Warn("kill switch", "by", t.Name, "signalled", len(runs), "err", err)
-	if cur := s.current(); cur != nil {
+	s.mu.Lock()
+	cur := s.cur
+	if cur != nil {
+		signalled := false
+		for _, r := range runs {
+			signalled = signalled || r.Run == cur.rec.ID || strings.HasPrefix(r.Run, cur.rec.ID+"-")
+		}
+		if !signalled {
+			// No fault experiment of serve's run holds a journal right now
+			// (setup, steady windows, verification): stop the run itself;
+			// the runner still recovers whatever it applied.
+			cur.killed = reason
+			cur.cancel()
+			runs = append(runs, engine.ActiveRun{Run: cur.rec.ID, Name: cur.rec.Scenario})
+		}
+	}
+	s.mu.Unlock()
+	if cur != nil {
 		cur.live.Emit(Event{Kind: "info", Msg: "abort requested: " + reason})
 	}
 	return runs, reason, err

@@ -449,6 +449,10 @@ type active struct {
 	rec    *RunRecord
 	live   *Live
 	cancel context.CancelFunc
+	// killed is the kill-switch reason when serve had to cancel the run
+	// itself (it was between fault experiments, where no journal polls
+	// the abort request).
+	killed string
 }
 
 // start begins req in the background; only one run at a time.
@@ -469,7 +473,8 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 	}
 	ctx, cancel := context.WithCancel(s.base)
 	live := newLive(s.now)
-	s.cur = &active{rec: rec, live: live, cancel: cancel}
+	act := &active{rec: rec, live: live, cancel: cancel}
+	s.cur = act
 	s.metrics.runsStarted.Inc()
 	s.wg.Add(2)
 	stop := make(chan struct{})
@@ -498,7 +503,12 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 		if res != nil {
 			r := res.Report
 			done.Report, done.Reason, done.Error, done.Aborted, done.Failing = &r, res.Reason, res.Error, res.Aborted, res.Failing
+			s.mu.Lock()
+			killed := act.killed
+			s.mu.Unlock()
 			switch {
+			case res.Interrupted && killed != "":
+				done.Status, done.Aborted = StatusAborted, killed
 			case res.Interrupted:
 				done.Status = StatusInterrupted
 			case res.Aborted != "":

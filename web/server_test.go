@@ -743,3 +743,20 @@ func TestArmCharts(t *testing.T) {
 		t.Fatal("a chart without samples")
 	}
 }
+
+func TestKillSwitchStopsServeRunBetweenExperiments(t *testing.T) {
+	gate := make(chan struct{}) // never closed: the run waits like a steady window
+	h := newHarness(t, "", scripted(gate), nil)
+	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"promote-k"}`)
+	code, body := h.do(RoleOperator, "POST", "/api/v1/abort?reason=drill", "")
+	if code != 200 || !strings.Contains(string(body), id) {
+		t.Fatalf("abort: %d %s", code, body)
+	}
+	r := h.waitRun(id)
+	if r.Status != StatusAborted || !strings.Contains(r.Aborted, "drill") {
+		t.Fatalf("run after the kill switch: %+v", r)
+	}
+	if code, _ := h.do(RoleViewer, "GET", "/api/v1/gate/promote-k", ""); code != 404 {
+		t.Fatalf("gate answered from an aborted run: %d", code)
+	}
+}
