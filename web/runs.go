@@ -455,6 +455,29 @@ type active struct {
 	killed string
 }
 
+// Start begins a run in the background with the server's RunFunc, exactly
+// as POST /api/v1/runs does (req.ID is assigned here). Only one run at a
+// time: ErrBusy otherwise. `chaosgate demo --ui` style callers use Start
+// and Wait to drive a run while the dashboard shows it.
+func (s *Server) Start(req RunRequest) (*RunRecord, error) { return s.start(req) }
+
+// Wait blocks until run id has ended (or ctx ends) and returns its record.
+func (s *Server) Wait(ctx context.Context, id string) (*RunRecord, error) {
+	for {
+		s.mu.Lock()
+		busy := s.cur != nil && s.cur.rec.ID == id
+		s.mu.Unlock()
+		if !busy {
+			return s.runs.get(id)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // start begins req in the background; only one run at a time.
 func (s *Server) start(req RunRequest) (*RunRecord, error) {
 	s.mu.Lock()

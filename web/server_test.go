@@ -760,3 +760,19 @@ func TestKillSwitchStopsServeRunBetweenExperiments(t *testing.T) {
 		t.Fatalf("gate answered from an aborted run: %d", code)
 	}
 }
+
+func TestStartAndWait(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	doc, err := h.srv.resolveScenario("pod-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.srv.Start(RunRequest{Scenario: "pod-kill", Doc: doc, Revision: "hold-demo", Trigger: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.srv.Wait(context.Background(), rec.ID)
+	if err != nil || got.Status != StatusFinished || got.Verdict() != "hold" || got.Trigger != "demo" {
+		t.Fatalf("wait: %+v %v", got, err)
+	}
+}
