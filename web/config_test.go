@@ -6,7 +6,6 @@ import (
 	"testing"
 )
 
-func TestMain(m *testing.M) { goleakMain(m) }
 
 func TestLoadConfigGood(t *testing.T) {
 	c, err := LoadConfig([]byte(`listen: 127.0.0.1:9000

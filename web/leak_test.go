@@ -6,4 +6,4 @@ import (
 	"go.uber.org/goleak"
 )
 
-func goleakMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
