@@ -21,7 +21,37 @@
     while (events.children.length > 300) { events.removeChild(events.firstChild); }
     events.scrollTop = events.scrollHeight;
   }
+  // Live canary vs control charts, drawn like the run page's.
+  var samples = [];
+  function draw(id, key, zoom, unit) {
+    var svg = document.getElementById("chart-" + id);
+    if (!svg || samples.length === 0) { return; }
+    var t0 = samples[0].t, maxX = Math.max(1, samples[samples.length - 1].t - t0), maxY = 0, minY = Infinity;
+    samples.forEach(function (s) {
+      ["canary", "control"].forEach(function (arm) {
+        var a = s.arms[arm]; if (a && a.requests > 0) { maxY = Math.max(maxY, a[key]); minY = Math.min(minY, a[key]); }
+      });
+    });
+    if (zoom) { maxY = 1; minY = Math.min(minY, 0.99); } else { minY = 0; }
+    if (!(maxY > minY)) { return; }
+    var lines = svg.querySelectorAll("polyline");
+    ["canary", "control"].forEach(function (arm, i) {
+      var pts = [];
+      samples.forEach(function (s) {
+        var a = s.arms[arm];
+        if (a && a.requests > 0) { pts.push(((s.t - t0) / maxX * 600).toFixed(1) + "," + (120 - (a[key] - minY) / (maxY - minY) * 120).toFixed(1)); }
+      });
+      lines[i].setAttribute("points", pts.join(" "));
+    });
+    text("range-" + id, "(" + minY.toPrecision(4) + unit + " to " + maxY.toPrecision(4) + unit + ")");
+  }
   function state(st) {
+    if (st.arms) {
+      samples.push({ t: Date.now() / 1000, arms: st.arms });
+      if (samples.length > 600) { samples.shift(); }
+      draw("success", "success_ratio", true, "");
+      draw("p99", "p99_ms", false, " ms");
+    }
     text("phase", st.phase); text("weight", st.weight + "%");
     text("faults", (st.active_faults || []).join(", "));
     var arms = document.getElementById("arms");
