@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -157,7 +158,12 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 	err = fields(file, "", top, configFields, func(k string, v *yaml.Node) error {
 		switch k {
 		case "listen":
-			return str(file, k, v, &c.Listen)
+			if err := str(file, k, v, &c.Listen); err != nil {
+				return err
+			}
+			if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+				return nodeErr(file, v, k, fmt.Sprintf("listen address %q is not host:port", c.Listen), `":8080" or "127.0.0.1:8080"`)
+			}
 		case "data_dir":
 			return str(file, k, v, &c.DataDir)
 		case "tokens_file":

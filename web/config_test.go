@@ -6,7 +6,6 @@ import (
 	"testing"
 )
 
-
 func TestLoadConfigGood(t *testing.T) {
 	c, err := LoadConfig([]byte(`listen: 127.0.0.1:9000
 data_dir: /var/lib/x
@@ -40,6 +39,7 @@ func TestLoadConfigErrorsAtLineCol(t *testing.T) {
 		{"duplicate", "listen: :1\nlisten: :2\n", "c.yaml:2:1: listen: duplicate field"},
 		{"bad target", "target: mars\n", `c.yaml:1:9: target: unknown target "mars"`},
 		{"wrong type", "listen: [a]\n", "c.yaml:1:9: listen: want a string"},
+		{"bad listen", "data_dir: d\nlisten: 8080\n", `c.yaml:2:9: listen: listen address "8080" is not host:port`},
 		{"bad cron", "schedules:\n  - {name: a, cron: \"61 * * * *\", scenario: x}\n", "c.yaml:2:21: schedules[0].cron: bad cron spec"},
 		{"missing scenario", "schedules:\n  - name: a\n    cron: \"@daily\"\n", "c.yaml:2:5: schedules[0]: name, cron and scenario are required"},
 		{"duplicate schedule", "schedules:\n  - {name: a, cron: \"@daily\", scenario: x}\n  - {name: a, cron: \"@daily\", scenario: y}\n", `c.yaml:3:5: schedules[1].name: duplicate schedule name "a"`},

@@ -321,6 +321,10 @@ func TestGateSemantics(t *testing.T) {
 			}
 		}
 	}
+	if _, body := h.do(0, "GET", "/metrics", ""); !strings.Contains(string(body), `chaosgate_serve_gate_answers_total{endpoint="argo",verdict="block"} 1`) ||
+		!strings.Contains(string(body), `chaosgate_serve_gate_answers_total{endpoint="flagger-rollback",verdict="block"} 1`) {
+		t.Errorf("gate metrics:\n%s", body)
+	}
 	// The latest finished run wins: a later block for the same revision.
 	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"promote-r1"}`)
 	h.waitRun(id)
