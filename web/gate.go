@@ -2,8 +2,11 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,9 +79,28 @@ func (s *Server) ledgerVerdict(ctx context.Context, revision string) (GateAnswer
 	if err != nil {
 		return GateAnswer{}, false, err
 	}
+	pk := l.PublicKeys()
 	for i := len(ents) - 1; i >= 0; i-- {
-		p, err := predicateOf(ents[i].Envelope)
-		if err != nil || p.Decision == nil || !validVerdict(p.Decision.Verdict) {
+		// Only evidence whose envelope matches its leaf and whose signature
+		// verifies answers the gate; the newest record failing that stops
+		// the gate rather than letting an older verdict through.
+		sum := sha256.Sum256(ents[i].Envelope)
+		var info *evidence.StatementInfo
+		env, err := evidence.ParseEnvelope(ents[i].Envelope)
+		if err == nil && pk == nil {
+			err = errors.New("no verification keys")
+		}
+		if err == nil && hex.EncodeToString(sum[:]) != ents[i].Record.EnvelopeSHA256 {
+			err = errors.New("the envelope does not match its leaf")
+		}
+		if err == nil {
+			info, err = pk.VerifyEnvelope(ctx, env)
+		}
+		if err != nil {
+			return GateAnswer{}, false, fmt.Errorf("%w: evidence entry %d for %q: %v", errTampered, ents[i].Index, revision, err)
+		}
+		p := info.Predicate
+		if p == nil || p.Decision == nil || !validVerdict(p.Decision.Verdict) {
 			continue
 		}
 		idx := ents[i].Index
@@ -87,6 +109,9 @@ func (s *Server) ledgerVerdict(ctx context.Context, revision string) (GateAnswer
 	}
 	return GateAnswer{}, false, nil
 }
+
+// errTampered marks evidence that does not verify.
+var errTampered = errors.New("evidence does not verify")
 
 // predicateOf decodes the chaosgate predicate of a DSSE envelope.
 func predicateOf(envelope []byte) (*evidence.Predicate, error) {
@@ -116,7 +141,7 @@ func (s *Server) apiGate(w http.ResponseWriter, r *http.Request) {
 	}
 	a, ok, err := s.gateVerdict(r.Context(), rev)
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "retry")
+		gateErr(w, err)
 		return
 	}
 	if !ok {
@@ -194,7 +219,7 @@ func (s *Server) flaggerStep(w http.ResponseWriter, r *http.Request, step string
 		var err error
 		a, found, err = s.gateVerdict(r.Context(), c)
 		if err != nil {
-			writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "retry")
+			gateErr(w, err)
 			return
 		}
 		if found {
@@ -229,4 +254,12 @@ func (s *Server) flaggerStep(w http.ResponseWriter, r *http.Request, step string
 		code = http.StatusPreconditionFailed
 	}
 	writeJSON(w, code, ans)
+}
+
+func gateErr(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTampered) {
+		writeErr(w, http.StatusInternalServerError, "tampered", err.Error(), "chaosgate ledger verify names what does not verify; the gate answers no verdict until it does")
+		return
+	}
+	writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "retry")
 }

@@ -356,6 +356,8 @@ type entryPage struct {
 	TreeSize   uint64
 	Signature  string
 	Proof      string
+	EnvHash    string
+	Tampered   bool
 	Predicate  *evidence.Predicate
 	Dimensions string
 }
@@ -384,7 +386,10 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 		w.Write(e.Envelope)
 		return
 	}
-	p := entryPage{Entry: e, TreeSize: l.Size(), Signature: "verified", Proof: "verified"}
+	p := entryPage{Entry: e, TreeSize: l.Size(), Signature: "verified", Proof: "verified", EnvHash: "verified"}
+	if sum := sha256.Sum256(e.Envelope); hex.EncodeToString(sum[:]) != e.Record.EnvelopeSHA256 {
+		p.EnvHash = "FAILED: the stored envelope's SHA-256 is " + hex.EncodeToString(sum[:]) + ", the leaf binds " + e.Record.EnvelopeSHA256
+	}
 	pk := l.PublicKeys()
 	env, err := evidence.ParseEnvelope(e.Envelope)
 	if err == nil && pk != nil {
@@ -400,6 +405,7 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 	} else if _, err := evidence.VerifyTlogProof(tp, e.Leaf, pk.Checkpoint); err != nil {
 		p.Proof = "FAILED: " + err.Error()
 	}
+	p.Tampered = strings.HasPrefix(p.Signature, "FAILED") || strings.HasPrefix(p.Proof, "FAILED") || strings.HasPrefix(p.EnvHash, "FAILED")
 	if pred, err := predicateOf(e.Envelope); err == nil {
 		p.Predicate = pred
 		if pred.Decision != nil {

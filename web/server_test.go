@@ -3,6 +3,8 @@ package web
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
@@ -778,5 +782,50 @@ func TestStartAndWait(t *testing.T) {
 	got, err := h.srv.Wait(context.Background(), rec.ID)
 	if err != nil || got.Status != StatusFinished || got.Verdict() != "hold" || got.Trigger != "demo" {
 		t.Fatalf("wait: %+v %v", got, err)
+	}
+}
+
+func TestExplorerShowsTampering(t *testing.T) {
+	dir := t.TempDir()
+	rev := "sha256:" + strings.Repeat("6f", 32)
+	recordEvidence(t, dir, rev, "pod-kill", "promote", "t-1")
+	i := recordEvidence(t, dir, rev, "pod-kill", "block", "t-2")
+	// Change the recorded verdict inside the stored envelope, as someone
+	// editing the database would.
+	db, err := bolt.Open(filepath.Join(dir, evidence.LedgerSubdir, evidence.DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("envelopes"))
+		k := binary.BigEndian.AppendUint64(nil, i)
+		env, err := evidence.ParseEnvelope(b.Get(k))
+		if err != nil {
+			return err
+		}
+		payload, _ := base64.StdEncoding.DecodeString(env.Payload)
+		env.Payload = base64.StdEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"verdict":"block"`, `"verdict":"promote"`, 1)))
+		data, _ := json.Marshal(env)
+		return b.Put(k, data)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, dir, scripted(nil), nil)
+	code, body := h.do(RoleAuditor, "GET", fmt.Sprintf("/explorer/entries/%d", i), "")
+	if code != 200 || !strings.Contains(string(body), `id="tampered"`) || !strings.Contains(string(body), `id="sig-status">FAILED`) ||
+		!strings.Contains(string(body), `id="env-status">FAILED`) || !strings.Contains(string(body), `id="proof-status">verified`) {
+		t.Fatalf("a tampered entry is not flagged:\n%s", body)
+	}
+	// The gate does not trust the tampered record, nor falls back to the
+	// older one: no verdict, and Flagger may not promote.
+	code, body = h.do(RoleViewer, "GET", "/api/v1/gate/"+rev, "")
+	var e APIError
+	if code != 500 || json.Unmarshal(body, &e) != nil || e.Error != "tampered" || !strings.Contains(e.Detail, fmt.Sprintf("entry %d", i)) {
+		t.Fatalf("gate over a tampered ledger: %d %s", code, body)
+	}
+	if code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/confirm-promotion", fmt.Sprintf(`{"name":"x","metadata":{"revision":%q}}`, rev)); code/100 == 2 {
+		t.Fatalf("confirm-promotion over a tampered ledger: %d %s", code, body)
 	}
 }
