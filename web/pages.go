@@ -254,6 +254,8 @@ type explorer struct {
 	Entries    []evidence.Entry
 	Query      evidence.Query
 	Searched   bool
+	// Older is the "before" index of the next page of entries (0: none).
+	Older uint64
 }
 
 func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
@@ -295,10 +297,14 @@ func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
 		ex.Entries, err = l.Search(ctx, ex.Query)
 	} else {
 		size := l.Size()
+		if b, perr := strconv.ParseUint(q.Get("before"), 10, 64); perr == nil && b < size {
+			size = b
+		}
 		from := uint64(0)
 		if size > 50 {
 			from = size - 50
 		}
+		ex.Older = from
 		for i := size; i > from; i-- {
 			e, eerr := l.Entry(ctx, i-1)
 			if eerr != nil {

@@ -598,6 +598,10 @@ func TestExplorerAndLedgerAPI(t *testing.T) {
 	if code, _ := h.do(RoleAuditor, "GET", "/explorer/entries/99", ""); code != 404 {
 		t.Fatalf("missing entry: %d", code)
 	}
+	// Paging: before=1 lists entry 0 only.
+	if _, body := h.do(RoleAuditor, "GET", "/explorer?before=1", ""); !strings.Contains(string(body), revA) || strings.Contains(string(body), ">"+revB+"<") {
+		t.Fatalf("page before 1: %s", body)
+	}
 	// The ledger is not held open between requests: a run can append.
 	recordEvidence(t, dir, revA, "pod-kill", "hold", "trace-ccc")
 }
