@@ -104,6 +104,13 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	if !strings.Contains(history, id) || !strings.Contains(history, "promote") || !strings.Contains(matrix, "error rate within sigma") {
 		t.Fatalf("history %q\nmatrix %q", history, matrix)
 	}
+	// An idle dashboard picks up a run started elsewhere (here: the API).
+	gate2 := make(chan struct{})
+	h.srv.opt.Run = scripted(gate2)
+	id2 := h.startRun(`{"scenario":"pod-kill","revision":"hold-idle"}`)
+	poll(`document.querySelector(".live[data-run]") !== null && document.querySelector(".live[data-run]").getAttribute("data-run") === "` + id2 + `"`)
+	close(gate2)
+	poll(`document.querySelector("#idle") !== null`)
 	// An auditor searches the block explorer by revision and opens the entry.
 	do("sign out", chromedp.Click("form.who button"), chromedp.WaitVisible("#token"))
 	do("sign in as auditor", chromedp.SendKeys("#token", roleTokens[RoleAuditor]), chromedp.Click("#signin"), chromedp.WaitVisible("#history"))

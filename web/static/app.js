@@ -9,6 +9,14 @@
     });
   }
   var live = document.querySelector(".live[data-run]");
+  if (document.getElementById("idle") && window.fetch) {
+    // Idle dashboard: show a run as soon as one starts (API, schedule).
+    window.setInterval(function () {
+      window.fetch("/api/v1/runs", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (j) {
+        if (j && j.runs && j.runs.some(function (x) { return x.status === "running"; })) { window.location.reload(); }
+      }).catch(function () {});
+    }, 5000);
+  }
   if (!live || !window.EventSource) { return; }
   var run = live.getAttribute("data-run");
   var events = document.getElementById("events");
