@@ -39,6 +39,11 @@ type group struct {
 	wg           sync.WaitGroup
 	mu           sync.Mutex
 	lastTransfer time.Time
+	// applyMu orders HLC stamps with the raft log: a batch or a reorder
+	// tick is stamped and enqueued under it, so entries that release
+	// records reach the log in stamp order (records' HLC never goes back
+	// along a partition's offsets).
+	applyMu sync.Mutex
 }
 
 type proposal struct {
@@ -272,6 +277,7 @@ func (g *group) proposer() {
 
 func (g *group) propose(batch []*proposal, n int) {
 	c := command{K: cmdBatch, N: g.n.cfg.ID, M: make([]stamped, 0, n)}
+	g.applyMu.Lock()
 	for _, p := range batch {
 		for _, m := range p.msgs {
 			ts := g.n.now()
@@ -281,11 +287,13 @@ func (g *group) propose(batch []*proposal, n int) {
 	}
 	data, err := json.Marshal(&c)
 	if err != nil {
+		g.applyMu.Unlock()
 		g.finish(batch, n, nil, err, time.Now())
 		return
 	}
 	start := time.Now()
 	fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)
+	g.applyMu.Unlock()
 	if g.n.cfg.Defects.Has(DefectAckBeforeCommit) {
 		// ack-before-commit defect: answer as if committed, before the
 		// majority has the entry.
@@ -379,9 +387,12 @@ func (g *group) ticker() {
 		if d, _, _ := g.fsm.stats(); d == 0 {
 			continue
 		}
+		g.applyMu.Lock()
 		ts := g.n.now()
 		data, _ := json.Marshal(&command{K: cmdTick, N: g.n.cfg.ID, T: ts.Wall, H: ts.String()})
-		if err := g.raft.Apply(data, g.n.cfg.ApplyTimeout).Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
+		fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)
+		g.applyMu.Unlock()
+		if err := fut.Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
 			g.n.log.Warn("reorder tick", "partition", g.id, "err", err)
 		}
 	}
