@@ -317,3 +317,59 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+func TestServeK8sTargetWithoutClusterRecordsError(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	k := &k8sOpts{kubeconfig: filepath.Join(dir, "no-such-kubeconfig"), injectTimeout: time.Second, recoverTimeout: time.Second, confirmTimeout: time.Second, aggregatorPort: 7001}
+	go func() {
+		done <- serve(ctx, io.Discard, &web.Config{Listen: "127.0.0.1:0", DataDir: dir, Target: "k8s"}, serveExtras{k8s: k, ready: ready})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "tokens.yaml"))
+	m := regexp.MustCompile(`role: operator, token: "([0-9a-f]+)"`).FindStringSubmatch(string(data))
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+m[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := do("POST", "/api/v1/runs", `{"scenario":"pod-kill","revision":"r"}`)
+	if code != 202 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var run struct{ ID string }
+	json.Unmarshal([]byte(body), &run)
+	deadline := time.Now().Add(30 * time.Second)
+	var rec struct{ Status, Error string }
+	for time.Now().Before(deadline) {
+		_, body = do("GET", "/api/v1/runs/"+run.ID, "")
+		json.Unmarshal([]byte(body), &rec)
+		if rec.Status != "running" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rec.Status != "error" || !strings.Contains(rec.Error, "no-such-kubeconfig") {
+		t.Fatalf("a k8s run without a cluster: %s", body)
+	}
+	if code, _ := do("GET", "/api/v1/gate/r", ""); code != 404 {
+		t.Fatalf("gate answered from a run that could not judge: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
