@@ -5,6 +5,7 @@
 package decision
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -48,6 +49,16 @@ func ParseDecision(s string) (Decision, bool) {
 // MarshalText encodes the decision by name.
 func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalText decodes a decision name, so recorded verdicts read back.
+func (d *Decision) UnmarshalText(b []byte) error {
+	v, ok := ParseDecision(string(b))
+	if !ok {
+		return fmt.Errorf("decision %q: want promote, hold or block", b)
+	}
+	*d = v
+	return nil
+}
+
 // Outcome is the result of one dimension. Ranked: a higher value is worse.
 type Outcome int
 
@@ -73,6 +84,17 @@ func (o Outcome) String() string {
 
 // MarshalText encodes the outcome by name.
 func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalText decodes an outcome name, so recorded explanations read back.
+func (o *Outcome) UnmarshalText(b []byte) error {
+	for _, v := range []Outcome{Pass, Inconclusive, Fail} {
+		if v.String() == string(b) {
+			*o = v
+			return nil
+		}
+	}
+	return fmt.Errorf("outcome %q: want pass, inconclusive or fail", b)
+}
 
 // Direction says which way a dimension gets worse.
 type Direction int
