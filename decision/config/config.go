@@ -333,7 +333,7 @@ func (l *loader) schemaErrors(ve *jsonschema.ValidationError) {
 			if n := l.node(full, true); n != nil {
 				e.Line, e.Col = n.Line, n.Column
 			}
-			if s := closest(p, allowedKeys(path)); s != "" {
+			if s := decision.Suggest(p, allowedKeys(path)); s != "" {
 				e.Hint = fmt.Sprintf("did you mean %q?", s)
 			} else if ks := allowedKeys(path); len(ks) > 0 {
 				e.Hint = "allowed: " + strings.Join(ks, ", ")
@@ -418,36 +418,6 @@ func allowedKeys(path []string) []string {
 		return []string{"dimension", "outcome", "trend", "signal", "below"}
 	}
 	return nil
-}
-
-func closest(s string, allowed []string) string {
-	best, bd := "", 3
-	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(a)); d < bd {
-			best, bd = a, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func parsePercent(s string) (float64, error) {

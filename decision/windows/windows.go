@@ -362,7 +362,7 @@ func onlyKeys(path string, obj map[string]any, allowed ...string) error {
 		}
 		if !ok {
 			hint := "allowed: " + strings.Join(allowed, ", ")
-			if s := closest(k, allowed); s != "" {
+			if s := decision.Suggest(k, allowed); s != "" {
 				hint = "did you mean " + strconv.Quote(s) + "?"
 			}
 			return &Error{Path: path + "." + k, Msg: "unknown field", Hint: hint}
@@ -372,35 +372,6 @@ func onlyKeys(path string, obj map[string]any, allowed ...string) error {
 }
 
 // closest returns the allowed name within edit distance 2 of s, if any.
-func closest(s string, allowed []string) string {
-	best, bd := "", 3
-	for _, a := range allowed {
-		if d := editDistance(s, a); d < bd {
-			best, bd = a, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
 
 func syntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
