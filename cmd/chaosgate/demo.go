@@ -50,7 +50,7 @@ Exit codes: 0 promote, 1 block, 3 hold, 2 error or interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ui {
-				fmt.Fprintln(cmd.ErrOrStderr(), "--ui: this build has no dashboard package; the dashboard is served by chaosgate serve")
+				fmt.Fprintln(cmd.ErrOrStderr(), "--ui: demo shows its live view in this terminal; the web dashboard and block explorer are served by chaosgate serve (run it with the same --data-dir to browse this run and its evidence)")
 			}
 			doc, err := gameday.Quick(quick)
 			if err != nil {
@@ -68,7 +68,7 @@ Exit codes: 0 promote, 1 block, 3 hold, 2 error or interrupted.`,
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "run the short game day (two canary steps, under a minute)")
 	f.StringVar(&defect, "canary-defect", "", "make the canary a known-bad build: ack-before-commit, no-dedup, stale-read, slow-path, error-rate, gc-churn, ...")
-	f.BoolVar(&ui, "ui", false, "also serve the dashboard (served by chaosgate serve in this build)")
+	f.BoolVar(&ui, "ui", false, "the web dashboard: served by chaosgate serve (demo keeps its terminal view)")
 	f.StringVar(&o.revision, "revision", "", "revision recorded as the evidence subject (default local:good or local:defect-NAME)")
 	o.flags(cmd)
 	return cmd
