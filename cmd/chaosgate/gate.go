@@ -13,7 +13,8 @@ import (
 // writes report/v1 JSON and JUnit XML, and exits with the verdict's code.
 func newGateCmd() *cobra.Command {
 	var o gamedayOpts
-	var file string
+	var k k8sOpts
+	var file, target string
 	cmd := &cobra.Command{
 		Use:   "gate -f FILE --revision REV [--json FILE] [--junit FILE]",
 		Short: "CI gate: run, judge, write JSON and JUnit, exit 0 promote / 1 block / 3 hold / 2 error",
@@ -30,7 +31,7 @@ infrastructure error (the platform could not judge; also when interrupted).`,
 			if file == "" {
 				return withExitCode(exitUsage, errors.New("-f FILE is required"))
 			}
-			if o.revision == "" {
+			if o.revision == "" && target != "k8s" {
 				return withExitCode(exitUsage, errors.New("--revision REV is required (an image digest sha256:..., a git commit or a release label)"))
 			}
 			doc, err := scenarios.Open(file)
@@ -38,7 +39,14 @@ infrastructure error (the platform could not judge; also when interrupted).`,
 				return withExitCode(exitUsage, err)
 			}
 			o.doc = doc
-			_, err = runGameday(cmd, o)
+			switch target {
+			case "local":
+				_, err = runGameday(cmd, o)
+			case "k8s":
+				err = runOnKubernetes(cmd, &k, doc, o)
+			default:
+				return withExitCode(exitUsage, fmt.Errorf("--target %q: want local or k8s", target))
+			}
 			if err != nil {
 				var ee *exitError
 				if errors.As(err, &ee) && ee.err == nil {
@@ -50,10 +58,12 @@ infrastructure error (the platform could not judge; also when interrupted).`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "experiment or game-day file, or a built-in scenario name")
-	f.StringVar(&o.revision, "revision", "", "deployment revision under test (image digest, git commit or label)")
+	f.StringVar(&o.revision, "revision", "", "deployment revision under test (image digest, git commit or label; with --target k8s the canary workload's revision is used)")
 	f.StringVar(&o.jsonFile, "json", "", "write the report/v1 JSON here")
 	f.StringVar(&o.junitFile, "junit", "", "write the JUnit XML here")
 	f.StringSliceVar(&o.defects, "canary-defect", nil, "make the canary a known-bad build (aggregator --defect NAME)")
+	f.StringVar(&target, "target", "local", "where the system under test runs: local or k8s")
 	o.flags(cmd)
+	k.flags(cmd)
 	return cmd
 }

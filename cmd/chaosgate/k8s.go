@@ -612,3 +612,20 @@ func printK8sRun(w io.Writer, r k8sRunResult) {
 	}
 	tw.Flush()
 }
+
+// runOnKubernetes is the `--target k8s` path of run and gate: with
+// --dry-run it prints every object the run would create (-o yaml) and
+// creates nothing; otherwise it runs the file against the workloads and
+// returns an error carrying the verdict's exit code.
+func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o gamedayOpts) error {
+	ctx := cmd.Context()
+	if k.dryRun {
+		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
+	}
+	if o.output != "table" && o.output != "json" {
+		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (yaml only with --dry-run)", o.output))
+	}
+	_, err := runK8s(ctx, cmd.OutOrStdout(), k, doc, k8sRunConfig{DataDir: o.dataDir, Output: o.output,
+		JSONFile: o.jsonFile, JUnitFile: o.junitFile, Log: newLogger(levelFromEnv())})
+	return err
+}

@@ -239,7 +239,15 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 
 	dataDir := filepath.Join(dir, "data")
 	junit := filepath.Join(dir, "report.xml")
-	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json", JUnitFile: junit})
+	// The real command line: chaosgate gate --target k8s -f pod-kill (the
+	// revision comes from the canary workload, so --revision is optional).
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"gate", "--target", "k8s", "-f", "pod-kill", "--kubeconfig", kc, "--namespace", ns,
+		"--inject-timeout", "5s", "--recover-timeout", "10s", "--confirm-timeout", "1s", "--aggregator-port", "7001",
+		"--data-dir", dataDir, "-o", "json", "--junit", junit})
+	err = root.ExecuteContext(ctx)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
 		t.Fatalf("run: %v (want exit 3: no probes judged it)\n%s", err, out.String())

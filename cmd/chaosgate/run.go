@@ -30,6 +30,7 @@ import (
 // the local target.
 func newRunCmd() *cobra.Command {
 	var o gamedayOpts
+	var k k8sOpts
 	var file, target string
 	cmd := &cobra.Command{
 		Use:   "run -f FILE",
@@ -52,22 +53,26 @@ infrastructure error (or interrupted).`,
 			if file == "" {
 				return withExitCode(exitUsage, errors.New("-f FILE is required (a scenario file or a built-in name; see chaosgate scenarios list)"))
 			}
-			if target != "local" {
-				return withExitCode(exitUsage, fmt.Errorf("--target %q: this build runs experiments on the local target only (hint: --target local)", target))
+			if target != "local" && target != "k8s" {
+				return withExitCode(exitUsage, fmt.Errorf("--target %q: want local or k8s", target))
 			}
 			doc, err := scenarios.Open(file)
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
 			o.doc = doc
+			if target == "k8s" {
+				return runOnKubernetes(cmd, &k, doc, o)
+			}
 			_, err = runGameday(cmd, o)
 			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "experiment or game-day file, or a built-in scenario name")
-	f.StringVar(&target, "target", "local", "where the system under test runs: local")
+	f.StringVar(&target, "target", "local", "where the system under test runs: local or k8s")
 	o.flags(cmd)
+	k.flags(cmd)
 	return cmd
 }
 
