@@ -391,3 +391,25 @@ func BenchmarkEvaluate(b *testing.B) {
 		_ = decision.Evaluate(cfg, in)
 	}
 }
+
+func TestSingleGCPauseOverLimitNeedsCorroboration(t *testing.T) {
+	cfg := decision.Default()
+	gc := func(c, k []float64) decision.DimensionResult {
+		in := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(5000, 0.001, 100)}
+		in.Canary.GCPausesMS = decision.Series(c)
+		in.Control.GCPausesMS = decision.Series(k)
+		d, _ := decision.Evaluate(cfg, in).Dimension(decision.GCPause)
+		return d
+	}
+	// A healthy build on a starved host: one pause stretched just over the limit.
+	if d := gc([]float64{0.5, 12, 136}, []float64{0.6, 11, 14}); d.Outcome == decision.Fail {
+		t.Fatalf("a lone 136 ms pause failed the canary: %s", d.Reason)
+	}
+	// Twice over the limit, once over double the limit, or once together with
+	// more long pauses than the control: a clear breach.
+	for _, c := range [][]float64{{0.5, 125, 130}, {0.5, 260}, {0.5, 14, 18, 25, 31, 12, 40, 135}} {
+		if d := gc(c, []float64{0.4, 0.7, 1.2}); d.Outcome != decision.Fail || d.Rule != "hard-limit" {
+			t.Fatalf("canary pauses %v: %s %s: %s", c, d.Outcome, d.Rule, d.Reason)
+		}
+	}
+}
