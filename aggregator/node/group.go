@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,28 @@ type group struct {
 	// records reach the log in stamp order (records' HLC never goes back
 	// along a partition's offsets).
 	applyMu sync.Mutex
+	// caughtUpTerm is the raft term in which this node, as leader, last
+	// applied every entry committed before it (see catchUp).
+	caughtUpTerm atomic.Uint64
+}
+
+// catchUp makes sure that this node, as leader, has applied every entry
+// committed before its term before it stamps anything: applying them makes
+// its HLC observe the previous leader's stamps, so a new leader whose
+// physical clock runs behind never stamps a record earlier than one already
+// in the stream. The raft barrier runs once per term.
+func (g *group) catchUp() error {
+	term := g.raft.CurrentTerm()
+	if g.caughtUpTerm.Load() == term || g.n.cfg.Defects.Has(DefectAckBeforeCommit) {
+		// The ack-before-commit build does not wait for the majority here
+		// either: a cut-off leader keeps acknowledging.
+		return nil
+	}
+	if err := g.raft.Barrier(g.n.cfg.ApplyTimeout).Error(); err != nil {
+		return err
+	}
+	g.caughtUpTerm.Store(term)
+	return nil
 }
 
 type proposal struct {
@@ -277,6 +300,10 @@ func (g *group) proposer() {
 
 func (g *group) propose(batch []*proposal, n int) {
 	c := command{K: cmdBatch, N: g.n.cfg.ID, M: make([]stamped, 0, n)}
+	if err := g.catchUp(); err != nil {
+		g.finish(batch, n, nil, err, time.Now())
+		return
+	}
 	g.applyMu.Lock()
 	for _, p := range batch {
 		for _, m := range p.msgs {
@@ -387,6 +414,9 @@ func (g *group) ticker() {
 		if d, _, _ := g.fsm.stats(); d == 0 {
 			continue
 		}
+		if err := g.catchUp(); err != nil {
+			continue
+		}
 		g.applyMu.Lock()
 		ts := g.n.now()
 		data, _ := json.Marshal(&command{K: cmdTick, N: g.n.cfg.ID, T: ts.Wall, H: ts.String()})
@@ -400,6 +430,9 @@ func (g *group) ticker() {
 
 // putState proposes a state compare-and-set.
 func (g *group) putState(p putCmd) (putResult, error) {
+	if err := g.catchUp(); err != nil {
+		return putResult{}, err
+	}
 	ts := g.n.now()
 	data, _ := json.Marshal(&command{K: cmdPut, N: g.n.cfg.ID, T: ts.Wall, H: ts.String(), P: &p})
 	fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)

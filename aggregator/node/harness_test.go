@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -144,13 +145,23 @@ func startCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	return c
 }
 
+// freeAddr returns a free 127.0.0.1 port below the kernel's ephemeral range
+// (32768 and up), so that no listener on port 0 and no outgoing connection
+// can be handed the same port between this check and the node's bind.
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var last error
+	for range 200 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err != nil {
+			last = err
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port below the ephemeral range: %v", last)
+	return ""
 }
 
 func (c *testCluster) config(id string) Config {
