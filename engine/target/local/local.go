@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -175,8 +176,18 @@ func Plan(n, basePort int) ([]NodeSpec, error) {
 	return specs, nil
 }
 
-// FreePorts returns n distinct free 127.0.0.1 addresses (ports the kernel
-// handed out and that were released again just before returning).
+// Free ports are taken below the kernel's ephemeral range (32768 and up by
+// default), where no listener on port 0 — a fault proxy, say — and no
+// outgoing connection can be handed the same port between the plan and the
+// node's bind.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
+
+// FreePorts returns n distinct free 127.0.0.1 addresses below the ephemeral
+// range, each checked by binding it (all are held until the last is found,
+// then released).
 func FreePorts(n int) ([]string, error) {
 	out := make([]string, 0, n)
 	var ls []net.Listener
@@ -185,13 +196,18 @@ func FreePorts(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	var last error
+	for tries := 0; len(out) < n && tries < 100*n; tries++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePortLow+rand.IntN(freePortHigh-freePortLow)))
 		if err != nil {
-			return nil, fmt.Errorf("local: free port: %w", err)
+			last = err
+			continue
 		}
 		ls = append(ls, l)
 		out = append(out, l.Addr().String())
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("local: no %d free ports in %d..%d: %w", n, freePortLow, freePortHigh, last)
 	}
 	return out, nil
 }
