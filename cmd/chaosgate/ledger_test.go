@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/chaosgate/chaosgate/engine/target/local"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,15 +49,9 @@ func cli(t *testing.T, args ...string) (string, string, int) {
 // test) or one built into a temp dir.
 func chaosgateBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("CHAOSGATE_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "chaosgate")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := local.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

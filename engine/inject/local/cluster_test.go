@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,16 +22,9 @@ import (
 // $CHAOSGATE_BIN (exported by make test) or a fresh build.
 func aggregatorBinary(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("CHAOSGATE_BIN"); bin != "" {
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("CHAOSGATE_BIN: %v", err)
-		}
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "chaosgate")
-	out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/chaosgate").CombinedOutput()
+	bin, err := supervisor.BinaryForTests(t.TempDir())
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }

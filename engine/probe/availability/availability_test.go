@@ -2,10 +2,8 @@ package availability
 
 import (
 	"context"
+	"github.com/chaosgate/chaosgate/engine/target/local"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,15 +18,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func binary(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("CHAOSGATE_BIN"); bin != "" {
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("CHAOSGATE_BIN: %v", err)
-		}
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "chaosgate")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/chaosgate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := local.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -623,3 +623,20 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// BinaryForTests returns the chaosgate binary that tests start nodes with:
+// $CHAOSGATE_BIN (exported by make test) when set, otherwise a fresh
+// `go build` of cmd/chaosgate into dir.
+func BinaryForTests(dir string) (string, error) {
+	if bin := os.Getenv("CHAOSGATE_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("CHAOSGATE_BIN: %w", err)
+		}
+		return bin, nil
+	}
+	bin := filepath.Join(dir, "chaosgate")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/chaosgate/chaosgate/cmd/chaosgate").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}

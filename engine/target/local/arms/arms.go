@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -93,42 +91,8 @@ func Start(ctx context.Context, cfg Config) (*Arms, error) {
 	return a, nil
 }
 
-// Node listen ports are taken below the kernel's ephemeral range, where a
-// proxy listening on port 0 (or any outgoing connection) can never be handed
-// the same port between the plan and the node's bind.
-const (
-	portLow  = 20000
-	portHigh = 32000
-)
-
-// planNodes lays out n nodes on a free block of 3n consecutive ports below
-// the ephemeral range, checked by binding each of them.
-func planNodes(n int) ([]local.NodeSpec, error) {
-	var lastErr error
-	for attempt := 0; attempt < 50; attempt++ {
-		base := portLow + rand.IntN((portHigh-portLow-3*n)/3)*3
-		var held []net.Listener
-		ok := true
-		for p := base; p < base+3*n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok, lastErr = false, err
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		if ok {
-			return local.Plan(n, base)
-		}
-	}
-	return nil, fmt.Errorf("no free block of %d ports in %d..%d: %w", 3*n, portLow, portHigh, lastErr)
-}
-
 func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
-	specs, err := planNodes(a.cfg.Nodes)
+	specs, err := local.Plan(a.cfg.Nodes, 0) // free ports below the ephemeral range
 	if err != nil {
 		return engine.E(engine.KindUnavailable, "plan "+arm.String(), err)
 	}
