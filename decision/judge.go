@@ -660,14 +660,32 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// A window spanning l history intervals is judged with σ̂/√l here: the
 	// body corroboration guards this nominal test against tail noise.
 	zBody, bodyEffect, bodyNote := e.bodyShift(dc, sign, l)
+	sh := shapeOf(e.in.Canary, e.in.Control)
+	// The p99 of the body: where the release itself puts the tail, read from
+	// the median and the lower spread (faults only add delay, so they barely
+	// touch the lower half). A wider or slower body raises it.
+	tailEffect := r.Effect
+	if sh.ok {
+		tailEffect = math.Max(tailEffect, math.Exp(sign*sh.bodyP99)-1)
+	}
 	zl := r.Z * math.Sqrt(float64(l))
 	switch {
-	case zBody > dc.K && bodyEffect >= dc.MinEffect/2 && r.Effect >= dc.MinEffect:
+	case zBody > dc.K && (bodyEffect >= dc.MinEffect || (bodyEffect >= dc.MinEffect/2 && tailEffect >= dc.MinEffect)):
 		// The whole distribution moved: the median is clearly and
-		// practically slower and the p99 is up by more than the floor.
+		// practically slower, by the floor itself or by half of it with the
+		// p99 (measured or of the body) up by more than the floor.
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "body-shift", dc.K, zl, sigma/math.Sqrt(float64(l))
-		r.Reason = fmt.Sprintf("%s above floor %s, and the whole distribution moved: %s, median %+.1f%% (≥ half the floor)", what, floor, bodyNote, 100*bodyEffect)
+		body := ""
+		if sh.ok {
+			body = fmt.Sprintf(", body p99 %+.1f%%", 100*(math.Exp(sign*sh.bodyP99)-1))
+		}
+		r.Reason = fmt.Sprintf("%s%s, floor %s: the whole distribution moved: %s, median %+.1f%%", what, body, floor, bodyNote, 100*bodyEffect)
 		r.SigmaSource += spanNote(l)
+	case sh.ok && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect:
+		// Same centre, wider body: a variance regression. The lower spread
+		// ln(p50/p10) is compared with its order-statistic standard error.
+		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
+		r.Reason = fmt.Sprintf("%s: the body widened: ln(p50/p10) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*(math.Exp(sign*sh.bodyP99)-1), floor)
 	case zl > dc.K && r.Effect >= dc.MinEffect && zBody > dc.K:
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "adaptive-sigma+body", dc.K, zl, sigma/math.Sqrt(float64(l))
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f%s, effect above floor %s, and the body moved too (%s)", what, zl, dc.K, spanNote(l), floor, bodyNote)
@@ -699,26 +717,127 @@ func p50Of(a Arm) (float64, bool) {
 	return 0, false
 }
 
-// bodyShift is the z of the canary's median against the control's, with σ̂
-// from the A/A history of the same difference.
+// bodyShift is the z of the canary's median against the control's. σ̂ is
+// the A/A history's spread of the same difference (σ̂/√l for a window of l
+// intervals), never below the order-statistic standard error of this
+// window's medians when raw samples are present. The σ̂ floor stands only
+// while the history is thin (fewer than baseline.min_windows windows):
+// with enough A/A history, the history itself says how far two healthy
+// arms of this service drift apart.
 func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (z, effect float64, note string) {
 	mc, ok1 := p50Of(e.in.Canary)
 	mk, ok2 := p50Of(e.in.Control)
 	if !ok1 || !ok2 || mc <= 0 || mk <= 0 {
 		return 0, 0, "no p50"
 	}
-	sigma, _, _, _ := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor/2, func(h HistoryWindow) (float64, bool) {
+	diff := func(h HistoryWindow) (float64, bool) {
 		a, ok1 := p50Of(h.Canary)
 		b, ok2 := p50Of(h.Control)
 		if !ok1 || !ok2 || a <= 0 || b <= 0 {
 			return 0, false
 		}
 		return math.Log(a) - math.Log(b), true
-	})
+	}
+	floor := dc.SigmaFloor / 2
+	sigma, _, _, all := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, 0, diff)
+	src := "history"
+	if len(all) < e.cfg.Baseline.MinWindows && sigma < floor {
+		sigma, src = floor, "floor (thin history)"
+	}
+	// Faults slow some requests of one arm more than the other's, which
+	// shifts its median now and then: the A/A history's own tail of
+	// l-interval median differences, at the level spent at this look,
+	// widens σ̂ when it is heavier than the normal.
+	if kh, _ := e.calibratedK(dc.K, sign, sigma, all, l, l); kh > dc.K && dc.K > 0 {
+		sigma *= kh / dc.K
+		src += fmt.Sprintf(", widened ×%.2f to the history's tail", kh/dc.K)
+	}
 	sigma /= math.Sqrt(float64(l))
+	sh := shapeOf(e.in.Canary, e.in.Control)
+	if sh.ok && sh.seMedian > sigma {
+		sigma, src = sh.seMedian, "order-statistic SE"
+	}
 	d := sign * (math.Log(mc) - math.Log(mk))
 	z = d / sigma
-	return z, math.Exp(d) - 1, fmt.Sprintf("p50 %.4g vs %.4g ms, z=%.2f, σ̂=%.3g", mc, mk, z, sigma)
+	note = fmt.Sprintf("p50 %.4g vs %.4g ms, z=%.2f, σ̂=%.3g (%s)", mc, mk, z, sigma, src)
+	if sh.ok {
+		// A slower release moves the lower quartile as much as the median;
+		// extra delay on a few requests moves the median more. The body has
+		// moved only when both did.
+		z25 := sign * sh.shift25 / sh.se25
+		note += fmt.Sprintf("; p25 %+.1f%%, z=%.2f", 100*(math.Exp(sign*sh.shift25)-1), z25)
+		z = math.Min(z, z25)
+	}
+	return z, math.Exp(d) - 1, note
+}
+
+// shape compares the bodies of two latency samples on a log scale.
+type shape struct {
+	ok bool
+	// seMedian is the order-statistic SE of ln p50(canary) − ln p50(control).
+	seMedian float64
+	// shift25 is ln p25(canary) − ln p25(control), se25 its SE.
+	shift25, se25 float64
+	// spreadC/spreadK are ln(p50/p10) per arm; spread their difference,
+	// seSpread its SE; zSpread is the smaller of spread/seSpread and the
+	// z of the same difference for ln(p25/p5).
+	spreadC, spreadK, spread, seSpread, zSpread float64
+	// bodyP99 is ln of the body p99 of canary over control, the body p99
+	// being p50·(p50/p10)^(z.99/z.90): the p99 of a log-normal body fitted
+	// to the median and the lower spread.
+	bodyP99 float64
+}
+
+// minShapeSamples is the fewest raw samples per arm the shape is read from.
+const minShapeSamples = 100
+
+// shapeOf reads the shape of both arms' raw latency samples, when both carry
+// at least minShapeSamples positive samples.
+func shapeOf(c, k Arm) shape {
+	prep := func(a Arm) []float64 {
+		if !a.LatencyMS.OK() || len(a.LatencyMS.V) < minShapeSamples {
+			return nil
+		}
+		s := append([]float64(nil), a.LatencyMS.V...)
+		sort.Float64s(s)
+		if s[0] <= 0 {
+			return nil
+		}
+		return s
+	}
+	sc, sk := prep(c), prep(k)
+	if sc == nil || sk == nil {
+		return shape{}
+	}
+	var sh shape
+	sh.ok = true
+	se50c, se50k := logQuantileSE(sc, 0.5), logQuantileSE(sk, 0.5)
+	se10c, se10k := logQuantileSE(sc, 0.1), logQuantileSE(sk, 0.1)
+	sh.seMedian = math.Hypot(se50c, se50k)
+	sh.shift25 = math.Log(sortedQuantile(sc, 0.25)) - math.Log(sortedQuantile(sk, 0.25))
+	sh.se25 = math.Hypot(logQuantileSE(sc, 0.25), logQuantileSE(sk, 0.25))
+	lc50, lk50 := math.Log(sortedQuantile(sc, 0.5)), math.Log(sortedQuantile(sk, 0.5))
+	sh.spreadC = lc50 - math.Log(sortedQuantile(sc, 0.1))
+	sh.spreadK = lk50 - math.Log(sortedQuantile(sk, 0.1))
+	sh.spread = sh.spreadC - sh.spreadK
+	// The two quantiles of one arm are positively correlated, so adding
+	// their variances overstates the SE of their difference: conservative.
+	sh.seSpread = math.Sqrt(se50c*se50c + se10c*se10c + se50k*se50k + se10k*se10k)
+	if sh.seSpread > 0 {
+		sh.zSpread = sh.spread / sh.seSpread
+	}
+	// Extra delay on some requests lifts the median more than the p10; the
+	// lower spread ln(p25/p5) is almost untouched by it. A wider body
+	// widens both, so the weaker of the two z's counts.
+	se25c, se25k := logQuantileSE(sc, 0.25), logQuantileSE(sk, 0.25)
+	se5c, se5k := logQuantileSE(sc, 0.05), logQuantileSE(sk, 0.05)
+	low := (math.Log(sortedQuantile(sc, 0.25)) - math.Log(sortedQuantile(sc, 0.05))) - (math.Log(sortedQuantile(sk, 0.25)) - math.Log(sortedQuantile(sk, 0.05)))
+	if se := math.Sqrt(se25c*se25c + se5c*se5c + se25k*se25k + se5k*se5k); se > 0 {
+		sh.zSpread = math.Min(sh.zSpread, low/se)
+	}
+	const ratio = 2.3263478740408408 / 1.2815515655446004 // z.99 / z.90
+	sh.bodyP99 = (lc50 + ratio*sh.spreadC) - (lk50 + ratio*sh.spreadK)
+	return sh
 }
 
 // sigmaOutcome applies z > k and the effect floor.

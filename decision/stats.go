@@ -184,3 +184,97 @@ func finite(x float64) float64 {
 	}
 	return x
 }
+
+// normalUpper is P(Z > z) for a standard normal Z.
+func normalUpper(z float64) float64 { return 0.5 * math.Erfc(z/math.Sqrt2) }
+
+// lbinom is ln C(n, k).
+func lbinom(n, k float64) float64 {
+	a, _ := math.Lgamma(n + 1)
+	b, _ := math.Lgamma(k + 1)
+	c, _ := math.Lgamma(n - k + 1)
+	return a - b - c
+}
+
+// binomUpper is the exact upper tail P(X ≥ x) of X ~ Binomial(n, p): the
+// p-value of the one-sided exact binomial test. Counts are rounded to whole
+// numbers. It sums the probability mass in log space from the side of the
+// mode that converges, so it stays exact for large n.
+func binomUpper(x, n, p float64) float64 {
+	x, n = math.Round(x), math.Round(n)
+	switch {
+	case x <= 0:
+		return 1
+	case x > n || p <= 0:
+		return 0
+	case p >= 1:
+		return 1
+	}
+	lp, lq := math.Log(p), math.Log1p(-p)
+	term := func(k float64) float64 { return math.Exp(lbinom(n, k) + k*lp + (n-k)*lq) }
+	mode := math.Floor((n + 1) * p)
+	if x > mode {
+		// Terms fall from x upward.
+		sum := 0.0
+		for k := x; k <= n; k++ {
+			t := term(k)
+			sum += t
+			if t < 1e-17*sum {
+				break
+			}
+		}
+		return math.Min(1, sum)
+	}
+	// 1 − P(X ≤ x−1); terms fall from x−1 downward.
+	sum := 0.0
+	for k := x - 1; k >= 0; k-- {
+		t := term(k)
+		sum += t
+		if t < 1e-17*sum {
+			break
+		}
+	}
+	return clamp01(1 - sum)
+}
+
+// spentLevel is the share of alpha a test may spend at look l (1-based) so
+// that the false-alarm probability over any number of looks stays at most
+// alpha: α/(l(l+1)) sums to α over l = 1, 2, … (union bound), whatever the
+// correlation between looks. A window that spans l history intervals is
+// look l.
+func spentLevel(alpha float64, l int) float64 {
+	if l < 1 {
+		l = 1
+	}
+	return alpha / float64(l*(l+1))
+}
+
+// logQuantileSE is the distribution-free standard error of ln of the
+// q-quantile of the sorted, positive samples s: half the width of the
+// order-statistic interval whose ranks are n·q ± √(n·q·(1−q)) (one binomial
+// standard deviation of the count below the quantile). It needs no
+// bootstrap and no model of the latency distribution.
+func logQuantileSE(s []float64, q float64) float64 {
+	n := float64(len(s))
+	if n < 2 {
+		return math.Inf(1)
+	}
+	h := math.Sqrt(n * q * (1 - q))
+	lo := int(math.Floor(n*q-h)) - 1
+	hi := int(math.Ceil(n*q+h)) - 1
+	lo = max(0, min(lo, len(s)-1))
+	hi = max(0, min(hi, len(s)-1))
+	if s[lo] <= 0 || s[hi] <= 0 {
+		return math.Inf(1)
+	}
+	return (math.Log(s[hi]) - math.Log(s[lo])) / 2
+}
+
+// sortedQuantile is the q-quantile (nearest rank) of sorted samples s.
+func sortedQuantile(s []float64, q float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}

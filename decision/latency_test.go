@@ -1,0 +1,121 @@
+package decision_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+// lognormal draws n latencies with median med and log-shape sigma; a share
+// tail of them gets an extra exponential delay of mean 200 ms, as a
+// network-delay fault adds.
+func lognormal(r *rand.Rand, n int, med, sigma, tail float64) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = med * math.Exp(sigma*r.NormFloat64())
+		if r.Float64() < tail {
+			v[i] += 200 * r.ExpFloat64()
+		}
+	}
+	return v
+}
+
+// latencyHistory is n hourly A/A windows whose arms' p50 and p99 agree to
+// about 2%, as for two arms of one service with a few thousand samples.
+func latencyHistory(r *rand.Rand, n int) []decision.HistoryWindow {
+	var h []decision.HistoryWindow
+	for i := 1; i <= n; i++ {
+		arm := func() decision.Arm {
+			return decision.Arm{Requests: decision.Num(3000), WindowS: decision.Num(60),
+				LatencyP50: decision.Num(20 * math.Exp(0.015*r.NormFloat64())),
+				LatencyP99: decision.Num(64 * math.Exp(0.04*r.NormFloat64()))}
+		}
+		h = append(h, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: arm(), Control: arm()})
+	}
+	return h
+}
+
+func latencyOnly() *decision.Config {
+	cfg := decision.Default()
+	for i := range cfg.Dimensions {
+		cfg.Dimensions[i].Enabled = cfg.Dimensions[i].Kind == decision.LatencyP99
+	}
+	cfg.Hash = cfg.ComputeHash()
+	return cfg
+}
+
+func judgeLatency(cfg *decision.Config, c, k []float64, hist []decision.HistoryWindow, looks int) decision.DimensionResult {
+	in := decision.Input{At: at,
+		Canary:  decision.Arm{LatencyMS: decision.Series(c), WindowS: decision.Num(float64(60 * looks))},
+		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(float64(60 * looks))},
+		History: hist}
+	d, _ := decision.Evaluate(cfg, in).Dimension(decision.LatencyP99)
+	return d
+}
+
+// A release that keeps the mean latency but widens its spread by half
+// raises the p99 while the median falls: the spread test catches it.
+func TestLatencyVarianceRegressionFails(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const s0 = 0.5
+	s1 := 1.5 * s0
+	med1 := 20 * math.Exp(s0*s0/2-s1*s1/2) // same mean
+	d := judgeLatency(latencyOnly(), lognormal(r, 3000, med1, s1, 0), lognormal(r, 3000, 20, s0, 0), latencyHistory(r, 48), 3)
+	if d.Outcome != decision.Fail || d.Rule != "spread" {
+		t.Fatalf("variance ×1.5 not caught: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+}
+
+// Extra delay on a few of the canary's requests (a fault hitting its pods
+// harder) moves its p99 and a little of its median, not its body: no failure.
+func TestLatencyExtraDelayOnFewRequestsPasses(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	d := judgeLatency(latencyOnly(), lognormal(r, 3000, 20, 0.5, 0.05), lognormal(r, 3000, 20, 0.5, 0.01), latencyHistory(r, 48), 3)
+	if d.Outcome == decision.Fail {
+		t.Fatalf("a fault's extra delay on 5%% of the canary's requests failed it: %s: %s", d.Rule, d.Reason)
+	}
+}
+
+// With rich A/A history the σ̂ floor no longer hides a 15% slower release;
+// with thin history the floor stands (two healthy clusters may differ by
+// that much).
+func TestLatencyFloorOnlyWhileHistoryIsThin(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	c, k := lognormal(r, 3000, 23, 0.5, 0), lognormal(r, 3000, 20, 0.5, 0)
+	cfg := latencyOnly()
+	if d := judgeLatency(cfg, c, k, latencyHistory(r, 48), 3); d.Outcome != decision.Fail || d.Rule != "body-shift" {
+		t.Fatalf("15%% slower with 48 A/A windows: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+	if d := judgeLatency(cfg, c, k, latencyHistory(r, 3), 3); d.Outcome == decision.Fail {
+		t.Fatalf("15%% slower with 3 A/A windows failed despite the floor: %s: %s", d.Rule, d.Reason)
+	}
+}
+
+// TestLatencyFalseAlarmRate judges A/A canaries at each of five looks on
+// cumulative samples, with per-arm fault delay on a random share of
+// requests: the latency dimension must fail at most 1% of them.
+func TestLatencyFalseAlarmRate(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	cfg := latencyOnly()
+	hist := latencyHistory(r, 48)
+	const runs, looks = 300, 5
+	alarms := 0
+	for run := 0; run < runs; run++ {
+		var c, k []float64
+		chaos := r.Float64() * 0.02
+		for l := 1; l <= looks; l++ {
+			c = append(c, lognormal(r, 300, 20, 0.5, chaos*math.Exp(0.5*r.NormFloat64()))...)
+			k = append(k, lognormal(r, 300, 20, 0.5, chaos*math.Exp(0.5*r.NormFloat64()))...)
+			if d := judgeLatency(cfg, c, k, hist, l); d.Outcome == decision.Fail {
+				alarms++
+				break
+			}
+		}
+	}
+	if rate := float64(alarms) / runs; rate > 0.01 {
+		t.Fatalf("A/A latency false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, rate)
+	}
+}

@@ -1,0 +1,78 @@
+package decision
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+)
+
+func TestBinomUpperKnownValues(t *testing.T) {
+	cases := []struct {
+		x, n, p, want float64
+	}{
+		{8, 10, 0.5, 56.0 / 1024},             // exact: C(10,8)+C(10,9)+C(10,10) over 2^10
+		{1, 20, 0.05, 1 - math.Pow(0.95, 20)}, // at least one
+		{5, 13, 0.1, 0.006460155959500003},    // the canary's share of 13 events when it has 10% of the traffic
+		{0, 5, 0.3, 1},
+		{6, 5, 0.3, 0},
+		{130, 100000, 0.001, 0.002271263866042332}, // large n, upper side of the mode
+		{90, 100000, 0.001, 0.8537778207362572},    // below the mode: through the complement
+	}
+	for _, c := range cases {
+		got := binomUpper(c.x, c.n, c.p)
+		if math.Abs(got-c.want) > 1e-9*math.Max(1, c.want) && math.Abs(got-c.want)/c.want > 1e-7 {
+			t.Errorf("P(X ≥ %g | n=%g, p=%g) = %.12g, want %.12g", c.x, c.n, c.p, got, c.want)
+		}
+	}
+}
+
+func TestSpentLevelSumsToAlpha(t *testing.T) {
+	sum := 0.0
+	for l := 1; l <= 100000; l++ {
+		sum += spentLevel(0.01, l)
+	}
+	if sum > 0.01 || sum < 0.0099 {
+		t.Fatalf("levels over 100000 looks sum to %g, want just under 0.01", sum)
+	}
+}
+
+// TestLogQuantileSEMatchesTheory compares the order-statistic SE of ln p50
+// and ln p10 with the asymptotic SE of a normal quantile, σ·√(q(1−q))/φ(z_q)/√n,
+// and with the spread of the estimate over repeated samples.
+func TestLogQuantileSEMatchesTheory(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const n, sigma = 4000, 0.5
+	draw := func() []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = 20 * math.Exp(sigma*r.NormFloat64())
+		}
+		sort.Float64s(s)
+		return s
+	}
+	for _, q := range []float64{0.5, 0.25, 0.1, 0.05} {
+		zq := normalQuantile(q)
+		theory := sigma * math.Sqrt(q*(1-q)) / (math.Exp(-zq*zq/2) / math.Sqrt(2*math.Pi)) / math.Sqrt(n)
+		var est, lq []float64
+		for i := 0; i < 200; i++ {
+			s := draw()
+			est = append(est, logQuantileSE(s, q))
+			lq = append(lq, math.Log(sortedQuantile(s, q)))
+		}
+		mean := 0.0
+		for _, x := range lq {
+			mean += x
+		}
+		mean /= float64(len(lq))
+		v := 0.0
+		for _, x := range lq {
+			v += (x - mean) * (x - mean)
+		}
+		emp := math.Sqrt(v / float64(len(lq)-1))
+		got := median(est)
+		if math.Abs(got/theory-1) > 0.15 || math.Abs(got/emp-1) > 0.25 {
+			t.Errorf("q=%g: order-statistic SE %.4g, theory %.4g, empirical %.4g", q, got, theory, emp)
+		}
+	}
+}
