@@ -119,7 +119,15 @@ type Config struct {
 	// per node: one fsync covers the appends of every partition, which
 	// wins on devices where fsyncs do not overlap).
 	RaftLog string
-	Defects Defects
+	// SyncInterval is the durability of an acknowledgement: 0 (default)
+	// fsyncs the raft log on every replica before an entry counts as
+	// stored, so an acknowledged message survives a power loss of the
+	// whole cluster; above 0, entries are stored in the page cache and
+	// fsynced within SyncInterval, so an acknowledged message survives
+	// process crashes and the power loss of a minority (NATS JetStream's
+	// default durability, with sync_interval 2m).
+	SyncInterval time.Duration
+	Defects      Defects
 	// RSSCap bounds memory: admission refuses new work above 80% of it.
 	RSSCap int64
 	// GoMemoryLimit sets the Go runtime's soft memory limit to 70% of
@@ -168,6 +176,9 @@ type Config struct {
 	LogOutput io.Writer
 	// RaftLogLevel is raft's log level (default "warn").
 	RaftLogLevel string
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the HTTP
+	// listener (off by default: profiles expose internals).
+	Pprof bool
 }
 
 // Defaults fills zero fields.
@@ -258,6 +269,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--raft-log %q: want %s or %s", c.RaftLog, RaftLogShared, RaftLogPartition)
 	case c.ErrorRate < 0 || c.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("--sync-interval %v: want always or a positive duration", c.SyncInterval)
 	}
 	for id := range c.Peers {
 		if id != c.ID && c.PeerHTTP[id] == "" {
@@ -265,6 +278,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ParseSyncInterval reads the --sync-interval value: "always" (fsync
+// every raft log append, 0) or a positive duration such as 100ms or 2m.
+func ParseSyncInterval(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	if strings.EqualFold(t, "always") || t == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--sync-interval %q: want always (fsync before every acknowledgement) or a positive duration like 100ms or 2m", s)
+	}
+	return d, nil
 }
 
 // ParseAddrMap reads "n1=ADDR,n2=ADDR".

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -88,10 +89,23 @@ type fsm struct {
 	lastIndex uint64
 	lastTerm  uint64
 
-	hwm     atomic.Uint64 // readable high watermark (records < hwm are durable in db)
+	hwm     atomic.Uint64 // readable high watermark (records < hwm are applied)
 	changed chan struct{} // closed and replaced when hwm moves
 	chMu    sync.Mutex
+
+	// The output stream is written behind: applied records wait in pending
+	// (offsets flushed, flushed+1, ...) and a flush writes them to db in
+	// one transaction. Reads see both. The stream is derived state — after
+	// a crash raft's snapshot and log replay rewrite what was pending.
+	pmu     sync.RWMutex
+	pending []Record
+	flushed uint64     // records below this offset are in db
+	fmu     sync.Mutex // serialises flushes
 }
+
+// flushBacklog is the most records held in memory before ApplyBatch
+// writes them itself instead of waiting for the flusher.
+const flushBacklog = 8192
 
 var bucketRecords = []byte("records")
 
@@ -139,23 +153,60 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.Unlock()
 	if len(recs) > 0 {
-		if err := f.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketRecords)
-			for i := range recs {
-				v, _ := json.Marshal(&recs[i])
-				if err := b.Put(offKey(recs[i].Offset), v); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			// The stream store is derived state; failing to write it is fatal
-			// for this replica's correctness, so stop serving it.
-			panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
-		}
+		f.pmu.Lock()
+		f.pending = append(f.pending, recs...)
+		backlog := len(f.pending)
+		f.pmu.Unlock()
 		f.publish(recs[len(recs)-1].Offset + 1)
+		if backlog >= flushBacklog {
+			f.flush()
+		}
 	}
 	return out
+}
+
+// flush writes the pending records to the stream store in one transaction.
+func (f *fsm) flush() {
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	f.pmu.RLock()
+	recs := f.pending
+	f.pmu.RUnlock()
+	if len(recs) == 0 {
+		return
+	}
+	if err := f.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for i := range recs {
+			v, _ := json.Marshal(&recs[i])
+			if err := b.Put(offKey(recs[i].Offset), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		// The stream store is derived state; failing to write it is fatal
+		// for this replica's correctness, so stop serving it.
+		panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
+	}
+	f.pmu.Lock()
+	f.pending = append([]Record(nil), f.pending[len(recs):]...)
+	f.flushed = recs[len(recs)-1].Offset + 1
+	f.pmu.Unlock()
+}
+
+// flushLoop writes pending records every interval until stop closes.
+func (f *fsm) flushLoop(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			f.flush()
+		}
+	}
 }
 
 func (f *fsm) publish(hwm uint64) {
@@ -294,20 +345,34 @@ func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 	if from >= hwm {
 		return recs, hwm, nil
 	}
-	err := f.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		for k, v := c.Seek(offKey(from)); k != nil && len(recs) < limit; k, v = c.Next() {
-			if binary.BigEndian.Uint64(k) >= hwm {
-				break
+	f.pmu.RLock()
+	pend, flushed := f.pending, f.flushed
+	f.pmu.RUnlock()
+	var err error
+	if from < flushed {
+		stored := min(flushed, hwm)
+		err = f.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketRecords).Cursor()
+			for k, v := c.Seek(offKey(from)); k != nil && len(recs) < limit; k, v = c.Next() {
+				if binary.BigEndian.Uint64(k) >= stored {
+					break
+				}
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+				recs = append(recs, r)
 			}
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			recs = append(recs, r)
+			return nil
+		})
+	}
+	for o := max(from, flushed); err == nil && o < hwm && len(recs) < limit; o++ {
+		i := o - flushed
+		if i >= uint64(len(pend)) {
+			break
 		}
-		return nil
-	})
+		recs = append(recs, pend[i])
+	}
 	return recs, hwm, err
 }
 
@@ -324,6 +389,7 @@ type snapshotState struct {
 // Snapshot implements raft.FSM: it captures the in-memory state; Persist
 // streams it and the output stream records below the captured offset.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.flush() // Persist reads every record below Next from the store
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	kv := make(map[string]state.Value, len(f.kv))
@@ -383,6 +449,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("partition %d: snapshot header: %w", f.cfg.Partition, err)
 	}
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	f.pmu.Lock()
+	f.pending, f.flushed = nil, 0
+	f.pmu.Unlock()
 	if err := f.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bucketRecords); err != nil && !strings.Contains(err.Error(), "not found") {
 			return err
@@ -432,6 +503,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.next, f.gaps = st.Next, st.Gaps
 	f.mu.Unlock()
+	f.pmu.Lock()
+	f.flushed = st.Next
+	f.pmu.Unlock()
 	f.publish(st.Next)
 	return nil
 }

@@ -86,6 +86,10 @@ func (a addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	return "", fmt.Errorf("no --peers address for node %q", id)
 }
 
+// streamFlushInterval is how often applied records are written to the
+// stream store in one transaction (reads see them at once).
+const streamFlushInterval = 20 * time.Millisecond
+
 func openGroup(n *Node, id int) (*group, error) {
 	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("p%03d", id))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -108,7 +112,7 @@ func openGroup(n *Node, id int) (*group, error) {
 	if n.shared != nil {
 		store = n.shared.Group(uint32(id))
 	} else {
-		if g.wal, err = replica.OpenWAL(filepath.Join(dir, "wal"), 0); err != nil {
+		if g.wal, err = replica.OpenWALWithOptions(filepath.Join(dir, "wal"), replica.WALOptions{SyncInterval: n.cfg.SyncInterval}); err != nil {
 			return nil, err
 		}
 		store = g.wal
@@ -174,9 +178,13 @@ func openGroup(n *Node, id int) (*group, error) {
 		return nil, fmt.Errorf("start raft for partition %d: %w", id, err)
 	}
 	ok = true
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.proposer()
 	go g.ticker()
+	go func() {
+		defer g.wg.Done()
+		g.fsm.flushLoop(g.stop, streamFlushInterval)
+	}()
 	return g, nil
 }
 
@@ -213,6 +221,9 @@ func (g *group) close() {
 			g.trans.Close()
 			<-done
 		}
+	}
+	if g.fsm != nil {
+		g.fsm.flush()
 	}
 	g.closeStores()
 }

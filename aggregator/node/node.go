@@ -153,7 +153,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.mux = replica.NewMux(rl, n.log)
 	if cfg.RaftLog == RaftLogShared {
-		if n.shared, err = replica.OpenSharedWAL(filepath.Join(cfg.DataDir, "wal"), 0); err != nil {
+		if n.shared, err = replica.OpenSharedWALWithOptions(filepath.Join(cfg.DataDir, "wal"), replica.WALOptions{SyncInterval: cfg.SyncInterval}); err != nil {
 			return nil, fmt.Errorf("open raft log: %w", err)
 		}
 	}

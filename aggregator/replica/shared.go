@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -25,8 +26,9 @@ import (
 // (body = encoded raft.Log), trim (first index kept), cut (suffix deleted
 // from this index).
 type SharedWAL struct {
-	dir     string
-	maxSize int64
+	dir          string
+	maxSize      int64
+	syncInterval time.Duration // 0: fsync every write (see WALOptions)
 
 	mu     sync.Mutex
 	segs   []*sharedSeg
@@ -40,11 +42,12 @@ type SharedWAL struct {
 }
 
 type sharedSeg struct {
-	id   uint64
-	path string
-	f    *os.File
-	size int64
-	maxI map[uint32]uint64 // per group: highest entry index stored here
+	id    uint64
+	path  string
+	f     *os.File
+	size  int64
+	dirty bool              // written since the last fsync
+	maxI  map[uint32]uint64 // per group: highest entry index stored here
 	// markers: the segment holds trim/cut records, which must outlive every
 	// older segment still on disk (replay applies them in order).
 	markers bool
@@ -89,15 +92,26 @@ type walReq struct {
 	err   chan error
 }
 
-// OpenSharedWAL opens or creates the shared log in dir and replays it.
+// OpenSharedWAL opens or creates the shared log in dir and replays it,
+// fsyncing every write.
 func OpenSharedWAL(dir string, maxSize int64) (*SharedWAL, error) {
+	return OpenSharedWALWithOptions(dir, WALOptions{MaxSize: maxSize})
+}
+
+// OpenSharedWALWithOptions opens or creates the shared log in dir and
+// replays it.
+func OpenSharedWALWithOptions(dir string, o WALOptions) (*SharedWAL, error) {
+	maxSize := o.MaxSize
 	if maxSize <= 0 {
 		maxSize = 64 << 20
+	}
+	if o.SyncInterval < 0 {
+		return nil, fmt.Errorf("raft log: negative sync interval %v", o.SyncInterval)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w := &SharedWAL{dir: dir, maxSize: maxSize, groups: map[uint32]*groupIndex{},
+	w := &SharedWAL{dir: dir, maxSize: maxSize, syncInterval: o.SyncInterval, groups: map[uint32]*groupIndex{},
 		reqs: make(chan *walReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
 	names, err := filepath.Glob(filepath.Join(dir, "*.log"))
 	if err != nil {
@@ -239,11 +253,22 @@ func (w *SharedWAL) gc() {
 // writer batches every pending request into one write and one fsync.
 func (w *SharedWAL) writer() {
 	defer close(w.done)
+	var tick <-chan time.Time
+	if w.syncInterval > 0 {
+		t := time.NewTicker(w.syncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		var batch []*walReq
 		select {
 		case r := <-w.reqs:
 			batch = append(batch, r)
+		case <-tick:
+			w.mu.Lock()
+			w.syncDirty()
+			w.mu.Unlock()
+			continue
 		case <-w.stop:
 			return
 		}
@@ -307,8 +332,12 @@ func (w *SharedWAL) write(batch []*walReq) error {
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return fmt.Errorf("raft log append: %w", err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("raft log fsync: %w", err)
+	if w.syncInterval == 0 {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("raft log fsync: %w", err)
+		}
+	} else {
+		s.dirty = true
 	}
 	s.size += int64(len(buf))
 	i := 0
@@ -332,7 +361,18 @@ func (w *SharedWAL) write(batch []*walReq) error {
 	return nil
 }
 
+// syncDirty fsyncs every segment written since its last fsync. w.mu held.
+func (w *SharedWAL) syncDirty() {
+	for _, s := range w.segs {
+		if s.dirty {
+			_ = s.f.Sync() // a failed flush is retried on the next tick
+			s.dirty = false
+		}
+	}
+}
+
 func (w *SharedWAL) rotate() error {
+	w.syncDirty() // a segment is complete on disk before the next one starts
 	var id uint64 = 1
 	if w.active != nil {
 		id = w.active.id + 1
@@ -383,6 +423,7 @@ func (w *SharedWAL) Close() error {
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.syncDirty()
 	w.closeFiles()
 	return nil
 }

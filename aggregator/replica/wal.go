@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -19,11 +20,29 @@ import (
 // Each record is [u32 length][u32 crc32c][entry]; a torn tail after a crash
 // is detected by the checksum and cut off on open.
 type WAL struct {
-	dir     string
-	maxSize int64
+	dir          string
+	maxSize      int64
+	syncInterval time.Duration
 
 	mu   sync.Mutex
 	segs []*segment // ordered by first index; each holds contiguous indexes
+
+	stopSync chan struct{}
+	syncDone chan struct{}
+}
+
+// WALOptions tune a WAL.
+type WALOptions struct {
+	// MaxSize is the segment size at which a new segment starts (default
+	// 64 MiB).
+	MaxSize int64
+	// SyncInterval is 0 (the default) to fsync every append before it
+	// returns: an acknowledged entry survives a power loss. Above 0, an
+	// append returns once it is in the page cache and a background flush
+	// fsyncs it within SyncInterval: an entry survives a crash of the
+	// process, and a power loss of fewer than a majority of the replicas
+	// at once (the durability of NATS JetStream's default sync_interval).
+	SyncInterval time.Duration
 }
 
 type segment struct {
@@ -34,6 +53,7 @@ type segment struct {
 	path    string
 	f       *os.File
 	retired bool
+	dirty   bool // appended since the last fsync (SyncInterval > 0)
 }
 
 func (s *segment) last() uint64 {
@@ -45,15 +65,25 @@ func (s *segment) last() uint64 {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// OpenWAL opens or creates the log in dir. Segments rotate at maxSize bytes.
+// OpenWAL opens or creates the log in dir, fsyncing every append. Segments
+// rotate at maxSize bytes.
 func OpenWAL(dir string, maxSize int64) (*WAL, error) {
+	return OpenWALWithOptions(dir, WALOptions{MaxSize: maxSize})
+}
+
+// OpenWALWithOptions opens or creates the log in dir.
+func OpenWALWithOptions(dir string, o WALOptions) (*WAL, error) {
+	maxSize := o.MaxSize
 	if maxSize <= 0 {
 		maxSize = 64 << 20
+	}
+	if o.SyncInterval < 0 {
+		return nil, fmt.Errorf("raft wal: negative sync interval %v", o.SyncInterval)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	w := &WAL{dir: dir, maxSize: maxSize}
+	w := &WAL{dir: dir, maxSize: maxSize, syncInterval: o.SyncInterval}
 	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
 	if err != nil {
 		return nil, err
@@ -78,7 +108,38 @@ func OpenWAL(dir string, maxSize int64) (*WAL, error) {
 		s.first = max(s.base, trim)
 		w.segs = append(w.segs, s)
 	}
+	if w.syncInterval > 0 {
+		w.stopSync, w.syncDone = make(chan struct{}), make(chan struct{})
+		go w.flusher()
+	}
 	return w, nil
+}
+
+// flusher fsyncs appended segments every syncInterval.
+func (w *WAL) flusher() {
+	defer close(w.syncDone)
+	t := time.NewTicker(w.syncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopSync:
+			return
+		case <-t.C:
+			w.mu.Lock()
+			w.syncDirty()
+			w.mu.Unlock()
+		}
+	}
+}
+
+// syncDirty fsyncs every segment written since its last fsync. w.mu held.
+func (w *WAL) syncDirty() {
+	for _, s := range w.segs {
+		if s.dirty {
+			_ = s.f.Sync() // a failed flush is retried on the next tick
+			s.dirty = false
+		}
+	}
 }
 
 func openSegment(path string, base uint64) (*segment, error) {
@@ -131,8 +192,17 @@ func (w *WAL) readTrim() uint64 {
 
 // Close closes every segment.
 func (w *WAL) Close() error {
+	if w.stopSync != nil {
+		select {
+		case <-w.stopSync:
+		default:
+			close(w.stopSync)
+		}
+		<-w.syncDone
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.syncDirty()
 	for _, s := range w.segs {
 		s.f.Close()
 	}
@@ -191,7 +261,8 @@ func (w *WAL) GetLog(index uint64, l *raft.Log) error {
 // StoreLog appends one entry.
 func (w *WAL) StoreLog(l *raft.Log) error { return w.StoreLogs([]*raft.Log{l}) }
 
-// StoreLogs appends entries with one write and one fsync.
+// StoreLogs appends entries with one write and, unless SyncInterval is
+// set, one fsync.
 func (w *WAL) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
@@ -231,8 +302,12 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return fmt.Errorf("raft wal: append: %w", err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("raft wal: fsync: %w", err)
+	if w.syncInterval == 0 {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("raft wal: fsync: %w", err)
+		}
+	} else {
+		s.dirty = true
 	}
 	s.offs = append(s.offs, offs...)
 	s.size += int64(len(buf))
@@ -240,6 +315,7 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 }
 
 func (w *WAL) newSegment(base uint64) (*segment, error) {
+	w.syncDirty() // a segment is complete on disk before the next one starts
 	path := filepath.Join(w.dir, fmt.Sprintf("%020d.wal", base))
 	_ = os.Remove(path) // a stale file of a suffix deleted earlier
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)

@@ -17,6 +17,7 @@ func newAggregatorCmd() *cobra.Command {
 	var (
 		cfg                               node.Config
 		peers, peerHTTP, peerGRPC, rssCap string
+		syncInterval                      string
 		defects                           []string
 		logLevel                          string
 	)
@@ -52,6 +53,9 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 				return withExitCode(exitUsage, err)
 			}
 			if cfg.Defects, err = node.ParseDefects(defects); err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			if cfg.SyncInterval, err = node.ParseSyncInterval(syncInterval); err != nil {
 				return withExitCode(exitUsage, err)
 			}
 			if cfg.RSSCap, err = parseBytes(rssCap); err != nil {
@@ -95,9 +99,11 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringArrayVar(&defects, "defect", nil, "turn on a known-bad behaviour (repeatable): "+strings.Join(node.KnownDefects(), ", "))
 	f.StringVar(&rssCap, "rss-cap", "256MiB", "memory cap: admission refuses new work above 80% of it")
 	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log layout: partition (one log per partition, fsyncs in parallel) or shared (one log per node, one fsync covers every partition)")
+	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")
 	f.IntVar(&cfg.RaftInflight, "raft-inflight", 1, "AppendEntries RPCs in flight per follower (1: synchronous, each with a deadline)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.RaftLogLevel, "raft-log-level", "warn", "raft library log level")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go runtime profiles under /debug/pprof/ on the HTTP listener")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", time.Second, "raft heartbeat timeout")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", time.Second, "raft election timeout")
 	f.DurationVar(&cfg.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a proposal may wait to be committed")

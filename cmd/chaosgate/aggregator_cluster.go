@@ -19,6 +19,7 @@ func newAggregatorClusterCmd() *cobra.Command {
 		nodes      int
 		dataDir    string
 		defects    []string
+		nodeArgs   []string
 		basePort   int
 		partitions int
 		binary     string
@@ -50,6 +51,7 @@ DIR/nX/node.log, data in DIR/nX/data. SIGTERM or SIGINT stops every node
 			}
 			for i := range specs {
 				specs[i].Defects = defects
+				specs[i].Args = nodeArgs
 			}
 			log := newLogger(slog.LevelInfo)
 			ctx := cmd.Context()
@@ -72,6 +74,7 @@ DIR/nX/node.log, data in DIR/nX/data. SIGTERM or SIGINT stops every node
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "directory for cluster.json, node logs and data")
 	cmd.Flags().StringArrayVar(&defects, "defect", nil, "defect to turn on in every node (repeatable)")
+	cmd.Flags().StringArrayVar(&nodeArgs, "node-arg", nil, "extra `chaosgate aggregator` argument for every node, e.g. --node-arg=--pprof (repeatable)")
 	cmd.Flags().IntVar(&basePort, "base-port", 0, "first port: node i listens on P+3i (http), P+3i+1 (grpc), P+3i+2 (raft); 0 picks free ports")
 	cmd.Flags().IntVar(&partitions, "partitions", 16, "number of partitions")
 	cmd.Flags().StringVar(&binary, "binary", "", "chaosgate binary to run the nodes with (default: this executable)")

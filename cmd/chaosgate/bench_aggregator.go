@@ -24,6 +24,8 @@ func newBenchAggregatorCmd() *cobra.Command {
 		natsServer string
 		binary     string
 		output     string
+		tiers      []string
+		partitions int
 	)
 	cmd := &cobra.Command{
 		Use:   "aggregator",
@@ -34,8 +36,21 @@ Nats-Msg-Id), then runs the same workload against each in turn: 128 B and
 1 KiB payloads, in closed loop (--concurrency requests of --batch messages in
 flight) and open loop (--rate messages/s, latency measured from the scheduled
 send time). It prints msgs/s, p50/p99/p99.9 and the aggregator/JetStream
-throughput ratio. nats-server is installed with apt-get when missing and the
-command runs as root.
+throughput ratio.
+
+Both systems are measured at matched durability tiers, each on freshly
+started clusters:
+  replicated  acked once a majority holds the write in memory / page cache,
+              fsynced within 2m (aggregator --sync-interval 2m; JetStream
+              sync_interval 2m, its default)
+  fsync       acked once a majority has fsynced the write (aggregator
+              --sync-interval always, its default; JetStream sync_interval
+              always)
+
+nats-server is the build of scripts/build-nats-server.sh (2.15.2) when
+cached, else one on PATH, else the Debian package installed with apt-get
+when the command runs as root; nats-server 2.9 cannot fsync every write,
+so with it only --tier replicated runs.
 
 Exit codes: 0 the benchmark ran, 2 it could not run.`,
 		Args: cobra.NoArgs,
@@ -53,8 +68,16 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 					defer os.RemoveAll(d)
 				}
 			}
-			pairs, err := bench.Run(cmd.Context(), bench.Config{Binary: binary, NATSServer: natsServer, Dir: dir,
-				Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr()})
+			var ts []bench.Durability
+			for _, name := range tiers {
+				t, ok := bench.Tiers[name]
+				if !ok {
+					return withExitCode(exitUsage, fmt.Errorf("--tier %q: want replicated or fsync", name))
+				}
+				ts = append(ts, t)
+			}
+			pairs, err := bench.Run(cmd.Context(), bench.Config{Binary: binary, NATSServer: natsServer, Dir: dir, Partitions: partitions,
+				Tiers: ts, Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr()})
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
@@ -62,7 +85,9 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&w.Duration, "duration", 10*time.Second, "duration of each cell (4 workloads x 2 systems)")
+	f.DurationVar(&w.Duration, "duration", 10*time.Second, "duration of each cell (4 workloads x 2 systems x each tier)")
+	f.StringSliceVar(&tiers, "tier", []string{"replicated", "fsync"}, "durability tiers to run: replicated, fsync")
+	f.IntVar(&partitions, "partitions", 3, "aggregator partitions (3: one leader per node; a JetStream stream is one replicated group)")
 	f.IntVar(&w.Sources, "sources", 8, "sources")
 	f.IntVar(&w.Keys, "keys", 64, "group keys (JetStream: subjects)")
 	f.IntVar(&w.Batch, "batch", 8, "messages per request (JetStream: async publishes awaited together)")
@@ -71,7 +96,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
-	f.StringVar(&natsServer, "nats-server", "", "nats-server binary (default: from PATH, installed with apt-get when root)")
+	f.StringVar(&natsServer, "nats-server", "", "nats-server binary (default: the cached 2.15.2 build, else from PATH, else installed with apt-get when root)")
 	f.StringVar(&binary, "binary", "", "chaosgate binary for the aggregator nodes (default: this executable)")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
@@ -87,7 +112,7 @@ func printBenchPairs(w io.Writer, output string, pairs []bench.Pair) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tsystem\tmsgs/s\tp50\tp99\tp99.9\terrors\tratio")
+	fmt.Fprintln(tw, "tier\tworkload\tsystem\tmsgs/s\tp50\tp99\tp99.9\terrors\tratio")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 	for _, p := range pairs {
 		for _, r := range []bench.Result{p.Aggregator, p.JetStream} {
@@ -95,14 +120,21 @@ func printBenchPairs(w io.Writer, output string, pairs []bench.Pair) error {
 			if r.System == p.Aggregator.System {
 				ratio = fmt.Sprintf("%.2f", p.Ratio)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\n", p.Workload, r.System, r.Throughput, ms(r.P50), ms(r.P99), ms(r.P999), r.Errors, ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\n", p.Tier, p.Workload, r.System, r.Throughput, ms(r.P50), ms(r.P99), ms(r.P999), r.Errors, ratio)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	seen := map[string]bool{}
+	for _, p := range pairs {
+		if !seen[p.Tier] {
+			seen[p.Tier] = true
+			fmt.Fprintf(w, "\ntier %s: aggregator %s; JetStream %s", p.Tier, p.Aggregator.Tier, p.JetStream.Tier)
+		}
+	}
 	if len(pairs) > 0 {
-		fmt.Fprintf(w, "\ndurability: aggregator %s; JetStream %s\n", pairs[0].Aggregator.Tier, pairs[0].JetStream.Tier)
+		fmt.Fprintln(w)
 	}
 	return nil
 }

@@ -20,6 +20,11 @@ func TestMain(m *testing.M) {
 
 func natsServer(t *testing.T) string {
 	t.Helper()
+	if p := CachedNATSServer(); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
@@ -40,7 +45,7 @@ func TestJetStreamClusterDeduplicates(t *testing.T) {
 	bin := natsServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := StartJetStream(ctx, bin, t.TempDir(), 3)
+	c, err := StartJetStream(ctx, bin, t.TempDir(), 3, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,17 +109,42 @@ func TestRunBothSystems(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Partitions: 4,
+	tiers := []Durability{TierReplicated, TierFsync}
+	version, err := NATSServerVersion(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SupportsSyncInterval(version) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("nats-server %s cannot fsync every write; make test-deps builds %s", version, NATSBuildVersion)
+		}
+		t.Logf("nats-server %s: fsync tier not run (scripts/build-nats-server.sh builds %s)", version, NATSBuildVersion)
+		tiers = tiers[:1]
+	}
+	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers,
 		Workloads: []Workload{{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pairs) != 1 {
-		t.Fatalf("%d results", len(pairs))
+	if len(pairs) != len(tiers) {
+		t.Fatalf("%d results for %d tiers", len(pairs), len(tiers))
 	}
-	p := pairs[0]
-	t.Logf("%+v", p)
-	if p.Aggregator.Acked == 0 || p.JetStream.Acked == 0 || p.Ratio <= 0 || p.Aggregator.P99 < p.Aggregator.P50 || p.JetStream.P50 <= 0 {
-		t.Fatalf("implausible figures: %+v", p)
+	for i, p := range pairs {
+		t.Logf("%+v", p)
+		if p.Tier != tiers[i].Name || p.Aggregator.Acked == 0 || p.JetStream.Acked == 0 || p.Ratio <= 0 || p.Aggregator.P99 < p.Aggregator.P50 || p.JetStream.P50 <= 0 {
+			t.Fatalf("implausible figures: %+v", p)
+		}
+		if !strings.Contains(p.JetStream.Tier, "sync_interval "+tiers[i].JetStreamSync) || !strings.Contains(p.Aggregator.Tier, "--sync-interval "+tiers[i].AggregatorSync) {
+			t.Fatalf("tier %s not applied: aggregator %q, JetStream %q", tiers[i].Name, p.Aggregator.Tier, p.JetStream.Tier)
+		}
+	}
+}
+
+// TestSyncIntervalNeedsNATS210 pins the version gate of the fsync tier.
+func TestSyncIntervalNeedsNATS210(t *testing.T) {
+	for v, want := range map[string]bool{"2.9.10": false, "2.10.0": true, "2.15.2": true, "3.0.1": true, "garbage": false, "": false} {
+		if got := SupportsSyncInterval(v); got != want {
+			t.Errorf("SupportsSyncInterval(%q) = %v, want %v", v, got, want)
+		}
 	}
 }

@@ -20,12 +20,57 @@ import (
 	"github.com/chaosgate/chaosgate/engine/target/local"
 )
 
-// JetStreamTier describes JetStream's durability in this benchmark.
-const JetStreamTier = "R3, acked by a majority (nats-server 2.9 flushes to disk in the background)"
+// NATSBuildVersion is the nats-server release scripts/build-nats-server.sh
+// builds into the cache; it can fsync every write.
+const NATSBuildVersion = "2.15.2"
 
-// FindNATSServer returns the nats-server binary, installing the Debian
-// package with apt-get when it is missing and the process runs as root.
+// CachedNATSServer is where scripts/build-nats-server.sh puts its build.
+func CachedNATSServer() string {
+	base := os.Getenv("CHAOSGATE_CACHE")
+	if base == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(c, "chaosgate")
+	}
+	return filepath.Join(base, "bin", "nats-server-"+NATSBuildVersion)
+}
+
+// NATSServerVersion runs bin --version and returns e.g. "2.9.10".
+func NATSServerVersion(ctx context.Context, bin string) (string, error) {
+	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %v: %s", bin, err, lastLines(out))
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v"); ok && strings.Count(v, ".") == 2 {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s --version: no version in %q", bin, strings.TrimSpace(string(out)))
+}
+
+// SupportsSyncInterval reports whether nats-server version (e.g. "2.9.10")
+// has jetstream.sync_interval (2.10 and later).
+func SupportsSyncInterval(version string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 2 || (major == 2 && minor >= 10)
+}
+
+// FindNATSServer returns the nats-server binary: the cached build of
+// NATSBuildVersion (scripts/build-nats-server.sh) when present, else one on
+// PATH, else the Debian package installed with apt-get when the process
+// runs as root (2.9: no fsync-per-write tier).
 func FindNATSServer(ctx context.Context) (string, error) {
+	if p := CachedNATSServer(); p != "" {
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
 	if p, err := exec.LookPath("nats-server"); err == nil {
 		return p, nil
 	}
@@ -69,8 +114,10 @@ type JetStreamCluster struct {
 }
 
 // StartJetStream starts n nats-server processes with JetStream, clustered
-// over 127.0.0.1 routes, with stores and logs under dir.
-func StartJetStream(ctx context.Context, bin, dir string, n int) (*JetStreamCluster, error) {
+// over 127.0.0.1 routes, with stores and logs under dir. syncInterval is
+// JetStream's sync_interval ("always", a duration, or empty for the
+// server's default).
+func StartJetStream(ctx context.Context, bin, dir string, n int, syncInterval string) (*JetStreamCluster, error) {
 	ports, err := local.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
@@ -78,6 +125,10 @@ func StartJetStream(ctx context.Context, bin, dir string, n int) (*JetStreamClus
 	var routes []string
 	for i := 0; i < n; i++ {
 		routes = append(routes, "nats-route://"+ports[n+i])
+	}
+	syncSetting := ""
+	if syncInterval != "" {
+		syncSetting = fmt.Sprintf(", sync_interval: %q", syncInterval)
 	}
 	c := &JetStreamCluster{}
 	for i := 0; i < n; i++ {
@@ -91,14 +142,14 @@ func StartJetStream(ctx context.Context, bin, dir string, n int) (*JetStreamClus
 		conf := fmt.Sprintf(`server_name: %s
 host: %s
 port: %s
-jetstream { store_dir: %q }
+jetstream { store_dir: %q%s }
 cluster {
   name: chaosgate-bench
   host: %s
   port: %s
   routes: [%s]
 }
-`, name, host, port, filepath.Join(nd, "store"), chost, cport, strings.Join(routes, ", "))
+`, name, host, port, filepath.Join(nd, "store"), syncSetting, chost, cport, strings.Join(routes, ", "))
 		cf := filepath.Join(nd, "nats.conf")
 		if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 			return nil, err

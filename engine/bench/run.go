@@ -11,8 +11,31 @@ import (
 	"github.com/chaosgate/chaosgate/engine/target/local"
 )
 
-// AggregatorTier describes the aggregator's durability in this benchmark.
-const AggregatorTier = "R3, acked after a majority commit, fsynced (group commit)"
+// Durability is a tier at which both systems are measured: the same
+// promise made by an acknowledgement on both sides.
+type Durability struct {
+	// Name is "replicated" or "fsync".
+	Name string `json:"name"`
+	// AggregatorSync is the aggregator's --sync-interval.
+	AggregatorSync string `json:"aggregator_sync_interval"`
+	// JetStreamSync is JetStream's sync_interval.
+	JetStreamSync string `json:"jetstream_sync_interval"`
+	// Promise says what survives once a write is acknowledged.
+	Promise string `json:"promise"`
+}
+
+// The two tiers: replicated (a majority holds the write in memory or the
+// page cache, flushed within 2 minutes: JetStream's default) and fsync (a
+// majority has fsynced the write before the acknowledgement).
+var (
+	TierReplicated = Durability{Name: "replicated", AggregatorSync: "2m", JetStreamSync: "2m",
+		Promise: "R3; acked once a majority holds the write (page cache), fsynced within 2m: survives process crashes and a minority power loss"}
+	TierFsync = Durability{Name: "fsync", AggregatorSync: "always", JetStreamSync: "always",
+		Promise: "R3; acked once a majority has fsynced the write: survives a power loss of the whole cluster"}
+)
+
+// Tiers maps tier names to tiers.
+var Tiers = map[string]Durability{TierReplicated.Name: TierReplicated, TierFsync.Name: TierFsync}
 
 // Config is one benchmark run.
 type Config struct {
@@ -22,16 +45,20 @@ type Config struct {
 	NATSServer string
 	// Dir holds both clusters' data and logs.
 	Dir string
-	// Partitions of the aggregator cluster (default 16).
+	// Partitions of the aggregator cluster (default 3: one leader per node,
+	// where a JetStream stream is one replicated group).
 	Partitions int
-	// Workloads are run in order, each against both systems.
+	// Tiers are the durability tiers to run (default: replicated, fsync).
+	Tiers []Durability
+	// Workloads are run in order at each tier, each against both systems.
 	Workloads []Workload
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 }
 
-// Pair is one workload's figures for both systems.
+// Pair is one workload's figures for both systems at one tier.
 type Pair struct {
+	Tier       string  `json:"tier"`
 	Workload   string  `json:"workload"`
 	Aggregator Result  `json:"aggregator"`
 	JetStream  Result  `json:"jetstream"`
@@ -52,14 +79,18 @@ func DefaultWorkloads(d Workload, rate float64) []Workload {
 	return out
 }
 
-// Run starts a 3-node aggregator cluster and a 3-server JetStream cluster
-// and runs every workload against each in turn.
+// Run measures every workload at every tier: per tier it starts a 3-node
+// aggregator cluster and a 3-server JetStream cluster configured for that
+// durability, runs the workloads against each in turn and stops both.
 func Run(ctx context.Context, cfg Config) ([]Pair, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 16
+		cfg.Partitions = 3
+	}
+	if len(cfg.Tiers) == 0 {
+		cfg.Tiers = []Durability{TierReplicated, TierFsync}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
@@ -71,19 +102,48 @@ func Run(ctx context.Context, cfg Config) ([]Pair, error) {
 			return nil, err
 		}
 	}
+	version, err := NATSServerVersion(ctx, natsBin)
+	if err != nil {
+		return nil, err
+	}
+	var out []Pair
+	for _, tier := range cfg.Tiers {
+		if !SupportsSyncInterval(version) && tier.JetStreamSync == "always" {
+			return out, fmt.Errorf("tier %s: nats-server %s cannot fsync every write (sync_interval needs 2.10 or later); "+
+				"hint: scripts/build-nats-server.sh builds 2.15.2, or pass --tier replicated", tier.Name, version)
+		}
+		pairs, err := runTier(ctx, cfg, tier, natsBin, version)
+		out = append(out, pairs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version string) ([]Pair, error) {
 	specs, err := local.Plan(3, 0)
 	if err != nil {
 		return nil, err
 	}
+	for i := range specs {
+		specs[i].Args = []string{"--sync-interval", tier.AggregatorSync}
+	}
+	dir := filepath.Join(cfg.Dir, tier.Name)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fmt.Fprintf(cfg.Progress, "starting 3 aggregator nodes and 3 JetStream servers under %s\n", cfg.Dir)
-	sup, err := local.Start(cctx, local.Config{Binary: cfg.Binary, Dir: filepath.Join(cfg.Dir, "aggregator"), Nodes: specs, Partitions: cfg.Partitions})
+	fmt.Fprintf(cfg.Progress, "tier %s: starting 3 aggregator nodes (--sync-interval %s) and 3 JetStream servers (nats-server %s, sync_interval %s) under %s\n",
+		tier.Name, tier.AggregatorSync, version, tier.JetStreamSync, dir)
+	sup, err := local.Start(cctx, local.Config{Binary: cfg.Binary, Dir: filepath.Join(dir, "aggregator"), Nodes: specs, Partitions: cfg.Partitions})
 	if err != nil {
 		return nil, fmt.Errorf("aggregator cluster: %w", err)
 	}
 	defer func() { cancel(); sup.Wait() }()
-	js, err := StartJetStream(ctx, natsBin, filepath.Join(cfg.Dir, "jetstream"), 3)
+	sync := tier.JetStreamSync
+	if !SupportsSyncInterval(version) {
+		sync = "" // 2.9 has no setting: it flushes in the background
+	}
+	js, err := StartJetStream(ctx, natsBin, filepath.Join(dir, "jetstream"), 3, sync)
 	if err != nil {
 		return nil, fmt.Errorf("JetStream cluster: %w", err)
 	}
@@ -92,19 +152,26 @@ func Run(ctx context.Context, cfg Config) ([]Pair, error) {
 	for _, s := range specs {
 		addrs = append(addrs, s.HTTP)
 	}
+	aggTier := fmt.Sprintf("%s (--sync-interval %s)", tier.Promise, tier.AggregatorSync)
+	jsTier := fmt.Sprintf("nats-server %s, sync_interval %s", version, tier.JetStreamSync)
+	if sync == "" {
+		jsTier = fmt.Sprintf("nats-server %s, background flush", version)
+	}
 	var out []Pair
 	for i, w := range cfg.Workloads {
-		fmt.Fprintf(cfg.Progress, "[%d/%d] %s: aggregator\n", i+1, len(cfg.Workloads), w.Name())
+		fmt.Fprintf(cfg.Progress, "[%s %d/%d] %s: aggregator\n", tier.Name, i+1, len(cfg.Workloads), w.Name())
 		ar, err := runAggregator(ctx, addrs, cfg.Partitions, w)
 		if err != nil {
 			return out, fmt.Errorf("aggregator, %s: %w", w.Name(), err)
 		}
-		fmt.Fprintf(cfg.Progress, "[%d/%d] %s: JetStream\n", i+1, len(cfg.Workloads), w.Name())
+		ar.Tier = aggTier
+		fmt.Fprintf(cfg.Progress, "[%s %d/%d] %s: JetStream\n", tier.Name, i+1, len(cfg.Workloads), w.Name())
 		jr, err := runJetStream(ctx, js.URLs, fmt.Sprintf("CGB%d", i+1), w)
 		if err != nil {
 			return out, fmt.Errorf("JetStream, %s: %w", w.Name(), err)
 		}
-		p := Pair{Workload: w.Name(), Aggregator: ar, JetStream: jr}
+		jr.Tier = jsTier
+		p := Pair{Tier: tier.Name, Workload: w.Name(), Aggregator: ar, JetStream: jr}
 		if jr.Throughput > 0 {
 			p.Ratio = ar.Throughput / jr.Throughput
 		}
@@ -124,7 +191,7 @@ func runAggregator(ctx context.Context, addrs []string, partitions int, w Worklo
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{System: "chaosgate aggregator", Tier: AggregatorTier, Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
+	return Result{System: "chaosgate aggregator", Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
 		Throughput: s.Throughput, P50: s.P50, P99: s.P99, P999: s.P999}, nil
 }
 
@@ -135,7 +202,7 @@ func runJetStream(ctx context.Context, urls []string, stream string, w Workload)
 	}
 	defer closeFn()
 	acked, errs, h, el := drive(ctx, w, send)
-	r := Result{System: "NATS JetStream", Tier: JetStreamTier, Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
+	r := Result{System: "NATS JetStream", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
 	quantiles(&r, h)
 	return r, nil
 }
