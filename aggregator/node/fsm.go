@@ -103,6 +103,9 @@ type fsm struct {
 	fmu     sync.Mutex // serialises flushes
 }
 
+// maxSnapshotRecord bounds one record frame read from a snapshot.
+const maxSnapshotRecord = 64 << 20
+
 // flushBacklog is the most records held in memory before ApplyBatch
 // writes them itself instead of waiting for the flusher.
 const flushBacklog = 8192
@@ -145,7 +148,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		var c command
-		if err := json.Unmarshal(l.Data, &c); err != nil {
+		if err := decodeCommand(l.Data, &c); err != nil {
 			out[i] = fmt.Errorf("partition %d: undecodable log entry %d: %w", f.cfg.Partition, l.Index, err)
 			continue
 		}
@@ -178,8 +181,7 @@ func (f *fsm) flush() {
 	if err := f.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		for i := range recs {
-			v, _ := json.Marshal(&recs[i])
-			if err := b.Put(offKey(recs[i].Offset), v); err != nil {
+			if err := b.Put(offKey(recs[i].Offset), encodeRecord(&recs[i])); err != nil {
 				return err
 			}
 		}
@@ -358,8 +360,8 @@ func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 					break
 				}
 				var r Record
-				if err := json.Unmarshal(v, &r); err != nil {
-					return err
+				if err := decodeRecord(v, &r); err != nil {
+					return fmt.Errorf("partition %d: stream record at offset %d: %w", f.cfg.Partition, binary.BigEndian.Uint64(k), err)
 				}
 				recs = append(recs, r)
 			}
@@ -376,8 +378,14 @@ func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 	return recs, hwm, err
 }
 
+// snapshotFormatFramed marks a snapshot whose records follow the header as
+// length-prefixed binary frames ([uvarint length][record]); without it
+// (snapshots written before) they are JSON lines.
+const snapshotFormatFramed = 2
+
 // snapshotState is the in-memory part of a snapshot.
 type snapshotState struct {
+	Format    int                                     `json:"format,omitempty"`
 	Partition int                                     `json:"partition"`
 	Next      uint64                                  `json:"next"`
 	Gaps      uint64                                  `json:"gaps"`
@@ -396,7 +404,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	for k, v := range f.kv {
 		kv[k] = v
 	}
-	return &fsmSnapshot{f: f, st: snapshotState{Partition: f.cfg.Partition, Next: f.next, Gaps: f.gaps,
+	return &fsmSnapshot{f: f, st: snapshotState{Format: snapshotFormatFramed, Partition: f.cfg.Partition, Next: f.next, Gaps: f.gaps,
 		Reorder: f.buf.State(), Dedup: f.dd.Entries(), KV: kv}}, nil
 }
 
@@ -414,14 +422,23 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		}
 		return s.f.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketRecords).Cursor()
+			var frame []byte
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if binary.BigEndian.Uint64(k) >= s.st.Next {
 					break
 				}
-				if _, err := w.Write(v); err != nil {
+				if len(v) > 0 && v[0] == '{' { // a record stored as JSON before
+					var r Record
+					if err := json.Unmarshal(v, &r); err != nil {
+						return fmt.Errorf("stream record at offset %d: %w", binary.BigEndian.Uint64(k), err)
+					}
+					v = encodeRecord(&r)
+				}
+				frame = binary.AppendUvarint(frame[:0], uint64(len(v)))
+				if _, err := w.Write(frame); err != nil {
 					return err
 				}
-				if err := w.WriteByte('\n'); err != nil {
+				if _, err := w.Write(v); err != nil {
 					return err
 				}
 			}
@@ -444,7 +461,8 @@ func (s *fsmSnapshot) Release() {}
 // output stream from the snapshot.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	dec := json.NewDecoder(bufio.NewReaderSize(rc, 1<<16))
+	br := bufio.NewReaderSize(rc, 1<<16)
+	dec := json.NewDecoder(br)
 	var st snapshotState
 	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("partition %d: snapshot header: %w", f.cfg.Partition, err)
@@ -464,14 +482,49 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	var n uint64
-	for {
-		batch := make([]json.RawMessage, 0, 4096)
-		for len(batch) < 4096 {
+	var frames *bufio.Reader
+	if st.Format == snapshotFormatFramed {
+		frames = bufio.NewReaderSize(io.MultiReader(dec.Buffered(), br), 1<<16)
+		if c, err := frames.ReadByte(); err != nil || c != '\n' {
+			return fmt.Errorf("partition %d: snapshot header is not followed by a newline", f.cfg.Partition)
+		}
+	} else if st.Format != 0 {
+		return fmt.Errorf("partition %d: snapshot format %d is newer than this node understands (%d)", f.cfg.Partition, st.Format, snapshotFormatFramed)
+	}
+	next := func(want uint64) ([]byte, error) {
+		if frames == nil {
 			var raw json.RawMessage
-			if err := dec.Decode(&raw); err == io.EOF {
+			err := dec.Decode(&raw)
+			return raw, err
+		}
+		size, err := binary.ReadUvarint(frames)
+		if err != nil {
+			return nil, err // io.EOF between frames: the end
+		}
+		if size == 0 || size > maxSnapshotRecord {
+			return nil, fmt.Errorf("frame of %d bytes", size)
+		}
+		b := make([]byte, size)
+		if _, err := io.ReadFull(frames, b); err != nil {
+			return nil, fmt.Errorf("frame of %d bytes: %w", size, err)
+		}
+		var r Record
+		if err := decodeRecord(b, &r); err != nil {
+			return nil, err
+		}
+		if r.Offset != want {
+			return nil, fmt.Errorf("record has offset %d", r.Offset)
+		}
+		return b, nil
+	}
+	for {
+		batch := make([][]byte, 0, 4096)
+		for len(batch) < 4096 {
+			raw, err := next(n + uint64(len(batch)))
+			if err == io.EOF {
 				break
 			} else if err != nil {
-				return fmt.Errorf("partition %d: snapshot record %d: %w", f.cfg.Partition, n, err)
+				return fmt.Errorf("partition %d: snapshot record %d: %w", f.cfg.Partition, n+uint64(len(batch)), err)
 			}
 			batch = append(batch, raw)
 		}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -323,12 +322,7 @@ func (g *group) propose(batch []*proposal, n int) {
 			c.T = ts.Wall
 		}
 	}
-	data, err := json.Marshal(&c)
-	if err != nil {
-		g.applyMu.Unlock()
-		g.finish(batch, n, nil, err, time.Now())
-		return
-	}
+	data := encodeCommand(&c)
 	start := time.Now()
 	fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)
 	g.applyMu.Unlock()
@@ -430,7 +424,7 @@ func (g *group) ticker() {
 		}
 		g.applyMu.Lock()
 		ts := g.n.now()
-		data, _ := json.Marshal(&command{K: cmdTick, N: g.n.cfg.ID, T: ts.Wall, H: ts.String()})
+		data := encodeCommand(&command{K: cmdTick, N: g.n.cfg.ID, T: ts.Wall, H: ts.String()})
 		fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)
 		g.applyMu.Unlock()
 		if err := fut.Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
@@ -445,7 +439,7 @@ func (g *group) putState(p putCmd) (putResult, error) {
 		return putResult{}, err
 	}
 	ts := g.n.now()
-	data, _ := json.Marshal(&command{K: cmdPut, N: g.n.cfg.ID, T: ts.Wall, H: ts.String(), P: &p})
+	data := encodeCommand(&command{K: cmdPut, N: g.n.cfg.ID, T: ts.Wall, H: ts.String(), P: &p})
 	fut := g.raft.Apply(data, g.n.cfg.ApplyTimeout)
 	if err := fut.Error(); err != nil {
 		return putResult{}, err

@@ -271,9 +271,28 @@ func (g *Generator) nextBatch(s *source, n int, ps *phaseStats) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Message, 0, n+2)
+	// A partition-aware producer (RouteToLeader) fills a batch with keys
+	// whose partitions share one leader, as a Kafka producer batches per
+	// partition: the batch is one request to one node, with no forwarding.
+	var lead map[int]string
+	if g.cfg.RouteToLeader {
+		if lm := g.leaders.Load(); lm != nil {
+			lead = *lm
+		}
+	}
+	batchLeader := ""
 	for len(out) < n {
 		key := g.keys[g.intn(len(g.keys))]
 		p := Partition(key, g.parts)
+		if lead != nil {
+			if batchLeader == "" {
+				batchLeader = lead[p]
+			}
+			for try := 0; try < 32 && lead[p] != batchLeader; try++ {
+				key = g.keys[g.intn(len(g.keys))]
+				p = Partition(key, g.parts)
+			}
+		}
 		s.seqs[p]++
 		id := g.ids.Next()
 		m := Message{SourceID: s.name, Seq: s.seqs[p], MsgID: id, GroupKey: key, Fingerprint: "fp-" + id,
