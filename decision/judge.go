@@ -685,7 +685,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		// Same centre, wider body: a variance regression. The lower spread
 		// ln(p50/p10) is compared with its order-statistic standard error.
 		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
-		r.Reason = fmt.Sprintf("%s: the body widened: ln(p50/p10) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*(math.Exp(sign*sh.bodyP99)-1), floor)
+		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*(math.Exp(sign*sh.bodyP99)-1), floor)
 	case zl > dc.K && r.Effect >= dc.MinEffect && zBody > dc.K:
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "adaptive-sigma+body", dc.K, zl, sigma/math.Sqrt(float64(l))
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f%s, effect above floor %s, and the body moved too (%s)", what, zl, dc.K, spanNote(l), floor, bodyNote)
@@ -778,13 +778,11 @@ type shape struct {
 	seMedian float64
 	// shift25 is ln p25(canary) − ln p25(control), se25 its SE.
 	shift25, se25 float64
-	// spreadC/spreadK are ln(p50/p10) per arm; spread their difference,
-	// seSpread its SE; zSpread is the smaller of spread/seSpread and the
-	// z of the same difference for ln(p25/p5).
+	// spreadC/spreadK are the lower spreads ln(p30/p5) per arm; spread
+	// their difference, seSpread its SE and zSpread = spread/seSpread.
 	spreadC, spreadK, spread, seSpread, zSpread float64
-	// bodyP99 is ln of the body p99 of canary over control, the body p99
-	// being p50·(p50/p10)^(z.99/z.90): the p99 of a log-normal body fitted
-	// to the median and the lower spread.
+	// bodyP99 is ln of the body p99 of canary over control: the p99 of a
+	// log-normal body fitted to p5 and p30.
 	bodyP99 float64
 }
 
@@ -812,31 +810,29 @@ func shapeOf(c, k Arm) shape {
 	var sh shape
 	sh.ok = true
 	se50c, se50k := logQuantileSE(sc, 0.5), logQuantileSE(sk, 0.5)
-	se10c, se10k := logQuantileSE(sc, 0.1), logQuantileSE(sk, 0.1)
 	sh.seMedian = math.Hypot(se50c, se50k)
 	sh.shift25 = math.Log(sortedQuantile(sc, 0.25)) - math.Log(sortedQuantile(sk, 0.25))
 	sh.se25 = math.Hypot(logQuantileSE(sc, 0.25), logQuantileSE(sk, 0.25))
-	lc50, lk50 := math.Log(sortedQuantile(sc, 0.5)), math.Log(sortedQuantile(sk, 0.5))
-	sh.spreadC = lc50 - math.Log(sortedQuantile(sc, 0.1))
-	sh.spreadK = lk50 - math.Log(sortedQuantile(sk, 0.1))
+	// The lower spread ln(p30/p5): extra delay on a share f of the requests
+	// (what faults add) moves p30 and p5 by about 0.86·f and 0.49·f
+	// standard deviations of the body, so it barely widens this spread
+	// (the median moves by 1.25·f), while a wider body widens it in
+	// proportion.
+	se30c, se30k := logQuantileSE(sc, 0.3), logQuantileSE(sk, 0.3)
+	se5c, se5k := logQuantileSE(sc, 0.05), logQuantileSE(sk, 0.05)
+	l30c, l30k := math.Log(sortedQuantile(sc, 0.3)), math.Log(sortedQuantile(sk, 0.3))
+	sh.spreadC = l30c - math.Log(sortedQuantile(sc, 0.05))
+	sh.spreadK = l30k - math.Log(sortedQuantile(sk, 0.05))
 	sh.spread = sh.spreadC - sh.spreadK
 	// The two quantiles of one arm are positively correlated, so adding
 	// their variances overstates the SE of their difference: conservative.
-	sh.seSpread = math.Sqrt(se50c*se50c + se10c*se10c + se50k*se50k + se10k*se10k)
+	sh.seSpread = math.Sqrt(se30c*se30c + se5c*se5c + se30k*se30k + se5k*se5k)
 	if sh.seSpread > 0 {
 		sh.zSpread = sh.spread / sh.seSpread
 	}
-	// Extra delay on some requests lifts the median more than the p10; the
-	// lower spread ln(p25/p5) is almost untouched by it. A wider body
-	// widens both, so the weaker of the two z's counts.
-	se25c, se25k := logQuantileSE(sc, 0.25), logQuantileSE(sk, 0.25)
-	se5c, se5k := logQuantileSE(sc, 0.05), logQuantileSE(sk, 0.05)
-	low := (math.Log(sortedQuantile(sc, 0.25)) - math.Log(sortedQuantile(sc, 0.05))) - (math.Log(sortedQuantile(sk, 0.25)) - math.Log(sortedQuantile(sk, 0.05)))
-	if se := math.Sqrt(se25c*se25c + se5c*se5c + se25k*se25k + se5k*se5k); se > 0 {
-		sh.zSpread = math.Min(sh.zSpread, low/se)
-	}
-	const ratio = 2.3263478740408408 / 1.2815515655446004 // z.99 / z.90
-	sh.bodyP99 = (lc50 + ratio*sh.spreadC) - (lk50 + ratio*sh.spreadK)
+	// z.99 − z.30 over z.30 − z.05 for a log-normal body.
+	ratio := (normalQuantile(0.99) - normalQuantile(0.3)) / (normalQuantile(0.3) - normalQuantile(0.05))
+	sh.bodyP99 = (l30c + ratio*sh.spreadC) - (l30k + ratio*sh.spreadK)
 	return sh
 }
 
