@@ -6,6 +6,8 @@
 #   - Consul 1.22.0, built once from the Go module proxy (scripts/build-consul.sh).
 #   - kube-apiserver v1.34.2, built once from the Go module proxy
 #     (scripts/build-kube-apiserver.sh).
+#   - nats-server 2.15.2, built once from the Go module proxy
+#     (scripts/build-nats-server.sh): the aggregator benchmark's fsync tier.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -26,3 +28,4 @@ fi
 
 bash "$here/build-consul.sh" >/dev/null
 bash "$here/build-kube-apiserver.sh" >/dev/null
+bash "$here/build-nats-server.sh" >/dev/null

@@ -87,7 +87,7 @@ func (a addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 
 // streamFlushInterval is how often applied records are written to the
 // stream store in one transaction (reads see them at once).
-const streamFlushInterval = 20 * time.Millisecond
+const streamFlushInterval = 100 * time.Millisecond
 
 func openGroup(n *Node, id int) (*group, error) {
 	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("p%03d", id))

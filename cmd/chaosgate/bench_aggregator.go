@@ -92,7 +92,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.IntVar(&w.Keys, "keys", 64, "group keys (JetStream: subjects)")
 	f.IntVar(&w.Batch, "batch", 8, "messages per request (JetStream: async publishes awaited together)")
 	f.IntVar(&w.Concurrency, "concurrency", 32, "closed loop: requests in flight")
-	f.BoolVar(&w.RouteToLeader, "route-to-leader", false, "send aggregator messages straight to their partition leaders (no forwarding hop)")
+	f.BoolVar(&w.RouteToLeader, "route-to-leader", true, "aggregator client is partition-aware (as a Kafka producer): each batch goes to one partition leader; false sends to any node, which forwards")
 	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
