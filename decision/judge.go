@@ -927,12 +927,54 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	lam := (longC + longK) / (minC + minK)
 	r.Sigma = math.Sqrt(phi * lam * (1/minC + 1/minK))
 	r.SigmaSource = fmt.Sprintf("poisson × overdispersion φ=%.2f (%s)", phi, src)
-	logLR, p := mixtureSPRT(longC, minC, longK, minK, phi)
+	// The control's rate of long pauses: its own count now, shrunk toward
+	// the A/A history's rate (both arms) with baseline.shrink pseudo-windows,
+	// so a quiet control over a few minutes is read against what healthy
+	// arms of this service do — unless the control now pauses clearly more
+	// than its history (exact conditional test at 5%), when a fault is
+	// stressing both arms and the control alone is the reference.
+	var hLong, hMin float64
+	var hWin []float64
+	for _, h := range e.hist {
+		for _, a := range []Arm{h.Canary, h.Control} {
+			if !a.GCPausesMS.OK() || !a.WindowS.OK() || a.WindowS.V <= 0 {
+				continue
+			}
+			_, lg, m := stats(a)
+			hLong += lg
+			hMin += m
+			hWin = append(hWin, m)
+		}
+	}
+	refLong, refMin := longK, minK
+	switch {
+	case hMin <= 0:
+	case binomUpper(longK, longK+hLong, minK/(minK+hMin)) < 0.05:
+		// The control pauses more now than in its history (a fault is
+		// stressing both arms): it speaks for itself.
+		r.SigmaSource += fmt.Sprintf("; control above the A/A history's %.3g/min: not shrunk", hLong/hMin)
+	default:
+		pseudo := e.cfg.Baseline.Shrink * median(hWin)
+		refLong += pseudo * hLong / hMin
+		refMin += pseudo
+		r.SigmaSource += fmt.Sprintf("; control rate shrunk toward the A/A history's %.3g/min with %.3g pseudo-minutes", hLong/hMin, pseudo)
+	}
+	l := e.intervals()
+	level := spentLevel(e.cfg.Alpha, l)
+	// Exact conditional test: the canary's share of the long pauses given
+	// the exposures, on the quasi-Poisson scale (counts divided by φ).
+	p := binomUpper(longC/phi, (longC+refLong)/phi, minC/(minC+refMin))
+	if r.Effect <= 0 {
+		p = 1
+	}
 	r.PValue = p
-	r.K = math.Sqrt(2 * math.Log(1/e.cfg.Alpha))
-	if logLR > 0 {
-		r.Z = math.Sqrt(2 * logLR)
-	} else if r.Sigma > 0 {
+	r.K = normalQuantile(1 - level)
+	switch {
+	case p < 1 && p > 0:
+		r.Z = normalQuantile(1 - p)
+	case p == 0:
+		r.Z = math.Inf(1)
+	case r.Sigma > 0:
 		r.Z = math.Min(0, r.Effect/r.Sigma)
 	}
 	setConfidence(&r, minC/math.Max(dc.MinSamples, 1e-9), 1)
@@ -963,12 +1005,12 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("one canary pause of %.4g ms over the %g ms limit: not a clear breach (needs two, one over %g ms, or more long pauses than control)", maxC, dc.MaxPauseMS, 2*dc.MaxPauseMS))
 	}
 	switch {
-	case p < e.cfg.Alpha && r.Effect >= dc.MinEffect:
+	case p < level && r.Effect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, "sequential-test"
-		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: always-valid p=%.2g < α=%g, effect ≥ %g/min", r.Canary, r.Control, p, e.cfg.Alpha, dc.MinEffect)
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: exact p=%.2g < α=%g spent at look %d (%.2g), effect ≥ %g/min", r.Canary, r.Control, p, e.cfg.Alpha, l, level, dc.MinEffect)
 	default:
 		r.Outcome, r.Rule = Pass, "within-noise"
-		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (p=%.2g)", r.Canary, r.Control, maxC, maxK, p)
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (exact p=%.2g, level %.2g at look %d)", r.Canary, r.Control, maxC, maxK, p, level, l)
 	}
 	return r
 }

@@ -119,3 +119,41 @@ func TestLatencyFalseAlarmRate(t *testing.T) {
 		t.Fatalf("A/A latency false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, rate)
 	}
 }
+
+// gcArm is an arm of minutes minutes with the given GC pauses.
+func gcArm(minutes float64, pauses ...float64) decision.Arm {
+	return decision.Arm{GCPausesMS: decision.Series(pauses), WindowS: decision.Num(60 * minutes)}
+}
+
+func judgeGC(c, k decision.Arm, hist []decision.HistoryWindow) decision.DimensionResult {
+	cfg := decision.Default()
+	for i := range cfg.Dimensions {
+		cfg.Dimensions[i].Enabled = cfg.Dimensions[i].Kind == decision.GCPause
+	}
+	cfg.Hash = cfg.ComputeHash()
+	d, _ := decision.Evaluate(cfg, decision.Input{At: at, Canary: c, Control: k, History: hist}).Dimension(decision.GCPause)
+	return d
+}
+
+// Five long pauses in three minutes against a quiet control are not
+// significant on their own (half the exposure, 1/32), but they are against a
+// control whose A/A history of two days never paused long; a control that
+// pauses long now (a fault on both arms) is its own reference again.
+func TestGCControlShrunkTowardHistory(t *testing.T) {
+	var calm []decision.HistoryWindow
+	for i := 1; i <= 48; i++ {
+		calm = append(calm, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: gcArm(1, 0.5, 1, 2), Control: gcArm(1, 0.4, 0.9)})
+	}
+	canary := gcArm(3, 11, 12, 13, 15, 18, 1, 1)
+	quiet := gcArm(3, 1, 2, 1)
+	if d := judgeGC(canary, quiet, nil); d.Outcome == decision.Fail {
+		t.Fatalf("5 vs 0 long pauses without history failed: %s", d.Reason)
+	}
+	if d := judgeGC(canary, quiet, calm); d.Outcome != decision.Fail || d.Rule != "sequential-test" {
+		t.Fatalf("5 vs 0 long pauses against a calm history: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+	stressed := gcArm(3, 11, 12, 14, 16, 1)
+	if d := judgeGC(gcArm(3, 11, 12, 13, 15, 18, 19, 1), stressed, calm); d.Outcome == decision.Fail {
+		t.Fatalf("6 vs 4 long pauses with the control stressed now failed: %s", d.Reason)
+	}
+}
