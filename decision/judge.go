@@ -139,9 +139,31 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 	default:
 		v.Decision, v.Reason = Promote, fmt.Sprintf("score %.3f and coverage %.3f clear their lines", v.Score, v.Coverage)
 	}
+	if v.Decision == Hold && v.HoldCause == CauseScore && decisive(v.Dimensions) {
+		v.Decisive = true
+		v.Reason += "; every failure is decisive (z ≥ 2k): more data cannot turn it"
+	}
 	if len(v.SystemBreaches) > 0 {
 		v.Reason += fmt.Sprintf("; system breach (both arms over the SLO, not held against the canary): %s", kindsString(v.SystemBreaches))
 	}
+}
+
+// decisive reports whether dims has a failure and every failed dimension's
+// test statistic is at least twice its threshold. A failure at the limit
+// (one long GC pause just over it) is not: a window extension may show it
+// was a one-off.
+func decisive(dims []DimensionResult) bool {
+	n := 0
+	for _, d := range dims {
+		if d.Outcome != Fail {
+			continue
+		}
+		if d.K <= 0 || d.Z < 2*d.K {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func kindsString(ks []Kind) string {

@@ -98,6 +98,10 @@ type Verdict struct {
 	Reason     string    `json:"reason"`
 	// HoldCause is set when Decision is Hold.
 	HoldCause HoldCause `json:"hold_cause,omitempty"`
+	// Decisive marks a HOLD caused only by failures whose statistic is at
+	// least twice its threshold (z ≥ 2k): more data cannot turn them, so
+	// the gate escalates without extending the window.
+	Decisive bool `json:"decisive,omitempty"`
 	// TrafficRatio is the canary's traffic share relative to its share in
 	// the history; nil when requests are missing.
 	TrafficRatio   *float64          `json:"traffic_ratio,omitempty"`
@@ -118,10 +122,14 @@ func (v Verdict) Dimension(k Kind) (DimensionResult, bool) {
 
 // Escalate applies the hold policy to a verdict seen after extensions
 // window extensions. It returns the decision to act on and whether it is
-// final (false: extend the window and judge again).
+// final (false: extend the window and judge again). A decisive hold
+// escalates at once: extending the window cannot change it.
 func (p HoldPolicy) Escalate(v Verdict, extensions int) (Decision, bool) {
 	if v.Decision != Hold {
 		return v.Decision, true
+	}
+	if v.Decisive && v.HoldCause == CauseScore && p.EscalateTo == Block {
+		return Block, true
 	}
 	if extensions < p.MaxExtensions {
 		return Hold, false
