@@ -8,6 +8,8 @@
 // snapshot plus the log tail rebuilds it exactly after a restart.
 package dedup
 
+import "strings"
+
 // Entry is one remembered pair with its insertion time.
 type Entry struct {
 	MsgID       string `json:"m"`
@@ -19,8 +21,8 @@ type Entry struct {
 type Set struct {
 	ttl   int64
 	max   int
-	index map[string]int64 // key -> insertion time
-	queue []Entry          // insertion order; queue[head:] is live
+	index map[pair]int64 // (msg_id, fingerprint) -> insertion time
+	queue []Entry        // insertion order; queue[head:] is live
 	head  int
 }
 
@@ -30,10 +32,14 @@ func New(ttl int64, max int) *Set {
 	if max <= 0 {
 		max = 1
 	}
-	return &Set{ttl: ttl, max: max, index: map[string]int64{}}
+	return &Set{ttl: ttl, max: max, index: map[pair]int64{}}
 }
 
-func key(msgID, fp string) string { return msgID + "\x00" + fp }
+// pair is a map key made of both strings, hashed without building a new
+// string per lookup.
+type pair struct{ msgID, fp string }
+
+func key(msgID, fp string) pair { return pair{msgID, fp} }
 
 // Len is the number of entries held.
 func (s *Set) Len() int { return len(s.index) }
@@ -49,8 +55,11 @@ func (s *Set) Contains(msgID, fp string, now int64) bool {
 func (s *Set) Add(msgID, fp string, now int64) {
 	k := key(msgID, fp)
 	if at, ok := s.index[k]; !ok || (s.ttl > 0 && at <= now-s.ttl) {
+		// Own copies: the caller's strings may share memory with a larger
+		// buffer that must not live as long as the entry.
+		k = pair{strings.Clone(msgID), strings.Clone(fp)}
 		s.index[k] = now
-		s.queue = append(s.queue, Entry{MsgID: msgID, Fingerprint: fp, At: now})
+		s.queue = append(s.queue, Entry{MsgID: k.msgID, Fingerprint: k.fp, At: now})
 	}
 	s.evict(now)
 }
@@ -81,7 +90,7 @@ func (s *Set) Entries() []Entry {
 
 // Restore replaces the contents with entries in insertion order.
 func (s *Set) Restore(entries []Entry) {
-	s.index = make(map[string]int64, len(entries))
+	s.index = make(map[pair]int64, len(entries))
 	s.queue = append([]Entry(nil), entries...)
 	s.head = 0
 	for _, e := range entries {

@@ -25,11 +25,17 @@ func appendStr(b []byte, s string) []byte {
 }
 
 // decoder reads the fields of one encoded value; the first error sticks.
+// Strings are slices of one copy of the input (one allocation per value,
+// not per field): whoever keeps a field beyond the value's life — the
+// dedup set, the key-value state — clones it.
 type decoder struct {
 	b   []byte
+	s   string // the same bytes as b
 	off int
 	err error
 }
+
+func newDecoder(b []byte) *decoder { return &decoder{b: b, s: string(b), off: 1} }
 
 func (d *decoder) uint() uint64 {
 	if d.err != nil {
@@ -66,7 +72,7 @@ func (d *decoder) str() string {
 		d.err = fmt.Errorf("byte %d: %w string (length %d, %d bytes left)", d.off, errTruncated, n, len(d.b)-d.off)
 		return ""
 	}
-	s := string(d.b[d.off : d.off+int(n)])
+	s := d.s[d.off : d.off+int(n)]
 	d.off += int(n)
 	return s
 }
@@ -144,7 +150,7 @@ func decodeCommand(data []byte, c *command) error {
 	default:
 		return fmt.Errorf("unknown command encoding 0x%02x (want 0x%02x or JSON)", data[0], commandCodecV1)
 	}
-	d := &decoder{b: data, off: 1}
+	d := newDecoder(data)
 	c.K = int(d.uint())
 	c.N = d.str()
 	c.T = d.int()
@@ -220,7 +226,7 @@ func decodeRecord(data []byte, r *Record) error {
 	default:
 		return fmt.Errorf("unknown record encoding 0x%02x (want 0x%02x or JSON)", data[0], recordCodecV1)
 	}
-	d := &decoder{b: data, off: 1}
+	d := newDecoder(data)
 	r.Offset = d.uint()
 	r.Type = d.str()
 	r.SourceID = d.str()

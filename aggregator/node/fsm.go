@@ -180,6 +180,7 @@ func (f *fsm) flush() {
 	}
 	if err := f.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
+		b.FillPercent = 1 // offsets only grow: full pages, fewer splits
 		for i := range recs {
 			if err := b.Put(offKey(recs[i].Offset), encodeRecord(&recs[i])); err != nil {
 				return err
@@ -257,7 +258,8 @@ func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Recor
 		to, _ := state.ParsePhase(p.State)
 		out, v := state.Put(f.kv[p.Key], to, p.Value, p.Expected, l.Term, c.H)
 		if out == state.Applied {
-			f.kv[p.Key] = v
+			v.Data, v.HLC = strings.Clone(v.Data), strings.Clone(v.HLC) // decoded strings share the entry's memory
+			f.kv[strings.Clone(p.Key)] = v
 		}
 		return putResult{Outcome: out, Value: v}, recs
 	case cmdBatch:
@@ -533,6 +535,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 		if err := f.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRecords)
+			b.FillPercent = 1
 			for _, raw := range batch {
 				if err := b.Put(offKey(n), raw); err != nil {
 					return err

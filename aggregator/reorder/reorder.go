@@ -10,6 +10,7 @@ package reorder
 import (
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Config bounds the buffer.
@@ -125,7 +126,7 @@ func (b *Buffer[T]) source(name string) *SourceState[T] {
 	s := b.sources[name]
 	if s == nil {
 		s = &SourceState[T]{Next: 1}
-		b.sources[name] = s
+		b.sources[strings.Clone(name)] = s // the caller's string may pin a larger buffer
 	}
 	return s
 }
