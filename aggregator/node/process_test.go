@@ -23,6 +23,7 @@ type childConfig struct {
 	Defects                 []string
 	RSSCap                  int64
 	SourceRate              float64
+	SyncInterval            time.Duration
 }
 
 func runChild(raw string) int {
@@ -37,7 +38,7 @@ func runChild(raw string) int {
 		return 2
 	}
 	n, err := Start(Config{ID: cc.ID, HTTPListen: cc.HTTP, RaftListen: cc.Raft, Peers: cc.Peers, PeerHTTP: cc.PeerHTTP, DataDir: cc.DataDir,
-		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, GoMemoryLimit: true, SourceRate: cc.SourceRate, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
+		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, GoMemoryLimit: true, SourceRate: cc.SourceRate, SyncInterval: cc.SyncInterval, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		BalanceInterval: 500 * time.Millisecond, LogOutput: io.Discard, RaftLogLevel: "error", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -153,9 +154,19 @@ func (pc *procCluster) leaderOf(p int) string {
 }
 
 // A node killed with SIGKILL restarts from its data dir: everything
-// acknowledged survives and dedup still catches a retry.
+// acknowledged survives and dedup still catches a retry — with the raft log
+// fsynced on every append and with a background flush (--sync-interval:
+// a killed process leaves its writes in the page cache).
 func TestSIGKILLRestartKeepsAckedAndDedup(t *testing.T) {
-	pc := startProcCluster(t, 3, nil)
+	for _, sync := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprintf("sync-interval=%v", sync), func(t *testing.T) {
+			testSIGKILLRestart(t, sync)
+		})
+	}
+}
+
+func testSIGKILLRestart(t *testing.T, sync time.Duration) {
+	pc := startProcCluster(t, 3, func(cc *childConfig) { cc.SyncInterval = sync })
 	gen := newGen(4)
 	var all []Message
 	send := func(n int, via ...string) {
