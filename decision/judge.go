@@ -563,17 +563,24 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	setConfidence(&r, nc.V/math.Max(dc.MinSamples, 1), hc)
 	// Static hard limit (SLO), for rates where higher is worse.
 	if dc.HardLimit > 0 && sign > 0 {
-		// Bounds on the quasi-binomial scale (n/φ): under faults the arms
-		// vary more than the binomial says.
-		lb := wilsonLower(xc.V/phi, nc.V/phi, e.cfg.Alpha)
-		canaryBreach := lb > dc.HardLimit
+		// One-sample exact binomial test of the canary's rate against the
+		// SLO, on the quasi-binomial scale (counts divided by φ: under
+		// faults an arm varies more than the binomial says), at the level
+		// spent at this look. Exact, because an SLO of 0.02% means
+		// fractions of an expected event, where normal-theory bounds
+		// (Wilson) call two interruptions in 900 sessions a clear breach.
+		l := e.intervals()
+		level := spentLevel(e.cfg.Alpha, l)
+		pSLO := binomUpper(xc.V/phi, nc.V/phi, dc.HardLimit)
+		canaryBreach := pSLO < level && rc > dc.HardLimit
+		lb := wilsonLower(xc.V/phi, nc.V/phi, level)
 		// The control must be clearly within the SLO for the breach to be
 		// the canary's alone; otherwise both arms are over it together.
 		controlBreach := wilsonUpper(xk.V/phi, nk.V/phi, e.cfg.Alpha) > dc.HardLimit
 		switch {
 		case canaryBreach && !controlBreach:
 			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
-			r.Reason = fmt.Sprintf("canary %s (lower %d%% bound %s) is clearly above the SLO %s while control is %s", pct(rc), int(math.Round(100*(1-e.cfg.Alpha))), pct(lb), pct(dc.HardLimit), pct(rk))
+			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
 			return r
 		case canaryBreach && controlBreach:
 			r.Breach = "system"

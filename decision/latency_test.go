@@ -186,3 +186,20 @@ func TestDecisiveHoldEscalatesAtOnce(t *testing.T) {
 		t.Fatalf("one pause over the limit: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
 	}
 }
+
+// Session interruptions fire when they are detectable: +0.2 pp over 20 000
+// canary sessions against a control at 0.005%.
+func TestSessionInterruptionsDetectable(t *testing.T) {
+	c, k := healthyArm(400000, 0.001, 100), healthyArm(4000000, 0.001, 100)
+	c.Sessions, c.SessionInterruptions = decision.Num(20000), decision.Num(41)
+	k.Sessions, k.SessionInterruptions = decision.Num(200000), decision.Num(10)
+	d, _ := decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k}).Dimension(decision.SessionInterruption)
+	if d.Outcome != decision.Fail {
+		t.Fatalf("+0.2pp interruptions over 20000 sessions: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+	// Two interruptions in 900 sessions are not evidence.
+	c.Sessions, c.SessionInterruptions = decision.Num(900), decision.Num(2)
+	if d, _ := decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k}).Dimension(decision.SessionInterruption); d.Outcome == decision.Fail {
+		t.Fatalf("2 interruptions in 900 sessions failed: %s", d.Reason)
+	}
+}
