@@ -139,8 +139,9 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 	return decision.Input{At: at, Canary: c, Control: k, History: j.hist[rel.Service]}
 }
 
-// Run implements Judge: judge at every interval; block at once; promote at
-// the end of the step window; extend a hold, then escalate per config.
+// Run implements Judge: judge at every interval; block at once (a block, or
+// a hold the hold policy escalates at once); promote at the end of the step
+// window; extend a hold, then escalate per config.
 func (j *Chaosgate) Run(rel *Release) Result {
 	for l := 1; l <= MaxLooks; l++ {
 		v := decision.Evaluate(j.Config, j.Input(rel, l))
@@ -148,6 +149,11 @@ func (j *Chaosgate) Run(rel *Release) Result {
 			return Result{decision.Block, l}
 		}
 		if l < StepLooks {
+			// The gate applies the hold policy to every verdict: a hold
+			// it makes final as a block (a decisive one) blocks at once.
+			if d, final := j.Config.Hold.Escalate(v, 0); final && d == decision.Block {
+				return Result{decision.Block, l}
+			}
 			continue
 		}
 		if v.Decision == decision.Promote {
