@@ -121,7 +121,7 @@ func TestRunBothSystems(t *testing.T) {
 		t.Logf("nats-server %s: fsync tier not run (scripts/build-nats-server.sh builds %s)", version, NATSBuildVersion)
 		tiers = tiers[:1]
 	}
-	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers,
+	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers, Warmup: 500 * time.Millisecond,
 		Workloads: []Workload{{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second}}})
 	if err != nil {
 		t.Fatal(err)

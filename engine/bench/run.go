@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/target/local"
@@ -52,6 +53,10 @@ type Config struct {
 	Tiers []Durability
 	// Workloads are run in order at each tier, each against both systems.
 	Workloads []Workload
+	// Warmup runs the first workload this long against each system of a
+	// tier before measuring (leaders settle, connections open, caches
+	// fill); the figures are discarded. 0: 3 s; negative: none.
+	Warmup time.Duration
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 }
@@ -156,6 +161,20 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	jsTier := fmt.Sprintf("nats-server %s, sync_interval %s", version, tier.JetStreamSync)
 	if sync == "" {
 		jsTier = fmt.Sprintf("nats-server %s, background flush", version)
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = 3 * time.Second
+	}
+	if cfg.Warmup > 0 && len(cfg.Workloads) > 0 {
+		w := cfg.Workloads[0]
+		w.Duration = cfg.Warmup
+		fmt.Fprintf(cfg.Progress, "[%s] warm-up %s per system (not measured)\n", tier.Name, cfg.Warmup)
+		if _, err := runAggregator(ctx, addrs, cfg.Partitions, w); err != nil {
+			return nil, fmt.Errorf("aggregator warm-up: %w", err)
+		}
+		if _, err := runJetStream(ctx, js.URLs, "CGBWARM", w); err != nil {
+			return nil, fmt.Errorf("JetStream warm-up: %w", err)
+		}
 	}
 	var out []Pair
 	for i, w := range cfg.Workloads {
