@@ -141,7 +141,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 	}
 	if v.Decision == Hold && v.HoldCause == CauseScore && decisive(v.Dimensions) {
 		v.Decisive = true
-		v.Reason += "; every failure is decisive (z ≥ 2k): more data cannot turn it"
+		v.Reason += "; every failure is decisive (z ≥ √2·k): more data will not turn it"
 	}
 	if len(v.SystemBreaches) > 0 {
 		v.Reason += fmt.Sprintf("; system breach (both arms over the SLO, not held against the canary): %s", kindsString(v.SystemBreaches))
@@ -149,16 +149,17 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 }
 
 // decisive reports whether dims has a failure and every failed dimension's
-// test statistic is at least twice its threshold. A failure at the limit
-// (one long GC pause just over it) is not: a window extension may show it
-// was a one-off.
+// evidence is at least twice what its threshold demands: a log-likelihood
+// ratio z²/2 of at least twice k²/2, that is z ≥ √2·k. A failure at the
+// limit (one long GC pause just over it) is not: a window extension may
+// show it was a one-off.
 func decisive(dims []DimensionResult) bool {
 	n := 0
 	for _, d := range dims {
 		if d.Outcome != Fail {
 			continue
 		}
-		if d.K <= 0 || d.Z < 2*d.K {
+		if d.K <= 0 || d.Z < math.Sqrt2*d.K {
 			return false
 		}
 		n++

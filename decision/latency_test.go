@@ -158,7 +158,7 @@ func TestGCControlShrunkTowardHistory(t *testing.T) {
 	}
 }
 
-// A hold whose failures are decisive (z ≥ 2k) escalates without extending
+// A hold whose failures are decisive (z ≥ √2·k) escalates without extending
 // the window when the policy escalates to block; a hold at the limit
 // (a single GC pause over it) is extended as before.
 func TestDecisiveHoldEscalatesAtOnce(t *testing.T) {

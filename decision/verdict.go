@@ -98,9 +98,10 @@ type Verdict struct {
 	Reason     string    `json:"reason"`
 	// HoldCause is set when Decision is Hold.
 	HoldCause HoldCause `json:"hold_cause,omitempty"`
-	// Decisive marks a HOLD caused only by failures whose statistic is at
-	// least twice its threshold (z ≥ 2k): more data cannot turn them, so
-	// the gate escalates without extending the window.
+	// Decisive marks a HOLD caused only by failures whose evidence is at
+	// least twice what their threshold demands (log-likelihood ratio z²/2
+	// ≥ k², z ≥ √2·k): more data will not turn them, so the gate escalates
+	// without extending the window.
 	Decisive bool `json:"decisive,omitempty"`
 	// TrafficRatio is the canary's traffic share relative to its share in
 	// the history; nil when requests are missing.
