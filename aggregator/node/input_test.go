@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -132,6 +133,79 @@ func FuzzFromProto(f *testing.F) {
 		}
 		if m.SourceID == "" || m.Seq == 0 || m.GroupKey == "" || m.Fingerprint == "" {
 			t.Fatalf("accepted %+v", m)
+		}
+	})
+}
+
+// jsonReference decodes b with encoding/json (unknown fields refused), the
+// semantics the hand-written scanner must reproduce on what it accepts.
+func jsonReference(b []byte) ([]Message, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if _, ok := probe["messages"]; ok {
+		var env struct {
+			Messages []Message `json:"messages"`
+		}
+		if err := dec.Decode(&env); err != nil {
+			return nil, err
+		}
+		return env.Messages, nil
+	}
+	var m Message
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return []Message{m}, nil
+}
+
+func TestScanMessagesMatchesEncodingJSON(t *testing.T) {
+	accepted := []string{
+		`{"source_id":"s","seq":1,"msg_id":"1","group_key":"k","fingerprint":"f"}`,
+		" {\n\t\"messages\" : [ {\"source_id\":\"s\",\"seq\":18446744073709551615,\"msg_id\":\"2\",\"group_key\":\"k\",\"fingerprint\":\"f\",\"payload\":\"héllo ✓\",\"epoch\":0} , {\"source_id\":\"s\",\"seq\":2,\"msg_id\":\"3\",\"group_key\":\"k\",\"fingerprint\":\"f\"} ] } ",
+	}
+	for _, in := range accepted {
+		got, ok := scanMessages([]byte(strings.TrimSpace(in)))
+		want, err := jsonReference([]byte(in))
+		if !ok || err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: scanner ok=%v %+v, encoding/json %v %+v", in, ok, got, err, want)
+		}
+	}
+	// Shapes the scanner leaves to encoding/json.
+	for _, in := range []string{
+		`{"source_id":"s\u0041","seq":1}`, `{"Source_ID":"s"}`, `{"seq":1.0}`, `{"seq":01}`, `{"seq":-1}`, `{"seq":18446744073709551616}`,
+		`{"seq":null}`, `{"seq":1,"seq":2}`, `{"messages":[{"seq":1}],"source_id":"s"}`, `{"payload":"` + "\xff" + `"}`, `{"x":1}`, `{"seq":1}}`,
+	} {
+		if _, ok := scanMessages([]byte(in)); ok {
+			t.Errorf("scanner accepted %s", in)
+		}
+	}
+}
+
+// FuzzScanMessages: whatever the scanner accepts, encoding/json decodes to
+// the same messages.
+func FuzzScanMessages(f *testing.F) {
+	f.Add([]byte(`{"source_id":"s","seq":1,"msg_id":"1","group_key":"k","fingerprint":"f"}`))
+	f.Add([]byte(`{"messages":[{"source_id":"s","seq":2,"msg_id":"2","group_key":"k","fingerprint":"f","epoch":3,"trace_id":"t","event_time":"e","payload":"p"}]}`))
+	f.Add([]byte(`{"messages":[]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := scanMessages(b)
+		if !ok {
+			return
+		}
+		want, err := jsonReference(b)
+		if err != nil {
+			t.Fatalf("scanner accepted what encoding/json refuses (%v): %q", err, b)
+		}
+		if len(got) == 0 && len(want) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: scanner %+v, encoding/json %+v", b, got, want)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Message is one ingested message (the message contract of API.md).
@@ -175,6 +176,9 @@ func DecodeMessages(body []byte) ([]Message, error) {
 	if len(trimmed) == 0 {
 		return nil, &InputError{Path: "$", Msg: "empty body", Hint: `send one message object or {"messages":[...]}`}
 	}
+	if msgs, ok := scanMessages(trimmed); ok && len(msgs) > 0 && len(msgs) <= MaxBatch && validAll(msgs) {
+		return msgs, nil
+	}
 	if msgs, ok := decodeFast(trimmed); ok {
 		return msgs, nil
 	}
@@ -241,6 +245,15 @@ func decodeFast(b []byte) ([]Message, bool) {
 		}
 	}
 	return msgs, true
+}
+
+func validAll(msgs []Message) bool {
+	for i := range msgs {
+		if Validate(&msgs[i], "$") != nil {
+			return false
+		}
+	}
+	return true
 }
 
 var knownFields = map[string]bool{"source_id": true, "seq": true, "msg_id": true, "group_key": true, "fingerprint": true,
@@ -342,4 +355,199 @@ func Validate(m *Message, path string) error {
 		return &InputError{Path: path + ".payload", Msg: fmt.Sprintf("%d bytes, more than %d", len(m.Payload), MaxPayloadSize), Hint: "keep payloads small"}
 	}
 	return nil
+}
+
+// scanMessages decodes the common shape of an ingest body — one message
+// object or {"messages":[...]} with lower-case field names, plain strings
+// (no escapes, valid UTF-8) and plain unsigned integers — in one pass
+// without reflection. Anything else returns ok=false and is decoded by
+// encoding/json, so what it accepts is decoded exactly as encoding/json
+// would (checked by a differential fuzz test).
+func scanMessages(b []byte) (msgs []Message, ok bool) {
+	s := &scanner{b: b}
+	s.ws()
+	if !s.lit('{') {
+		return nil, false
+	}
+	s.ws()
+	if s.peekKey("messages") {
+		s.i += len(`"messages"`)
+		s.ws()
+		if !s.lit(':') {
+			return nil, false
+		}
+		s.ws()
+		if !s.lit('[') {
+			return nil, false
+		}
+		s.ws()
+		for !s.lit(']') {
+			if len(msgs) > 0 && (!s.lit(',') || !s.skipWS()) {
+				return nil, false
+			}
+			var m Message
+			if !s.lit('{') || !s.fields(&m) {
+				return nil, false
+			}
+			msgs = append(msgs, m)
+			s.ws()
+		}
+		s.ws()
+		if !s.lit('}') {
+			return nil, false
+		}
+	} else {
+		var m Message
+		if !s.fields(&m) {
+			return nil, false
+		}
+		msgs = []Message{m}
+	}
+	s.ws()
+	return msgs, s.i == len(b)
+}
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\n' || s.b[s.i] == '\t' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+// skipWS skips whitespace and reports true, for use inside conditions.
+func (s *scanner) skipWS() bool { s.ws(); return true }
+
+func (s *scanner) lit(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) peekKey(k string) bool {
+	return len(s.b)-s.i >= len(k)+2 && s.b[s.i] == '"' && string(s.b[s.i+1:s.i+1+len(k)]) == k && s.b[s.i+1+len(k)] == '"'
+}
+
+// str reads a string without escapes or control characters.
+func (s *scanner) str() (string, bool) {
+	if !s.lit('"') {
+		return "", false
+	}
+	start := s.i
+	ascii := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			v := s.b[start:s.i]
+			s.i++
+			if !ascii && !utf8.Valid(v) {
+				return "", false
+			}
+			return string(v), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= 0x80:
+			ascii = false
+		}
+		s.i++
+	}
+	return "", false
+}
+
+// uint reads a plain unsigned integer (no sign, fraction, exponent or
+// leading zero) that fits in 64 bits.
+func (s *scanner) uint() (uint64, bool) {
+	start := s.i
+	var v uint64
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		d := uint64(s.b[s.i] - '0')
+		if v > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+		s.i++
+	}
+	n := s.i - start
+	if n == 0 || (n > 1 && s.b[start] == '0') {
+		return 0, false
+	}
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return 0, false
+	}
+	return v, true
+}
+
+// fields reads the members of a message object after its '{'; each field
+// at most once.
+func (s *scanner) fields(m *Message) bool {
+	s.ws()
+	if s.lit('}') {
+		return true
+	}
+	var seen uint16
+	for {
+		key, ok := s.str()
+		if !ok {
+			return false
+		}
+		s.ws()
+		if !s.lit(':') {
+			return false
+		}
+		s.ws()
+		var bit uint16
+		switch key {
+		case "seq", "epoch":
+			v, ok := s.uint()
+			if !ok {
+				return false
+			}
+			if key == "seq" {
+				m.Seq, bit = v, 1
+			} else {
+				m.Epoch, bit = v, 2
+			}
+		default:
+			v, ok := s.str()
+			if !ok {
+				return false
+			}
+			switch key {
+			case "source_id":
+				m.SourceID, bit = v, 4
+			case "msg_id":
+				m.MsgID, bit = v, 8
+			case "group_key":
+				m.GroupKey, bit = v, 16
+			case "fingerprint":
+				m.Fingerprint, bit = v, 32
+			case "event_time":
+				m.EventTime, bit = v, 64
+			case "trace_id":
+				m.TraceID, bit = v, 128
+			case "payload":
+				m.Payload, bit = v, 256
+			default:
+				return false
+			}
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		s.ws()
+		if s.lit('}') {
+			return true
+		}
+		if !s.lit(',') {
+			return false
+		}
+		s.ws()
+	}
 }
