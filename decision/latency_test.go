@@ -115,6 +115,7 @@ func TestLatencyFalseAlarmRate(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("A/A latency false alarms: %d of %d", alarms, runs)
 	if rate := float64(alarms) / runs; rate > 0.01 {
 		t.Fatalf("A/A latency false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, rate)
 	}
@@ -202,4 +203,56 @@ func TestSessionInterruptionsDetectable(t *testing.T) {
 	if d, _ := decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k}).Dimension(decision.SessionInterruption); d.Outcome == decision.Fail {
 		t.Fatalf("2 interruptions in 900 sessions failed: %s", d.Reason)
 	}
+}
+
+// TestGCFalseAlarmRate checks the GC test under the null: canary and
+// control pause long at the rate of their A/A history (a Poisson count per
+// minute), judged on cumulative windows at each of five looks; the
+// dimension may fail at most α = 1% of the A/A canaries.
+func TestGCFalseAlarmRate(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	pauses := func(minutes, perMin float64) []float64 {
+		var v []float64
+		for m := 0; m < int(minutes); m++ {
+			v = append(v, 0.5, 0.8)
+			n := poisson(r, perMin)
+			for i := 0; i < n; i++ {
+				v = append(v, 11+10*r.Float64())
+			}
+		}
+		return v
+	}
+	const rate = 0.5 // long pauses per minute, in the history and now
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 48; i++ {
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
+			Canary: gcArm(1, pauses(1, rate)...), Control: gcArm(1, pauses(1, rate)...)})
+	}
+	const runs, looks = 1000, 5
+	alarms := 0
+	for run := 0; run < runs; run++ {
+		var c, k []float64
+		for l := 1; l <= looks; l++ {
+			c = append(c, pauses(1, rate)...)
+			k = append(k, pauses(1, rate)...)
+			if d := judgeGC(gcArm(float64(l), c...), gcArm(float64(l), k...), hist); d.Outcome == decision.Fail {
+				alarms++
+				break
+			}
+		}
+	}
+	t.Logf("A/A GC false alarms: %d of %d", alarms, runs)
+	if f := float64(alarms) / runs; f > 0.01 {
+		t.Fatalf("A/A GC false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, f)
+	}
+}
+
+// poisson draws a Poisson count by inversion (small means).
+func poisson(r *rand.Rand, mean float64) int {
+	l, k, p := math.Exp(-mean), 0, r.Float64()
+	for p > l {
+		k++
+		p *= r.Float64()
+	}
+	return k
 }
