@@ -50,8 +50,11 @@ type DimensionResult struct {
 	Unit           string  `json:"unit"`
 	SamplesCanary  float64 `json:"samples_canary"`
 	SamplesControl float64 `json:"samples_control"`
-	// Test names the statistical test: "sequential" (mixture SPRT on
-	// counts), "sigma" (adaptive z against history) or "critical".
+	// Test names the statistical test: "sequential" (a test on counts
+	// that keeps its level over every look: mixture SPRT for rates, exact
+	// conditional test with the level spent over the looks for GC
+	// pauses), "sigma" (adaptive z against history, and for latency the
+	// order-statistic tests of the body) or "critical".
 	Test        string  `json:"test"`
 	Sigma       float64 `json:"sigma"`
 	SigmaSource string  `json:"sigma_source"`
