@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +37,7 @@ func newLoadCmd() *cobra.Command {
 		noDrain      bool
 		statsEvery   time.Duration
 		toLeader     bool
+		cpuProfile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "load --cluster DIR/cluster.json --history FILE",
@@ -55,6 +58,17 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 			if output != "table" && output != "json" {
 				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
 			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
+				}
+				defer pprof.StopCPUProfile()
+			}
 			cf, err := local.ReadClusterFile(clusterFile)
 			if err != nil {
 				return withExitCode(exitUsage, err)
@@ -70,7 +84,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 				}
 			}
 			ctx := cmd.Context()
-			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Sources: sources, Keys: keys, Batch: batch,
+			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), NoDrain: noDrain, Sources: sources, Keys: keys, Batch: batch,
 				PayloadSize: payload, Dup: dup, Reorder: reorder, StateClients: stateClients, History: hw, Logger: newLogger(slog.LevelWarn),
 				StatsInterval: statsEvery, RouteToLeader: toLeader})
 			if err != nil {
@@ -105,6 +119,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&clusterFile, "cluster", "", "cluster.json written by chaosgate aggregator cluster")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the load generator to this file")
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long to send")
 	f.Float64Var(&rate, "rate", 0, "open loop: messages per second in total (0: closed loop)")
 	f.IntVar(&concurrency, "concurrency", 0, "closed loop: requests in flight (default: one per source)")

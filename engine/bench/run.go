@@ -201,7 +201,7 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 
 func runAggregator(ctx context.Context, addrs []string, partitions int, w Workload) (Result, error) {
 	g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Partitions: partitions, Sources: w.Sources, Keys: w.Keys,
-		Batch: w.Batch, PayloadSize: w.Payload, RouteToLeader: w.RouteToLeader})
+		Batch: w.Batch, PayloadSize: w.Payload, RouteToLeader: w.RouteToLeader, NoDrain: true})
 	if err != nil {
 		return Result{}, err
 	}

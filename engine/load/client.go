@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Message is one message of the aggregator's message contract (API.md).
@@ -234,4 +235,75 @@ func BusiestLeader(ctx context.Context, targets Targets) (string, int, error) {
 		return "", 0, errors.New("no partition has a leader")
 	}
 	return best, n, nil
+}
+
+// appendMessagesJSON appends {"messages":[...]} for msgs: the same JSON
+// encoding/json produces for a batch (the load generator's hot path, so it
+// is written out instead of reflected).
+func appendMessagesJSON(b []byte, msgs []Message) []byte {
+	b = append(b, `{"messages":[`...)
+	for i := range msgs {
+		m := &msgs[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"source_id":`...)
+		b = appendJSONString(b, m.SourceID)
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, m.Seq, 10)
+		b = append(b, `,"msg_id":`...)
+		b = appendJSONString(b, m.MsgID)
+		b = append(b, `,"group_key":`...)
+		b = appendJSONString(b, m.GroupKey)
+		b = append(b, `,"fingerprint":`...)
+		b = appendJSONString(b, m.Fingerprint)
+		if m.EventTime != "" {
+			b = append(b, `,"event_time":`...)
+			b = appendJSONString(b, m.EventTime)
+		}
+		if m.TraceID != "" {
+			b = append(b, `,"trace_id":`...)
+			b = appendJSONString(b, m.TraceID)
+		}
+		if m.Payload != "" {
+			b = append(b, `,"payload":`...)
+			b = appendJSONString(b, m.Payload)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 goes through
+// encoding/json, which replaces it as it always has.
+func appendJSONString(b []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		q, _ := json.Marshal(s)
+		return append(b, q...)
+	}
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -39,6 +40,9 @@ type DrainStats struct {
 // watermark and either every acknowledged message was seen or the stream
 // stayed quiet. Each call resumes where the previous one stopped.
 func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, error) {
+	if g.cfg.NoDrain {
+		return DrainStats{}, errors.New("load: Drain called on a generator configured with NoDrain")
+	}
 	if opt.Quiet <= 0 {
 		opt.Quiet = 3 * time.Second
 	}

@@ -2,9 +2,11 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,5 +143,30 @@ go_goroutines 12
 	st, err := history.SortedNodeStats(d)
 	if err != nil || len(st) != 5 {
 		t.Fatalf("checker cannot read the detail: %v %v", st, err)
+	}
+}
+
+// TestAppendMessagesJSONMatchesEncodingJSON: the hand-written request body
+// decodes to the same messages as the encoding/json one.
+func TestAppendMessagesJSONMatchesEncodingJSON(t *testing.T) {
+	msgs := []Message{
+		{SourceID: "s1", Seq: 18446744073709551615, MsgID: "1", GroupKey: "k", Fingerprint: "f", EventTime: "2026-01-01T00:00:00Z", TraceID: "t", Payload: "a\"b\\c\n\r\t\x01<>&é✓"},
+		{SourceID: "s2", Seq: 0, MsgID: "2", GroupKey: "k2", Fingerprint: "\xff bad utf-8"},
+	}
+	ours := appendMessagesJSON(nil, msgs)
+	theirs, _ := json.Marshal(struct {
+		Messages []Message `json:"messages"`
+	}{msgs})
+	var a, b struct {
+		Messages []Message `json:"messages"`
+	}
+	if err := json.Unmarshal(ours, &a); err != nil {
+		t.Fatalf("%s: %v", ours, err)
+	}
+	if err := json.Unmarshal(theirs, &b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("decoded differently:\n ours   %+v\n theirs %+v", a, b)
 	}
 }
