@@ -64,6 +64,15 @@ func (s *Set) Add(msgID, fp string, now int64) {
 	s.evict(now)
 }
 
+// Insert records a pair the caller has just found absent (Contains false):
+// one map write instead of Add's lookup and write.
+func (s *Set) Insert(msgID, fp string, now int64) {
+	k := pair{strings.Clone(msgID), strings.Clone(fp)}
+	s.index[k] = now
+	s.queue = append(s.queue, Entry{MsgID: k.msgID, Fingerprint: k.fp, At: now})
+	s.evict(now)
+}
+
 func (s *Set) evict(now int64) {
 	for s.head < len(s.queue) {
 		e := s.queue[s.head]

@@ -82,3 +82,30 @@ func TestPropertyAgainstModel(t *testing.T) {
 		}
 	}
 }
+
+// TestInsertAfterContainsMatchesAdd: Insert after a false Contains leaves
+// the set exactly as Add would, expired entries included.
+func TestInsertAfterContainsMatchesAdd(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	a, b := New(20, 15), New(20, 15)
+	var now int64
+	for range 5000 {
+		now += int64(r.IntN(3))
+		k := fmt.Sprint(r.IntN(30))
+		if !b.Contains(k, "f", now) {
+			b.Insert(k, "f", now)
+		}
+		if !a.Contains(k, "f", now) { // as the state machine calls it
+			a.Add(k, "f", now)
+		}
+		if a.Len() != b.Len() {
+			t.Fatalf("len %d vs %d", a.Len(), b.Len())
+		}
+		for i := range 30 {
+			key := fmt.Sprint(i)
+			if a.Contains(key, "f", now) != b.Contains(key, "f", now) {
+				t.Fatalf("differ on %s at %d", key, now)
+			}
+		}
+	}
+}

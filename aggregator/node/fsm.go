@@ -285,7 +285,7 @@ func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Recor
 						evs = []reorder.Event[stamped]{{Kind: reorder.EventMessage, Source: m.SourceID, Seq: m.Seq, Value: *m}}
 					}
 					if !f.cfg.NoDedup {
-						f.dd.Add(m.MsgID, m.Fingerprint, c.T)
+						f.dd.Insert(m.MsgID, m.Fingerprint, c.T) // Contains was false above
 					}
 					for _, ev := range evs {
 						if ev.Kind == reorder.EventMessage && ev.Value.MsgID == m.MsgID && ev.Seq == m.Seq {
