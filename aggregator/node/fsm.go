@@ -299,6 +299,13 @@ func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Recor
 					if f.hooks.dedupHit != nil {
 						f.hooks.dedupHit("seq")
 					}
+				case outcome == reorder.Forgotten:
+					r.Status, r.ErrorKind = StatusError, "late"
+					r.Error = fmt.Sprintf("late: seq %d of source %s in partition %d is older than the gaps this partition still remembers; "+
+						"it was either stored earlier or declared a gap, so it is not stored now", m.Seq, m.SourceID, f.cfg.Partition)
+					if f.hooks.late != nil {
+						f.hooks.late()
+					}
 				default:
 					r.Status, r.ErrorKind = StatusError, "late"
 					r.Error = fmt.Sprintf("late: seq %d of source %s in partition %d was already declared a gap", m.Seq, m.SourceID, f.cfg.Partition)

@@ -55,6 +55,10 @@ const (
 	Duplicate
 	// Late means the sequence was already declared part of a gap.
 	Late
+	// Forgotten means the sequence is below the release point and no older
+	// than a gap that is no longer remembered (RecentGaps): whether it was
+	// released or declared missing cannot be told, so it is neither.
+	Forgotten
 )
 
 // EventKind tells a released message from a declared gap.
@@ -96,6 +100,9 @@ type SourceState[T any] struct {
 	Next uint64     `json:"next"`
 	Held []Item[T]  `json:"held,omitempty"`
 	Gaps []GapRange `json:"gaps,omitempty"`
+	// GapFloor is the end of the newest gap no longer in Gaps: a sequence
+	// at or below it may lie in a forgotten gap.
+	GapFloor uint64 `json:"gap_floor,omitempty"`
 }
 
 // Buffer holds every source of one partition. It is not safe for
@@ -140,6 +147,9 @@ func (b *Buffer[T]) Offer(source string, seq uint64, at int64, v T) (Outcome, []
 			if seq >= g.From && seq <= g.To {
 				return Late, nil
 			}
+		}
+		if seq <= s.GapFloor {
+			return Forgotten, nil
 		}
 		return Duplicate, nil
 	}
@@ -192,8 +202,11 @@ func (b *Buffer[T]) flushFront(source string, s *SourceState[T], out []Event[T])
 	g := GapRange{From: s.Next, To: first - 1}
 	out = append(out, Event[T]{Kind: EventGap, Source: source, FromSeq: g.From, ToSeq: g.To})
 	s.Gaps = append(s.Gaps, g)
-	if len(s.Gaps) > b.cfg.RecentGaps {
-		s.Gaps = slices.Delete(s.Gaps, 0, len(s.Gaps)-b.cfg.RecentGaps)
+	if n := len(s.Gaps) - b.cfg.RecentGaps; n > 0 {
+		for _, old := range s.Gaps[:n] {
+			s.GapFloor = max(s.GapFloor, old.To)
+		}
+		s.Gaps = slices.Delete(s.Gaps, 0, n)
 	}
 	s.Next = first
 	return b.drain(source, s, out)
@@ -231,7 +244,7 @@ func oldest[T any](held []Item[T]) int64 {
 func (b *Buffer[T]) State() map[string]SourceState[T] {
 	out := make(map[string]SourceState[T], len(b.sources))
 	for k, s := range b.sources {
-		out[k] = SourceState[T]{Next: s.Next, Held: slices.Clone(s.Held), Gaps: slices.Clone(s.Gaps)}
+		out[k] = SourceState[T]{Next: s.Next, Held: slices.Clone(s.Held), Gaps: slices.Clone(s.Gaps), GapFloor: s.GapFloor}
 	}
 	return out
 }

@@ -168,3 +168,39 @@ func TestStateRestore(t *testing.T) {
 		t.Fatalf("restored buffer did not drain: %v", m)
 	}
 }
+
+// TestForgottenGapIsNeverADuplicate: once a gap falls out of the
+// remembered ones, a sequence that may lie in it is Forgotten (not
+// acknowledged as a duplicate of a message that was never stored), while
+// sequences released after the newest forgotten gap stay Duplicate — also
+// after a snapshot restore.
+func TestForgottenGapIsNeverADuplicate(t *testing.T) {
+	b := New[int](Config{Timeout: 10, RecentGaps: 2})
+	now := int64(0)
+	// Gaps 2, 5, 8, 11: seq 1, then every third seq is skipped.
+	for _, s := range []uint64{1, 3, 4, 6, 7, 9, 10, 12, 13} {
+		now++
+		b.Offer("s", s, now, int(s))
+		b.Expire(now + 100) // declare the hole at once
+		now += 100
+	}
+	if o, _ := b.Offer("s", 2, now, 2); o != Forgotten {
+		t.Fatalf("seq 2 (forgotten gap): %v", o)
+	}
+	if o, _ := b.Offer("s", 4, now, 4); o != Forgotten {
+		t.Fatalf("seq 4 (released, at or below the forgotten gaps): %v", o)
+	}
+	if o, _ := b.Offer("s", 8, now, 8); o != Late {
+		t.Fatalf("seq 8 (remembered gap): %v", o)
+	}
+	if o, _ := b.Offer("s", 10, now, 10); o != Duplicate {
+		t.Fatalf("seq 10 (released after the forgotten gaps): %v", o)
+	}
+	c := New[int](Config{Timeout: 10, RecentGaps: 2})
+	c.Restore(b.State())
+	for s, want := range map[uint64]Outcome{2: Forgotten, 8: Late, 10: Duplicate, 13: Duplicate} {
+		if o, _ := c.Offer("s", s, now, int(s)); o != want {
+			t.Fatalf("after restore, seq %d: %v want %v", s, o, want)
+		}
+	}
+}
