@@ -87,6 +87,12 @@ func lbeta(a, b float64) float64 {
 	return la + lb - lab
 }
 
+// mixRatio and mixConcentration shape the Beta mixture of mixtureSPRT.
+const (
+	mixRatio         = 3.0
+	mixConcentration = 8.0
+)
+
 // mixtureSPRT is an always-valid test that the canary's event rate is higher
 // than the control's. Conditional on the total count n = xc + xk, the canary's
 // share xc is Binomial(n, ρ) with ρ0 = ec/(ec+ek) under the null (equal rates
@@ -107,9 +113,14 @@ func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
 	if xc/n <= rho0 {
 		return 0, 1
 	}
-	// Beta prior centred on a doubling of the canary's rate, a = 2.
-	rho1 := 2 * rho0 / (2*rho0 + 1 - rho0)
-	a := 2.0
+	// The mixing distribution weighs the effects that matter: a Beta prior
+	// on the canary's share centred on three times the control's rate
+	// (+0.5 pp on a 0.25% error rate), concentration a = 8 — half its
+	// mass between about 2.2× and 3.8×. Any fixed prior keeps Λ a
+	// martingale under the null; a diffuse one (a = 2 around a doubling)
+	// spends its evidence on effects too small or too large to matter.
+	rho1 := mixRatio * rho0 / (mixRatio*rho0 + 1 - rho0)
+	a := mixConcentration
 	b := a * (1 - rho1) / rho1
 	l := lbeta(xc+a, xk+b) - lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
 	if phi > 1 {
