@@ -99,11 +99,12 @@ func (n *Node) handleMessages(w http.ResponseWriter, r *http.Request) {
 		}
 		defer n.bodyBudget.Release(size)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), MaxBodyBytes+1)+bytes.MinRead)) // room for EOF: no regrowth
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBodyBytes+1)); err != nil {
 		writeErr(w, errorf(KindInvalid, "reading body: %v", err))
 		return
 	}
+	body := buf.Bytes()
 	msgs, err := DecodeMessages(body)
 	if err != nil {
 		writeErr(w, err)
