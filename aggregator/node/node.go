@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
@@ -138,11 +137,6 @@ func Start(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n)
 	if cfg.GoMemoryLimit {
 		debug.SetMemoryLimit(cfg.RSSCap * 7 / 10)
-		if os.Getenv("GOGC") == "" {
-			// The memory limit bounds the heap, so the collector may run
-			// half as often as by default: less CPU per message.
-			debug.SetGCPercent(200)
-		}
 	}
 	n.bodyBudget = semaphore.NewWeighted(cfg.RSSCap / 4)
 	ok := false
