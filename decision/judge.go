@@ -654,11 +654,28 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	}
 	r.Canary, r.Control = pc, pk
 	r.SamplesCanary, r.SamplesControl = nc, nk
+	sign := dc.Direction.sign()
 	if math.Min(nc, nk) < minP99Samples {
-		r = inconclusive(r, "few", fmt.Sprintf("p99 needs at least %d samples per arm (canary %g, control %g): below that it is only the maximum", minP99Samples, nc, nk))
+		// Too few samples for a p99, but enough for a median: a body that
+		// is slower by the whole floor fails the canary on its own.
+		body := ""
+		if sh := shapeOf(e.in.Canary, e.in.Control); sh.ok {
+			l := e.intervals()
+			zBody, bodyEffect, bodyNote := e.bodyShift(dc, sign, l)
+			if zBody > dc.K && bodyEffect >= dc.MinEffect {
+				_, _, hc, _ := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor, func(HistoryWindow) (float64, bool) { return 0, false })
+				r.Effect, r.Z, r.K = bodyEffect, zBody, dc.K
+				r.trend = trendOf(r.Effect)
+				setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), hc)
+				r.Outcome, r.Rule = Fail, "body-shift"
+				r.Reason = fmt.Sprintf("too few samples for a p99 (canary %g, control %g), but the whole distribution moved by more than the floor %.1f%%: %s, median %+.1f%%", nc, nk, 100*dc.MinEffect, bodyNote, 100*bodyEffect)
+				return r
+			}
+			body = fmt.Sprintf("; the body did not clearly move by the floor (%s, median %+.1f%%)", bodyNote, 100*bodyEffect)
+		}
+		r = inconclusive(r, "few", fmt.Sprintf("p99 needs at least %d samples per arm (canary %g, control %g): below that it is only the maximum%s", minP99Samples, nc, nk, body))
 		return r
 	}
-	sign := dc.Direction.sign()
 	sigma, src, hc, diffs := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, _, ok1 := p99Of(h.Canary)
 		b, _, ok2 := p99Of(h.Control)
@@ -695,7 +712,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// the median and the lower spread (faults only add delay, so they barely
 	// touch the lower half). A wider or slower body raises it.
 	tailEffect := r.Effect
-	if sh.ok {
+	if sh.spreadOK {
 		tailEffect = math.Max(tailEffect, math.Exp(sign*sh.bodyP99)-1)
 	}
 	zl := r.Z * math.Sqrt(float64(l))
@@ -706,12 +723,12 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		// p99 (measured or of the body) up by more than the floor.
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "body-shift", dc.K, zl, sigma/math.Sqrt(float64(l))
 		body := ""
-		if sh.ok {
+		if sh.spreadOK {
 			body = fmt.Sprintf(", body p99 %+.1f%%", 100*(math.Exp(sign*sh.bodyP99)-1))
 		}
 		r.Reason = fmt.Sprintf("%s%s, floor %s: the whole distribution moved: %s, median %+.1f%%", what, body, floor, bodyNote, 100*bodyEffect)
 		r.SigmaSource += spanNote(l)
-	case sh.ok && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect:
+	case sh.spreadOK && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect:
 		// Same centre, wider body: a variance regression. The lower spread
 		// ln(p50/p10) is compared with its order-statistic standard error.
 		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
@@ -803,7 +820,9 @@ func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (z, effec
 
 // shape compares the bodies of two latency samples on a log scale.
 type shape struct {
-	ok bool
+	// ok: both arms carry minBodySamples raw samples (median and lower
+	// quartile); spreadOK: minShapeSamples (the spread and the body p99).
+	ok, spreadOK bool
 	// seMedian is the order-statistic SE of ln p50(canary) − ln p50(control).
 	seMedian float64
 	// shift25 is ln p25(canary) − ln p25(control), se25 its SE.
@@ -816,14 +835,18 @@ type shape struct {
 	bodyP99 float64
 }
 
-// minShapeSamples is the fewest raw samples per arm the shape is read from.
-const minShapeSamples = 100
+// minShapeSamples is the fewest raw samples per arm the spread is read
+// from; minBodySamples the fewest the median and lower quartile are.
+const (
+	minShapeSamples = 100
+	minBodySamples  = 30
+)
 
 // shapeOf reads the shape of both arms' raw latency samples, when both carry
-// at least minShapeSamples positive samples.
+// at least minBodySamples positive samples.
 func shapeOf(c, k Arm) shape {
 	prep := func(a Arm) []float64 {
-		if !a.LatencyMS.OK() || len(a.LatencyMS.V) < minShapeSamples {
+		if !a.LatencyMS.OK() || len(a.LatencyMS.V) < minBodySamples {
 			return nil
 		}
 		s := append([]float64(nil), a.LatencyMS.V...)
@@ -843,6 +866,10 @@ func shapeOf(c, k Arm) shape {
 	sh.seMedian = math.Hypot(se50c, se50k)
 	sh.shift25 = math.Log(sortedQuantile(sc, 0.25)) - math.Log(sortedQuantile(sk, 0.25))
 	sh.se25 = math.Hypot(logQuantileSE(sc, 0.25), logQuantileSE(sk, 0.25))
+	if len(sc) < minShapeSamples || len(sk) < minShapeSamples {
+		return sh
+	}
+	sh.spreadOK = true
 	// The lower spread ln(p30/p5): extra delay on a share f of the requests
 	// (what faults add) moves p30 and p5 by about 0.86·f and 0.49·f
 	// standard deviations of the body, so it barely widens this spread

@@ -256,3 +256,36 @@ func poisson(r *rand.Rand, mean float64) int {
 	}
 	return k
 }
+
+// Below 100 samples there is no p99, but a median: a canary whose body is
+// half again as slow fails on 80 samples; A/A canaries of 32–80 samples
+// checked at five looks fail at most 1% of the time.
+func TestLatencyFewSamplesBodyShift(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	cfg := latencyOnly()
+	hist := latencyHistory(r, 48)
+	d := judgeLatency(cfg, lognormal(r, 80, 30, 0.5, 0), lognormal(r, 600, 20, 0.5, 0), hist, 1)
+	if d.Outcome != decision.Fail || d.Rule != "body-shift" {
+		t.Fatalf("×1.5 slower on 80 samples: %s %s: %s", d.Outcome, d.Rule, d.Reason)
+	}
+	alarms := 0
+	const runs = 500
+	for run := 0; run < runs; run++ {
+		var c, k []float64
+		for l := 1; l <= 5; l++ {
+			c = append(c, lognormal(r, 16, 20, 0.5, 0.01)...)
+			k = append(k, lognormal(r, 160, 20, 0.5, 0.01)...)
+			if len(c) < 30 {
+				continue
+			}
+			if d := judgeLatency(cfg, c, k, hist, l); d.Outcome == decision.Fail {
+				alarms++
+				break
+			}
+		}
+	}
+	t.Logf("A/A small-canary latency false alarms: %d of %d", alarms, runs)
+	if f := float64(alarms) / runs; f > 0.01 {
+		t.Fatalf("A/A false-alarm rate with 32–80 canary samples = %.3f, want ≤ 0.01", f)
+	}
+}

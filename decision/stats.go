@@ -261,9 +261,11 @@ func spentLevel(alpha float64, l int) float64 {
 }
 
 // logQuantileSE is the distribution-free standard error of ln of the
-// q-quantile of the sorted, positive samples s: half the width of the
-// order-statistic interval whose ranks are n·q ± √(n·q·(1−q)) (one binomial
-// standard deviation of the count below the quantile). It needs no
+// q-quantile of the sorted, positive samples s: the width of the
+// order-statistic interval whose ranks are n·q ± m·√(n·q·(1−q)) divided by
+// 2m — m binomial standard deviations of the count below the quantile,
+// m = 2 when that interval lies inside the sample (steadier on small
+// samples: it spans more order statistics), else m = 1. It needs no
 // bootstrap and no model of the latency distribution.
 func logQuantileSE(s []float64, q float64) float64 {
 	n := float64(len(s))
@@ -271,14 +273,20 @@ func logQuantileSE(s []float64, q float64) float64 {
 		return math.Inf(1)
 	}
 	h := math.Sqrt(n * q * (1 - q))
-	lo := int(math.Floor(n*q-h)) - 1
-	hi := int(math.Ceil(n*q+h)) - 1
-	lo = max(0, min(lo, len(s)-1))
-	hi = max(0, min(hi, len(s)-1))
-	if s[lo] <= 0 || s[hi] <= 0 {
-		return math.Inf(1)
+	for _, m := range []float64{2, 1} {
+		lo := int(math.Floor(n*q-m*h)) - 1
+		hi := int(math.Ceil(n*q+m*h)) - 1
+		if m > 1 && (lo < 0 || hi > len(s)-1) {
+			continue
+		}
+		lo = max(0, min(lo, len(s)-1))
+		hi = max(0, min(hi, len(s)-1))
+		if s[lo] <= 0 || s[hi] <= 0 {
+			return math.Inf(1)
+		}
+		return (math.Log(s[hi]) - math.Log(s[lo])) / (2 * m)
 	}
-	return (math.Log(s[hi]) - math.Log(s[lo])) / 2
+	return math.Inf(1)
 }
 
 // sortedQuantile is the q-quantile (nearest rank) of sorted samples s.
