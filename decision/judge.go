@@ -663,7 +663,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 			l := e.intervals()
 			zBody, bodyEffect, bodyNote := e.bodyShift(dc, sign, l)
 			if zBody > dc.K && bodyEffect >= dc.MinEffect {
-				_, _, hc, _ := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, dc.SigmaFloor, func(HistoryWindow) (float64, bool) { return 0, false })
+				_, _, hc, _ := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, 0, p50Diff)
 				r.Effect, r.Z, r.K = bodyEffect, zBody, dc.K
 				r.trend = trendOf(r.Effect)
 				setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), hc)
@@ -730,7 +730,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		r.SigmaSource += spanNote(l)
 	case sh.spreadOK && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect:
 		// Same centre, wider body: a variance regression. The lower spread
-		// ln(p50/p10) is compared with its order-statistic standard error.
+		// ln(p30/p5) is compared with its order-statistic standard error.
 		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
 		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*(math.Exp(sign*sh.bodyP99)-1), floor)
 	case zl > dc.K && r.Effect >= dc.MinEffect && zBody > dc.K:
@@ -764,6 +764,16 @@ func p50Of(a Arm) (float64, bool) {
 	return 0, false
 }
 
+// p50Diff is ln p50(canary) − ln p50(control) of a history window.
+func p50Diff(h HistoryWindow) (float64, bool) {
+	a, ok1 := p50Of(h.Canary)
+	b, ok2 := p50Of(h.Control)
+	if !ok1 || !ok2 || a <= 0 || b <= 0 {
+		return 0, false
+	}
+	return math.Log(a) - math.Log(b), true
+}
+
 // bodyShift is the z of the canary's median against the control's. σ̂ is
 // the A/A history's spread of the same difference (σ̂/√l for a window of l
 // intervals), never below the order-statistic standard error of this
@@ -777,16 +787,8 @@ func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (z, effec
 	if !ok1 || !ok2 || mc <= 0 || mk <= 0 {
 		return 0, 0, "no p50"
 	}
-	diff := func(h HistoryWindow) (float64, bool) {
-		a, ok1 := p50Of(h.Canary)
-		b, ok2 := p50Of(h.Control)
-		if !ok1 || !ok2 || a <= 0 || b <= 0 {
-			return 0, false
-		}
-		return math.Log(a) - math.Log(b), true
-	}
 	floor := dc.SigmaFloor / 2
-	sigma, _, _, all := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, 0, diff)
+	sigma, _, _, all := e.sigmaAndDiffs(e.hist, dc.SigmaPrior, 0, p50Diff)
 	src := "history"
 	if len(all) < e.cfg.Baseline.MinWindows && sigma < floor {
 		sigma, src = floor, "floor (thin history)"
