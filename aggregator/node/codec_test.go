@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"path/filepath"
 	"reflect"
@@ -202,5 +203,63 @@ func TestStreamWriteBehindReadsSnapshotsAndRestores(t *testing.T) {
 	torn := sink.Bytes()[:sink.Len()-3]
 	if err := openTestFSM(t).Restore(io.NopCloser(bytes.NewReader(torn))); err == nil || !strings.Contains(err.Error(), "snapshot record 59") {
 		t.Fatalf("torn snapshot: %v", err)
+	}
+}
+
+// TestStreamRetentionBoundsStoreAndSnapshots: with Retain set, the store
+// and snapshots keep only the newest records, a read below the earliest
+// kept offset is an error (never a silent skip), and a restore from the
+// trimmed snapshot serves the same records with the same earliest offset.
+func TestStreamRetentionBoundsStoreAndSnapshots(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "stream.db"), 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := newFSM(fsmConfig{Partition: 2, DedupTTL: 1 << 40, DedupMax: 1000, Retain: 25}, db, fsmHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx uint64
+	for s := uint64(1); s <= 100; s += 10 {
+		applyMessages(f, &idx, "a", s, s+9)
+		f.flush()
+	}
+	if f.earliest() != 75 {
+		t.Fatalf("earliest %d, want 75", f.earliest())
+	}
+	var stored int
+	_ = db.View(func(tx *bolt.Tx) error { stored = tx.Bucket(bucketRecords).Stats().KeyN; return nil })
+	if stored != 25 {
+		t.Fatalf("store holds %d records, want 25", stored)
+	}
+	var re *retainedError
+	if _, _, err := f.read(10, 5); !errors.As(err, &re) || re.earliest != 75 {
+		t.Fatalf("read below retention: %v", err)
+	}
+	kept, hwm, err := f.read(75, 100)
+	if err != nil || hwm != 100 || len(kept) != 25 || kept[0].Offset != 75 {
+		t.Fatalf("kept records: %d from %v, hwm %d, %v", len(kept), kept, hwm, err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyMessages(f, &idx, "a", 101, 110) // retention moves on while the snapshot is written
+	f.flush()
+	var sink memSink
+	if err := snap.(*fsmSnapshot).Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	g := openTestFSM(t)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	got, hwm, err := g.read(g.earliest(), 100)
+	if err != nil || hwm != 100 || len(got) == 0 || got[len(got)-1].Offset != 99 || got[0].Offset != g.earliest() || g.earliest() < 75 {
+		t.Fatalf("restored: earliest %d, %d records, hwm %d, %v", g.earliest(), len(got), hwm, err)
+	}
+	if !reflect.DeepEqual(got, kept[got[0].Offset-75:]) {
+		t.Fatal("restored records differ")
 	}
 }

@@ -127,7 +127,12 @@ type Config struct {
 	// process crashes and the power loss of a minority (NATS JetStream's
 	// default durability, with sync_interval 2m).
 	SyncInterval time.Duration
-	Defects      Defects
+	// StreamRetention is how many of the newest records each partition's
+	// output stream keeps (0: all). Older records are removed, so that
+	// snapshots, and with them restart time, stay bounded; reading below
+	// the earliest kept offset is an error (410), never a silent skip.
+	StreamRetention uint64
+	Defects         Defects
 	// RSSCap bounds memory: admission refuses new work above 80% of it.
 	RSSCap int64
 	// GoMemoryLimit sets the Go runtime's soft memory limit to 70% of

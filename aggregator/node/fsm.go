@@ -64,6 +64,10 @@ type fsmConfig struct {
 	DedupTTL  int64
 	DedupMax  int
 	NoDedup   bool
+	// Retain is how many of the newest stream records are kept (0: all);
+	// older ones are removed, so snapshots — and restart time — stay
+	// bounded.
+	Retain uint64
 }
 
 // fsmHooks observe the state machine (metrics, clock merging).
@@ -85,6 +89,7 @@ type fsm struct {
 	dd        *dedup.Set
 	kv        map[string]state.Value
 	next      uint64 // next stream offset
+	first     uint64 // earliest offset kept (retention)
 	gaps      uint64 // gap records emitted
 	lastIndex uint64
 	lastTerm  uint64
@@ -101,7 +106,21 @@ type fsm struct {
 	pending []Record
 	flushed uint64     // records below this offset are in db
 	fmu     sync.Mutex // serialises flushes
+	removed uint64     // records below this offset were deleted from db (fmu)
+	// retained is the earliest offset readers may ask for; the store may
+	// still hold older records until the next flush removes them.
+	retained atomic.Uint64
 }
+
+// retainedError is a read below the earliest offset kept.
+type retainedError struct{ earliest uint64 }
+
+func (e *retainedError) Error() string {
+	return fmt.Sprintf("offset removed by retention; earliest kept is %d", e.earliest)
+}
+
+// earliest is the first offset still kept.
+func (f *fsm) earliest() uint64 { return f.retained.Load() }
 
 // maxSnapshotRecord bounds one record frame read from a snapshot.
 const maxSnapshotRecord = 64 << 20
@@ -154,6 +173,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i], recs = f.applyCommand(l, &c, recs)
 	}
+	if f.cfg.Retain > 0 && f.next > f.first+f.cfg.Retain {
+		f.first = f.next - f.cfg.Retain
+		f.retained.Store(f.first)
+	}
 	f.mu.Unlock()
 	if len(recs) > 0 {
 		f.pmu.Lock()
@@ -175,13 +198,25 @@ func (f *fsm) flush() {
 	f.pmu.RLock()
 	recs := f.pending
 	f.pmu.RUnlock()
-	if len(recs) == 0 {
+	floor := f.retained.Load()
+	if len(recs) == 0 && f.removed >= floor {
 		return
 	}
 	if err := f.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
-		b.FillPercent = 1 // offsets only grow: full pages, fewer splits
+		b.FillPercent = 1      // offsets only grow: full pages, fewer splits
+		if f.removed < floor { // retention: drop the oldest records
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < floor; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
 		for i := range recs {
+			if recs[i].Offset < floor {
+				continue
+			}
 			if err := b.Put(offKey(recs[i].Offset), encodeRecord(&recs[i])); err != nil {
 				return err
 			}
@@ -191,6 +226,10 @@ func (f *fsm) flush() {
 		// The stream store is derived state; failing to write it is fatal
 		// for this replica's correctness, so stop serving it.
 		panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
+	}
+	f.removed = floor
+	if len(recs) == 0 {
+		return
 	}
 	f.pmu.Lock()
 	f.pending = append([]Record(nil), f.pending[len(recs):]...)
@@ -353,6 +392,9 @@ func (f *fsm) stats() (depth, dedupLen int, gaps uint64) {
 func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 	hwm := f.hwm.Load()
 	recs := make([]Record, 0, min(limit, 256))
+	if e := f.retained.Load(); from < e {
+		return nil, hwm, &retainedError{earliest: e}
+	}
 	if from >= hwm {
 		return recs, hwm, nil
 	}
@@ -397,6 +439,7 @@ type snapshotState struct {
 	Format    int                                     `json:"format,omitempty"`
 	Partition int                                     `json:"partition"`
 	Next      uint64                                  `json:"next"`
+	First     uint64                                  `json:"first,omitempty"`
 	Gaps      uint64                                  `json:"gaps"`
 	Reorder   map[string]reorder.SourceState[stamped] `json:"reorder"`
 	Dedup     []dedup.Entry                           `json:"dedup"`
@@ -413,7 +456,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	for k, v := range f.kv {
 		kv[k] = v
 	}
-	return &fsmSnapshot{f: f, st: snapshotState{Format: snapshotFormatFramed, Partition: f.cfg.Partition, Next: f.next, Gaps: f.gaps,
+	return &fsmSnapshot{f: f, st: snapshotState{Format: snapshotFormatFramed, Partition: f.cfg.Partition, Next: f.next, First: f.first, Gaps: f.gaps,
 		Reorder: f.buf.State(), Dedup: f.dd.Entries(), KV: kv}}, nil
 }
 
@@ -424,36 +467,44 @@ type fsmSnapshot struct {
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, 1<<16)
-	err := func() error {
-		enc := json.NewEncoder(w)
-		if err := enc.Encode(&s.st); err != nil {
+	err := s.f.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		// Retention may have removed records since Snapshot: the snapshot
+		// starts at the first one this read sees (they are contiguous up
+		// to Next, which Snapshot flushed).
+		st := s.st
+		k, v := c.Seek(offKey(st.First))
+		switch {
+		case k == nil || binary.BigEndian.Uint64(k) >= st.Next:
+			st.First = st.Next
+		default:
+			st.First = binary.BigEndian.Uint64(k)
+		}
+		if err := json.NewEncoder(w).Encode(&st); err != nil {
 			return err
 		}
-		return s.f.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketRecords).Cursor()
-			var frame []byte
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if binary.BigEndian.Uint64(k) >= s.st.Next {
-					break
-				}
-				if len(v) > 0 && v[0] == '{' { // a record stored as JSON before
-					var r Record
-					if err := json.Unmarshal(v, &r); err != nil {
-						return fmt.Errorf("stream record at offset %d: %w", binary.BigEndian.Uint64(k), err)
-					}
-					v = encodeRecord(&r)
-				}
-				frame = binary.AppendUvarint(frame[:0], uint64(len(v)))
-				if _, err := w.Write(frame); err != nil {
-					return err
-				}
-				if _, err := w.Write(v); err != nil {
-					return err
-				}
+		var frame []byte
+		for ; k != nil; k, v = c.Next() {
+			if binary.BigEndian.Uint64(k) >= st.Next {
+				break
 			}
-			return nil
-		})
-	}()
+			if len(v) > 0 && v[0] == '{' { // a record stored as JSON before
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("stream record at offset %d: %w", binary.BigEndian.Uint64(k), err)
+				}
+				v = encodeRecord(&r)
+			}
+			frame = binary.AppendUvarint(frame[:0], uint64(len(v)))
+			if _, err := w.Write(frame); err != nil {
+				return err
+			}
+			if _, err := w.Write(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err == nil {
 		err = w.Flush()
 	}
@@ -476,6 +527,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("partition %d: snapshot header: %w", f.cfg.Partition, err)
 	}
+	if st.First > st.Next {
+		return fmt.Errorf("partition %d: snapshot header: first offset %d is past next %d", f.cfg.Partition, st.First, st.Next)
+	}
 	f.fmu.Lock()
 	defer f.fmu.Unlock()
 	f.pmu.Lock()
@@ -490,7 +544,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}); err != nil {
 		return err
 	}
-	var n uint64
+	n := st.First // records are numbered from the earliest kept
 	var frames *bufio.Reader
 	if st.Format == snapshotFormatFramed {
 		frames = bufio.NewReaderSize(io.MultiReader(dec.Buffered(), br), 1<<16)
@@ -555,7 +609,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	if n != st.Next {
-		return fmt.Errorf("partition %d: snapshot holds %d records, header says %d", f.cfg.Partition, n, st.Next)
+		return fmt.Errorf("partition %d: snapshot holds %d records, header says %d", f.cfg.Partition, n-st.First, st.Next-st.First)
 	}
 	f.mu.Lock()
 	f.buf.Restore(st.Reorder)
@@ -564,10 +618,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if f.kv == nil {
 		f.kv = map[string]state.Value{}
 	}
-	f.next, f.gaps = st.Next, st.Gaps
+	f.next, f.gaps, f.first = st.Next, st.Gaps, st.First
 	f.mu.Unlock()
 	f.pmu.Lock()
 	f.flushed = st.Next
+	f.removed = st.First
+	f.retained.Store(st.First)
 	f.pmu.Unlock()
 	f.publish(st.Next)
 	return nil

@@ -137,7 +137,8 @@ func openGroup(n *Node, id int) (*group, error) {
 	}
 	g.fsm, err = newFSM(fsmConfig{Partition: id, NoDedup: n.cfg.Defects.Has(DefectNoDedup),
 		Reorder:  reorder.Config{MaxCount: n.cfg.ReorderMaxCount, MaxDistance: uint64(n.cfg.ReorderMaxDistance), Timeout: int64(n.cfg.ReorderTimeout)},
-		DedupTTL: int64(n.cfg.DedupTTL), DedupMax: max(1000, n.cfg.DedupMax/n.cfg.Partitions)}, g.stream, hooks)
+		DedupTTL: int64(n.cfg.DedupTTL), DedupMax: max(1000, n.cfg.DedupMax/n.cfg.Partitions),
+		Retain: n.cfg.StreamRetention}, g.stream, hooks)
 	if err != nil {
 		return nil, err
 	}

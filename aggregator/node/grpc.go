@@ -97,6 +97,8 @@ func grpcErr(ctx context.Context, err error) error {
 		return status.Error(codes.Aborted, err.Error())
 	case KindIllegal:
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case KindGone:
+		return status.Error(codes.OutOfRange, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }
@@ -360,7 +362,7 @@ func (n *Node) forwardJSON(ctx context.Context, method, leader, path string, bod
 	if resp.StatusCode/100 != 2 {
 		var eb ErrorBody
 		_ = json.Unmarshal(data, &eb)
-		k := map[int]ErrKind{400: KindInvalid, 404: KindNotFound, 409: KindConflict, 422: KindIllegal, 429: KindOverload, 503: KindUnavailable}[resp.StatusCode]
+		k := map[int]ErrKind{400: KindInvalid, 404: KindNotFound, 409: KindConflict, 410: KindGone, 422: KindIllegal, 429: KindOverload, 503: KindUnavailable}[resp.StatusCode]
 		if k == 0 {
 			k = KindInternal
 		}

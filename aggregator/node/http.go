@@ -282,6 +282,8 @@ func kindName(k ErrKind) string {
 		return "overload"
 	case KindConflict:
 		return "conflict"
+	case KindGone:
+		return "gone"
 	case KindIllegal:
 		return "illegal_transition"
 	}
@@ -306,7 +308,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		return
 	}
 	k := KindOf(err)
-	code := map[ErrKind]int{KindInvalid: 400, KindNotFound: 404, KindUnavailable: 503, KindOverload: 429, KindConflict: 409, KindIllegal: 422}[k]
+	code := map[ErrKind]int{KindInvalid: 400, KindNotFound: 404, KindUnavailable: 503, KindOverload: 429, KindConflict: 409, KindGone: 410, KindIllegal: 422}[k]
 	if code == 0 {
 		code = 500
 	}

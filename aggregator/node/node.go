@@ -48,6 +48,8 @@ const (
 	KindIllegal
 	// KindInternal is a bug or storage failure.
 	KindInternal
+	// KindGone is a stream offset already removed by retention.
+	KindGone
 )
 
 // Error is a node error with a kind.
@@ -583,6 +585,10 @@ func (n *Node) ReadStream(ctx context.Context, p int, from uint64, limit int) (S
 		}
 	}
 	recs, hwm, err := g.fsm.read(from, limit)
+	var gone *retainedError
+	if errors.As(err, &gone) {
+		return StreamPage{}, errorf(KindGone, "partition %d: offset %d was removed by retention (--stream-retention); the earliest offset kept is %d (hint: read from=%d)", p, from, gone.earliest, gone.earliest)
+	}
 	if err != nil {
 		return StreamPage{}, errorf(KindInternal, "partition %d: read stream: %v", p, err)
 	}
@@ -590,7 +596,7 @@ func (n *Node) ReadStream(ctx context.Context, p int, from uint64, limit int) (S
 	if len(recs) > 0 {
 		next = recs[len(recs)-1].Offset + 1
 	}
-	return StreamPage{Partition: p, Leader: g.leader(), Epoch: g.epoch(), Next: next, HighWatermark: hwm, Records: recs}, nil
+	return StreamPage{Partition: p, Leader: g.leader(), Epoch: g.epoch(), Next: next, HighWatermark: hwm, Earliest: g.fsm.earliest(), Records: recs}, nil
 }
 
 // GetState reads a key linearizably (a raft barrier on the leader), or

@@ -78,12 +78,15 @@ type Record struct {
 
 // StreamPage is the body of GET /v1/stream/{p}.
 type StreamPage struct {
-	Partition     int      `json:"partition"`
-	Leader        string   `json:"leader"`
-	Epoch         uint64   `json:"epoch"`
-	Next          uint64   `json:"next"`
-	HighWatermark uint64   `json:"high_watermark"`
-	Records       []Record `json:"records"`
+	Partition     int    `json:"partition"`
+	Leader        string `json:"leader"`
+	Epoch         uint64 `json:"epoch"`
+	Next          uint64 `json:"next"`
+	HighWatermark uint64 `json:"high_watermark"`
+	// Earliest is the first offset still kept (older ones were removed by
+	// retention).
+	Earliest uint64   `json:"earliest"`
+	Records  []Record `json:"records"`
 }
 
 // KeyState is the body of GET/PUT /v1/state/{key}.

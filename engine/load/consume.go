@@ -61,6 +61,7 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 
 	var (
 		mu       sync.Mutex
+		fatal    error
 		st       DrainStats
 		caught   = make([]bool, g.parts)
 		lastNews = time.Now()
@@ -82,6 +83,13 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 				default:
 				}
 				page, err := g.fetch(ctx, p, opt.PageSize)
+				if errors.Is(err, ErrStreamRetained) { // retrying cannot bring the records back
+					mu.Lock()
+					fatal = err
+					mu.Unlock()
+					finish()
+					return
+				}
 				if err != nil {
 					g.log.Debug("stream read", "partition", p, "err", err)
 					sleep(ctx, 100*time.Millisecond)
@@ -125,6 +133,10 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 	st.Unseen = int64(g.unseen())
 	st.Complete = st.Unseen == 0
 	st.Duration = time.Since(start)
+	if fatal != nil {
+		st.Complete = false
+		return st, fmt.Errorf("load: %w (hint: raise the nodes' --stream-retention or drain sooner)", fatal)
+	}
 	select {
 	case <-done:
 		return st, nil
@@ -132,6 +144,10 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 	}
 	return st, fmt.Errorf("load: drain stopped before the streams were read to their high watermarks: %w", ctx.Err())
 }
+
+// ErrStreamRetained means the cluster's stream retention removed records
+// before the consumer read them: they can no longer be checked.
+var ErrStreamRetained = errors.New("stream records removed by retention before they were read")
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
@@ -154,6 +170,9 @@ func (g *Generator) fetch(ctx context.Context, p, limit int) (StreamPage, error)
 	o := g.cl.do(ctx, http.MethodGet, addr, fmt.Sprintf("/v1/stream/%d?from=%d&limit=%d", p, from, limit), nil)
 	if o.err != nil {
 		return page, o.err
+	}
+	if o.status == http.StatusGone {
+		return page, fmt.Errorf("%w: partition %d from offset %d: %s", ErrStreamRetained, p, from, truncate(o.body))
 	}
 	if o.status != http.StatusOK {
 		return page, fmt.Errorf("%s: HTTP %d: %s", addr, o.status, truncate(o.body))
