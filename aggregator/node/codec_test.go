@@ -135,6 +135,20 @@ func openTestFSM(t *testing.T) *fsm {
 	return f
 }
 
+// persistAndRestore writes snap and restores a fresh state machine from it.
+func persistAndRestore(t *testing.T, snap raft.FSMSnapshot) (*fsm, *memSink) {
+	t.Helper()
+	sink := &memSink{}
+	if err := snap.(*fsmSnapshot).Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := openTestFSM(t)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	return g, sink
+}
+
 func applyMessages(f *fsm, index *uint64, src string, from, to uint64) {
 	c := command{K: cmdBatch, N: "n1", T: 1}
 	for s := from; s <= to; s++ {
@@ -171,14 +185,7 @@ func TestStreamWriteBehindReadsSnapshotsAndRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sink memSink
-	if err := snap.(*fsmSnapshot).Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	g := openTestFSM(t)
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g, sink := persistAndRestore(t, snap)
 	got, hwm, err := g.read(0, 1000)
 	if err != nil || hwm != 60 || !reflect.DeepEqual(got, all) {
 		t.Fatalf("restored stream differs: hwm %d err %v, %d records", hwm, err, len(got))
@@ -247,14 +254,7 @@ func TestStreamRetentionBoundsStoreAndSnapshots(t *testing.T) {
 	}
 	applyMessages(f, &idx, "a", 101, 110) // retention moves on while the snapshot is written
 	f.flush()
-	var sink memSink
-	if err := snap.(*fsmSnapshot).Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	g := openTestFSM(t)
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g, _ := persistAndRestore(t, snap)
 	got, hwm, err := g.read(g.earliest(), 100)
 	if err != nil || hwm != 100 || len(got) == 0 || got[len(got)-1].Offset != 99 || got[0].Offset != g.earliest() || g.earliest() < 75 {
 		t.Fatalf("restored: earliest %d, %d records, hwm %d, %v", g.earliest(), len(got), hwm, err)
