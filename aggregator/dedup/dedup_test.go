@@ -109,3 +109,30 @@ func TestInsertAfterContainsMatchesAdd(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFromStringEntries: snapshots written with the pairs' strings
+// (before the set held digests) restore to the same membership, and a
+// digest snapshot round-trips.
+func TestRestoreFromStringEntries(t *testing.T) {
+	old := []Entry{{MsgID: "1", Fingerprint: "a", At: 5}, {MsgID: "2", Fingerprint: "b", At: 6}, {MsgID: "", Fingerprint: "", At: 7}}
+	s := New(100, 10)
+	s.Restore(old)
+	for _, e := range old {
+		if !s.Contains(e.MsgID, e.Fingerprint, 8) {
+			t.Fatalf("%+v lost in restore", e)
+		}
+	}
+	if s.Contains("1", "b", 8) || s.Contains("3", "a", 8) {
+		t.Fatal("pairs are exact: other combinations must not match")
+	}
+	c := New(100, 10)
+	c.Restore(s.Entries())
+	for _, e := range old {
+		if !c.Contains(e.MsgID, e.Fingerprint, 8) {
+			t.Fatalf("%+v lost in a digest round trip", e)
+		}
+	}
+	if c.Len() != 3 {
+		t.Fatalf("len %d", c.Len())
+	}
+}
