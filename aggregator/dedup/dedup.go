@@ -34,6 +34,10 @@ type Set struct {
 	index map[digest]int64 // pair -> insertion time
 	queue []queued         // insertion order; queue[head:] is live
 	head  int
+	// deleted counts map deletions since the index was last rebuilt: a
+	// map under steady insert/delete churn fills with tombstones and its
+	// probes grow long, so after a full turnover it is rebuilt.
+	deleted int
 }
 
 // digest identifies a pair without pointers.
@@ -96,13 +100,27 @@ func (s *Set) evict(now int64) {
 		}
 		if s.index[e.d] == e.at {
 			delete(s.index, e.d)
+			s.deleted++
 		}
 		s.head++
+	}
+	if s.deleted > 4096 && s.deleted >= len(s.index) {
+		s.rebuild()
 	}
 	if s.head > 1024 && s.head*2 > len(s.queue) {
 		s.queue = append([]queued(nil), s.queue[s.head:]...)
 		s.head = 0
 	}
+}
+
+// rebuild copies the live entries into a fresh index (later insertions of
+// a pair override earlier ones, as in the index itself).
+func (s *Set) rebuild() {
+	idx := make(map[digest]int64, len(s.index))
+	for _, e := range s.queue[s.head:] {
+		idx[e.d] = e.at
+	}
+	s.index, s.deleted = idx, 0
 }
 
 // Entries returns the live entries in insertion order, for a snapshot.

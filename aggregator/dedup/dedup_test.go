@@ -3,6 +3,7 @@ package dedup
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -134,5 +135,44 @@ func TestRestoreFromStringEntries(t *testing.T) {
 	}
 	if c.Len() != 3 {
 		t.Fatalf("len %d", c.Len())
+	}
+}
+
+// TestChurnAcrossIndexRebuilds drives enough inserts and evictions to
+// rebuild the index many times and checks membership against a plain
+// reference set with the same rules.
+func TestChurnAcrossIndexRebuilds(t *testing.T) {
+	type ent struct {
+		k  string
+		at int64
+	}
+	const ttl, max = 3000, 5000
+	s := New(ttl, max)
+	ref := map[string]int64{}
+	var q []ent
+	r := rand.New(rand.NewPCG(11, 13))
+	var now int64
+	for i := 0; i < 60000; i++ {
+		now += int64(r.IntN(2))
+		k := strconv.Itoa(r.IntN(20000))
+		at, ok := ref[k]
+		want := ok && at > now-ttl
+		if got := s.Contains(k, "f", now); got != want {
+			t.Fatalf("op %d: Contains(%s) = %v, reference %v", i, k, got, want)
+		}
+		if !want { // eviction runs when something is inserted, as in the set
+			s.Insert(k, "f", now)
+			ref[k] = now
+			q = append(q, ent{k, now})
+			for len(q) > 0 && (len(ref) > max || q[0].at <= now-ttl) {
+				if ref[q[0].k] == q[0].at {
+					delete(ref, q[0].k)
+				}
+				q = q[1:]
+			}
+		}
+		if s.Len() != len(ref) {
+			t.Fatalf("op %d: len %d, reference %d", i, s.Len(), len(ref))
+		}
 	}
 }
