@@ -247,38 +247,3 @@ func decodeRecord(data []byte, r *Record) error {
 	}
 	return nil
 }
-
-// recordChunkV1 starts a stream-store value that holds several consecutive
-// records, one flush's worth, as [uvarint length][record] frames; the key is
-// the offset of the first. Older stores hold one record per key.
-const recordChunkV1 byte = 0xD2
-
-// appendChunkFrame appends one record frame to a chunk.
-func appendChunkFrame(chunk []byte, rec []byte) []byte {
-	chunk = binary.AppendUvarint(chunk, uint64(len(rec)))
-	return append(chunk, rec...)
-}
-
-// eachStored calls fn for every record in a stream-store value stored
-// under key first: a chunk of frames or a single record. fn gets the
-// record's offset and its encoded bytes; returning false stops.
-func eachStored(first uint64, v []byte, fn func(off uint64, rec []byte) (bool, error)) (bool, error) {
-	if len(v) == 0 || v[0] != recordChunkV1 {
-		return fn(first, v)
-	}
-	off, i := first, 1
-	for i < len(v) {
-		n, w := binary.Uvarint(v[i:])
-		if w <= 0 || n > uint64(len(v)-i-w) {
-			return false, fmt.Errorf("chunk at offset %d: frame at byte %d is %w", first, i, errTruncated)
-		}
-		i += w
-		more, err := fn(off, v[i:i+int(n)])
-		if err != nil || !more {
-			return more, err
-		}
-		i += int(n)
-		off++
-	}
-	return true, nil
-}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/chaosgate/chaosgate/aggregator/dedup"
 	"github.com/chaosgate/chaosgate/aggregator/hlc"
@@ -134,14 +132,8 @@ const flushBacklog = 8192
 var bucketRecords = []byte("records")
 
 func newFSM(cfg fsmConfig, db *bolt.DB, hooks fsmHooks) (*fsm, error) {
-	// The stream is derived state: raft restores the latest snapshot (which
-	// rewrites it) and re-applies the log after it, so whatever a previous
-	// run left is dropped rather than overlapped by chunks cut differently.
 	if err := db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketRecords); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-			return err
-		}
-		_, err := tx.CreateBucket(bucketRecords)
+		_, err := tx.CreateBucketIfNotExists(bucketRecords)
 		return err
 	}); err != nil {
 		return nil, err
@@ -214,34 +206,22 @@ func (f *fsm) flush() {
 		b := tx.Bucket(bucketRecords)
 		b.FillPercent = 1      // offsets only grow: full pages, fewer splits
 		if f.removed < floor { // retention: drop the oldest records
-			// A value goes once the next one starts at or below floor (a
-			// chunk may straddle it; readers never ask below floor).
 			c := b.Cursor()
 			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < floor; k, _ = c.First() {
-				nk, _ := c.Next()
-				if nk == nil || binary.BigEndian.Uint64(nk) > floor {
-					break
-				}
-				c.First()
 				if err := c.Delete(); err != nil {
 					return err
 				}
 			}
 		}
-		chunk, start := []byte{recordChunkV1}, -1
 		for i := range recs {
 			if recs[i].Offset < floor {
 				continue
 			}
-			if start < 0 {
-				start = i
+			if err := b.Put(offKey(recs[i].Offset), encodeRecord(&recs[i])); err != nil {
+				return err
 			}
-			chunk = appendChunkFrame(chunk, encodeRecord(&recs[i]))
 		}
-		if start < 0 {
-			return nil
-		}
-		return b.Put(offKey(recs[start].Offset), chunk)
+		return nil
 	}); err != nil {
 		// The stream store is derived state; failing to write it is fatal
 		// for this replica's correctness, so stop serving it.
@@ -255,24 +235,6 @@ func (f *fsm) flush() {
 	f.pending = append([]Record(nil), f.pending[len(recs):]...)
 	f.flushed = recs[len(recs)-1].Offset + 1
 	f.pmu.Unlock()
-}
-
-// seekStored positions c on the value holding offset from (or the first
-// value after it) and returns it.
-func seekStored(c *bolt.Cursor, from uint64) ([]byte, []byte) {
-	k, v := c.Seek(offKey(from))
-	if k != nil && binary.BigEndian.Uint64(k) == from {
-		return k, v
-	}
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	if k == nil {
-		return c.First()
-	}
-	return k, v
 }
 
 // flushLoop writes pending records every interval until stop closes.
@@ -444,24 +406,15 @@ func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 		stored := min(flushed, hwm)
 		err = f.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketRecords).Cursor()
-			for k, v := seekStored(c, from); k != nil && len(recs) < limit; k, v = c.Next() {
-				more, err := eachStored(binary.BigEndian.Uint64(k), v, func(off uint64, raw []byte) (bool, error) {
-					if off < from {
-						return true, nil
-					}
-					if off >= stored || len(recs) >= limit {
-						return false, nil
-					}
-					var r Record
-					if err := decodeRecord(raw, &r); err != nil {
-						return false, fmt.Errorf("partition %d: stream record at offset %d: %w", f.cfg.Partition, off, err)
-					}
-					recs = append(recs, r)
-					return true, nil
-				})
-				if err != nil || !more {
-					return err
+			for k, v := c.Seek(offKey(from)); k != nil && len(recs) < limit; k, v = c.Next() {
+				if binary.BigEndian.Uint64(k) >= stored {
+					break
 				}
+				var r Record
+				if err := decodeRecord(v, &r); err != nil {
+					return fmt.Errorf("partition %d: stream record at offset %d: %w", f.cfg.Partition, binary.BigEndian.Uint64(k), err)
+				}
+				recs = append(recs, r)
 			}
 			return nil
 		})
@@ -517,54 +470,37 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	err := s.f.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecords).Cursor()
 		// Retention may have removed records since Snapshot: the snapshot
-		// starts at the first record this read sees at or after First
-		// (records are contiguous up to Next, which Snapshot flushed).
+		// starts at the first one this read sees (they are contiguous up
+		// to Next, which Snapshot flushed).
 		st := s.st
-		k, v := seekStored(c, st.First)
-		start, found := st.Next, false
-		for kk, vv := k, v; kk != nil && !found; kk, vv = c.Next() {
-			if _, err := eachStored(binary.BigEndian.Uint64(kk), vv, func(off uint64, _ []byte) (bool, error) {
-				if off >= st.First {
-					start, found = min(off, st.Next), true
-					return false, nil
-				}
-				return true, nil
-			}); err != nil {
-				return err
-			}
+		k, v := c.Seek(offKey(st.First))
+		switch {
+		case k == nil || binary.BigEndian.Uint64(k) >= st.Next:
+			st.First = st.Next
+		default:
+			st.First = binary.BigEndian.Uint64(k)
 		}
-		st.First = start
 		if err := json.NewEncoder(w).Encode(&st); err != nil {
 			return err
 		}
 		var frame []byte
-		for k, v = seekStored(c, st.First); k != nil; k, v = c.Next() {
-			more, err := eachStored(binary.BigEndian.Uint64(k), v, func(off uint64, raw []byte) (bool, error) {
-				if off < st.First {
-					return true, nil
+		for ; k != nil; k, v = c.Next() {
+			if binary.BigEndian.Uint64(k) >= st.Next {
+				break
+			}
+			if len(v) > 0 && v[0] == '{' { // a record stored as JSON before
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("stream record at offset %d: %w", binary.BigEndian.Uint64(k), err)
 				}
-				if off >= st.Next {
-					return false, nil
-				}
-				if len(raw) > 0 && raw[0] == '{' { // a record stored as JSON before
-					var r Record
-					if err := json.Unmarshal(raw, &r); err != nil {
-						return false, fmt.Errorf("stream record at offset %d: %w", off, err)
-					}
-					raw = encodeRecord(&r)
-				}
-				frame = binary.AppendUvarint(frame[:0], uint64(len(raw)))
-				if _, err := w.Write(frame); err != nil {
-					return false, err
-				}
-				_, err := w.Write(raw)
-				return err == nil, err
-			})
-			if err != nil {
+				v = encodeRecord(&r)
+			}
+			frame = binary.AppendUvarint(frame[:0], uint64(len(v)))
+			if _, err := w.Write(frame); err != nil {
 				return err
 			}
-			if !more {
-				break
+			if _, err := w.Write(v); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -661,14 +597,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		if err := f.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRecords)
 			b.FillPercent = 1
-			chunk := []byte{recordChunkV1}
 			for _, raw := range batch {
-				chunk = appendChunkFrame(chunk, raw)
+				if err := b.Put(offKey(n), raw); err != nil {
+					return err
+				}
+				n++
 			}
-			if err := b.Put(offKey(n), chunk); err != nil {
-				return err
-			}
-			n += uint64(len(batch))
 			return nil
 		}); err != nil {
 			return err
