@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkIngestCommit measures ingest→majority commit (fsynced) on a
@@ -113,12 +112,12 @@ func BenchmarkDecodeMessages(b *testing.B) {
 // BenchmarkFSMApply measures the replicated state machine (binary decode,
 // dedup, reorder, stream write) on 100-message log entries.
 func BenchmarkFSMApply(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "stream.db"), 0o600, &bolt.Options{NoSync: true})
+	log, err := openStreamLog(filepath.Join(b.TempDir(), "stream"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
-	f, err := newFSM(fsmConfig{Partition: 0, DedupTTL: int64(time.Minute), DedupMax: 100000}, db, fsmHooks{})
+	defer log.close()
+	f, err := newFSM(fsmConfig{Partition: 0, DedupTTL: int64(time.Minute), DedupMax: 100000}, log, fsmHooks{})
 	if err != nil {
 		b.Fatal(err)
 	}

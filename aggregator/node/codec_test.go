@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
 )
 
 func sampleCommands() []command {
@@ -122,13 +121,20 @@ func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
 
 func openTestFSM(t *testing.T) *fsm {
+	return openTestFSMWith(t, fsmConfig{Partition: 1, DedupTTL: 1 << 40, DedupMax: 1000})
+}
+
+// openTestFSMWith opens a state machine over a stream log with 512-byte
+// segments, so that rotation and retention drops happen in small tests.
+func openTestFSMWith(t *testing.T, cfg fsmConfig) *fsm {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "stream.db"), 0o600, &bolt.Options{NoSync: true})
+	log, err := openStreamLog(filepath.Join(t.TempDir(), "stream"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	f, err := newFSM(fsmConfig{Partition: 1, DedupTTL: 1 << 40, DedupMax: 1000}, db, fsmHooks{})
+	log.segBytes = 512
+	t.Cleanup(log.close)
+	f, err := newFSM(cfg, log, fsmHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,15 +224,7 @@ func TestStreamWriteBehindReadsSnapshotsAndRestores(t *testing.T) {
 // kept offset is an error (never a silent skip), and a restore from the
 // trimmed snapshot serves the same records with the same earliest offset.
 func TestStreamRetentionBoundsStoreAndSnapshots(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "stream.db"), 0o600, &bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	f, err := newFSM(fsmConfig{Partition: 2, DedupTTL: 1 << 40, DedupMax: 1000, Retain: 25}, db, fsmHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openTestFSMWith(t, fsmConfig{Partition: 2, DedupTTL: 1 << 40, DedupMax: 1000, Retain: 25})
 	var idx uint64
 	for s := uint64(1); s <= 100; s += 10 {
 		applyMessages(f, &idx, "a", s, s+9)
@@ -235,10 +233,10 @@ func TestStreamRetentionBoundsStoreAndSnapshots(t *testing.T) {
 	if f.earliest() != 75 {
 		t.Fatalf("earliest %d, want 75", f.earliest())
 	}
-	var stored int
-	_ = db.View(func(tx *bolt.Tx) error { stored = tx.Bucket(bucketRecords).Stats().KeyN; return nil })
-	if stored != 25 {
-		t.Fatalf("store holds %d records, want 25", stored)
+	// Whole segments below the earliest kept are gone; the one straddling
+	// it stays, hidden from readers.
+	if first, next := f.log.bounds(); first > 75 || first < 60 || next != 100 {
+		t.Fatalf("stream log holds %d..%d, want from a segment start near 75 up to 100", first, next)
 	}
 	var re *retainedError
 	if _, _, err := f.read(10, 5); !errors.As(err, &re) || re.earliest != 75 {

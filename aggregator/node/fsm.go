@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/chaosgate/chaosgate/aggregator/dedup"
 	"github.com/chaosgate/chaosgate/aggregator/hlc"
@@ -82,7 +81,7 @@ type fsmHooks struct {
 type fsm struct {
 	cfg   fsmConfig
 	hooks fsmHooks
-	db    *bolt.DB // the output stream (rebuilt from snapshot + log after a crash)
+	log   *streamLog // the output stream (rebuilt from snapshot + log after a crash)
 
 	mu        sync.RWMutex
 	buf       *reorder.Buffer[stamped]
@@ -106,7 +105,6 @@ type fsm struct {
 	pending []Record
 	flushed uint64     // records below this offset are in db
 	fmu     sync.Mutex // serialises flushes
-	removed uint64     // records below this offset were deleted from db (fmu)
 	// retained is the earliest offset readers may ask for; the store may
 	// still hold older records until the next flush removes them.
 	retained atomic.Uint64
@@ -129,17 +127,9 @@ const maxSnapshotRecord = 64 << 20
 // writes them itself instead of waiting for the flusher.
 const flushBacklog = 8192
 
-var bucketRecords = []byte("records")
-
-func newFSM(cfg fsmConfig, db *bolt.DB, hooks fsmHooks) (*fsm, error) {
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketRecords)
-		return err
-	}); err != nil {
-		return nil, err
-	}
+func newFSM(cfg fsmConfig, log *streamLog, hooks fsmHooks) (*fsm, error) {
 	return &fsm{
-		cfg: cfg, hooks: hooks, db: db,
+		cfg: cfg, hooks: hooks, log: log,
 		buf:     reorder.New[stamped](cfg.Reorder),
 		dd:      dedup.New(cfg.DedupTTL, cfg.DedupMax),
 		kv:      map[string]state.Value{},
@@ -191,7 +181,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-// flush writes the pending records to the stream store in one transaction.
+// flush appends the pending records to the stream log in one write and
+// drops segments below the retention floor.
 func (f *fsm) flush() {
 	f.fmu.Lock()
 	defer f.fmu.Unlock()
@@ -199,35 +190,25 @@ func (f *fsm) flush() {
 	recs := f.pending
 	f.pmu.RUnlock()
 	floor := f.retained.Load()
-	if len(recs) == 0 && f.removed >= floor {
-		return
+	var enc [][]byte
+	first := uint64(0)
+	for i := range recs {
+		if recs[i].Offset < floor {
+			continue
+		}
+		if enc == nil {
+			first = recs[i].Offset
+		}
+		enc = append(enc, encodeRecord(&recs[i]))
 	}
-	if err := f.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		b.FillPercent = 1      // offsets only grow: full pages, fewer splits
-		if f.removed < floor { // retention: drop the oldest records
-			c := b.Cursor()
-			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < floor; k, _ = c.First() {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-		}
-		for i := range recs {
-			if recs[i].Offset < floor {
-				continue
-			}
-			if err := b.Put(offKey(recs[i].Offset), encodeRecord(&recs[i])); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := f.log.append(enc, first); err != nil {
 		// The stream store is derived state; failing to write it is fatal
 		// for this replica's correctness, so stop serving it.
 		panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
 	}
-	f.removed = floor
+	if floor > 0 {
+		f.log.dropBelow(floor)
+	}
 	if len(recs) == 0 {
 		return
 	}
@@ -404,19 +385,16 @@ func (f *fsm) read(from uint64, limit int) ([]Record, uint64, error) {
 	var err error
 	if from < flushed {
 		stored := min(flushed, hwm)
-		err = f.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketRecords).Cursor()
-			for k, v := c.Seek(offKey(from)); k != nil && len(recs) < limit; k, v = c.Next() {
-				if binary.BigEndian.Uint64(k) >= stored {
-					break
-				}
-				var r Record
-				if err := decodeRecord(v, &r); err != nil {
-					return fmt.Errorf("partition %d: stream record at offset %d: %w", f.cfg.Partition, binary.BigEndian.Uint64(k), err)
-				}
-				recs = append(recs, r)
+		err = f.log.scan(from, func(off uint64, raw []byte) (bool, error) {
+			if off >= stored || len(recs) >= limit {
+				return false, nil
 			}
-			return nil
+			var r Record
+			if err := decodeRecord(raw, &r); err != nil {
+				return false, fmt.Errorf("partition %d: stream record at offset %d: %w", f.cfg.Partition, off, err)
+			}
+			recs = append(recs, r)
+			return true, nil
 		})
 	}
 	for o := max(from, flushed); err == nil && o < hwm && len(recs) < limit; o++ {
@@ -467,44 +445,39 @@ type fsmSnapshot struct {
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, 1<<16)
-	err := s.f.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		// Retention may have removed records since Snapshot: the snapshot
-		// starts at the first one this read sees (they are contiguous up
+	err := func() error {
+		// Retention may have dropped records since Snapshot: the snapshot
+		// starts at the first record still held (records are contiguous up
 		// to Next, which Snapshot flushed).
 		st := s.st
-		k, v := c.Seek(offKey(st.First))
-		switch {
-		case k == nil || binary.BigEndian.Uint64(k) >= st.Next:
-			st.First = st.Next
-		default:
-			st.First = binary.BigEndian.Uint64(k)
+		if first, _ := s.f.log.bounds(); first > st.First {
+			st.First = min(first, st.Next)
 		}
 		if err := json.NewEncoder(w).Encode(&st); err != nil {
 			return err
 		}
+		want := st.First
 		var frame []byte
-		for ; k != nil; k, v = c.Next() {
-			if binary.BigEndian.Uint64(k) >= st.Next {
-				break
+		err := s.f.log.scan(st.First, func(off uint64, raw []byte) (bool, error) {
+			if off >= st.Next {
+				return false, nil
 			}
-			if len(v) > 0 && v[0] == '{' { // a record stored as JSON before
-				var r Record
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("stream record at offset %d: %w", binary.BigEndian.Uint64(k), err)
-				}
-				v = encodeRecord(&r)
+			if off != want {
+				return false, fmt.Errorf("stream log holds offset %d where %d was due (dropped by retention meanwhile)", off, want)
 			}
-			frame = binary.AppendUvarint(frame[:0], uint64(len(v)))
+			want++
+			frame = binary.AppendUvarint(frame[:0], uint64(len(raw)))
 			if _, err := w.Write(frame); err != nil {
-				return err
+				return false, err
 			}
-			if _, err := w.Write(v); err != nil {
-				return err
-			}
+			_, err := w.Write(raw)
+			return err == nil, err
+		})
+		if err == nil && want != st.Next {
+			err = fmt.Errorf("stream log ends at offset %d, snapshot needs up to %d", want, st.Next)
 		}
-		return nil
-	})
+		return err
+	}()
 	if err == nil {
 		err = w.Flush()
 	}
@@ -535,13 +508,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.pmu.Lock()
 	f.pending, f.flushed = nil, 0
 	f.pmu.Unlock()
-	if err := f.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketRecords); err != nil && !strings.Contains(err.Error(), "not found") {
-			return err
-		}
-		_, err := tx.CreateBucket(bucketRecords)
-		return err
-	}); err != nil {
+	if err := f.log.reset(st.First); err != nil {
 		return err
 	}
 	n := st.First // records are numbered from the earliest kept
@@ -594,19 +561,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		if len(batch) == 0 {
 			break
 		}
-		if err := f.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketRecords)
-			b.FillPercent = 1
-			for _, raw := range batch {
-				if err := b.Put(offKey(n), raw); err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		}); err != nil {
+		if err := f.log.append(batch, n); err != nil {
 			return err
 		}
+		n += uint64(len(batch))
 	}
 	if n != st.Next {
 		return fmt.Errorf("partition %d: snapshot holds %d records, header says %d", f.cfg.Partition, n-st.First, st.Next-st.First)
@@ -622,7 +580,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	f.pmu.Lock()
 	f.flushed = st.Next
-	f.removed = st.First
 	f.retained.Store(st.First)
 	f.pmu.Unlock()
 	f.publish(st.Next)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/chaosgate/chaosgate/aggregator/backpressure"
 	"github.com/chaosgate/chaosgate/aggregator/reorder"
@@ -30,7 +29,7 @@ type group struct {
 	stable *replica.BoltStore
 	wal    *replica.WAL
 	logs   raft.LogStore
-	stream *bolt.DB
+	stream *streamLog
 	trans  *raft.NetworkTransport
 	propCh chan *proposal
 	aimd   *backpressure.AIMD
@@ -121,7 +120,8 @@ func openGroup(n *Node, id int) (*group, error) {
 	}
 	// The stream store is derived from the raft log and snapshots, so it is
 	// not fsynced: a crash loses at most what replay rewrites.
-	if g.stream, err = bolt.Open(filepath.Join(dir, "stream.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}); err != nil {
+	_ = os.Remove(filepath.Join(dir, "stream.db")) // the B+tree store of earlier versions
+	if g.stream, err = openStreamLog(filepath.Join(dir, "stream")); err != nil {
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.%s.p%d", n.cfg.ID, id), Level: hclog.LevelFromString(n.cfg.RaftLogLevel), Output: n.cfg.LogOutput})
@@ -199,7 +199,7 @@ func (g *group) closeStores() {
 		g.stable.Close()
 	}
 	if g.stream != nil {
-		g.stream.Close()
+		g.stream.close()
 	}
 }
 

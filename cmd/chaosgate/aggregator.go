@@ -100,7 +100,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringVar(&rssCap, "rss-cap", "256MiB", "memory cap: admission refuses new work above 80% of it")
 	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log layout: partition (one log per partition, fsyncs in parallel) or shared (one log per node, one fsync covers every partition)")
 	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")
-	f.Uint64Var(&cfg.StreamRetention, "stream-retention", 1_000_000, "newest records kept per partition's output stream (0: all); older ones are removed so snapshots and restarts stay bounded")
+	f.Uint64Var(&cfg.StreamRetention, "stream-retention", 100_000, "newest records kept per partition's output stream (0: all); older ones are removed so snapshots and restarts stay bounded")
 	f.IntVar(&cfg.RaftInflight, "raft-inflight", 1, "AppendEntries RPCs in flight per follower (1: synchronous, each with a deadline)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.RaftLogLevel, "raft-log-level", "warn", "raft library log level")
