@@ -14,8 +14,10 @@ import (
 )
 
 // TestAggregatorClusterLoadCheckCLI runs the commands as a user would:
-// `aggregator cluster` (until SIGTERM), `load` against its cluster.json,
-// `check` on the history.
+// `aggregator cluster` (until SIGTERM) with a small stream retention, a
+// first `load` that pushes every partition past it, a second `load` that
+// must start at the high watermarks and drain its own records, `check` on
+// its history.
 func TestAggregatorClusterLoadCheckCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
@@ -23,7 +25,7 @@ func TestAggregatorClusterLoadCheckCLI(t *testing.T) {
 	bin := clusterNodeBinary(t)
 	dir := t.TempDir()
 	var out bytes.Buffer
-	cl := exec.Command(bin, "aggregator", "cluster", "--nodes", "3", "--data-dir", dir, "--partitions", "4")
+	cl := exec.Command(bin, "aggregator", "cluster", "--nodes", "3", "--data-dir", dir, "--partitions", "4", "--node-arg=--stream-retention=100")
 	cl.Stdout, cl.Stderr = &out, &out
 	if err := cl.Start(); err != nil {
 		t.Fatal(err)
@@ -53,8 +55,12 @@ func TestAggregatorClusterLoadCheckCLI(t *testing.T) {
 	if len(cf.Nodes) != 3 {
 		t.Fatalf("cluster.json: %+v", cf)
 	}
+	fill := exec.Command(bin, "load", "--cluster", cfPath, "--duration", "2s", "--rate", "800", "--batch", "4", "--no-drain")
+	if b, err := fill.CombinedOutput(); err != nil || !strings.Contains(string(b), "throughput") {
+		t.Fatalf("first load: %v\n%s", err, b)
+	}
 	hist := filepath.Join(dir, "h.jsonl")
-	ld := exec.Command(bin, "load", "--cluster", cfPath, "--duration", "3s", "--sources", "4", "--keys", "16", "--history", hist)
+	ld := exec.Command(bin, "load", "--cluster", cfPath, "--duration", "2s", "--rate", "40", "--sources", "4", "--keys", "16", "--history", hist)
 	if b, err := ld.CombinedOutput(); err != nil || !strings.Contains(string(b), "throughput") {
 		t.Fatalf("load: %v\n%s", err, b)
 	}

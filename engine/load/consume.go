@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -222,6 +223,11 @@ func (g *Generator) startAtHighWatermarks(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for p := 0; p < g.parts; p++ {
+		// Ask past the end: the answer is an empty page with the high
+		// watermark, whatever retention has removed from the front.
+		g.mu.Lock()
+		g.next[p] = math.MaxInt64
+		g.mu.Unlock()
 		for {
 			page, err := g.fetch(ctx, p, 1)
 			if err == nil {
