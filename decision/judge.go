@@ -152,14 +152,16 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 // evidence is at least twice what its threshold demands: a log-likelihood
 // ratio z²/2 of at least twice k²/2, that is z ≥ √2·k. A failure at the
 // limit (one long GC pause just over it) is not: a window extension may
-// show it was a one-off.
+// show it was a one-off. Nor is a failure resting on one measurement per
+// arm (memory growth over the window): a live process's heap moves with
+// collector timing, and a longer window is what tells a leak from that.
 func decisive(dims []DimensionResult) bool {
 	n := 0
 	for _, d := range dims {
 		if d.Outcome != Fail {
 			continue
 		}
-		if d.K <= 0 || d.Z < math.Sqrt2*d.K {
+		if d.K <= 0 || d.Z < math.Sqrt2*d.K || d.Name == MemoryGrowth {
 			return false
 		}
 		n++
