@@ -98,12 +98,12 @@ type fsm struct {
 	chMu    sync.Mutex
 
 	// The output stream is written behind: applied records wait in pending
-	// (offsets flushed, flushed+1, ...) and a flush writes them to db in
-	// one transaction. Reads see both. The stream is derived state — after
+	// (offsets flushed, flushed+1, ...) and a flush appends them to the
+	// stream log in one write. Reads see both. The stream is derived state — after
 	// a crash raft's snapshot and log replay rewrite what was pending.
 	pmu     sync.RWMutex
 	pending []Record
-	flushed uint64     // records below this offset are in db
+	flushed uint64     // records below this offset are in the stream log
 	fmu     sync.Mutex // serialises flushes
 	// retained is the earliest offset readers may ask for; the store may
 	// still hold older records until the next flush removes them.
@@ -135,12 +135,6 @@ func newFSM(cfg fsmConfig, log *streamLog, hooks fsmHooks) (*fsm, error) {
 		kv:      map[string]state.Value{},
 		changed: make(chan struct{}),
 	}, nil
-}
-
-func offKey(o uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], o)
-	return b[:]
 }
 
 // Apply implements raft.FSM.
@@ -508,9 +502,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.pmu.Lock()
 	f.pending, f.flushed = nil, 0
 	f.pmu.Unlock()
-	if err := f.log.reset(st.First); err != nil {
-		return err
-	}
+	f.log.reset(st.First)
 	n := st.First // records are numbered from the earliest kept
 	var frames *bufio.Reader
 	if st.Format == snapshotFormatFramed {

@@ -85,7 +85,7 @@ func (a addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 }
 
 // streamFlushInterval is how often applied records are written to the
-// stream store in one transaction (reads see them at once).
+// stream log in one write (reads see them at once).
 const streamFlushInterval = 100 * time.Millisecond
 
 func openGroup(n *Node, id int) (*group, error) {
@@ -118,8 +118,8 @@ func openGroup(n *Node, id int) (*group, error) {
 	if g.logs, err = raft.NewLogCache(1024, store); err != nil {
 		return nil, err
 	}
-	// The stream store is derived from the raft log and snapshots, so it is
-	// not fsynced: a crash loses at most what replay rewrites.
+	// The stream log is derived from the raft log and snapshots, so it is
+	// not fsynced and starts empty: restore and replay rewrite it.
 	_ = os.Remove(filepath.Join(dir, "stream.db")) // the B+tree store of earlier versions
 	if g.stream, err = openStreamLog(filepath.Join(dir, "stream")); err != nil {
 		return nil, fmt.Errorf("open stream store: %w", err)

@@ -78,9 +78,7 @@ func (s *streamLog) append(recs [][]byte, first uint64) error {
 	case first < next:
 		return fmt.Errorf("stream log: append at offset %d, but %d records are already held", first, next)
 	case first > next:
-		if err := s.reset(first); err != nil {
-			return err
-		}
+		s.reset(first)
 	}
 	s.mu.RLock()
 	var seg *streamSeg
@@ -122,14 +120,13 @@ func (s *streamLog) append(recs [][]byte, first uint64) error {
 }
 
 // reset drops every record; the next one appended has offset start.
-func (s *streamLog) reset(start uint64) error {
+func (s *streamLog) reset(start uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, seg := range s.segs {
 		_ = os.Remove(seg.f.Name()) // readers holding the file still read it
 	}
 	s.segs, s.start = nil, start
-	return nil
 }
 
 // dropBelow removes whole segments whose records all lie below floor.

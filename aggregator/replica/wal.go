@@ -135,8 +135,7 @@ func (w *WAL) flusher() {
 // syncDirty fsyncs every segment written since its last fsync. w.mu held.
 func (w *WAL) syncDirty() {
 	for _, s := range w.segs {
-		if s.dirty {
-			_ = s.f.Sync() // a failed flush is retried on the next tick
+		if s.dirty && s.f.Sync() == nil { // a failed flush is retried on the next tick
 			s.dirty = false
 		}
 	}
