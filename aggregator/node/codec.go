@@ -195,7 +195,16 @@ func decodeCommand(data []byte, c *command) error {
 
 // encodeRecord is the binary form of an output stream record.
 func encodeRecord(r *Record) []byte {
-	b := make([]byte, 0, 48+len(r.Type)+len(r.SourceID)+len(r.MsgID)+len(r.GroupKey)+len(r.Fingerprint)+len(r.EventTime)+len(r.TraceID)+len(r.Payload)+len(r.HLC)+len(r.Node))
+	return appendRecord(make([]byte, 0, recordSize(r)), r)
+}
+
+// recordSize bounds the length of r's binary form.
+func recordSize(r *Record) int {
+	return 48 + len(r.Type) + len(r.SourceID) + len(r.MsgID) + len(r.GroupKey) + len(r.Fingerprint) + len(r.EventTime) + len(r.TraceID) + len(r.Payload) + len(r.HLC) + len(r.Node)
+}
+
+// appendRecord appends r's binary form to b.
+func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, recordCodecV1)
 	b = binary.AppendUvarint(b, r.Offset)
 	b = appendStr(b, r.Type)

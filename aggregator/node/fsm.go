@@ -184,16 +184,27 @@ func (f *fsm) flush() {
 	recs := f.pending
 	f.pmu.RUnlock()
 	floor := f.retained.Load()
+	// Every record is encoded into one buffer: one allocation per flush,
+	// not one per record (with 1 KiB payloads a flush is megabytes).
+	skip := 0
+	for skip < len(recs) && recs[skip].Offset < floor {
+		skip++
+	}
 	var enc [][]byte
 	first := uint64(0)
-	for i := range recs {
-		if recs[i].Offset < floor {
-			continue
+	if skip < len(recs) {
+		first = recs[skip].Offset
+		size := 0
+		for i := skip; i < len(recs); i++ {
+			size += recordSize(&recs[i])
 		}
-		if enc == nil {
-			first = recs[i].Offset
+		buf := make([]byte, 0, size)
+		enc = make([][]byte, 0, len(recs)-skip)
+		for i := skip; i < len(recs); i++ {
+			start := len(buf)
+			buf = appendRecord(buf, &recs[i])
+			enc = append(enc, buf[start:len(buf):len(buf)])
 		}
-		enc = append(enc, encodeRecord(&recs[i]))
 	}
 	if err := f.log.append(enc, first); err != nil {
 		// The stream store is derived state; failing to write it is fatal

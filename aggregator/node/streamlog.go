@@ -96,7 +96,11 @@ func (s *streamLog) append(recs [][]byte, first uint64) error {
 		s.segs = append(s.segs, seg)
 		s.mu.Unlock()
 	}
-	var buf []byte
+	size := 0
+	for _, r := range recs {
+		size += binary.MaxVarintLen64 + len(r)
+	}
+	buf := make([]byte, 0, size)
 	pos := seg.size
 	n := seg.n
 	var sparse []int64

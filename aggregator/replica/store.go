@@ -165,7 +165,14 @@ func (s *BoltStore) GetUint64(key []byte) (uint64, error) {
 // encodeLog: index, term, type, appendedAt, then length-prefixed data and
 // extensions.
 func encodeLog(l *raft.Log) []byte {
-	b := make([]byte, 0, 34+len(l.Data)+len(l.Extensions))
+	return appendLog(make([]byte, 0, logSize(l)), l)
+}
+
+// logSize bounds the length of l's encoding.
+func logSize(l *raft.Log) int { return 45 + len(l.Data) + len(l.Extensions) }
+
+// appendLog appends l's encoding to b.
+func appendLog(b []byte, l *raft.Log) []byte {
 	b = binary.BigEndian.AppendUint64(b, l.Index)
 	b = binary.BigEndian.AppendUint64(b, l.Term)
 	b = append(b, byte(l.Type))

@@ -289,14 +289,21 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 	}
-	var buf []byte
+	// One buffer sized for the whole batch; each entry is encoded in place
+	// after room for its [length][crc] header, filled in once it is known.
+	size := 0
+	for _, l := range logs {
+		size += 8 + logSize(l)
+	}
+	buf := make([]byte, 0, size)
 	offs := make([]int64, 0, len(logs))
 	for _, l := range logs {
-		body := encodeLog(l)
-		offs = append(offs, s.size+int64(len(buf)))
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(body)))
-		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(body, castagnoli))
-		buf = append(buf, body...)
+		at := len(buf)
+		offs = append(offs, s.size+int64(at))
+		buf = appendLog(append(buf, make([]byte, 8)...), l)
+		body := buf[at+8:]
+		binary.BigEndian.PutUint32(buf[at:], uint32(len(body)))
+		binary.BigEndian.PutUint32(buf[at+4:], crc32.Checksum(body, castagnoli))
 	}
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		return fmt.Errorf("raft wal: append: %w", err)
