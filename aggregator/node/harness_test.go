@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
 func TestMain(m *testing.M) {
@@ -145,23 +146,14 @@ func startCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	return c
 }
 
-// freeAddr returns a free 127.0.0.1 port below the kernel's ephemeral range
-// (32768 and up), so that no listener on port 0 and no outgoing connection
-// can be handed the same port between this check and the node's bind.
+// freeAddr returns a free 127.0.0.1 address below the kernel's ephemeral
+// range that this process has not handed out before (internal/freeport).
 func freeAddr(t testing.TB) string {
-	var last error
-	for range 200 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
-		if err != nil {
-			last = err
-			continue
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
+	addrs, err := freeport.Addrs(1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free port below the ephemeral range: %v", last)
-	return ""
+	return addrs[0]
 }
 
 func (c *testCluster) config(id string) Config {

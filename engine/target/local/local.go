@@ -14,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
 // NodeSpec is how one node is started.
@@ -176,40 +176,11 @@ func Plan(n, basePort int) ([]NodeSpec, error) {
 	return specs, nil
 }
 
-// Free ports are taken below the kernel's ephemeral range (32768 and up by
-// default), where no listener on port 0 — a fault proxy, say — and no
-// outgoing connection can be handed the same port between the plan and the
-// node's bind.
-const (
-	freePortLow  = 20000
-	freePortHigh = 32000
-)
-
-// FreePorts returns n distinct free 127.0.0.1 addresses below the ephemeral
-// range, each checked by binding it (all are held until the last is found,
-// then released).
+// FreePorts returns n distinct free 127.0.0.1 addresses below the kernel's
+// ephemeral range, none handed out before by this process (see
+// internal/freeport).
 func FreePorts(n int) ([]string, error) {
-	out := make([]string, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var last error
-	for tries := 0; len(out) < n && tries < 100*n; tries++ {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePortLow+rand.IntN(freePortHigh-freePortLow)))
-		if err != nil {
-			last = err
-			continue
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	if len(out) < n {
-		return nil, fmt.Errorf("local: no %d free ports in %d..%d: %w", n, freePortLow, freePortHigh, last)
-	}
-	return out, nil
+	return freeport.Addrs(n)
 }
 
 // ClusterFile is the JSON shape of DIR/cluster.json.
