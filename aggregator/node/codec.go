@@ -203,6 +203,25 @@ func recordSize(r *Record) int {
 	return 48 + len(r.Type) + len(r.SourceID) + len(r.MsgID) + len(r.GroupKey) + len(r.Fingerprint) + len(r.EventTime) + len(r.TraceID) + len(r.Payload) + len(r.HLC) + len(r.Node)
 }
 
+// recordLen is the exact length of r's binary form.
+func recordLen(r *Record) int {
+	n := 1 + uvarintLen(r.Offset) + uvarintLen(r.Seq) + uvarintLen(r.FromSeq) + uvarintLen(r.ToSeq) + uvarintLen(r.Epoch)
+	for _, s := range [...]string{r.Type, r.SourceID, r.MsgID, r.GroupKey, r.Fingerprint, r.EventTime, r.TraceID, r.Payload, r.HLC, r.Node} {
+		n += uvarintLen(uint64(len(s))) + len(s)
+	}
+	return n
+}
+
+// uvarintLen is the length of x as a uvarint.
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
 // appendRecord appends r's binary form to b.
 func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, recordCodecV1)

@@ -57,8 +57,12 @@ func TestRecordCodecRoundTripAndJSONCompat(t *testing.T) {
 	}
 	for _, r := range recs {
 		var got Record
-		if err := decodeRecord(encodeRecord(&r), &got); err != nil || got != r {
+		enc := encodeRecord(&r)
+		if err := decodeRecord(enc, &got); err != nil || got != r {
 			t.Fatalf("binary round trip: %v\n got %+v\nwant %+v", err, got, r)
+		}
+		if recordLen(&r) != len(enc) {
+			t.Fatalf("recordLen %d, encoded %d bytes", recordLen(&r), len(enc))
 		}
 		js, _ := json.Marshal(&r)
 		var fromJSON Record
@@ -107,8 +111,12 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		var r2 Record
-		if err := decodeRecord(encodeRecord(&r), &r2); err != nil || r2 != r {
+		enc := encodeRecord(&r)
+		if err := decodeRecord(enc, &r2); err != nil || r2 != r {
 			t.Fatalf("re-encoding changed the record: %v", err)
+		}
+		if recordLen(&r) != len(enc) || recordSize(&r) < len(enc) {
+			t.Fatalf("record of %d bytes: recordLen %d, recordSize %d", len(enc), recordLen(&r), recordSize(&r))
 		}
 	})
 }

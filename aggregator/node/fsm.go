@@ -184,32 +184,30 @@ func (f *fsm) flush() {
 	recs := f.pending
 	f.pmu.RUnlock()
 	floor := f.retained.Load()
-	// Every record is encoded into one buffer: one allocation per flush,
-	// not one per record (with 1 KiB payloads a flush is megabytes).
+	// Every record is encoded, framed, straight into one buffer: one
+	// allocation and one copy of each payload per flush (with 1 KiB
+	// payloads a flush is megabytes).
 	skip := 0
 	for skip < len(recs) && recs[skip].Offset < floor {
 		skip++
 	}
-	var enc [][]byte
-	first := uint64(0)
 	if skip < len(recs) {
-		first = recs[skip].Offset
 		size := 0
 		for i := skip; i < len(recs); i++ {
-			size += recordSize(&recs[i])
+			size += binary.MaxVarintLen64 + recordSize(&recs[i])
 		}
 		buf := make([]byte, 0, size)
-		enc = make([][]byte, 0, len(recs)-skip)
+		starts := make([]int, 0, len(recs)-skip)
 		for i := skip; i < len(recs); i++ {
-			start := len(buf)
+			starts = append(starts, len(buf))
+			buf = binary.AppendUvarint(buf, uint64(recordLen(&recs[i]))) // the frame's length, then the record
 			buf = appendRecord(buf, &recs[i])
-			enc = append(enc, buf[start:len(buf):len(buf)])
 		}
-	}
-	if err := f.log.append(enc, first); err != nil {
-		// The stream store is derived state; failing to write it is fatal
-		// for this replica's correctness, so stop serving it.
-		panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
+		if err := f.log.appendFrames(buf, starts, recs[skip].Offset); err != nil {
+			// The stream store is derived state; failing to write it is
+			// fatal for this replica's correctness, so stop serving it.
+			panic(fmt.Sprintf("partition %d: stream store write failed: %v", f.cfg.Partition, err))
+		}
 	}
 	if floor > 0 {
 		f.log.dropBelow(floor)

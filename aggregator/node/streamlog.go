@@ -70,7 +70,25 @@ func (s *streamLog) bounds() (first, next uint64) {
 // the end (records below a retention floor were skipped) starts the log
 // afresh there.
 func (s *streamLog) append(recs [][]byte, first uint64) error {
-	if len(recs) == 0 {
+	size := 0
+	for _, r := range recs {
+		size += binary.MaxVarintLen64 + len(r)
+	}
+	buf := make([]byte, 0, size)
+	starts := make([]int, 0, len(recs))
+	for _, r := range recs {
+		starts = append(starts, len(buf))
+		buf = binary.AppendUvarint(buf, uint64(len(r)))
+		buf = append(buf, r...)
+	}
+	return s.appendFrames(buf, starts, first)
+}
+
+// appendFrames writes records already framed ([uvarint length][record]
+// each, frame i starting at buf[starts[i]]) with contiguous offsets from
+// first, in one write.
+func (s *streamLog) appendFrames(buf []byte, starts []int, first uint64) error {
+	if len(starts) == 0 {
 		return nil
 	}
 	_, next := s.bounds()
@@ -96,20 +114,13 @@ func (s *streamLog) append(recs [][]byte, first uint64) error {
 		s.segs = append(s.segs, seg)
 		s.mu.Unlock()
 	}
-	size := 0
-	for _, r := range recs {
-		size += binary.MaxVarintLen64 + len(r)
-	}
-	buf := make([]byte, 0, size)
 	pos := seg.size
 	n := seg.n
 	var sparse []int64
-	for _, r := range recs {
+	for _, at := range starts {
 		if n%streamStride == 0 {
-			sparse = append(sparse, pos+int64(len(buf)))
+			sparse = append(sparse, pos+int64(at))
 		}
-		buf = binary.AppendUvarint(buf, uint64(len(r)))
-		buf = append(buf, r...)
 		n++
 	}
 	if _, err := seg.f.WriteAt(buf, pos); err != nil {
