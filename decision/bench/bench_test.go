@@ -53,3 +53,27 @@ func TestCorpusIsSeeded(t *testing.T) {
 		t.Fatal("different seeds generated the same corpus")
 	}
 }
+
+// blockAll blocks every release at its first interval.
+type blockAll struct{}
+
+func (blockAll) Name() string        { return "block-all" }
+func (blockAll) Run(*Release) Result { return Result{Outcome: decision.Block, Look: 1} }
+
+// The block-all reference in the report is what a judge that blocks
+// everything really scores, and it is far above zero.
+func TestNABBlockAllReference(t *testing.T) {
+	c := Generate(CorpusOptions{Seed: 9, Services: 2, Good: 30, BadPerKind: 2, Faults: 8})
+	rep := Run(c, []Judge{blockAll{}})
+	if got, want := rep.NABBlockAll, rep.Judges[0].NAB; got < want-1e-9 || got > want+1e-9 {
+		t.Fatalf("reference %.3f, block-all judge scored %.3f", got, want)
+	}
+	if rep.Judges[0].FPR != 1 || rep.NABBlockAll <= 0 {
+		t.Fatalf("block-all: FPR %.2f, NAB %.1f", rep.Judges[0].FPR, rep.NABBlockAll)
+	}
+	var out bytes.Buffer
+	WriteTable(&out, rep)
+	if !strings.Contains(out.String(), fmt.Sprintf("blocks every release at its first interval scores %.1f", rep.NABBlockAll)) {
+		t.Fatalf("table lacks the reference:\n%s", out.String())
+	}
+}

@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -68,6 +67,10 @@ type Report struct {
 	Bad      int           `json:"bad"`
 	Faults   int           `json:"data_faults"`
 	Judges   []JudgeReport `json:"judges"`
+	// NABBlockAll is the NAB-style score of a judge that blocks every
+	// release at its first interval: the reference that shows how much the
+	// score rewards blocking on this corpus's share of bad releases.
+	NABBlockAll float64 `json:"nab_block_all_reference"`
 }
 
 // Run judges every release of c with every judge.
@@ -85,6 +88,12 @@ func Run(c *Corpus, judges []Judge) Report {
 	}
 	for _, j := range judges {
 		rep.Judges = append(rep.Judges, evaluate(c, j))
+	}
+	if rep.Bad > 0 {
+		// raw = bad·1 − good·costFP, null = −bad·costFN, perfect = bad.
+		raw := float64(rep.Bad) - costFP*float64(rep.Good+rep.Faults)
+		null := -costFN * float64(rep.Bad)
+		rep.NABBlockAll = 100 * (raw - null) / (float64(rep.Bad) - null)
 	}
 	return rep
 }
@@ -316,11 +325,17 @@ func WriteTable(w io.Writer, rep Report) {
 		}
 	}
 	fmt.Fprintf(w, "\nbest NAB-style score: %s (%.1f)\n", best, bestNAB)
-	names := make([]string, len(rep.Judges))
-	for i, j := range rep.Judges {
-		names[i] = j.Name
+	best, bestNAB = "", -1e9
+	for _, j := range rep.Judges {
+		if j.FPR <= 0.01 && j.NAB > bestNAB {
+			best, bestNAB = j.Name, j.NAB
+		}
 	}
-	sort.Strings(names)
+	if best != "" {
+		fmt.Fprintf(w, "best NAB-style score at a false-positive rate <= 1%%: %s (%.1f)\n", best, bestNAB)
+	}
+	fmt.Fprintf(w, "reference: a judge that blocks every release at its first interval scores %.1f (false-positive rate 100%%); with %d of %d releases bad, the score rewards blocking, so read it beside the false-positive rate\n",
+		rep.NABBlockAll, rep.Bad, rep.Releases)
 }
 
 // Goal is one target the chaosgate judge must meet on the corpus.
