@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -153,14 +154,20 @@ func consulBinary(t testing.TB) string {
 	return p
 }
 
+// freePort is a free 127.0.0.1 port below the ephemeral range, so the
+// agent can be restarted on it without an outgoing connection taking it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addrs[0])
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // consulAgent is a real `consul agent -dev` on 127.0.0.1.

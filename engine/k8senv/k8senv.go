@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
 // KubeAPIServerVersion is the kube-apiserver release the harness runs.
@@ -344,21 +347,21 @@ func waitFile(ctx context.Context, path string, limit time.Duration, p *proc) er
 	return fmt.Errorf("timed out after %s waiting for %s", limit, path)
 }
 
+// freePorts returns n distinct free 127.0.0.1 ports below the ephemeral
+// range (see internal/freeport).
 func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		return nil, fmt.Errorf("k8senv: %w", err)
+	}
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for _, a := range addrs {
+		_, p, _ := net.SplitHostPort(a)
+		port, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, fmt.Errorf("k8senv: free port: %w", err)
+			return nil, fmt.Errorf("k8senv: free port %q: %w", a, err)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
