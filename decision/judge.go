@@ -577,13 +577,19 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		pSLO := binomUpper(xc.V/phi, nc.V/phi, dc.HardLimit)
 		canaryBreach := pSLO < level && rc > dc.HardLimit
 		lb := wilsonLower(xc.V/phi, nc.V/phi, level)
-		// The control must be clearly within the SLO for the breach to be
-		// the canary's alone; otherwise both arms are over it together.
-		controlBreach := wilsonUpper(xk.V/phi, nk.V/phi, e.cfg.Alpha) > dc.HardLimit
+		// The breach is the canary's alone when the control's own rate is
+		// within the SLO; when the control is over it too, both arms are
+		// over it together (a system breach) and only the comparison with
+		// the control counts. Demanding that the control be clearly within
+		// the SLO (an upper bound below it) would disarm the limit for
+		// every SLO below a few events per control window — 0.02% of
+		// sessions needs tens of thousands of them — while the canary's
+		// own breach is already held to the level spent at this look.
+		controlBreach := rk > dc.HardLimit
 		switch {
 		case canaryBreach && !controlBreach:
 			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
-			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
+			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is within it at %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
 			return r
 		case canaryBreach && controlBreach:
 			r.Breach = "system"
