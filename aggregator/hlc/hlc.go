@@ -115,10 +115,19 @@ type Options struct {
 
 // Clock is a hybrid logical clock, safe for concurrent use.
 type Clock struct {
-	mu    sync.Mutex
-	opts  Options
-	last  Timestamp
-	bound int64
+	mu   sync.Mutex
+	opts Options
+	last Timestamp
+	// bound is durable: every wall time handed out is below it. Once less
+	// than half a Window of it is left, the next bound is stored in the
+	// background (storing), so a reading waits for the fsync only when the
+	// clock reaches bound before that store is done — never while the disk
+	// is merely slow.
+	bound    int64
+	storing  bool
+	storeErr error      // outcome of the last store
+	stored   *sync.Cond // broadcast (on mu) when a store ends
+	stores   sync.WaitGroup
 }
 
 // New returns a clock. When opts.Persist is set the clock starts at the
@@ -131,6 +140,7 @@ func New(opts Options) (*Clock, error) {
 		opts.Window = time.Second
 	}
 	c := &Clock{opts: opts}
+	c.stored = sync.NewCond(&c.mu)
 	if opts.Persist != nil {
 		b, err := opts.Persist.Load()
 		if err != nil {
@@ -153,7 +163,8 @@ func (c *Clock) Now() (Timestamp, error) {
 	} else {
 		c.last.Logical++
 	}
-	return c.last, c.persistLocked()
+	ts := c.last
+	return ts, c.persistLocked(ts.Wall)
 }
 
 // Update merges a received timestamp and returns a timestamp after both it
@@ -180,7 +191,8 @@ func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 	default:
 		c.last = Timestamp{Wall: remote.Wall, Logical: remote.Logical + 1}
 	}
-	return c.last, c.persistLocked()
+	ts := c.last
+	return ts, c.persistLocked(ts.Wall)
 }
 
 // Last returns the latest timestamp without advancing the clock.
@@ -190,17 +202,48 @@ func (c *Clock) Last() Timestamp {
 	return c.last
 }
 
-func (c *Clock) persistLocked() error {
-	if c.opts.Persist == nil || c.last.Wall < c.bound {
+// persistLocked makes sure wall, just handed out, is below the durable
+// bound: it starts storing the next bound when less than half a Window is
+// left, and waits for that store only when wall has reached the bound.
+// c.mu is held (and released while waiting).
+func (c *Clock) persistLocked(wall int64) error {
+	if c.opts.Persist == nil {
 		return nil
 	}
-	nb := c.last.Wall + int64(c.opts.Window)
-	if err := c.opts.Persist.Store(nb); err != nil {
-		return &Error{Kind: KindStorage, Msg: "store bound: " + err.Error()}
+	for {
+		if !c.storing && wall >= c.bound-int64(c.opts.Window)/2 {
+			c.startStore(wall + int64(c.opts.Window))
+		}
+		if wall < c.bound {
+			return nil
+		}
+		c.stored.Wait()
+		if wall >= c.bound && c.storeErr != nil {
+			return &Error{Kind: KindStorage, Msg: "store bound: " + c.storeErr.Error()}
+		}
 	}
-	c.bound = nb
-	return nil
 }
+
+// startStore stores bound nb in the background. c.mu is held.
+func (c *Clock) startStore(nb int64) {
+	c.storing = true
+	c.stores.Add(1)
+	go func() {
+		defer c.stores.Done()
+		err := c.opts.Persist.Store(nb)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.storing, c.storeErr = false, err
+		if err == nil && nb > c.bound {
+			c.bound = nb
+		}
+		c.stored.Broadcast()
+	}()
+}
+
+// Close waits for a bound being stored in the background. The clock stays
+// usable (a later reading may start another store).
+func (c *Clock) Close() { c.stores.Wait() }
 
 // FilePersister keeps the bound in a small file, replaced atomically and
 // fsynced on every store.

@@ -1,6 +1,7 @@
 package hlc
 
 import (
+	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -106,6 +107,7 @@ func TestPersistedBoundSurvivesRestart(t *testing.T) {
 		fc.ns.Add(int64(300 * time.Millisecond))
 		last, _ = c.Now()
 	}
+	c.Close() // the process stops
 	// Restart with a physical clock that went back an hour.
 	fc.ns.Store(int64(time.Second))
 	c2, err := New(Options{Physical: fc.now, Persist: p, Window: time.Second})
@@ -168,4 +170,82 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip %q -> %s -> %v %v", s, ts, back, err)
 		}
 	})
+}
+
+// gatedPersister stores a bound only when the test lets it (one receive on
+// gate per store) and remembers the highest bound durably stored.
+type gatedPersister struct {
+	gate    chan struct{}
+	fail    atomic.Bool
+	durable atomic.Int64
+}
+
+func (p *gatedPersister) Load() (int64, error) { return p.durable.Load(), nil }
+
+func (p *gatedPersister) Store(b int64) error {
+	<-p.gate
+	if p.fail.Load() {
+		return errors.New("disk full")
+	}
+	if b > p.durable.Load() {
+		p.durable.Store(b)
+	}
+	return nil
+}
+
+// TestBoundStoredAheadInBackground: while the durable bound is ahead of
+// the clock, a reading does not wait for the next bound being stored; a
+// reading that reaches the bound waits for it; every reading handed out is
+// below a bound already durable (so a restart never goes back); a failed
+// store is reported to the reading that needed it.
+func TestBoundStoredAheadInBackground(t *testing.T) {
+	p := &gatedPersister{gate: make(chan struct{})}
+	fc := &fakeClock{}
+	fc.ns.Store(int64(10 * time.Second))
+	c, err := New(Options{Physical: fc.now, Persist: p, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	now := func() (Timestamp, error) {
+		type out struct {
+			ts  Timestamp
+			err error
+		}
+		done := make(chan out, 1)
+		go func() {
+			ts, err := c.Now()
+			done <- out{ts, err} // read durable after Now returned
+			if err == nil && ts.Wall >= p.durable.Load() {
+				t.Errorf("reading %s handed out at or above the durable bound %d", ts, p.durable.Load())
+			}
+		}()
+		for {
+			select {
+			case o := <-done:
+				return o.ts, o.err
+			case p.gate <- struct{}{}: // the reading waits for a store: let it through
+			}
+		}
+	}
+	if _, err := now(); err != nil { // no bound yet: waits for the first store
+		t.Fatal(err)
+	}
+	fc.ns.Store(int64(10*time.Second + 600*time.Millisecond))
+	// Less than half a window left: the next store starts, and this reading
+	// returns without it (the gate stays shut).
+	if ts, err := c.Now(); err != nil || ts.Wall != fc.now() {
+		t.Fatalf("reading with headroom: %s %v", ts, err)
+	}
+	p.gate <- struct{}{}                                      // taken by the store running in the background
+	fc.ns.Store(int64(11*time.Second + 200*time.Millisecond)) // past the durable bound
+	ts, err := now()
+	if err != nil || ts.Wall != fc.now() {
+		t.Fatalf("reading past the bound: %s %v", ts, err)
+	}
+	p.fail.Store(true)
+	fc.ns.Store(int64(20 * time.Second))
+	if _, err := now(); !IsKind(err, KindStorage) {
+		t.Fatalf("failed store: %v", err)
+	}
 }

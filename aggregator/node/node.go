@@ -236,6 +236,7 @@ func (n *Node) Close() error {
 		n.mux.Close()
 	}
 	n.wg.Wait()
+	n.clock.Close()
 	n.client.CloseIdleConnections()
 	n.log.Info("aggregator node stopped")
 	return nil
