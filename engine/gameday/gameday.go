@@ -749,7 +749,10 @@ func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availabi
 	if st.Hist != nil {
 		a.LatencyP50, a.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
 	}
-	a.Sessions, a.SessionInterruptions = decision.Num(float64(st.Offered)), decision.Num(float64(st.Timeouts))
+	// A session is one send attempt; it is interrupted when the attempt ends
+	// without an answer. Attempts, not messages: under faults one message
+	// may time out on several retries.
+	a.Sessions, a.SessionInterruptions = decision.Num(float64(st.Attempts)), decision.Num(float64(st.Timeouts))
 	// Error rate is the servers' own: HTTP 5xx other than 503 over HTTP
 	// requests, as a Prometheus query would give it (the load generator
 	// retries errors, so its final outcomes hide them). A 503 is the
@@ -880,7 +883,7 @@ func (r *Run) aaWindows(weight int, steady []availability.Span, step availabilit
 	}
 	pseudo := func(spans []availability.Span, node string) decision.Arm {
 		st := r.avail.Summarize(engine.ArmControl, spans...)
-		x := decision.Arm{Sessions: decision.Num(float64(st.Offered)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
+		x := decision.Arm{Sessions: decision.Num(float64(st.Attempts)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
 		if st.Hist != nil {
 			x.LatencyP50, x.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
 		}

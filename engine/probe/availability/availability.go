@@ -227,12 +227,15 @@ func (p *Probe) Stop() {
 type Stats struct {
 	// Requests are messages with a final outcome (acknowledged or failed);
 	// Errors the messages definitely not stored after the retries.
-	Requests, Errors    int64
-	OK                  int64
-	Rejected            int64 // attempts refused by explicit backpressure
-	Timeouts            int64 // attempts with an unknown outcome
-	Retries             int64
-	Offered             int64
+	Requests, Errors int64
+	OK               int64
+	Rejected         int64 // attempts refused by explicit backpressure
+	Timeouts         int64 // attempts with an unknown outcome
+	Retries          int64
+	Offered          int64
+	// Attempts are the message sends, first tries, retries and
+	// deliberate duplicates alike: what Timeouts and Rejected count out of.
+	Attempts            int64
 	WindowS             float64
 	P50, P95, P99, P999 float64 // milliseconds
 	Throughput          float64 // acknowledged messages per second
@@ -279,6 +282,7 @@ func (p *Probe) Summarize(arm engine.Arm, spans ...Span) Stats {
 		st.Timeouts += s.Timeouts
 		st.Retries += s.Retries
 		st.Offered += s.Messages
+		st.Attempts += s.Messages + s.Duplicates + s.Retries
 		if len(c.bars) > 0 && h == nil {
 			h = hdrhistogram.New(1, 60_000_000, 3)
 		}
@@ -324,7 +328,7 @@ func (p *Probe) ChunkSpans(arm engine.Arm, start, end time.Time) []Span {
 // Metrics turns stats into the probe's named values.
 func (s Stats) Metrics() engine.Metrics {
 	m := engine.Metrics{"requests": float64(s.Requests), "errors": float64(s.Errors), "ok": float64(s.OK),
-		"rejected": float64(s.Rejected), "timeouts": float64(s.Timeouts), "retries": float64(s.Retries),
+		"rejected": float64(s.Rejected), "timeouts": float64(s.Timeouts), "retries": float64(s.Retries), "attempts": float64(s.Attempts),
 		"throughput": s.Throughput, "window_s": s.WindowS}
 	if s.Requests > 0 {
 		m["success_ratio"] = s.SuccessRatio()

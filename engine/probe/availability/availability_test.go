@@ -96,3 +96,27 @@ func TestLoadSplitsByWeightPerArm(t *testing.T) {
 		t.Fatalf("observe %+v %v", o, err)
 	}
 }
+
+// Under faults one message can time out on every retry: the timeouts then
+// outnumber the messages, never the attempts the judge divides them by.
+func TestAttemptsCountRetriesAndDuplicates(t *testing.T) {
+	t0 := time.Now()
+	p := &Probe{}
+	p.chunks = []*chunk{
+		{arm: engine.ArmCanary, start: t0, end: t0.Add(time.Second), done: true,
+			sum: load.Summary{Messages: 10, Duplicates: 2, Retries: 30, Timeouts: 31, OK: 9, Failed: 1}},
+		{arm: engine.ArmCanary, start: t0.Add(time.Second), end: t0.Add(2 * time.Second), done: true,
+			sum: load.Summary{Messages: 5, Retries: 1, Timeouts: 1, OK: 5}},
+		{arm: engine.ArmControl, start: t0, end: t0.Add(time.Second), done: true, sum: load.Summary{Messages: 100, OK: 100}},
+	}
+	st := p.Summarize(engine.ArmCanary, Span{t0, t0.Add(2 * time.Second)})
+	if st.Offered != 15 || st.Attempts != 48 || st.Timeouts != 32 {
+		t.Fatalf("offered %d attempts %d timeouts %d, want 15, 48, 32", st.Offered, st.Attempts, st.Timeouts)
+	}
+	if st.Timeouts <= st.Offered || st.Timeouts > st.Attempts {
+		t.Fatal("the case this guards: more timeouts than messages, fewer than attempts")
+	}
+	if m := st.Metrics(); m["attempts"] != 48 {
+		t.Fatalf("metrics %v", m)
+	}
+}
