@@ -126,6 +126,11 @@ func (s *streamLog) appendFrames(buf []byte, starts []int, first uint64) error {
 	if _, err := seg.f.WriteAt(buf, pos); err != nil {
 		return fmt.Errorf("stream log: append: %w", err)
 	}
+	// The stream log is never fsynced, but left to the kernel its pages are
+	// written back tens of MiB at a time, 30 s later, and the journal
+	// commit of every raft log fsync on the disk then waits for them.
+	// Starting each flush's writeback at once keeps that work small.
+	startWriteback(seg.f)
 	s.mu.Lock()
 	seg.size += int64(len(buf))
 	seg.n = n
