@@ -125,7 +125,7 @@ func openGroup(n *Node, id int) (*group, error) {
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.%s.p%d", n.cfg.ID, id), Level: hclog.LevelFromString(n.cfg.RaftLogLevel), Output: n.cfg.LogOutput})
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	snaps, err := newSnapshotStore(dir, 2, hl)
 	if err != nil {
 		return nil, err
 	}
