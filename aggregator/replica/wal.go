@@ -54,7 +54,14 @@ type segment struct {
 	f       *os.File
 	retired bool
 	dirty   bool // appended since the last fsync (SyncInterval > 0)
+	// unstarted counts bytes appended since writeback was last started
+	// (SyncInterval > 0).
+	unstarted int
 }
+
+// writebackBytes is how much a segment appends, when appends are not
+// fsynced one by one, between two starts of its writeback.
+const writebackBytes = 1 << 20
 
 func (s *segment) last() uint64 {
 	if len(s.offs) == 0 {
@@ -314,6 +321,15 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 		}
 	} else {
 		s.dirty = true
+		// Start writing the entries to disk every writebackBytes, so the
+		// fsync that ends the segment (or the background flush) has little
+		// left to do: left to the kernel, tens of MiB are written back at
+		// once and the journal commit of every fsync on the disk waits for
+		// them.
+		if s.unstarted += len(buf); s.unstarted >= writebackBytes {
+			s.unstarted = 0
+			startWriteback(s.f)
+		}
 	}
 	s.offs = append(s.offs, offs...)
 	s.size += int64(len(buf))
