@@ -456,30 +456,26 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		if first, _ := s.f.log.bounds(); first > st.First {
 			st.First = min(first, st.Next)
 		}
+		// The stream log's segments hold the records framed exactly as a
+		// snapshot frames them ([uvarint length][record]): their bytes are
+		// copied as they are, not read and written record by record.
+		ranges, err := s.f.log.frames(st.First, st.Next)
+		if err != nil {
+			return err
+		}
 		if err := json.NewEncoder(w).Encode(&st); err != nil {
 			return err
 		}
-		want := st.First
-		var frame []byte
-		err := s.f.log.scan(st.First, func(off uint64, raw []byte) (bool, error) {
-			if off >= st.Next {
-				return false, nil
+		for _, r := range ranges {
+			n, err := io.Copy(w, io.NewSectionReader(r.f, r.start, r.end-r.start))
+			if err != nil {
+				return err
 			}
-			if off != want {
-				return false, fmt.Errorf("stream log holds offset %d where %d was due (dropped by retention meanwhile)", off, want)
+			if n != r.end-r.start {
+				return fmt.Errorf("stream log: segment ends %d bytes short of its records", r.end-r.start-n)
 			}
-			want++
-			frame = binary.AppendUvarint(frame[:0], uint64(len(raw)))
-			if _, err := w.Write(frame); err != nil {
-				return false, err
-			}
-			_, err := w.Write(raw)
-			return err == nil, err
-		})
-		if err == nil && want != st.Next {
-			err = fmt.Errorf("stream log ends at offset %d, snapshot needs up to %d", want, st.Next)
 		}
-		return err
+		return nil
 	}()
 	if err == nil {
 		err = w.Flush()

@@ -225,3 +225,70 @@ func (s *streamLog) scan(from uint64, fn func(off uint64, rec []byte) (bool, err
 	}
 	return nil
 }
+
+// frameRange is where the frames of a run of records lie in one segment.
+type frameRange struct {
+	f          *os.File
+	start, end int64
+}
+
+// frames returns where the frames of records from..to-1 lie, segment by
+// segment, in order; an error if the log does not hold all of them.
+func (s *streamLog) frames(from, to uint64) ([]frameRange, error) {
+	if from >= to {
+		return nil, nil
+	}
+	s.mu.RLock()
+	var views []segView
+	for _, seg := range s.segs {
+		if seg.first < to && seg.first+seg.n > from {
+			views = append(views, segView{seg.first, seg.n, seg.size, seg.sparse, seg.f})
+		}
+	}
+	s.mu.RUnlock()
+	want := from
+	var out []frameRange
+	for _, v := range views {
+		if v.first > want {
+			break
+		}
+		hi := min(to, v.first+v.n)
+		start, err := v.pos(want)
+		if err != nil {
+			return nil, err
+		}
+		end, err := v.pos(hi)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, frameRange{v.f, start, end})
+		want = hi
+	}
+	if want != to {
+		return nil, fmt.Errorf("stream log: records %d..%d wanted, held only up to %d (dropped by retention meanwhile?)", from, to-1, want)
+	}
+	return out, nil
+}
+
+// pos is the file position of the frame of record off (first+n: the end
+// of the segment's records), found from the sparse index.
+func (v *segView) pos(off uint64) (int64, error) {
+	if off == v.first+v.n {
+		return v.size, nil
+	}
+	i := (off - v.first) / streamStride
+	o, p := v.first+i*streamStride, v.sparse[i]
+	var hdr [binary.MaxVarintLen64]byte
+	for ; o < off; o++ {
+		k, err := v.f.ReadAt(hdr[:], p)
+		if k == 0 {
+			return 0, fmt.Errorf("stream log: segment %d, record %d: %w", v.first, o, err)
+		}
+		size, m := binary.Uvarint(hdr[:k])
+		if m <= 0 || size > uint64(v.size) {
+			return 0, fmt.Errorf("stream log: segment %d, record %d: bad frame header", v.first, o)
+		}
+		p += int64(m) + int64(size)
+	}
+	return p, nil
+}
