@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/chaosgate/chaosgate/internal/writeback"
 )
 
 // snapshotWritebackBytes is how much snapshot state is written between two
@@ -59,7 +61,7 @@ func (w *writebackSink) Write(b []byte) (int, error) {
 	n, err := w.SnapshotSink.Write(b)
 	if w.pending += n; w.pending >= snapshotWritebackBytes {
 		w.pending = 0
-		startWriteback(w.f)
+		writeback.Start(w.f)
 	}
 	return n, err
 }

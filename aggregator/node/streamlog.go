@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/chaosgate/chaosgate/internal/writeback"
 )
 
 // streamLog is one partition's output stream on disk: append-only segment
@@ -130,7 +132,7 @@ func (s *streamLog) appendFrames(buf []byte, starts []int, first uint64) error {
 	// written back tens of MiB at a time, 30 s later, and the journal
 	// commit of every raft log fsync on the disk then waits for them.
 	// Starting each flush's writeback at once keeps that work small.
-	startWriteback(seg.f)
+	writeback.Start(seg.f)
 	s.mu.Lock()
 	seg.size += int64(len(buf))
 	seg.n = n

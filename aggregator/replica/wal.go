@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/chaosgate/chaosgate/internal/writeback"
 )
 
 // WAL is a raft.LogStore on append-only segment files: a batch of entries
@@ -328,7 +330,7 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 		// them.
 		if s.unstarted += len(buf); s.unstarted >= writebackBytes {
 			s.unstarted = 0
-			startWriteback(s.f)
+			writeback.Start(s.f)
 		}
 	}
 	s.offs = append(s.offs, offs...)
