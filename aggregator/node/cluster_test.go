@@ -1,8 +1,12 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +213,55 @@ func TestStateMachineCAS(t *testing.T) {
 		if code != 200 || ks.State != "DONE" || ks.Version != 2 || ks.Value != "b" {
 			t.Fatalf("read via %s: %d %s", id, code, body)
 		}
+	}
+}
+
+// A forward whose client goes away before the leader answers is counted
+// as abandoned, not as a failure of the leader: a dependency failure rate
+// must not grow with how often clients give up.
+func TestForwardAbandonedByTheClientIsNotALeaderFailure(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	leader := c.leaderOf(1)
+	var follower string
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	key := keyIn(1, 4, "gone")
+	// The leader cannot commit while cut off, so it answers only after its
+	// apply timeout; the client gives up long before.
+	c.isolate(leader, true)
+	defer c.isolate(leader, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	body, _ := json.Marshal(map[string][]Message{"messages": {{SourceID: "g", Seq: 1, MsgID: "9001", GroupKey: key, Fingerprint: "f"}}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.http[follower]+"/v1/messages", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (HTTP %d) before the client gave up", resp.StatusCode)
+	}
+	counter := func(name string) float64 {
+		_, b, _ := doJSON(t, "GET", "http://"+c.http[follower]+"/metrics", nil)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		t.Fatalf("metrics lack %s", name)
+		return 0
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for counter("chaosgate_aggregator_forwards_abandoned_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned forward was never counted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := counter("chaosgate_aggregator_forward_errors_total"); n != 0 {
+		t.Fatalf("forward_errors_total = %g, want 0: the client went away, the leader did not fail", n)
 	}
 }

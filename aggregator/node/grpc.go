@@ -353,7 +353,7 @@ func (n *Node) forwardJSON(ctx context.Context, method, leader, path string, bod
 	n.metrics.forwards.Inc()
 	resp, err := n.client.Do(req)
 	if err != nil {
-		n.metrics.forwardErrs.Inc()
+		n.metrics.forwardFailed(ctx)
 		return errorf(KindUnavailable, "forward to leader %s: %v", leader, err)
 	}
 	defer resp.Body.Close()

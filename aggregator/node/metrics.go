@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -15,6 +17,7 @@ type metrics struct {
 	late         prometheus.Counter
 	applySeconds prometheus.Histogram
 	forwardErrs  prometheus.Counter
+	forwardGone  prometheus.Counter
 	forwards     prometheus.Counter
 	hlcOffset    prometheus.Counter
 	httpRequests *prometheus.CounterVec
@@ -33,10 +36,11 @@ func newMetrics(n *Node) *metrics {
 	m.applySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chaosgate_aggregator_apply_seconds", Help: "Latency from proposal to commit+apply of a batch.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
 	m.forwardErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_forward_errors_total", Help: "Requests that could not be forwarded to a leader."})
+	m.forwardGone = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_forwards_abandoned_total", Help: "Forwarded requests whose client went away (cancelled, timed out) before the leader answered: not a failure of the leader."})
 	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_forwards_total", Help: "Requests forwarded to a partition leader."})
 	m.hlcOffset = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_hlc_offset_rejects_total", Help: "Received HLC timestamps refused for exceeding the max clock offset."})
 	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_aggregator_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"})
-	for _, c := range []prometheus.Collector{m.ingest, m.rejects, m.dedupHits, m.gaps, m.gapSeqs, m.late, m.applySeconds, m.forwardErrs, m.forwards, m.hlcOffset, m.httpRequests} {
+	for _, c := range []prometheus.Collector{m.ingest, m.rejects, m.dedupHits, m.gaps, m.gapSeqs, m.late, m.applySeconds, m.forwardErrs, m.forwardGone, m.forwards, m.hlcOffset, m.httpRequests} {
 		f(c)
 	}
 	defect := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "chaosgate_aggregator_defect", Help: "1 for each defect turned on (--defect)."}, []string{"name"})
@@ -95,4 +99,15 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(g.aimd.Inflight()), p)
 		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(g.raft.AppliedIndex()), p)
 	}
+}
+
+// forwardFailed counts a forward that got no answer from the leader: a
+// failure of the leader (a dependency failure) unless the request's own
+// client went away first, which says nothing about the leader.
+func (m *metrics) forwardFailed(ctx context.Context) {
+	if ctx.Err() != nil {
+		m.forwardGone.Inc()
+		return
+	}
+	m.forwardErrs.Inc()
 }

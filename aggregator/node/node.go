@@ -479,7 +479,7 @@ func (n *Node) ingestPartition(ctx context.Context, p int, msgs []Message, o Ing
 	}
 	res, err := n.forwardIngest(ctx, leader, msgs)
 	if err != nil {
-		n.metrics.forwardErrs.Inc()
+		n.metrics.forwardFailed(ctx)
 		for _, m := range msgs {
 			n.log.Warn("forward failed", "partition", p, "leader", leader, "trace_id", m.TraceID, "msg_id", m.MsgID, "err", err)
 			break
@@ -553,7 +553,8 @@ func (n *Node) forwardGet(w http.ResponseWriter, r *http.Request, leader string)
 	n.metrics.forwards.Inc()
 	resp, err := n.client.Do(req)
 	if err != nil {
-		n.metrics.forwardErrs.Inc()
+		n.metrics.forwardFailed(r.Context())
+		n.log.Warn("forward failed", "method", r.Method, "path", r.URL.Path, "leader", leader, "err", err)
 		writeErr(w, errorf(KindUnavailable, "forward to leader %s: %v", leader, err))
 		return
 	}
