@@ -161,17 +161,19 @@ func TestGCControlShrunkTowardHistory(t *testing.T) {
 
 // A hold whose failures are decisive (z ≥ √2·k) escalates without extending
 // the window when the policy escalates to block; a hold at the limit
-// (a single GC pause over it) is extended as before.
+// (a single GC pause over it) is extended as before, and so is a GC pause
+// failure however strong: a host short of CPU stretches one arm's
+// stop-the-world pauses for a while.
 func TestDecisiveHoldEscalatesAtOnce(t *testing.T) {
 	var calm []decision.HistoryWindow
 	for i := 1; i <= 48; i++ {
 		calm = append(calm, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100)})
 	}
 	c, k := healthyArm(5000, 0.001, 100), healthyArm(50000, 0.001, 100)
-	c.GCPausesMS = decision.Series([]float64{11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22})
+	c.DependencyFailures = decision.Num(150) // 3% of the calls against none
 	v := decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k, History: calm})
 	if v.Decision != decision.Hold || !v.Decisive {
-		t.Fatalf("12 long GC pauses in a minute against a calm history: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
+		t.Fatalf("3%% dependency failures against none: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
 	}
 	p := decision.Default().Hold
 	if d, final := p.Escalate(v, 0); d != decision.Block || !final {
@@ -181,10 +183,16 @@ func TestDecisiveHoldEscalatesAtOnce(t *testing.T) {
 	if d, final := p.Escalate(v, 0); d != decision.Hold || final {
 		t.Fatalf("decisive hold under escalate_to hold: %s final=%v", d, final)
 	}
+	c.DependencyFailures = decision.Num(0)
 	c.GCPausesMS = decision.Series([]float64{0.4, 150})
 	v = decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k, History: calm})
 	if v.Decision != decision.Hold || v.Decisive {
 		t.Fatalf("one pause over the limit: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
+	}
+	c.GCPausesMS = decision.Series([]float64{11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22})
+	v = decision.Evaluate(nil, decision.Input{At: at, Canary: c, Control: k, History: calm})
+	if d, _ := v.Dimension(decision.GCPause); v.Decision != decision.Hold || v.Decisive || d.Outcome != decision.Fail || d.Z < math.Sqrt2*d.K {
+		t.Fatalf("12 long GC pauses in a minute against a calm history: %s decisive=%v, gc z=%.2f k=%.2f: %s", v.Decision, v.Decisive, d.Z, d.K, v.Reason)
 	}
 }
 
