@@ -46,23 +46,20 @@ func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64,
 	if err != nil {
 		return sink, nil
 	}
-	return &writebackSink{SnapshotSink: sink, f: f}, nil
+	return &writebackSink{SnapshotSink: sink, f: f, pacer: writeback.Pacer{F: f, Every: snapshotWritebackBytes}}, nil
 }
 
 // writebackSink starts writing the state file to disk every
 // snapshotWritebackBytes.
 type writebackSink struct {
 	raft.SnapshotSink
-	f       *os.File // the state file, opened for the writeback hints only
-	pending int
+	f     *os.File // the state file, opened for the writeback hints only
+	pacer writeback.Pacer
 }
 
 func (w *writebackSink) Write(b []byte) (int, error) {
 	n, err := w.SnapshotSink.Write(b)
-	if w.pending += n; w.pending >= snapshotWritebackBytes {
-		w.pending = 0
-		writeback.Start(w.f)
-	}
+	w.pacer.Wrote(n)
 	return n, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -181,25 +182,36 @@ type segView struct {
 	f        *os.File
 }
 
-// scan calls fn for every record from offset from on, in order, until fn
-// returns false or the records run out.
-func (s *streamLog) scan(from uint64, fn func(off uint64, rec []byte) (bool, error)) error {
+// views returns, in order, a consistent view of the segments holding any
+// record of from..to-1.
+func (s *streamLog) views(from, to uint64) []segView {
 	s.mu.RLock()
-	views := make([]segView, 0, len(s.segs))
+	defer s.mu.RUnlock()
+	var views []segView
 	for _, seg := range s.segs {
-		if seg.first+seg.n > from {
+		if seg.first < to && seg.first+seg.n > from {
 			views = append(views, segView{seg.first, seg.n, seg.size, seg.sparse, seg.f})
 		}
 	}
-	s.mu.RUnlock()
-	for _, v := range views {
-		off, pos := v.first, int64(0)
-		if from > v.first {
-			i := (from - v.first) / streamStride
-			if i < uint64(len(v.sparse)) {
-				off, pos = v.first+i*streamStride, v.sparse[i]
-			}
-		}
+	return views
+}
+
+// indexed returns the last record at or before off that the sparse index
+// points at, and its file position (the segment's start when off is
+// before it).
+func (v *segView) indexed(off uint64) (uint64, int64) {
+	if off <= v.first || len(v.sparse) == 0 {
+		return v.first, 0
+	}
+	i := min((off-v.first)/streamStride, uint64(len(v.sparse))-1)
+	return v.first + i*streamStride, v.sparse[i]
+}
+
+// scan calls fn for every record from offset from on, in order, until fn
+// returns false or the records run out.
+func (s *streamLog) scan(from uint64, fn func(off uint64, rec []byte) (bool, error)) error {
+	for _, v := range s.views(from, math.MaxUint64) {
+		off, pos := v.indexed(from)
 		r := bufio.NewReaderSize(io.NewSectionReader(v.f, pos, v.size-pos), 64<<10)
 		for ; off < v.first+v.n; off++ {
 			size, err := binary.ReadUvarint(r)
@@ -240,17 +252,9 @@ func (s *streamLog) frames(from, to uint64) ([]frameRange, error) {
 	if from >= to {
 		return nil, nil
 	}
-	s.mu.RLock()
-	var views []segView
-	for _, seg := range s.segs {
-		if seg.first < to && seg.first+seg.n > from {
-			views = append(views, segView{seg.first, seg.n, seg.size, seg.sparse, seg.f})
-		}
-	}
-	s.mu.RUnlock()
 	want := from
 	var out []frameRange
-	for _, v := range views {
+	for _, v := range s.views(from, to) {
 		if v.first > want {
 			break
 		}
@@ -278,8 +282,7 @@ func (v *segView) pos(off uint64) (int64, error) {
 	if off == v.first+v.n {
 		return v.size, nil
 	}
-	i := (off - v.first) / streamStride
-	o, p := v.first+i*streamStride, v.sparse[i]
+	o, p := v.indexed(off)
 	var hdr [binary.MaxVarintLen64]byte
 	for ; o < off; o++ {
 		k, err := v.f.ReadAt(hdr[:], p)

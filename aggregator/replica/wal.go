@@ -56,14 +56,20 @@ type segment struct {
 	f       *os.File
 	retired bool
 	dirty   bool // appended since the last fsync (SyncInterval > 0)
-	// unstarted counts bytes appended since writeback was last started
-	// (SyncInterval > 0).
-	unstarted int
+	// writeback starts writing appended entries to disk every
+	// writebackBytes (SyncInterval > 0).
+	writeback writeback.Pacer
 }
 
 // writebackBytes is how much a segment appends, when appends are not
 // fsynced one by one, between two starts of its writeback.
 const writebackBytes = 1 << 20
+
+// newSegment is an empty segment whose first entry will be base, kept in
+// f at path.
+func newSegment(base uint64, path string, f *os.File) *segment {
+	return &segment{base: base, first: base, path: path, f: f, writeback: writeback.Pacer{F: f, Every: writebackBytes}}
+}
 
 func (s *segment) last() uint64 {
 	if len(s.offs) == 0 {
@@ -155,7 +161,7 @@ func openSegment(path string, base uint64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &segment{base: base, first: base, path: path, f: f}
+	s := newSegment(base, path, f)
 	var hdr [8]byte
 	var off int64
 	for {
@@ -328,10 +334,7 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 		// left to do: left to the kernel, tens of MiB are written back at
 		// once and the journal commit of every fsync on the disk waits for
 		// them.
-		if s.unstarted += len(buf); s.unstarted >= writebackBytes {
-			s.unstarted = 0
-			writeback.Start(s.f)
-		}
+		s.writeback.Wrote(len(buf))
 	}
 	s.offs = append(s.offs, offs...)
 	s.size += int64(len(buf))
@@ -347,7 +350,7 @@ func (w *WAL) newSegment(base uint64) (*segment, error) {
 		return nil, err
 	}
 	syncDir(w.dir)
-	s := &segment{base: base, first: base, path: path, f: f}
+	s := newSegment(base, path, f)
 	w.segs = append(w.segs, s)
 	return s, nil
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,16 +157,11 @@ func consulBinary(t testing.TB) string {
 // agent can be restarted on it without an outgoing connection taking it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	addrs, err := freeport.Addrs(1)
+	ports, err := freeport.Ports(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(addrs[0])
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return ports[0]
 }
 
 // consulAgent is a real `consul agent -dev` on 127.0.0.1.

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chaosgate/chaosgate/engine/load"
-	"github.com/chaosgate/chaosgate/engine/target/local"
+	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
 // NATSBuildVersion is the nats-server release scripts/build-nats-server.sh
@@ -118,7 +118,7 @@ type JetStreamCluster struct {
 // JetStream's sync_interval ("always", a duration, or empty for the
 // server's default).
 func StartJetStream(ctx context.Context, bin, dir string, n int, syncInterval string) (*JetStreamCluster, error) {
-	ports, err := local.FreePorts(2 * n)
+	ports, err := freeport.Addrs(2 * n)
 	if err != nil {
 		return nil, err
 	}

@@ -22,12 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -350,18 +348,9 @@ func waitFile(ctx context.Context, path string, limit time.Duration, p *proc) er
 // freePorts returns n distinct free 127.0.0.1 ports below the ephemeral
 // range (see internal/freeport).
 func freePorts(n int) ([]int, error) {
-	addrs, err := freeport.Addrs(n)
+	ports, err := freeport.Ports(n)
 	if err != nil {
 		return nil, fmt.Errorf("k8senv: %w", err)
-	}
-	ports := make([]int, 0, n)
-	for _, a := range addrs {
-		_, p, _ := net.SplitHostPort(a)
-		port, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("k8senv: free port %q: %w", a, err)
-		}
-		ports = append(ports, port)
 	}
 	return ports, nil
 }

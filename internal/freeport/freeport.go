@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -26,6 +27,20 @@ var (
 	mu     sync.Mutex
 	handed = map[int]bool{}
 )
+
+// Ports is Addrs as port numbers, for servers configured by port.
+func Ports(n int) ([]int, error) {
+	addrs, err := Addrs(n)
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, n)
+	for i, a := range addrs {
+		_, p, _ := net.SplitHostPort(a)
+		ports[i], _ = strconv.Atoi(p) // Addrs formats every address itself
+	}
+	return ports, nil
+}
 
 // Addrs returns n distinct free 127.0.0.1 addresses ("127.0.0.1:PORT"),
 // each checked by binding it (all are held until the last is found, then

@@ -29,3 +29,15 @@ func TestAddrsAreDistinctBindableAndBelowTheEphemeralRange(t *testing.T) {
 		}
 	}
 }
+
+func TestPortsMatchAddrs(t *testing.T) {
+	ports, err := Ports(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if p < Low || p >= High {
+			t.Fatalf("port %d outside [%d,%d)", p, Low, High)
+		}
+	}
+}

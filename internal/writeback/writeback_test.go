@@ -34,3 +34,25 @@ func TestStartThenSyncKeepsTheData(t *testing.T) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
 }
+
+// A pacer starts writeback only once its step is full, then starts over.
+func TestPacerStartsEveryStep(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := &Pacer{F: f, Every: 100}
+	p.Wrote(60)
+	if p.pending != 60 {
+		t.Fatalf("pending %d after 60 bytes", p.pending)
+	}
+	p.Wrote(50)
+	if p.pending != 0 {
+		t.Fatalf("pending %d after a full step", p.pending)
+	}
+	p.Wrote(99)
+	if p.pending != 99 {
+		t.Fatalf("pending %d", p.pending)
+	}
+}

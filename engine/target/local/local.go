@@ -167,20 +167,13 @@ func Plan(n, basePort int) ([]NodeSpec, error) {
 			s.Raft = fmt.Sprintf("127.0.0.1:%d", basePort+3*i+2)
 			continue
 		}
-		ports, err := FreePorts(3)
+		ports, err := freeport.Addrs(3)
 		if err != nil {
 			return nil, err
 		}
 		s.HTTP, s.GRPC, s.Raft = ports[0], ports[1], ports[2]
 	}
 	return specs, nil
-}
-
-// FreePorts returns n distinct free 127.0.0.1 addresses below the kernel's
-// ephemeral range, none handed out before by this process (see
-// internal/freeport).
-func FreePorts(n int) ([]string, error) {
-	return freeport.Addrs(n)
 }
 
 // ClusterFile is the JSON shape of DIR/cluster.json.
