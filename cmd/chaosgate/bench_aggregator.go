@@ -68,6 +68,9 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 					defer os.RemoveAll(d)
 				}
 			}
+			if w.Client != bench.ClientGRPC && w.Client != bench.ClientHTTP {
+				return withExitCode(exitUsage, fmt.Errorf("--client %q: want grpc or http", w.Client))
+			}
 			var ts []bench.Durability
 			for _, name := range tiers {
 				t, ok := bench.Tiers[name]
@@ -93,6 +96,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.IntVar(&w.Batch, "batch", 8, "messages per request (JetStream: async publishes awaited together)")
 	f.IntVar(&w.Concurrency, "concurrency", 32, "closed loop: requests in flight")
 	f.BoolVar(&w.RouteToLeader, "route-to-leader", true, "aggregator client is partition-aware (as a Kafka producer): each batch goes to one partition leader; false sends to any node, which forwards")
+	f.StringVar(&w.Client, "client", bench.ClientGRPC, "aggregator client: grpc (a producer on the nodes' gRPC Ingest streams, many batches in flight per stream, as the NATS client publishes) or http (chaosgate's load generator posting JSON batches)")
 	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")

@@ -27,7 +27,17 @@ type Workload struct {
 	// RouteToLeader sends aggregator messages straight to their partition
 	// leaders (JetStream clients always publish through any server).
 	RouteToLeader bool
+	// Client is how the aggregator is driven: ClientGRPC (default), a
+	// partition-aware producer on the gRPC Ingest streams, or ClientHTTP,
+	// chaosgate's load generator posting JSON batches.
+	Client string
 }
+
+// The aggregator clients of the benchmark.
+const (
+	ClientGRPC = "grpc"
+	ClientHTTP = "http"
+)
 
 // Mode names the loop.
 func (w Workload) Mode() string {

@@ -2,9 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +18,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/target/local"
 )
 
 func TestMain(m *testing.M) {
@@ -100,12 +109,9 @@ func TestRunBothSystems(t *testing.T) {
 		t.Skip("starts two clusters")
 	}
 	bin := natsServer(t)
-	cg := os.Getenv("CHAOSGATE_BIN")
-	if cg == "" {
-		cg = filepath.Join(t.TempDir(), "chaosgate")
-		if out, err := exec.Command("go", "build", "-o", cg, "../../cmd/chaosgate").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
+	cg, err := local.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -122,20 +128,26 @@ func TestRunBothSystems(t *testing.T) {
 		tiers = tiers[:1]
 	}
 	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers, Warmup: 500 * time.Millisecond,
-		Workloads: []Workload{{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second}}})
+		Workloads: []Workload{
+			{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second, RouteToLeader: true, Client: ClientGRPC},
+			{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second, RouteToLeader: true, Client: ClientHTTP},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pairs) != len(tiers) {
-		t.Fatalf("%d results for %d tiers", len(pairs), len(tiers))
+	if len(pairs) != 2*len(tiers) {
+		t.Fatalf("%d results for %d tiers x 2 clients", len(pairs), len(tiers))
 	}
 	for i, p := range pairs {
 		t.Logf("%+v", p)
-		if p.Tier != tiers[i].Name || p.Aggregator.Acked == 0 || p.JetStream.Acked == 0 || p.Ratio <= 0 || p.Aggregator.P99 < p.Aggregator.P50 || p.JetStream.P50 <= 0 {
+		if p.Tier != tiers[i/2].Name || p.Aggregator.Acked == 0 || p.JetStream.Acked == 0 || p.Ratio <= 0 || p.Aggregator.P99 < p.Aggregator.P50 || p.JetStream.P50 <= 0 {
 			t.Fatalf("implausible figures: %+v", p)
 		}
-		if !strings.Contains(p.JetStream.Tier, "sync_interval "+tiers[i].JetStreamSync) || !strings.Contains(p.Aggregator.Tier, "--sync-interval "+tiers[i].AggregatorSync) {
-			t.Fatalf("tier %s not applied: aggregator %q, JetStream %q", tiers[i].Name, p.Aggregator.Tier, p.JetStream.Tier)
+		if wantSystem := []string{"chaosgate aggregator (gRPC)", "chaosgate aggregator (HTTP/JSON)"}[i%2]; p.Aggregator.System != wantSystem {
+			t.Fatalf("cell %d driven by %q, want %q", i, p.Aggregator.System, wantSystem)
+		}
+		if !strings.Contains(p.JetStream.Tier, "sync_interval "+tiers[i/2].JetStreamSync) || !strings.Contains(p.Aggregator.Tier, "--sync-interval "+tiers[i/2].AggregatorSync) {
+			t.Fatalf("tier %s not applied: aggregator %q, JetStream %q", tiers[i/2].Name, p.Aggregator.Tier, p.JetStream.Tier)
 		}
 	}
 }
@@ -147,4 +159,157 @@ func TestSyncIntervalNeedsNATS210(t *testing.T) {
 			t.Errorf("SupportsSyncInterval(%q) = %v, want %v", v, got, want)
 		}
 	}
+}
+
+// TestGRPCProducerLandsEveryAck drives a real 3-node aggregator cluster with
+// the gRPC producer and reads every partition's stream back: each message
+// the producer counted as acknowledged is there exactly once, in per-source
+// seq order, and none was forwarded (the producer sends each batch to the
+// leader of its keys' partitions).
+func TestGRPCProducerLandsEveryAck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cg, err := local.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	specs, err := local.Plan(3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := local.Start(ctx, local.Config{Binary: cg, Dir: t.TempDir(), Nodes: specs, Partitions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sup.Stop(); sup.Wait() }()
+	var addrs []string
+	grpcOf := map[string]string{}
+	for _, s := range specs {
+		addrs = append(addrs, s.HTTP)
+		grpcOf[s.ID] = s.GRPC
+	}
+	// The nodes spread partition leadership shortly after start; a batch
+	// sent during a transfer is refused (retryable). Start once every node
+	// leads one partition.
+	for spread := false; !spread; {
+		if ctx.Err() != nil {
+			t.Fatal("partition leaders never spread over the nodes")
+		}
+		time.Sleep(200 * time.Millisecond)
+		ci, err := load.FetchCluster(ctx, load.StaticTargets(addrs...))
+		leaders := map[string]bool{}
+		for _, part := range ci.Partitions {
+			leaders[part.Leader] = part.Leader != ""
+		}
+		spread = err == nil && len(leaders) == 3 && !slices.Contains(slices.Collect(maps.Values(leaders)), false)
+	}
+	w := Workload{Payload: 64, Sources: 3, Keys: 16, Batch: 5, Concurrency: 6, Duration: time.Second, RouteToLeader: true}
+	p, err := newGRPCProducer(ctx, addrs, grpcOf, 3, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, errs, _, _ := drive(ctx, w, p.send)
+	p.Close()
+	if acked == 0 || errs != 0 {
+		t.Fatalf("drive: %d acked, %d errors", acked, errs)
+	}
+	ci, err := load.FetchCluster(ctx, load.StaticTargets(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpOf := map[string]string{}
+	for _, n := range ci.Nodes {
+		httpOf[n.ID] = n.HTTP
+	}
+	// Records are released in seq order once the reorder buffer has them
+	// all; wait until every acknowledged message is out.
+	var got int64
+	seen := map[string]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got = 0
+		clear(seen)
+		for _, part := range ci.Partitions {
+			lastSeq := map[string]uint64{}
+			for from := int64(0); ; {
+				page := fetchStreamPage(t, httpOf[part.Leader], part.ID, from)
+				for _, r := range page.Records {
+					if r.Type != "message" {
+						t.Fatalf("partition %d offset %d: %s record (no seq should be missing)", part.ID, r.Offset, r.Type)
+					}
+					if seen[r.MsgID] {
+						t.Fatalf("partition %d: msg_id %s twice", part.ID, r.MsgID)
+					}
+					seen[r.MsgID] = true
+					if r.Seq <= lastSeq[r.SourceID] {
+						t.Fatalf("partition %d: source %s seq %d after %d", part.ID, r.SourceID, r.Seq, lastSeq[r.SourceID])
+					}
+					lastSeq[r.SourceID] = r.Seq
+					got++
+				}
+				if len(page.Records) == 0 || page.Next >= page.HighWatermark {
+					break
+				}
+				from = page.Next
+			}
+		}
+		if got >= acked || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got != acked {
+		t.Fatalf("%d messages in the streams, %d acknowledged", got, acked)
+	}
+	for _, s := range specs {
+		if n := metricValue(t, s.HTTP, "chaosgate_aggregator_forwards_total"); n != 0 {
+			t.Errorf("node %s forwarded %v requests; the producer routes to leaders", s.ID, n)
+		}
+	}
+}
+
+func fetchStreamPage(t *testing.T, addr string, partition int, from int64) load.StreamPage {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://%s/v1/stream/%d?from=%d&limit=1000", addr, partition, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page load.StreamPage
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream %d from %d: HTTP %d, %v", partition, from, resp.StatusCode, err)
+	}
+	return page
+}
+
+// metricValue sums the samples of one metric family on a node's /metrics.
+func metricValue(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", addr, line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }

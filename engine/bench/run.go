@@ -154,8 +154,10 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	}
 	defer js.Stop()
 	var addrs []string
+	grpcOf := map[string]string{}
 	for _, s := range specs {
 		addrs = append(addrs, s.HTTP)
+		grpcOf[s.ID] = s.GRPC
 	}
 	aggTier := fmt.Sprintf("%s (--sync-interval %s)", tier.Promise, tier.AggregatorSync)
 	jsTier := fmt.Sprintf("nats-server %s, sync_interval %s", version, tier.JetStreamSync)
@@ -169,7 +171,7 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 		w := cfg.Workloads[0]
 		w.Duration = cfg.Warmup
 		fmt.Fprintf(cfg.Progress, "[%s] warm-up %s per system (not measured)\n", tier.Name, cfg.Warmup)
-		if _, err := runAggregator(ctx, addrs, cfg.Partitions, w); err != nil {
+		if _, err := runAggregator(ctx, addrs, grpcOf, cfg.Partitions, w); err != nil {
 			return nil, fmt.Errorf("aggregator warm-up: %w", err)
 		}
 		if _, err := runJetStream(ctx, js.URLs, "CGBWARM", w); err != nil {
@@ -179,7 +181,7 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	var out []Pair
 	for i, w := range cfg.Workloads {
 		fmt.Fprintf(cfg.Progress, "[%s %d/%d] %s: aggregator\n", tier.Name, i+1, len(cfg.Workloads), w.Name())
-		ar, err := runAggregator(ctx, addrs, cfg.Partitions, w)
+		ar, err := runAggregator(ctx, addrs, grpcOf, cfg.Partitions, w)
 		if err != nil {
 			return out, fmt.Errorf("aggregator, %s: %w", w.Name(), err)
 		}
@@ -199,7 +201,18 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	return out, nil
 }
 
-func runAggregator(ctx context.Context, addrs []string, partitions int, w Workload) (Result, error) {
+func runAggregator(ctx context.Context, addrs []string, grpcOf map[string]string, partitions int, w Workload) (Result, error) {
+	if w.Client != ClientHTTP {
+		p, err := newGRPCProducer(ctx, addrs, grpcOf, partitions, w)
+		if err != nil {
+			return Result{}, err
+		}
+		defer p.Close()
+		acked, errs, h, el := drive(ctx, w, p.send)
+		r := Result{System: "chaosgate aggregator (gRPC)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
+		quantiles(&r, h)
+		return r, nil
+	}
 	g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Partitions: partitions, Sources: w.Sources, Keys: w.Keys,
 		Batch: w.Batch, PayloadSize: w.Payload, RouteToLeader: w.RouteToLeader, NoDrain: true})
 	if err != nil {
@@ -210,7 +223,7 @@ func runAggregator(ctx context.Context, addrs []string, partitions int, w Worklo
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{System: "chaosgate aggregator", Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
+	return Result{System: "chaosgate aggregator (HTTP/JSON)", Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
 		Throughput: s.Throughput, P50: s.P50, P99: s.P99, P999: s.P999}, nil
 }
 

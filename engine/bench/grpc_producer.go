@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/chaosgate/chaosgate/aggregator/api/v1"
+	"github.com/chaosgate/chaosgate/engine/load"
+)
+
+// grpcProducer is a partition-aware producer on the aggregator's gRPC
+// Ingest streams, the counterpart of the JetStream client's async publish:
+// one long-lived bidirectional stream per node, many batches in flight on
+// it, each batch made of keys whose partitions that node leads (as a Kafka
+// producer batches per partition), so no message is forwarded. It speaks the
+// aggregator's published wire contract (aggregator/api/v1) and nothing else.
+type grpcProducer struct {
+	w          Workload
+	partitions int
+	httpAddrs  []string
+	payload    []byte
+	ids        *load.IDGen
+	sources    []string
+	// seqs[s*partitions+p] is the last seq of source s on partition p.
+	seqs   []atomic.Uint64
+	rr     atomic.Uint64
+	routes atomic.Pointer[[]route] // nodes that lead a partition, with their keys
+
+	streams map[string]*ingestStream // node id → stream
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// route is one node's share of the keys: those whose partition it leads.
+type route struct {
+	stream *ingestStream
+	keys   []string
+}
+
+// ingestStream is one node's Ingest stream with its requests in flight.
+type ingestStream struct {
+	node   string
+	conn   *grpc.ClientConn
+	stream grpc.BidiStreamingClient[pb.IngestRequest, pb.IngestResponse]
+	sendMu sync.Mutex
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	pending map[uint64]chan *pb.IngestResponse
+	err     error // why the stream ended; set once
+}
+
+// newGRPCProducer dials every node's gRPC address (grpcOf maps node id to
+// it), opens one Ingest stream per node and learns the partition leaders
+// from GET /v1/cluster on httpAddrs, refreshing them every second.
+func newGRPCProducer(ctx context.Context, httpAddrs []string, grpcOf map[string]string, partitions int, w Workload) (*grpcProducer, error) {
+	ids, err := load.NewIDGen(511)
+	if err != nil {
+		return nil, err
+	}
+	p := &grpcProducer{w: w, partitions: partitions, httpAddrs: httpAddrs, ids: ids,
+		payload: make([]byte, w.Payload), streams: map[string]*ingestStream{}}
+	for i := range p.payload {
+		p.payload[i] = 'x'
+	}
+	for i := 0; i < max(1, w.Sources); i++ {
+		p.sources = append(p.sources, "bench-"+strconv.Itoa(i+1))
+	}
+	p.seqs = make([]atomic.Uint64, len(p.sources)*partitions)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	for id, addr := range grpcOf {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20))
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("node %s: dial gRPC %s: %w", id, addr, err)
+		}
+		st, err := pb.NewAggregatorClient(conn).Ingest(sctx)
+		if err != nil {
+			conn.Close()
+			p.Close()
+			return nil, fmt.Errorf("node %s: open Ingest stream on %s: %w", id, addr, err)
+		}
+		s := &ingestStream{node: id, conn: conn, stream: st, pending: map[uint64]chan *pb.IngestResponse{}}
+		p.streams[id] = s
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); s.receive() }()
+	}
+	if err := p.refreshRoutes(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				_ = p.refreshRoutes(sctx) // keep the last routes on error
+			}
+		}
+	}()
+	return p, nil
+}
+
+// refreshRoutes asks the cluster who leads each partition and regroups the
+// keys by leader.
+func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ci, err := load.FetchCluster(cctx, load.StaticTargets(p.httpAddrs...))
+	if err != nil {
+		return fmt.Errorf("aggregator cluster: %w", err)
+	}
+	leader := map[int]string{}
+	for _, part := range ci.Partitions {
+		leader[part.ID] = part.Leader
+	}
+	byNode := map[string]*route{}
+	var out []route
+	for k := 1; k <= max(1, p.w.Keys); k++ {
+		key := "bench-k" + strconv.Itoa(k)
+		s := p.streams[leader[load.Partition(key, p.partitions)]]
+		if !p.w.RouteToLeader {
+			// Not partition-aware: every node gets every key and forwards.
+			for _, st := range p.streams {
+				r := byNode[st.node]
+				if r == nil {
+					r = &route{stream: st}
+					byNode[st.node] = r
+				}
+				r.keys = append(r.keys, key)
+			}
+			continue
+		}
+		if s == nil {
+			// No known leader: any node forwards to it.
+			for _, first := range p.streams {
+				s = first
+				break
+			}
+		}
+		r := byNode[s.node]
+		if r == nil {
+			r = &route{stream: s}
+			byNode[s.node] = r
+		}
+		r.keys = append(r.keys, key)
+	}
+	for _, r := range byNode {
+		out = append(out, *r)
+	}
+	p.routes.Store(&out)
+	return nil
+}
+
+// send is a sendFunc: n new messages to one leader in one request; the
+// acknowledged ones are those the node reports ok (or duplicate, which
+// only a retry would see).
+func (p *grpcProducer) send(ctx context.Context, n int) (int, error) {
+	routes := *p.routes.Load()
+	i := p.rr.Add(1)
+	r := routes[i%uint64(len(routes))]
+	src := int(i % uint64(len(p.sources)))
+	req := &pb.IngestRequest{Messages: make([]*pb.Message, n)}
+	for j := range req.Messages {
+		key := r.keys[rand.IntN(len(r.keys))]
+		part := load.Partition(key, p.partitions)
+		id := p.ids.Next()
+		req.Messages[j] = &pb.Message{SourceId: p.sources[src], Seq: p.seqs[src*p.partitions+part].Add(1), MsgId: id,
+			GroupKey: key, Fingerprint: id, Payload: p.payload}
+	}
+	resp, err := r.stream.call(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	acked := 0
+	var firstErr error
+	for _, res := range resp.GetResults() {
+		switch res.GetStatus() {
+		case "ok", "duplicate":
+			acked++
+		default:
+			if firstErr == nil {
+				firstErr = fmt.Errorf("node %s: %s: %s", r.stream.node, res.GetStatus(), res.GetError())
+			}
+		}
+	}
+	return acked, firstErr
+}
+
+// call sends one request on the stream and waits for its response.
+func (s *ingestStream) call(ctx context.Context, req *pb.IngestRequest) (*pb.IngestResponse, error) {
+	req.RequestId = s.nextID.Add(1)
+	ch := make(chan *pb.IngestResponse, 1)
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return nil, s.err
+	}
+	s.pending[req.RequestId] = ch
+	s.mu.Unlock()
+	s.sendMu.Lock()
+	err := s.stream.Send(req)
+	s.sendMu.Unlock()
+	if err != nil {
+		s.forget(req.RequestId)
+		return nil, fmt.Errorf("node %s: send: %w", s.node, err)
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, s.ended()
+		}
+		return resp, nil
+	case <-t.C:
+		s.forget(req.RequestId)
+		return nil, fmt.Errorf("node %s: no response in 10s", s.node)
+	case <-ctx.Done():
+		s.forget(req.RequestId)
+		return nil, ctx.Err()
+	}
+}
+
+func (s *ingestStream) forget(id uint64) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+func (s *ingestStream) ended() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// receive hands each response to its caller until the stream ends, then
+// fails every request still waiting.
+func (s *ingestStream) receive() {
+	for {
+		resp, err := s.stream.Recv()
+		if err != nil {
+			s.mu.Lock()
+			s.err = fmt.Errorf("node %s: Ingest stream ended: %w", s.node, err)
+			for id, ch := range s.pending {
+				close(ch)
+				delete(s.pending, id)
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Lock()
+		ch := s.pending[resp.GetRequestId()]
+		delete(s.pending, resp.GetRequestId())
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// Close ends the streams, closes the connections and waits for the
+// producer's goroutines.
+func (p *grpcProducer) Close() {
+	p.cancel()
+	for _, s := range p.streams {
+		s.sendMu.Lock()
+		_ = s.stream.CloseSend()
+		s.sendMu.Unlock()
+		_ = s.conn.Close()
+	}
+	p.wg.Wait()
+}
