@@ -33,6 +33,8 @@ type grpcProducer struct {
 	seqs   []atomic.Uint64
 	rr     atomic.Uint64
 	routes atomic.Pointer[[]route] // nodes that lead a partition, with their keys
+	// leaders[p] is the stream of partition p's leader (nil: unknown).
+	leaders atomic.Pointer[[]*ingestStream]
 
 	streams map[string]*ingestStream // node id → stream
 	cancel  context.CancelFunc
@@ -71,8 +73,11 @@ func newGRPCProducer(ctx context.Context, httpAddrs []string, grpcOf map[string]
 	for i := range p.payload {
 		p.payload[i] = 'x'
 	}
+	// Source ids are new for every producer: the cluster remembers each
+	// source's seq per partition, and this producer starts at seq 1.
+	run := strconv.FormatUint(rand.Uint64()>>16, 36)
 	for i := 0; i < max(1, w.Sources); i++ {
-		p.sources = append(p.sources, "bench-"+strconv.Itoa(i+1))
+		p.sources = append(p.sources, "bench-"+run+"-"+strconv.Itoa(i+1))
 	}
 	p.seqs = make([]atomic.Uint64, len(p.sources)*partitions)
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -126,9 +131,14 @@ func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
 		return fmt.Errorf("aggregator cluster: %w", err)
 	}
 	leader := map[int]string{}
+	leaders := make([]*ingestStream, p.partitions)
 	for _, part := range ci.Partitions {
 		leader[part.ID] = part.Leader
+		if part.ID >= 0 && part.ID < p.partitions {
+			leaders[part.ID] = p.streams[part.Leader]
+		}
 	}
+	p.leaders.Store(&leaders)
 	byNode := map[string]*route{}
 	var out []route
 	for k := 1; k <= max(1, p.w.Keys); k++ {
@@ -167,39 +177,90 @@ func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
 	return nil
 }
 
-// send is a sendFunc: n new messages to one leader in one request; the
-// acknowledged ones are those the node reports ok (or duplicate, which
-// only a retry would see).
+// send is a sendFunc: n new messages to one leader in one request. As a
+// real producer does, it retries what was definitely not stored or may not
+// have been (no leader, a leadership transfer, overload, an unknown
+// outcome) with the same msg_id and seq, for up to retryFor; a retried
+// message the node already has comes back as a duplicate, which counts as
+// acknowledged. Latency covers the retries.
 func (p *grpcProducer) send(ctx context.Context, n int) (int, error) {
 	routes := *p.routes.Load()
 	i := p.rr.Add(1)
 	r := routes[i%uint64(len(routes))]
 	src := int(i % uint64(len(p.sources)))
-	req := &pb.IngestRequest{Messages: make([]*pb.Message, n)}
-	for j := range req.Messages {
+	msgs := make([]*pb.Message, n)
+	for j := range msgs {
 		key := r.keys[rand.IntN(len(r.keys))]
 		part := load.Partition(key, p.partitions)
 		id := p.ids.Next()
-		req.Messages[j] = &pb.Message{SourceId: p.sources[src], Seq: p.seqs[src*p.partitions+part].Add(1), MsgId: id,
+		msgs[j] = &pb.Message{SourceId: p.sources[src], Seq: p.seqs[src*p.partitions+part].Add(1), MsgId: id,
 			GroupKey: key, Fingerprint: id, Payload: p.payload}
 	}
-	resp, err := r.stream.call(ctx, req)
-	if err != nil {
-		return 0, err
-	}
+	deadline := time.Now().Add(retryFor)
 	acked := 0
-	var firstErr error
-	for _, res := range resp.GetResults() {
-		switch res.GetStatus() {
-		case "ok", "duplicate":
-			acked++
-		default:
-			if firstErr == nil {
-				firstErr = fmt.Errorf("node %s: %s: %s", r.stream.node, res.GetStatus(), res.GetError())
+	for {
+		resp, err := r.stream.call(ctx, &pb.IngestRequest{Messages: msgs})
+		var retry []*pb.Message
+		wait := 20 * time.Millisecond
+		if err != nil {
+			retry = msgs
+		} else {
+			for j, res := range resp.GetResults() {
+				switch {
+				case res.GetStatus() == "ok" || res.GetStatus() == "duplicate":
+					acked++
+				case retryable(res):
+					retry = append(retry, msgs[j])
+					wait = max(wait, time.Duration(res.GetRetryAfterMs())*time.Millisecond)
+				default:
+					err = fmt.Errorf("node %s: %s: %s", r.stream.node, res.GetStatus(), res.GetError())
+				}
+			}
+			if err != nil {
+				return acked, err
 			}
 		}
+		if len(retry) == 0 {
+			return acked, nil
+		}
+		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			if err == nil {
+				err = fmt.Errorf("node %s: %d messages not acknowledged within %s", r.stream.node, len(retry), retryFor)
+			}
+			return acked, err
+		}
+		select {
+		case <-ctx.Done():
+			return acked, ctx.Err()
+		case <-time.After(wait):
+		}
+		msgs = retry
+		// The partition may have a new leader: send where it is now.
+		if s := p.leaderStream(load.Partition(msgs[0].GetGroupKey(), p.partitions)); s != nil {
+			r.stream = s
+		}
 	}
-	return acked, firstErr
+}
+
+// retryFor bounds how long one batch is retried.
+const retryFor = 10 * time.Second
+
+// retryable reports whether a result says the message was definitely not
+// stored (no leader, overload) or may not have been (unknown outcome).
+func retryable(res *pb.Result) bool {
+	switch res.GetErrorKind() {
+	case "no_leader", "not_leader", "overload", "unavailable", "unknown_outcome":
+		return true
+	}
+	return res.GetStatus() == "rejected"
+}
+
+// leaderStream is the stream of partition part's leader, nil if unknown.
+func (p *grpcProducer) leaderStream(part int) *ingestStream {
+	if l := p.leaders.Load(); l != nil && part < len(*l) {
+		return (*l)[part]
+	}
+	return nil
 }
 
 // call sends one request on the stream and waits for its response.
