@@ -41,20 +41,34 @@ correct verdict and a NAB-style score (false positive 0.11, false negative 1.0).
 			}
 			start := time.Now()
 			corpus := bench.Generate(opt)
+			// The trade-off sweep (the chaosgate judge at other alphas) runs
+			// beside the four judges.
+			var alphas []float64
+			for _, a := range bench.TradeoffAlphas {
+				if a != cfg.Alpha {
+					alphas = append(alphas, a)
+				}
+			}
+			swept := make(chan []bench.OperatingPoint, 1)
+			go func() { swept <- bench.Tradeoff(corpus, cfg, alphas) }()
 			rep := bench.Run(corpus, []bench.Judge{bench.NewChaosgate(cfg, corpus), bench.NewFlagger(), bench.NewArgo(), bench.NewKayenta()})
+			tradeoff := append([]bench.OperatingPoint{bench.PointOf(cfg.Alpha, rep.Judges[0])}, <-swept...)
 			goals := bench.Goals(rep)
+
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
 					bench.Report
-					Goals     []bench.Goal `json:"goals"`
-					ElapsedS  float64      `json:"elapsed_s"`
-					ConfigSHA string       `json:"config_hash"`
-				}{rep, goals, time.Since(start).Seconds(), cfg.Hash})
+					Goals     []bench.Goal           `json:"goals"`
+					Tradeoff  []bench.OperatingPoint `json:"chaosgate_tradeoff"`
+					ElapsedS  float64                `json:"elapsed_s"`
+					ConfigSHA string                 `json:"config_hash"`
+				}{rep, goals, tradeoff, time.Since(start).Seconds(), cfg.Hash})
 			}
 			bench.WriteTable(out, rep)
+			bench.WriteTradeoff(out, rep, tradeoff)
 			bench.WriteGoals(out, goals)
 			fmt.Fprintf(out, "\nconfig %s; generated and judged in %s\n", cfg.Hash, time.Since(start).Round(time.Millisecond))
 			return nil

@@ -77,3 +77,29 @@ func TestNABBlockAllReference(t *testing.T) {
 		t.Fatalf("table lacks the reference:\n%s", out.String())
 	}
 }
+
+// TestTradeoffMatchesTheJudge checks that the sweep at the configured alpha
+// gives exactly the chaosgate judge's own figures (judged concurrently, so
+// -race also checks that judges share the corpus safely), that a looser
+// alpha blocks at least as many good releases on this corpus, and that the
+// table names every alpha.
+func TestTradeoffMatchesTheJudge(t *testing.T) {
+	c := Generate(CorpusOptions{Seed: 11, Services: 2, Good: 60, BadPerKind: 3, Faults: 8})
+	cfg := decision.Default()
+	rep := Run(c, []Judge{NewChaosgate(cfg, c), NewArgo()})
+	points := Tradeoff(c, cfg, []float64{cfg.Alpha, 0.3, cfg.Alpha})
+	want := PointOf(cfg.Alpha, rep.Judges[0])
+	if points[0] != want || points[2] != want {
+		t.Fatalf("sweep at alpha %g: %+v and %+v, judge: %+v", cfg.Alpha, points[0], points[2], want)
+	}
+	if points[1].Alpha != 0.3 || points[1].FPR < want.FPR {
+		t.Fatalf("alpha 0.3: %+v; alpha %g: %+v", points[1], cfg.Alpha, want)
+	}
+	var out strings.Builder
+	WriteTradeoff(&out, rep, points)
+	for _, s := range []string{"0.01 ", "0.3 ", "argo-style"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("trade-off table lacks %q:\n%s", s, out.String())
+		}
+	}
+}
