@@ -132,6 +132,8 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f between the lines; failed: %s", v.Score, strings.Join(failed, ", "))
 	case len(incomplete) > 0:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "data incomplete, never promote on missing data: "+strings.Join(incomplete, ", ")
+	case len(leaning(v.Dimensions)) > 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseEvidence, "leans worse without proof, hold for more data: "+strings.Join(leaning(v.Dimensions), ", ")
 	case v.Coverage < cfg.Score.MinCoverage:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, fmt.Sprintf("coverage %.3f below %.3f: not enough samples yet", v.Coverage, cfg.Score.MinCoverage)
 	case v.Score < cfg.Score.Promote:
@@ -159,6 +161,17 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 // host short of CPU stretches one arm's pauses for a while (a good canary
 // in a real run on a busy 2-core machine was blocked at once that way); a
 // regression in the collector shows again in the next window.
+// leaning names the dimensions that passed but lean worse.
+func leaning(dims []DimensionResult) []string {
+	var out []string
+	for _, d := range dims {
+		if d.leaning {
+			out = append(out, string(d.Name))
+		}
+	}
+	return out
+}
+
 func decisive(dims []DimensionResult) bool {
 	n := 0
 	for _, d := range dims {
@@ -610,9 +623,24 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	default:
 		r.Outcome, r.Rule = Pass, "within-noise"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: no evidence of a worse rate (always-valid p=%.2g)", pct(rc), pct(rk), r.PValue)
+		// Not proven worse, but leaning worse: the always-valid likelihood
+		// ratio favours "worse" at least 2:1 (p < 0.5) and the canary's
+		// rate is above the control's by twice the effect floor and by
+		// 30% of the control's rate. Passing it would promote a canary
+		// that looks materially worse on too little data to tell; the
+		// verdict holds for more data instead (never a block on it).
+		if r.PValue < leanP && r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk {
+			r.leaning = true
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans worse: canary %s vs control %s (effect %s ≥ 2× floor, likelihood ratio %.1f:1 for worse): not promoted on this until more data decides",
+				pct(rc), pct(rk), pct(r.Effect), 1/r.PValue))
+		}
 	}
 	return r
 }
+
+// leanP is the always-valid p-value below which a count dimension that
+// passed still leans worse (likelihood ratio 2:1).
+const leanP = 0.5
 
 func fmtV(v Value) string {
 	if v.State == Present {

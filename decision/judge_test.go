@@ -413,3 +413,32 @@ func TestSingleGCPauseOverLimitNeedsCorroboration(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaningWorseHoldsInsteadOfPromoting: a canary whose error rate is
+// well above the control's on too little data to prove it (1.3% vs 0.64%,
+// both arms over the SLO; always-valid p 0.22) is held for more data, not promoted; the hold
+// never escalates to a block.
+// The same canary at the control's rate promotes, and so does one whose
+// rate is above the control's by less than twice the effect floor.
+func TestLeaningWorseHoldsInsteadOfPromoting(t *testing.T) {
+	cfg := decision.Default()
+	in := decision.Input{At: at, Canary: healthyArm(1000, 0, 150), Control: healthyArm(10000, 0, 150)}
+	in.Canary.Errors, in.Control.Errors = decision.Num(13), decision.Num(64)
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.ErrorRate)
+	if d.Outcome != decision.Pass || v.Decision != decision.Hold || v.HoldCause != decision.CauseEvidence || len(d.Diagnosis) == 0 {
+		t.Fatalf("leaning canary: dimension %s (%s), verdict %s cause %s: %s", d.Outcome, d.Reason, v.Decision, v.HoldCause, v.Reason)
+	}
+	if got, final := cfg.Hold.Escalate(v, cfg.Hold.MaxExtensions); got != decision.Hold || !final {
+		t.Fatalf("leaning hold escalated to %s", got)
+	}
+	in.Canary.Errors = decision.Num(6)
+	if v := decision.Evaluate(cfg, in); v.Decision != decision.Promote {
+		t.Fatalf("canary at the control's rate: %s: %s", v.Decision, v.Reason)
+	}
+	// +0.06 pp on 0.64%: under twice the 0.05 pp floor.
+	in.Canary.Requests, in.Canary.Errors = decision.Num(10000), decision.Num(70)
+	if v := decision.Evaluate(cfg, in); v.Decision != decision.Promote {
+		t.Fatalf("canary +0.06pp: %s: %s", v.Decision, v.Reason)
+	}
+}

@@ -11,6 +11,11 @@ const (
 	CauseData  HoldCause = 1 + iota // missing, NaN, stale, query errors or low coverage
 	CauseScore                      // the score is between the block and promote lines, or a dimension failed
 	CauseRule                       // a pair rule forced the hold
+	// CauseEvidence: nothing failed, but a count dimension leans worse —
+	// the data favour "worse" over "the same" without proving it. More
+	// data decides; at the end of the extensions the hold stands (it is
+	// never escalated to a block: nothing was shown).
+	CauseEvidence
 )
 
 // String names the cause.
@@ -22,6 +27,8 @@ func (c HoldCause) String() string {
 		return "score"
 	case CauseRule:
 		return "rule"
+	case CauseEvidence:
+		return "evidence"
 	}
 	return ""
 }
@@ -78,6 +85,9 @@ type DimensionResult struct {
 	Diagnosis       []string   `json:"diagnosis,omitempty"`
 
 	trend Trend
+	// leaning: passed, but the canary's rate is worse by a practical
+	// margin and the data favour "worse" (see countDim).
+	leaning bool
 }
 
 // Trend is the direction the canary moved relative to the control (0 when
@@ -138,7 +148,7 @@ func (p HoldPolicy) Escalate(v Verdict, extensions int) (Decision, bool) {
 	if extensions < p.MaxExtensions {
 		return Hold, false
 	}
-	if p.EscalateTo == Block && v.HoldCause != CauseData {
+	if p.EscalateTo == Block && v.HoldCause != CauseData && v.HoldCause != CauseEvidence {
 		return Block, true
 	}
 	return Hold, true
