@@ -141,18 +141,21 @@ func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
 	p.leaders.Store(&leaders)
 	byNode := map[string]*route{}
 	var out []route
+	add := func(s *ingestStream, key string) {
+		r := byNode[s.node]
+		if r == nil {
+			r = &route{stream: s}
+			byNode[s.node] = r
+		}
+		r.keys = append(r.keys, key)
+	}
 	for k := 1; k <= max(1, p.w.Keys); k++ {
 		key := "bench-k" + strconv.Itoa(k)
 		s := p.streams[leader[load.Partition(key, p.partitions)]]
 		if !p.w.RouteToLeader {
 			// Not partition-aware: every node gets every key and forwards.
 			for _, st := range p.streams {
-				r := byNode[st.node]
-				if r == nil {
-					r = &route{stream: st}
-					byNode[st.node] = r
-				}
-				r.keys = append(r.keys, key)
+				add(st, key)
 			}
 			continue
 		}
@@ -163,12 +166,7 @@ func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
 				break
 			}
 		}
-		r := byNode[s.node]
-		if r == nil {
-			r = &route{stream: s}
-			byNode[s.node] = r
-		}
-		r.keys = append(r.keys, key)
+		add(s, key)
 	}
 	for _, r := range byNode {
 		out = append(out, *r)
