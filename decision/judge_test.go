@@ -442,3 +442,34 @@ func TestLeaningWorseHoldsInsteadOfPromoting(t *testing.T) {
 		t.Fatalf("canary +0.06pp: %s: %s", v.Decision, v.Reason)
 	}
 }
+
+// TestGCSystemBreachNeedsTwiceTheControl: when both arms break the GC
+// limits (a starved host), a canary that pauses long more often than its
+// control, but less than twice as often, passes as a system breach; at
+// three times the control's rate it fails.
+func TestGCSystemBreachNeedsTwiceTheControl(t *testing.T) {
+	cfg := decision.Default()
+	pauses := func(long int) decision.Samples {
+		v := []float64{150} // over the 120 ms limit: both arms breach
+		for i := 0; i < long; i++ {
+			v = append(v, 15) // long (> 10 ms)
+		}
+		for i := 0; i < 200; i++ {
+			v = append(v, 0.5)
+		}
+		return decision.Series(v)
+	}
+	in := decision.Input{At: at, Canary: healthyArm(20000, 0.001, 100), Control: healthyArm(20000, 0.001, 100)}
+	in.Canary.WindowS, in.Control.WindowS = decision.Num(300), decision.Num(300)
+	in.Control.GCPausesMS = pauses(200)
+	in.Canary.GCPausesMS = pauses(320)
+	d, _ := decision.Evaluate(cfg, in).Dimension(decision.GCPause)
+	if d.Outcome != decision.Pass || d.Breach != "system" {
+		t.Fatalf("1.6x the control's long pauses in a system breach: %s %q: %s", d.Outcome, d.Breach, d.Reason)
+	}
+	in.Canary.GCPausesMS = pauses(600)
+	d, _ = decision.Evaluate(cfg, in).Dimension(decision.GCPause)
+	if d.Outcome != decision.Fail || d.Breach != "system" {
+		t.Fatalf("3x the control's long pauses in a system breach: %s %q: %s", d.Outcome, d.Breach, d.Reason)
+	}
+}
