@@ -117,6 +117,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		}
 		return strings.Join(n, ", ")
 	}
+	lean := leaning(v.Dimensions)
 	switch {
 	case len(critical) > 0:
 		v.Decision, v.Reason = Block, "critical dimension failed: "+strings.Join(critical, ", ")
@@ -132,8 +133,8 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f between the lines; failed: %s", v.Score, strings.Join(failed, ", "))
 	case len(incomplete) > 0:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "data incomplete, never promote on missing data: "+strings.Join(incomplete, ", ")
-	case len(leaning(v.Dimensions)) > 0:
-		v.Decision, v.HoldCause, v.Reason = Hold, CauseEvidence, "leans worse without proof, hold for more data: "+strings.Join(leaning(v.Dimensions), ", ")
+	case len(lean) > 0:
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseEvidence, "leans worse without proof, hold for more data: "+strings.Join(lean, ", ")
 	case v.Coverage < cfg.Score.MinCoverage:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, fmt.Sprintf("coverage %.3f below %.3f: not enough samples yet", v.Coverage, cfg.Score.MinCoverage)
 	case v.Score < cfg.Score.Promote:

@@ -25,7 +25,6 @@ import (
 type grpcProducer struct {
 	w          Workload
 	partitions int
-	httpAddrs  []string
 	payload    []byte
 	ids        *load.IDGen
 	sources    []string
@@ -68,7 +67,7 @@ func newGRPCProducer(ctx context.Context, httpAddrs []string, grpcOf map[string]
 	if err != nil {
 		return nil, err
 	}
-	p := &grpcProducer{w: w, partitions: partitions, httpAddrs: httpAddrs, ids: ids,
+	p := &grpcProducer{w: w, partitions: partitions, ids: ids,
 		payload: make([]byte, w.Payload), streams: map[string]*ingestStream{}}
 	for i := range p.payload {
 		p.payload[i] = 'x'
@@ -100,36 +99,31 @@ func newGRPCProducer(ctx context.Context, httpAddrs []string, grpcOf map[string]
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); s.receive() }()
 	}
-	if err := p.refreshRoutes(ctx); err != nil {
-		p.Close()
-		return nil, err
-	}
+	// Routes follow the cluster's view, read at once and every second.
+	firstView := make(chan struct{})
+	var once sync.Once
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-				_ = p.refreshRoutes(sctx) // keep the last routes on error
-			}
-		}
+		load.WatchCluster(sctx, load.StaticTargets(httpAddrs...), time.Second, func(ci load.ClusterInfo) {
+			p.applyRoutes(ci)
+			once.Do(func() { close(firstView) })
+		})
 	}()
+	select {
+	case <-firstView:
+	case <-ctx.Done():
+		p.Close()
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		p.Close()
+		return nil, fmt.Errorf("aggregator cluster: no node of %v answered GET /v1/cluster within 10s", httpAddrs)
+	}
 	return p, nil
 }
 
-// refreshRoutes asks the cluster who leads each partition and regroups the
-// keys by leader.
-func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	ci, err := load.FetchCluster(cctx, load.StaticTargets(p.httpAddrs...))
-	if err != nil {
-		return fmt.Errorf("aggregator cluster: %w", err)
-	}
+// applyRoutes regroups the keys by the leaders of a cluster view.
+func (p *grpcProducer) applyRoutes(ci load.ClusterInfo) {
 	leader := map[int]string{}
 	leaders := make([]*ingestStream, p.partitions)
 	for _, part := range ci.Partitions {
@@ -172,7 +166,6 @@ func (p *grpcProducer) refreshRoutes(ctx context.Context) error {
 		out = append(out, *r)
 	}
 	p.routes.Store(&out)
-	return nil
 }
 
 // send is a sendFunc: n new messages to one leader in one request. As a

@@ -196,6 +196,27 @@ func FetchCluster(ctx context.Context, targets Targets) (ClusterInfo, error) {
 	return ClusterInfo{}, lastErr
 }
 
+// WatchCluster hands apply the cluster view (FetchCluster, 2 s timeout) at
+// once and then every interval until ctx ends. A fetch that fails is
+// skipped, so the last view applied stays in force.
+func WatchCluster(ctx context.Context, targets Targets, every time.Duration, apply func(ClusterInfo)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ci, err := FetchCluster(cctx, targets)
+		cancel()
+		if err == nil {
+			apply(ci)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func truncate(b []byte) string {
 	if len(b) > 200 {
 		return string(b[:200]) + "..."

@@ -371,7 +371,7 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 		defer stopLeaders()
 		leadersDone := make(chan struct{})
 		defer func() { stopLeaders(); <-leadersDone }()
-		go func() { defer close(leadersDone); g.refreshLeaders(lctx) }()
+		go func() { defer close(leadersDone); WatchCluster(lctx, g.cfg.Targets, time.Second, g.storeLeaders) }()
 	}
 	// Stats are sampled until every send of the phase is done: overload
 	// shows most in the tail.
@@ -638,33 +638,20 @@ func (g *Generator) route(msgs []Message) []route {
 	return out
 }
 
-// refreshLeaders keeps the partition → leader HTTP address map fresh.
-func (g *Generator) refreshLeaders(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ci, err := FetchCluster(cctx, g.cfg.Targets)
-		cancel()
-		if err == nil {
-			httpOf := map[string]string{}
-			for _, n := range ci.Nodes {
-				httpOf[n.ID] = n.HTTP
-			}
-			lm := map[int]string{}
-			for _, p := range ci.Partitions {
-				if a := httpOf[p.Leader]; a != "" {
-					lm[p.ID] = a
-				}
-			}
-			g.leaders.Store(&lm)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// storeLeaders keeps the partition → leader HTTP address map of a
+// cluster view.
+func (g *Generator) storeLeaders(ci ClusterInfo) {
+	httpOf := map[string]string{}
+	for _, n := range ci.Nodes {
+		httpOf[n.ID] = n.HTTP
+	}
+	lm := map[int]string{}
+	for _, p := range ci.Partitions {
+		if a := httpOf[p.Leader]; a != "" {
+			lm[p.ID] = a
 		}
 	}
+	g.leaders.Store(&lm)
 }
 
 func (g *Generator) finalFail(ms []Message, ps *phaseStats) {
