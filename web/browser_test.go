@@ -66,15 +66,17 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	}
 	poll := func(expr string) {
 		t.Helper()
-		// A reload (the dashboard reloads when a run ends) interrupts a
-		// poll; poll again on the new page.
+		// A navigation (the dashboard reloads when a run ends; a form
+		// submit loads a new page) interrupts a poll: the page's
+		// JavaScript context goes away under it. Poll again on the new
+		// page.
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second)))
 			if err == nil {
 				return
 			}
-			if time.Now().After(deadline) || !strings.Contains(err.Error(), "navigated") {
+			if time.Now().After(deadline) || !interruptedByNavigation(err) {
 				t.Fatalf("waiting for %s: %v", expr, err)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -126,4 +128,18 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	if sig, proof, rev := text("#sig-status"), text("#proof-status"), text("#revision"); sig != "verified" || proof != "verified" || rev != revB {
 		t.Fatalf("entry: signature %q, proof %q, revision %q", sig, proof, rev)
 	}
+}
+
+// interruptedByNavigation reports whether a CDP call failed because the page
+// navigated while it ran: Chromium answers "Inspected target navigated or
+// closed", "Execution context was destroyed" or "Cannot find context with
+// specified id" depending on when the old context went away.
+func interruptedByNavigation(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"navigated", "context was destroyed", "Cannot find context"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
