@@ -167,6 +167,12 @@ type HoldPolicy struct {
 	// EscalateTo is Block or Hold. Holds caused by missing data are never
 	// escalated to Block.
 	EscalateTo Decision `json:"escalate_to"`
+	// EscalateRepeated escalates a score hold at once when every failure
+	// in it also failed in the step's previous verdict, with evidence that
+	// grew since (see Repeats): a failure that persists as the window grows is
+	// not a one-off, and extending the window again only delays the
+	// rollback.
+	EscalateRepeated bool `json:"escalate_repeated"`
 }
 
 // Default returns the defaults of SPEC §5.
@@ -199,7 +205,7 @@ func Default() *Config {
 				Diagnosis: "traffic to the canary collapsed: its metrics do not represent the release; hold",
 			},
 		},
-		Hold: HoldPolicy{MaxExtensions: 2, EscalateTo: Block},
+		Hold: HoldPolicy{MaxExtensions: 2, EscalateTo: Block, EscalateRepeated: true},
 	}
 	c.Hash = c.ComputeHash()
 	return c

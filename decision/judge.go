@@ -1071,7 +1071,9 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	r.K = normalQuantile(1 - level)
 	switch {
 	case p < 1 && p > 0:
-		r.Z = normalQuantile(1 - p)
+		// −Φ⁻¹(p), not Φ⁻¹(1−p): 1−p rounds to 1 for tiny p, which
+		// would cap z near 8 and hide evidence that keeps growing.
+		r.Z = -normalQuantile(p)
 	case p == 0:
 		r.Z = math.Inf(1)
 	case r.Sigma > 0:

@@ -369,14 +369,64 @@ func TestHoldPolicy(t *testing.T) {
 	p := decision.HoldPolicy{MaxExtensions: 2, EscalateTo: decision.Block}
 	score := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseScore}
 	data := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseData}
-	if d, final := p.Escalate(score, 1); d != decision.Hold || final {
+	if d, final := p.Escalate(score, 1, nil); d != decision.Hold || final {
 		t.Fatalf("extension 1: %s %v", d, final)
 	}
-	if d, final := p.Escalate(score, 2); d != decision.Block || !final {
+	if d, final := p.Escalate(score, 2, nil); d != decision.Block || !final {
 		t.Fatalf("escalation: %s %v", d, final)
 	}
-	if d, final := p.Escalate(data, 2); d != decision.Hold || !final {
+	if d, final := p.Escalate(data, 2, nil); d != decision.Hold || !final {
 		t.Fatalf("data hold must not escalate to block: %s %v", d, final)
+	}
+}
+
+// TestHoldPolicyEscalatesRepeatedFailures: a score hold whose every failure
+// failed one window earlier with weaker evidence escalates at once; the
+// same evidence again, a new failure, a data hold or the setting off
+// extends the window as before.
+func TestHoldPolicyEscalatesRepeatedFailures(t *testing.T) {
+	failing := func(z float64, kinds ...decision.Kind) decision.Verdict {
+		v := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseScore}
+		for _, k := range kinds {
+			v.Dimensions = append(v.Dimensions, decision.DimensionResult{Name: k, Outcome: decision.Fail, Z: z})
+		}
+		v.Dimensions = append(v.Dimensions, decision.DimensionResult{Name: decision.ErrorRate, Outcome: decision.Pass, Z: -1})
+		return v
+	}
+	p := decision.HoldPolicy{MaxExtensions: 2, EscalateTo: decision.Block, EscalateRepeated: true}
+	first := failing(3.5, decision.MemoryGrowth)
+	cases := []struct {
+		name  string
+		prev  *decision.Verdict
+		v     decision.Verdict
+		block bool
+	}{
+		{"first window of the step", nil, first, false},
+		{"evidence grew", &first, failing(4.2, decision.MemoryGrowth), true},
+		{"same evidence again", &first, failing(3.5, decision.MemoryGrowth), false},
+		{"evidence weakened", &first, failing(3.2, decision.MemoryGrowth), false},
+		{"a new failure joined", &first, failing(4.2, decision.MemoryGrowth, decision.GCPause), false},
+		{"p underflowed twice", func() *decision.Verdict { v := failing(math.Inf(1), decision.GCPause); return &v }(), failing(math.Inf(1), decision.GCPause), true},
+		{"now a data hold", &first, decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseData, Dimensions: failing(5, decision.MemoryGrowth).Dimensions}, false},
+	}
+	for _, c := range cases {
+		d, final := p.Escalate(c.v, 0, c.prev)
+		if got := d == decision.Block && final; got != c.block {
+			t.Errorf("%s: %s final=%v, want block=%v", c.name, d, final, c.block)
+		}
+		if !c.block && (d != decision.Hold || final) {
+			t.Errorf("%s: %s final=%v, want an extension", c.name, d, final)
+		}
+	}
+	off := p
+	off.EscalateRepeated = false
+	if d, final := off.Escalate(failing(4.2, decision.MemoryGrowth), 0, &first); d != decision.Hold || final {
+		t.Errorf("escalate_repeated off: %s final=%v, want an extension", d, final)
+	}
+	toHold := p
+	toHold.EscalateTo = decision.Hold
+	if d, final := toHold.Escalate(failing(4.2, decision.MemoryGrowth), 0, &first); d != decision.Hold || final {
+		t.Errorf("escalate_to hold: %s final=%v, want an extension", d, final)
 	}
 }
 
@@ -429,7 +479,7 @@ func TestLeaningWorseHoldsInsteadOfPromoting(t *testing.T) {
 	if d.Outcome != decision.Pass || v.Decision != decision.Hold || v.HoldCause != decision.CauseEvidence || len(d.Diagnosis) == 0 {
 		t.Fatalf("leaning canary: dimension %s (%s), verdict %s cause %s: %s", d.Outcome, d.Reason, v.Decision, v.HoldCause, v.Reason)
 	}
-	if got, final := cfg.Hold.Escalate(v, cfg.Hold.MaxExtensions); got != decision.Hold || !final {
+	if got, final := cfg.Hold.Escalate(v, cfg.Hold.MaxExtensions, nil); got != decision.Hold || !final {
 		t.Fatalf("leaning hold escalated to %s", got)
 	}
 	in.Canary.Errors = decision.Num(6)

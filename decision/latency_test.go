@@ -176,11 +176,11 @@ func TestDecisiveHoldEscalatesAtOnce(t *testing.T) {
 		t.Fatalf("3%% dependency failures against none: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
 	}
 	p := decision.Default().Hold
-	if d, final := p.Escalate(v, 0); d != decision.Block || !final {
+	if d, final := p.Escalate(v, 0, nil); d != decision.Block || !final {
 		t.Fatalf("decisive hold: %s final=%v", d, final)
 	}
 	p.EscalateTo = decision.Hold
-	if d, final := p.Escalate(v, 0); d != decision.Hold || final {
+	if d, final := p.Escalate(v, 0, nil); d != decision.Hold || final {
 		t.Fatalf("decisive hold under escalate_to hold: %s final=%v", d, final)
 	}
 	c.DependencyFailures = decision.Num(0)

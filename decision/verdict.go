@@ -1,6 +1,9 @@
 package decision
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // HoldCause says why a verdict is HOLD, so the gate knows whether it may
 // escalate: holds caused by data are never escalated to BLOCK.
@@ -135,14 +138,16 @@ func (v Verdict) Dimension(k Kind) (DimensionResult, bool) {
 }
 
 // Escalate applies the hold policy to a verdict seen after extensions
-// window extensions. It returns the decision to act on and whether it is
-// final (false: extend the window and judge again). A decisive hold
-// escalates at once: extending the window cannot change it.
-func (p HoldPolicy) Escalate(v Verdict, extensions int) (Decision, bool) {
+// window extensions; prev is the step's previous verdict (nil for the
+// step's first). It returns the decision to act on and whether it is final
+// (false: extend the window and judge again). A decisive hold escalates at
+// once: extending the window cannot change it; so does a score hold that
+// repeats prev's failures (see Repeats) when EscalateRepeated is set.
+func (p HoldPolicy) Escalate(v Verdict, extensions int, prev *Verdict) (Decision, bool) {
 	if v.Decision != Hold {
 		return v.Decision, true
 	}
-	if v.Decisive && v.HoldCause == CauseScore && p.EscalateTo == Block {
+	if p.EscalateTo == Block && v.HoldCause == CauseScore && (v.Decisive || (p.EscalateRepeated && prev != nil && Repeats(*prev, v))) {
 		return Block, true
 	}
 	if extensions < p.MaxExtensions {
@@ -152,4 +157,31 @@ func (p HoldPolicy) Escalate(v Verdict, extensions int) (Decision, bool) {
 		return Block, true
 	}
 	return Hold, true
+}
+
+// Repeats reports whether v is a score hold whose every failed dimension
+// also failed in prev, the verdict on the same step one window earlier,
+// with stronger evidence now (a higher z). Failures that are not decisive
+// on their own — memory growth resting on one measurement per arm, a GC
+// pause that a starved host may have stretched, a z just over k — are
+// extended because a one-off fades as the window grows; one whose evidence
+// grows with the window is not a one-off. The same evidence again (one
+// long pause still inside a growing window) is not growth; evidence
+// beyond what a float can hold (p underflowed to 0, z = +Inf) twice is.
+func Repeats(prev, v Verdict) bool {
+	if v.Decision != Hold || v.HoldCause != CauseScore || prev.Decision != Hold || prev.HoldCause != CauseScore {
+		return false
+	}
+	n := 0
+	for _, d := range v.Dimensions {
+		if d.Outcome != Fail {
+			continue
+		}
+		p, ok := prev.Dimension(d.Name)
+		if !ok || p.Outcome != Fail || !(d.Z > p.Z || math.IsInf(d.Z, 1)) {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }

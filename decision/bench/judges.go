@@ -143,6 +143,7 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 // a hold the hold policy escalates at once); promote at the end of the step
 // window; extend a hold, then escalate per config.
 func (j *Chaosgate) Run(rel *Release) Result {
+	var prev *decision.Verdict
 	for l := 1; l <= MaxLooks; l++ {
 		v := decision.Evaluate(j.Config, j.Input(rel, l))
 		if v.Decision == decision.Block {
@@ -150,18 +151,21 @@ func (j *Chaosgate) Run(rel *Release) Result {
 		}
 		if l < StepLooks {
 			// The gate applies the hold policy to every verdict: a hold
-			// it makes final as a block (a decisive one) blocks at once.
-			if d, final := j.Config.Hold.Escalate(v, 0); final && d == decision.Block {
+			// it makes final as a block (a decisive one, or one repeating
+			// the previous look's failures) blocks at once.
+			if d, final := j.Config.Hold.Escalate(v, 0, prev); final && d == decision.Block {
 				return Result{decision.Block, l}
 			}
+			prev = &v
 			continue
 		}
 		if v.Decision == decision.Promote {
 			return Result{decision.Promote, l}
 		}
-		if d, final := j.Config.Hold.Escalate(v, l-StepLooks); final || l == MaxLooks {
+		if d, final := j.Config.Hold.Escalate(v, l-StepLooks, prev); final || l == MaxLooks {
 			return Result{d, l}
 		}
+		prev = &v
 	}
 	return Result{decision.Hold, MaxLooks}
 }

@@ -164,8 +164,9 @@ type file struct {
 	Dimensions map[string]fileDimension `yaml:"dimensions"`
 	Rules      *[]fileRule              `yaml:"rules"`
 	Hold       *struct {
-		MaxExtensions *int    `yaml:"max_extensions"`
-		EscalateTo    *string `yaml:"escalate_to"`
+		MaxExtensions    *int    `yaml:"max_extensions"`
+		EscalateTo       *string `yaml:"escalate_to"`
+		EscalateRepeated *bool   `yaml:"escalate_repeated"`
 	} `yaml:"hold"`
 }
 
@@ -403,7 +404,7 @@ func allowedKeys(path []string) []string {
 	case len(path) == 1 && path[0] == "baseline":
 		return []string{"window", "bucket", "shrink", "min_windows"}
 	case len(path) == 1 && path[0] == "hold":
-		return []string{"max_extensions", "escalate_to"}
+		return []string{"max_extensions", "escalate_to", "escalate_repeated"}
 	case len(path) == 1 && path[0] == "dimensions":
 		s := make([]string, len(decision.Kinds))
 		for i, k := range decision.Kinds {
@@ -608,6 +609,9 @@ func (l *loader) build(f *file) *decision.Config {
 		}
 		if h.EscalateTo != nil {
 			cfg.Hold.EscalateTo, _ = decision.ParseDecision(*h.EscalateTo)
+		}
+		if h.EscalateRepeated != nil {
+			cfg.Hold.EscalateRepeated = *h.EscalateRepeated
 		}
 	}
 	return cfg

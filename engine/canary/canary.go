@@ -93,6 +93,7 @@ func (c *Controller) Run(ctx context.Context) (Result, error) {
 				return res, fmt.Errorf("canary: shifting traffic to %d%%: %w", weight, err)
 			}
 		}
+		var prev *decision.Verdict
 		for ext := 0; ; ext++ {
 			if err := ctx.Err(); err != nil {
 				return res, err
@@ -112,8 +113,9 @@ func (c *Controller) Run(ctx context.Context) (Result, error) {
 			if c.OnJudged != nil {
 				c.OnJudged(w, v)
 			}
-			d, final := cfg.Hold.Escalate(v, ext)
+			d, final := cfg.Hold.Escalate(v, ext, prev)
 			if !final {
+				prev = &v
 				continue // HOLD: extend the window
 			}
 			res.Steps = append(res.Steps, StepResult{Weight: weight, Decision: d, Verdict: v, Windows: ext + 1})

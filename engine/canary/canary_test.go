@@ -95,6 +95,41 @@ func TestHoldExtendsThenEscalates(t *testing.T) {
 	}
 }
 
+// TestRepeatedFailureEscalatesWithoutWaiting: a memory-growth failure is
+// held (one measurement per arm is not decisive), but when the next window
+// shows it again with more evidence the gate blocks at once instead of
+// extending the window to its limit.
+func TestRepeatedFailureEscalatesWithoutWaiting(t *testing.T) {
+	var windows []Window
+	c := &Controller{Observe: func(_ context.Context, w Window) (decision.Input, error) {
+		windows = append(windows, w)
+		in := good(w)
+		if w.Weight == 10 {
+			in.Canary.MemoryGrowthMBPerMin = decision.Num(2 + 0.5*float64(w.Extension))
+		}
+		return in, nil
+	}}
+	res, err := c.Run(context.Background())
+	if err != nil || res.Decision != decision.Block || !res.RolledBack || len(res.Steps) != 2 || res.Steps[1].Windows != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if first := res.Steps[1].Verdict; first.Decision != decision.Hold || first.HoldCause != decision.CauseScore {
+		t.Fatalf("the escalated verdict: %s (%s)", first.Decision, first.Reason)
+	}
+	if n := len(windows); n != 3 || windows[2].Extension != 1 {
+		t.Fatalf("windows %+v", windows)
+	}
+	// Without escalate_repeated the same canary waits out both extensions.
+	cfg := decision.Default()
+	cfg.Hold.EscalateRepeated = false
+	c.Config = func() *decision.Config { return cfg }
+	windows = nil
+	res, err = c.Run(context.Background())
+	if err != nil || res.Decision != decision.Block || res.Steps[1].Windows != 3 {
+		t.Fatalf("escalate_repeated off: %+v %v", res, err)
+	}
+}
+
 func TestMissingDataHoldsNeverBlocks(t *testing.T) {
 	c := &Controller{Observe: func(_ context.Context, w Window) (decision.Input, error) {
 		in := good(w)
