@@ -523,3 +523,31 @@ func TestGCSystemBreachNeedsTwiceTheControl(t *testing.T) {
 		t.Fatalf("3x the control's long pauses in a system breach: %s %q: %s", d.Outcome, d.Breach, d.Reason)
 	}
 }
+
+// TestErrorRateSystemBreachNeedsTwiceTheControl: when both arms are over
+// the error-rate SLO (a fault stressing both), a canary proven worse than
+// its control but under twice its rate passes the comparison and leans
+// worse (held, never blocked on it); at two and a half times the control's
+// rate it fails.
+func TestErrorRateSystemBreachNeedsTwiceTheControl(t *testing.T) {
+	cfg := decision.Default()
+	in := decision.Input{At: at, Canary: healthyArm(40000, 0, 100), Control: healthyArm(200000, 0, 100)}
+	in.Control.Errors = decision.Num(1000) // 0.5%, over the 0.15% SLO
+	in.Canary.Errors = decision.Num(320)   // 0.8%: 1.6x
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.ErrorRate)
+	if d.Outcome != decision.Pass || d.Breach != "system" || d.PValue >= cfg.Alpha || v.Decision != decision.Hold || v.HoldCause != decision.CauseEvidence {
+		t.Fatalf("1.6x the control in a system breach: %s %q p=%.2g, verdict %s (%s): %s", d.Outcome, d.Breach, d.PValue, v.Decision, v.HoldCause, d.Reason)
+	}
+	in.Canary.Errors = decision.Num(500) // 1.25%: 2.5x
+	v = decision.Evaluate(cfg, in)
+	if d, _ := v.Dimension(decision.ErrorRate); d.Outcome != decision.Fail || d.Breach != "system" {
+		t.Fatalf("2.5x the control in a system breach: %s %q: %s", d.Outcome, d.Breach, d.Reason)
+	}
+	// Outside a system breach the effect floor alone applies: 0.14% vs
+	// 0.06% (both within the SLO), proven on this much traffic, fails.
+	in.Control.Errors, in.Canary.Errors = decision.Num(120), decision.Num(56)
+	if d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate); d.Outcome != decision.Fail || d.Breach != "" {
+		t.Fatalf("0.14%% vs 0.06%%: %s breach %q: %s", d.Outcome, d.Breach, d.Reason)
+	}
+}

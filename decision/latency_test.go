@@ -297,3 +297,30 @@ func TestLatencyFewSamplesBodyShift(t *testing.T) {
 		t.Fatalf("A/A false-alarm rate with 32–80 canary samples = %.3f, want ≤ 0.01", f)
 	}
 }
+
+// TestLatencyLeaningSlowerHolds: a canary whose whole body is slower by
+// about 20% on too few samples to prove it (z between leanZ and k) is held
+// for more data, never blocked on it; the same canary at the control's
+// speed promotes.
+func TestLatencyLeaningSlowerHolds(t *testing.T) {
+	cfg := latencyOnly()
+	r := rand.New(rand.NewPCG(7, 7))
+	hist := latencyHistory(r, 48)
+	k := lognormal(r, 400, 20, 0.5, 0)
+	in := decision.Input{At: at,
+		Canary:  decision.Arm{LatencyMS: decision.Series(lognormal(r, 130, 22.5, 0.5, 0)), WindowS: decision.Num(60)},
+		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(60)},
+		History: hist}
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.LatencyP99)
+	if d.Outcome != decision.Pass || v.Decision != decision.Hold || v.HoldCause != decision.CauseEvidence || len(d.Diagnosis) == 0 {
+		t.Fatalf("slower body: dimension %s (%s) %v, verdict %s cause %s: %s", d.Outcome, d.Reason, d.Diagnosis, v.Decision, v.HoldCause, v.Reason)
+	}
+	if got, final := cfg.Hold.Escalate(v, cfg.Hold.MaxExtensions, nil); got != decision.Hold || !final {
+		t.Fatalf("leaning hold escalated to %s", got)
+	}
+	in.Canary.LatencyMS = decision.Series(lognormal(r, 250, 20, 0.5, 0))
+	if v := decision.Evaluate(cfg, in); v.Decision != decision.Promote {
+		t.Fatalf("canary at the control's speed: %s: %s", v.Decision, v.Reason)
+	}
+}
