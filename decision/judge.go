@@ -34,7 +34,7 @@ func Evaluate(cfg *Config, in Input) Verdict {
 		r.Weight = dc.Weight
 		r.Critical = dc.Critical
 		r.K = finite(r.K)
-		r.Z = finite(r.Z)
+		r.Z = finiteZ(r.Z)
 		r.Sigma = finite(r.Sigma)
 		r.Effect = finite(r.Effect)
 		r.Canary = finite(r.Canary)
@@ -125,6 +125,13 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		v.Decision, v.Reason = Block, "rule forced block: "+firedNames(ForceBlock)
 	case sumWC == 0:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseData, "no usable data in any dimension"
+	case v.Score < cfg.Score.Block && provisionalOnly(v.Dimensions):
+		// The score is under the block line only because of failures one
+		// window cannot make decisive (see decisive): at low traffic the
+		// other dimensions carry little confidence, so one memory-growth
+		// reading would otherwise block on its own. Hold; the gate blocks
+		// when the next window repeats it with more evidence.
+		v.Decision, v.HoldCause, v.Reason = Hold, CauseScore, fmt.Sprintf("score %.3f below the block line %.3f, but only on failures one window cannot decide (failed: %s): extend the window", v.Score, cfg.Score.Block, strings.Join(failed, ", "))
 	case v.Score < cfg.Score.Block:
 		v.Decision, v.Reason = Block, fmt.Sprintf("score %.3f below the block line %.3f (failed: %s)", v.Score, cfg.Score.Block, strings.Join(failed, ", "))
 	case ruleAction == ForceHold:
@@ -173,13 +180,38 @@ func leaning(dims []DimensionResult) []string {
 	return out
 }
 
+// provisional reports whether a failure of d is never decisive on one
+// window, whatever its z: memory growth and GC pauses (see decisive).
+func provisional(d DimensionResult) bool {
+	return d.Name == MemoryGrowth || d.Name == GCPause
+}
+
+// provisionalOnly reports whether dims has failures, all of them
+// provisional, and one with evidence under twice what its threshold
+// demands (z < √2·k).
+func provisionalOnly(dims []DimensionResult) bool {
+	weak := false
+	for _, d := range dims {
+		if d.Outcome != Fail {
+			continue
+		}
+		if !provisional(d) {
+			return false
+		}
+		if d.K <= 0 || d.Z < math.Sqrt2*d.K {
+			weak = true
+		}
+	}
+	return weak
+}
+
 func decisive(dims []DimensionResult) bool {
 	n := 0
 	for _, d := range dims {
 		if d.Outcome != Fail {
 			continue
 		}
-		if d.K <= 0 || d.Z < math.Sqrt2*d.K || d.Name == MemoryGrowth || d.Name == GCPause {
+		if d.K <= 0 || d.Z < math.Sqrt2*d.K || provisional(d) {
 			return false
 		}
 		n++

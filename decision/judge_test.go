@@ -551,3 +551,29 @@ func TestErrorRateSystemBreachNeedsTwiceTheControl(t *testing.T) {
 		t.Fatalf("0.14%% vs 0.06%%: %s breach %q: %s", d.Outcome, d.Breach, d.Reason)
 	}
 }
+
+// TestLoneMemoryFailureAtLowTrafficHolds: at low traffic the other
+// dimensions carry little confidence, so one memory-growth failure pulls
+// the score under the block line on its own. On evidence under twice its
+// threshold that is a hold the gate extends (memory growth is never
+// decisive on one window); on overwhelming evidence it blocks.
+func TestLoneMemoryFailureAtLowTrafficHolds(t *testing.T) {
+	cfg := decision.Default()
+	for i := range cfg.Dimensions {
+		if cfg.Dimensions[i].Kind == decision.MemoryGrowth {
+			cfg.Dimensions[i].Weight = 3 // a service that weighs memory more
+		}
+	}
+	cfg.Hash = cfg.ComputeHash()
+	in := decision.Input{At: at, Canary: healthyArm(10, 0, 100), Control: healthyArm(100, 0, 100)}
+	in.Canary.MemoryGrowthMBPerMin = decision.Num(2) // z ≈ 4: over k = 3, under √2·k
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.MemoryGrowth)
+	if d.Outcome != decision.Fail || v.Score >= cfg.Score.Block || v.Decision != decision.Hold || v.HoldCause != decision.CauseScore {
+		t.Fatalf("memory z=%.2f: %s, score %.3f, verdict %s (%s): %s", d.Z, d.Outcome, v.Score, v.Decision, v.HoldCause, v.Reason)
+	}
+	in.Canary.MemoryGrowthMBPerMin = decision.Num(5) // z = 10
+	if v := decision.Evaluate(cfg, in); v.Decision != decision.Block {
+		t.Fatalf("memory +5 MB/min at low traffic: %s (%s)", v.Decision, v.Reason)
+	}
+}

@@ -196,6 +196,25 @@ func finite(x float64) float64 {
 	return x
 }
 
+// zMax is the largest z a p-value in float64 can express: −Φ⁻¹ of the
+// smallest positive float64 (about 4.9e-324).
+const zMax = 38.4
+
+// finiteZ is finite for a z: ±Inf (a p-value that underflowed to 0) is
+// ±zMax, not 0, so evidence beyond what a float holds still reads as
+// overwhelming; NaN is 0.
+func finiteZ(z float64) float64 {
+	switch {
+	case math.IsNaN(z):
+		return 0
+	case z > zMax:
+		return zMax
+	case z < -zMax:
+		return -zMax
+	}
+	return z
+}
+
 // normalUpper is P(Z > z) for a standard normal Z.
 func normalUpper(z float64) float64 { return 0.5 * math.Erfc(z/math.Sqrt2) }
 

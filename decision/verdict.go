@@ -1,9 +1,6 @@
 package decision
 
-import (
-	"math"
-	"time"
-)
+import "time"
 
 // HoldCause says why a verdict is HOLD, so the gate knows whether it may
 // escalate: holds caused by data are never escalated to BLOCK.
@@ -167,7 +164,7 @@ func (p HoldPolicy) Escalate(v Verdict, extensions int, prev *Verdict) (Decision
 // extended because a one-off fades as the window grows; one whose evidence
 // grows with the window is not a one-off. The same evidence again (one
 // long pause still inside a growing window) is not growth; evidence
-// beyond what a float can hold (p underflowed to 0, z = +Inf) twice is.
+// beyond what a float can hold (p underflowed to 0, z at zMax) twice is.
 func Repeats(prev, v Verdict) bool {
 	if v.Decision != Hold || v.HoldCause != CauseScore || prev.Decision != Hold || prev.HoldCause != CauseScore {
 		return false
@@ -178,7 +175,7 @@ func Repeats(prev, v Verdict) bool {
 			continue
 		}
 		p, ok := prev.Dimension(d.Name)
-		if !ok || p.Outcome != Fail || !(d.Z > p.Z || math.IsInf(d.Z, 1)) {
+		if !ok || p.Outcome != Fail || !(d.Z > p.Z || d.Z >= zMax) {
 			return false
 		}
 		n++
