@@ -407,6 +407,11 @@ func TestHoldPolicyEscalatesRepeatedFailures(t *testing.T) {
 		{"evidence weakened", &first, failing(3.2, decision.MemoryGrowth), false},
 		{"a new failure joined", &first, failing(4.2, decision.MemoryGrowth, decision.GCPause), false},
 		{"p underflowed twice", func() *decision.Verdict { v := failing(math.Inf(1), decision.GCPause); return &v }(), failing(math.Inf(1), decision.GCPause), true},
+		{"in a system breach", &first, func() decision.Verdict {
+			v := failing(4.2, decision.MemoryGrowth)
+			v.Dimensions[0].Breach = "system"
+			return v
+		}(), false},
 		{"now a data hold", &first, decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseData, Dimensions: failing(5, decision.MemoryGrowth).Dimensions}, false},
 	}
 	for _, c := range cases {

@@ -165,6 +165,7 @@ func (p HoldPolicy) Escalate(v Verdict, extensions int, prev *Verdict) (Decision
 // grows with the window is not a one-off. The same evidence again (one
 // long pause still inside a growing window) is not growth; evidence
 // beyond what a float can hold (p underflowed to 0, z at zMax) twice is.
+// A failure in a system breach never counts as repeated.
 func Repeats(prev, v Verdict) bool {
 	if v.Decision != Hold || v.HoldCause != CauseScore || prev.Decision != Hold || prev.HoldCause != CauseScore {
 		return false
@@ -173,6 +174,14 @@ func Repeats(prev, v Verdict) bool {
 	for _, d := range v.Dimensions {
 		if d.Outcome != Fail {
 			continue
+		}
+		if d.Breach == "system" {
+			// Both arms over the SLO: a fault or a busy host is stressing
+			// both, and a repeat says the stress lasts, not that the
+			// canary is worse (a good canary of a real game day on 2
+			// busy cores paused long 3x as often as its control two
+			// windows running).
+			return false
 		}
 		p, ok := prev.Dimension(d.Name)
 		if !ok || p.Outcome != Fail || !(d.Z > p.Z || d.Z >= zMax) {
