@@ -537,10 +537,23 @@ func (r *Run) settle(ctx context.Context, weight int) error {
 	began := time.Now()
 	deadline := began.Add(20 * time.Second)
 	parts := r.cfg.Doc.Spec.Target.Local.Partitions
+	var healthySince time.Time
 	for {
 		err := r.arms.Healthy(ctx, parts)
 		if err == nil && !r.avail.Settled(began) {
 			err = engine.E(engine.KindUnavailable, "settle", errors.New("messages offered during the faults are still being retried"))
+		}
+		if err != nil {
+			healthySince = time.Time{}
+		} else if healthySince.IsZero() {
+			healthySince = time.Now()
+		}
+		// Healthy is not yet serving: a cluster answers its health checks
+		// while it may still be catching up after a partition, and time
+		// out requests for a moment. Wait for a chunk of load that each
+		// arm served cleanly (at most a few chunks).
+		if err == nil && !r.avail.Recovered(healthySince) {
+			err = engine.E(engine.KindUnavailable, "settle", errors.New("an arm has not yet served a chunk of load without timeouts since it became healthy"))
 		}
 		if err == nil {
 			return nil

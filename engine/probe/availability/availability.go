@@ -352,6 +352,43 @@ func (p *Probe) Settled(t time.Time) bool {
 	return true
 }
 
+// recoveryChunks is how many finished chunks since a recovery Recovered
+// waits for at most: an arm that still times out after that many does so
+// on its own, not because of the fault.
+const recoveryChunks = 3
+
+// Recovered reports whether every arm has served load cleanly since t: its
+// latest finished chunk that started at or after t had no timeout and no
+// failed message, or it has finished recoveryChunks chunks since t. A
+// cluster that answers its health checks can still be catching up (a
+// raft log replayed after a partition) and time out requests for a
+// moment; a judge's steady window that starts then measures the fault,
+// not the build.
+func (p *Probe) Recovered(t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for arm := range p.cfg.Generators {
+		var last *chunk
+		n := 0
+		for _, c := range p.chunks {
+			if c.arm != arm || !c.done || c.start.Before(t) {
+				continue
+			}
+			n++
+			if last == nil || c.start.After(last.start) {
+				last = c
+			}
+		}
+		if last == nil {
+			return false
+		}
+		if n < recoveryChunks && (last.sum.Timeouts > 0 || last.sum.Failed > 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // Chunk is the length of one load chunk.
 func (p *Probe) Chunk() time.Duration { return p.cfg.Chunk }
 

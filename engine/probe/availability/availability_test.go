@@ -120,3 +120,45 @@ func TestAttemptsCountRetriesAndDuplicates(t *testing.T) {
 		t.Fatalf("metrics %v", m)
 	}
 }
+
+// TestRecoveredWaitsForACleanChunk: after a recovery at t, an arm has
+// recovered once its latest chunk since t served without a timeout or a
+// failure, or once it has finished three chunks since t either way.
+func TestRecoveredWaitsForACleanChunk(t *testing.T) {
+	p, err := New(Config{Generators: map[engine.Arm]*load.Generator{engine.ArmCanary: nil, engine.ArmControl: nil}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	add := func(arm engine.Arm, i int, done bool, timeouts int64) {
+		start := t0.Add(time.Duration(i) * time.Second)
+		p.chunks = append(p.chunks, &chunk{arm: arm, start: start, end: start.Add(time.Second), done: done, sum: load.Summary{Timeouts: timeouts}})
+	}
+	add(engine.ArmCanary, -1, true, 0) // before the recovery: does not count
+	add(engine.ArmControl, -1, true, 0)
+	if p.Recovered(t0) {
+		t.Fatal("recovered with no chunk since the recovery")
+	}
+	add(engine.ArmCanary, 0, true, 4)
+	add(engine.ArmControl, 0, true, 0)
+	if p.Recovered(t0) {
+		t.Fatal("recovered while the canary's latest chunk timed out")
+	}
+	add(engine.ArmCanary, 1, false, 0) // still running: not yet evidence
+	if p.Recovered(t0) {
+		t.Fatal("recovered on a chunk still running")
+	}
+	p.chunks[len(p.chunks)-1].done = true
+	if !p.Recovered(t0) {
+		t.Fatal("not recovered after a clean canary chunk")
+	}
+	// An arm that keeps timing out is judged after three chunks.
+	p.chunks = nil
+	for i := 0; i < 3; i++ {
+		add(engine.ArmCanary, i, true, 2)
+		add(engine.ArmControl, i, true, 0)
+		if got, want := p.Recovered(t0), i == 2; got != want {
+			t.Fatalf("after %d timing-out canary chunks: recovered %v, want %v", i+1, got, want)
+		}
+	}
+}
