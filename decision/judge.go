@@ -653,6 +653,10 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// canary at 2–3× its control under full fault intensity). As for GC
 	// pauses, the canary then fails the comparison only at twice the
 	// control's rate or more; below that it can still lean worse (held).
+	// worseByMargin: the canary's rate is above the control's by twice the
+	// effect floor and by 30% of the control's rate — the margin at which
+	// a canary not proven worse still leans worse.
+	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk
 	minEffect, floorWhy := dc.MinEffect, "floor"
 	if r.Breach == "system" && rk > minEffect {
 		minEffect, floorWhy = rk, "floor in a system breach (the control's rate: twice the control)"
@@ -664,7 +668,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	case r.PValue < e.cfg.Alpha:
 		r.Outcome, r.Rule = Pass, "effect-floor"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: significant (p=%.2g) but effect %s below %s %s", pct(rc), pct(rk), r.PValue, pct(r.Effect), floorWhy, pct(minEffect))
-		if r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk {
+		if worseByMargin {
 			// Proven worse, but not by twice the control in a system
 			// breach: it leans worse (held, never blocked on it).
 			r.leaning = true
@@ -679,7 +683,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		// 30% of the control's rate. Passing it would promote a canary
 		// that looks materially worse on too little data to tell; the
 		// verdict holds for more data instead (never a block on it).
-		if r.PValue < leanP && r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk {
+		if r.PValue < leanP && worseByMargin {
 			r.leaning = true
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans worse: canary %s vs control %s (effect %s ≥ 2× floor, likelihood ratio %.1f:1 for worse): not promoted on this until more data decides",
 				pct(rc), pct(rk), pct(r.Effect), 1/r.PValue))
