@@ -805,9 +805,10 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// The p99 of the body: where the release itself puts the tail, read from
 	// the median and the lower spread (faults only add delay, so they barely
 	// touch the lower half). A wider or slower body raises it.
+	bodyP99Effect := math.Exp(sign*sh.bodyP99) - 1
 	tailEffect := r.Effect
 	if sh.spreadOK {
-		tailEffect = math.Max(tailEffect, math.Exp(sign*sh.bodyP99)-1)
+		tailEffect = math.Max(tailEffect, bodyP99Effect)
 	}
 	zl := r.Z * math.Sqrt(float64(l))
 	switch {
@@ -818,15 +819,15 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "body-shift", dc.K, zl, sigma/math.Sqrt(float64(l))
 		body := ""
 		if sh.spreadOK {
-			body = fmt.Sprintf(", body p99 %+.1f%%", 100*(math.Exp(sign*sh.bodyP99)-1))
+			body = fmt.Sprintf(", body p99 %+.1f%%", 100*bodyP99Effect)
 		}
 		r.Reason = fmt.Sprintf("%s%s, floor %s: the whole distribution moved: %s, median %+.1f%%", what, body, floor, bodyNote, 100*bodyEffect)
 		r.SigmaSource += spanNote(l)
-	case sh.spreadOK && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect:
+	case sh.spreadOK && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && bodyP99Effect >= dc.MinEffect:
 		// Same centre, wider body: a variance regression. The lower spread
 		// ln(p30/p5) is compared with its order-statistic standard error.
 		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
-		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*(math.Exp(sign*sh.bodyP99)-1), floor)
+		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*bodyP99Effect, floor)
 	case zl > dc.K && r.Effect >= dc.MinEffect && zBody > dc.K:
 		r.Outcome, r.Rule, r.K, r.Z, r.Sigma = Fail, "adaptive-sigma+body", dc.K, zl, sigma/math.Sqrt(float64(l))
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f%s, effect above floor %s, and the body moved too (%s)", what, zl, dc.K, spanNote(l), floor, bodyNote)
@@ -851,11 +852,11 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// moves the tail, not the body, so healthy canaries rarely lean.
 	if r.Outcome == Pass {
 		bodySlower := zBody > leanZ && (bodyEffect >= dc.MinEffect || tailEffect >= dc.MinEffect)
-		bodyWider := sh.spreadOK && sign*sh.zSpread > leanZ && math.Exp(sign*sh.bodyP99)-1 >= dc.MinEffect
+		bodyWider := sh.spreadOK && sign*sh.zSpread > leanZ && bodyP99Effect >= dc.MinEffect
 		if bodySlower || bodyWider {
 			r.leaning = true
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans slower: body %s; body p99 %+.1f%% (floor %s): not promoted on this until more data decides",
-				bodyNote, 100*(math.Exp(sign*sh.bodyP99)-1), floor))
+				bodyNote, 100*bodyP99Effect, floor))
 		}
 	}
 	return r
