@@ -83,6 +83,11 @@ type DimensionConfig struct {
 	SigmaFloor float64 `json:"sigma_floor"`
 	// MinSamples is the sample count for full confidence.
 	MinSamples float64 `json:"min_samples"`
+	// Exposure names a rate dimension whose per-arm rate measures how hard
+	// the injected faults hit each arm (dependency_sla for error_rate):
+	// the comparison with the control judges what that difference does not
+	// explain. Empty: no adjustment.
+	Exposure Kind `json:"exposure,omitempty"`
 }
 
 // Rule is a declarative pair rule: when every condition holds, the action
@@ -183,7 +188,7 @@ func Default() *Config {
 		Freshness: 2 * time.Minute,
 		Baseline:  BaselineConfig{Window: 7 * 24 * time.Hour, Bucket: 2 * time.Hour, Shrink: 8, MinWindows: 12},
 		Dimensions: []DimensionConfig{
-			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, MinSamples: 500},
+			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, MinSamples: 500, Exposure: DependencySLA},
 			{Kind: LatencyP99, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.1, SigmaPrior: 0.15, SigmaFloor: 0.12, MinSamples: 200},
 			{Kind: GCPause, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, MaxPauseMS: 120, LongPauseMS: 10, MaxLongPerMinute: 3, SigmaPrior: 1, SigmaFloor: 0.5, MinSamples: 1},
 			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, MinSamples: 200},

@@ -348,11 +348,11 @@ func (e *evaluator) dimension(dc DimensionConfig) DimensionResult {
 	r := DimensionResult{Name: dc.Kind, MinEffect: dc.MinEffect, HardLimit: dc.HardLimit}
 	switch dc.Kind {
 	case ErrorRate:
-		return e.countDim(dc, r, "errors", "requests", func(a Arm) (Value, Value) { return a.Errors, a.Requests })
+		return e.countDim(dc, r, "errors", "requests", errorRate)
 	case SessionInterruption:
-		return e.countDim(dc, r, "session_interruptions", "sessions", func(a Arm) (Value, Value) { return a.SessionInterruptions, a.Sessions })
+		return e.countDim(dc, r, "session_interruptions", "sessions", sessionRate)
 	case DependencySLA:
-		return e.countDim(dc, r, "dependency_failures", "dependency_calls", func(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls })
+		return e.countDim(dc, r, "dependency_failures", "dependency_calls", dependencyRate)
 	case LatencyP99:
 		return e.latencyDim(dc, r)
 	case GCPause:
@@ -601,9 +601,25 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	se := math.Sqrt(phi * pbar * (1 - pbar) * (1/nc.V + 1/nk.V))
 	r.Sigma = se
 	r.SigmaSource = fmt.Sprintf("binomial × overdispersion φ=%.2f (%s)", phi, src)
+	// Fault exposure: under injected faults one arm's pods may take more
+	// of them than the other's, and every fault-driven rate of that arm
+	// rises together. The A/A history shows how much of the rate
+	// difference the exposure dimension's difference explains (β); the
+	// test then judges the rest, with the residual's dispersion, when
+	// that is tighter than the plain comparison.
+	xcTest, phiTest := xc.V, phi
+	adjusted := false
+	if fit, ok := e.exposureAdjust(dc, get, pbar, nc.V, nk.V); ok && sign > 0 && fit.phiEff < phi {
+		adjusted, phiTest = true, fit.phiEff
+		xcTest = math.Max(0, nc.V*(rc-fit.explained))
+		r.Effect = xcTest/nc.V - rk
+		r.trend = trendOf(r.Effect)
+		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("fault exposure: %s canary %s vs control %s explains %s of the difference (β=%.3g over %d A/A windows); the rest is judged, with φ=%.2f instead of %.2f",
+			dc.Exposure, pct(fit.canary), pct(fit.control), pct(fit.explained), fit.beta, fit.n, fit.phiEff, phi))
+	}
 	var logLR float64
 	if sign > 0 {
-		logLR, r.PValue = mixtureSPRT(xc.V, nc.V, xk.V, nk.V, phi)
+		logLR, r.PValue = mixtureSPRT(xcTest, nc.V, xk.V, nk.V, phiTest)
 	} else {
 		logLR, r.PValue = mixtureSPRT(nc.V-xc.V, nc.V, nk.V-xk.V, nk.V, phi)
 	}
@@ -656,9 +672,11 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// worseByMargin: the canary's rate is above the control's by twice the
 	// effect floor and by 30% of the control's rate — the margin at which
 	// a canary not proven worse still leans worse.
+	// Adjusted for fault exposure, the uneven hit is what the adjustment
+	// takes out, and the effect floor alone applies.
 	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk
 	minEffect, floorWhy := dc.MinEffect, "floor"
-	if r.Breach == "system" && rk > minEffect {
+	if r.Breach == "system" && rk > minEffect && !adjusted {
 		minEffect, floorWhy = rk, "floor in a system breach (the control's rate: twice the control)"
 	}
 	switch {
@@ -690,6 +708,88 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		}
 	}
 	return r
+}
+
+func errorRate(a Arm) (Value, Value)      { return a.Errors, a.Requests }
+func sessionRate(a Arm) (Value, Value)    { return a.SessionInterruptions, a.Sessions }
+func dependencyRate(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls }
+
+// rateOf returns the counts of a rate dimension, or nil for other kinds.
+func rateOf(k Kind) func(Arm) (Value, Value) {
+	switch k {
+	case ErrorRate:
+		return errorRate
+	case SessionInterruption:
+		return sessionRate
+	case DependencySLA:
+		return dependencyRate
+	}
+	return nil
+}
+
+// exposureFit is a count dimension's comparison adjusted for fault
+// exposure: the least-squares slope β of the A/A history's rate
+// difference on the exposure dimension's rate difference (through the
+// origin: two arms equally exposed differ by nothing on average), the
+// share of the current difference it explains, and the dispersion φ of
+// what is left relative to the binomial variance of the current counts.
+type exposureFit struct {
+	beta, explained, phiEff float64
+	canary, control         float64 // the exposure dimension's rates now
+	n                       int
+}
+
+// exposureAdjust fits the exposure adjustment of dc, if dc names an
+// exposure dimension, there are at least Baseline.MinWindows usable A/A
+// windows and the exposure explains a positive share of the differences.
+// pbar, nc and nk are the pooled rate and the sample counts of dc now.
+func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Value), pbar, nc, nk float64) (exposureFit, bool) {
+	cov := rateOf(dc.Exposure)
+	if cov == nil || dc.Exposure == dc.Kind {
+		return exposureFit{}, false
+	}
+	// diff returns the rate difference of f between two arms and its
+	// binomial variance.
+	diff := func(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
+		xc, nc := f(c)
+		xk, nk := f(k)
+		if !xc.OK() || !nc.OK() || !xk.OK() || !nk.OK() || nc.V <= 0 || nk.V <= 0 || xc.V < 0 || xk.V < 0 {
+			return 0, 0, false
+		}
+		p := (xc.V + xk.V) / (nc.V + nk.V)
+		return xc.V/nc.V - xk.V/nk.V, p * (1 - p) * (1/nc.V + 1/nk.V), true
+	}
+	type row struct{ dy, vy, dx, vx float64 }
+	var rows []row
+	var sxy, sxx float64
+	for _, h := range e.hist {
+		dy, vy, ok1 := diff(get, h.Canary, h.Control)
+		dx, vx, ok2 := diff(cov, h.Canary, h.Control)
+		if !ok1 || !ok2 || vy <= 0 {
+			continue
+		}
+		rows = append(rows, row{dy, vy, dx, vx})
+		sxy += dy * dx
+		sxx += dx * dx
+	}
+	dx, vx, ok := diff(cov, e.in.Canary, e.in.Control)
+	vy := pbar * (1 - pbar) * (1/nc + 1/nk)
+	if !ok || vy <= 0 || len(rows) < e.cfg.Baseline.MinWindows || sxx <= 0 || sxy <= 0 {
+		return exposureFit{}, false
+	}
+	f := exposureFit{beta: sxy / sxx, n: len(rows)}
+	var s float64
+	for _, w := range rows {
+		res := w.dy - f.beta*w.dx
+		s += res * res / (w.vy + f.beta*f.beta*w.vx)
+	}
+	phi := math.Max(1, (s+e.cfg.Baseline.Shrink)/(float64(len(rows))+e.cfg.Baseline.Shrink))
+	f.explained = f.beta * dx
+	f.phiEff = math.Max(1, phi*(vy+f.beta*f.beta*vx)/vy)
+	xc, mc := cov(e.in.Canary)
+	xk, mk := cov(e.in.Control)
+	f.canary, f.control = xc.V/mc.V, xk.V/mk.V
+	return f, true
 }
 
 // leanP is the always-valid p-value below which a count dimension that

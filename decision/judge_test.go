@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -580,5 +581,59 @@ func TestLoneMemoryFailureAtLowTrafficHolds(t *testing.T) {
 	in.Canary.MemoryGrowthMBPerMin = decision.Num(5) // z = 10
 	if v := decision.Evaluate(cfg, in); v.Decision != decision.Block {
 		t.Fatalf("memory +5 MB/min at low traffic: %s (%s)", v.Decision, v.Reason)
+	}
+}
+
+// faultedArm returns an arm of n requests whose pods took fault exposure a:
+// its error and dependency failure rates both rise with a.
+func faultedArm(r *rand.Rand, n, a, extraErr float64) decision.Arm {
+	arm := healthyArm(n, 0, 100)
+	arm.Errors = decision.Num(binomial(r, n, 0.001+0.004*a+extraErr))
+	arm.DependencyCalls = decision.Num(2 * n)
+	arm.DependencyFailures = decision.Num(binomial(r, 2*n, 0.0001+0.001*a))
+	return arm
+}
+
+// TestFaultExposureExplainsAnErrorDifference: under faults, the canary's
+// pods may take more of them than the control's; its error and dependency
+// failure rates then rise together. The A/A history shows how much of an
+// error difference the dependency failure difference explains, and the
+// judge compares what is left. A canary that took twice the exposure is
+// not blocked for it; one that adds errors of its own still is; without
+// the adjustment the first one is blocked.
+func TestFaultExposureExplainsAnErrorDifference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 168; i++ {
+		level := r.Float64() // fault intensity of the hour; each arm's pods take it unevenly
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
+			Canary:  faultedArm(r, 20000, level*math.Exp(0.5*r.NormFloat64()), 0),
+			Control: faultedArm(r, 100000, level*math.Exp(0.5*r.NormFloat64()), 0)})
+	}
+	exposed := decision.Input{At: at, History: hist,
+		Canary:  faultedArm(r, 60000, 2.0, 0),  // ≈ 0.9% errors, 0.3% dependency failures
+		Control: faultedArm(r, 300000, 0.7, 0)} // ≈ 0.38%, 0.08%
+	worse := decision.Input{At: at, History: hist,
+		Canary:  faultedArm(r, 60000, 0.7, 0.005), // its own +0.5 pp
+		Control: faultedArm(r, 300000, 0.7, 0)}
+
+	cfg := decision.Default()
+	if d, _ := decision.Evaluate(cfg, exposed).Dimension(decision.ErrorRate); d.Outcome != decision.Pass || !strings.Contains(strings.Join(d.Diagnosis, " "), "fault exposure") {
+		t.Fatalf("canary that took more of the faults: %s (%s) %v", d.Outcome, d.Reason, d.Diagnosis)
+	}
+	if d, _ := decision.Evaluate(cfg, worse).Dimension(decision.ErrorRate); d.Outcome != decision.Fail {
+		t.Fatalf("canary with +0.5pp errors of its own: %s (%s) %v", d.Outcome, d.Reason, d.Diagnosis)
+	}
+
+	off := decision.Default()
+	for i := range off.Dimensions {
+		off.Dimensions[i].Exposure = ""
+	}
+	off.Hash = off.ComputeHash()
+	if d, _ := decision.Evaluate(off, exposed).Dimension(decision.ErrorRate); d.Outcome != decision.Fail {
+		t.Fatalf("without the exposure adjustment the exposed canary should fail: %s (%s)", d.Outcome, d.Reason)
+	}
+	if d, _ := decision.Evaluate(off, worse).Dimension(decision.ErrorRate); d.Outcome != decision.Fail {
+		t.Fatalf("without the adjustment, +0.5pp: %s (%s)", d.Outcome, d.Reason)
 	}
 }

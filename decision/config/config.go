@@ -127,6 +127,7 @@ type fileDimension struct {
 	SigmaPrior       *float64 `yaml:"sigma_prior"`
 	SigmaFloor       *float64 `yaml:"sigma_floor"`
 	MinSamples       *float64 `yaml:"min_samples"`
+	Exposure         *string  `yaml:"exposure"`
 }
 
 type fileCondition struct {
@@ -395,7 +396,7 @@ func hintFor(path []string) string {
 // allowedKeys returns the property names the schema allows at path.
 func allowedKeys(path []string) []string {
 	top := []string{"apiVersion", "kind", "alpha", "freshness", "score", "baseline", "dimensions", "rules", "hold"}
-	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "min_samples"}
+	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "min_samples", "exposure"}
 	switch {
 	case len(path) == 0:
 		return top
@@ -537,6 +538,19 @@ func (l *loader) build(f *file) *decision.Config {
 		}
 		if fd.LongPause != nil {
 			d.LongPauseMS = float64(l.duration(append(p, "long_pause"), *fd.LongPause)) / float64(time.Millisecond)
+		}
+		if fd.Exposure != nil {
+			ep := append(p, "exposure")
+			switch x := decision.Kind(*fd.Exposure); {
+			case d.Kind != decision.ErrorRate && d.Kind != decision.SessionInterruption:
+				l.add(KindSemantic, ep, "dimensions."+n+".exposure", "exposure applies to error_rate and session_interruption only", "remove it here; dependency_sla is the usual exposure of error_rate")
+			case x == "none":
+				d.Exposure = ""
+			case !isRate(x) || x == d.Kind:
+				l.add(KindSemantic, ep, "dimensions."+n+".exposure", fmt.Sprintf("exposure %q is not another rate dimension", *fd.Exposure), "one of error_rate, session_interruption, dependency_sla (not the dimension itself), or none")
+			default:
+				d.Exposure = x
+			}
 		}
 		set(&d.MaxLongPerMinute, fd.MaxLongPerMinute)
 		set(&d.SigmaPrior, fd.SigmaPrior)

@@ -53,7 +53,7 @@ func TestOverrides(t *testing.T) {
 	lat, _ := cfg.Dimension(decision.LatencyP99)
 	mem, _ := cfg.Dimension(decision.MemoryGrowth)
 	er, _ := cfg.Dimension(decision.ErrorRate)
-	if lat.Weight != 5 || lat.MinEffect != 0.2 || mem.Enabled || er.Weight != 3 || len(cfg.Rules) != 0 ||
+	if lat.Weight != 5 || lat.MinEffect != 0.2 || mem.Enabled || er.Weight != 3 || er.Exposure != "" || len(cfg.Rules) != 0 ||
 		cfg.Score.Promote != 0.95 || cfg.Hold.EscalateTo != decision.Hold {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}

@@ -298,6 +298,20 @@ func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
 			r.steps = append(r.steps, line)
 			r.mu.Unlock()
 			r.emit(EventVerdict, "judge", w.Weight, "step "+line+" — "+v.Reason)
+			if v.Decision != decision.Promote {
+				// The evidence behind a hold or a block, dimension by
+				// dimension, so that a run's log explains it on its own.
+				for _, d := range v.Dimensions {
+					if d.Outcome == decision.Pass && len(d.Diagnosis) == 0 {
+						continue
+					}
+					msg := fmt.Sprintf("  %s %s: canary %.4g, control %.4g, z %.2f (k %.2f) — %s", d.Name, d.Outcome, d.Canary, d.Control, d.Z, d.K, d.Reason)
+					if len(d.Diagnosis) > 0 {
+						msg += "; " + strings.Join(d.Diagnosis, "; ")
+					}
+					r.emit(EventInfo, "judge", w.Weight, msg)
+				}
+			}
 		},
 	}
 	res, runErr := ctrl.Run(ctx)
