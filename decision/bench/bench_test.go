@@ -103,3 +103,28 @@ func TestTradeoffMatchesTheJudge(t *testing.T) {
 		}
 	}
 }
+
+// TestTwinIsJudgedAsLong: the fault-free twin of a blocked data-fault
+// release is judged for as many intervals as the release was — every judge
+// keeps judging a release whose promotion is not yet final, and promotes
+// it no earlier than asked. Without that, the bench would count as caused
+// by missing data a block the twin also meets once judged that long.
+func TestTwinIsJudgedAsLong(t *testing.T) {
+	c := Generate(CorpusOptions{Seed: 3, Services: 2, Good: 30, BadPerKind: 0, Faults: 0})
+	for _, j := range []Judge{NewChaosgate(decision.Default(), c), NewFlagger(), NewArgo(), NewKayenta()} {
+		early := 0
+		for _, rel := range c.Releases {
+			if res := j.Run(rel); res.Outcome == decision.Promote && res.Look < MaxLooks {
+				early++
+			}
+			twin := *rel
+			twin.promoteFrom = MaxLooks
+			if res := j.Run(&twin); res.Outcome == decision.Promote && res.Look < MaxLooks {
+				t.Errorf("%s promoted %s at interval %d, before the interval %d asked for", j.Name(), rel, res.Look, MaxLooks)
+			}
+		}
+		if early == 0 {
+			t.Errorf("%s promoted no release before interval %d: the check above proves nothing", j.Name(), MaxLooks)
+		}
+	}
+}

@@ -90,6 +90,11 @@ type Release struct {
 	svc       *service
 	looks     []look // cumulative data per look
 	fault     *dataFault
+	// promoteFrom is the first look at which a promotion is final; before
+	// it a judge keeps judging. Zero for every release of the corpus: the
+	// bench sets it on the fault-free twin of a blocked data-fault release,
+	// to judge the twin for as many intervals as the release was judged.
+	promoteFrom int
 }
 
 // look is the cumulative view of both arms after some intervals, plus the

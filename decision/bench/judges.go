@@ -160,7 +160,11 @@ func (j *Chaosgate) Run(rel *Release) Result {
 			continue
 		}
 		if v.Decision == decision.Promote {
-			return Result{decision.Promote, l}
+			if l >= rel.promoteFrom {
+				return Result{decision.Promote, l}
+			}
+			prev = &v
+			continue
 		}
 		if d, final := j.Config.Hold.Escalate(v, l-StepLooks, prev); final || l == MaxLooks {
 			return Result{d, l}
@@ -235,7 +239,7 @@ func (f *Flagger) Run(rel *Release) Result {
 			continue
 		}
 		passed++
-		if passed >= f.Iterations {
+		if passed >= f.Iterations && l >= rel.promoteFrom {
 			return Result{decision.Promote, l}
 		}
 	}
@@ -326,7 +330,7 @@ func (a *Argo) Run(rel *Release) Result {
 		if !anyErr {
 			measured++
 		}
-		if measured >= a.Count {
+		if measured >= a.Count && l >= rel.promoteFrom {
 			return Result{decision.Promote, l}
 		}
 	}
@@ -446,7 +450,7 @@ func (kj *Kayenta) Run(rel *Release) Result {
 		if critical || s < kj.Marginal {
 			return Result{decision.Block, l}
 		}
-		if l >= StepLooks && s >= kj.Pass {
+		if l >= StepLooks && l >= rel.promoteFrom && s >= kj.Pass {
 			return Result{decision.Promote, l}
 		}
 	}
