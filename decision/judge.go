@@ -784,7 +784,12 @@ func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Val
 		s += res * res / (w.vy + f.beta*f.beta*w.vx)
 	}
 	phi := math.Max(1, (s+e.cfg.Baseline.Shrink)/(float64(len(rows))+e.cfg.Baseline.Shrink))
-	f.explained = f.beta * dx
+	// Only a canary more exposed than its control has part of its rate
+	// explained away. A less exposed one is compared as it is — its
+	// expected rate is below the control's, so that is conservative —
+	// and never made to look worse than its own counts: a canary better
+	// than its control in every rate is never failed for it.
+	f.explained = f.beta * math.Max(dx, 0)
 	f.phiEff = math.Max(1, phi*(vy+f.beta*f.beta*vx)/vy)
 	xc, mc := cov(e.in.Canary)
 	xk, mk := cov(e.in.Control)

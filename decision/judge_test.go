@@ -1,6 +1,7 @@
 package decision_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -635,5 +636,39 @@ func TestFaultExposureExplainsAnErrorDifference(t *testing.T) {
 	}
 	if d, _ := decision.Evaluate(off, worse).Dimension(decision.ErrorRate); d.Outcome != decision.Fail {
 		t.Fatalf("without the adjustment, +0.5pp: %s (%s)", d.Outcome, d.Reason)
+	}
+}
+
+// TestFaultExposureNeverFailsABetterCanary: the exposure adjustment only
+// explains away the excess of a canary more exposed than its control. A
+// canary with fewer errors and fewer dependency failures than its control
+// is never failed for its error rate, even where the dependency failures
+// have a high floor of their own (the slope would otherwise predict the
+// canary's errors lower than they could be).
+func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	arm := func(n, a, scale float64) decision.Arm {
+		x := healthyArm(n, 0, 100)
+		x.Errors = decision.Num(math.Floor(scale * binomial(r, n, 0.0002+0.004*a)))
+		x.DependencyCalls = decision.Num(2 * n)
+		x.DependencyFailures = decision.Num(math.Floor(scale * binomial(r, 2*n, 0.002+0.001*a)))
+		return x
+	}
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 168; i++ {
+		level := r.Float64()
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
+			Canary: arm(20000, level*math.Exp(0.5*r.NormFloat64()), 1), Control: arm(100000, level*math.Exp(0.5*r.NormFloat64()), 1)})
+	}
+	for _, f := range []float64{0.3, 0.5, 0.8} {
+		in := decision.Input{At: at, History: hist, Control: arm(300000, 0.7, 1), Canary: arm(60000, 0.7, 1)}
+		// The canary: the control's counts at its traffic, every rate times f.
+		ratio := 60000.0 / 300000
+		in.Canary.Errors = decision.Num(math.Floor(in.Control.Errors.V * ratio * f))
+		in.Canary.DependencyFailures = decision.Num(math.Floor(in.Control.DependencyFailures.V * ratio * f))
+		d, _ := decision.Evaluate(decision.Default(), in).Dimension(decision.ErrorRate)
+		if d.Outcome == decision.Fail || d.Effect > 0 {
+			t.Fatalf("canary at %.0f%% of its control's rates: %s, effect %s (%s) %v", 100*f, d.Outcome, fmt.Sprint(d.Effect), d.Reason, d.Diagnosis)
+		}
 	}
 }
