@@ -28,6 +28,7 @@ func TestGoldenExplanations(t *testing.T) {
 		"system-breach":         decision.Promote,
 		"traffic-collapse":      decision.Hold,
 		"gc-churn":              decision.Hold,
+		"fault-exposure":        decision.Hold, // errors explained by exposure; dependency failures still lean worse
 	}
 	files, err := filepath.Glob("testdata/judge/*.json")
 	if err != nil || len(files) != len(want) {

@@ -584,21 +584,15 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	r.trend = trendOf(r.Effect)
 	// Overdispersion of the A/A difference relative to the binomial.
 	phi, src := e.dispersion(func(h HistoryWindow) (float64, bool) {
-		hxc, hnc := get(h.Canary)
-		hxk, hnk := get(h.Control)
-		if !hxc.OK() || !hnc.OK() || !hxk.OK() || !hnk.OK() || hnc.V <= 0 || hnk.V <= 0 {
+		d, v, ok := rateDiff(get, h.Canary, h.Control)
+		if !ok || v <= 0 {
 			return 0, false
 		}
-		pbar := (hxc.V + hxk.V) / (hnc.V + hnk.V)
-		v := pbar * (1 - pbar) * (1/hnc.V + 1/hnk.V)
-		if v <= 0 {
-			return 0, false
-		}
-		return (hxc.V/hnc.V - hxk.V/hnk.V) / math.Sqrt(v), true
+		return d / math.Sqrt(v), true
 	})
 	hc := 1.0 // the binomial model needs no history; history only widens it
-	pbar := (xc.V + xk.V) / (nc.V + nk.V)
-	se := math.Sqrt(phi * pbar * (1 - pbar) * (1/nc.V + 1/nk.V))
+	_, binomVar, _ := rateDiff(get, e.in.Canary, e.in.Control)
+	se := math.Sqrt(phi * binomVar)
 	r.Sigma = se
 	r.SigmaSource = fmt.Sprintf("binomial × overdispersion φ=%.2f (%s)", phi, src)
 	// Fault exposure: under injected faults one arm's pods may take more
@@ -609,7 +603,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// that is tighter than the plain comparison.
 	xcTest, phiTest := xc.V, phi
 	adjusted := false
-	if fit, ok := e.exposureAdjust(dc, get, pbar, nc.V, nk.V); ok && sign > 0 && fit.phiEff < phi {
+	if fit, ok := e.exposureAdjust(dc, get, binomVar); ok && sign > 0 && fit.phiEff < phi {
 		adjusted, phiTest = true, fit.phiEff
 		xcTest = math.Max(0, nc.V*(rc-fit.explained))
 		r.Effect = xcTest/nc.V - rk
@@ -669,20 +663,29 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// canary at 2–3× its control under full fault intensity). As for GC
 	// pauses, the canary then fails the comparison only at twice the
 	// control's rate or more; below that it can still lean worse (held).
-	// worseByMargin: the canary's rate is above the control's by twice the
-	// effect floor and by 30% of the control's rate — the margin at which
-	// a canary not proven worse still leans worse.
 	// Adjusted for fault exposure, the uneven hit is what the adjustment
 	// takes out, and the effect floor alone applies.
-	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk
+	//
+	// worseByMargin: the canary's rate is above the control's by twice the
+	// effect floor and by 30% of the control's rate — the margin at which
+	// a canary not proven worse still leans worse. Adjusted or not, the
+	// canary's own rate must also be above the control's by the floor to
+	// fail, and above it at all to lean worse: a canary that took less of
+	// the faults is expected below its control, but one whose rate is
+	// below its control's is not worse.
+	plainEffect := sign * (rc - rk)
+	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk && plainEffect > 0
 	minEffect, floorWhy := dc.MinEffect, "floor"
 	if r.Breach == "system" && rk > minEffect && !adjusted {
 		minEffect, floorWhy = rk, "floor in a system breach (the control's rate: twice the control)"
 	}
 	switch {
-	case r.PValue < e.cfg.Alpha && r.Effect >= minEffect:
+	case r.PValue < e.cfg.Alpha && r.Effect >= minEffect && plainEffect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, "sequential-test"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g and effect %s ≥ %s %s", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), floorWhy, pct(minEffect))
+	case r.PValue < e.cfg.Alpha && plainEffect < dc.MinEffect:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: worse than its lower fault exposure predicts (p=%.2g), but its own rate is not above the control's by the floor %s", pct(rc), pct(rk), r.PValue, pct(dc.MinEffect))
 	case r.PValue < e.cfg.Alpha:
 		r.Outcome, r.Rule = Pass, "effect-floor"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: significant (p=%.2g) but effect %s below %s %s", pct(rc), pct(rk), r.PValue, pct(r.Effect), floorWhy, pct(minEffect))
@@ -708,6 +711,19 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		}
 	}
 	return r
+}
+
+// rateDiff returns the difference of the rate f between two arms (canary
+// minus control) and its binomial variance under a pooled rate; ok is false
+// when a count is missing, negative or has no exposure.
+func rateDiff(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
+	xc, nc := f(c)
+	xk, nk := f(k)
+	if !xc.OK() || !nc.OK() || !xk.OK() || !nk.OK() || nc.V <= 0 || nk.V <= 0 || xc.V < 0 || xk.V < 0 {
+		return 0, 0, false
+	}
+	p := (xc.V + xk.V) / (nc.V + nk.V)
+	return xc.V/nc.V - xk.V/nk.V, p * (1 - p) * (1/nc.V + 1/nk.V), true
 }
 
 func errorRate(a Arm) (Value, Value)      { return a.Errors, a.Requests }
@@ -742,38 +758,26 @@ type exposureFit struct {
 // exposureAdjust fits the exposure adjustment of dc, if dc names an
 // exposure dimension, there are at least Baseline.MinWindows usable A/A
 // windows and the exposure explains a positive share of the differences.
-// pbar, nc and nk are the pooled rate and the sample counts of dc now.
-func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Value), pbar, nc, nk float64) (exposureFit, bool) {
+// vy is the binomial variance of dc's current rate difference.
+func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Value), vy float64) (exposureFit, bool) {
 	cov := rateOf(dc.Exposure)
 	if cov == nil || dc.Exposure == dc.Kind {
 		return exposureFit{}, false
-	}
-	// diff returns the rate difference of f between two arms and its
-	// binomial variance.
-	diff := func(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
-		xc, nc := f(c)
-		xk, nk := f(k)
-		if !xc.OK() || !nc.OK() || !xk.OK() || !nk.OK() || nc.V <= 0 || nk.V <= 0 || xc.V < 0 || xk.V < 0 {
-			return 0, 0, false
-		}
-		p := (xc.V + xk.V) / (nc.V + nk.V)
-		return xc.V/nc.V - xk.V/nk.V, p * (1 - p) * (1/nc.V + 1/nk.V), true
 	}
 	type row struct{ dy, vy, dx, vx float64 }
 	var rows []row
 	var sxy, sxx float64
 	for _, h := range e.hist {
-		dy, vy, ok1 := diff(get, h.Canary, h.Control)
-		dx, vx, ok2 := diff(cov, h.Canary, h.Control)
-		if !ok1 || !ok2 || vy <= 0 {
+		hdy, hvy, ok1 := rateDiff(get, h.Canary, h.Control)
+		hdx, hvx, ok2 := rateDiff(cov, h.Canary, h.Control)
+		if !ok1 || !ok2 || hvy <= 0 {
 			continue
 		}
-		rows = append(rows, row{dy, vy, dx, vx})
-		sxy += dy * dx
-		sxx += dx * dx
+		rows = append(rows, row{hdy, hvy, hdx, hvx})
+		sxy += hdy * hdx
+		sxx += hdx * hdx
 	}
-	dx, vx, ok := diff(cov, e.in.Canary, e.in.Control)
-	vy := pbar * (1 - pbar) * (1/nc + 1/nk)
+	dx, vx, ok := rateDiff(cov, e.in.Canary, e.in.Control)
 	if !ok || vy <= 0 || len(rows) < e.cfg.Baseline.MinWindows || sxx <= 0 || sxy <= 0 {
 		return exposureFit{}, false
 	}
@@ -784,12 +788,11 @@ func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Val
 		s += res * res / (w.vy + f.beta*f.beta*w.vx)
 	}
 	phi := math.Max(1, (s+e.cfg.Baseline.Shrink)/(float64(len(rows))+e.cfg.Baseline.Shrink))
-	// Only a canary more exposed than its control has part of its rate
-	// explained away. A less exposed one is compared as it is — its
-	// expected rate is below the control's, so that is conservative —
-	// and never made to look worse than its own counts: a canary better
-	// than its control in every rate is never failed for it.
-	f.explained = f.beta * math.Max(dx, 0)
+	// A canary less exposed than its control is expected below the
+	// control's rate, so the adjustment raises its effect; countDim still
+	// fails a canary only when its own rate is above the control's by the
+	// floor, so one better than its control in every rate is never failed.
+	f.explained = f.beta * dx
 	f.phiEff = math.Max(1, phi*(vy+f.beta*f.beta*vx)/vy)
 	xc, mc := cov(e.in.Canary)
 	xk, mk := cov(e.in.Control)

@@ -1,7 +1,6 @@
 package decision_test
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -639,12 +638,12 @@ func TestFaultExposureExplainsAnErrorDifference(t *testing.T) {
 	}
 }
 
-// TestFaultExposureNeverFailsABetterCanary: the exposure adjustment only
-// explains away the excess of a canary more exposed than its control. A
-// canary with fewer errors and fewer dependency failures than its control
-// is never failed for its error rate, even where the dependency failures
-// have a high floor of their own (the slope would otherwise predict the
-// canary's errors lower than they could be).
+// TestFaultExposureNeverFailsABetterCanary: a canary less exposed than its
+// control is expected below the control's rate, and the adjustment says so;
+// but a canary with fewer errors and fewer dependency failures than its
+// control is never failed, nor held, for its error rate — even where the
+// dependency failures have a high floor of their own, so that the slope
+// predicts the canary's errors lower than they can be.
 func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	arm := func(n, a, scale float64) decision.Arm {
@@ -666,9 +665,10 @@ func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
 		ratio := 60000.0 / 300000
 		in.Canary.Errors = decision.Num(math.Floor(in.Control.Errors.V * ratio * f))
 		in.Canary.DependencyFailures = decision.Num(math.Floor(in.Control.DependencyFailures.V * ratio * f))
-		d, _ := decision.Evaluate(decision.Default(), in).Dimension(decision.ErrorRate)
-		if d.Outcome == decision.Fail || d.Effect > 0 {
-			t.Fatalf("canary at %.0f%% of its control's rates: %s, effect %s (%s) %v", 100*f, d.Outcome, fmt.Sprint(d.Effect), d.Reason, d.Diagnosis)
+		v := decision.Evaluate(decision.Default(), in)
+		d, _ := v.Dimension(decision.ErrorRate)
+		if d.Outcome == decision.Fail || v.Decision != decision.Promote {
+			t.Fatalf("canary at %.0f%% of its control's rates: %s, verdict %s (%s) %v", 100*f, d.Outcome, v.Decision, d.Reason, d.Diagnosis)
 		}
 	}
 }
