@@ -683,7 +683,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	case r.PValue < e.cfg.Alpha && r.Effect >= minEffect && plainEffect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, "sequential-test"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g and effect %s ≥ %s %s", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), floorWhy, pct(minEffect))
-	case r.PValue < e.cfg.Alpha && plainEffect < dc.MinEffect:
+	case r.PValue < e.cfg.Alpha && adjusted && plainEffect < dc.MinEffect:
 		r.Outcome, r.Rule = Pass, "effect-floor"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: worse than its lower fault exposure predicts (p=%.2g), but its own rate is not above the control's by the floor %s", pct(rc), pct(rk), r.PValue, pct(dc.MinEffect))
 	case r.PValue < e.cfg.Alpha:
