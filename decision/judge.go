@@ -1356,14 +1356,17 @@ const minTrafficEvidence = 30
 // trafficRatio is the canary's share of traffic now relative to its median
 // share in the history (NaN when unknown).
 func (e *evaluator) trafficRatio() float64 {
+	// A share of requests, not of per-second rates: a canary weight is a
+	// fraction of the requests. The two arms of a judged window are
+	// observed over the same period, where both agree; an A/A window made
+	// by splitting one arm's time into two pseudo-arms (as the game day
+	// records them) carries its share only in its counts: per second its
+	// halves serve alike, so a share of rates would read 0.5 at any weight.
 	share := func(a, b Arm) (float64, bool) {
 		if !a.Requests.OK() || !b.Requests.OK() {
 			return 0, false
 		}
 		ra, rb := a.Requests.V, b.Requests.V
-		if a.WindowS.OK() && a.WindowS.V > 0 && b.WindowS.OK() && b.WindowS.V > 0 {
-			ra, rb = ra/a.WindowS.V, rb/b.WindowS.V
-		}
 		if ra+rb <= 0 {
 			return 0, false
 		}

@@ -366,6 +366,38 @@ func TestPairRules(t *testing.T) {
 	}
 }
 
+// TestTrafficShareOfTimeSplitHistory: A/A windows made by splitting one
+// arm's time into two pseudo-arms (the game day's) carry the traffic share
+// in their request counts, over windows of different lengths. A canary at
+// the same 5% share is no collapse; one at a tenth of it is.
+func TestTrafficShareOfTimeSplitHistory(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	cfg := decision.Default()
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 24; i++ {
+		a, b := healthyArm(300, 0.001, 100*math.Exp(0.05*r.NormFloat64())), healthyArm(5700, 0.001, 100*math.Exp(0.05*r.NormFloat64()))
+		a.WindowS, b.WindowS = decision.Num(3), decision.Num(57) // 5% and 95% of a minute's chunks
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Minute), Canary: a, Control: b})
+	}
+	for _, c := range []struct {
+		canary   float64
+		collapse bool
+	}{{300, false}, {30, true}} {
+		in := decision.Input{At: at, Canary: healthyArm(c.canary, 0.001, 100), Control: healthyArm(5700, 0.001, 100), History: hist}
+		v := decision.Evaluate(cfg, in)
+		fired := false
+		for _, f := range v.Rules {
+			fired = fired || f.Name == "canary-traffic-collapse"
+		}
+		if v.TrafficRatio == nil {
+			t.Fatalf("canary %g of %g requests: no traffic ratio", c.canary, c.canary+5700)
+		}
+		if fired != c.collapse {
+			t.Errorf("canary %g of %g requests: collapse rule fired %v, want %v (ratio %.2f, %s: %s)", c.canary, c.canary+5700, fired, c.collapse, *v.TrafficRatio, v.Decision, v.Reason)
+		}
+	}
+}
+
 func TestHoldPolicy(t *testing.T) {
 	p := decision.HoldPolicy{MaxExtensions: 2, EscalateTo: decision.Block}
 	score := decision.Verdict{Decision: decision.Hold, HoldCause: decision.CauseScore}
