@@ -413,3 +413,44 @@ func startRunNoWait(t *testing.T, bin, dir string) (*exec.Cmd, *bytes.Buffer, *l
 	})
 	return cmd, &stdout, lw
 }
+
+// lowWeight is an experiment with a single 10% canary step, one of the
+// low steps of chaosgate demo, on a fresh data directory.
+const lowWeight = `apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata:
+  name: low-weight
+spec:
+  target:
+    local: {nodes: 3, partitions: 2}
+  steadyState: 1s
+  canary:
+    steps: [10]
+  probes:
+    availability: {sources: 4, rate: 300}
+  faults:
+    - name: kill-one
+      duration: 2s
+      podKill: {}
+`
+
+// TestRunAtLowWeightPromotes: a good canary at a 10% weight, with no
+// history but the run's own A/A windows, promotes — its share of requests
+// matches the one those windows record, so it is no traffic collapse.
+func TestRunAtLowWeightPromotes(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	dir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "low-weight.yaml")
+	if err := os.WriteFile(file, []byte(lowWeight), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
+	r := decodeReport(t, stdout, stderr)
+	if strings.Contains(stderr, "canary-traffic-collapse") {
+		t.Errorf("a 10%% canary with a 10%% share was held as a traffic collapse:\n%s", tail(stderr, 3000))
+	}
+	if code != 0 || r.Verdict != "promote" || len(r.Steps) != 1 || r.Steps[0].Weight != 10 {
+		t.Fatalf("good canary at 10%%: exit %d, verdict %q, steps %+v (failing %v)\n%s", code, r.Verdict, r.Steps, r.Failing, tail(stderr, 4000))
+	}
+}
