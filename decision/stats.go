@@ -226,10 +226,19 @@ func lbinom(n, k float64) float64 {
 	return a - b - c
 }
 
-// binomUpper is the exact upper tail P(X ≥ x) of X ~ Binomial(n, p): the
-// p-value of the one-sided exact binomial test. Counts are rounded to whole
+// binomExactVar is the variance n·p·(1−p) up to which binomUpper sums the
+// exact terms: about 8.5 standard deviations of them, some 8500 at most.
+// Beyond it the normal approximation with continuity correction is within
+// about 1e-4 of the exact tail, and summing would take time proportional to
+// the standard deviation — unbounded for the counts a windows/v1 file may
+// hold.
+const binomExactVar = 1e6
+
+// binomUpper is the upper tail P(X ≥ x) of X ~ Binomial(n, p): the p-value
+// of the one-sided exact binomial test. Counts are rounded to whole
 // numbers. It sums the probability mass in log space from the side of the
-// mode that converges, so it stays exact for large n.
+// mode that converges, so it stays exact for large n; past binomExactVar it
+// is the normal approximation.
 func binomUpper(x, n, p float64) float64 {
 	x, n = math.Round(x), math.Round(n)
 	switch {
@@ -240,6 +249,9 @@ func binomUpper(x, n, p float64) float64 {
 	case p >= 1:
 		return 1
 	}
+	if v := n * p * (1 - p); v > binomExactVar {
+		return normalUpper((x - 0.5 - n*p) / math.Sqrt(v))
+	}
 	lp, lq := math.Log(p), math.Log1p(-p)
 	term := func(k float64) float64 { return math.Exp(lbinom(n, k) + k*lp + (n-k)*lq) }
 	mode := math.Floor((n + 1) * p)
@@ -249,7 +261,7 @@ func binomUpper(x, n, p float64) float64 {
 		for k := x; k <= n; k++ {
 			t := term(k)
 			sum += t
-			if t < 1e-17*sum {
+			if t == 0 || t < 1e-17*sum { // the terms only fall from here
 				break
 			}
 		}
@@ -260,7 +272,7 @@ func binomUpper(x, n, p float64) float64 {
 	for k := x - 1; k >= 0; k-- {
 		t := term(k)
 		sum += t
-		if t < 1e-17*sum {
+		if t == 0 || t < 1e-17*sum {
 			break
 		}
 	}

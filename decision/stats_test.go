@@ -27,6 +27,36 @@ func TestBinomUpperKnownValues(t *testing.T) {
 	}
 }
 
+// TestBinomUpperHugeCounts: past binomExactVar the tail is the normal
+// approximation, close to the exact one (reference values summed at 30
+// digits); a tail whose first term underflows ends at once; counts a
+// windows/v1 file may hold (1e12 requests) are judged without summing
+// millions of terms.
+func TestBinomUpperHugeCounts(t *testing.T) {
+	approx := []struct{ x, n, p, want float64 }{
+		{2003795, 1e7, 0.2, 0.0013535193849383157}, // +3 sd
+		{2005000, 1e7, 0.2, 3.8864354064188965e-5}, // +3.95 sd
+		{1001000, 1e9, 0.001, 0.15865521347698826}, // +1 sd
+	}
+	for _, c := range approx {
+		if got := binomUpper(c.x, c.n, c.p); math.Abs(got-c.want) > 0.03*c.want {
+			t.Errorf("P(X ≥ %g | n=%g, p=%g) = %.6g, want %.6g within 3%%", c.x, c.n, c.p, got, c.want)
+		}
+	}
+	extreme := []struct{ x, n, p, want float64 }{
+		{5000, 1e6, 0.0001, 0},  // far above the mode: the first term underflows
+		{1e9, 1e12, 0.0015, 1},  // far below the mode
+		{2e9, 1e12, 0.0015, 0},  // far above it
+		{1e290, 1e300, 1e-5, 1}, // float64-sized counts
+		{1.1e295, 1e300, 1e-5, 0},
+	}
+	for _, c := range extreme {
+		if got := binomUpper(c.x, c.n, c.p); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("P(X ≥ %g | n=%g, p=%g) = %g, want %g", c.x, c.n, c.p, got, c.want)
+		}
+	}
+}
+
 func TestSpentLevelSumsToAlpha(t *testing.T) {
 	sum := 0.0
 	for l := 1; l <= 100000; l++ {
