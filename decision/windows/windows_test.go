@@ -77,6 +77,8 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1e400]},"control":{}}`))
 	f.Add([]byte(`[1,2]`))
+	// Counts far beyond any real window must still be judged at once.
+	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","canary":{"requests":1e12,"errors":1e9,"sessions":1e300,"session_interruptions":1e290},"control":{"requests":1e12,"errors":1e9}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in, err := Decode(data)
 		if err != nil {
