@@ -194,14 +194,22 @@ spec:
       %s
 `
 
+// writeExperiment writes an experiment file for `chaosgate run -f` and
+// returns its path.
+func writeExperiment(t *testing.T, name, text string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // startRun starts `chaosgate run` on a long fault and returns once the
 // fault is applied on both arms (its stderr is collected in lines).
 func startRun(t *testing.T, bin, dir, name, fault string) (*exec.Cmd, *bytes.Buffer, *lineWatch) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), name+".yaml")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf(longFaults, name, fault)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeExperiment(t, name, fmt.Sprintf(longFaults, name, fault))
 	cmd := exec.Command(bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
@@ -441,10 +449,7 @@ func TestRunAtLowWeightPromotes(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
 	dir := t.TempDir()
-	file := filepath.Join(t.TempDir(), "low-weight.yaml")
-	if err := os.WriteFile(file, []byte(lowWeight), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeExperiment(t, "low-weight", lowWeight)
 	stdout, stderr, code := runBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
 	r := decodeReport(t, stdout, stderr)
 	if strings.Contains(stderr, "canary-traffic-collapse") {
