@@ -54,8 +54,14 @@ type BaselineConfig struct {
 	Bucket time.Duration `json:"bucket"` // width of the time-of-day bucket
 	// Shrink is the pseudo-count of the global σ when the bucket is thin.
 	Shrink float64 `json:"shrink"`
-	// MinWindows is the history size for full confidence in σ̂.
+	// MinWindows is the number of history windows of the judged window's
+	// context from which σ̂ is the history's own: below it σ̂ is shrunk
+	// toward the dimension's prior and floored, and its confidence is
+	// lowered.
 	MinWindows int `json:"min_windows"`
+	// IntensityTolerance is how far apart the intensities of two windows
+	// under the same faults may be for one to be a peer of the other.
+	IntensityTolerance float64 `json:"intensity_tolerance"`
 }
 
 // DimensionConfig configures one dimension.
@@ -88,6 +94,11 @@ type DimensionConfig struct {
 	// the comparison with the control judges what that difference does not
 	// explain. Empty: no adjustment.
 	Exposure Kind `json:"exposure,omitempty"`
+	// Required makes the dimension's absence from every source a HOLD.
+	// Otherwise a dimension absent from both arms and from every history
+	// window is not collected: explained as such and left out of the
+	// coverage.
+	Required bool `json:"required,omitempty"`
 }
 
 // Rule is a declarative pair rule: when every condition holds, the action
@@ -186,7 +197,7 @@ func Default() *Config {
 		Score:     ScoreConfig{Promote: 0.97, Block: 0.9, MinCoverage: 0.8, CriticalMinConfidence: 0.5},
 		Alpha:     0.01,
 		Freshness: 2 * time.Minute,
-		Baseline:  BaselineConfig{Window: 7 * 24 * time.Hour, Bucket: 2 * time.Hour, Shrink: 8, MinWindows: 12},
+		Baseline:  BaselineConfig{Window: 7 * 24 * time.Hour, Bucket: 2 * time.Hour, Shrink: 8, MinWindows: 12, IntensityTolerance: 0.25},
 		Dimensions: []DimensionConfig{
 			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, MinSamples: 500, Exposure: DependencySLA},
 			{Kind: LatencyP99, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.1, SigmaPrior: 0.15, SigmaFloor: 0.12, MinSamples: 200},

@@ -27,8 +27,11 @@ func TestGoldenExplanations(t *testing.T) {
 		"query-error-nan-stale": decision.Hold,
 		"system-breach":         decision.Promote,
 		"traffic-collapse":      decision.Hold,
-		"gc-churn":              decision.Hold,
-		"fault-exposure":        decision.Hold, // errors explained by exposure; dependency failures still lean worse
+		"gc-churn":              decision.Block, // pauses over 120 ms, control clean: an SLO breach
+		"fault-exposure":        decision.Hold,  // errors explained by exposure; dependency failures still lean worse
+		"tail-only":             decision.Block, // p99 ×1.25, median unchanged, tight 28-window history
+		"not-collected":         decision.Promote,
+		"context":               decision.Promote, // p99 +30% under a partition whose A/A tails wander
 	}
 	files, err := filepath.Glob("testdata/judge/*.json")
 	if err != nil || len(files) != len(want) {

@@ -328,3 +328,42 @@ func sortedQuantile(s []float64, q float64) float64 {
 	i := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
+
+// poissonUpper is the upper tail P(N ≥ x) of N ~ Poisson(mu), x rounded to
+// a whole count. It sums the mass in log space from the side of the mode
+// where the terms fall.
+func poissonUpper(x, mu float64) float64 {
+	x = math.Round(x)
+	switch {
+	case x <= 0:
+		return 1
+	case mu <= 0:
+		return 0
+	case mu > binomExactVar:
+		return normalUpper((x - 0.5 - mu) / math.Sqrt(mu))
+	}
+	term := func(k float64) float64 {
+		lg, _ := math.Lgamma(k + 1)
+		return math.Exp(-mu + k*math.Log(mu) - lg)
+	}
+	if x > mu {
+		sum := 0.0
+		for k := x; ; k++ {
+			t := term(k)
+			sum += t
+			if t == 0 || t < 1e-17*sum {
+				break
+			}
+		}
+		return math.Min(1, sum)
+	}
+	sum := 0.0
+	for k := x - 1; k >= 0; k-- {
+		t := term(k)
+		sum += t
+		if t == 0 || t < 1e-17*sum {
+			break
+		}
+	}
+	return clamp01(1 - sum)
+}

@@ -7,6 +7,10 @@ package decision
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -222,6 +226,8 @@ type HistoryWindow struct {
 	At      time.Time
 	Canary  Arm
 	Control Arm
+	// Context is what the window was observed under; nil: not recorded.
+	Context *Context
 }
 
 // Input is everything one judgement sees.
@@ -230,4 +236,62 @@ type Input struct {
 	Canary  Arm
 	Control Arm
 	History []HistoryWindow
+	// Context is what the judged window was observed under; nil: not
+	// given, and every history window is a peer of it.
+	Context *Context
+}
+
+// Context is the conditions a window was observed under: the faults active
+// in it and how hard they hit. Two healthy arms drift apart more under a
+// partition than in a steady state, so the judge takes σ̂ (and the
+// overdispersion of counts) from the history windows of the same context,
+// shrunk toward the whole history when that context has few windows.
+type Context struct {
+	// Faults are the kinds of fault active in the window (podKill,
+	// networkDelay, partition, ...), sorted, without repeats. Empty: no
+	// fault, the steady state.
+	Faults []string `json:"faults"`
+	// Intensity is how hard the faults hit, from 0 to 1 (the share of
+	// replicas or edges impaired, or the source's own scale); 0 when not
+	// given. It is ignored for a steady window.
+	Intensity float64 `json:"intensity,omitempty"`
+}
+
+// Steady reports whether the context has no fault active.
+func (c *Context) Steady() bool { return c != nil && len(c.Faults) == 0 }
+
+// String names the context: "steady", or the faults and the intensity
+// ("networkDelay+partition@0.5").
+func (c *Context) String() string {
+	switch {
+	case c == nil:
+		return "unknown"
+	case len(c.Faults) == 0:
+		return "steady"
+	case c.Intensity > 0:
+		return strings.Join(c.Faults, "+") + "@" + strconv.FormatFloat(c.Intensity, 'g', 3, 64)
+	}
+	return strings.Join(c.Faults, "+")
+}
+
+// NewContext returns the context of faults (sorted, repeats dropped) at
+// intensity.
+func NewContext(intensity float64, faults ...string) *Context {
+	fs := append([]string(nil), faults...)
+	sort.Strings(fs)
+	fs = slices.Compact(fs)
+	return &Context{Faults: fs, Intensity: intensity}
+}
+
+// Matches reports whether a window observed under o is a peer of one
+// observed under c: both known, the same faults and, under faults,
+// intensities within tolerance of each other.
+func (c *Context) Matches(o *Context, tolerance float64) bool {
+	if c == nil || o == nil || !slices.Equal(c.Faults, o.Faults) {
+		return false
+	}
+	if len(c.Faults) == 0 {
+		return true
+	}
+	return math.Abs(c.Intensity-o.Intensity) <= tolerance+1e-12
 }

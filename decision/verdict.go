@@ -111,11 +111,15 @@ type Verdict struct {
 	Reason     string    `json:"reason"`
 	// HoldCause is set when Decision is Hold.
 	HoldCause HoldCause `json:"hold_cause,omitempty"`
-	// Decisive marks a HOLD caused only by failures whose evidence is at
+	// Decisive marks a BLOCK resting on failures whose evidence is at
 	// least twice what their threshold demands (log-likelihood ratio z²/2
-	// ≥ k², z ≥ √2·k): more data will not turn them, so the gate escalates
-	// without extending the window.
+	// ≥ k², z ≥ √2·k): more data will not turn them, so the judge blocks
+	// instead of holding for a longer window.
 	Decisive bool `json:"decisive,omitempty"`
+	// Context names the conditions of the judged window ("steady", the
+	// faults and their intensity), when the input gave them: σ̂ came from
+	// history windows of the same context.
+	Context string `json:"context,omitempty"`
 	// TrafficRatio is the canary's traffic share relative to its share in
 	// the history; nil when requests are missing.
 	TrafficRatio   *float64          `json:"traffic_ratio,omitempty"`
@@ -158,11 +162,10 @@ func (p HoldPolicy) Escalate(v Verdict, extensions int, prev *Verdict) (Decision
 
 // Repeats reports whether v is a score hold whose every failed dimension
 // also failed in prev, the verdict on the same step one window earlier,
-// with stronger evidence now (a higher z). Failures that are not decisive
-// on their own — memory growth resting on one measurement per arm, a GC
-// pause that a starved host may have stretched, a z just over k — are
-// extended because a one-off fades as the window grows; one whose evidence
-// grows with the window is not a one-off. The same evidence again (one
+// with stronger evidence now (a higher z). A failure that is not decisive
+// on its own (z between k and √2·k) is extended because a one-off fades as
+// the window grows; one whose evidence grows with the window is not a
+// one-off. The same evidence again (one
 // long pause still inside a growing window) is not growth; evidence
 // beyond what a float can hold (p underflowed to 0, z at zMax) twice is.
 // A failure in a system breach never counts as repeated.

@@ -89,6 +89,9 @@ type record struct {
 	DependencyFailures    *float64  `json:"dependency_failures,omitempty"`
 	ConsistencyViolations *float64  `json:"consistency_violations,omitempty"`
 	MemoryGrowth          *float64  `json:"memory_growth_mb_per_min,omitempty"`
+	// Context is the window's conditions (faults and intensity); it is
+	// kept with the canary arm's record.
+	Context *decision.Context `json:"context,omitempty"`
 }
 
 func opt(v decision.Value) *float64 {
@@ -159,7 +162,11 @@ func (s *Store) Record(service string, w decision.HistoryWindow) error {
 	}
 	vals := [2][]byte{}
 	for i, a := range []decision.Arm{w.Canary, w.Control} {
-		b, err := json.Marshal(toRecord(a))
+		rec := toRecord(a)
+		if i == 0 {
+			rec.Context = w.Context
+		}
+		b, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -282,7 +289,7 @@ func (s *Store) query(service string, at time.Time, window, width time.Duration)
 			if err := json.Unmarshal(kv, &rk); err != nil {
 				return fmt.Errorf("baseline: corrupt control window %s/%s: %w", service, t, err)
 			}
-			out = append(out, decision.HistoryWindow{At: t, Canary: rc.arm(), Control: rk.arm()})
+			out = append(out, decision.HistoryWindow{At: t, Canary: rc.arm(), Control: rk.arm(), Context: rc.Context})
 		}
 		return nil
 	})

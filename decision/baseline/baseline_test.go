@@ -20,7 +20,11 @@ var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 func window(at time.Time, p99 float64) decision.HistoryWindow {
 	arm := decision.Arm{Requests: decision.Num(1000), Errors: decision.Num(2), LatencyMS: decision.Series([]float64{1, 2, 3, p99}),
 		GCPausesMS: decision.Series([]float64{0.5}), WindowS: decision.Num(60)}
-	return decision.HistoryWindow{At: at, Canary: arm, Control: arm}
+	w := decision.HistoryWindow{At: at, Canary: arm, Control: arm}
+	if at.Hour()%2 == 0 {
+		w.Context = decision.NewContext(0.5, "partition", "networkDelay")
+	}
+	return w
 }
 
 func TestRecordHistoryBucketsAndRetention(t *testing.T) {
@@ -60,6 +64,14 @@ func TestRecordHistoryBucketsAndRetention(t *testing.T) {
 	}
 	if w.Canary.Sessions.State != decision.Missing {
 		t.Fatal("a field never recorded must come back missing")
+	}
+	// The window's context round-trips: faulted windows keep their faults
+	// and intensity, the others come back without a context.
+	for _, x := range h {
+		want := window(x.At, 0).Context
+		if (want == nil) != (x.Context == nil) || (want != nil && (x.Context.String() != want.String() || x.Context.String() != "networkDelay+partition@0.5")) {
+			t.Fatalf("window at %s: context %v, want %v", x.At, x.Context, want)
+		}
 	}
 	b, err := s.Bucket("checkout", t0, 7*24*time.Hour, 2*time.Hour)
 	if err != nil {

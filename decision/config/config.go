@@ -128,6 +128,7 @@ type fileDimension struct {
 	SigmaFloor       *float64 `yaml:"sigma_floor"`
 	MinSamples       *float64 `yaml:"min_samples"`
 	Exposure         *string  `yaml:"exposure"`
+	Required         *bool    `yaml:"required"`
 }
 
 type fileCondition struct {
@@ -157,10 +158,11 @@ type file struct {
 		CriticalMinConfidence *float64 `yaml:"critical_min_confidence"`
 	} `yaml:"score"`
 	Baseline *struct {
-		Window     *string  `yaml:"window"`
-		Bucket     *string  `yaml:"bucket"`
-		Shrink     *float64 `yaml:"shrink"`
-		MinWindows *int     `yaml:"min_windows"`
+		Window             *string  `yaml:"window"`
+		Bucket             *string  `yaml:"bucket"`
+		Shrink             *float64 `yaml:"shrink"`
+		MinWindows         *int     `yaml:"min_windows"`
+		IntensityTolerance *float64 `yaml:"intensity_tolerance"`
 	} `yaml:"baseline"`
 	Dimensions map[string]fileDimension `yaml:"dimensions"`
 	Rules      *[]fileRule              `yaml:"rules"`
@@ -383,7 +385,7 @@ func hintFor(path []string) string {
 		return `a percentage like "0.05%" for rates and latency, or a number in the dimension's unit`
 	case "weight", "k", "sigma_prior", "sigma_floor", "min_samples", "max_long_per_minute", "shrink":
 		return "a non-negative number"
-	case "promote", "block", "min_coverage", "critical_min_confidence":
+	case "promote", "block", "min_coverage", "critical_min_confidence", "intensity_tolerance":
 		return "a number between 0 and 1"
 	case "hard_limit", "min_success":
 		return `a percentage with a % sign, e.g. "0.15%"`
@@ -396,14 +398,14 @@ func hintFor(path []string) string {
 // allowedKeys returns the property names the schema allows at path.
 func allowedKeys(path []string) []string {
 	top := []string{"apiVersion", "kind", "alpha", "freshness", "score", "baseline", "dimensions", "rules", "hold"}
-	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "min_samples", "exposure"}
+	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "min_samples", "exposure", "required"}
 	switch {
 	case len(path) == 0:
 		return top
 	case len(path) == 1 && path[0] == "score":
 		return []string{"promote", "block", "min_coverage", "critical_min_confidence"}
 	case len(path) == 1 && path[0] == "baseline":
-		return []string{"window", "bucket", "shrink", "min_windows"}
+		return []string{"window", "bucket", "shrink", "min_windows", "intensity_tolerance"}
 	case len(path) == 1 && path[0] == "hold":
 		return []string{"max_extensions", "escalate_to", "escalate_repeated"}
 	case len(path) == 1 && path[0] == "dimensions":
@@ -478,6 +480,7 @@ func (l *loader) build(f *file) *decision.Config {
 		if b.MinWindows != nil {
 			cfg.Baseline.MinWindows = *b.MinWindows
 		}
+		set(&cfg.Baseline.IntensityTolerance, b.IntensityTolerance)
 	}
 	names := make([]string, 0, len(f.Dimensions))
 	for n := range f.Dimensions {
@@ -505,6 +508,9 @@ func (l *loader) build(f *file) *decision.Config {
 		set(&d.Weight, fd.Weight)
 		if fd.Critical != nil {
 			d.Critical = *fd.Critical
+		}
+		if fd.Required != nil {
+			d.Required = *fd.Required
 		}
 		set(&d.K, fd.K)
 		switch me := fd.MinEffect.(type) {

@@ -5,9 +5,13 @@
 // Additive extensions of windows/v1, all optional: per arm
 // "memory_growth_mb_per_min" (number), "collected_at" (RFC 3339; data older
 // than the configured freshness is stale) and "query_errors" (an object
-// mapping a field name to the error the source returned for it). A number
-// may be given as the string "NaN", "+Inf" or "-Inf", as Prometheus encodes
-// them; such a value is NaN data, never a pass.
+// mapping a field name to the error the source returned for it); per
+// window (the judged one and each history window) "context": the faults
+// active in it and how hard they hit, {"faults": ["networkDelay"],
+// "intensity": 0.5} ({"faults": []} is the steady state). A number may be
+// given as the string "NaN", "+Inf" or "-Inf", as Prometheus encodes them;
+// such a value is NaN data, never a pass. The contract is docs/windows-v1.md
+// and its JSON Schema windows.schema.json.
 package windows
 
 import (
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,7 +65,7 @@ func Decode(data []byte) (decision.Input, error) {
 	if err != nil {
 		return in, err
 	}
-	if err := onlyKeys("$", obj, "schema", "at", "canary", "control", "history"); err != nil {
+	if err := onlyKeys("$", obj, "schema", "at", "context", "canary", "control", "history"); err != nil {
 		return in, err
 	}
 	if s, ok := obj["schema"]; ok {
@@ -78,6 +83,11 @@ func Decode(data []byte) (decision.Input, error) {
 	}
 	if in.At, err = asTime("$.at", at); err != nil {
 		return in, err
+	}
+	if c, ok := obj["context"]; ok {
+		if in.Context, err = decodeContext("$.context", c); err != nil {
+			return in, err
+		}
 	}
 	for _, side := range []struct {
 		name string
@@ -102,7 +112,7 @@ func Decode(data []byte) (decision.Input, error) {
 			if err != nil {
 				return in, err
 			}
-			if err := onlyKeys(p, ho, "at", "canary", "control"); err != nil {
+			if err := onlyKeys(p, ho, "at", "context", "canary", "control"); err != nil {
 				return in, err
 			}
 			var w decision.HistoryWindow
@@ -112,6 +122,11 @@ func Decode(data []byte) (decision.Input, error) {
 			}
 			if w.At, err = asTime(p+".at", a); err != nil {
 				return in, err
+			}
+			if c, ok := ho["context"]; ok {
+				if w.Context, err = decodeContext(p+".context", c); err != nil {
+					return in, err
+				}
 			}
 			for _, side := range []struct {
 				name string
@@ -264,6 +279,61 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 		}
 	}
 	return a, nil
+}
+
+// faultName is what a fault kind in a context looks like: chaosgate's own
+// (podKill, networkDelay, ...) or a source's (redisSlow, kafka-backlog).
+var faultName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
+
+// decodeContext reads a window's context: the faults active in it and
+// their intensity.
+func decodeContext(path string, v any) (*decision.Context, error) {
+	obj, err := asObject(path, v)
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyKeys(path, obj, "faults", "intensity"); err != nil {
+		return nil, err
+	}
+	fv, ok := obj["faults"]
+	if !ok {
+		return nil, &Error{Path: path + ".faults", Msg: "required field is missing", Hint: `the fault kinds active in the window, [] for the steady state, e.g. ["networkDelay","partition"]`}
+	}
+	arr, err := asArray(path+".faults", fv)
+	if err != nil {
+		return nil, err
+	}
+	var faults []string
+	for i, f := range arr {
+		fp := fmt.Sprintf("%s.faults[%d]", path, i)
+		name, err := asString(fp, f)
+		if err != nil {
+			return nil, err
+		}
+		if !faultName.MatchString(name) {
+			return nil, &Error{Path: fp, Msg: fmt.Sprintf("bad fault kind %q", name), Hint: "a name such as podKill, networkDelay, partition or splitBrain (letters, digits, _ . -)"}
+		}
+		faults = append(faults, name)
+	}
+	intensity := 0.0
+	if x, ok := obj["intensity"]; ok {
+		val, err := asNumber(path+".intensity", x)
+		if err != nil {
+			return nil, err
+		}
+		if !val.OK() || val.V < 0 || val.V > 1 {
+			return nil, &Error{Path: path + ".intensity", Msg: fmt.Sprintf("want a number from 0 to 1, got %s", fmtNumber(val)), Hint: "how hard the faults hit: the share of replicas or edges impaired, or the source's own 0..1 scale"}
+		}
+		intensity = val.V
+	}
+	return decision.NewContext(intensity, faults...), nil
+}
+
+func fmtNumber(v decision.Value) string {
+	if v.OK() {
+		return strconv.FormatFloat(v.V, 'g', -1, 64)
+	}
+	return v.State.String()
 }
 
 func sortedKeys(m map[string]any) []string {

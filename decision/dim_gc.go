@@ -1,0 +1,187 @@
+package decision
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// The GC pause dimension has two SLOs and one comparison:
+//
+//   - no pause over max_pause: the canary breaks it clearly when its count
+//     of pauses over the limit is improbable under the rate at which healthy
+//     arms of this service pause that long — the A/A history of the same
+//     context (both arms) and the control now, with a pseudo-observation of
+//     half such a pause in gcPriorMinutes minutes. With a week of clean
+//     history one pause over the limit is clear; on a fresh service, or one
+//     whose healthy arms do pause that long now and then, it takes more;
+//   - at most max_long_per_minute pauses longer than long_pause: the Poisson
+//     lower bound of the canary's rate (at the level spent at this look) is
+//     above the limit;
+//   - the comparison: an exact conditional test of the canary's share of the
+//     long pauses given the minutes each arm was observed, on the
+//     quasi-Poisson scale (counts divided by the A/A overdispersion φ).
+//
+// A canary breach with the control within both limits fails the release
+// (SLO). When both arms break them it is a system breach: shown, not held
+// against the canary, and only the comparison counts.
+
+// gcPriorMinutes and gcPriorPauses are the pseudo-observation of the
+// healthy rate of pauses over max_pause: half a pause in ten minutes. It
+// keeps a single pause from being a clear breach on a service with no
+// history, and fades once the history holds more minutes than that.
+const (
+	gcPriorMinutes = 10.0
+	gcPriorPauses  = 0.5
+)
+
+// gcStats is one arm's GC pauses in a window against the dimension's limits.
+type gcStats struct {
+	max, long, over, minutes float64
+	pauses                   int
+}
+
+func gcStatsOf(dc DimensionConfig, a Arm) gcStats {
+	s := gcStats{minutes: a.WindowS.V / 60, pauses: len(a.GCPausesMS.V)}
+	for _, p := range a.GCPausesMS.V {
+		s.max = math.Max(s.max, p)
+		if p > dc.LongPauseMS {
+			s.long++
+		}
+		if dc.MaxPauseMS > 0 && p > dc.MaxPauseMS {
+			s.over++
+		}
+	}
+	return s
+}
+
+// gcUsable reports whether an arm of a history window carries GC pauses
+// over a positive window.
+func gcUsable(a Arm) bool {
+	return a.GCPausesMS.OK() && a.WindowS.OK() && a.WindowS.V > 0
+}
+
+func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult {
+	r.Unit = "long pauses/min"
+	r.Test = "sequential"
+	c, k := e.in.Canary, e.in.Control
+	if st, d := e.check([]field{{"window_s", c.WindowS}}, []field{{"window_s", k.WindowS}}, &c.GCPausesMS, &k.GCPausesMS, "gc_pauses_ms"); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	if c.WindowS.V <= 0 || k.WindowS.V <= 0 {
+		return inconclusive(r, "invalid", "window_s must be positive")
+	}
+	sc, sk := gcStatsOf(dc, c), gcStatsOf(dc, k)
+	longC, minC, longK, minK := sc.long, sc.minutes, sk.long, sk.minutes
+	r.Query = fmt.Sprintf("gc_pauses_ms over window_s: canary %d pauses, %g > %g ms, %g > %g ms, max %.4g ms in %.3g min; control %d pauses, %g > %g ms, %g > %g ms, max %.4g ms in %.3g min",
+		sc.pauses, sc.long, dc.LongPauseMS, sc.over, dc.MaxPauseMS, sc.max, minC, sk.pauses, sk.long, dc.LongPauseMS, sk.over, dc.MaxPauseMS, sk.max, minK)
+	r.Canary, r.Control = longC/minC, longK/minK
+	r.SamplesCanary, r.SamplesControl = minC, minK
+	r.Effect = r.Canary - r.Control
+	r.trend = trendOf(r.Effect)
+	r.HardLimit = dc.MaxLongPerMinute
+	phi, src := e.dispersion(func(h HistoryWindow) (float64, bool) {
+		if !gcUsable(h.Canary) || !gcUsable(h.Control) {
+			return 0, false
+		}
+		hc, hk := gcStatsOf(dc, h.Canary), gcStatsOf(dc, h.Control)
+		lam := (hc.long + hk.long) / (hc.minutes + hk.minutes)
+		v := lam * (1/hc.minutes + 1/hk.minutes)
+		if v <= 0 {
+			return 0, false
+		}
+		return (hc.long/hc.minutes - hk.long/hk.minutes) / math.Sqrt(v), true
+	})
+	lam := (longC + longK) / (minC + minK)
+	r.Sigma = math.Sqrt(phi * lam * (1/minC + 1/minK))
+	r.SigmaSource = fmt.Sprintf("poisson × overdispersion φ=%.2f (%s)", phi, src)
+	// What healthy arms of this service do in this context: both arms of
+	// every A/A window of the judged window's context.
+	_, same, _ := e.pools()
+	var hLong, hOver, hMin float64
+	var hWin []float64
+	for _, h := range same {
+		for _, a := range []Arm{h.Canary, h.Control} {
+			if !gcUsable(a) {
+				continue
+			}
+			hs := gcStatsOf(dc, a)
+			hLong += hs.long
+			hOver += hs.over
+			hMin += hs.minutes
+			hWin = append(hWin, hs.minutes)
+		}
+	}
+	// The control's rate of long pauses: its own count now, shrunk toward
+	// the A/A history's rate with baseline.shrink pseudo-windows, so a
+	// quiet control over a few minutes is read against what healthy arms
+	// of this service do — unless the control now pauses clearly more than
+	// its history (exact conditional test at 5%), when a fault is stressing
+	// both arms and the control alone is the reference.
+	refLong, refMin := longK, minK
+	switch {
+	case hMin <= 0:
+	case binomUpper(longK, longK+hLong, minK/(minK+hMin)) < 0.05:
+		r.SigmaSource += fmt.Sprintf("; control above the A/A history's %.3g/min: not shrunk", hLong/hMin)
+	default:
+		pseudo := e.cfg.Baseline.Shrink * median(hWin)
+		refLong += pseudo * hLong / hMin
+		refMin += pseudo
+		r.SigmaSource += fmt.Sprintf("; control rate shrunk toward the A/A history's %.3g/min with %.3g pseudo-minutes", hLong/hMin, pseudo)
+	}
+	l := e.intervals()
+	level := spentLevel(e.cfg.Alpha, l)
+	p := binomUpper(longC/phi, (longC+refLong)/phi, minC/(minC+refMin))
+	if r.Effect <= 0 {
+		p = 1
+	}
+	r.PValue = p
+	r.K = normalQuantile(1 - level)
+	switch {
+	case p < 1 && p > 0:
+		// −Φ⁻¹(p), not Φ⁻¹(1−p): 1−p rounds to 1 for tiny p, which
+		// would cap z near 8 and hide evidence that keeps growing.
+		r.Z = -normalQuantile(p)
+	case p == 0:
+		r.Z = math.Inf(1)
+	case r.Sigma > 0:
+		r.Z = math.Min(0, r.Effect/r.Sigma)
+	}
+	setConfidence(&r, minC/math.Max(dc.MinSamples, 1e-9), 1)
+
+	// The SLOs. Pauses over max_pause, against the healthy rate.
+	healthyOver := (sk.over + hOver + gcPriorPauses) / (minK + hMin + gcPriorMinutes)
+	pOver := poissonUpper(sc.over, healthyOver*minC)
+	overClear := dc.MaxPauseMS > 0 && sc.over > 0 && pOver < level
+	longLB := poissonLower(longC, level) / minC
+	longClear := dc.MaxLongPerMinute > 0 && longLB > dc.MaxLongPerMinute
+	canaryBreach := overClear || longClear
+	controlBreach := (dc.MaxPauseMS > 0 && sk.over > 0) || (dc.MaxLongPerMinute > 0 && longK/minK > dc.MaxLongPerMinute)
+	var why []string
+	if overClear {
+		why = append(why, fmt.Sprintf("%g pause(s) over %g ms (max %.4g ms) where healthy arms pause that long %.3g times a minute (Poisson p=%.2g < %.2g)", sc.over, dc.MaxPauseMS, sc.max, healthyOver, pOver, level))
+	}
+	if longClear {
+		why = append(why, fmt.Sprintf("%.3g long pauses/min, lower bound %.3g above the limit %g/min", r.Canary, longLB, dc.MaxLongPerMinute))
+	}
+	switch {
+	case canaryBreach && !controlBreach:
+		r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+		r.Reason = fmt.Sprintf("canary GC: %s, while the control is within the limits (max pause %.4g ms, %.3g long pauses/min)", strings.Join(why, "; "), sk.max, r.Control)
+		return r
+	case canaryBreach && controlBreach:
+		r.Breach = "system"
+		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms over the GC pause limits (control max %.4g ms, %.3g long pauses/min), not held against the canary: judged relative to the control", sk.max, r.Control))
+	case sc.over > 0:
+		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("%g canary pause(s) over the %g ms limit (max %.4g ms): not a clear breach where healthy arms pause that long %.3g times a minute (Poisson p=%.2g, level %.2g)", sc.over, dc.MaxPauseMS, sc.max, healthyOver, pOver, level))
+	}
+	switch {
+	case p < level && r.Effect >= dc.MinEffect:
+		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: exact p=%.2g < α=%g spent at look %d (%.2g), effect ≥ %.3g/min", r.Canary, r.Control, p, e.cfg.Alpha, l, level, dc.MinEffect)
+	default:
+		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (exact p=%.2g, level %.2g at look %d)", r.Canary, r.Control, sc.max, sk.max, p, level, l)
+	}
+	return r
+}

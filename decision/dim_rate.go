@@ -1,0 +1,239 @@
+package decision
+
+import (
+	"fmt"
+	"math"
+)
+
+// countDim judges a rate x/n: hard limit with a Wilson lower bound, then a
+// mixture SPRT on the counts, with an effect floor.
+func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName string, get func(Arm) (Value, Value)) DimensionResult {
+	xc, nc := get(e.in.Canary)
+	xk, nk := get(e.in.Control)
+	r.Unit = "ratio"
+	r.Test = "sequential"
+	r.Query = fmt.Sprintf("%s/%s: canary %s/%s, control %s/%s", xName, nName, fmtV(xc), fmtV(nc), fmtV(xk), fmtV(nk))
+	if st, d := e.check([]field{{xName, xc}, {nName, nc}}, []field{{xName, xk}, {nName, nk}}, nil, nil, ""); st != "ok" {
+		return inconclusive(r, st, d)
+	}
+	for _, p := range [][2]Value{{xc, nc}, {xk, nk}} {
+		if p[0].V < 0 || p[1].V < 0 || p[0].V > p[1].V {
+			return inconclusive(r, "invalid", fmt.Sprintf("inconsistent counts %s=%g > %s=%g or negative", xName, p[0].V, nName, p[1].V))
+		}
+	}
+	r.SamplesCanary, r.SamplesControl = nc.V, nk.V
+	if nc.V == 0 {
+		return inconclusive(r, "empty", "canary has no "+nName)
+	}
+	if nk.V == 0 {
+		return inconclusive(r, "empty", "control has no "+nName)
+	}
+	rc, rk := xc.V/nc.V, xk.V/nk.V
+	r.Canary, r.Control = rc, rk
+	sign := dc.Direction.sign()
+	r.Effect = sign * (rc - rk)
+	r.trend = trendOf(r.Effect)
+	// Overdispersion of the A/A difference relative to the binomial.
+	phi, src := e.dispersion(func(h HistoryWindow) (float64, bool) {
+		d, v, ok := rateDiff(get, h.Canary, h.Control)
+		if !ok || v <= 0 {
+			return 0, false
+		}
+		return d / math.Sqrt(v), true
+	})
+	hc := 1.0 // the binomial model needs no history; history only widens it
+	_, binomVar, _ := rateDiff(get, e.in.Canary, e.in.Control)
+	se := math.Sqrt(phi * binomVar)
+	r.Sigma = se
+	r.SigmaSource = fmt.Sprintf("binomial × overdispersion φ=%.2f (%s)", phi, src)
+	// Fault exposure: under injected faults one arm's pods may take more
+	// of them than the other's, and every fault-driven rate of that arm
+	// rises together. The A/A history shows how much of the rate
+	// difference the exposure dimension's difference explains (β); the
+	// test then judges the rest, with the residual's dispersion, when
+	// that is tighter than the plain comparison.
+	xcTest, phiTest := xc.V, phi
+	adjusted := false
+	if fit, ok := e.exposureAdjust(dc, get, binomVar); ok && sign > 0 && fit.phiEff < phi {
+		adjusted, phiTest = true, fit.phiEff
+		xcTest = math.Max(0, nc.V*(rc-fit.explained))
+		r.Effect = xcTest/nc.V - rk
+		r.trend = trendOf(r.Effect)
+		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("fault exposure: %s canary %s vs control %s explains %s of the difference (β=%.3g over %d A/A windows); the rest is judged, with φ=%.2f instead of %.2f",
+			dc.Exposure, pct(fit.canary), pct(fit.control), pct(fit.explained), fit.beta, fit.n, fit.phiEff, phi))
+	}
+	var logLR float64
+	if sign > 0 {
+		logLR, r.PValue = mixtureSPRT(xcTest, nc.V, xk.V, nk.V, phiTest)
+	} else {
+		logLR, r.PValue = mixtureSPRT(nc.V-xc.V, nc.V, nk.V-xk.V, nk.V, phi)
+	}
+	r.K = math.Sqrt(2 * math.Log(1/e.cfg.Alpha))
+	if logLR > 0 {
+		r.Z = math.Sqrt(2 * logLR)
+	} else if se > 0 {
+		r.Z = math.Min(0, r.Effect/se)
+	}
+	setConfidence(&r, nc.V/math.Max(dc.MinSamples, 1), hc)
+	// Static hard limit (SLO), for rates where higher is worse.
+	if dc.HardLimit > 0 && sign > 0 {
+		// One-sample exact binomial test of the canary's rate against the
+		// SLO, on the quasi-binomial scale (counts divided by φ: under
+		// faults an arm varies more than the binomial says), at the level
+		// spent at this look. Exact, because an SLO of 0.02% means
+		// fractions of an expected event, where normal-theory bounds
+		// (Wilson) call two interruptions in 900 sessions a clear breach.
+		l := e.intervals()
+		level := spentLevel(e.cfg.Alpha, l)
+		pSLO := binomUpper(xc.V/phi, nc.V/phi, dc.HardLimit)
+		canaryBreach := pSLO < level && rc > dc.HardLimit
+		lb := wilsonLower(xc.V/phi, nc.V/phi, level)
+		// The breach is the canary's alone when the control's own rate is
+		// within the SLO; when the control is over it too, both arms are
+		// over it together (a system breach) and only the comparison with
+		// the control counts. Demanding that the control be clearly within
+		// the SLO (an upper bound below it) would disarm the limit for
+		// every SLO below a few events per control window — 0.02% of
+		// sessions needs tens of thousands of them — while the canary's
+		// own breach is already held to the level spent at this look.
+		controlBreach := rk > dc.HardLimit
+		switch {
+		case canaryBreach && !controlBreach:
+			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is within it at %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
+			return r
+		case canaryBreach && controlBreach:
+			r.Breach = "system"
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms above the SLO %s (canary %s, control %s), judged relative to control", pct(dc.HardLimit), pct(rc), pct(rk)))
+		}
+	}
+	// worseByMargin: the canary's rate is above the control's by twice the
+	// effect floor and by 30% of the control's rate — the margin at which
+	// a canary not proven worse still leans worse. Adjusted or not, the
+	// canary's own rate must also be above the control's by the floor to
+	// fail, and above it at all to lean worse: a canary that took less of
+	// the faults is expected below its control, but one whose rate is
+	// below its control's is not worse. In a system breach (both arms over
+	// the SLO) the comparison is the same test: how much two healthy arms
+	// differ under faults is measured by φ over the A/A windows of the same
+	// context, and by the exposure adjustment.
+	plainEffect := sign * (rc - rk)
+	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk && plainEffect > 0
+	switch {
+	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect && plainEffect >= dc.MinEffect:
+		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g and effect %s ≥ floor %s", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), pct(dc.MinEffect))
+	case r.PValue < e.cfg.Alpha && adjusted && plainEffect < dc.MinEffect:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: worse than its lower fault exposure predicts (p=%.2g), but its own rate is not above the control's by the floor %s", pct(rc), pct(rk), r.PValue, pct(dc.MinEffect))
+	case r.PValue < e.cfg.Alpha:
+		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: significant (p=%.2g) but effect %s below the floor %s", pct(rc), pct(rk), r.PValue, pct(r.Effect), pct(dc.MinEffect))
+	default:
+		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: no evidence of a worse rate (always-valid p=%.2g)", pct(rc), pct(rk), r.PValue)
+		// Not proven worse, but leaning worse: the always-valid likelihood
+		// ratio favours "worse" at least 2:1 (p < 0.5) and the canary's
+		// rate is above the control's by twice the effect floor and by
+		// 30% of the control's rate. Passing it would promote a canary
+		// that looks materially worse on too little data to tell; the
+		// verdict holds for more data instead (never a block on it).
+		if r.PValue < leanP && worseByMargin {
+			r.leaning = true
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans worse: canary %s vs control %s (effect %s ≥ 2× floor, likelihood ratio %.1f:1 for worse): not promoted on this until more data decides",
+				pct(rc), pct(rk), pct(r.Effect), 1/r.PValue))
+		}
+	}
+	return r
+}
+
+// rateDiff returns the difference of the rate f between two arms (canary
+// minus control) and its binomial variance under a pooled rate; ok is false
+// when a count is missing, negative or has no exposure.
+func rateDiff(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
+	xc, nc := f(c)
+	xk, nk := f(k)
+	if !xc.OK() || !nc.OK() || !xk.OK() || !nk.OK() || nc.V <= 0 || nk.V <= 0 || xc.V < 0 || xk.V < 0 {
+		return 0, 0, false
+	}
+	p := (xc.V + xk.V) / (nc.V + nk.V)
+	return xc.V/nc.V - xk.V/nk.V, p * (1 - p) * (1/nc.V + 1/nk.V), true
+}
+
+func errorRate(a Arm) (Value, Value)      { return a.Errors, a.Requests }
+func sessionRate(a Arm) (Value, Value)    { return a.SessionInterruptions, a.Sessions }
+func dependencyRate(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls }
+
+// rateOf returns the counts of a rate dimension, or nil for other kinds.
+func rateOf(k Kind) func(Arm) (Value, Value) {
+	switch k {
+	case ErrorRate:
+		return errorRate
+	case SessionInterruption:
+		return sessionRate
+	case DependencySLA:
+		return dependencyRate
+	}
+	return nil
+}
+
+// exposureFit is a count dimension's comparison adjusted for fault
+// exposure: the least-squares slope β of the A/A history's rate
+// difference on the exposure dimension's rate difference (through the
+// origin: two arms equally exposed differ by nothing on average), the
+// share of the current difference it explains, and the dispersion φ of
+// what is left relative to the binomial variance of the current counts.
+type exposureFit struct {
+	beta, explained, phiEff float64
+	canary, control         float64 // the exposure dimension's rates now
+	n                       int
+}
+
+// exposureAdjust fits the exposure adjustment of dc, if dc names an
+// exposure dimension, there are at least Baseline.MinWindows usable A/A
+// windows and the exposure explains a positive share of the differences.
+// vy is the binomial variance of dc's current rate difference.
+func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Value), vy float64) (exposureFit, bool) {
+	cov := rateOf(dc.Exposure)
+	if cov == nil || dc.Exposure == dc.Kind {
+		return exposureFit{}, false
+	}
+	type row struct{ dy, vy, dx, vx float64 }
+	var rows []row
+	var sxy, sxx float64
+	for _, h := range e.hist {
+		hdy, hvy, ok1 := rateDiff(get, h.Canary, h.Control)
+		hdx, hvx, ok2 := rateDiff(cov, h.Canary, h.Control)
+		if !ok1 || !ok2 || hvy <= 0 {
+			continue
+		}
+		rows = append(rows, row{hdy, hvy, hdx, hvx})
+		sxy += hdy * hdx
+		sxx += hdx * hdx
+	}
+	dx, vx, ok := rateDiff(cov, e.in.Canary, e.in.Control)
+	if !ok || vy <= 0 || len(rows) < e.cfg.Baseline.MinWindows || sxx <= 0 || sxy <= 0 {
+		return exposureFit{}, false
+	}
+	f := exposureFit{beta: sxy / sxx, n: len(rows)}
+	var s float64
+	for _, w := range rows {
+		res := w.dy - f.beta*w.dx
+		s += res * res / (w.vy + f.beta*f.beta*w.vx)
+	}
+	phi := math.Max(1, (s+e.cfg.Baseline.Shrink)/(float64(len(rows))+e.cfg.Baseline.Shrink))
+	// A canary less exposed than its control is expected below the
+	// control's rate, so the adjustment raises its effect; countDim still
+	// fails a canary only when its own rate is above the control's by the
+	// floor, so one better than its control in every rate is never failed.
+	f.explained = f.beta * dx
+	f.phiEff = math.Max(1, phi*(vy+f.beta*f.beta*vx)/vy)
+	xc, mc := cov(e.in.Canary)
+	xk, mk := cov(e.in.Control)
+	f.canary, f.control = xc.V/mc.V, xk.V/mk.V
+	return f, true
+}
+
+// leanP is the always-valid p-value below which a count dimension that
+// passed still leans worse (likelihood ratio 2:1).
+const leanP = 0.5
