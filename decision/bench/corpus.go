@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
 )
 
 // Interval is the length of one observation interval.
@@ -32,12 +34,19 @@ type service struct {
 	latSigma  float64 // log-normal shape
 	errBase   float64
 	history   []histWindow
+	// omit names the dimensions this service's sources do not collect
+	// (memory, gc, sessions, dependency): absent from every window.
+	omit map[string]bool
+	// quantilesOnly: the latency source gives p50 and p99 (a Prometheus
+	// histogram), not raw samples.
+	quantilesOnly bool
 }
 
 // histWindow is one A/A window summarised as the baseline store keeps it.
 type histWindow struct {
 	at              time.Time
 	canary, control armWindow
+	ctx             *decision.Context
 }
 
 // armWindow is what one arm produced in one interval.
@@ -65,6 +74,8 @@ type defect struct {
 	sessAd float64
 	viol   bool
 	memAdd float64
+	// goal: a regression of practical size the judge must catch.
+	goal bool
 }
 
 // dataFault is a problem with the data, not with the release.
@@ -90,6 +101,15 @@ type Release struct {
 	svc       *service
 	looks     []look // cumulative data per look
 	fault     *dataFault
+	// Class is the kind of regression of a bad release ("errors",
+	// "p99-tail", ...), the slice its detection is reported in.
+	Class string
+	// Goal marks a bad release whose regression is one the judge must
+	// catch: of practical size (above the dimension's effect floor) and
+	// the canary's alone.
+	Goal bool
+	// Context is what the judged windows were observed under.
+	Context *decision.Context
 	// promoteFrom is the first look at which a promotion is final; before
 	// it a judge keeps judging. Zero for every release of the corpus: the
 	// bench sets it on the fault-free twin of a blocked data-fault release,
@@ -112,6 +132,9 @@ const StepLooks = 3
 
 // Corpus is the generated set of releases.
 type Corpus struct {
+	// Name says which generator made it: "tuning" (the corpus the
+	// defaults were tuned on) or "independent" (held out: never tuned on).
+	Name     string
 	Seed     uint64
 	Releases []*Release
 	services []*service
@@ -134,26 +157,29 @@ var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 func defects() []defect {
 	return []defect{
 		{kind: "errors", label: "errors +0.1pp", errAdd: 0.001},
-		{kind: "errors", label: "errors +0.5pp", errAdd: 0.005},
-		{kind: "errors", label: "errors +1pp", errAdd: 0.01},
+		{kind: "errors", label: "errors +0.5pp", errAdd: 0.005, goal: true},
+		{kind: "errors", label: "errors +1pp", errAdd: 0.01, goal: true},
 		{kind: "p99", label: "p99 x1.1", latMul: 1.1},
-		{kind: "p99", label: "p99 x1.25", latMul: 1.25},
-		{kind: "p99", label: "p99 x1.5", latMul: 1.5},
+		{kind: "p99", label: "p99 x1.25", latMul: 1.25, goal: true},
+		{kind: "p99", label: "p99 x1.5", latMul: 1.5, goal: true},
 		{kind: "gc", label: "gc pauses (median 2ms)", gcMed: 2},
-		{kind: "gc", label: "gc pauses (median 5ms)", gcMed: 5},
+		{kind: "gc", label: "gc pauses (median 5ms)", gcMed: 5, goal: true},
 		{kind: "sessions", label: "sessions +0.05pp", sessAd: 0.0005},
+		// A session is 20 requests here: at 100 canary rps an interval
+		// holds 300 sessions, where +0.2 pp is under one interruption more
+		// per interval — reported, but not a goal.
 		{kind: "sessions", label: "sessions +0.2pp", sessAd: 0.002},
-		{kind: "consistency", label: "consistency violation", viol: true},
-		{kind: "variance", label: "latency variance x1.5", latVar: 1.5},
+		{kind: "consistency", label: "consistency violation", viol: true, goal: true},
+		{kind: "variance", label: "latency variance x1.5", latVar: 1.5, goal: true},
 		{kind: "memory", label: "memory +1.5MB/min", memAdd: 1.5},
-		{kind: "memory", label: "memory +4MB/min", memAdd: 4},
+		{kind: "memory", label: "memory +4MB/min", memAdd: 4, goal: true},
 	}
 }
 
 // Generate builds the corpus deterministically from opt.Seed.
 func Generate(opt CorpusOptions) *Corpus {
 	r := rand.New(rand.NewPCG(opt.Seed, opt.Seed^0x9e3779b97f4a7c15))
-	c := &Corpus{Seed: opt.Seed}
+	c := &Corpus{Name: "tuning", Seed: opt.Seed}
 	for i := 0; i < opt.Services; i++ {
 		s := &service{
 			id:  i,
@@ -174,7 +200,7 @@ func Generate(opt CorpusOptions) *Corpus {
 			chaos := chaosLevel(r)
 			cw := s.window(r, at, s.weight, chaos, nil)
 			kw := s.window(r, at, 1-s.weight, chaos, nil)
-			s.history = append(s.history, histWindow{at: at, canary: cw.summary(), control: kw.summary()})
+			s.history = append(s.history, histWindow{at: at, canary: cw.summary(), control: kw.summary(), ctx: chaosContext(chaos)})
 		}
 		c.services = append(c.services, s)
 	}
@@ -185,7 +211,7 @@ func Generate(opt CorpusOptions) *Corpus {
 			At: t0.Add(7*24*time.Hour + time.Duration(r.Float64()*float64(24*time.Hour))).Truncate(time.Minute)}
 		id++
 		if d != nil {
-			rel.Bad, rel.Defect, rel.Label = true, d.kind, d.label
+			rel.Bad, rel.Defect, rel.Label, rel.Class, rel.Goal = true, d.kind, d.label, d.kind, d.goal
 		} else {
 			rel.Label = "good"
 		}
@@ -197,6 +223,7 @@ func Generate(opt CorpusOptions) *Corpus {
 			}
 		}
 		chaos := chaosLevel(r)
+		rel.Context = chaosContext(chaos)
 		var cum look
 		violAt := 1 + r.IntN(StepLooks)
 		for l := 1; l <= MaxLooks; l++ {
@@ -234,6 +261,15 @@ func Generate(opt CorpusOptions) *Corpus {
 		add(nil, f)
 	}
 	return c
+}
+
+// chaosContext is the context a window under chaos of this level records:
+// the game day's faults at that intensity, or the steady state.
+func chaosContext(chaos float64) *decision.Context {
+	if chaos <= 0 {
+		return decision.NewContext(0)
+	}
+	return decision.NewContext(chaos, "networkDelay", "podKill")
 }
 
 // chaosLevel draws the fault intensity both arms are under in a window.

@@ -83,7 +83,7 @@ func NewChaosgate(cfg *decision.Config, c *Corpus) *Chaosgate {
 	for _, s := range c.services {
 		var h []decision.HistoryWindow
 		for _, w := range s.history {
-			h = append(h, decision.HistoryWindow{At: w.at, Canary: toArm(w.canary, false), Control: toArm(w.control, false)})
+			h = append(h, decision.HistoryWindow{At: w.at, Canary: s.toArm(w.canary, false), Control: s.toArm(w.control, false), Context: w.ctx})
 		}
 		j.hist[s.id] = h
 	}
@@ -93,7 +93,11 @@ func NewChaosgate(cfg *decision.Config, c *Corpus) *Chaosgate {
 // Name implements Judge.
 func (*Chaosgate) Name() string { return "chaosgate" }
 
-func toArm(w armWindow, samples bool) decision.Arm {
+// toArm is what the service's sources report of one arm's window: raw
+// latency samples for the judged windows (unless the source gives
+// quantiles only), quantiles for history, and nothing of the dimensions
+// the service does not collect.
+func (s *service) toArm(w armWindow, samples bool) decision.Arm {
 	a := decision.Arm{
 		Requests: decision.Num(w.requests), Errors: decision.Num(w.errors),
 		GCPausesMS: decision.Series(w.gc), WindowS: decision.Num(Interval.Seconds()),
@@ -101,10 +105,22 @@ func toArm(w armWindow, samples bool) decision.Arm {
 		DependencyCalls: decision.Num(w.depCalls), DependencyFailures: decision.Num(w.depFails),
 		ConsistencyViolations: decision.Num(w.violations), MemoryGrowthMBPerMin: decision.Num(w.memGrowth),
 	}
-	if samples {
+	if samples && !s.quantilesOnly {
 		a.LatencyMS = decision.Series(w.latency)
 	} else if !math.IsNaN(w.p99) {
 		a.LatencyP50, a.LatencyP99 = decision.Num(w.p50), decision.Num(w.p99)
+	}
+	if s.omit["memory"] {
+		a.MemoryGrowthMBPerMin = decision.Value{}
+	}
+	if s.omit["gc"] {
+		a.GCPausesMS = decision.Samples{}
+	}
+	if s.omit["sessions"] {
+		a.Sessions, a.SessionInterruptions = decision.Value{}, decision.Value{}
+	}
+	if s.omit["dependency"] {
+		a.DependencyCalls, a.DependencyFailures = decision.Value{}, decision.Value{}
 	}
 	return a
 }
@@ -113,9 +129,9 @@ func toArm(w armWindow, samples bool) decision.Arm {
 func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 	lk := rel.looks[l-1]
 	at := rel.At.Add(time.Duration(l) * Interval)
-	c := toArm(lk.canary, true)
+	c := rel.svc.toArm(lk.canary, true)
 	c.WindowS = decision.Num(float64(l) * Interval.Seconds())
-	k := toArm(lk.control, true)
+	k := rel.svc.toArm(lk.control, true)
 	k.WindowS = c.WindowS
 	m := rel.mask(l)
 	switch m.latency {
@@ -127,6 +143,12 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 	if m.errors == absent {
 		c.Errors = decision.Value{}
 	}
+	if m.latency == absent && rel.svc.quantilesOnly {
+		c.LatencyP50, c.LatencyP99 = decision.Value{}, decision.Value{}
+	}
+	if m.latency == nan && rel.svc.quantilesOnly {
+		c.LatencyP99 = decision.Value{State: decision.NaN}
+	}
 	if m.gc == absent {
 		c.GCPausesMS = decision.Samples{}
 	}
@@ -136,7 +158,7 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 	if m.stale {
 		c.CollectedAt = at.Add(-5 * time.Minute)
 	}
-	return decision.Input{At: at, Canary: c, Control: k, History: j.hist[rel.Service]}
+	return decision.Input{At: at, Canary: c, Control: k, History: j.hist[rel.Service], Context: rel.Context}
 }
 
 // Run implements Judge: judge at every interval; block at once (a block, or
@@ -226,10 +248,12 @@ func (f *Flagger) Run(rel *Release) Result {
 					long++
 				}
 			}
-			ok = ok && m.gc == present && maxP <= f.MaxPause && long <= f.MaxLong
-			ok = ok && c.sessions > 0 && c.interrupts/c.sessions <= f.MaxSession
-			ok = ok && c.depCalls > 0 && c.depFails/c.depCalls <= f.MaxDep
-			ok = ok && c.violations == 0 && c.memGrowth <= f.MaxMem
+			// A metric the service does not collect is not configured.
+			omit := rel.svc.omit
+			ok = ok && (omit["gc"] || m.gc == present && maxP <= f.MaxPause && long <= f.MaxLong)
+			ok = ok && (omit["sessions"] || c.sessions > 0 && c.interrupts/c.sessions <= f.MaxSession)
+			ok = ok && (omit["dependency"] || c.depCalls > 0 && c.depFails/c.depCalls <= f.MaxDep)
+			ok = ok && c.violations == 0 && (omit["memory"] || c.memGrowth <= f.MaxMem)
 		}
 		if !ok {
 			failed++
@@ -301,14 +325,24 @@ func (a *Argo) Run(rel *Release) Result {
 				long++
 			}
 		}
-		chk(2, long, long <= 3 && maxP <= 120, all || m.gc != present, a.FailureLimit)
-		sd := rate(c.interrupts, c.sessions) - rate(k.interrupts, k.sessions)
-		chk(3, sd, sd <= 0.0005, all, a.FailureLimit)
-		dd := rate(c.depFails, c.depCalls) - rate(k.depFails, k.depCalls)
-		chk(4, dd, dd <= 0.0005, all, a.FailureLimit)
+		// A metric the service does not collect is not in the template.
+		omit := rel.svc.omit
+		if !omit["gc"] {
+			chk(2, long, long <= 3 && maxP <= 120, all || m.gc != present, a.FailureLimit)
+		}
+		if !omit["sessions"] {
+			sd := rate(c.interrupts, c.sessions) - rate(k.interrupts, k.sessions)
+			chk(3, sd, sd <= 0.0005, all, a.FailureLimit)
+		}
+		if !omit["dependency"] {
+			dd := rate(c.depFails, c.depCalls) - rate(k.depFails, k.depCalls)
+			chk(4, dd, dd <= 0.0005, all, a.FailureLimit)
+		}
 		chk(5, c.violations, c.violations == 0, all, 0)
-		md := c.memGrowth - k.memGrowth
-		chk(6, md, md <= 1, all, a.FailureLimit)
+		if !omit["memory"] {
+			md := c.memGrowth - k.memGrowth
+			chk(6, md, md <= 1, all, a.FailureLimit)
+		}
 		anyErr := false
 		for i, x := range ms {
 			if x.err {
@@ -394,11 +428,19 @@ func (kj *Kayenta) seriesAt(rel *Release, l int) []series {
 		kViol = append(kViol, k.violations)
 		kMem = append(kMem, k.memGrowth)
 	}
-	return []series{
+	all := []series{
 		{"errors", 3, false, cErr, kErr}, {"latency", 3, false, cP99, kP99}, {"gc", 1, false, cGC, kGC},
 		{"sessions", 2, false, cSess, kSess}, {"dependency", 1, false, cDep, kDep},
 		{"consistency", 5, true, cViol, kViol}, {"memory", 1, false, cMem, kMem},
 	}
+	// A metric the service does not collect is not in the canary config.
+	out := all[:0]
+	for _, s := range all {
+		if !rel.svc.omit[s.group] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func ratio(x, n float64) float64 {

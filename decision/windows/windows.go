@@ -16,6 +16,7 @@ package windows
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,13 @@ import (
 
 // Schema is the contract name this package decodes.
 const Schema = "windows/v1"
+
+// JSONSchema is the JSON Schema (draft 2020-12) of windows/v1, for editors
+// and the linters of the pipelines that write it. Decode is the strict
+// check; the schema and Decode accept the same documents.
+//
+//go:embed windows.schema.json
+var JSONSchema []byte
 
 // Error is a decoding error at a JSON path (or a line:col for syntax errors).
 type Error struct {

@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/chaosgate/chaosgate/decision"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.uber.org/goleak"
 )
 
@@ -56,13 +58,96 @@ func TestDecodeErrors(t *testing.T) {
 		`{"at":"2026-11-22T10:00:00Z",` + "\n" + `"canary":{,"control":{}}`:                   `2:11: malformed JSON`,
 		``:     `$: empty or truncated JSON document`,
 		`{}{}`: `unexpected data after the top-level object`,
-		`{"schema":"windows/v2","at":"2026-11-22T10:00:00Z","canary":{},"control":{}}`: `$.schema: unsupported schema "windows/v2"`,
+		`{"schema":"windows/v2","at":"2026-11-22T10:00:00Z","canary":{},"control":{}}`:                                                                               `$.schema: unsupported schema "windows/v2"`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"intensity":0.5},"canary":{},"control":{}}`:                                                                         `$.context.faults: required field is missing`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"faults":["partition"],"intensity":1.5},"canary":{},"control":{}}`:                                                  `$.context.intensity: want a number from 0 to 1, got 1.5`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"faults":["part ition"]},"canary":{},"control":{}}`:                                                                 `$.context.faults[0]: bad fault kind "part ition"`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"faults":[],"intensty":1},"canary":{},"control":{}}`:                                                                `$.context.intensty: unknown field (hint: did you mean "intensity"?)`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{},"control":{},"history":[{"at":"2026-11-21T10:00:00Z","context":{"faults":"partition"},"canary":{},"control":{}}]}`: `$.history[0].context.faults: want array, got string`,
 	}
 	for in, want := range cases {
 		_, err := Decode([]byte(in))
 		var e *Error
 		if err == nil || !errors.As(err, &e) || !strings.Contains(err.Error(), want) {
 			t.Errorf("Decode(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+// A window's context is read at the top level and in every history window:
+// the faults sorted without repeats, the intensity kept.
+func TestDecodeContext(t *testing.T) {
+	in, err := Decode([]byte(`{"at":"2026-11-22T10:00:00Z","context":{"faults":["partition","networkDelay","partition"],"intensity":0.5},
+	 "canary":{},"control":{},
+	 "history":[{"at":"2026-11-21T10:00:00Z","context":{"faults":[]},"canary":{},"control":{}},
+	            {"at":"2026-11-21T11:00:00Z","canary":{},"control":{}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Context.String() != "networkDelay+partition@0.5" {
+		t.Fatalf("context %q", in.Context)
+	}
+	if !in.History[0].Context.Steady() || in.History[1].Context != nil {
+		t.Fatalf("history contexts %v %v", in.History[0].Context, in.History[1].Context)
+	}
+	if !in.Context.Matches(decision.NewContext(0.7, "networkDelay", "partition"), 0.25) || in.Context.Matches(decision.NewContext(0.9, "networkDelay", "partition"), 0.25) || in.Context.Matches(in.History[0].Context, 1) {
+		t.Fatal("context matching")
+	}
+}
+
+// The JSON Schema accepts every judge fixture and rejects what Decode
+// rejects for its shape: unknown fields, wrong types, bad contexts.
+func TestSchemaAgreesWithDecoder(t *testing.T) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(JSONSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("windows.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("windows.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := func(data []byte) error {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		return sch.Validate(inst)
+	}
+	files, _ := filepath.Glob("../testdata/judge/*.json")
+	files = append(files, "") // the good document above
+	for _, p := range files {
+		data := []byte(good)
+		if p != "" {
+			if data, err = os.ReadFile(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Decode(data); err != nil {
+			t.Errorf("%s: decode: %v", p, err)
+		}
+		if err := valid(data); err != nil {
+			t.Errorf("%s: schema: %v", p, err)
+		}
+	}
+	for _, bad := range []string{
+		`{"at":"2026-11-22T10:00:00Z","canary":{"requets":1},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":-1},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"errors":1.5},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"intensity":0.5},"canary":{},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"faults":["partition"],"intensity":1.5},"canary":{},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","context":{"faults":["part ition"]},"canary":{},"control":{}}`,
+		`{"at":"2026-11-22T10:00:00Z","canary":{"query_errors":{"nope":"x"}},"control":{}}`,
+	} {
+		if _, err := Decode([]byte(bad)); err == nil {
+			t.Errorf("decoder accepted %s", bad)
+		}
+		if err := valid([]byte(bad)); err == nil {
+			t.Errorf("schema accepted %s", bad)
 		}
 	}
 }
@@ -77,6 +162,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","canary":{"latency_ms":[1e400]},"control":{}}`))
 	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","context":{"faults":["partition","podKill"],"intensity":0.5},"canary":{"requests":10},"control":{"requests":10},"history":[{"at":"2026-11-22T09:00:00Z","context":{"faults":[]},"canary":{"requests":10},"control":{"requests":10}}]}`))
 	// Counts far beyond any real window must still be judged at once.
 	f.Add([]byte(`{"at":"2026-11-22T10:00:00Z","canary":{"requests":1e12,"errors":1e9,"sessions":1e300,"session_interruptions":1e290},"control":{"requests":1e12,"errors":1e9}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
