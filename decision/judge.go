@@ -442,7 +442,8 @@ func (e *evaluator) intervals() int {
 	return max(1, min(l, 32))
 }
 
-// calibratedK returns the threshold for z. With enough history it is the
+// calibratedK returns the threshold for z. With enough history whose tail
+// is heavier than the normal's, it is the
 // upper quantile of the A/A history's own z (both signs) for a window of l intervals
 // (the mean of l history differences, drawn by a fixed-seed bootstrap, so
 // the judgement stays deterministic), never below k. Heavy-tailed
@@ -451,6 +452,20 @@ func (e *evaluator) intervals() int {
 // looks: α/(l(l+1)) at look l sums to α over any number of looks.
 func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, l, look int) (float64, string) {
 	if len(diffs) < 20 || sigma <= 0 {
+		return k, ""
+	}
+	// Only a history measurably heavier-tailed than the normal raises k:
+	// more of its differences beyond 2σ̂ than the normal's 4.55% allows
+	// (one-sided binomial test at 5%). A tail read from a few dozen
+	// normal differences is noisy, and raising k on that noise alone
+	// would blind the dimension.
+	beyond := 0
+	for _, d := range diffs {
+		if math.Abs(d/sigma) > 2 {
+			beyond++
+		}
+	}
+	if binomUpper(float64(beyond), float64(len(diffs)), 2*normalUpper(2)) >= 0.05 {
 		return k, ""
 	}
 	level := e.cfg.Alpha / float64(look*(look+1))

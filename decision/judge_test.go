@@ -788,3 +788,52 @@ func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
 		}
 	}
 }
+
+// TestNotCollectedIsNotMissing: a dimension absent from both arms and from
+// every history window is not collected: left out of the coverage, said so,
+// and the verdict can promote. required: true makes its absence a hold; a
+// dimension present in the history or in the other arm but absent now is
+// missing: hold.
+func TestNotCollectedIsNotMissing(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	hist := history(r, 28)
+	noMemory := func(a decision.Arm) decision.Arm { a.MemoryGrowthMBPerMin = decision.Value{}; return a }
+	for i := range hist {
+		hist[i].Canary, hist[i].Control = noMemory(hist[i].Canary), noMemory(hist[i].Control)
+	}
+	in := decision.Input{At: at, Canary: noMemory(healthyArm(5000, 0.001, 100)), Control: noMemory(healthyArm(50000, 0.001, 100)), History: hist}
+	cfg := decision.Default()
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.MemoryGrowth)
+	if v.Decision != decision.Promote || d.Data != decision.DataNotCollected || v.Coverage < cfg.Score.MinCoverage || !strings.Contains(v.Reason, "not collected") {
+		t.Fatalf("memory not collected anywhere: %s coverage %.3f, memory %s: %s", v.Decision, v.Coverage, d.Data, v.Reason)
+	}
+	req := decision.Default()
+	for i := range req.Dimensions {
+		if req.Dimensions[i].Kind == decision.MemoryGrowth {
+			req.Dimensions[i].Required = true
+		}
+	}
+	req.Hash = req.ComputeHash()
+	if v := decision.Evaluate(req, in); v.Decision != decision.Hold || v.HoldCause != decision.CauseData {
+		t.Fatalf("required memory not collected: %s (%s): %s", v.Decision, v.HoldCause, v.Reason)
+	}
+	// Collected in the history, absent now: missing.
+	withHist := in
+	withHist.History = history(r, 28)
+	if v := decision.Evaluate(cfg, withHist); v.Decision != decision.Hold || v.HoldCause != decision.CauseData {
+		t.Fatalf("memory in the history, absent now: %s (%s): %s", v.Decision, v.HoldCause, v.Reason)
+	}
+	// Reported by the control only: missing in the canary.
+	oneArm := in
+	oneArm.Control.MemoryGrowthMBPerMin = decision.Num(0.1)
+	if v := decision.Evaluate(cfg, oneArm); v.Decision != decision.Hold || v.HoldCause != decision.CauseData {
+		t.Fatalf("memory from the control only: %s (%s): %s", v.Decision, v.HoldCause, v.Reason)
+	}
+	// A NaN is a data problem, never "not collected".
+	nan := in
+	nan.Canary.MemoryGrowthMBPerMin = decision.Value{State: decision.NaN}
+	if v := decision.Evaluate(cfg, nan); v.Decision != decision.Hold {
+		t.Fatalf("memory NaN: %s: %s", v.Decision, v.Reason)
+	}
+}
