@@ -307,7 +307,6 @@ func finish(c *Cell) Cell {
 	return *c
 }
 
-
 // WriteTable prints the report side by side for a terminal.
 func WriteTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "chaosgate bench judge — %s corpus, seed %d: %d releases (%d good, %d bad, %d good with data faults); %d intervals of %s max, step window %d\n\n",
