@@ -85,8 +85,14 @@ type DimensionConfig struct {
 	LongPauseMS      float64 `json:"long_pause_ms,omitempty"`
 	MaxLongPerMinute float64 `json:"max_long_per_minute,omitempty"`
 	// SigmaPrior is σ when there is no history; SigmaFloor bounds σ̂ below.
+	// Both apply only while the judged window's context has fewer than
+	// baseline.min_windows history windows.
 	SigmaPrior float64 `json:"sigma_prior"`
 	SigmaFloor float64 `json:"sigma_floor"`
+	// SigmaPriorShare raises the prior of an absolute dimension (memory
+	// growth) to this share of the control's own value: how far two
+	// healthy arms' memory growth differ scales with how fast they grow.
+	SigmaPriorShare float64 `json:"sigma_prior_share,omitempty"`
 	// MinSamples is the sample count for full confidence.
 	MinSamples float64 `json:"min_samples"`
 	// Exposure names a rate dimension whose per-arm rate measures how hard
@@ -205,7 +211,7 @@ func Default() *Config {
 			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, MinSamples: 200},
 			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, MinSamples: 500},
 			{Kind: Consistency, Enabled: true, Direction: HigherIsWorse, Weight: 5, Critical: true, K: 0, MinEffect: 1, MinSamples: 1},
-			{Kind: MemoryGrowth, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, SigmaPrior: 0.5, SigmaFloor: 0.1, MinSamples: 1},
+			{Kind: MemoryGrowth, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, SigmaPrior: 0.5, SigmaPriorShare: 0.2, SigmaFloor: 0.1, MinSamples: 1},
 		},
 		Rules: []Rule{
 			{

@@ -32,7 +32,10 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 	r.Canary, r.Control = mc.V, mk.V
 	r.SamplesCanary, r.SamplesControl = 1, 1
 	sign := dc.Direction.sign()
-	sp := e.spreadOf(dc.SigmaPrior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
+	// While the history is thin σ̂ leans on the prior: at least the
+	// configured one, and sigma_prior_share of the control's growth.
+	prior := math.Max(dc.SigmaPrior, dc.SigmaPriorShare*math.Abs(mk.V))
+	sp := e.spreadOf(prior, dc.SigmaFloor, func(h HistoryWindow) (float64, bool) {
 		a, b := h.Canary.MemoryGrowthMBPerMin, h.Control.MemoryGrowthMBPerMin
 		if !a.OK() || !b.OK() {
 			return 0, false

@@ -102,7 +102,7 @@ func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float6
 
 	// The whole history, shrunk toward the prior while it is thin.
 	top, src := prior, "prior"
-	if len(all) >= 2 {
+	if len(all) >= 1 {
 		if len(all) >= mw {
 			top = zeroSigma(all)
 			src = fmt.Sprintf("whole history n=%d", len(all))
@@ -119,7 +119,7 @@ func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float6
 			// quieter than the prior.
 			target, src = prior, src+" raised to the prior (context rarely seen)"
 		}
-		if len(same) >= 2 {
+		if len(same) >= 1 {
 			sigma = shrinkToward(zeroSigma(same), len(same), target, s)
 			src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, len(same), src)
 		} else {

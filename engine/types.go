@@ -21,11 +21,17 @@ type Arm int
 const (
 	ArmCanary Arm = 1 + iota
 	ArmControl
+	// ArmCalibration is a second cluster of the control's build that
+	// mirrors the canary — the canary's share of traffic, the canary's
+	// faults — so that calibration−control is an A/A pair measured under
+	// exactly the conditions of canary−control: how far two healthy
+	// clusters drift apart right now, on this host, under these faults.
+	ArmCalibration
 )
 
-var armNames = map[Arm]string{ArmCanary: "canary", ArmControl: "control"}
+var armNames = map[Arm]string{ArmCanary: "canary", ArmControl: "control", ArmCalibration: "calibration"}
 
-// String names the arm (canary, control).
+// String names the arm (canary, control, calibration).
 func (a Arm) String() string { return enumString(armNames, a) }
 
 // MarshalText writes the arm's name.

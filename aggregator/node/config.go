@@ -39,7 +39,7 @@ var DefectHelp = map[string]string{
 	DefectErrorRate:       "fail a fraction of requests before storing them (--error-rate)",
 	DefectHLCNoUpdate:     "the hybrid logical clock ignores received timestamps (HLC regressions after failover)",
 	DefectGCChurn:         "allocate heavily on every request (GC pauses)",
-	DefectLeak:            "retain a copy of every request (memory grows)",
+	DefectLeak:            "retain --leak-bytes of every request for good (memory grows)",
 }
 
 // Raft log layouts (--raft-log).
@@ -172,6 +172,9 @@ type Config struct {
 
 	SlowPathDelay time.Duration
 	ErrorRate     float64
+	// LeakBytes is what the leak defect retains per request, on top of
+	// the request's own size.
+	LeakBytes int
 
 	// Physical is the physical clock in Unix ns (default time.Now).
 	Physical func() int64
@@ -240,6 +243,9 @@ func (c *Config) Defaults() {
 	defi(&c.InflightMax, 32768)
 	def(&c.LatencyTarget, 250*time.Millisecond)
 	def(&c.SlowPathDelay, 50*time.Millisecond)
+	if c.LeakBytes == 0 {
+		c.LeakBytes = 16 << 10
+	}
 	if c.ErrorRate == 0 {
 		c.ErrorRate = 0.1
 	}
@@ -274,6 +280,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--raft-log %q: want %s or %s", c.RaftLog, RaftLogShared, RaftLogPartition)
 	case c.ErrorRate < 0 || c.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
+	case c.LeakBytes < 0 || c.LeakBytes > 64<<20:
+		return fmt.Errorf("--leak-bytes %d: want 0..%d", c.LeakBytes, 64<<20)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval %v: want always or a positive duration", c.SyncInterval)
 	}

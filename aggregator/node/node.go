@@ -359,7 +359,7 @@ func (n *Node) applyRequestDefects(ctx context.Context, msgs []Message) error {
 	if n.cfg.Defects.Has(DefectLeak) {
 		var size int
 		for _, m := range msgs {
-			size += len(m.Payload) + len(m.MsgID) + 1024
+			size += len(m.Payload) + len(m.MsgID) + n.cfg.LeakBytes
 		}
 		b := make([]byte, size)
 		n.leakMu.Lock()

@@ -126,6 +126,7 @@ type fileDimension struct {
 	MaxLongPerMinute *float64 `yaml:"max_long_per_minute"`
 	SigmaPrior       *float64 `yaml:"sigma_prior"`
 	SigmaFloor       *float64 `yaml:"sigma_floor"`
+	SigmaPriorShare  *string  `yaml:"sigma_prior_share"`
 	MinSamples       *float64 `yaml:"min_samples"`
 	Exposure         *string  `yaml:"exposure"`
 	Required         *bool    `yaml:"required"`
@@ -398,7 +399,7 @@ func hintFor(path []string) string {
 // allowedKeys returns the property names the schema allows at path.
 func allowedKeys(path []string) []string {
 	top := []string{"apiVersion", "kind", "alpha", "freshness", "score", "baseline", "dimensions", "rules", "hold"}
-	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "min_samples", "exposure", "required"}
+	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "sigma_prior_share", "min_samples", "exposure", "required"}
 	switch {
 	case len(path) == 0:
 		return top
@@ -561,6 +562,12 @@ func (l *loader) build(f *file) *decision.Config {
 		set(&d.MaxLongPerMinute, fd.MaxLongPerMinute)
 		set(&d.SigmaPrior, fd.SigmaPrior)
 		set(&d.SigmaFloor, fd.SigmaFloor)
+		if fd.SigmaPriorShare != nil {
+			if d.Kind != decision.MemoryGrowth {
+				l.add(KindSemantic, append(p, "sigma_prior_share"), "dimensions."+n+".sigma_prior_share", "sigma_prior_share applies to memory_growth only", "latency is judged on a log scale, where sigma_prior is already a share")
+			}
+			d.SigmaPriorShare = l.percent(append(p, "sigma_prior_share"), *fd.SigmaPriorShare)
+		}
 		set(&d.MinSamples, fd.MinSamples)
 		if d.Kind == decision.Consistency && !d.Critical && d.Enabled {
 			l.add(KindSemantic, append(p, "critical"), "dimensions."+n+".critical", "consistency must stay critical: any violation blocks", "remove critical: false, or disable the dimension explicitly")

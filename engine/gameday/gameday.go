@@ -8,15 +8,22 @@
 //
 // What the judge compares at a step: consistency over everything both arms
 // acknowledged so far (any violation blocks); request outcomes, latency,
-// session interruptions and dependency calls over the step's steady-state
-// windows (before and after every fault, when the arms run fault-free, so
-// a fault that hits a leader on one arm and a follower on the other does not
-// pass for a regression); GC pauses over the whole step; memory growth over
-// the whole run. Error rate is the servers' HTTP 5xx share.
-// The control arm's chunks and nodes, split into two pseudo-arms with the
-// step's traffic shares, are the A/A windows that feed the baseline history;
-// when the canary runs the control's own build (no defect), its judged
-// windows are recorded as A/A windows too.
+// GC pauses, session interruptions and dependency calls over the step's
+// steady-state windows (before and after every fault, when the arms run
+// fault-free, so a fault that hits a leader on one arm and a follower on the
+// other does not pass for a regression); memory growth over the whole run.
+// Error rate is the servers' HTTP 5xx share.
+//
+// The judge's noise is measured, not assumed: a third cluster, the
+// calibration arm, runs the control's build and mirrors the canary — its
+// share of traffic on its own load stream, and the canary's faults, on the
+// same node, at the same time. At every judged window the calibration arm
+// against the control is an A/A window of the same period, host load and
+// faults, recorded in the baseline history (tagged with the step's faults
+// as its context) before the canary is judged, so σ̂ and the count
+// dispersion come from two different clusters under the conditions of the
+// judgement. When the canary runs the control's own build (no defect), its
+// judged windows are recorded as A/A windows too.
 package gameday
 
 import (
@@ -367,11 +374,11 @@ func (r *Run) setup(ctx context.Context) error {
 	if parts <= 0 {
 		parts = 8
 	}
-	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control and the canary cluster (%d nodes each, %d partitions%s) under %s",
+	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control, the canary and the calibration cluster (%d nodes each, %d partitions%s) under %s",
 		lt.Nodes, parts, defectNote(r.cfg.CanaryDefects), r.dir))
 	var gensMu sync.Mutex
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
-		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log,
+		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true,
 		OnEvent: func(arm engine.Arm, ev local.Event) {
 			gensMu.Lock()
 			g := r.gens[arm]
@@ -402,7 +409,7 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	gens := map[engine.Arm]*load.Generator{}
 	r.hists, r.hpaths = map[engine.Arm]*history.Writer{}, map[engine.Arm]string{}
-	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+	for i, arm := range loadArms {
 		p := filepath.Join(r.dir, "history-"+arm.String()+".jsonl")
 		hw, err := history.Create(p)
 		if err != nil {
@@ -429,7 +436,7 @@ func (r *Run) setup(ctx context.Context) error {
 		interval = pr.Metrics.Interval.Duration
 	}
 	armList := []engine.Arm{engine.ArmCanary, engine.ArmControl}
-	if r.mets, err = metrics.New(metrics.Config{Arms: armList, Targets: a.DirectAddrs, Interval: interval}); err != nil {
+	if r.mets, err = metrics.New(metrics.Config{Arms: loadArms, Targets: a.DirectAddrs, Interval: interval}); err != nil {
 		return err
 	}
 	var patterns []string
@@ -450,9 +457,13 @@ func (r *Run) setup(ctx context.Context) error {
 		return engine.E(engine.KindUnavailable, "baseline history", err)
 	}
 	r.mets.Start(context.WithoutCancel(ctx))
-	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s in all, split by the canary weight", sources, rate))
+	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s split by the canary weight; the calibration cluster (the control's build) mirrors the canary's share and faults to measure A/A noise", sources, rate))
 	return nil
 }
+
+// loadArms are the arms that take load and are observed: the canary, the
+// control and the calibration arm.
+var loadArms = []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration}
 
 func defectNote(d []string) string {
 	if len(d) == 0 {
@@ -620,6 +631,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (r *Run) runFaults(ctx context.Context, weight int) error {
 	plan := r.plan
 	plan.Weights = []int{weight}
+	// The calibration arm takes the canary's faults: the same fault on the
+	// same node, journaled, confirmed and recovered like the others.
+	plan.Arms = append(append([]engine.Arm(nil), plan.Arms...), engine.ArmCalibration)
 	n := 0
 	for _, e := range plan.Experiments {
 		if runsAt(e, weight) {
@@ -838,7 +852,7 @@ func (r *Run) recordSameBuild(weight int) {
 		return
 	}
 	in := r.lastInput
-	if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: in.At, Canary: in.Canary, Control: in.Control}); err != nil {
+	if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: in.At.Add(time.Millisecond), Canary: in.Canary, Control: in.Control, Context: in.Context}); err != nil {
 		r.cfg.Log.Warn("baseline record", "err", err)
 	}
 }
@@ -873,12 +887,14 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 			r.cfg.Log.Info("judge window", "arm", arm.String(), "http_5xx_by_route", strings.Join(parts, ", "), "forward_failures", mw.DependencyFailures, "forwards", mw.DependencyCalls)
 		}
 	}
-	// A/A windows: the control's chunks and nodes, paired into two
-	// pseudo-arms with this step's traffic shares.
-	for _, aa := range r.aaWindows(weight, steady, step, now) {
-		if err := r.base.Record(r.service(weight), aa); err != nil {
-			r.cfg.Log.Warn("baseline record", "err", err)
-		}
+	in.Context = r.stepContext(weight)
+	// The A/A window of this very period: the calibration arm (the
+	// control's build, the canary's share and faults) against the control,
+	// recorded before the canary is judged.
+	if calib, _, err := r.armInput(engine.ArmCalibration, steady, step); err != nil {
+		r.cfg.Log.Warn("calibration window", "err", err)
+	} else if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: now, Canary: calib, Control: in.Control, Context: in.Context}); err != nil {
+		r.cfg.Log.Warn("baseline record", "err", err)
 	}
 	hist, err := r.base.History(r.service(weight), now.Add(time.Second), r.cfg.Decision().Baseline.Window)
 	if err != nil {
@@ -888,79 +904,22 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 	return in, nil
 }
 
-// aaWindows builds A/A windows from the control arm alone: its load chunks
-// in the judge's steady spans split into two pseudo-arms with the step's
-// traffic shares (availability, sessions), and pairs of its nodes
-// (dependency calls, GC pauses, memory growth). Both sides run the same
-// build at the same time under the same faults: their difference is the
-// normal spread the judge's σ̂ needs.
-func (r *Run) aaWindows(weight int, steady []availability.Span, step availability.Span, at time.Time) []decision.HistoryWindow {
-	share := r.avail.Share(weight)
-	var chunks []availability.Span
-	for _, s := range steady {
-		chunks = append(chunks, r.avail.ChunkSpans(engine.ArmControl, s.Start, s.End)...)
-	}
-	if len(chunks) < 4 || share <= 0 || share >= 1 {
-		return nil
-	}
-	nodes := r.arms.Nodes(engine.ArmControl)
-	var pairs [][2]string
-	for i := 0; i < len(nodes); i++ {
-		for j := i + 1; j < len(nodes); j++ {
-			pairs = append(pairs, [2]string{nodes[i], nodes[j]})
-		}
-	}
-	if len(pairs) > 4 {
-		pairs = pairs[:4]
-	}
-	pseudo := func(spans []availability.Span, node string) decision.Arm {
-		st := r.avail.Summarize(engine.ArmControl, spans...)
-		x := decision.Arm{Sessions: decision.Num(float64(st.Attempts)), SessionInterruptions: decision.Num(float64(st.Timeouts))}
-		if st.Hist != nil {
-			x.LatencyP50, x.LatencyP99 = decision.Num(st.P50), decision.Num(st.P99)
-		}
-		if mw, err := r.mets.Window(engine.ArmControl, spansM(spans)...); err == nil {
-			x.DependencyCalls, x.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
-			x.Requests, x.Errors = decision.Num(mw.HTTPRequests), decision.Num(mw.HTTP5xx-mw.HTTP503)
-		}
-		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, spansM(spans)...); err == nil {
-			x.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))
-			x.WindowS = decision.Num(mw.WindowS)
-		} else {
-			var w float64
-			for _, s := range spans {
-				w += s.End.Sub(s.Start).Seconds()
-			}
-			x.WindowS = decision.Num(w)
-		}
-		if mw, err := r.mets.NodesWindow(engine.ArmControl, []string{node}, metrics.Span{Start: r.start, End: step.End}); err == nil && mw.HasMemoryGrowth {
-			x.MemoryGrowthMBPerMin = decision.Num(mw.MemoryGrowthMBPerMin)
-		}
-		return x
-	}
-	var out []decision.HistoryWindow
-	for k, pair := range pairs {
-		var a, b []availability.Span
-		for i, c := range chunks {
-			j := float64(i + k)
-			if math.Floor((j+1)*share) > math.Floor(j*share) {
-				a = append(a, c)
-			} else {
-				b = append(b, c)
-			}
-		}
-		if len(a) == 0 || len(b) == 0 {
+// stepContext is the context of the windows judged at weight: the kinds of
+// fault the step runs. Its steady windows lie around those faults, and
+// what they measure — a cluster catching up after a partition, memory
+// growth over the run — carries them; the A/A windows of the step carry
+// the same context, so σ̂ comes from windows of the same schedule.
+func (r *Run) stepContext(weight int) *decision.Context {
+	var kinds []string
+	for _, e := range r.plan.Experiments {
+		if !runsAt(e, weight) {
 			continue
 		}
-		// Each node pair in both orders: an A/A difference has no
-		// direction, and the symmetric set keeps σ̂ (a MAD) from
-		// collapsing when a few differences happen to agree. The chunk
-		// split keeps its traffic shares in both.
-		out = append(out,
-			decision.HistoryWindow{At: at.Add(-time.Duration(2*(len(pairs)-k)) * time.Millisecond), Canary: pseudo(a, pair[0]), Control: pseudo(b, pair[1])},
-			decision.HistoryWindow{At: at.Add(-time.Duration(2*(len(pairs)-k)-1) * time.Millisecond), Canary: pseudo(a, pair[1]), Control: pseudo(b, pair[0])})
+		for _, f := range e.Faults {
+			kinds = append(kinds, f.Kind.String())
+		}
 	}
-	return out
+	return decision.NewContext(0, kinds...)
 }
 
 // finishReport builds the report/v1 and, when asked, the evidence record.

@@ -142,7 +142,10 @@ func (p *Probe) rate(arm engine.Arm) float64 {
 		return p.cfg.Rate
 	}
 	s := p.Share(w)
-	if arm == engine.ArmCanary {
+	switch arm {
+	case engine.ArmCanary, engine.ArmCalibration:
+		// The calibration arm mirrors the canary: its own stream at the
+		// canary's rate, on top of the split.
 		return p.cfg.Rate * s
 	}
 	return p.cfg.Rate * (1 - s)

@@ -1,5 +1,6 @@
-// Package arms runs the two arms of a local canary comparison: a control
-// (stable) cluster and a canary cluster of the reference aggregator, each
+// Package arms runs the arms of a local canary comparison: a control
+// (stable) cluster and a canary cluster of the reference aggregator — and,
+// when asked, a calibration cluster of the control's build — each
 // started by the local supervisor, with every client→node and node→node edge
 // of both behind a user-space fault proxy created before the nodes dial.
 //
@@ -40,6 +41,9 @@ type Config struct {
 	CanaryDefects []string
 	// CanaryArgs and ControlArgs are extra node arguments per arm.
 	CanaryArgs, ControlArgs []string
+	// Calibration starts a third cluster of the control's build (its
+	// arguments, no defect) as engine.ArmCalibration.
+	Calibration bool
 	// ReadyTimeout bounds the start of each arm (default 60s).
 	ReadyTimeout time.Duration
 	// OnEvent receives node lifecycle events of both arms.
@@ -82,7 +86,11 @@ func Start(ctx context.Context, cfg Config) (*Arms, error) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	a := &Arms{cfg: cfg, set: proxy.NewSet(), arms: map[engine.Arm]*Arm{}, cancel: cancel, hc: &http.Client{Timeout: 2 * time.Second}}
-	for _, arm := range []engine.Arm{engine.ArmControl, engine.ArmCanary} {
+	list := []engine.Arm{engine.ArmControl, engine.ArmCanary}
+	if cfg.Calibration {
+		list = append(list, engine.ArmCalibration)
+	}
+	for _, arm := range list {
 		if err := a.startArm(cctx, arm); err != nil {
 			a.Close()
 			return nil, err
