@@ -11,25 +11,82 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// benchCorpusResult is one corpus's figures in `bench judge -o json`.
+type benchCorpusResult struct {
+	bench.Report
+	Goals    []bench.Goal           `json:"goals"`
+	Tradeoff []bench.OperatingPoint `json:"chaosgate_tradeoff"`
+	ElapsedS float64                `json:"elapsed_s"`
+}
+
 // newBenchJudgeCmd is `chaosgate bench judge`: the canary judge against
-// Flagger-, Argo- and Kayenta-style judges on one seeded corpus.
+// Flagger-, Argo- and Kayenta-style judges on two seeded corpora made by
+// different models: the one the defaults were tuned on, and an independent
+// one that was never used for tuning.
 func newBenchJudgeCmd() *cobra.Command {
-	opt := bench.DefaultCorpus
-	var cfgPath, output string
+	var seed uint64
+	var services, good, badPerKind, faults int
+	var cfgPath, output, corpus string
 	cmd := &cobra.Command{
-		Use:   "judge [--seed N] [-c decision.yaml] [-o table|json]",
-		Short: "Judge a seeded corpus of good, bad and faulty-data canaries with chaosgate and three baseline judges",
-		Long: `judge generates a seeded corpus of canary releases — good ones (A/A, both arms under the
-same chaos, 1–1000 rps, canary weight 1–20%, all times of day), bad ones (error rate, p99,
-GC pauses, session interruptions, consistency violations, latency variance, memory growth)
-and good ones with data faults (gaps, NaN, stale, empty) — and judges every release with
-the chaosgate judge and with Flagger-style, Argo-style and Kayenta-style judges side by side.
-It reports false-positive rate, detection by effect and traffic, hold rate, intervals to a
-correct verdict and a NAB-style score (false positive 0.11, false negative 1.0).`,
+		Use:   "judge [--corpus tuning|independent|both] [--seed N] [-c decision.yaml] [-o table|json]",
+		Short: "Judge seeded corpora of good, bad and faulty-data canaries with chaosgate and three baseline judges",
+		Long: `judge generates seeded corpora of canary releases and judges every release with the chaosgate
+judge and with Flagger-style, Argo-style and Kayenta-style judges side by side.
+
+Two generators with different models make the corpora:
+  tuning       the corpus the defaults were tuned on: log-normal latency, hourly A/A history
+               under random chaos, canary weight 1–20 %, 1–1000 rps;
+  independent  held out, never used for tuning: a log-logistic fast path plus a slow path,
+               per-service A/A spreads from 0.5 % to 30 %, 28 A/A windows over 7 days for
+               most services (some thin), faults with contexts in history and in the judged
+               windows, canary weights from 1 % to 50 %, sources that omit memory, GC,
+               sessions or dependency calls or give latency as quantiles only, and tail-only
+               p99 regressions.
+Both hold good releases, canary-only regressions of several classes and sizes, and good
+releases with data faults (gaps, NaN, stale, empty). It reports per corpus and judge the
+false-positive rate, detection by effect, class and traffic, hold rate, intervals to a correct
+verdict and a NAB-style score (false positive 0.11, false negative 1.0), and checks the
+chaosgate judge's goals on each corpus.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return withExitCode(exitUsage, fmt.Errorf("bench judge: -o %q: want table or json", output))
+			}
+			type gen struct {
+				name string
+				opt  bench.CorpusOptions
+				make func(bench.CorpusOptions) *bench.Corpus
+			}
+			var gens []gen
+			switch corpus {
+			case "tuning", "independent", "both":
+			default:
+				return withExitCode(exitUsage, fmt.Errorf("bench judge: --corpus %q: want tuning, independent or both", corpus))
+			}
+			if corpus != "independent" {
+				gens = append(gens, gen{"tuning", bench.DefaultCorpus, bench.Generate})
+			}
+			if corpus != "tuning" {
+				gens = append(gens, gen{"independent", bench.DefaultIndependentCorpus, bench.GenerateIndependent})
+			}
+			f := cmd.Flags()
+			for i := range gens {
+				o := &gens[i].opt
+				if f.Changed("seed") {
+					o.Seed = seed
+				}
+				if f.Changed("services") {
+					o.Services = services
+				}
+				if f.Changed("good") {
+					o.Good = good
+				}
+				if f.Changed("bad-per-kind") {
+					o.BadPerKind = badPerKind
+				}
+				if f.Changed("faults") {
+					o.Faults = faults
+				}
 			}
 			cfg := decision.Default()
 			if cfgPath != "" {
@@ -39,47 +96,51 @@ correct verdict and a NAB-style score (false positive 0.11, false negative 1.0).
 				}
 				cfg = c
 			}
-			start := time.Now()
-			corpus := bench.Generate(opt)
-			// The trade-off sweep (the chaosgate judge at other alphas) runs
-			// beside the four judges.
-			var alphas []float64
-			for _, a := range bench.TradeoffAlphas {
-				if a != cfg.Alpha {
-					alphas = append(alphas, a)
+			out := cmd.OutOrStdout()
+			var results []benchCorpusResult
+			for _, g := range gens {
+				start := time.Now()
+				c := g.make(g.opt)
+				// The trade-off sweep (the chaosgate judge at other alphas)
+				// runs beside the four judges.
+				var alphas []float64
+				for _, a := range bench.TradeoffAlphas {
+					if a != cfg.Alpha {
+						alphas = append(alphas, a)
+					}
+				}
+				swept := make(chan []bench.OperatingPoint, 1)
+				go func() { swept <- bench.Tradeoff(c, cfg, alphas) }()
+				rep := bench.Run(c, []bench.Judge{bench.NewChaosgate(cfg, c), bench.NewFlagger(), bench.NewArgo(), bench.NewKayenta()})
+				tradeoff := append([]bench.OperatingPoint{bench.PointOf(cfg.Alpha, rep.Judges[0])}, <-swept...)
+				res := benchCorpusResult{Report: rep, Goals: bench.Goals(rep), Tradeoff: tradeoff, ElapsedS: time.Since(start).Seconds()}
+				results = append(results, res)
+				if output == "table" {
+					bench.WriteTable(out, rep)
+					bench.WriteTradeoff(out, rep, tradeoff)
+					bench.WriteGoals(out, res.Goals)
+					fmt.Fprintf(out, "\n%s corpus generated and judged in %s\n\n", g.name, time.Since(start).Round(time.Millisecond))
 				}
 			}
-			swept := make(chan []bench.OperatingPoint, 1)
-			go func() { swept <- bench.Tradeoff(corpus, cfg, alphas) }()
-			rep := bench.Run(corpus, []bench.Judge{bench.NewChaosgate(cfg, corpus), bench.NewFlagger(), bench.NewArgo(), bench.NewKayenta()})
-			tradeoff := append([]bench.OperatingPoint{bench.PointOf(cfg.Alpha, rep.Judges[0])}, <-swept...)
-			goals := bench.Goals(rep)
-
-			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
-					bench.Report
-					Goals     []bench.Goal           `json:"goals"`
-					Tradeoff  []bench.OperatingPoint `json:"chaosgate_tradeoff"`
-					ElapsedS  float64                `json:"elapsed_s"`
-					ConfigSHA string                 `json:"config_hash"`
-				}{rep, goals, tradeoff, time.Since(start).Seconds(), cfg.Hash})
+					Corpora   []benchCorpusResult `json:"corpora"`
+					ConfigSHA string              `json:"config_hash"`
+				}{results, cfg.Hash})
 			}
-			bench.WriteTable(out, rep)
-			bench.WriteTradeoff(out, rep, tradeoff)
-			bench.WriteGoals(out, goals)
-			fmt.Fprintf(out, "\nconfig %s; generated and judged in %s\n", cfg.Hash, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(out, "config %s\n", cfg.Hash)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.Uint64Var(&opt.Seed, "seed", opt.Seed, "corpus seed (the defaults were tuned on seeds 1–3; 4 and 5 are held out)")
-	f.IntVar(&opt.Services, "services", opt.Services, "services in the corpus, each with 7 days of A/A history")
-	f.IntVar(&opt.Good, "good", opt.Good, "good releases")
-	f.IntVar(&opt.BadPerKind, "bad-per-kind", opt.BadPerKind, "bad releases per defect kind and size")
-	f.IntVar(&opt.Faults, "faults", opt.Faults, "good releases with a data fault")
+	f.StringVar(&corpus, "corpus", "both", "which corpora: tuning (the defaults were tuned on it), independent (never tuned on) or both")
+	f.Uint64Var(&seed, "seed", 1, "corpus seed (the defaults were tuned on the tuning corpus, seeds 1–3)")
+	f.IntVar(&services, "services", 0, "services per corpus, each with its A/A history (default: the corpus's own size)")
+	f.IntVar(&good, "good", 0, "good releases per corpus (default: the corpus's own size)")
+	f.IntVar(&badPerKind, "bad-per-kind", 0, "bad releases per regression kind and size (default: the corpus's own size)")
+	f.IntVar(&faults, "faults", 0, "good releases with a data fault (default: the corpus's own size)")
 	f.StringVarP(&cfgPath, "config", "c", "", "decision.yaml for the chaosgate judge (default: built-in defaults)")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd

@@ -30,8 +30,12 @@ type gamedayReport struct {
 	Verdict  string `json:"verdict"`
 	ExitCode int    `json:"exit_code"`
 	Steps    []struct {
-		Weight  int    `json:"weight"`
-		Verdict string `json:"verdict"`
+		Weight     int    `json:"weight"`
+		Verdict    string `json:"verdict"`
+		Dimensions []struct {
+			Name        string `json:"name"`
+			SigmaSource string `json:"sigma_source"`
+		} `json:"dimensions"`
 	} `json:"steps"`
 	Faults []struct {
 		Kind        string     `json:"kind"`
@@ -123,8 +127,17 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 		kinds[f.Kind][f.Arm] = true
 	}
 	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain"} {
-		if !kinds[k]["canary"] || !kinds[k]["control"] {
-			t.Errorf("fault kind %s not applied to both arms: %v", k, kinds[k])
+		if !kinds[k]["canary"] || !kinds[k]["control"] || !kinds[k]["calibration"] {
+			t.Errorf("fault kind %s not applied to the canary, the control and the calibration arm: %v", k, kinds[k])
+		}
+	}
+	// The judge's σ̂ came from the A/A windows the calibration arm recorded
+	// in this run, under the step's own faults.
+	for _, st := range r.Steps {
+		for _, d := range st.Dimensions {
+			if d.Name == "latency_p99" && !strings.Contains(d.SigmaSource, "context ") {
+				t.Errorf("step %d: latency σ̂ not from windows of the step's context: %q", st.Weight, d.SigmaSource)
+			}
 		}
 	}
 	if c := r.Probes.Consistency; c == nil || !c.Canary.OK || !c.Control.OK {
@@ -390,7 +403,7 @@ func TestRunSIGKILLDuringInjectIsReapedByTheNextRun(t *testing.T) {
 	if !strings.Contains(out, "reaped:") || !strings.Contains(out, "podPause") || !strings.Contains(out, ": recovered") {
 		t.Fatalf("the next run did not say what it reaped:\n%s", out)
 	}
-	if strings.Index(out, "reaped:") > strings.Index(out, "starting the control and the canary cluster") && strings.Contains(out, "starting the control") {
+	if strings.Index(out, "reaped:") > strings.Index(out, "starting the control") && strings.Contains(out, "starting the control") {
 		t.Fatalf("reaping did not come first:\n%s", out)
 	}
 	if reaped, err := engine.Reap(t.Context(), dir, localReapers(), nil); err != nil || len(reaped) != 0 {

@@ -73,8 +73,9 @@ func TestHoldExtendsThenEscalates(t *testing.T) {
 		windows = append(windows, w)
 		in := good(w)
 		if w.Weight == 10 {
-			// GC over its limit alone: a failure too light to block, so HOLD.
-			in.Canary.GCPausesMS = decision.Series([]float64{150})
+			// Memory growth just over k (z 3.5 < √2·k), weight 1: a
+			// failure too light to block, so HOLD.
+			in.Canary.MemoryGrowthMBPerMin = decision.Num(1.75)
 		}
 		return in, nil
 	}}
@@ -95,17 +96,17 @@ func TestHoldExtendsThenEscalates(t *testing.T) {
 	}
 }
 
-// TestRepeatedFailureEscalatesWithoutWaiting: a memory-growth failure is
-// held (one measurement per arm is not decisive), but when the next window
-// shows it again with more evidence the gate blocks at once instead of
-// extending the window to its limit.
+// TestRepeatedFailureEscalatesWithoutWaiting: a memory-growth failure
+// just over k is held (not decisive), but when the next window shows it
+// again with more evidence the gate blocks at once instead of extending
+// the window to its limit.
 func TestRepeatedFailureEscalatesWithoutWaiting(t *testing.T) {
 	var windows []Window
 	c := &Controller{Observe: func(_ context.Context, w Window) (decision.Input, error) {
 		windows = append(windows, w)
 		in := good(w)
 		if w.Weight == 10 {
-			in.Canary.MemoryGrowthMBPerMin = decision.Num(2 + 0.5*float64(w.Extension))
+			in.Canary.MemoryGrowthMBPerMin = decision.Num(1.6 + 0.2*float64(w.Extension)) // z 3.2, 3.6, 4.0
 		}
 		return in, nil
 	}}
