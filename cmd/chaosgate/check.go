@@ -29,7 +29,11 @@ func newCheckCmd() *cobra.Command {
 		Long: `check reads a history/v1 file (one JSON object a line, as written by
 chaosgate load and the consistency probe) and reports the invariants I1-I9:
 lost, duplicated and unexpected messages, per-key order, HLC monotonicity,
-caps under overload, crash safety, split brain and per-key linearizability.
+caps under overload, crash safety, split brain (I8: two nodes committing or
+acknowledging for one partition in one epoch, stale epochs, writes of a
+deposed leader overwritten; the lost messages and disagreeing readers it
+causes name it) and per-key linearizability. docs/history-v1.md says which
+fields each invariant needs.
 
 Exit codes: 0 every invariant holds, 1 an invariant is violated, 2 the input is
 malformed (the error names the line, the field and a hint) or unreadable.`,

@@ -32,13 +32,25 @@
 //     an earlier offset's; an acknowledgement from a deposed leader
 //     whose write a newer epoch overwrote (acknowledged, missing from the
 //     output even if a gap covers it, while the partition's output goes on in
-//     a higher epoch). The per-key digests
-//     after the heal agree exactly when every reader sees one record per
-//     offset (I4), so that disagreement is reported under I4.
+//     a higher epoch). A record's node is the leader that committed it, so
+//     in the stream the nodes of one (partition, epoch) are those of the
+//     first record read at each offset and of every record that differs
+//     from it (two leaders writing different records at one offset); a copy
+//     of that first record read again with another node's name is not
+//     counted. The per-key digests after the heal agree exactly when every
+//     reader sees one record per offset (I4), so that disagreement is
+//     reported under I4.
 //   - I9: per-key register linearizability of ok reads and writes, checked
 //     with porcupine, partitioned by key. A timed-out write may have taken
 //     effect at any later time (its return time is infinite); timed-out or
 //     failed reads and failed writes carry no information and are dropped.
+//
+// A lost message (I1) or a disagreement between readers (I4) in a
+// partition with a split brain names it as the likely cause in its detail:
+// the split brain of the acknowledgement's (or the records') epoch, or —
+// when the acknowledgement carries no epoch — every split brain of the
+// partition, narrowed to those of the acknowledging node. A send without a
+// partition is placed in the partition whose output carries its key.
 package consistency
 
 import (
@@ -283,7 +295,9 @@ func (c *Checker) Report() Report {
 		}
 	}
 
-	// One record per (partition, offset) across readers; then sort.
+	// One record per (partition, offset) across readers; then sort. The
+	// nodes that committed each (partition, epoch) are collected on the way
+	// (I8): a second node in one epoch is a second leader.
 	parts := make([]int, 0, len(byPart))
 	for p := range byPart {
 		parts = append(parts, p)
@@ -292,21 +306,30 @@ func (c *Checker) Report() Report {
 	seenID := make(map[string]*record, len(msgs))
 	seenSeq := make(map[psk]*record, len(msgs))
 	gaps := map[psk][]gapRange{}
+	sbs := newSplitBrains()
+	type disagreement struct{ first, other *record }
+	var disagree []disagreement
+	all := make(map[int][]*record, len(parts)) // every record read, for the keys of partitions
 	for _, p := range parts {
 		recs := byPart[p]
+		all[p] = recs
 		sort.SliceStable(recs, func(i, j int) bool { return recs[i].offset < recs[j].offset })
+		writers := newStreamWriters(cfg.MaxExamples)
 		uniq := recs[:0:0]
 		for _, r := range recs {
 			if n := len(uniq); n > 0 && uniq[n-1].offset == r.offset {
 				if prev := uniq[n-1]; prev.payload() != r.payload() {
 					counts.OrderViolations++
-					col.add("I4", "readers disagree on the record at one (partition, offset)", fmt.Sprintf("partition %d offset %d: %s (line %d) vs %s (line %d)", p, r.offset, prev.payload(), prev.line, r.payload(), r.line))
+					disagree = append(disagree, disagreement{prev, r})
+					writers.add(r, prev)
 				}
 				continue
 			}
 			uniq = append(uniq, r)
+			writers.add(r, nil)
 		}
 		byPart[p] = uniq
+		counts.SplitBrain += writers.report(col, sbs, p)
 		for _, r := range uniq {
 			if r.gap {
 				k := psk{p, r.source, 0}
@@ -314,26 +337,27 @@ func (c *Checker) Report() Report {
 			}
 		}
 	}
+	counts.SplitBrain += checkAckNodes(col, sbs, ackEpochs)
+	for _, d := range disagree {
+		var epochs []uint64
+		for _, e := range []uint64{d.first.epoch, d.other.epoch} {
+			if e != 0 && (len(epochs) == 0 || epochs[0] != e) {
+				epochs = append(epochs, e)
+			}
+		}
+		col.add("I4", withCause("readers disagree on the record at one (partition, offset)", sbs.cause(d.first.partition, epochs, "")),
+			fmt.Sprintf("partition %d offset %d: %s (line %d) vs %s (line %d)", d.first.partition, d.other.offset, d.first.payload(), d.first.line, d.other.payload(), d.other.line))
+	}
 
 	for _, p := range parts {
 		uniq := byPart[p]
 		lastSeq := map[[2]string]uint64{}
 		lastHLCNode := map[string]*record{}
 		var lastHLC *record
-		epochNode := map[uint64]string{}
 		var maxEpoch uint64
 		var maxEpochRec *record
 		for _, r := range uniq {
-			// I8 in the stream.
-			if r.node != "" && r.epoch != 0 {
-				if n, ok := epochNode[r.epoch]; !ok {
-					epochNode[r.epoch] = r.node
-				} else if n != r.node && n != "\x00" {
-					counts.SplitBrain++
-					epochNode[r.epoch] = "\x00"
-					col.add("I8", "two nodes committed records for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: nodes %s and %s (offset %d, line %d)", p, r.epoch, n, r.node, r.offset, r.line))
-				}
-			}
+			// I8 in the stream: a stale epoch after a newer one.
 			if r.epoch != 0 {
 				if r.epoch < maxEpoch {
 					counts.SplitBrain++
@@ -408,7 +432,39 @@ func (c *Checker) Report() Report {
 		}
 	}
 
-	// I1 and I7 over acknowledged messages, in send order.
+	// I1 and I7 over acknowledged messages, in send order. A lost message
+	// in a partition with a split brain names it as the likely cause.
+	var keyParts map[string][]int
+	lostCause := func(m *msgInfo) []string {
+		if sbs.empty() {
+			return nil
+		}
+		ps := []int{m.partition}
+		if !m.hasPart {
+			// A send without a partition: the partition whose output
+			// carries its key (any reader's record counts).
+			if keyParts == nil {
+				keyParts = map[string][]int{}
+				for _, p := range parts {
+					for _, r := range all[p] {
+						if ks := keyParts[r.key]; !r.gap && r.key != "" && (len(ks) == 0 || ks[len(ks)-1] != p) {
+							keyParts[r.key] = append(ks, p)
+						}
+					}
+				}
+			}
+			ps = keyParts[m.key]
+		}
+		var epochs []uint64
+		if m.okEpoch != 0 {
+			epochs = []uint64{m.okEpoch}
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, sbs.cause(p, epochs, m.okNode)...)
+		}
+		return out
+	}
 	falseAck := map[string]bool{}
 	for _, id := range msgOrder {
 		m := msgs[id]
@@ -419,7 +475,16 @@ func (c *Checker) Report() Report {
 		if m.hasPart {
 			where = fmt.Sprintf(" partition %d", m.partition)
 		}
-		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d by %s epoch %d", id, m.source, m.seq, m.key, where, m.okLine, m.okNode, m.okEpoch)
+		by := " by " + m.okNode
+		if m.okNode == "" {
+			by = " by an unnamed node"
+		}
+		if m.okEpoch != 0 {
+			by += fmt.Sprintf(" epoch %d", m.okEpoch)
+		} else {
+			by += " (no epoch)"
+		}
+		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d%s", id, m.source, m.seq, m.key, where, m.okLine, by)
 		if m.hasPart {
 			if seenSeq[psk{m.partition, m.source, m.seq}] != nil {
 				continue
@@ -432,7 +497,7 @@ func (c *Checker) Report() Report {
 				// given: the acknowledgement is false, the message is lost.
 				counts.Lost++
 				falseAck[id] = true
-				col.add("I1", "acknowledged after its seq had been declared a gap (a false acknowledgement: the message is not in the output)",
+				col.add("I1", withCause("acknowledged after its seq had been declared a gap (a false acknowledgement: the message is not in the output)", lostCause(m)),
 					fmt.Sprintf("%s; gap %d..%d at offset %d epoch %d hlc %s", ex, g.from, g.to, g.offset, g.epoch, g.hlc))
 				continue
 			}
@@ -440,7 +505,7 @@ func (c *Checker) Report() Report {
 			continue
 		}
 		counts.Lost++
-		col.add("I1", "acknowledged message missing from the output and not covered by a gap", ex)
+		col.add("I1", withCause("acknowledged message missing from the output and not covered by a gap", lostCause(m)), ex)
 		if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
 			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
 		}
@@ -537,29 +602,55 @@ type ackRef struct {
 	msgID     string
 }
 
-// checkAckEpochs finds split brain in acknowledgements: two nodes acking
-// for one (partition, epoch); and writes acknowledged in an epoch that a
-// newer epoch then overwrote — acknowledged, missing from the output (lost,
-// or declared a gap afterwards), while the partition's output goes on under
-// a higher epoch. A committed write survives every later leader, so only a
+// checkAckNodes finds split brain in acknowledgements: two nodes acking
+// writes for one (partition, epoch). Acknowledgements without an epoch or
+// a node say nothing here. It records each as a split brain and returns
+// how many it found.
+func checkAckNodes(col *collector, sbs *splitBrains, acks []ackRef) int {
+	n := 0
+	nodes := map[pe][]string{}
+	var order []pe
+	for _, a := range acks {
+		k := pe{a.partition, a.epoch}
+		ns, ok := nodes[k]
+		if !ok {
+			order = append(order, k)
+		}
+		if !contains(ns, a.node) {
+			if len(ns) == 1 {
+				n++
+				col.add("I8", "split brain: two nodes acknowledged writes for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: %s and %s (line %d)", a.partition, a.epoch, ns[0], a.node, a.line))
+			}
+			nodes[k] = append(ns, a.node)
+		}
+	}
+	for _, k := range order {
+		if ns := nodes[k]; len(ns) > 1 {
+			sbs.add(k.p, k.e, ns)
+		}
+	}
+	return n
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAckEpochs finds writes acknowledged in an epoch that a newer epoch
+// then overwrote — acknowledged, missing from the output (lost, or
+// declared a gap afterwards), while the partition's output goes on under a
+// higher epoch. A committed write survives every later leader, so only a
 // deposed leader that accepted writes it could not commit produces that.
 func checkAckEpochs(col *collector, acks []ackRef, missing func(msgID string) bool, maxStreamEpoch map[int]uint64) int {
 	n := 0
-	type pe struct {
-		p int
-		e uint64
-	}
-	nodeOf := map[pe]string{}
 	superseded := map[pe]bool{}
 	for _, a := range acks {
 		k := pe{a.partition, a.epoch}
-		if prev, ok := nodeOf[k]; !ok {
-			nodeOf[k] = a.node
-		} else if prev != a.node && prev != "\x00" {
-			n++
-			nodeOf[k] = "\x00"
-			col.add("I8", "two nodes acknowledged writes for one partition in the same epoch", fmt.Sprintf("partition %d epoch %d: %s and %s (line %d)", a.partition, a.epoch, prev, a.node, a.line))
-		}
 		if top := maxStreamEpoch[a.partition]; top > a.epoch && missing(a.msgID) {
 			if !superseded[k] {
 				superseded[k] = true
