@@ -89,6 +89,11 @@ type DimensionConfig struct {
 	// baseline.min_windows history windows.
 	SigmaPrior float64 `json:"sigma_prior"`
 	SigmaFloor float64 `json:"sigma_floor"`
+	// DriftPrior is, for a rate dimension, how far two healthy arms' rates
+	// are taken to drift apart beyond their counts, as a share of the rate,
+	// while the judged window's context has fewer than
+	// baseline.min_windows history windows; a rich history measures it.
+	DriftPrior float64 `json:"drift_prior,omitempty"`
 	// SigmaPriorShare raises the prior of an absolute dimension (memory
 	// growth) to this share of the control's own value: how far two
 	// healthy arms' memory growth differ scales with how fast they grow.
@@ -205,11 +210,11 @@ func Default() *Config {
 		Freshness: 2 * time.Minute,
 		Baseline:  BaselineConfig{Window: 7 * 24 * time.Hour, Bucket: 2 * time.Hour, Shrink: 8, MinWindows: 12, IntensityTolerance: 0.25},
 		Dimensions: []DimensionConfig{
-			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, MinSamples: 500, Exposure: DependencySLA},
+			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500, Exposure: DependencySLA},
 			{Kind: LatencyP99, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.1, SigmaPrior: 0.15, SigmaFloor: 0.12, MinSamples: 200},
 			{Kind: GCPause, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, MaxPauseMS: 120, LongPauseMS: 10, MaxLongPerMinute: 3, SigmaPrior: 1, SigmaFloor: 0.5, MinSamples: 1},
-			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, MinSamples: 200},
-			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, MinSamples: 500},
+			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, DriftPrior: 0.25, MinSamples: 200},
+			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500},
 			{Kind: Consistency, Enabled: true, Direction: HigherIsWorse, Weight: 5, Critical: true, K: 0, MinEffect: 1, MinSamples: 1},
 			{Kind: MemoryGrowth, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, SigmaPrior: 0.5, SigmaPriorShare: 0.2, SigmaFloor: 0.1, MinSamples: 1},
 		},

@@ -80,24 +80,20 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	r.Effect = r.Canary - r.Control
 	r.trend = trendOf(r.Effect)
 	r.HardLimit = dc.MaxLongPerMinute
-	phi, src := e.dispersion(func(h HistoryWindow) (float64, bool) {
+	phi, src := e.dispersion(func(h HistoryWindow) (float64, float64, bool) {
 		if !gcUsable(h.Canary) || !gcUsable(h.Control) {
-			return 0, false
+			return 0, 0, false
 		}
 		hc, hk := gcStatsOf(dc, h.Canary), gcStatsOf(dc, h.Control)
 		lam := (hc.long + hk.long) / (hc.minutes + hk.minutes)
-		v := lam * (1/hc.minutes + 1/hk.minutes)
-		if v <= 0 {
-			return 0, false
-		}
-		return (hc.long/hc.minutes - hk.long/hk.minutes) / math.Sqrt(v), true
+		return hc.long/hc.minutes - hk.long/hk.minutes, lam * (1/hc.minutes + 1/hk.minutes), true
 	})
 	lam := (longC + longK) / (minC + minK)
 	r.Sigma = math.Sqrt(phi * lam * (1/minC + 1/minK))
 	r.SigmaSource = fmt.Sprintf("poisson × overdispersion φ=%.2f (%s)", phi, src)
 	// What healthy arms of this service do in this context: both arms of
 	// every A/A window of the judged window's context.
-	_, same, _ := e.pools()
+	same := e.pools().same
 	var hLong, hOver, hMin float64
 	var hWin []float64
 	for _, h := range same {

@@ -58,9 +58,9 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		body := ""
 		if sh := shapeOf(e.in.Canary, e.in.Control); sh.ok {
 			l := e.intervals()
-			zBody, bodyEffect, bodyNote := e.bodyShift(dc, sign, l)
-			if zBody > dc.K && bodyEffect >= dc.MinEffect {
-				r.Effect, r.Z, r.K = bodyEffect, zBody, dc.K
+			zBody, bodyEffect, kBody, _, bodyNote := e.bodyShift(dc, sign, l)
+			if zBody > kBody && bodyEffect >= dc.MinEffect {
+				r.Effect, r.Z, r.K = bodyEffect, zBody, kBody
 				r.trend = trendOf(r.Effect)
 				setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), e.spreadOf(dc.SigmaPrior, 0, p50Diff).histConf)
 				r.Outcome, r.Rule = Fail, "body-shift"
@@ -74,19 +74,22 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	}
 	sp := e.spreadOf(dc.SigmaPrior, dc.SigmaFloor, p99Diff)
 	sigma, src := sp.sigma, sp.source+" (log scale)"
-	// The p99 of a window with fewer samples than the history's windows is
-	// noisier than the history's spread says: its extra sampling variance
-	// is added (never taken away: a longer window does not make two arms
-	// drift apart less).
-	if seNow, seHist := p99SEPair(e.in.Canary, e.in.Control), e.historyP99SE(); seNow > seHist {
-		sigma = math.Sqrt(sigma*sigma + seNow*seNow - seHist*seHist)
-		src += fmt.Sprintf("; widened for this window's sampling error of ln p99 %.3g (history's %.3g)", seNow, seHist)
+	// The history's spread is the drift between healthy arms plus the
+	// sampling error of its windows' p99s. The drift lasts; the sampling
+	// error is this window's own: smaller for a window that rests on more
+	// observations, larger for one that rests on fewer.
+	if seNow, seHist := p99SEPair(e.in.Canary, e.in.Control), e.historyP99SE(); seNow > 0 && seHist > 0 {
+		drift2 := math.Max(0, sigma*sigma-seHist*seHist)
+		if s2 := math.Sqrt(drift2 + seNow*seNow); (s2 >= dc.SigmaFloor || !sp.thin) && s2 > 0 {
+			sigma = s2
+			src += fmt.Sprintf("; the history's sampling error of ln p99 %.3g replaced by this window's %.3g (drift between healthy arms %.3g)", seHist, seNow, math.Sqrt(drift2))
+		}
 	}
 	// The threshold is calibrated on the A/A history's own z-values of this
 	// context, at the level spent at this look: a history whose tails are
 	// heavier than the normal raises k instead of causing false alarms.
 	l := e.intervals()
-	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, 1, l)
+	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, l)
 	r.Sigma, r.SigmaSource, r.K = sigma, src+note, k
 	d := math.Log(pc) - math.Log(pk)
 	r.Z = sign * d / sigma
@@ -99,8 +102,15 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// too, a wider one the lower spread. These are tested on their own
 	// order-statistic errors, so a body regression fails even where the
 	// tail is too noisy to tell.
-	zBody, bodyEffect, bodyNote := e.bodyShift(dc, sign, l)
+	zBody, bodyEffect, kBody, sigmaBody, bodyNote := e.bodyShift(dc, sign, l)
 	sh := shapeOf(e.in.Canary, e.in.Control)
+	// The lower spread's difference drifts between healthy arms too: the
+	// history has no quantiles below the median, so the median's drift
+	// stands in for it.
+	if sh.spreadOK {
+		sh.seSpread = math.Hypot(sh.seSpread, sigmaBody)
+		sh.zSpread = sh.spread / sh.seSpread
+	}
 	// The p99 of the body: where the release itself puts the tail, read
 	// from the median and the lower spread.
 	bodyP99Effect := math.Exp(sign*sh.bodyP99) - 1
@@ -115,21 +125,21 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		// catch.
 		r.Outcome, r.Rule = Fail, "adaptive-sigma"
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f and effect above floor %s (body: %s, median %+.1f%%)", what, r.Z, k, floor, bodyNote, 100*bodyEffect)
-	case zBody > dc.K && (bodyEffect >= dc.MinEffect || (bodyEffect >= dc.MinEffect/2 && tailEffect >= dc.MinEffect)):
+	case zBody > kBody && (bodyEffect >= dc.MinEffect || (bodyEffect >= dc.MinEffect/2 && tailEffect >= dc.MinEffect)):
 		// The whole distribution moved: the median is clearly and
 		// practically slower, by the floor itself or by half of it with the
 		// p99 (measured or of the body) up by more than the floor.
-		r.Outcome, r.Rule, r.K, r.Z = Fail, "body-shift", dc.K, zBody
+		r.Outcome, r.Rule, r.K, r.Z = Fail, "body-shift", kBody, zBody
 		body := ""
 		if sh.spreadOK {
 			body = fmt.Sprintf(", body p99 %+.1f%%", 100*bodyP99Effect)
 		}
 		r.Reason = fmt.Sprintf("%s%s, floor %s: the whole distribution moved: %s, median %+.1f%%", what, body, floor, bodyNote, 100*bodyEffect)
-	case sh.spreadOK && sign*sh.zSpread > dc.K && sign*sh.spread >= math.Log1p(dc.MinEffect) && bodyP99Effect >= dc.MinEffect:
+	case sh.spreadOK && sign*sh.zSpread > kBody && sign*sh.spread >= math.Log1p(dc.MinEffect) && bodyP99Effect >= dc.MinEffect:
 		// Same centre, wider body: a variance regression. The lower spread
 		// ln(p30/p5) is compared with its order-statistic standard error.
-		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", dc.K, sign*sh.zSpread
-		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, order-statistic SE %.3g), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, dc.K, sh.seSpread, 100*bodyP99Effect, floor)
+		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", kBody, sign*sh.zSpread
+		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, SE %.3g: order statistics and the median's drift between healthy arms), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, kBody, sh.seSpread, 100*bodyP99Effect, floor)
 	case r.Z > k:
 		r.Outcome, r.Rule = Pass, "effect-floor"
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f but effect below floor %s", what, r.Z, k, floor)
@@ -165,26 +175,31 @@ func p99Diff(h HistoryWindow) (float64, bool) {
 	return math.Log(a) - math.Log(b), true
 }
 
-// p99SE is the sampling standard error of ln p99 of one arm's window: the
-// order-statistic error of its raw samples, or, from quantiles and a
-// request count, that of a log-normal body through p50 and p99
-// (s·√(q(1−q)/n)/φ(z_q)). 0 when it cannot be told.
+// p99SE is the sampling standard error of ln p99 of one arm's window, by
+// the same formula for every window so that the judged window and its
+// history compare like with like: that of a log-normal body through p50 and
+// p99, s·√(q(1−q)/n)/φ(z_q), with n the latency observations the quantiles
+// rest on (latency_samples, else the raw samples' count, else the
+// requests). 0 when it cannot be told.
 func p99SE(a Arm) float64 {
-	if a.LatencyMS.OK() && len(a.LatencyMS.V) >= minP99Samples {
-		s := append([]float64(nil), a.LatencyMS.V...)
-		sort.Float64s(s)
-		if se := logQuantileSE(s, 0.99); !math.IsInf(se, 0) && !math.IsNaN(se) {
-			return se
-		}
-		return 0
+	p50, ok1 := p50Of(a)
+	p99, _, ok2 := p99Of(a)
+	n := 0.0
+	switch {
+	case a.LatencySamples.OK():
+		n = a.LatencySamples.V
+	case a.LatencyMS.OK() && len(a.LatencyMS.V) > 0:
+		n = float64(len(a.LatencyMS.V))
+	case a.Requests.OK():
+		n = a.Requests.V
 	}
-	if !a.LatencyP50.OK() || !a.LatencyP99.OK() || !a.Requests.OK() || a.Requests.V < minP99Samples || a.LatencyP50.V <= 0 || a.LatencyP99.V <= a.LatencyP50.V {
+	if !ok1 || !ok2 || n < minP99Samples || p50 <= 0 || p99 <= p50 {
 		return 0
 	}
 	z := normalQuantile(0.99)
-	shape := (math.Log(a.LatencyP99.V) - math.Log(a.LatencyP50.V)) / z
+	shape := (math.Log(p99) - math.Log(p50)) / z
 	density := math.Exp(-z*z/2) / math.Sqrt(2*math.Pi)
-	return shape * math.Sqrt(0.99*0.01/a.Requests.V) / density
+	return shape * math.Sqrt(0.99*0.01/n) / density
 }
 
 // p99SEPair is the sampling standard error of ln p99(canary) − ln p99(control).
@@ -193,7 +208,7 @@ func p99SEPair(c, k Arm) float64 { return math.Hypot(p99SE(c), p99SE(k)) }
 // historyP99SE is the median sampling error of the p99 difference over the
 // history windows of the judged window's context (0 when none can be told).
 func (e *evaluator) historyP99SE() float64 {
-	_, same, _ := e.pools()
+	same := e.pools().same
 	var se []float64
 	for _, h := range same {
 		if v := p99SEPair(h.Canary, h.Control); v > 0 {
@@ -233,47 +248,47 @@ func p50Diff(h HistoryWindow) (float64, bool) {
 	return math.Log(a) - math.Log(b), true
 }
 
-// bodyShift is the z of the canary's median against the control's. σ̂ is
-// the A/A history's spread of the same difference (σ̂/√l for a window of l
-// intervals), never below the order-statistic standard error of this
-// window's medians when raw samples are present. The σ̂ floor stands only
-// while the history is thin (fewer than baseline.min_windows windows):
-// with enough A/A history, the history itself says how far two healthy
-// arms of this service drift apart.
-func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (z, effect float64, note string) {
+// bodyShift tests the canary's median (and lower quartile) against the
+// control's. σ̂ is the A/A history's spread of the median difference — per
+// window, as it is: a longer window does not average away a slower host —
+// widened to the history's own tail, never below the order-statistic
+// standard error of this window's quantiles when raw samples are present.
+// The σ̂ floor stands only while the history is thin (fewer than
+// baseline.min_windows windows): with enough A/A history, the history
+// itself says how far two healthy arms of this service drift apart. It
+// returns z (the smaller of the median's and the lower quartile's), the
+// median's effect, the threshold k at this look, the history's σ̂ of the
+// median difference and a note for the explanation.
+func (e *evaluator) bodyShift(dc DimensionConfig, sign float64, l int) (z, effect, k, sigmaHist float64, note string) {
 	mc, ok1 := p50Of(e.in.Canary)
 	mk, ok2 := p50Of(e.in.Control)
 	if !ok1 || !ok2 || mc <= 0 || mk <= 0 {
-		return 0, 0, "no p50"
+		return 0, 0, dc.K, 0, "no p50"
 	}
 	floor := dc.SigmaFloor / 2
 	sp := e.spreadOf(dc.SigmaPrior, floor, p50Diff)
-	sigma, src, all := sp.sigma, sp.source, sp.diffs
-	// Faults slow some requests of one arm more than the other's, which
-	// shifts its median now and then: the A/A history's own tail of
-	// l-interval median differences, at the level spent at this look,
-	// widens σ̂ when it is heavier than the normal.
-	if kh, _ := e.calibratedK(dc.K, sign, sigma, all, l, l); kh > dc.K && dc.K > 0 {
-		sigma *= kh / dc.K
-		src += fmt.Sprintf(", widened ×%.2f to the history's tail", kh/dc.K)
-	}
-	sigma /= math.Sqrt(float64(l))
+	sigma, src := sp.sigma, sp.source
+	sigmaHist = sigma
+	k, knote := e.calibratedK(dc.K, sign, sigma, sp.diffs, l)
+	src += knote
 	sh := shapeOf(e.in.Canary, e.in.Control)
 	if sh.ok && sh.seMedian > sigma {
 		sigma, src = sh.seMedian, "order-statistic SE"
 	}
 	d := sign * (math.Log(mc) - math.Log(mk))
 	z = d / sigma
-	note = fmt.Sprintf("p50 %.4g vs %.4g ms, z=%.2f, σ̂=%.3g (%s)", mc, mk, z, sigma, src)
+	note = fmt.Sprintf("p50 %.4g vs %.4g ms, z=%.2f (k %.2f), σ̂=%.3g (%s)", mc, mk, z, k, sigma, src)
 	if sh.ok {
 		// A slower release moves the lower quartile as much as the median;
 		// extra delay on a few requests moves the median more. The body has
-		// moved only when both did.
-		z25 := sign * sh.shift25 / sh.se25
+		// moved only when both did. The quartile's difference drifts
+		// between healthy arms as the median's does.
+		se25 := math.Max(sh.se25, sigmaHist)
+		z25 := sign * sh.shift25 / se25
 		note += fmt.Sprintf("; p25 %+.1f%%, z=%.2f", 100*(math.Exp(sign*sh.shift25)-1), z25)
 		z = math.Min(z, z25)
 	}
-	return z, math.Exp(d) - 1, note
+	return z, math.Exp(d) - 1, k, sigmaHist, note
 }
 
 // shape compares the bodies of two latency samples on a log scale.

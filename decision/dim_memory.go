@@ -43,11 +43,12 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 		return a.V - b.V, true
 	})
 	l := e.intervals()
-	// The growth of a window spanning l intervals is the mean of their
-	// growths: σ̂/√l, with k from a bootstrap of l-interval means.
-	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, l, l)
-	sigma := sp.sigma / math.Sqrt(float64(l))
-	r.Sigma, r.SigmaSource, r.K = sigma, sp.source+spanNote(l)+note, k
+	// A window spanning l intervals is judged with the history's σ̂ as it
+	// is: how far two healthy arms' growth differ lasts (a node on a busier
+	// host stays there), and a longer window does not average it away.
+	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, l)
+	sigma := sp.sigma
+	r.Sigma, r.SigmaSource, r.K = sigma, sp.source+note, k
 	r.Effect = sign * (mc.V - mk.V)
 	r.Z = r.Effect / sigma
 	r.trend = trendOf(r.Effect)

@@ -34,12 +34,8 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	r.Effect = sign * (rc - rk)
 	r.trend = trendOf(r.Effect)
 	// Overdispersion of the A/A difference relative to the binomial.
-	phi, src := e.dispersion(func(h HistoryWindow) (float64, bool) {
-		d, v, ok := rateDiff(get, h.Canary, h.Control)
-		if !ok || v <= 0 {
-			return 0, false
-		}
-		return d / math.Sqrt(v), true
+	phi, src := e.dispersion(func(h HistoryWindow) (float64, float64, bool) {
+		return rateDiff(get, h.Canary, h.Control)
 	})
 	hc := 1.0 // the binomial model needs no history; history only widens it
 	_, binomVar, _ := rateDiff(get, e.in.Canary, e.in.Control)
@@ -53,9 +49,9 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// test then judges the rest, with the residual's dispersion, when
 	// that is tighter than the plain comparison.
 	xcTest, phiTest := xc.V, phi
-	adjusted := false
+	adjusted, beta := false, 0.0
 	if fit, ok := e.exposureAdjust(dc, get, binomVar); ok && sign > 0 && fit.phiEff < phi {
-		adjusted, phiTest = true, fit.phiEff
+		adjusted, phiTest, beta = true, fit.phiEff, fit.beta
 		xcTest = math.Max(0, nc.V*(rc-fit.explained))
 		r.Effect = xcTest/nc.V - rk
 		r.trend = trendOf(r.Effect)
@@ -75,6 +71,21 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		r.Z = math.Min(0, r.Effect/se)
 	}
 	setConfidence(&r, nc.V/math.Max(dc.MinSamples, 1), hc)
+	// How far two healthy arms' rates drift apart lasts (a pod on a busier
+	// host stays there) and is multiplicative: a rate that drifts by a
+	// fifth drifts by a fifth at any traffic. So besides the count test,
+	// the log ratio of the canary's rate to the control's must clear the
+	// A/A history's spread of the same log ratio (the same context, the
+	// drift prior while it is thin), less the sampling noise of the
+	// history's counts, plus this window's.
+	l := e.intervals()
+	dt := e.rateDriftTest(dc, get, sign, xcTest, nc.V, xk.V, nk.V, beta, l)
+	kCount := r.K
+	if dt.k > 0 {
+		r.Z = math.Min(r.Z, dt.z*kCount/dt.k)
+	}
+	r.SigmaSource += "; " + dt.note
+	driftClear := dt.z > dt.k
 	// Static hard limit (SLO), for rates where higher is worse.
 	if dc.HardLimit > 0 && sign > 0 {
 		// One-sample exact binomial test of the canary's rate against the
@@ -83,10 +94,13 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		// spent at this look. Exact, because an SLO of 0.02% means
 		// fractions of an expected event, where normal-theory bounds
 		// (Wilson) call two interruptions in 900 sessions a clear breach.
-		l := e.intervals()
 		level := spentLevel(e.cfg.Alpha, l)
 		pSLO := binomUpper(xc.V/phi, nc.V/phi, dc.HardLimit)
-		canaryBreach := pSLO < level && rc > dc.HardLimit
+		// Clear: the canary's own counts put it over the SLO, and its rate
+		// is above the control's by more than healthy arms drift apart —
+		// else a healthy arm on a worse host could be over it too.
+		canaryOver := pSLO < level && rc > dc.HardLimit
+		canaryBreach := canaryOver && driftClear
 		lb := wilsonLower(xc.V/phi, nc.V/phi, level)
 		// The breach is the canary's alone when the control's own rate is
 		// within the SLO; when the control is over it too, both arms are
@@ -102,9 +116,11 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
 			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is within it at %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
 			return r
-		case canaryBreach && controlBreach:
+		case canaryOver && controlBreach:
 			r.Breach = "system"
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms above the SLO %s (canary %s, control %s), judged relative to control", pct(dc.HardLimit), pct(rc), pct(rk)))
+		case canaryOver:
+			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("canary %s over the SLO %s, but not clearly its own: its rate is within how far healthy arms' rates drift apart from the control's %s (drift z=%.2f ≤ k=%.2f)", pct(rc), pct(dc.HardLimit), pct(rk), dt.z, dt.k))
 		}
 	}
 	// worseByMargin: the canary's rate is above the control's by twice the
@@ -118,11 +134,14 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	// differ under faults is measured by φ over the A/A windows of the same
 	// context, and by the exposure adjustment.
 	plainEffect := sign * (rc - rk)
-	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk && plainEffect > 0
+	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk && plainEffect > 0 && dt.z > 1
 	switch {
+	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect && plainEffect >= dc.MinEffect && !driftClear:
+		r.Outcome, r.Rule = Pass, "within-drift"
+		r.Reason = fmt.Sprintf("canary %s vs control %s: beyond its counts (always-valid p=%.2g), but within how far healthy arms' rates drift apart (drift z=%.2f ≤ k=%.2f)", pct(rc), pct(rk), r.PValue, dt.z, dt.k)
 	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect && plainEffect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, "sequential-test"
-		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g and effect %s ≥ floor %s", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), pct(dc.MinEffect))
+		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g, effect %s ≥ floor %s, and beyond the drift between healthy arms (drift z=%.2f > k=%.2f)", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), pct(dc.MinEffect), dt.z, dt.k)
 	case r.PValue < e.cfg.Alpha && adjusted && plainEffect < dc.MinEffect:
 		r.Outcome, r.Rule = Pass, "effect-floor"
 		r.Reason = fmt.Sprintf("canary %s vs control %s: worse than its lower fault exposure predicts (p=%.2g), but its own rate is not above the control's by the floor %s", pct(rc), pct(rk), r.PValue, pct(dc.MinEffect))
@@ -222,6 +241,7 @@ func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Val
 		s += res * res / (w.vy + f.beta*f.beta*w.vx)
 	}
 	phi := math.Max(1, (s+e.cfg.Baseline.Shrink)/(float64(len(rows))+e.cfg.Baseline.Shrink))
+
 	// A canary less exposed than its control is expected below the
 	// control's rate, so the adjustment raises its effect; countDim still
 	// fails a canary only when its own rate is above the control's by the
@@ -237,3 +257,124 @@ func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Val
 // leanP is the always-valid p-value below which a count dimension that
 // passed still leans worse (likelihood ratio 2:1).
 const leanP = 0.5
+
+// driftTest is the drift test of a rate dimension: whether the canary's
+// events are beyond what a healthy arm could show against the control once
+// the lasting drift between healthy arms is allowed for.
+type driftTest struct {
+	z, k float64
+	note string
+}
+
+// minDriftEvents is the fewest events per arm a history window needs for
+// its log rate ratio to say how far healthy arms drift apart: with fewer,
+// the ratio is Poisson noise.
+const minDriftEvents = 5
+
+// driftP is the p-value of the canary's share of the events, xc of xc+xk,
+// when its rate may differ from the control's by a lasting factor e^η,
+// η ~ N(0, σ²): the exact conditional binomial tail averaged over η (a
+// 61-point grid over ±6σ). It is exact for rare events, where a normal
+// approximation of a log ratio is not.
+func driftP(xc, nc, xk, nk, sigma float64) float64 {
+	n := xc + xk
+	if n <= 0 || nc <= 0 || nk <= 0 {
+		return 1
+	}
+	share := func(eta float64) float64 {
+		a := nc * math.Exp(eta)
+		return a / (a + nk)
+	}
+	if sigma <= 0 {
+		return binomUpper(xc, n, share(0))
+	}
+	const points = 61
+	var sum, wsum float64
+	for i := 0; i < points; i++ {
+		u := -6 + 12*float64(i)/(points-1)
+		w := math.Exp(-u * u / 2)
+		sum += w * binomUpper(xc, n, share(sigma*u))
+		wsum += w
+	}
+	return clamp01(sum / wsum)
+}
+
+// rateDriftTest judges the canary's events against the control's with the
+// lasting drift between healthy arms allowed for. The drift σ_η is the A/A
+// history's robust spread of ln(canary rate / control rate) (windows with
+// at least minDriftEvents events per arm, through the nested pools, the
+// drift prior while the judged context is thin) less the sampling variance
+// of those windows' counts. With an exposure adjustment (beta > 0), the
+// history's canary rates are adjusted as the judged one is.
+func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(Arm) (Value, Value), sign, xc, nc, xk, nk, beta float64, look int) driftTest {
+	cov := rateOf(dc.Exposure)
+	lr := func(h HistoryWindow) (L, v float64, ok bool) {
+		hxc, hnc := get(h.Canary)
+		hxk, hnk := get(h.Control)
+		if !hxc.OK() || !hnc.OK() || !hxk.OK() || !hnk.OK() || hnc.V <= 0 || hnk.V <= 0 {
+			return 0, 0, false
+		}
+		x := hxc.V
+		if beta > 0 && cov != nil {
+			dx, _, ok := rateDiff(cov, h.Canary, h.Control)
+			if !ok {
+				return 0, 0, false
+			}
+			x = math.Max(0, hnc.V*(hxc.V/hnc.V-beta*dx))
+		}
+		if x < minDriftEvents || hxk.V < minDriftEvents {
+			return 0, 0, false
+		}
+		return math.Log(x/hnc.V) - math.Log(hxk.V/hnk.V), math.Max(0, 1/x-1/hnc.V) + math.Max(0, 1/hxk.V-1/hnk.V), true
+	}
+	ne := e.nested(func(h HistoryWindow) (float64, bool) {
+		L, _, ok := lr(h)
+		return L, ok
+	}, zeroSigma, dc.DriftPrior, "drift prior", true, false)
+	// The sampling variance of the windows the spread was read from: the
+	// innermost pool of the judged window's class that has any.
+	ps := e.pools()
+	var sampling []float64
+	var zsPool []HistoryWindow
+	for _, pool := range [][]HistoryWindow{ps.same, ps.class} {
+		sampling = sampling[:0]
+		for _, h := range pool {
+			if _, v, ok := lr(h); ok {
+				sampling = append(sampling, v)
+			}
+		}
+		if len(sampling) > 0 {
+			zsPool = pool
+			break
+		}
+	}
+	seHist := 0.0
+	if len(sampling) > 0 {
+		seHist = median(sampling)
+	}
+	drift := math.Sqrt(math.Max(0, ne.value*ne.value-seHist))
+	// The history's own z-values, each window against the drift plus its
+	// own counts' sampling noise, calibrate k.
+	var zs []float64
+	for _, h := range zsPool {
+		if L, v, ok := lr(h); ok && drift*drift+v > 0 {
+			zs = append(zs, L/math.Sqrt(drift*drift+v))
+		}
+	}
+	if sign < 0 {
+		xc, xk = nc-xc, nk-xk
+	}
+	p := driftP(xc, nc, xk, nk, drift)
+	dt := driftTest{}
+	switch {
+	case p <= 0:
+		dt.z = math.Inf(1)
+	case p < 1:
+		dt.z = -normalQuantile(p)
+	}
+	var knote string
+	dt.k, knote = e.calibratedK(dc.K, sign, 1, zs, look)
+	dt.note = fmt.Sprintf("lasting drift between healthy arms' rates σ=%.3g of the log rate (%s; less their counts' %.3g): drift p=%.2g, z=%.2f, k=%.2f%s",
+		drift, ne.source, math.Sqrt(seHist), p, dt.z, dt.k, knote)
+	return dt
+}

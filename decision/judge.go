@@ -442,17 +442,22 @@ func (e *evaluator) intervals() int {
 	return max(1, min(l, 32))
 }
 
-// calibratedK returns the threshold for z. With enough history whose tail
-// is heavier than the normal's, it is the
-// upper quantile of the A/A history's own z (both signs) for a window of l intervals
-// (the mean of l history differences, drawn by a fixed-seed bootstrap, so
-// the judgement stays deterministic), never below k. Heavy-tailed
-// differences, which the robust σ̂ ignores on purpose, so raise the
-// threshold instead of causing false alarms. The level is spent over the
-// looks: α/(l(l+1)) at look l sums to α over any number of looks.
-func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, l, look int) (float64, string) {
-	if len(diffs) < 20 || sigma <= 0 {
-		return k, ""
+// calibratedK returns the threshold for z at look l (a judged window that
+// spans l history intervals is look l): the config's k, raised to
+// Φ⁻¹(1 − α/(l(l+1))) — the level spent at this look, which sums to α over
+// any number of looks — and, with enough history whose tail is heavier
+// than the normal's, to the upper quantile of the A/A history's own z (both
+// signs) at that level. Heavy-tailed differences, which the robust σ̂
+// ignores on purpose, so raise the threshold instead of causing false
+// alarms.
+func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, look int) (float64, string) {
+	level := spentLevel(e.cfg.Alpha, look)
+	note := ""
+	if kl := normalQuantile(1 - level); kl > k {
+		k, note = kl, fmt.Sprintf("; k %.2f at look %d (α spent over the looks)", kl, look)
+	}
+	if len(diffs) < minCalibration || sigma <= 0 {
+		return k, note
 	}
 	// Only a history measurably heavier-tailed than the normal raises k:
 	// more of its differences beyond 2σ̂ than the normal's 4.55% allows
@@ -466,32 +471,13 @@ func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, l, look
 		}
 	}
 	if binomUpper(float64(beyond), float64(len(diffs)), 2*normalUpper(2)) >= 0.05 {
-		return k, ""
-	}
-	level := e.cfg.Alpha / float64(look*(look+1))
-	z := make([]float64, 0, bootstrapDraws)
-	if l == 1 {
-		for _, d := range diffs {
-			z = append(z, sign*d/sigma)
-		}
-	} else {
-		rng := uint64(0x9e3779b97f4a7c15)
-		sl := sigma / math.Sqrt(float64(l))
-		for b := 0; b < bootstrapDraws; b++ {
-			sum := 0.0
-			for i := 0; i < l; i++ {
-				rng ^= rng << 13
-				rng ^= rng >> 7
-				rng ^= rng << 17
-				sum += diffs[rng%uint64(len(diffs))]
-			}
-			z = append(z, sign*sum/float64(l)/sl)
-		}
+		return k, note
 	}
 	// An A/A difference has no direction: both signs of every z are
 	// equally likely, which doubles what the tail is read from.
-	for i, n := 0, len(z); i < n; i++ {
-		z = append(z, -z[i])
+	z := make([]float64, 0, 2*len(diffs))
+	for _, d := range diffs {
+		z = append(z, sign*d/sigma, -sign*d/sigma)
 	}
 	q := quantile(z, 1-level)
 	if n := float64(len(z)); level*n < 1 && len(z) >= 4 {
@@ -510,19 +496,9 @@ func (e *evaluator) calibratedK(k, sign, sigma float64, diffs []float64, l, look
 		q = u + excess/float64(m)*math.Log(float64(m)/(level*n))
 	}
 	if q > k {
-		return q, fmt.Sprintf("; k raised from %.2f to the A/A history's %.3g%% z quantile %.2f (look %d)", k, 100*(1-level), q, look)
+		return q, fmt.Sprintf("; k raised from %.2f to the A/A history's %.3g%% z quantile %.2f (look %d, the history heavier-tailed than the normal)", k, 100*(1-level), q, look)
 	}
-	return k, ""
-}
-
-// bootstrapDraws is the size of the bootstrap for merged intervals.
-const bootstrapDraws = 4000
-
-func spanNote(l int) string {
-	if l <= 1 {
-		return ""
-	}
-	return fmt.Sprintf("; window spans %d history intervals: σ̂/√%d", l, l)
+	return k, note
 }
 
 func trendOf(effect float64) Trend {

@@ -87,6 +87,13 @@ func faultedLatencyHistory(r *rand.Rand, n int, tail float64, ctx *decision.Cont
 	return h
 }
 
+func withContext(h []decision.HistoryWindow, c *decision.Context) []decision.HistoryWindow {
+	for i := range h {
+		h[i].Context = c
+	}
+	return h
+}
+
 func quantileOf(v []float64, q float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
@@ -105,7 +112,7 @@ func TestLatencyTailRiseIsJudgedAgainstItsContext(t *testing.T) {
 	in := decision.Input{At: at, Context: ctx,
 		Canary:  decision.Arm{LatencyMS: decision.Series(c), WindowS: decision.Num(180)},
 		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(180)},
-		History: append(faultedLatencyHistory(r, 48, 0.05, ctx), latencyHistory(r, 48)...)}
+		History: append(faultedLatencyHistory(r, 48, 0.05, ctx), withContext(latencyHistory(r, 48), decision.NewContext(0))...)}
 	if d, _ := decision.Evaluate(cfg, in).Dimension(decision.LatencyP99); d.Outcome == decision.Fail {
 		t.Fatalf("under a fault whose A/A tails wander, the canary's extra delay failed it: %s: %s (%s)", d.Rule, d.Reason, d.SigmaSource)
 	}

@@ -29,8 +29,9 @@ type spread struct {
 	source string
 	// histConf is the history factor of the dimension's confidence.
 	histConf float64
-	// diffs are the same-context pool's differences: the A/A z-values of
-	// this pool calibrate the threshold (calibratedK).
+	// diffs are the differences the threshold is calibrated on
+	// (calibratedK): the same context's, or its class's when the context
+	// has too few.
 	diffs []float64
 	// same, all: the number of windows in the same-context pool and in the
 	// whole history; thin: same < baseline.min_windows.
@@ -38,20 +39,46 @@ type spread struct {
 	thin      bool
 }
 
-// pools splits the selected history into the whole history and the
-// windows of the judged window's context (the whole history when the
-// judged window carries no context).
-func (e *evaluator) pools() (all, same []HistoryWindow, filtered bool) {
-	all = e.hist
+// poolSet is the nested pools of A/A history a judgement reads its noise
+// from.
+type poolSet struct {
+	all []HistoryWindow
+	// class: the windows of the judged window's class — steady windows for
+	// a steady judged window, windows under any fault for a faulted one;
+	// a fault context the history has not seen borrows from the faults it
+	// has seen, not from the steady state.
+	class []HistoryWindow
+	// same: the windows of the judged window's context.
+	same []HistoryWindow
+	// filtered: the judged window carries a context (else class and same
+	// are the whole history).
+	filtered bool
+}
+
+// pools splits the selected history into its nested pools.
+func (e *evaluator) pools() poolSet {
+	ps := poolSet{all: e.hist, class: e.hist, same: e.hist}
 	if e.in.Context == nil {
-		return all, all, false
+		return ps
 	}
-	for _, h := range all {
+	ps.filtered, ps.class, ps.same = true, nil, nil
+	for _, h := range e.hist {
+		if h.Context != nil && h.Context.Steady() == e.in.Context.Steady() {
+			ps.class = append(ps.class, h)
+		}
 		if e.in.Context.Matches(h.Context, e.cfg.Baseline.IntensityTolerance) {
-			same = append(same, h)
+			ps.same = append(ps.same, h)
 		}
 	}
-	return all, same, true
+	return ps
+}
+
+// className names the judged window's class of windows.
+func (e *evaluator) className() string {
+	if e.in.Context.Steady() {
+		return "steady"
+	}
+	return "faulted"
 }
 
 // values applies f to every window of hs and keeps the finite results.
@@ -81,6 +108,18 @@ func zeroSigma(d []float64) float64 {
 	return 1.4826 * median(abs)
 }
 
+// meanOf is the arithmetic mean (NaN for no values).
+func meanOf(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
 // shrinkToward pulls an estimate from n windows toward target with s
 // pseudo-windows.
 func shrinkToward(est float64, n int, target, s float64) float64 {
@@ -90,56 +129,91 @@ func shrinkToward(est float64, n int, target, s float64) float64 {
 	return (float64(n)*est + s*target) / (float64(n) + s)
 }
 
-// spreadOf estimates σ̂ of f(canary) − f(control) over the A/A history (see
-// the top of this file). prior is σ without history, floor bounds σ̂ below
-// while the judged window's context is thin.
-func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float64, bool)) spread {
-	allW, sameW, filtered := e.pools()
-	all, same := values(allW, f), values(sameW, f)
-	s := e.cfg.Baseline.Shrink
-	mw := e.cfg.Baseline.MinWindows
-	sp := spread{same: len(same), all: len(all), diffs: same, thin: len(same) < mw}
+// minCalibration is the fewest A/A differences whose tail is read to
+// calibrate a threshold.
+const minCalibration = 20
 
-	// The whole history, shrunk toward the prior while it is thin.
-	top, src := prior, "prior"
-	if len(all) >= 1 {
-		if len(all) >= mw {
-			top = zeroSigma(all)
-			src = fmt.Sprintf("whole history n=%d", len(all))
-		} else {
-			top = shrinkToward(zeroSigma(all), len(all), prior, s)
-			src = fmt.Sprintf("whole history n=%d shrunk toward the prior %.3g", len(all), prior)
+// nestedEstimate is one statistic of the A/A history read through the
+// nested pools.
+type nestedEstimate struct {
+	value    float64
+	source   string
+	// calib are the values the threshold is calibrated on: the context's,
+	// else its class's when the context has fewer than minCalibration.
+	calib []float64
+	same  int
+	all      int
+	thin     bool
+}
+
+// nested estimates est over the values f gives the history windows, through
+// the nested pools: the prior; the whole history (alone once it has
+// baseline.min_windows windows, else shrunk toward the prior); the judged
+// window's class; its context; and, with bucket, the time-of-day bucket —
+// each shrunk toward the level above it with baseline.shrink
+// pseudo-windows. With raise, a faulted context with fewer than
+// min_windows windows is shrunk toward at least the prior: faults the
+// history has rarely seen are not assumed quieter than it.
+func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]float64) float64, prior float64, priorName string, raise, bucket bool) nestedEstimate {
+	ps := e.pools()
+	s, mw := e.cfg.Baseline.Shrink, e.cfg.Baseline.MinWindows
+	all := values(ps.all, f)
+	same := values(ps.same, f)
+	ne := nestedEstimate{all: len(all), same: len(same), calib: same, thin: len(same) < mw}
+	if len(same) < minCalibration {
+		// The class (steady, or under faults) when the context has too
+		// few; never across classes: a faulted window's difference read
+		// against a steady σ̂ is not a steady tail.
+		if cls := values(ps.class, f); len(cls) >= minCalibration {
+			ne.calib = cls
 		}
 	}
-	sigma := top
-	if filtered {
-		target := top
-		if !e.in.Context.Steady() && sp.thin && prior > target {
-			// Faults this history has rarely seen: they are not assumed
-			// quieter than the prior.
-			target, src = prior, src+" raised to the prior (context rarely seen)"
-		}
-		if len(same) >= 1 {
-			sigma = shrinkToward(zeroSigma(same), len(same), target, s)
-			src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, len(same), src)
-		} else {
-			sigma = target
-			src = fmt.Sprintf("context %s n=%d: %s", e.in.Context, len(same), src)
-		}
+	v, src := prior, priorName
+	switch {
+	case len(all) >= mw && len(all) > 0:
+		v, src = est(all), fmt.Sprintf("whole history n=%d", len(all))
+	case len(all) > 0:
+		v = shrinkToward(est(all), len(all), prior, s)
+		src = fmt.Sprintf("whole history n=%d shrunk toward the %s", len(all), priorName)
 	}
-	// The time-of-day bucket inside the context.
-	if b := e.cfg.Baseline.Bucket; b > 0 {
-		var bucket []HistoryWindow
-		for _, h := range sameW {
+	if ps.filtered {
+		if cls := values(ps.class, f); len(cls) > 0 && len(cls) < len(all) {
+			v = shrinkToward(est(cls), len(cls), v, s)
+			src = fmt.Sprintf("%s windows n=%d within %s", e.className(), len(cls), src)
+		}
+		if raise && !e.in.Context.Steady() && ne.thin && prior > v {
+			v, src = prior, src+" raised to the "+priorName+" (context rarely seen)"
+		}
+		if len(same) > 0 {
+			v = shrinkToward(est(same), len(same), v, s)
+		}
+		src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, len(same), src)
+	}
+	if b := e.cfg.Baseline.Bucket; bucket && b > 0 {
+		var bw []HistoryWindow
+		for _, h := range ps.same {
 			if todDistance(h.At, e.in.At) <= b/2 {
-				bucket = append(bucket, h)
+				bw = append(bw, h)
 			}
 		}
-		if bv := values(bucket, f); len(bv) >= 3 {
-			sigma = shrinkToward(zeroSigma(bv), len(bv), sigma, s)
+		if bv := values(bw, f); len(bv) >= 3 {
+			v = shrinkToward(est(bv), len(bv), v, s)
 			src = fmt.Sprintf("time-of-day bucket n=%d within %s", len(bv), src)
 		}
 	}
+	ne.value, ne.source = v, src
+	return ne
+}
+
+// spreadOf estimates σ̂ of f(canary) − f(control) over the A/A history
+// through the nested pools (see nested and the top of this file). prior is
+// σ without history, floor bounds σ̂ below while the judged window's
+// context is thin.
+func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float64, bool)) spread {
+	ne := e.nested(f, zeroSigma, prior, "prior", true, true)
+	sp := spread{same: ne.same, all: ne.all, diffs: ne.calib, thin: ne.thin}
+	sigma, src := ne.value, ne.source
+	mw := e.cfg.Baseline.MinWindows
 	if sp.thin && (sigma < floor || math.IsNaN(sigma)) {
 		sigma = floor
 		src += fmt.Sprintf(", floored at %.3g (fewer than %d windows of this context)", floor, mw)
@@ -154,39 +228,85 @@ func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float6
 	sp.sigma, sp.source = sigma, src
 	sp.histConf = 1
 	if mw > 0 {
-		sp.histConf = 0.5 + 0.5*clamp01(float64(len(same))/float64(mw))
+		sp.histConf = 0.5 + 0.5*clamp01(float64(sp.same)/float64(mw))
 	}
 	return sp
 }
 
-// dispersion is the Pearson overdispersion φ = mean(u²) of the A/A
-// history's standardised canary−control differences u (1 = the binomial or
-// Poisson model is right; under faults the arms differ more), in the same
-// nested pools as σ̂: the whole history shrunk toward 1, the judged
-// window's context shrunk toward the whole history. Unlike the MAD it keeps
-// the heavy tail that faults put into the differences, which is what a
-// count test must not mistake for a regression. Never below 1.
-func (e *evaluator) dispersion(f func(HistoryWindow) (float64, bool)) (float64, string) {
-	allW, sameW, filtered := e.pools()
-	all, same := values(allW, f), values(sameW, f)
-	s := e.cfg.Baseline.Shrink
-	meanSq := func(u []float64, target float64) float64 {
-		var sum float64
-		for _, x := range u {
-			sum += x * x
+// ratioPool sums a ratio statistic Σnum/Σden over a pool of windows.
+type ratioPool struct {
+	num, den float64
+	n        int
+}
+
+func sumRatio(hs []HistoryWindow, f func(HistoryWindow) (num, den float64, ok bool)) ratioPool {
+	var p ratioPool
+	for _, h := range hs {
+		num, den, ok := f(h)
+		if !ok || den <= 0 || math.IsNaN(num) || math.IsInf(num, 0) || math.IsInf(den, 0) {
+			continue
 		}
-		return (sum + s*target) / (float64(len(u)) + s)
+		p.num += num
+		p.den += den
+		p.n++
 	}
-	if len(all) == 0 {
+	return p
+}
+
+// nestedRatio estimates Σnum/Σden through the nested pools (see nested):
+// each pool's ratio is shrunk toward the level above with baseline.shrink
+// pseudo-windows of the pool's mean denominator. A ratio of sums weighs
+// each window by how much it can tell (its denominator), where a mean of
+// per-window ratios lets a window with almost no events dominate.
+func (e *evaluator) nestedRatio(f func(HistoryWindow) (num, den float64, ok bool), prior float64, priorName string, raise bool) (float64, string, int) {
+	ps := e.pools()
+	s, mw := e.cfg.Baseline.Shrink, e.cfg.Baseline.MinWindows
+	shrink := func(p ratioPool, target float64) float64 {
+		if p.n == 0 || p.den <= 0 {
+			return target
+		}
+		dbar := p.den / float64(p.n)
+		return (p.num + s*target*dbar) / (p.den + s*dbar)
+	}
+	all, same := sumRatio(ps.all, f), sumRatio(ps.same, f)
+	v, src := prior, priorName
+	switch {
+	case all.n >= mw && all.n > 0:
+		v, src = all.num/all.den, fmt.Sprintf("whole history n=%d", all.n)
+	case all.n > 0:
+		v = shrink(all, prior)
+		src = fmt.Sprintf("whole history n=%d shrunk toward the %s", all.n, priorName)
+	}
+	if ps.filtered {
+		if cls := sumRatio(ps.class, f); cls.n > 0 && cls.n < all.n {
+			v = shrink(cls, v)
+			src = fmt.Sprintf("%s windows n=%d within %s", e.className(), cls.n, src)
+		}
+		if raise && !e.in.Context.Steady() && same.n < mw && prior > v {
+			v, src = prior, src+" raised to the "+priorName+" (context rarely seen)"
+		}
+		v = shrink(same, v)
+		src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, same.n, src)
+	}
+	return v, src, all.n
+}
+
+// dispersion is the overdispersion φ = Σd²/Σv of the A/A history's
+// canary−control differences d over their binomial or Poisson variances v
+// (1 = the count model is right; under faults the arms differ more),
+// through the nested pools with 1 as the prior. Unlike the MAD it keeps the
+// heavy tail that faults put into the differences, which is what a count
+// test must not mistake for a regression. Never below 1.
+func (e *evaluator) dispersion(f func(HistoryWindow) (d, v float64, ok bool)) (float64, string) {
+	sq := func(h HistoryWindow) (float64, float64, bool) {
+		d, v, ok := f(h)
+		return d * d, v, ok
+	}
+	phi, src, n := e.nestedRatio(sq, 1, "count model φ=1", false)
+	if n == 0 {
 		return 1, "no history: φ=1"
 	}
-	phi := meanSq(all, 1)
-	src := fmt.Sprintf("Pearson φ over %d A/A windows", len(all))
-	if filtered {
-		phi = meanSq(same, phi)
-		src = fmt.Sprintf("Pearson φ over %d A/A windows of context %s, shrunk toward %d in all", len(same), e.in.Context, len(all))
-	}
-	return math.Max(1, phi), src
+	return math.Max(1, phi), "φ: " + src
 }
 
 // todDistance is the circular time-of-day distance between a and b.

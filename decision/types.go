@@ -207,6 +207,10 @@ type Arm struct {
 	LatencyMS             Samples
 	LatencyP50            Value
 	LatencyP99            Value
+	// LatencySamples is how many latency observations the quantiles (or
+	// the raw samples) rest on — a source may time a sample of the
+	// requests. Absent: the raw samples' count, else the requests.
+	LatencySamples Value
 	GCPausesMS            Samples
 	WindowS               Value
 	Sessions              Value

@@ -80,6 +80,7 @@ type record struct {
 	Errors                *float64  `json:"errors,omitempty"`
 	P50                   *float64  `json:"p50,omitempty"`
 	P99                   *float64  `json:"p99,omitempty"`
+	LatencySamples        *float64  `json:"latency_samples,omitempty"`
 	GCPausesMS            []float64 `json:"gc_pauses_ms,omitempty"`
 	HasGC                 bool      `json:"has_gc,omitempty"`
 	WindowS               *float64  `json:"window_s,omitempty"`
@@ -122,11 +123,15 @@ func toRecord(a decision.Arm) record {
 		Sessions: opt(a.Sessions), SessionInterruptions: opt(a.SessionInterruptions),
 		DependencyCalls: opt(a.DependencyCalls), DependencyFailures: opt(a.DependencyFailures),
 		ConsistencyViolations: opt(a.ConsistencyViolations), MemoryGrowth: opt(a.MemoryGrowthMBPerMin),
-		P50: opt(a.LatencyP50), P99: opt(a.LatencyP99),
+		P50: opt(a.LatencyP50), P99: opt(a.LatencyP99), LatencySamples: opt(a.LatencySamples),
 	}
 	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
 		p50, p99 := quantile(a.LatencyMS.V, 0.5), quantile(a.LatencyMS.V, 0.99)
 		r.P50, r.P99 = &p50, &p99
+		if r.LatencySamples == nil {
+			n := float64(len(a.LatencyMS.V))
+			r.LatencySamples = &n
+		}
 	}
 	if a.GCPausesMS.OK() {
 		r.GCPausesMS, r.HasGC = a.GCPausesMS.V, true
@@ -140,7 +145,7 @@ func (r record) arm() decision.Arm {
 		Sessions: val(r.Sessions), SessionInterruptions: val(r.SessionInterruptions),
 		DependencyCalls: val(r.DependencyCalls), DependencyFailures: val(r.DependencyFailures),
 		ConsistencyViolations: val(r.ConsistencyViolations), MemoryGrowthMBPerMin: val(r.MemoryGrowth),
-		LatencyP50: val(r.P50), LatencyP99: val(r.P99),
+		LatencyP50: val(r.P50), LatencyP99: val(r.P99), LatencySamples: val(r.LatencySamples),
 	}
 	if r.HasGC {
 		a.GCPausesMS = decision.Series(r.GCPausesMS)

@@ -53,6 +53,7 @@ type histWindow struct {
 type armWindow struct {
 	requests, errors       float64
 	latency                []float64 // samples (≤ maxSamples)
+	latN                   float64   // in a summary: how many samples p50 and p99 rest on (0: all requests)
 	p50, p99               float64
 	gc                     []float64
 	sessions, interrupts   float64
@@ -110,6 +111,10 @@ type Release struct {
 	Goal bool
 	// Context is what the judged windows were observed under.
 	Context *decision.Context
+	// TailSpread is how far the service's healthy arms' p99s drift apart
+	// per window (σ of the log, as the generator drew it), when the
+	// generator models it: the detectability of a tail regression.
+	TailSpread float64
 	// promoteFrom is the first look at which a promotion is final; before
 	// it a judge keeps judging. Zero for every release of the corpus: the
 	// bench sets it on the fault-free twin of a blocked data-fault release,
@@ -379,6 +384,11 @@ func spread(r *rand.Rand, x, n float64, out []float64) {
 
 // summary drops the raw samples, as the baseline store does.
 func (w armWindow) summary() armWindow {
+	// The quantiles rest on the samples drawn, which may be fewer than the
+	// requests; a source that reports quantiles says how many.
+	if len(w.latency) > 0 {
+		w.latN = float64(len(w.latency))
+	}
 	w.latency = nil
 	w.chunkErr, w.chunkP99, w.chunkGCLong, w.chunkSess = nil, nil, nil, nil
 	return w

@@ -729,6 +729,7 @@ func (g *indGen) release(s *indService, d *indDefect, f *dataFault) *Release {
 	if d != nil {
 		rel.Bad, rel.Defect, rel.Label, rel.Class, rel.Goal = true, d.dim, d.label, d.class, d.goal
 	}
+	rel.TailSpread = s.tailSigma
 	if f != nil {
 		rel.Fault, rel.Persist, rel.fault = f.kind, f.persistent, f
 		rel.Label = "good, data fault: " + f.kind

@@ -109,6 +109,9 @@ func (s *service) toArm(w armWindow, samples bool) decision.Arm {
 		a.LatencyMS = decision.Series(w.latency)
 	} else if !math.IsNaN(w.p99) {
 		a.LatencyP50, a.LatencyP99 = decision.Num(w.p50), decision.Num(w.p99)
+		if w.latN > 0 {
+			a.LatencySamples = decision.Num(w.latN)
+		}
 	}
 	if s.omit["memory"] {
 		a.MemoryGrowthMBPerMin = decision.Value{}

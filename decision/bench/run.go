@@ -63,7 +63,11 @@ type JudgeReport struct {
 	Goal      Cell `json:"goal_detection_canary_100rps"`
 	GoalTotal Cell `json:"goal_detection_total_100rps"`
 	// GoalByClass is Goal per regression class.
-	GoalByClass       []Cell `json:"goal_detection_by_class"`
+	GoalByClass []Cell `json:"goal_detection_by_class"`
+	// TailBySpread is Goal for tail regressions by how far the service's
+	// healthy arms' p99s drift apart, and by the latency source: what a
+	// tail regression of a given size can be told from.
+	TailBySpread      []Cell `json:"tail_detection_by_spread,omitempty"`
 	ConsistencyN      int    `json:"consistency_releases"`
 	ConsistencyBlocks int    `json:"consistency_blocked"`
 	// GoodEnough counts good releases (no data fault) with at least 10
@@ -145,6 +149,7 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 	jr.GoalTotal.Slice = "goal regressions, total >= 100 rps"
 	byClass := map[string]*Cell{}
 	var classes []string
+	tailSpread := map[string]*Cell{}
 	for _, rel := range c.Releases {
 		res := j.Run(rel)
 		if !rel.Bad {
@@ -242,6 +247,19 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 		if rel.Goal && rel.TotalRPS >= 100 {
 			count(&jr.GoalTotal, res)
 		}
+		if rel.Goal && rel.CanaryRPS >= 100 && rel.Class == "p99-tail" && rel.TailSpread > 0 {
+			src := "raw samples"
+			if rel.svc.quantilesOnly {
+				src = "quantiles"
+			}
+			key := fmt.Sprintf("tail spread %s, %s", spreadBucket(rel.TailSpread), src)
+			cell, ok := tailSpread[key]
+			if !ok {
+				cell = &Cell{Slice: key}
+				tailSpread[key] = cell
+			}
+			count(cell, res)
+		}
 		if rel.Defect == "consistency" {
 			jr.ConsistencyN++
 			if res.Outcome == decision.Block {
@@ -279,10 +297,28 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 	for _, k := range classes {
 		jr.GoalByClass = append(jr.GoalByClass, finish(byClass[k]))
 	}
+	for _, b := range []string{"< 5%", "5-15%", ">= 15%"} {
+		for _, src := range []string{"quantiles", "raw samples"} {
+			if c, ok := tailSpread[fmt.Sprintf("tail spread %s, %s", b, src)]; ok {
+				jr.TailBySpread = append(jr.TailBySpread, finish(c))
+			}
+		}
+	}
 	if jr.GoodEnoughN > 0 {
 		jr.GoodEnoughRate = float64(jr.GoodEnoughPromoted) / float64(jr.GoodEnoughN)
 	}
 	return jr
+}
+
+// spreadBucket names the bucket of a service's p99 drift σ.
+func spreadBucket(s float64) string {
+	switch {
+	case s < 0.05:
+		return "< 5%"
+	case s < 0.15:
+		return "5-15%"
+	}
+	return ">= 15%"
 }
 
 func count(c *Cell, res Result) {
@@ -349,6 +385,18 @@ func WriteTable(w io.Writer, rep Report) {
 					return "-"
 				}
 				c := j.GoalByClass[i]
+				return fmt.Sprintf("%s (%d/%d)", pc(c.Rate), c.Blocked, c.N)
+			})
+		}
+	}
+	if len(rep.Judges) > 0 {
+		for i := range rep.Judges[0].TailBySpread {
+			name := rep.Judges[0].TailBySpread[i].Slice
+			row("    p99-tail, "+name, func(j JudgeReport) string {
+				if i >= len(j.TailBySpread) {
+					return "-"
+				}
+				c := j.TailBySpread[i]
 				return fmt.Sprintf("%s (%d/%d)", pc(c.Rate), c.Blocked, c.N)
 			})
 		}

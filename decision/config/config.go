@@ -127,6 +127,7 @@ type fileDimension struct {
 	SigmaPrior       *float64 `yaml:"sigma_prior"`
 	SigmaFloor       *float64 `yaml:"sigma_floor"`
 	SigmaPriorShare  *string  `yaml:"sigma_prior_share"`
+	DriftPrior       *string  `yaml:"drift_prior"`
 	MinSamples       *float64 `yaml:"min_samples"`
 	Exposure         *string  `yaml:"exposure"`
 	Required         *bool    `yaml:"required"`
@@ -399,7 +400,7 @@ func hintFor(path []string) string {
 // allowedKeys returns the property names the schema allows at path.
 func allowedKeys(path []string) []string {
 	top := []string{"apiVersion", "kind", "alpha", "freshness", "score", "baseline", "dimensions", "rules", "hold"}
-	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "sigma_prior_share", "min_samples", "exposure", "required"}
+	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "sigma_prior_share", "drift_prior", "min_samples", "exposure", "required"}
 	switch {
 	case len(path) == 0:
 		return top
@@ -562,6 +563,12 @@ func (l *loader) build(f *file) *decision.Config {
 		set(&d.MaxLongPerMinute, fd.MaxLongPerMinute)
 		set(&d.SigmaPrior, fd.SigmaPrior)
 		set(&d.SigmaFloor, fd.SigmaFloor)
+		if fd.DriftPrior != nil {
+			if !isRate(d.Kind) {
+				l.add(KindSemantic, append(p, "drift_prior"), "dimensions."+n+".drift_prior", "drift_prior applies to rate dimensions only", "rate dimensions: error_rate, session_interruption, dependency_sla")
+			}
+			d.DriftPrior = l.percent(append(p, "drift_prior"), *fd.DriftPrior)
+		}
 		if fd.SigmaPriorShare != nil {
 			if d.Kind != decision.MemoryGrowth {
 				l.add(KindSemantic, append(p, "sigma_prior_share"), "dimensions."+n+".sigma_prior_share", "sigma_prior_share applies to memory_growth only", "latency is judged on a log scale, where sigma_prior is already a share")

@@ -154,7 +154,7 @@ func Decode(data []byte) (decision.Input, error) {
 	return in, nil
 }
 
-var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", "gc_pauses_ms", "window_s", "sessions",
+var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", "latency_samples", "gc_pauses_ms", "window_s", "sessions",
 	"session_interruptions", "dependency_calls", "dependency_failures", "consistency_violations",
 	"memory_growth_mb_per_min", "collected_at", "query_errors"}
 
@@ -176,6 +176,7 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 		{"sessions", &a.Sessions, true}, {"session_interruptions", &a.SessionInterruptions, true},
 		{"dependency_calls", &a.DependencyCalls, true}, {"dependency_failures", &a.DependencyFailures, true},
 		{"consistency_violations", &a.ConsistencyViolations, true}, {"memory_growth_mb_per_min", &a.MemoryGrowthMBPerMin, false},
+		{"latency_samples", &a.LatencySamples, true},
 	}
 	for _, s := range scalars {
 		x, ok := obj[s.key]
