@@ -136,14 +136,14 @@ const minCalibration = 20
 // nestedEstimate is one statistic of the A/A history read through the
 // nested pools.
 type nestedEstimate struct {
-	value    float64
-	source   string
+	value  float64
+	source string
 	// calib are the values the threshold is calibrated on: the context's,
 	// else its class's when the context has fewer than minCalibration.
 	calib []float64
 	same  int
-	all      int
-	thin     bool
+	all   int
+	thin  bool
 }
 
 // nested estimates est over the values f gives the history windows, through

@@ -204,13 +204,13 @@ type Arm struct {
 	Errors   Value
 	// LatencyMS holds raw latency samples; LatencyP50/LatencyP99 are used
 	// when samples are absent.
-	LatencyMS             Samples
-	LatencyP50            Value
-	LatencyP99            Value
+	LatencyMS  Samples
+	LatencyP50 Value
+	LatencyP99 Value
 	// LatencySamples is how many latency observations the quantiles (or
 	// the raw samples) rest on — a source may time a sample of the
 	// requests. Absent: the raw samples' count, else the requests.
-	LatencySamples Value
+	LatencySamples        Value
 	GCPausesMS            Samples
 	WindowS               Value
 	Sessions              Value
