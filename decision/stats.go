@@ -254,11 +254,17 @@ func binomUpper(x, n, p float64) float64 {
 	}
 	lp, lq := math.Log(p), math.Log1p(-p)
 	term := func(k float64) float64 { return math.Exp(lbinom(n, k) + k*lp + (n-k)*lq) }
-	mode := math.Floor((n + 1) * p)
+	return upperTail(x, math.Floor((n+1)*p), n, term)
+}
+
+// upperTail is P(X ≥ x) of a discrete distribution on 0..max with the
+// given mode and probability mass term(k), summed from the side of the mode
+// where the terms fall (so it converges), until they are below 1e-17 of
+// the sum.
+func upperTail(x, mode, max float64, term func(k float64) float64) float64 {
 	if x > mode {
-		// Terms fall from x upward.
 		sum := 0.0
-		for k := x; k <= n; k++ {
+		for k := x; k <= max; k++ {
 			t := term(k)
 			sum += t
 			if t == 0 || t < 1e-17*sum { // the terms only fall from here
@@ -346,24 +352,5 @@ func poissonUpper(x, mu float64) float64 {
 		lg, _ := math.Lgamma(k + 1)
 		return math.Exp(-mu + k*math.Log(mu) - lg)
 	}
-	if x > mu {
-		sum := 0.0
-		for k := x; ; k++ {
-			t := term(k)
-			sum += t
-			if t == 0 || t < 1e-17*sum {
-				break
-			}
-		}
-		return math.Min(1, sum)
-	}
-	sum := 0.0
-	for k := x - 1; k >= 0; k-- {
-		t := term(k)
-		sum += t
-		if t == 0 || t < 1e-17*sum {
-			break
-		}
-	}
-	return clamp01(1 - sum)
+	return upperTail(x, math.Floor(mu), math.Inf(1), term)
 }

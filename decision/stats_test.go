@@ -106,3 +106,21 @@ func TestLogQuantileSEMatchesTheory(t *testing.T) {
 		}
 	}
 }
+
+func TestPoissonUpperKnownValues(t *testing.T) {
+	for _, c := range []struct{ x, mu, want float64 }{
+		{0, 2, 1},
+		{1, 0.5, 1 - math.Exp(-0.5)},
+		{3, 2, 1 - math.Exp(-2)*(1+2+2)},
+		{1, 0, 0},
+		{10, 2, 4.650e-05},
+	} {
+		if got := poissonUpper(c.x, c.mu); math.Abs(got-c.want) > 1e-3*math.Max(c.want, 1e-3) {
+			t.Errorf("P(N ≥ %g | μ=%g) = %.6g, want %.6g", c.x, c.mu, got, c.want)
+		}
+	}
+	// A mean beyond the exact range is the normal approximation, at once.
+	if p := poissonUpper(2e6+3000, 2e6); p <= 0 || p >= 0.05 {
+		t.Errorf("P(N ≥ μ+2.1σ) for μ=2e6 = %g", p)
+	}
+}
