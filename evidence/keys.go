@@ -81,9 +81,6 @@ func GenerateKeys(dir, origin string) (*Keys, error) {
 				Hint: "keys are never overwritten; choose another --dir or move the old keys away"}
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, wrap(KindInvalid, "keygen", err)
-	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, wrap(KindInternal, "keygen", err)
@@ -100,32 +97,92 @@ func GenerateKeys(dir, origin string) (*Keys, error) {
 	if err != nil {
 		return nil, wrap(KindInvalid, "keygen", err)
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{
+	files := []keyFile{
 		{EvidenceKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})},
 		{EvidencePubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})},
 		{CheckpointKeyFile, []byte(skey + "\n")},
 		{CheckpointVerifyFile, []byte(vkey + "\n")},
 	}
-	for _, f := range files {
-		p := filepath.Join(dir, f.name)
-		fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, &Error{Kind: KindPermission, Op: "keygen", Err: err, Hint: "keys are never overwritten"}
-		}
-		_, werr := fh.Write(f.data)
-		serr := fh.Sync()
-		cerr := fh.Close()
-		if err := errors.Join(werr, serr, cerr); err != nil {
-			return nil, wrap(KindInternal, "keygen "+p, err)
-		}
-	}
-	if err := syncDir(dir); err != nil {
-		return nil, wrap(KindInternal, "keygen", err)
+	if err := writeKeySet(dir, files); err != nil {
+		return nil, err
 	}
 	return LoadKeys(dir)
+}
+
+type keyFile struct {
+	name string
+	data []byte
+}
+
+// writeKeySet writes a whole key set into dir, or nothing: the files are
+// written and fsynced in a staging directory first. A new dir is the
+// staging directory renamed into place (atomic, even across a crash); in
+// an existing dir each file is hard-linked into place (never replacing a
+// file) and the links made so far are removed if one fails.
+func writeKeySet(dir string, files []keyFile) error {
+	stage := func(tmp string) error {
+		for _, f := range files {
+			p := filepath.Join(tmp, f.name)
+			fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return wrap(KindUnavailable, "keygen", err)
+			}
+			_, werr := fh.Write(f.data)
+			serr := fh.Sync()
+			cerr := fh.Close()
+			if err := errors.Join(werr, serr, cerr); err != nil {
+				return wrap(KindUnavailable, "keygen "+p, err)
+			}
+		}
+		return syncDir(tmp)
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		parent := filepath.Dir(dir)
+		if err := os.MkdirAll(parent, 0o700); err != nil {
+			return wrap(KindInvalid, "keygen", err)
+		}
+		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+		if err != nil {
+			return wrap(KindUnavailable, "keygen", err)
+		}
+		if err := stage(tmp); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			os.RemoveAll(tmp)
+			return &Error{Kind: KindPermission, Op: "keygen", Err: err, Hint: "keys are never overwritten"}
+		}
+		return wrapIf(KindUnavailable, "keygen", syncDir(parent))
+	}
+	tmp, err := os.MkdirTemp(dir, ".keygen-")
+	if err != nil {
+		return wrap(KindUnavailable, "keygen", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := stage(tmp); err != nil {
+		return err
+	}
+	var linked []string
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		if err := os.Link(filepath.Join(tmp, f.name), p); err != nil {
+			for _, l := range linked {
+				os.Remove(l)
+			}
+			syncDir(dir)
+			return &Error{Kind: KindPermission, Op: "keygen", Err: err, Hint: "keys are never overwritten"}
+		}
+		linked = append(linked, p)
+	}
+	return wrapIf(KindUnavailable, "keygen", syncDir(dir))
+}
+
+func wrapIf(kind Kind, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrap(kind, op, err)
 }
 
 // LoadKeys reads a key set from dir. Private key files readable or writable

@@ -66,6 +66,10 @@ type EntryRecord struct {
 	PredicateType  string    `json:"predicate_type"`
 	EnvelopeSHA256 string    `json:"envelope_sha256"`
 	Blobs          []Digest  `json:"blobs,omitempty"`
+	// External marks a statement signed on behalf of someone else (`chaosgate
+	// ledger append`, CI evidence): it is kept and proven like any entry but
+	// never answers a gate.
+	External bool `json:"external,omitempty"`
 }
 
 // Entry is one ledger entry: its leaf bytes, leaf hash and envelope.
@@ -125,6 +129,7 @@ type appendReq struct {
 	envBytes []byte
 	info     *StatementInfo
 	revision string
+	external bool
 	resp     chan appendResp
 }
 
@@ -193,15 +198,23 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	// The freelist is rebuilt on open instead of being written on every
 	// commit: less I/O per durable commit, same durability.
 	bo := &bolt.Options{Timeout: 3 * time.Second, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	db, err := bolt.Open(dbPath, 0o600, bo)
+	var db *bolt.DB
+	err := guard("open ledger "+dbPath, func() error {
+		var err error
+		db, err = bolt.Open(dbPath, 0o600, bo)
+		return err
+	})
 	if err != nil {
+		if KindOf(err) == KindTampered {
+			return nil, err
+		}
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, &Error{Kind: KindUnavailable, Op: "open ledger", Err: fmt.Errorf("%s is locked by another process", dbPath), Hint: "stop the process that is appending, or retry"}
 		}
 		return nil, wrap(KindUnavailable, "open ledger "+dbPath, err)
 	}
 	l := &Ledger{dir: dir, db: db, keys: opts.Keys, clock: opts.Clock, maxBatch: opts.MaxBatch}
-	if err := l.init(opts, !exists); err != nil {
+	if err := guard("open ledger", func() error { return l.init(opts, !exists) }); err != nil {
 		_ = db.Close()
 		if !exists {
 			_ = os.Remove(dbPath)
@@ -293,8 +306,13 @@ func (l *Ledger) init(opts Options, create bool) error {
 				return &Error{Kind: KindInvalid, Op: "open ledger", Err: fmt.Errorf("ledger at %s was created with another evidence key than %s", l.dir, opts.Keys.Info.EvidenceKeyID), Hint: "use the keys this ledger was created with (--keys)"}
 			}
 		}
-		l.size = binary.BigEndian.Uint64(m.Get(kSize))
-		l.blocks = binary.BigEndian.Uint64(m.Get(kBlocks))
+		var err error
+		if l.size, err = metaU64(m, kSize); err != nil {
+			return err
+		}
+		if l.blocks, err = metaU64(m, kBlocks); err != nil {
+			return err
+		}
 		copy(l.lastBlock[:], m.Get(kLastBlock))
 		cp, err := OpenCheckpoint(append([]byte(nil), m.Get(kCheckpoint)...), l.pub.Checkpoint)
 		if err != nil {
@@ -394,6 +412,10 @@ func (l *Ledger) Append(ctx context.Context, env *Envelope) (Receipt, error) {
 // (empty: the first subject's name). It returns once the entry is durable.
 // If ctx ends first the outcome is unknown: the entry may still be appended.
 func (l *Ledger) AppendRevision(ctx context.Context, env *Envelope, revision string) (Receipt, error) {
+	return l.appendEnvelope(ctx, env, revision, false)
+}
+
+func (l *Ledger) appendEnvelope(ctx context.Context, env *Envelope, revision string, external bool) (Receipt, error) {
 	if l.reqs == nil {
 		return Receipt{}, errorf(KindInvalid, "append", "the ledger is open read-only")
 	}
@@ -420,7 +442,11 @@ func (l *Ledger) AppendRevision(ctx context.Context, env *Envelope, revision str
 	if err != nil {
 		return Receipt{}, err
 	}
-	req := &appendReq{envBytes: eb, info: info, revision: revision, resp: make(chan appendResp, 1)}
+	if external && info.PredicateType == PredicateType {
+		return Receipt{}, &Error{Kind: KindInvalid, Op: "append", Err: fmt.Errorf("predicate type %s is chaosgate's own run evidence: only a chaosgate run records it", PredicateType),
+			Hint: "give external evidence its own predicate type, e.g. https://example.com/ci/v1"}
+	}
+	req := &appendReq{envBytes: eb, info: info, revision: revision, external: external, resp: make(chan appendResp, 1)}
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -613,14 +639,13 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			return b
 		}
 		entries, envs, hashes := bk(bEntries), bk(bEnvelopes), bk(bHashes)
-		ixRev, ixExp, ixTrace, ixTime := tx.Bucket(bIxRevision), tx.Bucket(bIxExp), tx.Bucket(bIxTrace), bk(bIxTime)
 		hr := bucketHashReader(hashes)
 		leafHashes := make([]tlog.Hash, len(batch))
 		for i, r := range batch {
 			idx := size + uint64(i)
 			envSum := sha256.Sum256(r.envBytes)
 			rec := EntryRecord{V: 1, Index: idx, Time: now, Revision: r.revision, Subjects: r.info.Subjects, Experiment: r.info.Experiment,
-				RunID: r.info.RunID, TraceIDs: r.info.TraceIDs, PredicateType: r.info.PredicateType, EnvelopeSHA256: hex.EncodeToString(envSum[:]), Blobs: r.info.Blobs}
+				RunID: r.info.RunID, TraceIDs: r.info.TraceIDs, PredicateType: r.info.PredicateType, EnvelopeSHA256: hex.EncodeToString(envSum[:]), Blobs: r.info.Blobs, External: r.external}
 			leaf, err := json.Marshal(&rec)
 			if err != nil {
 				return err
@@ -643,26 +668,22 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			if err := envs.Put(key, r.envBytes); err != nil {
 				return err
 			}
-			revs := append([]string{r.revision}, r.info.Subjects...)
-			for _, rv := range dedup(revs) {
-				if err := ixRev.Put(ixKey(rv, idx), nil); err != nil {
-					return err
-				}
+			// The indexes are made from the leaf as stored (JSON replaces
+			// invalid UTF-8), exactly as Verify rebuilds them.
+			var stored leafFields
+			if err := json.Unmarshal(leaf, &stored); err != nil {
+				return err
 			}
-			if r.info.Experiment != "" {
-				if err := ixExp.Put(ixKey(r.info.Experiment, idx), nil); err != nil {
-					return err
+			for b, keys := range indexKeys(&stored, idx) {
+				ix := tx.Bucket(indexBuckets[b])
+				if b == 3 {
+					ix.FillPercent = 0.9 // time keys arrive in order
 				}
-			}
-			for _, t := range dedup(r.info.TraceIDs) {
-				if t != "" {
-					if err := ixTrace.Put(ixKey(t, idx), nil); err != nil {
+				for _, k := range keys {
+					if err := ix.Put(k, nil); err != nil {
 						return err
 					}
 				}
-			}
-			if err := ixTime.Put(append(u64(uint64(now.UnixNano())), key...), nil); err != nil {
-				return err
 			}
 			receipts[i] = Receipt{Index: idx, LeafHash: hs[0], EnvelopeSHA256: rec.EnvelopeSHA256, Block: blocks}
 		}

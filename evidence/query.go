@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -20,7 +21,7 @@ func (l *Ledger) view(fn func(tx *bolt.Tx) error) error {
 	if closed {
 		return errorf(KindUnavailable, "ledger", "closed")
 	}
-	return l.db.View(fn)
+	return guard("read ledger", func() error { return l.db.View(fn) })
 }
 
 // Checkpoint returns the latest signed checkpoint.
@@ -66,14 +67,20 @@ func (l *Ledger) Entry(ctx context.Context, i uint64) (Entry, error) {
 }
 
 func readEntry(tx *bolt.Tx, i uint64) (Entry, error) {
+	size, err := metaU64(tx.Bucket(bMeta), kSize)
+	if err != nil {
+		return Entry{}, err
+	}
 	leaf := tx.Bucket(bEntries).Get(u64(i))
-	if leaf == nil {
-		size := binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(kSize))
+	if leaf == nil || i >= size {
 		return Entry{}, &Error{Kind: KindNotFound, Op: fmt.Sprintf("entry %d", i), Err: fmt.Errorf("not in the ledger (tree size %d)", size)}
 	}
 	e := Entry{Index: i, Leaf: append([]byte(nil), leaf...), LeafHash: tlog.RecordHash(leaf)}
 	if err := json.Unmarshal(leaf, &e.Record); err != nil {
 		return e, wrap(KindTampered, fmt.Sprintf("entry %d", i), err)
+	}
+	if e.Record.Index != i {
+		return e, tampered(fmt.Sprintf("entry %d", i), "record says index %d (entries reordered or replaced)", e.Record.Index)
 	}
 	e.Envelope = append([]byte(nil), tx.Bucket(bEnvelopes).Get(u64(i))...)
 	return e, nil
@@ -151,6 +158,20 @@ func (l *Ledger) TlogProof(ctx context.Context, i, size uint64) (*TlogProof, err
 	if err != nil {
 		return nil, err
 	}
+	// The proof is checked before anyone is handed it: a damaged stored
+	// tree must not turn into a proof that an auditor's tool rejects.
+	var leaf []byte
+	err = l.view(func(tx *bolt.Tx) error {
+		leaf = append([]byte(nil), tx.Bucket(bEntries).Get(u64(i))...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tlog.CheckRecord(tlog.RecordProof(hs), int64(cp.Size), cp.Root, int64(i), tlog.RecordHash(leaf)); err != nil {
+		return nil, &Error{Kind: KindTampered, Op: fmt.Sprintf("inclusion proof of entry %d", i),
+			Err: fmt.Errorf("does not verify against the signed checkpoint of size %d: %v", cp.Size, err), Hint: "run `chaosgate ledger verify` to find the damaged entry or tree hash"}
+	}
 	return &TlogProof{Index: i, Hashes: hs, Checkpoint: cp.Note}, nil
 }
 
@@ -160,7 +181,11 @@ func (l *Ledger) Block(ctx context.Context, h uint64) (Block, error) {
 	err := l.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bBlocks).Get(u64(h))
 		if v == nil {
-			return errorf(KindNotFound, fmt.Sprintf("block %d", h), "not in the ledger (%d blocks)", binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(kBlocks)))
+			n, err := metaU64(tx.Bucket(bMeta), kBlocks)
+			if err != nil {
+				return err
+			}
+			return errorf(KindNotFound, fmt.Sprintf("block %d", h), "not in the ledger (%d blocks)", n)
 		}
 		var err error
 		b, err = blockFromNote(append([]byte(nil), v...), l.pub.Checkpoint, l.pub.Origin)
@@ -214,7 +239,12 @@ type Query struct {
 	Limit      int       // default 100
 }
 
-// Search returns the entries matching q, oldest first.
+// Search returns the newest q.Limit entries matching q, in index order
+// (oldest first). The revision, experiment and trace id indexes select the
+// candidates, and every candidate's record is checked against q, so an
+// index key that names the wrong entry finds nothing; `ledger verify`
+// rebuilds the indexes from the entries and names a key that was deleted,
+// added or edited. Gates do not read the indexes (see LatestDecision).
 func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
@@ -237,19 +267,30 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 			} else {
 				k, _ = c.Seek(u64(uint64(q.Since.UnixNano())))
 			}
-			for ; k != nil && len(k) == 16; k, _ = c.Next() {
+			for ; k != nil; k, _ = c.Next() {
+				if len(k) != 16 {
+					continue
+				}
 				if !q.Until.IsZero() && int64(binary.BigEndian.Uint64(k[:8])) >= q.Until.UnixNano() {
 					break
 				}
 				cands = append(cands, binary.BigEndian.Uint64(k[8:]))
-				if len(cands) >= q.Limit {
-					break
-				}
 			}
 		}
-		sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
-		for _, i := range cands {
+		sort.Slice(cands, func(i, j int) bool { return cands[i] > cands[j] })
+		var last uint64
+		for n, i := range cands {
+			if n > 0 && i == last {
+				continue
+			}
+			last = i
+			if ctx.Err() != nil {
+				return wrap(KindUnavailable, "search", ctx.Err())
+			}
 			e, err := readEntry(tx, i)
+			if KindOf(err) == KindNotFound {
+				continue // an index key past the tree: verify names it
+			}
 			if err != nil {
 				return err
 			}
@@ -263,6 +304,7 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 		}
 		return nil
 	})
+	slices.Reverse(out)
 	return out, err
 }
 

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 )
 
@@ -51,10 +52,16 @@ func (l *Ledger) Record(ctx context.Context, revision string, p *Predicate) (Rec
 }
 
 // SignAndAppend signs an externally produced in-toto statement with the
-// evidence key and appends it under revision.
+// evidence key and appends it under revision, marked external: it is proven
+// like every entry but never answers a gate. A statement of chaosgate's own
+// predicate type is refused: only a run records a verdict.
 func (l *Ledger) SignAndAppend(ctx context.Context, statement []byte, revision string) (Receipt, error) {
 	if l.keys == nil {
 		return Receipt{}, errorf(KindInvalid, "append", "the ledger has no signing keys")
+	}
+	if info, err := ParseStatement(statement); err == nil && info.PredicateType == PredicateType {
+		return Receipt{}, &Error{Kind: KindInvalid, Op: "append", Err: fmt.Errorf("predicate type %s is chaosgate's own run evidence: only a chaosgate run records it", PredicateType),
+			Hint: "give external evidence its own predicate type, e.g. https://example.com/ci/v1"}
 	}
 	if revision != "" {
 		if _, err := SubjectFor(revision); err != nil {
@@ -65,5 +72,5 @@ func (l *Ledger) SignAndAppend(ctx context.Context, statement []byte, revision s
 	if err != nil {
 		return Receipt{}, err
 	}
-	return l.AppendRevision(ctx, env, revision)
+	return l.appendEnvelope(ctx, env, revision, true)
 }

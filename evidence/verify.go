@@ -8,9 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -36,18 +36,20 @@ type VerifyReport struct {
 }
 
 // Verify checks the whole ledger and returns a *Error of KindTampered whose
-// Op names the first entry, envelope, blob, block or checkpoint that does not
-// verify.
+// Op names the first entry, envelope, blob, tree hash, block, checkpoint or
+// index key that does not verify.
 //
-// Every run checks: each entry's index, leaf hash against the stored tree,
-// the SHA-256 of its envelope, that the envelope carries the statement the
-// entry indexes, every referenced blob's digest, every block header's
-// signature, chain link, data hash, size and root, and every checkpoint's
-// signature and root against the recomputed tree. With fromScratch it also
-// recomputes every interior tree hash from the leaves alone (ignoring the
-// stored hashes) and re-verifies every DSSE envelope signature (verified
-// once already at append time and bound since by its SHA-256 in the signed
-// tree).
+// Every run checks: each entry's index, its leaf hash, the SHA-256 of its
+// envelope, every referenced blob's digest, every stored tree hash (all of
+// them are recomputed from the entries: a damaged interior hash would
+// otherwise hand out proofs that do not verify), every block header's
+// signature, chain link, data hash, size and root, every checkpoint's
+// signature and root, and the search indexes (revision, experiment, trace
+// id, time): they are rebuilt from the entries and every key deleted, added
+// or edited is named. With fromScratch it also re-verifies every DSSE
+// envelope signature (verified once already at append time and bound since
+// by its SHA-256 in the signed tree) and that each entry's indexed fields
+// match its signed statement.
 func (l *Ledger) Verify(ctx context.Context, fromScratch bool) (VerifyReport, error) {
 	start := time.Now()
 	rep := VerifyReport{FromScratch: fromScratch, Origin: l.pub.Origin, Keys: l.keysSource}
@@ -65,6 +67,36 @@ type verifyItem struct {
 	i    uint64
 	leaf []byte
 	env  []byte
+}
+
+// indexBuckets are the search indexes Verify rebuilds, in the order it
+// checks them.
+var indexBuckets = [][]byte{bIxRevision, bIxExp, bIxTrace, bIxTime}
+
+// indexKeys returns the keys the ledger's writer puts in each index bucket
+// (in indexBuckets order) for the entry record rec at index i.
+func indexKeys(rec *leafFields, i uint64) [4][][]byte {
+	return entryIndexKeys(rec.Revision, rec.Subjects, rec.Experiment, rec.TraceIDs, rec.Time, i)
+}
+
+// entryIndexKeys are the index keys of entry i: one per distinct revision
+// and subject name, the experiment, one per distinct trace id, and the
+// time. The writer stores exactly these; Verify rebuilds them.
+func entryIndexKeys(revision string, subjects []string, experiment string, traceIDs []string, t time.Time, i uint64) [4][][]byte {
+	var out [4][][]byte
+	for _, rv := range dedup(append([]string{revision}, subjects...)) {
+		out[0] = append(out[0], ixKey(rv, i))
+	}
+	if experiment != "" {
+		out[1] = append(out[1], ixKey(experiment, i))
+	}
+	for _, tr := range dedup(traceIDs) {
+		if tr != "" {
+			out[2] = append(out[2], ixKey(tr, i))
+		}
+	}
+	out[3] = append(out[3], append(u64(uint64(t.UnixNano())), u64(i)...))
+	return out
 }
 
 type firstFailure struct {
@@ -91,8 +123,14 @@ func tampered(op, format string, args ...any) error { return errorf(KindTampered
 
 func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, rep *VerifyReport) error {
 	m := tx.Bucket(bMeta)
-	size := binary.BigEndian.Uint64(m.Get(kSize))
-	nblocks := binary.BigEndian.Uint64(m.Get(kBlocks))
+	size, err := metaU64(m, kSize)
+	if err != nil {
+		return err
+	}
+	nblocks, err := metaU64(m, kBlocks)
+	if err != nil {
+		return err
+	}
 	rep.TreeSize = size
 	latest, err := OpenCheckpoint(append([]byte(nil), m.Get(kCheckpoint)...), l.pub.Checkpoint)
 	if err != nil {
@@ -109,17 +147,32 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	var cmu sync.Mutex
 	work := make(chan []verifyItem, 4)
 	var wg sync.WaitGroup
+	// The workers end with pass 1, or when a damaged page makes this
+	// goroutine panic (see guard): never left behind.
+	var stopOnce sync.Once
+	stopWorkers := func() { stopOnce.Do(func() { close(work); wg.Wait() }) }
+	defer stopWorkers()
 	workers := runtime.GOMAXPROCS(0)
 	seenBlobs := sync.Map{}
+	seed := maphash.MakeSeed()
+	var ixWant [4][]uint64 // hashes of the index keys the entries make
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var ne, nb uint64
+			var ix [4][]uint64
 			for chunk := range work {
 				for _, it := range chunk {
-					if err := l.checkEntry(ctx, it, fromScratch, leafHashes, &seenBlobs, &nb); err != nil {
+					rec, err := l.checkEntry(ctx, it, fromScratch, leafHashes, &seenBlobs, &nb)
+					if err != nil {
 						fail.set(it.i, err)
+						continue
+					}
+					for b, keys := range indexKeys(rec, it.i) {
+						for _, k := range keys {
+							ix[b] = append(ix[b], maphash.Bytes(seed, k))
+						}
 					}
 					if fromScratch {
 						ne++
@@ -129,6 +182,9 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 			cmu.Lock()
 			envChecked += ne
 			blobCount += nb
+			for b := range ix {
+				ixWant[b] = append(ixWant[b], ix[b]...)
+			}
 			cmu.Unlock()
 		}()
 	}
@@ -160,9 +216,19 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 			readErr = tampered(fmt.Sprintf("envelope %d", i), "missing")
 			break
 		}
-		// Slices point into the read transaction's memory map, valid until
-		// the workers are done (before this transaction ends).
-		chunk = append(chunk, verifyItem{i: i, leaf: v, env: ev})
+		// The workers get copies made here, where a damaged page that
+		// points outside the file is caught (see guard).
+		leaf, err := copyValue(tx, fmt.Sprintf("entry %d", i), v)
+		if err != nil {
+			readErr = err
+			break
+		}
+		env, err := copyValue(tx, fmt.Sprintf("envelope %d", i), ev)
+		if err != nil {
+			readErr = err
+			break
+		}
+		chunk = append(chunk, verifyItem{i: i, leaf: leaf, env: env})
 		if len(chunk) == cap(chunk) {
 			work <- chunk
 			chunk = make([]verifyItem, 0, 256)
@@ -172,8 +238,7 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if len(chunk) > 0 {
 		work <- chunk
 	}
-	close(work)
-	wg.Wait()
+	stopWorkers()
 	if err := fail.get(); err != nil && (readErr == nil || fail.idx < next) {
 		return err
 	}
@@ -187,71 +252,55 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	rep.Envelopes = envChecked
 	rep.Blobs = blobCount
 
-	// Pass 2: the tree.
-	var hr tlog.HashReader
+	// Pass 2: the tree. Every stored hash is recomputed from the leaf
+	// hashes: tlog.TreeHash reads only the few hashes on the way to the
+	// root, so a damaged interior hash would otherwise go unseen until a
+	// proof through it failed in an auditor's hands.
 	stored := tx.Bucket(bHashes)
-	if fromScratch {
-		mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(size)))
-		memReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			out := make([]tlog.Hash, len(idx))
-			for j, x := range idx {
-				if x >= int64(len(mem)) {
-					return nil, fmt.Errorf("hash %d not computed yet", x)
-				}
-				out[j] = mem[x]
+	mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(size)))
+	memReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for j, x := range idx {
+			if x >= int64(len(mem)) {
+				return nil, fmt.Errorf("hash %d not computed yet", x)
 			}
-			return out, nil
-		})
-		for i := uint64(0); i < size; i++ {
-			hs, err := tlog.StoredHashesForRecordHash(int64(i), leafHashes[i], memReader)
-			if err != nil {
-				return wrap(KindInternal, "verify", err)
-			}
-			mem = append(mem, hs...)
+			out[j] = mem[x]
 		}
-		c := stored.Cursor()
-		var n int64
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if n >= int64(len(mem)) {
-				return tampered("tree hashes", "%d stored hashes, the tree of size %d has %d", n+1, size, len(mem))
-			}
-			if binary.BigEndian.Uint64(k) != uint64(n) || !bytes.Equal(v, mem[n][:]) {
-				level, idx := tlog.SplitStoredHashIndex(n)
-				if level == 0 {
-					return tampered(fmt.Sprintf("entry %d", idx), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", mem[n])
-				}
-				return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
-			}
-			n++
+		return out, nil
+	})
+	for i := uint64(0); i < size; i++ {
+		hs, err := tlog.StoredHashesForRecordHash(int64(i), leafHashes[i], memReader)
+		if err != nil {
+			return wrap(KindInternal, "verify", err)
 		}
-		if n != int64(len(mem)) {
-			return tampered("tree hashes", "%d stored, want %d", n, len(mem))
-		}
-		hr = memReader
-	} else {
-		c := stored.Cursor()
-		var leaves uint64
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			level, n := tlog.SplitStoredHashIndex(int64(binary.BigEndian.Uint64(k)))
-			if level != 0 {
-				continue
-			}
-			if uint64(n) != leaves {
-				return tampered(fmt.Sprintf("entry %d", leaves), "no stored tree hash")
-			}
-			if uint64(n) >= size {
-				return tampered("tree hashes", "a leaf hash is stored for index %d, beyond the tree size %d", n, size)
-			}
-			if !bytes.Equal(v, leafHashes[n][:]) {
-				return tampered(fmt.Sprintf("entry %d", n), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", leafHashes[n])
-			}
-			leaves++
-		}
-		if leaves != size {
-			return tampered(fmt.Sprintf("entry %d", leaves), "no stored tree hash")
-		}
-		hr = bucketHashReader(stored)
+		mem = append(mem, hs...)
 	}
+	c := stored.Cursor()
+	var n int64
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if n >= int64(len(mem)) {
+			return tampered("tree hashes", "%d stored hashes, the tree of size %d has %d", n+1, size, len(mem))
+		}
+		if len(k) != 8 || binary.BigEndian.Uint64(k) != uint64(n) || !bytes.Equal(v, mem[n][:]) {
+			level, idx := tlog.SplitStoredHashIndex(n)
+			if level == 0 {
+				if uint64(idx) >= size {
+					return tampered("tree hashes", "a leaf hash is stored for index %d, beyond the tree size %d", idx, size)
+				}
+				return tampered(fmt.Sprintf("entry %d", idx), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", mem[n])
+			}
+			return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
+		}
+		n++
+	}
+	if n != int64(len(mem)) {
+		level, idx := tlog.SplitStoredHashIndex(n)
+		if level == 0 {
+			return tampered(fmt.Sprintf("entry %d", idx), "no stored tree hash")
+		}
+		return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "missing (%d stored, want %d)", n, len(mem))
+	}
+	hr := tlog.HashReader(memReader)
 	root, err := treeRoot(size, hr)
 	if err != nil {
 		return wrap(KindTampered, "tree", err)
@@ -259,9 +308,12 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	rep.Root = root
 
 	// Pass 3: blocks. Signatures are checked in parallel first.
-	blockKeys, blocks, blockErrs := openNotes(tx.Bucket(bBlocks), func(v []byte) (Block, error) {
+	blockKeys, blocks, blockErrs, err := openNotes(tx, bBlocks, func(v []byte) (Block, error) {
 		return blockFromNote(v, l.pub.Checkpoint, l.pub.Origin)
 	})
+	if err != nil {
+		return err
+	}
 	var prev tlog.Hash
 	var first uint64
 	var h uint64
@@ -309,9 +361,12 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	rep.Blocks = h
 
 	// Pass 4: checkpoints.
-	cpKeys, cps, cpErrs := openNotes(tx.Bucket(bCheckpoints), func(v []byte) (SignedCheckpoint, error) {
+	cpKeys, cps, cpErrs, err := openNotes(tx, bCheckpoints, func(v []byte) (SignedCheckpoint, error) {
 		return OpenCheckpoint(v, l.pub.Checkpoint)
 	})
+	if err != nil {
+		return err
+	}
 	for j, n := range cpKeys {
 		op := fmt.Sprintf("checkpoint at size %d", n)
 		cp, err := cps[j], cpErrs[j]
@@ -335,41 +390,122 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if latest.Root != root {
 		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
 	}
+
+	// Pass 5: the search indexes, rebuilt from the entries. Key hashes
+	// (seeded at random for this run, so no key can be made to collide)
+	// are compared as sorted lists; a difference is named by a second,
+	// slower pass over the keys themselves.
+	for b, name := range indexBuckets {
+		got, err := storedIndexHashes(tx.Bucket(name), seed, name)
+		if err != nil {
+			return err
+		}
+		want := ixWant[b]
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			return nameIndexDifference(tx, name, b, size)
+		}
+	}
 	return nil
 }
 
-func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) error {
-	op := fmt.Sprintf("entry %d", it.i)
-	leafHashes[it.i] = tlog.RecordHash(it.leaf)
-	// Only the fields checked here are decoded; the rest of the record is
-	// bound by the leaf hash. Records are written by json.Marshal, so the
-	// first unescaped `"index":` and `"envelope_sha256":"` are the top-level
-	// fields; the full decoder runs when blobs are referenced, in
-	// from-scratch mode, or when the fast path does not match.
-	var rec leafFields
-	if fromScratch || !rec.fast(it.leaf) {
-		if err := json.Unmarshal(it.leaf, &rec); err != nil {
-			return tampered(op, "leaf is not a valid entry record: %v", err)
+// storedIndexHashes hashes every key of an index bucket; index keys carry
+// no value.
+func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte) ([]uint64, error) {
+	var out []uint64
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil && b.Bucket(k) != nil {
+			return nil, tampered(fmt.Sprintf("index %s", name), "holds a nested bucket %q", k)
+		}
+		if len(v) != 0 {
+			return nil, tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, k)), "has a value (index keys carry none)")
+		}
+		out = append(out, maphash.Bytes(seed, k))
+	}
+	return out, nil
+}
+
+// nameIndexDifference finds the first index key of bucket name (number b
+// of indexBuckets) that no entry makes (added or edited), else the first
+// entry's key that is missing (deleted or edited).
+func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
+	want := map[string]uint64{}
+	entries := tx.Bucket(bEntries)
+	for i := uint64(0); i < size; i++ {
+		var rec leafFields
+		if err := json.Unmarshal(entries.Get(u64(i)), &rec); err != nil {
+			return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
+		}
+		for _, k := range indexKeys(&rec, i)[b] {
+			want[string(k)] = i
 		}
 	}
+	c := tx.Bucket(name).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if _, ok := want[string(k)]; !ok {
+			return tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, k)), "matches no entry's record (added or edited)")
+		}
+		delete(want, string(k))
+	}
+	var missing string
+	first := uint64(0)
+	for k, i := range want {
+		if missing == "" || i < first || i == first && k < missing {
+			missing, first = k, i
+		}
+	}
+	if missing != "" {
+		return tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, []byte(missing))), "is missing (deleted or edited)")
+	}
+	return tampered(fmt.Sprintf("index %s", name), "does not match the entries")
+}
+
+// describeIndexKey renders an index key for people: `"value" → entry N`,
+// or `time T → entry N` for the time index, else hex.
+func describeIndexKey(bucket, k []byte) string {
+	if bytes.Equal(bucket, bIxTime) {
+		if len(k) != 16 {
+			return fmt.Sprintf("%x", k)
+		}
+		t := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+		return fmt.Sprintf("time %s → entry %d", t.Format(time.RFC3339Nano), binary.BigEndian.Uint64(k[8:]))
+	}
+	if len(k) < 9 || k[len(k)-9] != 0 {
+		return fmt.Sprintf("%x", k)
+	}
+	return fmt.Sprintf("%q → entry %d", k[:len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]))
+}
+
+func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) (*leafFields, error) {
+	op := fmt.Sprintf("entry %d", it.i)
+	leafHashes[it.i] = tlog.RecordHash(it.leaf)
+	var rec leafFields
+	if err := json.Unmarshal(it.leaf, &rec); err != nil {
+		return nil, tampered(op, "leaf is not a valid entry record: %v", err)
+	}
 	if rec.Index != it.i {
-		return tampered(op, "record says index %d (entries reordered or replaced)", rec.Index)
+		return nil, tampered(op, "record says index %d (entries reordered or replaced)", rec.Index)
 	}
 	sum := sha256.Sum256(it.env)
 	if hex.EncodeToString(sum[:]) != rec.EnvelopeSHA256 {
-		return tampered(fmt.Sprintf("envelope %d", it.i), "SHA-256 %x does not match %s recorded in entry %d", sum, rec.EnvelopeSHA256, it.i)
+		return nil, tampered(fmt.Sprintf("envelope %d", it.i), "SHA-256 %x does not match %s recorded in entry %d", sum, rec.EnvelopeSHA256, it.i)
 	}
-	var info *StatementInfo
 	if fromScratch {
 		env, err := ParseEnvelope(it.env)
 		if err != nil {
-			return wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
+			return nil, wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
 		}
-		if info, err = l.pub.VerifyEnvelope(ctx, env); err != nil {
-			return wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
+		info, err := l.pub.VerifyEnvelope(ctx, env)
+		if err != nil {
+			return nil, wrap(KindTampered, fmt.Sprintf("envelope %d", it.i), err)
 		}
 		if info.Experiment != rec.Experiment || !slices.Equal(info.Subjects, rec.Subjects) || !slices.Equal(info.TraceIDs, rec.TraceIDs) || info.PredicateType != rec.PredicateType {
-			return tampered(op, "indexed fields do not match the signed statement")
+			return nil, tampered(op, "indexed fields do not match the signed statement")
+		}
+		if rec.External && info.PredicateType == PredicateType {
+			return nil, tampered(op, "an external statement of chaosgate's own predicate type")
 		}
 	}
 	for _, d := range rec.Blobs {
@@ -378,72 +514,44 @@ func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool
 		}
 		*nblobs++
 		if _, err := l.blobs.Get(d); err != nil {
-			return &Error{Kind: KindTampered, Op: fmt.Sprintf("blob %s (entry %d)", d, it.i), Err: err}
+			return nil, &Error{Kind: KindTampered, Op: fmt.Sprintf("blob %s (entry %d)", d, it.i), Err: err}
 		}
 	}
-	return nil
+	return &rec, nil
 }
 
-// leafFields are the entry record fields Verify checks.
+// leafFields are the entry record fields Verify checks and rebuilds the
+// indexes from.
 type leafFields struct {
-	Index          uint64   `json:"index"`
-	EnvelopeSHA256 string   `json:"envelope_sha256"`
-	Blobs          []Digest `json:"blobs"`
-	Experiment     string   `json:"experiment"`
-	Subjects       []string `json:"subjects"`
-	TraceIDs       []string `json:"trace_ids"`
-	PredicateType  string   `json:"predicate_type"`
+	Index          uint64    `json:"index"`
+	Time           time.Time `json:"time"`
+	Revision       string    `json:"revision"`
+	EnvelopeSHA256 string    `json:"envelope_sha256"`
+	Blobs          []Digest  `json:"blobs"`
+	Experiment     string    `json:"experiment"`
+	Subjects       []string  `json:"subjects"`
+	TraceIDs       []string  `json:"trace_ids"`
+	PredicateType  string    `json:"predicate_type"`
+	External       bool      `json:"external"`
 }
 
-var (
-	keyIndex  = []byte(`,"index":`)
-	keyEnvSum = []byte(`,"envelope_sha256":"`)
-	keyBlobs  = []byte(`"blobs":`)
-)
-
-// fast extracts index and envelope_sha256 without a JSON decoder; it reports
-// false when the record references blobs or does not have the expected shape.
-func (f *leafFields) fast(leaf []byte) bool {
-	if !bytes.HasPrefix(leaf, []byte(`{"v":1`)) || !bytes.HasSuffix(leaf, []byte("}")) || bytes.Contains(leaf, keyBlobs) {
-		return false
-	}
-	i := bytes.Index(leaf, keyIndex)
-	if i < 0 {
-		return false
-	}
-	rest := leaf[i+len(keyIndex):]
-	n := 0
-	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-		n++
-	}
-	if n == 0 || n > 20 || n >= len(rest) || rest[n] != ',' || (n > 1 && rest[0] == '0') {
-		return false
-	}
-	idx, err := strconv.ParseUint(string(rest[:n]), 10, 64)
-	if err != nil {
-		return false
-	}
-	j := bytes.Index(leaf, keyEnvSum)
-	if j < 0 || j+len(keyEnvSum)+65 > len(leaf) || leaf[j+len(keyEnvSum)+64] != '"' {
-		return false
-	}
-	f.Index = idx
-	f.EnvelopeSHA256 = string(leaf[j+len(keyEnvSum) : j+len(keyEnvSum)+64])
-	return true
-}
-
-// openNotes reads every value of b (keys are big-endian uint64) and opens it
-// with open on all CPUs, returning keys, results and errors in key order.
-func openNotes[T any](b *bolt.Bucket, open func([]byte) (T, error)) ([]uint64, []T, []error) {
+// openNotes reads every value of bucket name (keys are big-endian uint64),
+// copies it and opens it with open on all CPUs, returning keys, results and
+// errors in key order.
+func openNotes[T any](tx *bolt.Tx, name []byte, open func([]byte) (T, error)) ([]uint64, []T, []error, error) {
 	var keys []uint64
 	var vals [][]byte
-	c := b.Cursor()
+	c := tx.Bucket(name).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != 8 {
 			continue
 		}
+		cp, err := copyValue(tx, fmt.Sprintf("%s %d", name, binary.BigEndian.Uint64(k)), v)
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		keys = append(keys, binary.BigEndian.Uint64(k))
-		vals = append(vals, v)
+		vals = append(vals, cp)
 	}
 	out := make([]T, len(vals))
 	errs := make([]error, len(vals))
@@ -454,10 +562,10 @@ func openNotes[T any](b *bolt.Bucket, open func([]byte) (T, error)) ([]uint64, [
 		go func() {
 			defer wg.Done()
 			for j := w; j < len(vals); j += workers {
-				out[j], errs[j] = open(append([]byte(nil), vals[j]...))
+				out[j], errs[j] = open(vals[j])
 			}
 		}()
 	}
 	wg.Wait()
-	return keys, out, errs
+	return keys, out, errs, nil
 }
