@@ -107,12 +107,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			if seen[k.Value] {
-				d.errAt(k, path+"."+k.Value, "duplicate key "+strconv.Quote(k.Value), "keep one of them")
+				d.errAt(k, path+"."+short(k.Value), "duplicate key "+quote(k.Value), "keep one of them")
 				continue
 			}
 			seen[k.Value] = true
 			e := reflect.New(v.Type().Elem()).Elem()
-			d.decode(val, e, path+"."+k.Value)
+			d.decode(val, e, path+"."+short(k.Value))
 			m.SetMapIndex(reflect.ValueOf(k.Value), e)
 		}
 		v.Set(m)
@@ -122,7 +122,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Tag != "!!str" {
-			d.errAt(n, path, "expected a string, found "+describe(n), fmt.Sprintf("quote it: %q", n.Value))
+			d.errAt(n, path, "expected a string, found "+describe(n), "quote it: "+quote(n.Value))
 			return
 		}
 		v.SetString(n.Value)
@@ -133,7 +133,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		i, err := strconv.ParseInt(n.Value, 0, 32)
 		if err != nil {
-			d.errAt(n, path, fmt.Sprintf("number %q is out of range", n.Value), "")
+			d.errAt(n, path, fmt.Sprintf("number %s is out of range", quote(n.Value)), "")
 			return
 		}
 		v.SetInt(i)
@@ -172,18 +172,18 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.errAt(k, path, "a key must be a plain string", "")
 			continue
 		}
-		sub := join(path, k.Value)
+		sub := join(path, short(k.Value))
 		f, ok := byName[k.Value]
 		if !ok {
 			hint := "accepted fields: " + strings.Join(names, ", ")
 			if s := suggest(k.Value, names); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
 			}
-			d.errAt(k, sub, fmt.Sprintf("unknown field %q", k.Value), hint)
+			d.errAt(k, sub, fmt.Sprintf("unknown field %s", quote(k.Value)), hint)
 			continue
 		}
 		if seen[k.Value] {
-			d.errAt(k, sub, fmt.Sprintf("duplicate field %q", k.Value), "keep one of them")
+			d.errAt(k, sub, fmt.Sprintf("duplicate field %s", quote(k.Value)), "keep one of them")
 			continue
 		}
 		seen[k.Value] = true

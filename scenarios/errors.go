@@ -111,3 +111,25 @@ func oneOfHint(got string, accepted []string) string {
 	}
 	return h
 }
+
+// maxQuoted is how many characters of a value an error message quotes.
+const maxQuoted = 40
+
+// quote quotes a value from a file for an error message, cut to maxQuoted
+// characters: a message names the value, it does not carry a file's content.
+func quote(s string) string {
+	r := []rune(s)
+	if len(r) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q…", string(r[:maxQuoted]))
+}
+
+// short cuts a value from a file to maxQuoted characters, unquoted.
+func short(s string) string {
+	r := []rune(s)
+	if len(r) <= maxQuoted {
+		return s
+	}
+	return string(r[:maxQuoted]) + "…"
+}

@@ -4,6 +4,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -43,22 +44,79 @@ func Parse(file string, data []byte) (*Document, error) {
 }
 
 // LoadFile reads, decodes and validates a scenario file. A GameDay's
-// references are checked too.
+// references are checked too; they name library experiments or files in
+// the game day's directory or below it.
 func LoadFile(name string) (*Document, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
 		return nil, Errors{{File: name, Line: 0, Column: 0, Msg: fmt.Sprintf("cannot read the file: %v", errors.Unwrap(err)), Hint: "check the path"}}
 	}
-	doc, err := Parse(name, data)
+	return load(name, data, refScope{root: filepath.Dir(name), base: "."})
+}
+
+// LoadFileIn reads the scenario file name inside the directory dir (name is
+// a relative path that must not leave dir, symbolic links included) and
+// validates it like LoadFile. A GameDay's file references are confined to
+// dir too.
+func LoadFileIn(dir, name string) (*Document, error) {
+	display := filepath.Join(dir, name)
+	if !filepath.IsLocal(name) {
+		return nil, Errors{{File: display, Msg: fmt.Sprintf("%s is not a file inside %s", quote(name), dir), Hint: "name a file of the directory, without .. or a leading /"}}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, Errors{{File: dir, Msg: fmt.Sprintf("cannot open the directory: %v", errors.Unwrap(err)), Hint: "check the path"}}
+	}
+	defer root.Close()
+	data, err := readLimited(root, name)
+	if err != nil {
+		return nil, Errors{{File: display, Msg: fmt.Sprintf("cannot read the file: %v", err), Hint: "check the path"}}
+	}
+	return load(display, data, refScope{root: dir, base: filepath.Dir(name)})
+}
+
+func load(file string, data []byte, refs refScope) (*Document, error) {
+	doc, err := Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
+	doc.refs = refs
 	if doc.Kind == KindGameDay {
 		if _, err := Resolve(doc); err != nil {
 			return nil, err
 		}
 	}
 	return doc, nil
+}
+
+// readLimited reads a regular file of at most maxFileSize bytes through
+// root.
+func readLimited(root *os.Root, name string) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	return data, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Library returns a built-in scenario by name (e.g. "pod-kill").
@@ -146,12 +204,16 @@ func Resolve(doc *Document) ([]*Document, error) {
 	var errs Errors
 	for i, ref := range doc.Spec.Experiments {
 		where := fmt.Sprintf("spec.experiments[%d].ref", i)
-		exp, err := openRef(doc.Source, ref.Ref)
+		exp, err := openRef(doc, ref.Ref)
 		if err != nil {
 			pp := doc.pos[where]
-			e := &Error{File: doc.Source, Line: pp.line, Column: pp.col, Path: where, Msg: fmt.Sprintf("cannot load %q: %v", ref.Ref, err), Hint: "name a library experiment (chaosgate scenarios list) or a file next to the game day"}
+			e := &Error{File: doc.Source, Line: pp.line, Column: pp.col, Path: where, Msg: fmt.Sprintf("cannot load %s: %v", quote(ref.Ref), err), Hint: "name a library experiment (chaosgate scenarios list) or a file next to the game day"}
+			var re refError
 			var es Errors
-			if errors.As(err, &es) && len(es) == 1 && es[0].Line == 0 {
+			switch {
+			case errors.As(err, &re):
+				e.Msg, e.Hint = re.msg, re.hint
+			case errors.As(err, &es) && len(es) == 1 && es[0].Line == 0:
 				e.Msg, e.Hint = es[0].Msg, es[0].Hint
 			}
 			errs = append(errs, e)
@@ -159,7 +221,7 @@ func Resolve(doc *Document) ([]*Document, error) {
 		}
 		if exp.Kind != KindExperiment {
 			pp := doc.pos[where]
-			errs = append(errs, &Error{File: doc.Source, Line: pp.line, Column: pp.col, Path: where, Msg: fmt.Sprintf("%q is a %s, not an Experiment", ref.Ref, exp.Kind), Hint: "game days do not nest"})
+			errs = append(errs, &Error{File: doc.Source, Line: pp.line, Column: pp.col, Path: where, Msg: fmt.Sprintf("%s is a %s, not an Experiment", quote(ref.Ref), exp.Kind), Hint: "game days do not nest"})
 			continue
 		}
 		m := *exp
@@ -201,20 +263,52 @@ func Resolve(doc *Document) ([]*Document, error) {
 	return out, nil
 }
 
-func openRef(source, ref string) (*Document, error) {
+// openRef loads the experiment a game day references: a library name, or
+// a file inside the game day's reference scope. An error never quotes the
+// referenced file: only whether it could be read and where its first
+// problem is.
+func openRef(doc *Document, ref string) (*Document, error) {
 	isName := !strings.ContainsAny(ref, `/\`) && path.Ext(ref) == ""
 	if isName {
 		return Library(ref)
 	}
-	if strings.HasPrefix(source, "library:") {
-		return nil, fmt.Errorf("library game days reference library names only")
+	if doc.refs.root == "" {
+		hint := "put the game day and its experiments in the experiments directory and name it, or reference library experiments (chaosgate scenarios list)"
+		if strings.HasPrefix(doc.Source, "library:") {
+			hint = "library game days reference library names only"
+		}
+		return nil, refError{msg: fmt.Sprintf("%s is not a library experiment, and this game day was not loaded from a file: it may reference library experiments only", quote(ref)), hint: hint}
 	}
-	p := ref
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(filepath.Dir(source), ref)
+	rel := filepath.Join(doc.refs.base, filepath.FromSlash(ref))
+	if filepath.IsAbs(ref) || !filepath.IsLocal(rel) {
+		return nil, refError{msg: fmt.Sprintf("%s is outside the game day's directory", quote(ref)), hint: "reference files next to the game day or below it, by a relative path without .."}
 	}
-	return LoadFile(p)
+	root, err := os.OpenRoot(doc.refs.root)
+	if err != nil {
+		return nil, refError{msg: fmt.Sprintf("cannot open %s: %v", doc.refs.root, unwrapPath(err)), hint: "check the directory"}
+	}
+	defer root.Close()
+	data, err := readLimited(root, rel)
+	if err != nil {
+		return nil, refError{msg: fmt.Sprintf("cannot read %s: %v", quote(ref), err), hint: "reference files next to the game day or below it; symbolic links must stay inside its directory"}
+	}
+	display := filepath.Join(doc.refs.root, rel)
+	exp, err := Parse(display, data)
+	if err != nil {
+		var es Errors
+		if errors.As(err, &es) && len(es) > 0 {
+			return nil, refError{msg: fmt.Sprintf("%s is not a valid scenario file (%d problem(s), the first at line %d, column %d)", quote(ref), len(es), es[0].Line, es[0].Column),
+				hint: "chaosgate scenarios validate " + display + " shows them"}
+		}
+		return nil, refError{msg: fmt.Sprintf("%s is not a valid scenario file", quote(ref)), hint: "chaosgate scenarios validate " + display}
+	}
+	return exp, nil
 }
+
+// refError is a reference that cannot be loaded, with a hint.
+type refError struct{ msg, hint string }
+
+func (e refError) Error() string { return e.msg }
 
 // RunsAt reports whether a resolved experiment runs at canary weight w.
 func (d *Document) RunsAt(w int) bool {

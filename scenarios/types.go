@@ -31,6 +31,18 @@ type Document struct {
 	RunAt []int `yaml:"-" json:"-"`
 
 	pos map[string]position
+	// refs says where a GameDay's file references may be read from.
+	refs refScope
+}
+
+// refScope confines the files a GameDay may reference: root is the
+// directory they are read from (through os.Root, so neither "..", an
+// absolute path nor a symbolic link leads out of it) and base the game
+// day's own directory inside root. An empty root allows library names
+// only: a document that came from no file (an upload) reads no file.
+type refScope struct {
+	root string
+	base string
 }
 
 // Metadata names and describes a document.

@@ -192,14 +192,14 @@ func (c Canary) StepsOrDefault() []int {
 
 func (v *validator) document(doc *Document) {
 	if doc.APIVersion != APIVersion {
-		v.at("apiVersion", fmt.Sprintf("unsupported apiVersion %q", doc.APIVersion), "write apiVersion: "+APIVersion)
+		v.at("apiVersion", fmt.Sprintf("unsupported apiVersion %s", quote(doc.APIVersion)), "write apiVersion: "+APIVersion)
 	}
 	kinds := []string{KindExperiment, KindGameDay}
 	if doc.Kind != KindExperiment && doc.Kind != KindGameDay {
-		v.at("kind", fmt.Sprintf("unknown kind %q", doc.Kind), oneOfHint(doc.Kind, kinds))
+		v.at("kind", fmt.Sprintf("unknown kind %s", quote(doc.Kind)), oneOfHint(doc.Kind, kinds))
 	}
 	if !nameRE.MatchString(doc.Metadata.Name) {
-		v.at("metadata.name", fmt.Sprintf("bad name %q", doc.Metadata.Name), "use lower-case letters, digits and '-', at most 63 characters")
+		v.at("metadata.name", fmt.Sprintf("bad name %s", quote(doc.Metadata.Name)), "use lower-case letters, digits and '-', at most 63 characters")
 	}
 	for k, val := range doc.Metadata.Labels {
 		v.label("metadata.labels."+k, k, val)
@@ -249,7 +249,7 @@ func (v *validator) document(doc *Document) {
 	}
 	v.canary(s.Canary)
 	if p := s.Decision.Policy; p != "" && p != "default" && !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yml") && !strings.HasSuffix(p, ".json") {
-		v.at("spec.decision.policy", fmt.Sprintf("unknown policy %q", p), `write "default" or the path of a decision config file (.yaml, .yml or .json)`)
+		v.at("spec.decision.policy", fmt.Sprintf("unknown policy %s", quote(p)), `write "default" or the path of a decision config file (.yaml, .yml or .json)`)
 	}
 	if s.BlastRadius.MaxReplicas < 0 {
 		v.at("spec.blastRadius.maxReplicas", "maxReplicas is negative", "")
@@ -261,10 +261,10 @@ func (v *validator) document(doc *Document) {
 
 func (v *validator) label(path, k, val string) {
 	if !labelKeyRE.MatchString(k) {
-		v.at(path, fmt.Sprintf("bad label key %q", k), "use [prefix/]name with letters, digits, '-', '_' and '.'")
+		v.at(path, fmt.Sprintf("bad label key %s", quote(k)), "use [prefix/]name with letters, digits, '-', '_' and '.'")
 	}
 	if !labelValRE.MatchString(val) {
-		v.at(path, fmt.Sprintf("bad label value %q", val), "at most 63 letters, digits, '-', '_' and '.', starting and ending alphanumeric")
+		v.at(path, fmt.Sprintf("bad label value %s", quote(val)), "at most 63 letters, digits, '-', '_' and '.', starting and ending alphanumeric")
 	}
 }
 
@@ -279,10 +279,10 @@ func (v *validator) target(t Target) int {
 	for i, a := range t.Arms {
 		p := fmt.Sprintf("spec.target.arms[%d]", i)
 		if a != ArmCanary && a != ArmControl {
-			v.at(p, fmt.Sprintf("unknown arm %q", a), oneOfHint(a, []string{ArmCanary, ArmControl}))
+			v.at(p, fmt.Sprintf("unknown arm %s", quote(a)), oneOfHint(a, []string{ArmCanary, ArmControl}))
 		}
 		if seen[a] {
-			v.at(p, fmt.Sprintf("arm %q is listed twice", a), "")
+			v.at(p, fmt.Sprintf("arm %s is listed twice", quote(a)), "")
 		}
 		seen[a] = true
 	}
@@ -299,7 +299,7 @@ func (v *validator) target(t Target) int {
 	if k := t.Kubernetes; k != nil {
 		n = k.Replicas
 		if !nameRE.MatchString(k.Namespace) {
-			v.at("spec.target.kubernetes.namespace", fmt.Sprintf("bad namespace %q", k.Namespace), "a DNS label: lower-case letters, digits and '-'")
+			v.at("spec.target.kubernetes.namespace", fmt.Sprintf("bad namespace %s", quote(k.Namespace)), "a DNS label: lower-case letters, digits and '-'")
 		}
 		if k.Replicas < 1 || k.Replicas > 1000 {
 			v.at("spec.target.kubernetes.replicas", fmt.Sprintf("replicas %d is outside 1..1000", k.Replicas), "")
@@ -352,7 +352,7 @@ func (v *validator) node(path, name string, n int, local bool) {
 			return
 		}
 	}
-	v.at(path, fmt.Sprintf("no node %q in a %d-node cluster", name, n), oneOfHint(name, names))
+	v.at(path, fmt.Sprintf("no node %s in a %d-node cluster", quote(name), n), oneOfHint(name, names))
 }
 
 func (v *validator) fault(p string, f Fault, s Spec, n int) {
@@ -367,7 +367,7 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		return
 	}
 	if f.Name != "" && !nameRE.MatchString(f.Name) {
-		v.at(p+".name", fmt.Sprintf("bad fault name %q", f.Name), "use lower-case letters, digits and '-'")
+		v.at(p+".name", fmt.Sprintf("bad fault name %s", quote(f.Name)), "use lower-case letters, digits and '-'")
 	}
 	if f.Duration.Duration <= 0 {
 		v.at(p+".duration", "duration must be positive", `e.g. duration: 10s`)
@@ -388,12 +388,12 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 			for i, x := range nf.Nodes {
 				v.node(fmt.Sprintf("%s.nodes[%d]", q, i), x, n, local)
 				if seen[x] {
-					v.at(fmt.Sprintf("%s.nodes[%d]", q, i), fmt.Sprintf("node %q is listed twice", x), "")
+					v.at(fmt.Sprintf("%s.nodes[%d]", q, i), fmt.Sprintf("node %s is listed twice", quote(x)), "")
 				}
 				seen[x] = true
 			}
 		default:
-			v.at(q+".mode", fmt.Sprintf("unknown mode %q", nf.Mode), oneOfHint(nf.Mode, []string{ModeOne, ModeLeader, ModeFixed}))
+			v.at(q+".mode", fmt.Sprintf("unknown mode %s", quote(nf.Mode)), oneOfHint(nf.Mode, []string{ModeOne, ModeLeader, ModeFixed}))
 		}
 	}
 	switch kinds[0] {
@@ -447,7 +447,7 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		shape := f.Partition.Shape
 		min, ok := ShapeMinNodes[shape]
 		if !ok {
-			v.at(q, fmt.Sprintf("unknown partition shape %q", shape), oneOfHint(shape, Shapes))
+			v.at(q, fmt.Sprintf("unknown partition shape %s", quote(shape)), oneOfHint(shape, Shapes))
 			return
 		}
 		if n > 0 && n < min {
@@ -501,12 +501,12 @@ func (v *validator) probes(pr Probes) {
 func (v *validator) abort(p string, a AbortCondition) {
 	metrics, ok := abortMetrics[a.Probe]
 	if !ok {
-		v.at(p+".probe", fmt.Sprintf("unknown probe %q", a.Probe), oneOfHint(a.Probe, probeNames))
+		v.at(p+".probe", fmt.Sprintf("unknown probe %s", quote(a.Probe)), oneOfHint(a.Probe, probeNames))
 	} else if !contains(metrics, a.Metric) {
-		v.at(p+".metric", fmt.Sprintf("probe %s has no metric %q", a.Probe, a.Metric), oneOfHint(a.Metric, metrics))
+		v.at(p+".metric", fmt.Sprintf("probe %s has no metric %s", short(a.Probe), quote(a.Metric)), oneOfHint(a.Metric, metrics))
 	}
 	if a.Arm != "" && a.Arm != ArmCanary && a.Arm != ArmControl && a.Arm != ArmAny {
-		v.at(p+".arm", fmt.Sprintf("unknown arm %q", a.Arm), oneOfHint(a.Arm, []string{ArmCanary, ArmControl, ArmAny}))
+		v.at(p+".arm", fmt.Sprintf("unknown arm %s", quote(a.Arm)), oneOfHint(a.Arm, []string{ArmCanary, ArmControl, ArmAny}))
 	}
 	if (a.Below == nil) == (a.Above == nil) {
 		v.at(p, "set exactly one of below and above", `e.g. below: "95%"`)

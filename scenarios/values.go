@@ -27,12 +27,12 @@ func (d *Duration) decodeScalar(n *yaml.Node) (string, string) {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(n.Value, 64); nerr == nil {
-			return fmt.Sprintf("duration %q has no unit", n.Value), hint
+			return fmt.Sprintf("duration %s has no unit", quote(n.Value)), hint
 		}
-		return fmt.Sprintf("bad duration %q", n.Value), hint
+		return fmt.Sprintf("bad duration %s", quote(n.Value)), hint
 	}
 	if v < 0 {
-		return fmt.Sprintf("duration %q is negative", n.Value), "durations are zero or more"
+		return fmt.Sprintf("duration %s is negative", quote(n.Value)), "durations are zero or more"
 	}
 	d.Duration = v
 	return "", ""
@@ -58,10 +58,10 @@ func (p *Percent) decodeScalar(n *yaml.Node) (string, string) {
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Sprintf("bad percentage %q", n.Value), hint
+		return fmt.Sprintf("bad percentage %s", quote(n.Value)), hint
 	}
 	if v < 0 || v > 100 {
-		return fmt.Sprintf("percentage %q is outside 0%%..100%%", n.Value), hint
+		return fmt.Sprintf("percentage %s is outside 0%%..100%%", quote(n.Value)), hint
 	}
 	p.Value = v / 100
 	return "", ""
@@ -91,7 +91,7 @@ func (x *Number) decodeScalar(n *yaml.Node) (string, string) {
 	case n.Tag == "!!int" || n.Tag == "!!float":
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Sprintf("bad number %q", s), hint
+			return fmt.Sprintf("bad number %s", quote(s)), hint
 		}
 		x.Value = v
 	case n.Tag == "!!str" && strings.HasSuffix(s, "%"):
@@ -103,7 +103,7 @@ func (x *Number) decodeScalar(n *yaml.Node) (string, string) {
 	case n.Tag == "!!str":
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Sprintf("bad threshold %q", s), hint
+			return fmt.Sprintf("bad threshold %s", quote(s)), hint
 		}
 		x.Value = float64(d) / float64(time.Millisecond)
 	default:
@@ -131,14 +131,12 @@ func describe(n *yaml.Node) string {
 		switch n.Tag {
 		case "!!null":
 			return "nothing (null)"
-		case "!!int":
-			return fmt.Sprintf("the number %s", n.Value)
-		case "!!float":
-			return fmt.Sprintf("the number %s", n.Value)
+		case "!!int", "!!float":
+			return "the number " + short(n.Value)
 		case "!!bool":
-			return fmt.Sprintf("the boolean %s", n.Value)
+			return "the boolean " + short(n.Value)
 		}
-		return fmt.Sprintf("the string %q", n.Value)
+		return "the string " + quote(n.Value)
 	}
 	return "an unsupported YAML node"
 }
