@@ -83,12 +83,13 @@ func OpenJournal(dataDir, runID, name string, clock Clock) (*Journal, error) {
 	if clock == nil {
 		clock = SystemClock{}
 	}
+	// The journal names every process and fault of a run: its owner's only.
 	dir := JournalDir(dataDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, E(KindUnavailable, "open journal", err)
 	}
 	p := filepath.Join(dir, runID+".journal")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, E(KindUnavailable, "open journal", err)
 	}
@@ -173,7 +174,7 @@ func (j *Journal) Close(clean bool) error {
 
 func archive(p string) {
 	done := filepath.Join(filepath.Dir(p), "done")
-	if err := os.MkdirAll(done, 0o755); err == nil {
+	if err := os.MkdirAll(done, 0o700); err == nil {
 		os.Rename(p, filepath.Join(done, filepath.Base(p)))
 	}
 }

@@ -103,7 +103,7 @@ func TestDeployManifestsServerSideDryRun(t *testing.T) {
 	defer cancel()
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Client.Discovery()))
 	total := 0
-	for _, base := range []string{"serve", "aggregator"} {
+	for _, base := range []string{"aggregator", "serve"} { // serve's Role lives in the aggregator's namespace
 		dir := filepath.Join(deployDir, base)
 		for _, r := range kustomizeResources(t, dir) {
 			objs, err := k8senv.ReadObjects(filepath.Join(dir, r))
@@ -204,14 +204,17 @@ func TestServeRBACForReal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Client.Discovery()))
-	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml"} {
-		objs, err := k8senv.ReadObjects(filepath.Join(deployDir, "serve", f))
+	for _, f := range []string{"aggregator/namespace.yaml", "serve/namespace.yaml", "serve/serviceaccount.yaml", "serve/rbac.yaml"} {
+		objs, err := k8senv.ReadObjects(filepath.Join(deployDir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		apply(t, ctx, e, mapper, "serve/"+f, objs, true)
+		apply(t, ctx, e, mapper, f, objs, true)
 	}
-	const ns = "rbac-target"
+	// The Role is bound in the target namespace only: another namespace,
+	// with pods of its own, is out of reach.
+	const ns, other = "chaosgate-demo", "rbac-elsewhere"
+	mkPods(t, ctx, e, other, "web-0")
 	mkPods(t, ctx, e, ns, "agg-0", "agg-1", "agg-2")
 	tok, err := e.ServiceAccountToken(ctx, "chaosgate", "chaosgate")
 	if err != nil {
@@ -235,8 +238,8 @@ func TestServeRBACForReal(t *testing.T) {
 		}}
 	}
 	allowed := map[string]func() error{
-		"list pods in all namespaces": func() error {
-			_, err := kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+		"list pods": func() error {
+			_, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 			return err
 		},
 		"get a pod": func() error { _, err := kube.CoreV1().Pods(ns).Get(ctx, "agg-0", metav1.GetOptions{}); return err },
@@ -250,7 +253,7 @@ func TestServeRBACForReal(t *testing.T) {
 		"delete a pod": func() error {
 			return kube.CoreV1().Pods(ns).Delete(ctx, "agg-2", metav1.DeleteOptions{GracePeriodSeconds: &grace})
 		},
-		"list deployments":  func() error { _, err := kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}); return err },
+		"list deployments":  func() error { _, err := kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); return err },
 		"list statefulsets": func() error { _, err := kube.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{}); return err },
 		"create, patch and delete a PodChaos": func() error {
 			if _, err := dyn.Resource(PodChaosGVR).Namespace(ns).Create(ctx, pc(), metav1.CreateOptions{}); err != nil {
@@ -262,8 +265,8 @@ func TestServeRBACForReal(t *testing.T) {
 			}
 			return dyn.Resource(PodChaosGVR).Namespace(ns).Delete(ctx, "rbac-probe", metav1.DeleteOptions{})
 		},
-		"list NetworkChaos in all namespaces": func() error {
-			_, err := dyn.Resource(NetworkChaosGVR).List(ctx, metav1.ListOptions{})
+		"list NetworkChaos": func() error {
+			_, err := dyn.Resource(NetworkChaosGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 			return err
 		},
 	}
@@ -292,7 +295,26 @@ func TestServeRBACForReal(t *testing.T) {
 		},
 		"list replicasets": func() error { _, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); return err },
 		"edit its own role": func() error {
-			_, err := kube.RbacV1().ClusterRoles().Patch(ctx, "chaosgate", "application/merge-patch+json", []byte(`{"rules":[]}`), metav1.PatchOptions{})
+			_, err := kube.RbacV1().Roles(ns).Patch(ctx, "chaosgate", "application/merge-patch+json", []byte(`{"rules":[]}`), metav1.PatchOptions{})
+			return err
+		},
+		"list pods in all namespaces": func() error {
+			_, err := kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"delete a pod in another namespace": func() error {
+			return kube.CoreV1().Pods(other).Delete(ctx, "web-0", metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		},
+		"create a PodChaos in another namespace": func() error {
+			_, err := dyn.Resource(PodChaosGVR).Namespace(other).Create(ctx, pc(), metav1.CreateOptions{})
+			return err
+		},
+		"list NetworkChaos in all namespaces": func() error {
+			_, err := dyn.Resource(NetworkChaosGVR).List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"list deployments in all namespaces": func() error {
+			_, err := kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
 			return err
 		},
 	}

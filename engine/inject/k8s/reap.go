@@ -13,7 +13,10 @@ import (
 )
 
 // Owned lists every PodChaos and NetworkChaos chaosgate created, across
-// all namespaces. A cluster without Chaos Mesh has none.
+// all namespaces — or, when chaosgate may not list cluster-wide (the
+// least-privilege Role of deploy/serve is bound in the target namespace
+// only), in the namespaces of its arms. A cluster without Chaos Mesh has
+// none.
 func (in *Injector) Owned(ctx context.Context) ([]unstructured.Unstructured, error) {
 	ok, err := in.HasChaosMesh(ctx)
 	if err != nil || !ok {
@@ -25,6 +28,14 @@ func (in *Injector) Owned(ctx context.Context) ([]unstructured.Unstructured, err
 		name string
 	}{{ObjectRef{Kind: "PodChaos"}, "podchaos"}, {ObjectRef{Kind: "NetworkChaos"}, "networkchaos"}} {
 		l, err := in.dyn.Resource(gvr.r.gvr()).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: OwnedSelector})
+		if apierrors.IsForbidden(err) && len(in.opts.Namespaces) > 0 {
+			items, nerr := in.ownedIn(ctx, gvr.r, gvr.name)
+			if nerr != nil {
+				return nil, nerr
+			}
+			out = append(out, items...)
+			continue
+		}
 		if err != nil {
 			return nil, kubeErr("list "+gvr.name, err)
 		}
@@ -37,6 +48,25 @@ func (in *Injector) Owned(ctx context.Context) ([]unstructured.Unstructured, err
 		}
 		return a.GetName() < b.GetName()
 	})
+	return out, nil
+}
+
+// ownedIn lists chaosgate-owned objects of one kind in each arm's
+// namespace.
+func (in *Injector) ownedIn(ctx context.Context, r ObjectRef, name string) ([]unstructured.Unstructured, error) {
+	seen := map[string]bool{}
+	var out []unstructured.Unstructured
+	for _, ns := range in.opts.Namespaces {
+		if ns == "" || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		l, err := in.dyn.Resource(r.gvr()).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: OwnedSelector})
+		if err != nil {
+			return nil, kubeErr("list "+name+" in "+ns, err)
+		}
+		out = append(out, l.Items...)
+	}
 	return out, nil
 }
 
