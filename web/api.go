@@ -9,6 +9,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +74,7 @@ func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		recordErr(w, err)
 		return
 	}
 	if cur := s.current(); cur != nil && cur.rec.ID == rec.ID {
@@ -86,6 +88,15 @@ func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rec)
 }
 
+// recordErr answers a run record that cannot be read.
+func recordErr(w http.ResponseWriter, err error) {
+	if errors.Is(err, errDamaged) {
+		writeErr(w, http.StatusInternalServerError, "damaged_record", err.Error(), "the record's file under DATA/serve/runs was damaged or edited: restore it from a copy or remove it")
+		return
+	}
+	writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+}
+
 // StartRequest is the JSON body of POST /api/v1/runs. Send either a
 // scenario name (built-in, or a file in the experiments directory) or a
 // whole document; a YAML body (Content-Type application/yaml) is an
@@ -97,18 +108,23 @@ type StartRequest struct {
 }
 
 func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	yamlBody := ct == "application/yaml" || ct == "application/x-yaml" || ct == "text/yaml"
+	if !yamlBody && !jsonType(ct) {
+		deny(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("Content-Type %q", r.Header.Get("Content-Type")),
+			"send JSON with Content-Type: application/json, or a YAML document with Content-Type: application/yaml")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		writeErr(w, http.StatusRequestEntityTooLarge, "invalid", "request body: "+err.Error(), "at most 1 MiB")
+		deny(w, http.StatusRequestEntityTooLarge, "invalid", "request body: "+err.Error(), "at most 1 MiB")
 		return
 	}
 	var req StartRequest
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch ct {
-	case "application/yaml", "application/x-yaml", "text/yaml":
+	if yamlBody {
 		req.Document = string(body)
 		req.Revision = r.URL.Query().Get("revision")
-	default:
+	} else {
 		dec := json.NewDecoder(strings.NewReader(string(body)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
@@ -118,14 +134,21 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
 	}
 	var doc *scenarios.Document
 	name := req.Scenario
+	upload := false
 	switch {
 	case req.Document != "" && req.Scenario != "":
 		writeErr(w, http.StatusBadRequest, "invalid", "send scenario or document, not both", "")
 		return
 	case req.Document != "":
+		if req.Revision != "" {
+			writeErr(w, http.StatusBadRequest, "invalid", "an uploaded document cannot run for a revision: its evidence would answer the gate",
+				"run without a revision (its evidence is recorded as upload:<run id>), or put the file in the experiments directory and name it")
+			return
+		}
 		doc, err = scenarios.Parse("upload.yaml", []byte(req.Document))
 		if err == nil {
-			name = "upload:" + doc.Metadata.Name
+			name, upload = "upload:"+doc.Metadata.Name, true
+			_, err = scenarios.Resolve(doc)
 		}
 	case req.Scenario != "":
 		doc, err = s.resolveScenario(req.Scenario)
@@ -138,9 +161,13 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, _ := caller(r.Context())
-	rec, err := s.start(RunRequest{Scenario: name, Doc: doc, Revision: req.Revision, Trigger: "api:" + t.Name})
+	rec, err := s.start(RunRequest{Scenario: name, Doc: doc, Revision: req.Revision, Trigger: "api:" + t.Name, Upload: upload})
 	if errors.Is(err, ErrBusy) {
 		writeErr(w, http.StatusConflict, "busy", err.Error(), "wait for it to end or POST /api/v1/abort")
+		return
+	}
+	if errors.Is(err, errRefused) {
+		writeErr(w, http.StatusBadRequest, "invalid_scenario", err.Error(), "")
 		return
 	}
 	if err != nil {
@@ -151,10 +178,50 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, rec)
 }
 
+// errRefused marks a document the server will not run.
+var errRefused = errors.New("refused")
+
+// jsonType reports whether a media type is JSON.
+func jsonType(ct string) bool { return ct == "application/json" || strings.HasSuffix(ct, "+json") }
+
+// checkTarget refuses a document the server must not run: on Kubernetes,
+// one whose target names a namespace the server was not given.
+func (s *Server) checkTarget(doc *scenarios.Document) error {
+	if len(s.opt.Namespaces) == 0 || doc == nil {
+		return nil
+	}
+	exps, err := scenarios.Resolve(doc)
+	if err != nil {
+		return err
+	}
+	for _, e := range append([]*scenarios.Document{doc}, exps...) {
+		k := e.Spec.Target.Kubernetes
+		if k == nil || k.Namespace == "" {
+			continue
+		}
+		ok := false
+		for _, ns := range s.opt.Namespaces {
+			ok = ok || ns == k.Namespace
+		}
+		if !ok {
+			return fmt.Errorf("%w: spec.target.kubernetes.namespace %q: this server runs faults in %s only", errRefused, k.Namespace, strings.Join(s.opt.Namespaces, ", "))
+		}
+	}
+	return nil
+}
+
 // apiEvents streams a run's events as server-sent events: the backlog
 // (after Last-Event-ID when given), then live events until the run ends
 // with an "end" event. A finished run replays its recorded events.
 func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		w.Header().Set("Retry-After", "15")
+		writeErr(w, http.StatusServiceUnavailable, "too_many_streams", fmt.Sprintf("%d event streams are open", cap(s.streams)), "close a stream, or poll GET /api/v1/runs/{id}")
+		return
+	}
 	id := r.PathValue("id")
 	after, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
 	var back []Event
@@ -171,7 +238,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+			recordErr(w, err)
 			return
 		}
 		for _, e := range rec.Events {
@@ -185,7 +252,11 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// Every write has 30 s: a stream lives as long as its run, a reader
+	// that stops reading is dropped.
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(30 * time.Second)) }
 	send := func(e Event) bool {
+		deadline()
 		data, _ := json.Marshal(e)
 		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, data); err != nil {
 			return false
@@ -209,6 +280,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		case <-s.base.Done():
 			return
 		case <-keep.C:
+			deadline()
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
@@ -323,11 +395,25 @@ func (s *Server) ledgerAPI(w http.ResponseWriter, r *http.Request) {
 	http.StripPrefix("/api/v1/ledger", ledgerhttp.New(l)).ServeHTTP(w, r)
 }
 
+// openLedger opens the ledger read-only, verified with the pinned public
+// keys (Options.PublicKeys, else DATA/keys) — never with the keys the
+// ledger records about itself.
 func (s *Server) openLedger(ctx context.Context) (*evidence.Ledger, error) {
-	return evidence.Open(ctx, s.ledgerDir(), evidence.Options{ReadOnly: true})
+	pk := s.opt.PublicKeys
+	if pk == nil {
+		var err error
+		if pk, err = evidence.LoadPublicKeys(filepath.Join(s.opt.DataDir, evidence.KeysSubdir)); err != nil {
+			if _, serr := os.Stat(filepath.Join(s.ledgerDir(), evidence.DBFile)); errors.Is(serr, os.ErrNotExist) {
+				return nil, &evidence.Error{Kind: evidence.KindNotFound, Op: "open ledger", Err: errors.New("no ledger yet")}
+			}
+			return nil, &evidence.Error{Kind: evidence.KindInvalid, Op: "open ledger", Err: fmt.Errorf("no public keys to verify it with: %w", err),
+				Hint: "serve verifies the ledger with the keys in DATA/keys (evidence.pub, checkpoint.vkey)"}
+		}
+	}
+	return evidence.Open(ctx, s.ledgerDir(), evidence.Options{Public: pk, ReadOnly: true})
 }
 
-func (s *Server) ledgerDir() string { return s.opt.DataDir + "/" + evidence.LedgerSubdir }
+func (s *Server) ledgerDir() string { return filepath.Join(s.opt.DataDir, evidence.LedgerSubdir) }
 
 func writeLedgerErr(w http.ResponseWriter, err error) {
 	switch evidence.KindOf(err) {
@@ -335,6 +421,8 @@ func writeLedgerErr(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, "not_found", "ledger: "+err.Error(), "the ledger is created by the first run")
 	case evidence.KindUnavailable:
 		writeErr(w, http.StatusServiceUnavailable, "unavailable", "ledger: "+err.Error(), "a run may be appending; retry")
+	case evidence.KindTampered, evidence.KindInvalid:
+		writeErr(w, http.StatusInternalServerError, "tampered", "ledger: "+err.Error(), "chaosgate ledger verify names what does not verify")
 	default:
 		writeErr(w, http.StatusInternalServerError, "internal", "ledger: "+err.Error(), "")
 	}

@@ -160,9 +160,10 @@ func ParseTokens(data []byte, file string) (*Tokens, error) {
 // LoadOrCreateTokens reads the tokens file at path; when it does not exist
 // and create is set, it writes one (mode 0600) with a fresh random token
 // per role, so a fresh machine works without setup. It reports whether
-// the file was created.
+// the file was created. A tokens file that group or others may read or
+// write is refused, as private keys are.
 func LoadOrCreateTokens(path string, create bool) (*Tokens, bool, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPrivateFile(path)
 	if errors.Is(err, os.ErrNotExist) && create {
 		var b strings.Builder
 		b.WriteString("# chaosgate serve bearer tokens (Authorization: Bearer <token>).\n# Roles: viewer < operator, auditor.\ntokens:\n")
@@ -176,7 +177,7 @@ func LoadOrCreateTokens(path string, create bool) (*Tokens, bool, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, false, err
 		}
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		if err := writeAtomic(path, []byte(b.String()), 0o600); err != nil {
 			return nil, false, err
 		}
 		ts, err := ParseTokens([]byte(b.String()), path)
@@ -189,6 +190,22 @@ func LoadOrCreateTokens(path string, create bool) (*Tokens, bool, error) {
 	return ts, false, err
 }
 
+// readPrivateFile reads a file that holds secrets, refusing one that
+// group or others may read or write.
+func readPrivateFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %04o: a file of bearer tokens must not be readable or writable by group or others (hint: chmod 600 %s)", path, perm, path)
+	}
+	return os.ReadFile(path)
+}
+
 type ctxKey struct{}
 
 // caller returns the authenticated token of a request.
@@ -197,53 +214,92 @@ func caller(ctx context.Context) (Token, bool) {
 	return t, ok
 }
 
-// bearer extracts the bearer secret of r: the Authorization header, or for
-// browser pages the chaosgate_token cookie set by the login form.
-func bearer(r *http.Request) string {
+// credential is the bearer secret of r and where it came from: the
+// Authorization header, or for browser pages the chaosgate_token cookie
+// set by the login form.
+func credential(r *http.Request) (secret string, fromCookie bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if s, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(s)
+			return strings.TrimSpace(s), false
 		}
-		return ""
+		return "", false
 	}
 	if c, err := r.Cookie(tokenCookie); err == nil {
-		return c.Value
+		return c.Value, true
 	}
-	return ""
+	return "", false
 }
 
 const tokenCookie = "chaosgate_token"
 
+// safeMethod reports whether a request cannot change anything.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
 // require wraps h so only callers whose role allows need reach it: no or
-// an unknown token is 401, a known token without the role is 403.
+// an unknown token is 401, a known token without the role is 403. The
+// login cookie authenticates pages, the dashboard's forms (/ui/...) and
+// reads; an API request that changes something takes the Authorization
+// header, which a browser never sends on its own. Cross-origin requests
+// that change something never get here (see crossOrigin).
 func (s *Server) require(need Role, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		t, ok := s.authenticate(r)
+		t, fromCookie, ok := s.authenticate(r)
+		if ok && fromCookie && !safeMethod(r.Method) && strings.HasPrefix(r.URL.Path, "/api/") {
+			deny(w, http.StatusUnauthorized, "unauthorized", "the login cookie does not authorize API requests that change something", "send Authorization: Bearer <token>; the dashboard's own forms post to /ui/...")
+			return
+		}
 		if !ok {
-			if wantsHTML(r) {
+			if wantsHTML(r) && safeMethod(r.Method) {
 				http.Redirect(w, r, "/login?next="+urlEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chaosgate"`)
-			writeErr(w, http.StatusUnauthorized, "unauthorized", "missing or unknown bearer token", "send Authorization: Bearer <token> from the tokens file")
+			deny(w, http.StatusUnauthorized, "unauthorized", "missing or unknown bearer token", "send Authorization: Bearer <token> from the tokens file")
 			return
 		}
 		if !t.Role.allows(need) {
-			writeErr(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q has role %s; this needs %s", t.Name, t.Role, need), "")
+			deny(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q has role %s; this needs %s", t.Name, t.Role, need), "")
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 	}
 }
 
-func (s *Server) authenticate(r *http.Request) (Token, bool) {
-	sec := bearer(r)
+// deny answers a refused request and closes the connection: a body the
+// caller is still sending (slowly, perhaps) is never read.
+func deny(w http.ResponseWriter, code int, kind, detail, hint string) {
+	w.Header().Set("Connection", "close")
+	writeErr(w, code, kind, detail, hint)
+}
+
+func (s *Server) authenticate(r *http.Request) (Token, bool, bool) {
+	sec, fromCookie := credential(r)
 	if sec == "" {
-		return Token{}, false
+		return Token{}, false, false
 	}
-	return s.opt.Tokens.Lookup(sec)
+	t, ok := s.opt.Tokens.Lookup(sec)
+	return t, fromCookie, ok
 }
 
 func wantsHTML(r *http.Request) bool {
 	return !strings.HasPrefix(r.URL.Path, "/api/") && strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// crossOrigin refuses, before anything else runs, every request that
+// changes something and that a browser marks as coming from another
+// origin (Sec-Fetch-Site, else Origin against Host; net/http's
+// CrossOriginProtection): a page elsewhere — another port on the same
+// host included — cannot make a signed-in browser start, abort or
+// schedule runs. Clients that are not browsers send neither header.
+func (s *Server) crossOrigin(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cop.Check(r); err != nil {
+			deny(w, http.StatusForbidden, "cross_origin", "cross-origin request refused: "+err.Error(), "use the dashboard on this server's own address, or a client that is not a browser with Authorization: Bearer <token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -15,8 +15,15 @@ import (
 // Config is chaosgate.yaml: how `chaosgate serve` listens, where it keeps
 // its state and what it runs on a schedule.
 type Config struct {
-	// Listen is the HTTP listen address (default ":8080").
+	// Listen is the HTTP listen address (default "127.0.0.1:8080": this
+	// machine only; name an address, or ":8080", to serve others).
 	Listen string
+	// TLSCert and TLSKey are a PEM certificate (chain) and its private key:
+	// with both, serve speaks HTTPS only.
+	TLSCert, TLSKey string
+	// SecureCookie marks the login cookie Secure on plain HTTP too: for a
+	// server behind a proxy that terminates TLS.
+	SecureCookie bool
 	// DataDir holds the journal, ledger, keys, run records and schedules.
 	DataDir string
 	// TokensFile lists the bearer tokens and their roles (default
@@ -143,13 +150,17 @@ func str(file, path string, v *yaml.Node, dst *string) error {
 	return nil
 }
 
-var configFields = []string{"listen", "data_dir", "tokens_file", "decision", "target", "experiments", "schedules"}
+var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "target", "experiments", "schedules"}
+
+// DefaultListen is where serve listens unless told otherwise: this machine
+// only.
+const DefaultListen = "127.0.0.1:8080"
 
 // LoadConfig parses chaosgate.yaml strictly: unknown or duplicate fields,
 // wrong types, bad cron specs and bad targets are errors at file:line:col.
 // An empty document is the defaults.
 func LoadConfig(data []byte, file string) (*Config, error) {
-	c := &Config{Listen: ":8080", DataDir: ".chaosgate", Target: "local"}
+	c := &Config{Listen: DefaultListen, DataDir: ".chaosgate", Target: "local"}
 	top, err := parseDoc(data, file)
 	if err != nil || top == nil {
 		return c, err
@@ -164,6 +175,15 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 			if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 				return nodeErr(file, v, k, fmt.Sprintf("listen address %q is not host:port", c.Listen), `":8080" or "127.0.0.1:8080"`)
 			}
+		case "tls_cert":
+			return str(file, k, v, &c.TLSCert)
+		case "tls_key":
+			return str(file, k, v, &c.TLSKey)
+		case "secure_cookie":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				return nodeErr(file, v, k, "want true or false", "secure_cookie: true")
+			}
+			c.SecureCookie = strings.EqualFold(v.Value, "true")
 		case "data_dir":
 			return str(file, k, v, &c.DataDir)
 		case "tokens_file":
@@ -224,6 +244,9 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 	if c.Listen == "" || c.DataDir == "" {
 		return nil, nodeErr(file, top, "", "listen and data_dir must not be empty", "omit them for the defaults")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, nodeErr(file, top, "", "tls_cert and tls_key go together", "give both, or neither for plain HTTP")
+	}
 	return c, nil
 }
 
@@ -241,11 +264,27 @@ func (s Schedule) check() error {
 	switch {
 	case s.Name == "" || s.Cron == "" || s.Scenario == "":
 		return errors.New("name, cron and scenario are required")
-	case strings.ContainsAny(s.Name, "/\\ \t\n"):
-		return fmt.Errorf("name %q must not contain slashes or spaces", s.Name)
+	case !validScheduleName(s.Name):
+		return fmt.Errorf("name %q: use letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters", s.Name)
 	}
 	if _, err := cron.ParseStandard(s.Cron); err != nil {
 		return fmt.Errorf("bad cron spec %q: %v", s.Cron, err)
 	}
 	return nil
+}
+
+// validScheduleName reports whether a schedule name is one path segment
+// that needs no escaping anywhere it appears (URLs, forms, file names):
+// [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+func validScheduleName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for i, c := range n {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '-' && c != '_' && c != '.') {
+			return false
+		}
+	}
+	return true
 }

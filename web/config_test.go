@@ -28,8 +28,17 @@ schedules:
 		t.Fatalf("config: %+v", c)
 	}
 	d, err := LoadConfig(nil, "empty.yaml")
-	if err != nil || d.Listen != ":8080" || d.DataDir != ".chaosgate" || d.Target != "local" {
+	if err != nil || d.Listen != "127.0.0.1:8080" || d.DataDir != ".chaosgate" || d.Target != "local" || d.TLSCert != "" || d.SecureCookie {
 		t.Fatalf("defaults: %+v %v", d, err)
+	}
+	tls, err := LoadConfig([]byte("tls_cert: c.pem\ntls_key: k.pem\nsecure_cookie: true\n"), "tls.yaml")
+	if err != nil || tls.TLSCert != "c.pem" || tls.TLSKey != "k.pem" || !tls.SecureCookie {
+		t.Fatalf("tls: %+v %v", tls, err)
+	}
+	for _, bad := range []string{"tls_cert: c.pem\n", "secure_cookie: yes please\n"} {
+		if _, err := LoadConfig([]byte(bad), "bad.yaml"); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
 	}
 }
 

@@ -2,15 +2,15 @@ package web
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/chaosgate/chaosgate/evidence"
 )
@@ -25,89 +25,56 @@ type GateAnswer struct {
 	Coverage    float64 `json:"coverage"`
 	LedgerIndex *uint64 `json:"ledger_index"`
 	Reason      string  `json:"reason"`
-	// Source says where the verdict came from: a run of this server
-	// ("run") or, for runs made elsewhere on the same data dir, the
-	// ledger's latest evidence for the revision ("ledger").
+	// Source says where the verdict came from: always "ledger", the signed
+	// evidence of the run (run records are not signed and never answer).
 	Source string `json:"source"`
 }
 
-// gateVerdict returns the verdict of the latest finished run for revision:
-// serve's own run records first, else the newest evidence record in the
-// ledger whose subject is the revision. ok is false when there is none.
+// gateVerdict returns the newest verdict the ledger records for revision:
+// the newest signed evidence of a chaosgate run whose subject is the
+// revision, read from the log itself (not its indexes), proven against
+// the latest checkpoint and checked against the pinned keys (see
+// evidence.Ledger.LatestDecision). Runs of uploaded documents record
+// under their own "upload:<run id>" revision; external statements
+// (`ledger append`) never answer. ok is false when there is none.
 func (s *Server) gateVerdict(ctx context.Context, revision string) (GateAnswer, bool, error) {
-	recs, err := s.runs.list()
-	if err != nil {
-		return GateAnswer{}, false, err
-	}
-	for _, r := range recs { // newest first
-		if r.Status != StatusFinished || r.Report == nil || !validVerdict(r.Report.Verdict) {
-			continue
-		}
-		if r.Report.Revision != revision && r.Revision != revision {
-			continue
-		}
-		a := GateAnswer{Revision: revision, Verdict: r.Report.Verdict, RunID: r.ID, Reason: r.Reason, Source: "run"}
-		if n := len(r.Report.Steps); n > 0 {
-			last := r.Report.Steps[n-1]
-			a.Score, a.Coverage = last.Score, last.Coverage
-			if a.Reason == "" {
-				a.Reason = last.Reason
-			}
-		}
-		if r.Report.Evidence != nil {
-			i := r.Report.Evidence.LedgerIndex
-			a.LedgerIndex = &i
-		}
-		if a.Reason == "" {
-			a.Reason = fmt.Sprintf("run %s judged %s", r.ID, a.Verdict)
-		}
-		return a, true, nil
-	}
-	return s.ledgerVerdict(ctx, revision)
-}
-
-func (s *Server) ledgerVerdict(ctx context.Context, revision string) (GateAnswer, bool, error) {
 	l, err := s.openLedger(ctx)
 	if evidence.KindOf(err) == evidence.KindNotFound {
 		return GateAnswer{}, false, nil
 	}
 	if err != nil {
-		return GateAnswer{}, false, err
+		return GateAnswer{}, false, fmt.Errorf("%w: %v", errTampered, err)
 	}
 	defer l.Close()
-	ents, err := l.Search(ctx, evidence.Query{Revision: revision, Limit: 1000})
+	v, found, err := l.LatestDecision(ctx, revision)
 	if err != nil {
+		if k := evidence.KindOf(err); k == evidence.KindTampered || k == evidence.KindInvalid {
+			return GateAnswer{}, false, fmt.Errorf("%w: %v", errTampered, err)
+		}
 		return GateAnswer{}, false, err
 	}
-	pk := l.PublicKeys()
-	for i := len(ents) - 1; i >= 0; i-- {
-		// Only evidence whose envelope matches its leaf and whose signature
-		// verifies answers the gate; the newest record failing that stops
-		// the gate rather than letting an older verdict through.
-		sum := sha256.Sum256(ents[i].Envelope)
-		var info *evidence.StatementInfo
-		env, err := evidence.ParseEnvelope(ents[i].Envelope)
-		if err == nil && pk == nil {
-			err = errors.New("no verification keys")
-		}
-		if err == nil && hex.EncodeToString(sum[:]) != ents[i].Record.EnvelopeSHA256 {
-			err = errors.New("the envelope does not match its leaf")
-		}
-		if err == nil {
-			info, err = pk.VerifyEnvelope(ctx, env)
-		}
-		if err != nil {
-			return GateAnswer{}, false, fmt.Errorf("%w: evidence entry %d for %q: %v", errTampered, ents[i].Index, revision, err)
-		}
-		p := info.Predicate
-		if p == nil || p.Decision == nil || !validVerdict(p.Decision.Verdict) {
-			continue
-		}
-		idx := ents[i].Index
-		return GateAnswer{Revision: revision, Verdict: p.Decision.Verdict, RunID: p.RunID, Score: p.Decision.Score, Coverage: p.Decision.Coverage,
-			LedgerIndex: &idx, Reason: fmt.Sprintf("evidence entry %d (run %s) records %s", idx, p.RunID, p.Decision.Verdict), Source: "ledger"}, true, nil
+	if !found {
+		return GateAnswer{}, false, nil
 	}
-	return GateAnswer{}, false, nil
+	p, idx := v.Predicate, v.Entry.Index
+	reason := fmt.Sprintf("evidence entry %d (run %s) records %s", idx, p.RunID, p.Decision.Verdict)
+	if d := lastStepReason(p.Decision.Inputs); d != "" {
+		reason += ": " + d
+	}
+	return GateAnswer{Revision: revision, Verdict: p.Decision.Verdict, RunID: p.RunID, Score: p.Decision.Score, Coverage: p.Decision.Coverage,
+		LedgerIndex: &idx, Reason: reason, Source: "ledger"}, true, nil
+}
+
+// lastStepReason is the judge's reason for the last canary step, from the
+// report steps a run's evidence carries as its decision inputs.
+func lastStepReason(inputs json.RawMessage) string {
+	var steps []struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(inputs, &steps) != nil || len(steps) == 0 {
+		return ""
+	}
+	return steps[len(steps)-1].Reason
 }
 
 // errTampered marks evidence that does not verify.
@@ -178,23 +145,60 @@ type FlaggerAnswer struct {
 // Every other case is 412 with the reason.
 func (s *Server) flagger(step string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-		if err != nil {
-			writeErr(w, http.StatusRequestEntityTooLarge, "invalid", err.Error(), "")
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if !jsonType(ct) {
+			deny(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("Content-Type %q", r.Header.Get("Content-Type")), "Flagger sends Content-Type: application/json")
 			return
 		}
-		var p FlaggerPayload
-		if err := json.Unmarshal(body, &p); err != nil {
-			writeErr(w, http.StatusBadRequest, "invalid", "Flagger payload: "+err.Error(), `{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":"..."}}`)
+		// A token in the header is checked before the body is read; only a
+		// request without one has its (small) body read for metadata.token,
+		// within a short deadline.
+		if r.Header.Get("Authorization") != "" {
+			s.require(RoleViewer, func(w http.ResponseWriter, r *http.Request) {
+				p, ok := readFlagger(w, r, maxWebhookBody)
+				if ok {
+					s.flaggerStep(w, r, step, p)
+				}
+			})(w, r)
 			return
 		}
-		if r.Header.Get("Authorization") == "" && p.Metadata["token"] != "" {
-			r.Header.Set("Authorization", "Bearer "+p.Metadata["token"])
+		if _, fromCookie, ok := s.authenticate(r); ok && fromCookie {
+			deny(w, http.StatusUnauthorized, "unauthorized", "the login cookie does not authorize webhooks", "send Authorization: Bearer <token> or metadata.token")
+			return
 		}
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, ok := readFlagger(w, r, maxWebhookBody)
+		if !ok {
+			return
+		}
+		if p.Metadata["token"] == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chaosgate"`)
+			deny(w, http.StatusUnauthorized, "unauthorized", "missing bearer token", "send Authorization: Bearer <token>, or the token in the payload's metadata.token")
+			return
+		}
+		r.Header.Set("Authorization", "Bearer "+p.Metadata["token"])
+		r.Header.Del("Cookie")
 		s.require(RoleViewer, func(w http.ResponseWriter, r *http.Request) {
 			s.flaggerStep(w, r, step, p)
 		})(w, r)
 	}
+}
+
+// maxWebhookBody bounds a Flagger payload.
+const maxWebhookBody = 64 << 10
+
+func readFlagger(w http.ResponseWriter, r *http.Request, limit int64) (FlaggerPayload, bool) {
+	var p FlaggerPayload
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		deny(w, http.StatusRequestEntityTooLarge, "invalid", "Flagger payload: "+err.Error(), "at most 64 KiB, sent within 10 s")
+		return p, false
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid", "Flagger payload: "+err.Error(), `{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":"..."}}`)
+		return p, false
+	}
+	return p, true
 }
 
 func (s *Server) flaggerStep(w http.ResponseWriter, r *http.Request, step string, p FlaggerPayload) {
@@ -258,7 +262,7 @@ func (s *Server) flaggerStep(w http.ResponseWriter, r *http.Request, step string
 
 func gateErr(w http.ResponseWriter, err error) {
 	if errors.Is(err, errTampered) {
-		writeErr(w, http.StatusInternalServerError, "tampered", err.Error(), "chaosgate ledger verify names what does not verify; the gate answers no verdict until it does")
+		writeErr(w, http.StatusInternalServerError, "tampered", err.Error(), "chaosgate ledger verify names what does not verify; the gate answers no verdict until it does (the ledger is checked with the keys in DATA/keys)")
 		return
 	}
 	writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error(), "retry")

@@ -6,13 +6,16 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -94,9 +97,22 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "login.html", "Sign in", map[string]string{"Next": safeNext(r.URL.Query().Get("next")), "Error": r.URL.Query().Get("error")})
 }
 
-// safeNext keeps redirects on this server.
+// safeNext keeps the redirect after login on this server: a path that
+// starts with one slash, without control characters, spaces or
+// backslashes (browsers drop tabs and newlines from URLs and read "\\" as
+// "/", so "/\t/evil.example" and "/\\evil.example" would leave), no
+// scheme and no host. Anything else is "/".
 func safeNext(n string) string {
-	if !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.Contains(n, "\\") {
+	if n == "" || len(n) > 2048 || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") {
+		return "/"
+	}
+	for _, c := range n {
+		if c <= ' ' || c == 0x7f || c == '\\' || unicode.IsSpace(c) || !unicode.IsPrint(c) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(n)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return n
@@ -114,12 +130,12 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login?error=unknown+token&next="+urlEscape(next), http.StatusSeeOther)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.opt.SecureCookie})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (s *Server) postLogout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.opt.SecureCookie})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -166,6 +182,10 @@ func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.runs.get(r.PathValue("id"))
+	if errors.Is(err, errDamaged) {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	if err != nil {
 		http.Error(w, "no run "+r.PathValue("id"), http.StatusNotFound)
 		return

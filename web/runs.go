@@ -66,6 +66,10 @@ type RunRequest struct {
 	// Revision is the evidence subject (empty: the runner's default).
 	Revision string
 	Trigger  string
+	// Upload marks a document that came with the request rather than from
+	// the library or the experiments directory: its evidence is recorded
+	// under the revision "upload:<run id>", which no gate asks about.
+	Upload bool
 }
 
 // RunResult is what a finished run reports back.
@@ -275,7 +279,7 @@ func (s *runStore) put(r *RunRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.path(r.ID), data, 0o644); err != nil {
+	if err := writeAtomic(s.path(r.ID), data, 0o600); err != nil {
 		return err
 	}
 	if s.idx != nil {
@@ -299,10 +303,13 @@ func (s *runStore) get(id string) (*RunRecord, error) {
 	}
 	r, err := decodeRecord(data)
 	if err != nil {
-		return nil, fmt.Errorf("run record %s: %w", s.path(id), err)
+		return nil, fmt.Errorf("%w: run record %s does not decode: %v", errDamaged, id, err)
 	}
 	return r, nil
 }
+
+// errDamaged marks a stored run record that does not decode.
+var errDamaged = errors.New("damaged run record")
 
 // decodeRecord decodes a stored run record. A dimension outcome is written
 // by name ("pass"); when decision.Outcome cannot read its own name back,
@@ -409,15 +416,24 @@ func validID(id string) bool {
 	return id[0] != '.'
 }
 
+// writeAtomic replaces path with data: a temporary file in the same
+// directory, written, fsynced, given mode, renamed over path, and the
+// directory fsynced so the rename survives a crash.
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
 	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return err
@@ -431,11 +447,16 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func newRunID(now time.Time) string {
@@ -488,8 +509,14 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 	if s.cur != nil {
 		return nil, fmt.Errorf("%w: %s", ErrBusy, s.cur.rec.ID)
 	}
+	if err := s.checkTarget(req.Doc); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	req.ID = newRunID(now)
+	if req.Upload {
+		req.Revision = "upload:" + req.ID
+	}
 	rec := &RunRecord{ID: req.ID, Scenario: req.Scenario, Revision: req.Revision, Trigger: req.Trigger, Status: StatusRunning, Started: now}
 	if err := s.runs.put(rec); err != nil {
 		return nil, err
@@ -530,8 +557,10 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 			killed := act.killed
 			s.mu.Unlock()
 			switch {
-			case res.Interrupted && killed != "":
-				done.Status, done.Aborted = StatusAborted, killed
+			case killed != "" && (res.Interrupted || res.Aborted != "" || res.Error != "" || err != nil || !validVerdict(res.Report.Verdict)):
+				// The kill switch stopped it, in whatever phase (setup
+				// included): aborted, with the kill switch's reason.
+				done.Status, done.Aborted, done.Error = StatusAborted, killed, ""
 			case res.Interrupted:
 				done.Status = StatusInterrupted
 			case res.Aborted != "":
@@ -540,10 +569,16 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 				done.Status = StatusError
 			}
 		}
+		s.mu.Lock()
+		killed := act.killed
+		s.mu.Unlock()
+		if res == nil && killed != "" {
+			done.Status, done.Aborted = StatusAborted, killed
+		}
 		if err != nil && done.Status == StatusFinished {
 			done.Status = StatusError
 		}
-		if err != nil && done.Error == "" {
+		if err != nil && done.Error == "" && done.Status != StatusAborted {
 			done.Error = err.Error()
 		}
 		if done.Status == StatusFinished && !validVerdict(done.Verdict()) {

@@ -57,6 +57,10 @@ func newScheduler(s *Server, path string, fromConfig []Schedule) (*scheduler, er
 			continue
 		}
 		d.Source = "api"
+		if !validScheduleName(d.Name) {
+			s.log.Warn("saved schedule dropped: its name is not valid", "name", d.Name, "file", path)
+			continue
+		}
 		if err := sc.add(d); err != nil {
 			return nil, fmt.Errorf("%s: schedule %s: %w", path, d.Name, err)
 		}
@@ -96,7 +100,7 @@ func (sc *scheduler) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(sc.path, data, 0o644)
+	return writeAtomic(sc.path, data, 0o600)
 }
 
 func (sc *scheduler) add(d Schedule) error {

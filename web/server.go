@@ -26,6 +26,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
 
@@ -55,6 +56,22 @@ type Options struct {
 	Registry *prometheus.Registry
 	Log      *slog.Logger
 	Clock    Clock
+	// PublicKeys verify the ledger (the gate, the explorer, the ledger
+	// API). Nil: the public keys in DATA/keys (evidence.pub,
+	// checkpoint.vkey), read at every request. Never the keys recorded in
+	// the ledger itself: a ledger signed with other keys answers nothing.
+	PublicKeys *evidence.PublicKeys
+	// SecureCookie marks the login cookie Secure even on plain HTTP, for a
+	// server behind a proxy that terminates TLS (with TLS of its own the
+	// cookie is always Secure).
+	SecureCookie bool
+	// MaxStreams bounds the live event streams open at once (default 64);
+	// more are refused with 503.
+	MaxStreams int
+	// Namespaces are the Kubernetes namespaces runs may act in (target
+	// k8s); a document whose target names another is refused. Empty: no
+	// check (the local target).
+	Namespaces []string
 }
 
 // Server is chaosgate serve's HTTP handler and run manager.
@@ -74,6 +91,8 @@ type Server struct {
 	mu     sync.Mutex
 	cur    *active
 	closed bool
+
+	streams chan struct{} // one slot per open event stream
 }
 
 type metrics struct {
@@ -103,9 +122,12 @@ func New(opt Options) (*Server, error) {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
 	}
+	if opt.MaxStreams <= 0 {
+		opt.MaxStreams = 64
+	}
 	s := &Server{opt: opt, log: opt.Log, mux: http.NewServeMux(), reg: opt.Registry,
-		runs: &runStore{dir: filepath.Join(opt.DataDir, "serve", "runs")}}
-	if err := os.MkdirAll(s.runs.dir, 0o755); err != nil {
+		runs: &runStore{dir: filepath.Join(opt.DataDir, "serve", "runs")}, streams: make(chan struct{}, opt.MaxStreams)}
+	if err := os.MkdirAll(s.runs.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("web: data dir: %w", err)
 	}
 	s.metrics = &metrics{
@@ -134,7 +156,17 @@ func New(opt Options) (*Server, error) {
 }
 
 // Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.crossOrigin(s.mux) }
+
+// HTTPServer returns an *http.Server for h with the timeouts serve needs
+// against slow or idle clients: request headers within 10 s, a whole
+// request within 30 s, a response within 60 s (event streams extend their
+// own deadline at every event), idle connections closed after 2 minutes,
+// headers of at most 64 KiB.
+func HTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
 
 // Close stops the scheduler, cancels the run in progress (its faults are
 // recovered by the runner) and waits for it to end or ctx to expire.
@@ -205,6 +237,9 @@ func (s *Server) routes() {
 		s.handle("POST /api/v1/gate/flagger/"+step, s.flagger(step))
 	}
 	s.handle("GET /api/v1/ledger/", s.require(RoleAuditor, s.ledgerAPI))
+	s.handle("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path), "the endpoints are listed in the README's chaosgate serve section")
+	})
 
 	// Pages.
 	s.handle("GET /login", s.pageLogin)
@@ -236,16 +271,20 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // resolveScenario finds a scenario by name: a file in the experiments
-// directory (NAME, NAME.yaml or NAME.yml), else the built-in library.
+// directory (NAME, NAME.yaml or NAME.yml, read through os.Root: nothing
+// outside the directory, symbolic links included), else the built-in
+// library.
 func (s *Server) resolveScenario(name string) (*scenarios.Document, error) {
 	if name == "" {
 		return nil, errors.New("no scenario named")
 	}
 	if s.opt.Experiments != "" && validID(name) {
-		for _, f := range []string{name, name + ".yaml", name + ".yml"} {
-			p := filepath.Join(s.opt.Experiments, f)
-			if st, err := os.Stat(p); err == nil && !st.IsDir() {
-				return scenarios.LoadFile(p)
+		if root, err := os.OpenRoot(s.opt.Experiments); err == nil {
+			defer root.Close()
+			for _, f := range []string{name, name + ".yaml", name + ".yml"} {
+				if st, err := root.Stat(f); err == nil && st.Mode().IsRegular() {
+					return scenarios.LoadFileIn(s.opt.Experiments, f)
+				}
 			}
 		}
 	}
