@@ -297,6 +297,7 @@ func (s *Server) crossOrigin(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := cop.Check(r); err != nil {
+			s.metrics.crossOrigin.Inc()
 			deny(w, http.StatusForbidden, "cross_origin", "cross-origin request refused: "+err.Error(), "use the dashboard on this server's own address, or a client that is not a browser with Authorization: Bearer <token>")
 			return
 		}

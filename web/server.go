@@ -96,6 +96,7 @@ type Server struct {
 }
 
 type metrics struct {
+	crossOrigin  prometheus.Counter
 	runsStarted  prometheus.Counter
 	runsFinished *prometheus.CounterVec
 	requests     *prometheus.CounterVec
@@ -131,12 +132,13 @@ func New(opt Options) (*Server, error) {
 		return nil, fmt.Errorf("web: data dir: %w", err)
 	}
 	s.metrics = &metrics{
+		crossOrigin:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_serve_cross_origin_refused_total", Help: "Requests that would change something, refused because a browser sent them from another origin."}),
 		runsStarted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_serve_runs_started_total", Help: "Runs started by serve."}),
 		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_runs_finished_total", Help: "Runs ended, by status and verdict."}, []string{"status", "verdict"}),
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
 		gate:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_gate_answers_total", Help: "Gate answers by endpoint and verdict."}, []string{"endpoint", "verdict"}),
 	}
-	for _, c := range []prometheus.Collector{s.metrics.runsStarted, s.metrics.runsFinished, s.metrics.requests, s.metrics.gate} {
+	for _, c := range []prometheus.Collector{s.metrics.crossOrigin, s.metrics.runsStarted, s.metrics.runsFinished, s.metrics.requests, s.metrics.gate} {
 		if err := s.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: metrics: %w", err)
 		}
