@@ -66,6 +66,27 @@ func (k *Keyed) Allow(key string, n int, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
+// Forget drops key's bucket (its connection closed), so a closed
+// connection holds no memory.
+func (k *Keyed) Forget(key string) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	delete(k.buckets, key)
+	k.mu.Unlock()
+}
+
+// Len is the number of buckets held.
+func (k *Keyed) Len() int {
+	if k == nil {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.buckets)
+}
+
 // AIMD is an adaptive concurrency limit: it grows additively while work
 // completes within the latency target and shrinks multiplicatively when it
 // does not (or fails), at most once per target interval.

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/chaosgate/chaosgate/aggregator/upstream"
 )
 
 // Defect names (--defect NAME). Each turns on one known-bad behaviour.
@@ -27,6 +29,9 @@ const (
 	DefectHLCNoUpdate     = "hlc-no-update"
 	DefectGCChurn         = "gc-churn"
 	DefectLeak            = "leak"
+	// DefectCommitBeforeStore commits upstream offsets (acknowledges broker
+	// messages) before the aggregator stored them.
+	DefectCommitBeforeStore = "commit-before-store"
 )
 
 // DefectHelp describes every defect.
@@ -40,6 +45,8 @@ var DefectHelp = map[string]string{
 	DefectHLCNoUpdate:     "the hybrid logical clock ignores received timestamps (HLC regressions after failover)",
 	DefectGCChurn:         "allocate heavily on every request (GC pauses)",
 	DefectLeak:            "retain --leak-bytes of every request for good (memory grows)",
+	DefectCommitBeforeStore: "upstream consumers commit offsets (acknowledge broker messages) as soon as they fetch them, before the aggregator stored them, " +
+		"and abandon a revoked partition's records in flight (messages are lost when a consumer dies or a rebalance moves a partition)",
 }
 
 // Raft log layouts (--raft-log).
@@ -184,6 +191,16 @@ type Config struct {
 	LogOutput io.Writer
 	// RaftLogLevel is raft's log level (default "warn").
 	RaftLogLevel string
+	// Upstreams are the message brokers this node consumes from (NATS
+	// JetStream, Kafka, MQTT); see aggregator/upstream.
+	Upstreams []upstream.Config
+	// DLQMax bounds the letters of the node's dead-letter queue (default
+	// 100000).
+	DLQMax int
+	// WebSocketMax bounds the WebSocket ingest connections served at once
+	// (default 20000; beyond: 503).
+	WebSocketMax int
+
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the HTTP
 	// listener (off by default: profiles expose internals).
 	Pprof bool
@@ -261,6 +278,11 @@ func (c *Config) Defaults() {
 	if c.RaftLogLevel == "" {
 		c.RaftLogLevel = "warn"
 	}
+	defi(&c.WebSocketMax, 20000)
+	for i := range c.Upstreams {
+		c.Upstreams[i].Defaults()
+		c.Upstreams[i].CommitBeforeStore = c.Defects.Has(DefectCommitBeforeStore)
+	}
 }
 
 // Validate reports configuration errors.
@@ -284,6 +306,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--leak-bytes %d: want 0..%d", c.LeakBytes, 64<<20)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval %v: want always or a positive duration", c.SyncInterval)
+	}
+	for i := range c.Upstreams {
+		if err := c.Upstreams[i].Validate(); err != nil {
+			return fmt.Errorf("--upstream: %v", err)
+		}
 	}
 	for id := range c.Peers {
 		if id != c.ID && c.PeerHTTP[id] == "" {

@@ -22,6 +22,8 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/stream/{partition}", n.guard("stream", n.handleStream))
 	mux.HandleFunc("GET /v1/state/{key}", n.guard("state_get", n.handleGetState))
 	mux.HandleFunc("PUT /v1/state/{key}", n.guard("state_put", n.handlePutState))
+	mux.HandleFunc("GET /v1/ws", n.handleWebSocket)
+	n.upstreamRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Cluster()) })
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

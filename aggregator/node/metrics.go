@@ -22,6 +22,7 @@ type metrics struct {
 	hlcOffset    prometheus.Counter
 	httpRequests *prometheus.CounterVec
 	leaked       prometheus.GaugeFunc
+	wsOpened     prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -40,6 +41,10 @@ func newMetrics(n *Node) *metrics {
 	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_forwards_total", Help: "Requests forwarded to a partition leader."})
 	m.hlcOffset = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_hlc_offset_rejects_total", Help: "Received HLC timestamps refused for exceeding the max clock offset."})
 	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_aggregator_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"})
+	m.wsOpened = prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_aggregator_websocket_connections_opened_total", Help: "WebSocket ingest connections accepted."})
+	f(m.wsOpened)
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_websocket_connections", Help: "WebSocket ingest connections open."}, func() float64 { return float64(n.ws.count()) }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_connection_buckets", Help: "Per-connection token buckets held."}, func() float64 { return float64(n.conns.Len()) }))
 	for _, c := range []prometheus.Collector{m.ingest, m.rejects, m.dedupHits, m.gaps, m.gapSeqs, m.late, m.applySeconds, m.forwardErrs, m.forwardGone, m.forwards, m.hlcOffset, m.httpRequests} {
 		f(c)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/chaosgate/chaosgate/aggregator/partition"
 	"github.com/chaosgate/chaosgate/aggregator/replica"
 	"github.com/chaosgate/chaosgate/aggregator/state"
+	"github.com/chaosgate/chaosgate/aggregator/upstream"
 )
 
 // ErrKind classifies node errors for HTTP and gRPC status mapping.
@@ -105,6 +106,9 @@ type Node struct {
 	leakMu          sync.Mutex
 	leaked          [][]byte
 	churnSink       atomic.Pointer[[]byte]
+
+	ws        wsConns
+	upstreams *upstream.Manager
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -189,6 +193,9 @@ func Start(cfg Config) (*Node, error) {
 	if n.grpcLn != nil {
 		n.grpcStop = n.serveGRPC(n.grpcLn)
 	}
+	if err := n.startUpstreams(); err != nil {
+		return nil, err
+	}
 	n.wg.Add(2)
 	go n.memorySampler()
 	go n.balancer()
@@ -198,7 +205,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ok = true
 	n.log.Info("aggregator node started", "http", n.httpLn.Addr().String(), "raft", rl.Addr().String(),
-		"partitions", cfg.Partitions, "peers", cfg.Peers, "defects", cfg.Defects.List())
+		"partitions", cfg.Partitions, "peers", cfg.Peers, "defects", cfg.Defects.List(), "upstreams", len(cfg.Upstreams))
 	return n, nil
 }
 
@@ -216,6 +223,12 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.stop)
+	if n.upstreams != nil {
+		// first: nothing more is taken from the brokers, and what is in
+		// flight is stored (and acknowledged) or left unacknowledged
+		n.upstreams.Close()
+	}
+	n.ws.closeAll()
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_ = n.httpSrv.Shutdown(ctx)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaosgate/chaosgate/aggregator/node"
+	"github.com/chaosgate/chaosgate/aggregator/upstream"
 )
 
 // newAggregatorCmd runs one reference-aggregator node until SIGTERM/SIGINT.
@@ -19,6 +20,7 @@ func newAggregatorCmd() *cobra.Command {
 		peers, peerHTTP, peerGRPC, rssCap string
 		syncInterval                      string
 		defects                           []string
+		upstreams                         []string
 		logLevel                          string
 	)
 	cmd := &cobra.Command{
@@ -31,6 +33,11 @@ in --peers; a node starts and joins even when its peers are not up yet, and
 restarts from --data-dir. --http, --grpc and --raft are listen addresses;
 --peers and --peer-http are the addresses dialled for each node (they may be
 fault proxies). The network API is aggregator/API.md.
+
+Upstreams (--upstream, repeatable) make the node consume from message
+brokers into the same ingest path, acknowledging upstream only after the
+aggregator committed (or dead-lettered) a message:
+` + upstream.URLHelp + `
 
 Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 		Example: `  chaosgate aggregator --id n1 --http 127.0.0.1:7001 --grpc 127.0.0.1:7101 --raft 127.0.0.1:7201 \
@@ -54,6 +61,13 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 			}
 			if cfg.Defects, err = node.ParseDefects(defects); err != nil {
 				return withExitCode(exitUsage, err)
+			}
+			for _, u := range upstreams {
+				uc, err := upstream.ParseURL(u)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--upstream: %w", err))
+				}
+				cfg.Upstreams = append(cfg.Upstreams, uc)
 			}
 			if cfg.SyncInterval, err = node.ParseSyncInterval(syncInterval); err != nil {
 				return withExitCode(exitUsage, err)
@@ -97,6 +111,9 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for raft logs, snapshots, the output streams and the HLC bound (required)")
 	f.IntVar(&cfg.Partitions, "partitions", 16, "number of partitions (fixed when the cluster is created)")
 	f.StringArrayVar(&defects, "defect", nil, "turn on a known-bad behaviour (repeatable): "+strings.Join(node.KnownDefects(), ", "))
+	f.StringArrayVar(&upstreams, "upstream", nil, "consume a message broker (repeatable): nats://HOST:PORT/STREAM, kafka://HOST:PORT/TOPIC or mqtt://HOST:PORT/PREFIX, with ?name=...&group=... (see above)")
+	f.IntVar(&cfg.DLQMax, "dlq-max", 100000, "most letters the node's dead-letter queue holds")
+	f.IntVar(&cfg.WebSocketMax, "websocket-max", 20000, "most WebSocket ingest connections (GET /v1/ws) served at once")
 	f.StringVar(&rssCap, "rss-cap", "256MiB", "memory cap: admission refuses new work above 80% of it")
 	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log layout: partition (one log per partition, fsyncs in parallel) or shared (one log per node, one fsync covers every partition)")
 	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")

@@ -1,0 +1,171 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// natsAdapter pulls from a durable JetStream consumer shared by the nodes
+// (each message goes to one of them) and acknowledges a message only after
+// the aggregator stored it or it was dead-lettered. A message whose node
+// died unacknowledged is redelivered after AckWait; the aggregator's dedup
+// drops what was stored before.
+type natsAdapter struct {
+	cfg  Config
+	p    *pipeline
+	log  *slog.Logger
+	node string
+
+	monMu sync.Mutex
+	mon   *nats.Conn
+}
+
+func newNATSAdapter(cfg Config, p *pipeline, opts Options) *natsAdapter {
+	return &natsAdapter{cfg: cfg, p: p, log: opts.Logger.With("upstream", cfg.Name), node: opts.Node}
+}
+
+func (a *natsAdapter) urls() string {
+	var u []string
+	for _, b := range a.cfg.Brokers {
+		u = append(u, "nats://"+b)
+	}
+	return strings.Join(u, ",")
+}
+
+func (a *natsAdapter) connect(name string) (*nats.Conn, error) {
+	return nats.Connect(a.urls(), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true), nats.Timeout(2*time.Second))
+}
+
+func (a *natsAdapter) assigned() []int32 { return nil }
+
+func (a *natsAdapter) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: a.cfg.Group, AckPolicy: jetstream.AckExplicitPolicy, AckWait: a.cfg.AckWait,
+		DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: a.cfg.Subject, MaxAckPending: 4 * a.cfg.Batch * 16, MaxDeliver: -1}
+}
+
+func (a *natsAdapter) consume(ctx context.Context) error {
+	nc, err := a.connect("chaosgate-" + a.node + "-" + a.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("nats connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	var cons jetstream.Consumer
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err = js.CreateOrUpdateConsumer(cctx, a.cfg.Stream, a.consumerConfig())
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("jetstream consumer not ready (is the stream there and the server up?)", "stream", a.cfg.Stream, "consumer", a.cfg.Group, "err", err)
+		if sleepCtx(ctx, time.Second) != nil {
+			return nil
+		}
+	}
+	ds := make([]Delivery, 0, a.cfg.Batch)
+	msgs := make([]jetstream.Msg, 0, a.cfg.Batch)
+	for ctx.Err() == nil {
+		if err := a.p.waitAdmitted(ctx); err != nil {
+			return nil
+		}
+		batch, err := cons.Fetch(a.cfg.Batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Debug("jetstream fetch", "err", err)
+				_ = sleepCtx(ctx, 250*time.Millisecond)
+			}
+			continue
+		}
+		ds, msgs = ds[:0], msgs[:0]
+		for m := range batch.Messages() {
+			off := int64(-1)
+			if md, err := m.Metadata(); err == nil {
+				off = int64(md.Sequence.Stream)
+			}
+			ds = append(ds, Delivery{Payload: m.Data(), Partition: -1, Offset: off})
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			a.log.Debug("jetstream fetch batch", "err", err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if a.cfg.CommitBeforeStore {
+			a.ack(msgs) // DEFECT: acknowledged before the aggregator has them
+		}
+		if err := a.p.process(ctx, ds); err != nil {
+			return nil // not acknowledged: redelivered after AckWait
+		}
+		if !a.cfg.CommitBeforeStore {
+			a.ack(msgs)
+		}
+	}
+	return nil
+}
+
+// ack acknowledges msgs; a lost acknowledgement only means a redelivery,
+// which the aggregator deduplicates.
+func (a *natsAdapter) ack(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			a.log.Debug("jetstream ack", "err", err)
+		}
+	}
+}
+
+// offsets is the consumer's position: delivered-but-unacknowledged plus
+// not-yet-delivered messages are its lag.
+func (a *natsAdapter) offsets(ctx context.Context) (map[string]Offsets, error) {
+	a.monMu.Lock()
+	if a.mon == nil {
+		nc, err := a.connect("chaosgate-" + a.node + "-" + a.cfg.Name + "-lag")
+		if err != nil {
+			a.monMu.Unlock()
+			return nil, err
+		}
+		a.mon = nc
+	}
+	nc := a.mon
+	a.monMu.Unlock()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.Consumer(ctx, a.cfg.Stream, a.cfg.Group)
+	if err != nil {
+		return nil, err
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lag := int64(ci.NumPending) + int64(ci.NumAckPending)
+	committed := int64(ci.AckFloor.Stream) + 1
+	return map[string]Offsets{"all": {Committed: committed, End: committed + lag, Lag: lag}}, nil
+}
+
+func (a *natsAdapter) close() {
+	a.monMu.Lock()
+	defer a.monMu.Unlock()
+	if a.mon != nil {
+		a.mon.Close()
+		a.mon = nil
+	}
+}
