@@ -181,8 +181,11 @@ func (s *Server) apiStartRun(w http.ResponseWriter, r *http.Request) {
 // errRefused marks a document the server will not run.
 var errRefused = errors.New("refused")
 
-// jsonType reports whether a media type is JSON.
-func jsonType(ct string) bool { return ct == "application/json" || strings.HasSuffix(ct, "+json") }
+// jsonType reports whether a request body of media type ct is read as
+// JSON: application/json, a +json type, or none at all (a client that is
+// not a browser; a browser's form or plain fetch always names a type such
+// as text/plain, which is refused).
+func jsonType(ct string) bool { return ct == "" || ct == "application/json" || strings.HasSuffix(ct, "+json") }
 
 // checkTarget refuses a document the server must not run: on Kubernetes,
 // one whose target names a namespace the server was not given.

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,7 +38,8 @@ causes name it) and per-key linearizability. docs/history-v1.md says which
 fields each invariant needs.
 
 Exit codes: 0 every invariant holds, 1 an invariant is violated, 2 the input is
-malformed (the error names the line, the field and a hint) or unreadable.`,
+malformed (the error names the line, the field and a hint), unreadable or
+empty (a history without operations proves nothing).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
@@ -44,6 +47,9 @@ malformed (the error names the line, the field and a hint) or unreadable.`,
 			}
 			if output != "json" && output != "table" {
 				return withExitCode(exitUsage, fmt.Errorf("-o %q: want json or table", output))
+			}
+			if err := notEmpty(path); err != nil {
+				return withExitCode(exitUsage, err)
 			}
 			rep, err := consistency.CheckFile(path, consistency.Config{MaxOffset: maxOffset, LinearizabilityTimeout: linBudget})
 			if err != nil {
@@ -93,4 +99,28 @@ func printCheckReport(w io.Writer, rep consistency.Report, output string) error 
 		}
 	}
 	return nil
+}
+
+// notEmpty refuses a history file that holds no operation at all: an empty
+// file (a load generator that never ran, a truncated copy) is no evidence
+// of consistency.
+func notEmpty(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for {
+		b, err := r.ReadByte()
+		if err == io.EOF {
+			return fmt.Errorf("%s: the history holds no operations (hint: record one with chaosgate load --history FILE)", path)
+		}
+		if err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		if b != ' ' && b != '\t' && b != '\n' && b != '\r' {
+			return nil
+		}
+	}
 }

@@ -414,7 +414,7 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
 	}
 	plan, err := engine.PlanFromDocument(doc)

@@ -115,9 +115,11 @@ func newLedgerAppendCmd(f *ledgerFlags) *cobra.Command {
 		Short: "Sign an in-toto statement with the evidence key and append it",
 		Long: `append signs an externally produced in-toto Statement v1 (for CI pipelines
 that attach their own evidence) into a DSSE envelope with the evidence key of
---keys and appends it, indexed under --revision. The ledger is created on
-first use. Malformed statements are refused with line:column and nothing is
-written. Prints the receipt.`,
+--keys and appends it, indexed under --revision and marked external: it is
+proven like every entry but never answers a gate. A statement of chaosgate's
+own predicate type (https://chaosgate.io/evidence/v1) is refused: only a run
+records a verdict. The ledger is created on first use. Malformed statements
+are refused with line:column and nothing is written. Prints the receipt.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -178,11 +180,13 @@ func newLedgerVerifyCmd(f *ledgerFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify [--from-scratch]",
 		Short: "Recompute every hash and signature; exit 1 naming the first entry or block that does not verify",
-		Long: `verify checks every entry's leaf hash against the tree, every envelope's
-SHA-256, every referenced blob, every block header (signature, chain link,
-data hash, root) and every checkpoint (signature, root). --from-scratch also
-recomputes every interior tree hash from the entries alone and re-verifies
-every DSSE envelope signature.
+		Long: `verify checks every entry's leaf hash, every stored tree hash (all are
+recomputed from the entries), every envelope's SHA-256, every referenced blob,
+every block header (signature, chain link, data hash, root), every checkpoint
+(signature, root) and the search indexes (revision, experiment, trace id,
+time: rebuilt from the entries, a deleted, added or edited key is named).
+--from-scratch also re-verifies every DSSE envelope signature and that each
+entry's indexed fields match its signed statement.
 
 Exit codes: 0 verified, 1 something does not verify (named), 2 cannot open.`,
 		Args: cobra.NoArgs,

@@ -117,7 +117,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
 	}
 	ctx := cmd.Context()

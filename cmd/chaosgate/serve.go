@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
+	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/web"
 )
 
@@ -27,7 +30,8 @@ import (
 // dashboard, the block explorer, the cron game days and the gate endpoints
 // for Argo Rollouts and Flagger.
 func newServeCmd() *cobra.Command {
-	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, binary string
+	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, binary, tlsCert, tlsKey string
+	var secureCookie bool
 	var k k8sOpts
 	cmd := &cobra.Command{
 		Use:   "serve [-c chaosgate.yaml]",
@@ -40,13 +44,21 @@ on-call dashboard and the block explorer. /livez, /readyz and /metrics need
 no token; everything else takes "Authorization: Bearer <token>" with the
 roles viewer, operator (starts and aborts runs, manages schedules) and
 auditor (ledger and explorer). Without a tokens file, serve creates
-DATA/tokens.yaml (mode 0600) with one fresh token per role.
+DATA/tokens.yaml (mode 0600) with one fresh token per role; a tokens file
+that group or others may read is refused.
+
+serve listens on 127.0.0.1:8080 (this machine only) unless --http names
+another address; --tls-cert/--tls-key serve HTTPS. The data directory is
+kept private (mode 0700). The ledger is verified with the public keys in
+DATA/keys (created there on first start), never with keys the ledger
+records about itself. With --target k8s, --namespace is required and runs
+act in that namespace only.
 
 Flags override the config file. Exit codes: 0 after a clean shutdown
 (SIGINT/SIGTERM), 2 for a configuration or startup error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := &web.Config{Listen: ":8080", DataDir: ".chaosgate", Target: "local"}
+			cfg := &web.Config{Listen: web.DefaultListen, DataDir: ".chaosgate", Target: "local"}
 			if cfgFile != "" {
 				var err error
 				if cfg, err = web.LoadConfigFile(cfgFile); err != nil {
@@ -55,14 +67,23 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 			}
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"http": &cfg.Listen, "data-dir": &cfg.DataDir, "target": &cfg.Target,
-				"experiments": &cfg.Experiments, "tokens": &cfg.TokensFile, "decision": &cfg.Decision} {
+				"experiments": &cfg.Experiments, "tokens": &cfg.TokensFile, "decision": &cfg.Decision, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
 				if f.Changed(name) {
 					v, _ := f.GetString(name)
 					*dst = v
 				}
 			}
+			if f.Changed("secure-cookie") {
+				cfg.SecureCookie = secureCookie
+			}
 			if cfg.Target != "local" && cfg.Target != "k8s" {
 				return withExitCode(exitUsage, fmt.Errorf("--target %q: want local or k8s", cfg.Target))
+			}
+			if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+				return withExitCode(exitUsage, errors.New("--tls-cert and --tls-key go together (hint: give both for HTTPS, or neither)"))
+			}
+			if cfg.Target == "k8s" && k.namespace == "" {
+				return withExitCode(exitUsage, errors.New("--target k8s needs --namespace NS: serve runs faults in that namespace only (hint: the namespace of deploy/serve/rbac.yaml's Role)"))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -71,7 +92,10 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules)")
-	f.StringVar(&httpAddr, "http", ":8080", "HTTP listen address")
+	f.StringVar(&httpAddr, "http", web.DefaultListen, "listen address (default this machine only; \":8080\" for every interface)")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with (with --tls-key)")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.BoolVar(&secureCookie, "secure-cookie", false, "mark the login cookie Secure on plain HTTP too (behind a proxy that terminates TLS)")
 	f.StringVar(&dataDir, "data-dir", ".chaosgate", "data directory: journal, ledger, keys, run records, schedules")
 	f.StringVar(&target, "target", "local", "where runs execute: local or k8s")
 	f.StringVar(&experiments, "experiments", "", "directory of experiment files runs and schedules may name")
@@ -96,8 +120,17 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := privateDir(stderr, dir); err != nil {
 		return withExitCode(exitUsage, fmt.Errorf("--data-dir: %w", err))
+	}
+	// The keys that sign this data dir's evidence are created now if
+	// missing, so that the ledger is always verified with them.
+	keys, created, err := evidence.LoadOrGenerateKeys(filepath.Join(dir, evidence.KeysSubdir), evidence.DefaultOrigin)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	if created {
+		fmt.Fprintf(stderr, "created the evidence keys in %s\n", filepath.Join(dir, evidence.KeysSubdir))
 	}
 	if cfg.Target == "local" {
 		if err := reapLeftovers(ctx, stderr, dir, nil, log); err != nil {
@@ -149,8 +182,13 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	} else {
 		run = web.LocalRunner(dir, x.binary, store.Current, map[string]string{"chaosgate": version}, log)
 	}
+	var namespaces []string
+	if cfg.Target == "k8s" && x.k8s != nil && x.k8s.namespace != "" {
+		namespaces = []string{x.k8s.namespace}
+	}
 	srv, err := web.New(web.Options{DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
-		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log})
+		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log,
+		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces})
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}
@@ -159,8 +197,22 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 		srv.Close(context.Background())
 		return withExitCode(exitUsage, fmt.Errorf("--http %s: %w", cfg.Listen, err))
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stderr, "chaosgate serve: listening on http://%s (data dir %s, target %s)\n", ln.Addr(), dir, cfg.Target)
+	hs := web.HTTPServer(srv.Handler())
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			srv.Close(context.Background())
+			return withExitCode(exitUsage, fmt.Errorf("--tls-cert/--tls-key: %w", err))
+		}
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+		scheme = "https"
+	} else if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		fmt.Fprintf(stderr, "chaosgate serve: warning: plain HTTP on %s: tokens cross the network in clear text (hint: --tls-cert/--tls-key, or a TLS proxy with --secure-cookie)\n", ln.Addr())
+	}
+	fmt.Fprintf(stderr, "chaosgate serve: listening on %s://%s (data dir %s, target %s)\n", scheme, ln.Addr(), dir, cfg.Target)
 	if x.ready != nil {
 		x.ready <- ln.Addr().String()
 	}
@@ -182,6 +234,26 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	}
 	if cerr != nil {
 		return withExitCode(exitUsage, cerr)
+	}
+	return nil
+}
+
+// privateDir creates dir with mode 0700, or narrows an existing one that
+// group or others may enter to 0700 (saying so): the data directory holds
+// the signing keys, the tokens, the journal and the run records.
+func privateDir(stderr io.Writer, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&0o700); err != nil {
+			return fmt.Errorf("%s has mode %04o and cannot be made private: %w (hint: chmod 700 %s)", dir, perm, err, dir)
+		}
+		fmt.Fprintf(stderr, "chaosgate serve: %s had mode %04o; now %04o (the data directory holds keys and tokens)\n", dir, perm, perm&0o700)
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func startServe(t *testing.T, bin string, args ...string) *serveProc {
 		}
 	})
 	addr := make(chan string, 1)
-	re := regexp.MustCompile(`listening on (http://\S+)`)
+	re := regexp.MustCompile(`listening on (https?://\S+)`)
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
