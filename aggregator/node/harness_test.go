@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv("AGGREGATOR_TEST_CHILD"); cfg != "" {
 		os.Exit(runChild(cfg))
 	}
+	if spec := os.Getenv("AGGREGATOR_WS_CLIENT"); spec != "" {
+		os.Exit(runWSClient(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -31,6 +32,7 @@ type kafkaAdapter struct {
 
 	adminMu sync.Mutex
 	admin   *kgo.Client
+	joined  atomic.Bool
 }
 
 func newKafkaAdapter(cfg Config, p *pipeline, opts Options) *kafkaAdapter {
@@ -137,6 +139,7 @@ func (a *kafkaAdapter) consume(ctx context.Context) error {
 			for _, p := range m[a.cfg.Topic] {
 				startLane(p)
 			}
+			a.joined.Store(true)
 			a.p.m.rebalances.WithLabelValues(a.cfg.Name, "assigned").Inc()
 			a.log.Info("kafka partitions assigned", "partitions", m[a.cfg.Topic])
 		}),
@@ -183,6 +186,7 @@ func (a *kafkaAdapter) consume(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		a.joined.Store(false)
 		close(stopCommitter)
 		<-committerDone
 		// Leaving: finish and commit every lane, then leave the group (the
@@ -362,6 +366,8 @@ func (a *kafkaAdapter) offsets(ctx context.Context) (map[string]Offsets, error) 
 	}
 	return out, nil
 }
+
+func (a *kafkaAdapter) ready() bool { return a.joined.Load() }
 
 func (a *kafkaAdapter) close() {
 	a.adminMu.Lock()

@@ -54,6 +54,9 @@ type adapter interface {
 	assigned() []int32
 	// close releases what offsets opened.
 	close()
+	// ready reports whether the consumer is attached: subscribed (MQTT),
+	// bound to its durable consumer (NATS), in its group (Kafka).
+	ready() bool
 }
 
 // running is one upstream with its consumption state.
@@ -320,6 +323,9 @@ type UpstreamStatus struct {
 	Assigned []int32            `json:"assigned"`
 	Offsets  map[string]Offsets `json:"offsets"`
 	LagAlert bool               `json:"lag_alert"`
+	// Attached: subscribed (MQTT), bound to the durable consumer (NATS),
+	// joined to the group (Kafka).
+	Attached bool `json:"attached"`
 }
 
 // Statuses reports every upstream.
@@ -330,7 +336,7 @@ func (m *Manager) Statuses() []UpstreamStatus {
 		paused, _ := r.p.isPaused()
 		r.mu.Lock()
 		s := UpstreamStatus{Name: r.cfg.Name, Kind: r.cfg.Kind, Brokers: r.cfg.Brokers, Breaker: st.String(), Assigned: r.ad.assigned(),
-			Offsets: map[string]Offsets{}, LagAlert: r.alert}
+			Offsets: map[string]Offsets{}, LagAlert: r.alert, Attached: r.member && r.ad.ready()}
 		for k, v := range r.lastOf {
 			s.Offsets[k] = v
 		}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -26,6 +27,7 @@ type mqttAdapter struct {
 	log    *slog.Logger
 	node   string
 	shards []int
+	subbed atomic.Bool
 }
 
 func newMQTTAdapter(cfg Config, p *pipeline, opts Options) (*mqttAdapter, error) {
@@ -53,6 +55,14 @@ func (a *mqttAdapter) assigned() []int32 {
 		out[i] = int32(s)
 	}
 	return out
+}
+
+// ShardOf is the shard a producer publishes source's messages to (FNV-1a
+// of the source id), so that one source stays on one shard and in order.
+func ShardOf(source string, shards int) int {
+	h := fnv.New32a()
+	h.Write([]byte(source))
+	return int(h.Sum32() % uint32(max(1, shards)))
 }
 
 // ShardTopic is the MQTT topic of shard s of prefix.
@@ -99,6 +109,7 @@ func (a *mqttAdapter) consume(ctx context.Context) error {
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		tok := c.SubscribeMultiple(filters, handler)
 		if tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+			a.subbed.Store(true)
 			a.log.Info("mqtt subscribed", "shards", a.shards)
 		} else {
 			a.log.Warn("mqtt subscribe failed; retrying on reconnect", "err", tok.Error())
@@ -109,13 +120,17 @@ func (a *mqttAdapter) consume(ctx context.Context) error {
 	// redelivers it from the session instead.
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		gen.Add(1)
+		a.subbed.Store(false)
 		a.log.Warn("mqtt connection lost", "err", err)
 	})
 	// A resumed session delivers before the subscriptions are made again.
 	opts.SetDefaultPublishHandler(handler)
 	cl := mqtt.NewClient(opts)
 	cl.Connect() // retries in the background until it connects
-	defer cl.Disconnect(250)
+	defer func() {
+		a.subbed.Store(false)
+		cl.Disconnect(250)
+	}()
 	ds := make([]Delivery, 0, a.cfg.Batch)
 	items := make([]mqttItem, 0, a.cfg.Batch)
 	for {
@@ -160,3 +175,5 @@ func (a *mqttAdapter) offsets(context.Context) (map[string]Offsets, error) {
 }
 
 func (a *mqttAdapter) close() {}
+
+func (a *mqttAdapter) ready() bool { return len(a.shards) == 0 || a.subbed.Load() }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,7 @@ type natsAdapter struct {
 
 	monMu sync.Mutex
 	mon   *nats.Conn
+	bound atomic.Bool
 }
 
 func newNATSAdapter(cfg Config, p *pipeline, opts Options) *natsAdapter {
@@ -68,6 +70,8 @@ func (a *natsAdapter) consume(ctx context.Context) error {
 		cons, err = js.CreateOrUpdateConsumer(cctx, a.cfg.Stream, a.consumerConfig())
 		cancel()
 		if err == nil {
+			a.bound.Store(true)
+			defer a.bound.Store(false)
 			break
 		}
 		if ctx.Err() != nil {
@@ -160,6 +164,8 @@ func (a *natsAdapter) offsets(ctx context.Context) (map[string]Offsets, error) {
 	committed := int64(ci.AckFloor.Stream) + 1
 	return map[string]Offsets{"all": {Committed: committed, End: committed + lag, Lag: lag}}, nil
 }
+
+func (a *natsAdapter) ready() bool { return a.bound.Load() }
 
 func (a *natsAdapter) close() {
 	a.monMu.Lock()
