@@ -158,11 +158,14 @@ func (w *SharedWAL) replay(path string, id uint64) error {
 		}
 		kind, group := body[0], binary.BigEndian.Uint32(body[1:5])
 		rest := body[5:]
+		if len(rest) < 8 {
+			// Every record starts with an index: a shorter one is damage
+			// that its checksum happened to match.
+			f.Close()
+			return fmt.Errorf("raft log %s: record of %d bytes at offset %d is too short for its index", path, n, off)
+		}
 		switch kind {
 		case recEntry:
-			if len(rest) < 8 {
-				return fmt.Errorf("raft log %s: short entry at %d", path, off)
-			}
 			w.place(s, group, binary.BigEndian.Uint64(rest), off, int32(8+n))
 		case recTrim:
 			s.markers = true

@@ -176,15 +176,23 @@ func appendLog(b []byte, l *raft.Log) []byte {
 	b = binary.BigEndian.AppendUint64(b, l.Index)
 	b = binary.BigEndian.AppendUint64(b, l.Term)
 	b = append(b, byte(l.Type))
-	b = binary.BigEndian.AppendUint64(b, uint64(l.AppendedAt.UnixNano()))
+	var at int64 // 0 stands for "not set": the zero time has no UnixNano
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
 	b = binary.AppendUvarint(b, uint64(len(l.Data)))
 	b = append(b, l.Data...)
 	b = binary.AppendUvarint(b, uint64(len(l.Extensions)))
 	return append(b, l.Extensions...)
 }
 
+// minLogEntry is the size of an encoded entry's fixed fields: index,
+// term, type and append time.
+const minLogEntry = 25
+
 func decodeLog(b []byte, l *raft.Log) error {
-	if len(b) < 25 {
+	if len(b) < minLogEntry {
 		return fmt.Errorf("raft log entry: %d bytes, too short", len(b))
 	}
 	l.Index = binary.BigEndian.Uint64(b)

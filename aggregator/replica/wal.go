@@ -169,6 +169,12 @@ func openSegment(path string, base uint64) (*segment, error) {
 			break
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[:4]))
+		// An entry is at least its fixed fields (see decodeLog) and at most
+		// 1 GiB: anything else is a torn or zeroed tail, not a record, and
+		// must neither be allocated nor read as one.
+		if n < minLogEntry || n > 1<<30 {
+			break
+		}
 		body := make([]byte, n)
 		if _, err := f.ReadAt(body, off+8); err != nil {
 			break
