@@ -782,7 +782,10 @@ func Violations(rep consistency.Report) float64 {
 
 // armInput builds one arm's judge input for the step.
 func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
-	st := r.avail.Summarize(arm, steady...)
+	// Only chunks that finished inside the steady spans: one that started
+	// just before a fault and was still retrying when it struck measures
+	// the fault.
+	st := r.avail.SummarizeSettled(arm, steady...)
 	a := decision.Arm{CollectedAt: time.Now()}
 	if st.Chunks == 0 {
 		return a, st, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no load chunk of %s in the steady windows", arm))

@@ -51,6 +51,7 @@ type chunk struct {
 	arm        engine.Arm
 	start, end time.Time // scheduled span
 	done       bool
+	finished   time.Time // when its last message was answered or given up
 	sum        load.Summary
 	// bars are the chunk's latency histogram (µs) in sparse form: the
 	// generator keeps the full one.
@@ -188,7 +189,7 @@ func (p *Probe) loop(ctx, runCtx context.Context, arm engine.Arm, g *load.Genera
 				sum, err := g.Run(runCtx, load.Phase{Name: name, Arm: arm.String(), Duration: p.cfg.Chunk, Rate: rate})
 				bars := sparse(g.Histogram(name, arm.String()))
 				p.mu.Lock()
-				c.sum, c.bars, c.done = sum, bars, true
+				c.sum, c.bars, c.done, c.finished = sum, bars, true, time.Now()
 				if err != nil && !errors.Is(err, context.Canceled) {
 					c.err = err
 				}
@@ -196,7 +197,7 @@ func (p *Probe) loop(ctx, runCtx context.Context, arm engine.Arm, g *load.Genera
 			}()
 		} else {
 			p.mu.Lock()
-			c.done = true
+			c.done, c.finished = true, c.start
 			p.mu.Unlock()
 		}
 		next = next.Add(p.cfg.Chunk)
@@ -263,12 +264,28 @@ type Span struct{ Start, End time.Time }
 // within one of spans. Chunks that have not finished are counted in
 // Pending.
 func (p *Probe) Summarize(arm engine.Arm, spans ...Span) Stats {
+	return p.summarize(arm, false, spans)
+}
+
+// SummarizeSettled is Summarize restricted to the chunks that also
+// finished — every message answered or given up — inside the span they
+// were scheduled in. A chunk scheduled in a steady window whose stragglers
+// were still being retried when a fault struck measures the fault, not the
+// steady state: a judge's window must not count it.
+func (p *Probe) SummarizeSettled(arm engine.Arm, spans ...Span) Stats {
+	return p.summarize(arm, true, spans)
+}
+
+func (p *Probe) summarize(arm engine.Arm, settled bool, spans []Span) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var st Stats
 	var h *hdrhistogram.Histogram
 	for _, c := range p.chunks {
 		if c.arm != arm || !inSpans(c.start, c.end, spans) {
+			continue
+		}
+		if settled && (!c.done || !inSpans(c.start, c.finished, spans)) {
 			continue
 		}
 		if !c.done {

@@ -162,3 +162,26 @@ func TestRecoveredWaitsForACleanChunk(t *testing.T) {
 		}
 	}
 }
+
+// TestSettledLeavesOutChunksStillRetryingAfterTheSpan: a chunk scheduled
+// inside a steady span whose stragglers were still retrying when a fault
+// struck after it counts in Summarize (its schedule lies in the span) but
+// not in SummarizeSettled, which a judge's steady window reads.
+func TestSettledLeavesOutChunksStillRetryingAfterTheSpan(t *testing.T) {
+	t0 := time.Now()
+	span := Span{t0, t0.Add(2 * time.Second)}
+	p := &Probe{}
+	p.chunks = []*chunk{
+		{arm: engine.ArmCanary, start: t0, end: t0.Add(time.Second), done: true, finished: t0.Add(1100 * time.Millisecond),
+			sum: load.Summary{Messages: 10, OK: 10}},
+		// Scheduled inside the span, finished after the fault that followed it.
+		{arm: engine.ArmCanary, start: t0.Add(time.Second), end: t0.Add(2 * time.Second), done: true, finished: t0.Add(3500 * time.Millisecond),
+			sum: load.Summary{Messages: 10, OK: 5, Retries: 5, Timeouts: 5, Failed: 5}},
+	}
+	if all := p.Summarize(engine.ArmCanary, span); all.Timeouts != 5 || all.Chunks != 2 {
+		t.Fatalf("summarize: %+v", all)
+	}
+	if st := p.SummarizeSettled(engine.ArmCanary, span); st.Timeouts != 0 || st.Chunks != 1 || st.Offered != 10 {
+		t.Fatalf("settled: %+v", st)
+	}
+}
