@@ -18,40 +18,47 @@ import (
 // wire is the JSON shape of one line. Pointers mark fields whose zero value
 // is meaningful (partition 0, offset 0) or must be told apart from absence.
 type wire struct {
-	Op              string  `json:"op"`
-	T               string  `json:"t,omitempty"`
-	Client          string  `json:"client,omitempty"`
-	Partition       *int    `json:"partition,omitempty"`
-	Offset          *int64  `json:"offset,omitempty"`
-	Key             *string `json:"key,omitempty"`
-	Source          *string `json:"source,omitempty"`
-	Seq             *uint64 `json:"seq,omitempty"`
-	FromSeq         *uint64 `json:"from_seq,omitempty"`
-	ToSeq           *uint64 `json:"to_seq,omitempty"`
-	MsgID           *string `json:"msg_id,omitempty"`
-	Fingerprint     *string `json:"fingerprint,omitempty"`
-	Value           *string `json:"value,omitempty"`
-	State           *string `json:"state,omitempty"`
-	Version         *uint64 `json:"version,omitempty"`
-	ExpectedVersion *uint64 `json:"expected_version,omitempty"`
-	Epoch           *uint64 `json:"epoch,omitempty"`
-	HLC             *string `json:"hlc,omitempty"`
-	Node            *string `json:"node,omitempty"`
-	Event           *string `json:"event,omitempty"`
-	Detail          *string `json:"detail,omitempty"`
-	Result          *string `json:"result,omitempty"`
-	Start           string  `json:"start,omitempty"`
-	End             string  `json:"end,omitempty"`
+	Op                string  `json:"op"`
+	T                 string  `json:"t,omitempty"`
+	Client            string  `json:"client,omitempty"`
+	Partition         *int    `json:"partition,omitempty"`
+	Offset            *int64  `json:"offset,omitempty"`
+	Key               *string `json:"key,omitempty"`
+	Source            *string `json:"source,omitempty"`
+	Seq               *uint64 `json:"seq,omitempty"`
+	FromSeq           *uint64 `json:"from_seq,omitempty"`
+	ToSeq             *uint64 `json:"to_seq,omitempty"`
+	MsgID             *string `json:"msg_id,omitempty"`
+	Fingerprint       *string `json:"fingerprint,omitempty"`
+	Value             *string `json:"value,omitempty"`
+	State             *string `json:"state,omitempty"`
+	Version           *uint64 `json:"version,omitempty"`
+	ExpectedVersion   *uint64 `json:"expected_version,omitempty"`
+	Epoch             *uint64 `json:"epoch,omitempty"`
+	HLC               *string `json:"hlc,omitempty"`
+	Node              *string `json:"node,omitempty"`
+	Event             *string `json:"event,omitempty"`
+	Detail            *string `json:"detail,omitempty"`
+	Result            *string `json:"result,omitempty"`
+	Start             string  `json:"start,omitempty"`
+	End               string  `json:"end,omitempty"`
+	Upstream          *string `json:"upstream,omitempty"`
+	UpstreamPartition *int    `json:"upstream_partition,omitempty"`
+	UpstreamOffset    *int64  `json:"upstream_offset,omitempty"`
+	Reason            *string `json:"reason,omitempty"`
+	Attempts          *int    `json:"attempts,omitempty"`
 }
 
 // fieldsOf lists, per op, the fields a line must carry and the ones it may.
 var fieldsOf = map[Op]struct{ required, optional []string }{
-	OpSend:  {[]string{"source", "seq", "msg_id", "key", "result"}, []string{"fingerprint", "node", "hlc", "partition", "epoch"}},
-	OpRecv:  {[]string{"partition", "offset", "source", "seq", "msg_id"}, []string{"key", "epoch", "hlc", "node", "fingerprint"}},
-	OpGap:   {[]string{"partition", "offset", "source", "from_seq", "to_seq"}, []string{"epoch", "hlc", "node"}},
-	OpRead:  {[]string{"key", "result", "start", "end"}, []string{"value", "node", "state", "version"}},
-	OpWrite: {[]string{"key", "result", "start", "end"}, []string{"value", "node", "state", "version", "expected_version"}},
-	OpNode:  {[]string{"node", "event"}, []string{"detail"}},
+	OpSend:   {[]string{"source", "seq", "msg_id", "key", "result"}, []string{"fingerprint", "node", "hlc", "partition", "epoch", "upstream", "upstream_partition", "upstream_offset"}},
+	OpRecv:   {[]string{"partition", "offset", "source", "seq", "msg_id"}, []string{"key", "epoch", "hlc", "node", "fingerprint"}},
+	OpGap:    {[]string{"partition", "offset", "source", "from_seq", "to_seq"}, []string{"epoch", "hlc", "node"}},
+	OpRead:   {[]string{"key", "result", "start", "end"}, []string{"value", "node", "state", "version"}},
+	OpWrite:  {[]string{"key", "result", "start", "end"}, []string{"value", "node", "state", "version", "expected_version"}},
+	OpNode:   {[]string{"node", "event"}, []string{"detail"}},
+	OpDLQ:    {[]string{"msg_id", "reason"}, []string{"source", "seq", "key", "node", "upstream", "upstream_partition", "upstream_offset", "attempts"}},
+	OpCommit: {[]string{"upstream", "upstream_offset"}, []string{"upstream_partition", "node"}},
 }
 
 func has(w *wire, name string) bool {
@@ -98,12 +105,23 @@ func has(w *wire, name string) bool {
 		return w.Start != ""
 	case "end":
 		return w.End != ""
+	case "upstream":
+		return w.Upstream != nil
+	case "upstream_partition":
+		return w.UpstreamPartition != nil
+	case "upstream_offset":
+		return w.UpstreamOffset != nil
+	case "reason":
+		return w.Reason != nil
+	case "attempts":
+		return w.Attempts != nil
 	}
 	return false
 }
 
 var allFields = []string{"partition", "offset", "key", "source", "seq", "from_seq", "to_seq", "msg_id", "fingerprint",
-	"value", "state", "version", "expected_version", "epoch", "hlc", "node", "event", "detail", "result", "start", "end"}
+	"value", "state", "version", "expected_version", "epoch", "hlc", "node", "event", "detail", "result", "start", "end",
+	"upstream", "upstream_partition", "upstream_offset", "reason", "attempts"}
 
 // ErrMalformed is the kind of every error the reader returns for bad input.
 var ErrMalformed = errors.New("malformed history")
@@ -187,7 +205,7 @@ func fromWire(line int, w *wire) (Event, error) {
 		if w.Op == "" {
 			return Event{}, perr(line, "op", "every line needs an op", "missing op")
 		}
-		return Event{}, perr(line, "op", "one of send, recv, gap, read, write, node", "unknown op %q", w.Op)
+		return Event{}, perr(line, "op", "one of send, recv, gap, read, write, node, dlq, commit", "unknown op %q", w.Op)
 	}
 	ev := Event{Op: op, Client: w.Client, Line: line}
 	if w.T != "" {
@@ -235,6 +253,33 @@ func fromWire(line int, w *wire) (Event, error) {
 			return Event{}, perr(line, "offset", "offsets are numbered from 0", "negative offset %d", *w.Offset)
 		}
 		ev.Offset = *w.Offset
+	}
+	if w.Upstream != nil {
+		if *w.Upstream == "" {
+			return Event{}, perr(line, "upstream", "name the broker, e.g. kafka or nats", "empty upstream")
+		}
+		ev.Upstream = *w.Upstream
+	}
+	if w.UpstreamPartition != nil {
+		if *w.UpstreamPartition < 0 {
+			return Event{}, perr(line, "upstream_partition", "upstream partitions are numbered from 0", "negative upstream_partition %d", *w.UpstreamPartition)
+		}
+		ev.UpstreamPartition, ev.HasUpstreamPartition = *w.UpstreamPartition, true
+	}
+	if w.UpstreamOffset != nil {
+		if *w.UpstreamOffset < 0 {
+			return Event{}, perr(line, "upstream_offset", "upstream offsets are numbered from 0", "negative upstream_offset %d", *w.UpstreamOffset)
+		}
+		ev.UpstreamOffset, ev.HasUpstreamOffset = *w.UpstreamOffset, true
+	}
+	if w.Reason != nil {
+		ev.Reason = *w.Reason
+	}
+	if w.Attempts != nil {
+		if *w.Attempts < 0 {
+			return Event{}, perr(line, "attempts", "a count of attempts", "negative attempts %d", *w.Attempts)
+		}
+		ev.Attempts = *w.Attempts
 	}
 	if w.HLC != nil {
 		h, err := ParseHLC(*w.HLC)
@@ -297,6 +342,13 @@ func fromWire(line int, w *wire) (Event, error) {
 	case OpNode:
 		if ev.Node == "" || ev.NodeEvent == "" {
 			return Event{}, perr(line, "event", "node and event must be non-empty", "empty node or event")
+		}
+	case OpDLQ:
+		if ev.MsgID == "" {
+			return Event{}, perr(line, "msg_id", "must be a non-empty string", "empty msg_id")
+		}
+		if w.Seq != nil && ev.Seq == 0 {
+			return Event{}, perr(line, "seq", "sequences start at 1", "seq 0")
 		}
 	}
 	return ev, nil
@@ -364,6 +416,27 @@ func toWire(ev *Event) wire {
 		}
 	case OpNode:
 		w.Node, w.Event, w.Detail = sp(ev.Node), sp(ev.NodeEvent), opt(ev.Detail)
+	case OpDLQ:
+		w.MsgID, w.Reason = sp(ev.MsgID), sp(ev.Reason)
+		w.Source, w.Key, w.Node = opt(ev.Source), opt(ev.Key), opt(ev.Node)
+		w.Seq = optu(ev.Seq)
+		if ev.Attempts > 0 {
+			a := ev.Attempts
+			w.Attempts = &a
+		}
+	case OpCommit:
+		w.Node = opt(ev.Node)
+	}
+	if ev.Op == OpSend || ev.Op == OpDLQ || ev.Op == OpCommit {
+		w.Upstream = opt(ev.Upstream)
+		if ev.HasUpstreamPartition {
+			up := ev.UpstreamPartition
+			w.UpstreamPartition = &up
+		}
+		if ev.HasUpstreamOffset || ev.Op == OpCommit {
+			uo := ev.UpstreamOffset
+			w.UpstreamOffset = &uo
+		}
 	}
 	return w
 }
@@ -372,7 +445,7 @@ func toWire(ev *Event) wire {
 // validates the result by decoding it again, so a writer never produces a
 // line the reader would reject.
 func Marshal(ev Event) ([]byte, error) {
-	if ev.Op < OpSend || ev.Op > OpNode {
+	if ev.Op < OpSend || ev.Op > OpCommit {
 		return nil, fmt.Errorf("history: cannot encode %s", ev.Op)
 	}
 	w := toWire(&ev)

@@ -12,6 +12,15 @@
 //	read  key value node result start end
 //	write key value node result start end [state version expected_version]
 //	node  node event detail
+//	dlq   msg_id reason [source seq key node upstream upstream_partition upstream_offset attempts]
+//	commit upstream upstream_offset [upstream_partition node]
+//
+// A send through a message broker carries where the broker stored it
+// (upstream, upstream_partition, upstream_offset); its "ok" is the broker's
+// acknowledgement. A dlq line is a message the aggregator dead-lettered
+// (read from its dead-letter queue): it is accounted for, not lost. A
+// commit line is a consumer group's committed position in an upstream
+// partition (the next offset it will read).
 //
 // A key never written reads as the empty value "". Node events are nemesis
 // events (kill, start, pause, resume, partition, heal) plus "stats", whose
@@ -43,13 +52,15 @@ const (
 	OpRead
 	OpWrite
 	OpNode
+	OpDLQ
+	OpCommit
 )
 
-var opNames = [...]string{OpSend: "send", OpRecv: "recv", OpGap: "gap", OpRead: "read", OpWrite: "write", OpNode: "node"}
+var opNames = [...]string{OpSend: "send", OpRecv: "recv", OpGap: "gap", OpRead: "read", OpWrite: "write", OpNode: "node", OpDLQ: "dlq", OpCommit: "commit"}
 
 // String returns the wire name of the op.
 func (o Op) String() string {
-	if o >= OpSend && o <= OpNode {
+	if o >= OpSend && o <= OpCommit {
 		return opNames[o]
 	}
 	return "op(" + strconv.Itoa(int(o)) + ")"
@@ -57,7 +68,7 @@ func (o Op) String() string {
 
 // ParseOp maps a wire name to its Op.
 func ParseOp(s string) (Op, bool) {
-	for i := OpSend; i <= OpNode; i++ {
+	for i := OpSend; i <= OpCommit; i++ {
 		if opNames[i] == s {
 			return i, true
 		}
@@ -168,6 +179,19 @@ type Event struct {
 
 	NodeEvent string
 	Detail    string
+
+	// Upstream (send, dlq, commit): the broker a message went through and
+	// its position there; HasUpstreamPartition and HasUpstreamOffset tell
+	// a position 0 from none.
+	Upstream             string
+	UpstreamPartition    int
+	HasUpstreamPartition bool
+	UpstreamOffset       int64
+	HasUpstreamOffset    bool
+	// Reason and Attempts (dlq): why the aggregator dead-lettered the
+	// message and how often it tried.
+	Reason   string
+	Attempts int
 
 	// Line is the 1-based line number the reader found the event on.
 	Line int

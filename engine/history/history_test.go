@@ -243,6 +243,9 @@ func FuzzDecodeLine(f *testing.F) {
 	f.Add([]byte(`{"op":"recv","hlc":"1.2.3"}`))
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`{"op":"gap","partition":1e99}`))
+	f.Add([]byte(`{"op":"dlq","msg_id":"7","reason":"late","upstream":"kafka:in","upstream_partition":2,"upstream_offset":9,"attempts":3}`))
+	f.Add([]byte(`{"op":"commit","upstream":"nats:IN","upstream_offset":0}`))
+	f.Add([]byte(`{"op":"send","source":"s","seq":1,"msg_id":"1","key":"k","result":"ok","upstream":"mqtt","upstream_partition":-1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := DecodeLine(1, data)
 		if err != nil {
@@ -282,6 +285,40 @@ func BenchmarkDecodeLine(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := DecodeLine(1, line); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestUpstreamOps: dlq and commit lines and the upstream fields of a send
+// round-trip, and their faults are named.
+func TestUpstreamOps(t *testing.T) {
+	good := []string{
+		`{"op":"send","partition":1,"key":"k","source":"s1","seq":3,"msg_id":"9","result":"ok","upstream":"kafka:in","upstream_partition":0,"upstream_offset":0}`,
+		`{"op":"dlq","key":"k","source":"s1","seq":3,"msg_id":"9","node":"n2","upstream":"kafka:in","upstream_partition":0,"upstream_offset":0,"reason":"retries exhausted after 5 attempts: no_leader","attempts":5}`,
+		`{"op":"commit","node":"n1","upstream":"kafka:in","upstream_partition":0,"upstream_offset":1}`,
+	}
+	for i, l := range good {
+		ev, err := DecodeLine(i+1, []byte(l))
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		b, err := Marshal(ev)
+		if err != nil || string(b) != l {
+			t.Errorf("round trip:\n got %s (%v)\nwant %s", b, err, l)
+		}
+	}
+	bad := []struct{ line, want string }{
+		{`{"op":"dlq","msg_id":"9"}`, `field "reason": missing field`},
+		{`{"op":"commit","upstream":"k"}`, `field "upstream_offset": missing field`},
+		{`{"op":"commit","upstream":"k","upstream_offset":-2}`, "negative upstream_offset"},
+		{`{"op":"recv","partition":0,"offset":0,"source":"s","seq":1,"msg_id":"1","upstream":"k"}`, `field "upstream": field not allowed on op "recv"`},
+		{`{"op":"dlq","msg_id":"9","reason":"r","attempts":-1}`, "negative attempts"},
+		{`{"op":"send","source":"s","seq":1,"msg_id":"1","key":"k","result":"ok","upstream":""}`, "empty upstream"},
+	}
+	for _, b := range bad {
+		_, err := DecodeLine(1, []byte(b.line))
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: %v, want %q", b.line, err, b.want)
 		}
 	}
 }

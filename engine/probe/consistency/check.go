@@ -45,6 +45,15 @@
 //     effect at any later time (its return time is infinite); timed-out or
 //     failed reads and failed writes carry no information and are dropped.
 //
+// Messages that go through a message broker (sends with an upstream): an
+// "ok" is the broker's acknowledgement, and the aggregator's consumers owe
+// every such message to the output. One the aggregator dead-lettered (a
+// "dlq" line, read from its dead-letter queue) is accounted for: counted in
+// dead_lettered, never lost; replayed, it is in the output once like any
+// other. A lost message whose upstream position the consumer group had
+// already committed past ("commit" lines) names that as its likely cause:
+// the consumer committed its offset before the aggregator stored it.
+//
 // A lost message (I1) or a disagreement between readers (I4) in a
 // partition with a split brain names it as the likely cause in its detail:
 // the split brain of the acknowledgement's (or the records') epoch, or —
@@ -108,6 +117,9 @@ type Counts struct {
 	HLCViolations   int    `json:"hlc_violations"`
 	SplitBrain      int    `json:"split_brain"`
 	Linearizability string `json:"linearizability"`
+	// DeadLettered counts acknowledged messages missing from the output
+	// that the aggregator dead-lettered (accounted for, not lost).
+	DeadLettered int `json:"dead_lettered,omitempty"`
 }
 
 // Violation is one violated invariant with a few examples.
@@ -145,6 +157,23 @@ type msgInfo struct {
 	definiteNo  bool // a send was rejected or failed
 	sendLines   []int
 	firstSendAt int
+	upstream    string
+	upPart      int
+	upOff       int64
+	hasUpOff    bool
+}
+
+// upKey is one upstream partition.
+type upKey struct {
+	upstream  string
+	partition int
+}
+
+// commitRef is a consumer group's committed position.
+type commitRef struct {
+	offset int64
+	line   int
+	node   string
 }
 
 type record struct {
@@ -202,12 +231,15 @@ type Checker struct {
 	kills     []int // lines of kill events
 	ackEpochs []ackRef
 	states    []history.Event
+	dlq       map[string]int      // msg_id → line of its dlq event
+	commits   map[upKey]commitRef // the highest committed position seen
 }
 
 // NewChecker returns an empty checker.
 func NewChecker(cfg Config) *Checker {
 	cfg = cfg.withDefaults()
-	return &Checker{cfg: cfg, col: &collector{cfg: cfg, viol: map[string]*Violation{}}, msgs: map[string]*msgInfo{}, byPart: map[int][]*record{}}
+	return &Checker{cfg: cfg, col: &collector{cfg: cfg, viol: map[string]*Violation{}}, msgs: map[string]*msgInfo{}, byPart: map[int][]*record{},
+		dlq: map[string]int{}, commits: map[upKey]commitRef{}}
 }
 
 // Check runs every invariant over evs (in the order observed) and returns
@@ -253,6 +285,9 @@ func (c *Checker) Add(ev *history.Event) {
 			m.partition, m.hasPart = ev.Partition, true
 		}
 		m.sendLines = append(m.sendLines, line)
+		if ev.Upstream != "" && ev.Result == history.ResultOK && !m.hasUpOff {
+			m.upstream, m.upPart, m.upOff, m.hasUpOff = ev.Upstream, ev.UpstreamPartition, ev.UpstreamOffset, ev.HasUpstreamOffset
+		}
 		switch ev.Result {
 		case history.ResultOK:
 			if !m.ok {
@@ -272,6 +307,15 @@ func (c *Checker) Add(ev *history.Event) {
 		c.byPart[ev.Partition] = append(c.byPart[ev.Partition], r)
 	case history.OpRead, history.OpWrite:
 		c.states = append(c.states, *ev)
+	case history.OpDLQ:
+		if _, ok := c.dlq[ev.MsgID]; !ok {
+			c.dlq[ev.MsgID] = line
+		}
+	case history.OpCommit:
+		k := upKey{ev.Upstream, ev.UpstreamPartition}
+		if cur, ok := c.commits[k]; !ok || ev.UpstreamOffset > cur.offset {
+			c.commits[k] = commitRef{offset: ev.UpstreamOffset, line: line, node: ev.Node}
+		}
 	case history.OpNode:
 		switch ev.NodeEvent {
 		case history.NodeKill:
@@ -465,10 +509,23 @@ func (c *Checker) Report() Report {
 		}
 		return out
 	}
+	// committedPast: the group's committed position in a lost message's
+	// upstream partition, when it is past the message.
+	committedPast := func(m *msgInfo) (commitRef, bool) {
+		if !m.hasUpOff {
+			return commitRef{}, false
+		}
+		cr, ok := c.commits[upKey{m.upstream, m.upPart}]
+		return cr, ok && cr.offset > m.upOff
+	}
 	falseAck := map[string]bool{}
 	for _, id := range msgOrder {
 		m := msgs[id]
 		if !m.ok || seenID[id] != nil {
+			continue
+		}
+		if _, ok := c.dlq[id]; ok {
+			counts.DeadLettered++ // accounted for in the dead-letter queue
 			continue
 		}
 		where := ""
@@ -485,6 +542,9 @@ func (c *Checker) Report() Report {
 			by += " (no epoch)"
 		}
 		ex := fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked at line %d%s", id, m.source, m.seq, m.key, where, m.okLine, by)
+		if m.hasUpOff {
+			ex = fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked by %s partition %d offset %d at line %d", id, m.source, m.seq, m.key, where, m.upstream, m.upPart, m.upOff, m.okLine)
+		}
 		if m.hasPart {
 			if seenSeq[psk{m.partition, m.source, m.seq}] != nil {
 				continue
@@ -505,7 +565,12 @@ func (c *Checker) Report() Report {
 			continue
 		}
 		counts.Lost++
-		col.add("I1", withCause("acknowledged message missing from the output and not covered by a gap", lostCause(m)), ex)
+		if cr, past := committedPast(m); past {
+			col.add("I1", "acknowledged by the broker, missing from the output and not dead-lettered; likely cause: the consumer group committed its offset past the message before the aggregator stored it",
+				fmt.Sprintf("%s; committed %d at line %d", ex, cr.offset, cr.line))
+		} else {
+			col.add("I1", withCause("acknowledged message missing from the output and not covered by a gap", lostCause(m)), ex)
+		}
 		if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
 			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
 		}
