@@ -1017,7 +1017,9 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 	sh := sha256.Sum256(scen)
 	p := &evidence.Predicate{RunID: r.runID, Experiment: evidence.Experiment{Name: doc.Metadata.Name, ScenarioHash: "sha256:" + hex.EncodeToString(sh[:]), Kind: strings.ToLower(doc.Kind)},
 		Versions: r.cfg.Versions, StartedAt: r.start, FinishedAt: time.Now()}
-	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+	// Every cluster the run drove, the calibration arm's included: the
+	// injections name it too.
+	for _, arm := range loadArms {
 		for node, addr := range r.arms.DirectAddrs(arm) {
 			p.Targets = append(p.Targets, evidence.Target{Arm: arm.String(), Name: node, Address: addr})
 		}
