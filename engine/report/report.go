@@ -66,7 +66,7 @@ type Step struct {
 // Fault is one injected fault.
 type Fault struct {
 	Kind        string     `json:"kind"` // podKill|podPause|networkDelay|partition|splitBrain
-	Arm         string     `json:"arm"`  // canary|control
+	Arm         string     `json:"arm"`  // canary|control|calibration (the game day's A/A twin of the canary)
 	Target      string     `json:"target"`
 	AppliedAt   time.Time  `json:"applied_at"`
 	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
