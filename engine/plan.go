@@ -138,6 +138,20 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 			v := *f.SplitBrain.Partition
 			out.Partition = &v
 		}
+	case f.BrokerOutage != nil:
+		out.Kind, out.Upstream, out.Outage = BrokerOutage, f.BrokerOutage.Upstream, f.BrokerOutage.Mode
+		if out.Outage == "" {
+			out.Outage = scenarios.OutagePartition
+		}
+	case f.ConsumerRebalance != nil:
+		out.Kind, out.Upstream = ConsumerRebalance, f.ConsumerRebalance.Upstream
+		nodeFault(&scenarios.NodeFault{Mode: f.ConsumerRebalance.Mode, Nodes: f.ConsumerRebalance.Nodes})
+	case f.Backlog != nil:
+		out.Kind, out.Upstream = Backlog, f.Backlog.Upstream
+	case f.SlowDependency != nil:
+		d := f.SlowDependency
+		out.Kind, out.Latency, out.Jitter = SlowDependency, d.Latency.Duration, d.Jitter.Duration
+		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
 	}
 	return out
 }
@@ -151,6 +165,11 @@ func Impact(f Fault, t Target) int {
 		return 1
 	case Partition:
 		return scenarios.ShapeImpact(f.Shape, n)
+	case SlowDependency:
+		if f.Mode == scenarios.ModeFixed {
+			return len(f.Nodes)
+		}
+		return 1
 	}
-	return 0
+	return 0 // broker and consumer-group faults impair no replica
 }

@@ -57,9 +57,18 @@ const (
 	NetworkDelay
 	Partition
 	SplitBrain
+	// BrokerOutage takes an upstream broker away (partitioned or killed).
+	BrokerOutage
+	// ConsumerRebalance makes a consumer-group member leave and rejoin.
+	ConsumerRebalance
+	// Backlog pauses an upstream's consumption, then releases the backlog.
+	Backlog
+	// SlowDependency adds latency on a consuming node's downstream edges.
+	SlowDependency
 )
 
-var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain"}
+var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
+	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -234,6 +243,11 @@ type Fault struct {
 	Shape string `json:"shape,omitempty"`
 	// Partition restricts a split brain to one aggregator partition's leader.
 	Partition *int `json:"partition,omitempty"`
+	// Upstream names the aggregator upstream of an upstream fault
+	// (brokerOutage, consumerRebalance, backlog); Outage is a broker
+	// outage's mode (partition or kill).
+	Upstream string `json:"upstream,omitempty"`
+	Outage   string `json:"outage,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

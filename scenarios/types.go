@@ -110,6 +110,11 @@ type Fault struct {
 	NetworkDelay *NetworkDelay    `yaml:"networkDelay,omitempty" json:"networkDelay,omitempty"`
 	Partition    *PartitionFault  `yaml:"partition,omitempty" json:"partition,omitempty"`
 	SplitBrain   *SplitBrainFault `yaml:"splitBrain,omitempty" json:"splitBrain,omitempty"`
+	// Upstream faults (the aggregator's message-broker consumers).
+	BrokerOutage      *BrokerOutageFault      `yaml:"brokerOutage,omitempty" json:"brokerOutage,omitempty"`
+	ConsumerRebalance *ConsumerRebalanceFault `yaml:"consumerRebalance,omitempty" json:"consumerRebalance,omitempty"`
+	Backlog           *BacklogFault           `yaml:"backlog,omitempty" json:"backlog,omitempty"`
+	SlowDependency    *SlowDependencyFault    `yaml:"slowDependency,omitempty" json:"slowDependency,omitempty"`
 }
 
 // Node selection modes of a node fault.

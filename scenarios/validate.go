@@ -111,11 +111,23 @@ func (f Fault) kinds() []string {
 	if f.SplitBrain != nil {
 		k = append(k, "splitBrain")
 	}
+	if f.BrokerOutage != nil {
+		k = append(k, "brokerOutage")
+	}
+	if f.ConsumerRebalance != nil {
+		k = append(k, "consumerRebalance")
+	}
+	if f.Backlog != nil {
+		k = append(k, "backlog")
+	}
+	if f.SlowDependency != nil {
+		k = append(k, "slowDependency")
+	}
 	return k
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -156,6 +168,9 @@ func (f Fault) Impact(n int) int {
 		return ShapeImpact(f.Partition.Shape, n)
 	case f.SplitBrain != nil:
 		return 1
+	}
+	if n, ok := f.upstreamImpact(); ok {
+		return n
 	}
 	return 0
 }
@@ -466,6 +481,8 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 				v.at(p+".splitBrain.partition", fmt.Sprintf("partition %d is outside 0..%d", *pi, parts-1), "")
 			}
 		}
+	case "brokerOutage", "consumerRebalance", "backlog", "slowDependency":
+		v.upstreamFault(p, kinds[0], f, n, local)
 	}
 	if n > 0 {
 		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {

@@ -70,6 +70,10 @@ type Config struct {
 	StatsCaps     map[string]float64
 	// History receives every operation; nil records nothing.
 	History *history.Writer
+	// Publisher, when set, sends the messages to a message broker that
+	// the aggregator consumes (its --upstream) instead of to its HTTP API;
+	// Targets are still read (drain, cluster, dead letters).
+	Publisher Publisher
 	// Name prefixes sources, keys and history clients; it must be unique
 	// per cluster (default "load-<random>").
 	Name string
@@ -472,6 +476,10 @@ func (g *Generator) openLoop(ctx, pctx context.Context, rate float64, ps *phaseS
 
 // send delivers one batch with retries and records every attempt.
 func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, sched time.Time) {
+	if g.cfg.Publisher != nil {
+		g.publish(ctx, batch, ps, sched)
+		return
+	}
 	pending := batch
 	src := g.sourceOf(batch)
 	for attempt := 0; len(pending) > 0; attempt++ {
