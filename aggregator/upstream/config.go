@@ -88,10 +88,13 @@ type Config struct {
 // by Initial, doubling up to Max, each randomised by ±50% (jitter).
 type RetryPolicy struct {
 	// MaxAttempts is how many times a message is tried while the downstream
-	// is healthy before it is dead-lettered (default 5).
+	// is healthy before it is dead-lettered (default 8: with the default
+	// backoff about 11 s of retries, longer than a partition leader's
+	// failover, whose failures a node cannot tell from the message's own
+	// until the election ends).
 	MaxAttempts int
-	Initial     time.Duration // default 50ms
-	Max         time.Duration // default 2s
+	Initial     time.Duration // default 100ms
+	Max         time.Duration // default 5s
 }
 
 // BreakerPolicy configures the circuit breaker.
@@ -122,8 +125,8 @@ func (c *Config) Defaults() {
 	}
 	def(&c.AckWait, 5*time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
-	def(&c.Retry.Initial, 50*time.Millisecond)
-	def(&c.Retry.Max, 2*time.Second)
+	def(&c.Retry.Initial, 100*time.Millisecond)
+	def(&c.Retry.Max, 5*time.Second)
 	def(&c.Breaker.Timeout, 5*time.Second)
 	def(&c.LagAlertFor, 2*time.Minute)
 	def(&c.LagInterval, time.Second)
@@ -134,7 +137,7 @@ func (c *Config) Defaults() {
 		c.Batch = 256
 	}
 	if c.Retry.MaxAttempts == 0 {
-		c.Retry.MaxAttempts = 5
+		c.Retry.MaxAttempts = 8
 	}
 	if c.Breaker.After == 0 {
 		c.Breaker.After = 5

@@ -18,7 +18,7 @@ func TestParseURL(t *testing.T) {
 		want func(Config) bool
 	}{
 		{"nats://127.0.0.1:4222/IN", func(c Config) bool {
-			return c.Kind == KindNATS && c.Stream == "IN" && c.Name == "nats" && c.Group == "chaosgate" && c.AckWait == 5*time.Second && c.Retry.MaxAttempts == 5
+			return c.Kind == KindNATS && c.Stream == "IN" && c.Name == "nats" && c.Group == "chaosgate" && c.AckWait == 5*time.Second && c.Retry.MaxAttempts == 8
 		}},
 		{"kafka://a:9092,b:9093/orders?group=g1&name=orders&session_timeout=6s&max_attempts=3&backoff=10ms&max_backoff=1s", func(c Config) bool {
 			return c.Kind == KindKafka && len(c.Brokers) == 2 && c.Topic == "orders" && c.Group == "g1" && c.Name == "orders" &&

@@ -77,6 +77,7 @@ type Server struct {
 	Addr string
 	// Dir holds the configuration, the data and the log.
 	Dir  string
+	kind string
 	bin  string
 	args []string
 
@@ -100,12 +101,18 @@ func StartNATS(dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("host: %s\nport: %s\njetstream { store_dir: %q }\n", host, port, filepath.Join(dir, "store"))
+	// The cached 2.15 build fsyncs every write before it acknowledges
+	// (2.9 cannot): an acknowledged publish survives a SIGKILL of the server.
+	sync := ""
+	if strings.Contains(filepath.Base(bin), "nats-server-2.1") {
+		sync = ", sync_interval: always"
+	}
+	conf := fmt.Sprintf("host: %s\nport: %s\njetstream { store_dir: %q%s }\n", host, port, filepath.Join(dir, "store"), sync)
 	cf := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: addrs[0], Dir: dir, bin: bin, args: []string{"-c", cf}}
+	s := &Server{Addr: addrs[0], Dir: dir, kind: "nats", bin: bin, args: []string{"-c", cf}}
 	return s, s.Start()
 }
 
@@ -137,9 +144,15 @@ log_dest stderr
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: addrs[0], Dir: dir, bin: bin, args: []string{"-c", cf}}
+	s := &Server{Addr: addrs[0], Dir: dir, kind: "mqtt", bin: bin, args: []string{"-c", cf}}
 	return s, s.Start()
 }
+
+// Kind is "nats" or "mqtt".
+func (s *Server) Kind() string { return s.kind }
+
+// Address is the client address HOST:PORT.
+func (s *Server) Address() string { return s.Addr }
 
 // Start starts the server process (again) and waits until it accepts
 // connections. It does nothing when the process runs.

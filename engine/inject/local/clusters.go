@@ -82,6 +82,15 @@ func (c Clusters) Pid(arm engine.Arm, node string) (int, error) {
 	return pid, nil
 }
 
+// NodeHTTP is a node's own HTTP listen address.
+func (c Clusters) NodeHTTP(arm engine.Arm, node string) (string, error) {
+	spec, err := c.spec(arm, node)
+	if err != nil {
+		return "", err
+	}
+	return spec.HTTP, nil
+}
+
 // WaitReady polls the node's /readyz until it answers 200.
 func (c Clusters) WaitReady(ctx context.Context, arm engine.Arm, node string) error {
 	spec, err := c.spec(arm, node)

@@ -56,6 +56,11 @@ type Config struct {
 	// KillTimeout bounds the wait for a killed or paused process to change
 	// state (default 5s).
 	KillTimeout time.Duration
+	// NodeHTTP is a node's own HTTP address (not through a proxy), for the
+	// upstream faults' calls to /v1/upstreams; Brokers is the broker behind
+	// an arm's upstream name. Nil: the upstream faults are refused.
+	NodeHTTP func(arm engine.Arm, node string) (string, error)
+	Brokers  func(arm engine.Arm, upstream string) (Broker, error)
 }
 
 // Injector is the local fault backend. It implements engine.Injector,
@@ -65,6 +70,7 @@ type Injector struct {
 
 	mu     sync.Mutex
 	before map[string]proxy.Sample // RTT measured before a delay, by fault ID
+	lagAt  map[string]int64        // upstream lag when a backlog began, by fault ID
 }
 
 // New returns a local injector.
@@ -83,7 +89,7 @@ func New(cfg Config) *Injector {
 	if cfg.KillTimeout <= 0 {
 		cfg.KillTimeout = 5 * time.Second
 	}
-	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}}
+	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, lagAt: map[string]int64{}}
 }
 
 // Undo is the serialised undo information of a local fault.
@@ -96,6 +102,10 @@ type Undo struct {
 	Toxics []ToxicRef `json:"toxics,omitempty"`
 	// Isolated: the nodes a partition or split brain cut off, for reports.
 	Isolated []string `json:"isolated,omitempty"`
+	// Upstream and Nodes: an upstream fault's upstream and the nodes it
+	// acts on (members that left, nodes paused or slowed).
+	Upstream string   `json:"upstream,omitempty"`
+	Nodes    []string `json:"nodes,omitempty"`
 }
 
 // ToxicRef names one toxic on one proxy.
@@ -179,6 +189,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		u.Isolated = []string{iso}
 		a.Affected = []string{iso}
 		a.Detail = fmt.Sprintf("isolated leader %s (partitions %v) from its peers; client edges stay open", iso, led)
+	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+		if err := in.prepareUpstream(t, f, &a, &u); err != nil {
+			return a, err
+		}
 	default:
 		return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("unsupported fault kind %v", f.Kind))
 	}
@@ -215,23 +229,12 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			return a, engine.E(engine.KindUnavailable, "pause "+t.Name(), fmt.Errorf("pid %d not stopped: %w", u.Proc.Pid, err))
 		}
 	case engine.NetworkDelay:
-		if p := in.measurable(u.Toxics); p != "" {
-			in.mu.Lock()
-			_, done := in.before[f.ID]
-			in.mu.Unlock()
-			if !done {
-				s := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second)
-				in.mu.Lock()
-				in.before[f.ID] = s
-				in.mu.Unlock()
-			}
+		if err := in.injectDelay(ctx, f, u.Toxics); err != nil {
+			return a, err
 		}
-		for _, r := range u.Toxics {
-			err := in.proxies().AddDelay(r.Proxy, r.Toxic, proxy.Delay{Latency: f.Latency, Jitter: f.Jitter,
-				Correlation: f.Correlation, Response: r.Kind == "response-latency"})
-			if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
-				return a, err
-			}
+	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+		if err := in.injectUpstream(ctx, t, f, u); err != nil {
+			return a, err
 		}
 	case engine.Partition, engine.SplitBrain:
 		for _, r := range u.Toxics {
@@ -242,6 +245,30 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 	}
 	a.At = time.Now()
 	return a, nil
+}
+
+// injectDelay measures the round trip of the first measurable edge (once
+// per fault) and adds the latency toxics.
+func (in *Injector) injectDelay(ctx context.Context, f engine.Fault, refs []ToxicRef) error {
+	if p := in.measurable(refs); p != "" {
+		in.mu.Lock()
+		_, done := in.before[f.ID]
+		in.mu.Unlock()
+		if !done {
+			s := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second)
+			in.mu.Lock()
+			in.before[f.ID] = s
+			in.mu.Unlock()
+		}
+	}
+	for _, r := range refs {
+		err := in.proxies().AddDelay(r.Proxy, r.Toxic, proxy.Delay{Latency: f.Latency, Jitter: f.Jitter,
+			Correlation: f.Correlation, Response: r.Kind == "response-latency"})
+		if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (in *Injector) proxies() *proxy.Set {
@@ -303,6 +330,8 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		if err := in.cfg.Nodes.WaitReady(ctx, u.Arm, u.Node); err != nil && ctx.Err() == nil {
 			return engine.E(engine.KindUnavailable, "wait for "+a.Target.Name()+" to be ready", err)
 		}
+	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+		return in.recoverUpstream(ctx, a, u)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
 		var errs []error
 		for _, r := range u.Toxics {
@@ -352,17 +381,9 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		}
 		return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
 	case engine.NetworkDelay:
-		p := in.measurable(u.Toxics)
-		in.mu.Lock()
-		before, ok := in.before[a.ID]
-		in.mu.Unlock()
-		if p == "" || !ok {
-			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("toxics on %d edges; none can be measured", len(u.Toxics))}
-		}
-		after := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second+2*a.Fault.Latency)
-		c := proxy.ConfirmDelay(before, after, a.Fault.Latency, a.Fault.Jitter)
-		c.Measurement = p + ": " + c.Measurement
-		return c
+		return in.confirmDelay(ctx, a, u)
+	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+		return in.confirmUpstream(ctx, a, u)
 	case engine.Partition, engine.SplitBrain:
 		present, want := 0, 0
 		toxics := in.proxies().Toxics()
@@ -408,6 +429,22 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return engine.ConfirmResult{Outcome: outcome, Measurement: m}
 	}
 	return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "unknown fault kind"}
+}
+
+// confirmDelay compares the round trip of a delayed edge with the one
+// measured before the delay.
+func (in *Injector) confirmDelay(ctx context.Context, a engine.Applied, u Undo) engine.ConfirmResult {
+	p := in.measurable(u.Toxics)
+	in.mu.Lock()
+	before, ok := in.before[a.ID]
+	in.mu.Unlock()
+	if p == "" || !ok {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("toxics on %d edges; none can be measured", len(u.Toxics))}
+	}
+	after := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), 5, 2*time.Second+2*a.Fault.Latency)
+	c := proxy.ConfirmDelay(before, after, a.Fault.Latency, a.Fault.Jitter)
+	c.Measurement = p + ": " + c.Measurement
+	return c
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {

@@ -47,8 +47,9 @@
 //
 // Messages that go through a message broker (sends with an upstream): an
 // "ok" is the broker's acknowledgement, and the aggregator's consumers owe
-// every such message to the output. One the aggregator dead-lettered (a
-// "dlq" line, read from its dead-letter queue) is accounted for: counted in
+// every such message to the output — a gap over it does not excuse it (the
+// consumers skipped it). One the aggregator dead-lettered (a "dlq" line,
+// read from its dead-letter queue) is accounted for: counted in
 // dead_lettered, never lost; replayed, it is in the output once like any
 // other. A lost message whose upstream position the consumer group had
 // already committed past ("commit" lines) names that as its likely cause:
@@ -545,6 +546,29 @@ func (c *Checker) Report() Report {
 		if m.hasUpOff {
 			ex = fmt.Sprintf("msg_id %s source %s seq %d key %s%s acked by %s partition %d offset %d at line %d", id, m.source, m.seq, m.key, where, m.upstream, m.upPart, m.upOff, m.okLine)
 		}
+		if m.upstream != "" {
+			// A broker's acknowledgement: the consumers owe the message to
+			// the output or the dead-letter queue; a gap over it means they
+			// skipped it.
+			if m.hasPart && seenSeq[psk{m.partition, m.source, m.seq}] != nil {
+				continue
+			}
+			counts.Lost++
+			detail := "acknowledged by the broker, missing from the output and not dead-lettered"
+			if cr, past := committedPast(m); past {
+				col.add("I1", detail+"; likely cause: the consumer group committed its offset past the message before the aggregator stored it",
+					fmt.Sprintf("%s; committed %d at line %d", ex, cr.offset, cr.line))
+			} else {
+				if g := covering(gaps[psk{m.partition, m.source, 0}], m.seq); m.hasPart && g != nil {
+					detail += " (a gap declared by the aggregator does not excuse it: the consumers skipped it)"
+				}
+				col.add("I1", detail, ex)
+			}
+			if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
+				col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
+			}
+			continue
+		}
 		if m.hasPart {
 			if seenSeq[psk{m.partition, m.source, m.seq}] != nil {
 				continue
@@ -565,12 +589,7 @@ func (c *Checker) Report() Report {
 			continue
 		}
 		counts.Lost++
-		if cr, past := committedPast(m); past {
-			col.add("I1", "acknowledged by the broker, missing from the output and not dead-lettered; likely cause: the consumer group committed its offset past the message before the aggregator stored it",
-				fmt.Sprintf("%s; committed %d at line %d", ex, cr.offset, cr.line))
-		} else {
-			col.add("I1", withCause("acknowledged message missing from the output and not covered by a gap", lostCause(m)), ex)
-		}
+		col.add("I1", withCause("acknowledged message missing from the output and not covered by a gap", lostCause(m)), ex)
 		if len(kills) > 0 && kills[len(kills)-1] > m.okLine {
 			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
 		}
