@@ -213,7 +213,7 @@ func (p *MQTTPublisher) Publish(ctx context.Context, msgs []Message) []Published
 		toks[i] = p.cl.Publish(p.prefix+"/"+strconv.Itoa(shards[i]), 1, false, encodeMessage(&msgs[i]))
 	}
 	for i, tok := range toks {
-		if !tok.WaitTimeout(10*time.Second) {
+		if !tok.WaitTimeout(10 * time.Second) {
 			out[i].Err = errors.New("puback timed out")
 			continue
 		}
@@ -464,4 +464,3 @@ func (g *Generator) RecordUpstream(ctx context.Context, name string) (letters in
 	}
 	return letters, nil
 }
-
