@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs or builds every server the test suite starts. Idempotent: packages
 # already present and cached builds are reused.
-#   - Debian packages (only when root): prometheus, etcd-server, nats-server,
-#     chromium, chromium-driver.
+#   - Debian packages (only when root): prometheus (promtool too), etcd-server,
+#     nats-server, mosquitto (MQTT broker of the upstream tests), chromium,
+#     chromium-driver.
 #   - Consul 1.22.0, built once from the Go module proxy (scripts/build-consul.sh).
 #   - kube-apiserver v1.34.2, built once from the Go module proxy
 #     (scripts/build-kube-apiserver.sh).
@@ -15,6 +16,7 @@ pkgs=()
 command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
 command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
 command -v nats-server >/dev/null 2>&1 || pkgs+=(nats-server)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || pkgs+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium chromium-driver)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
