@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -145,12 +146,38 @@ func TestServeRefusesUnsafeTokensAndUnscopedKubernetes(t *testing.T) {
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "tokens.yaml")
 	os.WriteFile(tok, []byte("tokens:\n  - {name: v, role: viewer, token: \"0123456789abcdef0123\"}\n"), 0o644)
-	if _, errs, code := cli(t, "serve", "--http", "127.0.0.1:0", "--data-dir", dir, "--tokens", tok); code != exitUsage || !strings.Contains(errs, "chmod 600") {
+	// A serve that starts anyway is stopped after a while (and the test
+	// fails): the refusal must come at start.
+	if _, errs, code := cliWithin(t, 20*time.Second, "serve", "--http", "127.0.0.1:0", "--data-dir", dir, "--tokens", tok); code != exitUsage || !strings.Contains(errs, "chmod 600") {
 		t.Fatalf("tokens file 0644: %d %s", code, errs)
 	}
-	if _, errs, code := cli(t, "serve", "--http", "127.0.0.1:0", "--data-dir", dir, "--target", "k8s"); code != exitUsage || !strings.Contains(errs, "--namespace") {
+	if _, errs, code := cliWithin(t, 20*time.Second, "serve", "--http", "127.0.0.1:0", "--data-dir", dir, "--target", "k8s"); code != exitUsage || !strings.Contains(errs, "--namespace") {
 		t.Fatalf("k8s without a namespace: %d %s", code, errs)
 	}
+}
+
+// cliWithin is cli with a context that ends after d.
+func cliWithin(t *testing.T, d time.Duration, args ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return out.String(), errb.String(), exitPromote
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			errb.WriteString(ee.err.Error())
+		}
+		return out.String(), errb.String(), ee.code
+	}
+	return out.String(), err.Error(), exitUsage
 }
 
 // ledgerWith makes keys and a ledger of n entries for revision rev in one
