@@ -361,3 +361,44 @@ func TestServeRBACForReal(t *testing.T) {
 		t.Fatalf("resolve as the ServiceAccount (no workloads there): %v", err)
 	}
 }
+
+// TestDeployHardening: the shipped manifests bind serve's rights in the
+// target namespace only (no ClusterRole), admit traffic to serve and the
+// aggregator only through NetworkPolicies, and run every pod with seccomp
+// RuntimeDefault.
+func TestDeployHardening(t *testing.T) {
+	var objs []*unstructured.Unstructured
+	for _, base := range []string{"serve", "aggregator"} {
+		for _, r := range kustomizeResources(t, filepath.Join(deployDir, base)) {
+			o, err := k8senv.ReadObjects(filepath.Join(deployDir, base, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs = append(objs, o...)
+		}
+	}
+	policies := map[string]bool{}
+	pods := 0
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole", "ClusterRoleBinding":
+			t.Errorf("%s %s: serve's rights must be namespaced", o.GetKind(), o.GetName())
+		case "Role", "RoleBinding":
+			if o.GetNamespace() != "chaosgate-demo" {
+				t.Errorf("%s %s in %q, want the target namespace chaosgate-demo", o.GetKind(), o.GetName(), o.GetNamespace())
+			}
+		case "NetworkPolicy":
+			app, _, _ := unstructured.NestedString(o.Object, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name")
+			policies[app] = true
+		case "Deployment", "StatefulSet":
+			pods++
+			p, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "securityContext", "seccompProfile", "type")
+			if p != "RuntimeDefault" {
+				t.Errorf("%s %s: seccomp profile %q, want RuntimeDefault", o.GetKind(), o.GetName(), p)
+			}
+		}
+	}
+	if !policies["chaosgate"] || !policies["aggregator"] || pods < 3 {
+		t.Fatalf("network policies for %v, %d workloads", policies, pods)
+	}
+}
