@@ -242,12 +242,12 @@ func TestLedgerProofRefusesADamagedTree(t *testing.T) {
 		return b.Put(k, v)
 	})
 	db.Close()
-	if out, errs, code := cli(t, "ledger", "verify", "--ledger", ledger, "--keys", keys); code != exitBlock || !strings.Contains(out+errs, "tree hash (level 1, index 1)") {
-		t.Fatalf("verify: %d\n%s\n%s", code, out, errs)
-	}
 	out, errs, code := cli(t, "ledger", "proof", "--index", "0", "--ledger", ledger, "--keys", keys)
 	if code != exitBlock || strings.Contains(out, "c2sp.org/tlog-proof") {
-		t.Fatalf("proof through a damaged hash: %d\n%s\n%s", code, out, errs)
+		t.Errorf("proof through a damaged hash: %d\n%s\n%s", code, out, errs)
+	}
+	if out, errs, code := cli(t, "ledger", "verify", "--ledger", ledger, "--keys", keys); code != exitBlock || !strings.Contains(out+errs, "tree hash (level 1, index 1)") {
+		t.Fatalf("verify: %d\n%s\n%s", code, out, errs)
 	}
 }
 
