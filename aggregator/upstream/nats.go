@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -82,34 +81,52 @@ func (a *natsAdapter) consume(ctx context.Context) error {
 			return nil
 		}
 	}
+	// Messages flow continuously (a pull subscription that keeps up to
+	// 2×batch outstanding); they are taken in batches of what is there.
+	queue := make(chan jetstream.Msg, a.cfg.Batch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case queue <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*a.cfg.Batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil {
+			a.log.Debug("jetstream consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("jetstream consume: %w", err)
+	}
+	defer cc.Stop()
 	ds := make([]Delivery, 0, a.cfg.Batch)
 	msgs := make([]jetstream.Msg, 0, a.cfg.Batch)
-	for ctx.Err() == nil {
+	for {
 		if err := a.p.waitAdmitted(ctx); err != nil {
 			return nil
 		}
-		batch, err := cons.Fetch(a.cfg.Batch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Debug("jetstream fetch", "err", err)
-				_ = sleepCtx(ctx, 250*time.Millisecond)
-			}
-			continue
+		msgs = msgs[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-queue:
+			msgs = append(msgs, m)
 		}
-		ds, msgs = ds[:0], msgs[:0]
-		for m := range batch.Messages() {
+	fill:
+		for len(msgs) < a.cfg.Batch {
+			select {
+			case m := <-queue:
+				msgs = append(msgs, m)
+			default:
+				break fill
+			}
+		}
+		ds = ds[:0]
+		for _, m := range msgs {
 			off := int64(-1)
 			if md, err := m.Metadata(); err == nil {
 				off = int64(md.Sequence.Stream)
 			}
 			ds = append(ds, Delivery{Payload: m.Data(), Partition: -1, Offset: off})
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			a.log.Debug("jetstream fetch batch", "err", err)
-		}
-		if len(msgs) == 0 {
-			continue
 		}
 		if a.cfg.CommitBeforeStore {
 			a.ack(msgs) // DEFECT: acknowledged before the aggregator has them
@@ -121,7 +138,6 @@ func (a *natsAdapter) consume(ctx context.Context) error {
 			a.ack(msgs)
 		}
 	}
-	return nil
 }
 
 // ack acknowledges msgs; a lost acknowledgement only means a redelivery,

@@ -26,6 +26,7 @@ func newBenchAggregatorCmd() *cobra.Command {
 		output     string
 		tiers      []string
 		partitions int
+		upstream   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "aggregator",
@@ -46,6 +47,13 @@ started clusters:
   fsync       acked once a majority has fsynced the write (aggregator
               --sync-interval always, its default; JetStream sync_interval
               always)
+
+The upstream cell (--upstream-cell, on by default) runs the first closed-loop
+workload through the aggregator's NATS JetStream upstream: a producer
+publishes to an R3 stream, the nodes consume it (acknowledging after their
+commit) and a reader follows the output streams; it prints the end-to-end
+msgs/s and latency (publish → record in the output stream) beside the
+producer's own JetStream publish figures.
 
 nats-server is the build of scripts/build-nats-server.sh (2.15.2) when
 cached, else one on PATH, else the Debian package installed with apt-get
@@ -80,7 +88,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 				ts = append(ts, t)
 			}
 			pairs, err := bench.Run(cmd.Context(), bench.Config{Binary: binary, NATSServer: natsServer, Dir: dir, Partitions: partitions,
-				Tiers: ts, Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr()})
+				Tiers: ts, Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr(), Upstream: upstream})
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
@@ -98,6 +106,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.BoolVar(&w.RouteToLeader, "route-to-leader", true, "aggregator client is partition-aware (as a Kafka producer): each batch goes to one partition leader; false sends to any node, which forwards")
 	f.StringVar(&w.Client, "client", bench.ClientGRPC, "aggregator client: grpc (a producer on the nodes' gRPC Ingest streams, many batches in flight per stream, as the NATS client publishes) or http (chaosgate's load generator posting JSON batches)")
 	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
+	f.BoolVar(&upstream, "upstream-cell", true, "add the upstream cell: NATS JetStream → aggregator (--upstream) → output stream, end to end")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&natsServer, "nats-server", "", "nats-server binary (default: the cached 2.15.2 build, else from PATH, else installed with apt-get when root)")

@@ -317,3 +317,33 @@ func metricValue(t *testing.T, addr, name string) float64 {
 	}
 	return sum
 }
+
+// TestUpstreamCell: the upstream cell publishes to JetStream, the nodes
+// consume it into the output streams and the reader sees every message
+// published: end-to-end figures beside the producer's publish figures.
+func TestUpstreamCell(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two clusters")
+	}
+	bin := natsServer(t)
+	cg, err := local.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: []Durability{TierReplicated}, Warmup: -1, Upstream: true,
+		Workloads: []Workload{{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second, RouteToLeader: true, Client: ClientGRPC}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != 2 {
+		t.Fatalf("%d cells, want the workload and its upstream cell", len(pairs))
+	}
+	up := pairs[1]
+	t.Logf("%+v", up)
+	if !strings.HasPrefix(up.Workload, "upstream ") || up.Aggregator.System != "JetStream → aggregator → output stream" ||
+		up.Aggregator.Acked == 0 || up.Aggregator.Errors != 0 || up.Aggregator.Acked != up.JetStream.Acked || up.Aggregator.P99 < up.Aggregator.P50 || up.Ratio <= 0 {
+		t.Fatalf("implausible upstream cell: %+v", up)
+	}
+}

@@ -59,6 +59,10 @@ type Config struct {
 	Warmup time.Duration
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
+	// Upstream adds the upstream cell at each tier: the aggregator nodes
+	// consume a JetStream stream (--upstream) and the figures are end to
+	// end, from the publish to the record in the output stream.
+	Upstream bool
 }
 
 // Pair is one workload's figures for both systems at one tier.
@@ -139,11 +143,6 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	defer cancel()
 	fmt.Fprintf(cfg.Progress, "tier %s: starting 3 aggregator nodes (--sync-interval %s) and 3 JetStream servers (nats-server %s, sync_interval %s) under %s\n",
 		tier.Name, tier.AggregatorSync, version, tier.JetStreamSync, dir)
-	sup, err := local.Start(cctx, local.Config{Binary: cfg.Binary, Dir: filepath.Join(dir, "aggregator"), Nodes: specs, Partitions: cfg.Partitions})
-	if err != nil {
-		return nil, fmt.Errorf("aggregator cluster: %w", err)
-	}
-	defer func() { cancel(); sup.Wait() }()
 	sync := tier.JetStreamSync
 	if !SupportsSyncInterval(version) {
 		sync = "" // 2.9 has no setting: it flushes in the background
@@ -153,6 +152,21 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 		return nil, fmt.Errorf("JetStream cluster: %w", err)
 	}
 	defer js.Stop()
+	if cfg.Upstream {
+		// the upstream cell's stream exists before the nodes start, so
+		// their consumers attach at once (and idle until the cell runs)
+		if err := createUpstreamStream(ctx, js.URLs); err != nil {
+			return nil, err
+		}
+		for i := range specs {
+			specs[i].Args = append(specs[i].Args, upstreamArgs(js.URLs)...)
+		}
+	}
+	sup, err := local.Start(cctx, local.Config{Binary: cfg.Binary, Dir: filepath.Join(dir, "aggregator"), Nodes: specs, Partitions: cfg.Partitions})
+	if err != nil {
+		return nil, fmt.Errorf("aggregator cluster: %w", err)
+	}
+	defer func() { cancel(); sup.Wait() }()
 	var addrs []string
 	grpcOf := map[string]string{}
 	for _, s := range specs {
@@ -197,6 +211,31 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 			p.Ratio = ar.Throughput / jr.Throughput
 		}
 		out = append(out, p)
+	}
+	if cfg.Upstream && len(cfg.Workloads) > 0 {
+		// the upstream cell, at the first payload size: closed loop (how
+		// fast the path goes) and open loop (latency at a sustainable rate)
+		var cells []Workload
+		for _, w := range cfg.Workloads {
+			if w.Payload == cfg.Workloads[0].Payload {
+				cells = append(cells, w)
+			}
+		}
+		for _, w := range cells {
+			name := "upstream " + w.Name()
+			fmt.Fprintf(cfg.Progress, "[%s] %s: JetStream → aggregator → output stream\n", tier.Name, name)
+			e2e, pub, err := runUpstream(ctx, js.URLs, addrs, grpcOf, cfg.Partitions, w)
+			if err != nil {
+				return out, fmt.Errorf("upstream cell: %w", err)
+			}
+			e2e.Tier, e2e.Workload = aggTier+"; consumed from JetStream ("+jsTier+")", name
+			pub.Tier, pub.Workload = jsTier, name
+			p := Pair{Tier: tier.Name, Workload: name, Aggregator: e2e, JetStream: pub}
+			if pub.Throughput > 0 {
+				p.Ratio = e2e.Throughput / pub.Throughput
+			}
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }
