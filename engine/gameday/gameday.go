@@ -662,7 +662,9 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		// later ones follow a recovery and are not.
 		for _, ph := range res.Phases {
 			if ph.Phase == engine.PhaseSteadyBefore {
-				r.stepSpans = append(r.stepSpans, availability.Span{Start: ph.Start, End: ph.End})
+				// Its load must have settled before the fault that
+				// followed it.
+				r.stepSpans = append(r.stepSpans, availability.Span{Start: ph.Start, End: ph.End, SettleBy: ph.End})
 				break
 			}
 		}
@@ -782,9 +784,9 @@ func Violations(rep consistency.Report) float64 {
 
 // armInput builds one arm's judge input for the step.
 func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
-	// Only chunks that finished inside the steady spans: one that started
-	// just before a fault and was still retrying when it struck measures
-	// the fault.
+	// Only chunks that finished before the fault that followed their
+	// steady span: one that started just before a fault and was still
+	// retrying when it struck measures the fault.
 	st := r.avail.SummarizeSettled(arm, steady...)
 	a := decision.Arm{CollectedAt: time.Now()}
 	if st.Chunks == 0 {

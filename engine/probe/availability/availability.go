@@ -257,8 +257,13 @@ func (s Stats) SuccessRatio() float64 {
 	return float64(s.OK) / float64(s.Requests)
 }
 
-// Span is a time interval.
-type Span struct{ Start, End time.Time }
+// Span is a time interval. SettleBy, when set, is when the chunks of the
+// span must have finished to count in SummarizeSettled: the moment a
+// fault was injected after it.
+type Span struct {
+	Start, End time.Time
+	SettleBy   time.Time
+}
 
 // Summarize merges the chunks of arm whose scheduled span lies wholly
 // within one of spans. Chunks that have not finished are counted in
@@ -267,11 +272,12 @@ func (p *Probe) Summarize(arm engine.Arm, spans ...Span) Stats {
 	return p.summarize(arm, false, spans)
 }
 
-// SummarizeSettled is Summarize restricted to the chunks that also
-// finished — every message answered or given up — inside the span they
-// were scheduled in. A chunk scheduled in a steady window whose stragglers
-// were still being retried when a fault struck measures the fault, not the
-// steady state: a judge's window must not count it.
+// SummarizeSettled is Summarize restricted, for spans with a SettleBy, to
+// the chunks that also finished — every message answered or given up — by
+// then. A chunk scheduled in a steady window whose stragglers were still
+// being retried when a fault struck measures the fault, not the steady
+// state: a judge's window must not count it. (A slow arm's chunks in a
+// span with no fault after it still count: that is its steady state.)
 func (p *Probe) SummarizeSettled(arm engine.Arm, spans ...Span) Stats {
 	return p.summarize(arm, true, spans)
 }
@@ -285,7 +291,7 @@ func (p *Probe) summarize(arm engine.Arm, settled bool, spans []Span) Stats {
 		if c.arm != arm || !inSpans(c.start, c.end, spans) {
 			continue
 		}
-		if settled && (!c.done || !inSpans(c.start, c.finished, spans)) {
+		if settled && !settledIn(c, spans) {
 			continue
 		}
 		if !c.done {
@@ -321,6 +327,20 @@ func (p *Probe) summarize(arm engine.Arm, settled bool, spans []Span) Stats {
 	return st
 }
 
+// settledIn reports whether c finished by the SettleBy of a span it lies in
+// (any span without one settles it).
+func settledIn(c *chunk, spans []Span) bool {
+	for _, s := range spans {
+		if c.start.Before(s.Start) || c.end.After(s.End) {
+			continue
+		}
+		if s.SettleBy.IsZero() || (c.done && !c.finished.After(s.SettleBy)) {
+			return true
+		}
+	}
+	return false
+}
+
 func inSpans(start, end time.Time, spans []Span) bool {
 	for _, s := range spans {
 		if !start.Before(s.Start) && !end.After(s.End) {
@@ -328,21 +348,6 @@ func inSpans(start, end time.Time, spans []Span) bool {
 		}
 	}
 	return false
-}
-
-// ChunkSpans returns the scheduled spans of arm's chunks wholly within
-// [start, end], in time order (for building A/A windows from one arm).
-func (p *Probe) ChunkSpans(arm engine.Arm, start, end time.Time) []Span {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []Span
-	for _, c := range p.chunks {
-		if c.arm == arm && inSpans(c.start, c.end, []Span{{start, end}}) {
-			out = append(out, Span{c.start, c.end})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
-	return out
 }
 
 // Metrics turns stats into the probe's named values.
@@ -419,7 +424,7 @@ func (p *Probe) Observe(_ context.Context, w engine.Window) (engine.Observation,
 	o := engine.Observation{Probe: Name, Window: w, Arms: map[engine.Arm]engine.Metrics{}}
 	any := false
 	for arm := range p.cfg.Generators {
-		st := p.Summarize(arm, Span{w.Start, w.End})
+		st := p.Summarize(arm, Span{Start: w.Start, End: w.End})
 		if st.Chunks == 0 {
 			continue
 		}

@@ -77,7 +77,7 @@ func TestLoadSplitsByWeightPerArm(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	p.Stop()
 	t1 := time.Now()
-	c, k := p.Summarize(engine.ArmCanary, Span{t0, t1}), p.Summarize(engine.ArmControl, Span{t0, t1})
+	c, k := p.Summarize(engine.ArmCanary, Span{Start: t0, End: t1}), p.Summarize(engine.ArmControl, Span{Start: t0, End: t1})
 	if c.Pending != 0 || k.Pending != 0 {
 		t.Fatalf("chunks still pending after Stop: %d %d", c.Pending, k.Pending)
 	}
@@ -109,7 +109,7 @@ func TestAttemptsCountRetriesAndDuplicates(t *testing.T) {
 			sum: load.Summary{Messages: 5, Retries: 1, Timeouts: 1, OK: 5}},
 		{arm: engine.ArmControl, start: t0, end: t0.Add(time.Second), done: true, sum: load.Summary{Messages: 100, OK: 100}},
 	}
-	st := p.Summarize(engine.ArmCanary, Span{t0, t0.Add(2 * time.Second)})
+	st := p.Summarize(engine.ArmCanary, Span{Start: t0, End: t0.Add(2 * time.Second)})
 	if st.Offered != 15 || st.Attempts != 48 || st.Timeouts != 32 {
 		t.Fatalf("offered %d attempts %d timeouts %d, want 15, 48, 32", st.Offered, st.Attempts, st.Timeouts)
 	}
@@ -165,11 +165,12 @@ func TestRecoveredWaitsForACleanChunk(t *testing.T) {
 
 // TestSettledLeavesOutChunksStillRetryingAfterTheSpan: a chunk scheduled
 // inside a steady span whose stragglers were still retrying when a fault
-// struck after it counts in Summarize (its schedule lies in the span) but
-// not in SummarizeSettled, which a judge's steady window reads.
+// struck after it (the span's SettleBy) counts in Summarize (its schedule
+// lies in the span) but not in SummarizeSettled, which a judge's steady
+// window reads.
 func TestSettledLeavesOutChunksStillRetryingAfterTheSpan(t *testing.T) {
 	t0 := time.Now()
-	span := Span{t0, t0.Add(2 * time.Second)}
+	span := Span{Start: t0, End: t0.Add(2 * time.Second), SettleBy: t0.Add(2 * time.Second)}
 	p := &Probe{}
 	p.chunks = []*chunk{
 		{arm: engine.ArmCanary, start: t0, end: t0.Add(time.Second), done: true, finished: t0.Add(1100 * time.Millisecond),
@@ -183,5 +184,11 @@ func TestSettledLeavesOutChunksStillRetryingAfterTheSpan(t *testing.T) {
 	}
 	if st := p.SummarizeSettled(engine.ArmCanary, span); st.Timeouts != 0 || st.Chunks != 1 || st.Offered != 10 {
 		t.Fatalf("settled: %+v", st)
+	}
+	// With no fault after the span, a slow arm's late chunk is its steady
+	// state and counts.
+	span.SettleBy = time.Time{}
+	if st := p.SummarizeSettled(engine.ArmCanary, span); st.Timeouts != 5 || st.Chunks != 2 {
+		t.Fatalf("no fault after the span: %+v", st)
 	}
 }
