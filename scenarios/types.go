@@ -82,6 +82,9 @@ type LocalTarget struct {
 	Nodes int `yaml:"nodes" json:"nodes"`
 	// Partitions is the number of partitions of the aggregator (default 8).
 	Partitions int `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	// Upstreams are message brokers the local target runs per arm; the
+	// nodes consume them (--upstream) and the load is published to them.
+	Upstreams []LocalUpstream `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
 }
 
 // KubernetesTarget selects the pods of each arm by namespace and labels.

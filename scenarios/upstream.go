@@ -49,6 +49,36 @@ type SlowDependencyFault struct {
 	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
 }
 
+// LocalUpstream is a broker a local target runs for each arm.
+type LocalUpstream struct {
+	// Name is the aggregator's upstream name, used by the faults.
+	Name string `yaml:"name" json:"name"`
+	// Kind is nats (nats-server with JetStream) or mqtt (Mosquitto).
+	Kind string `yaml:"kind" json:"kind"`
+}
+
+// LocalUpstreamKinds are the brokers a local target can run.
+var LocalUpstreamKinds = []string{"nats", "mqtt"}
+
+func (v *validator) localUpstreams(ups []LocalUpstream) {
+	seen := map[string]bool{}
+	for i, u := range ups {
+		p := fmt.Sprintf("spec.target.local.upstreams[%d]", i)
+		v.upstreamName(p+".name", u.Name)
+		if seen[u.Name] {
+			v.at(p+".name", fmt.Sprintf("upstream %s is listed twice", quote(u.Name)), "")
+		}
+		seen[u.Name] = true
+		if u.Kind != "nats" && u.Kind != "mqtt" {
+			hint := oneOfHint(u.Kind, LocalUpstreamKinds)
+			if u.Kind == "kafka" {
+				hint = "no Kafka broker is packaged for a local run: point the aggregator's --upstream at a real Kafka and use a kubernetes target, or use nats or mqtt"
+			}
+			v.at(p+".kind", fmt.Sprintf("unknown local broker %s", quote(u.Kind)), hint)
+		}
+	}
+}
+
 // UpstreamFaultKinds are the fault kinds that act on upstreams.
 var UpstreamFaultKinds = []string{"brokerOutage", "consumerRebalance", "backlog", "slowDependency"}
 
@@ -65,7 +95,21 @@ func (v *validator) upstreamName(path, name string) {
 }
 
 // upstreamFault validates the fields of an upstream fault kind.
-func (v *validator) upstreamFault(p, kind string, f Fault, n int, local bool) {
+func (v *validator) upstreamFault(p, kind string, f Fault, n int, lt *LocalTarget) {
+	local := lt != nil
+	declared := func(path, name string) {
+		if lt == nil || len(lt.Upstreams) == 0 || name == "" {
+			return
+		}
+		var names []string
+		for _, u := range lt.Upstreams {
+			if u.Name == name {
+				return
+			}
+			names = append(names, u.Name)
+		}
+		v.at(path, fmt.Sprintf("no upstream %s in spec.target.local.upstreams", quote(name)), oneOfHint(name, names))
+	}
 	members := func(q, mode string, nodes []string) {
 		switch mode {
 		case "", ModeOne:
@@ -92,18 +136,21 @@ func (v *validator) upstreamFault(p, kind string, f Fault, n int, local bool) {
 	case "brokerOutage":
 		q := p + ".brokerOutage"
 		v.upstreamName(q+".upstream", f.BrokerOutage.Upstream)
+		declared(q+".upstream", f.BrokerOutage.Upstream)
 		if m := f.BrokerOutage.Mode; m != "" && m != OutagePartition && m != OutageKill {
 			v.at(q+".mode", fmt.Sprintf("unknown broker outage mode %s", quote(m)), oneOfHint(m, []string{OutagePartition, OutageKill}))
 		}
 	case "consumerRebalance":
 		q := p + ".consumerRebalance"
 		v.upstreamName(q+".upstream", f.ConsumerRebalance.Upstream)
+		declared(q+".upstream", f.ConsumerRebalance.Upstream)
 		members(q, f.ConsumerRebalance.Mode, f.ConsumerRebalance.Nodes)
 		if n > 0 && f.ConsumerRebalance.Mode == ModeFixed && len(f.ConsumerRebalance.Nodes) >= n {
 			v.at(q+".nodes", "every member would leave: nobody would take the partitions", "leave at least one node out")
 		}
 	case "backlog":
 		v.upstreamName(p+".backlog.upstream", f.Backlog.Upstream)
+		declared(p+".backlog.upstream", f.Backlog.Upstream)
 	case "slowDependency":
 		q := p + ".slowDependency"
 		d := f.SlowDependency
@@ -133,4 +180,31 @@ func (f Fault) upstreamImpact() (int, bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// DescribeUpstream says what an upstream fault does, for people; ok is
+// false for the other kinds.
+func (f Fault) DescribeUpstream() (string, bool) {
+	who := func(mode string, nodes []string) string {
+		if mode == ModeFixed {
+			return fmt.Sprintf("%v", nodes)
+		}
+		return "one node"
+	}
+	switch {
+	case f.BrokerOutage != nil:
+		if f.BrokerOutage.Mode == OutageKill {
+			return "broker of upstream " + f.BrokerOutage.Upstream + " killed (SIGKILL), started again at recovery", true
+		}
+		return "broker of upstream " + f.BrokerOutage.Upstream + " cut off from every node (black-holed edges)", true
+	case f.ConsumerRebalance != nil:
+		c := f.ConsumerRebalance
+		return "consumer " + who(c.Mode, c.Nodes) + " leaves the group of upstream " + c.Upstream + " (a rebalance), rejoins at recovery", true
+	case f.Backlog != nil:
+		return "consumption of upstream " + f.Backlog.Upstream + " paused on every node, the backlog released at once at recovery", true
+	case f.SlowDependency != nil:
+		d := f.SlowDependency
+		return fmt.Sprintf("latency %s ± %s on the downstream edges of %s (its commits slow)", d.Latency, d.Jitter, who(d.Mode, d.Nodes)), true
+	}
+	return "", false
 }

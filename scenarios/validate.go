@@ -307,6 +307,7 @@ func (v *validator) target(t Target) int {
 		if l.Nodes < 1 || l.Nodes > MaxNodes {
 			v.at("spec.target.local.nodes", fmt.Sprintf("nodes %d is outside 1..%d", l.Nodes, MaxNodes), "3 or 5 replicas per arm are typical")
 		}
+		v.localUpstreams(l.Upstreams)
 		if l.Partitions < 0 || l.Partitions > MaxPartitions {
 			v.at("spec.target.local.partitions", fmt.Sprintf("partitions %d is outside 1..%d", l.Partitions, MaxPartitions), "")
 		}
@@ -482,7 +483,7 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 			}
 		}
 	case "brokerOutage", "consumerRebalance", "backlog", "slowDependency":
-		v.upstreamFault(p, kinds[0], f, n, local)
+		v.upstreamFault(p, kinds[0], f, n, s.Target.Local)
 	}
 	if n > 0 {
 		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {

@@ -268,6 +268,9 @@ func describeFault(f scenarios.Fault) string {
 	case f.SplitBrain != nil:
 		return "split brain: isolate the leader from its peers while clients still reach it"
 	}
+	if d, ok := f.DescribeUpstream(); ok {
+		return d
+	}
 	return "?"
 }
 

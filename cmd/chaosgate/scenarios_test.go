@@ -32,7 +32,7 @@ func TestScenariosListValidateExplain(t *testing.T) {
 		t.Fatalf("list exit %d", code)
 	}
 	var list []scenarioSummary
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 10 {
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 15 {
 		t.Fatalf("list: %d entries, %v", len(list), err)
 	}
 	bad := filepath.Join("..", "..", "scenarios", "testdata", "bad", "shape-enum.yaml")
@@ -47,6 +47,10 @@ func TestScenariosListValidateExplain(t *testing.T) {
 	out, _, code = runCLI(t, "scenarios", "explain", "default-gameday")
 	if code != 0 || !strings.Contains(out, "canary step 100%") || !strings.Contains(out, "partition majorities-ring") {
 		t.Fatalf("explain: exit %d\n%s", code, out)
+	}
+	out, _, code = runCLI(t, "scenarios", "explain", "upstreams")
+	if code != 0 || !strings.Contains(out, "broker of upstream nats killed (SIGKILL)") || !strings.Contains(out, "leaves the group of upstream nats") {
+		t.Fatalf("explain upstreams: exit %d\n%s", code, out)
 	}
 	if _, _, code := runCLI(t, "scenarios", "explain", "no-such-scenario"); code != exitUsage {
 		t.Fatalf("explain unknown: exit %d", code)
