@@ -312,45 +312,57 @@ func (s *runStore) get(id string) (*RunRecord, error) {
 var errDamaged = errors.New("damaged run record")
 
 // decodeRecord decodes a stored run record. A dimension outcome is written
-// by name ("pass"); when decision.Outcome cannot read its own name back,
-// the names are turned into their ranks before decoding.
+// by name ("pass"), an unset one as "invalid"; such a record reads back
+// with the outcome unset. When decision.Outcome cannot read its own names
+// back, the names are turned into their ranks before decoding.
 func decodeRecord(data []byte) (*RunRecord, error) {
 	var r RunRecord
 	err := json.Unmarshal(data, &r)
 	if err == nil {
 		return &r, nil
 	}
-	var m map[string]any
-	if json.Unmarshal(data, &m) != nil {
-		return nil, err
-	}
-	rep, _ := m["report"].(map[string]any)
-	steps, _ := rep["steps"].([]any)
-	for _, st := range steps {
-		dims, _ := st.(map[string]any)["dimensions"].([]any)
-		for _, d := range dims {
-			dm, ok := d.(map[string]any)
-			if !ok {
-				continue
-			}
-			if name, ok := dm["outcome"].(string); ok {
-				for _, o := range []decision.Outcome{decision.Pass, decision.Inconclusive, decision.Fail} {
-					if o.String() == name {
-						dm["outcome"] = int(o)
+	for _, ranks := range []bool{false, true} {
+		var m map[string]any
+		if json.Unmarshal(data, &m) != nil {
+			return nil, err
+		}
+		rep, _ := m["report"].(map[string]any)
+		steps, _ := rep["steps"].([]any)
+		for _, st := range steps {
+			stm, _ := st.(map[string]any)
+			dims, _ := stm["dimensions"].([]any)
+			for _, d := range dims {
+				dm, ok := d.(map[string]any)
+				if !ok {
+					continue
+				}
+				name, ok := dm["outcome"].(string)
+				if !ok {
+					continue
+				}
+				if name == decision.Outcome(0).String() {
+					dm["outcome"] = nil
+					continue
+				}
+				if ranks {
+					for _, o := range []decision.Outcome{decision.Pass, decision.Inconclusive, decision.Fail} {
+						if o.String() == name {
+							dm["outcome"] = int(o)
+						}
 					}
 				}
 			}
 		}
+		fixed, merr := json.Marshal(m)
+		if merr != nil {
+			return nil, err
+		}
+		r = RunRecord{}
+		if json.Unmarshal(fixed, &r) == nil {
+			return &r, nil
+		}
 	}
-	fixed, merr := json.Marshal(m)
-	if merr != nil {
-		return nil, err
-	}
-	r = RunRecord{}
-	if err2 := json.Unmarshal(fixed, &r); err2 != nil {
-		return nil, err
-	}
-	return &r, nil
+	return nil, err
 }
 
 // list returns every record, newest first, without events. The records

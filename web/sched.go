@@ -107,7 +107,11 @@ func (sc *scheduler) add(d Schedule) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	if _, err := sc.s.resolveScenario(d.Scenario); err != nil {
+	doc, err := sc.s.resolveScenario(d.Scenario)
+	if err != nil {
+		return fmt.Errorf("scenario %q: %w", d.Scenario, err)
+	}
+	if err := sc.s.checkTarget(doc); err != nil {
 		return fmt.Errorf("scenario %q: %w", d.Scenario, err)
 	}
 	sc.mu.Lock()

@@ -809,3 +809,42 @@ func TestKillSwitchDuringSetupIsAnAbort(t *testing.T) {
 		t.Fatalf("run without a result: %+v", r)
 	}
 }
+
+// TestKubernetesNamespaceIsFixed: a server given its namespaces refuses a
+// document whose Kubernetes target names another one, whether uploaded,
+// named or scheduled.
+func TestKubernetesNamespaceIsFixed(t *testing.T) {
+	dir := t.TempDir()
+	exp := filepath.Join(dir, "experiments")
+	os.MkdirAll(exp, 0o700)
+	doc := func(ns string) string {
+		return "apiVersion: chaosgate.io/v1\nkind: Experiment\nmetadata: {name: k}\nspec:\n  target:\n    kubernetes:\n      namespace: " + ns +
+			"\n      replicas: 3\n      canary: {matchLabels: {track: canary}}\n      control: {matchLabels: {track: stable}}\n  faults:\n    - {duration: 10s, podKill: {mode: one}}\n"
+	}
+	os.WriteFile(filepath.Join(exp, "other.yaml"), []byte(doc("kube-system")), 0o600)
+	srv, err := New(Options{DataDir: dir, Tokens: testTokens(t), Run: recording(dir, scripted(nil)), Decision: newDecisionStore(t), Target: "k8s",
+		Experiments: exp, Namespaces: []string{"chaosgate-demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, dir: dir, srv: srv, hs: httptest.NewServer(srv.Handler())}
+	t.Cleanup(h.close)
+	body, _ := json.Marshal(StartRequest{Document: doc("kube-system")})
+	if code, resp := h.do(RoleOperator, "POST", "/api/v1/runs", string(body)); code != 400 || !strings.Contains(string(resp), "chaosgate-demo only") {
+		t.Fatalf("an upload for another namespace: %d %s", code, resp)
+	}
+	if code, resp := h.do(RoleOperator, "POST", "/api/v1/runs", `{"scenario":"other"}`); code != 400 {
+		t.Fatalf("a named file for another namespace: %d %s", code, resp)
+	}
+	if code, resp := h.do(RoleOperator, "POST", "/api/v1/schedules", `{"name":"n","cron":"@every 1s","scenario":"other"}`); code != 400 {
+		t.Fatalf("a schedule for another namespace: %d %s", code, resp)
+	}
+	body, _ = json.Marshal(StartRequest{Document: doc("chaosgate-demo")})
+	if code, resp := h.do(RoleOperator, "POST", "/api/v1/runs", string(body)); code != 202 {
+		t.Fatalf("an upload for the server's namespace: %d %s", code, resp)
+	}
+	waitIdle(t, h)
+	if recs, _ := srv.runs.list(); len(recs) != 1 {
+		t.Fatalf("%d runs", len(recs))
+	}
+}
