@@ -185,7 +185,9 @@ var errRefused = errors.New("refused")
 // JSON: application/json, a +json type, or none at all (a client that is
 // not a browser; a browser's form or plain fetch always names a type such
 // as text/plain, which is refused).
-func jsonType(ct string) bool { return ct == "" || ct == "application/json" || strings.HasSuffix(ct, "+json") }
+func jsonType(ct string) bool {
+	return ct == "" || ct == "application/json" || strings.HasSuffix(ct, "+json")
+}
 
 // checkTarget refuses a document the server must not run: on Kubernetes,
 // one whose target names a namespace the server was not given.
