@@ -73,8 +73,8 @@ func TestGoodFixturesAndLibraryLoad(t *testing.T) {
 		}
 	}
 	names := LibraryNames()
-	want := []string{"default-gameday", "default-gameday-quick", "network-delay", "partition-bridge", "partition-halves",
-		"partition-isolate-one", "partition-majorities-ring", "pod-kill", "pod-pause", "split-brain"}
+	want := []string{"backlog", "broker-outage", "consumer-rebalance", "default-gameday", "default-gameday-quick", "network-delay", "partition-bridge", "partition-halves",
+		"partition-isolate-one", "partition-majorities-ring", "pod-kill", "pod-pause", "slow-dependency", "split-brain", "upstreams"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("library = %v, want %v", names, want)
 	}

@@ -27,13 +27,19 @@ import (
 // aggregator nodes consume it (--upstream) and the producer publishes to it.
 const UpstreamStream = "CGUP"
 
-// upstreamArgs are the aggregator node flags of the upstream cell.
+// upstreamArgs are the aggregator node flags of the upstream cell. The
+// nodes share one JetStream consumer, so a source's messages reach the
+// reorder buffer through three nodes that may lag each other by seconds
+// under overload: the reorder timeout is raised above that skew, or a
+// hole would be declared a gap and its message, arriving later, dead-
+// lettered as late.
 func upstreamArgs(urls []string) []string {
 	var hosts []string
 	for _, u := range urls {
 		hosts = append(hosts, strings.TrimPrefix(u, "nats://"))
 	}
-	return []string{"--upstream", "nats://" + strings.Join(hosts, ",") + "/" + UpstreamStream + "?name=bench&subject=cgup.>&batch=256&ack_wait=30s"}
+	return []string{"--reorder-timeout", "30s",
+		"--upstream", "nats://" + strings.Join(hosts, ",") + "/" + UpstreamStream + "?name=bench&subject=cgup.>&batch=256&ack_wait=30s"}
 }
 
 // createUpstreamStream makes the R3 stream the nodes consume, before they

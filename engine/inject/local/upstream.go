@@ -366,9 +366,22 @@ func (in *Injector) confirmRebalance(ctx context.Context, a engine.Applied, u Un
 		for _, p := range s.Assigned {
 			held[p] = true
 		}
-		parts = append(parts, fmt.Sprintf("%s holds %v", n, s.Assigned))
+		switch {
+		case s.Kind == "nats":
+			parts = append(parts, fmt.Sprintf("%s %s (attached %v)", n, s.State, s.Attached))
+		case s.Kind == "mqtt":
+			parts = append(parts, fmt.Sprintf("%s holds shards %v", n, s.Assigned))
+		default:
+			parts = append(parts, fmt.Sprintf("%s holds %v", n, s.Assigned))
+		}
 	}
 	m := fmt.Sprintf("%v left the group; %s", u.Nodes, strings.Join(parts, ", "))
+	switch kind {
+	case "nats":
+		m += " (a shared JetStream consumer: the others take its share; its unacknowledged messages are redelivered)"
+	case "mqtt":
+		m += " (MQTT shards stay with their node: its shards wait in its session until it rejoins)"
+	}
 	if kind == "kafka" {
 		s, err := in.upstreamOf(ctx, u.Arm, a.Target.Nodes[0], u.Upstream)
 		if err == nil && len(s.Offsets) > 0 && len(held) < len(s.Offsets) {

@@ -19,6 +19,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
 	"github.com/chaosgate/chaosgate/internal/brokers/brokertest"
+	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 // kafkaBroker is the in-process Kafka-protocol cluster (kfake) as a Broker:
@@ -409,6 +410,110 @@ func TestUpstreamFaultsPartitionSlowDependencyBacklog(t *testing.T) {
 			t.Errorf("fault not confirmed: %+v", c)
 		}
 	}
+	if c := rep.Counts; c.Lost != 0 || c.Duplicated != 0 || c.OrderViolations != 0 || c.Unexpected != 0 || c.SentOK == 0 {
+		t.Fatalf("check: %+v", c)
+	}
+}
+
+// TestLibraryUpstreamsGameDay runs the built-in game day "upstreams" with
+// the engine's runner (journal, confirmation, recovery) on a real cluster
+// consuming the brokers its target declares (nats-server, Mosquitto) under
+// load: every fault is applied, confirmed and recovered, and the checker
+// finds nothing lost, duplicated or out of order.
+func TestLibraryUpstreamsGameDay(t *testing.T) {
+	doc, err := scenarios.Library("upstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.PlanFromDocument(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ups []rigUpstream
+	for _, u := range doc.Spec.Target.Local.Upstreams {
+		switch u.Kind {
+		case "nats":
+			ns := brokertest.NATS(t)
+			ups = append(ups, rigUpstream{name: u.Name, broker: ns,
+				url: func(addr string) string { return "nats://" + addr + "/IN?name=" + u.Name + "&ack_wait=3s&batch=64" },
+				pub: func(ctx context.Context) (load.Publisher, error) {
+					return load.NewJetStreamPublisher(ctx, "nats://"+ns.Addr, "IN", "in", 1)
+				}})
+		case "mqtt":
+			mq := brokertest.Mosquitto(t)
+			ups = append(ups, rigUpstream{name: u.Name, broker: mq,
+				url: func(addr string) string { return "mqtt://" + addr + "/chaosgate/in?name=" + u.Name + "&shards=6" },
+				pub: func(context.Context) (load.Publisher, error) {
+					return load.NewMQTTPublisher(mq.Addr, "chaosgate/in", 6, "gameday-producer")
+				}})
+		}
+	}
+	r := startUpstreamRig(t, ups)
+	plan.Arms = []engine.Arm{engine.ArmCanary}
+	for i := range plan.Experiments {
+		plan.Experiments[i].Abort = nil // no availability probe in this test
+	}
+	injectors := map[engine.FaultKind]engine.Injector{}
+	for _, k := range []engine.FaultKind{engine.PodKill, engine.PodPause, engine.NetworkDelay, engine.Partition, engine.SplitBrain,
+		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency} {
+		injectors[k] = r.in
+	}
+	cl := r.clusters()
+	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl, RecoverTimeout: 90 * time.Second,
+		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
+			return engine.Verdict{Outcome: engine.Promote}, nil
+		},
+		OnEvent: func(e engine.Event) {
+			if e.Phase == engine.PhaseInject && strings.Contains(e.Msg, "applied") {
+				t.Logf("%s", e.Msg)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// load in short phases until the game day is over
+	done := make(chan struct{})
+	var lwg sync.WaitGroup
+	lwg.Add(1)
+	go func() {
+		defer lwg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			r.runLoad(t, 5*time.Second, 50).Wait()
+		}
+	}()
+	start := time.Now()
+	res, err := run.Run(context.Background(), plan)
+	close(done)
+	lwg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("game day upstreams: %s, %d faults", time.Since(start).Round(time.Second), len(res.Faults))
+	kinds := map[engine.FaultKind]int{}
+	for _, f := range res.Faults {
+		t.Logf("%-17s %-4s %-12s %s", f.Kind, f.Target, f.Confirmed, f.Measurement)
+		if f.RecoveredAt.IsZero() || f.Error != "" || f.Skipped != "" {
+			t.Errorf("fault %s: recovered %v, error %q, skipped %q", f.ID, f.RecoveredAt, f.Error, f.Skipped)
+		}
+		if f.Confirmed != engine.Confirmed {
+			t.Errorf("fault %s (%s) not confirmed: %s %s", f.ID, f.Kind, f.Confirmed, f.Measurement)
+		}
+		kinds[f.Kind]++
+	}
+	for _, k := range []engine.FaultKind{engine.ConsumerRebalance, engine.BrokerOutage, engine.Backlog, engine.SlowDependency, engine.PodKill} {
+		if kinds[k] != 1 {
+			t.Errorf("%s applied %d times, want once", k, kinds[k])
+		}
+	}
+	if n := len(r.set.Toxics()); n != 0 {
+		t.Errorf("%d toxics left", n)
+	}
+	rep := r.check(t)
 	if c := rep.Counts; c.Lost != 0 || c.Duplicated != 0 || c.OrderViolations != 0 || c.Unexpected != 0 || c.SentOK == 0 {
 		t.Fatalf("check: %+v", c)
 	}
