@@ -89,6 +89,9 @@ func printCheckReport(w io.Writer, rep consistency.Report, output string) error 
 	fmt.Fprintf(tw, "consistency\t%s\n", verdict)
 	fmt.Fprintf(tw, "sent_ok\t%d\nreceived\t%d\nlost\t%d\nduplicated\t%d\nunexpected\t%d\norder_violations\t%d\nhlc_violations\t%d\nsplit_brain\t%d\nlinearizability\t%s\n",
 		c.SentOK, c.Received, c.Lost, c.Duplicated, c.Unexpected, c.OrderViolations, c.HLCViolations, c.SplitBrain, c.Linearizability)
+	if c.DeadLettered > 0 {
+		fmt.Fprintf(tw, "dead_lettered\t%d\n", c.DeadLettered)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

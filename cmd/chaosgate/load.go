@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -38,6 +39,8 @@ func newLoadCmd() *cobra.Command {
 		statsEvery   time.Duration
 		toLeader     bool
 		cpuProfile   string
+		publish      string
+		upstreamName string
 	)
 	cmd := &cobra.Command{
 		Use:   "load --cluster DIR/cluster.json --history FILE",
@@ -48,6 +51,14 @@ reordering, retries that reuse the msg_id, and per-key state reads and writes;
 then tails every partition's output stream until drained. Every operation goes
 to the history file for chaosgate check. --rate > 0 is open loop (messages per
 second); --rate 0 is closed loop with --concurrency requests in flight.
+
+With --publish URL the messages go to a message broker instead (the same URL
+forms as the aggregator's --upstream: nats://HOST:PORT/STREAM,
+kafka://HOST:PORT/TOPIC, mqtt://HOST:PORT/PREFIX?shards=N), each source on
+one partition, subject or shard; an "ok" in the history is the broker's
+acknowledgement, with its position. After the drain the nodes' dead letters
+and the consumer group's committed offsets are added to the history, so
+chaosgate check accounts for what was dead-lettered.
 
 Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 		Args: cobra.NoArgs,
@@ -84,9 +95,22 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 				}
 			}
 			ctx := cmd.Context()
+			var pub load.Publisher
+			if publish != "" {
+				if pub, err = load.ParsePublisher(ctx, publish); err != nil {
+					if hw != nil {
+						_ = hw.Close()
+					}
+					return withExitCode(exitUsage, fmt.Errorf("--publish: %w", err))
+				}
+				defer pub.Close()
+				if upstreamName == "" {
+					upstreamName, _, _ = strings.Cut(publish, "://")
+				}
+			}
 			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), NoDrain: noDrain, Sources: sources, Keys: keys, Batch: batch,
 				PayloadSize: payload, Dup: dup, Reorder: reorder, StateClients: stateClients, History: hw, Logger: newLogger(slog.LevelWarn),
-				StatsInterval: statsEvery, RouteToLeader: toLeader})
+				StatsInterval: statsEvery, RouteToLeader: toLeader, Publisher: pub})
 			if err != nil {
 				if hw != nil {
 					_ = hw.Close()
@@ -99,6 +123,13 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 			var drainErr error
 			if !noDrain && runErr == nil {
 				ds, drainErr = g.Drain(ctx, load.DrainOptions{})
+				if pub != nil && drainErr == nil {
+					if n, err := g.RecordUpstream(ctx, upstreamName); err != nil {
+						drainErr = fmt.Errorf("dead letters and committed offsets of upstream %s: %w", upstreamName, err)
+					} else if n > 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%d dead letters of upstream %s recorded\n", n, upstreamName)
+					}
+				}
 			}
 			if hw != nil {
 				if err := hw.Close(); err != nil {
@@ -131,6 +162,8 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 	f.Float64Var(&reorder, "reorder", 0.1, "fraction of messages sent after their successor")
 	f.IntVar(&stateClients, "state-clients", 2, "clients doing per-key state reads and CAS writes")
 	f.StringVar(&histPath, "history", "", "history/v1 file to write")
+	f.StringVar(&publish, "publish", "", "publish to a broker the nodes consume instead of their HTTP API: nats://HOST:PORT/STREAM, kafka://HOST:PORT/TOPIC or mqtt://HOST:PORT/PREFIX?shards=N")
+	f.StringVar(&upstreamName, "upstream-name", "", "the nodes' name of that upstream (their --upstream ...?name=; default: the scheme)")
 	f.StringVarP(&output, "output", "o", "table", "summary format: table or json")
 	f.BoolVar(&noDrain, "no-drain", false, "do not read the output streams after sending")
 	f.BoolVar(&toLeader, "route-to-leader", false, "send each message straight to its partition's leader instead of any node")
