@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -675,38 +676,50 @@ func TestLiveStateIsFiniteAndDecisionReloadShown(t *testing.T) {
 	}
 }
 
-// BenchmarkGate measures GET /api/v1/gate/{revision} over 200 stored runs.
+// BenchmarkGate measures GET /api/v1/gate/{revision} over a ledger of
+// 5,000 entries: the revision of the newest entry (the scan stops at once)
+// and a revision the ledger does not hold (every entry is read and proven).
 func BenchmarkGate(b *testing.B) {
 	dir := b.TempDir()
-	store := &runStore{dir: filepath.Join(dir, "serve", "runs")}
-	for i := range 200 {
-		rep := report.New(fmt.Sprintf("r%03d", i), fmt.Sprintf("promote-%d", i%20), decision.Promote)
-		rep.Steps = []report.Step{{Weight: 100, Verdict: "promote", Score: 1, Coverage: 0.9,
-			Dimensions: []decision.DimensionResult{{Name: "error_rate", Outcome: decision.Pass}}}}
-		evs := make([]Event, 300)
-		for j := range evs {
-			evs[j] = Event{Seq: j + 1, Kind: "info", Msg: "event line of a game day"}
-		}
-		if err := store.put(&RunRecord{ID: rep.RunID, Revision: rep.Revision, Status: StatusFinished, Report: &rep,
-			Started: time.Unix(int64(i), 0), Events: evs}); err != nil {
-			b.Fatal(err)
-		}
+	ctx := context.Background()
+	l, err := evidence.OpenDataDir(ctx, dir, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 5000; i += 32 {
+				p := &evidence.Predicate{RunID: fmt.Sprintf("r%d", i), Decision: &evidence.Decision{Verdict: "promote"}}
+				if _, err := l.Record(ctx, fmt.Sprintf("rev-%d", i%50), p); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l.Close()
 	srv, err := New(Options{DataDir: dir, Tokens: benchTokens(b), Run: scripted(nil)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Close(context.Background())
 	h := srv.Handler()
-	b.ResetTimer()
-	for b.Loop() {
-		req := httptest.NewRequest("GET", "/api/v1/gate/promote-7", nil)
-		req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer])
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != 200 {
-			b.Fatalf("%d %s", w.Code, w.Body)
-		}
+	for _, tc := range []struct{ name, rev string }{{"newest", "rev-49"}, {"unknown", "no-such-revision"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				req := httptest.NewRequest("GET", "/api/v1/gate/"+tc.rev, nil)
+				req.Header.Set("Authorization", "Bearer "+roleTokens[RoleViewer])
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 && w.Code != 404 {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
 	}
 }
 
