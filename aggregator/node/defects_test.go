@@ -31,7 +31,7 @@ func TestParseDefects(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown defect "ack-before-comit"`) || !strings.Contains(err.Error(), DefectAckBeforeCommit) {
 		t.Fatalf("unknown defect error: %v", err)
 	}
-	if len(KnownDefects()) != 9 {
+	if len(KnownDefects()) != 10 {
 		t.Fatal(KnownDefects())
 	}
 }

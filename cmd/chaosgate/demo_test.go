@@ -327,8 +327,12 @@ func TestRunSignalDuringInjectRecoversEveryFault(t *testing.T) {
 			if !r.Interrupted {
 				t.Fatalf("report does not say the run was interrupted: %s", stdout.String())
 			}
-			if len(r.Faults) != 2 {
-				t.Fatalf("want the partition on both arms in the report, got %+v", r.Faults)
+			arms := map[string]bool{}
+			for _, f := range r.Faults {
+				arms[f.Arm] = true
+			}
+			if len(r.Faults) != 3 || !arms["canary"] || !arms["control"] || !arms["calibration"] {
+				t.Fatalf("want the partition on every arm (canary, control, calibration) in the report, got %+v", r.Faults)
 			}
 			for _, f := range r.Faults {
 				if f.RecoveredAt == nil {
