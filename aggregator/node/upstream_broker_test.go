@@ -44,6 +44,17 @@ func upstreamStatus(t *testing.T, c *testCluster, id string) []upstream.Upstream
 // (source, partition) is in seq order along the offsets.
 func checkOnceInOrder(t *testing.T, c *testCluster, via string, parts int, sent []Message) {
 	t.Helper()
+	// A record the group committed is stored, but a node serves reads at
+	// its applied index: wait until via has applied every message.
+	start := time.Now()
+	waitFor(t, "every message readable on "+via, 30*time.Second, func() bool {
+		n := 0
+		for p := 0; p < parts; p++ {
+			n += len(c.readAll(t, via, p))
+		}
+		return n >= len(sent)
+	})
+	t.Logf("every message readable on %s after %v", via, time.Since(start).Round(time.Millisecond))
 	seen := map[string]int{}
 	for p := 0; p < parts; p++ {
 		last := map[string]uint64{}
