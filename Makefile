@@ -36,10 +36,12 @@ bench: build
 
 ## fuzz: every fuzz target for FUZZTIME each (FUZZ selects targets by a
 ## regexp over "package FuzzName"), then a table of executions per target.
+## FUZZFLAGS goes to go test (e.g. FUZZFLAGS=-parallel=1: one fuzz worker).
 FUZZTIME ?= 10s
 FUZZ ?= .
+FUZZFLAGS ?=
 fuzz:
-	bash scripts/fuzz-all.sh $(FUZZTIME) '$(FUZZ)'
+	FUZZFLAGS='$(FUZZFLAGS)' bash scripts/fuzz-all.sh $(FUZZTIME) '$(FUZZ)'
 
 
 lint:

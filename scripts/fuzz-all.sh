@@ -3,11 +3,14 @@
 # then prints one line per target with its executions and result.
 #   scripts/fuzz-all.sh [FUZZTIME] [REGEXP]
 # REGEXP, when given, keeps the targets whose "package FuzzName" matches it
-# (e.g. 'web|evidence' or 'FuzzSafeNext'). Exit 1 when any target failed;
-# its failing input is under the package's testdata/fuzz/.
+# (e.g. 'web|evidence' or 'FuzzSafeNext'). FUZZFLAGS in the environment
+# goes to every go test (e.g. FUZZFLAGS=-parallel=1 for one fuzz worker).
+# Exit 1 when any target failed; its failing input is under the package's
+# testdata/fuzz/.
 set -uo pipefail
 t="${1:-10s}"
 filter="${2:-.}"
+read -r -a flags <<<"${FUZZFLAGS:-}"
 summary=()
 failed=0
 for pkg in $(go list ./...); do
@@ -15,7 +18,7 @@ for pkg in $(go list ./...); do
   for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     echo "$pkg $f" | grep -Eq "$filter" || continue
     echo "fuzz $pkg $f ($t)"
-    out=$(go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" 2>&1)
+    out=$(go test "${flags[@]}" -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" 2>&1)
     rc=$?
     echo "$out" | tail -n 3
     execs=$(echo "$out" | grep -o 'execs: [0-9]*' | tail -n 1 | awk '{print $2}')
