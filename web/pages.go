@@ -118,7 +118,12 @@ func safeNext(n string) string {
 	return n
 }
 
+// loginReadTimeout bounds how long the login form (the one request that
+// reads a body before it knows who sent it) may take to arrive.
+const loginReadTimeout = 10 * time.Second
+
 func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(loginReadTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
