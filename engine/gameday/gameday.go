@@ -153,6 +153,7 @@ type Run struct {
 	mets   *metrics.Probe
 	logsp  *logs.Probe
 	inj    *injlocal.Injector
+	upLoad *upstreamLoad
 	base   *baseline.Store
 	plan   engine.Plan
 	rate   float64
@@ -377,8 +378,12 @@ func (r *Run) setup(ctx context.Context) error {
 	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control, the canary and the calibration cluster (%d nodes each, %d partitions%s) under %s",
 		lt.Nodes, parts, defectNote(r.cfg.CanaryDefects), r.dir))
 	var gensMu sync.Mutex
+	var ups []arms.Upstream
+	for _, u := range lt.Upstreams {
+		ups = append(ups, arms.Upstream{Name: u.Name, Kind: u.Kind})
+	}
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
-		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true,
+		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true, Upstreams: ups,
 		OnEvent: func(arm engine.Arm, ev local.Event) {
 			gensMu.Lock()
 			g := r.gens[arm]
@@ -452,7 +457,10 @@ func (r *Run) setup(ctx context.Context) error {
 	}}); err != nil {
 		return err
 	}
-	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders})
+	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, Brokers: a.Broker})
+	if err := r.setupUpstreams(ctx, parts); err != nil {
+		return err
+	}
 	if r.base, err = baseline.Open(filepath.Join(r.cfg.DataDir, "baseline.db"), baseline.Options{}); err != nil {
 		return engine.E(engine.KindUnavailable, "baseline history", err)
 	}
@@ -484,6 +492,7 @@ func (r *Run) teardown() {
 	if r.mets != nil {
 		r.mets.Stop()
 	}
+	r.upLoad.close()
 	for _, g := range r.gens {
 		g.Close()
 	}
@@ -499,7 +508,8 @@ func (r *Run) teardown() {
 }
 
 func (r *Run) injectors() map[engine.FaultKind]engine.Injector {
-	return map[engine.FaultKind]engine.Injector{engine.PodKill: r.inj, engine.PodPause: r.inj, engine.NetworkDelay: r.inj, engine.Partition: r.inj, engine.SplitBrain: r.inj}
+	return map[engine.FaultKind]engine.Injector{engine.PodKill: r.inj, engine.PodPause: r.inj, engine.NetworkDelay: r.inj, engine.Partition: r.inj, engine.SplitBrain: r.inj,
+		engine.BrokerOutage: r.inj, engine.ConsumerRebalance: r.inj, engine.Backlog: r.inj, engine.SlowDependency: r.inj}
 }
 
 // observe runs one canary window: the first window of a step runs the
@@ -512,6 +522,7 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 		r.stepSpans = nil
 	}
 	r.avail.Start(context.WithoutCancel(ctx))
+	r.upLoad.start(context.WithoutCancel(ctx))
 	if w.Extension == 0 {
 		if err := r.runFaults(ctx, w.Weight); err != nil {
 			r.avail.Stop()
@@ -721,16 +732,22 @@ func (r *Run) onRunnerEvent(ev engine.Event) {
 // checkConsistency drains both arms' output streams (the load is stopped)
 // and checks everything each arm acknowledged so far.
 func (r *Run) checkConsistency(ctx context.Context) error {
+	r.upLoad.stop()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			dctx, cancel := context.WithTimeout(ctx, 75*time.Second)
 			defer cancel()
+			r.upLoad.settle(dctx, r.arms, arm, 30*time.Second)
 			if _, err := r.gens[arm].Drain(dctx, load.DrainOptions{Quiet: 1500 * time.Millisecond, Max: 40 * time.Second}); err != nil && ctx.Err() == nil {
 				errs[i] = engine.E(engine.KindUnavailable, "drain "+arm.String(), err)
+				return
+			}
+			if err := r.upLoad.record(dctx, arm); err != nil && ctx.Err() == nil {
+				errs[i] = engine.E(engine.KindUnavailable, "upstreams of "+arm.String(), err)
 				return
 			}
 			if err := r.hists[arm].Flush(); err != nil {

@@ -23,8 +23,10 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/engine/target/local"
+	"github.com/chaosgate/chaosgate/internal/brokers"
 )
 
 // Config describes both arms.
@@ -44,11 +46,47 @@ type Config struct {
 	// Calibration starts a third cluster of the control's build (its
 	// arguments, no defect) as engine.ArmCalibration.
 	Calibration bool
+	// Upstreams are message brokers each arm runs for itself (a
+	// nats-server or a mosquitto per arm); every node consumes each one
+	// through a fault proxy on its node→broker edge.
+	Upstreams []Upstream
 	// ReadyTimeout bounds the start of each arm (default 60s).
 	ReadyTimeout time.Duration
 	// OnEvent receives node lifecycle events of both arms.
 	OnEvent func(engine.Arm, local.Event)
 	Logger  *slog.Logger
+}
+
+// Upstream is a broker an arm runs and its nodes consume.
+type Upstream struct {
+	// Name is the upstream's name (the node's --upstream name=).
+	Name string
+	// Kind is nats (JetStream stream IN, subjects in.>) or mqtt (topics
+	// chaosgate/in/0..5, QoS 1).
+	Kind string
+}
+
+// UpstreamShards is the number of MQTT topics of an arm's mqtt upstream.
+const UpstreamShards = 6
+
+// URL is the node's --upstream for u, reaching the broker at addr.
+func (u Upstream) URL(addr string) (string, error) {
+	switch u.Kind {
+	case "nats":
+		return "nats://" + addr + "/IN?name=" + u.Name + "&ack_wait=3s&batch=64", nil
+	case "mqtt":
+		return fmt.Sprintf("mqtt://%s/chaosgate/in?name=%s&shards=%d", addr, u.Name, UpstreamShards), nil
+	}
+	return "", fmt.Errorf("upstream %s: kind %q: the local target runs nats or mqtt", u.Name, u.Kind)
+}
+
+// PublishURL is what a producer publishes to: the broker at addr itself,
+// in the form load.ParsePublisher takes.
+func (u Upstream) PublishURL(addr string) string {
+	if u.Kind == "mqtt" {
+		return fmt.Sprintf("mqtt://%s/chaosgate/in?shards=%d", addr, UpstreamShards)
+	}
+	return "nats://" + addr + "/IN"
 }
 
 // Arm is one running cluster.
@@ -58,6 +96,8 @@ type Arm struct {
 	Specs []local.NodeSpec
 	Mesh  proxy.Mesh
 	sup   *local.Supervisor
+	// brokers are the arm's upstream brokers by upstream name.
+	brokers map[string]*brokers.Server
 }
 
 // Arms is the running pair of clusters with their fault proxies.
@@ -112,6 +152,27 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 	if err != nil {
 		return engine.E(engine.KindUnavailable, "proxies of "+arm.String(), err)
 	}
+	dir := filepath.Join(a.cfg.Dir, arm.String())
+	x := &Arm{Arm: arm, Dir: dir, Mesh: mesh, brokers: map[string]*brokers.Server{}}
+	// registered before the nodes start, so Close stops the brokers of an
+	// arm whose nodes failed to start
+	a.arms[arm] = x
+	for _, u := range a.cfg.Upstreams {
+		if _, err := u.URL(""); err != nil {
+			return engine.E(engine.KindInvalid, "upstreams of "+arm.String(), err)
+		}
+		bdir := filepath.Join(dir, "brokers", u.Name)
+		var b *brokers.Server
+		if u.Kind == "nats" {
+			b, err = brokers.StartNATS(bdir)
+		} else {
+			b, err = brokers.StartMosquitto(bdir)
+		}
+		if err != nil {
+			return engine.E(engine.KindUnavailable, fmt.Sprintf("start the %s broker of upstream %s for %s", u.Kind, u.Name, arm), err)
+		}
+		x.brokers[u.Name] = b
+	}
 	for i := range specs {
 		specs[i].Peers = mesh.Raft[specs[i].ID]
 		specs[i].PeerHTTP = mesh.HTTP[specs[i].ID]
@@ -121,8 +182,15 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 		} else {
 			specs[i].Args = append([]string(nil), a.cfg.ControlArgs...)
 		}
+		for _, u := range a.cfg.Upstreams {
+			addr, err := a.set.Add(injlocal.BrokerEdgeName(arm.String(), specs[i].ID, u.Name), x.brokers[u.Name].Address())
+			if err != nil {
+				return engine.E(engine.KindUnavailable, "broker proxy of "+arm.String(), err)
+			}
+			url, _ := u.URL(addr)
+			specs[i].Args = append(specs[i].Args, "--upstream", url)
+		}
 	}
-	dir := filepath.Join(a.cfg.Dir, arm.String())
 	var onEvent func(local.Event)
 	if a.cfg.OnEvent != nil {
 		onEvent = func(ev local.Event) { a.cfg.OnEvent(arm, ev) }
@@ -137,9 +205,26 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 	if err != nil {
 		return engine.E(engine.KindUnavailable, "start the "+arm.String()+" cluster", err)
 	}
-	a.arms[arm] = &Arm{Arm: arm, Dir: dir, Specs: specs, Mesh: mesh, sup: sup}
+	x.Specs, x.sup = specs, sup
 	return nil
 }
+
+// Broker is the broker of upstream name in arm (the local injector's
+// upstream faults act on it).
+func (a *Arms) Broker(arm engine.Arm, name string) (injlocal.Broker, error) {
+	x := a.arms[arm]
+	if x == nil {
+		return nil, engine.E(engine.KindNotFound, "broker", fmt.Errorf("no arm %s", arm))
+	}
+	b, ok := x.brokers[name]
+	if !ok {
+		return nil, engine.E(engine.KindNotFound, "broker", fmt.Errorf("%s runs no upstream %q", arm, name))
+	}
+	return b, nil
+}
+
+// Upstreams are the upstreams every arm runs.
+func (a *Arms) Upstreams() []Upstream { return append([]Upstream(nil), a.cfg.Upstreams...) }
 
 // Close stops both clusters (SIGTERM, then SIGKILL after the grace period),
 // waits for every node to exit and closes the proxies.
@@ -147,10 +232,17 @@ func (a *Arms) Close() {
 	a.closeOnce.Do(func() {
 		a.cancel()
 		for _, x := range a.arms {
-			x.sup.Stop()
+			if x.sup != nil {
+				x.sup.Stop()
+			}
 		}
 		for _, x := range a.arms {
-			x.sup.Wait()
+			if x.sup != nil {
+				x.sup.Wait()
+			}
+			for _, b := range x.brokers {
+				_ = b.Stop()
+			}
 		}
 		a.set.Close()
 	})
