@@ -457,7 +457,7 @@ func (r *Run) setup(ctx context.Context) error {
 	}}); err != nil {
 		return err
 	}
-	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, Brokers: a.Broker})
+	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker})
 	if err := r.setupUpstreams(ctx, parts); err != nil {
 		return err
 	}

@@ -223,6 +223,16 @@ func (a *Arms) Broker(arm engine.Arm, name string) (injlocal.Broker, error) {
 	return b, nil
 }
 
+// NodeHTTP is a node's own HTTP listen address (the local injector's
+// upstream faults call the node's /v1/upstreams there, past the proxies).
+func (a *Arms) NodeHTTP(arm engine.Arm, node string) (string, error) {
+	addr, ok := a.DirectAddrs(arm)[node]
+	if !ok {
+		return "", engine.E(engine.KindNotFound, "node address", fmt.Errorf("no node %s in %s", node, arm))
+	}
+	return addr, nil
+}
+
 // Upstreams are the upstreams every arm runs.
 func (a *Arms) Upstreams() []Upstream { return append([]Upstream(nil), a.cfg.Upstreams...) }
 
