@@ -594,6 +594,10 @@ func TestViewerReadsNoFileContent(t *testing.T) {
 			start(gd, "application/yaml")
 		}
 		start(fmt.Sprintf(`{"scenario":"gd%d"}`, i), "application/json")
+		for _, name := range []string{target, "../../../../../../.." + target, strings.TrimSuffix(target, ".key")} {
+			body, _ := json.Marshal(StartRequest{Scenario: name})
+			start(string(body), "application/json")
+		}
 		start(fmt.Sprintf(`{"scenario":"link%d"}`, i), "application/json")
 		h.send("POST", "/api/v1/schedules", fmt.Sprintf(`{"name":"s%d","cron":"@daily","scenario":"gd%d"}`, i, i), map[string]string{"Authorization": "Bearer " + roleTokens[RoleOperator], "Content-Type": "application/json"})
 	}
