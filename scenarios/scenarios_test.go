@@ -205,9 +205,18 @@ func TestDefaultsAndBudget(t *testing.T) {
 			t.Errorf("%+v.Allows(%d, %d) = %v (%s), want %v", c.b, c.impaired, c.n, ok, why, c.ok)
 		}
 	}
+	// A shape that leaves a majority somewhere is charged less than a
+	// quorum; halves of an even cluster and one node isolated from a pair
+	// leave none, so they are charged every replica and need allowQuorum.
+	// (engine/geometry checks each charge against the cut itself.)
 	for shape, min := range ShapeMinNodes {
 		for n := min; n <= 9; n++ {
-			if imp := ShapeImpact(shape, n); imp >= Quorum(n) || imp < 1 && shape != ShapeMajoritiesRing {
+			noMajority := shape == ShapeHalves && n%2 == 0 || shape == ShapeIsolateOne && n == 2
+			imp := ShapeImpact(shape, n)
+			switch {
+			case noMajority && imp != n:
+				t.Errorf("ShapeImpact(%s, %d) = %d, want every replica (no side keeps a majority)", shape, n, imp)
+			case !noMajority && (imp >= Quorum(n) || imp < 1):
 				t.Errorf("ShapeImpact(%s, %d) = %d, quorum %d", shape, n, imp, Quorum(n))
 			}
 		}

@@ -139,12 +139,20 @@ var ShapeMinNodes = map[string]int{ShapeIsolateOne: 2, ShapeHalves: 2, ShapeMajo
 func Quorum(n int) int { return n/2 + 1 }
 
 // ShapeImpact is the number of replicas a partition shape cuts off from a
-// majority (or, for majorities-ring, the most peers any replica loses).
+// majority (or, for majorities-ring, the most peers any replica loses). When
+// the larger side is no majority either — halves of an even cluster, one
+// node isolated from a pair — every replica is cut off from one.
 func ShapeImpact(shape string, n int) int {
 	switch shape {
 	case ShapeIsolateOne:
+		if n-1 < Quorum(n) {
+			return n
+		}
 		return 1
 	case ShapeHalves:
+		if n-n/2 < Quorum(n) {
+			return n
+		}
 		return n / 2
 	case ShapeMajoritiesRing:
 		return n - Quorum(n)

@@ -210,7 +210,7 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	}{
 		{engine.Fault{ID: "a", Kind: engine.NetworkDelay, Duration: time.Second}, "latency"},
 		{engine.Fault{ID: "a", Kind: engine.Partition, Duration: time.Second, Shape: "triangle"}, "unknown partition shape"},
-		{engine.Fault{ID: "a", Kind: engine.Partition, Duration: time.Second, Shape: "majorities-ring"}, "at least 5 pods"},
+		{engine.Fault{ID: "a", Kind: engine.Partition, Duration: time.Second, Shape: "majorities-ring"}, "needs at least 5 nodes, the arm has 3"},
 		{engine.Fault{ID: "a", Kind: engine.PodKill}, "duration"},
 		{engine.Fault{ID: "a", Kind: engine.PodKill, Duration: time.Second}, "no pod chosen"},
 		{engine.Fault{Kind: engine.PodKill, Duration: time.Second}, "no id"},
@@ -668,5 +668,27 @@ func TestLocalNodeNamesMapToPods(t *testing.T) {
 		Duration: time.Second, Latency: time.Millisecond, Edges: engine.Edges{Into: "solo"}})
 	if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), "no pod sends") {
 		t.Fatalf("delay into the only pod: %v", err)
+	}
+}
+
+// TestMajoritiesRingOfSevenPodsKeepsAMajority: each of 7 pods still reaches
+// 4 of its 6 peers (itself and 4 is a majority of 7), as the local backend's
+// ring does — both take the cut from engine/geometry.
+func TestMajoritiesRingOfSevenPodsKeepsAMajority(t *testing.T) {
+	pods := []string{"p0", "p1", "p2", "p3", "p4", "p5", "p6"}
+	sides, err := Cut("majorities-ring", pods, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sides) != 7 {
+		t.Fatalf("sides %+v", sides)
+	}
+	for _, s := range sides {
+		if len(s.From) != 1 || len(s.To) != 2 {
+			t.Fatalf("pod %v loses %v: want 2 of 6 peers lost", s.From, s.To)
+		}
+	}
+	if _, err := Cut("halves", pods, "p9"); err == nil || !strings.Contains(err.Error(), `pod "p9" is not one of the arm's pods`) {
+		t.Fatalf("unknown isolate: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/geometry"
 )
 
 // Owner labels and annotations on every object chaosgate creates.
@@ -346,78 +348,45 @@ type Side struct {
 	To   []string `json:"to"`
 }
 
-// Cut computes the sides of a partition shape over nodes (sorted by name).
-// isolate-one cuts isolate (or the first node) from the rest; halves cuts
-// the first ⌊n/2⌋ from the rest; bridge cuts two halves but leaves the
-// middle node connected to both; majorities-ring lets each node reach only
-// its two ring neighbours (each sees a majority, no two the same one).
-// Every side becomes one NetworkChaos with direction "to", so each side's
-// object blocks what that side sends across the cut.
+// Cut computes the sides of a partition shape over nodes through the
+// geometry both fault backends share (engine/geometry): the pods sorted by
+// name, rotated so that isolate (when given) comes first — the pod
+// isolate-one isolates, where halves and bridge begin. Senders that lose the
+// same receivers share one side; every side becomes one NetworkChaos with
+// direction "to", so each side's object blocks what that side sends across
+// the cut.
 func Cut(shape string, nodes []string, isolate string) ([]Side, error) {
-	ns := sortedCopy(nodes)
-	n := len(ns)
-	min := map[string]int{"isolate-one": 2, "halves": 2, "bridge": 3, "majorities-ring": 5}
-	m, ok := min[shape]
-	if !ok {
-		return nil, fmt.Errorf("unknown partition shape %q; hint: one of isolate-one, halves, majorities-ring, bridge", shape)
-	}
-	if n < m {
-		return nil, fmt.Errorf("shape %s needs at least %d pods, the arm has %d", shape, m, n)
-	}
-	two := func(a, b []string) []Side { return []Side{{From: a, To: b}, {From: b, To: a}} }
-	switch shape {
-	case "isolate-one":
-		x := ns[0]
-		if isolate != "" {
-			if !contains(ns, isolate) {
-				return nil, fmt.Errorf("pod %q is not one of the arm's pods %v", isolate, ns)
-			}
-			x = isolate
+	ring := sortedCopy(nodes)
+	if isolate != "" {
+		i := slices.Index(ring, isolate)
+		if i < 0 {
+			return nil, fmt.Errorf("pod %q is not one of the arm's pods %v", isolate, ring)
 		}
-		return two([]string{x}, minus(ns, []string{x})), nil
-	case "halves":
-		return two(ns[:n/2], ns[n/2:]), nil
-	case "bridge":
-		h := (n - 1) / 2
-		a, b := ns[:h], ns[h+1:]
-		return two(a, b), nil
-	default: // majorities-ring
-		var out []Side
-		for i := range ns {
-			near := []string{ns[i], ns[(i+1)%n], ns[(i+n-1)%n]}
-			out = append(out, Side{From: []string{ns[i]}, To: minus(ns, near)})
-		}
-		return out, nil
+		ring = append(ring[i:], ring[:i]...)
 	}
+	c, err := geometry.Partition(shape, ring)
+	if err != nil {
+		return nil, err
+	}
+	var sides []Side
+	for _, g := range c.Groups() {
+		sides = append(sides, Side{From: g.From, To: g.To})
+	}
+	return sides, nil
 }
 
 // ChooseLeader picks the pod to cut off in a split brain: the leader of
 // partition when given, else the pod that leads the most partitions (ties:
-// the lowest name).
+// the lowest name) — geometry.SplitBrainLeader.
 func ChooseLeader(leaders map[int]string, partition *int) (string, error) {
-	if partition != nil {
-		l := leaders[*partition]
-		if l == "" {
-			return "", fmt.Errorf("aggregator partition %d has no leader", *partition)
-		}
-		return l, nil
+	l, _, err := geometry.SplitBrainLeader(leaders, partition)
+	if partition != nil && err != nil {
+		return "", fmt.Errorf("aggregator %w", err)
 	}
-	count := map[string]int{}
-	for _, l := range leaders {
-		if l != "" {
-			count[l]++
-		}
-	}
-	best := ""
-	for l, c := range count {
-		if best == "" || c > count[best] || (c == count[best] && l < best) {
-			best = l
-		}
-	}
-	if best == "" {
+	if err != nil {
 		return "", errors.New("no aggregator partition has a leader")
 	}
-	return best, nil
+	return l, nil
 }
 
 type builder struct {

@@ -12,15 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/geometry"
 	"github.com/chaosgate/chaosgate/engine/proxy"
-	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 // Backend is the Applied.Backend of this package.
@@ -163,7 +162,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 		for _, e := range sides.Edges {
-			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
+			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e.From, e.To, f.ID, "blackhole")...)
 		}
 		u.Isolated = sides.Minority
 		a.Affected = sides.Minority
@@ -183,8 +182,8 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if err != nil {
 			return a, err
 		}
-		for _, e := range isolateEdges(iso, t.Nodes) {
-			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e[0], e[1], f.ID, "blackhole")...)
+		for _, e := range geometry.Isolate(iso, t.Nodes) {
+			u.Toxics = append(u.Toxics, nodeEdgeRefs(cl, e.From, e.To, f.ID, "blackhole")...)
 		}
 		u.Isolated = []string{iso}
 		a.Affected = []string{iso}
@@ -544,136 +543,29 @@ func delayEdges(cluster string, nodes []string, f engine.Fault) ([]ToxicRef, err
 	return refs, nil
 }
 
-// Sides is a partition's cut: the directed node→node edges to black-hole.
-type Sides struct {
-	Edges    [][2]string
-	Minority []string
-	Describe string
-}
-
-// Cut computes the cut of a partition shape over nodes (in order). start
-// rotates which nodes land where (e.g. which node isolate-one isolates).
-func Cut(shape string, nodes []string, start int) (Sides, error) {
-	n := len(nodes)
-	if min, ok := scenarios.ShapeMinNodes[shape]; !ok {
-		return Sides{}, engine.E(engine.KindInvalid, "partition", fmt.Errorf("unknown shape %q", shape))
-	} else if n < min {
-		return Sides{}, engine.E(engine.KindInvalid, "partition", fmt.Errorf("shape %s needs %d nodes, have %d", shape, min, n))
-	}
-	ring := make([]string, n)
+// Cut lays a partition shape out over the arm's nodes, rotated by start
+// (which node isolate-one isolates, where halves and bridge begin), through
+// the geometry both fault backends share.
+func Cut(shape string, nodes []string, start int) (geometry.Cut, error) {
+	ring := make([]string, len(nodes))
 	for i := range ring {
-		ring[i] = nodes[(start+i)%n]
+		ring[i] = nodes[(start+i)%len(nodes)]
 	}
-	var s Sides
-	group := map[string]int{}
-	switch shape {
-	case scenarios.ShapeIsolateOne:
-		group[ring[0]] = 1
-		s.Minority = []string{ring[0]}
-		s.Describe = fmt.Sprintf("%s alone | %v", ring[0], sorted(ring[1:]))
-	case scenarios.ShapeHalves:
-		for _, x := range ring[:n/2] {
-			group[x] = 1
-		}
-		s.Minority = sorted(ring[:n/2])
-		s.Describe = fmt.Sprintf("%v | %v", s.Minority, sorted(ring[n/2:]))
-	case scenarios.ShapeBridge:
-		a := (n - 1) / 2
-		for _, x := range ring[:a] {
-			group[x] = 1
-		}
-		bridge := ring[a]
-		group[bridge] = -1
-		s.Minority = sorted(ring[:a])
-		s.Describe = fmt.Sprintf("%v | bridge %s | %v", s.Minority, bridge, sorted(ring[a+1:]))
-	case scenarios.ShapeMajoritiesRing:
-		k := (scenarios.Quorum(n) - 1 + 1) / 2
-		for i := range n {
-			for j := range n {
-				if i == j {
-					continue
-				}
-				d := (j - i + n) % n
-				if d > n-d {
-					d = n - d
-				}
-				if d > k {
-					s.Edges = append(s.Edges, [2]string{ring[i], ring[j]})
-				}
-			}
-		}
-		s.Describe = fmt.Sprintf("ring %v: each node keeps its %d nearest neighbours each side", ring, k)
-		return s, nil
+	c, err := geometry.Partition(shape, ring)
+	if err != nil {
+		return c, engine.E(engine.KindInvalid, "partition", err)
 	}
-	for _, x := range ring {
-		for _, y := range ring {
-			if x == y {
-				continue
-			}
-			gx, gy := group[x], group[y]
-			if gx == -1 || gy == -1 || gx == gy {
-				continue
-			}
-			s.Edges = append(s.Edges, [2]string{x, y})
-		}
-	}
-	return s, nil
+	return c, nil
 }
 
-func sorted(xs []string) []string {
-	out := append([]string(nil), xs...)
-	sort.Strings(out)
-	return out
-}
-
-// ChooseSplitBrain picks the leader to isolate: the leader of partition
-// (when given), else the node that leads the most partitions (ties: the
-// lowest name). It returns the node and the partitions it leads.
+// ChooseSplitBrain picks the leader to isolate (geometry.SplitBrainLeader);
+// no leader to pick is unavailable, not invalid: leaders come back.
 func ChooseSplitBrain(leaders map[int]string, partition *int) (string, []int, error) {
-	if len(leaders) == 0 {
-		return "", nil, engine.E(engine.KindUnavailable, "split brain", errors.New("no partition has a leader"))
+	node, led, err := geometry.SplitBrainLeader(leaders, partition)
+	if err != nil {
+		return "", nil, engine.E(engine.KindUnavailable, "split brain", err)
 	}
-	count := map[string]int{}
-	for _, l := range leaders {
-		if l != "" {
-			count[l]++
-		}
-	}
-	var node string
-	if partition != nil {
-		l, ok := leaders[*partition]
-		if !ok || l == "" {
-			return "", nil, engine.E(engine.KindUnavailable, "split brain", fmt.Errorf("partition %d has no leader", *partition))
-		}
-		node = l
-	} else {
-		for l, c := range count {
-			if c > count[node] || (c == count[node] && l < node) {
-				node = l
-			}
-		}
-	}
-	if node == "" {
-		return "", nil, engine.E(engine.KindUnavailable, "split brain", errors.New("no partition has a leader"))
-	}
-	var led []int
-	for p, l := range leaders {
-		if l == node {
-			led = append(led, p)
-		}
-	}
-	sort.Ints(led)
 	return node, led, nil
-}
-
-func isolateEdges(iso string, nodes []string) [][2]string {
-	var out [][2]string
-	for _, n := range nodes {
-		if n != iso {
-			out = append(out, [2]string{iso, n}, [2]string{n, iso})
-		}
-	}
-	return out
 }
 
 var (

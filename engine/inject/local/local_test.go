@@ -141,7 +141,7 @@ func TestPartitionShapes(t *testing.T) {
 		// and bridge's bridge; the cut is symmetric.
 		cut := map[[2]string]bool{}
 		for _, e := range s.Edges {
-			cut[e] = true
+			cut[[2]string{e.From, e.To}] = true
 		}
 		for e := range cut {
 			if !cut[[2]string{e[1], e[0]}] {
