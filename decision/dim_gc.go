@@ -63,9 +63,9 @@ func gcUsable(a Arm) bool {
 
 func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult {
 	r.Unit = "long pauses/min"
-	r.Test = "sequential"
+	r.Test = MethodSequential
 	c, k := e.in.Canary, e.in.Control
-	if st, d := e.check([]field{{"window_s", c.WindowS}}, []field{{"window_s", k.WindowS}}, &c.GCPausesMS, &k.GCPausesMS, "gc_pauses_ms"); st != "ok" {
+	if st, d := e.check([]field{{"window_s", c.WindowS}}, []field{{"window_s", k.WindowS}}, &c.GCPausesMS, &k.GCPausesMS, "gc_pauses_ms"); st != DataOK {
 		return inconclusive(r, st, d)
 	}
 	if c.WindowS.V <= 0 || k.WindowS.V <= 0 {
@@ -162,21 +162,21 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	}
 	switch {
 	case canaryBreach && !controlBreach:
-		r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+		r.Outcome, r.Breach, r.Rule = Fail, BreachCanary, RuleHardLimit
 		r.Reason = fmt.Sprintf("canary GC: %s, while the control is within the limits (max pause %.4g ms, %.3g long pauses/min)", strings.Join(why, "; "), sk.max, r.Control)
 		return r
 	case canaryBreach && controlBreach:
-		r.Breach = "system"
+		r.Breach = BreachSystem
 		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms over the GC pause limits (control max %.4g ms, %.3g long pauses/min), not held against the canary: judged relative to the control", sk.max, r.Control))
 	case sc.over > 0:
 		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("%g canary pause(s) over the %g ms limit (max %.4g ms): not a clear breach where healthy arms pause that long %.3g times a minute (Poisson p=%.2g, level %.2g)", sc.over, dc.MaxPauseMS, sc.max, healthyOver, pOver, level))
 	}
 	switch {
 	case p < level && r.Effect >= dc.MinEffect:
-		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Outcome, r.Rule = Fail, RuleSequentialTest
 		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: exact p=%.2g < α=%g spent at look %d (%.2g), effect ≥ %.3g/min", r.Canary, r.Control, p, e.cfg.Alpha, l, level, dc.MinEffect)
 	default:
-		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Outcome, r.Rule = Pass, RuleWithinNoise
 		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (exact p=%.2g, level %.2g at look %d)", r.Canary, r.Control, sc.max, sk.max, p, level, l)
 	}
 	return r

@@ -31,20 +31,20 @@ func latencyField(a Arm) (Samples, []field) {
 
 func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionResult {
 	r.Unit = "ms"
-	r.Test = "sigma"
+	r.Test = MethodSigma
 	cs, cf := latencyField(e.in.Canary)
 	ks, kf := latencyField(e.in.Control)
-	if st, d := e.check(cf, nil, &cs, nil, "latency_ms"); st != "ok" {
+	if st, d := e.check(cf, nil, &cs, nil, "latency_ms"); st != DataOK {
 		return inconclusive(r, st, d)
 	}
-	if st, d := e.check(nil, kf, nil, &ks, "latency_ms"); st != "ok" {
+	if st, d := e.check(nil, kf, nil, &ks, "latency_ms"); st != DataOK {
 		return inconclusive(r, st, d)
 	}
 	pc, nc, okc := p99Of(e.in.Canary)
 	pk, nk, okk := p99Of(e.in.Control)
 	r.Query = fmt.Sprintf("p99(latency_ms): canary %.4g ms over %g samples, control %.4g ms over %g samples", pc, nc, pk, nk)
 	if !okc || !okk {
-		return inconclusive(r, "empty", "no latency samples")
+		return inconclusive(r, DataEmpty, "no latency samples")
 	}
 	if pc <= 0 || pk <= 0 {
 		return inconclusive(r, "invalid", "non-positive p99 latency cannot be compared on a log scale")
@@ -63,13 +63,13 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 				r.Effect, r.Z, r.K = bodyEffect, zBody, kBody
 				r.trend = trendOf(r.Effect)
 				setConfidence(&r, math.Min(nc, nk)/math.Max(dc.MinSamples, 1), e.spreadOf(dc.SigmaPrior, 0, p50Diff).histConf)
-				r.Outcome, r.Rule = Fail, "body-shift"
+				r.Outcome, r.Rule = Fail, RuleBodyShift
 				r.Reason = fmt.Sprintf("too few samples for a p99 (canary %g, control %g), but the whole distribution moved by more than the floor %.1f%%: %s, median %+.1f%%", nc, nk, 100*dc.MinEffect, bodyNote, 100*bodyEffect)
 				return r
 			}
 			body = fmt.Sprintf("; the body did not clearly move by the floor (%s, median %+.1f%%)", bodyNote, 100*bodyEffect)
 		}
-		r = inconclusive(r, "few", fmt.Sprintf("p99 needs at least %d samples per arm (canary %g, control %g): below that it is only the maximum%s", minP99Samples, nc, nk, body))
+		r = inconclusive(r, DataFew, fmt.Sprintf("p99 needs at least %d samples per arm (canary %g, control %g): below that it is only the maximum%s", minP99Samples, nc, nk, body))
 		return r
 	}
 	sp := e.spreadOf(dc.SigmaPrior, dc.SigmaFloor, p99Diff)
@@ -123,7 +123,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		// The tail itself: a retry path, a lock or a slow dependency call
 		// moves the p99 and little else — the regression p99 is there to
 		// catch.
-		r.Outcome, r.Rule = Fail, "adaptive-sigma"
+		r.Outcome, r.Rule = Fail, RuleAdaptiveSigma
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f and effect above floor %s (body: %s, median %+.1f%%)", what, r.Z, k, floor, bodyNote, 100*bodyEffect)
 	case zBody > kBody && (bodyEffect >= dc.MinEffect || (bodyEffect >= dc.MinEffect/2 && tailEffect >= dc.MinEffect)):
 		// The whole distribution moved: the median is clearly and
@@ -141,10 +141,10 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		r.Outcome, r.Rule, r.K, r.Z = Fail, "spread", kBody, sign*sh.zSpread
 		r.Reason = fmt.Sprintf("%s: the body widened: ln(p30/p5) canary %.3f vs control %.3f (%+.1f%%, z=%.2f > k=%.2f, SE %.3g: order statistics and the median's drift between healthy arms), body p99 %+.1f%% above floor %s", what, sh.spreadC, sh.spreadK, 100*(math.Exp(sign*sh.spread)-1), sign*sh.zSpread, kBody, sh.seSpread, 100*bodyP99Effect, floor)
 	case r.Z > k:
-		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Outcome, r.Rule = Pass, RuleEffectFloor
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f but effect below floor %s", what, r.Z, k, floor)
 	default:
-		r.Outcome, r.Rule = Pass, "within-sigma"
+		r.Outcome, r.Rule = Pass, RuleWithinSigma
 		r.Reason = fmt.Sprintf("%s: z=%.2f ≤ k=%.2f", what, r.Z, k)
 	}
 	// Not proven slower, but leaning slower: the body (median and lower

@@ -9,13 +9,13 @@ import (
 func sigmaOutcome(r DimensionResult, dc DimensionConfig, what, floor string) DimensionResult {
 	switch {
 	case r.Z > r.K && r.Effect >= dc.MinEffect:
-		r.Outcome, r.Rule = Fail, "adaptive-sigma"
+		r.Outcome, r.Rule = Fail, RuleAdaptiveSigma
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f and effect above floor %s", what, r.Z, r.K, floor)
 	case r.Z > r.K:
-		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Outcome, r.Rule = Pass, RuleEffectFloor
 		r.Reason = fmt.Sprintf("%s: z=%.2f > k=%.2f but effect below floor %s", what, r.Z, r.K, floor)
 	default:
-		r.Outcome, r.Rule = Pass, "within-sigma"
+		r.Outcome, r.Rule = Pass, RuleWithinSigma
 		r.Reason = fmt.Sprintf("%s: z=%.2f ≤ k=%.2f", what, r.Z, r.K)
 	}
 	return r
@@ -23,10 +23,10 @@ func sigmaOutcome(r DimensionResult, dc DimensionConfig, what, floor string) Dim
 
 func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionResult {
 	r.Unit = "MB/min"
-	r.Test = "sigma"
+	r.Test = MethodSigma
 	mc, mk := e.in.Canary.MemoryGrowthMBPerMin, e.in.Control.MemoryGrowthMBPerMin
 	r.Query = fmt.Sprintf("memory_growth_mb_per_min: canary %s, control %s", fmtV(mc), fmtV(mk))
-	if st, d := e.check([]field{{"memory_growth_mb_per_min", mc}}, []field{{"memory_growth_mb_per_min", mk}}, nil, nil, ""); st != "ok" {
+	if st, d := e.check([]field{{"memory_growth_mb_per_min", mc}}, []field{{"memory_growth_mb_per_min", mk}}, nil, nil, ""); st != DataOK {
 		return inconclusive(r, st, d)
 	}
 	r.Canary, r.Control = mc.V, mk.V

@@ -11,9 +11,9 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	xc, nc := get(e.in.Canary)
 	xk, nk := get(e.in.Control)
 	r.Unit = "ratio"
-	r.Test = "sequential"
+	r.Test = MethodSequential
 	r.Query = fmt.Sprintf("%s/%s: canary %s/%s, control %s/%s", xName, nName, fmtV(xc), fmtV(nc), fmtV(xk), fmtV(nk))
-	if st, d := e.check([]field{{xName, xc}, {nName, nc}}, []field{{xName, xk}, {nName, nk}}, nil, nil, ""); st != "ok" {
+	if st, d := e.check([]field{{xName, xc}, {nName, nc}}, []field{{xName, xk}, {nName, nk}}, nil, nil, ""); st != DataOK {
 		return inconclusive(r, st, d)
 	}
 	for _, p := range [][2]Value{{xc, nc}, {xk, nk}} {
@@ -23,10 +23,10 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	}
 	r.SamplesCanary, r.SamplesControl = nc.V, nk.V
 	if nc.V == 0 {
-		return inconclusive(r, "empty", "canary has no "+nName)
+		return inconclusive(r, DataEmpty, "canary has no "+nName)
 	}
 	if nk.V == 0 {
-		return inconclusive(r, "empty", "control has no "+nName)
+		return inconclusive(r, DataEmpty, "control has no "+nName)
 	}
 	rc, rk := xc.V/nc.V, xk.V/nk.V
 	r.Canary, r.Control = rc, rk
@@ -113,11 +113,11 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		controlBreach := rk > dc.HardLimit
 		switch {
 		case canaryBreach && !controlBreach:
-			r.Outcome, r.Breach, r.Rule = Fail, "canary", "hard-limit"
+			r.Outcome, r.Breach, r.Rule = Fail, BreachCanary, RuleHardLimit
 			r.Reason = fmt.Sprintf("canary %s is clearly above the SLO %s (exact p=%.2g < α=%g spent at look %d, lower bound %s) while control is within it at %s", pct(rc), pct(dc.HardLimit), pSLO, e.cfg.Alpha, l, pct(lb), pct(rk))
 			return r
 		case canaryOver && controlBreach:
-			r.Breach = "system"
+			r.Breach = BreachSystem
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("system breach: both arms above the SLO %s (canary %s, control %s), judged relative to control", pct(dc.HardLimit), pct(rc), pct(rk)))
 		case canaryOver:
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("canary %s over the SLO %s, but not clearly its own: its rate is within how far healthy arms' rates drift apart from the control's %s (drift z=%.2f ≤ k=%.2f)", pct(rc), pct(dc.HardLimit), pct(rk), dt.z, dt.k))
@@ -137,19 +137,19 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 	worseByMargin := r.Effect >= 2*dc.MinEffect && r.Effect >= 0.3*rk && plainEffect > 0 && dt.z > 1
 	switch {
 	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect && plainEffect >= dc.MinEffect && !driftClear:
-		r.Outcome, r.Rule = Pass, "within-drift"
+		r.Outcome, r.Rule = Pass, RuleWithinDrift
 		r.Reason = fmt.Sprintf("canary %s vs control %s: beyond its counts (always-valid p=%.2g), but within how far healthy arms' rates drift apart (drift z=%.2f ≤ k=%.2f)", pct(rc), pct(rk), r.PValue, dt.z, dt.k)
 	case r.PValue < e.cfg.Alpha && r.Effect >= dc.MinEffect && plainEffect >= dc.MinEffect:
-		r.Outcome, r.Rule = Fail, "sequential-test"
+		r.Outcome, r.Rule = Fail, RuleSequentialTest
 		r.Reason = fmt.Sprintf("canary %s vs control %s: always-valid p=%.2g < α=%g, effect %s ≥ floor %s, and beyond the drift between healthy arms (drift z=%.2f > k=%.2f)", pct(rc), pct(rk), r.PValue, e.cfg.Alpha, pct(r.Effect), pct(dc.MinEffect), dt.z, dt.k)
 	case r.PValue < e.cfg.Alpha && adjusted && plainEffect < dc.MinEffect:
-		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Outcome, r.Rule = Pass, RuleEffectFloor
 		r.Reason = fmt.Sprintf("canary %s vs control %s: worse than its lower fault exposure predicts (p=%.2g), but its own rate is not above the control's by the floor %s", pct(rc), pct(rk), r.PValue, pct(dc.MinEffect))
 	case r.PValue < e.cfg.Alpha:
-		r.Outcome, r.Rule = Pass, "effect-floor"
+		r.Outcome, r.Rule = Pass, RuleEffectFloor
 		r.Reason = fmt.Sprintf("canary %s vs control %s: significant (p=%.2g) but effect %s below the floor %s", pct(rc), pct(rk), r.PValue, pct(r.Effect), pct(dc.MinEffect))
 	default:
-		r.Outcome, r.Rule = Pass, "within-noise"
+		r.Outcome, r.Rule = Pass, RuleWithinNoise
 		r.Reason = fmt.Sprintf("canary %s vs control %s: no evidence of a worse rate (always-valid p=%.2g)", pct(rc), pct(rk), r.PValue)
 		// Not proven worse, but leaning worse: the always-valid likelihood
 		// ratio favours "worse" at least 2:1 (p < 0.5) and the canary's

@@ -35,7 +35,7 @@ func Evaluate(cfg *Config, in Input) Verdict {
 		var r DimensionResult
 		if !dc.Required && notCollected(dc.Kind, in) {
 			r = DimensionResult{Name: dc.Kind, MinEffect: dc.MinEffect, HardLimit: dc.HardLimit, Outcome: Inconclusive,
-				Data: DataNotCollected, Rule: "not-collected",
+				Data: DataNotCollected, Rule: RuleNotCollected,
 				Reason: "no source collects this dimension (absent from both arms and from every history window): left out of the coverage; required: true would hold instead"}
 		} else {
 			r = e.dimension(dc)
@@ -49,7 +49,7 @@ func Evaluate(cfg *Config, in Input) Verdict {
 		r.Canary = finite(r.Canary)
 		r.Control = finite(r.Control)
 		r.PValue = finite(r.PValue)
-		if r.Breach == "system" {
+		if r.Breach == BreachSystem {
 			v.SystemBreaches = append(v.SystemBreaches, r.Name)
 		}
 		v.Dimensions = append(v.Dimensions, r)
@@ -61,11 +61,6 @@ func Evaluate(cfg *Config, in Input) Verdict {
 	}
 	return v
 }
-
-// DataNotCollected is the data state of a dimension that no source
-// collects: absent (not NaN, not failed) from both arms and from every
-// history window.
-const DataNotCollected = "not_collected"
 
 // ownFields returns the data a dimension alone is measured by, per arm:
 // requests, window_s and the like are shared with other dimensions and do
@@ -145,7 +140,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		sumW += d.Weight
 		sumWC += d.Weight * d.Confidence
 		sumWCS += d.Weight * d.Confidence * d.Score
-		if d.Data != "ok" && d.Data != "empty" && d.Data != "few" {
+		if d.Data != DataOK && d.Data != DataEmpty && d.Data != DataFew {
 			incomplete = append(incomplete, fmt.Sprintf("%s (%s)", d.Name, d.Data))
 		}
 		if d.Outcome != Fail {
@@ -155,7 +150,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 		switch {
 		case d.Critical && d.Confidence >= cfg.Score.CriticalMinConfidence:
 			critical = append(critical, string(d.Name))
-		case d.Breach == "canary":
+		case d.Breach == BreachCanary:
 			slo = append(slo, string(d.Name))
 		case d.K > 0 && d.Z >= decisiveZ*d.K && d.Confidence > 0:
 			decisive = append(decisive, fmt.Sprintf("%s (z %.2f ≥ %.2f)", d.Name, d.Z, decisiveZ*d.K))
@@ -328,17 +323,19 @@ func (e *evaluator) stale(a Arm) bool {
 	return e.in.At.Sub(a.CollectedAt) > e.cfg.Freshness
 }
 
-// dataState returns "ok" or the worst problem among the values of both arms,
-// naming the arm and field.
+// field is one named value of an arm, for check.
 type field struct {
 	name string
 	v    Value
 }
 
-func (e *evaluator) check(canary, control []field, cs, ks *Samples, sname string) (state, detail string) {
-	worst := func(arm string, fs []field, s *Samples) (string, string) {
+// check returns DataOK or the worst problem among the values of both arms,
+// naming the arm and field.
+func (e *evaluator) check(canary, control []field, cs, ks *Samples, sname string) (state DataState, detail string) {
+	worst := func(arm string, fs []field, s *Samples) (DataState, string) {
 		rank := map[State]int{QueryError: 4, NaN: 3, Missing: 2}
-		best, bd := "", ""
+		var best DataState
+		bd := ""
 		r0 := 0
 		consider := func(name string, st State, err string) {
 			if st == Present {
@@ -346,7 +343,7 @@ func (e *evaluator) check(canary, control []field, cs, ks *Samples, sname string
 			}
 			if rank[st] > r0 {
 				r0 = rank[st]
-				best = st.String()
+				best = DataState(st.String())
 				bd = arm + "." + name + " " + st.String()
 				if err != "" {
 					bd += ": " + err
@@ -368,20 +365,20 @@ func (e *evaluator) check(canary, control []field, cs, ks *Samples, sname string
 		return s, d
 	}
 	if e.stale(e.in.Canary) {
-		return "stale", fmt.Sprintf("canary data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Canary.CollectedAt), e.cfg.Freshness)
+		return DataStale, fmt.Sprintf("canary data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Canary.CollectedAt), e.cfg.Freshness)
 	}
 	if e.stale(e.in.Control) {
-		return "stale", fmt.Sprintf("control data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Control.CollectedAt), e.cfg.Freshness)
+		return DataStale, fmt.Sprintf("control data collected %s before the judgement (limit %s)", e.in.At.Sub(e.in.Control.CollectedAt), e.cfg.Freshness)
 	}
-	return "ok", ""
+	return DataOK, ""
 }
 
 // inconclusive fills r for a dimension that could not be judged.
-func inconclusive(r DimensionResult, data, reason string) DimensionResult {
+func inconclusive(r DimensionResult, data DataState, reason string) DimensionResult {
 	r.Outcome = Inconclusive
 	r.Data = data
 	r.Confidence = 0
-	r.Rule = "no-data"
+	r.Rule = RuleNoData
 	r.Reason = reason + ": confidence 0, never a silent pass or fail"
 	return r
 }
@@ -404,7 +401,7 @@ func (e *evaluator) dimension(dc DimensionConfig) DimensionResult {
 	case Consistency:
 		return e.consistencyDim(dc, r)
 	}
-	return inconclusive(r, "invalid", "unknown dimension kind")
+	return inconclusive(r, DataInvalid, "unknown dimension kind")
 }
 
 // freshness returns the freshness confidence factor.
@@ -418,7 +415,7 @@ func (e *evaluator) freshness() float64 {
 func setConfidence(r *DimensionResult, samples, history float64) {
 	r.ConfidenceParts = Confidence{Samples: clamp01(samples), Completeness: 1, Freshness: 1, History: clamp01(history)}
 	r.Confidence = r.ConfidenceParts.Samples * r.ConfidenceParts.Completeness * r.ConfidenceParts.Freshness * r.ConfidenceParts.History
-	r.Data = "ok"
+	r.Data = DataOK
 }
 
 // intervals is how many baseline-length windows the current window spans:

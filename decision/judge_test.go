@@ -336,7 +336,7 @@ func TestDataProblemsAreKeptApart(t *testing.T) {
 		mut(&in)
 		v := decision.Evaluate(cfg, in)
 		d, _ := v.Dimension(decision.ErrorRate)
-		if d.Data != want || d.Outcome != decision.Inconclusive || d.Confidence != 0 {
+		if d.Data != decision.DataState(want) || d.Outcome != decision.Inconclusive || d.Confidence != 0 {
 			t.Errorf("%s: data %q outcome %s confidence %g", want, d.Data, d.Outcome, d.Confidence)
 		}
 		if v.Decision != decision.Hold || v.HoldCause != decision.CauseData {

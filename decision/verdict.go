@@ -62,7 +62,7 @@ type DimensionResult struct {
 	// conditional test with the level spent over the looks for GC
 	// pauses), "sigma" (adaptive z against history, and for latency the
 	// order-statistic tests of the body) or "critical".
-	Test        string  `json:"test"`
+	Test        Method  `json:"test"`
 	Sigma       float64 `json:"sigma"`
 	SigmaSource string  `json:"sigma_source"`
 	Z           float64 `json:"z"`
@@ -73,14 +73,14 @@ type DimensionResult struct {
 	HardLimit   float64 `json:"hard_limit,omitempty"`
 	// Breach is "canary" when the canary alone clearly breached the hard
 	// limit, "system" when both arms did (not held against the canary).
-	Breach          string     `json:"breach,omitempty"`
-	Data            string     `json:"data"`
+	Breach          Breacher   `json:"breach,omitempty"`
+	Data            DataState  `json:"data"`
 	Confidence      float64    `json:"confidence"`
 	ConfidenceParts Confidence `json:"confidence_parts"`
 	Weight          float64    `json:"weight"`
 	Score           float64    `json:"score"`
 	Contribution    float64    `json:"contribution"`
-	Rule            string     `json:"rule"`
+	Rule            RuleID     `json:"rule"`
 	Reason          string     `json:"reason"`
 	Diagnosis       []string   `json:"diagnosis,omitempty"`
 
@@ -194,3 +194,58 @@ func Repeats(prev, v Verdict) bool {
 	}
 	return n > 0
 }
+
+// DataState says how usable a dimension's data was.
+type DataState string
+
+// Data states of a dimension. Anything but DataOK, DataEmpty and DataFew
+// lowers the verdict's coverage.
+const (
+	DataOK           DataState = "ok"            // judged on what both arms reported
+	DataEmpty        DataState = "empty"         // an arm had no events to judge (no requests, no samples)
+	DataFew          DataState = "few"           // too few samples for the statistic (p99 below its minimum)
+	DataMissing      DataState = "missing"       // a field was not reported
+	DataNaN          DataState = "nan"           // a field was NaN
+	DataQueryError   DataState = "query_error"   // the source failed to answer
+	DataStale        DataState = "stale"         // older than the freshness limit
+	DataInvalid      DataState = "invalid"       // a dimension kind the judge does not know
+	DataNotCollected DataState = "not_collected" // no source collects it: absent from both arms and all history
+)
+
+// Method is the statistical test a dimension was judged by.
+type Method string
+
+// Methods.
+const (
+	MethodSequential Method = "sequential" // counts, level kept over every look
+	MethodSigma      Method = "sigma"      // adaptive z against the A/A history
+	MethodCritical   Method = "critical"   // any violation fails
+)
+
+// Breacher says who breached a dimension's hard limit.
+type Breacher string
+
+// Breachers.
+const (
+	BreachCanary Breacher = "canary" // the canary alone, its control within the limit
+	BreachSystem Breacher = "system" // both arms: not held against the canary
+)
+
+// RuleID names the rule that decided a dimension's outcome.
+type RuleID string
+
+// Rules deciding a dimension.
+const (
+	RuleNoData            RuleID = "no-data"            // inconclusive: the data could not be judged
+	RuleNotCollected      RuleID = "not-collected"      // left out of the coverage
+	RuleCriticalViolation RuleID = "critical-violation" // a critical dimension's violation
+	RuleNoViolation       RuleID = "no-violation"
+	RuleHardLimit         RuleID = "hard-limit"      // the canary alone clearly over the SLO
+	RuleSequentialTest    RuleID = "sequential-test" // the count test rejected equality with the control
+	RuleAdaptiveSigma     RuleID = "adaptive-sigma"  // beyond k·σ̂ of the A/A history and the effect floor
+	RuleBodyShift         RuleID = "body-shift"      // the latency body moved beyond its noise
+	RuleEffectFloor       RuleID = "effect-floor"    // significant but smaller than min_effect
+	RuleWithinSigma       RuleID = "within-sigma"
+	RuleWithinNoise       RuleID = "within-noise"
+	RuleWithinDrift       RuleID = "within-drift" // within the lasting drift between healthy arms
+)

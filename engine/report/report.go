@@ -181,7 +181,7 @@ func WriteJUnit(w io.Writer, r Report) error {
 					d.Query, d.Z, d.K, d.Sigma, d.Effect, d.Confidence, d.Weight, d.Contribution, d.Rule)}
 			switch d.Outcome {
 			case decision.Fail:
-				c.Failure = &junitMessage{Message: d.Reason, Type: d.Rule, Text: d.Reason}
+				c.Failure = &junitMessage{Message: d.Reason, Type: string(d.Rule), Text: d.Reason}
 				suite.Failures++
 			case decision.Inconclusive:
 				c.Skipped = &junitMessage{Message: d.Reason}
