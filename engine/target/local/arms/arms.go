@@ -182,6 +182,12 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 		} else {
 			specs[i].Args = append([]string(nil), a.cfg.ControlArgs...)
 		}
+		if len(a.cfg.Upstreams) > 0 {
+			// a message the broker redelivers after its consumer died (or
+			// after its ack wait) must still find its hole in the reorder
+			// buffer open, or it is late and dead-lettered
+			specs[i].Args = append(specs[i].Args, "--reorder-timeout", "15s")
+		}
 		for _, u := range a.cfg.Upstreams {
 			addr, err := a.set.Add(injlocal.BrokerEdgeName(arm.String(), specs[i].ID, u.Name), x.brokers[u.Name].Address())
 			if err != nil {
