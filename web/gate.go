@@ -36,10 +36,15 @@ type GateAnswer struct {
 // the latest checkpoint and checked against the pinned keys (see
 // evidence.Ledger.LatestDecision). Runs of uploaded documents record
 // under their own "upload:<run id>" revision; external statements
-// (`ledger append`) never answer. ok is false when there is none.
+// (`ledger append`) never answer. ok is false when there is none. A
+// ledger smaller than one this server read before — rolled back to an
+// earlier signed checkpoint, or removed — is refused as tampered.
 func (s *Server) gateVerdict(ctx context.Context, revision string) (GateAnswer, bool, error) {
 	l, err := s.openLedger(ctx)
 	if evidence.KindOf(err) == evidence.KindNotFound {
+		if err := s.checkLedgerGrew(0); err != nil {
+			return GateAnswer{}, false, err // the ledger it read is gone
+		}
 		return GateAnswer{}, false, nil
 	}
 	if err != nil {
@@ -53,6 +58,9 @@ func (s *Server) gateVerdict(ctx context.Context, revision string) (GateAnswer, 
 		}
 		return GateAnswer{}, false, err
 	}
+	if err := s.checkLedgerGrew(v.TreeSize); err != nil {
+		return GateAnswer{}, false, err
+	}
 	if !found {
 		return GateAnswer{}, false, nil
 	}
@@ -63,6 +71,22 @@ func (s *Server) gateVerdict(ctx context.Context, revision string) (GateAnswer, 
 	}
 	return GateAnswer{Revision: revision, Verdict: p.Decision.Verdict, RunID: p.RunID, Score: p.Decision.Score, Coverage: p.Decision.Coverage,
 		LedgerIndex: &idx, Reason: reason, Source: "ledger"}, true, nil
+}
+
+// checkLedgerGrew records size, the signed tree size the gate just read,
+// and refuses a ledger smaller than one it read before: a ledger rolled
+// back whole to an earlier signed checkpoint (an old copy of the file)
+// verifies on its own, but it hides the verdicts recorded since.
+func (s *Server) checkLedgerGrew(size uint64) error {
+	for {
+		seen := s.ledgerSeen.Load()
+		if size < seen {
+			return fmt.Errorf("%w: the ledger holds %d entries, this server read a signed tree of %d before (rolled back to an earlier checkpoint)", errTampered, size, seen)
+		}
+		if size == seen || s.ledgerSeen.CompareAndSwap(seen, size) {
+			return nil
+		}
+	}
 }
 
 // lastStepReason is the judge's reason for the last canary step, from the

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,6 +94,10 @@ type Server struct {
 	closed bool
 
 	streams chan struct{} // one slot per open event stream
+
+	// ledgerSeen is the largest signed tree size the gate has read: a
+	// ledger that later holds fewer entries was rolled back.
+	ledgerSeen atomic.Uint64
 }
 
 type metrics struct {
