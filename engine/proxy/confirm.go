@@ -96,17 +96,21 @@ func Measure(ctx context.Context, rt RoundTrip, addr string, n int, timeout time
 }
 
 // ConfirmDelay compares round trips before and after a delay of expected
-// (± jitter) was added: confirmed when the median grew by at least half
-// the expected delay minus the jitter, mismatch when it clearly did not,
-// inconclusive when too few round trips succeeded.
+// (± jitter) was added: confirmed when the median or the fastest round trip
+// grew by at least half the expected delay minus the jitter, mismatch when
+// neither did, inconclusive when too few round trips succeeded. The delay
+// slows every round trip, the fastest included, while a busy host inflates
+// some of them: the fastest stays steady where a median of a few round
+// trips does not.
 func ConfirmDelay(before, after Sample, expected, jitter time.Duration) engine.ConfirmResult {
-	m := fmt.Sprintf("rtt median %s → %s (expected +%s ± %s; %d/%d and %d/%d round trips ok)",
-		before.Median.Round(10*time.Microsecond), after.Median.Round(10*time.Microsecond), expected, jitter,
+	m := fmt.Sprintf("rtt median %s → %s, fastest %s → %s (expected +%s ± %s; %d/%d and %d/%d round trips ok)",
+		before.Median.Round(10*time.Microsecond), after.Median.Round(10*time.Microsecond),
+		before.Min.Round(10*time.Microsecond), after.Min.Round(10*time.Microsecond), expected, jitter,
 		before.N-before.Failed, before.N, after.N-after.Failed, after.N)
 	if before.N-before.Failed < 2 || after.N-after.Failed < 2 {
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m}
 	}
-	shift := after.Median - before.Median
+	shift := max(after.Median-before.Median, after.Min-before.Min)
 	need := expected/2 - jitter
 	if need < expected/4 {
 		need = expected / 4

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,5 +343,22 @@ func TestCorrelatedDelayOnRealSockets(t *testing.T) {
 	}
 	if m := Measure(context.Background(), EchoRoundTrip(), addr, 5, time.Second); m.Median > 30*time.Millisecond {
 		t.Fatalf("after heal: %+v", m)
+	}
+}
+
+// TestConfirmDelayOnABusyHost: a busy host inflates the median of a few
+// round trips before the delay (142 ms here) so the median alone grows by
+// less than the delay; the fastest round trip still shows it. Without a
+// delay neither grows and the confirmation is a mismatch.
+func TestConfirmDelayOnABusyHost(t *testing.T) {
+	ms := time.Millisecond
+	before := Sample{N: 5, Median: 142 * ms, Min: 2 * ms}
+	after := Sample{N: 5, Median: 185 * ms, Min: 140 * ms}
+	if c := ConfirmDelay(before, after, 150*ms, 20*ms); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "fastest 2ms → 140ms") {
+		t.Fatalf("busy host: %+v", c)
+	}
+	same := Sample{N: 5, Median: 150 * ms, Min: 3 * ms}
+	if c := ConfirmDelay(before, same, 150*ms, 20*ms); c.Outcome != engine.Mismatch {
+		t.Fatalf("no delay on a busy host: %+v", c)
 	}
 }
