@@ -36,7 +36,9 @@ bench: build
 
 ## fuzz: every fuzz target for FUZZTIME each (FUZZ selects targets by a
 ## regexp over "package FuzzName"), then a table of executions per target.
-## FUZZFLAGS goes to go test (e.g. FUZZFLAGS=-parallel=1: one fuzz worker).
+## FUZZFLAGS goes to go test (e.g. FUZZFLAGS=-parallel=1: one fuzz worker;
+## -fuzzminimizetime=10x keeps short runs from spending their time minimizing
+## new inputs, which go test does not count as executions).
 FUZZTIME ?= 10s
 FUZZ ?= .
 FUZZFLAGS ?=
