@@ -1,0 +1,41 @@
+package windows
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+)
+
+// TestEncodeRoundTrips: what Encode writes, Decode reads back — present
+// values, NaN, query errors with their text, missing left out, history and
+// contexts.
+func TestEncodeRoundTrips(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	canary := decision.Arm{
+		Requests: decision.Num(6000), Errors: decision.Num(6), LatencyP50: decision.Num(20.5), LatencyP99: decision.Value{State: decision.NaN},
+		LatencySamples: decision.Num(5000), GCPausesMS: decision.Series([]float64{0.5, 1, 50}), WindowS: decision.Num(60),
+		Sessions:             decision.Value{State: decision.QueryError, Err: `sessions: bad_data: parse error; query: sum(x{arm="canary"})`},
+		DependencyCalls:      decision.Num(100),
+		MemoryGrowthMBPerMin: decision.Num(-0.25), CollectedAt: at.Add(-time.Second),
+	}
+	control := decision.Arm{Requests: decision.Num(6000), Errors: decision.Num(0), LatencyMS: decision.Series([]float64{1, 2}),
+		LatencyP50: decision.Value{State: decision.QueryError, Err: "p50 failed"}, LatencyP99: decision.Value{State: decision.QueryError, Err: "p50 failed"},
+		GCPausesMS: decision.Samples{State: decision.QueryError, Err: "gc failed"}}
+	in := decision.Input{At: at, Canary: canary, Control: control, Context: decision.NewContext(0.5, "partition"),
+		History: []decision.HistoryWindow{{At: at.Add(-time.Hour), Canary: control, Control: control, Context: decision.NewContext(0)}}}
+	b, err := Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatalf("Decode(Encode(in)): %v\n%s", err, b)
+	}
+	// NaN values carry no text in windows/v1.
+	in.Canary.LatencyP99.Err = ""
+	if !reflect.DeepEqual(got, in) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v\n%s", got, in, b)
+	}
+}
