@@ -27,7 +27,7 @@ var Kinds = []Kind{ErrorRate, LatencyP99, GCPause, SessionInterruption, Dependen
 
 // Config is the decision matrix: dimensions, score lines, pair rules and the
 // baseline and hold policies. Load it with decision/config; Default returns
-// the defaults of SPEC §5.
+// the defaults documented in docs/decision.md.
 type Config struct {
 	Score      ScoreConfig       `json:"score"`
 	Alpha      float64           `json:"alpha"`
@@ -202,7 +202,7 @@ type HoldPolicy struct {
 	EscalateRepeated bool `json:"escalate_repeated"`
 }
 
-// Default returns the defaults of SPEC §5.
+// Default returns the defaults documented in docs/decision.md.
 func Default() *Config {
 	c := &Config{
 		Score:     ScoreConfig{Promote: 0.97, Block: 0.9, MinCoverage: 0.8, CriticalMinConfidence: 0.5},

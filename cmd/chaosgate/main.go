@@ -16,7 +16,7 @@ import (
 	"syscall"
 )
 
-// Exit codes shared by run, gate and decide (SPEC §1).
+// Exit codes shared by run, gate and decide (docs/exit-codes.md).
 const (
 	exitPromote = 0 // promote / pass
 	exitBlock   = 1 // block (rollback) or a violated invariant

@@ -214,7 +214,8 @@ type Flagger struct {
 	MaxMem                float64
 }
 
-// NewFlagger returns Flagger's documented defaults plus the SPEC §5 SLOs.
+// NewFlagger returns Flagger's documented defaults plus chaosgate's default
+// SLOs (docs/decision.md).
 func NewFlagger() *Flagger {
 	return &Flagger{Threshold: 2, Iterations: StepLooks, MaxErrorRate: 0.01, MaxP99: 500, MaxPause: 120, MaxLong: 3, MaxSession: 0.0002, MaxDep: 0.0005, MaxMem: 2}
 }

@@ -1,6 +1,7 @@
-// Package windows decodes the judge input contract windows/v1 (SPEC §9.2)
-// strictly: unknown fields and wrong types are errors naming the JSON path,
-// and a field that is absent is missing data, never zero.
+// Package windows decodes the judge input contract windows/v1
+// (docs/windows-v1.md) strictly: unknown fields and wrong types are errors
+// naming the JSON path, and a field that is absent is missing data, never
+// zero.
 //
 // Additive extensions of windows/v1, all optional: per arm
 // "memory_growth_mb_per_min" (number), "collected_at" (RFC 3339; data older

@@ -1,5 +1,6 @@
-// Package report writes the run report (report/v1, SPEC §9.4) as JSON and as
-// JUnit XML, and maps verdicts to process exit codes.
+// Package report writes the run report (report/v1, docs/report-v1.md) as
+// JSON and as JUnit XML, and maps verdicts to process exit codes
+// (docs/exit-codes.md).
 package report
 
 import (
@@ -87,7 +88,7 @@ type Availability struct {
 }
 
 // Probes holds the probe summaries per arm. Consistency carries the
-// consistency checker's output (SPEC §9.1) verbatim.
+// consistency checker's output (docs/check-output.md) verbatim.
 type Probes struct {
 	Availability *Arms[Availability]       `json:"availability,omitempty"`
 	Consistency  *Arms[json.RawMessage]    `json:"consistency,omitempty"`

@@ -107,7 +107,7 @@ const (
 	LinUnknown = "unknown"
 )
 
-// Counts are the report's counters (SPEC §9.1).
+// Counts are the report's counters (docs/check-output.md).
 type Counts struct {
 	SentOK          int    `json:"sent_ok"`
 	Received        int    `json:"received"`
