@@ -57,3 +57,46 @@ func TestReapLeftoversResumesAPausedProcess(t *testing.T) {
 
 func itoa(i int) string    { return strconv.Itoa(i) }
 func utoa(u uint64) string { return strconv.FormatUint(u, 10) }
+
+// TestReapLeftoversRecoversUpstreamFaults: a crashed run that left a broker
+// outage (broker killed), a consumer rebalance, a backlog and a slow
+// dependency outstanding does not block the next start: the brokers, nodes
+// and proxies those faults acted on went with the crashed run, so each is
+// recovered from the journal alone and the journal is archived.
+func TestReapLeftoversRecoversUpstreamFaults(t *testing.T) {
+	dir := t.TempDir()
+	j, err := engine.OpenJournal(dir, "crashed-upstreams", "upstreams", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := engine.Target{Arm: engine.ArmCanary, Nodes: []string{"n1", "n2", "n3"}}
+	for i, f := range []struct {
+		kind engine.FaultKind
+		undo string
+	}{
+		{engine.BrokerOutage, `{"arm":"canary","upstream":"nats","proc":{"pid":999999,"start_time":1}}`},
+		{engine.ConsumerRebalance, `{"arm":"canary","upstream":"nats","nodes":["n2"]}`},
+		{engine.Backlog, `{"arm":"canary","upstream":"nats","nodes":["n1","n2","n3"]}`},
+		{engine.SlowDependency, `{"arm":"canary","toxics":[{"proxy":"canary/n1->n2/http","toxic":"f4-latency"}]}`},
+	} {
+		id := "f" + itoa(i+1)
+		a := engine.Applied{ID: id, Kind: f.kind, Backend: "local", Target: target, Fault: engine.Fault{ID: id, Kind: f.kind}, Undo: []byte(f.undo)}
+		if err := j.Append(engine.Record{Type: engine.RecApplied, ID: id, Applied: &a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close(false)
+	var out bytes.Buffer
+	if err := reapLeftovers(context.Background(), &out, dir, nil, nil); err != nil {
+		t.Fatalf("reap: %v\n%s", err, out.String())
+	}
+	for _, k := range []string{"brokerOutage", "consumerRebalance", "backlog", "slowDependency"} {
+		if !strings.Contains(out.String(), "fault "+k) || strings.Count(out.String(), "recovered") != 4 {
+			t.Fatalf("%s not recovered:\n%s", k, out.String())
+		}
+	}
+	out.Reset()
+	if err := reapLeftovers(context.Background(), &out, dir, nil, nil); err != nil || out.Len() != 0 {
+		t.Fatalf("second reap: %q %v", out.String(), err)
+	}
+}

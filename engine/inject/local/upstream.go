@@ -243,12 +243,26 @@ func (in *Injector) recoverUpstream(ctx context.Context, a engine.Applied, u Und
 	switch a.Kind {
 	case engine.BrokerOutage:
 		if u.Proc != nil {
+			if in.cfg.Brokers == nil {
+				// The reaper after a crash: the arm's brokers were the
+				// crashed run's children and went with it (the orphan
+				// reaper kills any left); nothing to restart.
+				return nil
+			}
 			b, err := in.broker(u.Arm, u.Upstream)
 			if err != nil {
 				return err
 			}
 			return b.Start()
 		}
+	case engine.ConsumerRebalance, engine.Backlog:
+		if in.cfg.NodeHTTP == nil {
+			// The reaper after a crash: the nodes that left the group or
+			// paused were the crashed run's children and went with it.
+			return nil
+		}
+	}
+	switch a.Kind {
 	case engine.ConsumerRebalance:
 		var errs []error
 		for _, n := range u.Nodes {
