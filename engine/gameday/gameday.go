@@ -1029,6 +1029,17 @@ func availSummary(s availability.Stats) report.Availability {
 	return a
 }
 
+// evidenceVerdict is the verdict the evidence records for a run with at
+// least one judged step: the run's own decision, and a hold when it was
+// aborted (the controller returns no decision when it stops mid-step;
+// an abort is never a promotion).
+func evidenceVerdict(out *Outcome) string {
+	if out.Aborted != "" && out.Decision != decision.Block {
+		return decision.Hold.String()
+	}
+	return out.Decision.String()
+}
+
 // record appends the signed evidence of the run to the embedded ledger.
 func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *canary.Result) (*report.Evidence, error) {
 	ctx = context.WithoutCancel(ctx)
@@ -1089,10 +1100,7 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 		last := res.Steps[len(res.Steps)-1]
 		dims, _ := json.Marshal(last.Verdict.Dimensions)
 		steps, _ := json.Marshal(rep.Steps)
-		verdict := res.Decision.String()
-		if out.Aborted != "" && res.Decision == decision.Promote {
-			verdict = decision.Hold.String()
-		}
+		verdict := evidenceVerdict(out)
 		p.Decision = &evidence.Decision{Verdict: verdict, Score: last.Verdict.Score, Coverage: last.Verdict.Coverage,
 			ConfigHash: last.Verdict.ConfigHash, Dimensions: dims, Inputs: steps}
 		p.ConfigHash = last.Verdict.ConfigHash

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
 	"github.com/chaosgate/chaosgate/scenarios"
@@ -85,5 +86,24 @@ func TestViolationsCountsEveryInvariant(t *testing.T) {
 	// A failed report whose counters say nothing still counts its violations.
 	if got := Violations(consistency.Report{OK: false, Violations: []consistency.Violation{{Invariant: "I6"}}}); got != 1 {
 		t.Fatalf("violations %v, want 1", got)
+	}
+}
+
+// TestAbortedRunRecordsAHold: a game day aborted after a judged step records
+// a hold in its evidence, never the controller's empty decision ("invalid")
+// or a promotion; a block stays a block.
+func TestAbortedRunRecordsAHold(t *testing.T) {
+	for _, c := range []struct {
+		out  Outcome
+		want string
+	}{
+		{Outcome{Aborted: "pager"}, "hold"},
+		{Outcome{Aborted: "pager", Decision: decision.Promote}, "hold"},
+		{Outcome{Aborted: "pager", Decision: decision.Block}, "block"},
+		{Outcome{Decision: decision.Promote}, "promote"},
+	} {
+		if got := evidenceVerdict(&c.out); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.out, got, c.want)
+		}
 	}
 }
