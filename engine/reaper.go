@@ -181,7 +181,7 @@ func pauseFile(dataDir, run string) string { return filepath.Join(JournalDir(dat
 
 // RequestAbort asks live runs in dataDir to abort: it writes the control
 // file DATA/journal/RUN.abort holding the reason, which the run polls
-// (every 200 ms) during every phase; the run then recovers every applied
+// (every 100 ms) during every phase; the run then recovers every applied
 // fault and ends with an aborted result. An empty runID aborts every live
 // run. It returns the runs it signalled.
 func RequestAbort(dataDir, runID, reason string) ([]ActiveRun, error) {

@@ -14,7 +14,7 @@ import (
 
 // newAbortCmd builds `chaosgate abort`: it asks the live runs in a data
 // directory to stop. The request is the control file DATA/journal/RUN.abort
-// (holding the reason), which a run polls every 200 ms in every phase; the
+// (holding the reason), which a run polls every 100 ms in every phase; the
 // run then recovers every applied fault and ends with an aborted result.
 func newAbortCmd() *cobra.Command {
 	var dataDir, runID, reason string
