@@ -89,17 +89,18 @@ func ownFields(k Kind, a Arm) (vals []Value, series []Samples) {
 // fields missing, none NaN or failed — from both arms and from every
 // history window. A source that does not measure memory is not a data
 // problem; a field present in the history or in the other arm but absent
-// now is.
+// now is, and so is a field a source queried and got no data for (missing
+// with a reason in Err).
 func notCollected(k Kind, in Input) bool {
 	absent := func(a Arm) bool {
 		vals, series := ownFields(k, a)
 		for _, v := range vals {
-			if v.State != Missing {
+			if v.State != Missing || v.Err != "" {
 				return false
 			}
 		}
 		for _, s := range series {
-			if s.State != Missing {
+			if s.State != Missing || s.Err != "" {
 				return false
 			}
 		}

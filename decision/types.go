@@ -162,7 +162,10 @@ func (s State) String() string {
 type Value struct {
 	V     float64
 	State State
-	Err   string // the query error when State is QueryError
+	// Err is the query error when State is QueryError; when Missing, why
+	// a source that queried the value got nothing. A missing value with
+	// a reason is missing data, never "not collected".
+	Err string
 }
 
 // Num returns a present value; a NaN or infinite float becomes a NaN state.

@@ -12,9 +12,11 @@ import (
 // Encode writes a judge input as a windows/v1 document that Decode reads
 // back to the same input. A missing value is left out (missing, never
 // zero), a NaN value is written as "NaN", and a query error goes to the
-// arm's query_errors with its text. windows/v1 has one query_errors entry
+// arm's query_errors with its text; a missing value with a reason (a
+// source queried it and got nothing) goes to no_data. windows/v1 has one query_errors entry
 // for both latency quantiles: when either failed, both are written as
-// failed with the first error.
+// failed with the first error; a quantile's no-data reason is kept only
+// when both are missing.
 func Encode(in decision.Input) ([]byte, error) {
 	doc := map[string]any{"schema": Schema, "at": in.At.UTC().Format(time.RFC3339Nano),
 		"canary": encodeArm(in.Canary), "control": encodeArm(in.Control)}
@@ -54,8 +56,13 @@ func number(v float64) any {
 func encodeArm(a decision.Arm) map[string]any {
 	m := map[string]any{}
 	qe := map[string]any{}
+	nd := map[string]any{}
 	put := func(key string, v decision.Value) {
 		switch v.State {
+		case decision.Missing:
+			if v.Err != "" {
+				nd[key] = v.Err
+			}
 		case decision.Present:
 			m[key] = number(v.V)
 		case decision.NaN:
@@ -90,6 +97,10 @@ func encodeArm(a decision.Arm) map[string]any {
 			m[s.key] = []any{"NaN"}
 		case decision.QueryError:
 			qe[s.key] = s.v.Err
+		case decision.Missing:
+			if s.v.Err != "" {
+				nd[s.key] = s.v.Err
+			}
 		}
 	}
 	switch {
@@ -97,6 +108,11 @@ func encodeArm(a decision.Arm) map[string]any {
 		qe["latency_quantiles"] = a.LatencyP50.Err
 	case a.LatencyP99.State == decision.QueryError:
 		qe["latency_quantiles"] = a.LatencyP99.Err
+	case a.LatencyP50.State == decision.Missing && a.LatencyP99.State == decision.Missing && (a.LatencyP50.Err != "" || a.LatencyP99.Err != ""):
+		nd["latency_quantiles"] = a.LatencyP50.Err
+		if a.LatencyP50.Err == "" {
+			nd["latency_quantiles"] = a.LatencyP99.Err
+		}
 	default:
 		q := map[string]any{}
 		for _, f := range []struct {
@@ -119,6 +135,9 @@ func encodeArm(a decision.Arm) map[string]any {
 	}
 	if len(qe) > 0 {
 		m["query_errors"] = qe
+	}
+	if len(nd) > 0 {
+		m["no_data"] = nd
 	}
 	return m
 }

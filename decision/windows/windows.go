@@ -6,7 +6,9 @@
 // Additive extensions of windows/v1, all optional: per arm
 // "memory_growth_mb_per_min" (number), "collected_at" (RFC 3339; data older
 // than the configured freshness is stale) and "query_errors" (an object
-// mapping a field name to the error the source returned for it); per
+// mapping a field name to the error the source returned for it) and
+// "no_data" (the same shape: fields the source queried and got no data for,
+// with the reason — missing data, never "not collected"); per
 // window (the judged one and each history window) "context": the faults
 // active in it and how hard they hit, {"faults": ["networkDelay"],
 // "intensity": 0.5} ({"faults": []} is the steady state). A number may be
@@ -157,7 +159,7 @@ func Decode(data []byte) (decision.Input, error) {
 
 var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", "latency_samples", "gc_pauses_ms", "window_s", "sessions",
 	"session_interruptions", "dependency_calls", "dependency_failures", "consistency_violations",
-	"memory_growth_mb_per_min", "collected_at", "query_errors"}
+	"memory_growth_mb_per_min", "collected_at", "query_errors", "no_data"}
 
 func decodeArm(path string, v any) (decision.Arm, error) {
 	var a decision.Arm
@@ -255,6 +257,11 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 			return a, err
 		}
 	}
+	if x, ok := obj["no_data"]; ok {
+		if err := decodeNoData(path+".no_data", x, &a, scalars); err != nil {
+			return a, err
+		}
+	}
 	if x, ok := obj["query_errors"]; ok {
 		p := path + ".query_errors"
 		q, err := asObject(p, x)
@@ -289,6 +296,61 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 		}
 	}
 	return a, nil
+}
+
+// decodeNoData reads an arm's no_data: fields a source queried and got
+// no data for, with the reason. Such a field is missing data — never
+// "not collected" — so its dimension holds.
+func decodeNoData(p string, x any, a *decision.Arm, scalars []struct {
+	key string
+	dst *decision.Value
+	cnt bool
+}) error {
+	q, err := asObject(p, x)
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(q) {
+		msg, err := asString(p+"."+k, q[k])
+		if err != nil {
+			return err
+		}
+		if msg == "" {
+			return &Error{Path: p + "." + k, Msg: "empty reason", Hint: "say what was asked, e.g. the resolved query"}
+		}
+		given := &Error{Path: p + "." + k, Msg: "the field also has a value", Hint: "no_data names fields the source got nothing for"}
+		switch k {
+		case "latency_ms", "gc_pauses_ms":
+			dst := &a.LatencyMS
+			if k == "gc_pauses_ms" {
+				dst = &a.GCPausesMS
+			}
+			if dst.State != decision.Missing {
+				return given
+			}
+			dst.Err = msg
+		case "latency_quantiles":
+			if a.LatencyP50.State != decision.Missing || a.LatencyP99.State != decision.Missing {
+				return given
+			}
+			a.LatencyP50.Err, a.LatencyP99.Err = msg, msg
+		default:
+			found := false
+			for _, s := range scalars {
+				if s.key == k {
+					if s.dst.State != decision.Missing {
+						return given
+					}
+					s.dst.Err = msg
+					found = true
+				}
+			}
+			if !found {
+				return &Error{Path: p + "." + k, Msg: "unknown field in no_data", Hint: "name one of the arm's data fields"}
+			}
+		}
+	}
+	return nil
 }
 
 // faultName is what a fault kind in a context looks like: chaosgate's own
