@@ -205,6 +205,45 @@ func RequestAbort(dataDir, runID, reason string) ([]ActiveRun, error) {
 	return out, nil
 }
 
+// AbortPoll is how often a run looks for its abort control file.
+const AbortPoll = 100 * time.Millisecond
+
+// WatchAbort polls the abort control file of runID (written by
+// RequestAbort) every AbortPoll until ctx ends or stop is called, and calls
+// onAbort once with the reason when it appears. stop waits for the poller
+// and removes the control file. A run that spans several journaled parts
+// (a game day's steps) uses it to stay abortable between them.
+func WatchAbort(ctx context.Context, dataDir, runID string, onAbort func(reason string)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(AbortPoll)
+		defer t.Stop()
+		for {
+			if b, err := os.ReadFile(abortFile(dataDir, runID)); err == nil {
+				reason := string(trimNL(b))
+				if reason == "" {
+					reason = "chaosgate abort"
+				}
+				onAbort(reason)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		os.Remove(abortFile(dataDir, runID))
+		os.Remove(pauseFile(dataDir, runID))
+	}
+}
+
 func writeSynced(p string, data []byte) error {
 	tmp := p + ".tmp"
 	f, err := os.Create(tmp)

@@ -480,8 +480,7 @@ func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only m
 
 // wait sleeps d (abort-aware). With pausable, paused time does not count.
 func (r *Runner) wait(ctx context.Context, d time.Duration, pausable bool, each func(now time.Time) error) error {
-	const poll = 100 * time.Millisecond
-	t := time.NewTicker(poll)
+	t := time.NewTicker(AbortPoll)
 	defer t.Stop()
 	var elapsed time.Duration
 	last := time.Now()

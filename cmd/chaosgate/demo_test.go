@@ -476,3 +476,44 @@ func TestRunAtLowWeightPromotes(t *testing.T) {
 		t.Fatalf("good canary at 10%%: exit %d, verdict %q, steps %+v (failing %v)\n%s", code, r.Verdict, r.Steps, r.Failing, tail(stderr, 4000))
 	}
 }
+
+// TestAbortBetweenStepsStopsTheGameDay: `chaosgate abort` reaches a game
+// day after its first step was judged, while no step's faults hold a
+// journal (settling into the next step): the run ends aborted with a hold
+// (exit 3), records the abort in its evidence, and leaves nothing to reap.
+func TestAbortBetweenStepsStopsTheGameDay(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	dir := t.TempDir()
+	cmd, stdout, lw := startRunNoWait(t, bin, dir)
+	if !lw.waitFor("%: promote (score", 150*time.Second) && !lw.waitFor("%: hold (score", time.Second) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no step was judged:\n%s", lw.text())
+	}
+	ab := exec.Command(bin, "abort", "--data-dir", dir, "--reason", "drill between steps")
+	if out, err := ab.CombinedOutput(); err != nil || !strings.Contains(string(out), "abort requested: run ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("abort: %v\n%s\nrun:\n%s", err, out, lw.text())
+	}
+	err := cmd.Wait()
+	<-lw.done
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitHold {
+		t.Fatalf("exit after abort: %v, want %d (hold)\n%s", err, exitHold, lw.text())
+	}
+	var res struct {
+		Aborted string `json:"aborted"`
+		Verdict string `json:"verdict"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || !strings.Contains(res.Aborted, "drill between steps") || res.Verdict != "hold" {
+		t.Fatalf("run output does not say it was aborted (%v): %s", err, stdout.String())
+	}
+	if reaped, err := engine.Reap(t.Context(), dir, localReapers(), nil); err != nil || len(reaped) != 0 {
+		t.Fatalf("leftovers after an aborted game day: %v %v", reaped, err)
+	}
+	if live, _ := engine.ActiveRuns(dir); len(live) != 0 {
+		t.Fatalf("live runs after the game day ended: %+v", live)
+	}
+}

@@ -269,18 +269,48 @@ func (r *Run) RunID() string { return r.runID }
 // Execute runs the game day. The outcome is returned even with an error;
 // an interrupted run returns an error of kind engine.KindCanceled. Every
 // fault is recovered and both clusters are stopped before it returns.
-func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
+func (r *Run) Execute(parent context.Context) (*Outcome, error) {
 	out := &Outcome{RunID: r.runID}
 	r.dir = filepath.Join(r.cfg.DataDir, "runs", r.runID)
 	out.RunDir = r.dir
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return out, engine.E(engine.KindUnavailable, "run dir", err)
 	}
-	err := r.setup(ctx)
+	// The game day's own journal keeps it a live run for its whole life —
+	// setup, settling, steady windows, judging — not only while a step's
+	// faults hold their journal, so that `chaosgate abort` and a kill
+	// switch reach it between steps too. An abort cancels the run's
+	// context; every step recovers what it applied.
+	j, err := engine.OpenJournal(r.cfg.DataDir, r.runID, r.cfg.Doc.Metadata.Name, nil)
+	if err != nil {
+		return out, err
+	}
+	defer j.Close(true)
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	stopWatch := engine.WatchAbort(ctx, r.cfg.DataDir, r.runID, func(reason string) {
+		r.mu.Lock()
+		if r.aborted == "" {
+			r.aborted = reason
+		}
+		r.mu.Unlock()
+		r.emit(EventInfo, "abort", 0, "abort requested: "+reason)
+		cancel(fmt.Errorf("%w: %s", engine.ErrAborted, reason))
+	})
+	defer stopWatch()
+	err = r.setup(ctx)
 	defer r.teardown()
 	if err != nil {
-		out.Error = err.Error()
-		r.finishReport(ctx, out, nil, false)
+		r.mu.Lock()
+		aborted := r.aborted
+		r.mu.Unlock()
+		if aborted != "" && parent.Err() == nil {
+			// Aborted while the clusters started: a hold on nothing seen.
+			out.Aborted, out.Decision, out.Reason = aborted, decision.Hold, "aborted: "+aborted
+		} else {
+			out.Error = err.Error()
+		}
+		r.finishReport(parent, out, nil, false)
 		return out, err
 	}
 	ctrl := &canary.Controller{
@@ -323,14 +353,17 @@ func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
 		},
 	}
 	res, runErr := ctrl.Run(ctx)
-	interrupted := ctx.Err() != nil || engine.KindOf(runErr) == engine.KindCanceled && errors.Is(runErr, engine.ErrInterrupted)
+	r.mu.Lock()
+	aborted := r.aborted
+	r.mu.Unlock()
+	interrupted := parent.Err() != nil || aborted == "" && engine.KindOf(runErr) == engine.KindCanceled && errors.Is(runErr, engine.ErrInterrupted)
 	if runErr != nil {
 		out.Error = runErr.Error()
 		if interrupted {
 			out.Interrupted = true
 		}
-		if r.aborted != "" {
-			out.Aborted = r.aborted
+		if aborted != "" {
+			out.Aborted = aborted
 		}
 	}
 	out.Decision = res.Decision
@@ -346,10 +379,10 @@ func (r *Run) Execute(ctx context.Context) (*Outcome, error) {
 		out.Failing = failing(res.Steps[len(res.Steps)-1].Verdict)
 	}
 	recordEvidence := !out.Interrupted && (runErr == nil || out.Aborted != "")
-	r.finishReport(ctx, out, &res, recordEvidence)
+	r.finishReport(parent, out, &res, recordEvidence)
 	if runErr != nil {
 		if out.Interrupted {
-			return out, engine.E(engine.KindCanceled, "game day", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
+			return out, engine.E(engine.KindCanceled, "game day", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(parent)))
 		}
 		return out, runErr
 	}
@@ -680,7 +713,11 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 			}
 		}
 		if res.Aborted != "" {
-			r.aborted = res.Aborted
+			r.mu.Lock()
+			if r.aborted == "" {
+				r.aborted = res.Aborted
+			}
+			r.mu.Unlock()
 			return engine.E(engine.KindCanceled, "game day", fmt.Errorf("%w: %s", engine.ErrAborted, res.Aborted))
 		}
 	}
