@@ -22,6 +22,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newGateCmd(),
 		newDecideCmd(),
+		newWindowsCmd(),
 		newKeygenCmd(),
 		newLedgerCmd(),
 		newScenariosCmd(),
