@@ -78,11 +78,32 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	// sampling error of its windows' p99s. The drift lasts; the sampling
 	// error is this window's own: smaller for a window that rests on more
 	// observations, larger for one that rests on fewer.
+	// Each pool's spread less the median sampling error of its own
+	// windows is the drift that pool shows; those drifts are shrunk toward
+	// the prior (a drift too: two healthy arms' p99s apart by more than
+	// their sampling error), and this window's sampling error is added.
 	if seNow, seHist := p99SEPair(e.in.Canary, e.in.Control), e.historyP99SE(); seNow > 0 && seHist > 0 {
-		drift2 := math.Max(0, sigma*sigma-seHist*seHist)
-		if s2 := math.Sqrt(drift2 + seNow*seNow); (s2 >= dc.SigmaFloor || !sp.thin) && s2 > 0 {
+		lessSE := func(pool []HistoryWindow, s float64) float64 {
+			var se []float64
+			for _, h := range pool {
+				if v := p99SEPair(h.Canary, h.Control); v > 0 {
+					se = append(se, v)
+				}
+			}
+			if len(se) == 0 {
+				return s
+			}
+			m := median(se)
+			return math.Sqrt(math.Max(0, s*s-m*m))
+		}
+		dn := e.nested(p99Diff, zeroSigma, dc.SigmaPrior, "prior", true, true, lessSE)
+		if s2 := math.Hypot(dn.value, seNow); s2 > 0 && !math.IsNaN(s2) {
 			sigma = s2
-			src += fmt.Sprintf("; the history's sampling error of ln p99 %.3g replaced by this window's %.3g (drift between healthy arms %.3g)", seHist, seNow, math.Sqrt(drift2))
+			src = fmt.Sprintf("%s (log scale): drift between healthy arms %.3g (each pool's spread less its windows' p99 sampling error, here %.3g) and this window's sampling error %.3g", dn.source, dn.value, seHist, seNow)
+			if sp.thin && sigma < dc.SigmaFloor {
+				sigma = dc.SigmaFloor
+				src += fmt.Sprintf(", floored at %.3g (fewer than %d windows of this context)", dc.SigmaFloor, e.cfg.Baseline.MinWindows)
+			}
 		}
 	}
 	// The threshold is calibrated on the A/A history's own z-values of this

@@ -327,12 +327,28 @@ func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(Arm) (Value, Valu
 		}
 		return math.Log(x/hnc.V) - math.Log(hxk.V/hnk.V), math.Max(0, 1/x-1/hnc.V) + math.Max(0, 1/hxk.V-1/hnk.V), true
 	}
+	// Each pool's spread less the median sampling variance of its own
+	// windows' counts is the drift that pool shows; those drifts, not the
+	// raw spreads, are shrunk toward the drift prior (itself a drift).
+	lessCounts := func(pool []HistoryWindow, sigma float64) float64 {
+		var vs []float64
+		for _, h := range pool {
+			if _, v, ok := lr(h); ok {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) == 0 {
+			return sigma
+		}
+		return math.Sqrt(math.Max(0, sigma*sigma-median(vs)))
+	}
 	ne := e.nested(func(h HistoryWindow) (float64, bool) {
 		L, _, ok := lr(h)
 		return L, ok
-	}, zeroSigma, dc.DriftPrior, "drift prior", true, false)
-	// The sampling variance of the windows the spread was read from: the
-	// innermost pool of the judged window's class that has any.
+	}, zeroSigma, dc.DriftPrior, "drift prior", true, false, lessCounts)
+	// The innermost pool of the judged window's class with any windows to
+	// read: its counts' sampling noise for the explanation, its z-values
+	// for the threshold.
 	ps := e.pools()
 	var sampling []float64
 	var zsPool []HistoryWindow
@@ -352,7 +368,7 @@ func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(Arm) (Value, Valu
 	if len(sampling) > 0 {
 		seHist = median(sampling)
 	}
-	drift := math.Sqrt(math.Max(0, ne.value*ne.value-seHist))
+	drift := ne.value
 	// The history's own z-values, each window against the drift plus its
 	// own counts' sampling noise, calibrate k.
 	var zs []float64
@@ -374,7 +390,7 @@ func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(Arm) (Value, Valu
 	}
 	var knote string
 	dt.k, knote = e.calibratedK(dc.K, sign, 1, zs, look)
-	dt.note = fmt.Sprintf("lasting drift between healthy arms' rates σ=%.3g of the log rate (%s; less their counts' %.3g): drift p=%.2g, z=%.2f, k=%.2f%s",
+	dt.note = fmt.Sprintf("lasting drift between healthy arms' rates σ=%.3g of the log rate (%s; each pool's spread less its windows' count noise, here %.3g): drift p=%.2g, z=%.2f, k=%.2f%s",
 		drift, ne.source, math.Sqrt(seHist), p, dt.z, dt.k, knote)
 	return dt
 }

@@ -153,10 +153,21 @@ type nestedEstimate struct {
 // each shrunk toward the level above it with baseline.shrink
 // pseudo-windows. With raise, a faulted context with fewer than
 // min_windows windows is shrunk toward at least the prior: faults the
-// history has rarely seen are not assumed quieter than it.
-func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]float64) float64, prior float64, priorName string, raise, bucket bool) nestedEstimate {
+// history has rarely seen are not assumed quieter than it. adjust, when
+// not nil, corrects each pool's estimate with that pool's own windows
+// before it is shrunk — e.g. a spread less the sampling noise of the
+// pool's windows, so that what is shrunk toward the prior is the same
+// quantity the prior stands for (the prior itself is never adjusted).
+func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]float64) float64, prior float64, priorName string, raise, bucket bool, adjust func(pool []HistoryWindow, est float64) float64) nestedEstimate {
 	ps := e.pools()
 	s, mw := e.cfg.Baseline.Shrink, e.cfg.Baseline.MinWindows
+	estOf := func(pool []HistoryWindow, vals []float64) float64 {
+		v := est(vals)
+		if adjust != nil && !math.IsNaN(v) {
+			v = adjust(pool, v)
+		}
+		return v
+	}
 	all := values(ps.all, f)
 	same := values(ps.same, f)
 	ne := nestedEstimate{all: len(all), same: len(same), calib: same, thin: len(same) < mw}
@@ -171,21 +182,21 @@ func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]flo
 	v, src := prior, priorName
 	switch {
 	case len(all) >= mw && len(all) > 0:
-		v, src = est(all), fmt.Sprintf("whole history n=%d", len(all))
+		v, src = estOf(ps.all, all), fmt.Sprintf("whole history n=%d", len(all))
 	case len(all) > 0:
-		v = shrinkToward(est(all), len(all), prior, s)
+		v = shrinkToward(estOf(ps.all, all), len(all), prior, s)
 		src = fmt.Sprintf("whole history n=%d shrunk toward the %s", len(all), priorName)
 	}
 	if ps.filtered {
 		if cls := values(ps.class, f); len(cls) > 0 && len(cls) < len(all) {
-			v = shrinkToward(est(cls), len(cls), v, s)
+			v = shrinkToward(estOf(ps.class, cls), len(cls), v, s)
 			src = fmt.Sprintf("%s windows n=%d within %s", e.className(), len(cls), src)
 		}
 		if raise && !e.in.Context.Steady() && ne.thin && prior > v {
 			v, src = prior, src+" raised to the "+priorName+" (context rarely seen)"
 		}
 		if len(same) > 0 {
-			v = shrinkToward(est(same), len(same), v, s)
+			v = shrinkToward(estOf(ps.same, same), len(same), v, s)
 		}
 		src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, len(same), src)
 	}
@@ -197,7 +208,7 @@ func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]flo
 			}
 		}
 		if bv := values(bw, f); len(bv) >= 3 {
-			v = shrinkToward(est(bv), len(bv), v, s)
+			v = shrinkToward(estOf(bw, bv), len(bv), v, s)
 			src = fmt.Sprintf("time-of-day bucket n=%d within %s", len(bv), src)
 		}
 	}
@@ -210,7 +221,7 @@ func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]flo
 // σ without history, floor bounds σ̂ below while the judged window's
 // context is thin.
 func (e *evaluator) spreadOf(prior, floor float64, f func(HistoryWindow) (float64, bool)) spread {
-	ne := e.nested(f, zeroSigma, prior, "prior", true, true)
+	ne := e.nested(f, zeroSigma, prior, "prior", true, true, nil)
 	sp := spread{same: ne.same, all: ne.all, diffs: ne.calib, thin: ne.thin}
 	sigma, src := ne.value, ne.source
 	mw := e.cfg.Baseline.MinWindows
