@@ -142,11 +142,15 @@ func (s *Source) Arms(ctx context.Context, arm, selector string, window time.Dur
 			continue
 		}
 		var pts [][]point
+		var warns v1.Warnings
 		if err == nil {
-			pts, err = s.query(ctx, q, start, step, n)
+			pts, warns, err = s.query(ctx, q, start, step, n)
 		}
 		for i := range out {
 			out[i].Queries[field] = q
+			for _, w := range warns {
+				out[i].Notes = append(out[i].Notes, fail("warning "+field, w, q))
+			}
 			var p []point
 			if err == nil {
 				p = pts[i]
@@ -167,7 +171,9 @@ type point struct {
 }
 
 // query runs q at n evaluation times and groups the samples by time.
-func (s *Source) query(ctx context.Context, q string, start time.Time, step time.Duration, n int) ([][]point, error) {
+// Prometheus' warnings (partial data from a remote read, say) come back
+// with the samples: the values are still its answer.
+func (s *Source) query(ctx context.Context, q string, start time.Time, step time.Duration, n int) ([][]point, v1.Warnings, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queries.Timeout+time.Second)
 	defer cancel()
 	var val model.Value
@@ -179,15 +185,14 @@ func (s *Source) query(ctx context.Context, q string, start time.Time, step time
 		val, warns, _, err = s.api.QueryRange(ctx, q, v1.Range{Start: start, End: start.Add(time.Duration(n-1) * step), Step: step}, v1.WithTimeout(s.queries.Timeout))
 	}
 	if err != nil {
-		return nil, err
+		return nil, warns, err
 	}
-	_ = warns // Prometheus warns of partial data from remote reads; the values are still its answer.
 	out := make([][]point, n)
 	switch v := val.(type) {
 	case model.Vector:
 		for _, smp := range v {
 			if smp.Histogram != nil {
-				return nil, errors.New("native histogram in the result: query classic _bucket series or wrap it in a function that returns floats")
+				return nil, warns, errors.New("native histogram in the result: query classic _bucket series or wrap it in a function that returns floats")
 			}
 			out[0] = append(out[0], point{smp.Metric, float64(smp.Value)})
 		}
@@ -196,7 +201,7 @@ func (s *Source) query(ctx context.Context, q string, start time.Time, step time
 	case model.Matrix:
 		for _, ss := range v {
 			if len(ss.Histograms) > 0 {
-				return nil, errors.New("native histogram in the result: query classic _bucket series or wrap it in a function that returns floats")
+				return nil, warns, errors.New("native histogram in the result: query classic _bucket series or wrap it in a function that returns floats")
 			}
 			for _, sp := range ss.Values {
 				i := int(math.Round(float64(sp.Timestamp.Time().Sub(start)) / float64(max(step, time.Millisecond))))
@@ -209,9 +214,9 @@ func (s *Source) query(ctx context.Context, q string, start time.Time, step time
 			}
 		}
 	default:
-		return nil, fmt.Errorf("unexpected %s result", val.Type())
+		return nil, warns, fmt.Errorf("unexpected %s result", val.Type())
 	}
-	return out, nil
+	return out, warns, nil
 }
 
 // fail formats a field's problem with its resolved query.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,5 +286,50 @@ func wantState(t *testing.T, v decision.Value, st decision.State, errPart string
 	t.Helper()
 	if v.State != st || !strings.Contains(v.Err, errPart) {
 		t.Fatalf("value %+v: want state %s with an error containing %q", v, st, errPart)
+	}
+}
+
+// TestPromqlQueryTimeout: a server that accepts the connection and never
+// answers fails the field with a query error after the file's timeout.
+func TestPromqlQueryTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	s, err := New("http://"+l.Addr().String(), mustParse(t, "timeout: 200ms\nqueries:\n  requests: 'sum(x{ {{.Selector}} })'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	began := time.Now()
+	v := s.Arm(context.Background(), "canary", `arm="canary"`, time.Minute, time.Now()).Arm.Requests
+	wantState(t, v, decision.QueryError, "requests: ")
+	wantState(t, v, decision.QueryError, `deadline exceeded; query: sum(x{ arm="canary" })`)
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("the query took %v: the timeout did not bound it", d)
 	}
 }

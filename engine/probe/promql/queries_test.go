@@ -3,10 +3,12 @@ package promql
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
 )
@@ -144,4 +146,26 @@ func errorsAs(err error, e **Error) bool {
 		*e = x
 	}
 	return ok
+}
+
+// TestGCPausesFromSummary: four pauses totalling 10 ms, the largest 4 ms:
+// one at 4 ms, the others sharing the 6 ms left; a failed summary query
+// fails the pauses.
+func TestGCPausesFromSummary(t *testing.T) {
+	r := Result{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: decision.Num(0.010), GCPauseSecondsMax: decision.Num(0.004)}}
+	gcFromSummary(&r)
+	want := []float64{2, 2, 2, 4}
+	if !r.Arm.GCPausesMS.OK() || len(r.Arm.GCPausesMS.V) != 4 {
+		t.Fatalf("pauses %+v, want %v", r.Arm.GCPausesMS, want)
+	}
+	for i, v := range r.Arm.GCPausesMS.V {
+		if math.Abs(v-want[i]) > 1e-9 {
+			t.Fatalf("pauses %v, want %v", r.Arm.GCPausesMS.V, want)
+		}
+	}
+	r = Result{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: {State: decision.Missing, Err: "gc_pause_seconds_sum: no series"}}}
+	gcFromSummary(&r)
+	if r.Arm.GCPausesMS.State != decision.Missing || r.Arm.GCPausesMS.Err != "gc_pause_seconds_sum: no series" {
+		t.Fatalf("pauses %+v, want missing with the reason", r.Arm.GCPausesMS)
+	}
 }
