@@ -48,8 +48,27 @@ func (a *Arm) SetMemoryGrowth(mbPerMin float64) {
 	a.rssSlope = mbPerMin * (1 << 20) / 60
 }
 
-func (a *Arm) rss() float64 {
-	return a.rssBase + a.rssSlope*time.Since(a.rssT0).Seconds()
+func (a *Arm) rss() float64 { return a.rssAt(time.Now()) }
+
+func (a *Arm) rssAt(t time.Time) float64 {
+	return a.rssBase + a.rssSlope*t.Sub(a.rssT0).Seconds()
+}
+
+var rssDesc = prometheus.NewDesc("process_resident_memory_bytes", "Resident memory.", nil, nil)
+
+// rssCollector exposes the arm's resident memory with the time it was
+// read (whole milliseconds), so the slope Prometheus fits does not depend
+// on how long a scrape took to reach the collector.
+type rssCollector struct{ a *Arm }
+
+func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc }
+
+func (c rssCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now().Truncate(time.Millisecond)
+	c.a.mu.Lock()
+	v := c.a.rssAt(now)
+	c.a.mu.Unlock()
+	ch <- prometheus.NewMetricWithTimestamp(now, prometheus.MustNewConstMetric(rssDesc, prometheus.GaugeValue, v))
 }
 
 // Target is an HTTP server on 127.0.0.1 exposing each arm's own registry at
@@ -88,11 +107,7 @@ func NewTarget(t testing.TB, arms ...string) *Target {
 		a.Requests.WithLabelValues("200")
 		a.Requests.WithLabelValues("500")
 		reg.MustRegister(a.Requests, a.Latency, a.Idle, a.GCPauses, a.Sessions, a.Interruptions, a.DepCalls, a.DepFailures,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "process_resident_memory_bytes", Help: "Resident memory."}, func() float64 {
-				a.mu.Lock()
-				defer a.mu.Unlock()
-				return a.rss()
-			}))
+			rssCollector{a})
 		tg.Arms[name] = a
 		mux.Handle("/metrics/"+name, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	}
