@@ -24,6 +24,30 @@ const (
 	Block
 )
 
+// Process exit codes of every command that gates — run, gate, demo,
+// decide (docs/exit-codes.md).
+const (
+	ExitPromote   = 0
+	ExitBlock     = 1
+	ExitNoVerdict = 2 // the platform could not judge: usage, configuration or infrastructure error
+	ExitHold      = 3
+)
+
+// ExitCode is the process exit code of a decision: the one mapping from
+// verdict to exit code in chaosgate. No decision (the zero value) is
+// ExitNoVerdict.
+func (d Decision) ExitCode() int {
+	switch d {
+	case Promote:
+		return ExitPromote
+	case Block:
+		return ExitBlock
+	case Hold:
+		return ExitHold
+	}
+	return ExitNoVerdict
+}
+
 // String returns the lower-case name used in JSON and tables.
 func (d Decision) String() string {
 	switch d {

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
 )
 
 // Arm is one side of a canary comparison.
@@ -150,19 +152,21 @@ func (o Outcome) String() string { return enumString(outcomeNames, o) }
 // MarshalText writes the outcome's name.
 func (o Outcome) MarshalText() ([]byte, error) { return enumMarshal(outcomeNames, o) }
 
-// ExitCode is the process exit code of a verdict for run, gate and demo:
-// 0 promote, 1 block, 3 hold (2 is reserved for "could not judge").
-func (o Outcome) ExitCode() int {
+// Decision is the outcome as the judge's decision (zero when none).
+func (o Outcome) Decision() decision.Decision {
 	switch o {
 	case Promote:
-		return 0
-	case Block:
-		return 1
+		return decision.Promote
 	case Hold:
-		return 3
+		return decision.Hold
+	case Block:
+		return decision.Block
 	}
-	return 2
+	return 0
 }
+
+// ExitCode is the process exit code of the outcome (decision.Decision.ExitCode).
+func (o Outcome) ExitCode() int { return o.Decision().ExitCode() }
 
 // UnmarshalText reads an outcome's name.
 func (o *Outcome) UnmarshalText(b []byte) error { return enumUnmarshal(outcomeNames, o, b, "verdict") }

@@ -77,15 +77,14 @@ verdict with the explanation of every dimension. Exit codes: 0 promote, 3 hold, 
 
 // verdictExit maps a decision to the process exit code (nil for promote).
 func verdictExit(d decision.Decision) error {
-	switch d {
-	case decision.Promote:
+	switch code := d.ExitCode(); code {
+	case decision.ExitPromote:
 		return nil
-	case decision.Hold:
-		return withExitCode(exitHold, nil)
-	case decision.Block:
-		return withExitCode(exitBlock, nil)
+	case decision.ExitNoVerdict:
+		return withExitCode(code, fmt.Errorf("no verdict"))
+	default:
+		return withExitCode(code, nil)
 	}
-	return withExitCode(exitUsage, fmt.Errorf("no verdict"))
 }
 
 // writeVerdictTable prints a verdict for a person at a terminal.

@@ -496,12 +496,9 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		}
 		res.Reason = out.Verdict.Reason
 	}
-	code := exitHold
-	switch res.Verdict {
-	case "promote":
-		code = exitPromote
-	case "block":
-		code = exitBlock
+	code := exitHold // no verdict reached on the cluster: hold
+	if out != nil && out.Verdict.Outcome != 0 {
+		code = out.Verdict.Outcome.ExitCode()
 	}
 	if runErr != nil {
 		res.Error = runErr.Error()

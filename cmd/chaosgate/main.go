@@ -14,14 +14,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/chaosgate/chaosgate/decision"
 )
 
-// Exit codes shared by run, gate and decide (docs/exit-codes.md).
+// Exit codes shared by run, gate and decide (docs/exit-codes.md); a
+// verdict's own comes from decision.Decision.ExitCode.
 const (
-	exitPromote = 0 // promote / pass
-	exitBlock   = 1 // block (rollback) or a violated invariant
-	exitUsage   = 2 // usage, configuration or infrastructure error: the platform could not judge
-	exitHold    = 3 // hold / inconclusive
+	exitPromote = decision.ExitPromote   // promote / pass
+	exitBlock   = decision.ExitBlock     // block (rollback) or a violated invariant
+	exitUsage   = decision.ExitNoVerdict // usage, configuration or infrastructure error: the platform could not judge
+	exitHold    = decision.ExitHold      // hold / inconclusive
 )
 
 // exitError carries the process exit code a command wants, with the error to

@@ -1038,7 +1038,7 @@ func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result
 		ev, err := r.record(ctx, out, rep, res)
 		if err != nil {
 			out.Error = strings.TrimPrefix(out.Error+"; ", "; ") + "recording evidence: " + err.Error()
-			rep.Verdict, rep.ExitCode = "", report.ExitError
+			rep.Verdict, rep.ExitCode = "", decision.ExitNoVerdict
 		} else {
 			rep.Evidence = ev
 			r.emit(EventInfo, "record", 0, fmt.Sprintf("evidence recorded: ledger index %d (tree size %d)", ev.LedgerIndex, ev.TreeSize))

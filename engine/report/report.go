@@ -16,28 +16,6 @@ import (
 // Schema is the contract version written in every report.
 const Schema = "report/v1"
 
-// Exit codes shared by run, gate and decide.
-const (
-	ExitPromote = 0
-	ExitBlock   = 1
-	ExitError   = 2 // the platform could not judge
-	ExitHold    = 3
-)
-
-// ExitCode maps a decision to the process exit code; an invalid decision
-// (no verdict) is ExitError.
-func ExitCode(d decision.Decision) int {
-	switch d {
-	case decision.Promote:
-		return ExitPromote
-	case decision.Block:
-		return ExitBlock
-	case decision.Hold:
-		return ExitHold
-	}
-	return ExitError
-}
-
 // Report is one run's report.
 type Report struct {
 	Schema    string    `json:"schema"`
@@ -111,7 +89,7 @@ func StepFromVerdict(weight int, d decision.Decision, v decision.Verdict, window
 
 // New returns a report with its schema, verdict and exit code set.
 func New(runID, revision string, d decision.Decision) Report {
-	return Report{Schema: Schema, RunID: runID, Revision: revision, Verdict: d.String(), ExitCode: ExitCode(d),
+	return Report{Schema: Schema, RunID: runID, Revision: revision, Verdict: d.String(), ExitCode: d.ExitCode(),
 		Steps: []Step{}, Faults: []Fault{}}
 }
 

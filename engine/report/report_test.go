@@ -32,8 +32,8 @@ func sample() Report {
 
 func TestExitCodes(t *testing.T) {
 	for d, want := range map[decision.Decision]int{decision.Promote: 0, decision.Block: 1, decision.Hold: 3, 0: 2} {
-		if got := ExitCode(d); got != want {
-			t.Errorf("ExitCode(%s) = %d, want %d", d, got, want)
+		if got := New("r", "v", d).ExitCode; got != want {
+			t.Errorf("report of %s: exit code %d, want %d", d, got, want)
 		}
 	}
 }
