@@ -616,6 +616,9 @@ func printK8sRun(w io.Writer, r k8sRunResult) {
 // returns an error carrying the verdict's exit code.
 func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o gamedayOpts) error {
 	ctx := cmd.Context()
+	if o.metricsSource == "prometheus" {
+		return withExitCode(exitUsage, errors.New("--metrics-source prometheus: the local target only for now (on Kubernetes the probes read the pods directly)"))
+	}
 	if k.dryRun {
 		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
 	}

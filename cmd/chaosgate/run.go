@@ -21,7 +21,9 @@ import (
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
+	"github.com/chaosgate/chaosgate/engine/probe/promql"
 	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/engine/target/local"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
@@ -86,6 +88,10 @@ type gamedayOpts struct {
 	jsonFile, junitFile string
 	// verifyLedger runs `ledger verify` after the run (demo).
 	verifyLedger bool
+	// metricsSource is embedded or prometheus; promURL, queriesFile and
+	// the selectors configure the PromQL source.
+	metricsSource, promURL, queriesFile string
+	canarySelector, controlSelector     string
 }
 
 func (o *gamedayOpts) flags(cmd *cobra.Command) {
@@ -94,6 +100,51 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json (report/v1)")
 	f.StringVar(&o.binary, "binary", "", "chaosgate binary the aggregator nodes run (default: this executable)")
 	f.StringVarP(&o.decisionFile, "decision", "c", "", "decision matrix file (decision.yaml; default: the built-in defaults)")
+	f.StringVar(&o.metricsSource, "metrics-source", "embedded", "where the arms' process metrics (HTTP errors, GC pauses, dependency calls, memory growth) come from: embedded (chaosgate scrapes the nodes) or prometheus (PromQL)")
+	f.StringVar(&o.promURL, "prometheus", "", `with --metrics-source prometheus: the base URL of a Prometheus that scrapes the run's nodes with an arm label (arm="canary", arm="control", arm="calibration"; targets in DATA/runs/RUN/prometheus/targets.json); default: start a local Prometheus`)
+	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
+	f.StringVar(&o.canarySelector, "prom-canary-selector", "", `with --prometheus: the canary's label matchers (default arm="canary")`)
+	f.StringVar(&o.controlSelector, "prom-control-selector", "", `with --prometheus: the control's label matchers (default arm="control")`)
+}
+
+// prometheusConfig checks the metrics-source flags and returns the PromQL
+// configuration of a game day (nil: the embedded scraper).
+func (o *gamedayOpts) prometheusConfig() (*gameday.Prometheus, error) {
+	switch o.metricsSource {
+	case "", "embedded":
+		if o.promURL != "" || o.queriesFile != "" || o.canarySelector != "" || o.controlSelector != "" {
+			return nil, errors.New("--prometheus, --queries and --prom-canary-selector/--prom-control-selector need --metrics-source prometheus")
+		}
+		return nil, nil
+	case "prometheus":
+	default:
+		return nil, fmt.Errorf("--metrics-source %q: want embedded or prometheus", o.metricsSource)
+	}
+	p := &gameday.Prometheus{Address: o.promURL, Selectors: map[engine.Arm]string{}}
+	if o.promURL == "" {
+		if o.canarySelector != "" || o.controlSelector != "" {
+			return nil, errors.New("--prom-canary-selector/--prom-control-selector need --prometheus URL: the Prometheus chaosgate starts labels the arms itself")
+		}
+		bin, err := local.PrometheusBinary()
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-source prometheus without --prometheus starts a local Prometheus: %w", err)
+		}
+		p.Binary = bin
+	}
+	if o.queriesFile != "" {
+		q, err := promql.LoadFile(o.queriesFile)
+		if err != nil {
+			return nil, fmt.Errorf("--queries:\n%w", err)
+		}
+		p.Queries = q
+	}
+	if s := selector(o.canarySelector); s != "" {
+		p.Selectors[engine.ArmCanary] = s
+	}
+	if s := selector(o.controlSelector); s != "" {
+		p.Selectors[engine.ArmControl] = s
+	}
+	return p, nil
 }
 
 // runOutput is report/v1 with what the run itself has to say.
@@ -150,7 +201,11 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	cfg := gameday.Config{Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
+	prom, err := o.prometheusConfig()
+	if err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
+	cfg := gameday.Config{Prometheus: prom, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
 		Decision: func() *decision.Config { return dcfg }, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event

@@ -53,6 +53,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/probe/metrics"
+	"github.com/chaosgate/chaosgate/engine/probe/promql"
 	"github.com/chaosgate/chaosgate/engine/report"
 	"github.com/chaosgate/chaosgate/engine/target/local"
 	"github.com/chaosgate/chaosgate/engine/target/local/arms"
@@ -82,6 +83,9 @@ type Config struct {
 	RunID string
 	// Versions are recorded in the evidence (e.g. {"chaosgate": "v1"}).
 	Versions map[string]string
+	// Prometheus, when set, takes the arms' process metrics from PromQL
+	// instead of the embedded scraper (nil: the embedded scraper).
+	Prometheus *Prometheus
 }
 
 // EventKind says what an Event is about.
@@ -155,8 +159,14 @@ type Run struct {
 	inj    *injlocal.Injector
 	upLoad *upstreamLoad
 	base   *baseline.Store
-	plan   engine.Plan
-	rate   float64
+	// journal is the game day's own journal (child processes it starts).
+	journal *engine.Journal
+	// prom is the PromQL source when Config.Prometheus is set; promSrv the
+	// Prometheus the run started, if any.
+	prom    *promql.Source
+	promSrv *local.Prometheus
+	plan    engine.Plan
+	rate    float64
 
 	evMu   sync.Mutex
 	mu     sync.Mutex
@@ -286,6 +296,7 @@ func (r *Run) Execute(parent context.Context) (*Outcome, error) {
 		return out, err
 	}
 	defer j.Close(true)
+	r.journal = j
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	stopWatch := engine.WatchAbort(ctx, r.cfg.DataDir, r.runID, func(reason string) {
@@ -498,6 +509,11 @@ func (r *Run) setup(ctx context.Context) error {
 		return engine.E(engine.KindUnavailable, "baseline history", err)
 	}
 	r.mets.Start(context.WithoutCancel(ctx))
+	if r.cfg.Prometheus != nil {
+		if err := r.setupPrometheus(ctx); err != nil {
+			return err
+		}
+	}
 	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s split by the canary weight; the calibration cluster (the control's build) mirrors the canary's share and faults to measure A/A noise", sources, rate))
 	return nil
 }
@@ -525,6 +541,7 @@ func (r *Run) teardown() {
 	if r.mets != nil {
 		r.mets.Stop()
 	}
+	r.stopPrometheus()
 	r.upLoad.close()
 	for _, g := range r.gens {
 		g.Close()
@@ -843,7 +860,7 @@ func Violations(rep consistency.Report) float64 {
 }
 
 // armInput builds one arm's judge input for the step.
-func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
+func (r *Run) armInput(weight int, arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
 	// Only chunks that finished before the fault that followed their
 	// steady span: one that started just before a fault and was still
 	// retrying when it struck measures the fault.
@@ -893,6 +910,9 @@ func (r *Run) armInput(arm engine.Arm, steady []availability.Span, step availabi
 	} else if err != nil {
 		a.MemoryGrowthMBPerMin = decision.Value{State: decision.QueryError, Err: err.Error()}
 	}
+	if r.prom != nil {
+		r.promArm(context.Background(), weight, arm, steady, step, &a)
+	}
 	if rep, ok := r.consistency[arm]; ok {
 		a.ConsistencyViolations = decision.Num(Violations(rep))
 	}
@@ -935,10 +955,10 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 	}
 	in := decision.Input{At: now}
 	var err error
-	if in.Canary, _, err = r.armInput(engine.ArmCanary, steady, step); err != nil {
+	if in.Canary, _, err = r.armInput(weight, engine.ArmCanary, steady, step); err != nil {
 		return in, err
 	}
-	if in.Control, _, err = r.armInput(engine.ArmControl, steady, step); err != nil {
+	if in.Control, _, err = r.armInput(weight, engine.ArmControl, steady, step); err != nil {
 		return in, err
 	}
 	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
@@ -956,7 +976,7 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 	// The A/A window of this very period: the calibration arm (the
 	// control's build, the canary's share and faults) against the control,
 	// recorded before the canary is judged.
-	if calib, _, err := r.armInput(engine.ArmCalibration, steady, step); err != nil {
+	if calib, _, err := r.armInput(weight, engine.ArmCalibration, steady, step); err != nil {
 		r.cfg.Log.Warn("calibration window", "err", err)
 	} else if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: now, Canary: calib, Control: in.Control, Context: in.Context}); err != nil {
 		r.cfg.Log.Warn("baseline record", "err", err)
