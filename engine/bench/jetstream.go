@@ -267,23 +267,30 @@ func jetStreamSender(ctx context.Context, urls []string, stream string, w Worklo
 			}
 			futs = append(futs, f)
 		}
-		acked := 0
-		var firstErr error
-		t := time.NewTimer(10 * time.Second)
-		defer t.Stop()
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-				acked++
-			case err := <-f.Err():
-				if firstErr == nil {
-					firstErr = err
-				}
-			case <-t.C:
-				return acked, errors.New("publish ack timeout")
-			}
-		}
-		return acked, firstErr
+		return awaitAcks(futs)
 	}
 	return send, nc.Close, nil
+}
+
+// awaitAcks waits up to 10 s for the broker's acknowledgements of futs and
+// returns how many arrived, with the first error the broker sent (or a
+// timeout).
+func awaitAcks(futs []jetstream.PubAckFuture) (int, error) {
+	acked := 0
+	var firstErr error
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+			acked++
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = err
+			}
+		case <-t.C:
+			return acked, errors.New("publish ack timeout")
+		}
+	}
+	return acked, firstErr
 }

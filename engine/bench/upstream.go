@@ -177,24 +177,9 @@ func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[str
 			}
 			futs = append(futs, f)
 		}
-		acked := 0
-		var firstErr error
-		t := time.NewTimer(10 * time.Second)
-		defer t.Stop()
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-				acked++
-			case err := <-f.Err():
-				if firstErr == nil {
-					firstErr = err
-				}
-			case <-t.C:
-				return acked, errors.New("publish ack timeout")
-			}
-		}
+		acked, err := awaitAcks(futs)
 		published.Add(int64(acked))
-		return acked, firstErr
+		return acked, err
 	}
 	start := time.Now()
 	acked, errs, h, el := drive(ctx, w, send)

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/decision/config"
 )
 
 // Schema is the name of the queries file contract this package reads.
@@ -76,32 +77,9 @@ type Queries struct {
 	tmpl    map[string]*template.Template
 }
 
-// Error is one problem in a queries file at file:line:col.
-type Error struct {
-	File      string
-	Line, Col int
-	Path      string // the key, such as queries.errors
-	Msg       string
-	Hint      string
-}
-
-// Error formats the problem as file:line:col: path: message (hint: ...).
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path + ": ")
-	}
-	b.WriteString(e.Msg)
-	if e.Hint != "" {
-		b.WriteString(" (hint: " + e.Hint + ")")
-	}
-	return b.String()
-}
+// Error is one problem of a queries file at file:line:col, with the key
+// and a hint: the same error type as decision.yaml's (decision/config).
+type Error = config.Error
 
 // Default returns the queries for chaosgate's reference aggregator.
 func Default() *Queries {
