@@ -52,6 +52,19 @@ fetch("%[1]s/api/v1/abort?reason=csrf", {method: "POST", credentials: "include",
 	if err := chromedp.Do(ctx, chromedp.Click("#kill"), chromedp.WaitVisible("#history")); err != nil {
 		t.Fatalf("own kill switch: %v", err)
 	}
+	// #history was visible before the click too: wait for the server to
+	// have answered the kill switch's form before leaving the page, or the
+	// navigation below can cancel it in flight.
+	ownAbort := `chaosgate_serve_http_requests_total{code="303",route="POST /ui/abort"} 1` + "\n"
+	for waited := time.Duration(0); ; waited += 100 * time.Millisecond {
+		if _, m := h.do(0, "GET", "/metrics", ""); strings.Contains(string(m), ownAbort) {
+			break
+		}
+		if waited > 10*time.Second {
+			t.Fatal("the dashboard's own kill switch never reached the server")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL)); err != nil {
 		t.Fatalf("the other origin's page: %v", err)
 	}
