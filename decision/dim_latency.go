@@ -178,7 +178,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 		bodySlower := zBody > leanZ && (bodyEffect >= dc.MinEffect || tailEffect >= dc.MinEffect)
 		bodyWider := sh.spreadOK && sign*sh.zSpread > leanZ && bodyP99Effect >= dc.MinEffect
 		if bodySlower || bodyWider {
-			r.leaning = true
+			r.Leaning = true
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans slower: body %s; body p99 %+.1f%% (floor %s): not promoted on this until more data decides",
 				bodyNote, 100*bodyP99Effect, floor))
 		}

@@ -158,7 +158,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 		// that looks materially worse on too little data to tell; the
 		// verdict holds for more data instead (never a block on it).
 		if r.PValue < leanP && worseByMargin {
-			r.leaning = true
+			r.Leaning = true
 			r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("leans worse: canary %s vs control %s (effect %s ≥ 2× floor, likelihood ratio %.1f:1 for worse): not promoted on this until more data decides",
 				pct(rc), pct(rk), pct(r.Effect), 1/r.PValue))
 		}

@@ -250,7 +250,7 @@ func notCollectedNames(dims []DimensionResult) string {
 func leaning(dims []DimensionResult) []string {
 	var out []string
 	for _, d := range dims {
-		if d.leaning {
+		if d.Leaning {
 			out = append(out, string(d.Name))
 		}
 	}

@@ -83,11 +83,12 @@ type DimensionResult struct {
 	Rule            RuleID     `json:"rule"`
 	Reason          string     `json:"reason"`
 	Diagnosis       []string   `json:"diagnosis,omitempty"`
+	// Leaning marks a dimension that passed but leans worse: the canary is
+	// worse by a practical margin and the data favour "worse", without
+	// proof (see docs/decision.md). Leaning dimensions can hold a step.
+	Leaning bool `json:"leaning,omitempty"`
 
 	trend Trend
-	// leaning: passed, but the canary's rate is worse by a practical
-	// margin and the data favour "worse" (see countDim).
-	leaning bool
 }
 
 // Trend is the direction the canary moved relative to the control (0 when

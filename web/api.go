@@ -77,8 +77,8 @@ func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
 		recordErr(w, err)
 		return
 	}
-	if cur := s.current(); cur != nil && cur.rec.ID == rec.ID {
-		st := cur.live.State()
+	if rec.Status == StatusRunning {
+		st := s.liveState(rec.ID)
 		writeJSON(w, http.StatusOK, struct {
 			*RunRecord
 			Live *LiveState `json:"live"`
@@ -232,6 +232,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	var back []Event
 	var ch chan Event
 	var live *Live
+	var tail *eventTail
 	if cur := s.current(); cur != nil && cur.rec.ID == id {
 		live = cur.live
 		back, ch = live.subscribe(after)
@@ -246,9 +247,15 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 			recordErr(w, err)
 			return
 		}
-		for _, e := range rec.Events {
-			if e.Seq > after {
-				back = append(back, e)
+		if rec.Status == StatusRunning {
+			// A run of another process (a command on this data
+			// directory): follow its events file.
+			tail = &eventTail{store: s.runs, id: id, after: after}
+		} else {
+			for _, e := range rec.Events {
+				if e.Seq > after {
+					back = append(back, e)
+				}
 			}
 		}
 	}
@@ -272,6 +279,14 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		if !send(e) {
 			return
 		}
+	}
+	if tail != nil {
+		tail.follow(r.Context(), s.base, send, func() bool {
+			deadline()
+			_, err := io.WriteString(w, ": keep-alive\n\n")
+			return err == nil && rc.Flush() == nil
+		})
+		return
 	}
 	if ch == nil {
 		return

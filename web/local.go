@@ -20,9 +20,7 @@ func LocalRunner(dataDir, binary string, dcfg func() *decision.Config, versions 
 	return func(ctx context.Context, req RunRequest, live *Live) (*RunResult, error) {
 		cfg := gameday.Config{Doc: req.Doc, DataDir: dataDir, Binary: binary, Revision: req.Revision, Decision: dcfg,
 			Log: log, RunID: req.ID, Versions: versions,
-			OnEvent: func(ev gameday.Event) {
-				live.Emit(Event{T: ev.T, Kind: eventKind(ev.Kind), Phase: ev.Phase, Weight: ev.Weight, Msg: ev.Msg})
-			}}
+			OnEvent: func(ev gameday.Event) { live.Emit(GameDayEvent(ev)) }}
 		run, err := gameday.New(cfg)
 		if err != nil {
 			return nil, err

@@ -58,8 +58,9 @@ var pageFuncs = template.FuncMap{
 		}
 		return &r.Steps[len(r.Steps)-1]
 	},
-	"failed": func(d decision.DimensionResult) bool { return d.Outcome == decision.Fail },
-	"join":   strings.Join,
+	"failed":  func(d decision.DimensionResult) bool { return d.Outcome == decision.Fail },
+	"trigger": triggerLabel,
+	"join":    strings.Join,
 }
 
 func fmtTime(t time.Time) string {
@@ -80,6 +81,11 @@ type page struct {
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
+	s.renderStatus(w, r, http.StatusOK, name, title, data)
+}
+
+// renderStatus renders page name with status code.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, code int, name, title string, data any) {
 	t, _ := caller(r.Context())
 	var buf bytes.Buffer
 	if err := pages.ExecuteTemplate(&buf, name, page{Title: title, Caller: t, Data: data}); err != nil {
@@ -90,6 +96,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name, title stri
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'")
+	w.WriteHeader(code)
 	w.Write(buf.Bytes())
 }
 
@@ -145,12 +152,20 @@ func (s *Server) postLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 type dashboard struct {
-	Target    string
+	Target string
+	// Current is the live run shown in full (serve's own first), Live its
+	// state; Others are further runs in progress (commands on the same
+	// data directory).
 	Current   *RunRecord
 	Live      LiveState
+	Others    []*RunRecord
 	Last      *RunRecord
+	LastChips []stepChips
 	Runs      []*RunRecord
 	Schedules []ScheduleView
+	// Outcomes maps a run id to its verdict or status, for the schedules'
+	// last results.
+	Outcomes  map[string]string
 	Decision  *DecisionInfo
 	Operator  bool
 	Auditor   bool
@@ -163,7 +178,7 @@ func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 	t, _ := caller(r.Context())
 	d := dashboard{Target: s.opt.Target, Schedules: s.sched.list(), Decision: s.decisionInfo(),
 		Operator: t.Role == RoleOperator, Auditor: t.Role == RoleAuditor, Aborted: r.URL.Query().Get("aborted"),
-		Msg: r.URL.Query().Get("msg"), Scenarios: scenarios.LibraryNames()}
+		Msg: r.URL.Query().Get("msg"), Scenarios: scenarios.LibraryNames(), Outcomes: map[string]string{}}
 	if cur := s.current(); cur != nil {
 		rec := *cur.rec
 		d.Current, d.Live = &rec, cur.live.State()
@@ -176,6 +191,19 @@ func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 	for _, x := range recs {
 		if d.Last == nil && x.Report != nil && len(x.Report.Steps) > 0 {
 			d.Last = x
+			d.LastChips = chipsOf(x.Report)
+		}
+		d.Outcomes[x.ID] = x.Status
+		if v := x.Verdict(); v != "" {
+			d.Outcomes[x.ID] = v
+		}
+		if x.Status != StatusRunning || d.Current != nil && x.ID == d.Current.ID {
+			continue
+		}
+		if d.Current == nil {
+			d.Current, d.Live = x, s.liveState(x.ID)
+		} else {
+			d.Others = append(d.Others, x)
 		}
 	}
 	if len(recs) > 50 {
@@ -185,26 +213,134 @@ func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "dashboard.html", "Dashboard", d)
 }
 
+// runPage is what the run page shows.
+type runPage struct {
+	Run     *RunRecord
+	Running bool
+	Live    LiveState
+	Charts  []timeChart
+	Steps   []stepChips
+	Auditor bool
+	// Previous is the run of the same scenario before this one, LastPromote
+	// the latest promoted one (when this run did not promote).
+	Previous, LastPromote *RunRecord
+}
+
 func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.runs.get(r.PathValue("id"))
-	if errors.Is(err, errDamaged) {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	rec, ok := s.findRun(w, r, r.PathValue("id"))
+	if !ok {
 		return
 	}
+	t, _ := caller(r.Context())
+	data := runPage{Run: rec, Charts: runCharts(s.runEvents(rec), rec.Report), Steps: chipsOf(rec.Report),
+		Auditor: t.Role == RoleAuditor}
+	if rec.Status == StatusRunning {
+		data.Running, data.Live = true, s.liveState(rec.ID)
+	}
+	data.Previous, data.LastPromote = s.relatedRuns(rec)
+	s.render(w, r, "run.html", "Run "+rec.ID, data)
+}
+
+// findRun reads run id for a page; a missing run gets the not-found page,
+// a damaged record an error, and false.
+func (s *Server) findRun(w http.ResponseWriter, r *http.Request, id string) (*RunRecord, bool) {
+	rec, err := s.runs.get(id)
+	if errors.Is(err, errDamaged) {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return nil, false
+	}
+	if err != nil {
+		s.notFound(w, r, fmt.Sprintf("No run %q.", id), "The dashboard lists every run kept under this data directory.")
+		return nil, false
+	}
+	return rec, true
+}
+
+// relatedRuns finds, among the runs of rec's scenario started before it,
+// the latest one and the latest that promoted (when rec did not).
+func (s *Server) relatedRuns(rec *RunRecord) (prev, promote *RunRecord) {
+	recs, err := s.runs.list()
+	if err != nil {
+		return nil, nil
+	}
+	for _, x := range recs { // newest first
+		if x.ID == rec.ID || x.Scenario != rec.Scenario || x.Started.After(rec.Started) || x.Status == StatusRunning {
+			continue
+		}
+		if prev == nil {
+			prev = x
+		}
+		if promote == nil && x.Verdict() == "promote" && rec.Verdict() != "promote" {
+			promote = x
+		}
+	}
+	return prev, promote
+}
+
+// comparePage shows two runs side by side.
+type comparePage struct {
+	A, B       *RunRecord
+	ACharts    []timeChart
+	BCharts    []timeChart
+	Rows       []compareRow
+	SameTarget bool
+}
+
+func (s *Server) pageCompare(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	a, ok := s.findRun(w, r, q.Get("a"))
+	if !ok {
+		return
+	}
+	b, ok := s.findRun(w, r, q.Get("b"))
+	if !ok {
+		return
+	}
+	p := comparePage{A: a, B: b, ACharts: runCharts(s.runEvents(a), a.Report), BCharts: runCharts(s.runEvents(b), b.Report),
+		Rows: compareSteps(a.Report, b.Report), SameTarget: a.Scenario == b.Scenario}
+	s.render(w, r, "compare.html", "Compare "+a.ID+" and "+b.ID, p)
+}
+
+// notFound answers a page that does not exist with the site's layout.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request, what, hint string) {
+	s.renderStatus(w, r, http.StatusNotFound, "notfound.html", "Not found", map[string]string{"What": what, "Hint": hint})
+}
+
+// fragmentCharts answers the charts of a run as an HTML fragment: the
+// live dashboard and run page fetch it again as the run goes.
+func (s *Server) fragmentCharts(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.runs.get(r.PathValue("id"))
 	if err != nil {
 		http.Error(w, "no run "+r.PathValue("id"), http.StatusNotFound)
 		return
 	}
-	data := struct {
-		Run     *RunRecord
-		Running bool
-		Live    LiveState
-		Charts  []chart
-	}{Run: rec, Charts: armCharts(rec.Events)}
-	if cur := s.current(); cur != nil && cur.rec.ID == rec.ID {
-		data.Running, data.Live = true, cur.live.State()
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, "charts", runCharts(s.runEvents(rec), rec.Report)); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
-	s.render(w, r, "run.html", "Run "+rec.ID, data)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(buf.Bytes())
+}
+
+// apiRunReport answers the report/v1 of a run alone.
+func (s *Server) apiRunReport(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.runs.get(r.PathValue("id"))
+	if errors.Is(err, errNotFound) {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no run %q", r.PathValue("id")), "GET /api/v1/runs lists the runs")
+		return
+	}
+	if err != nil {
+		recordErr(w, err)
+		return
+	}
+	if rec.Report == nil {
+		writeErr(w, http.StatusNotFound, "no_report", fmt.Sprintf("run %q has no report (status %s)", rec.ID, rec.Status), "a run has its report when it ends")
+		return
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%s.report.json", rec.ID))
+	writeJSON(w, http.StatusOK, rec.Report)
 }
 
 func (s *Server) uiAbort(w http.ResponseWriter, r *http.Request) {
@@ -383,7 +519,9 @@ func blockRows(ctx context.Context, l *evidence.Ledger, blocks []evidence.Block)
 }
 
 type entryPage struct {
-	Entry      evidence.Entry
+	Entry evidence.Entry
+	// RunKept says the run the entry records has its page here.
+	RunKept    bool
 	TreeSize   uint64
 	Signature  string
 	Proof      string
@@ -437,6 +575,11 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 		p.Proof = "FAILED: " + err.Error()
 	}
 	p.Tampered = strings.HasPrefix(p.Signature, "FAILED") || strings.HasPrefix(p.Proof, "FAILED") || strings.HasPrefix(p.EnvHash, "FAILED")
+	if id := e.Record.RunID; id != "" {
+		if _, err := s.runs.get(id); err == nil {
+			p.RunKept = true
+		}
+	}
 	if pred, err := predicateOf(e.Envelope); err == nil {
 		p.Predicate = pred
 		if pred.Decision != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -29,14 +30,22 @@ const (
 	StatusError       = "error"
 )
 
-// RunRecord is one run started by serve, as listed by the API and kept in
-// DATA/serve/runs/ID.json.
+// RunRecord is one run, started by serve or by a command (demo, run,
+// gate), as listed by the API and kept in DATA/serve/runs/ID.json; its
+// events are also appended, as they happen, to DATA/serve/runs/ID.events.jsonl
+// (see docs/run-record.md).
 type RunRecord struct {
-	ID       string         `json:"id"`
-	Scenario string         `json:"scenario"`
-	Revision string         `json:"revision,omitempty"`
-	Trigger  string         `json:"trigger"` // api:<token name> | schedule:<name>
-	Status   string         `json:"status"`
+	ID       string `json:"id"`
+	Scenario string `json:"scenario"`
+	Revision string `json:"revision,omitempty"`
+	// Trigger is what started the run: "api:<token>", "ui:<token>",
+	// "schedule:<name>", "cli:<command>" or "ci:<command>" (a command run
+	// under a CI system). TriggerKind gives the part before the colon.
+	Trigger string `json:"trigger"`
+	Status  string `json:"status"`
+	// Owner is the process that runs the run: a record left "running" by a
+	// process that is gone is shown (and saved) as interrupted.
+	Owner    *Owner         `json:"owner,omitempty"`
 	Started  time.Time      `json:"started"`
 	Finished time.Time      `json:"finished,omitzero"`
 	Report   *report.Report `json:"report,omitempty"`
@@ -45,6 +54,21 @@ type RunRecord struct {
 	Aborted  string         `json:"aborted,omitempty"`
 	Failing  []string       `json:"failing_dimensions,omitempty"`
 	Events   []Event        `json:"events,omitempty"`
+}
+
+// Owner identifies the process running a run: its pid, the host it runs
+// on and, on Linux, its start time in clock ticks since boot (so a reused
+// pid is not taken for the run's process).
+type Owner struct {
+	PID       int    `json:"pid"`
+	Host      string `json:"host,omitempty"`
+	ProcStart uint64 `json:"proc_start,omitempty"`
+}
+
+// TriggerKind is the kind of trigger: api, ui, schedule, cli or ci.
+func (r *RunRecord) TriggerKind() string {
+	k, _, _ := strings.Cut(r.Trigger, ":")
+	return k
 }
 
 // Verdict is the run's verdict, or "" when it was not judged.
@@ -131,6 +155,10 @@ type Live struct {
 	last    LiveState
 	done    bool
 	nowFunc func() time.Time
+	// sink, when set, receives every event as one JSON line as it is
+	// published (the run's events file, which serve tails for runs of
+	// other processes).
+	sink io.WriteCloser
 }
 
 func newLive(now func() time.Time) *Live {
@@ -153,6 +181,7 @@ func (l *Live) Emit(ev Event) {
 		l.last = *ev.State
 	}
 	l.events = append(l.events, ev)
+	l.writeSinkLocked(ev)
 	if len(l.events) > maxEvents {
 		l.events = append(l.events[:0:0], l.events[len(l.events)-maxEvents:]...)
 	}
@@ -161,6 +190,22 @@ func (l *Live) Emit(ev Event) {
 		case ch <- ev:
 		default: // a slow reader loses events rather than stalling the run
 		}
+	}
+}
+
+// writeSinkLocked appends ev to the events file. A write that fails drops
+// the file (the record keeps the events); the run goes on.
+func (l *Live) writeSinkLocked(ev Event) {
+	if l.sink == nil {
+		return
+	}
+	data, err := json.Marshal(ev)
+	if err == nil {
+		_, err = l.sink.Write(append(data, '\n'))
+	}
+	if err != nil {
+		l.sink.Close()
+		l.sink = nil
 	}
 }
 
@@ -232,6 +277,7 @@ func (l *Live) end(msg string) []Event {
 	l.seq++
 	ev := Event{Seq: l.seq, T: l.nowFunc(), Kind: "end", Msg: msg}
 	l.events = append(l.events, ev)
+	l.writeSinkLocked(ev)
 	l.done = true
 	return append([]Event(nil), l.events...)
 }
@@ -241,6 +287,10 @@ func (l *Live) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ev := l.events[len(l.events)-1]
+	if l.sink != nil {
+		l.sink.Close()
+		l.sink = nil
+	}
 	for ch := range l.subs {
 		select {
 		case ch <- ev:
@@ -255,19 +305,39 @@ func (l *Live) close() {
 var ErrBusy = errors.New("a run is already in progress")
 
 // runStore keeps run records as JSON files, with an in-memory index of
-// every record without its events (loaded once, updated on every put) so
-// listing and gate answers read no file.
+// every record without its events, so listing reads no file that did not
+// change. Records written by other processes (a command's run) are picked
+// up when the directory or the file changes.
 type runStore struct {
 	dir string
 	mu  sync.Mutex
 	idx map[string]*RunRecord // nil until loaded
+	// stamps are the modification time and size of each record file as
+	// last read; scanned is when the directory was last listed.
+	stamps  map[string]fileStamp
+	dirMod  time.Time
+	scanned time.Time
 }
+
+// fileStamp is what tells a record file changed.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// rescanEvery bounds how long a change by another process can go unseen
+// on a file system whose directory times are coarse.
+const rescanEvery = time.Second
 
 func (s *runStore) path(id string) string { return filepath.Join(s.dir, id+".json") }
 
 func (s *runStore) put(r *RunRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.putLocked(r)
+}
+
+func (s *runStore) putLocked(r *RunRecord) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil && len(r.Events) > 0 {
 		// Keep the record (and its verdict) even when an event cannot be
@@ -291,6 +361,12 @@ func (s *runStore) put(r *RunRecord) error {
 }
 
 func (s *runStore) get(id string) (*RunRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.getLocked(id)
+}
+
+func (s *runStore) getLocked(id string) (*RunRecord, error) {
 	if !validID(id) {
 		return nil, errNotFound
 	}
@@ -366,13 +442,17 @@ func decodeRecord(data []byte) (*RunRecord, error) {
 }
 
 // list returns every record, newest first, without events. The records
-// are shared: callers must not modify them.
+// are shared: callers must not modify them. A record left running by a
+// process that is gone is saved as interrupted first.
 func (s *runStore) list() ([]*RunRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idx == nil {
-		if err := s.loadLocked(); err != nil {
-			return nil, err
+	if err := s.refreshLocked(); err != nil {
+		return nil, err
+	}
+	for id, r := range s.idx {
+		if r.Status == StatusRunning && r.Owner != nil && r.Owner.gone() {
+			s.interruptLocked(id, r.Owner)
 		}
 	}
 	out := make([]*RunRecord, 0, len(s.idx))
@@ -388,15 +468,52 @@ func (s *runStore) list() ([]*RunRecord, error) {
 	return out, nil
 }
 
-func (s *runStore) loadLocked() error {
+// interruptLocked saves run id, whose owner process is gone, as
+// interrupted.
+func (s *runStore) interruptLocked(id string, o *Owner) {
+	full, err := s.getLocked(id)
+	if err != nil || full.Status != StatusRunning {
+		return
+	}
+	full.Status = StatusInterrupted
+	full.Error = fmt.Sprintf("the process that ran it (pid %d) ended before the run did; the next run on this data directory (or serve's start) reaps the faults it left", o.PID)
+	if full.Finished.IsZero() {
+		full.Finished = time.Now()
+	}
+	s.putLocked(full)
+}
+
+// refreshLocked brings the index up to date with the directory: new and
+// changed record files are read, removed ones dropped.
+func (s *runStore) refreshLocked() error {
+	st, err := os.Stat(s.dir)
+	if err != nil {
+		return err
+	}
+	if s.idx != nil && st.ModTime().Equal(s.dirMod) && time.Since(s.scanned) < rescanEvery {
+		return nil
+	}
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
 		return err
 	}
-	idx := map[string]*RunRecord{}
+	if s.idx == nil {
+		s.idx, s.stamps = map[string]*RunRecord{}, map[string]fileStamp{}
+	}
+	s.dirMod, s.scanned = st.ModTime(), time.Now()
+	present := map[string]bool{}
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || e.IsDir() || !validID(id) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		present[id] = true
+		stamp := fileStamp{mod: info.ModTime(), size: info.Size()}
+		if old, ok := s.stamps[id]; ok && old == stamp {
 			continue
 		}
 		data, err := os.ReadFile(s.path(id))
@@ -408,9 +525,14 @@ func (s *runStore) loadLocked() error {
 			continue // a half-written or foreign file is not a run
 		}
 		r.Events = nil
-		idx[id] = r
+		s.idx[id], s.stamps[id] = r, stamp
 	}
-	s.idx = idx
+	for id := range s.idx {
+		if !present[id] {
+			delete(s.idx, id)
+			delete(s.stamps, id)
+		}
+	}
 	return nil
 }
 
@@ -471,10 +593,12 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return d.Sync()
 }
 
-func newRunID(now time.Time) string {
+// newRunID is a run id: prefix (the starting process: serve, cli, ci),
+// the UTC start time and 4 random bytes.
+func newRunID(prefix string, now time.Time) string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	return "serve-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+	return prefix + "-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
 }
 
 // active is the run in progress.
@@ -525,33 +649,25 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 		return nil, err
 	}
 	now := s.now()
-	req.ID = newRunID(now)
+	req.ID = newRunID("serve", now)
 	if req.Upload {
 		req.Revision = "upload:" + req.ID
 	}
-	rec := &RunRecord{ID: req.ID, Scenario: req.Scenario, Revision: req.Revision, Trigger: req.Trigger, Status: StatusRunning, Started: now}
+	rec := &RunRecord{ID: req.ID, Scenario: req.Scenario, Revision: req.Revision, Trigger: req.Trigger, Status: StatusRunning, Started: now, Owner: selfOwner()}
 	if err := s.runs.put(rec); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(s.base)
 	live := newLive(s.now)
+	s.runs.attachEvents(live, rec.ID)
 	act := &active{rec: rec, live: live, cancel: cancel}
 	s.cur = act
 	s.metrics.runsStarted.Inc()
 	s.wg.Add(2)
 	stop := make(chan struct{})
-	go func() { // live-state poller
+	go func() {
 		defer s.wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				live.poll()
-			}
-		}
+		pollState(live, stop)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -559,46 +675,10 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 		live.Emit(Event{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", req.ID, req.Scenario, req.Trigger)})
 		res, err := s.opt.Run(ctx, req, live)
 		close(stop)
-		done := *rec
-		done.Finished = s.now()
-		done.Status = StatusFinished
-		if res != nil {
-			r := res.Report
-			done.Report, done.Reason, done.Error, done.Aborted, done.Failing = &r, res.Reason, res.Error, res.Aborted, res.Failing
-			s.mu.Lock()
-			killed := act.killed
-			s.mu.Unlock()
-			switch {
-			case killed != "" && (res.Interrupted || res.Aborted != "" || res.Error != "" || err != nil || !validVerdict(res.Report.Verdict)):
-				// The kill switch stopped it, in whatever phase (setup
-				// included): aborted, with the kill switch's reason.
-				done.Status, done.Aborted, done.Error = StatusAborted, killed, ""
-			case res.Interrupted:
-				done.Status = StatusInterrupted
-			case res.Aborted != "":
-				done.Status = StatusAborted
-			case res.Error != "":
-				done.Status = StatusError
-			}
-		}
 		s.mu.Lock()
 		killed := act.killed
 		s.mu.Unlock()
-		if res == nil && killed != "" {
-			done.Status, done.Aborted = StatusAborted, killed
-		}
-		if err != nil && done.Status == StatusFinished {
-			done.Status = StatusError
-		}
-		if err != nil && done.Error == "" && done.Status != StatusAborted {
-			done.Error = err.Error()
-		}
-		if done.Status == StatusFinished && !validVerdict(done.Verdict()) {
-			done.Status = StatusError
-			if done.Error == "" {
-				done.Error = "the run ended without a verdict"
-			}
-		}
+		done := finishRecord(*rec, res, err, killed, s.now())
 		done.Events = live.end(fmt.Sprintf("run %s %s %s", done.ID, done.Status, done.Verdict()))
 		if perr := s.runs.put(&done); perr != nil {
 			s.log.Error("saving run record", "run", done.ID, "err", perr)
@@ -613,6 +693,61 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 	return rec, nil
 }
 
+// pollState publishes the run's live state every second until stop.
+func pollState(live *Live, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			live.poll()
+		}
+	}
+}
+
+// finishRecord is rec at the end of its run: the result's report, reason
+// and failing dimensions, and the status the run ended in. killed is the
+// kill switch's reason when serve had to cancel the run itself.
+func finishRecord(rec RunRecord, res *RunResult, err error, killed string, now time.Time) RunRecord {
+	done := rec
+	done.Finished = now
+	done.Status = StatusFinished
+	if res != nil {
+		r := res.Report
+		done.Report, done.Reason, done.Error, done.Aborted, done.Failing = &r, res.Reason, res.Error, res.Aborted, res.Failing
+		switch {
+		case killed != "" && (res.Interrupted || res.Aborted != "" || res.Error != "" || err != nil || !validVerdict(res.Report.Verdict)):
+			// The kill switch stopped it, in whatever phase (setup
+			// included): aborted, with the kill switch's reason.
+			done.Status, done.Aborted, done.Error = StatusAborted, killed, ""
+		case res.Interrupted:
+			done.Status = StatusInterrupted
+		case res.Aborted != "":
+			done.Status = StatusAborted
+		case res.Error != "":
+			done.Status = StatusError
+		}
+	}
+	if res == nil && killed != "" {
+		done.Status, done.Aborted = StatusAborted, killed
+	}
+	if err != nil && done.Status == StatusFinished {
+		done.Status = StatusError
+	}
+	if err != nil && done.Error == "" && done.Status != StatusAborted {
+		done.Error = err.Error()
+	}
+	if done.Status == StatusFinished && !validVerdict(done.Verdict()) {
+		done.Status = StatusError
+		if done.Error == "" {
+			done.Error = "the run ended without a verdict"
+		}
+	}
+	return done
+}
+
 func validVerdict(v string) bool { return v == "promote" || v == "hold" || v == "block" }
 
 // current returns the run in progress, if any.
@@ -622,15 +757,16 @@ func (s *Server) current() *active {
 	return s.cur
 }
 
-// markStale closes records left "running" by a serve process that died:
-// they can never finish.
+// markStale closes records left "running" by a process that died (serve
+// or a command): they can never finish. Runs of live processes (a command
+// running on the same data directory) stay running.
 func (s *Server) markStale() error {
 	recs, err := s.runs.list()
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		if r.Status != StatusRunning {
+		if r.Status != StatusRunning || r.Owner != nil && !r.Owner.gone() {
 			continue
 		}
 		full, err := s.runs.get(r.ID)

@@ -233,6 +233,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/v1/runs", s.require(RoleOperator, s.apiStartRun))
 	s.handle("GET /api/v1/runs/{id}", s.require(RoleViewer, s.apiGetRun))
 	s.handle("GET /api/v1/runs/{id}/events", s.require(RoleViewer, s.apiEvents))
+	s.handle("GET /api/v1/runs/{id}/report", s.require(RoleViewer, s.apiRunReport))
 	s.handle("POST /api/v1/abort", s.require(RoleOperator, s.apiAbort))
 	s.handle("GET /api/v1/schedules", s.require(RoleViewer, s.apiListSchedules))
 	s.handle("POST /api/v1/schedules", s.require(RoleOperator, s.apiCreateSchedule))
@@ -254,12 +255,17 @@ func (s *Server) routes() {
 	s.handle("POST /logout", s.postLogout)
 	s.handle("GET /{$}", s.require(RoleViewer, s.pageDashboard))
 	s.handle("GET /runs/{id}", s.require(RoleViewer, s.pageRun))
+	s.handle("GET /runs/{id}/charts", s.require(RoleViewer, s.fragmentCharts))
+	s.handle("GET /compare", s.require(RoleViewer, s.pageCompare))
 	s.handle("POST /ui/abort", s.require(RoleOperator, s.uiAbort))
 	s.handle("POST /ui/runs", s.require(RoleOperator, s.uiStartRun))
 	s.handle("POST /ui/schedules", s.require(RoleOperator, s.uiCreateSchedule))
 	s.handle("POST /ui/schedules/{name}/delete", s.require(RoleOperator, s.uiDeleteSchedule))
 	s.handle("GET /explorer", s.require(RoleAuditor, s.pageExplorer))
 	s.handle("GET /explorer/entries/{index}", s.require(RoleAuditor, s.pageEntry))
+	s.handle("/", s.require(RoleViewer, func(w http.ResponseWriter, r *http.Request) {
+		s.notFound(w, r, "No page "+r.URL.Path+".", "Start from the dashboard.")
+	}))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

@@ -790,27 +790,6 @@ func TestDashboardForms(t *testing.T) {
 	}
 }
 
-func TestArmCharts(t *testing.T) {
-	ev := func(el, sr, p99 float64) Event {
-		return Event{Kind: "state", T: time.Unix(100+int64(el), 0), State: &LiveState{ElapsedS: el, Arms: map[string]ArmLive{
-			"canary": {SuccessRatio: sr, P99MS: p99, Requests: 10}, "control": {SuccessRatio: 1, P99MS: 10, Requests: 10}}}}
-	}
-	cs := armCharts([]Event{{Kind: "info"}, ev(0, 1, 10), ev(2, 0.5, 40)})
-	if len(cs) != 2 || cs[0].Title != "success ratio" || cs[1].Max != "40 ms" {
-		t.Fatalf("charts: %+v", cs)
-	}
-	// x spans the run; y is scaled to the maximum (0 at the bottom, 120).
-	if got := cs[0].Series[0].Points; got != "0.0,0.0 600.0,120.0" || cs[0].Min != "0.5" {
-		t.Fatalf("canary success points %q", got)
-	}
-	if got := cs[1].Series[1].Points; got != "0.0,90.0 600.0,90.0" {
-		t.Fatalf("control p99 points %q", got)
-	}
-	if armCharts([]Event{{Kind: "state", State: &LiveState{}}}) != nil {
-		t.Fatal("a chart without samples")
-	}
-}
-
 func TestKillSwitchStopsServeRunBetweenExperiments(t *testing.T) {
 	gate := make(chan struct{}) // never closed: the run waits like a steady window
 	h := newHarness(t, "", scripted(gate), nil)

@@ -33,6 +33,7 @@ import (
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
+	"github.com/chaosgate/chaosgate/web"
 )
 
 // Default arm selectors: the labels of deploy/aggregator.
@@ -352,6 +353,8 @@ type k8sRunResult struct {
 // k8sRunConfig is what runK8s needs besides the Kubernetes flags.
 type k8sRunConfig struct {
 	DataDir string
+	// RunID is the run's id (its run record's); empty: a new one.
+	RunID string
 	// Output is table or json (report/v1 plus the Kubernetes fields).
 	Output string
 	// JSONFile and JUnitFile, when set, receive the report (gate).
@@ -421,7 +424,10 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	runID := newK8sRunID()
+	runID := rc.RunID
+	if runID == "" {
+		runID = newK8sRunID()
+	}
 	b, err := newK8sBackend(ctx, k, doc, runID)
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
@@ -625,7 +631,30 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if o.output != "table" && o.output != "json" {
 		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (yaml only with --dry-run)", o.output))
 	}
-	_, err := runK8s(ctx, cmd.OutOrStdout(), k, doc, k8sRunConfig{DataDir: o.dataDir, Output: o.output,
-		JSONFile: o.jsonFile, JUnitFile: o.junitFile, Log: newLogger(levelFromEnv())})
+	// The run's record under DATA/serve/runs, as for the local target.
+	var rec *web.RunRecorder
+	if dir, err := filepath.Abs(o.dataDir); err == nil {
+		r, rerr := web.RecordRun(dir, web.RunMeta{Scenario: doc.Metadata.Name, Revision: o.revision,
+			Trigger: web.CommandTrigger(cmd.Name(), os.Getenv)})
+		if rerr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "run record not kept: %v\n", rerr)
+		}
+		rec = r
+	}
+	if rec != nil {
+		rec.Live().Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
+	}
+	rc := k8sRunConfig{DataDir: o.dataDir, Output: o.output, JSONFile: o.jsonFile, JUnitFile: o.junitFile, Log: newLogger(levelFromEnv())}
+	if rec != nil {
+		rc.RunID = rec.ID()
+	}
+	res, err := runK8s(ctx, cmd.OutOrStdout(), k, doc, rc)
+	if rec != nil {
+		if res != nil {
+			rec.Finish(k8sRunOutcome(res, err), nil)
+		} else {
+			rec.Finish(nil, err)
+		}
+	}
 	return err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/target/local"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
+	"github.com/chaosgate/chaosgate/web"
 )
 
 // newRunCmd is `chaosgate run -f FILE`: one experiment or game day against
@@ -209,14 +210,38 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 		Decision: func() *decision.Config { return dcfg }, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event
+	// The run's record under DATA/serve/runs: serve on this data directory
+	// lists the run, shows it live and keeps its page. A data directory
+	// that cannot hold it costs the record, not the run.
+	rec, recErr := web.RecordRun(dir, web.RunMeta{Scenario: o.doc.Metadata.Name, Revision: o.revision,
+		Trigger: web.CommandTrigger(cmd.Name(), os.Getenv)})
+	if recErr != nil {
+		fmt.Fprintf(progress, "run record not kept: %v\n", recErr)
+	} else {
+		cfg.RunID = rec.ID()
+		cfg.OnEvent = func(ev gameday.Event) {
+			view.event(ev)
+			rec.Live().Emit(web.GameDayEvent(ev))
+		}
+	}
 	run, err := gameday.New(cfg)
 	if err != nil {
+		if rec != nil {
+			rec.Finish(nil, err)
+		}
 		return nil, withExitCode(exitUsage, err)
+	}
+	if rec != nil {
+		rec.Live().SetState(func() web.LiveState { return web.GameDayState(run.Snapshot()) })
 	}
 	fmt.Fprintf(progress, "run %s: %s (%s)%s\n", run.RunID(), o.doc.Metadata.Name, o.doc.Source, defectSuffix(o.defects))
 	view.start(run)
 	out, runErr := run.Execute(ctx)
 	view.stop()
+	if rec != nil {
+		rec.Finish(&web.RunResult{Report: out.Report, Reason: out.Reason, Error: out.Error, Aborted: out.Aborted,
+			Interrupted: out.Interrupted, Failing: out.Failing}, runErr)
+	}
 	res := runOutput{Report: out.Report, Interrupted: out.Interrupted, Aborted: out.Aborted, Error: out.Error, Reason: out.Reason,
 		Failing: out.Failing, Reaped: reaped}
 	code := out.Report.ExitCode

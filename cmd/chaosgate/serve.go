@@ -262,22 +262,27 @@ func privateDir(stderr io.Writer, dir string) error {
 func k8sServeRunner(dataDir string, k *k8sOpts, log *slog.Logger) web.RunFunc {
 	return func(ctx context.Context, req web.RunRequest, live *web.Live) (*web.RunResult, error) {
 		live.Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
-		res, err := runK8s(ctx, io.Discard, k, req.Doc, k8sRunConfig{DataDir: dataDir, Output: "json", Log: log})
+		res, err := runK8s(ctx, io.Discard, k, req.Doc, k8sRunConfig{DataDir: dataDir, RunID: req.ID, Output: "json", Log: log})
 		if res == nil {
 			return nil, err
 		}
-		out := &web.RunResult{Report: res.Report, Reason: res.Reason, Error: res.Error}
-		// The error carries the verdict's exit code; only exit code 2 (or
-		// none) means the platform could not judge.
-		var ee *exitError
-		if err != nil && (!errors.As(err, &ee) || ee.code == exitUsage) {
-			if out.Error == "" {
-				out.Error = err.Error()
-			}
-			if errors.Is(err, context.Canceled) {
-				out.Interrupted = true
-			}
-		}
-		return out, nil
+		return k8sRunOutcome(res, err), nil
 	}
+}
+
+// k8sRunOutcome is the run result of a Kubernetes run for its run record.
+// The error carries the verdict's exit code; only exit code 2 (or none)
+// means the platform could not judge.
+func k8sRunOutcome(res *k8sRunResult, err error) *web.RunResult {
+	out := &web.RunResult{Report: res.Report, Reason: res.Reason, Error: res.Error}
+	var ee *exitError
+	if err != nil && (!errors.As(err, &ee) || ee.code == exitUsage) {
+		if out.Error == "" {
+			out.Error = err.Error()
+		}
+		if errors.Is(err, context.Canceled) {
+			out.Interrupted = true
+		}
+	}
+	return out
 }

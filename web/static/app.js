@@ -10,13 +10,24 @@
   }
   var live = document.querySelector(".live[data-run]");
   if (document.getElementById("idle") && window.fetch) {
-    // Idle dashboard: show a run as soon as one starts (API, schedule).
+    // Idle dashboard: show a run as soon as one starts (API, schedule, or
+    // a command on the same data directory).
     window.setInterval(function () {
       window.fetch("/api/v1/runs", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (j) {
         if (j && j.runs && j.runs.some(function (x) { return x.status === "running"; })) { window.location.reload(); }
       }).catch(function () {});
-    }, 5000);
+    }, 1000);
   }
+  // Charts of a live run: the server draws them; fetch them again every
+  // two seconds while the run goes.
+  var charts = document.querySelector("[data-charts]");
+  function refreshCharts() {
+    if (!charts || !window.fetch) { return; }
+    window.fetch(charts.getAttribute("data-charts"), { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+      if (html !== null && html.trim() !== "") { charts.innerHTML = html; }
+    }).catch(function () {});
+  }
+  if (charts) { refreshCharts(); window.setInterval(refreshCharts, 2000); }
   if (!live || !window.EventSource) { return; }
   var run = live.getAttribute("data-run");
   var events = document.getElementById("events");
@@ -29,37 +40,7 @@
     while (events.children.length > 300) { events.removeChild(events.firstChild); }
     events.scrollTop = events.scrollHeight;
   }
-  // Live canary vs control charts, drawn like the run page's.
-  var samples = [];
-  function draw(id, key, zoom, unit) {
-    var svg = document.getElementById("chart-" + id);
-    if (!svg || samples.length === 0) { return; }
-    var t0 = samples[0].t, maxX = Math.max(1, samples[samples.length - 1].t - t0), maxY = 0, minY = Infinity;
-    samples.forEach(function (s) {
-      ["canary", "control"].forEach(function (arm) {
-        var a = s.arms[arm]; if (a && a.requests > 0) { maxY = Math.max(maxY, a[key]); minY = Math.min(minY, a[key]); }
-      });
-    });
-    if (zoom) { maxY = 1; minY = Math.min(minY, 0.99); } else { minY = 0; }
-    if (!(maxY > minY)) { return; }
-    var lines = svg.querySelectorAll("polyline");
-    ["canary", "control"].forEach(function (arm, i) {
-      var pts = [];
-      samples.forEach(function (s) {
-        var a = s.arms[arm];
-        if (a && a.requests > 0) { pts.push(((s.t - t0) / maxX * 600).toFixed(1) + "," + (120 - (a[key] - minY) / (maxY - minY) * 120).toFixed(1)); }
-      });
-      lines[i].setAttribute("points", pts.join(" "));
-    });
-    text("range-" + id, "(" + minY.toPrecision(4) + unit + " to " + maxY.toPrecision(4) + unit + ")");
-  }
   function state(st) {
-    if (st.arms) {
-      samples.push({ t: Date.now() / 1000, arms: st.arms });
-      if (samples.length > 600) { samples.shift(); }
-      draw("success", "success_ratio", true, "");
-      draw("p99", "p99_ms", false, " ms");
-    }
     text("phase", st.phase); text("weight", st.weight + "%");
     text("faults", (st.active_faults || []).join(", "));
     var arms = document.getElementById("arms");
