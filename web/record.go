@@ -78,6 +78,9 @@ func decodeEvents(r io.Reader, offset int64) ([]Event, int64, error) {
 				long = append(long, line...)
 			}
 			line = long
+			if err == nil && len(line) > maxEventLine {
+				err = fmt.Errorf("a line of %d bytes, over the %d-byte bound", len(line), maxEventLine)
+			}
 		}
 		if err != nil {
 			// io.EOF: an incomplete last line waits; anything else (a line
