@@ -10,7 +10,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Test timeout for the whole suite; CI gives a run 90 minutes on 2 cores.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build demo test test-deps bench lint fuzz clean
+.PHONY: all build demo test test-deps bench lint fuzz screenshots clean
 
 all: build
 
@@ -45,6 +45,13 @@ FUZZFLAGS ?=
 fuzz:
 	FUZZFLAGS='$(FUZZFLAGS)' bash scripts/fuzz-all.sh $(FUZZTIME) '$(FUZZ)'
 
+
+## screenshots: the dashboard, a run page and a ledger entry page after a
+## command's quick demo and a served run, in real Chromium, saved as PNGs in
+## docs/screenshots (the browser test of cmd/chaosgate takes them).
+screenshots: test-deps build
+	rm -rf docs/screenshots
+	CHAOSGATE_BIN=$(CURDIR)/$(BIN) CHAOSGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestDashboardShowsCommandAndServedRuns$$' ./cmd/chaosgate
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -139,9 +139,20 @@ func runCharts(events []Event, rep *report.Report) []timeChart {
 	if n == 0 {
 		return nil
 	}
-	x0, x1, xticks, xstep := niceTimeTicks(first, last)
-	bands := clipBands(faultBands(evs, rep, last), x0, x1)
+	// The time axis covers the samples and every fault window, step and
+	// verdict of the run, so a fault before the first sample (or after the
+	// last) still shows where it happened.
+	allBands := faultBands(evs, rep, last)
 	steps, verdicts := chartMarks(evs, rep)
+	from, to := first, last
+	for _, b := range allBands {
+		from, to = math.Min(from, b.from), math.Max(to, b.to)
+	}
+	for _, m := range append(append([]chartMark(nil), steps...), verdicts...) {
+		from, to = math.Min(from, m.t), math.Max(to, m.t)
+	}
+	x0, x1, xticks, xstep := niceTimeTicks(from, to)
+	bands := clipBands(allBands, x0, x1)
 
 	var out []timeChart
 	for i, m := range chartMetrics {

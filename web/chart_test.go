@@ -317,8 +317,8 @@ func TestRunChartsReportBandsMergeArms(t *testing.T) {
 			{Kind: "networkDelay", Arm: "canary", AppliedAt: chartAt(40), RecoveredAt: ptr(70)},
 			{Kind: "partition", Arm: "canary", AppliedAt: chartAt(100)},                            // still open: to the last sample
 			{Kind: "networkDelay", Arm: "control", AppliedAt: chartAt(150), RecoveredAt: ptr(160)}, // no overlap: its own band
-			{Kind: "podKill", Arm: "canary", AppliedAt: chartAt(-30), RecoveredAt: ptr(10)},        // starts before the samples
-			{Kind: "podPause", Arm: "canary", AppliedAt: chartAt(300), RecoveredAt: ptr(310)},      // after the run
+			{Kind: "podKill", Arm: "canary", AppliedAt: chartAt(-30), RecoveredAt: ptr(10)},        // starts before the samples: the axis starts with it
+			{Kind: "podPause", Arm: "canary", AppliedAt: chartAt(300), RecoveredAt: ptr(310)},      // after the samples: the axis goes on to it
 		},
 		Steps: []report.Step{{Weight: 10, Verdict: "promote"}, {Weight: 50, Verdict: "hold"}},
 	}
@@ -333,25 +333,25 @@ func TestRunChartsReportBandsMergeArms(t *testing.T) {
 	if len(cs) != 2 {
 		t.Fatalf("%d charts", len(cs))
 	}
-	xOf := func(s float64) float64 { return tcLeft + s/179*tcPlotW }
+	xOf := func(s float64) float64 { return tcLeft + (s+30)/340*tcPlotW }
 	for _, c := range cs {
-		es := checkChart(t, c, c.Unit, chartAt(0), chartAt(179))
+		es := checkChart(t, c, c.Unit, chartAt(-30), chartAt(310))
 		labels := elemTexts(byClass(es, "fault-label"))
-		want := []string{"podKill · canary", "networkDelay · canary+control", "partition · canary", "networkDelay · control"}
+		want := []string{"podKill · canary", "networkDelay · canary+control", "partition · canary", "networkDelay · control", "podPause · canary"}
 		if !slices.Equal(labels, want) {
 			t.Fatalf("%s fault labels %q, want %q", c.ID, labels, want)
 		}
 		bands := byClass(es, "fault-band")
-		if len(bands) != 4 {
+		if len(bands) != 5 {
 			t.Fatalf("%s %d bands", c.ID, len(bands))
 		}
-		for i, w := range [][2]float64{{0, 10}, {40, 80}, {100, 179}, {150, 160}} {
+		for i, w := range [][2]float64{{-30, 10}, {40, 80}, {100, 179}, {150, 160}, {300, 310}} {
 			x, width := bands[i].num(t, "x"), bands[i].num(t, "width")
 			if math.Abs(x-xOf(w[0])) > 0.2 || math.Abs(x+width-xOf(w[1])) > 0.3 {
 				t.Fatalf("%s band %q at x %v width %v, want %v–%v", c.ID, want[i], x, width, xOf(w[0]), xOf(w[1]))
 			}
 		}
-		if !strings.Contains(es[0].attr["aria-label"], "4 fault windows") {
+		if !strings.Contains(es[0].attr["aria-label"], "5 fault windows") {
 			t.Fatalf("%s aria-label %q", c.ID, es[0].attr["aria-label"])
 		}
 		vs := byClass(es, "verdict-mark")
@@ -451,11 +451,12 @@ func TestRunChartsRobustInputs(t *testing.T) {
 				t.Fatalf("%s: success ticks %v", name, ys)
 			}
 			if name == "open live fault and marks outside" {
-				// The band that began before the first sample is clipped to
-				// the axis; the marks outside it are not drawn.
+				// The axis covers the band that began before the first
+				// sample and the marks outside the samples: all are drawn,
+				// inside the plot.
 				b := byClass(es, "fault-band")
 				if len(b) != 1 || b[0].num(t, "x") < tcLeft || b[0].num(t, "x")+b[0].num(t, "width") > tcLeft+tcPlotW+0.01 ||
-					len(byClass(es, "step-mark")) != 0 || len(byClass(es, "verdict-mark")) != 0 {
+					len(byClass(es, "step-mark")) != 1 || len(byClass(es, "verdict-mark")) != 1 {
 					t.Fatalf("%s: %s", name, c.SVG)
 				}
 			}

@@ -138,6 +138,20 @@ func (p *serveProc) follow(token, id string, stop func(kind string, data map[str
 	return nil
 }
 
+// serveTokens reads the bearer tokens serve generated in dataDir, by role.
+func serveTokens(t *testing.T, dataDir string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dataDir, "tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := map[string]string{}
+	for _, m := range regexp.MustCompile(`role: (\w+), token: "([0-9a-f]+)"`).FindAllStringSubmatch(string(data), -1) {
+		tok[m[1]] = m[2]
+	}
+	return tok
+}
+
 func TestServeRealRunGateAndKillSwitch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a real game day takes about a minute")
@@ -147,14 +161,7 @@ func TestServeRealRunGateAndKillSwitch(t *testing.T) {
 	cfg := filepath.Join(dir, "chaosgate.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:0\ndata_dir: %s\nschedules:\n  - {name: weekly, cron: \"0 4 * * 1\", scenario: default-gameday}\n", filepath.Join(dir, "data"))), 0o644)
 	p := startServe(t, bin, "-c", cfg, "--binary", bin)
-	data, err := os.ReadFile(filepath.Join(dir, "data", "tokens.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := map[string]string{}
-	for _, m := range regexp.MustCompile(`role: (\w+), token: "([0-9a-f]+)"`).FindAllStringSubmatch(string(data), -1) {
-		tok[m[1]] = m[2]
-	}
+	tok := serveTokens(t, filepath.Join(dir, "data"))
 	if st, _ := os.Stat(filepath.Join(dir, "data", "tokens.yaml")); st.Mode().Perm() != 0o600 || len(tok) != 3 {
 		t.Fatalf("tokens file: %v %v", st.Mode(), tok)
 	}
