@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/chaosgate/chaosgate/internal/browsertest"
 )
 
 // TestBrowserCrossOriginCannotAbort: an operator signed in to the
@@ -18,7 +19,6 @@ import (
 // That page posts the kill-switch form and fetches the API's kill switch
 // with the browser's credentials. Real Chromium; the server refuses both.
 func TestBrowserCrossOriginCannotAbort(t *testing.T) {
-	bin := chromiumPath(t)
 	h := newHarness(t, "", scripted(nil), nil)
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
@@ -29,18 +29,7 @@ fetch("%[1]s/api/v1/abort?reason=csrf", {method: "POST", credentials: "include",
 </script>`, h.hs.URL)
 	}))
 	defer evil.Close()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.NoFirstRun, chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoDefaultBrowserCheck,
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	ctx := browsertest.Start(t, 60*time.Second)
 	if err := chromedp.Do(ctx, chromedp.Navigate(h.hs.URL+"/login"), chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", roleTokens[RoleOperator]), chromedp.Click("#signin"), chromedp.WaitVisible("#history")); err != nil {
 		t.Fatalf("sign in: %v", err)

@@ -1,34 +1,16 @@
 package web
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/chaosgate/chaosgate/internal/browsertest"
 )
 
-// chromiumPath finds Chromium: skipped outside CI when it is missing,
-// fatal with CI=true.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed (apt-get install -y chromium)")
-	}
-	t.Skip("chromium is not installed; the browser test needs it (apt-get install -y chromium)")
-	return ""
-}
-
 func TestBrowserDashboardAndExplorer(t *testing.T) {
-	bin := chromiumPath(t)
 	dir := t.TempDir()
 	revA, revB := "sha256:"+strings.Repeat("3c", 32), "sha256:"+strings.Repeat("4d", 32)
 	recordEvidence(t, dir, revA, "pod-kill", "promote", "trace-a")
@@ -36,18 +18,7 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	gate := make(chan struct{})
 	h := newHarness(t, dir, scripted(gate), nil)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.NoFirstRun, chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoDefaultBrowserCheck,
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
+	ctx := browsertest.Start(t, 90*time.Second)
 
 	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"promote-browser"}`)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -76,7 +47,7 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 			if err == nil {
 				return
 			}
-			if time.Now().After(deadline) || !interruptedByNavigation(err) {
+			if time.Now().After(deadline) || !browsertest.InterruptedByNavigation(err) {
 				t.Fatalf("waiting for %s: %v", expr, err)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -128,18 +99,4 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	if sig, proof, rev := text("#sig-status"), text("#proof-status"), text("#revision"); sig != "verified" || proof != "verified" || rev != revB {
 		t.Fatalf("entry: signature %q, proof %q, revision %q", sig, proof, rev)
 	}
-}
-
-// interruptedByNavigation reports whether a CDP call failed because the page
-// navigated while it ran: Chromium answers "Inspected target navigated or
-// closed", "Execution context was destroyed" or "Cannot find context with
-// specified id" depending on when the old context went away.
-func interruptedByNavigation(err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"navigated", "context was destroyed", "Cannot find context"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }
