@@ -534,10 +534,14 @@ type entryPage struct {
 func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
 	if err != nil {
-		http.Error(w, "entry index: "+err.Error(), http.StatusBadRequest)
+		s.notFound(w, r, fmt.Sprintf("No ledger entry %q: an entry is named by its index, a number.", r.PathValue("index")), "The block explorer lists the entries.")
 		return
 	}
 	l, err := s.openLedger(r.Context())
+	if evidence.KindOf(err) == evidence.KindNotFound {
+		s.notFound(w, r, "The ledger is empty: the first run creates it.", "")
+		return
+	}
 	if err != nil {
 		writeLedgerErr(w, err)
 		return
@@ -545,6 +549,10 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 	defer l.Close()
 	ctx := r.Context()
 	e, err := l.Entry(ctx, i)
+	if evidence.KindOf(err) == evidence.KindNotFound {
+		s.notFound(w, r, fmt.Sprintf("No ledger entry %d (the ledger holds %d).", i, l.Size()), "The block explorer lists the entries.")
+		return
+	}
 	if err != nil {
 		writeLedgerErr(w, err)
 		return

@@ -638,7 +638,7 @@ func TestExplorerAndLedgerAPI(t *testing.T) {
 	if code, body := h.do(RoleAuditor, "GET", "/api/v1/ledger/checkpoint", ""); code != 200 || !strings.Contains(string(body), "\n2\n") {
 		t.Fatalf("checkpoint: %d %s", code, body)
 	}
-	if code, _ := h.do(RoleAuditor, "GET", "/explorer/entries/99", ""); code != 404 {
+	if code, body := h.do(RoleAuditor, "GET", "/explorer/entries/99", ""); code != 404 || !strings.Contains(string(body), `id="not-found"`) {
 		t.Fatalf("missing entry: %d", code)
 	}
 	// Paging: before=1 lists entry 0 only.

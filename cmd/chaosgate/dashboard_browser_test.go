@@ -104,7 +104,7 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	if !strings.Contains(cliRow, "demo") || !strings.Contains(cliRow, "promote") || !strings.Contains(servedRow, "api · operator") {
 		t.Fatalf("history rows: %q / %q", cliRow, servedRow)
 	}
-	browsertest.Screenshot(t, ctx, shots, "dashboard.png")
+	browsertest.Screenshot(t, ctx, shots, "dashboard.png", true)
 
 	// The command's run page: axes, and a shaded band for every fault kind.
 	browsertest.Do(t, ctx, "run page", chromedp.Navigate(p.url+"/runs/"+cliID), chromedp.WaitVisible("#chart-p99"))
@@ -123,7 +123,7 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	if chips := browsertest.Eval[int](t, ctx, `document.querySelectorAll("#step-chips .chip").length`); chips == 0 {
 		t.Error("no verdict chips on the run page")
 	}
-	browsertest.Screenshot(t, ctx, shots, "run.png")
+	browsertest.Screenshot(t, ctx, shots, "run.png", false)
 
 	// Its ledger entry links back to it.
 	browsertest.Do(t, ctx, "entry", chromedp.Click("#entry-link"), chromedp.WaitVisible("#sig-status"))
@@ -134,7 +134,7 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	if href != "/runs/"+cliID {
 		t.Fatalf("entry links to %q, want the run page of %s", href, cliID)
 	}
-	browsertest.Screenshot(t, ctx, shots, "entry.png")
+	browsertest.Screenshot(t, ctx, shots, "entry.png", true)
 	browsertest.Do(t, ctx, "back to the run", chromedp.Click("#run-link"), chromedp.WaitVisible("#chart-p99"))
 
 	// A missing run gets the styled not-found page.
@@ -154,7 +154,7 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	if cls := browsertest.Eval[string](t, ctx, `document.activeElement.className`); cls != "skip" {
 		t.Errorf("the first Tab focuses %q, want the skip link", cls)
 	}
-	browsertest.Screenshot(t, ctx, shots, "dashboard-phone-dark.png")
+	browsertest.Screenshot(t, ctx, shots, "dashboard-phone-dark.png", false)
 }
 
 // firstEventTime is the time of the first event in an events file.

@@ -130,14 +130,19 @@ func ColorScheme(scheme string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// Screenshot saves a full-page PNG of the current page as dir/name when
-// dir is set (the screenshots make target sets it); nothing otherwise.
-func Screenshot(t testing.TB, ctx context.Context, dir, name string) {
+// Screenshot saves a PNG of the current page as dir/name when dir is set
+// (the screenshots make target sets it); nothing otherwise. full takes
+// the whole page, else what the window shows.
+func Screenshot(t testing.TB, ctx context.Context, dir, name string, full bool) {
 	t.Helper()
 	if dir == "" {
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	shot := chromedp.CaptureScreenshot()
+	if full {
+		shot = chromedp.FullScreenshot(100)
+	}
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
