@@ -29,8 +29,12 @@ type Config struct {
 	// TokensFile lists the bearer tokens and their roles (default
 	// DATA/tokens.yaml, created with fresh tokens on first start).
 	TokensFile string
-	// Decision is the decision matrix file, hot-reloaded (empty: defaults).
+	// Decision is the decision matrix source, hot-reloaded: a file, or
+	// consul://HOST:PORT/KEY (empty: defaults).
 	Decision string
+	// ConsulTokenFile holds the Consul ACL token for a consul:// decision
+	// source (empty: CONSUL_HTTP_TOKEN, or none).
+	ConsulTokenFile string
 	// Target is where runs execute: local or k8s.
 	Target string
 	// Experiments is a directory of experiment files runs may name.
@@ -150,7 +154,7 @@ func str(file, path string, v *yaml.Node, dst *string) error {
 	return nil
 }
 
-var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "target", "experiments", "schedules"}
+var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "consul_token_file", "target", "experiments", "schedules"}
 
 // DefaultListen is where serve listens unless told otherwise: this machine
 // only.
@@ -190,6 +194,8 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 			return str(file, k, v, &c.TokensFile)
 		case "decision":
 			return str(file, k, v, &c.Decision)
+		case "consul_token_file":
+			return str(file, k, v, &c.ConsulTokenFile)
 		case "experiments":
 			return str(file, k, v, &c.Experiments)
 		case "target":

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +18,7 @@ import (
 // newDecideCmd is `chaosgate decide`: the offline judge over recorded
 // windows/v1 canary and control windows.
 func newDecideCmd() *cobra.Command {
-	var input, cfgPath, output string
+	var input, cfgPath, output, consulTokenFile string
 	cmd := &cobra.Command{
 		Use:   "decide --input FILE [-c decision.yaml] [-o table|json]",
 		Short: "Judge recorded canary/control windows offline and explain the verdict",
@@ -35,7 +36,16 @@ verdict with the explanation of every dimension. Exit codes: 0 promote, 3 hold, 
 			}
 			cfg := decision.Default()
 			if cfgPath != "" {
-				c, err := config.LoadFile(cfgPath)
+				src, err := config.ParseSource(cfgPath)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("decide: -c: %w", err))
+				}
+				src.ConsulTokenFile = consulTokenFile
+				ctx := cmd.Context()
+				if ctx == nil {
+					ctx = context.Background()
+				}
+				c, err := config.LoadSource(ctx, src)
 				if err != nil {
 					return withExitCode(exitUsage, fmt.Errorf("decide: config:\n%w", err))
 				}
@@ -70,7 +80,8 @@ verdict with the explanation of every dimension. Exit codes: 0 promote, 3 hold, 
 		},
 	}
 	cmd.Flags().StringVar(&input, "input", "", "windows/v1 JSON file (- for stdin)")
-	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "decision.yaml (default: built-in defaults)")
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "decision matrix: decision.yaml or consul://HOST:PORT/KEY (default: built-in defaults)")
+	cmd.Flags().StringVar(&consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// -c (default: CONSUL_HTTP_TOKEN)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }

@@ -83,7 +83,7 @@ infrastructure error (or interrupted).`,
 type gamedayOpts struct {
 	dataDir, output, binary, revision string
 	defects                           []string
-	decisionFile                      string
+	decisionFile, consulTokenFile     string
 	doc                               *scenarios.Document
 	// jsonFile and junitFile are written by gate.
 	jsonFile, junitFile string
@@ -100,7 +100,8 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&o.dataDir, "data-dir", ".chaosgate", "directory for clusters, journal, baseline history, ledger and keys")
 	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json (report/v1)")
 	f.StringVar(&o.binary, "binary", "", "chaosgate binary the aggregator nodes run (default: this executable)")
-	f.StringVarP(&o.decisionFile, "decision", "c", "", "decision matrix file (decision.yaml; default: the built-in defaults)")
+	f.StringVarP(&o.decisionFile, "decision", "c", "", "decision matrix, hot-reloaded during the run: decision.yaml or consul://HOST:PORT/KEY (default: the built-in defaults)")
+	f.StringVar(&o.consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// --decision (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&o.metricsSource, "metrics-source", "embedded", "where the arms' process metrics (HTTP errors, GC pauses, dependency calls, memory growth) come from: embedded (chaosgate scrapes the nodes) or prometheus (PromQL)")
 	f.StringVar(&o.promURL, "prometheus", "", `with --metrics-source prometheus: the base URL of a Prometheus that scrapes the run's nodes with an arm label (arm="canary", arm="control", arm="calibration"; targets in DATA/runs/RUN/prometheus/targets.json); default: start a local Prometheus`)
 	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
@@ -198,16 +199,17 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	} else {
 		fmt.Fprintf(progress, "no leftovers of a crashed run in %s\n", dir)
 	}
-	dcfg, err := loadDecision(o.decisionFile)
+	dcfg, stopDecision, err := openDecision(ctx, o.decisionFile, o.consulTokenFile)
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
+	defer stopDecision()
 	prom, err := o.prometheusConfig()
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
 	cfg := gameday.Config{Prometheus: prom, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
-		Decision: func() *decision.Config { return dcfg }, Log: log, Versions: map[string]string{"chaosgate": version}}
+		Decision: dcfg, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event
 	// The run's record under DATA/serve/runs: serve on this data directory
@@ -299,11 +301,27 @@ func defectSuffix(d []string) string {
 	return ", canary defect " + strings.Join(d, ", ")
 }
 
-func loadDecision(path string) (*decision.Config, error) {
-	if path == "" {
-		return decision.Default(), nil
+// openDecision opens the decision matrix of a run: the built-in defaults
+// (spec empty), or a file or Consul key (consul://HOST:PORT/KEY) kept in
+// step while the run goes, so every judgement uses the config in force.
+// stop ends the watch.
+func openDecision(ctx context.Context, spec, consulTokenFile string) (current func() *decision.Config, stop func(), err error) {
+	if spec == "" {
+		d := decision.Default()
+		return func() *decision.Config { return d }, func() {}, nil
 	}
-	return config.LoadFile(path)
+	src, err := config.ParseSource(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--decision: %w", err)
+	}
+	src.ConsulTokenFile = consulTokenFile
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	store, done, err := config.OpenSource(wctx, src, nil, nil)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return store.Current, func() { cancel(); <-done }, nil
 }
 
 func writeRunJSON(w io.Writer, r runOutput) error {

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/web"
@@ -30,7 +29,7 @@ import (
 // dashboard, the block explorer, the cron game days and the gate endpoints
 // for Argo Rollouts and Flagger.
 func newServeCmd() *cobra.Command {
-	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, binary, tlsCert, tlsKey string
+	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, consulTokenFile, binary, tlsCert, tlsKey string
 	var secureCookie bool
 	var k k8sOpts
 	cmd := &cobra.Command{
@@ -67,7 +66,7 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 			}
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"http": &cfg.Listen, "data-dir": &cfg.DataDir, "target": &cfg.Target,
-				"experiments": &cfg.Experiments, "tokens": &cfg.TokensFile, "decision": &cfg.Decision, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
+				"experiments": &cfg.Experiments, "tokens": &cfg.TokensFile, "decision": &cfg.Decision, "consul-token-file": &cfg.ConsulTokenFile, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
 				if f.Changed(name) {
 					v, _ := f.GetString(name)
 					*dst = v
@@ -100,7 +99,8 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 	f.StringVar(&target, "target", "local", "where runs execute: local or k8s")
 	f.StringVar(&experiments, "experiments", "", "directory of experiment files runs and schedules may name")
 	f.StringVar(&tokens, "tokens", "", "bearer tokens file (default DATA/tokens.yaml, created on first start)")
-	f.StringVar(&decisionFile, "decision", "", "decision matrix file, hot-reloaded (default: the built-in defaults)")
+	f.StringVar(&decisionFile, "decision", "", "decision matrix, hot-reloaded: a file or consul://HOST:PORT/KEY (default: the built-in defaults)")
+	f.StringVar(&consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// --decision (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&binary, "binary", "", "chaosgate binary the local aggregator nodes run (default: this executable)")
 	k.flags(cmd)
 	return cmd
@@ -150,29 +150,32 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var initial *decision.Config
+	// The decision matrix: the defaults, or a file or Consul key kept in
+	// step (hot reload) while serve runs.
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	source := "built-in defaults"
+	var store *config.Store
+	watchDone := make(<-chan struct{})
 	if cfg.Decision != "" {
-		if initial, err = config.LoadFile(cfg.Decision); err != nil {
+		src, err := config.ParseSource(cfg.Decision)
+		if err != nil {
+			stopWatch()
+			return withExitCode(exitUsage, fmt.Errorf("--decision: %w", err))
+		}
+		src.ConsulTokenFile = cfg.ConsulTokenFile
+		if store, watchDone, err = config.OpenSource(wctx, src, reg, log); err != nil {
+			stopWatch()
 			return withExitCode(exitUsage, err)
 		}
-		source = cfg.Decision
-	}
-	store, err := config.NewStore(initial, source, reg, config.SystemClock{}, log)
-	if err != nil {
-		return withExitCode(exitUsage, err)
-	}
-	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	watchDone := make(chan struct{})
-	if cfg.Decision != "" {
-		go func() {
-			defer close(watchDone)
-			if err := config.WatchFile(wctx, cfg.Decision, store, 200*time.Millisecond); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("decision config watch stopped", "err", err)
-			}
-		}()
+		source = src.String()
 	} else {
-		close(watchDone)
+		if store, err = config.NewStore(nil, source, reg, config.SystemClock{}, log); err != nil {
+			stopWatch()
+			return withExitCode(exitUsage, err)
+		}
+		closed := make(chan struct{})
+		close(closed)
+		watchDone = closed
 	}
 	defer func() { stopWatch(); <-watchDone }()
 

@@ -3,18 +3,14 @@ package config
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chaosgate/chaosgate/decision"
-	"github.com/chaosgate/chaosgate/internal/freeport"
-	"github.com/hashicorp/consul/api"
+	"github.com/chaosgate/chaosgate/internal/consultest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -129,124 +125,9 @@ func TestWatchFile(t *testing.T) {
 
 // ---- Consul ---------------------------------------------------------------
 
-func consulBinary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("CHAOSGATE_CONSUL_BIN"); p != "" {
-		return p
-	}
-	cache := os.Getenv("CHAOSGATE_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, _ := os.UserHomeDir()
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "chaosgate")
-	}
-	p := filepath.Join(cache, "bin", "consul-1.22.0")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("consul binary missing at %s (run scripts/build-consul.sh or set CHAOSGATE_CONSUL_BIN)", p)
-		}
-		t.Skipf("consul binary missing at %s: run scripts/build-consul.sh or set CHAOSGATE_CONSUL_BIN", p)
-	}
-	return p
-}
-
-// freePort is a free 127.0.0.1 port below the ephemeral range, so the
-// agent can be restarted on it without an outgoing connection taking it.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ports, err := freeport.Ports(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports[0]
-}
-
-// consulAgent is a real `consul agent -dev` on 127.0.0.1.
-type consulAgent struct {
-	bin   string
-	ports [4]int
-	cmd   *exec.Cmd
-	done  chan struct{}
-}
-
-func startConsul(t testing.TB) *consulAgent {
-	a := &consulAgent{bin: consulBinary(t)}
-	for i := range a.ports {
-		a.ports[i] = freePort(t)
-	}
-	a.start(t)
-	t.Cleanup(a.stop)
-	return a
-}
-
-func (a *consulAgent) addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports[0]) }
-
-func (a *consulAgent) start(t testing.TB) {
-	t.Helper()
-	a.cmd = exec.Command(a.bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(a.ports[0]), "-dns-port", "-1", "-grpc-port", "-1",
-		"-serf-lan-port", strconv.Itoa(a.ports[1]), "-serf-wan-port", strconv.Itoa(a.ports[2]),
-		"-server-port", strconv.Itoa(a.ports[3]))
-	a.cmd.Dir = t.TempDir()
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("starting consul: %v", err)
-	}
-	a.done = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(a.cmd, a.done)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + a.addr() + "/v1/status/leader")
-		if err == nil {
-			var b [64]byte
-			n, _ := resp.Body.Read(b[:])
-			resp.Body.Close()
-			if n > 2 && string(b[:n]) != `""` {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("consul did not elect a leader in 30s")
-}
-
-func (a *consulAgent) stop() {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	_ = a.cmd.Process.Kill()
-	<-a.done
-	a.cmd = nil
-}
-
-func consulClient(t testing.TB, a *consulAgent) *api.Client {
-	c, err := api.NewClient(&api.Config{Address: a.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func put(t testing.TB, c *api.Client, key string, v []byte) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err := c.KV().Put(&api.KVPair{Key: key, Value: v}, nil)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consul put: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func TestWatchConsul(t *testing.T) {
-	agent := startConsul(t)
-	client := consulClient(t, agent)
+	agent := consultest.Start(t)
+	client := agent.Client(t)
 	s, _ := newTestStore(t)
 	const key = "chaosgate/decision.yaml"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -263,16 +144,16 @@ func TestWatchConsul(t *testing.T) {
 	if errorWeight(s) != def {
 		t.Fatal("config changed before the key existed")
 	}
-	put(t, client, key, configWithWeight(4)) // created after start
+	consultest.Put(t, client, key, configWithWeight(4)) // created after start
 	waitFor(t, s, "key created", func() bool { return errorWeight(s) == 4 })
-	put(t, client, key, configWithWeight(5)) // changed
+	consultest.Put(t, client, key, configWithWeight(5)) // changed
 	waitFor(t, s, "key changed", func() bool { return errorWeight(s) == 5 })
-	put(t, client, key, badConfig) // invalid pushed
+	consultest.Put(t, client, key, badConfig) // invalid pushed
 	waitFor(t, s, "invalid rejected", func() bool { return s.LastError() != nil })
 	if errorWeight(s) != 5 || testutil.ToFloat64(s.success) != 0 {
 		t.Fatal("an invalid config replaced the last good one")
 	}
-	put(t, client, key, configWithWeight(6)) // then fixed
+	consultest.Put(t, client, key, configWithWeight(6)) // then fixed
 	waitFor(t, s, "fixed", func() bool { return errorWeight(s) == 6 && s.LastError() == nil })
 	if s.Snapshot().Source != "consul:"+key {
 		t.Fatalf("source %q", s.Snapshot().Source)
@@ -285,9 +166,9 @@ func TestWatchConsul(t *testing.T) {
 		t.Fatal("deleting the key changed the config")
 	}
 	// The agent restarts mid-watch (a -dev agent loses its data).
-	agent.stop()
-	agent.start(t)
-	put(t, client, key, configWithWeight(7))
+	agent.Stop()
+	agent.Restart(t)
+	consultest.Put(t, client, key, configWithWeight(7))
 	waitFor(t, s, "after agent restart", func() bool { return errorWeight(s) == 7 })
 }
 
@@ -317,11 +198,11 @@ func BenchmarkFileReloadLatency(b *testing.B) {
 // BenchmarkConsulReloadLatency measures Consul KV put → the next evaluation
 // uses the new weight.
 func BenchmarkConsulReloadLatency(b *testing.B) {
-	agent := startConsul(b)
-	client := consulClient(b, agent)
+	agent := consultest.Start(b)
+	client := agent.Client(b)
 	s, _ := newTestStore(b)
 	const key = "chaosgate/bench.yaml"
-	put(b, client, key, configWithWeight(1))
+	consultest.Put(b, client, key, configWithWeight(1))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -331,7 +212,7 @@ func BenchmarkConsulReloadLatency(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		w := float64(i%50 + 2)
-		put(b, client, key, configWithWeight(w))
+		consultest.Put(b, client, key, configWithWeight(w))
 		waitFor(b, s, "reload", func() bool { return usesWeight(s, w) })
 	}
 }
