@@ -220,7 +220,9 @@ type runPage struct {
 	Live    LiveState
 	Charts  []timeChart
 	Steps   []stepChips
-	Auditor bool
+	// Recovery is each measured fault's time to recover.
+	Recovery []recoveryBar
+	Auditor  bool
 	// Previous is the run of the same scenario before this one, LastPromote
 	// the latest promoted one (when this run did not promote).
 	Previous, LastPromote *RunRecord
@@ -232,7 +234,7 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, _ := caller(r.Context())
-	data := runPage{Run: rec, Charts: runCharts(s.runEvents(rec), rec.Report), Steps: chipsOf(rec.Report),
+	data := runPage{Run: rec, Charts: runCharts(s.runEvents(rec), rec.Report), Steps: chipsOf(rec.Report), Recovery: recoveryBars(rec.Report),
 		Auditor: t.Role == RoleAuditor}
 	if rec.Status == StatusRunning {
 		data.Running, data.Live = true, s.liveState(rec.ID)

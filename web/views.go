@@ -146,3 +146,44 @@ func triggerLabel(trigger string) string {
 	}
 	return trigger
 }
+
+// recoveryBar is one fault's time to recover, as a bar of the run page's
+// resilience chart.
+type recoveryBar struct {
+	Label       string
+	Seconds     string
+	WidthPct    float64
+	Unrecovered bool
+}
+
+// recoveryBars draws the time each measured fault took to recover,
+// scaled to the longest.
+func recoveryBars(r *report.Report) []recoveryBar {
+	if r == nil {
+		return nil
+	}
+	longest := 0.0
+	for _, f := range r.Faults {
+		if f.Availability != nil && f.Availability.RecoveryS != nil {
+			longest = math.Max(longest, *f.Availability.RecoveryS)
+		}
+	}
+	var out []recoveryBar
+	for _, f := range r.Faults {
+		if f.Availability == nil {
+			continue
+		}
+		b := recoveryBar{Label: f.Kind + " · " + f.Arm + " · " + f.Target}
+		switch v := f.Availability.RecoveryS; {
+		case v == nil:
+			b.Unrecovered, b.Seconds, b.WidthPct = true, "not recovered in the run", 100
+		default:
+			b.Seconds = fmt.Sprintf("%.1f s", *v)
+			if longest > 0 {
+				b.WidthPct = math.Round(*v/longest*1000) / 10
+			}
+		}
+		out = append(out, b)
+	}
+	return out
+}

@@ -81,10 +81,40 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	}
 	var rep struct {
 		Verdict string
-		Faults  []struct{ Kind string }
+		Faults  []struct {
+			Kind, Arm    string
+			Availability *struct {
+				Requests  int64
+				RecoveryS *float64 `json:"recovery_s"`
+			}
+		}
+		Resilience []struct {
+			Kind, Arm     string
+			Faults        int
+			MeanRecoveryS float64 `json:"mean_recovery_s"`
+			MaxRecoveryS  float64 `json:"max_recovery_s"`
+		}
 	}
 	if demoErr != nil || json.Unmarshal(stdout.Bytes(), &rep) != nil || rep.Verdict != "promote" {
 		t.Fatalf("demo: %v, verdict %q\n%s", demoErr, rep.Verdict, tail(stderr.String(), 3000))
+	}
+
+	// The report says how long each fault took to recover, per kind and
+	// arm (MTTR), from the load the arms carried through it.
+	measured := 0
+	for _, f := range rep.Faults {
+		if (f.Arm == "canary" || f.Arm == "control") && (f.Availability == nil || f.Availability.Requests == 0) {
+			t.Errorf("fault %s on %s without the load it saw: %+v", f.Kind, f.Arm, f.Availability)
+		}
+		if f.Availability != nil {
+			measured++
+		}
+	}
+	if len(rep.Resilience) == 0 {
+		t.Fatal("no resilience figures in the report")
+	}
+	for _, k := range rep.Resilience {
+		t.Logf("resilience %s on %s: %d faults, MTTR %.1f s, longest %.1f s", k.Kind, k.Arm, k.Faults, k.MeanRecoveryS, k.MaxRecoveryS)
 	}
 
 	// A run of serve's own.
@@ -122,6 +152,11 @@ func TestDashboardShowsCommandAndServedRuns(t *testing.T) {
 	}
 	if chips := browsertest.Eval[int](t, ctx, `document.querySelectorAll("#step-chips .chip").length`); chips == 0 {
 		t.Error("no verdict chips on the run page")
+	}
+	rows := browsertest.Eval[int](t, ctx, `document.querySelectorAll("#resilience-rows tr").length`)
+	bars := browsertest.Eval[int](t, ctx, `document.querySelectorAll("#recovery-chart .bars li").length`)
+	if rows != len(rep.Resilience) || bars != measured {
+		t.Errorf("run page resilience: %d rows for %d kinds, %d recovery bars for %d measured faults", rows, len(rep.Resilience), bars, measured)
 	}
 	browsertest.Screenshot(t, ctx, shots, "run.png", false)
 

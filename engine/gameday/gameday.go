@@ -1026,8 +1026,22 @@ func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result
 			t := f.RecoveredAt
 			rf.RecoveredAt = &t
 		}
+		if r.avail != nil && (f.Arm == engine.ArmCanary || f.Arm == engine.ArmControl) && !f.AppliedAt.IsZero() {
+			removed := f.RecoveredAt
+			if removed.IsZero() {
+				removed = time.Now()
+			}
+			fw := r.avail.Fault(f.Arm, f.AppliedAt, removed)
+			fa := &report.FaultAvailability{Requests: fw.Requests, Failed: fw.Failed, Timeouts: fw.Timeouts, Retries: fw.Retries}
+			if fw.Recovered && !f.RecoveredAt.IsZero() {
+				v := math.Round(fw.RecoveryS*10) / 10
+				fa.RecoveryS = &v
+			}
+			rf.Availability = fa
+		}
 		rep.Faults = append(rep.Faults, rf)
 	}
+	rep.Resilience = report.ResilienceOf(rep.Faults)
 	if r.avail != nil {
 		whole := availability.Span{Start: r.start, End: time.Now()}
 		c, k := r.avail.Summarize(engine.ArmCanary, whole), r.avail.Summarize(engine.ArmControl, whole)

@@ -28,6 +28,8 @@ type Report struct {
 	Probes    Probes    `json:"probes"`
 	Evidence  *Evidence `json:"evidence,omitempty"`
 	DurationS float64   `json:"duration_s"`
+	// Resilience sums up the faults per kind and arm (ResilienceOf).
+	Resilience []KindResilience `json:"resilience,omitempty"`
 }
 
 // Step is the judgement at one canary weight.
@@ -50,6 +52,73 @@ type Fault struct {
 	AppliedAt   time.Time  `json:"applied_at"`
 	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
 	Confirmed   string     `json:"confirmed"` // confirmed|mismatch|inconclusive
+	// Availability is the arm's load through the fault (nil where the arm
+	// carried no measured load, e.g. the calibration arm).
+	Availability *FaultAvailability `json:"availability,omitempty"`
+}
+
+// FaultAvailability is one arm's load through one fault: messages with a
+// final outcome and those definitely not stored, attempts with an unknown
+// outcome and re-sends while the fault was in place, and how long after
+// its removal the arm served load cleanly again (null: not seen in the
+// run; resolution one load chunk, 1 s by default).
+type FaultAvailability struct {
+	Requests  int64    `json:"requests"`
+	Failed    int64    `json:"failed"`
+	Timeouts  int64    `json:"timeouts"`
+	Retries   int64    `json:"retries"`
+	RecoveryS *float64 `json:"recovery_s"`
+}
+
+// KindResilience sums up the faults of one kind on one arm: how many, the
+// mean and the longest time to recover (MTTR and its worst case), how
+// many never recovered within the run, the messages lost and the re-sends
+// while they were in place.
+type KindResilience struct {
+	Kind           string  `json:"kind"`
+	Arm            string  `json:"arm"`
+	Faults         int     `json:"faults"`
+	MeanRecoveryS  float64 `json:"mean_recovery_s"`
+	MaxRecoveryS   float64 `json:"max_recovery_s"`
+	Unrecovered    int     `json:"unrecovered"`
+	RequestsFailed int64   `json:"requests_failed"`
+	Retries        int64   `json:"retries"`
+}
+
+// ResilienceOf sums up faults per kind and arm, in order of first
+// injection.
+func ResilienceOf(faults []Fault) []KindResilience {
+	var out []KindResilience
+	index := map[[2]string]int{}
+	for _, f := range faults {
+		if f.Availability == nil {
+			continue
+		}
+		k := [2]string{f.Kind, f.Arm}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, KindResilience{Kind: f.Kind, Arm: f.Arm})
+		}
+		r := &out[i]
+		r.Faults++
+		r.RequestsFailed += f.Availability.Failed
+		r.Retries += f.Availability.Retries
+		if f.Availability.RecoveryS == nil {
+			r.Unrecovered++
+			continue
+		}
+		v := *f.Availability.RecoveryS
+		r.MeanRecoveryS += v
+		r.MaxRecoveryS = max(r.MaxRecoveryS, v)
+	}
+	for i := range out {
+		if n := out[i].Faults - out[i].Unrecovered; n > 0 {
+			out[i].MeanRecoveryS /= float64(n)
+		}
+	}
+	return out
 }
 
 // Arms holds one value per arm.
@@ -172,6 +241,22 @@ func WriteJUnit(w io.Writer, r Report) error {
 		out.Tests += suite.Tests
 		out.Failures += suite.Failures
 		out.Skipped += suite.Skipped
+		out.Suites = append(out.Suites, suite)
+	}
+	if len(r.Resilience) > 0 {
+		// The resilience figures as properties of their own suite (no
+		// test cases: they inform, the verdict decides).
+		suite := junitSuite{Name: "resilience"}
+		for _, k := range r.Resilience {
+			p := fmt.Sprintf("%s.%s.", k.Kind, k.Arm)
+			suite.Properties = append(suite.Properties,
+				junitProperty{p + "faults", fmt.Sprint(k.Faults)},
+				junitProperty{p + "mttr_s", fmt.Sprintf("%.1f", k.MeanRecoveryS)},
+				junitProperty{p + "max_recovery_s", fmt.Sprintf("%.1f", k.MaxRecoveryS)},
+				junitProperty{p + "unrecovered", fmt.Sprint(k.Unrecovered)},
+				junitProperty{p + "requests_failed", fmt.Sprint(k.RequestsFailed)},
+				junitProperty{p + "retries", fmt.Sprint(k.Retries)})
+		}
 		out.Suites = append(out.Suites, suite)
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {

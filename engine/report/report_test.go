@@ -107,3 +107,45 @@ func TestJUnit(t *testing.T) {
 		t.Fatal("pass/skip cases wrong")
 	}
 }
+
+// Resilience sums faults per kind and arm; an unrecovered fault counts
+// apart and stays out of the mean; the JUnit report carries the figures
+// as properties of a resilience suite.
+func TestResilienceAndJUnitProperties(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	faults := []Fault{
+		{Kind: "podKill", Arm: "canary", Availability: &FaultAvailability{Requests: 100, Failed: 3, Retries: 10, RecoveryS: f(2)}},
+		{Kind: "podKill", Arm: "canary", Availability: &FaultAvailability{Requests: 100, Failed: 1, Retries: 4, RecoveryS: f(4)}},
+		{Kind: "podKill", Arm: "canary", Availability: &FaultAvailability{Requests: 100, Failed: 9}},
+		{Kind: "podKill", Arm: "control", Availability: &FaultAvailability{Requests: 100, RecoveryS: f(0)}},
+		{Kind: "partition", Arm: "calibration"}, // no measured load: left out
+	}
+	got := ResilienceOf(faults)
+	want := []KindResilience{
+		{Kind: "podKill", Arm: "canary", Faults: 3, MeanRecoveryS: 3, MaxRecoveryS: 4, Unrecovered: 1, RequestsFailed: 13, Retries: 14},
+		{Kind: "podKill", Arm: "control", Faults: 1},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("%d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	r := New("run-1", "rev", decision.Promote)
+	r.Faults, r.Resilience = faults, got
+	var b strings.Builder
+	if err := WriteJUnit(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`<testsuite name="resilience"`, `name="podKill.canary.mttr_s" value="3.0"`, `name="podKill.canary.unrecovered" value="1"`, `name="podKill.control.max_recovery_s" value="0.0"`} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("JUnit lacks %s:\n%s", s, b.String())
+		}
+	}
+	data, _ := json.Marshal(r)
+	if !strings.Contains(string(data), `"recovery_s":null`) || !strings.Contains(string(data), `"mean_recovery_s":3`) {
+		t.Fatalf("JSON: %s", data)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sort"
 	"sync"
 	"time"
 
@@ -434,4 +435,55 @@ func (p *Probe) Observe(_ context.Context, w engine.Window) (engine.Observation,
 		return o, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no finished load chunk in the %s window %s–%s", w.Phase, w.Start.Format(time.TimeOnly), w.End.Format(time.TimeOnly)))
 	}
 	return o, nil
+}
+
+// FaultWindow is one arm's load through one fault.
+type FaultWindow struct {
+	// Requests, Failed, Timeouts and Retries sum the chunks that overlap
+	// the fault, from its injection to its removal: messages with a final
+	// outcome, messages definitely not stored, attempts with an unknown
+	// outcome, and re-sends after a failed attempt.
+	Requests, Failed, Timeouts, Retries int64
+	// RecoveryS is how long after the fault's removal the arm served
+	// load cleanly again (a chunk without a failed message or a timeout):
+	// 0 when the first chunk after the removal is clean, else the start of
+	// the first clean chunk; its resolution is one chunk. Recovered is
+	// false when no clean chunk followed in the data.
+	RecoveryS float64
+	Recovered bool
+}
+
+// Fault measures arm's load through a fault injected at applied and
+// removed at removed.
+func (p *Probe) Fault(arm engine.Arm, applied, removed time.Time) FaultWindow {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var fw FaultWindow
+	var after []*chunk
+	for _, c := range p.chunks {
+		if c.arm != arm || !c.done {
+			continue
+		}
+		if c.end.After(applied) && c.start.Before(removed) {
+			fw.Requests += c.sum.OK + c.sum.Failed
+			fw.Failed += c.sum.Failed
+			fw.Timeouts += c.sum.Timeouts
+			fw.Retries += c.sum.Retries
+		}
+		if !c.start.Before(removed) {
+			after = append(after, c)
+		}
+	}
+	sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
+	for i, c := range after {
+		if c.sum.Failed > 0 || c.sum.Timeouts > 0 || c.sum.OK+c.sum.Failed == 0 {
+			continue
+		}
+		fw.Recovered = true
+		if i > 0 {
+			fw.RecoveryS = c.start.Sub(removed).Seconds()
+		}
+		break
+	}
+	return fw
 }

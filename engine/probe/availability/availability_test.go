@@ -192,3 +192,35 @@ func TestSettledLeavesOutChunksStillRetryingAfterTheSpan(t *testing.T) {
 		t.Fatalf("no fault after the span: %+v", st)
 	}
 }
+
+// Fault counts the load of the chunks that overlap a fault and finds the
+// first clean chunk after its removal.
+func TestFaultWindowCountsLoadAndRecovery(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	chunkAt := func(arm engine.Arm, s float64, ok, failed, timeouts, retries int64) *chunk {
+		return &chunk{arm: arm, start: at(s), end: at(s + 1), done: true,
+			sum: load.Summary{OK: ok, Failed: failed, Timeouts: timeouts, Retries: retries}}
+	}
+	p := &Probe{}
+	p.chunks = []*chunk{
+		chunkAt(engine.ArmCanary, 0, 100, 0, 0, 0),        // before the fault
+		chunkAt(engine.ArmCanary, 1, 80, 20, 5, 30),       // fault from 1.5 s …
+		chunkAt(engine.ArmCanary, 2, 50, 50, 9, 60),       // … to 3 s
+		chunkAt(engine.ArmCanary, 3, 90, 10, 2, 10),       // after removal, not clean yet
+		chunkAt(engine.ArmCanary, 4, 99, 0, 1, 1),         // a timeout: not clean
+		chunkAt(engine.ArmCanary, 5, 100, 0, 0, 0),        // clean: recovered 2 s after the removal
+		chunkAt(engine.ArmControl, 3, 100, 0, 0, 0),       // the control: clean at once
+		{arm: engine.ArmCanary, start: at(6), end: at(7)}, // not finished: ignored
+	}
+	fw := p.Fault(engine.ArmCanary, at(1.5), at(3))
+	if fw.Requests != 200 || fw.Failed != 70 || fw.Timeouts != 14 || fw.Retries != 90 || !fw.Recovered || fw.RecoveryS != 2 {
+		t.Fatalf("canary: %+v", fw)
+	}
+	if fw := p.Fault(engine.ArmControl, at(1.5), at(3)); !fw.Recovered || fw.RecoveryS != 0 || fw.Requests != 0 {
+		t.Fatalf("control: %+v", fw)
+	}
+	if fw := p.Fault(engine.ArmCanary, at(5.5), at(6)); fw.Recovered {
+		t.Fatalf("no clean chunk after the removal, yet recovered: %+v", fw)
+	}
+}
