@@ -1032,7 +1032,8 @@ func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result
 				removed = time.Now()
 			}
 			fw := r.avail.Fault(f.Arm, f.AppliedAt, removed)
-			fa := &report.FaultAvailability{Requests: fw.Requests, Failed: fw.Failed, Timeouts: fw.Timeouts, Retries: fw.Retries}
+			fa := &report.FaultAvailability{Requests: fw.Requests, Failed: fw.Failed, Timeouts: fw.Timeouts, Retries: fw.Retries,
+				SteadyP99MS: math.Round(fw.SteadyP99MS*10) / 10}
 			if fw.Recovered && !f.RecoveredAt.IsZero() {
 				v := math.Round(fw.RecoveryS*10) / 10
 				fa.RecoveryS = &v

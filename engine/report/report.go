@@ -68,6 +68,9 @@ type FaultAvailability struct {
 	Timeouts  int64    `json:"timeouts"`
 	Retries   int64    `json:"retries"`
 	RecoveryS *float64 `json:"recovery_s"`
+	// SteadyP99MS is the arm's p99 latency over the 5 s before the fault,
+	// the latency recovery is measured against (0: none measured).
+	SteadyP99MS float64 `json:"steady_p99_ms,omitempty"`
 }
 
 // KindResilience sums up the faults of one kind on one arm: how many, the

@@ -16,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -444,13 +444,27 @@ type FaultWindow struct {
 	// outcome, messages definitely not stored, attempts with an unknown
 	// outcome, and re-sends after a failed attempt.
 	Requests, Failed, Timeouts, Retries int64
-	// RecoveryS is how long after the fault's removal the arm served
-	// load cleanly again (a chunk without a failed message or a timeout):
-	// 0 when the first chunk after the removal is clean, else the start of
-	// the first clean chunk; its resolution is one chunk. Recovered is
-	// false when no clean chunk followed in the data.
+	// RecoveryS is how long after the fault's removal the arm was back in
+	// its steady state: a chunk without a failed message or a timeout
+	// whose p99 latency is within SteadyP99Bound of the steady state before
+	// the fault. 0 when the first chunk after the removal is steady, else
+	// the start of the first steady chunk; its resolution is one chunk.
+	// Recovered is false when no steady chunk followed in the data.
 	RecoveryS float64
 	Recovered bool
+	// SteadyP99MS is the p99 latency of the arm's chunks in the
+	// steadyBefore before the injection (0: none measured).
+	SteadyP99MS float64
+}
+
+// steadyBefore is how much load before a fault is its steady state.
+const steadyBefore = 5 * time.Second
+
+// SteadyP99Bound is the latency a chunk may have to count as steady
+// after a fault: twice the steady p99, and at least 50 ms above it (short
+// steady windows have noisy tails).
+func SteadyP99Bound(steadyP99MS float64) float64 {
+	return max(2*steadyP99MS, steadyP99MS+50)
 }
 
 // Fault measures arm's load through a fault injected at applied and
@@ -459,7 +473,7 @@ func (p *Probe) Fault(arm engine.Arm, applied, removed time.Time) FaultWindow {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var fw FaultWindow
-	var after []*chunk
+	var after, before []*chunk
 	for _, c := range p.chunks {
 		if c.arm != arm || !c.done {
 			continue
@@ -473,10 +487,17 @@ func (p *Probe) Fault(arm engine.Arm, applied, removed time.Time) FaultWindow {
 		if !c.start.Before(removed) {
 			after = append(after, c)
 		}
+		if !c.end.After(applied) && !c.start.Before(applied.Add(-steadyBefore)) {
+			before = append(before, c)
+		}
 	}
+	fw.SteadyP99MS = chunksP99(before)
 	sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
 	for i, c := range after {
 		if c.sum.Failed > 0 || c.sum.Timeouts > 0 || c.sum.OK+c.sum.Failed == 0 {
+			continue
+		}
+		if fw.SteadyP99MS > 0 && chunksP99([]*chunk{c}) > SteadyP99Bound(fw.SteadyP99MS) {
 			continue
 		}
 		fw.Recovered = true
@@ -486,4 +507,35 @@ func (p *Probe) Fault(arm engine.Arm, applied, removed time.Time) FaultWindow {
 		break
 	}
 	return fw
+}
+
+// chunksP99 is the p99 latency (ms) of the chunks' merged histograms; 0
+// when they hold no latency.
+func chunksP99(cs []*chunk) float64 {
+	var total int64
+	for _, c := range cs {
+		for _, b := range c.bars {
+			total += b.n
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	type vb struct{ v, n int64 }
+	var all []vb
+	for _, c := range cs {
+		for _, b := range c.bars {
+			all = append(all, vb{b.v, b.n})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v < all[j].v })
+	rank := int64(math.Ceil(0.99 * float64(total)))
+	var seen int64
+	for _, b := range all {
+		seen += b.n
+		if seen >= rank {
+			return float64(b.v) / 1000
+		}
+	}
+	return float64(all[len(all)-1].v) / 1000
 }

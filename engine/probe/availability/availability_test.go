@@ -217,10 +217,23 @@ func TestFaultWindowCountsLoadAndRecovery(t *testing.T) {
 	if fw.Requests != 200 || fw.Failed != 70 || fw.Timeouts != 14 || fw.Retries != 90 || !fw.Recovered || fw.RecoveryS != 2 {
 		t.Fatalf("canary: %+v", fw)
 	}
+	// Latency counts too: with a steady p99 of 20 ms before the fault, a
+	// clean chunk whose p99 is 900 ms is not the steady state back.
+	ms := func(v, n int64) bar { return bar{v: v * 1000, n: n} }
+	p.chunks[0].bars = []bar{ms(10, 90), ms(20, 10)}
+	p.chunks[5].bars = []bar{ms(10, 50), ms(900, 50)}
+	p.chunks = append(p.chunks, chunkAt(engine.ArmCanary, 7, 100, 0, 0, 0))
+	p.chunks[len(p.chunks)-1].bars = []bar{ms(15, 100)}
+	if fw := p.Fault(engine.ArmCanary, at(1.5), at(3)); fw.SteadyP99MS != 20 || !fw.Recovered || fw.RecoveryS != 4 {
+		t.Fatalf("slow after the fault: %+v", fw)
+	}
+	if SteadyP99Bound(20) != 70 || SteadyP99Bound(200) != 400 {
+		t.Fatalf("bound %g %g", SteadyP99Bound(20), SteadyP99Bound(200))
+	}
 	if fw := p.Fault(engine.ArmControl, at(1.5), at(3)); !fw.Recovered || fw.RecoveryS != 0 || fw.Requests != 0 {
 		t.Fatalf("control: %+v", fw)
 	}
-	if fw := p.Fault(engine.ArmCanary, at(5.5), at(6)); fw.Recovered {
+	if fw := p.Fault(engine.ArmCanary, at(7.5), at(8)); fw.Recovered {
 		t.Fatalf("no clean chunk after the removal, yet recovered: %+v", fw)
 	}
 }
