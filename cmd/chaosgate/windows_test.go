@@ -114,9 +114,9 @@ func (d *driver) halt()  { close(d.stop); <-d.done }
 
 // TestWindowsFromPrometheusGatesACanary is the whole path on a real
 // Prometheus 2.42: a real HTTP server exposes three arms (control, a good
-// canary, a bad canary) that run the same load for 40 s — the A/A history
+// canary, a bad canary) that run the same load for a minute — the A/A history
 // — then the bad canary's error counter rises. `chaosgate windows` with 12
-// history windows of 3 s writes windows/v1; fed to the judge it blocks the
+// history windows of 3 s (every 5 s, all before the rise) writes windows/v1; fed to the judge it blocks the
 // bad canary on error_rate and promotes the good one; the real binary piped
 // into `chaosgate decide --input -` exits 1 and 0. With the aggregator's
 // default queries the target exports none of the metrics: every field is
@@ -139,10 +139,14 @@ func TestWindowsFromPrometheusGatesACanary(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	const window, history = 3 * time.Second, 12
+	// The judged window [at-window, at] starts 1.5 s after the raise; the
+	// history windows end every `every` before at, so the most recent one
+	// ends 0.5 s before the raise: no A/A window holds raised errors (one
+	// that did would count the defect as the arms' noise).
+	const window, every, history = 3 * time.Second, 5 * time.Second, 12
 	d := drive(tg, "bad")
 	defer d.halt()
-	time.Sleep(time.Duration(history+1)*window + 2*time.Second)
+	time.Sleep(time.Duration(history)*every + window - (window + 1500*time.Millisecond) + 2*time.Second)
 	d.raise()
 	time.Sleep(window + 1500*time.Millisecond)
 	at := time.Now().UTC().Format(time.RFC3339Nano)
@@ -152,7 +156,7 @@ func TestWindowsFromPrometheusGatesACanary(t *testing.T) {
 		t.Helper()
 		out := filepath.Join(dir, canary+".json")
 		args := []string{"windows", "--prometheus", prom.URL, "--canary", `{arm="` + canary + `"}`, "--control", `arm="control"`,
-			"--window", window.String(), "--history", fmt.Sprint(history), "--history-every", window.String(), "--at", at, "-o", out}
+			"--window", window.String(), "--history", fmt.Sprint(history), "--history-every", every.String(), "--at", at, "-o", out}
 		if queries != "" {
 			args = append(args, "--queries", queries)
 		}
@@ -236,7 +240,7 @@ func TestWindowsFromPrometheusGatesACanary(t *testing.T) {
 		bin := chaosgateBinary(t)
 		for canary, want := range map[string]int{"good": exitPromote, "bad": exitBlock} {
 			w := exec.Command(bin, "windows", "--prometheus", prom.URL, "--queries", exampleQueries, "--canary", `arm="`+canary+`"`,
-				"--control", `arm="control"`, "--window", "3s", "--history", "12", "--history-every", "3s", "--at", at)
+				"--control", `arm="control"`, "--window", "3s", "--history", "12", "--history-every", "5s", "--at", at)
 			dec := exec.Command(bin, "decide", "--input", "-")
 			pipe, err := w.StdoutPipe()
 			if err != nil {
