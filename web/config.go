@@ -10,6 +10,8 @@ import (
 
 	cron "github.com/netresearch/go-cron"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/chaosgate/chaosgate/notify"
 )
 
 // Config is chaosgate.yaml: how `chaosgate serve` listens, where it keeps
@@ -42,6 +44,20 @@ type Config struct {
 	// Schedules are cron game days defined in the file (read-only through
 	// the API; schedules created through the API are kept in the data dir).
 	Schedules []Schedule
+	// Notify says who is told when one of serve's runs ends.
+	Notify NotifyConfig
+}
+
+// NotifyConfig is the notify: block (see package notify): generic
+// webhooks signed with the secret in SecretFile, a Slack incoming webhook
+// whose URL is in SlackURLFile, the verdicts that notify and the
+// dashboard's base URL for the run link.
+type NotifyConfig struct {
+	Webhooks     []string
+	SecretFile   string
+	SlackURLFile string
+	On           string
+	DashboardURL string
 }
 
 // Schedule is one cron game day.
@@ -154,7 +170,7 @@ func str(file, path string, v *yaml.Node, dst *string) error {
 	return nil
 }
 
-var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "consul_token_file", "target", "experiments", "schedules"}
+var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "consul_token_file", "target", "experiments", "schedules", "notify"}
 
 // DefaultListen is where serve listens unless told otherwise: this machine
 // only.
@@ -241,6 +257,8 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 				seen[s.Name] = true
 				c.Schedules = append(c.Schedules, s)
 			}
+		case "notify":
+			return loadNotify(file, v, &c.Notify)
 		}
 		return nil
 	})
@@ -254,6 +272,66 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 		return nil, nodeErr(file, top, "", "tls_cert and tls_key go together", "give both, or neither for plain HTTP")
 	}
 	return c, nil
+}
+
+// loadNotify parses the notify: block: webhook (a URL or a list of URLs),
+// secret_file, slack_url_file, on and dashboard_url.
+func loadNotify(file string, m *yaml.Node, n *NotifyConfig) error {
+	var secretNode *yaml.Node
+	err := fields(file, "notify", m, []string{"webhook", "secret_file", "slack_url_file", "on", "dashboard_url"}, func(k string, v *yaml.Node) error {
+		p := "notify." + k
+		switch k {
+		case "webhook":
+			items := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				items = v.Content
+				if len(items) == 0 {
+					return nodeErr(file, v, p, "want a URL or a non-empty list of URLs", "webhook: https://hooks.example.com/chaosgate")
+				}
+			}
+			for i, item := range items {
+				ip := p
+				if v.Kind == yaml.SequenceNode {
+					ip = fmt.Sprintf("%s[%d]", p, i)
+				}
+				var u string
+				if err := str(file, ip, item, &u); err != nil {
+					return err
+				}
+				if _, err := notify.ParseEndpoint(u); err != nil {
+					return nodeErr(file, item, ip, err.Error(), "an absolute http or https URL")
+				}
+				n.Webhooks = append(n.Webhooks, u)
+			}
+		case "secret_file":
+			secretNode = v
+			return str(file, p, v, &n.SecretFile)
+		case "slack_url_file":
+			return str(file, p, v, &n.SlackURLFile)
+		case "on":
+			if err := str(file, p, v, &n.On); err != nil {
+				return err
+			}
+			if _, err := notify.ParseWhen(n.On); err != nil {
+				return nodeErr(file, v, p, err.Error(), "on: block,hold")
+			}
+		case "dashboard_url":
+			if err := str(file, p, v, &n.DashboardURL); err != nil {
+				return err
+			}
+			if _, err := notify.ParseEndpoint(n.DashboardURL); err != nil {
+				return nodeErr(file, v, p, err.Error(), "the URL people open the dashboard at, e.g. https://chaosgate.example.com")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n.SecretFile != "" && len(n.Webhooks) == 0 {
+		return nodeErr(file, secretNode, "notify.secret_file", "a secret file without a webhook", "the secret signs webhook requests: add webhook: URL")
+	}
+	return nil
 }
 
 // LoadConfigFile reads and parses a chaosgate.yaml file.

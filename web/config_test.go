@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/chaosgate/chaosgate/notify"
 )
 
 func TestLoadConfigGood(t *testing.T) {
@@ -115,7 +117,8 @@ func TestRolesAllow(t *testing.T) {
 
 func FuzzLoadConfig(f *testing.F) {
 	for _, s := range []string{"", "listen: :1\n", "schedules:\n  - {name: a, cron: \"@daily\", scenario: x}\n", "target: k8s\ndata_dir: d\n",
-		"schedules: [{name: a, cron: '* * * * *', scenario: b, revision: r}]", "a: [", "listen: &a x\ndata_dir: *a\n", "? [a]\n: b\n"} {
+		"schedules: [{name: a, cron: '* * * * *', scenario: b, revision: r}]", "a: [", "listen: &a x\ndata_dir: *a\n", "? [a]\n: b\n",
+		"notify:\n  webhook: [http://h/x]\n  secret_file: s\n  on: block,hold\n  dashboard_url: https://d\n", "notify: {slack_url_file: f, on: all}\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -133,6 +136,14 @@ func FuzzLoadConfig(f *testing.F) {
 		for _, s := range c.Schedules {
 			if s.check() != nil {
 				t.Fatalf("accepted an invalid schedule: %+v", s)
+			}
+		}
+		if _, err := notify.ParseWhen(c.Notify.On); err != nil {
+			t.Fatalf("accepted notify.on %q: %v", c.Notify.On, err)
+		}
+		for _, u := range c.Notify.Webhooks {
+			if _, err := notify.ParseEndpoint(u); err != nil {
+				t.Fatalf("accepted notify.webhook %q: %v", u, err)
 			}
 		}
 	})

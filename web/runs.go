@@ -689,6 +689,9 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 		s.cur = nil
 		s.mu.Unlock()
 		live.close()
+		if s.opt.OnRunEnd != nil {
+			s.opt.OnRunEnd(&done)
+		}
 	}()
 	return rec, nil
 }

@@ -73,6 +73,10 @@ type Options struct {
 	// k8s); a document whose target names another is refused. Empty: no
 	// check (the local target).
 	Namespaces []string
+	// OnRunEnd, when set, is called with the saved record of each of
+	// serve's own runs once it has ended and the server accepts the next
+	// run; Close waits for it to return. It must not modify the record.
+	OnRunEnd func(*RunRecord)
 }
 
 // Server is chaosgate serve's HTTP handler and run manager.

@@ -631,6 +631,14 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if o.output != "table" && o.output != "json" {
 		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json (yaml only with --dry-run)", o.output))
 	}
+	notifyDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	notifier, err := o.notify.dispatcher(notifyDir)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
 	// The run's record under DATA/serve/runs, as for the local target.
 	var rec *web.RunRecorder
 	if dir, err := filepath.Abs(o.dataDir); err == nil {
@@ -655,6 +663,9 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 		} else {
 			rec.Finish(nil, err)
 		}
+	}
+	if res != nil {
+		notifyRunResult(ctx, cmd.ErrOrStderr(), notifier, doc.Metadata.Name, k8sRunOutcome(res, err))
 	}
 	return err
 }

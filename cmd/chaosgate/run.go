@@ -93,6 +93,8 @@ type gamedayOpts struct {
 	// the selectors configure the PromQL source.
 	metricsSource, promURL, queriesFile string
 	canarySelector, controlSelector     string
+	// notify says who is told how the run ended.
+	notify notifyFlags
 }
 
 func (o *gamedayOpts) flags(cmd *cobra.Command) {
@@ -107,6 +109,7 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
 	f.StringVar(&o.canarySelector, "prom-canary-selector", "", `with --prometheus: the canary's label matchers (default arm="canary")`)
 	f.StringVar(&o.controlSelector, "prom-control-selector", "", `with --prometheus: the control's label matchers (default arm="control")`)
+	o.notify.register(cmd)
 }
 
 // prometheusConfig checks the metrics-source flags and returns the PromQL
@@ -208,6 +211,10 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
+	notifier, err := o.notify.dispatcher(dir)
+	if err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
 	cfg := gameday.Config{Prometheus: prom, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
 		Decision: dcfg, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
@@ -262,6 +269,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 			return out, withExitCode(exitUsage, err)
 		}
 	}
+	notifyRunOutput(ctx, progress, notifier, o.doc.Metadata.Name, res, runErr)
 	w := cmd.OutOrStdout()
 	if o.output == "json" {
 		if err := writeRunJSON(w, res); err != nil {

@@ -90,7 +90,7 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules)")
+	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules, notify)")
 	f.StringVar(&httpAddr, "http", web.DefaultListen, "listen address (default this machine only; \":8080\" for every interface)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with (with --tls-key)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -148,6 +148,10 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	if created {
 		fmt.Fprintf(stderr, "created %s with a viewer, an operator and an auditor token (mode 0600)\n", tokPath)
 	}
+	onRunEnd, err := serveNotifier(stderr, cfg.Notify, dir, log)
+	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The decision matrix: the defaults, or a file or Consul key kept in
@@ -191,7 +195,7 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	}
 	srv, err := web.New(web.Options{DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
 		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log,
-		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces})
+		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces, OnRunEnd: onRunEnd})
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}

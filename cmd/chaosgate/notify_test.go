@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/scenarios"
+	"github.com/chaosgate/chaosgate/web"
+)
+
+const notifySecret = "notify-test-secret-0123456789abcdef"
+
+// hookRequest is one request a test receiver got.
+type hookRequest struct {
+	header http.Header
+	body   []byte
+	at     time.Time
+}
+
+// hookReceiver is a local webhook endpoint answering every request with
+// status.
+type hookReceiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	reqs   []hookRequest
+	status int
+}
+
+func newHookReceiver(t *testing.T, status int) *hookReceiver {
+	t.Helper()
+	h := &hookReceiver{status: status}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.reqs = append(h.reqs, hookRequest{header: r.Header.Clone(), body: body, at: time.Now()})
+		h.mu.Unlock()
+		w.WriteHeader(h.status)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) requests() []hookRequest {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]hookRequest(nil), h.reqs...)
+}
+
+// verifySignature checks a request as docs/notification-v1.md tells a
+// receiver to.
+func verifySignature(t *testing.T, r hookRequest, secret string) {
+	t.Helper()
+	ts := r.header.Get("X-Chaosgate-Timestamp")
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts + "." + string(r.body)))
+	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	if ts == "" || !hmac.Equal([]byte(r.header.Get("X-Chaosgate-Signature")), []byte(want)) {
+		t.Errorf("signature %q over timestamp %q does not verify", r.header.Get("X-Chaosgate-Signature"), ts)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if ua := r.header.Get("User-Agent"); !strings.HasPrefix(ua, "chaosgate/") {
+		t.Errorf("User-Agent %q", ua)
+	}
+}
+
+func writeNotifySecret(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "notify-secret")
+	if err := os.WriteFile(p, []byte(notifySecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNotifyDemoBlockSignedWebhookAndDeadSink runs one quick demo with a
+// slow canary and two webhooks, one that takes the notification and one
+// that always answers 503: exactly one signed block notification naming
+// latency_p99 arrives, the dead sink is retried and dead-lettered, and
+// the verdict and exit code are those of the run.
+func TestNotifyDemoBlockSignedWebhookAndDeadSink(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	dir := t.TempDir()
+	good, dead := newHookReceiver(t, http.StatusOK), newHookReceiver(t, http.StatusServiceUnavailable)
+	start := time.Now()
+	stdout, stderr, code := runBinary(t, bin, "demo", "--quick", "--canary-defect", "slow-path", "-o", "json", "--data-dir", dir,
+		"--notify-webhook", good.srv.URL+"/hooks/chaosgate", "--notify-webhook", dead.srv.URL+"/hooks/down",
+		"--notify-secret-file", writeNotifySecret(t), "--dashboard-url", "https://chaosgate.example.com")
+	elapsed := time.Since(start)
+	r := decodeReport(t, stdout, stderr)
+	t.Logf("demo: exit %d, verdict %s, failing %v, %.1fs", code, r.Verdict, r.Failing, elapsed.Seconds())
+	if code != 1 || r.Verdict != "block" || r.ExitCode != 1 {
+		t.Fatalf("slow-path canary with a dead sink: exit %d, verdict %q (want block, exit 1)\n%s", code, r.Verdict, tail(stderr, 4000))
+	}
+	if !contains(r.Failing, "latency_p99") {
+		t.Fatalf("blocked without latency_p99 failing: %v", r.Failing)
+	}
+
+	reqs := good.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("the webhook got %d notifications, want exactly 1\n%s", len(reqs), tail(stderr, 2000))
+	}
+	verifySignature(t, reqs[0], notifySecret)
+	var n struct {
+		Schema   string   `json:"schema"`
+		RunID    string   `json:"run_id"`
+		Scenario string   `json:"scenario"`
+		Revision string   `json:"revision"`
+		Verdict  string   `json:"verdict"`
+		Reason   string   `json:"reason"`
+		Failing  []string `json:"failing_dimensions"`
+		Links    struct {
+			Run string `json:"run"`
+		} `json:"links"`
+		Report struct {
+			RunID   string `json:"run_id"`
+			Verdict string `json:"verdict"`
+			Steps   []struct {
+				Dimensions []struct {
+					Name    string `json:"name"`
+					Outcome string `json:"outcome"`
+				} `json:"dimensions"`
+			} `json:"steps"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(reqs[0].body, &n); err != nil {
+		t.Fatalf("notification is not JSON: %v\n%s", err, reqs[0].body)
+	}
+	t.Logf("notification: verdict %s, revision %s, failing %v, reason %q, link %s", n.Verdict, n.Revision, n.Failing, n.Reason, n.Links.Run)
+	if n.Schema != "chaosgate.notification/v1" || n.Verdict != "block" || n.RunID != r.RunID || n.Report.RunID != r.RunID || n.Report.Verdict != "block" {
+		t.Errorf("notification %+v does not match the run %s", n, r.RunID)
+	}
+	reportFails := false
+	if k := len(n.Report.Steps); k > 0 {
+		for _, d := range n.Report.Steps[k-1].Dimensions {
+			reportFails = reportFails || d.Name == "latency_p99" && d.Outcome == "fail"
+		}
+	}
+	if !contains(n.Failing, "latency_p99") || !reportFails {
+		t.Errorf("notification does not name latency_p99: failing %v, report's deciding step fails it: %v", n.Failing, reportFails)
+	}
+	if n.Links.Run != "https://chaosgate.example.com/runs/"+r.RunID || n.Scenario == "" || n.Revision == "" {
+		t.Errorf("notification: link %q, scenario %q, revision %q", n.Links.Run, n.Scenario, n.Revision)
+	}
+
+	down := dead.requests()
+	if len(down) != 4 {
+		t.Errorf("the dead webhook got %d attempts, want 4", len(down))
+	}
+	var gaps []string
+	for i := 1; i < len(down); i++ {
+		gaps = append(gaps, down[i].at.Sub(down[i-1].at).Round(time.Millisecond).String())
+	}
+	t.Logf("dead webhook: %d attempts, waits between them %v (backoff 500ms doubling, jittered to [d/2, d])", len(down), gaps)
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "notif") {
+			t.Logf("stderr: %s", l)
+		}
+	}
+	for _, d := range down {
+		if d.header.Get("X-Chaosgate-Delivery") != down[0].header.Get("X-Chaosgate-Delivery") {
+			t.Errorf("delivery id changed between attempts")
+		}
+	}
+	letters := filepath.Join(dir, "notify", "dead-letter.jsonl")
+	for _, want := range []string{"notified webhook#1 (1 attempt)",
+		"notification to webhook#2 failed after 4 attempts; dead-lettered to " + letters + " (POST " + dead.srv.URL + "/hooks/down: 503 Service Unavailable)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, tail(stderr, 2000))
+		}
+	}
+	raw, err := os.ReadFile(letters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(letters); st.Mode().Perm() != 0o600 {
+		t.Errorf("dead-letter file mode %04o", st.Mode().Perm())
+	}
+	var dl struct {
+		Sink         string `json:"sink"`
+		Attempts     int    `json:"attempts"`
+		Notification struct {
+			RunID   string `json:"run_id"`
+			Verdict string `json:"verdict"`
+		} `json:"notification"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(raw), &dl); err != nil || dl.Sink != "webhook#2" || dl.Attempts != 4 ||
+		dl.Notification.RunID != r.RunID || dl.Notification.Verdict != "block" {
+		t.Errorf("dead letter %+v (%v):\n%s", dl, err, raw)
+	}
+	if bytes.Contains(raw, []byte(notifySecret)) || strings.Contains(stderr, notifySecret) {
+		t.Errorf("the secret leaked into the dead letter or the output")
+	}
+}
+
+// TestNotifyFlagsCheckedBeforeTheRun: a webhook without a secret, or a
+// secret others may read, is a usage error before anything starts.
+func TestNotifyFlagsCheckedBeforeTheRun(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(open, []byte(notifySecret), 0o644)
+	os.Chmod(open, 0o644)
+	t.Setenv("CHAOSGATE_NOTIFY_SECRET", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--notify-webhook", "http://127.0.0.1:9/h"}, "needs a secret to sign with"},
+		{[]string{"--notify-webhook", "http://127.0.0.1:9/h", "--notify-secret-file", open}, "chmod 600"},
+		{[]string{"--notify-on", "sometimes"}, `unknown verdict "sometimes"`},
+		{[]string{"--notify-webhook", "127.0.0.1/h", "--notify-secret-file", writeNotifySecret(t)}, "not an http or https URL"},
+	} {
+		args := append([]string{"demo", "--quick", "--data-dir", t.TempDir()}, tc.args...)
+		_, stderr, code := cli(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, notifySecret) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s", tc.args, code, exitUsage, tc.want, tail(stderr, 1000))
+		}
+		if strings.Contains(stderr, "run ") && strings.Contains(stderr, "default-gameday") {
+			t.Errorf("%v: the run started:\n%s", tc.args, tail(stderr, 1000))
+		}
+	}
+}
+
+// TestNotifyServeHook: serve's hook for the notify: block posts the
+// notification of a run that ends blocked, and nothing for an
+// interrupted one.
+func TestNotifyServeHook(t *testing.T) {
+	dir := t.TempDir()
+	hook := newHookReceiver(t, http.StatusOK)
+	secret := writeNotifySecret(t)
+	var stderr bytes.Buffer
+	onEnd, err := serveNotifier(&stderr, web.NotifyConfig{Webhooks: []string{hook.srv.URL + "/h"}, SecretFile: secret,
+		DashboardURL: "http://127.0.0.1:8080"}, dir, slog.New(slog.DiscardHandler))
+	if err != nil || onEnd == nil {
+		t.Fatalf("serveNotifier: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "notifying webhook when a run ends with block,hold") {
+		t.Errorf("serve does not say who it notifies: %q", stderr.String())
+	}
+	tokens, err := web.ParseTokens([]byte(`tokens: [{name: op, role: operator, token: "0123456789abcdef-op"}]`), "tokens.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{}, 2)
+	srv, err := web.New(web.Options{DataDir: dir, Tokens: tokens, OnRunEnd: func(r *web.RunRecord) { onEnd(r); ended <- struct{}{} },
+		Run: func(ctx context.Context, req web.RunRequest, live *web.Live) (*web.RunResult, error) {
+			if req.Revision == "interrupted" {
+				return &web.RunResult{Interrupted: true, Error: "context canceled"}, context.Canceled
+			}
+			rep := report.New(req.ID, req.Revision, decision.Block)
+			rep.Steps = []report.Step{{Weight: 10, Verdict: "block", Reason: "latency_p99 fails",
+				Dimensions: []decision.DimensionResult{{Name: "latency_p99", Outcome: decision.Fail}}}}
+			return &web.RunResult{Report: rep, Reason: "latency_p99 fails", Failing: []string{"latency_p99"}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	doc, err := scenarios.Open("pod-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, rev := range []string{"interrupted", "v2"} {
+		rec, err := srv.Start(web.RunRequest{Scenario: "pod-kill", Doc: doc, Revision: rev, Trigger: "api:op"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+		select {
+		case <-ended:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the run did not end")
+		}
+	}
+	reqs := hook.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d notifications, want 1 (the blocked run only)", len(reqs))
+	}
+	verifySignature(t, reqs[0], notifySecret)
+	var n struct {
+		RunID    string `json:"run_id"`
+		Verdict  string `json:"verdict"`
+		Revision string `json:"revision"`
+		Scenario string `json:"scenario"`
+		Links    struct {
+			Run string `json:"run"`
+		} `json:"links"`
+	}
+	json.Unmarshal(reqs[0].body, &n)
+	if n.RunID != ids[1] || n.Verdict != "block" || n.Revision != "v2" || n.Scenario != "pod-kill" || n.Links.Run != "http://127.0.0.1:8080/runs/"+ids[1] {
+		t.Fatalf("notification %+v", n)
+	}
+}
