@@ -260,3 +260,35 @@ func TestRunStoreSeesOtherProcessesRecords(t *testing.T) {
 		t.Fatalf("removed record still listed: %v", recs)
 	}
 }
+
+// A blocked run's page links to the last promote of its scenario and to
+// the run before it; the compare view shows both side by side, dimension
+// by dimension; unknown runs get the not-found page.
+func TestCompareRunsOfOneScenario(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	good := h.startRun(`{"scenario":"pod-kill","revision":"promote-a"}`)
+	h.waitRun(good)
+	time.Sleep(1100 * time.Millisecond) // run ids and start times are per second
+	bad := h.startRun(`{"scenario":"pod-kill","revision":"block-b"}`)
+	h.waitRun(bad)
+	_, page := h.do(RoleViewer, "GET", "/runs/"+bad, "")
+	link := "/compare?a=" + good + "&amp;b=" + bad
+	if !bytes.Contains(page, []byte(`href="`+link+`" id="compare-promote"`)) {
+		t.Fatalf("the blocked run's page does not link to the last promote:\n%s", page)
+	}
+	code, cmp := h.do(RoleViewer, "GET", "/compare?a="+good+"&b="+bad, "")
+	if code != 200 {
+		t.Fatalf("compare: %d %s", code, cmp)
+	}
+	for _, want := range []string{good, bad, "v-promote", "v-block", `class="cmp-dim"`, "error_rate"} {
+		if !bytes.Contains(cmp, []byte(want)) {
+			t.Errorf("compare view lacks %q", want)
+		}
+	}
+	if code, body := h.do(RoleViewer, "GET", "/compare?a="+good+"&b=no-such-run", ""); code != 404 || !bytes.Contains(body, []byte(`id="not-found"`)) {
+		t.Fatalf("compare with a missing run: %d", code)
+	}
+	if code, body := h.do(RoleViewer, "GET", "/no/such/page", ""); code != 404 || !bytes.Contains(body, []byte(`id="not-found"`)) {
+		t.Fatalf("unknown page: %d %s", code, body)
+	}
+}
