@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/chaosgate/chaosgate/internal/browsertest"
 	"github.com/chaosgate/chaosgate/internal/consultest"
 )
 
@@ -20,7 +23,8 @@ func decisionWithErrorWeight(w float64) []byte {
 // The decision matrix comes from a real Consul agent: decide reads the
 // key once; serve reads it at start, follows every change (hot reload),
 // keeps the last good config on a bad edit and shows the source, the hash
-// in force and the reload error in the API and on the dashboard.
+// in force and the reload error in the API and on the dashboard (real
+// Chromium).
 func TestDecisionFromConsul(t *testing.T) {
 	agent := consultest.Start(t)
 	client := agent.Client(t)
@@ -110,11 +114,23 @@ func TestDecisionFromConsul(t *testing.T) {
 	if rejected.Hash != changed.Hash || !strings.Contains(rejected.LastError, "consul:"+key+":3:8") {
 		t.Fatalf("after a bad edit: %+v (in force before: %s)", rejected, changed.Hash)
 	}
-	_, page := p.do(tok["viewer"], "GET", "/", "")
+	// In the browser: the dashboard's decision matrix names the Consul
+	// key, the hash in force and the rejected edit.
+	ctx := browsertest.Start(t, time.Minute)
+	browsertest.Do(t, ctx, "sign in", chromedp.Navigate(p.url+"/"), chromedp.WaitVisible("#token"),
+		chromedp.SendKeys("#token", tok["viewer"]), chromedp.Click("#signin"), chromedp.WaitVisible("#matrix"))
+	matrix := browsertest.Text(t, ctx, "#matrix")
 	for _, want := range []string{"consul:" + key, "rejected", "alpha", changed.Hash[:16]} {
-		if !strings.Contains(string(page), want) {
-			t.Errorf("dashboard lacks %q", want)
+		if !strings.Contains(matrix, want) {
+			t.Errorf("the dashboard's decision matrix lacks %q: %q", want, matrix)
 		}
+	}
+	// A fixed edit is taken and shown at the next load.
+	consultest.Put(t, client, key, decisionWithErrorWeight(2))
+	fixed := wait("fixed edit picked up", func(i info) bool { return i.LastReload == "ok" && i.Hash != changed.Hash })
+	browsertest.Do(t, ctx, "reload", chromedp.Navigate(p.url+"/"), chromedp.WaitVisible("#matrix"))
+	if m := browsertest.Text(t, ctx, "#matrix"); !strings.Contains(m, fixed.Hash[:16]) || !strings.Contains(m, "last reload: ok") {
+		t.Errorf("after the fix the dashboard shows %q, want hash %s and ok", m, fixed.Hash[:16])
 	}
 	if strings.Contains(p.logs(), "dev-agent-has-no-acls") {
 		t.Error("serve logged the Consul token")
