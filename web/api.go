@@ -67,14 +67,24 @@ func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"runs": recs})
 }
 
-func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
+// apiRun reads the run named in the path for an API answer; a missing
+// run gets the JSON 404, a damaged record its error, and false.
+func (s *Server) apiRun(w http.ResponseWriter, r *http.Request) (*RunRecord, bool) {
 	rec, err := s.runs.get(r.PathValue("id"))
 	if errors.Is(err, errNotFound) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no run %q", r.PathValue("id")), "GET /api/v1/runs lists the runs")
-		return
+		return nil, false
 	}
 	if err != nil {
 		recordErr(w, err)
+		return nil, false
+	}
+	return rec, true
+}
+
+func (s *Server) apiGetRun(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.apiRun(w, r)
+	if !ok {
 		return
 	}
 	if rec.Status == StatusRunning {

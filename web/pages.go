@@ -328,13 +328,8 @@ func (s *Server) fragmentCharts(w http.ResponseWriter, r *http.Request) {
 
 // apiRunReport answers the report/v1 of a run alone.
 func (s *Server) apiRunReport(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.runs.get(r.PathValue("id"))
-	if errors.Is(err, errNotFound) {
-		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no run %q", r.PathValue("id")), "GET /api/v1/runs lists the runs")
-		return
-	}
-	if err != nil {
-		recordErr(w, err)
+	rec, ok := s.apiRun(w, r)
+	if !ok {
 		return
 	}
 	if rec.Report == nil {
