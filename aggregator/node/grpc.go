@@ -350,6 +350,7 @@ func (n *Node) forwardJSON(ctx context.Context, method, leader, path string, bod
 	req.Header.Set(forwardHeader, "1")
 	req.Header.Set(hlcHeader, n.now().String())
 	req.Header.Set("Content-Type", "application/json")
+	propagateTrace(ctx, req)
 	n.metrics.forwards.Inc()
 	resp, err := n.client.Do(req)
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chaosgate/chaosgate/aggregator/partition"
+	"github.com/chaosgate/chaosgate/internal/traceparent"
 )
 
 // Handler is the node's HTTP API (API.md).
@@ -24,6 +26,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/state/{key}", n.guard("state_put", n.handlePutState))
 	mux.HandleFunc("GET /v1/ws", n.handleWebSocket)
 	n.upstreamRoutes(mux)
+	n.adminRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Cluster()) })
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -78,8 +81,48 @@ func (n *Node) guard(route string, h http.HandlerFunc) http.HandlerFunc {
 		}
 		n.inflightReq.Add(1)
 		defer n.inflightReq.Add(-1)
+		if tp, ok := requestTrace(r); ok {
+			// The request log of sampled W3C traces: a trace id the
+			// caller recorded is found here.
+			r = r.WithContext(context.WithValue(r.Context(), traceKey{}, tp))
+			start := time.Now()
+			defer func() {
+				n.log.Info("http request", "route", route, "method", r.Method, "path", r.URL.Path, "status", sw.code,
+					"duration_ms", float64(time.Since(start).Microseconds())/1000, "trace_id", tp.TraceIDString(), "parent_id", tp.SpanIDString(),
+					"forwarded", r.Header.Get(forwardHeader) == "1")
+			}()
+		}
 		h(sw, r)
 	}
+}
+
+// traceKey is the context key of a request's W3C trace parent.
+type traceKey struct{}
+
+// requestTrace is the request's traceparent when it is valid and sampled.
+func requestTrace(r *http.Request) (traceparent.TraceParent, bool) {
+	h := r.Header.Get(traceparent.Header)
+	if h == "" {
+		return traceparent.TraceParent{}, false
+	}
+	tp, err := traceparent.Parse(h)
+	if err != nil || !tp.Sampled() {
+		return traceparent.TraceParent{}, false
+	}
+	return tp, true
+}
+
+// propagateTrace gives a node-to-node request the trace of the request
+// that caused it (same trace id, a new span id), so the leader's request
+// log carries the caller's trace id too.
+func propagateTrace(ctx context.Context, req *http.Request) {
+	tp, ok := ctx.Value(traceKey{}).(traceparent.TraceParent)
+	if !ok {
+		return
+	}
+	child := traceparent.New()
+	child.TraceID, child.Flags = tp.TraceID, tp.Flags
+	req.Header.Set(traceparent.Header, child.String())
 }
 
 func (n *Node) handleMessages(w http.ResponseWriter, r *http.Request) {

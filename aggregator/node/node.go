@@ -102,6 +102,10 @@ type Node struct {
 	memBytes        atomic.Int64
 	inflightReq     atomic.Int64
 	unboundedQueued atomic.Int64
+	// skew offsets the physical clock (ns): the clock-skew fault's input
+	// (admin.go).
+	skew     atomic.Int64
+	physical func() int64
 	leakedBytes     atomic.Int64
 	leakMu          sync.Mutex
 	leaked          [][]byte
@@ -134,8 +138,16 @@ func Start(cfg Config) (*Node, error) {
 			n.log.Warn("DEFECT ON: this node is a known-bad build", "defect", d, "effect", DefectHelp[d])
 		}
 	}
+	if err := n.loadSkew(); err != nil {
+		return nil, errorf(KindInvalid, "%v", err)
+	}
+	base := cfg.Physical
+	if base == nil {
+		base = func() int64 { return time.Now().UnixNano() }
+	}
+	n.physical = n.skewedPhysical(base)
 	var err error
-	n.clock, err = hlc.New(hlc.Options{Physical: cfg.Physical, MaxOffset: cfg.MaxClockOffset,
+	n.clock, err = hlc.New(hlc.Options{Physical: n.physical, MaxOffset: cfg.MaxClockOffset,
 		Persist: hlc.FilePersister{Path: filepath.Join(cfg.DataDir, "hlc")}, IgnoreUpdates: cfg.Defects.Has(DefectHLCNoUpdate)})
 	if err != nil {
 		return nil, err
@@ -527,6 +539,7 @@ func (n *Node) forwardIngest(ctx context.Context, leader string, msgs []Message)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(forwardHeader, "1")
 	req.Header.Set(hlcHeader, n.now().String())
+	propagateTrace(ctx, req)
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -563,6 +576,7 @@ func (n *Node) forwardGet(w http.ResponseWriter, r *http.Request, leader string)
 	req.Header.Set(forwardHeader, "1")
 	req.Header.Set(hlcHeader, n.now().String())
 	req.Header.Set("Content-Type", "application/json")
+	propagateTrace(r.Context(), req)
 	n.metrics.forwards.Inc()
 	resp, err := n.client.Do(req)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/chaosgate/chaosgate/internal/traceparent"
 )
 
 // Message is one message of the aggregator's message contract (API.md).
@@ -130,6 +132,8 @@ type httpOutcome struct {
 	body       []byte
 	retryAfter time.Duration
 	err        error // transport error or timeout: unknown outcome
+	// traceID is the W3C trace id the request carried in its traceparent.
+	traceID string
 }
 
 func (c *client) do(ctx context.Context, method, addr, path string, body []byte) httpOutcome {
@@ -146,16 +150,21 @@ func (c *client) do(ctx context.Context, method, addr, path string, body []byte)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// Every request is the root of its own W3C trace (sampled), so the
+	// node that serves it logs its trace id.
+	tp := traceparent.New()
+	req.Header.Set(traceparent.Header, tp.String())
+	tid := tp.TraceIDString()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return httpOutcome{err: err}
+		return httpOutcome{err: err, traceID: tid}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return httpOutcome{err: err}
+		return httpOutcome{err: err, traceID: tid}
 	}
-	out := httpOutcome{status: resp.StatusCode, body: b}
+	out := httpOutcome{status: resp.StatusCode, body: b, traceID: tid}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
 			out.retryAfter = time.Duration(n) * time.Second

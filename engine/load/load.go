@@ -92,6 +92,9 @@ type Config struct {
 	Seed int64
 	// Logger receives progress logs; nil discards them.
 	Logger *slog.Logger
+	// TraceSample is how many answered message requests Traces keeps,
+	// evenly spread over all of them (default DefaultTraceSample).
+	TraceSample int
 }
 
 // Phase is one stretch of load with its labels.
@@ -172,6 +175,7 @@ type Generator struct {
 	stateSeq atomic.Int64
 	next     []int64 // per partition: the consumer's next offset
 	leaders  atomic.Pointer[map[int]string]
+	traces   traceSample
 }
 
 // New prepares a generator; it asks GET /v1/cluster for P when
@@ -243,6 +247,10 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 	}
 	g.payload = strings.Repeat("x", cfg.PayloadSize)
 	g.next = make([]int64, g.parts)
+	g.traces.max = cfg.TraceSample
+	if g.traces.max <= 0 {
+		g.traces.max = DefaultTraceSample
+	}
 	if !cfg.FromStart {
 		if err := g.startAtHighWatermarks(ctx); err != nil {
 			g.Close()
@@ -538,6 +546,10 @@ func (g *Generator) attempt(ctx context.Context, addr string, pending []Message,
 	ps.requests.Add(1)
 	o := g.cl.do(ctx, http.MethodPost, addr, "/v1/messages", body)
 	now := time.Now()
+	if o.err == nil {
+		// Answered: the node has logged its trace id.
+		g.traces.add(TracedRequest{TraceID: o.traceID, T: now.UTC(), Addr: addr, Method: http.MethodPost, Path: "/v1/messages", Status: o.status, Messages: len(pending)})
+	}
 	var results []Result
 	if o.err == nil {
 		var resp struct {
