@@ -183,6 +183,8 @@ type Run struct {
 	lastVerdict decision.Verdict
 	lastInput   decision.Input
 	aborted     string
+	// judged is every judgement with its input, for the evidence.
+	judged []judgedWindow
 }
 
 // Quick returns the default game day ("default-gameday", or
@@ -337,6 +339,7 @@ func (r *Run) Execute(parent context.Context) (*Outcome, error) {
 			r.recordSameBuild(w.Weight)
 			r.mu.Lock()
 			r.lastVerdict = v
+			r.judged = append(r.judged, judgedWindow{Weight: w.Weight, Extension: w.Extension, Input: r.lastInput, Verdict: v})
 			line := fmt.Sprintf("%d%%: %s (score %.3f, coverage %.3f)", w.Weight, v.Decision, v.Score, v.Coverage)
 			if w.Extension > 0 {
 				line = fmt.Sprintf("%d%% window %d: %s (score %.3f, coverage %.3f)", w.Weight, w.Extension+1, v.Decision, v.Score, v.Coverage)
@@ -1177,6 +1180,9 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 			ConfigHash: last.Verdict.ConfigHash, Dimensions: dims, Inputs: steps}
 		p.ConfigHash = last.Verdict.ConfigHash
 	}
+	// The raw material behind the verdict, bound by digest: the blobs
+	// are stored before the statement that names them is signed.
+	p.Blobs = append(p.Blobs, r.rawBlobs(l, rep)...)
 	rc, err := l.Record(ctx, r.cfg.Revision, p)
 	if err != nil {
 		return nil, err

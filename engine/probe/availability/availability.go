@@ -539,3 +539,34 @@ func chunksP99(cs []*chunk) float64 {
 	}
 	return float64(all[len(all)-1].v) / 1000
 }
+
+// ChunkStats is one finished load chunk of one arm: the raw outcome behind
+// the latency and session dimensions.
+type ChunkStats struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Requests int64     `json:"requests"`
+	Messages int64     `json:"messages"`
+	OK       int64     `json:"ok"`
+	Failed   int64     `json:"failed"`
+	Timeouts int64     `json:"timeouts"`
+	Retries  int64     `json:"retries"`
+	P50MS    float64   `json:"p50_ms"`
+	P99MS    float64   `json:"p99_ms"`
+}
+
+// Chunks returns arm's finished chunks in start order.
+func (p *Probe) Chunks(arm engine.Arm) []ChunkStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []ChunkStats
+	for _, c := range p.chunks {
+		if c.arm != arm || !c.done || c.sum.Messages == 0 {
+			continue
+		}
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		out = append(out, ChunkStats{Start: c.start, End: c.end, Requests: c.sum.Requests, Messages: c.sum.Messages, OK: c.sum.OK,
+			Failed: c.sum.Failed, Timeouts: c.sum.Timeouts, Retries: c.sum.Retries, P50MS: ms(c.sum.P50), P99MS: ms(c.sum.P99)})
+	}
+	return out
+}

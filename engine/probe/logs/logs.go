@@ -170,3 +170,7 @@ func (p *Probe) Observe(_ context.Context, w engine.Window) (engine.Observation,
 	}
 	return o, nil
 }
+
+// Patterns returns the guards' regular expressions, in order (the
+// Pattern of a Match is one of them).
+func (p *Probe) Patterns() []string { return append([]string(nil), p.cfg.Patterns...) }

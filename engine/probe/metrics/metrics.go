@@ -533,3 +533,15 @@ func (p *Probe) Observe(_ context.Context, w engine.Window) (engine.Observation,
 	}
 	return o, nil
 }
+
+// Samples returns a copy of every scrape of arm so far: node id → samples
+// in scrape order (the raw values behind the arm's windows).
+func (p *Probe) Samples(arm engine.Arm) map[string][]Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string][]Sample{}
+	for node, s := range p.data[arm] {
+		out[node] = append([]Sample(nil), s.samples...)
+	}
+	return out
+}
