@@ -3,7 +3,7 @@
 
 Checks: every entry's RFC 6962 inclusion proof against the bundle checkpoint,
 the checkpoint in each proof, every envelope's SHA-256 against its entry,
-every blob's SHA-256, and (with openssl >= 3) the Ed25519 signatures of the
+every blob's SHA-256 (named as the signed statement names it), and (with openssl >= 3) the Ed25519 signatures of the
 checkpoint note and of every DSSE envelope. Exit 0 when all verify, 1 otherwise.
 Usage: python3 verify.py [BUNDLE_DIR]
 """
@@ -99,10 +99,28 @@ def check_entry(i):
     payload = base64.b64decode(env["payload"])
     ok = ossl_verify(ev_pem, pae(env["payloadType"], payload), base64.b64decode(env["signatures"][0]["sig"]))
     if ok is False: fail.append("%s: DSSE signature does not verify" % e)
+    names = blob_names(payload)
     for d in rec.get("blobs") or []:
         h = d.split(":", 1)[1]
-        if hashlib.sha256(rd("blobs/sha256/" + h)).hexdigest() != h:
-            fail.append("blob %s: content does not match its digest" % d)
+        what = "blob %s (%s)" % (names[d], d) if d in names else "blob %s" % d
+        try:
+            data = rd("blobs/sha256/" + h)
+        except OSError:
+            fail.append("%s: missing from the bundle (blobs/sha256/%s)" % (what, h))
+            continue
+        if hashlib.sha256(data).hexdigest() != h:
+            fail.append("%s: content does not match its digest" % what)
+
+def blob_names(payload):
+    """digest -> name of every blob the statement's predicate references."""
+    try:
+        pred = json.loads(payload).get("predicate") or {}
+    except ValueError:
+        return {}
+    refs = list(pred.get("blobs") or [])
+    for pr in pred.get("probes") or []:
+        refs += pr.get("blobs") or []
+    return {r.get("digest"): r.get("name") for r in refs if isinstance(r, dict) and r.get("name")}
 
 for i in range(size):
     try:

@@ -83,6 +83,16 @@ type BlobRef struct {
 	Size      int64  `json:"size"`
 }
 
+// BlobRefs returns every blob the predicate references: the run's own
+// (Blobs) and then each probe's, in order.
+func (p *Predicate) BlobRefs() []BlobRef {
+	out := append([]BlobRef(nil), p.Blobs...)
+	for _, pr := range p.Probes {
+		out = append(out, pr.Blobs...)
+	}
+	return out
+}
+
 // allBlobs returns every blob digest the predicate references.
 func (p *Predicate) allBlobs() []Digest {
 	var out []Digest

@@ -90,7 +90,13 @@ func TestTamperDetected(t *testing.T) {
 			if err := os.WriteFile(bs.Path(d), flipAt(data, 3), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "blob " + "sha256:"},
+		}, "blob log (sha256:"},
+		{"delete a blob", func(t *testing.T, dir string, d Digest) {
+			bs := &BlobStore{dir: filepath.Join(dir, BlobDir)}
+			if err := os.Remove(bs.Path(d)); err != nil {
+				t.Fatal(err)
+			}
+		}, "blob log (sha256:"},
 		{"flip a byte of a block header", func(t *testing.T, dir string, _ Digest) {
 			mutateDB(t, dir, func(tx *bolt.Tx) error {
 				b := tx.Bucket(bBlocks)
@@ -219,6 +225,38 @@ func TestOpenRecomputesRootAgainstCheckpoint(t *testing.T) {
 			_, err := Open(context.Background(), dir, Options{Keys: k})
 			if KindOf(err) != KindTampered || !strings.Contains(err.Error(), "open ledger") {
 				t.Fatalf("open after %s: %v", name, err)
+			}
+		})
+	}
+}
+
+// A blob that does not verify is named by the name its entry's signed
+// statement gives it, with its digest, and says whether it changed or is
+// missing.
+func TestTamperedBlobIsNamed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		do   func(path string) error
+		want string
+	}{
+		{"changed", func(p string) error { return os.WriteFile(p, []byte("other content\n"), 0o600) }, "content does not match its digest"},
+		{"missing", os.Remove, "missing from the blob store"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, k, d := buildTamperLedger(t)
+			bs := &BlobStore{dir: filepath.Join(dir, BlobDir)}
+			if err := c.do(bs.Path(d)); err != nil {
+				t.Fatal(err)
+			}
+			l, err := Open(context.Background(), dir, Options{Public: k.Verifier(), ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			_, err = l.Verify(context.Background(), false)
+			want := "blob log (" + string(d) + "), entry 0: " + c.want
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("verify: %v\nwant it to start with %q", err, want)
 			}
 		})
 	}

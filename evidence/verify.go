@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime"
@@ -514,7 +515,7 @@ func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool
 		}
 		*nblobs++
 		if _, err := l.blobs.Get(d); err != nil {
-			return nil, &Error{Kind: KindTampered, Op: fmt.Sprintf("blob %s (entry %d)", d, it.i), Err: err}
+			return nil, blobError(it, d, err)
 		}
 	}
 	return &rec, nil
@@ -568,4 +569,44 @@ func openNotes[T any](tx *bolt.Tx, name []byte, open func([]byte) (T, error)) ([
 	}
 	wg.Wait()
 	return keys, out, errs, nil
+}
+
+// blobError names a blob that does not verify — by the name the entry's
+// signed statement gives it, when the envelope says — with its digest, the
+// entry, and whether it is missing or its content changed.
+func blobError(it verifyItem, d Digest, err error) error {
+	what := "blob " + string(d)
+	if name := blobNameIn(it.env, d); name != "" {
+		what = fmt.Sprintf("blob %s (%s)", name, d)
+	}
+	op := fmt.Sprintf("%s, entry %d", what, it.i)
+	switch KindOf(err) {
+	case KindNotFound:
+		return &Error{Kind: KindTampered, Op: op, Err: errors.New("missing from the blob store"), Hint: "the signed statement binds this blob by digest; restore it from a backup or an export"}
+	case KindTampered:
+		return &Error{Kind: KindTampered, Op: op, Err: fmt.Errorf("content does not match its digest (%v)", err)}
+	}
+	return &Error{Kind: KindTampered, Op: op, Err: err}
+}
+
+// blobNameIn returns the name the envelope's predicate gives blob d, or "".
+func blobNameIn(envelope []byte, d Digest) string {
+	env, err := ParseEnvelope(envelope)
+	if err != nil {
+		return ""
+	}
+	payload, err := env.DecodeB64Payload()
+	if err != nil {
+		return ""
+	}
+	info, err := ParseStatement(payload)
+	if err != nil || info.Predicate == nil {
+		return ""
+	}
+	for _, b := range info.Predicate.BlobRefs() {
+		if b.Digest == d {
+			return b.Name
+		}
+	}
+	return ""
 }
