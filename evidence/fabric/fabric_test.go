@@ -2,7 +2,6 @@ package fabric
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,10 +12,23 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/internal/fabrictest"
 )
+
+// startPeer serves the in-process gateway and dials it with TLS.
+func startPeer(t *testing.T) (*fabrictest.Peer, *grpc.ClientConn) {
+	t.Helper()
+	ps := fabrictest.Start(t)
+	return ps, ps.Dial(t)
+}
+
+func newIdentity(t *testing.T, msp string) Identity {
+	t.Helper()
+	id := fabrictest.NewIdentity(t, msp)
+	return Identity{MSPID: id.MSPID, CertPEM: id.CertPEM, KeyPEM: id.KeyPEM}
+}
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -79,8 +91,8 @@ func TestAppendAnchorsThroughTheGateway(t *testing.T) {
 	if ac.Size != 5 || ac.Root != cp.Root {
 		t.Fatalf("anchored %v, local %v", ac.Checkpoint, cp.Checkpoint)
 	}
-	if ps.signed < 10 {
-		t.Fatalf("only %d signed requests verified by the peer", ps.signed)
+	if ps.Signed() < 10 {
+		t.Fatalf("only %d signed requests verified by the peer", ps.Signed())
 	}
 	// The evidence.LedgerAPI methods answer from the witnessed log.
 	e, err := l.Entry(ctx, 3)
@@ -152,9 +164,7 @@ func TestGatewayOutageThenAnchorPending(t *testing.T) {
 	if _, err := l.Record(ctx, "v1", pred(0)); err != nil {
 		t.Fatal(err)
 	}
-	ps.mu.Lock()
-	ps.failNext = "peer unavailable"
-	ps.mu.Unlock()
+	ps.FailNext("peer unavailable")
 	r, err := l.Record(ctx, "v1", pred(1))
 	if err == nil || !strings.Contains(err.Error(), "not anchored in Fabric") || r.Index != 1 {
 		t.Fatalf("outage: %+v %v", r, err)
@@ -162,12 +172,12 @@ func TestGatewayOutageThenAnchorPending(t *testing.T) {
 	if _, err := l.Record(ctx, "v1", pred(2)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := l.AnchorPending(ctx)
+	res, err := l.AnchorPending(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 0 {
-		t.Fatalf("%d entries re-recorded; the latest checkpoint already covers them", n)
+	if res.Recorded != 0 || !res.Already {
+		t.Fatalf("%+v: entries re-recorded; the latest checkpoint already covers them", res)
 	}
 	if err := l.VerifyAnchors(ctx, 0, 2); err != nil {
 		t.Fatal(err)
@@ -210,27 +220,13 @@ func TestRealFabricNetwork(t *testing.T) {
 			t.Fatalf("FABRIC_BIN is set but %s is not (see deploy/fabric/README.md)", k)
 		}
 	}
-	read := func(k string) []byte {
-		b, err := os.ReadFile(env[k])
-		if err != nil {
-			t.Fatalf("%s: %v", k, err)
-		}
-		return b
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(read("FABRIC_TLS_CA")) {
-		t.Fatal("FABRIC_TLS_CA holds no certificate")
-	}
-	conn, err := grpc.NewClient(env["FABRIC_GATEWAY"], grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, os.Getenv("FABRIC_TLS_SERVER_NAME"))))
+	sess, err := Dial(Config{Peer: env["FABRIC_GATEWAY"], TLSCAFile: env["FABRIC_TLS_CA"], ServerName: os.Getenv("FABRIC_TLS_SERVER_NAME"),
+		MSPID: env["FABRIC_MSPID"], CertFile: env["FABRIC_CERT"], KeyFile: env["FABRIC_KEY"], Channel: env["FABRIC_CHANNEL"], Chaincode: env["FABRIC_CHAINCODE"]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	gw, err := Connect(conn, Identity{MSPID: env["FABRIC_MSPID"], CertPEM: read("FABRIC_CERT"), KeyPEM: read("FABRIC_KEY")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
+	defer sess.Close()
+	gw := sess.Gateway
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := New(ctx, newLocal(t, newKeys(t)), gw, env["FABRIC_CHANNEL"], env["FABRIC_CHAINCODE"])
@@ -245,4 +241,17 @@ func TestRealFabricNetwork(t *testing.T) {
 	if err := l.VerifyAnchors(ctx, 0, 1, 2); err != nil {
 		t.Fatal(err)
 	}
+	res, err := l.AnchorPending(ctx)
+	if err != nil || !res.Already {
+		t.Fatalf("anchor pending after anchored appends: %+v %v", res, err)
+	}
+	rep, err := l.VerifyAll(ctx)
+	if err != nil || rep.TreeSize != 3 || rep.EntriesChecked != 3 {
+		t.Fatalf("verify all: %+v %v", rep, err)
+	}
+	as, err := evidence.ReadAnchors(l.local.Dir())
+	if err != nil || len(as) != 3 || as[2].TxID == "" || as[2].Block == 0 {
+		t.Fatalf("local anchors: %+v %v", as, err)
+	}
+	t.Logf("tree size 3 anchored in transaction %s, block %d", as[2].TxID, as[2].Block)
 }
