@@ -18,6 +18,10 @@ type Dispatcher struct {
 	Dashboard string
 	// Timeout bounds a dispatch (zero: DefaultTimeout).
 	Timeout time.Duration
+	// Notes say what Build left out and why, e.g. a GitLab merge request
+	// taken from CI ("ci") in a pipeline that is not for a merge request.
+	// Commands print them; serve logs them.
+	Notes []string
 }
 
 // Wants reports whether a run with verdict notifies.

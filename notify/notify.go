@@ -1,7 +1,10 @@
 // Package notify tells people how a run ended. A run's outcome becomes a
 // chaosgate.notification/v1 document (docs/notification-v1.md) that is
 // posted to generic webhooks (signed with HMAC-SHA256) and to
-// Slack-compatible incoming webhooks. Deliveries are retried with
+// Slack-compatible incoming webhooks; a run that did not promote is also
+// explained by a markdown root-cause report (RootCause) posted as a
+// GitLab merge-request note, a GitHub pull-request comment or a Jira
+// issue. Deliveries are retried with
 // exponential backoff and jitter; what cannot be delivered is appended to a
 // dead-letter file under the data directory. A Dispatcher sends one
 // notification to every sink at once within an overall deadline.
@@ -18,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -49,7 +53,12 @@ type Notification struct {
 
 // Links point at the run in the dashboard, when its base URL is known.
 type Links struct {
+	// Run is the run's page, <dashboard>/runs/<run id>.
 	Run string `json:"run,omitempty"`
+	// Ledger is the block explorer's page of the run's evidence record,
+	// <dashboard>/explorer/entries/<ledger index> (absent without
+	// evidence).
+	Ledger string `json:"ledger,omitempty"`
 }
 
 // Run is the outcome of a judged run, as the commands and serve know it.
@@ -87,7 +96,16 @@ func New(r Run, dashboard string) Notification {
 	if dashboard != "" && n.RunID != "" {
 		n.Links.Run = RunURL(dashboard, n.RunID)
 	}
+	if dashboard != "" && r.Report.Evidence != nil {
+		n.Links.Ledger = LedgerURL(dashboard, r.Report.Evidence.LedgerIndex)
+	}
 	return n
+}
+
+// LedgerURL is the block explorer's page of ledger entry index under
+// base (the dashboard's base URL).
+func LedgerURL(base string, index uint64) string {
+	return strings.TrimRight(base, "/") + "/explorer/entries/" + strconv.FormatUint(index, 10)
 }
 
 // RunURL is the dashboard page of run id under base.

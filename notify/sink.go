@@ -190,9 +190,19 @@ type HTTPSink struct {
 	secret    []byte // nil: unsigned
 	encode    func(Notification) ([]byte, error)
 	userAgent string
-	policy    Policy
-	dead      *DeadLetters
-	client    *http.Client
+	// header is added to every request: an API's credentials, media type
+	// and version (GitHub, GitLab, Jira).
+	header http.Header
+	// credentials are secrets that errors and dead letters must never
+	// show (API tokens, their Basic encoding), besides secret.
+	credentials []string
+	// rateLimited says whether an answer that is otherwise final (a 4xx)
+	// is a rate limit to wait out, and how long (-1: the usual backoff).
+	// nil: only 408, 429 and 5xx are retried.
+	rateLimited func(resp *http.Response, now time.Time) (wait time.Duration, ok bool)
+	policy      Policy
+	dead        *DeadLetters
+	client      *http.Client
 
 	// Tests replace these.
 	now    func() time.Time
@@ -315,6 +325,9 @@ func (s *HTTPSink) attempt(ctx context.Context, id string, body []byte) (status 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", s.userAgent)
 	req.Header.Set("X-Chaosgate-Delivery", id)
+	for k, v := range s.header {
+		req.Header[k] = v
+	}
 	if s.secret != nil {
 		ts := strconv.FormatInt(s.now().Unix(), 10)
 		req.Header.Set("X-Chaosgate-Timestamp", ts)
@@ -339,15 +352,19 @@ func (s *HTTPSink) attempt(ctx context.Context, id string, body []byte) (status 
 		return resp.StatusCode, wait, nil
 	}
 	err = fmt.Errorf("POST %s: %s%s", s.display, resp.Status, s.scrub(bodyHint(head)))
-	switch c := resp.StatusCode; {
+	c := resp.StatusCode
+	switch {
 	case c == http.StatusRequestTimeout, c == http.StatusTooManyRequests, c >= 500:
 		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 			wait = ra
 		}
 		return c, wait, err
-	default:
-		return c, wait, &permanentError{err}
+	case s.rateLimited != nil:
+		if rl, ok := s.rateLimited(resp, s.now()); ok {
+			return c, rl, err
+		}
 	}
+	return c, wait, &permanentError{err}
 }
 
 // scrub removes the secret parts of the endpoint from text a lower layer
@@ -358,7 +375,7 @@ func (s *HTTPSink) scrub(text string) string {
 	if full := s.endpoint.String(); full != s.display {
 		text = strings.ReplaceAll(text, full, s.display)
 	}
-	for _, secret := range []string{s.endpoint.RawQuery, s.endpoint.User.String(), string(s.secret)} {
+	for _, secret := range append([]string{s.endpoint.RawQuery, s.endpoint.User.String(), string(s.secret)}, s.credentials...) {
 		if len(secret) > 1 {
 			text = strings.ReplaceAll(text, secret, "…")
 		}

@@ -50,14 +50,19 @@ type Config struct {
 
 // NotifyConfig is the notify: block (see package notify): generic
 // webhooks signed with the secret in SecretFile, a Slack incoming webhook
-// whose URL is in SlackURLFile, the verdicts that notify and the
-// dashboard's base URL for the run link.
+// whose URL is in SlackURLFile, the verdicts that notify, the dashboard's
+// base URL for the run link, and where the root-cause report of a run
+// that did not promote goes: a GitLab merge-request note (gitlab:), a
+// GitHub pull-request comment (github:), a Jira issue (jira:).
 type NotifyConfig struct {
 	Webhooks     []string
 	SecretFile   string
 	SlackURLFile string
 	On           string
 	DashboardURL string
+	GitLab       notify.GitLabConfig
+	GitHub       notify.GitHubConfig
+	Jira         notify.JiraConfig
 }
 
 // Schedule is one cron game day.
@@ -275,12 +280,18 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 }
 
 // loadNotify parses the notify: block: webhook (a URL or a list of URLs),
-// secret_file, slack_url_file, on and dashboard_url.
+// secret_file, slack_url_file, on, dashboard_url, gitlab, github and jira.
 func loadNotify(file string, m *yaml.Node, n *NotifyConfig) error {
 	var secretNode *yaml.Node
-	err := fields(file, "notify", m, []string{"webhook", "secret_file", "slack_url_file", "on", "dashboard_url"}, func(k string, v *yaml.Node) error {
+	err := fields(file, "notify", m, []string{"webhook", "secret_file", "slack_url_file", "on", "dashboard_url", "gitlab", "github", "jira"}, func(k string, v *yaml.Node) error {
 		p := "notify." + k
 		switch k {
+		case "gitlab":
+			return loadNotifyGitLab(file, v, &n.GitLab)
+		case "github":
+			return loadNotifyGitHub(file, v, &n.GitHub)
+		case "jira":
+			return loadNotifyJira(file, v, &n.Jira)
 		case "webhook":
 			items := []*yaml.Node{v}
 			if v.Kind == yaml.SequenceNode {
@@ -330,6 +341,144 @@ func loadNotify(file string, m *yaml.Node, n *NotifyConfig) error {
 	}
 	if n.SecretFile != "" && len(n.Webhooks) == 0 {
 		return nodeErr(file, secretNode, "notify.secret_file", "a secret file without a webhook", "the secret signs webhook requests: add webhook: URL")
+	}
+	return nil
+}
+
+// loadNotifyGitLab parses notify.gitlab: merge_request (URL, PROJECT!IID
+// or ci), api_url, token_file, auth.
+func loadNotifyGitLab(file string, m *yaml.Node, g *notify.GitLabConfig) error {
+	err := fields(file, "notify.gitlab", m, []string{"merge_request", "api_url", "token_file", "auth"}, func(k string, v *yaml.Node) error {
+		p := "notify.gitlab." + k
+		switch k {
+		case "merge_request":
+			if err := str(file, p, v, &g.MergeRequest); err != nil {
+				return err
+			}
+			if !strings.EqualFold(strings.TrimSpace(g.MergeRequest), notify.FromCI) {
+				if _, err := notify.ParseMergeRequest(g.MergeRequest); err != nil {
+					return nodeErr(file, v, p, err.Error(), "the merge request's URL, group/project!12, or ci in a GitLab CI merge-request pipeline")
+				}
+			}
+		case "api_url":
+			return urlField(file, p, v, &g.APIURL, "the REST API base, e.g. https://gitlab.example.com/api/v4")
+		case "token_file":
+			return str(file, p, v, &g.TokenFile)
+		case "auth":
+			if err := str(file, p, v, &g.Auth); err != nil {
+				return err
+			}
+			if a := strings.ToLower(g.Auth); a != "private-token" && a != "bearer" {
+				return nodeErr(file, v, p, fmt.Sprintf("unknown auth %q", g.Auth), "private-token (PRIVATE-TOKEN header) or bearer (Authorization: Bearer)")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if g.MergeRequest == "" {
+		return nodeErr(file, m, "notify.gitlab.merge_request", "missing", "merge_request: https://gitlab.example.com/group/project/-/merge_requests/12 (or group/project!12, or ci)")
+	}
+	return nil
+}
+
+// loadNotifyGitHub parses notify.github: pull_request (owner/repo#N, URL
+// or ci), api_url, token_file.
+func loadNotifyGitHub(file string, m *yaml.Node, g *notify.GitHubConfig) error {
+	err := fields(file, "notify.github", m, []string{"pull_request", "api_url", "token_file"}, func(k string, v *yaml.Node) error {
+		p := "notify.github." + k
+		switch k {
+		case "pull_request":
+			if err := str(file, p, v, &g.PullRequest); err != nil {
+				return err
+			}
+			if !strings.EqualFold(strings.TrimSpace(g.PullRequest), notify.FromCI) {
+				if _, err := notify.ParsePullRequest(g.PullRequest); err != nil {
+					return nodeErr(file, v, p, err.Error(), `"owner/repo#42" (quoted: # starts a YAML comment), the pull request's URL, or ci in GitHub Actions`)
+				}
+			}
+		case "api_url":
+			return urlField(file, p, v, &g.APIURL, "https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server")
+		case "token_file":
+			return str(file, p, v, &g.TokenFile)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if g.PullRequest == "" {
+		return nodeErr(file, m, "notify.github.pull_request", "missing", `pull_request: "owner/repo#42" (or its URL, or ci)`)
+	}
+	return nil
+}
+
+// loadNotifyJira parses notify.jira: url, project, user, token_file, api,
+// issue_type, labels.
+func loadNotifyJira(file string, m *yaml.Node, j *notify.JiraConfig) error {
+	err := fields(file, "notify.jira", m, []string{"url", "project", "user", "token_file", "api", "issue_type", "labels"}, func(k string, v *yaml.Node) error {
+		p := "notify.jira." + k
+		switch k {
+		case "url":
+			return urlField(file, p, v, &j.URL, "the Jira site, e.g. https://example.atlassian.net")
+		case "project":
+			if err := str(file, p, v, &j.Project); err != nil {
+				return err
+			}
+			if err := notify.CheckJiraProject(j.Project); err != nil {
+				return nodeErr(file, v, p, err.Error(), "the project key, e.g. OPS")
+			}
+		case "user":
+			return str(file, p, v, &j.User)
+		case "token_file":
+			return str(file, p, v, &j.TokenFile)
+		case "api":
+			if err := str(file, p, v, &j.API); err != nil {
+				return err
+			}
+			if _, err := notify.ParseJiraAPI(j.API, true); err != nil {
+				return nodeErr(file, v, p, err.Error(), "api: 3 (Jira Cloud) or api: 2 (Data Center)")
+			}
+		case "issue_type":
+			return str(file, p, v, &j.IssueType)
+		case "labels":
+			if v.Kind != yaml.SequenceNode {
+				return nodeErr(file, v, p, "want a list of labels", "labels: [chaosgate-gate, team-payments]")
+			}
+			for i, item := range v.Content {
+				ip := fmt.Sprintf("%s[%d]", p, i)
+				var l string
+				if err := str(file, ip, item, &l); err != nil {
+					return err
+				}
+				if err := notify.CheckJiraLabel(l); err != nil {
+					return nodeErr(file, item, ip, err.Error(), "labels are single words, e.g. team-payments")
+				}
+				j.Labels = append(j.Labels, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case j.Project == "":
+		return nodeErr(file, m, "notify.jira.project", "missing", "project: OPS (the project key)")
+	case j.URL == "":
+		return nodeErr(file, m, "notify.jira.url", "missing", "url: https://example.atlassian.net")
+	}
+	return nil
+}
+
+// urlField reads an absolute http or https URL.
+func urlField(file, path string, v *yaml.Node, dst *string, hint string) error {
+	if err := str(file, path, v, dst); err != nil {
+		return err
+	}
+	if _, err := notify.ParseEndpoint(*dst); err != nil {
+		return nodeErr(file, v, path, err.Error(), hint)
 	}
 	return nil
 }

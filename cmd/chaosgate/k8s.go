@@ -635,7 +635,7 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}
-	notifier, err := o.notify.dispatcher(notifyDir)
+	notifier, err := o.notify.dispatcher(notifyDir, cmd.ErrOrStderr())
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}
@@ -665,7 +665,7 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 		}
 	}
 	if res != nil {
-		notifyRunResult(ctx, cmd.ErrOrStderr(), notifier, doc.Metadata.Name, k8sRunOutcome(res, err))
+		notifyRunResult(ctx, cmd.ErrOrStderr(), notifier, o.notify, o.jsonFile, doc.Metadata.Name, k8sRunOutcome(res, err))
 	}
 	return err
 }

@@ -211,7 +211,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	notifier, err := o.notify.dispatcher(dir)
+	notifier, err := o.notify.dispatcher(dir, progress)
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
@@ -269,7 +269,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 			return out, withExitCode(exitUsage, err)
 		}
 	}
-	notifyRunOutput(ctx, progress, notifier, o.doc.Metadata.Name, res, runErr)
+	notifyRunOutput(ctx, progress, notifier, o.notify, o.jsonFile, o.doc.Metadata.Name, res, runErr)
 	w := cmd.OutOrStdout()
 	if o.output == "json" {
 		if err := writeRunJSON(w, res); err != nil {
