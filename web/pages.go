@@ -526,6 +526,8 @@ type entryPage struct {
 	Tampered   bool
 	Predicate  *evidence.Predicate
 	Dimensions string
+	// Blobs are the raw evidence the statement binds by digest.
+	Blobs entryBlobs
 }
 
 func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
@@ -590,6 +592,7 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 		if pred.Decision != nil {
 			p.Dimensions = string(pred.Decision.Dimensions)
 		}
+		p.Blobs = loadEntryBlobs(l, i, pred)
 	}
 	s.render(w, r, "entry.html", fmt.Sprintf("Entry %d", i), p)
 }

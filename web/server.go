@@ -267,6 +267,7 @@ func (s *Server) routes() {
 	s.handle("POST /ui/schedules/{name}/delete", s.require(RoleOperator, s.uiDeleteSchedule))
 	s.handle("GET /explorer", s.require(RoleAuditor, s.pageExplorer))
 	s.handle("GET /explorer/entries/{index}", s.require(RoleAuditor, s.pageEntry))
+	s.handle("GET /explorer/entries/{index}/blobs/sha256/{hex}", s.require(RoleAuditor, s.pageBlob))
 	s.handle("/", s.require(RoleViewer, func(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r, "No page "+r.URL.Path+".", "Start from the dashboard.")
 	}))
