@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/chaosgate/chaosgate/decision"
 )
 
 func FuzzParseWhen(f *testing.F) {
@@ -113,6 +116,104 @@ func FuzzSlackPayload(f *testing.F) {
 			if strings.ContainsAny(s, "<>") {
 				t.Fatalf("unescaped text: %q", s)
 			}
+		}
+	})
+}
+
+// FuzzParseMergeRequest: whatever the input, no panic; what is accepted
+// is a valid project and IID that read back the same from PROJECT!IID;
+// an error quotes at most a short part of the input.
+func FuzzParseMergeRequest(f *testing.F) {
+	for _, s := range []string{"group/project!12", "4711!3", "https://gitlab.example.com/g/s/p/-/merge_requests/12", "https://gitlab.com/g/p/merge_requests/7/diffs",
+		"g/p!0", "!1", "g//p!1", "g/p!99999999999", "ci", "https://h/-/merge_requests/1", "a!b!3", "g/p!1\n", "https://h/g/p/-/merge_requests/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMergeRequest(s)
+		if err != nil {
+			if len(s) > 100 && strings.Contains(err.Error(), s) {
+				t.Fatalf("error quotes the whole input: %v", err)
+			}
+			return
+		}
+		if m.IID <= 0 || checkProjectPath(m.Project) != nil {
+			t.Fatalf("accepted %q as %+v", s, m)
+		}
+		back, err := ParseMergeRequest(m.String())
+		if err != nil || back.Project != m.Project || back.IID != m.IID {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, m, m.String(), back, err)
+		}
+		if m.APIURL != "" {
+			if _, err := ParseEndpoint(m.APIURL); err != nil || !strings.HasSuffix(m.APIURL, "/api/v4") {
+				t.Fatalf("API URL %q: %v", m.APIURL, err)
+			}
+		}
+	})
+}
+
+// FuzzParsePullRequest: the same for owner/repo#N and pull request URLs.
+func FuzzParsePullRequest(f *testing.F) {
+	for _, s := range []string{"chaosgate/chaosgate#42", "https://github.com/o/r/pull/7", "https://ghe.example.com/o/r/pull/9/files", "o/r", "o/r#",
+		"o/r#1#2", "/r#1", "o/..#1", "https://github.com/o/r/issues/1", "ci", "o/r#01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePullRequest(s)
+		if err != nil {
+			if len(s) > 100 && strings.Contains(err.Error(), s) {
+				t.Fatalf("error quotes the whole input: %v", err)
+			}
+			return
+		}
+		if p.Number <= 0 || checkGitHubName(p.Owner, "owner", 39, false) != nil || checkGitHubName(p.Repo, "repository", 100, true) != nil {
+			t.Fatalf("accepted %q as %+v", s, p)
+		}
+		back, err := ParsePullRequest(p.String())
+		if err != nil || back.Owner != p.Owner || back.Repo != p.Repo || back.Number != p.Number {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, p, p.String(), back, err)
+		}
+	})
+}
+
+// FuzzRootCause: whatever the run's strings, the markdown has the same
+// lines and table cells as a benign report's (nothing from the run adds
+// structure), the wiki markup the same lines, the ADF document is JSON
+// without empty text nodes, and the Jira summary is one line of at most
+// 255 characters.
+func FuzzRootCause(f *testing.F) {
+	f.Add("local:defect-slow-path", "default", "latency_p99 fails", "latency_p99", "n2", "cli-1", "z=9")
+	f.Add(hostile, hostile, hostile, "a|b`c", "x\ny", "--><!--", "\\|")
+	f.Add("", "", "", "", "", "", "")
+	f.Add("\xff\xfe", "```", "\\", "|", "@here", "#1", "{{x}}")
+	benign := blockedRun()
+	wantMD := strings.Count(RootCause(New(benign, "https://cg.example.com")), "\n")
+	wantWiki := strings.Count(renderWiki(rootCauseDoc(New(benign, "https://cg.example.com"))), "\n")
+	f.Fuzz(func(t *testing.T, revision, scenario, reason, dim, target, runID, dimReason string) {
+		r := blockedRun()
+		r.Report.Revision, r.Scenario, r.Reason, r.Report.RunID = revision, scenario, reason, runID
+		r.Report.Steps[1].Dimensions[0].Name = decision.Kind(dim)
+		r.Report.Steps[1].Dimensions[0].Reason = dimReason
+		r.Report.Steps[1].Dimensions[0].SigmaSource = dimReason
+		r.Report.Faults[0].Target = target
+		n := New(r, "https://cg.example.com")
+		md := RootCause(n)
+		if got := strings.Count(md, "\n"); got != wantMD {
+			t.Fatalf("%d markdown lines, want %d:\n%s", got, wantMD, md)
+		}
+		checkMarkdownTables(t, md)
+		if strings.Count(md, "<!--") != 1 || strings.Count(md, "-->") != 1 {
+			t.Fatalf("the run opened or closed an HTML comment:\n%s", md)
+		}
+		doc := rootCauseDoc(n)
+		if got := strings.Count(renderWiki(doc), "\n"); got != wantWiki {
+			t.Fatalf("%d wiki lines, want %d", got, wantWiki)
+		}
+		body, err := encodeJira(JiraIssue{Project: "OPS", IssueType: "Bug", APIVersion: 3}, n)
+		if err != nil || !json.Valid(body) || strings.Contains(string(body), `"text":""`) {
+			t.Fatalf("ADF body %s: %v", body, err)
+		}
+		if s := RootCauseSummary(n); strings.ContainsAny(s, "\r\n") || len(utf16.Encode([]rune(s))) > 255 || !utf8.ValidString(s) {
+			t.Fatalf("summary %q", s)
 		}
 	})
 }

@@ -182,8 +182,12 @@ func whyBlocks(n Notification, step *report.Step) []block {
 		var notes block
 		notes.kind = blList
 		for _, d := range bad {
-			t.rows = append(t.rows, [][]inline{{code(string(d.Name))}, {txt(outcomeText(d))}, {txt(value(d.Canary, d.Unit))},
-				{txt(value(d.Control, d.Unit))}, {txt(orNone(string(d.Test)))}, {txt(statistic(d))}, {txt(sigma(d))}, {code(orNone(string(d.Rule)))}})
+			canary, control := value(d.Canary, d.Unit), value(d.Control, d.Unit)
+			if d.Data != "" && d.Data != decision.DataOK && d.Canary == 0 && d.Control == 0 {
+				canary, control = "—", "—" // nothing was measured
+			}
+			t.rows = append(t.rows, [][]inline{{code(string(d.Name))}, {txt(outcomeText(d))}, {txt(canary)},
+				{txt(control)}, {txt(orNone(string(d.Test)))}, {txt(statistic(d))}, {txt(sigma(d))}, {code(orNone(string(d.Rule)))}})
 			item := []inline{code(string(d.Name)), txt(": " + clipText(orNone(d.Reason)))}
 			if d.SigmaSource != "" {
 				item = append(item, txt(" — "), strong("σ̂ from:"), txt(" "+clipText(d.SigmaSource)))

@@ -346,12 +346,14 @@ func (s *HTTPSink) attempt(ctx context.Context, id string, body []byte) (status 
 		return 0, wait, fmt.Errorf("POST %s: %s", s.display, msg)
 	}
 	defer resp.Body.Close()
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	// Enough of the body that a credential it echoes is whole when it is
+	// scrubbed, before the hint is cut to length.
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp.StatusCode, wait, nil
 	}
-	err = fmt.Errorf("POST %s: %s%s", s.display, resp.Status, s.scrub(bodyHint(head)))
+	err = fmt.Errorf("POST %s: %s%s", s.display, resp.Status, bodyHint([]byte(s.scrub(string(head)))))
 	c := resp.StatusCode
 	switch {
 	case c == http.StatusRequestTimeout, c == http.StatusTooManyRequests, c >= 500:
