@@ -348,6 +348,9 @@ func loadNotify(file string, m *yaml.Node, n *NotifyConfig) error {
 // loadNotifyGitLab parses notify.gitlab: merge_request (URL, PROJECT!IID
 // or ci), api_url, token_file, auth.
 func loadNotifyGitLab(file string, m *yaml.Node, g *notify.GitLabConfig) error {
+	if m.Kind != yaml.MappingNode {
+		return nodeErr(file, m, "notify.gitlab", "want a mapping", "gitlab: {merge_request: group/project!12, token_file: /etc/chaosgate/gitlab-token}")
+	}
 	err := fields(file, "notify.gitlab", m, []string{"merge_request", "api_url", "token_file", "auth"}, func(k string, v *yaml.Node) error {
 		p := "notify.gitlab." + k
 		switch k {
@@ -386,6 +389,9 @@ func loadNotifyGitLab(file string, m *yaml.Node, g *notify.GitLabConfig) error {
 // loadNotifyGitHub parses notify.github: pull_request (owner/repo#N, URL
 // or ci), api_url, token_file.
 func loadNotifyGitHub(file string, m *yaml.Node, g *notify.GitHubConfig) error {
+	if m.Kind != yaml.MappingNode {
+		return nodeErr(file, m, "notify.github", "want a mapping", `github: {pull_request: "owner/repo#42", token_file: /etc/chaosgate/github-token}`)
+	}
 	err := fields(file, "notify.github", m, []string{"pull_request", "api_url", "token_file"}, func(k string, v *yaml.Node) error {
 		p := "notify.github." + k
 		switch k {
@@ -417,6 +423,9 @@ func loadNotifyGitHub(file string, m *yaml.Node, g *notify.GitHubConfig) error {
 // loadNotifyJira parses notify.jira: url, project, user, token_file, api,
 // issue_type, labels.
 func loadNotifyJira(file string, m *yaml.Node, j *notify.JiraConfig) error {
+	if m.Kind != yaml.MappingNode {
+		return nodeErr(file, m, "notify.jira", "want a mapping", "jira: {url: https://example.atlassian.net, project: OPS, user: bot@example.com, token_file: /etc/chaosgate/jira-token}")
+	}
 	err := fields(file, "notify.jira", m, []string{"url", "project", "user", "token_file", "api", "issue_type", "labels"}, func(k string, v *yaml.Node) error {
 		p := "notify.jira." + k
 		switch k {

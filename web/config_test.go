@@ -118,7 +118,9 @@ func TestRolesAllow(t *testing.T) {
 func FuzzLoadConfig(f *testing.F) {
 	for _, s := range []string{"", "listen: :1\n", "schedules:\n  - {name: a, cron: \"@daily\", scenario: x}\n", "target: k8s\ndata_dir: d\n",
 		"schedules: [{name: a, cron: '* * * * *', scenario: b, revision: r}]", "a: [", "listen: &a x\ndata_dir: *a\n", "? [a]\n: b\n",
-		"notify:\n  webhook: [http://h/x]\n  secret_file: s\n  on: block,hold\n  dashboard_url: https://d\n", "notify: {slack_url_file: f, on: all}\n"} {
+		"notify:\n  webhook: [http://h/x]\n  secret_file: s\n  on: block,hold\n  dashboard_url: https://d\n", "notify: {slack_url_file: f, on: all}\n",
+		"notify:\n  gitlab: {merge_request: g/p!1, auth: bearer}\n  github: {pull_request: \"o/r#2\"}\n  jira: {url: https://j, project: OPS, api: 3, labels: [a]}\n",
+		"notify:\n  gitlab: {merge_request: ci, api_url: https://g/api/v4}\n  github: {pull_request: https://github.com/o/r/pull/3}\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -144,6 +146,33 @@ func FuzzLoadConfig(f *testing.F) {
 		for _, u := range c.Notify.Webhooks {
 			if _, err := notify.ParseEndpoint(u); err != nil {
 				t.Fatalf("accepted notify.webhook %q: %v", u, err)
+			}
+		}
+		n := c.Notify
+		if mr := n.GitLab.MergeRequest; n.GitLab != (notify.GitLabConfig{}) && !strings.EqualFold(strings.TrimSpace(mr), notify.FromCI) {
+			if _, err := notify.ParseMergeRequest(mr); err != nil {
+				t.Fatalf("accepted notify.gitlab.merge_request %q: %v", mr, err)
+			}
+		}
+		if pr := n.GitHub.PullRequest; n.GitHub != (notify.GitHubConfig{}) && !strings.EqualFold(strings.TrimSpace(pr), notify.FromCI) {
+			if _, err := notify.ParsePullRequest(pr); err != nil {
+				t.Fatalf("accepted notify.github.pull_request %q: %v", pr, err)
+			}
+		}
+		if j := n.Jira; j.Project != "" || j.URL != "" {
+			if notify.CheckJiraProject(j.Project) != nil {
+				t.Fatalf("accepted notify.jira.project %q", j.Project)
+			}
+			if _, err := notify.ParseEndpoint(j.URL); err != nil {
+				t.Fatalf("accepted notify.jira.url %q", j.URL)
+			}
+			if _, err := notify.ParseJiraAPI(j.API, true); err != nil {
+				t.Fatalf("accepted notify.jira.api %q", j.API)
+			}
+			for _, l := range j.Labels {
+				if notify.CheckJiraLabel(l) != nil {
+					t.Fatalf("accepted notify.jira.labels %q", l)
+				}
 			}
 		}
 	})

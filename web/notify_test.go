@@ -99,3 +99,72 @@ func TestOnRunEndSeesTheFinishedRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfigNotifyGitLabGitHubJira(t *testing.T) {
+	c, err := LoadConfig([]byte(`notify:
+  gitlab:
+    merge_request: https://gitlab.example.com/group/project/-/merge_requests/12
+    api_url: https://gitlab.example.com/api/v4
+    token_file: /etc/chaosgate/gitlab-token
+    auth: bearer
+  github:
+    pull_request: "chaosgate/chaosgate#42"
+    token_file: /etc/chaosgate/github-token
+  jira:
+    url: https://example.atlassian.net
+    project: OPS
+    user: bot@example.com
+    token_file: /etc/chaosgate/jira-token
+    api: 3
+    issue_type: Incident
+    labels: [team-payments, canary]
+`), "chaosgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Notify
+	if n.GitLab.MergeRequest != "https://gitlab.example.com/group/project/-/merge_requests/12" || n.GitLab.APIURL != "https://gitlab.example.com/api/v4" ||
+		n.GitLab.TokenFile != "/etc/chaosgate/gitlab-token" || n.GitLab.Auth != "bearer" {
+		t.Errorf("gitlab: %+v", n.GitLab)
+	}
+	if n.GitHub.PullRequest != "chaosgate/chaosgate#42" || n.GitHub.TokenFile != "/etc/chaosgate/github-token" {
+		t.Errorf("github: %+v", n.GitHub)
+	}
+	j := n.Jira
+	if j.URL != "https://example.atlassian.net" || j.Project != "OPS" || j.User != "bot@example.com" || j.TokenFile != "/etc/chaosgate/jira-token" ||
+		j.API != "3" || j.IssueType != "Incident" || strings.Join(j.Labels, ",") != "team-payments,canary" {
+		t.Errorf("jira: %+v", j)
+	}
+	if c, err := LoadConfig([]byte("notify:\n  gitlab: {merge_request: ci}\n  github: {pull_request: CI}\n"), "c.yaml"); err != nil ||
+		c.Notify.GitLab.MergeRequest != "ci" || c.Notify.GitHub.PullRequest != "CI" {
+		t.Fatalf("ci: %+v %v", c, err)
+	}
+}
+
+func TestLoadConfigNotifyForgeErrorsAtLineCol(t *testing.T) {
+	for _, tc := range []struct{ name, doc, want string }{
+		{"unknown gitlab field", "notify:\n  gitlab:\n    merge_request: g/p!1\n    token: x\n", `c.yaml:4:5: notify.gitlab.token: unknown field`},
+		{"bad merge request", "notify:\n  gitlab:\n    merge_request: g/p#1\n", "c.yaml:3:20: notify.gitlab.merge_request: \"g/p#1\": want a merge request URL or PROJECT!IID"},
+		{"gitlab without merge request", "notify:\n  gitlab:\n    token_file: t\n", "c.yaml:3:5: notify.gitlab.merge_request: missing"},
+		{"bad auth", "notify:\n  gitlab: {merge_request: g/p!1, auth: basic}\n", `c.yaml:2:40: notify.gitlab.auth: unknown auth "basic"`},
+		{"bad gitlab api url", "notify:\n  gitlab: {merge_request: g/p!1, api_url: gitlab.example.com}\n", "c.yaml:2:43: notify.gitlab.api_url: not an http or https URL"},
+		{"pull request comment cut by YAML", "notify:\n  github:\n    pull_request: o/r #42\n", `c.yaml:3:19: notify.github.pull_request: "o/r": want owner/repo#N`},
+		{"github not a mapping", "notify:\n  github: o/r#1\n", "c.yaml:2:11: notify.github: want a mapping"},
+		{"jira lowercase project", "notify:\n  jira: {url: https://j.example.com, project: ops}\n", `c.yaml:2:47: notify.jira.project: project key "ops"`},
+		{"jira without url", "notify:\n  jira:\n    project: OPS\n", "c.yaml:3:5: notify.jira.url: missing"},
+		{"jira api", "notify:\n  jira: {url: https://j.example.com, project: OPS, api: 4}\n", `c.yaml:2:57: notify.jira.api: "4": want 2`},
+		{"jira label", "notify:\n  jira:\n    url: https://j.example.com\n    project: OPS\n    labels: [ok, \"two words\"]\n", `c.yaml:5:18: notify.jira.labels[1]: label "two words"`},
+		{"jira labels not a list", "notify:\n  jira: {url: https://j.example.com, project: OPS, labels: x}\n", "c.yaml:2:60: notify.jira.labels: want a list of labels"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig([]byte(tc.doc), "c.yaml")
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("got %v, want prefix %q", err, tc.want)
+			}
+			if ce.Hint == "" {
+				t.Errorf("no hint: %v", err)
+			}
+		})
+	}
+}
