@@ -11,6 +11,7 @@ import (
 	cron "github.com/netresearch/go-cron"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/notify"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Schedules []Schedule
 	// Notify says who is told when one of serve's runs ends.
 	Notify NotifyConfig
+	// Ledger says whether the evidence ledger is anchored in an outside
+	// witness (ledger: block; see LedgerConfig).
+	Ledger LedgerConfig
 }
 
 // NotifyConfig is the notify: block (see package notify): generic
@@ -154,7 +158,11 @@ func fields(file, path string, m *yaml.Node, known []string, f func(key string, 
 			ok = ok || n == k.Value
 		}
 		if !ok {
-			return nodeErr(file, k, p, "unknown field", "known fields: "+strings.Join(known, ", "))
+			hint := "known fields: " + strings.Join(known, ", ")
+			if s := decision.Suggest(k.Value, known); s != "" {
+				hint = fmt.Sprintf("did you mean %q? %s", s, hint)
+			}
+			return nodeErr(file, k, p, "unknown field", hint)
 		}
 		if seen[k.Value] {
 			return nodeErr(file, k, p, "duplicate field", "")
@@ -175,7 +183,7 @@ func str(file, path string, v *yaml.Node, dst *string) error {
 	return nil
 }
 
-var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "consul_token_file", "target", "experiments", "schedules", "notify"}
+var configFields = []string{"listen", "tls_cert", "tls_key", "secure_cookie", "data_dir", "tokens_file", "decision", "consul_token_file", "target", "experiments", "schedules", "notify", "ledger"}
 
 // DefaultListen is where serve listens unless told otherwise: this machine
 // only.
@@ -185,7 +193,7 @@ const DefaultListen = "127.0.0.1:8080"
 // wrong types, bad cron specs and bad targets are errors at file:line:col.
 // An empty document is the defaults.
 func LoadConfig(data []byte, file string) (*Config, error) {
-	c := &Config{Listen: DefaultListen, DataDir: ".chaosgate", Target: "local"}
+	c := &Config{Listen: DefaultListen, DataDir: ".chaosgate", Target: "local", Ledger: LedgerConfig{Every: 1}}
 	top, err := parseDoc(data, file)
 	if err != nil || top == nil {
 		return c, err
@@ -264,6 +272,8 @@ func LoadConfig(data []byte, file string) (*Config, error) {
 			}
 		case "notify":
 			return loadNotify(file, v, &c.Notify)
+		case "ledger":
+			return loadLedger(file, v, &c.Ledger)
 		}
 		return nil
 	})

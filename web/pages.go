@@ -414,6 +414,8 @@ type explorer struct {
 	Searched   bool
 	// Older is the "before" index of the next page of entries (0: none).
 	Older uint64
+	// Anchor is the ledger's latest anchoring in an outside witness.
+	Anchor anchorView
 }
 
 func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
@@ -451,6 +453,7 @@ func (s *Server) pageExplorer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.Blocks = blockRows(ctx, l, blocks)
+	ex.Anchor = ledgerAnchor(ctx, l)
 	if ex.Searched {
 		ex.Entries, err = l.Search(ctx, ex.Query)
 	} else {
@@ -518,11 +521,14 @@ func blockRows(ctx context.Context, l *evidence.Ledger, blocks []evidence.Block)
 type entryPage struct {
 	Entry evidence.Entry
 	// RunKept says the run the entry records has its page here.
-	RunKept    bool
-	TreeSize   uint64
-	Signature  string
-	Proof      string
-	EnvHash    string
+	RunKept   bool
+	TreeSize  uint64
+	Signature string
+	Proof     string
+	EnvHash   string
+	// Anchor is the first anchoring in an outside witness that covers
+	// the entry.
+	Anchor     anchorView
 	Tampered   bool
 	Predicate  *evidence.Predicate
 	Dimensions string
@@ -581,6 +587,7 @@ func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
 	} else if _, err := evidence.VerifyTlogProof(tp, e.Leaf, pk.Checkpoint); err != nil {
 		p.Proof = "FAILED: " + err.Error()
 	}
+	p.Anchor = entryAnchor(ctx, l, i)
 	p.Tampered = strings.HasPrefix(p.Signature, "FAILED") || strings.HasPrefix(p.Proof, "FAILED") || strings.HasPrefix(p.EnvHash, "FAILED")
 	if id := e.Record.RunID; id != "" {
 		if _, err := s.runs.get(id); err == nil {

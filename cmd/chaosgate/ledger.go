@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/evidence/fabric"
 )
 
 // ledgerFlags are shared by every `chaosgate ledger` sub-command.
@@ -31,7 +33,7 @@ func newLedgerCmd() *cobra.Command {
 	f := &ledgerFlags{}
 	cmd := &cobra.Command{
 		Use:   "ledger",
-		Short: "Audit the evidence ledger: verify, show, proof, search, export",
+		Short: "Audit the evidence ledger: verify, show, proof, search, export, anchor",
 		Long: `ledger reads (and, with append, writes) the tamper-evident evidence ledger:
 an RFC 6962 Merkle log of DSSE-signed in-toto statements with signed C2SP
 checkpoints and a chain of signed block headers.
@@ -47,6 +49,7 @@ Exit codes: 0 ok, 1 the ledger does not verify (names what failed),
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	cmd.AddCommand(
 		newLedgerAppendCmd(f),
+		newLedgerAnchorCmd(f),
 		newLedgerVerifyCmd(f),
 		newLedgerShowCmd(f),
 		newLedgerEntryCmd(f),
@@ -176,9 +179,10 @@ func printReceipt(w io.Writer, r evidence.Receipt, output string) error {
 }
 
 func newLedgerVerifyCmd(f *ledgerFlags) *cobra.Command {
-	var fromScratch bool
+	var fromScratch, anchors bool
+	var ff fabricFlags
 	cmd := &cobra.Command{
-		Use:   "verify [--from-scratch]",
+		Use:   "verify [--from-scratch] [--anchors --fabric-peer HOST:PORT ...]",
 		Short: "Recompute every hash and signature; exit 1 naming the first entry or block that does not verify",
 		Long: `verify checks every entry's leaf hash, every stored tree hash (all are
 recomputed from the entries), every envelope's SHA-256, every referenced blob,
@@ -188,18 +192,60 @@ time: rebuilt from the entries, a deleted, added or edited key is named).
 --from-scratch also re-verifies every DSSE envelope signature and that each
 entry's indexed fields match its signed statement.
 
-Exit codes: 0 verified, 1 something does not verify (named), 2 cannot open.`,
+--anchors also checks the ledger against the Hyperledger Fabric channel it
+was anchored in (see chaosgate ledger anchor; connection by the --fabric-*
+flags or --config chaosgate.yaml): every record of the local anchors file
+must match the local tree, the latest checkpoint Fabric anchored must be a
+prefix of the local log with the same root, and every entry whose digests
+Fabric recorded must have the same leaf hash and envelope SHA-256 locally;
+the first entry that differs is named.
+
+Exit codes: 0 verified, 1 something does not verify (named), 2 cannot open
+the ledger, or (--anchors) cannot reach Fabric or nothing is anchored yet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var fc fabric.Config
+			if anchors {
+				var err error
+				if fc, err = ff.config(cmd); err != nil {
+					return err
+				}
+			} else {
+				var set []string
+				cmd.Flags().Visit(func(fl *pflag.Flag) {
+					if strings.HasPrefix(fl.Name, "fabric-") || fl.Name == "config" {
+						set = append(set, "--"+fl.Name)
+					}
+				})
+				if len(set) > 0 {
+					return withExitCode(exitUsage, fmt.Errorf("%s: only with --anchors (hint: add --anchors to check the ledger against Fabric)", strings.Join(set, ", ")))
+				}
+			}
 			l, err := f.openRead(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer l.Close()
 			rep, verr := l.Verify(cmd.Context(), fromScratch)
+			var av *anchorsVerifyJSON
+			var aerr error
+			if anchors && (verr == nil || evidence.KindOf(verr) == evidence.KindTampered) {
+				res, err := verifyAnchors(cmd.Context(), l, fc)
+				if err != nil {
+					res.OK, res.Failure = false, err.Error()
+				}
+				av, aerr = &res, err
+			}
 			w := cmd.OutOrStdout()
 			if f.output == "json" {
-				if err := printJSON(w, rep); err != nil {
+				var v any = rep
+				if anchors {
+					v = struct {
+						evidence.VerifyReport
+						Anchors *anchorsVerifyJSON `json:"anchors"`
+					}{rep, av}
+				}
+				if err := printJSON(w, v); err != nil {
 					return withExitCode(exitUsage, err)
 				}
 			} else {
@@ -215,6 +261,15 @@ Exit codes: 0 verified, 1 something does not verify (named), 2 cannot open.`,
 					fmt.Fprintf(tw, "origin\t%s\ntree size\t%d\nroot\t%s\nblocks\t%d\ncheckpoints\t%d\nblobs\t%d\nenvelope signatures\t%d\n", rep.Origin, rep.TreeSize, rep.Root, rep.Blocks, rep.Checkpoints, rep.Blobs, rep.Envelopes)
 				}
 				fmt.Fprintf(tw, "keys\t%s\nfrom scratch\t%v\nduration\t%s\n", rep.Keys, rep.FromScratch, rep.Duration.Round(time.Millisecond))
+				switch {
+				case av == nil && anchors:
+					fmt.Fprintf(tw, "anchors\tnot checked: the ledger does not open\n")
+				case av != nil && aerr != nil:
+					fmt.Fprintf(tw, "anchors\tFAILED: %s\n", aerr)
+				case av != nil:
+					fmt.Fprintf(tw, "anchors\tOK: Fabric channel %s anchored tree size %d, root %s; %d entries' digests match, %d covered by the anchored root only; %d local anchor records match\n",
+						fc.Channel, av.TreeSize, av.Root, av.EntriesChecked, av.NotRecorded, av.LocalRecords)
+				}
 				if err := tw.Flush(); err != nil {
 					return withExitCode(exitUsage, err)
 				}
@@ -225,10 +280,18 @@ Exit codes: 0 verified, 1 something does not verify (named), 2 cannot open.`,
 				}
 				return withExitCode(exitUsage, verr)
 			}
+			if aerr != nil {
+				if evidence.KindOf(aerr) == evidence.KindTampered {
+					return withExitCode(exitBlock, fmt.Errorf("verify --anchors: %w", aerr))
+				}
+				return fabricExit(fmt.Errorf("verify --anchors: %w", aerr), fc)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&fromScratch, "from-scratch", false, "also recompute interior tree hashes and DSSE signatures")
+	cmd.Flags().BoolVar(&anchors, "anchors", false, "also check the ledger against what it anchored in Hyperledger Fabric (--fabric-* flags or --config)")
+	ff.register(cmd)
 	return cmd
 }
 

@@ -86,11 +86,11 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cmd.ErrOrStderr(), cfg, serveExtras{binary: binary, k8s: &k, ready: nil})
+			return serve(ctx, cmd.ErrOrStderr(), cfg, serveExtras{binary: binary, k8s: &k, ready: nil, configFile: cfgFile})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules, notify)")
+	f.StringVarP(&cfgFile, "config", "c", "", "chaosgate.yaml (listen, data_dir, tokens_file, decision, target, experiments, schedules, notify, ledger)")
 	f.StringVar(&httpAddr, "http", web.DefaultListen, "listen address (default this machine only; \":8080\" for every interface)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with (with --tls-key)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -112,6 +112,8 @@ type serveExtras struct {
 	k8s    *k8sOpts
 	// ready, when set, receives the bound address once serving (tests).
 	ready chan<- string
+	// configFile is the chaosgate.yaml cfg came from (for messages).
+	configFile string
 }
 
 func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras) error {
@@ -150,6 +152,9 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	}
 	onRunEnd, err := serveNotifier(stderr, cfg.Notify, dir, log)
 	if err != nil {
+		return withExitCode(exitUsage, err)
+	}
+	if onRunEnd, err = serveAnchorer(stderr, cfg.Ledger, x.configFile, dir, onRunEnd); err != nil {
 		return withExitCode(exitUsage, err)
 	}
 	reg := prometheus.NewRegistry()

@@ -2,7 +2,7 @@
 // C2SP tlog-tiles endpoints (/checkpoint, /tile/...), so standard
 // transparency-log clients can fetch and check it, plus JSON endpoints for
 // the block explorer (/entries/{i}, /entries/{i}/proof, /consistency,
-// /blocks, /search).
+// /blocks, /search, /anchors).
 package ledgerhttp
 
 import (
@@ -34,6 +34,7 @@ func New(l *evidence.Ledger) *Handler {
 	h.mux.HandleFunc("GET /consistency", h.consistency)
 	h.mux.HandleFunc("GET /blocks", h.blocks)
 	h.mux.HandleFunc("GET /search", h.search)
+	h.mux.HandleFunc("GET /anchors", h.anchors)
 	return h
 }
 
@@ -139,6 +140,12 @@ type EntryJSON struct {
 	Leaf     string               `json:"leaf"` // base64 of the exact leaf bytes
 	Record   evidence.EntryRecord `json:"record"`
 	Envelope json.RawMessage      `json:"envelope"`
+	// Anchor is the first anchoring of the ledger in an outside witness
+	// that covers the entry (anchors/v1), null when none does yet; only
+	// /entries/{i} fills it.
+	Anchor *evidence.Anchor `json:"anchor,omitempty"`
+	// Anchored says whether Anchor is set (only /entries/{i}).
+	Anchored *bool `json:"anchored,omitempty"`
 }
 
 func entryJSON(e evidence.Entry) EntryJSON {
@@ -155,7 +162,44 @@ func (h *Handler) entry(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entryJSON(e))
+	as, err := evidence.ReadAnchors(h.l.Dir())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := entryJSON(e)
+	a, ok := evidence.CoveringAnchor(as, i)
+	if ok {
+		out.Anchor = &a
+	}
+	out.Anchored = &ok
+	writeJSON(w, http.StatusOK, out)
+}
+
+// AnchorsJSON is the answer of /anchors.
+type AnchorsJSON struct {
+	// Anchors are the records of the ledger's anchors file, in the order
+	// they were recorded (anchors/v1).
+	Anchors []evidence.Anchor `json:"anchors"`
+	// Latest is the anchor of the largest tree size (null: none).
+	Latest *evidence.Anchor `json:"latest"`
+}
+
+// anchors serves the ledger's local anchors record.
+func (h *Handler) anchors(w http.ResponseWriter, r *http.Request) {
+	as, err := evidence.ReadAnchors(h.l.Dir())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := AnchorsJSON{Anchors: as}
+	if out.Anchors == nil {
+		out.Anchors = []evidence.Anchor{}
+	}
+	if a, ok := evidence.LatestAnchor(as); ok {
+		out.Latest = &a
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // proof serves the c2sp.org/tlog-proof of entry i against the signed
