@@ -152,6 +152,10 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 	if _, e, c := runBinary(t, bin, "ledger", "verify", "--ledger", filepath.Join(dir, "ledger"), "--keys", filepath.Join(dir, "keys")); c != 0 {
 		t.Fatalf("ledger verify: exit %d\n%s", c, e)
 	}
+	// The statement binds the raw material behind the verdict; the
+	// explorer, the export and ledger verify all see it.
+	sizes := checkRunBlobs(t, bin, dir, r.RunID, r.Evidence.LedgerIndex)
+	t.Logf("blob sizes of a quick demo: %v", sizes)
 
 	// A known-bad canary is blocked by the CI gate, naming the dimension,
 	// with the report/v1 JSON and the JUnit XML written.
