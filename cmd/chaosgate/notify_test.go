@@ -20,6 +20,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/notify"
 	"github.com/chaosgate/chaosgate/scenarios"
 	"github.com/chaosgate/chaosgate/web"
 )
@@ -31,6 +32,9 @@ type hookRequest struct {
 	header http.Header
 	body   []byte
 	at     time.Time
+	// target is the method and request target as sent (%2F stays
+	// encoded).
+	target string
 }
 
 // hookReceiver is a local webhook endpoint answering every request with
@@ -48,7 +52,7 @@ func newHookReceiver(t *testing.T, status int) *hookReceiver {
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
-		h.reqs = append(h.reqs, hookRequest{header: r.Header.Clone(), body: body, at: time.Now()})
+		h.reqs = append(h.reqs, hookRequest{header: r.Header.Clone(), body: body, at: time.Now(), target: r.Method + " " + r.RequestURI})
 		h.mu.Unlock()
 		w.WriteHeader(h.status)
 	}))
@@ -100,10 +104,18 @@ func TestNotifyDemoBlockSignedWebhookAndDeadSink(t *testing.T) {
 	bin := chaosgateBinary(t)
 	dir := t.TempDir()
 	good, dead := newHookReceiver(t, http.StatusOK), newHookReceiver(t, http.StatusServiceUnavailable)
+	// The same run also posts its root-cause report to a GitHub pull
+	// request, a GitLab merge request (named by its URL, so the API base
+	// comes from it) and a Jira Cloud project, each a local server.
+	github, gitlab, jira := newHookReceiver(t, http.StatusCreated), newHookReceiver(t, http.StatusCreated), newHookReceiver(t, http.StatusCreated)
+	token := writeForgeToken(t)
 	start := time.Now()
 	stdout, stderr, code := runBinary(t, bin, "demo", "--quick", "--canary-defect", "slow-path", "-o", "json", "--data-dir", dir,
 		"--notify-webhook", good.srv.URL+"/hooks/chaosgate", "--notify-webhook", dead.srv.URL+"/hooks/down",
-		"--notify-secret-file", writeNotifySecret(t), "--dashboard-url", "https://chaosgate.example.com")
+		"--notify-secret-file", writeNotifySecret(t), "--dashboard-url", "https://chaosgate.example.com",
+		"--notify-github-pr", "chaosgate/shop#7", "--notify-github-api-url", github.srv.URL, "--notify-github-token-file", token,
+		"--notify-gitlab-mr", gitlab.srv.URL+"/team/shop/-/merge_requests/12", "--notify-gitlab-token-file", token,
+		"--notify-jira-project", "OPS", "--notify-jira-url", jira.srv.URL, "--notify-jira-user", "bot@example.com", "--notify-jira-token-file", token)
 	elapsed := time.Since(start)
 	r := decodeReport(t, stdout, stderr)
 	t.Logf("demo: exit %d, verdict %s, failing %v, %.1fs", code, r.Verdict, r.Failing, elapsed.Seconds())
@@ -209,6 +221,96 @@ func TestNotifyDemoBlockSignedWebhookAndDeadSink(t *testing.T) {
 	if bytes.Contains(raw, []byte(notifySecret)) || strings.Contains(stderr, notifySecret) {
 		t.Errorf("the secret leaked into the dead letter or the output")
 	}
+	for _, want := range []string{"notified github (1 attempt)", "notified gitlab (1 attempt)", "notified jira (1 attempt)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if strings.Contains(stderr, forgeToken) || bytes.Contains(raw, []byte(forgeToken)) {
+		t.Errorf("the token leaked into the output or the dead letter")
+	}
+	checkForgeRequest(t, github, "POST /repos/chaosgate/shop/issues/7/comments", "Authorization", "Bearer "+forgeToken, r.RunID)
+	checkForgeRequest(t, gitlab, "POST /api/v4/projects/team%2Fshop/merge_requests/12/notes", "Private-Token", forgeToken, r.RunID)
+	if reqs := github.requests(); len(reqs) == 1 {
+		if v := reqs[0].header.Get("X-GitHub-Api-Version"); v != "2022-11-28" || reqs[0].header.Get("Accept") != "application/vnd.github+json" {
+			t.Errorf("GitHub headers: version %q, accept %q", v, reqs[0].header.Get("Accept"))
+		}
+	}
+	if reqs := jira.requests(); len(reqs) != 1 || reqs[0].target != "POST /rest/api/3/issue" {
+		t.Errorf("Jira: %d requests (%v), want one POST /rest/api/3/issue", len(reqs), reqs)
+	} else {
+		var issue struct {
+			Fields struct {
+				Project     struct{ Key string }  `json:"project"`
+				Summary     string                `json:"summary"`
+				Description map[string]any        `json:"description"`
+				IssueType   struct{ Name string } `json:"issuetype"`
+				Labels      []string              `json:"labels"`
+			} `json:"fields"`
+		}
+		if err := json.Unmarshal(reqs[0].body, &issue); err != nil {
+			t.Fatalf("Jira body: %v", err)
+		}
+		f := issue.Fields
+		t.Logf("Jira issue: %s %q labels %v", f.Project.Key, f.Summary, f.Labels)
+		if f.Project.Key != "OPS" || f.IssueType.Name != "Bug" || !strings.Contains(f.Summary, "latency_p99") || !strings.HasPrefix(f.Summary, "chaosgate blocked") ||
+			f.Description["type"] != "doc" || !contains(f.Labels, "chaosgate-block") || !strings.HasPrefix(reqs[0].header.Get("Authorization"), "Basic ") {
+			t.Errorf("Jira issue %+v", f)
+		}
+	}
+}
+
+const forgeToken = "forge-test-token-0123456789abcdef"
+
+func writeForgeToken(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(forgeToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkForgeRequest checks the one request a GitHub or GitLab receiver
+// got: its target, its credential header and a JSON {"body": markdown}
+// whose root-cause report names latency_p99 and the run.
+func checkForgeRequest(t *testing.T, h *hookReceiver, target, authHeader, auth, runID string) {
+	t.Helper()
+	reqs := h.requests()
+	if len(reqs) != 1 {
+		t.Errorf("%s: %d requests, want 1", target, len(reqs))
+		return
+	}
+	if reqs[0].target != target {
+		t.Errorf("request %q, want %q", reqs[0].target, target)
+	}
+	if got := reqs[0].header.Get(authHeader); got != auth {
+		t.Errorf("%s: %s %q", target, authHeader, got)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil || len(body) != 1 {
+		t.Fatalf("%s: body %s (%v), want {\"body\": markdown}", target, reqs[0].body, err)
+	}
+	md := body["body"]
+	if !strings.Contains(md, "| `latency_p99` | fail") || !strings.Contains(md, "https://chaosgate.example.com/runs/"+runID) ||
+		!strings.Contains(md, "https://chaosgate.example.com/explorer/entries/") || !strings.Contains(md, "### Faults in the run") {
+		t.Errorf("%s: the root-cause report does not name latency_p99, the run page and the ledger entry:\n%s", target, md)
+	} else {
+		t.Logf("%s: root-cause report of %d bytes; its failing dimensions:\n%s", target, len(md), tableOf(md, "| Dimension"))
+	}
+}
+
+// tableOf is the markdown table starting with the line prefix head.
+func tableOf(md, head string) string {
+	i := strings.Index(md, head)
+	if i < 0 {
+		return ""
+	}
+	end := strings.Index(md[i:], "\n\n")
+	if end < 0 {
+		return md[i:]
+	}
+	return md[i : i+end]
 }
 
 // TestNotifyFlagsCheckedBeforeTheRun: a webhook without a secret, or a
@@ -307,5 +409,121 @@ func TestNotifyServeHook(t *testing.T) {
 	json.Unmarshal(reqs[0].body, &n)
 	if n.RunID != ids[1] || n.Verdict != "block" || n.Revision != "v2" || n.Scenario != "pod-kill" || n.Links.Run != "http://127.0.0.1:8080/runs/"+ids[1] {
 		t.Fatalf("notification %+v", n)
+	}
+}
+
+// TestNotifyForgeFlagsCheckedBeforeTheRun: a bad merge request, pull
+// request, Jira project or token file is a usage error naming its flag,
+// before anything starts; the token is never printed.
+func TestNotifyForgeFlagsCheckedBeforeTheRun(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(open, []byte(forgeToken), 0o644)
+	os.Chmod(open, 0o644)
+	t.Setenv("GITLAB_TOKEN", "")
+	t.Setenv("GITHUB_TOKEN", "")
+	t.Setenv("CHAOSGATE_NOTIFY_JIRA_TOKEN", "")
+	good := writeForgeToken(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--notify-gitlab-mr", "group/project#12"}, "--notify-gitlab-mr: \"group/project#12\": want a merge request URL or PROJECT!IID"},
+		{[]string{"--notify-gitlab-mr", "g/p!1"}, "--notify-gitlab-token-file: no token: give a token file (mode 0600) or set GITLAB_TOKEN"},
+		{[]string{"--notify-gitlab-mr", "g/p!1", "--notify-gitlab-token-file", open}, "--notify-gitlab-token-file: " + open + " has mode 0644"},
+		{[]string{"--notify-gitlab-mr", "g/p!1", "--notify-gitlab-token-file", good, "--notify-gitlab-auth", "oauth"}, "--notify-gitlab-auth: \"oauth\": want private-token or bearer"},
+		{[]string{"--notify-github-pr", "o/r/1", "--notify-github-token-file", good}, "--notify-github-pr: \"o/r/1\": want owner/repo#N"},
+		{[]string{"--notify-github-pr", "o/r#1", "--notify-github-token-file", good, "--notify-github-api-url", "api.github.com"}, "--notify-github-api-url: not an http or https URL"},
+		{[]string{"--notify-jira-project", "ops", "--notify-jira-url", "https://j.example.com"}, "--notify-jira-project: project key \"ops\": an uppercase letter"},
+		{[]string{"--notify-jira-project", "OPS"}, "--notify-jira-url: the Jira settings need the site's URL"},
+		{[]string{"--notify-jira-project", "OPS", "--notify-jira-url", "https://j.example.com", "--notify-jira-token-file", good, "--notify-jira-api", "1"}, "--notify-jira-api: \"1\": want 2"},
+		{[]string{"--notify-jira-project", "OPS", "--notify-jira-url", "https://j.example.com", "--notify-jira-labels", "a b"}, "--notify-jira-labels: label \"a b\""},
+	} {
+		args := append([]string{"demo", "--quick", "--data-dir", t.TempDir()}, tc.args...)
+		_, stderr, code := cli(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, forgeToken) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s", tc.args, code, exitUsage, tc.want, tail(stderr, 1000))
+		}
+		if strings.Contains(stderr, "run ") && strings.Contains(stderr, "default-gameday") {
+			t.Errorf("%v: the run started:\n%s", tc.args, tail(stderr, 1000))
+		}
+	}
+}
+
+// TestNotifyFromCIOutsideAMergeRequestIsANote: "ci" in a pipeline that
+// is not for a merge request or pull request leaves the sink out and
+// says so; it is not an error.
+func TestNotifyFromCIOutsideAMergeRequestIsANote(t *testing.T) {
+	for _, v := range []string{"CI_MERGE_REQUEST_IID", "GITHUB_REPOSITORY", "GITHUB_REF", "GITHUB_EVENT_PATH"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("GITLAB_TOKEN", forgeToken)
+	t.Setenv("GITHUB_TOKEN", forgeToken)
+	var out bytes.Buffer
+	f := notifyFlags{gitlab: notify.GitLabConfig{MergeRequest: "ci"}, github: notify.GitHubConfig{PullRequest: "ci"}}
+	d, err := f.dispatcher(t.TempDir(), &out)
+	if err != nil || d != nil {
+		t.Fatalf("dispatcher %v, %v; want none and no error", d, err)
+	}
+	for _, want := range []string{"no GitLab note: this pipeline is not for a merge request (CI_MERGE_REQUEST_IID is not set)",
+		"no GitHub comment: not in a GitHub Actions run (GITHUB_REPOSITORY is not set)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// In a GitLab merge-request pipeline the same flags name its merge
+	// request.
+	t.Setenv("CI_MERGE_REQUEST_IID", "5")
+	t.Setenv("CI_PROJECT_ID", "4711")
+	t.Setenv("CI_API_V4_URL", "https://gitlab.example.com/api/v4")
+	out.Reset()
+	f = notifyFlags{gitlab: notify.GitLabConfig{MergeRequest: "ci"}}
+	d, err = f.dispatcher(t.TempDir(), &out)
+	if err != nil || d == nil || len(d.Sinks) != 1 || d.Sinks[0].(*notify.HTTPSink).Endpoint() != "https://gitlab.example.com/api/v4/projects/4711/merge_requests/5/notes" {
+		t.Fatalf("in a merge-request pipeline: %+v, %v", d, err)
+	}
+}
+
+// TestRootCauseFileNextToTheReport: gate --json out/report.json writes
+// out/report.root-cause.md for a blocked or held run, and removes it when
+// the next run at that path promotes or is not judged.
+func TestRootCauseFileNextToTheReport(t *testing.T) {
+	dir := t.TempDir()
+	jsonFile := filepath.Join(dir, "out", "report.json")
+	if got := rootCausePath(jsonFile); got != filepath.Join(dir, "out", "report.root-cause.md") {
+		t.Fatalf("root-cause path %s", got)
+	}
+	rep := report.New("cli-1", "sha256:abc", decision.Block)
+	rep.Steps = []report.Step{{Weight: 25, Verdict: "block", Reason: "latency_p99 fails",
+		Dimensions: []decision.DimensionResult{{Name: "latency_p99", Outcome: decision.Fail, Canary: 80, Control: 9, Unit: "ms", Test: decision.MethodSigma, Z: 7, K: 4}}}}
+	rep.Evidence = &report.Evidence{LedgerIndex: 3, TreeSize: 4}
+	var out bytes.Buffer
+	writeRootCause(&out, jsonFile, "https://cg.example.com", true, notify.Run{Report: rep, Scenario: "pod-kill"})
+	md, err := os.ReadFile(rootCausePath(jsonFile))
+	if err != nil {
+		t.Fatalf("%v (output %q)", err, out.String())
+	}
+	if out.String() != "root-cause report: "+rootCausePath(jsonFile)+"\n" {
+		t.Errorf("output %q", out.String())
+	}
+	for _, want := range []string{"## ✗ Release blocked: revision `sha256:abc`", "| `latency_p99` | fail | 80 ms | 9 ms | sigma | z 7.00 ≥ k 4.00 |",
+		"[3](https://cg.example.com/explorer/entries/3)", "[cli-1](https://cg.example.com/runs/cli-1)"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("root-cause file lacks %q:\n%s", want, md)
+		}
+	}
+	promoted := report.New("cli-2", "sha256:abc", decision.Promote)
+	writeRootCause(&out, jsonFile, "", true, notify.Run{Report: promoted})
+	if _, err := os.Stat(rootCausePath(jsonFile)); !os.IsNotExist(err) {
+		t.Errorf("a promoted run left the blocked run's root-cause file: %v", err)
+	}
+	writeRootCause(&out, jsonFile, "", true, notify.Run{Report: rep})
+	writeRootCause(&out, jsonFile, "", false, notify.Run{Report: rep})
+	if _, err := os.Stat(rootCausePath(jsonFile)); !os.IsNotExist(err) {
+		t.Errorf("an interrupted run left a root-cause file: %v", err)
+	}
+	out.Reset()
+	writeRootCause(&out, "", "", true, notify.Run{Report: rep})
+	if out.Len() != 0 {
+		t.Errorf("no --json, yet %q", out.String())
 	}
 }
