@@ -197,11 +197,13 @@ func p99Diff(h HistoryWindow) (float64, bool) {
 }
 
 // p99SE is the sampling standard error of ln p99 of one arm's window, by
-// the same formula for every window so that the judged window and its
+// the same rule for every window so that the judged window and its
 // history compare like with like: that of a log-normal body through p50 and
 // p99, s·√(q(1−q)/n)/φ(z_q), with n the latency observations the quantiles
 // rest on (latency_samples, else the raw samples' count, else the
-// requests). 0 when it cannot be told.
+// requests) — or, when the window carries raw samples, the
+// distribution-free width of its order statistics around the p99 if that
+// is wider (a tail that is not log-normal). 0 when it cannot be told.
 func p99SE(a Arm) float64 {
 	p50, ok1 := p50Of(a)
 	p99, _, ok2 := p99Of(a)
@@ -220,7 +222,20 @@ func p99SE(a Arm) float64 {
 	z := normalQuantile(0.99)
 	shape := (math.Log(p99) - math.Log(p50)) / z
 	density := math.Exp(-z*z/2) / math.Sqrt(2*math.Pi)
-	return shape * math.Sqrt(0.99*0.01/n) / density
+	se := shape * math.Sqrt(0.99*0.01/n) / density
+	// With raw samples the window says how wide its own p99 is: the
+	// distribution-free interval of the order statistics around rank
+	// 0.99·n. A tail that is not log-normal — a slow path of a few per cent,
+	// whose p99 sits at the edge of a gap — has a p99 far less certain
+	// than the log-normal formula says, and this is where that shows.
+	if a.LatencyMS.OK() && len(a.LatencyMS.V) >= minP99Samples {
+		s := append([]float64(nil), a.LatencyMS.V...)
+		sort.Float64s(s)
+		if df := logQuantileSE(s, 0.99); !math.IsInf(df, 0) && !math.IsNaN(df) && df > se {
+			se = df
+		}
+	}
+	return se
 }
 
 // p99SEPair is the sampling standard error of ln p99(canary) − ln p99(control).
