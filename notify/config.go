@@ -361,18 +361,32 @@ func prNumberFromActions(getenv func(string) string) (num, note string) {
 		return "", "reading GITHUB_EVENT_PATH: " + err.Error()
 	}
 	defer f.Close()
+	n, err := PullRequestOfEvent(f)
+	if err != nil {
+		return "", "GITHUB_EVENT_PATH: " + err.Error()
+	}
+	if n == 0 {
+		return "", "this run is not for a pull request (GITHUB_REF " + strconv.Quote(clip(ref, 60)) + ", no pull_request in the event)"
+	}
+	return strconv.Itoa(n), ""
+}
+
+// PullRequestOfEvent reads a GitHub Actions event payload (the file at
+// GITHUB_EVENT_PATH, at most 32 MiB) and returns its pull_request.number;
+// 0 when the event has no pull request.
+func PullRequestOfEvent(r io.Reader) (int, error) {
 	var ev struct {
 		PullRequest *struct {
 			Number int `json:"number"`
 		} `json:"pull_request"`
 	}
-	if err := json.NewDecoder(io.LimitReader(f, 32<<20)).Decode(&ev); err != nil {
-		return "", "GITHUB_EVENT_PATH is not a JSON event payload: " + err.Error()
+	if err := json.NewDecoder(io.LimitReader(r, 32<<20)).Decode(&ev); err != nil {
+		return 0, fmt.Errorf("not a JSON event payload: %w", err)
 	}
-	if ev.PullRequest == nil || ev.PullRequest.Number <= 0 {
-		return "", "this run is not for a pull request (GITHUB_REF " + strconv.Quote(clip(ref, 60)) + ", no pull_request in the event)"
+	if ev.PullRequest == nil || ev.PullRequest.Number <= 0 || ev.PullRequest.Number > 1<<31-1 {
+		return 0, nil
 	}
-	return strconv.Itoa(ev.PullRequest.Number), ""
+	return ev.PullRequest.Number, nil
 }
 
 // addJira adds the Jira issue of c, if any.

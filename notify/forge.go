@@ -133,9 +133,11 @@ type PullRequest struct {
 	// APIURL is the REST API base URL when the pull request was given as
 	// a URL: https://api.github.com for github.com, https://HOST/api/v3
 	// for GitHub Enterprise Server ("" otherwise).
-	APIURL      string
+	APIURL string
+	// Owner is the account or organization, Repo the repository.
 	Owner, Repo string
-	Number      int
+	// Number is the pull request's number (#N).
+	Number int
 }
 
 // String is the pull request as GitHub references it: owner/repo#N.

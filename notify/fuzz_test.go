@@ -2,6 +2,7 @@ package notify
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,6 +215,26 @@ func FuzzRootCause(f *testing.F) {
 		}
 		if s := RootCauseSummary(n); strings.ContainsAny(s, "\r\n") || len(utf16.Encode([]rune(s))) > 255 || !utf8.ValidString(s) {
 			t.Fatalf("summary %q", s)
+		}
+	})
+}
+
+// FuzzPullRequestOfEvent: any payload gives a number in range or 0, or
+// an error; never a panic.
+func FuzzPullRequestOfEvent(f *testing.F) {
+	for _, s := range []string{`{"pull_request": {"number": 8}}`, `{"number": 8}`, `{"pull_request": null}`, `{"pull_request": {"number": -1}}`,
+		`{"pull_request": {"number": 1e3}}`, `{"pull_request": {"number": 99999999999}}`, `[`, ``, `{"pull_request": "x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := PullRequestOfEvent(strings.NewReader(string(data)))
+		if err != nil && n != 0 || n < 0 || n > 1<<31-1 {
+			t.Fatalf("PullRequestOfEvent(%q) = %d, %v", data, n, err)
+		}
+		if n > 0 {
+			if _, perr := ParsePullRequest("o/r#" + strconv.Itoa(n)); perr != nil {
+				t.Fatalf("number %d does not make a pull request: %v", n, perr)
+			}
 		}
 	})
 }

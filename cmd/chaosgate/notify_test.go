@@ -527,3 +527,54 @@ func TestRootCauseFileNextToTheReport(t *testing.T) {
 		t.Errorf("no --json, yet %q", out.String())
 	}
 }
+
+// TestNotifyServeHookPostsRootCause: serve's hook for notify.github and
+// notify.jira posts the root-cause report of a blocked run, and says at
+// startup whom it notifies.
+func TestNotifyServeHookPostsRootCause(t *testing.T) {
+	github, jira := newHookReceiver(t, http.StatusCreated), newHookReceiver(t, http.StatusCreated)
+	token := writeForgeToken(t)
+	var stderr bytes.Buffer
+	onEnd, err := serveNotifier(&stderr, web.NotifyConfig{DashboardURL: "https://cg.example.com",
+		GitHub: notify.GitHubConfig{PullRequest: "o/r#3", APIURL: github.srv.URL + "/api/v3", TokenFile: token},
+		Jira:   notify.JiraConfig{URL: jira.srv.URL, Project: "OPS", TokenFile: token}}, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil || onEnd == nil {
+		t.Fatalf("serveNotifier: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "notifying github, jira when a run ends with block,hold") {
+		t.Errorf("serve does not say whom it notifies: %q", stderr.String())
+	}
+	rep := report.New("serve-1", "v2", decision.Block)
+	rep.Steps = []report.Step{{Weight: 10, Verdict: "block", Reason: "latency_p99 fails",
+		Dimensions: []decision.DimensionResult{{Name: "latency_p99", Outcome: decision.Fail, Canary: 90, Control: 10, Unit: "ms", Test: decision.MethodSigma, Z: 8, K: 4}}}}
+	rep.Evidence = &report.Evidence{LedgerIndex: 9, TreeSize: 10}
+	onEnd(&web.RunRecord{ID: "serve-1", Status: web.StatusFinished, Scenario: "pod-kill", Report: &rep, Reason: "latency_p99 fails",
+		Failing: []string{"latency_p99"}, Finished: time.Now()})
+	checkForgeRequestBody(t, github, "POST /api/v3/repos/o/r/issues/3/comments", "https://cg.example.com/runs/serve-1", "https://cg.example.com/explorer/entries/9")
+	if reqs := jira.requests(); len(reqs) != 1 || reqs[0].target != "POST /rest/api/2/issue" || reqs[0].header.Get("Authorization") != "Bearer "+forgeToken ||
+		!bytes.Contains(reqs[0].body, []byte(`|{{latency\\_p99}}|fail|`)) {
+		t.Errorf("Jira Data Center issue: %d requests %v", len(reqs), reqs)
+	}
+}
+
+// checkForgeRequestBody checks a receiver got one request at target whose
+// {"body": markdown} names latency_p99 and carries the links.
+func checkForgeRequestBody(t *testing.T, h *hookReceiver, target string, links ...string) {
+	t.Helper()
+	reqs := h.requests()
+	if len(reqs) != 1 || reqs[0].target != target {
+		t.Fatalf("%d requests %v, want one %s", len(reqs), reqs, target)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body["body"], "| `latency_p99` | fail | 90 ms | 10 ms | sigma | z 8.00 ≥ k 4.00 |") {
+		t.Errorf("the comment does not explain latency_p99:\n%s", body["body"])
+	}
+	for _, l := range links {
+		if !strings.Contains(body["body"], "("+l+")") {
+			t.Errorf("the comment does not link %s", l)
+		}
+	}
+}
