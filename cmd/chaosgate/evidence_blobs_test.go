@@ -128,7 +128,11 @@ func checkRunBlobs(t *testing.T, bin, dir, runID string, idx uint64) map[string]
 		if verdicts[i].Weight != st.Weight || verdicts[i].Window != st.Window {
 			t.Fatalf("verdict %d is for %d%% window %d, window for %d%% window %d", i, verdicts[i].Weight, verdicts[i].Window, st.Weight, st.Window)
 		}
-		t.Logf("step %d%% window %d: the run judged %s, decide on windows.json says %s", st.Weight, st.Window, verdicts[i].Verdict.Decision, dv.Verdict)
+		// The judge is pure: the window it was given, judged again with
+		// the same (default) matrix, gives the same verdict.
+		if st.HistoryKept == st.HistoryTotal && dv.Verdict != verdicts[i].Verdict.Decision.String() {
+			t.Fatalf("step %d%% window %d: the run judged %s, decide on windows.json says %s", st.Weight, st.Window, verdicts[i].Verdict.Decision, dv.Verdict)
+		}
 	}
 
 	// traces: 32 lowercase hex ids, each in a node log of its arm.
@@ -194,12 +198,36 @@ func checkRunBlobs(t *testing.T, bin, dir, runID string, idx uint64) map[string]
 	if err := json.Unmarshal(data[gameday.BlobFaults], &fb); err != nil || len(fb.Faults) == 0 || len(fb.Resilience) == 0 {
 		t.Fatalf("faults.json: %v, %d faults, %d resilience rows", err, len(fb.Faults), len(fb.Resilience))
 	}
+	unrecovered := map[string]int{}
+	for _, k := range fb.Resilience {
+		unrecovered[k.Kind+"/"+k.Arm] = k.Unrecovered
+	}
+	timed := map[string]bool{}
 	for _, f := range fb.Faults {
 		if !f.Applied || !f.Recovered || f.DurationS == nil || f.Confirmed == "" {
 			t.Fatalf("faults.json: %s on %s/%s not applied, confirmed and removed: %+v", f.Kind, f.Arm, f.Target, f)
 		}
-		if f.Arm != "calibration" && (f.Availability == nil || f.RecoveryS == nil) {
-			t.Fatalf("faults.json: %s on %s/%s has no recovery time", f.Kind, f.Arm, f.Target)
+		if f.Arm == "calibration" {
+			continue
+		}
+		if f.Availability == nil {
+			t.Fatalf("faults.json: %s on %s/%s has no availability", f.Kind, f.Arm, f.Target)
+		}
+		if f.RecoveryS == nil {
+			// Not seen recovering within the run: counted as such.
+			if unrecovered[f.Kind+"/"+f.Arm] == 0 {
+				t.Fatalf("faults.json: %s on %s/%s has no recovery time and is not counted unrecovered", f.Kind, f.Arm, f.Target)
+			}
+			continue
+		}
+		timed[f.Kind+"/"+f.Arm] = true
+	}
+	// The game day's network and process faults recover within the run.
+	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain"} {
+		for _, arm := range []string{"canary", "control"} {
+			if !timed[k+"/"+arm] {
+				t.Fatalf("faults.json: no recovery time for %s on %s", k, arm)
+			}
 		}
 	}
 
