@@ -153,6 +153,11 @@ func checkRunBlobs(t *testing.T, bin, dir, runID string, idx uint64) map[string]
 		if err != nil || logs.Len() == 0 {
 			t.Fatalf("node logs of %s: %v", arm, err)
 		}
+		// A trace id found in a node's log leads back to the run's entry.
+		out, e, code := runBinary(t, bin, "ledger", "search", "--trace-id", tb.Sample[0].TraceID, "-o", "json", "--ledger", filepath.Join(dir, "ledger"), "--keys", filepath.Join(dir, "keys"))
+		if code != 0 || !strings.Contains(out, `"run_id": "`+runID+`"`) && !strings.Contains(out, `"run_id":"`+runID+`"`) {
+			t.Fatalf("ledger search --trace-id %s: exit %d, run %s not found\n%s%s", tb.Sample[0].TraceID, code, runID, out, e)
+		}
 		for _, r := range tb.Sample {
 			if !traceparent.ValidTraceID(r.TraceID) {
 				t.Fatalf("traces-%s.json: trace id %q is not 32 lowercase hex", arm, r.TraceID)

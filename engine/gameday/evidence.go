@@ -35,6 +35,10 @@ const (
 	MaxChunksPerArm   = 600
 	// MaxAgreementLines is the most PromQL result lines metrics.json keeps.
 	MaxAgreementLines = 200
+	// IndexedTraceIDs is how many of each arm's sampled trace ids the
+	// predicate's trace_ids carries (evenly spread), so that `ledger
+	// search --trace-id` and the explorer find the run from a node's log.
+	IndexedTraceIDs = 10
 )
 
 // Blob names and media types of a run's raw evidence.
@@ -276,6 +280,20 @@ func (r *Run) tracesBlob(arm engine.Arm) ([]byte, error) {
 		return nil, fmt.Errorf("no answered request on %s", arm)
 	}
 	return json.Marshal(TracesBlob{Arm: arm.String(), Traces: tr})
+}
+
+// indexedTraceIDs are the trace ids the run's statement lists for the
+// ledger's trace index: IndexedTraceIDs of each arm's sample.
+func (r *Run) indexedTraceIDs() []string {
+	var out []string
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		if g := r.gens[arm]; g != nil {
+			for _, t := range thin(g.Traces().Sample, IndexedTraceIDs) {
+				out = append(out, t.TraceID)
+			}
+		}
+	}
+	return out
 }
 
 func (r *Run) logMatchesBlob() ([]byte, error) {

@@ -1183,6 +1183,7 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 	// The raw material behind the verdict, bound by digest: the blobs
 	// are stored before the statement that names them is signed.
 	p.Blobs = append(p.Blobs, r.rawBlobs(l, rep)...)
+	p.TraceIDs = append(p.TraceIDs, r.indexedTraceIDs()...)
 	rc, err := l.Record(ctx, r.cfg.Revision, p)
 	if err != nil {
 		return nil, err
