@@ -521,3 +521,35 @@ func (l *anchorLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestRunWithLedgerBlockAnchorsEverySecondRun: two real game days (the
+// chaosgate binary, real clusters and faults) with --config chaosgate.yaml
+// setting ledger.anchor: fabric and every: 2: the first run leaves its
+// entry pending, the second anchors both; neither run's verdict or exit
+// code changes; verify --anchors then agrees with Fabric.
+func TestRunWithLedgerBlockAnchorsEverySecondRun(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	data := t.TempDir()
+	s := &fabricSetup{data: data, keys: filepath.Join(data, evidence.KeysSubdir), ledger: filepath.Join(data, evidence.LedgerSubdir), peer: fabrictest.Start(t)}
+	s.certFile, s.keyFile = fabrictest.NewIdentity(t, "Org1MSP").WriteFiles(t, t.TempDir())
+	cfgFile := s.writeLedgerConfig(t, 2)
+	file := writeExperiment(t, "low-weight", lowWeight)
+	for i, want := range []string{"ledger anchor: 1 of 2 entries pending (ledger.every: 2 in " + cfgFile + "); not anchored yet", "ledger anchor: anchored in Fabric: tree size 2, root "} {
+		stdout, stderr, code := runBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", data, "--config", cfgFile)
+		r := decodeReport(t, stdout, stderr)
+		if code != r.ExitCode || r.Evidence == nil || r.Evidence.LedgerIndex != uint64(i) {
+			t.Fatalf("run %d: exit %d, report exit %d, evidence %+v\n%s", i+1, code, r.ExitCode, r.Evidence, tail(stderr, 3000))
+		}
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("run %d does not say %q:\n%s", i+1, want, tail(stderr, 3000))
+		}
+		as, err := evidence.ReadAnchors(s.ledger)
+		if err != nil || len(as) != i || (i == 1 && (as[0].TreeSize != 2 || as[0].Block != s.peer.Block() || as[0].Recorded != 2)) {
+			t.Fatalf("anchors after run %d: %+v %v", i+1, as, err)
+		}
+	}
+	if out, errs, code := cli(t, append(append([]string{"ledger", "verify", "--anchors"}, s.base()...), s.fabricArgs()...)...); code != 0 || !strings.Contains(out, "anchored tree size 2") {
+		t.Fatalf("verify --anchors after the runs: exit %d\n%s%s", code, out, errs)
+	}
+}
