@@ -132,7 +132,7 @@ func fabricExit(err error, c fabric.Config) error {
 
 // anchorJSON is the JSON output of `ledger anchor`.
 type anchorJSON struct {
-	Status          string           `json:"status"` // anchored | already_anchored
+	Status          string           `json:"status"` // anchored | already_anchored | empty
 	Ledger          string           `json:"ledger"`
 	Origin          string           `json:"origin"`
 	TreeSize        uint64           `json:"tree_size"`
@@ -195,6 +195,9 @@ match what Fabric anchored, 2 configuration, connection or Fabric errors.`,
 				EntriesRecorded: res.Recorded, TxID: res.TxID, Block: res.Block, Peer: c.Peer, Channel: c.Channel, Chaincode: c.Chaincode}
 			if res.Already {
 				out.Status = "already_anchored"
+				if res.Checkpoint.Size == 0 {
+					out.Status = "empty"
+				}
 				if as, err := evidence.ReadAnchors(l.Dir()); err == nil {
 					if a, ok := evidence.LatestAnchor(as); ok && a.TreeSize == res.Checkpoint.Size {
 						out.Anchor = &a
@@ -210,7 +213,10 @@ match what Fabric anchored, 2 configuration, connection or Fabric errors.`,
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			status := "anchored"
-			if res.Already {
+			switch {
+			case res.Already && res.Checkpoint.Size == 0:
+				status = "nothing to anchor: the ledger has no entries"
+			case res.Already:
 				status = "already anchored: Fabric holds this checkpoint, nothing was submitted"
 			}
 			fmt.Fprintf(tw, "ledger\t%s\nstatus\t%s\norigin\t%s\ntree size\t%d\nroot\t%s\nentries recorded\t%d\n", out.Ledger, status, out.Origin, out.TreeSize, out.Root, out.EntriesRecorded)

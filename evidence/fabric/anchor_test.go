@@ -35,12 +35,15 @@ func TestAnchorPendingGivesTransactionAndBlockAndRecordsThem(t *testing.T) {
 		t.Fatalf("defaults not filled: %+v", cfg)
 	}
 	local := newLocal(t, newKeys(t))
+	l := sess.Ledger(local)
+	if res, err := l.AnchorPending(ctx); err != nil || !res.Already || res.Checkpoint.Size != 0 || ps.Block() != 0 {
+		t.Fatalf("empty log: %+v %v (block %d)", res, err, ps.Block())
+	}
 	for i := 0; i < 3; i++ {
 		if _, err := local.Record(ctx, "v1", pred(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l := sess.Ledger(local)
 	if _, err := l.VerifyAll(ctx); evidence.KindOf(err) != evidence.KindNotFound {
 		t.Fatalf("verify before any anchor: %v", err)
 	}

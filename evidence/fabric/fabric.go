@@ -255,8 +255,8 @@ type AnchorResult struct {
 	// block that committed it (empty when Already).
 	TxID  string
 	Block uint64
-	// Already says Fabric held this checkpoint before: nothing was
-	// submitted.
+	// Already says Fabric held this checkpoint before, or the log is
+	// empty (Checkpoint.Size 0): nothing was submitted.
 	Already bool
 	// Local is the record appended to the local anchors file (zero when
 	// Already).
@@ -272,6 +272,15 @@ type AnchorResult struct {
 // anchor is recorded in the local anchors file.
 func (l *Ledger) AnchorPending(ctx context.Context) (AnchorResult, error) {
 	var res AnchorResult
+	cp, err := l.local.Checkpoint(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Checkpoint = cp
+	if cp.Size == 0 {
+		res.Already = true // an empty log: nothing to anchor
+		return res, nil
+	}
 	from := uint64(0)
 	ac, err := l.AnchoredCheckpoint(ctx)
 	switch {
@@ -284,11 +293,6 @@ func (l *Ledger) AnchorPending(ctx context.Context) (AnchorResult, error) {
 	default:
 		return res, err
 	}
-	cp, err := l.local.Checkpoint(ctx)
-	if err != nil {
-		return res, err
-	}
-	res.Checkpoint = cp
 	if from > cp.Size {
 		return res, &evidence.Error{Kind: evidence.KindTampered, Op: "fabric anchor", Err: fmt.Errorf("Fabric anchored tree size %d, the local log has only %d entries", from, cp.Size), Hint: "the local ledger lost entries or was replaced"}
 	}
