@@ -338,6 +338,8 @@ func (p *Peer) decode(sp *peer.SignedProposal) (*decodedProposal, error) {
 	return d, nil
 }
 
+// Evaluate runs a query transaction against the world state without
+// committing it.
 func (g *gatewayService) Evaluate(ctx context.Context, req *gateway.EvaluateRequest) (*gateway.EvaluateResponse, error) {
 	p := g.p
 	p.mu.Lock()
@@ -354,6 +356,7 @@ func (g *gatewayService) Evaluate(ctx context.Context, req *gateway.EvaluateRequ
 	return &gateway.EvaluateResponse{Result: &peer.Response{Status: 200, Payload: out}}, nil
 }
 
+// Endorse simulates a transaction and returns it prepared for Submit.
 func (g *gatewayService) Endorse(ctx context.Context, req *gateway.EndorseRequest) (*gateway.EndorseResponse, error) {
 	p := g.p
 	p.mu.Lock()
@@ -380,6 +383,8 @@ func (g *gatewayService) Endorse(ctx context.Context, req *gateway.EndorseReques
 	return &gateway.EndorseResponse{PreparedTransaction: &common.Envelope{Payload: payload}}, nil
 }
 
+// Submit commits an endorsed transaction in a new block: its writes
+// apply when its reads are still current (MVCC).
 func (g *gatewayService) Submit(ctx context.Context, req *gateway.SubmitRequest) (*gateway.SubmitResponse, error) {
 	p := g.p
 	p.mu.Lock()
@@ -409,6 +414,8 @@ func (g *gatewayService) Submit(ctx context.Context, req *gateway.SubmitRequest)
 	return &gateway.SubmitResponse{}, nil
 }
 
+// CommitStatus reports a submitted transaction's validation code and
+// block.
 func (g *gatewayService) CommitStatus(ctx context.Context, req *gateway.SignedCommitStatusRequest) (*gateway.CommitStatusResponse, error) {
 	p := g.p
 	var r gateway.CommitStatusRequest
