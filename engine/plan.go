@@ -152,6 +152,12 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		d := f.SlowDependency
 		out.Kind, out.Latency, out.Jitter = SlowDependency, d.Latency.Duration, d.Jitter.Duration
 		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
+	case f.ClockSkew != nil:
+		d := f.ClockSkew
+		out.Kind, out.Offset, out.Handover = ClockSkew, d.Offset.Duration, d.Handover
+		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
+	case f.Overload != nil:
+		out.Kind, out.Rate, out.Batch, out.Payload = Overload, f.Overload.Rate.Value, f.Overload.Batch, f.Overload.Payload
 	}
 	return out
 }
@@ -161,7 +167,7 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 func Impact(f Fault, t Target) int {
 	n := len(t.Nodes)
 	switch f.Kind {
-	case PodKill, PodPause, NetworkDelay, SplitBrain:
+	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew:
 		return 1
 	case Partition:
 		return scenarios.ShapeImpact(f.Shape, n)
@@ -171,5 +177,5 @@ func Impact(f Fault, t Target) int {
 		}
 		return 1
 	}
-	return 0 // broker and consumer-group faults impair no replica
+	return 0 // broker and consumer-group faults and overload bursts impair no replica
 }

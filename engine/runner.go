@@ -764,7 +764,7 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 		cr := c.Confirm(ctx, a)
 		fr.Confirmed, fr.Measurement = cr.Outcome, cr.Measurement
 	}
-	r.event(PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s)", f.Kind, targetLabel(t), fr.Confirmed))
+	r.event(PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s): %s", f.Kind, targetLabel(t), fr.Confirmed, fr.Measurement))
 	return a.At, nil
 }
 

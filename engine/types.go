@@ -67,10 +67,18 @@ const (
 	Backlog
 	// SlowDependency adds latency on a consuming node's downstream edges.
 	SlowDependency
+	// ClockSkew offsets one node's physical clock (locally through the
+	// reference aggregator's admin API, on Kubernetes with a Chaos Mesh
+	// TimeChaos), optionally handing the skewed node the leadership of a
+	// partition it follows.
+	ClockSkew
+	// Overload sends a burst far above the sustainable rate to an arm.
+	Overload
 )
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
-	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency"}
+	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
+	ClockSkew: "clockSkew", Overload: "overload"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -252,6 +260,17 @@ type Fault struct {
 	// outage's mode (partition or kill).
 	Upstream string `json:"upstream,omitempty"`
 	Outage   string `json:"outage,omitempty"`
+	// Offset is a clock skew's signed offset of the physical clock;
+	// Handover hands the skewed node the leadership of a partition it
+	// follows once the skew is in force.
+	Offset   time.Duration `json:"offset,omitempty"`
+	Handover bool          `json:"handover,omitempty"`
+	// Rate is an overload burst's offered load (messages per second, per
+	// arm), Batch its messages per request and Payload their payload size
+	// in bytes.
+	Rate    float64 `json:"rate,omitempty"`
+	Batch   int     `json:"batch,omitempty"`
+	Payload int     `json:"payload,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

@@ -118,6 +118,9 @@ type Fault struct {
 	ConsumerRebalance *ConsumerRebalanceFault `yaml:"consumerRebalance,omitempty" json:"consumerRebalance,omitempty"`
 	Backlog           *BacklogFault           `yaml:"backlog,omitempty" json:"backlog,omitempty"`
 	SlowDependency    *SlowDependencyFault    `yaml:"slowDependency,omitempty" json:"slowDependency,omitempty"`
+	// Clock and load faults.
+	ClockSkew *ClockSkewFault `yaml:"clockSkew,omitempty" json:"clockSkew,omitempty"`
+	Overload  *OverloadFault  `yaml:"overload,omitempty" json:"overload,omitempty"`
 }
 
 // Node selection modes of a node fault.

@@ -123,11 +123,17 @@ func (f Fault) kinds() []string {
 	if f.SlowDependency != nil {
 		k = append(k, "slowDependency")
 	}
+	if f.ClockSkew != nil {
+		k = append(k, "clockSkew")
+	}
+	if f.Overload != nil {
+		k = append(k, "overload")
+	}
 	return k
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -176,6 +182,11 @@ func (f Fault) Impact(n int) int {
 		return ShapeImpact(f.Partition.Shape, n)
 	case f.SplitBrain != nil:
 		return 1
+	case f.ClockSkew != nil:
+		return 1
+	case f.Overload != nil:
+		// A burst loads every replica but cuts, stops or skews none.
+		return 0
 	}
 	if n, ok := f.upstreamImpact(); ok {
 		return n
@@ -492,6 +503,8 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		}
 	case "brokerOutage", "consumerRebalance", "backlog", "slowDependency":
 		v.upstreamFault(p, kinds[0], f, n, s.Target.Local)
+	case "clockSkew", "overload":
+		v.stressFault(p, kinds[0], f, n, local)
 	}
 	if n > 0 {
 		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {

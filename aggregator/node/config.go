@@ -183,8 +183,13 @@ type Config struct {
 	// the request's own size.
 	LeakBytes int
 
-	// Physical is the physical clock in Unix ns (default time.Now).
+	// Physical is the physical clock in Unix ns (default time.Now). The
+	// admin API's clock skew (admin.go) is added to it.
 	Physical func() int64
+	// AdminToken, when set, serves the admin API (/v1/admin/...: clock
+	// skew, leadership transfer) to callers that present it as a bearer
+	// token; empty: no admin API.
+	AdminToken string
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 	// LogOutput receives raft's own logs (default os.Stderr).

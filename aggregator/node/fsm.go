@@ -544,6 +544,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 		return b, nil
 	}
+	var last []byte
 	for {
 		batch := make([][]byte, 0, 4096)
 		for len(batch) < 4096 {
@@ -562,6 +563,22 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			return err
 		}
 		n += uint64(len(batch))
+		last = batch[len(batch)-1]
+	}
+	// The snapshot's newest stamp is one this node's clock must not go
+	// below once it leads (as applying the entries would have made it
+	// observe).
+	if last != nil {
+		var r Record
+		var err error
+		if frames != nil {
+			err = decodeRecord(last, &r)
+		} else {
+			err = json.Unmarshal(last, &r)
+		}
+		if err == nil && r.HLC != "" {
+			f.observe(r.HLC)
+		}
 	}
 	if n != st.Next {
 		return fmt.Errorf("partition %d: snapshot holds %d records, header says %d", f.cfg.Partition, n-st.First, st.Next-st.First)

@@ -53,6 +53,8 @@ func newMetrics(n *Node) *metrics {
 		defect.WithLabelValues(d).Set(1)
 	}
 	f(defect)
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_clock_skew_seconds", Help: "Offset added to the physical clock by the admin API (the clock-skew fault's input)."}, func() float64 { return float64(n.skew.Load()) / 1e9 }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_physical_clock_seconds", Help: "The physical clock the HLC reads (Unix seconds, skew included)."}, func() float64 { return float64(n.physical()) / 1e9 }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_leaked_bytes", Help: "Bytes retained by the leak defect."}, func() float64 { return float64(n.leakedBytes.Load()) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_queued_unbounded", Help: "Messages parked by the unbounded-queue defect."}, func() float64 { return float64(n.unboundedQueued.Load()) }))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaosgate_aggregator_memory_bytes", Help: "Memory the admission control sees (Go runtime total minus released)."}, func() float64 { return float64(n.memBytes.Load()) }))

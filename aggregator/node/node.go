@@ -104,12 +104,12 @@ type Node struct {
 	unboundedQueued atomic.Int64
 	// skew offsets the physical clock (ns): the clock-skew fault's input
 	// (admin.go).
-	skew     atomic.Int64
-	physical func() int64
-	leakedBytes     atomic.Int64
-	leakMu          sync.Mutex
-	leaked          [][]byte
-	churnSink       atomic.Pointer[[]byte]
+	skew        atomic.Int64
+	physical    func() int64
+	leakedBytes atomic.Int64
+	leakMu      sync.Mutex
+	leaked      [][]byte
+	churnSink   atomic.Pointer[[]byte]
 
 	ws        wsConns
 	upstreams *upstream.Manager

@@ -45,13 +45,15 @@ func newAbortCmd() *cobra.Command {
 // localReapers are the injectors the reaper uses for faults a crashed local
 // run left behind, one for every local fault kind: they work from the
 // journal alone (SIGCONT to a paused pid that is still the same process;
-// toxics on proxies, brokers and nodes that died with the crashed run need
-// nothing).
+// a clock skew removed through the node's admin API, or from its data
+// directory when the node died too; toxics on proxies, brokers, bursts and
+// nodes that died with the crashed run need nothing).
 func localReapers() map[engine.FaultKind]engine.Injector {
 	in := local.New(local.Config{})
 	return map[engine.FaultKind]engine.Injector{
 		engine.PodKill: in, engine.PodPause: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in,
 		engine.BrokerOutage: in, engine.ConsumerRebalance: in, engine.Backlog: in, engine.SlowDependency: in,
+		engine.ClockSkew: in, engine.Overload: in,
 	}
 }
 

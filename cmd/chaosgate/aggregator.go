@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ func newAggregatorCmd() *cobra.Command {
 		defects                           []string
 		upstreams                         []string
 		logLevel                          string
+		adminTokenFile                    string
 	)
 	cmd := &cobra.Command{
 		Use:   "aggregator",
@@ -84,6 +86,15 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 			if cfg.GRPCListen != "" && cfg.PeerGRPC[cfg.ID] == "" {
 				cfg.PeerGRPC[cfg.ID] = cfg.GRPCListen
 			}
+			if adminTokenFile != "" {
+				b, err := os.ReadFile(adminTokenFile)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--admin-token-file: %v", err))
+				}
+				if cfg.AdminToken = strings.TrimSpace(string(b)); len(cfg.AdminToken) < 16 {
+					return withExitCode(exitUsage, fmt.Errorf("--admin-token-file %s: the token is shorter than 16 characters", adminTokenFile))
+				}
+			}
 			cfg.Logger = newLogger(lvl)
 			// The Go runtime works to stay under the cap; admission control
 			// refuses new work above 80% of it.
@@ -114,6 +125,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringArrayVar(&upstreams, "upstream", nil, "consume a message broker (repeatable): nats://HOST:PORT/STREAM, kafka://HOST:PORT/TOPIC or mqtt://HOST:PORT/PREFIX, with ?name=...&group=... (see above)")
 	f.IntVar(&cfg.DLQMax, "dlq-max", 100000, "most letters the node's dead-letter queue holds")
 	f.IntVar(&cfg.WebSocketMax, "websocket-max", 20000, "most WebSocket ingest connections (GET /v1/ws) served at once")
+	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the bearer token of the admin API (/v1/admin/clock: clock skew; /v1/admin/partitions/P/transfer: leadership transfer); empty: no admin API")
 	f.StringVar(&rssCap, "rss-cap", "256MiB", "memory cap: admission refuses new work above 80% of it")
 	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log layout: partition (one log per partition, fsyncs in parallel) or shared (one log per node, one fsync covers every partition)")
 	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")

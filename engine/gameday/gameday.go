@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -431,6 +432,7 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
 		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true, Upstreams: ups,
+		CanaryArgs: AdmissionArgs, ControlArgs: AdmissionArgs,
 		OnEvent: func(arm engine.Arm, ev local.Event) {
 			gensMu.Lock()
 			g := r.gens[arm]
@@ -504,7 +506,26 @@ func (r *Run) setup(ctx context.Context) error {
 	}}); err != nil {
 		return err
 	}
-	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker})
+	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker,
+		Admin: a.Admin, Burst: func(arm engine.Arm) (load.Config, error) {
+			// An overload burst goes straight to the arm's nodes (the
+			// client proxies would throttle it before the nodes see it) and
+			// into the arm's history, so its messages are checked like any
+			// others.
+			hw := r.hists[arm]
+			if hw == nil {
+				return load.Config{}, fmt.Errorf("no history for %s", arm)
+			}
+			// Its stats lines carry the nodes' admission caps, so the
+			// checker's I6 sees a node that holds more requests than its
+			// bound instead of shedding them.
+			var direct []string
+			for _, n := range a.Nodes(arm) {
+				direct = append(direct, a.DirectAddrs(arm)[n])
+			}
+			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log,
+				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}}, nil
+		}})
 	if err := r.setupUpstreams(ctx, parts); err != nil {
 		return err
 	}
@@ -520,6 +541,20 @@ func (r *Run) setup(ctx context.Context) error {
 	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s split by the canary weight; the calibration cluster (the control's build) mirrors the canary's share and faults to measure A/A noise", sources, rate))
 	return nil
 }
+
+// AdmissionArgs size every arm's admission control for one host that runs
+// three clusters and their load: at most 64 requests served at once per
+// node, 512 messages in flight per partition (the adaptive limit's
+// ceiling) and 64 proposals queued per partition. Beyond them a node sheds
+// with HTTP 429; the defaults (1024 requests, 32768 messages, 1024
+// proposals) are sized for a node that has a machine to itself, and an
+// overload burst this host can drive would not reach them.
+var AdmissionArgs = []string{"--max-requests", strconv.Itoa(AdmissionMaxRequests), "--inflight-max", "512", "--queue-depth", "64"}
+
+// AdmissionMaxRequests is every node's bound on requests served at once
+// (--max-requests): the cap the checker holds the in-flight requests of
+// an overload burst's stats lines to (I6).
+const AdmissionMaxRequests = 64
 
 // loadArms are the arms that take load and are observed: the canary, the
 // control and the calibration arm.
@@ -562,7 +597,8 @@ func (r *Run) teardown() {
 
 func (r *Run) injectors() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{engine.PodKill: r.inj, engine.PodPause: r.inj, engine.NetworkDelay: r.inj, engine.Partition: r.inj, engine.SplitBrain: r.inj,
-		engine.BrokerOutage: r.inj, engine.ConsumerRebalance: r.inj, engine.Backlog: r.inj, engine.SlowDependency: r.inj}
+		engine.BrokerOutage: r.inj, engine.ConsumerRebalance: r.inj, engine.Backlog: r.inj, engine.SlowDependency: r.inj,
+		engine.ClockSkew: r.inj, engine.Overload: r.inj}
 }
 
 // observe runs one canary window: the first window of a step runs the

@@ -176,6 +176,25 @@ type Generator struct {
 	next     []int64 // per partition: the consumer's next offset
 	leaders  atomic.Pointer[map[int]string]
 	traces   traceSample
+	// cur is the phase running now (Live).
+	cur atomic.Pointer[livePhase]
+}
+
+// livePhase is a running phase's counters and start.
+type livePhase struct {
+	ph    Phase
+	start time.Time
+	ps    *phaseStats
+}
+
+// Live returns the running phase's counts so far (latency quantiles
+// included); ok is false when no phase runs.
+func (g *Generator) Live() (Summary, bool) {
+	lp := g.cur.Load()
+	if lp == nil {
+		return Summary{}, false
+	}
+	return lp.ps.summary(lp.ph, time.Since(lp.start)), true
 }
 
 // New prepares a generator; it asks GET /v1/cluster for P when
@@ -368,6 +387,9 @@ func (g *Generator) Run(ctx context.Context, ph Phase) (Summary, error) {
 	}
 	start := time.Now()
 	ps := &phaseStats{hist: newHist(), retryUntil: start.Add(ph.Duration + g.cfg.RetryGrace)}
+	lp := &livePhase{ph: ph, start: start, ps: ps}
+	g.cur.Store(lp)
+	defer g.cur.CompareAndSwap(lp, nil)
 	pctx, cancel := context.WithTimeout(ctx, ph.Duration)
 	defer cancel()
 	var wg sync.WaitGroup

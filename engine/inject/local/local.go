@@ -1,7 +1,10 @@
 // Package local injects faults into local clusters: signals to node
-// processes (podKill, podPause) and toxics on the user-space fault proxies
+// processes (podKill, podPause), toxics on the user-space fault proxies
 // in front of every client→node and node→node edge (networkDelay,
-// partition, splitBrain). Every call acts on one target, is idempotent, and
+// partition, splitBrain), the reference aggregator's admin API for clock
+// skews (a process cannot have its own clock moved without privileges, so
+// the skew is an input of the node's physical clock), and overload bursts
+// through the load generator. Every call acts on one target, is idempotent, and
 // records in Applied.Undo what Recover needs, so recovery works from the
 // journal alone after a crash.
 package local
@@ -19,6 +22,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/geometry"
+	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 )
 
@@ -60,6 +64,14 @@ type Config struct {
 	// an arm's upstream name. Nil: the upstream faults are refused.
 	NodeHTTP func(arm engine.Arm, node string) (string, error)
 	Brokers  func(arm engine.Arm, upstream string) (Broker, error)
+	// Admin is a node's admin API (clockSkew); nil: clock skews are
+	// refused.
+	Admin func(arm engine.Arm, node string) (Admin, error)
+	// Burst returns the load-generator settings of an overload burst
+	// against an arm — its client addresses, partitions and history, so
+	// the burst's messages are checked like any others; nil: overload is
+	// refused.
+	Burst func(arm engine.Arm) (load.Config, error)
 }
 
 // Injector is the local fault backend. It implements engine.Injector,
@@ -70,6 +82,8 @@ type Injector struct {
 	mu     sync.Mutex
 	before map[string]proxy.Sample // RTT measured before a delay, by fault ID
 	lagAt  map[string]int64        // upstream lag when a backlog began, by fault ID
+	bursts map[string]*burst       // overload bursts, by fault ID
+	handed map[string]bool         // clock skews whose handover happened, by fault ID
 }
 
 // New returns a local injector.
@@ -88,7 +102,7 @@ func New(cfg Config) *Injector {
 	if cfg.KillTimeout <= 0 {
 		cfg.KillTimeout = 5 * time.Second
 	}
-	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, lagAt: map[string]int64{}}
+	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, lagAt: map[string]int64{}, bursts: map[string]*burst{}, handed: map[string]bool{}}
 }
 
 // Undo is the serialised undo information of a local fault.
@@ -105,6 +119,9 @@ type Undo struct {
 	// acts on (members that left, nodes paused or slowed).
 	Upstream string   `json:"upstream,omitempty"`
 	Nodes    []string `json:"nodes,omitempty"`
+	// Skew: the node a clock skew acts on, its admin endpoint and the
+	// partition handed to it.
+	Skew *SkewUndo `json:"skew,omitempty"`
 }
 
 // ToxicRef names one toxic on one proxy.
@@ -192,6 +209,17 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if err := in.prepareUpstream(t, f, &a, &u); err != nil {
 			return a, err
 		}
+	case engine.ClockSkew:
+		if err := in.prepareClockSkew(ctx, t, f, &a, &u); err != nil {
+			return a, err
+		}
+	case engine.Overload:
+		a.Affected = append([]string(nil), t.Nodes...)
+		batch := f.Batch
+		if batch <= 0 {
+			batch = defaultBurstBatch
+		}
+		a.Detail = fmt.Sprintf("burst of %.0f msg/s (%d per request) for %s through the load generator", f.Rate, batch, f.Duration)
 	default:
 		return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("unsupported fault kind %v", f.Kind))
 	}
@@ -233,6 +261,14 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
 		if err := in.injectUpstream(ctx, t, f, u); err != nil {
+			return a, err
+		}
+	case engine.ClockSkew:
+		if err := in.injectClockSkew(ctx, t, f, u); err != nil {
+			return a, err
+		}
+	case engine.Overload:
+		if err := in.injectOverload(ctx, t, f); err != nil {
 			return a, err
 		}
 	case engine.Partition, engine.SplitBrain:
@@ -331,6 +367,10 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		}
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
 		return in.recoverUpstream(ctx, a, u)
+	case engine.ClockSkew:
+		return recoverClockSkew(ctx, u.Skew)
+	case engine.Overload:
+		return in.recoverOverload(ctx, a)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
 		var errs []error
 		for _, r := range u.Toxics {
@@ -383,6 +423,10 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return in.confirmDelay(ctx, a, u)
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
 		return in.confirmUpstream(ctx, a, u)
+	case engine.ClockSkew:
+		return in.confirmClockSkew(ctx, a, u)
+	case engine.Overload:
+		return in.confirmOverload(ctx, a)
 	case engine.Partition, engine.SplitBrain:
 		present, want := 0, 0
 		toxics := in.proxies().Toxics()

@@ -20,8 +20,13 @@
 //     along offsets; and every reader sees the same record at one
 //     (partition, offset). Both count as order_violations.
 //   - I5 HLC: along a partition's offsets, the HLC of records committed by
-//     one node never decreases (also across its restarts), and never falls
-//     more than MaxOffset behind an earlier record of another node.
+//     one node never decreases (also across its restarts), never falls
+//     more than MaxOffset behind an earlier record of another node, and
+//     never falls behind an earlier record at a leader change (a record of
+//     a newer epoch and another node below the highest stamp before it): a
+//     new leader has applied its predecessor's records, and its clock has
+//     merged their stamps, before it stamps anything — however little its
+//     own physical clock runs behind.
 //   - I6 caps: in "stats" node events, every gauge NAME with a NAME_cap in
 //     the same detail stays within its cap.
 //   - I7 crash safety: a lost message acknowledged before a "kill" node
@@ -424,6 +429,10 @@ func (c *Checker) Report() Report {
 				case lastHLC != nil && lastHLC.node != r.node && tooFarBehind(r.hlc, lastHLC.hlc, cfg.MaxOffset):
 					counts.HLCViolations++
 					col.add("I5", fmt.Sprintf("HLC fell more than max offset %s behind an earlier record of another node", cfg.MaxOffset), fmt.Sprintf("partition %d: offset %d hlc %s (node %s) after offset %d hlc %s (node %s)", p, r.offset, r.hlc, r.node, lastHLC.offset, lastHLC.hlc, lastHLC.node))
+				case lastHLC != nil && lastHLC.node != r.node && r.epoch > lastHLC.epoch && r.hlc.Less(lastHLC.hlc):
+					counts.HLCViolations++
+					col.add("I5", "HLC went backwards at a leader change: the new leader stamped below its predecessor's records (it did not merge the stamps it applied)",
+						fmt.Sprintf("partition %d: offset %d hlc %s (node %s, epoch %d) after offset %d hlc %s (node %s, epoch %d), %s behind", p, r.offset, r.hlc, r.node, r.epoch, lastHLC.offset, lastHLC.hlc, lastHLC.node, lastHLC.epoch, hlcBehind(r.hlc, lastHLC.hlc)))
 				}
 				if r.node != "" && (prevSame == nil || !r.hlc.Less(prevSame.hlc)) {
 					lastHLCNode[r.node] = r
@@ -622,6 +631,15 @@ func (c *Checker) Report() Report {
 func invRank(s string) int {
 	n, _ := strconv.Atoi(strings.TrimPrefix(s, "I"))
 	return n
+}
+
+// hlcBehind says how far h is behind prev (wall time, or logical ticks
+// within one wall value).
+func hlcBehind(h, prev history.HLC) string {
+	if d := time.Duration(prev.Wall - h.Wall); d > 0 {
+		return d.String()
+	}
+	return fmt.Sprintf("%d logical ticks", int64(prev.Logical)-int64(h.Logical))
 }
 
 func tooFarBehind(h, prev history.HLC, maxOffset time.Duration) bool {

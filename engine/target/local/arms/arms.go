@@ -12,11 +12,14 @@ package arms
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -98,6 +101,8 @@ type Arm struct {
 	sup   *local.Supervisor
 	// brokers are the arm's upstream brokers by upstream name.
 	brokers map[string]*brokers.Server
+	// tokenFile holds the bearer token of the nodes' admin API.
+	tokenFile string
 }
 
 // Arms is the running pair of clusters with their fault proxies.
@@ -173,6 +178,20 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 		}
 		x.brokers[u.Name] = b
 	}
+	// The nodes' admin API (clock skew, leadership transfer) answers only
+	// to the arm's token, kept in a file only this user can read.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return engine.E(engine.KindUnavailable, "arm directory", err)
+	}
+	var tok [24]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return engine.E(engine.KindInternal, "admin token", err)
+	}
+	tokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(hex.EncodeToString(tok[:])+"\n"), 0o600); err != nil {
+		return engine.E(engine.KindUnavailable, "admin token", err)
+	}
+	x.tokenFile = tokenFile
 	for i := range specs {
 		specs[i].Peers = mesh.Raft[specs[i].ID]
 		specs[i].PeerHTTP = mesh.HTTP[specs[i].ID]
@@ -182,6 +201,7 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 		} else {
 			specs[i].Args = append([]string(nil), a.cfg.ControlArgs...)
 		}
+		specs[i].Args = append(specs[i].Args, "--admin-token-file", tokenFile)
 		if len(a.cfg.Upstreams) > 0 {
 			// a message the broker redelivers after its consumer died (or
 			// after its ack wait) must still find its hole in the reorder
@@ -237,6 +257,21 @@ func (a *Arms) NodeHTTP(arm engine.Arm, node string) (string, error) {
 		return "", engine.E(engine.KindNotFound, "node address", fmt.Errorf("no node %s in %s", node, arm))
 	}
 	return addr, nil
+}
+
+// Admin is a node's admin API: its own HTTP address, the arm's token file
+// and its data directory (the local injector's clock skews).
+func (a *Arms) Admin(arm engine.Arm, node string) (injlocal.Admin, error) {
+	x := a.arms[arm]
+	if x == nil {
+		return injlocal.Admin{}, engine.E(engine.KindNotFound, "admin API", fmt.Errorf("no arm %s", arm))
+	}
+	for _, s := range x.Specs {
+		if s.ID == node {
+			return injlocal.Admin{Addr: s.HTTP, TokenFile: x.tokenFile, DataDir: filepath.Join(x.Dir, node, "data")}, nil
+		}
+	}
+	return injlocal.Admin{}, engine.E(engine.KindNotFound, "admin API", fmt.Errorf("no node %s in %s", node, arm))
 }
 
 // Upstreams are the upstreams every arm runs.

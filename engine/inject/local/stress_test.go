@@ -1,0 +1,265 @@
+package local_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/gameday"
+	"github.com/chaosgate/chaosgate/engine/history"
+	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/engine/probe/consistency"
+	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
+	"github.com/chaosgate/chaosgate/engine/target/local/arms"
+)
+
+// stressRig is a canary (with defects) and a control cluster of the
+// reference aggregator, each with a load generator recording a history.
+type stressRig struct {
+	arms  *arms.Arms
+	gens  map[engine.Arm]*load.Generator
+	hists map[engine.Arm]*history.Writer
+	paths map[engine.Arm]string
+	in    *injlocal.Injector
+}
+
+func startRig(t *testing.T, defects ...string) *stressRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts two 3-node aggregator clusters")
+	}
+	bin, err := supervisor.BinaryForTests(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	args := gameday.AdmissionArgs
+	a, err := arms.Start(ctx, arms.Config{Binary: bin, Dir: dir, Nodes: 3, Partitions: 4, CanaryDefects: defects, CanaryArgs: args, ControlArgs: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &stressRig{arms: a, gens: map[engine.Arm]*load.Generator{}, hists: map[engine.Arm]*history.Writer{}, paths: map[engine.Arm]string{}}
+	t.Cleanup(func() {
+		for _, g := range r.gens {
+			g.Close()
+		}
+		a.Close()
+		for _, h := range r.hists {
+			h.Close()
+		}
+	})
+	for i, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		p := filepath.Join(dir, "history-"+arm.String()+".jsonl")
+		hw, err := history.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.hists[arm], r.paths[arm] = hw, p
+		g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(a.ClientAddrs(arm)...), Partitions: 4, Sources: 4, Keys: 16,
+			History: hw, Timeout: 2 * time.Second, MaxRetries: 30, Name: "t-" + arm.String(), IDNode: int64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.gens[arm] = g
+	}
+	r.in = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Admin: a.Admin,
+		Burst: func(arm engine.Arm) (load.Config, error) {
+			var direct []string
+			for _, addr := range a.DirectAddrs(arm) {
+				direct = append(direct, addr)
+			}
+			return load.Config{Targets: load.StaticTargets(direct...), Partitions: 4, Keys: 16, History: r.hists[arm],
+				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": gameday.AdmissionMaxRequests}}, nil
+		}})
+	return r
+}
+
+// underLoad runs steady load on both arms while fn runs.
+func (r *stressRig) underLoad(t *testing.T, d time.Duration, fn func()) {
+	var wg sync.WaitGroup
+	for arm, g := range r.gens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := g.Run(context.Background(), load.Phase{Name: "steady", Arm: arm.String(), Duration: d, Rate: 200}); err != nil {
+				t.Errorf("load %s: %v", arm, err)
+			}
+		}()
+	}
+	fn()
+	wg.Wait()
+}
+
+// check drains an arm's streams and checks its history.
+func (r *stressRig) check(t *testing.T, arm engine.Arm) consistency.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := r.gens[arm].Drain(ctx, load.DrainOptions{Quiet: 1500 * time.Millisecond, Max: 40 * time.Second}); err != nil {
+		t.Fatalf("drain %s: %v", arm, err)
+	}
+	if err := r.hists[arm].Flush(); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := history.ReadFile(r.paths[arm])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return consistency.Check(evs, consistency.Config{LinearizabilityTimeout: 5 * time.Second})
+}
+
+func (r *stressRig) target(arm engine.Arm) engine.Target {
+	return engine.Target{Arm: arm, Nodes: r.arms.Nodes(arm)}
+}
+
+// TestClockSkewHandoverExposesHLCNoUpdate skews a follower 300ms behind on
+// both arms, hands it a partition while load runs, reads the skew back
+// (confirmation), removes it (recovery), and checks both histories: the
+// canary that ignores received timestamps regresses at the leader change
+// (I5), the correct control does not.
+func TestClockSkewHandoverExposesHLCNoUpdate(t *testing.T) {
+	r := startRig(t, "hlc-no-update")
+	ctx := context.Background()
+	applied := map[engine.Arm]engine.Applied{}
+	r.underLoad(t, 6*time.Second, func() {
+		time.Sleep(1500 * time.Millisecond)
+		for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+			f := engine.Fault{ID: "skew-" + arm.String(), Seed: "skew-test", Kind: engine.ClockSkew, Duration: 2 * time.Second, Mode: "one",
+				Offset: -300 * time.Millisecond, Handover: true}
+			a, err := r.in.Inject(ctx, r.target(arm), f)
+			if err != nil {
+				t.Fatalf("inject %s: %v", arm, err)
+			}
+			applied[arm] = a
+			c := r.in.Confirm(ctx, a)
+			t.Logf("%s: %s; confirmation %s: %s", arm, a.Detail, c.Outcome, c.Measurement)
+			if c.Outcome != engine.Confirmed {
+				t.Errorf("%s: clock skew not confirmed: %s", arm, c.Measurement)
+			}
+		}
+		time.Sleep(1500 * time.Millisecond)
+		for arm, a := range applied {
+			if err := r.in.Recover(ctx, a); err != nil {
+				t.Errorf("recover %s: %v", arm, err)
+			}
+			c := r.in.Confirm(ctx, a)
+			if !strings.Contains(c.Measurement, "skew in force 0s") {
+				t.Errorf("%s after recovery: %s", arm, c.Measurement)
+			}
+			var u injlocal.Undo
+			if err := jsonUnmarshal(a.Undo, &u); err != nil || u.Skew == nil {
+				t.Fatalf("undo: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(u.Skew.Admin.DataDir, "clock-skew")); !os.IsNotExist(err) {
+				t.Errorf("%s: the persisted skew is still there after recovery (%v)", arm, err)
+			}
+		}
+	})
+	canary, control := r.check(t, engine.ArmCanary), r.check(t, engine.ArmControl)
+	if control.Counts.HLCViolations != 0 {
+		t.Errorf("the correct build broke I5 under the clock skew: %+v", control.Violations)
+	}
+	var i5 []string
+	for _, v := range canary.Violations {
+		if v.Invariant == "I5" {
+			i5 = append(i5, v.Detail+": "+strings.Join(v.Examples, "; "))
+		}
+	}
+	if len(i5) == 0 || !strings.Contains(strings.Join(i5, " "), "leader change") {
+		t.Fatalf("hlc-no-update shows no I5 regression at the handover: %+v", canary.Violations)
+	}
+	t.Logf("canary I5: %s", strings.Join(i5, " | "))
+}
+
+// TestOverloadBurstShedsOrParks sends the same burst to both arms at once,
+// measures it (confirmation) and waits for it to end (recovery): the
+// correct control sheds the excess with 429 and keeps its in-flight
+// requests within the cap, the unbounded-queue canary holds them all (the
+// checker's I6 names the cap it exceeded).
+func TestOverloadBurstShedsOrParks(t *testing.T) {
+	r := startRig(t, "unbounded-queue")
+	ctx := context.Background()
+	res := map[engine.Arm]engine.ConfirmResult{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := engine.Fault{ID: "burst-" + arm.String(), Kind: engine.Overload, Duration: 2 * time.Second, Rate: burstRate, Batch: 2, Payload: 512}
+			before := rss(r, arm)
+			a, err := r.in.Inject(ctx, r.target(arm), f)
+			if err != nil {
+				t.Errorf("inject %s: %v", arm, err)
+				return
+			}
+			c := r.in.Confirm(ctx, a)
+			if err := r.in.Recover(ctx, a); err != nil {
+				t.Errorf("recover %s: %v", arm, err)
+			}
+			s, _ := r.in.BurstSummary(a.ID)
+			t.Logf("%s: resident memory %.0f MiB before the burst, %.0f MiB after", arm, before, rss(r, arm))
+			t.Logf("%s: %s: %s; whole burst: %d messages, %d acked, %d rejected, %d timed out, p99 %s", arm, c.Outcome, c.Measurement, s.Messages, s.OK, s.Rejected, s.Timeouts, s.P99)
+			mu.Lock()
+			res[arm] = c
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if res[engine.ArmControl].Outcome != engine.Confirmed {
+		t.Errorf("control burst: %s: %s", res[engine.ArmControl].Outcome, res[engine.ArmControl].Measurement)
+	}
+	// The correct control shed the excess and stayed within its caps; the
+	// canary held every request (I6: in-flight requests above the cap).
+	canary, control := r.check(t, engine.ArmCanary), r.check(t, engine.ArmControl)
+	for _, v := range control.Violations {
+		t.Errorf("control violates %s: %s %v", v.Invariant, v.Detail, v.Examples)
+	}
+	var i6 []string
+	for _, v := range canary.Violations {
+		if v.Invariant == "I6" {
+			i6 = append(i6, v.Detail+": "+strings.Join(v.Examples, "; "))
+		}
+	}
+	if len(i6) == 0 {
+		t.Fatalf("unbounded-queue kept within its caps under the burst: %+v", canary.Violations)
+	}
+	t.Logf("canary I6: %s", strings.Join(i6, " | "))
+
+}
+
+// burstRate is the overload test's burst (messages per second per arm).
+const burstRate = 1000
+
+// rss sums the resident memory of an arm's nodes (MiB).
+func rss(r *stressRig, arm engine.Arm) float64 {
+	var sum float64
+	for _, addr := range r.arms.DirectAddrs(arm) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "process_resident_memory_bytes "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f / (1 << 20)
+			}
+		}
+	}
+	return sum
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,0 +1,157 @@
+package scenarios
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultMaxClockOffset is the reference aggregator's --max-clock-offset:
+// the largest lead of a received HLC timestamp a node merges. A clock skew
+// must stay within it, or the correct build refuses its peers' stamps and
+// the fault tests the refusal instead of the clock.
+const DefaultMaxClockOffset = 500 * time.Millisecond
+
+// ClockSkewFault moves one node's physical clock by a signed offset: behind
+// (negative) or ahead. With handover, once the skew is in force the skewed
+// node is handed the leadership of one partition it follows, as a failover
+// onto a node whose clock runs behind would: a correct build merges its
+// predecessor's stamps, a build that ignores received timestamps stamps
+// records below them.
+type ClockSkewFault struct {
+	// Offset is the signed skew, e.g. "-300ms"; its size must stay below
+	// the target's max clock offset.
+	Offset SignedDuration `yaml:"offset" json:"offset"`
+	// Handover hands the skewed node the leadership of a partition it
+	// follows once the skew is in force.
+	Handover bool `yaml:"handover,omitempty" json:"handover,omitempty"`
+	// Mode is one (a node chosen by the engine, default) or fixed.
+	Mode  string   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+}
+
+// OverloadFault sends a burst far above the sustainable rate to each arm in
+// turn, for the fault's duration, through the load generator. A correct
+// build sheds the excess explicitly (HTTP 429); the burst's messages are
+// recorded in the arm's history like any other.
+type OverloadFault struct {
+	// Rate is the burst's offered load per arm in messages per second,
+	// written 4000 or "4000/s".
+	Rate Rate `yaml:"rate" json:"rate"`
+	// Batch is the messages per request (default 20).
+	Batch int `yaml:"batch,omitempty" json:"batch,omitempty"`
+	// Payload is the payload size of each message in bytes (default 128):
+	// what a node holds per message it queues.
+	Payload int `yaml:"payload,omitempty" json:"payload,omitempty"`
+}
+
+// MaxOverloadRate bounds an overload burst's rate; MaxOverloadPayload its
+// messages' payload size.
+const (
+	MaxOverloadRate    = 1_000_000
+	MaxOverloadPayload = 64 << 10
+)
+
+// SignedDuration is a Go duration with a unit that may be negative
+// ("-300ms", "1.5s").
+type SignedDuration struct{ time.Duration }
+
+func (d *SignedDuration) decodeScalar(n *yaml.Node) (string, string) {
+	const hint = `write a signed duration with a unit, such as "-300ms" (behind) or "250ms" (ahead)`
+	if n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
+		return fmt.Sprintf("expected a duration, found %s", describe(n)), hint
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(n.Value, 64); nerr == nil {
+			return fmt.Sprintf("duration %s has no unit", quote(n.Value)), hint
+		}
+		return fmt.Sprintf("bad duration %s", quote(n.Value)), hint
+	}
+	d.Duration = v
+	return "", ""
+}
+
+// MarshalYAML writes the duration in Go notation.
+func (d SignedDuration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalText writes the duration in Go notation (JSON uses it too).
+func (d SignedDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Rate is a load in messages per second: a plain number or "N/s".
+type Rate struct {
+	Value float64
+}
+
+func (r *Rate) decodeScalar(n *yaml.Node) (string, string) {
+	const hint = `write messages per second as a number, such as 4000 or "4000/s"`
+	s := strings.TrimSpace(n.Value)
+	if n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
+		return fmt.Sprintf("expected a rate, found %s", describe(n)), hint
+	}
+	num := strings.TrimSpace(strings.TrimSuffix(s, "/s"))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprintf("rate %s is not a number", quote(s)), hint
+	}
+	r.Value = v
+	return "", ""
+}
+
+// MarshalText writes the rate as "N/s".
+func (r Rate) MarshalText() ([]byte, error) {
+	return []byte(strconv.FormatFloat(r.Value, 'f', -1, 64) + "/s"), nil
+}
+
+func (v *validator) stressFault(p, kind string, f Fault, n int, local bool) {
+	switch kind {
+	case "clockSkew":
+		q := p + ".clockSkew"
+		d := f.ClockSkew
+		off := d.Offset.Duration
+		switch {
+		case off == 0:
+			v.at(q+".offset", "offset is zero: the fault would do nothing", `e.g. offset: "-300ms" (behind)`)
+		case off.Abs() >= DefaultMaxClockOffset:
+			v.at(q+".offset", fmt.Sprintf("offset %s is beyond the nodes' max clock offset %s", off, DefaultMaxClockOffset),
+				fmt.Sprintf("keep |offset| below %s: beyond it a correct node refuses its peers' timestamps (the aggregator's --max-clock-offset)", DefaultMaxClockOffset))
+		}
+		switch d.Mode {
+		case "", ModeOne:
+			if len(d.Nodes) > 0 {
+				v.at(q+".nodes", "nodes are only used with mode: fixed", "set mode: fixed or remove nodes")
+			}
+		case ModeFixed:
+			if len(d.Nodes) != 1 {
+				v.at(q+".nodes", fmt.Sprintf("mode fixed names %d nodes; a clock skew acts on one", len(d.Nodes)), "name one node, e.g. nodes: [n2]")
+			}
+			for i, x := range d.Nodes {
+				v.node(fmt.Sprintf("%s.nodes[%d]", q, i), x, n, local)
+			}
+		default:
+			v.at(q+".mode", fmt.Sprintf("unknown mode %s", quote(d.Mode)), oneOfHint(d.Mode, []string{ModeOne, ModeFixed}))
+		}
+		if d.Handover && n > 0 && n < 2 {
+			v.at(q+".handover", "handover needs at least 2 nodes", "a leadership handover moves a partition to another node")
+		}
+	case "overload":
+		q := p + ".overload"
+		o := f.Overload
+		if o.Rate.Value <= 0 || o.Rate.Value > MaxOverloadRate {
+			v.at(q+".rate", fmt.Sprintf("rate %g is outside 1..%d messages per second", o.Rate.Value, MaxOverloadRate), "e.g. rate: 4000")
+		}
+		if o.Batch < 0 || o.Batch > 1000 {
+			v.at(q+".batch", fmt.Sprintf("batch %d is outside 1..1000", o.Batch), "the aggregator takes at most 1000 messages per request")
+		}
+		if o.Payload < 0 || o.Payload > MaxOverloadPayload {
+			v.at(q+".payload", fmt.Sprintf("payload %d is outside 1..%d bytes", o.Payload, MaxOverloadPayload), "e.g. payload: 2048")
+		}
+		if o.Batch > 0 && o.Payload*o.Batch > MaxOverloadPayload*8 {
+			v.at(q+".payload", fmt.Sprintf("batch × payload is %d bytes, above the aggregator's request limit", o.Batch*o.Payload), "send fewer or smaller messages per request")
+		}
+	}
+}
