@@ -73,7 +73,7 @@ func TestGoodFixturesAndLibraryLoad(t *testing.T) {
 		}
 	}
 	names := LibraryNames()
-	want := []string{"backlog", "broker-outage", "consumer-rebalance", "default-gameday", "default-gameday-quick", "network-delay", "partition-bridge", "partition-halves",
+	want := []string{"backlog", "broker-outage", "clock-skew", "consumer-rebalance", "default-gameday", "default-gameday-quick", "network-delay", "overload", "partition-bridge", "partition-halves",
 		"partition-isolate-one", "partition-majorities-ring", "pod-kill", "pod-pause", "slow-dependency", "split-brain", "upstreams"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("library = %v, want %v", names, want)
@@ -239,7 +239,7 @@ func TestDefaultGameDayStaysShort(t *testing.T) {
 				kinds[f.Kind()] = true
 			}
 		}
-		for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain"} {
+		for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain", "clockSkew", "overload"} {
 			if !kinds[k] {
 				t.Errorf("%s does not run %s", name, k)
 			}
@@ -254,8 +254,8 @@ func TestDefaultGameDayStaysShort(t *testing.T) {
 	}
 	doc, _ := Library("default-gameday")
 	exps, _ := Resolve(doc)
-	if len(exps) != 8 {
-		t.Errorf("default-gameday runs %d experiments, want all 8", len(exps))
+	if len(exps) != 10 {
+		t.Errorf("default-gameday runs %d experiments, want all 10", len(exps))
 	}
 }
 
