@@ -74,6 +74,7 @@ func allFaults() []struct {
 		add(base, engine.Fault{Kind: engine.Partition, Duration: 10 * time.Second, Shape: s})
 	}
 	add(base, engine.Fault{Kind: engine.SplitBrain, Duration: 10 * time.Second, Nodes: []string{"agg-1"}})
+	add(base, engine.Fault{Kind: engine.ClockSkew, Duration: 10 * time.Second, Offset: -400 * time.Millisecond, Seed: "s"})
 	return out
 }
 
@@ -100,10 +101,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			u := &unstructured.Unstructured{Object: m}
 			unstructured.RemoveNestedField(u.Object, "status")
 			unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-			gvr := PodChaosGVR
-			if u.GetKind() == "NetworkChaos" {
-				gvr = NetworkChaosGVR
-			}
+			gvr := ObjectRef{Kind: u.GetKind()}.gvr()
 			got, err := e.Dynamic.Resource(gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatalf("the API server refused %s %s (%s %s): %v", u.GetKind(), u.GetName(), c.f.Kind, c.f.Shape, err)
@@ -119,7 +117,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1 {
+	if objects != 1+1+3+(2+2+5+2)+1+1 {
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -203,6 +201,19 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	if err := Validate(ctx, pc); err == nil || !strings.Contains(err.Error(), "duration") {
 		t.Fatalf("bad duration: %v", err)
 	}
+	// A TimeChaos with an offset the webhook cannot read is caught too.
+	p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5, Node: "agg-3"}, engine.Fault{ID: "ts", Kind: engine.ClockSkew, Duration: time.Second, Offset: -300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := p.Objects[0].(*cm.TimeChaos)
+	if tc.Spec.TimeOffset != "-300ms" || tc.Spec.Selector.Pods["ns"][0] != "agg-3" || tc.Labels[LabelKind] != "clockSkew" || tc.Spec.Duration == nil {
+		t.Fatalf("time chaos: %+v", tc)
+	}
+	tc.Spec.TimeOffset = "yesterday"
+	if err := Validate(ctx, tc); err == nil || !strings.Contains(err.Error(), "yesterday") || !strings.Contains(err.Error(), "TimeChaos") {
+		t.Fatalf("bad time offset: %v", err)
+	}
 	// Invalid faults never reach the builder's output.
 	for _, c := range []struct {
 		f    engine.Fault
@@ -214,6 +225,7 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{ID: "a", Kind: engine.PodKill}, "duration"},
 		{engine.Fault{ID: "a", Kind: engine.PodKill, Duration: time.Second}, "no pod chosen"},
 		{engine.Fault{Kind: engine.PodKill, Duration: time.Second}, "no id"},
+		{engine.Fault{ID: "a", Kind: engine.ClockSkew, Duration: time.Second}, "clock skew of 0"},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {

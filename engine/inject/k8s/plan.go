@@ -1,5 +1,5 @@
 // Package k8s injects faults into pods on Kubernetes through Chaos Mesh
-// (PodChaos, NetworkChaos), or, for podKill when Chaos Mesh is absent, by
+// (PodChaos, NetworkChaos, TimeChaos), or, for podKill when Chaos Mesh is absent, by
 // deleting the pod directly.
 //
 // Every object carries owner labels (run id, experiment, chaosgate version)
@@ -62,6 +62,7 @@ const OwnedSelector = LabelManagedBy + "=" + ManagedBy
 var (
 	PodChaosGVR     = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "podchaos"}
 	NetworkChaosGVR = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
+	TimeChaosGVR    = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "timechaos"}
 )
 
 // Methods of injection recorded in the undo information.
@@ -128,8 +129,11 @@ type ObjectRef struct {
 func (r ObjectRef) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
 func (r ObjectRef) gvr() schema.GroupVersionResource {
-	if r.Kind == "NetworkChaos" {
+	switch r.Kind {
+	case "NetworkChaos":
 		return NetworkChaosGVR
+	case "TimeChaos":
+		return TimeChaosGVR
 	}
 	return PodChaosGVR
 }
@@ -229,6 +233,31 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 		p.Pods = sortedCopy(leaders)
 		p.Objects = append(p.Objects, b.partition(0, sortedCopy(leaders), rest, cm.Both))
+	case engine.ClockSkew:
+		// Chaos Mesh's TimeChaos moves the pod's CLOCK_REALTIME by the
+		// offset (its daemon injects into the container's vDSO). A
+		// leadership handover is not part of it: on Kubernetes the
+		// skewed pod takes a partition over when its leader is killed or
+		// moved by the cluster.
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "TimeChaos")
+		}
+		if f.Offset == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, errors.New("clock skew of 0"))
+		}
+		pod := t.Node
+		if len(f.Nodes) > 0 {
+			pod = f.Nodes[0]
+		}
+		if pod == "" {
+			pods := sortedCopy(t.Nodes)
+			if len(pods) == 0 {
+				return Plan{}, engine.E(engine.KindInvalid, op, errors.New("the arm has no pods"))
+			}
+			pod = pods[pickIndex(f.Seed+f.ID, len(pods))]
+		}
+		p.Pods = []string{pod}
+		p.Objects = append(p.Objects, b.timeChaos(pod))
 	default:
 		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("unknown fault kind %d", int(f.Kind)))
 	}
@@ -510,6 +539,25 @@ func (b builder) partition(i int, from, to []string, dir cm.Direction) *cm.Netwo
 	}
 }
 
+func (b builder) timeChaos(pod string) *cm.TimeChaos {
+	return &cm.TimeChaos{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "TimeChaos"},
+		ObjectMeta: b.meta(0),
+		Spec: cm.TimeChaosSpec{
+			ContainerSelector: cm.ContainerSelector{PodSelector: b.selector([]string{pod})},
+			TimeOffset:        b.f.Offset.String(),
+			ClockIds:          []string{"CLOCK_REALTIME"},
+			Duration:          b.expiry(),
+		},
+	}
+}
+
+// pickIndex chooses an index in [0,n) from a seed (the same on every arm).
+func pickIndex(seed string, n int) int {
+	h := sha256.Sum256([]byte(seed))
+	return int((uint32(h[0])<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3])) % uint32(n))
+}
+
 // durationString renders a duration the way tc (and Chaos Mesh) reads it.
 func durationString(d time.Duration) string {
 	if d <= 0 {
@@ -545,6 +593,10 @@ func Validate(ctx context.Context, obj runtime.Object) error {
 			_, err = o.ValidateCreate(ctx, o)
 		}
 	case *cm.NetworkChaos:
+		if err = o.Default(ctx, o); err == nil {
+			_, err = o.ValidateCreate(ctx, o)
+		}
+	case *cm.TimeChaos:
 		if err = o.Default(ctx, o); err == nil {
 			_, err = o.ValidateCreate(ctx, o)
 		}
