@@ -115,6 +115,11 @@ type Release struct {
 	// per window (σ of the log, as the generator drew it), when the
 	// generator models it: the detectability of a tail regression.
 	TailSpread float64
+	// SNR is a goal regression's effect over the A/A noise σ of the
+	// statistic it moves, in its own context, weight and time at the end of
+	// the step, as an oracle that knows the generator's model measures it
+	// (see oracleSNR); 0 when the generator does not model it.
+	SNR float64
 	// promoteFrom is the first look at which a promotion is final; before
 	// it a judge keeps judging. Zero for every release of the corpus: the
 	// bench sets it on the fault-free twin of a blocked data-fault release,

@@ -744,6 +744,9 @@ func (g *indGen) release(s *indService, d *indDefect, f *dataFault) *Release {
 	if d != nil && d.tail > 0 {
 		lat = s.tailRegression(d.tail, r.IntN(2) == 0)
 	}
+	if d != nil && d.goal {
+		rel.SNR = s.oracleSNR(d, ctx, w, rel.At, g.c.Seed<<20^uint64(rel.ID))
+	}
 	violAt := 1 + r.IntN(StepLooks)
 	var crun, krun armRun
 	for l := 1; l <= MaxLooks; l++ {
@@ -762,4 +765,86 @@ func (g *indGen) release(s *indService, d *indDefect, f *dataFault) *Release {
 	}
 	g.c.Releases = append(g.c.Releases, rel)
 	return rel
+}
+
+// oracleReplicates is how many A/A runs the oracle draws per release.
+const oracleReplicates = 40
+
+// DetectableSNR is the signal-to-noise ratio from which a regression
+// counts as detectable: an oracle that knew the A/A noise σ of the
+// statistic exactly, testing one-sided at k ≈ 3.1 (α spent at the step's
+// last look), would block an effect of 5σ with power ≈ 0.95.
+const DetectableSNR = 5
+
+// oracleSNR is the regression's effect over the A/A noise of the statistic
+// its class moves, for the judged window at the end of the step
+// (StepLooks intervals): the standard deviation of the canary−control
+// difference of that statistic over oracleReplicates A/A runs of the same
+// service, context, weight and time, drawn from the generator's own model
+// with a random stream of their own (the corpus does not change). +Inf for
+// classes that healthy arms never show (GC pauses over 110 ms,
+// consistency violations); 0 for a good release.
+func (s *indService) oracleSNR(d *indDefect, ctx *decision.Context, w float64, at time.Time, seed uint64) float64 {
+	if d == nil {
+		return 0
+	}
+	if d.gcPauses > 0 || d.viol {
+		return math.Inf(1)
+	}
+	var stat func(c, k armWindow) float64
+	var effect float64
+	rate := func(x, n float64) float64 {
+		if n <= 0 {
+			return 0
+		}
+		return x / n
+	}
+	switch {
+	case d.tail > 0:
+		effect = math.Log(d.tail)
+		stat = func(c, k armWindow) float64 { return math.Log(c.p99) - math.Log(k.p99) }
+	case d.errAdd > 0:
+		effect = d.errAdd
+		stat = func(c, k armWindow) float64 { return rate(c.errors, c.requests) - rate(k.errors, k.requests) }
+	case d.sessAdd > 0:
+		effect = d.sessAdd
+		stat = func(c, k armWindow) float64 { return rate(c.interrupts, c.sessions) - rate(k.interrupts, k.sessions) }
+	case d.depAdd > 0:
+		effect = d.depAdd
+		stat = func(c, k armWindow) float64 { return rate(c.depFails, c.depCalls) - rate(k.depFails, k.depCalls) }
+	case d.memAdd > 0:
+		effect = d.memAdd
+		stat = func(c, k armWindow) float64 { return c.memGrowth - k.memGrowth }
+	default:
+		return 0
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var diffs []float64
+	for rep := 0; rep < oracleReplicates; rep++ {
+		cp, kp := s.drawArm(r, ctx, w), s.drawArm(r, ctx, 1-w)
+		var crun, krun armRun
+		var c, k armWindow
+		for l := 1; l <= StepLooks; l++ {
+			load := s.load(r, at.Add(time.Duration(l)*Interval))
+			cw, ccomp, csorted := s.interval(r, load, w, ctx, cp, nil, s.lat, false)
+			kw, kcomp, ksorted := s.interval(r, load, 1-w, ctx, kp, nil, s.lat, false)
+			c, k = s.accumulate(r, &crun, cw, ccomp, csorted), s.accumulate(r, &krun, kw, kcomp, ksorted)
+		}
+		if v := stat(c, k); !math.IsNaN(v) && !math.IsInf(v, 0) {
+			diffs = append(diffs, v)
+		}
+	}
+	if len(diffs) < 2 {
+		return 0
+	}
+	m := mean(diffs)
+	var ss float64
+	for _, x := range diffs {
+		ss += (x - m) * (x - m)
+	}
+	sd := math.Sqrt(ss / float64(len(diffs)-1))
+	if sd == 0 {
+		return math.Inf(1)
+	}
+	return effect / sd
 }

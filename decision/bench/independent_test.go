@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/chaosgate/chaosgate/decision"
 )
@@ -334,6 +335,58 @@ func TestIndependentTailRegression(t *testing.T) {
 			t.Errorf("%s: canary/control p99 x%.3f, p50 x%.3f (mean of logs over %d releases)", d.label, math.Exp(p99), math.Exp(p50), n)
 		} else {
 			t.Logf("%s: canary/control p99 x%.3f, p50 x%.3f (mean of logs over %d releases)", d.label, math.Exp(p99), math.Exp(p50), n)
+		}
+	}
+}
+
+// The oracle's signal-to-noise ratio: infinite for what healthy arms never
+// show, larger for a tail regression on a service whose healthy tails
+// agree than on one whose tails wander, larger for a bigger effect, and
+// drawn from a stream of its own (the same seed gives the same corpus
+// whether or not the oracle ran).
+func TestIndependentOracleSNR(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	tight, wide := newIndService(r, 0), newIndService(r, 0)
+	tight.tailSigma, wide.tailSigma = 0.005, 0.30
+	for _, s := range []*indService{tight, wide} {
+		s.svc.quantilesOnly = true // the p99 over every request: drift, not sampling, decides
+		s.svc.weight, s.svc.rps, s.canaryRPS = 0.5, 2000, 1000
+	}
+	steady := decision.NewContext(0)
+	at := t0.Add(7 * 24 * time.Hour)
+	defects := indDefects()
+	byLabel := func(label string) *indDefect {
+		for i := range defects {
+			if defects[i].label == label {
+				return &defects[i]
+			}
+		}
+		t.Fatalf("no defect %q", label)
+		return nil
+	}
+	p125, p15 := byLabel("p99 x1.25 (tail)"), byLabel("p99 x1.5 (tail)")
+	st := tight.oracleSNR(p125, steady, 0.5, at, 1)
+	sw := wide.oracleSNR(p125, steady, 0.5, at, 1)
+	if !(st > DetectableSNR && sw < DetectableSNR && st > 3*sw) {
+		t.Errorf("p99 ×1.25: SNR %.2f on tight tails, %.2f on tails drifting 30%%; want the first detectable, the second not", st, sw)
+	}
+	if s15 := wide.oracleSNR(p15, steady, 0.5, at, 1); s15 <= sw {
+		t.Errorf("p99 ×1.5 SNR %.2f not above ×1.25's %.2f", s15, sw)
+	}
+	if s := tight.oracleSNR(byLabel("gc +6 pauses 150-320ms"), steady, 0.5, at, 1); !math.IsInf(s, 1) {
+		t.Errorf("GC pauses SNR %v, want +Inf", s)
+	}
+	if s := tight.oracleSNR(nil, steady, 0.5, at, 1); s != 0 {
+		t.Errorf("good release SNR %v, want 0", s)
+	}
+	// Goal releases carry their SNR; non-goal ones do not.
+	c := GenerateIndependent(CorpusOptions{Seed: 2, Services: 12, Good: 2, BadPerKind: 2, Faults: 0})
+	for _, rel := range c.Releases {
+		if rel.Goal && rel.SNR <= 0 {
+			t.Errorf("%s: goal release without SNR", rel)
+		}
+		if !rel.Goal && rel.SNR != 0 {
+			t.Errorf("%s: SNR %v on a release that is not a goal", rel, rel.SNR)
 		}
 	}
 }
