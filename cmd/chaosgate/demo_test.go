@@ -126,7 +126,7 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 		}
 		kinds[f.Kind][f.Arm] = true
 	}
-	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain"} {
+	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain", "clockSkew", "overload"} {
 		if !kinds[k]["canary"] || !kinds[k]["control"] || !kinds[k]["calibration"] {
 			t.Errorf("fault kind %s not applied to the canary, the control and the calibration arm: %v", k, kinds[k])
 		}
@@ -179,6 +179,66 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 	}
 	if r.Evidence == nil || r.Evidence.LedgerIndex != 1 {
 		t.Fatalf("second run's evidence: %+v", r.Evidence)
+	}
+}
+
+// TestDemoQuickBlocksClockAndOverloadDefects: the quick demo's clock-skew
+// phase (a follower skewed behind and handed a partition) and overload
+// phase (the same burst on every arm) expose the two defects no other fault
+// reaches, each blocked for its own reason named by the checker.
+func TestDemoQuickBlocksClockAndOverloadDefects(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	for _, c := range []struct {
+		defect, invariant, detail string
+	}{
+		// The skewed node stamps below its predecessor once it leads.
+		{"hlc-no-update", "I5", "leader change"},
+		// The node holds every request of the burst instead of shedding.
+		{"unbounded-queue", "I6", "inflight_requests"},
+	} {
+		t.Run(c.defect, func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, bin, "demo", "--quick", "-o", "json", "--data-dir", t.TempDir(), "--canary-defect", c.defect)
+			r := decodeReport(t, stdout, stderr)
+			if code != 1 || r.Verdict != "block" {
+				t.Fatalf("%s canary: exit %d, verdict %q (failing %v)\n%s", c.defect, code, r.Verdict, r.Failing, tail(stderr, 4000))
+			}
+			if !contains(r.Failing, "consistency") {
+				t.Fatalf("%s canary blocked without a consistency failure: %v", c.defect, r.Failing)
+			}
+			var raw struct {
+				Probes struct {
+					Consistency struct {
+						Canary, Control struct {
+							OK         bool `json:"ok"`
+							Violations []struct {
+								Invariant string   `json:"invariant"`
+								Detail    string   `json:"detail"`
+								Examples  []string `json:"examples"`
+							} `json:"violations"`
+						}
+					} `json:"consistency"`
+				} `json:"probes"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, v := range raw.Probes.Consistency.Canary.Violations {
+				if v.Invariant == c.invariant && strings.Contains(v.Detail+strings.Join(v.Examples, " "), c.detail) {
+					found = true
+					t.Logf("%s: %s %s: %s", c.defect, v.Invariant, v.Detail, strings.Join(v.Examples, "; "))
+				}
+			}
+			if !found {
+				t.Errorf("the checker does not name %s (%s) for %s: %+v", c.invariant, c.detail, c.defect, raw.Probes.Consistency.Canary.Violations)
+			}
+			for _, v := range raw.Probes.Consistency.Control.Violations {
+				if v.Invariant == c.invariant {
+					t.Errorf("the correct control violates %s too: %s %v", v.Invariant, v.Detail, v.Examples)
+				}
+			}
+		})
 	}
 }
 

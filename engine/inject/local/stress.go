@@ -429,7 +429,7 @@ func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engin
 	switch {
 	case !reached || rate < 0.1*a.Fault.Rate:
 		out = engine.Mismatch
-	case rate >= 0.25*a.Fault.Rate && felt:
+	case rate >= 0.2*a.Fault.Rate && felt:
 		out = engine.Confirmed
 	}
 	return engine.ConfirmResult{Outcome: out, Measurement: m}
