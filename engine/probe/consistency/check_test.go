@@ -43,6 +43,11 @@ var expect = map[string]func(r Report) string{
 	"hlc_cross_node": func(r Report) string {
 		return want(r.Counts.HLCViolations == 1 && has(r, "I5"), "cross-node regression beyond max offset")
 	},
+	"hlc_leader_change": func(r Report) string {
+		return want(r.Counts.HLCViolations == 1 && hasText(r, "I5", "leader change") &&
+			hasText(r, "I5", "offset 1 hlc 1763805601100000000.0 (node n2, epoch 4) after offset 0 hlc 1763805601400000000.0 (node n1, epoch 3), 300ms behind"),
+			"a new leader 300ms behind its predecessor (within the max offset) that did not merge its stamps; the next leader's stamps are above both")
+	},
 	"split_brain": func(r Report) string {
 		return want(r.Counts.SplitBrain >= 2 && r.Counts.Lost == 1 && has(r, "I8"), "two epochs writing at once")
 	},
