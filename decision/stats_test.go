@@ -124,3 +124,64 @@ func TestPoissonUpperKnownValues(t *testing.T) {
 		t.Errorf("P(N ≥ μ+2.1σ) for μ=2e6 = %g", p)
 	}
 }
+
+// A two-path latency (a fast body and a slow path of ~1 % of requests)
+// puts its p99 at the edge of the slow path: the p99 of a window of such
+// samples is far less certain than the log-normal formula through p50 and
+// p99 says. The window's own order statistics show it, and p99SE takes the
+// wider of the two; on a log-normal body the two agree.
+func TestP99SEWidensForATwoPathTail(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 3000
+	logNormal := make([]float64, n)
+	twoPath := make([]float64, n)
+	for i := range n {
+		logNormal[i] = 20 * math.Exp(0.5*r.NormFloat64())
+		twoPath[i] = 20 * math.Exp(0.3*r.NormFloat64())
+		if r.Float64() < 0.011 {
+			twoPath[i] = 300 * math.Exp(0.4*r.NormFloat64())
+		}
+	}
+	formula := func(v []float64) float64 {
+		// The log-normal formula alone: the same arm given as quantiles.
+		return p99SE(Arm{LatencyP50: Num(quantile(v, 0.5)), LatencyP99: Num(quantile(v, 0.99)), LatencySamples: Num(float64(len(v)))})
+	}
+	raw := func(v []float64) float64 { return p99SE(Arm{LatencyMS: Series(v)}) }
+	if f, w := formula(logNormal), raw(logNormal); w < f || w > 1.6*f {
+		t.Errorf("log-normal body: raw-sample SE %.4f, formula %.4f: want about the same", w, f)
+	}
+	f, w := formula(twoPath), raw(twoPath)
+	if w < 2*f {
+		t.Errorf("two-path tail: raw-sample SE %.4f not well above the formula's %.4f", w, f)
+	}
+	// The spread of the p99 itself over many such windows says which is right.
+	var lp []float64
+	for range 200 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = 20 * math.Exp(0.3*r.NormFloat64())
+			if r.Float64() < 0.011 {
+				v[i] = 300 * math.Exp(0.4*r.NormFloat64())
+			}
+		}
+		lp = append(lp, math.Log(quantile(v, 0.99)))
+	}
+	sd := stddev(lp)
+	if math.Abs(w-sd) > math.Abs(f-sd) {
+		t.Errorf("two-path tail: the p99's spread over 200 windows is %.4f; raw-sample SE %.4f is further from it than the formula's %.4f", sd, w, f)
+	}
+	t.Logf("two-path tail, %d samples: p99 spread over windows %.4f, order-statistic SE %.4f, log-normal formula %.4f", n, sd, w, f)
+}
+
+func stddev(v []float64) float64 {
+	var m float64
+	for _, x := range v {
+		m += x
+	}
+	m /= float64(len(v))
+	var ss float64
+	for _, x := range v {
+		ss += (x - m) * (x - m)
+	}
+	return math.Sqrt(ss / float64(len(v)-1))
+}
