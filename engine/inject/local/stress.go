@@ -297,7 +297,7 @@ func adminCall(ctx context.Context, adm Admin, method, path string, body, out an
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, method, "http://"+adm.Addr+path, rd)
 	if err != nil {

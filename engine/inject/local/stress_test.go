@@ -197,7 +197,7 @@ func TestOverloadBurstShedsOrParks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := engine.Fault{ID: "burst-" + arm.String(), Kind: engine.Overload, Duration: 2 * time.Second, Rate: burstRate, Batch: 2, Payload: 512}
+			f := engine.Fault{ID: "burst-" + arm.String(), Kind: engine.Overload, Duration: 2 * time.Second, Rate: burstRate, Batch: 20, Payload: 512}
 			before := rss(r, arm)
 			a, err := r.in.Inject(ctx, r.target(arm), f)
 			if err != nil {
@@ -240,7 +240,7 @@ func TestOverloadBurstShedsOrParks(t *testing.T) {
 }
 
 // burstRate is the overload test's burst (messages per second per arm).
-const burstRate = 1000
+const burstRate = 6000
 
 // rss sums the resident memory of an arm's nodes (MiB).
 func rss(r *stressRig, arm engine.Arm) float64 {
@@ -263,3 +263,58 @@ func rss(r *stressRig, arm engine.Arm) float64 {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// ChooseSkew picks a follower of a partition (its leader's successor) and,
+// with handover, a partition another node leads — the same on every arm
+// whose leaders agree.
+func TestChooseSkewPicksAFollowerAndAPartitionItFollows(t *testing.T) {
+	leaders := map[int]string{0: "n1", 1: "n2", 2: "n3", 3: "n1"}
+	nodes := []string{"n1", "n2", "n3"}
+	for _, seed := range []string{"a", "b", "c", "d", "e"} {
+		node, p, from, err := injlocal.ChooseSkew(seed, nodes, "one", nil, leaders, true)
+		if err != nil || p == nil || leaders[*p] == node || from != leaders[*p] {
+			t.Fatalf("seed %s: node %s partition %v from %s: %v", seed, node, p, from, err)
+		}
+		again, p2, _, _ := injlocal.ChooseSkew(seed, nodes, "one", nil, leaders, true)
+		if again != node || *p2 != *p {
+			t.Fatalf("seed %s: not deterministic", seed)
+		}
+	}
+	if node, p, _, err := injlocal.ChooseSkew("x", nodes, "fixed", []string{"n2"}, leaders, false); err != nil || node != "n2" || p != nil {
+		t.Fatalf("fixed without handover: %s %v %v", node, p, err)
+	}
+	if _, _, _, err := injlocal.ChooseSkew("x", nodes, "fixed", []string{"n1"}, map[int]string{0: "n1"}, true); engine.KindOf(err) != engine.KindUnavailable {
+		t.Fatalf("nothing to hand over: %v", err)
+	}
+}
+
+// After a crash the reaper's injector (no configuration, the journal
+// alone) removes a skew whose node died with the run from its data
+// directory, so a node started on it runs unskewed.
+func TestReaperRemovesTheSkewOfADeadNode(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tok, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "n2", "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "clock-skew"), []byte("-400ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u := injlocal.Undo{Arm: engine.ArmCanary, Skew: &injlocal.SkewUndo{Node: "n2", Admin: injlocal.Admin{Addr: "127.0.0.1:1", TokenFile: tok, DataDir: data}}}
+	b, _ := json.Marshal(u)
+	a := engine.Applied{ID: "s1", Kind: engine.ClockSkew, Backend: injlocal.Backend, Undo: b, Fault: engine.Fault{Offset: -400 * time.Millisecond}}
+	if err := injlocal.New(injlocal.Config{}).Recover(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "clock-skew")); !os.IsNotExist(err) {
+		t.Fatalf("skew file still there: %v", err)
+	}
+	// An overload burst of a crashed run died with it: nothing to undo.
+	if err := injlocal.New(injlocal.Config{}).Recover(context.Background(), engine.Applied{ID: "b1", Kind: engine.Overload}); err != nil {
+		t.Fatal(err)
+	}
+}
