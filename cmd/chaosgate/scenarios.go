@@ -267,6 +267,24 @@ func describeFault(f scenarios.Fault) string {
 		return "partition " + f.Partition.Shape + " (black-hole the node→node edges across the cut)"
 	case f.SplitBrain != nil:
 		return "split brain: isolate the leader from its peers while clients still reach it"
+	case f.ClockSkew != nil:
+		d := f.ClockSkew
+		who := "one node"
+		if d.Mode == scenarios.ModeFixed {
+			who = strings.Join(d.Nodes, ", ")
+		}
+		s := fmt.Sprintf("clock skew %s on %s (its physical clock input; TimeChaos on Kubernetes)", d.Offset, who)
+		if d.Handover {
+			s += ", then hand it the leadership of a partition it follows"
+		}
+		return s
+	case f.Overload != nil:
+		o := f.Overload
+		batch := o.Batch
+		if batch == 0 {
+			batch = 20
+		}
+		return fmt.Sprintf("overload burst of %g messages/s per arm, %d per request, through the load generator", o.Rate.Value, batch)
 	}
 	if d, ok := f.DescribeUpstream(); ok {
 		return d
