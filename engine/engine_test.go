@@ -420,13 +420,22 @@ func TestPlanFromLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Experiments) != 10 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
+	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
 		t.Fatalf("plan: %d experiments, weights %v, arms %v, abort %v", len(p.Experiments), p.Weights, p.Arms, p.Experiments[0].Abort)
 	}
 	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {
 		t.Fatalf("network-delay fault = %+v", f)
 	}
-	skew, burst := p.Experiments[8].Faults[0], p.Experiments[9].Faults[0]
+	// Clock skew and overload run in the quick game day.
+	qdoc, err := scenarios.Library("default-gameday-quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := engine.PlanFromDocument(qdoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skew, burst := q.Experiments[4].Faults[0], q.Experiments[5].Faults[0]
 	if skew.Kind != engine.ClockSkew || skew.Offset != -400*time.Millisecond || !skew.Handover || skew.Mode != "one" || engine.Impact(skew, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 1 {
 		t.Fatalf("clock-skew fault = %+v", skew)
 	}

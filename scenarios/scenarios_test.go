@@ -239,7 +239,14 @@ func TestDefaultGameDayStaysShort(t *testing.T) {
 				kinds[f.Kind()] = true
 			}
 		}
-		for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain", "clockSkew", "overload"} {
+		want := []string{"podKill", "networkDelay", "partition", "splitBrain"}
+		if name == "default-gameday-quick" {
+			// The full game day's five-node clusters cannot take an
+			// overload phase's admission caps on a two-core host: the
+			// clock-skew and overload faults run in the quick one.
+			want = append(want, "clockSkew", "overload")
+		}
+		for _, k := range want {
 			if !kinds[k] {
 				t.Errorf("%s does not run %s", name, k)
 			}
@@ -254,8 +261,8 @@ func TestDefaultGameDayStaysShort(t *testing.T) {
 	}
 	doc, _ := Library("default-gameday")
 	exps, _ := Resolve(doc)
-	if len(exps) != 10 {
-		t.Errorf("default-gameday runs %d experiments, want all 10", len(exps))
+	if len(exps) != 8 {
+		t.Errorf("default-gameday runs %d experiments, want 8", len(exps))
 	}
 }
 

@@ -432,7 +432,7 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
 		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true, Upstreams: ups,
-		CanaryArgs: AdmissionArgs, ControlArgs: AdmissionArgs,
+		CanaryArgs: r.admissionArgs(), ControlArgs: r.admissionArgs(),
 		OnEvent: func(arm engine.Arm, ev local.Event) {
 			gensMu.Lock()
 			g := r.gens[arm]
@@ -550,6 +550,23 @@ func (r *Run) setup(ctx context.Context) error {
 // proposals) are sized for a node that has a machine to itself, and an
 // overload burst this host can drive would not reach them.
 var AdmissionArgs = []string{"--max-requests", strconv.Itoa(AdmissionMaxRequests), "--inflight-max", "512", "--queue-depth", "64"}
+
+// admissionArgs are the nodes' admission flags: AdmissionArgs when the
+// plan has an overload fault (the burst must meet caps this host can
+// reach), none otherwise. Caps this small cost a five-node cluster its
+// recovery after a pod kill on a busy host — the load it queued while it
+// caught up is shed — so a game day without an overload phase keeps the
+// aggregator's defaults.
+func (r *Run) admissionArgs() []string {
+	for _, e := range r.plan.Experiments {
+		for _, f := range e.Faults {
+			if f.Kind == engine.Overload {
+				return AdmissionArgs
+			}
+		}
+	}
+	return nil
+}
 
 // AdmissionMaxRequests is every node's bound on requests served at once
 // (--max-requests): the cap the checker holds the in-flight requests of
