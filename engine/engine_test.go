@@ -435,7 +435,15 @@ func TestPlanFromLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	skew, burst := q.Experiments[4].Faults[0], q.Experiments[5].Faults[0]
+	ov, err := scenarios.Library("overload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := engine.PlanFromDocument(ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skew, burst := q.Experiments[4].Faults[0], op.Experiments[0].Faults[0]
 	if skew.Kind != engine.ClockSkew || skew.Offset != -400*time.Millisecond || !skew.Handover || skew.Mode != "one" || engine.Impact(skew, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 1 {
 		t.Fatalf("clock-skew fault = %+v", skew)
 	}

@@ -126,7 +126,7 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 		}
 		kinds[f.Kind][f.Arm] = true
 	}
-	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain", "clockSkew", "overload"} {
+	for _, k := range []string{"podKill", "networkDelay", "partition", "splitBrain", "clockSkew"} {
 		if !kinds[k]["canary"] || !kinds[k]["control"] || !kinds[k]["calibration"] {
 			t.Errorf("fault kind %s not applied to the canary, the control and the calibration arm: %v", k, kinds[k])
 		}
@@ -183,9 +183,11 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 }
 
 // TestDemoQuickBlocksClockAndOverloadDefects: the quick demo's clock-skew
-// phase (a follower skewed behind and handed a partition) and overload
-// phase (the same burst on every arm) expose the two defects no other fault
-// reaches, each blocked for its own reason named by the checker.
+// phase (a follower skewed behind and handed a partition) exposes the
+// defect no other fault reaches, blocked for its own reason named by the
+// checker. The overload burst is not in the quick game day (it reached the
+// arms unevenly and blocked a good canary on p99): unbounded-queue is
+// exposed by the library's overload experiment (stress_test.go).
 func TestDemoQuickBlocksClockAndOverloadDefects(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
@@ -194,8 +196,6 @@ func TestDemoQuickBlocksClockAndOverloadDefects(t *testing.T) {
 	}{
 		// The skewed node stamps below its predecessor once it leads.
 		{"hlc-no-update", "I5", "leader change"},
-		// The node holds every request of the burst instead of shedding.
-		{"unbounded-queue", "I6", "inflight_requests"},
 	} {
 		t.Run(c.defect, func(t *testing.T) {
 			stdout, stderr, code := runBinary(t, bin, "demo", "--quick", "-o", "json", "--data-dir", t.TempDir(), "--canary-defect", c.defect)

@@ -32,7 +32,7 @@ func TestScenariosListValidateExplain(t *testing.T) {
 		t.Fatalf("list exit %d", code)
 	}
 	var list []scenarioSummary
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 15 {
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 17 {
 		t.Fatalf("list: %d entries, %v", len(list), err)
 	}
 	bad := filepath.Join("..", "..", "scenarios", "testdata", "bad", "shape-enum.yaml")

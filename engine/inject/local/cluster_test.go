@@ -253,6 +253,22 @@ func TestRealClustersRunQuickGameDay(t *testing.T) {
 		plan.Experiments[i].Abort = nil // no availability probe in this test
 	}
 	injectors := map[engine.FaultKind]engine.Injector{engine.PodKill: in, engine.PodPause: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in}
+	// Clock skew needs the nodes' admin API and overload the game day's
+	// load generator, neither of which this bare rig has: stress_test.go
+	// runs them on real clusters.
+	var kept []engine.Experiment
+	for _, e := range plan.Experiments {
+		ok := true
+		for _, f := range e.Faults {
+			if injectors[f.Kind] == nil {
+				ok = false
+			}
+		}
+		if ok {
+			kept = append(kept, e)
+		}
+	}
+	plan.Experiments = kept
 	dir := t.TempDir()
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second,
 		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
