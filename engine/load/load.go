@@ -568,8 +568,8 @@ func (g *Generator) attempt(ctx context.Context, addr string, pending []Message,
 	ps.requests.Add(1)
 	o := g.cl.do(ctx, http.MethodPost, addr, "/v1/messages", body)
 	now := time.Now()
-	if o.err == nil {
-		// Answered: the node has logged its trace id.
+	if o.err == nil && o.traceID != "" {
+		// Answered and sampled: the node has logged its trace id.
 		g.traces.add(TracedRequest{TraceID: o.traceID, T: now.UTC(), Addr: addr, Method: http.MethodPost, Path: "/v1/messages", Status: o.status, Messages: len(pending)})
 	}
 	var results []Result
