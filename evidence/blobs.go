@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Digest is a content address "sha256:<64 lowercase hex>".
@@ -38,7 +41,11 @@ func (d Digest) Hex() string { return strings.TrimPrefix(string(d), "sha256:") }
 
 // BlobStore is a content-addressed store of raw evidence (samples, trace ids,
 // log fragments): files named by their SHA-256 under a directory, written
-// atomically (temp file, fsync, rename, directory fsync).
+// atomically (temp file, fsync, rename, directory fsync). Storing the same
+// bytes twice keeps one file. A blob that zstd shrinks by at least an
+// eighth is stored compressed, as its name plus ".zst" (compressed with
+// the ledger's storage dictionary); Get returns the original bytes either
+// way and checks them against the digest.
 type BlobStore struct {
 	dir string
 }
@@ -54,7 +61,8 @@ func NewBlobStore(dir string) (*BlobStore, error) {
 // Dir returns the root directory.
 func (s *BlobStore) Dir() string { return s.dir }
 
-// Path returns the file that holds the blob with digest d.
+// Path returns the file that holds the blob with digest d when it is
+// stored uncompressed; File finds the file that holds it.
 func (s *BlobStore) Path(d Digest) string {
 	h := d.Hex()
 	if len(h) < 2 {
@@ -63,19 +71,53 @@ func (s *BlobStore) Path(d Digest) string {
 	return filepath.Join(s.dir, "sha256", h[:2], h)
 }
 
+// compressedSuffix marks a blob file stored zstd-compressed.
+const compressedSuffix = ".zst"
+
+// File returns the file that holds the blob with digest d (compressed or
+// not), or "" when the store has none.
+func (s *BlobStore) File(d Digest) string {
+	for _, p := range []string{s.Path(d), s.Path(d) + compressedSuffix} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
 // Put stores data and returns its digest. Storing the same bytes twice is a
 // no-op.
 func (s *BlobStore) Put(data []byte) (Digest, error) {
 	d := DigestOf(data)
-	p := s.Path(d)
-	if existing, err := os.ReadFile(p); err == nil && bytes.Equal(existing, data) {
+	if existing, err := s.Get(d); err == nil && bytes.Equal(existing, data) {
 		return d, nil
 	}
-	if err := writeFileAtomic(p, data); err != nil {
+	p, body, other := s.Path(d), data, s.Path(d)+compressedSuffix
+	enc, _ := storageCodec()
+	if z := enc.EncodeAll(data, nil); len(z) <= len(data)-len(data)/8 {
+		p, body, other = other, z, p
+	}
+	if err := writeFileAtomic(p, body); err != nil {
+		return "", wrap(KindUnavailable, "put blob "+string(d), err)
+	}
+	if err := os.Remove(other); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", wrap(KindUnavailable, "put blob "+string(d), err)
 	}
 	return d, nil
 }
+
+// maxBlob bounds a decompressed blob (a damaged file cannot make the reader
+// allocate more).
+const maxBlob = 1 << 30
+
+var blobDecoder = sync.OnceValue(func() *zstd.Decoder {
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderDictRaw(storageDictID, storageDictV1),
+		zstd.WithDecoderMaxMemory(maxBlob))
+	if err != nil {
+		panic(fmt.Sprintf("evidence: blob decoder: %v", err)) // a constant dictionary: cannot fail
+	}
+	return dec
+})
 
 // Get returns the blob with digest d after checking its content hashes to d.
 func (s *BlobStore) Get(d Digest) ([]byte, error) {
@@ -83,6 +125,15 @@ func (s *BlobStore) Get(d Digest) ([]byte, error) {
 		return nil, err
 	}
 	data, err := os.ReadFile(s.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		var z []byte
+		z, err = os.ReadFile(s.Path(d) + compressedSuffix)
+		if err == nil {
+			if data, err = blobDecoder().DecodeAll(z, nil); err != nil {
+				return nil, errorf(KindTampered, "blob "+string(d), "its compressed file does not decompress: %v", err)
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errorf(KindNotFound, "blob "+string(d), "not in the blob store")

@@ -71,7 +71,10 @@ func (l *Ledger) LatestDecision(ctx context.Context, revision string) (Verdict, 
 			if idx%1024 == 0 && ctx.Err() != nil {
 				return wrap(KindUnavailable, "latest decision", ctx.Err())
 			}
-			leaf := entries.Get(u64(idx))
+			leaf, err := getStored(entries, idx, "entry")
+			if err != nil {
+				return err
+			}
 			if leaf == nil {
 				return tampered(fmt.Sprintf("entry %d", idx), "missing (the signed tree has %d entries)", size)
 			}
@@ -91,7 +94,12 @@ func (l *Ledger) LatestDecision(ctx context.Context, revision string) (Verdict, 
 			if rec.External || rec.PredicateType != PredicateType {
 				continue
 			}
-			env := append([]byte(nil), envs.Get(u64(idx))...)
+			env, err := getStored(envs, idx, "envelope")
+			if err != nil {
+				failure, stop = err, idx
+				break
+			}
+			env = append([]byte(nil), env...)
 			e := Entry{Index: idx, Record: rec, Leaf: append([]byte(nil), leaf...), LeafHash: read[len(read)-1], Envelope: env}
 			p, err := l.decisionOf(ctx, e)
 			if err != nil {

@@ -127,6 +127,7 @@ type Ledger struct {
 
 type appendReq struct {
 	envBytes []byte
+	stored   []byte // envBytes as stored (packEnvelope), made by the caller's goroutine
 	info     *StatementInfo
 	revision string
 	external bool
@@ -446,7 +447,7 @@ func (l *Ledger) appendEnvelope(ctx context.Context, env *Envelope, revision str
 		return Receipt{}, &Error{Kind: KindInvalid, Op: "append", Err: fmt.Errorf("predicate type %s is chaosgate's own run evidence: only a chaosgate run records it", PredicateType),
 			Hint: "give external evidence its own predicate type, e.g. https://example.com/ci/v1"}
 	}
-	req := &appendReq{envBytes: eb, info: info, revision: revision, external: external, resp: make(chan appendResp, 1)}
+	req := &appendReq{envBytes: eb, stored: packEnvelope(eb), info: info, revision: revision, external: external, resp: make(chan appendResp, 1)}
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -662,10 +663,10 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			}
 			leafHashes[i] = hs[0]
 			key := u64(idx)
-			if err := entries.Put(key, leaf); err != nil {
+			if err := entries.Put(key, packLeaf(leaf)); err != nil {
 				return err
 			}
-			if err := envs.Put(key, r.envBytes); err != nil {
+			if err := envs.Put(key, r.stored); err != nil {
 				return err
 			}
 			// The indexes are made from the leaf as stored (JSON replaces
@@ -676,8 +677,12 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			}
 			for b, keys := range indexKeys(&stored, idx) {
 				ix := tx.Bucket(indexBuckets[b])
-				if b == 3 {
-					ix.FillPercent = 0.9 // time keys arrive in order
+				if b != 2 {
+					// Time keys arrive in order, and a revision's or an
+					// experiment's keys in order after its earlier ones:
+					// a page split there leaves the left page full for
+					// good. Trace ids arrive at random.
+					ix.FillPercent = 0.9
 				}
 				for _, k := range keys {
 					if err := ix.Put(k, nil); err != nil {

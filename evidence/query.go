@@ -71,7 +71,10 @@ func readEntry(tx *bolt.Tx, i uint64) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	leaf := tx.Bucket(bEntries).Get(u64(i))
+	leaf, err := getStored(tx.Bucket(bEntries), i, "entry")
+	if err != nil {
+		return Entry{}, err
+	}
 	if leaf == nil || i >= size {
 		return Entry{}, &Error{Kind: KindNotFound, Op: fmt.Sprintf("entry %d", i), Err: fmt.Errorf("not in the ledger (tree size %d)", size)}
 	}
@@ -82,7 +85,11 @@ func readEntry(tx *bolt.Tx, i uint64) (Entry, error) {
 	if e.Record.Index != i {
 		return e, tampered(fmt.Sprintf("entry %d", i), "record says index %d (entries reordered or replaced)", e.Record.Index)
 	}
-	e.Envelope = append([]byte(nil), tx.Bucket(bEnvelopes).Get(u64(i))...)
+	env, err := getStored(tx.Bucket(bEnvelopes), i, "envelope")
+	if err != nil {
+		return e, err
+	}
+	e.Envelope = append([]byte(nil), env...)
 	return e, nil
 }
 
@@ -162,8 +169,9 @@ func (l *Ledger) TlogProof(ctx context.Context, i, size uint64) (*TlogProof, err
 	// tree must not turn into a proof that an auditor's tool rejects.
 	var leaf []byte
 	err = l.view(func(tx *bolt.Tx) error {
-		leaf = append([]byte(nil), tx.Bucket(bEntries).Get(u64(i))...)
-		return nil
+		v, err := getStored(tx.Bucket(bEntries), i, "entry")
+		leaf = append([]byte(nil), v...)
+		return err
 	})
 	if err != nil {
 		return nil, err

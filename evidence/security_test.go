@@ -170,8 +170,7 @@ func TestLatestDecisionIgnoresIndexes(t *testing.T) {
 	// revision: the proof over the scanned entries fails, no older verdict.
 	c = copyLedger(t, dir)
 	mutateDB(t, c, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bEntries)
-		return b.Put(u64(4), bytes.Replace(b.Get(u64(4)), []byte(`"r2"`), []byte(`"r9"`), -1))
+		return editStored(tx.Bucket(bEntries), 4, func(v []byte) []byte { return bytes.Replace(v, []byte(`"r2"`), []byte(`"r9"`), -1) })
 	})
 	if _, _, err := read(c, "r1"); KindOf(err) != KindTampered || !strings.Contains(err.Error(), "entries [2, 5)") {
 		t.Fatalf("an edited newer entry: %v", err)

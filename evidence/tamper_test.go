@@ -54,6 +54,17 @@ func mutateDB(t *testing.T, dir string, fn func(tx *bolt.Tx) error) {
 	}
 }
 
+// editStored replaces the bytes entry i of b stands for with edit's result,
+// stored compressed, as a writer that knew the storage format would.
+func editStored(b *bolt.Bucket, i uint64, edit func([]byte) []byte) error {
+	v, err := unpackStored(b.Get(u64(i)))
+	if err != nil {
+		return err
+	}
+	nv := edit(append([]byte(nil), v...))
+	return b.Put(u64(i), packWith(0, nv, nv))
+}
+
 func flipAt(b []byte, i int) []byte {
 	c := append([]byte(nil), b...)
 	c[i] ^= 0x01
@@ -68,17 +79,35 @@ func TestTamperDetected(t *testing.T) {
 	}{
 		{"flip a byte of an entry", func(t *testing.T, dir string, _ Digest) {
 			mutateDB(t, dir, func(tx *bolt.Tx) error {
+				return editStored(tx.Bucket(bEntries), 5, func(v []byte) []byte {
+					i := bytes.Index(v, []byte(`"revision":"v1.5"`)) + len(`"revision":"v1.`)
+					return flipAt(v, i)
+				})
+			})
+		}, "entry 5"},
+		{"flip a byte of an entry's compressed stored form", func(t *testing.T, dir string, _ Digest) {
+			mutateDB(t, dir, func(tx *bolt.Tx) error {
 				b := tx.Bucket(bEntries)
 				v := b.Get(u64(5))
-				i := bytes.Index(v, []byte(`"revision":"v1.5"`)) + len(`"revision":"v1.`)
-				return b.Put(u64(5), flipAt(v, i))
+				if !isStorageTag(v) {
+					t.Fatalf("entry 5 is stored uncompressed (%d bytes)", len(v))
+				}
+				return b.Put(u64(5), flipAt(v, len(v)/2))
 			})
 		}, "entry 5"},
 		{"flip a byte of an envelope", func(t *testing.T, dir string, _ Digest) {
 			mutateDB(t, dir, func(tx *bolt.Tx) error {
+				return editStored(tx.Bucket(bEnvelopes), 7, func(v []byte) []byte { return flipAt(v, len(v)/2) })
+			})
+		}, "envelope 7"},
+		{"flip a byte of an envelope's compressed stored form", func(t *testing.T, dir string, _ Digest) {
+			mutateDB(t, dir, func(tx *bolt.Tx) error {
 				b := tx.Bucket(bEnvelopes)
 				v := b.Get(u64(7))
-				return b.Put(u64(7), flipAt(v, len(v)/2))
+				if len(v) == 0 || v[0] != tagStoredEnvelope {
+					t.Fatalf("envelope 7 is not stored as compressed parts")
+				}
+				return b.Put(u64(7), flipAt(v, len(v)-3))
 			})
 		}, "envelope 7"},
 		{"flip a byte of a blob", func(t *testing.T, dir string, d Digest) {

@@ -58,7 +58,10 @@ func (l *Ledger) EntryBundle(ctx context.Context, n int64, w int) ([]byte, error
 	err := l.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEntries)
 		for i := first; i < first+uint64(w); i++ {
-			v := b.Get(u64(i))
+			v, err := getStored(b, i, "entry")
+			if err != nil {
+				return err
+			}
 			if v == nil {
 				return errorf(KindTampered, fmt.Sprintf("entry %d", i), "missing")
 			}

@@ -436,7 +436,11 @@ func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
 	entries := tx.Bucket(bEntries)
 	for i := uint64(0); i < size; i++ {
 		var rec leafFields
-		if err := json.Unmarshal(entries.Get(u64(i)), &rec); err != nil {
+		leaf, err := getStored(entries, i, "entry")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(leaf, &rec); err != nil {
 			return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
 		}
 		for _, k := range indexKeys(&rec, i)[b] {
@@ -481,6 +485,13 @@ func describeIndexKey(bucket, k []byte) string {
 
 func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) (*leafFields, error) {
 	op := fmt.Sprintf("entry %d", it.i)
+	var err error
+	if it.leaf, err = unpackValue(it.leaf, op); err != nil {
+		return nil, err
+	}
+	if it.env, err = unpackValue(it.env, fmt.Sprintf("envelope %d", it.i)); err != nil {
+		return nil, err
+	}
 	leafHashes[it.i] = tlog.RecordHash(it.leaf)
 	var rec leafFields
 	if err := json.Unmarshal(it.leaf, &rec); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 
@@ -66,7 +65,7 @@ func loadEntryBlobs(l *evidence.Ledger, index uint64, p *evidence.Predicate) ent
 	var out entryBlobs
 	for _, ref := range p.BlobRefs() {
 		row := blobRow{BlobRef: ref, URL: blobURL(index, ref.Digest)}
-		if _, err := os.Stat(l.Blobs().Path(ref.Digest)); err != nil {
+		if l.Blobs().File(ref.Digest) == "" {
 			row.Missing = true
 		}
 		out.Rows = append(out.Rows, row)

@@ -57,7 +57,7 @@ func TestExplorerListsAndServesBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := l.Blobs().Path(refs[3].Digest)
+	gone := l.Blobs().File(refs[3].Digest)
 	l.Close()
 	if err := os.Remove(gone); err != nil {
 		t.Fatal(err)

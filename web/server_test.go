@@ -829,7 +829,17 @@ func TestExplorerShowsTampering(t *testing.T) {
 	recordEvidence(t, dir, rev, "pod-kill", "promote", "t-1")
 	i := recordEvidence(t, dir, rev, "pod-kill", "block", "t-2")
 	// Change the recorded verdict inside the stored envelope, as someone
-	// editing the database would.
+	// editing the database would (storing it uncompressed, a stored form
+	// the ledger reads as well).
+	ro, err := evidence.Open(context.Background(), filepath.Join(dir, evidence.LedgerSubdir), evidence.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := ro.Entry(context.Background(), i)
+	ro.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	db, err := bolt.Open(filepath.Join(dir, evidence.LedgerSubdir, evidence.DBFile), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -837,7 +847,7 @@ func TestExplorerShowsTampering(t *testing.T) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("envelopes"))
 		k := binary.BigEndian.AppendUint64(nil, i)
-		env, err := evidence.ParseEnvelope(b.Get(k))
+		env, err := evidence.ParseEnvelope(entry.Envelope)
 		if err != nil {
 			return err
 		}

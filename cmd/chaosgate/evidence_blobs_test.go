@@ -347,7 +347,12 @@ func checkBlobTampering(t *testing.T, bin, dir string, refs map[string]evidence.
 		return e, c
 	}
 	blobFile := func(d evidence.Digest) string {
-		return filepath.Join(data, "ledger", "blobs", "sha256", d.Hex()[:2], d.Hex())
+		// Stored compressed (name.zst) when that shrinks it by an eighth.
+		p := filepath.Join(data, "ledger", "blobs", "sha256", d.Hex()[:2], d.Hex())
+		if _, err := os.Stat(p); err != nil {
+			p += ".zst"
+		}
+		return p
 	}
 	if _, err := os.Stat(blobFile(refs[gameday.BlobFaults].Digest)); err != nil {
 		t.Fatalf("blob store layout: %v", err)

@@ -1,0 +1,212 @@
+package evidence
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	bolt "go.etcd.io/bbolt"
+)
+
+// How leaves and envelopes are stored in the bolt database. The leaf and
+// envelope bytes that are hashed, signed, served and exported never change;
+// only their stored form does:
+//
+//   - a value whose first byte is none of the tags below is the bytes
+//     themselves (every value written before compression, and any value
+//     that compression does not shrink);
+//   - tagStoredZstd + zstd frame: the bytes compressed with the storage
+//     dictionary;
+//   - tagStoredEnvelope + zstd frame: a DSSE envelope as its parts —
+//     payload type, decoded payload and each signature's key id and decoded
+//     signature, each length-prefixed (uvarint) — compressed with the
+//     storage dictionary. It is used only when re-encoding the parts gives
+//     back exactly the envelope's bytes, checked when the value is written.
+//
+// The tags are control bytes that cannot start a JSON text, so a stored
+// value is never ambiguous. The dictionary is frozen: the zstd frame names
+// it by id, and a new dictionary would get a new id and tag.
+const (
+	tagStoredZstd     byte = 0x01
+	tagStoredEnvelope byte = 0x02
+	// storageDictID is the zstd dictionary id of storageDictV1.
+	storageDictID uint32 = 0xC6A0_0001
+)
+
+// storageDictV1 is a sample of chaosgate evidence (a game day's statement
+// and a leaf): the vocabulary that small records share, so that each one
+// compresses on its own.
+//
+//go:embed storage-dict-v1.json
+var storageDictV1 []byte
+
+var storageCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderDictRaw(storageDictID, storageDictV1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(fmt.Sprintf("evidence: storage encoder: %v", err)) // a constant dictionary: cannot fail
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderDictRaw(storageDictID, storageDictV1),
+		zstd.WithDecoderMaxMemory(maxStoredValue))
+	if err != nil {
+		panic(fmt.Sprintf("evidence: storage decoder: %v", err))
+	}
+	return enc, dec
+})
+
+// maxStoredValue bounds a decompressed leaf or envelope (a damaged frame
+// cannot make the reader allocate more).
+const maxStoredValue = 64 << 20
+
+// packLeaf is the stored form of a leaf.
+func packLeaf(leaf []byte) []byte {
+	return packWith(0, leaf, leaf)
+}
+
+// packEnvelope is the stored form of envelope bytes.
+func packEnvelope(env []byte) []byte {
+	if parts, ok := envelopeParts(env); ok {
+		return packWith(tagStoredEnvelope, parts, env)
+	}
+	return packWith(0, env, env)
+}
+
+// packWith compresses body under tag (0: tagStoredZstd of raw) and keeps
+// raw when that does not shrink it.
+func packWith(tag byte, body, raw []byte) []byte {
+	enc, _ := storageCodec()
+	if tag == 0 {
+		tag = tagStoredZstd
+	}
+	out := enc.EncodeAll(body, []byte{tag})
+	if len(out) < len(raw) || isStorageTag(raw) {
+		return out
+	}
+	return raw
+}
+
+func isStorageTag(v []byte) bool {
+	return len(v) > 0 && (v[0] == tagStoredZstd || v[0] == tagStoredEnvelope)
+}
+
+// unpackStored returns the bytes a stored value stands for. An error means
+// the stored value is damaged.
+func unpackStored(v []byte) ([]byte, error) {
+	if !isStorageTag(v) {
+		return v, nil
+	}
+	_, dec := storageCodec()
+	body, err := dec.DecodeAll(v[1:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("stored value does not decompress: %w", err)
+	}
+	if v[0] == tagStoredZstd {
+		return body, nil
+	}
+	return envelopeFromParts(body)
+}
+
+// getStored reads the value of entry i in bucket b (an entries or
+// envelopes bucket) as the bytes it stands for; nil when there is none.
+// what names the value in errors ("entry", "envelope").
+func getStored(b *bolt.Bucket, i uint64, what string) ([]byte, error) {
+	v := b.Get(u64(i))
+	if v == nil {
+		return nil, nil
+	}
+	return unpackValue(v, fmt.Sprintf("%s %d", what, i))
+}
+
+// unpackValue is unpackStored with damage reported as tampering of op.
+func unpackValue(v []byte, op string) ([]byte, error) {
+	out, err := unpackStored(v)
+	if err != nil {
+		return nil, &Error{Kind: KindTampered, Op: op, Err: err, Hint: "run `chaosgate ledger verify`; restore the ledger from a copy or an export"}
+	}
+	return out, nil
+}
+
+// envelopeParts encodes env as its parts when they re-encode to exactly
+// env.
+func envelopeParts(env []byte) ([]byte, bool) {
+	var e Envelope
+	if err := json.Unmarshal(env, &e); err != nil {
+		return nil, false
+	}
+	payload, err := base64.StdEncoding.Strict().DecodeString(e.Payload)
+	if err != nil {
+		return nil, false
+	}
+	var b []byte
+	b = appendPart(b, []byte(e.PayloadType))
+	b = appendPart(b, payload)
+	b = binary.AppendUvarint(b, uint64(len(e.Signatures)))
+	for _, s := range e.Signatures {
+		sig, err := base64.StdEncoding.Strict().DecodeString(s.Sig)
+		if err != nil {
+			return nil, false
+		}
+		b = appendPart(b, []byte(s.KeyID))
+		b = appendPart(b, sig)
+	}
+	back, err := envelopeFromParts(b)
+	if err != nil || !bytes.Equal(back, env) {
+		return nil, false
+	}
+	return b, true
+}
+
+func appendPart(b, part []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(part))), part...)
+}
+
+var errBadParts = errors.New("stored envelope parts are malformed")
+
+// envelopeFromParts rebuilds the envelope bytes from their parts.
+func envelopeFromParts(b []byte) ([]byte, error) {
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, errBadParts
+		}
+		part := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return part, nil
+	}
+	pt, err := next()
+	if err != nil {
+		return nil, err
+	}
+	payload, err := next()
+	if err != nil {
+		return nil, err
+	}
+	nsig, k := binary.Uvarint(b)
+	if k <= 0 || nsig > uint64(len(b)) {
+		return nil, errBadParts
+	}
+	b = b[k:]
+	e := Envelope{PayloadType: string(pt), Payload: base64.StdEncoding.EncodeToString(payload)}
+	for range nsig {
+		kid, err := next()
+		if err != nil {
+			return nil, err
+		}
+		sig, err := next()
+		if err != nil {
+			return nil, err
+		}
+		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: string(kid), Sig: base64.StdEncoding.EncodeToString(sig)})
+	}
+	if len(b) != 0 {
+		return nil, errBadParts
+	}
+	return EnvelopeBytes(&e)
+}

@@ -1,0 +1,123 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The storage dictionary is frozen: stored values name it by id, and a
+// changed dictionary would make every compressed value of an existing
+// ledger unreadable.
+func TestStorageDictionaryIsFrozen(t *testing.T) {
+	sum := sha256.Sum256(storageDictV1)
+	if got := hex.EncodeToString(sum[:]); got != "0b6ff672230d4ecf84b6515eedd87b34ce82d43c7e2f2c2671c8d0a98f845222" {
+		t.Fatalf("storage-dict-v1.json changed (sha256 %s): add a new dictionary with a new id and tag instead", got)
+	}
+}
+
+func TestStoredFormsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	k := newKeys(t, "example.test/storage")
+	st, err := BuildStatement("v1.2.3", samplePredicate(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := k.SignStatement(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, err := EnvelopeBytes(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed := packEnvelope(eb)
+	if packed[0] != tagStoredEnvelope || len(packed) >= len(eb)/2 {
+		t.Fatalf("envelope of %d bytes stored as %d bytes, tag %#x", len(eb), len(packed), packed[0])
+	}
+	t.Logf("envelope %d bytes → %d stored", len(eb), len(packed))
+	back, err := unpackStored(packed)
+	if err != nil || !bytes.Equal(back, eb) {
+		t.Fatalf("round trip: %v", err)
+	}
+	// Bytes that are not a canonical envelope are compressed as they are.
+	odd := append([]byte(" "), eb...)
+	if p := packEnvelope(odd); p[0] != tagStoredZstd {
+		t.Fatalf("a non-canonical envelope stored with tag %#x", p[0])
+	} else if back, err := unpackStored(p); err != nil || !bytes.Equal(back, odd) {
+		t.Fatalf("round trip of a non-canonical envelope: %v", err)
+	}
+	// What compression does not shrink is stored as it is; a value that
+	// starts with a tag byte is always compressed, so it reads back.
+	for _, raw := range [][]byte{[]byte("{}"), {tagStoredZstd}, {tagStoredEnvelope, 'x'}} {
+		back, err := unpackStored(packLeaf(raw))
+		if err != nil || !bytes.Equal(back, raw) {
+			t.Fatalf("%q: %q %v", raw, back, err)
+		}
+	}
+	if _, err := unpackStored([]byte{tagStoredZstd, 1, 2, 3}); err == nil {
+		t.Fatal("a damaged frame decoded")
+	}
+}
+
+// FuzzStoredValue: any stored value decodes or fails with an error, never a
+// panic; any bytes stored as a leaf or an envelope read back unchanged.
+func FuzzStoredValue(f *testing.F) {
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"k","sig":"AAAA"}]}`))
+	f.Add([]byte{tagStoredZstd, 0x28, 0xb5, 0x2f, 0xfd})
+	f.Add([]byte{tagStoredEnvelope, 0, 0})
+	f.Add(packLeaf([]byte(`{"v":1,"index":3,"revision":"v1.0"}`)))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		_, _ = unpackStored(v)
+		_, _ = envelopeFromParts(v)
+		for _, p := range [][]byte{packLeaf(v), packEnvelope(v)} {
+			back, err := unpackStored(p)
+			if err != nil || !bytes.Equal(back, v) {
+				t.Fatalf("%q stored as %q reads back %q, %v", v, p, back, err)
+			}
+		}
+	})
+}
+
+func TestBlobsStoredCompressed(t *testing.T) {
+	s, err := NewBlobStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte(`{"arm":"canary","latency_ms":12.5,"ok":true}`+"\n"), 2000)
+	small := []byte("log fragment\n")
+	for _, data := range [][]byte{big, small} {
+		d, err := s.Put(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(data); err != nil { // twice: one file
+			t.Fatal(err)
+		}
+		got, err := s.Get(d)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d: %v", len(data), len(got), err)
+		}
+	}
+	d := DigestOf(big)
+	f := s.File(d)
+	fi, err := os.Stat(f)
+	if err != nil || !strings.HasSuffix(f, ".zst") || fi.Size() > int64(len(big)/20) {
+		t.Fatalf("a %d-byte JSON lines blob stored as %s (%v)", len(big), f, err)
+	}
+	if f := s.File(DigestOf(small)); strings.HasSuffix(f, ".zst") {
+		t.Fatalf("a blob compression does not shrink stored compressed: %s", f)
+	}
+	z, _ := os.ReadFile(f)
+	z[len(z)/2] ^= 1
+	if err := os.WriteFile(f, z, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(d); KindOf(err) != KindTampered || !strings.Contains(err.Error(), "does not decompress") {
+		t.Fatalf("a damaged compressed blob: %v", err)
+	}
+}
