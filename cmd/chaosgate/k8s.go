@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
 	"github.com/chaosgate/chaosgate/engine/report"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
@@ -470,20 +471,8 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		if len(res.faults) == 0 {
 			res.faults = recordedFaults
 		}
-		for _, f := range res.faults {
-			if f.AppliedAt.IsZero() {
-				continue
-			}
-			rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: engine.Inconclusive.String()}
-			if f.Confirmed != 0 {
-				rf.Confirmed = f.Confirmed.String()
-			}
-			if !f.RecoveredAt.IsZero() {
-				t := f.RecoveredAt
-				rf.RecoveredAt = &t
-			}
-			res.Faults = append(res.Faults, rf)
-		}
+		res.Faults = append(res.Faults, reportFaults(res.faults)...)
+		res.Resilience = report.ResilienceOf(res.Faults)
 		for _, st := range out.Steps {
 			o := st.Verdict.Outcome
 			if o == 0 {
@@ -525,6 +514,27 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		return &res, withExitCode(code, nil)
 	}
 	return &res, nil
+}
+
+// reportFaults are the report/v1 faults of a run's applied faults (no
+// availability: the Kubernetes target carries no measured load yet).
+func reportFaults(faults []engine.FaultRecord) []report.Fault {
+	var out []report.Fault
+	for _, f := range faults {
+		if f.AppliedAt.IsZero() {
+			continue
+		}
+		rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: engine.Inconclusive.String()}
+		if f.Confirmed != 0 {
+			rf.Confirmed = f.Confirmed.String()
+		}
+		if !f.RecoveredAt.IsZero() {
+			t := f.RecoveredAt
+			rf.RecoveredAt = &t
+		}
+		out = append(out, rf)
+	}
+	return out
 }
 
 func newK8sRunID() string {
@@ -573,6 +583,19 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 			v = engine.Hold
 		}
 		p.Decision = &evidence.Decision{Verdict: v.String(), Score: last.Score, Coverage: last.Coverage}
+	}
+	// faults.json as a game day records it: applied, took effect,
+	// removed and how long each was in place. The blobs built from probes
+	// (windows, verdicts, traces, metrics, log matches) need probes that
+	// reach the pods, which this target does not run yet.
+	rep := report.Report{Faults: reportFaults(r.Faults)}
+	rep.Resilience = report.ResilienceOf(rep.Faults)
+	if data, err := gameday.FaultsBlobOf(rep); err != nil {
+		b.log.Warn("evidence blob left out", "blob", gameday.BlobFaults, "err", err)
+	} else if ref, err := l.PutBlob(gameday.BlobFaults, gameday.MediaJSON, data); err != nil {
+		b.log.Warn("evidence blob left out", "blob", gameday.BlobFaults, "err", err)
+	} else {
+		p.Blobs = append(p.Blobs, ref)
 	}
 	rc, err := l.Record(ctx, b.pair.Canary.RevisionString(), p)
 	if err != nil {

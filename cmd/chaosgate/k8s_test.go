@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
 	"github.com/chaosgate/chaosgate/engine/k8senv"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
@@ -322,6 +323,20 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	}
 	if len(st.Predicate.Injections) != 2 || st.Predicate.Injections[0].Kind != "podKill" {
 		t.Fatalf("evidence injections %+v", st.Predicate.Injections)
+	}
+	// faults.json is bound like a game day's: both pod kills, applied,
+	// confirmed and removed.
+	if len(en.Record.Blobs) != 1 {
+		t.Fatalf("evidence blobs %v", en.Record.Blobs)
+	}
+	data, err := l.Blobs().Get(en.Record.Blobs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fb gameday.FaultsBlob
+	if err := json.Unmarshal(data, &fb); err != nil || len(fb.Faults) != 2 || fb.Faults[0].Kind != "podKill" || !fb.Faults[0].Applied || fb.Faults[0].Confirmed != "confirmed" ||
+		!fb.Faults[0].Recovered || fb.Faults[0].DurationS == nil {
+		t.Fatalf("faults.json of a Kubernetes run: %v %s", err, data)
 	}
 	// Without Chaos Mesh the network faults fail, naming what is missing.
 	b, err := newK8sBackend(ctx, k, doc, "no-cm")

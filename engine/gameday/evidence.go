@@ -48,7 +48,7 @@ const (
 	BlobLogMatches = "log-matches.jsonl"
 	BlobMetrics    = "metrics.json"
 	BlobFaults     = "faults.json"
-	mediaJSON      = "application/json"
+	MediaJSON      = "application/json"
 	mediaJSONL     = "application/jsonl"
 )
 
@@ -195,13 +195,13 @@ func (r *Run) rawBlobs(l *evidence.Ledger, rep report.Report) []evidence.BlobRef
 		build       func() ([]byte, error)
 	}
 	blobs := []blob{
-		{BlobWindows, mediaJSON, r.windowsBlob},
+		{BlobWindows, MediaJSON, r.windowsBlob},
 		{BlobVerdicts, mediaJSONL, r.verdictsBlob},
-		{BlobTraces(engine.ArmCanary), mediaJSON, func() ([]byte, error) { return r.tracesBlob(engine.ArmCanary) }},
-		{BlobTraces(engine.ArmControl), mediaJSON, func() ([]byte, error) { return r.tracesBlob(engine.ArmControl) }},
+		{BlobTraces(engine.ArmCanary), MediaJSON, func() ([]byte, error) { return r.tracesBlob(engine.ArmCanary) }},
+		{BlobTraces(engine.ArmControl), MediaJSON, func() ([]byte, error) { return r.tracesBlob(engine.ArmControl) }},
 		{BlobLogMatches, mediaJSONL, r.logMatchesBlob},
-		{BlobMetrics, mediaJSON, r.metricsBlob},
-		{BlobFaults, mediaJSON, func() ([]byte, error) { return faultsBlob(rep) }},
+		{BlobMetrics, MediaJSON, r.metricsBlob},
+		{BlobFaults, MediaJSON, func() ([]byte, error) { return FaultsBlobOf(rep) }},
 	}
 	var out []evidence.BlobRef
 	for _, b := range blobs {
@@ -416,7 +416,9 @@ func readJSONLines(path string, n int) []json.RawMessage {
 	return out
 }
 
-func faultsBlob(rep report.Report) ([]byte, error) {
+// FaultsBlobOf builds faults.json from a report's faults and resilience;
+// every target (local or Kubernetes) records it.
+func FaultsBlobOf(rep report.Report) ([]byte, error) {
 	doc := FaultsBlob{Faults: []FaultLine{}, Resilience: rep.Resilience}
 	if doc.Resilience == nil {
 		doc.Resilience = []report.KindResilience{}

@@ -21,7 +21,7 @@ func TestFaultsBlobCarriesRecoveryPerFault(t *testing.T) {
 		{Kind: "podKill", Arm: "calibration", Target: "n2", AppliedAt: applied, Confirmed: "inconclusive"},
 	}}
 	rep.Resilience = report.ResilienceOf(rep.Faults)
-	b, err := faultsBlob(rep)
+	b, err := FaultsBlobOf(rep)
 	if err != nil {
 		t.Fatal(err)
 	}
