@@ -93,8 +93,7 @@ func (s *BlobStore) Put(data []byte) (Digest, error) {
 		return d, nil
 	}
 	p, body, other := s.Path(d), data, s.Path(d)+compressedSuffix
-	enc, _ := storageCodec()
-	if z := enc.EncodeAll(data, nil); len(z) <= len(data)-len(data)/8 {
+	if z := blobEncoder().EncodeAll(data, nil); len(z) <= len(data)-len(data)/8 {
 		p, body, other = other, z, p
 	}
 	if err := writeFileAtomic(p, body); err != nil {

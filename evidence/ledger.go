@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
@@ -447,7 +448,7 @@ func (l *Ledger) appendEnvelope(ctx context.Context, env *Envelope, revision str
 		return Receipt{}, &Error{Kind: KindInvalid, Op: "append", Err: fmt.Errorf("predicate type %s is chaosgate's own run evidence: only a chaosgate run records it", PredicateType),
 			Hint: "give external evidence its own predicate type, e.g. https://example.com/ci/v1"}
 	}
-	req := &appendReq{envBytes: eb, stored: packEnvelope(eb), info: info, revision: revision, external: external, resp: make(chan appendResp, 1)}
+	req := &appendReq{envBytes: eb, stored: packEnvelopeOf(env, eb), info: info, revision: revision, external: external, resp: make(chan appendResp, 1)}
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -617,6 +618,15 @@ func blockFromNote(msg []byte, v note.Verifier, origin string) (Block, error) {
 		Hash: tlog.Hash(sha256.Sum256([]byte(n.Text))), Note: msg}, nil
 }
 
+func allValidUTF8(ss []string) bool {
+	for _, x := range ss {
+		if !utf8.ValidString(x) {
+			return false
+		}
+	}
+	return true
+}
+
 func blockDataHash(leafHashes []tlog.Hash) tlog.Hash {
 	h := sha256.New()
 	for _, x := range leafHashes {
@@ -670,10 +680,14 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 				return err
 			}
 			// The indexes are made from the leaf as stored (JSON replaces
-			// invalid UTF-8), exactly as Verify rebuilds them.
-			var stored leafFields
-			if err := json.Unmarshal(leaf, &stored); err != nil {
-				return err
+			// invalid UTF-8), exactly as Verify rebuilds them; when every
+			// string is valid UTF-8 the record's own fields are those.
+			stored := leafFields{Index: rec.Index, Time: rec.Time, Revision: rec.Revision, Experiment: rec.Experiment, Subjects: rec.Subjects, TraceIDs: rec.TraceIDs}
+			if !allValidUTF8(append(append([]string{rec.Revision, rec.Experiment}, rec.Subjects...), rec.TraceIDs...)) {
+				stored = leafFields{}
+				if err := json.Unmarshal(leaf, &stored); err != nil {
+					return err
+				}
 			}
 			for b, keys := range indexKeys(&stored, idx) {
 				ix := tx.Bucket(indexBuckets[b])

@@ -46,20 +46,20 @@ func TestStoredFormsRoundTrip(t *testing.T) {
 	}
 	// Bytes that are not a canonical envelope are compressed as they are.
 	odd := append([]byte(" "), eb...)
-	if p := packEnvelope(odd); p[0] != tagStoredZstd {
+	if p := packEnvelope(odd); p[0] != tagStoredCompressed {
 		t.Fatalf("a non-canonical envelope stored with tag %#x", p[0])
 	} else if back, err := unpackStored(p); err != nil || !bytes.Equal(back, odd) {
 		t.Fatalf("round trip of a non-canonical envelope: %v", err)
 	}
 	// What compression does not shrink is stored as it is; a value that
 	// starts with a tag byte is always compressed, so it reads back.
-	for _, raw := range [][]byte{[]byte("{}"), {tagStoredZstd}, {tagStoredEnvelope, 'x'}} {
+	for _, raw := range [][]byte{[]byte("{}"), {tagStoredCompressed}, {tagStoredEnvelope, 'x'}} {
 		back, err := unpackStored(packLeaf(raw))
 		if err != nil || !bytes.Equal(back, raw) {
 			t.Fatalf("%q: %q %v", raw, back, err)
 		}
 	}
-	if _, err := unpackStored([]byte{tagStoredZstd, 1, 2, 3}); err == nil {
+	if _, err := unpackStored([]byte{tagStoredCompressed, 1, 2, 3}); err == nil {
 		t.Fatal("a damaged frame decoded")
 	}
 }
@@ -68,7 +68,7 @@ func TestStoredFormsRoundTrip(t *testing.T) {
 // panic; any bytes stored as a leaf or an envelope read back unchanged.
 func FuzzStoredValue(f *testing.F) {
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"k","sig":"AAAA"}]}`))
-	f.Add([]byte{tagStoredZstd, 0x28, 0xb5, 0x2f, 0xfd})
+	f.Add([]byte{tagStoredCompressed, 0x28, 0xb5, 0x2f, 0xfd})
 	f.Add([]byte{tagStoredEnvelope, 0, 0})
 	f.Add(packLeaf([]byte(`{"v":1,"index":3,"revision":"v1.0"}`)))
 	f.Fuzz(func(t *testing.T, v []byte) {
@@ -120,4 +120,45 @@ func TestBlobsStoredCompressed(t *testing.T) {
 	if _, err := s.Get(d); KindOf(err) != KindTampered || !strings.Contains(err.Error(), "does not decompress") {
 		t.Fatalf("a damaged compressed blob: %v", err)
 	}
+}
+
+func benchEnvelope(b testing.TB) []byte {
+	k := newKeys(b, "example.test/storage")
+	st, err := BuildStatement("v1.2.3", samplePredicate(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env, err := k.SignStatement(context.Background(), st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eb, err := EnvelopeBytes(env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return eb
+}
+
+// BenchmarkPackEnvelope is the cost the storage form adds to an append
+// (paid by the appending goroutine).
+func BenchmarkPackEnvelope(b *testing.B) {
+	eb := benchEnvelope(b)
+	b.SetBytes(int64(len(eb)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			packEnvelope(eb)
+		}
+	})
+}
+
+// BenchmarkUnpackEnvelope is the cost it adds to reading an entry.
+func BenchmarkUnpackEnvelope(b *testing.B) {
+	p := packEnvelope(benchEnvelope(b))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := unpackStored(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
