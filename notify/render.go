@@ -56,21 +56,37 @@ func renderMarkdown(doc []block) string {
 	return b.String()
 }
 
-func mdInlines(in []inline, table bool) string {
+// inlineMarkup renders each kind of inline in one markup language.
+type inlineMarkup struct {
+	text, code, strong func(string) string
+	link               func(text, href string) string
+}
+
+func (m inlineMarkup) render(in []inline) string {
 	var b strings.Builder
 	for _, x := range in {
 		switch x.kind {
 		case inText:
-			b.WriteString(mdEscape(x.text))
+			b.WriteString(m.text(x.text))
 		case inCode:
-			b.WriteString(mdCode(x.text, table))
+			b.WriteString(m.code(x.text))
 		case inStrong:
-			b.WriteString("**" + mdEscape(x.text) + "**")
+			b.WriteString(m.strong(x.text))
 		case inLink:
-			b.WriteString("[" + mdEscape(x.text) + "](" + safeHref(x.href) + ")")
+			b.WriteString(m.link(x.text, x.href))
 		}
 	}
 	return b.String()
+}
+
+// mdInlines renders inlines as CommonMark/GFM (table: inside a table cell).
+func mdInlines(in []inline, table bool) string {
+	return inlineMarkup{
+		text:   mdEscape,
+		code:   func(s string) string { return mdCode(s, table) },
+		strong: func(s string) string { return "**" + mdEscape(s) + "**" },
+		link:   func(t, h string) string { return "[" + mdEscape(t) + "](" + safeHref(h) + ")" },
+	}.render(in)
 }
 
 // mdEscape makes s literal text in CommonMark/GFM: one line, every
@@ -170,21 +186,14 @@ func renderWiki(doc []block) string {
 	return b.String()
 }
 
+// wikiInlines renders inlines as Jira wiki markup.
 func wikiInlines(in []inline) string {
-	var b strings.Builder
-	for _, x := range in {
-		switch x.kind {
-		case inText:
-			b.WriteString(wikiEscape(x.text))
-		case inCode:
-			b.WriteString("{{" + wikiEscape(orNone(x.text)) + "}}")
-		case inStrong:
-			b.WriteString("*" + wikiEscape(x.text) + "*")
-		case inLink:
-			b.WriteString("[" + wikiEscape(x.text) + "|" + safeHref(x.href) + "]")
-		}
-	}
-	return b.String()
+	return inlineMarkup{
+		text:   wikiEscape,
+		code:   func(s string) string { return "{{" + wikiEscape(orNone(s)) + "}}" },
+		strong: func(s string) string { return "*" + wikiEscape(s) + "*" },
+		link:   func(t, h string) string { return "[" + wikiEscape(t) + "|" + safeHref(h) + "]" },
+	}.render(in)
 }
 
 // wikiEscape makes s literal text in Jira wiki markup: one line, markup

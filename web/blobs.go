@@ -103,33 +103,15 @@ var safeBlobTypes = map[string]bool{"application/json": true, "application/jsonl
 // against its digest. A blob the entry does not reference, or that the
 // store does not hold, is the styled not-found page.
 func (s *Server) pageBlob(w http.ResponseWriter, r *http.Request) {
-	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
-	if err != nil {
-		s.notFound(w, r, fmt.Sprintf("No ledger entry %q: an entry is named by its index, a number.", r.PathValue("index")), "The block explorer lists the entries.")
-		return
-	}
-	d, err := evidence.ParseDigest("sha256:" + r.PathValue("hex"))
-	if err != nil {
-		s.notFound(w, r, fmt.Sprintf("No blob %q: a blob is named by the 64 lowercase hex digits of its SHA-256.", r.PathValue("hex")), fmt.Sprintf("Entry %d lists its blobs.", i))
-		return
-	}
-	l, err := s.openLedger(r.Context())
-	if evidence.KindOf(err) == evidence.KindNotFound {
-		s.notFound(w, r, "The ledger is empty: the first run creates it.", "")
-		return
-	}
-	if err != nil {
-		writeLedgerErr(w, err)
+	l, e, ok := s.entryOfPath(w, r)
+	if !ok {
 		return
 	}
 	defer l.Close()
-	e, err := l.Entry(r.Context(), i)
-	if evidence.KindOf(err) == evidence.KindNotFound {
-		s.notFound(w, r, fmt.Sprintf("No ledger entry %d (the ledger holds %d).", i, l.Size()), "The block explorer lists the entries.")
-		return
-	}
+	i := e.Index
+	d, err := evidence.ParseDigest("sha256:" + r.PathValue("hex"))
 	if err != nil {
-		writeLedgerErr(w, err)
+		s.notFound(w, r, fmt.Sprintf("No blob %q: a blob is named by the 64 lowercase hex digits of its SHA-256.", r.PathValue("hex")), fmt.Sprintf("Entry %d lists its blobs.", i))
 		return
 	}
 	var ref *evidence.BlobRef

@@ -536,32 +536,45 @@ type entryPage struct {
 	Blobs entryBlobs
 }
 
-func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
+// entryOfPath opens the ledger and reads the entry the path's {index}
+// names. When it cannot, it has answered (the styled not-found page, or
+// the ledger's error) and ok is false; otherwise the caller closes l.
+func (s *Server) entryOfPath(w http.ResponseWriter, r *http.Request) (l *evidence.Ledger, e evidence.Entry, ok bool) {
 	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
 	if err != nil {
 		s.notFound(w, r, fmt.Sprintf("No ledger entry %q: an entry is named by its index, a number.", r.PathValue("index")), "The block explorer lists the entries.")
-		return
+		return nil, e, false
 	}
-	l, err := s.openLedger(r.Context())
+	l, err = s.openLedger(r.Context())
 	if evidence.KindOf(err) == evidence.KindNotFound {
 		s.notFound(w, r, "The ledger is empty: the first run creates it.", "")
-		return
+		return nil, e, false
 	}
 	if err != nil {
 		writeLedgerErr(w, err)
+		return nil, e, false
+	}
+	e, err = l.Entry(r.Context(), i)
+	if err != nil {
+		if evidence.KindOf(err) == evidence.KindNotFound {
+			s.notFound(w, r, fmt.Sprintf("No ledger entry %d (the ledger holds %d).", i, l.Size()), "The block explorer lists the entries.")
+		} else {
+			writeLedgerErr(w, err)
+		}
+		l.Close()
+		return nil, e, false
+	}
+	return l, e, true
+}
+
+func (s *Server) pageEntry(w http.ResponseWriter, r *http.Request) {
+	l, e, ok := s.entryOfPath(w, r)
+	if !ok {
 		return
 	}
 	defer l.Close()
 	ctx := r.Context()
-	e, err := l.Entry(ctx, i)
-	if evidence.KindOf(err) == evidence.KindNotFound {
-		s.notFound(w, r, fmt.Sprintf("No ledger entry %d (the ledger holds %d).", i, l.Size()), "The block explorer lists the entries.")
-		return
-	}
-	if err != nil {
-		writeLedgerErr(w, err)
-		return
-	}
+	i := e.Index
 	if r.URL.Query().Get("download") == "envelope" {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=entry-%d.dsse.json", i))
