@@ -117,11 +117,11 @@ func notCollected(k Kind, in Input) bool {
 	return true
 }
 
-// decisiveZ is how far past its threshold a failure's evidence must be to be
-// decisive: a log-likelihood ratio z²/2 of at least twice k²/2, z ≥ √2·k.
+// DecisiveFactor is how far past its threshold a failure's evidence must be to be
+// decisive (z ≥ DecisiveFactor·k): a log-likelihood ratio z²/2 of at least twice k²/2, z ≥ √2·k.
 // More data will not turn such a failure, so it blocks at once; a failure
 // between k and √2·k is weighed by the score, and a HOLD extends the window.
-const decisiveZ = math.Sqrt2
+const DecisiveFactor = math.Sqrt2
 
 // decide computes S, C, fires the pair rules and sets the decision.
 func decide(cfg *Config, v *Verdict, traffic float64) {
@@ -153,8 +153,8 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 			critical = append(critical, string(d.Name))
 		case d.Breach == BreachCanary:
 			slo = append(slo, string(d.Name))
-		case d.K > 0 && d.Z >= decisiveZ*d.K && d.Confidence > 0:
-			decisive = append(decisive, fmt.Sprintf("%s (z %.2f ≥ %.2f)", d.Name, d.Z, decisiveZ*d.K))
+		case d.K > 0 && d.Z >= DecisiveFactor*d.K && d.Confidence > 0:
+			decisive = append(decisive, fmt.Sprintf("%s (z %.2f ≥ %.2f)", d.Name, d.Z, DecisiveFactor*d.K))
 		}
 	}
 	if sumWC > 0 {

@@ -204,6 +204,20 @@ func whyBlocks(n Notification, step *report.Step) []block {
 			notes.items = append(notes.items, item)
 		}
 		out = append(out, t, notes)
+		var decisive []inline
+		for _, d := range bad {
+			if d.Outcome == decision.Fail && d.K > 0 && d.Z >= decision.DecisiveFactor*d.K {
+				if len(decisive) > 0 {
+					decisive = append(decisive, txt(", "))
+				}
+				decisive = append(decisive, code(string(d.Name)), txt(fmt.Sprintf(" z %.2f ≥ %.2f = √2 × k %.2f", d.Z, decision.DecisiveFactor*d.K, d.K)))
+			}
+		}
+		if len(decisive) > 0 {
+			// The decision's reason quotes √2·k, the table k: say why.
+			out = append(out, block{kind: blPara, inl: append(append([]inline{strong("Decisive:"), txt(" ")}, decisive...),
+				txt(". A failure at least √2 × k past zero blocks at once — more data would not turn it; between k and √2 × k the score weighs it and a hold extends the window."))})
+		}
 	}
 	if len(system) > 0 {
 		in := []inline{strong("Not held against the canary:"), txt(" both arms breached a hard limit under the same faults: ")}

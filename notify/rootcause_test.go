@@ -16,8 +16,8 @@ func blockedRun() Run {
 	r := sampleRun("block")
 	r.Report.Steps[1].Dimensions = []decision.DimensionResult{
 		{Name: "latency_p99", Outcome: decision.Fail, Canary: 61.2, Control: 9.4, Unit: "ms", Test: decision.MethodSigma,
-			Sigma: 0.0312, SigmaSource: "time-of-day bucket n=6 within whole history n=48 (log scale)", Z: 6.01, K: 4.24,
-			Effect: 1.87, MinEffect: 0.1, Rule: "adaptive-sigma", Reason: "p99 canary 61.2 ms vs control 9.4 ms (+551%): z=6.01 > k=4.24",
+			Sigma: 0.0312, SigmaSource: "time-of-day bucket n=6 within whole history n=48 (log scale)", Z: 6.01, K: 3,
+			Effect: 1.87, MinEffect: 0.1, Rule: "adaptive-sigma", Reason: "p99 canary 61.2 ms vs control 9.4 ms (+551%): z=6.01 > k=3.00",
 			Query: "p99(latency_ms): canary 61.2 ms over 3000 samples"},
 		{Name: "error_rate", Outcome: decision.Fail, Canary: 0.004, Control: 0.0005, Unit: "ratio", Test: decision.MethodSequential,
 			PValue: 0.00021, Rule: "sequential-test", Breach: "canary", HardLimit: 0.0015, Reason: "canary 0.4% vs control 0.05%"},
@@ -48,7 +48,8 @@ func TestRootCauseExplainsTheFailingDimensions(t *testing.T) {
 		"**Decision:** blocked at 50%: decisive failure: latency\\_p99 \\(z 6.01 ≥ 4.24\\)",
 		"### Why: the 50% step",
 		"| Dimension | Outcome | Canary | Control | Test | Statistic | σ̂ | Rule |",
-		"| `latency_p99` | fail | 61.2 ms | 9.4 ms | sigma | z 6.01 ≥ k 4.24 | 0.0312 | `adaptive-sigma` |",
+		"| `latency_p99` | fail | 61.2 ms | 9.4 ms | sigma | z 6.01 ≥ k 3.00 | 0.0312 | `adaptive-sigma` |",
+		"**Decisive:** `latency_p99` z 6.01 ≥ 4.24 = √2 × k 3.00. A failure at least √2 × k past zero blocks at once",
 		"| `error_rate` | fail, over the hard limit 0.15% | 0.4% | 0.05% | sequential | p = 0.00021 |",
 		"| `gc_pause` | inconclusive \\(data: few\\) |",
 		"**σ̂ from:** time-of-day bucket n=6 within whole history n=48 \\(log scale\\)",
@@ -250,7 +251,7 @@ func TestRootCauseADF(t *testing.T) {
 	}
 	walk(doc)
 	all := strings.Join(texts, "|")
-	for _, want := range []string{"`latency_p99`", "z 6.01 ≥ k 4.24", "17 -> https://cg.example.com/explorer/entries/17", "61.2 ms"} {
+	for _, want := range []string{"`latency_p99`", "z 6.01 ≥ k 3.00", "z 6.01 ≥ 4.24 = √2 × k 3.00", "17 -> https://cg.example.com/explorer/entries/17", "61.2 ms"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("ADF lacks %q: %s", want, all)
 		}
