@@ -11,6 +11,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,8 @@ type Options struct {
 	Target string
 	// Schedules are the schedules of the config file.
 	Schedules []Schedule
+	// Version is the chaosgate version, in chaosgate_build_info (default "dev").
+	Version string
 	// Registry receives the server's metrics (nil: a new registry).
 	Registry *prometheus.Registry
 	Log      *slog.Logger
@@ -109,6 +113,8 @@ type metrics struct {
 	runsStarted  prometheus.Counter
 	runsFinished *prometheus.CounterVec
 	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	buildInfo    *prometheus.GaugeVec
 	gate         *prometheus.CounterVec
 }
 
@@ -145,9 +151,14 @@ func New(opt Options) (*Server, error) {
 		runsStarted:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chaosgate_serve_runs_started_total", Help: "Runs started by serve."}),
 		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_runs_finished_total", Help: "Runs ended, by status and verdict."}, []string{"status", "verdict"}),
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"}),
-		gate:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_gate_answers_total", Help: "Gate answers by endpoint and verdict."}, []string{"endpoint", "verdict"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "chaosgate_serve_http_request_duration_seconds",
+			Help: "Time to answer an HTTP request, by route and status code (an event stream counts until it ends).", Buckets: prometheus.DefBuckets}, []string{"route", "code"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "chaosgate_build_info",
+			Help: "Always 1: the chaosgate version serving, and the Go version it was built with."}, []string{"version", "goversion"}),
+		gate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chaosgate_serve_gate_answers_total", Help: "Gate answers by endpoint and verdict."}, []string{"endpoint", "verdict"}),
 	}
-	for _, c := range []prometheus.Collector{s.metrics.crossOrigin, s.metrics.runsStarted, s.metrics.runsFinished, s.metrics.requests, s.metrics.gate} {
+	s.metrics.buildInfo.WithLabelValues(cmp.Or(opt.Version, "dev"), runtime.Version()).Set(1)
+	for _, c := range []prometheus.Collector{s.metrics.crossOrigin, s.metrics.runsStarted, s.metrics.runsFinished, s.metrics.requests, s.metrics.duration, s.metrics.buildInfo, s.metrics.gate} {
 		if err := s.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("web: metrics: %w", err)
 		}
@@ -199,32 +210,13 @@ func (s *Server) Close(ctx context.Context) error {
 
 func (s *Server) now() time.Time { return s.opt.Clock.Now() }
 
-// handle registers pattern with the request counter.
+// handle registers pattern, instrumented through promhttp: the request
+// counter and the request-duration histogram, by route and status code.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
-	route := pattern
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: 200}
-		h(sw, r)
-		s.metrics.requests.WithLabelValues(route, fmt.Sprint(sw.code)).Inc()
-	})
+	route := prometheus.Labels{"route": pattern}
+	s.mux.Handle(pattern, promhttp.InstrumentHandlerCounter(s.metrics.requests.MustCurryWith(route),
+		promhttp.InstrumentHandlerDuration(s.metrics.duration.MustCurryWith(route), h)))
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(c int) { w.code = c; w.ResponseWriter.WriteHeader(c) }
-
-// Flush lets server-sent events through the wrapper.
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap exposes the underlying writer to http.ResponseController.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -875,5 +876,27 @@ func TestExplorerShowsTampering(t *testing.T) {
 	}
 	if code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/confirm-promotion", fmt.Sprintf(`{"name":"x","metadata":{"revision":%q}}`, rev)); code/100 == 2 {
 		t.Fatalf("confirm-promotion over a tampered ledger: %d %s", code, body)
+	}
+}
+
+// TestMetricsInstrumentRequests: /metrics carries the build, and every
+// routed request is counted and timed by route and status code.
+func TestMetricsInstrumentRequests(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	if code, _ := h.do(RoleViewer, "GET", "/api/v1/runs", ""); code != 200 {
+		t.Fatalf("runs: %d", code)
+	}
+	h.do(0, "GET", "/api/v1/runs", "") // refused: no token
+	_, m := h.do(0, "GET", "/metrics", "")
+	for _, want := range []string{
+		`chaosgate_build_info{goversion="` + runtime.Version() + `",version="dev"} 1`,
+		`chaosgate_serve_http_requests_total{code="200",route="GET /api/v1/runs"} 1`,
+		`chaosgate_serve_http_requests_total{code="401",route="GET /api/v1/runs"} 1`,
+		`chaosgate_serve_http_request_duration_seconds_count{code="200",route="GET /api/v1/runs"} 1`,
+		`chaosgate_serve_http_request_duration_seconds_bucket{code="200",route="GET /api/v1/runs",le="+Inf"} 1`,
+	} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

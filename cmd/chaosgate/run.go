@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
@@ -542,9 +543,7 @@ type liveView struct {
 func newLiveView(w io.Writer) *liveView {
 	v := &liveView{w: w, t0: time.Now(), done: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && os.Getenv("TERM") != "dumb" {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			v.tty = true
-		}
+		v.tty = term.IsTerminal(int(f.Fd()))
 	}
 	return v
 }

@@ -198,7 +198,7 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	if cfg.Target == "k8s" && x.k8s != nil && x.k8s.namespace != "" {
 		namespaces = []string{x.k8s.namespace}
 	}
-	srv, err := web.New(web.Options{DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
+	srv, err := web.New(web.Options{Version: version, DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
 		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log,
 		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces, OnRunEnd: onRunEnd})
 	if err != nil {
