@@ -22,7 +22,6 @@ func newAggregatorCmd() *cobra.Command {
 		syncInterval                      string
 		defects                           []string
 		upstreams                         []string
-		logLevel                          string
 		adminTokenFile                    string
 	)
 	cmd := &cobra.Command{
@@ -47,10 +46,6 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
     --peer-http n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 --data-dir /var/lib/chaosgate/n1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-				return withExitCode(exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel))
-			}
 			var err error
 			if cfg.Peers, err = node.ParseAddrMap("peers", peers); err != nil {
 				return withExitCode(exitUsage, err)
@@ -95,7 +90,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 					return withExitCode(exitUsage, fmt.Errorf("--admin-token-file %s: the token is shorter than 16 characters", adminTokenFile))
 				}
 			}
-			cfg.Logger = newLogger(lvl)
+			cfg.Logger = newLogger(slog.LevelInfo)
 			// The Go runtime works to stay under the cap; admission control
 			// refuses new work above 80% of it.
 			cfg.GoMemoryLimit = true
@@ -131,7 +126,6 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")
 	f.Uint64Var(&cfg.StreamRetention, "stream-retention", 100_000, "newest records kept per partition's output stream (0: all); older ones are removed so snapshots and restarts stay bounded")
 	f.IntVar(&cfg.RaftInflight, "raft-inflight", 1, "AppendEntries RPCs in flight per follower (1: synchronous, each with a deadline)")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.RaftLogLevel, "raft-log-level", "warn", "raft library log level")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go runtime profiles under /debug/pprof/ on the HTTP listener")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", time.Second, "raft heartbeat timeout")

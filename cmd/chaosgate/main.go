@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/chaosgate/chaosgate/decision"
@@ -72,7 +73,51 @@ func run(args []string) int {
 	return exitUsage
 }
 
-// newLogger returns the process logger: text on stderr at the given level.
+// logConfig is the root's --log-format and --log-level, for every
+// command's logger.
+type logConfig struct {
+	json  bool
+	level *slog.Level // nil: the command's own default
+}
+
+// logSettings holds the logConfig in force (commands may run concurrently
+// in one process, as the tests run them).
+var logSettings atomic.Pointer[logConfig]
+
+// parseLogFlags checks --log-format and --log-level and keeps them.
+func parseLogFlags(format, level string) error {
+	var c logConfig
+	switch format {
+	case "text", "":
+	case "json":
+		c.json = true
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	if level != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		}
+		c.level = &l
+	}
+	logSettings.Store(&c)
+	return nil
+}
+
+// newLogger returns the process logger on stderr: the command's default
+// level unless --log-level says otherwise, text unless --log-format json.
 func newLogger(level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	c := logSettings.Load()
+	if c == nil {
+		c = &logConfig{}
+	}
+	if c.level != nil {
+		level = *c.level
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.json {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -26,5 +28,26 @@ func TestVersionPrintsRelease(t *testing.T) {
 func TestUnknownCommandIsUsageError(t *testing.T) {
 	if code := run([]string{"no-such-command"}); code != exitUsage {
 		t.Fatalf("exit code = %d, want %d", code, exitUsage)
+	}
+}
+
+func TestLogFlags(t *testing.T) {
+	t.Cleanup(func() { _ = parseLogFlags("text", "") })
+	for _, args := range [][]string{{"--log-format", "yaml", "version"}, {"--log-level", "loud", "version"}} {
+		if code := run(args); code != exitUsage {
+			t.Fatalf("%v: exit code %d, want %d", args, code, exitUsage)
+		}
+	}
+	if code := run([]string{"version", "--log-format", "json", "--log-level", "debug"}); code != exitPromote {
+		t.Fatalf("valid log flags: exit code %d", code)
+	}
+	h := newLogger(slog.LevelWarn).Handler()
+	if _, ok := h.(*slog.JSONHandler); !ok || !h.Enabled(context.Background(), slog.LevelDebug) {
+		t.Fatalf("--log-format json --log-level debug gave %T (debug enabled: %v)", h, h.Enabled(context.Background(), slog.LevelDebug))
+	}
+	_ = parseLogFlags("text", "")
+	h = newLogger(slog.LevelWarn).Handler()
+	if _, ok := h.(*slog.TextHandler); !ok || h.Enabled(context.Background(), slog.LevelInfo) {
+		t.Fatalf("defaults gave %T (info enabled: %v), want text at the command's warn", h, h.Enabled(context.Background(), slog.LevelInfo))
 	}
 }

@@ -13,6 +13,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	var logFormat, logLevel string
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "", "log level: debug, info, warn or error (default: the command's own — info for serve and aggregator, warn for demo and load, error for run and gate)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := parseLogFlags(logFormat, logLevel); err != nil {
+			return withExitCode(exitUsage, err)
+		}
+		return nil
+	}
 	root.AddCommand(
 		newVersionCmd(),
 		newBenchCmd(),
