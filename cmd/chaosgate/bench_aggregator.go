@@ -64,7 +64,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", output))
 			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "chaosgate-bench-")
@@ -111,7 +111,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&natsServer, "nats-server", "", "nats-server binary (default: the cached 2.15.2 build, else from PATH, else installed with apt-get when root)")
 	f.StringVar(&binary, "binary", "", "chaosgate binary for the aggregator nodes (default: this executable)")
-	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 

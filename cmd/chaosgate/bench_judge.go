@@ -50,7 +50,7 @@ chaosgate judge's goals on each corpus.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("bench judge: -o %q: want table or json", output))
+				return withExitCode(exitUsage, fmt.Errorf("bench judge: -o %q: want table, json or yaml", output))
 			}
 			type gen struct {
 				name string
@@ -142,6 +142,6 @@ chaosgate judge's goals on each corpus.`,
 	f.IntVar(&badPerKind, "bad-per-kind", 0, "bad releases per regression kind and size (default: the corpus's own size)")
 	f.IntVar(&faults, "faults", 0, "good releases with a data fault (default: the corpus's own size)")
 	f.StringVarP(&cfgPath, "config", "c", "", "decision.yaml for the chaosgate judge (default: built-in defaults)")
-	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }

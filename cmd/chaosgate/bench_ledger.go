@@ -85,7 +85,7 @@ Timings are of this machine under its current load; nothing is asserted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.output != "table" && cfg.output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", cfg.output))
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", cfg.output))
 			}
 			for _, s := range strings.Split(sizes, ",") {
 				n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -114,7 +114,7 @@ Timings are of this machine under its current load; nothing is asserted.`,
 	cmd.Flags().StringVar(&sizes, "verify-sizes", "100000,1000000", "ledger sizes to verify")
 	cmd.Flags().IntVar(&cfg.proofs, "proofs", 1000, "random inclusion proofs to generate")
 	cmd.Flags().BoolVar(&cfg.peer, "peer", true, "also run tessera's POSIX log")
-	cmd.Flags().StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&cfg.output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 

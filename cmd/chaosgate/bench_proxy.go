@@ -55,7 +55,7 @@ func newBenchProxyCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVarP(&n, "n", "n", 5000, "round trips per path")
 	cmd.Flags().IntVar(&size, "size", 128, "message size in bytes")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 

@@ -65,7 +65,7 @@ empty (a history without operations proves nothing).`,
 		},
 	}
 	cmd.Flags().StringVar(&path, "history", "", "history/v1 file to check")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	cmd.Flags().DurationVar(&maxOffset, "max-offset", 500*time.Millisecond, "clock uncertainty tolerated between nodes (I5); a config node event overrides it")
 	cmd.Flags().DurationVar(&linBudget, "linearizability-timeout", 10*time.Second, "porcupine search budget per key (I9); when it runs out the result is unknown")
 	return cmd

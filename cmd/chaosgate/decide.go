@@ -32,7 +32,7 @@ verdict with the explanation of every dimension. Exit codes: 0 promote, 3 hold, 
 				return withExitCode(exitUsage, fmt.Errorf("decide: --input is required (a windows/v1 JSON file, or - for stdin)"))
 			}
 			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("decide: -o %q: want table or json", output))
+				return withExitCode(exitUsage, fmt.Errorf("decide: -o %q: want table, json or yaml", output))
 			}
 			cfg := decision.Default()
 			if cfgPath != "" {
@@ -82,7 +82,7 @@ verdict with the explanation of every dimension. Exit codes: 0 promote, 3 hold, 
 	cmd.Flags().StringVar(&input, "input", "", "windows/v1 JSON file (- for stdin)")
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "decision matrix: decision.yaml or consul://HOST:PORT/KEY (default: built-in defaults)")
 	cmd.Flags().StringVar(&consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// -c (default: CONSUL_HTTP_TOKEN)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 

@@ -32,7 +32,7 @@ Exit codes: 0 created, 2 the keys exist already or DIR is unusable.`,
 				return withExitCode(exitUsage, errors.New("--dir DIR is required"))
 			}
 			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", output))
 			}
 			k, err := evidence.GenerateKeys(dir, origin)
 			if err != nil {
@@ -53,6 +53,6 @@ Exit codes: 0 created, 2 the keys exist already or DIR is unusable.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to create the keys in")
 	cmd.Flags().StringVar(&origin, "origin", evidence.DefaultOrigin, "log origin (checkpoint first line and note key name)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }

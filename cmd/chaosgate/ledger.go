@@ -46,7 +46,7 @@ Exit codes: 0 ok, 1 the ledger does not verify (names what failed),
 	}
 	cmd.PersistentFlags().StringVar(&f.ledger, "ledger", filepath.Join(".chaosgate", "ledger"), "ledger directory")
 	cmd.PersistentFlags().StringVar(&f.keys, "keys", filepath.Join(".chaosgate", "keys"), "keys directory (see chaosgate keygen)")
-	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
 	cmd.AddCommand(
 		newLedgerAppendCmd(f),
 		newLedgerAnchorCmd(f),
@@ -64,7 +64,7 @@ Exit codes: 0 ok, 1 the ledger does not verify (names what failed),
 
 func (f *ledgerFlags) checkOutput() error {
 	if f.output != "table" && f.output != "json" {
-		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", f.output))
+		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", f.output))
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 				return withExitCode(exitUsage, errors.New("--cluster FILE is required"))
 			}
 			if output != "table" && output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", output))
 			}
 			if cpuProfile != "" {
 				pf, err := os.Create(cpuProfile)
@@ -164,7 +164,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 	f.StringVar(&histPath, "history", "", "history/v1 file to write")
 	f.StringVar(&publish, "publish", "", "publish to a broker the nodes consume instead of their HTTP API: nats://HOST:PORT/STREAM, kafka://HOST:PORT/TOPIC or mqtt://HOST:PORT/PREFIX?shards=N")
 	f.StringVar(&upstreamName, "upstream-name", "", "the nodes' name of that upstream (their --upstream ...?name=; default: the scheme)")
-	f.StringVarP(&output, "output", "o", "table", "summary format: table or json")
+	f.StringVarP(&output, "output", "o", "table", "summary format: table, json or yaml")
 	f.BoolVar(&noDrain, "no-drain", false, "do not read the output streams after sending")
 	f.BoolVar(&toLeader, "route-to-leader", false, "send each message straight to its partition's leader instead of any node")
 	f.DurationVar(&statsEvery, "stats-interval", 2*time.Second, "record every node's /metrics gauges (memory, reorder depth, dedup entries) this often for the I6 caps check; 0 turns it off")

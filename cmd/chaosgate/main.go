@@ -58,7 +58,10 @@ func run(args []string) int {
 	defer stop()
 	root := newRootCmd()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if ferr := flushYAML(cmd); ferr != nil && err == nil {
+		err = withExitCode(exitUsage, ferr)
+	}
 	if err == nil {
 		return exitPromote
 	}

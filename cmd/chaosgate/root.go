@@ -16,11 +16,11 @@ func newRootCmd() *cobra.Command {
 	var logFormat, logLevel string
 	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "", "log level: debug, info, warn or error (default: the command's own — info for serve and aggregator, warn for demo and load, error for run and gate)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if err := parseLogFlags(logFormat, logLevel); err != nil {
 			return withExitCode(exitUsage, err)
 		}
-		return nil
+		return captureYAML(cmd)
 	}
 	root.AddCommand(
 		newVersionCmd(),

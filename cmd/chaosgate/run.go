@@ -101,7 +101,7 @@ type gamedayOpts struct {
 func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", ".chaosgate", "directory for clusters, journal, baseline history, ledger and keys")
-	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json (report/v1)")
+	f.StringVarP(&o.output, "output", "o", "table", "report format: table, json or yaml (report/v1)")
 	f.StringVar(&o.binary, "binary", "", "chaosgate binary the aggregator nodes run (default: this executable)")
 	f.StringVarP(&o.decisionFile, "decision", "c", "", "decision matrix, hot-reloaded during the run: decision.yaml or consul://HOST:PORT/KEY (default: the built-in defaults)")
 	f.StringVar(&o.consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// --decision (default: CONSUL_HTTP_TOKEN)")
@@ -168,7 +168,7 @@ type runOutput struct {
 // prints the report. The error carries the exit code of the verdict.
 func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if o.output != "table" && o.output != "json" {
-		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", o.output))
+		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", o.output))
 	}
 	dir, err := filepath.Abs(o.dataDir)
 	if err != nil {

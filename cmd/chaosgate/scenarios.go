@@ -87,7 +87,7 @@ func newScenariosListCmd() *cobra.Command {
 			return withExitCode(exitUsage, fmt.Errorf("unknown output format %q (use table or json)", output))
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 
@@ -146,7 +146,7 @@ func newScenariosValidateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 
@@ -182,6 +182,7 @@ func newScenariosExplainCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Annotations = map[string]string{nativeYAML: "true"}
 	return cmd
 }
 
