@@ -411,8 +411,10 @@ func TestBlastRadiusSkipsAQuorum(t *testing.T) {
 	r.assertClean(t)
 }
 
-func TestPlanFromLibrary(t *testing.T) {
-	doc, err := scenarios.Library("default-gameday")
+// libraryPlan is the plan of a library scenario.
+func libraryPlan(t *testing.T, name string) engine.Plan {
+	t.Helper()
+	doc, err := scenarios.Library(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,29 +422,20 @@ func TestPlanFromLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+func TestPlanFromLibrary(t *testing.T) {
+	p := libraryPlan(t, "default-gameday")
 	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
 		t.Fatalf("plan: %d experiments, weights %v, arms %v, abort %v", len(p.Experiments), p.Weights, p.Arms, p.Experiments[0].Abort)
 	}
 	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {
 		t.Fatalf("network-delay fault = %+v", f)
 	}
-	// Clock skew and overload run in the quick game day.
-	qdoc, err := scenarios.Library("default-gameday-quick")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := engine.PlanFromDocument(qdoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ov, err := scenarios.Library("overload")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := engine.PlanFromDocument(ov)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Clock skew runs in the quick game day, overload in its own
+	// experiment.
+	q, op := libraryPlan(t, "default-gameday-quick"), libraryPlan(t, "overload")
 	skew, burst := q.Experiments[4].Faults[0], op.Experiments[0].Faults[0]
 	if skew.Kind != engine.ClockSkew || skew.Offset != -400*time.Millisecond || !skew.Handover || skew.Mode != "one" || engine.Impact(skew, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 1 {
 		t.Fatalf("clock-skew fault = %+v", skew)

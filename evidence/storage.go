@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -77,16 +76,7 @@ func packLeaf(leaf []byte) []byte {
 	return packWith(0, leaf, leaf)
 }
 
-// packEnvelope is the stored form of envelope bytes.
-func packEnvelope(env []byte) []byte {
-	var e Envelope
-	if err := json.Unmarshal(env, &e); err != nil {
-		return packWith(0, env, env)
-	}
-	return packEnvelopeOf(&e, env)
-}
-
-// packEnvelopeOf is packEnvelope of env's bytes eb, env already parsed.
+// packEnvelopeOf is the stored form of envelope env, whose bytes are eb.
 func packEnvelopeOf(env *Envelope, eb []byte) []byte {
 	if parts, ok := envelopeParts(env, eb); ok {
 		return packWith(tagStoredEnvelope, parts, eb)
@@ -100,10 +90,9 @@ func packWith(tag byte, body, raw []byte) []byte {
 	if tag == 0 {
 		tag = tagStoredCompressed
 	}
-	d := storageDict()
-	out := make([]byte, 1, 1+s2.MaxEncodedLen(len(body)))
+	out := make([]byte, 1+s2.MaxEncodedLen(len(body)))
 	out[0] = tag
-	out = append(out, d.Encode(out[1:cap(out)], body)...)
+	out = out[:1+len(storageDict().Encode(out[1:], body))]
 	if len(out) < len(raw) || isStorageTag(raw) {
 		return out
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +19,16 @@ func TestStorageDictionaryIsFrozen(t *testing.T) {
 	if got := hex.EncodeToString(sum[:]); got != "0b6ff672230d4ecf84b6515eedd87b34ce82d43c7e2f2c2671c8d0a98f845222" {
 		t.Fatalf("storage-dict-v1.json changed (sha256 %s): add a new dictionary with a new id and tag instead", got)
 	}
+}
+
+// packEnvelope is the stored form of envelope bytes (packEnvelopeOf of
+// them parsed).
+func packEnvelope(env []byte) []byte {
+	var e Envelope
+	if err := json.Unmarshal(env, &e); err != nil {
+		return packWith(0, env, env)
+	}
+	return packEnvelopeOf(&e, env)
 }
 
 func TestStoredFormsRoundTrip(t *testing.T) {

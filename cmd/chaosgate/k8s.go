@@ -409,7 +409,7 @@ func writeK8sFile(path string, write func(io.Writer) error) error {
 func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Document, rc k8sRunConfig) (*k8sRunResult, error) {
 	output, log := rc.Output, rc.Log
 	if output != "table" && output != "json" {
-		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml (or yaml with --dry-run)", output))
+		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", output))
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -652,7 +652,7 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
 	}
 	if o.output != "table" && o.output != "json" {
-		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml (yaml only with --dry-run)", o.output))
+		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", o.output))
 	}
 	notifyDir, err := filepath.Abs(o.dataDir)
 	if err != nil {

@@ -35,6 +35,9 @@ func captureYAML(cmd *cobra.Command) error {
 	if f == nil || f.Value.String() != "yaml" || cmd.Annotations[nativeYAML] == "true" || !strings.Contains(f.Usage, "json") {
 		return nil
 	}
+	if dr := cmd.Flags().Lookup("dry-run"); dr != nil && dr.Value.String() == "true" {
+		return nil // --dry-run -o yaml prints its own stream of objects
+	}
 	if err := f.Value.Set("json"); err != nil {
 		return err
 	}

@@ -38,6 +38,20 @@ func TestOutputYAML(t *testing.T) {
 	}
 }
 
+// TestDryRunKeepsItsOwnYAML: --dry-run -o yaml prints the objects' own
+// YAML stream (with its comments), not a converted JSON document.
+func TestDryRunKeepsItsOwnYAML(t *testing.T) {
+	pods := filepath.Join(t.TempDir(), "pods.yaml")
+	if err := os.WriteFile(pods, []byte("canary: {namespace: shop, pods: [web-canary-0]}\ncontrol: {namespace: shop, pods: [web-0, web-1]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	code := runTo(t, &out, "run", "-f", filepath.Join("..", "..", "scenarios", "library", "pod-kill.yaml"), "--target", "k8s", "--dry-run", "--pods", pods, "-o", "yaml")
+	if code != exitPromote || !strings.HasPrefix(out.String(), "# chaosgate ") || !strings.Contains(out.String(), "kind: PodChaos") {
+		t.Fatalf("dry run -o yaml: exit %d\n%s", code, out.String())
+	}
+}
+
 // runTo runs the command line with stdout captured.
 func runTo(t *testing.T, out *bytes.Buffer, args ...string) int {
 	t.Helper()
