@@ -513,7 +513,7 @@ func (r *Run) setup(ctx context.Context) error {
 			// into the arm's history, so its messages are checked like any
 			// others.
 			hw := r.hists[arm]
-			if hw == nil {
+			if hw == nil || r.gens[arm] == nil {
 				return load.Config{}, fmt.Errorf("no history for %s", arm)
 			}
 			// Its stats lines carry the nodes' admission caps, so the
@@ -523,7 +523,9 @@ func (r *Run) setup(ctx context.Context) error {
 			for _, n := range a.Nodes(arm) {
 				direct = append(direct, a.DirectAddrs(arm)[n])
 			}
-			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log,
+			// Its acknowledgements go to the steady generator's set, whose
+			// drain then waits for the burst's messages too.
+			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log, Acks: r.gens[arm].Acks(),
 				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}}, nil
 		}})
 	if err := r.setupUpstreams(ctx, parts); err != nil {
@@ -852,7 +854,11 @@ func (r *Run) checkConsistency(ctx context.Context) error {
 			dctx, cancel := context.WithTimeout(ctx, 75*time.Second)
 			defer cancel()
 			r.upLoad.settle(dctx, r.arms, arm, 30*time.Second)
-			quiet := 1500 * time.Millisecond
+			// Longer than the nodes' reorder timeout (2s) plus one reorder
+			// tick (0.5s): a message acknowledged while an earlier seq of
+			// its source was missing waits that long for its hole to be
+			// declared a gap before it reaches the stream.
+			quiet := 3 * time.Second
 			if r.upLoad != nil {
 				// a node restarted after a kill takes its broker session's
 				// queued messages (MQTT measures no lag) a few seconds later

@@ -200,22 +200,12 @@ func (g *Generator) recordStream(client string, p int, r StreamRecord) {
 		ev = history.Event{Op: history.OpGap, T: ev.T, Client: client, Partition: p, Offset: r.Offset, Source: r.SourceID,
 			FromSeq: r.FromSeq, ToSeq: r.ToSeq, Epoch: r.Epoch, HLC: ev.HLC, Node: r.Node}
 	} else {
-		g.ackedMu.Lock()
-		delete(g.acked[p], r.MsgID)
-		g.ackedMu.Unlock()
+		g.acks.Seen(p, r.MsgID)
 	}
 	g.record(ev)
 }
 
-func (g *Generator) unseen() int {
-	g.ackedMu.Lock()
-	defer g.ackedMu.Unlock()
-	n := 0
-	for _, set := range g.acked {
-		n += len(set)
-	}
-	return n
-}
+func (g *Generator) unseen() int { return g.acks.Unseen() }
 
 // startAtHighWatermarks sets the consumer's start to each partition's
 // current high watermark, retrying while partitions elect leaders.

@@ -83,6 +83,15 @@ type Config struct {
 	// messages are not remembered for it (less memory and CPU per message:
 	// benchmarks, --no-drain).
 	NoDrain bool
+	// Acks, when set, is where this generator notes the messages it got
+	// acknowledged, shared with the generator that drains the same cluster
+	// into the same history: an overload burst next to the steady load
+	// passes the steady generator's Acks() here, so that the steady
+	// generator's Drain waits for the burst's messages too (a message the
+	// nodes acknowledged but still hold, e.g. in a reorder buffer, would
+	// otherwise be read as lost). Set it, and the acknowledgements are
+	// noted even with NoDrain. Nil: the generator keeps its own.
+	Acks *AckTracker
 	// FromStart makes the consumer read every partition from offset 0;
 	// by default it starts at the high watermarks found by New, so that
 	// records of earlier runs on the same cluster are not in this history.
@@ -170,8 +179,7 @@ type Generator struct {
 	phases   []Summary
 	hists    map[string]*hdrhistogram.Histogram // "phase/arm" → latency in µs
 	allHist  *hdrhistogram.Histogram
-	ackedMu  sync.Mutex
-	acked    map[int]map[string]bool // partition → acked msg ids not yet seen in the stream
+	acks     *AckTracker // acked messages not yet seen in the stream
 	stateSeq atomic.Int64
 	next     []int64 // per partition: the consumer's next offset
 	leaders  atomic.Pointer[map[int]string]
@@ -257,7 +265,10 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 	}
 	g := &Generator{cfg: cfg, parts: cfg.Partitions, ids: ids, log: cfg.Logger,
 		cl: newClient(cfg.Targets, cfg.Timeout, 64), rng: rand.New(rand.NewSource(cfg.Seed)),
-		hists: map[string]*hdrhistogram.Histogram{}, allHist: newHist(), acked: map[int]map[string]bool{}}
+		hists: map[string]*hdrhistogram.Histogram{}, allHist: newHist(), acks: cfg.Acks}
+	if g.acks == nil {
+		g.acks = NewAckTracker()
+	}
 	for i := 0; i < cfg.Sources; i++ {
 		g.sources = append(g.sources, &source{name: fmt.Sprintf("%s-s%d", cfg.Name, i+1), seqs: make([]uint64, cfg.Partitions)})
 	}
@@ -740,17 +751,55 @@ func (g *Generator) record(ev history.Event) {
 func (g *Generator) Record(ev history.Event) { g.record(ev) }
 
 func (g *Generator) noteAcked(m Message) {
-	if g.cfg.NoDrain {
+	if g.cfg.NoDrain && g.cfg.Acks == nil {
 		return
 	}
-	g.ackedMu.Lock()
-	defer g.ackedMu.Unlock()
-	set := g.acked[m.partition]
+	g.acks.Acked(m.partition, m.MsgID)
+}
+
+// Acks is the set of messages this generator's Drain waits for; pass it
+// as Config.Acks to another generator writing to the same cluster and
+// history.
+func (g *Generator) Acks() *AckTracker { return g.acks }
+
+// AckTracker is the set of acknowledged messages an output stream has not
+// shown yet, by partition. It is safe for concurrent use.
+type AckTracker struct {
+	mu     sync.Mutex
+	byPart map[int]map[string]bool
+}
+
+// NewAckTracker returns an empty tracker.
+func NewAckTracker() *AckTracker { return &AckTracker{byPart: map[int]map[string]bool{}} }
+
+// Acked notes that message id was acknowledged on partition p.
+func (a *AckTracker) Acked(p int, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := a.byPart[p]
 	if set == nil {
 		set = map[string]bool{}
-		g.acked[m.partition] = set
+		a.byPart[p] = set
 	}
-	set[m.MsgID] = true
+	set[id] = true
+}
+
+// Seen notes that message id was read from partition p's output stream.
+func (a *AckTracker) Seen(p int, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.byPart[p], id)
+}
+
+// Unseen counts the acknowledged messages not read from a stream yet.
+func (a *AckTracker) Unseen() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, set := range a.byPart {
+		n += len(set)
+	}
+	return n
 }
 
 func (g *Generator) queueDup(m Message) {
