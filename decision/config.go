@@ -84,6 +84,11 @@ type DimensionConfig struct {
 	MaxPauseMS       float64 `json:"max_pause_ms,omitempty"`
 	LongPauseMS      float64 `json:"long_pause_ms,omitempty"`
 	MaxLongPerMinute float64 `json:"max_long_per_minute,omitempty"`
+	// CycleRatio: the canary fails when it pauses for GC (pauses of any
+	// length: one or two per GC cycle) clearly more often per minute than
+	// the control, by at least this factor beyond what A/A windows of the
+	// same context show between healthy arms. Zero: not compared.
+	CycleRatio float64 `json:"cycle_ratio,omitempty"`
 	// SigmaPrior is σ when there is no history; SigmaFloor bounds σ̂ below.
 	// Both apply only while the judged window's context has fewer than
 	// baseline.min_windows history windows.
@@ -212,7 +217,7 @@ func Default() *Config {
 		Dimensions: []DimensionConfig{
 			{Kind: ErrorRate, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.0005, HardLimit: 0.0015, SigmaPrior: 0.002, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500, Exposure: DependencySLA},
 			{Kind: LatencyP99, Enabled: true, Direction: HigherIsWorse, Weight: 3, K: 3, MinEffect: 0.1, SigmaPrior: 0.15, SigmaFloor: 0.12, MinSamples: 200},
-			{Kind: GCPause, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, MaxPauseMS: 120, LongPauseMS: 10, MaxLongPerMinute: 3, SigmaPrior: 1, SigmaFloor: 0.5, MinSamples: 1},
+			{Kind: GCPause, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, MaxPauseMS: 120, LongPauseMS: 10, MaxLongPerMinute: 3, CycleRatio: 2, SigmaPrior: 1, SigmaFloor: 0.5, MinSamples: 1},
 			{Kind: SessionInterruption, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.0002, HardLimit: 0.0002, SigmaPrior: 0.0005, SigmaFloor: 0.00005, DriftPrior: 0.25, MinSamples: 200},
 			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500},
 			{Kind: Consistency, Enabled: true, Direction: HigherIsWorse, Weight: 5, Critical: true, K: 0, MinEffect: 1, MinSamples: 1},

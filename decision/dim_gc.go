@@ -20,7 +20,11 @@ import (
 //     above the limit;
 //   - the comparison: an exact conditional test of the canary's share of the
 //     long pauses given the minutes each arm was observed, on the
-//     quasi-Poisson scale (counts divided by the A/A overdispersion φ).
+//     quasi-Poisson scale (counts divided by the A/A overdispersion φ);
+//   - the cycle comparison: how often each arm pauses at all (a Go
+//     service's stop-the-world pauses stay short while a regression makes
+//     it collect far more often), the log ratio of the per-minute rates
+//     against the A/A windows' ratio and spread (gcCycles).
 //
 // A canary breach with the control within both limits fails the release
 // (SLO). When both arms break them it is a system breach: shown, not held
@@ -171,13 +175,116 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	case sc.over > 0:
 		r.Diagnosis = append(r.Diagnosis, fmt.Sprintf("%g canary pause(s) over the %g ms limit (max %.4g ms): not a clear breach where healthy arms pause that long %.3g times a minute (Poisson p=%.2g, level %.2g)", sc.over, dc.MaxPauseMS, sc.max, healthyOver, pOver, level))
 	}
+	// The cycle comparison is a z-test on the log scale: its threshold is
+	// the dimension's k or the spent level's quantile, whichever is
+	// higher (the exact tests above need no such floor).
+	cyc := e.gcCycles(dc, sc, sk, math.Max(dc.K, r.K))
+	if cyc.text != "" {
+		r.Diagnosis = append(r.Diagnosis, cyc.text)
+	}
 	switch {
 	case p < level && r.Effect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, RuleSequentialTest
 		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min: exact p=%.2g < α=%g spent at look %d (%.2g), effect ≥ %.3g/min", r.Canary, r.Control, p, e.cfg.Alpha, l, level, dc.MinEffect)
+	case cyc.fail:
+		// Many short pauses: a GC regression the long-pause count does
+		// not see (a Go service's stop-the-world phases stay short while
+		// it collects far more often). Its z is the cycle comparison's.
+		r.Outcome, r.Rule = Fail, RuleSequentialTest
+		r.Z, r.PValue = cyc.z, normalUpper(cyc.z)
+		r.Reason = "canary " + cyc.text
 	default:
 		r.Outcome, r.Rule = Pass, RuleWithinNoise
 		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (exact p=%.2g, level %.2g at look %d)", r.Canary, r.Control, sc.max, sk.max, p, level, l)
 	}
 	return r
+}
+
+// gcCyclePriorSigma is the spread (natural log) of the ratio of two healthy
+// arms' GC pause rates taken beyond their counts' Poisson noise while the
+// judged context has fewer than baseline.min_windows A/A windows: a factor
+// of 1.4 at one σ. A rich history measures it instead.
+const gcCyclePriorSigma = 0.35
+
+// gcCycleMinPauses is the fewest canary pauses the cycle comparison judges.
+const gcCycleMinPauses = 10
+
+// gcCycleResult is the comparison of the arms' rates of GC pauses of any
+// length.
+type gcCycleResult struct {
+	fail bool
+	z    float64
+	text string
+}
+
+// gcCycles compares how often the arms pause for GC at all, per minute:
+// x = ln(canary rate / control rate), centred on the mean x of A/A windows
+// of the judged context (healthy arms of this service with the same
+// traffic split and faults: a canary with less traffic collects less
+// often), with σ the larger of those windows' spread and the counts' own
+// Poisson noise; the control's rate is shrunk toward its A/A rate as the
+// long-pause comparison's is. It fails when x is beyond k σ and at least
+// CycleRatio.
+func (e *evaluator) gcCycles(dc DimensionConfig, sc, sk gcStats, k float64) gcCycleResult {
+	if dc.CycleRatio <= 0 || sc.minutes <= 0 || sk.minutes <= 0 {
+		return gcCycleResult{}
+	}
+	logRatio := func(c, k gcStats) float64 {
+		return math.Log((float64(c.pauses)+0.5)/c.minutes) - math.Log((float64(k.pauses)+0.5)/k.minutes)
+	}
+	var hist, hWin []float64
+	var hK, hMin float64
+	for _, h := range e.pools().same {
+		if gcUsable(h.Canary) && gcUsable(h.Control) {
+			hc, hk := gcStatsOf(dc, h.Canary), gcStatsOf(dc, h.Control)
+			hist = append(hist, logRatio(hc, hk))
+			hK += float64(hk.pauses)
+			hMin += hk.minutes
+			hWin = append(hWin, hk.minutes)
+		}
+	}
+	// The control's rate: its own count shrunk toward its slot's rate in
+	// the A/A history (baseline.shrink pseudo-windows), as for long pauses
+	// — a control that happened to collect rarely in a short window would
+	// otherwise make a healthy canary look churning — unless the control
+	// now collects clearly more often than its history (a fault on both
+	// arms), when it is its own reference.
+	ref := sk
+	shrunk := ""
+	if nk := float64(sk.pauses); hMin > 0 && binomUpper(nk, nk+hK, sk.minutes/(sk.minutes+hMin)) >= 0.05 {
+		pseudo := e.cfg.Baseline.Shrink * median(hWin)
+		ref.pauses = int(math.Round(nk + pseudo*hK/hMin))
+		ref.minutes += pseudo
+		shrunk = fmt.Sprintf(", control shrunk toward its A/A rate %.3g/min with %.3g pseudo-minutes", hK/hMin, pseudo)
+	}
+	x := logRatio(sc, ref)
+	poisson := 1/(float64(sc.pauses)+0.5) + 1/(float64(ref.pauses)+0.5)
+	var centre, sigma float64
+	var src string
+	if m := len(hist); m >= max(e.cfg.Baseline.MinWindows, 2) {
+		centre = meanOf(hist)
+		var ss float64
+		for _, v := range hist {
+			ss += (v - centre) * (v - centre)
+		}
+		spread := ss / float64(m-1)
+		sigma = math.Sqrt(math.Max(spread, poisson) + spread/float64(m))
+		src = fmt.Sprintf("%d A/A windows: ratio %.3g, σ %.3g", m, math.Exp(centre), math.Sqrt(spread))
+	} else {
+		sigma = math.Sqrt(poisson + gcCyclePriorSigma*gcCyclePriorSigma)
+		src = fmt.Sprintf("%d A/A windows (< %d): prior σ %.3g beyond the counts", m, e.cfg.Baseline.MinWindows, gcCyclePriorSigma)
+	}
+	z := (x - centre) / sigma
+	ratio := math.Exp(x - centre)
+	res := gcCycleResult{z: z}
+	res.fail = sc.pauses >= gcCycleMinPauses && ratio >= dc.CycleRatio && z > k
+	if res.fail || ratio >= dc.CycleRatio {
+		verb := "within noise"
+		if res.fail {
+			verb = "beyond noise"
+		}
+		res.text = fmt.Sprintf("GC pauses of any length %.3g/min vs control %.3g/min: %.3g× the A/A ratio (limit %g×), z %.2f vs k %.2f (%s%s): %s",
+			float64(sc.pauses)/sc.minutes, float64(sk.pauses)/sk.minutes, ratio, dc.CycleRatio, z, k, src, shrunk, verb)
+	}
+	return res
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -387,5 +388,89 @@ func TestLatencyLeaningSlowerHolds(t *testing.T) {
 	in.Canary.LatencyMS = decision.Series(lognormal(r, 250, 20, 0.5, 0))
 	if v := decision.Evaluate(cfg, in); v.Decision != decision.Promote {
 		t.Fatalf("canary at the control's speed: %s: %s", v.Decision, v.Reason)
+	}
+}
+
+// shortPauses draws a minute-by-minute Poisson count of sub-millisecond
+// GC pauses at perMin a minute (a Go service's stop-the-world phases).
+func shortPauses(r *rand.Rand, minutes, perMin float64) []float64 {
+	var v []float64
+	for m := 0; m < int(minutes); m++ {
+		for i := poisson(r, perMin); i > 0; i-- {
+			v = append(v, 0.1+0.8*r.Float64())
+		}
+	}
+	return v
+}
+
+// A canary that collects far more often — short pauses only, none long —
+// fails the GC dimension on the cycle comparison; the history's canary
+// slot, which carries a fifth of the traffic and collects at a third of the
+// control's rate, sets the ratio a healthy canary shows: a canary at that
+// ratio passes, one at 2.5× the control's rate (7.5× the A/A ratio) fails.
+func TestGCShortPauseChurnFailsOnTheCycleRate(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 48; i++ {
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
+			Canary: gcArm(2, shortPauses(r, 2, 10)...), Control: gcArm(2, shortPauses(r, 2, 30)...)})
+	}
+	good := judgeGC(gcArm(3, shortPauses(r, 3, 10)...), gcArm(3, shortPauses(r, 3, 30)...), hist)
+	if good.Outcome != decision.Pass {
+		t.Fatalf("healthy canary at the A/A ratio: %s: %s %v", good.Outcome, good.Reason, good.Diagnosis)
+	}
+	bad := judgeGC(gcArm(3, shortPauses(r, 3, 75)...), gcArm(3, shortPauses(r, 3, 30)...), hist)
+	if bad.Outcome != decision.Fail || !strings.Contains(bad.Reason, "GC pauses of any length") {
+		t.Fatalf("canary collecting 7.5× as often: %s: %s %v", bad.Outcome, bad.Reason, bad.Diagnosis)
+	}
+	t.Logf("churn: %s", bad.Reason)
+	// Without history the prior spread decides: the same churn against a
+	// control at the same rate is still clear, a canary at 1.5× is not.
+	if d := judgeGC(gcArm(3, shortPauses(r, 3, 300)...), gcArm(3, shortPauses(r, 3, 30)...), nil); d.Outcome != decision.Fail {
+		t.Fatalf("10× the control's GC cycles with no history: %s: %s", d.Outcome, d.Reason)
+	}
+	if d := judgeGC(gcArm(3, shortPauses(r, 3, 45)...), gcArm(3, shortPauses(r, 3, 30)...), nil); d.Outcome != decision.Pass {
+		t.Fatalf("1.5× the control's GC cycles with no history: %s: %s", d.Outcome, d.Reason)
+	}
+	// The comparison can be turned off.
+	cfg := decision.Default()
+	for i := range cfg.Dimensions {
+		cfg.Dimensions[i].Enabled = cfg.Dimensions[i].Kind == decision.GCPause
+		cfg.Dimensions[i].CycleRatio = 0
+	}
+	cfg.Hash = cfg.ComputeHash()
+	off, _ := decision.Evaluate(cfg, decision.Input{At: at, Canary: gcArm(3, shortPauses(r, 3, 300)...), Control: gcArm(3, shortPauses(r, 3, 30)...), History: hist}).Dimension(decision.GCPause)
+	if off.Outcome != decision.Pass {
+		t.Fatalf("cycle_ratio 0: %s: %s", off.Outcome, off.Reason)
+	}
+}
+
+// Under the null — canary and control collecting at their A/A history's
+// rates (Poisson counts per minute, the canary slot at a third of the
+// control's), judged on cumulative windows at five looks — the cycle
+// comparison fails at most α = 1% of the A/A canaries.
+func TestGCCycleFalseAlarmRate(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	var hist []decision.HistoryWindow
+	for i := 1; i <= 28; i++ {
+		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
+			Canary: gcArm(1, shortPauses(r, 1, 8)...), Control: gcArm(1, shortPauses(r, 1, 24)...)})
+	}
+	const runs, looks = 1000, 5
+	alarms := 0
+	for run := 0; run < runs; run++ {
+		var c, k []float64
+		for l := 1; l <= looks; l++ {
+			c = append(c, shortPauses(r, 1, 8)...)
+			k = append(k, shortPauses(r, 1, 24)...)
+			if d := judgeGC(gcArm(float64(l), c...), gcArm(float64(l), k...), hist); d.Outcome == decision.Fail {
+				alarms++
+				break
+			}
+		}
+	}
+	t.Logf("A/A GC cycle false alarms: %d of %d", alarms, runs)
+	if f := float64(alarms) / runs; f > 0.01 {
+		t.Fatalf("A/A GC cycle false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, f)
 	}
 }

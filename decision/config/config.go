@@ -124,6 +124,7 @@ type fileDimension struct {
 	MaxPause         *string  `yaml:"max_pause"`
 	LongPause        *string  `yaml:"long_pause"`
 	MaxLongPerMinute *float64 `yaml:"max_long_per_minute"`
+	CycleRatio       *float64 `yaml:"cycle_ratio"`
 	SigmaPrior       *float64 `yaml:"sigma_prior"`
 	SigmaFloor       *float64 `yaml:"sigma_floor"`
 	SigmaPriorShare  *string  `yaml:"sigma_prior_share"`
@@ -387,6 +388,8 @@ func hintFor(path []string) string {
 		return `a percentage like "0.05%" for rates and latency, or a number in the dimension's unit`
 	case "weight", "k", "sigma_prior", "sigma_floor", "min_samples", "max_long_per_minute", "shrink":
 		return "a non-negative number"
+	case "cycle_ratio":
+		return "a factor of at least 1 (0 turns the comparison off)"
 	case "promote", "block", "min_coverage", "critical_min_confidence", "intensity_tolerance":
 		return "a number between 0 and 1"
 	case "hard_limit", "min_success":
@@ -400,7 +403,7 @@ func hintFor(path []string) string {
 // allowedKeys returns the property names the schema allows at path.
 func allowedKeys(path []string) []string {
 	top := []string{"apiVersion", "kind", "alpha", "freshness", "score", "baseline", "dimensions", "rules", "hold"}
-	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "sigma_prior", "sigma_floor", "sigma_prior_share", "drift_prior", "min_samples", "exposure", "required"}
+	dim := []string{"enabled", "direction", "weight", "critical", "k", "min_effect", "hard_limit", "min_success", "max_pause", "long_pause", "max_long_per_minute", "cycle_ratio", "sigma_prior", "sigma_floor", "sigma_prior_share", "drift_prior", "min_samples", "exposure", "required"}
 	switch {
 	case len(path) == 0:
 		return top
@@ -536,10 +539,13 @@ func (l *loader) build(f *file) *decision.Config {
 			}
 			d.HardLimit = math.Round((1-l.percent(append(p, "min_success"), *fd.MinSuccess))*1e12) / 1e12
 		}
-		if fd.MaxPause != nil || fd.LongPause != nil || fd.MaxLongPerMinute != nil {
+		if fd.MaxPause != nil || fd.LongPause != nil || fd.MaxLongPerMinute != nil || fd.CycleRatio != nil {
 			if d.Kind != decision.GCPause {
-				l.add(KindSemantic, p, "dimensions."+n, "max_pause, long_pause and max_long_per_minute apply to gc_pause only", "move them under dimensions.gc_pause")
+				l.add(KindSemantic, p, "dimensions."+n, "max_pause, long_pause, max_long_per_minute and cycle_ratio apply to gc_pause only", "move them under dimensions.gc_pause")
 			}
+		}
+		if fd.CycleRatio != nil && *fd.CycleRatio != 0 && *fd.CycleRatio < 1 {
+			l.add(KindSemantic, append(p, "cycle_ratio"), "dimensions."+n+".cycle_ratio", fmt.Sprintf("cycle_ratio %g is below 1: a healthy canary would fail", *fd.CycleRatio), "a factor of at least 1, e.g. 2; 0 turns the comparison off")
 		}
 		if fd.MaxPause != nil {
 			d.MaxPauseMS = float64(l.duration(append(p, "max_pause"), *fd.MaxPause)) / float64(time.Millisecond)
@@ -561,6 +567,7 @@ func (l *loader) build(f *file) *decision.Config {
 			}
 		}
 		set(&d.MaxLongPerMinute, fd.MaxLongPerMinute)
+		set(&d.CycleRatio, fd.CycleRatio)
 		set(&d.SigmaPrior, fd.SigmaPrior)
 		set(&d.SigmaFloor, fd.SigmaFloor)
 		if fd.DriftPrior != nil {
