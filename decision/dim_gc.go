@@ -179,9 +179,6 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	// the dimension's k or the spent level's quantile, whichever is
 	// higher (the exact tests above need no such floor).
 	cyc := e.gcCycles(dc, sc, sk, math.Max(dc.K, r.K))
-	if cyc.text != "" {
-		r.Diagnosis = append(r.Diagnosis, cyc.text)
-	}
 	switch {
 	case p < level && r.Effect >= dc.MinEffect:
 		r.Outcome, r.Rule = Fail, RuleSequentialTest
@@ -192,8 +189,13 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 		// it collects far more often). Its z is the cycle comparison's.
 		r.Outcome, r.Rule = Fail, RuleSequentialTest
 		r.Z, r.PValue = cyc.z, normalUpper(cyc.z)
+		r.Unit, r.Canary, r.Control, r.Effect = "GC pauses/min (any length)", cyc.canary, cyc.control, cyc.canary-cyc.control
+		r.HardLimit = 0
 		r.Reason = "canary " + cyc.text
 	default:
+		if cyc.text != "" {
+			r.Diagnosis = append(r.Diagnosis, cyc.text)
+		}
 		r.Outcome, r.Rule = Pass, RuleWithinNoise
 		r.Reason = fmt.Sprintf("canary %.3g vs control %.3g long GC pauses/min, max pause %.4g vs %.4g ms: within limits and noise (exact p=%.2g, level %.2g at look %d)", r.Canary, r.Control, sc.max, sk.max, p, level, l)
 	}
@@ -212,9 +214,10 @@ const gcCycleMinPauses = 10
 // gcCycleResult is the comparison of the arms' rates of GC pauses of any
 // length.
 type gcCycleResult struct {
-	fail bool
-	z    float64
-	text string
+	fail            bool
+	z               float64
+	canary, control float64 // pauses per minute (the control's as shrunk)
+	text            string
 }
 
 // gcCycles compares how often the arms pause for GC at all, per minute:
@@ -276,7 +279,7 @@ func (e *evaluator) gcCycles(dc DimensionConfig, sc, sk gcStats, k float64) gcCy
 	}
 	z := (x - centre) / sigma
 	ratio := math.Exp(x - centre)
-	res := gcCycleResult{z: z}
+	res := gcCycleResult{z: z, canary: float64(sc.pauses) / sc.minutes, control: float64(ref.pauses) / ref.minutes}
 	res.fail = sc.pauses >= gcCycleMinPauses && ratio >= dc.CycleRatio && z > k
 	if res.fail || ratio >= dc.CycleRatio {
 		verb := "within noise"

@@ -423,6 +423,9 @@ func TestGCShortPauseChurnFailsOnTheCycleRate(t *testing.T) {
 	if bad.Outcome != decision.Fail || !strings.Contains(bad.Reason, "GC pauses of any length") {
 		t.Fatalf("canary collecting 7.5× as often: %s: %s %v", bad.Outcome, bad.Reason, bad.Diagnosis)
 	}
+	if bad.Canary < 2*bad.Control || !strings.Contains(bad.Unit, "any length") {
+		t.Fatalf("the failure shows the cycle rates: canary %g vs control %g %s", bad.Canary, bad.Control, bad.Unit)
+	}
 	t.Logf("churn: %s", bad.Reason)
 	// Without history the prior spread decides: the same churn against a
 	// control at the same rate is still clear, a canary at 1.5× is not.

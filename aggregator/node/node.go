@@ -376,7 +376,7 @@ func (n *Node) applyRequestDefects(ctx context.Context, msgs []Message) error {
 		}
 	}
 	if n.cfg.Defects.Has(DefectGCChurn) {
-		for range 64 {
+		for range 16 {
 			b := make([]byte, 64<<10)
 			n.churnSink.Store(&b)
 		}
@@ -408,10 +408,8 @@ func (n *Node) churn() {
 			return
 		case <-t.C:
 		}
-		for range 16 {
-			b := make([]byte, 256<<10)
-			n.churnSink.Store(&b)
-		}
+		b := make([]byte, 256<<10)
+		n.churnSink.Store(&b)
 	}
 }
 
