@@ -258,7 +258,7 @@ func (e *evaluator) gcCycles(dc DimensionConfig, sc, sk gcStats, k float64) gcCy
 		pseudo := e.cfg.Baseline.Shrink * median(hWin)
 		ref.pauses = int(math.Round(nk + pseudo*hK/hMin))
 		ref.minutes += pseudo
-		shrunk = fmt.Sprintf(", control shrunk toward its A/A rate %.3g/min with %.3g pseudo-minutes", hK/hMin, pseudo)
+		shrunk = fmt.Sprintf(", control shrunk to %.3g/min toward its A/A rate %.3g/min with %.3g pseudo-minutes", float64(ref.pauses)/ref.minutes, hK/hMin, pseudo)
 	}
 	x := logRatio(sc, ref)
 	poisson := 1/(float64(sc.pauses)+0.5) + 1/(float64(ref.pauses)+0.5)
