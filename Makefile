@@ -16,6 +16,7 @@ all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/chaosgate
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/chaosgate-bench ./cmd/chaosgate-bench
 
 ## demo: the main job on the embedded default (local clusters, faults, judge, evidence).
 demo: build

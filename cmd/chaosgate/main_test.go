@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -49,5 +50,23 @@ func TestLogFlags(t *testing.T) {
 	h = newLogger(slog.LevelWarn).Handler()
 	if _, ok := h.(*slog.TextHandler); !ok || h.Enabled(context.Background(), slog.LevelInfo) {
 		t.Fatalf("defaults gave %T (info enabled: %v), want text at the command's warn", h, h.Enabled(context.Background(), slog.LevelInfo))
+	}
+}
+
+// The shipped binary does not link the benchmarks' peer libraries: the
+// ledger's comparison with tessera lives in cmd/chaosgate-bench.
+func TestShippedBinaryLinksNoBenchPeers(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go toolchain not on PATH (go test runs under it): %v", err)
+	}
+	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "transparency-dev/tessera") {
+			t.Errorf("chaosgate links %s: benchmarks against it belong in cmd/chaosgate-bench", dep)
+		}
 	}
 }

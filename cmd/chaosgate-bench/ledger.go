@@ -34,7 +34,7 @@ import (
 	"github.com/chaosgate/chaosgate/evidence"
 )
 
-// benchLedgerConfig are the knobs of `chaosgate bench ledger`.
+// benchLedgerConfig are the knobs of `chaosgate-bench ledger`.
 type benchLedgerConfig struct {
 	dir         string
 	single      int
@@ -68,7 +68,7 @@ func newBenchLedgerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ledger",
 		Short: "Evidence ledger: durable appends/s, verify time, proof time and size, side by side with tessera's POSIX log",
-		Long: `bench ledger measures, in one run, the chaosgate evidence ledger (bbolt, group
+		Long: `chaosgate-bench ledger measures, in one run, the chaosgate evidence ledger (bbolt, group
 commit, a signed checkpoint and block per commit) and github.com/transparency-dev/tessera
 v1.0.4's POSIX log on the same workload: DSSE envelopes of chaosgate evidence
 statements (pre-signed from a pool of 1,024 distinct statements).
@@ -85,7 +85,7 @@ Timings are of this machine under its current load; nothing is asserted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.output != "table" && cfg.output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", cfg.output))
+				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", cfg.output))
 			}
 			for _, s := range strings.Split(sizes, ",") {
 				n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -114,7 +114,7 @@ Timings are of this machine under its current load; nothing is asserted.`,
 	cmd.Flags().StringVar(&sizes, "verify-sizes", "100000,1000000", "ledger sizes to verify")
 	cmd.Flags().IntVar(&cfg.proofs, "proofs", 1000, "random inclusion proofs to generate")
 	cmd.Flags().BoolVar(&cfg.peer, "peer", true, "also run tessera's POSIX log")
-	cmd.Flags().StringVarP(&cfg.output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
 

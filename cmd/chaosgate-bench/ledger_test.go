@@ -7,7 +7,7 @@ import (
 )
 
 func TestBenchLedgerSmall(t *testing.T) {
-	out, errs, code := cli(t, "bench", "ledger", "--single", "5", "--concurrent", "60", "--writers", "6", "--verify-sizes", "40,80", "--proofs", "5", "-o", "json")
+	out, errs, code := cli(t, "ledger", "--single", "5", "--concurrent", "60", "--writers", "6", "--verify-sizes", "40,80", "--proofs", "5", "-o", "json")
 	if code != 0 {
 		t.Fatalf("bench ledger: exit %d: %s", code, errs)
 	}
@@ -36,7 +36,7 @@ func TestBenchLedgerSmall(t *testing.T) {
 }
 
 func TestBenchLedgerBadFlags(t *testing.T) {
-	if _, _, code := cli(t, "bench", "ledger", "--verify-sizes", "ten"); code != exitUsage {
+	if _, _, code := cli(t, "ledger", "--verify-sizes", "ten"); code != exitUsage {
 		t.Fatalf("bad sizes: exit %d", code)
 	}
 }
