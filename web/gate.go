@@ -19,14 +19,15 @@ import (
 // web metric provider reads it with jsonPath "{$.verdict}".
 type GateAnswer struct {
 	Revision    string  `json:"revision"`
-	Verdict     string  `json:"verdict"` // promote | hold | block
+	Verdict     string  `json:"verdict"` // promote | hold | block | pending (no verdict recorded yet)
 	RunID       string  `json:"run_id"`
 	Score       float64 `json:"score"`
 	Coverage    float64 `json:"coverage"`
 	LedgerIndex *uint64 `json:"ledger_index"`
 	Reason      string  `json:"reason"`
-	// Source says where the verdict came from: always "ledger", the signed
-	// evidence of the run (run records are not signed and never answer).
+	// Source says where the verdict came from: "ledger", the signed
+	// evidence of the run (run records are not signed and never answer),
+	// or "none" for a pending answer.
 	Source string `json:"source"`
 }
 
@@ -136,13 +137,22 @@ func (s *Server) apiGate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		s.metrics.gate.WithLabelValues("argo", "none").Inc()
-		writeErr(w, http.StatusNotFound, "no_verdict", fmt.Sprintf("no finished run for revision %q", rev), "run a game day for this revision first (POST /api/v1/runs with its revision, or chaosgate gate --revision)")
+		// 200, not 404: Argo Rollouts' web provider counts a non-2xx answer
+		// as a measurement error (consecutiveErrorLimit of them abort the
+		// rollout), while "pending" meets neither the success nor the
+		// failure condition — an inconclusive measurement, and the
+		// analysis measures again at its next interval.
+		s.metrics.gate.WithLabelValues("argo", VerdictPending).Inc()
+		writeJSON(w, http.StatusOK, GateAnswer{Revision: rev, Verdict: VerdictPending, Source: "none",
+			Reason: fmt.Sprintf("no finished run for revision %q yet: run a game day for it (POST /api/v1/runs with its revision, or chaosgate gate --revision)", rev)})
 		return
 	}
 	s.metrics.gate.WithLabelValues("argo", a.Verdict).Inc()
 	writeJSON(w, http.StatusOK, a)
 }
+
+// VerdictPending is the gate's verdict for a revision no run has judged yet.
+const VerdictPending = "pending"
 
 // FlaggerPayload is the JSON Flagger POSTs to its webhooks.
 type FlaggerPayload struct {
