@@ -51,11 +51,27 @@ func SubjectFor(revision string) (*ita1.ResourceDescriptor, error) {
 	return &ita1.ResourceDescriptor{Name: revision, Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}}, nil
 }
 
-// BuildStatement returns the in-toto Statement v1 JSON for a run of revision.
-func BuildStatement(revision string, p *Predicate) ([]byte, error) {
+// BuildStatement returns the in-toto Statement v1 JSON for a run of
+// revision. Each alias — another name a gate may ask for the same
+// revision: a pod-template hash, an image digest, a CI commit — becomes one
+// more subject (once; the revision itself is not repeated).
+func BuildStatement(revision string, p *Predicate, aliases ...string) ([]byte, error) {
 	subj, err := SubjectFor(revision)
 	if err != nil {
 		return nil, err
+	}
+	subjects := []*ita1.ResourceDescriptor{subj}
+	seen := map[string]bool{revision: true, subj.Name: true}
+	for _, a := range aliases {
+		if a == "" || seen[a] {
+			continue
+		}
+		seen[a] = true
+		s, err := SubjectFor(a)
+		if err != nil {
+			return nil, err
+		}
+		subjects = append(subjects, s)
 	}
 	pj, err := json.Marshal(p)
 	if err != nil {
@@ -65,7 +81,7 @@ func BuildStatement(revision string, p *Predicate) ([]byte, error) {
 	if err := protojson.Unmarshal(pj, &ps); err != nil {
 		return nil, wrap(KindInvalid, "predicate", err)
 	}
-	st := &ita1.Statement{Type: ita1.StatementTypeUri, Subject: []*ita1.ResourceDescriptor{subj}, PredicateType: PredicateType, Predicate: &ps}
+	st := &ita1.Statement{Type: ita1.StatementTypeUri, Subject: subjects, PredicateType: PredicateType, Predicate: &ps}
 	if err := st.Validate(); err != nil {
 		return nil, wrap(KindInvalid, "statement", err)
 	}

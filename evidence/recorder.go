@@ -36,11 +36,12 @@ func (l *Ledger) PutBlob(name, mediaType string, data []byte) (BlobRef, error) {
 // Record builds the in-toto statement of a run of revision with predicate p,
 // signs it into a DSSE envelope with the evidence key and appends it. The
 // receipt gives the ledger index, the tree size and the envelope SHA-256.
-func (l *Ledger) Record(ctx context.Context, revision string, p *Predicate) (Receipt, error) {
+// Aliases are further subjects: the gate answers for each of them too.
+func (l *Ledger) Record(ctx context.Context, revision string, p *Predicate, aliases ...string) (Receipt, error) {
 	if l.keys == nil {
 		return Receipt{}, errorf(KindInvalid, "record", "the ledger has no signing keys")
 	}
-	st, err := BuildStatement(revision, p)
+	st, err := BuildStatement(revision, p, aliases...)
 	if err != nil {
 		return Receipt{}, err
 	}

@@ -304,3 +304,36 @@ func TestGenerateKeysNeverLeavesAPartialSet(t *testing.T) {
 		}
 	}
 }
+
+// A run recorded with aliases answers the gate for each of them, its own
+// revision included; an alias equal to the revision is not repeated, and a
+// bad alias refuses the record (nothing written).
+func TestRecordAliasesAnswerTheGate(t *testing.T) {
+	ctx := context.Background()
+	k := newKeys(t, "example.test/log")
+	l := openLedger(t, t.TempDir(), k)
+	defer l.Close()
+	rev := "Deployment/shop/web@sha256:" + strings.Repeat("c", 64)
+	if _, err := l.Record(ctx, rev, samplePredicate(1), "bad\nalias"); KindOf(err) != KindInvalid || l.Size() != 0 {
+		t.Fatalf("a bad alias: %v, size %d", err, l.Size())
+	}
+	r, err := l.Record(ctx, rev, samplePredicate(1), "7d9f8c6b5", "sha256:"+strings.Repeat("c", 64), rev, "7d9f8c6b5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := l.Entry(ctx, r.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.Record.Subjects, ","); got != "Deployment/shop/web,7d9f8c6b5,sha256:"+strings.Repeat("c", 64) {
+		t.Fatalf("subjects %s", got)
+	}
+	for _, ask := range []string{rev, "7d9f8c6b5", "sha256:" + strings.Repeat("c", 64)} {
+		if v, ok, err := l.LatestDecision(ctx, ask); err != nil || !ok || v.Entry.Index != r.Index {
+			t.Fatalf("gate by %q: %v %v", ask, ok, err)
+		}
+	}
+	if _, ok, err := l.LatestDecision(ctx, "other"); ok || err != nil {
+		t.Fatalf("an unrelated revision answered: %v %v", ok, err)
+	}
+}

@@ -58,7 +58,7 @@ infrastructure error (the platform could not judge; also when interrupted).`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "experiment or game-day file, or a built-in scenario name")
-	f.StringVar(&o.revision, "revision", "", "deployment revision under test (image digest, git commit or label; with --target k8s the canary workload's revision is used)")
+	f.StringVar(&o.revision, "revision", "", "deployment revision under test (image digest, git commit or label; with --target k8s the evidence's subject is the canary workload's revision and this is recorded as one more subject, which the gate answers for too)")
 	f.StringVar(&o.jsonFile, "json", "", "write the report/v1 JSON here")
 	f.StringVar(&o.junitFile, "junit", "", "write the JUnit XML here")
 	f.StringSliceVar(&o.defects, "canary-defect", nil, "make the canary a known-bad build (aggregator --defect NAME)")

@@ -360,6 +360,9 @@ type k8sRunConfig struct {
 	Output string
 	// JSONFile and JUnitFile, when set, receive the report (gate).
 	JSONFile, JUnitFile string
+	// Revision is --revision: recorded as one more evidence subject, so the
+	// gate answers for it (a CI commit) as for the workload's own revision.
+	Revision string
 	// Judge decides each canary step; nil: every step holds (exit 3).
 	Judge  engine.Judge
 	Probes []engine.Probe
@@ -457,7 +460,7 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	var recordedFaults []engine.FaultRecord
 	record := func(ctx context.Context, r *engine.Result) (engine.EvidenceRef, error) {
 		recordedFaults = r.Faults
-		return recordK8sEvidence(ctx, dir, doc, b, r, started)
+		return recordK8sEvidence(ctx, dir, doc, b, r, started, rc.Revision)
 	}
 	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: rc.Probes, Judge: rc.Judge,
 		Record: record, Log: log, RunID: runID, RecoverTimeout: k.recoverTimeout + 5*time.Second})
@@ -545,8 +548,11 @@ func newK8sRunID() string {
 
 // recordK8sEvidence appends the signed evidence record of a Kubernetes run
 // to the ledger under dataDir. Its subject is the canary workload's revision
-// (image digest when the pods run one, else the workload revision).
-func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.Result, started time.Time) (engine.EvidenceRef, error) {
+// (image digest when the pods run one, else the workload revision); the
+// names a rollout controller may ask the gate for instead (the canary pods'
+// pod-template hash, the image digest alone) and revision (--revision, when
+// given) are further subjects.
+func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.Result, started time.Time, revision string) (engine.EvidenceRef, error) {
 	ctx = context.WithoutCancel(ctx)
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
 	if err != nil {
@@ -597,7 +603,7 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 	} else {
 		p.Blobs = append(p.Blobs, ref)
 	}
-	rc, err := l.Record(ctx, b.pair.Canary.RevisionString(), p)
+	rc, err := l.Record(ctx, b.pair.Canary.RevisionString(), p, append(b.pair.Canary.GateKeys(), revision)...)
 	if err != nil {
 		return engine.EvidenceRef{}, err
 	}
@@ -675,7 +681,7 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if rec != nil {
 		rec.Live().Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
 	}
-	rc := k8sRunConfig{DataDir: o.dataDir, Output: o.output, JSONFile: o.jsonFile, JUnitFile: o.junitFile, Log: newLogger(levelFromEnv())}
+	rc := k8sRunConfig{DataDir: o.dataDir, Output: o.output, JSONFile: o.jsonFile, JUnitFile: o.junitFile, Revision: o.revision, Log: newLogger(levelFromEnv())}
 	if rec != nil {
 		rc.RunID = rec.ID()
 	}

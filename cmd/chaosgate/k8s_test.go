@@ -241,13 +241,15 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	junit := filepath.Join(dir, "report.xml")
 	// The real command line: chaosgate gate --target k8s -f pod-kill (the
-	// revision comes from the canary workload, so --revision is optional).
+	// revision comes from the canary workload, so --revision is optional;
+	// given, it is one more subject the gate answers for).
+	commit := "0123456789abcdef0123456789abcdef01234567"
 	root := newRootCmd()
 	root.SetOut(&out)
 	root.SetErr(io.Discard)
 	root.SetArgs([]string{"gate", "--target", "k8s", "-f", "pod-kill", "--kubeconfig", kc, "--namespace", ns,
 		"--inject-timeout", "5s", "--recover-timeout", "10s", "--confirm-timeout", "1s", "--aggregator-port", "7001",
-		"--data-dir", dataDir, "-o", "json", "--junit", junit})
+		"--data-dir", dataDir, "-o", "json", "--junit", junit, "--revision", commit})
 	err = root.ExecuteContext(ctx)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
@@ -318,8 +320,18 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(payload, &st); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Subject) != 1 || st.Subject[0].Digest["sha256"] != digest || st.Subject[0].Name != "Deployment/shop/aggregator-canary" {
-		t.Fatalf("evidence subject %+v", st.Subject)
+	// Its subjects: the canary workload at its image digest, then the
+	// names a rollout controller or CI may ask the gate for instead — the
+	// digest alone and the commit given as --revision.
+	if len(st.Subject) != 3 || st.Subject[0].Digest["sha256"] != digest || st.Subject[0].Name != "Deployment/shop/aggregator-canary" ||
+		st.Subject[1].Name != "sha256:"+digest || st.Subject[2].Name != commit || st.Subject[2].Digest["gitCommit"] != commit {
+		t.Fatalf("evidence subjects %+v", st.Subject)
+	}
+	for _, rev := range []string{res.Revision, "sha256:" + digest, commit} {
+		v, ok, err := l.LatestDecision(ctx, rev)
+		if err != nil || !ok || v.Entry.Index != res.Evidence.LedgerIndex || v.Predicate.Decision.Verdict != "hold" {
+			t.Fatalf("gate lookup by %q: found %v, %+v, %v", rev, ok, v.Entry, err)
+		}
 	}
 	if len(st.Predicate.Injections) != 2 || st.Predicate.Injections[0].Kind != "podKill" {
 		t.Fatalf("evidence injections %+v", st.Predicate.Injections)

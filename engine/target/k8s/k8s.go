@@ -162,6 +162,29 @@ func (w *Workload) Subject() Subject {
 	return Subject{Name: name, Digest: map[string]string{"sha256": hex.EncodeToString(h.Sum(nil))}}
 }
 
+// GateKeys are the other names under which a rollout controller may ask
+// the gate for this workload's revision: each pod-template-hash (a
+// Deployment's pods; what Argo Rollouts' podTemplateHashValue sends) or
+// controller-revision-hash (a StatefulSet's), and "sha256:<digest>" when
+// the pods run a single image digest. Sorted and unique.
+func (w *Workload) GateKeys() []string {
+	set := map[string]bool{}
+	for _, p := range w.Pods {
+		if p.Revision != "" {
+			set[p.Revision] = true
+		}
+	}
+	if len(w.Digests) == 1 {
+		set["sha256:"+w.Digests[0]] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // RevisionString is the workload's revision as the evidence revision:
 // "<Kind>/<namespace>/<name>@sha256:<digest>" when the pods run a single
 // image digest (the evidence subject is then that digest), else

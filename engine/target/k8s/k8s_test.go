@@ -126,6 +126,14 @@ func TestResolvePairAgainstAPIServer(t *testing.T) {
 	if c.Pods[0].Revision != "abc" || s.Pods[2].Revision != "agg-stable-5d8f" {
 		t.Fatalf("pod revisions %q %q", c.Pods[0].Revision, s.Pods[2].Revision)
 	}
+	// What a rollout controller may ask the gate for: the pods'
+	// pod-template-hash (controller-revision-hash) and the single digest.
+	if got := strings.Join(c.GateKeys(), ","); got != "abc,sha256:"+digestA {
+		t.Fatalf("canary gate keys %s", got)
+	}
+	if got := strings.Join(s.GateKeys(), ","); got != "agg-stable-5d8f,sha256:"+strings.Repeat("b", 64) {
+		t.Fatalf("stable gate keys %s", got)
+	}
 	if tg := pair.Target(engine.ArmControl); tg.Arm != engine.ArmControl || strings.Join(tg.Nodes, ",") != "agg-stable-0,agg-stable-1,agg-stable-2" {
 		t.Fatalf("target = %+v", tg)
 	}
