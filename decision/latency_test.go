@@ -302,22 +302,30 @@ func TestGCFalseAlarmRate(t *testing.T) {
 		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
 			Canary: gcArm(1, pauses(1, rate)...), Control: gcArm(1, pauses(1, rate)...)})
 	}
+	gcFalseAlarms(t, "GC", hist, func() []float64 { return pauses(1, rate) }, func() []float64 { return pauses(1, rate) })
+}
+
+// gcFalseAlarms judges 1000 A/A canaries, each on cumulative one-minute
+// windows drawn by canary and control at each of five looks, and fails the
+// test when more than α = 1% of them fail the GC dimension at any look.
+func gcFalseAlarms(t *testing.T, what string, hist []decision.HistoryWindow, canary, control func() []float64) {
+	t.Helper()
 	const runs, looks = 1000, 5
 	alarms := 0
 	for run := 0; run < runs; run++ {
 		var c, k []float64
 		for l := 1; l <= looks; l++ {
-			c = append(c, pauses(1, rate)...)
-			k = append(k, pauses(1, rate)...)
+			c = append(c, canary()...)
+			k = append(k, control()...)
 			if d := judgeGC(gcArm(float64(l), c...), gcArm(float64(l), k...), hist); d.Outcome == decision.Fail {
 				alarms++
 				break
 			}
 		}
 	}
-	t.Logf("A/A GC false alarms: %d of %d", alarms, runs)
+	t.Logf("A/A %s false alarms: %d of %d", what, alarms, runs)
 	if f := float64(alarms) / runs; f > 0.01 {
-		t.Fatalf("A/A GC false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, f)
+		t.Fatalf("A/A %s false-alarm rate over %d looks = %.3f, want ≤ 0.01", what, looks, f)
 	}
 }
 
@@ -459,21 +467,5 @@ func TestGCCycleFalseAlarmRate(t *testing.T) {
 		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour),
 			Canary: gcArm(1, shortPauses(r, 1, 8)...), Control: gcArm(1, shortPauses(r, 1, 24)...)})
 	}
-	const runs, looks = 1000, 5
-	alarms := 0
-	for run := 0; run < runs; run++ {
-		var c, k []float64
-		for l := 1; l <= looks; l++ {
-			c = append(c, shortPauses(r, 1, 8)...)
-			k = append(k, shortPauses(r, 1, 24)...)
-			if d := judgeGC(gcArm(float64(l), c...), gcArm(float64(l), k...), hist); d.Outcome == decision.Fail {
-				alarms++
-				break
-			}
-		}
-	}
-	t.Logf("A/A GC cycle false alarms: %d of %d", alarms, runs)
-	if f := float64(alarms) / runs; f > 0.01 {
-		t.Fatalf("A/A GC cycle false-alarm rate over %d looks = %.3f, want ≤ 0.01", looks, f)
-	}
+	gcFalseAlarms(t, "GC cycle", hist, func() []float64 { return shortPauses(r, 1, 8) }, func() []float64 { return shortPauses(r, 1, 24) })
 }
