@@ -43,12 +43,19 @@ const (
 	defaultControlSelector = "app.kubernetes.io/name=aggregator,track=stable"
 )
 
+// The --dry-run modes, as kubectl's.
+const (
+	dryRunNone   = "none"
+	dryRunClient = "client"
+	dryRunServer = "server"
+)
+
 // k8sOpts are the flags of `run|gate|demo --target k8s`.
 type k8sOpts struct {
 	kubeconfig, namespace         string
 	canarySelector, controlSel    string
 	podsFile                      string
-	dryRun                        bool
+	dryRun                        string // none, client or server
 	injectTimeout, recoverTimeout time.Duration
 	confirmTimeout                time.Duration
 	aggregatorPort                int
@@ -62,7 +69,8 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&k.canarySelector, "canary-selector", "", "label selector of the canary pods (default: the file's, else "+defaultCanarySelector+")")
 	f.StringVar(&k.controlSel, "control-selector", "", "label selector of the control pods (default: the file's, else "+defaultControlSelector+")")
 	f.StringVar(&k.podsFile, "pods", "", "with --dry-run: read the target pods from this file instead of the cluster (works offline)")
-	f.BoolVar(&k.dryRun, "dry-run", false, "print every object the run would create (YAML stream with -o yaml) and create nothing")
+	f.StringVar(&k.dryRun, "dry-run", dryRunNone, "none, client (print every object the run would create, YAML stream with -o yaml; --dry-run alone) or server (also submit each to the API server as a dry run: schema, admission and webhooks check it, nothing is persisted)")
+	f.Lookup("dry-run").NoOptDefVal = dryRunClient
 	f.DurationVar(&k.injectTimeout, "inject-timeout", 30*time.Second, "how long to wait for Chaos Mesh to report AllInjected")
 	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
 	f.DurationVar(&k.confirmTimeout, "confirm-timeout", 10*time.Second, "how long a podKill's confirmation watches the replacement pod become ready")
@@ -281,6 +289,10 @@ func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Docu
 	if output != "yaml" {
 		return withExitCode(exitUsage, fmt.Errorf("--dry-run prints a YAML stream: pass -o yaml (got -o %s)", output))
 	}
+	if k.dryRun == dryRunServer && k.podsFile != "" {
+		return withExitCode(exitUsage, errors.New("--dry-run=server submits the objects to the cluster: it cannot read the pods from --pods (use --dry-run=client offline)"))
+	}
+	var backend *k8sBackend
 	plan, err := engine.PlanFromDocument(doc)
 	if err != nil {
 		return withExitCode(exitUsage, err)
@@ -303,6 +315,7 @@ func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Docu
 		if err != nil {
 			return withExitCode(exitUsage, err)
 		}
+		backend = b
 		ok, err := b.injector.HasChaosMesh(ctx)
 		if err != nil {
 			return withExitCode(exitUsage, err)
@@ -319,7 +332,26 @@ func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Docu
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}
-	fmt.Fprintf(w, "# chaosgate %s dry run of %s (run id %s): %d objects, nothing created\n", version, doc.Metadata.Name, runID, countObjects(rs))
+	mode := "client-side"
+	if k.dryRun == dryRunServer {
+		// Every object goes to the API server as a dry run; what is
+		// printed is what the server would store (defaults filled in).
+		mode = "server-side"
+		for i := range rs {
+			if rs[i].Object == nil {
+				continue
+			}
+			got, err := backend.injector.DryRunCreate(ctx, rs[i].Object)
+			if err != nil {
+				return withExitCode(exitUsage, fmt.Errorf("server-side dry run of the object for %s: %w", rs[i].Note, err))
+			}
+			rs[i].Object = got
+		}
+	}
+	fmt.Fprintf(w, "# chaosgate %s %s dry run of %s (run id %s): %d objects, nothing created\n", version, mode, doc.Metadata.Name, runID, countObjects(rs))
+	if k.dryRun == dryRunServer {
+		fmt.Fprintln(w, "# every object was accepted by the API server's dry run (schema, admission, webhooks)")
+	}
 	for _, h := range header {
 		fmt.Fprintln(w, h)
 	}
@@ -654,8 +686,15 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if o.metricsSource == "prometheus" {
 		return withExitCode(exitUsage, errors.New("--metrics-source prometheus: the local target only for now (on Kubernetes the probes read the pods directly)"))
 	}
-	if k.dryRun {
+	switch k.dryRun {
+	case "true": // the boolean flag of earlier releases
+		k.dryRun = dryRunClient
 		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
+	case dryRunNone, "false":
+	case dryRunClient, dryRunServer:
+		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
+	default:
+		return withExitCode(exitUsage, fmt.Errorf("--dry-run=%q: want none, client or server", k.dryRun))
 	}
 	if o.output != "table" && o.output != "json" {
 		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", o.output))

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
@@ -466,6 +467,32 @@ spec:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// --dry-run=server: every NetworkChaos the run would create is
+	// accepted by the API server's dry run (the real CRD schema), printed
+	// as the server would store it, and none is persisted.
+	doc, err := scenarios.Open(scen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dry bytes.Buffer
+	sk := &k8sOpts{kubeconfig: kc, dryRun: dryRunServer, aggregatorPort: 7001}
+	if err := k8sDryRun(ctx, &dry, sk, doc, "dry", "yaml"); err != nil {
+		t.Fatalf("server-side dry run: %v", err)
+	}
+	for _, want := range []string{"server-side dry run of long-partition", "accepted by the API server's dry run", "kind: NetworkChaos", "# Chaos Mesh installed: true"} {
+		if !strings.Contains(dry.String(), want) {
+			t.Fatalf("server-side dry run output lacks %q:\n%s", want, dry.String())
+		}
+	}
+	gvr := schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
+	if l, err := e.Dynamic.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Fatalf("the server-side dry run persisted objects: %v %v", l, err)
+	}
+	dk := &k8sOpts{kubeconfig: kc, dryRun: dryRunServer, podsFile: filepath.Join(dir, "pods.yaml")}
+	if err := k8sDryRun(ctx, &dry, dk, doc, "dry", "yaml"); err == nil || !strings.Contains(err.Error(), "--dry-run=client offline") {
+		t.Fatalf("--dry-run=server with --pods: %v", err)
+	}
+
 	dataDir := filepath.Join(dir, "data")
 	child := exec.Command(os.Args[0], "-test.run=^TestK8sCrashHelperProcess$")
 	child.Env = append(os.Environ(), crashHelperEnv+"=1", "KUBECONFIG_FILE="+kc, "DATA_DIR="+dataDir, "SCENARIO="+scen)
@@ -524,7 +551,7 @@ spec:
 	}
 
 	// The next run reaps them before it starts.
-	doc, err := scenarios.Open("pod-kill")
+	doc, err = scenarios.Open("pod-kill")
 	if err != nil {
 		t.Fatal(err)
 	}

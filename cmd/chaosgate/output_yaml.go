@@ -35,7 +35,7 @@ func captureYAML(cmd *cobra.Command) error {
 	if f == nil || f.Value.String() != "yaml" || cmd.Annotations[nativeYAML] == "true" || !strings.Contains(f.Usage, "json") {
 		return nil
 	}
-	if dr := cmd.Flags().Lookup("dry-run"); dr != nil && dr.Value.String() == "true" {
+	if dr := cmd.Flags().Lookup("dry-run"); dr != nil && dr.Value.String() != dryRunNone && dr.Value.String() != "false" {
 		return nil // --dry-run -o yaml prints its own stream of objects
 	}
 	if err := f.Value.Set("json"); err != nil {

@@ -310,16 +310,42 @@ func podList(ns string, pods []PodRef) string {
 	return strings.Join(names, ",")
 }
 
-// create sends one object; an existing object of the same fault is reused.
-func (in *Injector) create(ctx context.Context, o runtime.Object) error {
+// toSend converts o to the unstructured object a create sends (no status,
+// no creation timestamp) and names it.
+func toSend(o runtime.Object) (*unstructured.Unstructured, ObjectRef, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
-		return engine.E(engine.KindInternal, "encode", err)
+		return nil, ObjectRef{}, engine.E(engine.KindInternal, "encode", err)
 	}
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	ref := ObjectRef{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
+	return u, ObjectRef{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}, nil
+}
+
+// DryRunCreate submits o to the API server as a server-side dry run with
+// strict field validation — schema, defaulting, admission and validating
+// webhooks all see it, nothing is persisted — and returns the object the
+// server would have stored.
+func (in *Injector) DryRunCreate(ctx context.Context, o runtime.Object) (*unstructured.Unstructured, error) {
+	u, ref, err := toSend(o)
+	if err != nil {
+		return nil, err
+	}
+	got, err := in.dyn.Resource(ref.gvr()).Namespace(ref.Namespace).Create(ctx, u,
+		metav1.CreateOptions{FieldManager: "chaosgate", DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict})
+	if err != nil {
+		return nil, kubeErr("dry-run create "+ref.String(), err)
+	}
+	return got, nil
+}
+
+// create sends one object; an existing object of the same fault is reused.
+func (in *Injector) create(ctx context.Context, o runtime.Object) error {
+	u, ref, err := toSend(o)
+	if err != nil {
+		return err
+	}
 	_, err = in.dyn.Resource(ref.gvr()).Namespace(ref.Namespace).Create(ctx, u, metav1.CreateOptions{FieldManager: "chaosgate"})
 	if apierrors.IsAlreadyExists(err) {
 		got, gerr := in.dyn.Resource(ref.gvr()).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
