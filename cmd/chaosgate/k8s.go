@@ -686,11 +686,14 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if o.metricsSource == "prometheus" {
 		return withExitCode(exitUsage, errors.New("--metrics-source prometheus: the local target only for now (on Kubernetes the probes read the pods directly)"))
 	}
-	switch k.dryRun {
-	case "true": // the boolean flag of earlier releases
+	switch k.dryRun { // true and false: the boolean flag of earlier releases
+	case "true":
 		k.dryRun = dryRunClient
-		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
-	case dryRunNone, "false":
+	case "false":
+		k.dryRun = dryRunNone
+	}
+	switch k.dryRun {
+	case dryRunNone:
 	case dryRunClient, dryRunServer:
 		return k8sDryRun(ctx, cmd.OutOrStdout(), k, doc, newK8sRunID(), o.output)
 	default:
