@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -205,6 +206,10 @@ func (s *Server) flagger(step string) http.HandlerFunc {
 		if !ok {
 			return
 		}
+		if p.Metadata["token"] == "" && s.trustedWebhookPeer(r) {
+			s.flaggerStep(w, r, step, p) // a viewer's answer, by network
+			return
+		}
 		if p.Metadata["token"] == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chaosgate"`)
 			deny(w, http.StatusUnauthorized, "unauthorized", "missing bearer token", "send Authorization: Bearer <token>, or the token in the payload's metadata.token")
@@ -216,6 +221,25 @@ func (s *Server) flagger(step string) http.HandlerFunc {
 			s.flaggerStep(w, r, step, p)
 		})(w, r)
 	}
+}
+
+// trustedWebhookPeer reports whether the request's TCP peer is in
+// Options.WebhookTrustedNets.
+func (s *Server) trustedWebhookPeer(r *http.Request) bool {
+	if len(s.opt.WebhookTrustedNets) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, n := range s.opt.WebhookTrustedNets {
+		if n.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxWebhookBody bounds a Flagger payload.

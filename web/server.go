@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -73,6 +74,15 @@ type Options struct {
 	// MaxStreams bounds the live event streams open at once (default 64);
 	// more are refused with 503.
 	MaxStreams int
+	// WebhookTrustedNets: a Flagger webhook request that carries no token
+	// is answered as a viewer's when its TCP peer is in one of these
+	// networks. Flagger's webhook spec has no headers and no Secret
+	// reference, so the only token it can send sits in plain text in the
+	// Canary resource; instead, restrict who can reach serve (a
+	// NetworkPolicy admitting Flagger's namespace) and trust the peer
+	// address. X-Forwarded-For is never read. Empty: every webhook needs a
+	// token.
+	WebhookTrustedNets []netip.Prefix
 	// Namespaces are the Kubernetes namespaces runs may act in (target
 	// k8s); a document whose target names another is refused. Empty: no
 	// check (the local target).

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -900,5 +901,36 @@ func TestMetricsInstrumentRequests(t *testing.T) {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// A Flagger webhook without a token is answered as a viewer's when its TCP
+// peer is in a trusted network, and refused (401) otherwise; a token that
+// is sent is still checked, and the trust covers the Flagger webhooks only.
+func TestFlaggerTrustedNetworkNeedsNoToken(t *testing.T) {
+	h := newHarness(t, "", scripted(nil), nil)
+	id := h.startRun(`{"scenario":"default-gameday-quick","revision":"block-f1"}`)
+	h.waitRun(id)
+	payload := `{"name":"web","namespace":"demo","metadata":{"revision":"block-f1"}}`
+	if code, body := h.do(0, "POST", "/api/v1/gate/flagger/rollback", payload); code != 401 {
+		t.Fatalf("no token, no trusted network: %d %s", code, body)
+	}
+	h.srv.opt.WebhookTrustedNets = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	if code, body := h.do(0, "POST", "/api/v1/gate/flagger/rollback", payload); code != 401 {
+		t.Fatalf("no token from outside the trusted network: %d %s", code, body)
+	}
+	h.srv.opt.WebhookTrustedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	code, body := h.do(0, "POST", "/api/v1/gate/flagger/rollback", payload)
+	if code != 200 || !strings.Contains(string(body), `"allowed": true`) {
+		t.Fatalf("no token from the trusted network: %d %s", code, body)
+	}
+	if code, body := h.do(0, "POST", "/api/v1/gate/flagger/confirm-promotion", payload); code != 412 {
+		t.Fatalf("confirm-promotion of a blocked revision from the trusted network: %d %s", code, body)
+	}
+	if code, body := h.do(0, "POST", "/api/v1/gate/flagger/rollback", `{"name":"web","metadata":{"revision":"block-f1","token":"not-a-token-at-all"}}`); code != 401 {
+		t.Fatalf("a bad token from the trusted network: %d %s", code, body)
+	}
+	if code, body := h.do(0, "GET", "/api/v1/gate/block-f1", ""); code != 401 {
+		t.Fatalf("the Argo gate without a token from the trusted network: %d %s", code, body)
 	}
 }

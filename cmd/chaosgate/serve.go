@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 func newServeCmd() *cobra.Command {
 	var cfgFile, httpAddr, dataDir, target, experiments, tokens, decisionFile, consulTokenFile, binary, tlsCert, tlsKey string
 	var secureCookie bool
+	var trustedCIDRs []string
 	var k k8sOpts
 	cmd := &cobra.Command{
 		Use:   "serve [-c chaosgate.yaml]",
@@ -86,7 +88,11 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cmd.ErrOrStderr(), cfg, serveExtras{binary: binary, k8s: &k, ready: nil, configFile: cfgFile})
+			trusted, err := parseTrustedNets(trustedCIDRs)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			return serve(ctx, cmd.ErrOrStderr(), cfg, serveExtras{binary: binary, k8s: &k, ready: nil, configFile: cfgFile, webhookTrusted: trusted})
 		},
 	}
 	f := cmd.Flags()
@@ -102,8 +108,25 @@ Flags override the config file. Exit codes: 0 after a clean shutdown
 	f.StringVar(&decisionFile, "decision", "", "decision matrix, hot-reloaded: a file or consul://HOST:PORT/KEY (default: the built-in defaults)")
 	f.StringVar(&consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// --decision (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&binary, "binary", "", "chaosgate binary the local aggregator nodes run (default: this executable)")
+	f.StringSliceVar(&trustedCIDRs, "webhook-trusted-cidr", nil, "networks (CIDR, repeatable) whose Flagger webhook requests need no token: Flagger cannot send one from a Secret; admit only Flagger to serve with a NetworkPolicy")
 	k.flags(cmd)
 	return cmd
+}
+
+// parseTrustedNets parses --webhook-trusted-cidr values.
+func parseTrustedNets(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-trusted-cidr %q: %v (hint: a network such as 10.42.0.0/16 or 127.0.0.1/32)", c, err)
+		}
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("--webhook-trusted-cidr %q trusts every address (hint: name the network Flagger's pods run in)", c)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // serveExtras are serve's settings that are not in chaosgate.yaml.
@@ -114,6 +137,8 @@ type serveExtras struct {
 	ready chan<- string
 	// configFile is the chaosgate.yaml cfg came from (for messages).
 	configFile string
+	// webhookTrusted is --webhook-trusted-cidr.
+	webhookTrusted []netip.Prefix
 }
 
 func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras) error {
@@ -200,7 +225,8 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 	}
 	srv, err := web.New(web.Options{Version: version, DataDir: dir, Tokens: tokens, Run: run, Decision: store, DecisionSource: source,
 		Experiments: cfg.Experiments, Target: cfg.Target, Schedules: cfg.Schedules, Registry: reg, Log: log,
-		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces, OnRunEnd: onRunEnd})
+		PublicKeys: keys.Verifier(), SecureCookie: cfg.SecureCookie || cfg.TLSCert != "", Namespaces: namespaces, OnRunEnd: onRunEnd,
+		WebhookTrustedNets: x.webhookTrusted})
 	if err != nil {
 		return withExitCode(exitUsage, err)
 	}

@@ -380,3 +380,15 @@ func TestServeK8sTargetWithoutClusterRecordsError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWebhookTrustedCIDRsParse(t *testing.T) {
+	got, err := parseTrustedNets([]string{"10.42.0.0/16", " 127.0.0.1/32", "fd00::/8"})
+	if err != nil || len(got) != 3 || got[0].String() != "10.42.0.0/16" {
+		t.Fatalf("good networks: %v %v", got, err)
+	}
+	for _, bad := range []string{"10.42.0.0", "0.0.0.0/0", "::/0", "ten/8"} {
+		if _, err := parseTrustedNets([]string{bad}); err == nil || !strings.Contains(err.Error(), "--webhook-trusted-cidr") || !strings.Contains(err.Error(), "hint") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
