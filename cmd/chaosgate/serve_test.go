@@ -392,3 +392,20 @@ func TestWebhookTrustedCIDRsParse(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseTrustedNets(f *testing.F) {
+	f.Add("10.42.0.0/16")
+	f.Add("0.0.0.0/0")
+	f.Add("fd00::1/64")
+	f.Fuzz(func(t *testing.T, s string) {
+		nets, err := parseTrustedNets([]string{s})
+		if err != nil {
+			return
+		}
+		for _, n := range nets {
+			if n.Bits() == 0 || n != n.Masked() {
+				t.Fatalf("%q gave %v", s, n)
+			}
+		}
+	})
+}
