@@ -374,7 +374,14 @@ func TestDrainWaitsForAHeldMessageAnotherWriterAcknowledged(t *testing.T) {
 }
 
 // burstRate is the overload test's burst (messages per second per arm).
-const burstRate = 6000
+// The -race test process offers about 2,000–2,700 msg/s per arm on an idle
+// 2-core host and 750–1,600 next to two busy loops or in CI; the injector
+// confirms a burst that reaches a fifth of what it asked, so the ask stays
+// within what the generator can offer, while the nodes, capped at 16
+// requests, are overloaded at any of those rates (429s on the control, I6
+// on the canary). At 6,000 a busy CI host reached under a fifth and the
+// confirmation was rightly inconclusive.
+const burstRate = 2000
 
 // rss sums the resident memory of an arm's nodes (MiB).
 func rss(r *stressRig, arm engine.Arm) float64 {
