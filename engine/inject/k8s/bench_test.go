@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
 // BenchmarkBuildPlan measures planning one majorities-ring partition on 5

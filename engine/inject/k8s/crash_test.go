@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
 // childEnv makes the test binary act as a chaosgate run that injects faults

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 	tk8s "github.com/chaosgate/chaosgate/engine/target/k8s"
 )
 

@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 
 	"go.uber.org/goleak"
 )

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/k8senv"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/scenarios"
 
 	"go.uber.org/goleak"
