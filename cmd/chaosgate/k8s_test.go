@@ -31,9 +31,9 @@ import (
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
-	"github.com/chaosgate/chaosgate/internal/k8senv"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/evidence"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
 

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/internal/k8senv"
 	tk8s "github.com/chaosgate/chaosgate/engine/target/k8s"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
 // Modules whose CRDs the deploy/ examples need (only their files are read:
