@@ -118,15 +118,11 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	// of this service do — unless the control now pauses clearly more than
 	// its history (exact conditional test at 5%), when a fault is stressing
 	// both arms and the control alone is the reference.
-	refLong, refMin := longK, minK
+	refLong, refMin, pseudo, shrunk, above := e.shrinkControl(longK, minK, hLong, hMin, hWin)
 	switch {
-	case hMin <= 0:
-	case binomUpper(longK, longK+hLong, minK/(minK+hMin)) < 0.05:
+	case above:
 		r.SigmaSource += fmt.Sprintf("; control above the A/A history's %.3g/min: not shrunk", hLong/hMin)
-	default:
-		pseudo := e.cfg.Baseline.Shrink * median(hWin)
-		refLong += pseudo * hLong / hMin
-		refMin += pseudo
+	case shrunk:
 		r.SigmaSource += fmt.Sprintf("; control rate shrunk toward the A/A history's %.3g/min with %.3g pseudo-minutes", hLong/hMin, pseudo)
 	}
 	l := e.intervals()
@@ -202,6 +198,24 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	return r
 }
 
+// shrinkControl is the control's reference count and minutes for a GC
+// comparison: its own count n over minutes, shrunk toward the A/A history's
+// rate hCount/hMin with baseline.shrink pseudo-windows of the history's
+// median window (shrunk) — unless there is no history, or the control now
+// counts clearly more than its history (exact conditional test at 5%:
+// above, a fault stressing both arms), when the control is its own
+// reference.
+func (e *evaluator) shrinkControl(n, minutes, hCount, hMin float64, hWin []float64) (refN, refMin, pseudo float64, shrunk, above bool) {
+	switch {
+	case hMin <= 0:
+		return n, minutes, 0, false, false
+	case binomUpper(n, n+hCount, minutes/(minutes+hMin)) < 0.05:
+		return n, minutes, 0, false, true
+	}
+	pseudo = e.cfg.Baseline.Shrink * median(hWin)
+	return n + pseudo*hCount/hMin, minutes + pseudo, pseudo, true, false
+}
+
 // gcCyclePriorSigma is the spread (natural log) of the ratio of two healthy
 // arms' GC pause rates taken beyond their counts' Poisson noise while the
 // judged context has fewer than baseline.min_windows A/A windows: a factor
@@ -254,10 +268,8 @@ func (e *evaluator) gcCycles(dc DimensionConfig, sc, sk gcStats, k float64) gcCy
 	// arms), when it is its own reference.
 	ref := sk
 	shrunk := ""
-	if nk := float64(sk.pauses); hMin > 0 && binomUpper(nk, nk+hK, sk.minutes/(sk.minutes+hMin)) >= 0.05 {
-		pseudo := e.cfg.Baseline.Shrink * median(hWin)
-		ref.pauses = int(math.Round(nk + pseudo*hK/hMin))
-		ref.minutes += pseudo
+	if n, mins, pseudo, ok, _ := e.shrinkControl(float64(sk.pauses), sk.minutes, hK, hMin, hWin); ok {
+		ref.pauses, ref.minutes = int(math.Round(n)), mins
 		shrunk = fmt.Sprintf(", control shrunk to %.3g/min toward its A/A rate %.3g/min with %.3g pseudo-minutes", float64(ref.pauses)/ref.minutes, hK/hMin, pseudo)
 	}
 	x := logRatio(sc, ref)

@@ -85,24 +85,24 @@ Timings are of this machine under its current load; nothing is asserted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.output != "table" && cfg.output != "json" {
-				return withExitCode(exitUsage, fmt.Errorf("-o %q: want table or json", cfg.output))
+				return fmt.Errorf("-o %q: want table or json", cfg.output)
 			}
 			for _, s := range strings.Split(sizes, ",") {
 				n, err := strconv.Atoi(strings.TrimSpace(s))
 				if err != nil || n < 1 {
-					return withExitCode(exitUsage, fmt.Errorf("--verify-sizes %q: want comma-separated positive integers", sizes))
+					return fmt.Errorf("--verify-sizes %q: want comma-separated positive integers", sizes)
 				}
 				cfg.verifySizes = append(cfg.verifySizes, n)
 			}
 			if cfg.single < 1 || cfg.concurrent < 1 || cfg.writers < 1 || cfg.proofs < 1 {
-				return withExitCode(exitUsage, errors.New("--single, --concurrent, --writers and --proofs must be positive"))
+				return errors.New("--single, --concurrent, --writers and --proofs must be positive")
 			}
 			// tessera's fsck logs every check through klog; keep the bench output readable.
 			klog.LogToStderr(false)
 			klog.SetOutput(io.Discard)
 			rep, err := runBenchLedger(cmd.Context(), cfg, cmd.ErrOrStderr())
 			if err != nil {
-				return withExitCode(exitUsage, err)
+				return err
 			}
 			return printBenchLedger(cmd.OutOrStdout(), rep, cfg.output)
 		},

@@ -24,10 +24,6 @@ const (
 	exitUsage = 2
 )
 
-// withExitCode returns err: every error of chaosgate-bench exits with
-// exitUsage. It keeps the call sites' shape of chaosgate's own commands.
-func withExitCode(_ int, err error) error { return err }
-
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "chaosgate-bench",
