@@ -3,10 +3,13 @@
 # already present and cached builds are reused.
 #   - Debian packages (only when root): prometheus (promtool too), etcd-server,
 #     nats-server, mosquitto (MQTT broker of the upstream tests), chromium,
-#     chromium-driver.
+#     chromium-driver, containerd and runc (the image test's node).
 #   - Consul 1.22.0, built once from the Go module proxy (scripts/build-consul.sh).
 #   - kube-apiserver v1.34.2, built once from the Go module proxy
 #     (scripts/build-kube-apiserver.sh).
+#   - kubelet v1.34.2, built once from the Go module proxy
+#     (scripts/build-kubelet.sh): with containerd it runs chaosgate's image
+#     as a real pod (internal/ociimage).
 #   - nats-server 2.15.2, built once from the Go module proxy
 #     (scripts/build-nats-server.sh): the aggregator benchmark's fsync tier.
 set -euo pipefail
@@ -18,6 +21,8 @@ command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
 command -v nats-server >/dev/null 2>&1 || pkgs+=(nats-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || pkgs+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium chromium-driver)
+command -v containerd >/dev/null 2>&1 || pkgs+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || pkgs+=(runc)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "install-test-deps: apt-get install ${pkgs[*]}"
@@ -30,4 +35,5 @@ fi
 
 bash "$here/build-consul.sh" >/dev/null
 bash "$here/build-kube-apiserver.sh" >/dev/null
+bash "$here/build-kubelet.sh" >/dev/null
 bash "$here/build-nats-server.sh" >/dev/null

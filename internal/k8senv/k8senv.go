@@ -194,6 +194,10 @@ func Start(ctx context.Context) (*Env, error) {
 		// ServiceAccount; the admission plugin would refuse every pod.
 		"--disable-admission-plugins", "ServiceAccount",
 		"--enable-priority-and-fairness=false",
+		// Nodes of internal/kubelettest have only an InternalIP (127.0.0.N,
+		// set by the rig): logs, exec and port-forward reach their kubelet
+		// there.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--profiling=false",
 		"--v=0",
 	); err != nil {
