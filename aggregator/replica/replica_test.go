@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,7 +14,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if arg := os.Getenv(raftWALChildEnv); arg != "" {
+		os.Exit(raftWALChild(arg))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestBoltStoreLogsAndStable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raft.db")
