@@ -89,9 +89,15 @@ type LocalTarget struct {
 
 // KubernetesTarget selects the pods of each arm by namespace and labels.
 type KubernetesTarget struct {
-	Namespace string   `yaml:"namespace" json:"namespace"`
-	Canary    Selector `yaml:"canary" json:"canary"`
-	Control   Selector `yaml:"control" json:"control"`
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Canary and Control choose each arm's workload by labels; required
+	// unless Rollout is set.
+	Canary  Selector `yaml:"canary,omitempty" json:"canary,omitzero"`
+	Control Selector `yaml:"control,omitempty" json:"control,omitzero"`
+	// Rollout names an Argo Rollout in Namespace: its canary ReplicaSet
+	// (status.currentPodHash) is the canary arm and its stable ReplicaSet
+	// (status.stableRS) the control; Canary and Control are then unused.
+	Rollout string `yaml:"rollout,omitempty" json:"rollout,omitempty"`
 	// Replicas is the expected number of pods per arm; it sizes the
 	// blast-radius budget and the partition shapes before pods are listed.
 	Replicas int `yaml:"replicas" json:"replicas"`

@@ -17,9 +17,11 @@ const (
 )
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelValRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// subdomainRE is a Kubernetes object name (RFC 1123 subdomain).
+	subdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	labelKeyRE  = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValRE  = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
 )
 
 // abortMetrics lists the metrics each probe offers to abort conditions.
@@ -339,19 +341,35 @@ func (v *validator) target(t Target) int {
 		if k.Replicas < 1 || k.Replicas > 1000 {
 			v.at("spec.target.kubernetes.replicas", fmt.Sprintf("replicas %d is outside 1..1000", k.Replicas), "")
 		}
+		if k.Rollout != "" {
+			if !subdomainRE.MatchString(k.Rollout) {
+				v.at("spec.target.kubernetes.rollout", fmt.Sprintf("bad Rollout name %s", quote(k.Rollout)), "a DNS subdomain: lower-case letters, digits, '-' and '.'")
+			}
+			for _, arm := range []struct {
+				name string
+				sel  Selector
+			}{{"canary", k.Canary}, {"control", k.Control}} {
+				if len(arm.sel.MatchLabels) > 0 {
+					v.at("spec.target.kubernetes."+arm.name, "a Rollout chooses both arms", "drop canary and control, or drop rollout")
+				}
+			}
+		}
 		for _, arm := range []struct {
 			name string
 			sel  Selector
 		}{{"canary", k.Canary}, {"control", k.Control}} {
+			if k.Rollout != "" {
+				break
+			}
 			p := "spec.target.kubernetes." + arm.name + ".matchLabels"
 			if len(arm.sel.MatchLabels) == 0 {
-				v.at(p, "empty selector", "an empty selector would match every pod; name at least one label")
+				v.at(p, "empty selector", "an empty selector would match every pod; name at least one label, or set rollout to an Argo Rollout")
 			}
 			for key, val := range arm.sel.MatchLabels {
 				v.label(p+"."+key, key, val)
 			}
 		}
-		if len(k.Canary.MatchLabels) > 0 && equalLabels(k.Canary.MatchLabels, k.Control.MatchLabels) {
+		if k.Rollout == "" && len(k.Canary.MatchLabels) > 0 && equalLabels(k.Canary.MatchLabels, k.Control.MatchLabels) {
 			v.at("spec.target.kubernetes.control.matchLabels", "canary and control select the same pods", "tell the arms apart with a label such as track: canary / track: stable")
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -54,6 +55,7 @@ const (
 type k8sOpts struct {
 	kubeconfig, namespace         string
 	canarySelector, controlSel    string
+	rollout                       string // an Argo Rollout whose canary and stable ReplicaSets are the arms
 	podsFile                      string
 	dryRun                        string // none, client or server
 	injectTimeout, recoverTimeout time.Duration
@@ -68,6 +70,7 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&k.namespace, "namespace", "", "namespace of the canary and control workloads (overrides the file's spec.target.kubernetes.namespace)")
 	f.StringVar(&k.canarySelector, "canary-selector", "", "label selector of the canary pods (default: the file's, else "+defaultCanarySelector+")")
 	f.StringVar(&k.controlSel, "control-selector", "", "label selector of the control pods (default: the file's, else "+defaultControlSelector+")")
+	f.StringVar(&k.rollout, "rollout", "", "an Argo Rollout (in --namespace) whose canary ReplicaSet (status.currentPodHash) is the canary and whose stable ReplicaSet (status.stableRS) is the control, instead of the selectors (default: the file's spec.target.kubernetes.rollout)")
 	f.StringVar(&k.podsFile, "pods", "", "with --dry-run: read the target pods from this file instead of the cluster (works offline)")
 	f.StringVar(&k.dryRun, "dry-run", dryRunNone, "none, client (print every object the run would create, YAML stream with -o yaml; --dry-run alone) or server (also submit each to the API server as a dry run: schema, admission and webhooks check it, nothing is persisted)")
 	f.Lookup("dry-run").NoOptDefVal = dryRunClient
@@ -89,6 +92,34 @@ func (k *k8sOpts) restConfig() (*rest.Config, error) {
 		return nil, engine.E(engine.KindInvalid, "kubeconfig", fmt.Errorf("%w; hint: pass --kubeconfig FILE", err))
 	}
 	return cfg, nil
+}
+
+// rolloutTarget returns the Argo Rollout whose ReplicaSets are the arms:
+// --rollout, else the file's spec.target.kubernetes.rollout; ok is false
+// when neither names one. A Rollout and label selectors are exclusive.
+func (k *k8sOpts) rolloutTarget(doc *scenarios.Document) (namespace, name string, ok bool, err error) {
+	var kt *scenarios.KubernetesTarget
+	if doc != nil && doc.Spec.Target.Kubernetes != nil {
+		kt = doc.Spec.Target.Kubernetes
+	}
+	name = k.rollout
+	if name == "" && kt != nil {
+		name = kt.Rollout
+	}
+	if name == "" {
+		return "", "", false, nil
+	}
+	if k.canarySelector != "" || k.controlSel != "" {
+		return "", "", false, engine.E(engine.KindInvalid, "--rollout", errors.New("a Rollout chooses both arms: drop --canary-selector and --control-selector"))
+	}
+	namespace = k.namespace
+	if namespace == "" && kt != nil {
+		namespace = kt.Namespace
+	}
+	if namespace == "" {
+		return "", "", false, engine.E(engine.KindInvalid, "--rollout", errors.New("no namespace; hint: pass --namespace NS or set spec.target.kubernetes.namespace"))
+	}
+	return namespace, name, true, nil
 }
 
 // selectors returns each arm's workload selector: flags, else the file's
@@ -164,15 +195,29 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 	if err != nil {
 		return nil, engine.E(engine.KindInvalid, "kubernetes client", err)
 	}
-	cs, ss, err := k.selectors(doc)
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, engine.E(engine.KindInvalid, "kubernetes client", err)
 	}
-	pair, err := k8starget.NewResolver(kube).ResolvePair(ctx, cs, ss)
-	if err != nil {
+	resolver := k8starget.NewResolver(kube, dyn)
+	var pair k8starget.Pair
+	if ns, name, ok, err := k.rolloutTarget(doc); err != nil {
 		return nil, err
+	} else if ok {
+		pair, err = resolver.ResolveRollout(ctx, ns, name)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		cs, ss, err := k.selectors(doc)
+		if err != nil {
+			return nil, err
+		}
+		if pair, err = resolver.ResolvePair(ctx, cs, ss); err != nil {
+			return nil, err
+		}
 	}
-	b := &k8sBackend{pair: pair, kube: kube, resolver: k8starget.NewResolver(kube), port: k.aggregatorPort,
+	b := &k8sBackend{pair: pair, kube: kube, resolver: resolver, port: k.aggregatorPort,
 		hc: &http.Client{Timeout: 3 * time.Second}, log: slog.New(slog.DiscardHandler)}
 	opts := k8sinject.Options{
 		PlanOptions: k8sinject.PlanOptions{

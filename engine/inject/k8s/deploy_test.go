@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -64,6 +66,33 @@ func apply(t *testing.T, ctx context.Context, e *k8senv.Env, mapper meta.RESTMap
 	}
 }
 
+// kustomizeBuild renders a kustomization directory with kustomize's krusty
+// library (what `kubectl kustomize DIR` runs), so rendering is checked
+// whether or not a kubectl is installed.
+func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), abs)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	y, err := rm.AsYaml()
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	objs, err := k8senv.DecodeObjects(strings.NewReader(string(y)), "kustomize "+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) == 0 {
+		t.Fatalf("kustomize build %s rendered nothing", dir)
+	}
+	return objs
+}
+
 // kustomizeResources checks that a kustomization lists every manifest of
 // its directory and returns them.
 func kustomizeResources(t *testing.T, dir string) []string {
@@ -105,6 +134,7 @@ func TestDeployManifestsServerSideDryRun(t *testing.T) {
 	total := 0
 	for _, base := range []string{"aggregator", "serve"} { // serve's Role lives in the aggregator's namespace
 		dir := filepath.Join(deployDir, base)
+		perBase := 0
 		for _, r := range kustomizeResources(t, dir) {
 			objs, err := k8senv.ReadObjects(filepath.Join(dir, r))
 			if err != nil {
@@ -112,19 +142,20 @@ func TestDeployManifestsServerSideDryRun(t *testing.T) {
 			}
 			apply(t, ctx, e, mapper, base+"/"+r, objs, false)
 			total += len(objs)
+			perBase += len(objs)
 		}
-		// When kubectl is at hand, the kustomization must also render.
-		if kubectl, err := exec.LookPath("kubectl"); err == nil {
-			out, err := exec.CommandContext(ctx, kubectl, "kustomize", dir).CombinedOutput()
-			if err != nil {
-				t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, out)
-			}
-			objs, err := k8senv.DecodeObjects(strings.NewReader(string(out)), "kustomize "+base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			apply(t, ctx, e, mapper, "kustomize "+base, objs, false)
+		// The kustomization renders (kustomize's own library, as `kubectl
+		// apply -k` runs it) into the same objects, which the server accepts.
+		objs := kustomizeBuild(t, dir)
+		if len(objs) != perBase {
+			t.Fatalf("kustomize %s renders %d objects, its files hold %d", base, len(objs), perBase)
 		}
+		apply(t, ctx, e, mapper, "kustomize "+base, objs, false)
+	}
+	// Every example with a kustomization renders too.
+	examples, _ := filepath.Glob(filepath.Join(deployDir, "examples", "*", "kustomization.yaml"))
+	for _, k := range examples {
+		kustomizeBuild(t, filepath.Dir(k))
 	}
 	// The check can fail: a misspelt field is refused (strict validation).
 	bad, err := k8senv.DecodeObjects(strings.NewReader("apiVersion: v1\nkind: Service\nmetadata: {name: typo, namespace: chaosgate}\nspec: {portz: [{port: 1}]}\n"), "typo")
@@ -357,7 +388,7 @@ func TestServeRBACForReal(t *testing.T) {
 	if left := ownedBy(t, ctx, in, "rbac-run"); len(left) != 0 {
 		t.Fatalf("left after reaping: %v", left)
 	}
-	if _, err := tk8s.NewResolver(kube).Resolve(ctx, engine.ArmCanary, tk8s.Selector{Namespace: ns, MatchLabels: map[string]string{"app": "agg"}}); engine.KindOf(err) != engine.KindNotFound {
+	if _, err := tk8s.NewResolver(kube, nil).Resolve(ctx, engine.ArmCanary, tk8s.Selector{Namespace: ns, MatchLabels: map[string]string{"app": "agg"}}); engine.KindOf(err) != engine.KindNotFound {
 		t.Fatalf("resolve as the ServiceAccount (no workloads there): %v", err)
 	}
 }

@@ -1,10 +1,12 @@
 // Package k8s finds where the system under test runs on Kubernetes: the
-// stable (control) and canary workloads (Deployment or StatefulSet) chosen
-// by namespace and label selectors, their pods, and the revision they run —
+// stable (control) and canary workloads — a Deployment or StatefulSet per
+// arm chosen by namespace and label selectors, or the canary and stable
+// ReplicaSets of one Argo Rollout — their pods, and the revision they run:
 // the subject of the evidence record. The blast-radius budget is computed
 // from the workloads' real replica counts.
 //
-// It needs only get/list on pods, deployments and statefulsets.
+// It needs only get/list on pods, deployments, statefulsets, and for a
+// Rollout, replicasets and rollouts.argoproj.io.
 package k8s
 
 import (
@@ -21,6 +23,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -30,6 +34,17 @@ import (
 // RevisionAnnotation is the Deployment annotation holding its revision.
 const RevisionAnnotation = "deployment.kubernetes.io/revision"
 
+// Argo Rollouts names: the label Argo adds to a Rollout's ReplicaSets and
+// pods (what its analysis args' podTemplateHashValue sends), and the
+// revision annotation of the Rollout and its ReplicaSets.
+const (
+	RolloutHashLabel          = "rollouts-pod-template-hash"
+	RolloutRevisionAnnotation = "rollout.argoproj.io/revision"
+)
+
+// RolloutResource is the Argo Rollouts Rollout resource.
+var RolloutResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+
 // WorkloadKind is the kind of a workload controller.
 type WorkloadKind int
 
@@ -37,15 +52,20 @@ type WorkloadKind int
 const (
 	Deployment WorkloadKind = 1 + iota
 	StatefulSet
+	// ReplicaSet is one ReplicaSet of an Argo Rollout (its canary or
+	// stable revision); Workload.Rollout names the Rollout.
+	ReplicaSet
 )
 
-// String is "Deployment" or "StatefulSet".
+// String is "Deployment", "StatefulSet" or "ReplicaSet".
 func (k WorkloadKind) String() string {
 	switch k {
 	case Deployment:
 		return "Deployment"
 	case StatefulSet:
 		return "StatefulSet"
+	case ReplicaSet:
+		return "ReplicaSet"
 	}
 	return fmt.Sprintf("invalid(%d)", int(k))
 }
@@ -89,8 +109,8 @@ type Pod struct {
 	Ready     bool   `json:"ready"`
 	Node      string `json:"node,omitempty"`
 	IP        string `json:"ip,omitempty"`
-	// Revision is the pod's template hash (Deployment) or controller
-	// revision (StatefulSet).
+	// Revision is the pod's template hash (Deployment; rollouts-pod-template-hash
+	// for a Rollout's ReplicaSet) or controller revision (StatefulSet).
 	Revision string `json:"revision,omitempty"`
 	// ImageIDs are the container image IDs the kubelet reports
 	// (repo@sha256:...); empty while the pod has not started.
@@ -107,9 +127,13 @@ type Workload struct {
 	// Replicas is the desired replica count (spec.replicas).
 	Replicas      int32 `json:"replicas"`
 	ReadyReplicas int32 `json:"readyReplicas"`
-	// Revision is deployment.kubernetes.io/revision (Deployment) or
-	// status.currentRevision (StatefulSet).
+	// Revision is deployment.kubernetes.io/revision (Deployment),
+	// status.currentRevision (StatefulSet) or rollout.argoproj.io/revision
+	// (a Rollout's ReplicaSet).
 	Revision string `json:"revision"`
+	// Rollout is "Rollout/<namespace>/<name>" when the workload is a
+	// ReplicaSet of an Argo Rollout.
+	Rollout string `json:"rollout,omitempty"`
 	// UpdateRevision is a StatefulSet's status.updateRevision (empty for a
 	// Deployment).
 	UpdateRevision string `json:"updateRevision,omitempty"`
@@ -164,15 +188,22 @@ func (w *Workload) Subject() Subject {
 
 // GateKeys are the other names under which a rollout controller may ask
 // the gate for this workload's revision: each pod-template-hash (a
-// Deployment's pods; what Argo Rollouts' podTemplateHashValue sends) or
-// controller-revision-hash (a StatefulSet's), and "sha256:<digest>" when
-// the pods run a single image digest. Sorted and unique.
+// Deployment's pods), rollouts-pod-template-hash (a Rollout's ReplicaSet;
+// what Argo Rollouts' podTemplateHashValue sends) or
+// controller-revision-hash (a StatefulSet's); for a Rollout's ReplicaSet
+// also "Rollout/<namespace>/<name>@<revision>" (the Rollout's
+// rollout.argoproj.io/revision, which an analysis arg can read with
+// fieldRef); and "sha256:<digest>" when the pods run a single image digest.
+// Sorted and unique.
 func (w *Workload) GateKeys() []string {
 	set := map[string]bool{}
 	for _, p := range w.Pods {
 		if p.Revision != "" {
 			set[p.Revision] = true
 		}
+	}
+	if w.Rollout != "" && w.Revision != "" {
+		set[w.Rollout+"@"+w.Revision] = true
 	}
 	if len(w.Digests) == 1 {
 		set["sha256:"+w.Digests[0]] = true
@@ -250,11 +281,15 @@ func (p Pair) Target(a engine.Arm) engine.Target {
 
 // Resolver reads workloads and pods from the API server.
 type Resolver struct {
-	client kubernetes.Interface
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
 }
 
-// NewResolver returns a resolver using client.
-func NewResolver(client kubernetes.Interface) *Resolver { return &Resolver{client: client} }
+// NewResolver returns a resolver using client. dyn reads Argo Rollouts
+// (ResolveRollout); it may be nil when no Rollout is resolved.
+func NewResolver(client kubernetes.Interface, dyn dynamic.Interface) *Resolver {
+	return &Resolver{client: client, dynamic: dyn}
+}
 
 // Selectors converts a scenario file's Kubernetes target. namespace, when
 // not empty, overrides the file's namespace (the --namespace flag).
@@ -418,9 +453,12 @@ func podsOf(items []corev1.Pod, kind WorkloadKind, images []string) ([]Pod, []st
 		}
 		q := Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Phase: string(p.Status.Phase),
 			Node: p.Spec.NodeName, IP: p.Status.PodIP, Labels: p.Labels, Ready: podReady(p)}
-		if kind == Deployment {
+		switch kind {
+		case Deployment:
 			q.Revision = p.Labels["pod-template-hash"]
-		} else {
+		case ReplicaSet:
+			q.Revision = p.Labels[RolloutHashLabel]
+		default:
 			q.Revision = p.Labels["controller-revision-hash"]
 		}
 		for _, cs := range p.Status.ContainerStatuses {
@@ -478,7 +516,7 @@ func DigestOf(ref string) string {
 func apiErr(op string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err):
-		return engine.E(engine.KindInvalid, op, fmt.Errorf("%w; hint: the ServiceAccount needs get/list on pods, deployments and statefulsets (deploy/serve/rbac.yaml)", err))
+		return engine.E(engine.KindInvalid, op, fmt.Errorf("%w; hint: the ServiceAccount needs get/list on pods, deployments and statefulsets, and for --rollout on replicasets and rollouts.argoproj.io (deploy/serve/rbac.yaml)", err))
 	case apierrors.IsNotFound(err):
 		return engine.E(engine.KindNotFound, op, err)
 	default:

@@ -95,7 +95,7 @@ func TestResolvePairAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed(t, ctx, e.Client, ns)
-	r := NewResolver(e.Client)
+	r := NewResolver(e.Client, nil)
 	canary, control, err := Selectors(&scenarios.KubernetesTarget{Namespace: "ignored",
 		Canary:  scenarios.Selector{MatchLabels: map[string]string{"track": "canary"}},
 		Control: scenarios.Selector{MatchLabels: map[string]string{"track": "stable"}}}, ns)
@@ -183,7 +183,7 @@ func TestResolveForbiddenHasHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewResolver(c).Resolve(ctx, engine.ArmCanary, Selector{Namespace: "forbidden", MatchLabels: map[string]string{"a": "b"}})
+	_, err = NewResolver(c, nil).Resolve(ctx, engine.ArmCanary, Selector{Namespace: "forbidden", MatchLabels: map[string]string{"a": "b"}})
 	var ee *engine.Error
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "hint: the ServiceAccount needs") {
 		t.Fatalf("forbidden: %v", err)
