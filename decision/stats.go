@@ -3,37 +3,34 @@ package decision
 import (
 	"math"
 	"sort"
+
+	"gonum.org/v1/gonum/mathext"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
-// normalQuantile returns Φ⁻¹(p) (Acklam's rational approximation, |ε| < 1.2e-9
-// after one Newton step is not needed at the precision the judge uses).
+// The distribution functions of the judge come from gonum: Φ and Φ⁻¹ from
+// stat/distuv's UnitNormal (Φ⁻¹ is Wichura's AS 241, exact to about 1e-16),
+// the binomial and Poisson tails from mathext's regularized incomplete beta
+// and gamma integrals (Cephes), the exact Poisson bound from the inverse of
+// the latter, ln B(a, b) from mathext.Lbeta. What no library has stays
+// here: the mixture SPRT, the alpha spending, the Wilson score bound and
+// the order-statistic helpers.
+
+// normalQuantile returns Φ⁻¹(p): −Inf for p ≤ 0, +Inf for p ≥ 1 (where
+// distuv panics), NaN for NaN.
 func normalQuantile(p float64) float64 {
-	if p <= 0 {
+	switch {
+	case p <= 0:
 		return math.Inf(-1)
-	}
-	if p >= 1 {
+	case p >= 1:
 		return math.Inf(1)
 	}
-	a := [6]float64{-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00}
-	b := [5]float64{-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01}
-	c := [6]float64{-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00}
-	d := [4]float64{7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00}
-	const lo = 0.02425
-	switch {
-	case p < lo:
-		q := math.Sqrt(-2 * math.Log(p))
-		return (((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q + c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q + 1)
-	case p > 1-lo:
-		q := math.Sqrt(-2 * math.Log(1-p))
-		return -(((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q + c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q + 1)
-	}
-	q := p - 0.5
-	r := q * q
-	return (((((a[0]*r+a[1])*r+a[2])*r+a[3])*r+a[4])*r + a[5]) * q / (((((b[0]*r+b[1])*r+b[2])*r+b[3])*r+b[4])*r + 1)
+	return distuv.UnitNormal.Quantile(p)
 }
 
 // wilsonLower is the lower Wilson score bound of x successes in n trials at
-// one-sided level alpha.
+// one-sided level alpha (the inverted score test; no library has it, its z
+// is normalQuantile's).
 func wilsonLower(x, n, alpha float64) float64 {
 	if n <= 0 {
 		return 0
@@ -50,41 +47,20 @@ func wilsonLower(x, n, alpha float64) float64 {
 	return lb
 }
 
-// wilsonUpper is the upper Wilson score bound of x successes in n trials at
-// one-sided level alpha.
-func wilsonUpper(x, n, alpha float64) float64 {
-	if n <= 0 {
-		return 1
-	}
-	z := normalQuantile(1 - alpha)
-	p := x / n
-	z2 := z * z
-	centre := p + z2/(2*n)
-	margin := z * math.Sqrt(p*(1-p)/n+z2/(4*n*n))
-	return math.Min(1, (centre+margin)/(1+z2/n))
-}
-
-// poissonLower is a lower confidence bound for the mean of a Poisson count k
-// at one-sided level alpha (Wilson–Hilferty approximation of the exact
-// chi-square bound).
+// poissonLower is the exact lower confidence bound for the mean of a
+// Poisson count k at one-sided level alpha: the μ with P(N ≥ k | μ) = alpha,
+// the alpha quantile of Gamma(k, 1) (half the chi-square quantile on 2k
+// degrees of freedom), by mathext.GammaIncRegInv.
 func poissonLower(k, alpha float64) float64 {
-	if k <= 0 {
+	switch {
+	case k <= 0 || alpha <= 0:
 		return 0
+	case alpha >= 1 || math.IsInf(k, 1):
+		return math.Inf(1)
+	case math.IsNaN(k) || math.IsNaN(alpha):
+		return math.NaN()
 	}
-	z := normalQuantile(1 - alpha)
-	v := 1 - 1/(9*k) - z/(3*math.Sqrt(k))
-	if v <= 0 {
-		return 0
-	}
-	return k * v * v * v
-}
-
-// lbeta is ln B(a, b).
-func lbeta(a, b float64) float64 {
-	la, _ := math.Lgamma(a)
-	lb, _ := math.Lgamma(b)
-	lab, _ := math.Lgamma(a + b)
-	return la + lb - lab
+	return mathext.GammaIncRegInv(k, alpha)
 }
 
 // mixRatio and mixConcentration shape the Beta mixture of mixtureSPRT.
@@ -122,7 +98,7 @@ func mixtureSPRT(xc, ec, xk, ek, phi float64) (logLR, p float64) {
 	rho1 := mixRatio * rho0 / (mixRatio*rho0 + 1 - rho0)
 	a := mixConcentration
 	b := a * (1 - rho1) / rho1
-	l := lbeta(xc+a, xk+b) - lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
+	l := mathext.Lbeta(xc+a, xk+b) - mathext.Lbeta(a, b) - xc*math.Log(rho0) - xk*math.Log1p(-rho0)
 	if phi > 1 {
 		l /= phi // quasi-likelihood deflation for overdispersion
 	}
@@ -215,33 +191,29 @@ func finiteZ(z float64) float64 {
 	return z
 }
 
-// normalUpper is P(Z > z) for a standard normal Z.
-func normalUpper(z float64) float64 { return 0.5 * math.Erfc(z/math.Sqrt2) }
+// normalUpper is P(Z > z) for a standard normal Z: distuv's Φ(−z), that is
+// ½·erfc(z/√2), exact far into the tail (distuv's Survival, 1 − erf, is 0
+// beyond z ≈ 8.3).
+func normalUpper(z float64) float64 { return distuv.UnitNormal.CDF(-z) }
 
-// lbinom is ln C(n, k).
-func lbinom(n, k float64) float64 {
-	a, _ := math.Lgamma(n + 1)
-	b, _ := math.Lgamma(k + 1)
-	c, _ := math.Lgamma(n - k + 1)
-	return a - b - c
-}
-
-// binomExactVar is the variance n·p·(1−p) up to which binomUpper sums the
-// exact terms: about 8.5 standard deviations of them, some 8500 at most.
-// Beyond it the normal approximation with continuity correction is within
-// about 1e-4 of the exact tail, and summing would take time proportional to
-// the standard deviation — unbounded for the counts a windows/v1 file may
-// hold.
+// binomExactVar is the variance n·p·(1−p) up to which binomUpper and
+// poissonUpper are exact. Beyond it they are the normal approximation with
+// continuity correction, within about 1e-4 of the exact tail: the incomplete
+// beta and gamma integrals rest on ln Γ of the counts, whose rounding grows
+// with them (some 1e-6 of the tail at a billion trials), and the incomplete
+// beta fails (NaN) for float64-sized counts a windows/v1 file may hold.
 const binomExactVar = 1e6
 
 // binomUpper is the upper tail P(X ≥ x) of X ~ Binomial(n, p): the p-value
-// of the one-sided exact binomial test. Counts are rounded to whole
-// numbers. It sums the probability mass in log space from the side of the
-// mode that converges, so it stays exact for large n; past binomExactVar it
-// is the normal approximation.
+// of the one-sided exact binomial test, I_p(x, n−x+1) (mathext.RegIncBeta;
+// distuv.Binomial's Survival is 1 − CDF, 0 below about 1e-16). Counts are
+// rounded to whole numbers; past binomExactVar it is the normal
+// approximation; NaN anywhere is no evidence (1).
 func binomUpper(x, n, p float64) float64 {
 	x, n = math.Round(x), math.Round(n)
 	switch {
+	case math.IsNaN(x) || math.IsNaN(n) || math.IsNaN(p):
+		return 1
 	case x <= 0:
 		return 1
 	case x > n || p <= 0:
@@ -252,37 +224,7 @@ func binomUpper(x, n, p float64) float64 {
 	if v := n * p * (1 - p); v > binomExactVar {
 		return normalUpper((x - 0.5 - n*p) / math.Sqrt(v))
 	}
-	lp, lq := math.Log(p), math.Log1p(-p)
-	term := func(k float64) float64 { return math.Exp(lbinom(n, k) + k*lp + (n-k)*lq) }
-	return upperTail(x, math.Floor((n+1)*p), n, term)
-}
-
-// upperTail is P(X ≥ x) of a discrete distribution on 0..max with the
-// given mode and probability mass term(k), summed from the side of the mode
-// where the terms fall (so it converges), until they are below 1e-17 of
-// the sum.
-func upperTail(x, mode, max float64, term func(k float64) float64) float64 {
-	if x > mode {
-		sum := 0.0
-		for k := x; k <= max; k++ {
-			t := term(k)
-			sum += t
-			if t == 0 || t < 1e-17*sum { // the terms only fall from here
-				break
-			}
-		}
-		return math.Min(1, sum)
-	}
-	// 1 − P(X ≤ x−1); terms fall from x−1 downward.
-	sum := 0.0
-	for k := x - 1; k >= 0; k-- {
-		t := term(k)
-		sum += t
-		if t == 0 || t < 1e-17*sum {
-			break
-		}
-	}
-	return clamp01(1 - sum)
+	return mathext.RegIncBeta(x, n-x+1, p)
 }
 
 // spentLevel is the share of alpha a test may spend at look l (1-based) so
@@ -336,11 +278,15 @@ func sortedQuantile(s []float64, q float64) float64 {
 }
 
 // poissonUpper is the upper tail P(N ≥ x) of N ~ Poisson(mu), x rounded to
-// a whole count. It sums the mass in log space from the side of the mode
-// where the terms fall.
+// a whole count: the regularized lower incomplete gamma integral P(x, mu)
+// (mathext.GammaIncReg; distuv.Poisson's Survival is 1 − CDF, 0 below
+// about 1e-16). Past binomExactVar it is the normal approximation; NaN
+// anywhere is no evidence (1).
 func poissonUpper(x, mu float64) float64 {
 	x = math.Round(x)
 	switch {
+	case math.IsNaN(x) || math.IsNaN(mu):
+		return 1
 	case x <= 0:
 		return 1
 	case mu <= 0:
@@ -348,9 +294,5 @@ func poissonUpper(x, mu float64) float64 {
 	case mu > binomExactVar:
 		return normalUpper((x - 0.5 - mu) / math.Sqrt(mu))
 	}
-	term := func(k float64) float64 {
-		lg, _ := math.Lgamma(k + 1)
-		return math.Exp(-mu + k*math.Log(mu) - lg)
-	}
-	return upperTail(x, math.Floor(mu), math.Inf(1), term)
+	return mathext.GammaIncReg(x, mu)
 }
