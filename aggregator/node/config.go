@@ -53,6 +53,9 @@ var DefectHelp = map[string]string{
 const (
 	RaftLogShared    = "shared"
 	RaftLogPartition = "partition"
+	// RaftLogRaftWAL is github.com/hashicorp/raft-wal, one per partition,
+	// as the raft log and the stable store (term and vote).
+	RaftLogRaftWAL = "raft-wal"
 )
 
 // Defects is the set of defects turned on.
@@ -124,7 +127,8 @@ type Config struct {
 	// RaftLog is where raft logs live: RaftLogPartition (default: one log
 	// per partition; their fsyncs run in parallel) or RaftLogShared (one log
 	// per node: one fsync covers the appends of every partition, which
-	// wins on devices where fsyncs do not overlap).
+	// wins on devices where fsyncs do not overlap) or RaftLogRaftWAL
+	// (hashicorp/raft-wal per partition, also holding term and vote).
 	RaftLog string
 	// SyncInterval is the durability of an acknowledgement: 0 (default)
 	// fsyncs the raft log on every replica before an entry counts as
@@ -303,8 +307,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--peers is required (n1=ADDR,n2=ADDR,...; include this node)")
 	case c.Peers[c.ID] == "":
 		return fmt.Errorf("--peers has no address for this node %q", c.ID)
-	case c.RaftLog != RaftLogShared && c.RaftLog != RaftLogPartition:
-		return fmt.Errorf("--raft-log %q: want %s or %s", c.RaftLog, RaftLogShared, RaftLogPartition)
+	case c.RaftLog != RaftLogShared && c.RaftLog != RaftLogPartition && c.RaftLog != RaftLogRaftWAL:
+		return fmt.Errorf("--raft-log %q: want %s, %s or %s", c.RaftLog, RaftLogPartition, RaftLogShared, RaftLogRaftWAL)
 	case c.ErrorRate < 0 || c.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
 	case c.LeakBytes < 0 || c.LeakBytes > 64<<20:

@@ -26,8 +26,10 @@ type group struct {
 	n      *Node
 	raft   *raft.Raft
 	fsm    *fsm
-	stable *replica.BoltStore
+	stable raft.StableStore
+	bolt   *replica.BoltStore // the stable store, but with --raft-log raft-wal
 	wal    *replica.WAL
+	rwal   *replica.RaftWAL // --raft-log raft-wal: log and stable store
 	logs   raft.LogStore
 	stream *streamLog
 	trans  *raft.NetworkTransport
@@ -103,17 +105,27 @@ func openGroup(n *Node, id int) (*group, error) {
 		}
 	}()
 	var err error
-	if g.stable, err = replica.OpenBoltStore(filepath.Join(dir, "raft.db")); err != nil {
-		return nil, err
-	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.%s.p%d", n.cfg.ID, id), Level: hclog.LevelFromString(n.cfg.RaftLogLevel), Output: n.cfg.LogOutput})
 	var store raft.LogStore
-	if n.shared != nil {
+	switch {
+	case n.cfg.RaftLog == RaftLogRaftWAL:
+		if g.rwal, err = replica.OpenRaftWAL(filepath.Join(dir, "raft-wal"), replica.RaftWALOptions{SyncInterval: n.cfg.SyncInterval, Logger: hl.Named("raft-wal")}); err != nil {
+			return nil, err
+		}
+		store, g.stable = g.rwal, g.rwal
+	case n.shared != nil:
 		store = n.shared.Group(uint32(id))
-	} else {
+	default:
 		if g.wal, err = replica.OpenWALWithOptions(filepath.Join(dir, "wal"), replica.WALOptions{SyncInterval: n.cfg.SyncInterval}); err != nil {
 			return nil, err
 		}
 		store = g.wal
+	}
+	if g.stable == nil {
+		if g.bolt, err = replica.OpenBoltStore(filepath.Join(dir, "raft.db")); err != nil {
+			return nil, err
+		}
+		g.stable = g.bolt
 	}
 	if g.logs, err = raft.NewLogCache(1024, store); err != nil {
 		return nil, err
@@ -124,7 +136,6 @@ func openGroup(n *Node, id int) (*group, error) {
 	if g.stream, err = openStreamLog(filepath.Join(dir, "stream")); err != nil {
 		return nil, fmt.Errorf("open stream store: %w", err)
 	}
-	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.%s.p%d", n.cfg.ID, id), Level: hclog.LevelFromString(n.cfg.RaftLogLevel), Output: n.cfg.LogOutput})
 	snaps, err := newSnapshotStore(dir, 2, hl)
 	if err != nil {
 		return nil, err
@@ -195,8 +206,13 @@ func (g *group) closeStores() {
 	if g.wal != nil {
 		g.wal.Close()
 	}
-	if g.stable != nil {
-		g.stable.Close()
+	if g.rwal != nil {
+		if err := g.rwal.Close(); err != nil {
+			g.n.log.Warn("close raft log", "partition", g.id, "err", err)
+		}
+	}
+	if g.bolt != nil {
+		g.bolt.Close()
 	}
 	if g.stream != nil {
 		g.stream.close()

@@ -24,6 +24,7 @@ type childConfig struct {
 	RSSCap                  int64
 	SourceRate              float64
 	SyncInterval            time.Duration
+	RaftLog                 string
 }
 
 func runChild(raw string) int {
@@ -38,7 +39,7 @@ func runChild(raw string) int {
 		return 2
 	}
 	n, err := Start(Config{ID: cc.ID, HTTPListen: cc.HTTP, RaftListen: cc.Raft, Peers: cc.Peers, PeerHTTP: cc.PeerHTTP, DataDir: cc.DataDir,
-		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, GoMemoryLimit: true, SourceRate: cc.SourceRate, SyncInterval: cc.SyncInterval, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
+		Partitions: cc.Partitions, Defects: d, RSSCap: cc.RSSCap, GoMemoryLimit: true, SourceRate: cc.SourceRate, SyncInterval: cc.SyncInterval, RaftLog: cc.RaftLog, HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		BalanceInterval: 500 * time.Millisecond, LogOutput: io.Discard, RaftLogLevel: "error", Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -156,17 +157,20 @@ func (pc *procCluster) leaderOf(p int) string {
 // A node killed with SIGKILL restarts from its data dir: everything
 // acknowledged survives and dedup still catches a retry — with the raft log
 // fsynced on every append and with a background flush (--sync-interval:
-// a killed process leaves its writes in the page cache).
+// a killed process leaves its writes in the page cache), with every raft
+// log (--raft-log).
 func TestSIGKILLRestartKeepsAckedAndDedup(t *testing.T) {
-	for _, sync := range []time.Duration{0, 5 * time.Second} {
-		t.Run(fmt.Sprintf("sync-interval=%v", sync), func(t *testing.T) {
-			testSIGKILLRestart(t, sync)
-		})
+	for _, raftLog := range []string{RaftLogPartition, RaftLogShared, RaftLogRaftWAL} {
+		for _, sync := range []time.Duration{0, 5 * time.Second} {
+			t.Run(fmt.Sprintf("raft-log=%s/sync-interval=%v", raftLog, sync), func(t *testing.T) {
+				testSIGKILLRestart(t, raftLog, sync)
+			})
+		}
 	}
 }
 
-func testSIGKILLRestart(t *testing.T, sync time.Duration) {
-	pc := startProcCluster(t, 3, func(cc *childConfig) { cc.SyncInterval = sync })
+func testSIGKILLRestart(t *testing.T, raftLog string, sync time.Duration) {
+	pc := startProcCluster(t, 3, func(cc *childConfig) { cc.SyncInterval, cc.RaftLog = sync, raftLog })
 	gen := newGen(4)
 	var all []Message
 	send := func(n int, via ...string) {

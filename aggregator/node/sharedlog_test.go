@@ -6,9 +6,16 @@ import (
 )
 
 // The same replication and restart guarantees with one shared raft log per
-// node (--raft-log shared).
+// node (--raft-log shared) and with hashicorp/raft-wal (--raft-log
+// raft-wal, which also holds term and vote).
 func TestSharedRaftLogReplicatesAndRestarts(t *testing.T) {
-	c := startCluster(t, 3, func(cfg *Config) { cfg.RaftLog = RaftLogShared })
+	for _, raftLog := range []string{RaftLogShared, RaftLogRaftWAL} {
+		t.Run(raftLog, func(t *testing.T) { testRaftLogReplicatesAndRestarts(t, raftLog) })
+	}
+}
+
+func testRaftLogReplicatesAndRestarts(t *testing.T, raftLog string) {
+	c := startCluster(t, 3, func(cfg *Config) { cfg.RaftLog = raftLog })
 	gen := newGen(4)
 	var msgs []Message
 	for i := range 120 {

@@ -122,7 +122,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.IntVar(&cfg.WebSocketMax, "websocket-max", 20000, "most WebSocket ingest connections (GET /v1/ws) served at once")
 	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the bearer token of the admin API (/v1/admin/clock: clock skew; /v1/admin/partitions/P/transfer: leadership transfer); empty: no admin API")
 	f.StringVar(&rssCap, "rss-cap", "256MiB", "memory cap: admission refuses new work above 80% of it")
-	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log layout: partition (one log per partition, fsyncs in parallel) or shared (one log per node, one fsync covers every partition)")
+	f.StringVar(&cfg.RaftLog, "raft-log", "partition", "raft log: partition (one log per partition, fsyncs in parallel), shared (one log per node, one fsync covers every partition) or raft-wal (hashicorp/raft-wal per partition, also holding raft term and vote)")
 	f.StringVar(&syncInterval, "sync-interval", "always", "durability of an acknowledgement: always (every replica fsyncs the raft log before an entry counts as stored; survives a power loss) or a duration like 100ms (entries are fsynced in the background within it; survives process crashes and a minority power loss, like NATS JetStream's default)")
 	f.Uint64Var(&cfg.StreamRetention, "stream-retention", 100_000, "newest records kept per partition's output stream (0: all); older ones are removed so snapshots and restarts stay bounded")
 	f.IntVar(&cfg.RaftInflight, "raft-inflight", 1, "AppendEntries RPCs in flight per follower (1: synchronous, each with a deadline)")

@@ -27,6 +27,7 @@ func newBenchAggregatorCmd() *cobra.Command {
 		tiers      []string
 		partitions int
 		upstream   bool
+		raftLog    string
 	)
 	cmd := &cobra.Command{
 		Use:   "aggregator",
@@ -79,6 +80,11 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 			if w.Client != bench.ClientGRPC && w.Client != bench.ClientHTTP {
 				return withExitCode(exitUsage, fmt.Errorf("--client %q: want grpc or http", w.Client))
 			}
+			switch raftLog {
+			case "", "partition", "shared", "raft-wal":
+			default:
+				return withExitCode(exitUsage, fmt.Errorf("--raft-log %q: want partition, shared or raft-wal (the aggregator's --raft-log)", raftLog))
+			}
 			var ts []bench.Durability
 			for _, name := range tiers {
 				t, ok := bench.Tiers[name]
@@ -88,7 +94,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 				ts = append(ts, t)
 			}
 			pairs, err := bench.Run(cmd.Context(), bench.Config{Binary: binary, NATSServer: natsServer, Dir: dir, Partitions: partitions,
-				Tiers: ts, Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr(), Upstream: upstream})
+				Tiers: ts, Workloads: bench.DefaultWorkloads(w, rate), Progress: cmd.ErrOrStderr(), Upstream: upstream, RaftLog: raftLog})
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
@@ -106,6 +112,7 @@ Exit codes: 0 the benchmark ran, 2 it could not run.`,
 	f.BoolVar(&w.RouteToLeader, "route-to-leader", true, "aggregator client is partition-aware (as a Kafka producer): each batch goes to one partition leader; false sends to any node, which forwards")
 	f.StringVar(&w.Client, "client", bench.ClientGRPC, "aggregator client: grpc (a producer on the nodes' gRPC Ingest streams, many batches in flight per stream, as the NATS client publishes) or http (chaosgate's load generator posting JSON batches)")
 	f.Float64Var(&rate, "rate", 1000, "open loop: messages per second")
+	f.StringVar(&raftLog, "raft-log", "", "the aggregator nodes' --raft-log: partition, shared or raft-wal (default: the aggregator's default)")
 	f.BoolVar(&upstream, "upstream-cell", true, "add the upstream cell: NATS JetStream → aggregator (--upstream) → output stream, end to end")
 	f.StringVar(&dir, "data-dir", "", "directory for both clusters (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")

@@ -103,7 +103,8 @@ func TestJetStreamClusterDeduplicates(t *testing.T) {
 }
 
 // TestRunBothSystems runs one short cell against the real aggregator
-// cluster (the chaosgate binary) and JetStream.
+// cluster (the chaosgate binary, its nodes on hashicorp/raft-wal: --raft-log
+// reaches them) and JetStream.
 func TestRunBothSystems(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two clusters")
@@ -127,7 +128,7 @@ func TestRunBothSystems(t *testing.T) {
 		t.Logf("nats-server %s: fsync tier not run (scripts/build-nats-server.sh builds %s)", version, NATSBuildVersion)
 		tiers = tiers[:1]
 	}
-	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers, Warmup: 500 * time.Millisecond,
+	pairs, err := Run(ctx, Config{Binary: cg, NATSServer: bin, Dir: t.TempDir(), Tiers: tiers, Warmup: 500 * time.Millisecond, RaftLog: "raft-wal",
 		Workloads: []Workload{
 			{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second, RouteToLeader: true, Client: ClientGRPC},
 			{Payload: 128, Sources: 2, Keys: 8, Batch: 4, Concurrency: 4, Duration: 2 * time.Second, RouteToLeader: true, Client: ClientHTTP},
@@ -148,6 +149,9 @@ func TestRunBothSystems(t *testing.T) {
 		}
 		if !strings.Contains(p.JetStream.Tier, "sync_interval "+tiers[i/2].JetStreamSync) || !strings.Contains(p.Aggregator.Tier, "--sync-interval "+tiers[i/2].AggregatorSync) {
 			t.Fatalf("tier %s not applied: aggregator %q, JetStream %q", tiers[i/2].Name, p.Aggregator.Tier, p.JetStream.Tier)
+		}
+		if !strings.Contains(p.Aggregator.Tier, "--raft-log raft-wal") {
+			t.Fatalf("--raft-log not applied: aggregator %q", p.Aggregator.Tier)
 		}
 	}
 }

@@ -51,6 +51,8 @@ type Config struct {
 	Partitions int
 	// Tiers are the durability tiers to run (default: replicated, fsync).
 	Tiers []Durability
+	// RaftLog is the aggregator nodes' --raft-log (empty: their default).
+	RaftLog string
 	// Workloads are run in order at each tier, each against both systems.
 	Workloads []Workload
 	// Warmup runs the first workload this long against each system of a
@@ -130,6 +132,15 @@ func Run(ctx context.Context, cfg Config) ([]Pair, error) {
 	return out, nil
 }
 
+// raftLogArg is ", --raft-log NAME" for the progress and tier texts, or
+// nothing for the nodes' default.
+func raftLogArg(name string) string {
+	if name == "" {
+		return ""
+	}
+	return ", --raft-log " + name
+}
+
 func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version string) ([]Pair, error) {
 	specs, err := local.Plan(3, 0)
 	if err != nil {
@@ -137,12 +148,15 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	}
 	for i := range specs {
 		specs[i].Args = []string{"--sync-interval", tier.AggregatorSync}
+		if cfg.RaftLog != "" {
+			specs[i].Args = append(specs[i].Args, "--raft-log", cfg.RaftLog)
+		}
 	}
 	dir := filepath.Join(cfg.Dir, tier.Name)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fmt.Fprintf(cfg.Progress, "tier %s: starting 3 aggregator nodes (--sync-interval %s) and 3 JetStream servers (nats-server %s, sync_interval %s) under %s\n",
-		tier.Name, tier.AggregatorSync, version, tier.JetStreamSync, dir)
+	fmt.Fprintf(cfg.Progress, "tier %s: starting 3 aggregator nodes (--sync-interval %s%s) and 3 JetStream servers (nats-server %s, sync_interval %s) under %s\n",
+		tier.Name, tier.AggregatorSync, raftLogArg(cfg.RaftLog), version, tier.JetStreamSync, dir)
 	sync := tier.JetStreamSync
 	if !SupportsSyncInterval(version) {
 		sync = "" // 2.9 has no setting: it flushes in the background
@@ -173,7 +187,7 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 		addrs = append(addrs, s.HTTP)
 		grpcOf[s.ID] = s.GRPC
 	}
-	aggTier := fmt.Sprintf("%s (--sync-interval %s)", tier.Promise, tier.AggregatorSync)
+	aggTier := fmt.Sprintf("%s (--sync-interval %s%s)", tier.Promise, tier.AggregatorSync, raftLogArg(cfg.RaftLog))
 	jsTier := fmt.Sprintf("nats-server %s, sync_interval %s", version, tier.JetStreamSync)
 	if sync == "" {
 		jsTier = fmt.Sprintf("nats-server %s, background flush", version)
