@@ -53,8 +53,9 @@ func TestLogFlags(t *testing.T) {
 	}
 }
 
-// The shipped binary does not link the benchmarks' peer libraries: the
-// ledger's comparison with tessera lives in cmd/chaosgate-bench.
+// The shipped binary does not link the benchmarks' peer libraries (the
+// ledger's comparison with tessera lives in cmd/chaosgate-bench) nor the
+// image builder (go-containerregistry, used by make image only).
 func TestShippedBinaryLinksNoBenchPeers(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -64,9 +65,15 @@ func TestShippedBinaryLinksNoBenchPeers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
 	}
+	banned := map[string]string{
+		"transparency-dev/tessera":    "benchmarks against it belong in cmd/chaosgate-bench",
+		"google/go-containerregistry": "the image builder belongs in internal/ociimage, run by make image",
+	}
 	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "transparency-dev/tessera") {
-			t.Errorf("chaosgate links %s: benchmarks against it belong in cmd/chaosgate-bench", dep)
+		for mod, why := range banned {
+			if strings.Contains(dep, mod) {
+				t.Errorf("chaosgate links %s: %s", dep, why)
+			}
 		}
 	}
 }
