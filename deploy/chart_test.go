@@ -84,6 +84,8 @@ func TestChartRendersAndLints(t *testing.T) {
 	}{
 		{"defaults", nil, map[string]int{"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "NetworkPolicy": 1, "ConfigMap": 1,
 			"PersistentVolumeClaim": 1, "Deployment": 1, "Service": 1}},
+		{"local target", map[string]any{"target": "local"}, map[string]int{"ServiceAccount": 1, "NetworkPolicy": 1, "ConfigMap": 1,
+			"PersistentVolumeClaim": 1, "Deployment": 1, "Service": 1}},
 		{"everything", everything(), map[string]int{"ServiceAccount": 1, "Role": 2, "RoleBinding": 2, "NetworkPolicy": 2, "ConfigMap": 1,
 			"PersistentVolumeClaim": 1, "Deployment": 1, "Service": 5, "Secret": 1, "StatefulSet": 2,
 			"ServiceMonitor": 1, "PodMonitor": 1, "PrometheusRule": 1}},
@@ -108,7 +110,7 @@ func TestChartRendersAndLints(t *testing.T) {
 
 			checkLabels(t, objs)
 			checkPods(t, objs)
-			checkNoPlainTokens(t, objs, tc.vals != nil)
+			checkNoPlainTokens(t, objs, tc.name == "everything")
 		})
 	}
 }
@@ -230,44 +232,61 @@ func checkNoPlainTokens(t *testing.T, objs []*unstructured.Unstructured, withTok
 // ports, flags, probes, RBAC rules, policies, storage, experiments) is said
 // the same way by the chart.
 func TestChartAgreesWithKustomize(t *testing.T) {
-	chart, _ := mustRender(t, map[string]any{"aggregator": map[string]any{"enabled": true}})
 	kust := append(kustomize(t, "serve"), kustomize(t, "aggregator")...)
+	chart, _ := mustRender(t, map[string]any{"aggregator": map[string]any{"enabled": true}})
+	diffs, compared := compareInstalls(kust, chart)
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	if compared < 15 {
+		t.Fatalf("compared only %d objects", compared)
+	}
+	// The comparison can fail: another partition count or target namespace
+	// is a difference.
+	other, _ := mustRender(t, map[string]any{"aggregator": map[string]any{"enabled": true, "partitions": 8, "namespace": "chaosgate-demo"}, "targetNamespaces": []any{"shop"}})
+	diffs, _ = compareInstalls(kust, other)
+	joined := strings.Join(diffs, "\n")
+	for _, want := range []string{"--partitions=8, want --partitions=16", "--namespace=shop, want --namespace=chaosgate-demo", "deploy/ has Role chaosgate-demo/chaosgate; the chart does not"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("a changed chart was not told apart (no %q) in:\n%s", want, joined)
+		}
+	}
+}
+
+// compareInstalls lists where the chart's objects differ from the
+// kustomize bases' (Namespaces aside): a missing or extra object, or a
+// field of the kustomize object the chart's lacks or sets otherwise.
+func compareInstalls(kust, chart []*unstructured.Unstructured) (diffs []string, compared int) {
 	byKey := map[string]*unstructured.Unstructured{}
 	for _, o := range chart {
 		byKey[key(o)] = o
 	}
 	seen := map[string]bool{}
+	body := func(o *unstructured.Unstructured) any {
+		m := map[string]any{}
+		for f, v := range o.Object {
+			if f != "metadata" {
+				m[f] = v
+			}
+		}
+		m["labels"] = o.GetLabels()
+		b, _ := json.Marshal(m)
+		var out any
+		_ = json.Unmarshal(b, &out)
+		return out
+	}
 	for _, k := range kust {
 		if k.GetKind() == "Namespace" {
 			continue
 		}
 		c, ok := byKey[key(k)]
 		if !ok {
-			t.Errorf("deploy/ has %s; the chart does not", key(k))
+			diffs = append(diffs, fmt.Sprintf("deploy/ has %s; the chart does not", key(k)))
 			continue
 		}
 		seen[key(k)] = true
-		want := map[string]any{}
-		for f, v := range k.Object {
-			if f != "metadata" {
-				want[f] = v
-			}
-		}
-		want["labels"] = k.GetLabels()
-		got := map[string]any{}
-		for f, v := range c.Object {
-			if f != "metadata" {
-				got[f] = v
-			}
-		}
-		got["labels"] = c.GetLabels()
-		wj, _ := json.Marshal(want)
-		gj, _ := json.Marshal(got)
-		var w, g any
-		_ = json.Unmarshal(wj, &w)
-		_ = json.Unmarshal(gj, &g)
-		for _, d := range subset(key(k), w, g) {
-			t.Errorf("chart differs from deploy/: %s", d)
+		for _, d := range subset(key(k), body(k), body(c)) {
+			diffs = append(diffs, "chart differs from deploy/: "+d)
 		}
 	}
 	var extra []string
@@ -278,11 +297,9 @@ func TestChartAgreesWithKustomize(t *testing.T) {
 	}
 	sort.Strings(extra)
 	if len(extra) > 0 {
-		t.Errorf("the chart has objects deploy/ does not: %v", extra)
+		diffs = append(diffs, fmt.Sprintf("the chart has objects deploy/ does not: %v", extra))
 	}
-	if len(seen) < 15 {
-		t.Fatalf("compared only %d objects", len(seen))
-	}
+	return diffs, len(seen)
 }
 
 // TestChartRefusesBadValues: values.schema.json and the templates refuse
