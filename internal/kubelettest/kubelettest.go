@@ -121,8 +121,8 @@ type proc struct {
 }
 
 // Start runs containerd and a kubelet registered with env's API server,
-// imports the pause image and waits until the Node is Ready. The caller
-// must call Stop.
+// imports the pause image and waits until the Node has its InternalIP. The
+// caller must call Stop.
 func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 	bins, err := FindBinaries()
 	if err != nil {
@@ -323,12 +323,13 @@ func (n *Node) ImportImage(ctx context.Context, tarPath string) error {
 }
 
 // initNode waits for the kubelet to register the Node, then plays the cloud
-// controller (InternalIP, no uninitialized taint) and waits for Ready.
+// controller (InternalIP, no uninitialized taint) until the Node shows the
+// address. The Node never turns Ready: with no CNI the runtime's network is
+// not ready, which stops only pods that are not hostNetwork.
 func (n *Node) initNode(ctx context.Context) error {
 	kubelet := n.procs[len(n.procs)-1]
 	nodes := n.env.Client.CoreV1().Nodes()
 	deadline := time.Now().Add(2 * time.Minute)
-	initialized := false
 	var last string
 	for time.Now().Before(deadline) {
 		if kubelet.exited() {
@@ -340,27 +341,34 @@ func (n *Node) initNode(ctx context.Context) error {
 			last = "node not registered yet"
 		case err != nil:
 			last = err.Error()
-		case !initialized:
+		case hasAddress(node, n.IP):
+			return nil
+		default:
 			if err := n.initialize(ctx, node); err != nil {
 				last = err.Error()
 			} else {
-				initialized = true
-			}
-		default:
-			for _, c := range node.Status.Conditions {
-				if c.Type == corev1.NodeReady {
-					if c.Status == corev1.ConditionTrue {
-						return nil
-					}
-					last = fmt.Sprintf("Ready=%s: %s", c.Status, c.Message)
-				}
+				last = "addresses set; waiting to read them back"
 			}
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	return fmt.Errorf("kubelettest: node %s not ready after 2m (last: %s)\n%s", n.Name, last, kubelet.tail())
+	return fmt.Errorf("kubelettest: node %s not initialized after 2m (last: %s)\n%s", n.Name, last, kubelet.tail())
+}
+
+func hasAddress(node *corev1.Node, ip string) bool {
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP && a.Address == ip {
+			for _, t := range node.Spec.Taints {
+				if t.Key == "node.cloudprovider.kubernetes.io/uninitialized" {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) initialize(ctx context.Context, node *corev1.Node) error {
