@@ -111,7 +111,30 @@ func TestChartRendersAndLints(t *testing.T) {
 			checkLabels(t, objs)
 			checkPods(t, objs)
 			checkNoPlainTokens(t, objs, tc.name == "everything")
+			if tc.name == "everything" {
+				checkServeOptions(t, objs)
+			}
 		})
+	}
+}
+
+// checkServeOptions: tokens, TLS and extra flags reach serve's command
+// line and mounts.
+func checkServeOptions(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	spec := podSpecs(objs)["Deployment "+releaseNS+"/"+release]
+	if spec == nil {
+		t.Fatal("no serve Deployment")
+	}
+	b, _ := json.Marshal(spec)
+	for _, want := range []string{
+		`"--tokens=/etc/chaosgate/tokens/tokens.yaml"`, `"--tls-cert=/etc/chaosgate/tls/tls.crt"`, `"--tls-key=/etc/chaosgate/tls/tls.key"`,
+		`"--webhook-trusted-cidr=10.0.0.0/8"`, `"--namespace=chaosgate-demo"`, `"scheme":"HTTPS"`,
+		`chmod 0600 /tokens/tokens.yaml`, `"medium":"Memory"`, `"secretName":"chaosgate-tokens"`, `"secretName":"chaosgate-tls"`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("serve's pod spec lacks %s", want)
+		}
 	}
 }
 
