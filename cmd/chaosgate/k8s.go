@@ -57,17 +57,28 @@ type k8sOpts struct {
 	canarySelector, controlSel    string
 	rollout                       string // an Argo Rollout whose canary and stable ReplicaSets are the arms
 	podsFile                      string
-	dryRun                        string // none, client or server
+	overrides                     clientcmd.ConfigOverrides // kubectl's connection flags: --context, --as, --request-timeout, ...
+	dryRun                        string                    // none, client or server
 	injectTimeout, recoverTimeout time.Duration
 	confirmTimeout                time.Duration
 	aggregatorPort                int
 }
 
-// flags registers the Kubernetes flags on cmd.
+// flags registers the Kubernetes flags on cmd: kubectl's connection flags
+// (client-go's clientcmd override flags, as kubectl binds them: --context,
+// --cluster, --user, -n/--namespace, --as, --as-group, --as-uid,
+// --request-timeout, -s/--server, --token, TLS files) and chaosgate's own.
 func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for --target k8s (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
-	f.StringVar(&k.namespace, "namespace", "", "namespace of the canary and control workloads (overrides the file's spec.target.kubernetes.namespace)")
+	f.StringVarP(&k.namespace, "namespace", "n", "", "namespace of the canary and control workloads (overrides the file's spec.target.kubernetes.namespace)")
+	kf := clientcmd.RecommendedConfigOverrideFlags("")
+	// chaosgate binds the namespace itself (the file's namespace is the
+	// default, not the kubeconfig context's); kubectl no longer offers
+	// basic-auth flags.
+	kf.ContextOverrideFlags.Namespace = clientcmd.FlagInfo{}
+	kf.AuthOverrideFlags.Username, kf.AuthOverrideFlags.Password = clientcmd.FlagInfo{}, clientcmd.FlagInfo{}
+	clientcmd.BindOverrideFlags(&k.overrides, f, kf)
 	f.StringVar(&k.canarySelector, "canary-selector", "", "label selector of the canary pods (default: the file's, else "+defaultCanarySelector+")")
 	f.StringVar(&k.controlSel, "control-selector", "", "label selector of the control pods (default: the file's, else "+defaultControlSelector+")")
 	f.StringVar(&k.rollout, "rollout", "", "an Argo Rollout (in --namespace) whose canary ReplicaSet (status.currentPodHash) is the canary and whose stable ReplicaSet (status.stableRS) is the control, instead of the selectors (default: the file's spec.target.kubernetes.rollout)")
@@ -80,16 +91,18 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods (leader lookup for splitBrain)")
 }
 
-// restConfig loads the kubeconfig (explicit file, $KUBECONFIG, ~/.kube/config)
-// or the in-cluster configuration.
+// restConfig loads the connection as kubectl does: the kubeconfig
+// (--kubeconfig, $KUBECONFIG, ~/.kube/config) with the override flags
+// applied (--context, --cluster, --user, --as…, --request-timeout, --server,
+// --token), or the in-cluster configuration.
 func (k *k8sOpts) restConfig() (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if k.kubeconfig != "" {
 		rules.ExplicitPath = k.kubeconfig
 	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &k.overrides).ClientConfig()
 	if err != nil {
-		return nil, engine.E(engine.KindInvalid, "kubeconfig", fmt.Errorf("%w; hint: pass --kubeconfig FILE", err))
+		return nil, engine.E(engine.KindInvalid, "kubeconfig", fmt.Errorf("%w; hint: pass --kubeconfig FILE (and --context NAME)", err))
 	}
 	return cfg, nil
 }

@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/yaml"
 
@@ -280,5 +283,49 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 		if code := flagger(c.step, c.revision); code != c.code {
 			t.Errorf("Flagger %s for %q: HTTP %d, want %d\n%s", c.step, c.revision, code, c.code, p.logs())
 		}
+	}
+
+	// kubectl's connection flags reach the API server: a kubeconfig whose
+	// current context points nowhere works with --context, and --as
+	// impersonates a user without RBAC, whom the API server refuses.
+	kcfg, err := clientcmd.LoadFromFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := kcfg.CurrentContext
+	kcfg.Clusters["nowhere"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	kcfg.Contexts["nowhere"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: kcfg.Contexts[good].AuthInfo}
+	kcfg.CurrentContext = "nowhere"
+	kc2 := filepath.Join(dir, "kubeconfig-two-contexts")
+	if err := clientcmd.WriteToFile(*kcfg, kc2); err != nil {
+		t.Fatal(err)
+	}
+	dry := func(extra ...string) (string, error) {
+		var out bytes.Buffer
+		root := newRootCmd()
+		root.SetOut(&out)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"run", "--target", "k8s", "-f", "pod-kill", "--kubeconfig", kc2, "-n", ns, "--rollout", "aggregator", "--dry-run=server", "-o", "yaml"}, extra...))
+		err := root.ExecuteContext(ctx)
+		return out.String(), err
+	}
+	if _, err := dry(); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("current context nowhere: %v", err)
+	}
+	if out, err := dry("--context", good, "--request-timeout", "20s"); err != nil || !strings.Contains(out, "# canary: ReplicaSet/shop/aggregator-6f8d7c9b4") {
+		t.Errorf("--context %s: %v\n%s", good, err, out)
+	}
+	if _, err := dry("--context", good, "--as", "nobody"); err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), `"nobody"`) {
+		t.Errorf("--as nobody: %v", err)
+	}
+	k := &k8sOpts{}
+	cmd := &cobra.Command{Use: "x"}
+	k.flags(cmd)
+	if err := cmd.ParseFlags([]string{"--kubeconfig", kc2, "--context", good, "--as", "alice", "--as-group", "sre", "--request-timeout", "7s", "-n", "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := k.restConfig()
+	if err != nil || rc.Impersonate.UserName != "alice" || len(rc.Impersonate.Groups) != 1 || rc.Timeout != 7*time.Second || k.namespace != "shop" || !strings.HasPrefix(rc.Host, "https://127.0.0.1:") || strings.HasSuffix(rc.Host, ":1") {
+		t.Errorf("connection flags: %v %+v ns %q", err, rc, k.namespace)
 	}
 }
