@@ -286,6 +286,10 @@ func TestServeRBACForReal(t *testing.T) {
 		},
 		"list deployments":  func() error { _, err := kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); return err },
 		"list statefulsets": func() error { _, err := kube.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"list replicasets (an Argo Rollout's)": func() error {
+			_, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+			return err
+		},
 		"create, patch and delete a PodChaos": func() error {
 			if _, err := dyn.Resource(PodChaosGVR).Namespace(ns).Create(ctx, pc(), metav1.CreateOptions{}); err != nil {
 				return err
@@ -324,7 +328,14 @@ func TestServeRBACForReal(t *testing.T) {
 			_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "evil"}}, metav1.CreateOptions{})
 			return err
 		},
-		"list replicasets": func() error { _, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"list replicasets in another namespace": func() error {
+			_, err := kube.AppsV1().ReplicaSets(other).List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"scale a replicaset": func() error {
+			_, err := kube.AppsV1().ReplicaSets(ns).Patch(ctx, "any", "application/merge-patch+json", []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
+			return err
+		},
 		"edit its own role": func() error {
 			_, err := kube.RbacV1().Roles(ns).Patch(ctx, "chaosgate", "application/merge-patch+json", []byte(`{"rules":[]}`), metav1.PatchOptions{})
 			return err
@@ -390,6 +401,22 @@ func TestServeRBACForReal(t *testing.T) {
 	}
 	if _, err := tk8s.NewResolver(kube, nil).Resolve(ctx, engine.ArmCanary, tk8s.Selector{Namespace: ns, MatchLabels: map[string]string{"app": "agg"}}); engine.KindOf(err) != engine.KindNotFound {
 		t.Fatalf("resolve as the ServiceAccount (no workloads there): %v", err)
+	}
+	// An Argo Rollout mid-update resolves with the same Role (rollouts and
+	// replicasets read-only).
+	if err := e.InstallArgoRolloutCRDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SeedRollout(ctx, k8senv.RolloutFixture{Namespace: ns, Name: "web", CanaryHash: "c1", StableHash: "s1", CanaryPods: 1, StablePods: 2,
+		CanaryImage: "registry.example/web:2", StableImage: "registry.example/web:1"}); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tk8s.NewResolver(kube, dyn).ResolveRollout(ctx, ns, "web")
+	if err != nil || pair.Canary.Name != "web-c1" || pair.Control.Name != "web-s1" || len(pair.Control.Pods) != 2 {
+		t.Fatalf("resolve a Rollout as the ServiceAccount: %+v %v", pair, err)
+	}
+	if _, err := tk8s.NewResolver(kube, dyn).ResolveRollout(ctx, other, "web"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("a Rollout in another namespace: %v, want forbidden", err)
 	}
 }
 
