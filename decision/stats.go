@@ -50,7 +50,10 @@ func wilsonLower(x, n, alpha float64) float64 {
 // poissonLower is the exact lower confidence bound for the mean of a
 // Poisson count k at one-sided level alpha: the μ with P(N ≥ k | μ) = alpha,
 // the alpha quantile of Gamma(k, 1) (half the chi-square quantile on 2k
-// degrees of freedom), by mathext.GammaIncRegInv.
+// degrees of freedom). mathext.GammaIncRegInv gives it where it was checked
+// to (1 ≤ k ≤ 1e6, alpha ≥ 1e-15: P(N ≥ k | μ) = alpha to 1e-9); elsewhere,
+// or should it miss, bisection on mathext.GammaIncReg does: the inverse
+// panics or returns NaN for some fractional k and tiny alpha.
 func poissonLower(k, alpha float64) float64 {
 	switch {
 	case k <= 0 || alpha <= 0:
@@ -60,7 +63,41 @@ func poissonLower(k, alpha float64) float64 {
 	case math.IsNaN(k) || math.IsNaN(alpha):
 		return math.NaN()
 	}
-	return mathext.GammaIncRegInv(k, alpha)
+	if k >= 1 && k <= 1e6 && alpha >= 1e-15 {
+		if mu, ok := gammaIncRegInv(k, alpha); ok && mu >= 0 && math.Abs(mathext.GammaIncReg(k, mu)-alpha) <= 1e-9*alpha {
+			return mu
+		}
+	}
+	// P(N ≥ k | μ) rises with μ from 0 to 1: bisect until the bracket
+	// cannot shrink.
+	lo, hi := 0.0, k+1
+	for mathext.GammaIncReg(k, hi) < alpha && !math.IsInf(hi, 1) {
+		lo, hi = hi, 2*hi
+	}
+	for range 2100 {
+		mid := lo + (hi-lo)/2
+		if mid <= lo || mid >= hi {
+			break
+		}
+		if mathext.GammaIncReg(k, mid) < alpha {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// gammaIncRegInv is mathext.GammaIncRegInv(a, y), ok false where it
+// panics.
+func gammaIncRegInv(a, y float64) (x float64, ok bool) {
+	defer func() {
+		if recover() != nil {
+			x, ok = math.NaN(), false
+		}
+	}()
+	x = mathext.GammaIncRegInv(a, y)
+	return x, !math.IsNaN(x)
 }
 
 // mixRatio and mixConcentration shape the Beta mixture of mixtureSPRT.
