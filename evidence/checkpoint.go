@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	fmtlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -27,13 +28,17 @@ type SignedCheckpoint struct {
 	Note []byte // the full signed note text (body, blank line, signatures)
 }
 
-// Marshal returns the checkpoint body: "<origin>\n<size>\n<base64 root>\n".
+// Marshal returns the checkpoint body: "<origin>\n<size>\n<base64 root>\n"
+// (transparency-dev/formats/log's C2SP tlog-checkpoint encoding).
 func (c Checkpoint) Marshal() []byte {
-	return fmt.Appendf(nil, "%s\n%d\n%s\n", c.Origin, c.Size, base64Std.EncodeToString(c.Root[:]))
+	return fmtlog.Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Root[:]}.Marshal()
 }
 
-// ParseCheckpoint parses a checkpoint body. Extension lines after the root
-// hash are allowed (C2SP tlog-checkpoint) and ignored.
+// ParseCheckpoint parses a checkpoint body with
+// transparency-dev/formats/log, then applies the rules that package leaves
+// to its callers, each reported with its line: a valid origin, a canonical
+// decimal size, a 32-byte root, and non-empty extension lines (C2SP
+// tlog-checkpoint; extensions are allowed and ignored).
 func ParseCheckpoint(body []byte) (Checkpoint, error) {
 	var c Checkpoint
 	if !bytes.HasSuffix(body, []byte("\n")) {
@@ -46,22 +51,26 @@ func ParseCheckpoint(body []byte) (Checkpoint, error) {
 	if err := ValidOrigin(lines[0]); err != nil {
 		return c, errorf(KindInvalid, "checkpoint", "line 1: %v", err)
 	}
-	size, err := strconv.ParseUint(lines[1], 10, 64)
-	if err != nil || (len(lines[1]) > 1 && lines[1][0] == '0') {
+	var lc fmtlog.Checkpoint
+	rest, err := lc.Unmarshal(body)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "size"), err == nil && len(lines[1]) > 1 && lines[1][0] == '0':
 		return c, errorf(KindInvalid, "checkpoint", "line 2: tree size %q is not a decimal number", lines[1])
-	}
-	root, err := base64Std.DecodeString(lines[2])
-	if err != nil || len(root) != tlog.HashSize {
+	case err != nil && strings.Contains(err.Error(), "hash"), err == nil && len(lc.Hash) != tlog.HashSize:
 		return c, errorf(KindInvalid, "checkpoint", "line 3: root %q is not a base64 SHA-256 hash", lines[2])
+	case err != nil:
+		return c, errorf(KindInvalid, "checkpoint", "%v", err)
 	}
-	for i, l := range lines[3:] {
-		if l == "" {
-			return c, errorf(KindInvalid, "checkpoint", "line %d: empty extension line", i+4)
+	if len(rest) > 0 {
+		for i, l := range strings.Split(strings.TrimSuffix(string(rest), "\n"), "\n") {
+			if l == "" {
+				return c, errorf(KindInvalid, "checkpoint", "line %d: empty extension line", i+4)
+			}
 		}
 	}
-	c.Origin = lines[0]
-	c.Size = size
-	copy(c.Root[:], root)
+	c.Origin = lc.Origin
+	c.Size = lc.Size
+	copy(c.Root[:], lc.Hash)
 	return c, nil
 }
 
