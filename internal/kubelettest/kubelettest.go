@@ -111,6 +111,9 @@ type Node struct {
 	dir     string
 	procs   []*proc
 	stopped bool
+	// podUIDs are the pods this node ran, whose log directories under
+	// /var/log/pods (fixed in the kubelet) Stop removes.
+	podUIDs map[types.UID]bool
 }
 
 type proc struct {
@@ -138,7 +141,7 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubelettest: temp dir: %w", err)
 	}
-	n := &Node{Name: o.Name, IP: o.IP, env: env, bins: bins, dir: dir, Socket: filepath.Join(dir, "containerd.sock")}
+	n := &Node{Name: o.Name, IP: o.IP, env: env, bins: bins, dir: dir, Socket: filepath.Join(dir, "containerd.sock"), podUIDs: map[types.UID]bool{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -449,6 +452,7 @@ func ParseTasks(out []byte) ([]Task, error) {
 // containers and the API server forgot it.
 func (n *Node) DeletePod(ctx context.Context, namespace, name string, uid types.UID) error {
 	pods := n.env.Client.CoreV1().Pods(namespace)
+	n.podUIDs[uid] = true
 	grace := int64(5)
 	err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &grace, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) {
@@ -480,6 +484,14 @@ func (n *Node) Stop() {
 	n.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if n.env != nil && n.env.Client != nil {
+		pods, err := n.env.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+		if err == nil {
+			for _, p := range pods.Items {
+				n.podUIDs[p.UID] = true
+			}
+		}
+	}
 	// The kubelet first, so it restarts nothing.
 	for i := len(n.procs) - 1; i >= 0; i-- {
 		if n.procs[i].name == "kubelet" {
@@ -516,7 +528,17 @@ func (n *Node) Stop() {
 	}
 	unmountBelow(n.dir)
 	_ = os.RemoveAll(n.dir)
+	for uid := range n.podUIDs {
+		dirs, _ := filepath.Glob(filepath.Join(podLogsDir, "*_"+string(uid)))
+		for _, d := range dirs {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
+
+// podLogsDir is where the kubelet keeps container logs (not configurable
+// by flag).
+const podLogsDir = "/var/log/pods"
 
 // shimPIDs lists containerd-shim processes whose command line names this
 // node's containerd socket.

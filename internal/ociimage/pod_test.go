@@ -36,10 +36,7 @@ func TestImageRunsAsReadyNonRootPod(t *testing.T) {
 	defer cancel()
 
 	o := ociimage.OptionsForTest(t)
-	img, err := ociimage.Chaosgate(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := ociimage.ImageForTest(t)
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
