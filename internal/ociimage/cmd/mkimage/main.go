@@ -49,6 +49,9 @@ func run(args []string, stdout io.Writer) error {
 	if ociDir == "" && tarPath == "" {
 		return fmt.Errorf("nothing to write (hint: -oci DIR and/or -tarball FILE)")
 	}
+	if o.Version == "" {
+		return fmt.Errorf("no -version (hint: the release the binary was built with, e.g. -version $(git describe --tags --always --dirty))")
+	}
 	if created == "" {
 		return fmt.Errorf("no creation time (hint: -created $(git log -1 --format=%%ct) or SOURCE_DATE_EPOCH)")
 	}
