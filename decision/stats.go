@@ -236,9 +236,10 @@ func normalUpper(z float64) float64 { return distuv.UnitNormal.CDF(-z) }
 // binomExactVar is the variance n·p·(1−p) up to which binomUpper and
 // poissonUpper are exact. Beyond it they are the normal approximation with
 // continuity correction, within about 1e-4 of the exact tail: the incomplete
-// beta and gamma integrals rest on ln Γ of the counts, whose rounding grows
-// with them (some 1e-6 of the tail at a billion trials), and the incomplete
-// beta fails (NaN) for float64-sized counts a windows/v1 file may hold.
+// beta and gamma integrals lose digits as the counts grow (the incomplete
+// beta's continued fraction stops at 300 terms: 1.8e-3 of the tail near the
+// mean at a billion trials, p = 0.001), and the incomplete beta fails (NaN)
+// for the float64-sized counts a windows/v1 file may hold.
 const binomExactVar = 1e6
 
 // binomUpper is the upper tail P(X ≥ x) of X ~ Binomial(n, p): the p-value
