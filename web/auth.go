@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -191,7 +192,10 @@ func LoadOrCreateTokens(path string, create bool) (*Tokens, bool, error) {
 }
 
 // readPrivateFile reads a file that holds secrets, refusing one that
-// group or others may read or write.
+// others may read, or group may write. Group read is allowed only when the
+// file's group is this process's own group: what Kubernetes does to a
+// Secret volume under the pod's fsGroup (mode 0440, group fsGroup), which
+// nobody outside the pod's own group can read.
 func readPrivateFile(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -200,10 +204,19 @@ func readPrivateFile(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s has mode %04o: a file of bearer tokens must not be readable or writable by group or others (hint: chmod 600 %s)", path, perm, path)
+	perm := st.Mode().Perm()
+	groupReadOnly := perm&0o077 == 0o040
+	if perm&0o077 != 0 && !(groupReadOnly && ownGroup(st)) {
+		return nil, fmt.Errorf("%s has mode %04o: a file of bearer tokens must not be readable or writable by group or others (hint: chmod 600 %s; a Kubernetes Secret volume may be group-readable when its group is the pod's fsGroup, the process's own group)", path, perm, path)
 	}
 	return os.ReadFile(path)
+}
+
+// ownGroup reports whether a file's group is the process's effective
+// group.
+func ownGroup(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Gid) == os.Getegid()
 }
 
 type ctxKey struct{}

@@ -756,6 +756,29 @@ func TestFilesArePrivate(t *testing.T) {
 	if _, _, err := LoadOrCreateTokens(tok, false); err != nil {
 		t.Fatal(err)
 	}
+	// A Kubernetes Secret volume under the pod's fsGroup: mode 0440, group
+	// the process's own. Readable; group write, others' read, or another
+	// group are not.
+	os.Chown(tok, -1, os.Getegid())
+	os.Chmod(tok, 0o440)
+	if _, _, err := LoadOrCreateTokens(tok, false); err != nil {
+		t.Fatalf("a Secret volume file of our own group: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o460, 0o444, 0o470, 0o404} {
+		os.Chmod(tok, mode)
+		if _, _, err := LoadOrCreateTokens(tok, false); err == nil || !strings.Contains(err.Error(), "fsGroup") {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+	}
+	if os.Geteuid() == 0 { // only root may give a file away to another group
+		os.Chmod(tok, 0o440)
+		if err := os.Chown(tok, -1, os.Getegid()+1); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := LoadOrCreateTokens(tok, false); err == nil {
+			t.Errorf("a group-readable tokens file of another group was accepted")
+		}
+	}
 	created := filepath.Join(t.TempDir(), "new", "tokens.yaml")
 	if _, ok, err := LoadOrCreateTokens(created, true); err != nil || !ok {
 		t.Fatal(err)
