@@ -130,7 +130,7 @@ func checkServeOptions(t *testing.T, objs []*unstructured.Unstructured) {
 	for _, want := range []string{
 		`"--tokens=/etc/chaosgate/tokens/tokens.yaml"`, `"--tls-cert=/etc/chaosgate/tls/tls.crt"`, `"--tls-key=/etc/chaosgate/tls/tls.key"`,
 		`"--webhook-trusted-cidr=10.0.0.0/8"`, `"--namespace=chaosgate-demo"`, `"scheme":"HTTPS"`,
-		`chmod 0600 /tokens/tokens.yaml`, `"medium":"Memory"`, `"secretName":"chaosgate-tokens"`, `"secretName":"chaosgate-tls"`,
+		`"--data-dir=/var/lib/chaosgate/data"`, `"defaultMode":288`, `"secretName":"chaosgate-tokens"`, `"secretName":"chaosgate-tls"`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("serve's pod spec lacks %s", want)
