@@ -1,20 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver v1.34.2 from the Go module proxy once per machine and
-# prints the path of the cached binary. k8s.io/kubernetes cannot be required
-# on its own: its go.mod points every staging module at ./staging/..., so the
-# throwaway module replaces each of them with the published v0.34.2 release.
+# prints the path of the cached binary (scripts/build-kubernetes-component.sh).
 # About 12 CPU-minutes the first time; instant afterwards.
 set -euo pipefail
-ver=1.34.2
-staging_ver=0.34.2
-replaces=()
-for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go \
-  cloud-provider cluster-bootstrap code-generator component-base component-helpers \
-  controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation \
-  endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy \
-  kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission \
-  sample-apiserver sample-cli-plugin sample-controller; do
-  replaces+=("-replace=k8s.io/$m=k8s.io/$m@v$staging_ver")
-done
-exec bash "$(dirname "$0")/go-proxy-build.sh" \
-  "kube-apiserver-v$ver" "k8s.io/kubernetes@v$ver" k8s.io/kubernetes/cmd/kube-apiserver "${replaces[@]}"
+exec bash "$(dirname "$0")/build-kubernetes-component.sh" kube-apiserver
