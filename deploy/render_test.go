@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
@@ -64,20 +61,7 @@ func renderChart(release, namespace string, vals map[string]any) ([]*unstructure
 // library, as `kubectl kustomize DIR` does.
 func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rm, err := k.Run(filesys.MakeFsOnDisk(), abs)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	y, err := rm.AsYaml()
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	objs, err := k8senv.DecodeObjects(strings.NewReader(string(y)), "kustomize "+dir)
+	objs, err := k8senv.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

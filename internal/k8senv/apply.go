@@ -1,8 +1,10 @@
 package k8senv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -11,6 +13,8 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // Applier creates objects of any kind the API server serves, finding each
@@ -81,4 +85,30 @@ func objectName(o *unstructured.Unstructured) string {
 		return ns + "/" + o.GetName()
 	}
 	return o.GetName()
+}
+
+// Kustomize renders a kustomization directory with kustomize's krusty
+// library (what `kubectl kustomize DIR` runs) and decodes the objects; a
+// kustomization that renders nothing is an error.
+func Kustomize(dir string) ([]*unstructured.Unstructured, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), abs)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	y, err := rm.AsYaml()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	objs, err := DecodeObjects(bytes.NewReader(y), "kustomize "+dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("kustomize build %s rendered nothing", dir)
+	}
+	return objs, nil
 }

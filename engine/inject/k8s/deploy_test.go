@@ -19,8 +19,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -71,24 +69,9 @@ func apply(t *testing.T, ctx context.Context, e *k8senv.Env, mapper meta.RESTMap
 // whether or not a kubectl is installed.
 func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	abs, err := filepath.Abs(dir)
+	objs, err := k8senv.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), abs)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	y, err := rm.AsYaml()
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	objs, err := k8senv.DecodeObjects(strings.NewReader(string(y)), "kustomize "+dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(objs) == 0 {
-		t.Fatalf("kustomize build %s rendered nothing", dir)
 	}
 	return objs
 }
