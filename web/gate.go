@@ -176,7 +176,9 @@ type FlaggerAnswer struct {
 // revision is metadata "revision", else the canary's "namespace/name",
 // else its name. Answers: confirm-promotion 200 only for promote;
 // pre-rollout 200 unless the verdict is block (hold and no verdict yet let
-// the rollout start: the game day judges it); rollback 200 only for block.
+// the rollout start: the game day judges it); rollout (every analysis
+// iteration) likewise 200 unless block, so a block fails the iteration and
+// counts against the Canary's threshold; rollback 200 only for block.
 // Every other case is 412 with the reason.
 func (s *Server) flagger(step string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +299,10 @@ func (s *Server) flaggerStep(w http.ResponseWriter, r *http.Request, step string
 	switch step {
 	case "confirm-promotion":
 		ans.Allowed = verdict == "promote"
-	case "pre-rollout":
+	case "pre-rollout", "rollout":
+		// rollout runs at every analysis iteration: a failure counts
+		// against the Canary's threshold (enough of them roll back), so
+		// only a block fails it; confirm-promotion holds the promotion.
 		ans.Allowed = verdict != "block"
 	case "rollback":
 		ans.Allowed = verdict == "block"

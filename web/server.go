@@ -247,7 +247,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/decision", s.require(RoleViewer, s.apiDecision))
 	s.handle("GET /api/v1/scenarios", s.require(RoleViewer, s.apiScenarios))
 	s.handle("GET /api/v1/gate/{revision...}", s.require(RoleViewer, s.apiGate))
-	for _, step := range []string{"confirm-promotion", "pre-rollout", "rollback"} {
+	for _, step := range []string{"confirm-promotion", "pre-rollout", "rollout", "rollback"} {
 		s.handle("POST /api/v1/gate/flagger/"+step, s.flagger(step))
 	}
 	s.handle("GET /api/v1/ledger/", s.require(RoleAuditor, s.ledgerAPI))

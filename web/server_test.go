@@ -351,12 +351,12 @@ func TestGateSemantics(t *testing.T) {
 			}
 		}
 		payload := fmt.Sprintf(`{"name":"web","namespace":"demo","phase":"Progressing","metadata":{"revision":%q}}`, rev)
-		want := map[string]int{"confirm-promotion": 412, "pre-rollout": 200, "rollback": 412}
+		want := map[string]int{"confirm-promotion": 412, "pre-rollout": 200, "rollout": 200, "rollback": 412}
 		switch verdict {
 		case "promote":
 			want["confirm-promotion"] = 200
 		case "block":
-			want["pre-rollout"], want["rollback"] = 412, 200
+			want["pre-rollout"], want["rollout"], want["rollback"] = 412, 412, 200
 		}
 		for step, wc := range want {
 			code, body := h.do(RoleViewer, "POST", "/api/v1/gate/flagger/"+step, payload)

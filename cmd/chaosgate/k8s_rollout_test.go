@@ -277,6 +277,7 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 		{"confirm-promotion", latest, 412}, // hold: not promoted
 		{"rollback", latest, 412},          // hold: not rolled back either
 		{"pre-rollout", latest, 200},       // only a block stops the rollout before it starts
+		{"rollout", latest, 200},           // nor fails an analysis iteration
 		{"confirm-promotion", "0a1b2c3d4", 412},
 		{"pre-rollout", "0a1b2c3d4", 200},
 	} {
