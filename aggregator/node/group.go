@@ -185,7 +185,7 @@ func openGroup(n *Node, id int) (*group, error) {
 			return nil, fmt.Errorf("bootstrap partition %d: %w", id, err)
 		}
 	}
-	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.stable, snaps, g.trans); err != nil {
+	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.stable, snaps, mainLoopHeartbeats{g.trans}); err != nil {
 		return nil, fmt.Errorf("start raft for partition %d: %w", id, err)
 	}
 	ok = true
@@ -496,3 +496,18 @@ func (g *group) balance(preferred string) {
 		}
 	}
 }
+
+// mainLoopHeartbeats is the raft transport with hashicorp/raft's heartbeat
+// fast path turned off, so heartbeats are handled by raft's main loop like
+// every other AppendEntries. On the fast path (v1.8.0) the transport's
+// goroutine runs appendEntries, which may raise the term and step a leader
+// down while the leader loop is dispatching proposals: a leader resuming
+// from a pause then wrote its queued proposals as entries of the new
+// leader's term — two leaders in one term, lost and disordered records
+// (found by the consistency checker's I8/I5 after a podPause; upstream
+// hashicorp/raft PR #701). The cost: a follower answers a heartbeat after
+// the AppendEntries ahead of it.
+type mainLoopHeartbeats struct{ *raft.NetworkTransport }
+
+// SetHeartbeatHandler ignores raft's fast-path handler (see the type).
+func (mainLoopHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
