@@ -12,6 +12,9 @@
 #     as a real pod (internal/ociimage).
 #   - nats-server 2.15.2, built once from the Go module proxy
 #     (scripts/build-nats-server.sh): the aggregator benchmark's fsync tier.
+#   - VictoriaLogs 1.52.2 (Apache-2.0), built once from the Go module proxy
+#     (scripts/build-victoria-logs.sh): the log server of the log tests (it
+#     speaks Loki's push API; Grafana Loki is AGPL and is not used).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -37,3 +40,4 @@ bash "$here/build-consul.sh" >/dev/null
 bash "$here/build-kube-apiserver.sh" >/dev/null
 bash "$here/build-kubelet.sh" >/dev/null
 bash "$here/build-nats-server.sh" >/dev/null
+bash "$here/build-victoria-logs.sh" >/dev/null

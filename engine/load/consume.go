@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,8 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 		fatal    error
 		st       DrainStats
 		caught   = make([]bool, g.parts)
+		lastErr  = make([]error, g.parts)
+		lastPage = make([]StreamPage, g.parts)
 		lastNews = time.Now()
 	)
 	done := make(chan struct{})
@@ -93,6 +96,9 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 				}
 				if err != nil {
 					g.log.Debug("stream read", "partition", p, "err", err)
+					mu.Lock()
+					lastErr[p] = err
+					mu.Unlock()
 					sleep(ctx, 100*time.Millisecond)
 					continue
 				}
@@ -100,6 +106,7 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 					g.recordStream(opt.Client, p, r)
 				}
 				mu.Lock()
+				lastErr[p], lastPage[p] = nil, page
 				if n := len(page.Records); n > 0 {
 					lastNews = time.Now()
 					for _, r := range page.Records {
@@ -143,7 +150,32 @@ func (g *Generator) Drain(ctx context.Context, opt DrainOptions) (DrainStats, er
 		return st, nil
 	default:
 	}
-	return st, fmt.Errorf("load: drain stopped before the streams were read to their high watermarks: %w", ctx.Err())
+	mu.Lock()
+	behind := drainLag(caught, lastPage, lastErr)
+	mu.Unlock()
+	return st, fmt.Errorf("load: drain stopped before the streams were read to their high watermarks (%s; %d acknowledged messages unseen): %w", behind, st.Unseen, ctx.Err())
+}
+
+// drainLag names the partitions a drain left behind: how far each was read
+// against its high watermark, or the error its last read returned.
+func drainLag(caught []bool, pages []StreamPage, errs []error) string {
+	var parts []string
+	for p, c := range caught {
+		switch {
+		case errs[p] != nil:
+			parts = append(parts, fmt.Sprintf("partition %d: %v", p, errs[p]))
+		case !c:
+			parts = append(parts, fmt.Sprintf("partition %d at offset %d of high watermark %d (leader %q)", p, pages[p].Next, pages[p].HighWatermark, pages[p].Leader))
+		}
+	}
+	if len(parts) == 0 {
+		return "every partition at its high watermark, waiting for quiet"
+	}
+	const most = 4
+	if len(parts) > most {
+		parts = append(parts[:most], fmt.Sprintf("%d more", len(parts)-most))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // ErrStreamRetained means the cluster's stream retention removed records

@@ -96,47 +96,71 @@ func (p *Probe) Scan() error {
 }
 
 func (p *Probe) scanFile(arm engine.Arm, node, path string) error {
-	f, err := os.Open(path)
+	lines, off, err := readNewLines(path, p.offs[path])
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil // not started yet
-		}
-		return engine.E(engine.KindUnavailable, "logs", err)
+		return err
 	}
-	defer f.Close()
-	off := p.offs[path]
-	if st, err := f.Stat(); err == nil && st.Size() < off {
-		off = 0 // truncated or replaced
-	}
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return engine.E(engine.KindUnavailable, "logs", err)
-	}
-	r := bufio.NewReaderSize(f, 64<<10)
 	now := time.Now()
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			break // a partial last line is read again next time
-		}
-		off += int64(len(line))
+	for _, line := range lines {
 		for i, re := range p.res {
 			if !re.MatchString(line) {
 				continue
 			}
-			at := now
-			if m := timeField.FindStringSubmatch(line); m != nil {
-				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
-					at = t
-				}
-			}
-			if len(line) > 300 {
-				line = line[:300]
-			}
-			p.hits = append(p.hits, Match{Arm: arm, Node: node, At: at, Pattern: p.cfg.Patterns[i], Line: line})
+			p.hits = append(p.hits, Match{Arm: arm, Node: node, At: lineTime(line, now), Pattern: p.cfg.Patterns[i], Line: clip(line)})
 		}
 	}
 	p.offs[path] = off
 	return nil
+}
+
+// readNewLines returns the complete lines appended to path since offset
+// off, and the offset after them. A missing file has no lines (its node has
+// not started yet); a file shorter than off was truncated or replaced and
+// is read from its start. A partial last line is left for the next read.
+func readNewLines(path string, off int64) ([]string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, off, nil
+		}
+		return nil, off, engine.E(engine.KindUnavailable, "logs", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() < off {
+		off = 0
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, off, engine.E(engine.KindUnavailable, "logs", err)
+	}
+	r := bufio.NewReaderSize(f, 64<<10)
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		off += int64(len(line))
+		lines = append(lines, line)
+	}
+	return lines, off, nil
+}
+
+// lineTime is the time in a line's "time=" field, or now.
+func lineTime(line string, now time.Time) time.Time {
+	if m := timeField.FindStringSubmatch(line); m != nil {
+		if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			return t
+		}
+	}
+	return now
+}
+
+// clip bounds a matched line kept as evidence.
+func clip(line string) string {
+	if len(line) > 300 {
+		return line[:300]
+	}
+	return line
 }
 
 // Matches returns the guarded lines of arm between start and end.
@@ -150,6 +174,11 @@ func (p *Probe) Matches(arm engine.Arm, start, end time.Time) []Match {
 		}
 	}
 	return out
+}
+
+// MatchCount is how many guarded lines arm logged between start and end.
+func (p *Probe) MatchCount(arm engine.Arm, start, end time.Time) int {
+	return len(p.Matches(arm, start, end))
 }
 
 // Observe scans the logs and counts the guarded lines of each arm in w. A
