@@ -20,10 +20,13 @@ const (
 	DependencySLA       Kind = "dependency_sla"
 	Consistency         Kind = "consistency"
 	MemoryGrowth        Kind = "memory_growth"
+	// LogGuards compares the share of requests that logged a line matching
+	// a log guard (a silent drop, a crash): what no metric shows.
+	LogGuards Kind = "log_guards"
 )
 
 // Kinds lists every built-in dimension in evaluation order.
-var Kinds = []Kind{ErrorRate, LatencyP99, GCPause, SessionInterruption, DependencySLA, Consistency, MemoryGrowth}
+var Kinds = []Kind{ErrorRate, LatencyP99, GCPause, SessionInterruption, DependencySLA, Consistency, MemoryGrowth, LogGuards}
 
 // Config is the decision matrix: dimensions, score lines, pair rules and the
 // baseline and hold policies. Load it with decision/config; Default returns
@@ -222,6 +225,7 @@ func Default() *Config {
 			{Kind: DependencySLA, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 0.0005, HardLimit: 0.0005, SigmaPrior: 0.001, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500},
 			{Kind: Consistency, Enabled: true, Direction: HigherIsWorse, Weight: 5, Critical: true, K: 0, MinEffect: 1, MinSamples: 1},
 			{Kind: MemoryGrowth, Enabled: true, Direction: HigherIsWorse, Weight: 1, K: 3, MinEffect: 1, SigmaPrior: 0.5, SigmaPriorShare: 0.2, SigmaFloor: 0.1, MinSamples: 1},
+			{Kind: LogGuards, Enabled: true, Direction: HigherIsWorse, Weight: 2, K: 3, MinEffect: 0.001, SigmaPrior: 0.002, SigmaFloor: 0.0001, DriftPrior: 0.25, MinSamples: 500},
 		},
 		Rules: []Rule{
 			{

@@ -183,6 +183,17 @@ func errorRate(a Arm) (Value, Value)      { return a.Errors, a.Requests }
 func sessionRate(a Arm) (Value, Value)    { return a.SessionInterruptions, a.Sessions }
 func dependencyRate(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls }
 
+// logGuardRate is the share of requests that logged a guarded line. A
+// request may log several: the count is capped at the requests, so the
+// rate stays a share (at most 1).
+func logGuardRate(a Arm) (Value, Value) {
+	x, n := a.LogGuardMatches, a.Requests
+	if x.OK() && n.OK() && x.V > n.V {
+		x.V = n.V
+	}
+	return x, n
+}
+
 // rateOf returns the counts of a rate dimension, or nil for other kinds.
 func rateOf(k Kind) func(Arm) (Value, Value) {
 	switch k {
@@ -192,6 +203,8 @@ func rateOf(k Kind) func(Arm) (Value, Value) {
 		return sessionRate
 	case DependencySLA:
 		return dependencyRate
+	case LogGuards:
+		return logGuardRate
 	}
 	return nil
 }

@@ -81,6 +81,8 @@ func ownFields(k Kind, a Arm) (vals []Value, series []Samples) {
 		return []Value{a.ConsistencyViolations}, nil
 	case MemoryGrowth:
 		return []Value{a.MemoryGrowthMBPerMin}, nil
+	case LogGuards:
+		return []Value{a.LogGuardMatches}, nil
 	}
 	return nil, nil
 }
@@ -393,6 +395,8 @@ func (e *evaluator) dimension(dc DimensionConfig) DimensionResult {
 		return e.countDim(dc, r, "session_interruptions", "sessions", sessionRate)
 	case DependencySLA:
 		return e.countDim(dc, r, "dependency_failures", "dependency_calls", dependencyRate)
+	case LogGuards:
+		return e.countDim(dc, r, "log_guard_matches", "requests", logGuardRate)
 	case LatencyP99:
 		return e.latencyDim(dc, r)
 	case GCPause:

@@ -214,6 +214,11 @@ func TestRaisingAWeightKeepsAnAgreedVerdict(t *testing.T) {
 		bad.Canary.DependencyFailures = decision.Num(200)
 		bad.Canary.ConsistencyViolations = decision.Num(2)
 		bad.Canary.MemoryGrowthMBPerMin = decision.Num(20)
+		for _, in := range []*decision.Input{&good, &bad} {
+			in.Control.LogGuardMatches = decision.Num(0)
+			in.Canary.LogGuardMatches = decision.Num(0)
+		}
+		bad.Canary.LogGuardMatches = decision.Num(100)
 		for _, in := range []decision.Input{good, bad} {
 			base := decision.Default()
 			v0 := decision.Evaluate(base, in)

@@ -245,6 +245,10 @@ type Arm struct {
 	DependencyCalls       Value
 	DependencyFailures    Value
 	ConsistencyViolations Value
+	// LogGuardMatches is how many log lines matched a log guard (silent
+	// drops, crashes) in the window; the log_guards dimension compares its
+	// share of Requests.
+	LogGuardMatches Value
 	// MemoryGrowthMBPerMin is the resident-memory slope over the window.
 	MemoryGrowthMBPerMin Value
 	// CollectedAt is when the data was collected; zero means "at the

@@ -32,6 +32,9 @@ const (
 	// DefectCommitBeforeStore commits upstream offsets (acknowledges broker
 	// messages) before the aggregator stored them.
 	DefectCommitBeforeStore = "commit-before-store"
+	// DefectSilentDrop acknowledges a fraction of messages without storing
+	// them and only says so in its log.
+	DefectSilentDrop = "silent-drop"
 )
 
 // DefectHelp describes every defect.
@@ -45,6 +48,8 @@ var DefectHelp = map[string]string{
 	DefectHLCNoUpdate:     "the hybrid logical clock ignores received timestamps (HLC regressions after failover)",
 	DefectGCChurn:         "allocate heavily on every request (GC pauses)",
 	DefectLeak:            "retain --leak-bytes of every request for good (memory grows)",
+	DefectSilentDrop: "acknowledge a fraction of messages (--drop-rate) without storing them; only a WARN log line " +
+		"(\"dropped message …\") says so — what log guards exist to catch",
 	DefectCommitBeforeStore: "upstream consumers commit offsets (acknowledge broker messages) as soon as they fetch them, before the aggregator stored them, " +
 		"and abandon a revoked partition's records in flight (messages are lost when a consumer dies or a rebalance moves a partition)",
 }
@@ -183,6 +188,8 @@ type Config struct {
 
 	SlowPathDelay time.Duration
 	ErrorRate     float64
+	// DropRate is the fraction of messages the silent-drop defect drops.
+	DropRate float64
 	// LeakBytes is what the leak defect retains per request, on top of
 	// the request's own size.
 	LeakBytes int
@@ -275,6 +282,9 @@ func (c *Config) Defaults() {
 	if c.ErrorRate == 0 {
 		c.ErrorRate = 0.1
 	}
+	if c.DropRate == 0 {
+		c.DropRate = 0.02
+	}
 	if c.Defects == nil {
 		c.Defects = Defects{}
 	}
@@ -311,6 +321,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--raft-log %q: want %s, %s or %s", c.RaftLog, RaftLogPartition, RaftLogShared, RaftLogRaftWAL)
 	case c.ErrorRate < 0 || c.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want 0..1", c.ErrorRate)
+	case c.DropRate < 0 || c.DropRate > 1:
+		return fmt.Errorf("--drop-rate %v: want 0..1", c.DropRate)
 	case c.LeakBytes < 0 || c.LeakBytes > 64<<20:
 		return fmt.Errorf("--leak-bytes %d: want 0..%d", c.LeakBytes, 64<<20)
 	case c.SyncInterval < 0:

@@ -31,7 +31,7 @@ func TestParseDefects(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown defect "ack-before-comit"`) || !strings.Contains(err.Error(), DefectAckBeforeCommit) {
 		t.Fatalf("unknown defect error: %v", err)
 	}
-	if len(KnownDefects()) != 10 {
+	if len(KnownDefects()) != 11 {
 		t.Fatal(KnownDefects())
 	}
 }
@@ -237,6 +237,31 @@ func TestDefectErrorRateFailsRequestsWithoutStoring(t *testing.T) {
 		if failed[r.MsgID] {
 			t.Fatalf("failed message %s was stored", r.MsgID)
 		}
+	}
+}
+
+func TestDefectSilentDropAcknowledgesWithoutStoring(t *testing.T) {
+	c := startCluster(t, 1, func(cfg *Config) { withDefects(DefectSilentDrop)(cfg); cfg.DropRate = 0.5 })
+	gen := newGen(4)
+	acked := map[string]bool{}
+	for range 60 {
+		m := gen.next("s", "k")
+		if code, res := c.send(t, "n1", m); code == 200 && res[0].Status == StatusOK {
+			acked[m.MsgID] = true
+		}
+	}
+	if len(acked) != 60 {
+		t.Fatalf("silent-drop acknowledged %d of 60 messages, want every one", len(acked))
+	}
+	time.Sleep(3 * time.Second) // the reorder timeout declares the dropped seqs' holes gaps
+	stored := 0
+	for _, r := range c.readAll(t, "n1", partitionOf("k", 4)) {
+		if r.Type == RecordMessage {
+			stored++
+		}
+	}
+	if stored == 0 || stored >= 60 {
+		t.Fatalf("silent-drop 0.5: %d of 60 acknowledged messages stored, want some lost", stored)
 	}
 }
 

@@ -165,7 +165,14 @@ func openGroup(n *Node, id int) (*group, error) {
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
 	rc.ElectionTimeout = n.cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout / 2
+	// The longest lease raft allows. Heartbeats go through raft's main
+	// loop (mainLoopHeartbeats), so a follower busy appending answers them
+	// late; a half-timeout lease made leaders step down on every
+	// scheduling stall of a busy host and left partitions without a
+	// leader for tens of seconds after a fault healed. Safety does not
+	// rest on the lease: reads go through a Barrier and commits need a
+	// quorum.
+	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true

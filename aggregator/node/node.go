@@ -446,7 +446,13 @@ func (n *Node) Ingest(ctx context.Context, msgs []Message, o IngestOptions) []Re
 		}
 	}
 	byPart := map[int][]int{}
+	silentDrop := !o.Forwarded && n.cfg.Defects.Has(DefectSilentDrop)
 	for i, m := range msgs {
+		if silentDrop && rand.Float64() < n.cfg.DropRate {
+			out[i].Status = StatusOK
+			n.log.Warn("dropped message after acknowledging it", "msg_id", m.MsgID, "source_id", m.SourceID, "seq", m.Seq, "partition", parts[i])
+			continue
+		}
 		if !o.Forwarded {
 			if ok, wait := n.sources.Allow(m.SourceID, 1, now); !ok {
 				n.metrics.rejects.WithLabelValues("source_rate").Inc()

@@ -150,6 +150,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.DurationVar(&cfg.LatencyTarget, "latency-target", 250*time.Millisecond, "commit latency above which the adaptive limit shrinks")
 	f.DurationVar(&cfg.SlowPathDelay, "slow-path-delay", 50*time.Millisecond, "latency added by the slow-path defect")
 	f.Float64Var(&cfg.ErrorRate, "error-rate", 0.1, "fraction of requests failed by the error-rate defect")
+	f.Float64Var(&cfg.DropRate, "drop-rate", 0.02, "fraction of messages acknowledged and dropped by the silent-drop defect")
 	f.IntVar(&cfg.LeakBytes, "leak-bytes", 16<<10, "bytes the leak defect retains per request, besides the request itself")
 	return cmd
 }

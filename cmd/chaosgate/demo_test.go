@@ -50,6 +50,10 @@ type gamedayReport struct {
 			Canary  struct{ OK bool } `json:"canary"`
 			Control struct{ OK bool } `json:"control"`
 		} `json:"consistency"`
+		Metrics *struct {
+			Canary  map[string]float64 `json:"canary"`
+			Control map[string]float64 `json:"control"`
+		} `json:"metrics"`
 	} `json:"probes"`
 	Evidence *struct {
 		LedgerIndex uint64 `json:"ledger_index"`

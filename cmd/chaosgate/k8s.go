@@ -744,6 +744,9 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	if o.metricsSource == "prometheus" {
 		return withExitCode(exitUsage, errors.New("--metrics-source prometheus: the local target only for now (on Kubernetes the probes read the pods directly)"))
 	}
+	if o.logServer != "" {
+		return withExitCode(exitUsage, errors.New("--log-server: the local target only for now (on Kubernetes, ship the pods' logs with your own agent)"))
+	}
 	switch k.dryRun { // true and false: the boolean flag of earlier releases
 	case "true":
 		k.dryRun = dryRunClient

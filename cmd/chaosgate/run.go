@@ -22,6 +22,7 @@ import (
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/probe/promql"
 	"github.com/chaosgate/chaosgate/engine/report"
 	"github.com/chaosgate/chaosgate/engine/target/local"
@@ -94,6 +95,8 @@ type gamedayOpts struct {
 	// the selectors configure the PromQL source.
 	metricsSource, promURL, queriesFile string
 	canarySelector, controlSelector     string
+	// logServer is KIND=URL of a log server (victorialogs or loki).
+	logServer string
 	// notify says who is told how the run ended.
 	notify notifyFlags
 }
@@ -110,6 +113,7 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
 	f.StringVar(&o.canarySelector, "prom-canary-selector", "", `with --prometheus: the canary's label matchers (default arm="canary")`)
 	f.StringVar(&o.controlSelector, "prom-control-selector", "", `with --prometheus: the control's label matchers (default arm="control")`)
+	f.StringVar(&o.logServer, "log-server", "", "log server that receives the nodes' logs and every decision line over Loki's push API, and answers the log guards: victorialogs=http://HOST:9428 (LogsQL) or loki=http://HOST:3100 (LogQL); default: the guards read the nodes' log files")
 	o.notify.register(cmd)
 }
 
@@ -216,7 +220,13 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
-	cfg := gameday.Config{Prometheus: prom, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
+	var logServer *logs.Server
+	if o.logServer != "" {
+		if logServer, err = logs.ParseServer(o.logServer); err != nil {
+			return nil, withExitCode(exitUsage, fmt.Errorf("--log-server: %w", err))
+		}
+	}
+	cfg := gameday.Config{Prometheus: prom, LogServer: logServer, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
 		Decision: dcfg, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event

@@ -90,6 +90,7 @@ type record struct {
 	DependencyFailures    *float64  `json:"dependency_failures,omitempty"`
 	ConsistencyViolations *float64  `json:"consistency_violations,omitempty"`
 	MemoryGrowth          *float64  `json:"memory_growth_mb_per_min,omitempty"`
+	LogGuardMatches       *float64  `json:"log_guard_matches,omitempty"`
 	// Context is the window's conditions (faults and intensity); it is
 	// kept with the canary arm's record.
 	Context *decision.Context `json:"context,omitempty"`
@@ -123,6 +124,7 @@ func toRecord(a decision.Arm) record {
 		Sessions: opt(a.Sessions), SessionInterruptions: opt(a.SessionInterruptions),
 		DependencyCalls: opt(a.DependencyCalls), DependencyFailures: opt(a.DependencyFailures),
 		ConsistencyViolations: opt(a.ConsistencyViolations), MemoryGrowth: opt(a.MemoryGrowthMBPerMin),
+		LogGuardMatches: opt(a.LogGuardMatches),
 		P50: opt(a.LatencyP50), P99: opt(a.LatencyP99), LatencySamples: opt(a.LatencySamples),
 	}
 	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
@@ -145,6 +147,7 @@ func (r record) arm() decision.Arm {
 		Sessions: val(r.Sessions), SessionInterruptions: val(r.SessionInterruptions),
 		DependencyCalls: val(r.DependencyCalls), DependencyFailures: val(r.DependencyFailures),
 		ConsistencyViolations: val(r.ConsistencyViolations), MemoryGrowthMBPerMin: val(r.MemoryGrowth),
+		LogGuardMatches: val(r.LogGuardMatches),
 		LatencyP50: val(r.P50), LatencyP99: val(r.P99), LatencySamples: val(r.LatencySamples),
 	}
 	if r.HasGC {

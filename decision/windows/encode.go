@@ -78,7 +78,7 @@ func encodeArm(a decision.Arm) map[string]any {
 		{"requests", a.Requests}, {"errors", a.Errors}, {"latency_samples", a.LatencySamples}, {"window_s", a.WindowS},
 		{"sessions", a.Sessions}, {"session_interruptions", a.SessionInterruptions}, {"dependency_calls", a.DependencyCalls},
 		{"dependency_failures", a.DependencyFailures}, {"consistency_violations", a.ConsistencyViolations},
-		{"memory_growth_mb_per_min", a.MemoryGrowthMBPerMin},
+		{"memory_growth_mb_per_min", a.MemoryGrowthMBPerMin}, {"log_guard_matches", a.LogGuardMatches},
 	} {
 		put(f.key, f.v)
 	}

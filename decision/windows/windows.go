@@ -159,7 +159,7 @@ func Decode(data []byte) (decision.Input, error) {
 
 var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", "latency_samples", "gc_pauses_ms", "window_s", "sessions",
 	"session_interruptions", "dependency_calls", "dependency_failures", "consistency_violations",
-	"memory_growth_mb_per_min", "collected_at", "query_errors", "no_data"}
+	"log_guard_matches", "memory_growth_mb_per_min", "collected_at", "query_errors", "no_data"}
 
 func decodeArm(path string, v any) (decision.Arm, error) {
 	var a decision.Arm
@@ -179,7 +179,7 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 		{"sessions", &a.Sessions, true}, {"session_interruptions", &a.SessionInterruptions, true},
 		{"dependency_calls", &a.DependencyCalls, true}, {"dependency_failures", &a.DependencyFailures, true},
 		{"consistency_violations", &a.ConsistencyViolations, true}, {"memory_growth_mb_per_min", &a.MemoryGrowthMBPerMin, false},
-		{"latency_samples", &a.LatencySamples, true},
+		{"latency_samples", &a.LatencySamples, true}, {"log_guard_matches", &a.LogGuardMatches, true},
 	}
 	for _, s := range scalars {
 		x, ok := obj[s.key]

@@ -47,6 +47,7 @@ import (
 	"github.com/chaosgate/chaosgate/decision/baseline"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/canary"
+	"github.com/chaosgate/chaosgate/engine/decisionlog"
 	"github.com/chaosgate/chaosgate/engine/history"
 	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
 	"github.com/chaosgate/chaosgate/engine/load"
@@ -87,6 +88,20 @@ type Config struct {
 	// Prometheus, when set, takes the arms' process metrics from PromQL
 	// instead of the embedded scraper (nil: the embedded scraper).
 	Prometheus *Prometheus
+	// LogServer, when set, receives the nodes' logs (Loki's push API,
+	// labels app="chaosgate-aggregator", run_id, arm, node) and every
+	// decision line (engine/decisionlog), and the log guards become
+	// queries to it (LogsQL or LogQL) instead of reads of the log files.
+	LogServer *logs.Server
+}
+
+// logGuard is the log-guard probe: over the nodes' files or a log server.
+type logGuard interface {
+	engine.Probe
+	Scan() error
+	Matches(arm engine.Arm, start, end time.Time) []logs.Match
+	MatchCount(arm engine.Arm, start, end time.Time) int
+	Patterns() []string
 }
 
 // EventKind says what an Event is about.
@@ -156,10 +171,16 @@ type Run struct {
 	hpaths map[engine.Arm]string
 	avail  *availability.Probe
 	mets   *metrics.Probe
-	logsp  *logs.Probe
-	inj    *injlocal.Injector
-	upLoad *upstreamLoad
-	base   *baseline.Store
+	logsp  logGuard
+	// shipper pushes the nodes' logs to Config.LogServer; decisions
+	// pushes the decision lines there.
+	shipper   *logs.Shipper
+	stopShip  context.CancelFunc
+	shipDone  chan struct{}
+	decisions *decisionlog.Pusher
+	inj       *injlocal.Injector
+	upLoad    *upstreamLoad
+	base      *baseline.Store
 	// journal is the game day's own journal (child processes it starts).
 	journal *engine.Journal
 	// prom is the PromQL source when Config.Prometheus is set; promSrv the
@@ -349,8 +370,10 @@ func (r *Run) Execute(parent context.Context) (*Outcome, error) {
 				line += " failed: " + strings.Join(f, ", ")
 			}
 			r.steps = append(r.steps, line)
+			n := len(r.judged)
 			r.mu.Unlock()
 			r.emit(EventVerdict, "judge", w.Weight, "step "+line+" — "+v.Reason)
+			r.pushDecision(ctx, r.decisionRun().Step(n, w.Weight, v, r.cfg.Decision()))
 			if v.Decision != decision.Promote {
 				// The evidence behind a hold or a block, dimension by
 				// dimension, so that a run's log explains it on its own.
@@ -489,7 +512,6 @@ func (r *Run) setup(ctx context.Context) error {
 	if pr.Metrics != nil && pr.Metrics.Interval.Duration > 0 {
 		interval = pr.Metrics.Interval.Duration
 	}
-	armList := []engine.Arm{engine.ArmCanary, engine.ArmControl}
 	if r.mets, err = metrics.New(metrics.Config{Arms: loadArms, Targets: a.DirectAddrs, Interval: interval}); err != nil {
 		return err
 	}
@@ -497,14 +519,35 @@ func (r *Run) setup(ctx context.Context) error {
 	if pr.Logs != nil {
 		patterns = pr.Logs.Patterns
 	}
-	if r.logsp, err = logs.New(logs.Config{Arms: armList, Patterns: patterns, Files: func(arm engine.Arm) map[string]string {
+	nodeLogs := func(arm engine.Arm) map[string]string {
 		m := map[string]string{}
 		for _, n := range a.Nodes(arm) {
 			m[n] = a.LogPath(arm, n)
 		}
 		return m
-	}}); err != nil {
-		return err
+	}
+	if srv := r.cfg.LogServer; srv != nil {
+		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: loadArms, Files: nodeLogs,
+			Labels: func(arm engine.Arm, node string) map[string]string {
+				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
+			}})
+		shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		r.stopShip, r.shipDone = stop, make(chan struct{})
+		go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
+		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: loadArms, Patterns: patterns, Sync: r.shipper.Flush,
+			Labels: func(arm engine.Arm) map[string]string {
+				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}
+			}})
+		if err != nil {
+			return err
+		}
+		r.logsp, r.decisions = sp, &decisionlog.Pusher{Server: srv}
+	} else {
+		fp, err := logs.New(logs.Config{Arms: loadArms, Patterns: patterns, Files: nodeLogs})
+		if err != nil {
+			return err
+		}
+		r.logsp = fp
 	}
 	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker,
 		Admin: a.Admin, Burst: func(arm engine.Arm) (load.Config, error) {
@@ -605,6 +648,10 @@ func (r *Run) teardown() {
 	}
 	if r.arms != nil {
 		r.arms.Close()
+	}
+	if r.stopShip != nil {
+		r.stopShip() // after the nodes stopped: their last lines go too
+		<-r.shipDone
 	}
 	for _, h := range r.hists {
 		h.Close()
@@ -978,7 +1025,32 @@ func (r *Run) armInput(weight int, arm engine.Arm, steady []availability.Span, s
 	if rep, ok := r.consistency[arm]; ok {
 		a.ConsistencyViolations = decision.Num(Violations(rep))
 	}
+	a.LogGuardMatches = r.logGuardMatches(arm, steady)
 	return a, st, nil
+}
+
+// logGuardMatches counts arm's guarded log lines in the steady spans, the
+// spans its requests were counted in.
+func (r *Run) logGuardMatches(arm engine.Arm, steady []availability.Span) decision.Value {
+	if r.logsp == nil {
+		return decision.Value{}
+	}
+	if err := r.logsp.Scan(); err != nil {
+		return decision.Value{State: decision.QueryError, Err: err.Error()}
+	}
+	n := 0
+	for _, s := range steady {
+		c := r.logsp.MatchCount(arm, s.Start, s.End)
+		if c < 0 {
+			err := "log guard query failed"
+			if e, ok := r.logsp.(interface{ Err() error }); ok && e.Err() != nil {
+				err = e.Err().Error()
+			}
+			return decision.Value{State: decision.QueryError, Err: err}
+		}
+		n += c
+	}
+	return decision.Num(float64(n))
 }
 
 func spansM(s []availability.Span) []metrics.Span {
@@ -1125,7 +1197,9 @@ func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result
 			}
 			if r.logsp != nil {
 				r.logsp.Scan()
-				dst["log_guard_matches"] = float64(len(r.logsp.Matches(arm, r.start, time.Now())))
+				if n := r.logsp.MatchCount(arm, r.start, time.Now()); n >= 0 {
+					dst["log_guard_matches"] = float64(n)
+				}
 			}
 		}
 		rep.Probes.Metrics = &m
@@ -1143,6 +1217,55 @@ func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result
 	}
 	rep.DurationS = math.Round(time.Since(r.start).Seconds()*10) / 10
 	out.Report = rep
+	if r.decisions != nil {
+		verdict := rep.Verdict
+		switch {
+		case out.Aborted != "":
+			verdict = "abort"
+		case verdict == "":
+			verdict = "error"
+		}
+		var last decision.Verdict
+		if res != nil && len(res.Steps) > 0 {
+			last = res.Steps[len(res.Steps)-1].Verdict
+		}
+		reason := out.Reason
+		if out.Error != "" {
+			reason = strings.TrimPrefix(reason+"; ", "; ") + out.Error
+		}
+		r.mu.Lock()
+		weight := r.weight
+		r.mu.Unlock()
+		r.pushDecision(ctx, r.decisionRun().Final(verdict, reason, weight, last, r.cfg.Decision()))
+	}
+}
+
+// NodeLogApp is the app label of the nodes' log lines on a log server.
+const NodeLogApp = "chaosgate-aggregator"
+
+// decisionRun is what every decision line of the run shares.
+func (r *Run) decisionRun() decisionlog.Run {
+	return decisionlog.Run{RunID: r.runID, Workload: r.cfg.Revision, ScenarioHash: r.scenarioHash()}
+}
+
+// scenarioHash is sha256:… of the scenario the run plays.
+func (r *Run) scenarioHash() string {
+	scen, _ := json.Marshal(r.cfg.Doc)
+	sh := sha256.Sum256(scen)
+	return "sha256:" + hex.EncodeToString(sh[:])
+}
+
+// pushDecision sends one decision line to the log server, if there is
+// one; a failed push is reported, it never changes the run.
+func (r *Run) pushDecision(ctx context.Context, l decisionlog.Line) {
+	if r.decisions == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.decisions.Push(ctx, l); err != nil {
+		r.emit(EventInfo, "", 0, "log server: "+err.Error())
+	}
 }
 
 func confName(f engine.FaultRecord) string {
@@ -1183,9 +1306,7 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 	}
 	defer l.Close()
 	doc := r.cfg.Doc
-	scen, _ := json.Marshal(doc)
-	sh := sha256.Sum256(scen)
-	p := &evidence.Predicate{RunID: r.runID, Experiment: evidence.Experiment{Name: doc.Metadata.Name, ScenarioHash: "sha256:" + hex.EncodeToString(sh[:]), Kind: strings.ToLower(doc.Kind)},
+	p := &evidence.Predicate{RunID: r.runID, Experiment: evidence.Experiment{Name: doc.Metadata.Name, ScenarioHash: r.scenarioHash(), Kind: strings.ToLower(doc.Kind)},
 		Versions: r.cfg.Versions, StartedAt: r.start, FinishedAt: time.Now()}
 	// Every cluster the run drove, the calibration arm's included: the
 	// injections name it too.

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine/decisionlog"
+	"github.com/chaosgate/chaosgate/engine/gameday"
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
+	"github.com/chaosgate/chaosgate/internal/logstest"
+)
+
+// TestGateWithLogServerCatchesSilentDrops: a canary that acknowledges
+// messages it drops, saying so only in its log, gated with a real log
+// server (VictoriaLogs over Loki's push API). The consistency checker
+// cannot see these drops — the aggregator declares the dropped seqs gaps,
+// which I1 accepts — so the log guards are what catches them: the nodes'
+// logs reach the server, the guards asked of the server find the drops on
+// the canary alone, the log_guards dimension blocks the release, and the
+// block is found on the server by its decision_id.
+func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	vl := logstest.Start(t)
+	dir := t.TempDir()
+	jsonFile := filepath.Join(t.TempDir(), "report.json")
+	_, stderr, code := runBinary(t, bin, "gate", "-f", "default-gameday-quick", "--revision", "local:silent-drop",
+		"--json", jsonFile, "--data-dir", dir, "--canary-defect", "silent-drop", "--log-server", "victorialogs="+vl.URL)
+	raw, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatalf("gate wrote no JSON report (exit %d): %v\n%s", code, err, tail(stderr, 4000))
+	}
+	r := decodeReport(t, string(raw), stderr)
+	if code != 1 || r.Verdict != "block" || !contains(r.Failing, "log_guards") {
+		t.Fatalf("silent-drop canary: exit %d, verdict %q, failing %v (want a block on log_guards)\n%s", code, r.Verdict, r.Failing, tail(stderr, 4000))
+	}
+	if strings.Contains(stderr, "log server:") {
+		t.Errorf("a push to the log server failed:\n%s", tail(stderr, 3000))
+	}
+	m := r.Probes.Metrics
+	if m == nil || m.Canary["log_guard_matches"] < 1 || m.Control["log_guard_matches"] != 0 {
+		t.Fatalf("log guards from the server: %+v, want drops on the canary only", m)
+	}
+	t.Logf("log guard matches from VictoriaLogs: canary %v, control %v", m.Canary["log_guard_matches"], m.Control["log_guard_matches"])
+
+	srv := &logs.Server{Kind: logs.VictoriaLogs, URL: vl.URL}
+	ctx := context.Background()
+	// The nodes' own lines are on the server, labelled by run, arm and node.
+	rows, err := srv.Query(ctx, fmt.Sprintf(`{app=%q,run_id=%q,arm="canary"} "dropped message" | stats count() n`, gameday.NodeLogApp, r.RunID), 10)
+	if err != nil || len(rows) != 1 || rows[0]["n"] == "0" {
+		t.Fatalf("canary drop lines on the server: %v, %v", rows, err)
+	}
+	// Every decision is on the server; the block is found by its id.
+	deadline := time.Now().Add(20 * time.Second)
+	q := fmt.Sprintf(`{app=%q,run_id=%q} decision_id:=%q`, decisionlog.App, r.RunID, r.RunID+"/final")
+	for {
+		if rows, err = srv.Query(ctx, q, 10); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(rows) != 1 {
+		t.Fatalf("%s: %d rows, want the final decision", q, len(rows))
+	}
+	final := rows[0] // VictoriaLogs keeps a JSON line as fields
+	if final["verdict"] != "block" || final["affected_workload"] != "local:silent-drop" || !strings.HasPrefix(final["chaos_scenario_hash"], "sha256:") ||
+		!strings.Contains(final["failing_dimensions"], "log_guards") || final["weights.log_guards"] != "2" || final["dimensions.log_guards.outcome"] != "fail" {
+		t.Fatalf("final decision line %v", final)
+	}
+	steps, err := srv.Query(ctx, fmt.Sprintf(`{app=%q,run_id=%q} kind:=step`, decisionlog.App, r.RunID), 100)
+	if err != nil || len(steps) == 0 || len(steps) < len(r.Steps) {
+		t.Fatalf("step decision lines: %d (%v), want one per judged window (%d steps)", len(steps), err, len(r.Steps))
+	}
+	for _, st := range steps {
+		if !strings.HasPrefix(st["decision_id"], r.RunID+"/step-") {
+			t.Errorf("step line %v", st)
+		}
+	}
+}
