@@ -125,7 +125,7 @@ func toRecord(a decision.Arm) record {
 		DependencyCalls: opt(a.DependencyCalls), DependencyFailures: opt(a.DependencyFailures),
 		ConsistencyViolations: opt(a.ConsistencyViolations), MemoryGrowth: opt(a.MemoryGrowthMBPerMin),
 		LogGuardMatches: opt(a.LogGuardMatches),
-		P50: opt(a.LatencyP50), P99: opt(a.LatencyP99), LatencySamples: opt(a.LatencySamples),
+		P50:             opt(a.LatencyP50), P99: opt(a.LatencyP99), LatencySamples: opt(a.LatencySamples),
 	}
 	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
 		p50, p99 := quantile(a.LatencyMS.V, 0.5), quantile(a.LatencyMS.V, 0.99)
@@ -148,7 +148,7 @@ func (r record) arm() decision.Arm {
 		DependencyCalls: val(r.DependencyCalls), DependencyFailures: val(r.DependencyFailures),
 		ConsistencyViolations: val(r.ConsistencyViolations), MemoryGrowthMBPerMin: val(r.MemoryGrowth),
 		LogGuardMatches: val(r.LogGuardMatches),
-		LatencyP50: val(r.P50), LatencyP99: val(r.P99), LatencySamples: val(r.LatencySamples),
+		LatencyP50:      val(r.P50), LatencyP99: val(r.P99), LatencySamples: val(r.LatencySamples),
 	}
 	if r.HasGC {
 		a.GCPausesMS = decision.Series(r.GCPausesMS)
