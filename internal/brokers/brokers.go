@@ -18,24 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chaosgate/chaosgate/internal/buildcache"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
 // NATSBuildVersion is the nats-server release scripts/build-nats-server.sh
 // caches.
 const NATSBuildVersion = "2.15.2"
-
-// cacheDir is where scripts/go-proxy-build.sh caches binaries.
-func cacheDir() string {
-	if d := os.Getenv("CHAOSGATE_CACHE"); d != "" {
-		return filepath.Join(d, "bin")
-	}
-	c, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(c, "chaosgate", "bin")
-}
 
 // ErrNotInstalled is returned when a broker binary is not found.
 var ErrNotInstalled = errors.New("not installed")
@@ -62,7 +51,7 @@ func find(name string, extra ...string) (string, error) {
 // else nats-server from PATH or /usr/sbin.
 func FindNATSServer() (string, error) {
 	var extra []string
-	if d := cacheDir(); d != "" {
+	if d := buildcache.Dir(); d != "" {
 		extra = append(extra, filepath.Join(d, "nats-server-"+NATSBuildVersion))
 	}
 	return find("nats-server", extra...)

@@ -6,15 +6,14 @@ package consultest
 
 import (
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/chaosgate/chaosgate/internal/buildcache"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
@@ -22,26 +21,7 @@ import (
 // build under CHAOSGATE_CACHE (default ~/.cache/chaosgate).
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("CHAOSGATE_CONSUL_BIN"); p != "" {
-		return p
-	}
-	cache := os.Getenv("CHAOSGATE_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, _ := os.UserHomeDir()
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "chaosgate")
-	}
-	p := filepath.Join(cache, "bin", "consul-1.22.0")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("consul binary missing at %s (run scripts/build-consul.sh or set CHAOSGATE_CONSUL_BIN)", p)
-		}
-		t.Skipf("consul binary missing at %s: run scripts/build-consul.sh or set CHAOSGATE_CONSUL_BIN", p)
-	}
-	return p
+	return buildcache.Binary(t, "CHAOSGATE_CONSUL_BIN", "consul-1.22.0", "scripts/build-consul.sh")
 }
 
 // Agent is a real `consul agent -dev` on 127.0.0.1.

@@ -44,6 +44,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/buildcache"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 )
 
@@ -94,19 +95,7 @@ type Unavailable struct{ Reason string }
 func (u *Unavailable) Error() string { return "k8senv: control plane unavailable: " + u.Reason }
 
 // CacheDir returns the directory where scripts/ cache built servers.
-func CacheDir() string {
-	if d := os.Getenv("CHAOSGATE_CACHE"); d != "" {
-		return filepath.Join(d, "bin")
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "chaosgate", "bin")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "chaosgate", "bin")
-	}
-	return filepath.Join(home, ".cache", "chaosgate", "bin")
-}
+func CacheDir() string { return buildcache.Dir() }
 
 // Binaries locates etcd and kube-apiserver. KUBE_APISERVER and ETCD override
 // the defaults (PATH, then the build cache).
