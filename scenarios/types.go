@@ -219,6 +219,10 @@ type MetricsProbe struct {
 // LogsProbe guards node logs with regular expressions.
 type LogsProbe struct {
 	Patterns []string `yaml:"patterns" json:"patterns"`
+	// Server, KIND=URL (victorialogs=http://HOST:9428 or
+	// loki=http://HOST:3100), sends the nodes' logs and the decision lines
+	// to a log server and asks it the guards; --log-server overrides it.
+	Server string `yaml:"server,omitempty" json:"server,omitempty"`
 }
 
 // Probe names usable in abort conditions.

@@ -552,8 +552,15 @@ func (v *validator) probes(pr Probes) {
 				v.at(fmt.Sprintf("spec.probes.logs.patterns[%d]", i), fmt.Sprintf("bad regular expression: %v", err), "use Go RE2 syntax")
 			}
 		}
+		if l.Server != "" && !logServerRE.MatchString(l.Server) {
+			v.at("spec.probes.logs.server", fmt.Sprintf("%s is not KIND=URL", quote(l.Server)), "victorialogs=http://HOST:9428 or loki=http://HOST:3100")
+		}
 	}
 }
+
+// logServerRE is the shape of probes.logs.server (the full check is the
+// log client's, when the run starts).
+var logServerRE = regexp.MustCompile(`^(victorialogs|loki)=https?://[^/\s]+\S*$`)
 
 func (v *validator) abort(p string, a AbortCondition) {
 	metrics, ok := abortMetrics[a.Probe]

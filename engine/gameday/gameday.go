@@ -526,7 +526,13 @@ func (r *Run) setup(ctx context.Context) error {
 		}
 		return m
 	}
-	if srv := r.cfg.LogServer; srv != nil {
+	srv := r.cfg.LogServer
+	if srv == nil && pr.Logs != nil && pr.Logs.Server != "" {
+		if srv, err = logs.ParseServer(pr.Logs.Server); err != nil {
+			return fmt.Errorf("spec.probes.logs.server: %w", err)
+		}
+	}
+	if srv != nil {
 		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: loadArms, Files: nodeLogs,
 			Labels: func(arm engine.Arm, node string) map[string]string {
 				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
