@@ -62,9 +62,11 @@ func TestBrowserDashboardAndExplorer(t *testing.T) {
 	}
 	do("sign in", chromedp.SendKeys("#token", roleTokens[RoleOperator]), chromedp.Click("#signin"), chromedp.WaitVisible("#live"))
 	poll(`document.querySelector("#events") !== null && document.querySelector("#events").textContent.includes("podKill canary/n2")`)
-	poll(`document.querySelector("#faults").textContent.includes("podKill")`)
+	poll(`document.querySelector("#faults") !== null && document.querySelector("#faults").textContent.includes("podKill")`)
 	// The live chart has the canary's sample from the state event.
-	poll(`document.querySelector("#chart-p99 polyline.s-canary").getAttribute("points") !== ""`)
+	// The chart may not be drawn yet when the poll starts: a missing
+	// polyline is "not yet", not an exception that ends the poll.
+	poll(`(p => p !== null && (p.getAttribute("points") || "") !== "")(document.querySelector("#chart-p99 polyline.s-canary"))`)
 	events, faults, killText := text("#events"), text("#faults"), text("#kill")
 	if !strings.Contains(events, "steady state before") || !strings.Contains(faults, "podKill canary/n2") || !strings.Contains(killText, "Kill switch") {
 		t.Fatalf("live view: events %q, faults %q, kill %q", events, faults, killText)

@@ -63,7 +63,7 @@ func TestDecideJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if v.Verdict != "block" || v.Score == nil || v.Coverage == nil || !strings.HasPrefix(v.ConfigHash, "sha256:") || len(v.Dimensions) != 7 {
+	if v.Verdict != "block" || v.Score == nil || v.Coverage == nil || !strings.HasPrefix(v.ConfigHash, "sha256:") || len(v.Dimensions) != 8 {
 		t.Fatalf("contract fields: %+v", v)
 	}
 	for _, d := range v.Dimensions {
