@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/decisionlog"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
+	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/logstest"
 )
 
@@ -82,6 +84,61 @@ func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
 	for _, st := range steps {
 		if !strings.HasPrefix(st["decision_id"], r.RunID+"/step-") {
 			t.Errorf("step line %v", st)
+		}
+	}
+}
+
+// TestGateWithUnreachableLogServerHolds: a log server nobody answers on is
+// missing data for log_guards — the gate holds (exit 3) with the dimension
+// inconclusive as query_error and the server named, never a promote.
+func TestGateWithUnreachableLogServerHolds(t *testing.T) {
+	skipShort(t)
+	bin := chaosgateBinary(t)
+	dir := t.TempDir()
+	jsonFile := filepath.Join(t.TempDir(), "report.json")
+	addrs, err := freeport.Addrs(1) // free: nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + addrs[0]
+	_, stderr, code := runBinary(t, bin, "gate", "-f", "default-gameday-quick", "--revision", "local:log-server-down",
+		"--json", jsonFile, "--data-dir", dir, "--log-server", "victorialogs="+down)
+	raw, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatalf("gate wrote no JSON report (exit %d): %v\n%s", code, err, tail(stderr, 4000))
+	}
+	var r struct {
+		Verdict string `json:"verdict"`
+		Steps   []struct {
+			Verdict    string `json:"verdict"`
+			Dimensions []struct {
+				Name   string `json:"name"`
+				Data   string `json:"data"`
+				Reason string `json:"reason"`
+			} `json:"dimensions"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	if code != 3 || r.Verdict != "hold" || len(r.Steps) == 0 {
+		t.Fatalf("unreachable log server: exit %d, verdict %q (want a hold, exit 3)\n%s", code, r.Verdict, tail(stderr, 4000))
+	}
+	for _, st := range r.Steps {
+		if st.Verdict == "promote" {
+			t.Fatalf("a step promoted without its log guards: %+v", st)
+		}
+		found := false
+		for _, d := range st.Dimensions {
+			if d.Name == "log_guards" {
+				found = true
+				if d.Data != "query_error" || !strings.Contains(d.Reason, down) {
+					t.Fatalf("log_guards: data %q, reason %q (want query_error naming %s)", d.Data, d.Reason, down)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("step without a log_guards dimension: %+v", st)
 		}
 	}
 }
