@@ -5,18 +5,15 @@
 package promtest
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chaosgate/chaosgate/internal/freeport"
+	"github.com/chaosgate/chaosgate/internal/serverproc"
 )
 
 // Server is a running Prometheus.
@@ -24,8 +21,8 @@ type Server struct {
 	// URL is the server's base URL, http://127.0.0.1:PORT.
 	URL string
 	// Dir holds the configuration, the TSDB and the log.
-	Dir string
-	cmd *exec.Cmd
+	Dir  string
+	proc *serverproc.Process
 }
 
 // Binary returns the prometheus binary: $PROMETHEUS_BIN, else the one on
@@ -62,54 +59,10 @@ func Start(t testing.TB, scrapeConfigs string) *Server {
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start prometheus: %v", err)
-	}
-	s := &Server{URL: "http://" + addr, Dir: dir, cmd: cmd}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/-/ready", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				http.DefaultClient.CloseIdleConnections()
-				return s
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited before it was ready:\n%s", s.Log())
-		case <-ctx.Done():
-			t.Fatalf("prometheus not ready within 60 s:\n%s", s.Log())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	proc := serverproc.Start(t, "prometheus", bin, []string{"--config.file=" + cfgPath, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}, dir, "http://"+addr+"/-/ready", 60*time.Second)
+	return &Server{URL: "http://" + addr, Dir: dir, proc: proc}
 }
 
 // Log returns the tail of the server's log.
-func (s *Server) Log() string {
-	b, _ := os.ReadFile(filepath.Join(s.Dir, "prometheus.log"))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-30):], "\n")
-}
+func (s *Server) Log() string { return s.proc.Log() }
