@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 	"io"
 	randv2 "math/rand/v2"
 	"net/http"
@@ -237,7 +238,7 @@ func newHTTPSink(name string, u *url.URL, display string, encode func(Notificati
 			// A redirect is not followed: the signed body goes to the
 			// configured URL only. A 3xx is a permanent failure.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		now: time.Now, sleep: sleepCtx, jitter: randv2.Float64}
+		now: time.Now, sleep: waitctx.Sleep, jitter: randv2.Float64}
 }
 
 // Name is the sink's name in output, logs and dead letters.
@@ -424,15 +425,4 @@ func newDeliveryID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

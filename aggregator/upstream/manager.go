@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // Options are what a node gives its upstream manager.
@@ -220,7 +222,7 @@ func (m *Manager) join(r *running) bool {
 				return
 			}
 			m.log.Warn("upstream consumer stopped; restarting", "upstream", r.cfg.Name, "err", err)
-			_ = sleepCtx(ctx, time.Second)
+			_ = waitctx.Sleep(ctx, time.Second)
 		}
 	}()
 	m.log.Info("upstream consumer joined", "upstream", r.cfg.Name, "kind", r.cfg.Kind, "brokers", r.cfg.Brokers)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // natsAdapter pulls from a durable JetStream consumer shared by the nodes
@@ -77,7 +79,7 @@ func (a *natsAdapter) consume(ctx context.Context) error {
 			return nil
 		}
 		a.log.Warn("jetstream consumer not ready (is the stream there and the server up?)", "stream", a.cfg.Stream, "consumer", a.cfg.Group, "err", err)
-		if sleepCtx(ctx, time.Second) != nil {
+		if waitctx.Sleep(ctx, time.Second) != nil {
 			return nil
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // Status is what became of one submitted message.
@@ -172,7 +174,7 @@ func (p *pipeline) waitAdmitted(ctx context.Context) error {
 				}
 			}
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := waitctx.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -278,7 +280,7 @@ func (p *pipeline) process(ctx context.Context, ds []Delivery) error {
 			if !healthy {
 				p.log.Debug("upstream: downstream unhealthy, retrying", "upstream", p.cfg.Name, "pending", len(keep), "reason", why)
 			}
-			if err := sleepCtx(ctx, bo.NextBackOff()); err != nil {
+			if err := waitctx.Sleep(ctx, bo.NextBackOff()); err != nil {
 				return err
 			}
 		}
@@ -312,7 +314,7 @@ func (p *pipeline) deadLetter(ctx context.Context, d Delivery, o Outcome, attemp
 	l, err := p.dlq.Add(l)
 	if err != nil {
 		p.log.Error("dead-letter queue write failed; the message stays unacknowledged upstream", "upstream", p.cfg.Name, "msg_id", o.MsgID, "err", err)
-		_ = sleepCtx(ctx, time.Second)
+		_ = waitctx.Sleep(ctx, time.Second)
 		return err
 	}
 	p.m.deadLettered.WithLabelValues(p.cfg.Name, reasonKind(reason)).Inc()
@@ -334,18 +336,4 @@ func reasonKind(reason string) string {
 		return "stale_epoch"
 	}
 	return "other"
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/ociimage"
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // KubeletVersion is the kubelet release scripts/build-kubelet.sh builds.
@@ -311,7 +312,7 @@ func (n *Node) waitCtr(ctx context.Context, limit time.Duration) error {
 		if _, last = n.ctr(ctx, "version"); last == nil {
 			return nil
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := waitctx.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -353,7 +354,7 @@ func (n *Node) initNode(ctx context.Context) error {
 				last = "addresses set; waiting to read them back"
 			}
 		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := waitctx.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -467,7 +468,7 @@ func (n *Node) DeletePod(ctx context.Context, namespace, name string, uid types.
 		if apierrors.IsNotFound(err) || (err == nil && p.UID != uid) {
 			return nil
 		}
-		if err := sleep(ctx, 300*time.Millisecond); err != nil {
+		if err := waitctx.Sleep(ctx, 300*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -679,15 +680,6 @@ func HTTPGet(ctx context.Context, url string) (int, []byte, error) {
 	var buf bytes.Buffer
 	_, err = buf.ReadFrom(resp.Body)
 	return resp.StatusCode, buf.Bytes(), err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 // T is the part of testing.TB a node needs.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/load"
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // Admin is how the injector reaches a node's admin API (the reference
@@ -169,7 +170,7 @@ func (in *Injector) injectClockSkew(ctx context.Context, t engine.Target, f engi
 	// reached for |offset|, so for that long every stamp of the
 	// predecessor is one a build that ignores received timestamps falls
 	// below once it leads.
-	if err := sleepCtx(ctx, min(f.Offset.Abs(), time.Second)); err != nil {
+	if err := waitctx.Sleep(ctx, min(f.Offset.Abs(), time.Second)); err != nil {
 		return err
 	}
 	// The leader may have changed since Prepare: ask whoever leads now. A
@@ -193,7 +194,7 @@ func (in *Injector) injectClockSkew(ctx context.Context, t engine.Target, f engi
 				_ = adminCall(ctx, adm, http.MethodPost, fmt.Sprintf("/v1/admin/partitions/%d/transfer", p), map[string]string{"to": su.Node}, nil)
 			}
 		}
-		if err := sleepCtx(ctx, 300*time.Millisecond); err != nil {
+		if err := waitctx.Sleep(ctx, 300*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -320,17 +321,6 @@ func adminCall(ctx context.Context, adm Admin, method, path string, body, out an
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // Default settings of an overload burst.
 const (
 	defaultBurstBatch   = 20
@@ -399,7 +389,7 @@ func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engin
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "no burst running"}
 	}
 	wait := min(700*time.Millisecond, a.Fault.Duration/2)
-	if err := sleepCtx(ctx, time.Until(b.start.Add(wait))); err != nil {
+	if err := waitctx.Sleep(ctx, time.Until(b.start.Add(wait))); err != nil {
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
 	}
 	s, ok := b.gen.Live()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
 // ServerConfig wires a log guard that asks a log server instead of reading
@@ -78,18 +79,36 @@ func (p *ServerProbe) settle(ctx context.Context, end time.Time) error {
 			return err
 		}
 	}
-	wait := time.Until(end.Add(p.cfg.Settle))
-	if wait <= 0 {
-		return nil
+	if wait := time.Until(end.Add(p.cfg.Settle)); wait > 0 {
+		return waitctx.Sleep(ctx, wait)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	return nil
+}
+
+// guardCount is one guard's matches in one arm's window.
+type guardCount struct {
+	Arm     engine.Arm `json:"arm"`
+	Pattern string     `json:"pattern"`
+	Query   string     `json:"query"`
+	Matches int        `json:"matches"`
+}
+
+// countArm asks the server, guard by guard, how many lines arm logged
+// between start and end that match; counts lists the guards that matched.
+// The first failed query ends it with an error naming the guard and the
+// arm.
+func (p *ServerProbe) countArm(ctx context.Context, arm engine.Arm, start, end time.Time) (total int, counts []guardCount, err error) {
+	for _, pat := range p.cfg.Patterns {
+		n, q, err := p.cfg.Server.Count(ctx, Guard{Labels: p.cfg.Labels(arm), Pattern: pat, Start: start, End: end})
+		if err != nil {
+			return 0, nil, fmt.Errorf("log guard %q of the %s: %w", pat, arm, err)
+		}
+		total += n
+		if n > 0 {
+			counts = append(counts, guardCount{Arm: arm, Pattern: pat, Query: q, Matches: n})
+		}
 	}
+	return total, counts, nil
 }
 
 // Observe counts, per arm, the lines in w that match any guard.
@@ -98,27 +117,15 @@ func (p *ServerProbe) Observe(ctx context.Context, w engine.Window) (engine.Obse
 	if err := p.settle(ctx, w.End); err != nil {
 		return o, engine.E(engine.KindUnavailable, "logs", err)
 	}
-	type guardCount struct {
-		Arm     engine.Arm `json:"arm"`
-		Pattern string     `json:"pattern"`
-		Query   string     `json:"query"`
-		Matches int        `json:"matches"`
-	}
 	var detail []guardCount
 	for _, arm := range p.cfg.Arms {
-		total := 0
-		for _, pat := range p.cfg.Patterns {
-			n, q, err := p.cfg.Server.Count(ctx, Guard{Labels: p.cfg.Labels(arm), Pattern: pat, Start: w.Start, End: w.End})
-			if err != nil {
-				err = engine.E(engine.KindUnavailable, "logs", fmt.Errorf("log guard %q of the %s: %w", pat, arm, err))
-				p.setErr(err)
-				return o, err
-			}
-			total += n
-			if n > 0 {
-				detail = append(detail, guardCount{Arm: arm, Pattern: pat, Query: q, Matches: n})
-			}
+		total, counts, err := p.countArm(ctx, arm, w.Start, w.End)
+		if err != nil {
+			err = engine.E(engine.KindUnavailable, "logs", err)
+			p.setErr(err)
+			return o, err
 		}
+		detail = append(detail, counts...)
 		o.Arms[arm] = engine.Metrics{"matches": float64(total)}
 	}
 	if len(detail) > 0 {
@@ -170,14 +177,10 @@ func (p *ServerProbe) MatchCount(arm engine.Arm, start, end time.Time) int {
 		p.setErr(err)
 		return -1
 	}
-	total := 0
-	for _, pat := range p.cfg.Patterns {
-		n, _, err := p.cfg.Server.Count(ctx, Guard{Labels: p.cfg.Labels(arm), Pattern: pat, Start: start, End: end})
-		if err != nil {
-			p.setErr(fmt.Errorf("log guard %q of the %s: %w", pat, arm, err))
-			return -1
-		}
-		total += n
+	total, _, err := p.countArm(ctx, arm, start, end)
+	if err != nil {
+		p.setErr(err)
+		return -1
 	}
 	return total
 }

@@ -2,6 +2,7 @@ package logs
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +92,7 @@ func (s *Shipper) Flush(ctx context.Context) error {
 				s.pending[path] = st
 			}
 			for _, l := range lines {
-				st.Entries = append(st.Entries, Entry{Time: lineTime(l, now), Line: trimNewline(l)})
+				st.Entries = append(st.Entries, Entry{Time: lineTime(l, now), Line: strings.TrimRight(l, "\r\n")})
 			}
 			if over := len(st.Entries) - s.cfg.MaxPending; over > 0 {
 				st.Entries = st.Entries[over:]
@@ -138,11 +139,4 @@ func (s *Shipper) Dropped() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dropped
-}
-
-func trimNewline(l string) string {
-	for len(l) > 0 && (l[len(l)-1] == '\n' || l[len(l)-1] == '\r') {
-		l = l[:len(l)-1]
-	}
-	return l
 }
