@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +18,6 @@ import (
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
-	"github.com/chaosgate/chaosgate/internal/ociimage"
 )
 
 // TestChartServePodRunsOnAKubelet runs serve's pod as the chart renders it
@@ -38,24 +34,8 @@ func TestChartServePodRunsOnAKubelet(t *testing.T) {
 	defer cancel()
 
 	// The image, as `make image` builds it.
-	bin := filepath.Join(t.TempDir(), "chaosgate")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-X main.version=v0.0.0-charttest", "-o", bin, "github.com/chaosgate/chaosgate/cmd/chaosgate")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	img, err := ociimage.Chaosgate(ociimage.Options{Binary: bin, Version: "v0.0.0-charttest", Revision: strings.Repeat("ab", 20),
-		Licenses: "NOASSERTION", Created: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)})
+	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, t.TempDir(), "v0.0.0-charttest")
 	if err != nil {
-		t.Fatal(err)
-	}
-	ref := ociimage.Repository + ":v0.0.0-charttest"
-	tag, err := ociimage.Tag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarPath := filepath.Join(t.TempDir(), "image.tar")
-	if err := ociimage.WriteTarball(tarPath, img, tag); err != nil {
 		t.Fatal(err)
 	}
 	if err := node.ImportImage(ctx, tarPath); err != nil {

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds one Kubernetes v1.34.2 component (kube-apiserver, kubelet) from the
+# Builds one Kubernetes v1.34.2 component (kube-apiserver, kubelet, kube-controller-manager) from the
 # Go module proxy once per machine and prints the path of the cached binary.
 # k8s.io/kubernetes cannot be required on its own: its go.mod points every
 # staging module at ./staging/..., so the throwaway module replaces each of
 # them with the published v0.34.2 release.
-#   usage: build-kubernetes-component.sh kube-apiserver|kubelet
+#   usage: build-kubernetes-component.sh kube-apiserver|kubelet|kube-controller-manager
 set -euo pipefail
-component=${1:?usage: build-kubernetes-component.sh kube-apiserver|kubelet}
+component=${1:?usage: build-kubernetes-component.sh kube-apiserver|kubelet|kube-controller-manager}
 ver=1.34.2
 staging_ver=0.34.2
 replaces=()

@@ -10,6 +10,9 @@
 #   - kubelet v1.34.2, built once from the Go module proxy
 #     (scripts/build-kubelet.sh): with containerd it runs chaosgate's image
 #     as a real pod (internal/ociimage).
+#   - kube-controller-manager v1.34.2, built once from the Go module proxy
+#     (scripts/build-kube-controller-manager.sh): the test cluster's
+#     StatefulSet, ReplicaSet and Deployment controllers.
 #   - nats-server 2.15.2, built once from the Go module proxy
 #     (scripts/build-nats-server.sh): the aggregator benchmark's fsync tier.
 #   - VictoriaLogs 1.52.2 (Apache-2.0), built once from the Go module proxy
@@ -39,5 +42,6 @@ fi
 bash "$here/build-consul.sh" >/dev/null
 bash "$here/build-kube-apiserver.sh" >/dev/null
 bash "$here/build-kubelet.sh" >/dev/null
+bash "$here/build-kube-controller-manager.sh" >/dev/null
 bash "$here/build-nats-server.sh" >/dev/null
 bash "$here/build-victoria-logs.sh" >/dev/null

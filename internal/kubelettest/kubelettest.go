@@ -192,7 +192,9 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 		"--cgroups-per-qos=false",
 		"--enforce-node-allocatable=",
 		"--cloud-provider=external",
-		"--address", "127.0.0.1",
+		// The API server reaches the kubelet at the Node's InternalIP
+		// (kubectl logs, exec).
+		"--address", o.IP,
 		"--port", strconv.Itoa(ports[0]),
 		"--read-only-port", "0",
 		"--healthz-port", "0",
@@ -418,6 +420,15 @@ func (n *Node) TaskPID(ctx context.Context, containerID string) (int, error) {
 	return 0, fmt.Errorf("kubelettest: no containerd task %s", id)
 }
 
+// KillTask kills a container's task with SIGKILL through containerd (as
+// Chaos Mesh's container-kill does), given its id ("containerd://ID" or
+// ID); the kubelet then restarts the container per the pod's restart
+// policy.
+func (n *Node) KillTask(ctx context.Context, containerID string) error {
+	_, err := n.ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", strings.TrimPrefix(containerID, "containerd://"))
+	return err
+}
+
 // Task is one line of `ctr tasks ls`.
 type Task struct {
 	ID     string
@@ -530,10 +541,15 @@ func (n *Node) Stop() {
 	unmountBelow(n.dir)
 	_ = os.RemoveAll(n.dir)
 	for uid := range n.podUIDs {
-		dirs, _ := filepath.Glob(filepath.Join(podLogsDir, "*_"+string(uid)))
-		for _, d := range dirs {
-			_ = os.RemoveAll(d)
-		}
+		removePodLogs(uid)
+	}
+}
+
+// removePodLogs removes the kubelet's log directory of a pod.
+func removePodLogs(uid types.UID) {
+	dirs, _ := filepath.Glob(filepath.Join(podLogsDir, "*_"+string(uid)))
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
 	}
 }
 
@@ -606,21 +622,31 @@ func unescapeMount(s string) string {
 }
 
 func (n *Node) spawn(name, bin string, args ...string) error {
-	lf, err := os.Create(filepath.Join(n.dir, name+".log"))
+	p, err := spawn(n.dir, name, bin, args...)
 	if err != nil {
 		return err
+	}
+	n.procs = append(n.procs, p)
+	return nil
+}
+
+// spawn starts bin with its output in dir/name.log; it dies with the test
+// process (Pdeathsig).
+func spawn(dir, name, bin string, args ...string) (*proc, error) {
+	lf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
-		return fmt.Errorf("kubelettest: start %s: %w", name, err)
+		return nil, fmt.Errorf("kubelettest: start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: lf, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
-	n.procs = append(n.procs, p)
-	return nil
+	return p, nil
 }
 
 func (p *proc) stop() {

@@ -7,9 +7,13 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...)
+}
 
 func TestContainerdConfigIsPrivate(t *testing.T) {
 	bin, err := exec.LookPath("containerd")

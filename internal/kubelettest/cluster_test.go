@@ -1,0 +1,195 @@
+package kubelettest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chaosgate/chaosgate/internal/freeport"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
+	"github.com/chaosgate/chaosgate/internal/kubelettest"
+)
+
+// TestClusterRunsTheAggregatorAsPods runs the reference aggregator's canary
+// and stable arms as StatefulSets on a three-node test cluster: real pods
+// from a real controller manager, on real kubelets, going Ready through
+// their readiness probes; a raft cluster across each arm's pods that takes
+// a write on one pod and answers it from another; a deleted pod replaced
+// by the StatefulSet controller (a new pod, back on its node, Ready again,
+// with its raft state); a container killed through containerd restarted by
+// its kubelet.
+func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
+	env := k8senv.Get(t)
+	c := kubelettest.GetCluster(t, env, kubelettest.ClusterOptions{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, t.TempDir(), "v0.0.0-clustertest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ImportImage(ctx, tarPath); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freeport.Ports(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "aggregator-cluster"
+	arms := []kubelettest.Aggregator{
+		{Namespace: ns, Name: "aggregator-canary", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "canary"},
+			Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1]},
+		{Namespace: ns, Name: "aggregator-stable", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"},
+			Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3]},
+	}
+	for _, a := range arms {
+		if _, err := c.Deploy(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := env.Client.CoreV1().Pods(ns)
+	// Every pod Ready, each on the node its ordinal names.
+	waitReady := func(what string, want int) map[string]corev1.Pod {
+		t.Helper()
+		var last string
+		for ctx.Err() == nil {
+			list, err := pods.List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := map[string]corev1.Pod{}
+			last = ""
+			for _, p := range list.Items {
+				ok := p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil
+				for _, cs := range p.Status.ContainerStatuses {
+					ok = ok && cs.Ready
+				}
+				if ok && len(p.Status.ContainerStatuses) > 0 {
+					ready[p.Name] = p
+				}
+				last += fmt.Sprintf(" %s:%s/%s", p.Name, p.Spec.NodeName, p.Status.Phase)
+			}
+			if len(ready) == want {
+				return ready
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Fatalf("%s: pods not all Ready:%s\n%s", what, last, c.Log())
+		return nil
+	}
+	ready := waitReady("start", 6)
+	for i := range 3 {
+		for _, a := range arms {
+			p := ready[fmt.Sprintf("%s-%d", a.Name, i)]
+			if p.Spec.NodeName != c.NodeOf(i).Name || p.Status.PodIP != c.NodeOf(i).IP {
+				t.Errorf("pod %s on %s (%s), want %s (%s)", p.Name, p.Spec.NodeName, p.Status.PodIP, c.NodeOf(i).Name, c.NodeOf(i).IP)
+			}
+			if len(p.OwnerReferences) == 0 || p.OwnerReferences[0].Kind != "StatefulSet" {
+				t.Errorf("pod %s owners %v: want its StatefulSet (the controller manager made it)", p.Name, p.OwnerReferences)
+			}
+		}
+	}
+
+	// A write on the canary's pod 0, read back from pod 2 (forwarded to
+	// the key's raft leader, wherever it runs).
+	canary := arms[0]
+	put := func(addr, key, value string) (int, string) {
+		body, _ := json.Marshal(map[string]any{"state": "PROCESSING", "value": value, "expected_version": 0})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/v1/state/"+key, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	get := func(addr, key string) (int, string) {
+		code, body, err := kubelettest.HTTPGet(ctx, "http://"+addr+"/v1/state/"+key)
+		if err != nil {
+			return 0, err.Error()
+		}
+		return code, string(body)
+	}
+	writeRead := func(what, key, value string) {
+		t.Helper()
+		var last string
+		written := false
+		for try := 0; try < 60 && ctx.Err() == nil; try++ {
+			code, body := http.StatusOK, ""
+			if !written {
+				// A retried write of a key that exists (409) was written.
+				code, body = put(c.PodAddr(0, canary.HTTPPort), key, value)
+				written = code == http.StatusOK || code == http.StatusConflict
+			}
+			if written {
+				if code, body = get(c.PodAddr(2, canary.HTTPPort), key); code == http.StatusOK && bytes.Contains([]byte(body), []byte(value)) {
+					return
+				}
+			}
+			last = fmt.Sprintf("%d %s", code, body)
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Fatalf("%s: write on pod 0, read on pod 2: %s", what, last)
+	}
+	writeRead("start", "cluster-test", "first")
+
+	// Delete pod 1: the StatefulSet controller replaces it on its node.
+	old := ready[canary.Name+"-1"]
+	grace := int64(0)
+	if err := pods.Delete(ctx, old.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+		t.Fatal(err)
+	}
+	var replaced corev1.Pod
+	for ctx.Err() == nil {
+		ready = waitReady("after the delete", 6)
+		if p := ready[old.Name]; p.UID != old.UID {
+			replaced = p
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if replaced.Spec.NodeName != old.Spec.NodeName {
+		t.Errorf("replacement of %s on %s, want %s", old.Name, replaced.Spec.NodeName, old.Spec.NodeName)
+	}
+	writeRead("after the replacement", "cluster-test-2", "second")
+	if code, body := get(c.PodAddr(1, canary.HTTPPort), "cluster-test"); code != http.StatusOK || !bytes.Contains([]byte(body), []byte("first")) {
+		t.Errorf("the replaced pod lost the first write: %d %s", code, body)
+	}
+
+	// Kill pod 2's container through containerd: its kubelet restarts it.
+	victim := ready[canary.Name+"-2"]
+	node := c.NodeOf(2)
+	pid, err := node.TaskPID(ctx, victim.Status.ContainerStatuses[0].ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.KillTask(ctx, victim.Status.ContainerStatuses[0].ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		p, err := pods.Get(ctx, victim.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.UID != victim.UID {
+			t.Fatalf("pod %s was replaced (uid %s → %s); want its container restarted in place", victim.Name, victim.UID, p.UID)
+		}
+		if cs := p.Status.ContainerStatuses; len(cs) == 1 && cs[0].RestartCount >= 1 && cs[0].Ready {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("container of %s (pid %d) not restarted\n%s", victim.Name, pid, c.Log())
+	}
+	writeRead("after the restart", "cluster-test-3", "third")
+}
