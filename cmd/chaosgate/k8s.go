@@ -35,7 +35,6 @@ import (
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/scenarios"
-	"github.com/chaosgate/chaosgate/web"
 )
 
 // Default arm selectors: the labels of deploy/aggregator.
@@ -735,6 +734,56 @@ func printK8sRun(w io.Writer, r k8sRunResult) {
 	tw.Flush()
 }
 
+// k8sTargetSetup resolves the canary and control workloads, recovers what a
+// crashed run left on the cluster (faults in its journals, chaosgate-owned
+// Chaos Mesh objects no live run owns), and returns the game day's
+// Kubernetes target with the evidence subject: the canary workload at its
+// image digest, answering at the gate for its other names too (digest,
+// pod-template hash) and for revision (--revision) when given.
+func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, runID, dataDir, revision string, log *slog.Logger) (targetSetup, error) {
+	var ts targetSetup
+	b, err := newK8sBackend(ctx, k, doc, runID)
+	if err != nil {
+		return ts, err
+	}
+	b.log = log
+	reaped, err := engine.Reap(ctx, dataDir, b.Injectors(), log)
+	for _, r := range reaped {
+		ts.Reaped = append(ts.Reaped, fmt.Sprint(r))
+	}
+	if err != nil {
+		return ts, err
+	}
+	live, err := k8sinject.LiveRuns(dataDir, runID)
+	if err != nil {
+		return ts, err
+	}
+	orphans, err := b.injector.ReapOrphans(ctx, live)
+	for _, r := range orphans {
+		ts.Reaped = append(ts.Reaped, fmt.Sprint(r))
+	}
+	if err != nil {
+		return ts, err
+	}
+	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort,
+		FaultRecords: func(id string) any {
+			if rs := b.injector.Records(id); len(rs) > 0 {
+				return rs
+			}
+			return nil
+		}})
+	if err != nil {
+		return ts, err
+	}
+	ts.Target, ts.Revision = arms, b.pair.Canary.RevisionString()
+	ts.GateKeys = b.pair.Canary.GateKeys()
+	if revision != "" {
+		ts.GateKeys = append(ts.GateKeys, revision)
+	}
+	ts.Versions = map[string]string{"target": "k8s", "control": b.pair.Control.RevisionString()}
+	return ts, nil
+}
+
 // runOnKubernetes is the `--target k8s` path of run and gate: with
 // --dry-run it prints every object the run would create (-o yaml) and
 // creates nothing; otherwise it runs the file against the workloads and
@@ -760,44 +809,11 @@ func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o 
 	default:
 		return withExitCode(exitUsage, fmt.Errorf("--dry-run=%q: want none, client or server", k.dryRun))
 	}
-	if o.output != "table" && o.output != "json" {
-		return withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", o.output))
+	// The game day's pipeline — load, probes, judge, step controller,
+	// report, evidence — on the Kubernetes workloads.
+	o.target = func(ctx context.Context, runID, dataDir string, log *slog.Logger) (targetSetup, error) {
+		return k8sTargetSetup(ctx, k, doc, runID, dataDir, o.revision, log)
 	}
-	notifyDir, err := filepath.Abs(o.dataDir)
-	if err != nil {
-		return withExitCode(exitUsage, err)
-	}
-	notifier, err := o.notify.dispatcher(notifyDir, cmd.ErrOrStderr())
-	if err != nil {
-		return withExitCode(exitUsage, err)
-	}
-	// The run's record under DATA/serve/runs, as for the local target.
-	var rec *web.RunRecorder
-	if dir, err := filepath.Abs(o.dataDir); err == nil {
-		r, rerr := web.RecordRun(dir, web.RunMeta{Scenario: doc.Metadata.Name, Revision: o.revision,
-			Trigger: web.CommandTrigger(cmd.Name(), os.Getenv)})
-		if rerr != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "run record not kept: %v\n", rerr)
-		}
-		rec = r
-	}
-	if rec != nil {
-		rec.Live().Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
-	}
-	rc := k8sRunConfig{DataDir: o.dataDir, Output: o.output, JSONFile: o.jsonFile, JUnitFile: o.junitFile, Revision: o.revision, Log: newLogger(levelFromEnv())}
-	if rec != nil {
-		rc.RunID = rec.ID()
-	}
-	res, err := runK8s(ctx, cmd.OutOrStdout(), k, doc, rc)
-	if rec != nil {
-		if res != nil {
-			rec.Finish(k8sRunOutcome(res, err), nil)
-		} else {
-			rec.Finish(nil, err)
-		}
-	}
-	if res != nil {
-		notifyRunResult(ctx, cmd.ErrOrStderr(), notifier, o.notify, o.jsonFile, doc.Metadata.Name, k8sRunOutcome(res, err))
-	}
+	_, err := runGameday(cmd, o)
 	return err
 }

@@ -9,9 +9,13 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain stops the shared test control plane (k8senv.Get) after the
+// tests and checks for leaked goroutines.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...) }
 
 func TestVersionPrintsRelease(t *testing.T) {
 	root := newRootCmd()

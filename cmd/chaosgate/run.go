@@ -99,6 +99,23 @@ type gamedayOpts struct {
 	logServer string
 	// notify says who is told how the run ended.
 	notify notifyFlags
+	// target, when set, finds the run's target (given the run's id, its
+	// data directory and logger) instead of the local clusters: the
+	// Kubernetes workloads of --target k8s.
+	target func(ctx context.Context, runID, dataDir string, log *slog.Logger) (targetSetup, error)
+}
+
+// targetSetup is a run's target other than the local clusters, with the
+// evidence subject it judges.
+type targetSetup struct {
+	Target gameday.Target
+	// Revision is the evidence subject; GateKeys further names the gate
+	// answers for (image digest, pod-template hash, --revision).
+	Revision string
+	GateKeys []string
+	Versions map[string]string
+	// Reaped says what a crashed run left on the target and was recovered.
+	Reaped []string
 }
 
 func (o *gamedayOpts) flags(cmd *cobra.Command) {
@@ -242,6 +259,29 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 		cfg.OnEvent = func(ev gameday.Event) {
 			view.event(ev)
 			rec.Live().Emit(web.GameDayEvent(ev))
+		}
+	}
+	if o.target != nil {
+		if cfg.RunID == "" {
+			cfg.RunID = newK8sRunID()
+		}
+		ts, err := o.target(ctx, cfg.RunID, dir, log)
+		for _, r := range ts.Reaped {
+			fmt.Fprintln(progress, "  reaped:", r)
+		}
+		reaped = append(reaped, ts.Reaped...)
+		if err != nil {
+			if rec != nil {
+				rec.Finish(nil, err)
+			}
+			return nil, withExitCode(exitUsage, err)
+		}
+		cfg.Target, cfg.GateKeys = ts.Target, ts.GateKeys
+		if ts.Revision != "" {
+			cfg.Revision = ts.Revision
+		}
+		for k, v := range ts.Versions {
+			cfg.Versions[k] = v
 		}
 	}
 	run, err := gameday.New(cfg)

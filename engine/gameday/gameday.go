@@ -75,6 +75,9 @@ type Config struct {
 	CanaryDefects []string
 	// Revision is the evidence subject (default "local:<defects or good>").
 	Revision string
+	// GateKeys are further names the evidence answers for at the gate
+	// (e.g. the canary's image digest and pod-template hash, a commit).
+	GateKeys []string
 	// Decision returns the judge's configuration (default decision.Default);
 	// it is read at every judgement (hot reload).
 	Decision func() *decision.Config
@@ -88,6 +91,10 @@ type Config struct {
 	// Prometheus, when set, takes the arms' process metrics from PromQL
 	// instead of the embedded scraper (nil: the embedded scraper).
 	Prometheus *Prometheus
+	// Target, when set, is where the arms run (e.g. the user's Kubernetes
+	// workloads); nil runs the local target: the game day starts a control,
+	// a canary and a calibration cluster itself from spec.target.local.
+	Target Target
 	// LogServer, when set, receives the nodes' logs (Loki's push API,
 	// labels app="chaosgate-aggregator", run_id, arm, node) and every
 	// decision line (engine/decisionlog), and the log guards become
@@ -165,8 +172,12 @@ type Run struct {
 	dir   string
 	start time.Time
 
-	arms   *arms.Arms
-	gens   map[engine.Arm]*load.Generator
+	// target is where the arms run; arms are the local target's clusters
+	// (nil on any other target).
+	target   Target
+	arms     *arms.Arms
+	loadArms []engine.Arm
+	gens     map[engine.Arm]*load.Generator
 	hists  map[engine.Arm]*history.Writer
 	hpaths map[engine.Arm]string
 	avail  *availability.Probe
@@ -178,7 +189,6 @@ type Run struct {
 	stopShip  context.CancelFunc
 	shipDone  chan struct{}
 	decisions *decisionlog.Pusher
-	inj       *injlocal.Injector
 	upLoad    *upstreamLoad
 	base      *baseline.Store
 	// journal is the game day's own journal (child processes it starts).
@@ -261,7 +271,7 @@ func New(cfg Config) (*Run, error) {
 	if cfg.Doc == nil {
 		return nil, engine.E(engine.KindInvalid, "game day", errors.New("no scenario document"))
 	}
-	if cfg.Doc.Spec.Target.Local == nil {
+	if cfg.Target == nil && cfg.Doc.Spec.Target.Local == nil {
 		return nil, engine.E(engine.KindInvalid, "game day", fmt.Errorf("%s: spec.target has no local target (hint: --target local needs spec.target.local: {nodes: 3})", cfg.Doc.Source))
 	}
 	if cfg.DataDir == "" {
@@ -441,6 +451,134 @@ func failing(v decision.Verdict) []string {
 }
 
 func (r *Run) setup(ctx context.Context) error {
+	var gensMu sync.Mutex
+	if r.cfg.Target != nil {
+		r.target = r.cfg.Target
+		r.emit(EventPhase, "setup", 0, fmt.Sprintf("%s target: canary %v, control %v (%d partitions); run files under %s",
+			r.target.Name(), r.target.Nodes(engine.ArmCanary), r.target.Nodes(engine.ArmControl), r.target.Partitions(), r.dir))
+	} else if err := r.startLocal(ctx, &gensMu); err != nil {
+		return err
+	}
+	r.loadArms = r.target.LoadArms()
+	parts := r.target.Partitions()
+	var err error
+	pr := r.cfg.Doc.Spec.Probes
+	sources, rate := 8, 200.0
+	if pr.Availability != nil {
+		if pr.Availability.Sources > 0 {
+			sources = pr.Availability.Sources
+		}
+		if pr.Availability.Rate > 0 {
+			rate = float64(pr.Availability.Rate)
+		}
+	}
+	gens := map[engine.Arm]*load.Generator{}
+	r.hists, r.hpaths = map[engine.Arm]*history.Writer{}, map[engine.Arm]string{}
+	for i, arm := range r.loadArms {
+		p := filepath.Join(r.dir, "history-"+arm.String()+".jsonl")
+		hw, err := history.Create(p)
+		if err != nil {
+			return engine.E(engine.KindUnavailable, "history", err)
+		}
+		r.hists[arm], r.hpaths[arm] = hw, p
+		// The target is asked at each request: a Kubernetes pod replaced
+		// by its controller may come back at another address.
+		g, err := load.New(ctx, load.Config{Targets: func() []string { return r.target.ClientAddrs(arm) }, Partitions: parts, Sources: sources, Keys: 64,
+			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60,
+			Name: arm.String() + "-" + shortHash(r.runID), IDNode: int64(i + 1), Logger: r.cfg.Log})
+		if err != nil {
+			return engine.E(engine.KindUnavailable, "load generator for "+arm.String(), err)
+		}
+		gens[arm] = g
+	}
+	gensMu.Lock()
+	r.gens = gens
+	gensMu.Unlock()
+	r.rate = rate
+	if r.avail, err = availability.New(availability.Config{Generators: gens, Rate: rate}); err != nil {
+		return err
+	}
+	interval := time.Second
+	if pr.Metrics != nil && pr.Metrics.Interval.Duration > 0 {
+		interval = pr.Metrics.Interval.Duration
+	}
+	if r.mets, err = metrics.New(metrics.Config{Arms: r.loadArms, Targets: r.target.DirectAddrs, Interval: interval}); err != nil {
+		return err
+	}
+	var patterns []string
+	if pr.Logs != nil {
+		patterns = pr.Logs.Patterns
+	}
+	// The nodes' log files: the local target's (another target's nodes
+	// ship their logs with the cluster's own agent).
+	nodeLogs := func(arm engine.Arm) map[string]string {
+		m := map[string]string{}
+		if r.arms != nil {
+			for _, n := range r.arms.Nodes(arm) {
+				m[n] = r.arms.LogPath(arm, n)
+			}
+		}
+		return m
+	}
+	srv := r.cfg.LogServer
+	if srv == nil && pr.Logs != nil && pr.Logs.Server != "" {
+		if srv, err = logs.ParseServer(pr.Logs.Server); err != nil {
+			return fmt.Errorf("spec.probes.logs.server: %w", err)
+		}
+	}
+	if srv != nil {
+		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: r.loadArms, Files: nodeLogs,
+			Labels: func(arm engine.Arm, node string) map[string]string {
+				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
+			}})
+		shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		r.stopShip, r.shipDone = stop, make(chan struct{})
+		go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
+		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns, Sync: r.shipper.Flush,
+			Labels: func(arm engine.Arm) map[string]string {
+				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}
+			}})
+		if err != nil {
+			return err
+		}
+		r.logsp, r.decisions = sp, &decisionlog.Pusher{Server: srv}
+	} else if r.arms != nil {
+		fp, err := logs.New(logs.Config{Arms: r.loadArms, Patterns: patterns, Files: nodeLogs})
+		if err != nil {
+			return err
+		}
+		r.logsp = fp
+	}
+	if r.arms != nil {
+		if err := r.setupUpstreams(ctx, parts); err != nil {
+			return err
+		}
+	}
+	if r.base, err = baseline.Open(filepath.Join(r.cfg.DataDir, "baseline.db"), baseline.Options{}); err != nil {
+		return engine.E(engine.KindUnavailable, "baseline history", err)
+	}
+	r.mets.Start(context.WithoutCancel(ctx))
+	if r.cfg.Prometheus != nil {
+		if r.arms == nil {
+			return errLocalOnly("the Prometheus source", r.target)
+		}
+		if err := r.setupPrometheus(ctx); err != nil {
+			return err
+		}
+	}
+	msg := fmt.Sprintf("arms ready; load: %d sources per arm, %.0f msg/s split by the canary weight", sources, rate)
+	if hasArm(r.target, engine.ArmCalibration) {
+		msg += "; the calibration cluster (the control's build) mirrors the canary's share and faults to measure A/A noise"
+	} else {
+		msg += "; no calibration arm: σ̂ comes from the baseline history of " + r.target.Service() + " (priors while it is thin)"
+	}
+	r.emit(EventInfo, "setup", 0, msg)
+	return nil
+}
+
+// startLocal starts the local target: a control, a canary and a
+// calibration cluster of the reference aggregator, behind fault proxies.
+func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 	lt := r.cfg.Doc.Spec.Target.Local
 	parts := lt.Partitions
 	if parts <= 0 {
@@ -448,7 +586,6 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control, the canary and the calibration cluster (%d nodes each, %d partitions%s) under %s",
 		lt.Nodes, parts, defectNote(r.cfg.CanaryDefects), r.dir))
-	var gensMu sync.Mutex
 	var ups []arms.Upstream
 	for _, u := range lt.Upstreams {
 		ups = append(ups, arms.Upstream{Name: u.Name, Kind: u.Kind})
@@ -474,88 +611,7 @@ func (r *Run) setup(ctx context.Context) error {
 		return err
 	}
 	r.arms = a
-	pr := r.cfg.Doc.Spec.Probes
-	sources, rate := 8, 200.0
-	if pr.Availability != nil {
-		if pr.Availability.Sources > 0 {
-			sources = pr.Availability.Sources
-		}
-		if pr.Availability.Rate > 0 {
-			rate = float64(pr.Availability.Rate)
-		}
-	}
-	gens := map[engine.Arm]*load.Generator{}
-	r.hists, r.hpaths = map[engine.Arm]*history.Writer{}, map[engine.Arm]string{}
-	for i, arm := range loadArms {
-		p := filepath.Join(r.dir, "history-"+arm.String()+".jsonl")
-		hw, err := history.Create(p)
-		if err != nil {
-			return engine.E(engine.KindUnavailable, "history", err)
-		}
-		r.hists[arm], r.hpaths[arm] = hw, p
-		g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(a.ClientAddrs(arm)...), Partitions: parts, Sources: sources, Keys: 64,
-			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60,
-			Name: arm.String() + "-" + shortHash(r.runID), IDNode: int64(i + 1), Logger: r.cfg.Log})
-		if err != nil {
-			return engine.E(engine.KindUnavailable, "load generator for "+arm.String(), err)
-		}
-		gens[arm] = g
-	}
-	gensMu.Lock()
-	r.gens = gens
-	gensMu.Unlock()
-	r.rate = rate
-	if r.avail, err = availability.New(availability.Config{Generators: gens, Rate: rate}); err != nil {
-		return err
-	}
-	interval := time.Second
-	if pr.Metrics != nil && pr.Metrics.Interval.Duration > 0 {
-		interval = pr.Metrics.Interval.Duration
-	}
-	if r.mets, err = metrics.New(metrics.Config{Arms: loadArms, Targets: a.DirectAddrs, Interval: interval}); err != nil {
-		return err
-	}
-	var patterns []string
-	if pr.Logs != nil {
-		patterns = pr.Logs.Patterns
-	}
-	nodeLogs := func(arm engine.Arm) map[string]string {
-		m := map[string]string{}
-		for _, n := range a.Nodes(arm) {
-			m[n] = a.LogPath(arm, n)
-		}
-		return m
-	}
-	srv := r.cfg.LogServer
-	if srv == nil && pr.Logs != nil && pr.Logs.Server != "" {
-		if srv, err = logs.ParseServer(pr.Logs.Server); err != nil {
-			return fmt.Errorf("spec.probes.logs.server: %w", err)
-		}
-	}
-	if srv != nil {
-		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: loadArms, Files: nodeLogs,
-			Labels: func(arm engine.Arm, node string) map[string]string {
-				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
-			}})
-		shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		r.stopShip, r.shipDone = stop, make(chan struct{})
-		go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
-		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: loadArms, Patterns: patterns, Sync: r.shipper.Flush,
-			Labels: func(arm engine.Arm) map[string]string {
-				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}
-			}})
-		if err != nil {
-			return err
-		}
-		r.logsp, r.decisions = sp, &decisionlog.Pusher{Server: srv}
-	} else {
-		fp, err := logs.New(logs.Config{Arms: loadArms, Patterns: patterns, Files: nodeLogs})
-		if err != nil {
-			return err
-		}
-		r.logsp = fp
-	}
-	r.inj = injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker,
+	inj := injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker,
 		Admin: a.Admin, Burst: func(arm engine.Arm) (load.Config, error) {
 			// An overload burst goes straight to the arm's nodes (the
 			// client proxies would throttle it before the nodes see it) and
@@ -577,19 +633,7 @@ func (r *Run) setup(ctx context.Context) error {
 			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log, Acks: r.gens[arm].Acks(),
 				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}}, nil
 		}})
-	if err := r.setupUpstreams(ctx, parts); err != nil {
-		return err
-	}
-	if r.base, err = baseline.Open(filepath.Join(r.cfg.DataDir, "baseline.db"), baseline.Options{}); err != nil {
-		return engine.E(engine.KindUnavailable, "baseline history", err)
-	}
-	r.mets.Start(context.WithoutCancel(ctx))
-	if r.cfg.Prometheus != nil {
-		if err := r.setupPrometheus(ctx); err != nil {
-			return err
-		}
-	}
-	r.emit(EventInfo, "setup", 0, fmt.Sprintf("clusters ready; load: %d sources per arm, %.0f msg/s split by the canary weight; the calibration cluster (the control's build) mirrors the canary's share and faults to measure A/A noise", sources, rate))
+	r.target = &localTarget{a: a, inj: inj, parts: parts, name: r.cfg.Doc.Metadata.Name}
 	return nil
 }
 
@@ -624,9 +668,6 @@ func (r *Run) admissionArgs() []string {
 // an overload burst's stats lines to (I6).
 const AdmissionMaxRequests = 64
 
-// loadArms are the arms that take load and are observed: the canary, the
-// control and the calibration arm.
-var loadArms = []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration}
 
 func defectNote(d []string) string {
 	if len(d) == 0 {
@@ -652,8 +693,8 @@ func (r *Run) teardown() {
 	for _, g := range r.gens {
 		g.Close()
 	}
-	if r.arms != nil {
-		r.arms.Close()
+	if r.target != nil {
+		r.target.Close()
 	}
 	if r.stopShip != nil {
 		r.stopShip() // after the nodes stopped: their last lines go too
@@ -665,12 +706,6 @@ func (r *Run) teardown() {
 	if r.base != nil {
 		r.base.Close()
 	}
-}
-
-func (r *Run) injectors() map[engine.FaultKind]engine.Injector {
-	return map[engine.FaultKind]engine.Injector{engine.PodKill: r.inj, engine.PodPause: r.inj, engine.NetworkDelay: r.inj, engine.Partition: r.inj, engine.SplitBrain: r.inj,
-		engine.BrokerOutage: r.inj, engine.ConsumerRebalance: r.inj, engine.Backlog: r.inj, engine.SlowDependency: r.inj,
-		engine.ClockSkew: r.inj, engine.Overload: r.inj}
 }
 
 // observe runs one canary window: the first window of a step runs the
@@ -733,10 +768,9 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 func (r *Run) settle(ctx context.Context, weight int) error {
 	began := time.Now()
 	deadline := began.Add(20 * time.Second)
-	parts := r.cfg.Doc.Spec.Target.Local.Partitions
 	var healthySince time.Time
 	for {
-		err := r.arms.Healthy(ctx, parts)
+		err := r.target.Healthy(ctx)
 		if err == nil && !r.avail.Settled(began) {
 			err = engine.E(engine.KindUnavailable, "settle", errors.New("messages offered during the faults are still being retried"))
 		}
@@ -805,7 +839,9 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 	plan.Weights = []int{weight}
 	// The calibration arm takes the canary's faults: the same fault on the
 	// same node, journaled, confirmed and recovered like the others.
-	plan.Arms = append(append([]engine.Arm(nil), plan.Arms...), engine.ArmCalibration)
+	if hasArm(r.target, engine.ArmCalibration) {
+		plan.Arms = append(append([]engine.Arm(nil), plan.Arms...), engine.ArmCalibration)
+	}
 	n := 0
 	for _, e := range plan.Experiments {
 		if runsAt(e, weight) {
@@ -816,8 +852,8 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		r.emit(EventPhase, "steady", weight, fmt.Sprintf("no fault at %d%%", weight))
 		return nil
 	}
-	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.injectors(), Topology: r.arms,
-		Probes: []engine.Probe{r.avail, r.mets, r.logsp}, SetWeight: r.avail.SetWeight, Log: r.cfg.Log,
+	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.target.Injectors(), Topology: r.target,
+		Probes: r.probes(), SetWeight: r.avail.SetWeight, Log: r.cfg.Log,
 		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: 10 * time.Second,
 		OnEvent: r.onRunnerEvent})
 	if err != nil {
@@ -853,6 +889,16 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		return err
 	}
 	return nil
+}
+
+// probes are the probes the fault runner observes: availability, metrics
+// and, when the run has a log source, the log guards.
+func (r *Run) probes() []engine.Probe {
+	ps := []engine.Probe{r.avail, r.mets}
+	if r.logsp != nil {
+		ps = append(ps, r.logsp)
+	}
+	return ps
 }
 
 func runsAt(e engine.Experiment, w int) bool {
@@ -1073,7 +1119,8 @@ func spansM(s []availability.Span) []metrics.Span {
 // how far two healthy clusters drift apart, which the control alone cannot.
 // It is recorded after the judgement, so a window never judges itself.
 func (r *Run) recordSameBuild(weight int) {
-	if len(r.cfg.CanaryDefects) > 0 || r.lastInput.At.IsZero() {
+	// Only the local target knows the canary runs the control's build.
+	if r.arms == nil || len(r.cfg.CanaryDefects) > 0 || r.lastInput.At.IsZero() {
 		return
 	}
 	in := r.lastInput
@@ -1083,7 +1130,7 @@ func (r *Run) recordSameBuild(weight int) {
 }
 
 func (r *Run) service(weight int) string {
-	return fmt.Sprintf("local/%s/w%d", r.cfg.Doc.Metadata.Name, weight)
+	return fmt.Sprintf("%s/w%d", r.target.Service(), weight)
 }
 
 func (r *Run) buildInput(weight int) (decision.Input, error) {
@@ -1116,7 +1163,9 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 	// The A/A window of this very period: the calibration arm (the
 	// control's build, the canary's share and faults) against the control,
 	// recorded before the canary is judged.
-	if calib, _, err := r.armInput(weight, engine.ArmCalibration, steady, step); err != nil {
+	if !hasArm(r.target, engine.ArmCalibration) {
+		// No calibration arm: the history holds what earlier runs recorded.
+	} else if calib, _, err := r.armInput(weight, engine.ArmCalibration, steady, step); err != nil {
 		r.cfg.Log.Warn("calibration window", "err", err)
 	} else if err := r.base.Record(r.service(weight), decision.HistoryWindow{At: now, Canary: calib, Control: in.Control, Context: in.Context}); err != nil {
 		r.cfg.Log.Warn("baseline record", "err", err)
@@ -1316,8 +1365,8 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 		Versions: r.cfg.Versions, StartedAt: r.start, FinishedAt: time.Now()}
 	// Every cluster the run drove, the calibration arm's included: the
 	// injections name it too.
-	for _, arm := range loadArms {
-		for node, addr := range r.arms.DirectAddrs(arm) {
+	for _, arm := range r.loadArms {
+		for node, addr := range r.target.DirectAddrs(arm) {
 			p.Targets = append(p.Targets, evidence.Target{Arm: arm.String(), Name: node, Address: addr})
 		}
 	}
@@ -1325,7 +1374,16 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 		return p.Targets[i].Arm+p.Targets[i].Name < p.Targets[j].Arm+p.Targets[j].Name
 	})
 	for _, f := range out.Faults {
-		detail, _ := json.Marshal(map[string]any{"id": f.ID, "experiment": f.Experiment, "weight": f.Weight, "measurement": f.Measurement, "detail": f.Detail, "skipped": f.Skipped, "error": f.Error})
+		fd := map[string]any{"id": f.ID, "experiment": f.Experiment, "weight": f.Weight, "measurement": f.Measurement, "detail": f.Detail, "skipped": f.Skipped, "error": f.Error}
+		if f.RecoverError != "" {
+			fd["recover_error"] = f.RecoverError
+		}
+		if fr, ok := r.target.(FaultRecords); ok {
+			if recs := fr.FaultRecords(f.ID); recs != nil {
+				fd["records"] = recs
+			}
+		}
+		detail, _ := json.Marshal(fd)
 		p.Injections = append(p.Injections, evidence.Injection{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt,
 			RecoveredAt: f.RecoveredAt, Confirmed: confName(f), Detail: detail})
 	}
@@ -1370,7 +1428,7 @@ func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *
 	// are stored before the statement that names them is signed.
 	p.Blobs = append(p.Blobs, r.rawBlobs(l, rep)...)
 	p.TraceIDs = append(p.TraceIDs, r.indexedTraceIDs()...)
-	rc, err := l.Record(ctx, r.cfg.Revision, p)
+	rc, err := l.Record(ctx, r.cfg.Revision, p, r.cfg.GateKeys...)
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func (r *Run) selector(arm engine.Arm) string {
 func (r *Run) setupPrometheus(ctx context.Context) error {
 	pm := r.cfg.Prometheus
 	var targets []local.ScrapeTarget
-	for _, arm := range loadArms {
+	for _, arm := range r.loadArms {
 		for node, addr := range r.arms.DirectAddrs(arm) {
 			targets = append(targets, local.ScrapeTarget{Arm: arm.String(), Node: node, Addr: addr})
 		}
@@ -110,7 +110,7 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 			srv.Proc.Pid, srv.URL, len(targets), filepath.Join(pdir, "prometheus.yml")))
 	} else {
 		var sels []string
-		for _, arm := range loadArms {
+		for _, arm := range r.loadArms {
 			sels = append(sels, arm.String()+" {"+r.selector(arm)+"}")
 		}
 		r.emit(EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL at %s; selectors: %s; the nodes to scrape, with those labels: %s (file_sd_configs)",
@@ -129,7 +129,7 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var waiting []string
-		for _, arm := range loadArms {
+		for _, arm := range r.loadArms {
 			res := src.Arm(ctx, arm.String(), r.selector(arm), 10*time.Second, time.Now())
 			if res.Arm.CollectedAt.IsZero() {
 				waiting = append(waiting, arm.String())

@@ -43,7 +43,7 @@ func (r *Run) setupUpstreams(ctx context.Context, parts int) error {
 		return nil
 	}
 	r.upLoad = &upstreamLoad{}
-	for i, arm := range loadArms {
+	for i, arm := range r.loadArms {
 		for j, u := range ups {
 			b, err := r.arms.Broker(arm, u.Name)
 			if err != nil {

@@ -31,6 +31,10 @@ import (
 	"github.com/chaosgate/chaosgate/scenarios"
 )
 
+// HTTPPortName is the name of the container port of a pod's HTTP API
+// (deploy/aggregator names it so), which probes and load dial.
+const HTTPPortName = "http"
+
 // RevisionAnnotation is the Deployment annotation holding its revision.
 const RevisionAnnotation = "deployment.kubernetes.io/revision"
 
@@ -116,6 +120,9 @@ type Pod struct {
 	// (repo@sha256:...); empty while the pod has not started.
 	ImageIDs []string          `json:"imageIDs,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
+	// HTTPPort is the container port named "http" (the aggregator's API:
+	// /metrics, /v1/cluster, the load), 0 when no container names one.
+	HTTPPort int `json:"httpPort,omitempty"`
 }
 
 // Workload is one arm's controller, its pods and the revision it runs.
@@ -453,6 +460,13 @@ func podsOf(items []corev1.Pod, kind WorkloadKind, images []string) ([]Pod, []st
 		}
 		q := Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Phase: string(p.Status.Phase),
 			Node: p.Spec.NodeName, IP: p.Status.PodIP, Labels: p.Labels, Ready: podReady(p)}
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == HTTPPortName && q.HTTPPort == 0 {
+					q.HTTPPort = int(cp.ContainerPort)
+				}
+			}
+		}
 		switch kind {
 		case Deployment:
 			q.Revision = p.Labels["pod-template-hash"]

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chaosgate/chaosgate/internal/freeport"
+	"github.com/chaosgate/chaosgate/internal/k8senv"
+	"github.com/chaosgate/chaosgate/internal/kubelettest"
+)
+
+// clusterExperiment is the experiment the gate runs on the test cluster:
+// the aggregator's canary and stable StatefulSets chosen by labels, the
+// game day's probes, a pod kill of each arm at each canary step.
+const clusterExperiment = `apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata:
+  name: k8s-pod-kill
+  description: kill one pod of each arm at every canary step, then judge the step
+spec:
+  target:
+    kubernetes:
+      namespace: %s
+      canary: {matchLabels: {app.kubernetes.io/name: aggregator, track: canary}}
+      control: {matchLabels: {app.kubernetes.io/name: aggregator, track: stable}}
+      replicas: 3
+  steadyState: 2s
+  canary:
+    steps: [50, 100]
+  probes:
+    availability: {sources: 4, rate: 150}
+    consistency: {}
+    metrics: {interval: 1s}
+  faults:
+    - name: kill-one
+      duration: 3s
+      podKill: {mode: one}
+`
+
+// TestK8sGateOnRealPods is chaosgate gate --target k8s on a cluster that
+// runs pods for real (kubelettest.Cluster: kubelets, containerd, a real
+// controller manager): the aggregator's canary and stable StatefulSets,
+// the game day's load and probes on the pods, a pod kill through a
+// PodChaos that the harness plays as Chaos Mesh would (it deletes the pod;
+// the real StatefulSet controller replaces it), the judge on the windows.
+// A good canary is promoted (exit 0); the same canary rolled to a build
+// with the error-rate defect is blocked on error_rate (exit 1). The
+// evidence's subject is the canary StatefulSet at its image digest.
+func TestK8sGateOnRealPods(t *testing.T) {
+	env := k8senv.GetWithChaosMesh(t)
+	cluster := kubelettest.GetCluster(t, env, kubelettest.ClusterOptions{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, dir, "v0.0.0-gatetest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ImportImage(ctx, tarPath); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freeport.Ports(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "gate-pods"
+	canary := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-canary", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "canary"},
+		Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1], Partitions: 4}
+	stable := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-stable", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"},
+		Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3], Partitions: 4}
+	for _, a := range []kubelettest.Aggregator{canary, stable} {
+		if _, err := cluster.Deploy(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The harness plays Chaos Mesh's controller on the namespace; the
+	// StatefulSet controller, not the harness, replaces a killed pod.
+	cm := k8senv.StartChaosController(t, env.Dynamic, env.Client, ns)
+	cm.Set(false, false, true)
+	waitPodsReady(t, ctx, env, cluster, ns, 6)
+
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := env.Kubeconfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "experiment.yaml")
+	if err := os.WriteFile(file, fmt.Appendf(nil, clusterExperiment, ns), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "data")
+	type result struct {
+		Verdict  string   `json:"verdict"`
+		ExitCode int      `json:"exit_code"`
+		Revision string   `json:"revision"`
+		Reason   string   `json:"reason"`
+		Failing  []string `json:"failing_dimensions"`
+		Error    string   `json:"error"`
+		Faults   []struct {
+			Kind, Arm, Target, Confirmed string
+		} `json:"faults"`
+		Evidence *struct {
+			LedgerIndex uint64 `json:"ledger_index"`
+		} `json:"evidence"`
+	}
+	gate := func(what string, wantCode int) result {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		root := newRootCmd()
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		root.SetArgs([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
+			"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
+			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what})
+		err := root.ExecuteContext(ctx)
+		code := 0
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		} else if err != nil {
+			code = -1
+		}
+		var res result
+		if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
+			t.Fatalf("%s: %v: %v\n%s\n%s", what, err, jerr, out.String(), errOut.String())
+		}
+		if code != wantCode {
+			t.Fatalf("%s: exit %d (%v), want %d; verdict %s: %s %s\n%s", what, code, err, wantCode, res.Verdict, res.Reason, res.Error, errOut.String())
+		}
+		t.Logf("%s: %s (exit %d): %s; failing %v", what, res.Verdict, code, res.Reason, res.Failing)
+		return res
+	}
+
+	good := gate("good", exitPromote)
+	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
+		t.Fatalf("good canary: %+v", good)
+	}
+	kills := 0
+	for _, f := range good.Faults {
+		if f.Kind == "podKill" {
+			kills++
+			if f.Confirmed != "confirmed" {
+				t.Errorf("pod kill %+v not confirmed", f)
+			}
+		}
+	}
+	if kills != 4 {
+		t.Errorf("good run faults %+v: want a confirmed pod kill per arm and step", good.Faults)
+	}
+
+	// Roll the canary to a build with a defect: the StatefulSet controller
+	// replaces its pods one by one.
+	ss, err := env.Client.AppsV1().StatefulSets(ns).Get(ctx, canary.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ss.Spec.Template.Spec.Containers[0]
+	c.Args = append(c.Args, "--defect=error-rate")
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Update(ctx, ss, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		pods := waitPodsReady(t, ctx, env, cluster, ns, 6)
+		rolled := 0
+		for _, p := range pods {
+			if p.Labels["track"] == "canary" && slices.Contains(p.Spec.Containers[0].Args, "--defect=error-rate") {
+				rolled++
+			}
+		}
+		if rolled == 3 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	bad := gate("error-rate", exitBlock)
+	if bad.Verdict != "block" || !slices.Contains(bad.Failing, "error_rate") {
+		t.Fatalf("defective canary: verdict %s failing %v (want a block on error_rate): %s", bad.Verdict, bad.Failing, bad.Reason)
+	}
+}
+
+// waitPodsReady waits until want pods of ns are Running and Ready.
+func waitPodsReady(t *testing.T, ctx context.Context, env *k8senv.Env, c *kubelettest.Cluster, ns string, want int) []corev1.Pod {
+	t.Helper()
+	var last string
+	for ctx.Err() == nil {
+		list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready []corev1.Pod
+		last = ""
+		for _, p := range list.Items {
+			ok := p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) > 0
+			for _, cs := range p.Status.ContainerStatuses {
+				ok = ok && cs.Ready
+			}
+			if ok {
+				ready = append(ready, p)
+			}
+			last += fmt.Sprintf(" %s:%s", p.Name, p.Status.Phase)
+		}
+		if len(ready) == want && len(list.Items) == want {
+			return ready
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("pods not all Ready:%s\n%s", last, c.Log())
+	return nil
+}

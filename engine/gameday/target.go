@@ -1,0 +1,102 @@
+package gameday
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/chaosgate/chaosgate/engine"
+	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/target/local/arms"
+)
+
+// Target is where a game day's arms run and how faults reach them: the
+// local target (clusters of the reference aggregator the game day starts,
+// the default) or a backend that finds the user's running workloads, such
+// as engine/target/k8s's pods. Everything else — the load, the probes, the
+// judge's windows, the step controller, the report and the evidence — is
+// the game day's, the same for every target.
+type Target interface {
+	engine.Topology
+	// Name says what the target is, for messages and the baseline
+	// history's service key ("local", "kubernetes").
+	Name() string
+	// Service names the judged service in the baseline history: A/A
+	// windows of one service are each other's noise.
+	Service() string
+	// LoadArms are the arms that take load and are observed: canary and
+	// control, and engine.ArmCalibration when the target runs a third
+	// cluster of the control's build to measure A/A noise.
+	LoadArms() []engine.Arm
+	// ClientAddrs are the addresses the load dials for an arm.
+	ClientAddrs(arm engine.Arm) []string
+	// DirectAddrs map each node of an arm to its own HTTP API (metrics
+	// scrapes, the evidence's targets).
+	DirectAddrs(arm engine.Arm) map[string]string
+	// Partitions is the aggregator's partition count.
+	Partitions() int
+	// Healthy is nil once every arm serves: every node ready and every
+	// partition with a leader the nodes agree on.
+	Healthy(ctx context.Context) error
+	// Injectors apply the faults of an experiment to the arms.
+	Injectors() map[engine.FaultKind]engine.Injector
+	// Close releases what the target holds (the local target stops its
+	// clusters).
+	Close()
+}
+
+// FaultRecords is implemented by a target whose injector keeps its own
+// records of a fault (Chaos Mesh's per-pod records); the evidence binds
+// them in the injection's detail.
+type FaultRecords interface {
+	FaultRecords(faultID string) any
+}
+
+// localTarget is the local target: the game day's own clusters.
+type localTarget struct {
+	a     *arms.Arms
+	inj   *injlocal.Injector
+	parts int
+	name  string
+}
+
+var _ Target = (*localTarget)(nil)
+
+func (l *localTarget) Name() string    { return "local" }
+func (l *localTarget) Service() string { return "local/" + l.name }
+func (l *localTarget) LoadArms() []engine.Arm {
+	return []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration}
+}
+func (l *localTarget) Nodes(arm engine.Arm) []string                { return l.a.Nodes(arm) }
+func (l *localTarget) ClientAddrs(arm engine.Arm) []string          { return l.a.ClientAddrs(arm) }
+func (l *localTarget) DirectAddrs(arm engine.Arm) map[string]string { return l.a.DirectAddrs(arm) }
+func (l *localTarget) Partitions() int                              { return l.parts }
+func (l *localTarget) Healthy(ctx context.Context) error            { return l.a.Healthy(ctx, l.parts) }
+func (l *localTarget) Close()                                       { l.a.Close() }
+func (l *localTarget) Leader(ctx context.Context, arm engine.Arm, partition *int) (string, error) {
+	return l.a.Leader(ctx, arm, partition)
+}
+
+// Injectors maps every fault kind the local injector implements to it.
+func (l *localTarget) Injectors() map[engine.FaultKind]engine.Injector {
+	m := map[engine.FaultKind]engine.Injector{}
+	for _, k := range []engine.FaultKind{engine.PodKill, engine.PodPause, engine.NetworkDelay, engine.Partition, engine.SplitBrain,
+		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency, engine.ClockSkew, engine.Overload} {
+		m[k] = l.inj
+	}
+	return m
+}
+
+// hasArm reports whether the target runs arm.
+func hasArm(t Target, arm engine.Arm) bool {
+	for _, a := range t.LoadArms() {
+		if a == arm {
+			return true
+		}
+	}
+	return false
+}
+
+// errLocalOnly is the error of a feature only the local target has.
+func errLocalOnly(what string, t Target) error {
+	return engine.E(engine.KindInvalid, "game day", fmt.Errorf("%s: the local target only (this run's target is %s)", what, t.Name()))
+}

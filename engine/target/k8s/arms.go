@@ -1,0 +1,325 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine"
+)
+
+// Arms is the Kubernetes target of a game day (engine/gameday.Target): the
+// canary and control workloads' running pods, reached by pod IP and their
+// container port named "http" — chaosgate runs inside the cluster (the
+// chart's serve, or a CI job's pod), where pod IPs route, as Flagger's and
+// Argo Rollouts' own load testers do. The load, the probes and the judge
+// are the game day's; this type says where the pods are, whether they
+// serve, who leads each partition, and which injector applies each fault.
+// There is no calibration arm: σ̂ comes from the service's baseline
+// history (the judge's priors while it is thin).
+type Arms struct {
+	pair      Pair
+	resolver  *Resolver
+	injectors map[engine.FaultKind]engine.Injector
+	port      int
+	parts     int
+	hc        *http.Client
+	records   func(faultID string) any
+
+	mu sync.Mutex // guards the pods of pair
+}
+
+// ArmsConfig configures NewArms.
+type ArmsConfig struct {
+	Pair     Pair
+	Resolver *Resolver
+	// Injectors apply each fault kind (the Chaos Mesh injector).
+	Injectors map[engine.FaultKind]engine.Injector
+	// Port is the HTTP port of pods whose containers name no "http" port.
+	Port int
+	// Partitions is the aggregator's partition count; 0 asks a pod
+	// (GET /v1/cluster).
+	Partitions int
+	// FaultRecords, when set, returns the injector's own records of a
+	// fault (Chaos Mesh's per-pod records) for the evidence.
+	FaultRecords func(faultID string) any
+}
+
+// NewArms builds the target and, unless given, reads the partition count
+// from a canary pod.
+func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
+	if c.Pair.Canary == nil || c.Pair.Control == nil || c.Resolver == nil {
+		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
+	}
+	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
+		records: c.FaultRecords}
+	if a.parts == 0 {
+		ci, err := a.cluster(ctx, engine.ArmCanary)
+		if err != nil {
+			return nil, engine.E(engine.KindUnavailable, "kubernetes target", fmt.Errorf("partition count: %w", err))
+		}
+		a.parts = ci.PartitionCount
+	}
+	return a, nil
+}
+
+// Name implements gameday.Target.
+func (a *Arms) Name() string { return "kubernetes" }
+
+// Service keys the baseline history by the control workload: every canary
+// of one service is judged against the same A/A history.
+func (a *Arms) Service() string {
+	return fmt.Sprintf("k8s/%s/%s", a.pair.Control.Namespace, a.pair.Control.Name)
+}
+
+// LoadArms implements gameday.Target: canary and control.
+func (a *Arms) LoadArms() []engine.Arm { return []engine.Arm{engine.ArmCanary, engine.ArmControl} }
+
+// Partitions implements gameday.Target.
+func (a *Arms) Partitions() int { return a.parts }
+
+// Injectors implements gameday.Target.
+func (a *Arms) Injectors() map[engine.FaultKind]engine.Injector { return a.injectors }
+
+// Close implements gameday.Target (nothing to release: the workloads are
+// the user's).
+func (a *Arms) Close() {}
+
+// FaultRecords implements gameday.FaultRecords.
+func (a *Arms) FaultRecords(faultID string) any {
+	if a.records == nil {
+		return nil
+	}
+	return a.records(faultID)
+}
+
+// Pair returns the workloads as resolved (pods as last listed).
+func (a *Arms) Pair() Pair {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pair
+}
+
+// refresh lists an arm's pods again (a killed Deployment pod comes back
+// under a new name, a replaced one with a new IP); on an error the pods
+// seen last stay.
+func (a *Arms) refresh(ctx context.Context, arm engine.Arm) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.pair.Arm(arm)
+	if w == nil {
+		return fmt.Errorf("no %s workload", arm)
+	}
+	return a.resolver.RefreshPods(ctx, w)
+}
+
+// Nodes implements engine.Topology: the arm's pods by name, listed afresh.
+func (a *Arms) Nodes(arm engine.Arm) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.refresh(ctx, arm)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w := a.pair.Arm(arm); w != nil {
+		return w.PodNames()
+	}
+	return nil
+}
+
+// DirectAddrs implements gameday.Target: each pod with an IP, at its HTTP
+// port.
+func (a *Arms) DirectAddrs(arm engine.Arm) map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]string{}
+	if w := a.pair.Arm(arm); w != nil {
+		for _, p := range w.Pods {
+			if p.IP != "" {
+				out[p.Name] = net.JoinHostPort(p.IP, strconv.Itoa(a.podPort(p)))
+			}
+		}
+	}
+	return out
+}
+
+// ClientAddrs implements gameday.Target: the pods' HTTP addresses, in pod
+// name order (the load spreads over them; a pod that is not the leader
+// forwards).
+func (a *Arms) ClientAddrs(arm engine.Arm) []string {
+	m := a.DirectAddrs(arm)
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		out = append(out, m[n])
+	}
+	return out
+}
+
+func (a *Arms) podPort(p Pod) int {
+	if p.HTTPPort != 0 {
+		return p.HTTPPort
+	}
+	return a.port
+}
+
+// clusterInfo is the part of the aggregator's GET /v1/cluster the target
+// reads.
+type clusterInfo struct {
+	PartitionCount int `json:"partition_count"`
+	Partitions     []struct {
+		ID     int    `json:"id"`
+		Leader string `json:"leader"`
+	} `json:"partitions"`
+}
+
+// clusterOf asks one pod for its view of the cluster.
+func (a *Arms) clusterOf(ctx context.Context, addr string) (clusterInfo, error) {
+	var ci clusterInfo
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster", nil)
+	if err != nil {
+		return ci, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return ci, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ci, fmt.Errorf("GET /v1/cluster: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ci); err != nil {
+		return ci, fmt.Errorf("GET /v1/cluster: %w", err)
+	}
+	return ci, nil
+}
+
+// cluster asks the arm's pods, in name order, until one answers.
+func (a *Arms) cluster(ctx context.Context, arm engine.Arm) (clusterInfo, error) {
+	m := a.DirectAddrs(arm)
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, n := range names {
+		ci, err := a.clusterOf(ctx, m[n])
+		if err == nil {
+			return ci, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", n, err))
+	}
+	if len(errs) == 0 {
+		return clusterInfo{}, fmt.Errorf("no pod of the %s arm has an IP (not scheduled or not started)", arm)
+	}
+	return clusterInfo{}, fmt.Errorf("no pod of the %s arm answered: %w", arm, errors.Join(errs...))
+}
+
+// Leaders returns partition → leader as the arm's pods report it.
+func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	ci, err := a.cluster(ctx, arm)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, p := range ci.Partitions {
+		if p.Leader != "" {
+			out[p.ID] = p.Leader
+		}
+	}
+	return out, nil
+}
+
+// Leader implements engine.Topology: the leader of partition, or (nil)
+// the pod that leads the most partitions.
+func (a *Arms) Leader(ctx context.Context, arm engine.Arm, partition *int) (string, error) {
+	m, err := a.Leaders(ctx, arm)
+	if err != nil {
+		return "", err
+	}
+	if partition != nil {
+		if l, ok := m[*partition]; ok {
+			return l, nil
+		}
+		return "", fmt.Errorf("partition %d of the %s arm has no leader", *partition, arm)
+	}
+	count := map[string]int{}
+	for _, l := range m {
+		count[l]++
+	}
+	best := ""
+	for l, n := range count {
+		if n > count[best] || n == count[best] && l < best {
+			best = l
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no partition of the %s arm has a leader", arm)
+	}
+	return best, nil
+}
+
+// Healthy implements gameday.Target: every pod of both arms Ready (as the
+// kubelet's readiness probes say), as many as the workload wants, and every
+// pod knowing a leader for every partition, all of them the same.
+func (a *Arms) Healthy(ctx context.Context) error {
+	for _, arm := range a.LoadArms() {
+		if err := a.refresh(ctx, arm); err != nil {
+			return engine.E(engine.KindUnavailable, "healthy", err)
+		}
+		a.mu.Lock()
+		w := a.pair.Arm(arm)
+		want, ready, pods := int(w.Replicas), 0, len(w.Pods)
+		var notReady []string
+		for _, p := range w.Pods {
+			if p.Ready {
+				ready++
+			} else {
+				notReady = append(notReady, p.Name)
+			}
+		}
+		ref := w.Ref()
+		a.mu.Unlock()
+		if ready < max(want, pods) {
+			return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: %d of %d pods ready (not ready: %v)", ref, ready, max(want, pods), notReady))
+		}
+		var first map[int]string
+		for name, addr := range a.DirectAddrs(arm) {
+			ci, err := a.clusterOf(ctx, addr)
+			if err != nil {
+				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %w", ref, name, err))
+			}
+			view := map[int]string{}
+			for _, p := range ci.Partitions {
+				if p.Leader != "" {
+					view[p.ID] = p.Leader
+				}
+			}
+			if len(view) < a.parts {
+				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %d of %d partitions have a known leader", ref, name, len(view), a.parts))
+			}
+			if first == nil {
+				first = view
+				continue
+			}
+			for id, l := range view {
+				if first[id] != l {
+					return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: the pods do not agree yet on who leads partition %d", ref, id))
+				}
+			}
+		}
+	}
+	return nil
+}
