@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
@@ -186,6 +188,45 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	bad := gate("error-rate", exitBlock)
 	if bad.Verdict != "block" || !slices.Contains(bad.Failing, "error_rate") {
 		t.Fatalf("defective canary: verdict %s failing %v (want a block on error_rate): %s", bad.Verdict, bad.Failing, bad.Reason)
+	}
+
+	// The evidence: the canary StatefulSet at the image digest the kubelet
+	// reports, answering at the gate for the digest and for --revision too.
+	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	en, err := l.Entry(ctx, good.Evidence.LedgerIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envl struct{ Payload string }
+	if err := json.Unmarshal(en.Envelope, &envl); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(envl.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Subject []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Subject) == 0 || st.Subject[0].Name != "StatefulSet/"+ns+"/aggregator-canary" || len(st.Subject[0].Digest["sha256"]) != 64 {
+		t.Fatalf("evidence subjects %+v: want the canary StatefulSet at its image digest", st.Subject)
+	}
+	digest := st.Subject[0].Digest["sha256"]
+	for rev, want := range map[string]string{"v-good": "promote", "sha256:" + digest: "block", "v-error-rate": "block", bad.Revision: "block"} {
+		v, ok, err := l.LatestDecision(ctx, rev)
+		if err != nil || !ok || v.Predicate.Decision.Verdict != want {
+			t.Errorf("gate lookup by %q: found %v (%+v), %v; want %s", rev, ok, v.Predicate.Decision, err, want)
+		}
 	}
 }
 

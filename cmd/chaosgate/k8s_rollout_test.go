@@ -27,6 +27,7 @@ import (
 
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
+	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 // argoTemplate is the part of an Argo Rollouts AnalysisTemplate a web
@@ -181,13 +182,15 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(dir, "data")
+	// The Kubernetes run of serve's API on these process-less pods (the
+	// fault suite; no probe reaches them, so it holds).
 	var out bytes.Buffer
-	root := newRootCmd()
-	root.SetOut(&out)
-	root.SetErr(io.Discard)
-	root.SetArgs([]string{"gate", "--target", "k8s", "-f", "pod-kill", "--kubeconfig", kc, "--namespace", ns, "--rollout", "aggregator",
-		"--inject-timeout", "5s", "--recover-timeout", "10s", "--confirm-timeout", "1s", "--data-dir", dataDir, "-o", "json"})
-	err = root.ExecuteContext(ctx)
+	doc, err := scenarios.Open("pod-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &k8sOpts{kubeconfig: kc, namespace: ns, rollout: "aggregator", injectTimeout: 5 * time.Second, recoverTimeout: 10 * time.Second, confirmTimeout: time.Second, aggregatorPort: 7001}
+	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json"})
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
 		t.Fatalf("run: %v (want exit 3: no probe judged it)\n%s", err, out.String())
@@ -319,7 +322,7 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 	if _, err := dry("--context", good, "--as", "nobody"); err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), `"nobody"`) {
 		t.Errorf("--as nobody: %v", err)
 	}
-	k := &k8sOpts{}
+	k = &k8sOpts{}
 	cmd := &cobra.Command{Use: "x"}
 	k.flags(cmd)
 	if err := cmd.ParseFlags([]string{"--kubeconfig", kc2, "--context", good, "--as", "alice", "--as-group", "sre", "--request-timeout", "7s", "-n", "shop"}); err != nil {

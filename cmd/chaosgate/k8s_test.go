@@ -241,17 +241,13 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 
 	dataDir := filepath.Join(dir, "data")
 	junit := filepath.Join(dir, "report.xml")
-	// The real command line: chaosgate gate --target k8s -f pod-kill (the
-	// revision comes from the canary workload, so --revision is optional;
-	// given, it is one more subject the gate answers for).
+	// The Kubernetes run of serve's API (runK8s: the fault suite, no
+	// probes on these process-less pods, so it holds); the command line's
+	// gate --target k8s runs the game day's pipeline on pods that serve
+	// (TestK8sGateOnRealPods). The revision comes from the canary workload;
+	// --revision, given, is one more subject the gate answers for.
 	commit := "0123456789abcdef0123456789abcdef01234567"
-	root := newRootCmd()
-	root.SetOut(&out)
-	root.SetErr(io.Discard)
-	root.SetArgs([]string{"gate", "--target", "k8s", "-f", "pod-kill", "--kubeconfig", kc, "--namespace", ns,
-		"--inject-timeout", "5s", "--recover-timeout", "10s", "--confirm-timeout", "1s", "--aggregator-port", "7001",
-		"--data-dir", dataDir, "-o", "json", "--junit", junit, "--revision", commit})
-	err = root.ExecuteContext(ctx)
+	_, err = runK8s(ctx, &out, k, doc, k8sRunConfig{DataDir: dataDir, Output: "json", JUnitFile: junit, Revision: commit})
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != exitHold || ee.err != nil {
 		t.Fatalf("run: %v (want exit 3: no probes judged it)\n%s", err, out.String())
