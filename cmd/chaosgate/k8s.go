@@ -790,9 +790,6 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 // returns an error carrying the verdict's exit code.
 func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o gamedayOpts) error {
 	ctx := cmd.Context()
-	if o.metricsSource == "prometheus" {
-		return withExitCode(exitUsage, errors.New("--metrics-source prometheus: the local target only for now (on Kubernetes the probes read the pods directly)"))
-	}
 	if o.logServer != "" {
 		return withExitCode(exitUsage, errors.New("--log-server: the local target only for now (on Kubernetes, ship the pods' logs with your own agent)"))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
+	"github.com/chaosgate/chaosgate/internal/promtest"
 )
 
 // clusterExperiment is the experiment the gate runs on the test cluster:
@@ -103,6 +104,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	}
 	dataDir := filepath.Join(dir, "data")
 	type result struct {
+		RunID    string   `json:"run_id"`
 		Verdict  string   `json:"verdict"`
 		ExitCode int      `json:"exit_code"`
 		Revision string   `json:"revision"`
@@ -116,15 +118,19 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			LedgerIndex uint64 `json:"ledger_index"`
 		} `json:"evidence"`
 	}
-	gate := func(what string, wantCode int) result {
+	// A real Prometheus scrapes the pods, labelled as the scrape
+	// configuration chaosgate ships (deploy/prometheus) labels them;
+	// chaosgate finds each arm's series by namespace and pod name.
+	prom := promtest.Start(t, podScrapeConfig(t, ctx, env, dir, ns))
+	gate := func(what string, wantCode int, extra ...string) result {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		root := newRootCmd()
 		root.SetOut(&out)
 		root.SetErr(&errOut)
-		root.SetArgs([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
+		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
 			"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
-			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what})
+			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what}, extra...))
 		err := root.ExecuteContext(ctx)
 		code := 0
 		var ee *exitError
@@ -147,6 +153,33 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	good := gate("good", exitPromote)
 	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
 		t.Fatalf("good canary: %+v", good)
+	}
+	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
+	if g := gate("good-promql", exitPromote, withProm...); g.Verdict != "promote" {
+		t.Fatalf("good canary, metrics from Prometheus: %+v", g)
+	} else {
+		// The judged windows came from PromQL: the run kept both views of
+		// every window, and Prometheus counted the arms' requests.
+		b, err := os.ReadFile(filepath.Join(dataDir, "runs", g.RunID, "metrics-agreement.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var a struct {
+				Arm    string             `json:"arm"`
+				PromQL map[string]float64 `json:"promql"`
+			}
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				t.Fatal(err)
+			}
+			if a.PromQL["requests"] > 0 {
+				n++
+			}
+		}
+		if n < 4 {
+			t.Fatalf("metrics agreement: %d windows with PromQL requests, want every judged window of both arms\n%s", n, b)
+		}
 	}
 	kills := 0
 	for _, f := range good.Faults {
@@ -189,6 +222,9 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	if bad.Verdict != "block" || !slices.Contains(bad.Failing, "error_rate") {
 		t.Fatalf("defective canary: verdict %s failing %v (want a block on error_rate): %s", bad.Verdict, bad.Failing, bad.Reason)
 	}
+	if b := gate("error-rate-promql", exitBlock, withProm...); b.Verdict != "block" || !slices.Contains(b.Failing, "error_rate") {
+		t.Fatalf("defective canary, metrics from Prometheus: verdict %s failing %v (want a block on error_rate): %s", b.Verdict, b.Failing, b.Reason)
+	}
 
 	// The evidence: the canary StatefulSet at the image digest the kubelet
 	// reports, answering at the gate for the digest and for --revision too.
@@ -228,6 +264,64 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Errorf("gate lookup by %q: found %v (%+v), %v; want %s", rev, ok, v.Predicate.Decision, err, want)
 		}
 	}
+}
+
+// podScrapeConfig starts discovering the pods of ns for a real Prometheus
+// and returns its scrape job. Debian's prometheus 2.42 is built without
+// kubernetes_sd_configs (promtool: "field kubernetes_sd_configs not
+// found"), so the harness plays the discovery: it lists the pods through
+// the API server every second and writes a file_sd file with the target
+// deploy/prometheus/scrape-config.yaml's relabelling makes of each pod
+// annotated prometheus.io/scrape — PODIP:prometheus.io/port, labelled
+// namespace, pod and track.
+func podScrapeConfig(t *testing.T, ctx context.Context, env *k8senv.Env, dir, ns string) string {
+	t.Helper()
+	sd := filepath.Join(dir, "pods-sd.json")
+	write := func() error {
+		list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		type group struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		gs := []group{}
+		for _, p := range list.Items {
+			if p.Annotations["prometheus.io/scrape"] != "true" || p.Status.PodIP == "" {
+				continue
+			}
+			gs = append(gs, group{Targets: []string{p.Status.PodIP + ":" + p.Annotations["prometheus.io/port"]},
+				Labels: map[string]string{"namespace": p.Namespace, "pod": p.Name, "track": p.Labels["track"]}})
+		}
+		b, err := json.Marshal(gs)
+		if err != nil {
+			return err
+		}
+		tmp := sd + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, sd)
+	}
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				_ = write()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return fmt.Sprintf("  - job_name: kubernetes-pods\n    file_sd_configs:\n      - files: [%q]\n        refresh_interval: 1s\n", sd)
 }
 
 // waitPodsReady waits until want pods of ns are Running and Ready.

@@ -126,7 +126,7 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVarP(&o.decisionFile, "decision", "c", "", "decision matrix, hot-reloaded during the run: decision.yaml or consul://HOST:PORT/KEY (default: the built-in defaults)")
 	f.StringVar(&o.consulTokenFile, "consul-token-file", "", "file holding the Consul ACL token for a consul:// --decision (default: CONSUL_HTTP_TOKEN)")
 	f.StringVar(&o.metricsSource, "metrics-source", "embedded", "where the arms' process metrics (HTTP errors, GC pauses, dependency calls, memory growth) come from: embedded (chaosgate scrapes the nodes) or prometheus (PromQL)")
-	f.StringVar(&o.promURL, "prometheus", "", `with --metrics-source prometheus: the base URL of a Prometheus that scrapes the run's nodes with an arm label (arm="canary", arm="control", arm="calibration"; targets in DATA/runs/RUN/prometheus/targets.json); default: start a local Prometheus`)
+	f.StringVar(&o.promURL, "prometheus", "", `with --metrics-source prometheus: the base URL of a Prometheus that scrapes the run's nodes — local target: with an arm label (arm="canary", arm="control", arm="calibration"; targets in DATA/runs/RUN/prometheus/targets.json); --target k8s: with namespace and pod labels (deploy/prometheus/scrape-config.yaml); default: start a local Prometheus scraping the nodes`)
 	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
 	f.StringVar(&o.canarySelector, "prom-canary-selector", "", `with --prometheus: the canary's label matchers (default arm="canary")`)
 	f.StringVar(&o.controlSelector, "prom-control-selector", "", `with --prometheus: the control's label matchers (default arm="control")`)

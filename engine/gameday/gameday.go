@@ -559,9 +559,6 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	r.mets.Start(context.WithoutCancel(ctx))
 	if r.cfg.Prometheus != nil {
-		if r.arms == nil {
-			return errLocalOnly("the Prometheus source", r.target)
-		}
 		if err := r.setupPrometheus(ctx); err != nil {
 			return err
 		}

@@ -64,9 +64,20 @@ type MetricsAgreement struct {
 // the Prometheus a run starts.
 const minPromWindow = 3 * time.Second
 
+// PromSelectors is implemented by a target that knows how a Prometheus
+// scraping it labels each arm's series (the Kubernetes target: namespace
+// and pod, as kubernetes_sd_configs relabelled by deploy/prometheus give
+// them).
+type PromSelectors interface {
+	PromSelector(arm engine.Arm) string
+}
+
 func (r *Run) selector(arm engine.Arm) string {
 	if s := r.cfg.Prometheus.Selectors[arm]; s != "" {
 		return s
+	}
+	if ps, ok := r.target.(PromSelectors); ok && r.cfg.Prometheus.Address != "" {
+		return ps.PromSelector(arm)
 	}
 	return DefaultSelector(arm)
 }
@@ -77,7 +88,7 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 	pm := r.cfg.Prometheus
 	var targets []local.ScrapeTarget
 	for _, arm := range r.loadArms {
-		for node, addr := range r.arms.DirectAddrs(arm) {
+		for node, addr := range r.target.DirectAddrs(arm) {
 			targets = append(targets, local.ScrapeTarget{Arm: arm.String(), Node: node, Addr: addr})
 		}
 	}

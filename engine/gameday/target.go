@@ -2,7 +2,6 @@ package gameday
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/chaosgate/chaosgate/engine"
 	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
@@ -94,9 +93,4 @@ func hasArm(t Target, arm engine.Arm) bool {
 		}
 	}
 	return false
-}
-
-// errLocalOnly is the error of a feature only the local target has.
-func errLocalOnly(what string, t Target) error {
-	return engine.E(engine.KindInvalid, "game day", fmt.Errorf("%s: the local target only (this run's target is %s)", what, t.Name()))
 }

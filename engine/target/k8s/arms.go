@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"sync"
@@ -99,6 +100,32 @@ func (a *Arms) FaultRecords(faultID string) any {
 		return nil
 	}
 	return a.records(faultID)
+}
+
+// PromSelector implements gameday.PromSelectors: the arm's series in a
+// Prometheus that labels them by namespace and pod (deploy/prometheus's
+// kubernetes_sd_configs relabelling, kube-prometheus' pod monitors): the
+// workload's namespace and the prefix its controller gives its pods'
+// names — NAME-ORDINAL for a StatefulSet, NAME-HASH-… for a Deployment's
+// current ReplicaSet, RS-… for a ReplicaSet — so that a replaced pod is
+// still matched, and two revisions of one Deployment are told apart.
+func (a *Arms) PromSelector(arm engine.Arm) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.pair.Arm(arm)
+	if w == nil {
+		return ""
+	}
+	prefix := w.Name + "-"
+	if w.Kind == Deployment {
+		for _, p := range w.Pods {
+			if p.Revision != "" {
+				prefix = w.Name + "-" + p.Revision + "-"
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("namespace=%q,pod=~%q", w.Namespace, regexp.QuoteMeta(prefix)+".+")
 }
 
 // Pair returns the workloads as resolved (pods as last listed).
