@@ -98,6 +98,12 @@ type KubernetesTarget struct {
 	// (status.currentPodHash) is the canary arm and its stable ReplicaSet
 	// (status.stableRS) the control; Canary and Control are then unused.
 	Rollout string `yaml:"rollout,omitempty" json:"rollout,omitempty"`
+	// Calibration, optional, chooses a workload running the control's
+	// build beside it (Kayenta's "baseline"): it takes the canary's share
+	// of load and the canary's faults, and each step's calibration-vs-
+	// control window is an A/A window of the same conditions, recorded in
+	// the baseline history before the canary is judged.
+	Calibration *Selector `yaml:"calibration,omitempty" json:"calibration,omitempty"`
 	// Replicas is the expected number of pods per arm; it sizes the
 	// blast-radius budget and the partition shapes before pods are listed.
 	Replicas int `yaml:"replicas" json:"replicas"`

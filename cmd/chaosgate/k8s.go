@@ -54,6 +54,7 @@ const (
 type k8sOpts struct {
 	kubeconfig, namespace         string
 	canarySelector, controlSel    string
+	calibrationSel                string
 	rollout                       string // an Argo Rollout whose canary and stable ReplicaSets are the arms
 	podsFile                      string
 	overrides                     clientcmd.ConfigOverrides // kubectl's connection flags: --context, --as, --request-timeout, ...
@@ -80,6 +81,7 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	clientcmd.BindOverrideFlags(&k.overrides, f, kf)
 	f.StringVar(&k.canarySelector, "canary-selector", "", "label selector of the canary pods (default: the file's, else "+defaultCanarySelector+")")
 	f.StringVar(&k.controlSel, "control-selector", "", "label selector of the control pods (default: the file's, else "+defaultControlSelector+")")
+	f.StringVar(&k.calibrationSel, "calibration-selector", "", "label selector of an optional calibration workload running the control's build (Kayenta's baseline): it takes the canary's share and faults, and its windows against the control are the A/A noise σ̂ comes from (default: the file's spec.target.kubernetes.calibration, else none)")
 	f.StringVar(&k.rollout, "rollout", "", "an Argo Rollout (in --namespace) whose canary ReplicaSet (status.currentPodHash) is the canary and whose stable ReplicaSet (status.stableRS) is the control, instead of the selectors (default: the file's spec.target.kubernetes.rollout)")
 	f.StringVar(&k.podsFile, "pods", "", "with --dry-run: read the target pods from this file instead of the cluster (works offline)")
 	f.StringVar(&k.dryRun, "dry-run", dryRunNone, "none, client (print every object the run would create, YAML stream with -o yaml; --dry-run alone) or server (also submit each to the API server as a dry run: schema, admission and webhooks check it, nothing is persisted)")
@@ -87,7 +89,7 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.DurationVar(&k.injectTimeout, "inject-timeout", 30*time.Second, "how long to wait for Chaos Mesh to report AllInjected")
 	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
 	f.DurationVar(&k.confirmTimeout, "confirm-timeout", 10*time.Second, "how long a podKill's confirmation watches the replacement pod become ready")
-	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods (leader lookup for splitBrain)")
+	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods whose containers name no \"http\" port (load, probes, leader lookup for splitBrain)")
 }
 
 // restConfig loads the connection as kubectl does: the kubeconfig
@@ -172,6 +174,25 @@ func (k *k8sOpts) selectors(doc *scenarios.Document) (canary, control k8starget.
 	return k8starget.Selector{Namespace: ns, MatchLabels: cl}, k8starget.Selector{Namespace: ns, MatchLabels: sl}, nil
 }
 
+// calibrationSelector returns the calibration workload's selector
+// (--calibration-selector, else the file's
+// spec.target.kubernetes.calibration), or nil when the run has none.
+func (k *k8sOpts) calibrationSelector(doc *scenarios.Document, ns string) (*k8starget.Selector, error) {
+	var m map[string]string
+	switch {
+	case k.calibrationSel != "":
+		var err error
+		if m, err = labelMap(k.calibrationSel); err != nil {
+			return nil, engine.E(engine.KindInvalid, "--calibration-selector", err)
+		}
+	case doc != nil && doc.Spec.Target.Kubernetes != nil && doc.Spec.Target.Kubernetes.Calibration != nil:
+		m = doc.Spec.Target.Kubernetes.Calibration.MatchLabels
+	default:
+		return nil, nil
+	}
+	return &k8starget.Selector{Namespace: ns, MatchLabels: m}, nil
+}
+
 // labelMap parses "a=b,c=d" (equality only: a workload's template labels
 // are matched exactly).
 func labelMap(s string) (map[string]string, error) {
@@ -229,6 +250,17 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 			return nil, err
 		}
 	}
+	ns := pair.Control.Namespace
+	if k.namespace != "" {
+		ns = k.namespace
+	}
+	if cal, err := k.calibrationSelector(doc, ns); err != nil {
+		return nil, err
+	} else if cal != nil {
+		if err := resolver.AddCalibration(ctx, &pair, *cal); err != nil {
+			return nil, err
+		}
+	}
 	b := &k8sBackend{pair: pair, kube: kube, resolver: resolver, port: k.aggregatorPort,
 		hc: &http.Client{Timeout: 3 * time.Second}, log: slog.New(slog.DiscardHandler)}
 	opts := k8sinject.Options{
@@ -242,6 +274,9 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 		RecoverTimeout:  k.recoverTimeout,
 		ConfirmTimeout:  k.confirmTimeout,
 		DetectChaosMesh: true,
+	}
+	if c := pair.Calibration; c != nil {
+		opts.Namespaces[engine.ArmCalibration], opts.PodSelectors[engine.ArmCalibration] = c.Namespace, c.PodSelector
 	}
 	in, err := k8sinject.New(cfg, opts)
 	if err != nil {
@@ -302,42 +337,10 @@ func (b *k8sBackend) Addrs(arm engine.Arm) map[string]string {
 // leaders asks the arm's pods (by pod IP) for partition → leader.
 func (b *k8sBackend) leaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
 	b.mu.Lock()
-	w := b.pair.Arm(arm)
-	pods := append([]k8starget.Pod(nil), w.Pods...)
+	w := *b.pair.Arm(arm)
+	w.Pods = append([]k8starget.Pod(nil), w.Pods...)
 	b.mu.Unlock()
-	var errs []error
-	for _, p := range pods {
-		if p.IP == "" {
-			continue
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(p.IP, strconv.Itoa(b.port))+"/v1/cluster", nil)
-		resp, err := b.hc.Do(req)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var c struct {
-			Partitions []struct {
-				ID     int    `json:"id"`
-				Leader string `json:"leader"`
-			} `json:"partitions"`
-		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&c)
-		resp.Body.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
-			continue
-		}
-		out := map[int]string{}
-		for _, x := range c.Partitions {
-			out[x.ID] = x.Leader
-		}
-		return out, nil
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("no pod of %s has an IP (not scheduled or not started)", w.Ref())
-	}
-	return nil, fmt.Errorf("no pod of %s answered GET /v1/cluster: %w", w.Ref(), errors.Join(errs...))
+	return k8starget.Leaders(ctx, b.hc, &w, b.port)
 }
 
 // k8sDryRun prints every object a run of doc would create, creating

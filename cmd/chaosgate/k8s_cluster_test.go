@@ -25,7 +25,8 @@ import (
 )
 
 // clusterExperiment is the experiment the gate runs on the test cluster:
-// the aggregator's canary and stable StatefulSets chosen by labels, the
+// the aggregator's canary and stable StatefulSets chosen by labels, a
+// calibration StatefulSet of the stable build measuring the A/A noise, the
 // game day's probes, a pod kill of each arm at each canary step.
 const clusterExperiment = `apiVersion: chaosgate.io/v1
 kind: Experiment
@@ -38,6 +39,7 @@ spec:
       namespace: %s
       canary: {matchLabels: {app.kubernetes.io/name: aggregator, track: canary}}
       control: {matchLabels: {app.kubernetes.io/name: aggregator, track: stable}}
+      calibration: {matchLabels: {app.kubernetes.io/name: aggregator, track: calibration}}
       replicas: 3
   steadyState: 2s
   canary:
@@ -74,7 +76,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	if err := cluster.ImportImage(ctx, tarPath); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freeport.Ports(4)
+	ports, err := freeport.Ports(6)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,9 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1], Partitions: 4}
 	stable := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-stable", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"},
 		Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3], Partitions: 4}
-	for _, a := range []kubelettest.Aggregator{canary, stable} {
+	calibration := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-calibration", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "calibration"},
+		Replicas: 3, Image: ref, HTTPPort: ports[4], RaftPort: ports[5], Partitions: 4}
+	for _, a := range []kubelettest.Aggregator{canary, stable, calibration} {
 		if _, err := cluster.Deploy(ctx, a); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +96,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	// StatefulSet controller, not the harness, replaces a killed pod.
 	cm := k8senv.StartChaosController(t, env.Dynamic, env.Client, ns)
 	cm.Set(false, false, true)
-	waitPodsReady(t, ctx, env, cluster, ns, 6)
+	waitPodsReady(t, ctx, env, cluster, ns, 9)
 
 	kc := filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(kc); err != nil {
@@ -190,8 +194,8 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			}
 		}
 	}
-	if kills != 4 {
-		t.Errorf("good run faults %+v: want a confirmed pod kill per arm and step", good.Faults)
+	if kills != 6 {
+		t.Errorf("good run faults %+v: want a confirmed pod kill per arm (calibration included) and step", good.Faults)
 	}
 
 	// Roll the canary to a build with a defect: the StatefulSet controller
@@ -206,7 +210,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	for ctx.Err() == nil {
-		pods := waitPodsReady(t, ctx, env, cluster, ns, 6)
+		pods := waitPodsReady(t, ctx, env, cluster, ns, 9)
 		rolled := 0
 		for _, p := range pods {
 			if p.Labels["track"] == "canary" && slices.Contains(p.Spec.Containers[0].Args, "--defect=error-rate") {

@@ -1,6 +1,8 @@
-// Package gameday runs an experiment or game-day file end to end on the
-// local target: a control and a canary cluster of the reference aggregator
-// behind fault proxies, load split between them by the canary weight, the
+// Package gameday runs an experiment or game-day file end to end on a
+// Target — by default the local target: a control and a canary cluster of
+// the reference aggregator behind fault proxies; or the user's workloads
+// (engine/target/k8s) — with load split between the arms by the canary
+// weight, the
 // fault suite at every canary step (engine.Runner), the triple probes
 // (availability, consistency, metrics and log guards), the judge's windows
 // built from them, the step controller (engine/canary) promoting, holding
@@ -14,8 +16,8 @@
 // other does not pass for a regression); memory growth over the whole run.
 // Error rate is the servers' HTTP 5xx share.
 //
-// The judge's noise is measured, not assumed: a third cluster, the
-// calibration arm, runs the control's build and mirrors the canary — its
+// The judge's noise is measured, not assumed: on the local target a third
+// cluster, the calibration arm, runs the control's build and mirrors the canary — its
 // share of traffic on its own load stream, and the canary's faults, on the
 // same node, at the same time. At every judged window the calibration arm
 // against the control is an A/A window of the same period, host load and
@@ -178,11 +180,11 @@ type Run struct {
 	arms     *arms.Arms
 	loadArms []engine.Arm
 	gens     map[engine.Arm]*load.Generator
-	hists  map[engine.Arm]*history.Writer
-	hpaths map[engine.Arm]string
-	avail  *availability.Probe
-	mets   *metrics.Probe
-	logsp  logGuard
+	hists    map[engine.Arm]*history.Writer
+	hpaths   map[engine.Arm]string
+	avail    *availability.Probe
+	mets     *metrics.Probe
+	logsp    logGuard
 	// shipper pushes the nodes' logs to Config.LogServer; decisions
 	// pushes the decision lines there.
 	shipper   *logs.Shipper
@@ -664,7 +666,6 @@ func (r *Run) admissionArgs() []string {
 // (--max-requests): the cap the checker holds the in-flight requests of
 // an overload burst's stats lines to (I6).
 const AdmissionMaxRequests = 64
-
 
 func defectNote(d []string) string {
 	if len(d) == 0 {

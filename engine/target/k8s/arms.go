@@ -24,8 +24,11 @@ import (
 // Argo Rollouts' own load testers do. The load, the probes and the judge
 // are the game day's; this type says where the pods are, whether they
 // serve, who leads each partition, and which injector applies each fault.
-// There is no calibration arm: σ̂ comes from the service's baseline
-// history (the judge's priors while it is thin).
+// A calibration workload (the control's build, e.g. track=calibration) is
+// optional: with it, each step records an A/A window of the step's
+// conditions before the canary is judged, as the local target's third
+// cluster does; without it σ̂ comes from the service's baseline history
+// (the judge's priors while it is thin).
 type Arms struct {
 	pair      Pair
 	resolver  *Resolver
@@ -81,8 +84,14 @@ func (a *Arms) Service() string {
 	return fmt.Sprintf("k8s/%s/%s", a.pair.Control.Namespace, a.pair.Control.Name)
 }
 
-// LoadArms implements gameday.Target: canary and control.
-func (a *Arms) LoadArms() []engine.Arm { return []engine.Arm{engine.ArmCanary, engine.ArmControl} }
+// LoadArms implements gameday.Target: canary and control, and the
+// calibration workload when the run has one.
+func (a *Arms) LoadArms() []engine.Arm {
+	if a.pair.Calibration != nil {
+		return []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration}
+	}
+	return []engine.Arm{engine.ArmCanary, engine.ArmControl}
+}
 
 // Partitions implements gameday.Target.
 func (a *Arms) Partitions() int { return a.parts }
@@ -211,14 +220,14 @@ type clusterInfo struct {
 	} `json:"partitions"`
 }
 
-// clusterOf asks one pod for its view of the cluster.
-func (a *Arms) clusterOf(ctx context.Context, addr string) (clusterInfo, error) {
+// getCluster asks one pod for its view of the cluster.
+func getCluster(ctx context.Context, hc *http.Client, addr string) (clusterInfo, error) {
 	var ci clusterInfo
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster", nil)
 	if err != nil {
 		return ci, err
 	}
-	resp, err := a.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return ci, err
 	}
@@ -234,24 +243,59 @@ func (a *Arms) clusterOf(ctx context.Context, addr string) (clusterInfo, error) 
 
 // cluster asks the arm's pods, in name order, until one answers.
 func (a *Arms) cluster(ctx context.Context, arm engine.Arm) (clusterInfo, error) {
-	m := a.DirectAddrs(arm)
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
+	a.mu.Lock()
+	w := a.pair.Arm(arm)
+	var pods []Pod
+	if w != nil {
+		pods = append(pods, w.Pods...)
 	}
-	sort.Strings(names)
+	a.mu.Unlock()
+	return clusterOfPods(ctx, a.hc, arm.String(), pods, a.port)
+}
+
+// clusterOfPods asks pods, in name order, for GET /v1/cluster until one
+// answers; a pod is dialled at its port named http, else port.
+func clusterOfPods(ctx context.Context, hc *http.Client, what string, pods []Pod, port int) (clusterInfo, error) {
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	var errs []error
-	for _, n := range names {
-		ci, err := a.clusterOf(ctx, m[n])
+	for _, p := range pods {
+		if p.IP == "" {
+			continue
+		}
+		pp := p.HTTPPort
+		if pp == 0 {
+			pp = port
+		}
+		ci, err := getCluster(ctx, hc, net.JoinHostPort(p.IP, strconv.Itoa(pp)))
 		if err == nil {
 			return ci, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", n, err))
+		errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
 	}
 	if len(errs) == 0 {
-		return clusterInfo{}, fmt.Errorf("no pod of the %s arm has an IP (not scheduled or not started)", arm)
+		return clusterInfo{}, fmt.Errorf("no pod of %s has an IP (not scheduled or not started)", what)
 	}
-	return clusterInfo{}, fmt.Errorf("no pod of the %s arm answered: %w", arm, errors.Join(errs...))
+	return clusterInfo{}, fmt.Errorf("no pod of %s answered GET /v1/cluster: %w", what, errors.Join(errs...))
+}
+
+// Leaders asks a workload's pods (by pod IP, at their port named http or
+// port) which pod leads each aggregator partition.
+func Leaders(ctx context.Context, hc *http.Client, w *Workload, port int) (map[int]string, error) {
+	ci, err := clusterOfPods(ctx, hc, w.Ref(), append([]Pod(nil), w.Pods...), port)
+	if err != nil {
+		return nil, err
+	}
+	return ci.leaders(), nil
+}
+
+func (ci clusterInfo) leaders() map[int]string {
+	out := map[int]string{}
+	for _, p := range ci.Partitions {
+		if p.Leader != "" {
+			out[p.ID] = p.Leader
+		}
+	}
+	return out
 }
 
 // Leaders returns partition → leader as the arm's pods report it.
@@ -260,13 +304,7 @@ func (a *Arms) Leaders(ctx context.Context, arm engine.Arm) (map[int]string, err
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]string{}
-	for _, p := range ci.Partitions {
-		if p.Leader != "" {
-			out[p.ID] = p.Leader
-		}
-	}
-	return out, nil
+	return ci.leaders(), nil
 }
 
 // Leader implements engine.Topology: the leader of partition, or (nil)
@@ -324,16 +362,11 @@ func (a *Arms) Healthy(ctx context.Context) error {
 		}
 		var first map[int]string
 		for name, addr := range a.DirectAddrs(arm) {
-			ci, err := a.clusterOf(ctx, addr)
+			ci, err := getCluster(ctx, a.hc, addr)
 			if err != nil {
 				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %w", ref, name, err))
 			}
-			view := map[int]string{}
-			for _, p := range ci.Partitions {
-				if p.Leader != "" {
-					view[p.ID] = p.Leader
-				}
-			}
+			view := ci.leaders()
 			if len(view) < a.parts {
 				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %d of %d partitions have a known leader", ref, name, len(view), a.parts))
 			}

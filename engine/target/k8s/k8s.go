@@ -263,18 +263,41 @@ func (w *Workload) MaxImpaired(b scenarios.BlastRadius) int {
 	return best
 }
 
-// Pair is the canary and control workloads of one run.
+// Pair is the canary and control workloads of one run, and the optional
+// calibration workload (the control's build, measuring A/A noise).
 type Pair struct {
-	Canary  *Workload `json:"canary"`
-	Control *Workload `json:"control"`
+	Canary      *Workload `json:"canary"`
+	Control     *Workload `json:"control"`
+	Calibration *Workload `json:"calibration,omitempty"`
 }
 
-// Arm returns the workload of an arm.
+// Arm returns the workload of an arm (nil for a calibration arm the run
+// does not have).
 func (p Pair) Arm(a engine.Arm) *Workload {
-	if a == engine.ArmCanary {
+	switch a {
+	case engine.ArmCanary:
 		return p.Canary
+	case engine.ArmCalibration:
+		return p.Calibration
 	}
 	return p.Control
+}
+
+// AddCalibration resolves the calibration workload into p; it must be
+// neither arm's workload.
+func (r *Resolver) AddCalibration(ctx context.Context, p *Pair, sel Selector) error {
+	w, err := r.Resolve(ctx, engine.ArmCalibration, sel)
+	if err != nil {
+		return err
+	}
+	for _, o := range []*Workload{p.Canary, p.Control} {
+		if o != nil && o.Ref() == w.Ref() {
+			return engine.E(engine.KindInvalid, "resolve targets",
+				fmt.Errorf("the calibration selector chooses %s, the %s workload; hint: run the control's build as a workload of its own (e.g. track=calibration)", w.Ref(), o.Arm))
+		}
+	}
+	p.Calibration = w
+	return nil
 }
 
 // Target returns the engine target of an arm: its pods by name.
