@@ -27,7 +27,8 @@ import (
 // clusterExperiment is the experiment the gate runs on the test cluster:
 // the aggregator's canary and stable StatefulSets chosen by labels, a
 // calibration StatefulSet of the stable build measuring the A/A noise, the
-// game day's probes, a pod kill of each arm at each canary step.
+// game day's probes, a pod kill and a network delay into the second pod of
+// each arm at each canary step.
 const clusterExperiment = `apiVersion: chaosgate.io/v1
 kind: Experiment
 metadata:
@@ -52,6 +53,9 @@ spec:
     - name: kill-one
       duration: 3s
       podKill: {mode: one}
+    - name: slow-n2
+      duration: 3s
+      networkDelay: {latency: 50ms, jitter: 10ms, edges: {into: n2}}
 `
 
 // TestK8sGateOnRealPods is chaosgate gate --target k8s on a cluster that
@@ -82,11 +86,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	}
 	const ns = "gate-pods"
 	canary := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-canary", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "canary"},
-		Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1], Partitions: 4}
+		Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1], Partitions: 4, ThroughProxies: true}
 	stable := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-stable", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"},
-		Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3], Partitions: 4}
+		Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3], Partitions: 4, ThroughProxies: true}
 	calibration := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-calibration", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "calibration"},
-		Replicas: 3, Image: ref, HTTPPort: ports[4], RaftPort: ports[5], Partitions: 4}
+		Replicas: 3, Image: ref, HTTPPort: ports[4], RaftPort: ports[5], Partitions: 4, ThroughProxies: true}
 	for _, a := range []kubelettest.Aggregator{canary, stable, calibration} {
 		if _, err := cluster.Deploy(ctx, a); err != nil {
 			t.Fatal(err)
@@ -94,8 +98,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	}
 	// The harness plays Chaos Mesh's controller on the namespace; the
 	// StatefulSet controller, not the harness, replaces a killed pod.
+	// Its NetworkChaos delays take effect on the proxies the pods dial
+	// each other through.
 	cm := k8senv.StartChaosController(t, env.Dynamic, env.Client, ns)
 	cm.Set(false, false, true)
+	cm.SetEffect(cluster.NetworkEffect())
 	waitPodsReady(t, ctx, env, cluster, ns, 9)
 
 	kc := filepath.Join(dir, "kubeconfig")
@@ -185,26 +192,33 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Fatalf("metrics agreement: %d windows with PromQL requests, want every judged window of both arms\n%s", n, b)
 		}
 	}
-	kills := 0
+	count := map[string]int{}
 	for _, f := range good.Faults {
-		if f.Kind == "podKill" {
-			kills++
-			if f.Confirmed != "confirmed" {
-				t.Errorf("pod kill %+v not confirmed", f)
-			}
+		count[f.Kind]++
+		if f.Confirmed != "confirmed" {
+			t.Errorf("fault %+v not confirmed", f)
 		}
 	}
-	if kills != 6 {
-		t.Errorf("good run faults %+v: want a confirmed pod kill per arm (calibration included) and step", good.Faults)
+	if count["podKill"] != 6 || count["networkDelay"] != 6 {
+		t.Errorf("good run faults %+v: want a confirmed pod kill and network delay per arm (calibration included) and step", good.Faults)
 	}
 
-	// Roll the canary to a build with a defect: the StatefulSet controller
-	// replaces its pods one by one.
+	// Roll the canary to another image (its own digest) whose build has
+	// the error-rate defect turned on: the StatefulSet controller replaces
+	// its pods one by one.
+	badRef, badTar, err := kubelettest.ChaosgateImage(ctx, t.TempDir(), "v0.0.0-gatetest-error-rate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ImportImage(ctx, badTar); err != nil {
+		t.Fatal(err)
+	}
 	ss, err := env.Client.AppsV1().StatefulSets(ns).Get(ctx, canary.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &ss.Spec.Template.Spec.Containers[0]
+	c.Image = badRef
 	c.Args = append(c.Args, "--defect=error-rate")
 	if _, err := env.Client.AppsV1().StatefulSets(ns).Update(ctx, ss, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -213,7 +227,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		pods := waitPodsReady(t, ctx, env, cluster, ns, 9)
 		rolled := 0
 		for _, p := range pods {
-			if p.Labels["track"] == "canary" && slices.Contains(p.Spec.Containers[0].Args, "--defect=error-rate") {
+			if p.Labels["track"] == "canary" && p.Spec.Containers[0].Image == badRef && slices.Contains(p.Spec.Containers[0].Args, "--defect=error-rate") {
 				rolled++
 			}
 		}
@@ -237,7 +251,23 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	en, err := l.Entry(ctx, good.Evidence.LedgerIndex)
+	goodDigest, badDigest := subjectDigest(t, ctx, l, ns, good.Evidence.LedgerIndex), subjectDigest(t, ctx, l, ns, bad.Evidence.LedgerIndex)
+	if goodDigest == badDigest {
+		t.Fatalf("the good and the defective canary images have one digest %s", goodDigest)
+	}
+	for rev, want := range map[string]string{"v-good": "promote", "sha256:" + goodDigest: "promote", "v-error-rate": "block", "sha256:" + badDigest: "block", bad.Revision: "block"} {
+		v, ok, err := l.LatestDecision(ctx, rev)
+		if err != nil || !ok || v.Predicate.Decision.Verdict != want {
+			t.Errorf("gate lookup by %q: found %v (%+v), %v; want %s", rev, ok, v.Predicate.Decision, err, want)
+		}
+	}
+}
+
+// subjectDigest returns the image digest of the evidence record at index,
+// whose first subject must be the canary StatefulSet.
+func subjectDigest(t *testing.T, ctx context.Context, l *evidence.Ledger, ns string, index uint64) string {
+	t.Helper()
+	en, err := l.Entry(ctx, index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +291,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	if len(st.Subject) == 0 || st.Subject[0].Name != "StatefulSet/"+ns+"/aggregator-canary" || len(st.Subject[0].Digest["sha256"]) != 64 {
 		t.Fatalf("evidence subjects %+v: want the canary StatefulSet at its image digest", st.Subject)
 	}
-	digest := st.Subject[0].Digest["sha256"]
-	for rev, want := range map[string]string{"v-good": "promote", "sha256:" + digest: "block", "v-error-rate": "block", bad.Revision: "block"} {
-		v, ok, err := l.LatestDecision(ctx, rev)
-		if err != nil || !ok || v.Predicate.Decision.Verdict != want {
-			t.Errorf("gate lookup by %q: found %v (%+v), %v; want %s", rev, ok, v.Predicate.Decision, err, want)
-		}
-	}
+	return st.Subject[0].Digest["sha256"]
 }
 
 // podScrapeConfig starts discovering the pods of ns for a real Prometheus

@@ -45,6 +45,8 @@ type ChaosController struct {
 	neverRecover bool
 	// noReplace does not recreate killed pods.
 	noReplace bool
+	// effect makes injected objects take real effect (nil: status only).
+	effect Effect
 
 	stop chan struct{}
 	done chan struct{}
@@ -66,6 +68,23 @@ func (f *ChaosController) Set(neverInject, neverRecover, noReplace bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.neverInject, f.neverRecover, f.noReplace = neverInject, neverRecover, noReplace
+}
+
+// Effect is the part of Chaos Mesh's daemon a test harness can play: it
+// makes an injected chaos object take real effect on the pods it selects
+// (Apply) and undoes it (Revert, on recovery or pause). Either may be
+// called again for the same object; it must be idempotent.
+type Effect interface {
+	Apply(ctx context.Context, obj *unstructured.Unstructured) error
+	Revert(ctx context.Context, obj *unstructured.Unstructured) error
+}
+
+// SetEffect makes the controller apply e to every object it injects (and
+// revert it on recovery and pause).
+func (f *ChaosController) SetEffect(e Effect) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.effect = e
 }
 
 // Stop ends the controller loop and waits for it.
@@ -104,14 +123,24 @@ func (f *ChaosController) loop() {
 
 func (f *ChaosController) reconcile(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) {
 	f.mu.Lock()
-	neverInject, neverRecover, noReplace := f.neverInject, f.neverRecover, f.noReplace
+	neverInject, neverRecover, noReplace, effect := f.neverInject, f.neverRecover, f.noReplace, f.effect
 	f.mu.Unlock()
+	action, _, _ := unstructured.NestedString(u.Object, "spec", "action")
+	apply := func(on bool) {
+		if effect == nil || action == string(cm.PodKillAction) {
+			return
+		}
+		if on {
+			_ = effect.Apply(ctx, u)
+		} else {
+			_ = effect.Revert(ctx, u)
+		}
+	}
 
 	pods := map[string][]string{}
 	if p, ok, _ := unstructured.NestedStringSlice(u.Object, "spec", "selector", "pods", f.ns); ok {
 		pods[f.ns] = p
 	}
-	action, _, _ := unstructured.NestedString(u.Object, "spec", "action")
 	var st cm.ChaosStatus
 	if m, ok, _ := unstructured.NestedMap(u.Object, "status"); ok {
 		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(m, &st)
@@ -150,6 +179,7 @@ func (f *ChaosController) reconcile(ctx context.Context, gvr schema.GroupVersion
 		if neverRecover {
 			return
 		}
+		apply(false)
 		setPhase(cm.NotInjected, cm.Recover)
 		setCond(cm.ConditionAllInjected, false)
 		setCond(cm.ConditionAllRecovered, true)
@@ -186,6 +216,7 @@ func (f *ChaosController) reconcile(ctx context.Context, gvr schema.GroupVersion
 				f.killAndReplace(ctx, p, noReplace)
 			}
 		}
+		apply(true)
 		changed = true
 	default:
 		paused := u.GetAnnotations()[cm.PauseAnnotationKey] == "true"
@@ -196,6 +227,7 @@ func (f *ChaosController) reconcile(ctx context.Context, gvr schema.GroupVersion
 			}
 		}
 		if paused != isPaused && action != string(cm.PodKillAction) {
+			apply(!paused)
 			if paused {
 				setPhase(cm.NotInjected, cm.Recover)
 				st.Experiment.DesiredPhase = cm.StoppedPhase

@@ -44,6 +44,10 @@ type Aggregator struct {
 	Partitions int
 	// Defects turn on known-bad behaviours (--defect).
 	Defects []string
+	// ThroughProxies makes the pods dial each other (raft, forwarded
+	// requests) through the cluster's inbound proxies, so that network
+	// faults take effect (Cluster.NetworkEffect).
+	ThroughProxies bool
 }
 
 // PodAddr returns the address (node IP and port) of the arm's pod of
@@ -65,8 +69,18 @@ func (c *Cluster) StatefulSet(a Aggregator) (*appsv1.StatefulSet, error) {
 	var peers, peerHTTP []string
 	for i := range a.Replicas {
 		pod := fmt.Sprintf("%s-%d", a.Name, i)
-		peers = append(peers, pod+"="+c.PodAddr(i, a.RaftPort))
-		peerHTTP = append(peerHTTP, pod+"="+c.PodAddr(i, a.HTTPPort))
+		raft, http := c.PodAddr(i, a.RaftPort), c.PodAddr(i, a.HTTPPort)
+		if a.ThroughProxies {
+			var err error
+			if raft, err = c.inboundProxy(pod, i, a.RaftPort); err != nil {
+				return nil, err
+			}
+			if http, err = c.inboundProxy(pod, i, a.HTTPPort); err != nil {
+				return nil, err
+			}
+		}
+		peers = append(peers, pod+"="+raft)
+		peerHTTP = append(peerHTTP, pod+"="+http)
 		d := filepath.Join(dataRoot, pod)
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, err

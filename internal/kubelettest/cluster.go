@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/waitctx"
@@ -61,6 +62,10 @@ type Cluster struct {
 	// bound are the pods the scheduler bound, whose log directories under
 	// /var/log/pods Stop removes.
 	bound map[types.UID]bool
+	// proxies stand in front of pods' ports for their peers (an
+	// Aggregator with ThroughProxies); inbound lists each pod's.
+	proxies *proxy.Set
+	inbound map[string][]string
 }
 
 // ControllerManagerBinary locates kube-controller-manager
@@ -269,6 +274,9 @@ func (c *Cluster) Stop() {
 	if c.kcm != nil {
 		c.kcm.stop()
 		_ = c.kcm.log.Close()
+	}
+	if c.proxies != nil {
+		_ = c.proxies.Close()
 	}
 	for _, n := range slices.Backward(c.Nodes) {
 		n.Stop()

@@ -11,7 +11,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
@@ -44,7 +46,7 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 	const ns = "aggregator-cluster"
 	arms := []kubelettest.Aggregator{
 		{Namespace: ns, Name: "aggregator-canary", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "canary"},
-			Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1]},
+			Replicas: 3, Image: ref, HTTPPort: ports[0], RaftPort: ports[1], ThroughProxies: true},
 		{Namespace: ns, Name: "aggregator-stable", Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": "stable"},
 			Replicas: 3, Image: ref, HTTPPort: ports[2], RaftPort: ports[3]},
 	}
@@ -141,6 +143,34 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 		t.Fatalf("%s: write on pod 0, read on pod 2: %s", what, last)
 	}
 	writeRead("start", "cluster-test", "first")
+
+	// A NetworkChaos delay into canary pod 1, played on the proxies its
+	// peers dial it through: a round trip through them takes the latency
+	// longer, and no longer once it is reverted.
+	via, ok := c.InboundAddr(canary.Name+"-1", canary.HTTPPort)
+	if !ok {
+		t.Fatal("no inbound proxy in front of pod 1")
+	}
+	rt := proxy.HTTPRoundTrip("/readyz")
+	before := proxy.Measure(ctx, rt, via, 10, 2*time.Second)
+	nc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos",
+		"metadata": map[string]any{"name": "slow-1", "namespace": ns},
+		"spec": map[string]any{"action": "delay", "delay": map[string]any{"latency": "100ms"}, "direction": "to",
+			"selector": map[string]any{"pods": map[string]any{ns: []any{canary.Name + "-0"}}},
+			"target":   map[string]any{"selector": map[string]any{"pods": map[string]any{ns: []any{canary.Name + "-1"}}}}}}}
+	eff := c.NetworkEffect()
+	if err := eff.Apply(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	during := proxy.Measure(ctx, rt, via, 10, 2*time.Second)
+	if err := eff.Revert(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	after := proxy.Measure(ctx, rt, via, 10, 2*time.Second)
+	if during.Median-before.Median < 90*time.Millisecond || after.Median-before.Median > 50*time.Millisecond {
+		t.Errorf("round trips into pod 1: median %v before, %v with a 100ms delay, %v after", before.Median, during.Median, after.Median)
+	}
+	writeRead("after the delay", "cluster-test-delay", "delayed")
 
 	// Delete pod 1: the StatefulSet controller replaces it on its node.
 	old := ready[canary.Name+"-1"]
