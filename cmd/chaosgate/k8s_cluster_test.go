@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +15,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
@@ -287,28 +284,9 @@ func TestK8sGateOnRealPods(t *testing.T) {
 
 	// Argo Rollouts' analysis and Flagger's webhooks ask serve about the
 	// images these Kubernetes runs judged, as deploy/examples has them ask.
-	serveCfg := filepath.Join(dir, "serve.yaml")
-	if err := os.WriteFile(serveCfg, fmt.Appendf(nil, "listen: 127.0.0.1:0\ndata_dir: %s\n", dataDir), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startServe(t, chaosgateBinary(t), "-c", serveCfg, "--webhook-trusted-cidr", "127.0.0.1/32")
-	tok := serveTokens(t, dataDir)
-	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "argo-rollouts", "analysistemplate.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tmpl argoTemplate
-	if err := yaml.Unmarshal(data, &tmpl); err != nil || len(tmpl.Spec.Metrics) == 0 {
-		t.Fatalf("AnalysisTemplate: %v", err)
-	}
+	p, tok, tmpl := serveForControllers(t, dir, dataDir)
 	flagger := func(step, revision string) int {
-		payload := fmt.Sprintf(`{"name":"aggregator-canary","namespace":%q,"phase":"Progressing","checksum":"7b8c","type":%q,"metadata":{"revision":%q}}`, ns, step, revision)
-		resp, err := http.Post(p.url+"/api/v1/gate/flagger/"+step, "application/json", strings.NewReader(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return askLikeFlagger(t, p.url, ns, "aggregator-canary", step, revision)
 	}
 	for _, c := range []struct {
 		revision, phase, value string
@@ -334,18 +312,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 // whose first subject must be the canary StatefulSet.
 func subjectDigest(t *testing.T, ctx context.Context, l *evidence.Ledger, ns string, index uint64) string {
 	t.Helper()
-	en, err := l.Entry(ctx, index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var envl struct{ Payload string }
-	if err := json.Unmarshal(en.Envelope, &envl); err != nil {
-		t.Fatal(err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(envl.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, payload := statementOf(t, ctx, l, index)
 	var st struct {
 		Subject []struct {
 			Name   string            `json:"name"`

@@ -51,6 +51,43 @@ type argoTemplate struct {
 	} `json:"spec"`
 }
 
+// serveForControllers starts serve on dataDir, trusting 127.0.0.1/32 for
+// Flagger's token-less webhooks (as deploy/examples/flagger's
+// --webhook-trusted-cidr does), and returns it, its tokens and the
+// AnalysisTemplate of deploy/examples/argo-rollouts.
+func serveForControllers(t *testing.T, dir, dataDir string) (*serveProc, map[string]string, argoTemplate) {
+	t.Helper()
+	cfg := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "listen: 127.0.0.1:0\ndata_dir: %s\n", dataDir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, chaosgateBinary(t), "-c", cfg, "--webhook-trusted-cidr", "127.0.0.1/32")
+	tok := serveTokens(t, dataDir)
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "argo-rollouts", "analysistemplate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl argoTemplate
+	if err := yaml.Unmarshal(data, &tmpl); err != nil || len(tmpl.Spec.Metrics) == 0 {
+		t.Fatalf("AnalysisTemplate: %v", err)
+	}
+	return p, tok, tmpl
+}
+
+// askLikeFlagger posts one of Flagger's webhooks (no token: serve trusts
+// the loopback network) with the payload Flagger sends for the Canary
+// namespace/name at revision, and returns the HTTP status.
+func askLikeFlagger(t *testing.T, base, namespace, name, step, revision string) int {
+	t.Helper()
+	payload := fmt.Sprintf(`{"name":%q,"namespace":%q,"phase":"Progressing","checksum":"7b8c","type":%q,"metadata":{"revision":%q}}`, name, namespace, step, revision)
+	resp, err := http.Post(base+"/api/v1/gate/flagger/"+step, "application/json", strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 var argoCondition = regexp.MustCompile(`^result == "([a-z]+)"$`)
 
 // measureLikeArgo takes one measurement of the AnalysisTemplate's first
@@ -228,20 +265,7 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 	latest, _, _ := unstructured.NestedString(ro.Object, "status", "currentPodHash")
 	rev := ro.GetAnnotations()[k8starget.RolloutRevisionAnnotation]
 
-	bin := chaosgateBinary(t)
-	cfg := filepath.Join(dir, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:0\ndata_dir: %s\n", dataDir)), 0o644)
-	p := startServe(t, bin, "-c", cfg, "--webhook-trusted-cidr", "127.0.0.1/32")
-	tok := serveTokens(t, dataDir)
-
-	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "argo-rollouts", "analysistemplate.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tmpl argoTemplate
-	if err := yaml.Unmarshal(data, &tmpl); err != nil || len(tmpl.Spec.Metrics) == 0 {
-		t.Fatalf("AnalysisTemplate: %v", err)
-	}
+	p, tok, tmpl := serveForControllers(t, dir, dataDir)
 	for _, c := range []struct{ revision, phase, value string }{
 		{latest, "Inconclusive", "hold"},
 		{"Rollout/shop/aggregator@" + rev, "Inconclusive", "hold"},
@@ -264,15 +288,7 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 	// Flagger's webhooks: no token (serve trusts 127.0.0.1/32, as the
 	// example's --webhook-trusted-cidr trusts Flagger's network), payload
 	// as Flagger sends it.
-	flagger := func(step, revision string) int {
-		payload := fmt.Sprintf(`{"name":"aggregator","namespace":"shop","phase":"Progressing","checksum":"7b8c","type":%q,"metadata":{"revision":%q}}`, step, revision)
-		resp, err := http.Post(p.url+"/api/v1/gate/flagger/"+step, "application/json", strings.NewReader(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	flagger := func(step, revision string) int { return askLikeFlagger(t, p.url, "shop", "aggregator", step, revision) }
 	for _, c := range []struct {
 		step, revision string
 		code           int

@@ -293,18 +293,7 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	en, err := l.Entry(ctx, res.Evidence.LedgerIndex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env struct{ Payload string }
-	if err := json.Unmarshal(en.Envelope, &env); err != nil {
-		t.Fatal(err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	en, payload := statementOf(t, ctx, l, res.Evidence.LedgerIndex)
 	var st struct {
 		Subject []struct {
 			Name   string            `json:"name"`
@@ -576,4 +565,23 @@ spec:
 	if _, _, total := owned(); total != 0 {
 		t.Fatalf("%d NetworkChaos left after the next run's reaper", total)
 	}
+}
+
+// statementOf returns the ledger entry at index and its signed statement
+// (the DSSE envelope's decoded payload).
+func statementOf(t *testing.T, ctx context.Context, l *evidence.Ledger, index uint64) (evidence.Entry, []byte) {
+	t.Helper()
+	en, err := l.Entry(ctx, index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Payload string }
+	if err := json.Unmarshal(en.Envelope, &env); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return en, payload
 }

@@ -3,6 +3,7 @@ package kubelettest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,13 +28,15 @@ func TestContainerdConfigIsPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ContainerdConfig(def, "/x/root", "/x/state", "/x/c.sock", "example.test/pause:1")
+	dir := t.TempDir()
+	root, state, sock := filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "c.sock")
+	cfg, err := ContainerdConfig(def, root, state, sock, "example.test/pause:1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(cfg)
-	for _, want := range []string{"\nroot = \"/x/root\"\n", "\nstate = \"/x/state\"\n", "address = \"/x/c.sock\"\n",
-		"sandbox_image = \"example.test/pause:1\"\n", "restrict_oom_score_adj = true\n", "path = \"/x/root/opt\"\n"} {
+	for _, want := range []string{"\nroot = \"" + root + "\"\n", "\nstate = \"" + state + "\"\n", "address = \"" + sock + "\"\n",
+		"sandbox_image = \"example.test/pause:1\"\n", "restrict_oom_score_adj = true\n", "path = \"" + filepath.Join(root, "opt") + "\"\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("config lacks %q", want)
 		}
