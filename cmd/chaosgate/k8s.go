@@ -250,11 +250,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 			return nil, err
 		}
 	}
-	ns := pair.Control.Namespace
-	if k.namespace != "" {
-		ns = k.namespace
-	}
-	if cal, err := k.calibrationSelector(doc, ns); err != nil {
+	if cal, err := k.calibrationSelector(doc, pair.Control.Namespace); err != nil {
 		return nil, err
 	} else if cal != nil {
 		if err := resolver.AddCalibration(ctx, &pair, *cal); err != nil {

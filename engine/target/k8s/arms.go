@@ -38,7 +38,10 @@ type Arms struct {
 	hc        *http.Client
 	records   func(faultID string) any
 
-	mu sync.Mutex // guards the pods of pair
+	mu sync.Mutex // guards the pods of pair and clients
+	// clients are each arm's pod addresses in name order, kept with the
+	// pods: the load asks for them at every request.
+	clients map[engine.Arm][]string
 }
 
 // ArmsConfig configures NewArms.
@@ -64,7 +67,10 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords}
+		records: c.FaultRecords, clients: map[engine.Arm][]string{}}
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration} {
+		a.clients[arm] = a.addrsLocked(arm)
+	}
 	if a.parts == 0 {
 		ci, err := a.cluster(ctx, engine.ArmCanary)
 		if err != nil {
@@ -154,7 +160,26 @@ func (a *Arms) refresh(ctx context.Context, arm engine.Arm) error {
 	if w == nil {
 		return fmt.Errorf("no %s workload", arm)
 	}
-	return a.resolver.RefreshPods(ctx, w)
+	err := a.resolver.RefreshPods(ctx, w)
+	a.clients[arm] = a.addrsLocked(arm)
+	return err
+}
+
+// addrsLocked lists the arm's pod addresses in pod name order; a.mu held.
+func (a *Arms) addrsLocked(arm engine.Arm) []string {
+	w := a.pair.Arm(arm)
+	if w == nil {
+		return nil
+	}
+	pods := append([]Pod(nil), w.Pods...)
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	var out []string
+	for _, p := range pods {
+		if p.IP != "" {
+			out = append(out, net.JoinHostPort(p.IP, strconv.Itoa(a.podPort(p))))
+		}
+	}
+	return out
 }
 
 // Nodes implements engine.Topology: the arm's pods by name, listed afresh.
@@ -187,20 +212,12 @@ func (a *Arms) DirectAddrs(arm engine.Arm) map[string]string {
 }
 
 // ClientAddrs implements gameday.Target: the pods' HTTP addresses, in pod
-// name order (the load spreads over them; a pod that is not the leader
-// forwards).
+// name order, as last listed (the load spreads over them; a pod that is
+// not the leader forwards).
 func (a *Arms) ClientAddrs(arm engine.Arm) []string {
-	m := a.DirectAddrs(arm)
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		out = append(out, m[n])
-	}
-	return out
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.clients[arm]
 }
 
 func (a *Arms) podPort(p Pod) int {
