@@ -52,7 +52,7 @@ func TestWriteAtomicSyncsTheDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(string(data), "\n")
+	lines := joinResumedSyscalls(strings.Split(string(data), "\n"))
 	openRe := regexp.MustCompile(`openat\(AT_FDCWD, "([^"]*)", [^)]*\) = (\d+)`)
 	syncRe := regexp.MustCompile(`f(?:data)?sync\((\d+)\) += 0`)
 	fds := map[string]string{} // fd → path it was last opened for
@@ -83,4 +83,55 @@ func TestWriteAtomicSyncsTheDirectory(t *testing.T) {
 		}
 	}
 	t.Fatalf("renamed %v, but the directory %s is not synced after the rename:\n%s", renamed, dir, data)
+}
+
+// straceUnfinishedRe and straceResumedRe match the two halves strace -f
+// writes when another thread's system call lands between a call's start and
+// its return: `PID  fsync(5 <unfinished ...>` … `PID  <... fsync resumed>) = 0`.
+var (
+	straceUnfinishedRe = regexp.MustCompile(`^(\d+) +(.*) <unfinished \.\.\.>$`)
+	straceResumedRe    = regexp.MustCompile(`^(\d+) +<\.\.\. \w+ resumed>(.*)$`)
+)
+
+// joinResumedSyscalls puts each split system call back into one line, at
+// the place where it returned; other lines are kept as they are.
+func joinResumedSyscalls(lines []string) []string {
+	pending := map[string]string{} // pid → the call's first half
+	var out []string
+	for _, l := range lines {
+		if m := straceUnfinishedRe.FindStringSubmatch(l); m != nil {
+			pending[m[1]] = m[1] + "  " + m[2]
+			continue
+		}
+		if m := straceResumedRe.FindStringSubmatch(l); m != nil {
+			if head, ok := pending[m[1]]; ok {
+				delete(pending, m[1])
+				out = append(out, head+m[2])
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// TestJoinResumedSyscalls: the split fsync of a CI trace is read as one
+// call, in the order it returned.
+func TestJoinResumedSyscalls(t *testing.T) {
+	got := joinResumedSyscalls([]string{
+		`4663  openat(AT_FDCWD, "/d/.tmp-1", O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC, 0600) = 5`,
+		`4663  fsync(5 <unfinished ...>`,
+		`4665  --- SIGURG {si_signo=SIGURG} ---`,
+		`4663  <... fsync resumed>)              = 0`,
+		`4665  renameat(AT_FDCWD, "/d/.tmp-1", AT_FDCWD, "/d/x.json") = 0`,
+	})
+	want := []string{
+		`4663  openat(AT_FDCWD, "/d/.tmp-1", O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC, 0600) = 5`,
+		`4665  --- SIGURG {si_signo=SIGURG} ---`,
+		`4663  fsync(5)              = 0`,
+		`4665  renameat(AT_FDCWD, "/d/.tmp-1", AT_FDCWD, "/d/x.json") = 0`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("joined:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

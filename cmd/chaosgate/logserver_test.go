@@ -19,19 +19,28 @@ import (
 
 // TestGateWithLogServerCatchesSilentDrops: a canary that acknowledges
 // messages it drops, saying so only in its log, gated with a real log
-// server (VictoriaLogs over Loki's push API). The consistency checker
-// cannot see these drops — the aggregator declares the dropped seqs gaps,
-// which I1 accepts — so the log guards are what catches them: the nodes'
-// logs reach the server, the guards asked of the server find the drops on
-// the canary alone, the log_guards dimension blocks the release, and the
-// block is found on the server by its decision_id.
+// server (VictoriaLogs over Loki's push API). The consistency checker sees
+// few of these drops — the aggregator declares a dropped seq a gap once a
+// later seq of the same source reaches the partition, which I1 accepts; only
+// a drop at the end of a source's stream stays uncovered, and then
+// consistency blocks too — so the log guards are what catches them: the
+// nodes' logs reach the server, the guards asked of the server find the
+// drops on the canary alone, the log_guards dimension fails, and the block
+// is found on the server by its decision_id. The game day has steady
+// windows long enough (4 s around each fault, about 30 s in all) for a 2 %
+// drop rate to be decided in the first window; with the quick game day's
+// shorter ones the first window often only leans worse and holds.
 func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
 	vl := logstest.Start(t)
 	dir := t.TempDir()
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
-	_, stderr, code := runBinary(t, bin, "gate", "-f", "default-gameday-quick", "--revision", "local:silent-drop",
+	gameDay := filepath.Join(t.TempDir(), "silent-drop-log-guards.yaml")
+	if err := os.WriteFile(gameDay, []byte(silentDropGameDay), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runBinary(t, bin, "gate", "-f", gameDay, "--revision", "local:silent-drop",
 		"--json", jsonFile, "--data-dir", dir, "--canary-defect", "silent-drop", "--log-server", "victorialogs="+vl.URL)
 	raw, err := os.ReadFile(jsonFile)
 	if err != nil {
@@ -87,6 +96,28 @@ func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
 		}
 	}
 }
+
+// silentDropGameDay is one 50 % canary step with a pod kill and a network
+// delay and 4 s steady windows around each.
+const silentDropGameDay = `apiVersion: chaosgate.io/v1
+kind: GameDay
+metadata:
+  name: silent-drop-log-guards
+spec:
+  target:
+    local: {nodes: 3, partitions: 4}
+  steadyState: 4s
+  canary:
+    steps: [50]
+  decision: {policy: default}
+  probes:
+    availability: {sources: 4, rate: 150}
+    consistency: {}
+    metrics: {interval: 1s}
+  experiments:
+    - {ref: pod-kill, duration: 2s, steps: [50]}
+    - {ref: network-delay, duration: 2s, steps: [50]}
+`
 
 // TestGateWithUnreachableLogServerHolds: a log server nobody answers on is
 // missing data for log_guards — the gate holds (exit 3) with the dimension
