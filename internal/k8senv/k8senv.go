@@ -1,8 +1,9 @@
-// Package k8senv starts a real Kubernetes control plane for tests: Debian's
-// etcd and a kube-apiserver built from the Go module proxy
-// (scripts/build-kube-apiserver.sh), both on 127.0.0.1 free ports with a
-// temporary data directory, token authentication, RBAC and service-account
-// token signing, plus the Chaos Mesh CRDs taken from the chaos-mesh module zip.
+// Package k8senv starts a real Kubernetes control plane for tests with
+// controller-runtime's envtest: Debian's etcd and a kube-apiserver built from
+// the Go module proxy (scripts/build-kube-apiserver.sh), both on 127.0.0.1
+// free ports with a temporary data directory, token authentication, RBAC and
+// service-account token signing, plus the Chaos Mesh CRDs taken from the
+// chaos-mesh module zip.
 //
 // One control plane is shared by every test of a package: TestMain wraps
 // testing.M with Main, tests call Get. Every process is stopped by pid when
@@ -14,21 +15,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
@@ -36,11 +34,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"go.uber.org/goleak"
 
@@ -76,16 +74,10 @@ type Env struct {
 	ChaosMeshCRDs bool
 
 	dir        string
+	plane      *envtest.Environment
+	logs       []*os.File
 	httpClient *http.Client
-	procs      []*proc
 	stopped    bool
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
 }
 
 // Unavailable is returned by Start when a required binary is missing.
@@ -117,8 +109,16 @@ func Binaries() (etcd, apiserver string, err error) {
 	return etcd, apiserver, nil
 }
 
-// Start launches etcd and kube-apiserver and waits until /readyz passes.
-// The caller must call Stop.
+// Start launches etcd and kube-apiserver through controller-runtime's
+// envtest (pointed at the binaries Binaries finds, never downloading any)
+// and waits until the API server is healthy. The caller must call Stop.
+//
+// envtest brings its own serving certificates, service-account signing key
+// and client-certificate admin; the harness adds a token file (AdminToken,
+// the credential kubeconfigs and serve's tests use), the kubelet address
+// type internal/kubelettest's nodes need, and a parent-death signal: envtest
+// starts each server in its own process group, so without it a test binary
+// killed by a timeout would leave them running.
 func Start(ctx context.Context) (*Env, error) {
 	etcdBin, apiBin, err := Binaries()
 	if err != nil {
@@ -135,75 +135,70 @@ func Start(ctx context.Context) (*Env, error) {
 			e.Stop()
 		}
 	}()
-	ports, err := freePorts(3)
-	if err != nil {
+	if etcdBin, err = diesWithParent(dir, "etcd", etcdBin); err != nil {
 		return nil, err
 	}
-	etcdClient := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	etcdPeer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	if err := e.spawn("etcd", etcdBin,
-		"--name", "k8senv",
-		"--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", etcdClient,
-		"--advertise-client-urls", etcdClient,
-		"--listen-peer-urls", etcdPeer,
-		"--initial-advertise-peer-urls", etcdPeer,
-		"--initial-cluster", "k8senv="+etcdPeer,
-		"--log-level", "warn",
-	); err != nil {
+	if apiBin, err = diesWithParent(dir, "kube-apiserver", apiBin); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, http.DefaultClient, etcdClient+"/health", "", 30*time.Second, e.procs[0]); err != nil {
-		return nil, fmt.Errorf("k8senv: etcd did not become healthy: %w\n%s", err, e.procs[0].tail())
-	}
-
 	e.AdminToken = randomToken()
 	tokens := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n", e.AdminToken, AdminUser, AdminUser)
 	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeServiceAccountKey(dir); err != nil {
-		return nil, err
-	}
-	certDir := filepath.Join(dir, "certs")
-	e.URL = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
-	if err := e.spawn("kube-apiserver", apiBin,
-		"--etcd-servers", etcdClient,
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", ports[2]),
-		"--cert-dir", certDir,
-		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode", "RBAC",
-		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file", filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range", "10.96.0.0/24",
-		// No controller-manager runs, so no namespace gets a "default"
-		// ServiceAccount; the admission plugin would refuse every pod.
-		"--disable-admission-plugins", "ServiceAccount",
-		"--enable-priority-and-fairness=false",
-		// Nodes of internal/kubelettest have only an InternalIP (127.0.0.N,
-		// set by the rig): logs, exec and port-forward reach their kubelet
-		// there.
-		"--kubelet-preferred-address-types=InternalIP",
-		"--profiling=false",
-		"--v=0",
-	); err != nil {
-		return nil, err
-	}
-	api := e.procs[1]
-	if err := waitFile(ctx, filepath.Join(certDir, "apiserver.crt"), 60*time.Second, api); err != nil {
-		return nil, fmt.Errorf("k8senv: kube-apiserver wrote no serving certificate: %w\n%s", err, api.tail())
-	}
-	ca, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range []string{"etcd", "certs"} { // envtest uses them as they are
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("k8senv: %w", err)
+		}
+	}
+	etcdLog, err := e.logFile("etcd")
+	if err != nil {
+		return nil, err
+	}
+	apiLog, err := e.logFile("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	etcd := &envtest.Etcd{
+		Path:    etcdBin,
+		DataDir: filepath.Join(dir, "etcd"),
+		URL:     &url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[0])},
+		Out:     etcdLog, Err: etcdLog,
+	}
+	etcd.Configure().Set("log-level", "warn")
+	api := &envtest.APIServer{Path: apiBin, CertDir: filepath.Join(dir, "certs"), Out: apiLog, Err: apiLog}
+	api.SecureServing.Address, api.SecureServing.Port = "127.0.0.1", fmt.Sprint(ports[1])
+	api.Configure().
+		Set("token-auth-file", filepath.Join(dir, "tokens.csv")).
+		Set("advertise-address", "127.0.0.1").
+		Set("service-cluster-ip-range", "10.96.0.0/24").
+		Set("enable-priority-and-fairness", "false").
+		// Nodes of internal/kubelettest have only an InternalIP
+		// (127.0.0.N, set by the rig): logs, exec and port-forward reach
+		// their kubelet there.
+		Set("kubelet-preferred-address-types", "InternalIP").
+		Set("profiling", "false").
+		Set("v", "0")
+	useExisting := false
+	e.plane = &envtest.Environment{
+		UseExistingCluster:       &useExisting,
+		ControlPlane:             envtest.ControlPlane{Etcd: etcd, APIServer: api},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  10 * time.Second,
+	}
+	admin, err := e.plane.Start()
+	if err != nil {
+		return nil, fmt.Errorf("k8senv: control plane did not start: %w\n%s\n%s", err, tailFile("etcd", etcdLog), tailFile("kube-apiserver", apiLog))
+	}
+	e.URL = strings.TrimSuffix(admin.Host, "/")
 	e.Config = &rest.Config{
 		Host:            e.URL,
 		BearerToken:     e.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAData: ca},
+		TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData},
 		QPS:             200,
 		Burst:           400,
 	}
@@ -211,10 +206,10 @@ func Start(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, hc, e.URL+"/readyz", e.AdminToken, 120*time.Second, api); err != nil {
-		return nil, fmt.Errorf("k8senv: kube-apiserver not ready: %w\n%s", err, api.tail())
-	}
 	e.httpClient = hc
+	if err := waitReady(ctx, hc, e.URL+"/readyz", 2*time.Minute); err != nil {
+		return nil, fmt.Errorf("k8senv: kube-apiserver not ready for the admin token: %w\n%s", err, tailFile("kube-apiserver", apiLog))
+	}
 	if e.Client, err = kubernetes.NewForConfigAndClient(e.Config, hc); err != nil {
 		return nil, err
 	}
@@ -225,23 +220,37 @@ func Start(ctx context.Context) (*Env, error) {
 	return e, nil
 }
 
-// Stop terminates every process the harness started (by pid: SIGTERM, then
-// SIGKILL after 10 s) and removes the data directory. Safe to call twice.
+// diesWithParent writes a launcher for bin into dir that runs it under
+// util-linux setpriv --pdeathsig KILL, so the server dies with the test
+// binary that started it even when that is SIGKILLed. Without setpriv the
+// binary is returned as it is.
+func diesWithParent(dir, name, bin string) (string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return bin, nil
+	}
+	launcher := filepath.Join(dir, "run-"+name)
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(bin))
+	if err := os.WriteFile(launcher, []byte(script), 0o700); err != nil {
+		return "", fmt.Errorf("k8senv: launcher for %s: %w", name, err)
+	}
+	return launcher, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Stop stops the control plane (envtest: SIGTERM, then SIGKILL after 10 s,
+// by pid) and removes the data directory. Safe to call twice.
 func (e *Env) Stop() {
 	if e == nil || e.stopped {
 		return
 	}
 	e.stopped = true
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		p := e.procs[i]
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		_ = p.log.Close()
+	if e.plane != nil {
+		_ = e.plane.Stop()
+	}
+	for _, f := range e.logs {
+		_ = f.Close()
 	}
 	if e.httpClient != nil {
 		e.httpClient.CloseIdleConnections()
@@ -249,57 +258,32 @@ func (e *Env) Stop() {
 	_ = os.RemoveAll(e.dir)
 }
 
-func (e *Env) spawn(name, bin string, args ...string) error {
-	lf, err := os.Create(filepath.Join(e.dir, name+".log"))
+func (e *Env) logFile(name string) (*os.File, error) {
+	f, err := os.Create(filepath.Join(e.dir, name+".log"))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("k8senv: %w", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	// The children die with the test binary even if it is SIGKILLed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = lf.Close()
-		return fmt.Errorf("k8senv: start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: lf, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	e.procs = append(e.procs, p)
-	return nil
+	e.logs = append(e.logs, f)
+	return f, nil
 }
 
-// tail returns the end of the process log, for error messages.
-func (p *proc) tail() string {
-	b, err := os.ReadFile(p.log.Name())
+// tailFile returns the end of a server's log, for error messages.
+func tailFile(name string, f *os.File) string {
+	b, err := os.ReadFile(f.Name())
 	if err != nil {
 		return ""
 	}
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
 	}
-	return fmt.Sprintf("--- %s log (tail) ---\n%s", p.name, b)
+	return fmt.Sprintf("--- %s log (tail) ---\n%s", name, b)
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func waitHTTP(ctx context.Context, hc *http.Client, url, token string, limit time.Duration, p *proc) error {
+func waitReady(ctx context.Context, hc *http.Client, url string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last string
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("%s exited", p.name)
-		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
 		resp, err := hc.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -320,24 +304,6 @@ func waitHTTP(ctx context.Context, hc *http.Client, url, token string, limit tim
 	return fmt.Errorf("timed out after %s waiting for %s (last: %s)", limit, url, last)
 }
 
-func waitFile(ctx context.Context, path string, limit time.Duration, p *proc) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("%s exited", p.name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("timed out after %s waiting for %s", limit, path)
-}
-
 // freePorts returns n distinct free 127.0.0.1 ports below the ephemeral
 // range (see internal/freeport).
 func freePorts(n int) ([]int, error) {
@@ -352,23 +318,6 @@ func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func writeServiceAccountKey(dir string) error {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	priv := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return err
-	}
-	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	if err := os.WriteFile(filepath.Join(dir, "sa.key"), priv, 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "sa.pub"), pub, 0o600)
 }
 
 // ServiceAccountToken creates namespace and ServiceAccount if needed and
@@ -429,8 +378,6 @@ func (e *Env) KubeconfigForToken(path, token string) error {
 	return os.WriteFile(path, b, 0o600)
 }
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 // ChaosMeshCRDDir downloads the chaos-mesh root module with the go command
 // and returns its config/crd/bases directory.
 func ChaosMeshCRDDir(ctx context.Context) (string, error) {
@@ -479,48 +426,20 @@ func (e *Env) InstallChaosMeshCRDs(ctx context.Context) error {
 	return nil
 }
 
-// ApplyCRDFile creates every CustomResourceDefinition in a YAML file and
-// waits until each is established.
+// ApplyCRDFile installs every CustomResourceDefinition in a YAML file
+// (envtest.InstallCRDs: created or updated) and waits until the API server
+// serves each of its versions.
 func (e *Env) ApplyCRDFile(ctx context.Context, path string) error {
-	objs, err := ReadObjects(path)
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{
+		Paths:              []string{path},
+		ErrorIfPathMissing: true,
+		MaxTime:            30 * time.Second,
+		PollInterval:       100 * time.Millisecond,
+	})
 	if err != nil {
-		return err
-	}
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		_, err := e.Dynamic.Resource(crdGVR).Create(ctx, o, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("k8senv: install CRD %s from %s: %w", o.GetName(), path, err)
-		}
-		if err := e.waitEstablished(ctx, o.GetName()); err != nil {
-			return err
-		}
+		return fmt.Errorf("k8senv: install the CRDs of %s: %w", path, err)
 	}
 	return nil
-}
-
-func (e *Env) waitEstablished(ctx context.Context, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		u, err := e.Dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-			for _, c := range conds {
-				m, _ := c.(map[string]any)
-				if m["type"] == "Established" && m["status"] == "True" {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("k8senv: CRD %s not established after 30s", name)
 }
 
 // ReadObjects decodes every object of a multi-document YAML (or JSON) file.
