@@ -62,6 +62,7 @@ type k8sOpts struct {
 	injectTimeout, recoverTimeout time.Duration
 	confirmTimeout                time.Duration
 	aggregatorPort                int
+	logLabels                     k8starget.LogLabels // the stream labels the cluster's log agent gives pods' lines
 }
 
 // flags registers the Kubernetes flags on cmd: kubectl's connection flags
@@ -90,6 +91,8 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
 	f.DurationVar(&k.confirmTimeout, "confirm-timeout", 10*time.Second, "how long a podKill's confirmation watches the replacement pod become ready")
 	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods whose containers name no \"http\" port (load, probes, leader lookup for splitBrain)")
+	f.StringVar(&k.logLabels.Namespace, "log-namespace-label", "namespace", "with --log-server on --target k8s: the label your log agent (Promtail, Alloy, Vector, vlagent) gives a pod's lines for its namespace")
+	f.StringVar(&k.logLabels.Pod, "log-pod-label", "pod", "with --log-server on --target k8s: the label your log agent gives a pod's lines for the pod's name")
 }
 
 // restConfig loads the connection as kubectl does: the kubeconfig
@@ -764,7 +767,7 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 	if err != nil {
 		return ts, err
 	}
-	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort,
+	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort, LogLabels: k.logLabels,
 		FaultRecords: func(id string) any {
 			if rs := b.injector.Records(id); len(rs) > 0 {
 				return rs
@@ -783,15 +786,19 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 	return ts, nil
 }
 
+// The Kubernetes target is a game day target whose pods' logs reach a log
+// server through the cluster's own agent.
+var (
+	_ gameday.Target     = (*k8starget.Arms)(nil)
+	_ gameday.LogStreams = (*k8starget.Arms)(nil)
+)
+
 // runOnKubernetes is the `--target k8s` path of run and gate: with
 // --dry-run it prints every object the run would create (-o yaml) and
 // creates nothing; otherwise it runs the file against the workloads and
 // returns an error carrying the verdict's exit code.
 func runOnKubernetes(cmd *cobra.Command, k *k8sOpts, doc *scenarios.Document, o gamedayOpts) error {
 	ctx := cmd.Context()
-	if o.logServer != "" {
-		return withExitCode(exitUsage, errors.New("--log-server: the local target only for now (on Kubernetes, ship the pods' logs with your own agent)"))
-	}
 	switch k.dryRun { // true and false: the boolean flag of earlier releases
 	case "true":
 		k.dryRun = dryRunClient

@@ -16,10 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
+	"github.com/chaosgate/chaosgate/internal/logstest"
 	"github.com/chaosgate/chaosgate/internal/promtest"
 )
 
@@ -103,6 +105,17 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	cm.Set(false, false, true)
 	cm.SetEffect(cluster.NetworkEffect())
 	waitPodsReady(t, ctx, env, cluster, ns, 9)
+	// A log server and an agent that ships the pods' container logs to it
+	// labelled namespace, pod and container, as Promtail's Kubernetes job
+	// does: the log guards of a run ask it for each arm's pods.
+	vl := logstest.Start(t)
+	logServer := &logs.Server{Kind: logs.VictoriaLogs, URL: vl.URL}
+	shipper := kubelettest.ShipPodLogs(logServer, ns)
+	t.Cleanup(func() {
+		if n, err := shipper.Stop(); err != nil {
+			t.Errorf("pod log agent: %d lines shipped, last error %v", n, err)
+		}
+	})
 
 	kc := filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(kc); err != nil {
@@ -128,6 +141,16 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Evidence *struct {
 			LedgerIndex uint64 `json:"ledger_index"`
 		} `json:"evidence"`
+		Steps []struct {
+			Dimensions []struct {
+				Name    string  `json:"name"`
+				Data    string  `json:"data"`
+				Outcome string  `json:"outcome"`
+				Canary  float64 `json:"canary"`
+				Control float64 `json:"control"`
+				Reason  string  `json:"reason"`
+			} `json:"dimensions"`
+		} `json:"steps"`
 	}
 	// A real Prometheus scrapes the pods, labelled as the scrape
 	// configuration chaosgate ships (deploy/prometheus) labels them;
@@ -181,10 +204,31 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		return gateWant(what+"-again", []int{exitPromote}, extra...)
 	}
 
-	good := goodGate("good")
+	good := goodGate("good", "--log-server", "victorialogs="+vl.URL)
 	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
 		t.Fatalf("good canary: %+v", good)
 	}
+	// Its log guards were answered by the server, from the agent's
+	// streams of each arm's pods: no guarded line on either arm.
+	for i, st := range good.Steps {
+		found := false
+		for _, d := range st.Dimensions {
+			if d.Name == "log_guards" {
+				found = true
+				if d.Data != "ok" || d.Outcome != "pass" || d.Canary != 0 || d.Control != 0 {
+					t.Errorf("step %d log_guards from the log server: %+v", i, d)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("step %d has no log_guards dimension", i)
+		}
+	}
+	rows, err := logServer.Query(ctx, `{namespace="`+ns+`",pod=~"aggregator-canary-.+"} | stats count() n`, 1)
+	if err != nil || len(rows) != 1 || rows[0]["n"] == "0" || rows[0]["n"] == "" {
+		t.Fatalf("canary pods' lines on the log server: %v, %v (agent shipped %d lines)", rows, err, shipper.Lines())
+	}
+	t.Logf("log server: %s canary pod lines; the agent shipped %d lines in all", rows[0]["n"], shipper.Lines())
 	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
 	if g := goodGate("good-promql", withProm...); g.Verdict != "promote" {
 		t.Fatalf("good canary, metrics from Prometheus: %+v", g)

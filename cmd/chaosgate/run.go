@@ -97,6 +97,9 @@ type gamedayOpts struct {
 	canarySelector, controlSelector     string
 	// logServer is KIND=URL of a log server (victorialogs or loki).
 	logServer string
+	// logSettle is how long a window's end lies in the past before the log
+	// server is asked about it.
+	logSettle time.Duration
 	// notify says who is told how the run ended.
 	notify notifyFlags
 	// target, when set, finds the run's target (given the run's id, its
@@ -130,7 +133,8 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f.StringVar(&o.queriesFile, "queries", "", "with --metrics-source prometheus: the PromQL queries file (queries/v1; default: the reference aggregator's)")
 	f.StringVar(&o.canarySelector, "prom-canary-selector", "", `with --prometheus: the canary's label matchers (default arm="canary")`)
 	f.StringVar(&o.controlSelector, "prom-control-selector", "", `with --prometheus: the control's label matchers (default arm="control")`)
-	f.StringVar(&o.logServer, "log-server", "", "log server that receives the nodes' logs and every decision line over Loki's push API, and answers the log guards: victorialogs=http://HOST:9428 (LogsQL) or loki=http://HOST:3100 (LogQL); default: the guards read the nodes' log files")
+	f.StringVar(&o.logServer, "log-server", "", "log server that receives every decision line over Loki's push API and answers the log guards: victorialogs=http://HOST:9428 (LogsQL) or loki=http://HOST:3100 (LogQL). The local target ships its nodes' logs to it; on --target k8s your cluster's log agent ships the pods' logs and the guards ask for each arm's namespace and pod-name streams (--log-namespace-label, --log-pod-label). Default: the guards read the local nodes' log files")
+	f.DurationVar(&o.logSettle, "log-settle", 2*time.Second, "with --log-server: how long a window's end must lie in the past before the log server is asked about it (a cluster's log agent ships lines a few seconds late)")
 	o.notify.register(cmd)
 }
 
@@ -243,7 +247,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
 			return nil, withExitCode(exitUsage, fmt.Errorf("--log-server: %w", err))
 		}
 	}
-	cfg := gameday.Config{Prometheus: prom, LogServer: logServer, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
+	cfg := gameday.Config{Prometheus: prom, LogServer: logServer, LogSettle: o.logSettle, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
 		Decision: dcfg, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event

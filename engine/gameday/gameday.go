@@ -101,7 +101,14 @@ type Config struct {
 	// labels app="chaosgate-aggregator", run_id, arm, node) and every
 	// decision line (engine/decisionlog), and the log guards become
 	// queries to it (LogsQL or LogQL) instead of reads of the log files.
+	// A target that implements LogStreams has its own agent ship the
+	// logs; the guards then ask for its streams.
 	LogServer *logs.Server
+	// LogSettle is how long a window's end must lie in the past before a
+	// log server is asked about it, for a cluster's agent that ships
+	// lines with a delay (default 2 s; the game day's own shipper flushes
+	// before every query).
+	LogSettle time.Duration
 }
 
 // logGuard is the log-guard probe: over the nodes' files or a log server.
@@ -528,7 +535,15 @@ func (r *Run) setup(ctx context.Context) error {
 			return fmt.Errorf("spec.probes.logs.server: %w", err)
 		}
 	}
-	if srv != nil {
+	if ls, ok := r.target.(LogStreams); ok && srv != nil {
+		// The cluster's own agent ships the nodes' logs: ask for its streams.
+		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns,
+			Settle: r.cfg.LogSettle, Streams: ls.LogStreams})
+		if err != nil {
+			return err
+		}
+		r.logsp, r.decisions = sp, &decisionlog.Pusher{Server: srv}
+	} else if srv != nil {
 		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: r.loadArms, Files: nodeLogs,
 			Labels: func(arm engine.Arm, node string) map[string]string {
 				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
@@ -536,9 +551,9 @@ func (r *Run) setup(ctx context.Context) error {
 		shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		r.stopShip, r.shipDone = stop, make(chan struct{})
 		go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
-		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns, Sync: r.shipper.Flush,
-			Labels: func(arm engine.Arm) map[string]string {
-				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}
+		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns, Sync: r.shipper.Flush, Settle: r.cfg.LogSettle,
+			Streams: func(arm engine.Arm) logs.Streams {
+				return logs.Streams{Labels: map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}}
 			}})
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/engine"
 	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/target/local/arms"
 )
 
@@ -48,6 +49,15 @@ type Target interface {
 // them in the injection's detail.
 type FaultRecords interface {
 	FaultRecords(faultID string) any
+}
+
+// LogStreams is implemented by a target whose nodes' logs reach a log
+// server through the cluster's own agent (Promtail, Grafana Alloy, Vector,
+// vlagent…) rather than through the game day's shipper: per arm, the
+// streams that hold the arm's lines as that agent labels them. The log
+// guards ask the server for those streams; the game day ships nothing.
+type LogStreams interface {
+	LogStreams(arm engine.Arm) logs.Streams
 }
 
 // localTarget is the local target: the game day's own clusters.

@@ -165,9 +165,11 @@ func (s *Server) addHeader(req *http.Request) {
 }
 
 // Guard is one log guard asked of the server: lines of the streams with
-// Labels, in [Start, End], whose text matches Pattern (RE2).
+// Labels (and whose labels in LabelRegex match those RE2 expressions), in
+// [Start, End], whose text matches Pattern (RE2).
 type Guard struct {
 	Labels     map[string]string
+	LabelRegex map[string]string
 	Pattern    string
 	Start, End time.Time
 }
@@ -189,7 +191,7 @@ func (e *QueryError) Unwrap() error { return e.Err }
 func (s *Server) CountQuery(g Guard) string {
 	if s.Kind == Loki {
 		secs := int64(math.Ceil(g.End.Sub(g.Start).Seconds()))
-		return fmt.Sprintf("sum(count_over_time(%s |~ %s [%ds]))", selector(g.Labels), strconv.Quote(g.Pattern), max(secs, 1))
+		return fmt.Sprintf("sum(count_over_time(%s |~ %s [%ds]))", selector(g.Labels, g.LabelRegex), strconv.Quote(g.Pattern), max(secs, 1))
 	}
 	return linesLogsQL(g) + " | stats count() matches"
 }
@@ -197,31 +199,40 @@ func (s *Server) CountQuery(g Guard) string {
 // LinesQuery is the resolved query text that returns g's lines.
 func (s *Server) LinesQuery(g Guard) string {
 	if s.Kind == Loki {
-		return fmt.Sprintf("%s |~ %s", selector(g.Labels), strconv.Quote(g.Pattern))
+		return fmt.Sprintf("%s |~ %s", selector(g.Labels, g.LabelRegex), strconv.Quote(g.Pattern))
 	}
 	return linesLogsQL(g)
 }
 
 func linesLogsQL(g Guard) string {
-	return fmt.Sprintf("%s _time:[%s, %s] ~%s", selector(g.Labels),
+	return fmt.Sprintf("%s _time:[%s, %s] ~%s", selector(g.Labels, g.LabelRegex),
 		g.Start.UTC().Format(time.RFC3339Nano), g.End.UTC().Format(time.RFC3339Nano), strconv.Quote(g.Pattern))
 }
 
-// selector writes labels as a stream selector {a="x",b="y"} (sorted), the
-// same in LogQL and LogsQL.
-func selector(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
+// selector writes labels and label regexes as a stream selector
+// {a="x",b=~"y|z"} (sorted by label), the same in LogQL and LogsQL.
+func selector(labels, regex map[string]string) string {
+	type matcher struct{ label, op, value string }
+	var ms []matcher
+	for k, v := range labels {
+		ms = append(ms, matcher{k, "=", v})
 	}
-	sort.Strings(keys)
+	for k, v := range regex {
+		ms = append(ms, matcher{k, "=~", v})
+	}
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].label != ms[j].label {
+			return ms[i].label < ms[j].label
+		}
+		return ms[i].op < ms[j].op
+	})
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, k := range keys {
+	for i, m := range ms {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(k + "=" + strconv.Quote(labels[k]))
+		b.WriteString(m.label + m.op + strconv.Quote(m.value))
 	}
 	b.WriteByte('}')
 	return b.String()

@@ -52,8 +52,10 @@ func TestShippedLinesAreGuardedByTheLogServer(t *testing.T) {
 		return map[string]string{"app": "aggregator-test", "run_id": run, "arm": arm.String(), "node": node}
 	}})
 	probe, err := NewServerProbe(ServerConfig{Server: srv, Arms: arms, Sync: ship.Flush, Settle: time.Millisecond,
-		Labels: func(arm engine.Arm) map[string]string {
-			return map[string]string{"app": "aggregator-test", "run_id": run, "arm": arm.String()}
+		// The nodes by regex, as a cluster's agent labels pods.
+		Streams: func(arm engine.Arm) Streams {
+			return Streams{Labels: map[string]string{"app": "aggregator-test", "run_id": run, "arm": arm.String()},
+				LabelRegex: map[string]string{"node": "^(n1|n2)$"}}
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +167,7 @@ func TestLogServerErrorsNameTheGuardAndTheQuery(t *testing.T) {
 	}
 	down := &Server{Kind: VictoriaLogs, URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Timeout: 2 * time.Second}
 	p, err := NewServerProbe(ServerConfig{Server: down, Arms: []engine.Arm{engine.ArmCanary}, Settle: time.Millisecond,
-		Labels: func(engine.Arm) map[string]string { return map[string]string{"app": "x"} }})
+		Streams: func(engine.Arm) Streams { return Streams{Labels: map[string]string{"app": "x"}} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestLogServerErrorsNameTheGuardAndTheQuery(t *testing.T) {
 	if _, err := DecodeLogsQLCount([]byte("{\"matches\":\"1\"}\n{\"matches\":\"2\"}\n"), "matches"); err == nil || !strings.Contains(err.Error(), "2 rows") {
 		t.Fatalf("two count rows: err = %v", err)
 	}
-	if _, err := NewServerProbe(ServerConfig{Server: srv, Labels: func(engine.Arm) map[string]string { return nil }, Patterns: []string{"("}}); err == nil ||
+	if _, err := NewServerProbe(ServerConfig{Server: srv, Streams: func(engine.Arm) Streams { return Streams{} }, Patterns: []string{"("}}); err == nil ||
 		!strings.Contains(err.Error(), "RE2") {
 		t.Fatalf("bad pattern: err = %v", err)
 	}
@@ -220,6 +222,16 @@ func TestQueriesAreResolvedWithLabelsWindowAndPattern(t *testing.T) {
 	loki := &Server{Kind: Loki}
 	if got, want := loki.CountQuery(g), `sum(count_over_time({arm="canary",run_id="r1"} |~ "dropp(ed|ing) \"msg\"" [90s]))`; got != want {
 		t.Errorf("LogQL count query\n got %s\nwant %s", got, want)
+	}
+	// An arm's pods as a cluster's log agent labels them: by namespace and
+	// a regex of pod names.
+	pods := Guard{Labels: map[string]string{"namespace": "shop"}, LabelRegex: map[string]string{"pod": "^(cart-canary-0|cart-canary-1)$"},
+		Pattern: "panic", Start: t0, End: t0.Add(time.Minute)}
+	if got, want := loki.CountQuery(pods), `sum(count_over_time({namespace="shop",pod=~"^(cart-canary-0|cart-canary-1)$"} |~ "panic" [60s]))`; got != want {
+		t.Errorf("LogQL count query by pod regex\n got %s\nwant %s", got, want)
+	}
+	if got, want := vl.LinesQuery(pods), `{namespace="shop",pod=~"^(cart-canary-0|cart-canary-1)$"} _time:[2026-12-05T12:00:00Z, 2026-12-05T12:01:00Z] ~"panic"`; got != want {
+		t.Errorf("LogsQL lines query by pod regex\n got %s\nwant %s", got, want)
 	}
 	if PushPath(Loki) != "/loki/api/v1/push" || PushPath(VictoriaLogs) != "/insert/loki/api/v1/push" {
 		t.Error("push paths")

@@ -12,12 +12,24 @@ import (
 	"github.com/chaosgate/chaosgate/internal/waitctx"
 )
 
+// Streams selects one arm's lines on a log server.
+type Streams struct {
+	// Labels must equal these values.
+	Labels map[string]string
+	// LabelRegex must match these RE2 expressions (e.g. the arm's pod
+	// names, as a cluster's own log agent labels them).
+	LabelRegex map[string]string
+	// NodeLabel is the label naming the node (or pod) a line came from
+	// (default "node").
+	NodeLabel string
+}
+
 // ServerConfig wires a log guard that asks a log server instead of reading
-// files: per arm, the stream labels that select the arm's lines.
+// files: per arm, the streams that hold the arm's lines.
 type ServerConfig struct {
 	Server   *Server
 	Arms     []engine.Arm
-	Labels   func(arm engine.Arm) map[string]string
+	Streams  func(arm engine.Arm) Streams
 	Patterns []string
 	// Sync, when set, is called before every query: it pushes what the
 	// local shipper has not pushed yet.
@@ -44,8 +56,8 @@ type ServerProbe struct {
 // NewServerProbe checks the patterns (RE2, as both servers use) and the
 // wiring.
 func NewServerProbe(cfg ServerConfig) (*ServerProbe, error) {
-	if cfg.Server == nil || cfg.Labels == nil {
-		return nil, engine.E(engine.KindInvalid, "logs probe", errors.New("a log server and per-arm labels are required"))
+	if cfg.Server == nil || cfg.Streams == nil {
+		return nil, engine.E(engine.KindInvalid, "logs probe", errors.New("a log server and per-arm streams are required"))
 	}
 	if len(cfg.Patterns) == 0 {
 		cfg.Patterns = DefaultPatterns
@@ -85,6 +97,12 @@ func (p *ServerProbe) settle(ctx context.Context, end time.Time) error {
 	return nil
 }
 
+// guard is the query of pattern pat over arm's streams in [start, end].
+func (p *ServerProbe) guard(arm engine.Arm, pat string, start, end time.Time) Guard {
+	st := p.cfg.Streams(arm)
+	return Guard{Labels: st.Labels, LabelRegex: st.LabelRegex, Pattern: pat, Start: start, End: end}
+}
+
 // guardCount is one guard's matches in one arm's window.
 type guardCount struct {
 	Arm     engine.Arm `json:"arm"`
@@ -99,7 +117,7 @@ type guardCount struct {
 // arm.
 func (p *ServerProbe) countArm(ctx context.Context, arm engine.Arm, start, end time.Time) (total int, counts []guardCount, err error) {
 	for _, pat := range p.cfg.Patterns {
-		n, q, err := p.cfg.Server.Count(ctx, Guard{Labels: p.cfg.Labels(arm), Pattern: pat, Start: start, End: end})
+		n, q, err := p.cfg.Server.Count(ctx, p.guard(arm, pat, start, end))
 		if err != nil {
 			return 0, nil, fmt.Errorf("log guard %q of the %s: %w", pat, arm, err)
 		}
@@ -155,14 +173,18 @@ func (p *ServerProbe) Matches(arm engine.Arm, start, end time.Time) []Match {
 		return nil
 	}
 	var out []Match
+	node := p.cfg.Streams(arm).NodeLabel
+	if node == "" {
+		node = "node"
+	}
 	for _, pat := range p.cfg.Patterns {
-		es, _, err := p.cfg.Server.Lines(ctx, Guard{Labels: p.cfg.Labels(arm), Pattern: pat, Start: start, End: end}, p.cfg.MaxLines)
+		es, _, err := p.cfg.Server.Lines(ctx, p.guard(arm, pat, start, end), p.cfg.MaxLines)
 		if err != nil {
 			p.setErr(fmt.Errorf("log guard %q of the %s: %w", pat, arm, err))
 			continue
 		}
 		for _, e := range es {
-			out = append(out, Match{Arm: arm, Node: e.Labels["node"], At: e.Time, Pattern: pat, Line: clip(e.Line)})
+			out = append(out, Match{Arm: arm, Node: e.Labels[node], At: e.Time, Pattern: pat, Line: clip(e.Line)})
 		}
 	}
 	return out

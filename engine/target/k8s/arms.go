@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
 )
 
 // Arms is the Kubernetes target of a game day (engine/gameday.Target): the
@@ -37,6 +38,7 @@ type Arms struct {
 	parts     int
 	hc        *http.Client
 	records   func(faultID string) any
+	logLabels LogLabels
 
 	mu sync.Mutex // guards the pods of pair and clients
 	// clients are each arm's pod addresses in name order, kept with the
@@ -58,6 +60,16 @@ type ArmsConfig struct {
 	// FaultRecords, when set, returns the injector's own records of a
 	// fault (Chaos Mesh's per-pod records) for the evidence.
 	FaultRecords func(faultID string) any
+	// LogLabels name the labels the cluster's log agent gives a pod's
+	// lines on the log server (default namespace and pod).
+	LogLabels LogLabels
+}
+
+// LogLabels name the stream labels a cluster's log agent gives a pod's
+// lines: Promtail's and Grafana Alloy's Kubernetes examples use namespace
+// and pod; vlagent and Vector name them as configured.
+type LogLabels struct {
+	Namespace, Pod string
 }
 
 // NewArms builds the target and, unless given, reads the partition count
@@ -67,7 +79,13 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords, clients: map[engine.Arm][]string{}}
+		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels}
+	if a.logLabels.Namespace == "" {
+		a.logLabels.Namespace = "namespace"
+	}
+	if a.logLabels.Pod == "" {
+		a.logLabels.Pod = "pod"
+	}
 	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration} {
 		a.clients[arm] = a.addrsLocked(arm)
 	}
@@ -125,13 +143,38 @@ func (a *Arms) FaultRecords(faultID string) any {
 // current ReplicaSet, RS-… for a ReplicaSet — so that a replaced pod is
 // still matched, and two revisions of one Deployment are told apart.
 func (a *Arms) PromSelector(arm engine.Arm) string {
+	ns, prefix, ok := a.podPrefix(arm)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("namespace=%q,pod=~%q", ns, regexp.QuoteMeta(prefix)+".+")
+}
+
+// LogStreams implements gameday.LogStreams: the arm's lines as the
+// cluster's log agent labels them — the workload's namespace and its pods'
+// name prefix, as for PromSelector, so that a replaced pod's lines count.
+func (a *Arms) LogStreams(arm engine.Arm) logs.Streams {
+	ns, prefix, ok := a.podPrefix(arm)
+	if !ok {
+		return logs.Streams{Labels: map[string]string{a.logLabels.Namespace: "", a.logLabels.Pod: ""}}
+	}
+	return logs.Streams{
+		Labels:     map[string]string{a.logLabels.Namespace: ns},
+		LabelRegex: map[string]string{a.logLabels.Pod: "^" + regexp.QuoteMeta(prefix) + ".+$"},
+		NodeLabel:  a.logLabels.Pod,
+	}
+}
+
+// podPrefix returns the arm's namespace and the prefix its controller
+// gives its pods' names.
+func (a *Arms) podPrefix(arm engine.Arm) (namespace, prefix string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	w := a.pair.Arm(arm)
 	if w == nil {
-		return ""
+		return "", "", false
 	}
-	prefix := w.Name + "-"
+	prefix = w.Name + "-"
 	if w.Kind == Deployment {
 		for _, p := range w.Pods {
 			if p.Revision != "" {
@@ -140,7 +183,7 @@ func (a *Arms) PromSelector(arm engine.Arm) string {
 			}
 		}
 	}
-	return fmt.Sprintf("namespace=%q,pod=~%q", w.Namespace, regexp.QuoteMeta(prefix)+".+")
+	return w.Namespace, prefix, true
 }
 
 // Pair returns the workloads as resolved (pods as last listed).

@@ -77,6 +77,21 @@ func TestArmsAddressesLeadersAndSelectors(t *testing.T) {
 			t.Errorf("%s selector %s on pod %s: %v, want %v", c.arm, sel[c.arm], c.pod, got, c.want)
 		}
 	}
+	// The log streams: the agent's namespace label and the same pod
+	// prefix, anchored, under the labels the agent uses.
+	ls := a.LogStreams(engine.ArmControl)
+	if ls.Labels["namespace"] != "shop" || ls.LabelRegex["pod"] != "^web-7c9d5f-.+$" || ls.NodeLabel != "pod" {
+		t.Errorf("control log streams %+v", ls)
+	}
+	custom, err := NewArms(context.Background(), ArmsConfig{Pair: Pair{Canary: canary, Control: control}, Resolver: &Resolver{}, Port: port,
+		LogLabels: LogLabels{Namespace: "kubernetes.pod_namespace", Pod: "kubernetes.pod_name"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := custom.LogStreams(engine.ArmCanary); ls.Labels["kubernetes.pod_namespace"] != "shop" || ls.LabelRegex["kubernetes.pod_name"] != "^web-canary-.+$" ||
+		ls.NodeLabel != "kubernetes.pod_name" || regexp.MustCompile(ls.LabelRegex["kubernetes.pod_name"]).MatchString("web-canary-2") != true {
+		t.Errorf("canary log streams under vlagent's labels %+v", ls)
+	}
 	// No pod answers: a clear error naming the arm.
 	srv.Close()
 	if _, err := a.Leader(context.Background(), engine.ArmControl, nil); err == nil || !strings.Contains(err.Error(), "no pod of control answered") {

@@ -1,0 +1,209 @@
+package kubelettest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
+)
+
+// PodLogShipper plays a cluster's log agent, as Promtail's or Grafana
+// Alloy's Kubernetes pods job does: it tails the container logs the
+// kubelets write under /var/log/pods for the pods of one namespace, reads
+// the CRI log format, and pushes each line over Loki's push API labelled
+// namespace, pod and container, with the time the runtime stamped on it.
+type PodLogShipper struct {
+	server    *logs.Server
+	namespace string
+
+	mu      sync.Mutex
+	offsets map[string]int64  // file → bytes read
+	partial map[string]string // file → a partial (P) line's start
+	lines   int
+	err     error
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// ShipPodLogs starts a PodLogShipper for namespace; Stop ends it after a
+// last pass.
+func ShipPodLogs(server *logs.Server, namespace string) *PodLogShipper {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &PodLogShipper{server: server, namespace: namespace, offsets: map[string]int64{}, partial: map[string]string{},
+		stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.pass(ctx)
+			select {
+			case <-ctx.Done():
+				s.pass(context.Background())
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ships what is left and ends the shipper. It returns the number of
+// lines shipped and the last push or read error.
+func (s *PodLogShipper) Stop() (int, error) {
+	s.stop()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines, s.err
+}
+
+// Lines returns the number of lines shipped so far.
+func (s *PodLogShipper) Lines() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines
+}
+
+// pass reads every container log of the namespace's pods from where the
+// last pass stopped and pushes the complete lines.
+func (s *PodLogShipper) pass(ctx context.Context) {
+	files, _ := filepath.Glob(filepath.Join(podLogsDir, s.namespace+"_*", "*", "*.log"))
+	var streams []logs.Stream
+	for _, f := range files {
+		pod, container, ok := podOfLogFile(f, s.namespace)
+		if !ok {
+			continue
+		}
+		entries, err := s.read(f)
+		if err != nil {
+			s.setErr(err)
+			continue
+		}
+		if len(entries) > 0 {
+			streams = append(streams, logs.Stream{
+				Labels:  map[string]string{"namespace": s.namespace, "pod": pod, "container": container},
+				Entries: entries,
+			})
+		}
+	}
+	if len(streams) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.server.Push(pctx, streams); err != nil {
+		s.setErr(err)
+		return
+	}
+	n := 0
+	for _, st := range streams {
+		n += len(st.Entries)
+	}
+	s.mu.Lock()
+	s.lines += n
+	s.mu.Unlock()
+}
+
+// read returns the complete CRI lines of f past the last offset.
+func (s *PodLogShipper) read(path string) ([]logs.Entry, error) {
+	s.mu.Lock()
+	off := s.offsets[path]
+	s.mu.Unlock()
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) { // the pod was deleted meanwhile
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	end := bytes.LastIndexByte(data, '\n')
+	if end < 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offsets[path] = off + int64(end) + 1
+	var out []logs.Entry
+	for _, line := range strings.Split(string(data[:end]), "\n") {
+		at, tag, msg, err := ParseCRILine(line)
+		if err != nil {
+			s.err = fmt.Errorf("%s: %w", path, err)
+			continue
+		}
+		if tag == "P" { // a long line the runtime split: keep its start
+			s.partial[path] += msg
+			continue
+		}
+		msg = s.partial[path] + msg
+		delete(s.partial, path)
+		out = append(out, logs.Entry{Time: at, Line: msg})
+	}
+	return out, nil
+}
+
+func (s *PodLogShipper) setErr(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+// podOfLogFile reads the pod and container names from a kubelet log path,
+// /var/log/pods/NAMESPACE_POD_UID/CONTAINER/N.log.
+func podOfLogFile(path, namespace string) (pod, container string, ok bool) {
+	dir := filepath.Base(filepath.Dir(filepath.Dir(path)))
+	rest, found := strings.CutPrefix(dir, namespace+"_")
+	i := strings.LastIndexByte(rest, '_')
+	if !found || i <= 0 {
+		return "", "", false
+	}
+	return rest[:i], filepath.Base(filepath.Dir(path)), true
+}
+
+// ParseCRILine reads one line of the CRI container log format the kubelet
+// and containerd write: "TIME STREAM TAG MESSAGE", TIME RFC 3339 with
+// nanoseconds, STREAM stdout or stderr, TAG F (full) or P (partial).
+func ParseCRILine(line string) (at time.Time, tag, msg string, err error) {
+	ts, rest, ok := strings.Cut(line, " ")
+	if !ok {
+		return at, "", "", fmt.Errorf("CRI log line %q: no time", clipLine(line))
+	}
+	if at, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+		return at, "", "", fmt.Errorf("CRI log line %q: time: %w", clipLine(line), err)
+	}
+	stream, rest, ok := strings.Cut(rest, " ")
+	if !ok || (stream != "stdout" && stream != "stderr") {
+		return at, "", "", fmt.Errorf("CRI log line %q: stream %q is not stdout or stderr", clipLine(line), stream)
+	}
+	tag, msg, ok = strings.Cut(rest, " ")
+	if !ok && (rest == "F" || rest == "P") { // an empty message
+		tag, msg, ok = rest, "", true
+	}
+	if !ok || (tag != "F" && tag != "P") {
+		return at, "", "", fmt.Errorf("CRI log line %q: tag %q is not F or P", clipLine(line), tag)
+	}
+	return at, tag, msg, nil
+}
+
+func clipLine(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
