@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +25,7 @@ import (
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
 	"github.com/chaosgate/chaosgate/internal/logstest"
 	"github.com/chaosgate/chaosgate/internal/promtest"
+	"github.com/chaosgate/chaosgate/web"
 )
 
 // clusterExperiment is the experiment the gate runs on the test cluster:
@@ -308,6 +311,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		t.Fatalf("defective canary, metrics from Prometheus: verdict %s failing %v (want a block on error_rate): %s", b.Verdict, b.Failing, b.Reason)
 	}
 
+	// serve's API runs the same game day on the pods: a run of the
+	// experiments directory's file blocks the defective canary on
+	// error_rate too.
+	serveRun(t, ctx, kc, filepath.Join(dir, "serve-k8s"), fmt.Sprintf(clusterExperiment, ns))
+
 	// The evidence: the canary StatefulSet at the image digest the kubelet
 	// reports, answering at the gate for the digest and for --revision too.
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
@@ -350,6 +358,83 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Errorf("Flagger pre-rollout for %q: HTTP %d, want %d\n%s", c.revision, code, c.preRollout, p.logs())
 		}
 	}
+}
+
+// serveRun starts serve with target k8s on kubeconfig kc, runs the
+// experiment doc (a file of its experiments directory) through
+// POST /api/v1/runs and wants the run blocked on error_rate.
+func serveRun(t *testing.T, ctx context.Context, kc, dir, doc string) {
+	t.Helper()
+	experiments := filepath.Join(dir, "experiments")
+	if err := os.MkdirAll(experiments, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(experiments, "k8s-pod-kill.yaml"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	ready, done := make(chan string, 1), make(chan error, 1)
+	k := &k8sOpts{kubeconfig: kc, injectTimeout: 20 * time.Second, recoverTimeout: 60 * time.Second, confirmTimeout: 20 * time.Second, aggregatorPort: 7001}
+	go func() {
+		done <- serve(sctx, io.Discard, &web.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Target: "k8s", Experiments: experiments},
+			serveExtras{k8s: k, ready: ready})
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	tok := serveTokens(t, filepath.Join(dir, "data"))
+	do := func(method, path, body string) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok["operator"])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, body := do("POST", "/api/v1/runs", `{"scenario":"k8s-pod-kill","revision":"v-serve"}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("serve run: HTTP %d %s", code, body)
+	}
+	var run struct{ ID string }
+	if err := json.Unmarshal(body, &run); err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Status  string   `json:"status"`
+		Error   string   `json:"error"`
+		Failing []string `json:"failing_dimensions"`
+		Report  *struct {
+			Verdict string `json:"verdict"`
+			Steps   []any  `json:"steps"`
+		} `json:"report"`
+	}
+	for ctx.Err() == nil {
+		_, body = do("GET", "/api/v1/runs/"+run.ID, "")
+		if err := json.Unmarshal(body, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Status != "running" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if rec.Report == nil || rec.Report.Verdict != "block" || !slices.Contains(rec.Failing, "error_rate") || len(rec.Report.Steps) == 0 {
+		t.Fatalf("serve's run on the pods: status %s, error %q, failing %v, report %+v (want a block on error_rate)", rec.Status, rec.Error, rec.Failing, rec.Report)
+	}
+	t.Logf("serve's run %s on the pods: %s, failing %v", run.ID, rec.Report.Verdict, rec.Failing)
 }
 
 // subjectDigest returns the image digest of the evidence record at index,

@@ -108,18 +108,9 @@ type gamedayOpts struct {
 	target func(ctx context.Context, runID, dataDir string, log *slog.Logger) (targetSetup, error)
 }
 
-// targetSetup is a run's target other than the local clusters, with the
-// evidence subject it judges.
-type targetSetup struct {
-	Target gameday.Target
-	// Revision is the evidence subject; GateKeys further names the gate
-	// answers for (image digest, pod-template hash, --revision).
-	Revision string
-	GateKeys []string
-	Versions map[string]string
-	// Reaped says what a crashed run left on the target and was recovered.
-	Reaped []string
-}
+// targetSetup is a run's target other than the local clusters (the same
+// as a run of serve's API gets).
+type targetSetup = web.RunTarget
 
 func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	f := cmd.Flags()

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/web"
@@ -215,7 +216,7 @@ func serve(ctx context.Context, stderr io.Writer, cfg *web.Config, x serveExtras
 
 	var run web.RunFunc
 	if cfg.Target == "k8s" {
-		run = k8sServeRunner(dir, x.k8s, log)
+		run = k8sServeRunner(dir, x.k8s, store.Current, map[string]string{"chaosgate": version}, log)
 	} else {
 		run = web.LocalRunner(dir, x.binary, store.Current, map[string]string{"chaosgate": version}, log)
 	}
@@ -296,31 +297,13 @@ func privateDir(stderr io.Writer, dir string) error {
 	return nil
 }
 
-// k8sServeRunner runs documents against the Kubernetes target.
-func k8sServeRunner(dataDir string, k *k8sOpts, log *slog.Logger) web.RunFunc {
-	return func(ctx context.Context, req web.RunRequest, live *web.Live) (*web.RunResult, error) {
-		live.Emit(web.Event{Kind: "phase", Phase: "run", Msg: "running on the Kubernetes target"})
-		res, err := runK8s(ctx, io.Discard, k, req.Doc, k8sRunConfig{DataDir: dataDir, RunID: req.ID, Output: "json", Log: log})
-		if res == nil {
-			return nil, err
-		}
-		return k8sRunOutcome(res, err), nil
-	}
-}
-
-// k8sRunOutcome is the run result of a Kubernetes run for its run record.
-// The error carries the verdict's exit code; only exit code 2 (or none)
-// means the platform could not judge.
-func k8sRunOutcome(res *k8sRunResult, err error) *web.RunResult {
-	out := &web.RunResult{Report: res.Report, Reason: res.Reason, Error: res.Error}
-	var ee *exitError
-	if err != nil && (!errors.As(err, &ee) || ee.code == exitUsage) {
-		if out.Error == "" {
-			out.Error = err.Error()
-		}
-		if errors.Is(err, context.Canceled) {
-			out.Interrupted = true
-		}
-	}
-	return out
+// k8sServeRunner runs serve's requests on the Kubernetes target as game
+// days, like run and gate --target k8s: the load and probes on the
+// workloads' pods, Chaos Mesh faults at every canary step, the judge, the
+// evidence under the canary workload's revision.
+func k8sServeRunner(dataDir string, k *k8sOpts, dcfg func() *decision.Config, versions map[string]string, log *slog.Logger) web.RunFunc {
+	return web.GameDayRunner(web.GameDayRunnerOptions{DataDir: dataDir, Decision: dcfg, Versions: versions, Log: log,
+		Target: func(ctx context.Context, req web.RunRequest, log *slog.Logger) (web.RunTarget, error) {
+			return k8sTargetSetup(ctx, k, req.Doc, req.ID, dataDir, req.Revision, log)
+		}})
 }
