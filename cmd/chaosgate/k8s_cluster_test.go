@@ -167,7 +167,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		root := newRootCmd()
 		root.SetOut(&out)
 		root.SetErr(&errOut)
-		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
+		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc, "--log-server", "victorialogs=" + vl.URL,
 			"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
 			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what}, extra...))
 		err := root.ExecuteContext(ctx)
@@ -207,12 +207,14 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		return gateWant(what+"-again", []int{exitPromote}, extra...)
 	}
 
-	good := goodGate("good", "--log-server", "victorialogs="+vl.URL)
+	good := goodGate("good")
 	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
 		t.Fatalf("good canary: %+v", good)
 	}
-	// Its log guards were answered by the server, from the agent's
-	// streams of each arm's pods: no guarded line on either arm.
+	// Every gate's log guards are answered by the log server, from the
+	// agent's streams of each arm's pods (a run without them after runs
+	// with them would hold on missing data). The good canary's: no guarded
+	// line on either arm.
 	for i, st := range good.Steps {
 		found := false
 		for _, d := range st.Dimensions {
@@ -421,13 +423,16 @@ func serveRun(t *testing.T, ctx context.Context, kc, dir, doc string) {
 			Steps   []any  `json:"steps"`
 		} `json:"report"`
 	}
-	for ctx.Err() == nil {
+	for deadline := time.Now().Add(4 * time.Minute); ; {
 		_, body = do("GET", "/api/v1/runs/"+run.ID, "")
 		if err := json.Unmarshal(body, &rec); err != nil {
 			t.Fatal(err)
 		}
 		if rec.Status != "running" {
 			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("serve's run on the pods still running after 4 minutes:\n%s", tail(string(body), 6000))
 		}
 		time.Sleep(time.Second)
 	}

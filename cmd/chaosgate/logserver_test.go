@@ -36,8 +36,8 @@ func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
 	vl := logstest.Start(t)
 	dir := t.TempDir()
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
-	gameDay := filepath.Join(t.TempDir(), "silent-drop-log-guards.yaml")
-	if err := os.WriteFile(gameDay, []byte(silentDropGameDay), 0o600); err != nil {
+	gameDay := filepath.Join(t.TempDir(), "one-step.yaml")
+	if err := os.WriteFile(gameDay, []byte(oneStepGameDay), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, stderr, code := runBinary(t, bin, "gate", "-f", gameDay, "--revision", "local:silent-drop",
@@ -97,12 +97,13 @@ func TestGateWithLogServerCatchesSilentDrops(t *testing.T) {
 	}
 }
 
-// silentDropGameDay is one 50 % canary step with a pod kill and a network
-// delay and 4 s steady windows around each.
-const silentDropGameDay = `apiVersion: chaosgate.io/v1
+// oneStepGameDay is one 50 % canary step with a pod kill and a network
+// delay and 4 s steady windows around each: a game day whose verdict rests
+// on one judged step, for tests of what happens around a verdict.
+const oneStepGameDay = `apiVersion: chaosgate.io/v1
 kind: GameDay
 metadata:
-  name: silent-drop-log-guards
+  name: one-step
 spec:
   target:
     local: {nodes: 3, partitions: 4}

@@ -159,14 +159,24 @@ func TestServeRealRunGateAndKillSwitch(t *testing.T) {
 	bin := chaosgateBinary(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "chaosgate.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:0\ndata_dir: %s\nschedules:\n  - {name: weekly, cron: \"0 4 * * 1\", scenario: default-gameday}\n", filepath.Join(dir, "data"))), 0o644)
+	// The promoted run is one judged step (experiments/one-step.yaml): the
+	// test is about what serve does around a verdict — the run record, the
+	// gate, Flagger's hooks, the explorer, the kill switch.
+	experiments := filepath.Join(dir, "experiments")
+	if err := os.MkdirAll(experiments, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(experiments, "one-step.yaml"), []byte(oneStepGameDay), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:0\ndata_dir: %s\nexperiments: %s\nschedules:\n  - {name: weekly, cron: \"0 4 * * 1\", scenario: default-gameday}\n", filepath.Join(dir, "data"), experiments)), 0o644)
 	p := startServe(t, bin, "-c", cfg, "--binary", bin)
 	tok := serveTokens(t, filepath.Join(dir, "data"))
 	if st, _ := os.Stat(filepath.Join(dir, "data", "tokens.yaml")); st.Mode().Perm() != 0o600 || len(tok) != 3 {
 		t.Fatalf("tokens file: %v %v", st.Mode(), tok)
 	}
 	rev := "sha256:" + strings.Repeat("5e", 32)
-	code, body := p.do(tok["operator"], "POST", "/api/v1/runs", fmt.Sprintf(`{"scenario":"default-gameday-quick","revision":%q}`, rev))
+	code, body := p.do(tok["operator"], "POST", "/api/v1/runs", fmt.Sprintf(`{"scenario":"one-step","revision":%q}`, rev))
 	if code != 202 {
 		t.Fatalf("start: %d %s", code, body)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
@@ -24,8 +25,8 @@ type PodLogShipper struct {
 	namespace string
 
 	mu      sync.Mutex
-	offsets map[string]int64  // file → bytes read
-	partial map[string]string // file → a partial (P) line's start
+	offsets map[string]filePos // file → where reading resumes
+	partial map[string]string  // file → a partial (P) line's start
 	lines   int
 	err     error
 
@@ -37,7 +38,7 @@ type PodLogShipper struct {
 // last pass.
 func ShipPodLogs(server *logs.Server, namespace string) *PodLogShipper {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &PodLogShipper{server: server, namespace: namespace, offsets: map[string]int64{}, partial: map[string]string{},
+	s := &PodLogShipper{server: server, namespace: namespace, offsets: map[string]filePos{}, partial: map[string]string{},
 		stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -113,11 +114,17 @@ func (s *PodLogShipper) pass(ctx context.Context) {
 	s.mu.Unlock()
 }
 
+// filePos is how far a log file was read, and which file that was: the
+// kubelet rotates a container's log by renaming it and having the runtime
+// reopen the path, so a new inode (or a file shorter than the position)
+// is read from its start.
+type filePos struct {
+	inode  uint64
+	offset int64
+}
+
 // read returns the complete CRI lines of f past the last offset.
 func (s *PodLogShipper) read(path string) ([]logs.Entry, error) {
-	s.mu.Lock()
-	off := s.offsets[path]
-	s.mu.Unlock()
 	f, err := os.Open(path)
 	if err != nil {
 		if os.IsNotExist(err) { // the pod was deleted meanwhile
@@ -126,6 +133,21 @@ func (s *PodLogShipper) read(path string) ([]logs.Entry, error) {
 		return nil, err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var inode uint64
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		inode = sys.Ino
+	}
+	s.mu.Lock()
+	pos := s.offsets[path]
+	s.mu.Unlock()
+	off := pos.offset
+	if pos.inode != inode || st.Size() < off {
+		off = 0
+	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -139,12 +161,12 @@ func (s *PodLogShipper) read(path string) ([]logs.Entry, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.offsets[path] = off + int64(end) + 1
+	s.offsets[path] = filePos{inode: inode, offset: off + int64(end) + 1}
 	var out []logs.Entry
 	for _, line := range strings.Split(string(data[:end]), "\n") {
 		at, tag, msg, err := ParseCRILine(line)
 		if err != nil {
-			s.err = fmt.Errorf("%s: %w", path, err)
+			s.err = fmt.Errorf("%s (read from byte %d, inode %d, size %d): %w", path, off, inode, st.Size(), err)
 			continue
 		}
 		if tag == "P" { // a long line the runtime split: keep its start

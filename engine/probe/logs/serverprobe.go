@@ -129,11 +129,19 @@ func (p *ServerProbe) countArm(ctx context.Context, arm engine.Arm, start, end t
 	return total, counts, nil
 }
 
-// Observe counts, per arm, the lines in w that match any guard.
+// Observe counts, per arm, the lines in w that match any guard, as far as
+// the server has them when it is asked.
 func (p *ServerProbe) Observe(ctx context.Context, w engine.Window) (engine.Observation, error) {
 	o := engine.Observation{Probe: Name, Window: w, Arms: map[engine.Arm]engine.Metrics{}}
-	if err := p.settle(ctx, w.End); err != nil {
-		return o, engine.E(engine.KindUnavailable, "logs", err)
+	// A phase's observation counts the lines the server can search when
+	// the phase ends (after the shipper's flush), without waiting Settle:
+	// the fault runner observes every phase, and waiting there would
+	// stretch each phase of the run. The judged log_guards dimension
+	// (MatchCount) waits Settle, so a late line still counts there.
+	if p.cfg.Sync != nil {
+		if err := p.cfg.Sync(ctx); err != nil {
+			return o, engine.E(engine.KindUnavailable, "logs", err)
+		}
 	}
 	var detail []guardCount
 	for _, arm := range p.cfg.Arms {
