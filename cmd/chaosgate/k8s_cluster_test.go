@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,14 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
-	"github.com/chaosgate/chaosgate/internal/logstest"
 	"github.com/chaosgate/chaosgate/internal/promtest"
-	"github.com/chaosgate/chaosgate/web"
 )
 
 // clusterExperiment is the experiment the gate runs on the test cluster:
@@ -108,17 +103,6 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	cm.Set(false, false, true)
 	cm.SetEffect(cluster.NetworkEffect())
 	waitPodsReady(t, ctx, env, cluster, ns, 9)
-	// A log server and an agent that ships the pods' container logs to it
-	// labelled namespace, pod and container, as Promtail's Kubernetes job
-	// does: the log guards of a run ask it for each arm's pods.
-	vl := logstest.Start(t)
-	logServer := &logs.Server{Kind: logs.VictoriaLogs, URL: vl.URL}
-	shipper := kubelettest.ShipPodLogs(logServer, ns)
-	t.Cleanup(func() {
-		if n, err := shipper.Stop(); err != nil {
-			t.Errorf("pod log agent: %d lines shipped, last error %v", n, err)
-		}
-	})
 
 	kc := filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(kc); err != nil {
@@ -144,16 +128,6 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Evidence *struct {
 			LedgerIndex uint64 `json:"ledger_index"`
 		} `json:"evidence"`
-		Steps []struct {
-			Dimensions []struct {
-				Name    string  `json:"name"`
-				Data    string  `json:"data"`
-				Outcome string  `json:"outcome"`
-				Canary  float64 `json:"canary"`
-				Control float64 `json:"control"`
-				Reason  string  `json:"reason"`
-			} `json:"dimensions"`
-		} `json:"steps"`
 	}
 	// A real Prometheus scrapes the pods, labelled as the scrape
 	// configuration chaosgate ships (deploy/prometheus) labels them;
@@ -167,7 +141,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		root := newRootCmd()
 		root.SetOut(&out)
 		root.SetErr(&errOut)
-		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc, "--log-server", "victorialogs=" + vl.URL,
+		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
 			"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
 			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what}, extra...))
 		err := root.ExecuteContext(ctx)
@@ -211,29 +185,6 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
 		t.Fatalf("good canary: %+v", good)
 	}
-	// Every gate's log guards are answered by the log server, from the
-	// agent's streams of each arm's pods (a run without them after runs
-	// with them would hold on missing data). The good canary's: no guarded
-	// line on either arm.
-	for i, st := range good.Steps {
-		found := false
-		for _, d := range st.Dimensions {
-			if d.Name == "log_guards" {
-				found = true
-				if d.Data != "ok" || d.Outcome != "pass" || d.Canary != 0 || d.Control != 0 {
-					t.Errorf("step %d log_guards from the log server: %+v", i, d)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("step %d has no log_guards dimension", i)
-		}
-	}
-	rows, err := logServer.Query(ctx, `{namespace="`+ns+`",pod=~"aggregator-canary-.+"} | stats count() n`, 1)
-	if err != nil || len(rows) != 1 || rows[0]["n"] == "0" || rows[0]["n"] == "" {
-		t.Fatalf("canary pods' lines on the log server: %v, %v (agent shipped %d lines)", rows, err, shipper.Lines())
-	}
-	t.Logf("log server: %s canary pod lines; the agent shipped %d lines in all", rows[0]["n"], shipper.Lines())
 	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
 	if g := goodGate("good-promql", withProm...); g.Verdict != "promote" {
 		t.Fatalf("good canary, metrics from Prometheus: %+v", g)
@@ -313,11 +264,6 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		t.Fatalf("defective canary, metrics from Prometheus: verdict %s failing %v (want a block on error_rate): %s", b.Verdict, b.Failing, b.Reason)
 	}
 
-	// serve's API runs the same game day on the pods: a run of the
-	// experiments directory's file blocks the defective canary on
-	// error_rate too.
-	serveRun(t, ctx, kc, filepath.Join(dir, "serve-k8s"), fmt.Sprintf(clusterExperiment, ns))
-
 	// The evidence: the canary StatefulSet at the image digest the kubelet
 	// reports, answering at the gate for the digest and for --revision too.
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
@@ -360,86 +306,6 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Errorf("Flagger pre-rollout for %q: HTTP %d, want %d\n%s", c.revision, code, c.preRollout, p.logs())
 		}
 	}
-}
-
-// serveRun starts serve with target k8s on kubeconfig kc, runs the
-// experiment doc (a file of its experiments directory) through
-// POST /api/v1/runs and wants the run blocked on error_rate.
-func serveRun(t *testing.T, ctx context.Context, kc, dir, doc string) {
-	t.Helper()
-	experiments := filepath.Join(dir, "experiments")
-	if err := os.MkdirAll(experiments, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(experiments, "k8s-pod-kill.yaml"), []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	ready, done := make(chan string, 1), make(chan error, 1)
-	k := &k8sOpts{kubeconfig: kc, injectTimeout: 20 * time.Second, recoverTimeout: 60 * time.Second, confirmTimeout: 20 * time.Second, aggregatorPort: 7001}
-	go func() {
-		done <- serve(sctx, io.Discard, &web.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Target: "k8s", Experiments: experiments},
-			serveExtras{k8s: k, ready: ready})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	tok := serveTokens(t, filepath.Join(dir, "data"))
-	do := func(method, path, body string) (int, []byte) {
-		req, _ := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok["operator"])
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	code, body := do("POST", "/api/v1/runs", `{"scenario":"k8s-pod-kill","revision":"v-serve"}`)
-	if code != http.StatusAccepted {
-		t.Fatalf("serve run: HTTP %d %s", code, body)
-	}
-	var run struct{ ID string }
-	if err := json.Unmarshal(body, &run); err != nil {
-		t.Fatal(err)
-	}
-	var rec struct {
-		Status  string   `json:"status"`
-		Error   string   `json:"error"`
-		Failing []string `json:"failing_dimensions"`
-		Report  *struct {
-			Verdict string `json:"verdict"`
-			Steps   []any  `json:"steps"`
-		} `json:"report"`
-	}
-	for deadline := time.Now().Add(4 * time.Minute); ; {
-		_, body = do("GET", "/api/v1/runs/"+run.ID, "")
-		if err := json.Unmarshal(body, &rec); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Status != "running" {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("serve's run on the pods still running after 4 minutes:\n%s", tail(string(body), 6000))
-		}
-		time.Sleep(time.Second)
-	}
-	if rec.Report == nil || rec.Report.Verdict != "block" || !slices.Contains(rec.Failing, "error_rate") || len(rec.Report.Steps) == 0 {
-		t.Fatalf("serve's run on the pods: status %s, error %q, failing %v, report %+v (want a block on error_rate)", rec.Status, rec.Error, rec.Failing, rec.Report)
-	}
-	t.Logf("serve's run %s on the pods: %s, failing %v", run.ID, rec.Report.Verdict, rec.Failing)
 }
 
 // subjectDigest returns the image digest of the evidence record at index,
