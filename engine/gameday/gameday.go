@@ -535,26 +535,25 @@ func (r *Run) setup(ctx context.Context) error {
 			return fmt.Errorf("spec.probes.logs.server: %w", err)
 		}
 	}
-	if ls, ok := r.target.(LogStreams); ok && srv != nil {
-		// The cluster's own agent ships the nodes' logs: ask for its streams.
-		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns,
-			Settle: r.cfg.LogSettle, Streams: ls.LogStreams})
-		if err != nil {
-			return err
-		}
-		r.logsp, r.decisions = sp, &decisionlog.Pusher{Server: srv}
-	} else if srv != nil {
-		r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: r.loadArms, Files: nodeLogs,
-			Labels: func(arm engine.Arm, node string) map[string]string {
-				return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
-			}})
-		shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		r.stopShip, r.shipDone = stop, make(chan struct{})
-		go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
-		sp, err := logs.NewServerProbe(logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns, Sync: r.shipper.Flush, Settle: r.cfg.LogSettle,
-			Streams: func(arm engine.Arm) logs.Streams {
+	if srv != nil {
+		sc := logs.ServerConfig{Server: srv, Arms: r.loadArms, Patterns: patterns, Settle: r.cfg.LogSettle}
+		if ls, ok := r.target.(LogStreams); ok {
+			// The cluster's own agent ships the nodes' logs: ask for its streams.
+			sc.Streams = ls.LogStreams
+		} else {
+			r.shipper = logs.NewShipper(logs.ShipperConfig{Server: srv, Arms: r.loadArms, Files: nodeLogs,
+				Labels: func(arm engine.Arm, node string) map[string]string {
+					return map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String(), "node": node}
+				}})
+			shipCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			r.stopShip, r.shipDone = stop, make(chan struct{})
+			go func() { defer close(r.shipDone); r.shipper.Run(shipCtx) }()
+			sc.Sync = r.shipper.Flush
+			sc.Streams = func(arm engine.Arm) logs.Streams {
 				return logs.Streams{Labels: map[string]string{"app": NodeLogApp, "run_id": r.runID, "arm": arm.String()}}
-			}})
+			}
+		}
+		sp, err := logs.NewServerProbe(sc)
 		if err != nil {
 			return err
 		}
