@@ -36,6 +36,16 @@ type Arm struct {
 	rssBase  float64
 	rssSlope float64 // bytes per second
 	rssT0    time.Time
+	started  time.Time // process_start_time_seconds; not exposed while zero
+}
+
+// SetStartTime makes the arm expose process_start_time_seconds = at, as a
+// process started then would; a later call is a restart under the same
+// series.
+func (a *Arm) SetStartTime(at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.started = at
 }
 
 // SetMemoryGrowth makes process_resident_memory_bytes grow by mbPerMin
@@ -54,21 +64,27 @@ func (a *Arm) rssAt(t time.Time) float64 {
 	return a.rssBase + a.rssSlope*t.Sub(a.rssT0).Seconds()
 }
 
-var rssDesc = prometheus.NewDesc("process_resident_memory_bytes", "Resident memory.", nil, nil)
+var (
+	rssDesc   = prometheus.NewDesc("process_resident_memory_bytes", "Resident memory.", nil, nil)
+	startDesc = prometheus.NewDesc("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.", nil, nil)
+)
 
 // rssCollector exposes the arm's resident memory with the time it was
 // read (whole milliseconds), so the slope Prometheus fits does not depend
 // on how long a scrape took to reach the collector.
 type rssCollector struct{ a *Arm }
 
-func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc }
+func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc; ch <- startDesc }
 
 func (c rssCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now().Truncate(time.Millisecond)
 	c.a.mu.Lock()
-	v := c.a.rssAt(now)
+	v, started := c.a.rssAt(now), c.a.started
 	c.a.mu.Unlock()
 	ch <- prometheus.NewMetricWithTimestamp(now, prometheus.MustNewConstMetric(rssDesc, prometheus.GaugeValue, v))
+	if !started.IsZero() {
+		ch <- prometheus.MustNewConstMetric(startDesc, prometheus.GaugeValue, float64(started.UnixMilli())/1000)
+	}
 }
 
 // Target is an HTTP server on 127.0.0.1 exposing each arm's own registry at
@@ -125,10 +141,25 @@ func NewTarget(t testing.TB, arms ...string) *Target {
 // ScrapeConfigs returns a scrape_configs list for Start: one job, one
 // target per arm, labelled arm=<arm>.
 func (tg *Target) ScrapeConfigs() string {
+	labels := map[string]map[string]string{}
+	for name := range tg.Arms {
+		labels[name] = map[string]string{"arm": name}
+	}
+	return tg.ScrapeConfigsLabelled(labels)
+}
+
+// ScrapeConfigsLabelled returns a scrape_configs list for Start: one job,
+// one target per arm of labels, with that arm's labels — e.g. several arms
+// of the target labelled as the pods of one workload.
+func (tg *Target) ScrapeConfigsLabelled(labels map[string]map[string]string) string {
 	var b strings.Builder
 	b.WriteString("  - job_name: app\n    static_configs:\n")
-	for name := range tg.Arms {
-		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {arm: %q, __metrics_path__: %q}\n", tg.Addr, name, "/metrics/"+name)
+	for name, ls := range labels {
+		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {__metrics_path__: %q", tg.Addr, "/metrics/"+name)
+		for k, v := range ls {
+			fmt.Fprintf(&b, ", %s: %q", k, v)
+		}
+		b.WriteString("}\n")
 	}
 	return b.String()
 }

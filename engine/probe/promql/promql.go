@@ -7,7 +7,9 @@
 // latency sample count, GC pauses, sessions and their interruptions,
 // dependency calls and failures, memory growth, and a freshness query. A
 // template sees {{.Selector}} (the arm's label matchers, without braces),
-// {{.Window}} (a PromQL duration such as 5m or 90s) and {{.Arm}}; any other
+// {{.Window}} (a PromQL duration such as 5m or 90s), {{.WindowSeconds}}
+// (the same window in seconds, e.g. 90, for arithmetic with time()) and
+// {{.Arm}}; any other
 // name is an error when the file is parsed. A field without a query is not
 // collected: it stays absent from the window, which the judge reads as
 // "not collected" when no window has it.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -255,16 +256,21 @@ func TestPromqlAgainstPrometheus(t *testing.T) {
 		}
 	})
 	t.Run("history windows by one range query", func(t *testing.T) {
+		// Two windows 1 s apart, each reaching back over every scrape, the
+		// earlier one too: a loaded host may have scraped only twice by
+		// now (a 2 s window, or one ending before the second scrape, would
+		// hold a single sample and no increase), so wait for two more.
+		after := lastScrape(t, src, "canary").Add(2100 * time.Millisecond)
+		waitFor(t, "two more scrapes", func() bool { return lastScrape(t, src, "canary").After(after) })
 		at := lastScrape(t, src, "canary")
-		// The series are a few seconds old: two windows of 2 s, 1 s apart.
-		rs := src.Arms(ctx, "canary", `arm="canary"`, 2*time.Second, at, time.Second, 2)
+		rs := src.Arms(ctx, "canary", `arm="canary"`, window, at, time.Second, 2)
 		if len(rs) != 2 || !rs[1].At.Equal(at) || !rs[0].At.Equal(at.Add(-time.Second)) {
 			t.Fatalf("windows at %v", []time.Time{rs[0].At, rs[len(rs)-1].At})
 		}
 		// Each window of the range query reads what an instant query at
 		// its time reads.
 		for _, r := range rs {
-			one := src.Arm(ctx, "canary", `arm="canary"`, 2*time.Second, r.At)
+			one := src.Arm(ctx, "canary", `arm="canary"`, window, r.At)
 			if !r.Arm.Requests.OK() || r.Arm.Requests != one.Arm.Requests || !slices.Equal(r.Arm.GCPausesMS.V, one.Arm.GCPausesMS.V) {
 				t.Errorf("window at %v: range %+v, instant %+v", r.At, r.Arm.Requests, one.Arm.Requests)
 			}
@@ -331,5 +337,62 @@ func TestPromqlQueryTimeout(t *testing.T) {
 	wantState(t, v, decision.QueryError, `deadline exceeded; query: sum(x{ arm="canary" })`)
 	if d := time.Since(began); d > 10*time.Second {
 		t.Fatalf("the query took %v: the timeout did not bound it", d)
+	}
+}
+
+// TestMemoryGrowthLeavesOutProcessesStartedInTheWindow runs the example
+// memory query against a real Prometheus scraping three processes of one
+// arm: one running since before the window, one replaced inside it under
+// a new series (a pod killed and replaced on a new IP: the old series
+// ends, a new one begins with its own start time) and one restarted inside
+// it under the same series. The two new processes warm up fast; only the
+// first one's slope is growth.
+func TestMemoryGrowthLeavesOutProcessesStartedInTheWindow(t *testing.T) {
+	tg := promtest.NewTarget(t, "settled", "replaced", "restarted")
+	hourAgo := time.Now().Add(-time.Hour)
+	tg.Arms["settled"].SetStartTime(hourAgo)
+	tg.Arms["settled"].SetMemoryGrowth(1)
+	tg.Arms["replaced"].SetStartTime(time.Now())
+	tg.Arms["replaced"].SetMemoryGrowth(60)
+	tg.Arms["restarted"].SetStartTime(hourAgo)
+	tg.Arms["restarted"].SetMemoryGrowth(1)
+	labels := map[string]map[string]string{}
+	for name := range tg.Arms {
+		labels[name] = map[string]string{"arm": "canary", "pod": name}
+	}
+	prom := promtest.Start(t, tg.ScrapeConfigsLabelled(labels))
+	src, err := New(prom.URL, exampleQueries(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx := context.Background()
+	start := time.Now()
+	waitFor(t, "two scrapes of every process", func() bool {
+		return lastScrape(t, src, "canary").After(start.Add(2100 * time.Millisecond))
+	})
+	// The third process restarts: a new start time, a fast warm-up.
+	tg.Arms["restarted"].SetStartTime(time.Now())
+	tg.Arms["restarted"].SetMemoryGrowth(60)
+	restarted := time.Now()
+	waitFor(t, "three scrapes after the restart", func() bool {
+		return lastScrape(t, src, "canary").After(restarted.Add(3100 * time.Millisecond))
+	})
+	at := lastScrape(t, src, "canary")
+	window := at.Sub(start).Round(time.Second) + 5*time.Second
+	r := src.Arm(ctx, "canary", `arm="canary"`, window, at)
+	g := r.Arm.MemoryGrowthMBPerMin
+	if !g.OK() || math.Abs(g.V-1) > 0.01 {
+		t.Fatalf("memory growth = %+v MB/min, want 1 (the settled process alone; the replaced and the restarted ones warm up at 60); query %s; notes %q",
+			g, r.Queries[MemoryGrowth], r.Notes)
+	}
+	if q := r.Queries[MemoryGrowth]; !strings.Contains(q, "time() - "+strconv.FormatFloat(window.Seconds(), 'f', -1, 64)) {
+		t.Errorf("resolved query %q lacks the window in seconds", q)
+	}
+	// Over a window that starts after every process did, all three count.
+	late := 2 * time.Second
+	r = src.Arm(ctx, "canary", `arm="canary"`, late, at)
+	if g := r.Arm.MemoryGrowthMBPerMin; !g.OK() || g.V < 30 {
+		t.Fatalf("memory growth over the last %v = %+v, want the three processes' mean ((1+60+60)/3)", late, g)
 	}
 }

@@ -116,10 +116,11 @@ func (q *Queries) Render(field, arm, selector string, window time.Duration) (que
 	return strings.TrimSpace(b.String()), true, nil
 }
 
-// templateData is what a template sees: .Selector, .Window, .Arm. A map,
-// so that missingkey=error rejects any other name.
+// templateData is what a template sees: .Selector, .Window,
+// .WindowSeconds (the same window in seconds, for arithmetic with time()),
+// .Arm. A map, so that missingkey=error rejects any other name.
 func templateData(arm, selector string, window time.Duration) map[string]string {
-	return map[string]string{"Selector": selector, "Window": Duration(window), "Arm": arm}
+	return map[string]string{"Selector": selector, "Window": Duration(window), "WindowSeconds": strconv.FormatFloat(window.Truncate(time.Millisecond).Seconds(), 'f', -1, 64), "Arm": arm}
 }
 
 // Duration formats d as a PromQL duration: 5m, 90s, 1h30m, 250ms.
@@ -199,7 +200,7 @@ func Parse(file string, data []byte) (*Queries, error) {
 		}
 		t, err := ParseTemplate(k.Value, text)
 		if err != nil {
-			return at(file, v, path, err.Error(), "a template may use {{.Selector}}, {{.Window}} and {{.Arm}} only")
+			return at(file, v, path, err.Error(), "a template may use {{.Selector}}, {{.Window}}, {{.WindowSeconds}} and {{.Arm}} only")
 		}
 		q.text[k.Value], q.tmpl[k.Value] = text, t
 		return nil
@@ -223,7 +224,7 @@ func Parse(file string, data []byte) (*Queries, error) {
 
 // ParseTemplate parses one field's PromQL template and checks it by
 // resolving it once with sample data, so that a name other than
-// .Selector, .Window and .Arm fails here rather than at query time.
+// .Selector, .Window, .WindowSeconds and .Arm fails here rather than at query time.
 func ParseTemplate(field, text string) (*template.Template, error) {
 	t, err := template.New(field).Option("missingkey=error").Parse(text)
 	if err != nil {
@@ -244,7 +245,8 @@ func ParseTemplate(field, text string) (*template.Template, error) {
 	return t, nil
 }
 
-// plain accepts text and the actions {{.Selector}}, {{.Window}}, {{.Arm}}:
+// plain accepts text and the actions {{.Selector}}, {{.Window}},
+// {{.WindowSeconds}}, {{.Arm}}:
 // no control flow, functions or pipelines, so a template that resolves
 // for one arm resolves for every arm.
 func plain(n parse.Node) error {
@@ -253,13 +255,13 @@ func plain(n parse.Node) error {
 		return nil
 	case *parse.ActionNode:
 		if len(n.Pipe.Decl) == 0 && len(n.Pipe.Cmds) == 1 && len(n.Pipe.Cmds[0].Args) == 1 {
-			if f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode); ok && len(f.Ident) == 1 && slices.Contains([]string{"Selector", "Window", "Arm"}, f.Ident[0]) {
+			if f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode); ok && len(f.Ident) == 1 && slices.Contains([]string{"Selector", "Window", "WindowSeconds", "Arm"}, f.Ident[0]) {
 				return nil
 			}
 		}
-		return fmt.Errorf("template: %s: only {{.Selector}}, {{.Window}} and {{.Arm}} may be used", n)
+		return fmt.Errorf("template: %s: only {{.Selector}}, {{.Window}}, {{.WindowSeconds}} and {{.Arm}} may be used", n)
 	}
-	return fmt.Errorf("template: %s: only {{.Selector}}, {{.Window}} and {{.Arm}} may be used, no control flow", n)
+	return fmt.Errorf("template: %s: only {{.Selector}}, {{.Window}}, {{.WindowSeconds}} and {{.Arm}} may be used, no control flow", n)
 }
 
 // eachKey walks a mapping, rejecting unknown and repeated keys.
