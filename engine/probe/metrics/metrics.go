@@ -312,8 +312,10 @@ type ArmWindow struct {
 	MaxGoroutines float64
 	MaxRSSBytes   float64
 	// MemoryGrowthMBPerMin is the mean over nodes of each node's resident
-	// memory slope (least squares over its current process's samples):
-	// the arm's growth per node.
+	// memory slope (least squares over the samples of the process that ran
+	// when the window began, up to its restart, if any; a process started
+	// inside the window warms up and is left out): the arm's growth per
+	// node.
 	MemoryGrowthMBPerMin float64
 	HasMemoryGrowth      bool
 	// Scrapes counts the sample pairs used; ScrapeErrors the failed scrapes.
@@ -373,6 +375,7 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 		used := false
 		var maxG, maxR float64
 		var xs, ys []float64
+		restarted := false
 		for i := 1; i < len(sr.samples); i++ {
 			a, b := sr.samples[i-1], sr.samples[i]
 			if !inSpans(b.At, spans) {
@@ -399,11 +402,16 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 			}
 			w.GCPausesMS = append(w.GCPausesMS, pauses(a, b, same)...)
 			maxG, maxR = math.Max(maxG, b.Goroutines), math.Max(maxR, b.RSS)
-			if !same {
-				xs, ys = xs[:0], ys[:0]
+			// Growth is the slope of the process that ran when the window
+			// began: a process started inside the window (a node killed and
+			// restarted, a pod replaced) warms up, and its slope measures
+			// the restart, not growth. The PromQL source leaves such
+			// processes out likewise.
+			restarted = restarted || !same
+			if !restarted {
+				xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
+				ys = append(ys, b.RSS/(1<<20))
 			}
-			xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
-			ys = append(ys, b.RSS/(1<<20))
 		}
 		if used {
 			w.Nodes++

@@ -167,3 +167,39 @@ func TestMemoryGrowthSlope(t *testing.T) {
 		t.Fatalf("memory growth %+v %v", w, err)
 	}
 }
+
+// TestMemoryGrowthIsThePreRestartProcesssSlope: a node restarted inside
+// the window warms up fast (5 MiB a scrape against 1 before); its growth is
+// the slope of the process that ran when the window began, exactly as over
+// a window that ends before the restart.
+func TestMemoryGrowthIsThePreRestartProcesssSlope(t *testing.T) {
+	a := newFakeNode(t)
+	addr := strings.TrimPrefix(a.srv.URL, "http://")
+	p, _ := New(Config{Arms: []engine.Arm{engine.ArmCanary}, Targets: func(engine.Arm) map[string]string { return map[string]string{"n1": addr} }})
+	ctx := context.Background()
+	t0 := time.Now()
+	for k := 1; k <= 5; k++ {
+		a.step.Store(int64(k))
+		p.ScrapeOnce(ctx)
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := time.Now()
+	a.start.Store(2000)
+	for k := 10; k <= 30; k += 5 {
+		a.step.Store(int64(k))
+		p.ScrapeOnce(ctx)
+		time.Sleep(20 * time.Millisecond)
+	}
+	first, err := p.Window(engine.ArmCanary, Span{Start: t0, End: before})
+	if err != nil || !first.HasMemoryGrowth {
+		t.Fatalf("first process: %+v %v", first, err)
+	}
+	whole, err := p.Window(engine.ArmCanary, Span{Start: t0, End: time.Now()})
+	if err != nil || !whole.HasMemoryGrowth {
+		t.Fatalf("whole window: %+v %v", whole, err)
+	}
+	if whole.MemoryGrowthMBPerMin != first.MemoryGrowthMBPerMin {
+		t.Fatalf("growth over the window with a restart = %g MB/min, want the first process's %g (the restarted one warms up five times as fast)",
+			whole.MemoryGrowthMBPerMin, first.MemoryGrowthMBPerMin)
+	}
+}
