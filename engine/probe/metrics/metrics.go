@@ -312,10 +312,10 @@ type ArmWindow struct {
 	MaxGoroutines float64
 	MaxRSSBytes   float64
 	// MemoryGrowthMBPerMin is the mean over nodes of each node's resident
-	// memory slope (least squares over the samples of the process that ran
-	// when the window began, up to its restart, if any; a process started
-	// inside the window warms up and is left out): the arm's growth per
-	// node.
+	// memory slope (least squares over its samples): the arm's growth per
+	// node. A node restarted inside the window is left out (its new process
+	// warms up, which is not growth); with every node restarted there is no
+	// growth (HasMemoryGrowth false).
 	MemoryGrowthMBPerMin float64
 	HasMemoryGrowth      bool
 	// Scrapes counts the sample pairs used; ScrapeErrors the failed scrapes.
@@ -402,22 +402,19 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 			}
 			w.GCPausesMS = append(w.GCPausesMS, pauses(a, b, same)...)
 			maxG, maxR = math.Max(maxG, b.Goroutines), math.Max(maxR, b.RSS)
-			// Growth is the slope of the process that ran when the window
-			// began: a process started inside the window (a node killed and
-			// restarted, a pod replaced) warms up, and its slope measures
-			// the restart, not growth. The PromQL source leaves such
-			// processes out likewise.
+			// A node restarted inside the window (killed and restarted, a
+			// pod replaced) is left out of the growth: its new process warms
+			// up, and the slope would measure the restart, not growth; the
+			// PromQL source's memory query leaves it out likewise.
 			restarted = restarted || !same
-			if !restarted {
-				xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
-				ys = append(ys, b.RSS/(1<<20))
-			}
+			xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
+			ys = append(ys, b.RSS/(1<<20))
 		}
 		if used {
 			w.Nodes++
 			w.MaxGoroutines += maxG
 			w.MaxRSSBytes += maxR
-			if len(xs) >= 3 {
+			if len(xs) >= 3 && !restarted {
 				slopes = append(slopes, slope(xs, ys))
 			}
 		}

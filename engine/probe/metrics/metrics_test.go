@@ -168,38 +168,43 @@ func TestMemoryGrowthSlope(t *testing.T) {
 	}
 }
 
-// TestMemoryGrowthIsThePreRestartProcesssSlope: a node restarted inside
-// the window warms up fast (5 MiB a scrape against 1 before); its growth is
-// the slope of the process that ran when the window began, exactly as over
-// a window that ends before the restart.
-func TestMemoryGrowthIsThePreRestartProcesssSlope(t *testing.T) {
-	a := newFakeNode(t)
-	addr := strings.TrimPrefix(a.srv.URL, "http://")
-	p, _ := New(Config{Arms: []engine.Arm{engine.ArmCanary}, Targets: func(engine.Arm) map[string]string { return map[string]string{"n1": addr} }})
+// TestMemoryGrowthLeavesOutRestartedNodes: a node restarted inside the
+// window warms up fast (5 MiB a scrape against 1 before); it is left out of
+// the growth, which is the other node's slope alone, and a window in which
+// every node restarted has no growth.
+func TestMemoryGrowthLeavesOutRestartedNodes(t *testing.T) {
+	settled, restarted := newFakeNode(t), newFakeNode(t)
+	nodes := map[string]string{"n1": strings.TrimPrefix(settled.srv.URL, "http://"), "n2": strings.TrimPrefix(restarted.srv.URL, "http://")}
+	p, _ := New(Config{Arms: []engine.Arm{engine.ArmCanary}, Targets: func(engine.Arm) map[string]string { return nodes }})
 	ctx := context.Background()
 	t0 := time.Now()
-	for k := 1; k <= 5; k++ {
-		a.step.Store(int64(k))
+	for k := 1; k <= 10; k++ {
+		settled.step.Store(int64(k))
+		if k == 5 {
+			restarted.start.Store(2000)
+		}
+		if k < 5 {
+			restarted.step.Store(int64(k))
+		} else {
+			restarted.step.Store(int64(5 * k))
+		}
 		p.ScrapeOnce(ctx)
 		time.Sleep(20 * time.Millisecond)
 	}
-	before := time.Now()
-	a.start.Store(2000)
-	for k := 10; k <= 30; k += 5 {
-		a.step.Store(int64(k))
-		p.ScrapeOnce(ctx)
-		time.Sleep(20 * time.Millisecond)
+	end := time.Now()
+	alone, err := p.NodesWindow(engine.ArmCanary, []string{"n1"}, Span{Start: t0, End: end})
+	if err != nil || !alone.HasMemoryGrowth {
+		t.Fatalf("settled node: %+v %v", alone, err)
 	}
-	first, err := p.Window(engine.ArmCanary, Span{Start: t0, End: before})
-	if err != nil || !first.HasMemoryGrowth {
-		t.Fatalf("first process: %+v %v", first, err)
+	both, err := p.Window(engine.ArmCanary, Span{Start: t0, End: end})
+	if err != nil || !both.HasMemoryGrowth {
+		t.Fatalf("both nodes: %+v %v", both, err)
 	}
-	whole, err := p.Window(engine.ArmCanary, Span{Start: t0, End: time.Now()})
-	if err != nil || !whole.HasMemoryGrowth {
-		t.Fatalf("whole window: %+v %v", whole, err)
+	if both.MemoryGrowthMBPerMin != alone.MemoryGrowthMBPerMin {
+		t.Fatalf("growth with a restarted node = %g MB/min, want the settled node's %g (the restarted one warms up five times as fast)",
+			both.MemoryGrowthMBPerMin, alone.MemoryGrowthMBPerMin)
 	}
-	if whole.MemoryGrowthMBPerMin != first.MemoryGrowthMBPerMin {
-		t.Fatalf("growth over the window with a restart = %g MB/min, want the first process's %g (the restarted one warms up five times as fast)",
-			whole.MemoryGrowthMBPerMin, first.MemoryGrowthMBPerMin)
+	if w, err := p.NodesWindow(engine.ArmCanary, []string{"n2"}, Span{Start: t0, End: end}); err != nil || w.HasMemoryGrowth {
+		t.Fatalf("only a restarted node: growth %+v (%v), want none", w, err)
 	}
 }
