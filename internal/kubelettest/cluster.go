@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/internal/freeport"
@@ -59,9 +58,6 @@ type Cluster struct {
 	mu      sync.Mutex
 	bindErr string
 	stopped bool
-	// bound are the pods the scheduler bound, whose log directories under
-	// /var/log/pods Stop removes.
-	bound map[types.UID]bool
 	// proxies stand in front of pods' ports for their peers (an
 	// Aggregator with ThroughProxies); inbound lists each pod's.
 	proxies *proxy.Set
@@ -102,7 +98,7 @@ func StartCluster(ctx context.Context, env *k8senv.Env, o ClusterOptions) (*Clus
 	if err != nil {
 		return nil, fmt.Errorf("kubelettest: temp dir: %w", err)
 	}
-	c := &Cluster{Env: env, dir: dir, bound: map[types.UID]bool{}}
+	c := &Cluster{Env: env, dir: dir}
 	ok := false
 	defer func() {
 		if !ok {
@@ -212,9 +208,6 @@ func (c *Cluster) bindPending(ctx context.Context) error {
 		switch {
 		case err == nil:
 			per[n.Name]++
-			c.mu.Lock()
-			c.bound[p.UID] = true
-			c.mu.Unlock()
 		case apierrors.IsConflict(err), apierrors.IsNotFound(err), apierrors.IsAlreadyExists(err):
 		default:
 			errs = append(errs, fmt.Errorf("bind %s/%s to %s: %w", p.Namespace, p.Name, n.Name, err))
@@ -283,9 +276,6 @@ func (c *Cluster) Stop() {
 	}
 	unmountBelow(c.dir)
 	_ = os.RemoveAll(c.dir)
-	for uid := range c.bound {
-		removePodLogs(uid)
-	}
 }
 
 // GetCluster starts a cluster on env for one test and stops it when the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,10 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
+	"github.com/chaosgate/chaosgate/internal/logstest"
 )
 
 // TestClusterRunsTheAggregatorAsPods runs the reference aggregator's canary
@@ -143,6 +146,39 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 		t.Fatalf("%s: write on pod 0, read on pod 2: %s", what, last)
 	}
 	writeRead("start", "cluster-test", "first")
+
+	// Each kubelet writes its pods' logs under its own node's directory
+	// (two kubelets sharing one would remove each other's), and the log
+	// agent the tests play ships them to a real VictoriaLogs labelled by
+	// namespace and pod.
+	for name, p := range ready {
+		var dir string
+		for _, n := range c.Nodes {
+			if n.Name == p.Spec.NodeName {
+				dir = n.PodLogsDir
+			}
+		}
+		if files, _ := filepath.Glob(filepath.Join(dir, ns+"_"+name+"_"+string(p.UID), "*", "*.log")); dir == "" || len(files) == 0 {
+			t.Errorf("pod %s on %s: no container log under the node's pod logs directory %q", name, p.Spec.NodeName, dir)
+		}
+	}
+	vl := logstest.Start(t)
+	logServer := &logs.Server{Kind: logs.VictoriaLogs, URL: vl.URL}
+	shipper := c.ShipPodLogs(logServer, ns)
+	shipped := map[string]bool{}
+	for try := 0; len(shipped) < len(ready) && try < 60 && ctx.Err() == nil; try++ {
+		time.Sleep(500 * time.Millisecond)
+		rows, err := logServer.Query(ctx, `_stream:{namespace="`+ns+`"} | stats by (pod) count() lines`, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			shipped[r["pod"]] = true
+		}
+	}
+	if n, err := shipper.Stop(); err != nil || len(shipped) < len(ready) {
+		t.Errorf("pod log agent: %d lines shipped (err %v); VictoriaLogs has lines of pods %v, want all %d", n, err, shipped, len(ready))
+	}
 
 	// A NetworkChaos delay into canary pod 1, played on the proxies its
 	// peers dial it through: a round trip through them takes the latency

@@ -106,15 +106,18 @@ type Node struct {
 	IP string
 	// Socket is containerd's gRPC socket.
 	Socket string
+	// PodLogsDir is where this node's kubelet writes its containers' logs
+	// (the kubelet's podLogsDir; /var/log/pods on a real node). Each test
+	// node has its own: a kubelet's garbage collector removes every pod
+	// log directory under it that is not one of its own pods, so two
+	// kubelets on one host must never share it.
+	PodLogsDir string
 
 	env     *k8senv.Env
 	bins    Binaries
 	dir     string
 	procs   []*proc
 	stopped bool
-	// podUIDs are the pods this node ran, whose log directories under
-	// /var/log/pods (fixed in the kubelet) Stop removes.
-	podUIDs map[types.UID]bool
 }
 
 type proc struct {
@@ -142,7 +145,7 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubelettest: temp dir: %w", err)
 	}
-	n := &Node{Name: o.Name, IP: o.IP, env: env, bins: bins, dir: dir, Socket: filepath.Join(dir, "containerd.sock"), podUIDs: map[types.UID]bool{}}
+	n := &Node{Name: o.Name, IP: o.IP, env: env, bins: bins, dir: dir, Socket: filepath.Join(dir, "containerd.sock"), PodLogsDir: filepath.Join(dir, "pod-logs")}
 	ok := false
 	defer func() {
 		if !ok {
@@ -184,7 +187,13 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 		return nil, err
 	}
 	kroot := filepath.Join(dir, "kubelet")
+	// podLogsDir has no flag: it is set in a KubeletConfiguration file.
+	kcfg := filepath.Join(dir, "kubelet-config.yaml")
+	if err := os.WriteFile(kcfg, []byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: "+strconv.Quote(n.PodLogsDir)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	if err := n.spawn("kubelet", bins.Kubelet,
+		"--config", kcfg,
 		"--kubeconfig", kubeconfig,
 		"--container-runtime-endpoint", "unix://"+n.Socket,
 		"--cgroup-driver", "cgroupfs",
@@ -464,7 +473,6 @@ func ParseTasks(out []byte) ([]Task, error) {
 // containers and the API server forgot it.
 func (n *Node) DeletePod(ctx context.Context, namespace, name string, uid types.UID) error {
 	pods := n.env.Client.CoreV1().Pods(namespace)
-	n.podUIDs[uid] = true
 	grace := int64(5)
 	err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &grace, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) {
@@ -496,14 +504,6 @@ func (n *Node) Stop() {
 	n.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if n.env != nil && n.env.Client != nil {
-		pods, err := n.env.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
-		if err == nil {
-			for _, p := range pods.Items {
-				n.podUIDs[p.UID] = true
-			}
-		}
-	}
 	// The kubelet first, so it restarts nothing.
 	for i := len(n.procs) - 1; i >= 0; i-- {
 		if n.procs[i].name == "kubelet" {
@@ -539,23 +539,8 @@ func (n *Node) Stop() {
 		_ = p.log.Close()
 	}
 	unmountBelow(n.dir)
-	_ = os.RemoveAll(n.dir)
-	for uid := range n.podUIDs {
-		removePodLogs(uid)
-	}
+	_ = os.RemoveAll(n.dir) // the pod logs with it
 }
-
-// removePodLogs removes the kubelet's log directory of a pod.
-func removePodLogs(uid types.UID) {
-	dirs, _ := filepath.Glob(filepath.Join(podLogsDir, "*_"+string(uid)))
-	for _, d := range dirs {
-		_ = os.RemoveAll(d)
-	}
-}
-
-// podLogsDir is where the kubelet keeps container logs (not configurable
-// by flag).
-const podLogsDir = "/var/log/pods"
 
 // shimPIDs lists containerd-shim processes whose command line names this
 // node's containerd socket.

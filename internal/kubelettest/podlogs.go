@@ -17,12 +17,14 @@ import (
 
 // PodLogShipper plays a cluster's log agent, as Promtail's or Grafana
 // Alloy's Kubernetes pods job does: it tails the container logs the
-// kubelets write under /var/log/pods for the pods of one namespace, reads
+// kubelets write under their pod logs directories (/var/log/pods on a real
+// node; Node.PodLogsDir here) for the pods of one namespace, reads
 // the CRI log format, and pushes each line over Loki's push API labelled
 // namespace, pod and container, with the time the runtime stamped on it.
 type PodLogShipper struct {
 	server    *logs.Server
 	namespace string
+	dirs      []string
 
 	mu      sync.Mutex
 	offsets map[string]filePos // file → where reading resumes
@@ -34,11 +36,19 @@ type PodLogShipper struct {
 	done chan struct{}
 }
 
-// ShipPodLogs starts a PodLogShipper for namespace; Stop ends it after a
-// last pass.
-func ShipPodLogs(server *logs.Server, namespace string) *PodLogShipper {
+// ShipPodLogs starts a PodLogShipper for namespace over the cluster's
+// nodes' pod logs directories; Stop ends it after a last pass.
+func (c *Cluster) ShipPodLogs(server *logs.Server, namespace string) *PodLogShipper {
+	var dirs []string
+	for _, n := range c.Nodes {
+		dirs = append(dirs, n.PodLogsDir)
+	}
+	return shipPodLogs(server, namespace, dirs)
+}
+
+func shipPodLogs(server *logs.Server, namespace string, dirs []string) *PodLogShipper {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &PodLogShipper{server: server, namespace: namespace, offsets: map[string]filePos{}, partial: map[string]string{},
+	s := &PodLogShipper{server: server, namespace: namespace, dirs: dirs, offsets: map[string]filePos{}, partial: map[string]string{},
 		stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -77,7 +87,11 @@ func (s *PodLogShipper) Lines() int {
 // pass reads every container log of the namespace's pods from where the
 // last pass stopped and pushes the complete lines.
 func (s *PodLogShipper) pass(ctx context.Context) {
-	files, _ := filepath.Glob(filepath.Join(podLogsDir, s.namespace+"_*", "*", "*.log"))
+	var files []string
+	for _, d := range s.dirs {
+		fs, _ := filepath.Glob(filepath.Join(d, s.namespace+"_*", "*", "*.log"))
+		files = append(files, fs...)
+	}
 	var streams []logs.Stream
 	for _, f := range files {
 		pod, container, ok := podOfLogFile(f, s.namespace)
