@@ -13,7 +13,8 @@
 // GC pauses, session interruptions and dependency calls over the step's
 // steady-state windows (before and after every fault, when the arms run
 // fault-free, so a fault that hits a leader on one arm and a follower on the
-// other does not pass for a regression); memory growth over the whole run.
+// other does not pass for a regression); memory growth over the whole run
+// (from when the arms were ready, the processes up then).
 // Error rate is the servers' HTTP 5xx share.
 //
 // The judge's noise is measured, not assumed: on the local target a third
@@ -180,6 +181,9 @@ type Run struct {
 	runID string
 	dir   string
 	start time.Time
+	// ready is when every arm was up and the load and probes started:
+	// memory growth is measured from there (see growthSpan).
+	ready time.Time
 
 	// target is where the arms run; arms are the local target's clusters
 	// (nil on any other target).
@@ -585,8 +589,21 @@ func (r *Run) setup(ctx context.Context) error {
 	} else {
 		msg += "; no calibration arm: σ̂ comes from the baseline history of " + r.target.Service() + " (priors while it is thin)"
 	}
+	r.ready = time.Now()
 	r.emit(EventInfo, "setup", 0, msg)
 	return nil
+}
+
+// growthSpan is the span memory growth is measured over up to end: from
+// when the arms were ready. The processes that were up then are the ones
+// measured; a process started later (a node restarted by a fault, a pod
+// replaced) warms up, which is not growth, and both sources leave it out.
+func (r *Run) growthSpan(end time.Time) metrics.Span {
+	start := r.ready
+	if start.IsZero() {
+		start = r.start
+	}
+	return metrics.Span{Start: start, End: end}
 }
 
 // startLocal starts the local target: a control, a canary and a
@@ -1077,8 +1094,9 @@ func (r *Run) armInput(weight int, arm engine.Arm, steady []availability.Span, s
 		a.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))
 		a.WindowS = decision.Num(mw.WindowS)
 	}
-	// Memory growth needs a long baseline: the slope over the whole run.
-	if run, err := r.mets.Window(arm, metrics.Span{Start: r.start, End: step.End}); err == nil && run.HasMemoryGrowth {
+	// Memory growth needs a long baseline: the slope over the whole run
+	// (growthSpan).
+	if run, err := r.mets.Window(arm, r.growthSpan(step.End)); err == nil && run.HasMemoryGrowth {
 		a.MemoryGrowthMBPerMin = decision.Num(run.MemoryGrowthMBPerMin)
 	} else if err != nil {
 		a.MemoryGrowthMBPerMin = decision.Value{State: decision.QueryError, Err: err.Error()}

@@ -178,8 +178,8 @@ func (r *Run) stopPrometheus() {
 }
 
 // promArm replaces the arm's process metrics with PromQL's: the steady
-// spans summed (counts) or joined (GC pauses), memory growth over the
-// whole run, as the embedded scraper's are built. It records both views
+// spans summed (counts) or joined (GC pauses), memory growth since the
+// arms were ready (growthSpan), as the embedded scraper's are built. It records both views
 // in the run's agreement file.
 func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []availability.Span, step availability.Span, a *decision.Arm) {
 	emb := *a
@@ -212,7 +212,8 @@ func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []
 	a.DependencyFailures = pick(func(x decision.Arm) decision.Value { return x.DependencyFailures })
 	a.WindowS = pick(func(x decision.Arm) decision.Value { return x.WindowS })
 	a.GCPausesMS = joinSamples(parts)
-	whole := r.prom.Arm(ctx, arm.String(), sel, step.End.Sub(r.start), step.End)
+	growth := r.growthSpan(step.End)
+	whole := r.prom.Arm(ctx, arm.String(), sel, growth.End.Sub(growth.Start), step.End)
 	a.MemoryGrowthMBPerMin = whole.Arm.MemoryGrowthMBPerMin
 	if whole.Arm.MemoryGrowthMBPerMin.State != decision.Present {
 		notes = append(notes, whole.Notes...)
@@ -227,7 +228,7 @@ func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []
 		emb.DependencyCalls, emb.DependencyFailures = decision.Num(mw.DependencyCalls), decision.Num(mw.DependencyFailures)
 		emb.GCPausesMS = decision.Series(append([]float64{}, mw.GCPausesMS...))
 	}
-	if w, err := r.mets.Window(arm, metrics.Span{Start: r.start, End: step.End}); err == nil && w.HasMemoryGrowth {
+	if w, err := r.mets.Window(arm, growth); err == nil && w.HasMemoryGrowth {
 		emb.MemoryGrowthMBPerMin = decision.Num(w.MemoryGrowthMBPerMin)
 	}
 	rec := MetricsAgreement{Weight: weight, Arm: arm.String(), At: step.End.UTC(), Embedded: agreementFields(emb), PromQL: agreementFields(*a), Notes: notes}
