@@ -28,3 +28,13 @@ func TestDecisionAndOutcomeRoundTripThroughJSON(t *testing.T) {
 		t.Fatal("an unknown decision name decoded without error")
 	}
 }
+
+// TestDecisionExitCodes: the one mapping from verdict to exit code
+// (docs/exit-codes.md); no decision is "could not judge".
+func TestDecisionExitCodes(t *testing.T) {
+	for d, want := range map[Decision]int{Promote: 0, Block: 1, Hold: 3, 0: 2} {
+		if got := d.ExitCode(); got != want {
+			t.Errorf("%v.ExitCode() = %d, want %d", d, got, want)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/inject/local"
 	"github.com/chaosgate/chaosgate/engine/proxy"
@@ -166,7 +167,7 @@ func plan(faults ...engine.Fault) engine.Plan {
 }
 
 func promote(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-	return engine.Verdict{Outcome: engine.Promote, Score: 1, Coverage: 1}, nil
+	return engine.Verdict{Decision: decision.Promote, Score: 1, Coverage: 1}, nil
 }
 
 func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
@@ -198,8 +199,8 @@ func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 	if b, err := json.Marshal(res); err != nil || !strings.Contains(string(b), `"confirmed":"confirmed"`) || !strings.Contains(string(b), `"canary":{"success_ratio":1}`) {
 		t.Fatalf("result JSON: %v\n%.600s", err, b)
 	}
-	if res.Verdict.Outcome != engine.Promote || len(res.Steps) != 2 || len(judged) != 2 || recorded == nil || res.Evidence.LedgerIndex != 7 {
-		t.Fatalf("verdict %v, %d steps, %d judged, evidence %+v", res.Verdict.Outcome, len(res.Steps), len(judged), res.Evidence)
+	if res.Verdict.Decision != decision.Promote || len(res.Steps) != 2 || len(judged) != 2 || recorded == nil || res.Evidence.LedgerIndex != 7 {
+		t.Fatalf("verdict %v, %d steps, %d judged, evidence %+v", res.Verdict.Decision, len(res.Steps), len(judged), res.Evidence)
 	}
 	if len(res.Faults) != 8 { // 2 faults × 2 arms × 2 steps
 		t.Fatalf("%d fault records, want 8", len(res.Faults))
@@ -355,8 +356,8 @@ func TestAbortFileStopsTheRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("an abort with a verdict is a result: %v", err)
 	}
-	if res.Aborted != "operator pressed the kill switch" || res.Verdict.Outcome != engine.Hold || len(res.Steps) != 1 {
-		t.Fatalf("aborted %q verdict %v steps %d", res.Aborted, res.Verdict.Outcome, len(res.Steps))
+	if res.Aborted != "operator pressed the kill switch" || res.Verdict.Decision != decision.Hold || len(res.Steps) != 1 {
+		t.Fatalf("aborted %q verdict %v steps %d", res.Aborted, res.Verdict.Decision, len(res.Steps))
 	}
 	r.assertClean(t)
 	if runs, _ := engine.ActiveRuns(dir); len(runs) != 0 {
@@ -786,14 +787,6 @@ func TestInjectErrorRecoversWhatWasApplied(t *testing.T) {
 	}
 }
 
-func TestOutcomeExitCodes(t *testing.T) {
-	for o, want := range map[engine.Outcome]int{engine.Promote: 0, engine.Block: 1, engine.Hold: 3, 0: 2} {
-		if got := o.ExitCode(); got != want {
-			t.Errorf("%v.ExitCode() = %d, want %d", o, got, want)
-		}
-	}
-}
-
 func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
 	r := newRig(t)
 	var weights []int
@@ -805,7 +798,7 @@ func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
 			if len(in.Faults) != 2 {
 				t.Errorf("step %d judged with %d faults, want both arms' faults", in.Weight, len(in.Faults))
 			}
-			return engine.Verdict{Outcome: engine.Block, Reason: "consistency violated"}, nil
+			return engine.Verdict{Decision: decision.Block, Reason: "consistency violated"}, nil
 		}})
 	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 10 * time.Millisecond, Edges: engine.Edges{OutOf: "n3"}, Duration: 200 * time.Millisecond})
 	p.Weights = []int{5, 25, 100}
@@ -813,8 +806,8 @@ func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Verdict.Outcome != engine.Block || steps != 1 || fmt.Sprint(weights) != "[5 0]" {
-		t.Fatalf("verdict %v after %d steps, weights %v", res.Verdict.Outcome, steps, weights)
+	if res.Verdict.Decision != decision.Block || steps != 1 || fmt.Sprint(weights) != "[5 0]" {
+		t.Fatalf("verdict %v after %d steps, weights %v", res.Verdict.Decision, steps, weights)
 	}
 	r.assertClean(t)
 }

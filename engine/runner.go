@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/chaosgate/chaosgate/decision"
 )
 
 // Topology tells the runner the replicas of each arm and who leads.
@@ -38,11 +40,11 @@ type JudgeInput struct {
 // Verdict is the judge's answer for one step. Detail carries the judge's
 // own explanation (dimensions) and is recorded as is.
 type Verdict struct {
-	Outcome  Outcome `json:"verdict,omitempty"`
-	Score    float64 `json:"score"`
-	Coverage float64 `json:"coverage"`
-	Reason   string  `json:"reason,omitempty"`
-	Detail   any     `json:"detail,omitempty"`
+	Decision decision.Decision `json:"verdict,omitempty"`
+	Score    float64           `json:"score"`
+	Coverage float64           `json:"coverage"`
+	Reason   string            `json:"reason,omitempty"`
+	Detail   any               `json:"detail,omitempty"`
 }
 
 // Judge decides one canary step. An error means the platform could not
@@ -337,8 +339,8 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *Result, err error) {
 		r.mu.Unlock()
 	}
 	// An abort still produces a verdict on what was seen, never a promotion.
-	if res.Aborted != "" && len(res.Steps) > 0 && res.Verdict.Outcome == Promote {
-		res.Verdict.Outcome = Hold
+	if res.Aborted != "" && len(res.Steps) > 0 && res.Verdict.Decision == decision.Promote {
+		res.Verdict.Decision = decision.Hold
 		res.Verdict.Reason = "aborted: " + res.Aborted
 	}
 	if r.opt.Record != nil && !res.Interrupted && (runErr == nil || res.Aborted != "") {
@@ -413,7 +415,7 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		}
 		jStart := r.opt.Clock.Now()
 		r.event(PhaseJudge, w, "", "", "judging")
-		v := Verdict{Outcome: Hold, Reason: "no judge configured"}
+		v := Verdict{Decision: decision.Hold, Reason: "no judge configured"}
 		if r.opt.Judge != nil {
 			in := JudgeInput{RunID: r.opt.RunID, Name: plan.Name, Weight: w, StepStart: stepStart, StepEnd: r.opt.Clock.Now(),
 				Observations: step.Observations, ProbeErrors: step.ProbeErrors}
@@ -432,18 +434,18 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		step.Verdict = v
 		r.res.Steps = append(r.res.Steps, step)
 		r.res.Verdict = v
-		r.event(PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Outcome))
+		r.event(PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Decision))
 		if runErr != nil {
 			return runErr
 		}
-		if v.Outcome == Block && r.opt.SetWeight != nil {
+		if v.Decision == decision.Block && r.opt.SetWeight != nil {
 			// Roll back: every request goes to the control again.
 			if err := r.opt.SetWeight(ctx, 0); err != nil {
 				return E(KindUnavailable, "roll back the canary weight", err)
 			}
 			r.event(PhaseJudge, w, "", "", "rolled back: canary weight 0%")
 		}
-		if v.Outcome != Promote {
+		if v.Decision != decision.Promote {
 			break
 		}
 	}

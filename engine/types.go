@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/chaosgate/chaosgate/decision"
 )
 
 // Arm is one side of a canary comparison.
@@ -141,43 +139,6 @@ func (c Confirmation) MarshalText() ([]byte, error) { return enumMarshal(confNam
 func (c *Confirmation) UnmarshalText(b []byte) error {
 	return enumUnmarshal(confNames, c, b, "confirmation")
 }
-
-// Outcome is a verdict: promote, hold or block (ranked: higher is worse).
-type Outcome int
-
-// Verdict outcomes.
-const (
-	Promote Outcome = 1 + iota
-	Hold
-	Block
-)
-
-var outcomeNames = map[Outcome]string{Promote: "promote", Hold: "hold", Block: "block"}
-
-// String names the verdict (promote, hold, block).
-func (o Outcome) String() string { return enumString(outcomeNames, o) }
-
-// MarshalText writes the outcome's name.
-func (o Outcome) MarshalText() ([]byte, error) { return enumMarshal(outcomeNames, o) }
-
-// Decision is the outcome as the judge's decision (zero when none).
-func (o Outcome) Decision() decision.Decision {
-	switch o {
-	case Promote:
-		return decision.Promote
-	case Hold:
-		return decision.Hold
-	case Block:
-		return decision.Block
-	}
-	return 0
-}
-
-// ExitCode is the process exit code of the outcome (decision.Decision.ExitCode).
-func (o Outcome) ExitCode() int { return o.Decision().ExitCode() }
-
-// UnmarshalText reads an outcome's name.
-func (o *Outcome) UnmarshalText(b []byte) error { return enumUnmarshal(outcomeNames, o, b, "verdict") }
 
 func enumString[T ~int](names map[T]string, v T) string {
 	if s, ok := names[v]; ok {

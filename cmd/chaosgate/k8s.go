@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
@@ -559,7 +560,7 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		return &res, withExitCode(exitUsage, err)
 	}
 	out, runErr := runner.Run(ctx, plan)
-	res.Verdict = engine.Hold.String()
+	res.Verdict = decision.Hold.String()
 	if out != nil {
 		res.faults = out.Faults
 		if len(res.faults) == 0 {
@@ -568,9 +569,9 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		res.Faults = append(res.Faults, reportFaults(res.faults)...)
 		res.Resilience = report.ResilienceOf(res.Faults)
 		for _, st := range out.Steps {
-			o := st.Verdict.Outcome
+			o := st.Verdict.Decision
 			if o == 0 {
-				o = engine.Hold
+				o = decision.Hold
 			}
 			res.Steps = append(res.Steps, report.Step{Weight: st.Weight, Verdict: o.String(), Score: st.Verdict.Score, Coverage: st.Verdict.Coverage, Reason: st.Verdict.Reason})
 		}
@@ -580,14 +581,14 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 		if !out.Ended.IsZero() {
 			res.DurationS = out.Ended.Sub(out.Started).Seconds()
 		}
-		if out.Verdict.Outcome != 0 {
-			res.Verdict = out.Verdict.Outcome.String()
+		if out.Verdict.Decision != 0 {
+			res.Verdict = out.Verdict.Decision.String()
 		}
 		res.Reason = out.Verdict.Reason
 	}
 	code := exitHold // no verdict reached on the cluster: hold
-	if out != nil && out.Verdict.Outcome != 0 {
-		code = out.Verdict.Outcome.ExitCode()
+	if out != nil && out.Verdict.Decision != 0 {
+		code = out.Verdict.Decision.ExitCode()
 	}
 	if runErr != nil {
 		res.Error = runErr.Error()
@@ -675,9 +676,9 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 	sort.SliceStable(p.Targets, func(i, j int) bool { return p.Targets[i].Arm < p.Targets[j].Arm })
 	if len(r.Steps) > 0 {
 		last := r.Steps[len(r.Steps)-1].Verdict
-		v := last.Outcome
+		v := last.Decision
 		if v == 0 {
-			v = engine.Hold
+			v = decision.Hold
 		}
 		p.Decision = &evidence.Decision{Verdict: v.String(), Score: last.Score, Coverage: last.Coverage}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
@@ -272,7 +273,7 @@ func TestRealClustersRunQuickGameDay(t *testing.T) {
 	dir := t.TempDir()
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second,
 		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-			return engine.Verdict{Outcome: engine.Promote}, nil
+			return engine.Verdict{Decision: decision.Promote}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/history"
 	"github.com/chaosgate/chaosgate/engine/load"
@@ -461,7 +462,7 @@ func TestLibraryUpstreamsGameDay(t *testing.T) {
 	cl := r.clusters()
 	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl, RecoverTimeout: 90 * time.Second,
 		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-			return engine.Verdict{Outcome: engine.Promote}, nil
+			return engine.Verdict{Decision: decision.Promote}, nil
 		},
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseInject && strings.Contains(e.Msg, "applied") {
