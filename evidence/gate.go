@@ -12,9 +12,9 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Verdict is the newest verdict the ledger records for a revision, with
-// the entry that carries it.
-type Verdict struct {
+// RecordedVerdict is the newest verdict the ledger records for a
+// revision, with the entry that carries it.
+type RecordedVerdict struct {
 	// Entry is the ledger entry; Predicate is its signed run evidence, with
 	// a decision.
 	Entry     Entry
@@ -37,15 +37,15 @@ type Verdict struct {
 // envelope must match its entry's SHA-256 and carry a valid signature of
 // the evidence key. Anything that does not verify is a KindTampered error
 // naming it, never an older verdict.
-func (l *Ledger) LatestDecision(ctx context.Context, revision string) (Verdict, bool, error) {
+func (l *Ledger) LatestDecision(ctx context.Context, revision string) (RecordedVerdict, bool, error) {
 	if revision == "" {
-		return Verdict{}, false, errorf(KindInvalid, "latest decision", "no revision")
+		return RecordedVerdict{}, false, errorf(KindInvalid, "latest decision", "no revision")
 	}
 	needle, err := json.Marshal(revision)
 	if err != nil {
-		return Verdict{}, false, wrap(KindInvalid, "latest decision", err)
+		return RecordedVerdict{}, false, wrap(KindInvalid, "latest decision", err)
 	}
-	var out Verdict
+	var out RecordedVerdict
 	found := false
 	err = l.view(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
@@ -125,7 +125,7 @@ func (l *Ledger) LatestDecision(ctx context.Context, revision string) (Verdict, 
 		return failure
 	})
 	if err != nil {
-		return Verdict{}, false, err
+		return RecordedVerdict{}, false, err
 	}
 	return out, found, nil
 }

@@ -134,7 +134,7 @@ func TestLatestDecisionIgnoresIndexes(t *testing.T) {
 	}
 	rec("r2", "hold")
 	l.Close()
-	read := func(d, rev string) (Verdict, bool, error) {
+	read := func(d, rev string) (RecordedVerdict, bool, error) {
 		t.Helper()
 		r, err := Open(ctx, d, Options{Public: k.Verifier(), ReadOnly: true})
 		if err != nil {
