@@ -182,7 +182,7 @@ type runOutput struct {
 
 // runGameday reaps leftovers, runs the document with a live view and
 // prints the report. The error carries the exit code of the verdict.
-func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.Outcome, error) {
+func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.RunOutcome, error) {
 	if o.output != "table" && o.output != "json" {
 		return nil, withExitCode(exitUsage, fmt.Errorf("-o %q: want table, json or yaml", o.output))
 	}
@@ -421,7 +421,7 @@ func verifyLedgerLine(ctx context.Context, w io.Writer, dataDir string) error {
 	return nil
 }
 
-func printRunTable(w io.Writer, r runOutput, out *gameday.Outcome) {
+func printRunTable(w io.Writer, r runOutput, out *gameday.RunOutcome) {
 	fmt.Fprintln(w)
 	verdict := r.Verdict
 	if r.Interrupted {

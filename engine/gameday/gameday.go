@@ -159,8 +159,8 @@ type Snapshot struct {
 	Elapsed      time.Duration
 }
 
-// Outcome is what a run produced.
-type Outcome struct {
+// RunOutcome is what a run produced.
+type RunOutcome struct {
 	RunID    string
 	Report   report.Report
 	Decision decision.Decision
@@ -326,8 +326,8 @@ func (r *Run) RunID() string { return r.runID }
 // Execute runs the game day. The outcome is returned even with an error;
 // an interrupted run returns an error of kind engine.KindCanceled. Every
 // fault is recovered and both clusters are stopped before it returns.
-func (r *Run) Execute(parent context.Context) (*Outcome, error) {
-	out := &Outcome{RunID: r.runID}
+func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
+	out := &RunOutcome{RunID: r.runID}
 	r.dir = filepath.Join(r.cfg.DataDir, "runs", r.runID)
 	out.RunDir = r.dir
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
@@ -1227,7 +1227,7 @@ func (r *Run) stepContext(weight int) *decision.Context {
 }
 
 // finishReport builds the report/v1 and, when asked, the evidence record.
-func (r *Run) finishReport(ctx context.Context, out *Outcome, res *canary.Result, record bool) {
+func (r *Run) finishReport(ctx context.Context, out *RunOutcome, res *canary.Result, record bool) {
 	d := out.Decision
 	if out.Interrupted || (out.Error != "" && out.Aborted == "") {
 		d = 0
@@ -1375,7 +1375,7 @@ func availSummary(s availability.Stats) report.Availability {
 // least one judged step: the run's own decision, and a hold when it was
 // aborted (the controller returns no decision when it stops mid-step;
 // an abort is never a promotion).
-func evidenceVerdict(out *Outcome) string {
+func evidenceVerdict(out *RunOutcome) string {
 	if out.Aborted != "" && out.Decision != decision.Block {
 		return decision.Hold.String()
 	}
@@ -1383,7 +1383,7 @@ func evidenceVerdict(out *Outcome) string {
 }
 
 // record appends the signed evidence of the run to the embedded ledger.
-func (r *Run) record(ctx context.Context, out *Outcome, rep report.Report, res *canary.Result) (*report.Evidence, error) {
+func (r *Run) record(ctx context.Context, out *RunOutcome, rep report.Report, res *canary.Result) (*report.Evidence, error) {
 	ctx = context.WithoutCancel(ctx)
 	l, err := evidence.OpenDataDir(ctx, r.cfg.DataDir, nil)
 	if err != nil {

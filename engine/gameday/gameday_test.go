@@ -94,13 +94,13 @@ func TestViolationsCountsEveryInvariant(t *testing.T) {
 // or a promotion; a block stays a block.
 func TestAbortedRunRecordsAHold(t *testing.T) {
 	for _, c := range []struct {
-		out  Outcome
+		out  RunOutcome
 		want string
 	}{
-		{Outcome{Aborted: "pager"}, "hold"},
-		{Outcome{Aborted: "pager", Decision: decision.Promote}, "hold"},
-		{Outcome{Aborted: "pager", Decision: decision.Block}, "block"},
-		{Outcome{Decision: decision.Promote}, "promote"},
+		{RunOutcome{Aborted: "pager"}, "hold"},
+		{RunOutcome{Aborted: "pager", Decision: decision.Promote}, "hold"},
+		{RunOutcome{Aborted: "pager", Decision: decision.Block}, "block"},
+		{RunOutcome{Decision: decision.Promote}, "promote"},
 	} {
 		if got := evidenceVerdict(&c.out); got != c.want {
 			t.Errorf("%+v: %s, want %s", c.out, got, c.want)
