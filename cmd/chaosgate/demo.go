@@ -135,7 +135,7 @@ func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
 	restarted := make(chan string, 16)
 	sup, err := local.Start(ctx, local.Config{Binary: sc.binary, Dir: filepath.Join(sc.dir, "cluster"), Nodes: specs, Partitions: sc.partitions,
 		Logger: newLogger(slog.LevelWarn),
-		OnEvent: func(ev local.Event) {
+		OnEvent: func(ev local.NodeEvent) {
 			switch ev.Kind {
 			case local.NodeStarted:
 				if ev.Restarts > 0 {

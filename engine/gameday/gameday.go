@@ -623,7 +623,7 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
 		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true, Upstreams: ups,
 		CanaryArgs: r.admissionArgs(), ControlArgs: r.admissionArgs(),
-		OnEvent: func(arm engine.Arm, ev local.Event) {
+		OnEvent: func(arm engine.Arm, ev local.NodeEvent) {
 			gensMu.Lock()
 			g := r.gens[arm]
 			gensMu.Unlock()

@@ -45,19 +45,19 @@ type NodeSpec struct {
 	Args []string
 }
 
-// EventKind says what happened to a node.
-type EventKind uint8
+// NodeEventKind says what happened to a node.
+type NodeEventKind uint8
 
 // Node lifecycle events.
 const (
-	NodeStarted   EventKind = 1 + iota // the process was spawned
-	NodeReady                          // /readyz answered 200
-	NodeExited                         // the process exited (crash, kill or stop)
-	NodeRestarted                      // a restarted node is ready again
+	NodeStarted   NodeEventKind = 1 + iota // the process was spawned
+	NodeReady                              // /readyz answered 200
+	NodeExited                             // the process exited (crash, kill or stop)
+	NodeRestarted                          // a restarted node is ready again
 )
 
 // String names the event kind.
-func (k EventKind) String() string {
+func (k NodeEventKind) String() string {
 	switch k {
 	case NodeStarted:
 		return "started"
@@ -71,9 +71,9 @@ func (k EventKind) String() string {
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Event reports a node lifecycle change.
-type Event struct {
-	Kind     EventKind
+// NodeEvent reports a node lifecycle change.
+type NodeEvent struct {
+	Kind     NodeEventKind
 	Node     string
 	PID      int
 	At       time.Time
@@ -100,7 +100,7 @@ type Config struct {
 	BackoffInitial, BackoffMax, BackoffReset time.Duration
 	// OnEvent, if set, is called (from supervisor goroutines, serially) for
 	// every node event. It must not block for long.
-	OnEvent func(Event)
+	OnEvent func(NodeEvent)
 	// Logger receives supervisor logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -356,7 +356,7 @@ func (s *Supervisor) Stop() { s.once.Do(func() { close(s.stop) }) }
 // Wait blocks until every node process has exited after Stop.
 func (s *Supervisor) Wait() { <-s.done }
 
-func (s *Supervisor) emit(ev Event) {
+func (s *Supervisor) emit(ev NodeEvent) {
 	s.cfg.Logger.Info("node "+ev.Kind.String(), "node", ev.Node, "pid", ev.PID, "restarts", ev.Restarts, "exit", ev.Exit)
 	if s.cfg.OnEvent == nil {
 		return
@@ -426,7 +426,7 @@ func (s *Supervisor) run(n *node, readyCh chan<- string) {
 				restarts := n.restarts
 				n.mu.Unlock()
 				if !wasReady {
-					s.emit(Event{Kind: NodeReady, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts})
+					s.emit(NodeEvent{Kind: NodeReady, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts})
 					readyCh <- n.spec.ID
 					return
 				}
@@ -437,7 +437,7 @@ func (s *Supervisor) run(n *node, readyCh chan<- string) {
 					}
 				default:
 				}
-				s.emit(Event{Kind: NodeRestarted, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts})
+				s.emit(NodeEvent{Kind: NodeRestarted, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts})
 			}()
 			select {
 			case <-p.done:
@@ -452,7 +452,7 @@ func (s *Supervisor) run(n *node, readyCh chan<- string) {
 			n.cmd, n.pid, n.ready = nil, 0, false
 			restarts := n.restarts
 			n.mu.Unlock()
-			s.emit(Event{Kind: NodeExited, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts, Exit: p.status})
+			s.emit(NodeEvent{Kind: NodeExited, Node: n.spec.ID, PID: p.cmd.Process.Pid, At: time.Now(), Restarts: restarts, Exit: p.status})
 		}
 		select {
 		case <-s.stop:
@@ -492,7 +492,7 @@ func (s *Supervisor) spawn(n *node) (*proc, error) {
 	n.cmd, n.pid = cmd, cmd.Process.Pid
 	restarts := n.restarts
 	n.mu.Unlock()
-	s.emit(Event{Kind: NodeStarted, Node: n.spec.ID, PID: cmd.Process.Pid, At: time.Now(), Restarts: restarts})
+	s.emit(NodeEvent{Kind: NodeStarted, Node: n.spec.ID, PID: cmd.Process.Pid, At: time.Now(), Restarts: restarts})
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()

@@ -163,9 +163,9 @@ func TestSuperviseRestartAndStop(t *testing.T) {
 	cfg.Nodes[0].Peers = map[string]string{"n2": "127.0.0.1:1"}
 	cfg.Nodes[0].Defects = []string{"no-dedup"}
 	var mu sync.Mutex
-	var events []Event
-	restarted := make(chan Event, 4)
-	cfg.OnEvent = func(ev Event) {
+	var events []NodeEvent
+	restarted := make(chan NodeEvent, 4)
+	cfg.OnEvent = func(ev NodeEvent) {
 		mu.Lock()
 		events = append(events, ev)
 		mu.Unlock()
@@ -232,7 +232,7 @@ func TestSuperviseRestartAndStop(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	kinds := map[EventKind]int{}
+	kinds := map[NodeEventKind]int{}
 	for _, ev := range events {
 		kinds[ev.Kind]++
 	}

@@ -56,7 +56,7 @@ type Config struct {
 	// ReadyTimeout bounds the start of each arm (default 60s).
 	ReadyTimeout time.Duration
 	// OnEvent receives node lifecycle events of both arms.
-	OnEvent func(engine.Arm, local.Event)
+	OnEvent func(engine.Arm, local.NodeEvent)
 	Logger  *slog.Logger
 }
 
@@ -217,9 +217,9 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 			specs[i].Args = append(specs[i].Args, "--upstream", url)
 		}
 	}
-	var onEvent func(local.Event)
+	var onEvent func(local.NodeEvent)
 	if a.cfg.OnEvent != nil {
-		onEvent = func(ev local.Event) { a.cfg.OnEvent(arm, ev) }
+		onEvent = func(ev local.NodeEvent) { a.cfg.OnEvent(arm, ev) }
 	}
 	logger := a.cfg.Logger
 	if logger != nil {
