@@ -208,10 +208,12 @@ type Run struct {
 	journal *engine.Journal
 	// prom is the PromQL source when Config.Prometheus is set; promSrv the
 	// Prometheus the run started, if any.
-	prom    *promql.Source
-	promSrv *local.Prometheus
-	plan    engine.Plan
-	rate    float64
+	prom *promql.Source
+	// promMinWindow is the shortest range queried (promShortestWindow).
+	promMinWindow time.Duration
+	promSrv       *local.Prometheus
+	plan          engine.Plan
+	rate          float64
 
 	evMu   sync.Mutex
 	mu     sync.Mutex

@@ -61,8 +61,30 @@ type MetricsAgreement struct {
 }
 
 // minPromWindow is the shortest range queried: three scrape intervals of
-// the Prometheus a run starts.
+// the Prometheus a run starts (every second). A user's Prometheus that
+// scrapes less often gets three of its own intervals (promShortestWindow).
 const minPromWindow = 3 * time.Second
+
+// promShortestWindow is the shortest range the run queries: three of the
+// longest scrape interval of any arm's targets, as the server reports it,
+// so that a range holds two samples even with one scrape late or failed —
+// at least minPromWindow. A steady span shorter than that is queried over
+// that much (window_s says so). When the interval cannot be read the run
+// says so and keeps minPromWindow.
+func (r *Run) promShortestWindow(ctx context.Context, address string) time.Duration {
+	var longest time.Duration
+	for _, arm := range r.loadArms {
+		d, err := r.prom.ScrapeInterval(ctx, r.selector(arm))
+		if err != nil {
+			r.emit(EventInfo, "setup", 0, fmt.Sprintf("WARNING: %s: %v; steady spans shorter than %v are queried over %v", address, err, minPromWindow, minPromWindow))
+			return minPromWindow
+		}
+		longest = max(longest, d)
+	}
+	w := max(3*longest, minPromWindow)
+	r.emit(EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL: the arms' targets are scraped every %v; a steady span shorter than %v is queried over %v", longest, w, w))
+	return w
+}
 
 // PromSelectors is implemented by a target that knows how a Prometheus
 // scraping it labels each arm's series (the Kubernetes target: namespace
@@ -147,6 +169,7 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 			}
 		}
 		if len(waiting) == 0 {
+			r.promMinWindow = r.promShortestWindow(ctx, address)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -190,10 +213,11 @@ func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []
 	for _, s := range steady {
 		// A range needs two samples: a steady span shorter than three
 		// scrape intervals (the one before a step's first fault may last
-		// a second) is queried over three intervals ending where it ends,
+		// a second) is queried over three intervals ending where it ends
+		// (promShortestWindow),
 		// as the embedded scraper counts the scrape before a span too.
 		// window_s says how long the queried windows were.
-		w := max(s.End.Sub(s.Start), minPromWindow).Round(time.Millisecond)
+		w := max(s.End.Sub(s.Start), r.promMinWindow, minPromWindow).Round(time.Millisecond)
 		queried = append(queried, metrics.Span{Start: s.End.Add(-w), End: s.End})
 		res := r.prom.Arm(ctx, arm.String(), sel, w, s.End)
 		parts = append(parts, res.Arm)

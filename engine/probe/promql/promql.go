@@ -68,6 +68,7 @@ const MaxPauses = 100000
 // Source queries one Prometheus.
 type Source struct {
 	api       v1.API
+	client    api.Client
 	queries   *Queries
 	transport *http.Transport
 }
@@ -87,7 +88,7 @@ func New(address string, queries *Queries) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus address %q: %w", address, err)
 	}
-	return &Source{api: v1.NewAPI(c), queries: queries, transport: tr}, nil
+	return &Source{api: v1.NewAPI(c), client: c, queries: queries, transport: tr}, nil
 }
 
 // Close releases the source's idle connections.

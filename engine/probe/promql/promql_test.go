@@ -396,3 +396,31 @@ func TestMemoryGrowthLeavesOutProcessesStartedInTheWindow(t *testing.T) {
 		t.Fatalf("memory growth over the last %v = %+v, want the three processes' mean ((1+60+60)/3)", late, g)
 	}
 }
+
+// TestScrapeIntervalFromTheTargetsAPI runs a real Prometheus with two jobs
+// scraping every second and every three seconds: each arm's interval is
+// its targets', a selector over both gets the longer, and a selector that
+// matches nothing says so.
+func TestScrapeIntervalFromTheTargetsAPI(t *testing.T) {
+	tg := promtest.NewTarget(t, "fast", "slow")
+	cfg := fmt.Sprintf("  - job_name: fast\n    static_configs:\n      - targets: [%q]\n        labels: {arm: fast, __metrics_path__: /metrics/fast}\n"+
+		"  - job_name: slow\n    scrape_interval: 3s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [%q]\n        labels: {arm: slow, __metrics_path__: /metrics/slow}\n", tg.Addr, tg.Addr)
+	prom := promtest.Start(t, cfg)
+	src, err := New(prom.URL, exampleQueries(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx := context.Background()
+	waitFor(t, "a first scrape of both jobs", func() bool {
+		return !lastScrape(t, src, "fast").IsZero() && !lastScrape(t, src, "slow").IsZero()
+	})
+	for sel, want := range map[string]time.Duration{`arm="fast"`: time.Second, `arm="slow"`: 3 * time.Second, `arm=~"fast|slow"`: 3 * time.Second} {
+		if got, err := src.ScrapeInterval(ctx, sel); err != nil || got != want {
+			t.Errorf("ScrapeInterval(%s) = %v, %v; want %v", sel, got, err, want)
+		}
+	}
+	if _, err := src.ScrapeInterval(ctx, `arm="none"`); err == nil || !strings.Contains(err.Error(), `up{ arm="none" }: no series`) {
+		t.Errorf("ScrapeInterval of a selector without targets: %v, want no series", err)
+	}
+}
