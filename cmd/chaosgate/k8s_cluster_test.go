@@ -69,7 +69,9 @@ spec:
 func TestK8sGateOnRealPods(t *testing.T) {
 	env := k8senv.GetWithChaosMesh(t)
 	cluster := kubelettest.GetCluster(t, env, kubelettest.ClusterOptions{Nodes: 3})
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	// Six gates (a good canary may hold once and run again) and an image
+	// build on a loaded 2-core CI machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, dir, "v0.0.0-gatetest")
@@ -383,7 +385,11 @@ func podScrapeConfig(t *testing.T, ctx context.Context, env *k8senv.Env, dir, ns
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
-	return fmt.Sprintf("  - job_name: kubernetes-pods\n    file_sd_configs:\n      - files: [%q]\n        refresh_interval: 1s\n", sd)
+	// Every 2 s with a 2 s timeout: a pod's /metrics on a loaded 2-core
+	// host may take longer than the 1 s the Prometheus of a local run
+	// allows, and chaosgate reads the interval from the targets API and
+	// queries at least three of them.
+	return fmt.Sprintf("  - job_name: kubernetes-pods\n    scrape_interval: 2s\n    scrape_timeout: 2s\n    file_sd_configs:\n      - files: [%q]\n        refresh_interval: 1s\n", sd)
 }
 
 // waitPodsReady waits until want pods of ns are Running and Ready.
