@@ -109,4 +109,3 @@ func clip(s string) string {
 	}
 	return s
 }
-
