@@ -92,8 +92,8 @@ func (u Upstream) PublishURL(addr string) string {
 	return "nats://" + addr + "/IN"
 }
 
-// Arm is one running cluster.
-type Arm struct {
+// ArmCluster is one arm's running cluster.
+type ArmCluster struct {
 	Arm   engine.Arm
 	Dir   string
 	Specs []local.NodeSpec
@@ -109,7 +109,7 @@ type Arm struct {
 type Arms struct {
 	cfg    Config
 	set    *proxy.Set
-	arms   map[engine.Arm]*Arm
+	arms   map[engine.Arm]*ArmCluster
 	cancel context.CancelFunc
 	hc     *http.Client
 
@@ -130,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "start arms", errors.New("no directory"))
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	a := &Arms{cfg: cfg, set: proxy.NewSet(), arms: map[engine.Arm]*Arm{}, cancel: cancel, hc: &http.Client{Timeout: 2 * time.Second}}
+	a := &Arms{cfg: cfg, set: proxy.NewSet(), arms: map[engine.Arm]*ArmCluster{}, cancel: cancel, hc: &http.Client{Timeout: 2 * time.Second}}
 	list := []engine.Arm{engine.ArmControl, engine.ArmCanary}
 	if cfg.Calibration {
 		list = append(list, engine.ArmCalibration)
@@ -158,7 +158,7 @@ func (a *Arms) startArm(ctx context.Context, arm engine.Arm) error {
 		return engine.E(engine.KindUnavailable, "proxies of "+arm.String(), err)
 	}
 	dir := filepath.Join(a.cfg.Dir, arm.String())
-	x := &Arm{Arm: arm, Dir: dir, Mesh: mesh, brokers: map[string]*brokers.Server{}}
+	x := &ArmCluster{Arm: arm, Dir: dir, Mesh: mesh, brokers: map[string]*brokers.Server{}}
 	// registered before the nodes start, so Close stops the brokers of an
 	// arm whose nodes failed to start
 	a.arms[arm] = x
@@ -303,7 +303,7 @@ func (a *Arms) Close() {
 func (a *Arms) Proxies() *proxy.Set { return a.set }
 
 // Get returns one arm.
-func (a *Arms) Get(arm engine.Arm) *Arm { return a.arms[arm] }
+func (a *Arms) Get(arm engine.Arm) *ArmCluster { return a.arms[arm] }
 
 // Nodes lists the replicas of an arm (engine.Topology).
 func (a *Arms) Nodes(arm engine.Arm) []string {
