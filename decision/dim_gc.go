@@ -45,7 +45,7 @@ type gcStats struct {
 	pauses                   int
 }
 
-func gcStatsOf(dc DimensionConfig, a Arm) gcStats {
+func gcStatsOf(dc DimensionConfig, a ArmInput) gcStats {
 	s := gcStats{minutes: a.WindowS.V / 60, pauses: len(a.GCPausesMS.V)}
 	for _, p := range a.GCPausesMS.V {
 		s.max = math.Max(s.max, p)
@@ -61,7 +61,7 @@ func gcStatsOf(dc DimensionConfig, a Arm) gcStats {
 
 // gcUsable reports whether an arm of a history window carries GC pauses
 // over a positive window.
-func gcUsable(a Arm) bool {
+func gcUsable(a ArmInput) bool {
 	return a.GCPausesMS.OK() && a.WindowS.OK() && a.WindowS.V > 0
 }
 
@@ -101,7 +101,7 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	var hLong, hOver, hMin float64
 	var hWin []float64
 	for _, h := range same {
-		for _, a := range []Arm{h.Canary, h.Control} {
+		for _, a := range []ArmInput{h.Canary, h.Control} {
 			if !gcUsable(a) {
 				continue
 			}

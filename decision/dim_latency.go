@@ -7,7 +7,7 @@ import (
 )
 
 // p99Of returns an arm's p99 and its sample count.
-func p99Of(a Arm) (p99, n float64, ok bool) {
+func p99Of(a ArmInput) (p99, n float64, ok bool) {
 	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
 		return quantile(a.LatencyMS.V, 0.99), float64(len(a.LatencyMS.V)), true
 	}
@@ -22,7 +22,7 @@ func p99Of(a Arm) (p99, n float64, ok bool) {
 }
 
 // latencyField picks the latency source of an arm for data checks.
-func latencyField(a Arm) (Samples, []field) {
+func latencyField(a ArmInput) (Samples, []field) {
 	if a.LatencyMS.State != Missing {
 		return a.LatencyMS, nil
 	}
@@ -204,7 +204,7 @@ func p99Diff(h HistoryWindow) (float64, bool) {
 // requests) — or, when the window carries raw samples, the
 // distribution-free width of its order statistics around the p99 if that
 // is wider (a tail that is not log-normal). 0 when it cannot be told.
-func p99SE(a Arm) float64 {
+func p99SE(a ArmInput) float64 {
 	p50, ok1 := p50Of(a)
 	p99, _, ok2 := p99Of(a)
 	n := 0.0
@@ -239,7 +239,7 @@ func p99SE(a Arm) float64 {
 }
 
 // p99SEPair is the sampling standard error of ln p99(canary) − ln p99(control).
-func p99SEPair(c, k Arm) float64 { return math.Hypot(p99SE(c), p99SE(k)) }
+func p99SEPair(c, k ArmInput) float64 { return math.Hypot(p99SE(c), p99SE(k)) }
 
 // historyP99SE is the median sampling error of the p99 difference over the
 // history windows of the judged window's context (0 when none can be told).
@@ -264,7 +264,7 @@ const leanZ = 2
 const minP99Samples = 100
 
 // p50Of returns an arm's median latency.
-func p50Of(a Arm) (float64, bool) {
+func p50Of(a ArmInput) (float64, bool) {
 	if a.LatencyMS.OK() && len(a.LatencyMS.V) > 0 {
 		return quantile(a.LatencyMS.V, 0.5), true
 	}
@@ -353,8 +353,8 @@ const (
 
 // shapeOf reads the shape of both arms' raw latency samples, when both carry
 // at least minBodySamples positive samples.
-func shapeOf(c, k Arm) shape {
-	prep := func(a Arm) []float64 {
+func shapeOf(c, k ArmInput) shape {
+	prep := func(a ArmInput) []float64 {
 		if !a.LatencyMS.OK() || len(a.LatencyMS.V) < minBodySamples {
 			return nil
 		}

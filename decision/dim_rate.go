@@ -7,7 +7,7 @@ import (
 
 // countDim judges a rate x/n: hard limit with a Wilson lower bound, then a
 // mixture SPRT on the counts, with an effect floor.
-func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName string, get func(Arm) (Value, Value)) DimensionResult {
+func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName string, get func(ArmInput) (Value, Value)) DimensionResult {
 	xc, nc := get(e.in.Canary)
 	xk, nk := get(e.in.Control)
 	r.Unit = "ratio"
@@ -169,7 +169,7 @@ func (e *evaluator) countDim(dc DimensionConfig, r DimensionResult, xName, nName
 // rateDiff returns the difference of the rate f between two arms (canary
 // minus control) and its binomial variance under a pooled rate; ok is false
 // when a count is missing, negative or has no exposure.
-func rateDiff(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
+func rateDiff(f func(ArmInput) (Value, Value), c, k ArmInput) (d, v float64, ok bool) {
 	xc, nc := f(c)
 	xk, nk := f(k)
 	if !xc.OK() || !nc.OK() || !xk.OK() || !nk.OK() || nc.V <= 0 || nk.V <= 0 || xc.V < 0 || xk.V < 0 {
@@ -179,14 +179,14 @@ func rateDiff(f func(Arm) (Value, Value), c, k Arm) (d, v float64, ok bool) {
 	return xc.V/nc.V - xk.V/nk.V, p * (1 - p) * (1/nc.V + 1/nk.V), true
 }
 
-func errorRate(a Arm) (Value, Value)      { return a.Errors, a.Requests }
-func sessionRate(a Arm) (Value, Value)    { return a.SessionInterruptions, a.Sessions }
-func dependencyRate(a Arm) (Value, Value) { return a.DependencyFailures, a.DependencyCalls }
+func errorRate(a ArmInput) (Value, Value)      { return a.Errors, a.Requests }
+func sessionRate(a ArmInput) (Value, Value)    { return a.SessionInterruptions, a.Sessions }
+func dependencyRate(a ArmInput) (Value, Value) { return a.DependencyFailures, a.DependencyCalls }
 
 // logGuardRate is the share of requests that logged a guarded line. A
 // request may log several: the count is capped at the requests, so the
 // rate stays a share (at most 1).
-func logGuardRate(a Arm) (Value, Value) {
+func logGuardRate(a ArmInput) (Value, Value) {
 	x, n := a.LogGuardMatches, a.Requests
 	if x.OK() && n.OK() && x.V > n.V {
 		x.V = n.V
@@ -195,7 +195,7 @@ func logGuardRate(a Arm) (Value, Value) {
 }
 
 // rateOf returns the counts of a rate dimension, or nil for other kinds.
-func rateOf(k Kind) func(Arm) (Value, Value) {
+func rateOf(k Kind) func(ArmInput) (Value, Value) {
 	switch k {
 	case ErrorRate:
 		return errorRate
@@ -225,7 +225,7 @@ type exposureFit struct {
 // exposure dimension, there are at least Baseline.MinWindows usable A/A
 // windows and the exposure explains a positive share of the differences.
 // vy is the binomial variance of dc's current rate difference.
-func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(Arm) (Value, Value), vy float64) (exposureFit, bool) {
+func (e *evaluator) exposureAdjust(dc DimensionConfig, get func(ArmInput) (Value, Value), vy float64) (exposureFit, bool) {
 	cov := rateOf(dc.Exposure)
 	if cov == nil || dc.Exposure == dc.Kind {
 		return exposureFit{}, false
@@ -319,7 +319,7 @@ func driftP(xc, nc, xk, nk, sigma float64) float64 {
 // drift prior while the judged context is thin) less the sampling variance
 // of those windows' counts. With an exposure adjustment (beta > 0), the
 // history's canary rates are adjusted as the judged one is.
-func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(Arm) (Value, Value), sign, xc, nc, xk, nk, beta float64, look int) driftTest {
+func (e *evaluator) rateDriftTest(dc DimensionConfig, get func(ArmInput) (Value, Value), sign, xc, nc, xk, nk, beta float64, look int) driftTest {
 	cov := rateOf(dc.Exposure)
 	lr := func(h HistoryWindow) (L, v float64, ok bool) {
 		hxc, hnc := get(h.Canary)

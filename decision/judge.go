@@ -65,7 +65,7 @@ func Evaluate(cfg *Config, in Input) Verdict {
 // ownFields returns the data a dimension alone is measured by, per arm:
 // requests, window_s and the like are shared with other dimensions and do
 // not make a dimension collected.
-func ownFields(k Kind, a Arm) (vals []Value, series []Samples) {
+func ownFields(k Kind, a ArmInput) (vals []Value, series []Samples) {
 	switch k {
 	case ErrorRate:
 		return []Value{a.Errors}, nil
@@ -94,7 +94,7 @@ func ownFields(k Kind, a Arm) (vals []Value, series []Samples) {
 // now is, and so is a field a source queried and got no data for (missing
 // with a reason in Err).
 func notCollected(k Kind, in Input) bool {
-	absent := func(a Arm) bool {
+	absent := func(a ArmInput) bool {
 		vals, series := ownFields(k, a)
 		for _, v := range vals {
 			if v.State != Missing || v.Err != "" {
@@ -319,7 +319,7 @@ func selectHistory(cfg *Config, in Input) []HistoryWindow {
 }
 
 // stale reports whether an arm's data is older than the freshness limit.
-func (e *evaluator) stale(a Arm) bool {
+func (e *evaluator) stale(a ArmInput) bool {
 	if a.CollectedAt.IsZero() || e.cfg.Freshness <= 0 {
 		return false
 	}

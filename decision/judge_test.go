@@ -17,8 +17,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var at = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 // healthyArm returns a complete arm for n requests at error rate p and p99.
-func healthyArm(n, p, p99 float64) decision.Arm {
-	return decision.Arm{
+func healthyArm(n, p, p99 float64) decision.ArmInput {
+	return decision.ArmInput{
 		Requests:              decision.Num(n),
 		Errors:                decision.Num(math.Round(n * p)),
 		LatencyP50:            decision.Num(p99 / 8),
@@ -48,7 +48,7 @@ func history(r *rand.Rand, n int) []decision.HistoryWindow {
 
 // randomInput draws an arbitrary, sometimes incomplete, sometimes bad input.
 func randomInput(r *rand.Rand) decision.Input {
-	arm := func() decision.Arm {
+	arm := func() decision.ArmInput {
 		n := math.Floor(r.Float64() * 20000)
 		a := healthyArm(n, r.Float64()*0.02, 20+r.Float64()*400)
 		if r.IntN(4) == 0 {
@@ -263,8 +263,8 @@ func TestSequentialTestKeepsFalseAlarmRate(t *testing.T) {
 			xc += binomial(r, c, 0.01)
 			xk += binomial(r, k, 0.01)
 			in := decision.Input{At: at,
-				Canary:  decision.Arm{Requests: decision.Num(nc), Errors: decision.Num(xc)},
-				Control: decision.Arm{Requests: decision.Num(nk), Errors: decision.Num(xk)}}
+				Canary:  decision.ArmInput{Requests: decision.Num(nc), Errors: decision.Num(xc)},
+				Control: decision.ArmInput{Requests: decision.Num(nk), Errors: decision.Num(xk)}}
 			if d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate); d.Outcome == decision.Fail {
 				alarms++
 				break
@@ -279,8 +279,8 @@ func TestSequentialTestKeepsFalseAlarmRate(t *testing.T) {
 func TestSequentialTestDetects(t *testing.T) {
 	cfg := decision.Default()
 	in := decision.Input{At: at,
-		Canary:  decision.Arm{Requests: decision.Num(6000), Errors: decision.Num(6 + 30)},
-		Control: decision.Arm{Requests: decision.Num(60000), Errors: decision.Num(60)}}
+		Canary:  decision.ArmInput{Requests: decision.Num(6000), Errors: decision.Num(6 + 30)},
+		Control: decision.ArmInput{Requests: decision.Num(60000), Errors: decision.Num(60)}}
 	d, _ := decision.Evaluate(cfg, in).Dimension(decision.ErrorRate)
 	if d.Outcome != decision.Fail {
 		t.Fatalf("+0.5pp over 6000 requests not detected: %s", d.Reason)
@@ -594,7 +594,7 @@ func TestGCSystemBreachIsJudgedByMeasuredNoise(t *testing.T) {
 		}
 		return decision.Series(v)
 	}
-	arm := func(long int) decision.Arm {
+	arm := func(long int) decision.ArmInput {
 		a := healthyArm(20000, 0.001, 100)
 		a.WindowS, a.GCPausesMS = decision.Num(300), pauses(long)
 		return a
@@ -712,7 +712,7 @@ func TestMemoryGrowthIsJudgedOnTheHistorysSpread(t *testing.T) {
 
 // faultedArm returns an arm of n requests whose pods took fault exposure a:
 // its error and dependency failure rates both rise with a.
-func faultedArm(r *rand.Rand, n, a, extraErr float64) decision.Arm {
+func faultedArm(r *rand.Rand, n, a, extraErr float64) decision.ArmInput {
 	arm := healthyArm(n, 0, 100)
 	arm.Errors = decision.Num(binomial(r, n, 0.001+0.004*a+extraErr))
 	arm.DependencyCalls = decision.Num(2 * n)
@@ -775,7 +775,7 @@ func TestFaultExposureExplainsAnErrorDifference(t *testing.T) {
 // predicts the canary's errors lower than they can be.
 func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
-	arm := func(n, a, scale float64) decision.Arm {
+	arm := func(n, a, scale float64) decision.ArmInput {
 		x := healthyArm(n, 0, 100)
 		x.Errors = decision.Num(math.Floor(scale * binomial(r, n, 0.0002+0.004*a)))
 		x.DependencyCalls = decision.Num(2 * n)
@@ -810,7 +810,7 @@ func TestFaultExposureNeverFailsABetterCanary(t *testing.T) {
 func TestNotCollectedIsNotMissing(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
 	hist := history(r, 28)
-	noMemory := func(a decision.Arm) decision.Arm { a.MemoryGrowthMBPerMin = decision.Value{}; return a }
+	noMemory := func(a decision.ArmInput) decision.ArmInput { a.MemoryGrowthMBPerMin = decision.Value{}; return a }
 	for i := range hist {
 		hist[i].Canary, hist[i].Control = noMemory(hist[i].Canary), noMemory(hist[i].Control)
 	}

@@ -30,8 +30,8 @@ func lognormal(r *rand.Rand, n int, med, sigma, tail float64) []float64 {
 func latencyHistory(r *rand.Rand, n int) []decision.HistoryWindow {
 	var h []decision.HistoryWindow
 	for i := 1; i <= n; i++ {
-		arm := func() decision.Arm {
-			return decision.Arm{Requests: decision.Num(3000), WindowS: decision.Num(60),
+		arm := func() decision.ArmInput {
+			return decision.ArmInput{Requests: decision.Num(3000), WindowS: decision.Num(60),
 				LatencyP50: decision.Num(20 * math.Exp(0.015*r.NormFloat64())),
 				LatencyP99: decision.Num(64 * math.Exp(0.04*r.NormFloat64()))}
 		}
@@ -51,8 +51,8 @@ func latencyOnly() *decision.Config {
 
 func judgeLatency(cfg *decision.Config, c, k []float64, hist []decision.HistoryWindow, looks int) decision.DimensionResult {
 	in := decision.Input{At: at,
-		Canary:  decision.Arm{LatencyMS: decision.Series(c), WindowS: decision.Num(float64(60 * looks))},
-		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(float64(60 * looks))},
+		Canary:  decision.ArmInput{LatencyMS: decision.Series(c), WindowS: decision.Num(float64(60 * looks))},
+		Control: decision.ArmInput{LatencyMS: decision.Series(k), WindowS: decision.Num(float64(60 * looks))},
 		History: hist}
 	d, _ := decision.Evaluate(cfg, in).Dimension(decision.LatencyP99)
 	return d
@@ -78,9 +78,9 @@ func TestLatencyVarianceRegressionFails(t *testing.T) {
 func faultedLatencyHistory(r *rand.Rand, n int, tail float64, ctx *decision.Context) []decision.HistoryWindow {
 	var h []decision.HistoryWindow
 	for i := 1; i <= n; i++ {
-		arm := func() decision.Arm {
+		arm := func() decision.ArmInput {
 			s := lognormal(r, 3000, 20, 0.5, 2*tail*r.Float64())
-			return decision.Arm{Requests: decision.Num(3000), WindowS: decision.Num(60),
+			return decision.ArmInput{Requests: decision.Num(3000), WindowS: decision.Num(60),
 				LatencyP50: decision.Num(quantileOf(s, 0.5)), LatencyP99: decision.Num(quantileOf(s, 0.99))}
 		}
 		h = append(h, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: arm(), Control: arm(), Context: ctx})
@@ -111,8 +111,8 @@ func TestLatencyTailRiseIsJudgedAgainstItsContext(t *testing.T) {
 	ctx := decision.NewContext(0.6, "networkDelay")
 	c, k := lognormal(r, 3000, 20, 0.5, 0.05), lognormal(r, 3000, 20, 0.5, 0.01)
 	in := decision.Input{At: at, Context: ctx,
-		Canary:  decision.Arm{LatencyMS: decision.Series(c), WindowS: decision.Num(180)},
-		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(180)},
+		Canary:  decision.ArmInput{LatencyMS: decision.Series(c), WindowS: decision.Num(180)},
+		Control: decision.ArmInput{LatencyMS: decision.Series(k), WindowS: decision.Num(180)},
 		History: append(faultedLatencyHistory(r, 48, 0.05, ctx), withContext(latencyHistory(r, 48), decision.NewContext(0))...)}
 	if d, _ := decision.Evaluate(cfg, in).Dimension(decision.LatencyP99); d.Outcome == decision.Fail {
 		t.Fatalf("under a fault whose A/A tails wander, the canary's extra delay failed it: %s: %s (%s)", d.Rule, d.Reason, d.SigmaSource)
@@ -128,8 +128,8 @@ func TestLatencyTailRiseIsJudgedAgainstItsContext(t *testing.T) {
 func TestLatencyTailOnlyRegression(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	cfg := latencyOnly()
-	mk := func(p50, p99 float64) decision.Arm {
-		return decision.Arm{Requests: decision.Num(20000), WindowS: decision.Num(60), LatencyP50: decision.Num(p50), LatencyP99: decision.Num(p99)}
+	mk := func(p50, p99 float64) decision.ArmInput {
+		return decision.ArmInput{Requests: decision.Num(20000), WindowS: decision.Num(60), LatencyP50: decision.Num(p50), LatencyP99: decision.Num(p99)}
 	}
 	hist := func(spread float64) []decision.HistoryWindow {
 		var h []decision.HistoryWindow
@@ -163,9 +163,9 @@ func TestLatencyFalseAlarmRate(t *testing.T) {
 	var hist []decision.HistoryWindow
 	for i := 1; i <= 48; i++ {
 		chaos := share()
-		arm := func() decision.Arm {
+		arm := func() decision.ArmInput {
 			s := lognormal(r, 300, 20, 0.5, chaos*math.Exp(0.5*r.NormFloat64()))
-			return decision.Arm{Requests: decision.Num(300), WindowS: decision.Num(60),
+			return decision.ArmInput{Requests: decision.Num(300), WindowS: decision.Num(60),
 				LatencyP50: decision.Num(quantileOf(s, 0.5)), LatencyP99: decision.Num(quantileOf(s, 0.99))}
 		}
 		hist = append(hist, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Context: ctx, Canary: arm(), Control: arm()})
@@ -179,8 +179,8 @@ func TestLatencyFalseAlarmRate(t *testing.T) {
 			c = append(c, lognormal(r, 300, 20, 0.5, chaos*math.Exp(0.5*r.NormFloat64()))...)
 			k = append(k, lognormal(r, 300, 20, 0.5, chaos*math.Exp(0.5*r.NormFloat64()))...)
 			in := decision.Input{At: at, Context: ctx,
-				Canary:  decision.Arm{LatencyMS: decision.Series(c), WindowS: decision.Num(float64(60 * l))},
-				Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(float64(60 * l))},
+				Canary:  decision.ArmInput{LatencyMS: decision.Series(c), WindowS: decision.Num(float64(60 * l))},
+				Control: decision.ArmInput{LatencyMS: decision.Series(k), WindowS: decision.Num(float64(60 * l))},
 				History: hist}
 			if d, _ := decision.Evaluate(cfg, in).Dimension(decision.LatencyP99); d.Outcome == decision.Fail {
 				alarms++
@@ -195,11 +195,11 @@ func TestLatencyFalseAlarmRate(t *testing.T) {
 }
 
 // gcArm is an arm of minutes minutes with the given GC pauses.
-func gcArm(minutes float64, pauses ...float64) decision.Arm {
-	return decision.Arm{GCPausesMS: decision.Series(pauses), WindowS: decision.Num(60 * minutes)}
+func gcArm(minutes float64, pauses ...float64) decision.ArmInput {
+	return decision.ArmInput{GCPausesMS: decision.Series(pauses), WindowS: decision.Num(60 * minutes)}
 }
 
-func judgeGC(c, k decision.Arm, hist []decision.HistoryWindow) decision.DimensionResult {
+func judgeGC(c, k decision.ArmInput, hist []decision.HistoryWindow) decision.DimensionResult {
 	cfg := decision.Default()
 	for i := range cfg.Dimensions {
 		cfg.Dimensions[i].Enabled = cfg.Dimensions[i].Kind == decision.GCPause
@@ -382,8 +382,8 @@ func TestLatencyLeaningSlowerHolds(t *testing.T) {
 	hist := latencyHistory(r, 48)
 	k := lognormal(r, 400, 20, 0.5, 0)
 	in := decision.Input{At: at,
-		Canary:  decision.Arm{LatencyMS: decision.Series(lognormal(r, 130, 22.5, 0.5, 0)), WindowS: decision.Num(60)},
-		Control: decision.Arm{LatencyMS: decision.Series(k), WindowS: decision.Num(60)},
+		Canary:  decision.ArmInput{LatencyMS: decision.Series(lognormal(r, 130, 22.5, 0.5, 0)), WindowS: decision.Num(60)},
+		Control: decision.ArmInput{LatencyMS: decision.Series(k), WindowS: decision.Num(60)},
 		History: hist}
 	v := decision.Evaluate(cfg, in)
 	d, _ := v.Dimension(decision.LatencyP99)

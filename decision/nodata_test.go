@@ -10,8 +10,8 @@ import (
 // holds — while the same field never asked for is "not collected".
 func TestQueriedButEmptyNeverReadsNotCollected(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	arm := func(reason string) Arm {
-		return Arm{Requests: Value{State: Missing, Err: reason}, Errors: Value{State: Missing, Err: reason},
+	arm := func(reason string) ArmInput {
+		return ArmInput{Requests: Value{State: Missing, Err: reason}, Errors: Value{State: Missing, Err: reason},
 			MemoryGrowthMBPerMin: Num(0)}
 	}
 	for reason, want := range map[string]DataState{"": DataNotCollected, "requests: no series (no data); query: sum(x)": DataMissing} {

@@ -40,7 +40,7 @@ func TestTailRiseBeyondKSigmaNeverPromotes(t *testing.T) {
 	cfg.Hash = cfg.ComputeHash()
 	dc, _ := cfg.Dimension(decision.LatencyP99)
 	steady := decision.NewContext(0)
-	arm := func(p50, p99 float64) decision.Arm {
+	arm := func(p50, p99 float64) decision.ArmInput {
 		a := healthyArm(1e6, 0.001, p99)
 		a.LatencyP50 = decision.Num(p50)
 		return a

@@ -144,9 +144,9 @@ func TestP99SEWidensForATwoPathTail(t *testing.T) {
 	}
 	formula := func(v []float64) float64 {
 		// The log-normal formula alone: the same arm given as quantiles.
-		return p99SE(Arm{LatencyP50: Num(quantile(v, 0.5)), LatencyP99: Num(quantile(v, 0.99)), LatencySamples: Num(float64(len(v)))})
+		return p99SE(ArmInput{LatencyP50: Num(quantile(v, 0.5)), LatencyP99: Num(quantile(v, 0.99)), LatencySamples: Num(float64(len(v)))})
 	}
-	raw := func(v []float64) float64 { return p99SE(Arm{LatencyMS: Series(v)}) }
+	raw := func(v []float64) float64 { return p99SE(ArmInput{LatencyMS: Series(v)}) }
 	if f, w := formula(logNormal), raw(logNormal); w < f || w > 1.6*f {
 		t.Errorf("log-normal body: raw-sample SE %.4f, formula %.4f: want about the same", w, f)
 	}

@@ -17,7 +17,7 @@ func (e *evaluator) trafficRatio() float64 {
 	// by splitting one arm's time into two pseudo-arms (as the game day
 	// records them) carries its share only in its counts: per second its
 	// halves serve alike, so a share of rates would read 0.5 at any weight.
-	share := func(a, b Arm) (float64, bool) {
+	share := func(a, b ArmInput) (float64, bool) {
 		if !a.Requests.OK() || !b.Requests.OK() {
 			return 0, false
 		}

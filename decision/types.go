@@ -223,10 +223,10 @@ func Series(v []float64) Samples {
 // OK reports whether the series is present.
 func (s Samples) OK() bool { return s.State == Present }
 
-// Arm is what one arm (canary or control) reported for a window. Counts are
+// ArmInput is what one arm (canary or control) reported for a window. Counts are
 // cumulative over the evaluation window so the sequential tests can be
 // checked at every interval.
-type Arm struct {
+type ArmInput struct {
 	Requests Value
 	Errors   Value
 	// LatencyMS holds raw latency samples; LatencyP50/LatencyP99 are used
@@ -259,8 +259,8 @@ type Arm struct {
 // HistoryWindow is one A/A baseline window: two arms running the same build.
 type HistoryWindow struct {
 	At      time.Time
-	Canary  Arm
-	Control Arm
+	Canary  ArmInput
+	Control ArmInput
 	// Context is what the window was observed under; nil: not recorded.
 	Context *Context
 }
@@ -268,8 +268,8 @@ type HistoryWindow struct {
 // Input is everything one judgement sees.
 type Input struct {
 	At      time.Time
-	Canary  Arm
-	Control Arm
+	Canary  ArmInput
+	Control ArmInput
 	History []HistoryWindow
 	// Context is what the judged window was observed under; nil: not
 	// given, and every history window is a peer of it.

@@ -164,7 +164,7 @@ func selector(s string) string {
 
 // allFailed reports whether every value of the arm that failed did so
 // with an error err matches, and at least one did.
-func allFailed(a decision.Arm, match func(string) bool) bool {
+func allFailed(a decision.ArmInput, match func(string) bool) bool {
 	n := 0
 	for _, v := range []decision.Value{a.Requests, a.Errors, a.LatencyP50, a.LatencyP99, a.LatencySamples, a.Sessions, a.SessionInterruptions,
 		a.DependencyCalls, a.DependencyFailures, a.ConsistencyViolations, a.MemoryGrowthMBPerMin} {

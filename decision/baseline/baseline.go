@@ -118,7 +118,7 @@ func quantile(v []float64, q float64) float64 {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-func toRecord(a decision.Arm) record {
+func toRecord(a decision.ArmInput) record {
 	r := record{
 		Requests: opt(a.Requests), Errors: opt(a.Errors), WindowS: opt(a.WindowS),
 		Sessions: opt(a.Sessions), SessionInterruptions: opt(a.SessionInterruptions),
@@ -141,8 +141,8 @@ func toRecord(a decision.Arm) record {
 	return r
 }
 
-func (r record) arm() decision.Arm {
-	a := decision.Arm{
+func (r record) arm() decision.ArmInput {
+	a := decision.ArmInput{
 		Requests: val(r.Requests), Errors: val(r.Errors), WindowS: val(r.WindowS),
 		Sessions: val(r.Sessions), SessionInterruptions: val(r.SessionInterruptions),
 		DependencyCalls: val(r.DependencyCalls), DependencyFailures: val(r.DependencyFailures),
@@ -169,7 +169,7 @@ func (s *Store) Record(service string, w decision.HistoryWindow) error {
 		return fmt.Errorf("%w: service and time are required", ErrInvalid)
 	}
 	vals := [2][]byte{}
-	for i, a := range []decision.Arm{w.Canary, w.Control} {
+	for i, a := range []decision.ArmInput{w.Canary, w.Control} {
 		rec := toRecord(a)
 		if i == 0 {
 			rec.Context = w.Context

@@ -18,7 +18,7 @@ func (c *fixedClock) Now() time.Time { return c.t }
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 func window(at time.Time, p99 float64) decision.HistoryWindow {
-	arm := decision.Arm{Requests: decision.Num(1000), Errors: decision.Num(2), LatencyMS: decision.Series([]float64{1, 2, 3, p99}),
+	arm := decision.ArmInput{Requests: decision.Num(1000), Errors: decision.Num(2), LatencyMS: decision.Series([]float64{1, 2, 3, p99}),
 		GCPausesMS: decision.Series([]float64{0.5}), WindowS: decision.Num(60)}
 	w := decision.HistoryWindow{At: at, Canary: arm, Control: arm}
 	if at.Hour()%2 == 0 {

@@ -188,7 +188,7 @@ func TestIndependentOmittedAbsent(t *testing.T) {
 	seen := map[string]int{}
 	for _, rel := range c.Releases {
 		in := j.Input(rel, StepLooks)
-		arms := []decision.Arm{in.Canary, in.Control}
+		arms := []decision.ArmInput{in.Canary, in.Control}
 		for _, h := range in.History {
 			arms = append(arms, h.Canary, h.Control)
 		}

@@ -97,8 +97,8 @@ func (*Chaosgate) Name() string { return "chaosgate" }
 // latency samples for the judged windows (unless the source gives
 // quantiles only), quantiles for history, and nothing of the dimensions
 // the service does not collect.
-func (s *service) toArm(w armWindow, samples bool) decision.Arm {
-	a := decision.Arm{
+func (s *service) toArm(w armWindow, samples bool) decision.ArmInput {
+	a := decision.ArmInput{
 		Requests: decision.Num(w.requests), Errors: decision.Num(w.errors),
 		GCPausesMS: decision.Series(w.gc), WindowS: decision.Num(Interval.Seconds()),
 		Sessions: decision.Num(w.sessions), SessionInterruptions: decision.Num(w.interrupts),
@@ -156,7 +156,7 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 		c.GCPausesMS = decision.Samples{}
 	}
 	if m.all == absent {
-		c = decision.Arm{}
+		c = decision.ArmInput{}
 	}
 	if m.stale {
 		c.CollectedAt = at.Add(-5 * time.Minute)

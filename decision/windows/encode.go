@@ -53,7 +53,7 @@ func number(v float64) any {
 	return json.Number(strconv.FormatFloat(v, 'g', -1, 64))
 }
 
-func encodeArm(a decision.Arm) map[string]any {
+func encodeArm(a decision.ArmInput) map[string]any {
 	m := map[string]any{}
 	qe := map[string]any{}
 	nd := map[string]any{}

@@ -14,14 +14,14 @@ import (
 // contexts.
 func TestEncodeRoundTrips(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	canary := decision.Arm{
+	canary := decision.ArmInput{
 		Requests: decision.Num(6000), Errors: decision.Num(6), LatencyP50: decision.Num(20.5), LatencyP99: decision.Value{State: decision.NaN},
 		LatencySamples: decision.Num(5000), GCPausesMS: decision.Series([]float64{0.5, 1, 50}), WindowS: decision.Num(60),
 		Sessions:             decision.Value{State: decision.QueryError, Err: `sessions: bad_data: parse error; query: sum(x{arm="canary"})`},
 		DependencyCalls:      decision.Num(100),
 		MemoryGrowthMBPerMin: decision.Num(-0.25), CollectedAt: at.Add(-time.Second),
 	}
-	control := decision.Arm{Requests: decision.Num(6000), Errors: decision.Num(0), LatencyMS: decision.Series([]float64{1, 2}),
+	control := decision.ArmInput{Requests: decision.Num(6000), Errors: decision.Num(0), LatencyMS: decision.Series([]float64{1, 2}),
 		MemoryGrowthMBPerMin: decision.Value{State: decision.Missing, Err: "no data"}, GCPausesMS: decision.Samples{State: decision.Missing, Err: "gc: no series"},
 		LatencyP50: decision.Value{State: decision.QueryError, Err: "p50 failed"}, LatencyP99: decision.Value{State: decision.QueryError, Err: "p50 failed"},
 		DependencyCalls: decision.Value{State: decision.QueryError, Err: "deps failed"}}

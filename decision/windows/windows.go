@@ -102,7 +102,7 @@ func Decode(data []byte) (decision.Input, error) {
 	}
 	for _, side := range []struct {
 		name string
-		dst  *decision.Arm
+		dst  *decision.ArmInput
 	}{{"canary", &in.Canary}, {"control", &in.Control}} {
 		v, ok := obj[side.name]
 		if !ok {
@@ -141,7 +141,7 @@ func Decode(data []byte) (decision.Input, error) {
 			}
 			for _, side := range []struct {
 				name string
-				dst  *decision.Arm
+				dst  *decision.ArmInput
 			}{{"canary", &w.Canary}, {"control", &w.Control}} {
 				v, ok := ho[side.name]
 				if !ok {
@@ -161,8 +161,8 @@ var armKeys = []string{"requests", "errors", "latency_ms", "latency_quantiles", 
 	"session_interruptions", "dependency_calls", "dependency_failures", "consistency_violations",
 	"log_guard_matches", "memory_growth_mb_per_min", "collected_at", "query_errors", "no_data"}
 
-func decodeArm(path string, v any) (decision.Arm, error) {
-	var a decision.Arm
+func decodeArm(path string, v any) (decision.ArmInput, error) {
+	var a decision.ArmInput
 	obj, err := asObject(path, v)
 	if err != nil {
 		return a, err
@@ -301,7 +301,7 @@ func decodeArm(path string, v any) (decision.Arm, error) {
 // decodeNoData reads an arm's no_data: fields a source queried and got
 // no data for, with the reason. Such a field is missing data — never
 // "not collected" — so its dimension holds.
-func decodeNoData(p string, x any, a *decision.Arm, scalars []struct {
+func decodeNoData(p string, x any, a *decision.ArmInput, scalars []struct {
 	key string
 	dst *decision.Value
 	cnt bool

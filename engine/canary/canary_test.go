@@ -16,8 +16,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func arm(n, p, p99 float64) decision.Arm {
-	return decision.Arm{
+func arm(n, p, p99 float64) decision.ArmInput {
+	return decision.ArmInput{
 		Requests: decision.Num(n), Errors: decision.Num(math.Round(n * p)),
 		LatencyP50: decision.Num(p99 / 8), LatencyP99: decision.Num(p99),
 		GCPausesMS: decision.Series([]float64{0.5}), WindowS: decision.Num(60),

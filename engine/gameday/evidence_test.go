@@ -62,7 +62,7 @@ func TestThinKeepsFirstLastAndBound(t *testing.T) {
 // its cap, says how many there were, and each window stays windows/v1.
 func TestWindowsBlobCapsHistory(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	arm := decision.Arm{Requests: decision.Num(1000), Errors: decision.Num(1), LatencyP50: decision.Num(3), LatencyP99: decision.Num(math.Pi)}
+	arm := decision.ArmInput{Requests: decision.Num(1000), Errors: decision.Num(1), LatencyP50: decision.Num(3), LatencyP99: decision.Num(math.Pi)}
 	in := decision.Input{At: at, Canary: arm, Control: arm}
 	for i := 0; i < MaxHistoryWindows+5; i++ {
 		in.History = append(in.History, decision.HistoryWindow{At: at.Add(-time.Duration(i+1) * time.Minute), Canary: arm, Control: arm})

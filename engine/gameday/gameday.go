@@ -1052,12 +1052,12 @@ func Violations(rep consistency.Report) float64 {
 }
 
 // armInput builds one arm's judge input for the step.
-func (r *Run) armInput(weight int, arm engine.Arm, steady []availability.Span, step availability.Span) (decision.Arm, availability.Stats, error) {
+func (r *Run) armInput(weight int, arm engine.Arm, steady []availability.Span, step availability.Span) (decision.ArmInput, availability.Stats, error) {
 	// Only chunks that finished before the fault that followed their
 	// steady span: one that started just before a fault and was still
 	// retrying when it struck measures the fault.
 	st := r.avail.SummarizeSettled(arm, steady...)
-	a := decision.Arm{CollectedAt: time.Now()}
+	a := decision.ArmInput{CollectedAt: time.Now()}
 	if st.Chunks == 0 {
 		return a, st, engine.E(engine.KindUnavailable, "availability", fmt.Errorf("no load chunk of %s in the steady windows", arm))
 	}

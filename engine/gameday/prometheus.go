@@ -204,10 +204,10 @@ func (r *Run) stopPrometheus() {
 // spans summed (counts) or joined (GC pauses), memory growth since the
 // arms were ready (growthSpan), as the embedded scraper's are built. It records both views
 // in the run's agreement file.
-func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []availability.Span, step availability.Span, a *decision.Arm) {
+func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []availability.Span, step availability.Span, a *decision.ArmInput) {
 	emb := *a
 	sel := r.selector(arm)
-	var parts []decision.Arm
+	var parts []decision.ArmInput
 	var notes []string
 	var queried []metrics.Span
 	for _, s := range steady {
@@ -223,18 +223,18 @@ func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []
 		parts = append(parts, res.Arm)
 		notes = append(notes, res.Notes...)
 	}
-	pick := func(f func(decision.Arm) decision.Value) decision.Value {
+	pick := func(f func(decision.ArmInput) decision.Value) decision.Value {
 		vs := make([]decision.Value, len(parts))
 		for i, p := range parts {
 			vs[i] = f(p)
 		}
 		return sumValues(vs)
 	}
-	a.Requests = pick(func(x decision.Arm) decision.Value { return x.Requests })
-	a.Errors = pick(func(x decision.Arm) decision.Value { return x.Errors })
-	a.DependencyCalls = pick(func(x decision.Arm) decision.Value { return x.DependencyCalls })
-	a.DependencyFailures = pick(func(x decision.Arm) decision.Value { return x.DependencyFailures })
-	a.WindowS = pick(func(x decision.Arm) decision.Value { return x.WindowS })
+	a.Requests = pick(func(x decision.ArmInput) decision.Value { return x.Requests })
+	a.Errors = pick(func(x decision.ArmInput) decision.Value { return x.Errors })
+	a.DependencyCalls = pick(func(x decision.ArmInput) decision.Value { return x.DependencyCalls })
+	a.DependencyFailures = pick(func(x decision.ArmInput) decision.Value { return x.DependencyFailures })
+	a.WindowS = pick(func(x decision.ArmInput) decision.Value { return x.WindowS })
 	a.GCPausesMS = joinSamples(parts)
 	growth := r.growthSpan(step.End)
 	whole := r.prom.Arm(ctx, arm.String(), sel, growth.End.Sub(growth.Start), step.End)
@@ -304,7 +304,7 @@ func sumValues(vs []decision.Value) decision.Value {
 
 // joinSamples joins the spans' GC pauses, with sumValues' rule for spans
 // without data.
-func joinSamples(parts []decision.Arm) decision.Samples {
+func joinSamples(parts []decision.ArmInput) decision.Samples {
 	var out []float64
 	vs := make([]decision.Value, len(parts))
 	for i, p := range parts {
@@ -319,7 +319,7 @@ func joinSamples(parts []decision.Arm) decision.Samples {
 }
 
 // agreementFields names an arm's process metrics that are present.
-func agreementFields(a decision.Arm) map[string]float64 {
+func agreementFields(a decision.ArmInput) map[string]float64 {
 	m := map[string]float64{}
 	put := func(k string, v decision.Value) {
 		if v.State == decision.Present {

@@ -27,7 +27,7 @@ func TestPromSpansNeverSumToZero(t *testing.T) {
 			t.Errorf("%s: got %+v, want %+v", name, got, tc.want)
 		}
 	}
-	parts := []decision.Arm{{GCPausesMS: decision.Series([]float64{2, 1})}, {GCPausesMS: decision.Samples{State: decision.QueryError, Err: "gc: timeout"}}}
+	parts := []decision.ArmInput{{GCPausesMS: decision.Series([]float64{2, 1})}, {GCPausesMS: decision.Samples{State: decision.QueryError, Err: "gc: timeout"}}}
 	if got := joinSamples(parts); got.State != decision.QueryError || got.Err != "gc: timeout" || len(got.V) != 0 {
 		t.Errorf("pauses with a failed span: %+v", got)
 	}

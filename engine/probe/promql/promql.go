@@ -36,7 +36,7 @@
 //
 // The freshness query (collected_at) answers a Unix time in seconds —
 // by default the newest sample of the arm's up series — which becomes
-// decision.Arm.CollectedAt, so the judge marks data older than its
+// decision.ArmInput.CollectedAt, so the judge marks data older than its
 // freshness limit stale.
 package promql
 
@@ -107,7 +107,7 @@ func (s *Source) Ping(ctx context.Context) error {
 // Result is one arm over one window.
 type Result struct {
 	At  time.Time
-	Arm decision.Arm
+	Arm decision.ArmInput
 	// Queries maps each queried field to its resolved query.
 	Queries map[string]string
 	// Notes name every field that is not present (missing, NaN, query
@@ -299,7 +299,7 @@ func one(field, q string, pts []point) decision.Value {
 }
 
 // scalar returns the arm's value a field fills (nil for the GC fields).
-func scalar(a *decision.Arm, field string) *decision.Value {
+func scalar(a *decision.ArmInput, field string) *decision.Value {
 	switch field {
 	case Requests:
 		return &a.Requests
