@@ -20,9 +20,9 @@ var LatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 // PauseBuckets are the GC pause histogram's bounds, in seconds.
 var PauseBuckets = []float64{0.0001, 0.001, 0.01, 0.05, 0.1, 0.5}
 
-// Arm is one arm's metrics, named as in the example queries file
+// ArmMetrics is one arm's metrics, named as in the example queries file
 // (deploy/examples/prometheus-queries/queries.yaml), which the test drives.
-type Arm struct {
+type ArmMetrics struct {
 	Requests      *prometheus.CounterVec // http_requests_total{code}
 	Latency       prometheus.Histogram   // http_request_duration_seconds
 	Idle          prometheus.Histogram   // idle_request_duration_seconds, never observed unless driven
@@ -42,7 +42,7 @@ type Arm struct {
 // SetStartTime makes the arm expose process_start_time_seconds = at, as a
 // process started then would; a later call is a restart under the same
 // series.
-func (a *Arm) SetStartTime(at time.Time) {
+func (a *ArmMetrics) SetStartTime(at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = at
@@ -50,7 +50,7 @@ func (a *Arm) SetStartTime(at time.Time) {
 
 // SetMemoryGrowth makes process_resident_memory_bytes grow by mbPerMin
 // from now on, as a linear function of the time it is scraped.
-func (a *Arm) SetMemoryGrowth(mbPerMin float64) {
+func (a *ArmMetrics) SetMemoryGrowth(mbPerMin float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.rssBase = a.rss()
@@ -58,9 +58,9 @@ func (a *Arm) SetMemoryGrowth(mbPerMin float64) {
 	a.rssSlope = mbPerMin * (1 << 20) / 60
 }
 
-func (a *Arm) rss() float64 { return a.rssAt(time.Now()) }
+func (a *ArmMetrics) rss() float64 { return a.rssAt(time.Now()) }
 
-func (a *Arm) rssAt(t time.Time) float64 {
+func (a *ArmMetrics) rssAt(t time.Time) float64 {
 	return a.rssBase + a.rssSlope*t.Sub(a.rssT0).Seconds()
 }
 
@@ -72,7 +72,7 @@ var (
 // rssCollector exposes the arm's resident memory with the time it was
 // read (whole milliseconds), so the slope Prometheus fits does not depend
 // on how long a scrape took to reach the collector.
-type rssCollector struct{ a *Arm }
+type rssCollector struct{ a *ArmMetrics }
 
 func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc; ch <- startDesc }
 
@@ -91,7 +91,7 @@ func (c rssCollector) Collect(ch chan<- prometheus.Metric) {
 // /metrics/<arm>, scraped as one target per arm with the label arm=<arm>.
 type Target struct {
 	Addr string
-	Arms map[string]*Arm
+	Arms map[string]*ArmMetrics
 	srv  *http.Server
 	done chan struct{}
 }
@@ -106,10 +106,10 @@ func NewTarget(t testing.TB, arms ...string) *Target {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	tg := &Target{Addr: l.Addr().String(), Arms: map[string]*Arm{}, done: make(chan struct{})}
+	tg := &Target{Addr: l.Addr().String(), Arms: map[string]*ArmMetrics{}, done: make(chan struct{})}
 	for _, name := range arms {
 		reg := prometheus.NewRegistry()
-		a := &Arm{
+		a := &ArmMetrics{
 			Requests:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total", Help: "HTTP requests by status code."}, []string{"code"}),
 			Latency:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "http_request_duration_seconds", Help: "Request latency.", Buckets: LatencyBuckets}),
 			Idle:          prometheus.NewHistogram(prometheus.HistogramOpts{Name: "idle_request_duration_seconds", Help: "A route nobody calls.", Buckets: LatencyBuckets}),
