@@ -162,6 +162,12 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 			t.Errorf("pod %s on %s: no container log under the node's pod logs directory %q", name, p.Spec.NodeName, dir)
 		}
 	}
+	// The API server reaches each kubelet for a pod's logs (kubectl logs).
+	for name := range ready {
+		if b, err := pods.GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil || len(b) == 0 {
+			t.Errorf("logs of %s through the API server: %d bytes, %v", name, len(b), err)
+		}
+	}
 	vl := logstest.Start(t)
 	logServer := &logs.Server{Kind: logs.VictoriaLogs, URL: vl.URL}
 	shipper := c.ShipPodLogs(logServer, ns)

@@ -187,9 +187,8 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 		return nil, err
 	}
 	kroot := filepath.Join(dir, "kubelet")
-	// podLogsDir has no flag: it is set in a KubeletConfiguration file.
 	kcfg := filepath.Join(dir, "kubelet-config.yaml")
-	if err := os.WriteFile(kcfg, []byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: "+strconv.Quote(n.PodLogsDir)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(kcfg, KubeletConfig(n.PodLogsDir), 0o600); err != nil {
 		return nil, err
 	}
 	if err := n.spawn("kubelet", bins.Kubelet,
@@ -225,6 +224,20 @@ func Start(ctx context.Context, env *k8senv.Env, o Options) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// KubeletConfig is the test kubelet's KubeletConfiguration file: its own
+// pod logs directory (podLogsDir has no flag), and the API server's
+// requests to the kubelet (logs, exec) served as the kubelet serves them
+// when started from flags alone — anonymous authentication, AlwaysAllow.
+// A configuration file's defaults are stricter (webhook authentication
+// and authorization), and the test API server's kubelet client would get
+// 401 on `kubectl logs`.
+func KubeletConfig(podLogsDir string) []byte {
+	return []byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n" +
+		"podLogsDir: " + strconv.Quote(podLogsDir) + "\n" +
+		"authentication:\n  anonymous:\n    enabled: true\n  webhook:\n    enabled: false\n" +
+		"authorization:\n  mode: AlwaysAllow\n")
 }
 
 // buildPause compiles the pause program statically and writes its image as
