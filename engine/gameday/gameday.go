@@ -792,13 +792,18 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 	return in, nil
 }
 
-// settle waits (at most 20s) until every node of both arms is ready,
+// settle waits (at most DefaultSettleTimeout, or the target's
+// SettleTimeout) until every node of both arms is ready,
 // every node agrees on who leads each partition, and no message offered
 // before the settling began is still being retried (its retries would
 // land in the steady window).
 func (r *Run) settle(ctx context.Context, weight int) error {
 	began := time.Now()
-	deadline := began.Add(20 * time.Second)
+	limit := DefaultSettleTimeout
+	if st, ok := r.target.(SettleTimeout); ok && st.SettleTimeout() > 0 {
+		limit = st.SettleTimeout()
+	}
+	deadline := began.Add(limit)
 	var healthySince time.Time
 	for {
 		err := r.target.Healthy(ctx)
@@ -824,7 +829,7 @@ func (r *Run) settle(ctx context.Context, weight int) error {
 			return engine.E(engine.KindCanceled, "settle", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
 		}
 		if time.Now().After(deadline) {
-			r.emit(EventInfo, "steady", weight, "the arms are not all healthy after 20s; judging anyway: "+err.Error())
+			r.emit(EventInfo, "steady", weight, fmt.Sprintf("the arms are not all healthy after %v; judging anyway: %v", limit, err))
 			return nil
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {

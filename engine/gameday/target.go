@@ -2,6 +2,7 @@ package gameday
 
 import (
 	"context"
+	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
 	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
@@ -59,6 +60,19 @@ type FaultRecords interface {
 type LogStreams interface {
 	LogStreams(arm engine.Arm) logs.Streams
 }
+
+// SettleTimeout is implemented by a target whose arms may take longer
+// than DefaultSettleTimeout to be healthy again after a fault (on
+// Kubernetes a killed pod is rescheduled, pulled, started and must pass
+// its readiness probe): how long the game day waits for every arm to be
+// healthy and serving before a steady window, before judging anyway.
+type SettleTimeout interface {
+	SettleTimeout() time.Duration
+}
+
+// DefaultSettleTimeout is how long the game day waits for the arms to
+// settle after the faults of a step on a target that does not say.
+const DefaultSettleTimeout = 20 * time.Second
 
 // localTarget is the local target: the game day's own clusters.
 type localTarget struct {

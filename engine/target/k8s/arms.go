@@ -39,6 +39,7 @@ type Arms struct {
 	hc        *http.Client
 	records   func(faultID string) any
 	logLabels LogLabels
+	settle    time.Duration
 
 	mu sync.Mutex // guards the pods of pair and clients
 	// clients are each arm's pod addresses in name order, kept with the
@@ -63,6 +64,11 @@ type ArmsConfig struct {
 	// LogLabels name the labels the cluster's log agent gives a pod's
 	// lines on the log server (default namespace and pod).
 	LogLabels LogLabels
+	// Settle is how long the game day waits for every arm to be healthy
+	// again after a step's faults (0: the game day's default, 20 s): a
+	// killed pod's replacement must be scheduled, started and pass its
+	// readiness probe.
+	Settle time.Duration
 }
 
 // LogLabels name the stream labels a cluster's log agent gives a pod's
@@ -79,7 +85,7 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels}
+		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle}
 	if a.logLabels.Namespace == "" {
 		a.logLabels.Namespace = "namespace"
 	}
@@ -443,3 +449,7 @@ func (a *Arms) Healthy(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SettleTimeout is how long the game day waits for the arms to be healthy
+// after a step's faults (ArmsConfig.Settle; 0 is the game day's default).
+func (a *Arms) SettleTimeout() time.Duration { return a.settle }
