@@ -172,7 +172,14 @@ func TestRealClusterSplitBrainPartitionDelayKill(t *testing.T) {
 			t.Fatalf("after heal: %v", err)
 		}
 	}
-	if code := c.write(t, iso, 1); code != 200 {
+	// Ready is not yet leading: the healed node may still be handing a
+	// partition's leadership back (503 "no leader right now", which every
+	// client retries), so a write has a few seconds to land.
+	code := c.write(t, iso, 1)
+	for deadline := time.Now().Add(10 * time.Second); code == 503 && time.Now().Before(deadline); code = c.write(t, iso, 1) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 200 {
 		t.Fatalf("write through %s after heal: HTTP %d", iso, code)
 	}
 
