@@ -407,8 +407,10 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 			// up, and the slope would measure the restart, not growth; the
 			// PromQL source's memory query leaves it out likewise.
 			restarted = restarted || !same
-			xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
-			ys = append(ys, b.RSS/(1<<20))
+			if !restarted {
+				xs = append(xs, b.At.Sub(spans[0].Start).Minutes())
+				ys = append(ys, b.RSS/(1<<20))
+			}
 		}
 		if used {
 			w.Nodes++
