@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -189,6 +190,10 @@ type activeFault struct {
 var (
 	ErrInterrupted = errors.New("run interrupted")
 	ErrAborted     = errors.New("run aborted")
+	// ErrNotRecovered (kind KindUnavailable) means a fault's Recover
+	// failed: the run stops rather than observe and judge a system that
+	// still carries the fault.
+	ErrNotRecovered = errors.New("faults could not be recovered")
 )
 
 // NewRunner checks the options and returns a runner.
@@ -329,7 +334,9 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *Result, err error) {
 		}
 	}()
 	runErr := r.steps(ctx, plan)
-	r.recoverAll(ctx)
+	if err := r.recoverAll(ctx); err != nil && !errors.Is(runErr, ErrNotRecovered) {
+		runErr = errors.Join(runErr, err)
+	}
 	if runErr != nil && errors.Is(runErr, ErrInterrupted) {
 		res.Interrupted = true
 	}
@@ -407,7 +414,9 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		// verify: every fault of the step recovered, probes over the step.
 		vStart := r.opt.Clock.Now()
 		r.event(PhaseVerify, w, "", "", "verifying")
-		r.recoverAll(ctx)
+		if err := r.recoverAll(ctx); err != nil {
+			return errors.Join(runErr, err)
+		}
 		r.observe(ctx, Window{Phase: PhaseVerify, Weight: w, Start: stepStart, End: r.opt.Clock.Now()}, &step, nil)
 		r.phase(PhaseVerify, w, "", "", vStart)
 		if ctx.Err() != nil {
@@ -482,10 +491,8 @@ func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only m
 
 // wait sleeps d (abort-aware). With pausable, paused time does not count.
 func (r *Runner) wait(ctx context.Context, d time.Duration, pausable bool, each func(now time.Time) error) error {
-	t := time.NewTicker(AbortPoll)
-	defer t.Stop()
 	var elapsed time.Duration
-	last := time.Now()
+	last := r.opt.Clock.Now()
 	nextEach := last.Add(r.opt.Tick)
 	for elapsed < d {
 		if err := r.stop(ctx); err != nil {
@@ -494,9 +501,9 @@ func (r *Runner) wait(ctx context.Context, d time.Duration, pausable bool, each 
 		select {
 		case <-ctx.Done():
 			return r.stop(ctx)
-		case <-t.C:
+		case <-r.opt.Clock.After(AbortPoll):
 		}
-		now := time.Now()
+		now := r.opt.Clock.Now()
 		if !pausable || !r.isPaused() {
 			elapsed += now.Sub(last)
 		}
@@ -568,7 +575,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 		effect = start
 	}
 	r.event(PhaseObserve, w, e.Name, name, fmt.Sprintf("observing for %s", f.Duration))
-	remaining := f.Duration - time.Since(effect)
+	remaining := f.Duration - r.opt.Clock.Now().Sub(effect)
 	if remaining < 0 {
 		remaining = 0
 	}
@@ -583,10 +590,15 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	// recover
 	start = r.opt.Clock.Now()
 	r.event(PhaseRecover, w, e.Name, name, "recovering")
-	r.recoverAll(ctx)
+	recErr := r.recoverAll(ctx)
 	r.phase(PhaseRecover, w, e.Name, name, start)
 	if obsErr != nil {
 		return obsErr
+	}
+	// A fault that is still applied would be observed as the steady state
+	// after it and judged as the canary's behaviour: the run stops here.
+	if recErr != nil {
+		return recErr
 	}
 
 	// steady state after
@@ -784,10 +796,13 @@ func shortID(run string) string {
 }
 
 // recoverAll undoes every active fault, newest first, with a context that
-// survives the run's cancellation (bounded by RecoverTimeout).
-func (r *Runner) recoverAll(ctx context.Context) {
+// survives the run's cancellation (bounded by RecoverTimeout). The faults
+// it could not undo stay active, in the order they were applied, so the
+// next attempt (and the reaper) again goes newest first; the error names
+// them.
+func (r *Runner) recoverAll(ctx context.Context) error {
 	if len(r.active) == 0 {
-		return
+		return nil
 	}
 	timeout := r.opt.RecoverTimeout
 	if ctx.Err() != nil && r.opt.ShutdownRecoverTimeout < timeout {
@@ -813,5 +828,14 @@ func (r *Runner) recoverAll(ctx context.Context) {
 		}
 		r.j.Append(Record{Type: RecRecovered, ID: a.applied.ID})
 	}
+	slices.Reverse(failed)
 	r.active = failed
+	if len(failed) == 0 {
+		return nil
+	}
+	ids := make([]string, len(failed))
+	for i, a := range failed {
+		ids[i] = a.applied.ID
+	}
+	return E(KindUnavailable, "recover", fmt.Errorf("%w: %s; the run stops, and what is still applied when it ends is reaped from its journal by the next start of chaosgate", ErrNotRecovered, strings.Join(ids, ", ")))
 }

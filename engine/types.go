@@ -308,11 +308,22 @@ type Probe interface {
 	Observe(ctx context.Context, w Window) (Observation, error)
 }
 
-// Clock tells the time; tests inject their own.
-type Clock interface{ Now() time.Time }
+// Clock is the engine's time source: every wait of a Runner and every
+// timestamp it writes goes through it. Production uses SystemClock; the
+// scripted lifecycle test drives a simulated clock whose After advances
+// the time at once, so a run of minutes replays in milliseconds, the same
+// way every time.
+type Clock interface {
+	Now() time.Time
+	// After delivers the time on the channel once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
 
 // SystemClock is the wall clock.
 type SystemClock struct{}
 
 // Now returns the current time.
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
