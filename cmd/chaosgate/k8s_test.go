@@ -241,9 +241,9 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 
 	dataDir := filepath.Join(dir, "data")
 	junit := filepath.Join(dir, "report.xml")
-	// The Kubernetes run of serve's API (runK8s: the fault suite, no
-	// probes on these process-less pods, so it holds); the command line's
-	// gate --target k8s runs the game day's pipeline on pods that serve
+	// The fault suite alone (runK8s, k8s_faultsuite_test.go: no probes on
+	// these process-less pods, so it holds); the commands' --target k8s
+	// runs the game day's pipeline on pods that serve
 	// (TestK8sGateOnRealPods). The revision comes from the canary workload;
 	// --revision, given, is one more subject the gate answers for.
 	commit := "0123456789abcdef0123456789abcdef01234567"
