@@ -280,7 +280,7 @@ func TestInterruptDuringInjectRecoversEverything(t *testing.T) {
 	var cancelledAt time.Time
 	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote,
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseObserve {
+			if e.Phase == engine.PhaseObserve.String() {
 				once.Do(func() {
 					go func() {
 						// As SIGINT does through signal.NotifyContext in cmd.
@@ -343,7 +343,7 @@ func TestAbortFileStopsTheRun(t *testing.T) {
 	dir := t.TempDir()
 	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseObserve {
+			if e.Phase == engine.PhaseObserve.String() {
 				go func() {
 					runs, err := engine.RequestAbort(dir, "", "operator pressed the kill switch")
 					if err != nil || len(runs) != 1 {
@@ -471,7 +471,7 @@ func childRun(mode string) int {
 	in := local.New(local.Config{Nodes: top, Proxies: set})
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Topology: top, Injectors: map[engine.FaultKind]engine.Injector{engine.PodPause: in, engine.Partition: in},
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseObserve {
+			if e.Phase == engine.PhaseObserve.String() {
 				fmt.Println("READY") // both arms' faults are applied
 			}
 		}})
@@ -732,7 +732,7 @@ func TestPauseStopsTheFaultClock(t *testing.T) {
 	const pause = 800 * time.Millisecond
 	run, _ = engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseObserve {
+			if e.Phase == engine.PhaseObserve.String() {
 				go func() {
 					if err := engine.RequestPause(dir, run.RunID(), true); err != nil {
 						t.Error(err)

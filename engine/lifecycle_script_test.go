@@ -385,11 +385,11 @@ func runScript(t *testing.T, sc lifecycleScript) string {
 			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
 		},
 		OnEvent: func(e engine.Event) {
-			where := e.Phase.String()
+			where := e.Phase
 			if e.Weight != 0 {
 				where += fmt.Sprintf(" %d%%", e.Weight)
 			}
-			tr.add("event   [%s] %s", where, e.Msg)
+			tr.add("event   %-7s [%s] %s", e.Kind, where, e.Msg)
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -62,10 +62,37 @@ type EvidenceRef struct {
 // Recorder writes a run's evidence (signed record, ledger append).
 type Recorder func(ctx context.Context, res *Result) (EvidenceRef, error)
 
-// Event is a progress event for live views (terminal, dashboard SSE).
+// EventKind says what a progress event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventInfo is a remark: setup, warnings, measurements.
+	EventInfo EventKind = 1 + iota
+	// EventPhase is the start of a phase.
+	EventPhase
+	// EventFault is a fault that took effect.
+	EventFault
+	// EventVerdict is a step's verdict.
+	EventVerdict
+)
+
+var eventKindNames = map[EventKind]string{EventInfo: "info", EventPhase: "phase", EventFault: "fault", EventVerdict: "verdict"}
+
+// String is the kind's name (info, phase, fault, verdict).
+func (k EventKind) String() string { return enumString(eventKindNames, k) }
+
+// MarshalText writes the kind's name.
+func (k EventKind) MarshalText() ([]byte, error) { return enumMarshal(eventKindNames, k) }
+
+// Event is one progress event of a run, for live views (the terminal, the
+// dashboard's server-sent events). A Runner emits its phases (Phase is a
+// Phase's name); the game day emits those of its fault runs and its own
+// (setup, settle, steady, drain, judge).
 type Event struct {
 	T          time.Time `json:"t"`
-	Phase      Phase     `json:"phase"`
+	Kind       EventKind `json:"kind"`
+	Phase      string    `json:"phase"`
 	Weight     int       `json:"weight"`
 	Experiment string    `json:"experiment,omitempty"`
 	Fault      string    `json:"fault,omitempty"`
@@ -289,9 +316,13 @@ func trimNL(b []byte) []byte {
 }
 
 func (r *Runner) event(p Phase, w int, exp, fault, msg string) {
+	r.emit(EventPhase, p, w, exp, fault, msg)
+}
+
+func (r *Runner) emit(kind EventKind, p Phase, w int, exp, fault, msg string) {
 	r.opt.Log.Info(msg, "phase", p, "weight", w, "experiment", exp, "fault", fault)
 	if r.opt.OnEvent != nil {
-		r.opt.OnEvent(Event{T: r.opt.Clock.Now(), Phase: p, Weight: w, Experiment: exp, Fault: fault, Msg: msg})
+		r.opt.OnEvent(Event{T: r.opt.Clock.Now(), Kind: kind, Phase: p.String(), Weight: w, Experiment: exp, Fault: fault, Msg: msg})
 	}
 }
 
@@ -443,7 +474,7 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		step.Verdict = v
 		r.res.Steps = append(r.res.Steps, step)
 		r.res.Verdict = v
-		r.event(PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Decision))
+		r.emit(EventVerdict, PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Decision))
 		if runErr != nil {
 			return runErr
 		}
@@ -778,7 +809,7 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 		cr := c.Confirm(ctx, a)
 		fr.Confirmed, fr.Measurement = cr.Outcome, cr.Measurement
 	}
-	r.event(PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s): %s", f.Kind, targetLabel(t), fr.Confirmed, fr.Measurement))
+	r.emit(EventFault, PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s): %s", f.Kind, targetLabel(t), fr.Confirmed, fr.Measurement))
 	return a.At, nil
 }
 

@@ -239,8 +239,8 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	after, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
-	var back []Event
-	var ch chan Event
+	var back []LiveEvent
+	var ch chan LiveEvent
 	var live *Live
 	var tail *eventTail
 	if cur := s.current(); cur != nil && cur.rec.ID == id {
@@ -277,7 +277,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	// Every write has 30 s: a stream lives as long as its run, a reader
 	// that stops reading is dropped.
 	deadline := func() { rc.SetWriteDeadline(time.Now().Add(30 * time.Second)) }
-	send := func(e Event) bool {
+	send := func(e LiveEvent) bool {
 		deadline()
 		data, _ := json.Marshal(e)
 		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, data); err != nil {
@@ -369,7 +369,7 @@ func (s *Server) abortAll(r *http.Request) ([]engine.ActiveRun, string, error) {
 	}
 	s.mu.Unlock()
 	if cur != nil {
-		cur.live.Emit(Event{Kind: "info", Msg: "abort requested: " + reason})
+		cur.live.Emit(LiveEvent{Kind: "info", Msg: "abort requested: " + reason})
 	}
 	return runs, reason, err
 }

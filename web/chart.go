@@ -94,8 +94,8 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // runCharts draws the success ratio and p99 latency of the canary and the control over the run.
-func runCharts(events []Event, rep *report.Report) []timeChart {
-	evs := make([]Event, 0, len(events))
+func runCharts(events []LiveEvent, rep *report.Report) []timeChart {
+	evs := make([]LiveEvent, 0, len(events))
 	for _, e := range events {
 		if !e.T.IsZero() {
 			evs = append(evs, e)
@@ -206,7 +206,7 @@ func downsample(ps []chartPoint, max int, worst func(a, b float64) bool) []chart
 // there is one (same-kind faults overlapping in time, on any arms, make
 // one band), else from the live states' active faults. A fault still
 // active ends at end.
-func faultBands(evs []Event, rep *report.Report, end float64) []chartBand {
+func faultBands(evs []LiveEvent, rep *report.Report, end float64) []chartBand {
 	if rep != nil {
 		return reportBands(rep.Faults, end)
 	}
@@ -337,7 +337,7 @@ func clipBands(bands []chartBand, x0, x1 float64) []chartBand {
 
 // chartMarks returns the step boundaries (a phase event's weight changing
 // to a new non-zero value) and the verdicts of the run.
-func chartMarks(evs []Event, rep *report.Report) (steps, verdicts []chartMark) {
+func chartMarks(evs []LiveEvent, rep *report.Report) (steps, verdicts []chartMark) {
 	weight := 0
 	for _, e := range evs {
 		t := unixSeconds(e.T)

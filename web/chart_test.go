@@ -98,8 +98,8 @@ func chartAt(s float64) time.Time { return chartT0.Add(time.Duration(s * float64
 // and a network delay on the canary from 100 s to 130 s, steps at 10 %
 // (from 5 s) and 50 % (from 90 s), a promote at 85 s and a block at
 // n-5 s. The events come out of order.
-func synthRun(n int) []Event {
-	var evs []Event
+func synthRun(n int) []LiveEvent {
+	var evs []LiveEvent
 	for i := 0; i < n; i++ {
 		s := float64(i)
 		st := &LiveState{Phase: "steady", ElapsedS: s, Arms: map[string]ArmLive{
@@ -116,17 +116,17 @@ func synthRun(n int) []Event {
 		if i >= 100 && i < 130 {
 			st.ActiveFaults = append(st.ActiveFaults, "networkDelay on canary/n2 (f2)")
 		}
-		evs = append(evs, Event{Seq: i, T: chartAt(s), Kind: "state", State: st})
+		evs = append(evs, LiveEvent{Seq: i, T: chartAt(s), Kind: "state", State: st})
 	}
 	evs = append(evs,
-		Event{T: chartAt(5), Kind: "phase", Phase: "steady-before", Weight: 10},
-		Event{T: chartAt(20), Kind: "phase", Phase: "inject", Weight: 10},
-		Event{T: chartAt(30), Kind: "info", Msg: "fault applied"},
-		Event{T: chartAt(85), Kind: "verdict", Weight: 10, Msg: "step 10%: promote (score 0.990, coverage 1.000) — within bounds"},
-		Event{T: chartAt(90), Kind: "phase", Phase: "steady-before", Weight: 50},
-		Event{T: chartAt(95), Kind: "phase", Phase: "recover"},
-		Event{T: chartAt(100), Kind: "phase", Phase: "inject", Weight: 50},
-		Event{T: chartAt(float64(n - 5)), Kind: "verdict", Weight: 50, Msg: "step 50%: block (score 0.400, coverage 1.000) failed: error-rate — would not promote"},
+		LiveEvent{T: chartAt(5), Kind: "phase", Phase: "steady-before", Weight: 10},
+		LiveEvent{T: chartAt(20), Kind: "phase", Phase: "inject", Weight: 10},
+		LiveEvent{T: chartAt(30), Kind: "info", Msg: "fault applied"},
+		LiveEvent{T: chartAt(85), Kind: "verdict", Weight: 10, Msg: "step 10%: promote (score 0.990, coverage 1.000) — within bounds"},
+		LiveEvent{T: chartAt(90), Kind: "phase", Phase: "steady-before", Weight: 50},
+		LiveEvent{T: chartAt(95), Kind: "phase", Phase: "recover"},
+		LiveEvent{T: chartAt(100), Kind: "phase", Phase: "inject", Weight: 50},
+		LiveEvent{T: chartAt(float64(n - 5)), Kind: "verdict", Weight: 50, Msg: "step 50%: block (score 0.400, coverage 1.000) failed: error-rate — would not promote"},
 	)
 	// Out of order: the sort must restore time order.
 	r := rand.New(rand.NewSource(1))
@@ -363,7 +363,7 @@ func TestRunChartsReportBandsMergeArms(t *testing.T) {
 
 func TestRunChartsDownsampleKeepsExtremes(t *testing.T) {
 	const n = 5000
-	var evs []Event
+	var evs []LiveEvent
 	for i := 0; i < n; i++ {
 		canary := ArmLive{SuccessRatio: 1, P99MS: 100, Requests: 50}
 		switch i {
@@ -372,7 +372,7 @@ func TestRunChartsDownsampleKeepsExtremes(t *testing.T) {
 		case 3456:
 			canary.SuccessRatio = 0.5
 		}
-		evs = append(evs, Event{T: chartAt(float64(i)), Kind: "state", State: &LiveState{Arms: map[string]ArmLive{
+		evs = append(evs, LiveEvent{T: chartAt(float64(i)), Kind: "state", State: &LiveState{Arms: map[string]ArmLive{
 			"canary": canary, "control": {SuccessRatio: 1, P99MS: 90, Requests: 50}}}})
 	}
 	cs := runCharts(evs, nil)
@@ -402,11 +402,11 @@ func TestRunChartsDownsampleKeepsExtremes(t *testing.T) {
 }
 
 func TestRunChartsRobustInputs(t *testing.T) {
-	state := func(s float64, arms map[string]ArmLive) Event {
-		return Event{T: chartAt(s), Kind: "state", State: &LiveState{Arms: arms}}
+	state := func(s float64, arms map[string]ArmLive) LiveEvent {
+		return LiveEvent{T: chartAt(s), Kind: "state", State: &LiveState{Arms: arms}}
 	}
 	ok := ArmLive{SuccessRatio: 1, P99MS: 10, Requests: 5}
-	for name, evs := range map[string][]Event{
+	for name, evs := range map[string][]LiveEvent{
 		"nil":                nil,
 		"no state":           {{T: chartAt(0), Kind: "info"}, {T: chartAt(1), Kind: "phase", Weight: 10}},
 		"state without arms": {{T: chartAt(0), Kind: "state", State: &LiveState{}}, {T: chartAt(1), Kind: "state"}},
@@ -420,7 +420,7 @@ func TestRunChartsRobustInputs(t *testing.T) {
 		}
 	}
 
-	for name, evs := range map[string][]Event{
+	for name, evs := range map[string][]LiveEvent{
 		"one sample":  {state(0, map[string]ArmLive{"canary": ok, "control": ok})},
 		"same time":   {state(0, map[string]ArmLive{"canary": ok}), state(0, map[string]ArmLive{"control": ok})},
 		"one arm":     {state(0, map[string]ArmLive{"control": ok}), state(3, map[string]ArmLive{"control": ok})},

@@ -53,7 +53,7 @@ func GameDayRunner(o GameDayRunnerOptions) RunFunc {
 		}
 		cfg := gameday.Config{Doc: req.Doc, DataDir: o.DataDir, Binary: o.Binary, Revision: req.Revision, Decision: o.Decision,
 			Log: o.Log, RunID: req.ID, Versions: versions,
-			OnEvent: func(ev gameday.Event) { live.Emit(GameDayEvent(ev)) }}
+			OnEvent: func(ev engine.Event) { live.Emit(LiveEventOf(ev)) }}
 		if o.Target != nil {
 			log := o.Log
 			if log == nil {
@@ -61,7 +61,7 @@ func GameDayRunner(o GameDayRunnerOptions) RunFunc {
 			}
 			t, err := o.Target(ctx, req, log)
 			for _, r := range t.Reaped {
-				live.Emit(Event{Kind: "info", Phase: "setup", Msg: "recovered what a crashed run left: " + r})
+				live.Emit(LiveEvent{Kind: "info", Phase: "setup", Msg: "recovered what a crashed run left: " + r})
 			}
 			if err != nil {
 				return nil, err
@@ -101,18 +101,6 @@ func subjectOf(req RunRequest, t RunTarget) (string, []string) {
 	return t.Revision, t.GateKeys
 }
 
-func eventKind(k gameday.EventKind) string {
-	switch k {
-	case gameday.EventPhase:
-		return "phase"
-	case gameday.EventFault:
-		return "fault"
-	case gameday.EventVerdict:
-		return "verdict"
-	}
-	return "info"
-}
-
 func stateOf(s gameday.Snapshot) LiveState {
 	st := LiveState{Phase: s.Phase, Weight: s.Weight, ActiveFaults: append([]string{}, s.ActiveFaults...),
 		Steps: append([]string(nil), s.Steps...), ElapsedS: s.Elapsed.Seconds(), Arms: map[string]ArmLive{}}
@@ -130,10 +118,4 @@ func finite(f float64) float64 {
 		return 0
 	}
 	return f
-}
-
-// EngineEvent converts an engine progress event (the runner's live view)
-// into a web event, for RunFuncs built on engine.Runner directly.
-func EngineEvent(ev engine.Event) Event {
-	return Event{T: ev.T, Kind: "phase", Phase: ev.Phase.String(), Weight: ev.Weight, Experiment: ev.Experiment, Fault: ev.Fault, Msg: ev.Msg}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 )
 
@@ -44,7 +45,7 @@ const maxEventLine = 1 << 20
 // readEvents returns the complete events of run id's events file from
 // byte offset on, and the offset after the last complete line. A line
 // that does not decode is skipped; a missing file has no events.
-func (s *runStore) readEvents(id string, offset int64) ([]Event, int64, error) {
+func (s *runStore) readEvents(id string, offset int64) ([]LiveEvent, int64, error) {
 	if !validID(id) {
 		return nil, offset, errNotFound
 	}
@@ -65,9 +66,9 @@ func (s *runStore) readEvents(id string, offset int64) ([]Event, int64, error) {
 // decodeEvents reads JSON event lines from r, which starts at byte offset
 // of its file; a last line without its newline (still being written) is
 // left for the next read.
-func decodeEvents(r io.Reader, offset int64) ([]Event, int64, error) {
+func decodeEvents(r io.Reader, offset int64) ([]LiveEvent, int64, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var out []Event
+	var out []LiveEvent
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -91,7 +92,7 @@ func decodeEvents(r io.Reader, offset int64) ([]Event, int64, error) {
 			return out, offset, fmt.Errorf("events file at byte %d: %w", offset, err)
 		}
 		offset += int64(len(line))
-		var ev Event
+		var ev LiveEvent
 		if json.Unmarshal(bytes.TrimSpace(line), &ev) == nil && ev.Kind != "" {
 			out = append(out, ev)
 		}
@@ -99,7 +100,7 @@ func decodeEvents(r io.Reader, offset int64) ([]Event, int64, error) {
 }
 
 // lastState is the last live state published in run id's events file.
-func (s *runStore) lastState(id string) (LiveState, []Event) {
+func (s *runStore) lastState(id string) (LiveState, []LiveEvent) {
 	evs, _, _ := s.readEvents(id, 0)
 	var st LiveState
 	for _, e := range evs {
@@ -216,7 +217,7 @@ func RecordRun(dataDir string, m RunMeta) (*RunRecorder, error) {
 	}
 	r := &RunRecorder{store: store, rec: rec, live: newLive(time.Now), stop: make(chan struct{})}
 	store.attachEvents(r.live, rec.ID)
-	r.live.Emit(Event{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", rec.ID, rec.Scenario, rec.Trigger)})
+	r.live.Emit(LiveEvent{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", rec.ID, rec.Scenario, rec.Trigger)})
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -248,9 +249,14 @@ func (r *RunRecorder) Finish(res *RunResult, runErr error) (*RunRecord, error) {
 	return r.done, r.err
 }
 
-// GameDayEvent is the run event of a game-day progress event.
-func GameDayEvent(ev gameday.Event) Event {
-	return Event{T: ev.T, Kind: eventKind(ev.Kind), Phase: ev.Phase, Weight: ev.Weight, Msg: ev.Msg}
+// LiveEventOf is the live event (server-sent events, the run record) of
+// a run's progress event.
+func LiveEventOf(ev engine.Event) LiveEvent {
+	kind := "info"
+	if ev.Kind != 0 {
+		kind = ev.Kind.String()
+	}
+	return LiveEvent{T: ev.T, Kind: kind, Phase: ev.Phase, Weight: ev.Weight, Experiment: ev.Experiment, Fault: ev.Fault, Msg: ev.Msg}
 }
 
 // GameDayState is the live state of a game day's snapshot.
@@ -272,7 +278,7 @@ type eventTail struct {
 // finished or is gone: a final "end" event says so), or until ctx or
 // base ends. keepAlive is called every 15 s of silence; a false answer
 // from send or keepAlive stops.
-func (t *eventTail) follow(ctx, base interface{ Done() <-chan struct{} }, send func(Event) bool, keepAlive func() bool) {
+func (t *eventTail) follow(ctx, base interface{ Done() <-chan struct{} }, send func(LiveEvent) bool, keepAlive func() bool) {
 	tick := time.NewTicker(tailPoll)
 	defer tick.Stop()
 	quiet := time.Now()
@@ -303,7 +309,7 @@ func (t *eventTail) follow(ctx, base interface{ Done() <-chan struct{} }, send f
 				if evs, _, _ := t.store.readEvents(t.id, t.offset); len(evs) > 0 {
 					continue // the last events landed meanwhile
 				}
-				send(Event{Seq: lastSeq + 1, T: time.Now(), Kind: "end", Msg: fmt.Sprintf("run %s %s %s", rec.ID, rec.Status, rec.Verdict())})
+				send(LiveEvent{Seq: lastSeq + 1, T: time.Now(), Kind: "end", Msg: fmt.Sprintf("run %s %s %s", rec.ID, rec.Status, rec.Verdict())})
 				return
 			}
 			if time.Since(quiet) > 15*time.Second {
@@ -335,7 +341,7 @@ func (s *Server) liveState(id string) LiveState {
 
 // runEvents are the events of run id: its events file when it has one
 // (complete, and current while the run is live), else the record's.
-func (s *Server) runEvents(rec *RunRecord) []Event {
+func (s *Server) runEvents(rec *RunRecord) []LiveEvent {
 	evs, _, err := s.runs.readEvents(rec.ID, 0)
 	if err != nil || len(evs) == 0 {
 		return rec.Events

@@ -73,14 +73,14 @@ func TestCommandRunIsListedAndFollowedLive(t *testing.T) {
 	next("info") // "run … started", written before the stream opened
 	live := rec.Live()
 	t0 := time.Now().UTC().Truncate(time.Second)
-	live.Emit(Event{Kind: "phase", Phase: "steady", Weight: 10, Msg: "steady at 10%"})
+	live.Emit(LiveEvent{Kind: "phase", Phase: "steady", Weight: 10, Msg: "steady at 10%"})
 	for i := 0; i < 30; i++ {
 		st := LiveState{Phase: "inject", Weight: 10, Arms: map[string]ArmLive{
 			"canary": {SuccessRatio: 0.999, P99MS: 20 + float64(i), Requests: int64(100 * (i + 1))}, "control": {SuccessRatio: 1, P99MS: 20, Requests: int64(100 * (i + 1))}}}
 		if i >= 10 && i < 20 {
 			st.ActiveFaults = []string{"partition on canary/n2"}
 		}
-		live.Emit(Event{T: t0.Add(time.Duration(i) * time.Second), Kind: "state", Phase: st.Phase, Weight: 10, State: &st})
+		live.Emit(LiveEvent{T: t0.Add(time.Duration(i) * time.Second), Kind: "state", Phase: st.Phase, Weight: 10, State: &st})
 	}
 	next("phase")
 	next("state")

@@ -53,7 +53,7 @@ type RunRecord struct {
 	Error    string         `json:"error,omitempty"`
 	Aborted  string         `json:"aborted,omitempty"`
 	Failing  []string       `json:"failing_dimensions,omitempty"`
-	Events   []Event        `json:"events,omitempty"`
+	Events   []LiveEvent    `json:"events,omitempty"`
 }
 
 // Owner identifies the process running a run: its pid, the host it runs
@@ -128,8 +128,8 @@ type ArmLive struct {
 	Requests     int64   `json:"requests"`
 }
 
-// Event is one live event of a run, sent over server-sent events.
-type Event struct {
+// LiveEvent is one live event of a run, sent over server-sent events.
+type LiveEvent struct {
 	Seq        int        `json:"seq"`
 	T          time.Time  `json:"t"`
 	Kind       string     `json:"kind"` // info | phase | fault | verdict | state | end
@@ -148,9 +148,9 @@ const maxEvents = 1000
 // use.
 type Live struct {
 	mu      sync.Mutex
-	events  []Event
+	events  []LiveEvent
 	seq     int
-	subs    map[chan Event]struct{}
+	subs    map[chan LiveEvent]struct{}
 	state   func() LiveState
 	last    LiveState
 	done    bool
@@ -162,11 +162,11 @@ type Live struct {
 }
 
 func newLive(now func() time.Time) *Live {
-	return &Live{subs: map[chan Event]struct{}{}, nowFunc: now}
+	return &Live{subs: map[chan LiveEvent]struct{}{}, nowFunc: now}
 }
 
 // Emit publishes ev (its Seq and, when zero, T are set here).
-func (l *Live) Emit(ev Event) {
+func (l *Live) Emit(ev LiveEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
@@ -195,7 +195,7 @@ func (l *Live) Emit(ev Event) {
 
 // writeSinkLocked appends ev to the events file. A write that fails drops
 // the file (the record keeps the events); the run goes on.
-func (l *Live) writeSinkLocked(ev Event) {
+func (l *Live) writeSinkLocked(ev LiveEvent) {
 	if l.sink == nil {
 		return
 	}
@@ -228,7 +228,7 @@ func (l *Live) poll() {
 	cmp := st
 	cmp.ElapsedS, last.ElapsedS = 0, 0
 	if !reflect.DeepEqual(cmp, last) {
-		l.Emit(Event{Kind: "state", Phase: st.Phase, Weight: st.Weight, State: &st})
+		l.Emit(LiveEvent{Kind: "state", Phase: st.Phase, Weight: st.Weight, State: &st})
 	}
 }
 
@@ -241,16 +241,16 @@ func (l *Live) State() LiveState {
 
 // subscribe returns the backlog after seq and a channel of later events;
 // the channel is closed when the run ends.
-func (l *Live) subscribe(after int) ([]Event, chan Event) {
+func (l *Live) subscribe(after int) ([]LiveEvent, chan LiveEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var back []Event
+	var back []LiveEvent
 	for _, e := range l.events {
 		if e.Seq > after {
 			back = append(back, e)
 		}
 	}
-	ch := make(chan Event, 256)
+	ch := make(chan LiveEvent, 256)
 	if l.done {
 		close(ch)
 		return back, ch
@@ -259,7 +259,7 @@ func (l *Live) subscribe(after int) ([]Event, chan Event) {
 	return back, ch
 }
 
-func (l *Live) unsubscribe(ch chan Event) {
+func (l *Live) unsubscribe(ch chan LiveEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.subs[ch]; ok {
@@ -271,15 +271,15 @@ func (l *Live) unsubscribe(ch chan Event) {
 // end records the end event without publishing it yet, and returns every
 // event kept; close publishes it. In between the run's record is saved, so
 // a client that sees the end event finds the finished record.
-func (l *Live) end(msg string) []Event {
+func (l *Live) end(msg string) []LiveEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
-	ev := Event{Seq: l.seq, T: l.nowFunc(), Kind: "end", Msg: msg}
+	ev := LiveEvent{Seq: l.seq, T: l.nowFunc(), Kind: "end", Msg: msg}
 	l.events = append(l.events, ev)
 	l.writeSinkLocked(ev)
 	l.done = true
-	return append([]Event(nil), l.events...)
+	return append([]LiveEvent(nil), l.events...)
 }
 
 // close publishes the end event and closes every subscription.
@@ -343,7 +343,7 @@ func (s *runStore) putLocked(r *RunRecord) error {
 		// Keep the record (and its verdict) even when an event cannot be
 		// encoded; say so in the record.
 		c := *r
-		c.Events = []Event{{Kind: "info", Msg: "events not kept: " + err.Error()}}
+		c.Events = []LiveEvent{{Kind: "info", Msg: "events not kept: " + err.Error()}}
 		data, err = json.MarshalIndent(&c, "", "  ")
 	}
 	if err != nil {
@@ -672,7 +672,7 @@ func (s *Server) start(req RunRequest) (*RunRecord, error) {
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
-		live.Emit(Event{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", req.ID, req.Scenario, req.Trigger)})
+		live.Emit(LiveEvent{Kind: "info", Msg: fmt.Sprintf("run %s started: %s (%s)", req.ID, req.Scenario, req.Trigger)})
 		res, err := s.opt.Run(ctx, req, live)
 		close(stop)
 		s.mu.Lock()

@@ -811,7 +811,7 @@ func TestScheduleNamesAreSafe(t *testing.T) {
 // the kill switch's reason.
 func TestKillSwitchDuringSetupIsAnAbort(t *testing.T) {
 	setup := func(ctx context.Context, req RunRequest, live *Live) (*RunResult, error) {
-		live.Emit(Event{Kind: "phase", Phase: "setup", Msg: "starting clusters"})
+		live.Emit(LiveEvent{Kind: "phase", Phase: "setup", Msg: "starting clusters"})
 		<-ctx.Done()
 		err := fmt.Errorf("start canary cluster: %w", ctx.Err())
 		return &RunResult{Report: report.New(req.ID, req.Revision, 0), Error: err.Error()}, err

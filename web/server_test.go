@@ -117,12 +117,12 @@ func (h *harness) do(role Role, method, path, body string) (int, []byte) {
 // set it waits for it before finishing.
 func scripted(gate chan struct{}) RunFunc {
 	return func(ctx context.Context, req RunRequest, live *Live) (*RunResult, error) {
-		live.Emit(Event{Kind: "phase", Phase: "steady-before", Weight: 10, Msg: "steady state before"})
+		live.Emit(LiveEvent{Kind: "phase", Phase: "steady-before", Weight: 10, Msg: "steady state before"})
 		live.SetState(func() LiveState {
 			return LiveState{Phase: "inject", Weight: 10, ActiveFaults: []string{"podKill canary/n2"},
 				Arms: map[string]ArmLive{"canary": {SuccessRatio: 0.99, P99MS: 12, Requests: 100}}}
 		})
-		live.Emit(Event{Kind: "fault", Phase: "inject", Weight: 10, Fault: "podKill", Msg: "podKill canary/n2"})
+		live.Emit(LiveEvent{Kind: "fault", Phase: "inject", Weight: 10, Fault: "podKill", Msg: "podKill canary/n2"})
 		if gate != nil {
 			select {
 			case <-gate:
@@ -141,7 +141,7 @@ func scripted(gate chan struct{}) RunFunc {
 		rep.Steps = []report.Step{{Weight: 10, Verdict: verdict, Score: 0.9, Coverage: 0.8, Reason: "judged " + verdict,
 			Dimensions: []decision.DimensionResult{{Name: "error_rate", Outcome: decision.Pass, Reason: "error rate within sigma"}}}}
 		rep.Evidence = &report.Evidence{LedgerIndex: 7, TreeSize: 8}
-		live.Emit(Event{Kind: "verdict", Weight: 10, Msg: "step 10%: " + verdict})
+		live.Emit(LiveEvent{Kind: "verdict", Weight: 10, Msg: "step 10%: " + verdict})
 		return &RunResult{Report: rep}, nil
 	}
 }
@@ -431,20 +431,20 @@ func TestRunsAPIAndSSE(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	events := make(chan Event, 64)
+	events := make(chan LiveEvent, 64)
 	go func() {
 		defer close(events)
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var e Event
+				var e LiveEvent
 				if json.Unmarshal([]byte(d), &e) == nil {
 					events <- e
 				}
 			}
 		}
 	}()
-	next := func(kind string) Event {
+	next := func(kind string) LiveEvent {
 		t.Helper()
 		timeout := time.After(15 * time.Second)
 		for {

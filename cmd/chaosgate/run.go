@@ -251,9 +251,9 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.RunOutcome, error) 
 		fmt.Fprintf(progress, "run record not kept: %v\n", recErr)
 	} else {
 		cfg.RunID = rec.ID()
-		cfg.OnEvent = func(ev gameday.Event) {
+		cfg.OnEvent = func(ev engine.Event) {
 			view.event(ev)
-			rec.Live().Emit(web.GameDayEvent(ev))
+			rec.Live().Emit(web.LiveEventOf(ev))
 		}
 	}
 	if o.target != nil {
@@ -593,11 +593,11 @@ func newLiveView(w io.Writer) *liveView {
 	return v
 }
 
-func (v *liveView) event(ev gameday.Event) {
+func (v *liveView) event(ev engine.Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	line := fmt.Sprintf("[%6.1fs] %-13s %s", ev.T.Sub(v.t0).Seconds(), ev.Phase, ev.Msg)
-	if ev.Weight > 0 && ev.Kind != gameday.EventVerdict {
+	if ev.Weight > 0 && ev.Kind != engine.EventVerdict {
 		line = fmt.Sprintf("[%6.1fs] %-13s %3d%%  %s", ev.T.Sub(v.t0).Seconds(), ev.Phase, ev.Weight, ev.Msg)
 	}
 	if !v.tty {

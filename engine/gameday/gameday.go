@@ -85,7 +85,7 @@ type Config struct {
 	// it is read at every judgement (hot reload).
 	Decision func() *decision.Config
 	// OnEvent receives progress events (serially).
-	OnEvent func(Event)
+	OnEvent func(engine.Event)
 	Log     *slog.Logger
 	// RunID overrides the generated run id.
 	RunID string
@@ -119,26 +119,6 @@ type logGuard interface {
 	Matches(arm engine.Arm, start, end time.Time) []logs.Match
 	MatchCount(arm engine.Arm, start, end time.Time) int
 	Patterns() []string
-}
-
-// EventKind says what an Event is about.
-type EventKind int
-
-// Event kinds.
-const (
-	EventInfo EventKind = 1 + iota
-	EventPhase
-	EventFault
-	EventVerdict
-)
-
-// Event is one progress line.
-type Event struct {
-	T      time.Time
-	Kind   EventKind
-	Phase  string
-	Weight int
-	Msg    string
 }
 
 // ArmLive is one arm's recent availability for live views.
@@ -244,7 +224,7 @@ func Quick(quick bool) (*scenarios.Document, error) {
 	return scenarios.Library(name)
 }
 
-func (r *Run) emit(kind EventKind, phase string, weight int, msg string) {
+func (r *Run) emit(kind engine.EventKind, phase string, weight int, msg string) {
 	r.mu.Lock()
 	if phase != "" {
 		r.phase = phase
@@ -256,7 +236,7 @@ func (r *Run) emit(kind EventKind, phase string, weight int, msg string) {
 	r.cfg.Log.Info(msg, "phase", phase, "weight", weight)
 	if r.cfg.OnEvent != nil {
 		r.evMu.Lock()
-		r.cfg.OnEvent(Event{T: time.Now(), Kind: kind, Phase: phase, Weight: weight, Msg: msg})
+		r.cfg.OnEvent(engine.Event{T: time.Now(), Kind: kind, Phase: phase, Weight: weight, Msg: msg})
 		r.evMu.Unlock()
 	}
 }
@@ -354,7 +334,7 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 			r.aborted = reason
 		}
 		r.mu.Unlock()
-		r.emit(EventInfo, "abort", 0, "abort requested: "+reason)
+		r.emit(engine.EventInfo, "abort", 0, "abort requested: "+reason)
 		cancel(fmt.Errorf("%w: %s", engine.ErrAborted, reason))
 	})
 	defer stopWatch()
@@ -379,7 +359,7 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 		Observe:   r.observe,
 		SetWeight: r.avail.SetWeight,
 		Rollback: func(ctx context.Context) error {
-			r.emit(EventInfo, "rollback", 0, "rollback: all traffic back to the control")
+			r.emit(engine.EventInfo, "rollback", 0, "rollback: all traffic back to the control")
 			return r.avail.SetWeight(ctx, 0)
 		},
 		OnJudged: func(w canary.Window, v decision.Verdict) {
@@ -397,7 +377,7 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 			r.steps = append(r.steps, line)
 			n := len(r.judged)
 			r.mu.Unlock()
-			r.emit(EventVerdict, "judge", w.Weight, "step "+line+" — "+v.Reason)
+			r.emit(engine.EventVerdict, "judge", w.Weight, "step "+line+" — "+v.Reason)
 			r.pushDecision(ctx, r.decisionRun().Step(n, w.Weight, v, r.cfg.Decision()))
 			if v.Decision != decision.Promote {
 				// The evidence behind a hold or a block, dimension by
@@ -410,7 +390,7 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 					if len(d.Diagnosis) > 0 {
 						msg += "; " + strings.Join(d.Diagnosis, "; ")
 					}
-					r.emit(EventInfo, "judge", w.Weight, msg)
+					r.emit(engine.EventInfo, "judge", w.Weight, msg)
 				}
 			}
 		},
@@ -469,7 +449,7 @@ func (r *Run) setup(ctx context.Context) error {
 	var gensMu sync.Mutex
 	if r.cfg.Target != nil {
 		r.target = r.cfg.Target
-		r.emit(EventPhase, "setup", 0, fmt.Sprintf("%s target: canary %v, control %v (%d partitions); run files under %s",
+		r.emit(engine.EventPhase, "setup", 0, fmt.Sprintf("%s target: canary %v, control %v (%d partitions); run files under %s",
 			r.target.Name(), r.target.Nodes(engine.ArmCanary), r.target.Nodes(engine.ArmControl), r.target.Partitions(), r.dir))
 	} else if err := r.startLocal(ctx, &gensMu); err != nil {
 		return err
@@ -592,7 +572,7 @@ func (r *Run) setup(ctx context.Context) error {
 		msg += "; no calibration arm: σ̂ comes from the baseline history of " + r.target.Service() + " (priors while it is thin)"
 	}
 	r.ready = time.Now()
-	r.emit(EventInfo, "setup", 0, msg)
+	r.emit(engine.EventInfo, "setup", 0, msg)
 	return nil
 }
 
@@ -616,7 +596,7 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 	if parts <= 0 {
 		parts = 8
 	}
-	r.emit(EventPhase, "setup", 0, fmt.Sprintf("starting the control, the canary and the calibration cluster (%d nodes each, %d partitions%s) under %s",
+	r.emit(engine.EventPhase, "setup", 0, fmt.Sprintf("starting the control, the canary and the calibration cluster (%d nodes each, %d partitions%s) under %s",
 		lt.Nodes, parts, defectNote(r.cfg.CanaryDefects), r.dir))
 	var ups []arms.Upstream
 	for _, u := range lt.Upstreams {
@@ -767,7 +747,7 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 	if w.Extension > 0 {
 		what = fmt.Sprintf("hold: extension %d", w.Extension)
 	}
-	r.emit(EventPhase, "steady", w.Weight, fmt.Sprintf("%s: observing %s of fault-free load at %d%%", what, v, w.Weight))
+	r.emit(engine.EventPhase, "steady", w.Weight, fmt.Sprintf("%s: observing %s of fault-free load at %d%%", what, v, w.Weight))
 	s := time.Now()
 	// One chunk more, so the window holds v of whole chunks.
 	if err := sleep(ctx, v+r.avail.Chunk()); err != nil {
@@ -775,7 +755,7 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 		return decision.Input{}, engine.E(engine.KindCanceled, "observe", fmt.Errorf("%w: %v", engine.ErrInterrupted, err))
 	}
 	r.stepSpans = append(r.stepSpans, availability.Span{Start: s, End: time.Now()})
-	r.emit(EventPhase, "verify", w.Weight, "stopping load, draining both output streams and checking consistency")
+	r.emit(engine.EventPhase, "verify", w.Weight, "stopping load, draining both output streams and checking consistency")
 	r.avail.Stop()
 	if err := r.checkConsistency(ctx); err != nil {
 		return decision.Input{}, err
@@ -788,7 +768,7 @@ func (r *Run) observe(ctx context.Context, w canary.Window) (decision.Input, err
 	if err != nil {
 		return decision.Input{}, err
 	}
-	r.emit(EventPhase, "judge", w.Weight, fmt.Sprintf("judging the %d%% step", w.Weight))
+	r.emit(engine.EventPhase, "judge", w.Weight, fmt.Sprintf("judging the %d%% step", w.Weight))
 	return in, nil
 }
 
@@ -829,7 +809,7 @@ func (r *Run) settle(ctx context.Context, weight int) error {
 			return engine.E(engine.KindCanceled, "settle", fmt.Errorf("%w: %v", engine.ErrInterrupted, context.Cause(ctx)))
 		}
 		if time.Now().After(deadline) {
-			r.emit(EventInfo, "steady", weight, fmt.Sprintf("the arms are not all healthy after %v; judging anyway: %v", limit, err))
+			r.emit(engine.EventInfo, "steady", weight, fmt.Sprintf("the arms are not all healthy after %v; judging anyway: %v", limit, err))
 			return nil
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
@@ -885,7 +865,7 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		}
 	}
 	if n == 0 {
-		r.emit(EventPhase, "steady", weight, fmt.Sprintf("no fault at %d%%", weight))
+		r.emit(engine.EventPhase, "steady", weight, fmt.Sprintf("no fault at %d%%", weight))
 		return nil
 	}
 	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.target.Injectors(), Topology: r.target,
@@ -950,30 +930,25 @@ func runsAt(e engine.Experiment, w int) bool {
 }
 
 func (r *Run) onRunnerEvent(ev engine.Event) {
-	if ev.Phase == engine.PhaseJudge || ev.Phase == engine.PhaseVerify {
+	judge, verify := engine.PhaseJudge.String(), engine.PhaseVerify.String()
+	if ev.Phase == judge || ev.Phase == verify {
 		// The runner only runs the faults of a step here; verification
 		// and judgement are this package's (and reported by it).
 		return
 	}
 	r.mu.Lock()
-	switch ev.Phase {
-	case engine.PhaseInject:
-		if strings.Contains(ev.Msg, " applied") {
-			r.active[ev.Fault] = strings.SplitN(ev.Msg, " applied", 2)[0]
-		}
-	case engine.PhaseRecover, engine.PhaseSteadyAfter, engine.PhaseVerify:
+	switch {
+	case ev.Kind == engine.EventFault:
+		r.active[ev.Fault] = strings.SplitN(ev.Msg, " applied", 2)[0]
+	case ev.Phase == engine.PhaseRecover.String() || ev.Phase == engine.PhaseSteadyAfter.String():
 		r.active = map[string]string{}
 	}
 	r.mu.Unlock()
-	kind := EventPhase
-	if ev.Phase == engine.PhaseInject && ev.Fault != "" && strings.Contains(ev.Msg, "applied") {
-		kind = EventFault
-	}
 	msg := ev.Msg
-	if ev.Experiment != "" && kind == EventPhase {
+	if ev.Experiment != "" && ev.Kind == engine.EventPhase {
 		msg = ev.Experiment + ": " + msg
 	}
-	r.emit(kind, ev.Phase.String(), ev.Weight, msg)
+	r.emit(ev.Kind, ev.Phase, ev.Weight, msg)
 }
 
 // checkConsistency drains both arms' output streams (the load is stopped)
@@ -1038,7 +1013,7 @@ func (r *Run) checkConsistency(ctx context.Context) error {
 			}
 			msg += "VIOLATED: " + strings.Join(inv, ", ")
 		}
-		r.emit(EventInfo, "verify", 0, msg)
+		r.emit(engine.EventInfo, "verify", 0, msg)
 	}
 	return nil
 }
@@ -1304,7 +1279,7 @@ func (r *Run) finishReport(ctx context.Context, out *RunOutcome, res *canary.Res
 			rep.Verdict, rep.ExitCode = "", decision.ExitNoVerdict
 		} else {
 			rep.Evidence = ev
-			r.emit(EventInfo, "record", 0, fmt.Sprintf("evidence recorded: ledger index %d (tree size %d)", ev.LedgerIndex, ev.TreeSize))
+			r.emit(engine.EventInfo, "record", 0, fmt.Sprintf("evidence recorded: ledger index %d (tree size %d)", ev.LedgerIndex, ev.TreeSize))
 		}
 	}
 	rep.DurationS = math.Round(time.Since(r.start).Seconds()*10) / 10
@@ -1356,7 +1331,7 @@ func (r *Run) pushDecision(ctx context.Context, l decisionlog.Line) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := r.decisions.Push(ctx, l); err != nil {
-		r.emit(EventInfo, "", 0, "log server: "+err.Error())
+		r.emit(engine.EventInfo, "", 0, "log server: "+err.Error())
 	}
 }
 

@@ -76,13 +76,13 @@ func (r *Run) promShortestWindow(ctx context.Context, address string) time.Durat
 	for _, arm := range r.loadArms {
 		d, err := r.prom.ScrapeInterval(ctx, r.selector(arm))
 		if err != nil {
-			r.emit(EventInfo, "setup", 0, fmt.Sprintf("WARNING: %s: %v; steady spans shorter than %v are queried over %v", address, err, minPromWindow, minPromWindow))
+			r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("WARNING: %s: %v; steady spans shorter than %v are queried over %v", address, err, minPromWindow, minPromWindow))
 			return minPromWindow
 		}
 		longest = max(longest, d)
 	}
 	w := max(3*longest, minPromWindow)
-	r.emit(EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL: the arms' targets are scraped every %v; a steady span shorter than %v is queried over %v", longest, w, w))
+	r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL: the arms' targets are scraped every %v; a steady span shorter than %v is queried over %v", longest, w, w))
 	return w
 }
 
@@ -139,14 +139,14 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 			}
 		}
 		address = srv.URL
-		r.emit(EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL: started Prometheus (pid %d) on %s scraping %d nodes every 1s (config %s)",
+		r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL: started Prometheus (pid %d) on %s scraping %d nodes every 1s (config %s)",
 			srv.Proc.Pid, srv.URL, len(targets), filepath.Join(pdir, "prometheus.yml")))
 	} else {
 		var sels []string
 		for _, arm := range r.loadArms {
 			sels = append(sels, arm.String()+" {"+r.selector(arm)+"}")
 		}
-		r.emit(EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL at %s; selectors: %s; the nodes to scrape, with those labels: %s (file_sd_configs)",
+		r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("metrics from PromQL at %s; selectors: %s; the nodes to scrape, with those labels: %s (file_sd_configs)",
 			address, strings.Join(sels, ", "), sdPath))
 	}
 	src, err := promql.New(address, pm.Queries)
@@ -179,7 +179,7 @@ func (r *Run) setupPrometheus(ctx context.Context) error {
 			if r.promSrv != nil {
 				return engine.E(engine.KindUnavailable, "prometheus", fmt.Errorf("no sample of %s within 30 s\n%s", strings.Join(waiting, ", "), r.promSrv.Log()))
 			}
-			r.emit(EventInfo, "setup", 0, fmt.Sprintf("WARNING: %s has no data for %s (the judge holds on missing data): check the selectors and that it scrapes the targets in %s",
+			r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("WARNING: %s has no data for %s (the judge holds on missing data): check the selectors and that it scrapes the targets in %s",
 				address, strings.Join(waiting, ", "), sdPath))
 			return nil
 		}
@@ -269,9 +269,9 @@ func (r *Run) promArm(ctx context.Context, weight int, arm engine.Arm, steady []
 				diffs = append(diffs, fmt.Sprintf("%s none/%.4g", k, e))
 			}
 		}
-		r.emit(EventInfo, "judge", weight, fmt.Sprintf("  %s metrics, PromQL/embedded: %s", arm, strings.Join(diffs, ", ")))
+		r.emit(engine.EventInfo, "judge", weight, fmt.Sprintf("  %s metrics, PromQL/embedded: %s", arm, strings.Join(diffs, ", ")))
 		for _, n := range notes {
-			r.emit(EventInfo, "judge", weight, fmt.Sprintf("  %s PromQL: %s", arm, n))
+			r.emit(engine.EventInfo, "judge", weight, fmt.Sprintf("  %s PromQL: %s", arm, n))
 		}
 	}
 }

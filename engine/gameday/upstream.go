@@ -81,7 +81,7 @@ func (r *Run) setupUpstreams(ctx context.Context, parts int) error {
 			}
 		}
 	}
-	r.emit(EventInfo, "setup", 0, fmt.Sprintf("upstreams: every arm runs its own %s; each arm's nodes consume them and %.0f msg/s per upstream are published to them", upstreamNames(ups), upstreamRate(r.rate)))
+	r.emit(engine.EventInfo, "setup", 0, fmt.Sprintf("upstreams: every arm runs its own %s; each arm's nodes consume them and %.0f msg/s per upstream are published to them", upstreamNames(ups), upstreamRate(r.rate)))
 	return nil
 }
 

@@ -338,7 +338,7 @@ func TestRealClusterInterruptDuringKillRecoversWithinTwoSeconds(t *testing.T) {
 	injected := 0
 	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl,
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseInject && strings.Contains(e.Msg, "applied") {
+			if e.Phase == engine.PhaseInject.String() && strings.Contains(e.Msg, "applied") {
 				injected++
 				if injected == 1 {
 					cancelled = time.Now()

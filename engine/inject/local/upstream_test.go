@@ -465,7 +465,7 @@ func TestLibraryUpstreamsGameDay(t *testing.T) {
 			return engine.Verdict{Decision: decision.Promote}, nil
 		},
 		OnEvent: func(e engine.Event) {
-			if e.Phase == engine.PhaseInject && strings.Contains(e.Msg, "applied") {
+			if e.Phase == engine.PhaseInject.String() && strings.Contains(e.Msg, "applied") {
 				t.Logf("%s", e.Msg)
 			}
 		}})
