@@ -24,10 +24,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/report"
+	"github.com/chaosgate/chaosgate/internal/textclip"
 )
 
 // Schema is the contract version written in every notification.
@@ -232,12 +232,4 @@ func secretURL(u *url.URL) string {
 
 // clip shortens s to at most n bytes, on a rune boundary, for an error
 // message.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
+func clip(s string, n int) string { return textclip.String(s, n) }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
@@ -127,10 +128,17 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Error    string   `json:"error"`
 		Faults   []struct {
 			Kind, Arm, Target, Confirmed string
+			Availability                 json.RawMessage
 		} `json:"faults"`
 		Evidence *struct {
 			LedgerIndex uint64 `json:"ledger_index"`
 		} `json:"evidence"`
+		Probes map[string]json.RawMessage `json:"probes"`
+		Steps  []struct {
+			Weight     int               `json:"weight"`
+			ConfigHash string            `json:"config_hash"`
+			Dimensions []json.RawMessage `json:"dimensions"`
+		} `json:"steps"`
 	}
 	// A real Prometheus scrapes the pods, labelled as the scrape
 	// configuration chaosgate ships (deploy/prometheus) labels them;
@@ -195,6 +203,55 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	good := goodGate("good")
 	if good.Verdict != "promote" || good.Evidence == nil || !strings.HasPrefix(good.Revision, "StatefulSet/"+ns+"/aggregator-canary@") {
 		t.Fatalf("good canary: %+v", good)
+	}
+	// The Kubernetes target runs the local target's pipeline, so its report
+	// and evidence have what a local run's have: probe summaries, every
+	// step's dimensions under the decision config's hash, each measured
+	// arm's availability through each fault, and the evidence blobs.
+	for _, probe := range []string{"availability", "consistency", "metrics"} {
+		if len(good.Probes[probe]) == 0 {
+			t.Errorf("good run's report has no %s probe summary: %v", probe, good.Probes)
+		}
+	}
+	if len(good.Steps) == 0 {
+		t.Errorf("good run's report has no steps")
+	}
+	for _, st := range good.Steps {
+		if st.ConfigHash == "" || len(st.Dimensions) == 0 {
+			t.Errorf("step %d%%: config hash %q, %d dimensions; want both", st.Weight, st.ConfigHash, len(st.Dimensions))
+		}
+	}
+	for _, f := range good.Faults {
+		if (f.Arm == "canary" || f.Arm == "control") && len(f.Availability) == 0 {
+			t.Errorf("fault %s on %s %s: no availability through it", f.Kind, f.Arm, f.Target)
+		}
+	}
+	{
+		l, err := evidence.OpenDataDir(ctx, dataDir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, payload := statementOf(t, ctx, l, good.Evidence.LedgerIndex)
+		l.Close()
+		var st struct {
+			Predicate struct {
+				Blobs []struct {
+					Name string `json:"name"`
+				} `json:"blobs"`
+			} `json:"predicate"`
+		}
+		if err := json.Unmarshal(payload, &st); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, b := range st.Predicate.Blobs {
+			names = append(names, b.Name)
+		}
+		for _, want := range []string{gameday.BlobWindows, gameday.BlobVerdicts, gameday.BlobMetrics, gameday.BlobFaults} {
+			if !slices.Contains(names, want) {
+				t.Errorf("good run's evidence lacks the %s blob: %v", want, names)
+			}
+		}
 	}
 	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
 	if g := goodGate("good-promql", withProm...); g.Verdict != "promote" {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chaosgate/chaosgate/internal/textclip"
 	"github.com/chaosgate/chaosgate/internal/traceparent"
 )
 
@@ -239,12 +240,7 @@ func WatchCluster(ctx context.Context, targets Targets, every time.Duration, app
 	}
 }
 
-func truncate(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
-}
+func truncate(b []byte) string { return textclip.Bytes(b, 200) }
 
 // Leaders counts, per node id, the partitions it leads according to
 // GET /v1/cluster on the first target that answers.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
+	"github.com/chaosgate/chaosgate/internal/textclip"
 )
 
 // PodLogShipper plays a cluster's log agent, as Promtail's or Grafana
@@ -237,9 +238,4 @@ func ParseCRILine(line string) (at time.Time, tag, msg string, err error) {
 	return at, tag, msg, nil
 }
 
-func clipLine(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
-}
+func clipLine(s string) string { return textclip.String(s, 80) }

@@ -16,6 +16,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/chaosgate/chaosgate/internal/textclip"
 )
 
 // Header is the HTTP header name (lowercase, as the specification spells it;
@@ -168,9 +170,4 @@ func isZero(b []byte) bool {
 }
 
 // clip bounds a value quoted in an error.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
-}
+func clip(s string) string { return textclip.String(s, 80) }

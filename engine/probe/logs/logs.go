@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/internal/textclip"
 )
 
 // Name is the probe's name.
@@ -156,12 +157,7 @@ func lineTime(line string, now time.Time) time.Time {
 }
 
 // clip bounds a matched line kept as evidence.
-func clip(line string) string {
-	if len(line) > 300 {
-		return line[:300]
-	}
-	return line
-}
+func clip(line string) string { return textclip.String(line, 300) }
 
 // Matches returns the guarded lines of arm between start and end.
 func (p *Probe) Matches(arm engine.Arm, start, end time.Time) []Match {

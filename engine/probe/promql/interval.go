@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/chaosgate/chaosgate/internal/textclip"
 )
 
 // ScrapeInterval returns the longest scrape interval of the targets that
@@ -103,9 +105,4 @@ func sameLabels(target map[string]string, m model.Metric) bool {
 	return n == len(target)
 }
 
-func clip(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
-}
+func clip(s string) string { return textclip.String(s, 200) }
