@@ -166,22 +166,22 @@ func plan(faults ...engine.Fault) engine.Plan {
 		Experiments: []engine.Experiment{{Name: "exp", SteadyState: 100 * time.Millisecond, Faults: faults}}}
 }
 
-func promote(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-	return engine.Verdict{Decision: decision.Promote, Score: 1, Coverage: 1}, nil
+func promote(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
+	return engine.StepVerdict{Decision: decision.Promote, Score: 1, Coverage: 1}, nil
 }
 
 func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 	r := newRig(t)
 	dir := t.TempDir()
 	var judged []engine.JudgeInput
-	var recorded *engine.Result
+	var recorded *engine.RunnerResult
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r,
 		Probes: []engine.Probe{&httpProbe{r: r}},
-		Judge: func(ctx context.Context, in engine.JudgeInput) (engine.Verdict, error) {
+		Judge: func(ctx context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
 			judged = append(judged, in)
 			return promote(ctx, in)
 		},
-		Record: func(_ context.Context, res *engine.Result) (engine.EvidenceRef, error) {
+		Record: func(_ context.Context, res *engine.RunnerResult) (engine.EvidenceRef, error) {
 			recorded = res
 			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
 		}})
@@ -793,12 +793,12 @@ func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
 	steps := 0
 	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r,
 		SetWeight: func(_ context.Context, w int) error { weights = append(weights, w); return nil },
-		Judge: func(_ context.Context, in engine.JudgeInput) (engine.Verdict, error) {
+		Judge: func(_ context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
 			steps++
 			if len(in.Faults) != 2 {
 				t.Errorf("step %d judged with %d faults, want both arms' faults", in.Weight, len(in.Faults))
 			}
-			return engine.Verdict{Decision: decision.Block, Reason: "consistency violated"}, nil
+			return engine.StepVerdict{Decision: decision.Block, Reason: "consistency violated"}, nil
 		}})
 	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 10 * time.Millisecond, Edges: engine.Edges{OutOf: "n3"}, Duration: 200 * time.Millisecond})
 	p.Weights = []int{5, 25, 100}

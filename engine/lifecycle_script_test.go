@@ -368,19 +368,19 @@ func runScript(t *testing.T, sc lifecycleScript) string {
 	}
 	dataDir := t.TempDir()
 	verdicts := sc.verdicts
-	judge := func(_ context.Context, in engine.JudgeInput) (engine.Verdict, error) {
+	judge := func(_ context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
 		d := decision.Hold
 		if len(verdicts) > 0 {
 			d, verdicts = verdicts[0], verdicts[1:]
 		}
 		tr.add("judge   step %d%% over %s..%s: %d observations, %d faults → %s", in.Weight, clock.offset(in.StepStart), clock.offset(in.StepEnd), len(in.Observations), len(in.Faults), d)
-		return engine.Verdict{Decision: d, Reason: "scripted " + d.String()}, nil
+		return engine.StepVerdict{Decision: d, Reason: "scripted " + d.String()}, nil
 	}
 	injectors := map[engine.FaultKind]engine.Injector{engine.PodPause: inj, engine.PodKill: inj}
 	runner, err := engine.NewRunner(engine.Options{DataDir: dataDir, Injectors: injectors, Topology: scriptTopology{},
 		Probes: []engine.Probe{probe}, Judge: judge, Clock: clock, RunID: "R-" + sc.name, Tick: time.Second,
 		SetWeight: func(_ context.Context, w int) error { tr.add("weight  canary %d%%", w); return nil },
-		Record: func(_ context.Context, res *engine.Result) (engine.EvidenceRef, error) {
+		Record: func(_ context.Context, res *engine.RunnerResult) (engine.EvidenceRef, error) {
 			tr.add("record  evidence of %d steps, %d faults, verdict %s", len(res.Steps), len(res.Faults), res.Verdict.Decision)
 			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
 		},
@@ -400,7 +400,7 @@ func runScript(t *testing.T, sc lifecycleScript) string {
 	if sc.during != nil {
 		sc.during(s)
 	}
-	var res *engine.Result
+	var res *engine.RunnerResult
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -428,7 +428,7 @@ func runScript(t *testing.T, sc lifecycleScript) string {
 	return strings.Join(tr.lines, "\n") + "\n"
 }
 
-func writeResult(tr *transcript, clock *simClock, res *engine.Result, err error) {
+func writeResult(tr *transcript, clock *simClock, res *engine.RunnerResult, err error) {
 	if err != nil {
 		tr.raw("error        %v (kind %s)", err, engine.KindOf(err))
 	}

@@ -38,9 +38,9 @@ type JudgeInput struct {
 	Faults       []FaultRecord `json:"faults"`
 }
 
-// Verdict is the judge's answer for one step. Detail carries the judge's
+// StepVerdict is the judge's answer for one step. Detail carries the judge's
 // own explanation (dimensions) and is recorded as is.
-type Verdict struct {
+type StepVerdict struct {
 	Decision decision.Decision `json:"verdict,omitempty"`
 	Score    float64           `json:"score"`
 	Coverage float64           `json:"coverage"`
@@ -50,7 +50,7 @@ type Verdict struct {
 
 // Judge decides one canary step. An error means the platform could not
 // judge (the run ends with an infrastructure error, exit code 2).
-type Judge func(ctx context.Context, in JudgeInput) (Verdict, error)
+type Judge func(ctx context.Context, in JudgeInput) (StepVerdict, error)
 
 // EvidenceRef is where a run's evidence landed.
 type EvidenceRef struct {
@@ -60,7 +60,7 @@ type EvidenceRef struct {
 }
 
 // Recorder writes a run's evidence (signed record, ledger append).
-type Recorder func(ctx context.Context, res *Result) (EvidenceRef, error)
+type Recorder func(ctx context.Context, res *RunnerResult) (EvidenceRef, error)
 
 // EventKind says what a progress event reports.
 type EventKind int
@@ -139,14 +139,14 @@ type PhaseSpan struct {
 // StepResult is one canary step.
 type StepResult struct {
 	Weight       int           `json:"weight"`
-	Verdict      Verdict       `json:"verdict"`
+	Verdict      StepVerdict   `json:"verdict"`
 	Observations []Observation `json:"observations"`
 	ProbeErrors  []ProbeError  `json:"probe_errors,omitempty"`
 }
 
-// Result is everything a run did; the report and the evidence are built
+// RunnerResult is everything a run did; the report and the evidence are built
 // from it.
-type Result struct {
+type RunnerResult struct {
 	RunID   string        `json:"run_id"`
 	Name    string        `json:"name"`
 	Started time.Time     `json:"started"`
@@ -155,7 +155,7 @@ type Result struct {
 	Faults  []FaultRecord `json:"faults"`
 	Phases  []PhaseSpan   `json:"phases"`
 	// Verdict is the run's final verdict (zero when none was reached).
-	Verdict     Verdict      `json:"verdict"`
+	Verdict     StepVerdict  `json:"verdict"`
 	Evidence    *EvidenceRef `json:"evidence,omitempty"`
 	Interrupted bool         `json:"interrupted,omitempty"`
 	Aborted     string       `json:"aborted,omitempty"`
@@ -205,7 +205,7 @@ type Runner struct {
 	since  map[abortKey]time.Time
 	seq    int
 	j      *Journal
-	res    *Result
+	res    *RunnerResult
 }
 
 type activeFault struct {
@@ -336,7 +336,7 @@ func (r *Runner) phase(p Phase, w int, exp, fault string, start time.Time) {
 // recovery). The result is returned even with an error; an interrupted or
 // aborted run returns an error of kind KindCanceled wrapping ErrInterrupted
 // or ErrAborted, with Result.Interrupted or Result.Aborted set.
-func (r *Runner) Run(ctx context.Context, plan Plan) (res *Result, err error) {
+func (r *Runner) Run(ctx context.Context, plan Plan) (res *RunnerResult, err error) {
 	if len(plan.Weights) == 0 || len(plan.Arms) == 0 {
 		return nil, E(KindInvalid, "run", errors.New("the plan has no weights or no arms"))
 	}
@@ -353,7 +353,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *Result, err error) {
 		return nil, err
 	}
 	r.j = j
-	r.res = &Result{RunID: r.opt.RunID, Name: plan.Name, Started: planStart, Journal: j.Path()}
+	r.res = &RunnerResult{RunID: r.opt.RunID, Name: plan.Name, Started: planStart, Journal: j.Path()}
 	res = r.res
 	r.phase(PhasePlan, 0, "", "", planStart)
 	defer func() {
@@ -455,7 +455,7 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		}
 		jStart := r.opt.Clock.Now()
 		r.event(PhaseJudge, w, "", "", "judging")
-		v := Verdict{Decision: decision.Hold, Reason: "no judge configured"}
+		v := StepVerdict{Decision: decision.Hold, Reason: "no judge configured"}
 		if r.opt.Judge != nil {
 			in := JudgeInput{RunID: r.opt.RunID, Name: plan.Name, Weight: w, StepStart: stepStart, StepEnd: r.opt.Clock.Now(),
 				Observations: step.Observations, ProbeErrors: step.ProbeErrors}

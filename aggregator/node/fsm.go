@@ -52,7 +52,7 @@ type putCmd struct {
 
 // putResult is the FSM's answer to a cmdPut.
 type putResult struct {
-	Outcome state.Outcome
+	Outcome state.PutOutcome
 	Value   state.Value
 }
 
@@ -251,7 +251,7 @@ func (f *fsm) waitChan() <-chan struct{} {
 }
 
 func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Record) {
-	emit := func(ev reorder.Event[stamped], h string) {
+	emit := func(ev reorder.Release[stamped], h string) {
 		r := Record{Offset: f.next, SourceID: ev.Source, Epoch: l.Term, HLC: h, Node: c.N}
 		if ev.Kind == reorder.EventGap {
 			r.Type, r.FromSeq, r.ToSeq = RecordGap, ev.FromSeq, ev.ToSeq
@@ -305,7 +305,7 @@ func (f *fsm) applyCommand(l *raft.Log, c *command, recs []Record) (any, []Recor
 				case outcome == reorder.Accepted || f.cfg.NoDedup:
 					r.Status = StatusOK
 					if outcome != reorder.Accepted { // no-dedup: emit the copy anyway
-						evs = []reorder.Event[stamped]{{Kind: reorder.EventMessage, Source: m.SourceID, Seq: m.Seq, Value: *m}}
+						evs = []reorder.Release[stamped]{{Kind: reorder.EventMessage, Source: m.SourceID, Seq: m.Seq, Value: *m}}
 					}
 					if !f.cfg.NoDedup {
 						f.dd.Insert(m.MsgID, m.Fingerprint, c.T) // Contains was false above

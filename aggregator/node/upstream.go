@@ -14,20 +14,20 @@ type upstreamSink struct{ n *Node }
 
 // Submit decodes each payload (one message of the message contract) and
 // ingests the valid ones in one call; every result maps to an outcome.
-func (s upstreamSink) Submit(ctx context.Context, payloads [][]byte) []upstream.Outcome {
-	out := make([]upstream.Outcome, len(payloads))
+func (s upstreamSink) Submit(ctx context.Context, payloads [][]byte) []upstream.Answer {
+	out := make([]upstream.Answer, len(payloads))
 	msgs := make([]Message, 0, len(payloads))
 	idx := make([]int, 0, len(payloads))
 	for i, p := range payloads {
 		ms, err := DecodeMessages(p)
 		switch {
 		case err != nil:
-			out[i] = upstream.Outcome{Status: upstream.Permanent, Reason: "invalid: " + err.Error()}
+			out[i] = upstream.Answer{Status: upstream.Permanent, Reason: "invalid: " + err.Error()}
 		case len(ms) != 1:
-			out[i] = upstream.Outcome{Status: upstream.Permanent, Reason: fmt.Sprintf("invalid: an upstream record carries one message, this one carries %d", len(ms))}
+			out[i] = upstream.Answer{Status: upstream.Permanent, Reason: fmt.Sprintf("invalid: an upstream record carries one message, this one carries %d", len(ms))}
 		default:
 			m := ms[0]
-			out[i] = upstream.Outcome{MsgID: m.MsgID, Source: m.SourceID, Seq: m.Seq, Key: m.GroupKey}
+			out[i] = upstream.Answer{MsgID: m.MsgID, Source: m.SourceID, Seq: m.Seq, Key: m.GroupKey}
 			msgs = append(msgs, m)
 			idx = append(idx, i)
 		}

@@ -44,13 +44,13 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Outcome is what Offer did with a message.
-type Outcome int
+// OfferOutcome is what Offer did with a message.
+type OfferOutcome int
 
 // Offer outcomes.
 const (
 	// Accepted means the message was released or is held for release.
-	Accepted Outcome = 1 + iota
+	Accepted OfferOutcome = 1 + iota
 	// Duplicate means the sequence was already released or is already held.
 	Duplicate
 	// Late means the sequence was already declared part of a gap.
@@ -61,20 +61,20 @@ const (
 	Forgotten
 )
 
-// EventKind tells a released message from a declared gap.
-type EventKind int
+// ReleaseKind tells a released message from a declared gap.
+type ReleaseKind int
 
 // Event kinds.
 const (
 	// EventMessage releases one message.
-	EventMessage EventKind = 1 + iota
+	EventMessage ReleaseKind = 1 + iota
 	// EventGap declares the sequences FromSeq..ToSeq missing.
 	EventGap
 )
 
-// Event is one release from the buffer, in output order.
-type Event[T any] struct {
-	Kind    EventKind
+// Release is one release from the buffer, in output order.
+type Release[T any] struct {
+	Kind    ReleaseKind
 	Source  string
 	Seq     uint64
 	FromSeq uint64
@@ -140,7 +140,7 @@ func (b *Buffer[T]) source(name string) *SourceState[T] {
 
 // Offer adds message seq of source, arriving at time at, and returns what
 // happened and the events it released, in order.
-func (b *Buffer[T]) Offer(source string, seq uint64, at int64, v T) (Outcome, []Event[T]) {
+func (b *Buffer[T]) Offer(source string, seq uint64, at int64, v T) (OfferOutcome, []Release[T]) {
 	s := b.source(source)
 	if seq < s.Next {
 		for _, g := range s.Gaps {
@@ -165,9 +165,9 @@ func (b *Buffer[T]) Offer(source string, seq uint64, at int64, v T) (Outcome, []
 	if found {
 		return Duplicate, nil
 	}
-	var out []Event[T]
+	var out []Release[T]
 	if seq == s.Next {
-		out = append(out, Event[T]{Kind: EventMessage, Source: source, Seq: seq, Value: v})
+		out = append(out, Release[T]{Kind: EventMessage, Source: source, Seq: seq, Value: v})
 		s.Next++
 		out = b.drain(source, s, out)
 		return Accepted, out
@@ -181,10 +181,10 @@ func (b *Buffer[T]) Offer(source string, seq uint64, at int64, v T) (Outcome, []
 }
 
 // drain releases held messages that are now contiguous.
-func (b *Buffer[T]) drain(source string, s *SourceState[T], out []Event[T]) []Event[T] {
+func (b *Buffer[T]) drain(source string, s *SourceState[T], out []Release[T]) []Release[T] {
 	n := 0
 	for n < len(s.Held) && s.Held[n].Seq == s.Next {
-		out = append(out, Event[T]{Kind: EventMessage, Source: source, Seq: s.Next, Value: s.Held[n].Value})
+		out = append(out, Release[T]{Kind: EventMessage, Source: source, Seq: s.Next, Value: s.Held[n].Value})
 		s.Next++
 		n++
 	}
@@ -197,10 +197,10 @@ func (b *Buffer[T]) drain(source string, s *SourceState[T], out []Event[T]) []Ev
 
 // flushFront declares the hole before the first held message a gap and
 // releases what follows it.
-func (b *Buffer[T]) flushFront(source string, s *SourceState[T], out []Event[T]) []Event[T] {
+func (b *Buffer[T]) flushFront(source string, s *SourceState[T], out []Release[T]) []Release[T] {
 	first := s.Held[0].Seq
 	g := GapRange{From: s.Next, To: first - 1}
-	out = append(out, Event[T]{Kind: EventGap, Source: source, FromSeq: g.From, ToSeq: g.To})
+	out = append(out, Release[T]{Kind: EventGap, Source: source, FromSeq: g.From, ToSeq: g.To})
 	s.Gaps = append(s.Gaps, g)
 	if n := len(s.Gaps) - b.cfg.RecentGaps; n > 0 {
 		for _, old := range s.Gaps[:n] {
@@ -214,7 +214,7 @@ func (b *Buffer[T]) flushFront(source string, s *SourceState[T], out []Event[T])
 
 // Expire declares as gaps the holes of every source whose oldest held
 // message arrived at or before now-Timeout, in source-name order.
-func (b *Buffer[T]) Expire(now int64) []Event[T] {
+func (b *Buffer[T]) Expire(now int64) []Release[T] {
 	names := make([]string, 0)
 	for name, s := range b.sources {
 		if len(s.Held) > 0 {
@@ -222,7 +222,7 @@ func (b *Buffer[T]) Expire(now int64) []Event[T] {
 		}
 	}
 	sort.Strings(names)
-	var out []Event[T]
+	var out []Release[T]
 	for _, name := range names {
 		s := b.sources[name]
 		for len(s.Held) > 0 && oldest(s.Held) <= now-b.cfg.Timeout {

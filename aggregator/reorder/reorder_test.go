@@ -9,7 +9,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func seqs(evs []Event[int]) (msgs []uint64, gaps [][2]uint64) {
+func seqs(evs []Release[int]) (msgs []uint64, gaps [][2]uint64) {
 	for _, e := range evs {
 		if e.Kind == EventMessage {
 			msgs = append(msgs, e.Seq)
@@ -22,7 +22,7 @@ func seqs(evs []Event[int]) (msgs []uint64, gaps [][2]uint64) {
 
 func TestInOrderAndReordered(t *testing.T) {
 	b := New[int](Config{})
-	var all []Event[int]
+	var all []Release[int]
 	for _, s := range []uint64{1, 3, 2, 5, 4} {
 		o, ev := b.Offer("s", s, 0, int(s))
 		if o != Accepted {
@@ -105,7 +105,7 @@ func TestPropertyAgainstModel(t *testing.T) {
 		covered := map[uint64]int{}
 		var last uint64
 		var now int64
-		check := func(evs []Event[int]) {
+		check := func(evs []Release[int]) {
 			for _, e := range evs {
 				lo, hi := e.Seq, e.Seq
 				if e.Kind == EventGap {
@@ -198,7 +198,7 @@ func TestForgottenGapIsNeverADuplicate(t *testing.T) {
 	}
 	c := New[int](Config{Timeout: 10, RecentGaps: 2})
 	c.Restore(b.State())
-	for s, want := range map[uint64]Outcome{2: Forgotten, 8: Late, 10: Duplicate, 13: Duplicate} {
+	for s, want := range map[uint64]OfferOutcome{2: Forgotten, 8: Late, 10: Duplicate, 13: Duplicate} {
 		if o, _ := c.Offer("s", s, now, int(s)); o != want {
 			t.Fatalf("after restore, seq %d: %v want %v", s, o, want)
 		}

@@ -64,13 +64,13 @@ type Value struct {
 	HLC     string `json:"hlc,omitempty"`
 }
 
-// Outcome is the result of a Put.
-type Outcome int
+// PutOutcome is the result of a Put.
+type PutOutcome int
 
 // Put outcomes.
 const (
 	// Applied means the new state was written.
-	Applied Outcome = 1 + iota
+	Applied PutOutcome = 1 + iota
 	// AlreadyApplied means an identical put was applied before (idempotent).
 	AlreadyApplied
 	// VersionMismatch means expected_version did not match.
@@ -82,7 +82,7 @@ const (
 // Put computes the result of setting cur to (to, data) when the caller
 // expects version expected. It returns the outcome and the resulting value
 // (the current value unless Applied).
-func Put(cur Value, to Phase, data string, expected uint64, epoch uint64, hlc string) (Outcome, Value) {
+func Put(cur Value, to Phase, data string, expected uint64, epoch uint64, hlc string) (PutOutcome, Value) {
 	if cur.Phase == 0 {
 		cur.Phase = Init
 	}

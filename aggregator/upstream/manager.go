@@ -374,13 +374,13 @@ func (m *Manager) find(name string) *running {
 // Replay puts letter id back into the ingest path with its msg_id. A
 // letter already replayed is refused unless force is set (a forced replay
 // is deduplicated by the aggregator all the same).
-func (m *Manager) Replay(ctx context.Context, id uint64, force bool) (Letter, Outcome, error) {
+func (m *Manager) Replay(ctx context.Context, id uint64, force bool) (Letter, Answer, error) {
 	l, ok := m.dlq.Get(id)
 	if !ok {
-		return l, Outcome{}, &APIError{Code: http.StatusNotFound, Kind: "not_found", Msg: fmt.Sprintf("no dead letter %d on node %s", id, m.opts.Node)}
+		return l, Answer{}, &APIError{Code: http.StatusNotFound, Kind: "not_found", Msg: fmt.Sprintf("no dead letter %d on node %s", id, m.opts.Node)}
 	}
 	if l.Replayed() && !force {
-		return l, Outcome{}, &APIError{Code: http.StatusConflict, Kind: "conflict",
+		return l, Answer{}, &APIError{Code: http.StatusConflict, Kind: "conflict",
 			Msg:  fmt.Sprintf("dead letter %d was already replayed at %s (%s)", id, l.Replay.At.Format(time.RFC3339Nano), l.Replay.Result),
 			Hint: "add ?force=true to replay it again (the aggregator deduplicates it by msg_id)"}
 	}

@@ -31,8 +31,8 @@ const (
 	Permanent
 )
 
-// Outcome is the aggregator's answer for one submitted message.
-type Outcome struct {
+// Answer is the aggregator's answer for one submitted message.
+type Answer struct {
 	Status Status
 	// Duplicate: stored earlier (an acknowledgement all the same).
 	Duplicate bool
@@ -51,7 +51,7 @@ type Outcome struct {
 type Sink interface {
 	// Submit stores payloads (each one message of the aggregator's message
 	// contract, as JSON) and returns one outcome per payload, in order.
-	Submit(ctx context.Context, payloads [][]byte) []Outcome
+	Submit(ctx context.Context, payloads [][]byte) []Answer
 	// Healthy reports whether the downstream can commit at all (every
 	// partition has a leader and this node caught up), and why not.
 	Healthy() (bool, string)
@@ -300,7 +300,7 @@ func indexOf(xs []int, v int) int {
 }
 
 // deadLetter writes one delivery to the DLQ (fsynced) with its reason.
-func (p *pipeline) deadLetter(ctx context.Context, d Delivery, o Outcome, attempts int, reason string) error {
+func (p *pipeline) deadLetter(ctx context.Context, d Delivery, o Answer, attempts int, reason string) error {
 	l := Letter{Upstream: p.cfg.Name, Node: p.node, MsgID: o.MsgID, Source: o.Source, Seq: o.Seq, Key: o.Key,
 		Reason: reason, Attempts: attempts, Payload: string(d.Payload)}
 	if d.Partition >= 0 {

@@ -135,7 +135,7 @@ func printBenchPairs(w io.Writer, output string, pairs []bench.Pair) error {
 	fmt.Fprintln(tw, "tier\tworkload\tsystem\tmsgs/s\tp50\tp99\tp99.9\terrors\tratio")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 	for _, p := range pairs {
-		for _, r := range []bench.Result{p.Aggregator, p.JetStream} {
+		for _, r := range []bench.WorkloadFigures{p.Aggregator, p.JetStream} {
 			ratio := ""
 			if r.System == p.Aggregator.System {
 				ratio = fmt.Sprintf("%.2f", p.Ratio)

@@ -87,12 +87,12 @@ func TestPartitionedLeader(t *testing.T) {
 				if err != nil {
 					return "", err
 				}
-				g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodePartition, Detail: "all node-to-node edges black-holed"})
+				g.Record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodePartition, Detail: "all node-to-node edges black-holed"})
 				mesh.isolate(id, true)
 				t.Logf("partitioned %s (leader of %d partitions) from its peers", id, n)
 				time.Sleep(4 * time.Second)
 				mesh.isolate(id, false)
-				g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeHeal})
+				g.Record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeHeal})
 				return fmt.Sprintf("isolated %s for 4s", id), nil
 			}
 			res, err := runScenario(context.Background(), sc)

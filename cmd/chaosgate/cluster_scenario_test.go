@@ -85,7 +85,7 @@ func runScenario(ctx context.Context, sc scenario) (scenarioResult, error) {
 			switch ev.Kind {
 			case local.NodeStarted:
 				if ev.Restarts > 0 {
-					_ = hw.Write(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
+					_ = hw.Write(history.Line{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
 				}
 			case local.NodeRestarted:
 				fmt.Fprintf(sc.progress, "node %s restarted (pid %d) and ready\n", ev.Node, ev.PID)
@@ -182,7 +182,7 @@ func killBusiestLeader(ctx context.Context, sup *local.Supervisor, g *load.Gener
 	if err != nil {
 		return "", err
 	}
-	g.Record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeKill, Detail: fmt.Sprintf("SIGKILL, leader of %d partitions", n)})
+	g.Record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeKill, Detail: fmt.Sprintf("SIGKILL, leader of %d partitions", n)})
 	pid, err := sup.Signal(id, syscall.SIGKILL)
 	if err != nil {
 		return "", err

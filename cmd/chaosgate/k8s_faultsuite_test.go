@@ -152,7 +152,7 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	}
 	started := time.Now()
 	var recordedFaults []engine.FaultRecord
-	record := func(ctx context.Context, r *engine.Result) (engine.EvidenceRef, error) {
+	record := func(ctx context.Context, r *engine.RunnerResult) (engine.EvidenceRef, error) {
 		recordedFaults = r.Faults
 		return recordK8sEvidence(ctx, dir, doc, b, r, started, rc.Revision)
 	}
@@ -240,7 +240,7 @@ func reportFaults(faults []engine.FaultRecord) []report.Fault {
 // names a rollout controller may ask the gate for instead (the canary pods'
 // pod-template hash, the image digest alone) and revision (--revision, when
 // given) are further subjects.
-func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.Result, started time.Time, revision string) (engine.EvidenceRef, error) {
+func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.RunnerResult, started time.Time, revision string) (engine.EvidenceRef, error) {
 	ctx = context.WithoutCancel(ctx)
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
 	if err != nil {

@@ -92,7 +92,7 @@ Exit 2 on bad flags, a bad queries file, or a Prometheus that does not answer.`,
 				return withExitCode(exitUsage, fmt.Errorf("windows: %s: %w", address, err))
 			}
 			stderr := cmd.ErrOrStderr()
-			collect := func(arm, sel string) ([]promql.Result, error) {
+			collect := func(arm, sel string) ([]promql.ArmWindow, error) {
 				rs := src.Arms(ctx, arm, sel, window, at, every, history+1)
 				now := rs[len(rs)-1]
 				if len(now.Queries) > 0 && allFailed(now.Arm, func(s string) bool { return strings.Contains(s, "bad_data") && strings.Contains(s, "parse error") }) {
@@ -178,14 +178,14 @@ func allFailed(a decision.ArmInput, match func(string) bool) bool {
 	return n > 0
 }
 
-func firstNote(r promql.Result) string {
+func firstNote(r promql.ArmWindow) string {
 	if len(r.Notes) == 0 {
 		return ""
 	}
 	return r.Notes[0]
 }
 
-func firstHistoryNote(rs []promql.Result) string {
+func firstHistoryNote(rs []promql.ArmWindow) string {
 	for _, r := range rs[:len(rs)-1] {
 		if len(r.Notes) > 0 {
 			return r.At.UTC().Format(time.RFC3339) + " " + r.Notes[0]

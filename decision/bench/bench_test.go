@@ -58,7 +58,7 @@ func TestCorpusIsSeeded(t *testing.T) {
 type blockAll struct{}
 
 func (blockAll) Name() string        { return "block-all" }
-func (blockAll) Run(*Release) Result { return Result{Outcome: decision.Block, Look: 1} }
+func (blockAll) Run(*Release) Ruling { return Ruling{Outcome: decision.Block, Look: 1} }
 
 // The block-all reference in the report is what a judge that blocks
 // everything really scores, and it is far above zero.

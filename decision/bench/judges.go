@@ -8,8 +8,8 @@ import (
 	"github.com/chaosgate/chaosgate/decision"
 )
 
-// Result is a judge's final word on one release.
-type Result struct {
+// Ruling is a judge's final word on one release.
+type Ruling struct {
 	Outcome decision.Decision
 	Look    int // the interval at which the judge decided
 }
@@ -17,7 +17,7 @@ type Result struct {
 // Judge is one judge of the bench.
 type Judge interface {
 	Name() string
-	Run(rel *Release) Result
+	Run(rel *Release) Ruling
 }
 
 // mask says what is wrong with the canary's data at one look.
@@ -167,36 +167,36 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 // Run implements Judge: judge at every interval; block at once (a block, or
 // a hold the hold policy escalates at once); promote at the end of the step
 // window; extend a hold, then escalate per config.
-func (j *Chaosgate) Run(rel *Release) Result {
+func (j *Chaosgate) Run(rel *Release) Ruling {
 	var prev *decision.Verdict
 	for l := 1; l <= MaxLooks; l++ {
 		v := decision.Evaluate(j.Config, j.Input(rel, l))
 		if v.Decision == decision.Block {
-			return Result{decision.Block, l}
+			return Ruling{decision.Block, l}
 		}
 		if l < StepLooks {
 			// The gate applies the hold policy to every verdict: a hold
 			// it makes final as a block (a decisive one, or one repeating
 			// the previous look's failures) blocks at once.
 			if d, final := j.Config.Hold.Escalate(v, 0, prev); final && d == decision.Block {
-				return Result{decision.Block, l}
+				return Ruling{decision.Block, l}
 			}
 			prev = &v
 			continue
 		}
 		if v.Decision == decision.Promote {
 			if l >= rel.promoteFrom {
-				return Result{decision.Promote, l}
+				return Ruling{decision.Promote, l}
 			}
 			prev = &v
 			continue
 		}
 		if d, final := j.Config.Hold.Escalate(v, l-StepLooks, prev); final || l == MaxLooks {
-			return Result{d, l}
+			return Ruling{d, l}
 		}
 		prev = &v
 	}
-	return Result{decision.Hold, MaxLooks}
+	return Ruling{decision.Hold, MaxLooks}
 }
 
 // ---- Flagger-style -----------------------------------------------------
@@ -236,7 +236,7 @@ func lastInterval(rel *Release, l int) (armWindow, armWindow, mask) {
 }
 
 // Run implements Judge.
-func (f *Flagger) Run(rel *Release) Result {
+func (f *Flagger) Run(rel *Release) Ruling {
 	failed, passed := 0, 0
 	for l := 1; l <= MaxLooks; l++ {
 		c, _, m := lastInterval(rel, l)
@@ -262,16 +262,16 @@ func (f *Flagger) Run(rel *Release) Result {
 		if !ok {
 			failed++
 			if failed >= f.Threshold {
-				return Result{decision.Block, l}
+				return Ruling{decision.Block, l}
 			}
 			continue
 		}
 		passed++
 		if passed >= f.Iterations && l >= rel.promoteFrom {
-			return Result{decision.Promote, l}
+			return Ruling{decision.Promote, l}
 		}
 	}
-	return Result{decision.Hold, MaxLooks}
+	return Ruling{decision.Hold, MaxLooks}
 }
 
 // ---- Argo-style ---------------------------------------------------------
@@ -293,7 +293,7 @@ func NewArgo() *Argo { return &Argo{Count: StepLooks, FailureLimit: 1, Consecuti
 func (*Argo) Name() string { return "argo-style" }
 
 // Run implements Judge.
-func (a *Argo) Run(rel *Release) Result {
+func (a *Argo) Run(rel *Release) Ruling {
 	const metrics = 7
 	var failures, consecErr [metrics]int
 	measured := 0
@@ -353,7 +353,7 @@ func (a *Argo) Run(rel *Release) Result {
 				consecErr[i]++
 				anyErr = true
 				if consecErr[i] > a.ConsecutiveErrorLimit {
-					return Result{decision.Block, l}
+					return Ruling{decision.Block, l}
 				}
 				continue
 			}
@@ -361,7 +361,7 @@ func (a *Argo) Run(rel *Release) Result {
 			if x.fail {
 				failures[i]++
 				if failures[i] > x.limit {
-					return Result{decision.Block, l}
+					return Ruling{decision.Block, l}
 				}
 			}
 		}
@@ -369,10 +369,10 @@ func (a *Argo) Run(rel *Release) Result {
 			measured++
 		}
 		if measured >= a.Count && l >= rel.promoteFrom {
-			return Result{decision.Promote, l}
+			return Ruling{decision.Promote, l}
 		}
 	}
-	return Result{decision.Hold, MaxLooks}
+	return Ruling{decision.Hold, MaxLooks}
 }
 
 // ---- Kayenta-style ------------------------------------------------------
@@ -490,17 +490,17 @@ func (kj *Kayenta) score(ss []series) (float64, bool) {
 }
 
 // Run implements Judge.
-func (kj *Kayenta) Run(rel *Release) Result {
+func (kj *Kayenta) Run(rel *Release) Ruling {
 	for l := 1; l <= MaxLooks; l++ {
 		s, critical := kj.score(kj.seriesAt(rel, l))
 		if critical || s < kj.Marginal {
-			return Result{decision.Block, l}
+			return Ruling{decision.Block, l}
 		}
 		if l >= StepLooks && l >= rel.promoteFrom && s >= kj.Pass {
-			return Result{decision.Promote, l}
+			return Ruling{decision.Promote, l}
 		}
 	}
-	return Result{decision.Hold, MaxLooks}
+	return Ruling{decision.Hold, MaxLooks}
 }
 
 func clean(v []float64) []float64 {

@@ -345,7 +345,7 @@ func spreadBucket(s float64) string {
 	return ">= 15%"
 }
 
-func count(c *Cell, res Result) {
+func count(c *Cell, res Ruling) {
 	c.N++
 	switch res.Outcome {
 	case decision.Block:

@@ -52,8 +52,8 @@ func (w Workload) Name() string {
 	return fmt.Sprintf("%dB %s batch=%d", w.Payload, w.Mode(), w.Batch)
 }
 
-// Result is one system's figures for one workload.
-type Result struct {
+// WorkloadFigures is one system's figures for one workload.
+type WorkloadFigures struct {
 	System     string        `json:"system"`
 	Tier       string        `json:"durability"`
 	Workload   string        `json:"workload"`
@@ -135,7 +135,7 @@ func drive(ctx context.Context, w Workload, send sendFunc) (acked, errs int64, h
 	return a.Load(), e.Load(), hist, time.Since(start)
 }
 
-func quantiles(r *Result, h *hdrhistogram.Histogram) {
+func quantiles(r *WorkloadFigures, h *hdrhistogram.Histogram) {
 	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
 	r.P50, r.P99, r.P999 = us(h.ValueAtQuantile(50)), us(h.ValueAtQuantile(99)), us(h.ValueAtQuantile(99.9))
 }

@@ -69,11 +69,11 @@ type Config struct {
 
 // Pair is one workload's figures for both systems at one tier.
 type Pair struct {
-	Tier       string  `json:"tier"`
-	Workload   string  `json:"workload"`
-	Aggregator Result  `json:"aggregator"`
-	JetStream  Result  `json:"jetstream"`
-	Ratio      float64 `json:"ratio"` // aggregator msgs/s over JetStream msgs/s
+	Tier       string          `json:"tier"`
+	Workload   string          `json:"workload"`
+	Aggregator WorkloadFigures `json:"aggregator"`
+	JetStream  WorkloadFigures `json:"jetstream"`
+	Ratio      float64         `json:"ratio"` // aggregator msgs/s over JetStream msgs/s
 }
 
 // DefaultWorkloads are 128 B and 1 KiB payloads, 8 sources, 64 keys, in
@@ -254,40 +254,40 @@ func runTier(ctx context.Context, cfg Config, tier Durability, natsBin, version 
 	return out, nil
 }
 
-func runAggregator(ctx context.Context, addrs []string, grpcOf map[string]string, partitions int, w Workload) (Result, error) {
+func runAggregator(ctx context.Context, addrs []string, grpcOf map[string]string, partitions int, w Workload) (WorkloadFigures, error) {
 	if w.Client != ClientHTTP {
 		p, err := newGRPCProducer(ctx, addrs, grpcOf, partitions, w)
 		if err != nil {
-			return Result{}, err
+			return WorkloadFigures{}, err
 		}
 		defer p.Close()
 		acked, errs, h, el := drive(ctx, w, p.send)
-		r := Result{System: "chaosgate aggregator (gRPC)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
+		r := WorkloadFigures{System: "chaosgate aggregator (gRPC)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
 		quantiles(&r, h)
 		return r, nil
 	}
 	g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), Partitions: partitions, Sources: w.Sources, Keys: w.Keys,
 		Batch: w.Batch, PayloadSize: w.Payload, RouteToLeader: w.RouteToLeader, NoDrain: true})
 	if err != nil {
-		return Result{}, err
+		return WorkloadFigures{}, err
 	}
 	defer g.Close()
 	s, err := g.Run(ctx, load.Phase{Name: "bench", Duration: w.Duration, Rate: w.Rate, Concurrency: w.Concurrency})
 	if err != nil {
-		return Result{}, err
+		return WorkloadFigures{}, err
 	}
-	return Result{System: "chaosgate aggregator (HTTP/JSON)", Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
+	return WorkloadFigures{System: "chaosgate aggregator (HTTP/JSON)", Workload: w.Name(), Acked: s.OK, Errors: s.Failed,
 		Throughput: s.Throughput, P50: s.P50, P99: s.P99, P999: s.P999}, nil
 }
 
-func runJetStream(ctx context.Context, urls []string, stream string, w Workload) (Result, error) {
+func runJetStream(ctx context.Context, urls []string, stream string, w Workload) (WorkloadFigures, error) {
 	send, closeFn, err := jetStreamSender(ctx, urls, stream, w)
 	if err != nil {
-		return Result{}, err
+		return WorkloadFigures{}, err
 	}
 	defer closeFn()
 	acked, errs, h, el := drive(ctx, w, send)
-	r := Result{System: "NATS JetStream", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
+	r := WorkloadFigures{System: "NATS JetStream", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
 	quantiles(&r, h)
 	return r, nil
 }

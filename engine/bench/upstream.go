@@ -77,7 +77,7 @@ func createUpstreamStream(ctx context.Context, urls []string) error {
 // partition's output stream over gRPC. Latency is from the publish to the
 // record's arrival at the reader; throughput is records read per second.
 // The producer's own PubAck figures come back as the JetStream result.
-func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[string]string, partitions int, w Workload) (e2e, pub Result, err error) {
+func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[string]string, partitions int, w Workload) (e2e, pub WorkloadFigures, err error) {
 	nc, err := nats.Connect(strings.Join(jsURLs, ","), nats.MaxReconnects(-1))
 	if err != nil {
 		return e2e, pub, fmt.Errorf("nats connect: %w", err)
@@ -183,7 +183,7 @@ func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[str
 	}
 	start := time.Now()
 	acked, errs, h, el := drive(ctx, w, send)
-	pub = Result{System: "NATS JetStream publish (upstream producer)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
+	pub = WorkloadFigures{System: "NATS JetStream publish (upstream producer)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
 	quantiles(&pub, h)
 	// Wait until the output has everything published (or stops growing).
 	quiet := time.Now()
@@ -201,7 +201,7 @@ func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[str
 	if span <= 0 {
 		span = el
 	}
-	e2e = Result{System: "JetStream → aggregator → output stream", Workload: w.Name(), Acked: n, Errors: max(0, published.Load()-n), Throughput: float64(n) / span.Seconds()}
+	e2e = WorkloadFigures{System: "JetStream → aggregator → output stream", Workload: w.Name(), Acked: n, Errors: max(0, published.Load()-n), Throughput: float64(n) / span.Seconds()}
 	quantiles(&e2e, e2eHist)
 	return e2e, pub, nil
 }

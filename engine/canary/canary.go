@@ -60,8 +60,8 @@ type StepResult struct {
 	Windows  int
 }
 
-// Result is the outcome of the whole canary.
-type Result struct {
+// RolloutResult is the outcome of the whole canary.
+type RolloutResult struct {
 	Decision   decision.Decision
 	Steps      []StepResult
 	RolledBack bool
@@ -74,7 +74,7 @@ var ErrObserve = errors.New("canary: observation failed")
 // Run drives the canary to a final decision. It returns an error (and no
 // decision) when a window could not be observed, traffic could not be
 // shifted, or a rollback failed; the caller then exits with code 2.
-func (c *Controller) Run(ctx context.Context) (Result, error) {
+func (c *Controller) Run(ctx context.Context) (RolloutResult, error) {
 	steps := c.Steps
 	if len(steps) == 0 {
 		steps = DefaultSteps
@@ -84,9 +84,9 @@ func (c *Controller) Run(ctx context.Context) (Result, error) {
 		judge = decision.Judge{}
 	}
 	if c.Observe == nil {
-		return Result{}, fmt.Errorf("%w: no observe function", ErrObserve)
+		return RolloutResult{}, fmt.Errorf("%w: no observe function", ErrObserve)
 	}
-	var res Result
+	var res RolloutResult
 	for i, weight := range steps {
 		if c.SetWeight != nil {
 			if err := c.SetWeight(ctx, weight); err != nil {
@@ -147,7 +147,7 @@ func (c *Controller) Run(ctx context.Context) (Result, error) {
 }
 
 // ReportSteps converts the step results for report/v1.
-func (r Result) ReportSteps() []report.Step {
+func (r RolloutResult) ReportSteps() []report.Step {
 	out := make([]report.Step, 0, len(r.Steps))
 	for _, s := range r.Steps {
 		out = append(out, report.StepFromVerdict(s.Weight, s.Decision, s.Verdict, s.Windows))

@@ -614,9 +614,9 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 			}
 			switch {
 			case ev.Kind == local.NodeExited:
-				g.Record(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeKill, Detail: "exited: " + ev.Exit})
+				g.Record(history.Line{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeKill, Detail: "exited: " + ev.Exit})
 			case ev.Kind == local.NodeStarted && ev.Restarts > 0:
-				g.Record(history.Event{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
+				g.Record(history.Line{Op: history.OpNode, T: ev.At, Node: ev.Node, NodeEvent: history.NodeStart, Detail: fmt.Sprintf("pid %d restart %d", ev.PID, ev.Restarts)})
 			}
 		}})
 	if err != nil {
@@ -1209,7 +1209,7 @@ func (r *Run) stepContext(weight int) *decision.Context {
 }
 
 // finishReport builds the report/v1 and, when asked, the evidence record.
-func (r *Run) finishReport(ctx context.Context, out *RunOutcome, res *canary.Result, record bool) {
+func (r *Run) finishReport(ctx context.Context, out *RunOutcome, res *canary.RolloutResult, record bool) {
 	d := out.Decision
 	if out.Interrupted || (out.Error != "" && out.Aborted == "") {
 		d = 0
@@ -1365,7 +1365,7 @@ func evidenceVerdict(out *RunOutcome) string {
 }
 
 // record appends the signed evidence of the run to the embedded ledger.
-func (r *Run) record(ctx context.Context, out *RunOutcome, rep report.Report, res *canary.Result) (*report.Evidence, error) {
+func (r *Run) record(ctx context.Context, out *RunOutcome, rep report.Report, res *canary.RolloutResult) (*report.Evidence, error) {
 	ctx = context.WithoutCancel(ctx)
 	l, err := evidence.OpenDataDir(ctx, r.cfg.DataDir, nil)
 	if err != nil {

@@ -168,15 +168,15 @@ func parseTime(line int, field, s string) (time.Time, error) {
 }
 
 // DecodeLine parses one history line strictly. line is used in errors.
-func DecodeLine(line int, data []byte) (Event, error) {
+func DecodeLine(line int, data []byte) (Line, error) {
 	var w wire
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return Event{}, jsonError(line, err)
+		return Line{}, jsonError(line, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Event{}, perr(line, "", "one JSON object per line", "trailing data after the JSON object")
+		return Line{}, perr(line, "", "one JSON object per line", "trailing data after the JSON object")
 	}
 	return fromWire(line, &w)
 }
@@ -199,31 +199,31 @@ func jsonError(line int, err error) error {
 	}
 }
 
-func fromWire(line int, w *wire) (Event, error) {
+func fromWire(line int, w *wire) (Line, error) {
 	op, ok := ParseOp(w.Op)
 	if !ok {
 		if w.Op == "" {
-			return Event{}, perr(line, "op", "every line needs an op", "missing op")
+			return Line{}, perr(line, "op", "every line needs an op", "missing op")
 		}
-		return Event{}, perr(line, "op", "one of send, recv, gap, read, write, node, dlq, commit", "unknown op %q", w.Op)
+		return Line{}, perr(line, "op", "one of send, recv, gap, read, write, node, dlq, commit", "unknown op %q", w.Op)
 	}
-	ev := Event{Op: op, Client: w.Client, Line: line}
+	ev := Line{Op: op, Client: w.Client, Line: line}
 	if w.T != "" {
 		t, err := parseTime(line, "t", w.T)
 		if err != nil {
-			return Event{}, err
+			return Line{}, err
 		}
 		ev.T = t
 	}
 	spec := fieldsOf[op]
 	for _, f := range spec.required {
 		if !has(w, f) {
-			return Event{}, perr(line, f, fmt.Sprintf("a %s line needs %s", op, strings.Join(spec.required, ", ")), "missing field")
+			return Line{}, perr(line, f, fmt.Sprintf("a %s line needs %s", op, strings.Join(spec.required, ", ")), "missing field")
 		}
 	}
 	for _, f := range allFields {
 		if has(w, f) && !contains(spec.required, f) && !contains(spec.optional, f) {
-			return Event{}, perr(line, f, fmt.Sprintf("a %s line may carry %s", op, strings.Join(append(append([]string{}, spec.required...), spec.optional...), ", ")), "field not allowed on op %q", op)
+			return Line{}, perr(line, f, fmt.Sprintf("a %s line may carry %s", op, strings.Join(append(append([]string{}, spec.required...), spec.optional...), ", ")), "field not allowed on op %q", op)
 		}
 	}
 	str := func(p *string) string {
@@ -244,31 +244,31 @@ func fromWire(line int, w *wire) (Event, error) {
 	ev.Value, ev.State, ev.NodeEvent, ev.Detail = str(w.Value), str(w.State), str(w.Event), str(w.Detail)
 	if w.Partition != nil {
 		if *w.Partition < 0 {
-			return Event{}, perr(line, "partition", "partitions are numbered from 0", "negative partition %d", *w.Partition)
+			return Line{}, perr(line, "partition", "partitions are numbered from 0", "negative partition %d", *w.Partition)
 		}
 		ev.Partition, ev.HasPartition = *w.Partition, op == OpSend
 	}
 	if w.Offset != nil {
 		if *w.Offset < 0 {
-			return Event{}, perr(line, "offset", "offsets are numbered from 0", "negative offset %d", *w.Offset)
+			return Line{}, perr(line, "offset", "offsets are numbered from 0", "negative offset %d", *w.Offset)
 		}
 		ev.Offset = *w.Offset
 	}
 	if w.Upstream != nil {
 		if *w.Upstream == "" {
-			return Event{}, perr(line, "upstream", "name the broker, e.g. kafka or nats", "empty upstream")
+			return Line{}, perr(line, "upstream", "name the broker, e.g. kafka or nats", "empty upstream")
 		}
 		ev.Upstream = *w.Upstream
 	}
 	if w.UpstreamPartition != nil {
 		if *w.UpstreamPartition < 0 {
-			return Event{}, perr(line, "upstream_partition", "upstream partitions are numbered from 0", "negative upstream_partition %d", *w.UpstreamPartition)
+			return Line{}, perr(line, "upstream_partition", "upstream partitions are numbered from 0", "negative upstream_partition %d", *w.UpstreamPartition)
 		}
 		ev.UpstreamPartition, ev.HasUpstreamPartition = *w.UpstreamPartition, true
 	}
 	if w.UpstreamOffset != nil {
 		if *w.UpstreamOffset < 0 {
-			return Event{}, perr(line, "upstream_offset", "upstream offsets are numbered from 0", "negative upstream_offset %d", *w.UpstreamOffset)
+			return Line{}, perr(line, "upstream_offset", "upstream offsets are numbered from 0", "negative upstream_offset %d", *w.UpstreamOffset)
 		}
 		ev.UpstreamOffset, ev.HasUpstreamOffset = *w.UpstreamOffset, true
 	}
@@ -277,14 +277,14 @@ func fromWire(line int, w *wire) (Event, error) {
 	}
 	if w.Attempts != nil {
 		if *w.Attempts < 0 {
-			return Event{}, perr(line, "attempts", "a count of attempts", "negative attempts %d", *w.Attempts)
+			return Line{}, perr(line, "attempts", "a count of attempts", "negative attempts %d", *w.Attempts)
 		}
 		ev.Attempts = *w.Attempts
 	}
 	if w.HLC != nil {
 		h, err := ParseHLC(*w.HLC)
 		if err != nil {
-			return Event{}, perr(line, "hlc", `write "<wall>.<logical>", e.g. "1763805600123456789.2"`, "bad hlc %q: %v", *w.HLC, err)
+			return Line{}, perr(line, "hlc", `write "<wall>.<logical>", e.g. "1763805600123456789.2"`, "bad hlc %q: %v", *w.HLC, err)
 		}
 		ev.HLC = h
 	}
@@ -295,60 +295,60 @@ func fromWire(line int, w *wire) (Event, error) {
 			if op != OpSend {
 				hint = "one of ok, fail, timeout"
 			}
-			return Event{}, perr(line, "result", hint, "bad result %q", *w.Result)
+			return Line{}, perr(line, "result", hint, "bad result %q", *w.Result)
 		}
 		ev.Result = r
 	}
 	if w.Start != "" {
 		t, err := parseTime(line, "start", w.Start)
 		if err != nil {
-			return Event{}, err
+			return Line{}, err
 		}
 		ev.Start = t
 	}
 	if w.End != "" {
 		t, err := parseTime(line, "end", w.End)
 		if err != nil {
-			return Event{}, err
+			return Line{}, err
 		}
 		ev.End = t
 		if t.Before(ev.Start) {
-			return Event{}, perr(line, "end", "an operation ends after it starts", "end %s is before start %s", w.End, w.Start)
+			return Line{}, perr(line, "end", "an operation ends after it starts", "end %s is before start %s", w.End, w.Start)
 		}
 	}
 	switch op {
 	case OpSend, OpRecv:
 		if ev.Seq == 0 {
-			return Event{}, perr(line, "seq", "sequences start at 1", "seq 0")
+			return Line{}, perr(line, "seq", "sequences start at 1", "seq 0")
 		}
 		if ev.Source == "" || ev.MsgID == "" {
 			f := "source"
 			if ev.Source != "" {
 				f = "msg_id"
 			}
-			return Event{}, perr(line, f, "must be a non-empty string", "empty %s", f)
+			return Line{}, perr(line, f, "must be a non-empty string", "empty %s", f)
 		}
 		if op == OpSend && ev.Key == "" {
-			return Event{}, perr(line, "key", "must be a non-empty string", "empty key")
+			return Line{}, perr(line, "key", "must be a non-empty string", "empty key")
 		}
 	case OpGap:
 		if ev.FromSeq == 0 || ev.ToSeq < ev.FromSeq {
-			return Event{}, perr(line, "to_seq", "a gap covers from_seq..to_seq with 1 <= from_seq <= to_seq", "bad gap range %d..%d", ev.FromSeq, ev.ToSeq)
+			return Line{}, perr(line, "to_seq", "a gap covers from_seq..to_seq with 1 <= from_seq <= to_seq", "bad gap range %d..%d", ev.FromSeq, ev.ToSeq)
 		}
 	case OpRead, OpWrite:
 		if ev.Key == "" {
-			return Event{}, perr(line, "key", "must be a non-empty string", "empty key")
+			return Line{}, perr(line, "key", "must be a non-empty string", "empty key")
 		}
 	case OpNode:
 		if ev.Node == "" || ev.NodeEvent == "" {
-			return Event{}, perr(line, "event", "node and event must be non-empty", "empty node or event")
+			return Line{}, perr(line, "event", "node and event must be non-empty", "empty node or event")
 		}
 	case OpDLQ:
 		if ev.MsgID == "" {
-			return Event{}, perr(line, "msg_id", "must be a non-empty string", "empty msg_id")
+			return Line{}, perr(line, "msg_id", "must be a non-empty string", "empty msg_id")
 		}
 		if w.Seq != nil && ev.Seq == 0 {
-			return Event{}, perr(line, "seq", "sequences start at 1", "seq 0")
+			return Line{}, perr(line, "seq", "sequences start at 1", "seq 0")
 		}
 	}
 	return ev, nil
@@ -363,7 +363,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func toWire(ev *Event) wire {
+func toWire(ev *Line) wire {
 	w := wire{Op: ev.Op.String(), Client: ev.Client}
 	if !ev.T.IsZero() {
 		w.T = ev.T.UTC().Format(time.RFC3339Nano)
@@ -444,7 +444,7 @@ func toWire(ev *Event) wire {
 // Marshal encodes ev as one history/v1 line (without the newline). It
 // validates the result by decoding it again, so a writer never produces a
 // line the reader would reject.
-func Marshal(ev Event) ([]byte, error) {
+func Marshal(ev Line) ([]byte, error) {
 	if ev.Op < OpSend || ev.Op > OpCommit {
 		return nil, fmt.Errorf("history: cannot encode %s", ev.Op)
 	}
@@ -488,7 +488,7 @@ func Create(path string) (*Writer, error) {
 }
 
 // Write appends one event. A write error is sticky: later calls return it.
-func (w *Writer) Write(ev Event) error {
+func (w *Writer) Write(ev Line) error {
 	b, err := Marshal(ev)
 	if err != nil {
 		return err
@@ -572,7 +572,7 @@ func NewReader(r io.Reader) *Reader {
 
 // Next returns the next event, io.EOF at the end, or a *ParseError. Blank
 // lines are skipped.
-func (r *Reader) Next() (Event, error) {
+func (r *Reader) Next() (Line, error) {
 	for r.sc.Scan() {
 		r.line++
 		b := bytes.TrimSpace(r.sc.Bytes())
@@ -583,17 +583,17 @@ func (r *Reader) Next() (Event, error) {
 	}
 	if err := r.sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return Event{}, perr(r.line+1, "", "split the record; lines are at most 1 MiB", "line too long")
+			return Line{}, perr(r.line+1, "", "split the record; lines are at most 1 MiB", "line too long")
 		}
-		return Event{}, fmt.Errorf("history: read: %w", err)
+		return Line{}, fmt.Errorf("history: read: %w", err)
 	}
-	return Event{}, io.EOF
+	return Line{}, io.EOF
 }
 
 // ReadAll reads every event of r, stopping at the first malformed line.
-func ReadAll(r io.Reader) ([]Event, error) {
+func ReadAll(r io.Reader) ([]Line, error) {
 	hr := NewReader(r)
-	var out []Event
+	var out []Line
 	for {
 		ev, err := hr.Next()
 		if err == io.EOF {
@@ -607,7 +607,7 @@ func ReadAll(r io.Reader) ([]Event, error) {
 }
 
 // ReadFile reads a whole history file.
-func ReadFile(path string) ([]Event, error) {
+func ReadFile(path string) ([]Line, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("history: open: %w", err)

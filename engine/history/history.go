@@ -76,14 +76,14 @@ func ParseOp(s string) (Op, bool) {
 	return 0, false
 }
 
-// Result is the outcome of a client operation.
-type Result uint8
+// OpResult is the outcome of a client operation.
+type OpResult uint8
 
 // Results of send, read and write ops. ResultOK means acknowledged,
 // ResultTimeout an unknown outcome, ResultRejected explicit backpressure
 // (not stored), ResultFail a definite failure (not stored or not applied).
 const (
-	ResultOK Result = 1 + iota
+	ResultOK OpResult = 1 + iota
 	ResultFail
 	ResultTimeout
 	ResultRejected
@@ -92,7 +92,7 @@ const (
 var resultNames = [...]string{ResultOK: "ok", ResultFail: "fail", ResultTimeout: "timeout", ResultRejected: "rejected"}
 
 // String returns the wire name of the result.
-func (r Result) String() string {
+func (r OpResult) String() string {
 	if r >= ResultOK && r <= ResultRejected {
 		return resultNames[r]
 	}
@@ -100,7 +100,7 @@ func (r Result) String() string {
 }
 
 // ParseResult maps a wire name to its Result.
-func ParseResult(s string) (Result, bool) {
+func ParseResult(s string) (OpResult, bool) {
 	for i := ResultOK; i <= ResultRejected; i++ {
 		if resultNames[i] == s {
 			return i, true
@@ -146,9 +146,9 @@ func ParseHLC(s string) (HLC, error) {
 	return HLC{Wall: wall, Logical: uint32(lg)}, nil
 }
 
-// Event is one history line. Which fields are meaningful depends on Op
+// Line is one history line. Which fields are meaningful depends on Op
 // (see the package documentation); the others stay zero.
-type Event struct {
+type Line struct {
 	Op     Op
 	T      time.Time // when it was observed (send: when the outcome was known)
 	Client string
@@ -159,7 +159,7 @@ type Event struct {
 	Key         string
 	Fingerprint string
 	Node        string
-	Result      Result
+	Result      OpResult
 	HLC         HLC
 
 	Partition    int

@@ -19,8 +19,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
 
-func sampleEvents() []Event {
-	return []Event{
+func sampleEvents() []Line {
+	return []Line{
 		{Op: OpSend, T: t0, Client: "c1", Source: "s1", Seq: 17, MsgID: "1859302761234567168", Key: "k42", Fingerprint: "f", Node: "n2", Result: ResultOK, HLC: HLC{1763805600123456789, 2}, Partition: 0, HasPartition: true, Epoch: 5},
 		{Op: OpSend, T: t0, Source: "s1", Seq: 18, MsgID: "2", Key: "k42", Result: ResultTimeout},
 		{Op: OpRecv, T: t0, Client: "cons", Partition: 0, Offset: 0, Key: "k42", Source: "s1", Seq: 17, MsgID: "1859302761234567168", Epoch: 5, HLC: HLC{1763805600123456789, 2}, Node: "n1"},
@@ -152,7 +152,7 @@ func TestWriterConcurrentAndFsyncedFile(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 1; i <= each; i++ {
-				ev := Event{Op: OpSend, T: t0, Source: fmt.Sprintf("s%d", g), Seq: uint64(i), MsgID: fmt.Sprintf("%d-%d", g, i), Key: "k", Result: ResultOK}
+				ev := Line{Op: OpSend, T: t0, Source: fmt.Sprintf("s%d", g), Seq: uint64(i), MsgID: fmt.Sprintf("%d-%d", g, i), Key: "k", Result: ResultOK}
 				if err := w.Write(ev); err != nil {
 					t.Error(err)
 					return
@@ -188,10 +188,10 @@ func TestWriterConcurrentAndFsyncedFile(t *testing.T) {
 
 func TestWriterRefusesInvalidEvent(t *testing.T) {
 	w := NewWriter(io.Discard)
-	if err := w.Write(Event{Op: OpSend, Source: "s"}); err == nil {
+	if err := w.Write(Line{Op: OpSend, Source: "s"}); err == nil {
 		t.Fatal("wrote a send without seq/msg_id")
 	}
-	if err := w.Write(Event{}); err == nil {
+	if err := w.Write(Line{}); err == nil {
 		t.Fatal("wrote an event without op")
 	}
 }

@@ -223,13 +223,13 @@ func (g *Generator) fetch(ctx context.Context, p, limit int) (StreamPage, error)
 }
 
 func (g *Generator) recordStream(client string, p int, r StreamRecord) {
-	ev := history.Event{Op: history.OpRecv, T: time.Now(), Client: client, Partition: p, Offset: r.Offset, Key: r.GroupKey,
+	ev := history.Line{Op: history.OpRecv, T: time.Now(), Client: client, Partition: p, Offset: r.Offset, Key: r.GroupKey,
 		Source: r.SourceID, Seq: r.Seq, MsgID: r.MsgID, Epoch: r.Epoch, Node: r.Node, Fingerprint: r.Fingerprint}
 	if h, err := history.ParseHLC(r.HLC); err == nil {
 		ev.HLC = h
 	}
 	if r.Type == "gap" {
-		ev = history.Event{Op: history.OpGap, T: ev.T, Client: client, Partition: p, Offset: r.Offset, Source: r.SourceID,
+		ev = history.Line{Op: history.OpGap, T: ev.T, Client: client, Partition: p, Offset: r.Offset, Source: r.SourceID,
 			FromSeq: r.FromSeq, ToSeq: r.ToSeq, Epoch: r.Epoch, HLC: ev.HLC, Node: r.Node}
 	} else {
 		g.acks.Seen(p, r.MsgID)

@@ -596,7 +596,7 @@ func (g *Generator) attempt(ctx context.Context, addr string, pending []Message,
 	var wait time.Duration
 	allOK := true
 	for i, m := range pending {
-		ev := history.Event{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
+		ev := history.Line{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
 			Fingerprint: m.Fingerprint, Partition: m.partition, HasPartition: true}
 		if results == nil {
 			ev.Result = history.ResultTimeout
@@ -721,7 +721,7 @@ func (g *Generator) sourceOf(batch []Message) string {
 // outcome maps an aggregator result to a history result: acknowledgements
 // are ok; explicit backpressure is rejected; refusals that the aggregator
 // guarantees were not stored are fail; everything else is an unknown outcome.
-func outcome(r Result) history.Result {
+func outcome(r Result) history.OpResult {
 	switch r.Status {
 	case "ok", "duplicate":
 		return history.ResultOK
@@ -738,7 +738,7 @@ func outcome(r Result) history.Result {
 	return history.ResultTimeout
 }
 
-func (g *Generator) record(ev history.Event) {
+func (g *Generator) record(ev history.Line) {
 	if g.cfg.History == nil {
 		return
 	}
@@ -748,7 +748,7 @@ func (g *Generator) record(ev history.Event) {
 }
 
 // Record writes an event (for example a nemesis node event) to the history.
-func (g *Generator) Record(ev history.Event) { g.record(ev) }
+func (g *Generator) Record(ev history.Line) { g.record(ev) }
 
 func (g *Generator) noteAcked(m Message) {
 	if g.cfg.NoDrain && g.cfg.Acks == nil {

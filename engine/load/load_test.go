@@ -91,7 +91,7 @@ func TestIDGenStrictlyIncreasingUnderConcurrency(t *testing.T) {
 }
 
 func TestOutcomeMapping(t *testing.T) {
-	cases := map[Result]history.Result{
+	cases := map[Result]history.OpResult{
 		{Status: "ok"}:                                  history.ResultOK,
 		{Status: "duplicate"}:                           history.ResultOK,
 		{Status: "rejected"}:                            history.ResultRejected,

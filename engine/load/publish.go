@@ -281,7 +281,7 @@ func (g *Generator) publish(ctx context.Context, batch []Message, ps *phaseStats
 		var retry []Message
 		for i, m := range pending {
 			r := res[i]
-			ev := history.Event{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
+			ev := history.Line{Op: history.OpSend, T: now, Client: src, Source: m.SourceID, Seq: m.Seq, MsgID: m.MsgID, Key: m.GroupKey,
 				Fingerprint: m.Fingerprint, Partition: m.partition, HasPartition: true, Upstream: up}
 			if r.Err != nil {
 				ev.Result = history.ResultTimeout
@@ -421,7 +421,7 @@ func (g *Generator) RecordUpstream(ctx context.Context, name string) (letters in
 			if l.Upstream != name || l.MsgID == "" {
 				continue
 			}
-			ev := history.Event{Op: history.OpDLQ, T: time.Now(), Client: client, MsgID: l.MsgID, Source: l.Source, Seq: l.Seq, Key: l.Key,
+			ev := history.Line{Op: history.OpDLQ, T: time.Now(), Client: client, MsgID: l.MsgID, Source: l.Source, Seq: l.Seq, Key: l.Key,
 				Node: l.Node, Reason: l.Reason, Attempts: l.Attempts, Upstream: up}
 			if l.UpstreamPartition != nil {
 				ev.UpstreamPartition, ev.HasUpstreamPartition = *l.UpstreamPartition, true
@@ -451,7 +451,7 @@ func (g *Generator) RecordUpstream(ctx context.Context, name string) (letters in
 			}
 			sort.Strings(parts)
 			for _, p := range parts {
-				ev := history.Event{Op: history.OpCommit, T: time.Now(), Client: client, Upstream: up, UpstreamOffset: s.Offsets[p].Committed, HasUpstreamOffset: true}
+				ev := history.Line{Op: history.OpCommit, T: time.Now(), Client: client, Upstream: up, UpstreamOffset: s.Offsets[p].Committed, HasUpstreamOffset: true}
 				if n, err := strconv.Atoi(p); err == nil {
 					ev.UpstreamPartition, ev.HasUpstreamPartition = n, true
 				}

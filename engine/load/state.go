@@ -69,7 +69,7 @@ func (g *Generator) stateLoop(ctx context.Context, client string, ps *phaseStats
 	}
 }
 
-func (g *Generator) stateOp(ctx context.Context, client, method, key string, body []byte) (StateView, history.Result) {
+func (g *Generator) stateOp(ctx context.Context, client, method, key string, body []byte) (StateView, history.OpResult) {
 	var view StateView
 	addr, err := g.cl.pick()
 	if err != nil {
@@ -86,12 +86,12 @@ func (g *Generator) stateOp(ctx context.Context, client, method, key string, bod
 	case o.status >= 400 && o.status < 500 && o.status != http.StatusTooManyRequests:
 		res = history.ResultFail
 	}
-	g.record(history.Event{Op: history.OpRead, Client: client, Key: key, Value: stateDigest(view.State, view.Version, view.Value),
+	g.record(history.Line{Op: history.OpRead, Client: client, Key: key, Value: stateDigest(view.State, view.Version, view.Value),
 		Node: addr, Result: res, Start: start, End: end, State: view.State, Version: view.Version})
 	return view, res
 }
 
-func (g *Generator) stateOpWrite(ctx context.Context, client, key string, body []byte, digest string) (StateView, history.Result) {
+func (g *Generator) stateOpWrite(ctx context.Context, client, key string, body []byte, digest string) (StateView, history.OpResult) {
 	var view StateView
 	addr, err := g.cl.pick()
 	if err != nil {
@@ -116,7 +116,7 @@ func (g *Generator) stateOpWrite(ctx context.Context, client, key string, body [
 	case o.status == http.StatusTooManyRequests:
 		res = history.ResultFail // explicit backpressure: not applied
 	}
-	g.record(history.Event{Op: history.OpWrite, Client: client, Key: key, Value: digest, Node: addr, Result: res,
+	g.record(history.Line{Op: history.OpWrite, Client: client, Key: key, Value: digest, Node: addr, Result: res,
 		Start: start, End: end, State: req.State, ExpectedVersion: req.ExpectedVersion})
 	return view, res
 }

@@ -133,7 +133,7 @@ func (g *Generator) statsLoop(ctx context.Context) {
 			if err != nil || detail == "" {
 				continue // a node that is down has no stats
 			}
-			g.record(history.Event{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeStats, Detail: detail})
+			g.record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeStats, Detail: detail})
 		}
 	}
 }

@@ -279,8 +279,8 @@ func TestRealClustersRunQuickGameDay(t *testing.T) {
 	plan.Experiments = kept
 	dir := t.TempDir()
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second,
-		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-			return engine.Verdict{Decision: decision.Promote}, nil
+		Judge: func(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
+			return engine.StepVerdict{Decision: decision.Promote}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -203,7 +203,7 @@ func (r *upstreamRig) fault(t *testing.T, f engine.Fault, hold time.Duration) en
 	if f.Kind == engine.PodKill {
 		var u Undo
 		json.Unmarshal(a.Undo, &u)
-		r.record(history.Event{Op: history.OpNode, T: time.Now(), Node: u.Node, NodeEvent: history.NodeKill, Detail: "SIGKILL"})
+		r.record(history.Line{Op: history.OpNode, T: time.Now(), Node: u.Node, NodeEvent: history.NodeKill, Detail: "SIGKILL"})
 	}
 	c := r.in.Confirm(ctx, a)
 	t.Logf("%s: %s — %s: %s", f.Kind, a.Detail, c.Outcome, c.Measurement)
@@ -214,7 +214,7 @@ func (r *upstreamRig) fault(t *testing.T, f engine.Fault, hold time.Duration) en
 	return c
 }
 
-func (r *upstreamRig) record(ev history.Event) {
+func (r *upstreamRig) record(ev history.Line) {
 	if err := r.hist.Write(ev); err != nil {
 		panic(err)
 	}
@@ -461,8 +461,8 @@ func TestLibraryUpstreamsGameDay(t *testing.T) {
 	}
 	cl := r.clusters()
 	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl, RecoverTimeout: 90 * time.Second,
-		Judge: func(context.Context, engine.JudgeInput) (engine.Verdict, error) {
-			return engine.Verdict{Decision: decision.Promote}, nil
+		Judge: func(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
+			return engine.StepVerdict{Decision: decision.Promote}, nil
 		},
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseInject.String() && strings.Contains(e.Msg, "applied") {

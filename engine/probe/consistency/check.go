@@ -236,7 +236,7 @@ type Checker struct {
 	byPart    map[int][]*record
 	kills     []int // lines of kill events
 	ackEpochs []ackRef
-	states    []history.Event
+	states    []history.Line
 	dlq       map[string]int      // msg_id → line of its dlq event
 	commits   map[upKey]commitRef // the highest committed position seen
 }
@@ -251,7 +251,7 @@ func NewChecker(cfg Config) *Checker {
 // Check runs every invariant over evs (in the order observed) and returns
 // the report. It reads no clock and its result depends only on its input,
 // except that I9 may report "unknown" when its search budget runs out.
-func Check(evs []history.Event, cfg Config) Report {
+func Check(evs []history.Line, cfg Config) Report {
 	c := NewChecker(cfg)
 	for i := range evs {
 		c.Add(&evs[i])
@@ -271,7 +271,7 @@ func (c *Checker) configure(detail string) {
 
 // Add takes the next event of the history. Its Line (or, when zero, its
 // position) names it in examples.
-func (c *Checker) Add(ev *history.Event) {
+func (c *Checker) Add(ev *history.Line) {
 	c.n++
 	line := ev.Line
 	if line == 0 {
@@ -764,7 +764,7 @@ func checkAckEpochs(col *collector, acks []ackRef, missing func(msgID string) bo
 	return n
 }
 
-func checkCaps(col *collector, line int, ev *history.Event) {
+func checkCaps(col *collector, line int, ev *history.Line) {
 	stats, err := history.SortedNodeStats(ev.Detail)
 	if err != nil {
 		col.add("I6", "stats event is not a list of name=number gauges", fmt.Sprintf("line %d node %s: %v", line, ev.Node, err))

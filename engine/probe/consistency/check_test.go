@@ -208,10 +208,10 @@ type naiveCauses struct {
 
 // naive is the reference implementation for the property test: quadratic
 // loops straight from the invariant definitions, no indexes.
-func naive(evs []history.Event) (Counts, naiveCauses) {
+func naive(evs []history.Line) (Counts, naiveCauses) {
 	var c Counts
 	var nc naiveCauses
-	var recs []history.Event
+	var recs []history.Line
 	// first[i] is the index in evs of the first record read at the offset
 	// of evs[i] (for recv events).
 	first := make([]int, len(evs))
@@ -415,7 +415,7 @@ func naive(evs []history.Event) (Counts, naiveCauses) {
 // committed record); and a quarter of the partitions get a second leader
 // that accepts writes in an epoch it shares with the real leader (or in a
 // stale one), whose stream a second reader reads: split brain.
-func randomHistory(rng *rand.Rand) (evs []history.Event, rogues int) {
+func randomHistory(rng *rand.Rand) (evs []history.Line, rogues int) {
 	nodes := []string{"n1", "n2", "n3"}
 	other := func(n string) string {
 		for {
@@ -450,8 +450,8 @@ func randomHistory(rng *rand.Rand) (evs []history.Event, rogues int) {
 	ackMode := rng.Intn(3)       // acks carry 0: neither epoch nor node, 1: the node, 2: epoch and node
 	noEpochs := rng.Intn(6) == 0 // records carry neither epoch nor node
 
-	var out []history.Event
-	rogue := make([][]history.Event, parts)
+	var out []history.Line
+	rogue := make([][]history.Line, parts)
 	sendAt := map[string]int{} // msg_id -> index of its send in evs
 	t := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	id := 0
@@ -464,10 +464,10 @@ func randomHistory(rng *rand.Rand) (evs []history.Event, rogues int) {
 			id++
 			key := fmt.Sprintf("k%d", part*10+rng.Intn(3))
 			mid := fmt.Sprint(id)
-			res := []history.Result{history.ResultOK, history.ResultOK, history.ResultOK, history.ResultTimeout, history.ResultRejected}[rng.Intn(5)]
+			res := []history.OpResult{history.ResultOK, history.ResultOK, history.ResultOK, history.ResultTimeout, history.ResultRejected}[rng.Intn(5)]
 			sendAt[mid] = len(evs)
-			evs = append(evs, history.Event{Op: history.OpSend, T: t, Source: src, Seq: seqs[part], MsgID: mid, Key: key, Result: res, Partition: part, HasPartition: true})
-			rec := history.Event{Op: history.OpRecv, Partition: part, Source: src, Seq: seqs[part], MsgID: mid, Key: key}
+			evs = append(evs, history.Line{Op: history.OpSend, T: t, Source: src, Seq: seqs[part], MsgID: mid, Key: key, Result: res, Partition: part, HasPartition: true})
+			rec := history.Line{Op: history.OpRecv, Partition: part, Source: src, Seq: seqs[part], MsgID: mid, Key: key}
 			if lead[part].split && rng.Intn(3) == 0 {
 				rogue[part] = append(rogue[part], rec) // accepted by the second leader
 				continue
@@ -503,7 +503,7 @@ func randomHistory(rng *rand.Rand) (evs []history.Event, rogues int) {
 		}
 	}
 	offsets := map[int]int64{}
-	var main []history.Event
+	var main []history.Line
 	for _, r := range out {
 		r.Offset = offsets[r.Partition]
 		offsets[r.Partition]++
@@ -518,7 +518,7 @@ func randomHistory(rng *rand.Rand) (evs []history.Event, rogues int) {
 			main = append(main, r)
 		}
 	}
-	var second []history.Event
+	var second []history.Line
 	for p, rs := range rogue {
 		if len(rs) == 0 {
 			continue
@@ -623,14 +623,14 @@ func TestPropertyAgainstNaiveReference(t *testing.T) {
 
 func TestTimeoutIsNotLossAndRejectedMustNotBeStored(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	evs := []history.Event{
+	evs := []history.Line{
 		{Op: history.OpSend, T: t0, Source: "s", Seq: 1, MsgID: "1", Key: "k", Result: history.ResultTimeout},
 		{Op: history.OpSend, T: t0, Source: "s", Seq: 2, MsgID: "2", Key: "k", Result: history.ResultRejected},
 	}
 	if r := Check(evs, Config{}); !r.OK || r.Counts.Lost != 0 {
 		t.Fatalf("timeout counted as loss: %+v", r)
 	}
-	evs = append(evs, history.Event{Op: history.OpRecv, Partition: 0, Offset: 0, Source: "s", Seq: 2, MsgID: "2", Key: "k"})
+	evs = append(evs, history.Line{Op: history.OpRecv, Partition: 0, Offset: 0, Source: "s", Seq: 2, MsgID: "2", Key: "k"})
 	if r := Check(evs, Config{}); r.OK || r.Counts.Unexpected != 1 {
 		t.Fatalf("stored rejected message not flagged: %+v", r)
 	}
@@ -639,7 +639,7 @@ func TestTimeoutIsNotLossAndRejectedMustNotBeStored(t *testing.T) {
 func TestLinearizabilityTimedOutWriteMayApplyLater(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	evs := []history.Event{
+	evs := []history.Line{
 		{Op: history.OpWrite, Client: "a", Key: "k", Value: "v1", Result: history.ResultTimeout, Start: at(1), End: at(2)},
 		{Op: history.OpRead, Client: "b", Key: "k", Value: "", Result: history.ResultOK, Start: at(3), End: at(4)},
 		{Op: history.OpRead, Client: "b", Key: "k", Value: "v1", Result: history.ResultOK, Start: at(5), End: at(6)},
@@ -647,7 +647,7 @@ func TestLinearizabilityTimedOutWriteMayApplyLater(t *testing.T) {
 	if r := Check(evs, Config{}); r.Counts.Linearizability != LinOK {
 		t.Fatalf("timed-out write taking effect late flagged: %+v", r)
 	}
-	evs = append(evs, history.Event{Op: history.OpRead, Client: "b", Key: "k", Value: "", Result: history.ResultOK, Start: at(7), End: at(8)})
+	evs = append(evs, history.Line{Op: history.OpRead, Client: "b", Key: "k", Value: "", Result: history.ResultOK, Start: at(7), End: at(8)})
 	if r := Check(evs, Config{}); r.Counts.Linearizability != LinIllegal {
 		t.Fatalf("value going back to initial not flagged: %+v", r)
 	}
@@ -690,21 +690,21 @@ func BenchmarkReadAndCheck1M(b *testing.B) {
 	}
 }
 
-func bigHistory(lines int) []history.Event {
+func bigHistory(lines int) []history.Line {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	const sources, parts = 8, 16
-	evs := make([]history.Event, 0, lines)
+	evs := make([]history.Line, 0, lines)
 	seq := map[[2]int]uint64{}
 	offs := map[int]int64{}
-	var recv []history.Event
+	var recv []history.Line
 	for i := 0; len(evs)+len(recv)+2 <= lines; i++ {
 		s, p := i%sources, (i/sources)%parts
 		seq[[2]int{s, p}]++
 		q := seq[[2]int{s, p}]
 		src, key, id := fmt.Sprintf("s%d", s), fmt.Sprintf("k%d", p*4+i%4), fmt.Sprint(1_000_000+i)
 		h := history.HLC{Wall: t0.UnixNano() + int64(i), Logical: 0}
-		evs = append(evs, history.Event{Op: history.OpSend, T: t0, Source: src, Seq: q, MsgID: id, Key: key, Node: "n1", Result: history.ResultOK, HLC: h, Partition: p, HasPartition: true, Epoch: 2})
-		recv = append(recv, history.Event{Op: history.OpRecv, Partition: p, Offset: offs[p], Key: key, Source: src, Seq: q, MsgID: id, Epoch: 2, HLC: h, Node: "n1"})
+		evs = append(evs, history.Line{Op: history.OpSend, T: t0, Source: src, Seq: q, MsgID: id, Key: key, Node: "n1", Result: history.ResultOK, HLC: h, Partition: p, HasPartition: true, Epoch: 2})
+		recv = append(recv, history.Line{Op: history.OpRecv, Partition: p, Offset: offs[p], Key: key, Source: src, Seq: q, MsgID: id, Epoch: 2, HLC: h, Node: "n1"})
 		offs[p]++
 	}
 	return append(evs, recv...)
@@ -792,13 +792,13 @@ func TestLinearizabilityAgainstBruteForce(t *testing.T) {
 	for c := 0; c < 3000; c++ {
 		n := 2 + rng.Intn(5)
 		var ops []linOp
-		var evs []history.Event
+		var evs []history.Line
 		for i := 0; i < n; i++ {
 			call := int64(rng.Intn(20))
 			ret := call + int64(rng.Intn(6))
 			op := linOp{write: rng.Intn(2) == 0, call: call, ret: ret}
 			op.value = []string{"", "a", "b"}[rng.Intn(3)]
-			ev := history.Event{Op: history.OpRead, Client: fmt.Sprint("c", i), Key: "k", Value: op.value, Result: history.ResultOK,
+			ev := history.Line{Op: history.OpRead, Client: fmt.Sprint("c", i), Key: "k", Value: op.value, Result: history.ResultOK,
 				Start: t0.Add(time.Duration(call)), End: t0.Add(time.Duration(ret))}
 			if op.write {
 				if op.value == "" {
@@ -827,16 +827,16 @@ func TestLinearizabilityAgainstBruteForce(t *testing.T) {
 	}
 }
 
-func recvAt(client string, p int, off int64, msgID string, epoch uint64, node string) history.Event {
-	return history.Event{Op: history.OpRecv, Client: client, Partition: p, Offset: off, Key: "k" + msgID, Source: "s" + msgID, Seq: 1, MsgID: msgID, Epoch: epoch, Node: node}
+func recvAt(client string, p int, off int64, msgID string, epoch uint64, node string) history.Line {
+	return history.Line{Op: history.OpRecv, Client: client, Partition: p, Offset: off, Key: "k" + msgID, Source: "s" + msgID, Seq: 1, MsgID: msgID, Epoch: epoch, Node: node}
 }
 
-func sendOK(msgID string, epoch uint64, node string) history.Event {
-	return history.Event{Op: history.OpSend, Source: "s" + msgID, Seq: 1, MsgID: msgID, Key: "k" + msgID, Result: history.ResultOK, Epoch: epoch, Node: node}
+func sendOK(msgID string, epoch uint64, node string) history.Line {
+	return history.Line{Op: history.OpSend, Source: "s" + msgID, Seq: 1, MsgID: msgID, Key: "k" + msgID, Result: history.ResultOK, Epoch: epoch, Node: node}
 }
 
 func TestFailoverAndFollowerReadsAreNotSplitBrain(t *testing.T) {
-	var evs []history.Event
+	var evs []history.Line
 	for _, id := range []string{"1", "2", "3", "4"} {
 		evs = append(evs, sendOK(id, 0, ""))
 	}
@@ -883,7 +883,7 @@ func TestFailoverAndFollowerReadsAreNotSplitBrain(t *testing.T) {
 }
 
 func TestSplitBrainCauseFollowsTheAcknowledgement(t *testing.T) {
-	evs := []history.Event{
+	evs := []history.Line{
 		// Two split brains in partition 0: epoch 3 (n1, n2) and epoch 5 (n2, n3).
 		sendOK("1", 3, "n1"), sendOK("2", 3, "n2"), sendOK("3", 5, "n2"), sendOK("4", 5, "n3"),
 		recvAt("a", 0, 0, "1", 3, "n1"), recvAt("b", 0, 0, "2", 3, "n2"),

@@ -37,7 +37,7 @@ var registerModel = porcupine.Model{
 
 // checkLinearizability runs porcupine per key over ok reads, ok writes and
 // timed-out writes (return time infinite).
-func checkLinearizability(col *collector, evs []history.Event, cfg Config) string {
+func checkLinearizability(col *collector, evs []history.Line, cfg Config) string {
 	byKey := map[string][]porcupine.Operation{}
 	clients := map[string]int{}
 	for _, ev := range evs {

@@ -104,8 +104,8 @@ func (s *Source) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Result is one arm over one window.
-type Result struct {
+// ArmWindow is what PromQL answered for one arm over one window.
+type ArmWindow struct {
 	At  time.Time
 	Arm decision.ArmInput
 	// Queries maps each queried field to its resolved query.
@@ -119,14 +119,14 @@ type Result struct {
 
 // Arm collects arm (selector: its label matchers, e.g. arm="canary") over
 // the window ending at at.
-func (s *Source) Arm(ctx context.Context, arm, selector string, window time.Duration, at time.Time) Result {
+func (s *Source) Arm(ctx context.Context, arm, selector string, window time.Duration, at time.Time) ArmWindow {
 	return s.Arms(ctx, arm, selector, window, at, 0, 1)[0]
 }
 
 // Arms collects arm over n windows ending at end-(n-1)·step, …, end-step,
 // end (oldest first) with one range query per field (an instant query when
 // n is 1).
-func (s *Source) Arms(ctx context.Context, arm, selector string, window time.Duration, end time.Time, step time.Duration, n int) []Result {
+func (s *Source) Arms(ctx context.Context, arm, selector string, window time.Duration, end time.Time, step time.Duration, n int) []ArmWindow {
 	if n < 1 {
 		n = 1
 	}
@@ -134,9 +134,9 @@ func (s *Source) Arms(ctx context.Context, arm, selector string, window time.Dur
 		step = window
 	}
 	start := end.Add(-time.Duration(n-1) * step)
-	out := make([]Result, n)
+	out := make([]ArmWindow, n)
 	for i := range out {
-		out[i] = Result{At: start.Add(time.Duration(i) * step), Queries: map[string]string{}}
+		out[i] = ArmWindow{At: start.Add(time.Duration(i) * step), Queries: map[string]string{}}
 		out[i].Arm.WindowS = decision.Num(window.Seconds())
 	}
 	for _, field := range Fields {
@@ -226,7 +226,7 @@ func (s *Source) query(ctx context.Context, q string, start time.Time, step time
 func fail(field, what, q string) string { return fmt.Sprintf("%s: %s; query: %s", field, what, q) }
 
 // set stores one field's result in r.
-func set(r *Result, field, q string, pts []point, err error) {
+func set(r *ArmWindow, field, q string, pts []point, err error) {
 	a := &r.Arm
 	note := func(state decision.State, msg string) {
 		r.Notes = append(r.Notes, fmt.Sprintf("%s %s", state, msg))
@@ -379,7 +379,7 @@ func pauses(q string, pts []point) decision.Samples {
 
 // gcFromSummary builds the pause list from the summary fields: the
 // largest pause (bounded by the total), the others sharing the rest.
-func gcFromSummary(r *Result) {
+func gcFromSummary(r *ArmWindow) {
 	if r.gc == nil || r.Arm.GCPausesMS.State == decision.QueryError {
 		return
 	}

@@ -152,7 +152,7 @@ func errorsAs(err error, e **Error) bool {
 // one at 4 ms, the others sharing the 6 ms left; a failed summary query
 // fails the pauses.
 func TestGCPausesFromSummary(t *testing.T) {
-	r := Result{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: decision.Num(0.010), GCPauseSecondsMax: decision.Num(0.004)}}
+	r := ArmWindow{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: decision.Num(0.010), GCPauseSecondsMax: decision.Num(0.004)}}
 	gcFromSummary(&r)
 	want := []float64{2, 2, 2, 4}
 	if !r.Arm.GCPausesMS.OK() || len(r.Arm.GCPausesMS.V) != 4 {
@@ -163,7 +163,7 @@ func TestGCPausesFromSummary(t *testing.T) {
 			t.Fatalf("pauses %v, want %v", r.Arm.GCPausesMS.V, want)
 		}
 	}
-	r = Result{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: {State: decision.Missing, Err: "gc_pause_seconds_sum: no series"}}}
+	r = ArmWindow{gc: map[string]decision.Value{GCPauseCount: decision.Num(4), GCPauseSecondsSum: {State: decision.Missing, Err: "gc_pause_seconds_sum: no series"}}}
 	gcFromSummary(&r)
 	if r.Arm.GCPausesMS.State != decision.Missing || r.Arm.GCPausesMS.Err != "gc_pause_seconds_sum: no series" {
 		t.Fatalf("pauses %+v, want missing with the reason", r.Arm.GCPausesMS)
