@@ -73,6 +73,21 @@ func TestAdminClockSkewAndLeadershipTransfer(t *testing.T) {
 			break
 		}
 	}
+	if p < 0 {
+		// n2 won every election: hand partition 0 to n3 first, so there is
+		// a leadership to move to n2.
+		p = 0
+		if code, body := adminDo(t, "POST", "http://"+c.http["n2"]+"/v1/admin/partitions/0/transfer", testAdminToken, map[string]string{"to": "n3"}); code != 200 {
+			t.Fatalf("transfer away from n2: HTTP %d %s", code, body)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for c.leaderOf(p) == "n2" {
+			if time.Now().After(deadline) {
+				t.Fatalf("n2 still leads partition %d", p)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	from := c.leaderOf(p)
 	url := "http://" + c.http[from] + "/v1/admin/partitions/" + strconv.Itoa(p) + "/transfer"
 	if code, body := adminDo(t, "POST", "http://"+c.http["n2"]+"/v1/admin/partitions/"+strconv.Itoa(p)+"/transfer", testAdminToken, map[string]string{"to": "n3"}); code == 200 {

@@ -332,7 +332,9 @@ func (c *testCluster) leaderOf(p int) string {
 	for time.Now().Before(deadline) {
 		for _, id := range c.ids {
 			if n := c.node(id); n != nil {
-				if g, _ := n.group(p); g.isLeader() {
+				if g, _ := n.group(p); g == nil {
+					c.t.Fatalf("node %s has no partition %d", id, p)
+				} else if g.isLeader() {
 					return id
 				}
 			}
