@@ -28,7 +28,8 @@ type Experiment struct {
 	Abort []AbortRule
 }
 
-func (e Experiment) runsAt(w int) bool {
+// RunsAt reports whether the experiment runs at canary weight w.
+func (e Experiment) RunsAt(w int) bool {
 	if len(e.RunAt) == 0 {
 		return true
 	}

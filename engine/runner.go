@@ -429,7 +429,7 @@ func (r *Runner) steps(ctx context.Context, plan Plan) error {
 		var runErr error
 	exps:
 		for _, e := range plan.Experiments {
-			if !e.runsAt(w) {
+			if !e.RunsAt(w) {
 				continue
 			}
 			for _, f := range e.Faults {

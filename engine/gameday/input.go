@@ -182,7 +182,7 @@ func (r *Run) buildInput(weight int) (decision.Input, error) {
 func (r *Run) stepContext(weight int) *decision.Context {
 	var kinds []string
 	for _, e := range r.plan.Experiments {
-		if !runsAt(e, weight) {
+		if !e.RunsAt(weight) {
 			continue
 		}
 		for _, f := range e.Faults {

@@ -160,7 +160,7 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 	}
 	n := 0
 	for _, e := range plan.Experiments {
-		if runsAt(e, weight) {
+		if e.RunsAt(weight) {
 			n += len(e.Faults)
 		}
 	}
@@ -215,18 +215,6 @@ func (r *Run) probes() []engine.Probe {
 		ps = append(ps, r.logsp)
 	}
 	return ps
-}
-
-func runsAt(e engine.Experiment, w int) bool {
-	if len(e.RunAt) == 0 {
-		return true
-	}
-	for _, x := range e.RunAt {
-		if x == w {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *Run) onRunnerEvent(ev engine.Event) {

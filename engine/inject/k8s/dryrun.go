@@ -37,7 +37,7 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 	seq := 0
 	for _, w := range plan.Weights {
 		for _, e := range plan.Experiments {
-			if !runsAt(e, w) {
+			if !e.RunsAt(w) {
 				continue
 			}
 			for _, f := range e.Faults {
@@ -81,17 +81,6 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 	return out, nil
 }
 
-func runsAt(e engine.Experiment, w int) bool {
-	if len(e.RunAt) == 0 {
-		return true
-	}
-	for _, x := range e.RunAt {
-		if x == w {
-			return true
-		}
-	}
-	return false
-}
 
 func faultName(f engine.Fault) string {
 	if f.Name != "" {
