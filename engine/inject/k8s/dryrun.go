@@ -81,7 +81,6 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 	return out, nil
 }
 
-
 func faultName(f engine.Fault) string {
 	if f.Name != "" {
 		return f.Name
