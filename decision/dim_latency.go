@@ -112,6 +112,7 @@ func (e *evaluator) latencyDim(dc DimensionConfig, r DimensionResult) DimensionR
 	l := e.intervals()
 	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, l)
 	r.Sigma, r.SigmaSource, r.K = sigma, src+note, k
+	r.sigmaAssumed = sp.thin
 	d := math.Log(pc) - math.Log(pk)
 	r.Z = sign * d / sigma
 	r.Effect = math.Exp(sign*d) - 1

@@ -49,6 +49,7 @@ func (e *evaluator) memoryDim(dc DimensionConfig, r DimensionResult) DimensionRe
 	k, note := e.calibratedK(dc.K, sign, sp.sigma, sp.diffs, l)
 	sigma := sp.sigma
 	r.Sigma, r.SigmaSource, r.K = sigma, sp.source+note, k
+	r.sigmaAssumed = sp.thin
 	r.Effect = sign * (mc.V - mk.V)
 	r.Z = r.Effect / sigma
 	r.trend = trendOf(r.Effect)

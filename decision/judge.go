@@ -123,6 +123,10 @@ func notCollected(k Kind, in Input) bool {
 // decisive (z ≥ DecisiveFactor·k): a log-likelihood ratio z²/2 of at least twice k²/2, z ≥ √2·k.
 // More data will not turn such a failure, so it blocks at once; a failure
 // between k and √2·k is weighed by the score, and a HOLD extends the window.
+// A z measured against a σ̂ that is still mostly the prior (fewer than
+// baseline.min_windows A/A windows of this context) is never decisive: the
+// A/A windows still to come can show healthy arms differ that much, so it
+// too is weighed by the score.
 const DecisiveFactor = math.Sqrt2
 
 // decide computes S, C, fires the pair rules and sets the decision.
@@ -155,7 +159,7 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 			critical = append(critical, string(d.Name))
 		case d.Breach == BreachCanary:
 			slo = append(slo, string(d.Name))
-		case d.K > 0 && d.Z >= DecisiveFactor*d.K && d.Confidence > 0:
+		case d.K > 0 && d.Z >= DecisiveFactor*d.K && d.Confidence > 0 && !d.sigmaAssumed:
 			decisive = append(decisive, fmt.Sprintf("%s (z %.2f ≥ %.2f)", d.Name, d.Z, DecisiveFactor*d.K))
 		}
 	}

@@ -850,3 +850,41 @@ func TestNotCollectedIsNotMissing(t *testing.T) {
 		t.Fatalf("memory NaN: %s: %s", v.Decision, v.Reason)
 	}
 }
+
+// TestThinHistoryIsNeverDecisive: a memory-growth failure far past √2·k
+// blocks at once against 28 tight A/A windows, but against one A/A window
+// (σ̂ still mostly the prior) it is weighed by the score instead: the A/A
+// windows still to come can show healthy arms differ that much. A Kubernetes
+// step after a pod kill measured a good canary's survivors at 7.9 MB/min
+// against the control's 1.7 (z 4.54 ≥ 4.24) with one calibration window.
+func TestThinHistoryIsNeverDecisive(t *testing.T) {
+	cfg := decision.Default()
+	r := rand.New(rand.NewPCG(9, 9))
+	hist := func(n int) []decision.HistoryWindow {
+		h := history(r, n)
+		for i := range h {
+			h[i].Canary.MemoryGrowthMBPerMin = decision.Num(2 + 0.2*r.NormFloat64())
+			h[i].Control.MemoryGrowthMBPerMin = decision.Num(2 + 0.2*r.NormFloat64())
+		}
+		return h
+	}
+	in := decision.Input{At: at, Canary: healthyArm(5000, 0.001, 100), Control: healthyArm(50000, 0.001, 100)}
+	in.Canary.MemoryGrowthMBPerMin, in.Control.MemoryGrowthMBPerMin = decision.Num(7.9), decision.Num(1.7)
+	in.History = hist(28)
+	if v := decision.Evaluate(cfg, in); v.Decision != decision.Block || !v.Decisive {
+		t.Fatalf("+6.2 MB/min against 28 tight windows: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
+	}
+	in.History = hist(1)
+	v := decision.Evaluate(cfg, in)
+	d, _ := v.Dimension(decision.MemoryGrowth)
+	if d.Outcome != decision.Fail || d.Z < decision.DecisiveFactor*d.K {
+		t.Fatalf("the case needs a failure past √2·k on the prior: %s z=%.2f k=%.2f σ̂ %s", d.Outcome, d.Z, d.K, d.SigmaSource)
+	}
+	if v.Decisive || v.Decision == decision.Promote {
+		t.Fatalf("+6.2 MB/min against one A/A window: %s decisive=%v: %s", v.Decision, v.Decisive, v.Reason)
+	}
+	if v.Decision == decision.Block && v.Score >= cfg.Score.Block {
+		t.Fatalf("blocked without a decisive failure or a low score: %s", v.Reason)
+	}
+	t.Logf("one A/A window: %s (score %.3f): %s", v.Decision, v.Score, v.Reason)
+}

@@ -89,6 +89,10 @@ type DimensionResult struct {
 	Leaning bool `json:"leaning,omitempty"`
 
 	trend Trend
+	// sigmaAssumed marks a σ̂ that rests on the prior more than on
+	// measured A/A windows of this context (fewer than
+	// baseline.min_windows): its z cannot be decisive.
+	sigmaAssumed bool
 }
 
 // Trend is the direction the canary moved relative to the control (0 when
