@@ -133,6 +133,9 @@ const DecisiveFactor = math.Sqrt2
 func decide(cfg *Config, v *Verdict, traffic float64) {
 	var sumW, sumWC, sumWCS float64
 	var incomplete, failed, critical, slo, decisive []string
+	// measured counts the failures whose evidence does not rest on a σ̂
+	// that is still mostly the prior.
+	measured := 0
 	for i := range v.Dimensions {
 		d := &v.Dimensions[i]
 		if d.Data == DataNotCollected {
@@ -154,6 +157,9 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 			continue
 		}
 		failed = append(failed, string(d.Name))
+		if !d.sigmaAssumed {
+			measured++
+		}
 		switch {
 		case d.Critical && d.Confidence >= cfg.Score.CriticalMinConfidence:
 			critical = append(critical, string(d.Name))
@@ -216,8 +222,16 @@ func decide(cfg *Config, v *Verdict, traffic float64) {
 	case len(decisive) > 0:
 		v.Decision, v.Decisive = Block, true
 		v.Reason = "decisive failure, more data will not turn it: " + strings.Join(decisive, ", ")
-	case v.Score < cfg.Score.Block:
+	case v.Score < cfg.Score.Block && measured > 0:
 		v.Decision, v.Reason = Block, fmt.Sprintf("score %.3f below the block line %.3f (failed: %s)", v.Score, cfg.Score.Block, strings.Join(failed, ", "))
+	case v.Score < cfg.Score.Block:
+		// Every failure is measured against a σ̂ that is still mostly the
+		// prior: the A/A windows to come can show healthy arms differ that
+		// much. Hold and extend; a failure that repeats with growing
+		// evidence, or outlasts the extensions, escalates to block.
+		v.Decision, v.HoldCause = Hold, CauseScore
+		v.Reason = fmt.Sprintf("score %.3f below the block line %.3f, but every failure (%s) rests on a σ̂ from fewer than %d A/A windows of this context: hold for more data",
+			v.Score, cfg.Score.Block, strings.Join(failed, ", "), cfg.Baseline.MinWindows)
 	case ruleAction == ForceHold:
 		v.Decision, v.HoldCause, v.Reason = Hold, CauseRule, "rule forced hold: "+firedNames(ForceHold)
 	case len(failed) > 0:

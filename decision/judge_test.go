@@ -704,9 +704,25 @@ func TestMemoryGrowthIsJudgedOnTheHistorysSpread(t *testing.T) {
 	cfg.Hash = cfg.ComputeHash()
 	low := decision.Input{At: at, Canary: healthyArm(10, 0, 100), Control: healthyArm(100, 0, 100)}
 	low.Canary.MemoryGrowthMBPerMin = decision.Num(2) // z ≈ 4: over k = 3, under √2·k
+	low.History = hist(0.5 / math.Sqrt2)
+	for i := range low.History {
+		low.History[i].Canary.MemoryGrowthMBPerMin.V -= 10
+		low.History[i].Control.MemoryGrowthMBPerMin.V -= 10
+	}
 	v = decision.Evaluate(cfg, low)
 	if d, _ := v.Dimension(decision.MemoryGrowth); d.Outcome != decision.Fail || v.Decisive || v.Decision != decision.Block || v.Score >= cfg.Score.Block {
 		t.Fatalf("memory z=%.2f at low traffic: %s, score %.3f, verdict %s: %s", d.Z, d.Outcome, v.Score, v.Decision, v.Reason)
+	}
+	// Without A/A history the same failure rests on the prior σ̂: the
+	// score under the block line holds for more data, and the hold
+	// escalates to block once the extensions are spent.
+	low.History = nil
+	v = decision.Evaluate(cfg, low)
+	if d, _ := v.Dimension(decision.MemoryGrowth); d.Outcome != decision.Fail || v.Decision != decision.Hold || v.HoldCause != decision.CauseScore || v.Score >= cfg.Score.Block {
+		t.Fatalf("memory z=%.2f at low traffic, no history: %s, score %.3f, verdict %s: %s", d.Z, d.Outcome, v.Score, v.Decision, v.Reason)
+	}
+	if d, final := cfg.Hold.Escalate(v, cfg.Hold.MaxExtensions, nil); d != decision.Block || !final {
+		t.Fatalf("the hold after %d extensions: %s final=%v", cfg.Hold.MaxExtensions, d, final)
 	}
 }
 
