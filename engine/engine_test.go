@@ -21,7 +21,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/inject/local"
 	"github.com/chaosgate/chaosgate/engine/proxy"
@@ -166,32 +165,18 @@ func plan(faults ...engine.Fault) engine.Plan {
 		Experiments: []engine.Experiment{{Name: "exp", SteadyState: 100 * time.Millisecond, Faults: faults}}}
 }
 
-func promote(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
-	return engine.StepVerdict{Decision: decision.Promote, Score: 1, Coverage: 1}, nil
-}
-
 func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 	r := newRig(t)
 	dir := t.TempDir()
-	var judged []engine.JudgeInput
-	var recorded *engine.RunnerResult
 	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r,
-		Probes: []engine.Probe{&httpProbe{r: r}},
-		Judge: func(ctx context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
-			judged = append(judged, in)
-			return promote(ctx, in)
-		},
-		Record: func(_ context.Context, res *engine.RunnerResult) (engine.EvidenceRef, error) {
-			recorded = res
-			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
-		}})
+		Probes: []engine.Probe{&httpProbe{r: r}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := run.Run(context.Background(), plan(
 		engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: 300 * time.Millisecond},
 		engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "isolate-one", Duration: 300 * time.Millisecond},
-	))
+	), 50)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +184,12 @@ func TestRunLifecycleAppliesConfirmsAndRecovers(t *testing.T) {
 	if b, err := json.Marshal(res); err != nil || !strings.Contains(string(b), `"confirmed":"confirmed"`) || !strings.Contains(string(b), `"canary":{"success_ratio":1}`) {
 		t.Fatalf("result JSON: %v\n%.600s", err, b)
 	}
-	if res.Verdict.Decision != decision.Promote || len(res.Steps) != 2 || len(judged) != 2 || recorded == nil || res.Evidence.LedgerIndex != 7 {
-		t.Fatalf("verdict %v, %d steps, %d judged, evidence %+v", res.Verdict.Decision, len(res.Steps), len(judged), res.Evidence)
+	// Steady state before and after each fault and its observe phase.
+	if res.Weight != 50 || len(res.Observations) != 6 || len(res.ProbeErrors) != 0 {
+		t.Fatalf("weight %d, %d observations, probe errors %v", res.Weight, len(res.Observations), res.ProbeErrors)
 	}
-	if len(res.Faults) != 8 { // 2 faults × 2 arms × 2 steps
-		t.Fatalf("%d fault records, want 8", len(res.Faults))
+	if len(res.Faults) != 4 { // 2 faults × 2 arms
+		t.Fatalf("%d fault records, want 4", len(res.Faults))
 	}
 	for _, f := range res.Faults {
 		if f.AppliedAt.IsZero() || f.RecoveredAt.IsZero() || f.Confirmed == 0 || f.Error != "" {
@@ -278,7 +264,7 @@ func TestInterruptDuringInjectRecoversEverything(t *testing.T) {
 	defer cancel()
 	var once sync.Once
 	var cancelledAt time.Time
-	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote,
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r,
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseObserve.String() {
 				once.Do(func() {
@@ -294,7 +280,7 @@ func TestInterruptDuringInjectRecoversEverything(t *testing.T) {
 	res, err := run.Run(ctx, plan(
 		engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n2"}, Duration: time.Minute},
 		engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 50 * time.Millisecond, Edges: engine.Edges{Into: "n1"}, Duration: time.Minute},
-	))
+	), 50)
 	took := time.Since(cancelledAt)
 	if !errors.Is(err, engine.ErrInterrupted) || engine.KindOf(err) != engine.KindCanceled {
 		t.Fatalf("err = %v (kind %v), want interrupted", err, engine.KindOf(err))
@@ -316,7 +302,7 @@ func TestInterruptDuringInjectRecoversEverything(t *testing.T) {
 func TestPanicDuringObserveRecoversThenRepanics(t *testing.T) {
 	r := newRig(t)
 	dir := t.TempDir()
-	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote, Tick: 100 * time.Millisecond,
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Tick: 100 * time.Millisecond,
 		Probes: []engine.Probe{&httpProbe{r: r, panic: true}}})
 	p := plan(engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n3"}, Duration: time.Minute})
 	p.Experiments[0].Abort = []engine.AbortRule{{Probe: "availability", Metric: "success_ratio", Below: ptr(0.5)}}
@@ -326,7 +312,7 @@ func TestPanicDuringObserveRecoversThenRepanics(t *testing.T) {
 				t.Fatalf("recovered %v, want the probe's panic re-raised", v)
 			}
 		}()
-		run.Run(context.Background(), p)
+		run.Run(context.Background(), p, 50)
 	}()
 	r.assertClean(t)
 	// The journal shows every fault recovered: nothing for a reaper.
@@ -341,7 +327,7 @@ func ptr(v float64) *float64 { return &v }
 func TestAbortFileStopsTheRun(t *testing.T) {
 	r := newRig(t)
 	dir := t.TempDir()
-	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r,
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseObserve.String() {
 				go func() {
@@ -352,12 +338,12 @@ func TestAbortFileStopsTheRun(t *testing.T) {
 				}()
 			}
 		}})
-	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}))
-	if err != nil {
-		t.Fatalf("an abort with a verdict is a result: %v", err)
+	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}), 50)
+	if !errors.Is(err, engine.ErrAborted) || engine.KindOf(err) != engine.KindCanceled {
+		t.Fatalf("err = %v (kind %v), want aborted", err, engine.KindOf(err))
 	}
-	if res.Aborted != "operator pressed the kill switch" || res.Verdict.Decision != decision.Hold || len(res.Steps) != 1 {
-		t.Fatalf("aborted %q verdict %v steps %d", res.Aborted, res.Verdict.Decision, len(res.Steps))
+	if res.Aborted != "operator pressed the kill switch" {
+		t.Fatalf("aborted %q", res.Aborted)
 	}
 	r.assertClean(t)
 	if runs, _ := engine.ActiveRuns(dir); len(runs) != 0 {
@@ -368,14 +354,14 @@ func TestAbortFileStopsTheRun(t *testing.T) {
 func TestAbortConditionStopsTheRun(t *testing.T) {
 	r := newRig(t)
 	low := 0.2
-	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote, Tick: 100 * time.Millisecond,
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Tick: 100 * time.Millisecond,
 		Probes: []engine.Probe{&httpProbe{r: r, fixed: &low}}})
 	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 20 * time.Millisecond, Edges: engine.Edges{Between: []string{"n1", "n2"}}, Duration: time.Minute})
 	p.Experiments[0].Abort = []engine.AbortRule{{Probe: "availability", Metric: "success_ratio", Arm: engine.ArmControl, Below: ptr(0.5), For: 200 * time.Millisecond}}
 	start := time.Now()
-	res, err := run.Run(context.Background(), p)
-	if err != nil {
-		t.Fatal(err)
+	res, err := run.Run(context.Background(), p, 50)
+	if !errors.Is(err, engine.ErrAborted) {
+		t.Fatalf("err = %v, want aborted", err)
 	}
 	if !strings.Contains(res.Aborted, "success_ratio below 0.5") || time.Since(start) > 10*time.Second {
 		t.Fatalf("aborted = %q after %s", res.Aborted, time.Since(start))
@@ -385,10 +371,9 @@ func TestAbortConditionStopsTheRun(t *testing.T) {
 
 func TestBlastRadiusSkipsAQuorum(t *testing.T) {
 	r := newRig(t)
-	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote})
+	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r})
 	p := plan(engine.Fault{Name: "pause-two", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1", "n2"}, Duration: 200 * time.Millisecond})
-	p.Weights = []int{100}
-	res, err := run.Run(context.Background(), p)
+	res, err := run.Run(context.Background(), p, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,8 +387,8 @@ func TestBlastRadiusSkipsAQuorum(t *testing.T) {
 		t.Fatalf("%d faults skipped, want 2: %+v", skipped, res.Faults)
 	}
 	p.Budget = scenarios.BlastRadius{AllowQuorum: true}
-	run2, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r, Judge: promote})
-	res, _ = run2.Run(context.Background(), p)
+	run2, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r})
+	res, _ = run2.Run(context.Background(), p, 100)
 	for _, f := range res.Faults {
 		if f.Skipped != "" {
 			t.Fatalf("allowQuorum still skipped %+v", f)
@@ -479,7 +464,7 @@ func childRun(mode string) int {
 		fmt.Println("ERR", err)
 		return 2
 	}
-	p := engine.Plan{Name: mode, Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary, engine.ArmControl},
+	p := engine.Plan{Name: mode, Arms: []engine.Arm{engine.ArmCanary, engine.ArmControl},
 		Experiments: []engine.Experiment{{Name: mode, Faults: []engine.Fault{
 			{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n1"}, Duration: time.Hour}}}}}
 	ctx := context.Background()
@@ -488,7 +473,7 @@ func childRun(mode string) int {
 		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 	}
-	res, err := run.Run(ctx, p)
+	res, err := run.Run(ctx, p, 100)
 	if res != nil {
 		recovered := 0
 		for _, f := range res.Faults {
@@ -730,7 +715,7 @@ func TestPauseStopsTheFaultClock(t *testing.T) {
 	dir := t.TempDir()
 	var run *engine.Runner
 	const pause = 800 * time.Millisecond
-	run, _ = engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r, Judge: promote,
+	run, _ = engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: r,
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseObserve.String() {
 				go func() {
@@ -745,8 +730,7 @@ func TestPauseStopsTheFaultClock(t *testing.T) {
 			}
 		}})
 	p := plan(engine.Fault{Name: "pause", Kind: engine.PodPause, Mode: "fixed", Nodes: []string{"n2"}, Duration: 400 * time.Millisecond})
-	p.Weights = []int{100}
-	res, err := run.Run(context.Background(), p)
+	res, err := run.Run(context.Background(), p, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,8 +757,8 @@ func (b brokenTopology) Nodes(arm engine.Arm) []string {
 func TestInjectErrorRecoversWhatWasApplied(t *testing.T) {
 	r := newRig(t)
 	dir := t.TempDir()
-	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: brokenTopology{r}, Judge: promote})
-	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}))
+	run, _ := engine.NewRunner(engine.Options{DataDir: dir, Injectors: r.injectors(), Topology: brokenTopology{r}})
+	res, err := run.Run(context.Background(), plan(engine.Fault{Name: "cut", Kind: engine.Partition, Shape: "halves", Duration: time.Minute}), 50)
 	if err == nil || engine.KindOf(err) != engine.KindNotFound {
 		t.Fatalf("err = %v (kind %v), want the control's missing proxy", err, engine.KindOf(err))
 	}
@@ -785,29 +769,4 @@ func TestInjectErrorRecoversWhatWasApplied(t *testing.T) {
 	if reaped, err := engine.Reap(context.Background(), dir, r.injectors(), nil); err != nil || len(reaped) != 0 {
 		t.Fatalf("reaped %v %v", reaped, err)
 	}
-}
-
-func TestBlockStopsTheStepsAndRollsBack(t *testing.T) {
-	r := newRig(t)
-	var weights []int
-	steps := 0
-	run, _ := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: r.injectors(), Topology: r,
-		SetWeight: func(_ context.Context, w int) error { weights = append(weights, w); return nil },
-		Judge: func(_ context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
-			steps++
-			if len(in.Faults) != 2 {
-				t.Errorf("step %d judged with %d faults, want both arms' faults", in.Weight, len(in.Faults))
-			}
-			return engine.StepVerdict{Decision: decision.Block, Reason: "consistency violated"}, nil
-		}})
-	p := plan(engine.Fault{Name: "delay", Kind: engine.NetworkDelay, Latency: 10 * time.Millisecond, Edges: engine.Edges{OutOf: "n3"}, Duration: 200 * time.Millisecond})
-	p.Weights = []int{5, 25, 100}
-	res, err := run.Run(context.Background(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Verdict.Decision != decision.Block || steps != 1 || fmt.Sprint(weights) != "[5 0]" {
-		t.Fatalf("verdict %v after %d steps, weights %v", res.Verdict.Decision, steps, weights)
-	}
-	r.assertClean(t)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/canary"
 )
 
 // updateGolden rewrites engine/testdata/lifecycle/*.golden from the
@@ -182,8 +183,8 @@ func (p *scriptProbe) Observe(_ context.Context, w engine.Window) (engine.Observ
 	}}, nil
 }
 
-// lifecycleScript is one scripted run: its plan, its judge's verdicts in
-// order and what happens around it.
+// lifecycleScript is one scripted run: its plan (whose Weights are the
+// canary steps), its judge's verdicts in order and what happens around it.
 type lifecycleScript struct {
 	name     string
 	plan     engine.Plan
@@ -367,50 +368,90 @@ func runScript(t *testing.T, sc lifecycleScript) string {
 		sc.probe(probe)
 	}
 	dataDir := t.TempDir()
-	verdicts := sc.verdicts
-	judge := func(_ context.Context, in engine.JudgeInput) (engine.StepVerdict, error) {
-		d := decision.Hold
-		if len(verdicts) > 0 {
-			d, verdicts = verdicts[0], verdicts[1:]
-		}
-		tr.add("judge   step %d%% over %s..%s: %d observations, %d faults → %s", in.Weight, clock.offset(in.StepStart), clock.offset(in.StepEnd), len(in.Observations), len(in.Faults), d)
-		return engine.StepVerdict{Decision: d, Reason: "scripted " + d.String()}, nil
-	}
 	injectors := map[engine.FaultKind]engine.Injector{engine.PodPause: inj, engine.PodKill: inj}
-	runner, err := engine.NewRunner(engine.Options{DataDir: dataDir, Injectors: injectors, Topology: scriptTopology{},
-		Probes: []engine.Probe{probe}, Judge: judge, Clock: clock, RunID: "R-" + sc.name, Tick: time.Second,
-		SetWeight: func(_ context.Context, w int) error { tr.add("weight  canary %d%%", w); return nil },
-		Record: func(_ context.Context, res *engine.RunnerResult) (engine.EvidenceRef, error) {
-			tr.add("record  evidence of %d steps, %d faults, verdict %s", len(res.Steps), len(res.Faults), res.Verdict.Decision)
-			return engine.EvidenceRef{LedgerIndex: 7, TreeSize: 8}, nil
-		},
-		OnEvent: func(e engine.Event) {
-			where := e.Phase
-			if e.Weight != 0 {
-				where += fmt.Sprintf(" %d%%", e.Weight)
-			}
-			tr.add("event   %-7s [%s] %s", e.Kind, where, e.Msg)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := &scriptRun{clock: clock, tr: tr, dataDir: dataDir, runner: runner, cancel: cancel}
+	s := &scriptRun{clock: clock, tr: tr, dataDir: dataDir, cancel: cancel}
+	// The runner applies each step's fault suite; engine/canary's
+	// Controller steps through the weights, judges and rolls back, as the
+	// game day wires them.
+	var results []*engine.RunnerResult
+	var runErr error
+	newRunner := func(weight int) *engine.Runner {
+		runner, err := engine.NewRunner(engine.Options{DataDir: dataDir, Injectors: injectors, Topology: scriptTopology{},
+			Probes: []engine.Probe{probe}, Clock: clock, RunID: fmt.Sprintf("R-%s-w%d", sc.name, weight), Tick: time.Second,
+			OnEvent: func(e engine.Event) {
+				where := e.Phase
+				if e.Weight != 0 {
+					where += fmt.Sprintf(" %d%%", e.Weight)
+				}
+				tr.add("event   %-7s [%s] %s", e.Kind, where, e.Msg)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runner
+	}
+	// The first step's runner exists before the clock starts, for the
+	// scripted actions that name its run.
+	s.runner = newRunner(sc.plan.Weights[0])
 	if sc.during != nil {
 		sc.during(s)
 	}
-	var res *engine.RunnerResult
+	verdicts := sc.verdicts
+	ctrl := &canary.Controller{
+		Steps: sc.plan.Weights,
+		Observe: func(ctx context.Context, w canary.Window) (decision.Input, error) {
+			start := clock.Now()
+			if w.Step > 0 {
+				s.runner = newRunner(w.Weight)
+			}
+			res, err := s.runner.Run(ctx, sc.plan, w.Weight)
+			if res != nil {
+				results = append(results, res)
+				tr.add("step    %d%% fault suite over %s..%s: %d observations, %d faults", w.Weight, clock.offset(start), clock.offset(clock.Now()), len(res.Observations), len(res.Faults))
+			}
+			runErr = err
+			return decision.Input{}, err
+		},
+		Judge: judgeFunc(func(*decision.Config, decision.Input) decision.Verdict {
+			d := decision.Hold
+			if len(verdicts) > 0 {
+				d, verdicts = verdicts[0], verdicts[1:]
+			}
+			tr.add("judge   → %s", d)
+			return decision.Verdict{Decision: d, Reason: "scripted " + d.String()}
+		}),
+		SetWeight: func(_ context.Context, w int) error { tr.add("weight  canary %d%%", w); return nil },
+		Rollback:  func(context.Context) error { tr.add("weight  canary 0%% (rollback)"); return nil },
+	}
+	var rollout canary.RolloutResult
+	var err error
+	panicked := false
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
+				panicked = true
 				tr.add("panic   %v (re-raised by Run after recovery)", p)
 			}
 		}()
-		res, err = runner.Run(ctx, sc.plan)
+		rollout, err = ctrl.Run(ctx)
 	}()
 	tr.raw("")
-	writeResult(tr, clock, res, err)
+	switch {
+	case panicked:
+		tr.raw("rollout      none (panicked)")
+	case err != nil:
+		tr.raw("rollout      error: %v", err)
+	default:
+		tr.raw("rollout      %s rolled back %v (%s)", rollout.Decision, rollout.RolledBack, rollout.Reason)
+	}
+	for _, res := range results {
+		writeResult(tr, clock, res, nil)
+	}
+	if runErr != nil {
+		tr.raw("runner error %v (kind %s)", runErr, engine.KindOf(runErr))
+	}
 	writeJournals(t, tr, dataDir)
 	if sc.reapAfter {
 		inj.recoverFails = false
@@ -436,18 +477,10 @@ func writeResult(tr *transcript, clock *simClock, res *engine.RunnerResult, err 
 		tr.raw("result       none")
 		return
 	}
-	if res.Verdict.Decision == 0 {
-		tr.raw("verdict      none")
-	} else {
-		tr.raw("verdict      %s (%s)", res.Verdict.Decision, res.Verdict.Reason)
-	}
+	tr.raw("step         %d%%: %d observations, %d probe errors", res.Weight, len(res.Observations), len(res.ProbeErrors))
 	tr.raw("interrupted  %v", res.Interrupted)
 	tr.raw("aborted      %q", res.Aborted)
-	tr.raw("evidence     %v", res.Evidence != nil)
 	tr.raw("ran          %s..%s", clock.offset(res.Started), clock.offset(res.Ended))
-	for _, st := range res.Steps {
-		tr.raw("step         %d%% %s: %d observations, %d probe errors", st.Weight, st.Verdict.Decision, len(st.Observations), len(st.ProbeErrors))
-	}
 	for _, f := range res.Faults {
 		confirmed := "none"
 		if f.Confirmed != 0 {
@@ -492,6 +525,11 @@ func writeJournals(t *testing.T, tr *transcript, dataDir string) {
 		}
 	}
 }
+
+// judgeFunc adapts a function to canary.Judge.
+type judgeFunc func(*decision.Config, decision.Input) decision.Verdict
+
+func (f judgeFunc) Judge(cfg *decision.Config, in decision.Input) decision.Verdict { return f(cfg, in) }
 
 // lineDiff shows the first lines where want and got part.
 func lineDiff(want, got string) string {

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/chaosgate/chaosgate/decision"
 )
 
 // Topology tells the runner the replicas of each arm and who leads.
@@ -25,42 +23,6 @@ type Topology interface {
 	// (nil: the node that leads the most partitions).
 	Leader(ctx context.Context, arm Arm, partition *int) (string, error)
 }
-
-// JudgeInput is what the judge sees at the end of a canary step.
-type JudgeInput struct {
-	RunID        string        `json:"run_id"`
-	Name         string        `json:"name"`
-	Weight       int           `json:"weight"`
-	StepStart    time.Time     `json:"step_start"`
-	StepEnd      time.Time     `json:"step_end"`
-	Observations []Observation `json:"observations"`
-	ProbeErrors  []ProbeError  `json:"probe_errors,omitempty"`
-	Faults       []FaultRecord `json:"faults"`
-}
-
-// StepVerdict is the judge's answer for one step. Detail carries the judge's
-// own explanation (dimensions) and is recorded as is.
-type StepVerdict struct {
-	Decision decision.Decision `json:"verdict,omitempty"`
-	Score    float64           `json:"score"`
-	Coverage float64           `json:"coverage"`
-	Reason   string            `json:"reason,omitempty"`
-	Detail   any               `json:"detail,omitempty"`
-}
-
-// Judge decides one canary step. An error means the platform could not
-// judge (the run ends with an infrastructure error, exit code 2).
-type Judge func(ctx context.Context, in JudgeInput) (StepVerdict, error)
-
-// EvidenceRef is where a run's evidence landed.
-type EvidenceRef struct {
-	LedgerIndex    uint64 `json:"ledger_index"`
-	TreeSize       uint64 `json:"tree_size"`
-	EnvelopeSHA256 string `json:"envelope_sha256"`
-}
-
-// Recorder writes a run's evidence (signed record, ledger append).
-type Recorder func(ctx context.Context, res *RunnerResult) (EvidenceRef, error)
 
 // EventKind says what a progress event reports.
 type EventKind int
@@ -136,30 +98,24 @@ type PhaseSpan struct {
 	End        time.Time `json:"end"`
 }
 
-// StepResult is one canary step.
-type StepResult struct {
-	Weight       int           `json:"weight"`
-	Verdict      StepVerdict   `json:"verdict"`
+// RunnerResult is what one step's fault suite did: the faults, the phases
+// as they happened and the probes' observations. The caller (engine/gameday)
+// builds the report and the evidence from it and its own windows.
+type RunnerResult struct {
+	RunID   string    `json:"run_id"`
+	Name    string    `json:"name"`
+	Weight  int       `json:"weight"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	// Observations are the probes' observations at steady state before
+	// and after each fault and during its observe phase.
 	Observations []Observation `json:"observations"`
 	ProbeErrors  []ProbeError  `json:"probe_errors,omitempty"`
-}
-
-// RunnerResult is everything a run did; the report and the evidence are built
-// from it.
-type RunnerResult struct {
-	RunID   string        `json:"run_id"`
-	Name    string        `json:"name"`
-	Started time.Time     `json:"started"`
-	Ended   time.Time     `json:"ended"`
-	Steps   []StepResult  `json:"steps"`
-	Faults  []FaultRecord `json:"faults"`
-	Phases  []PhaseSpan   `json:"phases"`
-	// Verdict is the run's final verdict (zero when none was reached).
-	Verdict     StepVerdict  `json:"verdict"`
-	Evidence    *EvidenceRef `json:"evidence,omitempty"`
-	Interrupted bool         `json:"interrupted,omitempty"`
-	Aborted     string       `json:"aborted,omitempty"`
-	Error       string       `json:"error,omitempty"`
+	Faults       []FaultRecord `json:"faults"`
+	Phases       []PhaseSpan   `json:"phases"`
+	Interrupted  bool          `json:"interrupted,omitempty"`
+	Aborted      string        `json:"aborted,omitempty"`
+	Error        string        `json:"error,omitempty"`
 	// Journal is the path of the run's journal.
 	Journal string `json:"journal"`
 }
@@ -170,17 +126,12 @@ type Options struct {
 	DataDir   string
 	Injectors map[FaultKind]Injector
 	Topology  Topology
-	// Probes are observed at steady state before and after each fault, at
-	// verify, and during observe for the abort conditions naming them.
-	Probes []Probe
-	Judge  Judge
-	Record Recorder
-	// SetWeight routes the canary's share of traffic (percent) before each
-	// step, and back to 0 when a step blocks (rollback).
-	SetWeight func(ctx context.Context, weight int) error
-	OnEvent   func(Event)
-	Clock     Clock
-	Log       *slog.Logger
+	// Probes are observed at steady state before and after each fault,
+	// and during observe for the abort conditions naming them.
+	Probes  []Probe
+	OnEvent func(Event)
+	Clock   Clock
+	Log     *slog.Logger
 	// RunID is the run's id (default: random).
 	RunID string
 	// Tick is how often abort conditions are evaluated (default 500ms).
@@ -192,8 +143,13 @@ type Options struct {
 	ShutdownRecoverTimeout time.Duration
 }
 
-// Runner runs one plan. Abort, Pause and Resume may be called from other
-// goroutines while Run runs.
+// Runner applies one canary step's fault suite: every fault of the plan's
+// experiments that run at the step's weight, to every arm of the plan, one
+// after the other — each journaled, confirmed, observed and recovered.
+// Stepping through the weights, routing traffic, judging and recording
+// evidence are the caller's: engine/gameday drives the steps with
+// engine/canary's Controller on any target. Abort, Pause and Resume may be
+// called from other goroutines while Run runs.
 type Runner struct {
 	opt Options
 
@@ -330,15 +286,17 @@ func (r *Runner) phase(p Phase, w int, exp, fault string, start time.Time) {
 	r.res.Phases = append(r.res.Phases, PhaseSpan{Phase: p, Weight: w, Experiment: exp, Fault: fault, Start: start, End: r.opt.Clock.Now()})
 }
 
-// Run executes the plan. Whatever happens — an error, an abort, the context
-// canceled by SIGINT/SIGTERM, a panic in a probe or the judge — every fault
-// it applied is recovered before Run returns (a panic is re-raised after
-// recovery). The result is returned even with an error; an interrupted or
-// aborted run returns an error of kind KindCanceled wrapping ErrInterrupted
-// or ErrAborted, with Result.Interrupted or Result.Aborted set.
-func (r *Runner) Run(ctx context.Context, plan Plan) (res *RunnerResult, err error) {
-	if len(plan.Weights) == 0 || len(plan.Arms) == 0 {
-		return nil, E(KindInvalid, "run", errors.New("the plan has no weights or no arms"))
+// Run applies the fault suite of the canary step at weight. Whatever
+// happens — an error, an abort, the context canceled by SIGINT/SIGTERM, a
+// panic in a probe or an injector — every fault it applied is recovered
+// before Run returns (a panic is re-raised after recovery). The result is
+// returned even with an error; an interrupted or aborted run returns an
+// error of kind KindCanceled wrapping ErrInterrupted or ErrAborted, with
+// Interrupted or Aborted set; a fault that could not be recovered, one
+// wrapping ErrNotRecovered, and the journal stays open for the reaper.
+func (r *Runner) Run(ctx context.Context, plan Plan, weight int) (res *RunnerResult, err error) {
+	if len(plan.Arms) == 0 {
+		return nil, E(KindInvalid, "run", errors.New("the plan has no arms"))
 	}
 	for _, e := range plan.Experiments {
 		for _, f := range e.Faults {
@@ -353,7 +311,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *RunnerResult, err err
 		return nil, err
 	}
 	r.j = j
-	r.res = &RunnerResult{RunID: r.opt.RunID, Name: plan.Name, Started: planStart, Journal: j.Path()}
+	r.res = &RunnerResult{RunID: r.opt.RunID, Name: plan.Name, Weight: weight, Started: planStart, Journal: j.Path()}
 	res = r.res
 	r.phase(PhasePlan, 0, "", "", planStart)
 	defer func() {
@@ -364,7 +322,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *RunnerResult, err err
 			panic(p)
 		}
 	}()
-	runErr := r.steps(ctx, plan)
+	runErr := r.suite(ctx, plan, weight)
 	if err := r.recoverAll(ctx); err != nil && !errors.Is(runErr, ErrNotRecovered) {
 		runErr = errors.Join(runErr, err)
 	}
@@ -376,28 +334,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (res *RunnerResult, err err
 		res.Aborted = r.abort
 		r.mu.Unlock()
 	}
-	// An abort still produces a verdict on what was seen, never a promotion.
-	if res.Aborted != "" && len(res.Steps) > 0 && res.Verdict.Decision == decision.Promote {
-		res.Verdict.Decision = decision.Hold
-		res.Verdict.Reason = "aborted: " + res.Aborted
-	}
-	if r.opt.Record != nil && !res.Interrupted && (runErr == nil || res.Aborted != "") {
-		start := r.opt.Clock.Now()
-		r.event(PhaseRecord, 0, "", "", "recording evidence")
-		res.Ended = start
-		ref, err := r.opt.Record(context.WithoutCancel(ctx), res)
-		if err != nil {
-			runErr = errors.Join(runErr, E(KindUnavailable, "record evidence", err))
-		} else {
-			res.Evidence = &ref
-		}
-		r.phase(PhaseRecord, 0, "", "", start)
-	}
 	r.finish(runErr)
-	if runErr != nil && res.Aborted != "" && errors.Is(runErr, ErrAborted) && len(res.Steps) > 0 {
-		// An abort with a verdict is a result, not an infrastructure error.
-		return res, nil
-	}
 	return res, runErr
 }
 
@@ -413,88 +350,29 @@ func (r *Runner) finish(runErr error) {
 	os.Remove(pauseFile(r.opt.DataDir, r.opt.RunID))
 }
 
-func (r *Runner) steps(ctx context.Context, plan Plan) error {
-	for _, w := range plan.Weights {
-		if err := r.stop(ctx); err != nil {
-			return err
+// suite runs every fault of the experiments that run at weight w, one
+// after the other, then recovers whatever is still applied.
+func (r *Runner) suite(ctx context.Context, plan Plan, w int) error {
+	if err := r.stop(ctx); err != nil {
+		return err
+	}
+	r.event(PhasePlan, w, "", "", fmt.Sprintf("canary step %d%%", w))
+	for _, e := range plan.Experiments {
+		if !e.RunsAt(w) {
+			continue
 		}
-		stepStart := r.opt.Clock.Now()
-		if r.opt.SetWeight != nil {
-			if err := r.opt.SetWeight(ctx, w); err != nil {
-				return E(KindUnavailable, fmt.Sprintf("set canary weight %d", w), err)
+		for _, f := range e.Faults {
+			if err := r.runFault(ctx, plan, e, f, w); err != nil {
+				return err
 			}
-		}
-		r.event(PhasePlan, w, "", "", fmt.Sprintf("canary step %d%%", w))
-		step := StepResult{Weight: w}
-		var runErr error
-	exps:
-		for _, e := range plan.Experiments {
-			if !e.RunsAt(w) {
-				continue
-			}
-			for _, f := range e.Faults {
-				if err := r.runFault(ctx, plan, e, f, w, &step); err != nil {
-					runErr = err
-					break exps
-				}
-			}
-		}
-		if runErr != nil && !errors.Is(runErr, ErrAborted) {
-			return runErr
-		}
-		// verify: every fault of the step recovered, probes over the step.
-		vStart := r.opt.Clock.Now()
-		r.event(PhaseVerify, w, "", "", "verifying")
-		if err := r.recoverAll(ctx); err != nil {
-			return errors.Join(runErr, err)
-		}
-		r.observe(ctx, Window{Phase: PhaseVerify, Weight: w, Start: stepStart, End: r.opt.Clock.Now()}, &step, nil)
-		r.phase(PhaseVerify, w, "", "", vStart)
-		if ctx.Err() != nil {
-			return r.stop(ctx)
-		}
-		jStart := r.opt.Clock.Now()
-		r.event(PhaseJudge, w, "", "", "judging")
-		v := StepVerdict{Decision: decision.Hold, Reason: "no judge configured"}
-		if r.opt.Judge != nil {
-			in := JudgeInput{RunID: r.opt.RunID, Name: plan.Name, Weight: w, StepStart: stepStart, StepEnd: r.opt.Clock.Now(),
-				Observations: step.Observations, ProbeErrors: step.ProbeErrors}
-			for _, fr := range r.res.Faults {
-				if fr.Weight == w {
-					in.Faults = append(in.Faults, fr)
-				}
-			}
-			var err error
-			v, err = r.opt.Judge(ctx, in)
-			if err != nil {
-				return E(KindUnavailable, "judge", err)
-			}
-		}
-		r.phase(PhaseJudge, w, "", "", jStart)
-		step.Verdict = v
-		r.res.Steps = append(r.res.Steps, step)
-		r.res.Verdict = v
-		r.emit(EventVerdict, PhaseJudge, w, "", "", fmt.Sprintf("step %d%%: %s", w, v.Decision))
-		if runErr != nil {
-			return runErr
-		}
-		if v.Decision == decision.Block && r.opt.SetWeight != nil {
-			// Roll back: every request goes to the control again.
-			if err := r.opt.SetWeight(ctx, 0); err != nil {
-				return E(KindUnavailable, "roll back the canary weight", err)
-			}
-			r.event(PhaseJudge, w, "", "", "rolled back: canary weight 0%")
-		}
-		if v.Decision != decision.Promote {
-			break
 		}
 	}
-	return nil
+	return r.recoverAll(ctx)
 }
 
-// observe runs the probes (those in only, when only is non-nil) over w and
-// files the observations and errors in step.
-func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only map[string]bool) []Observation {
+// observe runs the probes (those in only, when only is non-nil) over w;
+// with keep, it files the observations and errors in the result.
+func (r *Runner) observe(ctx context.Context, w Window, keep bool, only map[string]bool) []Observation {
 	var out []Observation
 	for _, p := range r.opt.Probes {
 		if only != nil && !only[p.Name()] {
@@ -502,8 +380,8 @@ func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only m
 		}
 		o, err := p.Observe(ctx, w)
 		if err != nil {
-			if step != nil {
-				step.ProbeErrors = append(step.ProbeErrors, ProbeError{Probe: p.Name(), Window: w, Error: err.Error()})
+			if keep {
+				r.res.ProbeErrors = append(r.res.ProbeErrors, ProbeError{Probe: p.Name(), Window: w, Error: err.Error()})
 			}
 			r.opt.Log.Warn("probe could not run", "probe", p.Name(), "phase", w.Phase, "err", err)
 			continue
@@ -513,8 +391,8 @@ func (r *Runner) observe(ctx context.Context, w Window, step *StepResult, only m
 		}
 		o.Window = w
 		out = append(out, o)
-		if step != nil {
-			step.Observations = append(step.Observations, o)
+		if keep {
+			r.res.Observations = append(r.res.Observations, o)
 		}
 	}
 	return out
@@ -549,7 +427,7 @@ func (r *Runner) wait(ctx context.Context, d time.Duration, pausable bool, each 
 	return r.stop(ctx)
 }
 
-func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault, w int, step *StepResult) error {
+func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault, w int) error {
 	name := f.Name
 	if name == "" {
 		name = f.Kind.String()
@@ -560,7 +438,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	if err := r.wait(ctx, e.SteadyState, false, nil); err != nil {
 		return err
 	}
-	r.observe(ctx, Window{Phase: PhaseSteadyBefore, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, step, nil)
+	r.observe(ctx, Window{Phase: PhaseSteadyBefore, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, true, nil)
 	r.phase(PhaseSteadyBefore, w, e.Name, name, start)
 	if err := r.stop(ctx); err != nil {
 		return err
@@ -615,7 +493,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	})
 	r.phase(PhaseObserve, w, e.Name, name, start)
 	if obsErr == nil {
-		r.observe(ctx, Window{Phase: PhaseObserve, Weight: w, Experiment: e.Name, Fault: name, Start: effect, End: r.opt.Clock.Now()}, step, nil)
+		r.observe(ctx, Window{Phase: PhaseObserve, Weight: w, Experiment: e.Name, Fault: name, Start: effect, End: r.opt.Clock.Now()}, true, nil)
 	}
 
 	// recover
@@ -638,7 +516,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	if err := r.wait(ctx, e.SteadyState, false, nil); err != nil {
 		return err
 	}
-	r.observe(ctx, Window{Phase: PhaseSteadyAfter, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, step, nil)
+	r.observe(ctx, Window{Phase: PhaseSteadyAfter, Weight: w, Experiment: e.Name, Fault: name, Start: start, End: r.opt.Clock.Now()}, true, nil)
 	r.phase(PhaseSteadyAfter, w, e.Name, name, start)
 	return nil
 }
@@ -657,7 +535,7 @@ func (r *Runner) checkAbort(ctx context.Context, e Experiment, w Window) error {
 	for _, rule := range e.Abort {
 		only[rule.Probe] = true
 	}
-	obs := r.observe(ctx, w, nil, only)
+	obs := r.observe(ctx, w, false, only)
 	now := r.opt.Clock.Now()
 	for i, rule := range e.Abort {
 		key := abortKey{e.Name, i}

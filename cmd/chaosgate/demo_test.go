@@ -174,6 +174,9 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 	if code != 1 || r.Verdict != "block" || r.ExitCode != 1 {
 		t.Fatalf("no-dedup canary: exit %d, verdict %q\n%s", code, r.Verdict, tail(stderr, 4000))
 	}
+	// The keys every completed run's report has, on any target (the
+	// Kubernetes gate test checks its runs against the same list).
+	checkReportShape(t, "local no-dedup run", raw)
 	junit, err := os.ReadFile(junitFile)
 	if err != nil || !bytes.Contains(junit, []byte("<testsuites")) || !bytes.Contains(junit, []byte("consistency")) || !bytes.Contains(junit, []byte("<failure")) {
 		t.Fatalf("JUnit report: %v\n%s", err, junit)

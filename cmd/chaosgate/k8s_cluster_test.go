@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
@@ -119,6 +120,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	type result struct {
 		Tag      string   `json:"-"` // the --revision given
+		Raw      []byte   `json:"-"` // the report as printed
 		RunID    string   `json:"run_id"`
 		Verdict  string   `json:"verdict"`
 		ExitCode int      `json:"exit_code"`
@@ -136,6 +138,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Probes map[string]json.RawMessage `json:"probes"`
 		Steps  []struct {
 			Weight     int               `json:"weight"`
+			Verdict    string            `json:"verdict"`
 			ConfigHash string            `json:"config_hash"`
 			Dimensions []json.RawMessage `json:"dimensions"`
 		} `json:"steps"`
@@ -181,7 +184,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 				}
 			}
 		}
-		res.ExitCode, res.Tag = code, "v-"+what
+		res.ExitCode, res.Tag, res.Raw = code, "v-"+what, out.Bytes()
 		return res
 	}
 	gate := func(what string, wantCode int, extra ...string) result {
@@ -228,12 +231,15 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Errorf("fault %s on %s %s: no availability through it", f.Kind, f.Arm, f.Target)
 		}
 	}
-	{
+	// checkBlobs wants the judge's windows, the verdicts, the metrics and
+	// the faults among the blobs of a run's evidence statement.
+	checkBlobs := func(what string, index uint64) {
+		t.Helper()
 		l, err := evidence.OpenDataDir(ctx, dataDir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, payload := statementOf(t, ctx, l, good.Evidence.LedgerIndex)
+		_, payload := statementOf(t, ctx, l, index)
 		l.Close()
 		var st struct {
 			Predicate struct {
@@ -251,10 +257,12 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		}
 		for _, want := range []string{gameday.BlobWindows, gameday.BlobVerdicts, gameday.BlobMetrics, gameday.BlobFaults} {
 			if !slices.Contains(names, want) {
-				t.Errorf("good run's evidence lacks the %s blob: %v", want, names)
+				t.Errorf("%s run's evidence lacks the %s blob: %v", what, want, names)
 			}
 		}
 	}
+	checkBlobs("good", good.Evidence.LedgerIndex)
+	checkReportShape(t, "good run", good.Raw)
 	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
 	if g := goodGate("good-promql", withProm...); g.Verdict != "promote" {
 		t.Fatalf("good canary, metrics from Prometheus: %+v", g)
@@ -385,6 +393,28 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Errorf("Flagger pre-rollout for %q: HTTP %d, want %d\n%s", c.revision, code, c.preRollout, p.logs())
 		}
 	}
+
+	// One step loop for every target: a scripted judge that promotes the
+	// first judged window and blocks the next drives the Kubernetes run
+	// through 50 % (promote) and 100 % (block, then the rollback), and the
+	// run's report and evidence have what the local path's have (the same
+	// report keys as the local quick demo's blocked run, the same blobs).
+	// It runs last: its block must not become the newest verdict of an
+	// image whose gate answers are checked above.
+	script := &scriptedJudge{answers: []decision.Decision{decision.Promote, decision.Block}}
+	stepJudge = script
+	t.Cleanup(func() { stepJudge = nil })
+	scripted := gate("scripted", exitBlock)
+	stepJudge = nil
+	var stepVerdicts []string
+	for _, st := range scripted.Steps {
+		stepVerdicts = append(stepVerdicts, fmt.Sprintf("%d%% %s", st.Weight, st.Verdict))
+	}
+	if got := strings.Join(stepVerdicts, ", "); got != "50% promote, 100% block" || script.Calls() != 2 || scripted.Evidence == nil {
+		t.Fatalf("scripted promote then block: steps %s, %d judge calls, evidence %+v: %s", got, script.Calls(), scripted.Evidence, scripted.Reason)
+	}
+	checkReportShape(t, "scripted run", scripted.Raw)
+	checkBlobs("scripted", scripted.Evidence.LedgerIndex)
 }
 
 // subjectDigest returns the image digest of the evidence record at index,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,10 +58,8 @@ type k8sRunConfig struct {
 	// Revision is --revision: recorded as one more evidence subject, so the
 	// gate answers for it (a CI commit) as for the workload's own revision.
 	Revision string
-	// Judge decides each canary step; nil: every step holds (exit 3).
-	Judge  engine.Judge
-	Probes []engine.Probe
-	Log    *slog.Logger
+	Probes   []engine.Probe
+	Log      *slog.Logger
 }
 
 // runK8s runs doc against the Kubernetes target: it reaps what crashed
@@ -150,47 +149,38 @@ func runK8sInner(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Do
 	if err != nil {
 		return &res, withExitCode(exitUsage, err)
 	}
+	// The first canary step's fault suite, with no judge: the step holds
+	// (probes that reach the pods and the judge are the game day's, which
+	// the real-pods gate test runs).
 	started := time.Now()
-	var recordedFaults []engine.FaultRecord
-	record := func(ctx context.Context, r *engine.RunnerResult) (engine.EvidenceRef, error) {
-		recordedFaults = r.Faults
-		return recordK8sEvidence(ctx, dir, doc, b, r, started, rc.Revision)
-	}
-	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: rc.Probes, Judge: rc.Judge,
-		Record: record, Log: log, RunID: runID, RecoverTimeout: k.recoverTimeout + 5*time.Second})
+	runner, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: b.Injectors(), Topology: b, Probes: rc.Probes,
+		Log: log, RunID: runID, RecoverTimeout: k.recoverTimeout + 5*time.Second})
 	if err != nil {
 		return &res, withExitCode(exitUsage, err)
 	}
-	out, runErr := runner.Run(ctx, plan)
+	weight := plan.Weights[0]
+	out, runErr := runner.Run(ctx, plan, weight)
 	res.Verdict = decision.Hold.String()
+	res.Reason = "no judge: the fault suite's step holds"
+	code := exitHold
 	if out != nil {
 		res.faults = out.Faults
-		if len(res.faults) == 0 {
-			res.faults = recordedFaults
-		}
 		res.Faults = append(res.Faults, reportFaults(res.faults)...)
 		res.Resilience = report.ResilienceOf(res.Faults)
-		for _, st := range out.Steps {
-			o := st.Verdict.Decision
-			if o == 0 {
-				o = decision.Hold
+		res.Steps = append(res.Steps, report.Step{Weight: weight, Verdict: res.Verdict, Reason: res.Reason})
+		if !out.Interrupted && (runErr == nil || out.Aborted != "") {
+			ev, err := recordK8sEvidence(ctx, dir, doc, b, out, started, rc.Revision)
+			if err != nil {
+				runErr = errors.Join(runErr, err)
+			} else {
+				res.Evidence = ev
 			}
-			res.Steps = append(res.Steps, report.Step{Weight: st.Weight, Verdict: o.String(), Score: st.Verdict.Score, Coverage: st.Verdict.Coverage, Reason: st.Verdict.Reason})
 		}
-		if out.Evidence != nil {
-			res.Evidence = &report.Evidence{LedgerIndex: out.Evidence.LedgerIndex, TreeSize: out.Evidence.TreeSize, EnvelopeSHA256: out.Evidence.EnvelopeSHA256}
+		res.DurationS = time.Since(started).Seconds()
+		if out.Aborted != "" && errors.Is(runErr, engine.ErrAborted) {
+			// An aborted step is a hold on what was seen, not an error.
+			res.Reason, runErr = "aborted: "+out.Aborted, nil
 		}
-		if !out.Ended.IsZero() {
-			res.DurationS = out.Ended.Sub(out.Started).Seconds()
-		}
-		if out.Verdict.Decision != 0 {
-			res.Verdict = out.Verdict.Decision.String()
-		}
-		res.Reason = out.Verdict.Reason
-	}
-	code := exitHold // no verdict reached on the cluster: hold
-	if out != nil && out.Verdict.Decision != 0 {
-		code = out.Verdict.Decision.ExitCode()
 	}
 	if runErr != nil {
 		res.Error = runErr.Error()
@@ -240,11 +230,11 @@ func reportFaults(faults []engine.FaultRecord) []report.Fault {
 // names a rollout controller may ask the gate for instead (the canary pods'
 // pod-template hash, the image digest alone) and revision (--revision, when
 // given) are further subjects.
-func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.RunnerResult, started time.Time, revision string) (engine.EvidenceRef, error) {
+func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Document, b *k8sBackend, r *engine.RunnerResult, started time.Time, revision string) (*report.Evidence, error) {
 	ctx = context.WithoutCancel(ctx)
 	l, err := evidence.OpenDataDir(ctx, dataDir, nil)
 	if err != nil {
-		return engine.EvidenceRef{}, err
+		return nil, err
 	}
 	defer l.Close()
 	scen, _ := json.Marshal(doc)
@@ -270,14 +260,7 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 			AppliedAt: f.AppliedAt, RecoveredAt: f.RecoveredAt, Confirmed: conf, Detail: detail})
 	}
 	sort.SliceStable(p.Targets, func(i, j int) bool { return p.Targets[i].Arm < p.Targets[j].Arm })
-	if len(r.Steps) > 0 {
-		last := r.Steps[len(r.Steps)-1].Verdict
-		v := last.Decision
-		if v == 0 {
-			v = decision.Hold
-		}
-		p.Decision = &evidence.Decision{Verdict: v.String(), Score: last.Score, Coverage: last.Coverage}
-	}
+	p.Decision = &evidence.Decision{Verdict: decision.Hold.String()}
 	// faults.json as a game day records it: applied, took effect,
 	// removed and how long each was in place. The blobs built from probes
 	// (windows, verdicts, traces, metrics, log matches) need probes that
@@ -293,9 +276,9 @@ func recordK8sEvidence(ctx context.Context, dataDir string, doc *scenarios.Docum
 	}
 	rc, err := l.Record(ctx, b.pair.Canary.RevisionString(), p, append(b.pair.Canary.GateKeys(), revision)...)
 	if err != nil {
-		return engine.EvidenceRef{}, err
+		return nil, err
 	}
-	return engine.EvidenceRef{LedgerIndex: rc.Index, TreeSize: rc.TreeSize, EnvelopeSHA256: rc.EnvelopeSHA256}, nil
+	return &report.Evidence{LedgerIndex: rc.Index, TreeSize: rc.TreeSize, EnvelopeSHA256: rc.EnvelopeSHA256}, nil
 }
 
 func printK8sRun(w io.Writer, r k8sRunResult) {

@@ -21,6 +21,7 @@ import (
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/decision/config"
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/canary"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/probe/promql"
@@ -30,6 +31,12 @@ import (
 	"github.com/chaosgate/chaosgate/scenarios"
 	"github.com/chaosgate/chaosgate/web"
 )
+
+// stepJudge decides the game days' judged windows; nil is chaosgate's
+// judge. Only tests set it: a scripted judge shows that a target's
+// pipeline carries any verdict sequence (promote, then block) to the
+// rollback, the report and the evidence.
+var stepJudge canary.Judge
 
 // newRunCmd is `chaosgate run -f FILE`: one experiment or game day against
 // the local target.
@@ -239,7 +246,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.RunOutcome, error) 
 		}
 	}
 	cfg := gameday.Config{Prometheus: prom, LogServer: logServer, LogSettle: o.logSettle, Doc: o.doc, DataDir: dir, Binary: o.binary, CanaryDefects: o.defects, Revision: o.revision,
-		Decision: dcfg, Log: log, Versions: map[string]string{"chaosgate": version}}
+		Decision: dcfg, Judge: stepJudge, Log: log, Versions: map[string]string{"chaosgate": version}}
 	view := newLiveView(progress)
 	cfg.OnEvent = view.event
 	// The run's record under DATA/serve/runs: serve on this data directory

@@ -78,6 +78,10 @@ type Config struct {
 	// Decision returns the judge's configuration (default decision.Default);
 	// it is read at every judgement (hot reload).
 	Decision func() *decision.Config
+	// Judge decides each judged window (nil: decision.Judge{}, chaosgate's
+	// judge). Whatever it answers goes through the same hold policy,
+	// rollback, report and evidence.
+	Judge canary.Judge
 	// OnEvent receives progress events (serially).
 	OnEvent func(engine.Event)
 	Log     *slog.Logger
@@ -349,6 +353,7 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 	}
 	ctrl := &canary.Controller{
 		Steps:     r.plan.Weights,
+		Judge:     r.cfg.Judge,
 		Config:    r.cfg.Decision,
 		Observe:   r.observe,
 		SetWeight: r.avail.SetWeight,

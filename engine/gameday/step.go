@@ -152,7 +152,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 // runFaults runs the experiments of one weight with the engine runner.
 func (r *Run) runFaults(ctx context.Context, weight int) error {
 	plan := r.plan
-	plan.Weights = []int{weight}
 	// The calibration arm takes the canary's faults: the same fault on the
 	// same node, journaled, confirmed and recovered like the others.
 	if hasArm(r.target, engine.ArmCalibration) {
@@ -169,13 +168,13 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		return nil
 	}
 	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.target.Injectors(), Topology: r.target,
-		Probes: r.probes(), SetWeight: r.avail.SetWeight, Log: r.cfg.Log,
+		Probes: r.probes(), Log: r.cfg.Log,
 		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: 10 * time.Second,
 		OnEvent: r.onRunnerEvent})
 	if err != nil {
 		return err
 	}
-	res, err := runner.Run(ctx, plan)
+	res, err := runner.Run(ctx, plan, weight)
 	if res != nil {
 		r.mu.Lock()
 		r.faults = append(r.faults, res.Faults...)
@@ -217,13 +216,9 @@ func (r *Run) probes() []engine.Probe {
 	return ps
 }
 
+// onRunnerEvent relays the fault runner's events and tracks the faults
+// in place for the live snapshot.
 func (r *Run) onRunnerEvent(ev engine.Event) {
-	judge, verify := engine.PhaseJudge.String(), engine.PhaseVerify.String()
-	if ev.Phase == judge || ev.Phase == verify {
-		// The runner only runs the faults of a step here; verification
-		// and judgement are this package's (and reported by it).
-		return
-	}
 	r.mu.Lock()
 	switch {
 	case ev.Kind == engine.EventFault:

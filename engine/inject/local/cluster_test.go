@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	supervisor "github.com/chaosgate/chaosgate/engine/target/local"
@@ -239,6 +238,31 @@ func clusterDir(t *testing.T) string {
 	return t.TempDir()
 }
 
+// runEveryStep runs the fault suite of every canary step of the plan, one
+// runner per step as the game day does, and gathers their faults; the
+// first error ends it.
+func runEveryStep(ctx context.Context, opt engine.Options, plan engine.Plan) (*engine.RunnerResult, error) {
+	all := &engine.RunnerResult{Name: plan.Name}
+	for _, w := range plan.Weights {
+		o := opt
+		o.RunID = fmt.Sprintf("%s-w%d", plan.Name, w)
+		run, err := engine.NewRunner(o)
+		if err != nil {
+			return all, err
+		}
+		res, err := run.Run(ctx, plan, w)
+		if res != nil {
+			all.Faults = append(all.Faults, res.Faults...)
+			all.Phases = append(all.Phases, res.Phases...)
+			all.Interrupted = all.Interrupted || res.Interrupted
+		}
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
+
 // TestRealClustersRunQuickGameDay runs the quick game day of the library
 // with the engine's runner on two real 3-node clusters (canary and control)
 // behind one proxy set: every fault of the four kinds is applied to both
@@ -278,15 +302,8 @@ func TestRealClustersRunQuickGameDay(t *testing.T) {
 	}
 	plan.Experiments = kept
 	dir := t.TempDir()
-	run, err := engine.NewRunner(engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second,
-		Judge: func(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
-			return engine.StepVerdict{Decision: decision.Promote}, nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	res, err := run.Run(context.Background(), plan)
+	res, err := runEveryStep(context.Background(), engine.Options{DataDir: dir, Injectors: injectors, Topology: cl, RecoverTimeout: 30 * time.Second}, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,9 +366,9 @@ func TestRealClusterInterruptDuringKillRecoversWithinTwoSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := engine.Plan{Name: "interrupt", Weights: []int{100}, Arms: []engine.Arm{engine.ArmCanary},
+	plan := engine.Plan{Name: "interrupt", Arms: []engine.Arm{engine.ArmCanary},
 		Experiments: []engine.Experiment{{Name: "kill", Faults: []engine.Fault{{Name: "kill-leader", Kind: engine.PodKill, Mode: "leader", Duration: time.Minute}}}}}
-	res, err := run.Run(ctx, plan)
+	res, err := run.Run(ctx, plan, 100)
 	took := time.Since(cancelled)
 	if !errors.Is(err, engine.ErrInterrupted) || !res.Interrupted {
 		t.Fatalf("err %v, interrupted %v", err, res.Interrupted)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/history"
 	"github.com/chaosgate/chaosgate/engine/load"
@@ -460,18 +459,12 @@ func TestLibraryUpstreamsGameDay(t *testing.T) {
 		injectors[k] = r.in
 	}
 	cl := r.clusters()
-	run, err := engine.NewRunner(engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl, RecoverTimeout: 90 * time.Second,
-		Judge: func(context.Context, engine.JudgeInput) (engine.StepVerdict, error) {
-			return engine.StepVerdict{Decision: decision.Promote}, nil
-		},
+	opt := engine.Options{DataDir: t.TempDir(), Injectors: injectors, Topology: cl, RecoverTimeout: 90 * time.Second,
 		OnEvent: func(e engine.Event) {
 			if e.Phase == engine.PhaseInject.String() && strings.Contains(e.Msg, "applied") {
 				t.Logf("%s", e.Msg)
 			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
+		}}
 	// load in short phases until the game day is over
 	done := make(chan struct{})
 	var lwg sync.WaitGroup
@@ -488,7 +481,7 @@ func TestLibraryUpstreamsGameDay(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	res, err := run.Run(context.Background(), plan)
+	res, err := runEveryStep(context.Background(), opt, plan)
 	close(done)
 	lwg.Wait()
 	if err != nil {
