@@ -334,32 +334,57 @@ func (c *Checker) Add(ev *history.Line) {
 	}
 }
 
-// Report computes the invariants over everything added.
+// Report runs every invariant over the events added so far. It runs in
+// passes over one reportPass: the readers' records merged per (partition,
+// offset), each partition's stream, the acknowledged messages, the
+// acknowledgement epochs and linearizability, then the report.
 func (c *Checker) Report() Report {
-	cfg, col := c.cfg, c.col
-	var counts Counts
-	msgs, msgOrder, byPart, kills, ackEpochs, states := c.msgs, c.msgOrder, c.byPart, c.kills, c.ackEpochs, c.states
-	for _, m := range msgs {
+	pass := &reportPass{c: c, all: map[int][]*record{}, seenID: make(map[string]*record, len(c.msgs)),
+		seenSeq: make(map[psk]*record, len(c.msgs)), gaps: map[psk][]gapRange{}, sbs: newSplitBrains(), falseAck: map[string]bool{}}
+	for _, m := range c.msgs {
 		if m.ok {
-			counts.SentOK++
+			pass.counts.SentOK++
 		}
 	}
+	pass.mergeReaders()
+	pass.checkStreams()
+	pass.checkAcknowledged()
+	pass.checkEpochsAndLinearizability()
+	return pass.report()
+}
 
+// reportPass is one Report computation: what each pass found and what the
+// later passes read (the records seen by id and by seq, the gaps, the split
+// brains, the false acknowledgements).
+type reportPass struct {
+	c        *Checker
+	counts   Counts
+	parts    []int
+	all      map[int][]*record // every record read, for the keys of partitions
+	seenID   map[string]*record
+	seenSeq  map[psk]*record
+	gaps     map[psk][]gapRange
+	sbs      *splitBrains
+	falseAck map[string]bool
+}
+
+// mergeReaders keeps one record per (partition, offset) across readers,
+// sorted by offset; readers that disagree on one are I4 violations, and the
+// nodes that committed each (partition, epoch) are collected (I8).
+func (pass *reportPass) mergeReaders() {
+	cfg, col, counts := pass.c.cfg, pass.c.col, &pass.counts
+	byPart, ackEpochs := pass.c.byPart, pass.c.ackEpochs
 	// One record per (partition, offset) across readers; then sort. The
 	// nodes that committed each (partition, epoch) are collected on the way
 	// (I8): a second node in one epoch is a second leader.
-	parts := make([]int, 0, len(byPart))
 	for p := range byPart {
-		parts = append(parts, p)
+		pass.parts = append(pass.parts, p)
 	}
-	sort.Ints(parts)
-	seenID := make(map[string]*record, len(msgs))
-	seenSeq := make(map[psk]*record, len(msgs))
-	gaps := map[psk][]gapRange{}
-	sbs := newSplitBrains()
+	sort.Ints(pass.parts)
+	parts, gaps, sbs := pass.parts, pass.gaps, pass.sbs
 	type disagreement struct{ first, other *record }
 	var disagree []disagreement
-	all := make(map[int][]*record, len(parts)) // every record read, for the keys of partitions
+	all := pass.all // every record read, for the keys of partitions
 	for _, p := range parts {
 		recs := byPart[p]
 		all[p] = recs
@@ -398,7 +423,14 @@ func (c *Checker) Report() Report {
 		col.add("I4", withCause("readers disagree on the record at one (partition, offset)", sbs.cause(d.first.partition, epochs, "")),
 			fmt.Sprintf("partition %d offset %d: %s (line %d) vs %s (line %d)", d.first.partition, d.other.offset, d.first.payload(), d.first.line, d.other.payload(), d.other.line))
 	}
+}
 
+// checkStreams walks each partition's stream: stale epochs (I8), HLC order
+// (I5), duplicates (I2), records never sent (I3) and per-key order (I4).
+func (pass *reportPass) checkStreams() {
+	cfg, col, counts := pass.c.cfg, pass.c.col, &pass.counts
+	msgs, byPart, kills := pass.c.msgs, pass.c.byPart, pass.c.kills
+	parts, seenID, seenSeq := pass.parts, pass.seenID, pass.seenSeq
 	for _, p := range parts {
 		uniq := byPart[p]
 		lastSeq := map[[2]string]uint64{}
@@ -485,7 +517,15 @@ func (c *Checker) Report() Report {
 			}
 		}
 	}
+}
 
+// checkAcknowledged checks every acknowledged message in send order: in the
+// output, dead-lettered or excused by a gap declared before the
+// acknowledgement (I1), and surviving a kill -9 (I7).
+func (pass *reportPass) checkAcknowledged() {
+	c, col, counts := pass.c, pass.c.col, &pass.counts
+	msgs, msgOrder, kills := pass.c.msgs, pass.c.msgOrder, pass.c.kills
+	parts, all, seenID, seenSeq, gaps, sbs := pass.parts, pass.all, pass.seenID, pass.seenSeq, pass.gaps, pass.sbs
 	// I1 and I7 over acknowledged messages, in send order. A lost message
 	// in a partition with a split brain names it as the likely cause.
 	var keyParts map[string][]int
@@ -528,7 +568,7 @@ func (c *Checker) Report() Report {
 		cr, ok := c.commits[upKey{m.upstream, m.upPart}]
 		return cr, ok && cr.offset > m.upOff
 	}
-	falseAck := map[string]bool{}
+	falseAck := pass.falseAck
 	for _, id := range msgOrder {
 		m := msgs[id]
 		if !m.ok || seenID[id] != nil {
@@ -603,7 +643,14 @@ func (c *Checker) Report() Report {
 			col.add("I7", "message acknowledged before a kill -9 did not survive", ex)
 		}
 	}
+}
 
+// checkEpochsAndLinearizability checks the acknowledgement epochs against
+// the streams (I8) and the state operations' history (I9).
+func (pass *reportPass) checkEpochsAndLinearizability() {
+	cfg, col, counts := pass.c.cfg, pass.c.col, &pass.counts
+	byPart, ackEpochs, states := pass.c.byPart, pass.c.ackEpochs, pass.c.states
+	parts, seenID, falseAck := pass.parts, pass.seenID, pass.falseAck
 	maxStreamEpoch := map[int]uint64{}
 	for _, p := range parts {
 		for _, r := range byPart[p] {
@@ -612,8 +659,12 @@ func (c *Checker) Report() Report {
 	}
 	counts.SplitBrain += checkAckEpochs(col, ackEpochs, func(id string) bool { return seenID[id] == nil && !falseAck[id] }, maxStreamEpoch)
 	counts.Linearizability = checkLinearizability(col, states, cfg)
+}
 
-	rep := Report{Counts: counts, Violations: make([]Violation, 0, len(col.ord))}
+// report orders the violations by invariant and detail.
+func (pass *reportPass) report() Report {
+	col := pass.c.col
+	rep := Report{Counts: pass.counts, Violations: make([]Violation, 0, len(col.ord))}
 	sort.SliceStable(col.ord, func(i, j int) bool {
 		a, b := col.viol[col.ord[i]], col.viol[col.ord[j]]
 		if a.Invariant != b.Invariant {
