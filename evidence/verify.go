@@ -141,6 +141,34 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		return tampered("latest checkpoint", "size %d, the ledger records %d", latest.Size, size)
 	}
 
+	seed := maphash.MakeSeed()
+	leafHashes, ixWant, err := l.verifyEntries(ctx, tx, size, fromScratch, seed, rep)
+	if err != nil {
+		return err
+	}
+	root, hr, err := verifyTree(tx, size, leafHashes)
+	if err != nil {
+		return err
+	}
+	rep.Root = root
+	roots, err := l.verifyBlocks(tx, m, size, nblocks, leafHashes, hr, rep)
+	if err != nil {
+		return err
+	}
+	if err := l.verifyCheckpoints(tx, size, roots, hr, rep); err != nil {
+		return err
+	}
+	if latest.Root != root {
+		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
+	}
+	return verifyIndexes(tx, size, seed, ixWant)
+}
+
+// verifyEntries is pass 1: every entry and envelope, hashed and checked in
+// parallel, in index order with none missing; it returns the leaf hashes
+// and the seeded hashes of the index keys the entries make.
+func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size uint64, fromScratch bool, seed maphash.Seed, rep *VerifyReport) ([]tlog.Hash, [4][]uint64, error) {
+	var ixWant [4][]uint64 // hashes of the index keys the entries make
 	// Pass 1: entries and envelopes, hashed and checked in parallel.
 	leafHashes := make([]tlog.Hash, size)
 	var fail firstFailure
@@ -155,8 +183,6 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	defer stopWorkers()
 	workers := runtime.GOMAXPROCS(0)
 	seenBlobs := sync.Map{}
-	seed := maphash.MakeSeed()
-	var ixWant [4][]uint64 // hashes of the index keys the entries make
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -241,18 +267,23 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	}
 	stopWorkers()
 	if err := fail.get(); err != nil && (readErr == nil || fail.idx < next) {
-		return err
+		return nil, ixWant, err
 	}
 	if readErr != nil {
-		return readErr
+		return nil, ixWant, readErr
 	}
 	if next != size {
-		return tampered(fmt.Sprintf("entry %d", next), "missing (the signed tree has %d entries)", size)
+		return nil, ixWant, tampered(fmt.Sprintf("entry %d", next), "missing (the signed tree has %d entries)", size)
 	}
 	rep.Entries = size
 	rep.Envelopes = envChecked
 	rep.Blobs = blobCount
+	return leafHashes, ixWant, nil
+}
 
+// verifyTree is pass 2: every stored tree hash recomputed from the leaf
+// hashes, and the root.
+func verifyTree(tx *bolt.Tx, size uint64, leafHashes []tlog.Hash) (tlog.Hash, tlog.HashReader, error) {
 	// Pass 2: the tree. Every stored hash is recomputed from the leaf
 	// hashes: tlog.TreeHash reads only the few hashes on the way to the
 	// root, so a damaged interior hash would otherwise go unseen until a
@@ -272,7 +303,7 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	for i := uint64(0); i < size; i++ {
 		hs, err := tlog.StoredHashesForRecordHash(int64(i), leafHashes[i], memReader)
 		if err != nil {
-			return wrap(KindInternal, "verify", err)
+			return tlog.Hash{}, nil, wrap(KindInternal, "verify", err)
 		}
 		mem = append(mem, hs...)
 	}
@@ -280,40 +311,45 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	var n int64
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if n >= int64(len(mem)) {
-			return tampered("tree hashes", "%d stored hashes, the tree of size %d has %d", n+1, size, len(mem))
+			return tlog.Hash{}, nil, tampered("tree hashes", "%d stored hashes, the tree of size %d has %d", n+1, size, len(mem))
 		}
 		if len(k) != 8 || binary.BigEndian.Uint64(k) != uint64(n) || !bytes.Equal(v, mem[n][:]) {
 			level, idx := tlog.SplitStoredHashIndex(n)
 			if level == 0 {
 				if uint64(idx) >= size {
-					return tampered("tree hashes", "a leaf hash is stored for index %d, beyond the tree size %d", idx, size)
+					return tlog.Hash{}, nil, tampered("tree hashes", "a leaf hash is stored for index %d, beyond the tree size %d", idx, size)
 				}
-				return tampered(fmt.Sprintf("entry %d", idx), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", mem[n])
+				return tlog.Hash{}, nil, tampered(fmt.Sprintf("entry %d", idx), "leaf hash %s does not match the stored tree hash (entry modified, reordered or replaced)", mem[n])
 			}
-			return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
+			return tlog.Hash{}, nil, tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "stored value does not match the hash recomputed from the entries")
 		}
 		n++
 	}
 	if n != int64(len(mem)) {
 		level, idx := tlog.SplitStoredHashIndex(n)
 		if level == 0 {
-			return tampered(fmt.Sprintf("entry %d", idx), "no stored tree hash")
+			return tlog.Hash{}, nil, tampered(fmt.Sprintf("entry %d", idx), "no stored tree hash")
 		}
-		return tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "missing (%d stored, want %d)", n, len(mem))
+		return tlog.Hash{}, nil, tampered(fmt.Sprintf("tree hash (level %d, index %d)", level, idx), "missing (%d stored, want %d)", n, len(mem))
 	}
 	hr := tlog.HashReader(memReader)
 	root, err := treeRoot(size, hr)
 	if err != nil {
-		return wrap(KindTampered, "tree", err)
+		return tlog.Hash{}, nil, wrap(KindTampered, "tree", err)
 	}
-	rep.Root = root
+	return root, hr, nil
+}
 
+// verifyBlocks is pass 3: the block chain (signatures in parallel, then
+// heights, links, coverage, data hashes and roots); it returns the
+// recomputed roots by tree size.
+func (l *Ledger) verifyBlocks(tx *bolt.Tx, m *bolt.Bucket, size, nblocks uint64, leafHashes []tlog.Hash, hr tlog.HashReader, rep *VerifyReport) (map[uint64]tlog.Hash, error) {
 	// Pass 3: blocks. Signatures are checked in parallel first.
 	blockKeys, blocks, blockErrs, err := openNotes(tx, bBlocks, func(v []byte) (Block, error) {
 		return blockFromNote(v, l.pub.Checkpoint, l.pub.Origin)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var prev tlog.Hash
 	var first uint64
@@ -323,44 +359,49 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	for j, key := range blockKeys {
 		op := fmt.Sprintf("block %d", h)
 		if key != h {
-			return tampered(op, "missing (the next stored block is %d)", key)
+			return nil, tampered(op, "missing (the next stored block is %d)", key)
 		}
 		b, err := blocks[j], blockErrs[j]
 		if err != nil {
-			return wrap(KindTampered, op, err)
+			return nil, wrap(KindTampered, op, err)
 		}
 		switch {
 		case b.Height != h:
-			return tampered(op, "header says height %d", b.Height)
+			return nil, tampered(op, "header says height %d", b.Height)
 		case b.Prev != prev:
-			return tampered(op, "previous block hash %s, block %d hashes to %s", b.Prev, h-1, prev)
+			return nil, tampered(op, "previous block hash %s, block %d hashes to %s", b.Prev, h-1, prev)
 		case b.First != first || b.Count == 0 || b.Size != b.First+b.Count || b.Size > size:
-			return tampered(op, "covers entries [%d, %d) with tree size %d, want to start at %d", b.First, b.First+b.Count, b.Size, first)
+			return nil, tampered(op, "covers entries [%d, %d) with tree size %d, want to start at %d", b.First, b.First+b.Count, b.Size, first)
 		case b.DataHash != blockDataHash(leafHashes[b.First:b.Size]):
-			return tampered(op, "data hash does not match the leaf hashes of entries [%d, %d)", b.First, b.Size)
+			return nil, tampered(op, "data hash does not match the leaf hashes of entries [%d, %d)", b.First, b.Size)
 		}
 		r, err := treeRoot(b.Size, hr)
 		if err != nil {
-			return wrap(KindTampered, op, err)
+			return nil, wrap(KindTampered, op, err)
 		}
 		if r != b.Root {
-			return tampered(op, "root %s, the recomputed tree of size %d has root %s", b.Root, b.Size, r)
+			return nil, tampered(op, "root %s, the recomputed tree of size %d has root %s", b.Root, b.Size, r)
 		}
 		roots[b.Size] = r
 		prev, first = b.Hash, b.Size
 		h++
 	}
 	if h != nblocks {
-		return tampered(fmt.Sprintf("block %d", h), "missing (the ledger records %d blocks)", nblocks)
+		return nil, tampered(fmt.Sprintf("block %d", h), "missing (the ledger records %d blocks)", nblocks)
 	}
 	if first != size {
-		return tampered(fmt.Sprintf("block %d", h), "missing: blocks cover %d entries, the tree has %d", first, size)
+		return nil, tampered(fmt.Sprintf("block %d", h), "missing: blocks cover %d entries, the tree has %d", first, size)
 	}
 	if lb := m.Get(kLastBlock); !bytes.Equal(lb, prev[:]) {
-		return tampered("ledger metadata", "last block hash does not match block %d", h-1)
+		return nil, tampered("ledger metadata", "last block hash does not match block %d", h-1)
 	}
 	rep.Blocks = h
+	return roots, nil
+}
 
+// verifyCheckpoints is pass 4: every signed checkpoint against the
+// recomputed tree.
+func (l *Ledger) verifyCheckpoints(tx *bolt.Tx, size uint64, roots map[uint64]tlog.Hash, hr tlog.HashReader, rep *VerifyReport) error {
 	// Pass 4: checkpoints.
 	cpKeys, cps, cpErrs, err := openNotes(tx, bCheckpoints, func(v []byte) (SignedCheckpoint, error) {
 		return OpenCheckpoint(v, l.pub.Checkpoint)
@@ -388,10 +429,11 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		}
 		rep.Checkpoints++
 	}
-	if latest.Root != root {
-		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
-	}
+	return nil
+}
 
+// verifyIndexes is pass 5: the search indexes, rebuilt from the entries.
+func verifyIndexes(tx *bolt.Tx, size uint64, seed maphash.Seed, ixWant [4][]uint64) error {
 	// Pass 5: the search indexes, rebuilt from the entries. Key hashes
 	// (seeded at random for this run, so no key can be made to collide)
 	// are compared as sorted lists; a difference is named by a second,
