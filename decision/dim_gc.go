@@ -15,9 +15,10 @@ import (
 //     half such a pause in gcPriorMinutes minutes. With a week of clean
 //     history one pause over the limit is clear; on a fresh service, or one
 //     whose healthy arms do pause that long now and then, it takes more;
-//   - at most max_long_per_minute pauses longer than long_pause: the Poisson
-//     lower bound of the canary's rate (at the level spent at this look) is
-//     above the limit;
+//   - at most max_long_per_minute pauses longer than long_pause: the
+//     quasi-Poisson lower bound of the canary's rate (at the level spent at
+//     this look, the count divided by the A/A overdispersion φ) is above
+//     the limit;
 //   - the comparison: an exact conditional test of the canary's share of the
 //     long pauses given the minutes each arm was observed, on the
 //     quasi-Poisson scale (counts divided by the A/A overdispersion φ);
@@ -149,7 +150,11 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 	healthyOver := (sk.over + hOver + gcPriorPauses) / (minK + hMin + gcPriorMinutes)
 	pOver := poissonUpper(sc.over, healthyOver*minC)
 	overClear := dc.MaxPauseMS > 0 && sc.over > 0 && pOver < level
-	longLB := poissonLower(longC, level) / minC
+	// On the quasi-Poisson scale, as the comparison: where healthy arms'
+	// long-pause counts vary φ times more than a Poisson count, the
+	// canary's count carries φ times the variance, and its rate's lower
+	// bound is that of longC/φ events scaled back by φ.
+	longLB := phi * poissonLower(longC/phi, level) / minC
 	longClear := dc.MaxLongPerMinute > 0 && longLB > dc.MaxLongPerMinute
 	canaryBreach := overClear || longClear
 	controlBreach := (dc.MaxPauseMS > 0 && sk.over > 0) || (dc.MaxLongPerMinute > 0 && longK/minK > dc.MaxLongPerMinute)
@@ -158,7 +163,7 @@ func (e *evaluator) gcDim(dc DimensionConfig, r DimensionResult) DimensionResult
 		why = append(why, fmt.Sprintf("%g pause(s) over %g ms (max %.4g ms) where healthy arms pause that long %.3g times a minute (Poisson p=%.2g < %.2g)", sc.over, dc.MaxPauseMS, sc.max, healthyOver, pOver, level))
 	}
 	if longClear {
-		why = append(why, fmt.Sprintf("%.3g long pauses/min, lower bound %.3g above the limit %g/min", r.Canary, longLB, dc.MaxLongPerMinute))
+		why = append(why, fmt.Sprintf("%.3g long pauses/min, lower bound %.3g (overdispersion φ=%.2f) above the limit %g/min", r.Canary, longLB, phi, dc.MaxLongPerMinute))
 	}
 	switch {
 	case canaryBreach && !controlBreach:

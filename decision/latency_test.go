@@ -469,3 +469,38 @@ func TestGCCycleFalseAlarmRate(t *testing.T) {
 	}
 	gcFalseAlarms(t, "GC cycle", hist, func() []float64 { return shortPauses(r, 1, 8) }, func() []float64 { return shortPauses(r, 1, 24) })
 }
+
+// The long-pause SLO reads the canary's count on the quasi-Poisson scale:
+// 30 long pauses in 3 minutes (10/min, Poisson lower bound well above the
+// 3/min limit) are a clear breach where healthy arms' long-pause counts
+// vary as Poisson counts do, and not where they vary five times more
+// (A/A windows of 5 and 0 long pauses a minute, φ ≈ 5).
+func TestGCLongPauseSLOUsesTheOverdispersion(t *testing.T) {
+	long := func(minutes float64, n int) decision.ArmInput {
+		p := make([]float64, n)
+		for i := range p {
+			p[i] = 20 // over long_pause (10 ms), under max_pause (120 ms)
+		}
+		return gcArm(minutes, p...)
+	}
+	hist := func(a, b int) []decision.HistoryWindow {
+		var h []decision.HistoryWindow
+		for i := 1; i <= 48; i++ {
+			c, k := a, b
+			if i%2 == 0 {
+				c, k = b, a
+			}
+			h = append(h, decision.HistoryWindow{At: at.Add(-time.Duration(i) * time.Hour), Canary: long(1, c), Control: long(1, k)})
+		}
+		return h
+	}
+	canary, control := long(3, 30), long(3, 6)
+	if d := judgeGC(canary, control, hist(3, 2)); d.Breach != decision.BreachCanary || d.Outcome != decision.Fail {
+		t.Fatalf("10 long pauses/min against Poisson-like A/A history: %s breach %q: %s (%s)", d.Outcome, d.Breach, d.Reason, d.SigmaSource)
+	}
+	d := judgeGC(canary, control, hist(5, 0))
+	if d.Breach == decision.BreachCanary {
+		t.Fatalf("10 long pauses/min where healthy arms' counts vary five times a Poisson count's: an SLO breach: %s (%s)", d.Reason, d.SigmaSource)
+	}
+	t.Logf("overdispersed history: %s: %s (%s)", d.Outcome, d.Reason, d.SigmaSource)
+}
