@@ -43,17 +43,17 @@ const (
 
 // k8sOpts are the flags of `run|gate|demo --target k8s`.
 type k8sOpts struct {
-	kubeconfig, namespace         string
-	canarySelector, controlSel    string
-	calibrationSel                string
-	rollout                       string // an Argo Rollout whose canary and stable ReplicaSets are the arms
-	podsFile                      string
-	overrides                     clientcmd.ConfigOverrides // kubectl's connection flags: --context, --as, --request-timeout, ...
-	dryRun                        string                    // none, client or server
-	injectTimeout, recoverTimeout time.Duration
-	confirmTimeout                time.Duration
-	aggregatorPort                int
-	logLabels                     k8starget.LogLabels // the stream labels the cluster's log agent gives pods' lines
+	kubeconfig, namespace                        string
+	canarySelector, controlSel                   string
+	calibrationSel                               string
+	rollout                                      string // an Argo Rollout whose canary and stable ReplicaSets are the arms
+	podsFile                                     string
+	overrides                                    clientcmd.ConfigOverrides // kubectl's connection flags: --context, --as, --request-timeout, ...
+	dryRun                                       string                    // none, client or server
+	injectTimeout, recoverTimeout, settleTimeout time.Duration
+	confirmTimeout                               time.Duration
+	aggregatorPort                               int
+	logLabels                                    k8starget.LogLabels // the stream labels the cluster's log agent gives pods' lines
 }
 
 // flags registers the Kubernetes flags on cmd: kubectl's connection flags
@@ -80,6 +80,7 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.Lookup("dry-run").NoOptDefVal = dryRunClient
 	f.DurationVar(&k.injectTimeout, "inject-timeout", 30*time.Second, "how long to wait for Chaos Mesh to report AllInjected")
 	f.DurationVar(&k.recoverTimeout, "recover-timeout", 60*time.Second, "how long to wait for AllRecovered, or for a killed pod's replacement")
+	f.DurationVar(&k.settleTimeout, "settle-timeout", 60*time.Second, "how long a step waits, after its faults, for every pod of the measured arms to be ready and serving again before its fault-free steady window")
 	f.DurationVar(&k.confirmTimeout, "confirm-timeout", 10*time.Second, "how long a podKill's confirmation watches the replacement pod become ready")
 	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods whose containers name no \"http\" port (load, probes, leader lookup for splitBrain)")
 	f.StringVar(&k.logLabels.Namespace, "log-namespace-label", "namespace", "with --log-server on --target k8s: the label your log agent (Promtail, Alloy, Vector, vlagent) gives a pod's lines for its namespace")
@@ -459,7 +460,7 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 		return ts, err
 	}
 	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort, LogLabels: k.logLabels,
-		Settle: k.recoverTimeout,
+		Settle: k.settleTimeout,
 		FaultRecords: func(id string) any {
 			if rs := b.injector.Records(id); len(rs) > 0 {
 				return rs
