@@ -460,7 +460,7 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 		return ts, err
 	}
 	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort, LogLabels: k.logLabels,
-		Settle: k.settleTimeout,
+		Settle: k.settleTimeout, Recover: k.recoverTimeout,
 		FaultRecords: func(id string) any {
 			if rs := b.injector.Records(id); len(rs) > 0 {
 				return rs

@@ -169,7 +169,7 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 	}
 	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.target.Injectors(), Topology: r.target,
 		Probes: r.probes(), Log: r.cfg.Log,
-		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: 10 * time.Second,
+		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: r.recoverTimeout(),
 		OnEvent: r.onRunnerEvent})
 	if err != nil {
 		return err
@@ -204,6 +204,15 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		return err
 	}
 	return nil
+}
+
+// recoverTimeout bounds the recovery of a step's faults: the target's
+// RecoverTimeout, else DefaultRecoverTimeout.
+func (r *Run) recoverTimeout() time.Duration {
+	if rt, ok := r.target.(RecoverTimeout); ok && rt.RecoverTimeout() > 0 {
+		return rt.RecoverTimeout()
+	}
+	return DefaultRecoverTimeout
 }
 
 // probes are the probes the fault runner observes: availability, metrics

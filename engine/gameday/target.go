@@ -70,6 +70,19 @@ type SettleTimeout interface {
 	SettleTimeout() time.Duration
 }
 
+// RecoverTimeout is implemented by a target whose faults may take longer
+// than DefaultRecoverTimeout to recover (on Kubernetes, Chaos Mesh must
+// delete its objects and report them recovered): how long the fault
+// runner's recovery of a step's faults may take before it counts as
+// failed (and stops the run, leaving the journal to the reaper).
+type RecoverTimeout interface {
+	RecoverTimeout() time.Duration
+}
+
+// DefaultRecoverTimeout bounds the recovery of a step's faults on a
+// target that does not say (the local proxies and processes).
+const DefaultRecoverTimeout = 10 * time.Second
+
 // DefaultSettleTimeout is how long the game day waits for the arms to
 // settle after the faults of a step on a target that does not say.
 const DefaultSettleTimeout = 20 * time.Second

@@ -40,6 +40,7 @@ type Arms struct {
 	records   func(faultID string) any
 	logLabels LogLabels
 	settle    time.Duration
+	recover   time.Duration
 
 	mu sync.Mutex // guards the pods of pair and clients
 	// clients are each arm's pod addresses in name order, kept with the
@@ -69,6 +70,11 @@ type ArmsConfig struct {
 	// killed pod's replacement must be scheduled, started and pass its
 	// readiness probe.
 	Settle time.Duration
+	// Recover is how long the injector waits for Chaos Mesh to report a
+	// fault recovered (--recover-timeout; 0: the game day's default): the
+	// game day's fault runner gives every recovery that long, plus a
+	// margin for the API calls themselves.
+	Recover time.Duration
 }
 
 // LogLabels name the stream labels a cluster's log agent gives a pod's
@@ -85,7 +91,7 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle}
+		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle, recover: c.Recover}
 	if a.logLabels.Namespace == "" {
 		a.logLabels.Namespace = "namespace"
 	}
@@ -453,3 +459,13 @@ func (a *Arms) Healthy(ctx context.Context) error {
 // SettleTimeout is how long the game day waits for the arms to be healthy
 // after a step's faults (ArmsConfig.Settle; 0 is the game day's default).
 func (a *Arms) SettleTimeout() time.Duration { return a.settle }
+
+// RecoverTimeout is how long the game day's fault runner gives the
+// recovery of a step's faults (ArmsConfig.Recover plus 5 s for the API
+// calls; 0 is the game day's default).
+func (a *Arms) RecoverTimeout() time.Duration {
+	if a.recover <= 0 {
+		return 0
+	}
+	return a.recover + 5*time.Second
+}
