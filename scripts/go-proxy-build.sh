@@ -5,6 +5,7 @@
 # NAME is the cached file name, e.g. nats-server-2.15.2; the cache is
 # ${CHAOSGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chaosgate}/bin. Extra
 # flags (e.g. -replace=a=b@v1) are applied to the throwaway go.mod.
+# GO_BUILD_TAGS, when set, is passed to go build as -tags.
 set -euo pipefail
 name="$1" require="$2" pkg="$3"
 shift 3
@@ -21,6 +22,6 @@ go mod edit -require "$require"
 if [ $# -gt 0 ]; then go mod edit "$@"; fi
 echo "go-proxy-build: building $name (once per machine)" >&2
 GOFLAGS=-mod=mod go mod tidy >&2
-GOFLAGS=-mod=mod go build -o "$out.tmp" "$pkg" >&2
+GOFLAGS=-mod=mod go build ${GO_BUILD_TAGS:+-tags "$GO_BUILD_TAGS"} -o "$out.tmp" "$pkg" >&2
 mv "$out.tmp" "$out"
 echo "$out"

@@ -18,6 +18,10 @@
 #   - VictoriaLogs 1.52.2 (Apache-2.0), built once from the Go module proxy
 #     (scripts/build-victoria-logs.sh): the log server of the log tests (it
 #     speaks Loki's push API; Grafana Loki is AGPL and is not used).
+#   - Prometheus 3.16.0 with Kubernetes service discovery, built once from
+#     the Go module proxy (scripts/build-prometheus-kubernetes-sd.sh): the
+#     test cluster's Prometheus, which finds the pods through the API
+#     server (Debian's 2.42 has no kubernetes_sd_configs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -45,3 +49,4 @@ bash "$here/build-kubelet.sh" >/dev/null
 bash "$here/build-kube-controller-manager.sh" >/dev/null
 bash "$here/build-nats-server.sh" >/dev/null
 bash "$here/build-victoria-logs.sh" >/dev/null
+bash "$here/build-prometheus-kubernetes-sd.sh" >/dev/null

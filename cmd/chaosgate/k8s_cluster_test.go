@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine/gameday"
@@ -143,10 +144,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			Dimensions []json.RawMessage `json:"dimensions"`
 		} `json:"steps"`
 	}
-	// A real Prometheus scrapes the pods, labelled as the scrape
-	// configuration chaosgate ships (deploy/prometheus) labels them;
-	// chaosgate finds each arm's series by namespace and pod name.
-	prom := promtest.Start(t, podScrapeConfig(t, ctx, env, dir, ns))
+	// A real Prometheus discovers the pods through the API server and
+	// scrapes them with the scrape configuration chaosgate ships
+	// (deploy/prometheus); chaosgate finds each arm's series by namespace
+	// and pod name.
+	prom := promtest.StartConfig(t, promtest.KubernetesSDBinary(t), shippedScrapeConfig(t, kc, ns))
 	// gateWant runs chaosgate gate --target k8s and wants one of the exit
 	// codes (the revision it records is v-WHAT).
 	gateWant := func(what string, want []int, extra ...string) result {
@@ -437,66 +439,45 @@ func subjectDigest(t *testing.T, ctx context.Context, l *evidence.Ledger, ns str
 	return st.Subject[0].Digest["sha256"]
 }
 
-// podScrapeConfig starts discovering the pods of ns for a real Prometheus
-// and returns its scrape job. Debian's prometheus 2.42 is built without
-// kubernetes_sd_configs (promtool: "field kubernetes_sd_configs not
-// found"), so the harness plays the discovery: it lists the pods through
-// the API server every second and writes a file_sd file with the target
-// deploy/prometheus/scrape-config.yaml's relabelling makes of each pod
-// annotated prometheus.io/scrape — PODIP:prometheus.io/port, labelled
-// namespace, pod and track.
-func podScrapeConfig(t *testing.T, ctx context.Context, env *k8senv.Env, dir, ns string) string {
+// shippedScrapeConfig is deploy/prometheus/scrape-config.yaml as a user
+// would deploy it, pointed at the test cluster: Kubernetes service
+// discovery of the pods of ns through the API server (kubeconfig), the
+// shipped relabelling (PODIP:prometheus.io/port, labels namespace, pod and
+// track) unchanged. Every 2 s with a 2 s timeout: a pod's /metrics on a
+// loaded 2-core host may take longer than 1 s, and chaosgate reads the
+// interval from the targets API and queries at least three of them. The
+// recording rules are left out (promtool tests them).
+func shippedScrapeConfig(t *testing.T, kubeconfig, ns string) string {
 	t.Helper()
-	sd := filepath.Join(dir, "pods-sd.json")
-	write := func() error {
-		list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		type group struct {
-			Targets []string          `json:"targets"`
-			Labels  map[string]string `json:"labels"`
-		}
-		gs := []group{}
-		for _, p := range list.Items {
-			if p.Annotations["prometheus.io/scrape"] != "true" || p.Status.PodIP == "" {
-				continue
-			}
-			gs = append(gs, group{Targets: []string{p.Status.PodIP + ":" + p.Annotations["prometheus.io/port"]},
-				Labels: map[string]string{"namespace": p.Namespace, "pod": p.Name, "track": p.Labels["track"]}})
-		}
-		b, err := json.Marshal(gs)
-		if err != nil {
-			return err
-		}
-		tmp := sd + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o600); err != nil {
-			return err
-		}
-		return os.Rename(tmp, sd)
-	}
-	if err := write(); err != nil {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "prometheus", "scrape-config.yaml"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Second):
-				_ = write()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
-	// Every 2 s with a 2 s timeout: a pod's /metrics on a loaded 2-core
-	// host may take longer than the 1 s the Prometheus of a local run
-	// allows, and chaosgate reads the interval from the targets API and
-	// queries at least three of them.
-	return fmt.Sprintf("  - job_name: kubernetes-pods\n    scrape_interval: 2s\n    scrape_timeout: 2s\n    file_sd_configs:\n      - files: [%q]\n        refresh_interval: 1s\n", sd)
+	var conf struct {
+		Global        map[string]any `json:"global"`
+		RuleFiles     []string       `json:"rule_files,omitempty"`
+		ScrapeConfigs []struct {
+			JobName             string           `json:"job_name"`
+			KubernetesSDConfigs []map[string]any `json:"kubernetes_sd_configs"`
+			RelabelConfigs      []map[string]any `json:"relabel_configs"`
+		} `json:"scrape_configs"`
+	}
+	if err := yaml.UnmarshalStrict(raw, &conf); err != nil {
+		t.Fatalf("deploy/prometheus/scrape-config.yaml: %v", err)
+	}
+	if len(conf.ScrapeConfigs) != 1 || len(conf.ScrapeConfigs[0].KubernetesSDConfigs) != 1 {
+		t.Fatalf("deploy/prometheus/scrape-config.yaml: want one job with one kubernetes_sd_configs entry: %+v", conf.ScrapeConfigs)
+	}
+	conf.Global = map[string]any{"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"}
+	conf.RuleFiles = nil
+	sd := conf.ScrapeConfigs[0].KubernetesSDConfigs[0]
+	sd["kubeconfig_file"] = kubeconfig
+	sd["namespaces"] = map[string]any{"names": []string{ns}}
+	out, err := yaml.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // waitPodsReady waits until want pods of ns are Running and Ready.
