@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,5 +118,20 @@ func TestAdminAPIOffWithoutToken(t *testing.T) {
 	c := startCluster(t, 1, nil)
 	if code, _ := adminDo(t, "GET", "http://"+c.http["n1"]+"/v1/admin/clock", testAdminToken, nil); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
 		t.Fatalf("admin API served without a token: HTTP %d", code)
+	}
+}
+
+// --dial-source must be an IP address: a host name or a typo is refused
+// when the node starts, naming the flag and what it wants.
+func TestDialSourceMustBeAnIP(t *testing.T) {
+	cfg := Config{ID: "n1", DataDir: t.TempDir(), Partitions: 1, Peers: map[string]string{"n1": "127.0.0.1:1"}, DialSource: "node-1"}
+	cfg.Defaults()
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "--dial-source") || !strings.Contains(err.Error(), "IP address") {
+		t.Fatalf("--dial-source node-1: %v", err)
+	}
+	cfg.DialSource = "127.0.0.3"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("--dial-source 127.0.0.3: %v", err)
 	}
 }

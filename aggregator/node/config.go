@@ -127,6 +127,11 @@ type Config struct {
 	PeerHTTP map[string]string
 	PeerGRPC map[string]string
 	DataDir  string
+	// DialSource is the local IP address every connection to a peer (raft,
+	// forwarded requests) is dialled from; empty: the system's choice. On
+	// a host with several addresses it makes the node's traffic leave from
+	// the address its peers and network policies know it by.
+	DialSource string
 
 	Partitions int
 	// RaftLog is where raft logs live: RaftLogPartition (default: one log
@@ -327,6 +332,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--leak-bytes %d: want 0..%d", c.LeakBytes, 64<<20)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval %v: want always or a positive duration", c.SyncInterval)
+	case c.DialSource != "" && net.ParseIP(c.DialSource) == nil:
+		return fmt.Errorf("--dial-source %q: want an IP address of this host, e.g. 10.0.0.7", c.DialSource)
 	}
 	for i := range c.Upstreams {
 		if err := c.Upstreams[i].Validate(); err != nil {

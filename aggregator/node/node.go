@@ -131,7 +131,7 @@ func Start(cfg Config) (*Node, error) {
 		reqSem:  make(chan struct{}, cfg.MaxRequests),
 		client: &http.Client{Timeout: cfg.RequestTimeout, Transport: &http.Transport{
 			MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second,
-			DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
+			DialContext: peerDialer(cfg.DialSource).DialContext}},
 	}
 	if len(cfg.Defects) > 0 {
 		for _, d := range cfg.Defects.List() {
@@ -170,6 +170,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.mux = replica.NewMux(rl, n.log)
+	n.mux.DialFrom(net.ParseIP(cfg.DialSource))
 	if cfg.RaftLog == RaftLogShared {
 		if n.shared, err = replica.OpenSharedWALWithOptions(filepath.Join(cfg.DataDir, "wal"), replica.WALOptions{SyncInterval: cfg.SyncInterval}); err != nil {
 			return nil, fmt.Errorf("open raft log: %w", err)
@@ -219,6 +220,16 @@ func Start(cfg Config) (*Node, error) {
 	n.log.Info("aggregator node started", "http", n.httpLn.Addr().String(), "raft", rl.Addr().String(),
 		"partitions", cfg.Partitions, "peers", cfg.Peers, "defects", cfg.Defects.List(), "upstreams", len(cfg.Upstreams))
 	return n, nil
+}
+
+// peerDialer dials peers (forwarded requests) from the IP address source
+// when it is set (Config.DialSource).
+func peerDialer(source string) *net.Dialer {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	if ip := net.ParseIP(source); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	return d
 }
 
 // HTTPAddr is the address the HTTP API listens on.

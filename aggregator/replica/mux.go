@@ -24,6 +24,7 @@ type Mux struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	groups map[uint32]*Layer
+	dialer net.Dialer // every group's dials (its local address, if set)
 	closed chan struct{}
 	wg     sync.WaitGroup
 }
@@ -34,6 +35,17 @@ func NewMux(ln net.Listener, log *slog.Logger) *Mux {
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m
+}
+
+// DialFrom makes every group dial its peers from the local IP address ip
+// (nil: the system's choice). Call it before the first dial.
+func (m *Mux) DialFrom(ip net.IP) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dialer.LocalAddr = nil
+	if ip != nil {
+		m.dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 }
 
 // Layer returns the raft.StreamLayer of group id. advertise is the address
@@ -151,7 +163,11 @@ func (l *Layer) Addr() net.Addr { return advAddr(l.advertise) }
 
 // Dial connects to a peer and selects this group on it.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(address), timeout)
+	l.mux.mu.Lock()
+	d := l.mux.dialer
+	l.mux.mu.Unlock()
+	d.Timeout = timeout
+	c, err := d.Dial("tcp", string(address))
 	if err != nil {
 		return nil, err
 	}

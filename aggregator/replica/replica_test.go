@@ -72,6 +72,32 @@ func TestBoltStoreLogsAndStable(t *testing.T) {
 	}
 }
 
+// A mux told to dial from a local address connects from it: peers and
+// network filters see that address as the connection's source.
+func TestMuxDialsFromItsSource(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.Close()
+	m.DialFrom(net.ParseIP("127.0.0.7"))
+	l := m.Layer(1, "n1")
+	c, err := l.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.7" {
+		t.Errorf("the peer saw the dial come from %s, want 127.0.0.7", got)
+	}
+}
+
 func TestMuxRoutesGroups(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -114,6 +114,7 @@ Defects (off unless named): ` + strings.Join(node.KnownDefects(), ", ") + `.`,
 	f.StringVar(&peers, "peers", "", "raft dial address of every node, this one included: n1=ADDR,n2=ADDR,... (required)")
 	f.StringVar(&peerHTTP, "peer-http", "", "HTTP dial address of every node, for forwarding to leaders: n1=ADDR,...")
 	f.StringVar(&peerGRPC, "peer-grpc", "", "gRPC address of every node, reported by /v1/cluster: n1=ADDR,...")
+	f.StringVar(&cfg.DialSource, "dial-source", "", "local IP address to dial peers (raft, forwarded requests) from; empty: the system's choice (on a host with several addresses, the one peers and network policies know this node by)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for raft logs, snapshots, the output streams and the HLC bound (required)")
 	f.IntVar(&cfg.Partitions, "partitions", 16, "number of partitions (fixed when the cluster is created)")
 	f.StringArrayVar(&defects, "defect", nil, "turn on a known-bad behaviour (repeatable): "+strings.Join(node.KnownDefects(), ", "))

@@ -45,8 +45,8 @@ type Aggregator struct {
 	// Defects turn on known-bad behaviours (--defect).
 	Defects []string
 	// ThroughProxies makes the pods dial each other (raft, forwarded
-	// requests) through the cluster's inbound proxies, so that network
-	// faults take effect (Cluster.NetworkEffect).
+	// requests) through the cluster's inbound proxies, from their node's
+	// address, so that network faults take effect (Cluster.NetworkEffect).
 	ThroughProxies bool
 }
 
@@ -96,6 +96,12 @@ func (c *Cluster) StatefulSet(a Aggregator) (*appsv1.StatefulSet, error) {
 		"--peer-http=" + strings.Join(peerHTTP, ","),
 		"--data-dir=/var/lib/aggregator",
 		fmt.Sprintf("--partitions=%d", a.Partitions)}
+	if a.ThroughProxies {
+		// Each node has its own address: dialled from it, a pod's
+		// connections to its peers say which pod they come from, which is
+		// what a partition's source filters go by.
+		args = append(args, "--dial-source=$(POD_IP)")
+	}
 	ports := []corev1.ContainerPort{{Name: "http", ContainerPort: int32(a.HTTPPort)}, {Name: "raft", ContainerPort: int32(a.RaftPort)}}
 	if a.GRPCPort != 0 {
 		args = append(args, fmt.Sprintf("--grpc=$(POD_IP):%d", a.GRPCPort))

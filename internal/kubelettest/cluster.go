@@ -59,9 +59,13 @@ type Cluster struct {
 	bindErr string
 	stopped bool
 	// proxies stand in front of pods' ports for their peers (an
-	// Aggregator with ThroughProxies); inbound lists each pod's.
+	// Aggregator with ThroughProxies); inbound lists each pod's. Peers
+	// dial the source filter in front of each (filters, by proxy name),
+	// from their node's address (podIP, by pod).
 	proxies *proxy.Set
 	inbound map[string][]string
+	filters map[string]*sourceFilter
+	podIP   map[string]string
 }
 
 // ControllerManagerBinary locates kube-controller-manager
@@ -267,6 +271,9 @@ func (c *Cluster) Stop() {
 	if c.kcm != nil {
 		c.kcm.stop()
 		_ = c.kcm.log.Close()
+	}
+	for _, f := range c.filters {
+		_ = f.Close()
 	}
 	if c.proxies != nil {
 		_ = c.proxies.Close()

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +221,96 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 	}
 	writeRead("after the delay", "cluster-test-delay", "delayed")
 
+	// A NetworkChaos partition cutting canary pod 0 off from pods 1 and 2,
+	// played on the source filters in front of their ports: pod 1 refuses
+	// what comes from pod 0's node and still relays pod 2's; the majority
+	// leads every raft partition without pod 0 and takes writes; once the
+	// partition is reverted, pod 0 serves again.
+	cut := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos",
+		"metadata": map[string]any{"name": "cut-0", "namespace": ns},
+		"spec": map[string]any{"action": "partition", "direction": "both",
+			"selector": map[string]any{"pods": map[string]any{ns: []any{canary.Name + "-0"}}},
+			"target":   map[string]any{"selector": map[string]any{"pods": map[string]any{ns: []any{canary.Name + "-1", canary.Name + "-2"}}}}}}}
+	led := func(from int) map[int]string {
+		t.Helper()
+		code, body, err := kubelettest.HTTPGet(ctx, "http://"+c.PodAddr(from, canary.HTTPPort)+"/v1/cluster")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET /v1/cluster on pod %d: %d %v", from, code, err)
+		}
+		var ci struct {
+			Partitions []struct {
+				ID     int    `json:"id"`
+				Leader string `json:"leader"`
+			} `json:"partitions"`
+		}
+		if err := json.Unmarshal(body, &ci); err != nil {
+			t.Fatal(err)
+		}
+		m := map[int]string{}
+		for _, p := range ci.Partitions {
+			m[p.ID] = p.Leader
+		}
+		return m
+	}
+	ledBy0 := func(m map[int]string) (n int) {
+		for _, l := range m {
+			if l == canary.Name+"-0" || l == "" {
+				n++
+			}
+		}
+		return n
+	}
+	before0 := ledBy0(led(1))
+	if err := eff.Apply(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.CutFrom(canary.Name+"-1", canary.RaftPort), []string{c.NodeOf(0).IP}; !slices.Equal(got, want) {
+		t.Errorf("pod 1's raft port refuses %v, want %v", got, want)
+	}
+	if got, want := c.CutFrom(canary.Name+"-0", canary.RaftPort), []string{c.NodeOf(1).IP, c.NodeOf(2).IP}; !slices.Equal(got, want) {
+		t.Errorf("pod 0's raft port refuses %v, want %v", got, want)
+	}
+	via1, _ := c.InboundAddr(canary.Name+"-1", canary.HTTPPort)
+	if code, err := readyzFrom(ctx, c.NodeOf(0).IP, via1); err == nil {
+		t.Errorf("pod 0's node reached pod 1 through the partition: %d", code)
+	}
+	if code, err := readyzFrom(ctx, c.NodeOf(2).IP, via1); err != nil || code != http.StatusOK {
+		t.Errorf("pod 2's node to pod 1 during the partition: %d %v", code, err)
+	}
+	var now0 int
+	for try := 0; try < 60 && ctx.Err() == nil; try++ {
+		if now0 = ledBy0(led(1)); now0 == 0 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if now0 != 0 {
+		t.Errorf("30 s into the partition, pod 1 sees %d of its raft partitions led by the cut-off pod 0 or by none (%d before)", now0, before0)
+	}
+	t.Logf("partition: pod 0 led (or left leaderless) %d raft partitions before the cut, %d after", before0, now0)
+	var last string
+	for try := 0; try < 60 && ctx.Err() == nil; try++ {
+		code, body := put(c.PodAddr(1, canary.HTTPPort), "cluster-test-cut", "majority")
+		if code == http.StatusOK || code == http.StatusConflict {
+			if code, body = get(c.PodAddr(2, canary.HTTPPort), "cluster-test-cut"); code == http.StatusOK && strings.Contains(body, "majority") {
+				last = ""
+				break
+			}
+		}
+		last = fmt.Sprintf("%d %s", code, body)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if last != "" {
+		t.Errorf("during the partition, a write on pod 1 read on pod 2: %s", last)
+	}
+	if err := eff.Revert(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CutFrom(canary.Name+"-1", canary.RaftPort); len(got) != 0 {
+		t.Errorf("after the revert pod 1's raft port still refuses %v", got)
+	}
+	writeRead("after the partition", "cluster-test-healed", "healed")
+
 	// Delete pod 1: the StatefulSet controller replaces it on its node.
 	old := ready[canary.Name+"-1"]
 	grace := int64(0)
@@ -268,4 +361,21 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 		t.Fatalf("container of %s (pid %d) not restarted\n%s", victim.Name, pid, c.Log())
 	}
 	writeRead("after the restart", "cluster-test-3", "third")
+}
+
+// readyzFrom asks GET /readyz of addr over a connection dialled from the
+// local IP source (a node's address), as a pod of that node would.
+func readyzFrom(ctx context.Context, source, addr string) (int, error) {
+	d := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, nil
 }

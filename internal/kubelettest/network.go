@@ -12,51 +12,75 @@ import (
 	"github.com/chaosgate/chaosgate/engine/proxy"
 )
 
-// inboundProxy returns the address of the cluster's proxy in front of
-// port on the node the pod of ordinal i runs on, creating it: a pod's
-// peers dial it instead of the pod, so that the harness can make a
-// network fault take real effect (the kernel here has no netem, so Chaos
-// Mesh's tc rules cannot be played).
+// inboundProxy returns the address peers dial to reach port of the pod of
+// ordinal i, creating it: a fault proxy in front of the port on the pod's
+// node, behind a source filter. A pod's peers dial it instead of the pod,
+// so that the harness can make a network fault take real effect: a delay
+// on the proxy, a partition on the filter (the kernel here has no netem,
+// so Chaos Mesh's tc and iptables rules cannot be played).
 func (c *Cluster) inboundProxy(pod string, i, port int) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.proxies == nil {
 		c.proxies = proxy.NewSet()
 		c.inbound = map[string][]string{}
+		c.filters = map[string]*sourceFilter{}
+		c.podIP = map[string]string{}
 	}
 	name := fmt.Sprintf("%s:%d", pod, port)
+	c.podIP[pod] = c.NodeOf(i).IP
+	if f, ok := c.filters[name]; ok {
+		return f.Addr(), nil
+	}
 	addr, err := c.proxies.Add(name, c.PodAddr(i, port))
 	if err != nil {
 		return "", err
 	}
-	for _, n := range c.inbound[pod] {
-		if n == name {
-			return addr, nil
-		}
+	f, err := newSourceFilter(addr)
+	if err != nil {
+		return "", err
 	}
+	c.filters[name] = f
 	c.inbound[pod] = append(c.inbound[pod], name)
-	return addr, nil
+	return f.Addr(), nil
 }
 
-// InboundAddr returns the address of the proxy in front of a pod's port
-// (an Aggregator with ThroughProxies), if there is one.
+// InboundAddr returns the address peers dial to reach a pod's port (an
+// Aggregator with ThroughProxies), if there is one.
 func (c *Cluster) InboundAddr(pod string, port int) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.proxies == nil {
+	f, ok := c.filters[fmt.Sprintf("%s:%d", pod, port)]
+	if !ok {
 		return "", false
 	}
-	return c.proxies.Addr(fmt.Sprintf("%s:%d", pod, port))
+	return f.Addr(), true
 }
 
-// NetworkEffect plays Chaos Mesh's daemon for NetworkChaos delay on the
-// cluster's inbound proxies (an Aggregator with ThroughProxies): the
-// object's latency and jitter are added to every proxy in front of the
-// pods it delays traffic to — spec.target's pods when it has a target,
-// else the selected pods. What flows between the pods (raft, forwarded
-// requests) is delayed; the load dials the pods directly. Other actions
-// (partition, loss) have no effect here. Pass it to
-// k8senv.ChaosController.SetEffect.
+// CutFrom lists the source IPs a pod's inbound port refuses now (a
+// partition in force), sorted.
+func (c *Cluster) CutFrom(pod string, port int) []string {
+	c.mu.Lock()
+	f, ok := c.filters[fmt.Sprintf("%s:%d", pod, port)]
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return f.Denied()
+}
+
+// NetworkEffect plays Chaos Mesh's daemon for NetworkChaos delay and
+// partition on the cluster's inbound proxies (an Aggregator with
+// ThroughProxies). A delay adds the object's latency and jitter to every
+// proxy in front of the pods it delays traffic to — spec.target's pods
+// when it has a target, else the selected pods. A partition cuts the
+// selected pods and the target pods apart: each side's inbound filters
+// refuse connections from the other side's nodes and end the open ones,
+// in both directions whatever spec.direction says (a TCP connection needs
+// packets both ways, so a one-way drop ends it too). What flows between
+// the pods (raft, forwarded requests) is affected; the load dials the
+// pods directly. Other actions (loss, bandwidth, corrupt) have no effect
+// here. Pass it to k8senv.ChaosController.SetEffect.
 func (c *Cluster) NetworkEffect() *NetworkEffect { return &NetworkEffect{c: c} }
 
 // NetworkEffect is the harness's network-fault effect (see
@@ -65,6 +89,12 @@ type NetworkEffect struct{ c *Cluster }
 
 // Apply implements k8senv.Effect.
 func (e *NetworkEffect) Apply(ctx context.Context, obj *unstructured.Unstructured) error {
+	if cuts, ok := e.partitioned(obj); ok {
+		for _, cut := range cuts {
+			cut.filter.Cut(obj.GetName(), cut.from)
+		}
+		return nil
+	}
 	names, d, ok, err := e.delayed(obj)
 	if !ok || err != nil {
 		return err
@@ -78,6 +108,12 @@ func (e *NetworkEffect) Apply(ctx context.Context, obj *unstructured.Unstructure
 
 // Revert implements k8senv.Effect.
 func (e *NetworkEffect) Revert(ctx context.Context, obj *unstructured.Unstructured) error {
+	if cuts, ok := e.partitioned(obj); ok {
+		for _, cut := range cuts {
+			cut.filter.Heal(obj.GetName(), cut.from)
+		}
+		return nil
+	}
 	names, _, ok, err := e.delayed(obj)
 	if !ok || err != nil {
 		return err
@@ -87,6 +123,51 @@ func (e *NetworkEffect) Revert(ctx context.Context, obj *unstructured.Unstructur
 		errs = append(errs, e.c.proxies.Heal(ctx, n, obj.GetName()))
 	}
 	return errors.Join(errs...)
+}
+
+// filterCut is what a partition does to one inbound filter: refuse the
+// source IPs from.
+type filterCut struct {
+	filter *sourceFilter
+	from   []string
+}
+
+// partitioned returns, for a NetworkChaos partition, the cut of every
+// inbound filter of the pods on either side; ok is false for any other
+// object.
+func (e *NetworkEffect) partitioned(obj *unstructured.Unstructured) ([]filterCut, bool) {
+	if obj.GetKind() != "NetworkChaos" {
+		return nil, false
+	}
+	if a, _, _ := unstructured.NestedString(obj.Object, "spec", "action"); a != "partition" {
+		return nil, false
+	}
+	ns := obj.GetNamespace()
+	side, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "selector", "pods", ns)
+	other, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "target", "selector", "pods", ns)
+	e.c.mu.Lock()
+	defer e.c.mu.Unlock()
+	ipsOf := func(pods []string) []string {
+		var ips []string
+		for _, p := range pods {
+			if ip, ok := e.c.podIP[p]; ok {
+				ips = append(ips, ip)
+			}
+		}
+		return ips
+	}
+	var cuts []filterCut
+	add := func(pods, from []string) {
+		ips := ipsOf(from)
+		for _, p := range pods {
+			for _, n := range e.c.inbound[p] {
+				cuts = append(cuts, filterCut{filter: e.c.filters[n], from: ips})
+			}
+		}
+	}
+	add(side, other)
+	add(other, side)
+	return cuts, true
 }
 
 // delayed returns the proxies a delay object acts on and its delay; ok is
