@@ -70,11 +70,15 @@ type defect struct {
 	label  string // e.g. "errors +0.5pp"
 	errAdd float64
 	latMul float64
-	latVar float64 // multiplier of the log-normal shape, mean kept
-	gcMed  float64 // median GC pause under the defect, ms (0: none)
-	sessAd float64
-	viol   bool
-	memAdd float64
+	// tailMul stretches only the slowest 3 % of requests (tailZ) (a slow
+	// path: a retry, a lock, a slow dependency call), so p99 moves by this
+	// factor while the median does not.
+	tailMul float64
+	latVar  float64 // multiplier of the log-normal shape, mean kept
+	gcMed   float64 // median GC pause under the defect, ms (0: none)
+	sessAd  float64
+	viol    bool
+	memAdd  float64
 	// goal: a regression of practical size the judge must catch.
 	goal bool
 }
@@ -172,6 +176,8 @@ func defects() []defect {
 		{kind: "p99", label: "p99 x1.1", latMul: 1.1},
 		{kind: "p99", label: "p99 x1.25", latMul: 1.25, goal: true},
 		{kind: "p99", label: "p99 x1.5", latMul: 1.5, goal: true},
+		{kind: "p99-tail", label: "p99 x1.25 (tail)", tailMul: 1.25, goal: true},
+		{kind: "p99-tail", label: "p99 x1.5 (tail)", tailMul: 1.5, goal: true},
 		{kind: "gc", label: "gc pauses (median 2ms)", gcMed: 2},
 		{kind: "gc", label: "gc pauses (median 5ms)", gcMed: 5, goal: true},
 		{kind: "sessions", label: "sessions +0.05pp", sessAd: 0.0005},
@@ -316,8 +322,16 @@ func (s *service) window(r *rand.Rand, at time.Time, share, chaos float64, d *de
 	w.errors = binomial(r, w.requests, math.Min(p, 1))
 	n := int(math.Min(w.requests, maxSamples))
 	w.latency = make([]float64, n)
+	tailMul := 1.0
+	if d != nil && d.tailMul > 0 {
+		tailMul = d.tailMul
+	}
 	for i := range w.latency {
-		x := lat * math.Exp(sigma*r.NormFloat64())
+		z := r.NormFloat64()
+		x := lat * math.Exp(sigma*z)
+		if z > tailZ {
+			x *= tailMul // the slow path: only the slowest 3 %
+		}
 		if r.Float64() < tail {
 			x += r.ExpFloat64() * 200 // injected network delay
 		}
@@ -370,6 +384,10 @@ func (s *service) window(r *rand.Rand, at time.Time, share, chaos float64, d *de
 	w.p99 = q99(w.latency)
 	return w
 }
+
+// tailZ is the standard normal quantile above which a request is on the
+// slow path of a tail-only regression: the slowest 3 %.
+const tailZ = 1.880794
 
 // spread distributes x events over n trials into per-chunk rates.
 func spread(r *rand.Rand, x, n float64, out []float64) {
