@@ -13,12 +13,17 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
+	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
 	"github.com/chaosgate/chaosgate/engine/proxy"
+	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 	"github.com/chaosgate/chaosgate/internal/kubelettest"
@@ -361,6 +366,142 @@ func TestClusterRunsTheAggregatorAsPods(t *testing.T) {
 		t.Fatalf("container of %s (pid %d) not restarted\n%s", victim.Name, pid, c.Log())
 	}
 	writeRead("after the restart", "cluster-test-3", "third")
+
+	runsADeployment(ctx, t, env, c, ref)
+}
+
+// runsADeployment runs the chaosgate image as a Deployment, the kind most
+// services ship as: its ReplicaSet's pods run and go Ready through their
+// readiness probe; chaosgate's Kubernetes target resolves it to its
+// revision and the image digest the kubelets report; a deleted pod is
+// replaced under a new name, which the target follows; a changed pod
+// template is a new revision. Each pod is a one-node aggregator on an
+// emptyDir (a raft cluster across a Deployment's pods would lack the
+// stable names a StatefulSet gives).
+func runsADeployment(ctx context.Context, t *testing.T, env *k8senv.Env, c *kubelettest.Cluster, image string) {
+	t.Helper()
+	const ns = "deployment-cluster"
+	if err := env.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freeport.Ports(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbl := map[string]string{"app.kubernetes.io/name": "web", "track": "canary"}
+	field := func(path string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
+	}
+	raft := fmt.Sprintf("$(POD_IP):%d", ports[1])
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-canary", Namespace: ns, Labels: lbl},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(2)),
+			Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			// Recreate: pods use host network ports, so an old and a new
+			// pod must not share a node.
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec: corev1.PodSpec{
+					HostNetwork:                   true,
+					TerminationGracePeriodSeconds: ptr.To(int64(2)),
+					AutomountServiceAccountToken:  ptr.To(false),
+					Containers: []corev1.Container{{
+						Name: "web", Image: image, ImagePullPolicy: corev1.PullNever,
+						Args: []string{"aggregator", "--id=$(POD_NAME)", fmt.Sprintf("--http=$(POD_IP):%d", ports[0]), "--raft=" + raft,
+							"--peers=$(POD_NAME)=" + raft, "--data-dir=/var/lib/aggregator", "--partitions=1"},
+						Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: field("metadata.name")}, {Name: "POD_IP", ValueFrom: field("status.podIP")}},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(ports[0])}},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+							Path: "/readyz", Port: intstr.FromInt32(int32(ports[0]))}}, PeriodSeconds: 1, FailureThreshold: 3},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/aggregator"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+				},
+			},
+		},
+	}
+	deps := env.Client.AppsV1().Deployments(ns)
+	if _, err := deps.Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := k8starget.NewResolver(env.Client, nil)
+	sel := k8starget.Selector{Namespace: ns, MatchLabels: lbl}
+	// resolved waits until the target sees want Ready pods of revision
+	// rev, none of them named gone.
+	resolved := func(what, rev string, want int, gone string) *k8starget.Workload {
+		t.Helper()
+		var last string
+		for ctx.Err() == nil {
+			w, err := res.Resolve(ctx, engine.ArmCanary, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := 0
+			for _, p := range w.Pods {
+				if p.Ready && p.Name != gone {
+					ready++
+				}
+			}
+			last = fmt.Sprintf("%s revision %s, %d pods (%d Ready), digests %v", w.Ref(), w.Revision, len(w.Pods), ready, w.Digests)
+			if w.Revision == rev && ready == want && len(w.Pods) == want {
+				return w
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Fatalf("%s: %s\n%s", what, last, c.Log())
+		return nil
+	}
+	w := resolved("deployment", "1", 2, "")
+	pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := ""
+	for _, p := range pods.Items {
+		if len(p.OwnerReferences) == 0 || p.OwnerReferences[0].Kind != "ReplicaSet" {
+			t.Errorf("pod %s owners %v: want the Deployment's ReplicaSet", p.Name, p.OwnerReferences)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if d := k8starget.DigestOf(cs.ImageID); d != "" && digest == "" {
+				digest = d
+			}
+		}
+	}
+	sub := w.Subject()
+	if w.Kind != k8starget.Deployment || sub.Name != "Deployment/"+ns+"/web-canary@1" || digest == "" || sub.Digest["sha256"] != digest {
+		t.Errorf("subject %s %v (kind %v); want Deployment/%s/web-canary@1 at the kubelet's image digest %q", sub.Name, sub.Digest, w.Kind, ns, digest)
+	}
+	// A deleted pod: the ReplicaSet makes another under a new name.
+	victim := w.Pods[0].Name
+	grace := int64(0)
+	if err := env.Client.CoreV1().Pods(ns).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+		t.Fatal(err)
+	}
+	w = resolved("after a pod was deleted", "1", 2, victim)
+	for _, p := range w.Pods {
+		if p.Name == victim {
+			t.Errorf("the target still lists the deleted pod %s", victim)
+		}
+	}
+	// A changed pod template: a new ReplicaSet, revision 2.
+	cur, err := deps.Get(ctx, "web-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Template.Annotations = map[string]string{"chaosgate.io/restarted": "1"}
+	if _, err := deps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w = resolved("after a template change", "2", 2, "")
+	if sub := w.Subject(); sub.Name != "Deployment/"+ns+"/web-canary@2" || sub.Digest["sha256"] != digest {
+		t.Errorf("after the template change: subject %s %v, want revision 2 at %s", sub.Name, sub.Digest, digest)
+	}
+	t.Logf("Deployment: %s at sha256:%s, pod %s replaced, template change → revision %s", sub.Name, digest, victim, w.Revision)
+	if err := deps.Delete(ctx, "web-canary", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // readyzFrom asks GET /readyz of addr over a connection dialled from the
