@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -419,14 +420,16 @@ func TestPlanFromLibrary(t *testing.T) {
 	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {
 		t.Fatalf("network-delay fault = %+v", f)
 	}
-	// Clock skew runs in the quick game day, overload in its own
-	// experiment.
+	// Clock skew and the overload burst run in the quick game day.
 	q, op := libraryPlan(t, "default-gameday-quick"), libraryPlan(t, "overload")
 	skew, burst := q.Experiments[4].Faults[0], op.Experiments[0].Faults[0]
+	if len(q.Experiments) != 6 || q.Experiments[5].Faults[0].Kind != engine.Overload || !slices.Equal(q.Experiments[5].RunAt, []int{50}) {
+		t.Fatalf("quick game day: %d experiments, the last %+v", len(q.Experiments), q.Experiments[len(q.Experiments)-1])
+	}
 	if skew.Kind != engine.ClockSkew || skew.Offset != -400*time.Millisecond || !skew.Handover || skew.Mode != "one" || engine.Impact(skew, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 1 {
 		t.Fatalf("clock-skew fault = %+v", skew)
 	}
-	if burst.Kind != engine.Overload || burst.Rate != 600 || burst.Batch != 2 || burst.Payload != 512 || engine.Impact(burst, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 0 {
+	if burst.Kind != engine.Overload || burst.Rate != 2000 || burst.Batch != 2 || burst.Payload != 512 || engine.Impact(burst, engine.Target{Nodes: []string{"n1", "n2", "n3"}}) != 0 {
 		t.Fatalf("overload fault = %+v", burst)
 	}
 }

@@ -244,7 +244,7 @@ func TestDefaultGameDayStaysShort(t *testing.T) {
 			// The full game day's five-node clusters cannot take an
 			// overload phase's admission caps on a two-core host: the
 			// clock-skew and overload faults run in the quick one.
-			want = append(want, "clockSkew")
+			want = append(want, "clockSkew", "overload")
 		}
 		for _, k := range want {
 			if !kinds[k] {

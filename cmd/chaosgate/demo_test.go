@@ -190,11 +190,9 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 }
 
 // TestDemoQuickBlocksClockAndOverloadDefects: the quick demo's clock-skew
-// phase (a follower skewed behind and handed a partition) exposes the
-// defect no other fault reaches, blocked for its own reason named by the
-// checker. The overload burst is not in the quick game day (it reached the
-// arms unevenly and blocked a good canary on p99): unbounded-queue is
-// exposed by the library's overload experiment (stress_test.go).
+// phase (a follower skewed behind and handed a partition) and its overload
+// burst (open loop, well above what an arm serves) each expose the defect
+// no other fault reaches, blocked for its own reason named by the checker.
 func TestDemoQuickBlocksClockAndOverloadDefects(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
@@ -203,6 +201,9 @@ func TestDemoQuickBlocksClockAndOverloadDefects(t *testing.T) {
 	}{
 		// The skewed node stamps below its predecessor once it leads.
 		{"hlc-no-update", "I5", "leader change"},
+		// The correct build sheds the burst with 429 at its cap of
+		// requests in flight; this one takes every request in.
+		{"unbounded-queue", "I6", "above its cap"},
 	} {
 		t.Run(c.defect, func(t *testing.T) {
 			stdout, stderr, code := runBinary(t, bin, "demo", "--quick", "-o", "json", "--data-dir", t.TempDir(), "--canary-defect", c.defect)
