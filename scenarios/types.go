@@ -220,7 +220,26 @@ type ConsistencyProbe struct {
 // MetricsProbe scrapes the nodes' metrics.
 type MetricsProbe struct {
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Source is where the arms' process metrics (HTTP errors, GC pauses,
+	// dependency calls, memory growth) come from: embedded (the default:
+	// chaosgate scrapes the nodes) or prometheus (PromQL). The command's
+	// --metrics-source overrides it.
+	Source string `yaml:"source,omitempty" json:"source,omitempty"`
+	// Address is the base URL of the Prometheus to ask (source
+	// prometheus; empty: on the local target chaosgate starts one). The
+	// command's --prometheus overrides it.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Queries is a queries/v1 file, relative to this file (source
+	// prometheus; empty: the reference aggregator's queries). The
+	// command's --queries overrides it.
+	Queries string `yaml:"queries,omitempty" json:"queries,omitempty"`
 }
+
+// Metrics sources.
+const (
+	MetricsEmbedded   = "embedded"
+	MetricsPrometheus = "prometheus"
+)
 
 // LogsProbe guards node logs with regular expressions.
 type LogsProbe struct {

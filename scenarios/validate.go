@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -540,8 +541,8 @@ func (v *validator) probes(pr Probes) {
 			v.at("spec.probes.availability.rate", "rate is outside 1..1000000 messages per second", "")
 		}
 	}
-	if m := pr.Metrics; m != nil && m.Interval.Duration > 0 && m.Interval.Duration < 100*time.Millisecond {
-		v.at("spec.probes.metrics.interval", "scrape interval is shorter than 100ms", "use 1s or more")
+	if m := pr.Metrics; m != nil {
+		v.metricsProbe(*m)
 	}
 	if l := pr.Logs; l != nil {
 		if len(l.Patterns) == 0 {
@@ -554,6 +555,32 @@ func (v *validator) probes(pr Probes) {
 		}
 		if l.Server != "" && !logServerRE.MatchString(l.Server) {
 			v.at("spec.probes.logs.server", fmt.Sprintf("%s is not KIND=URL", quote(l.Server)), "victorialogs=http://HOST:9428 or loki=http://HOST:3100")
+		}
+	}
+}
+
+func (v *validator) metricsProbe(m MetricsProbe) {
+	if m.Interval.Duration > 0 && m.Interval.Duration < 100*time.Millisecond {
+		v.at("spec.probes.metrics.interval", "scrape interval is shorter than 100ms", "use 1s or more")
+	}
+	switch m.Source {
+	case "", MetricsEmbedded:
+		for field, set := range map[string]bool{"address": m.Address != "", "queries": m.Queries != ""} {
+			if set {
+				v.at("spec.probes.metrics."+field, field+" is for the prometheus source", "add source: prometheus, or remove "+field)
+			}
+		}
+	case MetricsPrometheus:
+	default:
+		hint := "embedded (chaosgate scrapes the nodes) or prometheus (PromQL)"
+		if s := suggest(m.Source, []string{MetricsEmbedded, MetricsPrometheus}); s != "" {
+			hint = fmt.Sprintf("did you mean %s?", quote(s))
+		}
+		v.at("spec.probes.metrics.source", fmt.Sprintf("unknown metrics source %s", quote(m.Source)), hint)
+	}
+	if m.Address != "" {
+		if u, err := url.Parse(m.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.at("spec.probes.metrics.address", fmt.Sprintf("%s is not an http(s) URL", quote(m.Address)), "the Prometheus base URL, e.g. http://prometheus.monitoring:9090")
 		}
 	}
 }

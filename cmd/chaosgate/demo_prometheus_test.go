@@ -170,3 +170,76 @@ func TestDemoWithPrometheusMetricsPromotesGoodAndBlocksLeak(t *testing.T) {
 	}
 	t.Logf("leaking canary blocked; failing dimensions %v", r.Failing)
 }
+
+// promFromFile is an experiment whose probes.metrics chooses the PromQL
+// source with a queries file beside it (queries.yaml); no address, so
+// chaosgate starts a Prometheus scraping the nodes.
+const promFromFile = `apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata:
+  name: prom-from-file
+spec:
+  target:
+    local: {nodes: 3, partitions: 2}
+  steadyState: 1s
+  canary:
+    steps: [50]
+  probes:
+    availability: {sources: 4, rate: 200}
+    metrics: {source: prometheus, queries: queries.yaml}
+  faults:
+    - name: kill-one
+      duration: 2s
+      podKill: {}
+`
+
+// TestScenarioFileChoosesTheMetricsSource: an experiment file's
+// probes.metrics.source picks the PromQL source (and its queries file,
+// relative to the experiment), with no flag; a queries file that is not
+// there is a usage error naming the file's field, before anything starts;
+// --metrics-source embedded overrides the file.
+func TestScenarioFileChoosesTheMetricsSource(t *testing.T) {
+	skipShort(t)
+	requirePrometheus(t)
+	bin := chaosgateBinary(t)
+	file := writeExperiment(t, "prom-from-file", promFromFile)
+	queries, err := os.ReadFile(filepath.Join("..", "..", "engine", "probe", "promql", "aggregator.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// No queries file yet: exit 2 at once, naming where the path came from.
+	_, stderr, code := runBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, file+": spec.probes.metrics.queries") || !strings.Contains(stderr, "queries.yaml") {
+		t.Fatalf("missing queries file: exit %d\n%s", code, tail(stderr, 2000))
+	}
+	// The flag overrides the file: the embedded scraper, no queries read.
+	dir := t.TempDir()
+	stdout, stderr, code := runBinary(t, bin, "run", "-f", file, "--metrics-source", "embedded", "-o", "json", "--data-dir", dir)
+	r := decodeReport(t, stdout, stderr)
+	if code == exitUsage || startedProm.MatchString(stderr) {
+		t.Fatalf("--metrics-source embedded over the file: exit %d, verdict %q\n%s", code, r.Verdict, tail(stderr, 3000))
+	}
+
+	if err := os.WriteFile(filepath.Join(filepath.Dir(file), "queries.yaml"), queries, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	stdout, stderr, code = runBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
+	r = decodeReport(t, stdout, stderr)
+	if !startedProm.MatchString(stderr) {
+		t.Fatalf("the file's metrics source did not start a Prometheus: exit %d\n%s", code, tail(stderr, 4000))
+	}
+	if code != 0 || r.Verdict != "promote" {
+		t.Fatalf("good canary, PromQL metrics chosen by the file: exit %d, verdict %q (failing %v)\n%s", code, r.Verdict, r.Failing, tail(stderr, 4000))
+	}
+	recs := readAgreement(t, filepath.Join(dir, "runs", r.RunID))
+	if len(recs) == 0 {
+		t.Fatal("no judged window has PromQL metrics")
+	}
+	for _, a := range recs {
+		if a.PromQL["requests"] <= 0 {
+			t.Errorf("%s at %d%%: PromQL found no HTTP requests: %v (notes %v)", a.Arm, a.Weight, a.PromQL, a.Notes)
+		}
+	}
+}

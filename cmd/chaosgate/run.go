@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/chaosgate/chaosgate/decision"
@@ -102,6 +103,9 @@ type gamedayOpts struct {
 	// the selectors configure the PromQL source.
 	metricsSource, promURL, queriesFile string
 	canarySelector, controlSelector     string
+	// queriesOrigin names where queriesFile came from when it was not
+	// --queries (the scenario file's spec.probes.metrics.queries).
+	queriesOrigin string
 	// logServer is KIND=URL of a log server (victorialogs or loki).
 	logServer string
 	// logSettle is how long a window's end lies in the past before the log
@@ -136,6 +140,34 @@ func (o *gamedayOpts) flags(cmd *cobra.Command) {
 	o.notify.register(cmd)
 }
 
+// metricsFromFile takes the metrics source the scenario file's
+// spec.probes.metrics names (source, address, queries — the queries file
+// relative to the scenario file) wherever the command's flag was not set:
+// the flags override the file.
+func (o *gamedayOpts) metricsFromFile(flags *pflag.FlagSet) {
+	if o.doc == nil || o.doc.Spec.Probes.Metrics == nil {
+		return
+	}
+	m := o.doc.Spec.Probes.Metrics
+	if flags.Changed("metrics-source") {
+		if o.metricsSource != scenarios.MetricsPrometheus {
+			return // the file's Prometheus is not asked
+		}
+	} else if m.Source != "" {
+		o.metricsSource = m.Source
+	}
+	if m.Address != "" && !flags.Changed("prometheus") {
+		o.promURL = m.Address
+	}
+	if m.Queries != "" && !flags.Changed("queries") {
+		o.queriesFile = m.Queries
+		if !filepath.IsAbs(m.Queries) && !strings.HasPrefix(o.doc.Source, "library:") {
+			o.queriesFile = filepath.Join(filepath.Dir(o.doc.Source), m.Queries)
+		}
+		o.queriesOrigin = fmt.Sprintf("%s: spec.probes.metrics.queries", o.doc.Source)
+	}
+}
+
 // prometheusConfig checks the metrics-source flags and returns the PromQL
 // configuration of a game day (nil: the embedded scraper).
 func (o *gamedayOpts) prometheusConfig() (*gameday.Prometheus, error) {
@@ -163,7 +195,11 @@ func (o *gamedayOpts) prometheusConfig() (*gameday.Prometheus, error) {
 	if o.queriesFile != "" {
 		q, err := promql.LoadFile(o.queriesFile)
 		if err != nil {
-			return nil, fmt.Errorf("--queries:\n%w", err)
+			origin := o.queriesOrigin
+			if origin == "" {
+				origin = "--queries"
+			}
+			return nil, fmt.Errorf("%s:\n%w", origin, err)
 		}
 		p.Queries = q
 	}
@@ -231,6 +267,7 @@ func runGameday(cmd *cobra.Command, o gamedayOpts) (*gameday.RunOutcome, error) 
 		return nil, withExitCode(exitUsage, err)
 	}
 	defer stopDecision()
+	o.metricsFromFile(cmd.Flags())
 	prom, err := o.prometheusConfig()
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
