@@ -27,7 +27,7 @@ func TestBenchSmoke(t *testing.T) {
 	WriteTable(&out, rep)
 	WriteGoals(&out, Goals(rep))
 	t.Log("\n" + out.String())
-	if len(rep.Judges) != 4 || rep.Bad != 14*opt.BadPerKind || rep.Good != opt.Good || rep.Faults != opt.Faults {
+	if len(rep.Judges) != 4 || rep.Bad != len(defects())*opt.BadPerKind || rep.Good != opt.Good || rep.Faults != opt.Faults {
 		t.Fatalf("corpus: %+v", rep)
 	}
 	cg := rep.Judges[0]
