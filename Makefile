@@ -8,7 +8,7 @@ BIN      := bin/chaosgate
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # Test timeout for the whole suite; CI gives a run 90 minutes on 2 cores.
-TEST_TIMEOUT ?= 45m
+TEST_TIMEOUT ?= 60m
 
 .PHONY: all build image demo test test-deps bench lint fuzz screenshots clean
 

@@ -72,10 +72,10 @@ spec:
 func TestK8sGateOnRealPods(t *testing.T) {
 	env := k8senv.GetWithChaosMesh(t)
 	cluster := kubelettest.GetCluster(t, env, kubelettest.ClusterOptions{Nodes: 3})
-	// Four to six gates (a good canary may hold once and run again; CI
-	// has seen 982 s with one such retry) and an image build on a loaded
-	// 2-core CI machine.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// Five gates (a good canary may hold once and run again), two image
+	// builds and a rolling update on a loaded 2-core CI machine: about
+	// 10 minutes alone, 16 to 20 beside the other packages' tests.
+	ctx, cancel := context.WithTimeout(context.Background(), 28*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, dir, "v0.0.0-gatetest")
@@ -484,13 +484,14 @@ func shippedScrapeConfig(t *testing.T, kubeconfig, ns string) string {
 func waitPodsReady(t *testing.T, ctx context.Context, env *k8senv.Env, c *kubelettest.Cluster, ns string, want int) []corev1.Pod {
 	t.Helper()
 	var last string
+	var notReady []corev1.Pod
 	for ctx.Err() == nil {
 		list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var ready []corev1.Pod
-		last = ""
+		last, notReady = "", nil
 		for _, p := range list.Items {
 			ok := p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) > 0
 			for _, cs := range p.Status.ContainerStatuses {
@@ -498,6 +499,8 @@ func waitPodsReady(t *testing.T, ctx context.Context, env *k8senv.Env, c *kubele
 			}
 			if ok {
 				ready = append(ready, p)
+			} else {
+				notReady = append(notReady, p)
 			}
 			last += fmt.Sprintf(" %s:%s", p.Name, p.Status.Phase)
 		}
@@ -506,6 +509,13 @@ func waitPodsReady(t *testing.T, ctx context.Context, env *k8senv.Env, c *kubele
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("pods not all Ready:%s\n%s", last, c.Log())
+	// Why each pod is not ready comes first: a CI log may cut the tails.
+	var why strings.Builder
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range notReady {
+		why.WriteString(c.Diagnose(dctx, &notReady[i]))
+	}
+	t.Fatalf("pods not all Ready:%s\n%s\n%s", last, why.String(), c.Log())
 	return nil
 }

@@ -303,3 +303,40 @@ func GetCluster(t T, env *k8senv.Env, o ClusterOptions) *Cluster {
 	t.Cleanup(c.Stop)
 	return c
 }
+
+// Diagnose says why pod is not running and ready: its node, phase,
+// conditions and container states from the API, then the lines of its
+// node's kubelet and containerd logs that name it. Test failure messages
+// print it before the logs' tails, which a CI log may cut.
+func (c *Cluster) Diagnose(ctx context.Context, p *corev1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pod %s/%s (uid %s) on node %q: phase %s", p.Namespace, p.Name, p.UID, p.Spec.NodeName, p.Status.Phase)
+	if p.DeletionTimestamp != nil {
+		fmt.Fprintf(&b, ", deleting since %s", p.DeletionTimestamp.Format(time.RFC3339))
+	}
+	b.WriteByte('\n')
+	for _, cond := range p.Status.Conditions {
+		fmt.Fprintf(&b, "  condition %s=%s %s %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch {
+		case cs.State.Waiting != nil:
+			fmt.Fprintf(&b, "  container %s waiting: %s %s\n", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+		case cs.State.Terminated != nil:
+			fmt.Fprintf(&b, "  container %s terminated: %s exit %d\n", cs.Name, cs.State.Terminated.Reason, cs.State.Terminated.ExitCode)
+		default:
+			fmt.Fprintf(&b, "  container %s running, ready %v, restarts %d\n", cs.Name, cs.Ready, cs.RestartCount)
+		}
+	}
+	if evs, err := c.Env.Client.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name}); err == nil {
+		for _, ev := range evs.Items {
+			fmt.Fprintf(&b, "  event %s %s: %s (x%d)\n", ev.Type, ev.Reason, ev.Message, ev.Count)
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.Name == p.Spec.NodeName || p.Spec.NodeName == "" {
+			b.WriteString(n.LinesAbout(p.Name, 25))
+		}
+	}
+	return b.String()
+}

@@ -732,3 +732,29 @@ func Get(t T, env *k8senv.Env, o Options) *Node {
 	t.Cleanup(n.Stop)
 	return n
 }
+
+// LinesAbout returns the last max lines of the node's kubelet and
+// containerd logs that mention needle (a pod's name or UID), for test
+// failure messages that must say why one pod is not running.
+func (n *Node) LinesAbout(needle string, max int) string {
+	var b strings.Builder
+	for _, p := range n.procs {
+		raw, err := os.ReadFile(p.log.Name())
+		if err != nil {
+			continue
+		}
+		var hits []string
+		for line := range strings.Lines(string(raw)) {
+			if strings.Contains(line, needle) {
+				hits = append(hits, strings.TrimRight(line, "\n"))
+			}
+		}
+		if len(hits) > max {
+			hits = hits[len(hits)-max:]
+		}
+		if len(hits) > 0 {
+			fmt.Fprintf(&b, "--- %s %s, lines about %s ---\n%s\n", n.Name, p.name, needle, strings.Join(hits, "\n"))
+		}
+	}
+	return b.String()
+}

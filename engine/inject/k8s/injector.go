@@ -161,6 +161,9 @@ type Undo struct {
 	PodSelector string   `json:"pod_selector,omitempty"`
 	// LiveBefore is how many live pods PodSelector matched before a kill.
 	LiveBefore int `json:"live_before,omitempty"`
+	// ReadyBefore is how many of those were ready: a kill is recovered
+	// when as many are ready again (with a kubelet running them).
+	ReadyBefore int `json:"ready_before,omitempty"`
 	// Records are Chaos Mesh's per-pod records when the fault took effect.
 	Records []Record `json:"records,omitempty"`
 }
@@ -169,6 +172,9 @@ type Undo struct {
 type PodRef struct {
 	Name string `json:"name"`
 	UID  string `json:"uid,omitempty"`
+	// Ready is whether the pod was ready before the fault: a killed ready
+	// pod is recovered when its replacement is ready too.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // Record is one Chaos Mesh per-pod record of an object, for the evidence.
@@ -249,7 +255,7 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			if err != nil {
 				return engine.Applied{}, kubeErr(op+": get pod "+p.Namespace+"/"+name, err)
 			}
-			u.Pods = append(u.Pods, PodRef{Name: name, UID: string(pod.UID)})
+			u.Pods = append(u.Pods, PodRef{Name: name, UID: string(pod.UID), Ready: podReady(pod)})
 		}
 		if u.PodSelector != "" {
 			l, err := in.kube.CoreV1().Pods(p.Namespace).List(ctx, metav1.ListOptions{LabelSelector: u.PodSelector})
@@ -259,6 +265,9 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			for i := range l.Items {
 				if l.Items[i].DeletionTimestamp == nil {
 					u.LiveBefore++
+					if podReady(&l.Items[i]) {
+						u.ReadyBefore++
+					}
 				}
 			}
 		}
@@ -576,7 +585,9 @@ func (in *Injector) waitRecovered(ctx context.Context, r ObjectRef) (*objStatus,
 
 // waitReplaced waits until every killed pod is gone and replaced: a pod of
 // the same name with a new UID (StatefulSet), or, with a pod selector, as
-// many live pods as before none of which is a killed one.
+// many live pods as before none of which is a killed one; and, when the
+// killed pods were ready (a kubelet runs them), until as many replacements
+// are ready: the steady state is back only then.
 func (in *Injector) waitReplaced(ctx context.Context, u Undo) error {
 	var last string
 	err := in.poll(ctx, in.opts.RecoverTimeout, func() (bool, error) {
@@ -596,17 +607,30 @@ type replacement struct {
 	// oldAlive names a killed pod still running with its old UID.
 	oldAlive string
 	// back counts live pods that are not killed ones; want is how many
-	// there must be; ready counts the ready ones among them.
-	back, want, ready int
+	// there must be; ready counts the ready ones among them, wantReady how
+	// many were ready before the kill.
+	back, want, ready, wantReady int
+	// notReady says why the first replacement that is not ready is not
+	// (its phase and its container's waiting reason).
+	notReady string
 }
 
-func (r replacement) done() bool { return r.oldAlive == "" && r.back >= r.want }
+func (r replacement) done() bool {
+	return r.oldAlive == "" && r.back >= r.want && r.ready >= r.wantReady
+}
 
 func (r replacement) String() string {
 	if r.oldAlive != "" {
 		return fmt.Sprintf("pod %s still runs with its old UID", r.oldAlive)
 	}
-	return fmt.Sprintf("%d of %d pods back, %d ready", r.back, r.want, r.ready)
+	s := fmt.Sprintf("%d of %d pods back, %d ready", r.back, r.want, r.ready)
+	if r.wantReady > 0 {
+		s += fmt.Sprintf(" (%d were before the kill)", r.wantReady)
+	}
+	if r.notReady != "" && r.ready < r.wantReady {
+		s += "; " + r.notReady
+	}
+	return s
 }
 
 // replaced reports whether the killed pods were replaced, and how.
@@ -643,8 +667,13 @@ func (in *Injector) replacementOf(ctx context.Context, u Undo) (replacement, err
 		}
 	}
 	r := replacement{want: len(u.Pods)}
+	for _, p := range u.Pods {
+		if p.Ready {
+			r.wantReady++
+		}
+	}
 	if u.PodSelector != "" {
-		r.want = u.LiveBefore
+		r.want, r.wantReady = u.LiveBefore, u.ReadyBefore
 	}
 	for i := range live {
 		p := &live[i]
@@ -658,6 +687,8 @@ func (in *Injector) replacementOf(ctx context.Context, u Undo) (replacement, err
 		r.back++
 		if podReady(p) {
 			r.ready++
+		} else if r.notReady == "" {
+			r.notReady = notReadyReason(p)
 		}
 	}
 	return r, nil
@@ -712,9 +743,9 @@ func (in *Injector) confirmKill(ctx context.Context, u Undo) engine.ConfirmResul
 		case r.done() && r.ready >= r.want:
 			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; replaced, %d of %d pods ready", pods, r.ready, r.want)}
 		case r.done() && late:
-			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; recreated with a new UID, %d of %d pods ready (no kubelet has started the replacement)", pods, r.ready, r.want)}
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; recreated with a new UID, %d of %d pods ready (none was ready before the kill: no kubelet runs them)", pods, r.ready, r.want)}
 		case r.oldAlive == "" && late:
-			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted, no replacement within %s (%s)", pods, in.opts.ConfirmTimeout, r)}
+			return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: fmt.Sprintf("killed %s; deleted, not replaced and ready within %s (%s)", pods, in.opts.ConfirmTimeout, r)}
 		case late:
 			return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: r.String()}
 		}
@@ -723,6 +754,26 @@ func (in *Injector) confirmKill(ctx context.Context, u Undo) engine.ConfirmResul
 		case <-time.After(in.opts.Poll):
 		}
 	}
+}
+
+// notReadyReason says why a pod is not ready: its phase, where it runs and
+// its first container's waiting or terminated reason.
+func notReadyReason(p *corev1.Pod) string {
+	s := fmt.Sprintf("%s is %s", p.Name, p.Status.Phase)
+	if p.Spec.NodeName == "" {
+		s += ", not scheduled"
+	} else {
+		s += " on " + p.Spec.NodeName
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch {
+		case cs.State.Waiting != nil:
+			return s + fmt.Sprintf(", container %s waiting: %s %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+		case cs.State.Terminated != nil:
+			return s + fmt.Sprintf(", container %s terminated: %s", cs.Name, cs.State.Terminated.Reason)
+		}
+	}
+	return s
 }
 
 func podReady(p *corev1.Pod) bool {

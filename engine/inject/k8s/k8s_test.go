@@ -443,7 +443,7 @@ func TestPodKillWithChaosMeshWaitsForReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := in.Confirm(ctx, a)
-	if c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "recreated with a new UID, 0 of 1 pods ready (no kubelet") {
+	if c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "recreated with a new UID, 0 of 1 pods ready (none was ready before the kill") {
 		t.Fatalf("confirm %+v", c)
 	}
 	if err := in.Recover(ctx, a); err != nil {
@@ -478,7 +478,7 @@ func TestPodKillFallbackDeletesPod(t *testing.T) {
 	if _, err := e.Client.CoreV1().Pods(ns).Get(ctx, "agg-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("agg-0 still exists: %v", err)
 	}
-	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "deleted, no replacement within 1s (2 of 3 pods back") {
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "deleted, not replaced and ready within 1s (2 of 3 pods back") {
 		t.Fatalf("confirm %+v", c)
 	}
 	// No controller recreates it here: recovery says so, clearly, in time.
@@ -506,6 +506,64 @@ func TestPodKillFallbackDeletesPod(t *testing.T) {
 	}
 	if err := in.Recover(ctx, a); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPodKillOfAReadyPodWaitsForAReadyReplacement: a killed pod that was
+// ready is recovered only when its replacement is ready too (the steady
+// state is back), and until then recovery says why it is not.
+func TestPodKillOfAReadyPodWaitsForAReadyReplacement(t *testing.T) {
+	e := k8senv.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const ns = "readykill"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	setStatus := func(name string, ready bool, waiting string) {
+		t.Helper()
+		p, err := e.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Status.Phase = corev1.PodPending
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agg", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: waiting}}}}
+		if ready {
+			p.Status.Phase = corev1.PodRunning
+			p.Status.Conditions[0].Status = corev1.ConditionTrue
+			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+		}
+		if _, err := e.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range pods5[:3] {
+		setStatus(n, true, "")
+	}
+	opts := testOptions(ns, "run-ready")
+	opts.ChaosMesh = false
+	opts.RecoverTimeout = time.Second
+	opts.ConfirmTimeout = time.Second
+	in := NewWithClients(e.Client, e.Dynamic, opts)
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3], Node: "agg-1"}
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "rk-001", Kind: engine.PodKill, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The controller recreates it under its name; its container cannot
+	// start yet.
+	mkPods(t, ctx, e, ns, "agg-1")
+	setStatus("agg-1", false, "ContainerCreating")
+	err = in.Recover(ctx, a)
+	if engine.KindOf(err) != engine.KindUnavailable || !strings.Contains(err.Error(), "1 of 1 pods back, 0 ready (1 were before the kill); agg-1 is Pending") ||
+		!strings.Contains(err.Error(), "waiting: ContainerCreating") {
+		t.Fatalf("recover while the replacement is not ready: %v", err)
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "not replaced and ready within 1s") {
+		t.Fatalf("confirm while the replacement is not ready %+v", c)
+	}
+	setStatus("agg-1", true, "")
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatalf("recover once the replacement is ready: %v", err)
 	}
 }
 
