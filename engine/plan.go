@@ -159,6 +159,9 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
 	case f.Overload != nil:
 		out.Kind, out.Rate, out.Batch, out.Payload = Overload, f.Overload.Rate.Value, f.Overload.Batch, f.Overload.Payload
+	case f.CPUStress != nil:
+		out.Kind, out.Load = CPUStress, f.CPUStress.Load.Value
+		nodeFault(&scenarios.NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
 	}
 	return out
 }
@@ -169,6 +172,10 @@ func Impact(f Fault, t Target) int {
 	n := len(t.Nodes)
 	switch f.Kind {
 	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew:
+		return 1
+	case CPUStress:
+		// Each application stresses one node (the runner expands fixed
+		// nodes into one target each).
 		return 1
 	case Partition:
 		return scenarios.ShapeImpact(f.Shape, n)

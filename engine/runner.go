@@ -591,7 +591,7 @@ func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error
 	}
 	base := Target{Arm: arm, Nodes: nodes}
 	switch f.Kind {
-	case PodKill, PodPause:
+	case PodKill, PodPause, CPUStress:
 		switch f.Mode {
 		case "fixed":
 			var out []Target

@@ -72,11 +72,15 @@ const (
 	ClockSkew
 	// Overload sends a burst far above the sustainable rate to an arm.
 	Overload
+	// CPUStress takes a share of one CPU away from a node (locally a CFS
+	// quota in a cgroup of the node's own, on Kubernetes a Chaos Mesh
+	// StressChaos CPU stressor in the pod).
+	CPUStress
 )
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
-	ClockSkew: "clockSkew", Overload: "overload"}
+	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -232,6 +236,8 @@ type Fault struct {
 	Rate    float64 `json:"rate,omitempty"`
 	Batch   int     `json:"batch,omitempty"`
 	Payload int     `json:"payload,omitempty"`
+	// Load is a cpuStress's share of one CPU taken away (0..1).
+	Load float64 `json:"load,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

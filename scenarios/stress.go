@@ -49,6 +49,24 @@ type OverloadFault struct {
 	Payload int `yaml:"payload,omitempty" json:"payload,omitempty"`
 }
 
+// CPUStressFault takes a share of one CPU away from nodes for the fault's
+// duration. Locally the node's process is held to the rest of one CPU by a
+// CFS quota in a cgroup of its own; on Kubernetes a Chaos Mesh StressChaos
+// runs a CPU stressor worker at that load inside the pod, where it competes
+// with the application for the pod's CPU limit.
+type CPUStressFault struct {
+	// Load is the share of one CPU taken away, "1%" to "95%".
+	Load Percent `yaml:"load" json:"load"`
+	// Mode is one (a node chosen by the engine, default), leader or
+	// fixed (the nodes listed in nodes).
+	Mode  string   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+}
+
+// MaxCPUStressLoad is the largest share of a CPU a cpuStress takes away: a
+// node left with less than 5 % of a CPU is a paused node (use podPause).
+const MaxCPUStressLoad = 0.95
+
 // MaxOverloadRate bounds an overload burst's rate; MaxOverloadPayload its
 // messages' payload size.
 const (
@@ -138,6 +156,13 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, local bool) {
 		if d.Handover && n > 0 && n < 2 {
 			v.at(q+".handover", "handover needs at least 2 nodes", "a leadership handover moves a partition to another node")
 		}
+	case "cpuStress":
+		q := p + ".cpuStress"
+		c := f.CPUStress
+		if c.Load.Value < 0.01 || c.Load.Value > MaxCPUStressLoad {
+			v.at(q+".load", fmt.Sprintf("load %s is outside 1%%..%.0f%% of one CPU", formatPercent(c.Load.Value), MaxCPUStressLoad*100),
+				`e.g. load: "60%" (the node keeps 40% of one CPU); to stop a node, use podPause`)
+		}
 	case "overload":
 		q := p + ".overload"
 		o := f.Overload
@@ -154,4 +179,9 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, local bool) {
 			v.at(q+".payload", fmt.Sprintf("batch × payload is %d bytes, above the aggregator's request limit", o.Batch*o.Payload), "send fewer or smaller messages per request")
 		}
 	}
+}
+
+// formatPercent writes a fraction as a percentage ("60%", "0.5%").
+func formatPercent(f float64) string {
+	return strconv.FormatFloat(f*100, 'f', -1, 64) + "%"
 }

@@ -133,6 +133,8 @@ type Fault struct {
 	// Clock and load faults.
 	ClockSkew *ClockSkewFault `yaml:"clockSkew,omitempty" json:"clockSkew,omitempty"`
 	Overload  *OverloadFault  `yaml:"overload,omitempty" json:"overload,omitempty"`
+	// Resource faults.
+	CPUStress *CPUStressFault `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
 }
 
 // Node selection modes of a node fault.

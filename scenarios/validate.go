@@ -132,11 +132,14 @@ func (f Fault) kinds() []string {
 	if f.Overload != nil {
 		k = append(k, "overload")
 	}
+	if f.CPUStress != nil {
+		k = append(k, "cpuStress")
+	}
 	return k
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -190,6 +193,8 @@ func (f Fault) Impact(n int) int {
 	case f.Overload != nil:
 		// A burst loads every replica but cuts, stops or skews none.
 		return 0
+	case f.CPUStress != nil:
+		return NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes}.count()
 	}
 	if n, ok := f.upstreamImpact(); ok {
 		return n
@@ -522,6 +527,9 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		}
 	case "brokerOutage", "consumerRebalance", "backlog", "slowDependency":
 		v.upstreamFault(p, kinds[0], f, n, s.Target.Local)
+	case "cpuStress":
+		nodeFault(p+".cpuStress", &NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
+		v.stressFault(p, kinds[0], f, n, local)
 	case "clockSkew", "overload":
 		v.stressFault(p, kinds[0], f, n, local)
 	}

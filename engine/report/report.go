@@ -46,7 +46,7 @@ type Step struct {
 
 // Fault is one injected fault.
 type Fault struct {
-	Kind        string     `json:"kind"` // podKill|podPause|networkDelay|partition|splitBrain
+	Kind        string     `json:"kind"` // a fault kind of the experiment files: podKill, networkDelay, clockSkew, cpuStress, ...
 	Arm         string     `json:"arm"`  // canary|control|calibration (the game day's A/A twin of the canary)
 	Target      string     `json:"target"`
 	AppliedAt   time.Time  `json:"applied_at"`

@@ -3,8 +3,8 @@
 // in front of every client→node and node→node edge (networkDelay,
 // partition, splitBrain), the reference aggregator's admin API for clock
 // skews (a process cannot have its own clock moved without privileges, so
-// the skew is an input of the node's physical clock), and overload bursts
-// through the load generator. Every call acts on one target, is idempotent, and
+// the skew is an input of the node's physical clock), overload bursts
+// through the load generator, and CFS quotas in cgroups for CPU stress. Every call acts on one target, is idempotent, and
 // records in Applied.Undo what Recover needs, so recovery works from the
 // journal alone after a crash.
 package local
@@ -122,6 +122,8 @@ type Undo struct {
 	// Skew: the node a clock skew acts on, its admin endpoint and the
 	// partition handed to it.
 	Skew *SkewUndo `json:"skew,omitempty"`
+	// CPU: the cgroups of a cpuStress.
+	CPU *CPUUndo `json:"cpu,omitempty"`
 }
 
 // ToxicRef names one toxic on one proxy.
@@ -213,6 +215,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if err := in.prepareClockSkew(ctx, t, f, &a, &u); err != nil {
 			return a, err
 		}
+	case engine.CPUStress:
+		if err := in.prepareCPUStress(t, f, &a, &u); err != nil {
+			return a, err
+		}
 	case engine.Overload:
 		a.Affected = append([]string(nil), t.Nodes...)
 		batch := f.Batch
@@ -265,6 +271,10 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.ClockSkew:
 		if err := in.injectClockSkew(ctx, t, f, u); err != nil {
+			return a, err
+		}
+	case engine.CPUStress:
+		if err := injectCPUStress(u.CPU); err != nil {
 			return a, err
 		}
 	case engine.Overload:
@@ -369,6 +379,8 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return in.recoverUpstream(ctx, a, u)
 	case engine.ClockSkew:
 		return recoverClockSkew(ctx, u.Skew)
+	case engine.CPUStress:
+		return recoverCPUStress(ctx, u.CPU)
 	case engine.Overload:
 		return in.recoverOverload(ctx, a)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
@@ -425,6 +437,8 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return in.confirmUpstream(ctx, a, u)
 	case engine.ClockSkew:
 		return in.confirmClockSkew(ctx, a, u)
+	case engine.CPUStress:
+		return confirmCPUStress(ctx, u.CPU)
 	case engine.Overload:
 		return in.confirmOverload(ctx, a)
 	case engine.Partition, engine.SplitBrain:

@@ -22,10 +22,16 @@ type procs struct {
 	stop  bool
 	wg    sync.WaitGroup
 	start map[string]int
+	argv  []string
 }
 
 func newProcs(t *testing.T, nodes ...string) *procs {
-	p := &procs{cmds: map[string]*exec.Cmd{}, start: map[string]int{}}
+	return newProcsRunning(t, []string{"sleep", "300"}, nodes...)
+}
+
+// newProcsRunning is newProcs with another command per node.
+func newProcsRunning(t *testing.T, argv []string, nodes ...string) *procs {
+	p := &procs{cmds: map[string]*exec.Cmd{}, start: map[string]int{}, argv: argv}
 	for _, n := range nodes {
 		p.spawn(t, n)
 	}
@@ -43,11 +49,19 @@ func newProcs(t *testing.T, nodes ...string) *procs {
 }
 
 func (p *procs) spawn(t *testing.T, node string) {
-	c := exec.Command("sleep", "300")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// Start and register under the lock, so that a restart racing the
+	// cleanup either is killed by it or does not start at all.
 	p.mu.Lock()
+	if p.stop {
+		p.mu.Unlock()
+		return
+	}
+	c := exec.Command(p.argv[0], p.argv[1:]...)
+	if err := c.Start(); err != nil {
+		p.mu.Unlock()
+		t.Error(err)
+		return
+	}
 	p.cmds[node] = c
 	p.start[node]++
 	p.mu.Unlock()
