@@ -19,6 +19,7 @@ import (
 var (
 	podChaosGVR     = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "podchaos"}
 	networkChaosGVR = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
+	stressChaosGVR  = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "stresschaos"}
 )
 
 // chaosFinalizer is the finalizer Chaos Mesh puts on every chaos object so
@@ -108,7 +109,7 @@ func (f *ChaosController) loop() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		for _, gvr := range []schema.GroupVersionResource{podChaosGVR, networkChaosGVR} {
+		for _, gvr := range []schema.GroupVersionResource{podChaosGVR, networkChaosGVR, stressChaosGVR} {
 			l, err := f.dyn.Resource(gvr).Namespace(f.ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				continue

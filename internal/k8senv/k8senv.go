@@ -417,7 +417,7 @@ func (e *Env) InstallChaosMeshCRDs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{"chaos-mesh.org_podchaos.yaml", "chaos-mesh.org_networkchaos.yaml", "chaos-mesh.org_timechaos.yaml"} {
+	for _, f := range []string{"chaos-mesh.org_podchaos.yaml", "chaos-mesh.org_networkchaos.yaml", "chaos-mesh.org_timechaos.yaml", "chaos-mesh.org_stresschaos.yaml"} {
 		if err := e.ApplyCRDFile(ctx, filepath.Join(dir, f)); err != nil {
 			return err
 		}

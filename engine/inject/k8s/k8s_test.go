@@ -75,6 +75,7 @@ func allFaults() []struct {
 	}
 	add(base, engine.Fault{Kind: engine.SplitBrain, Duration: 10 * time.Second, Nodes: []string{"agg-1"}})
 	add(base, engine.Fault{Kind: engine.ClockSkew, Duration: 10 * time.Second, Offset: -400 * time.Millisecond, Seed: "s"})
+	add(node, engine.Fault{Kind: engine.CPUStress, Duration: 10 * time.Second, Load: 0.8, Mode: "one"})
 	return out
 }
 
@@ -117,7 +118,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1+1 {
+	if objects != 1+1+3+(2+2+5+2)+1+1+1 {
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -214,6 +215,23 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	if err := Validate(ctx, tc); err == nil || !strings.Contains(err.Error(), "yesterday") || !strings.Contains(err.Error(), "TimeChaos") {
 		t.Fatalf("bad time offset: %v", err)
 	}
+	// A StressChaos: one CPU worker at the load, in the chosen pod; the
+	// webhook rules refuse a stressor with no workers.
+	p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5, Node: "agg-2"}, engine.Fault{ID: "cs", Kind: engine.CPUStress, Duration: time.Second, Load: 0.6, Mode: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := p.Objects[0].(*cm.StressChaos)
+	if c := sc.Spec.Stressors.CPUStressor; c == nil || c.Workers != 1 || c.Load == nil || *c.Load != 60 || sc.Spec.Selector.Pods["ns"][0] != "agg-2" || sc.Labels[LabelKind] != "cpuStress" || sc.Spec.Duration == nil {
+		t.Fatalf("stress chaos: %+v", sc.Spec)
+	}
+	if err := Validate(ctx, sc); err != nil {
+		t.Fatalf("stress chaos refused: %v", err)
+	}
+	sc.Spec.Stressors = &cm.Stressors{}
+	if err := Validate(ctx, sc); err == nil || !strings.Contains(err.Error(), "StressChaos") {
+		t.Fatalf("stress chaos without a stressor: %v", err)
+	}
 	// Invalid faults never reach the builder's output.
 	for _, c := range []struct {
 		f    engine.Fault
@@ -226,6 +244,7 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{ID: "a", Kind: engine.PodKill, Duration: time.Second}, "no pod chosen"},
 		{engine.Fault{Kind: engine.PodKill, Duration: time.Second}, "no id"},
 		{engine.Fault{ID: "a", Kind: engine.ClockSkew, Duration: time.Second}, "clock skew of 0"},
+		{engine.Fault{ID: "a", Kind: engine.CPUStress, Duration: time.Second, Load: 1.5}, "outside (0, 1)"},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {
@@ -267,6 +286,58 @@ func mkPods(t *testing.T, ctx context.Context, e *k8senv.Env, ns string, names .
 		if _, err := e.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestCPUStressLifecycle: a cpuStress is a StressChaos on the chosen pod,
+// injected (per-pod record Injected), confirmed, and on recovery deleted
+// once Chaos Mesh reports AllRecovered; the reaper lists it while it
+// exists.
+func TestCPUStressLifecycle(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "stress"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-stress"))
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3], Node: "agg-1"}
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "st-001-canary-agg-1", Kind: engine.CPUStress, Duration: 10 * time.Second, Load: 0.7, Mode: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := UndoOf(a)
+	if err != nil || len(u.Objects) != 1 || u.Objects[0].Kind != "StressChaos" || len(u.Records) != 1 || u.Records[0].Phase != string(cm.Injected) {
+		t.Fatalf("applied %+v (%v)", u, err)
+	}
+	got, err := e.Dynamic.Resource(StressChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _, _ := unstructured.NestedInt64(got.Object, "spec", "stressors", "cpu", "load"); l != 70 {
+		t.Fatalf("stressor load %d, want 70", l)
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "1/1 injected") {
+		t.Fatalf("confirm %+v", c)
+	}
+	owned, err := in.Owned(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, o := range owned {
+		if o.GetLabels()[LabelRun] == "run-stress" {
+			mine = append(mine, o.GetKind()+"/"+o.GetName())
+		}
+	}
+	if len(mine) != 1 || !strings.HasPrefix(mine[0], "StressChaos/") {
+		t.Fatalf("the reaper's list holds %v of this run, want its StressChaos", mine)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Dynamic.Resource(StressChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("StressChaos still there after recovery: %v", err)
 	}
 }
 
@@ -589,7 +660,7 @@ func TestWriteYAMLStream(t *testing.T) {
 	for _, o := range back {
 		kinds[o.GetKind()]++
 	}
-	if len(back) != len(objs) || back[0].GetKind() != "PodChaos" || kinds["NetworkChaos"] == 0 || kinds["TimeChaos"] == 0 {
+	if len(back) != len(objs) || back[0].GetKind() != "PodChaos" || kinds["NetworkChaos"] == 0 || kinds["TimeChaos"] == 0 || kinds["StressChaos"] != 1 {
 		t.Fatalf("%d objects back, want %d; kinds %v", len(back), len(objs), kinds)
 	}
 }

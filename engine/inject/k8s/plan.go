@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -63,6 +64,7 @@ var (
 	PodChaosGVR     = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "podchaos"}
 	NetworkChaosGVR = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "networkchaos"}
 	TimeChaosGVR    = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "timechaos"}
+	StressChaosGVR  = schema.GroupVersionResource{Group: "chaos-mesh.org", Version: "v1alpha1", Resource: "stresschaos"}
 )
 
 // Methods of injection recorded in the undo information.
@@ -134,6 +136,8 @@ func (r ObjectRef) gvr() schema.GroupVersionResource {
 		return NetworkChaosGVR
 	case "TimeChaos":
 		return TimeChaosGVR
+	case "StressChaos":
+		return StressChaosGVR
 	}
 	return PodChaosGVR
 }
@@ -177,6 +181,21 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 			action = cm.PodFailureAction
 		}
 		p.Objects = append(p.Objects, b.podChaos(0, action, p.Pods))
+	case engine.CPUStress:
+		// Chaos Mesh's StressChaos runs a stress-ng CPU worker at the load
+		// inside the pod: it competes with the application for the pod's
+		// CPU limit, as the local CFS quota does for the node's process.
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "StressChaos (cpu)")
+		}
+		if f.Load <= 0 || f.Load >= 1 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("cpuStress load %g is outside (0, 1)", f.Load))
+		}
+		p.Pods, err = nodePods(t, f)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		p.Objects = append(p.Objects, b.cpuStress(p.Pods))
 	case engine.NetworkDelay:
 		if !opts.ChaosMesh {
 			return Plan{}, missingChaosMesh(op, "NetworkChaos (delay)")
@@ -552,6 +571,22 @@ func (b builder) timeChaos(pod string) *cm.TimeChaos {
 	}
 }
 
+func (b builder) cpuStress(pods []string) *cm.StressChaos {
+	load := max(1, min(100, int(math.Round(b.f.Load*100))))
+	return &cm.StressChaos{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "StressChaos"},
+		ObjectMeta: b.meta(0),
+		Spec: cm.StressChaosSpec{
+			ContainerSelector: cm.ContainerSelector{PodSelector: b.selector(pods)},
+			Stressors: &cm.Stressors{CPUStressor: &cm.CPUStressor{
+				Stressor: cm.Stressor{Workers: 1},
+				Load:     &load,
+			}},
+			Duration: b.expiry(),
+		},
+	}
+}
+
 // pickIndex chooses an index in [0,n) from a seed (the same on every arm).
 func pickIndex(seed string, n int) int {
 	h := sha256.Sum256([]byte(seed))
@@ -597,6 +632,10 @@ func Validate(ctx context.Context, obj runtime.Object) error {
 			_, err = o.ValidateCreate(ctx, o)
 		}
 	case *cm.TimeChaos:
+		if err = o.Default(ctx, o); err == nil {
+			_, err = o.ValidateCreate(ctx, o)
+		}
+	case *cm.StressChaos:
 		if err = o.Default(ctx, o); err == nil {
 			_, err = o.ValidateCreate(ctx, o)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine"
 )
 
-// Owned lists every PodChaos, NetworkChaos and TimeChaos chaosgate created, across
+// Owned lists every PodChaos, NetworkChaos, TimeChaos and StressChaos chaosgate created, across
 // all namespaces — or, when chaosgate may not list cluster-wide (the
 // least-privilege Role of deploy/serve is bound in the target namespace
 // only), in the namespaces of its arms. A cluster without Chaos Mesh has
@@ -26,7 +26,7 @@ func (in *Injector) Owned(ctx context.Context) ([]unstructured.Unstructured, err
 	for _, gvr := range []struct {
 		r    ObjectRef
 		name string
-	}{{ObjectRef{Kind: "PodChaos"}, "podchaos"}, {ObjectRef{Kind: "NetworkChaos"}, "networkchaos"}, {ObjectRef{Kind: "TimeChaos"}, "timechaos"}} {
+	}{{ObjectRef{Kind: "PodChaos"}, "podchaos"}, {ObjectRef{Kind: "NetworkChaos"}, "networkchaos"}, {ObjectRef{Kind: "TimeChaos"}, "timechaos"}, {ObjectRef{Kind: "StressChaos"}, "stresschaos"}} {
 		l, err := in.dyn.Resource(gvr.r.gvr()).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: OwnedSelector})
 		if apierrors.IsForbidden(err) && len(in.opts.Namespaces) > 0 {
 			items, nerr := in.ownedIn(ctx, gvr.r, gvr.name)
@@ -36,8 +36,8 @@ func (in *Injector) Owned(ctx context.Context) ([]unstructured.Unstructured, err
 			out = append(out, items...)
 			continue
 		}
-		if err != nil && gvr.name == "timechaos" && apierrors.IsNotFound(err) {
-			continue // a Chaos Mesh release without TimeChaos: nothing of it to reap
+		if err != nil && (gvr.name == "timechaos" || gvr.name == "stresschaos") && apierrors.IsNotFound(err) {
+			continue // a Chaos Mesh install without that CRD: nothing of it to reap
 		}
 		if err != nil {
 			return nil, kubeErr("list "+gvr.name, err)
