@@ -414,13 +414,21 @@ func libraryPlan(t *testing.T, name string) engine.Plan {
 
 func TestPlanFromLibrary(t *testing.T) {
 	p := libraryPlan(t, "default-gameday")
-	if len(p.Experiments) != 8 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
+	if len(p.Experiments) != 10 || len(p.Weights) != 5 || len(p.Arms) != 2 || len(p.Experiments[0].Abort) != 1 {
 		t.Fatalf("plan: %d experiments, weights %v, arms %v, abort %v", len(p.Experiments), p.Weights, p.Arms, p.Experiments[0].Abort)
 	}
-	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 3*time.Second {
+	if f := p.Experiments[1].Faults[0]; f.Kind != engine.NetworkDelay || f.Latency != 80*time.Millisecond || f.Duration != 2*time.Second {
 		t.Fatalf("network-delay fault = %+v", f)
 	}
-	// Clock skew and the overload burst run in the quick game day.
+	// The full game day skews a clock 4 s behind on nodes that tolerate
+	// 5 s and bursts at 1000 msg/s; the quick one skews 400 ms and bursts
+	// at 2000 msg/s.
+	if f := p.Experiments[8].Faults[0]; f.Kind != engine.ClockSkew || f.Offset != -4*time.Second || !f.Handover || !slices.Equal(p.Experiments[8].RunAt, []int{50}) {
+		t.Fatalf("default game day's clock skew: %+v at %v", f, p.Experiments[8].RunAt)
+	}
+	if f := p.Experiments[9].Faults[0]; f.Kind != engine.Overload || f.Rate != 1000 || !slices.Equal(p.Experiments[9].RunAt, []int{50}) {
+		t.Fatalf("default game day's overload burst: %+v at %v", f, p.Experiments[9].RunAt)
+	}
 	q, op := libraryPlan(t, "default-gameday-quick"), libraryPlan(t, "overload")
 	skew, burst := q.Experiments[4].Faults[0], op.Experiments[0].Faults[0]
 	if len(q.Experiments) != 6 || q.Experiments[5].Faults[0].Kind != engine.Overload || !slices.Equal(q.Experiments[5].RunAt, []int{50}) {

@@ -125,18 +125,29 @@ func (r Rate) MarshalText() ([]byte, error) {
 	return []byte(strconv.FormatFloat(r.Value, 'f', -1, 64) + "/s"), nil
 }
 
-func (v *validator) stressFault(p, kind string, f Fault, n int, local bool) {
+// MaxClockOffset is the nodes' max clock offset on the target: the local
+// target's maxClockOffset, else DefaultMaxClockOffset.
+func (t Target) MaxClockOffset() time.Duration {
+	if t.Local != nil && t.Local.MaxClockOffset.Duration > 0 {
+		return t.Local.MaxClockOffset.Duration
+	}
+	return DefaultMaxClockOffset
+}
+
+func (v *validator) stressFault(p, kind string, f Fault, n int, t Target) {
+	local := t.Local != nil
 	switch kind {
 	case "clockSkew":
 		q := p + ".clockSkew"
 		d := f.ClockSkew
 		off := d.Offset.Duration
+		maxOff := t.MaxClockOffset()
 		switch {
 		case off == 0:
 			v.at(q+".offset", "offset is zero: the fault would do nothing", `e.g. offset: "-300ms" (behind)`)
-		case off.Abs() >= DefaultMaxClockOffset:
-			v.at(q+".offset", fmt.Sprintf("offset %s is beyond the nodes' max clock offset %s", off, DefaultMaxClockOffset),
-				fmt.Sprintf("keep |offset| below %s: beyond it a correct node refuses its peers' timestamps (the aggregator's --max-clock-offset)", DefaultMaxClockOffset))
+		case off.Abs() >= maxOff:
+			v.at(q+".offset", fmt.Sprintf("offset %s is beyond the nodes' max clock offset %s", off, maxOff),
+				fmt.Sprintf("keep |offset| below %s: beyond it a correct node refuses its peers' timestamps (the aggregator's --max-clock-offset; a local target may raise it with maxClockOffset)", maxOff))
 		}
 		switch d.Mode {
 		case "", ModeOne:

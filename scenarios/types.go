@@ -82,6 +82,10 @@ type LocalTarget struct {
 	Nodes int `yaml:"nodes" json:"nodes"`
 	// Partitions is the number of partitions of the aggregator (default 8).
 	Partitions int `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	// MaxClockOffset is every node's --max-clock-offset, the largest lead
+	// of a received HLC timestamp a node merges (default 500ms, the
+	// aggregator's). A clock skew must stay below it.
+	MaxClockOffset Duration `yaml:"maxClockOffset,omitempty" json:"maxClockOffset,omitempty"`
 	// Upstreams are message brokers the local target runs per arm; the
 	// nodes consume them (--upstream) and the load is published to them.
 	Upstreams []LocalUpstream `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`

@@ -338,6 +338,9 @@ func (v *validator) target(t Target) int {
 		if l.Partitions < 0 || l.Partitions > MaxPartitions {
 			v.at("spec.target.local.partitions", fmt.Sprintf("partitions %d is outside 1..%d", l.Partitions, MaxPartitions), "")
 		}
+		if d := l.MaxClockOffset.Duration; d < 0 || (d > 0 && d < 10*time.Millisecond) || d > time.Minute {
+			v.at("spec.target.local.maxClockOffset", fmt.Sprintf("maxClockOffset %s is outside 10ms..1m", d), `e.g. maxClockOffset: 2s (the aggregator's default is 500ms)`)
+		}
 	}
 	if k := t.Kubernetes; k != nil {
 		n = k.Replicas
@@ -529,9 +532,9 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		v.upstreamFault(p, kinds[0], f, n, s.Target.Local)
 	case "cpuStress":
 		nodeFault(p+".cpuStress", &NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
-		v.stressFault(p, kinds[0], f, n, local)
+		v.stressFault(p, kinds[0], f, n, s.Target)
 	case "clockSkew", "overload":
-		v.stressFault(p, kinds[0], f, n, local)
+		v.stressFault(p, kinds[0], f, n, s.Target)
 	}
 	if n > 0 {
 		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {

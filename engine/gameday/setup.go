@@ -66,6 +66,10 @@ func (r *Run) setup(ctx context.Context) error {
 			return engine.E(engine.KindUnavailable, "load generator for "+arm.String(), err)
 		}
 		gens[arm] = g
+		// The checker's I5 tolerance is the nodes' max clock offset.
+		if lt := r.cfg.Doc.Spec.Target.Local; lt != nil && lt.MaxClockOffset.Duration > 0 {
+			g.Record(history.Line{Op: history.OpNode, T: time.Now(), Node: "all", NodeEvent: history.NodeConfig, Detail: "max_offset=" + lt.MaxClockOffset.Duration.String()})
+		}
 	}
 	gensMu.Lock()
 	r.gens = gens
@@ -185,7 +189,7 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 	}
 	a, err := arms.Start(ctx, arms.Config{Binary: r.cfg.Binary, Dir: r.dir, Nodes: lt.Nodes, Partitions: parts,
 		CanaryDefects: r.cfg.CanaryDefects, Logger: r.cfg.Log, Calibration: true, Upstreams: ups,
-		CanaryArgs: r.admissionArgs(), ControlArgs: r.admissionArgs(),
+		CanaryArgs: r.nodeArgs(), ControlArgs: r.nodeArgs(),
 		OnEvent: func(arm engine.Arm, ev local.NodeEvent) {
 			gensMu.Lock()
 			g := r.gens[arm]
@@ -254,6 +258,16 @@ func (r *Run) admissionArgs() []string {
 		}
 	}
 	return nil
+}
+
+// nodeArgs are the flags every node of every arm gets: the admission caps
+// of an overload game day and the target's max clock offset.
+func (r *Run) nodeArgs() []string {
+	args := append([]string(nil), r.admissionArgs()...)
+	if lt := r.cfg.Doc.Spec.Target.Local; lt != nil && lt.MaxClockOffset.Duration > 0 {
+		args = append(args, "--max-clock-offset", lt.MaxClockOffset.Duration.String())
+	}
+	return args
 }
 
 // AdmissionMaxRequests is every node's bound on requests served at once

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,9 @@ func (p *procs) spawn(t *testing.T, node string) {
 		return
 	}
 	c := exec.Command(p.argv[0], p.argv[1:]...)
+	// A test binary that panics (a timeout) cannot clean up: the node
+	// dies with it.
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.Start(); err != nil {
 		p.mu.Unlock()
 		t.Error(err)
