@@ -171,7 +171,7 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, t Target) {
 		q := p + ".cpuStress"
 		c := f.CPUStress
 		if c.Load.Value < 0.01 || c.Load.Value > MaxCPUStressLoad {
-			v.at(q+".load", fmt.Sprintf("load %s is outside 1%%..%.0f%% of one CPU", formatPercent(c.Load.Value), MaxCPUStressLoad*100),
+			v.at(q+".load", fmt.Sprintf("load %s is outside 1%%..%.0f%% of one CPU", c.Load.String(), MaxCPUStressLoad*100),
 				`e.g. load: "60%" (the node keeps 40% of one CPU); to stop a node, use podPause`)
 		}
 	case "overload":
@@ -190,9 +190,4 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, t Target) {
 			v.at(q+".payload", fmt.Sprintf("batch × payload is %d bytes, above the aggregator's request limit", o.Batch*o.Payload), "send fewer or smaller messages per request")
 		}
 	}
-}
-
-// formatPercent writes a fraction as a percentage ("60%", "0.5%").
-func formatPercent(f float64) string {
-	return strconv.FormatFloat(f*100, 'f', -1, 64) + "%"
 }

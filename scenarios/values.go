@@ -69,7 +69,12 @@ func (p *Percent) decodeScalar(n *yaml.Node) (string, string) {
 
 // MarshalText writes the percentage with a % sign.
 func (p Percent) MarshalText() ([]byte, error) {
-	return []byte(strconv.FormatFloat(p.Value*100, 'f', -1, 64) + "%"), nil
+	return []byte(p.String()), nil
+}
+
+// String writes the percentage with its sign ("60%", "0.5%").
+func (p Percent) String() string {
+	return strconv.FormatFloat(p.Value*100, 'f', -1, 64) + "%"
 }
 
 // IsZero reports whether the percentage is unset or zero.
