@@ -44,6 +44,7 @@ type gamedayReport struct {
 		AppliedAt   time.Time  `json:"applied_at"`
 		RecoveredAt *time.Time `json:"recovered_at"`
 		Confirmed   string     `json:"confirmed"`
+		Measurement string     `json:"measurement"`
 	} `json:"faults"`
 	Probes struct {
 		Consistency *struct {
@@ -123,7 +124,7 @@ func TestDemoQuickPromotesGoodCanaryAndBlocksDefect(t *testing.T) {
 			t.Errorf("fault %s on %s/%s not applied and recovered: %+v", f.Kind, f.Arm, f.Target, f)
 		}
 		if f.Confirmed != "confirmed" {
-			t.Errorf("fault %s on %s/%s: %s", f.Kind, f.Arm, f.Target, f.Confirmed)
+			t.Errorf("fault %s on %s/%s: %s (%s)", f.Kind, f.Arm, f.Target, f.Confirmed, f.Measurement)
 		}
 		if kinds[f.Kind] == nil {
 			kinds[f.Kind] = map[string]bool{}

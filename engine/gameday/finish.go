@@ -38,7 +38,7 @@ func (r *Run) finishReport(ctx context.Context, out *RunOutcome, res *canary.Rol
 	out.Faults = append([]engine.FaultRecord(nil), r.faults...)
 	r.mu.Unlock()
 	for _, f := range out.Faults {
-		rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: confName(f)}
+		rf := report.Fault{Kind: f.Kind.String(), Arm: f.Arm.String(), Target: f.Target, AppliedAt: f.AppliedAt, Confirmed: confName(f), Measurement: f.Measurement}
 		if !f.RecoveredAt.IsZero() {
 			t := f.RecoveredAt
 			rf.RecoveredAt = &t

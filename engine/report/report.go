@@ -52,6 +52,9 @@ type Fault struct {
 	AppliedAt   time.Time  `json:"applied_at"`
 	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
 	Confirmed   string     `json:"confirmed"` // confirmed|mismatch|inconclusive
+	// Measurement is what the confirmation measured (the effect seen, or
+	// why it was not).
+	Measurement string `json:"measurement,omitempty"`
 	// Availability is the arm's load through the fault (nil where the arm
 	// carried no measured load, e.g. the calibration arm).
 	Availability *FaultAvailability `json:"availability,omitempty"`

@@ -379,8 +379,11 @@ func (in *Injector) injectOverload(ctx context.Context, t engine.Target, f engin
 	return nil
 }
 
-// confirmOverload measures the burst a moment after it began: the rate it
-// achieved, what the arm rejected (429) and the queue the arm holds.
+// confirmOverload measures the burst from a moment after it began until
+// the arm felt it or the burst ended: the rate it achieved, what the arm
+// rejected (429) and the queue the arm holds. On a loaded host a burst's
+// first requests can take longer than that moment to reach the arm, so
+// one early look would call a burst that the arm then felt a mismatch.
 func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engine.ConfirmResult {
 	in.mu.Lock()
 	b := in.bursts[a.ID]
@@ -392,14 +395,36 @@ func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engin
 	if err := waitctx.Sleep(ctx, time.Until(b.start.Add(wait))); err != nil {
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
 	}
-	s, ok := b.gen.Live()
-	if !ok {
-		select {
-		case <-b.done:
-			s = b.sum
-		default:
-			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "the burst has not started"}
+	for {
+		res, final := in.lookAtBurst(ctx, a, b)
+		if res.Outcome == engine.Confirmed || final {
+			return res
 		}
+		select {
+		case <-ctx.Done():
+			return res
+		case <-b.done:
+		case <-time.After(overloadLookInterval):
+		}
+	}
+}
+
+// overloadLookInterval is the pause between two looks at a burst that the
+// arm has not yet felt.
+const overloadLookInterval = 250 * time.Millisecond
+
+// lookAtBurst is one look at a running (or just finished) burst; final
+// says that no later look can change the outcome (the burst ended).
+func (in *Injector) lookAtBurst(ctx context.Context, a engine.Applied, b *burst) (engine.ConfirmResult, bool) {
+	final := false
+	s, ok := b.gen.Live()
+	select {
+	case <-b.done:
+		s, ok, final = b.sum, true, true
+	default:
+	}
+	if !ok {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "the burst has not started"}, false
 	}
 	now := in.nodeLoad(ctx, a.Target)
 	el := time.Since(b.start).Seconds()
@@ -410,6 +435,8 @@ func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engin
 	if now.nodes > 0 {
 		m += fmt.Sprintf("; the arm's nodes: %.0f HTTP 429, %.0f messages rejected by admission, %.0f parked in queues, %.0f requests in flight",
 			now.code429-b.before.code429, shed, now.queued, now.inflight)
+	} else {
+		m += "; the arm's nodes did not answer a scrape"
 	}
 	// Confirmed: the burst reached the arm and the arm felt it (it shed,
 	// queued, held requests or timed out). The rate the burst achieved is
@@ -417,17 +444,18 @@ func (in *Injector) confirmOverload(ctx context.Context, a engine.Applied) engin
 	// their requests slows the burst down, and on a loaded host the last
 	// arm's burst may offer a small share of the rate while the arm's
 	// nodes hold hundreds of requests. A mismatch is a burst that did not
-	// reach the arm, or reached it as a trickle it did not feel.
+	// reach the arm, or reached it as a trickle it did not feel, by the
+	// time it ended.
 	out := engine.Inconclusive
-	reached := s.OK+s.Rejected > 0 || now.inflight > 0 || now.requests > b.before.requests
+	reached := s.OK+s.Rejected+s.Timeouts > 0 || now.inflight > 0 || now.requests > b.before.requests
 	felt := s.Rejected > 0 || s.Timeouts > 0 || shed > 0 || now.code429 > b.before.code429 || now.queued > 0 || now.inflight >= float64(2*max(1, now.nodes))
 	switch {
-	case !reached || (rate < 0.1*a.Fault.Rate && !felt):
-		out = engine.Mismatch
 	case felt:
 		out = engine.Confirmed
+	case !reached || rate < 0.1*a.Fault.Rate:
+		out = engine.Mismatch
 	}
-	return engine.ConfirmResult{Outcome: out, Measurement: m}
+	return engine.ConfirmResult{Outcome: out, Measurement: m}, final
 }
 
 // recoverOverload waits for the burst to end (it ends with the fault's
