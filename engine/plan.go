@@ -159,6 +159,10 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
 	case f.Overload != nil:
 		out.Kind, out.Rate, out.Batch, out.Payload = Overload, f.Overload.Rate.Value, f.Overload.Batch, f.Overload.Payload
+	case f.Bandwidth != nil:
+		b := f.Bandwidth
+		out.Kind, out.BytesPerSecond, out.RateText = Bandwidth, b.Rate.BytesPerSecond, b.Rate.String()
+		out.Edges = Edges{Into: b.Edges.Into, OutOf: b.Edges.OutOf, Between: append([]string(nil), b.Edges.Between...), Clients: b.Edges.Clients}
 	case f.CPUStress != nil:
 		out.Kind, out.Load = CPUStress, f.CPUStress.Load.Value
 		nodeFault(&scenarios.NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
@@ -171,7 +175,7 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 func Impact(f Fault, t Target) int {
 	n := len(t.Nodes)
 	switch f.Kind {
-	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew:
+	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew, Bandwidth:
 		return 1
 	case CPUStress:
 		// Each application stresses one node (the runner expands fixed

@@ -76,11 +76,15 @@ const (
 	// quota in a cgroup of the node's own, on Kubernetes a Chaos Mesh
 	// StressChaos CPU stressor in the pod).
 	CPUStress
+	// Bandwidth caps the throughput of chosen edges (locally Toxiproxy's
+	// bandwidth toxic on the proxies, on Kubernetes a Chaos Mesh
+	// NetworkChaos bandwidth action).
+	Bandwidth
 )
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
-	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress"}
+	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -238,6 +242,10 @@ type Fault struct {
 	Payload int     `json:"payload,omitempty"`
 	// Load is a cpuStress's share of one CPU taken away (0..1).
 	Load float64 `json:"load,omitempty"`
+	// BytesPerSecond is a bandwidth fault's cap per direction, with
+	// RateText the rate as written ("1mbit").
+	BytesPerSecond int64  `json:"bytes_per_second,omitempty"`
+	RateText       string `json:"rate_text,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -191,3 +192,88 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, t Target) {
 		}
 	}
 }
+
+// BandwidthFault caps the throughput of the chosen edges at a rate, in
+// each direction. Locally every proxied connection on an edge is held to
+// the rate (Toxiproxy's bandwidth toxic); on Kubernetes a Chaos Mesh
+// NetworkChaos bandwidth action shapes the sending pods' traffic with a
+// token bucket.
+type BandwidthFault struct {
+	// Rate is the cap in Chaos Mesh's (tc's) units: bit, kbit, mbit,
+	// gbit are bits per second, bps, kbps, mbps, gbps bytes per second
+	// ("1mbit" is 125000 bytes/s, "64kbps" 64000 bytes/s).
+	Rate  BandwidthRate `yaml:"rate" json:"rate"`
+	Edges Edges         `yaml:"edges" json:"edges"`
+}
+
+// Bounds of a bandwidth fault's rate in bytes per second: below 1 kB/s an
+// edge is all but cut (use partition), above 10 Gbit/s no edge here is
+// slowed.
+const (
+	MinBandwidth = 1000
+	MaxBandwidth = 10_000_000_000 / 8
+)
+
+// BandwidthRate is a throughput written with a tc unit ("1mbit",
+// "64kbps"); BytesPerSecond is its value.
+type BandwidthRate struct {
+	BytesPerSecond int64
+	// Text is the rate as written.
+	Text string
+}
+
+// bandwidthUnits are tc's rate units, longest suffix first, with their
+// value in bytes per second.
+var bandwidthUnits = []struct {
+	suffix string
+	bytes  float64
+}{
+	{"kbit", 1e3 / 8}, {"mbit", 1e6 / 8}, {"gbit", 1e9 / 8}, {"tbit", 1e12 / 8},
+	{"kbps", 1e3}, {"mbps", 1e6}, {"gbps", 1e9}, {"tbps", 1e12},
+	{"bit", 1.0 / 8}, {"bps", 1},
+}
+
+// ParseBandwidthRate reads a rate with a tc unit into bytes per second.
+func ParseBandwidthRate(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	for _, u := range bandwidthUnits {
+		if !strings.HasSuffix(t, u.suffix) {
+			continue
+		}
+		num := strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+		v, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number of %s", num, u.suffix)
+		}
+		b := float64(v) * u.bytes
+		if b > math.MaxInt64/2 {
+			return 0, errors.New("too large")
+		}
+		return int64(b), nil
+	}
+	return 0, errors.New("no unit")
+}
+
+func (r *BandwidthRate) decodeScalar(n *yaml.Node) (string, string) {
+	const hint = `write a whole number with a unit: bit, kbit, mbit, gbit (bits per second) or bps, kbps, mbps, gbps (bytes per second), such as "1mbit"`
+	if n.Tag != "!!str" && n.Tag != "!!int" {
+		return fmt.Sprintf("expected a rate, found %s", describe(n)), hint
+	}
+	v, err := ParseBandwidthRate(n.Value)
+	if err != nil {
+		return fmt.Sprintf("bad rate %s: %v", quote(n.Value), err), hint
+	}
+	r.BytesPerSecond, r.Text = v, strings.TrimSpace(n.Value)
+	return "", ""
+}
+
+// String writes the rate as written, or in bytes per second.
+func (r BandwidthRate) String() string {
+	if r.Text != "" {
+		return r.Text
+	}
+	return strconv.FormatInt(r.BytesPerSecond, 10) + "bps"
+}
+
+// MarshalText writes the rate as written.
+func (r BandwidthRate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }

@@ -139,6 +139,8 @@ type Fault struct {
 	Overload  *OverloadFault  `yaml:"overload,omitempty" json:"overload,omitempty"`
 	// Resource faults.
 	CPUStress *CPUStressFault `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
+	// Bandwidth caps the throughput of chosen edges.
+	Bandwidth *BandwidthFault `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty"`
 }
 
 // Node selection modes of a node fault.

@@ -135,11 +135,14 @@ func (f Fault) kinds() []string {
 	if f.CPUStress != nil {
 		k = append(k, "cpuStress")
 	}
+	if f.Bandwidth != nil {
+		k = append(k, "bandwidth")
+	}
 	return k
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -182,7 +185,7 @@ func (f Fault) Impact(n int) int {
 		return f.PodKill.count()
 	case f.PodPause != nil:
 		return f.PodPause.count()
-	case f.NetworkDelay != nil:
+	case f.NetworkDelay != nil, f.Bandwidth != nil:
 		return 1
 	case f.Partition != nil:
 		return ShapeImpact(f.Partition.Shape, n)
@@ -477,33 +480,15 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		if d.Correlation.Value > 0 && d.Jitter.Duration == 0 {
 			v.at(q+".correlation", "correlation without jitter has no effect", "set jitter, or remove correlation")
 		}
-		e := d.Edges
-		set := 0
-		if e.Into != "" {
-			set++
-			v.node(q+".edges.into", e.Into, n, local)
+		v.edges(q+".edges", d.Edges, n, local)
+	case "bandwidth":
+		q := p + ".bandwidth"
+		b := f.Bandwidth
+		if b.Rate.BytesPerSecond < MinBandwidth || b.Rate.BytesPerSecond > MaxBandwidth {
+			v.at(q+".rate", fmt.Sprintf("rate %s is outside 1kbps (1000 bytes/s) .. 10gbit", b.Rate.String()),
+				`e.g. rate: 1mbit (125000 bytes/s) or rate: 64kbps (64000 bytes/s); to cut an edge, use partition`)
 		}
-		if e.OutOf != "" {
-			set++
-			v.node(q+".edges.outOf", e.OutOf, n, local)
-		}
-		if len(e.Between) > 0 {
-			set++
-			if len(e.Between) != 2 {
-				v.at(q+".edges.between", fmt.Sprintf("between names %d nodes", len(e.Between)), "name exactly two nodes, e.g. between: [n1, n2]")
-			} else if e.Between[0] == e.Between[1] {
-				v.at(q+".edges.between", "between names the same node twice", "name two different nodes")
-			}
-			for i, x := range e.Between {
-				v.node(fmt.Sprintf("%s.edges.between[%d]", q, i), x, n, local)
-			}
-		}
-		if set != 1 {
-			v.at(q+".edges", "edges must set exactly one of into, outOf, between", "e.g. edges: {into: n2}")
-		}
-		if e.Clients && len(e.Between) > 0 {
-			v.at(q+".edges.clients", "clients applies to into or outOf, not between", "")
-		}
+		v.edges(q+".edges", b.Edges, n, local)
 	case "partition":
 		q := p + ".partition.shape"
 		shape := f.Partition.Shape
@@ -649,4 +634,34 @@ func containsInt(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// edges checks an edge selection of networkDelay or bandwidth at q.
+func (v *validator) edges(q string, e Edges, n int, local bool) {
+	set := 0
+	if e.Into != "" {
+		set++
+		v.node(q+".into", e.Into, n, local)
+	}
+	if e.OutOf != "" {
+		set++
+		v.node(q+".outOf", e.OutOf, n, local)
+	}
+	if len(e.Between) > 0 {
+		set++
+		if len(e.Between) != 2 {
+			v.at(q+".between", fmt.Sprintf("between names %d nodes", len(e.Between)), "name exactly two nodes, e.g. between: [n1, n2]")
+		} else if e.Between[0] == e.Between[1] {
+			v.at(q+".between", "between names the same node twice", "name two different nodes")
+		}
+		for i, x := range e.Between {
+			v.node(fmt.Sprintf("%s.between[%d]", q, i), x, n, local)
+		}
+	}
+	if set != 1 {
+		v.at(q, "edges must set exactly one of into, outOf, between", "e.g. edges: {into: n2}")
+	}
+	if e.Clients && len(e.Between) > 0 {
+		v.at(q+".clients", "clients applies to into or outOf, not between", "")
+	}
 }

@@ -145,3 +145,117 @@ func shortErr(s string) string {
 	}
 	return s
 }
+
+// Transfer measures one bulk transfer from addr: the bytes it carried and
+// how long it took.
+type Transfer func(ctx context.Context, addr string) (int64, time.Duration, error)
+
+// HTTPTransfer returns a Transfer that GETs http://ADDR+path on a fresh
+// connection (so it crosses the proxy each time) and reads the whole body,
+// uncompressed: the bytes counted are the bytes that crossed the proxy.
+func HTTPTransfer(path string) Transfer {
+	return func(ctx context.Context, addr string) (int64, time.Duration, error) {
+		tr := &http.Transport{DisableKeepAlives: true, DisableCompression: true}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return n, 0, err
+		}
+		return n, time.Since(start), nil
+	}
+}
+
+// Throughput is a set of transfer measurements.
+type Throughput struct {
+	N      int   `json:"n"`
+	Failed int   `json:"failed"`
+	Bytes  int64 `json:"bytes"` // the size of the last transfer
+	// BytesPerSecond is the median throughput of the transfers that
+	// succeeded, Fastest the highest.
+	BytesPerSecond float64 `json:"bytes_per_second"`
+	Fastest        float64 `json:"fastest"`
+	LastErr        string  `json:"last_error,omitempty"`
+}
+
+// MeasureThroughput takes n transfers from addr, each bounded by timeout.
+func MeasureThroughput(ctx context.Context, tr Transfer, addr string, n int, timeout time.Duration) Throughput {
+	var s Throughput
+	var rates []float64
+	for range n {
+		if ctx.Err() != nil {
+			break
+		}
+		c, cancel := context.WithTimeout(ctx, timeout)
+		b, d, err := tr(c, addr)
+		cancel()
+		s.N++
+		if err != nil || d <= 0 {
+			s.Failed++
+			if err != nil {
+				s.LastErr = err.Error()
+			}
+			continue
+		}
+		s.Bytes = b
+		rates = append(rates, float64(b)/d.Seconds())
+	}
+	if len(rates) > 0 {
+		sort.Float64s(rates)
+		s.BytesPerSecond, s.Fastest = rates[len(rates)/2], rates[len(rates)-1]
+	}
+	return s
+}
+
+// ConfirmBandwidth compares the throughput of an edge before and after a
+// cap of capBytes per second: confirmed when its median fell to at most
+// 1.5 × the cap (a transfer also pays for its connection, so it never
+// beats the cap by much), mismatch when it stayed above twice the cap
+// although the edge had been faster than that, inconclusive when too few
+// transfers succeeded or no transfer before was faster than twice the cap
+// (a cap the edge never reached cannot be seen). Before, the fastest
+// transfer says what the edge can carry: a busy host slows some transfers,
+// never speeds one up.
+func ConfirmBandwidth(before, after Throughput, capBytes int64) engine.ConfirmResult {
+	m := fmt.Sprintf("throughput %s (fastest %s) → %s per transfer of %d bytes (cap %s; %d/%d and %d/%d transfers ok)",
+		rateString(before.BytesPerSecond), rateString(before.Fastest), rateString(after.BytesPerSecond), after.Bytes, rateString(float64(capBytes)),
+		before.N-before.Failed, before.N, after.N-after.Failed, after.N)
+	if after.LastErr != "" {
+		m += " (last error: " + shortErr(after.LastErr) + ")"
+	}
+	c := float64(capBytes)
+	switch {
+	case before.N-before.Failed < 1 || after.N-after.Failed < 1:
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m}
+	case after.BytesPerSecond <= 1.5*c:
+		if before.Fastest < 2*c {
+			// Slow before and after: the cap may not be what held it.
+			return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m + "; the edge was no faster than twice the cap before"}
+		}
+		return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: m}
+	case after.BytesPerSecond > 2*c && before.Fastest > 2*c:
+		return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
+	}
+	return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m}
+}
+
+// rateString writes bytes per second with a decimal unit.
+func rateString(b float64) string {
+	switch {
+	case b >= 1e6:
+		return fmt.Sprintf("%.1f MB/s", b/1e6)
+	case b >= 1e3:
+		return fmt.Sprintf("%.1f kB/s", b/1e3)
+	}
+	return fmt.Sprintf("%.0f B/s", b)
+}

@@ -180,6 +180,42 @@ func (s *Set) BlackHole(proxyName, toxic string) error {
 	return resetConnections(p)
 }
 
+// AddBandwidth caps the data flowing through every connection of the proxy
+// at bytesPerSecond in each direction (Toxiproxy's bandwidth toxic, whose
+// unit is 1000 bytes per second; rates are rounded to it, at least 1). The
+// toxics are named toxic+"-bandwidth-up" and toxic+"-bandwidth-down".
+func (s *Set) AddBandwidth(proxyName, toxic string, bytesPerSecond int64) error {
+	p, err := s.get(proxyName)
+	if err != nil {
+		return err
+	}
+	kb := max(1, (bytesPerSecond+500)/1000)
+	names := bandwidthNames(toxic)
+	for i, dir := range []string{"upstream", "downstream"} {
+		if err := s.addToxic(p, toxicJSON{Name: names[i], Type: "bandwidth", Stream: dir, Toxicity: 1,
+			Attributes: map[string]any{"rate": kb}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bandwidthNames are the toxic names AddBandwidth creates for toxic.
+func bandwidthNames(toxic string) []string {
+	return []string{toxic + "-bandwidth-up", toxic + "-bandwidth-down"}
+}
+
+// baseToxicName is the name a toxic was added under (AddDelay's, or the
+// one BlackHole or AddBandwidth derived theirs from).
+func baseToxicName(name string) string {
+	for _, suf := range []string{"-bandwidth-up", "-bandwidth-down", "-up", "-down"} {
+		if strings.HasSuffix(name, suf) {
+			return strings.TrimSuffix(name, suf)
+		}
+	}
+	return name
+}
+
 // blackHoleNames are the toxic names BlackHole creates for toxic.
 func blackHoleNames(toxic string) []string { return []string{toxic + "-up", toxic + "-down"} }
 
@@ -197,8 +233,8 @@ func resetConnections(p *toxiproxy.Proxy) error {
 	return engine.E(engine.KindUnavailable, "restart proxy "+p.Name, err)
 }
 
-// Heal removes the toxic named toxic (and the pair a BlackHole of that name
-// made) from a proxy. When a black hole is removed, the connections that
+// Heal removes the toxic named toxic (and the pairs a BlackHole or an
+// AddBandwidth of that name made) from a proxy. When a black hole is removed, the connections that
 // lived through it (and lost data) are reset. Healing what is not there is
 // a no-op; a proxy that no longer exists is already healed.
 func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
@@ -210,14 +246,15 @@ func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
 		return err
 	}
 	removedHole := false
-	for _, n := range append([]string{toxic}, blackHoleNames(toxic)...) {
+	holes := blackHoleNames(toxic)
+	for _, n := range append(append([]string{toxic}, holes...), bandwidthNames(toxic)...) {
 		if p.Toxics.GetToxic(n) == nil {
 			continue
 		}
 		if err := p.Toxics.RemoveToxic(ctx, n); err != nil && !errors.Is(err, toxiproxy.ErrToxicNotFound) {
 			return engine.E(engine.KindInternal, "remove toxic "+n, err)
 		}
-		if n != toxic {
+		if n == holes[0] || n == holes[1] {
 			removedHole = true
 		}
 	}
@@ -231,7 +268,7 @@ func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
 func (s *Set) HealAll(ctx context.Context) error {
 	var errs []error
 	for _, t := range s.Toxics() {
-		errs = append(errs, s.Heal(ctx, t.Proxy, strings.TrimSuffix(strings.TrimSuffix(t.Name, "-up"), "-down")))
+		errs = append(errs, s.Heal(ctx, t.Proxy, baseToxicName(t.Name)))
 	}
 	return errors.Join(errs...)
 }

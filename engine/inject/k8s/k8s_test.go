@@ -76,6 +76,7 @@ func allFaults() []struct {
 	add(base, engine.Fault{Kind: engine.SplitBrain, Duration: 10 * time.Second, Nodes: []string{"agg-1"}})
 	add(base, engine.Fault{Kind: engine.ClockSkew, Duration: 10 * time.Second, Offset: -400 * time.Millisecond, Seed: "s"})
 	add(node, engine.Fault{Kind: engine.CPUStress, Duration: 10 * time.Second, Load: 0.8, Mode: "one"})
+	add(base, engine.Fault{Kind: engine.Bandwidth, Duration: 10 * time.Second, BytesPerSecond: 125000, RateText: "1mbit", Edges: engine.Edges{Into: "agg-1"}})
 	return out
 }
 
@@ -118,7 +119,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1+1+1 {
+	if objects != 1+1+3+(2+2+5+2)+1+1+1+1 {
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -232,6 +233,25 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	if err := Validate(ctx, sc); err == nil || !strings.Contains(err.Error(), "StressChaos") {
 		t.Fatalf("stress chaos without a stressor: %v", err)
 	}
+	// A bandwidth cap: a NetworkChaos bandwidth action from the senders to
+	// the capped pod, its rate in bytes per second; the webhook rules
+	// refuse a rate without a unit.
+	p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, engine.Fault{ID: "bw", Kind: engine.Bandwidth, Duration: time.Second, BytesPerSecond: 125000, Edges: engine.Edges{Into: "agg-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := p.Objects[0].(*cm.NetworkChaos)
+	if bw.Spec.Action != cm.BandwidthAction || bw.Spec.Bandwidth == nil || bw.Spec.Bandwidth.Rate != "125000bps" || bw.Spec.Target == nil ||
+		bw.Spec.Target.Selector.Pods["ns"][0] != "agg-1" || len(bw.Spec.Selector.Pods["ns"]) != 2 || bw.Labels[LabelKind] != "bandwidth" {
+		t.Fatalf("bandwidth chaos: %+v", bw.Spec)
+	}
+	if err := Validate(ctx, bw); err != nil {
+		t.Fatalf("bandwidth chaos refused: %v", err)
+	}
+	bw.Spec.Bandwidth.Rate = "125000"
+	if err := Validate(ctx, bw); err == nil || !strings.Contains(err.Error(), "rate") {
+		t.Fatalf("bandwidth rate without a unit: %v", err)
+	}
 	// Invalid faults never reach the builder's output.
 	for _, c := range []struct {
 		f    engine.Fault
@@ -245,6 +265,7 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{Kind: engine.PodKill, Duration: time.Second}, "no id"},
 		{engine.Fault{ID: "a", Kind: engine.ClockSkew, Duration: time.Second}, "clock skew of 0"},
 		{engine.Fault{ID: "a", Kind: engine.CPUStress, Duration: time.Second, Load: 1.5}, "outside (0, 1)"},
+		{engine.Fault{ID: "a", Kind: engine.Bandwidth, Duration: time.Second, Edges: engine.Edges{Into: "agg-1"}}, "must be positive"},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {

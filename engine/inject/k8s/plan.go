@@ -212,6 +212,24 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 		p.Pods = from
 		p.Objects = append(p.Objects, b.delay(from, to, dir))
+	case engine.Bandwidth:
+		// Chaos Mesh shapes the sending pods' egress with a token bucket
+		// (tc tbf), filtered to the target pods when there are any.
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "NetworkChaos (bandwidth)")
+		}
+		if f.BytesPerSecond <= 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("bandwidth rate %d bytes/s must be positive", f.BytesPerSecond))
+		}
+		from, to, dir, err := delayEdges(t, f)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		if len(from) == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("no pod sends on the chosen edges (the arm has %d pods)", len(t.Nodes)))
+		}
+		p.Pods = from
+		p.Objects = append(p.Objects, b.bandwidth(from, to, dir))
 	case engine.Partition:
 		if !opts.ChaosMesh {
 			return Plan{}, missingChaosMesh(op, "NetworkChaos (partition)")
@@ -540,6 +558,26 @@ func (b builder) delay(from, to []string, dir cm.Direction) *cm.NetworkChaos {
 		sel := b.selector(to)
 		nc.Spec.Target = &sel
 	}
+	return nc
+}
+
+// Token-bucket sizes of a bandwidth NetworkChaos: the queue in bytes that
+// may wait for tokens, and the bucket (burst) in bytes, those of Chaos
+// Mesh's documented example, the bucket at least a hundredth of a second
+// of the rate.
+const (
+	bandwidthLimitBytes  = 20 << 20
+	bandwidthBufferBytes = 10000
+)
+
+func (b builder) bandwidth(from, to []string, dir cm.Direction) *cm.NetworkChaos {
+	nc := b.delay(from, to, dir)
+	nc.Spec.Action = cm.BandwidthAction
+	nc.Spec.TcParameter = cm.TcParameter{Bandwidth: &cm.BandwidthSpec{
+		Rate:   fmt.Sprintf("%dbps", b.f.BytesPerSecond),
+		Limit:  bandwidthLimitBytes,
+		Buffer: uint32(max(bandwidthBufferBytes, min(b.f.BytesPerSecond/100, math.MaxUint32))),
+	}}
 	return nc
 }
 

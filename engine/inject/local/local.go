@@ -56,6 +56,10 @@ type Config struct {
 	// edges and on the HTTP-forwarding twins of node→node edges
 	// (proxy.HTTPEdgeName); raft edges are not measured.
 	RoundTripFor func(proxyName string) proxy.RoundTrip
+	// TransferFor returns how to measure the throughput of a proxy (nil:
+	// it cannot be measured), for bandwidth faults. Default: HTTP GET
+	// /metrics wherever RoundTripFor measures round trips.
+	TransferFor func(proxyName string) proxy.Transfer
 	// KillTimeout bounds the wait for a killed or paused process to change
 	// state (default 5s).
 	KillTimeout time.Duration
@@ -81,9 +85,12 @@ type Injector struct {
 
 	mu     sync.Mutex
 	before map[string]proxy.Sample // RTT measured before a delay, by fault ID
-	lagAt  map[string]int64        // upstream lag when a backlog began, by fault ID
-	bursts map[string]*burst       // overload bursts, by fault ID
-	handed map[string]bool         // clock skews whose handover happened, by fault ID
+	// rateBefore is the throughput measured before a bandwidth cap, by
+	// fault ID.
+	rateBefore map[string]proxy.Throughput
+	lagAt      map[string]int64  // upstream lag when a backlog began, by fault ID
+	bursts     map[string]*burst // overload bursts, by fault ID
+	handed     map[string]bool   // clock skews whose handover happened, by fault ID
 }
 
 // New returns a local injector.
@@ -102,7 +109,7 @@ func New(cfg Config) *Injector {
 	if cfg.KillTimeout <= 0 {
 		cfg.KillTimeout = 5 * time.Second
 	}
-	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, lagAt: map[string]int64{}, bursts: map[string]*burst{}, handed: map[string]bool{}}
+	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, rateBefore: map[string]proxy.Throughput{}, lagAt: map[string]int64{}, bursts: map[string]*burst{}, handed: map[string]bool{}}
 }
 
 // Undo is the serialised undo information of a local fault.
@@ -130,7 +137,7 @@ type Undo struct {
 type ToxicRef struct {
 	Proxy string `json:"proxy"`
 	Toxic string `json:"toxic"`
-	// Kind is "latency", "response-latency" or "blackhole".
+	// Kind is "latency", "response-latency", "bandwidth" or "blackhole".
 	Kind string `json:"kind"`
 	// Optional marks the HTTP-forwarding twin of a node→node edge: it is
 	// skipped when the cluster has no such proxy.
@@ -175,6 +182,14 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if f.Correlation > 0 {
 			a.Detail += fmt.Sprintf(", jitter correlation %.0f%%", f.Correlation*100)
 		}
+	case engine.Bandwidth:
+		refs, err := bandwidthEdges(cl, t.Nodes, f)
+		if err != nil {
+			return a, err
+		}
+		u.Toxics = refs
+		a.Affected = delayedNodes(f.Edges)
+		a.Detail = fmt.Sprintf("throughput capped at %s (%d bytes/s) each way on %s", f.RateText, f.BytesPerSecond, describeEdges(f.Edges))
 	case engine.Partition:
 		sides, err := Cut(f.Shape, t.Nodes, pick(seed(f), len(t.Nodes)))
 		if err != nil {
@@ -263,6 +278,10 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.NetworkDelay:
 		if err := in.injectDelay(ctx, f, u.Toxics); err != nil {
+			return a, err
+		}
+	case engine.Bandwidth:
+		if err := in.injectBandwidth(ctx, f, u.Toxics); err != nil {
 			return a, err
 		}
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
@@ -383,13 +402,14 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return recoverCPUStress(ctx, u.CPU)
 	case engine.Overload:
 		return in.recoverOverload(ctx, a)
-	case engine.NetworkDelay, engine.Partition, engine.SplitBrain:
+	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth:
 		var errs []error
 		for _, r := range u.Toxics {
 			errs = append(errs, in.proxies().Heal(ctx, r.Proxy, r.Toxic))
 		}
 		in.mu.Lock()
 		delete(in.before, a.ID)
+		delete(in.rateBefore, a.ID)
 		in.mu.Unlock()
 		return errors.Join(errs...)
 	}
@@ -433,6 +453,8 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
 	case engine.NetworkDelay:
 		return in.confirmDelay(ctx, a, u)
+	case engine.Bandwidth:
+		return in.confirmBandwidth(ctx, a, u)
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
 		return in.confirmUpstream(ctx, a, u)
 	case engine.ClockSkew:

@@ -110,6 +110,11 @@ func (p *procs) WaitReady(ctx context.Context, arm engine.Arm, node string) erro
 // httpNodes starts one HTTP server per node (serving /livez) and a proxy
 // for every client→node and node→node edge of the cluster.
 func httpNodes(t *testing.T, cluster string, nodes ...string) *proxy.Set {
+	return httpNodesServing(t, cluster, []byte("ok"), nodes...)
+}
+
+// httpNodesServing is httpNodes with every path answered by body.
+func httpNodesServing(t *testing.T, cluster string, body []byte, nodes ...string) *proxy.Set {
 	set := proxy.NewSet()
 	t.Cleanup(func() { set.Close() })
 	for _, n := range nodes {
@@ -117,7 +122,7 @@ func httpNodes(t *testing.T, cluster string, nodes ...string) *proxy.Set {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 		if _, err := set.Add(proxy.EdgeName(cluster, "client", n), ln.Addr().String()); err != nil {
