@@ -362,6 +362,49 @@ func TestCPUStressLifecycle(t *testing.T) {
 	}
 }
 
+// TestBandwidthLifecycle: a bandwidth cap is one NetworkChaos bandwidth
+// action from the senders to the capped pod, stored by the real API
+// server with the CRD's schema, injected, confirmed, and deleted on
+// recovery.
+func TestBandwidthLifecycle(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "bandwidth"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-bw"))
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "bw-001-canary", Kind: engine.Bandwidth, Duration: 10 * time.Second,
+		BytesPerSecond: 250000, RateText: "2mbit", Edges: engine.Edges{Into: "agg-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := UndoOf(a)
+	if err != nil || len(u.Objects) != 1 || u.Objects[0].Kind != "NetworkChaos" || len(u.Records) != 2 {
+		t.Fatalf("applied %+v (%v)", u, err)
+	}
+	got, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	action, _, _ := unstructured.NestedString(got.Object, "spec", "action")
+	rate, _, _ := unstructured.NestedString(got.Object, "spec", "bandwidth", "rate")
+	target, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "target", "selector", "pods", ns)
+	if action != "bandwidth" || rate != "250000bps" || len(target) != 1 || target[0] != "agg-1" {
+		t.Fatalf("stored NetworkChaos: action %q rate %q target %v", action, rate, target)
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "2/2") {
+		t.Fatalf("confirm %+v", c)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("NetworkChaos still there after recovery: %v", err)
+	}
+}
+
 func TestNetworkFaultLifecycle(t *testing.T) {
 	e := k8senv.GetWithChaosMesh(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
