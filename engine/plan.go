@@ -163,6 +163,8 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		b := f.Bandwidth
 		out.Kind, out.BytesPerSecond, out.RateText = Bandwidth, b.Rate.BytesPerSecond, b.Rate.String()
 		out.Edges = Edges{Into: b.Edges.Into, OutOf: b.Edges.OutOf, Between: append([]string(nil), b.Edges.Between...), Clients: b.Edges.Clients}
+	case f.ZoneOutage != nil:
+		out.Kind, out.Zone = ZoneOutage, f.ZoneOutage.Zone
 	case f.CPUStress != nil:
 		out.Kind, out.Load = CPUStress, f.CPUStress.Load.Value
 		nodeFault(&scenarios.NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
@@ -183,6 +185,8 @@ func Impact(f Fault, t Target) int {
 		return 1
 	case Partition:
 		return scenarios.ShapeImpact(f.Shape, n)
+	case ZoneOutage:
+		return len(t.Group)
 	case SlowDependency:
 		if f.Mode == scenarios.ModeFixed {
 			return len(f.Nodes)

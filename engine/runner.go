@@ -24,6 +24,14 @@ type Topology interface {
 	Leader(ctx context.Context, arm Arm, partition *int) (string, error)
 }
 
+// ZoneTopology is a Topology whose replicas carry zones (the local
+// target's zones, the pods' topology.kubernetes.io/zone label); a zone
+// outage needs one.
+type ZoneTopology interface {
+	// ZoneNodes lists the replicas of an arm in a zone.
+	ZoneNodes(ctx context.Context, arm Arm, zone string) ([]string, error)
+}
+
 // EventKind says what a progress event reports.
 type EventKind int
 
@@ -591,6 +599,20 @@ func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error
 	}
 	base := Target{Arm: arm, Nodes: nodes}
 	switch f.Kind {
+	case ZoneOutage:
+		zt, ok := r.opt.Topology.(ZoneTopology)
+		if !ok {
+			return nil, E(KindInvalid, "targets", errors.New("this target has no zones"))
+		}
+		group, err := zt.ZoneNodes(ctx, arm, f.Zone)
+		if err != nil {
+			return nil, E(KindUnavailable, "zone "+f.Zone, err)
+		}
+		if len(group) == 0 {
+			return nil, E(KindUnavailable, "zone "+f.Zone, fmt.Errorf("arm %s has no replica in zone %q", arm, f.Zone))
+		}
+		base.Group = group
+		return []Target{base}, nil
 	case PodKill, PodPause, CPUStress:
 		switch f.Mode {
 		case "fixed":
@@ -694,6 +716,9 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 func targetLabel(t Target) string {
 	if t.Node != "" {
 		return t.Node
+	}
+	if len(t.Group) > 0 {
+		return strings.Join(t.Group, ",")
 	}
 	return t.Arm.String()
 }

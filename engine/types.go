@@ -80,11 +80,14 @@ const (
 	// bandwidth toxic on the proxies, on Kubernetes a Chaos Mesh
 	// NetworkChaos bandwidth action).
 	Bandwidth
+	// ZoneOutage cuts every node of one zone from the rest of the arm and
+	// from its clients, and kills them, at once.
+	ZoneOutage
 )
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
-	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth"}
+	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth", ZoneOutage: "zoneOutage"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -181,6 +184,8 @@ type Target struct {
 	// Node is the replica a node fault acts on; empty for faults on the
 	// arm's network as a whole.
 	Node string `json:"node,omitempty"`
+	// Group is the replicas a zone outage takes down (the zone's nodes).
+	Group []string `json:"group,omitempty"`
 }
 
 // Name is "arm/node" or "arm".
@@ -246,6 +251,8 @@ type Fault struct {
 	// RateText the rate as written ("1mbit").
 	BytesPerSecond int64  `json:"bytes_per_second,omitempty"`
 	RateText       string `json:"rate_text,omitempty"`
+	// Zone is a zone outage's zone.
+	Zone string `json:"zone,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

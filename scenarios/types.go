@@ -86,6 +86,9 @@ type LocalTarget struct {
 	// of a received HLC timestamp a node merges (default 500ms, the
 	// aggregator's). A clock skew must stay below it.
 	MaxClockOffset Duration `yaml:"maxClockOffset,omitempty" json:"maxClockOffset,omitempty"`
+	// Zones labels nodes with a zone: zone name → its nodes (the same on
+	// every arm). A zoneOutage takes one zone's nodes down at once.
+	Zones map[string][]string `yaml:"zones,omitempty" json:"zones,omitempty"`
 	// Upstreams are message brokers the local target runs per arm; the
 	// nodes consume them (--upstream) and the load is published to them.
 	Upstreams []LocalUpstream `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
@@ -141,6 +144,16 @@ type Fault struct {
 	CPUStress *CPUStressFault `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
 	// Bandwidth caps the throughput of chosen edges.
 	Bandwidth *BandwidthFault `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty"`
+	// ZoneOutage takes every node of one zone down at once.
+	ZoneOutage *ZoneOutageFault `yaml:"zoneOutage,omitempty" json:"zoneOutage,omitempty"`
+}
+
+// ZoneOutageFault takes a whole zone away: every node of the zone is cut
+// from the rest of the cluster and from its clients, and killed, at once.
+// Locally the zones are the target's zones; on Kubernetes the value of
+// the pods' topology.kubernetes.io/zone label.
+type ZoneOutageFault struct {
+	Zone string `yaml:"zone" json:"zone"`
 }
 
 // Node selection modes of a node fault.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -138,11 +139,14 @@ func (f Fault) kinds() []string {
 	if f.Bandwidth != nil {
 		k = append(k, "bandwidth")
 	}
+	if f.ZoneOutage != nil {
+		k = append(k, "zoneOutage")
+	}
 	return k
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth", "zoneOutage"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -186,6 +190,9 @@ func (f Fault) Impact(n int) int {
 	case f.PodPause != nil:
 		return f.PodPause.count()
 	case f.NetworkDelay != nil, f.Bandwidth != nil:
+		return 1
+	case f.ZoneOutage != nil:
+		// The zone's size is the target's (ZoneImpact); 1 at least.
 		return 1
 	case f.Partition != nil:
 		return ShapeImpact(f.Partition.Shape, n)
@@ -338,6 +345,7 @@ func (v *validator) target(t Target) int {
 			v.at("spec.target.local.nodes", fmt.Sprintf("nodes %d is outside 1..%d", l.Nodes, MaxNodes), "3 or 5 replicas per arm are typical")
 		}
 		v.localUpstreams(l.Upstreams)
+		v.zones(l.Zones, l.Nodes)
 		if l.Partitions < 0 || l.Partitions > MaxPartitions {
 			v.at("spec.target.local.partitions", fmt.Sprintf("partitions %d is outside 1..%d", l.Partitions, MaxPartitions), "")
 		}
@@ -489,6 +497,24 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 				`e.g. rate: 1mbit (125000 bytes/s) or rate: 64kbps (64000 bytes/s); to cut an edge, use partition`)
 		}
 		v.edges(q+".edges", b.Edges, n, local)
+	case "zoneOutage":
+		q := p + ".zoneOutage.zone"
+		z := f.ZoneOutage.Zone
+		switch {
+		case z == "":
+			v.at(q, "zone is empty", "name a zone of the target, e.g. zone: b")
+		case local:
+			zones := s.Target.Local.Zones
+			if _, ok := zones[z]; !ok {
+				if len(zones) == 0 {
+					v.at(q, fmt.Sprintf("zone %s: the local target has no zones", quote(z)), "label the nodes with zones in spec.target.local.zones, e.g. zones: {a: [n1, n2], b: [n3, n4], c: [n5]}")
+				} else {
+					v.at(q, fmt.Sprintf("no zone %s in the target", quote(z)), oneOfHint(z, sortedKeys(zones)))
+				}
+			}
+		case !labelValueRE.MatchString(z):
+			v.at(q, fmt.Sprintf("zone %s is not a label value", quote(z)), "on Kubernetes a zone is the pods' topology.kubernetes.io/zone label: letters, digits, '-', '_' and '.'")
+		}
 	case "partition":
 		q := p + ".partition.shape"
 		shape := f.Partition.Shape
@@ -522,7 +548,7 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		v.stressFault(p, kinds[0], f, n, s.Target)
 	}
 	if n > 0 {
-		if ok, why := s.BlastRadius.Allows(f.Impact(n), n); !ok {
+		if ok, why := s.BlastRadius.Allows(ZoneImpact(f, n, s.Target), n); !ok {
 			v.at(p+"."+kinds[0], "blast radius exceeded: the fault "+why, "impair fewer replicas, or opt in with blastRadius: {allowQuorum: true}")
 		}
 	}
@@ -663,5 +689,55 @@ func (v *validator) edges(q string, e Edges, n int, local bool) {
 	}
 	if e.Clients && len(e.Between) > 0 {
 		v.at(q+".clients", "clients applies to into or outOf, not between", "")
+	}
+}
+
+// ZoneImpact is Fault.Impact with a zone outage counted as its zone's
+// nodes on a local target (on Kubernetes the zone's pods are only known
+// at run time, where the engine's budget counts them).
+func ZoneImpact(f Fault, n int, t Target) int {
+	if f.ZoneOutage != nil && t.Local != nil {
+		if nodes := t.Local.Zones[f.ZoneOutage.Zone]; len(nodes) > 0 {
+			return len(nodes)
+		}
+	}
+	return f.Impact(n)
+}
+
+// labelValueRE is a Kubernetes label value (not empty).
+var labelValueRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+// zoneNameRE is a zone name of the local target.
+var zoneNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// zones checks a local target's zones: names, nodes that exist, no node
+// in two zones.
+func (v *validator) zones(zones map[string][]string, n int) {
+	owner := map[string]string{}
+	for _, z := range sortedKeys(zones) {
+		q := "spec.target.local.zones." + z
+		if !zoneNameRE.MatchString(z) {
+			v.at(q, fmt.Sprintf("bad zone name %s", quote(z)), "a DNS label: lower-case letters, digits and '-', e.g. a or eu-west-1a")
+		}
+		if len(zones[z]) == 0 {
+			v.at(q, fmt.Sprintf("zone %s has no nodes", quote(z)), "list its nodes, e.g. [n1, n2]")
+		}
+		for i, x := range zones[z] {
+			p := fmt.Sprintf("%s[%d]", q, i)
+			v.node(p, x, n, true)
+			if o, ok := owner[x]; ok {
+				v.at(p, fmt.Sprintf("node %s is in zone %s and zone %s", x, o, z), "a node lives in one zone")
+			}
+			owner[x] = z
+		}
 	}
 }

@@ -280,7 +280,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 // Injectors maps every fault kind to the Kubernetes injector.
 func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{engine.PodKill: b.injector, engine.PodPause: b.injector,
-		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.Bandwidth: b.injector}
+		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.Bandwidth: b.injector, engine.ZoneOutage: b.injector}
 }
 
 // Nodes implements engine.Topology: the arm's pods by name, listed afresh

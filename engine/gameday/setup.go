@@ -230,7 +230,11 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log, Acks: r.gens[arm].Acks(),
 				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}}, nil
 		}})
-	r.target = &localTarget{a: a, inj: inj, parts: parts, name: r.cfg.Doc.Metadata.Name}
+	tgt := &localTarget{a: a, inj: inj, parts: parts, name: r.cfg.Doc.Metadata.Name}
+	if l := r.cfg.Doc.Spec.Target.Local; l != nil {
+		tgt.zones = l.Zones
+	}
+	r.target = tgt
 	return nil
 }
 

@@ -2,6 +2,9 @@ package gameday
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -93,6 +96,16 @@ type localTarget struct {
 	inj   *injlocal.Injector
 	parts int
 	name  string
+	zones map[string][]string // zone → nodes, the same on every arm
+}
+
+// ZoneNodes implements engine.ZoneTopology from the target's zones.
+func (l *localTarget) ZoneNodes(_ context.Context, arm engine.Arm, zone string) ([]string, error) {
+	nodes, ok := l.zones[zone]
+	if !ok {
+		return nil, fmt.Errorf("the local target has no zone %q (zones: %v)", zone, slices.Sorted(maps.Keys(l.zones)))
+	}
+	return append([]string(nil), nodes...), nil
 }
 
 var _ Target = (*localTarget)(nil)
@@ -116,7 +129,7 @@ func (l *localTarget) Leader(ctx context.Context, arm engine.Arm, partition *int
 func (l *localTarget) Injectors() map[engine.FaultKind]engine.Injector {
 	m := map[engine.FaultKind]engine.Injector{}
 	for _, k := range []engine.FaultKind{engine.PodKill, engine.PodPause, engine.NetworkDelay, engine.Partition, engine.SplitBrain,
-		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency, engine.ClockSkew, engine.Overload, engine.CPUStress, engine.Bandwidth} {
+		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency, engine.ClockSkew, engine.Overload, engine.CPUStress, engine.Bandwidth, engine.ZoneOutage} {
 		m[k] = l.inj
 	}
 	return m

@@ -131,6 +131,8 @@ type Undo struct {
 	Skew *SkewUndo `json:"skew,omitempty"`
 	// CPU: the cgroups of a cpuStress.
 	CPU *CPUUndo `json:"cpu,omitempty"`
+	// Zone: a zone outage's zone, nodes and killed processes.
+	Zone *ZoneUndo `json:"zone,omitempty"`
 }
 
 // ToxicRef names one toxic on one proxy.
@@ -181,6 +183,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
 		if f.Correlation > 0 {
 			a.Detail += fmt.Sprintf(", jitter correlation %.0f%%", f.Correlation*100)
+		}
+	case engine.ZoneOutage:
+		if err := in.prepareZoneOutage(t, f, &u, &a); err != nil {
+			return a, err
 		}
 	case engine.Bandwidth:
 		refs, err := bandwidthEdges(cl, t.Nodes, f)
@@ -282,6 +288,10 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.Bandwidth:
 		if err := in.injectBandwidth(ctx, f, u.Toxics); err != nil {
+			return a, err
+		}
+	case engine.ZoneOutage:
+		if err := in.injectZoneOutage(ctx, t, u); err != nil {
 			return a, err
 		}
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
@@ -402,6 +412,8 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return recoverCPUStress(ctx, u.CPU)
 	case engine.Overload:
 		return in.recoverOverload(ctx, a)
+	case engine.ZoneOutage:
+		return in.recoverZoneOutage(ctx, a, u)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth:
 		var errs []error
 		for _, r := range u.Toxics {
@@ -455,6 +467,8 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return in.confirmDelay(ctx, a, u)
 	case engine.Bandwidth:
 		return in.confirmBandwidth(ctx, a, u)
+	case engine.ZoneOutage:
+		return in.confirmZoneOutage(ctx, u)
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
 		return in.confirmUpstream(ctx, a, u)
 	case engine.ClockSkew:
