@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -297,6 +299,39 @@ func (b *k8sBackend) Nodes(arm engine.Arm) []string {
 		}
 	}
 	return b.pair.Target(arm).Nodes
+}
+
+// ZoneLabel is the pod label that places a pod in a zone for zoneOutage.
+const ZoneLabel = "topology.kubernetes.io/zone"
+
+// ZoneNodes implements engine.ZoneTopology: the arm's running pods whose
+// topology.kubernetes.io/zone label is zone.
+func (b *k8sBackend) ZoneNodes(ctx context.Context, arm engine.Arm, zone string) ([]string, error) {
+	b.mu.Lock()
+	w := b.pair.Arm(arm)
+	b.mu.Unlock()
+	if w == nil {
+		return nil, fmt.Errorf("no %s workload", arm)
+	}
+	sel := w.PodSelector
+	if sel != "" {
+		sel += ","
+	}
+	l, err := b.kube.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel + ZoneLabel + "=" + zone})
+	if err != nil {
+		return nil, fmt.Errorf("list the pods of %s in zone %s: %w", w.Ref(), zone, err)
+	}
+	var out []string
+	for _, p := range l.Items {
+		if p.DeletionTimestamp == nil {
+			out = append(out, p.Name)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no pod of %s has the label %s=%s", w.Ref(), ZoneLabel, zone)
+	}
+	return out, nil
 }
 
 // Leader implements engine.Topology from the aggregator's GET /v1/cluster.

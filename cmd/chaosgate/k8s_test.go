@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
@@ -344,6 +345,23 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 	_, err = b.injector.Inject(ctx, b.pair.Target(engine.ArmCanary), engine.Fault{ID: "nd", Kind: engine.NetworkDelay, Duration: time.Second, Latency: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "Chaos Mesh is not installed") || !strings.Contains(err.Error(), "NetworkChaos (delay)") {
 		t.Fatalf("network delay without Chaos Mesh: %v", err)
+	}
+	// Zones are a pod label: the canary pod labelled zone z1 is that zone
+	// of the canary arm; a zone no pod names is an error saying so.
+	cps, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: b.pair.Canary.PodSelector})
+	if err != nil || len(cps.Items) == 0 {
+		t.Fatalf("canary pods: %v", err)
+	}
+	zoned := cps.Items[0].Name
+	patch := []byte(`{"metadata":{"labels":{"` + ZoneLabel + `":"z1"}}}`)
+	if _, err := e.Client.CoreV1().Pods(ns).Patch(ctx, zoned, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ZoneNodes(ctx, engine.ArmCanary, "z1"); err != nil || len(got) != 1 || got[0] != zoned {
+		t.Fatalf("zone z1 of the canary: %v, %v; want [%s]", got, err, zoned)
+	}
+	if got, err := b.ZoneNodes(ctx, engine.ArmControl, "z1"); err == nil || !strings.Contains(err.Error(), "no pod") {
+		t.Fatalf("zone z1 of the control: %v, %v; want an error", got, err)
 	}
 	// Every pod is back (no chaosgate object, nothing left behind).
 	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})

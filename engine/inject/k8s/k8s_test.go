@@ -77,6 +77,9 @@ func allFaults() []struct {
 	add(base, engine.Fault{Kind: engine.ClockSkew, Duration: 10 * time.Second, Offset: -400 * time.Millisecond, Seed: "s"})
 	add(node, engine.Fault{Kind: engine.CPUStress, Duration: 10 * time.Second, Load: 0.8, Mode: "one"})
 	add(base, engine.Fault{Kind: engine.Bandwidth, Duration: 10 * time.Second, BytesPerSecond: 125000, RateText: "1mbit", Edges: engine.Edges{Into: "agg-1"}})
+	zone := base
+	zone.Group = []string{"agg-3", "agg-1"}
+	add(zone, engine.Fault{Kind: engine.ZoneOutage, Duration: 10 * time.Second, Zone: "b"})
 	return out
 }
 
@@ -119,7 +122,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1+1+1+1 {
+	if objects != 1+1+3+(2+2+5+2)+1+1+1+1+2 {
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -252,6 +255,25 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	if err := Validate(ctx, bw); err == nil || !strings.Contains(err.Error(), "rate") {
 		t.Fatalf("bandwidth rate without a unit: %v", err)
 	}
+	// A zone outage: the zone's pods fail (PodChaos pod-failure) and are
+	// cut from the rest both ways (NetworkChaos partition).
+	p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5, Group: []string{"agg-3", "agg-1"}}, engine.Fault{ID: "zo", Kind: engine.ZoneOutage, Duration: time.Second, Zone: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Objects) != 2 || p.OneShot {
+		t.Fatalf("zone outage plan: %d objects, one-shot %v", len(p.Objects), p.OneShot)
+	}
+	pf, part := p.Objects[0].(*cm.PodChaos), p.Objects[1].(*cm.NetworkChaos)
+	if pf.Spec.Action != cm.PodFailureAction || fmt.Sprint(pf.Spec.Selector.Pods["ns"]) != "[agg-1 agg-3]" ||
+		part.Spec.Action != cm.PartitionAction || part.Spec.Direction != cm.Both || fmt.Sprint(part.Spec.Target.Selector.Pods["ns"]) != "[agg-0 agg-2 agg-4]" {
+		t.Fatalf("zone outage objects: %+v / %+v", pf.Spec, part.Spec)
+	}
+	for _, o := range p.Objects {
+		if err := Validate(ctx, o); err != nil {
+			t.Fatalf("zone outage object refused: %v", err)
+		}
+	}
 	// Invalid faults never reach the builder's output.
 	for _, c := range []struct {
 		f    engine.Fault
@@ -266,6 +288,7 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{ID: "a", Kind: engine.ClockSkew, Duration: time.Second}, "clock skew of 0"},
 		{engine.Fault{ID: "a", Kind: engine.CPUStress, Duration: time.Second, Load: 1.5}, "outside (0, 1)"},
 		{engine.Fault{ID: "a", Kind: engine.Bandwidth, Duration: time.Second, Edges: engine.Edges{Into: "agg-1"}}, "must be positive"},
+		{engine.Fault{ID: "a", Kind: engine.ZoneOutage, Duration: time.Second, Zone: "b"}, "has no pods"},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {

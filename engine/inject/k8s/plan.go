@@ -212,6 +212,24 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 		p.Pods = from
 		p.Objects = append(p.Objects, b.delay(from, to, dir))
+	case engine.ZoneOutage:
+		// The zone's pods fail for the fault's duration (PodChaos
+		// pod-failure: they stay down, as the nodes of a lost zone do,
+		// instead of being replaced at once) and are cut from the rest
+		// of the arm both ways.
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "PodChaos (pod-failure) and NetworkChaos (partition)")
+		}
+		if len(t.Group) == 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("zone %q has no pods", f.Zone))
+		}
+		zone := sortedCopy(t.Group)
+		rest := minus(t.Nodes, zone)
+		p.Pods = zone
+		p.Objects = append(p.Objects, b.podChaos(0, cm.PodFailureAction, zone))
+		if len(rest) > 0 {
+			p.Objects = append(p.Objects, b.partition(1, zone, rest, cm.Both))
+		}
 	case engine.Bandwidth:
 		// Chaos Mesh shapes the sending pods' egress with a token bucket
 		// (tc tbf), filtered to the target pods when there are any.
