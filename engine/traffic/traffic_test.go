@@ -1,0 +1,123 @@
+package traffic
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chaosgate/chaosgate/internal/k8senv"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...)
+}
+
+// The route CRDs come from their projects' own modules, at the versions
+// the README names.
+const (
+	gatewayAPIModule = "sigs.k8s.io/gateway-api@v1.6.3"
+	istioAPIModule   = "istio.io/api@v1.32.0"
+)
+
+// routeEnv starts (or reuses) the test API server with the HTTPRoute and
+// VirtualService CRDs and a namespace of the test's own.
+func routeEnv(t *testing.T, ns string) (*k8senv.Env, context.Context) {
+	e := k8senv.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	gw, err := k8senv.ModuleDir(ctx, gatewayAPIModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	istio, err := k8senv.ModuleDir(ctx, istioAPIModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(gw, "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"), filepath.Join(istio, "kubernetes/customresourcedefinitions.gen.yaml")} {
+		if err := e.ApplyCRDFile(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return e, ctx
+}
+
+// TestSplitStepsOnRealRouteCRDs walks a canary through the seeds' steps on
+// an HTTPRoute and on a VirtualService, stored by the real API server with
+// each project's CRD schema, and reads every split back.
+func TestSplitStepsOnRealRouteCRDs(t *testing.T) {
+	e, ctx := routeEnv(t, "traffic")
+	for _, c := range []Config{
+		{Provider: GatewayAPI, Gateway: "public", Hosts: []string{"shop.example.com"}},
+		{Provider: Istio, Hosts: []string{"aggregator.traffic.svc.cluster.local"}},
+	} {
+		c.Namespace, c.Route, c.StableService, c.CanaryService, c.Port = "traffic", "aggregator-"+strings.ToLower(c.Provider), "aggregator-stable", "aggregator-canary", 7001
+		c.Header = &HeaderMatch{Name: "x-canary", Value: "always"}
+		r, err := New(e.Dynamic, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []int{1, 10, 50, 55, 100, 0} {
+			if err := r.SetWeight(ctx, w); err != nil {
+				t.Fatalf("%s: %v", c.Provider, err)
+			}
+			s, err := r.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.CanaryPercent != float64(w) || s.Weights["aggregator-stable"] != int64(100-w) || s.Header == nil || s.Header.Name != "x-canary" || s.Header.Value != "always" {
+				t.Fatalf("%s at %d%%: read back %+v", r.Describe(), w, s)
+			}
+		}
+		// One object, owned by chaosgate's field manager.
+		u, err := e.Dynamic.Resource(r.gvr()).Namespace("traffic").Get(ctx, c.Route, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		owned := false
+		for _, mf := range u.GetManagedFields() {
+			owned = owned || (mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply)
+		}
+		if !owned || u.GetLabels()["app.kubernetes.io/managed-by"] != "chaosgate" {
+			t.Fatalf("%s: managed fields %+v, labels %v", r.Describe(), u.GetManagedFields(), u.GetLabels())
+		}
+	}
+}
+
+// TestSplitRefusedByTheCRDSchema: what chaosgate's own checks let through
+// but the route's schema forbids is refused by the API server, and the
+// error names the field.
+func TestSplitRefusedByTheCRDSchema(t *testing.T) {
+	e, ctx := routeEnv(t, "traffic-bad")
+	c := Config{Provider: GatewayAPI, Namespace: "traffic-bad", Route: "bad", Gateway: "public", StableService: "stable", CanaryService: "canary", Port: 7001,
+		Header: &HeaderMatch{Name: "x canary", Value: "1"}}
+	r, err := New(e.Dynamic, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.SetWeight(ctx, 10)
+	if err == nil || !strings.Contains(err.Error(), "headers") {
+		t.Fatalf("a header name with a space: %v", err)
+	}
+	if err := r.SetWeight(ctx, 101); err == nil {
+		t.Fatal("weight 101 accepted")
+	}
+	for _, bad := range []Config{
+		{Provider: "smi", Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
+		{Provider: GatewayAPI, Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
+		{Provider: Istio, Namespace: "n", Route: "r", StableService: "a", CanaryService: "a", Port: 1, Hosts: []string{"h"}},
+		{Provider: Istio, Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 0, Hosts: []string{"h"}},
+	} {
+		if _, err := New(e.Dynamic, bad); err == nil {
+			t.Errorf("config %+v accepted", bad)
+		}
+	}
+}
