@@ -64,6 +64,41 @@ type Spec struct {
 	Canary      Canary           `yaml:"canary,omitempty" json:"canary,omitempty"`
 	Decision    Decision         `yaml:"decision,omitempty" json:"decision,omitempty"`
 	BlastRadius BlastRadius      `yaml:"blastRadius,omitempty" json:"blastRadius,omitempty"`
+	// Traffic, on a Kubernetes target, moves real requests: each canary
+	// step's weight is set on a route object the cluster serves.
+	Traffic *Traffic `yaml:"traffic,omitempty" json:"traffic,omitempty"`
+}
+
+// Traffic providers.
+const (
+	TrafficGatewayAPI = "gatewayAPI"
+	TrafficIstio      = "istio"
+)
+
+// Traffic names the route object chaosgate sets each step's split on —
+// a Gateway API HTTPRoute or an Istio VirtualService — and the Services
+// of the two arms. Header, optional, sends every request carrying it to
+// the canary whatever the weight.
+type Traffic struct {
+	Provider string `yaml:"provider" json:"provider"`
+	// Route is the HTTPRoute or VirtualService name (in the target's
+	// namespace).
+	Route string `yaml:"route" json:"route"`
+	// Gateway is the Gateway an HTTPRoute attaches to (gatewayAPI).
+	Gateway string `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+	// Hosts are the HTTPRoute's hostnames (optional) or the
+	// VirtualService's hosts (required for istio).
+	Hosts         []string            `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	StableService string              `yaml:"stableService" json:"stableService"`
+	CanaryService string              `yaml:"canaryService" json:"canaryService"`
+	Port          int                 `yaml:"port" json:"port"`
+	Header        *TrafficHeaderMatch `yaml:"header,omitempty" json:"header,omitempty"`
+}
+
+// TrafficHeaderMatch is a request header that routes to the canary.
+type TrafficHeaderMatch struct {
+	Name  string `yaml:"name" json:"name"`
+	Value string `yaml:"value" json:"value"`
 }
 
 // Target says where the system under test lives: local clusters started by

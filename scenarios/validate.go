@@ -258,6 +258,9 @@ func (v *validator) document(doc *Document) {
 	}
 	s := doc.Spec
 	n := v.target(s.Target)
+	if s.Traffic != nil {
+		v.traffic(s.Traffic, s.Target)
+	}
 	switch doc.Kind {
 	case KindExperiment:
 		if len(s.Experiments) > 0 {
@@ -738,6 +741,50 @@ func (v *validator) zones(zones map[string][]string, n int) {
 				v.at(p, fmt.Sprintf("node %s is in zone %s and zone %s", x, o, z), "a node lives in one zone")
 			}
 			owner[x] = z
+		}
+	}
+}
+
+// headerNameRE is an HTTP header name (RFC 9110 token).
+var headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
+
+// traffic checks a traffic section: a Kubernetes target only, a known
+// provider and what it needs.
+func (v *validator) traffic(tr *Traffic, t Target) {
+	const q = "spec.traffic"
+	if t.Kubernetes == nil {
+		v.at(q, "traffic applies to a kubernetes target", "locally the load generator splits the load by the canary weight itself; remove traffic or target kubernetes")
+		return
+	}
+	switch tr.Provider {
+	case TrafficGatewayAPI:
+		if tr.Gateway == "" {
+			v.at(q+".gateway", "gatewayAPI needs the Gateway the HTTPRoute attaches to", "e.g. gateway: public")
+		}
+	case TrafficIstio:
+		if len(tr.Hosts) == 0 {
+			v.at(q+".hosts", "istio needs the VirtualService's hosts", "e.g. hosts: [aggregator.shop.svc.cluster.local]")
+		}
+	default:
+		v.at(q+".provider", fmt.Sprintf("unknown traffic provider %s", quote(tr.Provider)), oneOfHint(tr.Provider, []string{TrafficGatewayAPI, TrafficIstio}))
+	}
+	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".stableService", tr.StableService}, {".canaryService", tr.CanaryService}, {".gateway", tr.Gateway}} {
+		if f.val != "" && !nameRE.MatchString(f.val) {
+			v.at(q+f.path, fmt.Sprintf("bad name %s", quote(f.val)), "a DNS label: lower-case letters, digits and '-'")
+		}
+	}
+	if tr.StableService != "" && tr.StableService == tr.CanaryService {
+		v.at(q+".canaryService", fmt.Sprintf("canaryService and stableService are both %s", quote(tr.CanaryService)), "each arm has its own Service")
+	}
+	if tr.Port < 1 || tr.Port > 65535 {
+		v.at(q+".port", fmt.Sprintf("port %d is outside 1..65535", tr.Port), "the Services' port, e.g. 7001")
+	}
+	if h := tr.Header; h != nil {
+		if !headerNameRE.MatchString(h.Name) {
+			v.at(q+".header.name", fmt.Sprintf("bad header name %s", quote(h.Name)), "an HTTP header name, e.g. x-canary")
+		}
+		if h.Value == "" {
+			v.at(q+".header.value", "the header value is empty", `e.g. value: "always"`)
 		}
 	}
 }

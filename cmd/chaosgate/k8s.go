@@ -10,13 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -27,6 +25,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
+	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
 
@@ -212,6 +211,10 @@ type k8sBackend struct {
 	log      *slog.Logger
 
 	mu sync.Mutex // guards the pods of pair
+
+	// router sets each step's split on the traffic section's route
+	// object (nil: no traffic section).
+	router *traffic.Router
 }
 
 // newK8sBackend connects, resolves both arms and builds the injector owned
@@ -276,6 +279,16 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 		return nil, err
 	}
 	b.injector = in
+	if tr := doc.Spec.Traffic; tr != nil {
+		tc := traffic.Config{Provider: tr.Provider, Namespace: pair.Canary.Namespace, Route: tr.Route, Gateway: tr.Gateway,
+			Hosts: tr.Hosts, StableService: tr.StableService, CanaryService: tr.CanaryService, Port: tr.Port}
+		if h := tr.Header; h != nil {
+			tc.Header = &traffic.HeaderMatch{Name: h.Name, Value: h.Value}
+		}
+		if b.router, err = traffic.New(dyn, tc); err != nil {
+			return nil, engine.E(engine.KindInvalid, "traffic", err)
+		}
+	}
 	return b, nil
 }
 
@@ -299,39 +312,6 @@ func (b *k8sBackend) Nodes(arm engine.Arm) []string {
 		}
 	}
 	return b.pair.Target(arm).Nodes
-}
-
-// ZoneLabel is the pod label that places a pod in a zone for zoneOutage.
-const ZoneLabel = "topology.kubernetes.io/zone"
-
-// ZoneNodes implements engine.ZoneTopology: the arm's running pods whose
-// topology.kubernetes.io/zone label is zone.
-func (b *k8sBackend) ZoneNodes(ctx context.Context, arm engine.Arm, zone string) ([]string, error) {
-	b.mu.Lock()
-	w := b.pair.Arm(arm)
-	b.mu.Unlock()
-	if w == nil {
-		return nil, fmt.Errorf("no %s workload", arm)
-	}
-	sel := w.PodSelector
-	if sel != "" {
-		sel += ","
-	}
-	l, err := b.kube.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel + ZoneLabel + "=" + zone})
-	if err != nil {
-		return nil, fmt.Errorf("list the pods of %s in zone %s: %w", w.Ref(), zone, err)
-	}
-	var out []string
-	for _, p := range l.Items {
-		if p.DeletionTimestamp == nil {
-			out = append(out, p.Name)
-		}
-	}
-	sort.Strings(out)
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no pod of %s has the label %s=%s", w.Ref(), ZoneLabel, zone)
-	}
-	return out, nil
 }
 
 // Leader implements engine.Topology from the aggregator's GET /v1/cluster.
@@ -495,7 +475,7 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 		return ts, err
 	}
 	arms, err := k8starget.NewArms(ctx, k8starget.ArmsConfig{Pair: b.pair, Resolver: b.resolver, Injectors: b.Injectors(), Port: k.aggregatorPort, LogLabels: k.logLabels,
-		Settle: k.settleTimeout, Recover: k.recoverTimeout,
+		Settle: k.settleTimeout, Recover: k.recoverTimeout, Router: b.router,
 		FaultRecords: func(id string) any {
 			if rs := b.injector.Records(id); len(rs) > 0 {
 				return rs
@@ -517,8 +497,10 @@ func k8sTargetSetup(ctx context.Context, k *k8sOpts, doc *scenarios.Document, ru
 // The Kubernetes target is a game day target whose pods' logs reach a log
 // server through the cluster's own agent.
 var (
-	_ gameday.Target     = (*k8starget.Arms)(nil)
-	_ gameday.LogStreams = (*k8starget.Arms)(nil)
+	_ gameday.Target          = (*k8starget.Arms)(nil)
+	_ gameday.LogStreams      = (*k8starget.Arms)(nil)
+	_ gameday.TrafficSplitter = (*k8starget.Arms)(nil)
+	_ engine.ZoneTopology     = (*k8starget.Arms)(nil)
 )
 
 // runOnKubernetes is the `--target k8s` path of run and gate: with

@@ -353,14 +353,14 @@ func TestK8sRunPodKillEndToEnd(t *testing.T) {
 		t.Fatalf("canary pods: %v", err)
 	}
 	zoned := cps.Items[0].Name
-	patch := []byte(`{"metadata":{"labels":{"` + ZoneLabel + `":"z1"}}}`)
+	patch := []byte(`{"metadata":{"labels":{"` + k8starget.ZoneLabel + `":"z1"}}}`)
 	if _, err := e.Client.CoreV1().Pods(ns).Patch(ctx, zoned, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.ZoneNodes(ctx, engine.ArmCanary, "z1"); err != nil || len(got) != 1 || got[0] != zoned {
+	if got, err := k8starget.ZonePods(ctx, e.Client, b.pair.Canary, "z1"); err != nil || len(got) != 1 || got[0] != zoned {
 		t.Fatalf("zone z1 of the canary: %v, %v; want [%s]", got, err, zoned)
 	}
-	if got, err := b.ZoneNodes(ctx, engine.ArmControl, "z1"); err == nil || !strings.Contains(err.Error(), "no pod") {
+	if got, err := k8starget.ZonePods(ctx, e.Client, b.pair.Control, "z1"); err == nil || !strings.Contains(err.Error(), "no pod") {
 		t.Fatalf("zone z1 of the control: %v, %v; want an error", got, err)
 	}
 	// Every pod is back (no chaosgate object, nothing left behind).

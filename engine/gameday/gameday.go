@@ -356,10 +356,10 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 		Judge:     r.cfg.Judge,
 		Config:    r.cfg.Decision,
 		Observe:   r.observe,
-		SetWeight: r.avail.SetWeight,
+		SetWeight: r.setWeight,
 		Rollback: func(ctx context.Context) error {
 			r.emit(engine.EventInfo, "rollback", 0, "rollback: all traffic back to the control")
-			return r.avail.SetWeight(ctx, 0)
+			return r.setWeight(ctx, 0)
 		},
 		OnJudged: func(w canary.Window, v decision.Verdict) {
 			r.recordSameBuild(w.Weight)
@@ -432,6 +432,24 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 		return out, errors.New(out.Error)
 	}
 	return out, nil
+}
+
+// setWeight moves the load's split, and the real requests' split on a
+// target that routes them, to the canary weight.
+func (r *Run) setWeight(ctx context.Context, weight int) error {
+	if err := r.avail.SetWeight(ctx, weight); err != nil {
+		return err
+	}
+	ts, ok := r.target.(TrafficSplitter)
+	if !ok {
+		return nil
+	}
+	split, err := ts.SetCanaryWeight(ctx, weight)
+	if err != nil {
+		return engine.E(engine.KindUnavailable, "traffic", err)
+	}
+	r.emit(engine.EventInfo, "traffic", weight, "traffic: "+split)
+	return nil
 }
 
 func failing(v decision.Verdict) []string {

@@ -64,6 +64,14 @@ type LogStreams interface {
 	LogStreams(arm engine.Arm) logs.Streams
 }
 
+// TrafficSplitter is implemented by a target that moves real requests
+// between the arms (a traffic section's route object on Kubernetes): each
+// canary step's weight is set on it, a rollback sets 0. It returns what
+// the route object holds afterwards, read back.
+type TrafficSplitter interface {
+	SetCanaryWeight(ctx context.Context, weight int) (string, error)
+}
+
 // SettleTimeout is implemented by a target whose arms may take longer
 // than DefaultSettleTimeout to be healthy again after a fault (on
 // Kubernetes a killed pod is rescheduled, pulled, started and must pass

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
 )
 
@@ -41,6 +42,7 @@ type Arms struct {
 	logLabels LogLabels
 	settle    time.Duration
 	recover   time.Duration
+	router    *traffic.Router
 
 	mu sync.Mutex // guards the pods of pair and clients
 	// clients are each arm's pod addresses in name order, kept with the
@@ -50,6 +52,9 @@ type Arms struct {
 
 // ArmsConfig configures NewArms.
 type ArmsConfig struct {
+	// Router, optional, sets each canary step's split on a route object
+	// (the experiment's traffic section).
+	Router *traffic.Router
 	Pair     Pair
 	Resolver *Resolver
 	// Injectors apply each fault kind (the Chaos Mesh injector).
@@ -91,7 +96,7 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle, recover: c.Recover}
+		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle, recover: c.Recover, router: c.Router}
 	if a.logLabels.Namespace == "" {
 		a.logLabels.Namespace = "namespace"
 	}
