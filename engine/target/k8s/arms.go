@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
-	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
+	"github.com/chaosgate/chaosgate/engine/traffic"
 )
 
 // Arms is the Kubernetes target of a game day (engine/gameday.Target): the
@@ -54,7 +54,7 @@ type Arms struct {
 type ArmsConfig struct {
 	// Router, optional, sets each canary step's split on a route object
 	// (the experiment's traffic section).
-	Router *traffic.Router
+	Router   *traffic.Router
 	Pair     Pair
 	Resolver *Resolver
 	// Injectors apply each fault kind (the Chaos Mesh injector).
