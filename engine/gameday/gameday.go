@@ -435,7 +435,8 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 }
 
 // setWeight moves the load's split, and the real requests' split on a
-// target that routes them, to the canary weight.
+// target that routes them, to the canary weight; the run's log says what
+// the route holds.
 func (r *Run) setWeight(ctx context.Context, weight int) error {
 	if err := r.avail.SetWeight(ctx, weight); err != nil {
 		return err
@@ -448,7 +449,9 @@ func (r *Run) setWeight(ctx context.Context, weight int) error {
 	if err != nil {
 		return engine.E(engine.KindUnavailable, "traffic", err)
 	}
-	r.emit(engine.EventInfo, "traffic", weight, "traffic: "+split)
+	if split != "" {
+		r.emit(engine.EventInfo, "traffic", weight, "traffic: "+split)
+	}
 	return nil
 }
 

@@ -67,7 +67,8 @@ type LogStreams interface {
 // TrafficSplitter is implemented by a target that moves real requests
 // between the arms (a traffic section's route object on Kubernetes): each
 // canary step's weight is set on it, a rollback sets 0. It returns what
-// the route object holds afterwards, read back.
+// the route object holds afterwards, read back ("" when it routes
+// nothing).
 type TrafficSplitter interface {
 	SetCanaryWeight(ctx context.Context, weight int) (string, error)
 }

@@ -53,10 +53,10 @@ func ZonePods(ctx context.Context, client kubernetes.Interface, w *Workload, zon
 
 // SetCanaryWeight implements gameday.TrafficSplitter: with a traffic
 // section the weight is applied to its route object and read back; without
-// one the route is left alone.
+// one the route is left alone and nothing is said ("").
 func (a *Arms) SetCanaryWeight(ctx context.Context, weight int) (string, error) {
 	if a.router == nil {
-		return "no traffic section: no route object is changed", nil
+		return "", nil
 	}
 	if err := a.router.SetWeight(ctx, weight); err != nil {
 		return "", err
