@@ -196,12 +196,23 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 			return Plan{}, engine.E(engine.KindInvalid, op, err)
 		}
 		p.Objects = append(p.Objects, b.cpuStress(p.Pods))
-	case engine.NetworkDelay:
-		if !opts.ChaosMesh {
-			return Plan{}, missingChaosMesh(op, "NetworkChaos (delay)")
+	case engine.NetworkDelay, engine.Bandwidth:
+		// One NetworkChaos from the pods that send on the chosen edges:
+		// delay, or bandwidth (Chaos Mesh shapes the senders' egress with
+		// a token bucket, tc tbf, filtered to the target pods when there
+		// are any).
+		action, build := "NetworkChaos (delay)", b.delay
+		if f.Kind == engine.Bandwidth {
+			action, build = "NetworkChaos (bandwidth)", b.bandwidth
 		}
-		if f.Latency <= 0 {
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, action)
+		}
+		if f.Kind == engine.NetworkDelay && f.Latency <= 0 {
 			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("latency %s must be positive", f.Latency))
+		}
+		if f.Kind == engine.Bandwidth && f.BytesPerSecond <= 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("bandwidth rate %d bytes/s must be positive", f.BytesPerSecond))
 		}
 		from, to, dir, err := delayEdges(t, f)
 		if err != nil {
@@ -211,7 +222,7 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("no pod sends on the chosen edges (the arm has %d pods)", len(t.Nodes)))
 		}
 		p.Pods = from
-		p.Objects = append(p.Objects, b.delay(from, to, dir))
+		p.Objects = append(p.Objects, build(from, to, dir))
 	case engine.ZoneOutage:
 		// The zone's pods fail for the fault's duration (PodChaos
 		// pod-failure: they stay down, as the nodes of a lost zone do,
@@ -230,24 +241,6 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		if len(rest) > 0 {
 			p.Objects = append(p.Objects, b.partition(1, zone, rest, cm.Both))
 		}
-	case engine.Bandwidth:
-		// Chaos Mesh shapes the sending pods' egress with a token bucket
-		// (tc tbf), filtered to the target pods when there are any.
-		if !opts.ChaosMesh {
-			return Plan{}, missingChaosMesh(op, "NetworkChaos (bandwidth)")
-		}
-		if f.BytesPerSecond <= 0 {
-			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("bandwidth rate %d bytes/s must be positive", f.BytesPerSecond))
-		}
-		from, to, dir, err := delayEdges(t, f)
-		if err != nil {
-			return Plan{}, engine.E(engine.KindInvalid, op, err)
-		}
-		if len(from) == 0 {
-			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("no pod sends on the chosen edges (the arm has %d pods)", len(t.Nodes)))
-		}
-		p.Pods = from
-		p.Objects = append(p.Objects, b.bandwidth(from, to, dir))
 	case engine.Partition:
 		if !opts.ChaosMesh {
 			return Plan{}, missingChaosMesh(op, "NetworkChaos (partition)")

@@ -9,16 +9,6 @@ import (
 	"github.com/chaosgate/chaosgate/engine/proxy"
 )
 
-// bandwidthEdges are the toxics of a bandwidth fault: the edges a delay on
-// the same selection would slow, each capped in both directions.
-func bandwidthEdges(cluster string, nodes []string, f engine.Fault) ([]ToxicRef, error) {
-	refs, err := delayEdges(cluster, nodes, f)
-	for i := range refs {
-		refs[i].Kind = "bandwidth"
-	}
-	return refs, err
-}
-
 // transferFor is how a bandwidth fault's throughput is measured on a
 // proxy: the configured TransferFor, else an HTTP GET of /metrics (a body
 // of some tens of kilobytes) wherever a round trip can be measured.

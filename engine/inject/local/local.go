@@ -173,29 +173,28 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		u.Node, u.Proc = t.Node, &p
 		a.Affected = []string{t.Node}
 		a.Detail = fmt.Sprintf("%s pid %d of %s", map[engine.FaultKind]string{engine.PodKill: "SIGKILL", engine.PodPause: "SIGSTOP"}[f.Kind], pid, t.Name())
-	case engine.NetworkDelay:
+	case engine.NetworkDelay, engine.Bandwidth:
 		refs, err := delayEdges(cl, t.Nodes, f)
 		if err != nil {
 			return a, err
 		}
 		u.Toxics = refs
 		a.Affected = delayedNodes(f.Edges)
-		a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
-		if f.Correlation > 0 {
-			a.Detail += fmt.Sprintf(", jitter correlation %.0f%%", f.Correlation*100)
+		switch {
+		case f.Kind == engine.Bandwidth:
+			for i := range u.Toxics {
+				u.Toxics[i].Kind = "bandwidth"
+			}
+			a.Detail = fmt.Sprintf("throughput capped at %s (%d bytes/s) each way on %s", f.RateText, f.BytesPerSecond, describeEdges(f.Edges))
+		case f.Correlation > 0:
+			a.Detail = fmt.Sprintf("latency %s ± %s on %s, jitter correlation %.0f%%", f.Latency, f.Jitter, describeEdges(f.Edges), f.Correlation*100)
+		default:
+			a.Detail = fmt.Sprintf("latency %s ± %s on %s", f.Latency, f.Jitter, describeEdges(f.Edges))
 		}
 	case engine.ZoneOutage:
 		if err := in.prepareZoneOutage(t, f, &u, &a); err != nil {
 			return a, err
 		}
-	case engine.Bandwidth:
-		refs, err := bandwidthEdges(cl, t.Nodes, f)
-		if err != nil {
-			return a, err
-		}
-		u.Toxics = refs
-		a.Affected = delayedNodes(f.Edges)
-		a.Detail = fmt.Sprintf("throughput capped at %s (%d bytes/s) each way on %s", f.RateText, f.BytesPerSecond, describeEdges(f.Edges))
 	case engine.Partition:
 		sides, err := Cut(f.Shape, t.Nodes, pick(seed(f), len(t.Nodes)))
 		if err != nil {
