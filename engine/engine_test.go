@@ -22,6 +22,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/leakcheck"
+
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/inject/local"
 	"github.com/chaosgate/chaosgate/engine/proxy"
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("CHAOSGATE_ENGINE_CHILD"); mode != "" {
 		os.Exit(childRun(mode))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, leakcheck.StuckToxiproxyLink())
 }
 
 var nodes = []string{"n1", "n2", "n3"}

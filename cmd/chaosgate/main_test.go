@@ -10,12 +10,16 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/leakcheck"
+
 	"github.com/chaosgate/chaosgate/internal/k8senv"
 )
 
 // TestMain stops the shared test control plane (k8senv.Get) after the
 // tests and checks for leaked goroutines.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(k8senv.Main(m), append(k8senv.LeakOptions(), leakcheck.StuckToxiproxyLink())...)
+}
 
 func TestVersionPrintsRelease(t *testing.T) {
 	root := newRootCmd()

@@ -6,13 +6,15 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/leakcheck"
+
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
 	"github.com/chaosgate/chaosgate/scenarios"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakcheck.StuckToxiproxyLink()) }
 
 func TestDefaultGameDaysRunEveryFaultKind(t *testing.T) {
 	for _, quick := range []bool{false, true} {

@@ -12,10 +12,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/leakcheck"
+
 	"github.com/chaosgate/chaosgate/engine"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakcheck.StuckToxiproxyLink()) }
 
 // echoServer echoes every byte; it also reports bytes it received.
 type echoServer struct {

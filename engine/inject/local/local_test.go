@@ -10,13 +10,15 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/chaosgate/chaosgate/internal/leakcheck"
+
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 )
 
 const syscallSIGCONT = syscall.SIGCONT
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakcheck.StuckToxiproxyLink()) }
 
 var nodes3 = []string{"n1", "n2", "n3"}
 
