@@ -83,11 +83,18 @@ const (
 	// ZoneOutage cuts every node of one zone from the rest of the arm and
 	// from its clients, and kills them, at once.
 	ZoneOutage
+	// TrafficSplit is not a fault an experiment names: it is the canary's
+	// share of real requests that a game day set on a route object. The
+	// game day journals it like a fault so that, when chaosgate crashes
+	// mid-rollout, the reaper "recovers" it by sending every request back
+	// to the stable arm.
+	TrafficSplit
 )
 
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
-	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth", ZoneOutage: "zoneOutage"}
+	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth", ZoneOutage: "zoneOutage",
+	TrafficSplit: "trafficSplit"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }

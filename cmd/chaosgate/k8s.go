@@ -215,6 +215,8 @@ type k8sBackend struct {
 	// router sets each step's split on the traffic section's route
 	// object (nil: no traffic section).
 	router *traffic.Router
+	// dyn restores a crashed run's traffic split (traffic.Restorer).
+	dyn dynamic.Interface
 }
 
 // newK8sBackend connects, resolves both arms and builds the injector owned
@@ -257,7 +259,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 			return nil, err
 		}
 	}
-	b := &k8sBackend{pair: pair, kube: kube, resolver: resolver, port: k.aggregatorPort,
+	b := &k8sBackend{pair: pair, kube: kube, dyn: dyn, resolver: resolver, port: k.aggregatorPort,
 		hc: &http.Client{Timeout: 3 * time.Second}, log: slog.New(slog.DiscardHandler)}
 	opts := k8sinject.Options{
 		PlanOptions: k8sinject.PlanOptions{
@@ -292,10 +294,12 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 	return b, nil
 }
 
-// Injectors maps every fault kind to the Kubernetes injector.
+// Injectors maps every fault kind to the Kubernetes injector, and a
+// journaled traffic split to the restorer that sends it back to stable.
 func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{engine.PodKill: b.injector, engine.PodPause: b.injector,
-		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.Bandwidth: b.injector, engine.ZoneOutage: b.injector}
+		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.Bandwidth: b.injector, engine.ZoneOutage: b.injector,
+		engine.TrafficSplit: traffic.Restorer{Dyn: b.dyn}}
 }
 
 // Nodes implements engine.Topology: the arm's pods by name, listed afresh

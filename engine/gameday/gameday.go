@@ -184,6 +184,8 @@ type Run struct {
 	base      *baseline.Store
 	// journal is the game day's own journal (child processes it starts).
 	journal *engine.Journal
+	// splitJournaled: the journal holds an outstanding traffic split.
+	splitJournaled bool
 	// prom is the PromQL source when Config.Prometheus is set; promSrv the
 	// Prometheus the run started, if any.
 	prom *promql.Source
@@ -445,9 +447,25 @@ func (r *Run) setWeight(ctx context.Context, weight int) error {
 	if !ok {
 		return nil
 	}
+	rec, journaled := ts.JournaledSplit()
+	journaled = journaled && r.journal != nil
+	if journaled && weight > 0 && !r.splitJournaled {
+		// Journaled before the first request moves: a crash from here on
+		// leaves the reaper a route to send back to the stable arm.
+		if err := r.journal.Append(engine.Record{Type: engine.RecIntent, ID: rec.ID, Applied: &rec}); err != nil {
+			return err
+		}
+		r.splitJournaled = true
+	}
 	split, err := ts.SetCanaryWeight(ctx, weight)
 	if err != nil {
 		return engine.E(engine.KindUnavailable, "traffic", err)
+	}
+	if journaled && weight == 0 && r.splitJournaled {
+		if err := r.journal.Append(engine.Record{Type: engine.RecRecovered, ID: rec.ID}); err != nil {
+			return err
+		}
+		r.splitJournaled = false
 	}
 	if split != "" {
 		r.emit(engine.EventInfo, "traffic", weight, "traffic: "+split)

@@ -68,9 +68,12 @@ type LogStreams interface {
 // between the arms (a traffic section's route object on Kubernetes): each
 // canary step's weight is set on it, a rollback sets 0. It returns what
 // the route object holds afterwards, read back ("" when it routes
-// nothing).
+// nothing). JournaledSplit is what the game day journals before it first
+// sends requests to the canary, so that the reaper restores the route if
+// chaosgate crashes mid-rollout (false when the target routes nothing).
 type TrafficSplitter interface {
 	SetCanaryWeight(ctx context.Context, weight int) (string, error)
+	JournaledSplit() (engine.Applied, bool)
 }
 
 // SettleTimeout is implemented by a target whose arms may take longer

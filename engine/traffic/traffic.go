@@ -13,6 +13,7 @@ package traffic
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/chaosgate/chaosgate/engine"
 )
 
 // Providers of a traffic split.
@@ -47,22 +50,22 @@ type HeaderMatch struct {
 
 // Config names the route object and the two Services it splits between.
 type Config struct {
-	Provider  string
-	Namespace string
+	Provider  string `json:"provider"`
+	Namespace string `json:"namespace"`
 	// Route is the HTTPRoute or VirtualService name.
-	Route string
+	Route string `json:"route"`
 	// Gateway is the Gateway an HTTPRoute attaches to (its parentRef).
-	Gateway string
+	Gateway string `json:"gateway,omitempty"`
 	// Hosts are an HTTPRoute's hostnames (optional) or a VirtualService's
 	// hosts (required).
-	Hosts []string
+	Hosts []string `json:"hosts,omitempty"`
 	// StableService and CanaryService are the Services of each arm, on
 	// Port.
-	StableService string
-	CanaryService string
-	Port          int
+	StableService string `json:"stable_service"`
+	CanaryService string `json:"canary_service"`
+	Port          int    `json:"port"`
 	// Header, optional, sends matching requests to the canary.
-	Header *HeaderMatch
+	Header *HeaderMatch `json:"header,omitempty"`
 }
 
 // Validate checks the configuration before anything is sent.
@@ -276,4 +279,56 @@ func (s Split) ServiceNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// SplitID is the journal ID of a game day's traffic split.
+const SplitID = "traffic-split"
+
+// Journaled is what a game day journals before it first moves requests to
+// the canary: a TrafficSplit entry whose undo information is this router's
+// configuration, so that the reaper can send every request back to the
+// stable Service after a crash (Restorer).
+func (r *Router) Journaled() engine.Applied {
+	undo, _ := json.Marshal(r.cfg) // a struct of strings and ints: cannot fail
+	return engine.Applied{ID: SplitID, Kind: engine.TrafficSplit, Target: engine.Target{Arm: engine.ArmCanary}, Fault: engine.Fault{ID: SplitID, Kind: engine.TrafficSplit},
+		Backend: "k8s", Undo: undo, Detail: r.Describe()}
+}
+
+// Restorer is the reaper's injector for TrafficSplit entries: recovering
+// one applies the route object with 0 % canary and without the header
+// match, so that no request reaches a canary whose rollout was cut short
+// (Flagger's rollback does the same). Nothing injects a split
+// through it; the game day's steps set it.
+type Restorer struct {
+	Dyn dynamic.Interface
+}
+
+// Inject refuses: a split is set by a game day's steps, not injected.
+func (Restorer) Inject(context.Context, engine.Target, engine.Fault) (engine.Applied, error) {
+	return engine.Applied{}, engine.E(engine.KindInvalid, "traffic", errors.New("a traffic split is set by a game day's canary steps, not injected as a fault"))
+}
+
+// Recover sends every request of the journaled route back to the stable
+// Service, and reads the route back to check it.
+func (r Restorer) Recover(ctx context.Context, a engine.Applied) error {
+	var c Config
+	if err := json.Unmarshal(a.Undo, &c); err != nil {
+		return engine.E(engine.KindInvalid, "traffic", fmt.Errorf("journaled traffic split %s: undo information: %w", a.ID, err))
+	}
+	c.Header = nil
+	rt, err := New(r.Dyn, c)
+	if err != nil {
+		return engine.E(engine.KindInvalid, "traffic", fmt.Errorf("journaled traffic split %s: %w", a.ID, err))
+	}
+	if err := rt.SetWeight(ctx, 0); err != nil {
+		return engine.E(engine.KindUnavailable, "traffic", err)
+	}
+	s, err := rt.Read(ctx)
+	if err != nil {
+		return engine.E(engine.KindUnavailable, "traffic", err)
+	}
+	if s.CanaryPercent != 0 || s.Header != nil {
+		return engine.E(engine.KindUnavailable, "traffic", fmt.Errorf("%s still sends requests to the canary (%.1f%%, header match %v) after it was restored", rt.Describe(), s.CanaryPercent, s.Header != nil))
+	}
+	return nil
 }

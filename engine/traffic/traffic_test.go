@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
 	goleak.VerifyTestMain(k8senv.Main(m), k8senv.LeakOptions()...)
 }
 

@@ -51,6 +51,15 @@ func ZonePods(ctx context.Context, client kubernetes.Interface, w *Workload, zon
 	return out, nil
 }
 
+// JournaledSplit implements gameday.TrafficSplitter: the traffic section's
+// route, journaled so that the reaper can restore it after a crash.
+func (a *Arms) JournaledSplit() (engine.Applied, bool) {
+	if a.router == nil {
+		return engine.Applied{}, false
+	}
+	return a.router.Journaled(), true
+}
+
 // SetCanaryWeight implements gameday.TrafficSplitter: with a traffic
 // section the weight is applied to its route object and read back; without
 // one the route is left alone and nothing is said ("").
