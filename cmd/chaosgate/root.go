@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newScenariosCmd(),
 		newAbortCmd(),
 		newServeCmd(),
+		newRouterCmd(),
 		withSubcommands(newAggregatorCmd(), newAggregatorClusterCmd()),
 	)
 	return root
