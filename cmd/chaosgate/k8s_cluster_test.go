@@ -18,7 +18,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/decision"
+	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
+	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
 	"github.com/chaosgate/chaosgate/internal/k8senv"
@@ -30,7 +32,7 @@ import (
 // the aggregator's canary and stable StatefulSets chosen by labels, a
 // calibration StatefulSet of the stable build measuring the A/A noise, the
 // game day's probes, a pod kill and a network delay into the second pod of
-// each arm at each canary step.
+// each arm at each canary step, and each step's split set on an HTTPRoute.
 const clusterExperiment = `apiVersion: chaosgate.io/v1
 kind: Experiment
 metadata:
@@ -47,6 +49,14 @@ spec:
   steadyState: 2s
   canary:
     steps: [50, 100]
+  traffic:
+    provider: gatewayAPI
+    route: aggregator
+    gateway: public
+    stableService: aggregator-stable
+    canaryService: aggregator-canary
+    port: 7001
+    header: {name: x-deployment-id, value: canary}
   probes:
     availability: {sources: 4, rate: 150}
     consistency: {}
@@ -109,6 +119,31 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	cm.Set(false, false, true)
 	cm.SetEffect(cluster.NetworkEffect())
 	waitPodsReady(t, ctx, env, cluster, ns, 9)
+	// The traffic section's HTTPRoute, on the Gateway API's own CRD: each
+	// step's split is applied to it, and a block rolls it back.
+	gwAPI, err := k8senv.ModuleDir(ctx, "sigs.k8s.io/gateway-api@v1.6.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.ApplyCRDFile(ctx, filepath.Join(gwAPI, "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	route, err := traffic.New(env.Dynamic, traffic.Config{Provider: traffic.GatewayAPI, Namespace: ns, Route: "aggregator", Gateway: "public",
+		StableService: "aggregator-stable", CanaryService: "aggregator-canary", Port: 7001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routeHolds := func(what string, canaryPercent float64) {
+		t.Helper()
+		s, err := route.Read(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if s.CanaryPercent != canaryPercent || s.Header == nil || s.Header.Name != "x-deployment-id" {
+			t.Fatalf("%s: %s holds %+v, want %.0f%% canary with the x-deployment-id match", what, route.Describe(), s, canaryPercent)
+		}
+		t.Logf("%s: %s holds %.0f%% canary %v", what, route.Describe(), s.CanaryPercent, s.Weights)
+	}
 
 	kc := filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(kc); err != nil {
@@ -264,6 +299,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		}
 	}
 	checkBlobs("good", good.Evidence.LedgerIndex)
+	routeHolds("good canary promoted", 100) // a promotion leaves the last step's weight
 	checkReportShape(t, "good run", good.Raw)
 	withProm := []string{"--metrics-source", "prometheus", "--prometheus", prom.URL}
 	if g := goodGate("good-promql", withProm...); g.Verdict != "promote" {
@@ -349,6 +385,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	if bad.Verdict != "block" || !movedByDefect(bad.Failing) {
 		t.Fatalf("defective canary: verdict %s failing %v (want a block on error_rate or session_interruption): %s", bad.Verdict, bad.Failing, bad.Reason)
 	}
+	routeHolds("defective canary blocked", 0) // rolled back
 	if b := gate("error-rate-promql", exitBlock, withProm...); b.Verdict != "block" || !movedByDefect(b.Failing) {
 		t.Fatalf("defective canary, metrics from Prometheus: verdict %s failing %v (want a block on error_rate or session_interruption): %s", b.Verdict, b.Failing, b.Reason)
 	}
@@ -417,6 +454,12 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	}
 	checkReportShape(t, "scripted run", scripted.Raw)
 	checkBlobs("scripted", scripted.Evidence.LedgerIndex)
+	routeHolds("scripted block at 100%", 0)
+	// Every run closed its journal with the split recovered or left by a
+	// verdict: nothing is outstanding for a reaper.
+	if reaped, err := engine.Reap(ctx, dataDir, nil, nil); err != nil || len(reaped) != 0 {
+		t.Fatalf("after the gates the reaper found %v, %v", reaped, err)
+	}
 }
 
 // subjectDigest returns the image digest of the evidence record at index,
