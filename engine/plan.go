@@ -129,7 +129,7 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		d := f.NetworkDelay
 		out.Kind = NetworkDelay
 		out.Latency, out.Jitter, out.Correlation = d.Latency.Duration, d.Jitter.Duration, d.Correlation.Value
-		out.Edges = Edges{Into: d.Edges.Into, OutOf: d.Edges.OutOf, Between: append([]string(nil), d.Edges.Between...), Clients: d.Edges.Clients}
+		out.Edges = edgesOf(d.Edges)
 	case f.Partition != nil:
 		out.Kind = Partition
 		out.Shape = f.Partition.Shape
@@ -162,7 +162,13 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 	case f.Bandwidth != nil:
 		b := f.Bandwidth
 		out.Kind, out.BytesPerSecond, out.RateText = Bandwidth, b.Rate.BytesPerSecond, b.Rate.String()
-		out.Edges = Edges{Into: b.Edges.Into, OutOf: b.Edges.OutOf, Between: append([]string(nil), b.Edges.Between...), Clients: b.Edges.Clients}
+		out.Edges = edgesOf(b.Edges)
+	case f.PacketLoss != nil:
+		out.Kind, out.LossRatio = PacketLoss, f.PacketLoss.Loss.Value
+		out.Edges = edgesOf(f.PacketLoss.Edges)
+	case f.Corrupt != nil:
+		out.Kind, out.LossRatio = Corrupt, f.Corrupt.Corrupt.Value
+		out.Edges = edgesOf(f.Corrupt.Edges)
 	case f.ZoneOutage != nil:
 		out.Kind, out.Zone = ZoneOutage, f.ZoneOutage.Zone
 	case f.CPUStress != nil:
@@ -172,12 +178,17 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 	return out
 }
 
+// edgesOf is an experiment file's edge selection as the engine's.
+func edgesOf(e scenarios.Edges) Edges {
+	return Edges{Into: e.Into, OutOf: e.OutOf, Between: append([]string(nil), e.Between...), Clients: e.Clients}
+}
+
 // Impact is the number of an arm's n replicas one application of f on
 // target t impairs (the quantity the blast-radius budget bounds).
 func Impact(f Fault, t Target) int {
 	n := len(t.Nodes)
 	switch f.Kind {
-	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew, Bandwidth:
+	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew, Bandwidth, PacketLoss, Corrupt:
 		return 1
 	case CPUStress:
 		// Each application stresses one node (the runner expands fixed

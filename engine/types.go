@@ -83,6 +83,15 @@ const (
 	// ZoneOutage cuts every node of one zone from the rest of the arm and
 	// from its clients, and kills them, at once.
 	ZoneOutage
+	// PacketLoss loses a share of the packets on chosen edges (locally
+	// the proxies play each lost TCP segment as a retransmission timeout,
+	// on Kubernetes a Chaos Mesh NetworkChaos loss action).
+	PacketLoss
+	// Corrupt corrupts a share of the packets on chosen edges (locally
+	// played as the same share of segment loss — a TCP receiver drops a
+	// corrupted segment on its checksum — on Kubernetes a NetworkChaos
+	// corrupt action).
+	Corrupt
 	// TrafficSplit is not a fault an experiment names: it is the canary's
 	// share of real requests that a game day set on a route object. The
 	// game day journals it like a fault so that, when chaosgate crashes
@@ -94,7 +103,7 @@ const (
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
 	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth", ZoneOutage: "zoneOutage",
-	TrafficSplit: "trafficSplit"}
+	TrafficSplit: "trafficSplit", PacketLoss: "packetLoss", Corrupt: "corrupt"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -260,6 +269,9 @@ type Fault struct {
 	RateText       string `json:"rate_text,omitempty"`
 	// Zone is a zone outage's zone.
 	Zone string `json:"zone,omitempty"`
+	// LossRatio is a packetLoss's or corrupt's share of the packets
+	// (0..1).
+	LossRatio float64 `json:"loss_ratio,omitempty"`
 }
 
 // Applied is what an Injector did: enough to report it and to undo it from

@@ -206,6 +206,33 @@ type BandwidthFault struct {
 	Edges Edges         `yaml:"edges" json:"edges"`
 }
 
+// PacketLossFault loses a share of the packets on the chosen edges, in
+// each direction. On Kubernetes it is a Chaos Mesh NetworkChaos loss
+// action (netem in the sending pods). Locally the edges are TCP proxies,
+// which relay a byte stream and cannot drop a packet: they play what the
+// loss does to the TCP connection — each segment lost with this
+// probability holds the stream for a retransmission timeout (200 ms,
+// doubling for losses in a row) — so the application sees loss as it
+// would, stalls and all.
+type PacketLossFault struct {
+	Loss  Percent `yaml:"loss" json:"loss"`
+	Edges Edges   `yaml:"edges" json:"edges"`
+}
+
+// CorruptFault corrupts a share of the packets on the chosen edges, in
+// each direction: on Kubernetes a Chaos Mesh NetworkChaos corrupt action.
+// A TCP receiver drops a corrupted segment on its checksum and the sender
+// retransmits it, so locally it is played as the same share of segment
+// loss (PacketLossFault), and reported as corruption.
+type CorruptFault struct {
+	Corrupt Percent `yaml:"corrupt" json:"corrupt"`
+	Edges   Edges   `yaml:"edges" json:"edges"`
+}
+
+// MaxPacketLoss bounds packetLoss and corrupt: past half the packets a
+// TCP connection all but stops (use partition for a cut edge).
+const MaxPacketLoss = 0.5
+
 // Bounds of a bandwidth fault's rate in bytes per second: below 1 kB/s an
 // edge is all but cut (use partition), above 10 Gbit/s no edge here is
 // slowed.

@@ -179,6 +179,10 @@ type Fault struct {
 	CPUStress *CPUStressFault `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
 	// Bandwidth caps the throughput of chosen edges.
 	Bandwidth *BandwidthFault `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty"`
+	// PacketLoss loses a share of the packets on chosen edges.
+	PacketLoss *PacketLossFault `yaml:"packetLoss,omitempty" json:"packetLoss,omitempty"`
+	// Corrupt corrupts a share of the packets on chosen edges.
+	Corrupt *CorruptFault `yaml:"corrupt,omitempty" json:"corrupt,omitempty"`
 	// ZoneOutage takes every node of one zone down at once.
 	ZoneOutage *ZoneOutageFault `yaml:"zoneOutage,omitempty" json:"zoneOutage,omitempty"`
 }

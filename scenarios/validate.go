@@ -139,6 +139,12 @@ func (f Fault) kinds() []string {
 	if f.Bandwidth != nil {
 		k = append(k, "bandwidth")
 	}
+	if f.PacketLoss != nil {
+		k = append(k, "packetLoss")
+	}
+	if f.Corrupt != nil {
+		k = append(k, "corrupt")
+	}
 	if f.ZoneOutage != nil {
 		k = append(k, "zoneOutage")
 	}
@@ -146,7 +152,7 @@ func (f Fault) kinds() []string {
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth", "zoneOutage"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth", "packetLoss", "corrupt", "zoneOutage"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -189,7 +195,7 @@ func (f Fault) Impact(n int) int {
 		return f.PodKill.count()
 	case f.PodPause != nil:
 		return f.PodPause.count()
-	case f.NetworkDelay != nil, f.Bandwidth != nil:
+	case f.NetworkDelay != nil, f.Bandwidth != nil, f.PacketLoss != nil, f.Corrupt != nil:
 		return 1
 	case f.ZoneOutage != nil:
 		// The zone's size is the target's (ZoneImpact); 1 at least.
@@ -500,6 +506,12 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 				`e.g. rate: 1mbit (125000 bytes/s) or rate: 64kbps (64000 bytes/s); to cut an edge, use partition`)
 		}
 		v.edges(q+".edges", b.Edges, n, local)
+	case "packetLoss":
+		v.lossShare(p+".packetLoss", "loss", f.PacketLoss.Loss)
+		v.edges(p+".packetLoss.edges", f.PacketLoss.Edges, n, local)
+	case "corrupt":
+		v.lossShare(p+".corrupt", "corrupt", f.Corrupt.Corrupt)
+		v.edges(p+".corrupt.edges", f.Corrupt.Edges, n, local)
 	case "zoneOutage":
 		q := p + ".zoneOutage.zone"
 		z := f.ZoneOutage.Zone
@@ -665,7 +677,19 @@ func containsInt(xs []int, x int) bool {
 	return false
 }
 
-// edges checks an edge selection of networkDelay or bandwidth at q.
+// lossShare checks the share of packets a packetLoss or corrupt fault
+// hits: above 0, at most MaxPacketLoss.
+func (v *validator) lossShare(q, field string, p Percent) {
+	switch {
+	case p.Value <= 0:
+		v.at(q+"."+field, field+" is 0% or missing", fmt.Sprintf(`e.g. %s: "5%%" (a share of the packets, above 0%%)`, field))
+	case p.Value > MaxPacketLoss:
+		v.at(q+"."+field, fmt.Sprintf("%s %s is above 50%%", field, p), "past half the packets a TCP connection all but stops; to cut an edge, use partition")
+	}
+}
+
+// edges checks an edge selection of networkDelay, bandwidth, packetLoss
+// or corrupt at q.
 func (v *validator) edges(q string, e Edges, n int, local bool) {
 	set := 0
 	if e.Into != "" {

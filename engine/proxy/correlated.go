@@ -14,7 +14,10 @@ const correlatedLatencyType = "chaosgate_latency"
 var registerOnce sync.Once
 
 func registerToxics() {
-	registerOnce.Do(func() { toxics.Register(correlatedLatencyType, new(CorrelatedLatency)) })
+	registerOnce.Do(func() {
+		toxics.Register(correlatedLatencyType, new(CorrelatedLatency))
+		toxics.Register(segmentLossType, new(SegmentLoss))
+	})
 }
 
 // CorrelatedLatency is a Toxiproxy toxic that delays data by latency ±

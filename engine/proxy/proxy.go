@@ -208,7 +208,7 @@ func bandwidthNames(toxic string) []string {
 // baseToxicName is the name a toxic was added under (AddDelay's, or the
 // one BlackHole or AddBandwidth derived theirs from).
 func baseToxicName(name string) string {
-	for _, suf := range []string{"-bandwidth-up", "-bandwidth-down", "-up", "-down"} {
+	for _, suf := range []string{"-bandwidth-up", "-bandwidth-down", "-loss-up", "-loss-down", "-up", "-down"} {
 		if strings.HasSuffix(name, suf) {
 			return strings.TrimSuffix(name, suf)
 		}
@@ -234,7 +234,7 @@ func resetConnections(p *toxiproxy.Proxy) error {
 }
 
 // Heal removes the toxic named toxic (and the pairs a BlackHole or an
-// AddBandwidth of that name made) from a proxy. When a black hole is removed, the connections that
+// AddBandwidth or AddLoss of that name made) from a proxy. When a black hole is removed, the connections that
 // lived through it (and lost data) are reset. Healing what is not there is
 // a no-op; a proxy that no longer exists is already healed.
 func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
@@ -247,7 +247,7 @@ func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
 	}
 	removedHole := false
 	holes := blackHoleNames(toxic)
-	for _, n := range append(append([]string{toxic}, holes...), bandwidthNames(toxic)...) {
+	for _, n := range append(append(append([]string{toxic}, holes...), bandwidthNames(toxic)...), lossNames(toxic)...) {
 		if p.Toxics.GetToxic(n) == nil {
 			continue
 		}

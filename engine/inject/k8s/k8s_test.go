@@ -255,6 +255,37 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 	if err := Validate(ctx, bw); err == nil || !strings.Contains(err.Error(), "rate") {
 		t.Fatalf("bandwidth rate without a unit: %v", err)
 	}
+	// Packet loss and corruption: NetworkChaos loss / corrupt actions from
+	// the senders, the share in percent; the webhook rules refuse a share
+	// that is not a number.
+	for _, k := range []engine.FaultKind{engine.PacketLoss, engine.Corrupt} {
+		p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, engine.Fault{ID: "pl", Kind: k, Duration: time.Second, LossRatio: 0.05, Edges: engine.Edges{OutOf: "agg-1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := p.Objects[0].(*cm.NetworkChaos)
+		share := ""
+		switch {
+		case k == engine.PacketLoss && nc.Spec.Action == cm.LossAction && nc.Spec.Loss != nil:
+			share = nc.Spec.Loss.Loss
+		case k == engine.Corrupt && nc.Spec.Action == cm.CorruptAction && nc.Spec.Corrupt != nil:
+			share = nc.Spec.Corrupt.Corrupt
+		}
+		if share != "5" || nc.Spec.Selector.Pods["ns"][0] != "agg-1" || nc.Labels[LabelKind] != k.String() || nc.Spec.Duration == nil {
+			t.Fatalf("%s chaos: %+v", k, nc.Spec)
+		}
+		if err := Validate(ctx, nc); err != nil {
+			t.Fatalf("%s chaos refused: %v", k, err)
+		}
+		if nc.Spec.Loss != nil {
+			nc.Spec.Loss.Loss = "five"
+		} else {
+			nc.Spec.Corrupt.Corrupt = "five"
+		}
+		if err := Validate(ctx, nc); err == nil || !strings.Contains(err.Error(), "five") {
+			t.Fatalf("%s share that is not a number: %v", k, err)
+		}
+	}
 	// A zone outage: the zone's pods fail (PodChaos pod-failure) and are
 	// cut from the rest both ways (NetworkChaos partition).
 	p, err = BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5, Group: []string{"agg-3", "agg-1"}}, engine.Fault{ID: "zo", Kind: engine.ZoneOutage, Duration: time.Second, Zone: "b"})
@@ -425,6 +456,55 @@ func TestBandwidthLifecycle(t *testing.T) {
 	}
 	if _, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("NetworkChaos still there after recovery: %v", err)
+	}
+}
+
+// TestPacketLossAndCorruptLifecycle: each is one NetworkChaos stored by
+// the real API server with Chaos Mesh's CRD schema, owner labels and a
+// safety-net duration, confirmed from its status and deleted on recovery.
+func TestPacketLossAndCorruptLifecycle(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "packet-loss"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-pl"))
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}
+	for i, k := range []engine.FaultKind{engine.PacketLoss, engine.Corrupt} {
+		a, err := in.Inject(ctx, tg, engine.Fault{ID: fmt.Sprintf("pl-%03d-canary", i+1), Kind: k, Duration: 10 * time.Second,
+			LossRatio: 0.025, Edges: engine.Edges{Into: "agg-2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := UndoOf(a)
+		if err != nil || len(u.Objects) != 1 || u.Objects[0].Kind != "NetworkChaos" {
+			t.Fatalf("%s applied %+v (%v)", k, u, err)
+		}
+		got, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		action, _, _ := unstructured.NestedString(got.Object, "spec", "action")
+		share, _, _ := unstructured.NestedString(got.Object, "spec", k.String(), k.String())
+		if k == engine.PacketLoss {
+			share, _, _ = unstructured.NestedString(got.Object, "spec", "loss", "loss")
+		}
+		duration, _, _ := unstructured.NestedString(got.Object, "spec", "duration")
+		target, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "target", "selector", "pods", ns)
+		if (k == engine.PacketLoss) != (action == "loss") || share != "2.5" || duration == "" || len(target) != 1 || target[0] != "agg-2" ||
+			got.GetLabels()[LabelRun] != "run-pl" || got.GetLabels()[LabelKind] != k.String() {
+			t.Fatalf("stored %s NetworkChaos: action %q share %q duration %q target %v labels %v", k, action, share, duration, target, got.GetLabels())
+		}
+		if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed {
+			t.Fatalf("%s confirm %+v", k, c)
+		}
+		if err := in.Recover(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("%s NetworkChaos still there after recovery: %v", k, err)
+		}
 	}
 }
 

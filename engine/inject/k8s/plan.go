@@ -196,14 +196,20 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 			return Plan{}, engine.E(engine.KindInvalid, op, err)
 		}
 		p.Objects = append(p.Objects, b.cpuStress(p.Pods))
-	case engine.NetworkDelay, engine.Bandwidth:
+	case engine.NetworkDelay, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
 		// One NetworkChaos from the pods that send on the chosen edges:
-		// delay, or bandwidth (Chaos Mesh shapes the senders' egress with
+		// delay, bandwidth (Chaos Mesh shapes the senders' egress with
 		// a token bucket, tc tbf, filtered to the target pods when there
-		// are any).
+		// are any), loss or corrupt (netem in the senders).
 		action, build := "NetworkChaos (delay)", b.delay
-		if f.Kind == engine.Bandwidth {
+		switch f.Kind {
+		case engine.Bandwidth:
 			action, build = "NetworkChaos (bandwidth)", b.bandwidth
+		case engine.PacketLoss, engine.Corrupt:
+			action, build = "NetworkChaos ("+f.Kind.String()+")", b.loss
+			if f.LossRatio <= 0 || f.LossRatio > 1 {
+				return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("%s share %g is outside (0, 1]", f.Kind, f.LossRatio))
+			}
 		}
 		if !opts.ChaosMesh {
 			return Plan{}, missingChaosMesh(op, action)
@@ -589,6 +595,21 @@ func (b builder) bandwidth(from, to []string, dir cm.Direction) *cm.NetworkChaos
 		Limit:  bandwidthLimitBytes,
 		Buffer: uint32(max(bandwidthBufferBytes, min(b.f.BytesPerSecond/100, math.MaxUint32))),
 	}}
+	return nc
+}
+
+// loss is a NetworkChaos loss or corrupt action on the senders' egress,
+// its share in Chaos Mesh's percent string ("5").
+func (b builder) loss(from, to []string, dir cm.Direction) *cm.NetworkChaos {
+	nc := b.delay(from, to, dir)
+	pct := strconv.FormatFloat(100*b.f.LossRatio, 'f', -1, 64)
+	if b.f.Kind == engine.Corrupt {
+		nc.Spec.Action = cm.CorruptAction
+		nc.Spec.TcParameter = cm.TcParameter{Corrupt: &cm.CorruptSpec{Corrupt: pct, Correlation: "0"}}
+	} else {
+		nc.Spec.Action = cm.LossAction
+		nc.Spec.TcParameter = cm.TcParameter{Loss: &cm.LossSpec{Loss: pct, Correlation: "0"}}
+	}
 	return nc
 }
 

@@ -173,7 +173,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		u.Node, u.Proc = t.Node, &p
 		a.Affected = []string{t.Node}
 		a.Detail = fmt.Sprintf("%s pid %d of %s", map[engine.FaultKind]string{engine.PodKill: "SIGKILL", engine.PodPause: "SIGSTOP"}[f.Kind], pid, t.Name())
-	case engine.NetworkDelay, engine.Bandwidth:
+	case engine.NetworkDelay, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
 		refs, err := delayEdges(cl, t.Nodes, f)
 		if err != nil {
 			return a, err
@@ -186,6 +186,15 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 				u.Toxics[i].Kind = "bandwidth"
 			}
 			a.Detail = fmt.Sprintf("throughput capped at %s (%d bytes/s) each way on %s", f.RateText, f.BytesPerSecond, describeEdges(f.Edges))
+		case f.Kind == engine.PacketLoss, f.Kind == engine.Corrupt:
+			for i := range u.Toxics {
+				u.Toxics[i].Kind = "loss"
+			}
+			what := "packets lost"
+			if f.Kind == engine.Corrupt {
+				what = "packets corrupted (played as TCP segment loss: the receiver drops them on their checksum)"
+			}
+			a.Detail = fmt.Sprintf("%.3g%% of the %s each way on %s", 100*f.LossRatio, what, describeEdges(f.Edges))
 		case f.Correlation > 0:
 			a.Detail = fmt.Sprintf("latency %s ± %s on %s, jitter correlation %.0f%%", f.Latency, f.Jitter, describeEdges(f.Edges), f.Correlation*100)
 		default:
@@ -287,6 +296,10 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.Bandwidth:
 		if err := in.injectBandwidth(ctx, f, u.Toxics); err != nil {
+			return a, err
+		}
+	case engine.PacketLoss, engine.Corrupt:
+		if err := in.injectLoss(f, u.Toxics); err != nil {
 			return a, err
 		}
 	case engine.ZoneOutage:
@@ -413,7 +426,7 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return in.recoverOverload(ctx, a)
 	case engine.ZoneOutage:
 		return in.recoverZoneOutage(ctx, a, u)
-	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth:
+	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
 		var errs []error
 		for _, r := range u.Toxics {
 			errs = append(errs, in.proxies().Heal(ctx, r.Proxy, r.Toxic))
@@ -466,6 +479,8 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return in.confirmDelay(ctx, a, u)
 	case engine.Bandwidth:
 		return in.confirmBandwidth(ctx, a, u)
+	case engine.PacketLoss, engine.Corrupt:
+		return in.confirmLoss(ctx, a, u)
 	case engine.ZoneOutage:
 		return in.confirmZoneOutage(ctx, u)
 	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
