@@ -164,7 +164,7 @@ func (d *Document) applyDefaults() {
 	if l := d.Spec.Target.Local; l != nil && l.Partitions == 0 {
 		l.Partitions = DefaultPartitions
 	}
-	if len(d.Spec.Canary.Steps) == 0 {
+	if len(d.Spec.Canary.Steps) == 0 && d.Spec.Canary.Increment.IsZero() {
 		d.Spec.Canary.Steps = append([]int(nil), DefaultSteps...)
 	}
 	if d.Spec.Decision.Policy == "" {

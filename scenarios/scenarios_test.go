@@ -342,3 +342,39 @@ func TestDocumentsRoundTripThroughJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryIncrement: the seeds' plan, steps 1, 10, 50 then +5 % per
+// batch, as a file and as weights; an increment alone starts at itself.
+func TestCanaryIncrement(t *testing.T) {
+	doc, err := Parse("increment.yaml", []byte(`apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata: {name: seeds-steps}
+spec:
+  target:
+    local: {nodes: 3}
+  canary: {steps: [1, 10, 50], increment: 5%}
+  faults:
+    - duration: 2s
+      podKill: {mode: one}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{1, 10, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100}
+	if got := doc.Spec.Canary.StepsOrDefault(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("steps %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		canary Canary
+		want   []int
+	}{
+		{Canary{Increment: Percent{0.25}}, []int{25, 50, 75, 100}},
+		{Canary{Increment: Percent{0.30}}, []int{30, 60, 90, 100}},
+		{Canary{Steps: []int{5, 100}}, []int{5, 100}},
+		{Canary{}, DefaultSteps},
+	} {
+		if got := c.canary.StepsOrDefault(); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v: steps %v, want %v", c.canary, got, c.want)
+		}
+	}
+}

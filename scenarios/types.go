@@ -333,6 +333,11 @@ type AbortCondition struct {
 // Canary lists the traffic weights (percent) of the canary steps.
 type Canary struct {
 	Steps []int `yaml:"steps,omitempty" json:"steps,omitempty"`
+	// Increment, after the last listed step, adds this much weight per
+	// step until 100 % (Flagger's stepWeight, the seeds' "+5 % per
+	// batch"): steps [1, 10, 50] with increment 5% run 1, 10, 50, 55, …,
+	// 95, 100. Without steps it starts at the increment. Whole percents.
+	Increment Percent `yaml:"increment,omitempty" json:"increment,omitzero"`
 }
 
 // Decision references the judge policy: "default" or a decision config file.

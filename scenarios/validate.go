@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"sort"
@@ -240,12 +241,27 @@ func (b BlastRadius) Allows(impaired, n int) (bool, string) {
 	return true, ""
 }
 
-// Steps returns the canary weights, the defaults when none are set.
+// StepsOrDefault returns the canary weights: the listed steps, then the
+// increment's up to 100; the defaults when neither is set.
 func (c Canary) StepsOrDefault() []int {
-	if len(c.Steps) == 0 {
+	inc := int(math.Round(c.Increment.Value * 100))
+	if len(c.Steps) == 0 && inc <= 0 {
 		return append([]int(nil), DefaultSteps...)
 	}
-	return c.Steps
+	out := append([]int(nil), c.Steps...)
+	if inc > 0 {
+		last := 0
+		if len(out) > 0 {
+			last = out[len(out)-1]
+		}
+		if last < 100 {
+			for w := last + inc; w < 100; w += inc {
+				out = append(out, w)
+			}
+			out = append(out, 100)
+		}
+	}
+	return out
 }
 
 func (v *validator) document(doc *Document) {
@@ -656,6 +672,14 @@ func (v *validator) canary(c Canary) {
 			v.at(q, fmt.Sprintf("step weight %d does not increase (previous %d)", w, prev), "list weights in increasing order, e.g. [5, 10, 25, 50, 100]")
 		}
 		prev = w
+	}
+	if inc := c.Increment.Value * 100; inc != 0 {
+		switch {
+		case inc < 1 || inc != math.Round(inc):
+			v.at("spec.canary.increment", fmt.Sprintf("increment %s is not a whole percent of at least 1%%", c.Increment), "weights are whole percents, e.g. increment: 5%")
+		case prev == 100:
+			v.at("spec.canary.increment", "increment after a last step of 100 adds no step", "end the listed steps below 100, e.g. steps: [1, 10, 50] with increment: 5%")
+		}
 	}
 }
 
