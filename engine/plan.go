@@ -174,6 +174,10 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 	case f.CPUStress != nil:
 		out.Kind, out.Load = CPUStress, f.CPUStress.Load.Value
 		nodeFault(&scenarios.NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
+	case f.MemoryStress != nil:
+		m := f.MemoryStress
+		out.Kind, out.MemoryBytes, out.MemoryText, out.MemoryLimit = MemoryStress, m.Size.Bytes, m.Size.String(), m.LimitOrDefault()
+		nodeFault(&scenarios.NodeFault{Mode: m.Mode, Nodes: m.Nodes})
 	}
 	return out
 }
@@ -190,7 +194,7 @@ func Impact(f Fault, t Target) int {
 	switch f.Kind {
 	case PodKill, PodPause, NetworkDelay, SplitBrain, ClockSkew, Bandwidth, PacketLoss, Corrupt:
 		return 1
-	case CPUStress:
+	case CPUStress, MemoryStress:
 		// Each application stresses one node (the runner expands fixed
 		// nodes into one target each).
 		return 1

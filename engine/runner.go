@@ -613,7 +613,7 @@ func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error
 		}
 		base.Group = group
 		return []Target{base}, nil
-	case PodKill, PodPause, CPUStress:
+	case PodKill, PodPause, CPUStress, MemoryStress:
 		switch f.Mode {
 		case "fixed":
 			var out []Target

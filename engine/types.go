@@ -92,6 +92,10 @@ const (
 	// corrupted segment on its checksum — on Kubernetes a NetworkChaos
 	// corrupt action).
 	Corrupt
+	// MemoryStress takes memory from a node (locally tmpfs pages charged
+	// to a memory cgroup the node is moved into, under a limit; on
+	// Kubernetes a Chaos Mesh StressChaos memory stressor in the pod).
+	MemoryStress
 	// TrafficSplit is not a fault an experiment names: it is the canary's
 	// share of real requests that a game day set on a route object. The
 	// game day journals it like a fault so that, when chaosgate crashes
@@ -103,7 +107,8 @@ const (
 var kindNames = map[FaultKind]string{PodKill: "podKill", PodPause: "podPause", NetworkDelay: "networkDelay", Partition: "partition", SplitBrain: "splitBrain",
 	BrokerOutage: "brokerOutage", ConsumerRebalance: "consumerRebalance", Backlog: "backlog", SlowDependency: "slowDependency",
 	ClockSkew: "clockSkew", Overload: "overload", CPUStress: "cpuStress", Bandwidth: "bandwidth", ZoneOutage: "zoneOutage",
-	TrafficSplit: "trafficSplit", PacketLoss: "packetLoss", Corrupt: "corrupt"}
+	TrafficSplit: "trafficSplit", PacketLoss: "packetLoss", Corrupt: "corrupt",
+	MemoryStress: "memoryStress"}
 
 // String names the kind (podKill, ...).
 func (k FaultKind) String() string { return enumString(kindNames, k) }
@@ -269,6 +274,11 @@ type Fault struct {
 	RateText       string `json:"rate_text,omitempty"`
 	// Zone is a zone outage's zone.
 	Zone string `json:"zone,omitempty"`
+	// MemoryBytes is a memoryStress's size, MemoryText the size as
+	// written ("256MiB"), MemoryLimit the local target's limit.
+	MemoryBytes int64  `json:"memory_bytes,omitempty"`
+	MemoryText  string `json:"memory_text,omitempty"`
+	MemoryLimit int64  `json:"memory_limit,omitempty"`
 	// LossRatio is a packetLoss's or corrupt's share of the packets
 	// (0..1).
 	LossRatio float64 `json:"loss_ratio,omitempty"`

@@ -73,7 +73,7 @@ func TestGoodFixturesAndLibraryLoad(t *testing.T) {
 		}
 	}
 	names := LibraryNames()
-	want := []string{"backlog", "broker-outage", "clock-skew", "clock-skew-far", "consumer-rebalance", "cpu-saturation", "default-gameday", "default-gameday-quick", "network-bandwidth", "network-delay", "overload", "overload-moderate", "packet-loss", "partition-bridge", "partition-halves",
+	want := []string{"backlog", "broker-outage", "clock-skew", "clock-skew-far", "consumer-rebalance", "cpu-saturation", "default-gameday", "default-gameday-quick", "memory-pressure", "network-bandwidth", "network-delay", "overload", "overload-moderate", "packet-loss", "partition-bridge", "partition-halves",
 		"partition-isolate-one", "partition-majorities-ring", "pod-kill", "pod-pause", "replication-lag", "slow-dependency", "split-brain", "upstreams", "zone-outage", "zone-outage-gameday"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("library = %v, want %v", names, want)

@@ -64,6 +64,114 @@ type CPUStressFault struct {
 	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
 }
 
+// MemoryStressFault takes memory from nodes for the fault's duration: a
+// stressor holds Size bytes beside the node under one memory limit, so the
+// node has only the rest of it. On Kubernetes it is a Chaos Mesh
+// StressChaos memory stressor in the pod, under the pod's own memory
+// limit. Locally the nodes run without a limit, so the fault gives the
+// node one: it moves into a memory cgroup of its own limited to Limit,
+// and Size of it is taken by tmpfs pages written from inside that cgroup
+// (charged to it and, with no swap, never reclaimed), exactly as a
+// stressor's heap would be.
+type MemoryStressFault struct {
+	// Size is the memory taken, with a unit: B, KB/KiB, MB/MiB, GB/GiB
+	// ("256MiB").
+	Size ByteSize `yaml:"size" json:"size"`
+	// Limit (local target only) is the memory limit the node and the
+	// stressor share during the fault: the node may take Limit − Size of
+	// new memory before the kernel's OOM killer ends it. Default: Size +
+	// 64MiB. On Kubernetes the pod's resources.limits.memory is the
+	// limit.
+	Limit ByteSize `yaml:"limit,omitempty" json:"limit,omitzero"`
+	// Mode is one (a node chosen by the engine, default), leader or
+	// fixed (the nodes listed in nodes).
+	Mode  string   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+}
+
+// Bounds of a memoryStress: at least 1 MiB taken, at most 16 GiB; the
+// default room a local node keeps beside the taken memory.
+const (
+	MinMemoryStress       = 1 << 20
+	MaxMemoryStress       = 16 << 30
+	DefaultMemoryHeadroom = 64 << 20
+)
+
+// LimitOrDefault is the local limit: Limit, or Size + 64MiB.
+func (m MemoryStressFault) LimitOrDefault() int64 {
+	if m.Limit.Bytes > 0 {
+		return m.Limit.Bytes
+	}
+	return m.Size.Bytes + DefaultMemoryHeadroom
+}
+
+// ByteSize is an amount of memory written with a unit, as Chaos Mesh
+// takes it: B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (KB is 1000 bytes, KiB 1024).
+type ByteSize struct {
+	Bytes int64
+	// Text is the size as written.
+	Text string
+}
+
+var byteUnits = []struct {
+	suffix string
+	bytes  float64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1},
+}
+
+// ParseByteSize reads a whole number with a unit into bytes.
+func ParseByteSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	for _, u := range byteUnits {
+		if !strings.HasSuffix(t, u.suffix) {
+			continue
+		}
+		num := strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+		v, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number of %s", num, u.suffix)
+		}
+		b := float64(v) * u.bytes
+		if b > math.MaxInt64/2 {
+			return 0, errors.New("too large")
+		}
+		return int64(b), nil
+	}
+	return 0, errors.New("no unit")
+}
+
+func (b *ByteSize) decodeScalar(n *yaml.Node) (string, string) {
+	const hint = `write a whole number with a unit: B, KB, KiB, MB, MiB, GB or GiB, such as "256MiB"`
+	if n.Tag != "!!str" && n.Tag != "!!int" {
+		return fmt.Sprintf("expected a size, found %s", describe(n)), hint
+	}
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Sprintf("bad size %s: %v", quote(n.Value), err), hint
+	}
+	b.Bytes, b.Text = v, strings.TrimSpace(n.Value)
+	return "", ""
+}
+
+// String writes the size as written, or in MiB when whole, else bytes.
+func (b ByteSize) String() string {
+	if b.Text != "" {
+		return b.Text
+	}
+	if b.Bytes%(1<<20) == 0 {
+		return strconv.FormatInt(b.Bytes>>20, 10) + "MiB"
+	}
+	return strconv.FormatInt(b.Bytes, 10) + "B"
+}
+
+// MarshalText writes the size as written.
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// IsZero reports an unset size.
+func (b ByteSize) IsZero() bool { return b.Bytes == 0 }
+
 // MaxCPUStressLoad is the largest share of a CPU a cpuStress takes away: a
 // node left with less than 5 % of a CPU is a paused node (use podPause).
 const MaxCPUStressLoad = 0.95
@@ -174,6 +282,18 @@ func (v *validator) stressFault(p, kind string, f Fault, n int, t Target) {
 		if c.Load.Value < 0.01 || c.Load.Value > MaxCPUStressLoad {
 			v.at(q+".load", fmt.Sprintf("load %s is outside 1%%..%.0f%% of one CPU", c.Load.String(), MaxCPUStressLoad*100),
 				`e.g. load: "60%" (the node keeps 40% of one CPU); to stop a node, use podPause`)
+		}
+	case "memoryStress":
+		q := p + ".memoryStress"
+		m := f.MemoryStress
+		if m.Size.Bytes < MinMemoryStress || m.Size.Bytes > MaxMemoryStress {
+			v.at(q+".size", fmt.Sprintf("size %s is outside 1MiB..16GiB", m.Size), `e.g. size: 256MiB`)
+		}
+		switch {
+		case !local && !m.Limit.IsZero():
+			v.at(q+".limit", "limit is the local target's", "on Kubernetes the pod's resources.limits.memory is the limit the stressor takes its size from; remove limit")
+		case local && !m.Limit.IsZero() && m.Limit.Bytes < m.Size.Bytes+MinMemoryStress:
+			v.at(q+".limit", fmt.Sprintf("limit %s leaves the node less than 1MiB beside size %s", m.Limit, m.Size), "the node keeps limit − size; e.g. limit: "+ByteSize{Bytes: m.Size.Bytes + DefaultMemoryHeadroom}.String()+" (the default, size + 64MiB)")
 		}
 	case "overload":
 		q := p + ".overload"

@@ -39,3 +39,37 @@ func FuzzParseBandwidthRate(f *testing.F) {
 		}
 	})
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"256MiB": 256 << 20, "1GiB": 1 << 30, "512KB": 512000, "64 mib": 64 << 20, "100B": 100, "2GB": 2e9} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"256", "1.5GiB", "-1MiB", "MiB", "12 parsecs", ""} {
+		if got, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// FuzzParseByteSize: any text is a size or an error, never a panic; a
+// size is never negative and reads back the same in bytes.
+func FuzzParseByteSize(f *testing.F) {
+	for _, s := range []string{"256MiB", "1GiB", "512KB", "0B", "1.5GiB", "18446744073709551615TiB", "B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseByteSize(s)
+		if err != nil {
+			return
+		}
+		if v < 0 {
+			t.Fatalf("%q = %d", s, v)
+		}
+		back, err := ParseByteSize(strconv.FormatInt(v, 10) + "B")
+		if err != nil || back != v {
+			t.Fatalf("%q = %d, reads back as %d (%v)", s, v, back, err)
+		}
+	})
+}

@@ -176,7 +176,8 @@ type Fault struct {
 	ClockSkew *ClockSkewFault `yaml:"clockSkew,omitempty" json:"clockSkew,omitempty"`
 	Overload  *OverloadFault  `yaml:"overload,omitempty" json:"overload,omitempty"`
 	// Resource faults.
-	CPUStress *CPUStressFault `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
+	CPUStress    *CPUStressFault    `yaml:"cpuStress,omitempty" json:"cpuStress,omitempty"`
+	MemoryStress *MemoryStressFault `yaml:"memoryStress,omitempty" json:"memoryStress,omitempty"`
 	// Bandwidth caps the throughput of chosen edges.
 	Bandwidth *BandwidthFault `yaml:"bandwidth,omitempty" json:"bandwidth,omitempty"`
 	// PacketLoss loses a share of the packets on chosen edges.

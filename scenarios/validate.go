@@ -137,6 +137,9 @@ func (f Fault) kinds() []string {
 	if f.CPUStress != nil {
 		k = append(k, "cpuStress")
 	}
+	if f.MemoryStress != nil {
+		k = append(k, "memoryStress")
+	}
 	if f.Bandwidth != nil {
 		k = append(k, "bandwidth")
 	}
@@ -153,7 +156,7 @@ func (f Fault) kinds() []string {
 }
 
 // FaultKinds lists the fault kind names.
-var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "bandwidth", "packetLoss", "corrupt", "zoneOutage"}
+var FaultKinds = []string{"podKill", "podPause", "networkDelay", "partition", "splitBrain", "brokerOutage", "consumerRebalance", "backlog", "slowDependency", "clockSkew", "overload", "cpuStress", "memoryStress", "bandwidth", "packetLoss", "corrupt", "zoneOutage"}
 
 // Shapes lists the partition shapes.
 var Shapes = []string{ShapeIsolateOne, ShapeHalves, ShapeMajoritiesRing, ShapeBridge}
@@ -212,6 +215,8 @@ func (f Fault) Impact(n int) int {
 		return 0
 	case f.CPUStress != nil:
 		return NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes}.count()
+	case f.MemoryStress != nil:
+		return NodeFault{Mode: f.MemoryStress.Mode, Nodes: f.MemoryStress.Nodes}.count()
 	}
 	if n, ok := f.upstreamImpact(); ok {
 		return n
@@ -574,6 +579,9 @@ func (v *validator) fault(p string, f Fault, s Spec, n int) {
 		v.upstreamFault(p, kinds[0], f, n, s.Target.Local)
 	case "cpuStress":
 		nodeFault(p+".cpuStress", &NodeFault{Mode: f.CPUStress.Mode, Nodes: f.CPUStress.Nodes})
+		v.stressFault(p, kinds[0], f, n, s.Target)
+	case "memoryStress":
+		nodeFault(p+".memoryStress", &NodeFault{Mode: f.MemoryStress.Mode, Nodes: f.MemoryStress.Nodes})
 		v.stressFault(p, kinds[0], f, n, s.Target)
 	case "clockSkew", "overload":
 		v.stressFault(p, kinds[0], f, n, s.Target)

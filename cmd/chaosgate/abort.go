@@ -53,7 +53,7 @@ func localReapers() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{
 		engine.PodKill: in, engine.PodPause: in, engine.NetworkDelay: in, engine.Partition: in, engine.SplitBrain: in,
 		engine.BrokerOutage: in, engine.ConsumerRebalance: in, engine.Backlog: in, engine.SlowDependency: in,
-		engine.ClockSkew: in, engine.Overload: in, engine.CPUStress: in, engine.Bandwidth: in, engine.PacketLoss: in, engine.Corrupt: in, engine.ZoneOutage: in,
+		engine.ClockSkew: in, engine.Overload: in, engine.CPUStress: in, engine.MemoryStress: in, engine.Bandwidth: in, engine.PacketLoss: in, engine.Corrupt: in, engine.ZoneOutage: in,
 	}
 }
 

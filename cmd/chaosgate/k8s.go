@@ -298,7 +298,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 // journaled traffic split to the restorer that sends it back to stable.
 func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{engine.PodKill: b.injector, engine.PodPause: b.injector,
-		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.Bandwidth: b.injector, engine.PacketLoss: b.injector, engine.Corrupt: b.injector, engine.ZoneOutage: b.injector,
+		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.MemoryStress: b.injector, engine.Bandwidth: b.injector, engine.PacketLoss: b.injector, engine.Corrupt: b.injector, engine.ZoneOutage: b.injector,
 		engine.TrafficSplit: traffic.Restorer{Dyn: b.dyn}}
 }
 

@@ -141,7 +141,7 @@ func (l *localTarget) Leader(ctx context.Context, arm engine.Arm, partition *int
 func (l *localTarget) Injectors() map[engine.FaultKind]engine.Injector {
 	m := map[engine.FaultKind]engine.Injector{}
 	for _, k := range []engine.FaultKind{engine.PodKill, engine.PodPause, engine.NetworkDelay, engine.Partition, engine.SplitBrain,
-		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency, engine.ClockSkew, engine.Overload, engine.CPUStress, engine.Bandwidth, engine.PacketLoss, engine.Corrupt, engine.ZoneOutage} {
+		engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency, engine.ClockSkew, engine.Overload, engine.CPUStress, engine.MemoryStress, engine.Bandwidth, engine.PacketLoss, engine.Corrupt, engine.ZoneOutage} {
 		m[k] = l.inj
 	}
 	return m

@@ -77,6 +77,9 @@ func allFaults() []struct {
 	add(base, engine.Fault{Kind: engine.ClockSkew, Duration: 10 * time.Second, Offset: -400 * time.Millisecond, Seed: "s"})
 	add(node, engine.Fault{Kind: engine.CPUStress, Duration: 10 * time.Second, Load: 0.8, Mode: "one"})
 	add(base, engine.Fault{Kind: engine.Bandwidth, Duration: 10 * time.Second, BytesPerSecond: 125000, RateText: "1mbit", Edges: engine.Edges{Into: "agg-1"}})
+	add(base, engine.Fault{Kind: engine.PacketLoss, Duration: 10 * time.Second, LossRatio: 0.05, Edges: engine.Edges{Into: "agg-1", Clients: true}})
+	add(base, engine.Fault{Kind: engine.Corrupt, Duration: 10 * time.Second, LossRatio: 0.005, Edges: engine.Edges{Between: []string{"agg-0", "agg-2"}}})
+	add(node, engine.Fault{Kind: engine.MemoryStress, Duration: 10 * time.Second, MemoryBytes: 256 << 20, MemoryText: "256MiB", Mode: "one"})
 	zone := base
 	zone.Group = []string{"agg-3", "agg-1"}
 	add(zone, engine.Fault{Kind: engine.ZoneOutage, Duration: 10 * time.Second, Zone: "b"})
@@ -122,7 +125,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1+1+1+1+2 {
+	if objects != 1+1+3+(2+2+5+2)+1+1+1+1+1+1+1+2 { // … cpuStress, bandwidth, packetLoss, corrupt, memoryStress, zoneOutage
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -368,6 +371,44 @@ func mkPods(t *testing.T, ctx context.Context, e *k8senv.Env, ns string, names .
 // injected (per-pod record Injected), confirmed, and on recovery deleted
 // once Chaos Mesh reports AllRecovered; the reaper lists it while it
 // exists.
+func TestMemoryStressLifecycle(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "memory-stress"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-mem"))
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3], Node: "agg-2"}
+	a, err := in.Inject(ctx, tg, engine.Fault{ID: "mem-001-canary-agg-2", Kind: engine.MemoryStress, Duration: 10 * time.Second, MemoryBytes: 256 << 20, MemoryText: "256MiB", Mode: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := UndoOf(a)
+	if err != nil || len(u.Objects) != 1 || u.Objects[0].Kind != "StressChaos" || len(u.Records) != 1 {
+		t.Fatalf("applied %+v (%v)", u, err)
+	}
+	got, err := e.Dynamic.Resource(StressChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _, _ := unstructured.NestedString(got.Object, "spec", "stressors", "memory", "size")
+	workers, _, _ := unstructured.NestedInt64(got.Object, "spec", "stressors", "memory", "workers")
+	pods, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "selector", "pods", ns)
+	if size != "268435456B" || workers != 1 || len(pods) != 1 || pods[0] != "agg-2" || got.GetLabels()[LabelKind] != "memoryStress" {
+		t.Fatalf("stored StressChaos: size %q workers %d pods %v labels %v", size, workers, pods, got.GetLabels())
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "1/1 injected") {
+		t.Fatalf("confirm %+v", c)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Dynamic.Resource(StressChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("StressChaos still there after recovery: %v", err)
+	}
+}
+
 func TestCPUStressLifecycle(t *testing.T) {
 	e := k8senv.GetWithChaosMesh(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -181,21 +181,26 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 			action = cm.PodFailureAction
 		}
 		p.Objects = append(p.Objects, b.podChaos(0, action, p.Pods))
-	case engine.CPUStress:
-		// Chaos Mesh's StressChaos runs a stress-ng CPU worker at the load
-		// inside the pod: it competes with the application for the pod's
-		// CPU limit, as the local CFS quota does for the node's process.
+	case engine.CPUStress, engine.MemoryStress:
+		// Chaos Mesh's StressChaos runs a stress-ng worker inside the pod:
+		// a CPU worker at the load competes with the application for the
+		// pod's CPU limit, as the local CFS quota does for the node's
+		// process; a memory worker holds the size within the pod's memory
+		// limit, as the local tmpfs pages do under the fault's cgroup.
 		if !opts.ChaosMesh {
-			return Plan{}, missingChaosMesh(op, "StressChaos (cpu)")
+			return Plan{}, missingChaosMesh(op, "StressChaos ("+map[engine.FaultKind]string{engine.CPUStress: "cpu", engine.MemoryStress: "memory"}[f.Kind]+")")
 		}
-		if f.Load <= 0 || f.Load >= 1 {
+		if f.Kind == engine.CPUStress && (f.Load <= 0 || f.Load >= 1) {
 			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("cpuStress load %g is outside (0, 1)", f.Load))
+		}
+		if f.Kind == engine.MemoryStress && f.MemoryBytes <= 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("memoryStress size %d bytes must be positive", f.MemoryBytes))
 		}
 		p.Pods, err = nodePods(t, f)
 		if err != nil {
 			return Plan{}, engine.E(engine.KindInvalid, op, err)
 		}
-		p.Objects = append(p.Objects, b.cpuStress(p.Pods))
+		p.Objects = append(p.Objects, b.stress(p.Pods))
 	case engine.NetworkDelay, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
 		// One NetworkChaos from the pods that send on the chosen edges:
 		// delay, bandwidth (Chaos Mesh shapes the senders' egress with
@@ -641,18 +646,23 @@ func (b builder) timeChaos(pod string) *cm.TimeChaos {
 	}
 }
 
-func (b builder) cpuStress(pods []string) *cm.StressChaos {
-	load := max(1, min(100, int(math.Round(b.f.Load*100))))
+// stress is a StressChaos with one worker: a CPU worker at the load, or a
+// memory worker holding the size (in bytes, which the webhook reads as B).
+func (b builder) stress(pods []string) *cm.StressChaos {
+	st := &cm.Stressors{}
+	if b.f.Kind == engine.MemoryStress {
+		st.MemoryStressor = &cm.MemoryStressor{Stressor: cm.Stressor{Workers: 1}, Size: strconv.FormatInt(b.f.MemoryBytes, 10) + "B"}
+	} else {
+		load := max(1, min(100, int(math.Round(b.f.Load*100))))
+		st.CPUStressor = &cm.CPUStressor{Stressor: cm.Stressor{Workers: 1}, Load: &load}
+	}
 	return &cm.StressChaos{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "chaos-mesh.org/v1alpha1", Kind: "StressChaos"},
 		ObjectMeta: b.meta(0),
 		Spec: cm.StressChaosSpec{
 			ContainerSelector: cm.ContainerSelector{PodSelector: b.selector(pods)},
-			Stressors: &cm.Stressors{CPUStressor: &cm.CPUStressor{
-				Stressor: cm.Stressor{Workers: 1},
-				Load:     &load,
-			}},
-			Duration: b.expiry(),
+			Stressors:         st,
+			Duration:          b.expiry(),
 		},
 	}
 }

@@ -51,16 +51,21 @@ type CPUUndo struct {
 	PeriodUS int64 `json:"period_us"`
 }
 
-// cpuHierarchy is where the cpu controller is mounted.
+// cpuHierarchy is where a cgroup controller (cpu, memory) is mounted.
 type cpuHierarchy struct {
 	mount string
 	v2    bool
+	// controller is the controller's name ("cpu" when empty).
+	controller string
 }
 
-// findCPUHierarchy reads /proc/self/mountinfo for the cpu controller: a
-// cgroup v1 hierarchy that has it, else the unified (v2) hierarchy when its
-// cgroup.controllers lists cpu.
-func findCPUHierarchy() (cpuHierarchy, error) {
+// findCPUHierarchy finds the cpu controller (findHierarchy).
+func findCPUHierarchy() (cpuHierarchy, error) { return findHierarchy("cpu") }
+
+// findHierarchy reads /proc/self/mountinfo for a controller: a cgroup v1
+// hierarchy that has it, else the unified (v2) hierarchy when its
+// cgroup.controllers lists it.
+func findHierarchy(controller string) (cpuHierarchy, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return cpuHierarchy{}, err
@@ -81,8 +86,8 @@ func findCPUHierarchy() (cpuHierarchy, error) {
 		}
 		switch qf[0] {
 		case "cgroup":
-			if slices.Contains(strings.Split(qf[2], ","), "cpu") {
-				return cpuHierarchy{mount: pf[4]}, nil
+			if slices.Contains(strings.Split(qf[2], ","), controller) {
+				return cpuHierarchy{mount: pf[4], controller: controller}, nil
 			}
 		case "cgroup2":
 			if v2 == "" {
@@ -92,11 +97,11 @@ func findCPUHierarchy() (cpuHierarchy, error) {
 	}
 	if v2 != "" {
 		b, err := os.ReadFile(filepath.Join(v2, "cgroup.controllers"))
-		if err == nil && slices.Contains(strings.Fields(string(b)), "cpu") {
-			return cpuHierarchy{mount: v2, v2: true}, nil
+		if err == nil && slices.Contains(strings.Fields(string(b)), controller) {
+			return cpuHierarchy{mount: v2, v2: true, controller: controller}, nil
 		}
 	}
-	return cpuHierarchy{}, errors.New("no cgroup hierarchy with the cpu controller is mounted")
+	return cpuHierarchy{}, fmt.Errorf("no cgroup hierarchy with the %s controller is mounted", controller)
 }
 
 // cgroupOf returns the cgroup directory of pid in h, from /proc/PID/cgroup.
@@ -113,11 +118,18 @@ func (h cpuHierarchy) cgroupOf(pid int) (string, error) {
 		if h.v2 && parts[0] == "0" && parts[1] == "" {
 			return filepath.Join(h.mount, parts[2]), nil
 		}
-		if !h.v2 && slices.Contains(strings.Split(parts[1], ","), "cpu") {
+		if !h.v2 && slices.Contains(strings.Split(parts[1], ","), h.name()) {
 			return filepath.Join(h.mount, parts[2]), nil
 		}
 	}
-	return "", fmt.Errorf("pid %d has no cgroup of the cpu controller in /proc/%d/cgroup", pid, pid)
+	return "", fmt.Errorf("pid %d has no cgroup of the %s controller in /proc/%d/cgroup", pid, h.name(), pid)
+}
+
+func (h cpuHierarchy) name() string {
+	if h.controller == "" {
+		return "cpu"
+	}
+	return h.controller
 }
 
 var unsafeCgroupName = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
@@ -201,19 +213,29 @@ func injectCPUStress(cu *CPUUndo) error {
 // cgroup already gone is recovered; a process gone (killed, or the run's
 // cluster ended with a crash) leaves nothing to move.
 func recoverCPUStress(ctx context.Context, cu *CPUUndo) error {
-	if cu == nil || cu.Cgroup == "" {
+	if cu == nil {
 		return nil
 	}
-	if _, err := os.Stat(cu.Cgroup); errors.Is(err, os.ErrNotExist) {
+	return releaseCgroup(ctx, "cpuStress on "+cu.Node, cu.Cgroup, cu.From)
+}
+
+// releaseCgroup moves every process of a fault's cgroup back to from (or
+// to the hierarchy's root when from is gone) and removes the cgroup, and
+// its parent once no fault uses it. A cgroup already gone is released.
+func releaseCgroup(ctx context.Context, what, cgroup, from string) error {
+	if cgroup == "" {
 		return nil
 	}
-	back := cu.From
+	if _, err := os.Stat(cgroup); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	back := from
 	if _, err := os.Stat(filepath.Join(back, "cgroup.procs")); err != nil {
-		back = filepath.Dir(filepath.Dir(cu.Cgroup)) // the hierarchy's root
+		back = filepath.Dir(filepath.Dir(cgroup)) // the hierarchy's root
 	}
 	var last error
 	for range 50 {
-		pids, err := cgroupPids(cu.Cgroup)
+		pids, err := cgroupPids(cgroup)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			last = err
 		}
@@ -222,19 +244,19 @@ func recoverCPUStress(ctx context.Context, cu *CPUUndo) error {
 				last = err
 			}
 		}
-		err = os.Remove(cu.Cgroup)
+		err = os.Remove(cgroup)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
-			_ = os.Remove(filepath.Dir(cu.Cgroup)) // the parent, once no fault uses it
+			_ = os.Remove(filepath.Dir(cgroup)) // the parent, once no fault uses it
 			return nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return engine.E(engine.KindCanceled, "recover cpuStress on "+cu.Node, errors.Join(ctx.Err(), last))
+			return engine.E(engine.KindCanceled, "recover "+what, errors.Join(ctx.Err(), last))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return engine.E(engine.KindUnavailable, "recover cpuStress on "+cu.Node, fmt.Errorf("cgroup %s not removed: %w", cu.Cgroup, last))
+	return engine.E(engine.KindUnavailable, "recover "+what, fmt.Errorf("cgroup %s not removed: %w", cgroup, last))
 }
 
 // confirmCPUStress checks that the quota is in force on the node's process
@@ -317,19 +339,11 @@ func readInt(path string) (int64, error) {
 // readCPUStat reads a cgroup's cpu.stat counters (nr_periods,
 // nr_throttled, ...).
 func readCPUStat(dir string) (map[string]int64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	st, err := readCgroupStat(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
 		return map[string]int64{}, err
 	}
-	out := map[string]int64{}
-	for line := range strings.Lines(string(b)) {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				out[k] = n
-			}
-		}
-	}
-	return out, nil
+	return st, nil
 }
 
 // cgroupPids lists the processes of a cgroup.

@@ -131,6 +131,8 @@ type Undo struct {
 	Skew *SkewUndo `json:"skew,omitempty"`
 	// CPU: the cgroups of a cpuStress.
 	CPU *CPUUndo `json:"cpu,omitempty"`
+	// Memory: the cgroups and the tmpfs file of a memoryStress.
+	Memory *MemoryUndo `json:"memory,omitempty"`
 	// Zone: a zone outage's zone, nodes and killed processes.
 	Zone *ZoneUndo `json:"zone,omitempty"`
 }
@@ -244,6 +246,10 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if err := in.prepareClockSkew(ctx, t, f, &a, &u); err != nil {
 			return a, err
 		}
+	case engine.MemoryStress:
+		if err := in.prepareMemoryStress(t, f, &a, &u); err != nil {
+			return a, err
+		}
 	case engine.CPUStress:
 		if err := in.prepareCPUStress(t, f, &a, &u); err != nil {
 			return a, err
@@ -316,6 +322,10 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 		}
 	case engine.CPUStress:
 		if err := injectCPUStress(u.CPU); err != nil {
+			return a, err
+		}
+	case engine.MemoryStress:
+		if err := injectMemoryStress(ctx, u.Memory); err != nil {
 			return a, err
 		}
 	case engine.Overload:
@@ -422,6 +432,8 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return recoverClockSkew(ctx, u.Skew)
 	case engine.CPUStress:
 		return recoverCPUStress(ctx, u.CPU)
+	case engine.MemoryStress:
+		return recoverMemoryStress(ctx, u.Memory)
 	case engine.Overload:
 		return in.recoverOverload(ctx, a)
 	case engine.ZoneOutage:
@@ -489,6 +501,8 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return in.confirmClockSkew(ctx, a, u)
 	case engine.CPUStress:
 		return confirmCPUStress(ctx, u.CPU)
+	case engine.MemoryStress:
+		return confirmMemoryStress(u.Memory)
 	case engine.Overload:
 		return in.confirmOverload(ctx, a)
 	case engine.Partition, engine.SplitBrain:
