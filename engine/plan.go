@@ -151,7 +151,7 @@ func FaultFromSpec(f scenarios.Fault) Fault {
 		out.Kind, out.Upstream = Backlog, f.Backlog.Upstream
 	case f.SlowDependency != nil:
 		d := f.SlowDependency
-		out.Kind, out.Latency, out.Jitter = SlowDependency, d.Latency.Duration, d.Jitter.Duration
+		out.Kind, out.Latency, out.Jitter, out.ResetRatio = SlowDependency, d.Latency.Duration, d.Jitter.Duration, d.Errors.Value
 		nodeFault(&scenarios.NodeFault{Mode: d.Mode, Nodes: d.Nodes})
 	case f.ClockSkew != nil:
 		d := f.ClockSkew

@@ -279,6 +279,9 @@ type Fault struct {
 	MemoryBytes int64  `json:"memory_bytes,omitempty"`
 	MemoryText  string `json:"memory_text,omitempty"`
 	MemoryLimit int64  `json:"memory_limit,omitempty"`
+	// ResetRatio is a slowDependency's share of connections reset by the
+	// peer (0..1).
+	ResetRatio float64 `json:"reset_ratio,omitempty"`
 	// LossRatio is a packetLoss's or corrupt's share of the packets
 	// (0..1).
 	LossRatio float64 `json:"loss_ratio,omitempty"`

@@ -41,9 +41,14 @@ type BacklogFault struct {
 // SlowDependencyFault adds latency on the downstream edges of consuming
 // nodes: every edge out of the node to its peers (replication and
 // forwarding to partition leaders), so committing what it consumes slows.
+//
+// Errors makes the dependency fail as well as (or instead of) slow down:
+// that share of the connections on those edges is reset by the peer, so
+// a forwarded write or a replication round fails and must be retried.
 type SlowDependencyFault struct {
-	Latency Duration `yaml:"latency" json:"latency"`
+	Latency Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
 	Jitter  Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	Errors  Percent  `yaml:"errors,omitempty" json:"errors,omitzero"`
 	// Mode is one (default) or fixed.
 	Mode  string   `yaml:"mode,omitempty" json:"mode,omitempty"`
 	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
@@ -154,13 +159,16 @@ func (v *validator) upstreamFault(p, kind string, f Fault, n int, lt *LocalTarge
 	case "slowDependency":
 		q := p + ".slowDependency"
 		d := f.SlowDependency
-		if d.Latency.Duration <= 0 {
-			v.at(q+".latency", "latency must be positive", "e.g. latency: 200ms")
+		if d.Latency.Duration < 0 || (d.Latency.Duration == 0 && d.Errors.IsZero()) {
+			v.at(q+".latency", "latency must be positive, or errors set", "e.g. latency: 200ms, or errors: \"10%\" for a failing dependency")
 		} else if d.Latency.Duration > time.Minute {
 			v.at(q+".latency", "latency is longer than 1m", "a dependency that slow is down; use brokerOutage or partition instead")
 		}
 		if d.Jitter.Duration > d.Latency.Duration {
 			v.at(q+".jitter", fmt.Sprintf("jitter %s is larger than latency %s", d.Jitter, d.Latency), "jitter is ± around latency; keep it at most the latency")
+		}
+		if d.Errors.Value == 1 {
+			v.at(q+".errors", "errors 100% resets every connection: the dependency is down", "use brokerOutage or partition for a dependency that is down, or a share below 100%")
 		}
 		members(q, d.Mode, d.Nodes)
 	}

@@ -114,6 +114,50 @@ func (s *Set) AddLoss(proxyName, toxic string, loss float64) error {
 	return nil
 }
 
+// AddReset resets a share (0..1) of the connections through the proxy:
+// Toxiproxy's reset_peer toxic at that toxicity, so each connection is
+// chosen when it opens (and again whenever the toxics change), and a
+// chosen one is closed with a TCP RST as soon as data arrives. The toxic
+// is named toxic+"-reset".
+func (s *Set) AddReset(proxyName, toxic string, share float64) error {
+	p, err := s.get(proxyName)
+	if err != nil {
+		return err
+	}
+	return s.addToxic(p, toxicJSON{Name: resetName(toxic), Type: "reset_peer", Stream: "upstream", Toxicity: float32(share),
+		Attributes: map[string]any{"timeout": 0}})
+}
+
+func resetName(toxic string) string { return toxic + "-reset" }
+
+// ResetRoundTrips is how many round trips a reset confirmation takes so
+// that about fifteen are expected to fail (at least 40, at most 300).
+func ResetRoundTrips(share float64) int {
+	if share <= 0 {
+		return 40
+	}
+	return min(300, max(40, int(math.Ceil(15/share))))
+}
+
+// ConfirmResets compares the share of failed round trips (each on a fresh
+// connection) with the share of connections reset: confirmed when at
+// least a third of the expected failures happened, mismatch when fewer
+// did.
+func ConfirmResets(s Sample, share float64) engine.ConfirmResult {
+	want := share * float64(s.N)
+	m := fmt.Sprintf("%d of %d round trips on fresh connections failed (%.0f expected at %.3g %% of connections reset)", s.Failed, s.N, want, 100*share)
+	if s.Failed > 0 {
+		m += " (" + shortErr(s.LastErr) + ")"
+	}
+	if s.N < 10 {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: m}
+	}
+	if s.Failed > 0 && float64(s.Failed) >= want/3 {
+		return engine.ConfirmResult{Outcome: engine.Confirmed, Measurement: m}
+	}
+	return engine.ConfirmResult{Outcome: engine.Mismatch, Measurement: m}
+}
+
 // lossNames are the toxic names AddLoss creates for toxic.
 func lossNames(toxic string) []string { return []string{toxic + "-loss-up", toxic + "-loss-down"} }
 

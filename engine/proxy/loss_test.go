@@ -98,3 +98,25 @@ func TestSegmentLossBacksOff(t *testing.T) {
 		t.Fatalf("of 4000 chunks: %d one-segment and %d 32-segment chunks held", small, big)
 	}
 }
+
+// TestConfirmResetsOutcomes: the share of failed round trips against the
+// share of connections reset.
+func TestConfirmResetsOutcomes(t *testing.T) {
+	for _, c := range []struct {
+		s    Sample
+		want engine.Confirmation
+	}{
+		{Sample{N: 50, Failed: 16, LastErr: "connection reset by peer"}, engine.Confirmed},
+		{Sample{N: 50, Failed: 5}, engine.Confirmed}, // a third of 15
+		{Sample{N: 50, Failed: 4}, engine.Mismatch},
+		{Sample{N: 50}, engine.Mismatch},
+		{Sample{N: 5, Failed: 2}, engine.Inconclusive},
+	} {
+		if got := ConfirmResets(c.s, 0.3); got.Outcome != c.want {
+			t.Errorf("%+v: %v (%s), want %v", c.s, got.Outcome, got.Measurement, c.want)
+		}
+	}
+	if n := ResetRoundTrips(0.3); n != 50 {
+		t.Errorf("round trips at 30 %%: %d, want 50", n)
+	}
+}

@@ -208,7 +208,7 @@ func bandwidthNames(toxic string) []string {
 // baseToxicName is the name a toxic was added under (AddDelay's, or the
 // one BlackHole or AddBandwidth derived theirs from).
 func baseToxicName(name string) string {
-	for _, suf := range []string{"-bandwidth-up", "-bandwidth-down", "-loss-up", "-loss-down", "-up", "-down"} {
+	for _, suf := range []string{"-bandwidth-up", "-bandwidth-down", "-loss-up", "-loss-down", "-reset", "-up", "-down"} {
 		if strings.HasSuffix(name, suf) {
 			return strings.TrimSuffix(name, suf)
 		}
@@ -247,7 +247,7 @@ func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
 	}
 	removedHole := false
 	holes := blackHoleNames(toxic)
-	for _, n := range append(append(append([]string{toxic}, holes...), bandwidthNames(toxic)...), lossNames(toxic)...) {
+	for _, n := range append(append(append([]string{toxic}, holes...), bandwidthNames(toxic)...), append(lossNames(toxic), resetName(toxic))...) {
 		if p.Toxics.GetToxic(n) == nil {
 			continue
 		}

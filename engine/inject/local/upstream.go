@@ -178,7 +178,14 @@ func (in *Injector) prepareUpstream(t engine.Target, f engine.Fault, a *engine.A
 			u.Toxics = append(u.Toxics, refs...)
 		}
 		a.Affected = u.Nodes
-		a.Detail = fmt.Sprintf("latency %s ± %s on the downstream edges of %v (replication and forwarding to partition leaders)", f.Latency, f.Jitter, u.Nodes)
+		var what []string
+		if f.Latency > 0 {
+			what = append(what, fmt.Sprintf("latency %s ± %s", f.Latency, f.Jitter))
+		}
+		if f.ResetRatio > 0 {
+			what = append(what, fmt.Sprintf("%.3g%% of the connections reset by the peer", 100*f.ResetRatio))
+		}
+		a.Detail = fmt.Sprintf("%s on the downstream edges of %v (replication and forwarding to partition leaders)", strings.Join(what, " and "), u.Nodes)
 	}
 	return nil
 }
@@ -231,9 +238,21 @@ func (in *Injector) injectUpstream(ctx context.Context, t engine.Target, f engin
 			}
 		}
 	case engine.SlowDependency:
-		delay := f
-		delay.Kind = engine.NetworkDelay
-		return in.injectDelay(ctx, delay, u.Toxics)
+		if f.Latency > 0 {
+			delay := f
+			delay.Kind = engine.NetworkDelay
+			if err := in.injectDelay(ctx, delay, u.Toxics); err != nil {
+				return err
+			}
+		}
+		if f.ResetRatio > 0 {
+			for _, r := range u.Toxics {
+				err := in.proxies().AddReset(r.Proxy, r.Toxic, f.ResetRatio)
+				if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -346,7 +365,14 @@ func (in *Injector) confirmUpstream(ctx context.Context, a engine.Applied, u Und
 			}
 		}
 	case engine.SlowDependency:
-		return in.confirmDelay(ctx, a, u)
+		var cs []engine.ConfirmResult
+		if a.Fault.Latency > 0 {
+			cs = append(cs, in.confirmDelay(ctx, a, u))
+		}
+		if a.Fault.ResetRatio > 0 {
+			cs = append(cs, in.confirmResets(ctx, a, u))
+		}
+		return joinConfirmations(cs)
 	}
 	return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "unknown fault kind"}
 }
@@ -494,4 +520,39 @@ func BrokerReachable(ctx context.Context, kind, addr string, timeout time.Durati
 		return err
 	}
 	return c.Close()
+}
+
+// confirmResets counts the round trips that fail through an edge whose
+// connections are reset, against the share reset.
+func (in *Injector) confirmResets(ctx context.Context, a engine.Applied, u Undo) engine.ConfirmResult {
+	p := in.measurable(u.Toxics)
+	if p == "" {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("resets on %d edges; none can be measured", len(u.Toxics))}
+	}
+	s := proxy.Measure(ctx, in.cfg.RoundTripFor(p), in.addr(p), proxy.ResetRoundTrips(a.Fault.ResetRatio), 2*time.Second)
+	c := proxy.ConfirmResets(s, a.Fault.ResetRatio)
+	c.Measurement = p + ": " + c.Measurement
+	return c
+}
+
+// joinConfirmations is one outcome for the effects of one fault: a
+// mismatch if any effect is missing, confirmed when every one is seen,
+// inconclusive otherwise; the measurements joined.
+func joinConfirmations(cs []engine.ConfirmResult) engine.ConfirmResult {
+	if len(cs) == 0 {
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "nothing to measure"}
+	}
+	out := engine.ConfirmResult{Outcome: engine.Confirmed}
+	var ms []string
+	for _, c := range cs {
+		ms = append(ms, c.Measurement)
+		switch {
+		case c.Outcome == engine.Mismatch:
+			out.Outcome = engine.Mismatch
+		case c.Outcome != engine.Confirmed && out.Outcome == engine.Confirmed:
+			out.Outcome = c.Outcome
+		}
+	}
+	out.Measurement = strings.Join(ms, "; ")
+	return out
 }

@@ -385,7 +385,9 @@ func TestCommitBeforeStoreDefectIsCaught(t *testing.T) {
 // TestUpstreamFaultsPartitionSlowDependencyBacklog: the other upstream
 // faults on a healthy build, each confirmed by a measurement — the broker
 // cut off from every node (a client through a cut edge gets no answer), a
-// consuming node's downstream edges slowed (round trip shift), a backlog
+// consuming node's downstream edges slowed (round trip shift) or failing
+// (a share of its connections reset: round trips on fresh connections
+// fail), a backlog
 // (every node paused, lag grown) — and nothing is lost, duplicated or
 // reordered.
 func TestUpstreamFaultsPartitionSlowDependencyBacklog(t *testing.T) {
@@ -396,11 +398,13 @@ func TestUpstreamFaultsPartitionSlowDependencyBacklog(t *testing.T) {
 				return load.NewJetStreamPublisher(ctx, "nats://"+ns.Addr, "IN", "in", 1)
 			}},
 	})
-	wg := r.runLoad(t, 35*time.Second, 100)
+	wg := r.runLoad(t, 40*time.Second, 100)
 	time.Sleep(3 * time.Second)
 	confs := []engine.ConfirmResult{
 		r.fault(t, engine.Fault{ID: "outage", Kind: engine.BrokerOutage, Upstream: "nats", Outage: "partition"}, 4*time.Second),
 		r.fault(t, engine.Fault{ID: "slow", Kind: engine.SlowDependency, Latency: 150 * time.Millisecond, Jitter: 20 * time.Millisecond, Mode: "fixed", Nodes: []string{"n1"}}, 4*time.Second),
+		// A failing dependency: 30 % of n2's downstream connections reset.
+		r.fault(t, engine.Fault{ID: "failing", Kind: engine.SlowDependency, ResetRatio: 0.3, Mode: "fixed", Nodes: []string{"n2"}}, 4*time.Second),
 		r.fault(t, engine.Fault{ID: "backlog", Kind: engine.Backlog, Upstream: "nats"}, 4*time.Second),
 	}
 	wg.Wait()
