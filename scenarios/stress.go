@@ -113,34 +113,14 @@ type ByteSize struct {
 	Text string
 }
 
-var byteUnits = []struct {
-	suffix string
-	bytes  float64
-}{
+// byteUnits are Chaos Mesh's memory units, longest suffix first.
+var byteUnits = []unit{
 	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
 	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1},
 }
 
 // ParseByteSize reads a whole number with a unit into bytes.
-func ParseByteSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	for _, u := range byteUnits {
-		if !strings.HasSuffix(t, u.suffix) {
-			continue
-		}
-		num := strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
-		v, err := strconv.ParseUint(num, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a whole number of %s", num, u.suffix)
-		}
-		b := float64(v) * u.bytes
-		if b > math.MaxInt64/2 {
-			return 0, errors.New("too large")
-		}
-		return int64(b), nil
-	}
-	return 0, errors.New("no unit")
-}
+func ParseByteSize(s string) (int64, error) { return parseWithUnit(s, byteUnits) }
 
 func (b *ByteSize) decodeScalar(n *yaml.Node) (string, string) {
 	const hint = `write a whole number with a unit: B, KB, KiB, MB, MiB, GB or GiB, such as "256MiB"`
@@ -369,21 +349,28 @@ type BandwidthRate struct {
 	Text string
 }
 
-// bandwidthUnits are tc's rate units, longest suffix first, with their
-// value in bytes per second.
-var bandwidthUnits = []struct {
+// unit is a suffix and the bytes one of it stands for.
+type unit struct {
 	suffix string
 	bytes  float64
-}{
+}
+
+// bandwidthUnits are tc's rate units, longest suffix first, with their
+// value in bytes per second.
+var bandwidthUnits = []unit{
 	{"kbit", 1e3 / 8}, {"mbit", 1e6 / 8}, {"gbit", 1e9 / 8}, {"tbit", 1e12 / 8},
 	{"kbps", 1e3}, {"mbps", 1e6}, {"gbps", 1e9}, {"tbps", 1e12},
 	{"bit", 1.0 / 8}, {"bps", 1},
 }
 
 // ParseBandwidthRate reads a rate with a tc unit into bytes per second.
-func ParseBandwidthRate(s string) (int64, error) {
+func ParseBandwidthRate(s string) (int64, error) { return parseWithUnit(s, bandwidthUnits) }
+
+// parseWithUnit reads a whole number followed by one of units (matched
+// case-insensitively, longest suffix first) into bytes.
+func parseWithUnit(s string, units []unit) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
-	for _, u := range bandwidthUnits {
+	for _, u := range units {
 		if !strings.HasSuffix(t, u.suffix) {
 			continue
 		}

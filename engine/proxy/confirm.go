@@ -71,6 +71,13 @@ type Sample struct {
 
 // Measure takes n round trips to addr, each bounded by timeout.
 func Measure(ctx context.Context, rt RoundTrip, addr string, n int, timeout time.Duration) Sample {
+	_, s := measure(ctx, rt, addr, n, timeout)
+	return s
+}
+
+// measure takes the round trips and returns the successful ones' times,
+// fastest first, with their summary.
+func measure(ctx context.Context, rt RoundTrip, addr string, n int, timeout time.Duration) ([]time.Duration, Sample) {
 	var s Sample
 	var ds []time.Duration
 	for range n {
@@ -92,7 +99,7 @@ func Measure(ctx context.Context, rt RoundTrip, addr string, n int, timeout time
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		s.Median, s.Min = ds[len(ds)/2], ds[0]
 	}
-	return s
+	return ds, s
 }
 
 // ConfirmDelay compares round trips before and after a delay of expected

@@ -174,30 +174,8 @@ type Stalls struct {
 // MeasureStalls takes n round trips to addr, each bounded by timeout, and
 // counts those at least MinRTO·¾ slower than the fastest.
 func MeasureStalls(ctx context.Context, rt RoundTrip, addr string, n int, timeout time.Duration) Stalls {
-	var s Stalls
-	var ds []time.Duration
-	for range n {
-		if ctx.Err() != nil {
-			break
-		}
-		c, cancel := context.WithTimeout(ctx, timeout)
-		d, err := rt(c, addr)
-		cancel()
-		s.N++
-		if err != nil {
-			s.Failed++
-			s.LastErr = err.Error()
-			continue
-		}
-		ds = append(ds, d)
-	}
-	if len(ds) == 0 {
-		return s
-	}
-	s.Fastest = ds[0]
-	for _, d := range ds {
-		s.Fastest = min(s.Fastest, d)
-	}
+	ds, m := measure(ctx, rt, addr, n, timeout)
+	s := Stalls{N: m.N, Failed: m.Failed, LastErr: m.LastErr, Fastest: m.Min}
 	for _, d := range ds {
 		if d-s.Fastest >= MinRTO*3/4 {
 			s.Stalled++

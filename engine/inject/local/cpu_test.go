@@ -17,9 +17,13 @@ import (
 
 // cpuHierarchyOrSkip returns the cpu controller's hierarchy when this
 // process may create cgroups in it; outside CI it skips otherwise.
-func cpuHierarchyOrSkip(t *testing.T) cpuHierarchy {
+func cpuHierarchyOrSkip(t *testing.T) cpuHierarchy { return hierarchyOrSkip(t, "cpu") }
+
+// hierarchyOrSkip returns a controller's hierarchy when this process may
+// create cgroups in it; outside CI it skips otherwise.
+func hierarchyOrSkip(t *testing.T, controller string) cpuHierarchy {
 	t.Helper()
-	h, err := findCPUHierarchy()
+	h, err := findHierarchy(controller)
 	if err == nil {
 		dir := filepath.Join(h.mount, "chaosgate-probe-"+strconv.Itoa(os.Getpid()))
 		if err = os.Mkdir(dir, 0o755); err == nil {
@@ -28,9 +32,9 @@ func cpuHierarchyOrSkip(t *testing.T) cpuHierarchy {
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("cpuStress needs a writable cgroup cpu controller: %v", err)
+		t.Fatalf("a local %sStress needs a writable cgroup %s controller: %v", controller, controller, err)
 	}
-	t.Skipf("no writable cgroup cpu controller here (%v): a local cpuStress needs one", err)
+	t.Skipf("no writable cgroup %s controller here (%v): a local %sStress needs one", controller, err, controller)
 	return h
 }
 

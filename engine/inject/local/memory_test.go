@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,32 +12,13 @@ import (
 	"github.com/chaosgate/chaosgate/engine"
 )
 
-// memoryHierarchyOrSkip returns the memory controller's hierarchy when
-// this process may create cgroups in it; outside CI it skips otherwise.
-func memoryHierarchyOrSkip(t *testing.T) cpuHierarchy {
-	t.Helper()
-	h, err := findHierarchy("memory")
-	if err == nil {
-		dir := filepath.Join(h.mount, "chaosgate-probe-"+strconv.Itoa(os.Getpid()))
-		if err = os.Mkdir(dir, 0o755); err == nil {
-			os.Remove(dir)
-			return h
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("memoryStress needs a writable cgroup memory controller: %v", err)
-	}
-	t.Skipf("no writable cgroup memory controller here (%v): a local memoryStress needs one", err)
-	return h
-}
-
 // TestMemoryStressTakesMemoryUnderALimit: 32 MiB of a 48 MiB limit taken
 // from a real process, charged to the fault's cgroup and confirmed; when
 // the process then grows, the kernel's OOM killer ends it at the limit
 // while its unstressed siblings grow freely; recovery from the journaled
 // Applied alone frees the memory and removes the cgroup.
 func TestMemoryStressTakesMemoryUnderALimit(t *testing.T) {
-	h := memoryHierarchyOrSkip(t)
+	h := hierarchyOrSkip(t, "memory")
 	trigger := filepath.Join(t.TempDir(), "grow")
 	// Each node waits for the trigger, then doubles a string to 32 MiB
 	// (about 100 MiB with the shell's copies) and sleeps.
