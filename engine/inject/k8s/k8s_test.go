@@ -869,7 +869,7 @@ func TestWriteYAMLStream(t *testing.T) {
 	for _, o := range back {
 		kinds[o.GetKind()]++
 	}
-	if len(back) != len(objs) || back[0].GetKind() != "PodChaos" || kinds["NetworkChaos"] == 0 || kinds["TimeChaos"] == 0 || kinds["StressChaos"] != 1 {
+	if len(back) != len(objs) || back[0].GetKind() != "PodChaos" || kinds["NetworkChaos"] == 0 || kinds["TimeChaos"] == 0 || kinds["StressChaos"] != 2 { // cpu and memory
 		t.Fatalf("%d objects back, want %d; kinds %v", len(back), len(objs), kinds)
 	}
 }
