@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -218,6 +219,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var err error
 	for i := 0; i < tries; i++ {
 		if i > 0 {
+			next := req.Clone(req.Context())
 			if req.Body != nil && req.Body != http.NoBody {
 				if req.GetBody == nil {
 					break
@@ -226,10 +228,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				if gerr != nil {
 					break
 				}
-				req.Body = body
+				next.Body = body
 			}
 			u := t.r.upstreamAt(rt.arm, rt.replica+uint64(i))
-			req.URL.Scheme, req.URL.Host, req.Host = u.Scheme, u.Host, ""
+			next.URL.Scheme, next.URL.Host, next.Host = u.Scheme, u.Host, ""
+			req = next
 		}
 		var resp *http.Response
 		resp, err = t.base.RoundTrip(req)
@@ -242,8 +245,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // refused reports a connection that never reached the upstream.
 func refused(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "connection refused") || strings.Contains(s, "no route to host")
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
 }
 
 func (r *Router) upstreams(a engine.Arm) []*url.URL {
