@@ -457,6 +457,7 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 	r.event(PhaseInject, w, e.Name, name, "injecting "+f.Kind.String())
 	var effect time.Time
 	var firstErr error
+	var applied []appliedFault
 	f.Seed = fmt.Sprintf("%s/%s/%s/%d", r.opt.RunID, e.Name, name, w)
 	for _, arm := range plan.Arms {
 		targets, err := r.targets(ctx, arm, f)
@@ -465,17 +466,33 @@ func (r *Runner) runFault(ctx context.Context, plan Plan, e Experiment, f Fault,
 			break
 		}
 		for _, t := range targets {
-			at, err := r.inject(ctx, plan, e, f, t, w)
+			af, err := r.inject(ctx, plan, e, f, t, w)
 			if err != nil {
 				firstErr = err
 				break
 			}
-			if at.After(effect) {
-				effect = at
+			if af.act == nil {
+				continue // skipped by the blast-radius budget
+			}
+			applied = append(applied, af)
+			if af.act.applied.At.After(effect) {
+				effect = af.act.applied.At
 			}
 		}
 		if firstErr != nil {
 			break
+		}
+	}
+	// Every arm has the fault before any confirmation runs, and the
+	// confirmations run side by side: a confirmation that measures for
+	// seconds (a throughput, a burst, round trips) must not start one
+	// arm's fault later than another's, or the arms are judged under
+	// faults of different lengths and strengths.
+	if firstErr == nil {
+		r.confirmAll(ctx, applied, w, e.Name)
+	} else {
+		for _, af := range applied {
+			r.res.Faults[af.act.rec].Measurement = "not confirmed: the run stopped at an injection error on another target"
 		}
 	}
 	r.phase(PhaseInject, w, e.Name, name, start)
@@ -642,7 +659,17 @@ func (r *Runner) targets(ctx context.Context, arm Arm, f Fault) ([]Target, error
 
 // inject applies one fault to one target: budget check, intent journaled
 // before acting, applied journaled after, then confirmation.
-func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t Target, w int) (time.Time, error) {
+// appliedFault is a fault applied to one target, waiting for its
+// confirmation.
+type appliedFault struct {
+	act *activeFault
+	inj Injector
+	t   Target
+}
+
+// inject applies f to t, journaled; it returns the applied fault (act nil
+// when the blast-radius budget skipped it).
+func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t Target, w int) (appliedFault, error) {
 	r.seq++
 	f.ID = fmt.Sprintf("%s-%03d-%s", shortID(r.opt.RunID), r.seq, t.Arm)
 	if t.Node != "" {
@@ -660,7 +687,7 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 		rec.Skipped = "blast radius: " + why
 		r.res.Faults = append(r.res.Faults, rec)
 		r.opt.Log.Warn("fault skipped by the blast-radius budget", "fault", f.ID, "why", why)
-		return time.Time{}, nil
+		return appliedFault{}, nil
 	}
 	inj := r.opt.Injectors[f.Kind]
 	intent := Applied{ID: f.ID, Kind: f.Kind, Target: t, Fault: f}
@@ -669,14 +696,14 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 		if err != nil {
 			rec.Error = err.Error()
 			r.res.Faults = append(r.res.Faults, rec)
-			return time.Time{}, E(KindOf(err), "prepare "+f.ID, err)
+			return appliedFault{}, E(KindOf(err), "prepare "+f.ID, err)
 		}
 		intent = a
 	}
 	if err := r.j.Append(Record{Type: RecIntent, ID: f.ID, Applied: &intent}); err != nil {
 		rec.Error = err.Error()
 		r.res.Faults = append(r.res.Faults, rec)
-		return time.Time{}, err
+		return appliedFault{}, err
 	}
 	// From here the fault may be (partly) applied: it is tracked as active
 	// so every exit path recovers it.
@@ -686,7 +713,7 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 	a, err := inj.Inject(ctx, t, f)
 	if err != nil {
 		r.res.Faults[act.rec].Error = err.Error()
-		return time.Time{}, E(KindOf(err), "inject "+f.ID, err)
+		return appliedFault{}, E(KindOf(err), "inject "+f.ID, err)
 	}
 	if a.ID == "" {
 		a.ID = f.ID
@@ -696,7 +723,7 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 	}
 	act.applied = a
 	if err := r.j.Append(Record{Type: RecApplied, ID: f.ID, Applied: &a}); err != nil {
-		return a.At, err
+		return appliedFault{}, err
 	}
 	fr := &r.res.Faults[act.rec]
 	fr.AppliedAt, fr.Detail = a.At, a.Detail
@@ -705,12 +732,35 @@ func (r *Runner) inject(ctx context.Context, plan Plan, e Experiment, f Fault, t
 	}
 	fr.Confirmed = Inconclusive
 	fr.Measurement = "the backend cannot confirm this fault"
-	if c, ok := inj.(Confirmer); ok {
-		cr := c.Confirm(ctx, a)
-		fr.Confirmed, fr.Measurement = cr.Outcome, cr.Measurement
+	return appliedFault{act: act, inj: inj, t: t}, nil
+}
+
+// confirmAll confirms the applied faults side by side, then reports each
+// in the order they were applied.
+func (r *Runner) confirmAll(ctx context.Context, applied []appliedFault, w int, experiment string) {
+	results := make([]*ConfirmResult, len(applied))
+	var wg sync.WaitGroup
+	for i, af := range applied {
+		c, ok := af.inj.(Confirmer)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cr := c.Confirm(ctx, af.act.applied)
+			results[i] = &cr
+		}()
 	}
-	r.emit(EventFault, PhaseInject, w, e.Name, f.ID, fmt.Sprintf("%s on %s applied (%s): %s", f.Kind, targetLabel(t), fr.Confirmed, fr.Measurement))
-	return a.At, nil
+	wg.Wait()
+	for i, af := range applied {
+		fr := &r.res.Faults[af.act.rec]
+		if cr := results[i]; cr != nil {
+			fr.Confirmed, fr.Measurement = cr.Outcome, cr.Measurement
+		}
+		a := af.act.applied
+		r.emit(EventFault, PhaseInject, w, experiment, a.ID, fmt.Sprintf("%s on %s applied (%s): %s", a.Kind, targetLabel(af.t), fr.Confirmed, fr.Measurement))
+	}
 }
 
 func targetLabel(t Target) string {
