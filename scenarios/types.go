@@ -73,17 +73,23 @@ type Spec struct {
 const (
 	TrafficGatewayAPI = "gatewayAPI"
 	TrafficIstio      = "istio"
+	TrafficSMI        = "smi"
 )
 
 // Traffic names the route object chaosgate sets each step's split on —
-// a Gateway API HTTPRoute or an Istio VirtualService — and the Services
-// of the two arms. Header, optional, sends every request carrying it to
-// the canary whatever the weight.
+// a Gateway API HTTPRoute, an Istio VirtualService or an SMI TrafficSplit
+// (split.smi-spec.io/v1alpha2, as Linkerd and Open Service Mesh serve it)
+// — and the Services of the two arms. Header, optional, sends every
+// request carrying it to the canary whatever the weight (not with smi: a
+// TrafficSplit splits by weight only).
 type Traffic struct {
 	Provider string `yaml:"provider" json:"provider"`
-	// Route is the HTTPRoute or VirtualService name (in the target's
-	// namespace).
+	// Route is the HTTPRoute, VirtualService or TrafficSplit name (in the
+	// target's namespace).
 	Route string `yaml:"route" json:"route"`
+	// ApexService is the Service clients address, which a TrafficSplit
+	// divides between stableService and canaryService (smi only).
+	ApexService string `yaml:"apexService,omitempty" json:"apexService,omitempty"`
 	// Gateway is the Gateway an HTTPRoute attaches to (gatewayAPI).
 	Gateway string `yaml:"gateway,omitempty" json:"gateway,omitempty"`
 	// Hosts are the HTTPRoute's hostnames (optional) or the

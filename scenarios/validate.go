@@ -821,10 +821,20 @@ func (v *validator) traffic(tr *Traffic, t Target) {
 		if len(tr.Hosts) == 0 {
 			v.at(q+".hosts", "istio needs the VirtualService's hosts", "e.g. hosts: [aggregator.shop.svc.cluster.local]")
 		}
+	case TrafficSMI:
+		if tr.ApexService == "" {
+			v.at(q+".apexService", "smi needs the apex Service the TrafficSplit divides", "the Service clients address, e.g. apexService: aggregator")
+		}
+		if tr.Header != nil {
+			v.at(q+".header", "an SMI TrafficSplit splits by weight only", "remove header, or route with provider gatewayAPI or istio, which match headers")
+		}
 	default:
-		v.at(q+".provider", fmt.Sprintf("unknown traffic provider %s", quote(tr.Provider)), oneOfHint(tr.Provider, []string{TrafficGatewayAPI, TrafficIstio}))
+		v.at(q+".provider", fmt.Sprintf("unknown traffic provider %s", quote(tr.Provider)), oneOfHint(tr.Provider, []string{TrafficGatewayAPI, TrafficIstio, TrafficSMI}))
 	}
-	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".stableService", tr.StableService}, {".canaryService", tr.CanaryService}, {".gateway", tr.Gateway}} {
+	if tr.ApexService != "" && tr.Provider != TrafficSMI {
+		v.at(q+".apexService", "apexService belongs to an SMI TrafficSplit", "remove it, or use provider smi")
+	}
+	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".apexService", tr.ApexService}, {".stableService", tr.StableService}, {".canaryService", tr.CanaryService}, {".gateway", tr.Gateway}} {
 		if f.val != "" && !nameRE.MatchString(f.val) {
 			v.at(q+f.path, fmt.Sprintf("bad name %s", quote(f.val)), "a DNS label: lower-case letters, digits and '-'")
 		}

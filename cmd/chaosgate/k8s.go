@@ -282,7 +282,7 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 	}
 	b.injector = in
 	if tr := doc.Spec.Traffic; tr != nil {
-		tc := traffic.Config{Provider: tr.Provider, Namespace: pair.Canary.Namespace, Route: tr.Route, Gateway: tr.Gateway,
+		tc := traffic.Config{Provider: tr.Provider, Namespace: pair.Canary.Namespace, Route: tr.Route, ApexService: tr.ApexService, Gateway: tr.Gateway,
 			Hosts: tr.Hosts, StableService: tr.StableService, CanaryService: tr.CanaryService, Port: tr.Port}
 		if h := tr.Header; h != nil {
 			tc.Header = &traffic.HeaderMatch{Name: h.Name, Value: h.Value}

@@ -1,9 +1,11 @@
 // Package traffic moves real requests between a canary and its stable
 // control on Kubernetes: it sets the split on the route object the
 // cluster's gateway or mesh already serves — a Gateway API HTTPRoute's
-// backend weights or an Istio VirtualService's route weights — with an
+// backend weights, an Istio VirtualService's route weights or an SMI
+// TrafficSplit's backend weights (Linkerd, Open Service Mesh) — with an
 // optional header match that sends every request carrying it to the
-// canary. chaosgate owns the route object (server-side apply with its own
+// canary (HTTPRoute and VirtualService; a TrafficSplit splits by weight
+// only). chaosgate owns the route object (server-side apply with its own
 // field manager), so each step's split is one apply that the API server
 // checks against the route's real CRD schema.
 //
@@ -16,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,12 +33,16 @@ import (
 const (
 	GatewayAPI = "gatewayAPI" // a Gateway API HTTPRoute (gateway.networking.k8s.io/v1)
 	Istio      = "istio"      // an Istio VirtualService (networking.istio.io/v1)
+	SMI        = "smi"        // an SMI TrafficSplit (split.smi-spec.io/v1alpha2)
 )
 
 // Resources of the route objects.
 var (
 	HTTPRouteGVR      = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
 	VirtualServiceGVR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	// TrafficSplitGVR is SMI's v1alpha2, the version Linkerd's SMI
+	// extension and Open Service Mesh serve and store.
+	TrafficSplitGVR = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
 )
 
 // FieldManager is the server-side apply manager of the route objects.
@@ -52,8 +59,11 @@ type HeaderMatch struct {
 type Config struct {
 	Provider  string `json:"provider"`
 	Namespace string `json:"namespace"`
-	// Route is the HTTPRoute or VirtualService name.
+	// Route is the HTTPRoute, VirtualService or TrafficSplit name.
 	Route string `json:"route"`
+	// ApexService is the Service clients address that a TrafficSplit
+	// divides between the arms' Services (smi only).
+	ApexService string `json:"apex_service,omitempty"`
 	// Gateway is the Gateway an HTTPRoute attaches to (its parentRef).
 	Gateway string `json:"gateway,omitempty"`
 	// Hosts are an HTTPRoute's hostnames (optional) or a VirtualService's
@@ -80,8 +90,15 @@ func (c Config) Validate() error {
 		if len(c.Hosts) == 0 {
 			errs = append(errs, errors.New("istio needs the VirtualService's hosts"))
 		}
+	case SMI:
+		if c.ApexService == "" {
+			errs = append(errs, errors.New("smi needs the apex Service the TrafficSplit divides (apexService)"))
+		}
+		if c.Header != nil {
+			errs = append(errs, errors.New("an SMI TrafficSplit (v1alpha2) splits by weight only; a header match needs gatewayAPI or istio"))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("unknown traffic provider %q (want %s or %s)", c.Provider, GatewayAPI, Istio))
+		errs = append(errs, fmt.Errorf("unknown traffic provider %q (want %s, %s or %s)", c.Provider, GatewayAPI, Istio, SMI))
 	}
 	if c.Namespace == "" || c.Route == "" || c.StableService == "" || c.CanaryService == "" {
 		errs = append(errs, errors.New("namespace, route, stableService and canaryService are required"))
@@ -113,8 +130,11 @@ func New(dyn dynamic.Interface, cfg Config) (*Router, error) {
 }
 
 func (r *Router) gvr() schema.GroupVersionResource {
-	if r.cfg.Provider == Istio {
+	switch r.cfg.Provider {
+	case Istio:
 		return VirtualServiceGVR
+	case SMI:
+		return TrafficSplitGVR
 	}
 	return HTTPRouteGVR
 }
@@ -122,8 +142,11 @@ func (r *Router) gvr() schema.GroupVersionResource {
 // Describe names the route object ("HTTPRoute shop/aggregator").
 func (r *Router) Describe() string {
 	k := "HTTPRoute"
-	if r.cfg.Provider == Istio {
+	switch r.cfg.Provider {
+	case Istio:
 		k = "VirtualService"
+	case SMI:
+		k = "TrafficSplit"
 	}
 	return k + " " + r.cfg.Namespace + "/" + r.cfg.Route
 }
@@ -148,6 +171,13 @@ func (r *Router) Object(canaryPercent int) *unstructured.Unstructured {
 	c := r.cfg
 	meta := map[string]any{"name": c.Route, "namespace": c.Namespace,
 		"labels": map[string]any{"app.kubernetes.io/managed-by": "chaosgate"}}
+	if c.Provider == SMI {
+		backend := func(svc string, w int) map[string]any { return map[string]any{"service": svc, "weight": int64(w)} }
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit", "metadata": meta,
+			"spec": map[string]any{"service": c.ApexService, "backends": []any{backend(c.StableService, 100-canaryPercent), backend(c.CanaryService, canaryPercent)}},
+		}}
+	}
 	if c.Provider == Istio {
 		dest := func(svc string, w int) map[string]any {
 			return map[string]any{"destination": map[string]any{"host": svc, "port": map[string]any{"number": int64(c.Port)}}, "weight": int64(w)}
@@ -205,7 +235,15 @@ func (r *Router) Read(ctx context.Context) (Split, error) {
 		return Split{}, fmt.Errorf("read %s: %w", r.Describe(), err)
 	}
 	s := Split{Weights: map[string]int64{}}
-	if r.cfg.Provider == Istio {
+	switch r.cfg.Provider {
+	case SMI:
+		backends, _, _ := unstructured.NestedSlice(u.Object, "spec", "backends")
+		for _, b := range backends {
+			bm, _ := b.(map[string]any)
+			svc, _, _ := unstructured.NestedString(bm, "service")
+			s.Weights[svc] = weightOf(bm["weight"])
+		}
+	case Istio:
 		routes, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
 		for _, x := range routes {
 			rt, _ := x.(map[string]any)
@@ -226,7 +264,7 @@ func (r *Router) Read(ctx context.Context) (Split, error) {
 				s.Weights[host] = w
 			}
 		}
-	} else {
+	default:
 		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
 		for _, x := range rules {
 			rl, _ := x.(map[string]any)
@@ -261,6 +299,19 @@ func (r *Router) Read(ctx context.Context) (Split, error) {
 		s.CanaryPercent = 100 * float64(s.Weights[r.cfg.CanaryService]) / float64(total)
 	}
 	return s, nil
+}
+
+// weightOf reads a TrafficSplit backend's weight, a JSON number: the API
+// server hands back an integer as int64, a fraction (another writer's) as
+// float64, rounded here.
+func weightOf(v any) int64 {
+	switch w := v.(type) {
+	case int64:
+		return w
+	case float64:
+		return int64(math.Round(w))
+	}
+	return 0
 }
 
 func toAny(xs []string) []any {

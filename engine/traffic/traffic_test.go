@@ -27,10 +27,14 @@ func TestMain(m *testing.M) {
 const (
 	gatewayAPIModule = "sigs.k8s.io/gateway-api@v1.6.3"
 	istioAPIModule   = "istio.io/api@v1.32.0"
+	// Open Service Mesh ships SMI's TrafficSplit CRD as apiextensions v1
+	// (SMI's own files are the removed v1beta1), serving v1alpha2 as
+	// Linkerd's SMI extension does.
+	osmModule = "github.com/openservicemesh/osm@v1.2.4"
 )
 
-// routeEnv starts (or reuses) the test API server with the HTTPRoute and
-// VirtualService CRDs and a namespace of the test's own.
+// routeEnv starts (or reuses) the test API server with the HTTPRoute,
+// VirtualService and TrafficSplit CRDs and a namespace of the test's own.
 func routeEnv(t *testing.T, ns string) (*k8senv.Env, context.Context) {
 	e := k8senv.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -43,7 +47,12 @@ func routeEnv(t *testing.T, ns string) (*k8senv.Env, context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{filepath.Join(gw, "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"), filepath.Join(istio, "kubernetes/customresourcedefinitions.gen.yaml")} {
+	osm, err := k8senv.ModuleDir(ctx, osmModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(gw, "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"), filepath.Join(istio, "kubernetes/customresourcedefinitions.gen.yaml"),
+		filepath.Join(osm, "cmd/osm-bootstrap/crds/smi_traffic_split.yaml")} {
 		if err := e.ApplyCRDFile(ctx, f); err != nil {
 			t.Fatal(err)
 		}
@@ -55,16 +64,19 @@ func routeEnv(t *testing.T, ns string) (*k8senv.Env, context.Context) {
 }
 
 // TestSplitStepsOnRealRouteCRDs walks a canary through the seeds' steps on
-// an HTTPRoute and on a VirtualService, stored by the real API server with
-// each project's CRD schema, and reads every split back.
+// an HTTPRoute, a VirtualService and a TrafficSplit, stored by the real API
+// server with each project's CRD schema, and reads every split back.
 func TestSplitStepsOnRealRouteCRDs(t *testing.T) {
 	e, ctx := routeEnv(t, "traffic")
 	for _, c := range []Config{
 		{Provider: GatewayAPI, Gateway: "public", Hosts: []string{"shop.example.com"}},
 		{Provider: Istio, Hosts: []string{"aggregator.traffic.svc.cluster.local"}},
+		{Provider: SMI, ApexService: "aggregator"},
 	} {
 		c.Namespace, c.Route, c.StableService, c.CanaryService, c.Port = "traffic", "aggregator-"+strings.ToLower(c.Provider), "aggregator-stable", "aggregator-canary", 7001
-		c.Header = &HeaderMatch{Name: "x-canary", Value: "always"}
+		if c.Provider != SMI {
+			c.Header = &HeaderMatch{Name: "x-canary", Value: "always"}
+		}
 		r, err := New(e.Dynamic, c)
 		if err != nil {
 			t.Fatal(err)
@@ -77,9 +89,24 @@ func TestSplitStepsOnRealRouteCRDs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.CanaryPercent != float64(w) || s.Weights["aggregator-stable"] != int64(100-w) || s.Header == nil || s.Header.Name != "x-canary" || s.Header.Value != "always" {
+			headerOK := s.Header == nil
+			if c.Header != nil {
+				headerOK = s.Header != nil && *s.Header == *c.Header
+			}
+			if s.CanaryPercent != float64(w) || s.Weights["aggregator-stable"] != int64(100-w) || s.Weights["aggregator-canary"] != int64(w) || !headerOK {
 				t.Fatalf("%s at %d%%: read back %+v", r.Describe(), w, s)
 			}
+		}
+		// The reaper's restore sends everything back to the stable
+		// Service and drops the header match.
+		if err := r.SetWeight(ctx, 50); err != nil {
+			t.Fatal(err)
+		}
+		if err := (Restorer{Dyn: e.Dynamic}).Recover(ctx, r.Journaled()); err != nil {
+			t.Fatalf("%s: restore: %v", r.Describe(), err)
+		}
+		if s, err := r.Read(ctx); err != nil || s.CanaryPercent != 0 || s.Header != nil || s.Weights["aggregator-stable"] != 100 {
+			t.Fatalf("%s after the restore: %+v %v", r.Describe(), s, err)
 		}
 		// One object, owned by chaosgate's field manager.
 		u, err := e.Dynamic.Resource(r.gvr()).Namespace("traffic").Get(ctx, c.Route, metav1.GetOptions{})
@@ -115,7 +142,9 @@ func TestSplitRefusedByTheCRDSchema(t *testing.T) {
 		t.Fatal("weight 101 accepted")
 	}
 	for _, bad := range []Config{
-		{Provider: "smi", Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
+		{Provider: "linkerd", Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
+		{Provider: SMI, Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
+		{Provider: SMI, Namespace: "n", Route: "r", ApexService: "svc", StableService: "a", CanaryService: "b", Port: 1, Header: &HeaderMatch{Name: "x-canary", Value: "1"}},
 		{Provider: GatewayAPI, Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 1},
 		{Provider: Istio, Namespace: "n", Route: "r", StableService: "a", CanaryService: "a", Port: 1, Hosts: []string{"h"}},
 		{Provider: Istio, Namespace: "n", Route: "r", StableService: "a", CanaryService: "b", Port: 0, Hosts: []string{"h"}},
