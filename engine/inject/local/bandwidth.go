@@ -83,27 +83,3 @@ func (in *Injector) confirmBandwidth(ctx context.Context, a engine.Applied, u Un
 	return c
 }
 
-// injectLoss adds the segment-loss toxics on every chosen edge.
-func (in *Injector) injectLoss(f engine.Fault, refs []ToxicRef) error {
-	for _, r := range refs {
-		err := in.proxies().AddLoss(r.Proxy, r.Toxic, f.LossRatio)
-		if err != nil && !(r.Optional && engine.KindOf(err) == engine.KindNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
-// confirmLoss counts the round trips through a lossy edge that a
-// retransmission timeout stalled, against the share its loss should
-// stall.
-func (in *Injector) confirmLoss(ctx context.Context, a engine.Applied, u Undo) engine.ConfirmResult {
-	p := in.measurable(u.Toxics)
-	if p == "" {
-		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: fmt.Sprintf("loss on %d edges; none can be measured", len(u.Toxics))}
-	}
-	s := proxy.MeasureStalls(ctx, in.cfg.RoundTripFor(p), in.addr(p), proxy.LossRoundTrips(a.Fault.LossRatio), 10*time.Second)
-	c := proxy.ConfirmLoss(s, a.Fault.LossRatio)
-	c.Measurement = p + ": " + c.Measurement
-	return c
-}

@@ -24,6 +24,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/geometry"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/proxy"
+	"github.com/chaosgate/chaosgate/internal/pktloss"
 )
 
 // Backend is the Applied.Backend of this package.
@@ -60,6 +61,11 @@ type Config struct {
 	// it cannot be measured), for bandwidth faults. Default: HTTP GET
 	// /metrics wherever RoundTripFor measures round trips.
 	TransferFor func(proxyName string) proxy.Transfer
+	// LossInProxies plays packetLoss and corrupt on the proxies (a
+	// segment-loss toxic) even where the kernel could drop real packets
+	// (nftables; root or CAP_NET_ADMIN). Without nftables they are played
+	// on the proxies anyway, and the fault's detail says why.
+	LossInProxies bool
 	// KillTimeout bounds the wait for a killed or paused process to change
 	// state (default 5s).
 	KillTimeout time.Duration
@@ -135,6 +141,9 @@ type Undo struct {
 	Memory *MemoryUndo `json:"memory,omitempty"`
 	// Zone: a zone outage's zone, nodes and killed processes.
 	Zone *ZoneUndo `json:"zone,omitempty"`
+	// KernelLoss: the nftables table of a packetLoss or corrupt played
+	// with real dropped packets.
+	KernelLoss *KernelLossUndo `json:"kernel_loss,omitempty"`
 }
 
 // ToxicRef names one toxic on one proxy.
@@ -189,14 +198,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			}
 			a.Detail = fmt.Sprintf("throughput capped at %s (%d bytes/s) each way on %s", f.RateText, f.BytesPerSecond, describeEdges(f.Edges))
 		case f.Kind == engine.PacketLoss, f.Kind == engine.Corrupt:
-			for i := range u.Toxics {
-				u.Toxics[i].Kind = "loss"
-			}
-			what := "packets lost"
-			if f.Kind == engine.Corrupt {
-				what = "packets corrupted (played as TCP segment loss: the receiver drops them on their checksum)"
-			}
-			a.Detail = fmt.Sprintf("%.3g%% of the %s each way on %s", 100*f.LossRatio, what, describeEdges(f.Edges))
+			in.prepareLoss(t, f, &u, &a)
 		case f.Correlation > 0:
 			a.Detail = fmt.Sprintf("latency %s ± %s on %s, jitter correlation %.0f%%", f.Latency, f.Jitter, describeEdges(f.Edges), f.Correlation*100)
 		default:
@@ -305,7 +307,7 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			return a, err
 		}
 	case engine.PacketLoss, engine.Corrupt:
-		if err := in.injectLoss(f, u.Toxics); err != nil {
+		if err := in.injectLoss(f, u); err != nil {
 			return a, err
 		}
 	case engine.ZoneOutage:
@@ -440,6 +442,11 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 		return in.recoverZoneOutage(ctx, a, u)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
 		var errs []error
+		if k := u.KernelLoss; k != nil {
+			if err := pktloss.Remove(k.Table); err != nil {
+				errs = append(errs, engine.E(engine.KindUnavailable, "recover "+a.ID, err))
+			}
+		}
 		for _, r := range u.Toxics {
 			errs = append(errs, in.proxies().Heal(ctx, r.Proxy, r.Toxic))
 		}
