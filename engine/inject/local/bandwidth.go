@@ -82,4 +82,3 @@ func (in *Injector) confirmBandwidth(ctx context.Context, a engine.Applied, u Un
 	c.Measurement = p + ": " + c.Measurement
 	return c
 }
-
