@@ -74,6 +74,9 @@ const (
 	TrafficGatewayAPI = "gatewayAPI"
 	TrafficIstio      = "istio"
 	TrafficSMI        = "smi"
+	// TrafficRouter puts chaosgate's own L7 router (engine/router) in
+	// front of a local target's arms.
+	TrafficRouter = "router"
 )
 
 // Traffic names the route object chaosgate sets each step's split on —
@@ -81,12 +84,14 @@ const (
 // (split.smi-spec.io/v1alpha2, as Linkerd and Open Service Mesh serve it)
 // — and the Services of the two arms. Header, optional, sends every
 // request carrying it to the canary whatever the weight (not with smi: a
-// TrafficSplit splits by weight only).
+// TrafficSplit splits by weight only). On a local target the provider is
+// router: chaosgate's own router in front of the arms carries the load,
+// and only Header and StickyHeader apply.
 type Traffic struct {
 	Provider string `yaml:"provider" json:"provider"`
 	// Route is the HTTPRoute, VirtualService or TrafficSplit name (in the
 	// target's namespace).
-	Route string `yaml:"route" json:"route"`
+	Route string `yaml:"route,omitempty" json:"route,omitempty"`
 	// ApexService is the Service clients address, which a TrafficSplit
 	// divides between stableService and canaryService (smi only).
 	ApexService string `yaml:"apexService,omitempty" json:"apexService,omitempty"`
@@ -95,10 +100,14 @@ type Traffic struct {
 	// Hosts are the HTTPRoute's hostnames (optional) or the
 	// VirtualService's hosts (required for istio).
 	Hosts         []string            `yaml:"hosts,omitempty" json:"hosts,omitempty"`
-	StableService string              `yaml:"stableService" json:"stableService"`
-	CanaryService string              `yaml:"canaryService" json:"canaryService"`
-	Port          int                 `yaml:"port" json:"port"`
+	StableService string              `yaml:"stableService,omitempty" json:"stableService,omitempty"`
+	CanaryService string              `yaml:"canaryService,omitempty" json:"canaryService,omitempty"`
+	Port          int                 `yaml:"port,omitempty" json:"port,omitempty"`
 	Header        *TrafficHeaderMatch `yaml:"header,omitempty" json:"header,omitempty"`
+	// StickyHeader (router only) splits the requests carrying it by a hash
+	// of its value, so that each value keeps its arm while the weight
+	// holds (x-deployment-id, a session).
+	StickyHeader string `yaml:"stickyHeader,omitempty" json:"stickyHeader,omitempty"`
 }
 
 // TrafficHeaderMatch is a request header that routes to the canary.

@@ -801,6 +801,54 @@ func (v *validator) zones(zones map[string][]string, n int) {
 	}
 }
 
+// localTraffic checks a traffic section for a local target: chaosgate's
+// own router in front of the arms, with an optional header match and
+// sticky header; route objects and Services are the Kubernetes
+// providers'.
+func (v *validator) localTraffic(tr *Traffic, t Target) {
+	const q = "spec.traffic"
+	if t.Kubernetes != nil {
+		v.at(q+".provider", "provider router is chaosgate's own router in front of a local target", "on Kubernetes name the cluster's route: gatewayAPI, istio or smi")
+		return
+	}
+	if tr.Provider != TrafficRouter {
+		v.at(q+".provider", fmt.Sprintf("a local target's traffic goes through chaosgate's own router, not %s", quote(tr.Provider)), `provider: router`)
+		return
+	}
+	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".gateway", tr.Gateway}, {".apexService", tr.ApexService},
+		{".stableService", tr.StableService}, {".canaryService", tr.CanaryService}} {
+		if f.val != "" {
+			v.at(q+f.path, fmt.Sprintf("%s names a Kubernetes route object or Service; the local router has none", f.path[1:]), "remove it: the router's upstreams are the arms' nodes")
+		}
+	}
+	if len(tr.Hosts) > 0 || tr.Port != 0 {
+		v.at(q, "hosts and port name a Kubernetes route; the local router has none", "remove them")
+	}
+	if h := tr.Header; h != nil {
+		if !headerNameRE.MatchString(h.Name) {
+			v.at(q+".header.name", fmt.Sprintf("bad header name %s", quote(h.Name)), "an HTTP header name, e.g. x-canary")
+		}
+		if h.Value == "" {
+			v.at(q+".header.value", "the header value is empty", `e.g. value: "always"`)
+		}
+		if strings.EqualFold(h.Name, RouterPinHeader) {
+			v.at(q+".header.name", fmt.Sprintf("%s pins the game day's own load to its arms", RouterPinHeader), "match another header, e.g. x-canary")
+		}
+	}
+	if s := tr.StickyHeader; s != "" {
+		if !headerNameRE.MatchString(s) {
+			v.at(q+".stickyHeader", fmt.Sprintf("bad header name %s", quote(s)), "an HTTP header name, e.g. x-session-id")
+		}
+		if strings.EqualFold(s, RouterPinHeader) {
+			v.at(q+".stickyHeader", fmt.Sprintf("%s pins the game day's own load to its arms", RouterPinHeader), "hash another header, e.g. x-session-id")
+		}
+	}
+}
+
+// RouterPinHeader is the header whose value (canary, control,
+// calibration) pins a local game day's load to its arm at the router.
+const RouterPinHeader = "x-deployment-id"
+
 // headerNameRE is an HTTP header name (RFC 9110 token).
 var headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
 
@@ -808,8 +856,8 @@ var headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
 // provider and what it needs.
 func (v *validator) traffic(tr *Traffic, t Target) {
 	const q = "spec.traffic"
-	if t.Kubernetes == nil {
-		v.at(q, "traffic applies to a kubernetes target", "locally the load generator splits the load by the canary weight itself; remove traffic or target kubernetes")
+	if t.Kubernetes == nil || tr.Provider == TrafficRouter {
+		v.localTraffic(tr, t)
 		return
 	}
 	switch tr.Provider {
@@ -834,6 +882,9 @@ func (v *validator) traffic(tr *Traffic, t Target) {
 	if tr.ApexService != "" && tr.Provider != TrafficSMI {
 		v.at(q+".apexService", "apexService belongs to an SMI TrafficSplit", "remove it, or use provider smi")
 	}
+	if tr.StickyHeader != "" {
+		v.at(q+".stickyHeader", "stickyHeader belongs to chaosgate's own router (provider router, local target)", "on Kubernetes the cluster's gateway or mesh routes; remove stickyHeader")
+	}
 	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".apexService", tr.ApexService}, {".stableService", tr.StableService}, {".canaryService", tr.CanaryService}, {".gateway", tr.Gateway}} {
 		if f.val != "" && !nameRE.MatchString(f.val) {
 			v.at(q+f.path, fmt.Sprintf("bad name %s", quote(f.val)), "a DNS label: lower-case letters, digits and '-'")
@@ -841,6 +892,11 @@ func (v *validator) traffic(tr *Traffic, t Target) {
 	}
 	if tr.StableService != "" && tr.StableService == tr.CanaryService {
 		v.at(q+".canaryService", fmt.Sprintf("canaryService and stableService are both %s", quote(tr.CanaryService)), "each arm has its own Service")
+	}
+	for _, f := range []struct{ path, val string }{{".route", tr.Route}, {".stableService", tr.StableService}, {".canaryService", tr.CanaryService}} {
+		if f.val == "" {
+			v.at(q+f.path, fmt.Sprintf("%s is required with provider %s", f.path[1:], tr.Provider), "name the route object and the Service of each arm")
+		}
 	}
 	if tr.Port < 1 || tr.Port > 65535 {
 		v.at(q+".port", fmt.Sprintf("port %d is outside 1..65535", tr.Port), "the Services' port, e.g. 7001")

@@ -186,6 +186,9 @@ type Run struct {
 	journal *engine.Journal
 	// splitJournaled: the journal holds an outstanding traffic split.
 	splitJournaled bool
+	// l7 is chaosgate's router in front of a local target's arms, when
+	// the experiment file asks for it (traffic: {provider: router}).
+	l7 *l7Router
 	// prom is the PromQL source when Config.Prometheus is set; promSrv the
 	// Prometheus the run started, if any.
 	prom *promql.Source
@@ -442,6 +445,11 @@ func (r *Run) Execute(parent context.Context) (*RunOutcome, error) {
 func (r *Run) setWeight(ctx context.Context, weight int) error {
 	if err := r.avail.SetWeight(ctx, weight); err != nil {
 		return err
+	}
+	if r.l7 != nil {
+		if err := r.l7.setWeight(r, weight); err != nil {
+			return engine.E(engine.KindInvalid, "router", err)
+		}
 	}
 	ts, ok := r.target.(TrafficSplitter)
 	if !ok {

@@ -24,6 +24,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/probe/metrics"
 	"github.com/chaosgate/chaosgate/engine/target/local"
 	"github.com/chaosgate/chaosgate/engine/target/local/arms"
+	"github.com/chaosgate/chaosgate/scenarios"
 )
 
 func (r *Run) setup(ctx context.Context) error {
@@ -37,6 +38,9 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	r.loadArms = r.target.LoadArms()
 	parts := r.target.Partitions()
+	if err := r.startRouter(); err != nil {
+		return err
+	}
 	var err error
 	pr := r.cfg.Doc.Spec.Probes
 	sources, rate := 8, 200.0
@@ -58,8 +62,13 @@ func (r *Run) setup(ctx context.Context) error {
 		}
 		r.hists[arm], r.hpaths[arm] = hw, p
 		// The target is asked at each request: a Kubernetes pod replaced
-		// by its controller may come back at another address.
-		g, err := load.New(ctx, load.Config{Targets: func() []string { return r.target.ClientAddrs(arm) }, Partitions: parts, Sources: sources, Keys: 64,
+		// by its controller may come back at another address. Behind the
+		// router, the load goes to it, pinned to its arm.
+		targets, headers := load.Targets(func() []string { return r.target.ClientAddrs(arm) }), map[string]string(nil)
+		if r.l7 != nil {
+			targets, headers = load.StaticTargets(r.l7.addr), map[string]string{scenarios.RouterPinHeader: arm.String()}
+		}
+		g, err := load.New(ctx, load.Config{Targets: targets, Headers: headers, Partitions: parts, Sources: sources, Keys: 64,
 			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60,
 			Name: arm.String() + "-" + shortHash(r.runID), IDNode: int64(i + 1), Logger: r.cfg.Log})
 		if err != nil {
@@ -302,6 +311,9 @@ func (r *Run) teardown() {
 	r.upLoad.close()
 	for _, g := range r.gens {
 		g.Close()
+	}
+	if r.l7 != nil {
+		r.l7.close(r)
 	}
 	if r.target != nil {
 		r.target.Close()

@@ -113,6 +113,8 @@ type client struct {
 	timeout time.Duration
 	// traced counts requests for the trace sampling (TraceEvery).
 	traced atomic.Uint64
+	// headers are set on every request (Config.Headers).
+	headers map[string]string
 }
 
 // TraceEvery is the share of requests marked sampled in their W3C
@@ -159,6 +161,9 @@ func (c *client) do(ctx context.Context, method, addr, path string, body []byte)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
 	}
 	// Every request is the root of its own W3C trace; one in TraceEvery
 	// is sampled, and the node that serves it logs its trace id.

@@ -79,6 +79,10 @@ type Config struct {
 	Name string
 	// IDNode is the snowflake node number (0..1023).
 	IDNode int64
+	// Headers are set on every request the generator sends, e.g. the
+	// deployment header that pins its sources to one arm behind a router
+	// (x-deployment-id: canary).
+	Headers map[string]string
 	// NoDrain promises that Drain will not be called, so acknowledged
 	// messages are not remembered for it (less memory and CPU per message:
 	// benchmarks, --no-drain).
@@ -266,6 +270,7 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 	g := &Generator{cfg: cfg, parts: cfg.Partitions, ids: ids, log: cfg.Logger,
 		cl: newClient(cfg.Targets, cfg.Timeout, 64), rng: rand.New(rand.NewSource(cfg.Seed)),
 		hists: map[string]*hdrhistogram.Histogram{}, allHist: newHist(), acks: cfg.Acks}
+	g.cl.headers = cfg.Headers
 	if g.acks == nil {
 		g.acks = NewAckTracker()
 	}

@@ -62,6 +62,10 @@ type Config struct {
 	// to the next one when an upstream refuses the connection.
 	Canary  []*url.URL
 	Control []*url.URL
+	// Calibration, optional, is a third arm that only a header match
+	// reaches (a game day's A/A control, whose load is pinned to it the
+	// way the other arms' is); the weight never sends requests there.
+	Calibration []*url.URL
 	// CanaryWeight is the canary's share of the requests no header match
 	// claims, in percent (0..100).
 	CanaryWeight int
@@ -85,7 +89,7 @@ func (c Config) Validate() error {
 	if len(c.Control) == 0 {
 		errs = append(errs, errors.New("no control upstream"))
 	}
-	for _, u := range append(append([]*url.URL{}, c.Canary...), c.Control...) {
+	for _, u := range append(append(append([]*url.URL{}, c.Canary...), c.Control...), c.Calibration...) {
 		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("upstream %v is not an http(s) URL with a host", u))
 		}
@@ -97,8 +101,11 @@ func (c Config) Validate() error {
 		if err := validHeaderName(h.Name); err != nil {
 			errs = append(errs, fmt.Errorf("header match %d: %w", i, err))
 		}
-		if h.Arm != engine.ArmCanary && h.Arm != engine.ArmControl {
-			errs = append(errs, fmt.Errorf("header match %d (%s): arm must be canary or control", i, h.Name))
+		switch {
+		case h.Arm == engine.ArmCalibration && len(c.Calibration) == 0:
+			errs = append(errs, fmt.Errorf("header match %d (%s): no calibration upstream to send it to", i, h.Name))
+		case h.Arm != engine.ArmCanary && h.Arm != engine.ArmControl && h.Arm != engine.ArmCalibration:
+			errs = append(errs, fmt.Errorf("header match %d (%s): arm must be canary, control or calibration", i, h.Name))
 		}
 	}
 	if c.StickyHeader != "" {
@@ -130,7 +137,7 @@ type Router struct {
 	// when ⌊(n+1)·w/100⌋ > ⌊n·w/100⌋, so every 100 consecutive ones hold
 	// exactly w canary requests.
 	seq   atomic.Uint64
-	next  [2]atomic.Uint64 // round-robin cursor per arm (canary, control)
+	next  [3]atomic.Uint64 // round-robin cursor per arm (canary, control, calibration)
 	proxy *httputil.ReverseProxy
 
 	mu     sync.Mutex
@@ -249,8 +256,11 @@ func refused(err error) bool {
 }
 
 func (r *Router) upstreams(a engine.Arm) []*url.URL {
-	if a == engine.ArmCanary {
+	switch a {
+	case engine.ArmCanary:
 		return r.cfg.Canary
+	case engine.ArmCalibration:
+		return r.cfg.Calibration
 	}
 	return r.cfg.Control
 }
@@ -258,8 +268,11 @@ func (r *Router) upstreams(a engine.Arm) []*url.URL {
 // nextReplica is the arm's next upstream index, round-robin.
 func (r *Router) nextReplica(a engine.Arm) uint64 {
 	i := 1
-	if a == engine.ArmCanary {
+	switch a {
+	case engine.ArmCanary:
 		i = 0
+	case engine.ArmCalibration:
+		i = 2
 	}
 	return r.next[i].Add(1) - 1
 }
@@ -371,9 +384,12 @@ func (r *Router) Weight() int { return int(r.weight.Load()) }
 // Counts are the requests the router answered since it started or since
 // the last ResetCounts, by arm and reason.
 type Counts struct {
-	Canary  uint64            `json:"canary"`
-	Control uint64            `json:"control"`
-	By      map[string]uint64 `json:"by_reason"` // "canary/weight" → n
+	Canary  uint64 `json:"canary"`
+	Control uint64 `json:"control"`
+	// Calibration counts the requests pinned to the calibration arm;
+	// they take no part in the canary's share.
+	Calibration uint64            `json:"calibration,omitempty"`
+	By          map[string]uint64 `json:"by_reason"` // "canary/weight" → n
 }
 
 // CanaryShare is the canary's share of the counted requests, in percent
@@ -391,9 +407,12 @@ func (r *Router) Counts() Counts {
 	defer r.mu.Unlock()
 	c := Counts{By: map[string]uint64{}}
 	for k, n := range r.counts {
-		if k.arm == engine.ArmCanary {
+		switch k.arm {
+		case engine.ArmCanary:
 			c.Canary += n
-		} else {
+		case engine.ArmCalibration:
+			c.Calibration += n
+		default:
 			c.Control += n
 		}
 		c.By[k.arm.String()+"/"+k.reason] += n
