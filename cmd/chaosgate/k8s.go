@@ -281,7 +281,11 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 		return nil, err
 	}
 	b.injector = in
-	if tr := doc.Spec.Traffic; tr != nil {
+	// A local-target file run on Kubernetes (default-gameday --target
+	// k8s) may name chaosgate's own router: that router fronts the local
+	// target's clusters; on Kubernetes the cluster routes unless the file
+	// names its route object.
+	if tr := doc.Spec.Traffic; tr != nil && tr.Provider != scenarios.TrafficRouter {
 		tc := traffic.Config{Provider: tr.Provider, Namespace: pair.Canary.Namespace, Route: tr.Route, ApexService: tr.ApexService, Gateway: tr.Gateway,
 			Hosts: tr.Hosts, StableService: tr.StableService, CanaryService: tr.CanaryService, Port: tr.Port}
 		if h := tr.Header; h != nil {

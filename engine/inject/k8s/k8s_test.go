@@ -323,6 +323,9 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{ID: "a", Kind: engine.CPUStress, Duration: time.Second, Load: 1.5}, "outside (0, 1)"},
 		{engine.Fault{ID: "a", Kind: engine.Bandwidth, Duration: time.Second, Edges: engine.Edges{Into: "agg-1"}}, "must be positive"},
 		{engine.Fault{ID: "a", Kind: engine.ZoneOutage, Duration: time.Second, Zone: "b"}, "has no pods"},
+		{engine.Fault{ID: "a", Kind: engine.Overload, Duration: time.Second, Rate: 1000}, "overload has no Kubernetes form: the local target plays it (a burst"},
+		{engine.Fault{ID: "a", Kind: engine.BrokerOutage, Duration: time.Second}, "brokerOutage has no Kubernetes form"},
+		{engine.Fault{ID: "a", Kind: engine.SlowDependency, Duration: time.Second}, "slowDependency has no Kubernetes form"},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {

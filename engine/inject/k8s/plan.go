@@ -317,6 +317,8 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 		p.Pods = []string{pod}
 		p.Objects = append(p.Objects, b.timeChaos(pod))
+	case engine.Overload, engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("%s has no Kubernetes form: the local target plays it (%s); run the file on the local target, or remove the fault for --target k8s", f.Kind, localOnly[f.Kind]))
 	default:
 		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("unknown fault kind %d", int(f.Kind)))
 	}
@@ -768,4 +770,14 @@ func minus(all, drop []string) []string {
 		}
 	}
 	return out
+}
+
+// localOnly says how the local target plays the fault kinds that have no
+// Chaos Mesh object.
+var localOnly = map[engine.FaultKind]string{
+	engine.Overload:          "a burst from chaosgate's own load generator against the arm's nodes",
+	engine.BrokerOutage:      "its upstream message brokers, which it starts itself",
+	engine.ConsumerRebalance: "its nodes' consumer groups on the upstreams it starts",
+	engine.Backlog:           "a backlog published to the upstreams it starts",
+	engine.SlowDependency:    "its proxies on the nodes' downstream dependency edges",
 }
