@@ -296,7 +296,21 @@ func writeExperiment(t *testing.T, name, text string) string {
 func startRun(t *testing.T, bin, dir, name, fault string) (*exec.Cmd, *bytes.Buffer, *lineWatch) {
 	t.Helper()
 	file := writeExperiment(t, name, fmt.Sprintf(longFaults, name, fault))
-	cmd := exec.Command(bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
+	cmd, stdout, lw := startBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
+	if !lw.waitForCount(" applied (", 2, 90*time.Second) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the fault was never applied on both arms:\n%s", lw.text())
+	}
+	return cmd, stdout, lw
+}
+
+// startBinary starts chaosgate with args and returns at once: stdout is
+// collected in the buffer, stderr line by line; the process is killed at
+// the test's end if it is still running.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, *bytes.Buffer, *lineWatch) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	pr, err := cmd.StderrPipe()
@@ -313,11 +327,6 @@ func startRun(t *testing.T, bin, dir, name, fault string) (*exec.Cmd, *bytes.Buf
 			cmd.Wait()
 		}
 	})
-	if !lw.waitForCount(" applied (", 2, 90*time.Second) {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the fault was never applied on both arms:\n%s", lw.text())
-	}
 	return cmd, &stdout, lw
 }
 
@@ -492,24 +501,7 @@ func TestRunSIGKILLDuringInjectIsReapedByTheNextRun(t *testing.T) {
 // at once.
 func startRunNoWait(t *testing.T, bin, dir string) (*exec.Cmd, *bytes.Buffer, *lineWatch) {
 	t.Helper()
-	cmd := exec.Command(bin, "run", "-f", "default-gameday-quick", "-o", "json", "--data-dir", dir)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	pr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lw := watchLines(pr)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	return cmd, &stdout, lw
+	return startBinary(t, bin, "run", "-f", "default-gameday-quick", "-o", "json", "--data-dir", dir)
 }
 
 // lowWeight is an experiment with a single 10% canary step, one of the

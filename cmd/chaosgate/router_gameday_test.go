@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"net/http"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,23 +42,7 @@ func TestRunThroughTheRouter(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
 	file := writeExperiment(t, "routed", routedGameDay)
-	cmd := exec.Command(bin, "run", "-f", file, "-o", "json", "--data-dir", t.TempDir())
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	pr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lw := watchLines(pr)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	cmd, stdout, lw := startBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", t.TempDir())
 	if !lw.waitFor("router: at 10% ", 3*time.Minute) {
 		t.Fatalf("the run never left its 10%% step:\n%s", lw.text())
 	}
@@ -88,7 +70,8 @@ func TestRunThroughTheRouter(t *testing.T) {
 		return got
 	}
 	byWeight, byHeader := arms(""), arms("x-canary")
-	if err := cmd.Wait(); err != nil && cmd.ProcessState.ExitCode() != 0 {
+	<-lw.done // stderr read to its end before Wait closes the pipe
+	if err := cmd.Wait(); err != nil {
 		t.Logf("exit: %v", err)
 	}
 	stderr := lw.text()
