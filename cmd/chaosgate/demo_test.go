@@ -504,6 +504,25 @@ func startRunNoWait(t *testing.T, bin, dir string) (*exec.Cmd, *bytes.Buffer, *l
 	return startBinary(t, bin, "run", "-f", "default-gameday-quick", "-o", "json", "--data-dir", dir)
 }
 
+// abortDrill is a game day of four short steps, for the abort drill.
+const abortDrill = `apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata:
+  name: abort-drill
+spec:
+  target:
+    local: {nodes: 3, partitions: 2}
+  steadyState: 1s
+  canary:
+    steps: [10, 25, 50, 100]
+  probes:
+    availability: {sources: 4, rate: 200}
+  faults:
+    - name: kill-one
+      duration: 2s
+      podKill: {}
+`
+
 // lowWeight is an experiment with a single 10% canary step, one of the
 // low steps of chaosgate demo, on a fresh data directory.
 const lowWeight = `apiVersion: chaosgate.io/v1
@@ -550,7 +569,12 @@ func TestAbortBetweenStepsStopsTheGameDay(t *testing.T) {
 	skipShort(t)
 	bin := chaosgateBinary(t)
 	dir := t.TempDir()
-	cmd, stdout, lw := startRunNoWait(t, bin, dir)
+	// Four steps: after the first judgement, three more steps leave the
+	// abort time to land between steps even when the abort command
+	// itself is slow to start on a loaded host (the quick game day's
+	// second, last step was over before it did in one CI run).
+	file := writeExperiment(t, "abort-drill", abortDrill)
+	cmd, stdout, lw := startBinary(t, bin, "run", "-f", file, "-o", "json", "--data-dir", dir)
 	if !lw.waitFor("%: promote (score", 150*time.Second) && !lw.waitFor("%: hold (score", time.Second) {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -187,7 +187,13 @@ func New(cfg Config) (*Router, error) {
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.ResponseHeaderTimeout = cfg.Timeout
-	transport.MaxIdleConnsPerHost = 64
+	// Keep the upstream connections: a connection closed for want of an
+	// idle slot is a new one at the next request, and behind fault
+	// proxies every new connection costs a proxy link. DefaultTransport's
+	// cap of 100 idle connections across all upstreams is far below what
+	// a few arms with several replicas each keep busy.
+	transport.MaxIdleConns = 0
+	transport.MaxIdleConnsPerHost = 256
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			rt := pr.In.Context().Value(routeKey{}).(*route)

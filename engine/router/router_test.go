@@ -314,11 +314,12 @@ func TestConfigErrors(t *testing.T) {
 	u, _ := url.Parse("http://127.0.0.1:1")
 	bad, _ := url.Parse("127.0.0.1:1")
 	for cfg, want := range map[*Config]string{
-		{Control: []*url.URL{u}}:                                                                                "no canary upstream",
-		{Canary: []*url.URL{u}, Control: []*url.URL{bad}}:                                                       "is not an http(s) URL",
-		{Canary: []*url.URL{u}, Control: []*url.URL{u}, CanaryWeight: -1}:                                       "outside 0..100",
-		{Canary: []*url.URL{u}, Control: []*url.URL{u}, StickyHeader: "x deployment"}:                           "which HTTP does not allow",
-		{Canary: []*url.URL{u}, Control: []*url.URL{u}, Headers: []HeaderMatch{{Name: "x-canary", Value: "1"}}}: "arm must be canary or control",
+		{Control: []*url.URL{u}}:                                                                                                       "no canary upstream",
+		{Canary: []*url.URL{u}, Control: []*url.URL{bad}}:                                                                              "is not an http(s) URL",
+		{Canary: []*url.URL{u}, Control: []*url.URL{u}, CanaryWeight: -1}:                                                              "outside 0..100",
+		{Canary: []*url.URL{u}, Control: []*url.URL{u}, StickyHeader: "x deployment"}:                                                  "which HTTP does not allow",
+		{Canary: []*url.URL{u}, Control: []*url.URL{u}, Headers: []HeaderMatch{{Name: "x-canary", Value: "1"}}}:                        "arm must be canary, control or calibration",
+		{Canary: []*url.URL{u}, Control: []*url.URL{u}, Headers: []HeaderMatch{{Name: "x-a", Value: "1", Arm: engine.ArmCalibration}}}: "no calibration upstream",
 	} {
 		if _, err := New(*cfg); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", *cfg, err, want)
