@@ -25,16 +25,17 @@ import (
 // Set is a collection of named proxies, each listening on 127.0.0.1 with a
 // free port and forwarding to one upstream.
 type Set struct {
-	mu      sync.Mutex
-	srv     *toxiproxy.ApiServer
-	proxies map[string]*toxiproxy.Proxy
+	mu        sync.Mutex
+	srv       *toxiproxy.ApiServer
+	proxies   map[string]*toxiproxy.Proxy
+	listeners map[string]*listener
 }
 
 // NewSet returns an empty proxy set.
 func NewSet() *Set {
 	registerToxics()
 	m := toxiproxy.NewMetricsContainer(prometheus.NewRegistry())
-	return &Set{srv: toxiproxy.NewServer(m, zerolog.Nop()), proxies: map[string]*toxiproxy.Proxy{}}
+	return &Set{srv: toxiproxy.NewServer(m, zerolog.Nop()), proxies: map[string]*toxiproxy.Proxy{}, listeners: map[string]*listener{}}
 }
 
 // EdgeName is the conventional proxy name of a directed edge within a
@@ -51,10 +52,12 @@ func (s *Set) Add(name, upstream string) (string, error) {
 		return p.Listen, nil
 	}
 	p := toxiproxy.NewProxy(s.srv, name, "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
+	l, err := listen(s.srv, p)
+	if err != nil {
 		return "", engine.E(engine.KindUnavailable, "start proxy "+name, err)
 	}
 	s.proxies[name] = p
+	s.listeners[name] = l
 	return p.Listen, nil
 }
 
@@ -177,7 +180,8 @@ func (s *Set) BlackHole(proxyName, toxic string) error {
 			return err
 		}
 	}
-	return resetConnections(p)
+	s.resetConnections(proxyName)
+	return nil
 }
 
 // AddBandwidth caps the data flowing through every connection of the proxy
@@ -219,18 +223,15 @@ func baseToxicName(name string) string {
 // blackHoleNames are the toxic names BlackHole creates for toxic.
 func blackHoleNames(toxic string) []string { return []string{toxic + "-up", toxic + "-down"} }
 
-// resetConnections closes every connection through the proxy and keeps it
-// listening on the same address.
-func resetConnections(p *toxiproxy.Proxy) error {
-	p.Stop()
-	var err error
-	for range 50 {
-		if err = p.Start(); err == nil || errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+// resetConnections closes every connection through the named proxy; it
+// keeps listening on the same address.
+func (s *Set) resetConnections(name string) {
+	s.mu.Lock()
+	l := s.listeners[name]
+	s.mu.Unlock()
+	if l != nil {
+		l.reset()
 	}
-	return engine.E(engine.KindUnavailable, "restart proxy "+p.Name, err)
 }
 
 // Heal removes the toxic named toxic (and the pairs a BlackHole or an
@@ -259,7 +260,7 @@ func (s *Set) Heal(ctx context.Context, proxyName, toxic string) error {
 		}
 	}
 	if removedHole {
-		return resetConnections(p)
+		s.resetConnections(proxyName)
 	}
 	return nil
 }
@@ -295,8 +296,9 @@ func (s *Set) Toxics() []Toxic {
 func (s *Set) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for n, p := range s.proxies {
-		p.Stop()
+	for n, l := range s.listeners {
+		l.close()
+		delete(s.listeners, n)
 		delete(s.proxies, n)
 	}
 	return nil
