@@ -33,11 +33,11 @@ type listener struct {
 	mu sync.Mutex
 	// conns are the client and upstream connections of the links started
 	// since the last reset; swept of closed ones as it grows.
-	conns     map[*net.TCPConn]*net.TCPConn
-	sweepAt   int
-	gen       uint64 // bumped by reset: a link set up across it is closed
-	closed    bool
-	wg        sync.WaitGroup
+	conns   map[*net.TCPConn]*net.TCPConn
+	sweepAt int
+	gen     uint64 // bumped by reset: a link set up across it is closed
+	closed  bool
+	wg      sync.WaitGroup
 	// stop cancels the upstream dials in progress when the proxy closes.
 	ctx  context.Context
 	stop context.CancelFunc
