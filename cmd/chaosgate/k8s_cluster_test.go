@@ -207,19 +207,24 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
 			t.Fatalf("%s: %v: %v\n%s\n%s", what, err, jerr, out.String(), errOut.String())
 		}
-		if !slices.Contains(want, code) {
-			t.Fatalf("%s: exit %d (%v), want %v; verdict %s: %s %s\n%s", what, code, err, want, res.Verdict, res.Reason, res.Error, errOut.String())
-		}
-		t.Logf("%s: %s (exit %d): %s; failing %v", what, res.Verdict, code, res.Reason, res.Failing)
+		// Why it held or blocked: the data notes and the judged
+		// dimensions the run printed, first, so that a cut log keeps them.
+		var why []string
 		if code != exitPromote {
-			// Why it held or blocked: the data notes and the judged
-			// dimensions the run printed.
 			for _, line := range strings.Split(errOut.String(), "\n") {
 				if strings.Contains(line, "PromQL: ") || strings.Contains(line, "inconclusive") || strings.Contains(line, "WARNING") ||
 					strings.Contains(line, " fail: ") || strings.Contains(line, "system breach") || strings.Contains(line, "not all healthy") {
-					t.Logf("%s: %s", what, line)
+					why = append(why, line)
 				}
 			}
+		}
+		if !slices.Contains(want, code) {
+			t.Fatalf("%s: exit %d (%v), want %v; verdict %s: %s %s\nwhy:\n%s\n%s", what, code, err, want, res.Verdict, res.Reason, res.Error,
+				strings.Join(why, "\n"), tail(errOut.String(), 6000))
+		}
+		t.Logf("%s: %s (exit %d): %s; failing %v", what, res.Verdict, code, res.Reason, res.Failing)
+		for _, line := range why {
+			t.Logf("%s: %s", what, line)
 		}
 		res.ExitCode, res.Tag, res.Raw = code, "v-"+what, out.Bytes()
 		return res

@@ -37,6 +37,21 @@ type ArmMetrics struct {
 	rssSlope float64 // bytes per second
 	rssT0    time.Time
 	started  time.Time // process_start_time_seconds; not exposed while zero
+	// gc is go_gc_duration_seconds as client_golang exposes it (the
+	// count and sum of every pause, quantile 1 the largest of the recent
+	// ones); not exposed until SetGCSummary is called.
+	gc *gcSummary
+}
+
+type gcSummary struct{ count, sum, max float64 }
+
+// SetGCSummary makes the arm expose go_gc_duration_seconds with count
+// pauses totalling sum seconds, the largest recent one max seconds
+// (quantile 1; the other quantiles are not exposed).
+func (a *ArmMetrics) SetGCSummary(count uint64, sum, max float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gc = &gcSummary{float64(count), sum, max}
 }
 
 // SetStartTime makes the arm expose process_start_time_seconds = at, as a
@@ -67,6 +82,7 @@ func (a *ArmMetrics) rssAt(t time.Time) float64 {
 var (
 	rssDesc   = prometheus.NewDesc("process_resident_memory_bytes", "Resident memory.", nil, nil)
 	startDesc = prometheus.NewDesc("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.", nil, nil)
+	gcDesc    = prometheus.NewDesc("go_gc_duration_seconds", "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.", nil, nil)
 )
 
 // rssCollector exposes the arm's resident memory with the time it was
@@ -74,13 +90,16 @@ var (
 // on how long a scrape took to reach the collector.
 type rssCollector struct{ a *ArmMetrics }
 
-func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc; ch <- startDesc }
+func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc; ch <- startDesc; ch <- gcDesc }
 
 func (c rssCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now().Truncate(time.Millisecond)
 	c.a.mu.Lock()
-	v, started := c.a.rssAt(now), c.a.started
+	v, started, gc := c.a.rssAt(now), c.a.started, c.a.gc
 	c.a.mu.Unlock()
+	if gc != nil {
+		ch <- prometheus.MustNewConstSummary(gcDesc, uint64(gc.count), gc.sum, map[float64]float64{1: gc.max})
+	}
 	ch <- prometheus.NewMetricWithTimestamp(now, prometheus.MustNewConstMetric(rssDesc, prometheus.GaugeValue, v))
 	if !started.IsZero() {
 		ch <- prometheus.MustNewConstMetric(startDesc, prometheus.GaugeValue, float64(started.UnixMilli())/1000)

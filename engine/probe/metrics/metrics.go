@@ -438,7 +438,7 @@ func (p *Probe) NodesWindow(arm engine.Arm, nodes []string, spans ...Span) (ArmW
 // pauses returns the GC pauses between two scrapes of one node, in ms:
 // from the pause histogram when exposed (each pause at its bucket's upper
 // bound), else from go_gc_duration_seconds (the count and sum delta, with
-// the largest recent pause, when it changed, bounded by the sum delta).
+// the largest recent pause, when it rose, bounded by the sum delta).
 func pauses(a, b Sample, same bool) []float64 {
 	if b.PauseBuckets != nil {
 		bounds := make([]float64, 0, len(b.PauseBuckets))
@@ -472,9 +472,10 @@ func pauses(a, b Sample, same bool) []float64 {
 	}
 	// go_gc_duration_seconds' quantile 1 is the largest of the recent
 	// pauses, not of this interval: it is this interval's only when it
-	// changed (or the process is new); otherwise the pauses share the sum.
+	// rose (or the process is new); otherwise the pauses share the sum. A
+	// fall is an old pause leaving the recent ones.
 	top := total / float64(n)
-	if !same || b.GCMax != a.GCMax {
+	if !same || b.GCMax > a.GCMax {
 		top = math.Min(b.GCMax, total)
 	}
 	rest := (total - top) / float64(n-1)

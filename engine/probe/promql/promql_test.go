@@ -424,3 +424,64 @@ func TestScrapeIntervalFromTheTargetsAPI(t *testing.T) {
 		t.Errorf("ScrapeInterval of a selector without targets: %v, want no series", err)
 	}
 }
+
+// TestGCMaxIsTheWindowsOwn runs the shipped aggregator queries against a
+// real Prometheus scraping three processes' go_gc_duration_seconds, whose
+// quantile 1 is the largest of a process's last 256 pauses: one that
+// paused 300 ms long before the window and only 2 ms in it, one whose
+// largest pause (200 ms) came in the window, and one that started in the
+// window. Only the pauses of the window are the window's.
+func TestGCMaxIsTheWindowsOwn(t *testing.T) {
+	tg := promtest.NewTarget(t, "stale", "rose", "fresh")
+	tg.Arms["stale"].SetGCSummary(100, 0.5, 0.3)
+	tg.Arms["rose"].SetGCSummary(100, 0.2, 0.003)
+	prom := promtest.Start(t, tg.ScrapeConfigs())
+	src, err := New(prom.URL, Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// The window starts after two scrapes of the old values.
+	var first time.Time
+	waitFor(t, "a scrape of every process", func() bool {
+		first = lastScrape(t, src, "stale")
+		return !first.IsZero() && !lastScrape(t, src, "rose").IsZero()
+	})
+	waitFor(t, "two more scrapes", func() bool {
+		return lastScrape(t, src, "stale").After(first.Add(2100*time.Millisecond)) && lastScrape(t, src, "rose").After(first.Add(2100*time.Millisecond))
+	})
+	changed := time.Now()
+	// In the window: ten 2 ms pauses, quantile 1 still the old 300 ms;
+	// nine 1 ms pauses and one of 200 ms; a new process with 5 pauses of
+	// 2 ms before its first scrape, then 5 more, the largest 20 ms.
+	tg.Arms["stale"].SetGCSummary(110, 0.52, 0.3)
+	tg.Arms["rose"].SetGCSummary(110, 0.2+0.009+0.2, 0.2)
+	tg.Arms["fresh"].SetGCSummary(5, 0.01, 0.004)
+	waitFor(t, "a scrape of the new process", func() bool { return lastScrape(t, src, "fresh").After(changed.Add(100 * time.Millisecond)) })
+	tg.Arms["fresh"].SetGCSummary(10, 0.03, 0.02)
+	grown := time.Now()
+	waitFor(t, "two scrapes after the window's pauses", func() bool {
+		return lastScrape(t, src, "fresh").After(grown.Add(2100*time.Millisecond)) && lastScrape(t, src, "stale").After(grown.Add(2100*time.Millisecond))
+	})
+	at := time.Now()
+	window := (at.Sub(changed) + 1500*time.Millisecond).Round(time.Second)
+	for _, c := range []struct {
+		arm      string
+		lo, hi   float64 // the longest pause, ms
+		min, max int     // how many pauses
+	}{
+		{"stale", 1.5, 2.5, 9, 12},
+		{"rose", 150, 250, 9, 12},
+		{"fresh", 15, 25, 4, 6},
+	} {
+		r := src.Arm(context.Background(), c.arm, `arm="`+c.arm+`"`, window, at)
+		p := r.Arm.GCPausesMS
+		if !p.OK() || len(p.V) < c.min || len(p.V) > c.max {
+			t.Fatalf("%s: pauses %+v, want %d to %d; notes %q; max query %s", c.arm, p, c.min, c.max, r.Notes, r.Queries[GCPauseSecondsMax])
+		}
+		longest := slices.Max(p.V)
+		if longest < c.lo || longest > c.hi {
+			t.Errorf("%s: longest pause of the window %.3g ms, want %g to %g ms (pauses %v)", c.arm, longest, c.lo, c.hi, p.V)
+		}
+	}
+}
