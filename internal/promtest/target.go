@@ -90,7 +90,11 @@ var (
 // on how long a scrape took to reach the collector.
 type rssCollector struct{ a *ArmMetrics }
 
-func (c rssCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rssDesc; ch <- startDesc; ch <- gcDesc }
+func (c rssCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- rssDesc
+	ch <- startDesc
+	ch <- gcDesc
+}
 
 func (c rssCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now().Truncate(time.Millisecond)
