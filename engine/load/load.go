@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand"
 	"net/http"
 	"strings"
@@ -50,6 +51,15 @@ type Config struct {
 	// re-sends of one message after a timeout, 5xx or 429 (default 20).
 	Timeout    time.Duration
 	MaxRetries int
+	// MaxInFlight bounds the batches an open-loop phase has in flight
+	// (retries included), as a real client's connection pool does; at the
+	// bound the schedule waits and latency still counts from each batch's
+	// scheduled time. Default: the batches the phase's rate schedules
+	// within one Timeout (at least 32, at most 4096) — never reached while
+	// requests answer well within their timeout, and it keeps a cluster
+	// that stops answering from piling up a connection per scheduled
+	// batch in the generator, the router and the fault proxies.
+	MaxInFlight int
 	// RetryGrace bounds how long after a phase's end its messages are
 	// still retried (default 10s), so a phase against an overloaded or
 	// broken cluster ends in bounded time; what is still unacknowledged
@@ -481,7 +491,7 @@ func (g *Generator) openLoop(ctx, pctx context.Context, rate float64, ps *phaseS
 	if interval <= 0 {
 		interval = time.Microsecond
 	}
-	sem := make(chan struct{}, 4096)
+	sem := make(chan struct{}, g.inFlightCap(rate))
 	var wg sync.WaitGroup
 	next := time.Now()
 	for i := 0; ; i++ {
@@ -518,6 +528,15 @@ func (g *Generator) openLoop(ctx, pctx context.Context, rate float64, ps *phaseS
 		}()
 	}
 	wg.Wait()
+}
+
+// inFlightCap is an open-loop phase's bound on batches in flight at rate.
+func (g *Generator) inFlightCap(rate float64) int {
+	if g.cfg.MaxInFlight > 0 {
+		return g.cfg.MaxInFlight
+	}
+	n := math.Ceil(rate / float64(g.cfg.Batch) * g.cfg.Timeout.Seconds())
+	return int(min(max(n, 32), 4096))
 }
 
 // send delivers one batch with retries and records every attempt.

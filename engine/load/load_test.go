@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -168,5 +170,58 @@ func TestAppendMessagesJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("decoded differently:\n ours   %+v\n theirs %+v", a, b)
+	}
+}
+
+// TestOpenLoopBoundsItsRequestsInFlight: against a server that stops
+// answering, an open-loop phase holds at most MaxInFlight batches in
+// flight (the schedule waits, latency counts from it) instead of opening
+// a connection for every scheduled batch; the default bound is the
+// batches the rate schedules within one request timeout.
+func TestOpenLoopBoundsItsRequestsInFlight(t *testing.T) {
+	var mu sync.Mutex
+	var now, most, seen int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now++
+		seen++
+		most = max(most, now)
+		mu.Unlock()
+		// Never answers: the client times out and closes the connection,
+		// which the server sees once the body is read.
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		mu.Lock()
+		now--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	g, err := New(context.Background(), Config{Targets: StaticTargets(srv.Listener.Addr().String()), Partitions: 4, Sources: 2, Keys: 8,
+		Timeout: 400 * time.Millisecond, MaxRetries: 1, RetryGrace: 100 * time.Millisecond, MaxInFlight: 12, NoDrain: true, FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := g.Run(context.Background(), Phase{Name: "stall", Duration: 1500 * time.Millisecond, Rate: 400})
+	g.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The server sees a timed-out request end a moment after the client
+	// gave up, and the phase's last batch is sent as the phase ends: a
+	// little above the bound, far below the ~160 an unbounded loop holds.
+	if most > 16 || most < 6 {
+		t.Fatalf("the server held %d requests at once, want about the bound 12 (%d requests in all)", most, seen)
+	}
+	if sum.Timeouts == 0 || sum.Requests > 200 {
+		t.Fatalf("summary %+v: want timeouts, and far fewer requests than the 600 the rate schedules", sum)
+	}
+	t.Logf("at most %d of %d requests in flight; %d timed out", most, seen, sum.Timeouts)
+	if c := (&Generator{cfg: Config{Batch: 2, Timeout: 2 * time.Second}}).inFlightCap(200); c != 200 {
+		t.Errorf("default bound at 200 msg/s, batch 2, timeout 2s = %d, want 200", c)
+	}
+	if c := (&Generator{cfg: Config{Batch: 1, Timeout: 2 * time.Second}}).inFlightCap(5); c != 32 {
+		t.Errorf("default bound at 5 msg/s = %d, want the floor 32", c)
 	}
 }
