@@ -55,6 +55,8 @@ type k8sOpts struct {
 	confirmTimeout                               time.Duration
 	aggregatorPort                               int
 	logLabels                                    k8starget.LogLabels // the stream labels the cluster's log agent gives pods' lines
+	qps                                          float32             // client-side rate limit of API requests
+	burst                                        int
 }
 
 // flags registers the Kubernetes flags on cmd: kubectl's connection flags
@@ -86,7 +88,19 @@ func (k *k8sOpts) flags(cmd *cobra.Command) {
 	f.IntVar(&k.aggregatorPort, "aggregator-port", 7001, "HTTP port of the aggregator pods whose containers name no \"http\" port (load, probes, leader lookup for splitBrain)")
 	f.StringVar(&k.logLabels.Namespace, "log-namespace-label", "namespace", "with --log-server on --target k8s: the label your log agent (Promtail, Alloy, Vector, vlagent) gives a pod's lines for its namespace")
 	f.StringVar(&k.logLabels.Pod, "log-pod-label", "pod", "with --log-server on --target k8s: the label your log agent gives a pod's lines for the pod's name")
+	// client-go's own default (5/s, bursts of 10) throttles a game day
+	// that creates, watches and recovers Chaos Mesh objects on three arms
+	// by seconds; controllers raise it likewise (Argo Rollouts 40/80).
+	f.Float32Var(&k.qps, "kube-api-qps", defaultKubeQPS, "requests per second to the Kubernetes API server (client-side limit)")
+	f.IntVar(&k.burst, "kube-api-burst", defaultKubeBurst, "burst of requests to the Kubernetes API server above --kube-api-qps")
 }
+
+// The client-side limit of API requests unless --kube-api-qps and
+// --kube-api-burst say otherwise.
+const (
+	defaultKubeQPS   = 50
+	defaultKubeBurst = 100
+)
 
 // restConfig loads the connection as kubectl does: the kubeconfig
 // (--kubeconfig, $KUBECONFIG, ~/.kube/config) with the override flags
@@ -100,6 +114,16 @@ func (k *k8sOpts) restConfig() (*rest.Config, error) {
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &k.overrides).ClientConfig()
 	if err != nil {
 		return nil, engine.E(engine.KindInvalid, "kubeconfig", fmt.Errorf("%w; hint: pass --kubeconfig FILE (and --context NAME)", err))
+	}
+	if k.qps < 0 || k.burst < 0 {
+		return nil, engine.E(engine.KindInvalid, "--kube-api-qps", fmt.Errorf("--kube-api-qps %g and --kube-api-burst %d must be positive (hint: the defaults are %d and %d)", k.qps, k.burst, defaultKubeQPS, defaultKubeBurst))
+	}
+	cfg.QPS, cfg.Burst = defaultKubeQPS, defaultKubeBurst
+	if k.qps > 0 {
+		cfg.QPS = k.qps
+	}
+	if k.burst > 0 {
+		cfg.Burst = k.burst
 	}
 	return cfg, nil
 }

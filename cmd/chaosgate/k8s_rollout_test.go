@@ -348,4 +348,21 @@ func TestK8sArgoRolloutRunThenGateReplay(t *testing.T) {
 	if err != nil || rc.Impersonate.UserName != "alice" || len(rc.Impersonate.Groups) != 1 || rc.Timeout != 7*time.Second || k.namespace != "shop" || !strings.HasPrefix(rc.Host, "https://127.0.0.1:") || strings.HasSuffix(rc.Host, ":1") {
 		t.Errorf("connection flags: %v %+v ns %q", err, rc, k.namespace)
 	}
+	// The API client's rate limit: chaosgate's defaults, or the flags'.
+	if err == nil && (rc.QPS != defaultKubeQPS || rc.Burst != defaultKubeBurst) {
+		t.Errorf("default client limit %g/s burst %d, want %d/%d", rc.QPS, rc.Burst, defaultKubeQPS, defaultKubeBurst)
+	}
+	k = &k8sOpts{}
+	cmd = &cobra.Command{Use: "x"}
+	k.flags(cmd)
+	if err := cmd.ParseFlags([]string{"--kubeconfig", kc2, "--context", good, "--kube-api-qps", "7.5", "--kube-api-burst", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := k.restConfig(); err != nil || rc.QPS != 7.5 || rc.Burst != 9 {
+		t.Errorf("--kube-api-qps 7.5 --kube-api-burst 9: %v, %+v", err, rc)
+	}
+	k.qps = -1
+	if _, err := k.restConfig(); err == nil || !strings.Contains(err.Error(), "--kube-api-qps") {
+		t.Errorf("negative qps: %v", err)
+	}
 }

@@ -102,11 +102,17 @@ func routerRules(tr *scenarios.Traffic) string {
 // setWeight logs what the router carried since the last weight change,
 // per arm and reason, and moves its weight.
 func (l *l7Router) setWeight(r *Run, weight int) error {
+	l.logCounts(r)
+	l.rt.ResetCounts()
+	return l.rt.SetWeight(weight)
+}
+
+// logCounts logs what the router carried at its weight since the counts
+// were last reset, if anything.
+func (l *l7Router) logCounts(r *Run) {
 	if c := l.rt.Counts(); c.Canary+c.Control+c.Calibration > 0 {
 		r.emit(engine.EventInfo, "traffic", l.rt.Weight(), "router: at "+fmt.Sprint(l.rt.Weight())+"% "+describeCounts(c))
 	}
-	l.rt.ResetCounts()
-	return l.rt.SetWeight(weight)
 }
 
 // describeCounts: "canary 1234, control 5678, calibration 1200 requests
@@ -126,9 +132,7 @@ func describeCounts(c router.Counts) string {
 
 // close logs the last counts and stops the router once the load stopped.
 func (l *l7Router) close(r *Run) {
-	if c := l.rt.Counts(); c.Canary+c.Control+c.Calibration > 0 {
-		r.emit(engine.EventInfo, "traffic", l.rt.Weight(), "router: at "+fmt.Sprint(l.rt.Weight())+"% "+describeCounts(c))
-	}
+	l.logCounts(r)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := l.srv.Shutdown(ctx); err != nil {

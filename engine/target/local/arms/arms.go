@@ -17,11 +17,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -387,18 +389,23 @@ func (a *Arms) WaitReady(ctx context.Context, arm engine.Arm, node string) error
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	last := "no answer"
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
 		resp, err := a.hc.Do(req)
 		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
+			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		} else if ctx.Err() == nil {
+			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return engine.E(engine.KindUnavailable, "wait ready", fmt.Errorf("%s/%s not ready: %w", arm, node, ctx.Err()))
+			return engine.E(engine.KindUnavailable, "wait ready", fmt.Errorf("%s/%s not ready: %w (last answer: %s)", arm, node, ctx.Err(), last))
 		case <-t.C:
 		}
 	}
