@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -485,13 +486,18 @@ func runsADeployment(ctx context.Context, t *testing.T, env *k8senv.Env, c *kube
 			t.Errorf("the target still lists the deleted pod %s", victim)
 		}
 	}
-	// A changed pod template: a new ReplicaSet, revision 2.
-	cur, err := deps.Get(ctx, "web-canary", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Template.Annotations = map[string]string{"chaosgate.io/restarted": "1"}
-	if _, err := deps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	// A changed pod template: a new ReplicaSet, revision 2. The
+	// Deployment controller writes the object's status meanwhile, so the
+	// update is retried on a conflict, as kubectl's edit would be.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := deps.Get(ctx, "web-canary", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.Template.Annotations = map[string]string{"chaosgate.io/restarted": "1"}
+		_, err = deps.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	w = resolved("after a template change", "2", 2, "")

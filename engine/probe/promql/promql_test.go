@@ -470,9 +470,12 @@ func TestGCMaxIsTheWindowsOwn(t *testing.T) {
 		lo, hi   float64 // the longest pause, ms
 		min, max int     // how many pauses
 	}{
-		{"stale", 1.5, 2.5, 9, 12},
-		{"rose", 150, 250, 9, 12},
-		{"fresh", 15, 25, 4, 6},
+		// increase() extrapolates a counter to the window's edges, so
+		// the counts may be read a few pauses high or low; the longest
+		// pause is what this test is about.
+		{"stale", 1.5, 2.5, 7, 15},
+		{"rose", 150, 250, 7, 15},
+		{"fresh", 15, 25, 3, 8},
 	} {
 		r := src.Arm(context.Background(), c.arm, `arm="`+c.arm+`"`, window, at)
 		p := r.Arm.GCPausesMS
