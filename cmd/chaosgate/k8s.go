@@ -24,6 +24,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
 	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
+	"github.com/chaosgate/chaosgate/engine/inject/overload"
 	k8starget "github.com/chaosgate/chaosgate/engine/target/k8s"
 	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/scenarios"
@@ -322,11 +323,15 @@ func newK8sBackend(ctx context.Context, k *k8sOpts, doc *scenarios.Document, run
 	return b, nil
 }
 
-// Injectors maps every fault kind to the Kubernetes injector, and a
-// journaled traffic split to the restorer that sends it back to stable.
+// Injectors maps every Chaos Mesh fault kind to the Kubernetes injector, a
+// journaled traffic split to the restorer that sends it back to stable,
+// and an overload to an injector with no load generator: the game day
+// plays each burst with its own (gameday.Run), and a crashed run's burst
+// died with it, so the reaper has nothing to undo.
 func (b *k8sBackend) Injectors() map[engine.FaultKind]engine.Injector {
 	return map[engine.FaultKind]engine.Injector{engine.PodKill: b.injector, engine.PodPause: b.injector,
 		engine.NetworkDelay: b.injector, engine.Partition: b.injector, engine.SplitBrain: b.injector, engine.ClockSkew: b.injector, engine.CPUStress: b.injector, engine.MemoryStress: b.injector, engine.Bandwidth: b.injector, engine.PacketLoss: b.injector, engine.Corrupt: b.injector, engine.ZoneOutage: b.injector,
+		engine.SlowDependency: b.injector, engine.Overload: overload.New(overload.Config{}),
 		engine.TrafficSplit: traffic.Restorer{Dyn: b.dyn}}
 }
 
@@ -405,6 +410,12 @@ func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Docu
 		}
 		po.Namespaces = map[engine.Arm]string{engine.ArmCanary: pf.Canary.Namespace, engine.ArmControl: pf.Control.Namespace}
 		arms[engine.ArmCanary], arms[engine.ArmControl] = pf.Canary.Pods, pf.Control.Pods
+		po.Zones = func(_ context.Context, arm engine.Arm, zone string) ([]string, error) {
+			if arm == engine.ArmCanary {
+				return pf.Canary.ZonePods(zone)
+			}
+			return pf.Control.ZonePods(zone)
+		}
 		// Offline: assume Chaos Mesh is installed (what a cluster run would use).
 		po.ChaosMesh = true
 		header = append(header, "# target pods from "+k.podsFile+"; Chaos Mesh assumed installed")
@@ -421,6 +432,13 @@ func k8sDryRun(ctx context.Context, w io.Writer, k *k8sOpts, doc *scenarios.Docu
 		po.ChaosMesh = ok
 		po.Namespaces = map[engine.Arm]string{engine.ArmCanary: b.pair.Canary.Namespace, engine.ArmControl: b.pair.Control.Namespace}
 		arms[engine.ArmCanary], arms[engine.ArmControl] = b.pair.Canary.PodNames(), b.pair.Control.PodNames()
+		po.Zones = func(ctx context.Context, arm engine.Arm, zone string) ([]string, error) {
+			w := b.pair.Arm(arm)
+			if w == nil {
+				return nil, fmt.Errorf("no %s workload", arm)
+			}
+			return k8starget.ZonePods(ctx, b.kube, w, zone)
+		}
 		header = append(header,
 			fmt.Sprintf("# canary: %s revision %s", b.pair.Canary.Ref(), b.pair.Canary.RevisionString()),
 			fmt.Sprintf("# control: %s revision %s", b.pair.Control.Ref(), b.pair.Control.RevisionString()),

@@ -92,12 +92,64 @@ func TestK8sDryRunOfflineWithPodsFile(t *testing.T) {
 		t.Fatalf("network-delay dry run:\n%s", out.String())
 	}
 
+	// Every library experiment renders offline except those whose faults
+	// act on upstream brokers the local target starts: node faults in
+	// mode one or leader show a pod and say it is chosen at run time; an
+	// overload burst is played by chaosgate's load generator, no object.
+	wantRendered := map[string][]string{
+		"cpu-saturation":  {"kind: StressChaos", "the leader is found at run time; shown: web-canary-0"},
+		"memory-pressure": {"kind: StressChaos", "one pod is chosen at run time; shown: web-canary-"},
+		"slow-dependency": {"kind: NetworkChaos", "action: delay", "latency: 200ms", "direction: to", "one pod is chosen at run time; shown: web-canary-"},
+		"overload":        {"# no object: chaosgate's load generator sends a burst of 2000 msg/s (2 per request) for 3s straight to the pods web-canary-0, web-canary-1, web-canary-2, web-canary-3, web-canary-4"},
+	}
+	upstreamOnly := map[string]bool{"backlog": true, "broker-outage": true, "consumer-rebalance": true, "upstreams": true}
+	// Five pods per arm (the majorities ring needs five), two in zone b.
+	pods5 := filepath.Join(dir, "pods5.yaml")
+	if err := os.WriteFile(pods5, []byte(`canary: {namespace: shop, pods: [web-canary-0, web-canary-1, web-canary-2, web-canary-3, web-canary-4], zones: {a: [web-canary-0, web-canary-2], b: [web-canary-1, web-canary-3], c: [web-canary-4]}}
+control: {namespace: shop, pods: [web-0, web-1, web-2, web-3, web-4], zones: {a: [web-0, web-2], b: [web-1, web-3], c: [web-4]}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k5 := &k8sOpts{podsFile: pods5}
+	wantRendered["zone-outage"] = []string{"action: pod-failure", "- web-canary-1\n      - web-canary-3\n"}
+	for _, name := range scenarios.LibraryNames() {
+		doc, err := scenarios.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		err = k8sDryRun(context.Background(), &out, k5, doc, "dry-lib", "yaml")
+		if upstreamOnly[name] {
+			if err == nil || !strings.Contains(err.Error(), "has no Kubernetes form") {
+				t.Errorf("%s: dry run %v, want a fault with no Kubernetes form", name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: dry run: %v", name, err)
+			continue
+		}
+		for _, want := range wantRendered[name] {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s dry run lacks %q:\n%s", name, want, out.String())
+			}
+		}
+	}
+
 	// Bad input: the file and the field are named; -o must be yaml.
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("canary: {namespace: shop, pods: []}\ncontrol: {namespace: shop, pods: [a]}\n"), 0o600)
 	err = k8sDryRun(context.Background(), &out, &k8sOpts{podsFile: bad}, doc, "x", "yaml")
 	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "canary.pods is empty") {
 		t.Fatalf("bad pods file: %v", err)
+	}
+	os.WriteFile(bad, []byte("canary: {namespace: shop, pods: [a], zones: {b: [z]}}\ncontrol: {namespace: shop, pods: [a]}\n"), 0o600)
+	if err := k8sDryRun(context.Background(), &out, &k8sOpts{podsFile: bad}, doc, "x", "yaml"); err == nil || !strings.Contains(err.Error(), `canary.zones.b[0]: "z" is not one of canary.pods`) {
+		t.Fatalf("zone pod not in pods: %v", err)
+	}
+	zdoc, _ := scenarios.Open("zone-outage")
+	if err := k8sDryRun(context.Background(), &out, k, zdoc, "x", "yaml"); err == nil || !strings.Contains(err.Error(), "gives no zones") || !strings.Contains(err.Error(), "hint: zones: {b: [POD, ...]}") {
+		t.Fatalf("zone outage with no zones in the pods file: %v", err)
 	}
 	os.WriteFile(bad, []byte("canary: {namespace: shop, podz: [a]}\n"), 0o600)
 	if err := k8sDryRun(context.Background(), &out, &k8sOpts{podsFile: bad}, doc, "x", "yaml"); err == nil || !strings.Contains(err.Error(), "podz") {

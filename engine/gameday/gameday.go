@@ -48,6 +48,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/canary"
 	"github.com/chaosgate/chaosgate/engine/decisionlog"
 	"github.com/chaosgate/chaosgate/engine/history"
+	"github.com/chaosgate/chaosgate/engine/inject/overload"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/probe/availability"
 	"github.com/chaosgate/chaosgate/engine/probe/consistency"
@@ -197,6 +198,9 @@ type Run struct {
 	promSrv       *local.Prometheus
 	plan          engine.Plan
 	rate          float64
+	// overload plays the overload fault on every target: a burst from
+	// the game day's own load generator (see injectors).
+	overload *overload.Injector
 
 	evMu   sync.Mutex
 	mu     sync.Mutex

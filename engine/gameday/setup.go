@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/chaosgate/chaosgate/engine/decisionlog"
 	"github.com/chaosgate/chaosgate/engine/history"
 	injlocal "github.com/chaosgate/chaosgate/engine/inject/local"
+	"github.com/chaosgate/chaosgate/engine/inject/overload"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/probe/availability"
 	"github.com/chaosgate/chaosgate/engine/probe/logs"
@@ -83,6 +85,12 @@ func (r *Run) setup(ctx context.Context) error {
 	gensMu.Lock()
 	r.gens = gens
 	gensMu.Unlock()
+	r.overload = overload.New(overload.Config{Burst: r.burstConfig, NodeHTTP: func(arm engine.Arm, node string) (string, error) {
+		if addr, ok := r.target.DirectAddrs(arm)[node]; ok {
+			return addr, nil
+		}
+		return "", fmt.Errorf("%s has no node %q", arm, node)
+	}})
 	r.rate = rate
 	if r.avail, err = availability.New(availability.Config{Generators: gens, Rate: rate}); err != nil {
 		return err
@@ -218,33 +226,62 @@ func (r *Run) startLocal(ctx context.Context, gensMu *sync.Mutex) error {
 	}
 	r.arms = a
 	inj := injlocal.New(injlocal.Config{Nodes: a, Proxies: a.Proxies(), Leaders: a.Leaders, NodeHTTP: a.NodeHTTP, Brokers: a.Broker,
-		Admin: a.Admin, Burst: func(arm engine.Arm) (load.Config, error) {
-			// An overload burst goes straight to the arm's nodes (the
-			// client proxies would throttle it before the nodes see it) and
-			// into the arm's history, so its messages are checked like any
-			// others.
-			hw := r.hists[arm]
-			if hw == nil || r.gens[arm] == nil {
-				return load.Config{}, fmt.Errorf("no history for %s", arm)
-			}
-			// Its stats lines carry the nodes' admission caps, so the
-			// checker's I6 sees a node that holds more requests than its
-			// bound instead of shedding them.
-			var direct []string
-			for _, n := range a.Nodes(arm) {
-				direct = append(direct, a.DirectAddrs(arm)[n])
-			}
-			// Its acknowledgements go to the steady generator's set, whose
-			// drain then waits for the burst's messages too.
-			return load.Config{Targets: load.StaticTargets(direct...), Partitions: parts, Keys: 64, History: hw, Logger: r.cfg.Log, Acks: r.gens[arm].Acks(),
-				StatsInterval: 250 * time.Millisecond, StatsCaps: map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}}, nil
-		}})
+		Admin: a.Admin})
 	tgt := &localTarget{a: a, inj: inj, parts: parts, name: r.cfg.Doc.Metadata.Name}
 	if l := r.cfg.Doc.Spec.Target.Local; l != nil {
 		tgt.zones = l.Zones
 	}
 	r.target = tgt
 	return nil
+}
+
+// burstConfig is the load-generator settings of an overload burst against
+// an arm, on any target. The burst goes straight to the arm's nodes (the
+// local target's client proxies, a Kubernetes Service or chaosgate's
+// router would throttle or spread it before the nodes see it) and into
+// the arm's history, so its messages are checked like any others; its
+// acknowledgements go to the steady generator's set, whose drain then
+// waits for the burst's messages too. On the local target its stats
+// lines carry the nodes' admission caps (the game day sets them), so the
+// checker's I6 sees a node that holds more requests than its bound
+// instead of shedding them; a user's workload's caps are not known, and
+// its lines carry none.
+func (r *Run) burstConfig(arm engine.Arm) (load.Config, error) {
+	hw, g := r.hists[arm], r.gens[arm]
+	if hw == nil || g == nil {
+		return load.Config{}, fmt.Errorf("no history for %s", arm)
+	}
+	direct := r.target.DirectAddrs(arm)
+	var addrs []string
+	for _, n := range r.target.Nodes(arm) {
+		if a, ok := direct[n]; ok {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return load.Config{}, fmt.Errorf("%s has no node with an address to send a burst to", arm)
+	}
+	lc := load.Config{Targets: load.StaticTargets(addrs...), Partitions: r.target.Partitions(), Keys: 64, History: hw, Logger: r.cfg.Log, Acks: g.Acks(),
+		StatsInterval: 250 * time.Millisecond}
+	if r.cfg.Target == nil {
+		lc.StatsCaps = map[string]float64{"inflight_requests_cap": AdmissionMaxRequests}
+	}
+	return lc, nil
+}
+
+// injectors are the target's injectors, with the overload fault played by
+// the game day itself: its burst comes from chaosgate's own load
+// generator, which runs beside every target, so it needs nothing of the
+// target but the nodes' addresses.
+func (r *Run) injectors() map[engine.FaultKind]engine.Injector {
+	m := maps.Clone(r.target.Injectors())
+	if m == nil {
+		m = map[engine.FaultKind]engine.Injector{}
+	}
+	if r.overload != nil {
+		m[engine.Overload] = r.overload
+	}
+	return m
 }
 
 // AdmissionArgs size every arm's admission control for one host that runs

@@ -167,7 +167,7 @@ func (r *Run) runFaults(ctx context.Context, weight int) error {
 		r.emit(engine.EventPhase, "steady", weight, fmt.Sprintf("no fault at %d%%", weight))
 		return nil
 	}
-	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.target.Injectors(), Topology: r.target,
+	runner, err := engine.NewRunner(engine.Options{DataDir: r.cfg.DataDir, Injectors: r.injectors(), Topology: r.target,
 		Probes: r.probes(), Log: r.cfg.Log,
 		RunID: fmt.Sprintf("%s-w%d", r.runID, weight), RecoverTimeout: r.recoverTimeout(),
 		OnEvent: r.onRunnerEvent})

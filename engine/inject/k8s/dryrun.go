@@ -13,6 +13,7 @@ import (
 	sigyaml "sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/engine"
+	"github.com/chaosgate/chaosgate/engine/inject/overload"
 )
 
 // Rendered is one object a run would create, with what it is for.
@@ -23,7 +24,10 @@ type Rendered struct {
 	Object runtime.Object
 	// Pods a direct pod delete would remove (Chaos Mesh absent): no object.
 	DeletePods []string
-	Namespace  string
+	// Played says what plays a fault that creates no object (an overload
+	// burst from chaosgate's load generator).
+	Played    string
+	Namespace string
 }
 
 // RenderRun plans every object a run of plan would create — every canary
@@ -46,7 +50,10 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 					if len(nodes) == 0 {
 						return nil, engine.E(engine.KindInvalid, "dry run", fmt.Errorf("arm %s has no pods", arm))
 					}
-					targets, assumed := dryTargets(ctx, arm, nodes, f, runID, opts)
+					targets, assumed, err := dryTargets(ctx, arm, nodes, f, runID, opts)
+					if err != nil {
+						return nil, err
+					}
 					for _, t := range targets {
 						seq++
 						ff := f
@@ -58,13 +65,25 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 							ff.Nodes = []string{nodes[0]}
 							assumed = fmt.Sprintf("the leader is found at run time; shown: %s", nodes[0])
 						}
+						note := fmt.Sprintf("step %d%%, experiment %s, fault %s (%s) on %s", w, e.Name, faultName(f), f.Kind, t.Name())
+						if assumed != "" {
+							note += "; " + assumed
+						}
+						if ff.Kind == engine.Overload {
+							batch := ff.Batch
+							if batch <= 0 {
+								batch = overload.DefaultBatch
+							}
+							out = append(out, Rendered{Note: note, Namespace: opts.Namespaces[arm],
+								Played: fmt.Sprintf("no object: chaosgate's load generator sends a burst of %.0f msg/s (%d per request) for %s straight to the pods %s", ff.Rate, batch, ff.Duration, strings.Join(nodes, ", "))})
+							continue
+						}
 						p, err := BuildPlan(ctx, opts, t, ff)
 						if err != nil {
 							return nil, err
 						}
-						note := fmt.Sprintf("step %d%%, experiment %s, fault %s (%s) on %s", w, e.Name, faultName(f), f.Kind, t.Name())
-						if assumed != "" {
-							note += "; " + assumed
+						if ff.Kind == engine.SlowDependency && ff.Mode != "fixed" && t.Node == "" {
+							note += "; one pod is chosen at run time; shown: " + strings.Join(p.Pods, ", ")
 						}
 						if p.Method == MethodPodDelete {
 							out = append(out, Rendered{Note: note + "; Chaos Mesh absent: the pod is deleted directly", DeletePods: p.Pods, Namespace: p.Namespace})
@@ -89,12 +108,22 @@ func faultName(f engine.Fault) string {
 }
 
 // dryTargets mirrors the runner's choice of targets.
-func dryTargets(ctx context.Context, arm engine.Arm, nodes []string, f engine.Fault, runID string, opts PlanOptions) ([]engine.Target, string) {
+func dryTargets(ctx context.Context, arm engine.Arm, nodes []string, f engine.Fault, runID string, opts PlanOptions) ([]engine.Target, string, error) {
 	base := engine.Target{Arm: arm, Nodes: nodes}
 	switch f.Kind {
-	case engine.PodKill, engine.PodPause:
+	case engine.PodKill, engine.PodPause, engine.CPUStress, engine.MemoryStress:
+	case engine.ZoneOutage:
+		if opts.Zones == nil {
+			return nil, "", engine.E(engine.KindInvalid, "dry run", fmt.Errorf("zone %q of %s: no zones are known; hint: give each arm's zones in the --pods file (canary: {namespace: NS, pods: [...], zones: {%s: [POD, ...]}})", f.Zone, arm, f.Zone))
+		}
+		group, err := opts.Zones(ctx, arm, f.Zone)
+		if err != nil {
+			return nil, "", engine.E(engine.KindInvalid, "dry run", fmt.Errorf("zone %q of %s: %w", f.Zone, arm, err))
+		}
+		base.Group = group
+		return []engine.Target{base}, "", nil
 	default:
-		return []engine.Target{base}, ""
+		return []engine.Target{base}, "", nil
 	}
 	switch f.Mode {
 	case "fixed":
@@ -104,23 +133,23 @@ func dryTargets(ctx context.Context, arm engine.Arm, nodes []string, f engine.Fa
 			t.Node = n
 			out = append(out, t)
 		}
-		return out, ""
+		return out, "", nil
 	case "leader":
 		if opts.Leaders != nil {
 			if m, err := opts.Leaders(ctx, arm); err == nil {
 				if l, err := ChooseLeader(m, nil); err == nil {
 					base.Node = l
-					return []engine.Target{base}, ""
+					return []engine.Target{base}, "", nil
 				}
 			}
 		}
 		base.Node = nodes[0]
-		return []engine.Target{base}, fmt.Sprintf("the leader is found at run time; shown: %s", nodes[0])
+		return []engine.Target{base}, fmt.Sprintf("the leader is found at run time; shown: %s", nodes[0]), nil
 	default:
 		h := fnv.New32a()
 		h.Write([]byte(runID + "/" + f.Name))
 		base.Node = nodes[int(h.Sum32()%uint32(len(nodes)))]
-		return []engine.Target{base}, fmt.Sprintf("one pod is chosen at run time; shown: %s", base.Node)
+		return []engine.Target{base}, fmt.Sprintf("one pod is chosen at run time; shown: %s", base.Node), nil
 	}
 }
 
@@ -137,6 +166,12 @@ func WriteRendered(w io.Writer, rs []Rendered) error {
 	for _, r := range rs {
 		if _, err := fmt.Fprintf(w, "---\n# %s\n", r.Note); err != nil {
 			return err
+		}
+		if r.Played != "" {
+			if _, err := fmt.Fprintf(w, "# %s\n", r.Played); err != nil {
+				return err
+			}
+			continue
 		}
 		if r.Object == nil {
 			if _, err := fmt.Fprintf(w, "# would delete pods %s in namespace %s\n", strings.Join(r.DeletePods, ", "), r.Namespace); err != nil {
@@ -165,10 +200,30 @@ type PodsFile struct {
 	Control ArmPods `json:"control"`
 }
 
-// ArmPods are one arm's pods.
+// ArmPods are one arm's pods, and optionally which of them are in each
+// zone (for a zoneOutage; a cluster run reads the pods'
+// topology.kubernetes.io/zone label).
 type ArmPods struct {
-	Namespace string   `json:"namespace"`
-	Pods      []string `json:"pods"`
+	Namespace string              `json:"namespace"`
+	Pods      []string            `json:"pods"`
+	Zones     map[string][]string `json:"zones,omitempty"`
+}
+
+// ZonePods returns the pods of the arm in zone, from the file's zones.
+func (a ArmPods) ZonePods(zone string) ([]string, error) {
+	if len(a.Zones) == 0 {
+		return nil, fmt.Errorf("the --pods file gives no zones for this arm; hint: zones: {%s: [POD, ...]}", zone)
+	}
+	pods, ok := a.Zones[zone]
+	if !ok || len(pods) == 0 {
+		names := make([]string, 0, len(a.Zones))
+		for z := range a.Zones {
+			names = append(names, z)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("the --pods file has no pod in zone %q (zones: %s)", zone, strings.Join(names, ", "))
+	}
+	return sortedCopy(pods), nil
 }
 
 // ReadPodsFile reads and checks a --pods file; errors name the file and
@@ -203,6 +258,13 @@ func ParsePodsFile(name string, b []byte) (PodsFile, error) {
 				return PodsFile{}, engine.E(engine.KindInvalid, "parse "+name, fmt.Errorf("%s.pods[%d]: empty or repeated pod name %q", a.name, i, p))
 			}
 			seen[p] = true
+		}
+		for z, pods := range a.p.Zones {
+			for i, p := range pods {
+				if !seen[p] {
+					return PodsFile{}, engine.E(engine.KindInvalid, "parse "+name, fmt.Errorf("%s.zones.%s[%d]: %q is not one of %s.pods", a.name, z, i, p, a.name))
+				}
+			}
 		}
 		sort.Strings(a.p.Pods)
 	}

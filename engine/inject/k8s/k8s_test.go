@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,7 @@ func allFaults() []struct {
 	zone := base
 	zone.Group = []string{"agg-3", "agg-1"}
 	add(zone, engine.Fault{Kind: engine.ZoneOutage, Duration: 10 * time.Second, Zone: "b"})
+	add(base, engine.Fault{Kind: engine.SlowDependency, Duration: 10 * time.Second, Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, Mode: "fixed", Nodes: []string{"agg-3", "agg-0"}})
 	return out
 }
 
@@ -125,7 +127,7 @@ func TestEveryObjectPassesWebhookRulesAndRealSchema(t *testing.T) {
 			}
 		}
 	}
-	if objects != 1+1+3+(2+2+5+2)+1+1+1+1+1+1+1+2 { // … cpuStress, bandwidth, packetLoss, corrupt, memoryStress, zoneOutage
+	if objects != 1+1+3+(2+2+5+2)+1+1+1+1+1+1+1+2+2 { // … cpuStress, bandwidth, packetLoss, corrupt, memoryStress, zoneOutage, slowDependency
 		t.Fatalf("created %d objects", objects)
 	}
 }
@@ -323,9 +325,11 @@ func TestWrongSpecCaughtBeforeSend(t *testing.T) {
 		{engine.Fault{ID: "a", Kind: engine.CPUStress, Duration: time.Second, Load: 1.5}, "outside (0, 1)"},
 		{engine.Fault{ID: "a", Kind: engine.Bandwidth, Duration: time.Second, Edges: engine.Edges{Into: "agg-1"}}, "must be positive"},
 		{engine.Fault{ID: "a", Kind: engine.ZoneOutage, Duration: time.Second, Zone: "b"}, "has no pods"},
-		{engine.Fault{ID: "a", Kind: engine.Overload, Duration: time.Second, Rate: 1000}, "overload has no Kubernetes form: the local target plays it (a burst"},
+		{engine.Fault{ID: "a", Kind: engine.Overload, Duration: time.Second, Rate: 1000}, "overload has no Chaos Mesh object: the game day plays it, a burst from chaosgate's own load generator"},
 		{engine.Fault{ID: "a", Kind: engine.BrokerOutage, Duration: time.Second}, "brokerOutage has no Kubernetes form"},
-		{engine.Fault{ID: "a", Kind: engine.SlowDependency, Duration: time.Second}, "slowDependency has no Kubernetes form"},
+		{engine.Fault{ID: "a", Kind: engine.SlowDependency, Duration: time.Second}, "latency 0s must be positive"},
+		{engine.Fault{ID: "a", Kind: engine.SlowDependency, Duration: time.Second, Latency: time.Second, ResetRatio: 0.05}, "errors (5% of the connections reset) have no Kubernetes form: Chaos Mesh's NetworkChaos has no reset action"},
+		{engine.Fault{ID: "a", Kind: engine.SlowDependency, Duration: time.Second, Latency: time.Second, Mode: "fixed", Nodes: []string{"agg-9"}}, `node "agg-9" is not a pod of the arm`},
 	} {
 		_, err := BuildPlan(ctx, po, engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}, c.f)
 		if engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), c.want) {
@@ -493,6 +497,61 @@ func TestBandwidthLifecycle(t *testing.T) {
 		t.Fatalf("stored NetworkChaos: action %q rate %q target %v", action, rate, target)
 	}
 	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "2/2") {
+		t.Fatalf("confirm %+v", c)
+	}
+	if err := in.Recover(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("NetworkChaos still there after recovery: %v", err)
+	}
+}
+
+// TestSlowDependencyLifecycle: a slow dependency on Kubernetes is one
+// NetworkChaos delay per chosen pod, from it to every other pod of its
+// arm (its downstream edges), stored by the real API server, confirmed
+// from its status and deleted on recovery; the pod is chosen from the
+// fault's seed, the same on every arm of one size.
+func TestSlowDependencyLifecycle(t *testing.T) {
+	e := k8senv.GetWithChaosMesh(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "slow-dependency"
+	mkPods(t, ctx, e, ns, pods5[:3]...)
+	k8senv.StartChaosController(t, e.Dynamic, e.Client, ns)
+	in := NewWithClients(e.Client, e.Dynamic, testOptions(ns, "run-sd"))
+	tg := engine.Target{Arm: engine.ArmCanary, Nodes: pods5[:3]}
+	f := engine.Fault{ID: "sd-001-canary", Kind: engine.SlowDependency, Duration: 10 * time.Second, Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, Mode: "one", Seed: "run-sd/exp/slow/100"}
+	a, err := in.Inject(ctx, tg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := UndoOf(a)
+	if err != nil || len(u.Objects) != 1 || u.Objects[0].Kind != "NetworkChaos" || len(u.Pods) != 1 {
+		t.Fatalf("applied %+v (%v)", u, err)
+	}
+	chosen := u.Pods[0].Name
+	other, err := BuildPlan(ctx, in.opts.PlanOptions, engine.Target{Arm: engine.ArmControl, Nodes: []string{"stable-0", "stable-1", "stable-2"}}, engine.Fault{ID: "sd-002-control", Kind: engine.SlowDependency, Duration: 10 * time.Second, Latency: 200 * time.Millisecond, Mode: "one", Seed: f.Seed})
+	if err != nil || len(other.Pods) != 1 || other.Pods[0][len(other.Pods[0])-1] != chosen[len(chosen)-1] {
+		t.Fatalf("the control's choice %v (%v) is not the canary's %s: one seed must choose the same place on every arm", other.Pods, err, chosen)
+	}
+	got, err := e.Dynamic.Resource(NetworkChaosGVR).Namespace(ns).Get(ctx, u.Objects[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	action, _, _ := unstructured.NestedString(got.Object, "spec", "action")
+	latency, _, _ := unstructured.NestedString(got.Object, "spec", "delay", "latency")
+	jitter, _, _ := unstructured.NestedString(got.Object, "spec", "delay", "jitter")
+	dir, _, _ := unstructured.NestedString(got.Object, "spec", "direction")
+	from, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "selector", "pods", ns)
+	to, _, _ := unstructured.NestedStringSlice(got.Object, "spec", "target", "selector", "pods", ns)
+	if action != "delay" || latency != "200ms" || jitter != "50ms" || dir != "to" || fmt.Sprint(from) != "["+chosen+"]" || len(to) != 2 || slices.Contains(to, chosen) {
+		t.Fatalf("stored NetworkChaos: action %q latency %q jitter %q direction %q from %v to %v (chosen %s)", action, latency, jitter, dir, from, to, chosen)
+	}
+	if got.GetLabels()[LabelKind] != "slowDependency" || got.GetLabels()[LabelRun] != "run-sd" {
+		t.Fatalf("labels %v", got.GetLabels())
+	}
+	if c := in.Confirm(ctx, a); c.Outcome != engine.Confirmed || !strings.Contains(c.Measurement, "1/1") {
 		t.Fatalf("confirm %+v", c)
 	}
 	if err := in.Recover(ctx, a); err != nil {
@@ -967,6 +1026,7 @@ func FuzzParsePodsFile(f *testing.F) {
 	f.Add([]byte("canary: {namespace: a, pods: [x]}\ncontrol: {namespace: b, pods: [y]}\n"))
 	f.Add([]byte("{\"canary\":{\"namespace\":\"a\",\"pods\":[\"\"]}}"))
 	f.Add([]byte(":"))
+	f.Add([]byte("canary: {namespace: a, pods: [x, y], zones: {b: [y]}}\ncontrol: {namespace: b, pods: [y], zones: {b: [q]}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pf, err := ParsePodsFile("f", b)
 		if err != nil {
@@ -977,6 +1037,20 @@ func FuzzParsePodsFile(f *testing.F) {
 		}
 		if pf.Canary.Namespace == "" || pf.Control.Namespace == "" || len(pf.Canary.Pods) == 0 || len(pf.Control.Pods) == 0 {
 			t.Fatalf("accepted an incomplete file: %+v", pf)
+		}
+		// Every zone's pods are pods of the arm.
+		for _, a := range []ArmPods{pf.Canary, pf.Control} {
+			for z := range a.Zones {
+				pods, err := a.ZonePods(z)
+				for _, p := range pods {
+					if !slices.Contains(a.Pods, p) {
+						t.Fatalf("zone %s holds %q, not a pod of the arm %v", z, p, a.Pods)
+					}
+				}
+				if err != nil && len(a.Zones[z]) > 0 {
+					t.Fatalf("zone %s of %+v: %v", z, a, err)
+				}
+			}
 		}
 	})
 }

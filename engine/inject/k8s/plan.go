@@ -94,6 +94,10 @@ type PlanOptions struct {
 	// aggregator's GET /v1/cluster), for splitBrain when the fault names no
 	// pods.
 	Leaders func(ctx context.Context, arm engine.Arm) (map[int]string, error)
+	// Zones returns the pods of an arm in a zone, for a dry run's
+	// zoneOutage (a run asks the target's topology); nil: a dry run
+	// cannot place a zone outage.
+	Zones func(ctx context.Context, arm engine.Arm, zone string) ([]string, error)
 }
 
 // Plan is what one fault on one target creates.
@@ -317,7 +321,40 @@ func BuildPlan(ctx context.Context, opts PlanOptions, t engine.Target, f engine.
 		}
 		p.Pods = []string{pod}
 		p.Objects = append(p.Objects, b.timeChaos(pod))
-	case engine.Overload, engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog, engine.SlowDependency:
+	case engine.SlowDependency:
+		// Latency on the chosen pods' downstream edges — what each sends
+		// to the rest of its arm (replication, forwarding to partition
+		// leaders): one NetworkChaos delay per pod, from it to the others
+		// (direction to), as the local target delays the proxies out of
+		// the node. Chaos Mesh has no connection-reset action, so the
+		// fault's errors have no form here.
+		if !opts.ChaosMesh {
+			return Plan{}, missingChaosMesh(op, "NetworkChaos (delay)")
+		}
+		if f.ResetRatio > 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf(
+				"slowDependency errors (%.3g%% of the connections reset) have no Kubernetes form: Chaos Mesh's NetworkChaos has no reset action (the local target resets them on its proxies); hint: give only latency for --target k8s, or add a packetLoss fault on the same edges", 100*f.ResetRatio))
+		}
+		if f.Latency <= 0 {
+			return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("latency %s must be positive", f.Latency))
+		}
+		members, err := dependencyPods(t, f)
+		if err != nil {
+			return Plan{}, engine.E(engine.KindInvalid, op, err)
+		}
+		for i, m := range members {
+			rest := minus(t.Nodes, []string{m})
+			if len(rest) == 0 {
+				return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("pod %s is the arm's only pod: it has no downstream edge to slow", m))
+			}
+			nc := b.delay([]string{m}, rest, cm.To)
+			nc.ObjectMeta = b.meta(i)
+			p.Objects = append(p.Objects, nc)
+		}
+		p.Pods = members
+	case engine.Overload:
+		return Plan{}, engine.E(engine.KindInvalid, op, errors.New("overload has no Chaos Mesh object: the game day plays it, a burst from chaosgate's own load generator against the arm's pods"))
+	case engine.BrokerOutage, engine.ConsumerRebalance, engine.Backlog:
 		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("%s has no Kubernetes form: the local target plays it (%s); run the file on the local target, or remove the fault for --target k8s", f.Kind, localOnly[f.Kind]))
 	default:
 		return Plan{}, engine.E(engine.KindInvalid, op, fmt.Errorf("unknown fault kind %d", int(f.Kind)))
@@ -403,6 +440,28 @@ func nodePods(t engine.Target, f engine.Fault) ([]string, error) {
 		return sortedCopy(f.Nodes), nil
 	}
 	return nil, errors.New("no pod chosen: the target names no node and the fault lists none")
+}
+
+// dependencyPods are the pods whose downstream edges a slowDependency
+// slows: the fault's pods (mode fixed), the target's pod, or one pod
+// chosen from the fault's seed — the same choice on every arm of one
+// size.
+func dependencyPods(t engine.Target, f engine.Fault) ([]string, error) {
+	switch {
+	case f.Mode == "fixed" && len(f.Nodes) > 0:
+		return sortedCopy(f.Nodes), nil
+	case t.Node != "":
+		return []string{t.Node}, nil
+	}
+	pods := sortedCopy(t.Nodes)
+	if len(pods) == 0 {
+		return nil, errors.New("the arm has no pods")
+	}
+	seed := f.Seed
+	if seed == "" {
+		seed = f.ID
+	}
+	return []string{pods[pickIndex(seed, len(pods))]}, nil
 }
 
 // delayEdges maps the engine's edges onto a NetworkChaos selector (from),
@@ -775,9 +834,7 @@ func minus(all, drop []string) []string {
 // localOnly says how the local target plays the fault kinds that have no
 // Chaos Mesh object.
 var localOnly = map[engine.FaultKind]string{
-	engine.Overload:          "a burst from chaosgate's own load generator against the arm's nodes",
 	engine.BrokerOutage:      "its upstream message brokers, which it starts itself",
 	engine.ConsumerRebalance: "its nodes' consumer groups on the upstreams it starts",
 	engine.Backlog:           "a backlog published to the upstreams it starts",
-	engine.SlowDependency:    "its proxies on the nodes' downstream dependency edges",
 }

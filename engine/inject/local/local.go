@@ -22,6 +22,7 @@ import (
 
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/geometry"
+	"github.com/chaosgate/chaosgate/engine/inject/overload"
 	"github.com/chaosgate/chaosgate/engine/load"
 	"github.com/chaosgate/chaosgate/engine/proxy"
 	"github.com/chaosgate/chaosgate/internal/pktloss"
@@ -94,9 +95,9 @@ type Injector struct {
 	// rateBefore is the throughput measured before a bandwidth cap, by
 	// fault ID.
 	rateBefore map[string]proxy.Throughput
-	lagAt      map[string]int64  // upstream lag when a backlog began, by fault ID
-	bursts     map[string]*burst // overload bursts, by fault ID
-	handed     map[string]bool   // clock skews whose handover happened, by fault ID
+	lagAt      map[string]int64   // upstream lag when a backlog began, by fault ID
+	overload   *overload.Injector // overload bursts
+	handed     map[string]bool    // clock skews whose handover happened, by fault ID
 }
 
 // New returns a local injector.
@@ -115,7 +116,7 @@ func New(cfg Config) *Injector {
 	if cfg.KillTimeout <= 0 {
 		cfg.KillTimeout = 5 * time.Second
 	}
-	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, rateBefore: map[string]proxy.Throughput{}, lagAt: map[string]int64{}, bursts: map[string]*burst{}, handed: map[string]bool{}}
+	return &Injector{cfg: cfg, before: map[string]proxy.Sample{}, rateBefore: map[string]proxy.Throughput{}, lagAt: map[string]int64{}, overload: overload.New(overload.Config{Burst: cfg.Burst, NodeHTTP: cfg.NodeHTTP}), handed: map[string]bool{}}
 }
 
 // Undo is the serialised undo information of a local fault.
@@ -257,12 +258,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 			return a, err
 		}
 	case engine.Overload:
-		a.Affected = append([]string(nil), t.Nodes...)
-		batch := f.Batch
-		if batch <= 0 {
-			batch = defaultBurstBatch
-		}
-		a.Detail = fmt.Sprintf("burst of %.0f msg/s (%d per request) for %s through the load generator", f.Rate, batch, f.Duration)
+		overload.Describe(&a, t, f)
 	default:
 		return a, engine.E(engine.KindInvalid, "prepare", fmt.Errorf("unsupported fault kind %v", f.Kind))
 	}
@@ -331,7 +327,7 @@ func (in *Injector) Inject(ctx context.Context, t engine.Target, f engine.Fault)
 			return a, err
 		}
 	case engine.Overload:
-		if err := in.injectOverload(ctx, t, f); err != nil {
+		if err := in.overload.Start(ctx, t, f); err != nil {
 			return a, err
 		}
 	case engine.Partition, engine.SplitBrain:
@@ -437,7 +433,7 @@ func (in *Injector) Recover(ctx context.Context, a engine.Applied) error {
 	case engine.MemoryStress:
 		return recoverMemoryStress(ctx, u.Memory)
 	case engine.Overload:
-		return in.recoverOverload(ctx, a)
+		return in.overload.Recover(ctx, a)
 	case engine.ZoneOutage:
 		return in.recoverZoneOutage(ctx, a, u)
 	case engine.NetworkDelay, engine.Partition, engine.SplitBrain, engine.Bandwidth, engine.PacketLoss, engine.Corrupt:
@@ -511,7 +507,7 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 	case engine.MemoryStress:
 		return confirmMemoryStress(u.Memory)
 	case engine.Overload:
-		return in.confirmOverload(ctx, a)
+		return in.overload.Confirm(ctx, a)
 	case engine.Partition, engine.SplitBrain:
 		present, want := 0, 0
 		toxics := in.proxies().Toxics()
