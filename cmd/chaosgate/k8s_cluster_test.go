@@ -15,11 +15,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"github.com/chaosgate/chaosgate/engine"
 	"github.com/chaosgate/chaosgate/engine/gameday"
+	k8sinject "github.com/chaosgate/chaosgate/engine/inject/k8s"
 	"github.com/chaosgate/chaosgate/engine/traffic"
 	"github.com/chaosgate/chaosgate/evidence"
 	"github.com/chaosgate/chaosgate/internal/freeport"
@@ -566,4 +568,145 @@ func waitPodsReady(t *testing.T, ctx context.Context, env *k8senv.Env, c *kubele
 	}
 	t.Fatalf("pods not all Ready:%s\n%s\n%s", last, why.String(), c.Log())
 	return nil
+}
+
+// burstAndSlowDependencyExperiment runs the two faults that were local
+// only on Kubernetes pods: a slow dependency (a NetworkChaos delay out of
+// one pod of each arm to the others) and an overload burst that the game
+// day sends with its own load generator straight to each arm's pods.
+const burstAndSlowDependencyExperiment = `apiVersion: chaosgate.io/v1
+kind: Experiment
+metadata:
+  name: k8s-burst-and-slow-dependency
+  description: a slow dependency and an overload burst on the pods of each arm
+spec:
+  target:
+    kubernetes:
+      namespace: %s
+      canary: {matchLabels: {app.kubernetes.io/name: aggregator, track: canary}}
+      control: {matchLabels: {app.kubernetes.io/name: aggregator, track: stable}}
+      replicas: 3
+  steadyState: 2s
+  canary:
+    steps: [100]
+  probes:
+    availability: {sources: 4, rate: 150}
+    consistency: {}
+    metrics: {interval: 1s}
+  faults:
+    - name: slow-downstream
+      duration: 3s
+      slowDependency: {latency: 100ms, jitter: 20ms, mode: one}
+    - name: burst
+      duration: 2s
+      overload: {rate: 1500, batch: 2, payload: 512}
+`
+
+// TestK8sBurstAndSlowDependencyOnRealPods is chaosgate run --target k8s
+// with a slow dependency and an overload burst on pods that run for real
+// (kubelettest.Cluster). The slow dependency's NetworkChaos is played by
+// the harness on the proxies the pods dial each other through (it delays
+// what reaches the target pods, a superset of what Chaos Mesh's egress
+// delay out of the chosen pod slows); the burst needs nothing in the
+// cluster. Both are confirmed on both arms by what they measured: the
+// Chaos Mesh records of the delay, and the burst's own counts against the
+// pods. Both arms run the same good build, so the run must not block.
+func TestK8sBurstAndSlowDependencyOnRealPods(t *testing.T) {
+	env := k8senv.GetWithChaosMesh(t)
+	cluster := kubelettest.GetCluster(t, env, kubelettest.ClusterOptions{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	ref, tarPath, err := kubelettest.ChaosgateImage(ctx, dir, "v0.0.0-bursttest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ImportImage(ctx, tarPath); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freeport.Ports(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "burst-pods"
+	for i, track := range []string{"canary", "stable"} {
+		a := kubelettest.Aggregator{Namespace: ns, Name: "aggregator-" + track, Labels: map[string]string{"app.kubernetes.io/name": "aggregator", "track": track},
+			Replicas: 3, Image: ref, HTTPPort: ports[2*i], RaftPort: ports[2*i+1], Partitions: 4, ThroughProxies: true}
+		if _, err := cluster.Deploy(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cm := k8senv.StartChaosController(t, env.Dynamic, env.Client, ns)
+	cm.Set(false, false, true)
+	cm.SetEffect(cluster.NetworkEffect())
+	waitPodsReady(t, ctx, env, cluster, ns, 6)
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := env.Kubeconfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "experiment.yaml")
+	if err := os.WriteFile(file, fmt.Appendf(nil, burstAndSlowDependencyExperiment, ns), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"run", "--target", "k8s", "-f", file, "--kubeconfig", kc,
+		"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
+		"--data-dir", filepath.Join(dir, "data"), "-o", "json"})
+	err = root.ExecuteContext(ctx)
+	code := 0
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if err != nil {
+		code = -1
+	}
+	var res struct {
+		Verdict string   `json:"verdict"`
+		Reason  string   `json:"reason"`
+		Failing []string `json:"failing_dimensions"`
+		Faults  []struct {
+			Kind, Arm, Target, Confirmed, Measurement string
+			Detail                                    string `json:"detail"`
+		} `json:"faults"`
+	}
+	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil || (code != exitPromote && code != exitHold) {
+		t.Fatalf("run: exit %d (%v), want promote or hold: verdict %s %s failing %v (%v)\n%s\n%s", code, err, res.Verdict, res.Reason, res.Failing, jerr, out.String(), tail(errOut.String(), 6000))
+	}
+	t.Logf("burst and slow dependency on pods: %s (exit %d): %s", res.Verdict, code, res.Reason)
+	seen := map[string]bool{}
+	for _, f := range res.Faults {
+		t.Logf("%s on %s %s: %s: %s", f.Kind, f.Arm, f.Target, f.Confirmed, f.Measurement)
+		if f.Confirmed != "confirmed" {
+			t.Errorf("%s on %s %s not confirmed: %s (%s)\n%s", f.Kind, f.Arm, f.Target, f.Confirmed, f.Measurement, tail(errOut.String(), 4000))
+		}
+		seen[f.Kind+"/"+f.Arm] = true
+		switch f.Kind {
+		case "overload":
+			if !strings.Contains(f.Measurement, "burst offered") || !strings.Contains(f.Measurement, "the arm's nodes:") {
+				t.Errorf("overload on %s measured %q: want the burst's counts and the pods' shedding counters", f.Arm, f.Measurement)
+			}
+		case "slowDependency":
+			if !strings.Contains(f.Measurement, "Chaos Mesh records: 1/1 injected") {
+				t.Errorf("slowDependency on %s measured %q: want its one NetworkChaos injected", f.Arm, f.Measurement)
+			}
+		}
+	}
+	for _, want := range []string{"overload/canary", "overload/control", "slowDependency/canary", "slowDependency/control"} {
+		if !seen[want] {
+			t.Errorf("no %s fault in the report: %+v", want, res.Faults)
+		}
+	}
+	// Every Chaos Mesh object is gone and nothing is left for a reaper.
+	for _, gvr := range []schema.GroupVersionResource{k8sinject.NetworkChaosGVR} {
+		l, err := env.Dynamic.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: k8sinject.OwnedSelector})
+		if err != nil || len(l.Items) != 0 {
+			t.Errorf("%s left after the run: %v (%v)", gvr.Resource, l, err)
+		}
+	}
+	if reaped, err := engine.Reap(ctx, filepath.Join(dir, "data"), nil, nil); err != nil || len(reaped) != 0 {
+		t.Fatalf("after the run the reaper found %v, %v", reaped, err)
+	}
 }
