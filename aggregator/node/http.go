@@ -69,6 +69,18 @@ func (n *Node) guard(route string, h http.HandlerFunc) http.HandlerFunc {
 		defer func() { n.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
 		n.observeHeader(r.Header.Get(hlcHeader))
 		sw.Header().Set(hlcHeader, n.clock.Last().String())
+		if tp, ok := requestTrace(r); ok {
+			// The request log of sampled W3C traces: a trace id the
+			// caller recorded is found here, whatever the answer — a
+			// request shed with 429 below is logged too.
+			r = r.WithContext(context.WithValue(r.Context(), traceKey{}, tp))
+			start := time.Now()
+			defer func() {
+				n.log.Info("http request", "route", route, "method", r.Method, "path", r.URL.Path, "status", sw.code,
+					"duration_ms", float64(time.Since(start).Microseconds())/1000, "trace_id", tp.TraceIDString(), "parent_id", tp.SpanIDString(),
+					"forwarded", r.Header.Get(forwardHeader) == "1")
+			}()
+		}
 		if !n.cfg.Defects.Has(DefectUnboundedQueue) {
 			select {
 			case n.reqSem <- struct{}{}:
@@ -81,17 +93,6 @@ func (n *Node) guard(route string, h http.HandlerFunc) http.HandlerFunc {
 		}
 		n.inflightReq.Add(1)
 		defer n.inflightReq.Add(-1)
-		if tp, ok := requestTrace(r); ok {
-			// The request log of sampled W3C traces: a trace id the
-			// caller recorded is found here.
-			r = r.WithContext(context.WithValue(r.Context(), traceKey{}, tp))
-			start := time.Now()
-			defer func() {
-				n.log.Info("http request", "route", route, "method", r.Method, "path", r.URL.Path, "status", sw.code,
-					"duration_ms", float64(time.Since(start).Microseconds())/1000, "trace_id", tp.TraceIDString(), "parent_id", tp.SpanIDString(),
-					"forwarded", r.Header.Get(forwardHeader) == "1")
-			}()
-		}
 		h(sw, r)
 	}
 }

@@ -86,4 +86,24 @@ func TestRequestLogCarriesTraceID(t *testing.T) {
 	if strings.Contains(logs[leader].String(), unsampled.TraceIDString()) {
 		t.Fatalf("an unsampled trace was logged")
 	}
+	// A request the node sheds (every request slot taken) is answered
+	// 429 and logged with its trace id too: the caller that recorded the
+	// id finds why it was refused.
+	n := c.nodes[follower]
+	held := 0
+	for len(n.reqSem) < cap(n.reqSem) {
+		n.reqSem <- struct{}{}
+		held++
+	}
+	shed := traceparent.New()
+	code := post(follower, shed.String(), g.next("s1", key))
+	for range held {
+		<-n.reqSem
+	}
+	if code != http.StatusTooManyRequests {
+		t.Fatalf("with every request slot taken: HTTP %d, want 429", code)
+	}
+	if l := logs[follower].String(); !strings.Contains(l, "trace_id="+shed.TraceIDString()) || !strings.Contains(l, "status=429") {
+		t.Fatalf("node %s's log has no line for the shed request trace_id=%s:\n%s", follower, shed.TraceIDString(), l)
+	}
 }

@@ -167,7 +167,7 @@ func checkRunBlobs(t *testing.T, bin, dir, runID string, idx uint64) map[string]
 			}
 			if !bytes.Contains(logs.Bytes(), []byte("trace_id="+r.TraceID)) {
 				missing++
-				t.Logf("trace id %s (%s %s at %s) is in no node log of %s", r.TraceID, r.Method, r.Addr, r.T, arm)
+				t.Logf("trace id %s (%s %s at %s, HTTP %d) is in no node log of %s", r.TraceID, r.Method, r.Addr, r.T, r.Status, arm)
 			}
 		}
 		if missing > len(tb.Sample)/20 {
