@@ -24,8 +24,14 @@ func TestBrowserCrossOriginCannotAbort(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%[1]s/ui/abort"></form>
 <script>
-fetch("%[1]s/api/v1/abort?reason=csrf", {method: "POST", credentials: "include", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"})
-  .finally(function () { document.title = "fetched"; document.getElementById("f").submit(); });
+// After the page's load event: a form submitted before it would abort
+// the page's own navigation (net::ERR_ABORTED) on a slow host.
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    fetch("%[1]s/api/v1/abort?reason=csrf", {method: "POST", credentials: "include", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"})
+      .finally(function () { document.title = "fetched"; document.getElementById("f").submit(); });
+  }, 0);
+});
 </script>`, h.hs.URL)
 	}))
 	defer evil.Close()

@@ -185,10 +185,19 @@ func runUpstream(ctx context.Context, jsURLs, httpAddrs []string, grpcOf map[str
 	acked, errs, h, el := drive(ctx, w, send)
 	pub = WorkloadFigures{System: "NATS JetStream publish (upstream producer)", Workload: w.Name(), Acked: acked, Errors: errs, Throughput: float64(acked) / el.Seconds()}
 	quantiles(&pub, h)
-	// Wait until the output has everything published (or stops growing).
+	// Wait until the output has everything published, or stops growing
+	// for 15 s once it has begun; before the first record, up to 60 s (on
+	// a loaded host the nodes' consumers may start late: a cell that read
+	// nothing in 15 s was a slow start, not a measured rate).
 	quiet := time.Now()
 	last := read.Load()
-	for read.Load() < published.Load() && time.Since(quiet) < 15*time.Second && ctx.Err() == nil {
+	patience := func() time.Duration {
+		if read.Load() == 0 {
+			return 60 * time.Second
+		}
+		return 15 * time.Second
+	}
+	for read.Load() < published.Load() && time.Since(quiet) < patience() && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)
 		if n := read.Load(); n != last {
 			last, quiet = n, time.Now()
