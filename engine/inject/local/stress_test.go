@@ -250,13 +250,38 @@ func TestClockSkewHandoverExposesHLCNoUpdate(t *testing.T) {
 // measures it (confirmation) and waits for it to end (recovery): the
 // correct control sheds the excess with 429 and keeps its in-flight
 // requests within the cap, the unbounded-queue canary holds them all (the
-// checker's I6 names the cap it exceeded). The nodes serve at most 16
-// requests at once: the burst's client, in a -race test process on two
-// cores, reaches about 50 requests in flight per node, too close to the
-// game day's 64 to overload every run.
+// checker's I6 names the cap it exceeded). Whether a burst overloads a
+// node depends on how fast the host commits, so the nodes' capacity is
+// made small whatever the host: they serve at most 4 requests at once,
+// and a real 200 ms delay on every replication edge (the fault proxies
+// between the nodes) holds each commit at least that long. The burst's
+// 100 requests/s then keep about 7 requests per node in flight, on an
+// idle host as on a busy one.
 func TestOverloadBurstShedsOrParks(t *testing.T) {
-	r := startRigArgs(t, []string{"--max-requests", "16"}, "unbounded-queue")
+	const maxRequests = 4
+	r := startRigArgs(t, []string{"--max-requests", strconv.Itoa(maxRequests)}, "unbounded-queue")
 	ctx := context.Background()
+	var delays []engine.Applied
+	recoverDelays := func() {
+		for _, a := range delays {
+			if err := r.in.Recover(context.Background(), a); err != nil {
+				t.Errorf("recover %s: %v", a.ID, err)
+			}
+		}
+		delays = nil
+	}
+	t.Cleanup(recoverDelays)
+	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
+		tg := r.target(arm)
+		for _, n := range tg.Nodes {
+			d := engine.Fault{ID: "slow-replication-" + arm.String() + "-" + n, Kind: engine.NetworkDelay, Duration: time.Minute, Latency: 200 * time.Millisecond, Edges: engine.Edges{Into: n}}
+			a, err := r.in.Inject(ctx, tg, d)
+			if err != nil {
+				t.Fatalf("delay the replication edges into %s of %s: %v", n, arm, err)
+			}
+			delays = append(delays, a)
+		}
+	}
 	res := map[engine.Arm]engine.ConfirmResult{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -284,6 +309,7 @@ func TestOverloadBurstShedsOrParks(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	recoverDelays()
 	if res[engine.ArmControl].Outcome != engine.Confirmed {
 		t.Errorf("control burst: %s: %s", res[engine.ArmControl].Outcome, res[engine.ArmControl].Measurement)
 	}
