@@ -70,12 +70,8 @@ func RenderRun(ctx context.Context, plan engine.Plan, runID string, opts PlanOpt
 							note += "; " + assumed
 						}
 						if ff.Kind == engine.Overload {
-							batch := ff.Batch
-							if batch <= 0 {
-								batch = overload.DefaultBatch
-							}
 							out = append(out, Rendered{Note: note, Namespace: opts.Namespaces[arm],
-								Played: fmt.Sprintf("no object: chaosgate's load generator sends a burst of %.0f msg/s (%d per request) for %s straight to the pods %s", ff.Rate, batch, ff.Duration, strings.Join(nodes, ", "))})
+								Played: fmt.Sprintf("no object: chaosgate's load generator sends a burst of %.0f msg/s (%d per request) for %s straight to the pods %s", ff.Rate, overload.BatchOf(ff), ff.Duration, strings.Join(nodes, ", "))})
 							continue
 						}
 						p, err := BuildPlan(ctx, opts, t, ff)

@@ -87,15 +87,20 @@ const (
 	burstRequestTimeout = 2 * time.Second
 )
 
+// BatchOf is the messages per request of a burst: the fault's batch, or
+// DefaultBatch.
+func BatchOf(f engine.Fault) int {
+	if f.Batch > 0 {
+		return f.Batch
+	}
+	return DefaultBatch
+}
+
 // Describe fills what an applied burst says before it starts: every node
 // of the arm is affected, and the detail names the burst.
 func Describe(a *engine.Applied, t engine.Target, f engine.Fault) {
 	a.Affected = append([]string(nil), t.Nodes...)
-	batch := f.Batch
-	if batch <= 0 {
-		batch = DefaultBatch
-	}
-	a.Detail = fmt.Sprintf("burst of %.0f msg/s (%d per request) for %s through chaosgate's load generator", f.Rate, batch, f.Duration)
+	a.Detail = fmt.Sprintf("burst of %.0f msg/s (%d per request) for %s through chaosgate's load generator", f.Rate, BatchOf(f), f.Duration)
 }
 
 // Prepare says what Inject will do; a burst has nothing to undo.
@@ -147,10 +152,7 @@ func (in *Injector) Start(ctx context.Context, t engine.Target, f engine.Fault) 
 	lc.Name = fmt.Sprintf("burst-%08x", h.Sum32())
 	lc.IDNode = 1000 + int64(t.Arm)
 	lc.Sources, lc.Dup, lc.Reorder, lc.StateClients = burstSources, 0, 0, 0
-	lc.Batch, lc.PayloadSize = f.Batch, f.Payload
-	if lc.Batch <= 0 {
-		lc.Batch = DefaultBatch
-	}
+	lc.Batch, lc.PayloadSize = BatchOf(f), f.Payload
 	// A burst sheds what the arm refuses: one retry at most, none after
 	// the burst, so it ends with the fault.
 	lc.Timeout, lc.MaxRetries, lc.RetryGrace = burstRequestTimeout, 1, time.Millisecond
