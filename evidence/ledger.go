@@ -362,6 +362,48 @@ func bucketHashReader(b *bolt.Bucket) tlog.HashReaderFunc {
 	}
 }
 
+// commitHashReader reads the stored hashes of the tree in one commit: those
+// the commit wrote and those it read already come from memory, the rest
+// from the bucket. The commit's inclusion proofs read the same interior
+// hashes over and over (each proof is about log2 n hashes, most shared by
+// the batch's entries).
+type commitHashReader struct {
+	bucket *bolt.Bucket
+	seen   map[int64]tlog.Hash
+}
+
+func newCommitHashReader(b *bolt.Bucket) *commitHashReader {
+	return &commitHashReader{bucket: b, seen: map[int64]tlog.Hash{}}
+}
+
+// ReadHashes implements tlog.HashReader.
+func (c *commitHashReader) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		if h, ok := c.seen[x]; ok {
+			out[i] = h
+			continue
+		}
+		v := c.bucket.Get(u64(uint64(x)))
+		if len(v) != tlog.HashSize {
+			level, n := tlog.SplitStoredHashIndex(x)
+			return nil, fmt.Errorf("tree hash at level %d, index %d is missing or damaged", level, n)
+		}
+		copy(out[i][:], v)
+		c.seen[x] = out[i]
+	}
+	return out, nil
+}
+
+// put stores hash h at stored-hash index x.
+func (c *commitHashReader) put(x int64, h tlog.Hash) error {
+	if err := c.bucket.Put(u64(uint64(x)), h[:]); err != nil {
+		return err
+	}
+	c.seen[x] = h
+	return nil
+}
+
 // Dir returns the ledger directory.
 func (l *Ledger) Dir() string { return l.dir }
 
@@ -650,7 +692,7 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			return b
 		}
 		entries, envs, hashes := bk(bEntries), bk(bEnvelopes), bk(bHashes)
-		hr := bucketHashReader(hashes)
+		hr := newCommitHashReader(hashes)
 		leafHashes := make([]tlog.Hash, len(batch))
 		for i, r := range batch {
 			idx := size + uint64(i)
@@ -667,7 +709,7 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			}
 			base := tlog.StoredHashIndex(0, int64(idx))
 			for j, h := range hs {
-				if err := hashes.Put(u64(uint64(base)+uint64(j)), h[:]); err != nil {
+				if err := hr.put(base+int64(j), h); err != nil {
 					return err
 				}
 			}
