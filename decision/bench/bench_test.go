@@ -128,3 +128,39 @@ func TestTwinIsJudgedAsLong(t *testing.T) {
 		}
 	}
 }
+
+// A good release the chaosgate judge blocks is reported with what failed in
+// the blocking verdict: every false positive has at least one dimension and
+// rule, most frequent first. A lax alpha makes false positives certain.
+func TestFalsePositiveCauses(t *testing.T) {
+	cfg := decision.Default()
+	cfg.Alpha = 0.5
+	c := GenerateIndependent(CorpusOptions{Seed: 3, Services: 6, Good: 60, BadPerKind: 1, Faults: 4})
+	rep := Run(c, []Judge{NewChaosgate(cfg, c), NewFlagger()})
+	cg := rep.Judges[0]
+	if cg.GoodBlock == 0 {
+		t.Fatalf("no false positive at alpha 0.5 on %d good releases: the test checks nothing", cg.GoodN)
+	}
+	total := 0
+	for i, fc := range cg.FalsePositiveCauses {
+		if fc.Dimension == "" || fc.Rule == "" || fc.N <= 0 {
+			t.Errorf("cause %d is empty: %+v", i, fc)
+		}
+		if i > 0 && fc.N > cg.FalsePositiveCauses[i-1].N {
+			t.Errorf("causes not most frequent first: %+v", cg.FalsePositiveCauses)
+		}
+		total += fc.N
+	}
+	if total < cg.GoodBlock {
+		t.Errorf("%d false positives but only %d failures named: %+v", cg.GoodBlock, total, cg.FalsePositiveCauses)
+	}
+	if len(rep.Judges[1].FalsePositiveCauses) != 0 {
+		t.Errorf("the Flagger-style judge cannot say what failed, yet has causes: %+v", rep.Judges[1].FalsePositiveCauses)
+	}
+	var out bytes.Buffer
+	WriteTable(&out, rep)
+	if want := fmt.Sprintf("chaosgate's %d false positives, by what failed in the blocking verdict: %s by %s", cg.GoodBlock, cg.FalsePositiveCauses[0].Dimension, cg.FalsePositiveCauses[0].Rule); !strings.Contains(out.String(), want) {
+		t.Errorf("the table does not say %q:\n%s", want, out.String())
+	}
+	t.Logf("%d false positives: %+v", cg.GoodBlock, cg.FalsePositiveCauses)
+}

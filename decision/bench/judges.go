@@ -164,6 +164,18 @@ func (j *Chaosgate) Input(rel *Release, l int) decision.Input {
 	return decision.Input{At: at, Canary: c, Control: k, History: j.hist[rel.Service], Context: rel.Context}
 }
 
+// Failures implements failureExplainer: the dimensions that fail in the
+// verdict on rel at look l.
+func (j *Chaosgate) Failures(rel *Release, l int) []decision.DimensionResult {
+	var out []decision.DimensionResult
+	for _, d := range decision.Evaluate(j.Config, j.Input(rel, l)).Dimensions {
+		if d.Outcome == decision.Fail {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Run implements Judge: judge at every interval; block at once (a block, or
 // a hold the hold policy escalates at once); promote at the end of the step
 // window; extend a hold, then escalate per config.

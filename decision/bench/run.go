@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -86,6 +87,18 @@ type JudgeReport struct {
 	// interval; PersistentFaultPromoted those a judge promoted anyway.
 	PersistentFaultN        int `json:"persistent_data_fault"`
 	PersistentFaultPromoted int `json:"persistent_data_fault_promoted"`
+	// FalsePositiveCauses counts, over the good releases (no data fault)
+	// the judge blocked, the dimensions that failed in the blocking verdict
+	// and the rule each failed by, most frequent first — for a judge that
+	// can say (the chaosgate judge). A release can fail on several.
+	FalsePositiveCauses []FailureCount `json:"false_positive_causes,omitempty"`
+}
+
+// FailureCount is how often a dimension failed by one rule.
+type FailureCount struct {
+	Dimension string `json:"dimension"`
+	Rule      string `json:"rule"`
+	N         int    `json:"n"`
 }
 
 // enoughCanaryRPS is the canary traffic from which a good release has
@@ -159,6 +172,7 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 	var classes []string
 	jr.Detectable.Slice = fmt.Sprintf("goal regressions with SNR >= %d, canary >= 100 rps", DetectableSNR)
 	tailSpread := map[string]*Cell{}
+	fpCauses := map[FailureCount]int{}
 	for _, rel := range c.Releases {
 		res := j.Run(rel)
 		if !rel.Bad {
@@ -201,6 +215,11 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 				jr.GoodN++
 				if res.Outcome == decision.Block {
 					jr.GoodBlock++
+					if ex, ok := j.(failureExplainer); ok {
+						for _, d := range ex.Failures(rel, res.Look) {
+							fpCauses[FailureCount{Dimension: string(d.Name), Rule: string(d.Rule)}]++
+						}
+					}
 				}
 			}
 			switch res.Outcome {
@@ -331,7 +350,27 @@ func evaluate(c *Corpus, j Judge) JudgeReport {
 	if jr.GoodEnoughN > 0 {
 		jr.GoodEnoughRate = float64(jr.GoodEnoughPromoted) / float64(jr.GoodEnoughN)
 	}
+	for k, n := range fpCauses {
+		k.N = n
+		jr.FalsePositiveCauses = append(jr.FalsePositiveCauses, k)
+	}
+	sort.Slice(jr.FalsePositiveCauses, func(a, b int) bool {
+		x, y := jr.FalsePositiveCauses[a], jr.FalsePositiveCauses[b]
+		if x.N != y.N {
+			return x.N > y.N
+		}
+		if x.Dimension != y.Dimension {
+			return x.Dimension < y.Dimension
+		}
+		return x.Rule < y.Rule
+	})
 	return jr
+}
+
+// failureExplainer is a judge that can say which dimensions failed in the
+// verdict it gave on a release at a look.
+type failureExplainer interface {
+	Failures(rel *Release, look int) []decision.DimensionResult
 }
 
 // spreadBucket names the bucket of a service's p99 drift σ.
@@ -493,6 +532,16 @@ func WriteTable(w io.Writer, rep Report) {
 	}
 	fmt.Fprintf(w, "reference: a judge that blocks every release at its first interval scores %.1f (false-positive rate 100%%); with %d of %d releases bad, the score rewards blocking, so read it beside the false-positive rate\n",
 		rep.NABBlockAll, rep.Bad, rep.Releases)
+	for _, j := range rep.Judges {
+		if len(j.FalsePositiveCauses) == 0 {
+			continue
+		}
+		var parts []string
+		for _, c := range j.FalsePositiveCauses {
+			parts = append(parts, fmt.Sprintf("%s by %s %d", c.Dimension, c.Rule, c.N))
+		}
+		fmt.Fprintf(w, "%s's %d false positives, by what failed in the blocking verdict: %s\n", j.Name, j.GoodBlock, strings.Join(parts, ", "))
+	}
 }
 
 // Goal is one target the chaosgate judge must meet on the corpus.
