@@ -255,6 +255,9 @@ func Generate(opt CorpusOptions) *Corpus {
 			cum.lastCanary, cum.lastControl = cw, kw
 			rel.looks = append(rel.looks, cum)
 		}
+		if d != nil && d.goal && rel.CanaryRPS >= 100 {
+			rel.SNR = s.oracleSNR(d, rel.At, chaos, opt.Seed<<20^uint64(rel.ID))
+		}
 		c.Releases = append(c.Releases, rel)
 	}
 	for i := 0; i < opt.Good; i++ {
@@ -383,6 +386,86 @@ func (s *service) window(r *rand.Rand, at time.Time, share, chaos float64, d *de
 	w.p50 = quantileOf(w.latency, 0.5)
 	w.p99 = q99(w.latency)
 	return w
+}
+
+// oracleSNR is a goal regression's signal-to-noise ratio on this corpus:
+// the mean shift its defect gives the statistic its class moves, over the
+// A/A noise σ of that statistic, at the end of the step (StepLooks
+// intervals, cumulative) — oracleReplicates runs of the service's two arms
+// with and without the defect at the release's time and chaos level, drawn
+// with a random stream of their own (the corpus does not change). The
+// shift is measured, not the defect's nominal size: under chaos the
+// injected network delay can hide a slower slow path in the tail. A shift
+// at or below zero gives the smallest positive SNR (0 means not modelled);
+// +Inf for consistency violations, which healthy arms never show.
+func (s *service) oracleSNR(d *defect, at time.Time, chaos float64, seed uint64) float64 {
+	if d.viol {
+		return math.Inf(1)
+	}
+	rate := func(x, n float64) float64 {
+		if n <= 0 {
+			return 0
+		}
+		return x / n
+	}
+	long := func(w armWindow) float64 {
+		n := 0.0
+		for _, g := range w.gc {
+			if g > 10 {
+				n++
+			}
+		}
+		return n
+	}
+	var stat func(c, k armWindow) float64
+	switch d.kind {
+	case "errors":
+		stat = func(c, k armWindow) float64 { return rate(c.errors, c.requests) - rate(k.errors, k.requests) }
+	case "sessions":
+		stat = func(c, k armWindow) float64 { return rate(c.interrupts, c.sessions) - rate(k.interrupts, k.sessions) }
+	case "p99", "p99-tail", "variance":
+		stat = func(c, k armWindow) float64 { return math.Log(c.p99) - math.Log(k.p99) }
+	case "gc":
+		stat = func(c, k armWindow) float64 { return long(c) - long(k) }
+	case "memory":
+		stat = func(c, k armWindow) float64 { return c.memGrowth - k.memGrowth }
+	default:
+		return 0
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	draw := func(def *defect) []float64 {
+		var out []float64
+		for rep := 0; rep < oracleReplicates; rep++ {
+			var c, k armWindow
+			for l := 1; l <= StepLooks; l++ {
+				t := at.Add(time.Duration(l) * Interval)
+				c = c.add(s.window(r, t, s.weight, chaos, def))
+				k = k.add(s.window(r, t, 1-s.weight, chaos, nil))
+			}
+			if v := stat(c, k); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	aa, bad := draw(nil), draw(d)
+	if len(aa) < 2 || len(bad) == 0 {
+		return 0
+	}
+	m := mean(aa)
+	var ss float64
+	for _, x := range aa {
+		ss += (x - m) * (x - m)
+	}
+	sd := math.Sqrt(ss / float64(len(aa)-1))
+	shift := mean(bad) - m
+	switch {
+	case shift <= 0:
+		return math.SmallestNonzeroFloat64
+	case sd == 0:
+		return math.Inf(1)
+	}
+	return shift / sd
 }
 
 // tailZ is the standard normal quantile above which a request is on the
