@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaosgate/chaosgate/decision"
 	"go.uber.org/goleak"
@@ -163,4 +165,54 @@ func TestFalsePositiveCauses(t *testing.T) {
 		t.Errorf("the table does not say %q:\n%s", want, out.String())
 	}
 	t.Logf("%d false positives: %+v", cg.GoodBlock, cg.FalsePositiveCauses)
+}
+
+// The tuning corpus's oracle: the measured shift over the A/A noise grows
+// with the effect, the injected network delay of heavy chaos hides part of
+// a tail-only regression, consistency violations are +Inf, and only goal
+// releases at 100 canary rps or more carry an SNR.
+func TestTuningOracleSNR(t *testing.T) {
+	s := &service{id: 0, rps: 2000, weight: 0.2, latMedian: 20, latSigma: 0.5, errBase: 0.001}
+	at := t0.Add(7*24*time.Hour + 10*time.Hour)
+	byLabel := func(label string) *defect {
+		for _, d := range defects() {
+			if d.label == label {
+				return &d
+			}
+		}
+		t.Fatalf("no defect %q", label)
+		return nil
+	}
+	p125, p15 := s.oracleSNR(byLabel("p99 x1.25"), at, 0, 1), s.oracleSNR(byLabel("p99 x1.5"), at, 0, 1)
+	if !(p15 > DetectableSNR && p15 > p125 && p125 > 1) {
+		t.Errorf("p99 ×1.25 SNR %.2f, ×1.5 %.2f: want ×1.5 detectable at 400 canary rps and above ×1.25", p125, p15)
+	}
+	steadyTail, chaosTail := s.oracleSNR(byLabel("p99 x1.25 (tail)"), at, 0, 1), s.oracleSNR(byLabel("p99 x1.25 (tail)"), at, 1, 1)
+	if !(chaosTail < steadyTail) {
+		t.Errorf("tail ×1.25 SNR %.2f steady, %.2f under full chaos: the injected delay should hide part of it", steadyTail, chaosTail)
+	}
+	if e := s.oracleSNR(byLabel("errors +1pp"), at, 0, 1); e <= DetectableSNR {
+		t.Errorf("errors +1 pp at 400 canary rps: SNR %.2f", e)
+	}
+	if v := s.oracleSNR(byLabel("consistency violation"), at, 0, 1); !math.IsInf(v, 1) {
+		t.Errorf("consistency violation SNR %v, want +Inf", v)
+	}
+	c := Generate(CorpusOptions{Seed: 5, Services: 6, Good: 2, BadPerKind: 3, Faults: 0})
+	with := 0
+	for _, rel := range c.Releases {
+		want := rel.Goal && rel.CanaryRPS >= 100
+		if want && rel.SNR <= 0 {
+			t.Errorf("%s: goal release at %.0f canary rps without SNR", rel, rel.CanaryRPS)
+		}
+		if !want && rel.SNR != 0 {
+			t.Errorf("%s: SNR %v", rel, rel.SNR)
+		}
+		if rel.SNR > 0 {
+			with++
+		}
+	}
+	if with == 0 {
+		t.Error("no release of the small corpus carries an SNR: the check above checked nothing")
+	}
+	t.Logf("p99 ×1.25 %.1f, ×1.5 %.1f, tail ×1.25 steady %.1f / chaos %.1f; %d releases with an SNR", p125, p15, steadyTail, chaosTail, with)
 }
