@@ -452,13 +452,8 @@ func (s *service) oracleSNR(d *defect, at time.Time, chaos float64, seed uint64)
 	if len(aa) < 2 || len(bad) == 0 {
 		return 0
 	}
-	m := mean(aa)
-	var ss float64
-	for _, x := range aa {
-		ss += (x - m) * (x - m)
-	}
-	sd := math.Sqrt(ss / float64(len(aa)-1))
-	shift := mean(bad) - m
+	sd := sampleSD(aa)
+	shift := mean(bad) - mean(aa)
 	switch {
 	case shift <= 0:
 		return math.SmallestNonzeroFloat64

@@ -837,12 +837,7 @@ func (s *indService) oracleSNR(d *indDefect, ctx *decision.Context, w float64, a
 	if len(diffs) < 2 {
 		return 0
 	}
-	m := mean(diffs)
-	var ss float64
-	for _, x := range diffs {
-		ss += (x - m) * (x - m)
-	}
-	sd := math.Sqrt(ss / float64(len(diffs)-1))
+	sd := sampleSD(diffs)
 	if sd == 0 {
 		return math.Inf(1)
 	}

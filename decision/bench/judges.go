@@ -535,6 +535,16 @@ func sumOf(v []float64) float64 {
 
 func mean(v []float64) float64 { return sumOf(v) / float64(len(v)) }
 
+// sampleSD is the sample standard deviation of v (at least two values).
+func sampleSD(v []float64) float64 {
+	m := mean(v)
+	var ss float64
+	for _, x := range v {
+		ss += (x - m) * (x - m)
+	}
+	return math.Sqrt(ss / float64(len(v)-1))
+}
+
 // mannWhitneyP is the two-sided p-value of the Mann-Whitney U test (normal
 // approximation with tie correction).
 func mannWhitneyP(a, b []float64) float64 {
