@@ -166,7 +166,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Reason   string   `json:"reason"`
 		Failing  []string `json:"failing_dimensions"`
 		Error    string   `json:"error"`
-		Faults   []struct {
+		// CanaryUnready is set when the run reported, after its health
+		// wait, that the canary's pods were not ready: the step was judged
+		// on an arm the host did not bring back (the run's own log line).
+		CanaryUnready string `json:"-"`
+		Faults        []struct {
 			Kind, Arm, Target, Confirmed string
 			Availability                 json.RawMessage
 		} `json:"faults"`
@@ -229,6 +233,11 @@ func TestK8sGateOnRealPods(t *testing.T) {
 			t.Logf("%s: %s", what, line)
 		}
 		res.ExitCode, res.Tag, res.Raw = code, "v-"+what, out.Bytes()
+		for _, line := range strings.Split(errOut.String(), "\n") {
+			if strings.Contains(line, "not all healthy") && strings.Contains(line, "aggregator-canary: 0 of") {
+				res.CanaryUnready = strings.TrimSpace(line)
+			}
+		}
 		return res
 	}
 	gate := func(what string, wantCode int, extra ...string) result {
@@ -241,10 +250,22 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	// its judge may hold for more data (a pod kill that hit a leader in one
 	// arm and a follower in the other); the second run has the first run's
 	// A/A windows too, as a user's next run would.
+	//
+	// It may block only when the run itself says that none of the canary's
+	// pods was ready after its health wait (a pod kill and a network delay
+	// on a loaded host, and the canary cluster did not elect its leaders
+	// in time): the judge then saw the canary's sessions really broken.
+	// The next run must promote.
 	goodGate := func(what string, extra ...string) result {
 		t.Helper()
-		if r := gateWant(what, []int{exitPromote, exitHold}, extra...); r.ExitCode == exitPromote {
+		r := gateWant(what, []int{exitPromote, exitHold, exitBlock}, extra...)
+		switch {
+		case r.ExitCode == exitPromote:
 			return r
+		case r.ExitCode == exitBlock && r.CanaryUnready == "":
+			t.Fatalf("%s: a good canary blocked with its pods ready: %s (failing %v)", what, r.Reason, r.Failing)
+		case r.ExitCode == exitBlock:
+			t.Logf("%s: blocked on a canary whose pods were not ready (%s); running it again", what, r.CanaryUnready)
 		}
 		return gateWant(what+"-again", []int{exitPromote}, extra...)
 	}
