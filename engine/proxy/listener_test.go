@@ -141,8 +141,13 @@ func TestSlowUpstreamHandshakeDoesNotStallTheProxy(t *testing.T) {
 	}
 	stop := u.serve(t)
 	defer stop()
+	// The upstream's accept queue holds one connection, and the twelve
+	// race for it: a handshake that met it full (its SYN dropped, or the
+	// ACK after its SYN-ACK dropped) completes only at a retransmission,
+	// which the kernel backs off (1, 3, 7, 15, 31 s after the first), so
+	// on a loaded host a client can wait past 30 s and be served.
 	for i, c := range conns {
-		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		c.SetReadDeadline(time.Now().Add(75 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if err != nil || line != fmt.Sprintf("client %d\n", i) {
 			t.Fatalf("client %d: %q, %v", i, line, err)
