@@ -3,6 +3,7 @@ package evidence
 import (
 	"crypto/ed25519"
 	"sync"
+	"sync/atomic"
 
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
@@ -21,31 +22,29 @@ import (
 // verifyOpts are crypto/ed25519's acceptance rules.
 var verifyOpts = &voi.Options{Verify: voi.VerifyOptionsStdLib}
 
-// expandedKeys caches the precomputed tables of the public keys seen; a
-// process verifies with a handful of evidence keys.
-var expandedKeys struct {
-	sync.Mutex
-	m map[string]*voi.ExpandedPublicKey
-}
+// expandedKeys caches the precomputed tables of the public keys seen, by
+// the key's bytes; a process verifies with a handful of evidence keys. It
+// is read on every append, so a lookup takes no lock.
+var expandedKeys sync.Map
+
+// expandedCount counts the keys in expandedKeys.
+var expandedCount atomic.Int32
 
 // maxExpandedKeys bounds the cache: past it a key is expanded per call.
 const maxExpandedKeys = 64
 
 func expandedKey(pub ed25519.PublicKey) (*voi.ExpandedPublicKey, error) {
-	expandedKeys.Lock()
-	defer expandedKeys.Unlock()
-	if x, ok := expandedKeys.m[string(pub)]; ok {
-		return x, nil
+	if x, ok := expandedKeys.Load(string(pub)); ok {
+		return x.(*voi.ExpandedPublicKey), nil
 	}
 	x, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
 	if err != nil {
 		return nil, err
 	}
-	if expandedKeys.m == nil {
-		expandedKeys.m = map[string]*voi.ExpandedPublicKey{}
-	}
-	if len(expandedKeys.m) < maxExpandedKeys {
-		expandedKeys.m[string(pub)] = x
+	if expandedCount.Load() < maxExpandedKeys {
+		if _, loaded := expandedKeys.LoadOrStore(string(pub), x); !loaded {
+			expandedCount.Add(1)
+		}
 	}
 	return x, nil
 }
