@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/proto"
 )
 
 var (
@@ -42,8 +44,20 @@ func FuzzParseStatement(f *testing.F) {
 	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"gitCommit":"` + strings.Repeat("a", 40) + `"}}],"predicateType":"x","predicate":{}}`))
 	f.Add([]byte(`{`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"` + PredicateType + `","predicate":{"run_id":"r","future_field":1}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := ParseStatement(data)
+		// The single pass for chaosgate's own statements must agree with
+		// the general path on every input.
+		general, gerr := parseStatementGeneral(data)
+		if (err == nil) != (gerr == nil) || err != nil && err.Error() != gerr.Error() {
+			t.Fatalf("ParseStatement: %v; general path: %v", err, gerr)
+		}
+		if err == nil && (!proto.Equal(info.Statement, general.Statement) || !reflect.DeepEqual(info.Predicate, general.Predicate) ||
+			!reflect.DeepEqual(info.Subjects, general.Subjects) || info.PredicateType != general.PredicateType || info.Experiment != general.Experiment ||
+			info.RunID != general.RunID || !slices.Equal(info.TraceIDs, general.TraceIDs) || !slices.Equal(info.Blobs, general.Blobs)) {
+			t.Fatalf("ParseStatement %+v, general path %+v", info, general)
+		}
 		if err != nil {
 			if KindOf(err) != KindInvalid {
 				t.Fatalf("kind %v: %v", KindOf(err), err)

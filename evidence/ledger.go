@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +100,12 @@ type Options struct {
 	MaxBatch int
 	// Create allows creating a new ledger when dir holds none.
 	Create bool
+	// IndexBatch is how many entries the revision, experiment and trace-id
+	// indexes may lag behind the log (default 4096). Their keys are written
+	// in one sorted pass when that many are waiting, and on Close; until
+	// then Search reads the waiting entries' leaves instead. 1 indexes
+	// every entry in its own commit.
+	IndexBatch int
 }
 
 // Ledger is the embedded evidence ledger: an RFC 6962 Merkle log in bbolt.
@@ -112,18 +120,26 @@ type Ledger struct {
 	blobs      *BlobStore
 	clock      Clock
 	maxBatch   int
+	indexBatch int
+	// indexTail holds the revision, experiment and trace-id index keys of
+	// the entries from indexedThrough to size, not yet written to their
+	// indexes (in indexBuckets order). Only the writer touches it.
+	indexTail [valueIndexes][][]byte
 
 	reqs    chan *appendReq
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 
-	mu        sync.RWMutex
-	size      uint64
-	blocks    uint64
-	lastBlock tlog.Hash
-	cp        SignedCheckpoint
-	closed    bool
+	mu   sync.RWMutex
+	size uint64
+	// indexedThrough is how many entries have their revision, experiment
+	// and trace-id keys in the indexes (meta "indexed_through").
+	indexedThrough uint64
+	blocks         uint64
+	lastBlock      tlog.Hash
+	cp             SignedCheckpoint
+	closed         bool
 }
 
 type appendReq struct {
@@ -161,7 +177,19 @@ var (
 	kBlocks     = []byte("blocks")
 	kCheckpoint = []byte("checkpoint")
 	kLastBlock  = []byte("last_block_hash")
+	// kIndexedThrough: entries [0, n) have their revision, experiment and
+	// trace-id keys in the indexes. Absent (ledgers written before the
+	// indexes could lag): all of them.
+	kIndexedThrough = []byte("indexed_through")
 )
+
+// valueIndexes is how many of indexBuckets are keyed by a value (revision,
+// experiment, trace id) and so may lag behind the log; the time index,
+// whose keys arrive in order, never does.
+const valueIndexes = 3
+
+// defaultIndexBatch is Options.IndexBatch's default.
+const defaultIndexBatch = 4096
 
 // DBFile is the bbolt file inside a ledger directory; blobs live in BlobDir.
 const (
@@ -179,6 +207,9 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
+	}
+	if opts.IndexBatch <= 0 {
+		opts.IndexBatch = defaultIndexBatch
 	}
 	dbPath := filepath.Join(dir, DBFile)
 	_, statErr := os.Stat(dbPath)
@@ -215,7 +246,7 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 		}
 		return nil, wrap(KindUnavailable, "open ledger "+dbPath, err)
 	}
-	l := &Ledger{dir: dir, db: db, keys: opts.Keys, clock: opts.Clock, maxBatch: opts.MaxBatch}
+	l := &Ledger{dir: dir, db: db, keys: opts.Keys, clock: opts.Clock, maxBatch: opts.MaxBatch, indexBatch: opts.IndexBatch}
 	if err := guard("open ledger", func() error { return l.init(opts, !exists) }); err != nil {
 		_ = db.Close()
 		if !exists {
@@ -233,6 +264,10 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	}
 	l.blobs = bs
 	if !opts.ReadOnly {
+		if err := guard("open ledger: index tail", l.loadIndexTail); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 		l.reqs = make(chan *appendReq, opts.MaxBatch)
 		l.stop = make(chan struct{})
 		l.stopped = make(chan struct{})
@@ -313,6 +348,9 @@ func (l *Ledger) init(opts Options, create bool) error {
 			return err
 		}
 		if l.blocks, err = metaU64(m, kBlocks); err != nil {
+			return err
+		}
+		if l.indexedThrough, err = metaIndexedThrough(m, l.size); err != nil {
 			return err
 		}
 		copy(l.lastBlock[:], m.Get(kLastBlock))
@@ -437,11 +475,13 @@ func (l *Ledger) Close() error {
 		if l.stop != nil {
 			close(l.stop)
 			<-l.stopped
+			// The writer has exited: the tail is this goroutine's now.
+			err = l.flushIndexTail()
 		}
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
-		err = l.db.Close()
+		err = errors.Join(err, l.db.Close())
 	})
 	return err
 }
@@ -679,8 +719,9 @@ func blockDataHash(leafHashes []tlog.Hash) tlog.Hash {
 
 func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 	l.mu.RLock()
-	size, blocks, prev := l.size, l.blocks, l.lastBlock
+	size, blocks, prev, through := l.size, l.blocks, l.lastBlock, l.indexedThrough
 	l.mu.RUnlock()
+	var added [valueIndexes][][]byte // this batch's value-index keys
 	now := l.clock.Now().UTC()
 	receipts := make([]Receipt, len(batch))
 	var cp SignedCheckpoint
@@ -731,24 +772,27 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 					return err
 				}
 			}
-			for b, keys := range indexKeys(&stored, idx) {
-				ix := tx.Bucket(indexBuckets[b])
-				if b != 2 {
-					// Time keys arrive in order, and a revision's or an
-					// experiment's keys in order after its earlier ones:
-					// a page split there leaves the left page full for
-					// good. Trace ids arrive at random.
-					ix.FillPercent = 0.9
-				}
-				for _, k := range keys {
-					if err := ix.Put(k, nil); err != nil {
-						return err
-					}
+			ixKeys := indexKeys(&stored, idx)
+			for b := range valueIndexes {
+				added[b] = append(added[b], ixKeys[b]...)
+			}
+			// Time keys arrive in order: a page split leaves the left
+			// page full for good.
+			ix := bk(bIxTime)
+			for _, k := range ixKeys[valueIndexes] {
+				if err := ix.Put(k, nil); err != nil {
+					return err
 				}
 			}
 			receipts[i] = Receipt{Index: idx, LeafHash: hs[0], EnvelopeSHA256: rec.EnvelopeSHA256, Block: blocks}
 		}
 		newSize := size + uint64(len(batch))
+		if newSize-through >= uint64(l.indexBatch) {
+			if err := putIndexKeys(tx, l.indexTail, added); err != nil {
+				return err
+			}
+			through = newSize
+		}
 		root, err := treeRoot(newSize, hr)
 		if err != nil {
 			return err
@@ -771,7 +815,7 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			return err
 		}
 		m := tx.Bucket(bMeta)
-		for _, kv := range [][2][]byte{{kSize, u64(newSize)}, {kBlocks, u64(blocks + 1)}, {kCheckpoint, cp.Note}, {kLastBlock, blockHash[:]}} {
+		for _, kv := range [][2][]byte{{kSize, u64(newSize)}, {kBlocks, u64(blocks + 1)}, {kCheckpoint, cp.Note}, {kLastBlock, blockHash[:]}, {kIndexedThrough, u64(through)}} {
 			if err := m.Put(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -790,8 +834,16 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 	if err != nil {
 		return nil, wrap(KindUnavailable, "append", err)
 	}
+	if through == size+uint64(len(batch)) {
+		l.indexTail = [valueIndexes][][]byte{}
+	} else {
+		for b := range added {
+			l.indexTail[b] = append(l.indexTail[b], added[b]...)
+		}
+	}
 	l.mu.Lock()
 	l.size = size + uint64(len(batch))
+	l.indexedThrough = through
 	l.blocks = blocks + 1
 	l.lastBlock = blockHash
 	l.cp = cp
@@ -848,4 +900,94 @@ type EvidenceRef struct {
 // Ref returns the report/v1 evidence object of the receipt.
 func (r Receipt) Ref() EvidenceRef {
 	return EvidenceRef{LedgerIndex: r.Index, TreeSize: r.TreeSize, EnvelopeSHA256: r.EnvelopeSHA256}
+}
+
+// metaIndexedThrough reads meta "indexed_through": absent means every entry
+// is indexed (ledgers written before the indexes could lag).
+func metaIndexedThrough(m *bolt.Bucket, size uint64) (uint64, error) {
+	if m.Get(kIndexedThrough) == nil {
+		return size, nil
+	}
+	n, err := metaU64(m, kIndexedThrough)
+	if err != nil {
+		return 0, err
+	}
+	if n > size {
+		return 0, tampered("ledger metadata", "%q is %d, beyond the tree size %d", kIndexedThrough, n, size)
+	}
+	return n, nil
+}
+
+// loadIndexTail reads the value-index keys of the entries not yet indexed
+// (written before a crash, or by a writer that did not close).
+func (l *Ledger) loadIndexTail() error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		entries := tx.Bucket(bEntries)
+		for i := l.indexedThrough; i < l.size; i++ {
+			leaf, err := getStored(entries, i, "entry")
+			if err != nil {
+				return err
+			}
+			var rec leafFields
+			if err := json.Unmarshal(leaf, &rec); err != nil {
+				return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
+			}
+			keys := indexKeys(&rec, i)
+			for b := range valueIndexes {
+				l.indexTail[b] = append(l.indexTail[b], keys[b]...)
+			}
+		}
+		return nil
+	})
+}
+
+// flushIndexTail writes the waiting value-index keys to their indexes, so
+// that a ledger closed cleanly is fully indexed.
+func (l *Ledger) flushIndexTail() error {
+	l.mu.RLock()
+	size, through := l.size, l.indexedThrough
+	l.mu.RUnlock()
+	if through == size {
+		return nil
+	}
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		if err := putIndexKeys(tx, l.indexTail); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(kIndexedThrough, u64(size))
+	})
+	if err != nil {
+		return wrap(KindUnavailable, "close ledger: write the index tail", err)
+	}
+	l.indexTail = [valueIndexes][][]byte{}
+	l.mu.Lock()
+	l.indexedThrough = size
+	l.mu.Unlock()
+	return nil
+}
+
+// putIndexKeys writes value-index keys, each index's in sorted order: a
+// batch of them lands on each index page once, where one entry at a time
+// would rewrite a page per key.
+func putIndexKeys(tx *bolt.Tx, parts ...[valueIndexes][][]byte) error {
+	for b := range valueIndexes {
+		var keys [][]byte
+		for _, p := range parts {
+			keys = append(keys, p[b]...)
+		}
+		slices.SortFunc(keys, bytes.Compare)
+		ix := tx.Bucket(indexBuckets[b])
+		if b != 2 {
+			// A revision's or an experiment's keys arrive in order after
+			// its earlier ones: a page split there leaves the left page
+			// full for good. Trace ids arrive at random.
+			ix.FillPercent = 0.9
+		}
+		for _, k := range keys {
+			if err := ix.Put(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

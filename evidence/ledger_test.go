@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -446,4 +448,132 @@ func TestAppendsRacingCloseAlwaysReturn(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestIndexTail: with IndexBatch 8 the revision, experiment and trace-id
+// indexes lag behind the log by up to 8 entries. Search finds every entry
+// whether it waits in the tail or is indexed; Verify passes at every
+// stage; a writer stopped without Close (a crash) leaves a tail that the
+// next Open reloads and a later commit writes; Close writes what waits.
+func TestIndexTail(t *testing.T) {
+	ctx := context.Background()
+	k := newKeys(t, "example.test/log")
+	dir := t.TempDir()
+	clock := newClock()
+	open := func(readOnly bool) *Ledger {
+		t.Helper()
+		opts := Options{Keys: k, Clock: clock, Create: true, IndexBatch: 8}
+		if readOnly {
+			opts = Options{Public: k.Verifier(), ReadOnly: true}
+		}
+		l, err := Open(ctx, dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	record := func(l *Ledger, from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ { // one entry per commit
+			if _, err := l.Record(ctx, revisionFor(i), samplePredicate(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(l *Ledger, n int, wantThrough uint64) {
+		t.Helper()
+		l.mu.RLock()
+		through := l.indexedThrough
+		l.mu.RUnlock()
+		if through != wantThrough {
+			t.Fatalf("%d entries: indexed through %d, want %d", n, through, wantThrough)
+		}
+		var keys int
+		if err := l.view(func(tx *bolt.Tx) error {
+			keys = tx.Bucket(bIxTrace).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if keys != 2*int(wantThrough) { // trace-i and trace-shared
+			t.Fatalf("%d entries indexed: %d trace-id keys, want %d", wantThrough, keys, 2*wantThrough)
+		}
+		for i := 0; i < n; i++ {
+			got, err := l.Search(ctx, Query{TraceID: fmt.Sprintf("trace-%d", i)})
+			if err != nil || len(got) != 1 || got[0].Index != uint64(i) {
+				t.Fatalf("%d entries: search trace-%d: %v %v", n, i, indexes(got), err)
+			}
+		}
+		for _, q := range []struct {
+			q    Query
+			want func(i int) bool
+		}{
+			{Query{Revision: "v1.3"}, func(i int) bool { return revisionFor(i) == "v1.3" }},
+			{Query{Experiment: "exp-2"}, func(i int) bool { return i%7 == 2 }},
+			{Query{TraceID: "trace-shared"}, func(int) bool { return true }},
+		} {
+			var want []uint64
+			for i := 0; i < n; i++ {
+				if q.want(i) {
+					want = append(want, uint64(i))
+				}
+			}
+			got, err := l.Search(ctx, q.q)
+			if err != nil || !slices.Equal(indexes(got), want) {
+				t.Fatalf("%d entries: search %+v: %v, want %v (%v)", n, q.q, indexes(got), want, err)
+			}
+		}
+		if _, err := l.Verify(ctx, false); err != nil {
+			t.Fatalf("%d entries: verify: %v", n, err)
+		}
+	}
+
+	l := open(false)
+	record(l, 0, 5)
+	check(l, 5, 0)
+	record(l, 5, 12) // the commit of entry 7 writes entries 0–7
+	check(l, 12, 8)
+	// A crash: the writer stops, nothing writes the tail.
+	close(l.stop)
+	<-l.stopped
+	l.once.Do(func() {})
+	if err := l.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(false)
+	check(l, 12, 8)
+	record(l, 12, 16) // the commit of entry 15 writes the reloaded tail with its own
+	check(l, 16, 16)
+	record(l, 16, 19)
+	check(l, 19, 16)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(true)
+	check(l, 19, 19)
+	l.Close()
+
+	// indexed_through is checked like the rest of the metadata.
+	setThrough := func(n uint64) {
+		db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kIndexedThrough, u64(n)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setThrough(20)
+	if _, err := Open(ctx, dir, Options{Public: k.Verifier(), ReadOnly: true}); KindOf(err) != KindTampered || !strings.Contains(err.Error(), "beyond the tree size 19") {
+		t.Fatalf("indexed_through past the log: %v", err)
+	}
+	// Lowered: the indexes hold keys of entries said to wait in the tail.
+	setThrough(10)
+	l = open(true)
+	defer l.Close()
+	_, err := l.Verify(ctx, false)
+	if KindOf(err) != KindTampered || !strings.Contains(err.Error(), "index ix_revision key") {
+		t.Fatalf("indexed_through lowered: %v", err)
+	}
 }

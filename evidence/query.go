@@ -260,13 +260,14 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 	var out []Entry
 	err := l.view(func(tx *bolt.Tx) error {
 		var cands []uint64
+		var err error
 		switch {
 		case q.Revision != "":
-			cands = scanIndex(tx.Bucket(bIxRevision), q.Revision)
+			cands, err = scanIndexAndTail(tx, bIxRevision, q.Revision, func(r *leafFields) bool { return r.Revision == q.Revision || contains(r.Subjects, q.Revision) })
 		case q.Experiment != "":
-			cands = scanIndex(tx.Bucket(bIxExp), q.Experiment)
+			cands, err = scanIndexAndTail(tx, bIxExp, q.Experiment, func(r *leafFields) bool { return r.Experiment == q.Experiment })
 		case q.TraceID != "":
-			cands = scanIndex(tx.Bucket(bIxTrace), q.TraceID)
+			cands, err = scanIndexAndTail(tx, bIxTrace, q.TraceID, func(r *leafFields) bool { return contains(r.TraceIDs, q.TraceID) })
 		default:
 			c := tx.Bucket(bIxTime).Cursor()
 			var k []byte
@@ -284,6 +285,9 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 				}
 				cands = append(cands, binary.BigEndian.Uint64(k[8:]))
 			}
+		}
+		if err != nil {
+			return err
 		}
 		sort.Slice(cands, func(i, j int) bool { return cands[i] > cands[j] })
 		var last uint64
@@ -314,6 +318,35 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 	})
 	slices.Reverse(out)
 	return out, err
+}
+
+// scanIndexAndTail returns the entries the value index bucket lists for v,
+// and those of the index tail (the newest entries, not yet in the indexes:
+// see Options.IndexBatch) whose record matches. A tail leaf that does not
+// decode is a candidate too, so that reading it reports the damage.
+func scanIndexAndTail(tx *bolt.Tx, bucket []byte, v string, match func(*leafFields) bool) ([]uint64, error) {
+	cands := scanIndex(tx.Bucket(bucket), v)
+	m := tx.Bucket(bMeta)
+	size, err := metaU64(m, kSize)
+	if err != nil {
+		return nil, err
+	}
+	through, err := metaIndexedThrough(m, size)
+	if err != nil {
+		return nil, err
+	}
+	entries := tx.Bucket(bEntries)
+	for i := through; i < size; i++ {
+		leaf, err := getStored(entries, i, "entry")
+		if err != nil {
+			return nil, err
+		}
+		var rec leafFields
+		if leaf == nil || json.Unmarshal(leaf, &rec) != nil || match(&rec) {
+			cands = append(cands, i)
+		}
+	}
+	return cands, nil
 }
 
 func scanIndex(b *bolt.Bucket, v string) []uint64 {

@@ -134,18 +134,76 @@ type descriptorJSON struct {
 // digests, predicate type, predicate object). Errors name the line and
 // column of malformed JSON, or the JSON path of a wrong field.
 func ParseStatement(data []byte) (*StatementInfo, error) {
+	if info, ok := parseOwnStatement(data); ok {
+		return info, nil
+	}
+	return parseStatementGeneral(data)
+}
+
+// parseStatementGeneral is ParseStatement for any predicate type: the
+// header first, then chaosgate's predicate, leniently, from its raw bytes.
+func parseStatementGeneral(data []byte) (*StatementInfo, error) {
 	var sj statementJSON
 	if err := decodeStrict(data, &sj, true); err != nil {
 		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "the file must be one in-toto Statement v1 JSON object; see https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md"}
 	}
-	st := &ita1.Statement{Type: sj.Type, PredicateType: sj.PredicateType}
+	isObject := false
 	if p := bytes.TrimSpace(sj.Predicate); len(p) > 0 && p[0] == '{' {
-		st.Predicate = &structpb.Struct{}
+		isObject = true
 	} else if len(p) > 0 && string(p) != "null" {
 		return nil, errorf(KindInvalid, "statement", "$.predicate must be a JSON object")
 	}
-	info := &StatementInfo{Statement: st, PredicateType: sj.PredicateType}
-	for i, d := range sj.Subject {
+	info, err := statementInfo(sj.Type, sj.PredicateType, sj.Subject, isObject)
+	if err != nil {
+		return nil, err
+	}
+	if sj.PredicateType == PredicateType {
+		var p Predicate
+		if err := json.Unmarshal(sj.Predicate, &p); err != nil {
+			return nil, &Error{Kind: KindInvalid, Op: "statement predicate", Err: jsonPathError(err), Hint: "predicate of type " + PredicateType + " must match the chaosgate evidence schema"}
+		}
+		if err := info.setPredicate(&p); err != nil {
+			return nil, err
+		}
+	}
+	return info, nil
+}
+
+// ownStatementJSON is statementJSON with chaosgate's own predicate decoded
+// in the same pass.
+type ownStatementJSON struct {
+	Type          string           `json:"_type"`
+	Subject       []descriptorJSON `json:"subject"`
+	PredicateType string           `json:"predicateType"`
+	Predicate     *Predicate       `json:"predicate"`
+}
+
+// parseOwnStatement is ParseStatement's single pass for a valid statement
+// of chaosgate's own predicate type with no field unknown to this version:
+// every ledger append parses one, and decoding the predicate apart reads
+// its bytes three more times. Anything else is left to the general path,
+// which gives the same result and the errors (ok false).
+func parseOwnStatement(data []byte) (*StatementInfo, bool) {
+	var sj ownStatementJSON
+	if err := decodeStrict(data, &sj, true); err != nil || sj.PredicateType != PredicateType || sj.Predicate == nil {
+		return nil, false
+	}
+	info, err := statementInfo(sj.Type, sj.PredicateType, sj.Subject, true)
+	if err != nil || info.setPredicate(sj.Predicate) != nil {
+		return nil, false
+	}
+	return info, true
+}
+
+// statementInfo checks a statement's header and subjects with the in-toto
+// rules; isObject says that its predicate is a JSON object.
+func statementInfo(typ, predicateType string, subjects []descriptorJSON, isObject bool) (*StatementInfo, error) {
+	st := &ita1.Statement{Type: typ, PredicateType: predicateType}
+	if isObject {
+		st.Predicate = &structpb.Struct{}
+	}
+	info := &StatementInfo{Statement: st, PredicateType: predicateType}
+	for i, d := range subjects {
 		if len(d.Annotations) > 0 && bytes.TrimSpace(d.Annotations)[0] != '{' && string(bytes.TrimSpace(d.Annotations)) != "null" {
 			return nil, errorf(KindInvalid, "statement", "$.subject[%d].annotations must be a JSON object", i)
 		}
@@ -155,23 +213,23 @@ func ParseStatement(data []byte) (*StatementInfo, error) {
 	if err := st.Validate(); err != nil {
 		return nil, &Error{Kind: KindInvalid, Op: "statement", Err: err, Hint: "_type must be " + ita1.StatementTypeUri + ", with subject digests, predicateType and predicate"}
 	}
-	if sj.PredicateType == PredicateType {
-		var p Predicate
-		if err := json.Unmarshal(sj.Predicate, &p); err != nil {
-			return nil, &Error{Kind: KindInvalid, Op: "statement predicate", Err: jsonPathError(err), Hint: "predicate of type " + PredicateType + " must match the chaosgate evidence schema"}
-		}
-		for i, b := range p.allBlobs() {
-			if _, err := ParseDigest(string(b)); err != nil {
-				return nil, &Error{Kind: KindInvalid, Op: fmt.Sprintf("statement predicate: blob reference %d", i), Err: err}
-			}
-		}
-		info.Predicate = &p
-		info.Experiment = p.Experiment.Name
-		info.RunID = p.RunID
-		info.TraceIDs = p.TraceIDs
-		info.Blobs = p.allBlobs()
-	}
 	return info, nil
+}
+
+// setPredicate checks chaosgate's predicate p's blob references and
+// records it with the fields the ledger indexes.
+func (info *StatementInfo) setPredicate(p *Predicate) error {
+	for i, b := range p.allBlobs() {
+		if _, err := ParseDigest(string(b)); err != nil {
+			return &Error{Kind: KindInvalid, Op: fmt.Sprintf("statement predicate: blob reference %d", i), Err: err}
+		}
+	}
+	info.Predicate = p
+	info.Experiment = p.Experiment.Name
+	info.RunID = p.RunID
+	info.TraceIDs = p.TraceIDs
+	info.Blobs = p.allBlobs()
+	return nil
 }
 
 // decodeStrict decodes exactly one JSON object from data into v, reporting

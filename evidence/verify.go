@@ -141,8 +141,12 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 		return tampered("latest checkpoint", "size %d, the ledger records %d", latest.Size, size)
 	}
 
+	through, err := metaIndexedThrough(m, size)
+	if err != nil {
+		return err
+	}
 	seed := maphash.MakeSeed()
-	leafHashes, ixWant, err := l.verifyEntries(ctx, tx, size, fromScratch, seed, rep)
+	leafHashes, ixWant, err := l.verifyEntries(ctx, tx, size, through, fromScratch, seed, rep)
 	if err != nil {
 		return err
 	}
@@ -161,13 +165,14 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if latest.Root != root {
 		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
 	}
-	return verifyIndexes(tx, size, seed, ixWant)
+	return verifyIndexes(tx, size, through, seed, ixWant)
 }
 
 // verifyEntries is pass 1: every entry and envelope, hashed and checked in
 // parallel, in index order with none missing; it returns the leaf hashes
-// and the seeded hashes of the index keys the entries make.
-func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size uint64, fromScratch bool, seed maphash.Seed, rep *VerifyReport) ([]tlog.Hash, [4][]uint64, error) {
+// and the seeded hashes of the index keys the entries make (value-index
+// keys only for the entries before through: see Options.IndexBatch).
+func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through uint64, fromScratch bool, seed maphash.Seed, rep *VerifyReport) ([]tlog.Hash, [4][]uint64, error) {
 	var ixWant [4][]uint64 // hashes of the index keys the entries make
 	// Pass 1: entries and envelopes, hashed and checked in parallel.
 	leafHashes := make([]tlog.Hash, size)
@@ -197,6 +202,9 @@ func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size uint64, fr
 						continue
 					}
 					for b, keys := range indexKeys(rec, it.i) {
+						if b < valueIndexes && it.i >= through {
+							continue
+						}
 						for _, k := range keys {
 							ix[b] = append(ix[b], maphash.Bytes(seed, k))
 						}
@@ -433,7 +441,7 @@ func (l *Ledger) verifyCheckpoints(tx *bolt.Tx, size uint64, roots map[uint64]tl
 }
 
 // verifyIndexes is pass 5: the search indexes, rebuilt from the entries.
-func verifyIndexes(tx *bolt.Tx, size uint64, seed maphash.Seed, ixWant [4][]uint64) error {
+func verifyIndexes(tx *bolt.Tx, size, through uint64, seed maphash.Seed, ixWant [4][]uint64) error {
 	// Pass 5: the search indexes, rebuilt from the entries. Key hashes
 	// (seeded at random for this run, so no key can be made to collide)
 	// are compared as sorted lists; a difference is named by a second,
@@ -447,6 +455,9 @@ func verifyIndexes(tx *bolt.Tx, size uint64, seed maphash.Seed, ixWant [4][]uint
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
+			if b < valueIndexes {
+				return nameIndexDifference(tx, name, b, through)
+			}
 			return nameIndexDifference(tx, name, b, size)
 		}
 	}
@@ -471,8 +482,8 @@ func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte) ([]uint64
 }
 
 // nameIndexDifference finds the first index key of bucket name (number b
-// of indexBuckets) that no entry makes (added or edited), else the first
-// entry's key that is missing (deleted or edited).
+// of indexBuckets) that none of the first size entries makes (added or
+// edited), else the first entry's key that is missing (deleted or edited).
 func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
 	want := map[string]uint64{}
 	entries := tx.Bucket(bEntries)
