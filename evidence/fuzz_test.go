@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"reflect"
@@ -213,9 +214,16 @@ func FuzzIndexKeys(f *testing.F) {
 		if err := json.Unmarshal(leaf, &back); err != nil {
 			t.Fatal(err)
 		}
-		want := entryIndexKeys(rec.Revision, rec.Subjects, rec.Experiment, rec.TraceIDs, rec.Time, idx)
-		if got := indexKeys(&back, idx); !reflect.DeepEqual(got, want) {
-			t.Fatalf("rebuilt %q, written %q from %s", got, want, leaf)
+		for _, f := range []indexFormat{{batch: 1}, {batch: 4096, batchedTraces: true}, {batch: 3, batchedTraces: true}} {
+			want := f.entryIndexKeys(rec.Revision, rec.Subjects, rec.Experiment, rec.TraceIDs, rec.Time, idx)
+			if got := f.indexKeys(&back, idx); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%+v: rebuilt %q, written %q from %s", f, got, want, leaf)
+			}
+			for _, k := range want[2] {
+				if p := f.tracePrefix(trace, idx/f.batch); !bytes.HasPrefix(k, p) || len(k) != len(p)+8 {
+					t.Fatalf("%+v: trace key %q is not the prefix of %q and the index", f, k, trace)
+				}
+			}
 		}
 	})
 }

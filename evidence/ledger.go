@@ -100,11 +100,12 @@ type Options struct {
 	MaxBatch int
 	// Create allows creating a new ledger when dir holds none.
 	Create bool
-	// IndexBatch is how many entries the revision, experiment and trace-id
-	// indexes may lag behind the log (default 4096). Their keys are written
-	// in one sorted pass when that many are waiting, and on Close; until
-	// then Search reads the waiting entries' leaves instead. 1 indexes
-	// every entry in its own commit.
+	// IndexBatch, for a new ledger, is how many entries the revision,
+	// experiment and trace-id indexes are written for at a time (default
+	// 4096; the ledger records it). The keys of each whole batch of
+	// entries are written in one sorted pass once the log holds the batch,
+	// the rest on Close; until then Search reads the waiting entries'
+	// leaves. 1 indexes every entry in its own commit.
 	IndexBatch int
 }
 
@@ -120,11 +121,11 @@ type Ledger struct {
 	blobs      *BlobStore
 	clock      Clock
 	maxBatch   int
-	indexBatch int
+	ixf        indexFormat
 	// indexTail holds the revision, experiment and trace-id index keys of
 	// the entries from indexedThrough to size, not yet written to their
-	// indexes (in indexBuckets order). Only the writer touches it.
-	indexTail [valueIndexes][][]byte
+	// indexes, one element per entry. Only the writer touches it.
+	indexTail []entryIndexKeys
 
 	reqs    chan *appendReq
 	stop    chan struct{}
@@ -181,6 +182,10 @@ var (
 	// trace-id keys in the indexes. Absent (ledgers written before the
 	// indexes could lag): all of them.
 	kIndexedThrough = []byte("indexed_through")
+	// kTraceIndex: how trace-id keys are made (see indexFormat).
+	kTraceIndex = []byte("trace_index")
+	// kIndexBatch: the ledger's index batch (see Options.IndexBatch).
+	kIndexBatch = []byte("index_batch")
 )
 
 // valueIndexes is how many of indexBuckets are keyed by a value (revision,
@@ -246,7 +251,7 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 		}
 		return nil, wrap(KindUnavailable, "open ledger "+dbPath, err)
 	}
-	l := &Ledger{dir: dir, db: db, keys: opts.Keys, clock: opts.Clock, maxBatch: opts.MaxBatch, indexBatch: opts.IndexBatch}
+	l := &Ledger{dir: dir, db: db, keys: opts.Keys, clock: opts.Clock, maxBatch: opts.MaxBatch}
 	if err := guard("open ledger", func() error { return l.init(opts, !exists) }); err != nil {
 		_ = db.Close()
 		if !exists {
@@ -293,6 +298,7 @@ func (l *Ledger) init(opts Options, create bool) error {
 			for _, kv := range [][2][]byte{
 				{kVersion, []byte("1")}, {kOrigin, []byte(k.Info.Origin)}, {kVKey, []byte(k.Info.CheckpointVerify)},
 				{kEvPub, k.EvidencePublicPEM()}, {kSize, u64(0)}, {kBlocks, u64(0)}, {kCheckpoint, cp.Note}, {kLastBlock, make([]byte, 32)},
+				{kTraceIndex, []byte(traceIndexBatched)}, {kIndexBatch, u64(uint64(opts.IndexBatch))},
 			} {
 				if err := m.Put(kv[0], kv[1]); err != nil {
 					return err
@@ -351,6 +357,9 @@ func (l *Ledger) init(opts Options, create bool) error {
 			return err
 		}
 		if l.indexedThrough, err = metaIndexedThrough(m, l.size); err != nil {
+			return err
+		}
+		if l.ixf, err = indexFormatOf(m, uint64(opts.IndexBatch)); err != nil {
 			return err
 		}
 		copy(l.lastBlock[:], m.Get(kLastBlock))
@@ -721,7 +730,7 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 	l.mu.RLock()
 	size, blocks, prev, through := l.size, l.blocks, l.lastBlock, l.indexedThrough
 	l.mu.RUnlock()
-	var added [valueIndexes][][]byte // this batch's value-index keys
+	var added []entryIndexKeys // this batch's value-index keys
 	now := l.clock.Now().UTC()
 	receipts := make([]Receipt, len(batch))
 	var cp SignedCheckpoint
@@ -772,10 +781,8 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 					return err
 				}
 			}
-			ixKeys := indexKeys(&stored, idx)
-			for b := range valueIndexes {
-				added[b] = append(added[b], ixKeys[b]...)
-			}
+			ixKeys := l.ixf.indexKeys(&stored, idx)
+			added = append(added, entryIndexKeys{index: idx, keys: [valueIndexes][][]byte(ixKeys[:valueIndexes])})
 			// Time keys arrive in order: a page split leaves the left
 			// page full for good.
 			ix := bk(bIxTime)
@@ -787,11 +794,12 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 			receipts[i] = Receipt{Index: idx, LeafHash: hs[0], EnvelopeSHA256: rec.EnvelopeSHA256, Block: blocks}
 		}
 		newSize := size + uint64(len(batch))
-		if newSize-through >= uint64(l.indexBatch) {
-			if err := putIndexKeys(tx, l.indexTail, added); err != nil {
+		// Every whole index batch the log now holds is written.
+		if whole := newSize / l.ixf.batch * l.ixf.batch; whole > through {
+			if err := putIndexKeys(tx, l.indexTail, added, whole); err != nil {
 				return err
 			}
-			through = newSize
+			through = whole
 		}
 		root, err := treeRoot(newSize, hr)
 		if err != nil {
@@ -834,12 +842,9 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 	if err != nil {
 		return nil, wrap(KindUnavailable, "append", err)
 	}
-	if through == size+uint64(len(batch)) {
-		l.indexTail = [valueIndexes][][]byte{}
-	} else {
-		for b := range added {
-			l.indexTail[b] = append(l.indexTail[b], added[b]...)
-		}
+	l.indexTail = append(l.indexTail, added...)
+	for len(l.indexTail) > 0 && l.indexTail[0].index < through {
+		l.indexTail = l.indexTail[1:]
 	}
 	l.mu.Lock()
 	l.size = size + uint64(len(batch))
@@ -932,10 +937,8 @@ func (l *Ledger) loadIndexTail() error {
 			if err := json.Unmarshal(leaf, &rec); err != nil {
 				return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
 			}
-			keys := indexKeys(&rec, i)
-			for b := range valueIndexes {
-				l.indexTail[b] = append(l.indexTail[b], keys[b]...)
-			}
+			keys := l.ixf.indexKeys(&rec, i)
+			l.indexTail = append(l.indexTail, entryIndexKeys{index: i, keys: [valueIndexes][][]byte(keys[:valueIndexes])})
 		}
 		return nil
 	})
@@ -951,7 +954,7 @@ func (l *Ledger) flushIndexTail() error {
 		return nil
 	}
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		if err := putIndexKeys(tx, l.indexTail); err != nil {
+		if err := putIndexKeys(tx, l.indexTail, nil, size); err != nil {
 			return err
 		}
 		return tx.Bucket(bMeta).Put(kIndexedThrough, u64(size))
@@ -959,28 +962,42 @@ func (l *Ledger) flushIndexTail() error {
 	if err != nil {
 		return wrap(KindUnavailable, "close ledger: write the index tail", err)
 	}
-	l.indexTail = [valueIndexes][][]byte{}
+	l.indexTail = nil
 	l.mu.Lock()
 	l.indexedThrough = size
 	l.mu.Unlock()
 	return nil
 }
 
-// putIndexKeys writes value-index keys, each index's in sorted order: a
-// batch of them lands on each index page once, where one entry at a time
-// would rewrite a page per key.
-func putIndexKeys(tx *bolt.Tx, parts ...[valueIndexes][][]byte) error {
+// entryIndexKeys are one entry's revision, experiment and trace-id index
+// keys (in indexBuckets order).
+type entryIndexKeys struct {
+	index uint64
+	keys  [valueIndexes][][]byte
+}
+
+// putIndexKeys writes the value-index keys of the entries of tail and
+// added before through, each index's in sorted order: a batch of them
+// lands on each index page once, where one entry at a time would rewrite a
+// page per key.
+func putIndexKeys(tx *bolt.Tx, tail, added []entryIndexKeys, through uint64) error {
 	for b := range valueIndexes {
 		var keys [][]byte
-		for _, p := range parts {
-			keys = append(keys, p[b]...)
+		for _, part := range [][]entryIndexKeys{tail, added} {
+			for _, e := range part {
+				if e.index < through {
+					keys = append(keys, e.keys[b]...)
+				}
+			}
 		}
 		slices.SortFunc(keys, bytes.Compare)
 		ix := tx.Bucket(indexBuckets[b])
-		if b != 2 {
-			// A revision's or an experiment's keys arrive in order after
-			// its earlier ones: a page split there leaves the left page
-			// full for good. Trace ids arrive at random.
+		// A revision's or an experiment's keys arrive in order after its
+		// earlier ones, and a batch's trace-id keys after every earlier
+		// batch's: a page split there leaves the left page full for good.
+		// Trace ids of a ledger written before batched keys arrive at
+		// random.
+		if b != 2 || tx.Bucket(bMeta).Get(kTraceIndex) != nil {
 			ix.FillPercent = 0.9
 		}
 		for _, k := range keys {

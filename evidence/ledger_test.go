@@ -577,3 +577,88 @@ func TestIndexTail(t *testing.T) {
 		t.Fatalf("indexed_through lowered: %v", err)
 	}
 }
+
+// TestLedgerWrittenBeforeHashedTraceKeys: a ledger written before trace-id
+// keys were hashed and before the indexes could lag (no meta trace_index,
+// no indexed_through; trace keys are the trace id ‖ 0x00 ‖ the index) opens,
+// verifies, is searched by trace id, and takes new entries in its own
+// format.
+func TestLedgerWrittenBeforeHashedTraceKeys(t *testing.T) {
+	ctx := context.Background()
+	k := newKeys(t, "example.test/log")
+	dir := t.TempDir()
+	l := openLedger(t, dir, k)
+	for i := 0; i < 10; i++ {
+		if _, err := l.Record(ctx, revisionFor(i), samplePredicate(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as the earlier format had it.
+	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if string(m.Get(kTraceIndex)) != traceIndexBatched {
+			t.Fatalf("a new ledger's trace_index is %q", m.Get(kTraceIndex))
+		}
+		for _, key := range [][]byte{kTraceIndex, kIndexBatch, kIndexedThrough} {
+			if err := m.Delete(key); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bIxTrace); err != nil {
+			return err
+		}
+		ix, err := tx.CreateBucket(bIxTrace)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 10; i++ {
+			for _, tr := range samplePredicate(i).TraceIDs {
+				if err := ix.Put(ixKey(tr, uint64(i)), nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(ctx, dir, Options{Keys: k, Clock: newClock(), IndexBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.ixf.batchedTraces || l.indexedThrough != 10 {
+		t.Fatalf("format %+v, indexed through %d: want plain trace keys, all 10 indexed", l.ixf, l.indexedThrough)
+	}
+	for i := 10; i < 14; i++ {
+		if _, err := l.Record(ctx, revisionFor(i), samplePredicate(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range []uint64{3, 12} {
+		got, err := l.Search(ctx, Query{TraceID: fmt.Sprintf("trace-%d", i)})
+		if err != nil || len(got) != 1 || got[0].Index != i {
+			t.Fatalf("search trace-%d: %v %v", i, indexes(got), err)
+		}
+	}
+	if err := l.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bIxTrace).Get(ixKey("trace-12", 12)); v == nil {
+			t.Fatal("entry 12's trace key is not in the earlier format")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Verify(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -263,11 +263,26 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 		var err error
 		switch {
 		case q.Revision != "":
-			cands, err = scanIndexAndTail(tx, bIxRevision, q.Revision, func(r *leafFields) bool { return r.Revision == q.Revision || contains(r.Subjects, q.Revision) })
+			cands, err = scanIndexAndTail(tx, bIxRevision, valuePrefix(q.Revision), func(r *leafFields) bool { return r.Revision == q.Revision || contains(r.Subjects, q.Revision) })
 		case q.Experiment != "":
-			cands, err = scanIndexAndTail(tx, bIxExp, q.Experiment, func(r *leafFields) bool { return r.Experiment == q.Experiment })
+			cands, err = scanIndexAndTail(tx, bIxExp, valuePrefix(q.Experiment), func(r *leafFields) bool { return r.Experiment == q.Experiment })
 		case q.TraceID != "":
-			cands, err = scanIndexAndTail(tx, bIxTrace, q.TraceID, func(r *leafFields) bool { return contains(r.TraceIDs, q.TraceID) })
+			var ixf indexFormat
+			if ixf, err = indexFormatOf(tx.Bucket(bMeta), 1); err != nil {
+				return err
+			}
+			prefixes := func(through uint64) [][]byte {
+				if !ixf.batchedTraces {
+					return [][]byte{ixf.tracePrefix(q.TraceID, 0)}
+				}
+				// One seek per index batch written.
+				var out [][]byte
+				for n := uint64(0); n*ixf.batch < through; n++ {
+					out = append(out, ixf.tracePrefix(q.TraceID, n))
+				}
+				return out
+			}
+			cands, err = scanIndexAndTail(tx, bIxTrace, prefixes, func(r *leafFields) bool { return contains(r.TraceIDs, q.TraceID) })
 		default:
 			c := tx.Bucket(bIxTime).Cursor()
 			var k []byte
@@ -320,12 +335,13 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 	return out, err
 }
 
-// scanIndexAndTail returns the entries the value index bucket lists for v,
+// scanIndexAndTail returns the entries the value index bucket lists under
+// the prefixes (a value's keys are a prefix ‖ the entry index; prefixes is
+// given the number of entries indexed),
 // and those of the index tail (the newest entries, not yet in the indexes:
 // see Options.IndexBatch) whose record matches. A tail leaf that does not
 // decode is a candidate too, so that reading it reports the damage.
-func scanIndexAndTail(tx *bolt.Tx, bucket []byte, v string, match func(*leafFields) bool) ([]uint64, error) {
-	cands := scanIndex(tx.Bucket(bucket), v)
+func scanIndexAndTail(tx *bolt.Tx, bucket []byte, prefixes func(through uint64) [][]byte, match func(*leafFields) bool) ([]uint64, error) {
 	m := tx.Bucket(bMeta)
 	size, err := metaU64(m, kSize)
 	if err != nil {
@@ -334,6 +350,10 @@ func scanIndexAndTail(tx *bolt.Tx, bucket []byte, v string, match func(*leafFiel
 	through, err := metaIndexedThrough(m, size)
 	if err != nil {
 		return nil, err
+	}
+	var cands []uint64
+	for _, p := range prefixes(through) {
+		cands = append(cands, scanIndex(tx.Bucket(bucket), p)...)
 	}
 	entries := tx.Bucket(bEntries)
 	for i := through; i < size; i++ {
@@ -349,8 +369,13 @@ func scanIndexAndTail(tx *bolt.Tx, bucket []byte, v string, match func(*leafFiel
 	return cands, nil
 }
 
-func scanIndex(b *bolt.Bucket, v string) []uint64 {
-	prefix := append([]byte(v), 0)
+// valuePrefix is the prefixes function of a revision or experiment index:
+// its keys are the value ‖ 0x00 ‖ the entry index.
+func valuePrefix(v string) func(uint64) [][]byte {
+	return func(uint64) [][]byte { return [][]byte{append([]byte(v), 0)} }
+}
+
+func scanIndex(b *bolt.Bucket, prefix []byte) []uint64 {
 	var out []uint64
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {

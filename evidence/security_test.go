@@ -3,7 +3,9 @@ package evidence
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,9 +99,10 @@ func TestVerifyChecksEveryIndexKey(t *testing.T) {
 		}
 	}
 	// A key added that no entry makes, and a value put on a key.
+	trace1 := sha256.Sum256([]byte("trace-1"))
 	for _, tc := range []struct{ bucket, key, val, want string }{
 		{"ix_revision", "v9.9\x00\x00\x00\x00\x00\x00\x00\x00\x03", "", `index ix_revision key "v9.9" → entry 3: matches no entry`},
-		{"ix_trace", "trace-1\x00\x00\x00\x00\x00\x00\x00\x00\x02", "", `index ix_trace key "trace-1" → entry 2`},
+		{"ix_trace", "\x00\x00\x00\x00\x00\x00\x00\x00" + string(trace1[:8]) + "\x00\x00\x00\x00\x00\x00\x00\x02", "", fmt.Sprintf("index ix_trace key trace-id hash %x → entry 2: matches no entry", trace1[:8])},
 		{"ix_experiment", "exp-1\x00\x00\x00\x00\x00\x00\x00\x00\x01", "x", `index ix_experiment key "exp-1" → entry 1: has a value`},
 	} {
 		c := copyLedger(t, dir)

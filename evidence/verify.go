@@ -74,16 +74,63 @@ type verifyItem struct {
 // checks them.
 var indexBuckets = [][]byte{bIxRevision, bIxExp, bIxTrace, bIxTime}
 
+// indexFormat is how a ledger makes its index keys (meta "trace_index" and
+// "index_batch").
+type indexFormat struct {
+	// batch is the ledger's index batch (see Options.IndexBatch).
+	batch uint64
+	// batchedTraces: a trace-id key is the entry's index batch (the entry
+	// index / batch, 8 bytes) ‖ the first 8 bytes of the trace id's
+	// SHA-256 ‖ the entry index (24 bytes), so that each batch's keys come
+	// after every earlier batch's; else the trace id ‖ 0x00 ‖ the entry
+	// index, as the revision and experiment keys are.
+	batchedTraces bool
+}
+
+// traceIndexBatched is meta "trace_index" of ledgers whose trace-id keys
+// are batched (all ledgers created since; absent in ledgers written before).
+const traceIndexBatched = "batch-sha256-8"
+
+// indexFormatOf reads a ledger's index format from its metadata; batch is
+// the index batch of a ledger that records none.
+func indexFormatOf(m *bolt.Bucket, batch uint64) (indexFormat, error) {
+	switch v := m.Get(kTraceIndex); {
+	case v == nil:
+		return indexFormat{batch: max(batch, 1)}, nil
+	case string(v) == traceIndexBatched:
+		n, err := metaU64(m, kIndexBatch)
+		if err != nil {
+			return indexFormat{}, err
+		}
+		if n == 0 {
+			return indexFormat{}, tampered("ledger metadata", "%q is 0", kIndexBatch)
+		}
+		return indexFormat{batch: n, batchedTraces: true}, nil
+	default:
+		return indexFormat{}, tampered("ledger metadata", "%q is %q, want %q", kTraceIndex, v, traceIndexBatched)
+	}
+}
+
+// tracePrefix is what the trace-id keys of traceID for the entries of index
+// batch n start with (n is ignored without batched keys).
+func (f indexFormat) tracePrefix(traceID string, n uint64) []byte {
+	if f.batchedTraces {
+		sum := sha256.Sum256([]byte(traceID))
+		return append(u64(n), sum[:8]...)
+	}
+	return append([]byte(traceID), 0)
+}
+
 // indexKeys returns the keys the ledger's writer puts in each index bucket
 // (in indexBuckets order) for the entry record rec at index i.
-func indexKeys(rec *leafFields, i uint64) [4][][]byte {
-	return entryIndexKeys(rec.Revision, rec.Subjects, rec.Experiment, rec.TraceIDs, rec.Time, i)
+func (f indexFormat) indexKeys(rec *leafFields, i uint64) [4][][]byte {
+	return f.entryIndexKeys(rec.Revision, rec.Subjects, rec.Experiment, rec.TraceIDs, rec.Time, i)
 }
 
 // entryIndexKeys are the index keys of entry i: one per distinct revision
 // and subject name, the experiment, one per distinct trace id, and the
 // time. The writer stores exactly these; Verify rebuilds them.
-func entryIndexKeys(revision string, subjects []string, experiment string, traceIDs []string, t time.Time, i uint64) [4][][]byte {
+func (f indexFormat) entryIndexKeys(revision string, subjects []string, experiment string, traceIDs []string, t time.Time, i uint64) [4][][]byte {
 	var out [4][][]byte
 	for _, rv := range dedup(append([]string{revision}, subjects...)) {
 		out[0] = append(out[0], ixKey(rv, i))
@@ -93,7 +140,7 @@ func entryIndexKeys(revision string, subjects []string, experiment string, trace
 	}
 	for _, tr := range dedup(traceIDs) {
 		if tr != "" {
-			out[2] = append(out[2], ixKey(tr, i))
+			out[2] = append(out[2], binary.BigEndian.AppendUint64(f.tracePrefix(tr, i/f.batch), i))
 		}
 	}
 	out[3] = append(out[3], append(u64(uint64(t.UnixNano())), u64(i)...))
@@ -145,8 +192,12 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if err != nil {
 		return err
 	}
+	ixf, err := indexFormatOf(m, 1)
+	if err != nil {
+		return err
+	}
 	seed := maphash.MakeSeed()
-	leafHashes, ixWant, err := l.verifyEntries(ctx, tx, size, through, fromScratch, seed, rep)
+	leafHashes, ixWant, err := l.verifyEntries(ctx, tx, size, through, ixf, fromScratch, seed, rep)
 	if err != nil {
 		return err
 	}
@@ -165,14 +216,14 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if latest.Root != root {
 		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
 	}
-	return verifyIndexes(tx, size, through, seed, ixWant)
+	return verifyIndexes(tx, size, through, ixf, seed, ixWant)
 }
 
 // verifyEntries is pass 1: every entry and envelope, hashed and checked in
 // parallel, in index order with none missing; it returns the leaf hashes
 // and the seeded hashes of the index keys the entries make (value-index
 // keys only for the entries before through: see Options.IndexBatch).
-func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through uint64, fromScratch bool, seed maphash.Seed, rep *VerifyReport) ([]tlog.Hash, [4][]uint64, error) {
+func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through uint64, ixf indexFormat, fromScratch bool, seed maphash.Seed, rep *VerifyReport) ([]tlog.Hash, [4][]uint64, error) {
 	var ixWant [4][]uint64 // hashes of the index keys the entries make
 	// Pass 1: entries and envelopes, hashed and checked in parallel.
 	leafHashes := make([]tlog.Hash, size)
@@ -201,7 +252,7 @@ func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through u
 						fail.set(it.i, err)
 						continue
 					}
-					for b, keys := range indexKeys(rec, it.i) {
+					for b, keys := range ixf.indexKeys(rec, it.i) {
 						if b < valueIndexes && it.i >= through {
 							continue
 						}
@@ -441,13 +492,13 @@ func (l *Ledger) verifyCheckpoints(tx *bolt.Tx, size uint64, roots map[uint64]tl
 }
 
 // verifyIndexes is pass 5: the search indexes, rebuilt from the entries.
-func verifyIndexes(tx *bolt.Tx, size, through uint64, seed maphash.Seed, ixWant [4][]uint64) error {
+func verifyIndexes(tx *bolt.Tx, size, through uint64, ixf indexFormat, seed maphash.Seed, ixWant [4][]uint64) error {
 	// Pass 5: the search indexes, rebuilt from the entries. Key hashes
 	// (seeded at random for this run, so no key can be made to collide)
 	// are compared as sorted lists; a difference is named by a second,
 	// slower pass over the keys themselves.
 	for b, name := range indexBuckets {
-		got, err := storedIndexHashes(tx.Bucket(name), seed, name)
+		got, err := storedIndexHashes(tx.Bucket(name), seed, name, ixf)
 		if err != nil {
 			return err
 		}
@@ -456,9 +507,9 @@ func verifyIndexes(tx *bolt.Tx, size, through uint64, seed maphash.Seed, ixWant 
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			if b < valueIndexes {
-				return nameIndexDifference(tx, name, b, through)
+				return nameIndexDifference(tx, name, b, through, ixf)
 			}
-			return nameIndexDifference(tx, name, b, size)
+			return nameIndexDifference(tx, name, b, size, ixf)
 		}
 	}
 	return nil
@@ -466,7 +517,7 @@ func verifyIndexes(tx *bolt.Tx, size, through uint64, seed maphash.Seed, ixWant 
 
 // storedIndexHashes hashes every key of an index bucket; index keys carry
 // no value.
-func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte) ([]uint64, error) {
+func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte, ixf indexFormat) ([]uint64, error) {
 	var out []uint64
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -474,7 +525,7 @@ func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte) ([]uint64
 			return nil, tampered(fmt.Sprintf("index %s", name), "holds a nested bucket %q", k)
 		}
 		if len(v) != 0 {
-			return nil, tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, k)), "has a value (index keys carry none)")
+			return nil, tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, k)), "has a value (index keys carry none)")
 		}
 		out = append(out, maphash.Bytes(seed, k))
 	}
@@ -484,7 +535,7 @@ func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte) ([]uint64
 // nameIndexDifference finds the first index key of bucket name (number b
 // of indexBuckets) that none of the first size entries makes (added or
 // edited), else the first entry's key that is missing (deleted or edited).
-func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
+func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64, ixf indexFormat) error {
 	want := map[string]uint64{}
 	entries := tx.Bucket(bEntries)
 	for i := uint64(0); i < size; i++ {
@@ -496,14 +547,14 @@ func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
 		if err := json.Unmarshal(leaf, &rec); err != nil {
 			return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
 		}
-		for _, k := range indexKeys(&rec, i)[b] {
+		for _, k := range ixf.indexKeys(&rec, i)[b] {
 			want[string(k)] = i
 		}
 	}
 	c := tx.Bucket(name).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		if _, ok := want[string(k)]; !ok {
-			return tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, k)), "matches no entry's record (added or edited)")
+			return tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, k)), "matches no entry's record (added or edited)")
 		}
 		delete(want, string(k))
 	}
@@ -515,14 +566,21 @@ func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64) error {
 		}
 	}
 	if missing != "" {
-		return tampered(fmt.Sprintf("index %s key %s", name, describeIndexKey(name, []byte(missing))), "is missing (deleted or edited)")
+		return tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, []byte(missing))), "is missing (deleted or edited)")
 	}
 	return tampered(fmt.Sprintf("index %s", name), "does not match the entries")
 }
 
 // describeIndexKey renders an index key for people: `"value" → entry N`,
-// or `time T → entry N` for the time index, else hex.
-func describeIndexKey(bucket, k []byte) string {
+// `time T → entry N` for the time index, `trace-id hash H → entry N` for a
+// hashed trace-id key, else hex.
+func (f indexFormat) describeIndexKey(bucket, k []byte) string {
+	if f.batchedTraces && bytes.Equal(bucket, bIxTrace) {
+		if len(k) != 24 {
+			return fmt.Sprintf("%x", k)
+		}
+		return fmt.Sprintf("trace-id hash %x → entry %d", k[8:16], binary.BigEndian.Uint64(k[16:]))
+	}
 	if bytes.Equal(bucket, bIxTime) {
 		if len(k) != 16 {
 			return fmt.Sprintf("%x", k)

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"k8s.io/klog/v2"
 
+	"github.com/chaosgate/chaosgate/engine/gameday"
 	"github.com/chaosgate/chaosgate/evidence"
 )
 
@@ -42,6 +43,7 @@ type benchLedgerConfig struct {
 	writers     int
 	verifySizes []int
 	proofs      int
+	traceIDs    int
 	peer        bool
 	output      string
 }
@@ -71,7 +73,9 @@ func newBenchLedgerCmd() *cobra.Command {
 		Long: `chaosgate-bench ledger measures, in one run, the chaosgate evidence ledger (bbolt, group
 commit, a signed checkpoint and block per commit) and github.com/transparency-dev/tessera
 v1.0.4's POSIX log on the same workload: DSSE envelopes of chaosgate evidence
-statements (pre-signed from a pool of 1,024 distinct statements).
+statements (pre-signed from a pool of 1,024 distinct statements), each with --trace-ids
+random trace ids (default 20: a game day's statement lists 10 of each arm's sampled
+requests for the ledger's trace index).
 
   durable appends/s   one writer (each append waits for its fsync'd commit) and
                       --writers concurrent writers (batched: group commit / tessera batching)
@@ -97,6 +101,9 @@ Timings are of this machine under its current load; nothing is asserted.`,
 			if cfg.single < 1 || cfg.concurrent < 1 || cfg.writers < 1 || cfg.proofs < 1 {
 				return errors.New("--single, --concurrent, --writers and --proofs must be positive")
 			}
+			if cfg.traceIDs < 0 {
+				return errors.New("--trace-ids must not be negative")
+			}
 			// tessera's fsck logs every check through klog; keep the bench output readable.
 			klog.LogToStderr(false)
 			klog.SetOutput(io.Discard)
@@ -113,6 +120,7 @@ Timings are of this machine under its current load; nothing is asserted.`,
 	cmd.Flags().IntVar(&cfg.writers, "writers", 128, "concurrent writers")
 	cmd.Flags().StringVar(&sizes, "verify-sizes", "100000,1000000", "ledger sizes to verify")
 	cmd.Flags().IntVar(&cfg.proofs, "proofs", 1000, "random inclusion proofs to generate")
+	cmd.Flags().IntVar(&cfg.traceIDs, "trace-ids", 2*gameday.IndexedTraceIDs, "random trace ids per statement (default: as many as a game day's statement lists for the trace index)")
 	cmd.Flags().BoolVar(&cfg.peer, "peer", true, "also run tessera's POSIX log")
 	cmd.Flags().StringVarP(&cfg.output, "output", "o", "table", "output format: table or json")
 	return cmd
@@ -124,20 +132,27 @@ type benchWorkload struct {
 	bytes [][]byte
 }
 
-func newBenchWorkload(ctx context.Context, dir string) (*benchWorkload, error) {
+func newBenchWorkload(ctx context.Context, dir string, traceIDsPerStatement int) (*benchWorkload, error) {
 	keys, err := evidence.GenerateKeys(filepath.Join(dir, "keys"), "bench.chaosgate.local/ledger")
 	if err != nil {
 		return nil, err
 	}
 	w := &benchWorkload{keys: keys}
+	rng := mrand.New(mrand.NewPCG(7, 11))
 	for i := 0; i < 1024; i++ {
+		// Random like real trace ids: each lands anywhere in the trace
+		// index.
+		traceIDs := make([]string, traceIDsPerStatement)
+		for j := range traceIDs {
+			traceIDs[j] = fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64())
+		}
 		p := &evidence.Predicate{
 			RunID:      fmt.Sprintf("bench-%d", i),
 			Experiment: evidence.Experiment{Name: fmt.Sprintf("gameday-%d", i%16), ScenarioHash: string(evidence.DigestOf([]byte{byte(i)})), Kind: "gameday"},
 			Targets:    []evidence.Target{{Arm: "canary", Name: "n1"}, {Arm: "control", Name: "n1"}},
 			Injections: []evidence.Injection{{Kind: "podKill", Arm: "canary", Target: "n1", Confirmed: "confirmed"}},
 			Decision:   &evidence.Decision{Verdict: "promote", Score: 0.97, Coverage: 0.92, ConfigHash: "sha256:" + strings.Repeat("ab", 32)},
-			TraceIDs:   []string{fmt.Sprintf("%032x", i)},
+			TraceIDs:   traceIDs,
 			Versions:   map[string]string{"chaosgate": version},
 		}
 		st, err := evidence.BuildStatement(fmt.Sprintf("v1.%d", i%32), p)
@@ -169,12 +184,12 @@ func runBenchLedger(ctx context.Context, cfg benchLedgerConfig, progress io.Writ
 		dir = d
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, "bench ledger: "+format+"\n", args...) }
-	w, err := newBenchWorkload(ctx, dir)
+	w, err := newBenchWorkload(ctx, dir, cfg.traceIDs)
 	if err != nil {
 		return nil, err
 	}
 	rep := &benchLedgerReport{
-		Workload: fmt.Sprintf("DSSE envelopes of chaosgate evidence statements, %d B average, pool of %d distinct pre-signed envelopes", avgLen(w.bytes), len(w.bytes)),
+		Workload: fmt.Sprintf("DSSE envelopes of chaosgate evidence statements with %d trace ids each, %d B average, pool of %d distinct pre-signed envelopes", cfg.traceIDs, avgLen(w.bytes), len(w.bytes)),
 		Machine:  fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version()),
 		Peer:     "github.com/transparency-dev/tessera v1.0.4, storage/posix",
 	}
