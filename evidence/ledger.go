@@ -216,6 +216,9 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	if opts.IndexBatch <= 0 {
 		opts.IndexBatch = defaultIndexBatch
 	}
+	if opts.IndexBatch > maxIndexBatch {
+		return nil, errorf(KindInvalid, "open ledger", "index batch %d is more than %d", opts.IndexBatch, maxIndexBatch)
+	}
 	dbPath := filepath.Join(dir, DBFile)
 	_, statErr := os.Stat(dbPath)
 	exists := statErr == nil
@@ -235,7 +238,7 @@ func Open(_ context.Context, dir string, opts Options) (*Ledger, error) {
 	}
 	// The freelist is rebuilt on open instead of being written on every
 	// commit: less I/O per durable commit, same durability.
-	bo := &bolt.Options{Timeout: 3 * time.Second, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+	bo := &bolt.Options{Timeout: 3 * time.Second, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, PageSize: ledgerPageSize}
 	var db *bolt.DB
 	err := guard("open ledger "+dbPath, func() error {
 		var err error
@@ -796,7 +799,7 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 		newSize := size + uint64(len(batch))
 		// Every whole index batch the log now holds is written.
 		if whole := newSize / l.ixf.batch * l.ixf.batch; whole > through {
-			if err := putIndexKeys(tx, l.indexTail, added, whole); err != nil {
+			if err := putIndexKeys(tx, l.ixf, l.indexTail, added, whole); err != nil {
 				return err
 			}
 			through = whole
@@ -954,7 +957,7 @@ func (l *Ledger) flushIndexTail() error {
 		return nil
 	}
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		if err := putIndexKeys(tx, l.indexTail, nil, size); err != nil {
+		if err := putIndexKeys(tx, l.ixf, l.indexTail, nil, size); err != nil {
 			return err
 		}
 		return tx.Bucket(bMeta).Put(kIndexedThrough, u64(size))
@@ -980,7 +983,7 @@ type entryIndexKeys struct {
 // added before through, each index's in sorted order: a batch of them
 // lands on each index page once, where one entry at a time would rewrite a
 // page per key.
-func putIndexKeys(tx *bolt.Tx, tail, added []entryIndexKeys, through uint64) error {
+func putIndexKeys(tx *bolt.Tx, ixf indexFormat, tail, added []entryIndexKeys, through uint64) error {
 	for b := range valueIndexes {
 		var keys [][]byte
 		for _, part := range [][]entryIndexKeys{tail, added} {
@@ -1000,6 +1003,12 @@ func putIndexKeys(tx *bolt.Tx, tail, added []entryIndexKeys, through uint64) err
 		if b != 2 || tx.Bucket(bMeta).Get(kTraceIndex) != nil {
 			ix.FillPercent = 0.9
 		}
+		if b == 2 && ixf.batchedTraces {
+			if err := putTraceBatches(ix, ixf, keys); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, k := range keys {
 			if err := ix.Put(k, nil); err != nil {
 				return err
@@ -1008,3 +1017,34 @@ func putIndexKeys(tx *bolt.Tx, tail, added []entryIndexKeys, through uint64) err
 	}
 	return nil
 }
+
+// putTraceBatches stores sorted trace-id keys as their batches' values,
+// merged with what a batch already holds (a batch written in part when the
+// ledger was closed).
+func putTraceBatches(ix *bolt.Bucket, ixf indexFormat, keys [][]byte) error {
+	for len(keys) > 0 {
+		n := 0
+		for n < len(keys) && bytes.Equal(keys[n][:8], keys[0][:8]) {
+			n++
+		}
+		group := keys[:n]
+		keys = keys[n:]
+		if old := ix.Get(group[0][:8]); len(old) > 0 {
+			had, err := ixf.traceBatchKeys(group[0][:8], old)
+			if err != nil {
+				return tampered(fmt.Sprintf("index %s", bIxTrace), "%v", err)
+			}
+			group = append(had, group...)
+			slices.SortFunc(group, bytes.Compare)
+		}
+		if err := ix.Put(group[0][:8], ixf.traceBatchValue(group)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ledgerPageSize is the bbolt page size of a new ledger (an existing one
+// keeps its own): a 16 kB page holds fifteen 1 kB envelopes where a 4 kB
+// page holds three, and leaves a quarter of it unused.
+const ledgerPageSize = 16 << 10

@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -271,18 +272,13 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 			if ixf, err = indexFormatOf(tx.Bucket(bMeta), 1); err != nil {
 				return err
 			}
-			prefixes := func(through uint64) [][]byte {
+			indexed := func(b *bolt.Bucket, through uint64) []uint64 {
 				if !ixf.batchedTraces {
-					return [][]byte{ixf.tracePrefix(q.TraceID, 0)}
+					return scanIndex(b, ixf.tracePrefix(q.TraceID, 0))
 				}
-				// One seek per index batch written.
-				var out [][]byte
-				for n := uint64(0); n*ixf.batch < through; n++ {
-					out = append(out, ixf.tracePrefix(q.TraceID, n))
-				}
-				return out
+				return scanTraceBatches(b, ixf, q.TraceID, through)
 			}
-			cands, err = scanIndexAndTail(tx, bIxTrace, prefixes, func(r *leafFields) bool { return contains(r.TraceIDs, q.TraceID) })
+			cands, err = scanIndexAndTail(tx, bIxTrace, indexed, func(r *leafFields) bool { return contains(r.TraceIDs, q.TraceID) })
 		default:
 			c := tx.Bucket(bIxTime).Cursor()
 			var k []byte
@@ -335,13 +331,12 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 	return out, err
 }
 
-// scanIndexAndTail returns the entries the value index bucket lists under
-// the prefixes (a value's keys are a prefix ‖ the entry index; prefixes is
-// given the number of entries indexed),
-// and those of the index tail (the newest entries, not yet in the indexes:
+// scanIndexAndTail returns the entries the value index bucket lists (as
+// indexed finds them, given the number of entries indexed) and those of
+// the index tail (the newest entries, not yet in the indexes:
 // see Options.IndexBatch) whose record matches. A tail leaf that does not
 // decode is a candidate too, so that reading it reports the damage.
-func scanIndexAndTail(tx *bolt.Tx, bucket []byte, prefixes func(through uint64) [][]byte, match func(*leafFields) bool) ([]uint64, error) {
+func scanIndexAndTail(tx *bolt.Tx, bucket []byte, indexed func(b *bolt.Bucket, through uint64) []uint64, match func(*leafFields) bool) ([]uint64, error) {
 	m := tx.Bucket(bMeta)
 	size, err := metaU64(m, kSize)
 	if err != nil {
@@ -351,10 +346,7 @@ func scanIndexAndTail(tx *bolt.Tx, bucket []byte, prefixes func(through uint64) 
 	if err != nil {
 		return nil, err
 	}
-	var cands []uint64
-	for _, p := range prefixes(through) {
-		cands = append(cands, scanIndex(tx.Bucket(bucket), p)...)
-	}
+	cands := indexed(tx.Bucket(bucket), through)
 	entries := tx.Bucket(bEntries)
 	for i := through; i < size; i++ {
 		leaf, err := getStored(entries, i, "entry")
@@ -369,10 +361,31 @@ func scanIndexAndTail(tx *bolt.Tx, bucket []byte, prefixes func(through uint64) 
 	return cands, nil
 }
 
-// valuePrefix is the prefixes function of a revision or experiment index:
+// valuePrefix finds a revision's or an experiment's entries in its index:
 // its keys are the value ‖ 0x00 ‖ the entry index.
-func valuePrefix(v string) func(uint64) [][]byte {
-	return func(uint64) [][]byte { return [][]byte{append([]byte(v), 0)} }
+func valuePrefix(v string) func(*bolt.Bucket, uint64) []uint64 {
+	return func(b *bolt.Bucket, _ uint64) []uint64 { return scanIndex(b, append([]byte(v), 0)) }
+}
+
+// scanTraceBatches finds a trace id's entries in a batched trace index: a
+// binary search of each batch's sorted records for the trace id's hash. A
+// damaged batch value finds nothing (verify names it).
+func scanTraceBatches(b *bolt.Bucket, ixf indexFormat, traceID string, through uint64) []uint64 {
+	sum := sha256.Sum256([]byte(traceID))
+	h := sum[:8]
+	var out []uint64
+	for n := uint64(0); n*ixf.batch < through; n++ {
+		v := b.Get(u64(n))
+		if len(v)%traceRecordSize != 0 {
+			continue
+		}
+		records := len(v) / traceRecordSize
+		i := sort.Search(records, func(i int) bool { return bytes.Compare(v[i*traceRecordSize:i*traceRecordSize+8], h) >= 0 })
+		for ; i < records && bytes.Equal(v[i*traceRecordSize:i*traceRecordSize+8], h); i++ {
+			out = append(out, n*ixf.batch+uint64(binary.BigEndian.Uint32(v[i*traceRecordSize+8:])))
+		}
+	}
+	return out
 }
 
 func scanIndex(b *bolt.Bucket, prefix []byte) []uint64 {

@@ -102,13 +102,42 @@ func TestVerifyChecksEveryIndexKey(t *testing.T) {
 	trace1 := sha256.Sum256([]byte("trace-1"))
 	for _, tc := range []struct{ bucket, key, val, want string }{
 		{"ix_revision", "v9.9\x00\x00\x00\x00\x00\x00\x00\x00\x03", "", `index ix_revision key "v9.9" → entry 3: matches no entry`},
-		{"ix_trace", "\x00\x00\x00\x00\x00\x00\x00\x00" + string(trace1[:8]) + "\x00\x00\x00\x00\x00\x00\x00\x02", "", fmt.Sprintf("index ix_trace key trace-id hash %x → entry 2: matches no entry", trace1[:8])},
 		{"ix_experiment", "exp-1\x00\x00\x00\x00\x00\x00\x00\x00\x01", "x", `index ix_experiment key "exp-1" → entry 1: has a value`},
 	} {
 		c := copyLedger(t, dir)
 		mutateDB(t, c, func(tx *bolt.Tx) error { return tx.Bucket([]byte(tc.bucket)).Put([]byte(tc.key), []byte(tc.val)) })
 		if err := verifyWith(t, c, k); KindOf(err) != KindTampered || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: verify says %v, want %q", tc.key, err, tc.want)
+		}
+	}
+	// The trace index holds one value per index batch: a record added in
+	// order (trace-1 for entry 2), records out of order, a damaged value.
+	record := append(append([]byte(nil), trace1[:8]...), 0, 0, 0, 2)
+	for _, tc := range []struct {
+		name string
+		edit func(v []byte) []byte
+		want string
+	}{
+		{"record added", func(v []byte) []byte {
+			i := 0
+			for i < len(v) && bytes.Compare(v[i:i+traceRecordSize], record) < 0 {
+				i += traceRecordSize
+			}
+			return append(append(append([]byte(nil), v[:i]...), record...), v[i:]...)
+		}, fmt.Sprintf("index ix_trace key trace-id hash %x → entry 2: matches no entry", trace1[:8])},
+		{"records swapped", func(v []byte) []byte {
+			w := append([]byte(nil), v[traceRecordSize:2*traceRecordSize]...)
+			return append(append(w, v[:traceRecordSize]...), v[2*traceRecordSize:]...)
+		}, "index ix_trace: batch 0: record 1 is out of order"},
+		{"value cut", func(v []byte) []byte { return v[:len(v)-1] }, "index ix_trace: batch 0: "},
+	} {
+		c := copyLedger(t, dir)
+		mutateDB(t, c, func(tx *bolt.Tx) error {
+			b := tx.Bucket(bIxTrace)
+			return b.Put(u64(0), tc.edit(append([]byte(nil), b.Get(u64(0))...)))
+		})
+		if err := verifyWith(t, c, k); KindOf(err) != KindTampered || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: verify says %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,7 +29,11 @@ import (
 //     payload type, decoded payload and each signature's key id and decoded
 //     signature, each length-prefixed (uvarint) — compressed with the
 //     storage dictionary. It is used only when re-encoding the parts gives
-//     back exactly the envelope's bytes, checked when the value is written.
+//     back exactly the envelope's bytes, checked when the value is written;
+//   - tagStoredHexCompressed, tagStoredHexEnvelope: the same, of the bytes
+//     (or parts) hex-packed first (see hexPack): trace ids, digests and
+//     signatures spelled in hex take half the room. What is written now;
+//     the two tags above are still read.
 //
 // The tags are control bytes that cannot start a JSON text, so a stored
 // value is never ambiguous. S2 (klauspost/compress, a Snappy extension)
@@ -36,8 +41,10 @@ import (
 // same dictionary at a seventh of the CPU time; blobs, which are large, use
 // zstd. The dictionary is frozen: a new one would get new tags.
 const (
-	tagStoredCompressed byte = 0x01
-	tagStoredEnvelope   byte = 0x02
+	tagStoredCompressed    byte = 0x01
+	tagStoredEnvelope      byte = 0x02
+	tagStoredHexCompressed byte = 0x03
+	tagStoredHexEnvelope   byte = 0x04
 	// storageDictID is the zstd dictionary id of storageDictV1 (blobs).
 	storageDictID uint32 = 0xC6A0_0001
 )
@@ -73,15 +80,15 @@ const maxStoredValue = 64 << 20
 
 // packLeaf is the stored form of a leaf.
 func packLeaf(leaf []byte) []byte {
-	return packWith(0, leaf, leaf)
+	return packWith(tagStoredHexCompressed, hexPack(leaf), leaf)
 }
 
 // packEnvelopeOf is the stored form of envelope env, whose bytes are eb.
 func packEnvelopeOf(env *Envelope, eb []byte) []byte {
 	if parts, ok := envelopeParts(env, eb); ok {
-		return packWith(tagStoredEnvelope, parts, eb)
+		return packWith(tagStoredHexEnvelope, hexPack(parts), eb)
 	}
-	return packWith(0, eb, eb)
+	return packWith(tagStoredHexCompressed, hexPack(eb), eb)
 }
 
 // packWith compresses body under tag (0: tagStoredCompressed of raw) and
@@ -100,7 +107,7 @@ func packWith(tag byte, body, raw []byte) []byte {
 }
 
 func isStorageTag(v []byte) bool {
-	return len(v) > 0 && (v[0] == tagStoredCompressed || v[0] == tagStoredEnvelope)
+	return len(v) > 0 && v[0] >= tagStoredCompressed && v[0] <= tagStoredHexEnvelope
 }
 
 // unpackStored returns the bytes a stored value stands for. An error means
@@ -120,7 +127,12 @@ func unpackStored(v []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored value does not decompress: %w", err)
 	}
-	if v[0] == tagStoredCompressed {
+	if v[0] == tagStoredHexCompressed || v[0] == tagStoredHexEnvelope {
+		if body, err = hexUnpack(body); err != nil {
+			return nil, err
+		}
+	}
+	if v[0] == tagStoredCompressed || v[0] == tagStoredHexCompressed {
 		return body, nil
 	}
 	return envelopeFromParts(body)
@@ -218,4 +230,74 @@ func envelopeFromParts(b []byte) ([]byte, error) {
 		return nil, errBadParts
 	}
 	return EnvelopeBytes(&e)
+}
+
+// hexEscape starts a packed run in hex-packed bytes (hexPack).
+const hexEscape byte = 0x01
+
+// minHexRun is the shortest run of hex digits hexPack packs: shorter ones
+// would not pay for the escape and the length.
+const minHexRun = 16
+
+var errBadHexRun = errors.New("stored value has a malformed hex-packed run")
+
+func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+// hexPack replaces each run of at least minHexRun lowercase hex digits in b
+// by hexEscape, uvarint(n) and the n bytes the first 2n digits spell (an
+// odd run's last digit stays as it is), and each literal hexEscape byte by
+// hexEscape, 0. hexUnpack gives b back exactly, whatever b is.
+func hexPack(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case isLowerHex(c):
+			j := i + 1
+			for j < len(b) && isLowerHex(b[j]) {
+				j++
+			}
+			if n := (j - i) &^ 1; n >= minHexRun {
+				out = append(out, hexEscape)
+				out = binary.AppendUvarint(out, uint64(n/2))
+				out, _ = hex.AppendDecode(out, b[i:i+n]) // lowercase hex digits: cannot fail
+				i += n
+				continue
+			}
+			out = append(out, b[i:j]...)
+			i = j
+		case c == hexEscape:
+			out = append(out, hexEscape, 0)
+			i++
+		default:
+			out = append(out, c)
+			i++
+		}
+	}
+	return out
+}
+
+// hexUnpack reverses hexPack; an error means p is damaged.
+func hexUnpack(p []byte) ([]byte, error) {
+	out := make([]byte, 0, 2*len(p))
+	for len(p) > 0 {
+		k := bytes.IndexByte(p, hexEscape)
+		if k < 0 {
+			out = append(out, p...)
+			break
+		}
+		out = append(out, p[:k]...)
+		p = p[k+1:]
+		n, m := binary.Uvarint(p)
+		if m <= 0 || n > uint64(len(p)-m) {
+			return nil, errBadHexRun
+		}
+		p = p[m:]
+		if n == 0 {
+			out = append(out, hexEscape)
+			continue
+		}
+		out = hex.AppendEncode(out, p[:n])
+		p = p[n:]
+	}
+	return out, nil
 }

@@ -47,7 +47,7 @@ func TestStoredFormsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	packed := packEnvelope(eb)
-	if packed[0] != tagStoredEnvelope || len(packed) >= len(eb)/2 {
+	if packed[0] != tagStoredHexEnvelope || len(packed) >= len(eb)/2 {
 		t.Fatalf("envelope of %d bytes stored as %d bytes, tag %#x", len(eb), len(packed), packed[0])
 	}
 	t.Logf("envelope %d bytes → %d stored", len(eb), len(packed))
@@ -57,14 +57,24 @@ func TestStoredFormsRoundTrip(t *testing.T) {
 	}
 	// Bytes that are not a canonical envelope are compressed as they are.
 	odd := append([]byte(" "), eb...)
-	if p := packEnvelope(odd); p[0] != tagStoredCompressed {
+	if p := packEnvelope(odd); p[0] != tagStoredHexCompressed {
 		t.Fatalf("a non-canonical envelope stored with tag %#x", p[0])
 	} else if back, err := unpackStored(p); err != nil || !bytes.Equal(back, odd) {
 		t.Fatalf("round trip of a non-canonical envelope: %v", err)
 	}
 	// What compression does not shrink is stored as it is; a value that
 	// starts with a tag byte is always compressed, so it reads back.
-	for _, raw := range [][]byte{[]byte("{}"), {tagStoredCompressed}, {tagStoredEnvelope, 'x'}} {
+	// Values written before hex packing still read back.
+	parts, ok := envelopeParts(env, eb)
+	if !ok {
+		t.Fatal("a canonical envelope has no parts")
+	}
+	for _, v := range [][]byte{packWith(tagStoredEnvelope, parts, eb), packWith(tagStoredCompressed, eb, eb)} {
+		if back, err := unpackStored(v); err != nil || !bytes.Equal(back, eb) {
+			t.Fatalf("a value stored with tag %#x reads back %v", v[0], err)
+		}
+	}
+	for _, raw := range [][]byte{[]byte("{}"), {tagStoredCompressed}, {tagStoredEnvelope, 'x'}, {tagStoredHexEnvelope}} {
 		back, err := unpackStored(packLeaf(raw))
 		if err != nil || !bytes.Equal(back, raw) {
 			t.Fatalf("%q: %q %v", raw, back, err)
@@ -82,9 +92,20 @@ func FuzzStoredValue(f *testing.F) {
 	f.Add([]byte{tagStoredCompressed, 0x28, 0xb5, 0x2f, 0xfd})
 	f.Add([]byte{tagStoredEnvelope, 0, 0})
 	f.Add(packLeaf([]byte(`{"v":1,"index":3,"revision":"v1.0"}`)))
+	f.Add([]byte("\x01\x00" + strings.Repeat("0123456789abcdef", 5) + "f"))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		_, _ = unpackStored(v)
 		_, _ = envelopeFromParts(v)
+		_, _ = hexUnpack(v)
+		// A stored trace-id batch: whatever it holds expands or errs, and
+		// what expands encodes back to it.
+		ixf := indexFormat{batch: 4096, batchedTraces: true}
+		if keys, err := ixf.traceBatchKeys(u64(3), v); err == nil && !bytes.Equal(ixf.traceBatchValue(keys), v) {
+			t.Fatalf("trace batch %x expands to keys that encode to %x", v, ixf.traceBatchValue(keys))
+		}
+		if back, err := hexUnpack(hexPack(v)); err != nil || !bytes.Equal(back, v) {
+			t.Fatalf("%q hex-packed reads back %q, %v", v, back, err)
+		}
 		for _, p := range [][]byte{packLeaf(v), packEnvelope(v)} {
 			back, err := unpackStored(p)
 			if err != nil || !bytes.Equal(back, v) {
@@ -172,4 +193,36 @@ func BenchmarkUnpackEnvelope(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestHexPack: runs of 16 or more lowercase hex digits are packed to half
+// their size, shorter ones, uppercase and literal escape bytes are kept,
+// and a damaged run is an error.
+func TestHexPack(t *testing.T) {
+	trace := "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, tc := range []struct {
+		in      string
+		maxSize int
+	}{
+		{`{"trace_ids":["` + trace + `","` + trace + `"]}`, 21 + 2*18},
+		{"0123456789abcde", 15},          // too short: kept
+		{"0123456789abcdef0", 2 + 8 + 1}, // odd: the last digit stays
+		{"0123456789ABCDEF0123", 20},     // uppercase: kept
+		{"\x01\x01", 4},                  // literal escapes
+		{"", 0},
+	} {
+		p := hexPack([]byte(tc.in))
+		if len(p) > tc.maxSize {
+			t.Errorf("%q packed to %d bytes, want at most %d", tc.in, len(p), tc.maxSize)
+		}
+		back, err := hexUnpack(p)
+		if err != nil || string(back) != tc.in {
+			t.Errorf("%q reads back %q, %v", tc.in, back, err)
+		}
+	}
+	for _, bad := range [][]byte{{hexEscape}, {hexEscape, 5, 1, 2}, {hexEscape, 0x80}} {
+		if _, err := hexUnpack(bad); err == nil {
+			t.Errorf("damaged run %x unpacked", bad)
+		}
+	}
 }

@@ -104,7 +104,7 @@ func TestTamperDetected(t *testing.T) {
 			mutateDB(t, dir, func(tx *bolt.Tx) error {
 				b := tx.Bucket(bEnvelopes)
 				v := b.Get(u64(7))
-				if len(v) == 0 || v[0] != tagStoredEnvelope {
+				if len(v) == 0 || v[0] != tagStoredHexEnvelope {
 					t.Fatalf("envelope 7 is not stored as compressed parts")
 				}
 				return b.Put(u64(7), flipAt(v, len(v)-3))

@@ -79,12 +79,88 @@ var indexBuckets = [][]byte{bIxRevision, bIxExp, bIxTrace, bIxTime}
 type indexFormat struct {
 	// batch is the ledger's index batch (see Options.IndexBatch).
 	batch uint64
-	// batchedTraces: a trace-id key is the entry's index batch (the entry
-	// index / batch, 8 bytes) ‖ the first 8 bytes of the trace id's
-	// SHA-256 ‖ the entry index (24 bytes), so that each batch's keys come
-	// after every earlier batch's; else the trace id ‖ 0x00 ‖ the entry
-	// index, as the revision and experiment keys are.
+	// batchedTraces: the trace index holds one value per index batch (see
+	// traceBatch), whose records stand for the keys the entries make: the
+	// batch number (the entry index / batch, 8 bytes) ‖ the first 8 bytes
+	// of the trace id's SHA-256 ‖ the entry index. Without it a trace-id
+	// key is the trace id ‖ 0x00 ‖ the entry index, as the revision and
+	// experiment keys are, and is stored as such.
 	batchedTraces bool
+}
+
+// traceRecordSize is the size of one record of a batch's trace-id value:
+// 8 bytes of the trace id's SHA-256 ‖ the entry's offset in the batch
+// (4 bytes, big-endian). Records are sorted.
+const traceRecordSize = 12
+
+// maxIndexBatch bounds Options.IndexBatch (an offset in a batch fits in 4
+// bytes).
+const maxIndexBatch = 1 << 24
+
+// traceBatchKeys expands the stored trace-id value v of batch key k into
+// the keys its records stand for; an error says what is wrong with it.
+func (f indexFormat) traceBatchKeys(k, v []byte) ([][]byte, error) {
+	if len(k) != 8 {
+		return nil, fmt.Errorf("batch key %x is not 8 bytes", k)
+	}
+	if len(v)%traceRecordSize != 0 {
+		return nil, fmt.Errorf("batch %d: %d bytes of records of %d bytes", binary.BigEndian.Uint64(k), len(v), traceRecordSize)
+	}
+	n := binary.BigEndian.Uint64(k)
+	out := make([][]byte, 0, len(v)/traceRecordSize)
+	for i := 0; i < len(v); i += traceRecordSize {
+		r := v[i : i+traceRecordSize]
+		if i > 0 && bytes.Compare(v[i-traceRecordSize:i], r) >= 0 {
+			return nil, fmt.Errorf("batch %d: record %d is out of order (records are sorted and distinct)", n, i/traceRecordSize)
+		}
+		off := uint64(binary.BigEndian.Uint32(r[8:12]))
+		if off >= f.batch {
+			return nil, fmt.Errorf("batch %d: a record's offset %d is beyond the batch of %d", n, off, f.batch)
+		}
+		key := make([]byte, 0, 24)
+		key = append(append(key, k...), r[:8]...)
+		out = append(out, binary.BigEndian.AppendUint64(key, n*f.batch+off))
+	}
+	return out, nil
+}
+
+// traceBatchValue encodes the keys of one batch (sorted; as entryIndexKeys
+// makes them) as the batch's stored value.
+func (f indexFormat) traceBatchValue(keys [][]byte) []byte {
+	out := make([]byte, 0, traceRecordSize*len(keys))
+	for _, k := range keys {
+		out = append(out, k[8:16]...)
+		out = binary.BigEndian.AppendUint32(out, uint32(binary.BigEndian.Uint64(k[16:24])%f.batch))
+	}
+	return out
+}
+
+// forEachIndexKey calls fn with each key of index bucket b and its value:
+// for a batched trace index, each key its records stand for (value nil).
+func (f indexFormat) forEachIndexKey(b *bolt.Bucket, name []byte, fn func(k, v []byte) error) error {
+	batched := f.batchedTraces && bytes.Equal(name, bIxTrace)
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil && b.Bucket(k) != nil {
+			return tampered(fmt.Sprintf("index %s", name), "holds a nested bucket %q", k)
+		}
+		if !batched {
+			if err := fn(k, v); err != nil {
+				return err
+			}
+			continue
+		}
+		keys, err := f.traceBatchKeys(k, v)
+		if err != nil {
+			return tampered(fmt.Sprintf("index %s", name), "%v", err)
+		}
+		for _, vk := range keys {
+			if err := fn(vk, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // traceIndexBatched is meta "trace_index" of ledgers whose trace-id keys
@@ -519,17 +595,14 @@ func verifyIndexes(tx *bolt.Tx, size, through uint64, ixf indexFormat, seed maph
 // no value.
 func storedIndexHashes(b *bolt.Bucket, seed maphash.Seed, name []byte, ixf indexFormat) ([]uint64, error) {
 	var out []uint64
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v == nil && b.Bucket(k) != nil {
-			return nil, tampered(fmt.Sprintf("index %s", name), "holds a nested bucket %q", k)
-		}
+	err := ixf.forEachIndexKey(b, name, func(k, v []byte) error {
 		if len(v) != 0 {
-			return nil, tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, k)), "has a value (index keys carry none)")
+			return tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, k)), "has a value (index keys carry none)")
 		}
 		out = append(out, maphash.Bytes(seed, k))
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // nameIndexDifference finds the first index key of bucket name (number b
@@ -551,12 +624,14 @@ func nameIndexDifference(tx *bolt.Tx, name []byte, b int, size uint64, ixf index
 			want[string(k)] = i
 		}
 	}
-	c := tx.Bucket(name).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	if err := ixf.forEachIndexKey(tx.Bucket(name), name, func(k, _ []byte) error {
 		if _, ok := want[string(k)]; !ok {
 			return tampered(fmt.Sprintf("index %s key %s", name, ixf.describeIndexKey(name, k)), "matches no entry's record (added or edited)")
 		}
 		delete(want, string(k))
+		return nil
+	}); err != nil {
+		return err
 	}
 	var missing string
 	first := uint64(0)

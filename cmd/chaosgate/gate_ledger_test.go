@@ -144,18 +144,37 @@ func TestGateAndVerifyOver5000Entries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The keys of entries 0, 2500 and the block, in every index.
-	var cases [][2]string // bucket, key
+	// The keys of entries 0, 2500 and the block, in every index. The trace
+	// index keeps one value per index batch: there, a key is a record of
+	// its batch's value (8 bytes of the trace id's SHA-256 ‖ the entry's
+	// offset in the batch, 4 bytes).
+	type indexKey struct {
+		bucket string
+		key    []byte // a bucket key; for ix_trace, the batch's key
+		record int    // ix_trace: the record's position in the value
+	}
+	var cases []indexKey
+	var batch uint64
 	bdb, err := bolt.Open(db, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bdb.View(func(tx *bolt.Tx) error {
+		batch = binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("index_batch")))
 		for _, b := range []string{"ix_revision", "ix_experiment", "ix_trace", "ix_time"} {
-			tx.Bucket([]byte(b)).ForEach(func(k, _ []byte) error {
+			tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
+				if b == "ix_trace" {
+					for r := 0; r < len(v)/12; r++ {
+						switch binary.BigEndian.Uint64(k)*batch + uint64(binary.BigEndian.Uint32(v[12*r+8:])) {
+						case 0, 2500, block:
+							cases = append(cases, indexKey{b, append([]byte(nil), k...), r})
+						}
+					}
+					return nil
+				}
 				switch binary.BigEndian.Uint64(k[len(k)-8:]) {
 				case 0, 2500, block:
-					cases = append(cases, [2]string{b, string(k)})
+					cases = append(cases, indexKey{bucket: b, key: append([]byte(nil), k...)})
 				}
 				return nil
 			})
@@ -163,22 +182,37 @@ func TestGateAndVerifyOver5000Entries(t *testing.T) {
 		return nil
 	})
 	bdb.Close()
-	if len(cases) != 12 {
-		t.Fatalf("%d index keys for entries 0, 2500 and %d", len(cases), block)
+	if len(cases) != 12 || batch == 0 {
+		t.Fatalf("%d index keys for entries 0, 2500 and %d (index batch %d)", len(cases), block, batch)
 	}
 	for _, c := range cases {
 		for _, edit := range []bool{false, true} {
 			if err := os.WriteFile(db, orig, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			key := []byte(c[1])
-			named := key
+			key := c.key
+			var named string // how verify names the key it finds deleted or added
 			bdb, err := bolt.Open(db, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
 			err = bdb.Update(func(tx *bolt.Tx) error {
-				b := tx.Bucket([]byte(c[0]))
+				b := tx.Bucket([]byte(c.bucket))
+				if c.bucket == "ix_trace" {
+					v := append([]byte(nil), b.Get(key)...)
+					rec := v[12*c.record : 12*c.record+12]
+					n, off := binary.BigEndian.Uint64(key), binary.BigEndian.Uint32(rec[8:])
+					named = fmt.Sprintf("trace-id hash %x → entry %d", rec[:8], n*batch+uint64(off))
+					if !edit {
+						return b.Put(key, append(v[:12*c.record:12*c.record], v[12*c.record+12:]...))
+					}
+					// The record now names another entry of its batch.
+					off ^= 1
+					binary.BigEndian.PutUint32(rec[8:], off)
+					named = fmt.Sprintf("trace-id hash %x → entry %d", rec[:8], n*batch+uint64(off))
+					return b.Put(key, v)
+				}
+				named = describeKey(c.bucket, key)
 				if err := b.Delete(key); err != nil {
 					return err
 				}
@@ -186,20 +220,21 @@ func TestGateAndVerifyOver5000Entries(t *testing.T) {
 					return nil
 				}
 				// The key now names the newest entry of the ledger instead.
-				named = append(append([]byte(nil), key[:len(key)-8]...), binary.BigEndian.AppendUint64(nil, 4999)...)
-				if b.Get(named) != nil || bytes.Equal(named, key) {
-					named = append(append([]byte(nil), key[:len(key)-8]...), binary.BigEndian.AppendUint64(nil, 5000)...)
+				nk := append(append([]byte(nil), key[:len(key)-8]...), binary.BigEndian.AppendUint64(nil, 4999)...)
+				if b.Get(nk) != nil || bytes.Equal(nk, key) {
+					nk = append(append([]byte(nil), key[:len(key)-8]...), binary.BigEndian.AppendUint64(nil, 5000)...)
 				}
-				return b.Put(named, nil)
+				named = describeKey(c.bucket, nk)
+				return b.Put(nk, nil)
 			})
 			bdb.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
-			what := fmt.Sprintf("%s key %q (edited %v)", c[0], key, edit)
+			what := fmt.Sprintf("%s key %q (edited %v)", c.bucket, key, edit)
 			out, errs, code := runBinary(t, bin, "ledger", "verify", "--ledger", ledger, "--keys", keys)
-			if code != exitBlock || !strings.Contains(out+errs, "index "+c[0]+" key "+describeKey(c[0], named)) {
-				t.Fatalf("%s: ledger verify exit %d, want 1 naming %s\n%s\n%s", what, code, describeKey(c[0], named), out, errs)
+			if code != exitBlock || !strings.Contains(out+errs, "index "+c.bucket+" key "+named) {
+				t.Fatalf("%s: ledger verify exit %d, want 1 naming %s\n%s\n%s", what, code, named, out, errs)
 			}
 			argo, confirm, pre, rollback := gateAnswers(t, p, tok, rev)
 			if argo == "promote" || confirm == 200 || pre == 200 {
