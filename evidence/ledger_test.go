@@ -584,12 +584,13 @@ func TestIndexTail(t *testing.T) {
 	}
 }
 
-// TestLedgerWrittenBeforeHashedTraceKeys: a ledger written before trace-id
-// keys were hashed and before the indexes could lag (no meta trace_index,
-// no indexed_through; trace keys are the trace id ‖ 0x00 ‖ the index) opens,
+// TestLedgerWrittenBeforeTraceBatches: a ledger written before the trace
+// index was kept in batches and before the indexes could lag (no meta
+// trace_index, index_batch or indexed_through; trace keys are the trace id
+// ‖ 0x00 ‖ the index) opens,
 // verifies, is searched by trace id, and takes new entries in its own
 // format.
-func TestLedgerWrittenBeforeHashedTraceKeys(t *testing.T) {
+func TestLedgerWrittenBeforeTraceBatches(t *testing.T) {
 	ctx := context.Background()
 	k := newKeys(t, "example.test/log")
 	dir := t.TempDir()
