@@ -180,6 +180,10 @@ func (in *Injector) Start(ctx context.Context, t engine.Target, f engine.Fault) 
 // rejected (429) and the queue the arm holds. On a loaded host a burst's
 // first requests can take longer than that moment to reach the arm, so
 // one early look would call a burst that the arm then felt a mismatch.
+// An arm can feel a burst so hard that its nodes do not answer a scrape
+// (requests time out): the burst is confirmed, and Confirm looks again
+// until the nodes answer or the burst ends, so that the measurement says
+// what the arm shed and held whenever the arm can tell.
 func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.ConfirmResult {
 	in.mu.Lock()
 	b := in.bursts[a.ID]
@@ -191,13 +195,24 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 	if err := waitctx.Sleep(ctx, time.Until(b.start.Add(wait))); err != nil {
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
 	}
+	var felt *engine.ConfirmResult // the latest look that confirmed, without the nodes' counters
 	for {
-		res, final := in.lookAtBurst(ctx, a, b)
-		if res.Outcome == engine.Confirmed || final {
+		res, final, scraped := in.lookAtBurst(ctx, a, b)
+		switch {
+		case res.Outcome == engine.Confirmed && (scraped || final):
+			return res
+		case res.Outcome == engine.Confirmed:
+			felt = &res
+		case final && felt != nil:
+			return *felt
+		case final:
 			return res
 		}
 		select {
 		case <-ctx.Done():
+			if felt != nil {
+				return *felt
+			}
 			return res
 		case <-b.done:
 		case <-time.After(overloadLookInterval):
@@ -210,9 +225,9 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 const overloadLookInterval = 250 * time.Millisecond
 
 // lookAtBurst is one look at a running (or just finished) burst; final
-// says that no later look can change the outcome (the burst ended).
-func (in *Injector) lookAtBurst(ctx context.Context, a engine.Applied, b *burst) (engine.ConfirmResult, bool) {
-	final := false
+// says that no later look can change the outcome (the burst ended), and
+// scraped that the arm's nodes answered.
+func (in *Injector) lookAtBurst(ctx context.Context, a engine.Applied, b *burst) (res engine.ConfirmResult, final, scraped bool) {
 	s, ok := b.gen.Live()
 	select {
 	case <-b.done:
@@ -220,7 +235,7 @@ func (in *Injector) lookAtBurst(ctx context.Context, a engine.Applied, b *burst)
 	default:
 	}
 	if !ok {
-		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "the burst has not started"}, false
+		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: "the burst has not started"}, false, false
 	}
 	now := in.nodeLoad(ctx, a.Target)
 	el := time.Since(b.start).Seconds()
@@ -251,7 +266,7 @@ func (in *Injector) lookAtBurst(ctx context.Context, a engine.Applied, b *burst)
 	case !reached || rate < 0.1*a.Fault.Rate:
 		out = engine.Mismatch
 	}
-	return engine.ConfirmResult{Outcome: out, Measurement: m}, final
+	return engine.ConfirmResult{Outcome: out, Measurement: m}, final, now.nodes > 0
 }
 
 // Recover waits for the burst to end (it ends with the fault's
