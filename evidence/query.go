@@ -3,7 +3,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -268,10 +267,7 @@ func (l *Ledger) Search(ctx context.Context, q Query) ([]Entry, error) {
 		case q.Experiment != "":
 			cands, err = scanIndexAndTail(tx, bIxExp, valuePrefix(q.Experiment), func(r *leafFields) bool { return r.Experiment == q.Experiment })
 		case q.TraceID != "":
-			var ixf indexFormat
-			if ixf, err = indexFormatOf(tx.Bucket(bMeta), 1); err != nil {
-				return err
-			}
+			ixf := l.ixf
 			indexed := func(b *bolt.Bucket, through uint64) []uint64 {
 				if !ixf.batchedTraces {
 					return scanIndex(b, ixf.tracePrefix(q.TraceID, 0))
@@ -371,8 +367,7 @@ func valuePrefix(v string) func(*bolt.Bucket, uint64) []uint64 {
 // binary search of each batch's sorted records for the trace id's hash. A
 // damaged batch value finds nothing (verify names it).
 func scanTraceBatches(b *bolt.Bucket, ixf indexFormat, traceID string, through uint64) []uint64 {
-	sum := sha256.Sum256([]byte(traceID))
-	h := sum[:8]
+	h := ixf.tracePrefix(traceID, 0)[8:] // the trace id's hash, after the batch number
 	var out []uint64
 	for n := uint64(0); n*ixf.batch < through; n++ {
 		v := b.Get(u64(n))

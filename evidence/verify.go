@@ -80,7 +80,7 @@ type indexFormat struct {
 	// batch is the ledger's index batch (see Options.IndexBatch).
 	batch uint64
 	// batchedTraces: the trace index holds one value per index batch (see
-	// traceBatch), whose records stand for the keys the entries make: the
+	// traceBatchKeys), whose records stand for the keys the entries make: the
 	// batch number (the entry index / batch, 8 bytes) ‖ the first 8 bytes
 	// of the trace id's SHA-256 ‖ the entry index. Without it a trace-id
 	// key is the trace id ‖ 0x00 ‖ the entry index, as the revision and

@@ -203,9 +203,10 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 			return res
 		case res.Outcome == engine.Confirmed:
 			felt = &res
-		case final && felt != nil:
-			return *felt
 		case final:
+			if felt != nil {
+				return *felt
+			}
 			return res
 		}
 		select {
