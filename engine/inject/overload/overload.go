@@ -196,8 +196,19 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 		return engine.ConfirmResult{Outcome: engine.Inconclusive, Measurement: err.Error()}
 	}
 	var felt *engine.ConfirmResult // the latest look that confirmed, without the nodes' counters
+	var lastChance time.Time       // after the burst: until when the nodes get to answer
 	for {
 		res, final, scraped := in.lookAtBurst(ctx, a, b)
+		if final && !scraped && res.Outcome == engine.Confirmed {
+			// Nodes still busy with the burst's last requests answer
+			// once those time out.
+			if lastChance.IsZero() {
+				lastChance = time.Now().Add(overloadAfterBurstWait)
+			}
+			if time.Now().Before(lastChance) {
+				felt, final = &res, false
+			}
+		}
 		switch {
 		case res.Outcome == engine.Confirmed && (scraped || final):
 			return res
@@ -215,7 +226,7 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 				return *felt
 			}
 			return res
-		case <-b.done:
+		case <-doneOrNil(b.done, lastChance.IsZero()):
 		case <-time.After(overloadLookInterval):
 		}
 	}
@@ -224,6 +235,11 @@ func (in *Injector) Confirm(ctx context.Context, a engine.Applied) engine.Confir
 // overloadLookInterval is the pause between two looks at a burst that the
 // arm has not yet felt.
 const overloadLookInterval = 250 * time.Millisecond
+
+// overloadAfterBurstWait is how long after a felt burst Confirm keeps
+// asking nodes that did not answer a scrape for their counters: longer than
+// a burst request's timeout.
+const overloadAfterBurstWait = 3 * time.Second
 
 // lookAtBurst is one look at a running (or just finished) burst; final
 // says that no later look can change the outcome (the burst ended), and
@@ -379,4 +395,14 @@ func scrapeLoad(ctx context.Context, addr string) (nodeLoad, bool) {
 		}
 	}
 	return l, true
+}
+
+// doneOrNil is done while wake, else nil (a channel that never fires): once
+// the burst has ended, its closed done channel must not turn the looks
+// into a busy loop.
+func doneOrNil(done chan struct{}, wake bool) chan struct{} {
+	if wake {
+		return done
+	}
+	return nil
 }
