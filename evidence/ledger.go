@@ -860,6 +860,17 @@ func (l *Ledger) commit(batch []*appendReq) ([]Receipt, error) {
 }
 
 func dedup(s []string) []string {
+	if len(s) <= 32 {
+		// A statement's few names and trace ids: compared pairwise,
+		// without a map.
+		out := make([]string, 0, len(s))
+		for _, x := range s {
+			if !slices.Contains(out, x) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
 	seen := make(map[string]bool, len(s))
 	out := s[:0:0]
 	for _, x := range s {
@@ -937,7 +948,7 @@ func (l *Ledger) loadIndexTail() error {
 				return err
 			}
 			var rec leafFields
-			if err := json.Unmarshal(leaf, &rec); err != nil {
+			if err := decodeLeaf(leaf, &rec); err != nil {
 				return tampered(fmt.Sprintf("entry %d", i), "leaf is not a valid entry record: %v", err)
 			}
 			keys := l.ixf.indexKeys(&rec, i)
@@ -985,7 +996,15 @@ type entryIndexKeys struct {
 // page per key.
 func putIndexKeys(tx *bolt.Tx, ixf indexFormat, tail, added []entryIndexKeys, through uint64) error {
 	for b := range valueIndexes {
-		var keys [][]byte
+		n := 0
+		for _, part := range [][]entryIndexKeys{tail, added} {
+			for _, e := range part {
+				if e.index < through {
+					n += len(e.keys[b])
+				}
+			}
+		}
+		keys := make([][]byte, 0, n)
 		for _, part := range [][]entryIndexKeys{tail, added} {
 			for _, e := range part {
 				if e.index < through {

@@ -350,7 +350,7 @@ func scanIndexAndTail(tx *bolt.Tx, bucket []byte, indexed func(b *bolt.Bucket, t
 			return nil, err
 		}
 		var rec leafFields
-		if leaf == nil || json.Unmarshal(leaf, &rec) != nil || match(&rec) {
+		if leaf == nil || decodeLeaf(leaf, &rec) != nil || match(&rec) {
 			cands = append(cands, i)
 		}
 	}

@@ -376,6 +376,9 @@ func (p *PublicKeys) VerifyEnvelope(ctx context.Context, env *Envelope) (*Statem
 
 // EnvelopeBytes is the canonical JSON encoding of env stored in the ledger.
 func EnvelopeBytes(env *Envelope) ([]byte, error) {
+	if b, ok := appendEnvelopeJSON(nil, env); ok {
+		return b, nil
+	}
 	e := *env
 	e.Signatures = slices.Clone(env.Signatures)
 	b, err := json.Marshal(&e)
@@ -383,6 +386,67 @@ func EnvelopeBytes(env *Envelope) ([]byte, error) {
 		return nil, wrap(KindInternal, "envelope", err)
 	}
 	return b, nil
+}
+
+// appendEnvelopeJSON appends env as json.Marshal writes it, when every
+// string in it is plain (see plainJSON): the envelope of every append and
+// of every entry a verify reads back is written this way, without
+// reflection. false: a string needs escaping, and env is left to
+// json.Marshal. FuzzEnvelopeJSON checks that both write the same bytes.
+func appendEnvelopeJSON(dst []byte, env *Envelope) ([]byte, bool) {
+	if !plainJSON(env.PayloadType) || !plainJSON(env.Payload) {
+		return dst, false
+	}
+	for _, s := range env.Signatures {
+		if !plainJSON(s.KeyID) || !plainJSON(s.Sig) {
+			return dst, false
+		}
+	}
+	n := len(env.PayloadType) + len(env.Payload) + 64
+	for _, s := range env.Signatures {
+		n += len(s.KeyID) + len(s.Sig) + 24
+	}
+	dst = slices.Grow(dst, n)
+	dst = append(dst, `{"payloadType":"`...)
+	dst = append(dst, env.PayloadType...)
+	dst = append(dst, `","payload":"`...)
+	dst = append(dst, env.Payload...)
+	dst = append(dst, `","signatures":`...)
+	dst = appendSignaturesJSON(dst, env.Signatures)
+	return append(dst, '}'), true
+}
+
+// appendSignaturesJSON appends plain signatures as json.Marshal writes
+// them (null for none).
+func appendSignaturesJSON(dst []byte, sigs []dsse.Signature) []byte {
+	if sigs == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, s := range sigs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"keyid":"`...)
+		dst = append(dst, s.KeyID...)
+		dst = append(dst, `","sig":"`...)
+		dst = append(dst, s.Sig...)
+		dst = append(dst, `"}`...)
+	}
+	return append(dst, ']')
+}
+
+// plainJSON reports whether json.Marshal writes s as it is between quotes:
+// printable ASCII without the quote, the backslash and the characters it
+// escapes for HTML (<, >, &).
+func plainJSON[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func short(s string) string {

@@ -214,7 +214,9 @@ func envelopeFromParts(b []byte) ([]byte, error) {
 		return nil, errBadParts
 	}
 	b = b[k:]
-	e := Envelope{PayloadType: string(pt), Payload: base64.StdEncoding.EncodeToString(payload)}
+	type sigPart struct{ kid, sig []byte }
+	var sigs []sigPart
+	plain := plainJSON(pt)
 	for range nsig {
 		kid, err := next()
 		if err != nil {
@@ -224,10 +226,47 @@ func envelopeFromParts(b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: string(kid), Sig: base64.StdEncoding.EncodeToString(sig)})
+		sigs = append(sigs, sigPart{kid, sig})
+		plain = plain && plainJSON(kid)
 	}
 	if len(b) != 0 {
 		return nil, errBadParts
+	}
+	if plain {
+		// Written as EnvelopeBytes writes it (appendEnvelopeJSON), with
+		// the base64 encoded in place.
+		enc := base64.StdEncoding
+		n := len(pt) + enc.EncodedLen(len(payload)) + 64
+		for _, s := range sigs {
+			n += len(s.kid) + enc.EncodedLen(len(s.sig)) + 24
+		}
+		out := make([]byte, 0, n)
+		out = append(out, `{"payloadType":"`...)
+		out = append(out, pt...)
+		out = append(out, `","payload":"`...)
+		out = enc.AppendEncode(out, payload)
+		out = append(out, `","signatures":`...)
+		if len(sigs) == 0 {
+			out = append(out, "null"...)
+		} else {
+			out = append(out, '[')
+			for i, s := range sigs {
+				if i > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, `{"keyid":"`...)
+				out = append(out, s.kid...)
+				out = append(out, `","sig":"`...)
+				out = enc.AppendEncode(out, s.sig)
+				out = append(out, `"}`...)
+			}
+			out = append(out, ']')
+		}
+		return append(out, '}'), nil
+	}
+	e := Envelope{PayloadType: string(pt), Payload: base64.StdEncoding.EncodeToString(payload)}
+	for _, s := range sigs {
+		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: string(s.kid), Sig: base64.StdEncoding.EncodeToString(s.sig)})
 	}
 	return EnvelopeBytes(&e)
 }
