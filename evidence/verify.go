@@ -352,9 +352,10 @@ func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through u
 			defer wg.Done()
 			var ne, nb uint64
 			var ix [4]keySet
+			var rd entryReaders
 			for chunk := range work {
 				for _, it := range chunk {
-					rec, err := l.checkEntry(ctx, it, fromScratch, leafHashes, &seenBlobs, &nb)
+					rec, err := l.checkEntry(ctx, &rd, it, fromScratch, leafHashes, &seenBlobs, &nb)
 					if err != nil {
 						fail.set(it.i, err)
 						continue
@@ -727,15 +728,20 @@ func (f indexFormat) describeIndexKey(bucket, k []byte) string {
 	return fmt.Sprintf("%q → entry %d", k[:len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]))
 }
 
-func (l *Ledger) checkEntry(ctx context.Context, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) (*leafFields, error) {
-	op := fmt.Sprintf("entry %d", it.i)
+// entryReaders are one verify worker's readers of leaves and envelopes.
+type entryReaders struct{ leaf, env storedReader }
+
+// checkEntry checks entry it (its leaf and envelope unpacked with rd),
+// records its leaf hash and returns its fields.
+func (l *Ledger) checkEntry(ctx context.Context, rd *entryReaders, it verifyItem, fromScratch bool, leafHashes []tlog.Hash, seen *sync.Map, nblobs *uint64) (*leafFields, error) {
 	var err error
-	if it.leaf, err = unpackValue(it.leaf, op); err != nil {
-		return nil, err
+	if it.leaf, err = rd.leaf.unpack(it.leaf); err != nil {
+		return nil, unpackError(err, fmt.Sprintf("entry %d", it.i))
 	}
-	if it.env, err = unpackValue(it.env, fmt.Sprintf("envelope %d", it.i)); err != nil {
-		return nil, err
+	if it.env, err = rd.env.unpack(it.env); err != nil {
+		return nil, unpackError(err, fmt.Sprintf("envelope %d", it.i))
 	}
+	op := fmt.Sprintf("entry %d", it.i)
 	leafHashes[it.i] = tlog.RecordHash(it.leaf)
 	var rec leafFields
 	if err := decodeLeaf(it.leaf, &rec); err != nil {
