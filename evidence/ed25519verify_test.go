@@ -1,11 +1,15 @@
 package evidence
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"encoding/hex"
 	"math/big"
 	"math/rand/v2"
 	"testing"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // The order ℓ of the prime subgroup, little-endian as in a signature's S.
@@ -151,4 +155,43 @@ func FuzzVerifyEd25519(f *testing.F) {
 			t.Fatalf("crypto/ed25519 says %v, the ledger's verifier %v", std, got)
 		}
 	})
+}
+
+// TestNoteVerifier: the checkpoint and block verifier takes note's name
+// and key hash, accepts what note's own verifier accepts and refuses an
+// altered note.
+func TestNoteVerifier(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(crand.Reader, "example.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := noteVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, _ := note.NewVerifier(vkey)
+	if _, ok := ours.(*ed25519NoteVerifier); !ok {
+		t.Fatalf("an Ed25519 key got %T", ours)
+	}
+	if ours.Name() != theirs.Name() || ours.KeyHash() != theirs.KeyHash() {
+		t.Fatalf("name/hash %s/%x, note's %s/%x", ours.Name(), ours.KeyHash(), theirs.Name(), theirs.KeyHash())
+	}
+	msg, err := note.Sign(&note.Note{Text: "example.test/log\n7\nroot\n"}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range [][]byte{msg, bytes.Replace(msg, []byte("7\n"), []byte("8\n"), 1)} {
+		_, errOurs := note.Open(m, note.VerifierList(ours))
+		_, errTheirs := note.Open(m, note.VerifierList(theirs))
+		if (errOurs == nil) != (errTheirs == nil) || (i == 0) != (errOurs == nil) {
+			t.Fatalf("note %d: ours %v, note's %v", i, errOurs, errTheirs)
+		}
+	}
+	if _, err := noteVerifier("not a key"); err == nil {
+		t.Fatal("a malformed key was accepted")
+	}
 }

@@ -39,7 +39,13 @@ func metaU64(m *bolt.Bucket, key []byte) (uint64, error) {
 // while guard is in effect.
 func copyValue(tx *bolt.Tx, what string, v []byte) ([]byte, error) {
 	if int64(len(v)) > tx.Size() {
-		return nil, tampered(what, "a stored value of %d bytes in a database file of %d bytes", len(v), tx.Size())
+		return nil, oversizedValue(what, len(v), tx.Size())
 	}
 	return append([]byte(nil), v...), nil
+}
+
+// oversizedValue reports a stored value of what that claims more bytes
+// than the database file holds.
+func oversizedValue(what string, n int, fileSize int64) error {
+	return tampered(what, "a stored value of %d bytes in a database file of %d bytes", n, fileSize)
 }

@@ -221,7 +221,7 @@ func LoadKeys(dir string) (*Keys, error) {
 	if err != nil {
 		return nil, wrap(KindInternal, "load keys", err)
 	}
-	verifier, err := note.NewVerifier(vkey)
+	verifier, err := noteVerifier(vkey)
 	if err != nil {
 		return nil, wrap(KindInternal, "load keys", err)
 	}
@@ -298,7 +298,7 @@ func ParsePublicKeys(evidencePEM []byte, vkey string) (*PublicKeys, error) {
 	if !ok {
 		return nil, errorf(KindInvalid, "public keys", "evidence key is %T, want Ed25519", k)
 	}
-	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	v, err := noteVerifier(strings.TrimSpace(vkey))
 	if err != nil {
 		return nil, wrap(KindInvalid, "public keys: checkpoint verifier", err)
 	}
