@@ -322,7 +322,24 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if err != nil {
 		return err
 	}
-	root, hr, err := verifyTree(tx, size, leafHashes)
+	// The tree is recomputed on another CPU while this goroutine (the
+	// only one that reads the file) checks the indexes; the index result
+	// is reported after the tree, blocks and checkpoints, as before.
+	type treeResult struct {
+		mem []tlog.Hash
+		err error
+	}
+	treeDone := make(chan treeResult, 1)
+	go func() {
+		mem, err := treeHashes(leafHashes)
+		treeDone <- treeResult{mem, err}
+	}()
+	ixErr := verifyIndexes(tx, size, through, ixf, seed, ixWant)
+	tr := <-treeDone
+	if tr.err != nil {
+		return tr.err
+	}
+	root, hr, err := verifyTree(tx, size, tr.mem)
 	if err != nil {
 		return err
 	}
@@ -337,7 +354,7 @@ func (l *Ledger) verifyTx(ctx context.Context, tx *bolt.Tx, fromScratch bool, re
 	if latest.Root != root {
 		return tampered("latest checkpoint", "root %s, the recomputed tree of size %d has root %s", latest.Root, size, root)
 	}
-	return verifyIndexes(tx, size, through, ixf, seed, ixWant)
+	return ixErr
 }
 
 // verifyEntries is pass 1: every entry and envelope, hashed and checked in
@@ -474,16 +491,24 @@ func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through u
 	return leafHashes, ixWant, nil
 }
 
-// verifyTree is pass 2: every stored tree hash recomputed from the leaf
-// hashes, and the root.
-func verifyTree(tx *bolt.Tx, size uint64, leafHashes []tlog.Hash) (tlog.Hash, tlog.HashReader, error) {
-	// Pass 2: the tree. Every stored hash is recomputed from the leaf
-	// hashes: tlog.TreeHash reads only the few hashes on the way to the
-	// root, so a damaged interior hash would otherwise go unseen until a
-	// proof through it failed in an auditor's hands.
-	stored := tx.Bucket(bHashes)
-	mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(size)))
-	memReader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+// treeHashes recomputes every stored hash of the tree of the leaf hashes,
+// in stored-hash order. It reads no file: it runs beside the index pass.
+func treeHashes(leafHashes []tlog.Hash) ([]tlog.Hash, error) {
+	mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(len(leafHashes))))
+	read := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return memHashReader(mem).ReadHashes(idx) })
+	for i, h := range leafHashes {
+		hs, err := tlog.StoredHashesForRecordHash(int64(i), h, read)
+		if err != nil {
+			return nil, wrap(KindInternal, "verify", err)
+		}
+		mem = append(mem, hs...)
+	}
+	return mem, nil
+}
+
+// memHashReader reads the stored hashes computed so far.
+func memHashReader(mem []tlog.Hash) tlog.HashReaderFunc {
+	return func(idx []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(idx))
 		for j, x := range idx {
 			if x >= int64(len(mem)) {
@@ -492,14 +517,19 @@ func verifyTree(tx *bolt.Tx, size uint64, leafHashes []tlog.Hash) (tlog.Hash, tl
 			out[j] = mem[x]
 		}
 		return out, nil
-	})
-	for i := uint64(0); i < size; i++ {
-		hs, err := tlog.StoredHashesForRecordHash(int64(i), leafHashes[i], memReader)
-		if err != nil {
-			return tlog.Hash{}, nil, wrap(KindInternal, "verify", err)
-		}
-		mem = append(mem, hs...)
 	}
+}
+
+// verifyTree is pass 2: every stored tree hash against mem, the hashes
+// treeHashes recomputed, and the root.
+func verifyTree(tx *bolt.Tx, size uint64, mem []tlog.Hash) (tlog.Hash, tlog.HashReader, error) {
+	// Pass 2: the tree. Every stored hash is compared with the one
+	// recomputed from the leaf hashes (treeHashes): tlog.TreeHash reads
+	// only the few hashes on the way to the root, so a damaged interior
+	// hash would otherwise go unseen until a proof through it failed in an
+	// auditor's hands.
+	stored := tx.Bucket(bHashes)
+	memReader := memHashReader(mem)
 	c := stored.Cursor()
 	var n int64
 	for k, v := c.First(); k != nil; k, v = c.Next() {
