@@ -3,15 +3,18 @@ package evidence
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/chaosgate/chaosgate/internal/jsonscan"
 )
 
 // decodeLeaf reads the fields Verify, Search and the index tail need from a
 // leaf (an EntryRecord as json.Marshal wrote it). Every entry of a verify
 // is decoded, and encoding/json spends most of its time on reflection for
 // a record whose shape is always the same; decodeLeafFast reads the shape
-// chaosgate writes in one pass, and anything else (whitespace, escapes,
-// non-ASCII bytes, an unknown or repeated key, null, a malformed value)
-// goes to encoding/json, which gives the same fields or the same error.
+// chaosgate writes in one pass (internal/jsonscan), and anything else
+// (whitespace, escapes, invalid UTF-8, an unknown or repeated key, null, a
+// malformed value) goes to encoding/json, which gives the same fields or
+// the same error.
 // FuzzDecodeLeaf checks that the two agree on every input the fast path
 // accepts.
 func decodeLeaf(leaf []byte, rec *leafFields) error {
@@ -20,108 +23,6 @@ func decodeLeaf(leaf []byte, rec *leafFields) error {
 	}
 	*rec = leafFields{}
 	return json.Unmarshal(leaf, rec)
-}
-
-// leafScanner reads the canonical JSON of an entry record. Its strings
-// are slices of one copy of the leaf (ls): one allocation for all of them.
-type leafScanner struct {
-	b  []byte
-	ls string
-	i  int
-}
-
-// next returns the next byte and advances; ok false at the end.
-func (s *leafScanner) next() (byte, bool) {
-	if s.i >= len(s.b) {
-		return 0, false
-	}
-	c := s.b[s.i]
-	s.i++
-	return c, true
-}
-
-// expect consumes c or reports false.
-func (s *leafScanner) expect(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// str reads a string of printable ASCII without escapes, returning its
-// content (without the quotes).
-func (s *leafScanner) str() (string, bool) {
-	if !s.expect('"') {
-		return "", false
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			return s.ls[start : s.i-1], true
-		case c == '\\' || c < 0x20 || c >= 0x80:
-			return "", false
-		}
-		s.i++
-	}
-	return "", false
-}
-
-// uint reads a JSON number that is a plain unsigned integer in uint64.
-func (s *leafScanner) uint() (uint64, bool) {
-	start := s.i
-	var v uint64
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		d := uint64(s.b[s.i] - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-		s.i++
-	}
-	n := s.i - start
-	if n == 0 || (n > 1 && s.b[start] == '0') {
-		return 0, false
-	}
-	// A fraction or an exponent is not an integer literal.
-	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		return 0, false
-	}
-	return v, true
-}
-
-// strings reads an array of strings (an empty array gives an empty,
-// non-nil slice, as encoding/json does).
-func (s *leafScanner) strings() ([]string, bool) {
-	if !s.expect('[') {
-		return nil, false
-	}
-	// The capacity is a guess (a string may hold a quote's pair of
-	// brackets); it saves the slice's growth steps.
-	n := 0
-	if end := bytes.IndexByte(s.b[s.i:], ']'); end > 0 {
-		n = bytes.Count(s.b[s.i:s.i+end], []byte{'"'}) / 2
-	}
-	out := make([]string, 0, n)
-	if s.expect(']') {
-		return out, true
-	}
-	for {
-		v, ok := s.str()
-		if !ok {
-			return nil, false
-		}
-		out = append(out, v)
-		if s.expect(']') {
-			return out, true
-		}
-		if !s.expect(',') {
-			return nil, false
-		}
-	}
 }
 
 // The keys of an entry record, and a bit for each to refuse repeats.
@@ -144,58 +45,58 @@ const (
 // writes; false leaves the leaf to encoding/json (rec is then undefined).
 func decodeLeafFast(leaf []byte, rec *leafFields) bool {
 	*rec = leafFields{}
-	s := &leafScanner{b: leaf, ls: string(leaf)}
-	if !s.expect('{') {
+	s := jsonscan.New(leaf)
+	if !s.Lit('{') {
 		return false
 	}
 	seen := 0
-	if s.expect('}') {
-		return s.i == len(s.b)
+	if s.Lit('}') {
+		return s.I == len(s.B)
 	}
 	for {
-		key, ok := s.str()
-		if !ok || !s.expect(':') {
+		key, ok := s.Str()
+		if !ok || !s.Lit(':') {
 			return false
 		}
 		bit := 0
-		switch string(key) {
+		switch key {
 		case "v":
 			bit = leafKeyV
-			_, ok = s.uint() // not a leafFields field: only checked
+			_, ok = s.Uint() // not a leafFields field: only checked
 		case "index":
 			bit = leafKeyIndex
-			rec.Index, ok = s.uint()
+			rec.Index, ok = s.Uint()
 		case "time":
 			bit = leafKeyTime
-			start := s.i
-			if _, ok = s.str(); ok {
-				ok = rec.Time.UnmarshalJSON(s.b[start:s.i]) == nil
+			start := s.I
+			if _, ok = s.Str(); ok {
+				ok = rec.Time.UnmarshalJSON(s.B[start:s.I]) == nil
 			}
 		case "revision":
 			bit = leafKeyRevision
-			rec.Revision, ok = s.str()
+			rec.Revision, ok = s.Str()
 		case "subjects":
 			bit = leafKeySubjects
-			rec.Subjects, ok = s.strings()
+			rec.Subjects, ok = s.Strings()
 		case "experiment":
 			bit = leafKeyExperiment
-			rec.Experiment, ok = s.str()
+			rec.Experiment, ok = s.Str()
 		case "run_id":
 			bit = leafKeyRunID
-			_, ok = s.str() // not a leafFields field: only checked
+			_, ok = s.Str() // not a leafFields field: only checked
 		case "trace_ids":
 			bit = leafKeyTraceIDs
-			rec.TraceIDs, ok = s.strings()
+			rec.TraceIDs, ok = s.Strings()
 		case "predicate_type":
 			bit = leafKeyPredicateType
-			rec.PredicateType, ok = s.str()
+			rec.PredicateType, ok = s.Str()
 		case "envelope_sha256":
 			bit = leafKeyEnvelopeSHA256
-			rec.EnvelopeSHA256, ok = s.str()
+			rec.EnvelopeSHA256, ok = s.Str()
 		case "blobs":
 			bit = leafKeyBlobs
 			var v []string
-			v, ok = s.strings()
+			v, ok = s.Strings()
 			if ok {
 				rec.Blobs = make([]Digest, len(v))
 				for i, d := range v {
@@ -205,10 +106,10 @@ func decodeLeafFast(leaf []byte, rec *leafFields) bool {
 		case "external":
 			bit = leafKeyExternal
 			switch {
-			case bytes.HasPrefix(s.b[s.i:], []byte("true")):
-				rec.External, s.i = true, s.i+4
-			case bytes.HasPrefix(s.b[s.i:], []byte("false")):
-				rec.External, s.i = false, s.i+5
+			case bytes.HasPrefix(s.B[s.I:], []byte("true")):
+				rec.External, s.I = true, s.I+4
+			case bytes.HasPrefix(s.B[s.I:], []byte("false")):
+				rec.External, s.I = false, s.I+5
 			default:
 				ok = false
 			}
@@ -219,13 +120,10 @@ func decodeLeafFast(leaf []byte, rec *leafFields) bool {
 			return false
 		}
 		seen |= bit
-		c, ok := s.next()
 		switch {
-		case !ok:
-			return false
-		case c == '}':
-			return s.i == len(s.b)
-		case c != ',':
+		case s.Lit('}'):
+			return s.I == len(s.B)
+		case !s.Lit(','):
 			return false
 		}
 	}

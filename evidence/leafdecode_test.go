@@ -61,7 +61,7 @@ func TestDecodeLeaf(t *testing.T) {
 	for _, leaf := range []string{
 		`{"index":1, "time":"2026-12-07T11:00:00Z"}`, // whitespace
 		`{"index":1,"revision":"a\"b"}`,              // escape
-		`{"index":1,"revision":"é"}`,                 // non-ASCII
+		"{\"index\":1,\"revision\":\"\xff\"}",        // invalid UTF-8
 		`{"index":1,"Index":2}`,                      // another case
 		`{"index":1,"index":2}`,                      // repeated
 		`{"index":1,"future":true}`,                  // unknown
@@ -86,6 +86,10 @@ func TestDecodeLeaf(t *testing.T) {
 		if (derr == nil) != (jerr == nil) || derr == nil && !reflect.DeepEqual(viaDecode, viaJSON) {
 			t.Errorf("decodeLeaf(%s) = %+v, %v; encoding/json %+v, %v", leaf, viaDecode, derr, viaJSON, jerr)
 		}
+	}
+	// Valid UTF-8 is read as encoding/json reads it.
+	if !decodeBoth(t, []byte(`{"index":1,"revision":"é"}`)) {
+		t.Fatal("the fast path refused valid UTF-8")
 	}
 	// Empty arrays stay empty, not nil, as encoding/json leaves them.
 	if !decodeBoth(t, []byte(`{"index":7,"subjects":[],"trace_ids":[],"blobs":[],"external":false}`)) {

@@ -253,9 +253,7 @@ func envelopeFromPartsAppend(dst, b []byte) ([]byte, error) {
 		return nil, errBadParts
 	}
 	b = b[k:]
-	type sigPart struct{ kid, sig []byte }
-	var sigs []sigPart
-	plain := plainJSON(pt)
+	e := Envelope{PayloadType: string(pt), Payload: base64.StdEncoding.EncodeToString(payload)}
 	for range nsig {
 		kid, err := next()
 		if err != nil {
@@ -265,47 +263,13 @@ func envelopeFromPartsAppend(dst, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		sigs = append(sigs, sigPart{kid, sig})
-		plain = plain && plainJSON(kid)
+		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: string(kid), Sig: base64.StdEncoding.EncodeToString(sig)})
 	}
 	if len(b) != 0 {
 		return nil, errBadParts
 	}
-	if plain {
-		// Written as EnvelopeBytes writes it (appendEnvelopeJSON), with
-		// the base64 encoded in place.
-		enc := base64.StdEncoding
-		n := len(pt) + enc.EncodedLen(len(payload)) + 64
-		for _, s := range sigs {
-			n += len(s.kid) + enc.EncodedLen(len(s.sig)) + 24
-		}
-		out := slices.Grow(dst, n)
-		out = append(out, `{"payloadType":"`...)
-		out = append(out, pt...)
-		out = append(out, `","payload":"`...)
-		out = enc.AppendEncode(out, payload)
-		out = append(out, `","signatures":`...)
-		if len(sigs) == 0 {
-			out = append(out, "null"...)
-		} else {
-			out = append(out, '[')
-			for i, s := range sigs {
-				if i > 0 {
-					out = append(out, ',')
-				}
-				out = append(out, `{"keyid":"`...)
-				out = append(out, s.kid...)
-				out = append(out, `","sig":"`...)
-				out = enc.AppendEncode(out, s.sig)
-				out = append(out, `"}`...)
-			}
-			out = append(out, ']')
-		}
-		return append(out, '}'), nil
-	}
-	e := Envelope{PayloadType: string(pt), Payload: base64.StdEncoding.EncodeToString(payload)}
-	for _, s := range sigs {
-		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: string(s.kid), Sig: base64.StdEncoding.EncodeToString(s.sig)})
+	if out, ok := appendEnvelopeJSON(dst, &e); ok {
+		return out, nil
 	}
 	eb, err := EnvelopeBytes(&e)
 	return append(dst, eb...), err

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/chaosgate/chaosgate/internal/jsonscan"
 )
 
 // Message is one ingested message (the message contract of API.md).
@@ -370,36 +371,36 @@ func scanMessages(b []byte) (msgs []Message, ok bool) {
 	// Every string field is a slice of one copy of the body: one
 	// allocation per request instead of one per field (with 1 KiB payloads
 	// the body is copied once either way).
-	s := &scanner{b: b, s: string(b)}
-	s.ws()
-	if !s.lit('{') {
+	s := &scanner{jsonscan.New(b)}
+	s.WS()
+	if !s.Lit('{') {
 		return nil, false
 	}
-	s.ws()
-	if s.peekKey("messages") {
-		s.i += len(`"messages"`)
-		s.ws()
-		if !s.lit(':') {
+	s.WS()
+	if s.PeekKey("messages") {
+		s.I += len(`"messages"`)
+		s.WS()
+		if !s.Lit(':') {
 			return nil, false
 		}
-		s.ws()
-		if !s.lit('[') {
+		s.WS()
+		if !s.Lit('[') {
 			return nil, false
 		}
-		s.ws()
-		for !s.lit(']') {
-			if len(msgs) > 0 && (!s.lit(',') || !s.skipWS()) {
+		s.WS()
+		for !s.Lit(']') {
+			if len(msgs) > 0 && (!s.Lit(',') || !s.SkipWS()) {
 				return nil, false
 			}
 			var m Message
-			if !s.lit('{') || !s.fields(&m) {
+			if !s.Lit('{') || !s.fields(&m) {
 				return nil, false
 			}
 			msgs = append(msgs, m)
-			s.ws()
+			s.WS()
 		}
-		s.ws()
-		if !s.lit('}') {
+		s.WS()
+		if !s.Lit('}') {
 			return nil, false
 		}
 	} else {
@@ -409,109 +410,36 @@ func scanMessages(b []byte) (msgs []Message, ok bool) {
 		}
 		msgs = []Message{m}
 	}
-	s.ws()
-	return msgs, s.i == len(b)
+	s.WS()
+	return msgs, s.I == len(b)
 }
 
-type scanner struct {
-	b []byte
-	s string // the same bytes as b
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\n' || s.b[s.i] == '\t' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
-
-// skipWS skips whitespace and reports true, for use inside conditions.
-func (s *scanner) skipWS() bool { s.ws(); return true }
-
-func (s *scanner) lit(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-func (s *scanner) peekKey(k string) bool {
-	return len(s.b)-s.i >= len(k)+2 && s.b[s.i] == '"' && string(s.b[s.i+1:s.i+1+len(k)]) == k && s.b[s.i+1+len(k)] == '"'
-}
-
-// str reads a string without escapes or control characters.
-func (s *scanner) str() (string, bool) {
-	if !s.lit('"') {
-		return "", false
-	}
-	start := s.i
-	ascii := true
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			v := s.s[start:s.i]
-			s.i++
-			if !ascii && !utf8.ValidString(v) {
-				return "", false
-			}
-			return v, true
-		case c == '\\' || c < 0x20:
-			return "", false
-		case c >= 0x80:
-			ascii = false
-		}
-		s.i++
-	}
-	return "", false
-}
-
-// uint reads a plain unsigned integer (no sign, fraction, exponent or
-// leading zero) that fits in 64 bits.
-func (s *scanner) uint() (uint64, bool) {
-	start := s.i
-	var v uint64
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		d := uint64(s.b[s.i] - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-		s.i++
-	}
-	n := s.i - start
-	if n == 0 || (n > 1 && s.b[start] == '0') {
-		return 0, false
-	}
-	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		return 0, false
-	}
-	return v, true
-}
+// scanner is the ingest body's jsonscan.Scanner, with the fields of a
+// message.
+type scanner struct{ *jsonscan.Scanner }
 
 // fields reads the members of a message object after its '{'; each field
 // at most once.
 func (s *scanner) fields(m *Message) bool {
-	s.ws()
-	if s.lit('}') {
+	s.WS()
+	if s.Lit('}') {
 		return true
 	}
 	var seen uint16
 	for {
-		key, ok := s.str()
+		key, ok := s.Str()
 		if !ok {
 			return false
 		}
-		s.ws()
-		if !s.lit(':') {
+		s.WS()
+		if !s.Lit(':') {
 			return false
 		}
-		s.ws()
+		s.WS()
 		var bit uint16
 		switch key {
 		case "seq", "epoch":
-			v, ok := s.uint()
+			v, ok := s.Uint()
 			if !ok {
 				return false
 			}
@@ -521,7 +449,7 @@ func (s *scanner) fields(m *Message) bool {
 				m.Epoch, bit = v, 2
 			}
 		default:
-			v, ok := s.str()
+			v, ok := s.Str()
 			if !ok {
 				return false
 			}
@@ -548,13 +476,13 @@ func (s *scanner) fields(m *Message) bool {
 			return false
 		}
 		seen |= bit
-		s.ws()
-		if s.lit('}') {
+		s.WS()
+		if s.Lit('}') {
 			return true
 		}
-		if !s.lit(',') {
+		if !s.Lit(',') {
 			return false
 		}
-		s.ws()
+		s.WS()
 	}
 }
