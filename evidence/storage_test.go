@@ -100,8 +100,8 @@ func FuzzStoredValue(f *testing.F) {
 		// A stored trace-id batch: whatever it holds expands or errs, and
 		// what expands encodes back to it.
 		ixf := indexFormat{batch: 4096, batchedTraces: true}
-		if keys, err := ixf.traceBatchKeys(u64(3), v); err == nil && !bytes.Equal(ixf.traceBatchValue(keys), v) {
-			t.Fatalf("trace batch %x expands to keys that encode to %x", v, ixf.traceBatchValue(keys))
+		if recs, err := ixf.traceBatchRecords(u64(3), v); err == nil && !bytes.Equal(encodeTraceRecords(recs), v) {
+			t.Fatalf("trace batch %x reads as records that encode to %x", v, encodeTraceRecords(recs))
 		}
 		if back, err := hexUnpack(hexPack(v)); err != nil || !bytes.Equal(back, v) {
 			t.Fatalf("%q hex-packed reads back %q, %v", v, back, err)

@@ -79,7 +79,7 @@ type indexFormat struct {
 	// batch is the ledger's index batch (see Options.IndexBatch).
 	batch uint64
 	// batchedTraces: the trace index holds one value per index batch (see
-	// traceBatchKeys), whose records stand for the keys the entries make: the
+	// eachTraceBatchKey), whose records stand for the keys the entries make: the
 	// batch number (the entry index / batch, 8 bytes) ‖ the first 8 bytes
 	// of the trace id's SHA-256 ‖ the entry index. Without it a trace-id
 	// key is the trace id ‖ 0x00 ‖ the entry index, as the revision and
@@ -95,17 +95,6 @@ const traceRecordSize = 12
 // maxIndexBatch bounds Options.IndexBatch (an offset in a batch fits in 4
 // bytes).
 const maxIndexBatch = 1 << 24
-
-// traceBatchKeys expands the stored trace-id value v of batch key k into
-// the keys its records stand for; an error says what is wrong with it.
-func (f indexFormat) traceBatchKeys(k, v []byte) ([][]byte, error) {
-	out := make([][]byte, 0, len(v)/traceRecordSize)
-	err := f.eachTraceBatchKey(k, v, func(key []byte) error {
-		out = append(out, bytes.Clone(key))
-		return nil
-	})
-	return out, err
-}
 
 // eachTraceBatchKey calls fn with each key the records of the stored
 // trace-id value v of batch key k stand for, in one buffer that fn must
@@ -146,17 +135,6 @@ func recordLess(a, b []byte) bool {
 		return ah < bh
 	}
 	return binary.BigEndian.Uint32(a[8:12]) < binary.BigEndian.Uint32(b[8:12])
-}
-
-// traceBatchValue encodes the keys of one batch (sorted; as entryIndexKeys
-// makes them) as the batch's stored value.
-func (f indexFormat) traceBatchValue(keys [][]byte) []byte {
-	out := make([]byte, 0, traceRecordSize*len(keys))
-	for _, k := range keys {
-		out = append(out, k[8:16]...)
-		out = binary.BigEndian.AppendUint32(out, uint32(binary.BigEndian.Uint64(k[16:24])%f.batch))
-	}
-	return out
 }
 
 // forEachIndexKey calls fn with each key of index bucket b and its value:
