@@ -473,9 +473,8 @@ func (l *Ledger) verifyEntries(ctx context.Context, tx *bolt.Tx, size, through u
 // in stored-hash order. It reads no file: it runs beside the index pass.
 func treeHashes(leafHashes []tlog.Hash) ([]tlog.Hash, error) {
 	mem := make([]tlog.Hash, 0, tlog.StoredHashCount(int64(len(leafHashes))))
-	read := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return memHashReader(mem).ReadHashes(idx) })
 	for i, h := range leafHashes {
-		hs, err := tlog.StoredHashesForRecordHash(int64(i), h, read)
+		hs, err := tlog.StoredHashesForRecordHash(int64(i), h, memHashReader(mem))
 		if err != nil {
 			return nil, wrap(KindInternal, "verify", err)
 		}
