@@ -29,6 +29,7 @@ type gamedayReport struct {
 	RunID    string `json:"run_id"`
 	Verdict  string `json:"verdict"`
 	ExitCode int    `json:"exit_code"`
+	Reason   string `json:"reason"`
 	Steps    []struct {
 		Weight     int    `json:"weight"`
 		Verdict    string `json:"verdict"`

@@ -199,7 +199,7 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		root.SetOut(&out)
 		root.SetErr(&errOut)
 		root.SetArgs(append([]string{"gate", "--target", "k8s", "-f", file, "--kubeconfig", kc,
-			"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
+			"--inject-timeout", "60s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
 			"--data-dir", dataDir, "-o", "json", "--revision", "v-" + what}, extra...))
 		err := root.ExecuteContext(ctx)
 		code := 0
@@ -687,7 +687,7 @@ func TestK8sBurstAndSlowDependencyOnRealPods(t *testing.T) {
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs([]string{"run", "--target", "k8s", "-f", file, "--kubeconfig", kc,
-		"--inject-timeout", "20s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
+		"--inject-timeout", "60s", "--recover-timeout", "60s", "--confirm-timeout", "20s",
 		"--data-dir", filepath.Join(dir, "data"), "-o", "json"})
 	err = root.ExecuteContext(ctx)
 	code := 0

@@ -255,13 +255,14 @@ func (r *Run) Snapshot() Snapshot {
 	for id, what := range r.active {
 		s.ActiveFaults = append(s.ActiveFaults, what+" ("+id+")")
 	}
+	avail := r.avail
 	r.mu.Unlock()
 	sort.Strings(s.ActiveFaults)
-	if r.avail != nil {
+	if avail != nil {
 		s.Arms = map[engine.Arm]ArmLive{}
 		now := time.Now()
 		for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl} {
-			st := r.avail.Summarize(arm, availability.Span{Start: now.Add(-6 * time.Second), End: now})
+			st := avail.Summarize(arm, availability.Span{Start: now.Add(-6 * time.Second), End: now})
 			s.Arms[arm] = ArmLive{SuccessRatio: st.SuccessRatio(), P99MS: st.P99, Requests: st.Requests}
 		}
 	}

@@ -92,9 +92,14 @@ func (r *Run) setup(ctx context.Context) error {
 		return "", fmt.Errorf("%s has no node %q", arm, node)
 	}})
 	r.rate = rate
-	if r.avail, err = availability.New(availability.Config{Generators: gens, Rate: rate}); err != nil {
+	avail, err := availability.New(availability.Config{Generators: gens, Rate: rate})
+	if err != nil {
 		return err
 	}
+	// Snapshot reads the probe from the dashboard's goroutine.
+	r.mu.Lock()
+	r.avail = avail
+	r.mu.Unlock()
 	interval := time.Second
 	if pr.Metrics != nil && pr.Metrics.Interval.Duration > 0 {
 		interval = pr.Metrics.Interval.Duration

@@ -108,7 +108,11 @@ func (f *ChaosController) loop() {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A loaded API server (a 2-core CI host running other packages'
+		// tests) can take seconds per request: a short deadline would cut
+		// a reconcile between its effect and its status update, and the
+		// object would never report AllInjected.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		for _, gvr := range []schema.GroupVersionResource{podChaosGVR, networkChaosGVR, stressChaosGVR} {
 			l, err := f.dyn.Resource(gvr).Namespace(f.ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
