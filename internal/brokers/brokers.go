@@ -159,7 +159,7 @@ func (s *Server) Start() error {
 	for try := 0; try < 50; try++ { // the port may linger briefly after a kill
 		cmd := exec.Command(s.bin, s.args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = brokerAttr()
 		if err := cmd.Start(); err != nil {
 			logf.Close()
 			return fmt.Errorf("start %s: %w", s.bin, err)

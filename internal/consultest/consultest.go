@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +60,9 @@ func (a *Agent) Restart(t testing.TB) {
 		"-serf-lan-port", strconv.Itoa(a.ports[1]), "-serf-wan-port", strconv.Itoa(a.ports[2]),
 		"-server-port", strconv.Itoa(a.ports[3]))
 	a.cmd.Dir = t.TempDir()
+	// The agent dies with the test process even when its cleanups do not
+	// run (a panic, a -timeout).
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("starting consul: %v", err)
 	}

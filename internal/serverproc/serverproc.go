@@ -39,6 +39,10 @@ func Start(t testing.TB, name, bin string, args []string, dir, readyURL string, 
 	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	// The server dies with the test process even when the test binary
+	// ends without its cleanups (a panic, a -timeout): a leftover server
+	// would load the host under the next tests.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start %s: %v", name, err)
