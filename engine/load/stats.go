@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -101,8 +102,18 @@ func gaugeValue(m *dto.Metric) float64 {
 	return 0
 }
 
+// statsGrace is how long a round of stats scrapes under way when the
+// phase ends may still take: a node deep in an overload answers late, and
+// its answer from the burst's tail is the sample the I6 caps check needs
+// most.
+const statsGrace = 2 * time.Second
+
 // statsLoop records every target's stats every interval until ctx ends.
+// Each round scrapes the targets together, each on its own deadline, so
+// that one node slow to answer does not starve the others of samples; a
+// round under way when ctx ends gets statsGrace to finish.
 func (g *Generator) statsLoop(ctx context.Context) {
+	var mu sync.Mutex
 	names := map[string]string{}
 	// its own connections: the load's may all be busy
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
@@ -115,25 +126,46 @@ func (g *Generator) statsLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, func() { time.AfterFunc(statsGrace, cancel) })
+		var wg sync.WaitGroup
 		for _, addr := range g.cfg.Targets() {
-			id := names[addr]
-			if id == "" {
-				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				ci, err := FetchCluster(cctx, StaticTargets(addr))
-				cancel()
-				if err == nil && ci.Node != "" {
-					id, names[addr] = ci.Node, ci.Node
-				} else {
-					id = addr
-				}
-			}
-			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			detail, err := StatsDetail(sctx, hc, addr, g.cfg.StatsCaps)
-			cancel()
-			if err != nil || detail == "" {
-				continue // a node that is down has no stats
-			}
-			g.record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeStats, Detail: detail})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.recordStats(rctx, hc, addr, names, &mu)
+			}()
+		}
+		wg.Wait()
+		stop()
+		cancel()
+	}
+}
+
+// recordStats scrapes one target and records its "stats" node event;
+// names maps the target's address to its node id (under mu), learnt once.
+func (g *Generator) recordStats(ctx context.Context, hc *http.Client, addr string, names map[string]string, mu *sync.Mutex) {
+	mu.Lock()
+	id := names[addr]
+	mu.Unlock()
+	if id == "" {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ci, err := FetchCluster(cctx, StaticTargets(addr))
+		cancel()
+		if err == nil && ci.Node != "" {
+			id = ci.Node
+			mu.Lock()
+			names[addr] = id
+			mu.Unlock()
+		} else {
+			id = addr
 		}
 	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	detail, err := StatsDetail(sctx, hc, addr, g.cfg.StatsCaps)
+	cancel()
+	if err != nil || detail == "" {
+		return // a node that is down has no stats
+	}
+	g.record(history.Line{Op: history.OpNode, T: time.Now(), Node: id, NodeEvent: history.NodeStats, Detail: detail})
 }
