@@ -227,7 +227,7 @@ func (in *Injector) Prepare(ctx context.Context, t engine.Target, f engine.Fault
 		if in.cfg.Leaders == nil {
 			return a, engine.E(engine.KindInvalid, "prepare", errors.New("no leader source configured"))
 		}
-		leaders, err := in.cfg.Leaders(ctx, t.Arm)
+		leaders, err := in.settledLeaders(ctx, t.Arm)
 		if err != nil {
 			return a, engine.E(engine.KindUnavailable, "leaders of "+t.Arm.String(), err)
 		}

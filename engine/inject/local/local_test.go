@@ -245,3 +245,29 @@ func TestSplitBrainIsolatesLeaderKeepsClients(t *testing.T) {
 		t.Fatal("toxics left after recover")
 	}
 }
+
+// A fault aimed by leadership waits out an election: the leaders are asked
+// again while no node reports one, and a cancelled context ends the wait
+// with the last answer's error.
+func TestSettledLeadersWaitsForAnElection(t *testing.T) {
+	calls := 0
+	in := New(Config{Leaders: func(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+		calls++
+		if calls < 3 {
+			return nil, fmt.Errorf("no node reported a leader (call %d)", calls)
+		}
+		return map[int]string{0: "n2"}, nil
+	}})
+	got, err := in.settledLeaders(context.Background(), engine.ArmCanary)
+	if err != nil || got[0] != "n2" || calls != 3 {
+		t.Fatalf("settledLeaders: %v, %v after %d calls; want n2 leading partition 0 on the third call", got, err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in = New(Config{Leaders: func(context.Context, engine.Arm) (map[int]string, error) {
+		cancel()
+		return nil, fmt.Errorf("no node reported a leader")
+	}})
+	if _, err := in.settledLeaders(ctx, engine.ArmCanary); err == nil || err.Error() != "no node reported a leader" {
+		t.Fatalf("settledLeaders with its context cancelled: %v, want the last answer's error", err)
+	}
+}

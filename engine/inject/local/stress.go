@@ -42,6 +42,28 @@ type SkewUndo struct {
 	From      string `json:"from,omitempty"`
 }
 
+// leaderSettle bounds how long a fault that is aimed by leadership waits
+// for an arm's election to end: on a loaded host a node may answer that it
+// knows no leader, or not answer in time, for a few seconds after a leader
+// change.
+const leaderSettle = 10 * time.Second
+
+// settledLeaders asks for the arm's partition leaders, again every 250 ms
+// while no node reports any, for up to leaderSettle; the last error stands
+// after that.
+func (in *Injector) settledLeaders(ctx context.Context, arm engine.Arm) (map[int]string, error) {
+	deadline := time.Now().Add(leaderSettle)
+	for {
+		leaders, err := in.cfg.Leaders(ctx, arm)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return leaders, err
+		}
+		if werr := waitctx.Sleep(ctx, 250*time.Millisecond); werr != nil {
+			return nil, err
+		}
+	}
+}
+
 // prepareClockSkew chooses the node to skew and, with handover, the
 // partition it will lead: a partition whose leader is another node, chosen
 // from the fault's seed (the same choice on every arm whose leaders agree).
@@ -58,7 +80,7 @@ func (in *Injector) prepareClockSkew(ctx context.Context, t engine.Target, f eng
 			return engine.E(engine.KindInvalid, "prepare", errors.New("no leader source configured"))
 		}
 		var err error
-		if leaders, err = in.cfg.Leaders(ctx, t.Arm); err != nil {
+		if leaders, err = in.settledLeaders(ctx, t.Arm); err != nil {
 			return engine.E(engine.KindUnavailable, "leaders of "+t.Arm.String(), err)
 		}
 	}

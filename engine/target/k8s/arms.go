@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chaosgate/chaosgate/engine"
@@ -44,10 +46,14 @@ type Arms struct {
 	recover   time.Duration
 	router    *traffic.Router
 
-	mu sync.Mutex // guards the pods of pair and clients
-	// clients are each arm's pod addresses in name order, kept with the
-	// pods: the load asks for them at every request.
-	clients map[engine.Arm][]string
+	mu sync.Mutex // guards the pods of pair; serialises writes of clients
+	// clients holds each arm's pod addresses in name order, replaced as a
+	// whole when the pods are listed again. The load asks for them at
+	// every request, so they are read without a lock: a pod listing that
+	// the API server's client-side throttling keeps waiting for a second
+	// (under a.mu) must not stall the load, nor every request of an open
+	// loop queue on one mutex.
+	clients atomic.Pointer[map[engine.Arm][]string]
 }
 
 // ArmsConfig configures NewArms.
@@ -96,16 +102,18 @@ func NewArms(ctx context.Context, c ArmsConfig) (*Arms, error) {
 		return nil, engine.E(engine.KindInvalid, "kubernetes target", errors.New("canary, control and a resolver are required"))
 	}
 	a := &Arms{pair: c.Pair, resolver: c.Resolver, injectors: c.Injectors, port: c.Port, parts: c.Partitions, hc: &http.Client{Timeout: 3 * time.Second},
-		records: c.FaultRecords, clients: map[engine.Arm][]string{}, logLabels: c.LogLabels, settle: c.Settle, recover: c.Recover, router: c.Router}
+		records: c.FaultRecords, logLabels: c.LogLabels, settle: c.Settle, recover: c.Recover, router: c.Router}
 	if a.logLabels.Namespace == "" {
 		a.logLabels.Namespace = "namespace"
 	}
 	if a.logLabels.Pod == "" {
 		a.logLabels.Pod = "pod"
 	}
+	clients := map[engine.Arm][]string{}
 	for _, arm := range []engine.Arm{engine.ArmCanary, engine.ArmControl, engine.ArmCalibration} {
-		a.clients[arm] = a.addrsLocked(arm)
+		clients[arm] = a.addrsLocked(arm)
 	}
+	a.clients.Store(&clients)
 	if a.parts == 0 {
 		ci, err := a.cluster(ctx, engine.ArmCanary)
 		if err != nil {
@@ -221,7 +229,9 @@ func (a *Arms) refresh(ctx context.Context, arm engine.Arm) error {
 		return fmt.Errorf("no %s workload", arm)
 	}
 	err := a.resolver.RefreshPods(ctx, w)
-	a.clients[arm] = a.addrsLocked(arm)
+	clients := maps.Clone(*a.clients.Load())
+	clients[arm] = a.addrsLocked(arm)
+	a.clients.Store(&clients)
 	return err
 }
 
@@ -275,9 +285,7 @@ func (a *Arms) DirectAddrs(arm engine.Arm) map[string]string {
 // name order, as last listed (the load spreads over them; a pod that is
 // not the leader forwards).
 func (a *Arms) ClientAddrs(arm engine.Arm) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.clients[arm]
+	return (*a.clients.Load())[arm]
 }
 
 func (a *Arms) podPort(p Pod) int {
