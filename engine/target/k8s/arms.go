@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,46 +424,60 @@ func (a *Arms) Leader(ctx context.Context, arm engine.Arm, partition *int) (stri
 
 // Healthy implements gameday.Target: every pod of both arms Ready (as the
 // kubelet's readiness probes say), as many as the workload wants, and every
-// pod knowing a leader for every partition, all of them the same.
+// pod knowing a leader for every partition, all of them the same. Every
+// arm is checked and every unhealthy one named: a host that starves all
+// the arms must not read as a canary that alone is down.
 func (a *Arms) Healthy(ctx context.Context) error {
+	var why []string
 	for _, arm := range a.LoadArms() {
-		if err := a.refresh(ctx, arm); err != nil {
-			return engine.E(engine.KindUnavailable, "healthy", err)
+		if err := a.armHealthy(ctx, arm); err != nil {
+			why = append(why, err.Error())
 		}
-		a.mu.Lock()
-		w := a.pair.Arm(arm)
-		want, ready, pods := int(w.Replicas), 0, len(w.Pods)
-		var notReady []string
-		for _, p := range w.Pods {
-			if p.Ready {
-				ready++
-			} else {
-				notReady = append(notReady, p.Name)
-			}
+	}
+	if len(why) > 0 {
+		return engine.E(engine.KindUnavailable, "healthy", errors.New(strings.Join(why, "; ")))
+	}
+	return nil
+}
+
+// armHealthy is Healthy for one arm: why it is not healthy, or nil.
+func (a *Arms) armHealthy(ctx context.Context, arm engine.Arm) error {
+	if err := a.refresh(ctx, arm); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	w := a.pair.Arm(arm)
+	want, ready, pods := int(w.Replicas), 0, len(w.Pods)
+	var notReady []string
+	for _, p := range w.Pods {
+		if p.Ready {
+			ready++
+		} else {
+			notReady = append(notReady, p.Name)
 		}
-		ref := w.Ref()
-		a.mu.Unlock()
-		if ready < max(want, pods) {
-			return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: %d of %d pods ready (not ready: %v)", ref, ready, max(want, pods), notReady))
+	}
+	ref := w.Ref()
+	a.mu.Unlock()
+	if ready < max(want, pods) {
+		return fmt.Errorf("%s: %d of %d pods ready (not ready: %v)", ref, ready, max(want, pods), notReady)
+	}
+	var first map[int]string
+	for name, addr := range a.DirectAddrs(arm) {
+		ci, err := getCluster(ctx, a.hc, addr)
+		if err != nil {
+			return fmt.Errorf("%s pod %s: %w", ref, name, err)
 		}
-		var first map[int]string
-		for name, addr := range a.DirectAddrs(arm) {
-			ci, err := getCluster(ctx, a.hc, addr)
-			if err != nil {
-				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %w", ref, name, err))
-			}
-			view := ci.leaders()
-			if len(view) < a.parts {
-				return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s pod %s: %d of %d partitions have a known leader", ref, name, len(view), a.parts))
-			}
-			if first == nil {
-				first = view
-				continue
-			}
-			for id, l := range view {
-				if first[id] != l {
-					return engine.E(engine.KindUnavailable, "healthy", fmt.Errorf("%s: the pods do not agree yet on who leads partition %d", ref, id))
-				}
+		view := ci.leaders()
+		if len(view) < a.parts {
+			return fmt.Errorf("%s pod %s: %d of %d partitions have a known leader", ref, name, len(view), a.parts)
+		}
+		if first == nil {
+			first = view
+			continue
+		}
+		for id, l := range view {
+			if first[id] != l {
+				return fmt.Errorf("%s: the pods do not agree yet on who leads partition %d", ref, id)
 			}
 		}
 	}
