@@ -167,11 +167,13 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		Reason   string   `json:"reason"`
 		Failing  []string `json:"failing_dimensions"`
 		Error    string   `json:"error"`
-		// CanaryUnready is set when the run reported, after its health
-		// wait, that the canary's pods were not ready: the step was judged
-		// on an arm the host did not bring back (the run's own log line).
-		CanaryUnready string `json:"-"`
-		Faults        []struct {
+		// Unsettled is set when the run reported, after its health wait,
+		// that it judged a step on arms that had not settled — pods not
+		// ready, or not yet serving a chunk of load without timeouts
+		// since they became ready: the host did not bring an arm back
+		// after its pod kill in time (the run's own log line).
+		Unsettled string `json:"-"`
+		Faults    []struct {
 			Kind, Arm, Target, Confirmed string
 			Availability                 json.RawMessage
 		} `json:"faults"`
@@ -223,8 +225,8 @@ func TestK8sGateOnRealPods(t *testing.T) {
 		}
 		res.ExitCode, res.Tag, res.Raw = code, "v-"+what, out.Bytes()
 		for _, line := range strings.Split(errOut.String(), "\n") {
-			if strings.Contains(line, "not all healthy") && strings.Contains(line, "aggregator-canary: 0 of") {
-				res.CanaryUnready = strings.TrimSpace(line)
+			if strings.Contains(line, "not all healthy") && strings.Contains(line, "judging anyway") {
+				res.Unsettled = strings.TrimSpace(line)
 			}
 		}
 		return res
@@ -240,21 +242,21 @@ func TestK8sGateOnRealPods(t *testing.T) {
 	// arm and a follower in the other); the second run has the first run's
 	// A/A windows too, as a user's next run would.
 	//
-	// It may block only when the run itself says that none of the canary's
-	// pods was ready after its health wait (a pod kill and a network delay
-	// on a loaded host, and the canary cluster did not elect its leaders
-	// in time): the judge then saw the canary's sessions really broken.
-	// The next run must promote.
+	// It may block only when the run itself says that it judged a step on
+	// arms that had not settled after their health wait (a pod kill on a
+	// loaded host, and an arm did not elect its leaders or serve without
+	// timeouts in time): the judge then saw that arm's sessions really
+	// broken. The next run must promote.
 	goodGate := func(what string, extra ...string) result {
 		t.Helper()
 		r := gateWant(what, []int{exitPromote, exitHold, exitBlock}, extra...)
 		switch {
 		case r.ExitCode == exitPromote:
 			return r
-		case r.ExitCode == exitBlock && r.CanaryUnready == "":
-			t.Fatalf("%s: a good canary blocked with its pods ready: %s (failing %v)", what, r.Reason, r.Failing)
+		case r.ExitCode == exitBlock && r.Unsettled == "":
+			t.Fatalf("%s: a good canary blocked on settled arms: %s (failing %v)", what, r.Reason, r.Failing)
 		case r.ExitCode == exitBlock:
-			t.Logf("%s: blocked on a canary whose pods were not ready (%s); running it again", what, r.CanaryUnready)
+			t.Logf("%s: blocked on a step judged before the arms settled (%s); running it again", what, r.Unsettled)
 		}
 		return gateWant(what+"-again", []int{exitPromote}, extra...)
 	}
