@@ -378,3 +378,25 @@ spec:
 		}
 	}
 }
+
+// probes.availability.retryBudget is a percentage that reaches the load as
+// a share; absent, it is 0 (every message retried).
+func TestAvailabilityRetryBudget(t *testing.T) {
+	doc := func(avail string) string {
+		return "apiVersion: chaosgate.io/v1\nkind: Experiment\nmetadata: {name: budget}\nspec:\n  target:\n    local: {nodes: 3}\n  probes:\n    availability: " + avail + "\n  faults:\n    - duration: 10s\n      podKill: {}\n"
+	}
+	d, err := Parse("budget.yaml", []byte(doc(`{sources: 4, rate: 100, retryBudget: "20%"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Spec.Probes.Availability.RetryBudget.Value; got != 0.2 {
+		t.Fatalf("retryBudget 20%% decoded as %v", got)
+	}
+	d, err = Parse("budget.yaml", []byte(doc(`{sources: 4, rate: 100}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Spec.Probes.Availability.RetryBudget.Value; got != 0 {
+		t.Fatalf("no retryBudget decoded as %v", got)
+	}
+}

@@ -286,6 +286,12 @@ type AvailabilityProbe struct {
 	Sources int `yaml:"sources,omitempty" json:"sources,omitempty"`
 	// Rate is the total offered load in messages per second.
 	Rate int `yaml:"rate,omitempty" json:"rate,omitempty"`
+	// RetryBudget ("20%") bounds the load's re-sends to this share of the
+	// messages offered (plus 10), as a client with a retry budget (Envoy,
+	// gRPC retry throttling) does: past it a message fails at once instead
+	// of being re-sent up to 60 times while the arm is down. Absent or 0 %:
+	// every message is retried.
+	RetryBudget Percent `yaml:"retryBudget,omitempty" json:"retryBudget,omitzero"`
 }
 
 // ConsistencyProbe checks the recorded history.

@@ -38,6 +38,7 @@ func newLoadCmd() *cobra.Command {
 		noDrain      bool
 		statsEvery   time.Duration
 		toLeader     bool
+		retryBudget  float64
 		cpuProfile   string
 		publish      string
 		upstreamName string
@@ -110,7 +111,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 			}
 			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(addrs...), NoDrain: noDrain, Sources: sources, Keys: keys, Batch: batch,
 				PayloadSize: payload, Dup: dup, Reorder: reorder, StateClients: stateClients, History: hw, Logger: newLogger(slog.LevelWarn),
-				StatsInterval: statsEvery, RouteToLeader: toLeader, Publisher: pub})
+				StatsInterval: statsEvery, RouteToLeader: toLeader, Publisher: pub, RetryBudget: retryBudget})
 			if err != nil {
 				if hw != nil {
 					_ = hw.Close()
@@ -167,6 +168,7 @@ Exit codes: 0 the run completed (see the summary), 2 usage or cluster error.`,
 	f.StringVarP(&output, "output", "o", "table", "summary format: table, json or yaml")
 	f.BoolVar(&noDrain, "no-drain", false, "do not read the output streams after sending")
 	f.BoolVar(&toLeader, "route-to-leader", false, "send each message straight to its partition's leader instead of any node")
+	f.Float64Var(&retryBudget, "retry-budget", 0, "re-sends at most this share of the messages offered (plus 10), as a client with a retry budget; past it a message fails at once (0: retry every message up to 20 times)")
 	f.DurationVar(&statsEvery, "stats-interval", 2*time.Second, "record every node's /metrics gauges (memory, reorder depth, dedup entries) this often for the I6 caps check; 0 turns it off")
 	return cmd
 }
@@ -186,6 +188,9 @@ func printLoadSummary(w io.Writer, output string, s load.Summary, ds load.DrainS
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "requests\t%d\nmessages\t%d\nok\t%d\nrejected\t%d\nfailed\t%d\ntimeouts\t%d\nretries\t%d\nduplicates sent\t%d\nreordered\t%d\nstate ops\t%d\n",
 		s.Requests, s.Messages, s.OK, s.Rejected, s.Failed, s.Timeouts, s.Retries, s.Duplicates, s.Reordered, s.StateOps)
+	if s.RetriesDenied > 0 {
+		fmt.Fprintf(tw, "retries denied by the budget\t%d\n", s.RetriesDenied)
+	}
 	fmt.Fprintf(tw, "latency p50/p95/p99/p99.9\t%s / %s / %s / %s\nthroughput\t%.0f msgs/s over %s\n", s.P50, s.P95, s.P99, s.P999, s.Throughput, s.Duration.Round(time.Millisecond))
 	if drained {
 		fmt.Fprintf(tw, "drained\t%d records, %d gaps, %d acknowledged unseen, %s\n", ds.Records, ds.Gaps, ds.Unseen, ds.Duration.Round(time.Millisecond))

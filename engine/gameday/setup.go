@@ -45,7 +45,7 @@ func (r *Run) setup(ctx context.Context) error {
 	}
 	var err error
 	pr := r.cfg.Doc.Spec.Probes
-	sources, rate := 8, 200.0
+	sources, rate, budget := 8, 200.0, r.retryBudget()
 	if pr.Availability != nil {
 		if pr.Availability.Sources > 0 {
 			sources = pr.Availability.Sources
@@ -71,7 +71,7 @@ func (r *Run) setup(ctx context.Context) error {
 			targets, headers = load.StaticTargets(r.l7.addr), map[string]string{scenarios.RouterPinHeader: arm.String()}
 		}
 		g, err := load.New(ctx, load.Config{Targets: targets, Headers: headers, Partitions: parts, Sources: sources, Keys: 64,
-			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60,
+			Batch: 1, Dup: 0.05, Reorder: 0.05, StateClients: 2, StateKeys: 8, History: hw, Timeout: 2 * time.Second, MaxRetries: 60, RetryBudget: budget,
 			Name: arm.String() + "-" + shortHash(r.runID), IDNode: int64(i + 1), Logger: r.cfg.Log})
 		if err != nil {
 			return engine.E(engine.KindUnavailable, "load generator for "+arm.String(), err)

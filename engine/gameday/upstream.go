@@ -56,7 +56,7 @@ func (r *Run) setupUpstreams(ctx context.Context, parts int) error {
 				return engine.E(engine.KindUnavailable, fmt.Sprintf("publisher of upstream %s for %s", u.Name, arm), err)
 			}
 			g, err := load.New(ctx, load.Config{Targets: load.StaticTargets(r.arms.ClientAddrs(arm)...), Partitions: parts, Sources: 4, Keys: 16,
-				Batch: 4, History: r.hists[arm], Publisher: pub, Timeout: 2 * time.Second, MaxRetries: 60, RetryGrace: 30 * time.Second,
+				Batch: 4, History: r.hists[arm], Publisher: pub, Timeout: 2 * time.Second, MaxRetries: 60, RetryGrace: 30 * time.Second, RetryBudget: r.retryBudget(),
 				Name: fmt.Sprintf("%s-%s-%s", arm, u.Name, shortHash(r.runID)), IDNode: int64(10 + 10*i + j), Logger: r.cfg.Log})
 			if err != nil {
 				pub.Close()
@@ -205,4 +205,12 @@ func (l *upstreamLoad) record(ctx context.Context, arm engine.Arm) error {
 		}
 	}
 	return nil
+}
+
+// retryBudget is the scenario's probes.availability.retryBudget (0: none).
+func (r *Run) retryBudget() float64 {
+	if a := r.cfg.Doc.Spec.Probes.Availability; a != nil {
+		return a.RetryBudget.Value
+	}
+	return 0
 }

@@ -65,6 +65,21 @@ type Config struct {
 	// broken cluster ends in bounded time; what is still unacknowledged
 	// then counts as failed (its outcome stays unknown in the history).
 	RetryGrace time.Duration
+	// RetryBudget, above 0, bounds a phase's re-sends to this share of the
+	// messages it has offered so far, plus RetryBudgetMin — as Envoy's
+	// retry budgets and gRPC's retry throttling bound a real client's
+	// retries, so that the load does not multiply an outage it measures: a
+	// cluster that times out every request would otherwise get each
+	// message up to MaxRetries more times, each on a new connection. A
+	// message whose re-send the budget refuses fails at once (its last
+	// attempt's outcome stays in the history) and is counted in
+	// Summary.RetriesDenied. 0 (the default): every message is retried up
+	// to MaxRetries.
+	RetryBudget float64
+	// RetryBudgetMin is the re-sends a phase may always make under a
+	// RetryBudget, so that a phase's first failures are retried before it
+	// has offered many messages (default 10).
+	RetryBudgetMin int
 	// StateClients run per-key state reads and writes (GET/PUT /v1/state)
 	// concurrently with the messages, for I9; StateKeys is the key pool.
 	StateClients, StateKeys int
@@ -136,26 +151,29 @@ type Phase struct {
 
 // Summary is the outcome of a phase (or of all phases together).
 type Summary struct {
-	Phase      string        `json:"phase"`
-	Arm        string        `json:"arm"`
-	Requests   int64         `json:"requests"`   // HTTP requests, retries included
-	Messages   int64         `json:"messages"`   // distinct messages offered
-	OK         int64         `json:"ok"`         // new messages acknowledged (ok or duplicate)
-	Rejected   int64         `json:"rejected"`   // message attempts rejected by backpressure
-	Failed     int64         `json:"failed"`     // messages definitely not stored after retries
-	Timeouts   int64         `json:"timeouts"`   // message attempts with unknown outcome
-	Retries    int64         `json:"retries"`    // message re-sends after a failed attempt
-	Duplicates int64         `json:"duplicates"` // deliberate re-sends of acknowledged messages
-	DupAcked   int64         `json:"dup_acked"`  // deliberate re-sends acknowledged (as duplicate)
-	Reordered  int64         `json:"reordered"`  // messages sent after their successor
-	StateOps   int64         `json:"state_ops"`
-	P50        time.Duration `json:"p50"`
-	P95        time.Duration `json:"p95"`
-	P99        time.Duration `json:"p99"`
-	P999       time.Duration `json:"p999"`
-	Max        time.Duration `json:"max"`
-	Duration   time.Duration `json:"duration"`
-	Throughput float64       `json:"throughput"` // new messages acknowledged per second
+	Phase    string `json:"phase"`
+	Arm      string `json:"arm"`
+	Requests int64  `json:"requests"` // HTTP requests, retries included
+	Messages int64  `json:"messages"` // distinct messages offered
+	OK       int64  `json:"ok"`       // new messages acknowledged (ok or duplicate)
+	Rejected int64  `json:"rejected"` // message attempts rejected by backpressure
+	Failed   int64  `json:"failed"`   // messages definitely not stored after retries
+	Timeouts int64  `json:"timeouts"` // message attempts with unknown outcome
+	Retries  int64  `json:"retries"`  // message re-sends after a failed attempt
+	// RetriesDenied are the re-sends the retry budget refused (those
+	// messages failed at once).
+	RetriesDenied int64         `json:"retries_denied,omitempty"`
+	Duplicates    int64         `json:"duplicates"` // deliberate re-sends of acknowledged messages
+	DupAcked      int64         `json:"dup_acked"`  // deliberate re-sends acknowledged (as duplicate)
+	Reordered     int64         `json:"reordered"`  // messages sent after their successor
+	StateOps      int64         `json:"state_ops"`
+	P50           time.Duration `json:"p50"`
+	P95           time.Duration `json:"p95"`
+	P99           time.Duration `json:"p99"`
+	P999          time.Duration `json:"p999"`
+	Max           time.Duration `json:"max"`
+	Duration      time.Duration `json:"duration"`
+	Throughput    float64       `json:"throughput"` // new messages acknowledged per second
 }
 
 // SuccessRatio is OK over the messages that got a final outcome.
@@ -248,6 +266,12 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 	}
 	if cfg.RetryGrace <= 0 {
 		cfg.RetryGrace = 10 * time.Second
+	}
+	if !(cfg.RetryBudget >= 0) || math.IsInf(cfg.RetryBudget, 0) || cfg.RetryBudgetMin < 0 {
+		return nil, fmt.Errorf("load: retry budget %v (min %d): want a share ≥ 0 and a minimum ≥ 0", cfg.RetryBudget, cfg.RetryBudgetMin)
+	}
+	if cfg.RetryBudget > 0 && cfg.RetryBudgetMin == 0 {
+		cfg.RetryBudgetMin = 10
 	}
 	if cfg.StateKeys <= 0 {
 		cfg.StateKeys = 8
@@ -395,9 +419,26 @@ func (s *source) flushHeld() []Message {
 
 type phaseStats struct {
 	requests, messages, ok, dupAcked, rejected, failed, timeouts, retries, duplicates, reordered, stateOps atomic.Int64
+	retriesDenied                                                                                          atomic.Int64
 	histMu                                                                                                 sync.Mutex
 	hist                                                                                                   *hdrhistogram.Histogram
 	retryUntil                                                                                             time.Time // no retries after this
+}
+
+// reserveRetry counts n re-sends if the retry budget (Config.RetryBudget)
+// allows them, and reports whether it did; without a budget it always
+// does.
+func (g *Generator) reserveRetry(ps *phaseStats, n int) bool {
+	after := ps.retries.Add(int64(n))
+	if g.cfg.RetryBudget <= 0 {
+		return true
+	}
+	if float64(after) <= g.cfg.RetryBudget*float64(ps.messages.Load())+float64(g.cfg.RetryBudgetMin) {
+		return true
+	}
+	ps.retries.Add(-int64(n))
+	ps.retriesDenied.Add(int64(n))
+	return false
 }
 
 func (ps *phaseStats) observe(d time.Duration) {
@@ -548,9 +589,6 @@ func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, s
 	pending := batch
 	src := g.sourceOf(batch)
 	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt > 0 {
-			ps.retries.Add(int64(len(pending)))
-		}
 		var retry []Message
 		var wait time.Duration
 		if routes := g.route(pending); routes != nil {
@@ -579,7 +617,7 @@ func (g *Generator) send(ctx context.Context, batch []Message, ps *phaseStats, s
 		if len(retry) == 0 {
 			return
 		}
-		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) {
+		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) || !g.reserveRetry(ps, len(retry)) {
 			g.finalFail(retry, ps)
 			return
 		}
@@ -843,7 +881,7 @@ func (ps *phaseStats) summary(ph Phase, d time.Duration) Summary {
 	ps.histMu.Lock()
 	defer ps.histMu.Unlock()
 	s := Summary{Phase: ph.Name, Arm: ph.Arm, Requests: ps.requests.Load(), Messages: ps.messages.Load(), OK: ps.ok.Load(),
-		Rejected: ps.rejected.Load(), Failed: ps.failed.Load(), Timeouts: ps.timeouts.Load(), Retries: ps.retries.Load(),
+		Rejected: ps.rejected.Load(), Failed: ps.failed.Load(), Timeouts: ps.timeouts.Load(), Retries: ps.retries.Load(), RetriesDenied: ps.retriesDenied.Load(),
 		Duplicates: ps.duplicates.Load(), DupAcked: ps.dupAcked.Load(), Reordered: ps.reordered.Load(), StateOps: ps.stateOps.Load(), Duration: d}
 	fillQuantiles(&s, ps.hist)
 	s.Throughput = float64(s.OK) / d.Seconds()
@@ -876,6 +914,7 @@ func (g *Generator) Total() Summary {
 		t.Failed += p.Failed
 		t.Timeouts += p.Timeouts
 		t.Retries += p.Retries
+		t.RetriesDenied += p.RetriesDenied
 		t.Duplicates += p.Duplicates
 		t.DupAcked += p.DupAcked
 		t.Reordered += p.Reordered

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +224,51 @@ func TestOpenLoopBoundsItsRequestsInFlight(t *testing.T) {
 	}
 	if c := (&Generator{cfg: Config{Batch: 1, Timeout: 2 * time.Second}}).inFlightCap(5); c != 32 {
 		t.Errorf("default bound at 5 msg/s = %d, want the floor 32", c)
+	}
+}
+
+// A cluster that answers every request with 503 gets each message up to
+// MaxRetries more times; with a retry budget it gets at most the budget's
+// share of the messages again (plus its minimum), the rest fail at once
+// and are counted as denied — the server sees the difference.
+func TestRetryBudgetBoundsResends(t *testing.T) {
+	run := func(budget float64) (Summary, int64) {
+		var seen atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen.Add(1)
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "no leader", http.StatusServiceUnavailable)
+		}))
+		defer srv.Close()
+		g, err := New(context.Background(), Config{Targets: StaticTargets(srv.Listener.Addr().String()), Partitions: 2, Sources: 4, Keys: 8,
+			Timeout: time.Second, MaxRetries: 5, RetryGrace: 2 * time.Second, RetryBudget: budget, NoDrain: true, FromStart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := g.Run(context.Background(), Phase{Name: "down", Duration: 800 * time.Millisecond, Concurrency: 4})
+		g.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum, seen.Load()
+	}
+	free, freeSeen := run(0)
+	if free.Retries < 4*free.Messages || free.RetriesDenied != 0 {
+		t.Fatalf("without a budget: %d messages, %d retries, %d denied; want 5 retries a message", free.Messages, free.Retries, free.RetriesDenied)
+	}
+	held, heldSeen := run(0.1)
+	if limit := 0.1*float64(held.Messages) + 10; float64(held.Retries) > limit {
+		t.Fatalf("budget 10%%: %d retries for %d messages, above %v", held.Retries, held.Messages, limit)
+	}
+	if held.RetriesDenied == 0 || held.Failed != held.Messages || held.OK != 0 {
+		t.Fatalf("budget 10%%: %+v; want denied re-sends and every message failed", held)
+	}
+	if heldSeen > held.Messages+held.Retries || freeSeen < 4*free.Messages {
+		t.Fatalf("server saw %d requests with the budget (%d messages + %d retries), %d without (%d messages)", heldSeen, held.Messages, held.Retries, freeSeen, free.Messages)
+	}
+	t.Logf("without a budget: %d messages, %d requests seen; with 10%%: %d messages, %d retries, %d denied, %d requests seen",
+		free.Messages, freeSeen, held.Messages, held.Retries, held.RetriesDenied, heldSeen)
+	if _, err := New(context.Background(), Config{Targets: StaticTargets("127.0.0.1:1"), RetryBudget: -1}); err == nil || !strings.Contains(err.Error(), "retry budget") {
+		t.Fatalf("a negative budget: %v", err)
 	}
 }

@@ -272,9 +272,6 @@ func (g *Generator) publish(ctx context.Context, batch []Message, ps *phaseStats
 	src := g.sourceOf(batch)
 	up := g.cfg.Publisher.Upstream()
 	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt > 0 {
-			ps.retries.Add(int64(len(pending)))
-		}
 		ps.requests.Add(1)
 		res := g.cfg.Publisher.Publish(ctx, pending)
 		now := time.Now()
@@ -305,7 +302,7 @@ func (g *Generator) publish(ctx context.Context, batch []Message, ps *phaseStats
 			ps.observe(now.Sub(sched))
 			return
 		}
-		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) {
+		if attempt >= g.cfg.MaxRetries || ctx.Err() != nil || time.Now().After(ps.retryUntil) || !g.reserveRetry(ps, len(retry)) {
 			g.finalFail(retry, ps)
 			return
 		}
