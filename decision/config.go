@@ -65,7 +65,21 @@ type BaselineConfig struct {
 	// IntensityTolerance is how far apart the intensities of two windows
 	// under the same faults may be for one to be a peer of the other.
 	IntensityTolerance float64 `json:"intensity_tolerance"`
+	// SigmaUncertainty widens σ̂ by its own measured uncertainty (see
+	// decision/context_model.go): "" (off, the default) takes σ̂ as
+	// estimated; SigmaUncertaintyContexts widens a σ̂ a fault context
+	// borrows from other contexts by how much the contexts the history has
+	// seen differ; SigmaUncertaintyFull also widens the σ-adaptive and
+	// drift σ̂ by their sampling error (fewer false alarms on a short
+	// history, at a measured cost in detection: `chaosgate bench judge -c`).
+	SigmaUncertainty string `json:"sigma_uncertainty,omitempty"`
 }
+
+// The values of baseline.sigma_uncertainty besides off.
+const (
+	SigmaUncertaintyContexts = "contexts"
+	SigmaUncertaintyFull     = "full"
+)
 
 // DimensionConfig configures one dimension.
 type DimensionConfig struct {

@@ -200,6 +200,21 @@ func (e *evaluator) nested(f func(HistoryWindow) (float64, bool), est func([]flo
 		}
 		src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, len(same), src)
 	}
+	if e.cfg.Baseline.SigmaUncertainty != "" {
+		own, parent, clsPool := len(all), len(all), ps.all
+		if ps.filtered {
+			own, clsPool = len(same), ps.class
+			if cls := values(ps.class, f); len(cls) > 0 {
+				parent = len(cls)
+			}
+		}
+		var wnote string
+		v, wnote = e.widen(v, own, parent, clsPool, logMADVar, true, func(pool []HistoryWindow) (float64, int) {
+			vals := values(pool, f)
+			return estOf(pool, vals), len(vals)
+		})
+		src += wnote
+	}
 	if b := e.cfg.Baseline.Bucket; bucket && b > 0 {
 		var bw []HistoryWindow
 		for _, h := range ps.same {
@@ -298,6 +313,23 @@ func (e *evaluator) nestedRatio(f func(HistoryWindow) (num, den float64, ok bool
 		}
 		v = shrink(same, v)
 		src = fmt.Sprintf("context %s n=%d shrunk toward %s", e.in.Context, same.n, src)
+	}
+	if e.cfg.Baseline.SigmaUncertainty != "" && v > 0 {
+		own, parent, clsPool := all.n, all.n, ps.all
+		if ps.filtered {
+			own, clsPool = same.n, ps.class
+			if cls := sumRatio(ps.class, f); cls.n > 0 {
+				parent = cls.n
+			}
+		}
+		root, wnote := e.widen(math.Sqrt(v), own, parent, clsPool, logRatioVar, false, func(pool []HistoryWindow) (float64, int) {
+			p := sumRatio(pool, f)
+			if p.den <= 0 {
+				return math.NaN(), p.n
+			}
+			return math.Sqrt(p.num / p.den), p.n
+		})
+		v, src = root*root, src+wnote
 	}
 	return v, src, all.n
 }

@@ -35,7 +35,8 @@ judge and with Flagger-style, Argo-style and Kayenta-style judges side by side.
 
 Two generators with different models make the corpora:
   tuning       the corpus the defaults were tuned on: log-normal latency, hourly A/A history
-               under random chaos, canary weight 1–20 %, 1–1000 rps;
+               (7 days, or 12–72 hours for a third of the services) under random chaos,
+               canary weight 1–20 %, 1–1000 rps;
   independent  held out, never used for tuning: a log-logistic fast path plus a slow path,
                per-service A/A spreads from 0.5 % to 30 %, 28 A/A windows over 7 days for
                most services (some thin), faults with contexts in history and in the judged

@@ -211,7 +211,15 @@ func Generate(opt CorpusOptions) *Corpus {
 			// traffic bucket, canary arm included, has enough releases.
 			s.rps = 100 + 900*r.Float64()
 		}
-		for h := 0; h < 7*24; h++ {
+		// Most services keep a week of hourly A/A windows; a third keep
+		// only the last 12 to 72 hours (a new service, a short
+		// retention), so that σ̂ read from a short history — and its
+		// sampling error — is part of what the defaults are tuned on.
+		first := 0
+		if r.IntN(3) == 0 {
+			first = 7*24 - (12 + r.IntN(61))
+		}
+		for h := first; h < 7*24; h++ {
 			at := t0.Add(time.Duration(h) * time.Hour)
 			chaos := chaosLevel(r)
 			cw := s.window(r, at, s.weight, chaos, nil)

@@ -166,6 +166,7 @@ type file struct {
 		Shrink             *float64 `yaml:"shrink"`
 		MinWindows         *int     `yaml:"min_windows"`
 		IntensityTolerance *float64 `yaml:"intensity_tolerance"`
+		SigmaUncertainty   *string  `yaml:"sigma_uncertainty"`
 	} `yaml:"baseline"`
 	Dimensions map[string]fileDimension `yaml:"dimensions"`
 	Rules      *[]fileRule              `yaml:"rules"`
@@ -394,6 +395,8 @@ func hintFor(path []string) string {
 		return "a number between 0 and 1"
 	case "hard_limit", "min_success":
 		return `a percentage with a % sign, e.g. "0.15%"`
+	case "sigma_uncertainty":
+		return "off, contexts or full"
 	case "max_pause", "long_pause", "freshness", "window", "bucket":
 		return `a duration with a unit (ms, s, m, h), e.g. "120ms" or "2m"`
 	}
@@ -410,7 +413,7 @@ func allowedKeys(path []string) []string {
 	case len(path) == 1 && path[0] == "score":
 		return []string{"promote", "block", "min_coverage", "critical_min_confidence"}
 	case len(path) == 1 && path[0] == "baseline":
-		return []string{"window", "bucket", "shrink", "min_windows", "intensity_tolerance"}
+		return []string{"window", "bucket", "shrink", "min_windows", "intensity_tolerance", "sigma_uncertainty"}
 	case len(path) == 1 && path[0] == "hold":
 		return []string{"max_extensions", "escalate_to", "escalate_repeated"}
 	case len(path) == 1 && path[0] == "dimensions":
@@ -486,6 +489,12 @@ func (l *loader) build(f *file) *decision.Config {
 			cfg.Baseline.MinWindows = *b.MinWindows
 		}
 		set(&cfg.Baseline.IntensityTolerance, b.IntensityTolerance)
+		if b.SigmaUncertainty != nil {
+			// The schema admits only off, contexts and full.
+			if v := *b.SigmaUncertainty; v != "off" {
+				cfg.Baseline.SigmaUncertainty = v
+			}
+		}
 	}
 	names := make([]string, 0, len(f.Dimensions))
 	for n := range f.Dimensions {
