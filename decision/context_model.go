@@ -8,8 +8,9 @@ import (
 )
 
 // How sure the judge is of a σ̂ (baseline.sigma_uncertainty; off by
-// default). A σ̂ read from the A/A history is itself an estimate: a median
-// of 13 differences is off by a third about as often as not, and a fault
+// default). A σ̂ read from the A/A history is itself an estimate: the
+// median absolute difference of 13 windows is off by a fifth or more about
+// half the time, and a fault
 // context the history has seen twice (or never) borrows its σ̂ from other
 // contexts, which may be quieter or rougher than it. Taken as exact, a σ̂
 // that is too small turns its error into false alarms for the windows the
@@ -27,7 +28,10 @@ import (
 //   - sampling ("full"): the variance of log σ̂ from n windows (about
 //     1.36/n for the median absolute difference) of the σ-adaptive and
 //     drift σ̂; the overdispersion of the sequential test keeps only the
-//     between-context part.
+//     between-context part. A history shorter than baseline.min_windows is
+//     already shrunk toward the dimension's prior and floored; "full" still
+//     counts the sampling error of its n windows whole, so on such a
+//     history it widens more than the shrunk σ̂ needs.
 //
 // With V the variance of log σ̂ so measured, σ̂ is widened by the factor f
 // that keeps a one-sided test at the nominal k at its level: P(Z > k/f) =
