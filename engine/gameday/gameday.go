@@ -280,6 +280,9 @@ func New(cfg Config) (*Run, error) {
 	if cfg.DataDir == "" {
 		return nil, engine.E(engine.KindInvalid, "game day", errors.New("no data dir"))
 	}
+	if err := defectsCanShow(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -494,4 +497,22 @@ func failing(v decision.Verdict) []string {
 		}
 	}
 	return f
+}
+
+// upstreamDefects are the canary defects that act only on the nodes'
+// upstream consumers (the aggregator's commit-before-store): without a
+// broker the nodes consume, they change nothing.
+var upstreamDefects = map[string]bool{"commit-before-store": true}
+
+// defectsCanShow refuses a canary defect the scenario cannot exercise: a
+// run would promote the known-bad build and say nothing about it.
+func defectsCanShow(cfg Config) error {
+	lt := cfg.Doc.Spec.Target.Local
+	for _, d := range cfg.CanaryDefects {
+		if upstreamDefects[d] && (cfg.Target != nil || lt == nil || len(lt.Upstreams) == 0) {
+			return engine.E(engine.KindInvalid, "game day", fmt.Errorf("%s: canary defect %s acts only on the nodes' upstream consumers, and this scenario's local target has no spec.target.local.upstreams: "+
+				"the defect could not show, and a promote would say nothing about it (hint: chaosgate gate -f upstreams --revision REV --canary-defect %s runs a game day with brokers)", cfg.Doc.Source, d, d))
+		}
+	}
+	return nil
 }

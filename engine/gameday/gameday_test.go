@@ -75,6 +75,19 @@ spec:
 	if err != nil || r.cfg.Revision != "local:defect-no-dedup+slow-path" {
 		t.Fatalf("defect revision: %v %q", err, r.cfg.Revision)
 	}
+	// A defect of the upstream consumers needs a broker to consume: the
+	// quick game day has none, the upstreams game day does.
+	_, err = New(Config{Doc: good, DataDir: t.TempDir(), CanaryDefects: []string{"commit-before-store"}})
+	if err == nil || engine.KindOf(err) != engine.KindInvalid || !strings.Contains(err.Error(), "spec.target.local.upstreams") || !strings.Contains(err.Error(), "gate -f upstreams") {
+		t.Fatalf("commit-before-store without upstreams: %v", err)
+	}
+	ups, err := scenarios.Library("upstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Doc: ups, DataDir: t.TempDir(), CanaryDefects: []string{"commit-before-store"}}); err != nil {
+		t.Fatalf("commit-before-store on the upstreams game day: %v", err)
+	}
 }
 
 func TestViolationsCountsEveryInvariant(t *testing.T) {
